@@ -1,0 +1,1 @@
+//! The RTP and SIP voice/video backends.

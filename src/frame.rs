@@ -1,0 +1,105 @@
+//! The media units an application sends and receives.
+
+use std::fmt;
+
+/// A video codec the engine can carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VideoCodec {
+    /// H.264 / AVC, RTP payload format RFC 6184.
+    H264,
+    /// VP8, RTP payload format RFC 7741.
+    Vp8,
+}
+
+impl VideoCodec {
+    /// The lower-case identifier used in `VideoFrame::codec` and in JSON output (`"h264"`, `"vp8"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VideoCodec::H264 => "h264",
+            VideoCodec::Vp8 => "vp8",
+        }
+    }
+
+    /// The SDP encoding name (`H264`, `VP8`).
+    pub fn encoding_name(self) -> &'static str {
+        match self {
+            VideoCodec::H264 => "H264",
+            VideoCodec::Vp8 => "VP8",
+        }
+    }
+
+    /// Parses a codec name, case-insensitively (`h264`, `H264`, `vp8`, `VP8`).
+    pub fn from_name(name: &str) -> Option<VideoCodec> {
+        if name.eq_ignore_ascii_case("h264") {
+            Some(VideoCodec::H264)
+        } else if name.eq_ignore_ascii_case("vp8") {
+            Some(VideoCodec::Vp8)
+        } else {
+            None
+        }
+    }
+}
+
+impl fmt::Display for VideoCodec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How received H.264 video is handed to the application.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Delivery {
+    /// One frame per picture, Annex-B (a 4-byte start code before every NAL), complete pictures only.
+    #[default]
+    AccessUnit,
+    /// One frame per NAL unit, raw (no start code): the behaviour of roomkit's Python backend.
+    NalUnit,
+}
+
+/// One received unit of video: a whole picture (`Delivery::AccessUnit`, and always for VP8) or one
+/// NAL unit (`Delivery::NalUnit`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct VideoFrame {
+    /// Annex-B access unit, raw NAL unit, or a VP8 frame.
+    pub data: Vec<u8>,
+    pub codec: VideoCodec,
+    /// Presentation time: the RTP timestamp unwrapped, relative to the session's first packet,
+    /// divided by the clock rate, in milliseconds.
+    pub timestamp_ms: f64,
+    /// The RTP timestamp as it arrived.
+    pub rtp_timestamp: u32,
+    /// An IDR (H.264) or key frame (VP8) is in this picture.
+    pub keyframe: bool,
+    /// Frames delivered in this session before this one (starts at 0).
+    pub sequence: u64,
+    /// False only when the session delivers incomplete pictures on request and this one lost packets.
+    pub complete: bool,
+}
+
+/// One picture to send. `timestamp_ms` is the presentation time; `None` means "now" on the
+/// session's monotonic clock.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VideoChunk {
+    /// Annex-B (3- or 4-byte start codes) or a single raw NAL unit for H.264; one frame for VP8.
+    pub data: Vec<u8>,
+    pub keyframe: bool,
+    pub timestamp_ms: Option<f64>,
+}
+
+/// A block of received or sent audio: 16-bit signed PCM, native endianness.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AudioFrame {
+    pub pcm: Vec<i16>,
+    pub sample_rate: u32,
+    pub channels: u16,
+    /// The RTP timestamp of the packet this audio came in (0 for audio the application made).
+    pub rtp_timestamp: u32,
+}
+
+/// A telephone event (RFC 4733): a DTMF digit and how long it was held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DtmfEvent {
+    /// One of `0-9`, `*`, `#`, `A-D`.
+    pub digit: char,
+    pub duration_ms: u32,
+}
