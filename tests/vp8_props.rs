@@ -1,6 +1,7 @@
 //! Property tests for VP8 over RTP: whatever frames and MTU, packetizing then depacketizing in
 //! order gives the frames back with the right key-frame flag; and no byte string makes the
-//! descriptor parser or the depacketizer panic.
+//! descriptor parser or the depacketizer panic. One more test runs a real libvpx stream from ffmpeg
+//! through the IVF reader, the RTP round trip and the IVF writer.
 
 use proptest::prelude::*;
 
@@ -131,4 +132,121 @@ proptest! {
             prop_assert!(u.start <= u.end && u.end <= pic.data.len());
         }
     }
+}
+
+/// A real VP8 stream through the whole path: ffmpeg (libvpx) writes an IVF file; we read it,
+/// packetize and depacketize every frame, and write a new IVF file; ffmpeg must decode both to the
+/// same pictures. Skipped when ffmpeg is missing, except in CI (`CI=true`).
+#[test]
+fn ffmpeg_vp8_stream_survives_ivf_and_rtp() {
+    use roomkit_media::codec::ivf::{IvfReader, IvfWriter};
+    use std::process::Command;
+
+    let run = |args: &[&str]| {
+        Command::new("timeout")
+            .args(["60", "ffmpeg", "-nostdin", "-v", "error", "-y"])
+            .args(args)
+            .output()
+    };
+    if !run(&["-version"]).is_ok_and(|o| o.status.success()) {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("ffmpeg is required in CI (CI=true) but could not be run");
+        }
+        eprintln!("SKIP: ffmpeg not found; VP8 interop test not run");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!(
+        "rkm-vp8-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    struct Cleanup(std::path::PathBuf);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _cleanup = Cleanup(dir.clone());
+    let src = dir.join("src.ivf");
+    let out = dir.join("out.ivf");
+    let p = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    let made = run(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=320x240:rate=25",
+        "-t",
+        "2",
+        "-c:v",
+        "libvpx",
+        "-g",
+        "20",
+        "-b:v",
+        "600k",
+        "-f",
+        "ivf",
+        &p(&src),
+    ])
+    .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+
+    let mut reader = IvfReader::new(std::fs::File::open(&src).unwrap()).unwrap();
+    let header = *reader.header();
+    assert_eq!(&header.fourcc, b"VP80");
+    assert_eq!((header.width, header.height), (320, 240));
+    let mut writer =
+        IvfWriter::new_seekable(std::fs::File::create(&out).unwrap(), &header).unwrap();
+    let mut pay = Vp8Packetizer::new(1200);
+    let mut depay = Vp8Depacketizer::new();
+    let (mut list, mut pic, mut payload) = (PayloadList::new(), PictureBuf::default(), Vec::new());
+    let (mut frames, mut keys) = (0, 0);
+    for item in reader.by_ref() {
+        let (pts, frame) = item.unwrap();
+        list.clear();
+        pay.packetize(&frame, &mut list).unwrap();
+        pic.clear();
+        for i in 0..list.len() {
+            payload.clear();
+            list.copy_payload(i, &frame, &mut payload);
+            depay.push(&payload, false, &mut pic);
+        }
+        depay.finish(&mut pic);
+        assert_eq!(pic.data, frame);
+        assert_eq!(pic.keyframe, is_vp8_keyframe(&frame));
+        if frames == 0 {
+            assert!(pic.keyframe, "a VP8 stream starts with a key frame");
+        }
+        keys += usize::from(pic.keyframe);
+        frames += 1;
+        writer.write_frame(pts, &pic.data).unwrap();
+    }
+    writer.finish().unwrap();
+    assert_eq!(frames, 50);
+    assert_eq!(header.frame_count, 50);
+    assert!(
+        (2..=4).contains(&keys),
+        "{keys} key frames with a GOP of 20"
+    );
+
+    let md5 = |f: &std::path::Path| {
+        let o = run(&["-i", &p(f), "-f", "framemd5", "-"]).unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let (a, b) = (md5(&src), md5(&out));
+    assert_eq!(a.len(), 50);
+    assert_eq!(a, b);
 }
