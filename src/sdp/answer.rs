@@ -438,8 +438,11 @@ impl Plan<'_> {
         let mut attrs = vec![format!("rtpmap:{}", codec.rtpmap(pt))];
         if let Some(ev) = self.dtmf {
             fmt.push_str(&format!(" {}", ev.pt));
-            let clock = ev.clock_rate().unwrap_or(codec.clock_rate());
-            attrs.push(format!("rtpmap:{} {TELEPHONE_EVENT}/{clock}", ev.pt));
+            attrs.push(format!(
+                "rtpmap:{} {TELEPHONE_EVENT}/{}",
+                ev.pt,
+                codec.clock_rate()
+            ));
             let events = ev
                 .fmtp
                 .as_deref()

@@ -142,19 +142,13 @@ pub(crate) const TELEPHONE_EVENT: &str = "telephone-event";
 /// The events we answer when the offer gives no fmtp for telephone-event: the DTMF digits and A–D.
 pub(crate) const DEFAULT_EVENTS: &str = "0-16";
 
-/// The telephone-event payload type of an audio m-line running at `clock_rate`, with its fmtp.
+/// The telephone-event payload type of an audio m-line whose codec runs at `clock_rate`. Events
+/// are timed on the audio clock (RFC 4733 §2.1), so only an entry with the same rate will do.
 pub(crate) fn telephone_event(media: &MediaDescription, clock_rate: u32) -> Option<&PayloadType> {
-    let all: Vec<&PayloadType> = media
+    media
         .payloads
         .iter()
-        .filter(|p| p.is(TELEPHONE_EVENT))
-        .collect();
-    // RFC 4733 §7.1.1: the event clock must match the audio clock; fall back to the first one
-    // only if none does (some peers write telephone-event/8000 next to wideband codecs).
-    all.iter()
-        .find(|p| p.clock_rate() == Some(clock_rate))
-        .or_else(|| all.first())
-        .copied()
+        .find(|p| p.is(TELEPHONE_EVENT) && p.clock_rate() == Some(clock_rate))
 }
 
 /// The H.264 profile-level-id RFC 6184 §8.1 tells us to assume when the offer has none:

@@ -285,7 +285,8 @@ pub struct Origin {
 /// A parsed session description.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionDescription {
-    pub origin: Option<Origin>,
+    /// The `o=` line; a placeholder (session id 0, version 0, address 0.0.0.0) when there is none.
+    pub origin: Origin,
     pub session_name: String,
     /// The session-level `c=` address, when readable.
     pub connection: Option<IpAddr>,

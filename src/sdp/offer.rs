@@ -8,8 +8,9 @@ use super::answer::{
     answer_direction, usable_stream, AnswerError, NegotiatedAudio, NegotiatedVideo, Negotiation,
 };
 use super::codecs::{
-    h264_packetization_mode, h264_profile_level_id, supported_feedback, AudioCodec, DEFAULT_EVENTS,
-    H264_DEFAULT_PROFILE_LEVEL_ID, H264_OFFER_PROFILE_LEVEL_ID, TELEPHONE_EVENT,
+    h264_packetization_mode, h264_profile_level_id, supported_feedback, telephone_event,
+    AudioCodec, DEFAULT_EVENTS, H264_DEFAULT_PROFILE_LEVEL_ID, H264_OFFER_PROFILE_LEVEL_ID,
+    TELEPHONE_EVENT,
 };
 use super::model::{MediaDescription, MediaKind, PayloadType, SessionDescription};
 use super::write::{media, render, SessionHeader};
@@ -34,7 +35,8 @@ pub struct OfferConfig {
     pub session_id: u64,
     pub session_version: u64,
     pub session_name: String,
-    /// The telephone-event payload type to offer (`None`: no RFC 4733 events).
+    /// The telephone-event payload type to offer (`None`: no RFC 4733 events). It is offered at
+    /// 8 kHz, so it goes with 8 kHz codecs such as G.711.
     pub dtmf_pt: Option<u8>,
     /// Offer RTP/RTCP multiplexing. We must still take RTCP on port + 1 if the answer declines.
     pub rtcp_mux: bool,
@@ -243,7 +245,7 @@ fn read_audio(offer: &Offer, m: &MediaDescription) -> Result<NegotiatedAudio, An
         .ok_or_else(|| AnswerError::NotAcceptable("no offered audio codec in the answer".into()))?;
     let dtmf_pt = offer
         .dtmf_pt
-        .and_then(|_| m.payloads.iter().find(|p| p.is(TELEPHONE_EVENT)))
+        .and_then(|_| telephone_event(m, codec.clock_rate()))
         .map(|p| p.pt);
     let rtcp_mux = offer.rtcp_mux && m.rtcp_mux;
     let remote = remote_of(m);

@@ -147,6 +147,10 @@ fn tolerant_media(value: &str) -> Media {
     }
 }
 
+/// How many distinct feedback types we keep per payload type. Real offers carry a handful; the
+/// bound keeps a body stuffed with `a=rtcp-fb` lines from costing quadratic time.
+const MAX_FEEDBACK: usize = 16;
+
 /// Turns an sdp-types session (from either reader) into our model.
 fn convert(session: &sdp_types::Session, lenient: bool) -> SessionDescription {
     let session_connection = session
@@ -156,12 +160,12 @@ fn convert(session: &sdp_types::Session, lenient: bool) -> SessionDescription {
     let session_direction = last_direction(&session.attributes).unwrap_or_default();
     let origin = &session.origin;
     SessionDescription {
-        origin: Some(Origin {
+        origin: Origin {
             username: origin.username.clone().unwrap_or_else(|| "-".to_string()),
             session_id: origin.sess_id.clone(),
             session_version: origin.sess_version,
             address: origin.unicast_address.clone(),
-        }),
+        },
         session_name: session.session_name.clone(),
         connection: session_connection,
         direction: session_direction,
@@ -281,7 +285,9 @@ fn convert_media(
         }
         let feedback = rest.split_whitespace().collect::<Vec<_>>().join(" ");
         for p in payloads.iter_mut() {
-            if (pt == "*" || pt.parse::<u8>().ok() == Some(p.pt)) && !p.rtcp_fb.contains(&feedback)
+            if (pt == "*" || pt.parse::<u8>().ok() == Some(p.pt))
+                && p.rtcp_fb.len() < MAX_FEEDBACK
+                && !p.rtcp_fb.contains(&feedback)
             {
                 p.rtcp_fb.push(feedback.clone());
             }
@@ -392,6 +398,24 @@ t=0 0\nm=audio 4000 RTP/AVP 8\ra\na=rtpmap:8 PCMA/8000\nm=video x RTP/AVP 96\n"
             Err(SdpError::NotSdp)
         );
         assert_eq!(SessionDescription::parse(b""), Err(SdpError::NotSdp));
+    }
+
+    #[test]
+    fn many_feedback_lines_stay_cheap() {
+        let mut body = String::from("v=0\r\nc=IN IP4 10.0.0.1\r\nm=video 5000 RTP/AVP");
+        for pt in 0..128 {
+            body.push_str(&format!(" {pt}"));
+        }
+        body.push_str("\r\n");
+        for i in 0..20_000 {
+            body.push_str(&format!("a=rtcp-fb:* x{i}\r\n"));
+        }
+        let sd = SessionDescription::parse(body.as_bytes()).unwrap();
+        assert_eq!(sd.media[0].payloads.len(), 128);
+        assert!(sd.media[0]
+            .payloads
+            .iter()
+            .all(|p| p.rtcp_fb.len() == MAX_FEEDBACK));
     }
 
     #[test]
