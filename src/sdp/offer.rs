@@ -211,7 +211,7 @@ fn offered<'o, T>(
         .map(|(_, c)| c)
 }
 
-/// Reads the answer to our offer into the same [`Negotiation`] that [`answer`](super::answer)
+/// Reads the answer to our offer into the same [`Negotiation`] that [`answer()`](fn@super::answer)
 /// produces. Fails when the body is not SDP or the audio stream was rejected or has nothing we
 /// offered; video that was refused, or answered with nothing we offered, leaves the call
 /// audio-only.
