@@ -44,36 +44,50 @@ pub fn is_vcl(nal_type: u8) -> bool {
 
 /// Position of the next `00 00 01` at or after `from`.
 ///
-/// Coded slice data rarely holds a zero byte, and a start code needs two of them, so the scan
-/// first skips eight bytes at a time while a word holds no zero byte at all (the classic
-/// "has a zero byte" bit trick); only words that do are looked at byte by byte. This is what makes
-/// packetizing a large picture run near memory speed: every byte of it has to be scanned.
+/// Every byte of a picture has to be scanned, so this is what bounds packetizing speed. Coded
+/// slice data seldom holds a zero byte and almost never two in a row (emulation prevention keeps
+/// `00 00` from appearing except as `00 00 03`). So the scan skips sixteen bytes a step while a
+/// cheap test says neither word can hold a zero byte, and where one might, marks the zero bytes of
+/// the word exactly with a carry-free bit trick and stops only at two adjacent ones.
 fn find_start_code(data: &[u8], from: usize) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let word_at = |i: usize| {
+        data.get(i..i + 8)
+            .map(|w| u64::from_le_bytes(w.try_into().expect("8 bytes")))
+    };
+    // May report a zero byte that is not there; never misses one.
+    let maybe_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH != 0;
     let mut i = from;
-    while i + 2 < data.len() {
-        if let Some(word) = data.get(i..i + 8) {
-            let v = u64::from_le_bytes(word.try_into().expect("slice of 8 bytes"));
-            if v.wrapping_sub(LO) & !v & HI == 0 {
-                // No zero byte in data[i..i + 8]: no start code begins there.
-                i += 8;
-                continue;
+    loop {
+        while let (Some(a), Some(b)) = (word_at(i), word_at(i + 8)) {
+            if maybe_zero(a) || maybe_zero(b) {
+                break;
             }
+            i += 16;
         }
-        // A zero byte is near: check the next eight positions one by one.
-        let stop = (i + 8).min(data.len() - 2);
-        while i < stop {
-            if data[i + 2] > 1 {
-                i += 3;
-            } else if data[i + 2] == 1 && data[i] == 0 && data[i + 1] == 0 {
-                return Some(i);
-            } else {
-                i += 1;
-            }
+        let Some(v) = word_at(i) else { break };
+        // High bit of each byte set exactly where that byte is zero.
+        let zeros = !(((v & LOW7) + LOW7) | v | LOW7);
+        // Byte k marked when bytes k and k + 1 are both zero.
+        let pairs = zeros & (zeros >> 8);
+        if pairs == 0 {
+            // A start code can still begin at the last byte if it is zero (its pair is in the
+            // next word).
+            i += if zeros >> 56 == 0 { 8 } else { 7 };
+            continue;
+        }
+        let k = i + (pairs.trailing_zeros() / 8) as usize;
+        match data.get(k + 2) {
+            Some(1) => return Some(k),
+            Some(_) => i = k + 1,
+            None => return None,
         }
     }
-    None
+    // Fewer than eight bytes left.
+    (i..data.len().saturating_sub(2))
+        .find(|&k| data[k] == 0 && data[k + 1] == 0 && data[k + 2] == 1)
 }
 
 /// Iterator over the NAL units of a buffer, as byte ranges without start codes.
