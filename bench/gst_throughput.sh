@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# GStreamer's H.264 packetize + depacketize throughput on the clip bench/h264.rs uses, net of
+# parsing: bytes / (time(h264parse ! rtph264pay ! rtph264depay) - time(h264parse alone)).
+# Usage: bench/gst_throughput.sh [CLIP]   (default: the 1080p clip bench/h264.rs generates)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+clip=${1:-target/bench-clips/1080p.h264}
+if [ ! -f "$clip" ]; then
+  mkdir -p "$(dirname "$clip")"
+  ffmpeg -nostdin -v error -y -f lavfi -i testsrc2=size=1920x1080:rate=30 -t 5 -c:v libx264 -crf 18 -g 30 \
+    -bsf:v h264_mp4toannexb -f h264 "$clip"
+fi
+bytes=$(stat -c %s "$clip")
+best() { # best of 5 wall-clock runs, in seconds
+  local b=999
+  for _ in 1 2 3 4 5; do
+    local s e
+    s=$(date +%s.%N)
+    timeout 120 gst-launch-1.0 -q "$@" >/dev/null
+    e=$(date +%s.%N)
+    b=$(echo "$b $s $e" | awk '{d=$3-$2; print (d<$1)?d:$1}')
+  done
+  echo "$b"
+}
+full=$(best filesrc location="$clip" blocksize=1048576 ! h264parse ! rtph264pay mtu=1200 ! rtph264depay ! fakesink sync=false)
+parse=$(best filesrc location="$clip" blocksize=1048576 ! h264parse ! fakesink sync=false)
+echo "$bytes $full $parse" | awk '{net=$2-$3; printf "gstreamer rtph264pay!rtph264depay: %d bytes, full %.3f s, parse-only %.3f s, net %.1f MB/s\n", $1, $2, $3, $1/net/1e6}'

@@ -1,0 +1,87 @@
+//! A small, strict argument parser: `--name value` options, `--flag` switches and positionals.
+//! Anything unknown or malformed is an error that names the offending argument.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::str::FromStr;
+
+/// The parsed arguments of one subcommand.
+pub struct Args {
+    options: HashMap<&'static str, String>,
+    switches: Vec<&'static str>,
+    pub positionals: Vec<String>,
+}
+
+/// What a subcommand accepts.
+pub struct Spec {
+    /// Options that take a value.
+    pub options: &'static [&'static str],
+    /// Options that take no value.
+    pub switches: &'static [&'static str],
+}
+
+impl Args {
+    /// Parses `argv` against `spec`.
+    pub fn parse(argv: &[String], spec: &Spec) -> Result<Args, String> {
+        let mut options = HashMap::new();
+        let mut switches = Vec::new();
+        let mut positionals = Vec::new();
+        let mut it = argv.iter();
+        while let Some(a) = it.next() {
+            if let Some(name) = a.strip_prefix("--") {
+                let (name, inline) = match name.split_once('=') {
+                    Some((n, v)) => (n, Some(v.to_string())),
+                    None => (name, None),
+                };
+                if let Some(&known) = spec.options.iter().find(|&&o| o == name) {
+                    let value = match inline {
+                        Some(v) => v,
+                        None => it.next().ok_or_else(|| format!("--{name} needs a value"))?.clone(),
+                    };
+                    options.insert(known, value);
+                } else if let Some(&known) = spec.switches.iter().find(|&&s| s == name) {
+                    if inline.is_some() {
+                        return Err(format!("--{name} takes no value"));
+                    }
+                    switches.push(known);
+                } else {
+                    return Err(format!("unknown option --{name}"));
+                }
+            } else {
+                positionals.push(a.clone());
+            }
+        }
+        Ok(Args { options, switches, positionals })
+    }
+
+    /// The raw value of `--name`, if given.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.options.get(name).map(String::as_str)
+    }
+
+    /// Whether the switch `--name` was given.
+    pub fn has(&self, name: &str) -> bool {
+        self.switches.contains(&name)
+    }
+
+    /// `--name` parsed as a `T`, or `default` when absent.
+    pub fn num<T: FromStr>(&self, name: &str, default: T) -> Result<T, String> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|_| format!("--{name}: `{v}` is not a valid number")),
+        }
+    }
+
+    /// `--name` resolved as a socket address (`HOST:PORT`), if given.
+    pub fn addr(&self, name: &str) -> Result<Option<SocketAddr>, String> {
+        self.get(name).map(|v| resolve(v).map_err(|e| format!("--{name}: {e}"))).transpose()
+    }
+}
+
+/// Resolves `HOST:PORT` (numeric or a name such as `localhost`) to its first address.
+pub fn resolve(v: &str) -> Result<SocketAddr, String> {
+    v.to_socket_addrs()
+        .map_err(|e| format!("`{v}` is not a usable HOST:PORT ({e})"))?
+        .next()
+        .ok_or_else(|| format!("`{v}` resolves to no address"))
+}

@@ -1,0 +1,35 @@
+//! The roomkit-media command line: `send`, `recv` (and, as the engine grows, `serve`, `call`,
+//! `demo`). Exit codes: 0 success, 1 the media did not flow as asked, 2 bad arguments or files.
+
+mod args;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage:
+  roomkit-media send --to HOST:PORT FILE [--codec h264|vp8] [--pt N] [--mtu N] [--fps N]
+  roomkit-media recv --listen HOST:PORT --out FILE [--codec h264|vp8] [--pt N] [--frames N] [--timeout SECONDS]
+";
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let Some((cmd, rest)) = argv.split_first() else {
+        eprint!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let result = match cmd.as_str() {
+        "-h" | "--help" | "help" => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        other => Err(format!("unknown command `{other}`")),
+    };
+    let _ = rest;
+    match result {
+        Ok(code) => code,
+        Err(msg) => {
+            eprintln!("roomkit-media: {msg}\n{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
