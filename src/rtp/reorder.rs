@@ -1,1 +1,490 @@
-//! (to be written)
+//! A small reorder window for RTP packets, keyed by sequence number.
+//!
+//! Networks reorder packets a little; waiting a few packets (or a few milliseconds) for a gap to
+//! fill saves throwing away a picture that only arrived out of order. Waiting longer than that adds
+//! latency for nothing, so a gap that does not fill in time is given up on and reported as a loss
+//! to whoever consumes the next packet. Time is passed in; [`ReorderBuffer::next_deadline`] tells
+//! the I/O thread when to come back if no packet arrives.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// A jump in sequence number larger than this (either way) is taken as the sender restarting its
+/// stream rather than as loss or lateness: no real network delays or loses 3000 packets in a row
+/// while the stream continues.
+pub const MAX_JUMP: i64 = 3000;
+
+/// Where extended sequence numbers start, so that stepping back up to half the sequence space
+/// from the first packet stays positive.
+const EXT_BASE: u64 = 1 << 32;
+
+/// How long and how far a gap is waited for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReorderConfig {
+    /// Sequence numbers spanned by the window: a packet this far ahead of a gap gives up on it.
+    pub window: usize,
+    /// How long a packet held behind a gap may wait before the gap is given up on.
+    pub max_delay: Duration,
+}
+
+impl Default for ReorderConfig {
+    fn default() -> Self {
+        ReorderConfig {
+            window: 32,
+            max_delay: Duration::from_millis(30),
+        }
+    }
+}
+
+/// What the window did with packets it could not use, and how often it had to wait.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ReorderStats {
+    /// Packets whose sequence number was already delivered or held.
+    pub duplicates: u64,
+    /// Packets that arrived after their gap had been given up on.
+    pub late: u64,
+    /// Sequence numbers given up on.
+    pub lost: u64,
+    /// Packets that arrived after one with a higher sequence number.
+    pub reordered: u64,
+    /// Sequence number jumps taken as a restart of the stream.
+    pub resets: u64,
+}
+
+/// What [`ReorderBuffer::push`] did with a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushOutcome {
+    /// Queued for delivery, now or once the gap before it is settled.
+    Accepted,
+    /// Dropped: already delivered or held.
+    Duplicate,
+    /// Dropped: its place in the sequence has already been passed.
+    Late,
+}
+
+#[derive(Debug)]
+struct Slot<P> {
+    ext: u64,
+    item: P,
+    arrived: Instant,
+}
+
+/// Puts packets back in sequence order; see the module documentation.
+#[derive(Debug)]
+pub struct ReorderBuffer<P> {
+    cfg: ReorderConfig,
+    /// Packets held behind a gap, at `ext % window`.
+    slots: Vec<Option<Slot<P>>>,
+    held: usize,
+    /// Packets in order, waiting to be popped, with their `lost_before` flag.
+    ready: VecDeque<(P, bool)>,
+    /// Extended sequence number of the next packet to release; `None` before the first packet.
+    next: Option<u64>,
+    highest: u64,
+    /// Bit `i` set: sequence number `next - 1 - i` was delivered (not given up on). Tells a
+    /// duplicate from a late packet.
+    history: u64,
+    /// Something was given up on since the last packet was released.
+    loss_pending: bool,
+    stats: ReorderStats,
+}
+
+impl<P> ReorderBuffer<P> {
+    /// An empty window. A `window` below 1 is taken as 1 (no reordering tolerated).
+    pub fn new(cfg: ReorderConfig) -> Self {
+        let window = cfg.window.max(1);
+        let cfg = ReorderConfig { window, ..cfg };
+        ReorderBuffer {
+            cfg,
+            slots: (0..window).map(|_| None).collect(),
+            held: 0,
+            ready: VecDeque::with_capacity(window + 1),
+            next: None,
+            highest: 0,
+            history: 0,
+            loss_pending: false,
+            stats: ReorderStats::default(),
+        }
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> ReorderConfig {
+        self.cfg
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> ReorderStats {
+        self.stats
+    }
+
+    /// Packets held behind a gap.
+    pub fn held(&self) -> usize {
+        self.held
+    }
+
+    /// Whether a packet with sequence number `seq` would go straight out: it is the one expected
+    /// and nothing is waiting. Lets a caller skip making an owned copy of such a packet.
+    pub fn is_next(&self, seq: u16) -> bool {
+        match self.next {
+            None => true,
+            Some(next) => self.held == 0 && self.ready.is_empty() && next as u16 == seq,
+        }
+    }
+
+    /// Offers a packet that arrived at `now`. Whatever it makes ready is returned by [`Self::pop`].
+    pub fn push(&mut self, seq: u16, item: P, now: Instant) -> PushOutcome {
+        let Some(mut next) = self.next else {
+            self.start(seq);
+            return self.accept_next(item);
+        };
+        let mut delta = i64::from(seq.wrapping_sub(next as u16) as i16);
+        if delta.abs() > MAX_JUMP {
+            // The old stream's held packets are still good; hand them out before starting over.
+            self.flush();
+            self.stats.resets += 1;
+            self.start(seq);
+            self.loss_pending = true;
+            next = self.next.unwrap_or(EXT_BASE);
+            delta = 0;
+        }
+        if delta < 0 {
+            let back = delta.unsigned_abs();
+            if back <= 64 && self.history & (1 << (back - 1)) != 0 {
+                self.stats.duplicates += 1;
+                return PushOutcome::Duplicate;
+            }
+            self.stats.late += 1;
+            return PushOutcome::Late;
+        }
+        let ext = next + delta as u64;
+        if ext < self.highest {
+            self.stats.reordered += 1;
+        }
+        if delta == 0 && self.held == 0 {
+            return self.accept_next(item);
+        }
+        let window = self.cfg.window as u64;
+        if ext - next >= window {
+            // Too far ahead to keep waiting: give up on whatever the window cannot span.
+            self.skip_to(ext + 1 - window);
+        }
+        let idx = (ext % window) as usize;
+        if self.slots[idx].is_some() {
+            self.stats.duplicates += 1;
+            return PushOutcome::Duplicate;
+        }
+        self.slots[idx] = Some(Slot {
+            ext,
+            item,
+            arrived: now,
+        });
+        self.held += 1;
+        self.highest = self.highest.max(ext);
+        self.drain();
+        PushOutcome::Accepted
+    }
+
+    /// The next packet in order with its `lost_before` flag (packets before it were given up on),
+    /// giving up on the gap at the head first if a packet behind it has waited `max_delay` by `now`.
+    pub fn pop(&mut self, now: Instant) -> Option<(P, bool)> {
+        loop {
+            if let Some(x) = self.ready.pop_front() {
+                return Some(x);
+            }
+            let deadline = self.next_deadline()?;
+            if now < deadline {
+                return None;
+            }
+            let lowest = self.lowest_held()?;
+            self.skip_to(lowest);
+            self.drain();
+        }
+    }
+
+    /// When [`Self::pop`] will next give up on a gap, if anything is held.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.slots
+            .iter()
+            .flatten()
+            .map(|s| s.arrived)
+            .min()
+            .map(|t| t + self.cfg.max_delay)
+    }
+
+    /// Gives up on every gap now, making everything held ready (the stream is ending or changing).
+    pub fn flush(&mut self) {
+        while let Some(lowest) = self.lowest_held() {
+            self.skip_to(lowest);
+            self.drain();
+        }
+    }
+
+    /// Forgets everything, held and ready packets included, as if nothing had arrived. Counters
+    /// are kept.
+    pub fn reset(&mut self) {
+        for s in &mut self.slots {
+            *s = None;
+        }
+        self.held = 0;
+        self.ready.clear();
+        self.next = None;
+        self.highest = 0;
+        self.history = 0;
+        self.loss_pending = false;
+    }
+
+    fn start(&mut self, seq: u16) {
+        let ext = EXT_BASE + u64::from(seq);
+        self.next = Some(ext);
+        self.highest = ext;
+        self.history = 0;
+    }
+
+    /// Releases the packet with the expected sequence number.
+    fn accept_next(&mut self, item: P) -> PushOutcome {
+        let lost = std::mem::take(&mut self.loss_pending);
+        self.ready.push_back((item, lost));
+        self.advance_delivered();
+        PushOutcome::Accepted
+    }
+
+    fn advance_delivered(&mut self) {
+        if let Some(n) = self.next.as_mut() {
+            self.highest = self.highest.max(*n);
+            *n += 1;
+        }
+        self.history = (self.history << 1) | 1;
+    }
+
+    /// Releases held packets that are now in order.
+    fn drain(&mut self) {
+        let window = self.cfg.window as u64;
+        while self.held > 0 {
+            let Some(next) = self.next else { return };
+            let idx = (next % window) as usize;
+            match self.slots[idx].take() {
+                Some(slot) if slot.ext == next => {
+                    self.held -= 1;
+                    self.accept_next(slot.item);
+                }
+                other => {
+                    self.slots[idx] = other;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Moves the expected sequence number up to `target`, releasing held packets on the way and
+    /// counting the missing ones as lost.
+    fn skip_to(&mut self, target: u64) {
+        let window = self.cfg.window as u64;
+        while let Some(next) = self.next {
+            if next >= target {
+                return;
+            }
+            if self.held == 0 {
+                let n = target - next;
+                self.stats.lost += n;
+                self.loss_pending = true;
+                self.history = if n >= 64 { 0 } else { self.history << n };
+                self.next = Some(target);
+                return;
+            }
+            let idx = (next % window) as usize;
+            match self.slots[idx].take() {
+                Some(slot) if slot.ext == next => {
+                    self.held -= 1;
+                    self.accept_next(slot.item);
+                }
+                other => {
+                    self.slots[idx] = other;
+                    self.stats.lost += 1;
+                    self.loss_pending = true;
+                    self.history <<= 1;
+                    self.next = Some(next + 1);
+                }
+            }
+        }
+    }
+
+    fn lowest_held(&self) -> Option<u64> {
+        if self.held == 0 {
+            return None;
+        }
+        self.slots.iter().flatten().map(|s| s.ext).min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn buf(window: usize, ms: u64) -> ReorderBuffer<u16> {
+        ReorderBuffer::new(ReorderConfig {
+            window,
+            max_delay: Duration::from_millis(ms),
+        })
+    }
+
+    fn drain(b: &mut ReorderBuffer<u16>, now: Instant) -> Vec<(u16, bool)> {
+        std::iter::from_fn(|| b.pop(now)).collect()
+    }
+
+    fn push(b: &mut ReorderBuffer<u16>, seq: u16, now: Instant) -> PushOutcome {
+        b.push(seq, seq, now)
+    }
+
+    #[test]
+    fn in_order_passes_straight_through() {
+        let mut b = buf(32, 30);
+        let t = Instant::now();
+        for s in 10..20u16 {
+            assert!(b.is_next(s));
+            push(&mut b, s, t);
+            assert_eq!(b.pop(t), Some((s, false)));
+            assert_eq!(b.held(), 0);
+        }
+        assert_eq!(b.stats(), ReorderStats::default());
+        assert_eq!(b.next_deadline(), None);
+    }
+
+    #[test]
+    fn swapped_packets_are_put_back_in_order() {
+        let mut b = buf(32, 30);
+        let t = Instant::now();
+        push(&mut b, 1, t);
+        push(&mut b, 3, t);
+        assert!(!b.is_next(2));
+        assert_eq!(drain(&mut b, t), vec![(1, false)]);
+        assert_eq!(b.next_deadline(), Some(t + Duration::from_millis(30)));
+        push(&mut b, 2, t);
+        assert_eq!(drain(&mut b, t), vec![(2, false), (3, false)]);
+        assert_eq!(b.stats().reordered, 1);
+        assert_eq!(b.stats().lost, 0);
+    }
+
+    #[test]
+    fn sequence_wrap_at_65535() {
+        let mut b = buf(32, 30);
+        let t = Instant::now();
+        let order = [65533u16, 65535, 65534, 1, 0, 2];
+        let mut out = Vec::new();
+        for s in order {
+            push(&mut b, s, t);
+            out.extend(drain(&mut b, t));
+        }
+        let seqs: Vec<u16> = out.iter().map(|x| x.0).collect();
+        assert_eq!(seqs, vec![65533, 65534, 65535, 0, 1, 2]);
+        assert!(out.iter().all(|x| !x.1));
+    }
+
+    #[test]
+    fn gap_is_given_up_after_max_delay() {
+        let mut b = buf(32, 30);
+        let t = Instant::now();
+        push(&mut b, 100, t);
+        push(&mut b, 102, t + Duration::from_millis(5));
+        push(&mut b, 103, t + Duration::from_millis(10));
+        assert_eq!(
+            drain(&mut b, t + Duration::from_millis(34)),
+            vec![(100, false)]
+        );
+        assert_eq!(b.next_deadline(), Some(t + Duration::from_millis(35)));
+        assert_eq!(
+            drain(&mut b, t + Duration::from_millis(35)),
+            vec![(102, true), (103, false)]
+        );
+        assert_eq!(b.stats().lost, 1);
+        // The missing one turns up too late.
+        assert_eq!(push(&mut b, 101, t), PushOutcome::Late);
+        assert_eq!(b.stats().late, 1);
+        assert_eq!(b.next_deadline(), None);
+    }
+
+    #[test]
+    fn window_overflow_gives_up_without_waiting() {
+        let mut b = buf(4, 1000);
+        let t = Instant::now();
+        push(&mut b, 0, t);
+        push(&mut b, 2, t);
+        push(&mut b, 3, t);
+        assert_eq!(drain(&mut b, t), vec![(0, false)]);
+        // 5 is 4 ahead of the gap at 1: the window cannot span it.
+        push(&mut b, 5, t);
+        assert_eq!(drain(&mut b, t), vec![(2, true), (3, false)]);
+        push(&mut b, 4, t);
+        assert_eq!(drain(&mut b, t), vec![(4, false), (5, false)]);
+        assert_eq!(b.stats().lost, 1);
+    }
+
+    #[test]
+    fn far_ahead_packet_skips_many() {
+        let mut b = buf(8, 1000);
+        let t = Instant::now();
+        push(&mut b, 0, t);
+        push(&mut b, 500, t);
+        let out = drain(&mut b, t);
+        assert_eq!(out, vec![(0, false)]);
+        b.flush();
+        assert_eq!(drain(&mut b, t), vec![(500, true)]);
+        assert_eq!(b.stats().lost, 499);
+    }
+
+    #[test]
+    fn duplicates_are_dropped() {
+        let mut b = buf(32, 30);
+        let t = Instant::now();
+        push(&mut b, 7, t);
+        assert_eq!(push(&mut b, 7, t), PushOutcome::Duplicate);
+        push(&mut b, 9, t);
+        assert_eq!(push(&mut b, 9, t), PushOutcome::Duplicate);
+        push(&mut b, 8, t);
+        assert_eq!(push(&mut b, 8, t), PushOutcome::Duplicate);
+        assert_eq!(drain(&mut b, t), vec![(7, false), (8, false), (9, false)]);
+        assert_eq!(b.stats().duplicates, 3);
+        assert_eq!(b.stats().late, 0);
+    }
+
+    #[test]
+    fn huge_jump_resets_the_stream() {
+        let mut b = buf(32, 30);
+        let t = Instant::now();
+        push(&mut b, 10, t);
+        push(&mut b, 12, t);
+        push(&mut b, 40000, t);
+        push(&mut b, 40001, t);
+        assert_eq!(
+            drain(&mut b, t),
+            vec![(10, false), (12, true), (40000, true), (40001, false)]
+        );
+        assert_eq!(b.stats().resets, 1);
+        // Backwards by more than the limit is a restart too.
+        push(&mut b, 30000, t);
+        assert_eq!(drain(&mut b, t), vec![(30000, true)]);
+        assert_eq!(b.stats().resets, 2);
+    }
+
+    #[test]
+    fn window_of_one_never_waits() {
+        let mut b = buf(0, 1000);
+        let t = Instant::now();
+        push(&mut b, 1, t);
+        push(&mut b, 3, t);
+        assert_eq!(drain(&mut b, t), vec![(1, false), (3, true)]);
+        assert_eq!(push(&mut b, 2, t), PushOutcome::Late);
+    }
+
+    #[test]
+    fn reset_forgets_everything() {
+        let mut b = buf(32, 30);
+        let t = Instant::now();
+        push(&mut b, 1, t);
+        push(&mut b, 3, t);
+        b.reset();
+        assert_eq!(b.pop(t + Duration::from_secs(1)), None);
+        assert!(b.is_next(999));
+        push(&mut b, 999, t);
+        assert_eq!(drain(&mut b, t), vec![(999, false)]);
+    }
+}
