@@ -10,7 +10,7 @@ use crate::codec::dtmf::{DtmfReceiver, DtmfSender, DEFAULT_DTMF_VOLUME};
 use crate::codec::g711::G711;
 use crate::codec::h264::{H264Packetizer, PacketizationMode};
 use crate::codec::vp8::Vp8Packetizer;
-use crate::codec::{PayloadList, Packetizer};
+use crate::codec::{Packetizer, PayloadList};
 use crate::error::{Error, Result};
 use crate::frame::{AudioFrame, Delivery, VideoCodec};
 use crate::rtp::sender::RtpSender;
@@ -260,7 +260,10 @@ pub struct VideoTx {
 impl VideoTx {
     pub fn new(p: &VideoParams) -> Result<VideoTx> {
         if p.mtu < 16 {
-            return Err(Error::InvalidArgument(format!("mtu {} is too small", p.mtu)));
+            return Err(Error::InvalidArgument(format!(
+                "mtu {} is too small",
+                p.mtu
+            )));
         }
         let packetizer: Box<dyn Packetizer> = match p.codec {
             VideoCodec::H264 => Box::new(H264Packetizer::new(p.mtu, p.packetization_mode)),

@@ -182,7 +182,7 @@ impl MediaEngine {
             .filter(|s| room_id.is_none_or(|r| s.info.room_id == r))
             .map(|s| s.info.clone())
             .collect();
-        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v.sort_by_key(|s| s.id);
         v
     }
 

@@ -23,11 +23,10 @@ use super::dispatch::Dispatcher;
 use super::event::{dispatch_key, EngineEvent, KeyframeRequest, SessionId, StreamInfo};
 use super::io_thread::{IoThread, StopSignal};
 use super::media::{plan_dtmf, AudioRx, AudioTx, MediaParams, RxOutput, VideoRx, VideoTx};
-use crate::codec::dtmf::TELEPHONE_EVENT_LEN;
 use super::socket::{poll_readable, MediaSocket, RecvBatch, SendBatch, Wait};
 use super::stats::StreamStats;
+use crate::codec::dtmf::TELEPHONE_EVENT_LEN;
 use crate::error::{Error, Result};
-use crate::frame::VideoCodec;
 use crate::rtp::packet::{classify_muxed, parse_rtp, MuxedKind, RTP_HEADER_LEN};
 use crate::rtp::receiver::{Arrival, ReceiverStats};
 use crate::rtp::rtcp::{
@@ -157,7 +156,10 @@ fn bind_sockets(local: SocketAddr, mux: bool) -> Result<(MediaSocket, Option<Med
     if local.port() != 0 {
         let rtp = bind(local)?;
         let rtcp_port = local.port().checked_add(1).ok_or_else(|| {
-            Error::InvalidArgument(format!("local port {} leaves no room for RTCP", local.port()))
+            Error::InvalidArgument(format!(
+                "local port {} leaves no room for RTCP",
+                local.port()
+            ))
         })?;
         let rtcp = bind(SocketAddr::new(local.ip(), rtcp_port))?;
         return Ok((rtp, Some(rtcp)));
@@ -204,10 +206,7 @@ impl MediaStream {
             if cfg.rtcp_mux {
                 cfg.remote_addr
             } else {
-                SocketAddr::new(
-                    cfg.remote_addr.ip(),
-                    cfg.remote_addr.port().wrapping_add(1),
-                )
+                SocketAddr::new(cfg.remote_addr.ip(), cfg.remote_addr.port().wrapping_add(1))
             }
         });
         let mut rng = SmallRng::from_os_rng();
@@ -323,9 +322,8 @@ impl MediaStream {
             .send(
                 &self.shared.rtp,
                 dest,
-                (0..list.len()).map(|i| {
-                    std::iter::once(&headers[i][..]).chain(list.segments(i, picture))
-                }),
+                (0..list.len())
+                    .map(|i| std::iter::once(&headers[i][..]).chain(list.segments(i, picture))),
             )
             .map_err(io_err(format!("sending video to {dest}")))?;
         drop(guard);
@@ -346,7 +344,7 @@ impl MediaStream {
             .audio
             .as_mut()
             .ok_or_else(|| Error::Unsupported("this stream carries no audio".into()))?;
-        audio.encode(pcm, now)?;
+        audio.encode(pcm, now, &s.rtp)?;
         s.headers.clear();
         let mut bytes = 0u64;
         for (ts, marker, len) in audio.packets() {
@@ -361,8 +359,7 @@ impl MediaStream {
             .send(
                 &self.shared.rtp,
                 dest,
-                (0..headers.len())
-                    .map(|i| [&headers[i][..], audio.payload(i)].into_iter()),
+                (0..headers.len()).map(|i| [&headers[i][..], audio.payload(i)].into_iter()),
             )
             .map_err(io_err(format!("sending audio to {dest}")))?;
         drop(guard);
@@ -603,7 +600,9 @@ impl Receiver_ {
         };
         let payload = &data[payload];
         let known = match (&self.audio, &self.video) {
-            (Some(a), _) => meta.payload_type == a.payload_type() || Some(meta.payload_type) == self.dtmf_pt,
+            (Some(a), _) => {
+                meta.payload_type == a.payload_type() || Some(meta.payload_type) == self.dtmf_pt
+            }
             (_, Some(v)) => meta.payload_type == v.payload_type(),
             _ => false,
         };
@@ -656,9 +655,10 @@ impl Receiver_ {
                 }
                 RtcpEvent::Pli { media_ssrc, .. } if *media_ssrc == ours => {
                     self.local.pli_received += 1;
-                    self.out
-                        .events
-                        .push(EngineEvent::KeyframeRequested(self.session, KeyframeRequest::Pli));
+                    self.out.events.push(EngineEvent::KeyframeRequested(
+                        self.session,
+                        KeyframeRequest::Pli,
+                    ));
                 }
                 RtcpEvent::Fir { requests, .. } => {
                     for r in requests.iter().filter(|r| r.ssrc == ours) {
@@ -750,7 +750,11 @@ impl Receiver_ {
     /// Sends a PLI unless one went out less than 500 ms ago. The application's own requests
     /// (`forced`) are not rate-limited: it knows why it asks.
     fn send_pli(&mut self, now: Instant, forced: bool) {
-        if !forced && self.last_pli.is_some_and(|t| now.duration_since(t) < PLI_MIN_INTERVAL) {
+        if !forced
+            && self
+                .last_pli
+                .is_some_and(|t| now.duration_since(t) < PLI_MIN_INTERVAL)
+        {
             return;
         }
         let Some(media) = self.rx_stats.as_ref().map(|s| s.ssrc()) else {
@@ -912,4 +916,3 @@ impl Receiver_ {
         st.dtmf_received = l.dtmf_received;
     }
 }
-
