@@ -155,7 +155,9 @@ fn lossy_relay_never_delivers_a_damaged_picture() {
     }
     std::thread::sleep(Duration::from_millis(300));
     let got = recv_n(&b_rx.video, N, Duration::from_millis(500));
+    let relay_dropped = relay.dropped.load(Ordering::Relaxed);
     drop(relay);
+    assert!(relay_dropped > 0);
 
     assert!(!got.is_empty());
     // Every delivered picture must be byte for byte one that was sent.
@@ -214,7 +216,8 @@ fn lossy_relay_never_delivers_a_damaged_picture() {
     );
     assert_eq!(st.frames as usize, got.len());
     eprintln!(
-        "delivered {} of {N}, gaps {gaps}, stats {st:?}, keyframe requests seen by sender {keyframes_asked}",
+        "delivered {} of {N}, relay dropped {relay_dropped}, gaps {gaps}, stats {st:?}, \
+         keyframe requests seen by sender {keyframes_asked}",
         got.len()
     );
 }
