@@ -189,11 +189,9 @@ impl Iterator for AccessUnits<'_> {
             any = true;
         }
         self.done = true;
-        if any || self.start < data.len() {
-            Some(self.start..data.len())
-        } else {
-            None
-        }
+        // Zeros after the last NAL unit belong to it; a stream with no NAL unit at all has no
+        // access unit.
+        any.then_some(self.start..data.len())
     }
 }
 
@@ -318,6 +316,7 @@ mod tests {
     #[test]
     fn access_units_of_empty_and_slice_only_streams() {
         assert!(access_units(&[]).next().is_none());
+        assert!(access_units(&[0, 0, 0, 1, 0, 0]).next().is_none());
         let stream = [0, 0, 1, 0x41, 0x80, 0, 0, 1, 0x41, 0x80, 0, 0, 1, 0x01];
         // Two pictures; the 1-byte slice cannot be shown to start a picture, so it stays.
         let got = aus(&stream);

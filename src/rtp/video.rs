@@ -211,8 +211,10 @@ impl VideoReceiver {
         self.finish_picture(false, out);
     }
 
-    /// When [`Self::poll`] or [`Self::take_keyframe_request`] next has something to do, if ever
-    /// without new packets.
+    /// When [`Self::poll`] or [`Self::take_keyframe_request`] next has something to do without
+    /// new packets: a gap to give up on, or a rate-limited keyframe request coming due. A request
+    /// that is due at once is not a deadline; check [`Self::take_keyframe_request`] after every
+    /// push and poll.
     pub fn next_deadline(&self) -> Option<Instant> {
         let retry = if self.want_keyframe {
             self.last_request.map(|t| t + self.cfg.pli_interval)

@@ -1,1 +1,25 @@
-//! SDP offer/answer (RFC 3264). Pure.
+//! SDP offer/answer (RFC 3264) over session descriptions (RFC 4566). Pure: no I/O and no clock;
+//! session ids, versions, addresses and ports are passed in.
+//!
+//! - [`SessionDescription::parse`] reads any body into our model (sdp-types first, a tolerant
+//!   reader when sdp-types refuses it) and never panics.
+//! - [`answer`] answers an offer as the called party; [`reanswer`] answers a re-INVITE's offer.
+//! - [`build_offer`] writes our offer as the calling party; [`parse_answer`] reads the reply.
+
+mod answer;
+mod codecs;
+mod model;
+mod offer;
+mod parse;
+mod write;
+
+pub use answer::{
+    answer, reanswer, Answer, AnswerConfig, AnswerError, NegotiatedAudio, NegotiatedVideo,
+    Negotiation, Reanswer, DEFAULT_PTIME_MS,
+};
+pub use codecs::{AudioCodec, H264_DEFAULT_PROFILE_LEVEL_ID, H264_OFFER_PROFILE_LEVEL_ID};
+pub use model::{
+    Direction, MediaDescription, MediaKind, Origin, PayloadType, RtcpAttr, RtpMap, SdpError,
+    SessionDescription,
+};
+pub use offer::{build_offer, parse_answer, Offer, OfferConfig};

@@ -2,6 +2,10 @@
 //! `demo`). Exit codes: 0 success, 1 the media did not flow as asked, 2 bad arguments or files.
 
 mod args;
+mod media_file;
+mod progress;
+mod recv;
+mod send;
 
 use std::process::ExitCode;
 
@@ -22,9 +26,10 @@ fn main() -> ExitCode {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
         }
+        "send" => run_media(rest, &send::SPEC, send::run),
+        "recv" => run_media(rest, &recv::SPEC, recv::run),
         other => Err(format!("unknown command `{other}`")),
     };
-    let _ = rest;
     match result {
         Ok(code) => code,
         Err(msg) => {
@@ -32,4 +37,16 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Runs `send` or `recv`: bad arguments are exit code 2, and the stats line ends the output.
+fn run_media(
+    argv: &[String],
+    spec: &args::Spec,
+    f: fn(&args::Args) -> Result<progress::Stats, String>,
+) -> Result<ExitCode, String> {
+    let a = args::Args::parse(argv, spec)?;
+    let stats = f(&a)?;
+    println!("{}", stats.json());
+    Ok(ExitCode::SUCCESS)
 }

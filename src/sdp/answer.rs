@@ -1,0 +1,571 @@
+//! Answering an offer (RFC 3264 §6) as the called party, and answering later offers in the same
+//! call (re-INVITE, §8).
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+
+use crate::frame::VideoCodec;
+
+use super::codecs::{
+    h264_packetization_mode, h264_profile_level_id, pick_video_payload, supported_feedback,
+    telephone_event, video_codec_of, AudioCodec, DEFAULT_EVENTS, H264_DEFAULT_PROFILE_LEVEL_ID,
+    TELEPHONE_EVENT,
+};
+use super::model::{
+    Direction, MediaDescription, MediaKind, PayloadType, SdpError, SessionDescription,
+};
+use super::write::{media, rejected, render, SessionHeader};
+
+/// The audio packet duration we use when the offer does not ask for one.
+pub const DEFAULT_PTIME_MS: u32 = 20;
+
+/// What we can do and where we listen, for building an answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnswerConfig {
+    /// Audio codecs we accept. The offerer's order decides among them.
+    pub audio_codecs: Vec<AudioCodec>,
+    /// Video codecs we accept; empty refuses video. The offerer's order decides among them.
+    pub video_codecs: Vec<VideoCodec>,
+    /// The address written in `o=` and `c=`: the advertised IP if there is one, else the local
+    /// RTP IP.
+    pub local_ip: IpAddr,
+    /// Our audio RTP port.
+    pub audio_port: u16,
+    /// Our video RTP port; 0 refuses video (answered `m=video 0`).
+    pub video_port: u16,
+    /// The `o=` session id (a number chosen once per call).
+    pub session_id: u64,
+    /// The `o=` session version.
+    pub session_version: u64,
+    /// The `s=` line.
+    pub session_name: String,
+    /// Accept RTP/RTCP multiplexing (RFC 5761) when it is offered.
+    pub rtcp_mux: bool,
+    /// Accept telephone events (RFC 4733) when they are offered.
+    pub telephone_event: bool,
+}
+
+impl AnswerConfig {
+    /// A configuration with the defaults: PCMU and PCMA, H.264, rtcp-mux and telephone events
+    /// accepted, session id and version 0 (set them per call), session name `roomkit-media`.
+    pub fn new(local_ip: IpAddr, audio_port: u16, video_port: u16) -> AnswerConfig {
+        AnswerConfig {
+            audio_codecs: vec![AudioCodec::Pcmu, AudioCodec::Pcma],
+            video_codecs: vec![VideoCodec::H264],
+            local_ip,
+            audio_port,
+            video_port,
+            session_id: 0,
+            session_version: 0,
+            session_name: "roomkit-media".to_string(),
+            rtcp_mux: true,
+            telephone_event: true,
+        }
+    }
+}
+
+/// The audio stream both sides agreed on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NegotiatedAudio {
+    /// The payload type both sides use for the codec.
+    pub pt: u8,
+    pub codec: AudioCodec,
+    pub clock_rate: u32,
+    pub channels: u16,
+    /// The telephone-event payload type, when both sides do RFC 4733 events.
+    pub dtmf_pt: Option<u8>,
+    /// Packet duration in milliseconds.
+    pub ptime: u32,
+    /// Where we send RTP.
+    pub remote: SocketAddr,
+    /// Where we send RTCP (the RTP address when muxed).
+    pub remote_rtcp: SocketAddr,
+    /// Our direction: whether we may send and should expect to receive.
+    pub direction: Direction,
+    pub rtcp_mux: bool,
+}
+
+/// The video stream both sides agreed on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NegotiatedVideo {
+    pub pt: u8,
+    pub codec: VideoCodec,
+    pub clock_rate: u32,
+    /// H.264 only: 0 (single NAL units) or 1 (non-interleaved: STAP-A and FU-A allowed).
+    pub packetization_mode: Option<u8>,
+    /// H.264 only: the agreed profile-level-id (six hex digits).
+    pub profile_level_id: Option<String>,
+    pub remote: SocketAddr,
+    pub remote_rtcp: SocketAddr,
+    /// Our direction.
+    pub direction: Direction,
+    pub rtcp_mux: bool,
+    /// The far end takes picture loss indications (`a=rtcp-fb … nack pli`).
+    pub pli: bool,
+    /// The far end takes full intra requests (`a=rtcp-fb … ccm fir`).
+    pub fir: bool,
+    /// The far end takes generic NACKs (`a=rtcp-fb … nack`).
+    pub nack: bool,
+}
+
+/// The outcome of offer/answer: one audio stream, and video when both sides agreed on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Negotiation {
+    pub audio: NegotiatedAudio,
+    pub video: Option<NegotiatedVideo>,
+}
+
+impl Negotiation {
+    /// Whether the call carries video.
+    pub fn has_video(&self) -> bool {
+        self.video.is_some()
+    }
+}
+
+/// Our answer: the SDP text to send and what it agrees to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// The answer body, CRLF line endings.
+    pub sdp: String,
+    pub negotiation: Negotiation,
+    /// The `o=` session id and version written in `sdp`.
+    pub session_id: u64,
+    pub session_version: u64,
+}
+
+impl Answer {
+    /// Whether the call carries video.
+    pub fn has_video(&self) -> bool {
+        self.negotiation.has_video()
+    }
+}
+
+/// Why no answer could be made. Both are answered with 488 Not Acceptable Here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnswerError {
+    /// The body is not a session description.
+    Malformed(SdpError),
+    /// No audio stream we can take part in; the text says why.
+    NotAcceptable(String),
+}
+
+impl AnswerError {
+    /// The SIP status code to reject the INVITE with.
+    pub fn status_code(&self) -> u16 {
+        488
+    }
+}
+
+impl fmt::Display for AnswerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AnswerError::Malformed(e) => write!(f, "malformed SDP: {e}"),
+            AnswerError::NotAcceptable(why) => write!(f, "not acceptable: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for AnswerError {}
+
+impl From<SdpError> for AnswerError {
+    fn from(e: SdpError) -> Self {
+        AnswerError::Malformed(e)
+    }
+}
+
+/// Answers an offer: the first audio stream with a codec in common becomes the call's audio, the
+/// first video stream with a codec in common its video (when `video_port` is not 0), and every
+/// other m-line is rejected with port 0. Fails when there is no usable audio stream.
+pub fn answer(offer: &SessionDescription, cfg: &AnswerConfig) -> Result<Answer, AnswerError> {
+    let plan = plan(offer, cfg, None)?;
+    Ok(plan.finish(cfg, cfg.session_id, cfg.session_version))
+}
+
+/// The result of answering a new offer in an established call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reanswer {
+    pub answer: Answer,
+    /// The far end's audio RTP or RTCP address changed.
+    pub audio_remote_changed: bool,
+    /// The far end's video address changed (false when video was added or removed).
+    pub video_remote_changed: bool,
+    pub video_added: bool,
+    pub video_removed: bool,
+    /// The far end has put us on hold: we may not send audio.
+    pub held: bool,
+}
+
+/// Answers an offer received in an established call (re-INVITE). The codecs and payload types
+/// already in use are kept while the offer still contains them; the session id stays and the
+/// version goes up only when the answer text changes (RFC 3264 §8). A new address of 0.0.0.0 or
+/// `::` (hold in the RFC 2543 style) or a multicast address does not replace the address we
+/// already send to; the direction of the answer says whether we send at all. `cfg` supplies our
+/// ports, codecs and address; its session id and version are not used.
+pub fn reanswer(
+    offer: &SessionDescription,
+    previous: &Answer,
+    cfg: &AnswerConfig,
+) -> Result<Reanswer, AnswerError> {
+    let prev = &previous.negotiation;
+    let plan = plan(offer, cfg, Some(prev))?;
+    let mut answer = plan.finish(cfg, previous.session_id, previous.session_version);
+    if answer.sdp != previous.sdp {
+        answer = plan.finish(
+            cfg,
+            previous.session_id,
+            previous.session_version.wrapping_add(1),
+        );
+    }
+
+    let neg = &mut answer.negotiation;
+    if !usable_remote(neg.audio.remote.ip()) {
+        neg.audio.remote = prev.audio.remote;
+        neg.audio.remote_rtcp = prev.audio.remote_rtcp;
+    }
+    if let (Some(video), Some(old)) = (neg.video.as_mut(), prev.video.as_ref()) {
+        if !usable_remote(video.remote.ip()) {
+            video.remote = old.remote;
+            video.remote_rtcp = old.remote_rtcp;
+        }
+    }
+    let audio_remote_changed =
+        neg.audio.remote != prev.audio.remote || neg.audio.remote_rtcp != prev.audio.remote_rtcp;
+    let video_remote_changed = match (&neg.video, &prev.video) {
+        (Some(new), Some(old)) => new.remote != old.remote || new.remote_rtcp != old.remote_rtcp,
+        _ => false,
+    };
+    Ok(Reanswer {
+        video_added: neg.video.is_some() && prev.video.is_none(),
+        video_removed: neg.video.is_none() && prev.video.is_some(),
+        held: !neg.audio.direction.sends(),
+        audio_remote_changed,
+        video_remote_changed,
+        answer,
+    })
+}
+
+/// Whether an offered address is one we can send to (not a hold address, not multicast).
+fn usable_remote(ip: IpAddr) -> bool {
+    !ip.is_unspecified() && !ip.is_multicast()
+}
+
+/// Which streams of the offer we take, and with what.
+struct Plan<'a> {
+    offer: &'a SessionDescription,
+    audio_index: usize,
+    audio_media: &'a MediaDescription,
+    audio_pt: &'a PayloadType,
+    audio_codec: AudioCodec,
+    dtmf: Option<&'a PayloadType>,
+    video: Option<(usize, &'a MediaDescription, &'a PayloadType, VideoCodec)>,
+}
+
+/// A stream we can carry at all: enabled, plain RTP, and with an address to send to.
+pub(crate) fn usable_stream(m: &MediaDescription) -> Result<(), String> {
+    if m.port == 0 {
+        return Err(format!("{} stream disabled (port 0)", m.kind.as_str()));
+    }
+    if !m.is_plain_rtp() {
+        return Err(format!(
+            "{} transport {:?} not supported",
+            m.kind.as_str(),
+            m.proto
+        ));
+    }
+    if m.connection.is_none() {
+        return Err(format!("no connection address for {}", m.kind.as_str()));
+    }
+    Ok(())
+}
+
+fn choose_audio<'a>(
+    m: &'a MediaDescription,
+    cfg: &AnswerConfig,
+    keep: Option<&NegotiatedAudio>,
+) -> Option<(&'a PayloadType, AudioCodec)> {
+    if let Some(old) = keep {
+        if let Some(p) = m.payload(old.pt) {
+            if old.codec.matches(p) && cfg.audio_codecs.contains(&old.codec) {
+                return Some((p, old.codec.clone()));
+            }
+        }
+    }
+    m.payloads.iter().find_map(|p| {
+        cfg.audio_codecs
+            .iter()
+            .find(|c| c.matches(p))
+            .map(|c| (p, c.clone()))
+    })
+}
+
+fn choose_video<'a>(
+    m: &'a MediaDescription,
+    cfg: &AnswerConfig,
+    keep: Option<&NegotiatedVideo>,
+) -> Option<(&'a PayloadType, VideoCodec)> {
+    if let Some(old) = keep {
+        if let Some(p) = m.payload(old.pt) {
+            if video_codec_of(p) == Some(old.codec) && cfg.video_codecs.contains(&old.codec) {
+                return Some((p, old.codec));
+            }
+        }
+    }
+    // The offerer's order decides the codec; within H.264 the packetization mode decides the
+    // payload type.
+    let codec = m
+        .payloads
+        .iter()
+        .filter_map(video_codec_of)
+        .find(|c| cfg.video_codecs.contains(c))?;
+    pick_video_payload(m, codec).map(|p| (p, codec))
+}
+
+fn plan<'a>(
+    offer: &'a SessionDescription,
+    cfg: &AnswerConfig,
+    keep: Option<&Negotiation>,
+) -> Result<Plan<'a>, AnswerError> {
+    let mut audio = None;
+    let mut audio_problem = None;
+    let mut video = None;
+    for (i, m) in offer.media.iter().enumerate() {
+        match m.kind {
+            MediaKind::Audio if audio.is_none() => {
+                let chosen = usable_stream(m).and_then(|()| {
+                    choose_audio(m, cfg, keep.map(|k| &k.audio))
+                        .ok_or_else(|| "no common audio codec".to_string())
+                });
+                match chosen {
+                    Ok((p, codec)) => audio = Some((i, m, p, codec)),
+                    Err(why) => {
+                        audio_problem.get_or_insert(why);
+                    }
+                }
+            }
+            MediaKind::Video
+                if video.is_none() && cfg.video_port != 0 && usable_stream(m).is_ok() =>
+            {
+                video = choose_video(m, cfg, keep.and_then(|k| k.video.as_ref()))
+                    .map(|(p, c)| (i, m, p, c));
+            }
+            _ => {}
+        }
+    }
+    let Some((audio_index, audio_media, audio_pt, audio_codec)) = audio else {
+        return Err(AnswerError::NotAcceptable(
+            audio_problem.unwrap_or_else(|| "no audio stream offered".to_string()),
+        ));
+    };
+    let dtmf = if cfg.telephone_event {
+        telephone_event(audio_media, audio_codec.clock_rate())
+    } else {
+        None
+    };
+    Ok(Plan {
+        offer,
+        audio_index,
+        audio_media,
+        audio_pt,
+        audio_codec,
+        dtmf,
+        video,
+    })
+}
+
+/// The proto we answer with: the offered one, spelled canonically.
+fn answer_proto(m: &MediaDescription) -> &'static str {
+    if m.proto.eq_ignore_ascii_case("RTP/AVPF") {
+        "RTP/AVPF"
+    } else {
+        "RTP/AVP"
+    }
+}
+
+/// Our direction for an offered stream: the mirror of the offerer's, and never sending to a
+/// hold address.
+pub(crate) fn answer_direction(m: &MediaDescription) -> Direction {
+    let ours = m.direction.reverse();
+    match m.connection {
+        Some(ip) if ip.is_unspecified() => ours.restrict(Direction::RecvOnly),
+        _ => ours,
+    }
+}
+
+impl Plan<'_> {
+    fn finish(&self, cfg: &AnswerConfig, session_id: u64, session_version: u64) -> Answer {
+        let mut medias: Vec<sdp_types::Media> = self
+            .offer
+            .media
+            .iter()
+            .map(|m| rejected(m.kind.as_str(), &m.proto, &m.formats))
+            .collect();
+        let (section, audio) = self.audio_section(cfg);
+        if let Some(slot) = medias.get_mut(self.audio_index) {
+            *slot = section;
+        }
+        let video = self.video.map(|(i, m, pt, codec)| {
+            let (section, negotiated) = video_section(m, pt, codec, cfg);
+            if let Some(slot) = medias.get_mut(i) {
+                *slot = section;
+            }
+            negotiated
+        });
+        let sdp = render(
+            &SessionHeader {
+                local_ip: cfg.local_ip,
+                session_id,
+                session_version,
+                session_name: &cfg.session_name,
+            },
+            medias,
+        );
+        Answer {
+            sdp,
+            negotiation: Negotiation { audio, video },
+            session_id,
+            session_version,
+        }
+    }
+
+    fn audio_section(&self, cfg: &AnswerConfig) -> (sdp_types::Media, NegotiatedAudio) {
+        let m = self.audio_media;
+        let codec = &self.audio_codec;
+        let pt = self.audio_pt.pt;
+        let rtcp_mux = cfg.rtcp_mux && m.rtcp_mux;
+        let direction = answer_direction(m);
+        let ptime = m.ptime.unwrap_or(DEFAULT_PTIME_MS);
+        let mut fmt = pt.to_string();
+        let mut attrs = vec![format!("rtpmap:{}", codec.rtpmap(pt))];
+        if let Some(ev) = self.dtmf {
+            fmt.push_str(&format!(" {}", ev.pt));
+            attrs.push(format!(
+                "rtpmap:{} {TELEPHONE_EVENT}/{}",
+                ev.pt,
+                codec.clock_rate()
+            ));
+            let events = ev
+                .fmtp
+                .as_deref()
+                .filter(|f| !f.is_empty())
+                .unwrap_or(DEFAULT_EVENTS);
+            attrs.push(format!("fmtp:{} {events}", ev.pt));
+        }
+        attrs.push(format!("ptime:{ptime}"));
+        if rtcp_mux {
+            attrs.push("rtcp-mux".to_string());
+        }
+        attrs.push(direction.as_str().to_string());
+        let remote = m
+            .rtp_addr()
+            .unwrap_or_else(|| SocketAddr::new(cfg.local_ip, 0));
+        let negotiated = NegotiatedAudio {
+            pt,
+            codec: codec.clone(),
+            clock_rate: codec.clock_rate(),
+            channels: codec.channels(),
+            dtmf_pt: self.dtmf.map(|p| p.pt),
+            ptime,
+            remote,
+            remote_rtcp: m.rtcp_addr(rtcp_mux).unwrap_or(remote),
+            direction,
+            rtcp_mux,
+        };
+        let section = media("audio", cfg.audio_port, answer_proto(m), &fmt, attrs);
+        (section, negotiated)
+    }
+}
+
+/// The H.264 fmtp we answer with for an offered payload type, and the agreed mode and level.
+///
+/// packetization-mode is the offered one (absent means 0, and we then say 0 explicitly).
+/// profile-level-id is echoed: same profile, same level, which RFC 6184 §8.2.2 allows. When the
+/// offer has none, RFC 6184 §8.1 says Baseline level 1.0 (`420010`) is meant; we leave it out of
+/// the answer as well, which means the same thing, rather than claim a higher level than offered.
+fn h264_answer(p: &PayloadType) -> (String, u8, String) {
+    let mode = h264_packetization_mode(p).unwrap_or(0);
+    let mut params = Vec::new();
+    let level = match h264_profile_level_id(p) {
+        Some(id) => {
+            params.push(format!("profile-level-id={id}"));
+            id.to_string()
+        }
+        None => H264_DEFAULT_PROFILE_LEVEL_ID.to_string(),
+    };
+    params.push(format!("packetization-mode={mode}"));
+    if p.fmtp_param("level-asymmetry-allowed") == Some("1") {
+        params.push("level-asymmetry-allowed=1".to_string());
+    }
+    (params.join(";"), mode, level)
+}
+
+fn video_section(
+    m: &MediaDescription,
+    p: &PayloadType,
+    codec: VideoCodec,
+    cfg: &AnswerConfig,
+) -> (sdp_types::Media, NegotiatedVideo) {
+    let pt = p.pt;
+    let rtcp_mux = cfg.rtcp_mux && m.rtcp_mux;
+    let direction = answer_direction(m);
+    let mut attrs = vec![format!("rtpmap:{pt} {}/90000", codec.encoding_name())];
+    let (mut packetization_mode, mut profile_level_id) = (None, None);
+    if codec == VideoCodec::H264 {
+        let (fmtp, mode, level) = h264_answer(p);
+        attrs.push(format!("fmtp:{pt} {fmtp}"));
+        packetization_mode = Some(mode);
+        profile_level_id = Some(level);
+    }
+    let feedback: Vec<&String> = p
+        .rtcp_fb
+        .iter()
+        .filter(|fb| supported_feedback(fb))
+        .collect();
+    for fb in &feedback {
+        attrs.push(format!("rtcp-fb:{pt} {}", fb.to_ascii_lowercase()));
+    }
+    let has_fb = |name: &str| feedback.iter().any(|f| f.eq_ignore_ascii_case(name));
+    if rtcp_mux {
+        attrs.push("rtcp-mux".to_string());
+    }
+    attrs.push(direction.as_str().to_string());
+    let remote = m
+        .rtp_addr()
+        .unwrap_or_else(|| SocketAddr::new(cfg.local_ip, 0));
+    let negotiated = NegotiatedVideo {
+        pt,
+        codec,
+        clock_rate: 90000,
+        packetization_mode,
+        profile_level_id,
+        remote,
+        remote_rtcp: m.rtcp_addr(rtcp_mux).unwrap_or(remote),
+        direction,
+        rtcp_mux,
+        pli: has_fb("nack pli"),
+        fir: has_fb("ccm fir"),
+        nack: has_fb("nack"),
+    };
+    let section = media(
+        "video",
+        cfg.video_port,
+        answer_proto(m),
+        &pt.to_string(),
+        attrs,
+    );
+    (section, negotiated)
+}
+
+impl SessionDescription {
+    /// Whether answering this offer with `video_codecs` would accept a video stream: lets the
+    /// caller reserve a video port only when one will be used.
+    pub fn accepts_video(&self, video_codecs: &[VideoCodec]) -> bool {
+        self.media.iter().any(|m| {
+            m.kind == MediaKind::Video
+                && usable_stream(m).is_ok()
+                && m.payloads
+                    .iter()
+                    .filter_map(video_codec_of)
+                    .any(|c| video_codecs.contains(&c))
+        })
+    }
+}

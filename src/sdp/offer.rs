@@ -1,0 +1,311 @@
+//! Our side as the calling party: the offer we send in an INVITE, and reading the answer to it.
+
+use std::net::{IpAddr, SocketAddr};
+
+use crate::frame::VideoCodec;
+
+use super::answer::{
+    answer_direction, usable_stream, AnswerError, NegotiatedAudio, NegotiatedVideo, Negotiation,
+};
+use super::codecs::{
+    h264_packetization_mode, h264_profile_level_id, supported_feedback, telephone_event,
+    AudioCodec, DEFAULT_EVENTS, H264_DEFAULT_PROFILE_LEVEL_ID, H264_OFFER_PROFILE_LEVEL_ID,
+    TELEPHONE_EVENT,
+};
+use super::model::{MediaDescription, MediaKind, PayloadType, SessionDescription};
+use super::write::{media, render, SessionHeader};
+
+/// The payload type we offer H.264 under.
+const H264_PT: u8 = 96;
+/// The payload type we offer VP8 under.
+const VP8_PT: u8 = 97;
+
+/// What we offer and where we listen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfferConfig {
+    /// Audio codecs in our order of preference; empty means PCMU and PCMA.
+    pub audio_codecs: Vec<AudioCodec>,
+    /// Video codecs in our order of preference; empty (or `video_port` 0) offers no video.
+    pub video_codecs: Vec<VideoCodec>,
+    /// The address written in `o=` and `c=`.
+    pub local_ip: IpAddr,
+    pub audio_port: u16,
+    /// 0: no `m=video` line.
+    pub video_port: u16,
+    pub session_id: u64,
+    pub session_version: u64,
+    pub session_name: String,
+    /// The telephone-event payload type to offer (`None`: no RFC 4733 events). It is offered at
+    /// 8 kHz, so it goes with 8 kHz codecs such as G.711.
+    pub dtmf_pt: Option<u8>,
+    /// Offer RTP/RTCP multiplexing. We must still take RTCP on port + 1 if the answer declines.
+    pub rtcp_mux: bool,
+    /// The audio packet duration we ask for, in milliseconds.
+    pub ptime: u32,
+}
+
+impl OfferConfig {
+    /// Defaults: PCMU and PCMA with telephone-event 101, H.264, ptime 20, no rtcp-mux, session
+    /// id and version 0 (set them per call), session name `roomkit-media`.
+    pub fn new(local_ip: IpAddr, audio_port: u16, video_port: u16) -> OfferConfig {
+        OfferConfig {
+            audio_codecs: vec![AudioCodec::Pcmu, AudioCodec::Pcma],
+            video_codecs: vec![VideoCodec::H264],
+            local_ip,
+            audio_port,
+            video_port,
+            session_id: 0,
+            session_version: 0,
+            session_name: "roomkit-media".to_string(),
+            dtmf_pt: Some(101),
+            rtcp_mux: false,
+            ptime: 20,
+        }
+    }
+}
+
+/// The offer we sent: its text and the payload types it assigned, needed to read the answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Offer {
+    /// The offer body, CRLF line endings.
+    pub sdp: String,
+    /// Audio payload types, in the order offered.
+    pub audio: Vec<(u8, AudioCodec)>,
+    pub dtmf_pt: Option<u8>,
+    /// Video payload types, in the order offered; empty when no video was offered.
+    pub video: Vec<(u8, VideoCodec)>,
+    pub rtcp_mux: bool,
+    pub ptime: u32,
+    pub session_id: u64,
+    pub session_version: u64,
+}
+
+/// Hands out payload types: static ones where the codec has one, dynamic ones (96–127) otherwise,
+/// never one already taken.
+fn assign_audio(codecs: &[AudioCodec], taken: &mut Vec<u8>) -> Vec<(u8, AudioCodec)> {
+    let mut out: Vec<(u8, AudioCodec)> = Vec::new();
+    for codec in codecs {
+        if out.iter().any(|(_, c)| c == codec) {
+            continue;
+        }
+        let pt = codec
+            .static_payload_type()
+            .filter(|pt| !taken.contains(pt))
+            .or_else(|| (96u8..=127).find(|pt| !taken.contains(pt)));
+        if let Some(pt) = pt {
+            taken.push(pt);
+            out.push((pt, codec.clone()));
+        }
+    }
+    out
+}
+
+/// Writes our offer: `m=audio` with the audio codecs and telephone-event, then `m=video` with
+/// H.264 (PT 96, packetization-mode 1, profile-level-id 42e01f) and/or VP8 (PT 97) when video is
+/// configured.
+pub fn build_offer(cfg: &OfferConfig) -> Offer {
+    let defaults = [AudioCodec::Pcmu, AudioCodec::Pcma];
+    let codecs = if cfg.audio_codecs.is_empty() {
+        &defaults[..]
+    } else {
+        &cfg.audio_codecs[..]
+    };
+    let mut video: Vec<(u8, VideoCodec)> = Vec::new();
+    if cfg.video_port != 0 {
+        for &codec in &cfg.video_codecs {
+            let pt = match codec {
+                VideoCodec::H264 => H264_PT,
+                VideoCodec::Vp8 => VP8_PT,
+            };
+            if !video.iter().any(|(p, _)| *p == pt) {
+                video.push((pt, codec));
+            }
+        }
+    }
+    let mut taken: Vec<u8> = video.iter().map(|(pt, _)| *pt).collect();
+    taken.extend(cfg.dtmf_pt);
+    let audio = assign_audio(codecs, &mut taken);
+
+    let mut fmt: Vec<String> = audio.iter().map(|(pt, _)| pt.to_string()).collect();
+    let mut attrs: Vec<String> = audio
+        .iter()
+        .map(|(pt, c)| format!("rtpmap:{}", c.rtpmap(*pt)))
+        .collect();
+    if let Some(ev) = cfg.dtmf_pt {
+        fmt.push(ev.to_string());
+        attrs.push(format!("rtpmap:{ev} {TELEPHONE_EVENT}/8000"));
+        attrs.push(format!("fmtp:{ev} {DEFAULT_EVENTS}"));
+    }
+    attrs.push(format!("ptime:{}", cfg.ptime));
+    if cfg.rtcp_mux {
+        attrs.push("rtcp-mux".to_string());
+    }
+    attrs.push("sendrecv".to_string());
+    let mut medias = vec![media(
+        "audio",
+        cfg.audio_port,
+        "RTP/AVP",
+        &fmt.join(" "),
+        attrs,
+    )];
+
+    if !video.is_empty() {
+        let fmt: Vec<String> = video.iter().map(|(pt, _)| pt.to_string()).collect();
+        let mut attrs = Vec::new();
+        for (pt, codec) in &video {
+            attrs.push(format!("rtpmap:{pt} {}/90000", codec.encoding_name()));
+            if *codec == VideoCodec::H264 {
+                attrs.push(format!(
+                    "fmtp:{pt} profile-level-id={H264_OFFER_PROFILE_LEVEL_ID};packetization-mode=1"
+                ));
+            }
+            attrs.push(format!("rtcp-fb:{pt} nack pli"));
+            attrs.push(format!("rtcp-fb:{pt} ccm fir"));
+        }
+        if cfg.rtcp_mux {
+            attrs.push("rtcp-mux".to_string());
+        }
+        attrs.push("sendrecv".to_string());
+        medias.push(media(
+            "video",
+            cfg.video_port,
+            "RTP/AVP",
+            &fmt.join(" "),
+            attrs,
+        ));
+    }
+
+    let sdp = render(
+        &SessionHeader {
+            local_ip: cfg.local_ip,
+            session_id: cfg.session_id,
+            session_version: cfg.session_version,
+            session_name: &cfg.session_name,
+        },
+        medias,
+    );
+    Offer {
+        sdp,
+        audio,
+        dtmf_pt: cfg.dtmf_pt,
+        video,
+        rtcp_mux: cfg.rtcp_mux,
+        ptime: cfg.ptime,
+        session_id: cfg.session_id,
+        session_version: cfg.session_version,
+    }
+}
+
+/// Finds which of our offered formats an answered payload type is. The answerer should reuse our
+/// payload type; if it renumbered a codec, its rtpmap still names it, and we follow its number.
+fn offered<'o, T>(
+    p: &PayloadType,
+    ours: &'o [(u8, T)],
+    is: impl Fn(&T, &PayloadType) -> bool,
+) -> Option<&'o T> {
+    let by_pt = ours
+        .iter()
+        .find(|(pt, c)| *pt == p.pt && (p.rtpmap.is_none() || is(c, p)));
+    by_pt
+        .or_else(|| ours.iter().find(|(_, c)| p.rtpmap.is_some() && is(c, p)))
+        .map(|(_, c)| c)
+}
+
+/// Reads the answer to our offer into the same [`Negotiation`] that [`answer()`](fn@super::answer)
+/// produces. Fails when the body is not SDP or the audio stream was rejected or has nothing we
+/// offered; video that was refused, or answered with nothing we offered, leaves the call
+/// audio-only.
+pub fn parse_answer(offer: &Offer, answer: &[u8]) -> Result<Negotiation, AnswerError> {
+    let sd = SessionDescription::parse(answer)?;
+    let audio = sd
+        .media
+        .iter()
+        .find(|m| m.kind == MediaKind::Audio)
+        .ok_or_else(|| AnswerError::NotAcceptable("no audio stream in the answer".into()))?;
+    usable_stream(audio).map_err(AnswerError::NotAcceptable)?;
+    let audio = read_audio(offer, audio)?;
+    let video = if offer.video.is_empty() {
+        None
+    } else {
+        sd.media
+            .iter()
+            .find(|m| m.kind == MediaKind::Video)
+            .filter(|m| usable_stream(m).is_ok())
+            .and_then(|m| read_video(offer, m))
+    };
+    Ok(Negotiation { audio, video })
+}
+
+fn read_audio(offer: &Offer, m: &MediaDescription) -> Result<NegotiatedAudio, AnswerError> {
+    let (p, codec) = m
+        .payloads
+        .iter()
+        .filter(|p| !p.is(TELEPHONE_EVENT))
+        .find_map(|p| offered(p, &offer.audio, |c, p| c.matches(p)).map(|c| (p, c.clone())))
+        .ok_or_else(|| AnswerError::NotAcceptable("no offered audio codec in the answer".into()))?;
+    let dtmf_pt = offer
+        .dtmf_pt
+        .and_then(|_| telephone_event(m, codec.clock_rate()))
+        .map(|p| p.pt);
+    let rtcp_mux = offer.rtcp_mux && m.rtcp_mux;
+    let remote = remote_of(m);
+    Ok(NegotiatedAudio {
+        pt: p.pt,
+        clock_rate: codec.clock_rate(),
+        channels: codec.channels(),
+        codec,
+        dtmf_pt,
+        ptime: m.ptime.unwrap_or(offer.ptime),
+        remote,
+        remote_rtcp: m.rtcp_addr(rtcp_mux).unwrap_or(remote),
+        direction: answer_direction(m),
+        rtcp_mux,
+    })
+}
+
+fn read_video(offer: &Offer, m: &MediaDescription) -> Option<NegotiatedVideo> {
+    let is_codec =
+        |c: &VideoCodec, p: &PayloadType| p.is(c.encoding_name()) && p.clock_rate() == Some(90000);
+    let (p, codec) = m
+        .payloads
+        .iter()
+        .find_map(|p| offered(p, &offer.video, is_codec).map(|c| (p, *c)))?;
+    let (mut packetization_mode, mut profile_level_id) = (None, None);
+    if codec == VideoCodec::H264 {
+        // An answer without fmtp, or without the parameter, means mode 0 (RFC 6184 §8.1).
+        let mode = h264_packetization_mode(p).filter(|m| *m <= 1)?;
+        packetization_mode = Some(mode);
+        profile_level_id = Some(
+            h264_profile_level_id(p)
+                .unwrap_or(H264_DEFAULT_PROFILE_LEVEL_ID)
+                .to_string(),
+        );
+    }
+    let fb = |name: &str| {
+        p.rtcp_fb
+            .iter()
+            .any(|f| supported_feedback(f) && f.eq_ignore_ascii_case(name))
+    };
+    let rtcp_mux = offer.rtcp_mux && m.rtcp_mux;
+    let remote = remote_of(m);
+    Some(NegotiatedVideo {
+        pt: p.pt,
+        codec,
+        clock_rate: 90000,
+        packetization_mode,
+        profile_level_id,
+        remote,
+        remote_rtcp: m.rtcp_addr(rtcp_mux).unwrap_or(remote),
+        direction: answer_direction(m),
+        rtcp_mux,
+        pli: fb("nack pli"),
+        fir: fb("ccm fir"),
+        nack: fb("nack"),
+    })
+}
+
+/// The stream's RTP address; callers have checked that it has a connection address.
+fn remote_of(m: &MediaDescription) -> SocketAddr {
+    m.rtp_addr()
+        .unwrap_or_else(|| SocketAddr::new(IpAddr::from([0, 0, 0, 0]), m.port))
+}
