@@ -15,9 +15,7 @@ use std::time::{Duration, Instant};
 
 /// True when running under CI, where a missing peer is a failure rather than a skip.
 pub fn in_ci() -> bool {
-    std::env::var("CI")
-        .map(|v| v == "true" || v == "1")
-        .unwrap_or(false)
+    std::env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false)
 }
 
 /// Checks that every program in `tools` is on PATH. Returns false (after printing why) when the
@@ -114,10 +112,7 @@ pub fn spawn(secs: u32, program: &str, args: &[&str]) -> Child {
 
 /// Sends SIGINT to the process group leader `timeout` started, which passes it on to the peer.
 pub fn interrupt(child: &Child) {
-    let _ = Command::new("kill")
-        .arg("-INT")
-        .arg(child.id().to_string())
-        .status();
+    let _ = Command::new("kill").arg("-INT").arg(child.id().to_string()).status();
 }
 
 /// Waits for a child with a bound; kills it when the bound passes. Returns its output.
@@ -157,9 +152,7 @@ pub fn wait_udp_bound(port: u16, limit: Duration) -> bool {
         for table in ["/proc/net/udp", "/proc/net/udp6"] {
             if let Ok(t) = std::fs::read_to_string(table) {
                 if t.lines().skip(1).any(|l| {
-                    l.split_whitespace()
-                        .nth(1)
-                        .is_some_and(|local| format!("{local} ").ends_with(&needle))
+                    l.split_whitespace().nth(1).is_some_and(|local| format!("{local} ").ends_with(&needle))
                 }) {
                     return true;
                 }
@@ -213,17 +206,9 @@ pub fn frame_md5s(file: &Path, input_args: &[&str]) -> Vec<String> {
 /// Generates an Annex-B H.264 clip with ffmpeg/libx264. `extra` goes before the output options.
 pub fn make_h264_clip(out: &Path, source: &str, seconds: u32, extra: &[&str]) {
     let t = seconds.to_string();
-    let mut args = vec![
-        "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", source, "-t", &t, "-c:v", "libx264",
-    ];
+    let mut args = vec!["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", source, "-t", &t, "-c:v", "libx264"];
     args.extend_from_slice(extra);
-    args.extend_from_slice(&[
-        "-bsf:v",
-        "h264_mp4toannexb",
-        "-f",
-        "h264",
-        out.to_str().unwrap(),
-    ]);
+    args.extend_from_slice(&["-bsf:v", "h264_mp4toannexb", "-f", "h264", out.to_str().unwrap()]);
     run(180, "ffmpeg", &args);
 }
 
@@ -234,27 +219,8 @@ pub fn make_vp8_clip(out: &Path, source: &str, seconds: u32) {
         180,
         "ffmpeg",
         &[
-            "-nostdin",
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            source,
-            "-t",
-            &t,
-            "-c:v",
-            "libvpx",
-            "-b:v",
-            "1M",
-            "-deadline",
-            "realtime",
-            "-cpu-used",
-            "8",
-            "-f",
-            "ivf",
-            out.to_str().unwrap(),
+            "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", source, "-t", &t, "-c:v", "libvpx", "-b:v", "1M",
+            "-deadline", "realtime", "-cpu-used", "8", "-f", "ivf", out.to_str().unwrap(),
         ],
     );
 }
@@ -262,32 +228,21 @@ pub fn make_vp8_clip(out: &Path, source: &str, seconds: u32) {
 /// Parses the final JSON stats line our `send`/`recv` print, as (key, integer) pairs.
 pub fn json_stats(stdout: &[u8]) -> Vec<(String, i64)> {
     let text = String::from_utf8_lossy(stdout);
-    let line = text
-        .lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with('{'))
-        .unwrap_or_else(|| {
-            panic!("no JSON stats line in output:\n{text}");
-        });
+    let line = text.lines().rev().find(|l| l.trim_start().starts_with('{')).unwrap_or_else(|| {
+        panic!("no JSON stats line in output:\n{text}");
+    });
     line.trim()
         .trim_start_matches('{')
         .trim_end_matches('}')
         .split(',')
         .filter_map(|kv| {
             let (k, v) = kv.split_once(':')?;
-            Some((
-                k.trim().trim_matches('"').to_string(),
-                v.trim().parse().ok()?,
-            ))
+            Some((k.trim().trim_matches('"').to_string(), v.trim().parse().ok()?))
         })
         .collect()
 }
 
 /// Looks up one key of [`json_stats`].
 pub fn stat(stats: &[(String, i64)], key: &str) -> i64 {
-    stats
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| *v)
-        .unwrap_or_else(|| panic!("no `{key}` in {stats:?}"))
+    stats.iter().find(|(k, _)| k == key).map(|(_, v)| *v).unwrap_or_else(|| panic!("no `{key}` in {stats:?}"))
 }

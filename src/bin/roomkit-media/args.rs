@@ -36,10 +36,7 @@ impl Args {
                 if let Some(&known) = spec.options.iter().find(|&&o| o == name) {
                     let value = match inline {
                         Some(v) => v,
-                        None => it
-                            .next()
-                            .ok_or_else(|| format!("--{name} needs a value"))?
-                            .clone(),
+                        None => it.next().ok_or_else(|| format!("--{name} needs a value"))?.clone(),
                     };
                     options.insert(known, value);
                 } else if let Some(&known) = spec.switches.iter().find(|&&s| s == name) {
@@ -54,11 +51,7 @@ impl Args {
                 positionals.push(a.clone());
             }
         }
-        Ok(Args {
-            options,
-            switches,
-            positionals,
-        })
+        Ok(Args { options, switches, positionals })
     }
 
     /// The raw value of `--name`, if given.
@@ -75,17 +68,13 @@ impl Args {
     pub fn num<T: FromStr>(&self, name: &str, default: T) -> Result<T, String> {
         match self.get(name) {
             None => Ok(default),
-            Some(v) => v
-                .parse()
-                .map_err(|_| format!("--{name}: `{v}` is not a valid number")),
+            Some(v) => v.parse().map_err(|_| format!("--{name}: `{v}` is not a valid number")),
         }
     }
 
     /// `--name` resolved as a socket address (`HOST:PORT`), if given.
     pub fn addr(&self, name: &str) -> Result<Option<SocketAddr>, String> {
-        self.get(name)
-            .map(|v| resolve(v).map_err(|e| format!("--{name}: {e}")))
-            .transpose()
+        self.get(name).map(|v| resolve(v).map_err(|e| format!("--{name}: {e}"))).transpose()
     }
 }
 
