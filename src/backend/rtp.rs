@@ -318,19 +318,12 @@ impl RtpVoiceBackend {
 
     /// The live session `session`.
     pub fn get_session(&self, session: SessionId) -> Option<SessionInfo> {
-        self.engine
-            .session(session)
-            .ok()
-            .map(|s| (*s.info()).clone())
+        self.engine.session(session).ok().map(|s| s.current_info())
     }
 
     /// Live sessions of a room.
     pub fn list_sessions(&self, room_id: &str) -> Vec<SessionInfo> {
-        self.engine
-            .list(Some(room_id))
-            .into_iter()
-            .map(|s| (*s).clone())
-            .collect()
+        self.engine.list(Some(room_id))
     }
 
     /// Counters of a session.

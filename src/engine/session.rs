@@ -40,6 +40,15 @@ impl MediaSession {
         self.info.clone()
     }
 
+    /// The description with the streams' current remote addresses (latching or a re-INVITE
+    /// may have moved them since the session was created).
+    pub fn current_info(&self) -> SessionInfo {
+        let mut info = (*self.info).clone();
+        info.audio = self.audio.info();
+        info.video = self.video.as_ref().map(MediaStream::info);
+        info
+    }
+
     /// The audio stream.
     pub fn audio(&self) -> &MediaStream {
         &self.audio
@@ -174,13 +183,13 @@ impl MediaEngine {
     }
 
     /// Descriptions of the live sessions in `room_id` (every room when `None`).
-    pub fn list(&self, room_id: Option<&str>) -> Vec<Arc<SessionInfo>> {
+    pub fn list(&self, room_id: Option<&str>) -> Vec<SessionInfo> {
         let mut v: Vec<_> = self
             .sessions
             .read()
             .values()
             .filter(|s| room_id.is_none_or(|r| s.info.room_id == r))
-            .map(|s| s.info.clone())
+            .map(|s| s.current_info())
             .collect();
         v.sort_by_key(|s| s.id);
         v

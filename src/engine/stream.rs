@@ -733,11 +733,6 @@ impl Receiver_ {
 
     /// Posts the events produced so far; a full callback queue drops them, counted.
     fn flush_events(&mut self) {
-        for ev in self.out.events.drain(..) {
-            if self.dispatcher.post(self.key, ev).is_err() {
-                self.local.frames_dropped_slow_callback += 1;
-            }
-        }
         let c = &self.out.counters;
         self.local.frames = c.frames;
         self.local.keyframes = c.keyframes;
@@ -745,6 +740,20 @@ impl Receiver_ {
         self.local.frames_dropped_gated = c.dropped_gated;
         self.local.dtmf_received = c.dtmf;
         self.payload_malformed = c.malformed;
+        if self.out.events.is_empty() {
+            return;
+        }
+        // Counters first, so that a callback reading the stats sees the event it is handling.
+        self.publish();
+        let before = self.local.frames_dropped_slow_callback;
+        for ev in self.out.events.drain(..) {
+            if self.dispatcher.post(self.key, ev).is_err() {
+                self.local.frames_dropped_slow_callback += 1;
+            }
+        }
+        if self.local.frames_dropped_slow_callback != before {
+            self.publish();
+        }
     }
 
     /// Sends a PLI unless one went out less than 500 ms ago. The application's own requests
