@@ -72,7 +72,7 @@ pub struct StreamConfig {
     pub rtcp_interval: Duration,
     /// Our SDES CNAME.
     pub cname: String,
-    /// Callback queue: where the stream's events go.
+    /// The session the stream belongs to (the engine fills it in); its events carry this id.
     pub session: SessionId,
 }
 
@@ -133,6 +133,7 @@ pub struct MediaStream {
     thread: Mutex<IoThread>,
     wake: StopSignal,
     info: StreamInfo,
+    dtmf_enabled: bool,
 }
 
 impl std::fmt::Debug for MediaStream {
@@ -248,12 +249,16 @@ impl MediaStream {
             ssrc,
             origin: Instant::now(),
         });
+        let dtmf_enabled = matches!(
+            &cfg.media,
+            MediaParams::Audio(a) if a.dtmf_payload_type.is_some()
+        );
         let (tx, rx) = unbounded();
         let name = match codec {
             Some(_) => "rkm-video-rx",
             None => "rkm-audio-rx",
         };
-        let mut receiver = Receiver_::new(&cfg, shared.clone(), rx, dispatcher, rng)?;
+        let mut receiver = StreamReceiver::new(&cfg, shared.clone(), rx, dispatcher, rng)?;
         let thread = IoThread::spawn(name.into(), move |stop| receiver.run(stop))
             .map_err(io_err("starting the receive thread".into()))?;
         Ok(MediaStream {
@@ -262,6 +267,7 @@ impl MediaStream {
             wake: thread.signal(),
             thread: Mutex::new(thread),
             info,
+            dtmf_enabled,
         })
     }
 
@@ -375,6 +381,11 @@ impl MediaStream {
         if self.info.codec.is_some() {
             return Err(Error::Unsupported("DTMF goes on the audio stream".into()));
         }
+        if !self.dtmf_enabled {
+            return Err(Error::Unsupported(
+                "DTMF is disabled (no dtmf_payload_type)".into(),
+            ));
+        }
         // Checks digit and duration now, so the caller hears about a bad request.
         plan_dtmf(digit, duration_ms, self.info.clock_rate)?;
         let _ = self.cmds.send(Command::Dtmf { digit, duration_ms });
@@ -409,7 +420,7 @@ struct DtmfPlayback {
 }
 
 /// Receive-side state, owned by the receive thread.
-struct Receiver_ {
+struct StreamReceiver {
     shared: Arc<Shared>,
     cmds: Receiver<Command>,
     dispatcher: Arc<Dispatcher<EngineEvent>>,
@@ -437,14 +448,14 @@ struct Receiver_ {
     payload_malformed: u64,
 }
 
-impl Receiver_ {
+impl StreamReceiver {
     fn new(
         cfg: &StreamConfig,
         shared: Arc<Shared>,
         cmds: Receiver<Command>,
         dispatcher: Arc<Dispatcher<EngineEvent>>,
         mut rng: SmallRng,
-    ) -> Result<Receiver_> {
+    ) -> Result<StreamReceiver> {
         let (audio, video, clock_rate, dtmf_pt) = match &cfg.media {
             MediaParams::Audio(a) => (
                 Some(AudioRx::new(a, cfg.session)),
@@ -455,7 +466,7 @@ impl Receiver_ {
             MediaParams::Video(v) => (None, Some(VideoRx::new(v, cfg.session)), v.clock_rate, None),
         };
         let interval = RtcpInterval::new(cfg.rtcp_interval, Instant::now(), &mut rng);
-        Ok(Receiver_ {
+        Ok(StreamReceiver {
             shared,
             cmds,
             dispatcher,
@@ -494,8 +505,11 @@ impl Receiver_ {
         fds.push(stop.wake_fd());
         let mut ready = [false; 3];
         while !stop.is_stopped() {
+            // At least 1 ms: a deadline that stays in the past (a timer that could not make
+            // progress) must not turn this loop into a spin.
             let timeout = self.next_deadline().map_or(MAX_IDLE, |d| {
-                d.saturating_duration_since(Instant::now()).min(MAX_IDLE)
+                d.saturating_duration_since(Instant::now())
+                    .clamp(Duration::from_millis(1), MAX_IDLE)
             });
             if poll_readable(&fds, &mut ready[..fds.len()], timeout).is_err() {
                 break;
