@@ -19,12 +19,39 @@ fn ffmpeg_sends_vp8_to_recv() {
     let mut recv = spawn(
         120,
         bin().to_str().unwrap(),
-        &["recv", "--listen", "127.0.0.1:0", "--out", out.to_str().unwrap(), "--codec", "vp8", "--timeout", "3"],
+        &[
+            "recv",
+            "--listen",
+            "127.0.0.1:0",
+            "--out",
+            out.to_str().unwrap(),
+            "--codec",
+            "vp8",
+            "--timeout",
+            "3",
+        ],
     );
     let mut err = stderr_reader(&mut recv);
-    let addr = read_line_with(&mut err, "listening on", Duration::from_secs(20)).expect("recv address");
+    let addr =
+        read_line_with(&mut err, "listening on", Duration::from_secs(20)).expect("recv address");
     let url = format!("rtp://127.0.0.1:{}", addr.rsplit(':').next().unwrap());
-    run(120, "ffmpeg", &["-nostdin", "-v", "error", "-re", "-i", clip.to_str().unwrap(), "-c", "copy", "-f", "rtp", &url]);
+    run(
+        120,
+        "ffmpeg",
+        &[
+            "-nostdin",
+            "-v",
+            "error",
+            "-re",
+            "-i",
+            clip.to_str().unwrap(),
+            "-c",
+            "copy",
+            "-f",
+            "rtp",
+            &url,
+        ],
+    );
     let done = wait_bounded(recv, Duration::from_secs(30));
     assert!(done.status.success());
     let stats = json_stats(&done.stdout);
@@ -58,20 +85,59 @@ fn send_vp8_to_ffmpeg() {
         120,
         "ffmpeg",
         &[
-            "-nostdin", "-v", "error", "-protocol_whitelist", "file,udp,rtp", "-buffer_size", "8388608", "-i",
-            sdp.to_str().unwrap(), "-c", "copy", "-f", "ivf", out.to_str().unwrap(),
+            "-nostdin",
+            "-v",
+            "error",
+            "-rw_timeout",
+            "1000000",
+            "-protocol_whitelist",
+            "file,udp,rtp",
+            "-buffer_size",
+            "8388608",
+            "-i",
+            sdp.to_str().unwrap(),
+            "-c",
+            "copy",
+            "-f",
+            "ivf",
+            out.to_str().unwrap(),
         ],
     );
-    assert!(wait_udp_bound(port, Duration::from_secs(20)), "ffmpeg did not bind its port");
+    assert!(
+        wait_udp_bound(port, Duration::from_secs(20)),
+        "ffmpeg did not bind its port"
+    );
     let to = format!("127.0.0.1:{port}");
-    run(120, bin().to_str().unwrap(), &["send", "--to", &to, "--codec", "vp8", clip.to_str().unwrap(), "--fps", "60"]);
-    std::thread::sleep(Duration::from_millis(700));
-    interrupt(&ff);
-    let done = wait_bounded(ff, Duration::from_secs(20));
-    assert!(out.exists(), "ffmpeg wrote nothing: {}", String::from_utf8_lossy(&done.stderr));
+    run(
+        120,
+        bin().to_str().unwrap(),
+        &[
+            "send",
+            "--to",
+            &to,
+            "--codec",
+            "vp8",
+            clip.to_str().unwrap(),
+            "--fps",
+            "30",
+        ],
+    );
+    // ffmpeg stops by itself once no packet came for a while (-rw_timeout); a SIGINT would race
+    // its output flush.
+    let done = wait_bounded(ff, Duration::from_secs(60));
+    assert!(
+        out.exists(),
+        "ffmpeg wrote nothing: {}",
+        String::from_utf8_lossy(&done.stderr)
+    );
     let want = frame_md5s(&clip, &[]);
     let got = frame_md5s(&out, &[]);
-    assert!(got.len() + 2 >= want.len() && got.len() <= want.len(), "got {} of {}", got.len(), want.len());
+    assert!(
+        got.len() + 2 >= want.len() && got.len() <= want.len(),
+        "got {} of {}",
+        got.len(),
+        want.len()
+    );
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
         assert_eq!(g, w, "picture {i} differs");
     }

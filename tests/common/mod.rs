@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 /// True when running under CI, where a missing peer is a failure rather than a skip.
 pub fn in_ci() -> bool {
-    std::env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false)
+    std::env::var("CI")
+        .map(|v| v == "true" || v == "1")
+        .unwrap_or(false)
 }
 
 /// Checks that every program in `tools` is on PATH. Returns false (after printing why) when the
@@ -78,7 +80,7 @@ pub fn bin() -> PathBuf {
 pub fn run(secs: u32, program: &str, args: &[&str]) -> Output {
     let out = Command::new("timeout")
         .arg("-k")
-        .arg("5")
+        .arg("30")
         .arg(secs.to_string())
         .arg(program)
         .args(args)
@@ -99,7 +101,7 @@ pub fn run(secs: u32, program: &str, args: &[&str]) -> Output {
 pub fn spawn(secs: u32, program: &str, args: &[&str]) -> Child {
     Command::new("timeout")
         .arg("-k")
-        .arg("5")
+        .arg("30")
         .arg(secs.to_string())
         .arg(program)
         .args(args)
@@ -112,7 +114,10 @@ pub fn spawn(secs: u32, program: &str, args: &[&str]) -> Child {
 
 /// Sends SIGINT to the process group leader `timeout` started, which passes it on to the peer.
 pub fn interrupt(child: &Child) {
-    let _ = Command::new("kill").arg("-INT").arg(child.id().to_string()).status();
+    let _ = Command::new("kill")
+        .arg("-INT")
+        .arg(child.id().to_string())
+        .status();
 }
 
 /// Waits for a child with a bound; kills it when the bound passes. Returns its output.
@@ -137,7 +142,7 @@ pub fn free_udp_port() -> u16 {
     for _ in 0..200 {
         let s = UdpSocket::bind("127.0.0.1:0").expect("bind probe socket");
         let p = s.local_addr().unwrap().port();
-        if p % 2 == 0 && p < 65534 && UdpSocket::bind(("127.0.0.1", p + 1)).is_ok() {
+        if p.is_multiple_of(2) && p < 65534 && UdpSocket::bind(("127.0.0.1", p + 1)).is_ok() {
             return p;
         }
     }
@@ -152,7 +157,9 @@ pub fn wait_udp_bound(port: u16, limit: Duration) -> bool {
         for table in ["/proc/net/udp", "/proc/net/udp6"] {
             if let Ok(t) = std::fs::read_to_string(table) {
                 if t.lines().skip(1).any(|l| {
-                    l.split_whitespace().nth(1).is_some_and(|local| format!("{local} ").ends_with(&needle))
+                    l.split_whitespace()
+                        .nth(1)
+                        .is_some_and(|local| format!("{local} ").ends_with(&needle))
                 }) {
                     return true;
                 }
@@ -206,9 +213,18 @@ pub fn frame_md5s(file: &Path, input_args: &[&str]) -> Vec<String> {
 /// Generates an Annex-B H.264 clip with ffmpeg/libx264. `extra` goes before the output options.
 pub fn make_h264_clip(out: &Path, source: &str, seconds: u32, extra: &[&str]) {
     let t = seconds.to_string();
-    let mut args = vec!["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", source, "-t", &t, "-c:v", "libx264"];
+    let mut args = vec![
+        "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", source, "-t", &t, "-pix_fmt",
+        "yuv420p", "-c:v", "libx264",
+    ];
     args.extend_from_slice(extra);
-    args.extend_from_slice(&["-bsf:v", "h264_mp4toannexb", "-f", "h264", out.to_str().unwrap()]);
+    args.extend_from_slice(&[
+        "-bsf:v",
+        "h264_mp4toannexb",
+        "-f",
+        "h264",
+        out.to_str().unwrap(),
+    ]);
     run(180, "ffmpeg", &args);
 }
 
@@ -219,8 +235,27 @@ pub fn make_vp8_clip(out: &Path, source: &str, seconds: u32) {
         180,
         "ffmpeg",
         &[
-            "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", source, "-t", &t, "-c:v", "libvpx", "-b:v", "1M",
-            "-deadline", "realtime", "-cpu-used", "8", "-f", "ivf", out.to_str().unwrap(),
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            source,
+            "-t",
+            &t,
+            "-c:v",
+            "libvpx",
+            "-b:v",
+            "1M",
+            "-deadline",
+            "realtime",
+            "-cpu-used",
+            "8",
+            "-f",
+            "ivf",
+            out.to_str().unwrap(),
         ],
     );
 }
@@ -228,21 +263,32 @@ pub fn make_vp8_clip(out: &Path, source: &str, seconds: u32) {
 /// Parses the final JSON stats line our `send`/`recv` print, as (key, integer) pairs.
 pub fn json_stats(stdout: &[u8]) -> Vec<(String, i64)> {
     let text = String::from_utf8_lossy(stdout);
-    let line = text.lines().rev().find(|l| l.trim_start().starts_with('{')).unwrap_or_else(|| {
-        panic!("no JSON stats line in output:\n{text}");
-    });
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .unwrap_or_else(|| {
+            panic!("no JSON stats line in output:\n{text}");
+        });
     line.trim()
         .trim_start_matches('{')
         .trim_end_matches('}')
         .split(',')
         .filter_map(|kv| {
             let (k, v) = kv.split_once(':')?;
-            Some((k.trim().trim_matches('"').to_string(), v.trim().parse().ok()?))
+            Some((
+                k.trim().trim_matches('"').to_string(),
+                v.trim().parse().ok()?,
+            ))
         })
         .collect()
 }
 
 /// Looks up one key of [`json_stats`].
 pub fn stat(stats: &[(String, i64)], key: &str) -> i64 {
-    stats.iter().find(|(k, _)| k == key).map(|(_, v)| *v).unwrap_or_else(|| panic!("no `{key}` in {stats:?}"))
+    stats
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| *v)
+        .unwrap_or_else(|| panic!("no `{key}` in {stats:?}"))
 }

@@ -8,7 +8,6 @@ use std::str::FromStr;
 /// The parsed arguments of one subcommand.
 pub struct Args {
     options: HashMap<&'static str, String>,
-    switches: Vec<&'static str>,
     pub positionals: Vec<String>,
 }
 
@@ -24,7 +23,6 @@ impl Args {
     /// Parses `argv` against `spec`.
     pub fn parse(argv: &[String], spec: &Spec) -> Result<Args, String> {
         let mut options = HashMap::new();
-        let mut switches = Vec::new();
         let mut positionals = Vec::new();
         let mut it = argv.iter();
         while let Some(a) = it.next() {
@@ -36,14 +34,18 @@ impl Args {
                 if let Some(&known) = spec.options.iter().find(|&&o| o == name) {
                     let value = match inline {
                         Some(v) => v,
-                        None => it.next().ok_or_else(|| format!("--{name} needs a value"))?.clone(),
+                        None => it
+                            .next()
+                            .ok_or_else(|| format!("--{name} needs a value"))?
+                            .clone(),
                     };
                     options.insert(known, value);
                 } else if let Some(&known) = spec.switches.iter().find(|&&s| s == name) {
                     if inline.is_some() {
                         return Err(format!("--{name} takes no value"));
                     }
-                    switches.push(known);
+                    // A switch is an option with an empty value.
+                    options.insert(known, String::new());
                 } else {
                     return Err(format!("unknown option --{name}"));
                 }
@@ -51,7 +53,10 @@ impl Args {
                 positionals.push(a.clone());
             }
         }
-        Ok(Args { options, switches, positionals })
+        Ok(Args {
+            options,
+            positionals,
+        })
     }
 
     /// The raw value of `--name`, if given.
@@ -59,22 +64,21 @@ impl Args {
         self.options.get(name).map(String::as_str)
     }
 
-    /// Whether the switch `--name` was given.
-    pub fn has(&self, name: &str) -> bool {
-        self.switches.contains(&name)
-    }
-
     /// `--name` parsed as a `T`, or `default` when absent.
     pub fn num<T: FromStr>(&self, name: &str, default: T) -> Result<T, String> {
         match self.get(name) {
             None => Ok(default),
-            Some(v) => v.parse().map_err(|_| format!("--{name}: `{v}` is not a valid number")),
+            Some(v) => v
+                .parse()
+                .map_err(|_| format!("--{name}: `{v}` is not a valid number")),
         }
     }
 
     /// `--name` resolved as a socket address (`HOST:PORT`), if given.
     pub fn addr(&self, name: &str) -> Result<Option<SocketAddr>, String> {
-        self.get(name).map(|v| resolve(v).map_err(|e| format!("--{name}: {e}"))).transpose()
+        self.get(name)
+            .map(|v| resolve(v).map_err(|e| format!("--{name}: {e}")))
+            .transpose()
     }
 }
 

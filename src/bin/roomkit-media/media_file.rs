@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use roomkit_media::codec::annexb::access_units;
+use roomkit_media::codec::annexb::{access_units, is_idr, nal_units};
 use roomkit_media::codec::ivf::{IvfHeader, IvfReader, IvfWriter};
 use roomkit_media::codec::vp8::is_vp8_keyframe;
 use roomkit_media::VideoCodec;
@@ -22,7 +22,9 @@ pub fn codec_for_path(path: &Path) -> VideoCodec {
 pub fn codec_arg(value: Option<&str>, path: &Path) -> Result<VideoCodec, String> {
     match value {
         None => Ok(codec_for_path(path)),
-        Some(v) => VideoCodec::from_name(v).ok_or_else(|| format!("--codec: `{v}` is not h264 or vp8")),
+        Some(v) => {
+            VideoCodec::from_name(v).ok_or_else(|| format!("--codec: `{v}` is not h264 or vp8"))
+        }
     }
 }
 
@@ -31,13 +33,15 @@ pub fn read_pictures(path: &Path, codec: VideoCodec) -> Result<Vec<(Vec<u8>, boo
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let pictures: Vec<(Vec<u8>, bool)> = match codec {
         VideoCodec::H264 => access_units(&bytes)
-            .map(|au| {
-                let key = roomkit_media::codec::annexb::nal_units(au).any(roomkit_media::codec::annexb::is_idr);
+            .map(|range| {
+                let au = &bytes[range];
+                let key = nal_units(au).any(|nal| is_idr(&au[nal]));
                 (au.to_vec(), key)
             })
             .collect(),
         VideoCodec::Vp8 => {
-            let reader = IvfReader::new(bytes.as_slice()).map_err(|e| format!("{}: {e}", path.display()))?;
+            let reader =
+                IvfReader::new(bytes.as_slice()).map_err(|e| format!("{}: {e}", path.display()))?;
             let mut out = Vec::new();
             for frame in reader {
                 let (_, data) = frame.map_err(|e| format!("{}: {e}", path.display()))?;
@@ -48,7 +52,11 @@ pub fn read_pictures(path: &Path, codec: VideoCodec) -> Result<Vec<(Vec<u8>, boo
         }
     };
     if pictures.is_empty() {
-        return Err(format!("{}: no {} pictures in the file", path.display(), codec.encoding_name()));
+        return Err(format!(
+            "{}: no {} pictures in the file",
+            path.display(),
+            codec.encoding_name()
+        ));
     }
     Ok(pictures)
 }
@@ -57,15 +65,24 @@ pub fn read_pictures(path: &Path, codec: VideoCodec) -> Result<Vec<(Vec<u8>, boo
 /// needs the picture size, which only a VP8 key frame carries).
 pub enum VideoSink {
     AnnexB(BufWriter<File>),
-    Ivf { file: Option<File>, writer: Option<IvfWriter<File>>, fps: u32 },
+    Ivf {
+        file: Option<File>,
+        writer: Option<IvfWriter<File>>,
+        fps: u32,
+    },
 }
 
 impl VideoSink {
     pub fn create(path: &Path, codec: VideoCodec, fps: u32) -> Result<VideoSink, String> {
-        let file = File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        let file =
+            File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
         Ok(match codec {
             VideoCodec::H264 => VideoSink::AnnexB(BufWriter::new(file)),
-            VideoCodec::Vp8 => VideoSink::Ivf { file: Some(file), writer: None, fps },
+            VideoCodec::Vp8 => VideoSink::Ivf {
+                file: Some(file),
+                writer: None,
+                fps,
+            },
         })
     }
 
@@ -81,7 +98,9 @@ impl VideoSink {
                     let f = file.take().expect("file kept until the writer exists");
                     let header = IvfHeader::vp8(w, h, 90_000);
                     let _ = fps;
-                    *writer = Some(IvfWriter::new_seekable(f, &header).map_err(|e| format!("write: {e}"))?);
+                    *writer = Some(
+                        IvfWriter::new_seekable(f, &header).map_err(|e| format!("write: {e}"))?,
+                    );
                 }
                 let w = writer.as_mut().expect("writer created above");
                 w.write_frame(pts, data).map_err(|e| format!("write: {e}"))

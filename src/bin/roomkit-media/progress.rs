@@ -32,11 +32,18 @@ pub struct Progress {
 
 impl Progress {
     pub fn new() -> Progress {
-        Progress { tty: std::io::stderr().is_terminal(), last: None }
+        Progress {
+            tty: std::io::stderr().is_terminal(),
+            last: None,
+        }
     }
 
     pub fn update(&mut self, verb: &str, s: &Stats) {
-        if !self.tty || self.last.is_some_and(|t| t.elapsed() < Duration::from_millis(250)) {
+        if !self.tty
+            || self
+                .last
+                .is_some_and(|t| t.elapsed() < Duration::from_millis(250))
+        {
             return;
         }
         self.last = Some(Instant::now());

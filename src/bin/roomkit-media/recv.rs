@@ -15,13 +15,21 @@ use crate::args::{Args, Spec};
 use crate::media_file::{codec_arg, VideoSink};
 use crate::progress::{Progress, Stats};
 
-pub const SPEC: Spec = Spec { options: &["listen", "out", "pt", "codec", "frames", "timeout"], switches: &[] };
+pub const SPEC: Spec = Spec {
+    options: &["listen", "out", "pt", "codec", "frames", "timeout"],
+    switches: &[],
+};
 
 pub fn run(args: &Args) -> Result<Stats, String> {
-    let listen = args.addr("listen")?.ok_or("recv needs --listen HOST:PORT")?;
+    let listen = args
+        .addr("listen")?
+        .ok_or("recv needs --listen HOST:PORT")?;
     let out = PathBuf::from(args.get("out").ok_or("recv needs --out FILE")?);
     if !args.positionals.is_empty() {
-        return Err(format!("recv takes no positional arguments (got `{}`)", args.positionals[0]));
+        return Err(format!(
+            "recv takes no positional arguments (got `{}`)",
+            args.positionals[0]
+        ));
     }
     let codec = codec_arg(args.get("codec"), &out)?;
     let pt: Option<u8> = args.get("pt").map(|_| args.num("pt", 0)).transpose()?;
@@ -33,7 +41,9 @@ pub fn run(args: &Args) -> Result<Stats, String> {
     let idle = Duration::from_secs_f64(idle);
 
     let socket = open_socket(listen)?;
-    let bound = socket.local_addr().map_err(|e| format!("local address: {e}"))?;
+    let bound = socket
+        .local_addr()
+        .map_err(|e| format!("local address: {e}"))?;
     eprintln!("listening on {bound}");
     let mut sink = VideoSink::create(&out, codec, 30)?;
 
@@ -73,7 +83,11 @@ pub fn run(args: &Args) -> Result<Stats, String> {
                     _ => other += 1,
                 }
             }
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) => {}
             Err(e) => return Err(format!("receive failed: {e}")),
         }
         receiver.poll(Instant::now(), &mut frames);
@@ -97,7 +111,12 @@ pub fn run(args: &Args) -> Result<Stats, String> {
 }
 
 /// Writes delivered frames; returns true once `max_frames` (if non-zero) have been written.
-fn write_frames(frames: &mut Vec<VideoFrame>, sink: &mut VideoSink, stats: &mut Stats, max: u64) -> Result<bool, String> {
+fn write_frames(
+    frames: &mut Vec<VideoFrame>,
+    sink: &mut VideoSink,
+    stats: &mut Stats,
+    max: u64,
+) -> Result<bool, String> {
     for f in frames.drain(..) {
         if max != 0 && stats.frames >= max {
             break;
@@ -112,8 +131,10 @@ fn write_frames(frames: &mut Vec<VideoFrame>, sink: &mut VideoSink, stats: &mut 
 /// A UDP socket with a large receive buffer, so a burst of a big picture is not lost before we
 /// read it.
 fn open_socket(addr: std::net::SocketAddr) -> Result<UdpSocket, String> {
-    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP)).map_err(|e| format!("socket: {e}"))?;
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
+        .map_err(|e| format!("socket: {e}"))?;
     let _ = s.set_recv_buffer_size(8 << 20);
-    s.bind(&addr.into()).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    s.bind(&addr.into())
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     Ok(s.into())
 }

@@ -15,7 +15,10 @@ use crate::args::{Args, Spec};
 use crate::media_file::{codec_arg, read_pictures};
 use crate::progress::{Progress, Stats};
 
-pub const SPEC: Spec = Spec { options: &["to", "pt", "mtu", "fps", "codec"], switches: &[] };
+pub const SPEC: Spec = Spec {
+    options: &["to", "pt", "mtu", "fps", "codec"],
+    switches: &[],
+};
 
 pub fn run(args: &Args) -> Result<Stats, String> {
     let to = args.addr("to")?.ok_or("send needs --to HOST:PORT")?;
@@ -33,14 +36,16 @@ pub fn run(args: &Args) -> Result<Stats, String> {
         return Err(format!("--mtu: {mtu} is outside 64-65000"));
     }
     let fps: f64 = args.num("fps", 30.0)?;
-    if !(fps >= 0.0 && fps <= 1000.0) {
+    if !(0.0..=1000.0).contains(&fps) {
         return Err(format!("--fps: {fps} is outside 0-1000"));
     }
     let pictures = read_pictures(&path, codec)?;
 
     let bind = if to.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
     let socket = UdpSocket::bind(bind).map_err(|e| format!("cannot open a UDP socket: {e}"))?;
-    socket.connect(to).map_err(|e| format!("cannot send to {to}: {e}"))?;
+    socket
+        .connect(to)
+        .map_err(|e| format!("cannot send to {to}: {e}"))?;
 
     let mut packetizer: Box<dyn Packetizer> = match codec {
         VideoCodec::H264 => Box::new(H264Packetizer::new(mtu, PacketizationMode::NonInterleaved)),
@@ -95,7 +100,10 @@ fn send_with_retry(socket: &UdpSocket, datagram: &[u8]) -> Result<(), String> {
         match socket.send(datagram) {
             Ok(_) => return Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) || e.kind() == std::io::ErrorKind::WouldBlock => {
+            Err(e)
+                if e.raw_os_error() == Some(libc::ENOBUFS)
+                    || e.kind() == std::io::ErrorKind::WouldBlock =>
+            {
                 std::thread::sleep(Duration::from_micros(200));
             }
             Err(e) => return Err(format!("send failed: {e}")),
