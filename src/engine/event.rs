@@ -1,0 +1,173 @@
+//! What the I/O threads tell the application, and the callbacks that receive it.
+//!
+//! Events travel from socket threads to dispatcher threads by value. The callbacks live in one
+//! registry shared by every session of a backend, so registering a callback after sessions exist
+//! takes effect for them too.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use crate::frame::{AudioFrame, DtmfEvent, VideoCodec, VideoFrame};
+
+/// A session's identifier: a random (v4) UUID, shared by its audio and video streams.
+pub type SessionId = uuid::Uuid;
+
+/// Which RTCP message asked us for a key frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyframeRequest {
+    /// Picture Loss Indication (RFC 4585).
+    Pli,
+    /// Full Intra Request (RFC 5104).
+    Fir,
+}
+
+/// Where one stream of a session sends and receives, and what it carries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamInfo {
+    /// The local RTP address (the port actually bound).
+    pub local_addr: SocketAddr,
+    /// The local RTCP address: the RTP address with rtcp-mux, the next port otherwise.
+    pub local_rtcp_addr: SocketAddr,
+    /// Where RTP is sent (after latching, where it was first received from).
+    pub remote_addr: SocketAddr,
+    pub payload_type: u8,
+    pub clock_rate: u32,
+    /// The video codec; `None` for audio.
+    pub codec: Option<VideoCodec>,
+}
+
+/// A session as the application sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionInfo {
+    pub id: SessionId,
+    pub room_id: String,
+    pub participant_id: String,
+    /// Descriptive values (`backend`, `payload_type`, `clock_rate`, `remote_addr`, ...), in the
+    /// spirit of roomkit's session metadata.
+    pub metadata: HashMap<String, String>,
+    pub audio: StreamInfo,
+    /// Present when the session carries video.
+    pub video: Option<StreamInfo>,
+    /// The metadata of the video session (`backend`, `payload_type`, `clock_rate`,
+    /// `video_remote_addr`); empty without video.
+    pub video_metadata: HashMap<String, String>,
+}
+
+/// One event on its way to the callbacks.
+#[derive(Debug)]
+pub enum EngineEvent {
+    Video(SessionId, VideoFrame),
+    Audio(SessionId, AudioFrame),
+    Dtmf(SessionId, DtmfEvent),
+    KeyframeRequested(SessionId, KeyframeRequest),
+    SessionReady(Arc<SessionInfo>),
+    VideoSessionReady(Arc<SessionInfo>),
+    Disconnected(Arc<SessionInfo>),
+}
+
+impl EngineEvent {
+    /// The session the event belongs to: the key that keeps its events on one dispatcher thread.
+    pub fn session(&self) -> SessionId {
+        match self {
+            EngineEvent::Video(id, _)
+            | EngineEvent::Audio(id, _)
+            | EngineEvent::Dtmf(id, _)
+            | EngineEvent::KeyframeRequested(id, _) => *id,
+            EngineEvent::SessionReady(s)
+            | EngineEvent::VideoSessionReady(s)
+            | EngineEvent::Disconnected(s) => s.id,
+        }
+    }
+}
+
+/// The dispatcher key of a session.
+pub fn dispatch_key(id: SessionId) -> u64 {
+    let v = id.as_u128();
+    (v >> 64) as u64 ^ v as u64
+}
+
+pub type VideoCallback = Arc<dyn Fn(SessionId, &VideoFrame) + Send + Sync>;
+pub type AudioCallback = Arc<dyn Fn(SessionId, &AudioFrame) + Send + Sync>;
+pub type DtmfCallback = Arc<dyn Fn(SessionId, DtmfEvent) + Send + Sync>;
+pub type SessionCallback = Arc<dyn Fn(&SessionInfo) + Send + Sync>;
+pub type KeyframeCallback = Arc<dyn Fn(SessionId, KeyframeRequest) + Send + Sync>;
+
+/// The application's callbacks. Each slot holds at most one callback (setting replaces), except
+/// video taps, of which there may be several.
+#[derive(Default)]
+pub struct Callbacks {
+    pub(crate) video: RwLock<Option<VideoCallback>>,
+    pub(crate) video_taps: RwLock<Vec<VideoCallback>>,
+    pub(crate) audio: RwLock<Option<AudioCallback>>,
+    pub(crate) dtmf: RwLock<Option<DtmfCallback>>,
+    pub(crate) session_ready: RwLock<Option<SessionCallback>>,
+    pub(crate) video_session_ready: RwLock<Option<SessionCallback>>,
+    pub(crate) disconnected: RwLock<Option<SessionCallback>>,
+    pub(crate) keyframe: RwLock<Option<KeyframeCallback>>,
+}
+
+impl std::fmt::Debug for Callbacks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Callbacks")
+            .field("video_taps", &self.video_taps.read().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Callbacks {
+    /// Runs the callbacks for one event. Locks are held only to clone the `Arc`s, so a callback
+    /// may register other callbacks without deadlocking.
+    pub fn deliver(&self, ev: EngineEvent) {
+        match ev {
+            EngineEvent::Video(id, frame) => {
+                let primary = self.video.read().clone();
+                let taps = self.video_taps.read().clone();
+                if let Some(cb) = primary {
+                    cb(id, &frame);
+                }
+                for tap in taps {
+                    tap(id, &frame);
+                }
+            }
+            EngineEvent::Audio(id, frame) => {
+                let cb = self.audio.read().clone();
+                if let Some(cb) = cb {
+                    cb(id, &frame);
+                }
+            }
+            EngineEvent::Dtmf(id, ev) => {
+                let cb = self.dtmf.read().clone();
+                if let Some(cb) = cb {
+                    cb(id, ev);
+                }
+            }
+            EngineEvent::KeyframeRequested(id, kind) => {
+                let cb = self.keyframe.read().clone();
+                if let Some(cb) = cb {
+                    cb(id, kind);
+                }
+            }
+            EngineEvent::SessionReady(s) => {
+                let cb = self.session_ready.read().clone();
+                if let Some(cb) = cb {
+                    cb(&s);
+                }
+            }
+            EngineEvent::VideoSessionReady(s) => {
+                let cb = self.video_session_ready.read().clone();
+                if let Some(cb) = cb {
+                    cb(&s);
+                }
+            }
+            EngineEvent::Disconnected(s) => {
+                let cb = self.disconnected.read().clone();
+                if let Some(cb) = cb {
+                    cb(&s);
+                }
+            }
+        }
+    }
+}

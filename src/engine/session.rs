@@ -1,0 +1,234 @@
+//! Sessions and the engine that owns them: the part every backend (RTP now, SIP later) shares.
+//!
+//! A session is an audio stream and, optionally, a video stream with the same id. The engine keeps
+//! the registry, the callback registry and the dispatcher threads; backends decide only where the
+//! addresses come from (configuration and metadata, or SDP).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use super::dispatch::{Dispatcher, DEFAULT_QUEUE_LEN};
+use super::event::{dispatch_key, Callbacks, EngineEvent, KeyframeRequest, SessionId, SessionInfo};
+use super::stats::SessionStats;
+use super::stream::{MediaStream, StreamConfig};
+use crate::error::{Error, Result};
+
+/// What a new session is made of.
+#[derive(Debug, Clone)]
+pub struct SessionSpec {
+    pub room_id: String,
+    pub participant_id: String,
+    pub metadata: HashMap<String, String>,
+    pub video_metadata: HashMap<String, String>,
+    pub audio: StreamConfig,
+    pub video: Option<StreamConfig>,
+}
+
+/// A live session: its description and its streams.
+#[derive(Debug)]
+pub struct MediaSession {
+    info: Arc<SessionInfo>,
+    audio: MediaStream,
+    video: Option<MediaStream>,
+}
+
+impl MediaSession {
+    /// The description given to callbacks.
+    pub fn info(&self) -> Arc<SessionInfo> {
+        self.info.clone()
+    }
+
+    /// The description with the streams' current remote addresses (latching or a re-INVITE
+    /// may have moved them since the session was created).
+    pub fn current_info(&self) -> SessionInfo {
+        let mut info = (*self.info).clone();
+        info.audio = self.audio.info();
+        info.video = self.video.as_ref().map(MediaStream::info);
+        info
+    }
+
+    /// The audio stream.
+    pub fn audio(&self) -> &MediaStream {
+        &self.audio
+    }
+
+    /// The video stream, when the session has one.
+    pub fn video(&self) -> Option<&MediaStream> {
+        self.video.as_ref()
+    }
+
+    /// Counters of both streams.
+    pub fn stats(&self) -> SessionStats {
+        SessionStats {
+            audio: self.audio.stats(),
+            video: self.video.as_ref().map(MediaStream::stats),
+        }
+    }
+
+    /// Stops and joins both streams' threads (video first, as roomkit closes it first).
+    fn close(&self) {
+        if let Some(v) = &self.video {
+            v.close();
+        }
+        self.audio.close();
+    }
+}
+
+/// Engine-wide settings.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineConfig {
+    /// Callback threads (at least 1).
+    pub callback_threads: usize,
+    /// Events each callback thread may have queued before new ones are dropped.
+    pub callback_queue: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            callback_threads: 1,
+            callback_queue: DEFAULT_QUEUE_LEN,
+        }
+    }
+}
+
+/// Sessions, callbacks and dispatcher threads. Dropping the engine disconnects every session
+/// (joining their threads, closing their sockets) and then joins the dispatcher threads.
+pub struct MediaEngine {
+    dispatcher: Arc<Dispatcher<EngineEvent>>,
+    callbacks: Arc<Callbacks>,
+    sessions: RwLock<HashMap<SessionId, Arc<MediaSession>>>,
+}
+
+impl std::fmt::Debug for MediaEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaEngine")
+            .field("sessions", &self.sessions.read().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MediaEngine {
+    /// Starts the dispatcher threads.
+    pub fn new(cfg: EngineConfig) -> Result<MediaEngine> {
+        let callbacks = Arc::new(Callbacks::default());
+        let cb = callbacks.clone();
+        let dispatcher = Dispatcher::new(
+            cfg.callback_threads,
+            cfg.callback_queue,
+            "rkm-callback",
+            Arc::new(move |ev| cb.deliver(ev)),
+        )
+        .map_err(|e| Error::Io("starting callback threads".into(), e))?;
+        Ok(MediaEngine {
+            dispatcher: Arc::new(dispatcher),
+            callbacks,
+            sessions: RwLock::new(HashMap::new()),
+        })
+    }
+
+    /// The callback registry.
+    pub fn callbacks(&self) -> &Callbacks {
+        &self.callbacks
+    }
+
+    /// Opens the streams of a new session and announces it (session ready, then video session
+    /// ready). On any failure nothing is left open.
+    pub fn create_session(&self, mut spec: SessionSpec) -> Result<Arc<SessionInfo>> {
+        let id = uuid::Uuid::new_v4();
+        spec.audio.session = id;
+        let audio = MediaStream::open(spec.audio, self.dispatcher.clone())?;
+        let video = match spec.video {
+            Some(mut v) => {
+                v.session = id;
+                // `audio` is dropped (closed) if this fails.
+                Some(MediaStream::open(v, self.dispatcher.clone())?)
+            }
+            None => None,
+        };
+        let info = Arc::new(SessionInfo {
+            id,
+            room_id: spec.room_id,
+            participant_id: spec.participant_id,
+            metadata: spec.metadata,
+            audio: audio.info(),
+            video: video.as_ref().map(MediaStream::info),
+            video_metadata: spec.video_metadata,
+        });
+        let session = Arc::new(MediaSession {
+            info: info.clone(),
+            audio,
+            video,
+        });
+        self.sessions.write().insert(id, session.clone());
+        let key = dispatch_key(id);
+        self.dispatcher
+            .post_wait(key, EngineEvent::SessionReady(info.clone()));
+        if session.video.is_some() {
+            self.dispatcher
+                .post_wait(key, EngineEvent::VideoSessionReady(info.clone()));
+        }
+        Ok(info)
+    }
+
+    /// The live session `id`.
+    pub fn session(&self, id: SessionId) -> Result<Arc<MediaSession>> {
+        self.sessions
+            .read()
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("session {id}")))
+    }
+
+    /// Descriptions of the live sessions in `room_id` (every room when `None`).
+    pub fn list(&self, room_id: Option<&str>) -> Vec<SessionInfo> {
+        let mut v: Vec<_> = self
+            .sessions
+            .read()
+            .values()
+            .filter(|s| room_id.is_none_or(|r| s.info.room_id == r))
+            .map(|s| s.current_info())
+            .collect();
+        v.sort_by_key(|s| s.id);
+        v
+    }
+
+    /// Ends session `id`: stops and joins its threads (each sends RTCP BYE), closes its sockets
+    /// and fires the disconnected callback after the session's last frames.
+    pub fn disconnect(&self, id: SessionId) -> Result<()> {
+        let session = self
+            .sessions
+            .write()
+            .remove(&id)
+            .ok_or_else(|| Error::NotFound(format!("session {id}")))?;
+        session.close();
+        let info = session.info.clone();
+        drop(session);
+        self.dispatcher
+            .post_wait(dispatch_key(id), EngineEvent::Disconnected(info));
+        Ok(())
+    }
+
+    /// Asks the remote video sender of session `id` for a key frame.
+    pub fn request_keyframe(&self, id: SessionId, kind: KeyframeRequest) -> Result<()> {
+        let s = self.session(id)?;
+        let v = s
+            .video()
+            .ok_or_else(|| Error::State(format!("session {id} has no video")))?;
+        v.request_keyframe(kind);
+        Ok(())
+    }
+}
+
+impl Drop for MediaEngine {
+    fn drop(&mut self) {
+        let ids: Vec<SessionId> = self.sessions.read().keys().copied().collect();
+        for id in ids {
+            let _ = self.disconnect(id);
+        }
+        // The dispatcher threads drain what is queued and are joined when the last reference
+        // (this one: the streams holding the others are closed) goes.
+    }
+}

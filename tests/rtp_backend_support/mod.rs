@@ -1,0 +1,194 @@
+//! Helpers shared by the RTP backend tests: a connected pair of backends on loopback, channels
+//! that collect what the callbacks saw, and synthetic H.264 pictures.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{unbounded, Receiver};
+use roomkit_media::backend::{RtpBackendConfig, RtpVideoBackend};
+use roomkit_media::engine::{KeyframeRequest, SessionId};
+use roomkit_media::{AudioFrame, DtmfEvent, VideoFrame};
+
+/// What one backend's callbacks received.
+pub struct Rx {
+    pub video: Receiver<(SessionId, VideoFrame)>,
+    pub audio: Receiver<(SessionId, AudioFrame)>,
+    pub dtmf: Receiver<(SessionId, DtmfEvent)>,
+    pub keyframe: Receiver<(SessionId, KeyframeRequest)>,
+    pub ready: Receiver<SessionId>,
+    pub video_ready: Receiver<SessionId>,
+    pub disconnected: Receiver<SessionId>,
+}
+
+/// Registers every callback of `be`, each feeding a channel.
+pub fn collect(be: &RtpVideoBackend) -> Rx {
+    let (vt, video) = unbounded();
+    let (at, audio) = unbounded();
+    let (dt, dtmf) = unbounded();
+    let (kt, keyframe) = unbounded();
+    let (rt, ready) = unbounded();
+    let (vrt, video_ready) = unbounded();
+    let (xt, disconnected) = unbounded();
+    be.on_video_received(move |id, f| {
+        let _ = vt.send((id, f.clone()));
+    });
+    be.on_audio_received(move |id, f| {
+        let _ = at.send((id, f.clone()));
+    });
+    be.on_dtmf_received(move |id, e| {
+        let _ = dt.send((id, e));
+    });
+    be.on_keyframe_requested(move |id, k| {
+        let _ = kt.send((id, k));
+    });
+    be.on_session_ready(move |s| {
+        let _ = rt.send(s.id);
+    });
+    be.on_video_session_ready(move |s| {
+        let _ = vrt.send(s.id);
+    });
+    be.on_client_disconnected(move |s| {
+        let _ = xt.send(s.id);
+    });
+    Rx {
+        video,
+        audio,
+        dtmf,
+        keyframe,
+        ready,
+        video_ready,
+        disconnected,
+    }
+}
+
+pub struct Pair {
+    pub a: RtpVideoBackend,
+    pub b: RtpVideoBackend,
+    pub a_id: SessionId,
+    pub b_id: SessionId,
+    pub a_rx: Rx,
+    pub b_rx: Rx,
+}
+
+pub fn loopback_config(mut cfg: RtpBackendConfig) -> RtpBackendConfig {
+    cfg.local_addr = "127.0.0.1:0".parse().unwrap();
+    cfg.video_local_addr = "127.0.0.1:0".parse().unwrap();
+    cfg
+}
+
+pub fn meta(audio: SocketAddr, video: SocketAddr) -> HashMap<String, String> {
+    HashMap::from([
+        ("remote_addr".to_string(), audio.to_string()),
+        ("video_remote_addr".to_string(), video.to_string()),
+    ])
+}
+
+/// Two backends with one session each, pointed at each other, callbacks collected.
+pub fn pair(cfg: RtpBackendConfig) -> Pair {
+    let cfg = loopback_config(cfg);
+    let a = RtpVideoBackend::new(cfg.clone()).unwrap();
+    let b = RtpVideoBackend::new(cfg).unwrap();
+    let a_rx = collect(&a);
+    let b_rx = collect(&b);
+    connect_pair(a, b, a_rx, b_rx)
+}
+
+/// Like [`pair`], with no callbacks registered.
+pub fn pair_without_callbacks(cfg: RtpBackendConfig) -> Pair {
+    let cfg = loopback_config(cfg);
+    let a = RtpVideoBackend::new(cfg.clone()).unwrap();
+    let b = RtpVideoBackend::new(cfg).unwrap();
+    let (_, video) = unbounded();
+    let (_, audio) = unbounded();
+    let (_, dtmf) = unbounded();
+    let (_, keyframe) = unbounded();
+    let (_, ready) = unbounded();
+    let (_, video_ready) = unbounded();
+    let (_, disconnected) = unbounded();
+    let empty = || Rx {
+        video: video.clone(),
+        audio: audio.clone(),
+        dtmf: dtmf.clone(),
+        keyframe: keyframe.clone(),
+        ready: ready.clone(),
+        video_ready: video_ready.clone(),
+        disconnected: disconnected.clone(),
+    };
+    let (ra, rb) = (empty(), empty());
+    connect_pair(a, b, ra, rb)
+}
+
+fn connect_pair(a: RtpVideoBackend, b: RtpVideoBackend, a_rx: Rx, b_rx: Rx) -> Pair {
+    // A first, aimed at a placeholder; B aimed at A; then A re-aimed at B.
+    let placeholder: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let sa = a
+        .connect("room-a", "alice", &meta(placeholder, placeholder))
+        .unwrap();
+    let sa_v = sa.video.clone().unwrap();
+    let sb = b
+        .connect("room-b", "bob", &meta(sa.audio.local_addr, sa_v.local_addr))
+        .unwrap();
+    a.update_remote(
+        sa.id,
+        Some(sb.audio.local_addr),
+        Some(sb.video.clone().unwrap().local_addr),
+    )
+    .unwrap();
+    Pair {
+        a,
+        b,
+        a_id: sa.id,
+        b_id: sb.id,
+        a_rx,
+        b_rx,
+    }
+}
+
+/// Up to `n` items, waiting at most `timeout` in total.
+pub fn recv_n<T>(rx: &Receiver<T>, n: usize, timeout: Duration) -> Vec<T> {
+    let deadline = Instant::now() + timeout;
+    let mut v = Vec::new();
+    while v.len() < n {
+        match rx.recv_deadline(deadline) {
+            Ok(x) => v.push(x),
+            Err(_) => break,
+        }
+    }
+    v
+}
+
+/// Polls `cond` until it holds or `timeout` passes; returns whether it held.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    cond()
+}
+
+/// A synthetic H.264 access unit in Annex-B with 4-byte start codes: SPS + PPS + IDR slice for a
+/// key picture, one non-IDR slice otherwise. Slice bytes never contain 0x00, so no start code can
+/// appear inside a NAL unit. `seed` makes pictures differ.
+pub fn h264_picture(key: bool, slice_len: usize, seed: u32) -> Vec<u8> {
+    let mut v = Vec::with_capacity(slice_len + 32);
+    if key {
+        v.extend_from_slice(&[0, 0, 0, 1, 0x67, 0x42, 0xe0, 0x1f, 0x8c, 0x8d, 0x40, 0x50]);
+        v.extend_from_slice(&[0, 0, 0, 1, 0x68, 0xce, 0x3c, 0x80]);
+        v.extend_from_slice(&[0, 0, 0, 1, 0x65]);
+    } else {
+        v.extend_from_slice(&[0, 0, 0, 1, 0x41]);
+    }
+    let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(12345);
+    for _ in 0..slice_len {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        v.push((x as u8).max(1));
+    }
+    v
+}
