@@ -2,6 +2,7 @@
 //! `demo`). Exit codes: 0 success, 1 the media did not flow as asked, 2 bad arguments or files.
 
 mod args;
+mod link;
 mod media_file;
 mod progress;
 mod recv;
