@@ -7,8 +7,10 @@
 
 pub mod builder;
 mod check;
+pub mod dialog;
 pub mod message;
 mod syntax;
+pub mod transaction;
 
 pub use builder::{
     new_branch, new_call_id, new_tag, reason_phrase, RequestBuilder, ResponseBuilder,
