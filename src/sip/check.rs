@@ -42,7 +42,10 @@ fn looks_like_version(v: &str) -> bool {
 /// Check 1: the start line, exactly. A request has single spaces between three parts and no
 /// trailing space; a response has a three-digit code in 100..=699.
 pub(crate) fn start_line(line: &str) -> Result<StartLine<'_>, StartLineError> {
-    if line.len() >= 4 && line[..4].eq_ignore_ascii_case("SIP/") {
+    if line
+        .get(..4)
+        .is_some_and(|p| p.eq_ignore_ascii_case("SIP/"))
+    {
         let mut it = line.splitn(3, ' ');
         let version = it.next().unwrap_or_default();
         if !version.eq_ignore_ascii_case("SIP/2.0") {
@@ -224,6 +227,8 @@ mod tests {
         assert!(start_line("SIP/2.0 4294967301 better not break the receiver").is_err());
         assert!(start_line("SIP/2.0 099 Low").is_err());
         assert!(start_line("SIP/2.0 700 High").is_err());
+        // Found by the property test: a multi-byte character across byte 4.
+        assert!(start_line("5\u{e9}\u{e9}q5a").is_err());
     }
 
     #[test]
