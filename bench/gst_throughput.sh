@@ -4,10 +4,10 @@
 # Usage: bench/gst_throughput.sh [CLIP]   (default: the 1080p clip bench/h264.rs generates)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-clip=${1:-target/bench-clips/1080p.h264}
+clip=${1:-target/bench-clips/1080p-20s.h264}
 if [ ! -f "$clip" ]; then
   mkdir -p "$(dirname "$clip")"
-  ffmpeg -nostdin -v error -y -f lavfi -i testsrc2=size=1920x1080:rate=30 -t 5 -c:v libx264 -crf 18 -g 30 \
+  ffmpeg -nostdin -v error -y -f lavfi -i testsrc2=size=1920x1080:rate=30 -t 20 -pix_fmt yuv420p -c:v libx264 -crf 18 -g 30 \
     -bsf:v h264_mp4toannexb -f h264 "$clip"
 fi
 bytes=$(stat -c %s "$clip")
