@@ -40,7 +40,7 @@ pub fn run(args: &Args) -> Result<Stats, String> {
         return Err(format!("--timeout: {idle} is outside (0, 86400] seconds"));
     }
     let idle = Duration::from_secs_f64(idle);
-    let mut sink = VideoSink::create(&out, codec, 30)?;
+    let mut sink = VideoSink::create(&out, codec)?;
 
     let cfg = RtpBackendConfig {
         video_local_addr: listen,
