@@ -859,10 +859,12 @@ impl SipCore {
         let (id, sdp, info) = (c.invite_tx, c.answer.sdp.clone(), c.info.clone());
         self.respond(id, None, 200, &[("Allow", ALLOW)], Some(&sdp), now, out);
         SipCounters::inc(&self.shared.counters.calls_answered);
-        let _ = self.dispatcher.post(
-            crate::engine::event::dispatch_key(info.id),
-            SipEvent::Call(Box::new(info)),
-        );
+        let key = crate::engine::event::dispatch_key(info.id);
+        // A call must not go unannounced: when the application's callbacks are this far behind,
+        // wait for room rather than drop the event.
+        if let Err(ev) = self.dispatcher.post(key, SipEvent::Call(Box::new(info))) {
+            self.dispatcher.post_wait(key, ev);
+        }
     }
 
     fn handle_reinvite(&mut self, id: u64, req: &SipMessage, now: Instant, out: &mut Outbox) {
