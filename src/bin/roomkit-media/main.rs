@@ -16,7 +16,7 @@ const USAGE: &str = "\
 usage:
   roomkit-media send --to HOST:PORT FILE [--codec h264|vp8] [--pt N] [--mtu N] [--fps N]
   roomkit-media recv --listen HOST:PORT --out FILE [--codec h264|vp8] [--pt N] [--frames N] [--timeout SECONDS]
-  roomkit-media serve --sip ADDR [--rtp-ip IP] [--rtp-ports A-B] [--video-codecs H264,VP8] [--record DIR] [--echo] [--max-calls N] [--answer-after MS]
+  roomkit-media serve --sip ADDR [--rtp-ip IP] [--rtp-ports A-B] [--video-codecs H264,VP8] [--record DIR] [--echo] [--max-calls N] [--answer-after MS] [--hangup-after MS]
   roomkit-media demo [--seconds S]
 ";
 

@@ -1,7 +1,8 @@
 //! `roomkit-media serve`: answers SIP audio + video calls and reports each event as one JSON line
 //! on stdout (`call`, `video_ready`, `frame` at most once a second per call, `dtmf`, `hangup`,
 //! and a closing `stats`). `--record DIR` writes each call's video (`.h264` or `.ivf`) and audio
-//! (`.wav`, 16-bit mono); `--echo` sends received media back to the caller.
+//! (`.wav`, 16-bit mono); `--echo` sends received media back to the caller; `--hangup-after MS`
+//! ends each call from our side that long after answering it.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -33,6 +34,7 @@ pub const SPEC: Spec = Spec {
         "max-calls",
         "answer-after",
         "max-sessions",
+        "hangup-after",
     ],
     switches: &["echo", "quiet-frames"],
 };
@@ -156,6 +158,7 @@ struct CallLog {
     video: Option<VideoSink>,
     audio: Option<WavWriter>,
     first_ts: Option<f64>,
+    answered_at: Option<Instant>,
 }
 
 fn parse_ports(v: &str) -> Result<(u16, u16), String> {
@@ -231,6 +234,10 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
     let echo = args.get("echo").is_some();
     let frame_lines = args.get("quiet-frames").is_none();
     let max_calls: u64 = args.num("max-calls", 0)?;
+    let hangup_after: Option<Duration> = args
+        .get("hangup-after")
+        .map(|_| args.num("hangup-after", 0u64).map(Duration::from_millis))
+        .transpose()?;
 
     install_signal_handlers();
     let be = Arc::new(SipVideoBackend::new(cfg).map_err(|e| e.to_string())?);
@@ -255,6 +262,7 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
             let call_id = get("call_id").to_string();
             let mut log = CallLog {
                 call_id: call_id.clone(),
+                answered_at: Some(Instant::now()),
                 ..CallLog::default()
             };
             if let Some(dir) = &rec {
@@ -391,6 +399,21 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
     while !STOP.load(Ordering::SeqCst) {
         if max_calls > 0 && ended.load(Ordering::Relaxed) >= max_calls {
             break;
+        }
+        if let Some(limit) = hangup_after {
+            // Calls we end ourselves (BYE from our side).
+            let due: Vec<SessionId> = calls
+                .lock()
+                .iter()
+                .filter(|(_, l)| l.answered_at.is_some_and(|t| t.elapsed() >= limit))
+                .map(|(id, _)| *id)
+                .collect();
+            for id in due {
+                if let Some(l) = calls.lock().get_mut(&id) {
+                    l.answered_at = None;
+                }
+                let _ = be.hangup(id);
+            }
         }
         std::thread::sleep(Duration::from_millis(20));
     }
