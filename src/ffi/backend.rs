@@ -1,0 +1,589 @@
+//! The opaque `rkm_backend` and the calls on it: creation, sessions, sending, queries, freeing.
+
+use std::collections::HashMap;
+use std::ffi::c_char;
+
+use super::args::{
+    opt_addr_arg, out_arg, ref_arg, session_arg, slice_arg, str_arg, write_c_string,
+    RKM_SESSION_ID_LEN,
+};
+use super::config::{rkm_rtp_config, rtp_config_from_c};
+use super::status::{boundary, rkm_status, Failure, FfiResult};
+use crate::backend::{RtpVideoBackend, RtpVoiceBackend};
+use crate::engine::{
+    KeyframeRequest, MediaEngine, SessionId, SessionInfo, SessionStats, StreamInfo, StreamStats,
+};
+use crate::frame::VideoChunk;
+
+/// The backends a `rkm_backend` can be.
+pub(crate) enum BackendKind {
+    RtpVoice(RtpVoiceBackend),
+    RtpVideo(RtpVideoBackend),
+}
+
+/// A backend: RTP or SIP, voice or video. Opaque to C: made by one of the `rkm_*_backend_new`
+/// functions, used through a pointer, released with `rkm_backend_free`.
+///
+/// Every function taking a `rkm_backend *` may be called from any thread, concurrently, except
+/// `rkm_backend_free`, which must be the last call on a backend.
+pub struct rkm_backend {
+    pub(crate) kind: BackendKind,
+}
+
+impl rkm_backend {
+    pub(crate) fn engine(&self) -> &MediaEngine {
+        match &self.kind {
+            BackendKind::RtpVoice(b) => b.engine(),
+            BackendKind::RtpVideo(b) => b.engine(),
+        }
+    }
+
+    pub(crate) fn has_video(&self) -> bool {
+        match &self.kind {
+            BackendKind::RtpVoice(_) => false,
+            BackendKind::RtpVideo(_) => true,
+        }
+    }
+
+    /// Fails with `RKM_ERR_UNSUPPORTED` on a voice backend.
+    pub(crate) fn require_video(&self) -> FfiResult<()> {
+        if self.has_video() {
+            Ok(())
+        } else {
+            Err(no_video())
+        }
+    }
+
+    fn connect(
+        &self,
+        room: &str,
+        participant: &str,
+        meta: &HashMap<String, String>,
+    ) -> FfiResult<SessionInfo> {
+        Ok(match &self.kind {
+            BackendKind::RtpVoice(b) => b.connect(room, participant, meta)?,
+            BackendKind::RtpVideo(b) => b.connect(room, participant, meta)?,
+        })
+    }
+
+    fn disconnect(&self, id: SessionId) -> FfiResult<()> {
+        match &self.kind {
+            BackendKind::RtpVoice(b) => b.disconnect(id)?,
+            BackendKind::RtpVideo(b) => b.disconnect(id)?,
+        }
+        Ok(())
+    }
+
+    fn session(&self, id: SessionId) -> FfiResult<SessionInfo> {
+        self.engine()
+            .session(id)
+            .map(|s| s.current_info())
+            .map_err(Failure::from)
+    }
+
+    fn stats(&self, id: SessionId) -> FfiResult<SessionStats> {
+        Ok(self.engine().session(id)?.stats())
+    }
+}
+
+/// The failure of a video call on a voice backend.
+pub(crate) fn no_video() -> Failure {
+    Failure::unsupported("a voice backend has no video")
+}
+
+/// Borrows the backend behind a C pointer.
+///
+/// # Safety
+/// `b` is NULL or a pointer returned by a `rkm_*_backend_new` function and not yet freed.
+pub(crate) unsafe fn backend_arg<'a>(b: *const rkm_backend) -> FfiResult<&'a rkm_backend> {
+    // SAFETY: forwarded from the caller's guarantee.
+    unsafe { ref_arg(b, "backend") }
+}
+
+fn new_backend(kind: FfiResult<BackendKind>) -> FfiResult<*mut rkm_backend> {
+    Ok(Box::into_raw(Box::new(rkm_backend { kind: kind? })))
+}
+
+/// Creates an RTP voice backend (audio sessions only) from `cfg`, which is read during the call
+/// only. Starts the callback threads; sessions come with `rkm_connect`.
+///
+/// Returns NULL on failure (a NULL or invalid `cfg`, threads that could not start), with the
+/// reason in `rkm_last_error`. The caller owns the result and releases it with
+/// `rkm_backend_free`. Any thread.
+#[no_mangle]
+pub extern "C" fn rkm_rtp_voice_backend_new(cfg: *const rkm_rtp_config) -> *mut rkm_backend {
+    boundary("rkm_rtp_voice_backend_new", || {
+        // SAFETY: the caller passes NULL or a valid config whose strings are NULL or valid.
+        let c = unsafe { rtp_config_from_c(ref_arg(cfg, "cfg")?) }?;
+        new_backend(
+            RtpVoiceBackend::new(c)
+                .map(BackendKind::RtpVoice)
+                .map_err(Into::into),
+        )
+    })
+}
+
+/// Creates an RTP video backend: every session carries audio and video with the same id.
+/// Otherwise as `rkm_rtp_voice_backend_new`.
+#[no_mangle]
+pub extern "C" fn rkm_rtp_video_backend_new(cfg: *const rkm_rtp_config) -> *mut rkm_backend {
+    boundary("rkm_rtp_video_backend_new", || {
+        // SAFETY: the caller passes NULL or a valid config whose strings are NULL or valid.
+        let c = unsafe { rtp_config_from_c(ref_arg(cfg, "cfg")?) }?;
+        new_backend(
+            RtpVideoBackend::new(c)
+                .map(BackendKind::RtpVideo)
+                .map_err(Into::into),
+        )
+    })
+}
+
+/// Ends every session (RTP sessions send RTCP BYE, SIP calls are hung up with BYE), runs the
+/// `client_disconnected` callback for each, joins every thread the backend started, closes its
+/// sockets and frees it. NULL is a no-op.
+///
+/// Must be the last call on `b`, made once, and not from inside one of `b`'s callbacks. Callback
+/// `user_data` must stay valid until this returns; afterwards no callback of `b` runs again.
+#[no_mangle]
+pub extern "C" fn rkm_backend_free(b: *mut rkm_backend) {
+    boundary("rkm_backend_free", || {
+        if !b.is_null() {
+            // SAFETY: a non-NULL `b` came from Box::into_raw in a `*_new` function and, as the
+            // caller promises, is freed once and used by nobody else any more.
+            drop(unsafe { Box::from_raw(b) });
+        }
+        Ok(())
+    })
+}
+
+/// Creates a session on an RTP backend, binds its sockets, starts its threads, runs
+/// `session_ready` (and `video_session_ready` on a video backend), and writes its id (a
+/// NUL-terminated UUID of `RKM_SESSION_ID_LEN - 1` characters) to `session_id_out`, which has
+/// room for `session_id_cap` bytes (`RKM_SESSION_ID_LEN` is enough; less gives
+/// `RKM_ERR_BUFFER_TOO_SMALL` before anything is opened).
+///
+/// `room_id` and `participant_id` are required. `remote_addr` and `video_remote_addr`
+/// (`"ip:port"`) override the configured addresses; NULL uses the configuration, and an address
+/// set in neither place is `RKM_ERR_INVALID_ARGUMENT`. `video_remote_addr` must be NULL on a
+/// voice backend. SIP backends receive calls instead: `RKM_ERR_UNSUPPORTED`.
+///
+/// Strings are read during the call only. Any thread, including a callback thread.
+#[no_mangle]
+pub extern "C" fn rkm_connect(
+    b: *mut rkm_backend,
+    room_id: *const c_char,
+    participant_id: *const c_char,
+    remote_addr: *const c_char,
+    video_remote_addr: *const c_char,
+    session_id_out: *mut c_char,
+    session_id_cap: usize,
+) -> rkm_status {
+    boundary("rkm_connect", || {
+        // SAFETY: each pointer is NULL or valid for the call, as documented for C callers.
+        let be = unsafe { backend_arg(b) }?;
+        // SAFETY: as above.
+        let room = unsafe { str_arg(room_id, "room_id") }?;
+        // SAFETY: as above.
+        let participant = unsafe { str_arg(participant_id, "participant_id") }?;
+        // SAFETY: as above.
+        let remote = unsafe { opt_addr_arg(remote_addr, "remote_addr") }?;
+        // SAFETY: as above.
+        let video_remote = unsafe { opt_addr_arg(video_remote_addr, "video_remote_addr") }?;
+        if session_id_out.is_null() {
+            return Err(Failure::invalid("session_id_out is NULL"));
+        }
+        if session_id_cap < RKM_SESSION_ID_LEN {
+            return Err(Failure::new(
+                rkm_status::RKM_ERR_BUFFER_TOO_SMALL,
+                format!(
+                    "session_id_out holds {session_id_cap} bytes, \
+                     {RKM_SESSION_ID_LEN} are needed"
+                ),
+            ));
+        }
+        if video_remote.is_some() && !be.has_video() {
+            return Err(Failure::invalid(
+                "video_remote_addr given to a voice backend (it has no video)",
+            ));
+        }
+        let mut meta = HashMap::new();
+        if let Some(a) = remote {
+            meta.insert("remote_addr".to_string(), a.to_string());
+        }
+        if let Some(a) = video_remote {
+            meta.insert("video_remote_addr".to_string(), a.to_string());
+        }
+        let info = be.connect(room, participant, &meta)?;
+        let text = info.id.hyphenated().to_string();
+        // SAFETY: `session_id_out` is not NULL and the caller lent `session_id_cap` bytes.
+        unsafe { write_c_string(&text, session_id_out, session_id_cap, "session_id_out") }?;
+        Ok(rkm_status::RKM_OK)
+    })
+}
+
+/// Ends a session: stops and joins its threads (RTCP BYE is sent; a SIP call is hung up with
+/// BYE), closes its sockets, then runs `client_disconnected` after the session's last frames.
+/// `RKM_ERR_NOT_FOUND` when no such session is live. Any thread, including a callback thread.
+#[no_mangle]
+pub extern "C" fn rkm_disconnect(b: *mut rkm_backend, session_id: *const c_char) -> rkm_status {
+    boundary("rkm_disconnect", || {
+        // SAFETY: each pointer is NULL or valid for the call.
+        let be = unsafe { backend_arg(b) }?;
+        // SAFETY: as above.
+        let id = unsafe { session_arg(session_id) }?;
+        be.disconnect(id)?;
+        Ok(rkm_status::RKM_OK)
+    })
+}
+
+/// Points a live session's media at new remote addresses (`"ip:port"`; NULL leaves that stream
+/// as it is), as a re-INVITE would: RTCP follows (same port with rtcp-mux, port + 1 otherwise).
+/// Any thread.
+#[no_mangle]
+pub extern "C" fn rkm_update_remote(
+    b: *mut rkm_backend,
+    session_id: *const c_char,
+    remote_addr: *const c_char,
+    video_remote_addr: *const c_char,
+) -> rkm_status {
+    boundary("rkm_update_remote", || {
+        // SAFETY: each pointer is NULL or valid for the call.
+        let be = unsafe { backend_arg(b) }?;
+        // SAFETY: as above.
+        let id = unsafe { session_arg(session_id) }?;
+        // SAFETY: as above.
+        let audio = unsafe { opt_addr_arg(remote_addr, "remote_addr") }?;
+        // SAFETY: as above.
+        let video = unsafe { opt_addr_arg(video_remote_addr, "video_remote_addr") }?;
+        if video.is_some() {
+            be.require_video()?;
+        }
+        match &be.kind {
+            BackendKind::RtpVoice(r) => r.update_remote(id, audio, video)?,
+            BackendKind::RtpVideo(r) => r.update_remote(id, audio, video)?,
+        }
+        Ok(rkm_status::RKM_OK)
+    })
+}
+
+/// Sends one picture on a session's video stream: H.264 as Annex-B (3- or 4-byte start codes)
+/// or a single raw NAL unit, or one VP8 frame. It is timestamped with the time since the session
+/// started, packetized to the MTU and sent before the call returns. `data` is read during the
+/// call only. `RKM_ERR_UNSUPPORTED` on a voice backend, `RKM_ERR_STATE` on a session without
+/// video. Any thread, including a callback thread.
+#[no_mangle]
+pub extern "C" fn rkm_send_video(
+    b: *mut rkm_backend,
+    session_id: *const c_char,
+    data: *const u8,
+    len: usize,
+) -> rkm_status {
+    boundary("rkm_send_video", || {
+        // SAFETY: each pointer is NULL or valid for the call; `data` holds `len` bytes.
+        let be = unsafe { backend_arg(b) }?;
+        // SAFETY: as above.
+        let id = unsafe { session_arg(session_id) }?;
+        // SAFETY: as above.
+        let picture = unsafe { slice_arg(data, len, "data") }?;
+        match &be.kind {
+            BackendKind::RtpVideo(v) => v.send_video(id, picture)?,
+            BackendKind::RtpVoice(_) => return Err(no_video()),
+        }
+        Ok(rkm_status::RKM_OK)
+    })
+}
+
+/// As `rkm_send_video`, with the caller's presentation time `timestamp_ms` (finite, not
+/// negative; RTP timestamps follow it at the video clock rate). `keyframe` is the caller's
+/// statement about the picture; the packetizer finds key frames in the bitstream itself, so it
+/// does not change what is sent.
+#[no_mangle]
+pub extern "C" fn rkm_send_video_chunk(
+    b: *mut rkm_backend,
+    session_id: *const c_char,
+    data: *const u8,
+    len: usize,
+    timestamp_ms: f64,
+    keyframe: bool,
+) -> rkm_status {
+    boundary("rkm_send_video_chunk", || {
+        // SAFETY: each pointer is NULL or valid for the call; `data` holds `len` bytes.
+        let be = unsafe { backend_arg(b) }?;
+        // SAFETY: as above.
+        let id = unsafe { session_arg(session_id) }?;
+        // SAFETY: as above.
+        let picture = unsafe { slice_arg(data, len, "data") }?;
+        if !timestamp_ms.is_finite() || timestamp_ms < 0.0 {
+            return Err(Failure::invalid(format!(
+                "timestamp_ms = {timestamp_ms} is not a finite time >= 0"
+            )));
+        }
+        let chunk = VideoChunk {
+            data: picture.to_vec(),
+            keyframe,
+            timestamp_ms: Some(timestamp_ms),
+        };
+        match &be.kind {
+            BackendKind::RtpVideo(v) => v.send_video_chunks(id, [chunk])?,
+            BackendKind::RtpVoice(_) => return Err(no_video()),
+        }
+        Ok(rkm_status::RKM_OK)
+    })
+}
+
+/// Sends `samples` 16-bit mono PCM samples at the audio clock rate, encoded as 20 ms G.711
+/// packets (the last one padded with silence), all at once: pace real-time audio by calling with
+/// each block as it is captured. `pcm` is read during the call only. Any thread, including a
+/// callback thread.
+#[no_mangle]
+pub extern "C" fn rkm_send_audio(
+    b: *mut rkm_backend,
+    session_id: *const c_char,
+    pcm: *const i16,
+    samples: usize,
+) -> rkm_status {
+    boundary("rkm_send_audio", || {
+        // SAFETY: each pointer is NULL or valid for the call; `pcm` holds `samples` samples.
+        let be = unsafe { backend_arg(b) }?;
+        // SAFETY: as above.
+        let id = unsafe { session_arg(session_id) }?;
+        // SAFETY: as above.
+        let pcm = unsafe { slice_arg(pcm, samples, "pcm") }?;
+        match &be.kind {
+            BackendKind::RtpVoice(v) => v.send_audio(id, pcm)?,
+            BackendKind::RtpVideo(v) => v.send_audio(id, pcm)?,
+        }
+        Ok(rkm_status::RKM_OK)
+    })
+}
+
+/// Sends the DTMF digit `digit` (`0`-`9`, `*`, `#`, `A`-`D`) held for `duration_ms` as RFC 4733
+/// telephone events. Returns at once; the packets are paced by the library and digits queue
+/// behind each other. `RKM_ERR_UNSUPPORTED` when DTMF is disabled. Any thread.
+#[no_mangle]
+pub extern "C" fn rkm_send_dtmf(
+    b: *mut rkm_backend,
+    session_id: *const c_char,
+    digit: c_char,
+    duration_ms: u32,
+) -> rkm_status {
+    boundary("rkm_send_dtmf", || {
+        // SAFETY: each pointer is NULL or valid for the call.
+        let be = unsafe { backend_arg(b) }?;
+        // SAFETY: as above.
+        let id = unsafe { session_arg(session_id) }?;
+        let digit = char::from(digit as u8);
+        match &be.kind {
+            BackendKind::RtpVoice(v) => v.send_dtmf(id, digit, duration_ms)?,
+            BackendKind::RtpVideo(v) => v.send_dtmf(id, digit, duration_ms)?,
+        }
+        Ok(rkm_status::RKM_OK)
+    })
+}
+
+/// Asks the remote video sender of a session for a key frame (RTCP PLI). Returns at once; the
+/// session's receive thread sends it. Any thread, including a callback thread.
+#[no_mangle]
+pub extern "C" fn rkm_request_keyframe(
+    b: *mut rkm_backend,
+    session_id: *const c_char,
+) -> rkm_status {
+    boundary("rkm_request_keyframe", || {
+        // SAFETY: each pointer is NULL or valid for the call.
+        let be = unsafe { backend_arg(b) }?;
+        // SAFETY: as above.
+        let id = unsafe { session_arg(session_id) }?;
+        be.require_video()?;
+        be.engine().request_keyframe(id, KeyframeRequest::Pli)?;
+        Ok(rkm_status::RKM_OK)
+    })
+}
+
+/// The number of live sessions (calls, on a SIP backend). 0 for a NULL backend (recorded for
+/// `rkm_last_error`). Any thread.
+#[no_mangle]
+pub extern "C" fn rkm_session_count(b: *const rkm_backend) -> usize {
+    boundary("rkm_session_count", || {
+        // SAFETY: `b` is NULL or a live backend.
+        let be = unsafe { backend_arg(b) }?;
+        Ok(be.engine().list(None).len())
+    })
+}
+
+/// Counters of one RTP stream. All start at 0 when the session is created.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct rkm_stream_stats {
+    /// RTP packets accepted.
+    pub packets_received: u64,
+    /// RTP bytes accepted, headers included.
+    pub bytes_received: u64,
+    /// RTP packets sent.
+    pub packets_sent: u64,
+    /// RTP bytes sent, headers included.
+    pub bytes_sent: u64,
+    /// Packets expected but not received (RFC 3550; negative with duplicates).
+    pub lost: i64,
+    /// Packets that arrived after a later-numbered one.
+    pub reordered: u64,
+    /// Packets received more than once.
+    pub duplicates: u64,
+    /// Interarrival jitter, milliseconds.
+    pub jitter_ms: f64,
+    /// Frames handed to the callbacks (pictures or NAL units; audio frames).
+    pub frames: u64,
+    /// Key frames among them.
+    pub keyframes: u64,
+    /// Pictures dropped because packets of them were lost.
+    pub frames_dropped_incomplete: u64,
+    /// Pictures held back until a key frame arrived.
+    pub frames_dropped_gated: u64,
+    /// Events dropped because a callback was too slow and its queue full.
+    pub frames_dropped_slow_callback: u64,
+    /// RTCP PLI sent and received.
+    pub pli_sent: u64,
+    pub pli_received: u64,
+    /// RTCP FIR sent and received.
+    pub fir_sent: u64,
+    pub fir_received: u64,
+    /// RTCP compound packets received and sent.
+    pub rtcp_received: u64,
+    pub rtcp_sent: u64,
+    /// Datagrams from an unexpected address (dropped).
+    pub unexpected_source: u64,
+    /// Datagrams that were not usable RTP/RTCP (dropped).
+    pub malformed: u64,
+    /// RTP packets with a payload type the stream does not carry (dropped).
+    pub unknown_payload_type: u64,
+    /// DTMF digits received and sent.
+    pub dtmf_received: u64,
+    pub dtmf_sent: u64,
+}
+
+impl From<&StreamStats> for rkm_stream_stats {
+    fn from(s: &StreamStats) -> Self {
+        rkm_stream_stats {
+            packets_received: s.packets_received,
+            bytes_received: s.bytes_received,
+            packets_sent: s.packets_sent,
+            bytes_sent: s.bytes_sent,
+            lost: s.lost,
+            reordered: s.reordered,
+            duplicates: s.duplicates,
+            jitter_ms: s.jitter_ms,
+            frames: s.frames,
+            keyframes: s.keyframes,
+            frames_dropped_incomplete: s.frames_dropped_incomplete,
+            frames_dropped_gated: s.frames_dropped_gated,
+            frames_dropped_slow_callback: s.frames_dropped_slow_callback,
+            pli_sent: s.pli_sent,
+            pli_received: s.pli_received,
+            fir_sent: s.fir_sent,
+            fir_received: s.fir_received,
+            rtcp_received: s.rtcp_received,
+            rtcp_sent: s.rtcp_sent,
+            unexpected_source: s.unexpected_source,
+            malformed: s.malformed,
+            unknown_payload_type: s.unknown_payload_type,
+            dtmf_received: s.dtmf_received,
+            dtmf_sent: s.dtmf_sent,
+        }
+    }
+}
+
+/// Counters of a session: audio always; video when `has_video` (otherwise `video` is zeroed).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct rkm_stats {
+    pub audio: rkm_stream_stats,
+    pub has_video: bool,
+    pub video: rkm_stream_stats,
+}
+
+/// Copies the counters of a live session into `*out` (a snapshot; call again for fresh values).
+/// `RKM_ERR_NOT_FOUND` when no such session is live. Any thread.
+#[no_mangle]
+pub extern "C" fn rkm_session_stats(
+    b: *const rkm_backend,
+    session_id: *const c_char,
+    out: *mut rkm_stats,
+) -> rkm_status {
+    boundary("rkm_session_stats", || {
+        // SAFETY: each pointer is NULL or valid for the call; `out` is writable.
+        let be = unsafe { backend_arg(b) }?;
+        // SAFETY: as above.
+        let id = unsafe { session_arg(session_id) }?;
+        // SAFETY: as above.
+        let out = unsafe { out_arg(out, "out") }?;
+        let st = be.stats(id)?;
+        *out = rkm_stats {
+            audio: (&st.audio).into(),
+            has_video: st.video.is_some(),
+            video: st.video.as_ref().map(Into::into).unwrap_or_default(),
+        };
+        Ok(rkm_status::RKM_OK)
+    })
+}
+
+/// Bytes an address takes in `rkm_session_addrs`, NUL included: enough for any
+/// `"[ipv6%scope]:port"`.
+pub const RKM_ADDR_LEN: usize = 64;
+
+/// Where a session's streams send and receive, as NUL-terminated `"ip:port"` strings.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct rkm_session_addrs {
+    /// Local audio RTP address (the port actually bound).
+    pub local_addr: [c_char; RKM_ADDR_LEN],
+    /// Local audio RTCP address (the RTP one with rtcp-mux, the next port otherwise).
+    pub local_rtcp_addr: [c_char; RKM_ADDR_LEN],
+    /// Where audio RTP is sent.
+    pub remote_addr: [c_char; RKM_ADDR_LEN],
+    /// True when the session carries video; the `video_*` fields are empty strings otherwise.
+    pub has_video: bool,
+    pub video_local_addr: [c_char; RKM_ADDR_LEN],
+    pub video_local_rtcp_addr: [c_char; RKM_ADDR_LEN],
+    pub video_remote_addr: [c_char; RKM_ADDR_LEN],
+}
+
+fn addr_field(a: Option<std::net::SocketAddr>) -> [c_char; RKM_ADDR_LEN] {
+    let mut out = [0 as c_char; RKM_ADDR_LEN];
+    if let Some(a) = a {
+        let text = a.to_string();
+        for (o, b) in out.iter_mut().zip(text.bytes().take(RKM_ADDR_LEN - 1)) {
+            *o = b as c_char;
+        }
+    }
+    out
+}
+
+/// Copies the addresses of a live session into `*out`: the way to learn which ports a session
+/// bound when the configuration asked for port 0. `RKM_ERR_NOT_FOUND` when no such session is
+/// live. Any thread.
+#[no_mangle]
+pub extern "C" fn rkm_session_addresses(
+    b: *const rkm_backend,
+    session_id: *const c_char,
+    out: *mut rkm_session_addrs,
+) -> rkm_status {
+    boundary("rkm_session_addresses", || {
+        // SAFETY: each pointer is NULL or valid for the call; `out` is writable.
+        let be = unsafe { backend_arg(b) }?;
+        // SAFETY: as above.
+        let id = unsafe { session_arg(session_id) }?;
+        // SAFETY: as above.
+        let out = unsafe { out_arg(out, "out") }?;
+        let info = be.session(id)?;
+        let v: Option<&StreamInfo> = info.video.as_ref();
+        *out = rkm_session_addrs {
+            local_addr: addr_field(Some(info.audio.local_addr)),
+            local_rtcp_addr: addr_field(Some(info.audio.local_rtcp_addr)),
+            remote_addr: addr_field(Some(info.audio.remote_addr)),
+            has_video: v.is_some(),
+            video_local_addr: addr_field(v.map(|s| s.local_addr)),
+            video_local_rtcp_addr: addr_field(v.map(|s| s.local_rtcp_addr)),
+            video_remote_addr: addr_field(v.map(|s| s.remote_addr)),
+        };
+        Ok(rkm_status::RKM_OK)
+    })
+}
