@@ -1,0 +1,155 @@
+//! The SIP socket thread: one blocking UDP socket, a wake-up descriptor and a timer.
+//!
+//! The signalling logic lives elsewhere (the backend's call core); this thread only turns the
+//! outside world into calls on a [`SipHandler`]: datagrams as they arrive, a wake-up when another
+//! thread queued work for it, and a timeout when the handler's own `next_timeout` has passed.
+//! Everything the handler wants sent is collected in an [`Outbox`] and sent after each call, so
+//! the handler itself never touches the socket.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use super::io_thread::{IoThread, StopSignal};
+use super::socket::{poll_readable, MediaSocket, RecvBatch, Wait};
+use crate::sip::MAX_MESSAGE_SIZE;
+
+/// Longest the thread sleeps without a timer due; it only bounds how stale `now` can get.
+const MAX_SLEEP: Duration = Duration::from_secs(1);
+/// Datagrams taken per `recvmmsg`.
+const BATCH: usize = 32;
+
+/// Datagrams to send, each with its destination.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    items: Vec<(Vec<u8>, SocketAddr)>,
+}
+
+impl Outbox {
+    /// Queues `data` for `dest`.
+    pub fn push(&mut self, data: Vec<u8>, dest: SocketAddr) {
+        self.items.push((data, dest));
+    }
+
+    /// Number of datagrams queued.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// True when nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    fn flush(&mut self, sock: &MediaSocket) {
+        for (data, dest) in self.items.drain(..) {
+            // A send error (unreachable peer, full buffer) loses this datagram only; SIP's
+            // retransmissions cover it.
+            let _ = sock.send_to(&data, dest);
+        }
+    }
+}
+
+/// What the SIP thread drives. All methods run on the SIP thread, one at a time.
+pub trait SipHandler: Send + 'static {
+    /// One datagram arrived from `from`.
+    fn on_datagram(&mut self, data: &[u8], from: SocketAddr, now: Instant, out: &mut Outbox);
+    /// Another thread woke the SIP thread: look at the command queue.
+    fn on_wake(&mut self, now: Instant, out: &mut Outbox);
+    /// Time has reached (or passed) the last `next_timeout`.
+    fn on_timeout(&mut self, now: Instant, out: &mut Outbox);
+    /// When `on_timeout` next needs to run; `None` when no timer is pending.
+    fn next_timeout(&mut self) -> Option<Instant>;
+    /// The thread is stopping: last words (BYE for live calls) go out before the socket closes.
+    fn on_shutdown(&mut self, now: Instant, out: &mut Outbox);
+}
+
+/// The running SIP thread. Dropping it stops and joins the thread (after `on_shutdown`).
+#[derive(Debug)]
+pub struct SipTransport {
+    thread: IoThread,
+    local: SocketAddr,
+}
+
+impl SipTransport {
+    /// Starts the thread named `name` driving `handler` on the bound socket `sock`.
+    pub fn spawn<H: SipHandler>(sock: MediaSocket, name: &str, handler: H) -> io::Result<Self> {
+        let local = sock.local_addr();
+        let thread = IoThread::spawn(name.to_string(), move |stop| run(sock, handler, stop))?;
+        Ok(SipTransport { thread, local })
+    }
+
+    /// The address the SIP socket is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// A handle that wakes the thread (after queueing a command for the handler).
+    pub fn signal(&self) -> StopSignal {
+        self.thread.signal()
+    }
+
+    /// Stops and joins the thread. Idempotent.
+    pub fn stop(&mut self) {
+        self.thread.stop();
+    }
+}
+
+fn run<H: SipHandler>(sock: MediaSocket, mut handler: H, stop: StopSignal) {
+    let mut batch = RecvBatch::new(BATCH, MAX_MESSAGE_SIZE + 1);
+    let mut out = Outbox::default();
+    let fds = [sock.as_raw_fd(), stop.wake_fd()];
+    let mut ready = [false; 2];
+    loop {
+        let now = Instant::now();
+        let sleep = handler.next_timeout().map_or(MAX_SLEEP, |t| {
+            t.saturating_duration_since(now).min(MAX_SLEEP)
+        });
+        if poll_readable(&fds, &mut ready, sleep).is_err() {
+            ready = [false; 2];
+        }
+        let now = Instant::now();
+        if ready[1] {
+            stop.reset();
+            if stop.is_stopped() {
+                handler.on_shutdown(now, &mut out);
+                out.flush(&sock);
+                return;
+            }
+            handler.on_wake(now, &mut out);
+            out.flush(&sock);
+        }
+        if ready[0] {
+            // Drain what is queued, a batch at a time, answering as we go.
+            for _ in 0..64 {
+                let n = batch.recv(&sock, Wait::No).unwrap_or(0);
+                for i in 0..n {
+                    let d = batch.get(i);
+                    let Some(from) = d.from else { continue };
+                    if d.truncated {
+                        // Bigger than any SIP message we accept: hand over a marker the parser
+                        // rejects as oversized rather than a silently cut message.
+                        handler.on_datagram(&[0; MAX_MESSAGE_SIZE + 1], from, now, &mut out);
+                    } else {
+                        handler.on_datagram(d.data, from, now, &mut out);
+                    }
+                }
+                out.flush(&sock);
+                if n < BATCH {
+                    break;
+                }
+            }
+        }
+        let now = Instant::now();
+        if handler.next_timeout().is_some_and(|t| t <= now) {
+            handler.on_timeout(now, &mut out);
+            out.flush(&sock);
+        }
+        if stop.is_stopped() {
+            handler.on_shutdown(Instant::now(), &mut out);
+            out.flush(&sock);
+            return;
+        }
+    }
+}

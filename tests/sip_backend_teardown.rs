@@ -1,0 +1,81 @@
+//! Teardown of the SIP backend, alone in its own test binary because it counts the process's
+//! threads and descriptors: 50 calls ended both ways leave none behind and return every port,
+//! and dropping the backend ends live calls with BYE and joins its threads.
+
+mod sip_support;
+
+use std::time::Duration;
+
+use roomkit_media::backend::{SipCaller, SipCallerConfig, SipVideoBackend, SipVoiceBackend};
+use roomkit_media::VideoCodec;
+use sip_support::*;
+
+const T: Duration = Duration::from_secs(5);
+
+fn caller(slot: u16, video: bool) -> SipCaller {
+    let start = 52000 + slot * 100;
+    SipCaller::new(SipCallerConfig {
+        video_codecs: if video {
+            vec![VideoCodec::H264]
+        } else {
+            vec![]
+        },
+        rtp_port_start: start,
+        rtp_port_end: start + 99,
+        ..SipCallerConfig::default()
+    })
+    .unwrap()
+}
+
+fn uri(be: &SipVoiceBackend) -> String {
+    format!("sip:room@{}", be.local_sip_addr())
+}
+
+#[test]
+fn fifty_calls_leave_no_threads_fds_or_ports_behind() {
+    let be = SipVideoBackend::new(config(15)).unwrap();
+    let cap = be.port_pool().capacity();
+    let uac = caller(15, true);
+    // One call first so lazily started threads exist in the baseline.
+    let c = uac.call(&uri(&be), be.local_sip_addr()).unwrap();
+    assert!(uac.hangup(&c, T));
+    assert!(wait_until(T, || be.port_pool().available() == cap));
+    let (threads, fds) = (thread_count(), fd_count());
+    for i in 0..50 {
+        let c = uac.call(&uri(&be), be.local_sip_addr()).unwrap();
+        if i % 2 == 0 {
+            assert!(uac.hangup(&c, T));
+        } else {
+            let id = be.all_sessions()[0].id;
+            be.hangup(id).unwrap();
+            assert!(uac.wait_remote_bye(&c, T));
+        }
+    }
+    assert!(wait_until(T, || be.port_pool().available() == cap));
+    assert!(
+        wait_until(T, || thread_count() <= threads),
+        "threads {} > {threads}",
+        thread_count()
+    );
+    assert!(
+        wait_until(T, || fd_count() <= fds),
+        "fds {} > {fds}",
+        fd_count()
+    );
+    assert_eq!(be.sip_stats().calls_ended, 51);
+}
+
+#[test]
+fn drop_ends_live_calls_with_bye_and_joins() {
+    let threads = thread_count();
+    let be = SipVoiceBackend::new(config(16)).unwrap();
+    let ua = RawUa::new(be.local_sip_addr());
+    let mut leg = Leg::new();
+    ua.send(&ua.request("INVITE", &leg, "", &offer(40000, None, "sendrecv")));
+    let ok = ua.expect_status(200, "INVITE", T);
+    leg.to_tag = to_tag(&ok);
+    ua.send(&ua.request("ACK", &leg, "", ""));
+    drop(be);
+    ua.expect_request("BYE", T);
+    assert!(wait_until(T, || thread_count() <= threads));
+}

@@ -1,0 +1,266 @@
+//! Helpers for the SIP backend tests: a backend on loopback, a raw UDP user agent that writes
+//! SIP by hand (to send exactly what a test needs, malformed included), and synthetic pictures.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use roomkit_media::backend::SipBackendConfig;
+
+/// A loopback backend configuration with its own RTP port range (tests run in parallel
+/// processes, so every test passes a different `slot`).
+pub fn config(slot: u16) -> SipBackendConfig {
+    let start = 42000 + slot * 200;
+    SipBackendConfig {
+        local_sip_addr: "127.0.0.1:0".parse().unwrap(),
+        local_rtp_ip: [127, 0, 0, 1].into(),
+        rtp_port_start: start,
+        rtp_port_end: start + 199,
+        ..SipBackendConfig::default()
+    }
+}
+
+/// Polls `cond` every 10 ms until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    cond()
+}
+
+/// A UDP socket that speaks SIP by hand.
+pub struct RawUa {
+    pub sock: UdpSocket,
+    pub target: SocketAddr,
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(1);
+
+/// A fresh token for branches, tags and Call-IDs.
+pub fn token() -> String {
+    format!(
+        "{}x{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// An SDP offer from 127.0.0.1: audio PCMU + telephone-event on `audio_port`, and when
+/// `video` is `Some((port, lines))`, an `m=video` line with those payload lines.
+pub fn offer(audio_port: u16, video: Option<(u16, &str, &str)>, direction: &str) -> String {
+    let mut s = format!(
+        "v=0\r\no=test 1 1 IN IP4 127.0.0.1\r\ns=test\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {audio_port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n\
+         a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na={direction}\r\n"
+    );
+    if let Some((port, fmt, attrs)) = video {
+        s.push_str(&format!(
+            "m=video {port} RTP/AVP {fmt}\r\n{attrs}a={direction}\r\n"
+        ));
+    }
+    s
+}
+
+/// H.264 video attributes for PT 96.
+pub const H264_ATTRS: &str =
+    "a=rtpmap:96 H264/90000\r\na=fmtp:96 profile-level-id=42e01f;packetization-mode=1\r\n";
+/// VP9 only: a codec we never accept.
+pub const VP9_ATTRS: &str = "a=rtpmap:98 VP9/90000\r\n";
+
+/// One dialog's worth of identifiers, for building requests by hand.
+#[derive(Clone)]
+pub struct Leg {
+    pub call_id: String,
+    pub from_tag: String,
+    pub to_tag: Option<String>,
+    pub cseq: u32,
+    pub branch: String,
+}
+
+impl Leg {
+    pub fn new() -> Leg {
+        Leg {
+            call_id: format!("{}@test", token()),
+            from_tag: token(),
+            to_tag: None,
+            cseq: 1,
+            branch: format!("z9hG4bK{}", token()),
+        }
+    }
+}
+
+impl Default for Leg {
+    fn default() -> Self {
+        Leg::new()
+    }
+}
+
+impl RawUa {
+    pub fn new(target: SocketAddr) -> RawUa {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        RawUa { sock, target }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.sock.local_addr().unwrap()
+    }
+
+    pub fn send(&self, msg: &str) {
+        self.sock.send_to(msg.as_bytes(), self.target).unwrap();
+    }
+
+    pub fn send_bytes(&self, msg: &[u8]) {
+        self.sock.send_to(msg, self.target).unwrap();
+    }
+
+    /// A request in `leg` with `method`, extra header lines (each ending CRLF) and a body.
+    pub fn request(&self, method: &str, leg: &Leg, extra: &str, body: &str) -> String {
+        let me = self.addr();
+        let to_tag = leg
+            .to_tag
+            .as_ref()
+            .map_or(String::new(), |t| format!(";tag={t}"));
+        let ctype = if body.is_empty() {
+            String::new()
+        } else {
+            "Content-Type: application/sdp\r\n".to_string()
+        };
+        format!(
+            "{method} sip:service@{t} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch={b};rport\r\n\
+             Max-Forwards: 70\r\nFrom: \"Test Caller\" <sip:alice@{me}>;tag={ft}\r\n\
+             To: <sip:service@{t}>{to_tag}\r\nCall-ID: {cid}\r\nCSeq: {cs} {method}\r\n\
+             Contact: <sip:alice@{me}>\r\n{extra}{ctype}Content-Length: {len}\r\n\r\n{body}",
+            t = self.target,
+            b = leg.branch,
+            ft = leg.from_tag,
+            cid = leg.call_id,
+            cs = leg.cseq,
+            len = body.len()
+        )
+    }
+
+    /// The next datagram, or `None` after `timeout`.
+    pub fn recv(&self, timeout: Duration) -> Option<String> {
+        let end = Instant::now() + timeout;
+        let mut buf = vec![0u8; 65536];
+        while Instant::now() < end {
+            if let Ok((n, _)) = self.sock.recv_from(&mut buf) {
+                return Some(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        }
+        None
+    }
+
+    /// Waits for a response with `status` whose CSeq method is `method` (skipping others).
+    pub fn expect_status(&self, status: u16, method: &str, timeout: Duration) -> String {
+        let end = Instant::now() + timeout;
+        let mut seen = Vec::new();
+        while Instant::now() < end {
+            if let Some(m) = self.recv(Duration::from_millis(100)) {
+                if m.starts_with(&format!("SIP/2.0 {status} "))
+                    && cseq_method(&m).as_deref() == Some(method)
+                {
+                    return m;
+                }
+                seen.push(m.lines().next().unwrap_or_default().to_string());
+            }
+        }
+        panic!("no {status} for {method} within {timeout:?}; saw {seen:?}");
+    }
+
+    /// Waits for a request with `method`.
+    pub fn expect_request(&self, method: &str, timeout: Duration) -> String {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if let Some(m) = self.recv(Duration::from_millis(100)) {
+                if m.starts_with(&format!("{method} ")) {
+                    return m;
+                }
+            }
+        }
+        panic!("no {method} within {timeout:?}");
+    }
+
+    /// Answers a request with 200, copying its headers.
+    pub fn ok_to(&self, req: &str) {
+        let mut out = String::from("SIP/2.0 200 OK\r\n");
+        for l in req.lines() {
+            let lower = l.to_ascii_lowercase();
+            if ["via:", "from:", "to:", "call-id:", "cseq:"]
+                .iter()
+                .any(|h| lower.starts_with(h))
+            {
+                out.push_str(l);
+                out.push_str("\r\n");
+            }
+        }
+        out.push_str("Content-Length: 0\r\n\r\n");
+        self.send(&out);
+    }
+}
+
+/// A header's value from a message (first occurrence, case-insensitive name).
+pub fn header(msg: &str, name: &str) -> Option<String> {
+    let want = format!("{}:", name.to_ascii_lowercase());
+    msg.lines()
+        .find(|l| l.to_ascii_lowercase().starts_with(&want))
+        .map(|l| l[want.len()..].trim().to_string())
+}
+
+/// The method in a message's CSeq.
+pub fn cseq_method(msg: &str) -> Option<String> {
+    header(msg, "CSeq").and_then(|v| v.split_whitespace().nth(1).map(str::to_string))
+}
+
+/// The To tag of a response.
+pub fn to_tag(msg: &str) -> Option<String> {
+    let to = header(msg, "To")?;
+    to.split(';')
+        .find_map(|p| p.trim().strip_prefix("tag=").map(str::to_string))
+}
+
+/// The body after the blank line.
+pub fn body(msg: &str) -> &str {
+    msg.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+}
+
+/// A synthetic H.264 picture: real NAL headers (SPS, PPS, IDR for a key picture; one non-IDR
+/// slice otherwise) around pseudo-random payload with no start-code patterns in it.
+pub fn h264_picture(key: bool, slice_len: usize, seed: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut x = seed.wrapping_mul(2_654_435_761).max(1);
+    let mut nal = |out: &mut Vec<u8>, header: u8, len: usize| {
+        out.extend_from_slice(&[0, 0, 0, 1, header]);
+        for _ in 0..len {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            out.push((x as u8) | 0x01); // never zero: no emulated start codes
+        }
+    };
+    if key {
+        nal(&mut out, 0x67, 12); // SPS
+        nal(&mut out, 0x68, 4); // PPS
+        nal(&mut out, 0x65, slice_len); // IDR slice
+    } else {
+        nal(&mut out, 0x41, slice_len); // non-IDR slice
+    }
+    out
+}
+
+/// Threads of this process.
+pub fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count())
+}
+
+/// Open descriptors of this process.
+pub fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+}
