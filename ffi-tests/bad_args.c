@@ -181,6 +181,57 @@ int main(void) {
     CHECK_OK(rkm_on_video_received(v, noop_video, NULL));
     CHECK_OK(rkm_on_video_received(v, NULL, NULL));
 
+    /* SIP entry points. */
+    rkm_sip_config_init(NULL);
+    expect_message("rkm_sip_config_init", __LINE__);
+    CHECK(rkm_sip_video_backend_new(NULL) == NULL);
+    expect_message("rkm_sip_video_backend_new", __LINE__);
+    CHECK(rkm_sip_voice_backend_new(NULL) == NULL);
+    expect_message("rkm_sip_voice_backend_new", __LINE__);
+    rkm_sip_config sc;
+    rkm_sip_config_init(&sc);
+    sc.supported_video_codecs = "H265";
+    CHECK(rkm_sip_video_backend_new(&sc) == NULL);
+    CHECK(strstr(rkm_last_error(), "supported_video_codecs") != NULL);
+    rkm_sip_config_init(&sc);
+    sc.local_rtp_ip = "not-an-ip";
+    CHECK(rkm_sip_voice_backend_new(&sc) == NULL);
+    CHECK(strstr(rkm_last_error(), "local_rtp_ip") != NULL);
+    rkm_sip_config_init(&sc);
+    sc.auth_user = "alice"; /* and no password */
+    CHECK(rkm_sip_voice_backend_new(&sc) == NULL);
+    CHECK(strstr(rkm_last_error(), "auth_password") != NULL);
+    rkm_sip_config_init(&sc);
+    sc.rtp_port_start = 20000;
+    sc.rtp_port_end = 10000;
+    CHECK(rkm_sip_video_backend_new(&sc) == NULL);
+    rkm_sip_config_init(&sc);
+    sc.local_sip_addr = "127.0.0.1:0";
+    sc.local_rtp_ip = "127.0.0.1";
+    rkm_backend *s = rkm_sip_video_backend_new(&sc);
+    CHECK(s != NULL);
+    char addr[RKM_ADDR_LEN];
+    EXPECT_ERR(rkm_backend_start(NULL), RKM_ERR_INVALID_ARGUMENT, "rkm_backend_start");
+    EXPECT_ERR(rkm_sip_local_addr(NULL, addr, sizeof addr), RKM_ERR_INVALID_ARGUMENT,
+               "rkm_sip_local_addr");
+    EXPECT_ERR(rkm_sip_local_addr(s, addr, sizeof addr), RKM_ERR_STATE, "not started");
+    EXPECT_ERR(rkm_send_audio(s, id, pcm, 160), RKM_ERR_STATE, "not started");
+    EXPECT_ERR(rkm_on_call(NULL, NULL, NULL), RKM_ERR_INVALID_ARGUMENT, "rkm_on_call");
+    EXPECT_ERR(rkm_on_call(v, NULL, NULL), RKM_ERR_UNSUPPORTED, "SIP");
+    CHECK_OK(rkm_backend_start(v)); /* RTP backends run from creation: nothing to do */
+    CHECK_OK(rkm_backend_start(s));
+    EXPECT_ERR(rkm_backend_start(s), RKM_ERR_STATE, "already started");
+    EXPECT_ERR(rkm_sip_local_addr(s, NULL, 64), RKM_ERR_INVALID_ARGUMENT, "out");
+    EXPECT_ERR(rkm_sip_local_addr(s, addr, 4), RKM_ERR_BUFFER_TOO_SMALL, "rkm_sip_local_addr");
+    EXPECT_ERR(rkm_sip_local_addr(v, addr, sizeof addr), RKM_ERR_UNSUPPORTED, "SIP");
+    EXPECT_ERR(rkm_connect(s, "r", "p", NULL, NULL, id, sizeof id), RKM_ERR_UNSUPPORTED,
+               "rkm_connect");
+    EXPECT_ERR(rkm_disconnect(s, unknown), RKM_ERR_NOT_FOUND, "rkm_disconnect");
+    EXPECT_ERR(rkm_update_remote(s, unknown, "127.0.0.1:9", NULL), RKM_ERR_UNSUPPORTED,
+               "rkm_update_remote");
+    CHECK(rkm_session_count(s) == 0);
+    rkm_backend_free(s);
+
     /* Still serving after all that. */
     CHECK(rkm_session_count(v) == 1);
     CHECK_OK(rkm_session_stats(v, id, &st));

@@ -278,6 +278,89 @@ typedef void (*rkm_keyframe_requested_cb)(void *user_data,
                                           const char *session_id,
                                           rkm_keyframe_kind kind);
 
+// Settings of a SIP backend (`rkm_sip_voice_backend_new`, `rkm_sip_video_backend_new`).
+//
+// Always fill it with `rkm_sip_config_init` first, then change the fields you need. The strings
+// are borrowed only during the `*_new` call; NULL in a string field means its default.
+typedef struct {
+    // Where the SIP socket binds (UDP), `"ip:port"`; default `"0.0.0.0:5060"`. Port 0 picks a
+    // free port (read it back with `rkm_sip_local_addr`).
+    const char *local_sip_addr;
+    // Where RTP sockets bind, an IP address; default `"0.0.0.0"`.
+    const char *local_rtp_ip;
+    // The IP address written in SDP and Contact when it differs from the bound one (NAT).
+    // NULL (default): the bound address.
+    const char *advertised_ip;
+    // RTP port range, inclusive; default 10000-20000. Each stream takes an even port and the
+    // odd one above it for RTCP.
+    uint16_t rtp_port_start;
+    uint16_t rtp_port_end;
+    // Audio codecs accepted, comma-separated (`"PCMU,PCMA"`, the default). Other codecs are
+    // passed through undecoded: `name/clock[/channels]`.
+    const char *supported_codecs;
+    // Video codecs accepted by a video backend, comma-separated; default `"H264"`, also
+    // `"VP8"` or `"H264,VP8"`.
+    const char *supported_video_codecs;
+    // Most simultaneous calls (ringing included), 0 = no limit (default); beyond it callers
+    // get 486 Busy Here.
+    uint32_t max_sessions;
+    // Digest authentication: with `auth_user` set, INVITEs must authenticate as that user
+    // with `auth_password`. NULL (default): no authentication.
+    const char *auth_user;
+    const char *auth_password;
+    // Digest realm; default `"roomkit"`.
+    const char *auth_realm;
+    // `Server`/`User-Agent` header and SDP session name; default `"roomkit-media"`.
+    const char *user_agent;
+    // Ring time between 180 Ringing and 200 OK in milliseconds; default 0.
+    uint32_t answer_after_ms;
+    // Send media back to where the caller's media comes from (peers behind NAT); default true.
+    bool symmetric_rtp;
+    // Largest RTP payload sent, bytes; default 1200.
+    uint16_t mtu;
+    // How received H.264 is delivered; default `RKM_DELIVERY_ACCESS_UNIT`.
+    rkm_delivery delivery;
+    // After a loss, hold non-key pictures back until a key frame arrives; default true.
+    bool wait_for_keyframe;
+    // Nominal RTCP report interval in milliseconds; default 5000.
+    uint32_t rtcp_interval_ms;
+    // Threads that run the media callbacks (at least 1; default 1). `call` callbacks run on a
+    // separate SIP callback thread.
+    uint32_t callback_threads;
+    // Events each callback thread may have queued before new ones are dropped; default 512.
+    uint32_t callback_queue;
+} rkm_sip_config;
+
+// An answered SIP call, as the `call` callback sees it. Every string is NUL-terminated and
+// valid only until the callback returns.
+typedef struct {
+    // The call's session id, as `rkm_send_*` and `rkm_disconnect` take it.
+    const char *session_id;
+    // The room: the `X-Room-ID` header when the caller sent one, else the Call-ID.
+    const char *room_id;
+    // The From URI (`sip:alice@example.com`).
+    const char *caller;
+    // The display name of From; empty when there is none.
+    const char *caller_display_name;
+    // The To URI.
+    const char *callee;
+    // The SIP Call-ID.
+    const char *call_id;
+    // True when video was negotiated (the session has a video stream).
+    bool has_video;
+    // `"h264"` or `"vp8"`; NULL when `has_video` is false.
+    const char *video_codec;
+    // The negotiated audio codec (`"PCMU"`, `"PCMA"`, ...).
+    const char *audio_codec;
+    // The `X-` headers of the INVITE, one `Name: value` per line, lines separated by `\n`;
+    // empty when there are none.
+    const char *x_headers;
+} rkm_call_info;
+
+// Called when a SIP call has been answered (200 OK sent). Pointers are valid only during the
+// call.
+typedef void (*rkm_call_cb)(void *user_data, const rkm_call_info *info);
+
 // One frame per picture: Annex-B with a 4-byte start code before every NAL unit, complete
 // pictures only, ready for a decoder. The default.
 #define RKM_DELIVERY_ACCESS_UNIT 0
@@ -436,6 +519,43 @@ rkm_status rkm_on_keyframe_requested(rkm_backend *b, rkm_keyframe_requested_cb c
 // 1200, access-unit delivery, one callback thread. A NULL `cfg` is ignored (and recorded for
 // `rkm_last_error`). Any thread.
 void rkm_rtp_config_init(rkm_rtp_config *cfg);
+
+// Fills `cfg` with the defaults (see each field). String fields get static strings that the
+// caller may replace; a NULL `cfg` is ignored (and recorded for `rkm_last_error`). Any thread.
+void rkm_sip_config_init(rkm_sip_config *cfg);
+
+// Creates a SIP video backend (a user agent server) from `cfg`, which is read during the call
+// only. INVITEs offering audio and a supported video codec become audio + video sessions;
+// others become audio-only calls. Nothing is bound yet: register the callbacks, then call
+// `rkm_backend_start`.
+//
+// Returns NULL on an invalid or NULL `cfg`, with the reason in `rkm_last_error`. The caller owns
+// the result and releases it with `rkm_backend_free`. Any thread.
+rkm_backend *rkm_sip_video_backend_new(const rkm_sip_config *cfg);
+
+// Creates a SIP voice backend: audio calls only (video offers are declined with `m=video 0`).
+// Otherwise as `rkm_sip_video_backend_new`.
+rkm_backend *rkm_sip_voice_backend_new(const rkm_sip_config *cfg);
+
+// Starts a SIP backend: binds its SIP socket, starts its SIP and callback threads and installs
+// the callbacks registered so far; from then on calls are answered. `RKM_ERR_STATE` when it is
+// already started, `RKM_ERR_IO` when the address cannot be bound. RTP backends are running from
+// creation, so for them this does nothing and returns `RKM_OK`. Any thread.
+rkm_status rkm_backend_start(rkm_backend *b);
+
+// Writes the address the SIP socket is bound to (`"ip:port"`, with the port the system chose
+// when the configuration asked for port 0) into `out`, which has room for `cap` bytes
+// (`RKM_ADDR_LEN` is enough). `RKM_ERR_STATE` before `rkm_backend_start`,
+// `RKM_ERR_UNSUPPORTED` on an RTP backend. Any thread.
+rkm_status rkm_sip_local_addr(const rkm_backend *b, char *out, size_t cap);
+
+// Registers `cb` for answered SIP calls, replacing any earlier one; NULL removes it. It runs on
+// the backend's SIP callback thread (not a media callback thread), after `session_ready` and
+// `video_session_ready` were queued; `user_data` must stay usable from that thread until the
+// callback is replaced or the backend freed. Inside it, `rkm_send_*`, `rkm_request_keyframe`
+// and `rkm_disconnect` (hang up) may be called; `rkm_backend_free` may not. May be called
+// before or after `rkm_backend_start`. `RKM_ERR_UNSUPPORTED` on an RTP backend.
+rkm_status rkm_on_call(rkm_backend *b, rkm_call_cb cb, void *user_data);
 
 // The message of the last failed call made on the calling thread, as a NUL-terminated UTF-8
 // string; an empty string when no call has failed on this thread yet. A successful call does

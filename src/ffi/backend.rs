@@ -2,6 +2,9 @@
 
 use std::collections::HashMap;
 use std::ffi::c_char;
+use std::sync::OnceLock;
+
+use parking_lot::Mutex;
 
 use super::args::{
     opt_addr_arg, out_arg, ref_arg, session_arg, slice_arg, str_arg, write_c_string,
@@ -9,7 +12,12 @@ use super::args::{
 };
 use super::config::{rkm_rtp_config, rtp_config_from_c};
 use super::status::{boundary, rkm_status, Failure, FfiResult};
-use crate::backend::{RtpVideoBackend, RtpVoiceBackend};
+use crate::backend::{
+    RtpVideoBackend, RtpVoiceBackend, SipBackendConfig, SipVideoBackend, SipVoiceBackend,
+};
+use crate::engine::event::{
+    AudioCallback, Callbacks, DtmfCallback, KeyframeCallback, SessionCallback, VideoCallback,
+};
 use crate::engine::{
     KeyframeRequest, MediaEngine, SessionId, SessionInfo, SessionStats, StreamInfo, StreamStats,
 };
@@ -19,6 +27,136 @@ use crate::frame::VideoChunk;
 pub(crate) enum BackendKind {
     RtpVoice(RtpVoiceBackend),
     RtpVideo(RtpVideoBackend),
+    /// A SIP backend, configured at creation and running from `rkm_backend_start`.
+    Sip(Box<SipSlot>),
+}
+
+/// A SIP backend before and after `rkm_backend_start`. The SIP socket binds and calls can arrive
+/// only once it is started, so callbacks registered in between are kept here and installed
+/// before the first INVITE can be read.
+pub(crate) struct SipSlot {
+    video: bool,
+    /// The configuration and the callbacks registered so far; `None` once started. Held while
+    /// starting, so a registration racing with the start is never lost.
+    pending: Mutex<Option<PendingSip>>,
+    running: OnceLock<SipRunning>,
+}
+
+struct PendingSip {
+    cfg: SipBackendConfig,
+    callbacks: Vec<CallbackSetting>,
+}
+
+enum SipRunning {
+    Voice(SipVoiceBackend),
+    Video(SipVideoBackend),
+}
+
+impl SipRunning {
+    fn voice(&self) -> &SipVoiceBackend {
+        match self {
+            SipRunning::Voice(v) => v,
+            SipRunning::Video(v) => v,
+        }
+    }
+}
+
+impl SipSlot {
+    pub(crate) fn new(cfg: SipBackendConfig, video: bool) -> SipSlot {
+        SipSlot {
+            video,
+            pending: Mutex::new(Some(PendingSip {
+                cfg,
+                callbacks: Vec::new(),
+            })),
+            running: OnceLock::new(),
+        }
+    }
+
+    /// Binds the SIP socket, starts the threads and installs the callbacks registered so far.
+    pub(crate) fn start(&self) -> FfiResult<()> {
+        let mut pending = self.pending.lock();
+        let Some(p) = pending.as_mut() else {
+            return Err(Failure::new(
+                rkm_status::RKM_ERR_STATE,
+                "the backend is already started",
+            ));
+        };
+        let running = if self.video {
+            SipRunning::Video(SipVideoBackend::new(p.cfg.clone())?)
+        } else {
+            SipRunning::Voice(SipVoiceBackend::new(p.cfg.clone())?)
+        };
+        // The Rust backend opens its socket and starts its SIP thread in one step, so an
+        // INVITE already waiting on the port could be answered in the microseconds before
+        // these assignments; such a call's events go to the callbacks installed at that
+        // moment. Calls placed after rkm_backend_start returns see every callback.
+        for setting in p.callbacks.drain(..) {
+            apply(&running, setting);
+        }
+        let _ = self.running.set(running);
+        *pending = None;
+        Ok(())
+    }
+
+    /// Installs a callback now (started) or at start (not yet).
+    fn set_callback(&self, setting: CallbackSetting) {
+        let mut pending = self.pending.lock();
+        match (pending.as_mut(), self.running.get()) {
+            (Some(p), _) => p.callbacks.push(setting),
+            (None, Some(r)) => apply(r, setting),
+            (None, None) => {}
+        }
+    }
+}
+
+/// One callback registration, as it reaches a backend: the slot and the wrapped C callback
+/// (`None` clears the slot).
+pub(crate) enum CallbackSetting {
+    Video(Option<VideoCallback>),
+    Audio(Option<AudioCallback>),
+    Dtmf(Option<DtmfCallback>),
+    SessionReady(Option<SessionCallback>),
+    VideoSessionReady(Option<SessionCallback>),
+    Disconnected(Option<SessionCallback>),
+    Keyframe(Option<KeyframeCallback>),
+    /// SIP only: a call was answered.
+    Call(Option<SessionCallback>),
+}
+
+/// Puts an engine callback into its slot. Returns the setting back when it is not an engine
+/// callback (the SIP `Call`).
+fn apply_engine(cbs: &Callbacks, setting: CallbackSetting) -> Option<CallbackSetting> {
+    match setting {
+        CallbackSetting::Video(cb) => *cbs.video.write() = cb,
+        CallbackSetting::Audio(cb) => *cbs.audio.write() = cb,
+        CallbackSetting::Dtmf(cb) => *cbs.dtmf.write() = cb,
+        CallbackSetting::SessionReady(cb) => *cbs.session_ready.write() = cb,
+        CallbackSetting::VideoSessionReady(cb) => *cbs.video_session_ready.write() = cb,
+        CallbackSetting::Disconnected(cb) => *cbs.disconnected.write() = cb,
+        CallbackSetting::Keyframe(cb) => *cbs.keyframe.write() = cb,
+        call @ CallbackSetting::Call(_) => return Some(call),
+    }
+    None
+}
+
+fn apply(sip: &SipRunning, setting: CallbackSetting) {
+    let voice = sip.voice();
+    if let Some(CallbackSetting::Call(cb)) = apply_engine(voice.engine().callbacks(), setting) {
+        match cb {
+            Some(cb) => voice.on_call(move |info: &SessionInfo| cb(info)),
+            // The SIP backend has no "clear"; a callback that does nothing is the same.
+            None => voice.on_call(|_: &SessionInfo| {}),
+        }
+    }
+}
+
+/// A live backend, borrowed: what every session call dispatches on.
+enum Live<'a> {
+    RtpVoice(&'a RtpVoiceBackend),
+    RtpVideo(&'a RtpVideoBackend),
+    SipVoice(&'a SipVoiceBackend),
+    SipVideo(&'a SipVideoBackend),
 }
 
 /// A backend: RTP or SIP, voice or video. Opaque to C: made by one of the `rkm_*_backend_new`
@@ -31,17 +169,39 @@ pub struct rkm_backend {
 }
 
 impl rkm_backend {
-    pub(crate) fn engine(&self) -> &MediaEngine {
-        match &self.kind {
-            BackendKind::RtpVoice(b) => b.engine(),
-            BackendKind::RtpVideo(b) => b.engine(),
-        }
+    /// The running backend; `RKM_ERR_STATE` for a SIP backend not started yet.
+    fn live(&self) -> FfiResult<Live<'_>> {
+        Ok(match &self.kind {
+            BackendKind::RtpVoice(b) => Live::RtpVoice(b),
+            BackendKind::RtpVideo(b) => Live::RtpVideo(b),
+            BackendKind::Sip(slot) => match slot.running.get() {
+                Some(SipRunning::Voice(b)) => Live::SipVoice(b),
+                Some(SipRunning::Video(b)) => Live::SipVideo(b),
+                None => {
+                    return Err(Failure::new(
+                        rkm_status::RKM_ERR_STATE,
+                        "the SIP backend is not started (call rkm_backend_start)",
+                    ))
+                }
+            },
+        })
+    }
+
+    /// The engine under the backend; `RKM_ERR_STATE` for a SIP backend not started yet.
+    pub(crate) fn engine(&self) -> FfiResult<&MediaEngine> {
+        Ok(match self.live()? {
+            Live::RtpVoice(b) => b.engine(),
+            Live::RtpVideo(b) => b.engine(),
+            Live::SipVoice(b) => b.engine(),
+            Live::SipVideo(b) => b.engine(),
+        })
     }
 
     pub(crate) fn has_video(&self) -> bool {
         match &self.kind {
             BackendKind::RtpVoice(_) => false,
             BackendKind::RtpVideo(_) => true,
+            BackendKind::Sip(slot) => slot.video,
         }
     }
 
@@ -54,36 +214,76 @@ impl rkm_backend {
         }
     }
 
+    /// Registers a callback: in the engine, or for a SIP backend not started yet, kept until
+    /// it starts.
+    pub(crate) fn set_callback(&self, setting: CallbackSetting) -> FfiResult<()> {
+        match &self.kind {
+            BackendKind::Sip(slot) => slot.set_callback(setting),
+            BackendKind::RtpVoice(_) | BackendKind::RtpVideo(_) => {
+                if matches!(setting, CallbackSetting::Call(_)) {
+                    return Err(Failure::unsupported(
+                        "RTP backends have no incoming calls (on_call is for SIP backends)",
+                    ));
+                }
+                apply_engine(self.engine()?.callbacks(), setting);
+            }
+        }
+        Ok(())
+    }
+
+    /// The SIP backend, when it is one and it is running.
+    pub(crate) fn sip(&self) -> FfiResult<&SipVoiceBackend> {
+        match self.live()? {
+            Live::SipVoice(b) => Ok(b),
+            Live::SipVideo(b) => Ok(b),
+            Live::RtpVoice(_) | Live::RtpVideo(_) => {
+                Err(Failure::unsupported("this is not a SIP backend"))
+            }
+        }
+    }
+
     fn connect(
         &self,
         room: &str,
         participant: &str,
         meta: &HashMap<String, String>,
     ) -> FfiResult<SessionInfo> {
-        Ok(match &self.kind {
-            BackendKind::RtpVoice(b) => b.connect(room, participant, meta)?,
-            BackendKind::RtpVideo(b) => b.connect(room, participant, meta)?,
+        if let BackendKind::Sip(_) = self.kind {
+            return Err(sip_no_connect());
+        }
+        Ok(match self.live()? {
+            Live::RtpVoice(b) => b.connect(room, participant, meta)?,
+            Live::RtpVideo(b) => b.connect(room, participant, meta)?,
+            Live::SipVoice(_) | Live::SipVideo(_) => return Err(sip_no_connect()),
         })
     }
 
     fn disconnect(&self, id: SessionId) -> FfiResult<()> {
-        match &self.kind {
-            BackendKind::RtpVoice(b) => b.disconnect(id)?,
-            BackendKind::RtpVideo(b) => b.disconnect(id)?,
+        match self.live()? {
+            Live::RtpVoice(b) => b.disconnect(id)?,
+            Live::RtpVideo(b) => b.disconnect(id)?,
+            Live::SipVoice(b) => b.hangup(id)?,
+            Live::SipVideo(b) => b.hangup(id)?,
         }
         Ok(())
     }
 
     fn session(&self, id: SessionId) -> FfiResult<SessionInfo> {
-        self.engine()
+        self.engine()?
             .session(id)
             .map(|s| s.current_info())
             .map_err(Failure::from)
     }
 
     fn stats(&self, id: SessionId) -> FfiResult<SessionStats> {
-        Ok(self.engine().session(id)?.stats())
+        Ok(self.engine()?.session(id)?.stats())
     }
+}
+
+fn sip_no_connect() -> Failure {
+    Failure::unsupported(
+        "SIP backends receive calls (see rkm_on_call); rkm_connect is for RTP backends",
+    )
 }
 
 /// The failure of a video call on a voice backend.
@@ -258,9 +458,14 @@ pub extern "C" fn rkm_update_remote(
         if video.is_some() {
             be.require_video()?;
         }
-        match &be.kind {
-            BackendKind::RtpVoice(r) => r.update_remote(id, audio, video)?,
-            BackendKind::RtpVideo(r) => r.update_remote(id, audio, video)?,
+        match be.live()? {
+            Live::RtpVoice(r) => r.update_remote(id, audio, video)?,
+            Live::RtpVideo(r) => r.update_remote(id, audio, video)?,
+            Live::SipVoice(_) | Live::SipVideo(_) => {
+                return Err(Failure::unsupported(
+                    "a SIP call's addresses come from its SDP (re-INVITE), not from the API",
+                ))
+            }
         }
         Ok(rkm_status::RKM_OK)
     })
@@ -285,9 +490,10 @@ pub extern "C" fn rkm_send_video(
         let id = unsafe { session_arg(session_id) }?;
         // SAFETY: as above.
         let picture = unsafe { slice_arg(data, len, "data") }?;
-        match &be.kind {
-            BackendKind::RtpVideo(v) => v.send_video(id, picture)?,
-            BackendKind::RtpVoice(_) => return Err(no_video()),
+        match be.live()? {
+            Live::RtpVideo(v) => v.send_video(id, picture)?,
+            Live::SipVideo(v) => v.send_video(id, picture)?,
+            Live::RtpVoice(_) | Live::SipVoice(_) => return Err(no_video()),
         }
         Ok(rkm_status::RKM_OK)
     })
@@ -323,9 +529,10 @@ pub extern "C" fn rkm_send_video_chunk(
             keyframe,
             timestamp_ms: Some(timestamp_ms),
         };
-        match &be.kind {
-            BackendKind::RtpVideo(v) => v.send_video_chunks(id, [chunk])?,
-            BackendKind::RtpVoice(_) => return Err(no_video()),
+        match be.live()? {
+            Live::RtpVideo(v) => v.send_video_chunks(id, [chunk])?,
+            Live::SipVideo(v) => v.send_video_chunks(id, [chunk])?,
+            Live::RtpVoice(_) | Live::SipVoice(_) => return Err(no_video()),
         }
         Ok(rkm_status::RKM_OK)
     })
@@ -349,9 +556,11 @@ pub extern "C" fn rkm_send_audio(
         let id = unsafe { session_arg(session_id) }?;
         // SAFETY: as above.
         let pcm = unsafe { slice_arg(pcm, samples, "pcm") }?;
-        match &be.kind {
-            BackendKind::RtpVoice(v) => v.send_audio(id, pcm)?,
-            BackendKind::RtpVideo(v) => v.send_audio(id, pcm)?,
+        match be.live()? {
+            Live::RtpVoice(v) => v.send_audio(id, pcm)?,
+            Live::RtpVideo(v) => v.send_audio(id, pcm)?,
+            Live::SipVoice(v) => v.send_audio(id, pcm)?,
+            Live::SipVideo(v) => v.send_audio(id, pcm)?,
         }
         Ok(rkm_status::RKM_OK)
     })
@@ -373,9 +582,11 @@ pub extern "C" fn rkm_send_dtmf(
         // SAFETY: as above.
         let id = unsafe { session_arg(session_id) }?;
         let digit = char::from(digit as u8);
-        match &be.kind {
-            BackendKind::RtpVoice(v) => v.send_dtmf(id, digit, duration_ms)?,
-            BackendKind::RtpVideo(v) => v.send_dtmf(id, digit, duration_ms)?,
+        match be.live()? {
+            Live::RtpVoice(v) => v.send_dtmf(id, digit, duration_ms)?,
+            Live::RtpVideo(v) => v.send_dtmf(id, digit, duration_ms)?,
+            Live::SipVoice(v) => v.send_dtmf(id, digit, duration_ms)?,
+            Live::SipVideo(v) => v.send_dtmf(id, digit, duration_ms)?,
         }
         Ok(rkm_status::RKM_OK)
     })
@@ -394,7 +605,7 @@ pub extern "C" fn rkm_request_keyframe(
         // SAFETY: as above.
         let id = unsafe { session_arg(session_id) }?;
         be.require_video()?;
-        be.engine().request_keyframe(id, KeyframeRequest::Pli)?;
+        be.engine()?.request_keyframe(id, KeyframeRequest::Pli)?;
         Ok(rkm_status::RKM_OK)
     })
 }
@@ -406,7 +617,8 @@ pub extern "C" fn rkm_session_count(b: *const rkm_backend) -> usize {
     boundary("rkm_session_count", || {
         // SAFETY: `b` is NULL or a live backend.
         let be = unsafe { backend_arg(b) }?;
-        Ok(be.engine().list(None).len())
+        // A SIP backend that is not started has no sessions yet.
+        Ok(be.engine().map_or(0, |e| e.list(None).len()))
     })
 }
 

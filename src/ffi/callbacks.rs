@@ -7,10 +7,8 @@
 use std::ffi::{c_char, c_void, CString};
 use std::sync::Arc;
 
-use parking_lot::RwLock;
-
 use super::args::SessionIdText;
-use super::backend::{backend_arg, rkm_backend};
+use super::backend::{backend_arg, rkm_backend, CallbackSetting};
 use super::status::{boundary, rkm_status, FfiResult};
 use crate::engine::event::{
     AudioCallback, DtmfCallback, KeyframeCallback, SessionCallback, VideoCallback,
@@ -32,16 +30,15 @@ unsafe impl Send for UserData {}
 unsafe impl Sync for UserData {}
 
 impl UserData {
+    pub(crate) fn new(p: *mut c_void) -> UserData {
+        UserData(p)
+    }
+
     /// The pointer. A method, so closures capture the whole `UserData` (which is Send) rather
     /// than its raw-pointer field.
     pub(crate) fn get(self) -> *mut c_void {
         self.0
     }
-}
-
-/// Replaces the callback in `slot` (None clears it).
-fn set_slot<T: ?Sized>(slot: &RwLock<Option<Arc<T>>>, cb: Option<Arc<T>>) {
-    *slot.write() = cb;
 }
 
 /// A string for a callback argument; NUL bytes (impossible in ids and addresses, possible in
@@ -285,8 +282,7 @@ pub extern "C" fn rkm_on_video_received(
                 unsafe { f(ud.get(), sid.as_ptr(), &view) }
             }) as VideoCallback
         });
-        set_slot(&be.engine().callbacks().video, wrapped);
-        Ok(())
+        be.set_callback(CallbackSetting::Video(wrapped))
     })
 }
 
@@ -315,8 +311,7 @@ pub extern "C" fn rkm_on_audio_received(
                 unsafe { f(ud.get(), sid.as_ptr(), &view) }
             }) as AudioCallback
         });
-        set_slot(&be.engine().callbacks().audio, wrapped);
-        Ok(())
+        be.set_callback(CallbackSetting::Audio(wrapped))
     })
 }
 
@@ -339,8 +334,7 @@ pub extern "C" fn rkm_on_dtmf_received(
                 unsafe { f(ud.get(), sid.as_ptr(), digit, ev.duration_ms) }
             }) as DtmfCallback
         });
-        set_slot(&be.engine().callbacks().dtmf, wrapped);
-        Ok(())
+        be.set_callback(CallbackSetting::Dtmf(wrapped))
     })
 }
 
@@ -354,8 +348,7 @@ pub extern "C" fn rkm_on_session_ready(
 ) -> rkm_status {
     register("rkm_on_session_ready", b, |be| {
         let wrapped = session_callback(cb, user_data);
-        set_slot(&be.engine().callbacks().session_ready, wrapped);
-        Ok(())
+        be.set_callback(CallbackSetting::SessionReady(wrapped))
     })
 }
 
@@ -370,8 +363,7 @@ pub extern "C" fn rkm_on_video_session_ready(
     register("rkm_on_video_session_ready", b, |be| {
         be.require_video()?;
         let wrapped = session_callback(cb, user_data);
-        set_slot(&be.engine().callbacks().video_session_ready, wrapped);
-        Ok(())
+        be.set_callback(CallbackSetting::VideoSessionReady(wrapped))
     })
 }
 
@@ -386,8 +378,7 @@ pub extern "C" fn rkm_on_client_disconnected(
 ) -> rkm_status {
     register("rkm_on_client_disconnected", b, |be| {
         let wrapped = session_callback(cb, user_data);
-        set_slot(&be.engine().callbacks().disconnected, wrapped);
-        Ok(())
+        be.set_callback(CallbackSetting::Disconnected(wrapped))
     })
 }
 
@@ -414,7 +405,6 @@ pub extern "C" fn rkm_on_keyframe_requested(
                 unsafe { f(ud.get(), sid.as_ptr(), kind) }
             }) as KeyframeCallback
         });
-        set_slot(&be.engine().callbacks().keyframe, wrapped);
-        Ok(())
+        be.set_callback(CallbackSetting::Keyframe(wrapped))
     })
 }

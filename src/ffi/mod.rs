@@ -22,6 +22,7 @@ pub mod args;
 pub mod backend;
 pub mod callbacks;
 pub mod config;
+pub mod sip;
 pub mod status;
 
 pub use args::RKM_SESSION_ID_LEN;
@@ -31,5 +32,8 @@ pub use callbacks::{
     rkm_keyframe_kind, rkm_keyframe_requested_cb, rkm_session_info, rkm_session_ready_cb,
     rkm_video_frame, rkm_video_received_cb, rkm_video_session_ready_cb,
 };
-pub use config::{rkm_delivery, rkm_rtp_config, RKM_DELIVERY_ACCESS_UNIT, RKM_DELIVERY_NAL_UNIT};
+pub use config::{
+    rkm_delivery, rkm_rtp_config, rkm_sip_config, RKM_DELIVERY_ACCESS_UNIT, RKM_DELIVERY_NAL_UNIT,
+};
+pub use sip::{rkm_call_cb, rkm_call_info};
 pub use status::rkm_status;
