@@ -70,12 +70,15 @@ static void a_on_video(void *ud, const char *sid, const rkm_video_frame *f) {
     atomic_fetch_add(&s->frames, 1);
 }
 
-/* A: the remote wants a key frame; the "encoder" emits one at once, from this callback. */
+/* A: the remote wants a key frame; the "encoder" emits one at once, from this callback. Only
+ * the first request is answered, so the count of pictures stays known even if a slow run
+ * (valgrind) makes the receiver ask again on its own. */
 static void a_on_keyframe(void *ud, const char *sid, rkm_keyframe_kind kind) {
     side *s = ud;
     (void)kind;
-    atomic_fetch_add(&s->keyframe_asked, 1);
-    note(s, rkm_send_video(s->b, sid, pictures[SENT], picture_len[SENT]));
+    if (atomic_fetch_add(&s->keyframe_asked, 1) == 0) {
+        note(s, rkm_send_video(s->b, sid, pictures[SENT], picture_len[SENT]));
+    }
 }
 
 static void on_disconnected(void *ud, const rkm_session_info *info) {
@@ -107,7 +110,7 @@ int main(void) {
     CHECK(wait_for(&sb.frames, TOTAL, 5000));
     CHECK(wait_for(&sa.frames, TOTAL, 5000));
     CHECK(wait_for(&sb.disconnected, 1, 3000));
-    CHECK(atomic_load(&sa.keyframe_asked) == 1);
+    CHECK(atomic_load(&sa.keyframe_asked) >= 1);
     CHECK(atomic_load(&sa.errors) == 0 && atomic_load(&sb.errors) == 0);
     CHECK(rkm_session_count(sb.b) == 0);
 

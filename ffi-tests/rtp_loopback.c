@@ -152,18 +152,27 @@ int main(void) {
     CHECK_OK(rkm_request_keyframe(b, sb.session));
     CHECK(wait_for(&sa.keyframe_requests, 1, 3000));
 
-    rkm_stats st;
-    CHECK_OK(rkm_session_stats(b, sb.session, &st));
+    /* The receive thread publishes its counters right after it acts, which can be a moment
+     * after the peer has already seen the PLI: poll for it, bounded. A slow run (valgrind) may
+     * add PLIs of its own, so at least one. */
+    rkm_stats st, sta;
+    double deadline = now_ms() + (double)scaled_ms(2000);
+    for (;;) {
+        CHECK_OK(rkm_session_stats(b, sb.session, &st));
+        CHECK_OK(rkm_session_stats(a, sa.session, &sta));
+        if ((st.video.pli_sent > 0 && sta.video.pli_received > 0) || now_ms() > deadline) {
+            break;
+        }
+        sleep_ms(2);
+    }
     CHECK(st.has_video);
     CHECK(st.video.frames == PICTURES);
     CHECK(st.video.keyframes == 2);
     CHECK(st.video.lost == 0);
     CHECK(st.audio.dtmf_received == 1);
-    CHECK(st.video.pli_sent == 1);
-    rkm_stats sta;
-    CHECK_OK(rkm_session_stats(a, sa.session, &sta));
+    CHECK(st.video.pli_sent >= 1);
     CHECK(sta.video.packets_sent == st.video.packets_received);
-    CHECK(sta.video.pli_received == 1);
+    CHECK(sta.video.pli_received >= 1);
 
     CHECK_OK(rkm_disconnect(a, sa.session));
     CHECK_OK(rkm_disconnect(b, sb.session));

@@ -1,7 +1,9 @@
-/* An incoming SIP audio + video call from sipp to a SIP video backend hosted by this C program:
+/* Incoming SIP calls from sipp to a SIP video backend hosted by this C program. An audio-only
+ * offer gives has_video false and no video stream. An audio + video call:
  * on_call reports the caller, the room (X-Room-ID), has_video and the H.264 codec; video can be
  * sent on the call from inside the callback; the caller's BYE ends the session. A second call is
- * ended by this side with rkm_disconnect, which sends BYE (sipp waits for it and answers).
+ * ended by this side with rkm_disconnect, which sends BYE (sipp waits for it and answers); a
+ * third is still up when the backend is freed, which hangs it up with BYE too.
  *
  * Usage: sip_call [SCENARIO_DIR [LOG_DIR]], from the repository root (defaults: ffi-tests/sipp,
  * target/ffi-tests). */
@@ -37,14 +39,19 @@ static void on_call(void *ud, const rkm_call_info *c) {
     snprintf(s->room, sizeof s->room, "%s", c->room_id);
     snprintf(s->x_headers, sizeof s->x_headers, "%s", c->x_headers);
     pthread_mutex_unlock(&s->lock);
-    /* Send a key picture to the caller right away, from the callback thread. */
+    /* Send a key picture to the caller right away, from the callback thread; on an audio-only
+     * call there is no video stream to send it on. */
     size_t len;
     uint8_t *p = h264_picture(1, 4000, 7, &len);
-    if (rkm_send_video(s->b, c->session_id, p, len) != RKM_OK) {
+    rkm_status want = c->has_video ? RKM_OK : RKM_ERR_STATE;
+    if (rkm_send_video(s->b, c->session_id, p, len) != want) {
         fprintf(stderr, "send_video in on_call: %s\n", rkm_last_error());
         atomic_fetch_add(&s->errors, 1);
     }
     free(p);
+    if (c->has_video != (c->video_codec != NULL)) {
+        atomic_fetch_add(&s->errors, 1);
+    }
     atomic_fetch_add(&s->calls, 1);
 }
 
@@ -122,9 +129,23 @@ int main(int argc, char **argv) {
     CHECK(rkm_connect(h.b, "r", "p", NULL, NULL, addr, sizeof addr) == RKM_ERR_UNSUPPORTED);
     printf("SIP video backend on %s\n", addr);
 
-    /* Call 1: sipp calls, then hangs up. */
+    /* Call 0: audio only (no m=video in the offer): has_video is false, no video session. */
     pthread_t t;
     sipp_run r;
+    start_sipp(&t, &r, dir, log_dir, "uac_audio_only", addr);
+    CHECK(wait_for(&h.calls, 1, 10000));
+    pthread_mutex_lock(&h.lock);
+    CHECK(!h.has_video && h.video_codec[0] == '\0');
+    CHECK(strcmp(h.room, "ffi-room") == 0);
+    pthread_mutex_unlock(&h.lock);
+    CHECK(wait_for(&h.disconnected, 1, 10000));
+    pthread_join(t, NULL);
+    CHECK(r.exit_code == 0);
+    CHECK(atomic_load(&h.video_ready) == 0);
+    atomic_store(&h.calls, 0);
+    atomic_store(&h.disconnected, 0);
+
+    /* Call 1: sipp calls, then hangs up. */
     start_sipp(&t, &r, dir, log_dir, "uac_av_caller_hangs_up", addr);
     CHECK(wait_for(&h.calls, 1, 10000));
     check_call();
@@ -155,10 +176,21 @@ int main(int argc, char **argv) {
     pthread_join(t, NULL);
     CHECK(r.exit_code == 0);
     CHECK(rkm_disconnect(h.b, id) == RKM_ERR_NOT_FOUND);
+
+    /* Call 3: still live when the backend is freed, which hangs it up (sipp sees the BYE). */
+    start_sipp(&t, &r, dir, log_dir, "uac_av_callee_hangs_up", addr);
+    CHECK(wait_for(&h.calls, 3, 10000));
+    check_call();
+    CHECK(rkm_session_count(h.b) == 1);
+    sleep_ms(scaled_ms(200));
+    rkm_backend_free(h.b);
+    CHECK(atomic_load(&h.disconnected) == 3);
+    pthread_join(t, NULL);
+    CHECK(r.exit_code == 0);
     CHECK(atomic_load(&h.errors) == 0);
 
-    rkm_backend_free(h.b);
     pthread_mutex_destroy(&h.lock);
-    printf("ok: 2 A/V calls from sipp (has_video, h264, room), BYE both ways\n");
+    printf("ok: an audio-only call and 3 A/V calls from sipp (has_video, h264, room); BYE from "
+           "sipp, from rkm_disconnect and from rkm_backend_free\n");
     return 0;
 }

@@ -151,14 +151,17 @@ typedef struct {
     uint64_t frames_dropped_gated;
     // Events dropped because a callback was too slow and its queue full.
     uint64_t frames_dropped_slow_callback;
-    // RTCP PLI sent and received.
+    // RTCP Picture Loss Indications sent.
     uint64_t pli_sent;
+    // RTCP Picture Loss Indications received.
     uint64_t pli_received;
-    // RTCP FIR sent and received.
+    // RTCP Full Intra Requests sent.
     uint64_t fir_sent;
+    // RTCP Full Intra Requests received.
     uint64_t fir_received;
-    // RTCP compound packets received and sent.
+    // RTCP compound packets received.
     uint64_t rtcp_received;
+    // RTCP compound packets sent (reports, feedback, BYE).
     uint64_t rtcp_sent;
     // Datagrams from an unexpected address (dropped).
     uint64_t unexpected_source;
@@ -166,15 +169,19 @@ typedef struct {
     uint64_t malformed;
     // RTP packets with a payload type the stream does not carry (dropped).
     uint64_t unknown_payload_type;
-    // DTMF digits received and sent.
+    // DTMF digits received.
     uint64_t dtmf_received;
+    // DTMF digits sent.
     uint64_t dtmf_sent;
 } rkm_stream_stats;
 
 // Counters of a session: audio always; video when `has_video` (otherwise `video` is zeroed).
 typedef struct {
+    // The audio stream.
     rkm_stream_stats audio;
+    // True when the session carries video.
     bool has_video;
+    // The video stream; all zero without video.
     rkm_stream_stats video;
 } rkm_stats;
 
@@ -188,8 +195,11 @@ typedef struct {
     char remote_addr[RKM_ADDR_LEN];
     // True when the session carries video; the `video_*` fields are empty strings otherwise.
     bool has_video;
+    // Local video RTP address.
     char video_local_addr[RKM_ADDR_LEN];
+    // Local video RTCP address.
     char video_local_rtcp_addr[RKM_ADDR_LEN];
+    // Where video RTP is sent.
     char video_remote_addr[RKM_ADDR_LEN];
 } rkm_session_addrs;
 
@@ -229,7 +239,9 @@ typedef struct {
     const int16_t *pcm;
     // Samples at `pcm` (all channels together).
     size_t samples;
+    // Samples per second (per channel).
     uint32_t sample_rate;
+    // Channels (1 for G.711).
     uint16_t channels;
     // The RTP timestamp of the packet the audio came in.
     uint32_t rtp_timestamp;
@@ -252,15 +264,19 @@ typedef void (*rkm_dtmf_received_cb)(void *user_data,
 typedef struct {
     // The session id (`RKM_SESSION_ID_LEN - 1` characters), as the other calls take it.
     const char *session_id;
+    // The room given to `rkm_connect` (for SIP calls: `X-Room-ID`, else the Call-ID).
     const char *room_id;
+    // The participant given to `rkm_connect` (for SIP calls: the caller).
     const char *participant_id;
-    // Local and remote audio RTP addresses, `"ip:port"`.
+    // Local audio RTP address, `"ip:port"`.
     const char *local_addr;
+    // Where audio RTP is sent.
     const char *remote_addr;
     // True when the session carries video.
     bool has_video;
-    // Local and remote video RTP addresses; NULL without video.
+    // Local video RTP address; NULL without video.
     const char *video_local_addr;
+    // Where video RTP is sent; NULL without video.
     const char *video_remote_addr;
 } rkm_session_info;
 
@@ -419,7 +435,8 @@ rkm_status rkm_disconnect(rkm_backend *b, const char *session_id);
 
 // Points a live session's media at new remote addresses (`"ip:port"`; NULL leaves that stream
 // as it is), as a re-INVITE would: RTCP follows (same port with rtcp-mux, port + 1 otherwise).
-// Any thread.
+// RTP backends only: a SIP call's addresses come from its SDP (`RKM_ERR_UNSUPPORTED`). Any
+// thread.
 rkm_status rkm_update_remote(rkm_backend *b,
                              const char *session_id,
                              const char *remote_addr,
@@ -445,8 +462,8 @@ rkm_status rkm_send_video_chunk(rkm_backend *b,
 
 // Sends `samples` 16-bit mono PCM samples at the audio clock rate, encoded as 20 ms G.711
 // packets (the last one padded with silence), all at once: pace real-time audio by calling with
-// each block as it is captured. `pcm` is read during the call only. Any thread, including a
-// callback thread.
+// each block as it is captured. `pcm` is read during the call only. On a SIP call the far end
+// holds, nothing is sent (and `RKM_OK` returned). Any thread, including a callback thread.
 rkm_status rkm_send_audio(rkm_backend *b,
                           const char *session_id,
                           const int16_t *pcm,
@@ -461,8 +478,8 @@ rkm_status rkm_send_dtmf(rkm_backend *b, const char *session_id, char digit, uin
 // session's receive thread sends it. Any thread, including a callback thread.
 rkm_status rkm_request_keyframe(rkm_backend *b, const char *session_id);
 
-// The number of live sessions (calls, on a SIP backend). 0 for a NULL backend (recorded for
-// `rkm_last_error`). Any thread.
+// The number of live sessions (answered calls, on a SIP backend; 0 before it is started). 0 for
+// a NULL backend (recorded for `rkm_last_error`). Any thread.
 size_t rkm_session_count(const rkm_backend *b);
 
 // Copies the counters of a live session into `*out` (a snapshot; call again for fresh values).
@@ -539,8 +556,10 @@ rkm_backend *rkm_sip_voice_backend_new(const rkm_sip_config *cfg);
 
 // Starts a SIP backend: binds its SIP socket, starts its SIP and callback threads and installs
 // the callbacks registered so far; from then on calls are answered. `RKM_ERR_STATE` when it is
-// already started, `RKM_ERR_IO` when the address cannot be bound. RTP backends are running from
-// creation, so for them this does nothing and returns `RKM_OK`. Any thread.
+// already started, `RKM_ERR_IO` when the address cannot be bound. Until a SIP backend is
+// started, the calls that need a running backend (sending, stats, `rkm_disconnect`,
+// `rkm_sip_local_addr`) return `RKM_ERR_STATE`. RTP backends are running from creation, so for
+// them this does nothing and returns `RKM_OK`. Any thread.
 rkm_status rkm_backend_start(rkm_backend *b);
 
 // Writes the address the SIP socket is bound to (`"ip:port"`, with the port the system chose

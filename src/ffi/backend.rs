@@ -438,7 +438,8 @@ pub extern "C" fn rkm_disconnect(b: *mut rkm_backend, session_id: *const c_char)
 
 /// Points a live session's media at new remote addresses (`"ip:port"`; NULL leaves that stream
 /// as it is), as a re-INVITE would: RTCP follows (same port with rtcp-mux, port + 1 otherwise).
-/// Any thread.
+/// RTP backends only: a SIP call's addresses come from its SDP (`RKM_ERR_UNSUPPORTED`). Any
+/// thread.
 #[no_mangle]
 pub extern "C" fn rkm_update_remote(
     b: *mut rkm_backend,
@@ -540,8 +541,8 @@ pub extern "C" fn rkm_send_video_chunk(
 
 /// Sends `samples` 16-bit mono PCM samples at the audio clock rate, encoded as 20 ms G.711
 /// packets (the last one padded with silence), all at once: pace real-time audio by calling with
-/// each block as it is captured. `pcm` is read during the call only. Any thread, including a
-/// callback thread.
+/// each block as it is captured. `pcm` is read during the call only. On a SIP call the far end
+/// holds, nothing is sent (and `RKM_OK` returned). Any thread, including a callback thread.
 #[no_mangle]
 pub extern "C" fn rkm_send_audio(
     b: *mut rkm_backend,
@@ -610,8 +611,8 @@ pub extern "C" fn rkm_request_keyframe(
     })
 }
 
-/// The number of live sessions (calls, on a SIP backend). 0 for a NULL backend (recorded for
-/// `rkm_last_error`). Any thread.
+/// The number of live sessions (answered calls, on a SIP backend; 0 before it is started). 0 for
+/// a NULL backend (recorded for `rkm_last_error`). Any thread.
 #[no_mangle]
 pub extern "C" fn rkm_session_count(b: *const rkm_backend) -> usize {
     boundary("rkm_session_count", || {
@@ -652,14 +653,17 @@ pub struct rkm_stream_stats {
     pub frames_dropped_gated: u64,
     /// Events dropped because a callback was too slow and its queue full.
     pub frames_dropped_slow_callback: u64,
-    /// RTCP PLI sent and received.
+    /// RTCP Picture Loss Indications sent.
     pub pli_sent: u64,
+    /// RTCP Picture Loss Indications received.
     pub pli_received: u64,
-    /// RTCP FIR sent and received.
+    /// RTCP Full Intra Requests sent.
     pub fir_sent: u64,
+    /// RTCP Full Intra Requests received.
     pub fir_received: u64,
-    /// RTCP compound packets received and sent.
+    /// RTCP compound packets received.
     pub rtcp_received: u64,
+    /// RTCP compound packets sent (reports, feedback, BYE).
     pub rtcp_sent: u64,
     /// Datagrams from an unexpected address (dropped).
     pub unexpected_source: u64,
@@ -667,8 +671,9 @@ pub struct rkm_stream_stats {
     pub malformed: u64,
     /// RTP packets with a payload type the stream does not carry (dropped).
     pub unknown_payload_type: u64,
-    /// DTMF digits received and sent.
+    /// DTMF digits received.
     pub dtmf_received: u64,
+    /// DTMF digits sent.
     pub dtmf_sent: u64,
 }
 
@@ -707,8 +712,11 @@ impl From<&StreamStats> for rkm_stream_stats {
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct rkm_stats {
+    /// The audio stream.
     pub audio: rkm_stream_stats,
+    /// True when the session carries video.
     pub has_video: bool,
+    /// The video stream; all zero without video.
     pub video: rkm_stream_stats,
 }
 
@@ -753,8 +761,11 @@ pub struct rkm_session_addrs {
     pub remote_addr: [c_char; RKM_ADDR_LEN],
     /// True when the session carries video; the `video_*` fields are empty strings otherwise.
     pub has_video: bool,
+    /// Local video RTP address.
     pub video_local_addr: [c_char; RKM_ADDR_LEN],
+    /// Local video RTCP address.
     pub video_local_rtcp_addr: [c_char; RKM_ADDR_LEN],
+    /// Where video RTP is sent.
     pub video_remote_addr: [c_char; RKM_ADDR_LEN],
 }
 

@@ -81,7 +81,9 @@ pub struct rkm_audio_frame {
     pub pcm: *const i16,
     /// Samples at `pcm` (all channels together).
     pub samples: usize,
+    /// Samples per second (per channel).
     pub sample_rate: u32,
+    /// Channels (1 for G.711).
     pub channels: u16,
     /// The RTP timestamp of the packet the audio came in.
     pub rtp_timestamp: u32,
@@ -94,15 +96,19 @@ pub struct rkm_audio_frame {
 pub struct rkm_session_info {
     /// The session id (`RKM_SESSION_ID_LEN - 1` characters), as the other calls take it.
     pub session_id: *const c_char,
+    /// The room given to `rkm_connect` (for SIP calls: `X-Room-ID`, else the Call-ID).
     pub room_id: *const c_char,
+    /// The participant given to `rkm_connect` (for SIP calls: the caller).
     pub participant_id: *const c_char,
-    /// Local and remote audio RTP addresses, `"ip:port"`.
+    /// Local audio RTP address, `"ip:port"`.
     pub local_addr: *const c_char,
+    /// Where audio RTP is sent.
     pub remote_addr: *const c_char,
     /// True when the session carries video.
     pub has_video: bool,
-    /// Local and remote video RTP addresses; NULL without video.
+    /// Local video RTP address; NULL without video.
     pub video_local_addr: *const c_char,
+    /// Where video RTP is sent; NULL without video.
     pub video_remote_addr: *const c_char,
 }
 

@@ -48,8 +48,10 @@ pub extern "C" fn rkm_sip_voice_backend_new(cfg: *const rkm_sip_config) -> *mut 
 
 /// Starts a SIP backend: binds its SIP socket, starts its SIP and callback threads and installs
 /// the callbacks registered so far; from then on calls are answered. `RKM_ERR_STATE` when it is
-/// already started, `RKM_ERR_IO` when the address cannot be bound. RTP backends are running from
-/// creation, so for them this does nothing and returns `RKM_OK`. Any thread.
+/// already started, `RKM_ERR_IO` when the address cannot be bound. Until a SIP backend is
+/// started, the calls that need a running backend (sending, stats, `rkm_disconnect`,
+/// `rkm_sip_local_addr`) return `RKM_ERR_STATE`. RTP backends are running from creation, so for
+/// them this does nothing and returns `RKM_OK`. Any thread.
 #[no_mangle]
 pub extern "C" fn rkm_backend_start(b: *mut rkm_backend) -> rkm_status {
     boundary("rkm_backend_start", || {
