@@ -1,0 +1,120 @@
+/* Helpers shared by the C tests: checks that report rkm_last_error(), a monotonic clock, bounded
+ * waits, and synthetic H.264 pictures. Header-only; every test is one translation unit. */
+#ifndef RKM_FFI_TESTS_COMMON_H
+#define RKM_FFI_TESTS_COMMON_H
+
+#define _POSIX_C_SOURCE 200809L
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "roomkit_media.h"
+
+#define CHECK(cond)                                                                          \
+    do {                                                                                     \
+        if (!(cond)) {                                                                       \
+            fprintf(stderr, "%s:%d: check failed: %s (rkm_last_error: %s)\n", __FILE__,       \
+                    __LINE__, #cond, rkm_last_error());                                      \
+            exit(1);                                                                         \
+        }                                                                                    \
+    } while (0)
+
+#define CHECK_OK(expr)                                                                       \
+    do {                                                                                     \
+        rkm_status st_ = (expr);                                                             \
+        if (st_ != RKM_OK) {                                                                 \
+            fprintf(stderr, "%s:%d: %s returned %d: %s\n", __FILE__, __LINE__, #expr,         \
+                    (int)st_, rkm_last_error());                                             \
+            exit(1);                                                                         \
+        }                                                                                    \
+    } while (0)
+
+/* Milliseconds on the monotonic clock. */
+static inline double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
+static inline void sleep_ms(long ms) {
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Waits scale with RKM_TIMEOUT_SCALE (run.sh sets it under valgrind, which is ~20x slower). */
+static inline long scaled_ms(long ms) {
+    const char *s = getenv("RKM_TIMEOUT_SCALE");
+    long k = s ? atol(s) : 1;
+    return ms * (k > 0 ? k : 1);
+}
+
+/* Waits until *counter >= target or timeout_ms (scaled) passes; returns whether it got there. */
+static inline int wait_for(atomic_int *counter, int target, long timeout_ms) {
+    double deadline = now_ms() + (double)scaled_ms(timeout_ms);
+    while (atomic_load(counter) < target) {
+        if (now_ms() > deadline) {
+            return 0;
+        }
+        sleep_ms(2);
+    }
+    return 1;
+}
+
+/* A synthetic H.264 access unit, Annex-B with 4-byte start codes: SPS + PPS + IDR slice when
+ * `key`, one non-IDR slice otherwise. Slice bytes are never 0, so no start code appears inside a
+ * NAL unit. The caller frees the result. */
+static inline uint8_t *h264_picture(int key, size_t slice_len, uint32_t seed, size_t *len_out) {
+    static const uint8_t sps_pps_idr[] = {0, 0, 0, 1, 0x67, 0x42, 0xe0, 0x1f, 0x8c, 0x8d,
+                                          0x40, 0x50, 0, 0, 0, 1, 0x68, 0xce, 0x3c, 0x80,
+                                          0, 0, 0, 1, 0x65};
+    static const uint8_t non_idr[] = {0, 0, 0, 1, 0x41};
+    const uint8_t *head = key ? sps_pps_idr : non_idr;
+    size_t head_len = key ? sizeof sps_pps_idr : sizeof non_idr;
+    uint8_t *p = malloc(head_len + slice_len);
+    if (p == NULL) {
+        abort();
+    }
+    memcpy(p, head, head_len);
+    uint32_t x = seed * 2654435761u + 12345u;
+    for (size_t i = 0; i < slice_len; i++) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        uint8_t b = (uint8_t)x;
+        p[head_len + i] = b ? b : 1;
+    }
+    *len_out = head_len + slice_len;
+    return p;
+}
+
+/* An RTP config on loopback with OS-chosen ports. */
+static inline rkm_rtp_config loopback_config(void) {
+    rkm_rtp_config cfg;
+    rkm_rtp_config_init(&cfg);
+    cfg.local_addr = "127.0.0.1:0";
+    cfg.video_local_addr = "127.0.0.1:0";
+    return cfg;
+}
+
+/* Connects one session on each of `a` and `b`, aimed at each other: a's session first towards a
+ * placeholder, b's towards a's bound ports, then a's re-aimed at b's. */
+static inline void connect_pair(rkm_backend *a, rkm_backend *b, char a_id[RKM_SESSION_ID_LEN],
+                                char b_id[RKM_SESSION_ID_LEN]) {
+    CHECK_OK(rkm_connect(a, "room-a", "alice", "127.0.0.1:9", "127.0.0.1:9", a_id,
+                         RKM_SESSION_ID_LEN));
+    rkm_session_addrs aa;
+    CHECK_OK(rkm_session_addresses(a, a_id, &aa));
+    CHECK(aa.has_video);
+    CHECK_OK(rkm_connect(b, "room-b", "bob", aa.local_addr, aa.video_local_addr, b_id,
+                         RKM_SESSION_ID_LEN));
+    rkm_session_addrs ba;
+    CHECK_OK(rkm_session_addresses(b, b_id, &ba));
+    CHECK_OK(rkm_update_remote(a, a_id, ba.local_addr, ba.video_local_addr));
+}
+
+#endif

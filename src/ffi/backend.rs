@@ -1,0 +1,812 @@
+//! The opaque `rkm_backend` and the calls on it: creation, sessions, sending, queries, freeing.
+
+use std::collections::HashMap;
+use std::ffi::c_char;
+use std::sync::OnceLock;
+
+use parking_lot::Mutex;
+
+use super::args::{
+    opt_addr_arg, out_arg, ref_arg, session_arg, slice_arg, str_arg, write_c_string,
+    RKM_SESSION_ID_LEN,
+};
+use super::config::{rkm_rtp_config, rtp_config_from_c};
+use super::status::{boundary, rkm_status, Failure, FfiResult};
+use crate::backend::{
+    RtpVideoBackend, RtpVoiceBackend, SipBackendConfig, SipVideoBackend, SipVoiceBackend,
+};
+use crate::engine::event::{
+    AudioCallback, Callbacks, DtmfCallback, KeyframeCallback, SessionCallback, VideoCallback,
+};
+use crate::engine::{
+    KeyframeRequest, MediaEngine, SessionId, SessionInfo, SessionStats, StreamInfo, StreamStats,
+};
+use crate::frame::VideoChunk;
+
+/// The backends a `rkm_backend` can be.
+pub(crate) enum BackendKind {
+    RtpVoice(RtpVoiceBackend),
+    RtpVideo(RtpVideoBackend),
+    /// A SIP backend, configured at creation and running from `rkm_backend_start`.
+    Sip(Box<SipSlot>),
+}
+
+/// A SIP backend before and after `rkm_backend_start`. The SIP socket binds and calls can arrive
+/// only once it is started, so callbacks registered in between are kept here and installed
+/// before the first INVITE can be read.
+pub(crate) struct SipSlot {
+    video: bool,
+    /// The configuration and the callbacks registered so far; `None` once started. Held while
+    /// starting, so a registration racing with the start is never lost.
+    pending: Mutex<Option<PendingSip>>,
+    running: OnceLock<SipRunning>,
+}
+
+struct PendingSip {
+    cfg: SipBackendConfig,
+    callbacks: Vec<CallbackSetting>,
+}
+
+enum SipRunning {
+    Voice(SipVoiceBackend),
+    Video(SipVideoBackend),
+}
+
+impl SipRunning {
+    fn voice(&self) -> &SipVoiceBackend {
+        match self {
+            SipRunning::Voice(v) => v,
+            SipRunning::Video(v) => v,
+        }
+    }
+}
+
+impl SipSlot {
+    pub(crate) fn new(cfg: SipBackendConfig, video: bool) -> SipSlot {
+        SipSlot {
+            video,
+            pending: Mutex::new(Some(PendingSip {
+                cfg,
+                callbacks: Vec::new(),
+            })),
+            running: OnceLock::new(),
+        }
+    }
+
+    /// Binds the SIP socket, starts the threads and installs the callbacks registered so far.
+    pub(crate) fn start(&self) -> FfiResult<()> {
+        let mut pending = self.pending.lock();
+        let Some(p) = pending.as_mut() else {
+            return Err(Failure::new(
+                rkm_status::RKM_ERR_STATE,
+                "the backend is already started",
+            ));
+        };
+        let running = if self.video {
+            SipRunning::Video(SipVideoBackend::new(p.cfg.clone())?)
+        } else {
+            SipRunning::Voice(SipVoiceBackend::new(p.cfg.clone())?)
+        };
+        // The Rust backend opens its socket and starts its SIP thread in one step, so an
+        // INVITE already waiting on the port could be answered in the microseconds before
+        // these assignments; such a call's events go to the callbacks installed at that
+        // moment. Calls placed after rkm_backend_start returns see every callback.
+        for setting in p.callbacks.drain(..) {
+            apply(&running, setting);
+        }
+        let _ = self.running.set(running);
+        *pending = None;
+        Ok(())
+    }
+
+    /// Installs a callback now (started) or at start (not yet).
+    fn set_callback(&self, setting: CallbackSetting) {
+        let mut pending = self.pending.lock();
+        match (pending.as_mut(), self.running.get()) {
+            (Some(p), _) => p.callbacks.push(setting),
+            (None, Some(r)) => apply(r, setting),
+            (None, None) => {}
+        }
+    }
+}
+
+/// One callback registration, as it reaches a backend: the slot and the wrapped C callback
+/// (`None` clears the slot).
+pub(crate) enum CallbackSetting {
+    Video(Option<VideoCallback>),
+    Audio(Option<AudioCallback>),
+    Dtmf(Option<DtmfCallback>),
+    SessionReady(Option<SessionCallback>),
+    VideoSessionReady(Option<SessionCallback>),
+    Disconnected(Option<SessionCallback>),
+    Keyframe(Option<KeyframeCallback>),
+    /// SIP only: a call was answered.
+    Call(Option<SessionCallback>),
+}
+
+/// Puts an engine callback into its slot. Returns the setting back when it is not an engine
+/// callback (the SIP `Call`).
+fn apply_engine(cbs: &Callbacks, setting: CallbackSetting) -> Option<CallbackSetting> {
+    match setting {
+        CallbackSetting::Video(cb) => *cbs.video.write() = cb,
+        CallbackSetting::Audio(cb) => *cbs.audio.write() = cb,
+        CallbackSetting::Dtmf(cb) => *cbs.dtmf.write() = cb,
+        CallbackSetting::SessionReady(cb) => *cbs.session_ready.write() = cb,
+        CallbackSetting::VideoSessionReady(cb) => *cbs.video_session_ready.write() = cb,
+        CallbackSetting::Disconnected(cb) => *cbs.disconnected.write() = cb,
+        CallbackSetting::Keyframe(cb) => *cbs.keyframe.write() = cb,
+        call @ CallbackSetting::Call(_) => return Some(call),
+    }
+    None
+}
+
+fn apply(sip: &SipRunning, setting: CallbackSetting) {
+    let voice = sip.voice();
+    if let Some(CallbackSetting::Call(cb)) = apply_engine(voice.engine().callbacks(), setting) {
+        match cb {
+            Some(cb) => voice.on_call(move |info: &SessionInfo| cb(info)),
+            // The SIP backend has no "clear"; a callback that does nothing is the same.
+            None => voice.on_call(|_: &SessionInfo| {}),
+        }
+    }
+}
+
+/// A live backend, borrowed: what every session call dispatches on.
+enum Live<'a> {
+    RtpVoice(&'a RtpVoiceBackend),
+    RtpVideo(&'a RtpVideoBackend),
+    SipVoice(&'a SipVoiceBackend),
+    SipVideo(&'a SipVideoBackend),
+}
+
+/// A backend: RTP or SIP, voice or video. Opaque to C: made by one of the `rkm_*_backend_new`
+/// functions, used through a pointer, released with `rkm_backend_free`.
+///
+/// Every function taking a `rkm_backend *` may be called from any thread, concurrently, except
+/// `rkm_backend_free`, which must be the last call on a backend.
+pub struct rkm_backend {
+    pub(crate) kind: BackendKind,
+}
+
+impl rkm_backend {
+    /// The running backend; `RKM_ERR_STATE` for a SIP backend not started yet.
+    fn live(&self) -> FfiResult<Live<'_>> {
+        Ok(match &self.kind {
+            BackendKind::RtpVoice(b) => Live::RtpVoice(b),
+            BackendKind::RtpVideo(b) => Live::RtpVideo(b),
+            BackendKind::Sip(slot) => match slot.running.get() {
+                Some(SipRunning::Voice(b)) => Live::SipVoice(b),
+                Some(SipRunning::Video(b)) => Live::SipVideo(b),
+                None => {
+                    return Err(Failure::new(
+                        rkm_status::RKM_ERR_STATE,
+                        "the SIP backend is not started (call rkm_backend_start)",
+                    ))
+                }
+            },
+        })
+    }
+
+    /// The engine under the backend; `RKM_ERR_STATE` for a SIP backend not started yet.
+    pub(crate) fn engine(&self) -> FfiResult<&MediaEngine> {
+        Ok(match self.live()? {
+            Live::RtpVoice(b) => b.engine(),
+            Live::RtpVideo(b) => b.engine(),
+            Live::SipVoice(b) => b.engine(),
+            Live::SipVideo(b) => b.engine(),
+        })
+    }
+
+    pub(crate) fn has_video(&self) -> bool {
+        match &self.kind {
+            BackendKind::RtpVoice(_) => false,
+            BackendKind::RtpVideo(_) => true,
+            BackendKind::Sip(slot) => slot.video,
+        }
+    }
+
+    /// Fails with `RKM_ERR_UNSUPPORTED` on a voice backend.
+    pub(crate) fn require_video(&self) -> FfiResult<()> {
+        if self.has_video() {
+            Ok(())
+        } else {
+            Err(no_video())
+        }
+    }
+
+    /// Registers a callback: in the engine, or for a SIP backend not started yet, kept until
+    /// it starts.
+    pub(crate) fn set_callback(&self, setting: CallbackSetting) -> FfiResult<()> {
+        match &self.kind {
+            BackendKind::Sip(slot) => slot.set_callback(setting),
+            BackendKind::RtpVoice(_) | BackendKind::RtpVideo(_) => {
+                if matches!(setting, CallbackSetting::Call(_)) {
+                    return Err(Failure::unsupported(
+                        "RTP backends have no incoming calls (on_call is for SIP backends)",
+                    ));
+                }
+                apply_engine(self.engine()?.callbacks(), setting);
+            }
+        }
+        Ok(())
+    }
+
+    /// The SIP backend, when it is one and it is running.
+    pub(crate) fn sip(&self) -> FfiResult<&SipVoiceBackend> {
+        match self.live()? {
+            Live::SipVoice(b) => Ok(b),
+            Live::SipVideo(b) => Ok(b),
+            Live::RtpVoice(_) | Live::RtpVideo(_) => {
+                Err(Failure::unsupported("this is not a SIP backend"))
+            }
+        }
+    }
+
+    fn connect(
+        &self,
+        room: &str,
+        participant: &str,
+        meta: &HashMap<String, String>,
+    ) -> FfiResult<SessionInfo> {
+        if let BackendKind::Sip(_) = self.kind {
+            return Err(sip_no_connect());
+        }
+        Ok(match self.live()? {
+            Live::RtpVoice(b) => b.connect(room, participant, meta)?,
+            Live::RtpVideo(b) => b.connect(room, participant, meta)?,
+            Live::SipVoice(_) | Live::SipVideo(_) => return Err(sip_no_connect()),
+        })
+    }
+
+    fn disconnect(&self, id: SessionId) -> FfiResult<()> {
+        match self.live()? {
+            Live::RtpVoice(b) => b.disconnect(id)?,
+            Live::RtpVideo(b) => b.disconnect(id)?,
+            Live::SipVoice(b) => b.hangup(id)?,
+            Live::SipVideo(b) => b.hangup(id)?,
+        }
+        Ok(())
+    }
+
+    fn session(&self, id: SessionId) -> FfiResult<SessionInfo> {
+        self.engine()?
+            .session(id)
+            .map(|s| s.current_info())
+            .map_err(Failure::from)
+    }
+
+    fn stats(&self, id: SessionId) -> FfiResult<SessionStats> {
+        Ok(self.engine()?.session(id)?.stats())
+    }
+}
+
+fn sip_no_connect() -> Failure {
+    Failure::unsupported(
+        "SIP backends receive calls (see rkm_on_call); rkm_connect is for RTP backends",
+    )
+}
+
+/// The failure of a video call on a voice backend.
+pub(crate) fn no_video() -> Failure {
+    Failure::unsupported("a voice backend has no video")
+}
+
+/// Borrows the backend behind a C pointer.
+///
+/// # Safety
+/// `b` is NULL or a pointer returned by a `rkm_*_backend_new` function and not yet freed.
+pub(crate) unsafe fn backend_arg<'a>(b: *const rkm_backend) -> FfiResult<&'a rkm_backend> {
+    // SAFETY: forwarded from the caller's guarantee.
+    unsafe { ref_arg(b, "backend") }
+}
+
+fn new_backend(kind: FfiResult<BackendKind>) -> FfiResult<*mut rkm_backend> {
+    Ok(Box::into_raw(Box::new(rkm_backend { kind: kind? })))
+}
+
+/// Creates an RTP voice backend (audio sessions only) from `cfg`, which is read during the call
+/// only. Starts the callback threads; sessions come with `rkm_connect`.
+///
+/// Returns NULL on failure (a NULL or invalid `cfg`, threads that could not start), with the
+/// reason in `rkm_last_error`. The caller owns the result and releases it with
+/// `rkm_backend_free`. Any thread.
+#[no_mangle]
+pub extern "C" fn rkm_rtp_voice_backend_new(cfg: *const rkm_rtp_config) -> *mut rkm_backend {
+    boundary("rkm_rtp_voice_backend_new", || {
+        // SAFETY: the caller passes NULL or a valid config whose strings are NULL or valid.
+        let c = unsafe { rtp_config_from_c(ref_arg(cfg, "cfg")?) }?;
+        new_backend(
+            RtpVoiceBackend::new(c)
+                .map(BackendKind::RtpVoice)
+                .map_err(Into::into),
+        )
+    })
+}
+
+/// Creates an RTP video backend: every session carries audio and video with the same id.
+/// Otherwise as `rkm_rtp_voice_backend_new`.
+#[no_mangle]
+pub extern "C" fn rkm_rtp_video_backend_new(cfg: *const rkm_rtp_config) -> *mut rkm_backend {
+    boundary("rkm_rtp_video_backend_new", || {
+        // SAFETY: the caller passes NULL or a valid config whose strings are NULL or valid.
+        let c = unsafe { rtp_config_from_c(ref_arg(cfg, "cfg")?) }?;
+        new_backend(
+            RtpVideoBackend::new(c)
+                .map(BackendKind::RtpVideo)
+                .map_err(Into::into),
+        )
+    })
+}
+
+/// Ends every session (RTP sessions send RTCP BYE, SIP calls are hung up with BYE), runs the
+/// `client_disconnected` callback for each, joins every thread the backend started, closes its
+/// sockets and frees it. NULL is a no-op.
+///
+/// Must be the last call on `b`, made once, and not from inside one of `b`'s callbacks. Callback
+/// `user_data` must stay valid until this returns; afterwards no callback of `b` runs again.
+#[no_mangle]
+pub extern "C" fn rkm_backend_free(b: *mut rkm_backend) {
+    boundary("rkm_backend_free", || {
+        if !b.is_null() {
+            // SAFETY: a non-NULL `b` came from Box::into_raw in a `*_new` function and, as the
+            // caller promises, is freed once and used by nobody else any more.
+            drop(unsafe { Box::from_raw(b) });
+        }
+        Ok(())
+    })
+}
+
+/// Creates a session on an RTP backend, binds its sockets, starts its threads, runs
+/// `session_ready` (and `video_session_ready` on a video backend), and writes its id (a
+/// NUL-terminated UUID of `RKM_SESSION_ID_LEN - 1` characters) to `session_id_out`, which has
+/// room for `session_id_cap` bytes (`RKM_SESSION_ID_LEN` is enough; less gives
+/// `RKM_ERR_BUFFER_TOO_SMALL` before anything is opened).
+///
+/// `room_id` and `participant_id` are required. `remote_addr` and `video_remote_addr`
+/// (`"ip:port"`) override the configured addresses; NULL uses the configuration, and an address
+/// set in neither place is `RKM_ERR_INVALID_ARGUMENT`. `video_remote_addr` must be NULL on a
+/// voice backend. SIP backends receive calls instead: `RKM_ERR_UNSUPPORTED`.
+///
+/// Strings are read during the call only. Any thread, including a callback thread.
+#[no_mangle]
+pub extern "C" fn rkm_connect(
+    b: *mut rkm_backend,
+    room_id: *const c_char,
+    participant_id: *const c_char,
+    remote_addr: *const c_char,
+    video_remote_addr: *const c_char,
+    session_id_out: *mut c_char,
+    session_id_cap: usize,
+) -> rkm_status {
+    boundary("rkm_connect", || {
+        // SAFETY: each pointer is NULL or valid for the call, as documented for C callers.
+        let be = unsafe { backend_arg(b) }?;
+        // SAFETY: as above.
+        let room = unsafe { str_arg(room_id, "room_id") }?;
+        // SAFETY: as above.
+        let participant = unsafe { str_arg(participant_id, "participant_id") }?;
+        // SAFETY: as above.
+        let remote = unsafe { opt_addr_arg(remote_addr, "remote_addr") }?;
+        // SAFETY: as above.
+        let video_remote = unsafe { opt_addr_arg(video_remote_addr, "video_remote_addr") }?;
+        if session_id_out.is_null() {
+            return Err(Failure::invalid("session_id_out is NULL"));
+        }
+        if session_id_cap < RKM_SESSION_ID_LEN {
+            return Err(Failure::new(
+                rkm_status::RKM_ERR_BUFFER_TOO_SMALL,
+                format!(
+                    "session_id_out holds {session_id_cap} bytes, \
+                     {RKM_SESSION_ID_LEN} are needed"
+                ),
+            ));
+        }
+        if video_remote.is_some() && !be.has_video() {
+            return Err(Failure::invalid(
+                "video_remote_addr given to a voice backend (it has no video)",
+            ));
+        }
+        let mut meta = HashMap::new();
+        if let Some(a) = remote {
+            meta.insert("remote_addr".to_string(), a.to_string());
+        }
+        if let Some(a) = video_remote {
+            meta.insert("video_remote_addr".to_string(), a.to_string());
+        }
+        let info = be.connect(room, participant, &meta)?;
+        let text = info.id.hyphenated().to_string();
+        // SAFETY: `session_id_out` is not NULL and the caller lent `session_id_cap` bytes.
+        unsafe { write_c_string(&text, session_id_out, session_id_cap, "session_id_out") }?;
+        Ok(rkm_status::RKM_OK)
+    })
+}
+
+/// Ends a session: stops and joins its threads (RTCP BYE is sent; a SIP call is hung up with
+/// BYE), closes its sockets, then runs `client_disconnected` after the session's last frames.
+/// `RKM_ERR_NOT_FOUND` when no such session is live. Any thread, including a callback thread.
+#[no_mangle]
+pub extern "C" fn rkm_disconnect(b: *mut rkm_backend, session_id: *const c_char) -> rkm_status {
+    boundary("rkm_disconnect", || {
+        // SAFETY: each pointer is NULL or valid for the call.
+        let be = unsafe { backend_arg(b) }?;
+        // SAFETY: as above.
+        let id = unsafe { session_arg(session_id) }?;
+        be.disconnect(id)?;
+        Ok(rkm_status::RKM_OK)
+    })
+}
+
+/// Points a live session's media at new remote addresses (`"ip:port"`; NULL leaves that stream
+/// as it is), as a re-INVITE would: RTCP follows (same port with rtcp-mux, port + 1 otherwise).
+/// RTP backends only: a SIP call's addresses come from its SDP (`RKM_ERR_UNSUPPORTED`). Any
+/// thread.
+#[no_mangle]
+pub extern "C" fn rkm_update_remote(
+    b: *mut rkm_backend,
+    session_id: *const c_char,
+    remote_addr: *const c_char,
+    video_remote_addr: *const c_char,
+) -> rkm_status {
+    boundary("rkm_update_remote", || {
+        // SAFETY: each pointer is NULL or valid for the call.
+        let be = unsafe { backend_arg(b) }?;
+        // SAFETY: as above.
+        let id = unsafe { session_arg(session_id) }?;
+        // SAFETY: as above.
+        let audio = unsafe { opt_addr_arg(remote_addr, "remote_addr") }?;
+        // SAFETY: as above.
+        let video = unsafe { opt_addr_arg(video_remote_addr, "video_remote_addr") }?;
+        if video.is_some() {
+            be.require_video()?;
+        }
+        match be.live()? {
+            Live::RtpVoice(r) => r.update_remote(id, audio, video)?,
+            Live::RtpVideo(r) => r.update_remote(id, audio, video)?,
+            Live::SipVoice(_) | Live::SipVideo(_) => {
+                return Err(Failure::unsupported(
+                    "a SIP call's addresses come from its SDP (re-INVITE), not from the API",
+                ))
+            }
+        }
+        Ok(rkm_status::RKM_OK)
+    })
+}
+
+/// Sends one picture on a session's video stream: H.264 as Annex-B (3- or 4-byte start codes)
+/// or a single raw NAL unit, or one VP8 frame. It is timestamped with the time since the session
+/// started, packetized to the MTU and sent before the call returns. `data` is read during the
+/// call only. `RKM_ERR_UNSUPPORTED` on a voice backend, `RKM_ERR_STATE` on a session without
+/// video. Any thread, including a callback thread.
+#[no_mangle]
+pub extern "C" fn rkm_send_video(
+    b: *mut rkm_backend,
+    session_id: *const c_char,
+    data: *const u8,
+    len: usize,
+) -> rkm_status {
+    boundary("rkm_send_video", || {
+        // SAFETY: each pointer is NULL or valid for the call; `data` holds `len` bytes.
+        let be = unsafe { backend_arg(b) }?;
+        // SAFETY: as above.
+        let id = unsafe { session_arg(session_id) }?;
+        // SAFETY: as above.
+        let picture = unsafe { slice_arg(data, len, "data") }?;
+        match be.live()? {
+            Live::RtpVideo(v) => v.send_video(id, picture)?,
+            Live::SipVideo(v) => v.send_video(id, picture)?,
+            Live::RtpVoice(_) | Live::SipVoice(_) => return Err(no_video()),
+        }
+        Ok(rkm_status::RKM_OK)
+    })
+}
+
+/// As `rkm_send_video`, with the caller's presentation time `timestamp_ms` (finite, not
+/// negative; RTP timestamps follow it at the video clock rate). `keyframe` is the caller's
+/// statement about the picture; the packetizer finds key frames in the bitstream itself, so it
+/// does not change what is sent.
+#[no_mangle]
+pub extern "C" fn rkm_send_video_chunk(
+    b: *mut rkm_backend,
+    session_id: *const c_char,
+    data: *const u8,
+    len: usize,
+    timestamp_ms: f64,
+    keyframe: bool,
+) -> rkm_status {
+    boundary("rkm_send_video_chunk", || {
+        // SAFETY: each pointer is NULL or valid for the call; `data` holds `len` bytes.
+        let be = unsafe { backend_arg(b) }?;
+        // SAFETY: as above.
+        let id = unsafe { session_arg(session_id) }?;
+        // SAFETY: as above.
+        let picture = unsafe { slice_arg(data, len, "data") }?;
+        if !timestamp_ms.is_finite() || timestamp_ms < 0.0 {
+            return Err(Failure::invalid(format!(
+                "timestamp_ms = {timestamp_ms} is not a finite time >= 0"
+            )));
+        }
+        let chunk = VideoChunk {
+            data: picture.to_vec(),
+            keyframe,
+            timestamp_ms: Some(timestamp_ms),
+        };
+        match be.live()? {
+            Live::RtpVideo(v) => v.send_video_chunks(id, [chunk])?,
+            Live::SipVideo(v) => v.send_video_chunks(id, [chunk])?,
+            Live::RtpVoice(_) | Live::SipVoice(_) => return Err(no_video()),
+        }
+        Ok(rkm_status::RKM_OK)
+    })
+}
+
+/// Sends `samples` 16-bit mono PCM samples at the audio clock rate, encoded as 20 ms G.711
+/// packets (the last one padded with silence), all at once: pace real-time audio by calling with
+/// each block as it is captured. `pcm` is read during the call only. On a SIP call the far end
+/// holds, nothing is sent (and `RKM_OK` returned). Any thread, including a callback thread.
+#[no_mangle]
+pub extern "C" fn rkm_send_audio(
+    b: *mut rkm_backend,
+    session_id: *const c_char,
+    pcm: *const i16,
+    samples: usize,
+) -> rkm_status {
+    boundary("rkm_send_audio", || {
+        // SAFETY: each pointer is NULL or valid for the call; `pcm` holds `samples` samples.
+        let be = unsafe { backend_arg(b) }?;
+        // SAFETY: as above.
+        let id = unsafe { session_arg(session_id) }?;
+        // SAFETY: as above.
+        let pcm = unsafe { slice_arg(pcm, samples, "pcm") }?;
+        match be.live()? {
+            Live::RtpVoice(v) => v.send_audio(id, pcm)?,
+            Live::RtpVideo(v) => v.send_audio(id, pcm)?,
+            Live::SipVoice(v) => v.send_audio(id, pcm)?,
+            Live::SipVideo(v) => v.send_audio(id, pcm)?,
+        }
+        Ok(rkm_status::RKM_OK)
+    })
+}
+
+/// Sends the DTMF digit `digit` (`0`-`9`, `*`, `#`, `A`-`D`) held for `duration_ms` as RFC 4733
+/// telephone events. Returns at once; the packets are paced by the library and digits queue
+/// behind each other. `RKM_ERR_UNSUPPORTED` when DTMF is disabled. Any thread.
+#[no_mangle]
+pub extern "C" fn rkm_send_dtmf(
+    b: *mut rkm_backend,
+    session_id: *const c_char,
+    digit: c_char,
+    duration_ms: u32,
+) -> rkm_status {
+    boundary("rkm_send_dtmf", || {
+        // SAFETY: each pointer is NULL or valid for the call.
+        let be = unsafe { backend_arg(b) }?;
+        // SAFETY: as above.
+        let id = unsafe { session_arg(session_id) }?;
+        let digit = char::from(digit as u8);
+        match be.live()? {
+            Live::RtpVoice(v) => v.send_dtmf(id, digit, duration_ms)?,
+            Live::RtpVideo(v) => v.send_dtmf(id, digit, duration_ms)?,
+            Live::SipVoice(v) => v.send_dtmf(id, digit, duration_ms)?,
+            Live::SipVideo(v) => v.send_dtmf(id, digit, duration_ms)?,
+        }
+        Ok(rkm_status::RKM_OK)
+    })
+}
+
+/// Asks the remote video sender of a session for a key frame (RTCP PLI). Returns at once; the
+/// session's receive thread sends it. Any thread, including a callback thread.
+#[no_mangle]
+pub extern "C" fn rkm_request_keyframe(
+    b: *mut rkm_backend,
+    session_id: *const c_char,
+) -> rkm_status {
+    boundary("rkm_request_keyframe", || {
+        // SAFETY: each pointer is NULL or valid for the call.
+        let be = unsafe { backend_arg(b) }?;
+        // SAFETY: as above.
+        let id = unsafe { session_arg(session_id) }?;
+        be.require_video()?;
+        be.engine()?.request_keyframe(id, KeyframeRequest::Pli)?;
+        Ok(rkm_status::RKM_OK)
+    })
+}
+
+/// The number of live sessions (answered calls, on a SIP backend; 0 before it is started). 0 for
+/// a NULL backend (recorded for `rkm_last_error`). Any thread.
+#[no_mangle]
+pub extern "C" fn rkm_session_count(b: *const rkm_backend) -> usize {
+    boundary("rkm_session_count", || {
+        // SAFETY: `b` is NULL or a live backend.
+        let be = unsafe { backend_arg(b) }?;
+        // A SIP backend that is not started has no sessions yet.
+        Ok(be.engine().map_or(0, |e| e.list(None).len()))
+    })
+}
+
+/// Counters of one RTP stream. All start at 0 when the session is created.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct rkm_stream_stats {
+    /// RTP packets accepted.
+    pub packets_received: u64,
+    /// RTP bytes accepted, headers included.
+    pub bytes_received: u64,
+    /// RTP packets sent.
+    pub packets_sent: u64,
+    /// RTP bytes sent, headers included.
+    pub bytes_sent: u64,
+    /// Packets expected but not received (RFC 3550; negative with duplicates).
+    pub lost: i64,
+    /// Packets that arrived after a later-numbered one.
+    pub reordered: u64,
+    /// Packets received more than once.
+    pub duplicates: u64,
+    /// Interarrival jitter, milliseconds.
+    pub jitter_ms: f64,
+    /// Frames handed to the callbacks (pictures or NAL units; audio frames).
+    pub frames: u64,
+    /// Key frames among them.
+    pub keyframes: u64,
+    /// Pictures dropped because packets of them were lost.
+    pub frames_dropped_incomplete: u64,
+    /// Pictures held back until a key frame arrived.
+    pub frames_dropped_gated: u64,
+    /// Events dropped because a callback was too slow and its queue full.
+    pub frames_dropped_slow_callback: u64,
+    /// RTCP Picture Loss Indications sent.
+    pub pli_sent: u64,
+    /// RTCP Picture Loss Indications received.
+    pub pli_received: u64,
+    /// RTCP Full Intra Requests sent.
+    pub fir_sent: u64,
+    /// RTCP Full Intra Requests received.
+    pub fir_received: u64,
+    /// RTCP compound packets received.
+    pub rtcp_received: u64,
+    /// RTCP compound packets sent (reports, feedback, BYE).
+    pub rtcp_sent: u64,
+    /// Datagrams from an unexpected address (dropped).
+    pub unexpected_source: u64,
+    /// Datagrams that were not usable RTP/RTCP (dropped).
+    pub malformed: u64,
+    /// RTP packets with a payload type the stream does not carry (dropped).
+    pub unknown_payload_type: u64,
+    /// DTMF digits received.
+    pub dtmf_received: u64,
+    /// DTMF digits sent.
+    pub dtmf_sent: u64,
+}
+
+impl From<&StreamStats> for rkm_stream_stats {
+    fn from(s: &StreamStats) -> Self {
+        rkm_stream_stats {
+            packets_received: s.packets_received,
+            bytes_received: s.bytes_received,
+            packets_sent: s.packets_sent,
+            bytes_sent: s.bytes_sent,
+            lost: s.lost,
+            reordered: s.reordered,
+            duplicates: s.duplicates,
+            jitter_ms: s.jitter_ms,
+            frames: s.frames,
+            keyframes: s.keyframes,
+            frames_dropped_incomplete: s.frames_dropped_incomplete,
+            frames_dropped_gated: s.frames_dropped_gated,
+            frames_dropped_slow_callback: s.frames_dropped_slow_callback,
+            pli_sent: s.pli_sent,
+            pli_received: s.pli_received,
+            fir_sent: s.fir_sent,
+            fir_received: s.fir_received,
+            rtcp_received: s.rtcp_received,
+            rtcp_sent: s.rtcp_sent,
+            unexpected_source: s.unexpected_source,
+            malformed: s.malformed,
+            unknown_payload_type: s.unknown_payload_type,
+            dtmf_received: s.dtmf_received,
+            dtmf_sent: s.dtmf_sent,
+        }
+    }
+}
+
+/// Counters of a session: audio always; video when `has_video` (otherwise `video` is zeroed).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct rkm_stats {
+    /// The audio stream.
+    pub audio: rkm_stream_stats,
+    /// True when the session carries video.
+    pub has_video: bool,
+    /// The video stream; all zero without video.
+    pub video: rkm_stream_stats,
+}
+
+/// Copies the counters of a live session into `*out` (a snapshot; call again for fresh values).
+/// `RKM_ERR_NOT_FOUND` when no such session is live. Any thread.
+#[no_mangle]
+pub extern "C" fn rkm_session_stats(
+    b: *const rkm_backend,
+    session_id: *const c_char,
+    out: *mut rkm_stats,
+) -> rkm_status {
+    boundary("rkm_session_stats", || {
+        // SAFETY: each pointer is NULL or valid for the call; `out` is writable.
+        let be = unsafe { backend_arg(b) }?;
+        // SAFETY: as above.
+        let id = unsafe { session_arg(session_id) }?;
+        // SAFETY: as above.
+        let out = unsafe { out_arg(out, "out") }?;
+        let st = be.stats(id)?;
+        *out = rkm_stats {
+            audio: (&st.audio).into(),
+            has_video: st.video.is_some(),
+            video: st.video.as_ref().map(Into::into).unwrap_or_default(),
+        };
+        Ok(rkm_status::RKM_OK)
+    })
+}
+
+/// Bytes an address takes in `rkm_session_addrs`, NUL included: enough for any
+/// `"[ipv6%scope]:port"`.
+pub const RKM_ADDR_LEN: usize = 64;
+
+/// Where a session's streams send and receive, as NUL-terminated `"ip:port"` strings.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct rkm_session_addrs {
+    /// Local audio RTP address (the port actually bound).
+    pub local_addr: [c_char; RKM_ADDR_LEN],
+    /// Local audio RTCP address (the RTP one with rtcp-mux, the next port otherwise).
+    pub local_rtcp_addr: [c_char; RKM_ADDR_LEN],
+    /// Where audio RTP is sent.
+    pub remote_addr: [c_char; RKM_ADDR_LEN],
+    /// True when the session carries video; the `video_*` fields are empty strings otherwise.
+    pub has_video: bool,
+    /// Local video RTP address.
+    pub video_local_addr: [c_char; RKM_ADDR_LEN],
+    /// Local video RTCP address.
+    pub video_local_rtcp_addr: [c_char; RKM_ADDR_LEN],
+    /// Where video RTP is sent.
+    pub video_remote_addr: [c_char; RKM_ADDR_LEN],
+}
+
+fn addr_field(a: Option<std::net::SocketAddr>) -> [c_char; RKM_ADDR_LEN] {
+    let mut out = [0 as c_char; RKM_ADDR_LEN];
+    if let Some(a) = a {
+        let text = a.to_string();
+        for (o, b) in out.iter_mut().zip(text.bytes().take(RKM_ADDR_LEN - 1)) {
+            *o = b as c_char;
+        }
+    }
+    out
+}
+
+/// Copies the addresses of a live session into `*out`: the way to learn which ports a session
+/// bound when the configuration asked for port 0. `RKM_ERR_NOT_FOUND` when no such session is
+/// live. Any thread.
+#[no_mangle]
+pub extern "C" fn rkm_session_addresses(
+    b: *const rkm_backend,
+    session_id: *const c_char,
+    out: *mut rkm_session_addrs,
+) -> rkm_status {
+    boundary("rkm_session_addresses", || {
+        // SAFETY: each pointer is NULL or valid for the call; `out` is writable.
+        let be = unsafe { backend_arg(b) }?;
+        // SAFETY: as above.
+        let id = unsafe { session_arg(session_id) }?;
+        // SAFETY: as above.
+        let out = unsafe { out_arg(out, "out") }?;
+        let info = be.session(id)?;
+        let v: Option<&StreamInfo> = info.video.as_ref();
+        *out = rkm_session_addrs {
+            local_addr: addr_field(Some(info.audio.local_addr)),
+            local_rtcp_addr: addr_field(Some(info.audio.local_rtcp_addr)),
+            remote_addr: addr_field(Some(info.audio.remote_addr)),
+            has_video: v.is_some(),
+            video_local_addr: addr_field(v.map(|s| s.local_addr)),
+            video_local_rtcp_addr: addr_field(v.map(|s| s.local_rtcp_addr)),
+            video_remote_addr: addr_field(v.map(|s| s.remote_addr)),
+        };
+        Ok(rkm_status::RKM_OK)
+    })
+}

@@ -1,0 +1,509 @@
+//! Backend configuration as C structs, the `*_init` functions that fill their defaults, and the
+//! conversion to the Rust configuration.
+
+use std::ffi::c_char;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use super::args::{opt_str_arg, out_arg, parse_addr};
+use super::status::{boundary, Failure, FfiResult};
+use crate::backend::{RtpBackendConfig, SipBackendConfig};
+use crate::codec::h264::PacketizationMode;
+use crate::frame::{Delivery, VideoCodec};
+use crate::sdp::AudioCodec;
+
+/// How received H.264 video is handed to the `video_received` callback: one of the
+/// `RKM_DELIVERY_*` values. A plain integer type, so any value a C program stores is defined
+/// behaviour; an unknown one is refused with `RKM_ERR_INVALID_ARGUMENT` when the backend is made.
+pub type rkm_delivery = u32;
+
+/// One frame per picture: Annex-B with a 4-byte start code before every NAL unit, complete
+/// pictures only, ready for a decoder. The default.
+pub const RKM_DELIVERY_ACCESS_UNIT: rkm_delivery = 0;
+/// One frame per NAL unit, raw (no start code), as roomkit's Python backend delivers.
+pub const RKM_DELIVERY_NAL_UNIT: rkm_delivery = 1;
+
+/// Settings of an RTP backend (`rkm_rtp_voice_backend_new`, `rkm_rtp_video_backend_new`).
+///
+/// Always fill it with `rkm_rtp_config_init` first, then change the fields you need. The strings
+/// are borrowed only during the `*_new` call: the backend copies what it keeps.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct rkm_rtp_config {
+    /// Where each session binds audio RTP, `"ip:port"`; port 0 picks a free port per session.
+    /// NULL: `"0.0.0.0:0"`.
+    pub local_addr: *const c_char,
+    /// Where audio is sent, `"ip:port"`, unless `rkm_connect` names another address. NULL: unset.
+    pub remote_addr: *const c_char,
+    /// Where each session binds video RTP (video backends). NULL: `"0.0.0.0:0"`.
+    pub video_local_addr: *const c_char,
+    /// Where video is sent, unless `rkm_connect` names another address. NULL: unset.
+    pub video_remote_addr: *const c_char,
+    /// Audio payload type: 0 (PCMU, default) or 8 (PCMA) are encoded and decoded by the library.
+    pub payload_type: u8,
+    /// Video payload type, default 96.
+    pub video_payload_type: u8,
+    /// Audio clock rate in Hz, default 8000.
+    pub clock_rate: u32,
+    /// Video clock rate in Hz, default 90000.
+    pub video_clock_rate: u32,
+    /// Largest RTP payload sent, in bytes; default 1200.
+    pub mtu: u16,
+    /// How received H.264 is delivered; default `RKM_DELIVERY_ACCESS_UNIT`.
+    pub delivery: rkm_delivery,
+    /// Threads that run the callbacks (at least 1; default 1). Events of one session always run
+    /// on the same thread, in order.
+    pub callback_threads: u32,
+    /// Events each callback thread may have queued before new ones are dropped and counted in the
+    /// stats (`frames_dropped_slow_callback`); default 512.
+    pub callback_queue: u32,
+    /// RFC 4733 telephone-event payload type, default 101; -1 disables DTMF.
+    pub dtmf_payload_type: i16,
+    /// Video codec, `"H264"` (default when NULL) or `"VP8"`, case-insensitive.
+    pub video_codec: *const c_char,
+    /// H.264 packetization mode used when sending: 1 (default: STAP-A and FU-A) or 0 (single NAL
+    /// units only; a NAL unit larger than `mtu` is then an error).
+    pub packetization_mode: u8,
+    /// After a loss, hold non-key pictures back until a key frame arrives; default true.
+    pub wait_for_keyframe: bool,
+    /// Deliver damaged pictures (with `complete` false) instead of dropping them; default false.
+    pub deliver_incomplete: bool,
+    /// RTP and RTCP on one port (RFC 5761); default false (RTCP on port + 1).
+    pub rtcp_mux: bool,
+    /// Accept media from the first source seen and send back there (peers behind NAT);
+    /// default false (only from the remote address).
+    pub latch_to_first_source: bool,
+    /// Nominal RTCP report interval in milliseconds (at least 1); default 5000.
+    pub rtcp_interval_ms: u32,
+    /// RTCP SDES CNAME. NULL: a random one per backend.
+    pub cname: *const c_char,
+}
+
+/// Fills `cfg` with the defaults (those of roomkit's RTP backends): any local address and port,
+/// no remote addresses, PCMU at 8000 Hz, telephone events on 101, H.264 on 96 at 90000 Hz, MTU
+/// 1200, access-unit delivery, one callback thread. A NULL `cfg` is ignored (and recorded for
+/// `rkm_last_error`). Any thread.
+#[no_mangle]
+pub extern "C" fn rkm_rtp_config_init(cfg: *mut rkm_rtp_config) {
+    boundary("rkm_rtp_config_init", || {
+        // SAFETY: the caller passes NULL or a pointer to writable storage for one config.
+        let out = unsafe { out_arg(cfg, "cfg") }?;
+        let d = RtpBackendConfig::default();
+        *out = rkm_rtp_config {
+            local_addr: std::ptr::null(),
+            remote_addr: std::ptr::null(),
+            video_local_addr: std::ptr::null(),
+            video_remote_addr: std::ptr::null(),
+            payload_type: d.payload_type,
+            video_payload_type: d.video_payload_type,
+            clock_rate: d.clock_rate,
+            video_clock_rate: d.video_clock_rate,
+            mtu: u16::try_from(d.mtu).unwrap_or(u16::MAX),
+            delivery: RKM_DELIVERY_ACCESS_UNIT,
+            callback_threads: u32::try_from(d.callback_threads).unwrap_or(1),
+            callback_queue: u32::try_from(d.callback_queue).unwrap_or(u32::MAX),
+            dtmf_payload_type: d.dtmf_payload_type.map_or(-1, i16::from),
+            video_codec: std::ptr::null(),
+            packetization_mode: 1,
+            wait_for_keyframe: d.wait_for_keyframe,
+            deliver_incomplete: d.deliver_incomplete,
+            rtcp_mux: d.rtcp_mux,
+            latch_to_first_source: d.latch_to_first_source,
+            rtcp_interval_ms: u32::try_from(d.rtcp_interval.as_millis()).unwrap_or(u32::MAX),
+            cname: std::ptr::null(),
+        };
+        Ok(())
+    })
+}
+
+pub(crate) fn delivery_from_c(d: rkm_delivery) -> FfiResult<Delivery> {
+    match d {
+        RKM_DELIVERY_ACCESS_UNIT => Ok(Delivery::AccessUnit),
+        RKM_DELIVERY_NAL_UNIT => Ok(Delivery::NalUnit),
+        other => Err(Failure::invalid(format!(
+            "delivery = {other} is not an RKM_DELIVERY_* value"
+        ))),
+    }
+}
+
+/// An optional address field: NULL gives `default`.
+///
+/// # Safety
+/// `p` is NULL or a NUL-terminated string valid for the call.
+unsafe fn addr_or(p: *const c_char, name: &str, default: SocketAddr) -> FfiResult<SocketAddr> {
+    // SAFETY: forwarded from the caller's guarantee.
+    match unsafe { opt_str_arg(p, name) }? {
+        Some(s) => parse_addr(s, name),
+        None => Ok(default),
+    }
+}
+
+/// The Rust configuration an `rkm_rtp_config` describes.
+///
+/// # Safety
+/// Every string field is NULL or a NUL-terminated string valid for the call.
+pub(crate) unsafe fn rtp_config_from_c(c: &rkm_rtp_config) -> FfiResult<RtpBackendConfig> {
+    let mut r = RtpBackendConfig::default();
+    // SAFETY (all four): the caller guarantees the string fields are NULL or valid C strings.
+    r.local_addr = unsafe { addr_or(c.local_addr, "cfg.local_addr", r.local_addr) }?;
+    r.video_local_addr = unsafe {
+        addr_or(
+            c.video_local_addr,
+            "cfg.video_local_addr",
+            r.video_local_addr,
+        )
+    }?;
+    r.remote_addr = match unsafe { opt_str_arg(c.remote_addr, "cfg.remote_addr") }? {
+        Some(s) => Some(parse_addr(s, "cfg.remote_addr")?),
+        None => None,
+    };
+    r.video_remote_addr =
+        match unsafe { opt_str_arg(c.video_remote_addr, "cfg.video_remote_addr") }? {
+            Some(s) => Some(parse_addr(s, "cfg.video_remote_addr")?),
+            None => None,
+        };
+    r.payload_type = c.payload_type;
+    r.video_payload_type = c.video_payload_type;
+    r.clock_rate = c.clock_rate;
+    r.video_clock_rate = c.video_clock_rate;
+    if c.mtu < 64 {
+        return Err(Failure::invalid(format!(
+            "cfg.mtu = {} is too small (at least 64)",
+            c.mtu
+        )));
+    }
+    r.mtu = usize::from(c.mtu);
+    r.delivery = delivery_from_c(c.delivery)?;
+    if c.callback_threads == 0 {
+        return Err(Failure::invalid("cfg.callback_threads must be at least 1"));
+    }
+    r.callback_threads = c.callback_threads as usize;
+    if c.callback_queue == 0 {
+        return Err(Failure::invalid("cfg.callback_queue must be at least 1"));
+    }
+    r.callback_queue = c.callback_queue as usize;
+    r.dtmf_payload_type = match c.dtmf_payload_type {
+        -1 => None,
+        pt @ 0..=127 => Some(pt as u8),
+        other => {
+            return Err(Failure::invalid(format!(
+                "cfg.dtmf_payload_type = {other} is not -1 or 0..=127"
+            )))
+        }
+    };
+    // SAFETY: as above.
+    r.video_codec = match unsafe { opt_str_arg(c.video_codec, "cfg.video_codec") }? {
+        None => VideoCodec::H264,
+        Some(name) => VideoCodec::from_name(name).ok_or_else(|| {
+            Failure::invalid(format!("cfg.video_codec = {name:?} is not H264 or VP8"))
+        })?,
+    };
+    r.packetization_mode = match c.packetization_mode {
+        0 => PacketizationMode::SingleNal,
+        1 => PacketizationMode::NonInterleaved,
+        other => {
+            return Err(Failure::invalid(format!(
+                "cfg.packetization_mode = {other} is not 0 or 1"
+            )))
+        }
+    };
+    r.wait_for_keyframe = c.wait_for_keyframe;
+    r.deliver_incomplete = c.deliver_incomplete;
+    r.rtcp_mux = c.rtcp_mux;
+    r.latch_to_first_source = c.latch_to_first_source;
+    if c.rtcp_interval_ms == 0 {
+        return Err(Failure::invalid("cfg.rtcp_interval_ms must be at least 1"));
+    }
+    r.rtcp_interval = Duration::from_millis(u64::from(c.rtcp_interval_ms));
+    // SAFETY: as above.
+    r.cname = unsafe { opt_str_arg(c.cname, "cfg.cname") }?.map(str::to_owned);
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::MaybeUninit;
+
+    fn defaults() -> rkm_rtp_config {
+        let mut c = MaybeUninit::<rkm_rtp_config>::uninit();
+        rkm_rtp_config_init(c.as_mut_ptr());
+        // SAFETY: rkm_rtp_config_init wrote every field.
+        unsafe { c.assume_init() }
+    }
+
+    #[test]
+    fn defaults_convert_to_the_rust_defaults() {
+        let c = defaults();
+        // SAFETY: every string field of the defaults is NULL.
+        let r = unsafe { rtp_config_from_c(&c) }.unwrap();
+        let d = RtpBackendConfig::default();
+        assert_eq!(r.local_addr, d.local_addr);
+        assert_eq!(r.remote_addr, None);
+        assert_eq!(r.payload_type, 0);
+        assert_eq!(r.video_payload_type, 96);
+        assert_eq!(r.video_clock_rate, 90_000);
+        assert_eq!(r.mtu, 1200);
+        assert_eq!(r.delivery, Delivery::AccessUnit);
+        assert_eq!(r.dtmf_payload_type, Some(101));
+        assert_eq!(r.rtcp_interval, d.rtcp_interval);
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        let mut c = defaults();
+        c.delivery = 7;
+        // SAFETY: string fields are NULL.
+        let e = unsafe { rtp_config_from_c(&c) }.unwrap_err();
+        assert!(e.message.contains("delivery"));
+        let mut c = defaults();
+        c.remote_addr = c"not an address".as_ptr();
+        // SAFETY: remote_addr points to a static C string, the others are NULL.
+        let e = unsafe { rtp_config_from_c(&c) }.unwrap_err();
+        assert!(e.message.contains("cfg.remote_addr"), "{}", e.message);
+    }
+}
+
+/// Settings of a SIP backend (`rkm_sip_voice_backend_new`, `rkm_sip_video_backend_new`).
+///
+/// Always fill it with `rkm_sip_config_init` first, then change the fields you need. The strings
+/// are borrowed only during the `*_new` call; NULL in a string field means its default.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct rkm_sip_config {
+    /// Where the SIP socket binds (UDP), `"ip:port"`; default `"0.0.0.0:5060"`. Port 0 picks a
+    /// free port (read it back with `rkm_sip_local_addr`).
+    pub local_sip_addr: *const c_char,
+    /// Where RTP sockets bind, an IP address; default `"0.0.0.0"`.
+    pub local_rtp_ip: *const c_char,
+    /// The IP address written in SDP and Contact when it differs from the bound one (NAT).
+    /// NULL (default): the bound address.
+    pub advertised_ip: *const c_char,
+    /// RTP port range, inclusive; default 10000-20000. Each stream takes an even port and the
+    /// odd one above it for RTCP.
+    pub rtp_port_start: u16,
+    pub rtp_port_end: u16,
+    /// Audio codecs accepted, comma-separated (`"PCMU,PCMA"`, the default). Other codecs are
+    /// passed through undecoded: `name/clock[/channels]`.
+    pub supported_codecs: *const c_char,
+    /// Video codecs accepted by a video backend, comma-separated; default `"H264"`, also
+    /// `"VP8"` or `"H264,VP8"`.
+    pub supported_video_codecs: *const c_char,
+    /// Most simultaneous calls (ringing included), 0 = no limit (default); beyond it callers
+    /// get 486 Busy Here.
+    pub max_sessions: u32,
+    /// Digest authentication: with `auth_user` set, INVITEs must authenticate as that user
+    /// with `auth_password`. NULL (default): no authentication.
+    pub auth_user: *const c_char,
+    pub auth_password: *const c_char,
+    /// Digest realm; default `"roomkit"`.
+    pub auth_realm: *const c_char,
+    /// `Server`/`User-Agent` header and SDP session name; default `"roomkit-media"`.
+    pub user_agent: *const c_char,
+    /// Ring time between 180 Ringing and 200 OK in milliseconds; default 0.
+    pub answer_after_ms: u32,
+    /// Send media back to where the caller's media comes from (peers behind NAT); default true.
+    pub symmetric_rtp: bool,
+    /// Largest RTP payload sent, bytes; default 1200.
+    pub mtu: u16,
+    /// How received H.264 is delivered; default `RKM_DELIVERY_ACCESS_UNIT`.
+    pub delivery: rkm_delivery,
+    /// After a loss, hold non-key pictures back until a key frame arrives; default true.
+    pub wait_for_keyframe: bool,
+    /// Nominal RTCP report interval in milliseconds; default 5000.
+    pub rtcp_interval_ms: u32,
+    /// Threads that run the media callbacks (at least 1; default 1). `call` callbacks run on a
+    /// separate SIP callback thread.
+    pub callback_threads: u32,
+    /// Events each callback thread may have queued before new ones are dropped; default 512.
+    pub callback_queue: u32,
+}
+
+/// Fills `cfg` with the defaults (see each field). String fields get static strings that the
+/// caller may replace; a NULL `cfg` is ignored (and recorded for `rkm_last_error`). Any thread.
+#[no_mangle]
+pub extern "C" fn rkm_sip_config_init(cfg: *mut rkm_sip_config) {
+    boundary("rkm_sip_config_init", || {
+        // SAFETY: the caller passes NULL or a pointer to writable storage for one config.
+        let out = unsafe { out_arg(cfg, "cfg") }?;
+        let d = SipBackendConfig::default();
+        *out = rkm_sip_config {
+            local_sip_addr: c"0.0.0.0:5060".as_ptr(),
+            local_rtp_ip: c"0.0.0.0".as_ptr(),
+            advertised_ip: std::ptr::null(),
+            rtp_port_start: d.rtp_port_start,
+            rtp_port_end: d.rtp_port_end,
+            supported_codecs: c"PCMU,PCMA".as_ptr(),
+            supported_video_codecs: c"H264".as_ptr(),
+            max_sessions: u32::try_from(d.max_sessions).unwrap_or(u32::MAX),
+            auth_user: std::ptr::null(),
+            auth_password: std::ptr::null(),
+            auth_realm: c"roomkit".as_ptr(),
+            user_agent: c"roomkit-media".as_ptr(),
+            answer_after_ms: u32::try_from(d.answer_after.as_millis()).unwrap_or(u32::MAX),
+            symmetric_rtp: d.symmetric_rtp,
+            mtu: u16::try_from(d.mtu).unwrap_or(u16::MAX),
+            delivery: RKM_DELIVERY_ACCESS_UNIT,
+            wait_for_keyframe: d.wait_for_keyframe,
+            rtcp_interval_ms: u32::try_from(d.rtcp_interval.as_millis()).unwrap_or(u32::MAX),
+            callback_threads: u32::try_from(d.callback_threads).unwrap_or(1),
+            callback_queue: u32::try_from(d.callback_queue).unwrap_or(u32::MAX),
+        };
+        Ok(())
+    })
+}
+
+/// Splits a comma-separated list, trimming blanks and skipping empty items.
+fn list_items(s: &str) -> impl Iterator<Item = &str> {
+    s.split(',').map(str::trim).filter(|x| !x.is_empty())
+}
+
+/// Parses an IP address field.
+fn parse_ip(s: &str, name: &str) -> FfiResult<IpAddr> {
+    s.trim()
+        .parse()
+        .map_err(|_| Failure::invalid(format!("{name} = {s:?} is not an IP address")))
+}
+
+/// The Rust configuration an `rkm_sip_config` describes.
+///
+/// # Safety
+/// Every string field is NULL or a NUL-terminated string valid for the call.
+pub(crate) unsafe fn sip_config_from_c(c: &rkm_sip_config) -> FfiResult<SipBackendConfig> {
+    let mut r = SipBackendConfig::default();
+    // SAFETY (every string field below): the caller guarantees NULL or a valid C string.
+    r.local_sip_addr =
+        unsafe { addr_or(c.local_sip_addr, "cfg.local_sip_addr", r.local_sip_addr) }?;
+    if let Some(s) = unsafe { opt_str_arg(c.local_rtp_ip, "cfg.local_rtp_ip") }? {
+        r.local_rtp_ip = parse_ip(s, "cfg.local_rtp_ip")?;
+    }
+    r.advertised_ip = match unsafe { opt_str_arg(c.advertised_ip, "cfg.advertised_ip") }? {
+        Some(s) => Some(parse_ip(s, "cfg.advertised_ip")?),
+        None => None,
+    };
+    if c.rtp_port_start > c.rtp_port_end {
+        return Err(Failure::invalid(format!(
+            "cfg.rtp_port_start {} is above cfg.rtp_port_end {}",
+            c.rtp_port_start, c.rtp_port_end
+        )));
+    }
+    r.rtp_port_start = c.rtp_port_start;
+    r.rtp_port_end = c.rtp_port_end;
+    if let Some(s) = unsafe { opt_str_arg(c.supported_codecs, "cfg.supported_codecs") }? {
+        r.supported_codecs = list_items(s)
+            .map(|name| {
+                AudioCodec::from_name(name).ok_or_else(|| {
+                    Failure::invalid(format!(
+                        "cfg.supported_codecs: {name:?} is not a codec (PCMU, PCMA, name/clock)"
+                    ))
+                })
+            })
+            .collect::<FfiResult<_>>()?;
+    }
+    if let Some(s) = unsafe { opt_str_arg(c.supported_video_codecs, "cfg.supported_video_codecs") }?
+    {
+        r.supported_video_codecs = list_items(s)
+            .map(|name| {
+                VideoCodec::from_name(name).ok_or_else(|| {
+                    Failure::invalid(format!(
+                        "cfg.supported_video_codecs: {name:?} is not H264 or VP8"
+                    ))
+                })
+            })
+            .collect::<FfiResult<_>>()?;
+    }
+    r.max_sessions = c.max_sessions as usize;
+    let user = unsafe { opt_str_arg(c.auth_user, "cfg.auth_user") }?;
+    let password = unsafe { opt_str_arg(c.auth_password, "cfg.auth_password") }?;
+    if let Some(user) = user {
+        let password = password.ok_or_else(|| {
+            Failure::invalid("cfg.auth_user is set but cfg.auth_password is NULL")
+        })?;
+        r.auth_users.insert(user.to_owned(), password.to_owned());
+    }
+    if let Some(s) = unsafe { opt_str_arg(c.auth_realm, "cfg.auth_realm") }? {
+        r.auth_realm = s.to_owned();
+    }
+    if let Some(s) = unsafe { opt_str_arg(c.user_agent, "cfg.user_agent") }? {
+        r.user_agent = s.to_owned();
+    }
+    r.answer_after = Duration::from_millis(u64::from(c.answer_after_ms));
+    r.symmetric_rtp = c.symmetric_rtp;
+    if c.mtu < 64 {
+        return Err(Failure::invalid(format!(
+            "cfg.mtu = {} is too small (at least 64)",
+            c.mtu
+        )));
+    }
+    r.mtu = usize::from(c.mtu);
+    r.delivery = delivery_from_c(c.delivery)?;
+    r.wait_for_keyframe = c.wait_for_keyframe;
+    if c.rtcp_interval_ms == 0 {
+        return Err(Failure::invalid("cfg.rtcp_interval_ms must be at least 1"));
+    }
+    r.rtcp_interval = Duration::from_millis(u64::from(c.rtcp_interval_ms));
+    if c.callback_threads == 0 {
+        return Err(Failure::invalid("cfg.callback_threads must be at least 1"));
+    }
+    r.callback_threads = c.callback_threads as usize;
+    if c.callback_queue == 0 {
+        return Err(Failure::invalid("cfg.callback_queue must be at least 1"));
+    }
+    r.callback_queue = c.callback_queue as usize;
+    Ok(r)
+}
+
+#[cfg(test)]
+mod sip_tests {
+    use super::*;
+    use std::mem::MaybeUninit;
+
+    fn defaults() -> rkm_sip_config {
+        let mut c = MaybeUninit::<rkm_sip_config>::uninit();
+        rkm_sip_config_init(c.as_mut_ptr());
+        // SAFETY: rkm_sip_config_init wrote every field.
+        unsafe { c.assume_init() }
+    }
+
+    #[test]
+    fn defaults_convert_to_the_rust_defaults() {
+        // SAFETY: the string fields are static C strings or NULL.
+        let r = unsafe { sip_config_from_c(&defaults()) }.unwrap();
+        let d = SipBackendConfig::default();
+        assert_eq!(r.local_sip_addr, d.local_sip_addr);
+        assert_eq!(r.local_rtp_ip, d.local_rtp_ip);
+        assert_eq!(r.supported_codecs, d.supported_codecs);
+        assert_eq!(r.supported_video_codecs, d.supported_video_codecs);
+        assert_eq!(r.auth_realm, d.auth_realm);
+        assert_eq!(r.user_agent, d.user_agent);
+        assert!(r.auth_users.is_empty());
+        assert_eq!(r.rtp_port_start, d.rtp_port_start);
+    }
+
+    #[test]
+    fn lists_and_errors() {
+        let mut c = defaults();
+        c.supported_video_codecs = c" vp8 , H264,".as_ptr();
+        c.auth_user = c"alice".as_ptr();
+        c.auth_password = c"secret".as_ptr();
+        // SAFETY: static C strings.
+        let r = unsafe { sip_config_from_c(&c) }.unwrap();
+        assert_eq!(
+            r.supported_video_codecs,
+            vec![VideoCodec::Vp8, VideoCodec::H264]
+        );
+        assert_eq!(
+            r.auth_users.get("alice").map(String::as_str),
+            Some("secret")
+        );
+        c.supported_video_codecs = c"H265".as_ptr();
+        // SAFETY: static C strings.
+        let e = unsafe { sip_config_from_c(&c) }.unwrap_err();
+        assert!(e.message.contains("supported_video_codecs"));
+        let mut c = defaults();
+        c.rtp_port_start = 30000;
+        c.rtp_port_end = 20000;
+        // SAFETY: static C strings.
+        assert!(unsafe { sip_config_from_c(&c) }.is_err());
+    }
+}

@@ -1,0 +1,210 @@
+//! SIP backends from C: creation, `rkm_backend_start`, the bound SIP address, and `rkm_on_call`.
+
+use std::ffi::{c_char, c_void, CString};
+use std::sync::Arc;
+
+use super::args::{ref_arg, write_c_string};
+use super::backend::{backend_arg, rkm_backend, BackendKind, CallbackSetting, SipSlot};
+use super::callbacks::{c_text, UserData};
+use super::config::{rkm_sip_config, sip_config_from_c};
+use super::status::{boundary, rkm_status, Failure};
+use crate::engine::event::SessionCallback;
+use crate::engine::SessionInfo;
+use crate::frame::VideoCodec;
+
+fn new_sip(name: &str, cfg: *const rkm_sip_config, video: bool) -> *mut rkm_backend {
+    boundary(name, || {
+        // SAFETY: the caller passes NULL or a valid config whose strings are NULL or valid.
+        let c = unsafe { sip_config_from_c(ref_arg(cfg, "cfg")?) }?;
+        if video && c.supported_video_codecs.is_empty() {
+            return Err(Failure::invalid(
+                "cfg.supported_video_codecs names no codec",
+            ));
+        }
+        Ok(Box::into_raw(Box::new(rkm_backend {
+            kind: BackendKind::Sip(Box::new(SipSlot::new(c, video))),
+        })))
+    })
+}
+
+/// Creates a SIP video backend (a user agent server) from `cfg`, which is read during the call
+/// only. INVITEs offering audio and a supported video codec become audio + video sessions;
+/// others become audio-only calls. Nothing is bound yet: register the callbacks, then call
+/// `rkm_backend_start`.
+///
+/// Returns NULL on an invalid or NULL `cfg`, with the reason in `rkm_last_error`. The caller owns
+/// the result and releases it with `rkm_backend_free`. Any thread.
+#[no_mangle]
+pub extern "C" fn rkm_sip_video_backend_new(cfg: *const rkm_sip_config) -> *mut rkm_backend {
+    new_sip("rkm_sip_video_backend_new", cfg, true)
+}
+
+/// Creates a SIP voice backend: audio calls only (video offers are declined with `m=video 0`).
+/// Otherwise as `rkm_sip_video_backend_new`.
+#[no_mangle]
+pub extern "C" fn rkm_sip_voice_backend_new(cfg: *const rkm_sip_config) -> *mut rkm_backend {
+    new_sip("rkm_sip_voice_backend_new", cfg, false)
+}
+
+/// Starts a SIP backend: binds its SIP socket, starts its SIP and callback threads and installs
+/// the callbacks registered so far; from then on calls are answered. `RKM_ERR_STATE` when it is
+/// already started, `RKM_ERR_IO` when the address cannot be bound. Until a SIP backend is
+/// started, the calls that need a running backend (sending, stats, `rkm_disconnect`,
+/// `rkm_sip_local_addr`) return `RKM_ERR_STATE`. RTP backends are running from creation, so for
+/// them this does nothing and returns `RKM_OK`. Any thread.
+#[no_mangle]
+pub extern "C" fn rkm_backend_start(b: *mut rkm_backend) -> rkm_status {
+    boundary("rkm_backend_start", || {
+        // SAFETY: `b` is NULL or a live backend.
+        let be = unsafe { backend_arg(b) }?;
+        if let BackendKind::Sip(slot) = &be.kind {
+            slot.start()?;
+        }
+        Ok(rkm_status::RKM_OK)
+    })
+}
+
+/// Writes the address the SIP socket is bound to (`"ip:port"`, with the port the system chose
+/// when the configuration asked for port 0) into `out`, which has room for `cap` bytes
+/// (`RKM_ADDR_LEN` is enough). `RKM_ERR_STATE` before `rkm_backend_start`,
+/// `RKM_ERR_UNSUPPORTED` on an RTP backend. Any thread.
+#[no_mangle]
+pub extern "C" fn rkm_sip_local_addr(
+    b: *const rkm_backend,
+    out: *mut c_char,
+    cap: usize,
+) -> rkm_status {
+    boundary("rkm_sip_local_addr", || {
+        // SAFETY: `b` is NULL or a live backend.
+        let be = unsafe { backend_arg(b) }?;
+        let addr = be.sip()?.local_sip_addr().to_string();
+        // SAFETY: the caller lends `cap` writable bytes at `out` (NULL is refused).
+        unsafe { write_c_string(&addr, out, cap, "out") }?;
+        Ok(rkm_status::RKM_OK)
+    })
+}
+
+/// An answered SIP call, as the `call` callback sees it. Every string is NUL-terminated and
+/// valid only until the callback returns.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct rkm_call_info {
+    /// The call's session id, as `rkm_send_*` and `rkm_disconnect` take it.
+    pub session_id: *const c_char,
+    /// The room: the `X-Room-ID` header when the caller sent one, else the Call-ID.
+    pub room_id: *const c_char,
+    /// The From URI (`sip:alice@example.com`).
+    pub caller: *const c_char,
+    /// The display name of From; empty when there is none.
+    pub caller_display_name: *const c_char,
+    /// The To URI.
+    pub callee: *const c_char,
+    /// The SIP Call-ID.
+    pub call_id: *const c_char,
+    /// True when video was negotiated (the session has a video stream).
+    pub has_video: bool,
+    /// `"h264"` or `"vp8"`; NULL when `has_video` is false.
+    pub video_codec: *const c_char,
+    /// The negotiated audio codec (`"PCMU"`, `"PCMA"`, ...).
+    pub audio_codec: *const c_char,
+    /// The `X-` headers of the INVITE, one `Name: value` per line, lines separated by `\n`;
+    /// empty when there are none.
+    pub x_headers: *const c_char,
+}
+
+/// Called when a SIP call has been answered (200 OK sent). Pointers are valid only during the
+/// call.
+pub type rkm_call_cb =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, info: *const rkm_call_info)>;
+
+/// The strings of an `rkm_call_info`, owned while the callback runs.
+struct CallText {
+    session_id: CString,
+    room_id: CString,
+    caller: CString,
+    caller_display_name: CString,
+    callee: CString,
+    call_id: CString,
+    has_video: bool,
+    video_codec: Option<CString>,
+    audio_codec: CString,
+    x_headers: CString,
+}
+
+impl CallText {
+    fn new(s: &SessionInfo) -> CallText {
+        let meta = |k: &str| c_text(s.metadata.get(k).map_or("", String::as_str));
+        let mut x: Vec<(&String, &String)> = s
+            .metadata
+            .iter()
+            .filter(|(k, _)| k.len() > 2 && k[..2].eq_ignore_ascii_case("x-"))
+            .collect();
+        x.sort();
+        let x_headers: Vec<String> = x.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        let codec = s
+            .video
+            .as_ref()
+            .and_then(|v| v.codec)
+            .map(VideoCodec::as_str);
+        CallText {
+            session_id: c_text(&s.id.hyphenated().to_string()),
+            room_id: c_text(&s.room_id),
+            caller: meta("caller"),
+            caller_display_name: meta("caller_display_name"),
+            callee: meta("callee"),
+            call_id: meta("call_id"),
+            has_video: s.video.is_some(),
+            video_codec: codec.map(c_text),
+            audio_codec: meta("audio_codec"),
+            x_headers: c_text(&x_headers.join("\n")),
+        }
+    }
+
+    fn view(&self) -> rkm_call_info {
+        rkm_call_info {
+            session_id: self.session_id.as_ptr(),
+            room_id: self.room_id.as_ptr(),
+            caller: self.caller.as_ptr(),
+            caller_display_name: self.caller_display_name.as_ptr(),
+            callee: self.callee.as_ptr(),
+            call_id: self.call_id.as_ptr(),
+            has_video: self.has_video,
+            video_codec: self
+                .video_codec
+                .as_ref()
+                .map_or(std::ptr::null(), |c| c.as_ptr()),
+            audio_codec: self.audio_codec.as_ptr(),
+            x_headers: self.x_headers.as_ptr(),
+        }
+    }
+}
+
+/// Registers `cb` for answered SIP calls, replacing any earlier one; NULL removes it. It runs on
+/// the backend's SIP callback thread (not a media callback thread), after `session_ready` and
+/// `video_session_ready` were queued; `user_data` must stay usable from that thread until the
+/// callback is replaced or the backend freed. Inside it, `rkm_send_*`, `rkm_request_keyframe`
+/// and `rkm_disconnect` (hang up) may be called; `rkm_backend_free` may not. May be called
+/// before or after `rkm_backend_start`. `RKM_ERR_UNSUPPORTED` on an RTP backend.
+#[no_mangle]
+pub extern "C" fn rkm_on_call(
+    b: *mut rkm_backend,
+    cb: rkm_call_cb,
+    user_data: *mut c_void,
+) -> rkm_status {
+    boundary("rkm_on_call", || {
+        // SAFETY: `b` is NULL or a live backend.
+        let be = unsafe { backend_arg(b) }?;
+        let ud = UserData::new(user_data);
+        let wrapped = cb.map(|f| {
+            Arc::new(move |s: &SessionInfo| {
+                let text = CallText::new(s);
+                let view = text.view();
+                // SAFETY: the registrant declared `f` callable from the SIP callback thread with
+                // its `user_data`; `view` and its strings outlive the call.
+                unsafe { f(ud.get(), &view) }
+            }) as SessionCallback
+        });
+        be.set_callback(CallbackSetting::Call(wrapped))?;
+        Ok(rkm_status::RKM_OK)
+    })
+}
