@@ -73,11 +73,7 @@ impl TestClip {
                         let (px, py) = (mx * 16 + x, my * 16 + y);
                         let inside =
                             px + side >= box_x && px < box_x && py >= box_y && py < box_y + side;
-                        let luma = if inside {
-                            235
-                        } else {
-                            16 + ((px + py + n as usize) % 160)
-                        };
+                        let luma = if inside { 235 } else { 16 + ((px + py) % 160) };
                         out.push(luma as u8);
                     }
                 }

@@ -2,12 +2,12 @@
 //! (`SipCaller`) and our own UAS (`SipVideoBackend`), media both ways, then a report of what
 //! arrived. Exit code 1 when media did not flow.
 //!
-//! The video is synthetic so that the binary carries no clip: each picture is real H.264 NAL
-//! structure (SPS + PPS + IDR slice for key pictures, a non-IDR slice otherwise) around
-//! generated payload bytes, sized so that key pictures need FU-A fragments and small ones go out
-//! as STAP-A or single NAL packets. Packetization, reassembly, key-frame detection and loss
-//! counting all run for real; only a decoder would notice the pictures are not images. The audio
-//! is a 440 Hz tone through G.711 µ-law.
+//! The video is a real H.264 clip made on the fly by `codec::testclip` (a gradient with a square
+//! sweeping across it: IDR pictures of I_PCM macroblocks every second, P pictures that code only
+//! what moved), so the binary ships no clip and any decoder could play what arrives. Key pictures
+//! are large enough to need FU-A fragments; P pictures go out in a few packets. Each received
+//! picture is matched to the one sent by its bytes, which checks it arrived bit-exact and gives
+//! its latency. The audio is a 440 Hz tone through G.711 µ-law.
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use roomkit_media::backend::{SipBackendConfig, SipCaller, SipCallerConfig, SipVideoBackend};
+use roomkit_media::codec::testclip::TestClip;
 use roomkit_media::engine::SessionInfo;
 use roomkit_media::VideoCodec;
 
@@ -29,48 +30,16 @@ pub const SPEC: Spec = Spec {
 const FPS: u32 = 30;
 const KEY_EVERY: u32 = 30;
 
-/// Picture `index` of the synthetic stream. The index is written right after the slice's NAL
-/// header as eight nibbles with the high bit set (never a zero byte, so never a start code), so
-/// the receiver can tell which picture arrived and measure its latency.
-fn picture(index: u32) -> Vec<u8> {
-    let key = index.is_multiple_of(KEY_EVERY);
-    let mut out = Vec::new();
-    let mut x = index.wrapping_mul(2_654_435_761) | 1;
-    let mut fill = |out: &mut Vec<u8>, len: usize| {
-        for _ in 0..len {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            out.push((x as u8) | 0x01);
-        }
-    };
-    if key {
-        out.extend_from_slice(&[0, 0, 0, 1, 0x67, 0x42, 0xe0, 0x1f]); // SPS, baseline 3.1
-        fill(&mut out, 8);
-        out.extend_from_slice(&[0, 0, 0, 1, 0x68, 0xce]); // PPS
-        fill(&mut out, 3);
-    }
-    out.extend_from_slice(&[0, 0, 0, 1, if key { 0x65 } else { 0x41 }]);
-    for shift in (0..8).rev() {
-        out.push(0x80 | ((index >> (shift * 4)) & 0xf) as u8);
-    }
-    fill(
-        &mut out,
-        if key {
-            6000
-        } else {
-            700 + (index as usize % 5) * 150
-        },
-    );
-    out
+/// The clip: `count` pictures of 320×192 with a key picture every [`KEY_EVERY`].
+fn clip(count: u32) -> Vec<Vec<u8>> {
+    let mut gen = TestClip::new(320, 192, KEY_EVERY);
+    (0..count).map(|_| gen.next_picture().0).collect()
 }
 
-/// Reads back the index [`picture`] wrote into the last slice of an Annex-B access unit.
-fn picture_index(au: &[u8]) -> Option<u32> {
-    let start = au.windows(4).rposition(|w| w == [0, 0, 0, 1])? + 5;
-    let tag = au.get(start..start + 8)?;
-    tag.iter().try_fold(0u32, |acc, b| {
-        (b & 0x80 != 0).then_some((acc << 4) | u32::from(b & 0xf))
+/// A 64-bit FNV-1a hash: pictures are looked up by their bytes.
+fn fingerprint(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
 }
 
@@ -89,6 +58,8 @@ fn tone(n: &mut u64) -> Vec<i16> {
 #[derive(Default)]
 struct Seen {
     frames: u64,
+    /// Pictures byte-identical to one that was sent.
+    exact: u64,
     keyframes: u64,
     latencies_ms: Vec<f64>,
     audio_frames: u64,
@@ -125,14 +96,17 @@ impl Seen {
     }
 }
 
-type SendTimes = Arc<Mutex<HashMap<u32, Instant>>>;
+/// When each picture (by fingerprint) was handed to `send_video`.
+type SendTimes = Arc<Mutex<HashMap<u64, Instant>>>;
 
 fn on_frame(seen: &Mutex<Seen>, sent: &SendTimes, data: &[u8], key: bool) {
     let now = Instant::now();
     let mut s = seen.lock();
     s.frames += 1;
     s.keyframes += u64::from(key);
-    if let Some(t) = picture_index(data).and_then(|i| sent.lock().get(&i).copied()) {
+    // Only a picture identical to one that was sent counts as exact (and has a latency).
+    if let Some(t) = sent.lock().get(&fingerprint(data)).copied() {
+        s.exact += 1;
         s.latencies_ms
             .push(now.saturating_duration_since(t).as_secs_f64() * 1000.0);
     }
@@ -206,9 +180,13 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
         info.metadata.get("audio_codec").map_or("?", String::as_str),
         if codec.is_empty() { "none" } else { &codec }
     );
-    println!("demo: sending synthetic H.264 pictures (real NAL structure, generated payload) and a 440 Hz tone, both ways, for {seconds} s");
-
     let pictures = (seconds * f64::from(FPS)) as u32;
+    let clip = clip(pictures);
+    println!(
+        "demo: sending a {pictures}-picture H.264 clip (320x192, {} KB) and a 440 Hz tone, both ways, for {seconds} s",
+        clip.iter().map(Vec::len).sum::<usize>() / 1024
+    );
+
     let start = Instant::now();
     let (mut n_caller, mut n_server) = (0u64, 0u64);
     let mut next_audio = start;
@@ -224,13 +202,13 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
             }
             std::thread::sleep(Duration::from_millis(2));
         }
-        let p = picture(i);
-        sent_by_caller.lock().insert(i, Instant::now());
+        let p = &clip[i as usize];
+        sent_by_caller.lock().insert(fingerprint(p), Instant::now());
         caller
-            .send_video(&call, &p)
+            .send_video(&call, p)
             .map_err(|e| format!("caller send_video: {e}"))?;
-        sent_by_server.lock().insert(i, Instant::now());
-        be.send_video(info.id, &p)
+        sent_by_server.lock().insert(fingerprint(p), Instant::now());
+        be.send_video(info.id, p)
             .map_err(|e| format!("server send_video: {e}"))?;
         sent_pictures += 1;
     }
@@ -249,15 +227,17 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
         let mut s = seen.lock();
         let lost = stats.video.as_ref().map_or(0, |v| v.lost);
         let p50 = s.p50();
-        let flowed = s.frames * 10 >= u64::from(sent_pictures) * 9
+        let flowed = s.exact * 10 >= u64::from(sent_pictures) * 9
+            && s.exact == s.frames
             && s.keyframes >= 1
             && s.audio_frames * 2 >= (seconds * 50.0) as u64
             && (s.tone_hz() - 440.0).abs() < 40.0;
         ok &= flowed;
         println!(
-            "demo: {name}: {}/{} pictures, {}/{} key, {} RTP packets lost, latency p50 {:.2} ms; {} audio frames, tone ≈ {:.0} Hz{}",
+            "demo: {name}: {}/{} pictures ({} bit-exact), {}/{} key, {} RTP packets lost, latency p50 {:.2} ms; {} audio frames, tone ≈ {:.0} Hz{}",
             s.frames,
             sent_pictures,
+            s.exact,
             s.keyframes,
             keys_sent,
             lost,
@@ -267,9 +247,10 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
             if flowed { "" } else { "  <-- MEDIA DID NOT FLOW" }
         );
         report.push(format!(
-            "\"{}\":{{\"frames\":{},\"keyframes\":{},\"lost\":{},\"latency_p50_ms\":{:.3},\"audio_frames\":{},\"tone_hz\":{:.1}}}",
+            "\"{}\":{{\"frames\":{},\"exact\":{},\"keyframes\":{},\"lost\":{},\"latency_p50_ms\":{:.3},\"audio_frames\":{},\"tone_hz\":{:.1}}}",
             if name.starts_with("server") { "server" } else { "caller" },
             s.frames,
+            s.exact,
             s.keyframes,
             lost,
             if p50.is_nan() { -1.0 } else { p50 },
@@ -278,7 +259,7 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
         ));
     }
     println!(
-        "{{\"event\":\"demo\",\"synthetic_video\":true,\"video_codec\":\"{}\",\"pictures_sent\":{sent_pictures},\"setup_ms\":{setup_ms:.2},\"bye_answered\":{answered},{},\"ok\":{ok}}}",
+        "{{\"event\":\"demo\",\"video_codec\":\"{}\",\"pictures_sent\":{sent_pictures},\"setup_ms\":{setup_ms:.2},\"bye_answered\":{answered},{},\"ok\":{ok}}}",
         if codec.is_empty() { VideoCodec::H264.as_str() } else { &codec },
         report.join(",")
     );
@@ -296,9 +277,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn picture_index_round_trips() {
-        for i in [0, 1, 29, 30, 1234, u32::MAX >> 4] {
-            assert_eq!(picture_index(&picture(i)), Some(i));
-        }
+    fn clip_pictures_are_distinct_and_keyed() {
+        let c = clip(2 * KEY_EVERY);
+        let prints: std::collections::HashSet<u64> = c.iter().map(|p| fingerprint(p)).collect();
+        assert_eq!(prints.len(), c.len());
+        assert_eq!(c[0][4] & 0x1f, 7, "a key picture starts with its SPS");
+        assert_eq!(c[1][4] & 0x1f, 1, "then P pictures");
     }
 }
