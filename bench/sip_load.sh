@@ -35,7 +35,7 @@ for rate in "${RATES[@]}"; do
   for _ in $(seq 50); do grep -q listening "$WORK/serve-$rate.log" 2>/dev/null && break; sleep 0.1; done
   start=$(date +%s.%N)
   set +e
-  timeout 600 sipp -sf "$SCENARIO" "127.0.0.1:$port" -s load -i 127.0.0.1 -p 0 \
+  timeout 600 sipp -sf "$SCENARIO" "127.0.0.1:$port" -s load -i 127.0.0.1 -p "$(free_port)" \
     -mi 127.0.0.1 -mp 61000 -r "$rate" -rp 1000 -m "$CALLS" -l "$LIMIT" -d 0 \
     -nostdin -timeout 300s -trace_stat -stf "$WORK/stat-$rate.csv" -fd 1 \
     -trace_err -error_file "$WORK/err-$rate.log" >/dev/null 2>&1

@@ -152,6 +152,8 @@ struct ClientEntry {
 struct Refusal {
     status: u16,
     challenge: Option<String>,
+    /// Why, for a `Warning` header (RFC 3261 §20.43, code 399).
+    warning: Option<String>,
 }
 
 impl Refusal {
@@ -159,6 +161,7 @@ impl Refusal {
         Refusal {
             status,
             challenge: None,
+            warning: None,
         }
     }
 }
@@ -539,6 +542,7 @@ impl SipCore {
             return Err(Refusal {
                 status: 401,
                 challenge: Some(auth.challenge(now, false)),
+                warning: None,
             });
         };
         let users = &self.cfg.auth_users;
@@ -547,6 +551,7 @@ impl SipCore {
             AuthOutcome::Stale => Err(Refusal {
                 status: 401,
                 challenge: Some(auth.challenge(now, true)),
+                warning: None,
             }),
             AuthOutcome::Rejected(_) => Err(Refusal::status(403)),
         }
@@ -555,7 +560,7 @@ impl SipCore {
     fn refuse(&mut self, id: u64, r: Refusal, now: Instant, out: &mut Outbox) {
         SipCounters::inc(&self.shared.counters.calls_refused);
         let ch;
-        let extra: Vec<(&str, &str)> = match r.challenge {
+        let mut extra: Vec<(&str, &str)> = match r.challenge {
             Some(c) => {
                 ch = c;
                 vec![("WWW-Authenticate", ch.as_str())]
@@ -563,6 +568,12 @@ impl SipCore {
             None if r.status == 488 => vec![("Accept", "application/sdp")],
             None => vec![],
         };
+        let warning = r
+            .warning
+            .map(|w| format!("399 {} \"{}\"", self.sent_by, w.replace(['"', '\\'], "'")));
+        if let Some(w) = &warning {
+            extra.push(("Warning", w.as_str()));
+        }
         self.respond(id, None, r.status, &extra, None, now, out);
     }
 
@@ -750,7 +761,11 @@ impl SipCore {
             .shared
             .engine
             .create_session(spec)
-            .map_err(|_| Refusal::status(503))?;
+            .map_err(|e| Refusal {
+                status: 503,
+                challenge: None,
+                warning: Some(format!("media: {e}")),
+            })?;
         let session = info.id;
         self.shared.views.write().insert(
             session,
@@ -783,7 +798,7 @@ impl SipCore {
     /// should not fail for that. Ports found busy go back to the end of the pool.
     fn acquire_port(&self) -> Option<PortLease> {
         let mut busy = Vec::new();
-        for _ in 0..16 {
+        for _ in 0..self.shared.pool.capacity().min(64) {
             let lease = self.shared.pool.acquire()?;
             let ip = self.cfg.local_rtp_ip;
             let free = |p: u16| std::net::UdpSocket::bind(SocketAddr::new(ip, p)).is_ok();
