@@ -11,7 +11,8 @@
 #
 # Measured on the shared 2-core development machine (sipp and serve on the same two cores),
 # 20000 calls, -l 2000: audio-only 500/1000/2000 per second all answered with 0 failed calls
-# (2000/s: 10.1-12.8 s wall, 1565-2000 calls/s depending on other load); above 2000/s the
+# (2000/s: 10.1 s wall = 1943-2000 calls/s on a quiet machine, 866-1565 while other builds
+# ran on the same two cores); above 2000/s the
 # machine saturates (3000/s: 0 failed, ~1330 calls/s). A/V (SCENARIO=tests/sipp/av_call.xml,
 # two sessions' sockets and threads per call): 1000/s with 0 failed; 2000/s loses ~3% to 503
 # (ports still held by calls being closed).
