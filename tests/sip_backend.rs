@@ -62,6 +62,10 @@ fn av_call_carries_media_both_ways_and_bye_in_tears_down() {
     be.on_client_disconnected(move |s| {
         let _ = dtx.send(s.id);
     });
+    let (ktx, digits) = unbounded();
+    be.on_dtmf_received(move |_, ev| {
+        let _ = ktx.send(ev.digit);
+    });
 
     let uac = SipCaller::new(SipCallerConfig {
         headers: vec![("X-Room-ID".into(), "room-42".into())],
@@ -114,6 +118,12 @@ fn av_call_carries_media_both_ways_and_bye_in_tears_down() {
         "video frames/keyframes at the backend"
     );
     assert!(arx.recv_timeout(T).is_ok(), "audio at the backend");
+    uac.send_dtmf(&call, '7', 100).unwrap();
+    assert_eq!(
+        digits.recv_timeout(T).unwrap(),
+        '7',
+        "DTMF with the negotiated PT"
+    );
 
     // Backend → caller.
     for i in 0..5u32 {
@@ -659,4 +669,36 @@ fn voice_backend_answers_video_with_port_zero() {
     assert_eq!(info.metadata["has_video"], "false");
     assert!(info.video.is_none());
     assert_eq!(be.port_pool().available(), cap - 1);
+}
+
+#[test]
+fn unanswered_bye_gives_up_after_timer_f() {
+    let mut cfg = config(18);
+    cfg.timers = Timers {
+        t1: Duration::from_millis(10),
+        t2: Duration::from_millis(40),
+        ..Timers::default()
+    };
+    let be = SipVoiceBackend::new(cfg).unwrap();
+    let (tx, calls) = unbounded::<SessionInfo>();
+    be.on_call(move |s| {
+        let _ = tx.send(s.clone());
+    });
+    let ua = RawUa::new(be.local_sip_addr());
+    let mut leg = Leg::new();
+    ua.send(&ua.request("INVITE", &leg, "", &offer(40000, None, "sendrecv")));
+    let ok = ua.expect_status(200, "INVITE", T);
+    leg.to_tag = to_tag(&ok);
+    ua.send(&ua.request("ACK", &leg, "", ""));
+    let info = calls.recv_timeout(T).unwrap();
+    be.hangup(info.id).unwrap();
+    // Never answered: retransmitted, then given up after 64×T1 = 640 ms.
+    let mut byes = 0;
+    while let Some(m) = ua.recv(Duration::from_millis(300)) {
+        if m.starts_with("BYE ") {
+            byes += 1;
+        }
+    }
+    assert!(byes >= 4, "BYE sent {byes} times");
+    assert!(wait_until(T, || be.sip_stats().bye_timeouts == 1));
 }

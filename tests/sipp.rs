@@ -9,7 +9,6 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::Child;
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
 use crossbeam_channel::{unbounded, Receiver};
@@ -30,19 +29,18 @@ struct Serve {
     port: u16,
 }
 
-/// RTP ranges per test (tests in this binary run in parallel).
-fn rtp_range() -> String {
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let k = NEXT.fetch_add(1, Ordering::Relaxed);
+/// The RTP range of test `k`: tests run in parallel (threads or processes), and each gets its
+/// own ports.
+fn rtp_range(k: u16) -> String {
     let start = 34000 + k * 300;
     format!("{start}-{}", start + 299)
 }
 
 impl Serve {
-    fn start(extra: &[&str]) -> Serve {
+    fn start(k: u16, extra: &[&str]) -> Serve {
         let port = common::free_udp_port();
         let sip = format!("127.0.0.1:{port}");
-        let range = rtp_range();
+        let range = rtp_range(k);
         let mut args = vec![
             "serve",
             "--sip",
@@ -112,6 +110,8 @@ fn sipp(scenario: &Path, port: u16, extra: &[&str]) {
     let dir = common::TempDir::new("sipp");
     let target = format!("127.0.0.1:{port}");
     let mp = common::free_udp_port().to_string();
+    // sipp's own SIP port: `-p 0` means its default 5060, which parallel runs would share.
+    let sp = common::free_udp_port().to_string();
     let err = dir.path("errors.log");
     let log = dir.path("log.log");
     let mut args: Vec<&str> = vec![
@@ -123,7 +123,7 @@ fn sipp(scenario: &Path, port: u16, extra: &[&str]) {
         "-i",
         "127.0.0.1",
         "-p",
-        "0",
+        &sp,
         "-mi",
         "127.0.0.1",
         "-mp",
@@ -176,7 +176,7 @@ fn sipp_av_call() {
     if !common::have_peers(&["sipp"]) {
         return;
     }
-    let s = Serve::start(&["--max-calls", "1"]);
+    let s = Serve::start(1, &["--max-calls", "1"]);
     sipp(&scenario("av_call.xml"), s.port, &["-d", "500"]);
     let lines = s.finish(false);
     let call = events(&lines, "call");
@@ -198,7 +198,7 @@ fn sipp_audio_only_call() {
     if !common::have_peers(&["sipp"]) {
         return;
     }
-    let s = Serve::start(&["--max-calls", "1"]);
+    let s = Serve::start(2, &["--max-calls", "1"]);
     sipp(&scenario("audio_only.xml"), s.port, &["-d", "200"]);
     let lines = s.finish(false);
     let call = events(&lines, "call");
@@ -211,7 +211,7 @@ fn sipp_video_without_common_codec() {
     if !common::have_peers(&["sipp"]) {
         return;
     }
-    let s = Serve::start(&["--max-calls", "1"]);
+    let s = Serve::start(3, &["--max-calls", "1"]);
     sipp(&scenario("video_no_common.xml"), s.port, &["-d", "200"]);
     let lines = s.finish(false);
     let call = events(&lines, "call");
@@ -224,7 +224,7 @@ fn sipp_cancel_before_answer() {
     if !common::have_peers(&["sipp"]) {
         return;
     }
-    let s = Serve::start(&["--answer-after", "5000", "--max-calls", "1"]);
+    let s = Serve::start(4, &["--answer-after", "5000", "--max-calls", "1"]);
     sipp(&scenario("cancel.xml"), s.port, &[]);
     let lines = s.finish(false);
     assert!(
@@ -240,7 +240,7 @@ fn sipp_options_and_sigint() {
     if !common::have_peers(&["sipp"]) {
         return;
     }
-    let s = Serve::start(&[]);
+    let s = Serve::start(5, &[]);
     sipp(&scenario("options.xml"), s.port, &["-m", "5", "-r", "50"]);
     let lines = s.finish(true);
     assert!(events(&lines, "stats")[0].contains("\"calls_answered\":0"));
@@ -251,7 +251,7 @@ fn sipp_reinvite_hold() {
     if !common::have_peers(&["sipp"]) {
         return;
     }
-    let s = Serve::start(&["--max-calls", "1"]);
+    let s = Serve::start(6, &["--max-calls", "1"]);
     sipp(&scenario("reinvite.xml"), s.port, &[]);
     let lines = s.finish(false);
     assert_eq!(events(&lines, "call").len(), 1);
@@ -263,7 +263,7 @@ fn sipp_bye_from_our_side() {
     if !common::have_peers(&["sipp"]) {
         return;
     }
-    let s = Serve::start(&["--hangup-after", "300", "--max-calls", "1"]);
+    let s = Serve::start(7, &["--hangup-after", "300", "--max-calls", "1"]);
     sipp(&scenario("bye_from_server.xml"), s.port, &[]);
     let lines = s.finish(false);
     assert_eq!(events(&lines, "hangup").len(), 1);
@@ -275,7 +275,7 @@ fn sipp_fifty_concurrent_calls() {
     if !common::have_peers(&["sipp"]) {
         return;
     }
-    let s = Serve::start(&["--max-calls", "50"]);
+    let s = Serve::start(8, &["--max-calls", "50"]);
     sipp(
         &scenario("av_call.xml"),
         s.port,
@@ -393,7 +393,7 @@ fn sipp_plays_pcap_video_and_the_recording_decodes() {
     let sf = dir.path("pcap_video.xml");
     std::fs::write(&sf, xml).unwrap();
     let rec = dir.path("rec");
-    let s = Serve::start(&["--record", rec.to_str().unwrap(), "--max-calls", "1"]);
+    let s = Serve::start(9, &["--record", rec.to_str().unwrap(), "--max-calls", "1"]);
     sipp(&sf, s.port, &[]);
     let lines = s.finish(false);
     let hangup = events(&lines, "hangup");

@@ -152,6 +152,8 @@ struct ClientEntry {
 struct Refusal {
     status: u16,
     challenge: Option<String>,
+    /// Why, for a `Warning` header (RFC 3261 §20.43, code 399).
+    warning: Option<String>,
 }
 
 impl Refusal {
@@ -159,6 +161,7 @@ impl Refusal {
         Refusal {
             status,
             challenge: None,
+            warning: None,
         }
     }
 }
@@ -539,6 +542,7 @@ impl SipCore {
             return Err(Refusal {
                 status: 401,
                 challenge: Some(auth.challenge(now, false)),
+                warning: None,
             });
         };
         let users = &self.cfg.auth_users;
@@ -547,6 +551,7 @@ impl SipCore {
             AuthOutcome::Stale => Err(Refusal {
                 status: 401,
                 challenge: Some(auth.challenge(now, true)),
+                warning: None,
             }),
             AuthOutcome::Rejected(_) => Err(Refusal::status(403)),
         }
@@ -555,7 +560,7 @@ impl SipCore {
     fn refuse(&mut self, id: u64, r: Refusal, now: Instant, out: &mut Outbox) {
         SipCounters::inc(&self.shared.counters.calls_refused);
         let ch;
-        let extra: Vec<(&str, &str)> = match r.challenge {
+        let mut extra: Vec<(&str, &str)> = match r.challenge {
             Some(c) => {
                 ch = c;
                 vec![("WWW-Authenticate", ch.as_str())]
@@ -563,6 +568,12 @@ impl SipCore {
             None if r.status == 488 => vec![("Accept", "application/sdp")],
             None => vec![],
         };
+        let warning = r
+            .warning
+            .map(|w| format!("399 {} \"{}\"", self.sent_by, w.replace(['"', '\\'], "'")));
+        if let Some(w) = &warning {
+            extra.push(("Warning", w.as_str()));
+        }
         self.respond(id, None, r.status, &extra, None, now, out);
     }
 
@@ -661,96 +672,110 @@ impl SipCore {
             return Err(Refusal::status(488));
         }
         let offer = SessionDescription::parse(req.body()).map_err(|_| Refusal::status(488))?;
-        // Ports: audio always; video only when the offer can have video with us.
-        let audio_lease = self.acquire_port().ok_or(Refusal::status(503))?;
-        let video_lease =
-            if self.with_video && offer.accepts_video(&self.cfg.supported_video_codecs) {
-                self.acquire_port()
-            } else {
-                None
+        // Ports come from the pool, checked free; one taken between the check and the bind fails
+        // the session, and the call then tries other ports. Ports that failed stay out of the
+        // pool until the call is set up.
+        let mut busy: Vec<(PortLease, Option<PortLease>)> = Vec::new();
+        let (ans, cfg, info, audio_lease, video_lease, dialog, tag) = loop {
+            // Ports: audio always; video only when the offer can have video with us.
+            let audio_lease = self.acquire_port().ok_or(Refusal::status(503))?;
+            let video_lease =
+                if self.with_video && offer.accepts_video(&self.cfg.supported_video_codecs) {
+                    self.acquire_port()
+                } else {
+                    None
+                };
+            let cfg = self.answer_config(
+                audio_lease.port(),
+                video_lease.as_ref().map_or(0, PortLease::port),
+            );
+            // Errors from here on drop the leases, which returns the ports.
+            let ans = answer(&offer, &cfg).map_err(|e| Refusal::status(e.status_code()))?;
+            let video_lease = if ans.has_video() { video_lease } else { None };
+            let cfg = AnswerConfig {
+                video_port: video_lease.as_ref().map_or(0, PortLease::port),
+                ..cfg
             };
-        let cfg = self.answer_config(
-            audio_lease.port(),
-            video_lease.as_ref().map_or(0, PortLease::port),
-        );
-        // Errors from here on drop the leases, which returns the ports.
-        let ans = answer(&offer, &cfg).map_err(|e| Refusal::status(e.status_code()))?;
-        let video_lease = if ans.has_video() { video_lease } else { None };
-        let cfg = AnswerConfig {
-            video_port: video_lease.as_ref().map_or(0, PortLease::port),
-            ..cfg
+            let tag = match &self.servers.get(&id).map(|e| &e.tx) {
+                Some(ServerTx::Invite { tag, .. }) => tag.clone(),
+                _ => new_tag(),
+            };
+            let dialog = Dialog::uas(req, &tag).map_err(|e| Refusal::status(e.status()))?;
+            let room_id = x_headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case("X-Room-ID"))
+                .map_or_else(|| req.call_id().to_string(), |(_, v)| v.clone());
+            let mut meta: HashMap<String, String> = HashMap::new();
+            meta.insert("backend".into(), "sip".into());
+            meta.insert("call_id".into(), incoming.call_id.clone());
+            meta.insert("caller".into(), incoming.caller.clone());
+            meta.insert("callee".into(), incoming.callee.clone());
+            meta.insert(
+                "caller_display_name".into(),
+                incoming
+                    .caller_display_name
+                    .clone()
+                    .unwrap_or_default()
+                    .trim_matches('"')
+                    .to_string(),
+            );
+            if let Some(u) = req.from().uri().user() {
+                meta.insert("caller_user".into(), u);
+            }
+            meta.insert("room_id".into(), room_id.clone());
+            meta.insert("has_video".into(), ans.has_video().to_string());
+            let neg = &ans.negotiation;
+            meta.insert("payload_type".into(), neg.audio.pt.to_string());
+            meta.insert("clock_rate".into(), neg.audio.clock_rate.to_string());
+            meta.insert("audio_codec".into(), neg.audio.codec.to_string());
+            meta.insert("remote_addr".into(), neg.audio.remote.to_string());
+            meta.insert(
+                "video_codec".into(),
+                neg.video
+                    .as_ref()
+                    .map_or(String::new(), |v| v.codec.as_str().to_string()),
+            );
+            for (n, v) in &x_headers {
+                meta.insert(n.clone(), v.clone());
+            }
+            let mut video_meta = HashMap::new();
+            if let Some(v) = &neg.video {
+                video_meta.insert("backend".to_string(), "sip-av".to_string());
+                video_meta.insert("call_id".into(), incoming.call_id.clone());
+                video_meta.insert("video_codec".into(), v.codec.as_str().to_string());
+                video_meta.insert("payload_type".into(), v.pt.to_string());
+                video_meta.insert("clock_rate".into(), v.clock_rate.to_string());
+                video_meta.insert("video_remote_addr".into(), v.remote.to_string());
+            }
+            let spec = SessionSpec {
+                room_id,
+                participant_id: req
+                    .from()
+                    .uri()
+                    .user()
+                    .unwrap_or_else(|| incoming.caller.clone()),
+                metadata: meta,
+                video_metadata: video_meta,
+                audio: self.audio_stream(neg, audio_lease.port()),
+                video: match (&video_lease, &neg.video) {
+                    (Some(l), Some(_)) => Some(self.video_stream(neg, l.port())),
+                    _ => None,
+                },
+            };
+            match self.shared.engine.create_session(spec) {
+                Ok(info) => break (ans, cfg, info, audio_lease, video_lease, dialog, tag),
+                Err(_) if busy.len() < 3 => busy.push((audio_lease, video_lease)),
+                Err(e) => {
+                    return Err(Refusal {
+                        status: 503,
+                        challenge: None,
+                        warning: Some(format!("media: {e}")),
+                    })
+                }
+            }
         };
-        let tag = match &self.servers.get(&id).map(|e| &e.tx) {
-            Some(ServerTx::Invite { tag, .. }) => tag.clone(),
-            _ => new_tag(),
-        };
-        let dialog = Dialog::uas(req, &tag).map_err(|e| Refusal::status(e.status()))?;
-        let room_id = x_headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case("X-Room-ID"))
-            .map_or_else(|| req.call_id().to_string(), |(_, v)| v.clone());
-        let mut meta: HashMap<String, String> = HashMap::new();
-        meta.insert("backend".into(), "sip".into());
-        meta.insert("call_id".into(), incoming.call_id.clone());
-        meta.insert("caller".into(), incoming.caller.clone());
-        meta.insert("callee".into(), incoming.callee.clone());
-        meta.insert(
-            "caller_display_name".into(),
-            incoming
-                .caller_display_name
-                .clone()
-                .unwrap_or_default()
-                .trim_matches('"')
-                .to_string(),
-        );
-        if let Some(u) = req.from().uri().user() {
-            meta.insert("caller_user".into(), u);
-        }
-        meta.insert("room_id".into(), room_id.clone());
-        meta.insert("has_video".into(), ans.has_video().to_string());
+        drop(busy);
         let neg = &ans.negotiation;
-        meta.insert("payload_type".into(), neg.audio.pt.to_string());
-        meta.insert("clock_rate".into(), neg.audio.clock_rate.to_string());
-        meta.insert("audio_codec".into(), neg.audio.codec.to_string());
-        meta.insert("remote_addr".into(), neg.audio.remote.to_string());
-        meta.insert(
-            "video_codec".into(),
-            neg.video
-                .as_ref()
-                .map_or(String::new(), |v| v.codec.as_str().to_string()),
-        );
-        for (n, v) in &x_headers {
-            meta.insert(n.clone(), v.clone());
-        }
-        let mut video_meta = HashMap::new();
-        if let Some(v) = &neg.video {
-            video_meta.insert("backend".to_string(), "sip-av".to_string());
-            video_meta.insert("call_id".into(), incoming.call_id.clone());
-            video_meta.insert("video_codec".into(), v.codec.as_str().to_string());
-            video_meta.insert("payload_type".into(), v.pt.to_string());
-            video_meta.insert("clock_rate".into(), v.clock_rate.to_string());
-            video_meta.insert("video_remote_addr".into(), v.remote.to_string());
-        }
-        let spec = SessionSpec {
-            room_id,
-            participant_id: req
-                .from()
-                .uri()
-                .user()
-                .unwrap_or_else(|| incoming.caller.clone()),
-            metadata: meta,
-            video_metadata: video_meta,
-            audio: self.audio_stream(neg, audio_lease.port()),
-            video: match (&video_lease, &neg.video) {
-                (Some(l), Some(_)) => Some(self.video_stream(neg, l.port())),
-                _ => None,
-            },
-        };
-        let info = self
-            .shared
-            .engine
-            .create_session(spec)
-            .map_err(|_| Refusal::status(503))?;
         let session = info.id;
         self.shared.views.write().insert(
             session,
@@ -778,12 +803,13 @@ impl SipCore {
         Ok(())
     }
 
-    /// A port from the pool whose RTP and RTCP ports can be bound right now: the range may
-    /// overlap ports other programs hold (the kernel's ephemeral range, for one), and a call
-    /// should not fail for that. Ports found busy go back to the end of the pool.
+    /// A port from the pool whose RTP and RTCP ports nothing has bound right now. The engine
+    /// binds with address reuse, so without this check two programs with overlapping ranges
+    /// would share a port silently (and split its packets). Ports found busy go back to the
+    /// end of the pool.
     fn acquire_port(&self) -> Option<PortLease> {
         let mut busy = Vec::new();
-        for _ in 0..16 {
+        for _ in 0..self.shared.pool.capacity().min(64) {
             let lease = self.shared.pool.acquire()?;
             let ip = self.cfg.local_rtp_ip;
             let free = |p: u16| std::net::UdpSocket::bind(SocketAddr::new(ip, p)).is_ok();

@@ -555,6 +555,14 @@ impl SipCaller {
         self.engine.session(call.session)?.audio().send_audio(pcm)
     }
 
+    /// Sends a DTMF digit as RFC 4733 events (when the answer accepted telephone-event).
+    pub fn send_dtmf(&self, call: &SipCall, digit: char, duration_ms: u32) -> Result<()> {
+        self.engine
+            .session(call.session)?
+            .audio()
+            .send_dtmf(digit, duration_ms)
+    }
+
     /// Counters of the call's media.
     pub fn stats(&self, call: &SipCall) -> Result<SessionStats> {
         Ok(self.engine.session(call.session)?.stats())

@@ -2,6 +2,7 @@
 //! Exit codes: 0 success, 1 the media did not flow as asked, 2 bad arguments or files.
 
 mod args;
+mod call;
 mod demo;
 mod link;
 mod media_file;
@@ -18,6 +19,7 @@ usage:
   roomkit-media recv --listen HOST:PORT --out FILE [--codec h264|vp8] [--pt N] [--frames N] [--timeout SECONDS]
   roomkit-media serve --sip ADDR [--rtp-ip IP] [--rtp-ports A-B] [--video-codecs H264,VP8] [--record DIR] [--echo] [--max-calls N] [--answer-after MS] [--hangup-after MS]
   roomkit-media demo [--seconds S]
+  roomkit-media call sip:USER@HOST:PORT [--video FILE] [--seconds S] [--fps N]
 ";
 
 fn main() -> ExitCode {
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
         "recv" => run_media(rest, &recv::SPEC, recv::run),
         "serve" => args::Args::parse(rest, &serve::SPEC).and_then(|a| serve::run(&a)),
         "demo" => args::Args::parse(rest, &demo::SPEC).and_then(|a| demo::run(&a)),
+        "call" => args::Args::parse(rest, &call::SPEC).and_then(|a| call::run(&a)),
         other => Err(format!("unknown command `{other}`")),
     };
     match result {
