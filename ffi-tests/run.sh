@@ -43,6 +43,9 @@ step() { # step NAME COMMAND...: runs a command, records a failure instead of st
 }
 
 echo "== ffi-tests: compile"
+# No binary of an earlier run may stand in for one that fails to build now.
+for t in "${TESTS[@]}"; do rm -f "$OUT/$t" "$OUT/$t-asan"; done
+rm -f "$OUT/rtp_loopback-shared" "$OUT/sip_video_call"
 step "header as C++" "$CXX" -std=c++11 -Wall -Wextra -Werror -Iinclude -x c++ -fsyntax-only \
   include/roomkit_media.h
 for t in "${TESTS[@]}"; do
