@@ -104,7 +104,61 @@ fn percentile(sorted: &[Duration], q: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
+/// The floor under `latency/idr_100k` on this machine: the same number of 1.2 KB datagrams sent
+/// with one `sendmmsg` on a socket set up as the engine's, and received by a thread blocked in
+/// `recvmmsg`, with no RTP, depacketizing or callback at all. Prints p50/p99 from send start to
+/// the last datagram read.
+fn kernel_floor(packets: usize) {
+    use roomkit_media::engine::SendBatch;
+    let rx = MediaSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let tx = MediaSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let dest = rx.local_addr();
+    let (done_tx, done_rx) = unbounded::<Instant>();
+    let (go_tx, go_rx) = unbounded::<()>();
+    let receiver = std::thread::spawn(move || {
+        let mut batch = RecvBatch::new(64, 2048);
+        while go_rx.recv().is_ok() {
+            let mut got = 0;
+            while got < packets {
+                if let Ok(n) = batch.recv(&rx, Wait::ForOne) {
+                    got += n;
+                }
+            }
+            let _ = done_tx.send(Instant::now());
+        }
+    });
+    let payload = vec![0x5au8; 1200];
+    let header = [0x80u8; 12];
+    let mut send = SendBatch::new();
+    let mut samples = Vec::new();
+    for i in 0..1100 {
+        go_tx.send(()).unwrap();
+        std::thread::sleep(Duration::from_micros(200));
+        let t0 = Instant::now();
+        let mut sent = 0;
+        while sent < packets {
+            let batch = (sent..packets).map(|_| [&header[..], &payload[..]]);
+            sent += send.send(&tx, dest, batch).unwrap_or(0);
+        }
+        let t1 = done_rx.recv_timeout(Duration::from_secs(1)).unwrap();
+        if i >= 100 {
+            samples.push(t1.duration_since(t0));
+        }
+    }
+    drop(go_tx);
+    let _ = receiver.join();
+    samples.sort();
+    println!(
+        "latency/kernel_floor_{packets}_datagrams: n={} p50={:?} p99={:?} (sendmmsg → recvmmsg, no engine)",
+        samples.len(),
+        percentile(&samples, 0.50),
+        percentile(&samples, 0.99)
+    );
+}
+
 fn latency(c: &mut Criterion) {
+    kernel_floor(85);
+    kernel_floor(5);
     let p = pair();
     let idr: Vec<Vec<u8>> = (0..8).map(|i| picture(true, 100_000, i)).collect();
     let pp: Vec<Vec<u8>> = (0..8).map(|i| picture(false, 5_000, 100 + i)).collect();

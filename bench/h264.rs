@@ -22,7 +22,7 @@ const MTU: usize = 1200;
 
 /// The clip shared with bench/gst_throughput.sh, made on first use.
 fn clip() -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-clips/1080p.h264");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-clips/1080p-20s.h264");
     if !path.exists() {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         let ok = Command::new("ffmpeg")

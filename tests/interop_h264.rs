@@ -6,62 +6,10 @@
 mod common;
 
 use common::*;
-use std::path::Path;
 use std::time::Duration;
 
 const SMALL: &str = "testsrc=size=640x480:rate=30";
 const BIG: &str = "testsrc2=size=1920x1080:rate=30";
-
-/// Starts `roomkit-media recv` on an ephemeral port and returns it with the port it bound.
-fn start_recv(out: &Path, codec: &str, frames: Option<usize>) -> (std::process::Child, u16) {
-    let out_s = out.to_str().unwrap();
-    let frames_s = frames.map(|f| f.to_string());
-    let mut args = vec![
-        "recv",
-        "--listen",
-        "127.0.0.1:0",
-        "--out",
-        out_s,
-        "--codec",
-        codec,
-        "--timeout",
-        "3",
-    ];
-    if let Some(f) = frames_s.as_deref() {
-        args.extend_from_slice(&["--frames", f]);
-    }
-    let mut child = spawn(120, bin().to_str().unwrap(), &args);
-    let mut err = stderr_reader(&mut child);
-    let addr = read_line_with(&mut err, "listening on", Duration::from_secs(20))
-        .expect("recv printed its address");
-    // Keep draining stderr so recv never blocks on a full pipe.
-    std::thread::spawn(move || {
-        let mut sink = String::new();
-        while std::io::BufRead::read_line(&mut err, &mut sink)
-            .map(|n| n > 0)
-            .unwrap_or(false)
-        {
-            sink.clear();
-        }
-    });
-    let port = addr.rsplit(':').next().unwrap().parse().expect("port");
-    (child, port)
-}
-
-fn assert_same_pictures(source: &Path, received: &Path, allow_missing_tail: usize) {
-    let want = frame_md5s(source, &[]);
-    let got = frame_md5s(received, &[]);
-    assert!(!want.is_empty(), "source clip decoded to no pictures");
-    assert!(
-        got.len() <= want.len() && got.len() + allow_missing_tail >= want.len(),
-        "received {} pictures, sent {}",
-        got.len(),
-        want.len()
-    );
-    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-        assert_eq!(g, w, "picture {i} differs");
-    }
-}
 
 fn ffmpeg_to_recv(clip_source: &str, seconds: u32, x264: &[&str]) {
     let dir = TempDir::new("ff2rkm");
@@ -139,7 +87,7 @@ fn send_to_gstreamer(clip_source: &str, seconds: u32, x264: &[&str]) {
     let pipeline = format!(
         "udpsrc address=127.0.0.1 port={port} buffer-size=8388608 \
          caps=application/x-rtp,media=video,clock-rate=90000,encoding-name=H264,payload=96 ! \
-         rtph264depay ! video/x-h264,stream-format=byte-stream,alignment=au ! filesink location={}",
+         rtph264depay ! video/x-h264,stream-format=byte-stream,alignment=au ! filesink buffer-mode=unbuffered location={}",
         out.display()
     );
     let mut args = vec!["-q", "-e"];
@@ -156,7 +104,8 @@ fn send_to_gstreamer(clip_source: &str, seconds: u32, x264: &[&str]) {
         &["send", "--to", &to, clip.to_str().unwrap(), "--fps", "60"],
     );
     let stats = json_stats(&sent.stdout);
-    std::thread::sleep(Duration::from_millis(500));
+    // EOS drops what udpsrc has not read yet: wait until the file stops growing first.
+    wait_file_stable(&out, Duration::from_millis(800), Duration::from_secs(30));
     interrupt(&gst);
     let done = wait_bounded(gst, Duration::from_secs(20));
     assert!(
@@ -173,59 +122,10 @@ fn send_to_ffmpeg(clip_source: &str, seconds: u32, x264: &[&str]) {
     let clip = dir.path("clip.h264");
     make_h264_clip(&clip, clip_source, seconds, x264);
     let out = dir.path("out.h264");
-    let port = free_udp_port();
-    let sdp = dir.path("in.sdp");
-    std::fs::write(
-        &sdp,
-        format!(
-            "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=roomkit-media\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-             m=video {port} RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1\r\n"
-        ),
-    )
-    .unwrap();
-    let ff = spawn(
-        120,
-        "ffmpeg",
-        &[
-            "-nostdin",
-            "-v",
-            "error",
-            "-rw_timeout",
-            "1000000",
-            "-protocol_whitelist",
-            "file,udp,rtp",
-            "-buffer_size",
-            "8388608",
-            "-i",
-            sdp.to_str().unwrap(),
-            "-c",
-            "copy",
-            "-f",
-            "h264",
-            out.to_str().unwrap(),
-        ],
-    );
-    assert!(
-        wait_udp_bound(port, Duration::from_secs(20)),
-        "ffmpeg did not bind its port"
-    );
-    let to = format!("127.0.0.1:{port}");
-    // Real-time pace: ffmpeg's RTP demuxer derives DTS from arrival as well as RTP time, and
-    // rejects its own output when pictures come faster than their timestamps say.
-    run(
-        120,
-        bin().to_str().unwrap(),
-        &["send", "--to", &to, clip.to_str().unwrap(), "--fps", "30"],
-    );
-    // ffmpeg stops by itself once no packet came for a while (-rw_timeout); a SIGINT would race
-    // its output flush.
-    let done = wait_bounded(ff, Duration::from_secs(60));
-    assert!(
-        out.exists(),
-        "ffmpeg wrote nothing: {}",
-        String::from_utf8_lossy(&done.stderr)
-    );
-    // ffmpeg may lose the last picture when it is interrupted (INTEROP.md).
+    let media =
+        "m=video {port} RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1\r\n";
+    send_to_ffmpeg_receiver(&clip, &out, media, "h264", &[]);
+    // ffmpeg may lose the last picture at the end of the stream (INTEROP.md).
     assert_same_pictures(&clip, &out, 2);
 }
 

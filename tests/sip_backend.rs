@@ -636,3 +636,27 @@ fn malformed_input_is_answered_or_dropped_and_counted() {
     ua.send(&ua.request("OPTIONS", &Leg::new(), "", ""));
     ua.expect_status(200, "OPTIONS", T);
 }
+
+#[test]
+fn voice_backend_answers_video_with_port_zero() {
+    let be = SipVoiceBackend::new(config(17)).unwrap();
+    let cap = be.port_pool().capacity();
+    let (tx, calls) = unbounded::<SessionInfo>();
+    be.on_call(move |s| {
+        let _ = tx.send(s.clone());
+    });
+    let ua = RawUa::new(be.local_sip_addr());
+    let leg = Leg::new();
+    ua.send(&ua.request(
+        "INVITE",
+        &leg,
+        "",
+        &offer(40000, Some((40002, "96", H264_ATTRS)), "sendrecv"),
+    ));
+    let ok = ua.expect_status(200, "INVITE", T);
+    assert!(body(&ok).contains("m=video 0 "), "{}", body(&ok));
+    let info = calls.recv_timeout(T).unwrap();
+    assert_eq!(info.metadata["has_video"], "false");
+    assert!(info.video.is_none());
+    assert_eq!(be.port_pool().available(), cap - 1);
+}

@@ -12,6 +12,9 @@ use sip_support::*;
 
 const T: Duration = Duration::from_secs(5);
 
+/// The tests count the whole process's threads: run them one at a time.
+static SERIAL: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+
 fn caller(slot: u16, video: bool) -> SipCaller {
     let start = 52000 + slot * 100;
     SipCaller::new(SipCallerConfig {
@@ -33,6 +36,7 @@ fn uri(be: &SipVoiceBackend) -> String {
 
 #[test]
 fn fifty_calls_leave_no_threads_fds_or_ports_behind() {
+    let _one = SERIAL.lock();
     let be = SipVideoBackend::new(config(15)).unwrap();
     let cap = be.port_pool().capacity();
     let uac = caller(15, true);
@@ -67,6 +71,7 @@ fn fifty_calls_leave_no_threads_fds_or_ports_behind() {
 
 #[test]
 fn drop_ends_live_calls_with_bye_and_joins() {
+    let _one = SERIAL.lock();
     let threads = thread_count();
     let be = SipVoiceBackend::new(config(16)).unwrap();
     let ua = RawUa::new(be.local_sip_addr());

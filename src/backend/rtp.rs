@@ -445,6 +445,19 @@ impl RtpVideoBackend {
         s.video().map_or(Ok(()), |v| v.send_video(picture, None))
     }
 
+    /// Sends one picture with the caller's presentation time in milliseconds (`None`: the
+    /// session clock), without taking ownership of the bytes.
+    pub fn send_video_at(
+        &self,
+        session: SessionId,
+        picture: &[u8],
+        timestamp_ms: Option<f64>,
+    ) -> Result<()> {
+        let s = self.video_of(session)?;
+        s.video()
+            .map_or(Ok(()), |v| v.send_video(picture, timestamp_ms))
+    }
+
     /// Sends pictures in order, each with its own timestamp (`None`: the session clock).
     pub fn send_video_chunks<I>(&self, session: SessionId, chunks: I) -> Result<()>
     where

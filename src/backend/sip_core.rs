@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{unbounded, Receiver, Sender};
 use parking_lot::RwLock;
 
 use super::sip::{CallDecision, IncomingCall, InviteFilter, SipBackendConfig};
@@ -119,7 +119,7 @@ struct Call {
     answer: Answer,
     answer_cfg: AnswerConfig,
     /// Ports held for the call's life; returned to the pool when the call is dropped.
-    _leases: (PortLease, Option<PortLease>),
+    leases: (PortLease, Option<PortLease>),
 }
 
 type SipAddr = SocketAddr;
@@ -186,6 +186,22 @@ pub(crate) struct SipCore {
     /// are skipped when popped.
     heap: BinaryHeap<Reverse<(Instant, u64, Slot)>>,
     ring_ids: HashMap<u64, String>,
+    /// Closes ended calls' sessions off the SIP thread (joining stream threads takes a while
+    /// under load), then returns their ports.
+    reaper: Option<(Sender<Reap>, std::thread::JoinHandle<()>)>,
+}
+
+/// A session to close and the ports to return once it is closed.
+type Reap = (SessionId, (PortLease, Option<PortLease>));
+
+impl Drop for SipCore {
+    /// Lets the reaper finish what is queued and joins it.
+    fn drop(&mut self) {
+        if let Some((tx, handle)) = self.reaper.take() {
+            drop(tx);
+            let _ = handle.join();
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -217,7 +233,21 @@ impl SipCore {
         };
         let auth = (!cfg.auth_users.is_empty())
             .then(|| DigestAuthenticator::new(&cfg.auth_realm, NONCE_TTL));
+        let (reap_tx, reap_rx) = unbounded::<Reap>();
+        let s = shared.clone();
+        // Without the reaper thread, calls are closed inline on the SIP thread.
+        let reaper = std::thread::Builder::new()
+            .name("rkm-sip-reaper".into())
+            .spawn(move || {
+                for (id, leases) in reap_rx {
+                    let _ = s.engine.disconnect(id);
+                    drop(leases);
+                }
+            })
+            .ok()
+            .map(|h| (reap_tx, h));
         SipCore {
+            reaper,
             timers: cfg.timers,
             contact: format!("sip:roomkit@{sent_by}"),
             sent_by,
@@ -632,10 +662,10 @@ impl SipCore {
         }
         let offer = SessionDescription::parse(req.body()).map_err(|_| Refusal::status(488))?;
         // Ports: audio always; video only when the offer can have video with us.
-        let audio_lease = self.shared.pool.acquire().ok_or(Refusal::status(503))?;
+        let audio_lease = self.acquire_port().ok_or(Refusal::status(503))?;
         let video_lease =
             if self.with_video && offer.accepts_video(&self.cfg.supported_video_codecs) {
-                self.shared.pool.acquire()
+                self.acquire_port()
             } else {
                 None
             };
@@ -742,10 +772,27 @@ impl SipCore {
                 info: (*info).clone(),
                 answer: ans,
                 answer_cfg: cfg,
-                _leases: (audio_lease, video_lease),
+                leases: (audio_lease, video_lease),
             },
         );
         Ok(())
+    }
+
+    /// A port from the pool whose RTP and RTCP ports can be bound right now: the range may
+    /// overlap ports other programs hold (the kernel's ephemeral range, for one), and a call
+    /// should not fail for that. Ports found busy go back to the end of the pool.
+    fn acquire_port(&self) -> Option<PortLease> {
+        let mut busy = Vec::new();
+        for _ in 0..16 {
+            let lease = self.shared.pool.acquire()?;
+            let ip = self.cfg.local_rtp_ip;
+            let free = |p: u16| std::net::UdpSocket::bind(SocketAddr::new(ip, p)).is_ok();
+            if free(lease.port()) && free(lease.port().wrapping_add(1)) {
+                return Some(lease);
+            }
+            busy.push(lease);
+        }
+        None
     }
 
     fn audio_stream(&self, neg: &Negotiation, port: u16) -> StreamConfig {
@@ -812,10 +859,12 @@ impl SipCore {
         let (id, sdp, info) = (c.invite_tx, c.answer.sdp.clone(), c.info.clone());
         self.respond(id, None, 200, &[("Allow", ALLOW)], Some(&sdp), now, out);
         SipCounters::inc(&self.shared.counters.calls_answered);
-        let _ = self.dispatcher.post(
-            crate::engine::event::dispatch_key(info.id),
-            SipEvent::Call(Box::new(info)),
-        );
+        let key = crate::engine::event::dispatch_key(info.id);
+        // A call must not go unannounced: when the application's callbacks are this far behind,
+        // wait for room rather than drop the event.
+        if let Err(ev) = self.dispatcher.post(key, SipEvent::Call(Box::new(info))) {
+            self.dispatcher.post_wait(key, ev);
+        }
     }
 
     fn handle_reinvite(&mut self, id: u64, req: &SipMessage, now: Instant, out: &mut Outbox) {
@@ -961,11 +1010,21 @@ impl SipCore {
             return;
         };
         self.by_session.remove(&c.session);
-        // The application may have closed the media already (hangup); that is fine.
-        let _ = self.shared.engine.disconnect(c.session);
         self.shared.views.write().remove(&c.session);
         SipCounters::inc(&self.shared.counters.calls_ended);
-        drop(c);
+        // The application may have closed the media already (hangup); that is fine.
+        match &self.reaper {
+            Some((tx, _)) => {
+                if let Err(e) = tx.send((c.session, c.leases)) {
+                    let (id, leases) = e.into_inner();
+                    let _ = self.shared.engine.disconnect(id);
+                    drop(leases);
+                }
+            }
+            None => {
+                let _ = self.shared.engine.disconnect(c.session);
+            }
+        }
     }
 
     fn handle_response(&mut self, resp: &SipMessage, now: Instant, out: &mut Outbox) {

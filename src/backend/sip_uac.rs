@@ -235,13 +235,12 @@ impl SipCaller {
     /// the status.
     pub fn call(&self, uri: &str, target: SocketAddr) -> Result<SipCall> {
         let audio = self
-            .pool
-            .acquire()
+            .acquire_port()
             .ok_or_else(|| Error::State("caller RTP ports exhausted".into()))?;
         let video = if self.cfg.video_codecs.is_empty() {
             None
         } else {
-            self.pool.acquire()
+            self.acquire_port()
         };
         let mut oc = OfferConfig::new(
             self.cfg.local_ip,
@@ -357,6 +356,20 @@ impl SipCaller {
             dialog,
             remote: peer,
         })
+    }
+
+    /// A pool port whose RTP and RTCP ports are free right now (busy ones go back to the end).
+    fn acquire_port(&self) -> Option<crate::engine::PortLease> {
+        let mut busy = Vec::new();
+        for _ in 0..16 {
+            let lease = self.pool.acquire()?;
+            let free = |p: u16| UdpSocket::bind(SocketAddr::new(self.cfg.local_ip, p)).is_ok();
+            if free(lease.port()) && free(lease.port().wrapping_add(1)) {
+                return Some(lease);
+            }
+            busy.push(lease);
+        }
+        None
     }
 
     fn spec(

@@ -11,6 +11,7 @@ pub mod dtmf;
 pub mod g711;
 pub mod h264;
 pub mod ivf;
+pub mod testclip;
 pub mod vp8;
 
 use std::ops::Range;

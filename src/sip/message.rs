@@ -5,6 +5,7 @@
 //! The raw text of Via, From, To, Call-ID and CSeq is kept so that responses copy it verbatim
 //! (RFC 3261 §8.2.6.2) instead of re-serialising typed values.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
@@ -337,7 +338,7 @@ pub struct CSeq {
 #[derive(Debug, Clone)]
 pub struct HeaderField {
     name: String,
-    canonical: String,
+    canonical: Cow<'static, str>,
     value: String,
 }
 
@@ -500,11 +501,13 @@ fn split_head<'a>(head: &'a str, body: &'a [u8], mut error: Option<&'static str>
     // (name, value) of the header being assembled, to allow folded continuation lines.
     let mut current: Option<(String, String)> = None;
     let flush = |current: &mut Option<(String, String)>, headers: &mut Vec<HeaderField>| {
-        if let Some((name, value)) = current.take() {
+        if let Some((name, mut value)) = current.take() {
+            let end = value.trim_end().len();
+            value.truncate(end);
             headers.push(HeaderField {
                 canonical: syntax::canonical_name(&name),
                 name,
-                value: value.trim().to_string(),
+                value,
             });
         }
     };
@@ -517,7 +520,9 @@ fn split_head<'a>(head: &'a str, body: &'a [u8], mut error: Option<&'static str>
                 Some((_, value)) => {
                     let trimmed_len = value.trim_end().len();
                     value.truncate(trimmed_len);
-                    value.push(' ');
+                    if !value.is_empty() {
+                        value.push(' ');
+                    }
                     value.push_str(line.trim_start());
                 }
                 None => {
@@ -539,7 +544,7 @@ fn split_head<'a>(head: &'a str, body: &'a [u8], mut error: Option<&'static str>
         if line.contains('\r') {
             error.get_or_insert("bare CR in header line");
         }
-        current = Some((name.to_string(), line[colon + 1..].to_string()));
+        current = Some((name.to_string(), line[colon + 1..].trim_start().to_string()));
     }
     flush(&mut current, &mut headers);
     Framed {
@@ -677,7 +682,7 @@ pub fn parse(datagram: &[u8]) -> Result<SipMessage, ParseError> {
         ),
         _ => None,
     };
-    match build(&framed, start, echo.clone()) {
+    match build(framed, start, echo.clone()) {
         Ok(msg) => Ok(msg),
         Err(failure) => {
             let answerable = request_method
@@ -701,7 +706,7 @@ pub fn parse(datagram: &[u8]) -> Result<SipMessage, ParseError> {
 }
 
 fn build(
-    framed: &Framed<'_>,
+    framed: Framed<'_>,
     start: Result<StartLine<'_>, StartLineError>,
     echo: EchoHeaders,
 ) -> Result<SipMessage, Failure> {
@@ -843,19 +848,22 @@ fn build(
         },
     };
 
+    let call_id = call_id.to_string();
+    let cseq = CSeq {
+        number: cseq_number,
+        method: Method::from_token(cseq_method),
+    };
+    let body = body.to_vec();
     Ok(SipMessage {
         kind,
-        headers: h.clone(),
-        body: body.to_vec(),
+        body,
+        headers: framed.headers,
         echo,
         vias,
         from,
         to,
-        call_id: call_id.to_string(),
-        cseq: CSeq {
-            number: cseq_number,
-            method: Method::from_token(cseq_method),
-        },
+        call_id,
+        cseq,
         contacts,
         contact_wildcard,
         routes,
@@ -1090,6 +1098,10 @@ mod tests {
         );
         assert_eq!(m.header("Subject"), Some(""));
         assert_eq!(m.routes().len(), 1);
+        assert_eq!(
+            m.echo().to.as_deref(),
+            Some("sip:vivekg@chair-dnrc.example.com ;   tag    = 1918181833n")
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! These work on header values that framing has already unfolded (line folds replaced by a space),
 //! and they never allocate on the error path beyond the message text.
 
+use std::borrow::Cow;
 use std::str::FromStr;
 
 use ezk_sip_types::host::Host;
@@ -339,8 +340,36 @@ pub(crate) fn parse_via(value: &str) -> Result<RawVia, &'static str> {
     })
 }
 
+/// Full names we see in almost every message, matched without allocating.
+const COMMON_NAMES: [&str; 24] = [
+    "via",
+    "from",
+    "to",
+    "call-id",
+    "cseq",
+    "contact",
+    "max-forwards",
+    "content-length",
+    "content-type",
+    "user-agent",
+    "allow",
+    "supported",
+    "route",
+    "record-route",
+    "expires",
+    "date",
+    "require",
+    "server",
+    "accept",
+    "authorization",
+    "www-authenticate",
+    "subject",
+    "session-expires",
+    "allow-events",
+];
+
 /// Maps a header name (full or compact form, any case) to its lowercase full name.
-pub(crate) fn canonical_name(name: &str) -> String {
+pub(crate) fn canonical_name(name: &str) -> Cow<'static, str> {
     if name.len() == 1 {
         let full = match name.as_bytes()[0].to_ascii_lowercase() {
             b'a' => "accept-contact",
@@ -363,11 +392,14 @@ pub(crate) fn canonical_name(name: &str) -> String {
             b'v' => "via",
             b'x' => "session-expires",
             b'y' => "identity",
-            _ => return name.to_ascii_lowercase(),
+            _ => return Cow::Owned(name.to_ascii_lowercase()),
         };
-        return full.to_string();
+        return Cow::Borrowed(full);
     }
-    name.to_ascii_lowercase()
+    match COMMON_NAMES.iter().find(|n| n.eq_ignore_ascii_case(name)) {
+        Some(n) => Cow::Borrowed(n),
+        None => Cow::Owned(name.to_ascii_lowercase()),
+    }
 }
 
 #[cfg(test)]

@@ -292,3 +292,132 @@ pub fn stat(stats: &[(String, i64)], key: &str) -> i64 {
         .map(|(_, v)| *v)
         .unwrap_or_else(|| panic!("no `{key}` in {stats:?}"))
 }
+
+/// Plays `clip` with `roomkit-media send` (real-time pace, `send_args` added) into an ffmpeg
+/// receiver started from an SDP file whose media section is `media` (rtpmap/fmtp lines, with
+/// `{port}` filled in), and returns once ffmpeg has written `out` in `format`.
+///
+/// ffmpeg stops by itself once no packet came for a second (`-rw_timeout`); a SIGINT would race
+/// its output flush. The pace is real time because ffmpeg's RTP demuxer derives DTS from arrival
+/// as well as RTP time, and rejects its own output when pictures come faster than that.
+pub fn send_to_ffmpeg_receiver(
+    clip: &Path,
+    out: &Path,
+    media: &str,
+    format: &str,
+    send_args: &[&str],
+) {
+    let dir = out.parent().expect("output in a directory");
+    let port = free_udp_port();
+    let sdp = dir.join("in.sdp");
+    let media = media.replace("{port}", &port.to_string());
+    std::fs::write(
+        &sdp,
+        format!("v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=roomkit-media\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n{media}"),
+    )
+    .unwrap();
+    let ff = spawn(
+        120,
+        "ffmpeg",
+        &[
+            "-nostdin",
+            "-v",
+            "error",
+            "-rw_timeout",
+            "1000000",
+            "-protocol_whitelist",
+            "file,udp,rtp",
+            "-buffer_size",
+            "8388608",
+            "-i",
+            sdp.to_str().unwrap(),
+            "-c",
+            "copy",
+            "-f",
+            format,
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        wait_udp_bound(port, Duration::from_secs(20)),
+        "ffmpeg did not bind its port"
+    );
+    let to = format!("127.0.0.1:{port}");
+    let mut args = vec!["send", "--to", &to, clip.to_str().unwrap(), "--fps", "30"];
+    args.extend_from_slice(send_args);
+    run(120, bin().to_str().unwrap(), &args);
+    let done = wait_bounded(ff, Duration::from_secs(60));
+    assert!(
+        out.exists(),
+        "ffmpeg wrote nothing: {}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+}
+
+/// Asserts that `received` decodes to the pictures of `source`, in order, with at most
+/// `allow_missing_tail` pictures missing at the end.
+pub fn assert_same_pictures(source: &Path, received: &Path, allow_missing_tail: usize) {
+    let want = frame_md5s(source, &[]);
+    let got = frame_md5s(received, &[]);
+    assert!(!want.is_empty(), "source clip decoded to no pictures");
+    assert!(
+        got.len() <= want.len() && got.len() + allow_missing_tail >= want.len(),
+        "received {} pictures, sent {}",
+        got.len(),
+        want.len()
+    );
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(g, w, "picture {i} differs");
+    }
+}
+
+/// Starts `roomkit-media recv` on an ephemeral port and returns it with the port it bound.
+pub fn start_recv(out: &Path, codec: &str, frames: Option<usize>) -> (std::process::Child, u16) {
+    let out_s = out.to_str().unwrap();
+    let frames_s = frames.map(|f| f.to_string());
+    let mut args = vec![
+        "recv",
+        "--listen",
+        "127.0.0.1:0",
+        "--out",
+        out_s,
+        "--codec",
+        codec,
+        "--timeout",
+        "3",
+    ];
+    if let Some(f) = frames_s.as_deref() {
+        args.extend_from_slice(&["--frames", f]);
+    }
+    let mut child = spawn(120, bin().to_str().unwrap(), &args);
+    let mut err = stderr_reader(&mut child);
+    let addr = read_line_with(&mut err, "listening on", Duration::from_secs(20))
+        .expect("recv printed its address");
+    // Keep draining stderr so recv never blocks on a full pipe.
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        while std::io::BufRead::read_line(&mut err, &mut sink)
+            .map(|n| n > 0)
+            .unwrap_or(false)
+        {
+            sink.clear();
+        }
+    });
+    let port = addr.rsplit(':').next().unwrap().parse().expect("port");
+    (child, port)
+}
+
+/// Waits (bounded by `limit`) until `path` exists and its size has not changed for `quiet`.
+pub fn wait_file_stable(path: &Path, quiet: Duration, limit: Duration) {
+    let start = Instant::now();
+    let mut last = (u64::MAX, Instant::now());
+    while start.elapsed() < limit {
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        if size != last.0 {
+            last = (size, Instant::now());
+        } else if size > 0 && last.1.elapsed() >= quiet {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,11 +1,14 @@
-//! The roomkit-media command line: `send`, `recv` (and, as the engine grows, `serve`, `call`,
-//! `demo`). Exit codes: 0 success, 1 the media did not flow as asked, 2 bad arguments or files.
+//! The roomkit-media command line: `demo`, `serve`, `send` and `recv`.
+//! Exit codes: 0 success, 1 the media did not flow as asked, 2 bad arguments or files.
 
 mod args;
+mod demo;
+mod link;
 mod media_file;
 mod progress;
 mod recv;
 mod send;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -13,6 +16,8 @@ const USAGE: &str = "\
 usage:
   roomkit-media send --to HOST:PORT FILE [--codec h264|vp8] [--pt N] [--mtu N] [--fps N]
   roomkit-media recv --listen HOST:PORT --out FILE [--codec h264|vp8] [--pt N] [--frames N] [--timeout SECONDS]
+  roomkit-media serve --sip ADDR [--rtp-ip IP] [--rtp-ports A-B] [--video-codecs H264,VP8] [--record DIR] [--echo] [--max-calls N] [--answer-after MS] [--hangup-after MS]
+  roomkit-media demo [--seconds S]
 ";
 
 fn main() -> ExitCode {
@@ -28,6 +33,8 @@ fn main() -> ExitCode {
         }
         "send" => run_media(rest, &send::SPEC, send::run),
         "recv" => run_media(rest, &recv::SPEC, recv::run),
+        "serve" => args::Args::parse(rest, &serve::SPEC).and_then(|a| serve::run(&a)),
+        "demo" => args::Args::parse(rest, &demo::SPEC).and_then(|a| demo::run(&a)),
         other => Err(format!("unknown command `{other}`")),
     };
     match result {

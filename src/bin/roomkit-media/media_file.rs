@@ -68,12 +68,11 @@ pub enum VideoSink {
     Ivf {
         file: Option<File>,
         writer: Option<IvfWriter<File>>,
-        fps: u32,
     },
 }
 
 impl VideoSink {
-    pub fn create(path: &Path, codec: VideoCodec, fps: u32) -> Result<VideoSink, String> {
+    pub fn create(path: &Path, codec: VideoCodec) -> Result<VideoSink, String> {
         let file =
             File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
         Ok(match codec {
@@ -81,7 +80,6 @@ impl VideoSink {
             VideoCodec::Vp8 => VideoSink::Ivf {
                 file: Some(file),
                 writer: None,
-                fps,
             },
         })
     }
@@ -90,14 +88,13 @@ impl VideoSink {
     pub fn write(&mut self, data: &[u8], pts: u64) -> Result<(), String> {
         match self {
             VideoSink::AnnexB(w) => w.write_all(data).map_err(|e| format!("write: {e}")),
-            VideoSink::Ivf { file, writer, fps } => {
+            VideoSink::Ivf { file, writer } => {
                 if writer.is_none() {
                     let Some((w, h)) = vp8_size(data) else {
                         return Ok(()); // no key frame yet: nothing decodable to write
                     };
                     let f = file.take().expect("file kept until the writer exists");
                     let header = IvfHeader::vp8(w, h, 90_000);
-                    let _ = fps;
                     *writer = Some(
                         IvfWriter::new_seekable(f, &header).map_err(|e| format!("write: {e}"))?,
                     );

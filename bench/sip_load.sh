@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Call setup rate of `roomkit-media serve` under sipp load, at ramped rates.
+#
+#   bench/sip_load.sh [RATE ...]            default rates: 500 1000 2000 3000
+#   CALLS=20000 LIMIT=2000 SCENARIO=tests/sipp/audio_only.xml bench/sip_load.sh 2000
+#
+# Each rate gets a fresh release-built `serve`; sipp places CALLS calls (INVITE, 200, ACK, BYE,
+# 200 with the scenario's pause set to 0) starting RATE per second (sipp ramps up by -rp), at most
+# LIMIT at once. Every answered call creates real engine sessions (sockets, receive threads).
+# Prints, per rate: successful and failed calls, wall time and achieved calls/s.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+command -v sipp >/dev/null || { echo "sipp is not installed (apt-get install sip-tester)" >&2; exit 2; }
+cargo build --release --quiet --bin roomkit-media
+BIN=target/release/roomkit-media
+SCENARIO=${SCENARIO:-tests/sipp/audio_only.xml}
+CALLS=${CALLS:-20000}
+LIMIT=${LIMIT:-2000}
+RATES=("$@")
+[ ${#RATES[@]} -eq 0 ] && RATES=(500 1000 2000 3000)
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+printf '%-8s %-10s %-8s %-9s %-10s %s\n' rate calls ok failed seconds calls/s
+for rate in "${RATES[@]}"; do
+  port=$(free_port)
+  timeout 600 "$BIN" serve --sip "127.0.0.1:$port" --rtp-ip 127.0.0.1 --rtp-ports 20000-30000 \
+    --quiet-frames >"$WORK/serve-$rate.log" 2>&1 &
+  serve_pid=$!
+  for _ in $(seq 50); do grep -q listening "$WORK/serve-$rate.log" 2>/dev/null && break; sleep 0.1; done
+  start=$(date +%s.%N)
+  set +e
+  timeout 600 sipp -sf "$SCENARIO" "127.0.0.1:$port" -s load -i 127.0.0.1 -p 0 \
+    -mi 127.0.0.1 -mp 61000 -r "$rate" -rp 1000 -m "$CALLS" -l "$LIMIT" -d 0 \
+    -nostdin -timeout 300s -trace_stat -stf "$WORK/stat-$rate.csv" -fd 1 \
+    -trace_err -error_file "$WORK/err-$rate.log" >/dev/null 2>&1
+  sipp_rc=$?
+  set -e
+  end=$(date +%s.%N)
+  kill -TERM "$serve_pid" 2>/dev/null || true
+  wait "$serve_pid" 2>/dev/null || true
+  # The last CSV row holds the cumulative counters.
+  read -r ok failed < <(python3 - "$WORK/stat-$rate.csv" <<'PY'
+import sys
+rows = [l.rstrip(';\n').split(';') for l in open(sys.argv[1]) if l.strip()]
+head, last = rows[0], rows[-1]
+col = lambda name: int(last[head.index(name)])
+print(col('SuccessfulCall(C)'), col('FailedCall(C)'))
+PY
+  )
+  secs=$(python3 -c "print(f'{$end - $start:.2f}')")
+  cps=$(python3 -c "print(f'{$ok / ($end - $start):.0f}')")
+  printf '%-8s %-10s %-8s %-9s %-10s %s%s\n' "$rate" "$CALLS" "$ok" "$failed" "$secs" "$cps" \
+    "$([ "$sipp_rc" -ne 0 ] && echo "  (sipp exit $sipp_rc; see errors)" || true)"
+  if [ "$failed" -ne 0 ] && [ -s "$WORK/err-$rate.log" ]; then
+    head -5 "$WORK/err-$rate.log" | sed 's/^/    /'
+  fi
+done

@@ -1,0 +1,161 @@
+//! baresip, a real softphone, places an audio + H.264 video call to `roomkit-media serve
+//! --record`: its video (libx264 from an MP4 file) is recorded as Annex-B and must decode with
+//! ffmpeg to a sensible number of pictures, and its audio (an 8 kHz WAV) lands in the WAV.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::time::Duration;
+
+fn templates() -> PathBuf {
+    let beside = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/peers/baresip");
+    if beside.join("config.template").is_file() {
+        return beside;
+    }
+    PathBuf::from("/work/shared/peers/baresip")
+}
+
+#[test]
+fn baresip_av_call_is_recorded_and_decodes() {
+    if !common::have_peers(&["baresip", "ffmpeg"]) {
+        return;
+    }
+    let dir = common::TempDir::new("baresip");
+    let wav = dir.path("tone.wav");
+    let mp4 = dir.path("video.mp4");
+    common::run(
+        120,
+        "ffmpeg",
+        &[
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=8000",
+            "-t",
+            "20",
+            "-ac",
+            "1",
+            "-c:a",
+            "pcm_s16le",
+            wav.to_str().unwrap(),
+        ],
+    );
+    common::run(
+        180,
+        "ffmpeg",
+        &[
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=640x480:rate=30",
+            "-t",
+            "20",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            mp4.to_str().unwrap(),
+        ],
+    );
+    // baresip's own SIP port, and its config from the shared headless templates.
+    let bport = common::free_udp_port().to_string();
+    let conf = dir.path("baresip");
+    std::fs::create_dir_all(&conf).unwrap();
+    for name in ["config", "accounts"] {
+        let t = std::fs::read_to_string(templates().join(format!("{name}.template")))
+            .expect("baresip template");
+        let t = t
+            .replace("@SIP_PORT@", &bport)
+            .replace("@WAV@", wav.to_str().unwrap())
+            .replace("@VIDEO@", mp4.to_str().unwrap());
+        std::fs::write(conf.join(name), t).unwrap();
+    }
+
+    let port = common::free_udp_port();
+    let sip = format!("127.0.0.1:{port}");
+    let rec = dir.path("rec");
+    let mut serve = common::spawn(
+        120,
+        common::bin().to_str().unwrap(),
+        &[
+            "serve",
+            "--sip",
+            &sip,
+            "--rtp-ip",
+            "127.0.0.1",
+            "--rtp-ports",
+            "38000-38999",
+            "--record",
+            rec.to_str().unwrap(),
+            "--max-calls",
+            "1",
+        ],
+    );
+    let mut lines = BufReader::new(serve.stdout.take().unwrap()).lines();
+    let first = lines.next().expect("serve output").unwrap();
+    assert!(first.contains("listening"), "{first}");
+
+    let dial = format!("/dial sip:test@{sip}");
+    let baresip = common::spawn(
+        60,
+        "baresip",
+        &["-4", "-f", conf.to_str().unwrap(), "-e", &dial, "-t", "8"],
+    );
+    let b_out = common::wait_bounded(baresip, Duration::from_secs(60));
+    let out = common::wait_bounded(serve, Duration::from_secs(30));
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let all = format!("{first}\n{}", rest.join("\n"));
+    assert!(
+        out.status.success(),
+        "serve failed: {}\n{all}\n--- baresip ---\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&b_out.stdout)
+    );
+    let call = rest
+        .iter()
+        .find(|l| l.contains("\"event\":\"call\""))
+        .unwrap_or_else(|| {
+            panic!(
+                "no call event:\n{all}\n--- baresip ---\n{}{}",
+                String::from_utf8_lossy(&b_out.stdout),
+                String::from_utf8_lossy(&b_out.stderr)
+            )
+        });
+    assert!(call.contains("\"has_video\":true"), "{call}");
+    assert!(call.contains("\"video_codec\":\"h264\""), "{call}");
+    let hangup = rest
+        .iter()
+        .find(|l| l.contains("\"event\":\"hangup\""))
+        .expect("hangup event");
+    eprintln!("baresip call: {call}\n{hangup}");
+
+    let h264: Vec<PathBuf> = std::fs::read_dir(&rec)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "h264"))
+        .collect();
+    assert_eq!(h264.len(), 1);
+    let pictures = common::frame_md5s(&h264[0], &["-framerate", "30"]);
+    // About 8 s of a 30 fps source minus call setup: anything under two seconds' worth means
+    // the video did not really flow.
+    assert!(
+        pictures.len() >= 60,
+        "only {} pictures decoded; {hangup}",
+        pictures.len()
+    );
+    let wav_len = std::fs::metadata(h264[0].with_extension("wav"))
+        .unwrap()
+        .len();
+    assert!(wav_len > 44 + 8000 * 2, "audio recorded: {wav_len} bytes");
+}
