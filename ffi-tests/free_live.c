@@ -83,14 +83,27 @@ static void one_round(int round) {
     CHECK(atomic_load(&disconnected) == 6);
 }
 
+/* The threads of this process once they settle. A joined thread can linger in /proc/self/task
+ * for a moment after pthread_join has returned (the kernel reaps it just after it wakes the
+ * joiner), so wait, bounded, for the count to come down to `want`. */
+static int settled_threads(int want) {
+    double deadline = now_ms() + (double)scaled_ms(2000);
+    int n = count_entries("/proc/self/task");
+    while (n > want && now_ms() < deadline) {
+        sleep_ms(5);
+        n = count_entries("/proc/self/task");
+    }
+    return n;
+}
+
 int main(void) {
     one_round(0); /* warm-up: the C runtime and sanitizers may start threads of their own once */
-    int threads = count_entries("/proc/self/task");
+    int threads = settled_threads(1); /* this test starts no threads of its own */
     int fds = count_entries("/proc/self/fd");
     for (int round = 1; round <= 10; round++) {
         one_round(round);
     }
-    int threads_after = count_entries("/proc/self/task");
+    int threads_after = settled_threads(threads);
     int fds_after = count_entries("/proc/self/fd");
     if (threads_after != threads || fds_after != fds) {
         fprintf(stderr, "threads %d -> %d, fds %d -> %d\n", threads, threads_after, fds,

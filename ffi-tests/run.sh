@@ -43,6 +43,9 @@ step() { # step NAME COMMAND...: runs a command, records a failure instead of st
 }
 
 echo "== ffi-tests: compile"
+# No binary of an earlier run may stand in for one that fails to build now.
+for t in "${TESTS[@]}"; do rm -f "$OUT/$t" "$OUT/$t-asan"; done
+rm -f "$OUT/rtp_loopback-shared" "$OUT/sip_video_call"
 step "header as C++" "$CXX" -std=c++11 -Wall -Wextra -Werror -Iinclude -x c++ -fsyntax-only \
   include/roomkit_media.h
 for t in "${TESTS[@]}"; do
@@ -96,8 +99,10 @@ example_call() {
     sleep 0.05
   done
   [ -n "$addr" ] || { cat "$log"; kill "$pid" 2>/dev/null; return 1; }
-  timeout 30 sipp -sf ffi-tests/sipp/uac_av_caller_hangs_up.xml -m 1 -i 127.0.0.1 -nostdin \
-    -timeout 20s -timeout_error "$addr" >"$OUT/sip_video_call.sipp.log" 2>&1 || {
+  # An explicit sipp port: its default (5060) may be held by another test running meanwhile.
+  timeout 30 sipp -sf ffi-tests/sipp/uac_av_caller_hangs_up.xml -m 1 -i 127.0.0.1 \
+    -p $((20000 + RANDOM % 10000)) -nostdin -timeout 20s -timeout_error "$addr" \
+    >"$OUT/sip_video_call.sipp.log" 2>&1 || {
     cat "$log"; kill "$pid" 2>/dev/null; return 1; }
   wait "$pid" || { cat "$log"; return 1; }
   grep -q "video=yes codec=h264" "$log" && grep -q "^hangup " "$log" || { cat "$log"; return 1; }

@@ -131,10 +131,10 @@ pub(crate) unsafe fn write_c_string(
     }
     // SAFETY: `out` has room for `cap >= text.len() + 1` bytes, and a Rust string cannot overlap
     // a buffer the caller lent us for writing.
-    unsafe {
-        std::ptr::copy_nonoverlapping(text.as_ptr().cast::<c_char>(), out, text.len());
-        *out.add(text.len()) = 0;
-    }
+    unsafe { std::ptr::copy_nonoverlapping(text.as_ptr().cast::<c_char>(), out, text.len()) };
+    let end = out.wrapping_add(text.len());
+    // SAFETY: `text.len() < cap`, so `end` is inside the caller's buffer.
+    unsafe { end.write(0) };
     Ok(())
 }
 

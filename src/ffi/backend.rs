@@ -313,8 +313,10 @@ fn new_backend(kind: FfiResult<BackendKind>) -> FfiResult<*mut rkm_backend> {
 #[no_mangle]
 pub extern "C" fn rkm_rtp_voice_backend_new(cfg: *const rkm_rtp_config) -> *mut rkm_backend {
     boundary("rkm_rtp_voice_backend_new", || {
-        // SAFETY: the caller passes NULL or a valid config whose strings are NULL or valid.
-        let c = unsafe { rtp_config_from_c(ref_arg(cfg, "cfg")?) }?;
+        // SAFETY: the caller passes NULL or a pointer to a valid config.
+        let cfg = unsafe { ref_arg(cfg, "cfg") }?;
+        // SAFETY: the caller guarantees the config's strings are NULL or valid for the call.
+        let c = unsafe { rtp_config_from_c(cfg) }?;
         new_backend(
             RtpVoiceBackend::new(c)
                 .map(BackendKind::RtpVoice)
@@ -328,8 +330,10 @@ pub extern "C" fn rkm_rtp_voice_backend_new(cfg: *const rkm_rtp_config) -> *mut 
 #[no_mangle]
 pub extern "C" fn rkm_rtp_video_backend_new(cfg: *const rkm_rtp_config) -> *mut rkm_backend {
     boundary("rkm_rtp_video_backend_new", || {
-        // SAFETY: the caller passes NULL or a valid config whose strings are NULL or valid.
-        let c = unsafe { rtp_config_from_c(ref_arg(cfg, "cfg")?) }?;
+        // SAFETY: the caller passes NULL or a pointer to a valid config.
+        let cfg = unsafe { ref_arg(cfg, "cfg") }?;
+        // SAFETY: the caller guarantees the config's strings are NULL or valid for the call.
+        let c = unsafe { rtp_config_from_c(cfg) }?;
         new_backend(
             RtpVideoBackend::new(c)
                 .map(BackendKind::RtpVideo)

@@ -126,16 +126,27 @@ pub(crate) fn delivery_from_c(d: rkm_delivery) -> FfiResult<Delivery> {
     }
 }
 
-/// An optional address field: NULL gives `default`.
-///
-/// # Safety
-/// `p` is NULL or a NUL-terminated string valid for the call.
-unsafe fn addr_or(p: *const c_char, name: &str, default: SocketAddr) -> FfiResult<SocketAddr> {
-    // SAFETY: forwarded from the caller's guarantee.
-    match unsafe { opt_str_arg(p, name) }? {
+/// An optional address field, already read: `None` (NULL) gives `default`.
+fn addr_or(text: Option<&str>, name: &str, default: SocketAddr) -> FfiResult<SocketAddr> {
+    match text {
         Some(s) => parse_addr(s, name),
         None => Ok(default),
     }
+}
+
+/// An optional address field, already read: `None` (NULL) stays unset.
+fn opt_addr(text: Option<&str>, name: &str) -> FfiResult<Option<SocketAddr>> {
+    text.map(|s| parse_addr(s, name)).transpose()
+}
+
+/// Reads an optional string field of a config.
+///
+/// # Safety
+/// `p` is NULL or a NUL-terminated string valid for the call (what the `*_from_c` callers
+/// guarantee for every string field).
+unsafe fn field<'a>(p: *const c_char, name: &str) -> FfiResult<Option<&'a str>> {
+    // SAFETY: forwarded from the caller's guarantee.
+    unsafe { opt_str_arg(p, name) }
 }
 
 /// The Rust configuration an `rkm_rtp_config` describes.
@@ -143,25 +154,25 @@ unsafe fn addr_or(p: *const c_char, name: &str, default: SocketAddr) -> FfiResul
 /// # Safety
 /// Every string field is NULL or a NUL-terminated string valid for the call.
 pub(crate) unsafe fn rtp_config_from_c(c: &rkm_rtp_config) -> FfiResult<RtpBackendConfig> {
+    // SAFETY: this function's caller guarantees every string field of `c` is NULL or a valid
+    // C string for the call, and `text` is only given those fields.
+    let text = |p: *const c_char, name: &str| unsafe { field(p, name) };
     let mut r = RtpBackendConfig::default();
-    // SAFETY (all four): the caller guarantees the string fields are NULL or valid C strings.
-    r.local_addr = unsafe { addr_or(c.local_addr, "cfg.local_addr", r.local_addr) }?;
-    r.video_local_addr = unsafe {
-        addr_or(
-            c.video_local_addr,
-            "cfg.video_local_addr",
-            r.video_local_addr,
-        )
-    }?;
-    r.remote_addr = match unsafe { opt_str_arg(c.remote_addr, "cfg.remote_addr") }? {
-        Some(s) => Some(parse_addr(s, "cfg.remote_addr")?),
-        None => None,
-    };
-    r.video_remote_addr =
-        match unsafe { opt_str_arg(c.video_remote_addr, "cfg.video_remote_addr") }? {
-            Some(s) => Some(parse_addr(s, "cfg.video_remote_addr")?),
-            None => None,
-        };
+    r.local_addr = addr_or(
+        text(c.local_addr, "cfg.local_addr")?,
+        "cfg.local_addr",
+        r.local_addr,
+    )?;
+    r.video_local_addr = addr_or(
+        text(c.video_local_addr, "cfg.video_local_addr")?,
+        "cfg.video_local_addr",
+        r.video_local_addr,
+    )?;
+    r.remote_addr = opt_addr(text(c.remote_addr, "cfg.remote_addr")?, "cfg.remote_addr")?;
+    r.video_remote_addr = opt_addr(
+        text(c.video_remote_addr, "cfg.video_remote_addr")?,
+        "cfg.video_remote_addr",
+    )?;
     r.payload_type = c.payload_type;
     r.video_payload_type = c.video_payload_type;
     r.clock_rate = c.clock_rate;
@@ -191,8 +202,7 @@ pub(crate) unsafe fn rtp_config_from_c(c: &rkm_rtp_config) -> FfiResult<RtpBacke
             )))
         }
     };
-    // SAFETY: as above.
-    r.video_codec = match unsafe { opt_str_arg(c.video_codec, "cfg.video_codec") }? {
+    r.video_codec = match text(c.video_codec, "cfg.video_codec")? {
         None => VideoCodec::H264,
         Some(name) => VideoCodec::from_name(name).ok_or_else(|| {
             Failure::invalid(format!("cfg.video_codec = {name:?} is not H264 or VP8"))
@@ -215,8 +225,7 @@ pub(crate) unsafe fn rtp_config_from_c(c: &rkm_rtp_config) -> FfiResult<RtpBacke
         return Err(Failure::invalid("cfg.rtcp_interval_ms must be at least 1"));
     }
     r.rtcp_interval = Duration::from_millis(u64::from(c.rtcp_interval_ms));
-    // SAFETY: as above.
-    r.cname = unsafe { opt_str_arg(c.cname, "cfg.cname") }?.map(str::to_owned);
+    r.cname = text(c.cname, "cfg.cname")?.map(str::to_owned);
     Ok(r)
 }
 
@@ -370,14 +379,19 @@ fn parse_ip(s: &str, name: &str) -> FfiResult<IpAddr> {
 /// # Safety
 /// Every string field is NULL or a NUL-terminated string valid for the call.
 pub(crate) unsafe fn sip_config_from_c(c: &rkm_sip_config) -> FfiResult<SipBackendConfig> {
+    // SAFETY: this function's caller guarantees every string field of `c` is NULL or a valid
+    // C string for the call, and `text` is only given those fields.
+    let text = |p: *const c_char, name: &str| unsafe { field(p, name) };
     let mut r = SipBackendConfig::default();
-    // SAFETY (every string field below): the caller guarantees NULL or a valid C string.
-    r.local_sip_addr =
-        unsafe { addr_or(c.local_sip_addr, "cfg.local_sip_addr", r.local_sip_addr) }?;
-    if let Some(s) = unsafe { opt_str_arg(c.local_rtp_ip, "cfg.local_rtp_ip") }? {
+    r.local_sip_addr = addr_or(
+        text(c.local_sip_addr, "cfg.local_sip_addr")?,
+        "cfg.local_sip_addr",
+        r.local_sip_addr,
+    )?;
+    if let Some(s) = text(c.local_rtp_ip, "cfg.local_rtp_ip")? {
         r.local_rtp_ip = parse_ip(s, "cfg.local_rtp_ip")?;
     }
-    r.advertised_ip = match unsafe { opt_str_arg(c.advertised_ip, "cfg.advertised_ip") }? {
+    r.advertised_ip = match text(c.advertised_ip, "cfg.advertised_ip")? {
         Some(s) => Some(parse_ip(s, "cfg.advertised_ip")?),
         None => None,
     };
@@ -389,7 +403,7 @@ pub(crate) unsafe fn sip_config_from_c(c: &rkm_sip_config) -> FfiResult<SipBacke
     }
     r.rtp_port_start = c.rtp_port_start;
     r.rtp_port_end = c.rtp_port_end;
-    if let Some(s) = unsafe { opt_str_arg(c.supported_codecs, "cfg.supported_codecs") }? {
+    if let Some(s) = text(c.supported_codecs, "cfg.supported_codecs")? {
         r.supported_codecs = list_items(s)
             .map(|name| {
                 AudioCodec::from_name(name).ok_or_else(|| {
@@ -400,8 +414,7 @@ pub(crate) unsafe fn sip_config_from_c(c: &rkm_sip_config) -> FfiResult<SipBacke
             })
             .collect::<FfiResult<_>>()?;
     }
-    if let Some(s) = unsafe { opt_str_arg(c.supported_video_codecs, "cfg.supported_video_codecs") }?
-    {
+    if let Some(s) = text(c.supported_video_codecs, "cfg.supported_video_codecs")? {
         r.supported_video_codecs = list_items(s)
             .map(|name| {
                 VideoCodec::from_name(name).ok_or_else(|| {
@@ -413,18 +426,18 @@ pub(crate) unsafe fn sip_config_from_c(c: &rkm_sip_config) -> FfiResult<SipBacke
             .collect::<FfiResult<_>>()?;
     }
     r.max_sessions = c.max_sessions as usize;
-    let user = unsafe { opt_str_arg(c.auth_user, "cfg.auth_user") }?;
-    let password = unsafe { opt_str_arg(c.auth_password, "cfg.auth_password") }?;
+    let user = text(c.auth_user, "cfg.auth_user")?;
+    let password = text(c.auth_password, "cfg.auth_password")?;
     if let Some(user) = user {
         let password = password.ok_or_else(|| {
             Failure::invalid("cfg.auth_user is set but cfg.auth_password is NULL")
         })?;
         r.auth_users.insert(user.to_owned(), password.to_owned());
     }
-    if let Some(s) = unsafe { opt_str_arg(c.auth_realm, "cfg.auth_realm") }? {
+    if let Some(s) = text(c.auth_realm, "cfg.auth_realm")? {
         r.auth_realm = s.to_owned();
     }
-    if let Some(s) = unsafe { opt_str_arg(c.user_agent, "cfg.user_agent") }? {
+    if let Some(s) = text(c.user_agent, "cfg.user_agent")? {
         r.user_agent = s.to_owned();
     }
     r.answer_after = Duration::from_millis(u64::from(c.answer_after_ms));

@@ -14,8 +14,10 @@ use crate::frame::VideoCodec;
 
 fn new_sip(name: &str, cfg: *const rkm_sip_config, video: bool) -> *mut rkm_backend {
     boundary(name, || {
-        // SAFETY: the caller passes NULL or a valid config whose strings are NULL or valid.
-        let c = unsafe { sip_config_from_c(ref_arg(cfg, "cfg")?) }?;
+        // SAFETY: the caller passes NULL or a pointer to a valid config.
+        let cfg = unsafe { ref_arg(cfg, "cfg") }?;
+        // SAFETY: the caller guarantees the config's strings are NULL or valid for the call.
+        let c = unsafe { sip_config_from_c(cfg) }?;
         if video && c.supported_video_codecs.is_empty() {
             return Err(Failure::invalid(
                 "cfg.supported_video_codecs names no codec",
