@@ -31,11 +31,13 @@ cargo build --release --lib
 mkdir -p "$OUT"
 
 failures=()
+passed=0
 step() { # step NAME COMMAND...: runs a command, records a failure instead of stopping
   local name=$1
   shift
   if "$@"; then
     echo "   ok    $name"
+    passed=$((passed + 1))
   else
     echo "   FAIL  $name (exit $?)"
     failures+=("$name")
@@ -110,7 +112,8 @@ example_call() {
 [ -x "$OUT/sip_video_call" ] && step "sip_video_call example answers sipp" example_call
 
 if [ ${#failures[@]} -ne 0 ]; then
-  echo "ffi-tests: ${#failures[@]} failed: ${failures[*]}" >&2
+  echo "ffi-tests: failed: ${failures[*]}" >&2
+  echo "ffi-tests: $passed passed, ${#failures[@]} failed"
   exit 1
 fi
-echo "ffi-tests: all passed"
+echo "ffi-tests: $passed passed, 0 failed"
