@@ -48,7 +48,8 @@ static void on_video(void *ud, const char *session_id, const rkm_video_frame *f)
 static void on_audio(void *ud, const char *session_id, const rkm_audio_frame *f) {
     side *s = ud;
     if (strcmp(session_id, s->session) != 0 || f->samples != 160 || f->sample_rate != 8000 ||
-        f->channels != 1 || f->pcm == NULL) {
+        f->channels != 1 || f->pcm == NULL || f->payload_type != 0 || f->payload_len != 160 ||
+        f->payload == NULL) {
         atomic_fetch_add(&s->audio_bad, 1);
     }
     atomic_fetch_add(&s->audio_frames, 1);

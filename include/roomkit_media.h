@@ -245,6 +245,13 @@ typedef struct {
     uint16_t channels;
     // The RTP timestamp of the packet the audio came in.
     uint32_t rtp_timestamp;
+    // The RTP payload type the audio came with.
+    uint8_t payload_type;
+    // The RTP payload as it arrived. For G.711 `pcm` holds it decoded; for any other format
+    // `samples` is 0 and this is the only copy, for the application's own decoder.
+    const uint8_t *payload;
+    // Bytes at `payload`.
+    size_t payload_len;
 } rkm_audio_frame;
 
 // Called with each block of received audio (one RTP packet's worth). Pointers are valid only

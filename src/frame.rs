@@ -86,14 +86,21 @@ pub struct VideoChunk {
     pub timestamp_ms: Option<f64>,
 }
 
-/// A block of received or sent audio: 16-bit signed PCM, native endianness.
+/// A block of received audio. G.711 (PCMU/PCMA) is decoded by the engine into `pcm`; any other
+/// negotiated format is passed through: `pcm` is empty and `payload` carries the encoded bytes
+/// for the application's own decoder.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AudioFrame {
+    /// 16-bit signed PCM, native endianness (empty for formats the engine does not decode).
     pub pcm: Vec<i16>,
     pub sample_rate: u32,
     pub channels: u16,
     /// The RTP timestamp of the packet this audio came in (0 for audio the application made).
     pub rtp_timestamp: u32,
+    /// The RTP payload type the audio came with.
+    pub payload_type: u8,
+    /// The RTP payload as it arrived (for G.711 too, so it can be recorded or forwarded as is).
+    pub payload: Vec<u8>,
 }
 
 /// A telephone event (RFC 4733): a DTMF digit and how long it was held.

@@ -150,11 +150,55 @@ fn audio_goes_through_g711_and_back() {
         assert_eq!(f.sample_rate, 8000);
         assert_eq!(f.channels, 1);
         assert_eq!(f.pcm.len(), 160);
+        assert_eq!(f.payload.len(), 160);
+        assert_eq!(f.payload_type, 0);
     }
     for w in frames.windows(2) {
         assert_eq!(w[1].1.rtp_timestamp.wrapping_sub(w[0].1.rtp_timestamp), 160);
     }
     assert_eq!(b.stats(b_id).unwrap().audio.frames, 51);
+}
+
+#[test]
+fn other_audio_formats_pass_through_untouched() {
+    // G.722 (payload type 9) is not decoded by the engine: its bytes travel as they are, and
+    // the receiver gets them in `payload` with no PCM.
+    let Pair {
+        a,
+        a_id,
+        b,
+        b_id,
+        b_rx,
+        ..
+    } = pair(RtpBackendConfig {
+        payload_type: 9,
+        ..RtpBackendConfig::default()
+    });
+    let sent: Vec<Vec<u8>> = (0..5u8)
+        .map(|i| vec![i.wrapping_mul(37) | 1; 160])
+        .collect();
+    for p in &sent {
+        a.send_audio_payload(a_id, p, 20).unwrap();
+    }
+    let frames = recv_n(&b_rx.audio, 5, Duration::from_secs(5));
+    assert_eq!(
+        frames.len(),
+        5,
+        "{:?} {:?}",
+        a.stats(a_id).unwrap().audio,
+        b.stats(b_id).unwrap().audio
+    );
+    for ((_, f), p) in frames.iter().zip(&sent) {
+        assert_eq!(&f.payload, p);
+        assert_eq!(f.payload_type, 9);
+        assert!(f.pcm.is_empty());
+    }
+    for w in frames.windows(2) {
+        assert_eq!(w[1].1.rtp_timestamp.wrapping_sub(w[0].1.rtp_timestamp), 160);
+    }
+    // PCM cannot be sent on a format the engine does not encode; an empty payload is refused.
+    assert!(a.send_audio(a_id, &[0; 160]).is_err());
+    assert!(a.send_audio_payload(a_id, &[], 20).is_err());
 }
 
 #[test]

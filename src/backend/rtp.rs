@@ -337,6 +337,20 @@ impl RtpVoiceBackend {
         self.engine.session(session)?.audio().send_audio(pcm)
     }
 
+    /// Sends one frame the application encoded itself, lasting `duration_ms`, as one RTP packet:
+    /// payload passthrough for audio formats other than G.711 (`payload_type` in the config).
+    pub fn send_audio_payload(
+        &self,
+        session: SessionId,
+        payload: &[u8],
+        duration_ms: u32,
+    ) -> Result<()> {
+        self.engine
+            .session(session)?
+            .audio()
+            .send_audio_payload(payload, duration_ms)
+    }
+
     /// Sends a DTMF digit as RFC 4733 telephone events. Returns at once; the receive thread
     /// paces the packets (every 20 ms, then three end packets), and digits queue behind each other.
     pub fn send_dtmf(&self, session: SessionId, digit: char, duration_ms: u32) -> Result<()> {
@@ -346,7 +360,7 @@ impl RtpVoiceBackend {
             .send_dtmf(digit, duration_ms)
     }
 
-    /// Received audio, decoded to PCM.
+    /// Received audio: decoded to PCM for G.711, passed through (`AudioFrame::payload`) otherwise.
     pub fn on_audio_received<F>(&self, f: F)
     where
         F: Fn(SessionId, &AudioFrame) + Send + Sync + 'static,

@@ -360,6 +360,20 @@ impl SipVoiceBackend {
         }
     }
 
+    /// Sends one already-encoded audio frame of `duration_ms` in the negotiated format, as one
+    /// packet (dropped while held): payload passthrough for codecs other than G.711.
+    pub fn send_audio_payload(
+        &self,
+        session: SessionId,
+        payload: &[u8],
+        duration_ms: u32,
+    ) -> Result<()> {
+        match self.sendable(session)? {
+            Some(s) => s.audio().send_audio_payload(payload, duration_ms),
+            None => Ok(()),
+        }
+    }
+
     /// Sends a DTMF digit as RFC 4733 events with the negotiated payload type.
     pub fn send_dtmf(&self, session: SessionId, digit: char, duration_ms: u32) -> Result<()> {
         match self.sendable(session)? {
@@ -368,7 +382,7 @@ impl SipVoiceBackend {
         }
     }
 
-    /// Received audio, decoded to PCM.
+    /// Received audio: decoded to PCM for G.711, passed through (`AudioFrame::payload`) otherwise.
     pub fn on_audio_received<F>(&self, f: F)
     where
         F: Fn(SessionId, &AudioFrame) + Send + Sync + 'static,

@@ -127,12 +127,12 @@ impl AudioRx {
             }
             return;
         }
-        let Some(law) = self.law else {
-            // A payload format we carry but do not decode.
-            return;
-        };
-        let mut pcm = Vec::with_capacity(payload.len());
-        law.decode(payload, &mut pcm);
+        // G.711 is decoded here; other formats are passed through for the application to decode.
+        let mut pcm = Vec::new();
+        if let Some(law) = self.law {
+            pcm.reserve(payload.len());
+            law.decode(payload, &mut pcm);
+        }
         out.counters.frames += 1;
         out.events.push(EngineEvent::Audio(
             self.session,
@@ -141,6 +141,8 @@ impl AudioRx {
                 sample_rate: self.clock_rate,
                 channels: 1,
                 rtp_timestamp: meta.timestamp,
+                payload_type: meta.payload_type,
+                payload: payload.to_vec(),
             },
         ));
     }
@@ -221,6 +223,30 @@ impl AudioTx {
             ms += f64::from(AUDIO_FRAME_MS);
         }
         self.next_ms = Some(ms);
+        Ok(())
+    }
+
+    /// Queues one frame the application encoded itself (a format the engine passes through, or
+    /// G.711 bytes made elsewhere), lasting `duration_ms` on the audio timeline.
+    pub fn passthrough(
+        &mut self,
+        payload: &[u8],
+        duration_ms: u32,
+        now: Duration,
+        rtp: &RtpSender,
+    ) -> Result<()> {
+        if payload.is_empty() || duration_ms == 0 || duration_ms > 1000 {
+            return Err(Error::InvalidArgument(
+                "an audio payload needs bytes and a duration of 1-1000 ms".into(),
+            ));
+        }
+        self.buf.clear();
+        self.packets.clear();
+        let (ms, marker) = self.start_ms(now);
+        self.buf.extend_from_slice(payload);
+        self.packets
+            .push((rtp.rtp_timestamp_for_ms(ms), marker, 0..payload.len()));
+        self.next_ms = Some(ms + f64::from(duration_ms));
         Ok(())
     }
 

@@ -342,6 +342,20 @@ impl MediaStream {
     /// Encodes 16-bit PCM into 20 ms G.711 packets (the last one padded with silence) and sends
     /// them in one batched call. The caller paces: audio handed over in one call leaves at once.
     pub fn send_audio(&self, pcm: &[i16]) -> Result<()> {
+        self.send_audio_with(|audio, now, rtp| audio.encode(pcm, now, rtp))
+    }
+
+    /// Sends one already-encoded audio frame of `duration_ms` as is: payload passthrough for
+    /// formats the engine does not encode.
+    pub fn send_audio_payload(&self, payload: &[u8], duration_ms: u32) -> Result<()> {
+        self.send_audio_with(|audio, now, rtp| audio.passthrough(payload, duration_ms, now, rtp))
+    }
+
+    /// Lets `prepare` fill the audio sender's packets, then sends them in one batch.
+    fn send_audio_with(
+        &self,
+        prepare: impl FnOnce(&mut AudioTx, Duration, &RtpSender) -> Result<()>,
+    ) -> Result<()> {
         let dest = self.shared.remote.lock().rtp;
         let now = self.shared.origin.elapsed();
         let mut guard = self.shared.send.lock();
@@ -350,7 +364,7 @@ impl MediaStream {
             .audio
             .as_mut()
             .ok_or_else(|| Error::Unsupported("this stream carries no audio".into()))?;
-        audio.encode(pcm, now, &s.rtp)?;
+        prepare(audio, now, &s.rtp)?;
         s.headers.clear();
         let mut bytes = 0u64;
         for (ts, marker, len) in audio.packets() {

@@ -87,6 +87,13 @@ pub struct rkm_audio_frame {
     pub channels: u16,
     /// The RTP timestamp of the packet the audio came in.
     pub rtp_timestamp: u32,
+    /// The RTP payload type the audio came with.
+    pub payload_type: u8,
+    /// The RTP payload as it arrived. For G.711 `pcm` holds it decoded; for any other format
+    /// `samples` is 0 and this is the only copy, for the application's own decoder.
+    pub payload: *const u8,
+    /// Bytes at `payload`.
+    pub payload_len: usize,
 }
 
 /// A session, as the `session_ready`, `video_session_ready` and `client_disconnected` callbacks
@@ -311,6 +318,9 @@ pub extern "C" fn rkm_on_audio_received(
                     sample_rate: fr.sample_rate,
                     channels: fr.channels,
                     rtp_timestamp: fr.rtp_timestamp,
+                    payload_type: fr.payload_type,
+                    payload: fr.payload.as_ptr(),
+                    payload_len: fr.payload.len(),
                 };
                 // SAFETY: as in rkm_on_video_received: `f` is callable here and every pointer
                 // outlives the call.
