@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use roomkit_media::backend::{SipCaller, SipCallerConfig};
+use roomkit_media::codec::testclip::TestClip;
 use roomkit_media::VideoCodec;
 
 use crate::args::{resolve, Args, Spec};
@@ -60,7 +61,15 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
             let codec = codec_for_path(Path::new(f));
             Some((codec, read_pictures(Path::new(f), codec)?))
         }
-        None => None,
+        // The built-in test clip: two seconds at --fps with a key picture each second, played
+        // in a loop (the loop starts on a key picture, so the stream stays decodable).
+        None => {
+            let mut clip = TestClip::new(320, 192, fps);
+            Some((
+                VideoCodec::H264,
+                (0..2 * fps).map(|_| clip.next_picture()).collect(),
+            ))
+        }
     };
     // The local address the kernel would use toward the target goes into our SDP.
     let local_ip = UdpSocket::bind(("0.0.0.0", 0))
