@@ -299,6 +299,14 @@ impl H264Depacketizer {
             self.open_fu = Some(start);
         } else {
             match self.open_fu {
+                // Every fragment of a unit names the same NAL type (RFC 6184 5.8); one that does
+                // not belongs to something else, and the unit cannot be trusted.
+                Some(start)
+                    if start + 5 <= pic.data.len() && nal_type(pic.data[start + 4]) != kind =>
+                {
+                    self.discard_open(pic);
+                    return self.malformed(pic);
+                }
                 // The start must still be in the buffer; if the caller cleared it under us, the
                 // unit is as good as lost.
                 Some(start) if start + 5 <= pic.data.len() => {
@@ -323,7 +331,7 @@ impl H264Depacketizer {
             if let Some(start) = self.open_fu.take() {
                 let nal = start + START_CODE.len();
                 pic.units.push(nal..pic.data.len());
-                if kind == NAL_IDR {
+                if nal_type(pic.data[nal]) == NAL_IDR {
                     pic.keyframe = true;
                 }
             }
@@ -417,6 +425,21 @@ mod tests {
             .iter()
             .map(|r| pic.data[r.clone()].to_vec())
             .collect()
+    }
+
+    /// Found by the property test: a FU-A end fragment naming another NAL type than its start
+    /// once completed an IDR unit without flagging the picture as a keyframe. Such a unit is now
+    /// refused as malformed, and nothing of it stays in the picture.
+    #[test]
+    fn fu_a_fragments_must_agree_on_the_nal_type() {
+        let mut d = H264Depacketizer::new();
+        let mut pic = PictureBuf::default();
+        d.push(&[0x7c, 0x85, 1, 2], false, &mut pic); // FU-A start, IDR
+        d.push(&[0x7c, 0x41, 3], false, &mut pic); // FU-A end claiming a non-IDR slice
+        d.finish(&mut pic);
+        assert!(pic.units.is_empty() && pic.data.is_empty());
+        assert!(!pic.keyframe && pic.damaged);
+        assert_eq!(d.stats().malformed, 1);
     }
 
     #[test]
