@@ -13,9 +13,6 @@ use std::time::Duration;
 
 use crate::codec::h264::PacketizationMode;
 use crate::engine::dispatch::DEFAULT_QUEUE_LEN;
-use crate::engine::event::{
-    AudioCallback, DtmfCallback, KeyframeCallback, SessionCallback, VideoCallback,
-};
 use crate::engine::{
     AudioParams, EngineConfig, KeyframeRequest, MediaEngine, MediaParams, SessionId, SessionInfo,
     SessionSpec, SessionStats, SourcePolicy, StreamConfig, VideoParams,
@@ -365,7 +362,7 @@ impl RtpVoiceBackend {
     where
         F: Fn(SessionId, &AudioFrame) + Send + Sync + 'static,
     {
-        *self.engine.callbacks().audio.write() = Some(Arc::new(f) as AudioCallback);
+        self.engine.callbacks().set_audio(f);
     }
 
     /// Received DTMF digits.
@@ -373,7 +370,7 @@ impl RtpVoiceBackend {
     where
         F: Fn(SessionId, DtmfEvent) + Send + Sync + 'static,
     {
-        *self.engine.callbacks().dtmf.write() = Some(Arc::new(f) as DtmfCallback);
+        self.engine.callbacks().set_dtmf(f);
     }
 
     /// A session was created.
@@ -381,7 +378,7 @@ impl RtpVoiceBackend {
     where
         F: Fn(&SessionInfo) + Send + Sync + 'static,
     {
-        *self.engine.callbacks().session_ready.write() = Some(Arc::new(f) as SessionCallback);
+        self.engine.callbacks().set_session_ready(f);
     }
 
     /// A session ended.
@@ -389,7 +386,7 @@ impl RtpVoiceBackend {
     where
         F: Fn(&SessionInfo) + Send + Sync + 'static,
     {
-        *self.engine.callbacks().disconnected.write() = Some(Arc::new(f) as SessionCallback);
+        self.engine.callbacks().set_disconnected(f);
     }
 }
 
@@ -505,7 +502,7 @@ impl RtpVideoBackend {
     where
         F: Fn(SessionId, &VideoFrame) + Send + Sync + 'static,
     {
-        *self.voice.engine.callbacks().video.write() = Some(Arc::new(f) as VideoCallback);
+        self.voice.engine.callbacks().set_video(f);
     }
 
     /// Received video: an additional observer (several allowed; called with or without a
@@ -514,12 +511,7 @@ impl RtpVideoBackend {
     where
         F: Fn(SessionId, &VideoFrame) + Send + Sync + 'static,
     {
-        self.voice
-            .engine
-            .callbacks()
-            .video_taps
-            .write()
-            .push(Arc::new(f) as VideoCallback);
+        self.voice.engine.callbacks().add_video_tap(f);
     }
 
     /// The video stream of a session is up.
@@ -527,8 +519,7 @@ impl RtpVideoBackend {
     where
         F: Fn(&SessionInfo) + Send + Sync + 'static,
     {
-        *self.voice.engine.callbacks().video_session_ready.write() =
-            Some(Arc::new(f) as SessionCallback);
+        self.voice.engine.callbacks().set_video_session_ready(f);
     }
 
     /// The remote asked for a key frame (PLI or FIR): make the encoder emit one.
@@ -536,6 +527,6 @@ impl RtpVideoBackend {
     where
         F: Fn(SessionId, KeyframeRequest) + Send + Sync + 'static,
     {
-        *self.voice.engine.callbacks().keyframe.write() = Some(Arc::new(f) as KeyframeCallback);
+        self.voice.engine.callbacks().set_keyframe(f);
     }
 }

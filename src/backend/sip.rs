@@ -18,9 +18,6 @@ use parking_lot::RwLock;
 
 use super::sip_core::{Command, Shared, SipCore, SipCounters, SipEvent};
 use crate::engine::dispatch::{Dispatcher, DEFAULT_QUEUE_LEN};
-use crate::engine::event::{
-    AudioCallback, DtmfCallback, KeyframeCallback, SessionCallback, VideoCallback,
-};
 use crate::engine::{
     EngineConfig, KeyframeRequest, MediaEngine, MediaSession, PortPool, SessionId, SessionInfo,
     SessionStats, SipTransport, StopSignal,
@@ -387,7 +384,7 @@ impl SipVoiceBackend {
     where
         F: Fn(SessionId, &AudioFrame) + Send + Sync + 'static,
     {
-        *self.shared.engine.callbacks().audio.write() = Some(Arc::new(f) as AudioCallback);
+        self.shared.engine.callbacks().set_audio(f);
     }
 
     /// Received DTMF digits.
@@ -395,7 +392,7 @@ impl SipVoiceBackend {
     where
         F: Fn(SessionId, DtmfEvent) + Send + Sync + 'static,
     {
-        *self.shared.engine.callbacks().dtmf.write() = Some(Arc::new(f) as DtmfCallback);
+        self.shared.engine.callbacks().set_dtmf(f);
     }
 
     /// A session was created (before the 200 is sent).
@@ -403,8 +400,7 @@ impl SipVoiceBackend {
     where
         F: Fn(&SessionInfo) + Send + Sync + 'static,
     {
-        *self.shared.engine.callbacks().session_ready.write() =
-            Some(Arc::new(f) as SessionCallback);
+        self.shared.engine.callbacks().set_session_ready(f);
     }
 
     /// A session ended (BYE either way, CANCEL, ACK timeout, hangup, drop).
@@ -412,7 +408,7 @@ impl SipVoiceBackend {
     where
         F: Fn(&SessionInfo) + Send + Sync + 'static,
     {
-        *self.shared.engine.callbacks().disconnected.write() = Some(Arc::new(f) as SessionCallback);
+        self.shared.engine.callbacks().set_disconnected(f);
     }
 }
 
@@ -504,7 +500,7 @@ impl SipVideoBackend {
     where
         F: Fn(SessionId, &VideoFrame) + Send + Sync + 'static,
     {
-        *self.voice.shared.engine.callbacks().video.write() = Some(Arc::new(f) as VideoCallback);
+        self.voice.shared.engine.callbacks().set_video(f);
     }
 
     /// Received video: an additional observer.
@@ -512,13 +508,7 @@ impl SipVideoBackend {
     where
         F: Fn(SessionId, &VideoFrame) + Send + Sync + 'static,
     {
-        self.voice
-            .shared
-            .engine
-            .callbacks()
-            .video_taps
-            .write()
-            .push(Arc::new(f) as VideoCallback);
+        self.voice.shared.engine.callbacks().add_video_tap(f);
     }
 
     /// The video stream of a call is up.
@@ -526,13 +516,11 @@ impl SipVideoBackend {
     where
         F: Fn(&SessionInfo) + Send + Sync + 'static,
     {
-        *self
-            .voice
+        self.voice
             .shared
             .engine
             .callbacks()
-            .video_session_ready
-            .write() = Some(Arc::new(f) as SessionCallback);
+            .set_video_session_ready(f);
     }
 
     /// The far end asked for a key frame (PLI or FIR).
@@ -540,7 +528,6 @@ impl SipVideoBackend {
     where
         F: Fn(SessionId, KeyframeRequest) + Send + Sync + 'static,
     {
-        *self.voice.shared.engine.callbacks().keyframe.write() =
-            Some(Arc::new(f) as KeyframeCallback);
+        self.voice.shared.engine.callbacks().set_keyframe(f);
     }
 }

@@ -17,7 +17,6 @@ use crossbeam_channel::{unbounded, Receiver};
 use parking_lot::Mutex;
 
 use crate::codec::h264::PacketizationMode;
-use crate::engine::event::{AudioCallback, SessionCallback, VideoCallback};
 use crate::engine::{
     AudioParams, EngineConfig, MediaEngine, MediaParams, PortPool, SessionId, SessionInfo,
     SessionSpec, SessionStats, SourcePolicy, StreamConfig, VideoParams,
@@ -573,7 +572,7 @@ impl SipCaller {
     where
         F: Fn(SessionId, &VideoFrame) + Send + Sync + 'static,
     {
-        *self.engine.callbacks().video.write() = Some(Arc::new(f) as VideoCallback);
+        self.engine.callbacks().set_video(f);
     }
 
     /// Received audio.
@@ -581,7 +580,7 @@ impl SipCaller {
     where
         F: Fn(SessionId, &AudioFrame) + Send + Sync + 'static,
     {
-        *self.engine.callbacks().audio.write() = Some(Arc::new(f) as AudioCallback);
+        self.engine.callbacks().set_audio(f);
     }
 
     /// A call's media ended.
@@ -589,7 +588,7 @@ impl SipCaller {
     where
         F: Fn(&SessionInfo) + Send + Sync + 'static,
     {
-        *self.engine.callbacks().disconnected.write() = Some(Arc::new(f) as SessionCallback);
+        self.engine.callbacks().set_disconnected(f);
     }
 }
 

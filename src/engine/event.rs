@@ -118,6 +118,46 @@ impl std::fmt::Debug for Callbacks {
 }
 
 impl Callbacks {
+    /// Sets the primary received-video callback (replacing any earlier one).
+    pub fn set_video(&self, f: impl Fn(SessionId, &VideoFrame) + Send + Sync + 'static) {
+        *self.video.write() = Some(Arc::new(f));
+    }
+
+    /// Adds a video observer, called after the primary callback (or without one).
+    pub fn add_video_tap(&self, f: impl Fn(SessionId, &VideoFrame) + Send + Sync + 'static) {
+        self.video_taps.write().push(Arc::new(f));
+    }
+
+    /// Sets the received-audio callback.
+    pub fn set_audio(&self, f: impl Fn(SessionId, &AudioFrame) + Send + Sync + 'static) {
+        *self.audio.write() = Some(Arc::new(f));
+    }
+
+    /// Sets the received-DTMF callback.
+    pub fn set_dtmf(&self, f: impl Fn(SessionId, DtmfEvent) + Send + Sync + 'static) {
+        *self.dtmf.write() = Some(Arc::new(f));
+    }
+
+    /// Sets the session-ready callback.
+    pub fn set_session_ready(&self, f: impl Fn(&SessionInfo) + Send + Sync + 'static) {
+        *self.session_ready.write() = Some(Arc::new(f));
+    }
+
+    /// Sets the video-session-ready callback.
+    pub fn set_video_session_ready(&self, f: impl Fn(&SessionInfo) + Send + Sync + 'static) {
+        *self.video_session_ready.write() = Some(Arc::new(f));
+    }
+
+    /// Sets the session-ended callback.
+    pub fn set_disconnected(&self, f: impl Fn(&SessionInfo) + Send + Sync + 'static) {
+        *self.disconnected.write() = Some(Arc::new(f));
+    }
+
+    /// Sets the keyframe-requested callback.
+    pub fn set_keyframe(&self, f: impl Fn(SessionId, KeyframeRequest) + Send + Sync + 'static) {
+        *self.keyframe.write() = Some(Arc::new(f));
+    }
+
     /// Runs the callbacks for one event. Locks are held only to clone the `Arc`s, so a callback
     /// may register other callbacks without deadlocking.
     pub fn deliver(&self, ev: EngineEvent) {
