@@ -40,6 +40,21 @@ fn settle(threads: usize, fds: usize) -> (usize, usize) {
     }
 }
 
+/// The counts once they stop moving (bounded): a thread joined a moment ago can still be listed
+/// for a short while, and must not inflate a baseline.
+fn steady() -> (usize, usize) {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut last = (threads_now(), fds_now());
+    loop {
+        std::thread::sleep(Duration::from_millis(50));
+        let now = (threads_now(), fds_now());
+        if now == last || Instant::now() > deadline {
+            return now;
+        }
+        last = now;
+    }
+}
+
 #[test]
 fn two_hundred_connect_disconnect_cycles_leak_nothing() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -56,7 +71,7 @@ fn two_hundred_connect_disconnect_cycles_leak_nothing() {
     // One warm-up cycle so that lazily created process state (thread-locals, the RNG) exists.
     let s = be.connect("room", "p", &m).unwrap();
     be.disconnect(s.id).unwrap();
-    let (threads0, fds0) = (threads_now(), fds_now());
+    let (threads0, fds0) = steady();
     for i in 0..200 {
         let s = be.connect("room", &format!("p{i}"), &m).unwrap();
         be.send_video(s.id, &h264_picture(true, 3000, i)).unwrap();
