@@ -1,15 +1,10 @@
 #!/usr/bin/env bash
 # GStreamer's H.264 packetize + depacketize throughput on the clip bench/h264.rs uses, net of
 # parsing: bytes / (time(h264parse ! rtph264pay ! rtph264depay) - time(h264parse alone)).
-# Usage: bench/gst_throughput.sh [CLIP]   (default: the 1080p clip bench/h264.rs generates)
+# Usage: bench/gst_throughput.sh [CLIP]   (default: bench/clip.sh's 1080p clip, as bench/h264.rs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-clip=${1:-target/bench-clips/1080p-20s.h264}
-if [ ! -f "$clip" ]; then
-  mkdir -p "$(dirname "$clip")"
-  ffmpeg -nostdin -v error -y -f lavfi -i testsrc2=size=1920x1080:rate=30 -t 20 -pix_fmt yuv420p -c:v libx264 -crf 18 -g 30 \
-    -bsf:v h264_mp4toannexb -f h264 "$clip"
-fi
+clip=${1:-$(bench/clip.sh)}
 bytes=$(stat -c %s "$clip")
 best() { # best of 7 wall-clock runs, in seconds
   local b=999

@@ -20,36 +20,19 @@ use rtp::packetizer::{Depacketizer as _, Payloader as _};
 
 const MTU: usize = 1200;
 
-/// The clip shared with bench/gst_throughput.sh, made on first use.
+/// The clip shared with bench/gst_throughput.sh, made by bench/clip.sh on first use.
 fn clip() -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-clips/1080p-20s.h264");
-    if !path.exists() {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        let ok = Command::new("ffmpeg")
-            .args([
-                "-nostdin",
-                "-v",
-                "error",
-                "-y",
-                "-f",
-                "lavfi",
-                "-i",
-                "testsrc2=size=1920x1080:rate=30",
-            ])
-            .args([
-                "-t", "5", "-pix_fmt", "yuv420p", "-c:v", "libx264", "-crf", "18", "-g", "30",
-            ])
-            .args(["-bsf:v", "h264_mp4toannexb", "-f", "h264"])
-            .arg(&path)
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        assert!(
-            ok,
-            "ffmpeg with libx264 is needed to make the benchmark clip"
-        );
-    }
-    std::fs::read(&path).unwrap()
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/clip.sh");
+    let out = Command::new(&script)
+        .output()
+        .expect("bench/clip.sh runs (it needs ffmpeg with libx264)");
+    assert!(
+        out.status.success(),
+        "bench/clip.sh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    std::fs::read(path).unwrap()
 }
 
 fn pictures(clip: &[u8]) -> Vec<&[u8]> {

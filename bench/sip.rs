@@ -1,6 +1,6 @@
 //! SIP message layer cost: framing, every strict check and typed core fields for a 633-byte
-//! INVITE with SDP (the figure `reference/sip-parsing.md` measured at about 6.9 µs for
-//! ezk-sip-types + checks), and building the 200 OK that answers it.
+//! INVITE with SDP (ezk-sip-types' framing and typed fields plus our checks measured about
+//! 6.9 µs before the project started), and building the 200 OK that answers it.
 //!
 //! Run: `cargo bench --bench sip`.
 

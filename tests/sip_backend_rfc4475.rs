@@ -10,11 +10,7 @@ use roomkit_media::backend::SipVideoBackend;
 use sip_support::*;
 
 fn corpus_dir() -> PathBuf {
-    let beside = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance/rfc4475");
-    if beside.join("MANIFEST.tsv").is_file() {
-        return beside;
-    }
-    PathBuf::from("/work/shared/conformance/rfc4475")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/rfc4475")
 }
 
 /// The Call-ID of a message (full or compact header name), to tell this message's answers from

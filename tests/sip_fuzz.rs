@@ -10,12 +10,7 @@ use roomkit_media::sip::transaction::{InviteServerTransaction, Timers};
 use roomkit_media::sip::{parse, Method, ParseError, ResponseBuilder, SipMessage};
 
 fn corpus() -> Vec<Vec<u8>> {
-    let beside = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance/rfc4475");
-    let dir = if beside.is_dir() {
-        beside
-    } else {
-        PathBuf::from("/work/shared/conformance/rfc4475")
-    };
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/rfc4475");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .expect("RFC 4475 corpus")
         .filter_map(|e| e.ok().map(|e| e.path()))

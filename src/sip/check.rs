@@ -1,5 +1,7 @@
-//! Strict checks on single header values and the start line that no SIP crate does for us
-//! (see `reference/sip-parsing.md`, checks 1, 3, 4 and 6). Each returns a reason on failure;
+//! Strict checks on single header values and the start line that no SIP crate does for us:
+//! the exact start-line shape (RFC 3261 §7.1, §7.2), the CSeq method and number limits (§20.16),
+//! Max-Forwards and Expires ranges (§20.22, §20.19), a single all-digit Content-Length (§20.14)
+//! and `GMT` dates (§20.17). Each returns a reason on failure;
 //! the caller decides the status code.
 
 /// The start line, split but not yet typed.
@@ -39,7 +41,7 @@ fn looks_like_version(v: &str) -> bool {
         && minor.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// Check 1: the start line, exactly. A request has single spaces between three parts and no
+/// the start line, exactly. A request has single spaces between three parts and no
 /// trailing space; a response has a three-digit code in 100..=699.
 pub(crate) fn start_line(line: &str) -> Result<StartLine<'_>, StartLineError> {
     if line
@@ -110,7 +112,7 @@ pub(crate) fn bounded_digits(s: &str, max: u64) -> Option<u64> {
     (v <= max).then_some(v)
 }
 
-/// Check 3: `CSeq: 1*DIGIT LWS Method`, number below 2^31. Returns the number and method.
+/// `CSeq: 1*DIGIT LWS Method`, number below 2^31. Returns the number and method.
 pub(crate) fn cseq(value: &str) -> Result<(u32, &str), &'static str> {
     let v = value.trim();
     let split = v.find([' ', '\t']).ok_or("CSeq without method")?;
@@ -122,21 +124,21 @@ pub(crate) fn cseq(value: &str) -> Result<(u32, &str), &'static str> {
     Ok((num as u32, method))
 }
 
-/// Check 3: Max-Forwards is digits, at most 255.
+/// Max-Forwards is digits, at most 255.
 pub(crate) fn max_forwards(value: &str) -> Result<u8, &'static str> {
     bounded_digits(value.trim(), 255)
         .map(|v| v as u8)
         .ok_or("Max-Forwards not a number in 0..=255")
 }
 
-/// Check 3: Expires is delta-seconds no larger than 2^32-1.
+/// Expires is delta-seconds no larger than 2^32-1.
 pub(crate) fn expires(value: &str) -> Result<u32, &'static str> {
     bounded_digits(value.trim(), u32::MAX as u64)
         .map(|v| v as u32)
         .ok_or("Expires not a number in 0..=2^32-1")
 }
 
-/// Check 3: Retry-After starts with delta-seconds no larger than 2^32-1 (a comment and
+/// Retry-After starts with delta-seconds no larger than 2^32-1 (a comment and
 /// parameters may follow).
 pub(crate) fn retry_after(value: &str) -> Result<u32, &'static str> {
     let v = value.trim();
@@ -146,14 +148,14 @@ pub(crate) fn retry_after(value: &str) -> Result<u32, &'static str> {
         .ok_or("Retry-After not a number in 0..=2^32-1")
 }
 
-/// Check 4: Content-Length is digits only (surrounding whitespace allowed).
+/// Content-Length is digits only (surrounding whitespace allowed).
 pub(crate) fn content_length(value: &str) -> Result<usize, &'static str> {
     bounded_digits(value.trim(), u32::MAX as u64)
         .map(|v| v as usize)
         .ok_or("Content-Length is not a non-negative number")
 }
 
-/// Check 6: `Date` is an RFC 1123 date in GMT: `Sat, 15 Oct 2005 04:44:56 GMT`.
+/// `Date` is an RFC 1123 date in GMT: `Sat, 15 Oct 2005 04:44:56 GMT`.
 pub(crate) fn date(value: &str) -> Result<(), &'static str> {
     const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
     const MONTHS: [&str; 12] = [
