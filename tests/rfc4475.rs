@@ -18,7 +18,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use roomkit_media::sip::{parse, ParseError, SipMessage};
+use roomkit_media::sip::{parse, ParseError, ResponseBuilder, SipMessage};
 
 /// Semantic cases RFC 4475 wants refused before the application sees them, with the status.
 const EXPECTED_REFUSALS: &[(&str, u16)] = &[
@@ -104,7 +104,9 @@ fn rfc4475_torture_messages() {
                     (None, Err(e)) => Err(format!("should be delivered, got {e}")),
                     (Some(s), Err(ParseError::Reject(r))) if r.status == s => {
                         // The answer carries the status and copies the request's Via lines.
-                        let text = String::from_utf8(r.response(Some("t1"), None)).unwrap();
+                        let text =
+                            String::from_utf8(ResponseBuilder::rejection(&r).to_tag("t1").build())
+                                .unwrap();
                         let status_ok = text.starts_with(&format!("SIP/2.0 {s} "));
                         let via_ok = r
                             .echo

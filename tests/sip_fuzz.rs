@@ -104,7 +104,10 @@ fn exercise(data: &[u8]) {
         Ok(msg) => use_message(&msg),
         Err(ParseError::Reject(r)) => {
             assert!(matches!(r.status, 400 | 416 | 505));
-            let resp = r.response(Some("tag1"), Some("roomkit"));
+            let resp = ResponseBuilder::rejection(&r)
+                .to_tag("tag1")
+                .server("roomkit")
+                .build();
             assert!(resp.starts_with(format!("SIP/2.0 {} ", r.status).as_bytes()));
         }
         Err(ParseError::Drop { .. }) => {}

@@ -1091,7 +1091,13 @@ impl SipHandler for SipCore {
                 SipCounters::inc(&self.shared.counters.rejected);
                 // No transaction: a retransmission of a broken request gets the same answer.
                 let tag = new_tag();
-                out.push(r.response(Some(&tag), Some(self.server_agent())), from);
+                out.push(
+                    ResponseBuilder::rejection(&r)
+                        .to_tag(&tag)
+                        .server(self.server_agent())
+                        .build(),
+                    from,
+                );
             }
             Err(ParseError::Drop { .. }) => SipCounters::inc(&self.shared.counters.dropped),
         }

@@ -7,7 +7,7 @@
 use rand::distr::Alphanumeric;
 use rand::Rng;
 
-use super::message::{EchoHeaders, Method};
+use super::message::{EchoHeaders, Method, Rejection};
 
 /// The standard reason phrase for a status code (RFC 3261 §21 and common extensions).
 pub fn reason_phrase(status: u16) -> &'static str {
@@ -150,6 +150,18 @@ impl<'a> ResponseBuilder<'a> {
             to_tag: None,
             extra: Vec::new(),
             body: None,
+        }
+    }
+
+    /// The answer to a request our parser refused but can address: its status built from the
+    /// request's raw headers (`505` also names the version we speak). Add our To tag and
+    /// `Server` as for any response.
+    pub fn rejection(r: &'a Rejection) -> Self {
+        let b = ResponseBuilder::new(&r.echo, r.status);
+        if r.status == 505 {
+            b.header("Supported-Version", "SIP/2.0")
+        } else {
+            b
         }
     }
 

@@ -440,7 +440,8 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
-/// A request that fails a check but can still be answered.
+/// A request that fails a check but can still be answered ([`ResponseBuilder::rejection`](super::ResponseBuilder::rejection)
+/// builds the answer).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
     /// Status to answer with: 400, 416 or 505.
@@ -451,23 +452,6 @@ pub struct Rejection {
     pub method: String,
     /// The raw headers the answer copies.
     pub echo: EchoHeaders,
-}
-
-impl Rejection {
-    /// The complete response datagram, with our `tag` added to To when it has none.
-    pub fn response(&self, to_tag: Option<&str>, server: Option<&str>) -> Vec<u8> {
-        let mut b = super::builder::ResponseBuilder::new(&self.echo, self.status);
-        if let Some(tag) = to_tag {
-            b = b.to_tag(tag);
-        }
-        if let Some(server) = server {
-            b = b.server(server);
-        }
-        if self.status == 505 {
-            b = b.header("Supported-Version", "SIP/2.0");
-        }
-        b.build()
-    }
 }
 
 struct Framed<'a> {
@@ -1227,7 +1211,13 @@ mod tests {
             panic!("expected a rejection");
         };
         assert_eq!(r.status, 505);
-        let text = String::from_utf8(r.response(Some("x"), Some("roomkit"))).unwrap();
+        let text = String::from_utf8(
+            crate::sip::ResponseBuilder::rejection(&r)
+                .to_tag("x")
+                .server("roomkit")
+                .build(),
+        )
+        .unwrap();
         assert!(text.starts_with("SIP/2.0 505 Version Not Supported\r\n"));
         assert!(text.contains("To: <sip:bob@example.com>;tag=x\r\n"));
         assert!(text.contains("Server: roomkit\r\n"));
