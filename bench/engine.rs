@@ -19,6 +19,7 @@ use crossbeam_channel::{unbounded, Receiver};
 use roomkit_media::backend::{RtpBackendConfig, RtpVideoBackend};
 use roomkit_media::engine::socket::Wait;
 use roomkit_media::engine::{MediaSocket, RecvBatch, SessionId};
+use roomkit_media::prelude::*;
 use roomkit_media::VideoChunk;
 
 fn picture(key: bool, slice_len: usize, seed: u32) -> Vec<u8> {
@@ -69,12 +70,12 @@ fn pair() -> Pair {
         let _ = tx.send(Instant::now());
     });
     let nowhere: SocketAddr = "127.0.0.1:9".parse().unwrap();
-    let sa = a.connect("bench", "a", &meta(nowhere, nowhere)).unwrap();
+    let sa = a.connect("bench", "a", meta(nowhere, nowhere)).unwrap();
     let sb = b
         .connect(
             "bench",
             "b",
-            &meta(sa.audio.local_addr, sa.video.as_ref().unwrap().local_addr),
+            meta(sa.audio.local_addr, sa.video.as_ref().unwrap().local_addr),
         )
         .unwrap();
     a.update_remote(

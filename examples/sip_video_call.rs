@@ -14,6 +14,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use roomkit_media::backend::{SipBackendConfig, SipVideoBackend};
+use roomkit_media::prelude::*;
 use roomkit_media::VideoCodec;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -112,7 +113,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         e.fetch_add(1, Ordering::Relaxed);
     });
 
-    println!("roomkit-media listening on {}", backend.local_sip_addr());
+    // Every callback is registered: start answering.
+    let local = backend.start()?;
+    println!("roomkit-media listening on {local}");
     while max_calls == 0 || ended.load(Ordering::Relaxed) < max_calls {
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -442,7 +442,7 @@ rkm_status rkm_disconnect(rkm_backend *b, const char *session_id);
 
 // Points a live session's media at new remote addresses (`"ip:port"`; NULL leaves that stream
 // as it is), as a re-INVITE would: RTCP follows (same port with rtcp-mux, port + 1 otherwise).
-// RTP backends only: a SIP call's addresses come from its SDP (`RKM_ERR_UNSUPPORTED`). Any
+// On a SIP call this moves the media until the far end's next re-INVITE moves it again. Any
 // thread.
 rkm_status rkm_update_remote(rkm_backend *b,
                              const char *session_id,

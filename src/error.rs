@@ -4,6 +4,7 @@ use std::fmt;
 
 /// What went wrong, in a form callers can match on.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Error {
     /// An argument or configuration value is unusable; the message names it.
     InvalidArgument(String),

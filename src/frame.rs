@@ -4,6 +4,7 @@ use std::fmt;
 
 /// A video codec the engine can carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum VideoCodec {
     /// H.264 / AVC, RTP payload format RFC 6184.
     H264,
@@ -48,6 +49,7 @@ impl fmt::Display for VideoCodec {
 
 /// How received H.264 video is handed to the application.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Delivery {
     /// One frame per picture, Annex-B (a 4-byte start code before every NAL), complete pictures only.
     #[default]

@@ -1,25 +1,91 @@
 //! roomkit-media: a native engine for real-time audio and video over RTP, with SIP signalling.
 //!
-//! The crate is layered so that everything except `engine` is pure (no sockets, threads or clock
-//! reads; time is passed in):
+//! # Where to start
 //!
-//! - [`frame`]: the media units applications see (`VideoFrame`, `VideoChunk`, `AudioFrame`, `DtmfEvent`).
-//! - [`codec`]: payload formats — H.264 (RFC 6184), VP8 (RFC 7741), G.711, RFC 4733 telephone events, IVF.
-//! - [`rtp`]: RTP/RTCP packets, sender and receiver state, reorder window, picture assembly.
-//! - [`sdp`], [`sip`]: offer/answer and SIP signalling.
-//! - [`engine`]: sockets, I/O threads, channels and callback dispatch — the only I/O.
-//! - [`backend`]: the RTP and SIP voice/video backends, built from the layers above.
-//! - [`ffi`]: the C ABI.
+//! Pick a backend in [`backend`]:
+//! - [`RtpVoiceBackend`](backend::RtpVoiceBackend) / [`RtpVideoBackend`](backend::RtpVideoBackend)
+//!   when your application knows where to send media: `connect(room, participant, options)`
+//!   creates a session.
+//! - [`SipVoiceBackend`](backend::SipVoiceBackend) / [`SipVideoBackend`](backend::SipVideoBackend)
+//!   to answer SIP calls: create it, register callbacks, then `start()`.
+//!
+//! Every backend has the same session operations and callbacks, the
+//! [`MediaBackend`](backend::MediaBackend) trait (`send_video`, `send_audio`, `send_dtmf`,
+//! `request_keyframe`, `stats`, `disconnect`, `on_video_received`, ...): bring it into scope with
+//! `use roomkit_media::prelude::*`. Media arrives as [`VideoFrame`], [`AudioFrame`] and
+//! [`DtmfEvent`] on callback threads, never on a socket thread. Errors are [`Error`].
+//!
+//! ```no_run
+//! use roomkit_media::prelude::*;
+//! use roomkit_media::backend::{RtpBackendConfig, RtpVideoBackend, ConnectOptions};
+//!
+//! # fn main() -> roomkit_media::Result<()> {
+//! let backend = RtpVideoBackend::new(RtpBackendConfig::default())?;
+//! backend.on_video_received(|session, frame| {
+//!     println!("{session}: {} bytes, key={}", frame.data.len(), frame.keyframe);
+//! });
+//! let options = ConnectOptions::to("127.0.0.1:5004".parse().unwrap(), Some("127.0.0.1:5006".parse().unwrap()));
+//! let session = backend.connect("room", "alice", options)?;
+//! backend.send_video(session.id, &[0, 0, 0, 1, 0x65, 0x88, 0x84])?;
+//! # Ok(()) }
+//! ```
+//!
+//! [`codec`] has the payload formats and file readers/writers (H.264 Annex-B, IVF, G.711, RFC
+//! 4733) for tools around the engine. The C API is described in the README and the generated
+//! header `include/roomkit_media.h`.
+//!
+//! # Layers
+//!
+//! Everything but `engine` is pure (no sockets, threads or clock reads; time is passed in):
+//! `codec` (payload formats), `rtp` (RTP/RTCP, stream state), `sdp` (offer/answer), `sip`
+//! (messages, transactions, dialogs); `engine` owns sockets, threads and callback dispatch;
+//! `backend` composes them; `ffi` is the C ABI. The internal layers are public only with the
+//! `internals` cargo feature (fuzz targets, benchmarks and tests use it); without it the API is
+//! `backend`, `codec`, `frame`, `error` and `prelude`. See ARCHITECTURE.md.
 
 pub mod backend;
 pub mod codec;
-pub mod engine;
 pub mod error;
-pub mod ffi;
+// The C ABI: its `#[no_mangle]` functions are exported from the cdylib and staticlib whatever
+// the module's visibility; Rust users have the backends.
+#[allow(unused_imports)]
+mod ffi;
 pub mod frame;
-pub mod rtp;
-pub mod sdp;
-pub mod sip;
+pub mod prelude;
+
+/// Declares an internal layer: public with the `internals` feature, private otherwise.
+macro_rules! internal_layer {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[cfg(feature = "internals")]
+        pub mod $name;
+        #[cfg(not(feature = "internals"))]
+        #[allow(dead_code, unused_imports)]
+        mod $name;
+    };
+}
+
+internal_layer!(
+    /// Sockets, I/O threads, channels and callback dispatch: the only I/O.
+    engine
+);
+internal_layer!(
+    /// RTP and RTCP: packets, stream state, reordering and picture assembly. Pure.
+    rtp
+);
+internal_layer!(
+    /// SDP offer/answer. Pure.
+    sdp
+);
+internal_layer!(
+    /// SIP messages, transactions, dialogs and digest authentication. Pure.
+    sip
+);
 
 pub use error::{Error, Result};
 pub use frame::{AudioFrame, Delivery, DtmfEvent, VideoChunk, VideoCodec, VideoFrame};
+
+// The README's Rust examples are compiled (and the `no_run` ones not run) as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

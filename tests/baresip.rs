@@ -2,7 +2,9 @@
 //! --record`: its video (libx264 from an MP4 file) is recorded as Annex-B and must decode with
 //! ffmpeg to a sensible number of pictures, and its audio (an 8 kHz WAV) lands in the WAV.
 
-mod common;
+mod support;
+
+use support::peers;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -14,13 +16,13 @@ fn templates() -> PathBuf {
 
 #[test]
 fn baresip_av_call_is_recorded_and_decodes() {
-    if !common::have_peers(&["baresip", "ffmpeg"]) {
+    if !peers::have_peers(&["baresip", "ffmpeg"]) {
         return;
     }
-    let dir = common::TempDir::new("baresip");
+    let dir = peers::TempDir::new("baresip");
     let wav = dir.path("tone.wav");
     let mp4 = dir.path("video.mp4");
-    common::run(
+    peers::run(
         120,
         "ffmpeg",
         &[
@@ -41,7 +43,7 @@ fn baresip_av_call_is_recorded_and_decodes() {
             wav.to_str().unwrap(),
         ],
     );
-    common::run(
+    peers::run(
         180,
         "ffmpeg",
         &[
@@ -65,7 +67,7 @@ fn baresip_av_call_is_recorded_and_decodes() {
         ],
     );
     // baresip's own SIP port, and its config from the shared headless templates.
-    let bport = common::free_udp_port().to_string();
+    let bport = peers::free_udp_port().to_string();
     let conf = dir.path("baresip");
     std::fs::create_dir_all(&conf).unwrap();
     for name in ["config", "accounts"] {
@@ -78,12 +80,12 @@ fn baresip_av_call_is_recorded_and_decodes() {
         std::fs::write(conf.join(name), t).unwrap();
     }
 
-    let port = common::free_udp_port();
+    let port = peers::free_udp_port();
     let sip = format!("127.0.0.1:{port}");
     let rec = dir.path("rec");
-    let mut serve = common::spawn(
+    let mut serve = peers::spawn(
         120,
-        common::bin().to_str().unwrap(),
+        peers::bin().to_str().unwrap(),
         &[
             "serve",
             "--sip",
@@ -103,13 +105,13 @@ fn baresip_av_call_is_recorded_and_decodes() {
     assert!(first.contains("listening"), "{first}");
 
     let dial = format!("/dial sip:test@{sip}");
-    let baresip = common::spawn(
+    let baresip = peers::spawn(
         60,
         "baresip",
         &["-4", "-f", conf.to_str().unwrap(), "-e", &dial, "-t", "8"],
     );
-    let b_out = common::wait_bounded(baresip, Duration::from_secs(60));
-    let out = common::wait_bounded(serve, Duration::from_secs(30));
+    let b_out = peers::wait_bounded(baresip, Duration::from_secs(60));
+    let out = peers::wait_bounded(serve, Duration::from_secs(30));
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     let all = format!("{first}\n{}", rest.join("\n"));
     assert!(
@@ -142,7 +144,7 @@ fn baresip_av_call_is_recorded_and_decodes() {
         .filter(|p| p.extension().is_some_and(|e| e == "h264"))
         .collect();
     assert_eq!(h264.len(), 1);
-    let pictures = common::frame_md5s(&h264[0], &["-framerate", "30"]);
+    let pictures = peers::frame_md5s(&h264[0], &["-framerate", "30"]);
     // About 8 s of a 30 fps source minus call setup: anything under two seconds' worth means
     // the video did not really flow.
     assert!(

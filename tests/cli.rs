@@ -1,9 +1,11 @@
 //! The command line's contract: bad arguments and unreadable files give a clear message and exit
 //! code 2; `recv --frames` and `--timeout` stop it by themselves.
 
-mod common;
+mod support;
 
-use common::*;
+use support::peers;
+
+use peers::*;
 use std::process::Command;
 use std::time::Duration;
 

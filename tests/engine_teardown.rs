@@ -3,40 +3,14 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+mod support;
 
 use roomkit_media::engine::socket::{poll_readable, Wait};
 use roomkit_media::engine::{IoThread, MediaSocket, RecvBatch};
-
-/// The counts below are process-wide, so the tests in this file take turns.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn threads_now() -> usize {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap();
-    s.lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
-fn fds_now() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
-/// Thread counts settle a moment after `join` returns (the kernel reaps the task asynchronously).
-fn settle_to(threads: usize) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(2);
-    loop {
-        let t = threads_now();
-        if t <= threads || Instant::now() > deadline {
-            return t;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
+use support::process::{fds_now, settle, threads_now, SERIAL};
 
 fn lo() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
@@ -65,7 +39,7 @@ fn receive_loop(
 
 #[test]
 fn two_hundred_create_stop_cycles_leave_no_threads_or_fds() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = SERIAL.lock();
     let threads0 = threads_now();
     let fds0 = fds_now();
     let tx = MediaSocket::bind(lo()).unwrap();
@@ -84,13 +58,14 @@ fn two_hundred_create_stop_cycles_leave_no_threads_or_fds() {
         t.stop();
     }
     drop(tx);
-    assert_eq!(settle_to(threads0), threads0, "threads leaked");
-    assert_eq!(fds_now(), fds0, "descriptors leaked");
+    let (t, f) = settle(threads0, fds0);
+    assert_eq!(t, threads0, "threads leaked");
+    assert_eq!(f, fds0, "descriptors leaked");
 }
 
 #[test]
 fn polling_thread_is_woken_and_joined_quickly() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = SERIAL.lock();
     let sock = MediaSocket::bind(lo()).unwrap();
     let count = Arc::new(AtomicU64::new(0));
     // A poll timeout far longer than the test: only the waker can end it in time.
@@ -115,7 +90,7 @@ fn polling_thread_is_woken_and_joined_quickly() {
 
 #[test]
 fn thread_blocked_in_recvmmsg_is_woken_by_shutdown() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = SERIAL.lock();
     let sock = Arc::new(MediaSocket::bind(lo()).unwrap());
     let s = sock.clone();
     let h = std::thread::spawn(move || {

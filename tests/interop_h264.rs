@@ -3,9 +3,11 @@
 //! (`ffmpeg -f framemd5`), not byte for byte, since each packetizer may carry parameter sets
 //! differently.
 
-mod common;
+mod support;
 
-use common::*;
+use support::peers;
+
+use peers::*;
 use std::time::Duration;
 
 const SMALL: &str = "testsrc=size=640x480:rate=30";

@@ -1,8 +1,10 @@
 //! VP8 (RFC 7741) against ffmpeg's RTP muxer and demuxer, in both directions.
 
-mod common;
+mod support;
 
-use common::*;
+use support::peers;
+
+use peers::*;
 use std::time::Duration;
 
 const SOURCE: &str = "testsrc=size=640x480:rate=30";

@@ -105,7 +105,7 @@ fn rfc4475_torture_messages() {
                     (Some(s), Err(ParseError::Reject(r))) if r.status == s => {
                         // The answer carries the status and copies the request's Via lines.
                         let text =
-                            String::from_utf8(ResponseBuilder::rejection(&r).to_tag("t1").build())
+                            String::from_utf8(ResponseBuilder::rejection(r).to_tag("t1").build())
                                 .unwrap();
                         let status_ok = text.starts_with(&format!("SIP/2.0 {s} "));
                         let via_ok = r

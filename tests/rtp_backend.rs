@@ -1,16 +1,16 @@
 //! Two RTP video backends in one process, on loopback: audio, video, DTMF and keyframe requests
 //! go both ways and arrive exactly as sent.
 
-#[path = "rtp_backend_support/mod.rs"]
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::{h264_picture, pair, recv_n, Pair};
 use roomkit_media::backend::RtpBackendConfig;
 use roomkit_media::codec::g711::G711;
 use roomkit_media::engine::KeyframeRequest;
+use roomkit_media::prelude::*;
 use roomkit_media::{VideoChunk, VideoCodec};
+use support::rtp::{h264_picture, pair, recv_n, Pair};
 
 #[test]
 fn video_arrives_bit_exact_with_keyframe_sequence_and_timestamp() {
@@ -227,7 +227,7 @@ fn dtmf_both_ways() {
     assert_eq!(at_a[0].0, a_id);
     assert!(a.send_dtmf(a_id, 'x', 100).is_err());
     // The end packet is repeated after the receiver already reported the digit.
-    assert!(common::wait_until(Duration::from_secs(2), || a
+    assert!(support::rtp::wait_until(Duration::from_secs(2), || a
         .stats(a_id)
         .unwrap()
         .audio
@@ -357,7 +357,7 @@ fn connect_checks_video_remote_addr_first() {
 fn taps_run_with_and_without_a_primary_callback() {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
-    let Pair { a, b, a_id, .. } = common::pair_without_callbacks(RtpBackendConfig::default());
+    let Pair { a, b, a_id, .. } = support::rtp::pair_without_callbacks(RtpBackendConfig::default());
     let t1 = Arc::new(AtomicUsize::new(0));
     let t2 = Arc::new(AtomicUsize::new(0));
     let (c1, c2) = (t1.clone(), t2.clone());
@@ -368,7 +368,7 @@ fn taps_run_with_and_without_a_primary_callback() {
         c2.fetch_add(1, Ordering::SeqCst);
     });
     a.send_video(a_id, &h264_picture(true, 1000, 0)).unwrap();
-    common::wait_until(Duration::from_secs(5), || t1.load(Ordering::SeqCst) == 1);
+    support::rtp::wait_until(Duration::from_secs(5), || t1.load(Ordering::SeqCst) == 1);
     assert_eq!(t2.load(Ordering::SeqCst), 1);
     let p = Arc::new(AtomicUsize::new(0));
     let pc = p.clone();
@@ -376,7 +376,7 @@ fn taps_run_with_and_without_a_primary_callback() {
         pc.fetch_add(1, Ordering::SeqCst);
     });
     a.send_video(a_id, &h264_picture(false, 1000, 1)).unwrap();
-    common::wait_until(Duration::from_secs(5), || t2.load(Ordering::SeqCst) == 2);
+    support::rtp::wait_until(Duration::from_secs(5), || t2.load(Ordering::SeqCst) == 2);
     assert_eq!(p.load(Ordering::SeqCst), 1);
     assert_eq!(t1.load(Ordering::SeqCst), 2);
 }

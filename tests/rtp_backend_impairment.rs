@@ -2,18 +2,18 @@
 //! damaged picture may reach the application, losses must be counted, PLIs sent, and delivery
 //! must resume at the next keyframe.
 
-#[path = "rtp_backend_support/mod.rs"]
-mod common;
+mod support;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{h264_picture, pair, recv_n, Pair};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use roomkit_media::backend::RtpBackendConfig;
+use roomkit_media::prelude::*;
+use support::rtp::{h264_picture, pair, recv_n, Pair};
 
 /// Forwards A→B RTP with impairments and everything else untouched, until told to stop, for at
 /// most `MAX_PACKETS` packets or `MAX_TIME`.

@@ -2,22 +2,22 @@
 //! and garbage, truncated packets and strangers are dropped and counted while the session keeps
 //! working.
 
-#[path = "rtp_backend_support/mod.rs"]
-mod common;
+mod support;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{h264_picture, loopback_config, meta, pair, recv_n, wait_until, Pair};
 use crossbeam_channel::unbounded;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use roomkit_media::backend::{RtpBackendConfig, RtpVideoBackend};
 use roomkit_media::codec::h264::{H264Packetizer, PacketizationMode};
 use roomkit_media::codec::{Packetizer, PayloadList};
+use roomkit_media::prelude::*;
 use roomkit_media::rtp::packet::write_rtp_header;
+use support::rtp::{h264_picture, loopback_config, meta, pair, recv_n, wait_until, Pair};
 
 #[test]
 fn a_sleeping_callback_does_not_stop_reception() {
@@ -98,7 +98,7 @@ fn garbage_truncation_and_strangers_are_counted_and_survived() {
     let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
     let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
     let peer_addr = peer.local_addr().unwrap();
-    let s = b.connect("room", "p", &meta(peer_addr, peer_addr)).unwrap();
+    let s = b.connect("room", "p", meta(peer_addr, peer_addr)).unwrap();
     let video = s.video.clone().unwrap().local_addr;
     let audio = s.audio.local_addr;
     let mut raw = RawSender {
@@ -188,7 +188,7 @@ fn latching_follows_the_first_source_and_refuses_others() {
     });
     // Configured with an address nobody sends from (a NAT would rewrite it).
     let nowhere: SocketAddr = "127.0.0.1:9".parse().unwrap();
-    let s = b.connect("room", "p", &meta(nowhere, nowhere)).unwrap();
+    let s = b.connect("room", "p", meta(nowhere, nowhere)).unwrap();
     let video = s.video.clone().unwrap().local_addr;
     let mut raw = RawSender {
         sock: UdpSocket::bind("127.0.0.1:0").unwrap(),

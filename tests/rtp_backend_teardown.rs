@@ -1,63 +1,19 @@
 //! Sessions come and go without leaking threads or descriptors, and dropping a backend with live
 //! sessions joins everything it started.
 
-#[path = "rtp_backend_support/mod.rs"]
-mod common;
+mod support;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::{h264_picture, loopback_config, meta};
 use roomkit_media::backend::{RtpBackendConfig, RtpVideoBackend};
-
-/// Thread and descriptor counts are process-wide: the tests here take turns.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn threads_now() -> usize {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap();
-    s.lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
-fn fds_now() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
-/// Waits (bounded) for the counts to come back down: the kernel reaps joined threads shortly
-/// after `join` returns.
-fn settle(threads: usize, fds: usize) -> (usize, usize) {
-    let deadline = Instant::now() + Duration::from_secs(3);
-    loop {
-        let (t, f) = (threads_now(), fds_now());
-        if (t <= threads && f <= fds) || Instant::now() > deadline {
-            return (t, f);
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// The counts once they stop moving (bounded): a thread joined a moment ago can still be listed
-/// for a short while, and must not inflate a baseline.
-fn steady() -> (usize, usize) {
-    let deadline = Instant::now() + Duration::from_secs(3);
-    let mut last = (threads_now(), fds_now());
-    loop {
-        std::thread::sleep(Duration::from_millis(50));
-        let now = (threads_now(), fds_now());
-        if now == last || Instant::now() > deadline {
-            return now;
-        }
-        last = now;
-    }
-}
+use roomkit_media::prelude::*;
+use support::process::{fds_now, settle, steady, threads_now, SERIAL};
+use support::rtp::{h264_picture, loopback_config, meta};
 
 #[test]
 fn two_hundred_connect_disconnect_cycles_leak_nothing() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = SERIAL.lock();
     let be = RtpVideoBackend::new(loopback_config(RtpBackendConfig::default())).unwrap();
     let disconnected = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let d = disconnected.clone();
@@ -81,14 +37,15 @@ fn two_hundred_connect_disconnect_cycles_leak_nothing() {
     let (t, f) = settle(threads0, fds0);
     assert_eq!(t, threads0, "threads before/after");
     assert_eq!(f, fds0, "descriptors before/after");
-    assert!(common::wait_until(Duration::from_secs(2), || disconnected
-        .load(std::sync::atomic::Ordering::SeqCst)
-        == 201));
+    assert!(support::rtp::wait_until(
+        Duration::from_secs(2),
+        || disconnected.load(std::sync::atomic::Ordering::SeqCst) == 201
+    ));
 }
 
 #[test]
 fn dropping_a_backend_with_live_sessions_joins_everything() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = SERIAL.lock();
     let (threads0, fds0) = (threads_now(), fds_now());
     {
         let be = RtpVideoBackend::new(RtpBackendConfig {

@@ -3,7 +3,7 @@
 //! both ways, re-INVITE and hold, OPTIONS, 481/405/501, max_sessions, digest auth, ACK timeout,
 //! and that every call returns its ports.
 
-mod sip_support;
+mod support;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,9 +15,10 @@ use roomkit_media::backend::{
     CallDecision, SipCaller, SipCallerConfig, SipVideoBackend, SipVoiceBackend,
 };
 use roomkit_media::engine::SessionInfo;
+use roomkit_media::prelude::*;
 use roomkit_media::sip::transaction::Timers;
 use roomkit_media::VideoCodec;
-use sip_support::*;
+use support::sip::*;
 
 const T: Duration = Duration::from_secs(5);
 
@@ -37,7 +38,7 @@ fn caller(slot: u16, video: bool) -> SipCaller {
 }
 
 fn uri(be: &SipVoiceBackend) -> String {
-    format!("sip:room@{}", be.local_sip_addr())
+    format!("sip:room@{}", sip_addr(be))
 }
 
 #[test]
@@ -78,7 +79,8 @@ fn av_call_carries_media_both_ways_and_bye_in_tears_down() {
     uac.on_video_received(move |_, f| {
         let _ = uvtx.send(f.keyframe);
     });
-    let call = uac.call(&uri(&be), be.local_sip_addr()).unwrap();
+    let target = start(&be);
+    let call = uac.call(&uri(&be), target).unwrap();
     assert!(call.negotiation.video.is_some());
 
     let info = calls.recv_timeout(T).expect("on_call");
@@ -97,9 +99,9 @@ fn av_call_carries_media_both_ways_and_bye_in_tears_down() {
 
     // Caller → backend: pictures and audio.
     for i in 0..10u32 {
-        uac.send_video(&call, &h264_picture(i % 5 == 0, 3000, i))
+        uac.send_video(call.session, &h264_picture(i % 5 == 0, 3000, i))
             .unwrap();
-        uac.send_audio(&call, &[1000i16; 160]).unwrap();
+        uac.send_audio(call.session, &[1000i16; 160]).unwrap();
         std::thread::sleep(Duration::from_millis(20));
     }
     let mut got = 0;
@@ -118,7 +120,7 @@ fn av_call_carries_media_both_ways_and_bye_in_tears_down() {
         "video frames/keyframes at the backend"
     );
     assert!(arx.recv_timeout(T).is_ok(), "audio at the backend");
-    uac.send_dtmf(&call, '7', 100).unwrap();
+    uac.send_dtmf(call.session, '7', 100).unwrap();
     assert_eq!(
         digits.recv_timeout(T).unwrap(),
         '7',
@@ -152,7 +154,8 @@ fn audio_only_offer_makes_an_audio_only_call() {
         let _ = tx.send(s.clone());
     });
     let uac = caller(1, false);
-    let call = uac.call(&uri(&be), be.local_sip_addr()).unwrap();
+    let target = start(&be);
+    let call = uac.call(&uri(&be), target).unwrap();
     let info = calls.recv_timeout(T).unwrap();
     assert_eq!(info.metadata["has_video"], "false");
     assert!(call.negotiation.video.is_none());
@@ -174,23 +177,20 @@ fn video_without_a_common_codec_or_refused_is_answered_port_zero() {
     be.on_call(move |s| {
         let _ = tx.send(s.clone());
     });
-    let ua = RawUa::new(be.local_sip_addr());
+    let ua = RawUa::new(start(&be));
     for video in [
         Some((40002u16, "96", H264_ATTRS)),
         Some((0, "96", H264_ATTRS)),
         Some((40002, "98", VP9_ATTRS)),
     ] {
         let mut leg = Leg::new();
-        ua.send(&ua.request("INVITE", &leg, "", &offer(40000, video, "sendrecv")));
-        let ok = ua.expect_status(200, "INVITE", T);
+        let ok = ua.establish(&mut leg, "", &offer(40000, video, "sendrecv"));
         let sdp = body(&ok);
         assert!(sdp.contains("m=video 0 "), "{sdp}");
         assert!(sdp.contains("m=audio "), "{sdp}");
         let info = calls.recv_timeout(T).unwrap();
         assert_eq!(info.metadata["has_video"], "false");
         assert_eq!(info.metadata["video_codec"], "");
-        leg.to_tag = to_tag(&ok);
-        ua.send(&ua.request("ACK", &leg, "", ""));
         leg.cseq += 1;
         leg.branch = format!("z9hG4bK{}", token());
         ua.send(&ua.request("BYE", &leg, "", ""));
@@ -203,7 +203,7 @@ fn video_without_a_common_codec_or_refused_is_answered_port_zero() {
 fn no_common_audio_or_no_sdp_is_488_and_takes_no_port() {
     let be = SipVideoBackend::new(config(3)).unwrap();
     let cap = be.port_pool().capacity();
-    let ua = RawUa::new(be.local_sip_addr());
+    let ua = RawUa::new(start(&be));
     let g729 = "v=0\r\no=t 1 1 IN IP4 127.0.0.1\r\ns=t\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
                 m=audio 40000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n";
     for b in [g729, ""] {
@@ -227,7 +227,7 @@ fn cancel_before_answer_gets_200_and_487() {
     be.on_client_disconnected(move |s| {
         let _ = dtx.send(s.id);
     });
-    let ua = RawUa::new(be.local_sip_addr());
+    let ua = RawUa::new(start(&be));
     let leg = Leg::new();
     let invite = ua.request(
         "INVITE",
@@ -273,7 +273,8 @@ fn bye_from_our_side_is_sent_and_answered() {
         let _ = dtx.send(s.id);
     });
     let uac = caller(5, true);
-    let call = uac.call(&uri(&be), be.local_sip_addr()).unwrap();
+    let target = start(&be);
+    let call = uac.call(&uri(&be), target).unwrap();
     let info = calls.recv_timeout(T).unwrap();
     be.hangup(info.id).unwrap();
     assert_eq!(disc.recv_timeout(T).unwrap(), info.id);
@@ -296,12 +297,9 @@ fn our_bye_is_retransmitted_until_answered() {
     be.on_call(move |s| {
         let _ = tx.send(s.clone());
     });
-    let ua = RawUa::new(be.local_sip_addr());
+    let ua = RawUa::new(start(&be));
     let mut leg = Leg::new();
-    ua.send(&ua.request("INVITE", &leg, "", &offer(40000, None, "sendrecv")));
-    let ok = ua.expect_status(200, "INVITE", T);
-    leg.to_tag = to_tag(&ok);
-    ua.send(&ua.request("ACK", &leg, "", ""));
+    ua.establish(&mut leg, "", &offer(40000, None, "sendrecv"));
     let info = calls.recv_timeout(T).unwrap();
     be.hangup(info.id).unwrap();
     let first = ua.expect_request("BYE", T);
@@ -326,18 +324,14 @@ fn reinvite_moves_media_and_holds() {
     be.on_call(move |s| {
         let _ = tx.send(s.clone());
     });
-    let ua = RawUa::new(be.local_sip_addr());
+    let ua = RawUa::new(start(&be));
     let mut leg = Leg::new();
-    ua.send(&ua.request(
-        "INVITE",
-        &leg,
+    let ok = ua.establish(
+        &mut leg,
         "",
         &offer(40000, Some((40002, "96", H264_ATTRS)), "sendrecv"),
-    ));
-    let ok = ua.expect_status(200, "INVITE", T);
+    );
     let first_answer = body(&ok).to_string();
-    leg.to_tag = to_tag(&ok);
-    ua.send(&ua.request("ACK", &leg, "", ""));
     let info = calls.recv_timeout(T).unwrap();
     assert_eq!(info.audio.remote_addr.port(), 40000);
 
@@ -392,7 +386,7 @@ fn reinvite_moves_media_and_holds() {
 #[test]
 fn options_unknown_dialog_and_unsupported_methods() {
     let be = SipVoiceBackend::new(config(8)).unwrap();
-    let ua = RawUa::new(be.local_sip_addr());
+    let ua = RawUa::new(start(&be));
     ua.send(&ua.request("OPTIONS", &Leg::new(), "", ""));
     let r = ua.expect_status(200, "OPTIONS", T);
     let allow = header(&r, "Allow").unwrap();
@@ -427,12 +421,9 @@ fn max_sessions_refuses_with_486() {
     cfg.max_sessions = 1;
     let be = SipVoiceBackend::new(cfg).unwrap();
     let cap = be.port_pool().capacity();
-    let ua = RawUa::new(be.local_sip_addr());
+    let ua = RawUa::new(start(&be));
     let mut first = Leg::new();
-    ua.send(&ua.request("INVITE", &first, "", &offer(40000, None, "sendrecv")));
-    let ok = ua.expect_status(200, "INVITE", T);
-    first.to_tag = to_tag(&ok);
-    ua.send(&ua.request("ACK", &first, "", ""));
+    ua.establish(&mut first, "", &offer(40000, None, "sendrecv"));
     let second = Leg::new();
     ua.send(&ua.request("INVITE", &second, "", &offer(40010, None, "sendrecv")));
     ua.expect_status(486, "INVITE", T);
@@ -454,7 +445,7 @@ fn digest_auth_challenges_refuses_and_admits() {
     cfg.auth_realm = "rkm".into();
     let be = SipVideoBackend::new(cfg).unwrap();
     let cap = be.port_pool().capacity();
-    let ua = RawUa::new(be.local_sip_addr());
+    let ua = RawUa::new(start(&be));
     let leg = Leg::new();
     ua.send(&ua.request("INVITE", &leg, "", &offer(40000, None, "sendrecv")));
     let ch = ua.expect_status(401, "INVITE", T);
@@ -474,7 +465,7 @@ fn digest_auth_challenges_refuses_and_admits() {
         ..SipCallerConfig::default()
     })
     .unwrap();
-    let e = bad.call(&uri(&be), be.local_sip_addr()).unwrap_err();
+    let e = bad.call(&uri(&be), sip_addr(&be)).unwrap_err();
     assert!(e.to_string().contains("403"), "{e}");
 
     // Right password → call.
@@ -485,7 +476,7 @@ fn digest_auth_challenges_refuses_and_admits() {
         ..SipCallerConfig::default()
     })
     .unwrap();
-    let call = good.call(&uri(&be), be.local_sip_addr()).unwrap();
+    let call = good.call(&uri(&be), sip_addr(&be)).unwrap();
     assert!(call.negotiation.video.is_some());
     assert!(good.hangup(&call, T));
     assert!(wait_until(T, || be.port_pool().available() == cap));
@@ -511,8 +502,8 @@ fn reinvite_needs_auth_too() {
     cfg.auth_users = HashMap::from([("alice".to_string(), "secret".to_string())]);
     cfg.auth_realm = "rkm".into();
     let be = SipVoiceBackend::new(cfg).unwrap();
-    let ua = RawUa::new(be.local_sip_addr());
-    let ruri = format!("sip:service@{}", be.local_sip_addr());
+    let ua = RawUa::new(start(&be));
+    let ruri = format!("sip:service@{}", sip_addr(&be));
     let auth = |ch: &str, pass: &str| {
         let www = header(ch, "WWW-Authenticate").unwrap();
         let v = authorization_value(
@@ -535,10 +526,7 @@ fn reinvite_needs_auth_too() {
     ua.send(&ua.request("ACK", &leg, "", ""));
     leg.cseq += 1;
     leg.branch = format!("z9hG4bK{}", token());
-    ua.send(&ua.request("INVITE", &leg, &auth(&ch, "secret"), &sdp));
-    let ok = ua.expect_status(200, "INVITE", T);
-    leg.to_tag = to_tag(&ok);
-    ua.send(&ua.request("ACK", &leg, "", ""));
+    ua.establish(&mut leg, &auth(&ch, "secret"), &sdp);
 
     // re-INVITE without credentials: challenged.
     leg.cseq += 1;
@@ -584,7 +572,7 @@ fn invite_filter_rejects_with_its_code() {
             CallDecision::Accept
         }
     });
-    let ua = RawUa::new(be.local_sip_addr());
+    let ua = RawUa::new(start(&be));
     let leg = Leg::new();
     ua.send(&ua.request(
         "INVITE",
@@ -613,7 +601,7 @@ fn missing_ack_tears_the_call_down_with_bye() {
     be.on_client_disconnected(move |s| {
         let _ = dtx.send(s.id);
     });
-    let ua = RawUa::new(be.local_sip_addr());
+    let ua = RawUa::new(start(&be));
     let leg = Leg::new();
     ua.send(&ua.request("INVITE", &leg, "", &offer(40000, None, "sendrecv")));
     let first = ua.expect_status(200, "INVITE", T);
@@ -629,7 +617,7 @@ fn missing_ack_tears_the_call_down_with_bye() {
 #[test]
 fn malformed_input_is_answered_or_dropped_and_counted() {
     let be = SipVoiceBackend::new(config(14)).unwrap();
-    let ua = RawUa::new(be.local_sip_addr());
+    let ua = RawUa::new(start(&be));
     ua.send_bytes(b"\x00\x01garbage");
     ua.send_bytes(b"SIP/2.0 200 OK\r\n\r\n");
     // Content-Length larger than the body: 400.
@@ -655,7 +643,7 @@ fn voice_backend_answers_video_with_port_zero() {
     be.on_call(move |s| {
         let _ = tx.send(s.clone());
     });
-    let ua = RawUa::new(be.local_sip_addr());
+    let ua = RawUa::new(start(&be));
     let leg = Leg::new();
     ua.send(&ua.request(
         "INVITE",
@@ -684,12 +672,9 @@ fn unanswered_bye_gives_up_after_timer_f() {
     be.on_call(move |s| {
         let _ = tx.send(s.clone());
     });
-    let ua = RawUa::new(be.local_sip_addr());
+    let ua = RawUa::new(start(&be));
     let mut leg = Leg::new();
-    ua.send(&ua.request("INVITE", &leg, "", &offer(40000, None, "sendrecv")));
-    let ok = ua.expect_status(200, "INVITE", T);
-    leg.to_tag = to_tag(&ok);
-    ua.send(&ua.request("ACK", &leg, "", ""));
+    ua.establish(&mut leg, "", &offer(40000, None, "sendrecv"));
     let info = calls.recv_timeout(T).unwrap();
     be.hangup(info.id).unwrap();
     // Never answered: retransmitted, then given up after 64×T1 = 640 ms.

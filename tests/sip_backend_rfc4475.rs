@@ -1,13 +1,13 @@
 //! The 49 RFC 4475 torture messages sent over UDP to a running `SipVideoBackend`: none may stop
 //! it, invalid ones never get a 2xx, and after every message a clean OPTIONS still gets its 200.
 
-mod sip_support;
+mod support;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use roomkit_media::backend::SipVideoBackend;
-use sip_support::*;
+use support::sip::*;
 
 fn corpus_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/rfc4475")
@@ -30,7 +30,7 @@ fn every_torture_message_leaves_the_backend_serving() {
     let mut cfg = config(20);
     cfg.answer_after = Duration::ZERO;
     let be = SipVideoBackend::new(cfg).unwrap();
-    let ua = RawUa::new(be.local_sip_addr());
+    let ua = RawUa::new(start(&be));
     let mut sent = 0;
     for line in manifest
         .lines()

@@ -2,18 +2,17 @@
 //! threads and descriptors: 50 calls ended both ways leave none behind and return every port,
 //! and dropping the backend ends live calls with BYE and joins its threads.
 
-mod sip_support;
+mod support;
 
 use std::time::Duration;
 
 use roomkit_media::backend::{SipCaller, SipCallerConfig, SipVideoBackend, SipVoiceBackend};
+use roomkit_media::prelude::*;
 use roomkit_media::VideoCodec;
-use sip_support::*;
+use support::process::{fds_now, threads_now, SERIAL};
+use support::sip::*;
 
 const T: Duration = Duration::from_secs(5);
-
-/// The tests count the whole process's threads: run them one at a time.
-static SERIAL: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
 
 fn caller(slot: u16, video: bool) -> SipCaller {
     let start = 52000 + slot * 100;
@@ -31,7 +30,7 @@ fn caller(slot: u16, video: bool) -> SipCaller {
 }
 
 fn uri(be: &SipVoiceBackend) -> String {
-    format!("sip:room@{}", be.local_sip_addr())
+    format!("sip:room@{}", sip_addr(be))
 }
 
 #[test]
@@ -41,12 +40,13 @@ fn fifty_calls_leave_no_threads_fds_or_ports_behind() {
     let cap = be.port_pool().capacity();
     let uac = caller(15, true);
     // One call first so lazily started threads exist in the baseline.
-    let c = uac.call(&uri(&be), be.local_sip_addr()).unwrap();
+    let target = start(&be);
+    let c = uac.call(&uri(&be), target).unwrap();
     assert!(uac.hangup(&c, T));
     assert!(wait_until(T, || be.port_pool().available() == cap));
-    let (threads, fds) = (thread_count(), fd_count());
+    let (threads, fds) = (threads_now(), fds_now());
     for i in 0..50 {
-        let c = uac.call(&uri(&be), be.local_sip_addr()).unwrap();
+        let c = uac.call(&uri(&be), sip_addr(&be)).unwrap();
         if i % 2 == 0 {
             assert!(uac.hangup(&c, T));
         } else {
@@ -63,14 +63,14 @@ fn fifty_calls_leave_no_threads_fds_or_ports_behind() {
     }
     assert!(wait_until(T, || be.port_pool().available() == cap));
     assert!(
-        wait_until(T, || thread_count() <= threads),
+        wait_until(T, || threads_now() <= threads),
         "threads {} > {threads}",
-        thread_count()
+        threads_now()
     );
     assert!(
-        wait_until(T, || fd_count() <= fds),
+        wait_until(T, || fds_now() <= fds),
         "fds {} > {fds}",
-        fd_count()
+        fds_now()
     );
     assert_eq!(be.sip_stats().calls_ended, 51);
 }
@@ -78,15 +78,12 @@ fn fifty_calls_leave_no_threads_fds_or_ports_behind() {
 #[test]
 fn drop_ends_live_calls_with_bye_and_joins() {
     let _one = SERIAL.lock();
-    let threads = thread_count();
+    let threads = threads_now();
     let be = SipVoiceBackend::new(config(16)).unwrap();
-    let ua = RawUa::new(be.local_sip_addr());
+    let ua = RawUa::new(start(&be));
     let mut leg = Leg::new();
-    ua.send(&ua.request("INVITE", &leg, "", &offer(40000, None, "sendrecv")));
-    let ok = ua.expect_status(200, "INVITE", T);
-    leg.to_tag = to_tag(&ok);
-    ua.send(&ua.request("ACK", &leg, "", ""));
+    ua.establish(&mut leg, "", &offer(40000, None, "sendrecv"));
     drop(be);
     ua.expect_request("BYE", T);
-    assert!(wait_until(T, || thread_count() <= threads));
+    assert!(wait_until(T, || threads_now() <= threads));
 }

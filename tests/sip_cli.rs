@@ -2,29 +2,31 @@
 //! tone come back (echo), the recording holds the clip's pictures, and the WAV is 8 kHz mono
 //! 16-bit PCM with the call's audio.
 
-mod common;
+mod support;
+
+use support::peers;
 
 use std::io::{BufRead, BufReader};
 use std::time::Duration;
 
 #[test]
 fn call_to_serve_with_echo_and_record() {
-    if !common::have_peers(&["ffmpeg"]) {
+    if !peers::have_peers(&["ffmpeg"]) {
         return;
     }
-    let dir = common::TempDir::new("sip-cli");
+    let dir = peers::TempDir::new("sip-cli");
     let clip = dir.path("clip.h264");
-    common::make_h264_clip(
+    peers::make_h264_clip(
         &clip,
         "testsrc=size=320x240:rate=30",
         2,
         &["-profile:v", "baseline", "-g", "30"],
     );
-    let port = common::free_udp_port();
+    let port = peers::free_udp_port();
     let sip = format!("127.0.0.1:{port}");
     let rec = dir.path("rec");
-    let bin = common::bin();
-    let mut serve = common::spawn(
+    let bin = peers::bin();
+    let mut serve = peers::spawn(
         60,
         bin.to_str().unwrap(),
         &[
@@ -45,7 +47,7 @@ fn call_to_serve_with_echo_and_record() {
     let mut lines = BufReader::new(serve.stdout.take().unwrap()).lines();
     assert!(lines.next().unwrap().unwrap().contains("listening"));
     let uri = format!("sip:echo@{sip}");
-    let out = common::run(
+    let out = peers::run(
         60,
         bin.to_str().unwrap(),
         &[
@@ -58,18 +60,18 @@ fn call_to_serve_with_echo_and_record() {
         ],
     );
     let text = String::from_utf8_lossy(&out.stdout);
-    let stats = common::json_stats(&out.stdout);
-    let sent = common::stat(&stats, "pictures_sent");
+    let stats = peers::json_stats(&out.stdout);
+    let sent = peers::stat(&stats, "pictures_sent");
     assert!((70..=76).contains(&sent), "{text}");
     assert!(
-        common::stat(&stats, "frames_received") >= 70,
+        peers::stat(&stats, "frames_received") >= 70,
         "echoed video: {text}"
     );
     assert!(
-        common::stat(&stats, "audio_frames_received") >= 100,
+        peers::stat(&stats, "audio_frames_received") >= 100,
         "echoed audio: {text}"
     );
-    let served = common::wait_bounded(serve, Duration::from_secs(20));
+    let served = peers::wait_bounded(serve, Duration::from_secs(20));
     assert!(served.status.success());
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     assert!(
@@ -99,8 +101,8 @@ fn call_to_serve_with_echo_and_record() {
         "two seconds of audio or more: {data} bytes"
     );
     // The recording decodes to the clip's pictures (looped: about 75 sent from a 60-picture clip).
-    let want = common::frame_md5s(&clip, &["-framerate", "30"]);
-    let got = common::frame_md5s(h264, &["-framerate", "30"]);
+    let want = peers::frame_md5s(&clip, &["-framerate", "30"]);
+    let got = peers::frame_md5s(h264, &["-framerate", "30"]);
     assert_eq!(got.len() as i64, sent);
     assert_eq!(&got[..60], &want[..]);
 }

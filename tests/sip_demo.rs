@@ -1,14 +1,16 @@
 //! `roomkit-media demo` runs a loopback SIP audio + video call, exits 0 and reports that media
 //! flowed both ways, every picture arriving bit-exact.
 
-mod common;
+mod support;
+
+use support::peers;
 
 use std::time::Duration;
 
 #[test]
 fn demo_call_reports_media_both_ways() {
-    let child = common::spawn(60, common::bin().to_str().unwrap(), &["demo"]);
-    let out = common::wait_bounded(child, Duration::from_secs(60));
+    let child = peers::spawn(60, peers::bin().to_str().unwrap(), &["demo"]);
+    let out = peers::wait_bounded(child, Duration::from_secs(60));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

@@ -4,7 +4,9 @@
 //! sipp plays H.264 RTP from a pcap that `serve --record` writes and ffmpeg decodes to the
 //! clip's own pictures. sipp's exit code 0 means every scenario step matched.
 
-mod common;
+mod support;
+
+use support::peers;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -38,7 +40,7 @@ fn rtp_range(k: u16) -> String {
 
 impl Serve {
     fn start(k: u16, extra: &[&str]) -> Serve {
-        let port = common::free_udp_port();
+        let port = peers::free_udp_port();
         let sip = format!("127.0.0.1:{port}");
         let range = rtp_range(k);
         let mut args = vec![
@@ -51,7 +53,7 @@ impl Serve {
             &range,
         ];
         args.extend_from_slice(extra);
-        let mut child = common::spawn(180, common::bin().to_str().unwrap(), &args);
+        let mut child = peers::spawn(180, peers::bin().to_str().unwrap(), &args);
         let stdout = child.stdout.take().unwrap();
         let (tx, lines) = unbounded();
         std::thread::spawn(move || {
@@ -75,9 +77,9 @@ impl Serve {
     fn finish(mut self, interrupt: bool) -> Vec<String> {
         let child = self.child.take().unwrap();
         if interrupt {
-            common::interrupt(&child);
+            peers::interrupt(&child);
         }
-        let out = common::wait_bounded(child, Duration::from_secs(60));
+        let out = peers::wait_bounded(child, Duration::from_secs(60));
         assert!(
             out.status.success(),
             "serve failed ({}): {}",
@@ -107,11 +109,11 @@ impl Drop for Serve {
 
 /// Runs sipp with `scenario` against `serve`, panicking with its error log unless it exits 0.
 fn sipp(scenario: &Path, port: u16, extra: &[&str]) {
-    let dir = common::TempDir::new("sipp");
+    let dir = peers::TempDir::new("sipp");
     let target = format!("127.0.0.1:{port}");
-    let mp = common::free_udp_port().to_string();
+    let mp = peers::free_udp_port().to_string();
     // sipp's own SIP port: `-p 0` means its default 5060, which parallel runs would share.
-    let sp = common::free_udp_port().to_string();
+    let sp = peers::free_udp_port().to_string();
     let err = dir.path("errors.log");
     let log = dir.path("log.log");
     let mut args: Vec<&str> = vec![
@@ -173,7 +175,7 @@ fn events<'a>(lines: &'a [String], kind: &str) -> Vec<&'a String> {
 
 #[test]
 fn sipp_av_call() {
-    if !common::have_peers(&["sipp"]) {
+    if !peers::have_peers(&["sipp"]) {
         return;
     }
     let s = Serve::start(1, &["--max-calls", "1"]);
@@ -195,7 +197,7 @@ fn sipp_av_call() {
 
 #[test]
 fn sipp_audio_only_call() {
-    if !common::have_peers(&["sipp"]) {
+    if !peers::have_peers(&["sipp"]) {
         return;
     }
     let s = Serve::start(2, &["--max-calls", "1"]);
@@ -208,7 +210,7 @@ fn sipp_audio_only_call() {
 
 #[test]
 fn sipp_video_without_common_codec() {
-    if !common::have_peers(&["sipp"]) {
+    if !peers::have_peers(&["sipp"]) {
         return;
     }
     let s = Serve::start(3, &["--max-calls", "1"]);
@@ -221,7 +223,7 @@ fn sipp_video_without_common_codec() {
 
 #[test]
 fn sipp_cancel_before_answer() {
-    if !common::have_peers(&["sipp"]) {
+    if !peers::have_peers(&["sipp"]) {
         return;
     }
     let s = Serve::start(4, &["--answer-after", "5000", "--max-calls", "1"]);
@@ -237,7 +239,7 @@ fn sipp_cancel_before_answer() {
 
 #[test]
 fn sipp_options_and_sigint() {
-    if !common::have_peers(&["sipp"]) {
+    if !peers::have_peers(&["sipp"]) {
         return;
     }
     let s = Serve::start(5, &[]);
@@ -248,7 +250,7 @@ fn sipp_options_and_sigint() {
 
 #[test]
 fn sipp_reinvite_hold() {
-    if !common::have_peers(&["sipp"]) {
+    if !peers::have_peers(&["sipp"]) {
         return;
     }
     let s = Serve::start(6, &["--max-calls", "1"]);
@@ -260,7 +262,7 @@ fn sipp_reinvite_hold() {
 
 #[test]
 fn sipp_bye_from_our_side() {
-    if !common::have_peers(&["sipp"]) {
+    if !peers::have_peers(&["sipp"]) {
         return;
     }
     let s = Serve::start(7, &["--hangup-after", "300", "--max-calls", "1"]);
@@ -272,7 +274,7 @@ fn sipp_bye_from_our_side() {
 
 #[test]
 fn sipp_fifty_concurrent_calls() {
-    if !common::have_peers(&["sipp"]) {
+    if !peers::have_peers(&["sipp"]) {
         return;
     }
     let s = Serve::start(8, &["--max-calls", "50"]);
@@ -371,12 +373,12 @@ fn write_pcap(clip: &[u8], out: &Path) -> usize {
 
 #[test]
 fn sipp_plays_pcap_video_and_the_recording_decodes() {
-    if !common::have_peers(&["sipp", "ffmpeg"]) {
+    if !peers::have_peers(&["sipp", "ffmpeg"]) {
         return;
     }
-    let dir = common::TempDir::new("sipp-pcap");
+    let dir = peers::TempDir::new("sipp-pcap");
     let clip = dir.path("clip.h264");
-    common::make_h264_clip(
+    peers::make_h264_clip(
         &clip,
         "testsrc=size=320x240:rate=30",
         2,
@@ -404,8 +406,8 @@ fn sipp_plays_pcap_video_and_the_recording_decodes() {
         .filter(|p| p.extension().is_some_and(|e| e == "h264"))
         .collect();
     assert_eq!(recorded.len(), 1, "{recorded:?}");
-    let want = common::frame_md5s(&clip, &["-framerate", "30"]);
-    let got = common::frame_md5s(&recorded[0], &["-framerate", "30"]);
+    let want = peers::frame_md5s(&clip, &["-framerate", "30"]);
+    let got = peers::frame_md5s(&recorded[0], &["-framerate", "30"]);
     assert_eq!(want.len(), 60);
     assert_eq!(got, want, "recorded pictures decode to the clip's pictures");
     let wav = recorded[0].with_extension("wav");

@@ -1,9 +1,11 @@
 //! The built-in test clip (I_PCM + P-skip H.264) is real H.264: ffmpeg decodes every picture of
 //! it without a complaint, and consecutive pictures differ.
 
-mod common;
+mod support;
 
-use common::*;
+use support::peers;
+
+use peers::*;
 use roomkit_media::codec::testclip::TestClip;
 use std::process::Command;
 

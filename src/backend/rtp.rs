@@ -1,24 +1,24 @@
 //! `RtpVoiceBackend` and `RtpVideoBackend`: RTP sessions whose addresses the application supplies
-//! (configuration, overridden per session by connect metadata).
+//! (configuration, overridden per session by [`ConnectOptions`]).
 //!
 //! Video is composition, not a copy: `RtpVideoBackend` wraps an `RtpVoiceBackend` whose sessions
-//! carry a video stream too, and adds the video calls. Both run on one [`MediaEngine`], the same
-//! engine the SIP backends create their sessions on.
+//! carry a video stream too. Both run on a [`MediaEngine`], as the SIP backends do, and share
+//! every session operation through [`MediaBackend`].
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::ops::Deref;
-use std::sync::Arc;
 use std::time::Duration;
 
+use super::api::{sealed, MediaBackend};
 use crate::codec::h264::PacketizationMode;
 use crate::engine::dispatch::DEFAULT_QUEUE_LEN;
 use crate::engine::{
-    AudioParams, EngineConfig, KeyframeRequest, MediaEngine, MediaParams, SessionId, SessionInfo,
-    SessionSpec, SessionStats, SourcePolicy, StreamConfig, VideoParams,
+    AudioParams, EngineConfig, MediaEngine, MediaParams, SessionId, SessionInfo, SessionSpec,
+    SourcePolicy, StreamConfig, VideoParams,
 };
 use crate::error::{Error, Result};
-use crate::frame::{AudioFrame, Delivery, DtmfEvent, VideoChunk, VideoCodec, VideoFrame};
+use crate::frame::{Delivery, VideoCodec};
 
 /// Settings of an RTP backend. `Default` gives roomkit's defaults.
 #[derive(Debug, Clone)]
@@ -93,6 +93,69 @@ impl Default for RtpBackendConfig {
     }
 }
 
+/// What `connect` takes besides the room and participant: typed remote addresses, and
+/// roomkit's metadata map, which may carry the same addresses as text (`remote_addr`,
+/// `video_remote_addr`: `ip:port`, `[ipv6]:port` or `host:port`) and is kept as the session's
+/// metadata. Precedence, per address: the typed field, then the metadata key, then the backend
+/// configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectOptions {
+    /// Where to send audio.
+    pub remote_addr: Option<SocketAddr>,
+    /// Where to send video (video backend).
+    pub video_remote_addr: Option<SocketAddr>,
+    /// roomkit-compatible metadata, copied into the session's metadata.
+    pub metadata: HashMap<String, String>,
+}
+
+impl ConnectOptions {
+    /// Options with typed addresses only.
+    pub fn to(remote_addr: SocketAddr, video_remote_addr: Option<SocketAddr>) -> Self {
+        ConnectOptions {
+            remote_addr: Some(remote_addr),
+            video_remote_addr,
+            metadata: HashMap::new(),
+        }
+    }
+
+    /// The audio remote address: typed, else from metadata.
+    fn remote(&self) -> Result<Option<SocketAddr>> {
+        match self.remote_addr {
+            Some(a) => Ok(Some(a)),
+            None => metadata_addr(&self.metadata, "remote_addr"),
+        }
+    }
+
+    /// The video remote address: typed, else from metadata.
+    fn video_remote(&self) -> Result<Option<SocketAddr>> {
+        match self.video_remote_addr {
+            Some(a) => Ok(Some(a)),
+            None => metadata_addr(&self.metadata, "video_remote_addr"),
+        }
+    }
+}
+
+impl From<HashMap<String, String>> for ConnectOptions {
+    fn from(metadata: HashMap<String, String>) -> Self {
+        ConnectOptions {
+            metadata,
+            ..ConnectOptions::default()
+        }
+    }
+}
+
+impl From<&HashMap<String, String>> for ConnectOptions {
+    fn from(metadata: &HashMap<String, String>) -> Self {
+        metadata.clone().into()
+    }
+}
+
+impl From<&ConnectOptions> for ConnectOptions {
+    fn from(o: &ConnectOptions) -> Self {
+        o.clone()
+    }
+}
+
 /// Reads an address from connect metadata: `ip:port`, `[ipv6]:port` or `host:port`.
 fn metadata_addr(metadata: &HashMap<String, String>, key: &str) -> Result<Option<SocketAddr>> {
     let Some(v) = metadata.get(key) else {
@@ -164,11 +227,6 @@ impl RtpVoiceBackend {
         &self.cfg
     }
 
-    /// The engine under the backend (for components that create sessions themselves).
-    pub fn engine(&self) -> &MediaEngine {
-        &self.engine
-    }
-
     fn stream_config(
         &self,
         media: MediaParams,
@@ -193,20 +251,25 @@ impl RtpVoiceBackend {
     }
 
     /// Creates a session: binds its sockets, starts its threads and fires `on_session_ready`
-    /// (and `on_video_session_ready` on the video backend). `metadata["remote_addr"]` overrides
-    /// the configured remote address.
+    /// (and `on_video_session_ready` on the video backend). `options` is a [`ConnectOptions`]
+    /// or, as in roomkit, a metadata map (`&HashMap<String, String>`) whose `remote_addr` and
+    /// `video_remote_addr` override the configured addresses. On a video backend, without a
+    /// video remote address anywhere the call fails (naming `video_remote_addr`) before anything
+    /// is opened.
     pub fn connect(
         &self,
         room_id: &str,
         participant_id: &str,
-        metadata: &HashMap<String, String>,
+        options: impl Into<ConnectOptions>,
     ) -> Result<SessionInfo> {
+        let options = options.into();
         let c = &self.cfg;
         // Every address is resolved before anything is opened, so a refused connect leaves
         // nothing behind.
         let video_remote = if self.with_video {
             Some(
-                metadata_addr(metadata, "video_remote_addr")?
+                options
+                    .video_remote()?
                     .or(c.video_remote_addr)
                     .ok_or_else(|| {
                         Error::InvalidArgument(
@@ -219,15 +282,13 @@ impl RtpVoiceBackend {
         } else {
             None
         };
-        let remote = metadata_addr(metadata, "remote_addr")?
-            .or(c.remote_addr)
-            .ok_or_else(|| {
-                Error::InvalidArgument(
-                    "remote_addr must be provided either in the backend config or via \
+        let remote = options.remote()?.or(c.remote_addr).ok_or_else(|| {
+            Error::InvalidArgument(
+                "remote_addr must be provided either in the backend config or via \
                      metadata['remote_addr'] in connect()"
-                        .into(),
-                )
-            })?;
+                    .into(),
+            )
+        })?;
         let audio = self.stream_config(
             MediaParams::Audio(AudioParams {
                 payload_type: c.payload_type,
@@ -253,7 +314,7 @@ impl RtpVoiceBackend {
                 vr,
             )
         });
-        let mut meta = metadata.clone();
+        let mut meta = options.metadata;
         meta.insert(
             "backend".into(),
             if self.with_video { "rtp-av" } else { "rtp" }.into(),
@@ -281,117 +342,18 @@ impl RtpVoiceBackend {
         })?;
         Ok((*info).clone())
     }
+}
 
-    /// Ends a session: joins its threads (sending RTCP BYE), closes its sockets and fires
-    /// `on_client_disconnected`.
-    pub fn disconnect(&self, session: SessionId) -> Result<()> {
-        self.engine.disconnect(session)
-    }
-
-    /// Points a session's media at new remote addresses (as a re-INVITE does): `audio` and
-    /// `video` are RTP addresses; RTCP follows (same port with rtcp-mux, port + 1 otherwise).
-    pub fn update_remote(
-        &self,
-        session: SessionId,
-        audio: Option<SocketAddr>,
-        video: Option<SocketAddr>,
-    ) -> Result<()> {
-        let s = self.engine.session(session)?;
-        let rtcp = |a: SocketAddr| {
-            if self.cfg.rtcp_mux {
-                a
-            } else {
-                SocketAddr::new(a.ip(), a.port().wrapping_add(1))
-            }
-        };
-        if let Some(a) = audio {
-            s.audio().set_remote(a, rtcp(a));
-        }
-        if let (Some(a), Some(v)) = (video, s.video()) {
-            v.set_remote(a, rtcp(a));
-        }
-        Ok(())
-    }
-
-    /// The live session `session`.
-    pub fn get_session(&self, session: SessionId) -> Option<SessionInfo> {
-        self.engine.session(session).ok().map(|s| s.current_info())
-    }
-
-    /// Live sessions of a room.
-    pub fn list_sessions(&self, room_id: &str) -> Vec<SessionInfo> {
-        self.engine.list(Some(room_id))
-    }
-
-    /// Counters of a session.
-    pub fn stats(&self, session: SessionId) -> Result<SessionStats> {
-        Ok(self.engine.session(session)?.stats())
-    }
-
-    /// Sends 16-bit PCM as 20 ms G.711 packets (the last padded with silence), all at once: the
-    /// caller paces real-time audio by calling with each block as it is captured.
-    pub fn send_audio(&self, session: SessionId, pcm: &[i16]) -> Result<()> {
-        self.engine.session(session)?.audio().send_audio(pcm)
-    }
-
-    /// Sends one frame the application encoded itself, lasting `duration_ms`, as one RTP packet:
-    /// payload passthrough for audio formats other than G.711 (`payload_type` in the config).
-    pub fn send_audio_payload(
-        &self,
-        session: SessionId,
-        payload: &[u8],
-        duration_ms: u32,
-    ) -> Result<()> {
-        self.engine
-            .session(session)?
-            .audio()
-            .send_audio_payload(payload, duration_ms)
-    }
-
-    /// Sends a DTMF digit as RFC 4733 telephone events. Returns at once; the receive thread
-    /// paces the packets (every 20 ms, then three end packets), and digits queue behind each other.
-    pub fn send_dtmf(&self, session: SessionId, digit: char, duration_ms: u32) -> Result<()> {
-        self.engine
-            .session(session)?
-            .audio()
-            .send_dtmf(digit, duration_ms)
-    }
-
-    /// Received audio: decoded to PCM for G.711, passed through (`AudioFrame::payload`) otherwise.
-    pub fn on_audio_received<F>(&self, f: F)
-    where
-        F: Fn(SessionId, &AudioFrame) + Send + Sync + 'static,
-    {
-        self.engine.callbacks().set_audio(f);
-    }
-
-    /// Received DTMF digits.
-    pub fn on_dtmf_received<F>(&self, f: F)
-    where
-        F: Fn(SessionId, DtmfEvent) + Send + Sync + 'static,
-    {
-        self.engine.callbacks().set_dtmf(f);
-    }
-
-    /// A session was created.
-    pub fn on_session_ready<F>(&self, f: F)
-    where
-        F: Fn(&SessionInfo) + Send + Sync + 'static,
-    {
-        self.engine.callbacks().set_session_ready(f);
-    }
-
-    /// A session ended.
-    pub fn on_client_disconnected<F>(&self, f: F)
-    where
-        F: Fn(&SessionInfo) + Send + Sync + 'static,
-    {
-        self.engine.callbacks().set_disconnected(f);
+impl sealed::Engine for RtpVoiceBackend {
+    fn engine(&self) -> &MediaEngine {
+        &self.engine
     }
 }
 
-/// Audio and video RTP sessions: every session has a video stream with the same id. All of
-/// [`RtpVoiceBackend`]'s calls are available through `Deref`.
+impl MediaBackend for RtpVoiceBackend {}
+
+/// Audio and video RTP sessions: every session has a video stream with the same id.
+/// [`RtpVoiceBackend`]'s own calls (`config`) are available through `Deref`.
 #[derive(Debug)]
 pub struct RtpVideoBackend {
     voice: RtpVoiceBackend,
@@ -413,120 +375,21 @@ impl RtpVideoBackend {
         })
     }
 
-    /// Creates an audio + video session. The video remote address comes from
-    /// `metadata["video_remote_addr"]`, else the config; with neither the call fails (naming
-    /// `video_remote_addr`) before anything is opened.
+    /// Creates an audio + video session (see [`RtpVoiceBackend::connect`]).
     pub fn connect(
         &self,
         room_id: &str,
         participant_id: &str,
-        metadata: &HashMap<String, String>,
+        options: impl Into<ConnectOptions>,
     ) -> Result<SessionInfo> {
-        self.voice.connect(room_id, participant_id, metadata)
-    }
-
-    /// The session `session`, if live (it always has video on this backend).
-    pub fn get_video_session(&self, session: SessionId) -> Option<SessionInfo> {
-        self.voice
-            .get_session(session)
-            .filter(|s| s.video.is_some())
-    }
-
-    /// Live video sessions of a room.
-    pub fn list_video_sessions(&self, room_id: &str) -> Vec<SessionInfo> {
-        self.voice
-            .list_sessions(room_id)
-            .into_iter()
-            .filter(|s| s.video.is_some())
-            .collect()
-    }
-
-    fn video_of(&self, session: SessionId) -> Result<Arc<crate::engine::MediaSession>> {
-        let s = self.voice.engine.session(session)?;
-        if s.video().is_none() {
-            return Err(Error::State(format!("session {session} has no video")));
-        }
-        Ok(s)
-    }
-
-    /// Sends one picture (Annex-B or one raw NAL for H.264, one frame for VP8), timestamped
-    /// with the time since the session started. All its packets leave in one `sendmmsg`.
-    pub fn send_video(&self, session: SessionId, picture: &[u8]) -> Result<()> {
-        let s = self.video_of(session)?;
-        s.video().map_or(Ok(()), |v| v.send_video(picture, None))
-    }
-
-    /// Sends one picture with the caller's presentation time in milliseconds (`None`: the
-    /// session clock), without taking ownership of the bytes.
-    pub fn send_video_at(
-        &self,
-        session: SessionId,
-        picture: &[u8],
-        timestamp_ms: Option<f64>,
-    ) -> Result<()> {
-        let s = self.video_of(session)?;
-        s.video()
-            .map_or(Ok(()), |v| v.send_video(picture, timestamp_ms))
-    }
-
-    /// Sends pictures in order, each with its own timestamp (`None`: the session clock).
-    pub fn send_video_chunks<I>(&self, session: SessionId, chunks: I) -> Result<()>
-    where
-        I: IntoIterator<Item = VideoChunk>,
-    {
-        let s = self.video_of(session)?;
-        let Some(v) = s.video() else { return Ok(()) };
-        for c in chunks {
-            v.send_video(&c.data, c.timestamp_ms)?;
-        }
-        Ok(())
-    }
-
-    /// Asks the remote sender for a key frame (RTCP PLI).
-    pub fn request_keyframe(&self, session: SessionId) -> Result<()> {
-        self.voice
-            .engine
-            .request_keyframe(session, KeyframeRequest::Pli)
-    }
-
-    /// Asks the remote sender for a key frame with a Full Intra Request (RFC 5104), for peers
-    /// that ignore PLI.
-    pub fn request_keyframe_fir(&self, session: SessionId) -> Result<()> {
-        self.voice
-            .engine
-            .request_keyframe(session, KeyframeRequest::Fir)
-    }
-
-    /// Received video: the primary callback (one; setting it again replaces it).
-    pub fn on_video_received<F>(&self, f: F)
-    where
-        F: Fn(SessionId, &VideoFrame) + Send + Sync + 'static,
-    {
-        self.voice.engine.callbacks().set_video(f);
-    }
-
-    /// Received video: an additional observer (several allowed; called with or without a
-    /// primary callback, after it).
-    pub fn add_video_tap<F>(&self, f: F)
-    where
-        F: Fn(SessionId, &VideoFrame) + Send + Sync + 'static,
-    {
-        self.voice.engine.callbacks().add_video_tap(f);
-    }
-
-    /// The video stream of a session is up.
-    pub fn on_video_session_ready<F>(&self, f: F)
-    where
-        F: Fn(&SessionInfo) + Send + Sync + 'static,
-    {
-        self.voice.engine.callbacks().set_video_session_ready(f);
-    }
-
-    /// The remote asked for a key frame (PLI or FIR): make the encoder emit one.
-    pub fn on_keyframe_requested<F>(&self, f: F)
-    where
-        F: Fn(SessionId, KeyframeRequest) + Send + Sync + 'static,
-    {
-        self.voice.engine.callbacks().set_keyframe(f);
+        self.voice.connect(room_id, participant_id, options)
     }
 }
+
+impl sealed::Engine for RtpVideoBackend {
+    fn engine(&self) -> &MediaEngine {
+        &self.voice.engine
+    }
+}
+
+impl MediaBackend for RtpVideoBackend {}

@@ -1,180 +1,62 @@
-//! `SipVoiceBackend` and `SipVideoBackend`: a SIP user agent server whose calls become engine
-//! sessions.
+//! `SipVoiceBackend` and `SipVideoBackend`: a SIP user agent whose calls become engine sessions.
 //!
-//! One SIP thread ([`SipTransport`]) runs the call core; sessions live on the same
-//! [`MediaEngine`] the RTP backends use, so media, callbacks and teardown behave identically.
-//! `SipVideoBackend` is the voice backend with video negotiation switched on (composition:
-//! `Deref` to the voice backend, plus the video calls).
+//! `new` checks the configuration and starts the callback threads; `start` binds the SIP socket
+//! and starts the SIP thread ([`SipTransport`]), which runs the call core. Register callbacks in
+//! between, and no call can be answered before they are in place. Sessions live on a
+//! [`MediaEngine`] like the RTP backends', so every session operation is the shared
+//! [`MediaBackend`] one. `SipVideoBackend` is the voice backend with video negotiation switched
+//! on (composition: `Deref` to the voice backend).
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::ops::Deref;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
 
 use crossbeam_channel::{unbounded, Sender};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
+use super::api::{sealed, MediaBackend};
+use super::sip_config::{CallDecision, IncomingCall, SipBackendConfig, SipStats};
 use super::sip_core::{Command, Shared, SipCore, SipCounters, SipEvent};
-use crate::engine::dispatch::{Dispatcher, DEFAULT_QUEUE_LEN};
+use crate::engine::dispatch::Dispatcher;
 use crate::engine::{
-    EngineConfig, KeyframeRequest, MediaEngine, MediaSession, PortPool, SessionId, SessionInfo,
-    SessionStats, SipTransport, StopSignal,
+    EngineConfig, MediaEngine, MediaSocket, PortPool, SessionId, SessionInfo, SipTransport,
+    StopSignal,
 };
 use crate::error::{Error, Result};
-use crate::frame::{AudioFrame, Delivery, DtmfEvent, VideoChunk, VideoCodec, VideoFrame};
-use crate::sdp::AudioCodec;
-use crate::sip::transaction::Timers;
 
-/// Settings of a SIP backend. `Default` gives roomkit's defaults where they make sense here.
-#[derive(Debug, Clone)]
-pub struct SipBackendConfig {
-    /// Where the SIP socket binds (UDP). Port 0 picks a free one (see `local_sip_addr()`).
-    pub local_sip_addr: SocketAddr,
-    /// Where RTP sockets bind.
-    pub local_rtp_ip: IpAddr,
-    /// The address written in SDP and Contact when it differs from the bound one (NAT).
-    pub advertised_ip: Option<IpAddr>,
-    /// RTP port range (even ports; RTCP on the odd one above unless rtcp-mux).
-    pub rtp_port_start: u16,
-    pub rtp_port_end: u16,
-    /// Audio codecs accepted, the offerer's order deciding among them.
-    pub supported_codecs: Vec<AudioCodec>,
-    /// Video codecs accepted (video backend only): H264 and/or VP8.
-    pub supported_video_codecs: Vec<VideoCodec>,
-    /// Most simultaneous calls (ringing included); 0 = no limit. Beyond it: 486 Busy Here.
-    pub max_sessions: usize,
-    /// Digest users (name → password). Empty: no authentication.
-    pub auth_users: HashMap<String, String>,
-    pub auth_realm: String,
-    /// `Server`/`User-Agent` header and SDP `s=` line.
-    pub user_agent: String,
-    /// Ring time between 180 and 200 (CANCEL can arrive meanwhile).
-    pub answer_after: Duration,
-    /// SIP timer values (T1, T2, T4).
-    pub timers: Timers,
-    /// Latch each stream to the first source its packets come from (peers behind NAT, and
-    /// senders whose source port differs from their SDP port). Off: only the SDP address.
-    pub symmetric_rtp: bool,
-    /// Largest RTP payload sent.
-    pub mtu: usize,
-    /// How received H.264 is delivered.
-    pub delivery: Delivery,
-    /// Hold non-key pictures back after loss until a key frame.
-    pub wait_for_keyframe: bool,
-    /// Nominal RTCP report interval.
-    pub rtcp_interval: Duration,
-    /// Callback threads of the engine.
-    pub callback_threads: usize,
-    /// Events queued per callback thread before new ones are dropped (and counted).
-    pub callback_queue: usize,
-}
-
-impl Default for SipBackendConfig {
-    fn default() -> Self {
-        SipBackendConfig {
-            local_sip_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 5060),
-            local_rtp_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            advertised_ip: None,
-            rtp_port_start: 10000,
-            rtp_port_end: 20000,
-            supported_codecs: vec![AudioCodec::Pcmu, AudioCodec::Pcma],
-            supported_video_codecs: vec![VideoCodec::H264],
-            max_sessions: 0,
-            auth_users: HashMap::new(),
-            auth_realm: "roomkit".into(),
-            user_agent: "roomkit-media".into(),
-            answer_after: Duration::ZERO,
-            timers: Timers::default(),
-            symmetric_rtp: true,
-            mtu: 1200,
-            delivery: Delivery::AccessUnit,
-            wait_for_keyframe: true,
-            rtcp_interval: Duration::from_secs(5),
-            callback_threads: 1,
-            callback_queue: DEFAULT_QUEUE_LEN,
-        }
-    }
-}
-
-/// What the invite filter sees of a new call (before any port is taken).
-#[derive(Debug, Clone)]
-pub struct IncomingCall {
-    pub call_id: String,
-    /// From URI.
-    pub caller: String,
-    /// To URI.
-    pub callee: String,
-    pub caller_display_name: Option<String>,
-    /// `X-` headers as (name, value), sorted.
-    pub x_headers: Vec<(String, String)>,
-    /// Where the INVITE came from.
-    pub source: SocketAddr,
-    /// The offer has an `m=video` line.
-    pub offers_video: bool,
-}
-
-/// The invite filter's verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CallDecision {
-    Accept,
-    /// Refuse with this final status (300..=699; anything else becomes 603).
-    Reject(u16),
-}
-
-/// Screens new INVITEs. Runs on the SIP thread: it must return quickly.
-pub type InviteFilter = Arc<dyn Fn(&IncomingCall) -> CallDecision + Send + Sync>;
-
-/// Snapshot of the signalling counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SipStats {
-    pub received: u64,
-    pub rejected: u64,
-    pub dropped: u64,
-    pub calls_answered: u64,
-    pub calls_ended: u64,
-    pub calls_refused: u64,
-    pub bye_timeouts: u64,
-}
-
-impl SipStats {
-    fn read(c: &SipCounters) -> SipStats {
-        let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-        SipStats {
-            received: g(&c.received),
-            rejected: g(&c.rejected),
-            dropped: g(&c.dropped),
-            calls_answered: g(&c.calls_answered),
-            calls_ended: g(&c.calls_ended),
-            calls_refused: g(&c.calls_refused),
-            bye_timeouts: g(&c.bye_timeouts),
-        }
-    }
-}
-
-/// SIP audio calls (UAS). Video offers are answered `m=video 0`.
-pub struct SipVoiceBackend {
-    // Field order is drop order: the SIP thread stops (sending BYEs, closing sessions) before
-    // the SIP callback thread and the engine go.
+/// The SIP thread and the handles to reach it, once the backend is started.
+struct Running {
     transport: SipTransport,
     wake: StopSignal,
     commands: Sender<Command>,
-    _dispatcher: Arc<Dispatcher<SipEvent>>,
+}
+
+/// SIP audio calls. Video offers are answered `m=video 0`.
+pub struct SipVoiceBackend {
+    // Field order is drop order: the SIP thread stops (sending BYEs, closing sessions) before
+    // the SIP callback thread and the engine go.
+    running: OnceLock<Running>,
+    /// Held while starting, so two concurrent `start` calls cannot both bind.
+    starting: Mutex<()>,
+    dispatcher: Arc<Dispatcher<SipEvent>>,
     shared: Arc<Shared>,
+    with_video: bool,
     cfg: SipBackendConfig,
 }
 
 impl std::fmt::Debug for SipVoiceBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SipVoiceBackend")
-            .field("sip", &self.transport.local_addr())
+            .field("sip", &self.local_sip_addr())
+            .field("video", &self.with_video)
             .finish_non_exhaustive()
     }
 }
 
 impl SipVoiceBackend {
-    /// Binds the SIP socket and starts the SIP and callback threads.
+    /// Checks the configuration and starts the callback threads. Nothing is bound yet: register
+    /// the callbacks, then call [`SipVoiceBackend::start`].
     pub fn new(cfg: SipBackendConfig) -> Result<SipVoiceBackend> {
         Self::build(cfg, false)
     }
@@ -215,31 +97,53 @@ impl SipVoiceBackend {
             )
             .map_err(|e| Error::Io("starting the SIP callback thread".into(), e))?,
         );
+        Ok(SipVoiceBackend {
+            running: OnceLock::new(),
+            starting: Mutex::new(()),
+            dispatcher,
+            shared,
+            with_video,
+            cfg,
+        })
+    }
+
+    /// Binds the SIP socket and starts the SIP thread: from now on calls are answered, with the
+    /// callbacks registered so far. Returns the bound address (the port chosen when the
+    /// configuration asked for port 0). Fails with [`Error::State`] when already started.
+    pub fn start(&self) -> Result<SocketAddr> {
+        let _guard = self.starting.lock();
+        if self.running.get().is_some() {
+            return Err(Error::State("the SIP backend is already started".into()));
+        }
+        let sock = MediaSocket::bind(self.cfg.local_sip_addr)
+            .map_err(|e| Error::Io(format!("binding SIP {}", self.cfg.local_sip_addr), e))?;
+        let local = sock.local_addr();
         let (tx, rx) = unbounded();
         let cname = format!("{}@roomkit-media", uuid::Uuid::new_v4().simple());
-        // The core needs the bound address for Via/Contact; bind first, then hand it over.
-        let sock = crate::engine::MediaSocket::bind(cfg.local_sip_addr)
-            .map_err(|e| Error::Io(format!("binding SIP {}", cfg.local_sip_addr), e))?;
-        let local = sock.local_addr();
         let core = SipCore::new(
-            cfg.clone(),
-            with_video,
-            shared.clone(),
+            self.cfg.clone(),
+            self.with_video,
+            self.shared.clone(),
             rx,
-            dispatcher.clone(),
+            self.dispatcher.clone(),
             local,
             cname,
         );
         let transport = SipTransport::spawn(sock, "rkm-sip", core)
             .map_err(|e| Error::Io("starting the SIP thread".into(), e))?;
-        Ok(SipVoiceBackend {
+        let running = Running {
             wake: transport.signal(),
             transport,
             commands: tx,
-            _dispatcher: dispatcher,
-            shared,
-            cfg,
-        })
+        };
+        // Cannot fail: `starting` is held and `running` was empty.
+        let _ = self.running.set(running);
+        Ok(local)
+    }
+
+    /// Whether [`SipVoiceBackend::start`] has run.
+    pub fn is_started(&self) -> bool {
+        self.running.get().is_some()
     }
 
     /// The configuration in use.
@@ -247,14 +151,9 @@ impl SipVoiceBackend {
         &self.cfg
     }
 
-    /// The address the SIP socket is bound to (the port actually chosen with port 0).
-    pub fn local_sip_addr(&self) -> SocketAddr {
-        self.transport.local_addr()
-    }
-
-    /// The engine under the backend.
-    pub fn engine(&self) -> &MediaEngine {
-        &self.shared.engine
+    /// The address the SIP socket is bound to; `None` before `start`.
+    pub fn local_sip_addr(&self) -> Option<SocketAddr> {
+        self.running.get().map(|r| r.transport.local_addr())
     }
 
     /// The RTP port pool (free count goes back to capacity when every call has ended).
@@ -264,10 +163,11 @@ impl SipVoiceBackend {
 
     /// Signalling counters.
     pub fn sip_stats(&self) -> SipStats {
-        SipStats::read(&self.shared.counters)
+        self.shared.counters.snapshot()
     }
 
-    /// Screens new INVITEs before any port is taken (replaces an earlier filter).
+    /// Screens new INVITEs before any port is taken (replaces an earlier filter). Runs on the
+    /// SIP thread: it must return quickly.
     pub fn set_invite_filter<F>(&self, f: F)
     where
         F: Fn(&IncomingCall) -> CallDecision + Send + Sync + 'static,
@@ -276,7 +176,8 @@ impl SipVoiceBackend {
     }
 
     /// A call was answered (200 sent): metadata has `caller`, `callee`, `caller_display_name`,
-    /// `call_id`, `has_video`, `video_codec`, `room_id` and the `X-` headers.
+    /// `call_id`, `has_video`, `video_codec`, `room_id` and the `X-` headers. Runs on the SIP
+    /// callback thread.
     pub fn on_call<F>(&self, f: F)
     where
         F: Fn(&SessionInfo) + Send + Sync + 'static,
@@ -285,39 +186,18 @@ impl SipVoiceBackend {
     }
 
     /// Ends a call: its media closes now (firing `on_client_disconnected`), and the SIP thread
-    /// sends BYE (retransmitted until answered or timer F) or, while ringing, a 480.
+    /// sends BYE (retransmitted until answered or timer F) or, while ringing, a 480. The same
+    /// as [`MediaBackend::disconnect`].
     pub fn hangup(&self, session: SessionId) -> Result<()> {
-        if !self.shared.views.read().contains_key(&session) {
-            return Err(Error::NotFound(format!("call with session {session}")));
-        }
+        let running = self
+            .running
+            .get()
+            .filter(|_| self.shared.views.read().contains_key(&session))
+            .ok_or_else(|| Error::NotFound(format!("call with session {session}")))?;
         let _ = self.shared.engine.disconnect(session);
-        let _ = self.commands.send(Command::Hangup(session));
-        self.wake.wake();
+        let _ = running.commands.send(Command::Hangup(session));
+        running.wake.wake();
         Ok(())
-    }
-
-    /// Same as [`SipVoiceBackend::hangup`].
-    pub fn disconnect(&self, session: SessionId) -> Result<()> {
-        self.hangup(session)
-    }
-
-    /// The live session `session`.
-    pub fn get_session(&self, session: SessionId) -> Option<SessionInfo> {
-        self.shared
-            .engine
-            .session(session)
-            .ok()
-            .map(|s| s.current_info())
-    }
-
-    /// Live sessions of a room.
-    pub fn list_sessions(&self, room_id: &str) -> Vec<SessionInfo> {
-        self.shared.engine.list(Some(room_id))
-    }
-
-    /// Every live session.
-    pub fn all_sessions(&self) -> Vec<SessionInfo> {
-        self.shared.engine.list(None)
     }
 
     /// The Call-ID of a session's call.
@@ -329,91 +209,30 @@ impl SipVoiceBackend {
             .map(|v| v.call_id.clone())
     }
 
-    /// True while the far end holds the call (we send nothing).
+    /// True while the far end holds the call (what we send is discarded).
     pub fn is_held(&self, session: SessionId) -> bool {
         self.shared
-            .views
-            .read()
-            .get(&session)
-            .is_some_and(|v| v.held)
-    }
-
-    /// Counters of a session.
-    pub fn stats(&self, session: SessionId) -> Result<SessionStats> {
-        Ok(self.shared.engine.session(session)?.stats())
-    }
-
-    /// A session to send on, `None` while it is held.
-    fn sendable(&self, session: SessionId) -> Result<Option<Arc<MediaSession>>> {
-        let s = self.shared.engine.session(session)?;
-        Ok((!self.is_held(session)).then_some(s))
-    }
-
-    /// Sends 16-bit PCM as 20 ms packets of the negotiated G.711 law (dropped while held).
-    pub fn send_audio(&self, session: SessionId, pcm: &[i16]) -> Result<()> {
-        match self.sendable(session)? {
-            Some(s) => s.audio().send_audio(pcm),
-            None => Ok(()),
-        }
-    }
-
-    /// Sends one already-encoded audio frame of `duration_ms` in the negotiated format, as one
-    /// packet (dropped while held): payload passthrough for codecs other than G.711.
-    pub fn send_audio_payload(
-        &self,
-        session: SessionId,
-        payload: &[u8],
-        duration_ms: u32,
-    ) -> Result<()> {
-        match self.sendable(session)? {
-            Some(s) => s.audio().send_audio_payload(payload, duration_ms),
-            None => Ok(()),
-        }
-    }
-
-    /// Sends a DTMF digit as RFC 4733 events with the negotiated payload type.
-    pub fn send_dtmf(&self, session: SessionId, digit: char, duration_ms: u32) -> Result<()> {
-        match self.sendable(session)? {
-            Some(s) => s.audio().send_dtmf(digit, duration_ms),
-            None => Ok(()),
-        }
-    }
-
-    /// Received audio: decoded to PCM for G.711, passed through (`AudioFrame::payload`) otherwise.
-    pub fn on_audio_received<F>(&self, f: F)
-    where
-        F: Fn(SessionId, &AudioFrame) + Send + Sync + 'static,
-    {
-        self.shared.engine.callbacks().set_audio(f);
-    }
-
-    /// Received DTMF digits.
-    pub fn on_dtmf_received<F>(&self, f: F)
-    where
-        F: Fn(SessionId, DtmfEvent) + Send + Sync + 'static,
-    {
-        self.shared.engine.callbacks().set_dtmf(f);
-    }
-
-    /// A session was created (before the 200 is sent).
-    pub fn on_session_ready<F>(&self, f: F)
-    where
-        F: Fn(&SessionInfo) + Send + Sync + 'static,
-    {
-        self.shared.engine.callbacks().set_session_ready(f);
-    }
-
-    /// A session ended (BYE either way, CANCEL, ACK timeout, hangup, drop).
-    pub fn on_client_disconnected<F>(&self, f: F)
-    where
-        F: Fn(&SessionInfo) + Send + Sync + 'static,
-    {
-        self.shared.engine.callbacks().set_disconnected(f);
+            .engine
+            .session(session)
+            .is_ok_and(|s| s.is_held())
     }
 }
 
+impl sealed::Engine for SipVoiceBackend {
+    fn engine(&self) -> &MediaEngine {
+        &self.shared.engine
+    }
+
+    fn end_session(&self, session: SessionId) -> Result<()> {
+        self.hangup(session)
+    }
+}
+
+impl MediaBackend for SipVoiceBackend {}
+
 /// SIP audio + video calls: INVITEs with a usable `m=video` get a video stream with the same
-/// session id; others are audio-only calls (`has_video=false`).
+/// session id; others are audio-only calls (`has_video=false`). Everything else is
+/// [`SipVoiceBackend`]'s (through `Deref`) and [`MediaBackend`]'s.
 #[derive(Debug)]
 pub struct SipVideoBackend {
     voice: SipVoiceBackend,
@@ -428,7 +247,8 @@ impl Deref for SipVideoBackend {
 }
 
 impl SipVideoBackend {
-    /// Binds the SIP socket and starts the SIP and callback threads.
+    /// Checks the configuration and starts the callback threads; calls are answered from
+    /// [`SipVoiceBackend::start`] on.
     pub fn new(cfg: SipBackendConfig) -> Result<SipVideoBackend> {
         if cfg.supported_video_codecs.is_empty() {
             return Err(Error::InvalidArgument(
@@ -439,95 +259,16 @@ impl SipVideoBackend {
             voice: SipVoiceBackend::build(cfg, true)?,
         })
     }
+}
 
-    /// The session `session` when it carries video.
-    pub fn get_video_session(&self, session: SessionId) -> Option<SessionInfo> {
-        self.voice
-            .get_session(session)
-            .filter(|s| s.video.is_some())
+impl sealed::Engine for SipVideoBackend {
+    fn engine(&self) -> &MediaEngine {
+        &self.voice.shared.engine
     }
 
-    /// Live video sessions of a room.
-    pub fn list_video_sessions(&self, room_id: &str) -> Vec<SessionInfo> {
-        self.voice
-            .list_sessions(room_id)
-            .into_iter()
-            .filter(|s| s.video.is_some())
-            .collect()
-    }
-
-    fn video_of(&self, session: SessionId) -> Result<Option<Arc<MediaSession>>> {
-        let s = self.voice.shared.engine.session(session)?;
-        if s.video().is_none() {
-            return Err(Error::State(format!("session {session} has no video")));
-        }
-        Ok((!self.voice.is_held(session)).then_some(s))
-    }
-
-    /// Sends one picture, timestamped from the session clock (dropped while held).
-    pub fn send_video(&self, session: SessionId, picture: &[u8]) -> Result<()> {
-        match self.video_of(session)? {
-            Some(s) => s.video().map_or(Ok(()), |v| v.send_video(picture, None)),
-            None => Ok(()),
-        }
-    }
-
-    /// Sends pictures in order, each with its own timestamp.
-    pub fn send_video_chunks<I>(&self, session: SessionId, chunks: I) -> Result<()>
-    where
-        I: IntoIterator<Item = VideoChunk>,
-    {
-        let Some(s) = self.video_of(session)? else {
-            return Ok(());
-        };
-        let Some(v) = s.video() else { return Ok(()) };
-        for c in chunks {
-            v.send_video(&c.data, c.timestamp_ms)?;
-        }
-        Ok(())
-    }
-
-    /// Asks the far end for a key frame (RTCP PLI).
-    pub fn request_keyframe(&self, session: SessionId) -> Result<()> {
-        self.voice
-            .shared
-            .engine
-            .request_keyframe(session, KeyframeRequest::Pli)
-    }
-
-    /// Received video: the primary callback.
-    pub fn on_video_received<F>(&self, f: F)
-    where
-        F: Fn(SessionId, &VideoFrame) + Send + Sync + 'static,
-    {
-        self.voice.shared.engine.callbacks().set_video(f);
-    }
-
-    /// Received video: an additional observer.
-    pub fn add_video_tap<F>(&self, f: F)
-    where
-        F: Fn(SessionId, &VideoFrame) + Send + Sync + 'static,
-    {
-        self.voice.shared.engine.callbacks().add_video_tap(f);
-    }
-
-    /// The video stream of a call is up.
-    pub fn on_video_session_ready<F>(&self, f: F)
-    where
-        F: Fn(&SessionInfo) + Send + Sync + 'static,
-    {
-        self.voice
-            .shared
-            .engine
-            .callbacks()
-            .set_video_session_ready(f);
-    }
-
-    /// The far end asked for a key frame (PLI or FIR).
-    pub fn on_keyframe_requested<F>(&self, f: F)
-    where
-        F: Fn(SessionId, KeyframeRequest) + Send + Sync + 'static,
-    {
-        self.voice.shared.engine.callbacks().set_keyframe(f);
+    fn end_session(&self, session: SessionId) -> Result<()> {
+        self.voice.hangup(session)
     }
 }
+
+impl MediaBackend for SipVideoBackend {}

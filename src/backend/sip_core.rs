@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use parking_lot::RwLock;
 
-use super::sip::{CallDecision, IncomingCall, InviteFilter, SipBackendConfig};
+use super::sip_config::{CallDecision, IncomingCall, InviteFilter, SipBackendConfig, SipStats};
 use crate::codec::h264::PacketizationMode;
 use crate::engine::dispatch::Dispatcher;
 use crate::engine::{
@@ -36,6 +36,9 @@ use crate::sip::{new_tag, EchoHeaders, Method, ParseError, ResponseBuilder, SipM
 
 /// Methods we answer, for `Allow`.
 pub(crate) const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO";
+/// Port pairs a new call tries when binding fails (another program holds the port: binding
+/// without address reuse is the check) before it is refused with 503.
+const MAX_BIND_RETRIES: usize = 16;
 /// How long a digest nonce stays valid.
 const NONCE_TTL: Duration = Duration::from_secs(30);
 
@@ -74,14 +77,26 @@ impl SipCounters {
     fn inc(c: &AtomicU64) {
         c.fetch_add(1, Ordering::Relaxed);
     }
+
+    /// A snapshot for the application.
+    pub fn snapshot(&self) -> SipStats {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        SipStats {
+            received: g(&self.received),
+            rejected: g(&self.rejected),
+            dropped: g(&self.dropped),
+            calls_answered: g(&self.calls_answered),
+            calls_ended: g(&self.calls_ended),
+            calls_refused: g(&self.calls_refused),
+            bye_timeouts: g(&self.bye_timeouts),
+        }
+    }
 }
 
 /// What the application side of the backend can see of a call.
 #[derive(Debug, Clone)]
 pub(crate) struct CallView {
     pub call_id: String,
-    /// The far end put us on hold: media we send is discarded.
-    pub held: bool,
 }
 
 /// The application's `on_call` callback.
@@ -672,16 +687,16 @@ impl SipCore {
             return Err(Refusal::status(488));
         }
         let offer = SessionDescription::parse(req.body()).map_err(|_| Refusal::status(488))?;
-        // Ports come from the pool, checked free; one taken between the check and the bind fails
-        // the session, and the call then tries other ports. Ports that failed stay out of the
-        // pool until the call is set up.
+        // Ports come from the pool; one another program holds fails the bind (no address reuse),
+        // and the call then tries other ports. Ports that failed stay out of the pool until the
+        // call is set up.
         let mut busy: Vec<(PortLease, Option<PortLease>)> = Vec::new();
         let (ans, cfg, info, audio_lease, video_lease, dialog, tag) = loop {
             // Ports: audio always; video only when the offer can have video with us.
-            let audio_lease = self.acquire_port().ok_or(Refusal::status(503))?;
+            let audio_lease = self.shared.pool.acquire().ok_or(Refusal::status(503))?;
             let video_lease =
                 if self.with_video && offer.accepts_video(&self.cfg.supported_video_codecs) {
-                    self.acquire_port()
+                    self.shared.pool.acquire()
                 } else {
                     None
                 };
@@ -764,7 +779,7 @@ impl SipCore {
             };
             match self.shared.engine.create_session(spec) {
                 Ok(info) => break (ans, cfg, info, audio_lease, video_lease, dialog, tag),
-                Err(_) if busy.len() < 3 => busy.push((audio_lease, video_lease)),
+                Err(_) if busy.len() < MAX_BIND_RETRIES => busy.push((audio_lease, video_lease)),
                 Err(e) => {
                     return Err(Refusal {
                         status: 503,
@@ -777,11 +792,13 @@ impl SipCore {
         drop(busy);
         let neg = &ans.negotiation;
         let session = info.id;
+        if let Ok(s) = self.shared.engine.session(session) {
+            s.set_held(!neg.audio.direction.sends());
+        }
         self.shared.views.write().insert(
             session,
             CallView {
                 call_id: incoming.call_id.clone(),
-                held: !neg.audio.direction.sends(),
             },
         );
         self.by_session.insert(session, incoming.call_id.clone());
@@ -801,24 +818,6 @@ impl SipCore {
             },
         );
         Ok(())
-    }
-
-    /// A port from the pool whose RTP and RTCP ports nothing has bound right now. The engine
-    /// binds with address reuse, so without this check two programs with overlapping ranges
-    /// would share a port silently (and split its packets). Ports found busy go back to the
-    /// end of the pool.
-    fn acquire_port(&self) -> Option<PortLease> {
-        let mut busy = Vec::new();
-        for _ in 0..self.shared.pool.capacity().min(64) {
-            let lease = self.shared.pool.acquire()?;
-            let ip = self.cfg.local_rtp_ip;
-            let free = |p: u16| std::net::UdpSocket::bind(SocketAddr::new(ip, p)).is_ok();
-            if free(lease.port()) && free(lease.port().wrapping_add(1)) {
-                return Some(lease);
-            }
-            busy.push(lease);
-        }
-        None
     }
 
     fn audio_stream(&self, neg: &Negotiation, port: u16) -> StreamConfig {
@@ -934,10 +933,9 @@ impl SipCore {
                         {
                             v.set_remote(nv.remote, nv.remote_rtcp);
                         }
-                    }
-                    if let Some(v) = self.shared.views.write().get_mut(&call.session) {
-                        v.held =
-                            re.held || re.answer.negotiation.audio.direction == Direction::Inactive;
+                        s.set_held(
+                            re.held || re.answer.negotiation.audio.direction == Direction::Inactive,
+                        );
                     }
                     call.answer = re.answer;
                     call.answer.sdp.clone()

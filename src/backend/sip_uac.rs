@@ -16,13 +16,14 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{unbounded, Receiver};
 use parking_lot::Mutex;
 
+use super::api::{sealed, MediaBackend};
 use crate::codec::h264::PacketizationMode;
 use crate::engine::{
-    AudioParams, EngineConfig, MediaEngine, MediaParams, PortPool, SessionId, SessionInfo,
-    SessionSpec, SessionStats, SourcePolicy, StreamConfig, VideoParams,
+    AudioParams, EngineConfig, MediaEngine, MediaParams, PortPool, SessionId, SessionSpec,
+    SourcePolicy, StreamConfig, VideoParams,
 };
 use crate::error::{Error, Result};
-use crate::frame::{AudioFrame, Delivery, VideoCodec, VideoFrame};
+use crate::frame::{Delivery, VideoCodec};
 use crate::sdp::{build_offer, parse_answer, Negotiation, OfferConfig};
 use crate::sip::auth::authorization_value;
 use crate::sip::dialog::Dialog;
@@ -74,8 +75,6 @@ pub struct SipCall {
     pub session: SessionId,
     pub call_id: String,
     pub negotiation: Negotiation,
-    dialog: Arc<Mutex<Dialog>>,
-    remote: SocketAddr,
 }
 
 impl std::fmt::Debug for SipCall {
@@ -87,8 +86,8 @@ impl std::fmt::Debug for SipCall {
     }
 }
 
-/// Calls the listener answers BYE for: Call-ID → (dialog, session).
-type CallTable = Arc<Mutex<HashMap<String, (Arc<Mutex<Dialog>>, SessionId)>>>;
+/// Calls the listener answers BYE for: Call-ID → (dialog, session, where the far end is).
+type CallTable = Arc<Mutex<HashMap<String, (Arc<Mutex<Dialog>>, SessionId, SocketAddr)>>>;
 
 /// What the listener thread saw.
 #[derive(Debug)]
@@ -170,7 +169,7 @@ impl SipCaller {
                             let tag = new_tag();
                             let ok = ResponseBuilder::new(msg.echo(), 200).to_tag(&tag).build();
                             let _ = s.send_to(&ok, from);
-                            let session = c.lock().remove(msg.call_id()).map(|(_, id)| id);
+                            let session = c.lock().remove(msg.call_id()).map(|(_, id, _)| id);
                             if let Some(id) = session {
                                 let _ = e.disconnect(id);
                                 let _ = heard_tx.send(Heard::RemoteBye(msg.call_id().into()));
@@ -188,7 +187,7 @@ impl SipCaller {
                         }
                         Method::Invite => {
                             // A retransmitted 200 of an established call: ACK it again.
-                            let dialog = c.lock().get(msg.call_id()).map(|(d, _)| d.clone());
+                            let dialog = c.lock().get(msg.call_id()).map(|(d, _, _)| d.clone());
                             match dialog {
                                 Some(d)
                                     if msg.status().is_some_and(|s| (200..300).contains(&s)) =>
@@ -347,13 +346,11 @@ impl SipCaller {
         let dialog = Arc::new(Mutex::new(dialog));
         self.calls
             .lock()
-            .insert(call_id.clone(), (dialog.clone(), info.id));
+            .insert(call_id.clone(), (dialog.clone(), info.id, peer));
         Ok(SipCall {
             session: info.id,
             call_id,
             negotiation: neg,
-            dialog,
-            remote: peer,
         })
     }
 
@@ -493,23 +490,24 @@ impl SipCaller {
     /// Ends `call` with a BYE, retransmitted until answered (at most `timeout`), and closes its
     /// media. Returns whether the BYE was answered.
     pub fn hangup(&self, call: &SipCall, timeout: Duration) -> bool {
-        let removed = self.calls.lock().remove(&call.call_id).is_some();
-        let _ = self.engine.disconnect(call.session);
-        self.leases.lock().remove(&call.session);
-        if !removed {
+        self.bye(&call.call_id, call.session, timeout)
+    }
+
+    /// Closes the media of call `call_id` and sends its BYE until answered (at most `timeout`).
+    fn bye(&self, call_id: &str, session: SessionId, timeout: Duration) -> bool {
+        let removed = self.calls.lock().remove(call_id);
+        let _ = self.engine.disconnect(session);
+        self.leases.lock().remove(&session);
+        let Some((dialog, _, remote)) = removed else {
             return false; // The far end hung up first.
-        }
+        };
         let sent_by = host_port(self.local_addr());
-        let bye = call
-            .dialog
-            .lock()
-            .request(Method::Bye, &sent_by, "UDP")
-            .build();
+        let bye = dialog.lock().request(Method::Bye, &sent_by, "UDP").build();
         while self.heard.try_recv().is_ok() {}
         let deadline = Instant::now() + timeout;
         let mut interval = Duration::from_millis(500);
         while Instant::now() < deadline {
-            let _ = self.sock.send_to(&bye, call.remote);
+            let _ = self.sock.send_to(&bye, remote);
             let wait = interval.min(deadline.saturating_duration_since(Instant::now()));
             if let Ok(Heard::ByeAnswered) = self.heard.recv_timeout(wait) {
                 return true;
@@ -539,58 +537,32 @@ impl SipCaller {
             }
         }
     }
+}
 
-    /// Sends one picture on the call's video stream.
-    pub fn send_video(&self, call: &SipCall, picture: &[u8]) -> Result<()> {
-        let s = self.engine.session(call.session)?;
-        let v = s
-            .video()
-            .ok_or_else(|| Error::State("the call has no video".into()))?;
-        v.send_video(picture, None)
+impl sealed::Engine for SipCaller {
+    fn engine(&self) -> &MediaEngine {
+        &self.engine
     }
 
-    /// Sends 16-bit PCM on the call's audio stream.
-    pub fn send_audio(&self, call: &SipCall, pcm: &[i16]) -> Result<()> {
-        self.engine.session(call.session)?.audio().send_audio(pcm)
-    }
-
-    /// Sends a DTMF digit as RFC 4733 events (when the answer accepted telephone-event).
-    pub fn send_dtmf(&self, call: &SipCall, digit: char, duration_ms: u32) -> Result<()> {
-        self.engine
-            .session(call.session)?
-            .audio()
-            .send_dtmf(digit, duration_ms)
-    }
-
-    /// Counters of the call's media.
-    pub fn stats(&self, call: &SipCall) -> Result<SessionStats> {
-        Ok(self.engine.session(call.session)?.stats())
-    }
-
-    /// Received video.
-    pub fn on_video_received<F>(&self, f: F)
-    where
-        F: Fn(SessionId, &VideoFrame) + Send + Sync + 'static,
-    {
-        self.engine.callbacks().set_video(f);
-    }
-
-    /// Received audio.
-    pub fn on_audio_received<F>(&self, f: F)
-    where
-        F: Fn(SessionId, &AudioFrame) + Send + Sync + 'static,
-    {
-        self.engine.callbacks().set_audio(f);
-    }
-
-    /// A call's media ended.
-    pub fn on_client_disconnected<F>(&self, f: F)
-    where
-        F: Fn(&SessionInfo) + Send + Sync + 'static,
-    {
-        self.engine.callbacks().set_disconnected(f);
+    /// Hangs the call up with BYE (waiting up to 4 s for the answer) and closes its media.
+    fn end_session(&self, session: SessionId) -> Result<()> {
+        let call_id = self
+            .calls
+            .lock()
+            .iter()
+            .find(|(_, (_, id, _))| *id == session)
+            .map(|(cid, _)| cid.clone());
+        match call_id {
+            Some(call_id) => {
+                self.bye(&call_id, session, Duration::from_secs(4));
+                Ok(())
+            }
+            None => self.engine.disconnect(session),
+        }
     }
 }
+
+impl MediaBackend for SipCaller {}
 
 impl Drop for SipCaller {
     fn drop(&mut self) {

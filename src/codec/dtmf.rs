@@ -59,6 +59,7 @@ pub fn event_to_digit(event: u8) -> Option<char> {
 
 /// Why a telephone event could not be read or planned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DtmfError {
     /// The payload is shorter than the 4 bytes of an event.
     ShortPayload(usize),

@@ -26,6 +26,7 @@ const START_CODE: [u8; 4] = [0, 0, 0, 1];
 /// The `packetization-mode` negotiated in SDP (RFC 6184 8.1). The interleaved mode (2) is not
 /// supported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum PacketizationMode {
     /// Mode 0: one NAL unit per packet, no aggregation and no fragmentation.
     SingleNal,

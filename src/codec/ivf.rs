@@ -81,6 +81,7 @@ impl IvfHeader {
 
 /// Why an IVF stream could not be read or written.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum IvfError {
     /// The file does not start with `DKIF`.
     BadMagic([u8; 4]),

@@ -160,6 +160,7 @@ impl PayloadList {
 
 /// Why a picture could not be packetized.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PacketizeError {
     /// packetization-mode 0 allows only single NAL unit packets, and this NAL does not fit.
     NalTooLarge { nal_len: usize, mtu: usize },

@@ -94,6 +94,7 @@ pub struct Vp8Descriptor {
 
 /// Why a descriptor could not be read or written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Vp8Error {
     /// The payload ended inside the descriptor; `needed` bytes were required.
     Truncated { needed: usize, available: usize },

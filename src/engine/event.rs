@@ -17,6 +17,7 @@ pub type SessionId = uuid::Uuid;
 
 /// Which RTCP message asked us for a key frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum KeyframeRequest {
     /// Picture Loss Indication (RFC 4585).
     Pli,

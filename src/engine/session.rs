@@ -5,6 +5,8 @@
 //! addresses come from (configuration and metadata, or SDP).
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -14,6 +16,7 @@ use super::event::{dispatch_key, Callbacks, EngineEvent, KeyframeRequest, Sessio
 use super::stats::SessionStats;
 use super::stream::{MediaStream, StreamConfig};
 use crate::error::{Error, Result};
+use crate::frame::VideoChunk;
 
 /// What a new session is made of.
 #[derive(Debug, Clone)]
@@ -26,12 +29,15 @@ pub struct SessionSpec {
     pub video: Option<StreamConfig>,
 }
 
-/// A live session: its description and its streams.
+/// A live session: its description and its streams, and every operation an application can do
+/// on it. The backends look a session up and call these, so each operation is written once.
 #[derive(Debug)]
 pub struct MediaSession {
     info: Arc<SessionInfo>,
     audio: MediaStream,
     video: Option<MediaStream>,
+    /// The far end put the call on hold (SIP): what we would send is discarded.
+    held: AtomicBool,
 }
 
 impl MediaSession {
@@ -65,6 +71,98 @@ impl MediaSession {
             audio: self.audio.stats(),
             video: self.video.as_ref().map(MediaStream::stats),
         }
+    }
+
+    /// The video stream, or the error every video operation on an audio-only session gives.
+    pub fn video_stream(&self) -> Result<&MediaStream> {
+        self.video
+            .as_ref()
+            .ok_or_else(|| Error::State(format!("session {} has no video", self.info.id)))
+    }
+
+    /// Whether the far end holds the session: sending is suspended (calls succeed, nothing goes out).
+    pub fn is_held(&self) -> bool {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// Suspends (`true`) or resumes sending, as a hold or resume from the far end asks.
+    pub fn set_held(&self, held: bool) {
+        self.held.store(held, Ordering::Relaxed);
+    }
+
+    /// Sends one picture; `timestamp_ms` is its presentation time (`None`: the session clock).
+    pub fn send_video(&self, picture: &[u8], timestamp_ms: Option<f64>) -> Result<()> {
+        let v = self.video_stream()?;
+        if self.is_held() {
+            return Ok(());
+        }
+        v.send_video(picture, timestamp_ms)
+    }
+
+    /// Sends pictures in order, each with its own timestamp.
+    pub fn send_video_chunks(&self, chunks: impl IntoIterator<Item = VideoChunk>) -> Result<()> {
+        let v = self.video_stream()?;
+        for c in chunks {
+            if !self.is_held() {
+                v.send_video(&c.data, c.timestamp_ms)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends 16-bit PCM as 20 ms packets of the session's audio codec.
+    pub fn send_audio(&self, pcm: &[i16]) -> Result<()> {
+        if self.is_held() {
+            return Ok(());
+        }
+        self.audio.send_audio(pcm)
+    }
+
+    /// Sends one frame the application encoded itself, lasting `duration_ms`.
+    pub fn send_audio_payload(&self, payload: &[u8], duration_ms: u32) -> Result<()> {
+        if self.is_held() {
+            return Ok(());
+        }
+        self.audio.send_audio_payload(payload, duration_ms)
+    }
+
+    /// Queues a DTMF digit as RFC 4733 telephone events.
+    pub fn send_dtmf(&self, digit: char, duration_ms: u32) -> Result<()> {
+        if self.is_held() {
+            return Ok(());
+        }
+        self.audio.send_dtmf(digit, duration_ms)
+    }
+
+    /// Asks the far end's video sender for a key frame.
+    pub fn request_keyframe(&self, kind: KeyframeRequest) -> Result<()> {
+        self.video_stream()?.request_keyframe(kind);
+        Ok(())
+    }
+
+    /// Points the streams at new remote RTP addresses; RTCP follows (the same address with
+    /// rtcp-mux, the next port otherwise). `None` leaves a stream where it is.
+    pub fn update_remote(&self, audio: Option<SocketAddr>, video: Option<SocketAddr>) -> Result<()> {
+        let v = match video {
+            Some(a) => Some((self.video_stream()?, a)),
+            None => None,
+        };
+        let point = |s: &MediaStream, rtp: SocketAddr| {
+            let info = s.info();
+            let rtcp = if info.local_rtcp_addr == info.local_addr {
+                rtp
+            } else {
+                SocketAddr::new(rtp.ip(), rtp.port().wrapping_add(1))
+            };
+            s.set_remote(rtp, rtcp);
+        };
+        if let Some(a) = audio {
+            point(&self.audio, a);
+        }
+        if let Some((s, a)) = v {
+            point(s, a);
+        }
+        Ok(())
     }
 
     /// Stops and joins both streams' threads (video first, as roomkit closes it first).
@@ -161,6 +259,7 @@ impl MediaEngine {
             info: info.clone(),
             audio,
             video,
+            held: AtomicBool::new(false),
         });
         self.sessions.write().insert(id, session.clone());
         let key = dispatch_key(id);
@@ -211,15 +310,6 @@ impl MediaEngine {
         Ok(())
     }
 
-    /// Asks the remote video sender of session `id` for a key frame.
-    pub fn request_keyframe(&self, id: SessionId, kind: KeyframeRequest) -> Result<()> {
-        let s = self.session(id)?;
-        let v = s
-            .video()
-            .ok_or_else(|| Error::State(format!("session {id} has no video")))?;
-        v.request_keyframe(kind);
-        Ok(())
-    }
 }
 
 impl Drop for MediaEngine {

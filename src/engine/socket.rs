@@ -34,11 +34,13 @@ pub struct MediaSocket {
 }
 
 impl MediaSocket {
-    /// Binds a UDP socket with address reuse and 4 MiB buffers. Port 0 picks a free port; the
-    /// port actually bound is in [`MediaSocket::local_addr`].
+    /// Binds a UDP socket with 4 MiB buffers. Port 0 picks a free port; the port actually bound
+    /// is in [`MediaSocket::local_addr`]. No address reuse: UDP has no TIME_WAIT to skip, and
+    /// reuse would let two programs share a port silently, each getting part of its packets.
+    /// Without it a bind to a busy port fails, which is the atomic "is it free" check the port
+    /// pools rely on.
     pub fn bind(addr: SocketAddr) -> io::Result<MediaSocket> {
         let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-        sock.set_reuse_address(true)?;
         sock.set_cloexec(true)?;
         // Smaller buffers than asked are not an error: the kernel limit is the administrator's call.
         let _ = sock.set_recv_buffer_size(SOCKET_BUFFER_BYTES);

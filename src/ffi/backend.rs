@@ -1,10 +1,6 @@
 //! The opaque `rkm_backend` and the calls on it: creation, sessions, sending, queries, freeing.
 
-use std::collections::HashMap;
 use std::ffi::c_char;
-use std::sync::OnceLock;
-
-use parking_lot::Mutex;
 
 use super::args::{
     opt_addr_arg, out_arg, ref_arg, session_arg, slice_arg, str_arg, write_c_string,
@@ -13,150 +9,18 @@ use super::args::{
 use super::config::{rkm_rtp_config, rtp_config_from_c};
 use super::status::{boundary, rkm_status, Failure, FfiResult};
 use crate::backend::{
-    RtpVideoBackend, RtpVoiceBackend, SipBackendConfig, SipVideoBackend, SipVoiceBackend,
+    ConnectOptions, MediaBackend, RtpVideoBackend, RtpVoiceBackend, SipVideoBackend,
+    SipVoiceBackend,
 };
-use crate::engine::event::{
-    AudioCallback, Callbacks, DtmfCallback, KeyframeCallback, SessionCallback, VideoCallback,
-};
-use crate::engine::{
-    KeyframeRequest, MediaEngine, SessionId, SessionInfo, SessionStats, StreamInfo, StreamStats,
-};
-use crate::frame::VideoChunk;
+use crate::engine::event::Callbacks;
+use crate::engine::{SessionInfo, StreamInfo, StreamStats};
 
 /// The backends a `rkm_backend` can be.
 pub(crate) enum BackendKind {
     RtpVoice(RtpVoiceBackend),
     RtpVideo(RtpVideoBackend),
-    /// A SIP backend, configured at creation and running from `rkm_backend_start`.
-    Sip(Box<SipSlot>),
-}
-
-/// A SIP backend before and after `rkm_backend_start`. The SIP socket binds and calls can arrive
-/// only once it is started, so callbacks registered in between are kept here and installed
-/// before the first INVITE can be read.
-pub(crate) struct SipSlot {
-    video: bool,
-    /// The configuration and the callbacks registered so far; `None` once started. Held while
-    /// starting, so a registration racing with the start is never lost.
-    pending: Mutex<Option<PendingSip>>,
-    running: OnceLock<SipRunning>,
-}
-
-struct PendingSip {
-    cfg: SipBackendConfig,
-    callbacks: Vec<CallbackSetting>,
-}
-
-enum SipRunning {
-    Voice(SipVoiceBackend),
-    Video(SipVideoBackend),
-}
-
-impl SipRunning {
-    fn voice(&self) -> &SipVoiceBackend {
-        match self {
-            SipRunning::Voice(v) => v,
-            SipRunning::Video(v) => v,
-        }
-    }
-}
-
-impl SipSlot {
-    pub(crate) fn new(cfg: SipBackendConfig, video: bool) -> SipSlot {
-        SipSlot {
-            video,
-            pending: Mutex::new(Some(PendingSip {
-                cfg,
-                callbacks: Vec::new(),
-            })),
-            running: OnceLock::new(),
-        }
-    }
-
-    /// Binds the SIP socket, starts the threads and installs the callbacks registered so far.
-    pub(crate) fn start(&self) -> FfiResult<()> {
-        let mut pending = self.pending.lock();
-        let Some(p) = pending.as_mut() else {
-            return Err(Failure::new(
-                rkm_status::RKM_ERR_STATE,
-                "the backend is already started",
-            ));
-        };
-        let running = if self.video {
-            SipRunning::Video(SipVideoBackend::new(p.cfg.clone())?)
-        } else {
-            SipRunning::Voice(SipVoiceBackend::new(p.cfg.clone())?)
-        };
-        // The Rust backend opens its socket and starts its SIP thread in one step, so an
-        // INVITE already waiting on the port could be answered in the microseconds before
-        // these assignments; such a call's events go to the callbacks installed at that
-        // moment. Calls placed after rkm_backend_start returns see every callback.
-        for setting in p.callbacks.drain(..) {
-            apply(&running, setting);
-        }
-        let _ = self.running.set(running);
-        *pending = None;
-        Ok(())
-    }
-
-    /// Installs a callback now (started) or at start (not yet).
-    fn set_callback(&self, setting: CallbackSetting) {
-        let mut pending = self.pending.lock();
-        match (pending.as_mut(), self.running.get()) {
-            (Some(p), _) => p.callbacks.push(setting),
-            (None, Some(r)) => apply(r, setting),
-            (None, None) => {}
-        }
-    }
-}
-
-/// One callback registration, as it reaches a backend: the slot and the wrapped C callback
-/// (`None` clears the slot).
-pub(crate) enum CallbackSetting {
-    Video(Option<VideoCallback>),
-    Audio(Option<AudioCallback>),
-    Dtmf(Option<DtmfCallback>),
-    SessionReady(Option<SessionCallback>),
-    VideoSessionReady(Option<SessionCallback>),
-    Disconnected(Option<SessionCallback>),
-    Keyframe(Option<KeyframeCallback>),
-    /// SIP only: a call was answered.
-    Call(Option<SessionCallback>),
-}
-
-/// Puts an engine callback into its slot. Returns the setting back when it is not an engine
-/// callback (the SIP `Call`).
-fn apply_engine(cbs: &Callbacks, setting: CallbackSetting) -> Option<CallbackSetting> {
-    match setting {
-        CallbackSetting::Video(cb) => *cbs.video.write() = cb,
-        CallbackSetting::Audio(cb) => *cbs.audio.write() = cb,
-        CallbackSetting::Dtmf(cb) => *cbs.dtmf.write() = cb,
-        CallbackSetting::SessionReady(cb) => *cbs.session_ready.write() = cb,
-        CallbackSetting::VideoSessionReady(cb) => *cbs.video_session_ready.write() = cb,
-        CallbackSetting::Disconnected(cb) => *cbs.disconnected.write() = cb,
-        CallbackSetting::Keyframe(cb) => *cbs.keyframe.write() = cb,
-        call @ CallbackSetting::Call(_) => return Some(call),
-    }
-    None
-}
-
-fn apply(sip: &SipRunning, setting: CallbackSetting) {
-    let voice = sip.voice();
-    if let Some(CallbackSetting::Call(cb)) = apply_engine(voice.engine().callbacks(), setting) {
-        match cb {
-            Some(cb) => voice.on_call(move |info: &SessionInfo| cb(info)),
-            // The SIP backend has no "clear"; a callback that does nothing is the same.
-            None => voice.on_call(|_: &SessionInfo| {}),
-        }
-    }
-}
-
-/// A live backend, borrowed: what every session call dispatches on.
-enum Live<'a> {
-    RtpVoice(&'a RtpVoiceBackend),
-    RtpVideo(&'a RtpVideoBackend),
-    SipVoice(&'a SipVoiceBackend),
-    SipVideo(&'a SipVideoBackend),
+    SipVoice(SipVoiceBackend),
+    SipVideo(SipVideoBackend),
 }
 
 /// A backend: RTP or SIP, voice or video. Opaque to C: made by one of the `rkm_*_backend_new`
@@ -169,40 +33,40 @@ pub struct rkm_backend {
 }
 
 impl rkm_backend {
-    /// The running backend; `RKM_ERR_STATE` for a SIP backend not started yet.
-    fn live(&self) -> FfiResult<Live<'_>> {
-        Ok(match &self.kind {
-            BackendKind::RtpVoice(b) => Live::RtpVoice(b),
-            BackendKind::RtpVideo(b) => Live::RtpVideo(b),
-            BackendKind::Sip(slot) => match slot.running.get() {
-                Some(SipRunning::Voice(b)) => Live::SipVoice(b),
-                Some(SipRunning::Video(b)) => Live::SipVideo(b),
-                None => {
-                    return Err(Failure::new(
-                        rkm_status::RKM_ERR_STATE,
-                        "the SIP backend is not started (call rkm_backend_start)",
-                    ))
-                }
-            },
-        })
+    /// The backend's session API, whether or not it runs yet.
+    fn any(&self) -> &dyn MediaBackend {
+        match &self.kind {
+            BackendKind::RtpVoice(b) => b,
+            BackendKind::RtpVideo(b) => b,
+            BackendKind::SipVoice(b) => b,
+            BackendKind::SipVideo(b) => b,
+        }
     }
 
-    /// The engine under the backend; `RKM_ERR_STATE` for a SIP backend not started yet.
-    pub(crate) fn engine(&self) -> FfiResult<&MediaEngine> {
-        Ok(match self.live()? {
-            Live::RtpVoice(b) => b.engine(),
-            Live::RtpVideo(b) => b.engine(),
-            Live::SipVoice(b) => b.engine(),
-            Live::SipVideo(b) => b.engine(),
-        })
+    /// The backend's session API; `RKM_ERR_STATE` for a SIP backend not started yet.
+    pub(crate) fn api(&self) -> FfiResult<&dyn MediaBackend> {
+        if let Some(sip) = self.sip_any() {
+            if !sip.is_started() {
+                return Err(Failure::new(
+                    rkm_status::RKM_ERR_STATE,
+                    "the SIP backend is not started (call rkm_backend_start)",
+                ));
+            }
+        }
+        Ok(self.any())
+    }
+
+    /// The callback registry: usable before a SIP backend starts, so that no event of the first
+    /// call can come before its callback.
+    pub(crate) fn callbacks(&self) -> &Callbacks {
+        self.any().engine().callbacks()
     }
 
     pub(crate) fn has_video(&self) -> bool {
-        match &self.kind {
-            BackendKind::RtpVoice(_) => false,
-            BackendKind::RtpVideo(_) => true,
-            BackendKind::Sip(slot) => slot.video,
-        }
+        matches!(
+            self.kind,
+            BackendKind::RtpVideo(_) | BackendKind::SipVideo(_)
+        )
     }
 
     /// Fails with `RKM_ERR_UNSUPPORTED` on a voice backend.
@@ -214,76 +78,37 @@ impl rkm_backend {
         }
     }
 
-    /// Registers a callback: in the engine, or for a SIP backend not started yet, kept until
-    /// it starts.
-    pub(crate) fn set_callback(&self, setting: CallbackSetting) -> FfiResult<()> {
+    /// The SIP backend, started or not; `None` for RTP backends.
+    fn sip_any(&self) -> Option<&SipVoiceBackend> {
         match &self.kind {
-            BackendKind::Sip(slot) => slot.set_callback(setting),
-            BackendKind::RtpVoice(_) | BackendKind::RtpVideo(_) => {
-                if matches!(setting, CallbackSetting::Call(_)) {
-                    return Err(Failure::unsupported(
-                        "RTP backends have no incoming calls (on_call is for SIP backends)",
-                    ));
-                }
-                apply_engine(self.engine()?.callbacks(), setting);
-            }
+            BackendKind::SipVoice(b) => Some(b),
+            BackendKind::SipVideo(b) => Some(b),
+            BackendKind::RtpVoice(_) | BackendKind::RtpVideo(_) => None,
         }
-        Ok(())
     }
 
-    /// The SIP backend, when it is one and it is running.
+    /// The SIP backend; `RKM_ERR_UNSUPPORTED` for RTP backends.
     pub(crate) fn sip(&self) -> FfiResult<&SipVoiceBackend> {
-        match self.live()? {
-            Live::SipVoice(b) => Ok(b),
-            Live::SipVideo(b) => Ok(b),
-            Live::RtpVoice(_) | Live::RtpVideo(_) => {
-                Err(Failure::unsupported("this is not a SIP backend"))
-            }
-        }
+        self.sip_any()
+            .ok_or_else(|| Failure::unsupported("this is not a SIP backend"))
     }
 
     fn connect(
         &self,
         room: &str,
         participant: &str,
-        meta: &HashMap<String, String>,
+        opts: ConnectOptions,
     ) -> FfiResult<SessionInfo> {
-        if let BackendKind::Sip(_) = self.kind {
-            return Err(sip_no_connect());
-        }
-        Ok(match self.live()? {
-            Live::RtpVoice(b) => b.connect(room, participant, meta)?,
-            Live::RtpVideo(b) => b.connect(room, participant, meta)?,
-            Live::SipVoice(_) | Live::SipVideo(_) => return Err(sip_no_connect()),
+        Ok(match &self.kind {
+            BackendKind::RtpVoice(b) => b.connect(room, participant, opts)?,
+            BackendKind::RtpVideo(b) => b.connect(room, participant, opts)?,
+            BackendKind::SipVoice(_) | BackendKind::SipVideo(_) => {
+                return Err(Failure::unsupported(
+                    "SIP backends receive calls (see rkm_on_call); rkm_connect is for RTP backends",
+                ))
+            }
         })
     }
-
-    fn disconnect(&self, id: SessionId) -> FfiResult<()> {
-        match self.live()? {
-            Live::RtpVoice(b) => b.disconnect(id)?,
-            Live::RtpVideo(b) => b.disconnect(id)?,
-            Live::SipVoice(b) => b.hangup(id)?,
-            Live::SipVideo(b) => b.hangup(id)?,
-        }
-        Ok(())
-    }
-
-    fn session(&self, id: SessionId) -> FfiResult<SessionInfo> {
-        self.engine()?
-            .session(id)
-            .map(|s| s.current_info())
-            .map_err(Failure::from)
-    }
-
-    fn stats(&self, id: SessionId) -> FfiResult<SessionStats> {
-        Ok(self.engine()?.session(id)?.stats())
-    }
-}
-
-fn sip_no_connect() -> Failure {
-    Failure::unsupported(
-        "SIP backends receive calls (see rkm_on_call); rkm_connect is for RTP backends",
-    )
 }
 
 /// The failure of a video call on a voice backend.
@@ -410,14 +235,12 @@ pub extern "C" fn rkm_connect(
                 "video_remote_addr given to a voice backend (it has no video)",
             ));
         }
-        let mut meta = HashMap::new();
-        if let Some(a) = remote {
-            meta.insert("remote_addr".to_string(), a.to_string());
-        }
-        if let Some(a) = video_remote {
-            meta.insert("video_remote_addr".to_string(), a.to_string());
-        }
-        let info = be.connect(room, participant, &meta)?;
+        let opts = ConnectOptions {
+            remote_addr: remote,
+            video_remote_addr: video_remote,
+            ..ConnectOptions::default()
+        };
+        let info = be.connect(room, participant, opts)?;
         let text = info.id.hyphenated().to_string();
         // SAFETY: `session_id_out` is not NULL and the caller lent `session_id_cap` bytes.
         unsafe { write_c_string(&text, session_id_out, session_id_cap, "session_id_out") }?;
@@ -435,14 +258,14 @@ pub extern "C" fn rkm_disconnect(b: *mut rkm_backend, session_id: *const c_char)
         let be = unsafe { backend_arg(b) }?;
         // SAFETY: as above.
         let id = unsafe { session_arg(session_id) }?;
-        be.disconnect(id)?;
+        be.api()?.disconnect(id)?;
         Ok(rkm_status::RKM_OK)
     })
 }
 
 /// Points a live session's media at new remote addresses (`"ip:port"`; NULL leaves that stream
 /// as it is), as a re-INVITE would: RTCP follows (same port with rtcp-mux, port + 1 otherwise).
-/// RTP backends only: a SIP call's addresses come from its SDP (`RKM_ERR_UNSUPPORTED`). Any
+/// On a SIP call this moves the media until the far end's next re-INVITE moves it again. Any
 /// thread.
 #[no_mangle]
 pub extern "C" fn rkm_update_remote(
@@ -463,15 +286,7 @@ pub extern "C" fn rkm_update_remote(
         if video.is_some() {
             be.require_video()?;
         }
-        match be.live()? {
-            Live::RtpVoice(r) => r.update_remote(id, audio, video)?,
-            Live::RtpVideo(r) => r.update_remote(id, audio, video)?,
-            Live::SipVoice(_) | Live::SipVideo(_) => {
-                return Err(Failure::unsupported(
-                    "a SIP call's addresses come from its SDP (re-INVITE), not from the API",
-                ))
-            }
-        }
+        be.api()?.update_remote(id, audio, video)?;
         Ok(rkm_status::RKM_OK)
     })
 }
@@ -495,11 +310,8 @@ pub extern "C" fn rkm_send_video(
         let id = unsafe { session_arg(session_id) }?;
         // SAFETY: as above.
         let picture = unsafe { slice_arg(data, len, "data") }?;
-        match be.live()? {
-            Live::RtpVideo(v) => v.send_video(id, picture)?,
-            Live::SipVideo(v) => v.send_video(id, picture)?,
-            Live::RtpVoice(_) | Live::SipVoice(_) => return Err(no_video()),
-        }
+        be.require_video()?;
+        be.api()?.send_video(id, picture)?;
         Ok(rkm_status::RKM_OK)
     })
 }
@@ -529,16 +341,10 @@ pub extern "C" fn rkm_send_video_chunk(
                 "timestamp_ms = {timestamp_ms} is not a finite time >= 0"
             )));
         }
-        let chunk = VideoChunk {
-            data: picture.to_vec(),
-            keyframe,
-            timestamp_ms: Some(timestamp_ms),
-        };
-        match be.live()? {
-            Live::RtpVideo(v) => v.send_video_chunks(id, [chunk])?,
-            Live::SipVideo(v) => v.send_video_chunks(id, [chunk])?,
-            Live::RtpVoice(_) | Live::SipVoice(_) => return Err(no_video()),
-        }
+        // The packetizer finds key pictures in the bitstream itself; the flag is informative.
+        let _ = keyframe;
+        be.require_video()?;
+        be.api()?.send_video_at(id, picture, Some(timestamp_ms))?;
         Ok(rkm_status::RKM_OK)
     })
 }
@@ -561,12 +367,7 @@ pub extern "C" fn rkm_send_audio(
         let id = unsafe { session_arg(session_id) }?;
         // SAFETY: as above.
         let pcm = unsafe { slice_arg(pcm, samples, "pcm") }?;
-        match be.live()? {
-            Live::RtpVoice(v) => v.send_audio(id, pcm)?,
-            Live::RtpVideo(v) => v.send_audio(id, pcm)?,
-            Live::SipVoice(v) => v.send_audio(id, pcm)?,
-            Live::SipVideo(v) => v.send_audio(id, pcm)?,
-        }
+        be.api()?.send_audio(id, pcm)?;
         Ok(rkm_status::RKM_OK)
     })
 }
@@ -587,12 +388,7 @@ pub extern "C" fn rkm_send_dtmf(
         // SAFETY: as above.
         let id = unsafe { session_arg(session_id) }?;
         let digit = char::from(digit as u8);
-        match be.live()? {
-            Live::RtpVoice(v) => v.send_dtmf(id, digit, duration_ms)?,
-            Live::RtpVideo(v) => v.send_dtmf(id, digit, duration_ms)?,
-            Live::SipVoice(v) => v.send_dtmf(id, digit, duration_ms)?,
-            Live::SipVideo(v) => v.send_dtmf(id, digit, duration_ms)?,
-        }
+        be.api()?.send_dtmf(id, digit, duration_ms)?;
         Ok(rkm_status::RKM_OK)
     })
 }
@@ -610,7 +406,7 @@ pub extern "C" fn rkm_request_keyframe(
         // SAFETY: as above.
         let id = unsafe { session_arg(session_id) }?;
         be.require_video()?;
-        be.engine()?.request_keyframe(id, KeyframeRequest::Pli)?;
+        be.api()?.request_keyframe(id)?;
         Ok(rkm_status::RKM_OK)
     })
 }
@@ -623,7 +419,7 @@ pub extern "C" fn rkm_session_count(b: *const rkm_backend) -> usize {
         // SAFETY: `b` is NULL or a live backend.
         let be = unsafe { backend_arg(b) }?;
         // A SIP backend that is not started has no sessions yet.
-        Ok(be.engine().map_or(0, |e| e.list(None).len()))
+        Ok(be.any().all_sessions().len())
     })
 }
 
@@ -739,7 +535,7 @@ pub extern "C" fn rkm_session_stats(
         let id = unsafe { session_arg(session_id) }?;
         // SAFETY: as above.
         let out = unsafe { out_arg(out, "out") }?;
-        let st = be.stats(id)?;
+        let st = be.api()?.stats(id)?;
         *out = rkm_stats {
             audio: (&st.audio).into(),
             has_video: st.video.is_some(),
@@ -800,7 +596,10 @@ pub extern "C" fn rkm_session_addresses(
         let id = unsafe { session_arg(session_id) }?;
         // SAFETY: as above.
         let out = unsafe { out_arg(out, "out") }?;
-        let info = be.session(id)?;
+        let info = be
+            .api()?
+            .get_session(id)
+            .ok_or_else(|| Failure::from(crate::Error::NotFound(format!("session {id}"))))?;
         let v: Option<&StreamInfo> = info.video.as_ref();
         *out = rkm_session_addrs {
             local_addr: addr_field(Some(info.audio.local_addr)),

@@ -8,7 +8,7 @@ use std::ffi::{c_char, c_void, CString};
 use std::sync::Arc;
 
 use super::args::SessionIdText;
-use super::backend::{backend_arg, rkm_backend, CallbackSetting};
+use super::backend::{backend_arg, rkm_backend};
 use super::status::{boundary, rkm_status, FfiResult};
 use crate::engine::event::{
     AudioCallback, DtmfCallback, KeyframeCallback, SessionCallback, VideoCallback,
@@ -295,7 +295,8 @@ pub extern "C" fn rkm_on_video_received(
                 unsafe { f(ud.get(), sid.as_ptr(), &view) }
             }) as VideoCallback
         });
-        be.set_callback(CallbackSetting::Video(wrapped))
+        *be.callbacks().video.write() = wrapped;
+        Ok(())
     })
 }
 
@@ -327,7 +328,8 @@ pub extern "C" fn rkm_on_audio_received(
                 unsafe { f(ud.get(), sid.as_ptr(), &view) }
             }) as AudioCallback
         });
-        be.set_callback(CallbackSetting::Audio(wrapped))
+        *be.callbacks().audio.write() = wrapped;
+        Ok(())
     })
 }
 
@@ -350,7 +352,8 @@ pub extern "C" fn rkm_on_dtmf_received(
                 unsafe { f(ud.get(), sid.as_ptr(), digit, ev.duration_ms) }
             }) as DtmfCallback
         });
-        be.set_callback(CallbackSetting::Dtmf(wrapped))
+        *be.callbacks().dtmf.write() = wrapped;
+        Ok(())
     })
 }
 
@@ -364,7 +367,8 @@ pub extern "C" fn rkm_on_session_ready(
 ) -> rkm_status {
     register("rkm_on_session_ready", b, |be| {
         let wrapped = session_callback(cb, user_data);
-        be.set_callback(CallbackSetting::SessionReady(wrapped))
+        *be.callbacks().session_ready.write() = wrapped;
+        Ok(())
     })
 }
 
@@ -379,7 +383,8 @@ pub extern "C" fn rkm_on_video_session_ready(
     register("rkm_on_video_session_ready", b, |be| {
         be.require_video()?;
         let wrapped = session_callback(cb, user_data);
-        be.set_callback(CallbackSetting::VideoSessionReady(wrapped))
+        *be.callbacks().video_session_ready.write() = wrapped;
+        Ok(())
     })
 }
 
@@ -394,7 +399,8 @@ pub extern "C" fn rkm_on_client_disconnected(
 ) -> rkm_status {
     register("rkm_on_client_disconnected", b, |be| {
         let wrapped = session_callback(cb, user_data);
-        be.set_callback(CallbackSetting::Disconnected(wrapped))
+        *be.callbacks().disconnected.write() = wrapped;
+        Ok(())
     })
 }
 
@@ -421,6 +427,7 @@ pub extern "C" fn rkm_on_keyframe_requested(
                 unsafe { f(ud.get(), sid.as_ptr(), kind) }
             }) as KeyframeCallback
         });
-        be.set_callback(CallbackSetting::Keyframe(wrapped))
+        *be.callbacks().keyframe.write() = wrapped;
+        Ok(())
     })
 }

@@ -4,10 +4,11 @@ use std::ffi::{c_char, c_void, CString};
 use std::sync::Arc;
 
 use super::args::{ref_arg, write_c_string};
-use super::backend::{backend_arg, rkm_backend, BackendKind, CallbackSetting, SipSlot};
+use super::backend::{backend_arg, rkm_backend, BackendKind};
 use super::callbacks::{c_text, UserData};
 use super::config::{rkm_sip_config, sip_config_from_c};
 use super::status::{boundary, rkm_status, Failure};
+use crate::backend::{SipVideoBackend, SipVoiceBackend};
 use crate::engine::event::SessionCallback;
 use crate::engine::SessionInfo;
 use crate::frame::VideoCodec;
@@ -23,9 +24,12 @@ fn new_sip(name: &str, cfg: *const rkm_sip_config, video: bool) -> *mut rkm_back
                 "cfg.supported_video_codecs names no codec",
             ));
         }
-        Ok(Box::into_raw(Box::new(rkm_backend {
-            kind: BackendKind::Sip(Box::new(SipSlot::new(c, video))),
-        })))
+        let kind = if video {
+            BackendKind::SipVideo(SipVideoBackend::new(c)?)
+        } else {
+            BackendKind::SipVoice(SipVoiceBackend::new(c)?)
+        };
+        Ok(Box::into_raw(Box::new(rkm_backend { kind })))
     })
 }
 
@@ -59,8 +63,8 @@ pub extern "C" fn rkm_backend_start(b: *mut rkm_backend) -> rkm_status {
     boundary("rkm_backend_start", || {
         // SAFETY: `b` is NULL or a live backend.
         let be = unsafe { backend_arg(b) }?;
-        if let BackendKind::Sip(slot) = &be.kind {
-            slot.start()?;
+        if let Ok(sip) = be.sip() {
+            sip.start()?;
         }
         Ok(rkm_status::RKM_OK)
     })
@@ -79,7 +83,16 @@ pub extern "C" fn rkm_sip_local_addr(
     boundary("rkm_sip_local_addr", || {
         // SAFETY: `b` is NULL or a live backend.
         let be = unsafe { backend_arg(b) }?;
-        let addr = be.sip()?.local_sip_addr().to_string();
+        let addr = be
+            .sip()?
+            .local_sip_addr()
+            .ok_or_else(|| {
+                Failure::new(
+                    rkm_status::RKM_ERR_STATE,
+                    "the SIP backend is not started (call rkm_backend_start)",
+                )
+            })?
+            .to_string();
         // SAFETY: the caller lends `cap` writable bytes at `out` (NULL is refused).
         unsafe { write_c_string(&addr, out, cap, "out") }?;
         Ok(rkm_status::RKM_OK)
@@ -206,7 +219,12 @@ pub extern "C" fn rkm_on_call(
                 unsafe { f(ud.get(), &view) }
             }) as SessionCallback
         });
-        be.set_callback(CallbackSetting::Call(wrapped))?;
+        let sip = be.sip()?;
+        match wrapped {
+            Some(cb) => sip.on_call(move |info: &SessionInfo| cb(info)),
+            // No "clear" on the Rust side: a callback that does nothing is the same.
+            None => sip.on_call(|_: &SessionInfo| {}),
+        }
         Ok(rkm_status::RKM_OK)
     })
 }

@@ -10,6 +10,7 @@ use super::model::{static_payload, MediaDescription, PayloadType};
 /// An audio codec we are willing to negotiate. G.711 is coded in the engine; anything else is
 /// carried as opaque payload for the application.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum AudioCodec {
     /// G.711 µ-law, static payload type 0.
     Pcmu,

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use roomkit_media::backend::{SipCaller, SipCallerConfig};
 use roomkit_media::codec::testclip::TestClip;
+use roomkit_media::prelude::*;
 use roomkit_media::VideoCodec;
 
 use crate::args::{resolve, Args, Spec};
@@ -128,20 +129,20 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
                     (8000.0 * (2.0 * std::f64::consts::PI * 440.0 * n as f64 / 8000.0).sin()) as i16
                 })
                 .collect();
-            let _ = caller.send_audio(&call, &pcm);
+            let _ = caller.send_audio(call.session, &pcm);
             next_audio += Duration::from_millis(20);
         }
         if let (true, Some((_, pics))) = (has_video && now >= next_picture, video.as_ref()) {
             let (p, _) = &pics[(sent_pictures % pics.len() as u64) as usize];
             caller
-                .send_video(&call, p)
+                .send_video(call.session, p)
                 .map_err(|e| format!("send_video: {e}"))?;
             sent_pictures += 1;
             next_picture += Duration::from_secs(1) / fps;
         }
         std::thread::sleep(Duration::from_millis(2));
     }
-    let stats = caller.stats(&call).ok();
+    let stats = caller.stats(call.session).ok();
     let answered = caller.hangup(&call, Duration::from_secs(4));
     let lost = stats
         .as_ref()

@@ -15,9 +15,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use roomkit_media::backend::SessionInfo;
 use roomkit_media::backend::{SipBackendConfig, SipCaller, SipCallerConfig, SipVideoBackend};
 use roomkit_media::codec::testclip::TestClip;
-use roomkit_media::engine::SessionInfo;
+use roomkit_media::prelude::*;
 use roomkit_media::VideoCodec;
 
 use crate::args::{Args, Spec};
@@ -156,7 +157,9 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
         let _ = call_tx.try_send(s.clone());
     });
 
-    let target = be.local_sip_addr();
+    let target = be
+        .start()
+        .map_err(|e| format!("starting the SIP backend: {e}"))?;
     println!(
         "demo: SIP server on {target}; calling it from {}",
         caller.local_addr()
@@ -196,7 +199,7 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
         while Instant::now() < due {
             // Audio every 20 ms in between.
             if Instant::now() >= next_audio {
-                let _ = caller.send_audio(&call, &tone(&mut n_caller));
+                let _ = caller.send_audio(call.session, &tone(&mut n_caller));
                 let _ = be.send_audio(info.id, &tone(&mut n_server));
                 next_audio += Duration::from_millis(20);
             }
@@ -205,7 +208,7 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
         let p = &clip[i as usize];
         sent_by_caller.lock().insert(fingerprint(p), Instant::now());
         caller
-            .send_video(&call, p)
+            .send_video(call.session, p)
             .map_err(|e| format!("caller send_video: {e}"))?;
         sent_by_server.lock().insert(fingerprint(p), Instant::now());
         be.send_video(info.id, p)
@@ -214,7 +217,7 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
     }
     std::thread::sleep(Duration::from_millis(300));
     let server_stats = be.stats(info.id).map_err(|e| e.to_string())?;
-    let caller_stats = caller.stats(&call).map_err(|e| e.to_string())?;
+    let caller_stats = caller.stats(call.session).map_err(|e| e.to_string())?;
     let answered = caller.hangup(&call, Duration::from_secs(2));
 
     let mut ok = answered;

@@ -5,11 +5,11 @@
 //! audio stream is bound to loopback and pointed at its own socket: its RTCP reports never leave
 //! the host or reach the peer.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use roomkit_media::backend::rtp::{RtpBackendConfig, RtpVideoBackend};
-use roomkit_media::engine::{SessionId, SessionInfo};
+use roomkit_media::backend::{ConnectOptions, RtpBackendConfig, RtpVideoBackend};
+use roomkit_media::backend::{SessionId, SessionInfo};
+use roomkit_media::prelude::*;
 
 /// Opens the backend and its single session; the caller fills in the video fields of `cfg`.
 pub fn open(
@@ -26,7 +26,7 @@ pub fn open(
     cfg.remote_addr = Some(SocketAddr::new(loopback, 9));
     let backend = RtpVideoBackend::new(cfg).map_err(|e| e.to_string())?;
     let info = backend
-        .connect("cli", "cli", &HashMap::new())
+        .connect("cli", "cli", ConnectOptions::default())
         .map_err(|e| e.to_string())?;
     backend
         .update_remote(info.id, Some(info.audio.local_addr), None)

@@ -50,6 +50,7 @@ pub fn read_pictures(path: &Path, codec: VideoCodec) -> Result<Vec<(Vec<u8>, boo
             }
             out
         }
+        other => return Err(format!("no file format for {other} video")),
     };
     if pictures.is_empty() {
         return Err(format!(
@@ -81,6 +82,7 @@ impl VideoSink {
                 file: Some(file),
                 writer: None,
             },
+            other => return Err(format!("no file format for {other} video")),
         })
     }
 

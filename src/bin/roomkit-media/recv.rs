@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use roomkit_media::backend::rtp::{RtpBackendConfig, RtpVideoBackend};
-use roomkit_media::engine::{SessionId, StreamStats};
+use roomkit_media::backend::{SessionId, StreamStats};
+use roomkit_media::prelude::*;
 use roomkit_media::VideoFrame;
 
 use crate::args::{Args, Spec};

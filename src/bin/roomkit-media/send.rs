@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use roomkit_media::backend::rtp::RtpBackendConfig;
 use roomkit_media::codec::h264::DEFAULT_MTU;
+use roomkit_media::prelude::*;
 
 use crate::args::{Args, Spec};
 use crate::link;

@@ -15,9 +15,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use roomkit_media::backend::AudioCodec;
+use roomkit_media::backend::{SessionId, SessionInfo};
 use roomkit_media::backend::{SipBackendConfig, SipVideoBackend};
-use roomkit_media::engine::{SessionId, SessionInfo};
-use roomkit_media::sdp::AudioCodec;
+use roomkit_media::prelude::*;
 use roomkit_media::VideoCodec;
 
 use crate::args::{Args, Spec};
@@ -246,12 +247,6 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
     let ended = Arc::new(AtomicU64::new(0));
     let answered = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
-    eprintln!("serving SIP on {}", be.local_sip_addr());
-    out.line(&format!(
-        "{{\"event\":\"listening\",\"sip\":{}}}",
-        js(&be.local_sip_addr().to_string())
-    ));
-
     {
         let (out, calls, rec, answered) =
             (out.clone(), calls.clone(), record.clone(), answered.clone());
@@ -396,6 +391,13 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
         });
     }
 
+    // Every callback is in place: calls may come now.
+    let local = be.start().map_err(|e| e.to_string())?;
+    eprintln!("serving SIP on {local}");
+    out.line(&format!(
+        "{{\"event\":\"listening\",\"sip\":{}}}",
+        js(&local.to_string())
+    ));
     while !STOP.load(Ordering::SeqCst) {
         if max_calls > 0 && ended.load(Ordering::Relaxed) >= max_calls {
             break;

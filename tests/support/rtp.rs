@@ -1,7 +1,8 @@
 //! Helpers shared by the RTP backend tests: a connected pair of backends on loopback, channels
 //! that collect what the callbacks saw, and synthetic H.264 pictures.
-#![allow(dead_code)]
 
+#[allow(unused_imports)]
+pub use super::{h264_picture, wait_until};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{unbounded, Receiver};
 use roomkit_media::backend::{RtpBackendConfig, RtpVideoBackend};
 use roomkit_media::engine::{KeyframeRequest, SessionId};
+use roomkit_media::prelude::*;
 use roomkit_media::{AudioFrame, DtmfEvent, VideoFrame};
 
 /// What one backend's callbacks received.
@@ -124,11 +126,11 @@ fn connect_pair(a: RtpVideoBackend, b: RtpVideoBackend, a_rx: Rx, b_rx: Rx) -> P
     // A first, aimed at a placeholder; B aimed at A; then A re-aimed at B.
     let placeholder: SocketAddr = "127.0.0.1:9".parse().unwrap();
     let sa = a
-        .connect("room-a", "alice", &meta(placeholder, placeholder))
+        .connect("room-a", "alice", meta(placeholder, placeholder))
         .unwrap();
     let sa_v = sa.video.clone().unwrap();
     let sb = b
-        .connect("room-b", "bob", &meta(sa.audio.local_addr, sa_v.local_addr))
+        .connect("room-b", "bob", meta(sa.audio.local_addr, sa_v.local_addr))
         .unwrap();
     a.update_remote(
         sa.id,
@@ -155,40 +157,6 @@ pub fn recv_n<T>(rx: &Receiver<T>, n: usize, timeout: Duration) -> Vec<T> {
             Ok(x) => v.push(x),
             Err(_) => break,
         }
-    }
-    v
-}
-
-/// Polls `cond` until it holds or `timeout` passes; returns whether it held.
-pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    cond()
-}
-
-/// A synthetic H.264 access unit in Annex-B with 4-byte start codes: SPS + PPS + IDR slice for a
-/// key picture, one non-IDR slice otherwise. Slice bytes never contain 0x00, so no start code can
-/// appear inside a NAL unit. `seed` makes pictures differ.
-pub fn h264_picture(key: bool, slice_len: usize, seed: u32) -> Vec<u8> {
-    let mut v = Vec::with_capacity(slice_len + 32);
-    if key {
-        v.extend_from_slice(&[0, 0, 0, 1, 0x67, 0x42, 0xe0, 0x1f, 0x8c, 0x8d, 0x40, 0x50]);
-        v.extend_from_slice(&[0, 0, 0, 1, 0x68, 0xce, 0x3c, 0x80]);
-        v.extend_from_slice(&[0, 0, 0, 1, 0x65]);
-    } else {
-        v.extend_from_slice(&[0, 0, 0, 1, 0x41]);
-    }
-    let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(12345);
-    for _ in 0..slice_len {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        v.push((x as u8).max(1));
     }
     v
 }

@@ -1,12 +1,13 @@
 //! Helpers for the SIP backend tests: a backend on loopback, a raw UDP user agent that writes
 //! SIP by hand (to send exactly what a test needs, malformed included), and synthetic pictures.
-#![allow(dead_code)]
 
+#[allow(unused_imports)]
+pub use super::{h264_picture, wait_until};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use roomkit_media::backend::SipBackendConfig;
+use roomkit_media::backend::{SipBackendConfig, SipVoiceBackend};
 
 /// A loopback backend configuration with its own RTP port range (tests run in parallel
 /// processes, so every test passes a different `slot`).
@@ -21,16 +22,14 @@ pub fn config(slot: u16) -> SipBackendConfig {
     }
 }
 
-/// Polls `cond` every 10 ms until it holds or `timeout` passes.
-pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + timeout;
-    while Instant::now() < end {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    cond()
+/// Starts `be` (call it once the test's callbacks are registered) and returns its SIP address.
+pub fn start(be: &SipVoiceBackend) -> SocketAddr {
+    be.start().expect("the SIP backend starts")
+}
+
+/// The SIP address of a started backend.
+pub fn sip_addr(be: &SipVoiceBackend) -> SocketAddr {
+    be.local_sip_addr().expect("the SIP backend is started")
 }
 
 /// A UDP socket that speaks SIP by hand.
@@ -146,6 +145,16 @@ impl RawUa {
         )
     }
 
+    /// Opens a call the usual way: INVITE with `sdp` (and `extra` header lines), the 200 (its
+    /// To tag goes into `leg`), ACK. Returns the 200.
+    pub fn establish(&self, leg: &mut Leg, extra: &str, sdp: &str) -> String {
+        self.send(&self.request("INVITE", leg, extra, sdp));
+        let ok = self.expect_status(200, "INVITE", Duration::from_secs(5));
+        leg.to_tag = to_tag(&ok);
+        self.send(&self.request("ACK", leg, "", ""));
+        ok
+    }
+
     /// The next datagram, or `None` after `timeout`.
     pub fn recv(&self, timeout: Duration) -> Option<String> {
         let end = Instant::now() + timeout;
@@ -229,38 +238,4 @@ pub fn to_tag(msg: &str) -> Option<String> {
 /// The body after the blank line.
 pub fn body(msg: &str) -> &str {
     msg.split_once("\r\n\r\n").map_or("", |(_, b)| b)
-}
-
-/// A synthetic H.264 picture: real NAL headers (SPS, PPS, IDR for a key picture; one non-IDR
-/// slice otherwise) around pseudo-random payload with no start-code patterns in it.
-pub fn h264_picture(key: bool, slice_len: usize, seed: u32) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut x = seed.wrapping_mul(2_654_435_761).max(1);
-    let mut nal = |out: &mut Vec<u8>, header: u8, len: usize| {
-        out.extend_from_slice(&[0, 0, 0, 1, header]);
-        for _ in 0..len {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            out.push((x as u8) | 0x01); // never zero: no emulated start codes
-        }
-    };
-    if key {
-        nal(&mut out, 0x67, 12); // SPS
-        nal(&mut out, 0x68, 4); // PPS
-        nal(&mut out, 0x65, slice_len); // IDR slice
-    } else {
-        nal(&mut out, 0x41, slice_len); // non-IDR slice
-    }
-    out
-}
-
-/// Threads of this process.
-pub fn thread_count() -> usize {
-    std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count())
-}
-
-/// Open descriptors of this process.
-pub fn fd_count() -> usize {
-    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
 }

@@ -4,8 +4,6 @@
 //! Every external program runs under `timeout`, and every wait here is bounded. When a peer is
 //! missing, `CI=true` turns that into a failure; elsewhere the test says so and returns.
 
-#![allow(dead_code)]
-
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,124 @@
+//! The settings and the call-screening types of the SIP backends, shared by the backend handle
+//! (`sip.rs`) and the user agent core that runs on the SIP thread (`sip_core.rs`).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::engine::dispatch::DEFAULT_QUEUE_LEN;
+use crate::frame::{Delivery, VideoCodec};
+use crate::sdp::AudioCodec;
+use crate::sip::transaction::Timers;
+
+/// Settings of a SIP backend. `Default` gives roomkit's defaults where they make sense here.
+#[derive(Debug, Clone)]
+pub struct SipBackendConfig {
+    /// Where the SIP socket binds (UDP). Port 0 picks a free one (see `local_sip_addr()`).
+    pub local_sip_addr: SocketAddr,
+    /// Where RTP sockets bind.
+    pub local_rtp_ip: IpAddr,
+    /// The address written in SDP and Contact when it differs from the bound one (NAT).
+    pub advertised_ip: Option<IpAddr>,
+    /// RTP port range (even ports; RTCP on the odd one above unless rtcp-mux).
+    pub rtp_port_start: u16,
+    pub rtp_port_end: u16,
+    /// Audio codecs accepted, the offerer's order deciding among them.
+    pub supported_codecs: Vec<AudioCodec>,
+    /// Video codecs accepted (video backend only): H264 and/or VP8.
+    pub supported_video_codecs: Vec<VideoCodec>,
+    /// Most simultaneous calls (ringing included); 0 = no limit. Beyond it: 486 Busy Here.
+    pub max_sessions: usize,
+    /// Digest users (name → password). Empty: no authentication.
+    pub auth_users: HashMap<String, String>,
+    pub auth_realm: String,
+    /// `Server`/`User-Agent` header and SDP `s=` line.
+    pub user_agent: String,
+    /// Ring time between 180 and 200 (CANCEL can arrive meanwhile).
+    pub answer_after: Duration,
+    /// SIP timer values (T1, T2, T4).
+    pub timers: Timers,
+    /// Latch each stream to the first source its packets come from (peers behind NAT, and
+    /// senders whose source port differs from their SDP port). Off: only the SDP address.
+    pub symmetric_rtp: bool,
+    /// Largest RTP payload sent.
+    pub mtu: usize,
+    /// How received H.264 is delivered.
+    pub delivery: Delivery,
+    /// Hold non-key pictures back after loss until a key frame.
+    pub wait_for_keyframe: bool,
+    /// Nominal RTCP report interval.
+    pub rtcp_interval: Duration,
+    /// Callback threads of the engine.
+    pub callback_threads: usize,
+    /// Events queued per callback thread before new ones are dropped (and counted).
+    pub callback_queue: usize,
+}
+
+impl Default for SipBackendConfig {
+    fn default() -> Self {
+        SipBackendConfig {
+            local_sip_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 5060),
+            local_rtp_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            advertised_ip: None,
+            rtp_port_start: 10000,
+            rtp_port_end: 20000,
+            supported_codecs: vec![AudioCodec::Pcmu, AudioCodec::Pcma],
+            supported_video_codecs: vec![VideoCodec::H264],
+            max_sessions: 0,
+            auth_users: HashMap::new(),
+            auth_realm: "roomkit".into(),
+            user_agent: "roomkit-media".into(),
+            answer_after: Duration::ZERO,
+            timers: Timers::default(),
+            symmetric_rtp: true,
+            mtu: 1200,
+            delivery: Delivery::AccessUnit,
+            wait_for_keyframe: true,
+            rtcp_interval: Duration::from_secs(5),
+            callback_threads: 1,
+            callback_queue: DEFAULT_QUEUE_LEN,
+        }
+    }
+}
+
+/// What the invite filter sees of a new call (before any port is taken).
+#[derive(Debug, Clone)]
+pub struct IncomingCall {
+    pub call_id: String,
+    /// From URI.
+    pub caller: String,
+    /// To URI.
+    pub callee: String,
+    pub caller_display_name: Option<String>,
+    /// `X-` headers as (name, value), sorted.
+    pub x_headers: Vec<(String, String)>,
+    /// Where the INVITE came from.
+    pub source: SocketAddr,
+    /// The offer has an `m=video` line.
+    pub offers_video: bool,
+}
+
+/// The invite filter's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CallDecision {
+    Accept,
+    /// Refuse with this final status (300..=699; anything else becomes 603).
+    Reject(u16),
+}
+
+/// Screens new INVITEs. Runs on the SIP thread: it must return quickly.
+pub type InviteFilter = Arc<dyn Fn(&IncomingCall) -> CallDecision + Send + Sync>;
+
+/// Snapshot of the signalling counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SipStats {
+    pub received: u64,
+    pub rejected: u64,
+    pub dropped: u64,
+    pub calls_answered: u64,
+    pub calls_ended: u64,
+    pub calls_refused: u64,
+    pub bye_timeouts: u64,
+}
