@@ -1,4 +1,4 @@
-//! The roomkit-media command line: `demo`, `serve`, `send` and `recv`.
+//! The roomkit-media command line: `demo`, `serve`, `call`, `send`, `recv` and `netsim`.
 //! Exit codes: 0 success, 1 the media did not flow as asked, 2 bad arguments or files.
 
 mod args;
@@ -6,10 +6,13 @@ mod call;
 mod demo;
 mod link;
 mod media_file;
+mod netsim;
+mod output;
 mod progress;
 mod recv;
 mod send;
 mod serve;
+mod signals;
 
 use std::process::ExitCode;
 
@@ -20,6 +23,8 @@ usage:
   roomkit-media serve --sip ADDR [--rtp-ip IP] [--rtp-ports A-B] [--video-codecs H264,VP8] [--record DIR] [--echo] [--max-calls N] [--answer-after MS] [--hangup-after MS]
   roomkit-media demo [--seconds S]
   roomkit-media call sip:USER@HOST:PORT [--video FILE] [--seconds S] [--fps N]
+  roomkit-media netsim --pipe LISTEN=TARGET [--pipe ...] [--loss PCT] [--burst N] [--delay MS] [--jitter MS]
+                       [--reorder PCT] [--reorder-ms MS] [--duplicate PCT] [--seed N] [--seconds S] [--idle S]
 ";
 
 fn main() -> ExitCode {
@@ -38,6 +43,7 @@ fn main() -> ExitCode {
         "serve" => args::Args::parse(rest, &serve::SPEC).and_then(|a| serve::run(&a)),
         "demo" => args::Args::parse(rest, &demo::SPEC).and_then(|a| demo::run(&a)),
         "call" => args::Args::parse(rest, &call::SPEC).and_then(|a| call::run(&a)),
+        "netsim" => args::Args::parse(rest, &netsim::SPEC).and_then(|a| netsim::run(&a)),
         other => Err(format!("unknown command `{other}`")),
     };
     match result {
