@@ -23,7 +23,7 @@ usage:
   roomkit-media serve --sip ADDR [--rtp-ip IP] [--rtp-ports A-B] [--video-codecs H264,VP8] [--record DIR] [--echo] [--max-calls N] [--answer-after MS] [--hangup-after MS]
   roomkit-media demo [--seconds S]
   roomkit-media call sip:USER@HOST:PORT [--video FILE] [--seconds S] [--fps N]
-  roomkit-media netsim --pipe LISTEN=TARGET [--pipe ...] [--loss PCT] [--burst N] [--delay MS] [--jitter MS]
+  roomkit-media netsim --pipe LISTEN=TARGET[/BACK] [--pipe ...] [--loss PCT] [--burst N] [--delay MS] [--jitter MS]
                        [--reorder PCT] [--reorder-ms MS] [--duplicate PCT] [--seed N] [--seconds S] [--idle S]
 ";
 

@@ -1,7 +1,8 @@
 //! `roomkit-media netsim`: a UDP path simulator, for trying media on a bad network without
 //! root or `netem`. Each `--pipe LISTEN=TARGET` relays datagrams that reach LISTEN on to TARGET
 //! (from a socket of its own, the "via" side), and what TARGET sends back to the via side on to
-//! whoever last sent to LISTEN. Both directions are impaired the same way: random or bursty
+//! whoever last sent to LISTEN, or to BACK with `--pipe LISTEN=TARGET/BACK` (for peers that
+//! send from one port and listen on another). Both directions are impaired the same way: random or bursty
 //! loss, a one-way delay with jitter (first in, first out, as a router queue), a share of
 //! packets held back so they arrive out of order, and duplicates. Everything is drawn from a
 //! seeded generator per direction, so a run can be repeated.
@@ -198,7 +199,8 @@ struct Pipe {
     listen: UdpSocket,
     via: UdpSocket,
     target: SocketAddr,
-    /// Who last sent to `listen`: where replies go.
+    /// Where replies go: fixed by the pipe, or who last sent to `listen`.
+    back: Option<SocketAddr>,
     peer: Mutex<Option<SocketAddr>>,
 }
 
@@ -210,11 +212,16 @@ struct Arrival {
     at: Instant,
 }
 
-fn parse_pipe(v: &str) -> Result<(SocketAddr, SocketAddr), String> {
-    let (listen, target) = v
+/// `LISTEN=TARGET` or `LISTEN=TARGET/BACK`.
+fn parse_pipe(v: &str) -> Result<(SocketAddr, SocketAddr, Option<SocketAddr>), String> {
+    let (listen, rest) = v
         .split_once('=')
-        .ok_or_else(|| format!("--pipe `{v}`: expected LISTEN=TARGET"))?;
-    Ok((resolve(listen)?, resolve(target)?))
+        .ok_or_else(|| format!("--pipe `{v}`: expected LISTEN=TARGET[/BACK]"))?;
+    let (target, back) = match rest.split_once('/') {
+        Some((t, b)) => (t, Some(resolve(b)?)),
+        None => (rest, None),
+    };
+    Ok((resolve(listen)?, resolve(target)?, back))
 }
 
 fn params(args: &Args) -> Result<PathParams, String> {
@@ -272,7 +279,7 @@ fn reader(
 }
 
 pub fn run(args: &Args) -> Result<ExitCode, String> {
-    let specs: Vec<(SocketAddr, SocketAddr)> = args
+    let specs: Vec<(SocketAddr, SocketAddr, Option<SocketAddr>)> = args
         .all("pipe")
         .iter()
         .map(|v| parse_pipe(v))
@@ -287,7 +294,7 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
     let idle = (idle > 0.0).then(|| Duration::from_secs_f64(idle));
 
     let mut pipes = Vec::new();
-    for (listen, target) in &specs {
+    for (listen, target, back) in &specs {
         let bind = |a: SocketAddr| {
             let s = UdpSocket::bind(a).map_err(|e| format!("netsim: binding {a}: {e}"))?;
             s.set_read_timeout(Some(Duration::from_millis(20)))
@@ -306,6 +313,7 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
             listen: bind(*listen)?,
             via: bind(via_addr)?,
             target: *target,
+            back: *back,
             peer: Mutex::new(None),
         });
     }
@@ -373,7 +381,7 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
                 let _ = if forward {
                     pp.via.send_to(&data, pp.target)
                 } else {
-                    match *pp.peer.lock() {
+                    match pp.back.or(*pp.peer.lock()) {
                         Some(peer) => pp.listen.send_to(&data, peer),
                         None => Ok(0),
                     }
