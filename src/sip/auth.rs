@@ -777,6 +777,13 @@ pub enum AuthOutcome {
     Rejected(String),
 }
 
+impl AuthOutcome {
+    /// True for [`AuthOutcome::Authorized`].
+    pub fn is_authorized(&self) -> bool {
+        matches!(self, AuthOutcome::Authorized { .. })
+    }
+}
+
 /// Server-side digest state: the realm and the outstanding nonces.
 #[derive(Debug)]
 pub struct DigestAuthenticator {

@@ -16,6 +16,7 @@ mod check;
 pub mod dialog;
 mod md5;
 pub mod message;
+pub mod register;
 pub mod route;
 mod syntax;
 pub mod transaction;
