@@ -533,13 +533,14 @@ pub fn select_challenges(response: &SipMessage) -> Vec<(ChallengeKind, DigestCha
                     .iter()
                     .position(|(k, c)| *k == kind && c.realm == challenge.realm);
                 match known {
-                    Some(i) => {
-                        if challenge.algorithm.preference() > chosen[i].1.algorithm.preference() {
-                            chosen[i].1 = challenge;
-                        }
+                    Some(i)
+                        if challenge.algorithm.preference()
+                            > chosen[i].1.algorithm.preference() =>
+                    {
+                        chosen[i].1 = challenge;
                     }
                     None if chosen.len() < MAX_CLIENT_REALMS => chosen.push((kind, challenge)),
-                    None => {}
+                    _ => {}
                 }
             }
         }

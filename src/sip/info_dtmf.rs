@@ -123,10 +123,10 @@ pub fn parse_info_dtmf(content_type: &str, body: &[u8]) -> Result<DtmfEvent, Inf
                     if signal.replace(digit(value)?).is_some() {
                         return Err(InfoDtmfError::Malformed("Signal given twice"));
                     }
-                } else if key.eq_ignore_ascii_case("Duration") {
-                    if length.replace(duration(value)?).is_some() {
-                        return Err(InfoDtmfError::Malformed("Duration given twice"));
-                    }
+                } else if key.eq_ignore_ascii_case("Duration")
+                    && length.replace(duration(value)?).is_some()
+                {
+                    return Err(InfoDtmfError::Malformed("Duration given twice"));
                 }
                 // Other keys (vendors add some) are ignored.
             }
