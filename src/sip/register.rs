@@ -290,6 +290,11 @@ impl Registration {
         self.state
     }
 
+    /// The address-of-record being registered.
+    pub fn aor(&self) -> &str {
+        &self.config.aor
+    }
+
     /// The Call-ID every REGISTER of this registration carries.
     pub fn call_id(&self) -> &str {
         &self.call_id
@@ -1271,6 +1276,7 @@ mod tests {
         cfg.aor = "sip:bob@example.org".into();
         let mut b = Registration::new(cfg, t0).unwrap();
         assert_ne!(a.call_id(), b.call_id());
+        assert_eq!(b.aor(), "sip:bob@example.org");
         let req_a = parse(&a.poll_transmit().unwrap()).unwrap();
         let req_b = parse(&b.poll_transmit().unwrap()).unwrap();
         assert_eq!(req_b.request_uri().unwrap().as_str(), "sip:example.org");
