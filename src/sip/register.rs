@@ -429,19 +429,31 @@ impl Registration {
     /// When `handle_timeout` next needs to run.
     pub fn next_timeout(&self) -> Option<Instant> {
         let tx = self.tx.as_ref().and_then(|t| t.next_timeout());
-        [tx, self.wake_at].into_iter().flatten().min()
+        [tx, self.wake_at, self.bound_until]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
-    /// Runs the transaction's timers and a due refresh or retry.
+    /// Runs the transaction's timers, notes a lapsed binding, and sends a due refresh or retry.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.bound_until.is_some_and(|t| t <= now) {
+            // The refreshes failed for the whole lifetime: the registrar has dropped us.
+            self.bound_until = None;
+            if self.state == RegistrationState::Registered {
+                self.state = if self.awaiting {
+                    RegistrationState::Registering
+                } else {
+                    RegistrationState::Retrying
+                };
+            }
+        }
         if let Some(tx) = self.tx.as_mut() {
             tx.handle_timeout(now);
             self.pump(now);
         }
         if self.wake_at.is_some_and(|t| t <= now) && !self.awaiting {
-            self.wake_at = None;
-            if self.bound_until.is_some_and(|t| t <= now) {
-                self.bound_until = None;
+            if self.state == RegistrationState::Retrying {
                 self.state = RegistrationState::Registering;
             }
             self.send(now);
@@ -993,7 +1005,10 @@ mod tests {
         let mut log = Log::default();
         let mut reg = Registration::new(config(3600), t0).unwrap();
         drain(&mut reg, t0, t0, &mut log);
+        run_until(&mut reg, t0, t0 + secs(32), &mut log);
+        assert_eq!(reg.state(), RegistrationState::Retrying);
         run_until(&mut reg, t0, t0 + secs(33), &mut log);
+        assert_eq!(reg.state(), RegistrationState::Registering);
         // Timer E (0.5 s doubling to T2) until timer F at 32 s, then the retry 1 s later.
         assert_eq!(
             log.sent_at(),
@@ -1003,7 +1018,6 @@ mod tests {
             shapes(log.take_events()),
             [(32_000, failed(408, Some(secs(1))))]
         );
-        assert_eq!(reg.state(), RegistrationState::Retrying);
         let retry = log.last_sent().clone();
         assert_eq!(retry.cseq().number, 2);
         assert_eq!(
@@ -1249,6 +1263,38 @@ mod tests {
             ]
         );
         assert!(reg.is_terminated());
+    }
+
+    #[test]
+    fn a_binding_whose_refreshes_fail_lapses() {
+        let t0 = Instant::now();
+        let mut log = Log::default();
+        let mut reg = Registration::new(config(60), t0).unwrap();
+        drain(&mut reg, t0, t0, &mut log);
+        feed(
+            &mut reg,
+            &reply(log.last_sent(), 200, &[]),
+            t0,
+            t0,
+            &mut log,
+        );
+        // The refresh at 30 s is never answered; timer F would only fire at 62 s.
+        run_until(&mut reg, t0, t0 + secs(59), &mut log);
+        assert_eq!(reg.state(), RegistrationState::Registered);
+        run_until(&mut reg, t0, t0 + secs(60), &mut log);
+        assert_eq!(reg.state(), RegistrationState::Registering);
+        assert_eq!(reg.registered_until(), None);
+        run_until(&mut reg, t0, t0 + secs(62), &mut log);
+        assert_eq!(reg.state(), RegistrationState::Retrying);
+        assert_eq!(
+            shapes(log.take_events()),
+            [
+                (0, RegistrationEvent::Registered { expires: 60 }),
+                (62_000, failed(408, Some(secs(1))))
+            ]
+        );
+        run_until(&mut reg, t0, t0 + secs(63), &mut log);
+        assert_eq!(reg.state(), RegistrationState::Registering);
     }
 
     #[test]
