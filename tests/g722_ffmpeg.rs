@@ -44,7 +44,18 @@ fn write_s16le(p: &Path, pcm: &[i16]) {
 fn render(dir: &TempDir, name: &str, graph: &str, seconds: &str) -> Vec<i16> {
     let raw = dir.path(&format!("{name}.raw"));
     ffmpeg(&[
-        "-f", "lavfi", "-i", graph, "-t", seconds, "-ar", "16000", "-ac", "1", "-f", "s16le",
+        "-f",
+        "lavfi",
+        "-i",
+        graph,
+        "-t",
+        seconds,
+        "-ar",
+        "16000",
+        "-ac",
+        "1",
+        "-f",
+        "s16le",
         s(&raw),
     ]);
     let pcm = read_s16le(&raw);
@@ -92,7 +103,18 @@ fn compare(dir: &TempDir, name: &str, pcm: &[i16]) -> (usize, usize) {
     write_s16le(&raw, pcm);
     let coded = dir.path(&format!("{name}.g722"));
     ffmpeg(&[
-        "-f", "s16le", "-ar", "16000", "-ac", "1", "-i", s(&raw), "-c:a", "g722", "-f", "g722",
+        "-f",
+        "s16le",
+        "-ar",
+        "16000",
+        "-ac",
+        "1",
+        "-i",
+        s(&raw),
+        "-c:a",
+        "g722",
+        "-f",
+        "g722",
         s(&coded),
     ]);
     let theirs = std::fs::read(&coded).expect("read ffmpeg's G.722");
@@ -230,7 +252,10 @@ fn random_bytes_decode_like_ffmpeg() {
     let path = dir.path("random.g722");
     std::fs::write(&path, &bytes).unwrap();
     let n = assert_decodes_like_ffmpeg(&dir, "random_bytes", &path, &bytes);
-    eprintln!("random_bytes: {} bytes -> {n} samples identical", bytes.len());
+    eprintln!(
+        "random_bytes: {} bytes -> {n} samples identical",
+        bytes.len()
+    );
 
     // Runs of the extreme codes push the step size and predictor to their limits.
     let mut extremes = Vec::new();
@@ -245,5 +270,8 @@ fn random_bytes_decode_like_ffmpeg() {
     let path = dir.path("extremes.g722");
     std::fs::write(&path, &extremes).unwrap();
     let n = assert_decodes_like_ffmpeg(&dir, "extreme_runs", &path, &extremes);
-    eprintln!("extreme_runs: {} bytes -> {n} samples identical", extremes.len());
+    eprintln!(
+        "extreme_runs: {} bytes -> {n} samples identical",
+        extremes.len()
+    );
 }
