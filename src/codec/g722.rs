@@ -345,51 +345,68 @@ impl Band {
     }
 }
 
+/// The QMF taps met by every second value, oldest first: `PHASE_TAPS[0]` are the even taps of
+/// [`QMF_TAPS`], for the earlier value of each pair, and `PHASE_TAPS[1]` the odd ones, for the
+/// later value.
+const PHASE_TAPS: [[i16; 12]; 2] = {
+    let mut t = [[0i16; 12]; 2];
+    let mut i = 0;
+    while i < 12 {
+        t[0][i] = QMF_TAPS[2 * i] as i16;
+        t[1][i] = QMF_TAPS[2 * i + 1] as i16;
+        i += 1;
+    }
+    t
+};
+
 /// How many sample pairs the QMF delay line holds before it slides back to its start.
 const QMF_SPAN: usize = 256;
 
 /// The QMF delay line, shared by the encoder's analysis and the decoder's synthesis.
 ///
-/// Values are appended two at a time; the window of the last 24 is always contiguous, so the
-/// 24-tap product is a plain slice loop. The line slides back (copying 22 values) once every
-/// [`QMF_SPAN`] pairs instead of shifting on every pair.
+/// Values come in pairs, and the earlier and later value of each pair meet different halves of
+/// the taps, so the line keeps them in two rows: each 12-tap product is then a dot product of
+/// contiguous 16-bit values, which the compiler turns into a few vector multiply-adds. The rows
+/// slide back (copying 11 values) once every [`QMF_SPAN`] pairs instead of shifting on every pair.
 #[derive(Debug, Clone)]
 struct QmfLine {
-    buf: [i32; 22 + 2 * QMF_SPAN],
+    rows: [[i16; 11 + QMF_SPAN]; 2],
     end: usize,
 }
 
 impl QmfLine {
     fn new() -> QmfLine {
         QmfLine {
-            buf: [0; 22 + 2 * QMF_SPAN],
-            end: 22,
+            rows: [[0; 11 + QMF_SPAN]; 2],
+            end: 11,
         }
     }
 
-    /// Appends `older` then `newer`, and returns the two 12-tap halves of the filter over the
-    /// last 24 values, `(aligned, offset)`. Counting taps from the newest value (tap 0 on
-    /// `newer`), `aligned` sums the even taps, over `newer` and every second value before it,
-    /// and `offset` the odd taps, over `older` and every second value before it.
+    /// Appends a pair, and returns the two 12-tap halves of the filter over the last 12 pairs,
+    /// `(aligned, offset)`. Counting taps from the newest value (tap 0 on `newer`), `aligned`
+    /// sums the even taps, over `newer` and every second value before it, and `offset` the odd
+    /// taps, over `older` and every second value before it.
     #[inline(always)]
-    fn push(&mut self, older: i32, newer: i32) -> (i32, i32) {
-        if self.end == self.buf.len() {
-            self.buf.copy_within(self.end - 22.., 0);
-            self.end = 22;
+    fn push(&mut self, older: i16, newer: i16) -> (i32, i32) {
+        if self.end == self.rows[0].len() {
+            for row in &mut self.rows {
+                row.copy_within(QMF_SPAN.., 0);
+            }
+            self.end = 11;
         }
-        self.buf[self.end] = older;
-        self.buf[self.end + 1] = newer;
-        self.end += 2;
-        let window = &self.buf[self.end - 24..self.end];
-        // The taps are symmetric, so tap `k` from the newest value is also tap `m = 23 - k` from
-        // the window's start: the window and the tap table line up without reversing. Odd
-        // window positions hold `newer` and every second value before it.
-        let mut aligned = 0;
-        let mut offset = 0;
-        for (w, h) in window.chunks_exact(2).zip(QMF_TAPS.chunks_exact(2)) {
-            offset += w[0] * h[0];
-            aligned += w[1] * h[1];
-        }
+        self.rows[0][self.end] = older;
+        self.rows[1][self.end] = newer;
+        self.end += 1;
+        // The taps are symmetric (tap `k` equals tap `23 - k`), so counting from the newest value
+        // or from the oldest picks the same tap: the rows and the tap table line up unreversed.
+        let dot = |row: &[i16], taps: &[i16; 12]| -> i32 {
+            row.iter()
+                .zip(taps)
+                .map(|(&v, &h)| i32::from(v) * i32::from(h))
+                .sum()
+        };
+        let offset = dot(&self.rows[0][self.end - 12..self.end], &PHASE_TAPS[0]);
+        let aligned = dot(&self.rows[1][self.end - 12..self.end], &PHASE_TAPS[1]);
         (aligned, offset)
     }
 }
@@ -474,7 +491,7 @@ impl G722Encoder {
     /// Codes one pair of samples (`first` is the earlier) into one byte.
     #[inline(always)]
     fn encode_pair(&mut self, first: i16, second: i16) -> u8 {
-        let (aligned, offset) = self.qmf.push(i32::from(first), i32::from(second));
+        let (aligned, offset) = self.qmf.push(first, second);
         let low_in = (aligned + offset) >> 14;
         let high_in = (aligned - offset) >> 14;
 
@@ -547,11 +564,10 @@ impl G722Decoder {
     /// first two samples belong to the first byte, as in ffmpeg's decoder, and the audio comes
     /// out [`G722_DELAY_SAMPLES`] later than it went into the encoder.
     pub fn decode(&mut self, bytes: &[u8], out: &mut Vec<i16>) {
-        out.reserve(bytes.len() * 2);
-        for &byte in bytes {
-            let [a, b] = self.decode_byte(byte);
-            out.push(a);
-            out.push(b);
+        let start = out.len();
+        out.resize(start + 2 * bytes.len(), 0);
+        for (pair, &byte) in out[start..].chunks_exact_mut(2).zip(bytes) {
+            pair.copy_from_slice(&self.decode_byte(byte));
         }
     }
 
@@ -570,7 +586,8 @@ impl G722Decoder {
         let high = sat15(self.high.predicted + high_d);
         self.high.adapt_high(high_code);
 
-        let (aligned, offset) = self.qmf.push(low + high, low - high);
+        // 15-bit band signals: their sum and difference fit 16 bits.
+        let (aligned, offset) = self.qmf.push((low + high) as i16, (low - high) as i16);
         [sat16(aligned >> 11) as i16, sat16(offset >> 11) as i16]
     }
 }
