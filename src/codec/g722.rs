@@ -120,8 +120,8 @@ const QMF_TAPS: [i32; 24] = [
     -156, 12, 53, -11, -11, 3,
 ];
 
-/// Low-band decision levels, in units of the step size / 4096, for magnitude classes 1..=29. A
-/// difference at or above level `i` falls into class `i + 1` or beyond.
+/// Low-band decision levels, in units of the step size / 4096, between the 30 magnitude classes:
+/// a difference at or above `LOW_LEVELS[i]` is in class `i + 2` or beyond (classes count from 1).
 const LOW_LEVELS: [i32; 29] = [
     35, 72, 110, 150, 190, 233, 276, 323, 370, 422, 473, 530, 587, 650, 714, 786, 858, 940, 1023,
     1121, 1219, 1339, 1458, 1612, 1765, 1980, 2195, 2557, 2919,
@@ -140,6 +140,7 @@ const LOW_CODE_POS: [u8; 31] = [
 ];
 
 /// Low-band output levels for all 6 bits (64 kbit/s decoder output), times the step size / 32768.
+/// Codes 0..=3 are never sent by an encoder; they decode to a tiny negative level.
 const LOW_DEQUANT6: [i32; 64] = [
     -136, -136, -136, -136, -24808, -21904, -19008, -16704, -14984, -13512, -12280, -11192, -10232,
     -9360, -8576, -7856, -7192, -6576, -6000, -5456, -4944, -4464, -4008, -3576, -3168, -2776,
@@ -198,20 +199,32 @@ struct StepRule {
     log_max: i32,
     /// Offset, in whole octaves, between the log step and the linear step's exponent.
     octave_bias: i32,
-    /// The starting linear step size.
-    initial: i32,
+}
+
+impl StepRule {
+    /// The linear step size for a log step size: 2^(log_step / 2048 - octave_bias) from a table
+    /// of 32 fractional powers, times 4.
+    #[inline(always)]
+    fn linear(self, log_step: i32) -> i32 {
+        let mantissa = POW2_FRAC[((log_step >> 6) & 31) as usize];
+        let exponent = (log_step >> 11) - self.octave_bias;
+        let linear = if exponent < 0 {
+            mantissa >> -exponent
+        } else {
+            mantissa << exponent
+        };
+        linear << 2
+    }
 }
 
 const LOW_STEP: StepRule = StepRule {
     log_max: 18432,
     octave_bias: 8,
-    initial: 32,
 };
 
 const HIGH_STEP: StepRule = StepRule {
     log_max: 22528,
     octave_bias: 10,
-    initial: 8,
 };
 
 /// The ADPCM state of one sub-band: step size and predictor. Encoder and decoder keep identical
@@ -245,7 +258,7 @@ impl Band {
         Band {
             rule,
             log_step: 0,
-            step: rule.initial,
+            step: rule.linear(0),
             poles: [0; 2],
             zeros: [0; 6],
             diffs: [0; 6],
@@ -277,14 +290,7 @@ impl Band {
     fn adapt_step(&mut self, delta: i32) {
         // Leak by 127/128 towards the smallest step, then move by the code's weight.
         self.log_step = (((self.log_step * 127) >> 7) + delta).clamp(0, self.rule.log_max);
-        let mantissa = POW2_FRAC[((self.log_step >> 6) & 31) as usize];
-        let exponent = (self.log_step >> 11) - self.rule.octave_bias;
-        let linear = if exponent < 0 {
-            mantissa >> -exponent
-        } else {
-            mantissa << exponent
-        };
-        self.step = linear << 2;
+        self.step = self.rule.linear(self.log_step);
     }
 
     /// Adapts the predictor to the quantized difference `d` of the current sample and predicts
@@ -595,6 +601,15 @@ impl G722Decoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn initial_step_sizes_are_the_recommendations() {
+        assert_eq!(Band::new(LOW_STEP).step, 32);
+        assert_eq!(Band::new(HIGH_STEP).step, 8);
+        // The largest steps, at the top of each log range.
+        assert_eq!(LOW_STEP.linear(18432), 16384);
+        assert_eq!(HIGH_STEP.linear(22528), 16384);
+    }
 
     #[test]
     fn rtp_clock_quirk() {
