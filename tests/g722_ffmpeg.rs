@@ -9,11 +9,13 @@
 //! When ffmpeg is missing the test prints a notice and passes, except in CI (`CI=true`), where a
 //! missing peer is a failure.
 
-mod common;
+mod support;
+
+use support::peers;
 
 use std::path::Path;
 
-use common::{have_peers, run, TempDir};
+use peers::{have_peers, run, TempDir};
 use roomkit_media::codec::g722::{G722Decoder, G722Encoder};
 
 fn s(p: &Path) -> &str {
