@@ -21,17 +21,27 @@ use std::process::Command;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use roomkit_media::codec::opus::parse_packet;
 use roomkit_media::codec::opus::{libopus_version, OpusApplication, OpusDecoder, OpusEncoder};
 use roomkit_media::codec::resample::Resampler;
 
+#[path = "../tests/common/ogg.rs"]
+#[allow(dead_code)]
+mod ogg;
+
 const FRAME_MS: f64 = 20.0;
 
-/// The input shared with bench/opus_ffmpeg.sh: 10 s at 48 kHz mono, s16le, made by ffmpeg on
-/// first use (a voiced tone with vibrato and harmonics, a syllable-rate envelope, some noise).
-fn input() -> Vec<i16> {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-clips/speechlike-48k-10s.raw");
-    if !path.exists() {
+fn clips() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-clips")
+}
+
+/// The input shared with bench/opus_ffmpeg.sh: 10 s at 48 kHz mono, s16le, made by that script
+/// on first use (a voiced tone with vibrato and harmonics, a syllable-rate envelope, some noise),
+/// together with ffmpeg's libopus encoding of it, whose packets are returned too.
+fn input() -> (Vec<i16>, Vec<Vec<u8>>) {
+    let raw = clips().join("speechlike-48k-10s.raw");
+    let theirs = clips().join("ffmpeg-libopus-32k.opus");
+    if !raw.exists() || !theirs.exists() {
         let status = Command::new("bash")
             .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/opus_ffmpeg.sh"))
             .arg("--make-input-only")
@@ -40,11 +50,25 @@ fn input() -> Vec<i16> {
             .unwrap_or(false);
         assert!(status, "ffmpeg is needed to make the benchmark input");
     }
-    std::fs::read(&path)
+    let pcm = std::fs::read(&raw)
         .unwrap()
         .chunks_exact(2)
         .map(|b| i16::from_le_bytes([b[0], b[1]]))
-        .collect()
+        .collect();
+    // The first two Ogg packets are the OpusHead and OpusTags headers.
+    let packets = ogg::read_packets(&std::fs::read(&theirs).unwrap()).split_off(2);
+    (pcm, packets)
+}
+
+/// Writes our packets as Ogg Opus for bench/opus_ffmpeg.sh to time ffmpeg decoding them.
+fn write_ours(packets: &[Vec<u8>], pre_skip: usize) {
+    let mut w = ogg::Writer::new(1, pre_skip as u16, 48_000);
+    let mut granule = 0u64;
+    for (i, p) in packets.iter().enumerate() {
+        granule += parse_packet(p).unwrap().samples_48k as u64;
+        w.packet(p, granule, i + 1 == packets.len());
+    }
+    std::fs::write(clips().join("roomkit-opus-32k.opus"), w.finish()).unwrap();
 }
 
 /// The input at `rate`, through our resampler (for the 16 kHz benchmarks).
@@ -100,9 +124,10 @@ fn per_frame(frames: usize, mut f: impl FnMut(usize)) -> Duration {
 }
 
 fn bench(c: &mut Criterion) {
-    let pcm48 = input();
+    let (pcm48, ffmpeg_packets) = input();
     let pcm16 = at_rate(&pcm48, 16_000);
     let pk48 = packets(&pcm48, 48_000);
+    write_ours(&pk48, encoder(48_000).lookahead().unwrap());
     let pk16 = packets(&pcm16, 16_000);
     let bytes: usize = pk48.iter().map(Vec::len).sum();
     eprintln!(
@@ -137,6 +162,18 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    g.bench_function("decode_ffmpeg_packets/48000", |b| {
+        // The packets ffmpeg's libopus wrote from the same input, through our decoder.
+        let mut d = OpusDecoder::new(48_000, 1).unwrap();
+        let mut out = Vec::with_capacity(5760);
+        let mut i = 0;
+        b.iter(|| {
+            out.clear();
+            d.decode(&ffmpeg_packets[i % ffmpeg_packets.len()], &mut out)
+                .unwrap();
+            i += 1;
+        })
+    });
     g.bench_function("conceal/48000", |b| {
         let mut d = OpusDecoder::new(48_000, 1).unwrap();
         let mut out = Vec::with_capacity(960);
@@ -210,6 +247,17 @@ fn bench(c: &mut Criterion) {
             rtf(enc + dec)
         ));
     }
+    let mut d = OpusDecoder::new(48_000, 1).unwrap();
+    let mut pcm_out = Vec::with_capacity(5760);
+    let dec_theirs = per_frame(ffmpeg_packets.len(), |i| {
+        pcm_out.clear();
+        d.decode(&ffmpeg_packets[i], &mut pcm_out).unwrap();
+    });
+    lines.push(format!(
+        "opus 48000 Hz: decode of ffmpeg's packets {:.1} µs/frame (x{:.0})",
+        dec_theirs.as_secs_f64() * 1e6,
+        rtf(dec_theirs)
+    ));
     let mut up = Resampler::new(16_000, 48_000).unwrap();
     let mut down = Resampler::new(48_000, 16_000).unwrap();
     let f16: Vec<&[i16]> = pcm16.chunks_exact(320).collect();

@@ -7,7 +7,8 @@
 # ffmpeg's file reading, Ogg (de)muxing and writing; the "pass-through" line measures that
 # overhead alone (reading the raw input and discarding it), to subtract if wanted.
 #
-# Usage: bench/opus_ffmpeg.sh [--make-input-only]
+# Usage: bench/opus_ffmpeg.sh [--make-input-only]   (after `cargo bench --bench opus`, which
+# writes the Ogg file of our packets that this script also decodes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=target/bench-clips
@@ -22,6 +23,15 @@ if [ ! -f "$input" ]; then
   timeout 60 ffmpeg -nostdin -v error -y -f lavfi -i "aevalsrc=${expr}:s=48000:d=${seconds}" \
     -ac 1 -f s16le "$input.partial"
   mv "$input.partial" "$input"
+fi
+# ffmpeg's packets, which bench/opus.rs also decodes with our decoder.
+opus=$dir/ffmpeg-libopus-32k.opus
+enc_args=(-c:a libopus -b:a 32k -application voip -frame_duration 20 -vbr on -fec 1
+  -packet_loss 10)
+if [ ! -f "$opus" ]; then
+  timeout 120 ffmpeg -nostdin -v error -y -f s16le -ar 48000 -ac 1 -i "$input" \
+    "${enc_args[@]}" -f ogg "$opus.partial"
+  mv "$opus.partial" "$opus"
 fi
 [ "${1:-}" = "--make-input-only" ] && exit 0
 
@@ -44,10 +54,6 @@ report() { # report NAME UTIME
     '{printf "%-34s %7.3f s user: %6.1f µs/frame, x%.0f real time\n", name, $1, $1/f*1e6, s/$1}'
 }
 
-opus=$dir/ffmpeg-libopus-32k.opus
-enc_args=(-c:a libopus -b:a 32k -application voip -frame_duration 20 -vbr on -fec 1
-  -packet_loss 10)
-timeout 120 ffmpeg -nostdin -v error -y "${raw_in[@]}" "${enc_args[@]}" "$opus"
 
 echo "$(ffmpeg -hide_banner -version | head -n1); libopus $(pkg-config --modversion opus 2>/dev/null || echo '?') (system)"
 passthrough=$(best_utime "${raw_in[@]}" -f null -)
@@ -59,6 +65,14 @@ report "pass-through (read raw, discard)" "$passthrough"
 report "encode libopus" "$encode"
 report "decode libopus" "$decode"
 report "decode ffmpeg opus (native)" "$decode_native"
+# Our encoder's packets, which bench/opus.rs writes as Ogg Opus: ffmpeg's libopus decoding the
+# very packets our decode benchmark decodes.
+ours=$dir/roomkit-opus-32k.opus
+if [ -f "$ours" ]; then
+  report "decode libopus, our packets" "$(best_utime -c:a libopus -stream_loop $((loops - 1)) -i "$ours" -f null -)"
+else
+  echo "(run cargo bench --bench opus first to time ffmpeg decoding our packets too)"
+fi
 echo "$encode $decode $passthrough" | awk -v f="$frames" '{
   printf "calls per core (libopus encode + decode): %.0f; net of pass-through: %.0f\n",
     0.020 / (($1 + $2) / f), 0.020 / (($1 + $2 - 2 * $3) / f) }'

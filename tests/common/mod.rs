@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod ogg;
+
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
