@@ -18,7 +18,7 @@
 //! [`OpusDecoder::conceal`] extrapolates it (packet-loss concealment). Both return exactly the
 //! number of samples asked for, so the playout clock never slips.
 
-use opus::{Application, Bitrate, Channels, ErrorCode};
+use opus::{Application, Bandwidth, Bitrate, Channels, ErrorCode};
 
 /// The RTP clock rate of Opus, whatever rate the codec runs at (RFC 7587 §4.1).
 pub const OPUS_RTP_CLOCK_RATE: u32 = 48_000;
@@ -155,6 +155,20 @@ pub struct PacketInfo {
     pub samples_48k: usize,
     /// The TOC's stereo flag: the frames were coded as stereo.
     pub stereo: bool,
+    /// The audio bandwidth the TOC announces, in Hz: 4000 (narrowband), 6000, 8000 (wideband),
+    /// 12000 or 20000 (fullband).
+    pub bandwidth_hz: u32,
+}
+
+/// The audio bandwidth of a TOC byte's configuration (RFC 6716 §3.1, table 2).
+fn toc_bandwidth_hz(toc: u8) -> u32 {
+    match toc >> 3 {
+        0..=3 | 16..=19 => 4_000,
+        4..=7 => 6_000,
+        8..=11 | 20..=23 => 8_000,
+        12..=13 | 24..=27 => 12_000,
+        _ => 20_000,
+    }
 }
 
 /// Checks the framing of a packet (TOC byte, frame count, frame lengths against the packet
@@ -176,6 +190,7 @@ pub fn parse_packet(packet: &[u8]) -> Result<PacketInfo, OpusError> {
         frames: parsed.frames.len(),
         samples_48k,
         stereo: packet[0] & 0x04 != 0,
+        bandwidth_hz: toc_bandwidth_hz(packet[0]),
     })
 }
 
@@ -266,6 +281,23 @@ impl OpusEncoder {
             )));
         }
         self.inner.set_packet_loss_perc(i32::from(percent))?;
+        Ok(())
+    }
+
+    /// Honours the receiver's `maxplaybackrate` (RFC 7587 §6.1): audio above half that rate
+    /// would be thrown away by the receiver, so the encoder stops coding it and spends the bits
+    /// below (8000 → narrowband, 12000 → mediumband, 16000 → wideband, 24000 → super-wideband,
+    /// higher → fullband).
+    pub fn set_max_playback_rate(&mut self, hz: u32) -> Result<(), OpusError> {
+        let band = match hz {
+            0 => return Err(OpusError::InvalidArgument("maxplaybackrate 0".into())),
+            1..=8_000 => Bandwidth::Narrowband,
+            8_001..=12_000 => Bandwidth::Mediumband,
+            12_001..=16_000 => Bandwidth::Wideband,
+            16_001..=24_000 => Bandwidth::Superwideband,
+            _ => Bandwidth::Fullband,
+        };
+        self.inner.set_max_bandwidth(band)?;
         Ok(())
     }
 
@@ -713,6 +745,32 @@ mod tests {
                 assert_eq!(packet_samples(&pkt, rate).unwrap(), n);
             }
         }
+    }
+
+    #[test]
+    fn max_playback_rate_limits_the_coded_band() {
+        for (rate, max_band) in [
+            (8_000, 4_000),
+            (16_000, 8_000),
+            (24_000, 12_000),
+            (48_000, 20_000),
+        ] {
+            let mut enc = OpusEncoder::new(RATE, 1, OpusApplication::Voip).unwrap();
+            enc.set_bitrate(64_000).unwrap();
+            enc.set_max_playback_rate(rate).unwrap();
+            let mut sine = Sine::new(440.0, RATE, 8000.0);
+            let mut widest = 0;
+            for _ in 0..25 {
+                let mut pkt = Vec::new();
+                enc.encode(&sine.take(FRAME), &mut pkt).unwrap();
+                widest = widest.max(parse_packet(&pkt).unwrap().bandwidth_hz);
+            }
+            // At 64 kbit/s libopus codes a tone at the widest band it is allowed: exactly the
+            // limit (so at 48 kHz, fullband, which shows the lower limits did take effect).
+            assert_eq!(widest, max_band, "maxplaybackrate {rate}");
+        }
+        let mut enc = OpusEncoder::new(RATE, 1, OpusApplication::Voip).unwrap();
+        assert!(enc.set_max_playback_rate(0).is_err());
     }
 
     #[test]
