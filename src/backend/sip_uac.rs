@@ -246,6 +246,8 @@ impl SipCaller {
             video.as_ref().map_or(0, |l| l.port()),
         );
         oc.video_codecs = self.cfg.video_codecs.clone();
+        // The media streams code G.711 only until wideband audio reaches the engine.
+        oc.audio_codecs = vec![crate::sdp::AudioCodec::Pcmu, crate::sdp::AudioCodec::Pcma];
         oc.session_id = rand::random::<u32>().into();
         oc.session_version = oc.session_id;
         let offer = build_offer(&oc);
