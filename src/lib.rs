@@ -5,7 +5,8 @@
 //!
 //! - [`frame`]: the media units applications see (`VideoFrame`, `VideoChunk`, `AudioFrame`, `DtmfEvent`).
 //! - [`codec`]: payload formats — H.264 (RFC 6184), VP8 (RFC 7741), G.711, RFC 4733 telephone events, IVF.
-//! - [`rtp`]: RTP/RTCP packets, sender and receiver state, reorder window, picture assembly.
+//! - [`rtp`]: RTP/RTCP packets, sender and receiver state, jitter buffers, picture assembly, loss
+//!   recovery (NACK, RTX), pacing, and the per-stream state machine `rtp::StreamCore`.
 //! - [`sdp`], [`sip`]: offer/answer and SIP signalling.
 //! - [`engine`]: sockets, I/O threads, channels and callback dispatch — the only I/O.
 //! - [`backend`]: the RTP and SIP voice/video backends, built from the layers above.

@@ -189,6 +189,7 @@ impl RtpVoiceBackend {
             rtcp_interval: self.cfg.rtcp_interval,
             cname: self.cname.clone(),
             session: SessionId::nil(),
+            ..Default::default()
         }
     }
 
@@ -233,6 +234,7 @@ impl RtpVoiceBackend {
                 payload_type: c.payload_type,
                 clock_rate: c.clock_rate,
                 dtmf_payload_type: c.dtmf_payload_type,
+                ..Default::default()
             }),
             c.local_addr,
             remote,
@@ -248,6 +250,7 @@ impl RtpVoiceBackend {
                     deliver_incomplete: c.deliver_incomplete,
                     mtu: c.mtu,
                     packetization_mode: c.packetization_mode,
+                    ..Default::default()
                 }),
                 c.video_local_addr,
                 vr,

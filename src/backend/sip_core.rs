@@ -828,6 +828,7 @@ impl SipCore {
                 payload_type: a.pt,
                 clock_rate: a.clock_rate,
                 dtmf_payload_type: a.dtmf_pt,
+                ..Default::default()
             }),
             local_addr: SocketAddr::new(self.cfg.local_rtp_ip, port),
             remote_addr: a.remote,
@@ -837,6 +838,7 @@ impl SipCore {
             rtcp_interval: self.cfg.rtcp_interval,
             cname: self.cname.clone(),
             session: SessionId::nil(),
+            ..Default::default()
         }
     }
 
@@ -864,6 +866,7 @@ impl SipCore {
                 } else {
                     PacketizationMode::NonInterleaved
                 },
+                ..Default::default()
             }),
             local_addr: SocketAddr::new(self.cfg.local_rtp_ip, port),
             remote_addr: v.remote,
@@ -873,6 +876,7 @@ impl SipCore {
             rtcp_interval: self.cfg.rtcp_interval,
             cname: self.cname.clone(),
             session: SessionId::nil(),
+            ..Default::default()
         }
     }
 

@@ -1,10 +1,13 @@
-//! A small reorder window for RTP packets, keyed by sequence number.
+//! A reorder window for RTP packets, keyed by sequence number: the jitter buffer of a stream.
 //!
 //! Networks reorder packets a little; waiting a few packets (or a few milliseconds) for a gap to
-//! fill saves throwing away a picture that only arrived out of order. Waiting longer than that adds
-//! latency for nothing, so a gap that does not fill in time is given up on and reported as a loss
-//! to whoever consumes the next packet. Time is passed in; [`ReorderBuffer::next_deadline`] tells
-//! the I/O thread when to come back if no packet arrives.
+//! fill saves throwing away a picture that only arrived out of order. With NACK the same window
+//! holds everything behind a gap while the missing packet is asked for again, so it spans
+//! hundreds of packets (a whole key picture) and waits as long as the NACK policy's deadline
+//! ([`ReorderBuffer::set_max_delay`], which follows the measured RTT). A gap that does not fill in
+//! time is given up on and reported as a loss to whoever consumes the next packet. Time is passed
+//! in; [`ReorderBuffer::next_deadline`] tells the I/O thread when to come back if no packet
+//! arrives. Every operation is O(1) amortised except giving up on a gap, which walks it.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -66,7 +69,6 @@ pub enum PushOutcome {
 struct Slot<P> {
     ext: u64,
     item: P,
-    arrived: Instant,
 }
 
 /// Puts packets back in sequence order; see the module documentation.
@@ -86,6 +88,9 @@ pub struct ReorderBuffer<P> {
     history: u64,
     /// Something was given up on since the last packet was released.
     loss_pending: bool,
+    /// Held packets in arrival order (arrival time, extended sequence number), pruned lazily of
+    /// those no longer held: the front gives the earliest deadline.
+    arrivals: VecDeque<(Instant, u64)>,
     stats: ReorderStats,
 }
 
@@ -103,8 +108,19 @@ impl<P> ReorderBuffer<P> {
             highest: 0,
             history: 0,
             loss_pending: false,
+            arrivals: VecDeque::new(),
             stats: ReorderStats::default(),
         }
+    }
+
+    /// Changes how long a packet held behind a gap may wait (the NACK deadline follows the RTT).
+    pub fn set_max_delay(&mut self, max_delay: Duration) {
+        self.cfg.max_delay = max_delay;
+    }
+
+    /// The sequence number expected next: everything before it was delivered or given up on.
+    pub fn next_seq(&self) -> Option<u16> {
+        self.next.map(|n| n as u16)
     }
 
     /// The configuration in use.
@@ -173,14 +189,12 @@ impl<P> ReorderBuffer<P> {
             self.stats.duplicates += 1;
             return PushOutcome::Duplicate;
         }
-        self.slots[idx] = Some(Slot {
-            ext,
-            item,
-            arrived: now,
-        });
+        self.slots[idx] = Some(Slot { ext, item });
+        self.arrivals.push_back((now, ext));
         self.held += 1;
         self.highest = self.highest.max(ext);
         self.drain();
+        self.prune();
         PushOutcome::Accepted
     }
 
@@ -198,17 +212,28 @@ impl<P> ReorderBuffer<P> {
             let lowest = self.lowest_held()?;
             self.skip_to(lowest);
             self.drain();
+            self.prune();
         }
     }
 
     /// When [`Self::pop`] will next give up on a gap, if anything is held.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.slots
-            .iter()
-            .flatten()
-            .map(|s| s.arrived)
-            .min()
-            .map(|t| t + self.cfg.max_delay)
+        if self.held == 0 {
+            return None;
+        }
+        self.arrivals.front().map(|&(t, _)| t + self.cfg.max_delay)
+    }
+
+    /// Drops arrival records of packets no longer held.
+    fn prune(&mut self) {
+        let window = self.cfg.window as u64;
+        while let Some(&(_, ext)) = self.arrivals.front() {
+            let held = matches!(&self.slots[(ext % window) as usize], Some(s) if s.ext == ext);
+            if held {
+                return;
+            }
+            self.arrivals.pop_front();
+        }
     }
 
     /// Gives up on every gap now, making everything held ready (the stream is ending or changing).
@@ -217,6 +242,7 @@ impl<P> ReorderBuffer<P> {
             self.skip_to(lowest);
             self.drain();
         }
+        self.arrivals.clear();
     }
 
     /// Forgets everything, held and ready packets included, as if nothing had arrived. Counters
@@ -231,6 +257,7 @@ impl<P> ReorderBuffer<P> {
         self.highest = 0;
         self.history = 0;
         self.loss_pending = false;
+        self.arrivals.clear();
     }
 
     fn start(&mut self, seq: u16) {
@@ -308,11 +335,17 @@ impl<P> ReorderBuffer<P> {
         }
     }
 
+    /// The lowest held sequence number: the first held slot after `next` (held packets all lie
+    /// within one window after it).
     fn lowest_held(&self) -> Option<u64> {
         if self.held == 0 {
             return None;
         }
-        self.slots.iter().flatten().map(|s| s.ext).min()
+        let next = self.next?;
+        let window = self.cfg.window as u64;
+        (next..next + window).find(|ext| {
+            matches!(&self.slots[(ext % window) as usize], Some(s) if s.ext == *ext)
+        })
     }
 }
 

@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::reorder::{ReorderBuffer, ReorderConfig, ReorderStats};
+use super::reorder::{PushOutcome, ReorderBuffer, ReorderConfig, ReorderStats};
 use super::RtpMeta;
 use crate::codec::annexb::{nal_type, NAL_IDR, NAL_PPS, NAL_SPS};
 use crate::codec::h264::H264Depacketizer;
@@ -79,8 +79,8 @@ struct Held {
 }
 
 /// Keeps this many spare payload buffers for packets that have to wait, so reordering does not
-/// allocate once warmed up.
-const POOL_EXTRA: usize = 4;
+/// allocate once warmed up (up to a key picture's worth; a bigger backlog allocates).
+const POOL_MAX: usize = 256;
 
 /// The receive pipeline of one video stream (see the module documentation).
 pub struct VideoReceiver {
@@ -163,18 +163,42 @@ impl VideoReceiver {
 
     /// Feeds one RTP packet that arrived at `now`; finished frames are appended to `out`. A packet
     /// that arrives in order is depacketized straight from `payload`; one that has to wait is copied.
-    pub fn push(&mut self, meta: RtpMeta, payload: &[u8], now: Instant, out: &mut Vec<VideoFrame>) {
+    /// Says whether the packet was taken, or dropped as a duplicate or as late.
+    pub fn push(
+        &mut self,
+        meta: RtpMeta,
+        payload: &[u8],
+        now: Instant,
+        out: &mut Vec<VideoFrame>,
+    ) -> PushOutcome {
         self.stats.packets += 1;
         self.check_ssrc(meta.ssrc, now, out);
-        if self.reorder.is_next(meta.sequence) {
-            self.pass_through(meta, payload, now, out);
+        let outcome = if self.reorder.is_next(meta.sequence) {
+            self.pass_through(meta, payload, now, out)
         } else {
             let mut buf = self.pool.pop().unwrap_or_default();
             buf.clear();
             buf.extend_from_slice(payload);
-            self.hold(meta, buf, now);
-        }
+            self.hold(meta, buf, now)
+        };
         self.drain(now, out);
+        outcome
+    }
+
+    /// Changes how long pictures behind a gap are held (the NACK deadline, which follows the RTT).
+    pub fn set_max_delay(&mut self, max_delay: Duration) {
+        self.reorder.set_max_delay(max_delay);
+    }
+
+    /// The sequence number the receiver expects next: every packet before it was used or given
+    /// up on.
+    pub fn next_expected_seq(&self) -> Option<u16> {
+        self.reorder.next_seq()
+    }
+
+    /// The media source being received.
+    pub fn ssrc(&self) -> Option<u32> {
+        self.ssrc
     }
 
     /// Like [`Self::push`], for a payload the caller already owns: a packet that has to wait keeps
@@ -185,16 +209,18 @@ impl VideoReceiver {
         payload: Vec<u8>,
         now: Instant,
         out: &mut Vec<VideoFrame>,
-    ) {
+    ) -> PushOutcome {
         self.stats.packets += 1;
         self.check_ssrc(meta.ssrc, now, out);
-        if self.reorder.is_next(meta.sequence) {
-            self.pass_through(meta, &payload, now, out);
+        let outcome = if self.reorder.is_next(meta.sequence) {
+            let o = self.pass_through(meta, &payload, now, out);
             self.recycle(payload);
+            o
         } else {
-            self.hold(meta, payload, now);
-        }
+            self.hold(meta, payload, now)
+        };
         self.drain(now, out);
+        outcome
     }
 
     /// Gives up on gaps whose time is up and delivers what that releases. Call it at
@@ -277,8 +303,8 @@ impl VideoReceiver {
         payload: &[u8],
         now: Instant,
         out: &mut Vec<VideoFrame>,
-    ) {
-        self.reorder.push(
+    ) -> PushOutcome {
+        let outcome = self.reorder.push(
             meta.sequence,
             Held {
                 meta,
@@ -296,9 +322,10 @@ impl VideoReceiver {
                 None => self.process(held.meta, payload, lost, out),
             }
         }
+        outcome
     }
 
-    fn hold(&mut self, meta: RtpMeta, payload: Vec<u8>, now: Instant) {
+    fn hold(&mut self, meta: RtpMeta, payload: Vec<u8>, now: Instant) -> PushOutcome {
         self.reorder.push(
             meta.sequence,
             Held {
@@ -306,11 +333,11 @@ impl VideoReceiver {
                 payload: Some(payload),
             },
             now,
-        );
+        )
     }
 
     fn recycle(&mut self, buf: Vec<u8>) {
-        if self.pool.len() < self.cfg.reorder.window + POOL_EXTRA && buf.capacity() > 0 {
+        if self.pool.len() < POOL_MAX.min(self.cfg.reorder.window + 4) && buf.capacity() > 0 {
             self.pool.push(buf);
         }
     }
