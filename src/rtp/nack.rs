@@ -80,7 +80,13 @@ pub enum Arrival {
         nacks: u8,
         first_nack: Option<Instant>,
     },
-    /// Behind the highest and not missing: a duplicate, or a packet given up on.
+    /// A packet given up on recently, arriving after all: `nacks` NACKs had been sent, the
+    /// first at `first_nack`. Too late to use, but it still measures the round trip.
+    Late {
+        nacks: u8,
+        first_nack: Option<Instant>,
+    },
+    /// Behind the highest and not missing: a duplicate, or a packet given up on long ago.
     Old,
     /// So far from the others that the sender must have restarted; the list was cleared.
     Restart,
@@ -114,8 +120,15 @@ pub struct NackTracker {
     cfg: NackConfig,
     highest: Option<i64>,
     missing: VecDeque<Missing>,
+    /// The last packets given up on after a NACK, so a repair that comes too late still gives
+    /// an RTT sample (otherwise an RTT underestimate, which makes every repair late, could never
+    /// be corrected).
+    given_up: VecDeque<Missing>,
     stats: NackStats,
 }
+
+/// Given-up packets remembered for late RTT samples.
+const GIVEN_UP_MEMORY: usize = 64;
 
 /// Most sequence numbers handed out by one [`NackTracker::poll`] (one RTCP packet's worth).
 pub const MAX_PER_POLL: usize = 256;
@@ -129,8 +142,20 @@ impl NackTracker {
             cfg,
             highest: None,
             missing: VecDeque::new(),
+            given_up: VecDeque::with_capacity(GIVEN_UP_MEMORY),
             stats: NackStats::default(),
         }
+    }
+
+    fn remember_given_up(&mut self, m: Missing) {
+        self.stats.given_up += 1;
+        if m.nacks == 0 {
+            return;
+        }
+        if self.given_up.len() == GIVEN_UP_MEMORY {
+            self.given_up.pop_front();
+        }
+        self.given_up.push_back(m);
     }
 
     /// The configuration in use.
@@ -163,6 +188,7 @@ impl NackTracker {
         if (ext - highest).abs() > MAX_JUMP {
             self.stats.given_up += self.missing.len() as u64;
             self.missing.clear();
+            self.given_up.clear();
             self.highest = Some(1 << 32 | i64::from(seq));
             return Arrival::Restart;
         }
@@ -196,7 +222,16 @@ impl NackTracker {
                     first_nack: m.first_nack,
                 }
             }
-            Err(_) => Arrival::Old,
+            Err(_) => match self.given_up.iter().position(|m| m.ext == ext) {
+                Some(i) => {
+                    let m = self.given_up.remove(i).expect("index from the search");
+                    Arrival::Late {
+                        nacks: m.nacks,
+                        first_nack: m.first_nack,
+                    }
+                }
+                None => Arrival::Old,
+            },
         }
     }
 
@@ -204,11 +239,17 @@ impl NackTracker {
     /// within the next 2 ms come along) and schedules their next retry; drops packets whose time
     /// is up.
     pub fn poll(&mut self, now: Instant, rtt: &RttEstimator, out: &mut Vec<u16>) {
-        let before = self.missing.len();
         let max_nacks = self.cfg.max_nacks;
-        self.missing
-            .retain(|m| m.give_up_at > now && !(m.nacks >= max_nacks && m.next_at <= now));
-        self.stats.given_up += (before - self.missing.len()) as u64;
+        let mut i = 0;
+        while i < self.missing.len() {
+            let m = self.missing[i];
+            if m.give_up_at <= now || (m.nacks >= max_nacks && m.next_at <= now) {
+                self.missing.remove(i);
+                self.remember_given_up(m);
+            } else {
+                i += 1;
+            }
+        }
         let retry = self.cfg.retry_after(rtt);
         let mut taken = 0;
         for m in self.missing.iter_mut().filter(|m| m.next_at <= now + BATCH) {
@@ -233,9 +274,9 @@ impl NackTracker {
     /// The jitter buffer has moved on to `seq`: nothing before it is worth asking for.
     pub fn forget_before(&mut self, seq: u16) {
         let Some(ext) = self.ext_of(seq) else { return };
-        while self.missing.front().is_some_and(|m| m.ext < ext) {
+        while let Some(m) = self.missing.front().copied().filter(|m| m.ext < ext) {
             self.missing.pop_front();
-            self.stats.given_up += 1;
+            self.remember_given_up(m);
         }
     }
 
@@ -243,6 +284,7 @@ impl NackTracker {
     pub fn reset(&mut self) {
         self.highest = None;
         self.missing.clear();
+        self.given_up.clear();
     }
 }
 
@@ -303,6 +345,11 @@ mod tests {
         assert_eq!(sent, 6);
         assert_eq!(t.stats().given_up, 2);
         assert_eq!(t.stats().requested, 12);
+        // A repair after the deadline: useless, but it was NACKed, so it is reported as late.
+        assert!(matches!(
+            t.on_packet(11, now, &r),
+            Arrival::Late { nacks: 6, first_nack: Some(_) }
+        ));
         assert_eq!(t.on_packet(11, now, &r), Arrival::Old);
     }
 

@@ -47,6 +47,8 @@ impl Default for PacerConfig {
 
 /// The time window the rate-scaled burst covers.
 const BURST_WINDOW: Duration = Duration::from_millis(5);
+/// The queue is planned to be empty this long before its deadline.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(1);
 /// The rate never drops below this (bytes per second), so a queue always drains.
 const MIN_RATE: f64 = 10_000.0;
 
@@ -227,9 +229,11 @@ impl<T> Pacer<T> {
         let recent = self.cfg.multiplier * self.meter.rate(now);
         let needed = match self.drain_by {
             Some(by) if self.queued_bytes > 0 => {
+                // Aim a millisecond early: the last packet's own deficit is paid after it.
                 let left = by
                     .saturating_duration_since(now)
-                    .max(Duration::from_millis(1));
+                    .saturating_sub(DEADLINE_MARGIN)
+                    .max(Duration::from_micros(100));
                 self.queued_bytes as f64 / left.as_secs_f64()
             }
             _ => 0.0,

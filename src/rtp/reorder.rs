@@ -83,9 +83,11 @@ pub struct ReorderBuffer<P> {
     /// Extended sequence number of the next packet to release; `None` before the first packet.
     next: Option<u64>,
     highest: u64,
-    /// Bit `i` set: sequence number `next - 1 - i` was delivered (not given up on). Tells a
-    /// duplicate from a late packet.
-    history: u64,
+    /// One bit per sequence number, as a ring over the last `done.len() * 64` passed: set when it
+    /// was delivered, clear when it was given up on. Tells a duplicate from a late packet for as
+    /// far back as the window reaches (a retransmission of a packet that did arrive is a
+    /// duplicate, not a late packet).
+    done: Vec<u64>,
     /// Something was given up on since the last packet was released.
     loss_pending: bool,
     /// Held packets in arrival order (arrival time, extended sequence number), pruned lazily of
@@ -106,7 +108,7 @@ impl<P> ReorderBuffer<P> {
             ready: VecDeque::with_capacity(window + 1),
             next: None,
             highest: 0,
-            history: 0,
+            done: vec![0; window.div_ceil(64).max(1)],
             loss_pending: false,
             arrivals: VecDeque::new(),
             stats: ReorderStats::default(),
@@ -165,7 +167,7 @@ impl<P> ReorderBuffer<P> {
         }
         if delta < 0 {
             let back = delta.unsigned_abs();
-            if back <= 64 && self.history & (1 << (back - 1)) != 0 {
+            if back <= self.done_span() && self.was_done(next - back) {
                 self.stats.duplicates += 1;
                 return PushOutcome::Duplicate;
             }
@@ -255,7 +257,7 @@ impl<P> ReorderBuffer<P> {
         self.ready.clear();
         self.next = None;
         self.highest = 0;
-        self.history = 0;
+        self.done.fill(0);
         self.loss_pending = false;
         self.arrivals.clear();
     }
@@ -264,7 +266,26 @@ impl<P> ReorderBuffer<P> {
         let ext = EXT_BASE + u64::from(seq);
         self.next = Some(ext);
         self.highest = ext;
-        self.history = 0;
+        self.done.fill(0);
+    }
+
+    fn done_span(&self) -> u64 {
+        self.done.len() as u64 * 64
+    }
+
+    fn was_done(&self, ext: u64) -> bool {
+        let bit = ext % self.done_span();
+        self.done[(bit / 64) as usize] & (1 << (bit % 64)) != 0
+    }
+
+    fn set_done(&mut self, ext: u64, delivered: bool) {
+        let bit = ext % self.done_span();
+        let word = &mut self.done[(bit / 64) as usize];
+        if delivered {
+            *word |= 1 << (bit % 64);
+        } else {
+            *word &= !(1 << (bit % 64));
+        }
     }
 
     /// Releases the packet with the expected sequence number.
@@ -276,11 +297,11 @@ impl<P> ReorderBuffer<P> {
     }
 
     fn advance_delivered(&mut self) {
-        if let Some(n) = self.next.as_mut() {
-            self.highest = self.highest.max(*n);
-            *n += 1;
+        if let Some(n) = self.next {
+            self.set_done(n, true);
+            self.highest = self.highest.max(n);
+            self.next = Some(n + 1);
         }
-        self.history = (self.history << 1) | 1;
     }
 
     /// Releases held packets that are now in order.
@@ -314,7 +335,13 @@ impl<P> ReorderBuffer<P> {
                 let n = target - next;
                 self.stats.lost += n;
                 self.loss_pending = true;
-                self.history = if n >= 64 { 0 } else { self.history << n };
+                if n >= self.done_span() {
+                    self.done.fill(0);
+                } else {
+                    for ext in next..target {
+                        self.set_done(ext, false);
+                    }
+                }
                 self.next = Some(target);
                 return;
             }
@@ -328,7 +355,7 @@ impl<P> ReorderBuffer<P> {
                     self.slots[idx] = other;
                     self.stats.lost += 1;
                     self.loss_pending = true;
-                    self.history <<= 1;
+                    self.set_done(next, false);
                     self.next = Some(next + 1);
                 }
             }

@@ -10,12 +10,16 @@
 //! A retransmission that is not RTX carries the original sequence number, so a late original
 //! can pass for it and give a sample that is far too small. The estimate is therefore the median
 //! of the recent samples rather than a running mean: a minority of bogus samples cannot drag it.
-//! The spread (for retry timers) is half the distance between the 80th and 20th percentiles.
+//! For the same reason one such ambiguous sample is not believed on its own: until an exact
+//! sample (RTCP, or RTX) or three samples in all have come, the initial value stands. The spread
+//! (for retry timers) is half the distance between the 80th and 20th percentiles.
 
 use std::time::Duration;
 
 /// Samples kept for the median.
 const SAMPLES: usize = 15;
+/// Ambiguous samples needed before the estimate replaces the initial value.
+const TRUSTED_AFTER: u64 = 3;
 /// Shortest and longest RTT believed; anything outside is clamped.
 const MIN_RTT: Duration = Duration::from_micros(100);
 const MAX_RTT: Duration = Duration::from_secs(10);
@@ -28,6 +32,7 @@ pub struct RttEstimator {
     len: usize,
     next: usize,
     total: u64,
+    exact: u64,
     latest: Option<Duration>,
     cached: (Duration, Duration),
 }
@@ -46,13 +51,25 @@ impl RttEstimator {
             len: 0,
             next: 0,
             total: 0,
+            exact: 0,
             latest: None,
             cached: (initial, initial / 2),
         }
     }
 
-    /// Adds one measurement.
+    /// Adds one exact measurement (from report blocks, or an RTX answer to a single NACK).
     pub fn on_sample(&mut self, sample: Duration) {
+        self.exact += 1;
+        self.add(sample);
+    }
+
+    /// Adds one measurement that may be too small (a retransmission that could have been the
+    /// late original).
+    pub fn on_ambiguous_sample(&mut self, sample: Duration) {
+        self.add(sample);
+    }
+
+    fn add(&mut self, sample: Duration) {
         let s = sample.clamp(MIN_RTT, MAX_RTT);
         self.ring[self.next] = s;
         self.next = (self.next + 1) % SAMPLES;
@@ -71,18 +88,26 @@ impl RttEstimator {
 
     /// The current estimate (the initial value until measured).
     pub fn rtt(&self) -> Duration {
-        self.cached.0
+        if self.is_measured() {
+            self.cached.0
+        } else {
+            self.initial
+        }
     }
 
     /// How much the RTT varies: half the 20th–80th percentile range (half the initial value
     /// until measured, so early timers stay generous).
     pub fn spread(&self) -> Duration {
-        self.cached.1
+        if self.is_measured() {
+            self.cached.1
+        } else {
+            self.initial / 2
+        }
     }
 
-    /// Whether any sample has been taken.
+    /// Whether the estimate rests on measurements: an exact sample, or enough ambiguous ones.
     pub fn is_measured(&self) -> bool {
-        self.total > 0
+        self.exact > 0 || self.total >= TRUSTED_AFTER
     }
 
     /// Samples taken so far.
@@ -156,6 +181,18 @@ mod tests {
             e.on_sample(ms(200));
         }
         assert_eq!(e.rtt(), ms(200));
+    }
+
+    #[test]
+    fn one_ambiguous_sample_is_not_believed() {
+        let mut e = RttEstimator::default();
+        e.on_ambiguous_sample(ms(1));
+        assert_eq!(e.rtt(), ms(100));
+        assert!(!e.is_measured());
+        e.on_ambiguous_sample(ms(40));
+        e.on_ambiguous_sample(ms(41));
+        assert!(e.is_measured());
+        assert_eq!(e.rtt(), ms(40));
     }
 
     #[test]

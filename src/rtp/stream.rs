@@ -589,7 +589,10 @@ impl StreamCore {
         // A packet we NACKed that now arrives is most likely the retransmission: it says
         // nothing about the path, so it stays out of the RFC 3550 statistics.
         let nack_arrival = self.note_for_nack(now, meta.sequence);
-        let recovered = matches!(nack_arrival, Some(NackArrival::Recovered { nacks, .. }) if nacks > 0);
+        let recovered = matches!(
+            nack_arrival,
+            Some(NackArrival::Recovered { nacks, .. } | NackArrival::Late { nacks, .. }) if nacks > 0
+        );
         let verdict = if recovered {
             None
         } else {
@@ -601,13 +604,19 @@ impl StreamCore {
                 s.on_packet(meta.sequence, meta.timestamp, arrival, payload.len())
             })
         };
-        if let Some(NackArrival::Recovered {
-            nacks: 1,
-            first_nack: Some(t),
-        }) = nack_arrival
+        if let Some(
+            NackArrival::Recovered {
+                nacks: 1,
+                first_nack: Some(t),
+            }
+            | NackArrival::Late {
+                nacks: 1,
+                first_nack: Some(t),
+            },
+        ) = nack_arrival
         {
             // Ambiguous (a late original looks the same); the estimator's median copes.
-            self.rtt.on_sample(now.saturating_duration_since(t));
+            self.rtt.on_ambiguous_sample(now.saturating_duration_since(t));
         }
         if self.audio_in.is_some() && matches!(verdict, Some(Arrival::Duplicate | Arrival::Jump)) {
             return;
@@ -649,10 +658,16 @@ impl StreamCore {
         self.stats.rtx_received += 1;
         self.stats.packets_received += 1;
         self.stats.bytes_received += len as u64;
-        if let Some(NackArrival::Recovered {
-            nacks: 1,
-            first_nack: Some(t),
-        }) = self.note_for_nack(now, osn)
+        if let Some(
+            NackArrival::Recovered {
+                nacks: 1,
+                first_nack: Some(t),
+            }
+            | NackArrival::Late {
+                nacks: 1,
+                first_nack: Some(t),
+            },
+        ) = self.note_for_nack(now, osn)
         {
             // Unambiguous: an RTX packet answers a NACK, and only one was sent.
             self.rtt.on_sample(now.saturating_duration_since(t));
