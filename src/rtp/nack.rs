@@ -3,7 +3,9 @@
 //! A gap in sequence numbers puts its packets on the missing list. Each is NACKed after a short
 //! reorder allowance (a packet the network merely reordered usually arrives within it), then again
 //! whenever a retransmission has had time to come back — about 1.25 RTT, more when the RTT varies —
-//! and given up on after `give_up_rtts` × RTT plus a margin, never later than `max_delay`. The
+//! and given up on after `give_up_rtts` × RTT plus a margin, never later than `max_delay` (the RTT
+//! estimator's high figure, [`RttEstimator::rtt_high`], sets the deadline: waiting too short is
+//! the costly mistake). The
 //! jitter buffer holds the picture behind a gap until the same deadline
 //! ([`NackConfig::give_up_after`]), so the two agree on when a packet stops being worth waiting for.
 //!
@@ -193,7 +195,7 @@ impl NackTracker {
             return Arrival::Restart;
         }
         if ext > highest {
-            let give_up_at = now + self.cfg.give_up_after(rtt.rtt());
+            let give_up_at = now + self.cfg.give_up_after(rtt.rtt_high());
             let next_at = now + self.cfg.reorder_allowance;
             for gap in highest + 1..ext {
                 if self.missing.len() >= self.cfg.max_missing.max(1) {
@@ -232,6 +234,30 @@ impl NackTracker {
                 }
                 None => Arrival::Old,
             },
+        }
+    }
+
+    /// Puts the `count` sequence numbers before `first` (a source's first packet, already seen)
+    /// on the missing list until `give_up_at`: packets of the first picture may have gone before
+    /// it. Asking for packets that were never sent costs the sender a refused lookup.
+    pub fn expect_before(&mut self, first: u16, count: u16, now: Instant, give_up_at: Instant) {
+        let Some(ext) = self.ext_of(first) else {
+            return;
+        };
+        for gap in (ext - i64::from(count)..ext).rev() {
+            if self.missing.front().is_some_and(|m| m.ext <= gap) {
+                continue;
+            }
+            if self.missing.len() >= self.cfg.max_missing.max(1) {
+                break;
+            }
+            self.missing.push_front(Missing {
+                ext: gap,
+                next_at: now + self.cfg.reorder_allowance,
+                give_up_at,
+                nacks: 0,
+                first_nack: None,
+            });
         }
     }
 
@@ -433,6 +459,20 @@ mod tests {
         assert_eq!(poll(&mut t, t0 + ms(5), &r), vec![5, 6, 7, 8, 9]);
         t.reset();
         assert_eq!(t.on_packet(3, t0, &r), Arrival::Fresh);
+    }
+
+    #[test]
+    fn packets_before_the_first_can_be_asked_for() {
+        let t0 = Instant::now();
+        let r = rtt(40);
+        let mut t = NackTracker::new(NackConfig::default());
+        t.on_packet(1, t0, &r);
+        t.expect_before(1, 3, t0, t0 + ms(100));
+        assert_eq!(poll(&mut t, t0 + ms(5), &r), vec![65534, 65535, 0]);
+        assert!(matches!(t.on_packet(0, t0 + ms(45), &r), Arrival::Recovered { nacks: 1, .. }));
+        assert_eq!(poll(&mut t, t0 + ms(55), &r), vec![65534, 65535]);
+        poll(&mut t, t0 + ms(100), &r);
+        assert_eq!(t.missing(), 0);
     }
 
     #[test]

@@ -4,8 +4,10 @@
 //! A token bucket releases packets. Its rate is the largest of
 //! - `multiplier` × the stream's recent rate (the last second), so ordinary pictures pass with
 //!   little delay, and
-//! - what empties the queue by its deadline: every packet must have left `max_spread` after it was
-//!   queued, so pacing adds at most `max_spread` to a picture however large it is;
+//! - what meets every queued packet's deadline: each must have left `max_spread` after it was
+//!   queued, so pacing adds at most `max_spread` to a picture however large it is (the packets
+//!   queued together form a group; the rate is the largest of bytes-up-to-the-group over the time
+//!   left to its deadline, so a retransmission queued later cannot stretch an earlier picture);
 //!
 //! capped by `max_rate` when one is configured (the cap wins over the deadline). The bucket holds
 //! `burst_bytes`, or 5 ms at `multiplier` × the recent rate when that is more, so a burst is small
@@ -85,9 +87,10 @@ pub struct Pacer<T> {
     cfg: PacerConfig,
     media: VecDeque<Queued<T>>,
     resend: VecDeque<Queued<T>>,
+    /// Per queue, the packets queued at one instant: their deadline and bytes still waiting.
+    media_groups: VecDeque<(Instant, usize)>,
+    resend_groups: VecDeque<(Instant, usize)>,
     queued_bytes: usize,
-    /// When everything queued must have left.
-    drain_by: Option<Instant>,
     tokens: f64,
     last: Instant,
     meter: RateMeter,
@@ -100,8 +103,9 @@ impl<T> Pacer<T> {
         Pacer {
             media: VecDeque::new(),
             resend: VecDeque::new(),
+            media_groups: VecDeque::new(),
+            resend_groups: VecDeque::new(),
             queued_bytes: 0,
-            drain_by: None,
             tokens: cfg.burst_bytes as f64,
             last: now,
             meter: RateMeter::new(RateMeter::DEFAULT_WINDOW, now),
@@ -153,16 +157,44 @@ impl<T> Pacer<T> {
             len,
             queued_at: now,
         };
-        match class {
+        let (queue, groups) = match class {
             Class::Media => {
                 self.meter.add(now, len);
-                self.media.push_back(q);
+                (&mut self.media, &mut self.media_groups)
             }
-            Class::Retransmission => self.resend.push_back(q),
+            Class::Retransmission => (&mut self.resend, &mut self.resend_groups),
+        };
+        queue.push_back(q);
+        let deadline = now + self.cfg.max_spread;
+        match groups.back_mut() {
+            Some((d, bytes)) if *d == deadline => *bytes += len,
+            _ => groups.push_back((deadline, len)),
         }
         self.queued_bytes += len;
-        let by = now + self.cfg.max_spread;
-        self.drain_by = Some(self.drain_by.map_or(by, |d| d.max(by)));
+    }
+
+    /// Takes the next packet of one queue, keeping the group and byte counts right.
+    fn take(&mut self, class: Class, now: Instant) -> Option<(T, Duration)> {
+        let (queue, groups) = match class {
+            Class::Media => (&mut self.media, &mut self.media_groups),
+            Class::Retransmission => (&mut self.resend, &mut self.resend_groups),
+        };
+        let q = queue.pop_front()?;
+        if let Some((_, bytes)) = groups.front_mut() {
+            *bytes = bytes.saturating_sub(q.len);
+            if *bytes == 0 {
+                groups.pop_front();
+            }
+        }
+        self.tokens -= q.len as f64;
+        self.queued_bytes -= q.len;
+        let waited = now.saturating_duration_since(q.queued_at);
+        self.stats.sent += 1;
+        if !waited.is_zero() {
+            self.stats.delayed += 1;
+            self.stats.max_wait = self.stats.max_wait.max(waited);
+        }
+        Some((q.item, waited))
     }
 
     /// The next packet allowed to leave at `now`, with how long it waited.
@@ -174,34 +206,24 @@ impl<T> Pacer<T> {
         if self.cfg.enabled && self.tokens < 0.0 {
             return None;
         }
-        let q = self
-            .resend
-            .pop_front()
-            .or_else(|| self.media.pop_front())?;
-        self.tokens -= q.len as f64;
-        self.queued_bytes -= q.len;
-        if self.is_empty() {
-            self.drain_by = None;
+        if self.resend.is_empty() {
+            self.take(Class::Media, now)
+        } else {
+            self.take(Class::Retransmission, now)
         }
-        let waited = now.saturating_duration_since(q.queued_at);
-        self.stats.sent += 1;
-        if !waited.is_zero() {
-            self.stats.delayed += 1;
-            self.stats.max_wait = self.stats.max_wait.max(waited);
-        }
-        Some((q.item, waited))
     }
 
     /// The oldest media packet, whatever the bucket says (the caller needs its slot back).
     pub fn pop_media_now(&mut self, now: Instant) -> Option<(T, Duration)> {
-        let q = self.media.pop_front()?;
-        self.tokens -= q.len as f64;
-        self.queued_bytes -= q.len;
-        if self.is_empty() {
-            self.drain_by = None;
+        self.take(Class::Media, now)
+    }
+
+    /// The earliest deadline of anything queued.
+    fn first_deadline(&self) -> Option<Instant> {
+        match (self.resend_groups.front(), self.media_groups.front()) {
+            (Some(a), Some(b)) => Some(a.0.min(b.0)),
+            (a, b) => a.or(b).map(|g| g.0),
         }
-        self.stats.sent += 1;
-        Some((q.item, now.saturating_duration_since(q.queued_at)))
     }
 
     /// When the next packet may leave; `None` when nothing waits.
@@ -216,9 +238,9 @@ impl<T> Pacer<T> {
         // At least a microsecond, so that a deficit of a fraction of a byte still moves time on.
         let wait = Duration::from_secs_f64(-self.tokens / rate).max(Duration::from_micros(1));
         let at = self.last + wait;
-        // The rate rises as the deadline nears; never sleep beyond it (once it has passed, the
+        // The rate rises as a deadline nears; never sleep beyond it (once it has passed, the
         // rate is already at its highest and `at` is close).
-        Some(match (self.drain_by, self.cfg.max_rate) {
+        Some(match (self.first_deadline(), self.cfg.max_rate) {
             (Some(d), None) if d > self.last => at.min(d),
             _ => at,
         })
@@ -227,17 +249,19 @@ impl<T> Pacer<T> {
     /// The current release rate in bytes per second.
     pub fn rate(&self, now: Instant) -> f64 {
         let recent = self.cfg.multiplier * self.meter.rate(now);
-        let needed = match self.drain_by {
-            Some(by) if self.queued_bytes > 0 => {
-                // Aim a millisecond early: the last packet's own deficit is paid after it.
-                let left = by
-                    .saturating_duration_since(now)
-                    .saturating_sub(DEADLINE_MARGIN)
-                    .max(Duration::from_micros(100));
-                self.queued_bytes as f64 / left.as_secs_f64()
-            }
-            _ => 0.0,
-        };
+        // Everything up to and including each group must leave by the group's deadline
+        // (retransmissions leave first, then media).
+        let mut needed = 0.0f64;
+        let mut ahead = 0usize;
+        for &(deadline, bytes) in self.resend_groups.iter().chain(&self.media_groups) {
+            ahead += bytes;
+            // Aim a millisecond early: the last packet's own deficit is paid after it.
+            let left = deadline
+                .saturating_duration_since(now)
+                .saturating_sub(DEADLINE_MARGIN)
+                .max(Duration::from_micros(100));
+            needed = needed.max(ahead as f64 / left.as_secs_f64());
+        }
         let r = recent.max(needed).max(MIN_RATE);
         match self.cfg.max_rate {
             Some(cap) => r.min(cap.max(MIN_RATE)),
@@ -390,6 +414,31 @@ mod tests {
         let last = out.last().unwrap().1 - t0;
         // 120 kB at 120 kB/s, less the first packet's burst.
         assert!(last >= ms(980) && last <= ms(1000), "{last:?}");
+    }
+
+    #[test]
+    fn a_later_retransmission_does_not_stretch_a_queued_picture() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(PacerConfig::default(), t0);
+        for i in 0..100 {
+            p.push(t0, i, 1200, Class::Media);
+        }
+        let mut out = Vec::new();
+        let mut now = t0;
+        let mut resent = false;
+        while let Some(t) = p.poll_timeout() {
+            now = t.max(now);
+            if !resent && now >= t0 + ms(15) {
+                p.push(now, 1000, 1200, Class::Retransmission);
+                resent = true;
+            }
+            while let Some((id, _)) = p.pop(now) {
+                out.push((id, now));
+            }
+        }
+        let last_media = out.iter().filter(|x| x.0 < 100).map(|x| x.1).max().unwrap();
+        assert!(last_media - t0 <= ms(20), "{:?}", last_media - t0);
+        assert_eq!(out.len(), 101);
     }
 
     #[test]

@@ -93,7 +93,21 @@ pub struct ReorderBuffer<P> {
     /// Held packets in arrival order (arrival time, extended sequence number), pruned lazily of
     /// those no longer held: the front gives the earliest deadline.
     arrivals: VecDeque<(Instant, u64)>,
+    /// A tentative start (see [`ReorderBuffer::start_before`]).
+    soft: Option<SoftStart>,
     stats: ReorderStats,
+}
+
+/// The sequence numbers before a stream's first packet that may or may not have been sent: up
+/// to `end` (the first packet), until `until`. Gaps there count as losses only once a packet of
+/// the region has been released (before that they may be packets that never existed).
+#[derive(Debug, Clone, Copy)]
+struct SoftStart {
+    end: u64,
+    until: Instant,
+    released: bool,
+    /// A packet showed where the first picture begins (at `end`): gaps before it are not losses.
+    settled: bool,
 }
 
 impl<P> ReorderBuffer<P> {
@@ -111,8 +125,76 @@ impl<P> ReorderBuffer<P> {
             done: vec![0; window.div_ceil(64).max(1)],
             loss_pending: false,
             arrivals: VecDeque::new(),
+            soft: None,
             stats: ReorderStats::default(),
         }
+    }
+
+    /// Starts an empty buffer `back` sequence numbers before `seq`, the first packet about to be
+    /// pushed, for a stream whose first packet may not be its first: packets that went before it
+    /// are waited for until `until`. Gaps before the first of them that arrives are then given
+    /// up on silently (they were most likely never sent); gaps after it are losses. Does nothing
+    /// once the buffer has started.
+    pub fn start_before(&mut self, seq: u16, back: u16, until: Instant) {
+        if self.next.is_some() || back == 0 {
+            return;
+        }
+        let end = EXT_BASE + u64::from(seq);
+        let start = end - u64::from(back);
+        self.next = Some(start);
+        self.highest = start;
+        self.done.fill(0);
+        self.soft = Some(SoftStart {
+            end,
+            until,
+            released: false,
+            settled: false,
+        });
+    }
+
+    /// A packet of the tentative start region has shown that the first picture begins at
+    /// `begins_at`: the region shrinks to end there and is settled at `now` (gaps in it are not
+    /// losses); gaps from `begins_at` on are ordinary gaps of the stream.
+    pub fn settle_start(&mut self, begins_at: u16, now: Instant) {
+        let Some(s) = &mut self.soft else { return };
+        let back = (s.end as u16).wrapping_sub(begins_at);
+        if back >= 0x8000 {
+            return;
+        }
+        s.end -= u64::from(back);
+        s.until = s.until.min(now);
+        s.settled = true;
+    }
+
+    /// The first packet of a tentative start region still open.
+    pub fn soft_end(&self) -> Option<u16> {
+        self.soft.map(|s| s.end as u16)
+    }
+
+    /// Settles the tentative start region: held packets go out, gaps are given up on (as losses
+    /// only after a released packet of the region).
+    fn give_up_soft(&mut self) {
+        let Some(soft) = self.soft else { return };
+        let window = self.cfg.window as u64;
+        while let Some(next) = self.next.filter(|&n| n < soft.end) {
+            let idx = (next % window) as usize;
+            match self.slots[idx].take() {
+                Some(slot) if slot.ext == next => {
+                    self.held -= 1;
+                    self.accept_next(slot.item);
+                }
+                other => {
+                    self.slots[idx] = other;
+                    if self.soft.is_some_and(|s| s.released && !s.settled) {
+                        self.stats.lost += 1;
+                        self.loss_pending = true;
+                    }
+                    self.set_done(next, false);
+                    self.next = Some(next + 1);
+                }
+            }
+        }
+        self.soft = None;
     }
 
     /// Changes how long a packet held behind a gap may wait (the NACK deadline follows the RTT).
@@ -211,8 +293,12 @@ impl<P> ReorderBuffer<P> {
             if now < deadline {
                 return None;
             }
-            let lowest = self.lowest_held()?;
-            self.skip_to(lowest);
+            if self.soft.is_some_and(|s| now >= s.until) {
+                self.give_up_soft();
+            } else {
+                let lowest = self.lowest_held()?;
+                self.skip_to(lowest);
+            }
             self.drain();
             self.prune();
         }
@@ -223,7 +309,12 @@ impl<P> ReorderBuffer<P> {
         if self.held == 0 {
             return None;
         }
-        self.arrivals.front().map(|&(t, _)| t + self.cfg.max_delay)
+        // While the start is tentative, only its own deadline counts: the gaps after it are not
+        // known to be gaps yet.
+        match self.soft {
+            Some(s) => Some(s.until),
+            None => self.arrivals.front().map(|&(t, _)| t + self.cfg.max_delay),
+        }
     }
 
     /// Drops arrival records of packets no longer held.
@@ -240,6 +331,7 @@ impl<P> ReorderBuffer<P> {
 
     /// Gives up on every gap now, making everything held ready (the stream is ending or changing).
     pub fn flush(&mut self) {
+        self.give_up_soft();
         while let Some(lowest) = self.lowest_held() {
             self.skip_to(lowest);
             self.drain();
@@ -260,6 +352,7 @@ impl<P> ReorderBuffer<P> {
         self.done.fill(0);
         self.loss_pending = false;
         self.arrivals.clear();
+        self.soft = None;
     }
 
     fn start(&mut self, seq: u16) {
@@ -298,6 +391,11 @@ impl<P> ReorderBuffer<P> {
 
     fn advance_delivered(&mut self) {
         if let Some(n) = self.next {
+            match &mut self.soft {
+                Some(s) if n < s.end => s.released = true,
+                Some(_) => self.soft = None,
+                None => {}
+            }
             self.set_done(n, true);
             self.highest = self.highest.max(n);
             self.next = Some(n + 1);
@@ -533,6 +631,38 @@ mod tests {
         push(&mut b, 3, t);
         assert_eq!(drain(&mut b, t), vec![(1, false), (3, true)]);
         assert_eq!(push(&mut b, 2, t), PushOutcome::Late);
+    }
+
+    #[test]
+    fn tentative_start_waits_for_packets_before_the_first() {
+        let t = Instant::now();
+        let until = t + Duration::from_millis(100);
+        // The packet before the first one turns up: it belongs to the stream.
+        let mut b = buf(32, 500);
+        b.start_before(10, 3, until);
+        push(&mut b, 10, t);
+        assert!(drain(&mut b, t).is_empty());
+        assert_eq!(b.next_deadline(), Some(until));
+        push(&mut b, 9, t);
+        assert_eq!(drain(&mut b, until), vec![(9, false), (10, false)]);
+        assert_eq!(b.stats().lost, 0);
+        // Nothing turns up: the first packet is the first, and nothing was lost.
+        let mut b = buf(32, 500);
+        b.start_before(10, 3, until);
+        push(&mut b, 10, t);
+        push(&mut b, 11, t);
+        assert!(drain(&mut b, until - Duration::from_millis(1)).is_empty());
+        assert_eq!(drain(&mut b, until), vec![(10, false), (11, false)]);
+        assert_eq!(b.stats().lost, 0);
+        // 8 arrives but 9 does not: 9 was sent, and it is a loss.
+        let mut b = buf(32, 500);
+        b.start_before(10, 3, until);
+        push(&mut b, 10, t);
+        push(&mut b, 8, t);
+        assert!(drain(&mut b, t).is_empty());
+        assert_eq!(drain(&mut b, until), vec![(8, false), (10, true)]);
+        assert_eq!(b.stats().lost, 1);
+        assert_eq!(b.soft_end(), None);
     }
 
     #[test]

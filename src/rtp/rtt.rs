@@ -1,40 +1,82 @@
 //! Round-trip time of a stream, from whatever measurements the stream gets.
 //!
-//! Two sources feed it:
-//! - a sender gets report blocks about its SSRC (RR or SR) echoing its last SR: arrival minus
-//!   LSR minus DLSR is an exact RTT (RFC 3550 §6.4.1), see [`crate::rtp::rtcp::round_trip_time`];
-//! - a receiver that only receives never gets those, so it measures the time from its first NACK
-//!   for a packet to the retransmission's arrival. Only unambiguous cases count (Karn's rule): the
-//!   packet was NACKed exactly once, so the retransmission answers that NACK.
+//! Two kinds of sample feed it:
+//! - **exact**: a sender gets report blocks about its SSRC (RR or SR) echoing its last SR, and
+//!   arrival minus LSR minus DLSR is the RTT (RFC 3550 §6.4.1, see
+//!   [`crate::rtp::rtcp::round_trip_time`]); a receiver whose NACK was answered by an RTX packet
+//!   (its own sequence space: it can only be the answer) measures NACK to arrival, when that
+//!   packet was NACKed exactly once (Karn's rule);
+//! - **ambiguous**: a retransmission that is not RTX carries the original sequence number, so a
+//!   late original can pass for it and give a sample that is far too small. On a path that
+//!   reorders about as often as it loses, half of these are bogus.
 //!
-//! A retransmission that is not RTX carries the original sequence number, so a late original
-//! can pass for it and give a sample that is far too small. The estimate is therefore the median
-//! of the recent samples rather than a running mean: a minority of bogus samples cannot drag it.
-//! For the same reason one such ambiguous sample is not believed on its own: until an exact
-//! sample (RTCP, or RTX) or three samples in all have come, the initial value stands. The spread
-//! (for retry timers) is half the distance between the 80th and 20th percentiles.
+//! An underestimate is the expensive mistake: repairs then arrive after the jitter buffer gave up
+//! on them, and a sender of files never sends the key picture that would end the damage. So the
+//! estimator keeps the two kinds apart. [`RttEstimator::rtt`] (retry timing) is the median of the
+//! exact samples, or of the ambiguous ones when there are no exact ones; [`RttEstimator::rtt_high`]
+//! (how long to wait before giving up) is the 80th percentile of the exact samples, or the 90th of
+//! the ambiguous ones, which stays in the genuine cluster even when most samples are bogus. Until
+//! an exact sample or three ambiguous ones have come, the initial value stands.
 
 use std::time::Duration;
 
-/// Samples kept for the median.
+/// Samples kept of each kind.
 const SAMPLES: usize = 15;
-/// Ambiguous samples needed before the estimate replaces the initial value.
-const TRUSTED_AFTER: u64 = 3;
+/// Ambiguous samples needed before they replace the initial value.
+const TRUSTED_AFTER: usize = 3;
 /// Shortest and longest RTT believed; anything outside is clamped.
 const MIN_RTT: Duration = Duration::from_micros(100);
 const MAX_RTT: Duration = Duration::from_secs(10);
+
+/// The last samples of one kind.
+#[derive(Debug, Clone)]
+struct Ring {
+    v: [Duration; SAMPLES],
+    len: usize,
+    next: usize,
+}
+
+impl Ring {
+    fn new() -> Self {
+        Ring {
+            v: [Duration::ZERO; SAMPLES],
+            len: 0,
+            next: 0,
+        }
+    }
+
+    fn push(&mut self, s: Duration) {
+        self.v[self.next] = s;
+        self.next = (self.next + 1) % SAMPLES;
+        self.len = (self.len + 1).min(SAMPLES);
+    }
+
+    /// The `q` quantiles of the samples, in one sort.
+    fn quantiles<const N: usize>(&self, qs: [f64; N]) -> [Duration; N] {
+        let mut sorted = self.v;
+        let v = &mut sorted[..self.len];
+        v.sort_unstable();
+        qs.map(|q| v[((v.len() - 1) as f64 * q).round() as usize])
+    }
+}
+
+/// Derived values: estimate, spread, high estimate.
+#[derive(Debug, Clone, Copy)]
+struct Derived {
+    rtt: Duration,
+    spread: Duration,
+    high: Duration,
+}
 
 /// A robust RTT estimate; see the module documentation.
 #[derive(Debug, Clone)]
 pub struct RttEstimator {
     initial: Duration,
-    ring: [Duration; SAMPLES],
-    len: usize,
-    next: usize,
+    exact: Ring,
+    ambiguous: Ring,
     total: u64,
-    exact: u64,
     latest: Option<Duration>,
-    cached: (Duration, Duration),
+    derived: Option<Derived>,
 }
 
 impl RttEstimator {
@@ -42,75 +84,83 @@ impl RttEstimator {
     /// long side so that early retries are not premature.
     pub const DEFAULT_INITIAL: Duration = Duration::from_millis(100);
 
-    /// An estimator that reports `initial` until the first sample.
+    /// An estimator that reports `initial` until measured.
     pub fn new(initial: Duration) -> Self {
-        let initial = initial.clamp(MIN_RTT, MAX_RTT);
         RttEstimator {
-            initial,
-            ring: [Duration::ZERO; SAMPLES],
-            len: 0,
-            next: 0,
+            initial: initial.clamp(MIN_RTT, MAX_RTT),
+            exact: Ring::new(),
+            ambiguous: Ring::new(),
             total: 0,
-            exact: 0,
             latest: None,
-            cached: (initial, initial / 2),
+            derived: None,
         }
     }
 
     /// Adds one exact measurement (from report blocks, or an RTX answer to a single NACK).
     pub fn on_sample(&mut self, sample: Duration) {
-        self.exact += 1;
-        self.add(sample);
+        let s = self.record(sample);
+        self.exact.push(s);
+        self.derive();
     }
 
     /// Adds one measurement that may be too small (a retransmission that could have been the
     /// late original).
     pub fn on_ambiguous_sample(&mut self, sample: Duration) {
-        self.add(sample);
+        let s = self.record(sample);
+        self.ambiguous.push(s);
+        self.derive();
     }
 
-    fn add(&mut self, sample: Duration) {
+    fn record(&mut self, sample: Duration) -> Duration {
         let s = sample.clamp(MIN_RTT, MAX_RTT);
-        self.ring[self.next] = s;
-        self.next = (self.next + 1) % SAMPLES;
-        self.len = (self.len + 1).min(SAMPLES);
         self.total += 1;
         self.latest = Some(s);
-        let mut sorted = [Duration::ZERO; SAMPLES];
-        sorted[..self.len].copy_from_slice(&self.ring[..self.len]);
-        let v = &mut sorted[..self.len];
-        v.sort_unstable();
-        let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
-        let median = at(0.5);
-        let spread = (at(0.8) - at(0.2)) / 2;
-        self.cached = (median, spread);
+        s
     }
 
-    /// The current estimate (the initial value until measured).
+    fn derive(&mut self) {
+        self.derived = if self.exact.len > 0 {
+            let [p20, p50, p80] = self.exact.quantiles([0.2, 0.5, 0.8]);
+            Some(Derived {
+                rtt: p50,
+                spread: (p80 - p20) / 2,
+                high: p80,
+            })
+        } else if self.ambiguous.len >= TRUSTED_AFTER {
+            let [p50, p80, p90] = self.ambiguous.quantiles([0.5, 0.8, 0.9]);
+            Some(Derived {
+                rtt: p50,
+                // Bogus samples sit below the genuine ones: measure the spread above the median.
+                spread: p80 - p50,
+                high: p90,
+            })
+        } else {
+            None
+        };
+    }
+
+    /// The current estimate (the initial value until measured): what retries are timed by.
     pub fn rtt(&self) -> Duration {
-        if self.is_measured() {
-            self.cached.0
-        } else {
-            self.initial
-        }
+        self.derived.map_or(self.initial, |d| d.rtt)
     }
 
-    /// How much the RTT varies: half the 20th–80th percentile range (half the initial value
-    /// until measured, so early timers stay generous).
+    /// A high estimate (the initial value until measured): what giving up is timed by.
+    pub fn rtt_high(&self) -> Duration {
+        self.derived.map_or(self.initial, |d| d.high)
+    }
+
+    /// How much the RTT varies (half the initial value until measured, so early timers stay
+    /// generous).
     pub fn spread(&self) -> Duration {
-        if self.is_measured() {
-            self.cached.1
-        } else {
-            self.initial / 2
-        }
+        self.derived.map_or(self.initial / 2, |d| d.spread)
     }
 
     /// Whether the estimate rests on measurements: an exact sample, or enough ambiguous ones.
     pub fn is_measured(&self) -> bool {
-        self.exact > 0 || self.total >= TRUSTED_AFTER
+        self.derived.is_some()
     }
 
-    /// Samples taken so far.
+    /// Samples taken so far, of both kinds.
     pub fn samples(&self) -> u64 {
         self.total
     }
@@ -143,32 +193,58 @@ mod tests {
     #[test]
     fn initial_until_measured() {
         let e = RttEstimator::default();
-        assert_eq!(e.rtt(), ms(100));
-        assert_eq!(e.spread(), ms(50));
+        assert_eq!((e.rtt(), e.rtt_high(), e.spread()), (ms(100), ms(100), ms(50)));
         assert!(!e.is_measured());
         assert_eq!(e.latest(), None);
     }
 
     #[test]
-    fn converges_on_samples() {
+    fn converges_on_exact_samples() {
         let mut e = RttEstimator::default();
         for v in [40, 42, 38, 41, 39] {
             e.on_sample(ms(v));
         }
         assert_eq!(e.rtt(), ms(40));
         assert!(e.spread() <= ms(2), "{:?}", e.spread());
+        assert_eq!(e.rtt_high(), ms(41));
         assert_eq!(e.samples(), 5);
         assert_eq!(e.latest(), Some(ms(39)));
     }
 
     #[test]
-    fn a_minority_of_bogus_small_samples_does_not_drag_it() {
+    fn one_exact_sample_is_enough_one_ambiguous_is_not() {
+        let mut e = RttEstimator::default();
+        e.on_ambiguous_sample(ms(1));
+        assert_eq!(e.rtt(), ms(100));
+        assert!(!e.is_measured());
+        e.on_ambiguous_sample(ms(40));
+        e.on_ambiguous_sample(ms(41));
+        assert!(e.is_measured());
+        assert_eq!(e.rtt(), ms(40));
+        let mut e = RttEstimator::default();
+        e.on_sample(ms(30));
+        assert_eq!((e.rtt(), e.rtt_high()), (ms(30), ms(30)));
+    }
+
+    #[test]
+    fn the_high_estimate_survives_a_majority_of_bogus_samples() {
         let mut e = RttEstimator::default();
         for i in 0..30 {
-            // One in four is a late original mistaken for a retransmission.
-            e.on_sample(if i % 4 == 0 { ms(6) } else { ms(40 + i % 3) });
+            // Three in five are late originals mistaken for retransmissions.
+            e.on_ambiguous_sample(if i % 5 < 3 { ms(2 + i % 4) } else { ms(40 + i % 3) });
         }
-        assert!(e.rtt() >= ms(40) && e.rtt() <= ms(42), "{:?}", e.rtt());
+        assert!(e.rtt() < ms(10), "the median is fooled: {:?}", e.rtt());
+        assert!(e.rtt_high() >= ms(40), "{:?}", e.rtt_high());
+    }
+
+    #[test]
+    fn exact_samples_win_over_ambiguous_ones() {
+        let mut e = RttEstimator::default();
+        for _ in 0..10 {
+            e.on_ambiguous_sample(ms(3));
+        }
+        e.on_sample(ms(40));
+        assert_eq!((e.rtt(), e.rtt_high()), (ms(40), ms(40)));
     }
 
     #[test]
@@ -181,18 +257,6 @@ mod tests {
             e.on_sample(ms(200));
         }
         assert_eq!(e.rtt(), ms(200));
-    }
-
-    #[test]
-    fn one_ambiguous_sample_is_not_believed() {
-        let mut e = RttEstimator::default();
-        e.on_ambiguous_sample(ms(1));
-        assert_eq!(e.rtt(), ms(100));
-        assert!(!e.is_measured());
-        e.on_ambiguous_sample(ms(40));
-        e.on_ambiguous_sample(ms(41));
-        assert!(e.is_measured());
-        assert_eq!(e.rtt(), ms(40));
     }
 
     #[test]

@@ -127,6 +127,10 @@ const RESEND_GUARD_MAX: Duration = Duration::from_millis(250);
 const RESEND_GUARD_UNMEASURED: Duration = Duration::from_millis(10);
 /// The reorder window with NACK: a key picture of a large stream fits.
 const NACK_WINDOW: usize = 1024;
+/// A first packet that may not open its picture makes the receiver ask for this many before it.
+const START_PROBE_PACKETS: u16 = 4;
+/// How long it waits for them: two round trips and a margin, at most the NACK deadline.
+const START_PROBE_MARGIN: Duration = Duration::from_millis(30);
 
 /// Where RTP and RTCP go, and whether the source has been latched.
 #[derive(Debug, Clone, Copy)]
@@ -311,7 +315,7 @@ impl StreamCore {
                 let reorder = if v.nack.enabled {
                     ReorderConfig {
                         window: NACK_WINDOW,
-                        max_delay: v.nack.give_up_after(rtt.rtt()),
+                        max_delay: v.nack.give_up_after(rtt.rtt_high()),
                     }
                 } else {
                     ReorderConfig::default()
@@ -679,12 +683,18 @@ impl StreamCore {
         let Some(v) = self.video_in.as_mut() else {
             return;
         };
+        let give_up = v.nack_cfg.give_up_after(self.rtt.rtt_high());
+        let probe_wait = (self.rtt.rtt_high() * 2 + START_PROBE_MARGIN).min(give_up);
         if v.nack.is_some() {
-            v.rx.set_max_delay(v.nack_cfg.give_up_after(self.rtt.rtt()));
+            v.rx.set_max_delay(give_up);
+            v.rx.set_start_probe(START_PROBE_PACKETS, probe_wait);
         }
         let outcome = v.rx.push(meta, payload, now, &mut v.frames);
         if is_rtx && outcome == PushOutcome::Duplicate {
             self.stats.rtx_duplicates += 1;
+        }
+        if let (Some((first, count)), Some(n)) = (v.rx.take_start_probe(), v.nack.as_mut()) {
+            n.expect_before(first, count, now, now + probe_wait);
         }
         self.after_video(now);
     }

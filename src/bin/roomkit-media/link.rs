@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
 
 use roomkit_media::backend::rtp::{RtpBackendConfig, RtpVideoBackend};
 use roomkit_media::engine::{SessionId, SessionInfo};
@@ -34,7 +35,16 @@ pub fn open(
     Ok((backend, info))
 }
 
-/// Ends the session (RTCP BYE, threads joined).
+/// How long a sender keeps answering NACKs after its last picture, idle, before it leaves.
+const LINGER: Duration = Duration::from_secs(1);
+/// The longest it waits for that quiet second.
+const LINGER_MAX: Duration = Duration::from_secs(4);
+
+/// Ends the session (RTCP BYE, threads joined). A sender first lingers until its stream has been
+/// idle for a second, so the receiver can still have the last pictures' lost packets re-sent.
 pub fn close(backend: &RtpVideoBackend, id: SessionId) {
+    if let Some(video) = backend.engine().session(id).ok().as_ref().and_then(|s| s.video()) {
+        video.linger(LINGER, LINGER_MAX);
+    }
     let _ = backend.disconnect(id);
 }
