@@ -360,6 +360,11 @@ impl MediaStream {
         self.shared.core.lock().core.ssrc()
     }
 
+    /// Our RTX SSRC when RTX is configured (for `a=ssrc-group:FID` in SDP).
+    pub fn rtx_ssrc(&self) -> Option<u32> {
+        self.shared.core.lock().core.rtx_ssrc()
+    }
+
     /// A snapshot of the counters.
     pub fn stats(&self) -> StreamStats {
         let mut s = self.shared.core.lock().core.stats();

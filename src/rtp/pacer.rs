@@ -11,7 +11,9 @@
 //!
 //! capped by `max_rate` when one is configured (the cap wins over the deadline). The bucket holds
 //! `burst_bytes`, or 5 ms at `multiplier` × the recent rate when that is more, so a burst is small
-//! relative to the stream itself. Retransmissions wait in their own queue and go first: a receiver
+//! relative to the stream itself; an idle bucket is full again within a millisecond, so a stream
+//! that sends large pictures back to back (a fast loopback link) learns within a few dozen
+//! pictures that they may leave whole. Retransmissions wait in their own queue and go first: a receiver
 //! is holding a picture for them. Pure: time is passed in, and [`Pacer::poll_timeout`] says when
 //! the next packet may leave.
 
@@ -47,6 +49,12 @@ impl Default for PacerConfig {
     }
 }
 
+/// How far back the stream's recent rate looks. Short, so that a stream that speeds up is let
+/// through soon (the rate the pacer allows is what it measures, times the multiplier: a long
+/// window would hold a faster stream back for as long).
+const RATE_WINDOW: Duration = Duration::from_millis(200);
+/// An idle bucket fills completely in this time.
+const IDLE_REFILL: Duration = Duration::from_millis(1);
 /// The time window the rate-scaled burst covers.
 const BURST_WINDOW: Duration = Duration::from_millis(5);
 /// The queue is planned to be empty this long before its deadline.
@@ -108,7 +116,7 @@ impl<T> Pacer<T> {
             queued_bytes: 0,
             tokens: cfg.burst_bytes as f64,
             last: now,
-            meter: RateMeter::new(RateMeter::DEFAULT_WINDOW, now),
+            meter: RateMeter::new(RATE_WINDOW, now),
             stats: PacerStats::default(),
             cfg,
         }
@@ -279,8 +287,15 @@ impl<T> Pacer<T> {
             return;
         }
         let dt = (now - self.last).as_secs_f64();
-        let rate = self.rate(now);
-        self.tokens = (self.tokens + rate * dt).min(self.depth(now));
+        let depth = self.depth(now);
+        // Idle, the bucket is full again within a millisecond: pacing spreads what is queued,
+        // it does not ration a stream that sends big pictures often (a fast loopback stream).
+        let rate = if self.is_empty() {
+            self.rate(now).max(depth / IDLE_REFILL.as_secs_f64())
+        } else {
+            self.rate(now)
+        };
+        self.tokens = (self.tokens + rate * dt).min(depth);
         self.last = now;
     }
 }
@@ -453,3 +468,4 @@ mod tests {
         assert_eq!(p.media_len(), 43);
     }
 }
+
