@@ -54,8 +54,16 @@ fn main() {
     );
     println!(
         "{:>6} {:>9} {:>8} {:>10} {:>10} {:>10} {:>14} {:>14} {:>10} {:>10}",
-        "loss", "intact", "corrupt", "p50 ms", "p99 ms", "max ms", "key pacer p50", "key pacer max",
-        "nacks", "resent"
+        "loss",
+        "intact",
+        "corrupt",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "key pacer p50",
+        "key pacer max",
+        "nacks",
+        "resent"
     );
     let wall = Instant::now();
     for loss in [0.0, 0.01, 0.03, 0.10] {
@@ -103,5 +111,9 @@ fn main() {
             resent
         );
     }
-    println!("(simulated {} s of media in {:.1} s)", PICTURES as u64 * SEEDS * 4 / 30, wall.elapsed().as_secs_f64());
+    println!(
+        "(simulated {} s of media in {:.1} s)",
+        PICTURES as u64 * SEEDS * 4 / 30,
+        wall.elapsed().as_secs_f64()
+    );
 }

@@ -42,7 +42,7 @@ fn rtx() -> Option<RtxConfig> {
 
 /// The size of picture `i` of the file: ~100 packets for a key picture, 5-15 for the others.
 fn picture(i: usize) -> (Vec<u8>, bool) {
-    let key = i % KEY_EVERY == 0;
+    let key = i.is_multiple_of(KEY_EVERY);
     let len = if key {
         118_000
     } else {
@@ -167,7 +167,10 @@ fn clean_path_delivers_every_picture_in_order_with_bounded_pacing() {
     // 20 ms on the path; a key picture spread over at most 20 ms more.
     assert!(*o.latencies.last().unwrap() <= Duration::from_millis(41));
     let a = pair.a.core.stats();
-    assert!(a.pacer_delay_max_ms > 10.0 && a.pacer_delay_max_ms <= 20.5, "{a:?}");
+    assert!(
+        a.pacer_delay_max_ms > 10.0 && a.pacer_delay_max_ms <= 20.5,
+        "{a:?}"
+    );
     let b = pair.b.core.stats();
     assert_eq!((b.nack_sent, a.retransmitted, b.pli_sent), (0, 0, 0));
 }
@@ -183,7 +186,8 @@ fn pacer_spreads_a_key_picture_and_never_bursts_it() {
         2,
     );
     let (key, _) = picture(0);
-    pair.with_a(|c, now| c.send_video(now, &key, Some(0.0))).unwrap();
+    pair.with_a(|c, now| c.send_video(now, &key, Some(0.0)))
+        .unwrap();
     let t0 = pair.now();
     let first = pair.ab.in_flight();
     assert!(first <= 6, "{first} packets left at once");
@@ -229,7 +233,11 @@ fn burst_loss_in_a_key_picture_is_repaired() {
     assert_eq!(b.recovered, 20, "{b:?}");
     assert_eq!(b.pli_sent, 0);
     // The repaired key picture waited about one round trip (plus the reorder allowance).
-    assert!(o.latencies[0] < Duration::from_millis(20 + 20 + 5 + 45), "{:?}", o.latencies[0]);
+    assert!(
+        o.latencies[0] < Duration::from_millis(20 + 20 + 5 + 45),
+        "{:?}",
+        o.latencies[0]
+    );
 }
 
 #[test]
@@ -249,8 +257,9 @@ fn a_lost_nack_is_sent_again() {
     }));
     let nacks = Arc::new(AtomicU32::new(0));
     let k = nacks.clone();
-    pair.ba
-        .set_filter(Box::new(move |d| is_nack(d) && k.fetch_add(1, Ordering::Relaxed) == 0));
+    pair.ba.set_filter(Box::new(move |d| {
+        is_nack(d) && k.fetch_add(1, Ordering::Relaxed) == 0
+    }));
     let clip = send_clip(&mut pair, 40, Duration::from_secs(1));
     let o = outcome(&clip, &pair.b.events);
     assert_eq!((o.intact, o.corrupt), (40, 0));
@@ -288,7 +297,10 @@ fn a_lost_rtx_packet_is_requested_again() {
     // An RTX packet answering the only NACK for its packet measures the round trip exactly
     // (the first repair, NACKed twice, did not count).
     let rtt = pair.b.core.rtt().expect("measured from the RTX answer");
-    assert!(rtt >= Duration::from_millis(40) && rtt < Duration::from_millis(50), "{rtt:?}");
+    assert!(
+        rtt >= Duration::from_millis(40) && rtt < Duration::from_millis(50),
+        "{rtt:?}"
+    );
 }
 
 #[test]
@@ -320,7 +332,11 @@ fn a_retransmission_after_the_deadline_is_late_and_its_picture_dropped() {
     assert!(b.pli_sent >= 1);
     // Picture 0 arrives, then nothing until the next key picture (30).
     assert_eq!(o.intact, 1 + 15, "{b:?}");
-    assert_eq!((b.frames_dropped_incomplete, b.frames_dropped_gated), (1, 28), "{b:?}");
+    assert_eq!(
+        (b.frames_dropped_incomplete, b.frames_dropped_gated),
+        (1, 28),
+        "{b:?}"
+    );
 }
 
 /// A core that is fed by hand: packets are taken from A's transmits and handed to B in any
@@ -536,7 +552,10 @@ fn rtx_from_another_sender_is_accepted_and_its_duplicates_counted() {
     m.feed(&dup);
     assert!(m.b_frames().is_empty());
     let st = m.b.stats();
-    assert_eq!((st.rtx_received, st.rtx_duplicates, st.recovered), (3, 2, 1));
+    assert_eq!(
+        (st.rtx_received, st.rtx_duplicates, st.recovered),
+        (3, 2, 1)
+    );
     // An RTX packet too short for its original sequence number is malformed, not a panic.
     let mut short = rtx_pkt[..12].to_vec();
     short.push(0);
@@ -595,7 +614,10 @@ fn rtt_is_measured_from_receiver_reports() {
     );
     send_clip(&mut pair, 120, Duration::from_secs(2));
     let rtt = pair.a.core.rtt().expect("A sends SRs and gets RRs back");
-    assert!(rtt.abs_diff(Duration::from_millis(40)) < Duration::from_millis(2), "{rtt:?}");
+    assert!(
+        rtt.abs_diff(Duration::from_millis(40)) < Duration::from_millis(2),
+        "{rtt:?}"
+    );
     let a = pair.a.core.stats();
     assert!((a.rtt_ms - 40.0).abs() < 2.0);
     assert_eq!(a.remote_fraction_lost, 0.0);
@@ -641,7 +663,10 @@ fn audio_jitter_buffer_plays_in_order_and_conceals_losses() {
     // Every frame of the stream comes out exactly once, in order, real or concealed; after the
     // last packet at most 100 ms of concealment follows before playout pauses.
     let ts: Vec<u32> = frames.iter().map(|(_, f)| f.rtp_timestamp).collect();
-    assert!(ts.windows(2).all(|w| w[1].wrapping_sub(w[0]) == 160), "timestamps in steps of 160");
+    assert!(
+        ts.windows(2).all(|w| w[1].wrapping_sub(w[0]) == 160),
+        "timestamps in steps of 160"
+    );
     let last_real = frames.iter().rposition(|(_, f)| !f.concealed).unwrap();
     assert!((495..500).contains(&last_real), "{last_real}");
     assert!(frames.len() - last_real - 1 <= 5);
@@ -666,7 +691,11 @@ fn audio_jitter_buffer_plays_in_order_and_conceals_losses() {
         .iter()
         .filter(|g| g.abs_diff(Duration::from_millis(20)) < Duration::from_millis(1))
         .count();
-    assert!(on_cadence * 100 >= gaps.len() * 95, "{on_cadence} of {}", gaps.len());
+    assert!(
+        on_cadence * 100 >= gaps.len() * 95,
+        "{on_cadence} of {}",
+        gaps.len()
+    );
     assert!(st.audio_jitter_depth_ms >= 40.0);
 }
 
@@ -708,7 +737,11 @@ fn inactivity_then_bye_are_reported_once_each() {
     assert_eq!(byes, 1);
     assert_eq!(pair.b.core.stats().bye_received, 1);
     assert_eq!(pair.a.core.poll_timeout(), None);
-    assert!(pair.a.core.send_video(pair.now(), &picture(1).0, None).is_err());
+    assert!(pair
+        .a
+        .core
+        .send_video(pair.now(), &picture(1).0, None)
+        .is_err());
     // A's own stream never timed out: its check was off.
     assert!(!pair
         .a

@@ -3,8 +3,8 @@
 //! time. The streams repair losses with NACK and RTX, and every picture delivered must be one
 //! that was sent, byte for byte. Also: the stream-ended event on inactivity and on the peer's BYE.
 
-use std::collections::{BinaryHeap, HashMap};
 use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -24,6 +24,10 @@ use roomkit_media::VideoFrame;
 
 /// Longest a relay runs, whatever happens.
 const RELAY_MAX_TIME: Duration = Duration::from_secs(30);
+
+/// A datagram held by the relay: when it leaves, its order of arrival, whether it goes to B,
+/// its bytes.
+type Delayed = (Instant, u64, bool, Vec<u8>);
 
 /// Forwards datagrams between two sides with impairments, until dropped.
 struct Relay {
@@ -49,7 +53,7 @@ impl Relay {
             let mut rng = SmallRng::seed_from_u64(seed);
             let mut buf = [0u8; 2048];
             // (release time, order, towards B, bytes)
-            let mut queue: BinaryHeap<Reverse<(Instant, u64, bool, Vec<u8>)>> = BinaryHeap::new();
+            let mut queue: BinaryHeap<Reverse<Delayed>> = BinaryHeap::new();
             let mut order = 0u64;
             let started = Instant::now();
             while !s.load(Ordering::Relaxed) && started.elapsed() < RELAY_MAX_TIME {
@@ -164,7 +168,13 @@ fn end(video: VideoParams, close_linger: Duration) -> End {
 }
 
 fn video_addr(e: &End) -> SocketAddr {
-    e.engine.session(e.id).unwrap().video().unwrap().info().local_addr
+    e.engine
+        .session(e.id)
+        .unwrap()
+        .video()
+        .unwrap()
+        .info()
+        .local_addr
 }
 
 fn aim(e: &End, video: SocketAddr) {
@@ -186,7 +196,13 @@ fn lossy_relay_both_ways_pictures_are_repaired_bit_exact() {
     };
     let a = end(params.clone(), Duration::from_millis(500));
     let b = end(params, Duration::ZERO);
-    let relay = Relay::start(video_addr(&a), video_addr(&b), 0.05, Duration::from_millis(10), 42);
+    let relay = Relay::start(
+        video_addr(&a),
+        video_addr(&b),
+        0.05,
+        Duration::from_millis(10),
+        42,
+    );
     aim(&a, relay.a_side);
     aim(&b, relay.b_side);
 
@@ -196,9 +212,15 @@ fn lossy_relay_both_ways_pictures_are_repaired_bit_exact() {
     let mut sent = Vec::with_capacity(N);
     let a_video = a.engine.session(a.id).unwrap();
     for i in 0..N {
-        let key = i % 30 == 0;
-        let pic = h264_picture(key, if key { 60_000 } else { 6_000 + 600 * (i % 10) }, i as u64);
-        if let Some(wait) = (start + Duration::from_millis(33) * i as u32).checked_duration_since(Instant::now()) {
+        let key = i.is_multiple_of(30);
+        let pic = h264_picture(
+            key,
+            if key { 60_000 } else { 6_000 + 600 * (i % 10) },
+            i as u64,
+        );
+        if let Some(wait) =
+            (start + Duration::from_millis(33) * i as u32).checked_duration_since(Instant::now())
+        {
             std::thread::sleep(wait);
         }
         a_video
@@ -217,7 +239,11 @@ fn lossy_relay_both_ways_pictures_are_repaired_bit_exact() {
     let relay_dropped = relay.dropped.load(Ordering::Relaxed);
     drop(relay);
 
-    let index: HashMap<&[u8], usize> = sent.iter().enumerate().map(|(i, p)| (p.as_slice(), i)).collect();
+    let index: HashMap<&[u8], usize> = sent
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.as_slice(), i))
+        .collect();
     let got: Vec<VideoFrame> = b.video.try_iter().collect();
     let mut last = None;
     for f in &got {
@@ -237,7 +263,10 @@ fn lossy_relay_both_ways_pictures_are_repaired_bit_exact() {
     assert_eq!(last, Some(N - 1), "the last picture arrived");
     assert!(b_stats.nack_sent > 0 && b_stats.recovered > 0 && b_stats.rtx_received > 0);
     assert!(a_stats_before_close.retransmitted > 0);
-    assert!(a_stats_before_close.rtt_ms > 0.0, "A measured the RTT from B's reports");
+    assert!(
+        a_stats_before_close.rtt_ms > 0.0,
+        "A measured the RTT from B's reports"
+    );
     // At 5 % loss each way nearly everything is repaired; a picture lost for good costs the rest
     // of its group of 30.
     assert!(got.len() * 100 >= N * 90, "only {} of {N}", got.len());
@@ -259,11 +288,18 @@ fn stream_ended_on_inactivity_and_on_the_peers_bye() {
     }
     let t0 = Instant::now();
     engine.create_session(s).unwrap();
-    let ev = er.recv_timeout(Duration::from_secs(5)).expect("inactivity reported");
+    let ev = er
+        .recv_timeout(Duration::from_secs(5))
+        .expect("inactivity reported");
     assert_eq!(ev.media, MediaKind::Video);
-    assert!(matches!(ev.reason, StreamEndReason::Inactive { silent_for } if silent_for >= Duration::from_millis(300)));
+    assert!(
+        matches!(ev.reason, StreamEndReason::Inactive { silent_for } if silent_for >= Duration::from_millis(300))
+    );
     assert!(t0.elapsed() >= Duration::from_millis(300));
-    assert!(er.recv_timeout(Duration::from_millis(500)).is_err(), "reported once");
+    assert!(
+        er.recv_timeout(Duration::from_millis(500)).is_err(),
+        "reported once"
+    );
     drop(engine);
 
     // A and B face to face; A leaves.
@@ -273,7 +309,10 @@ fn stream_ended_on_inactivity_and_on_the_peers_bye() {
     aim(&b, video_addr(&a));
     std::thread::sleep(Duration::from_millis(50));
     a.engine.disconnect(a.id).unwrap();
-    let ev = b.ended.recv_timeout(Duration::from_secs(5)).expect("BYE reported");
+    let ev = b
+        .ended
+        .recv_timeout(Duration::from_secs(5))
+        .expect("BYE reported");
     assert_eq!(ev.media, MediaKind::Video);
     assert_eq!(
         ev.reason,
@@ -281,6 +320,15 @@ fn stream_ended_on_inactivity_and_on_the_peers_bye() {
             reason: Some("session closed".into())
         }
     );
-    assert_eq!(b.engine.session(b.id).unwrap().stats().video.unwrap().bye_received, 1);
+    assert_eq!(
+        b.engine
+            .session(b.id)
+            .unwrap()
+            .stats()
+            .video
+            .unwrap()
+            .bye_received,
+        1
+    );
     assert!(a.video.try_iter().next().is_none());
 }

@@ -17,12 +17,12 @@ pub mod socket;
 pub mod stats;
 pub mod stream;
 
+pub use crate::rtp::config::{AudioParams, MediaParams, VideoParams};
 pub use dispatch::Dispatcher;
 pub use event::{
     KeyframeRequest, MediaKind, SessionId, SessionInfo, StreamEndReason, StreamEnded, StreamInfo,
 };
 pub use io_thread::{IoThread, StopSignal};
-pub use crate::rtp::config::{AudioParams, MediaParams, VideoParams};
 pub use port_pool::{PortLease, PortPool};
 pub use session::{EngineConfig, MediaEngine, MediaSession, SessionSpec};
 pub use sip_transport::{Outbox, SipHandler, SipTransport};

@@ -23,8 +23,8 @@ use rand::RngCore;
 
 use super::dispatch::Dispatcher;
 use super::event::{
-    dispatch_key, EngineEvent, KeyframeRequest, MediaKind, SessionId, StreamEndReason,
-    StreamEnded, StreamInfo,
+    dispatch_key, EngineEvent, KeyframeRequest, MediaKind, SessionId, StreamEndReason, StreamEnded,
+    StreamInfo,
 };
 use super::io_thread::{IoThread, StopSignal};
 use super::socket::{poll_readable, MediaSocket, RecvBatch, SendBatch, Wait};
@@ -203,9 +203,7 @@ impl Shared {
             StreamEvent::Dtmf(d) => EngineEvent::Dtmf(id, d),
             StreamEvent::KeyframeRequested(k) => EngineEvent::KeyframeRequested(id, k),
             StreamEvent::RemoteBye { reason } => ended(StreamEndReason::RemoteBye { reason }),
-            StreamEvent::Inactive { silent_for } => {
-                ended(StreamEndReason::Inactive { silent_for })
-            }
+            StreamEvent::Inactive { silent_for } => ended(StreamEndReason::Inactive { silent_for }),
         }
     }
 }
@@ -287,7 +285,12 @@ impl MediaStream {
         });
         let (pt, clock_rate, codec, media) = match &cfg.media {
             MediaParams::Audio(a) => (a.payload_type, a.clock_rate, None, MediaKind::Audio),
-            MediaParams::Video(v) => (v.payload_type, v.clock_rate, Some(v.codec), MediaKind::Video),
+            MediaParams::Video(v) => (
+                v.payload_type,
+                v.clock_rate,
+                Some(v.codec),
+                MediaKind::Video,
+            ),
         };
         let origin = Instant::now();
         let core = StreamCore::new(
@@ -380,7 +383,11 @@ impl MediaStream {
 
     /// Runs `f` on the core at the current time, sends what it queued, wakes the I/O thread if
     /// its next timeout moved earlier, and posts any events. A send error is returned.
-    fn with_core<T>(&self, what: &str, f: impl FnOnce(&mut StreamCore, Instant) -> Result<T>) -> Result<T> {
+    fn with_core<T>(
+        &self,
+        what: &str,
+        f: impl FnOnce(&mut StreamCore, Instant) -> Result<T>,
+    ) -> Result<T> {
         let sh = &*self.shared;
         let mut events = Vec::new();
         let result = {

@@ -508,12 +508,28 @@ mod tests {
         let t0 = Instant::now();
         let mut b = jb(40);
         // Arrivals every 20 ms with up to 15 ms of jitter, some swapped.
-        let arrivals = [(0, 0), (35, 1), (40, 2), (72, 4), (75, 3), (100, 5), (120, 6)];
+        let arrivals = [
+            (0, 0),
+            (35, 1),
+            (40, 2),
+            (72, 4),
+            (75, 3),
+            (100, 5),
+            (120, 6),
+        ];
         let out = run(&mut b, &arrivals, t0, 200);
         let seqs: Vec<_> = out.iter().map(|x| x.0).collect();
         assert_eq!(
             seqs[..7],
-            [Some(0), Some(1), Some(2), Some(3), Some(4), Some(5), Some(6)]
+            [
+                Some(0),
+                Some(1),
+                Some(2),
+                Some(3),
+                Some(4),
+                Some(5),
+                Some(6)
+            ]
         );
         let times: Vec<_> = out.iter().take(7).map(|x| x.1).collect();
         assert_eq!(times, [40, 60, 80, 100, 120, 140, 160]);
@@ -595,7 +611,10 @@ mod tests {
         let late_first_half = b.stats().late;
         assert!(b.stats().stretched >= 3, "{:?}", b.stats());
         // Once grown, late packets stop.
-        let played_late: Vec<_> = out.iter().filter(|x| x.0.is_some() && x.1 > 1500 && x.1 < 2000).collect();
+        let played_late: Vec<_> = out
+            .iter()
+            .filter(|x| x.0.is_some() && x.1 > 1500 && x.1 < 2000)
+            .collect();
         assert!(!played_late.is_empty());
         assert!(late_first_half < 20, "{:?}", b.stats());
         // And it comes back down towards the minimum, a frame at a time.

@@ -52,7 +52,12 @@ impl AudioDecoder for PassthroughDecoder {
 
     fn decode(&mut self, _payload: &[u8], _out: &mut Vec<i16>) {}
 
-    fn conceal(&mut self, _samples: usize, _next: Option<&[u8]>, _out: &mut Vec<i16>) -> Concealment {
+    fn conceal(
+        &mut self,
+        _samples: usize,
+        _next: Option<&[u8]>,
+        _out: &mut Vec<i16>,
+    ) -> Concealment {
         Concealment::None
     }
 
@@ -268,7 +273,11 @@ impl G711Plc {
                 dot += a * b;
                 energy += b * b;
             }
-            let score = if energy > 0.0 { dot / energy.sqrt() } else { 0.0 };
+            let score = if energy > 0.0 {
+                dot / energy.sqrt()
+            } else {
+                0.0
+            };
             if score > best.1 {
                 best = (p, score);
             }

@@ -104,6 +104,9 @@ impl Default for VideoParams {
 }
 
 /// What a stream carries.
+// A settings value made once per stream: its size does not matter, and boxing the video variant
+// would make every caller write `Box::new`.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum MediaParams {
     Audio(AudioParams),

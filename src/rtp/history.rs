@@ -262,10 +262,7 @@ mod tests {
         assert_eq!(h.check_resend(5, t + ms(20), ms(30)), Ok(3));
         h.mark_resent(5, t + ms(20));
         assert_eq!(h.resends(5), 1);
-        assert_eq!(
-            h.check_resend(5, t + ms(40), ms(30)),
-            Err(Refusal::TooSoon)
-        );
+        assert_eq!(h.check_resend(5, t + ms(40), ms(30)), Err(Refusal::TooSoon));
         assert_eq!(h.check_resend(5, t + ms(50), ms(30)), Ok(3));
         assert_eq!(
             h.check_resend(5, t + ms(1011), ms(30)),

@@ -294,7 +294,10 @@ impl NackTracker {
 
     /// When [`Self::poll`] next has something to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.missing.iter().map(|m| m.next_at.min(m.give_up_at)).min()
+        self.missing
+            .iter()
+            .map(|m| m.next_at.min(m.give_up_at))
+            .min()
     }
 
     /// The jitter buffer has moved on to `seq`: nothing before it is worth asking for.
@@ -374,7 +377,10 @@ mod tests {
         // A repair after the deadline: useless, but it was NACKed, so it is reported as late.
         assert!(matches!(
             t.on_packet(11, now, &r),
-            Arrival::Late { nacks: 6, first_nack: Some(_) }
+            Arrival::Late {
+                nacks: 6,
+                first_nack: Some(_)
+            }
         ));
         assert_eq!(t.on_packet(11, now, &r), Arrival::Old);
     }
@@ -469,7 +475,10 @@ mod tests {
         t.on_packet(1, t0, &r);
         t.expect_before(1, 3, t0, t0 + ms(100));
         assert_eq!(poll(&mut t, t0 + ms(5), &r), vec![65534, 65535, 0]);
-        assert!(matches!(t.on_packet(0, t0 + ms(45), &r), Arrival::Recovered { nacks: 1, .. }));
+        assert!(matches!(
+            t.on_packet(0, t0 + ms(45), &r),
+            Arrival::Recovered { nacks: 1, .. }
+        ));
         assert_eq!(poll(&mut t, t0 + ms(55), &r), vec![65534, 65535]);
         poll(&mut t, t0 + ms(100), &r);
         assert_eq!(t.missing(), 0);

@@ -353,7 +353,11 @@ mod tests {
         let at_once = out.iter().filter(|&&(_, t)| t == t0).count();
         assert_eq!(at_once, 6);
         for w in out.windows(10) {
-            assert!(w[9].1 - w[0].1 >= Duration::from_micros(700), "{:?}", w[9].1 - w[0].1);
+            assert!(
+                w[9].1 - w[0].1 >= Duration::from_micros(700),
+                "{:?}",
+                w[9].1 - w[0].1
+            );
         }
         // In order.
         assert!(out.windows(2).all(|w| w[0].0 < w[1].0));
@@ -468,4 +472,3 @@ mod tests {
         assert_eq!(p.media_len(), 43);
     }
 }
-

@@ -468,9 +468,8 @@ impl<P> ReorderBuffer<P> {
         }
         let next = self.next?;
         let window = self.cfg.window as u64;
-        (next..next + window).find(|ext| {
-            matches!(&self.slots[(ext % window) as usize], Some(s) if s.ext == *ext)
-        })
+        (next..next + window)
+            .find(|ext| matches!(&self.slots[(ext % window) as usize], Some(s) if s.ext == *ext))
     }
 }
 

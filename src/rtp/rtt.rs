@@ -193,7 +193,10 @@ mod tests {
     #[test]
     fn initial_until_measured() {
         let e = RttEstimator::default();
-        assert_eq!((e.rtt(), e.rtt_high(), e.spread()), (ms(100), ms(100), ms(50)));
+        assert_eq!(
+            (e.rtt(), e.rtt_high(), e.spread()),
+            (ms(100), ms(100), ms(50))
+        );
         assert!(!e.is_measured());
         assert_eq!(e.latest(), None);
     }
@@ -231,7 +234,11 @@ mod tests {
         let mut e = RttEstimator::default();
         for i in 0..30 {
             // Three in five are late originals mistaken for retransmissions.
-            e.on_ambiguous_sample(if i % 5 < 3 { ms(2 + i % 4) } else { ms(40 + i % 3) });
+            e.on_ambiguous_sample(if i % 5 < 3 {
+                ms(2 + i % 4)
+            } else {
+                ms(40 + i % 3)
+            });
         }
         assert!(e.rtt() < ms(10), "the median is fooled: {:?}", e.rtt());
         assert!(e.rtt_high() >= ms(40), "{:?}", e.rtt_high());

@@ -435,7 +435,7 @@ impl FileClip {
         let mut rng = SmallRng::seed_from_u64(seed);
         let pictures = (0..n)
             .map(|i| {
-                let key = i % key_every.max(1) == 0;
+                let key = i.is_multiple_of(key_every.max(1));
                 let packets = if key { 100 } else { rng.random_range(5..=15) };
                 let len = packets * 1_180;
                 (h264_picture(key, len, seed ^ ((i as u64) << 20)), key)
@@ -624,7 +624,10 @@ mod tests {
         let s = p.stats();
         assert!((900..1100).contains(&s.dropped), "{s:?}");
         assert!((350..550).contains(&s.duplicated), "{s:?}");
-        assert_eq!(run(&mut p, t0).len() as u64, s.sent - s.dropped + s.duplicated);
+        assert_eq!(
+            run(&mut p, t0).len() as u64,
+            s.sent - s.dropped + s.duplicated
+        );
     }
 
     #[test]

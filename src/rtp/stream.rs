@@ -54,8 +54,8 @@ use super::packet::{classify_muxed, parse_rtp, MuxedKind, RTP_HEADER_LEN};
 use super::receiver::{Arrival, ReceiverStats};
 use super::reorder::{PushOutcome, ReorderConfig};
 use super::rtcp::{
-    build_bye, build_fir, build_nack, build_pli, build_report, ntp_from_unix,
-    parse_compound_into, round_trip_time, ReportBlockData, RtcpEvent, RtcpInterval,
+    build_bye, build_fir, build_nack, build_pli, build_report, ntp_from_unix, parse_compound_into,
+    round_trip_time, ReportBlockData, RtcpEvent, RtcpInterval,
 };
 use super::rtt::RttEstimator;
 use super::rtx::{original_meta, unwrap_rtx, wrap_rtx, RtxConfig};
@@ -604,9 +604,9 @@ impl StreamCore {
                 now.saturating_duration_since(self.origin),
                 self.clock_rate,
             );
-            self.rx_stats.as_mut().map(|s| {
-                s.on_packet(meta.sequence, meta.timestamp, arrival, payload.len())
-            })
+            self.rx_stats
+                .as_mut()
+                .map(|s| s.on_packet(meta.sequence, meta.timestamp, arrival, payload.len()))
         };
         if let Some(
             NackArrival::Recovered {
@@ -620,7 +620,8 @@ impl StreamCore {
         ) = nack_arrival
         {
             // Ambiguous (a late original looks the same); the estimator's median copes.
-            self.rtt.on_ambiguous_sample(now.saturating_duration_since(t));
+            self.rtt
+                .on_ambiguous_sample(now.saturating_duration_since(t));
         }
         if self.audio_in.is_some() && matches!(verdict, Some(Arrival::Duplicate | Arrival::Jump)) {
             return;
@@ -867,16 +868,14 @@ impl StreamCore {
                         self.resend(now, seq);
                     }
                 }
-                RtcpEvent::Bye { ssrcs, reason } => {
-                    // Our own BYE reflected back (a stream pointed at itself) is not the peer's.
-                    if ssrcs.iter().any(|&s| s != ours) {
-                        self.stats.bye_received += 1;
-                        if !self.bye_reported {
-                            self.bye_reported = true;
-                            self.events.push_back(StreamEvent::RemoteBye {
-                                reason: reason.clone(),
-                            });
-                        }
+                // Our own BYE reflected back (a stream pointed at itself) is not the peer's.
+                RtcpEvent::Bye { ssrcs, reason } if ssrcs.iter().any(|&s| s != ours) => {
+                    self.stats.bye_received += 1;
+                    if !self.bye_reported {
+                        self.bye_reported = true;
+                        self.events.push_back(StreamEvent::RemoteBye {
+                            reason: reason.clone(),
+                        });
                     }
                 }
                 _ => {}
@@ -985,9 +984,8 @@ impl StreamCore {
         timestamp_ms: Option<f64>,
     ) -> Result<()> {
         self.check_open()?;
-        let ms = timestamp_ms.unwrap_or_else(|| {
-            now.saturating_duration_since(self.origin).as_secs_f64() * 1000.0
-        });
+        let ms = timestamp_ms
+            .unwrap_or_else(|| now.saturating_duration_since(self.origin).as_secs_f64() * 1000.0);
         let ts = self.rtp.rtp_timestamp_for_ms(ms);
         let Some(v) = self.video_out.as_mut() else {
             return Err(Error::Unsupported("this stream carries no video".into()));
@@ -1296,7 +1294,11 @@ impl StreamCore {
     }
 
     /// Appends SR (if we sent media) or RR, and SDES CNAME.
-    fn build_report_into(&mut self, now: Instant, buf: &mut Vec<u8>) -> std::result::Result<(), ()> {
+    fn build_report_into(
+        &mut self,
+        now: Instant,
+        buf: &mut Vec<u8>,
+    ) -> std::result::Result<(), ()> {
         let ntp = self.ntp_at(now);
         let block = self.rx_stats.as_mut().map(|s| s.report_block(ntp));
         let blocks: &[_] = match &block {
@@ -1304,10 +1306,10 @@ impl StreamCore {
             None => &[],
         };
         let since = now.saturating_duration_since(self.origin).as_secs_f64() * 1000.0;
-        let sender = self
-            .rtp
-            .has_sent()
-            .then(|| self.rtp.sender_info(ntp, self.rtp.rtp_timestamp_for_ms(since)));
+        let sender = self.rtp.has_sent().then(|| {
+            self.rtp
+                .sender_info(ntp, self.rtp.rtp_timestamp_for_ms(since))
+        });
         build_report(buf, self.ssrc, sender.as_ref(), blocks, &self.cname)
             .map(drop)
             .map_err(drop)

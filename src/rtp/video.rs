@@ -322,7 +322,8 @@ impl VideoReceiver {
                 if self.depack.starts_picture(payload) {
                     self.reorder.settle_start(meta.sequence, now);
                 } else if meta.timestamp != first_ts && meta.marker {
-                    self.reorder.settle_start(meta.sequence.wrapping_add(1), now);
+                    self.reorder
+                        .settle_start(meta.sequence.wrapping_add(1), now);
                 }
             }
             return;
@@ -415,7 +416,8 @@ impl VideoReceiver {
         out: &mut Vec<VideoFrame>,
     ) {
         if let Some((first_seq, first_ts)) = self.prestart {
-            if meta.sequence == first_seq {
+            if (meta.sequence.wrapping_sub(first_seq) as i16) >= 0 {
+                // The first packet or anything after it: the tentative start is over.
                 self.prestart = None;
             } else if meta.timestamp != first_ts {
                 // Before the first packet and of another picture: the tail of a picture we never

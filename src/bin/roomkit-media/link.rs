@@ -43,7 +43,13 @@ const LINGER_MAX: Duration = Duration::from_secs(4);
 /// Ends the session (RTCP BYE, threads joined). A sender first lingers until its stream has been
 /// idle for a second, so the receiver can still have the last pictures' lost packets re-sent.
 pub fn close(backend: &RtpVideoBackend, id: SessionId) {
-    if let Some(video) = backend.engine().session(id).ok().as_ref().and_then(|s| s.video()) {
+    if let Some(video) = backend
+        .engine()
+        .session(id)
+        .ok()
+        .as_ref()
+        .and_then(|s| s.video())
+    {
         video.linger(LINGER, LINGER_MAX);
     }
     let _ = backend.disconnect(id);
