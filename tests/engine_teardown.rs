@@ -38,6 +38,21 @@ fn settle_to(threads: usize) -> usize {
     }
 }
 
+/// Thread and descriptor counts once they have stopped moving: the test that ran before may
+/// still be leaving (its thread ends after it released the lock), which must not count here.
+fn steady() -> (usize, usize) {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut last = (threads_now(), fds_now());
+    loop {
+        std::thread::sleep(Duration::from_millis(50));
+        let now = (threads_now(), fds_now());
+        if now == last || Instant::now() > deadline {
+            return now;
+        }
+        last = now;
+    }
+}
+
 fn lo() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
 }
@@ -66,8 +81,7 @@ fn receive_loop(
 #[test]
 fn two_hundred_create_stop_cycles_leave_no_threads_or_fds() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let threads0 = threads_now();
-    let fds0 = fds_now();
+    let (threads0, fds0) = steady();
     let tx = MediaSocket::bind(lo()).unwrap();
     for i in 0..200 {
         let sock = MediaSocket::bind(lo()).unwrap();
