@@ -749,3 +749,33 @@ fn inactivity_then_bye_are_reported_once_each() {
         .iter()
         .any(|(_, e)| matches!(e, StreamEvent::Inactive { .. })));
 }
+
+#[test]
+fn latching_points_feedback_at_the_peers_rtcp_port() {
+    let now = Instant::now();
+    let placeholder: SocketAddr = ([127, 0, 0, 1], 9).into();
+    let cfg = CoreConfig {
+        media: MediaParams::Video(VideoParams::default()),
+        remote_rtp: placeholder,
+        remote_rtcp: placeholder,
+        rtcp_mux: false,
+        source_policy: roomkit_media::rtp::config::SourcePolicy::LatchFirst,
+        ..CoreConfig::default()
+    };
+    let mut b = StreamCore::new(cfg, now, SystemTime::now(), 3).unwrap();
+    let mut a = Manual::new(unpaced(), VideoParams::default());
+    let peer: SocketAddr = ([10, 0, 0, 7], 40_000).into();
+    let pkts = a.packets(0);
+    b.handle_rtp(now, peer, &pkts[0]);
+    assert_eq!(b.remote_rtp(), peer);
+    assert_eq!(b.remote_rtcp(), ([10, 0, 0, 7], 40_001).into());
+    b.request_keyframe(now, roomkit_media::rtp::KeyframeRequest::Pli);
+    let t = b.poll_transmit().expect("a PLI");
+    assert_eq!(t.dest, ([10, 0, 0, 7], 40_001).into());
+    // The peer's RTCP from elsewhere latches the RTCP address for good.
+    let elsewhere: SocketAddr = ([10, 0, 0, 7], 50_000).into();
+    let mut rr = Vec::new();
+    roomkit_media::rtp::rtcp::build_rr(&mut rr, 0x77, &[]).unwrap();
+    b.handle_rtcp(now, elsewhere, &rr);
+    assert_eq!(b.remote_rtcp(), elsewhere);
+}

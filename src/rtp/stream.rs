@@ -1412,8 +1412,15 @@ impl StreamCore {
             } else {
                 r.rtp = from;
                 r.rtp_latched = true;
-                if self.mux && !r.rtcp_latched {
-                    r.rtcp = from;
+                // Until the peer's own RTCP shows its RTCP address, assume the usual one (the RTP
+                // port with rtcp-mux, the next port otherwise), so feedback (NACK, PLI) reaches
+                // it from the first packet on.
+                if !r.rtcp_latched {
+                    r.rtcp = if self.mux {
+                        from
+                    } else {
+                        SocketAddr::new(from.ip(), from.port().wrapping_add(1))
+                    };
                 }
             }
             return true;
