@@ -829,6 +829,7 @@ impl SipCore {
                 payload_type: a.pt,
                 clock_rate: a.clock_rate,
                 dtmf_payload_type: a.dtmf_pt,
+                ..Default::default()
             }),
             local_addr: SocketAddr::new(self.cfg.local_rtp_ip, port),
             remote_addr: a.remote,
@@ -838,6 +839,7 @@ impl SipCore {
             rtcp_interval: self.cfg.rtcp_interval,
             cname: self.cname.clone(),
             session: SessionId::nil(),
+            ..Default::default()
         }
     }
 
@@ -865,6 +867,7 @@ impl SipCore {
                 } else {
                     PacketizationMode::NonInterleaved
                 },
+                ..Default::default()
             }),
             local_addr: SocketAddr::new(self.cfg.local_rtp_ip, port),
             remote_addr: v.remote,
@@ -874,6 +877,7 @@ impl SipCore {
             rtcp_interval: self.cfg.rtcp_interval,
             cname: self.cname.clone(),
             session: SessionId::nil(),
+            ..Default::default()
         }
     }
 

@@ -385,6 +385,7 @@ impl SipCaller {
                 payload_type: a.pt,
                 clock_rate: a.clock_rate,
                 dtmf_payload_type: a.dtmf_pt,
+                ..Default::default()
             }),
             local_addr: SocketAddr::new(ip, audio_port),
             remote_addr: a.remote,
@@ -394,6 +395,7 @@ impl SipCaller {
             rtcp_interval: Duration::from_secs(5),
             cname: cname.clone(),
             session: SessionId::nil(),
+            ..Default::default()
         };
         let video = match (&neg.video, video_port) {
             (Some(v), Some(port)) => Some(StreamConfig {
@@ -410,6 +412,7 @@ impl SipCaller {
                     } else {
                         PacketizationMode::NonInterleaved
                     },
+                    ..Default::default()
                 }),
                 local_addr: SocketAddr::new(ip, port),
                 remote_addr: v.remote,
@@ -419,6 +422,7 @@ impl SipCaller {
                 rtcp_interval: Duration::from_secs(5),
                 cname,
                 session: SessionId::nil(),
+                ..Default::default()
             }),
             _ => None,
         };
