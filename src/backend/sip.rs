@@ -136,6 +136,8 @@ pub struct SipStats {
     pub calls_ended: u64,
     pub calls_refused: u64,
     pub bye_timeouts: u64,
+    /// BYEs that could not be built or sent (see `SipCounters::bye_failures`); 0 unless a bug.
+    pub bye_failures: u64,
 }
 
 impl SipStats {
@@ -149,6 +151,7 @@ impl SipStats {
             calls_ended: g(&c.calls_ended),
             calls_refused: g(&c.calls_refused),
             bye_timeouts: g(&c.bye_timeouts),
+            bye_failures: g(&c.bye_failures),
         }
     }
 }

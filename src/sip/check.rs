@@ -40,7 +40,8 @@ fn looks_like_version(v: &str) -> bool {
 }
 
 /// Check 1: the start line, exactly. A request has single spaces between three parts and no
-/// trailing space; a response has a three-digit code in 100..=699.
+/// trailing space (the Request-URI itself is checked last, see `message::request_uri`); a
+/// response has a three-digit code in 100..=699.
 pub(crate) fn start_line(line: &str) -> Result<StartLine<'_>, StartLineError> {
     if line
         .get(..4)
@@ -77,12 +78,6 @@ pub(crate) fn start_line(line: &str) -> Result<StartLine<'_>, StartLineError> {
     let (method, uri, version) = (parts[0], parts[1], parts[2]);
     if !super::syntax::is_token(method) {
         return Err(StartLineError::Request("method is not a token"));
-    }
-    if uri
-        .bytes()
-        .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
-    {
-        return Err(StartLineError::Request("whitespace in Request-URI"));
     }
     if !version.eq_ignore_ascii_case("SIP/2.0") {
         if looks_like_version(version) {

@@ -24,8 +24,13 @@ pub struct DialogId {
 /// Why a request or response cannot create or continue a dialog.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DialogError {
-    /// The dialog-creating message has no usable Contact (answer 400).
+    /// The dialog-creating message has no Contact (answer 400).
     MissingContact,
+    /// The Contact cannot be the remote target: more than one, or not a SIP/SIPS URI that can be
+    /// a Request-URI (answer 400, RFC 3261 §8.1.1.8).
+    UnusableContact(&'static str),
+    /// The first route is a strict router whose URI cannot be a Request-URI (answer 400).
+    UnusableRoute(&'static str),
     /// A response without a To tag cannot create a dialog.
     MissingRemoteTag,
     /// A request whose CSeq is not above the last one seen from the peer (answer 500,
@@ -44,7 +49,10 @@ impl DialogError {
     /// The status code to answer the offending request with.
     pub fn status(&self) -> u16 {
         match self {
-            DialogError::MissingContact | DialogError::MissingRemoteTag => 400,
+            DialogError::MissingContact
+            | DialogError::UnusableContact(_)
+            | DialogError::UnusableRoute(_)
+            | DialogError::MissingRemoteTag => 400,
             DialogError::CSeqOutOfOrder { .. } => 500,
             DialogError::NotThisDialog => 481,
         }
@@ -55,6 +63,8 @@ impl fmt::Display for DialogError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DialogError::MissingContact => f.write_str("no Contact to use as remote target"),
+            DialogError::UnusableContact(why) => write!(f, "unusable Contact: {why}"),
+            DialogError::UnusableRoute(why) => write!(f, "unusable strict route: {why}"),
             DialogError::MissingRemoteTag => f.write_str("response without a To tag"),
             DialogError::CSeqOutOfOrder { last, got } => {
                 write!(f, "CSeq {got} is not above the last one, {last}")
@@ -78,12 +88,38 @@ pub struct Dialog {
     remote_cseq: Option<u32>,
     remote_target: String,
     route_set: Vec<NameAddr>,
+    /// With a strict router first in the route set, its URI made fit for a Request-URI.
+    strict_route_uri: Option<String>,
 }
 
-fn contact_target(msg: &SipMessage) -> Result<String, DialogError> {
-    msg.contact()
-        .map(|c| c.uri().as_str().to_string())
-        .ok_or(DialogError::MissingContact)
+/// The remote target a message's Contact gives, if it has one (RFC 3261 §12.1.1, §12.1.2,
+/// §12.2.2). §8.1.1.8 wants exactly one SIP or SIPS URI there; the in-dialog requests we build
+/// from it must pass our own Request-URI check, so URI headers and `method` are dropped
+/// ([`Uri::request_target`](super::message::Uri::request_target)) and anything still unusable is
+/// refused now rather than discovered when a BYE has to go out.
+fn contact_target(msg: &SipMessage) -> Result<Option<String>, DialogError> {
+    match msg.contacts() {
+        [] => Ok(None),
+        [one] => one
+            .uri()
+            .request_target()
+            .map(|u| Some(u.as_str().to_string()))
+            .map_err(DialogError::UnusableContact),
+        _ => Err(DialogError::UnusableContact("more than one Contact")),
+    }
+}
+
+/// The Request-URI a strict router first in `route_set` gets (RFC 3261 §12.2.1.1), checked when
+/// the dialog is made, so that building a request from the dialog cannot fail later.
+fn strict_route_uri(route_set: &[NameAddr]) -> Result<Option<String>, DialogError> {
+    match route_set.first() {
+        Some(r) if r.uri().param("lr").is_none() => r
+            .uri()
+            .request_target()
+            .map(|u| Some(u.as_str().to_string()))
+            .map_err(DialogError::UnusableRoute),
+        _ => Ok(None),
+    }
 }
 
 impl Dialog {
@@ -91,7 +127,9 @@ impl Dialog {
     /// §12.1.1): the route set is the Record-Route list in order, the remote target is the
     /// INVITE's Contact.
     pub fn uas(invite: &SipMessage, local_tag: &str) -> Result<Dialog, DialogError> {
-        let remote_target = contact_target(invite)?;
+        let remote_target = contact_target(invite)?.ok_or(DialogError::MissingContact)?;
+        let route_set = invite.record_routes().to_vec();
+        let strict_route_uri = strict_route_uri(&route_set)?;
         let echo = invite.echo();
         let to = echo.to.clone().unwrap_or_default();
         Ok(Dialog {
@@ -105,7 +143,8 @@ impl Dialog {
             local_cseq: 0,
             remote_cseq: Some(invite.cseq().number),
             remote_target,
-            route_set: invite.record_routes().to_vec(),
+            route_set,
+            strict_route_uri,
         })
     }
 
@@ -117,9 +156,10 @@ impl Dialog {
             .tag()
             .ok_or(DialogError::MissingRemoteTag)?
             .to_string();
-        let remote_target = contact_target(response)?;
+        let remote_target = contact_target(response)?.ok_or(DialogError::MissingContact)?;
         let mut route_set = response.record_routes().to_vec();
         route_set.reverse();
+        let strict_route_uri = strict_route_uri(&route_set)?;
         Ok(Dialog {
             id: DialogId {
                 call_id: request.call_id().to_string(),
@@ -132,6 +172,7 @@ impl Dialog {
             remote_cseq: None,
             remote_target,
             route_set,
+            strict_route_uri,
         })
     }
 
@@ -177,7 +218,8 @@ impl Dialog {
 
     /// Accepts an in-dialog request from the peer: its CSeq must be above the last one (ACK and
     /// CANCEL reuse their INVITE's number and are exempt). A target-refresh request (re-INVITE,
-    /// UPDATE) with a Contact moves the remote target.
+    /// UPDATE) with a Contact moves the remote target; one with an unusable Contact is refused
+    /// and leaves the dialog as it was.
     pub fn accept_request(&mut self, request: &SipMessage) -> Result<(), DialogError> {
         if !self.matches_request(request) {
             return Err(DialogError::NotThisDialog);
@@ -191,11 +233,14 @@ impl Dialog {
                 return Err(DialogError::CSeqOutOfOrder { last, got });
             }
         }
+        let new_target = if matches!(request.method(), Method::Invite | Method::Update) {
+            contact_target(request)?
+        } else {
+            None
+        };
         self.remote_cseq = Some(got);
-        if matches!(request.method(), Method::Invite | Method::Update) {
-            if let Some(c) = request.contact() {
-                self.remote_target = c.uri().as_str().to_string();
-            }
+        if let Some(target) = new_target {
+            self.remote_target = target;
         }
         Ok(())
     }
@@ -227,22 +272,19 @@ impl Dialog {
         sent_by: &str,
         transport: &str,
     ) -> RequestBuilder {
-        let loose = self
-            .route_set
-            .first()
-            .is_none_or(|r| r.uri().param("lr").is_some());
-        let (uri, routes): (String, Vec<String>) = if loose {
-            (
+        let (uri, routes): (String, Vec<String>) = match &self.strict_route_uri {
+            None => (
                 self.remote_target.clone(),
                 self.route_set.iter().map(|r| r.raw().to_string()).collect(),
-            )
-        } else {
-            let mut routes: Vec<String> = self.route_set[1..]
-                .iter()
-                .map(|r| r.raw().to_string())
-                .collect();
-            routes.push(format!("<{}>", self.remote_target));
-            (self.route_set[0].uri().as_str().to_string(), routes)
+            ),
+            Some(first) => {
+                let mut routes: Vec<String> = self.route_set[1..]
+                    .iter()
+                    .map(|r| r.raw().to_string())
+                    .collect();
+                routes.push(format!("<{}>", self.remote_target));
+                (first.clone(), routes)
+            }
         };
         let mut b = RequestBuilder::new(method, &uri)
             .via(&format!(

@@ -23,6 +23,15 @@ pub(crate) fn find_param<'a>(params: &'a [Param], name: &str) -> Option<&'a Para
     params.iter().find(|p| p.name.eq_ignore_ascii_case(name))
 }
 
+/// The tag of a From/To value: its first `tag` parameter, when that has a non-empty value. This
+/// is the one definition of "has a tag", for typed values and for the raw text answers copy; a
+/// `tag` with no value, or an empty quoted one, is no tag (and the parser refuses it in From/To).
+pub(crate) fn tag(params: &[Param]) -> Option<&str> {
+    find_param(params, "tag")
+        .and_then(|p| p.value.as_deref())
+        .filter(|v| !v.is_empty())
+}
+
 /// RFC 3261 `token` characters.
 pub(crate) fn is_token_char(b: u8) -> bool {
     b.is_ascii_alphanumeric()
