@@ -64,7 +64,10 @@ fn f1_non_sip_contact_refuses_the_invite() {
         let invite = parse(&read(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(invite.method(), &Method::Invite);
         let err = Dialog::uas(&invite, "ours").expect_err(name);
-        assert!(matches!(err, DialogError::UnusableContact(_)), "{name}: {err:?}");
+        assert!(
+            matches!(err, DialogError::UnusableContact(_)),
+            "{name}: {err:?}"
+        );
         assert_eq!(err.status(), 400);
     }
     let bytes = read("f1_min_uas_bye_416.bin");
@@ -103,7 +106,10 @@ fn f2_bare_cr_in_another_folded_header_is_answered_400() {
     let text = String::from_utf8(read("f2_bare_cr_fold.sip")).unwrap();
     let moved = text
         .replace(" ,\rSIP/2.0/UDP 198.51.100.1;branch=z9hG4bK2\r\n", "")
-        .replace("Max-Forwards: 70\r\n", "Max-Forwards: 70\r\nSubject: hi\r\n there\rInjected: 1\r\n");
+        .replace(
+            "Max-Forwards: 70\r\n",
+            "Max-Forwards: 70\r\nSubject: hi\r\n there\rInjected: 1\r\n",
+        );
     let Err(ParseError::Reject(r)) = parse(moved.as_bytes()) else {
         panic!("expected a 400");
     };
@@ -128,11 +134,7 @@ fn f3_valueless_tag_is_a_400() {
 #[test]
 fn f3_empty_tags_are_refused_in_from_and_to() {
     let text = String::from_utf8(read("f3_valueless_to_tag.sip")).unwrap();
-    for (from, to) in [
-        (";tag=a1", ";tag=\"\""),
-        (";tag", ""),
-        (";tag=\"\"", ""),
-    ] {
+    for (from, to) in [(";tag=a1", ";tag=\"\""), (";tag", ""), (";tag=\"\"", "")] {
         let t = text
             .replace("203.0.113.5>;tag=a1", &format!("203.0.113.5>{from}"))
             .replace("192.0.2.10>;tag", &format!("192.0.2.10>{to}"));

@@ -194,9 +194,7 @@ impl Uri {
         // After the scheme and the userinfo (which ends at the only unescaped '@'), the host,
         // port and parameters hold neither '?' nor '@': the first '?' starts the headers.
         let colon = self.raw.find(':').map_or(0, |i| i + 1);
-        let host_at = self.raw[colon..]
-            .find('@')
-            .map_or(colon, |i| colon + i + 1);
+        let host_at = self.raw[colon..].find('@').map_or(colon, |i| colon + i + 1);
         let end = self.raw[host_at..]
             .find('?')
             .map_or(self.raw.len(), |i| host_at + i);

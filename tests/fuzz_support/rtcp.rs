@@ -41,7 +41,9 @@ fn rebuild(event: &RtcpEvent) -> Option<Vec<u8>> {
         RtcpEvent::Fir {
             sender_ssrc,
             requests,
-        } if requests.len() == 1 => build_fir(&mut out, *sender_ssrc, requests[0].ssrc, requests[0].seq),
+        } if requests.len() == 1 => {
+            build_fir(&mut out, *sender_ssrc, requests[0].ssrc, requests[0].seq)
+        }
         RtcpEvent::Nack {
             sender_ssrc,
             media_ssrc,
@@ -63,7 +65,12 @@ fn normalise(event: &RtcpEvent) -> RtcpEvent {
         } => RtcpEvent::Nack {
             sender_ssrc: *sender_ssrc,
             media_ssrc: *media_ssrc,
-            lost: lost.iter().copied().collect::<BTreeSet<u16>>().into_iter().collect(),
+            lost: lost
+                .iter()
+                .copied()
+                .collect::<BTreeSet<u16>>()
+                .into_iter()
+                .collect(),
         },
         RtcpEvent::Bye { ssrcs, reason } => RtcpEvent::Bye {
             ssrcs: ssrcs.clone(),
@@ -79,10 +86,16 @@ pub fn compound(data: &[u8]) {
         return;
     };
     for event in &events {
-        let Some(bytes) = rebuild(event) else { continue };
+        let Some(bytes) = rebuild(event) else {
+            continue;
+        };
         let back = parse_compound(&bytes)
             .unwrap_or_else(|e| panic!("our RTCP for {event:?} does not parse: {e}"));
         let back: Vec<RtcpEvent> = back.iter().map(normalise).collect();
-        assert_eq!(back, vec![normalise(event)], "rebuilt RTCP reads differently");
+        assert_eq!(
+            back,
+            vec![normalise(event)],
+            "rebuilt RTCP reads differently"
+        );
     }
 }

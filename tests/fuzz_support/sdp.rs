@@ -22,10 +22,18 @@ fn answer_config() -> AnswerConfig {
 fn check_answer_text(offer: &SessionDescription, sdp: &str, audio_pt: u8, video_pt: Option<u8>) {
     let back = SessionDescription::parse(sdp.as_bytes())
         .unwrap_or_else(|e| panic!("our answer does not parse ({e}):\n{sdp}"));
-    assert!(!back.parsed_leniently, "our answer needed the lenient reader:\n{sdp}");
+    assert!(
+        !back.parsed_leniently,
+        "our answer needed the lenient reader:\n{sdp}"
+    );
     assert_eq!(back.media.len(), offer.media.len(), "m-line count:\n{sdp}");
     for (o, a) in offer.media.iter().zip(&back.media) {
-        assert_eq!(o.kind.as_str(), a.kind.as_str(), "m-line kind:\n{sdp}");
+        // A media field that is not a token (control characters, spaces) is written back
+        // cleaned, so only a valid one must come back as it was.
+        let kind = o.kind.as_str();
+        if !kind.is_empty() && kind.bytes().all(|b| b.is_ascii_graphic()) {
+            assert_eq!(kind, a.kind.as_str(), "m-line kind:\n{sdp}");
+        }
     }
     let audio = back
         .media
@@ -33,7 +41,10 @@ fn check_answer_text(offer: &SessionDescription, sdp: &str, audio_pt: u8, video_
         .find(|m| m.kind == MediaKind::Audio && m.port != 0)
         .unwrap_or_else(|| panic!("no accepted audio line in our answer:\n{sdp}"));
     assert_eq!(audio.port, AUDIO_PORT);
-    assert!(audio.payload(audio_pt).is_some(), "agreed audio PT missing:\n{sdp}");
+    assert!(
+        audio.payload(audio_pt).is_some(),
+        "agreed audio PT missing:\n{sdp}"
+    );
     let video = back
         .media
         .iter()

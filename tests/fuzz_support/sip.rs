@@ -76,7 +76,12 @@ fn assert_answers(req: &SipMessage, bytes: &[u8], status: u16) -> SipMessage {
     assert_eq!(resp.top_via().branch(), req.top_via().branch());
     assert_eq!(resp.from().tag(), req.from().tag());
     let tag = req.to().tag().or((status > 100).then_some(OUR_TAG));
-    assert_eq!(resp.to().tag(), tag, "To tag of our {status}\n{}", text(bytes));
+    assert_eq!(
+        resp.to().tag(),
+        tag,
+        "To tag of our {status}\n{}",
+        text(bytes)
+    );
     resp
 }
 
@@ -151,7 +156,10 @@ fn server_transaction(req: &SipMessage, now: Instant) {
             check_sent(req, std::iter::from_fn(|| tx.poll_transmit()));
             while tx.poll_event().is_some() {}
         }
-        assert!(tx.is_terminated(), "INVITE transaction still alive after 2 minutes");
+        assert!(
+            tx.is_terminated(),
+            "INVITE transaction still alive after 2 minutes"
+        );
     } else {
         let mut tx = NonInviteServerTransaction::new(req, now, timers);
         tx.respond(200, build_answer(req, 200), now).expect("200");
@@ -165,7 +173,10 @@ fn server_transaction(req: &SipMessage, now: Instant) {
             check_sent(req, std::iter::from_fn(|| tx.poll_transmit()));
             while tx.poll_event().is_some() {}
         }
-        assert!(tx.is_terminated(), "transaction still alive after 2 minutes");
+        assert!(
+            tx.is_terminated(),
+            "transaction still alive after 2 minutes"
+        );
     }
 }
 
@@ -237,12 +248,19 @@ fn in_dialog(req: &SipMessage, now: Instant) {
         return;
     };
     let mut d = Dialog::uas(&invite, OUR_TAG).expect("a clean INVITE forms a dialog");
-    assert!(d.matches_request(req), "request does not match its own dialog");
+    assert!(
+        d.matches_request(req),
+        "request does not match its own dialog"
+    );
     let before = d.remote_target().to_string();
     match d.accept_request(req) {
         Ok(()) => check_bye(&mut d, now),
         Err(e) => {
-            assert_eq!(d.remote_target(), before, "a refused request moved the target");
+            assert_eq!(
+                d.remote_target(),
+                before,
+                "a refused request moved the target"
+            );
             if !matches!(req.method(), Method::Ack) {
                 let status = e.status();
                 assert_answers(req, &build_answer(req, status), status);
@@ -255,7 +273,10 @@ fn in_dialog(req: &SipMessage, now: Instant) {
 fn response(resp: &SipMessage, now: Instant) {
     let _ = TransactionKey::client(resp);
     let status = resp.status().unwrap_or_default();
-    if !(matches!(resp.cseq().method, Method::Invite) && (101..300).contains(&status)) {
+    // Only an answer to an INVITE of ours can form a dialog, and ours always carry a From tag.
+    if !(matches!(resp.cseq().method, Method::Invite) && (101..300).contains(&status))
+        || resp.from().tag().is_none()
+    {
         return;
     }
     let Some(ours) = synthetic_invite(resp.call_id(), resp.from().raw()) else {
@@ -305,7 +326,9 @@ fn digest(value: &str, method: &str, now: Instant) {
     assert_eq!(back.realm, creds.realm);
     assert_eq!(back.uri, creds.uri);
     let user = creds.username.clone();
-    let outcome = auth.verify(&ours, method, now, |u| (u == user).then(|| "pw".to_string()));
+    let outcome = auth.verify(&ours, method, now, |u| {
+        (u == user).then(|| "pw".to_string())
+    });
     assert!(
         matches!(outcome, AuthOutcome::Authorized { .. }),
         "our own credentials refused: {outcome:?}\n{ours}"

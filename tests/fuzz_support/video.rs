@@ -149,14 +149,23 @@ fn drive(rx: &mut VideoReceiver, input: &mut Cursor<'_>) -> (Vec<VideoFrame>, Ha
 
 /// What holds for frames of either codec: numbered in order from 0, timestamps that were sent,
 /// completeness as configured, and no more bytes out than could have come from the input.
-fn check_common(setup: Setup, codec: VideoCodec, frames: &[VideoFrame], sent: &HashSet<u32>, offered: usize) {
+fn check_common(
+    setup: Setup,
+    codec: VideoCodec,
+    frames: &[VideoFrame],
+    sent: &HashSet<u32>,
+    offered: usize,
+) {
     let mut total = 0;
     for (i, f) in frames.iter().enumerate() {
         assert_eq!(f.codec, codec);
         assert!(!f.data.is_empty(), "empty frame delivered");
         assert_eq!(f.sequence, i as u64, "frame numbering");
         assert!(sent.contains(&f.rtp_timestamp), "timestamp never sent");
-        assert!(f.complete || setup.deliver_incomplete, "incomplete frame delivered");
+        assert!(
+            f.complete || setup.deliver_incomplete,
+            "incomplete frame delivered"
+        );
         assert!(f.timestamp_ms.is_finite());
         total += f.data.len();
     }
@@ -169,8 +178,16 @@ fn check_common(setup: Setup, codec: VideoCodec, frames: &[VideoFrame], sent: &H
 /// and a type that is a NAL unit rather than an RTP packetization structure.
 fn check_nal(nal: &[u8]) {
     let header = *nal.first().expect("empty NAL unit");
-    assert_eq!(header & 0x80, 0, "forbidden bit set in a delivered NAL unit");
-    assert!((1..=23).contains(&nal_type(header)), "NAL type {} delivered", nal_type(header));
+    assert_eq!(
+        header & 0x80,
+        0,
+        "forbidden bit set in a delivered NAL unit"
+    );
+    assert!(
+        (1..=23).contains(&nal_type(header)),
+        "NAL type {} delivered",
+        nal_type(header)
+    );
 }
 
 /// An H.264 access unit (or, per NAL, one unit): Annex-B that splits back into exactly the NAL
@@ -180,10 +197,20 @@ fn check_h264(setup: Setup, f: &VideoFrame) {
         Delivery::AccessUnit => f.data.clone(),
         Delivery::NalUnit => [&START_CODE[..], &f.data].concat(),
     };
-    assert!(stream.starts_with(&START_CODE), "access unit without a leading start code");
+    assert!(
+        stream.starts_with(&START_CODE),
+        "access unit without a leading start code"
+    );
     let nals: Vec<&[u8]> = nal_units(&stream).map(|r| &stream[r]).collect();
-    let rebuilt: Vec<u8> = nals.iter().flat_map(|n| START_CODE.iter().chain(n.iter())).copied().collect();
-    assert_eq!(rebuilt, stream, "the frame does not split back into the NAL units it holds");
+    let rebuilt: Vec<u8> = nals
+        .iter()
+        .flat_map(|n| START_CODE.iter().chain(n.iter()))
+        .copied()
+        .collect();
+    assert_eq!(
+        rebuilt, stream,
+        "the frame does not split back into the NAL units it holds"
+    );
     for nal in &nals {
         check_nal(nal);
     }
