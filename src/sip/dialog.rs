@@ -410,6 +410,107 @@ CSeq: {cseq} {method}\r\n\
         assert_eq!(d.remote_cseq(), Some(11));
     }
 
+    fn invite_with_contact(contact: &str, record_route: &str) -> Result<SipMessage, String> {
+        parse(
+            format!(
+                "INVITE sip:bob@192.0.2.9 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKinv1\r\n\
+{record_route}\
+From: <sip:alice@example.com>;tag=a1\r\n\
+To: <sip:bob@example.com>\r\n\
+Call-ID: call-1@x\r\n\
+CSeq: 10 INVITE\r\n\
+{contact}\
+Content-Length: 0\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    /// RFC 3261 §8.1.1.8: exactly one SIP or SIPS URI; anything else cannot be a remote target.
+    #[test]
+    fn unusable_contacts_refuse_the_dialog_with_400() {
+        for contact in [
+            "Contact: <tel:+15551234567>\r\n",
+            "Contact: <urn:service:sos>\r\n",
+            "Contact: <sip:a@192.0.2.1>, <sip:b@192.0.2.2>\r\n",
+            "Contact: <sip:a@192.0.2.1>\r\nContact: <sip:b@192.0.2.2>\r\n",
+        ] {
+            let invite = invite_with_contact(contact, "").unwrap();
+            let err = Dialog::uas(&invite, "b1").unwrap_err();
+            assert!(matches!(err, DialogError::UnusableContact(_)), "{contact}");
+            assert_eq!(err.status(), 400);
+        }
+        let invite = invite_with_contact("", "").unwrap();
+        assert_eq!(
+            Dialog::uas(&invite, "b1").unwrap_err(),
+            DialogError::MissingContact
+        );
+    }
+
+    /// RFC 3261 §19.1.1 (table) and §19.1.5: no headers and no `method` in a Request-URI; every
+    /// other part of the Contact stays as written.
+    #[test]
+    fn remote_target_drops_uri_headers_and_method() {
+        let contact = "Contact: <sip:al?ce@192.0.2.1:5070;transport=udp;method=INVITE;lr?Subject=x&Priority=urgent>\r\n";
+        let invite = invite_with_contact(contact, "").unwrap();
+        let mut d = Dialog::uas(&invite, "b1").unwrap();
+        assert_eq!(
+            d.remote_target(),
+            "sip:al?ce@192.0.2.1:5070;transport=udp;lr"
+        );
+        let bye = parse(&d.request(Method::Bye, "h:5060", "UDP").build()).unwrap();
+        assert_eq!(bye.request_uri().unwrap().as_str(), d.remote_target());
+    }
+
+    #[test]
+    fn strict_route_that_cannot_be_a_request_uri_refuses_the_dialog() {
+        let rr = "Record-Route: <tel:+1555>\r\n";
+        let invite = invite_with_contact("Contact: <sip:a@192.0.2.1>\r\n", rr).unwrap();
+        let err = Dialog::uas(&invite, "b1").unwrap_err();
+        assert!(matches!(err, DialogError::UnusableRoute(_)));
+        assert_eq!(err.status(), 400);
+        // The strict router's headers go; the BYE is one we accept.
+        let rr = "Record-Route: <sip:strict.example.com?X=y>\r\n";
+        let invite = invite_with_contact("Contact: <sip:a@192.0.2.1>\r\n", rr).unwrap();
+        let mut d = Dialog::uas(&invite, "b1").unwrap();
+        let bye = parse(&d.request(Method::Bye, "h:5060", "UDP").build()).unwrap();
+        assert_eq!(
+            bye.request_uri().unwrap().as_str(),
+            "sip:strict.example.com"
+        );
+    }
+
+    #[test]
+    fn refresh_with_an_unusable_contact_is_refused_and_changes_nothing() {
+        let mut d = Dialog::uas(&invite(""), "b1").unwrap();
+        let reinvite = |cseq: u32, contact: &str| {
+            parse(
+                format!(
+                    "INVITE sip:bob@192.0.2.9 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKre{cseq}\r\n\
+From: <sip:alice@example.com>;tag=a1\r\n\
+To: <sip:bob@example.com>;tag=b1\r\n\
+Call-ID: call-1@x\r\n\
+CSeq: {cseq} INVITE\r\n\
+Contact: {contact}\r\n\
+Content-Length: 0\r\n\r\n"
+                )
+                .as_bytes(),
+            )
+            .unwrap()
+        };
+        let before = d.remote_target().to_string();
+        let err = d.accept_request(&reinvite(11, "<tel:+1555>")).unwrap_err();
+        assert_eq!(err.status(), 400);
+        assert_eq!(d.remote_target(), before);
+        assert_eq!(d.remote_cseq(), Some(10));
+        d.accept_request(&reinvite(11, "<sip:alice@198.51.100.7?Subject=x>"))
+            .unwrap();
+        assert_eq!(d.remote_target(), "sip:alice@198.51.100.7");
+    }
+
     #[test]
     fn uac_reverses_record_route_and_uses_the_response_to() {
         let ours = parse(

@@ -1282,6 +1282,39 @@ mod tests {
     }
 
     #[test]
+    fn request_targets_pass_the_request_uri_check() {
+        let target = |raw: &str| {
+            Uri::parse(raw)
+                .unwrap()
+                .request_target()
+                .map(|u| u.as_str().to_string())
+        };
+        assert_eq!(
+            target("sip:a@h.example;method=BYE;maddr=192.0.2.1?Subject=x"),
+            Ok("sip:a@h.example;maddr=192.0.2.1".into())
+        );
+        assert_eq!(
+            target("sips:[2001:db8::1]:5061"),
+            Ok("sips:[2001:db8::1]:5061".into())
+        );
+        assert_eq!(target("sip:h.example;METHOD"), Ok("sip:h.example".into()));
+        assert!(target("tel:+15551234567").is_err());
+    }
+
+    /// The request-URI check moved out of the start line; it still refuses the same things.
+    #[test]
+    fn request_uri_whitespace_and_controls_are_400() {
+        let data = String::from_utf8(invite("", "")).unwrap();
+        for bad in ["sip:bob@exa\tmple.com", "sip:bob@exa\u{1}mple.com"] {
+            let t = data.replace(
+                "INVITE sip:bob@example.com SIP",
+                &format!("INVITE {bad} SIP"),
+            );
+            assert_eq!(reject_status(t.as_bytes()), Some(400), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn rejection_answers_copy_the_request() {
         let data = String::from_utf8(invite("", ""))
             .unwrap()
