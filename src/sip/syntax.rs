@@ -87,6 +87,26 @@ pub(crate) fn take_quoted(s: &str) -> Result<(String, &str), &'static str> {
     Err("unterminated quoted string")
 }
 
+/// Writes `value` as a quoted string that [`take_quoted`] reads back as `value`: quotes around
+/// it, `"` and `\` escaped as quoted-pairs (RFC 3261 §25.1). Line breaks cannot be quoted and
+/// become spaces.
+pub(crate) fn quoted(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\r' | '\n' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 /// Splits a header value at commas that are outside quoted strings and `<...>`. Elements are
 /// trimmed; an empty element is an error (RFC 3261 lists have no empty members).
 pub(crate) fn split_list(value: &str) -> Result<Vec<&str>, &'static str> {
@@ -421,6 +441,15 @@ mod tests {
         assert_eq!(s, r#"J Rosenberg \""#);
         assert_eq!(rest, " <x>");
         assert!(take_quoted("\"Mr. J. User <sip:j@x>").is_err());
+    }
+
+    #[test]
+    fn quoted_strings_read_back_as_written() {
+        for v in ["plain", "a \"b\" c", "back\\slash\\", "", "\u{e9}t\u{e9}"] {
+            let q = quoted(v);
+            assert_eq!(take_quoted(&q), Ok((v.to_string(), "")), "{q}");
+        }
+        assert_eq!(quoted("a\r\nb"), "\"a  b\"");
     }
 
     #[test]

@@ -142,7 +142,11 @@ fn server_transaction(req: &SipMessage, now: Instant) {
     if matches!(req.method(), Method::Invite) {
         let mut tx = InviteServerTransaction::new(req, now, timers);
         assert_eq!(tx.key(), &TransactionKey::server(req));
-        let final_status = if req.cseq().number.is_multiple_of(2) { 200 } else { 486 };
+        let final_status = if req.cseq().number.is_multiple_of(2) {
+            200
+        } else {
+            486
+        };
         tx.respond(180, build_answer(req, 180), now).expect("180");
         tx.respond(final_status, build_answer(req, final_status), now)
             .expect("final");
