@@ -283,6 +283,7 @@ fn bye_from_our_side_is_sent_and_answered() {
     assert!(wait_until(T, || be.port_pool().available()
         == be.port_pool().capacity()));
     assert_eq!(be.sip_stats().bye_timeouts, 0);
+    assert_eq!(be.sip_stats().bye_failures, 0);
 }
 
 #[test]

@@ -121,4 +121,7 @@ pub struct SipStats {
     pub calls_ended: u64,
     pub calls_refused: u64,
     pub bye_timeouts: u64,
+    /// BYEs that could not be built or sent; 0 unless a bug (dialogs check their targets when
+    /// they are made).
+    pub bye_failures: u64,
 }

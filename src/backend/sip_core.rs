@@ -71,6 +71,8 @@ pub struct SipCounters {
     pub calls_refused: AtomicU64,
     /// Our BYEs that got no answer (timer F).
     pub bye_timeouts: AtomicU64,
+    /// BYEs we could not build or start a transaction for (none went out; the call still ends).
+    pub bye_failures: AtomicU64,
 }
 
 impl SipCounters {
@@ -89,6 +91,7 @@ impl SipCounters {
             calls_ended: g(&self.calls_ended),
             calls_refused: g(&self.calls_refused),
             bye_timeouts: g(&self.bye_timeouts),
+            bye_failures: g(&self.bye_failures),
         }
     }
 }
@@ -1027,10 +1030,15 @@ impl SipCore {
             .request(Method::Bye, &sent_by, "UDP")
             .header("User-Agent", &ua)
             .build();
-        if let Ok(tx) = NonInviteClientTransaction::new(req, now, self.timers) {
-            let id = self.new_id();
-            self.clients.insert(id, ClientEntry { dest, tx });
-            self.flush_client(id, out);
+        match NonInviteClientTransaction::new(req, now, self.timers) {
+            Ok(tx) => {
+                let id = self.new_id();
+                self.clients.insert(id, ClientEntry { dest, tx });
+                self.flush_client(id, out);
+            }
+            // The dialog checks its targets when it is made, so this is a bug if it happens:
+            // counted, never silent.
+            Err(_) => SipCounters::inc(&self.shared.counters.bye_failures),
         }
     }
 

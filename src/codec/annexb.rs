@@ -90,6 +90,20 @@ fn find_start_code(data: &[u8], from: usize) -> Option<usize> {
         .find(|&k| data[k] == 0 && data[k + 1] == 0 && data[k + 2] == 1)
 }
 
+/// Whether Annex-B framing carries `nal` intact, so that a decoder splitting the stream finds
+/// exactly this NAL unit: it is not empty, its forbidden bit is clear (H.264 7.4.1, RFC 6184
+/// §5.3), it holds no `00 00 01` (which would start another unit) and does not end with a zero
+/// byte (which would be read as trailing padding). An encoder's output always qualifies:
+/// emulation prevention rules the first out, and the syntax ends every unit with a non-zero byte.
+pub fn is_framable(nal: &[u8]) -> bool {
+    match (nal.first(), nal.last()) {
+        (Some(&header), Some(&last)) => {
+            header & 0x80 == 0 && last != 0 && find_start_code(nal, 0).is_none()
+        }
+        _ => false,
+    }
+}
+
 /// Iterator over the NAL units of a buffer, as byte ranges without start codes.
 ///
 /// A buffer that begins with two zero bytes is read as Annex-B: 3- and 4-byte start codes are both

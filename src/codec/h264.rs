@@ -5,7 +5,7 @@
 //! byte once, into the caller's [`PictureBuf`], and rolls back anything it cannot finish, so what
 //! it leaves there is always whole NAL units.
 
-use super::annexb::{nal_type, nal_units, NalUnits, NAL_AUD, NAL_IDR, NAL_SPS};
+use super::annexb::{is_framable, nal_type, nal_units, NalUnits, NAL_AUD, NAL_IDR, NAL_SPS};
 use super::{Depacketizer, DepacketizerStats, PacketizeError, Packetizer, PayloadList, PictureBuf};
 use crate::frame::VideoCodec;
 
@@ -225,7 +225,13 @@ impl H264Depacketizer {
         Self::default()
     }
 
-    fn push_nal(pic: &mut PictureBuf, nal: &[u8]) {
+    /// Appends one whole NAL unit, or counts it malformed when a decoder would not read it back
+    /// as the same unit (forbidden bit, a start code inside, a trailing zero byte) or it is not a
+    /// NAL unit type at all (0, or an RTP packetization type nested in a STAP-A).
+    fn push_nal(&mut self, pic: &mut PictureBuf, nal: &[u8]) {
+        if !is_framable(nal) || !(1..=23).contains(&nal_type(nal[0])) {
+            return self.malformed(pic);
+        }
         pic.data.extend_from_slice(&START_CODE);
         let start = pic.data.len();
         pic.data.extend_from_slice(nal);
@@ -250,7 +256,8 @@ impl H264Depacketizer {
     }
 
     /// A STAP-A payload: every size is checked before any unit is written, so a truncated or
-    /// inconsistent packet contributes nothing rather than some of its units.
+    /// inconsistent packet contributes nothing rather than some of its units. A unit that is
+    /// well-sized but not framable is left out on its own (see `push_nal`).
     fn push_stap_a(&mut self, payload: &[u8], pic: &mut PictureBuf) {
         let body = &payload[1..];
         let mut pos = 0;
@@ -273,7 +280,7 @@ impl H264Depacketizer {
         let mut pos = 0;
         while pos < body.len() {
             let size = u16::from_be_bytes([body[pos], body[pos + 1]]) as usize;
-            Self::push_nal(pic, &body[pos + 2..pos + 2 + size]);
+            self.push_nal(pic, &body[pos + 2..pos + 2 + size]);
             pos += 2 + size;
         }
     }
@@ -331,6 +338,11 @@ impl H264Depacketizer {
         if fu & FU_END != 0 {
             if let Some(start) = self.open_fu.take() {
                 let nal = start + START_CODE.len();
+                // The unit is only known whole here: its pieces may join into a start code.
+                if !is_framable(&pic.data[nal..]) {
+                    pic.data.truncate(start);
+                    return self.malformed(pic);
+                }
                 pic.units.push(nal..pic.data.len());
                 if nal_type(pic.data[nal]) == NAL_IDR {
                     pic.keyframe = true;
@@ -371,7 +383,7 @@ impl Depacketizer for H264Depacketizer {
             self.discard_open(pic);
         }
         match kind {
-            1..=23 => Self::push_nal(pic, payload),
+            1..=23 => self.push_nal(pic, payload),
             STAP_A => self.push_stap_a(payload, pic),
             FU_A => self.push_fu_a(payload, pic),
             // STAP-B, MTAP16, MTAP24 and FU-B belong to the interleaved mode; 0, 30 and 31 are
@@ -452,6 +464,43 @@ mod tests {
         assert!(pic.units.is_empty() && pic.data.is_empty());
         assert!(!pic.keyframe && pic.damaged);
         assert_eq!(d.stats().malformed, 1);
+    }
+
+    /// Found by the `h264_rx` fuzz target: NAL units a decoder would not read back as themselves
+    /// (forbidden bit set, a start code inside, a trailing zero byte, or fragments that join into
+    /// a start code), and types that are not NAL units inside a STAP-A, were delivered as they
+    /// came. They are now dropped as malformed.
+    #[test]
+    fn units_that_annex_b_cannot_frame_are_dropped() {
+        let bad: [&[u8]; 5] = [
+            &[0x7e, 1, 2],       // type 30, found inside a STAP-A
+            &[0xe1, 1, 2],       // forbidden bit
+            &[0x61, 0, 0, 1, 9], // a start code inside
+            &[0x61, 5, 0],       // trailing zero byte
+            &[0x61, 0, 0, 0, 1], // a 4-byte start code inside
+        ];
+        for nal in bad {
+            let mut d = H264Depacketizer::new();
+            let mut pic = PictureBuf::default();
+            d.push(nal, false, &mut pic);
+            let mut stap = vec![0x78, 0, nal.len() as u8];
+            stap.extend_from_slice(nal);
+            stap.extend_from_slice(&[0, 2, 0x61, 7]);
+            d.push(&stap, false, &mut pic);
+            d.finish(&mut pic);
+            assert_eq!(pic.data, [0, 0, 0, 1, 0x61, 7], "{nal:?}");
+            assert!(pic.damaged);
+            // Alone, type 30 is counted as an unsupported packet type rather than malformed.
+            let st = d.stats();
+            assert_eq!(st.malformed + st.unsupported, 2, "{nal:?}");
+        }
+        // Two fragments that are each clean but join into `00 00 01`.
+        let mut d = H264Depacketizer::new();
+        let mut pic = PictureBuf::default();
+        d.push(&[0x7c, 0x81, 4, 0], false, &mut pic);
+        d.push(&[0x7c, 0x41, 0, 1, 4], false, &mut pic);
+        d.finish(&mut pic);
+        assert!(pic.data.is_empty() && pic.units.is_empty() && pic.damaged);
     }
 
     #[test]

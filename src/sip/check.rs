@@ -41,8 +41,9 @@ fn looks_like_version(v: &str) -> bool {
         && minor.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// the start line, exactly. A request has single spaces between three parts and no
-/// trailing space; a response has a three-digit code in 100..=699.
+/// The start line, exactly. A request has single spaces between three parts and no
+/// trailing space (the Request-URI itself is checked last, see `message::request_uri`); a
+/// response has a three-digit code in 100..=699.
 pub(crate) fn start_line(line: &str) -> Result<StartLine<'_>, StartLineError> {
     if line
         .get(..4)
@@ -79,12 +80,6 @@ pub(crate) fn start_line(line: &str) -> Result<StartLine<'_>, StartLineError> {
     let (method, uri, version) = (parts[0], parts[1], parts[2]);
     if !super::syntax::is_token(method) {
         return Err(StartLineError::Request("method is not a token"));
-    }
-    if uri
-        .bytes()
-        .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
-    {
-        return Err(StartLineError::Request("whitespace in Request-URI"));
     }
     if !version.eq_ignore_ascii_case("SIP/2.0") {
         if looks_like_version(version) {

@@ -25,8 +25,13 @@ pub struct DialogId {
 /// Why a request or response cannot create or continue a dialog.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DialogError {
-    /// The dialog-creating message has no usable Contact (answer 400).
+    /// The dialog-creating message has no Contact (answer 400).
     MissingContact,
+    /// The Contact cannot be the remote target: more than one, or not a SIP/SIPS URI that can be
+    /// a Request-URI (answer 400, RFC 3261 §8.1.1.8).
+    UnusableContact(&'static str),
+    /// The first route is a strict router whose URI cannot be a Request-URI (answer 400).
+    UnusableRoute(&'static str),
     /// A response without a To tag cannot create a dialog.
     MissingRemoteTag,
     /// A request whose CSeq is not above the last one seen from the peer (answer 500,
@@ -45,7 +50,10 @@ impl DialogError {
     /// The status code to answer the offending request with.
     pub fn status(&self) -> u16 {
         match self {
-            DialogError::MissingContact | DialogError::MissingRemoteTag => 400,
+            DialogError::MissingContact
+            | DialogError::UnusableContact(_)
+            | DialogError::UnusableRoute(_)
+            | DialogError::MissingRemoteTag => 400,
             DialogError::CSeqOutOfOrder { .. } => 500,
             DialogError::NotThisDialog => 481,
         }
@@ -56,6 +64,8 @@ impl fmt::Display for DialogError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DialogError::MissingContact => f.write_str("no Contact to use as remote target"),
+            DialogError::UnusableContact(why) => write!(f, "unusable Contact: {why}"),
+            DialogError::UnusableRoute(why) => write!(f, "unusable strict route: {why}"),
             DialogError::MissingRemoteTag => f.write_str("response without a To tag"),
             DialogError::CSeqOutOfOrder { last, got } => {
                 write!(f, "CSeq {got} is not above the last one, {last}")
@@ -81,10 +91,34 @@ pub struct Dialog {
     route_set: Vec<NameAddr>,
 }
 
-fn contact_target(msg: &SipMessage) -> Result<String, DialogError> {
-    msg.contact()
-        .map(|c| c.uri().as_str().to_string())
-        .ok_or(DialogError::MissingContact)
+/// The remote target a message's Contact gives, if it has one (RFC 3261 §12.1.1, §12.1.2,
+/// §12.2.2). §8.1.1.8 wants exactly one SIP or SIPS URI there; the in-dialog requests we build
+/// from it must pass our own Request-URI check, so URI headers and `method` are dropped
+/// ([`Uri::request_target`](super::message::Uri::request_target)) and anything still unusable is
+/// refused now rather than discovered when a BYE has to go out.
+fn contact_target(msg: &SipMessage) -> Result<Option<String>, DialogError> {
+    match msg.contacts() {
+        [] => Ok(None),
+        [one] => one
+            .uri()
+            .request_target()
+            .map(|u| Some(u.as_str().to_string()))
+            .map_err(DialogError::UnusableContact),
+        _ => Err(DialogError::UnusableContact("more than one Contact")),
+    }
+}
+
+/// Checks the Request-URI a strict router first in `route_set` gets (RFC 3261 §12.2.1.1) when
+/// the dialog is made, so that building a request from the dialog cannot fail later.
+fn check_strict_route(route_set: &[NameAddr]) -> Result<(), DialogError> {
+    match route_set.first() {
+        Some(r) if r.uri().param("lr").is_none() => r
+            .uri()
+            .request_target()
+            .map(|_| ())
+            .map_err(DialogError::UnusableRoute),
+        _ => Ok(()),
+    }
 }
 
 impl Dialog {
@@ -92,7 +126,9 @@ impl Dialog {
     /// §12.1.1): the route set is the Record-Route list in order, the remote target is the
     /// INVITE's Contact.
     pub fn uas(invite: &SipMessage, local_tag: &str) -> Result<Dialog, DialogError> {
-        let remote_target = contact_target(invite)?;
+        let remote_target = contact_target(invite)?.ok_or(DialogError::MissingContact)?;
+        let route_set = invite.record_routes().to_vec();
+        check_strict_route(&route_set)?;
         let echo = invite.echo();
         let to = echo.to.clone().unwrap_or_default();
         Ok(Dialog {
@@ -106,7 +142,7 @@ impl Dialog {
             local_cseq: 0,
             remote_cseq: Some(invite.cseq().number),
             remote_target,
-            route_set: invite.record_routes().to_vec(),
+            route_set,
         })
     }
 
@@ -118,9 +154,10 @@ impl Dialog {
             .tag()
             .ok_or(DialogError::MissingRemoteTag)?
             .to_string();
-        let remote_target = contact_target(response)?;
+        let remote_target = contact_target(response)?.ok_or(DialogError::MissingContact)?;
         let mut route_set = response.record_routes().to_vec();
         route_set.reverse();
+        check_strict_route(&route_set)?;
         Ok(Dialog {
             id: DialogId {
                 call_id: request.call_id().to_string(),
@@ -185,7 +222,8 @@ impl Dialog {
 
     /// Accepts an in-dialog request from the peer: its CSeq must be above the last one (ACK and
     /// CANCEL reuse their INVITE's number and are exempt). A target-refresh request (re-INVITE,
-    /// UPDATE) with a Contact moves the remote target.
+    /// UPDATE) with a Contact moves the remote target; one with an unusable Contact is refused
+    /// and leaves the dialog as it was.
     pub fn accept_request(&mut self, request: &SipMessage) -> Result<(), DialogError> {
         if !self.matches_request(request) {
             return Err(DialogError::NotThisDialog);
@@ -199,11 +237,14 @@ impl Dialog {
                 return Err(DialogError::CSeqOutOfOrder { last, got });
             }
         }
+        let new_target = if matches!(request.method(), Method::Invite | Method::Update) {
+            contact_target(request)?
+        } else {
+            None
+        };
         self.remote_cseq = Some(got);
-        if matches!(request.method(), Method::Invite | Method::Update) {
-            if let Some(c) = request.contact() {
-                self.remote_target = c.uri().as_str().to_string();
-            }
+        if let Some(target) = new_target {
+            self.remote_target = target;
         }
         Ok(())
     }
@@ -361,6 +402,107 @@ CSeq: {cseq} {method}\r\n\
             .unwrap();
         assert_eq!(d.remote_target(), "sip:alice@198.51.100.7");
         assert_eq!(d.remote_cseq(), Some(11));
+    }
+
+    fn invite_with_contact(contact: &str, record_route: &str) -> Result<SipMessage, String> {
+        parse(
+            format!(
+                "INVITE sip:bob@192.0.2.9 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKinv1\r\n\
+{record_route}\
+From: <sip:alice@example.com>;tag=a1\r\n\
+To: <sip:bob@example.com>\r\n\
+Call-ID: call-1@x\r\n\
+CSeq: 10 INVITE\r\n\
+{contact}\
+Content-Length: 0\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    /// RFC 3261 §8.1.1.8: exactly one SIP or SIPS URI; anything else cannot be a remote target.
+    #[test]
+    fn unusable_contacts_refuse_the_dialog_with_400() {
+        for contact in [
+            "Contact: <tel:+15551234567>\r\n",
+            "Contact: <urn:service:sos>\r\n",
+            "Contact: <sip:a@192.0.2.1>, <sip:b@192.0.2.2>\r\n",
+            "Contact: <sip:a@192.0.2.1>\r\nContact: <sip:b@192.0.2.2>\r\n",
+        ] {
+            let invite = invite_with_contact(contact, "").unwrap();
+            let err = Dialog::uas(&invite, "b1").unwrap_err();
+            assert!(matches!(err, DialogError::UnusableContact(_)), "{contact}");
+            assert_eq!(err.status(), 400);
+        }
+        let invite = invite_with_contact("", "").unwrap();
+        assert_eq!(
+            Dialog::uas(&invite, "b1").unwrap_err(),
+            DialogError::MissingContact
+        );
+    }
+
+    /// RFC 3261 §19.1.1 (table) and §19.1.5: no headers and no `method` in a Request-URI; every
+    /// other part of the Contact stays as written.
+    #[test]
+    fn remote_target_drops_uri_headers_and_method() {
+        let contact = "Contact: <sip:al?ce@192.0.2.1:5070;transport=udp;method=INVITE;lr?Subject=x&Priority=urgent>\r\n";
+        let invite = invite_with_contact(contact, "").unwrap();
+        let mut d = Dialog::uas(&invite, "b1").unwrap();
+        assert_eq!(
+            d.remote_target(),
+            "sip:al?ce@192.0.2.1:5070;transport=udp;lr"
+        );
+        let bye = parse(&d.request(Method::Bye, "h:5060", "UDP").build()).unwrap();
+        assert_eq!(bye.request_uri().unwrap().as_str(), d.remote_target());
+    }
+
+    #[test]
+    fn strict_route_that_cannot_be_a_request_uri_refuses_the_dialog() {
+        let rr = "Record-Route: <tel:+1555>\r\n";
+        let invite = invite_with_contact("Contact: <sip:a@192.0.2.1>\r\n", rr).unwrap();
+        let err = Dialog::uas(&invite, "b1").unwrap_err();
+        assert!(matches!(err, DialogError::UnusableRoute(_)));
+        assert_eq!(err.status(), 400);
+        // The strict router's headers go; the BYE is one we accept.
+        let rr = "Record-Route: <sip:strict.example.com?X=y>\r\n";
+        let invite = invite_with_contact("Contact: <sip:a@192.0.2.1>\r\n", rr).unwrap();
+        let mut d = Dialog::uas(&invite, "b1").unwrap();
+        let bye = parse(&d.request(Method::Bye, "h:5060", "UDP").build()).unwrap();
+        assert_eq!(
+            bye.request_uri().unwrap().as_str(),
+            "sip:strict.example.com"
+        );
+    }
+
+    #[test]
+    fn refresh_with_an_unusable_contact_is_refused_and_changes_nothing() {
+        let mut d = Dialog::uas(&invite(""), "b1").unwrap();
+        let reinvite = |cseq: u32, contact: &str| {
+            parse(
+                format!(
+                    "INVITE sip:bob@192.0.2.9 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKre{cseq}\r\n\
+From: <sip:alice@example.com>;tag=a1\r\n\
+To: <sip:bob@example.com>;tag=b1\r\n\
+Call-ID: call-1@x\r\n\
+CSeq: {cseq} INVITE\r\n\
+Contact: {contact}\r\n\
+Content-Length: 0\r\n\r\n"
+                )
+                .as_bytes(),
+            )
+            .unwrap()
+        };
+        let before = d.remote_target().to_string();
+        let err = d.accept_request(&reinvite(11, "<tel:+1555>")).unwrap_err();
+        assert_eq!(err.status(), 400);
+        assert_eq!(d.remote_target(), before);
+        assert_eq!(d.remote_cseq(), Some(10));
+        d.accept_request(&reinvite(11, "<sip:alice@198.51.100.7?Subject=x>"))
+            .unwrap();
+        assert_eq!(d.remote_target(), "sip:alice@198.51.100.7");
     }
 
     #[test]

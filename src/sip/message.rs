@@ -182,6 +182,36 @@ impl Uri {
             .map(|p| p.value.as_ref().map(|v| v.to_string()))
     }
 
+    /// This URI as the Request-URI of a request we send to it, e.g. a dialog's remote target
+    /// taken from a Contact (RFC 3261 §12.2.1.1). RFC 3261 §19.1.5 and the table of §19.1.1
+    /// allow neither headers nor a `method` parameter in a Request-URI, so both are removed;
+    /// every other part is kept as written. The result passes the same check as a Request-URI
+    /// we receive; a URI that cannot (not `sip`/`sips`, malformed) gives the reason.
+    pub fn request_target(&self) -> Result<Uri, &'static str> {
+        if self.sip.is_none() {
+            return Err("not a sip or sips URI");
+        }
+        // After the scheme and the userinfo (which ends at the only unescaped '@'), the host,
+        // port and parameters hold neither '?' nor '@': the first '?' starts the headers.
+        let colon = self.raw.find(':').map_or(0, |i| i + 1);
+        let host_at = self.raw[colon..].find('@').map_or(colon, |i| colon + i + 1);
+        let end = self.raw[host_at..]
+            .find('?')
+            .map_or(self.raw.len(), |i| host_at + i);
+        let mut pieces = self.raw[host_at..end].split(';');
+        let mut text = String::with_capacity(end);
+        text.push_str(&self.raw[..host_at]);
+        text.push_str(pieces.next().unwrap_or_default());
+        for param in pieces {
+            let name = param.split('=').next().unwrap_or_default();
+            if !name.eq_ignore_ascii_case("method") {
+                text.push(';');
+                text.push_str(param);
+            }
+        }
+        request_uri(&text).map_err(|f| f.reason)
+    }
+
     /// True when a SIP URI carries `?header=value` parts.
     pub fn has_headers(&self) -> bool {
         self.sip
@@ -240,9 +270,9 @@ impl NameAddr {
         &self.uri
     }
 
-    /// The `tag` parameter.
+    /// The `tag` parameter (never empty).
     pub fn tag(&self) -> Option<&str> {
-        self.param("tag").flatten()
+        syntax::tag(&self.params)
     }
 
     /// A header parameter: `Some(None)` for a flag, `Some(Some(v))` for `name=v`.
@@ -376,6 +406,19 @@ pub struct EchoHeaders {
     pub to_has_tag: bool,
 }
 
+impl EchoHeaders {
+    /// True when a copied value holds a CR (it can only be a bare one: line ends are gone).
+    fn contains_bare_cr(&self) -> bool {
+        self.via
+            .iter()
+            .chain(&self.from)
+            .chain(&self.to)
+            .chain(&self.call_id)
+            .chain(&self.cseq)
+            .any(|v| v.contains('\r'))
+    }
+}
+
 /// Start-line-specific content.
 #[derive(Debug, Clone)]
 pub enum MessageKind {
@@ -499,6 +542,11 @@ fn split_head<'a>(head: &'a str, body: &'a [u8], mut error: Option<&'static str>
         if line.is_empty() {
             continue;
         }
+        // A CR that does not end the line could be read as a line end by a peer (and by us, in
+        // whatever we echo); continuation lines get the same check as the line they continue.
+        if line.contains('\r') {
+            error.get_or_insert("bare CR in header line");
+        }
         if line.starts_with([' ', '\t']) {
             match current.as_mut() {
                 Some((_, value)) => {
@@ -525,9 +573,6 @@ fn split_head<'a>(head: &'a str, body: &'a [u8], mut error: Option<&'static str>
             error.get_or_insert("header name is not a token");
             continue;
         }
-        if line.contains('\r') {
-            error.get_or_insert("bare CR in header line");
-        }
         current = Some((name.to_string(), line[colon + 1..].trim_start().to_string()));
     }
     flush(&mut current, &mut headers);
@@ -547,18 +592,10 @@ fn first<'a>(headers: &'a [HeaderField], canonical: &str) -> Option<&'a HeaderFi
     headers.iter().find(|h| h.canonical == canonical)
 }
 
+/// Whether a raw To value has a tag, by the same definition as [`NameAddr::tag`]. A To we cannot
+/// read has none we could honour: the request is refused, and the answer gets our tag.
 fn raw_has_tag(to: &str) -> bool {
-    match syntax::parse_name_addr(to) {
-        Ok(n) => find_param(&n.params, "tag").is_some(),
-        Err(_) => {
-            let squeezed: String = to
-                .chars()
-                .filter(|c| !c.is_whitespace())
-                .collect::<String>()
-                .to_ascii_lowercase();
-            squeezed.contains(";tag=")
-        }
-    }
+    syntax::parse_name_addr(to).is_ok_and(|n| syntax::tag(&n.params).is_some())
 }
 
 fn echo_of(headers: &[HeaderField]) -> EchoHeaders {
@@ -669,10 +706,13 @@ pub fn parse(datagram: &[u8]) -> Result<SipMessage, ParseError> {
     match build(framed, start, echo.clone()) {
         Ok(msg) => Ok(msg),
         Err(failure) => {
+            // An answer copies Via, From, To, Call-ID and CSeq verbatim; one of them holding a
+            // bare CR would carry it into our answer, where it could end a line for the peer.
             let answerable = request_method
                 .as_deref()
                 .is_some_and(|m| m != "ACK" && !m.is_empty())
-                && !echo.via.is_empty();
+                && !echo.via.is_empty()
+                && !echo.contains_bare_cr();
             if answerable {
                 Err(ParseError::Reject(Box::new(Rejection {
                     status: failure.status,
@@ -806,26 +846,10 @@ fn build(
 
     // Check 2: the Request-URI (last, so that 416 is only given to otherwise sound requests).
     let kind = match start {
-        StartLine::Request { method, uri } => {
-            if uri.starts_with('<') {
-                return Err(bad("Request-URI enclosed in <>"));
-            }
-            let scheme = syntax::uri_scheme(uri).ok_or(bad("Request-URI without a scheme"))?;
-            if !(scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips")) {
-                return Err(Failure {
-                    status: 416,
-                    reason: "Request-URI scheme is not sip or sips",
-                });
-            }
-            let uri = Uri::parse(uri).map_err(bad)?;
-            if uri.has_headers() {
-                return Err(bad("headers in the Request-URI"));
-            }
-            MessageKind::Request {
-                method: Method::from_token(method),
-                uri,
-            }
-        }
+        StartLine::Request { method, uri } => MessageKind::Request {
+            method: Method::from_token(method),
+            uri: request_uri(uri)?,
+        },
         StartLine::Response { code, reason } => MessageKind::Response {
             status: code,
             reason: reason.to_string(),
@@ -857,12 +881,46 @@ fn build(
     })
 }
 
+/// Check 2: a Request-URI we serve: a well-formed `sip`/`sips` URI (416 for other schemes), not
+/// in `<>`, without whitespace, control characters or headers. The same rule decides whether a
+/// URI we were given can be the Request-URI of a request we send ([`Uri::request_target`]).
+fn request_uri(text: &str) -> Result<Uri, Failure> {
+    if text.starts_with('<') {
+        return Err(bad("Request-URI enclosed in <>"));
+    }
+    if text
+        .bytes()
+        .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+    {
+        return Err(bad("whitespace in Request-URI"));
+    }
+    let scheme = syntax::uri_scheme(text).ok_or(bad("Request-URI without a scheme"))?;
+    if !(scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips")) {
+        return Err(Failure {
+            status: 416,
+            reason: "Request-URI scheme is not sip or sips",
+        });
+    }
+    let uri = Uri::parse(text).map_err(bad)?;
+    if uri.has_headers() {
+        return Err(bad("headers in the Request-URI"));
+    }
+    Ok(uri)
+}
+
 fn single_name_addr(value: &str) -> Result<NameAddr, Failure> {
     let parts = syntax::split_list(value).map_err(bad)?;
     if parts.len() != 1 {
         return Err(bad("From/To must hold exactly one address"));
     }
-    NameAddr::parse(parts[0]).map_err(bad)
+    let addr = NameAddr::parse(parts[0]).map_err(bad)?;
+    // `;tag` alone (or `tag=""`) says "in a dialog" without naming one: the typed value would
+    // read as a new call while the sender meant an existing one (RFC 3261 §25.1: tag-param =
+    // "tag" EQUAL token, and a token is never empty).
+    if addr.param("tag").is_some() && addr.tag().is_none() {
+        return Err(bad("tag parameter without a value"));
+    }
+    Ok(addr)
 }
 
 impl SipMessage {
@@ -1200,6 +1258,39 @@ mod tests {
             parse(b"\x00\x01garbage"),
             Err(ParseError::Drop { .. })
         ));
+    }
+
+    #[test]
+    fn request_targets_pass_the_request_uri_check() {
+        let target = |raw: &str| {
+            Uri::parse(raw)
+                .unwrap()
+                .request_target()
+                .map(|u| u.as_str().to_string())
+        };
+        assert_eq!(
+            target("sip:a@h.example;method=BYE;maddr=192.0.2.1?Subject=x"),
+            Ok("sip:a@h.example;maddr=192.0.2.1".into())
+        );
+        assert_eq!(
+            target("sips:[2001:db8::1]:5061"),
+            Ok("sips:[2001:db8::1]:5061".into())
+        );
+        assert_eq!(target("sip:h.example;METHOD"), Ok("sip:h.example".into()));
+        assert!(target("tel:+15551234567").is_err());
+    }
+
+    /// The request-URI check moved out of the start line; it still refuses the same things.
+    #[test]
+    fn request_uri_whitespace_and_controls_are_400() {
+        let data = String::from_utf8(invite("", "")).unwrap();
+        for bad in ["sip:bob@exa\tmple.com", "sip:bob@exa\u{1}mple.com"] {
+            let t = data.replace(
+                "INVITE sip:bob@example.com SIP",
+                &format!("INVITE {bad} SIP"),
+            );
+            assert_eq!(reject_status(t.as_bytes()), Some(400), "{bad:?}");
+        }
     }
 
     #[test]

@@ -27,10 +27,13 @@ pub fn route_request(target: &str, route_set: &[NameAddr]) -> RoutedRequest {
         Some((first, rest)) if first.uri().param("lr").is_none() => {
             let mut routes: Vec<String> = rest.iter().map(|r| r.raw().to_string()).collect();
             routes.push(format!("<{target}>"));
-            RoutedRequest {
-                request_uri: first.uri().as_str().to_string(),
-                routes,
-            }
+            // The router's URI as a Request-URI may carry no headers or `method` (RFC 3261
+            // §19.1.1); a URI beyond repair stays as written (dialogs refuse those up front).
+            let uri = first.uri();
+            let request_uri = uri
+                .request_target()
+                .map_or_else(|_| uri.as_str().to_string(), |u| u.as_str().to_string());
+            RoutedRequest { request_uri, routes }
         }
         _ => RoutedRequest {
             request_uri: target.to_string(),

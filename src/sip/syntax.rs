@@ -23,6 +23,15 @@ pub(crate) fn find_param<'a>(params: &'a [Param], name: &str) -> Option<&'a Para
     params.iter().find(|p| p.name.eq_ignore_ascii_case(name))
 }
 
+/// The tag of a From/To value: its first `tag` parameter, when that has a non-empty value. This
+/// is the one definition of "has a tag", for typed values and for the raw text answers copy; a
+/// `tag` with no value, or an empty quoted one, is no tag (and the parser refuses it in From/To).
+pub(crate) fn tag(params: &[Param]) -> Option<&str> {
+    find_param(params, "tag")
+        .and_then(|p| p.value.as_deref())
+        .filter(|v| !v.is_empty())
+}
+
 /// RFC 3261 `token` characters.
 pub(crate) fn is_token_char(b: u8) -> bool {
     b.is_ascii_alphanumeric()
@@ -76,6 +85,26 @@ pub(crate) fn take_quoted(s: &str) -> Result<(String, &str), &'static str> {
         }
     }
     Err("unterminated quoted string")
+}
+
+/// Writes `value` as a quoted string that [`take_quoted`] reads back as `value`: quotes around
+/// it, `"` and `\` escaped as quoted-pairs (RFC 3261 §25.1). Line breaks cannot be quoted and
+/// become spaces.
+pub(crate) fn quoted(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\r' | '\n' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// Splits a header value at commas that are outside quoted strings and `<...>`. Elements are
@@ -412,6 +441,15 @@ mod tests {
         assert_eq!(s, r#"J Rosenberg \""#);
         assert_eq!(rest, " <x>");
         assert!(take_quoted("\"Mr. J. User <sip:j@x>").is_err());
+    }
+
+    #[test]
+    fn quoted_strings_read_back_as_written() {
+        for v in ["plain", "a \"b\" c", "back\\slash\\", "", "\u{e9}t\u{e9}"] {
+            let q = quoted(v);
+            assert_eq!(take_quoted(&q), Ok((v.to_string(), "")), "{q}");
+        }
+        assert_eq!(quoted("a\r\nb"), "\"a  b\"");
     }
 
     #[test]

@@ -379,7 +379,7 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
     let be = Arc::try_unwrap(be).map_err(|_| "backend still shared at exit".to_string())?;
     drop(be);
     out.line(&format!(
-        "{{\"event\":\"stats\",\"calls_answered\":{},\"calls_ended\":{},\"calls_refused\":{},\"sip_received\":{},\"sip_rejected\":{},\"sip_dropped\":{},\"bye_timeouts\":{},\"seconds\":{:.3}}}",
+        "{{\"event\":\"stats\",\"calls_answered\":{},\"calls_ended\":{},\"calls_refused\":{},\"sip_received\":{},\"sip_rejected\":{},\"sip_dropped\":{},\"bye_timeouts\":{},\"bye_failures\":{},\"seconds\":{:.3}}}",
         st.calls_answered,
         ended.load(Ordering::Relaxed),
         st.calls_refused,
@@ -387,6 +387,7 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
         st.rejected,
         st.dropped,
         st.bye_timeouts,
+        st.bye_failures,
         started.elapsed().as_secs_f64()
     ));
     let _ = answered;
