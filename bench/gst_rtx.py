@@ -104,25 +104,37 @@ def run(pipeline, loop, timeout):
     pipeline.set_state(Gst.State.NULL)
 
 
+def make_rtpbin(props):
+    """rtpbin, created on its own so that its signals are connected before any session (and so
+    any auxiliary element) exists: a session is made when its first pad is requested."""
+    rtpbin = Gst.ElementFactory.make("rtpbin", "rtpbin")
+    for k, v in props.items():
+        rtpbin.set_property(k, v)
+    return rtpbin
+
+
 def send(a):
     host, port = host_port(a.to)
     rhost, rport = host_port(a.rtcp_to)
-    p = Gst.parse_launch(
-        "rtpbin name=rtpbin rtp-profile=%d "
-        "filesrc location=%s ! h264parse ! "
-        "video/x-h264,stream-format=byte-stream,alignment=au,framerate=30/1 ! "
-        "identity sync=true name=clock ! rtph264pay pt=96 mtu=1200 config-interval=-1 ! "
-        "rtpbin.send_rtp_sink_0 "
-        "rtpbin.send_rtp_src_0 ! udpsink host=%s port=%d sync=false async=false "
-        "rtpbin.send_rtcp_src_0 ! udpsink host=%s port=%d sync=false async=false "
-        "udpsrc address=127.0.0.1 port=%d ! rtpbin.recv_rtcp_sink_0"
-        % (AVPF, a.clip, host, port, rhost, rport, a.rtcp_port)
-    )
-    rtpbin = p.get_by_name("rtpbin")
+    rtpbin = make_rtpbin({"rtp-profile": AVPF})
     if a.rtx_pt:
         rtpbin.connect(
             "request-aux-sender", lambda _b, s: aux_bin("rtprtxsend", 96, a.rtx_pt, s)
         )
+    p = Gst.parse_launch(
+        "filesrc location=%s ! h264parse ! "
+        "video/x-h264,stream-format=byte-stream,alignment=au,framerate=30/1 ! "
+        "identity sync=true name=clock ! rtph264pay name=pay pt=96 mtu=1200 config-interval=-1 "
+        "udpsink name=rtp_out host=%s port=%d sync=false async=false "
+        "udpsink name=rtcp_out host=%s port=%d sync=false async=false "
+        "udpsrc name=rtcp_in address=127.0.0.1 port=%d"
+        % (a.clip, host, port, rhost, rport, a.rtcp_port)
+    )
+    p.add(rtpbin)
+    p.get_by_name("pay").link_pads("src", rtpbin, "send_rtp_sink_0")
+    rtpbin.link_pads("send_rtp_src_0", p.get_by_name("rtp_out"), "sink")
+    rtpbin.link_pads("send_rtcp_src_0", p.get_by_name("rtcp_out"), "sink")
+    p.get_by_name("rtcp_in").link_pads("src", rtpbin, "recv_rtcp_sink_0")
     log = Log(a.log)
 
     def probe(_pad, info):
@@ -154,18 +166,18 @@ def send(a):
 
 def recv(a):
     rhost, rport = host_port(a.rtcp_to)
+    rtpbin = make_rtpbin(
+        {"latency": a.latency, "do-retransmission": True, "rtp-profile": AVPF}
+    )
     p = Gst.parse_launch(
-        "rtpbin name=rtpbin latency=%d do-retransmission=true rtp-profile=%d "
-        "udpsrc address=127.0.0.1 port=%d buffer-size=8388608 "
-        "caps=\"application/x-rtp,media=video,clock-rate=90000,encoding-name=H264,payload=96\" ! "
-        "rtpbin.recv_rtp_sink_0 "
-        "udpsrc address=127.0.0.1 port=%d ! rtpbin.recv_rtcp_sink_0 "
-        "rtpbin.send_rtcp_src_0 ! udpsink host=%s port=%d sync=false async=false "
+        "udpsrc name=rtp_in address=127.0.0.1 port=%d buffer-size=8388608 "
+        "caps=\"application/x-rtp,media=video,clock-rate=90000,encoding-name=H264,payload=96\" "
+        "udpsrc name=rtcp_in address=127.0.0.1 port=%d "
+        "udpsink name=rtcp_out host=%s port=%d sync=false async=false "
         "rtph264depay name=depay ! video/x-h264,stream-format=byte-stream,alignment=au ! "
         "appsink name=sink emit-signals=true sync=false"
-        % (a.latency, AVPF, a.port, a.rtcp_port, rhost, rport)
+        % (a.port, a.rtcp_port, rhost, rport)
     )
-    rtpbin = p.get_by_name("rtpbin")
     depay = p.get_by_name("depay")
 
     def pt_caps(_b, _session, pt):
@@ -191,6 +203,10 @@ def recv(a):
             pad.link(depay.get_static_pad("sink"))
 
     rtpbin.connect("pad-added", pad_added)
+    p.add(rtpbin)
+    p.get_by_name("rtp_in").link_pads("src", rtpbin, "recv_rtp_sink_0")
+    p.get_by_name("rtcp_in").link_pads("src", rtpbin, "recv_rtcp_sink_0")
+    rtpbin.link_pads("send_rtcp_src_0", p.get_by_name("rtcp_out"), "sink")
     log = Log(a.log)
     out = open(a.out, "wb")
     loop = GLib.MainLoop()

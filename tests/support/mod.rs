@@ -3,6 +3,7 @@
 //! (`process`), and synthetic media. Each test binary compiles it whole, hence `dead_code`.
 #![allow(dead_code)]
 
+pub mod netsim;
 pub mod ogg;
 pub mod peers;
 pub mod process;

@@ -19,13 +19,13 @@ use std::process::ExitCode;
 const USAGE: &str = "\
 usage:
   roomkit-media send --to HOST:PORT FILE [--codec h264|vp8] [--pt N] [--mtu N] [--fps N] [--rtx-pt N]
-                     [--linger SECONDS] [--no-pacing] [--pace-max-kbps N]
+                     [--linger SECONDS] [--no-pacing] [--pace-max-kbps N] [--rtcp-mux] [--bind HOST:PORT]
   roomkit-media recv --listen HOST:PORT --out FILE [--codec h264|vp8] [--pt N] [--frames N] [--timeout SECONDS]
-                     [--rtx-pt N] [--no-nack]
+                     [--rtx-pt N] [--no-nack] [--rtcp-mux]
   roomkit-media serve --sip ADDR [--rtp-ip IP] [--rtp-ports A-B] [--video-codecs H264,VP8] [--record DIR] [--echo] [--max-calls N] [--answer-after MS] [--hangup-after MS]
   roomkit-media demo [--seconds S]
   roomkit-media call sip:USER@HOST:PORT [--video FILE] [--seconds S] [--fps N]
-  roomkit-media netsim --pipe LISTEN=TARGET[/BACK] [--pipe ...] [--loss PCT] [--burst N] [--delay MS] [--jitter MS]
+  roomkit-media netsim --pipe LISTEN=TARGET[/BACK][@VIA] [--pipe ...] [--loss PCT] [--burst N] [--delay MS] [--jitter MS]
                        [--reorder PCT] [--reorder-ms MS] [--duplicate PCT] [--seed N] [--seconds S] [--idle S]
 ";
 

@@ -2,7 +2,9 @@
 //! root or `netem`. Each `--pipe LISTEN=TARGET` relays datagrams that reach LISTEN on to TARGET
 //! (from a socket of its own, the "via" side), and what TARGET sends back to the via side on to
 //! whoever last sent to LISTEN, or to BACK with `--pipe LISTEN=TARGET/BACK` (for peers that
-//! send from one port and listen on another). Both directions are impaired the same way: random or bursty
+//! send from one port and listen on another). `@VIA` at the end binds the via side to a given
+//! address (a receiver that answers RTCP to RTP port + 1 needs the via sides of its RTP and RTCP
+//! pipes on neighbouring ports). Both directions are impaired the same way: random or bursty
 //! loss, a one-way delay with jitter (first in, first out, as a router queue), a share of
 //! packets held back so they arrive out of order, and duplicates. Everything is drawn from a
 //! seeded generator per direction, so a run can be repeated.
@@ -212,16 +214,33 @@ struct Arrival {
     at: Instant,
 }
 
-/// `LISTEN=TARGET` or `LISTEN=TARGET/BACK`.
-fn parse_pipe(v: &str) -> Result<(SocketAddr, SocketAddr, Option<SocketAddr>), String> {
+/// One `--pipe`: where it listens, where it relays to, where replies go, where its via side binds.
+struct PipeSpec {
+    listen: SocketAddr,
+    target: SocketAddr,
+    back: Option<SocketAddr>,
+    via: Option<SocketAddr>,
+}
+
+/// `LISTEN=TARGET[/BACK][@VIA]`.
+fn parse_pipe(v: &str) -> Result<PipeSpec, String> {
     let (listen, rest) = v
         .split_once('=')
-        .ok_or_else(|| format!("--pipe `{v}`: expected LISTEN=TARGET[/BACK]"))?;
+        .ok_or_else(|| format!("--pipe `{v}`: expected LISTEN=TARGET[/BACK][@VIA]"))?;
+    let (rest, via) = match rest.split_once('@') {
+        Some((r, via)) => (r, Some(resolve(via)?)),
+        None => (rest, None),
+    };
     let (target, back) = match rest.split_once('/') {
         Some((t, b)) => (t, Some(resolve(b)?)),
         None => (rest, None),
     };
-    Ok((resolve(listen)?, resolve(target)?, back))
+    Ok(PipeSpec {
+        listen: resolve(listen)?,
+        target: resolve(target)?,
+        back,
+        via,
+    })
 }
 
 fn params(args: &Args) -> Result<PathParams, String> {
@@ -279,7 +298,7 @@ fn reader(
 }
 
 pub fn run(args: &Args) -> Result<ExitCode, String> {
-    let specs: Vec<(SocketAddr, SocketAddr, Option<SocketAddr>)> = args
+    let specs: Vec<PipeSpec> = args
         .all("pipe")
         .iter()
         .map(|v| parse_pipe(v))
@@ -294,21 +313,29 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
     let idle = (idle > 0.0).then(|| Duration::from_secs_f64(idle));
 
     let mut pipes = Vec::new();
-    for (listen, target, back) in &specs {
+    for PipeSpec {
+        listen,
+        target,
+        back,
+        via,
+    } in &specs
+    {
         let bind = |a: SocketAddr| {
             let s = UdpSocket::bind(a).map_err(|e| format!("netsim: binding {a}: {e}"))?;
             s.set_read_timeout(Some(Duration::from_millis(20)))
                 .map_err(|e| e.to_string())?;
             Ok::<_, String>(s)
         };
-        let via_addr = SocketAddr::new(
-            if target.ip().is_loopback() {
-                target.ip()
-            } else {
-                listen.ip()
-            },
-            0,
-        );
+        let via_addr = via.unwrap_or_else(|| {
+            SocketAddr::new(
+                if target.ip().is_loopback() {
+                    target.ip()
+                } else {
+                    listen.ip()
+                },
+                0,
+            )
+        });
         pipes.push(Pipe {
             listen: bind(*listen)?,
             via: bind(via_addr)?,

@@ -12,15 +12,41 @@ pub struct Stats {
     pub keyframes: u64,
     pub lost: u64,
     pub dropped_frames: u64,
+    /// Loss recovery: NACKs sent (`recv`) or received (`send`), packets re-sent, RTX packets
+    /// received, and lost packets that a repair brought back.
+    pub nack_sent: u64,
+    pub nack_received: u64,
+    pub retransmitted: u64,
+    pub rtx_received: u64,
+    pub recovered: u64,
 }
 
 impl Stats {
     /// The one-line JSON summary printed at the end of a run.
     pub fn json(&self) -> String {
         format!(
-            "{{\"packets\":{},\"bytes\":{},\"frames\":{},\"keyframes\":{},\"lost\":{},\"dropped_frames\":{}}}",
-            self.packets, self.bytes, self.frames, self.keyframes, self.lost, self.dropped_frames
+            "{{\"packets\":{},\"bytes\":{},\"frames\":{},\"keyframes\":{},\"lost\":{},\"dropped_frames\":{},\"nack_sent\":{},\"nack_received\":{},\"retransmitted\":{},\"rtx_received\":{},\"recovered\":{}}}",
+            self.packets,
+            self.bytes,
+            self.frames,
+            self.keyframes,
+            self.lost,
+            self.dropped_frames,
+            self.nack_sent,
+            self.nack_received,
+            self.retransmitted,
+            self.rtx_received,
+            self.recovered
         )
+    }
+
+    /// Copies the loss-recovery counters of a stream.
+    pub fn recovery(&mut self, v: &roomkit_media::backend::StreamStats) {
+        self.nack_sent = v.nack_sent;
+        self.nack_received = v.nack_received;
+        self.retransmitted = v.retransmitted;
+        self.rtx_received = v.rtx_received;
+        self.recovered = v.recovered;
     }
 }
 

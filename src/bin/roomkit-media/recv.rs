@@ -18,7 +18,7 @@ pub const SPEC: Spec = Spec {
     options: &[
         "listen", "out", "pt", "codec", "frames", "timeout", "rtx-pt",
     ],
-    switches: &["no-nack"],
+    switches: &["no-nack", "rtcp-mux"],
 };
 
 pub fn run(args: &Args) -> Result<Stats, String> {
@@ -58,6 +58,7 @@ pub fn run(args: &Args) -> Result<Stats, String> {
         // bursts of small pictures.
         callback_queue: 8192,
         rtx_payload_type: rtx,
+        rtcp_mux: args.get("rtcp-mux").is_some(),
         nack: NackConfig {
             enabled: args.get("no-nack").is_none(),
             ..NackConfig::default()
@@ -123,6 +124,7 @@ fn fill(stats: &mut Stats, v: &StreamStats) {
     stats.lost = v.lost.max(0) as u64;
     stats.dropped_frames =
         v.frames_dropped_incomplete + v.frames_dropped_gated + v.frames_dropped_slow_callback;
+    stats.recovery(v);
 }
 
 /// Writes one delivered picture; returns true once `max` (if non-zero) pictures are written.

@@ -25,8 +25,9 @@ pub const SPEC: Spec = Spec {
         "rtx-pt",
         "linger",
         "pace-max-kbps",
+        "bind",
     ],
-    switches: &["no-pacing"],
+    switches: &["no-pacing", "rtcp-mux"],
 };
 
 pub fn run(args: &Args) -> Result<Stats, String> {
@@ -67,10 +68,12 @@ pub fn run(args: &Args) -> Result<Stats, String> {
         pacer.max_rate = Some(kbps * 1000.0 / 8.0);
     }
 
-    let any: SocketAddr = if to.is_ipv4() {
-        (Ipv4Addr::UNSPECIFIED, 0).into()
-    } else {
-        (Ipv6Addr::UNSPECIFIED, 0).into()
+    // Where our video RTP binds (RTCP on the next port without rtcp-mux): any port unless
+    // `--bind` names one, for peers and relays that must know it in advance.
+    let any: SocketAddr = match args.addr("bind")? {
+        Some(a) => a,
+        None if to.is_ipv4() => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        None => (Ipv6Addr::UNSPECIFIED, 0).into(),
     };
     let cfg = RtpBackendConfig {
         video_local_addr: any,
@@ -81,6 +84,7 @@ pub fn run(args: &Args) -> Result<Stats, String> {
         rtx_payload_type: rtx,
         pacer,
         close_linger: Duration::from_secs_f64(linger),
+        rtcp_mux: args.get("rtcp-mux").is_some(),
         ..RtpBackendConfig::default()
     };
     let (backend, session) = link::open(cfg, &to)?;
@@ -117,6 +121,7 @@ pub fn run(args: &Args) -> Result<Stats, String> {
     if let Some(v) = backend.stats(session.id).ok().and_then(|s| s.video) {
         stats.packets = v.packets_sent;
         stats.bytes = v.bytes_sent;
+        stats.recovery(&v);
     }
     link::close(&backend, session.id);
     progress.done();
