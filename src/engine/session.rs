@@ -14,7 +14,7 @@ use parking_lot::RwLock;
 use super::dispatch::{Dispatcher, DEFAULT_QUEUE_LEN};
 use super::event::{dispatch_key, Callbacks, EngineEvent, KeyframeRequest, SessionId, SessionInfo};
 use super::stats::SessionStats;
-use super::stream::{MediaStream, StreamConfig};
+use super::stream::{MediaStream, RtpSockets, StreamConfig};
 use crate::error::{Error, Result};
 use crate::frame::VideoChunk;
 
@@ -27,6 +27,15 @@ pub struct SessionSpec {
     pub video_metadata: HashMap<String, String>,
     pub audio: StreamConfig,
     pub video: Option<StreamConfig>,
+}
+
+/// Sockets bound before a session is created (see [`MediaEngine::create_session_bound`]).
+#[derive(Debug)]
+pub struct BoundMedia {
+    /// The audio stream's sockets.
+    pub audio: RtpSockets,
+    /// The video stream's sockets, when the session has video.
+    pub video: Option<RtpSockets>,
 }
 
 /// A live session: its description and its streams, and every operation an application can do
@@ -234,17 +243,46 @@ impl MediaEngine {
 
     /// Opens the streams of a new session and announces it (session ready, then video session
     /// ready). On any failure nothing is left open.
-    pub fn create_session(&self, mut spec: SessionSpec) -> Result<Arc<SessionInfo>> {
+    pub fn create_session(&self, spec: SessionSpec) -> Result<Arc<SessionInfo>> {
         let id = uuid::Uuid::new_v4();
+        let audio = RtpSockets::bind(spec.audio.local_addr, spec.audio.rtcp_mux)?;
+        let video = match &spec.video {
+            Some(v) => Some(RtpSockets::bind(v.local_addr, v.rtcp_mux)?),
+            None => None,
+        };
+        self.create_session_bound(id, spec, BoundMedia { audio, video })
+    }
+
+    /// Creates session `id` on sockets bound beforehand (a SIP call binds them before writing
+    /// its SDP, and chooses its id when the call starts). `spec.video` and `bound.video` must
+    /// agree; an id already in use is an error. On any failure nothing is left open.
+    pub fn create_session_bound(
+        &self,
+        id: SessionId,
+        mut spec: SessionSpec,
+        bound: BoundMedia,
+    ) -> Result<Arc<SessionInfo>> {
+        if self.sessions.read().contains_key(&id) {
+            return Err(Error::State(format!("session {id} exists already")));
+        }
         spec.audio.session = id;
-        let audio = MediaStream::open(spec.audio, self.dispatcher.clone())?;
-        let video = match spec.video {
-            Some(mut v) => {
+        let audio = MediaStream::open_bound(spec.audio, bound.audio, self.dispatcher.clone())?;
+        let video = match (spec.video, bound.video) {
+            (Some(mut v), Some(sockets)) => {
                 v.session = id;
                 // `audio` is dropped (closed) if this fails.
-                Some(MediaStream::open(v, self.dispatcher.clone())?)
+                Some(MediaStream::open_bound(
+                    v,
+                    sockets,
+                    self.dispatcher.clone(),
+                )?)
             }
-            None => None,
+            (None, None) => None,
+            _ => {
+                return Err(Error::InvalidArgument(
+                    "video stream settings and video sockets must come together".into(),
+                ))
+            }
         };
         let info = Arc::new(SessionInfo {
             id,
@@ -261,7 +299,13 @@ impl MediaEngine {
             video,
             held: AtomicBool::new(false),
         });
-        self.sessions.write().insert(id, session.clone());
+        {
+            let mut sessions = self.sessions.write();
+            if sessions.contains_key(&id) {
+                return Err(Error::State(format!("session {id} exists already")));
+            }
+            sessions.insert(id, session.clone());
+        }
         let key = dispatch_key(id);
         self.dispatcher
             .post_wait(key, EngineEvent::SessionReady(info.clone()));
@@ -270,6 +314,14 @@ impl MediaEngine {
                 .post_wait(key, EngineEvent::VideoSessionReady(info.clone()));
         }
         Ok(info)
+    }
+
+    /// Delivers a DTMF digit that arrived outside RTP (a SIP INFO) to the `dtmf` callback, in
+    /// order with the session's other events. A full callback queue drops it (returns false).
+    pub fn post_dtmf(&self, id: SessionId, event: crate::frame::DtmfEvent) -> bool {
+        self.dispatcher
+            .post(dispatch_key(id), EngineEvent::Dtmf(id, event))
+            .is_ok()
     }
 
     /// The live session `id`.
