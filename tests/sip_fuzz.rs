@@ -5,9 +5,14 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use proptest::prelude::*;
+use roomkit_media::sip::auth::{parse_authorization, select_challenges, Credentials, DigestClient};
 use roomkit_media::sip::dialog::Dialog;
-use roomkit_media::sip::transaction::{InviteServerTransaction, Timers};
-use roomkit_media::sip::{parse, Method, ParseError, ResponseBuilder, SipMessage};
+use roomkit_media::sip::extensions::{unsupported_requirements, SUPPORTED_OPTION_TAGS};
+use roomkit_media::sip::info_dtmf::parse_info_dtmf;
+use roomkit_media::sip::redirect::redirect_targets;
+use roomkit_media::sip::session_timer::{uac_session_timer, uas_session_timer, SessionTimerPolicy};
+use roomkit_media::sip::transaction::{InviteClientTransaction, InviteServerTransaction, Timers};
+use roomkit_media::sip::{parse, Method, ParseError, RequestBuilder, ResponseBuilder, SipMessage};
 
 fn corpus() -> Vec<Vec<u8>> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/rfc4475");
@@ -149,6 +154,56 @@ fn use_message(msg: &SipMessage) {
                 let _ = d.request(Method::Bye, "192.0.2.9:5060", "UDP").build();
             }
         }
+    }
+    use_softphone_pieces(msg);
+}
+
+/// The pure pieces a softphone core feeds received messages to.
+fn use_softphone_pieces(msg: &SipMessage) {
+    let policy = SessionTimerPolicy::default();
+    let _ = (
+        unsupported_requirements(msg, SUPPORTED_OPTION_TAGS),
+        uas_session_timer(msg, &policy),
+        uac_session_timer(msg),
+        redirect_targets(msg).len(),
+        select_challenges(msg).len(),
+        parse_info_dtmf(msg.content_type().unwrap_or_default(), msg.body()),
+    );
+    let mut client = DigestClient::new(Credentials::new("alice", "pw"));
+    if client.handle_challenge(msg).is_ok() {
+        for (_, value) in client.authorize("INVITE", "sip:bob@example.com") {
+            assert!(parse_authorization(&value).is_ok(), "{value}");
+        }
+    }
+    // A response that answers an INVITE of ours (same branch) drives the INVITE client
+    // transaction through whatever it says.
+    let Some(branch) = msg.top_via().branch().filter(|_| !msg.is_request()) else {
+        return;
+    };
+    let invite = RequestBuilder::new(Method::Invite, "sip:bob@example.com")
+        .via(&format!("SIP/2.0/UDP 192.0.2.9:5060;branch={branch}"))
+        .from("<sip:me@example.com>;tag=me")
+        .to("<sip:bob@example.com>")
+        .call_id("fuzz")
+        .cseq(msg.cseq().number)
+        .route("<sip:proxy.example.com;lr>")
+        .build();
+    let t0 = Instant::now();
+    let Ok(mut tx) = InviteClientTransaction::new(invite, t0, Timers::default()) else {
+        return;
+    };
+    tx.cancel(t0);
+    if tx.handle_response(msg, t0) {
+        while let Some(d) = tx.poll_transmit() {
+            // The ACK or CANCEL we build from what the peer sent must parse.
+            parse(&d).unwrap_or_else(|e| {
+                panic!(
+                    "our request does not parse ({e}):\n{}",
+                    String::from_utf8_lossy(&d)
+                )
+            });
+        }
+        while tx.poll_event().is_some() {}
     }
 }
 

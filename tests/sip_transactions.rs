@@ -5,12 +5,13 @@ use std::time::{Duration, Instant};
 
 use roomkit_media::sip::dialog::{Dialog, DialogError};
 use roomkit_media::sip::transaction::{
-    CancelOutcome, InviteServerTransaction, NonInviteClientTransaction, NonInviteServerTransaction,
-    Timers, TransactionError, TransactionEvent, TransactionKey,
+    CancelOutcome, CancelProgress, InviteClientState, InviteClientTransaction,
+    InviteServerTransaction, NonInviteClientTransaction, NonInviteServerTransaction, Timers,
+    TransactionError, TransactionEvent, TransactionKey,
 };
-use roomkit_media::sip::{parse, Method, ResponseBuilder, SipMessage};
+use roomkit_media::sip::{parse, Method, RequestBuilder, ResponseBuilder, SipMessage};
 
-/// The common driving surface of the three state machines.
+/// The common driving surface of the four state machines.
 trait Machine {
     fn next_timeout(&self) -> Option<Instant>;
     fn handle_timeout(&mut self, now: Instant);
@@ -39,6 +40,7 @@ macro_rules! machine {
 machine!(InviteServerTransaction);
 machine!(NonInviteServerTransaction);
 machine!(NonInviteClientTransaction);
+machine!(InviteClientTransaction);
 
 /// What happened at one virtual instant.
 #[derive(Debug, Default)]
@@ -47,6 +49,8 @@ struct Log {
     sent: Vec<(u64, String)>,
     /// (offset from t0 in ms, event)
     events: Vec<(u64, String)>,
+    /// Every datagram sent, whole.
+    raw: Vec<Vec<u8>>,
 }
 
 fn first_line(d: &[u8]) -> String {
@@ -61,6 +65,7 @@ fn drain(m: &mut impl Machine, t0: Instant, now: Instant, log: &mut Log) {
     let at = (now - t0).as_millis() as u64;
     while let Some(d) = m.poll_transmit() {
         log.sent.push((at, first_line(&d)));
+        log.raw.push(d);
     }
     while let Some(e) = m.poll_event() {
         let name = match e {
@@ -442,4 +447,406 @@ fn out_of_order_cseq_in_a_dialog_is_refused_with_500() {
             .status(),
         481
     );
+}
+
+/// Feeds a response to an INVITE client transaction at `t0 + at_ms` and logs what follows.
+fn feed(tx: &mut InviteClientTransaction, r: &SipMessage, t0: Instant, at_ms: u64, log: &mut Log) {
+    assert!(tx.handle_response(r, t0 + ms(at_ms)));
+    drain(tx, t0, t0 + ms(at_ms), log);
+}
+
+/// Our INVITE, sent through an outbound proxy (a preloaded Route).
+fn our_invite() -> Vec<u8> {
+    RequestBuilder::new(Method::Invite, "sip:bob@example.com")
+        .via("SIP/2.0/UDP 192.0.2.9:5060;branch=z9hG4bKout1;rport")
+        .from("\"Me\" <sip:me@example.com>;tag=me1")
+        .to("<sip:bob@example.com>")
+        .call_id("out-call-1@192.0.2.9")
+        .cseq(7)
+        .route("<sip:proxy.example.com:5070;lr>")
+        .contact("sip:me@192.0.2.9:5060")
+        .body("application/sdp", b"v=0\r\n")
+        .build()
+}
+
+/// A response to `our_invite` (or its CANCEL) as the far end would send it.
+fn answer(request: &[u8], status: u16, to_tag: Option<&str>) -> SipMessage {
+    let req = parse(request).unwrap();
+    let mut b = ResponseBuilder::new(req.echo(), status);
+    if let Some(tag) = to_tag {
+        b = b.to_tag(tag).contact("sip:bob@203.0.113.5");
+    }
+    parse(&b.build()).unwrap()
+}
+
+#[test]
+fn invite_is_retransmitted_with_timer_a_until_timer_b() {
+    let t0 = Instant::now();
+    let mut tx = InviteClientTransaction::new(our_invite(), t0, Timers::default()).unwrap();
+    let mut log = Log::default();
+    run_until(&mut tx, t0, t0, t0 + ms(60_000), &mut log);
+    let at: Vec<u64> = log.sent.iter().map(|(at, _)| *at).collect();
+    // T1 doubling with no T2 cap: 0.5, 1, 2, 4, 8, 16 s apart.
+    assert_eq!(at, vec![0, 500, 1500, 3500, 7500, 15500, 31500]);
+    assert!(log
+        .sent
+        .iter()
+        .all(|(_, l)| l == "INVITE sip:bob@example.com SIP/2.0"));
+    assert_eq!(
+        log.events,
+        vec![
+            (32_000, "timeout".to_string()),
+            (32_000, "terminated".to_string())
+        ]
+    );
+    assert!(tx.is_terminated());
+}
+
+#[test]
+fn ringing_stops_retransmissions_and_every_2xx_is_passed_up() {
+    let t0 = Instant::now();
+    let invite = our_invite();
+    let mut tx = InviteClientTransaction::new(invite.clone(), t0, Timers::default()).unwrap();
+    let mut log = Log::default();
+    run_until(&mut tx, t0, t0, t0 + ms(600), &mut log);
+    feed(
+        &mut tx,
+        &answer(&invite, 180, Some("bob1")),
+        t0,
+        600,
+        &mut log,
+    );
+    assert_eq!(tx.state(), InviteClientState::Proceeding);
+    // Early media: a 183 is passed up too, and nothing times out while it rings.
+    feed(
+        &mut tx,
+        &answer(&invite, 183, Some("bob1")),
+        t0,
+        700,
+        &mut log,
+    );
+    run_until(&mut tx, t0, t0 + ms(700), t0 + ms(90_000), &mut log);
+    assert_eq!(tx.next_timeout(), None, "ringing is bounded by the TU");
+    let ok = answer(&invite, 200, Some("bob1"));
+    feed(&mut tx, &ok, t0, 90_000, &mut log);
+    assert_eq!(tx.state(), InviteClientState::Accepted);
+    assert_eq!(tx.final_status(), Some(200));
+    // The 200 is retransmitted because our ACK (sent by the TU) was lost: passed up again.
+    feed(&mut tx, &ok, t0, 90_500, &mut log);
+    // A late provisional or error after the 2xx is absorbed.
+    feed(
+        &mut tx,
+        &answer(&invite, 180, Some("bob1")),
+        t0,
+        90_600,
+        &mut log,
+    );
+    feed(
+        &mut tx,
+        &answer(&invite, 500, Some("bob2")),
+        t0,
+        90_700,
+        &mut log,
+    );
+    run_until(&mut tx, t0, t0 + ms(90_700), t0 + ms(200_000), &mut log);
+    let at: Vec<u64> = log.sent.iter().map(|(at, _)| *at).collect();
+    assert_eq!(at, vec![0, 500], "no ACK for a 2xx from the transaction");
+    assert_eq!(
+        log.events,
+        vec![
+            (600, "response 180".to_string()),
+            (700, "response 183".to_string()),
+            (90_000, "response 200".to_string()),
+            (90_500, "response 200".to_string()),
+            // Timer M: 64×T1 after the first 2xx.
+            (122_000, "terminated".to_string()),
+        ]
+    );
+}
+
+#[test]
+fn busy_is_acked_in_the_transaction_and_reacked_until_timer_d() {
+    let t0 = Instant::now();
+    let invite = our_invite();
+    let mut tx = InviteClientTransaction::new(invite.clone(), t0, Timers::default()).unwrap();
+    let mut log = Log::default();
+    drain(&mut tx, t0, t0, &mut log);
+    let busy = answer(&invite, 486, Some("bob1"));
+    feed(&mut tx, &busy, t0, 1000, &mut log);
+    assert_eq!(tx.state(), InviteClientState::Completed);
+    let ack = parse(log.raw.last().unwrap()).unwrap();
+    let sent = parse(&invite).unwrap();
+    assert_eq!(ack.method(), &Method::Ack);
+    assert_eq!(ack.request_uri().unwrap().as_str(), "sip:bob@example.com");
+    assert_eq!(ack.vias().len(), 1);
+    assert_eq!(ack.top_via().branch(), Some("z9hG4bKout1"));
+    assert_eq!(ack.from().raw(), sent.from().raw());
+    assert_eq!(ack.to().tag(), Some("bob1"));
+    assert_eq!(ack.call_id(), "out-call-1@192.0.2.9");
+    assert_eq!(ack.cseq().number, 7);
+    assert_eq!(ack.cseq().method, Method::Ack);
+    assert_eq!(ack.routes().len(), 1);
+    assert_eq!(ack.routes()[0].raw(), "<sip:proxy.example.com:5070;lr>");
+    assert!(ack.body().is_empty());
+    // The ACK matches the server transaction of the INVITE at the far end.
+    assert_eq!(TransactionKey::server(&ack), TransactionKey::server(&sent));
+
+    // The far end did not get the ACK and repeats the 486: ACKed again, not passed up.
+    feed(&mut tx, &busy, t0, 1500, &mut log);
+    run_until(&mut tx, t0, t0 + ms(1500), t0 + ms(60_000), &mut log);
+    assert_eq!(
+        log.sent,
+        vec![
+            (0, "INVITE sip:bob@example.com SIP/2.0".to_string()),
+            (1000, "ACK sip:bob@example.com SIP/2.0".to_string()),
+            (1500, "ACK sip:bob@example.com SIP/2.0".to_string()),
+        ]
+    );
+    assert_eq!(
+        log.events,
+        vec![
+            (1000, "response 486".to_string()),
+            // Timer D: 32 s after the final.
+            (33_000, "terminated".to_string()),
+        ]
+    );
+}
+
+#[test]
+fn cancel_waits_for_a_provisional_and_ends_with_487() {
+    let t0 = Instant::now();
+    let invite = our_invite();
+    let mut tx = InviteClientTransaction::new(invite.clone(), t0, Timers::default()).unwrap();
+    let mut log = Log::default();
+    drain(&mut tx, t0, t0, &mut log);
+    // Hung up before anything came back: RFC 3261 §9.1 forbids a CANCEL yet.
+    assert_eq!(tx.cancel(t0 + ms(100)), CancelProgress::Deferred);
+    assert!(tx.is_cancel_requested());
+    run_until(&mut tx, t0, t0 + ms(100), t0 + ms(1000), &mut log);
+    assert!(log.sent.iter().all(|(_, l)| l.starts_with("INVITE")));
+
+    feed(&mut tx, &answer(&invite, 100, None), t0, 1000, &mut log);
+    assert_eq!(
+        log.sent.last().unwrap(),
+        &(1000, "CANCEL sip:bob@example.com SIP/2.0".to_string()),
+        "the CANCEL goes out with the first 1xx"
+    );
+    let cancel = log.raw.last().unwrap().clone();
+    let c = parse(&cancel).unwrap();
+    let sent = parse(&invite).unwrap();
+    assert_eq!(c.method(), &Method::Cancel);
+    assert_eq!(c.request_uri().unwrap().as_str(), "sip:bob@example.com");
+    assert_eq!(c.top_via().branch(), Some("z9hG4bKout1"));
+    assert_eq!(c.cseq().number, 7);
+    assert_eq!(c.to().raw(), sent.to().raw());
+    assert_eq!(c.to().tag(), None);
+    assert_eq!(c.from().raw(), sent.from().raw());
+    assert_eq!(c.routes()[0].raw(), "<sip:proxy.example.com:5070;lr>");
+    assert_eq!(
+        TransactionKey::server(&c).with_method(Method::Invite),
+        TransactionKey::server(&sent)
+    );
+    assert_eq!(cancel, tx.cancel_request());
+    assert_eq!(tx.cancel(t0 + ms(1100)), CancelProgress::Sent);
+    assert!(tx.poll_transmit().is_none(), "one CANCEL only");
+
+    // The CANCEL is retransmitted (timer E) until its 200 arrives.
+    run_until(&mut tx, t0, t0 + ms(1000), t0 + ms(1600), &mut log);
+    assert_eq!(
+        log.sent.last().unwrap(),
+        &(1500, "CANCEL sip:bob@example.com SIP/2.0".to_string())
+    );
+    assert!(tx.handle_response(&answer(&cancel, 200, Some("bob1")), t0 + ms(1600)));
+    assert_eq!(tx.cancel_status(), Some(200));
+    feed(
+        &mut tx,
+        &answer(&invite, 487, Some("bob1")),
+        t0,
+        1700,
+        &mut log,
+    );
+    run_until(&mut tx, t0, t0 + ms(1600), t0 + ms(60_000), &mut log);
+    assert_eq!(
+        log.sent[log.sent.len() - 2..],
+        [
+            (1500, "CANCEL sip:bob@example.com SIP/2.0".to_string()),
+            (1700, "ACK sip:bob@example.com SIP/2.0".to_string()),
+        ]
+    );
+    assert_eq!(
+        log.events,
+        vec![
+            (1000, "response 100".to_string()),
+            (1700, "response 487".to_string()),
+            (33_700, "terminated".to_string()),
+        ]
+    );
+}
+
+#[test]
+fn cancelled_invite_without_a_final_response_gives_up_after_64_t1() {
+    let t0 = Instant::now();
+    let invite = our_invite();
+    let mut tx = InviteClientTransaction::new(invite.clone(), t0, Timers::default()).unwrap();
+    let mut log = Log::default();
+    drain(&mut tx, t0, t0, &mut log);
+    feed(
+        &mut tx,
+        &answer(&invite, 180, Some("bob1")),
+        t0,
+        200,
+        &mut log,
+    );
+    assert_eq!(tx.cancel(t0 + ms(10_000)), CancelProgress::Sent);
+    run_until(&mut tx, t0, t0 + ms(10_000), t0 + ms(60_000), &mut log);
+    let cancels: Vec<u64> = log
+        .sent
+        .iter()
+        .filter(|(_, l)| l.starts_with("CANCEL"))
+        .map(|(at, _)| at - 10_000)
+        .collect();
+    assert_eq!(
+        cancels,
+        vec![0, 500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500]
+    );
+    assert_eq!(
+        log.events,
+        vec![
+            (200, "response 180".to_string()),
+            (42_000, "timeout".to_string()),
+            (42_000, "terminated".to_string()),
+        ]
+    );
+    assert_eq!(tx.next_timeout(), None);
+}
+
+#[test]
+fn cancel_wanted_before_any_answer_never_sends_one_if_nothing_comes() {
+    let t0 = Instant::now();
+    let mut tx = InviteClientTransaction::new(our_invite(), t0, Timers::default()).unwrap();
+    let mut log = Log::default();
+    assert_eq!(tx.cancel(t0), CancelProgress::Deferred);
+    run_until(&mut tx, t0, t0, t0 + ms(60_000), &mut log);
+    assert!(log.sent.iter().all(|(_, l)| l.starts_with("INVITE")));
+    assert_eq!(log.events[0], (32_000, "timeout".to_string()));
+}
+
+#[test]
+fn cancel_after_the_answer_is_too_late_and_foreign_responses_are_refused() {
+    let t0 = Instant::now();
+    let invite = our_invite();
+    let mut tx = InviteClientTransaction::new(invite.clone(), t0, Timers::default()).unwrap();
+    let other = RequestBuilder::new(Method::Invite, "sip:bob@example.com")
+        .via("SIP/2.0/UDP 192.0.2.9:5060;branch=z9hG4bKother")
+        .from("<sip:me@example.com>;tag=me1")
+        .to("<sip:bob@example.com>")
+        .call_id("x")
+        .cseq(7)
+        .build();
+    assert!(!tx.handle_response(&answer(&other, 200, Some("b")), t0));
+    assert!(
+        !tx.matches(&parse(&invite).unwrap()),
+        "requests never match"
+    );
+    assert!(tx.handle_response(&answer(&invite, 200, Some("bob1")), t0 + ms(100)));
+    assert_eq!(tx.cancel(t0 + ms(200)), CancelProgress::TooLate);
+    assert!(!tx.is_cancel_requested());
+    assert!(InviteClientTransaction::new(tx.cancel_request(), t0, Timers::default()).is_err());
+}
+
+/// A call through two record-routing proxies: P1 (our outbound proxy) and P2 (the callee's).
+/// The 200 carries `Record-Route: P2, P1` (each proxy adds itself on top).
+#[test]
+fn in_dialog_requests_follow_the_record_routed_path() {
+    use roomkit_media::sip::dialog::Dialog;
+    let invite = parse(&our_invite()).unwrap();
+    let ok = parse(
+        b"SIP/2.0 200 OK\r\n\
+Via: SIP/2.0/UDP 192.0.2.9:5060;branch=z9hG4bKout1;rport=5060\r\n\
+Record-Route: <sip:p2.example.net;lr>\r\n\
+Record-Route: <sip:p1.example.com:5070;lr;transport=udp>\r\n\
+From: \"Me\" <sip:me@example.com>;tag=me1\r\n\
+To: <sip:bob@example.com>;tag=bob1\r\n\
+Call-ID: out-call-1@192.0.2.9\r\n\
+CSeq: 7 INVITE\r\n\
+Contact: <sip:bob@203.0.113.5:5062>\r\n\
+Content-Length: 0\r\n\r\n",
+    )
+    .unwrap();
+    let mut uac = Dialog::uac(&invite, &ok).unwrap();
+    let hop = uac.next_hop().unwrap();
+    assert_eq!(
+        (hop.host.as_str(), hop.port, hop.transport.as_deref()),
+        ("p1.example.com", Some(5070), Some("udp"))
+    );
+    for req in [
+        uac.ack(7, "192.0.2.9:5060", "UDP").build(),
+        uac.request(Method::Bye, "192.0.2.9:5060", "UDP").build(),
+        uac.request(Method::Invite, "192.0.2.9:5060", "UDP").build(),
+        uac.request(Method::Info, "192.0.2.9:5060", "UDP").build(),
+    ] {
+        let m = parse(&req).unwrap();
+        assert_eq!(
+            m.request_uri().unwrap().as_str(),
+            "sip:bob@203.0.113.5:5062",
+            "{} goes to the remote target",
+            m.method()
+        );
+        let routes: Vec<&str> = m.routes().iter().map(|r| r.raw()).collect();
+        assert_eq!(
+            routes,
+            [
+                "<sip:p1.example.com:5070;lr;transport=udp>",
+                "<sip:p2.example.net;lr>"
+            ]
+        );
+    }
+
+    // The callee's side of the same call: the INVITE arrives with the same Record-Route
+    // headers and its route set keeps their order, so its BYE goes to P2 first.
+    let at_callee = parse(
+        b"INVITE sip:bob@203.0.113.5:5062 SIP/2.0\r\n\
+Record-Route: <sip:p2.example.net;lr>\r\n\
+Record-Route: <sip:p1.example.com:5070;lr;transport=udp>\r\n\
+Via: SIP/2.0/UDP p2.example.net;branch=z9hG4bKp2\r\n\
+Via: SIP/2.0/UDP p1.example.com:5070;branch=z9hG4bKp1\r\n\
+Via: SIP/2.0/UDP 192.0.2.9:5060;branch=z9hG4bKout1;rport=5060\r\n\
+From: \"Me\" <sip:me@example.com>;tag=me1\r\n\
+To: <sip:bob@example.com>\r\n\
+Call-ID: out-call-1@192.0.2.9\r\n\
+CSeq: 7 INVITE\r\n\
+Contact: <sip:me@192.0.2.9:5060>\r\n\
+Content-Length: 0\r\n\r\n",
+    )
+    .unwrap();
+    let mut uas = Dialog::uas(&at_callee, "bob1").unwrap();
+    assert_eq!(uas.next_hop().unwrap().host, "p2.example.net");
+    let bye = parse(&uas.request(Method::Bye, "203.0.113.5:5062", "UDP").build()).unwrap();
+    assert_eq!(bye.request_uri().unwrap().as_str(), "sip:me@192.0.2.9:5060");
+    let routes: Vec<&str> = bye.routes().iter().map(|r| r.raw()).collect();
+    assert_eq!(
+        routes,
+        [
+            "<sip:p2.example.net;lr>",
+            "<sip:p1.example.com:5070;lr;transport=udp>"
+        ]
+    );
+
+    // Without Record-Route, requests go straight to the Contact.
+    let plain = parse(&at_callee_bytes_without_rr()).unwrap();
+    let direct = Dialog::uas(&plain, "bob1").unwrap();
+    let hop = direct.next_hop().unwrap();
+    assert_eq!(hop.socket_addr(), Some("192.0.2.9:5060".parse().unwrap()));
+}
+
+fn at_callee_bytes_without_rr() -> Vec<u8> {
+    b"INVITE sip:bob@203.0.113.5:5062 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 192.0.2.9:5060;branch=z9hG4bKout1;rport=5060\r\n\
+From: <sip:me@example.com>;tag=me1\r\n\
+To: <sip:bob@example.com>\r\n\
+Call-ID: out-call-2@192.0.2.9\r\n\
+CSeq: 1 INVITE\r\n\
+Contact: <sip:me@192.0.2.9:5060>\r\n\
+Content-Length: 0\r\n\r\n"
+        .to_vec()
 }

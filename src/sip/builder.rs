@@ -129,6 +129,21 @@ fn finish(
     }
 }
 
+/// A `Retry-After` value: `120`, or `120 (overloaded)` with a comment.
+pub fn retry_after_value(seconds: u32, comment: Option<&str>) -> String {
+    let comment: String = comment
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| !matches!(c, '(' | ')' | '\\') && !c.is_control())
+        .collect();
+    let comment = comment.trim();
+    if comment.is_empty() {
+        seconds.to_string()
+    } else {
+        format!("{seconds} ({comment})")
+    }
+}
+
 /// Builds a response to a request from the request's raw headers.
 #[derive(Debug, Clone)]
 pub struct ResponseBuilder<'a> {
@@ -197,6 +212,14 @@ impl<'a> ResponseBuilder<'a> {
     /// `Server: ...`.
     pub fn server(self, product: &str) -> Self {
         self.header("Server", product)
+    }
+
+    /// `Retry-After: seconds [(comment)]` (RFC 3261 §20.33), for a 503 or 480 that tells the
+    /// client when to come back. Parentheses and backslashes are dropped from the comment so it
+    /// stays one well-formed comment.
+    pub fn retry_after(self, seconds: u32, comment: Option<&str>) -> Self {
+        let value = retry_after_value(seconds, comment);
+        self.header("Retry-After", &value)
     }
 
     /// `WWW-Authenticate: ...` (a digest challenge).
@@ -413,6 +436,22 @@ Content-Length: 0\r\n\r\n";
         assert_eq!(back.status(), Some(200));
         assert_eq!(back.vias().len(), 3);
         assert_eq!(back.to().tag(), Some("abc"));
+    }
+
+    #[test]
+    fn retry_after_is_well_formed() {
+        assert_eq!(retry_after_value(120, None), "120");
+        assert_eq!(retry_after_value(5, Some(" busy ")), "5 (busy)");
+        assert_eq!(
+            retry_after_value(5, Some("a) (b\\\r\nInjected: x")),
+            "5 (a bInjected: x)"
+        );
+        let req = parse(INVITE).unwrap();
+        let resp = ResponseBuilder::new(req.echo(), 503)
+            .retry_after(30, Some("overloaded"))
+            .build();
+        let back = parse(&resp).unwrap();
+        assert_eq!(back.header("Retry-After"), Some("30 (overloaded)"));
     }
 
     #[test]

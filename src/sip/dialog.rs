@@ -9,6 +9,7 @@ use std::fmt;
 
 use super::builder::{new_branch, RequestBuilder};
 use super::message::{Method, NameAddr, SipMessage};
+use super::route::{next_hop, route_request, NextHop, RoutedRequest};
 
 /// Identifies a dialog: Call-ID plus both tags.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -150,6 +151,13 @@ impl Dialog {
         &self.route_set
     }
 
+    /// Where every in-dialog request we send goes (BYE, re-INVITE, INFO, the ACK for a 2xx):
+    /// the first route of the route set, else the remote target (RFC 3261 §12.2.1.1). `None`
+    /// when that is not a SIP URI.
+    pub fn next_hop(&self) -> Option<NextHop> {
+        next_hop(&self.remote_target, &self.route_set)
+    }
+
     /// The last CSeq number we used.
     pub fn local_cseq(&self) -> u32 {
         self.local_cseq
@@ -227,23 +235,10 @@ impl Dialog {
         sent_by: &str,
         transport: &str,
     ) -> RequestBuilder {
-        let loose = self
-            .route_set
-            .first()
-            .is_none_or(|r| r.uri().param("lr").is_some());
-        let (uri, routes): (String, Vec<String>) = if loose {
-            (
-                self.remote_target.clone(),
-                self.route_set.iter().map(|r| r.raw().to_string()).collect(),
-            )
-        } else {
-            let mut routes: Vec<String> = self.route_set[1..]
-                .iter()
-                .map(|r| r.raw().to_string())
-                .collect();
-            routes.push(format!("<{}>", self.remote_target));
-            (self.route_set[0].uri().as_str().to_string(), routes)
-        };
+        let RoutedRequest {
+            request_uri: uri,
+            routes,
+        } = route_request(&self.remote_target, &self.route_set);
         let mut b = RequestBuilder::new(method, &uri)
             .via(&format!(
                 "SIP/2.0/{transport} {sent_by};branch={};rport",

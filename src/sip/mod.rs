@@ -1,26 +1,41 @@
-//! SIP signalling: parsing behind strict checks, transactions, dialogs, UAS/UAC. Pure: time is
-//! passed in.
+//! SIP signalling: parsing behind strict checks, transactions, dialogs, UAS/UAC pieces. Pure:
+//! time is passed in.
 //!
 //! - [`message`]: one datagram in, a checked [`SipMessage`] or a [`ParseError`] (reject with a
 //!   status, or drop) out; typed accessors over raw text kept for echoing.
 //! - [`builder`]: responses that copy the request's raw headers, and our own requests.
-//! - [`transaction`]: INVITE and non-INVITE server transactions and our non-INVITE client
-//!   transactions, sans-IO: feed input with the time, drain transmits and events, wake at
-//!   `next_timeout`.
+//! - [`transaction`]: the four RFC 3261 transactions (INVITE and non-INVITE, server and
+//!   client), sans-IO: feed input with the time, drain transmits and events, wake at
+//!   `next_timeout`. The INVITE client transaction ACKs non-2xx finals and runs its CANCEL.
 //! - [`dialog`]: tags, CSeq ordering, remote target, route set, in-dialog requests.
-//! - [`auth`]: digest authentication (MD5, `qop=auth`, expiring single-use nonces).
+//! - [`route`]: Request-URI and Route headers from a target and a route set (loose and strict
+//!   routing), and the next hop a request is sent to.
+//! - [`auth`]: digest authentication, both sides: MD5 and SHA-256 (and `-sess`), `qop=auth`,
+//!   expiring single-use nonces on the server, 401/407 answering on the client.
+//! - [`register`]: a registration (one AOR binding) with refresh, back-off and unregistration.
+//! - [`session_timer`]: RFC 4028 session timers: headers, negotiation, refresh/expiry timer.
+//! - [`extensions`]: option tags (`Require`/`Supported`, 420 Bad Extension).
+//! - [`info_dtmf`]: DTMF digits in INFO bodies.
+//! - [`redirect`]: choosing the Contact a 3xx sends us to.
 
 pub mod auth;
 pub mod builder;
 mod check;
 pub mod dialog;
+pub mod extensions;
+pub mod info_dtmf;
 mod md5;
 pub mod message;
+pub mod redirect;
+pub mod register;
+pub mod route;
+pub mod session_timer;
 mod syntax;
 pub mod transaction;
 
 pub use builder::{
-    new_branch, new_call_id, new_tag, reason_phrase, RequestBuilder, ResponseBuilder,
+    new_branch, new_call_id, new_tag, reason_phrase, retry_after_value, RequestBuilder,
+    ResponseBuilder,
 };
 pub use message::{
     parse, CSeq, EchoHeaders, HeaderField, MessageKind, Method, NameAddr, ParseError, Rejection,
