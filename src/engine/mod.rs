@@ -23,7 +23,7 @@ pub use io_thread::{IoThread, StopSignal};
 pub use media::{AudioParams, MediaParams, VideoParams};
 pub use port_pool::{PortLease, PortPool};
 pub use session::{BoundMedia, EngineConfig, MediaEngine, MediaSession, SessionSpec};
-pub use sip_transport::{Outbox, SipHandler, SipTransport};
+pub use sip_transport::{Outbox, SipHandler, SipPeer, SipTransport, SipTransportKind, SHUTDOWN_LINGER};
 pub use socket::{MediaSocket, RecvBatch, SendBatch, Waker};
 pub use stats::{SessionStats, StreamStats};
 pub use stream::{MediaStream, RtpSockets, SourcePolicy, StreamConfig};

@@ -12,8 +12,9 @@ use super::codecs::{
     AudioCodec, DEFAULT_EVENTS, H264_DEFAULT_PROFILE_LEVEL_ID, H264_OFFER_PROFILE_LEVEL_ID,
     TELEPHONE_EVENT,
 };
-use super::model::{MediaDescription, MediaKind, PayloadType, SessionDescription};
-use super::write::{media, render, SessionHeader};
+use super::answer::Answer;
+use super::model::{Direction, MediaDescription, MediaKind, PayloadType, SessionDescription};
+use super::write::{media, rejected, render, SessionHeader};
 
 /// The payload type we offer H.264 under.
 const H264_PT: u8 = 96;
@@ -193,6 +194,125 @@ pub fn build_offer(cfg: &OfferConfig) -> Offer {
         ptime: cfg.ptime,
         session_id: cfg.session_id,
         session_version: cfg.session_version,
+    }
+}
+
+/// What a new offer in an established call changes (RFC 3264 §8).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReofferConfig {
+    /// The direction we ask for on every stream: `SendOnly` puts the far end on hold,
+    /// `SendRecv` resumes.
+    pub direction: Direction,
+    /// The `s=` line.
+    pub session_name: String,
+}
+
+/// A new offer in an established call: the same streams, ports, codecs and payload types as
+/// `current` (the description we last sent and what it agreed to), the same session id with
+/// the next version, and `cfg.direction` on every stream. A stream that was refused keeps its
+/// `m=` line with port 0, so the m-lines stay in place. Read the answer with
+/// [`parse_answer`].
+pub fn reoffer(current: &Answer, cfg: &ReofferConfig) -> Offer {
+    let ours = SessionDescription::parse(current.sdp.as_bytes()).ok();
+    let neg = &current.negotiation;
+    let local_ip = ours
+        .as_ref()
+        .and_then(|sd| sd.media.iter().find_map(|m| m.connection))
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let a = &neg.audio;
+    let audio_section = |port: u16| {
+        let mut fmt = vec![a.pt.to_string()];
+        let mut attrs = vec![format!("rtpmap:{}", a.codec.rtpmap(a.pt))];
+        if let Some(ev) = a.dtmf_pt {
+            fmt.push(ev.to_string());
+            attrs.push(format!("rtpmap:{ev} {TELEPHONE_EVENT}/8000"));
+            attrs.push(format!("fmtp:{ev} {DEFAULT_EVENTS}"));
+        }
+        attrs.push(format!("ptime:{}", a.ptime));
+        if a.rtcp_mux {
+            attrs.push("rtcp-mux".to_string());
+        }
+        attrs.push(cfg.direction.as_str().to_string());
+        media("audio", port, "RTP/AVP", &fmt.join(" "), attrs)
+    };
+    let mut video = Vec::new();
+    let mut video_section = |port: u16| match &neg.video {
+        Some(v) if port != 0 => {
+            video.push((v.pt, v.codec));
+            let mut attrs = vec![format!(
+                "rtpmap:{} {}/{}",
+                v.pt,
+                v.codec.encoding_name(),
+                v.clock_rate
+            )];
+            if v.codec == VideoCodec::H264 {
+                attrs.push(format!(
+                    "fmtp:{} profile-level-id={};packetization-mode={}",
+                    v.pt,
+                    v.profile_level_id
+                        .as_deref()
+                        .unwrap_or(H264_DEFAULT_PROFILE_LEVEL_ID),
+                    v.packetization_mode.unwrap_or(0)
+                ));
+            }
+            if v.pli {
+                attrs.push(format!("rtcp-fb:{} nack pli", v.pt));
+            }
+            if v.fir {
+                attrs.push(format!("rtcp-fb:{} ccm fir", v.pt));
+            }
+            if v.rtcp_mux {
+                attrs.push("rtcp-mux".to_string());
+            }
+            attrs.push(cfg.direction.as_str().to_string());
+            media("video", port, "RTP/AVP", &v.pt.to_string(), attrs)
+        }
+        // Video refused (or never agreed): the m-line stays, disabled.
+        _ => {
+            let pt = neg.video.as_ref().map_or(H264_PT, |v| v.pt);
+            media("video", 0, "RTP/AVP", &pt.to_string(), Vec::new())
+        }
+    };
+    // Every m-line we sent last stays, in its place (RFC 3264 §8): ours are rewritten, the
+    // others stay refused.
+    let mut medias = Vec::new();
+    let (mut audio_done, mut video_done) = (false, false);
+    match &ours {
+        Some(sd) => {
+            for m in &sd.media {
+                if m.kind == MediaKind::Audio && !audio_done {
+                    audio_done = true;
+                    medias.push(audio_section(m.port));
+                } else if m.kind == MediaKind::Video && !video_done {
+                    video_done = true;
+                    medias.push(video_section(m.port));
+                } else {
+                    medias.push(rejected(m.kind.as_str(), &m.proto, &m.formats));
+                }
+            }
+        }
+        // Our own description always parses; without it only a disabled audio line is left.
+        None => medias.push(audio_section(0)),
+    }
+    let version = current.session_version.wrapping_add(1);
+    let sdp = render(
+        &SessionHeader {
+            local_ip,
+            session_id: current.session_id,
+            session_version: version,
+            session_name: &cfg.session_name,
+        },
+        medias,
+    );
+    Offer {
+        sdp,
+        audio: vec![(a.pt, a.codec.clone())],
+        dtmf_pt: a.dtmf_pt,
+        video,
+        rtcp_mux: a.rtcp_mux,
+        ptime: a.ptime,
+        session_id: current.session_id,
+        session_version: version,
     }
 }
 
