@@ -401,10 +401,9 @@ impl SipVoiceBackend {
         let call_id = new_call_id(&local_host.to_string());
         let from_uri = match options.from {
             Some(f) => {
-                Uri::parse(&f)
-                    .ok()
-                    .filter(|u| u.is_sip())
-                    .ok_or_else(|| Error::InvalidArgument(format!("from: `{f}` is not a sip: URI")))?;
+                Uri::parse(&f).ok().filter(|u| u.is_sip()).ok_or_else(|| {
+                    Error::InvalidArgument(format!("from: `{f}` is not a sip: URI"))
+                })?;
                 f
             }
             None => self.first_aor().unwrap_or_default(),
@@ -412,11 +411,17 @@ impl SipVoiceBackend {
         let contact_user = Uri::parse(&from_uri)
             .ok()
             .and_then(|u| u.user())
-            .filter(|u| !u.is_empty() && u.chars().all(|c| c.is_ascii_alphanumeric() || "-_.!~*'()&=+$,;?/".contains(c)))
+            .filter(|u| {
+                !u.is_empty()
+                    && u.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.!~*'()&=+$,;?/".contains(c))
+            })
             .unwrap_or_else(|| self.cfg.user.clone());
         for (n, v) in &options.headers {
             if n.is_empty() || n.contains([':', '\r', '\n']) || v.contains(['\r', '\n']) {
-                return Err(Error::InvalidArgument(format!("header `{n}` is not usable")));
+                return Err(Error::InvalidArgument(format!(
+                    "header `{n}` is not usable"
+                )));
             }
         }
         // Registered as the call starts: hangup() and call_id() work at once.
@@ -553,7 +558,9 @@ impl SipVoiceBackend {
     /// The address of record of the oldest live registration.
     fn first_aor(&self) -> Option<String> {
         let regs = self.callbacks.registrations.lock();
-        regs.iter().min_by_key(|(id, _)| **id).map(|(_, r)| r.0.clone())
+        regs.iter()
+            .min_by_key(|(id, _)| **id)
+            .map(|(_, r)| r.0.clone())
     }
 }
 

@@ -9,6 +9,7 @@
 pub mod annexb;
 pub mod dtmf;
 pub mod g711;
+pub mod g722;
 pub mod h264;
 pub mod ivf;
 pub mod testclip;

@@ -4,12 +4,17 @@
 
 use std::time::{Duration, Instant};
 
-use super::core::{ClientKind, ServerEntry, ServerTx, SipCore, SipCounters, TimerKey, ALLOW, SUPPORTED};
+use super::core::{
+    ClientKind, ServerEntry, ServerTx, SipCore, SipCounters, TimerKey, ALLOW, SUPPORTED,
+};
 use super::dial::UacLeg;
 use super::events::{CallProgress, CallState, SipEvent};
 use super::host::MediaChange;
 use crate::engine::{Outbox, SessionId, SipPeer};
-use crate::sdp::{parse_answer, reanswer, reoffer, Answer, AnswerConfig, Direction, Offer, ReofferConfig, SessionDescription};
+use crate::sdp::{
+    parse_answer, reanswer, reoffer, Answer, AnswerConfig, Direction, Offer, ReofferConfig,
+    SessionDescription,
+};
 use crate::sip::auth::DigestClient;
 use crate::sip::dialog::Dialog;
 use crate::sip::info_dtmf::{parse_info_dtmf, InfoDtmfError};
@@ -315,8 +320,10 @@ impl SipCore {
     pub(super) fn uas_timer(
         &self,
         req: &SipMessage,
-    ) -> Result<Option<(SessionExpires, Vec<(&'static str, String)>)>, (u16, Vec<(&'static str, String)>)>
-    {
+    ) -> Result<
+        Option<(SessionExpires, Vec<(&'static str, String)>)>,
+        (u16, Vec<(&'static str, String)>),
+    > {
         if req.header("Session-Expires").is_none() {
             return Ok(None);
         }
@@ -339,7 +346,13 @@ impl SipCore {
     }
 
     /// A re-INVITE in a dialog of ours (either side's call).
-    pub(super) fn handle_reinvite(&mut self, id: u64, req: &SipMessage, now: Instant, out: &mut Outbox) {
+    pub(super) fn handle_reinvite(
+        &mut self,
+        id: u64,
+        req: &SipMessage,
+        now: Instant,
+        out: &mut Outbox,
+    ) {
         let Some(no) = self.in_dialog(req) else {
             self.respond(id, None, 481, &[], None, now, out);
             return;
@@ -437,7 +450,13 @@ impl SipCore {
     }
 
     /// An UPDATE (RFC 3311): a session refresh without a body, a new offer with one.
-    pub(super) fn handle_update(&mut self, id: u64, req: &SipMessage, now: Instant, out: &mut Outbox) {
+    pub(super) fn handle_update(
+        &mut self,
+        id: u64,
+        req: &SipMessage,
+        now: Instant,
+        out: &mut Outbox,
+    ) {
         let Some(no) = self.in_dialog(req) else {
             self.respond(id, Some(req), 481, &[], None, now, out);
             return;
@@ -511,7 +530,13 @@ impl SipCore {
 
     /// An INFO: DTMF (`application/dtmf-relay`, `application/dtmf`) goes to the application;
     /// an empty one is a keep-alive.
-    pub(super) fn handle_info(&mut self, id: u64, req: &SipMessage, now: Instant, out: &mut Outbox) {
+    pub(super) fn handle_info(
+        &mut self,
+        id: u64,
+        req: &SipMessage,
+        now: Instant,
+        out: &mut Outbox,
+    ) {
         let Some(no) = self.in_dialog(req) else {
             self.respond(id, Some(req), 481, &[], None, now, out);
             return;
@@ -563,8 +588,17 @@ impl SipCore {
     /// description unchanged. Waits (does nothing) while another offer is in progress.
     pub(super) fn send_reinvite(&mut self, no: u64, refresh: bool, now: Instant, out: &mut Outbox) {
         let session_name = self.cfg.user_agent.clone();
-        let contact = self.contact_uri(&self.calls.get(&no).map_or_else(String::new, |c| c.contact_user.clone()));
-        let timer_interval = self.calls.get(&no).and_then(|c| c.timer.as_ref()).map(|t| t.interval());
+        let contact = self.contact_uri(
+            &self
+                .calls
+                .get(&no)
+                .map_or_else(String::new, |c| c.contact_user.clone()),
+        );
+        let timer_interval = self
+            .calls
+            .get(&no)
+            .and_then(|c| c.timer.as_ref())
+            .map(|t| t.interval());
         let Some(c) = self.calls.get_mut(&no) else {
             return;
         };
@@ -690,7 +724,8 @@ impl SipCore {
         let dest = SipCore::hop_addr(d.next_hop(), c.peer);
         let mut b = d.ack(resp.cseq().number, &sent_by, transport);
         if let Some(auth) = c.auth.as_mut() {
-            let uri = crate::sip::route::route_request(d.remote_target(), d.route_set()).request_uri;
+            let uri =
+                crate::sip::route::route_request(d.remote_target(), d.route_set()).request_uri;
             for (n, v) in auth.authorize("ACK", &uri) {
                 b = b.header(n, &v);
             }
@@ -721,8 +756,13 @@ impl SipCore {
                         audio_remote: (old.as_ref().map(|o| (o.audio.remote, o.audio.remote_rtcp))
                             != Some((neg.audio.remote, neg.audio.remote_rtcp)))
                         .then_some((neg.audio.remote, neg.audio.remote_rtcp)),
-                        video_remote: match (&neg.video, old.as_ref().and_then(|o| o.video.as_ref())) {
-                            (Some(v), Some(o)) if (v.remote, v.remote_rtcp) != (o.remote, o.remote_rtcp) => {
+                        video_remote: match (
+                            &neg.video,
+                            old.as_ref().and_then(|o| o.video.as_ref()),
+                        ) {
+                            (Some(v), Some(o))
+                                if (v.remote, v.remote_rtcp) != (o.remote, o.remote_rtcp) =>
+                            {
                                 Some((v.remote, v.remote_rtcp))
                             }
                             _ => None,

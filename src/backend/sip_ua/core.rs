@@ -845,7 +845,13 @@ impl SipCore {
             .then_some(no)
     }
 
-    fn handle_ack(&mut self, ack: &SipMessage, key: &TransactionKey, now: Instant, out: &mut Outbox) {
+    fn handle_ack(
+        &mut self,
+        ack: &SipMessage,
+        key: &TransactionKey,
+        now: Instant,
+        out: &mut Outbox,
+    ) {
         // ACK for a non-2xx final shares the INVITE's branch (same key).
         let id = self.server_index.get(key).copied().or_else(|| {
             // ACK for a 2xx is its own transaction: find the INVITE through the dialog.

@@ -85,7 +85,8 @@ impl SipCore {
         if req.from_uri.is_empty() {
             req.from_uri = self.contact_uri(&req.contact_user);
         }
-        if self.call_index.contains_key(&req.call_id) || self.by_session.contains_key(&req.session) {
+        if self.call_index.contains_key(&req.call_id) || self.by_session.contains_key(&req.session)
+        {
             return self.dial_refused(&req, 500, "a call with this id exists");
         }
         let video = req.video && self.with_video;
@@ -93,11 +94,7 @@ impl SipCore {
             Ok(r) => r,
             Err(MediaError { status, reason }) => return self.dial_refused(&req, status, &reason),
         };
-        let mut oc = OfferConfig::new(
-            self.sdp_ip(),
-            r.audio_port,
-            r.video_port.unwrap_or(0),
-        );
+        let mut oc = OfferConfig::new(self.sdp_ip(), r.audio_port, r.video_port.unwrap_or(0));
         oc.audio_codecs = self.cfg.supported_codecs.clone();
         oc.video_codecs = if video {
             self.cfg.supported_video_codecs.clone()
@@ -121,8 +118,7 @@ impl SipCore {
             offer,
             redirected: false,
             attempts: 0,
-            session_expires: (self.cfg.session_expires > 0)
-                .then(|| timer_policy(self).interval),
+            session_expires: (self.cfg.session_expires > 0).then(|| timer_policy(self).interval),
             ring_deadline: now + req.ring_timeout,
             cancelled: None,
             request: req,
@@ -204,7 +200,12 @@ impl SipCore {
         let r = &leg.request;
         let from = match &r.display_name {
             Some(d) if !d.is_empty() => {
-                format!("{} <{}>;tag={}", quoted_display(d), r.from_uri, leg.from_tag)
+                format!(
+                    "{} <{}>;tag={}",
+                    quoted_display(d),
+                    r.from_uri,
+                    leg.from_tag
+                )
             }
             _ => format!("<{}>;tag={}", r.from_uri, leg.from_tag),
         };
@@ -238,9 +239,7 @@ impl SipCore {
                 b = b.header(n, &v);
             }
         }
-        let invite = b
-            .body("application/sdp", leg.offer.sdp.as_bytes())
-            .build();
+        let invite = b.body("application/sdp", leg.offer.sdp.as_bytes()).build();
         let hop = leg.hop;
         c.peer = hop;
         match self.send_invite(invite, hop, no, false, now, out) {
@@ -302,13 +301,17 @@ impl SipCore {
             return Ok(());
         };
         let r = &leg.request;
-        let callee_user = crate::sip::Uri::parse(&r.target).ok().and_then(|u| u.user());
+        let callee_user = crate::sip::Uri::parse(&r.target)
+            .ok()
+            .and_then(|u| u.user());
         let parties = Parties {
             call_id: r.call_id.clone(),
             caller: r.from_uri.clone(),
             callee: r.target.clone(),
             caller_display_name: r.display_name.clone(),
-            caller_user: crate::sip::Uri::parse(&r.from_uri).ok().and_then(|u| u.user()),
+            caller_user: crate::sip::Uri::parse(&r.from_uri)
+                .ok()
+                .and_then(|u| u.user()),
             x_headers: r
                 .headers
                 .iter()
@@ -478,7 +481,14 @@ impl SipCore {
     }
 
     /// A 2xx to our INVITE: ACK, media, answered.
-    fn dial_answered(&mut self, no: u64, tx: u64, resp: &SipMessage, now: Instant, out: &mut Outbox) {
+    fn dial_answered(
+        &mut self,
+        no: u64,
+        tx: u64,
+        resp: &SipMessage,
+        now: Instant,
+        out: &mut Outbox,
+    ) {
         let dialog = self
             .invites
             .get(&tx)

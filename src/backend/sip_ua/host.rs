@@ -18,8 +18,8 @@ use super::super::sip_config::SipBackendConfig;
 use crate::codec::h264::PacketizationMode;
 use crate::engine::event::{SessionInfo, StreamInfo};
 use crate::engine::{
-    AudioParams, BoundMedia, MediaEngine, MediaParams, PortLease, PortPool, RtpSockets,
-    SessionId, SessionSpec, SourcePolicy, StreamConfig, VideoParams,
+    AudioParams, BoundMedia, MediaEngine, MediaParams, PortLease, PortPool, RtpSockets, SessionId,
+    SessionSpec, SourcePolicy, StreamConfig, VideoParams,
 };
 use crate::frame::{Delivery, DtmfEvent};
 use crate::sdp::{Direction, Negotiation};
@@ -129,7 +129,10 @@ pub struct EngineHost {
     next_id: u64,
     reserved: HashMap<u64, (BoundPort, Option<BoundPort>)>,
     live: HashMap<SessionId, Vec<PortLease>>,
-    reaper: Option<(Sender<(SessionId, Vec<PortLease>)>, std::thread::JoinHandle<()>)>,
+    reaper: Option<(
+        Sender<(SessionId, Vec<PortLease>)>,
+        std::thread::JoinHandle<()>,
+    )>,
 }
 
 impl std::fmt::Debug for EngineHost {
@@ -371,9 +374,15 @@ impl Drop for EngineHost {
 /// What a [`FakeMediaHost`] was asked, in order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum HostCall {
-    Reserve { video: bool, granted: Option<Reservation> },
+    Reserve {
+        video: bool,
+        granted: Option<Reservation>,
+    },
     Release(u64),
-    Start { session: SessionId, has_video: bool },
+    Start {
+        session: SessionId,
+        has_video: bool,
+    },
     Update(SessionId, MediaChange),
     Dtmf(SessionId, DtmfEvent),
     Close(SessionId),

@@ -28,7 +28,13 @@ impl SipCore {
     }
 
     /// Starts registration `id`.
-    pub(super) fn register(&mut self, id: u64, req: RegisterRequest, now: Instant, out: &mut Outbox) {
+    pub(super) fn register(
+        &mut self,
+        id: u64,
+        req: RegisterRequest,
+        now: Instant,
+        out: &mut Outbox,
+    ) {
         if self.registrations.contains_key(&id) {
             return;
         }

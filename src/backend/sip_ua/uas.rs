@@ -259,8 +259,7 @@ impl SipCore {
             warning: None,
         })?;
         let offer = SessionDescription::parse(req.body()).map_err(|_| Refusal::status(488))?;
-        let want_video =
-            self.with_video && offer.accepts_video(&self.cfg.supported_video_codecs);
+        let want_video = self.with_video && offer.accepts_video(&self.cfg.supported_video_codecs);
         let r = self.host.reserve(want_video).map_err(|e| Refusal {
             status: e.status,
             headers: Vec::new(),
@@ -300,10 +299,7 @@ impl SipCore {
             reservation,
             now,
         } = s;
-        let cfg = self.answer_config(
-            reservation.audio_port,
-            reservation.video_port.unwrap_or(0),
-        );
+        let cfg = self.answer_config(reservation.audio_port, reservation.video_port.unwrap_or(0));
         let ans = answer(offer, &cfg).map_err(|e| Refusal::status(e.status_code()))?;
         let cfg = AnswerConfig {
             video_port: if ans.has_video() { cfg.video_port } else { 0 },
@@ -455,7 +451,11 @@ impl SipCore {
         if outcome == CancelOutcome::Cancelled {
             self.respond(inv, None, 487, &[], None, now, out);
             if let Some(no) = call {
-                if self.calls.get(&no).is_some_and(|c| c.invite_tx == Some(inv)) {
+                if self
+                    .calls
+                    .get(&no)
+                    .is_some_and(|c| c.invite_tx == Some(inv))
+                {
                     self.end_call(no, "cancelled by the caller");
                 }
             }

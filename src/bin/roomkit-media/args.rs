@@ -7,7 +7,8 @@ use std::str::FromStr;
 
 /// The parsed arguments of one subcommand.
 pub struct Args {
-    options: HashMap<&'static str, String>,
+    /// Every value given per option, in order (most options take one; the last wins).
+    options: HashMap<&'static str, Vec<String>>,
     pub positionals: Vec<String>,
 }
 
@@ -39,13 +40,13 @@ impl Args {
                             .ok_or_else(|| format!("--{name} needs a value"))?
                             .clone(),
                     };
-                    options.insert(known, value);
+                    options.entry(known).or_insert_with(Vec::new).push(value);
                 } else if let Some(&known) = spec.switches.iter().find(|&&s| s == name) {
                     if inline.is_some() {
                         return Err(format!("--{name} takes no value"));
                     }
                     // A switch is an option with an empty value.
-                    options.insert(known, String::new());
+                    options.insert(known, vec![String::new()]);
                 } else {
                     return Err(format!("unknown option --{name}"));
                 }
@@ -59,9 +60,17 @@ impl Args {
         })
     }
 
-    /// The raw value of `--name`, if given.
+    /// The raw value of `--name`, if given (the last one when repeated).
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.options.get(name).map(String::as_str)
+        self.options
+            .get(name)
+            .and_then(|v| v.last())
+            .map(String::as_str)
+    }
+
+    /// Every value of a repeatable `--name`, in order.
+    pub fn all(&self, name: &str) -> &[String] {
+        self.options.get(name).map_or(&[], Vec::as_slice)
     }
 
     /// `--name` parsed as a `T`, or `default` when absent.

@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
 use roomkit_media::backend::{
     CallState, DialOptions, SipBackendConfig, SipCredentials, SipVideoBackend,
 };
@@ -23,7 +22,7 @@ use roomkit_media::VideoCodec;
 
 use crate::args::{resolve, Args, Spec};
 use crate::media_file::{codec_for_path, read_pictures};
-use crate::serve::js;
+use crate::output::{js, Out};
 use crate::Failure;
 
 pub const SPEC: Spec = Spec {
@@ -64,7 +63,9 @@ fn uri_target(uri: &str) -> Result<String, String> {
 
 pub fn run(args: &Args) -> Result<ExitCode, Failure> {
     let [uri] = args.positionals.as_slice() else {
-        return Err("call needs exactly one sip:USER@HOST[:PORT]".to_string().into());
+        return Err("call needs exactly one sip:USER@HOST[:PORT]"
+            .to_string()
+            .into());
     };
     let target: SocketAddr = resolve(&uri_target(uri)?)?;
     let proxy = args.addr("proxy")?;
@@ -136,7 +137,7 @@ pub fn run(args: &Args) -> Result<ExitCode, Failure> {
         Arc::new(AtomicU64::new(0)),
         Arc::new(AtomicU64::new(0)),
     );
-    let out = Arc::new(Mutex::new(()));
+    let out = Out::stdout();
     {
         let (f, k) = (frames.clone(), keyframes.clone());
         be.on_video_received(move |_, fr| {
@@ -149,13 +150,12 @@ pub fn run(args: &Args) -> Result<ExitCode, Failure> {
         });
         let out = out.clone();
         be.on_call_state(move |_, p| {
-            let _guard = out.lock();
-            println!(
+            out.line(&format!(
                 "{{\"event\":\"progress\",\"state\":\"{}\",\"status\":{},\"reason\":{}}}",
                 p.state.as_str(),
                 p.status,
                 js(&p.reason)
-            );
+            ));
         });
     }
     be.start().map_err(|e| Failure::Runtime(e.to_string()))?;
@@ -174,7 +174,10 @@ pub fn run(args: &Args) -> Result<ExitCode, Failure> {
         .map_err(|e| Failure::Runtime(format!("call to {uri} failed: {e}")))?;
     // The ring time, plus the CANCEL's own transaction.
     let settled = be
-        .wait_call(call, Duration::from_secs_f64(ring) + Duration::from_secs(40))
+        .wait_call(
+            call,
+            Duration::from_secs_f64(ring) + Duration::from_secs(40),
+        )
         .map_err(|e| Failure::Runtime(format!("call to {uri} failed: {e}")))?;
     if settled.state != CallState::Answered {
         return Err(Failure::Runtime(format!(
@@ -230,14 +233,13 @@ pub fn run(args: &Args) -> Result<ExitCode, Failure> {
         .as_ref()
         .and_then(|s| s.video.as_ref())
         .map_or(0, |v| v.lost);
-    let _guard = out.lock();
-    println!(
+    out.line(&format!(
         "{{\"call_id\":{},\"has_video\":{has_video},\"pictures_sent\":{sent_pictures},\"frames_received\":{},\"keyframes_received\":{},\"audio_frames_received\":{},\"video_lost\":{lost},\"bye_answered\":{answered}}}",
         js(&call_id),
         frames.load(Ordering::Relaxed),
         keyframes.load(Ordering::Relaxed),
         audio.load(Ordering::Relaxed)
-    );
+    ));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,4 +1,4 @@
-//! The roomkit-media command line: `demo`, `serve`, `send`, `recv` and `call`.
+//! The roomkit-media command line: `demo`, `serve`, `call`, `send`, `recv` and `netsim`.
 //! Exit codes: 0 success, 1 the media did not flow as asked (or a call failed), 2 bad arguments
 //! or files. Only bad arguments print the usage text.
 
@@ -7,10 +7,13 @@ mod call;
 mod demo;
 mod link;
 mod media_file;
+mod netsim;
+mod output;
 mod progress;
 mod recv;
 mod send;
 mod serve;
+mod signals;
 
 use std::process::ExitCode;
 
@@ -23,6 +26,8 @@ usage:
   roomkit-media demo [--seconds S]
   roomkit-media call sip:USER@HOST[:PORT] [--proxy HOST:PORT] [--auth-user U --password P] [--from URI]
                      [--video FILE] [--seconds S] [--fps N] [--ring-timeout S] [--audio-only]
+  roomkit-media netsim --pipe LISTEN=TARGET[/BACK] [--pipe ...] [--loss PCT] [--burst N] [--delay MS] [--jitter MS]
+                       [--reorder PCT] [--reorder-ms MS] [--duplicate PCT] [--seed N] [--seconds S] [--idle S]
 ";
 
 /// Why a command did not succeed.
@@ -62,6 +67,9 @@ fn main() -> ExitCode {
         "call" => args::Args::parse(rest, &call::SPEC)
             .map_err(Failure::from)
             .and_then(|a| call::run(&a)),
+        "netsim" => args::Args::parse(rest, &netsim::SPEC)
+            .and_then(|a| netsim::run(&a))
+            .map_err(Failure::from),
         other => Err(Failure::Usage(format!("unknown command `{other}`"))),
     };
     match result {

@@ -13,21 +13,23 @@ use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use roomkit_media::backend::AudioCodec;
-use roomkit_media::backend::{SessionId, SessionInfo};
 use roomkit_media::backend::{
     RegisterOptions, RegistrationEvent, SipBackendConfig, SipCredentials, SipVideoBackend,
 };
+use roomkit_media::backend::{SessionId, SessionInfo};
 use roomkit_media::prelude::*;
 use roomkit_media::VideoCodec;
 
 use crate::args::{Args, Spec};
 use crate::media_file::VideoSink;
+use crate::output::{js, Out};
+use crate::signals;
 
 pub const SPEC: Spec = Spec {
     options: &[
@@ -49,53 +51,6 @@ pub const SPEC: Spec = Spec {
     ],
     switches: &["echo", "quiet-frames"],
 };
-
-/// Set by SIGINT/SIGTERM; the main loop polls it.
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    // Only an atomic store: async-signal-safe.
-    STOP.store(true, Ordering::SeqCst);
-}
-
-/// Routes SIGINT and SIGTERM to [`on_signal`].
-pub fn install_signal_handlers() {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: `on_signal` is an `extern "C"` function that only stores to a static atomic,
-        // which is async-signal-safe; `signal` has no other preconditions.
-        unsafe {
-            libc::signal(sig, on_signal as *const () as libc::sighandler_t);
-        }
-    }
-}
-
-/// One JSON line at a time, whole lines only, flushed at once (tests read them live).
-#[derive(Clone)]
-struct Out(Arc<Mutex<std::io::Stdout>>);
-
-impl Out {
-    fn line(&self, s: &str) {
-        let mut o = self.0.lock();
-        let _ = writeln!(o, "{s}");
-        let _ = o.flush();
-    }
-}
-
-/// JSON string literal.
-pub fn js(s: &str) -> String {
-    let mut o = String::with_capacity(s.len() + 2);
-    o.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
-            c => o.push(c),
-        }
-    }
-    o.push('"');
-    o
-}
 
 /// A file name from a Call-ID (which may hold `@`, `/`, ...).
 fn safe_name(call_id: &str) -> String {
@@ -226,9 +181,9 @@ pub fn run(args: &Args) -> Result<ExitCode, crate::Failure> {
                 .map(|(u, _)| u.to_string())
                 .filter(|u| !u.is_empty())
                 .ok_or_else(|| format!("--register: `{aor}` is not sip:USER@HOST[:PORT]"))?;
-            let credentials = args.get("password").map(|p| {
-                SipCredentials::new(args.get("auth-user").unwrap_or(&user), p)
-            });
+            let credentials = args
+                .get("password")
+                .map(|p| SipCredentials::new(args.get("auth-user").unwrap_or(&user), p));
             let expires: u32 = args.num("expires", 3600)?;
             if !(10..=86_400).contains(&expires) {
                 return Err(format!("--expires: {expires} is outside 10..=86400").into());
@@ -287,11 +242,10 @@ pub fn run(args: &Args) -> Result<ExitCode, crate::Failure> {
         .map(|_| args.num("hangup-after", 0u64).map(Duration::from_millis))
         .transpose()?;
 
-    install_signal_handlers();
-    let be = Arc::new(
-        SipVideoBackend::new(cfg).map_err(|e| crate::Failure::Runtime(e.to_string()))?,
-    );
-    let out = Out(Arc::new(Mutex::new(std::io::stdout())));
+    signals::install();
+    let be =
+        Arc::new(SipVideoBackend::new(cfg).map_err(|e| crate::Failure::Runtime(e.to_string()))?);
+    let out = Out::stdout();
     let calls: Arc<Mutex<HashMap<SessionId, CallLog>>> = Arc::default();
     let ended = Arc::new(AtomicU64::new(0));
     let answered = Arc::new(AtomicU64::new(0));
@@ -480,7 +434,7 @@ pub fn run(args: &Args) -> Result<ExitCode, crate::Failure> {
         be.register(&aor, options)
             .map_err(|e| crate::Failure::Runtime(format!("--register {aor}: {e}")))?;
     }
-    while !STOP.load(Ordering::SeqCst) {
+    while !signals::stop_requested() {
         if max_calls > 0 && ended.load(Ordering::Relaxed) >= max_calls {
             break;
         }
