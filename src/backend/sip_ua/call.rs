@@ -428,7 +428,16 @@ impl SipCore {
         let offer = SessionDescription::parse(body).map_err(|_| 488u16)?;
         let c = self.calls.get_mut(&no).ok_or(481u16)?;
         let local = c.media.local.as_ref().ok_or(491u16)?;
-        let re = reanswer(&offer, local, &c.media.answer_cfg).map_err(|_| 488u16)?;
+        // While we hold the far end we keep not receiving, whatever it offers.
+        let cfg = AnswerConfig {
+            direction: if c.held_by_us {
+                Direction::SendOnly
+            } else {
+                Direction::SendRecv
+            },
+            ..c.media.answer_cfg.clone()
+        };
+        let re = reanswer(&offer, local, &cfg).map_err(|_| 488u16)?;
         let n = &re.answer.negotiation;
         let change = MediaChange {
             audio_remote: re

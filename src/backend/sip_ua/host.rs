@@ -119,6 +119,9 @@ struct StreamSettings {
 /// A port taken from the pool and its bound sockets.
 type BoundPort = (PortLease, RtpSockets);
 
+/// A session to close and the ports to return once it is closed.
+type Reap = (SessionId, Vec<PortLease>);
+
 /// The production host: ports from the backend's pool, bound at once; sessions on the
 /// backend's engine; closing on a reaper thread (joining stream threads takes a while under
 /// load and must not hold up signalling).
@@ -129,10 +132,7 @@ pub struct EngineHost {
     next_id: u64,
     reserved: HashMap<u64, (BoundPort, Option<BoundPort>)>,
     live: HashMap<SessionId, Vec<PortLease>>,
-    reaper: Option<(
-        Sender<(SessionId, Vec<PortLease>)>,
-        std::thread::JoinHandle<()>,
-    )>,
+    reaper: Option<(Sender<Reap>, std::thread::JoinHandle<()>)>,
 }
 
 impl std::fmt::Debug for EngineHost {
@@ -152,7 +152,7 @@ impl EngineHost {
         cfg: &SipBackendConfig,
         cname: String,
     ) -> EngineHost {
-        let (tx, rx) = unbounded::<(SessionId, Vec<PortLease>)>();
+        let (tx, rx) = unbounded::<Reap>();
         let e = engine.clone();
         // Without the reaper thread, sessions are closed inline on the SIP thread.
         let reaper = std::thread::Builder::new()

@@ -35,3 +35,6 @@ pub use host::{
     MediaStart, Reservation,
 };
 pub(crate) use thread::SipThread;
+
+#[cfg(test)]
+mod tests;

@@ -61,6 +61,24 @@ pub(super) struct Parties {
     pub direction: &'static str,
 }
 
+/// A display name as text: a quoted-string loses its quotes and escapes (RFC 3261 §25.1),
+/// a token sequence stays as it is.
+fn unquote(name: &str) -> String {
+    let name = name.trim();
+    let Some(inner) = name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) else {
+        return name.to_string();
+    };
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.extend(chars.next()),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// The session metadata of a call (roomkit's keys) and of its video session.
 pub(super) fn call_metadata(
     p: &Parties,
@@ -74,11 +92,7 @@ pub(super) fn call_metadata(
     meta.insert("callee".into(), p.callee.clone());
     meta.insert(
         "caller_display_name".into(),
-        p.caller_display_name
-            .clone()
-            .unwrap_or_default()
-            .trim_matches('"')
-            .to_string(),
+        unquote(p.caller_display_name.as_deref().unwrap_or_default()),
     );
     if let Some(u) = &p.caller_user {
         meta.insert("caller_user".into(), u.clone());
