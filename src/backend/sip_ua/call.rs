@@ -25,6 +25,9 @@ use crate::sip::session_timer::{
 use crate::sip::transaction::TransactionEvent;
 use crate::sip::{Method, SipMessage};
 
+/// Challenges one re-INVITE answers before it gives up.
+const MAX_REINVITE_AUTH: u8 = 2;
+
 /// Where a call stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Phase {
@@ -74,8 +77,10 @@ pub(super) struct Call {
     pub info: Option<std::sync::Arc<crate::engine::SessionInfo>>,
     /// Our re-INVITE in progress (its INVITE client transaction).
     pub reinvite: Option<u64>,
-    /// Why our re-INVITE in progress was sent.
+    /// A session refresh waits to be sent (or is in progress).
     pub reinvite_refresh: bool,
+    /// Challenges answered for the re-INVITE in progress.
+    pub reinvite_auth_tries: u8,
     /// A hold (`true`) or resume the application asked for and no re-INVITE carried yet.
     pub want_hold: Option<bool>,
     /// We hold the far end (our last answered offer was `sendonly`).
@@ -704,7 +709,7 @@ impl SipCore {
                 if !current {
                     return;
                 }
-                self.reinvite_failed(no, status, now, out);
+                self.reinvite_failed(no, &resp, now, out);
             }
             TransactionEvent::Timeout if current => {
                 self.send_bye(no, now, out);
@@ -749,6 +754,7 @@ impl SipCore {
             return;
         };
         c.reinvite = None;
+        c.reinvite_auth_tries = 0;
         if let Some(h) = c.pending_hold.take() {
             c.held_by_us = h;
         }
@@ -808,13 +814,30 @@ impl SipCore {
         self.after_reinvite(no, now, out);
     }
 
-    fn reinvite_failed(&mut self, no: u64, status: u16, now: Instant, out: &mut Outbox) {
+    fn reinvite_failed(&mut self, no: u64, resp: &SipMessage, now: Instant, out: &mut Outbox) {
+        let status = resp.status().unwrap_or_default();
         let Some(c) = self.calls.get_mut(&no) else {
             return;
         };
         c.reinvite = None;
         c.media.pending_offer = None;
         let offered = c.pending_hold.take();
+        // A challenge (the far end wants credentials in the dialog too, or its nonce went
+        // stale): answer it and send the same re-INVITE again, a few times at most.
+        if matches!(status, 401 | 407) && c.reinvite_auth_tries < MAX_REINVITE_AUTH {
+            if let Some(auth) = c.auth.as_mut() {
+                if auth.handle_challenge(resp).is_ok() {
+                    c.reinvite_auth_tries += 1;
+                    match offered {
+                        Some(h) => c.want_hold = Some(h),
+                        None => c.reinvite_refresh = true,
+                    }
+                    self.after_reinvite(no, now, out);
+                    return;
+                }
+            }
+        }
+        c.reinvite_auth_tries = 0;
         match status {
             491 => {
                 // Glare: try again later, 2.1-4 s when the Call-ID is ours, 0-2 s otherwise.

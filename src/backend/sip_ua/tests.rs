@@ -1118,3 +1118,66 @@ fn dialing_without_ports_fails_with_503() {
     assert_eq!(a.reserved() + a.live_media(), 0);
     let _ = Timers::default();
 }
+
+#[test]
+fn a_challenged_reinvite_is_sent_again_with_credentials() {
+    let now = Instant::now();
+    let mut a = Ua::new(5191, |_| {});
+    let peer = addr(6500);
+    let s = SessionId::new_v4();
+    a.cmd(
+        Command::Dial(Box::new(dial_to(s, "sip:bob@127.0.0.1:6500", peer))),
+        now,
+    );
+    let invite = a.sent().remove(0).0;
+    let sdp = sdp_answer(&invite, 40500);
+    let contact = [("Contact", "<sip:bob@127.0.0.1:6500>")];
+    a.recv(
+        &reply(&invite, 200, Some("b"), &contact, Some(&sdp)),
+        peer,
+        now,
+    );
+    a.sent();
+    a.cmd(Command::Hold(s, true), now);
+    let reinvite = a.sent().remove(0).0;
+    assert!(
+        reinvite.header("Authorization").is_none(),
+        "no challenge learned yet"
+    );
+    let mut uas = DigestAuthenticator::new("bob", Duration::from_secs(30));
+    let ch = uas.challenge(now, false);
+    a.recv(
+        &reply(
+            &reinvite,
+            401,
+            Some("b"),
+            &[("WWW-Authenticate", &ch)],
+            None,
+        ),
+        peer,
+        now,
+    );
+    let again = a
+        .sent()
+        .into_iter()
+        .find(|(m, _)| m.method() == &Method::Invite)
+        .expect("the re-INVITE again")
+        .0;
+    assert_eq!(again.cseq().number, reinvite.cseq().number + 1);
+    assert!(String::from_utf8_lossy(again.body()).contains("a=sendonly"));
+    let creds = again.header("Authorization").unwrap();
+    assert!(matches!(
+        uas.verify(creds, "INVITE", now, |u| (u == "alice")
+            .then(|| "secret".into())),
+        AuthOutcome::Authorized { .. }
+    ));
+    // Refused for good this time: the call stays up, not held.
+    let ch = uas.challenge(now, false);
+    a.recv(
+        &reply(&again, 401, Some("b"), &[("WWW-Authenticate", &ch)], None),
+        peer,
+        now,
+    );
+    assert!(a.sent().iter().all(|(m, _)| m.method() != &Method::Invite));
+    assert_eq!(a.core.call_count(), 1);
+}

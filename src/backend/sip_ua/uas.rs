@@ -398,6 +398,7 @@ impl SipCore {
             uas_timer: None,
             reinvite: None,
             reinvite_refresh: false,
+            reinvite_auth_tries: 0,
             want_hold: None,
             held_by_us: false,
             pending_hold: None,
