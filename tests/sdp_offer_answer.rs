@@ -3,8 +3,8 @@
 use std::net::{IpAddr, SocketAddr};
 
 use roomkit_media::sdp::{
-    answer, build_offer, parse_answer, reanswer, Answer, AnswerConfig, AnswerError, AudioCodec,
-    Direction, OfferConfig, SessionDescription,
+    answer, build_offer, parse_answer, reanswer, reoffer, Answer, AnswerConfig, AnswerError,
+    AudioCodec, Direction, OfferConfig, ReofferConfig, SessionDescription,
 };
 use roomkit_media::VideoCodec;
 
@@ -16,8 +16,11 @@ fn sock(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
 
+/// An answerer taking G.711 only (the negotiation tests below are about everything but the
+/// wideband defaults, which have tests of their own).
 fn cfg(video: &[VideoCodec]) -> AnswerConfig {
     let mut c = AnswerConfig::new(ip("192.0.2.10"), 10000, 10002);
+    c.audio_codecs = vec![AudioCodec::Pcmu, AudioCodec::Pcma];
     c.video_codecs = video.to_vec();
     c.session_id = 1234;
     c.session_version = 1;
@@ -559,11 +562,24 @@ fn our_offer_answered_by_our_answerer_agrees_both_ways() {
     ];
     let offer = build_offer(&oc);
     assert!(
-        offer.sdp.contains("m=audio 4000 RTP/AVP 0 8 98 101\r\n"),
+        offer
+            .sdp
+            .contains("m=audio 4000 RTP/AVP 0 8 98 101 110\r\n"),
         "{}",
         offer.sdp
     );
-    assert!(offer.sdp.contains("m=video 4002 RTP/AVP 96 97\r\n"));
+    assert!(offer
+        .sdp
+        .contains("a=fmtp:98 useinbandfec=1;stereo=0;sprop-stereo=0\r\n"));
+    assert!(offer.sdp.contains("a=rtpmap:110 telephone-event/48000\r\n"));
+    assert!(offer.sdp.contains("m=video 4002 RTP/AVP 96 97 98 99\r\n"));
+    assert!(offer.sdp.contains("a=rtcp-fb:96 nack\r\n"));
+    assert!(offer
+        .sdp
+        .contains("a=rtpmap:98 rtx/90000\r\na=fmtp:98 apt=96\r\n"));
+    assert!(offer
+        .sdp
+        .contains("a=rtpmap:99 rtx/90000\r\na=fmtp:99 apt=97\r\n"));
     assert!(offer
         .sdp
         .contains("a=fmtp:96 profile-level-id=42e01f;packetization-mode=1\r\n"));
@@ -600,6 +616,12 @@ fn our_offer_answered_by_our_answerer_agrees_both_ways() {
     assert_eq!(v1.profile_level_id.as_deref(), Some("42e01f"));
     assert_eq!(v1.remote, sock("192.0.2.10:10002"));
     assert!(v1.pli && v1.fir);
+    assert!(v1.nack && v2.nack, "NACK agreed both ways");
+    assert_eq!(
+        (v1.rtx_pt, v2.rtx_pt),
+        (Some(98), Some(98)),
+        "RTX agreed both ways"
+    );
 }
 
 #[test]
@@ -638,7 +660,7 @@ m=video 5002 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n"
     // Audio rejected or answered with something we never offered.
     let reply = format!("{head}m=audio 0 RTP/AVP 0\r\n");
     assert!(parse_answer(&offer, reply.as_bytes()).is_err());
-    let reply = format!("{head}m=audio 5000 RTP/AVP 9\r\n");
+    let reply = format!("{head}m=audio 5000 RTP/AVP 18\r\n");
     assert!(parse_answer(&offer, reply.as_bytes()).is_err());
     assert!(matches!(
         parse_answer(&offer, b"SIP/2.0 200 OK"),
@@ -726,4 +748,172 @@ fn reinvite_keeps_the_codec_in_use() {
     let sd = SessionDescription::parse(REFERENCE.replace("9 0 8 101", "0 101").as_bytes()).unwrap();
     let re = reanswer(&sd, &first, &c2).unwrap();
     assert_eq!(re.answer.negotiation.audio.pt, 0);
+}
+
+#[test]
+fn default_codecs_answer_g722_like_roomkit_and_opus_with_its_parameters() {
+    // roomkit's reference answer to `9 0 8 101`: G.722, under its RTP clock of 8 kHz.
+    let mut c = cfg(&[VideoCodec::H264]);
+    c.audio_codecs = AudioCodec::defaults();
+    let a = answer_ok(REFERENCE, &c);
+    let au = &a.negotiation.audio;
+    assert_eq!((au.pt, au.codec.clone()), (9, AudioCodec::G722));
+    assert_eq!((au.clock_rate, au.codec.sample_rate()), (8000, 16000));
+    assert_eq!(au.dtmf_pt, Some(101));
+    assert!(
+        section(&a.sdp, 0).starts_with("m=audio 10000 RTP/AVP 9 101\r\na=rtpmap:9 G722/8000\r\n")
+    );
+
+    // A WebRTC-style offer: Opus first, with telephone events at 48 kHz.
+    let offer = "v=0\r\no=- 1 1 IN IP4 203.0.113.5\r\ns=-\r\nc=IN IP4 203.0.113.5\r\nt=0 0\r\n\
+m=audio 20000 RTP/AVP 111 9 0 110 101\r\n\
+a=rtpmap:111 opus/48000/2\r\n\
+a=fmtp:111 minptime=10;useinbandfec=1;maxplaybackrate=16000\r\n\
+a=rtpmap:110 telephone-event/48000\r\n\
+a=rtpmap:101 telephone-event/8000\r\n";
+    let a = answer_ok(offer, &c);
+    let au = &a.negotiation.audio;
+    assert_eq!((au.pt, au.codec.clone()), (111, AudioCodec::Opus));
+    assert_eq!(au.dtmf_pt, Some(110), "events on the codec's clock");
+    let opus = au.opus.expect("Opus parameters");
+    assert!(opus.fec && !opus.stereo);
+    assert_eq!(opus.max_playback_rate, Some(16000));
+    let audio = section(&a.sdp, 0);
+    assert!(audio.contains("a=rtpmap:111 opus/48000/2\r\n"), "{audio}");
+    assert!(audio.contains("a=fmtp:111 useinbandfec=1;stereo=0;sprop-stereo=0\r\n"));
+
+    // The offerer's order decides among what we take: G.722 when it comes before Opus.
+    let reordered = offer.replace("RTP/AVP 111 9 0", "RTP/AVP 9 111 0");
+    assert_eq!(
+        answer_ok(&reordered, &c).negotiation.audio.codec,
+        AudioCodec::G722
+    );
+}
+
+/// An offer as GStreamer's or libwebrtc's: H.264 96 with NACK and an RTX payload type 97.
+const RTX_OFFER: &str =
+    "v=0\r\no=- 1 1 IN IP4 203.0.113.5\r\ns=-\r\nc=IN IP4 203.0.113.5\r\nt=0 0\r\n\
+m=audio 20000 RTP/AVP 0\r\n\
+m=video 20002 RTP/AVPF 96 97\r\n\
+a=rtpmap:96 H264/90000\r\n\
+a=fmtp:96 profile-level-id=42e01f;packetization-mode=1\r\n\
+a=rtcp-fb:96 nack\r\n\
+a=rtcp-fb:96 nack pli\r\n\
+a=rtpmap:97 rtx/90000\r\n\
+a=fmtp:97 apt=96;rtx-time=3000\r\n";
+
+#[test]
+fn rtx_and_nack_are_answered_only_when_enabled() {
+    let c = cfg(&[VideoCodec::H264]);
+    let a = answer_ok(RTX_OFFER, &c);
+    let v = a.negotiation.video.as_ref().unwrap();
+    assert!(v.nack && v.pli);
+    assert_eq!(v.rtx_pt, Some(97));
+    let video = section(&a.sdp, 1);
+    assert!(
+        video.starts_with("m=video 10002 RTP/AVPF 96 97\r\n"),
+        "{video}"
+    );
+    assert!(video.contains("a=rtcp-fb:96 nack\r\n"));
+    assert!(video.contains("a=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\n"));
+
+    // Without RTX we still NACK, and retransmit packets as they were.
+    let mut no_rtx = c.clone();
+    no_rtx.video_rtx = false;
+    let a = answer_ok(RTX_OFFER, &no_rtx);
+    let v = a.negotiation.video.as_ref().unwrap();
+    assert!(v.nack && v.rtx_pt.is_none());
+    assert!(section(&a.sdp, 1).starts_with("m=video 10002 RTP/AVPF 96\r\n"));
+
+    // Without loss recovery we advertise neither: only what we do goes in the answer.
+    let mut off = c;
+    off.video_nack = false;
+    let a = answer_ok(RTX_OFFER, &off);
+    let v = a.negotiation.video.as_ref().unwrap();
+    assert!(!v.nack && v.rtx_pt.is_none() && v.pli);
+    let video = section(&a.sdp, 1);
+    assert!(
+        !video.contains("nack\r\n") && !video.contains("rtx"),
+        "{video}"
+    );
+    assert!(video.contains("a=rtcp-fb:96 nack pli\r\n"));
+
+    // RTX pointing at another payload type is not ours to take.
+    let other = RTX_OFFER.replace("apt=96", "apt=100");
+    let a = answer_ok(&other, &cfg(&[VideoCodec::H264]));
+    assert_eq!(a.negotiation.video.unwrap().rtx_pt, None);
+}
+
+/// baresip's kind of offer: PCMU, then H.264 on PT 97 (mode 1), and an application line.
+const MIXED_OFFER: &str = "v=0\r\no=peer 9 9 IN IP4 198.51.100.7\r\ns=-\r\n\
+c=IN IP4 198.51.100.7\r\nt=0 0\r\n\
+m=audio 5000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n\
+m=video 5002 RTP/AVP 97\r\na=rtpmap:97 H264/90000\r\n\
+a=fmtp:97 profile-level-id=42e01f;packetization-mode=1\r\na=rtcp-fb:97 nack pli\r\n\
+m=application 5004 UDP/BFCP *\r\n";
+
+#[test]
+fn a_reoffer_keeps_everything_agreed_and_changes_the_direction() {
+    let ours = answer_ok(MIXED_OFFER, &cfg(&[VideoCodec::H264]));
+    let hold = reoffer(
+        &ours,
+        &ReofferConfig {
+            direction: Direction::SendOnly,
+            session_name: "roomkit".into(),
+        },
+    );
+    let sd = SessionDescription::parse(hold.sdp.as_bytes()).unwrap();
+    // The same three m-lines in place: ours rewritten, the refused one still refused.
+    let kinds: Vec<(&str, u16)> = sd.media.iter().map(|m| (m.kind.as_str(), m.port)).collect();
+    assert_eq!(
+        kinds,
+        [("audio", 10000), ("video", 10002), ("application", 0)]
+    );
+    assert_eq!(
+        section(&hold.sdp, 0)
+            .matches("m=audio 10000 RTP/AVP 0 101")
+            .count(),
+        1
+    );
+    assert!(
+        section(&hold.sdp, 1).contains("m=video 10002 RTP/AVP 97"),
+        "{}",
+        hold.sdp
+    );
+    assert!(section(&hold.sdp, 1).contains("packetization-mode=1"));
+    assert_eq!(hold.sdp.matches("a=sendonly").count(), 2, "{}", hold.sdp);
+    assert_eq!((hold.session_id, hold.session_version), (1234, 2));
+    // The far end answers recvonly: we may send, it does not.
+    let their = MIXED_OFFER
+        .replace("o=peer 9 9", "o=peer 9 10")
+        .replace("m=application 5004", "m=application 0")
+        .replace(
+            "a=rtcp-fb:97 nack pli\r\n",
+            "a=rtcp-fb:97 nack pli\r\na=recvonly\r\n",
+        )
+        .replace(
+            "telephone-event/8000\r\n",
+            "telephone-event/8000\r\na=recvonly\r\n",
+        );
+    let neg = parse_answer(&hold, their.as_bytes()).unwrap();
+    assert_eq!(neg.audio.direction, Direction::SendOnly);
+    assert_eq!(neg.video.unwrap().direction, Direction::SendOnly);
+    assert_eq!(neg.audio.remote, sock("198.51.100.7:5000"));
+}
+
+#[test]
+fn an_answer_keeps_our_own_hold() {
+    // We hold the far end; it offers sendrecv: we answer sendonly (still not receiving), and
+    // when it holds us too, inactive.
+    let mut c = cfg(&[]);
+    c.direction = Direction::SendOnly;
+    let a = answer_ok(MIXED_OFFER, &c);
+    assert_eq!(a.negotiation.audio.direction, Direction::SendOnly);
+    let held = MIXED_OFFER.replace(
+        "telephone-event/8000\r\n",
+        "telephone-event/8000\r\na=sendonly\r\n",
+    );
+    let a = answer_ok(&held, &c);
+    assert_eq!(a.negotiation.audio.direction, Direction::Inactive);
+    assert!(section(&a.sdp, 0).contains("a=inactive"), "{}", a.sdp);
 }

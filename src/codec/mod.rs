@@ -1,4 +1,4 @@
-//! Payload formats: pure code, bytes in and packets or frames out.
+//! Payload formats and audio codecs: pure code, bytes in and packets or frames out.
 //!
 //! Video packetizers describe each RTP payload as a list of segments: small header bytes the
 //! packetizer wrote, and ranges of the caller's picture. The sender hands those segments to the
@@ -12,7 +12,10 @@ pub mod g711;
 pub mod g722;
 pub mod h264;
 pub mod ivf;
+pub mod opus;
+pub mod resample;
 pub mod testclip;
+pub mod tone;
 pub mod vp8;
 
 use std::ops::Range;

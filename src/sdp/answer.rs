@@ -7,9 +7,9 @@ use std::net::{IpAddr, SocketAddr};
 use crate::frame::VideoCodec;
 
 use super::codecs::{
-    h264_packetization_mode, h264_profile_level_id, pick_video_payload, supported_feedback,
-    telephone_event, video_codec_of, AudioCodec, DEFAULT_EVENTS, H264_DEFAULT_PROFILE_LEVEL_ID,
-    TELEPHONE_EVENT,
+    h264_packetization_mode, h264_profile_level_id, pick_video_payload, rtx_for,
+    supported_feedback, telephone_event, video_codec_of, AudioCodec, OpusParams, DEFAULT_EVENTS,
+    H264_DEFAULT_PROFILE_LEVEL_ID, OPUS_FMTP, RTX, TELEPHONE_EVENT,
 };
 use super::model::{
     Direction, MediaDescription, MediaKind, PayloadType, SdpError, SessionDescription,
@@ -46,14 +46,20 @@ pub struct AnswerConfig {
     /// The most we want on every stream: `SendRecv` takes what the offer allows; `SendOnly`
     /// while we hold the far end (an offer to send to us then gets `inactive` or `sendonly`).
     pub direction: Direction,
+    /// Take part in generic NACK (RFC 4585) on video when the offer does: answer `nack`.
+    pub video_nack: bool,
+    /// Accept an offered retransmission stream (RFC 4588) for the chosen video payload type
+    /// (only with `video_nack`, since retransmissions answer NACKs).
+    pub video_rtx: bool,
 }
 
 impl AnswerConfig {
-    /// A configuration with the defaults: PCMU and PCMA, H.264, rtcp-mux and telephone events
-    /// accepted, session id and version 0 (set them per call), session name `roomkit-media`.
+    /// A configuration with the defaults: [`AudioCodec::defaults`], H.264, rtcp-mux, telephone
+    /// events, NACK and RTX accepted, session id and version 0 (set them per call), session name
+    /// `roomkit-media`.
     pub fn new(local_ip: IpAddr, audio_port: u16, video_port: u16) -> AnswerConfig {
         AnswerConfig {
-            audio_codecs: vec![AudioCodec::Pcmu, AudioCodec::Pcma],
+            audio_codecs: AudioCodec::defaults(),
             video_codecs: vec![VideoCodec::H264],
             local_ip,
             audio_port,
@@ -64,6 +70,8 @@ impl AnswerConfig {
             rtcp_mux: true,
             telephone_event: true,
             direction: Direction::SendRecv,
+            video_nack: true,
+            video_rtx: true,
         }
     }
 }
@@ -87,6 +95,8 @@ pub struct NegotiatedAudio {
     /// Our direction: whether we may send and should expect to receive.
     pub direction: Direction,
     pub rtcp_mux: bool,
+    /// For Opus: what the far end asked of the stream we send it (FEC, stereo, bandwidth).
+    pub opus: Option<OpusParams>,
 }
 
 /// The video stream both sides agreed on.
@@ -108,8 +118,11 @@ pub struct NegotiatedVideo {
     pub pli: bool,
     /// The far end takes full intra requests (`a=rtcp-fb … ccm fir`).
     pub fir: bool,
-    /// The far end takes generic NACKs (`a=rtcp-fb … nack`).
+    /// Both sides do generic NACK (`a=rtcp-fb … nack`): we may send NACKs and answer them.
     pub nack: bool,
+    /// The retransmission payload type (RFC 4588, `rtx/90000` with `apt=` the video payload
+    /// type) both sides use, when agreed; without it lost packets are resent as they were.
+    pub rtx_pt: Option<u8>,
 }
 
 /// The outcome of offer/answer: one audio stream, and video when both sides agreed on it.
@@ -440,6 +453,10 @@ impl Plan<'_> {
         let ptime = m.ptime.unwrap_or(DEFAULT_PTIME_MS);
         let mut fmt = pt.to_string();
         let mut attrs = vec![format!("rtpmap:{}", codec.rtpmap(pt))];
+        let opus = (*codec == AudioCodec::Opus).then(|| OpusParams::of(self.audio_pt));
+        if opus.is_some() {
+            attrs.push(format!("fmtp:{pt} {OPUS_FMTP}"));
+        }
         if let Some(ev) = self.dtmf {
             fmt.push_str(&format!(" {}", ev.pt));
             attrs.push(format!(
@@ -473,6 +490,7 @@ impl Plan<'_> {
             remote_rtcp: m.rtcp_addr(rtcp_mux).unwrap_or(remote),
             direction,
             rtcp_mux,
+            opus,
         };
         let section = media("audio", cfg.audio_port, answer_proto(m), &fmt, attrs);
         (section, negotiated)
@@ -511,6 +529,7 @@ fn video_section(
     let pt = p.pt;
     let rtcp_mux = cfg.rtcp_mux && m.rtcp_mux;
     let direction = answer_direction(m).restrict(cfg.direction);
+    let mut fmt = pt.to_string();
     let mut attrs = vec![format!("rtpmap:{pt} {}/90000", codec.encoding_name())];
     let (mut packetization_mode, mut profile_level_id) = (None, None);
     if codec == VideoCodec::H264 {
@@ -522,12 +541,19 @@ fn video_section(
     let feedback: Vec<&String> = p
         .rtcp_fb
         .iter()
-        .filter(|fb| supported_feedback(fb))
+        .filter(|fb| supported_feedback(fb, cfg.video_nack))
         .collect();
     for fb in &feedback {
         attrs.push(format!("rtcp-fb:{pt} {}", fb.to_ascii_lowercase()));
     }
     let has_fb = |name: &str| feedback.iter().any(|f| f.eq_ignore_ascii_case(name));
+    // A retransmission stream only makes sense where NACKs flow.
+    let rtx = rtx_for(m, pt).filter(|_| cfg.video_rtx && has_fb("nack"));
+    if let Some(r) = rtx {
+        fmt.push_str(&format!(" {}", r.pt));
+        attrs.push(format!("rtpmap:{} {RTX}/90000", r.pt));
+        attrs.push(format!("fmtp:{} apt={pt}", r.pt));
+    }
     if rtcp_mux {
         attrs.push("rtcp-mux".to_string());
     }
@@ -548,14 +574,9 @@ fn video_section(
         pli: has_fb("nack pli"),
         fir: has_fb("ccm fir"),
         nack: has_fb("nack"),
+        rtx_pt: rtx.map(|r| r.pt),
     };
-    let section = media(
-        "video",
-        cfg.video_port,
-        answer_proto(m),
-        &pt.to_string(),
-        attrs,
-    );
+    let section = media("video", cfg.video_port, answer_proto(m), &fmt, attrs);
     (section, negotiated)
 }
 

@@ -7,8 +7,8 @@ use crate::frame::VideoCodec;
 
 use super::model::{static_payload, MediaDescription, PayloadType};
 
-/// An audio codec we are willing to negotiate. G.711 is coded in the engine; anything else is
-/// carried as opaque payload for the application.
+/// An audio codec we are willing to negotiate. G.711, G.722 and Opus are coded in the engine;
+/// anything else is carried as opaque payload for the application.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum AudioCodec {
@@ -16,6 +16,11 @@ pub enum AudioCodec {
     Pcmu,
     /// G.711 A-law, static payload type 8.
     Pcma,
+    /// G.722 at 64 kbit/s, static payload type 9: sampled at 16 kHz, but `G722/8000` in SDP and
+    /// 8 kHz in RTP timestamps (RFC 3551 §4.5.2).
+    G722,
+    /// Opus (RFC 7587): always `opus/48000/2` in SDP, whatever it carries; a dynamic payload type.
+    Opus,
     /// Any other codec, matched by encoding name (without case), clock rate and channel count.
     Other {
         name: String,
@@ -30,24 +35,53 @@ impl AudioCodec {
         match self {
             AudioCodec::Pcmu => "PCMU",
             AudioCodec::Pcma => "PCMA",
+            AudioCodec::G722 => "G722",
+            AudioCodec::Opus => "opus",
             AudioCodec::Other { name, .. } => name,
         }
     }
 
-    /// The RTP clock rate.
+    /// The RTP clock rate, as SDP and RTP timestamps use it.
     pub fn clock_rate(&self) -> u32 {
         match self {
-            AudioCodec::Pcmu | AudioCodec::Pcma => 8000,
+            AudioCodec::Pcmu | AudioCodec::Pcma | AudioCodec::G722 => 8000,
+            AudioCodec::Opus => 48000,
             AudioCodec::Other { clock_rate, .. } => *clock_rate,
         }
     }
 
-    /// The channel count.
+    /// The rate the codec samples audio at: 16 kHz for G.722 (twice its RTP clock), 48 kHz for
+    /// Opus, the clock rate otherwise.
+    pub fn sample_rate(&self) -> u32 {
+        match self {
+            AudioCodec::G722 => 16000,
+            other => other.clock_rate(),
+        }
+    }
+
+    /// The channel count in the rtpmap (2 for Opus, which signals mono or stereo in fmtp).
     pub fn channels(&self) -> u16 {
         match self {
-            AudioCodec::Pcmu | AudioCodec::Pcma => 1,
+            AudioCodec::Pcmu | AudioCodec::Pcma | AudioCodec::G722 => 1,
+            AudioCodec::Opus => 2,
             AudioCodec::Other { channels, .. } => *channels,
         }
+    }
+
+    /// Whether the engine encodes and decodes this codec (the others are passed through).
+    pub fn is_coded_by_engine(&self) -> bool {
+        !matches!(self, AudioCodec::Other { .. })
+    }
+
+    /// The codecs a SIP backend offers and accepts by default, in our order of preference:
+    /// roomkit's G.722, PCMU and PCMA, with Opus first.
+    pub fn defaults() -> Vec<AudioCodec> {
+        vec![
+            AudioCodec::Opus,
+            AudioCodec::G722,
+            AudioCodec::Pcmu,
+            AudioCodec::Pcma,
+        ]
     }
 
     /// The RFC 3551 static payload type for this codec, if it has one.
@@ -61,13 +95,22 @@ impl AudioCodec {
         })
     }
 
-    /// Reads a codec name as a user writes it: `PCMU`, `pcma`, a static name such as `G722`, or
-    /// `name/clock[/channels]` (`opus/48000/2`). `None` for a bare name we know no clock rate for.
+    /// Reads a codec name as a user writes it: `PCMU`, `pcma`, `g722`, `opus`, another static
+    /// name such as `GSM`, or `name/clock[/channels]`. `None` for a bare name we know no clock
+    /// rate for.
     pub fn from_name(text: &str) -> Option<AudioCodec> {
         let mut parts = text.trim().split('/');
         let name = parts.next()?.trim();
         if name.is_empty() {
             return None;
+        }
+        if name.eq_ignore_ascii_case("opus") {
+            // RFC 7587 fixes the rtpmap: `opus/48000/2`, so the bare name is enough.
+            let rest: Vec<&str> = parts.collect();
+            return match rest.as_slice() {
+                [] | ["48000"] | ["48000", "2"] => Some(AudioCodec::Opus),
+                _ => None,
+            };
         }
         let clock: Option<u32> = match parts.next() {
             Some(c) => Some(c.trim().parse().ok()?),
@@ -92,7 +135,7 @@ impl AudioCodec {
         Some(AudioCodec::new(name, clock_rate, channels))
     }
 
-    /// A codec from its three properties; G.711 names at 8 kHz mono give the built-in variants.
+    /// A codec from its three properties; the codecs the engine codes give their own variants.
     pub fn new(name: &str, clock_rate: u32, channels: u16) -> AudioCodec {
         if clock_rate == 8000 && channels == 1 {
             if name.eq_ignore_ascii_case("PCMU") {
@@ -101,6 +144,12 @@ impl AudioCodec {
             if name.eq_ignore_ascii_case("PCMA") {
                 return AudioCodec::Pcma;
             }
+            if name.eq_ignore_ascii_case("G722") {
+                return AudioCodec::G722;
+            }
+        }
+        if clock_rate == 48000 && channels == 2 && name.eq_ignore_ascii_case("opus") {
+            return AudioCodec::Opus;
         }
         AudioCodec::Other {
             name: name.to_string(),
@@ -207,12 +256,55 @@ pub(crate) fn pick_video_payload(
     }
 }
 
-/// The RTCP feedback types we take part in: PLI and FIR (keyframe requests) and generic NACK.
-pub(crate) fn supported_feedback(fb: &str) -> bool {
-    ["nack", "nack pli", "ccm fir"]
-        .iter()
-        .any(|s| fb.eq_ignore_ascii_case(s))
+/// The RTCP feedback types we take part in: PLI and FIR (keyframe requests) always, generic NACK
+/// when loss recovery is on.
+pub(crate) fn supported_feedback(fb: &str, nack: bool) -> bool {
+    fb.eq_ignore_ascii_case("nack pli")
+        || fb.eq_ignore_ascii_case("ccm fir")
+        || (nack && fb.eq_ignore_ascii_case("nack"))
 }
+
+/// The RFC 4588 encoding name of retransmission payload types.
+pub(crate) const RTX: &str = "rtx";
+
+/// The retransmission payload type an m-line offers for payload type `pt` (`a=rtpmap:<rtx>
+/// rtx/<clock>` with `a=fmtp:<rtx> apt=<pt>`).
+pub(crate) fn rtx_for(media: &MediaDescription, pt: u8) -> Option<&PayloadType> {
+    media.payloads.iter().find(|p| {
+        p.is(RTX)
+            && p.clock_rate() == Some(90000)
+            && p.fmtp_param("apt").and_then(|v| v.parse::<u8>().ok()) == Some(pt)
+    })
+}
+
+/// The Opus format parameters a peer gave for what it receives (RFC 7587 §6.1): they shape what
+/// we encode for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OpusParams {
+    /// The peer decodes in-band FEC: we should send it (`useinbandfec=1`).
+    pub fec: bool,
+    /// The peer prefers stereo (`stereo=1`); we send mono otherwise.
+    pub stereo: bool,
+    /// The highest audio bandwidth (as a sample rate) the peer wants to play (`maxplaybackrate`).
+    pub max_playback_rate: Option<u32>,
+}
+
+impl OpusParams {
+    /// Reads an Opus payload type's fmtp.
+    pub(crate) fn of(p: &PayloadType) -> OpusParams {
+        OpusParams {
+            fec: p.fmtp_param("useinbandfec") == Some("1"),
+            stereo: p.fmtp_param("stereo") == Some("1"),
+            max_playback_rate: p
+                .fmtp_param("maxplaybackrate")
+                .and_then(|v| v.parse().ok())
+                .filter(|r| (8000..=48000).contains(r)),
+        }
+    }
+}
+
+/// The fmtp we write for Opus, offering or answering: we decode in-band FEC and prefer mono.
+pub(crate) const OPUS_FMTP: &str = "useinbandfec=1;stereo=0;sprop-stereo=0";
 
 #[cfg(test)]
 mod tests {
@@ -222,16 +314,22 @@ mod tests {
     fn names() {
         assert_eq!(AudioCodec::from_name("pcmu"), Some(AudioCodec::Pcmu));
         assert_eq!(AudioCodec::from_name("PCMA/8000"), Some(AudioCodec::Pcma));
+        assert_eq!(AudioCodec::from_name("G722"), Some(AudioCodec::G722));
+        assert_eq!(AudioCodec::from_name("g722/8000"), Some(AudioCodec::G722));
+        assert_eq!(AudioCodec::G722.sample_rate(), 16000);
+        assert_eq!(AudioCodec::from_name("opus/48000/2"), Some(AudioCodec::Opus));
+        assert_eq!(AudioCodec::from_name("opus"), Some(AudioCodec::Opus));
+        assert_eq!(AudioCodec::from_name("opus/16000"), None, "RFC 7587: 48000/2 only");
+        assert_eq!(AudioCodec::Opus.channels(), 2);
         assert_eq!(
-            AudioCodec::from_name("G722"),
+            AudioCodec::from_name("GSM"),
             Some(AudioCodec::Other {
-                name: "G722".into(),
+                name: "GSM".into(),
                 clock_rate: 8000,
                 channels: 1
             })
         );
-        assert_eq!(AudioCodec::from_name("opus/48000/2").unwrap().channels(), 2);
-        assert_eq!(AudioCodec::from_name("opus"), None);
+        assert_eq!(AudioCodec::from_name("speex"), None);
         assert_eq!(AudioCodec::from_name("x/y"), None);
         assert_eq!(AudioCodec::from_name(""), None);
         assert_eq!(AudioCodec::Pcma.static_payload_type(), Some(8));

@@ -17,7 +17,7 @@ pub use answer::{
     answer, reanswer, Answer, AnswerConfig, AnswerError, NegotiatedAudio, NegotiatedVideo,
     Negotiation, Reanswer, DEFAULT_PTIME_MS,
 };
-pub use codecs::{AudioCodec, H264_DEFAULT_PROFILE_LEVEL_ID, H264_OFFER_PROFILE_LEVEL_ID};
+pub use codecs::{AudioCodec, OpusParams, H264_DEFAULT_PROFILE_LEVEL_ID, H264_OFFER_PROFILE_LEVEL_ID};
 pub use model::{
     Direction, MediaDescription, MediaKind, Origin, PayloadType, RtcpAttr, RtpMap, SdpError,
     SessionDescription,

@@ -8,23 +8,27 @@ use super::answer::{
     answer_direction, usable_stream, AnswerError, NegotiatedAudio, NegotiatedVideo, Negotiation,
 };
 use super::codecs::{
-    h264_packetization_mode, h264_profile_level_id, supported_feedback, telephone_event,
-    AudioCodec, DEFAULT_EVENTS, H264_DEFAULT_PROFILE_LEVEL_ID, H264_OFFER_PROFILE_LEVEL_ID,
-    TELEPHONE_EVENT,
+    h264_packetization_mode, h264_profile_level_id, rtx_for, supported_feedback,
+    telephone_event, AudioCodec, OpusParams, DEFAULT_EVENTS, H264_DEFAULT_PROFILE_LEVEL_ID,
+    H264_OFFER_PROFILE_LEVEL_ID, OPUS_FMTP, RTX, TELEPHONE_EVENT,
 };
 use super::answer::Answer;
 use super::model::{Direction, MediaDescription, MediaKind, PayloadType, SessionDescription};
 use super::write::{media, rejected, render, SessionHeader};
 
-/// The payload type we offer H.264 under.
+/// The payload type we offer H.264 under, and its retransmission payload type.
 const H264_PT: u8 = 96;
-/// The payload type we offer VP8 under.
+const H264_RTX_PT: u8 = 98;
+/// The payload type we offer VP8 under, and its retransmission payload type.
 const VP8_PT: u8 = 97;
+const VP8_RTX_PT: u8 = 99;
+/// The telephone-event payload type we offer beside 48 kHz codecs (Opus).
+const DTMF_48K_PT: u8 = 110;
 
 /// What we offer and where we listen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OfferConfig {
-    /// Audio codecs in our order of preference; empty means PCMU and PCMA.
+    /// Audio codecs in our order of preference; empty means [`AudioCodec::defaults`].
     pub audio_codecs: Vec<AudioCodec>,
     /// Video codecs in our order of preference; empty (or `video_port` 0) offers no video.
     pub video_codecs: Vec<VideoCodec>,
@@ -36,21 +40,27 @@ pub struct OfferConfig {
     pub session_id: u64,
     pub session_version: u64,
     pub session_name: String,
-    /// The telephone-event payload type to offer (`None`: no RFC 4733 events). It is offered at
-    /// 8 kHz, so it goes with 8 kHz codecs such as G.711.
+    /// The telephone-event payload type to offer at 8 kHz, beside 8 kHz codecs such as G.711
+    /// and G.722 (`None`: no RFC 4733 events). When Opus is offered, events at 48 kHz are
+    /// offered too, under another payload type.
     pub dtmf_pt: Option<u8>,
     /// Offer RTP/RTCP multiplexing. We must still take RTCP on port + 1 if the answer declines.
     pub rtcp_mux: bool,
     /// The audio packet duration we ask for, in milliseconds.
     pub ptime: u32,
+    /// Offer generic NACK on video (`a=rtcp-fb:<pt> nack`).
+    pub video_nack: bool,
+    /// Offer a retransmission payload type (RFC 4588) per video codec (with `video_nack`).
+    pub video_rtx: bool,
 }
 
 impl OfferConfig {
-    /// Defaults: PCMU and PCMA with telephone-event 101, H.264, ptime 20, no rtcp-mux, session
-    /// id and version 0 (set them per call), session name `roomkit-media`.
+    /// Defaults: [`AudioCodec::defaults`] with telephone events (101 at 8 kHz), H.264 with
+    /// NACK and RTX, ptime 20, no rtcp-mux, session id and version 0 (set them per call),
+    /// session name `roomkit-media`.
     pub fn new(local_ip: IpAddr, audio_port: u16, video_port: u16) -> OfferConfig {
         OfferConfig {
-            audio_codecs: vec![AudioCodec::Pcmu, AudioCodec::Pcma],
+            audio_codecs: AudioCodec::defaults(),
             video_codecs: vec![VideoCodec::H264],
             local_ip,
             audio_port,
@@ -61,6 +71,8 @@ impl OfferConfig {
             dtmf_pt: Some(101),
             rtcp_mux: false,
             ptime: 20,
+            video_nack: true,
+            video_rtx: true,
         }
     }
 }
@@ -72,9 +84,13 @@ pub struct Offer {
     pub sdp: String,
     /// Audio payload types, in the order offered.
     pub audio: Vec<(u8, AudioCodec)>,
-    pub dtmf_pt: Option<u8>,
+    /// Telephone-event payload types offered, with their clock rates.
+    pub dtmf: Vec<(u8, u32)>,
     /// Video payload types, in the order offered; empty when no video was offered.
     pub video: Vec<(u8, VideoCodec)>,
+    /// Whether NACK and RTX were offered for video.
+    pub video_nack: bool,
+    pub video_rtx: bool,
     pub rtcp_mux: bool,
     pub ptime: u32,
     pub session_id: u64,
@@ -105,12 +121,13 @@ fn assign_audio(codecs: &[AudioCodec], taken: &mut Vec<u8>) -> Vec<(u8, AudioCod
 /// H.264 (PT 96, packetization-mode 1, profile-level-id 42e01f) and/or VP8 (PT 97) when video is
 /// configured.
 pub fn build_offer(cfg: &OfferConfig) -> Offer {
-    let defaults = [AudioCodec::Pcmu, AudioCodec::Pcma];
+    let defaults = AudioCodec::defaults();
     let codecs = if cfg.audio_codecs.is_empty() {
         &defaults[..]
     } else {
         &cfg.audio_codecs[..]
     };
+    let video_rtx = cfg.video_nack && cfg.video_rtx;
     let mut video: Vec<(u8, VideoCodec)> = Vec::new();
     if cfg.video_port != 0 {
         for &codec in &cfg.video_codecs {
@@ -123,18 +140,30 @@ pub fn build_offer(cfg: &OfferConfig) -> Offer {
             }
         }
     }
+    // Telephone events go with each clock rate an offered codec runs at: 8 kHz always (G.711,
+    // G.722), 48 kHz beside Opus.
+    let mut dtmf: Vec<(u8, u32)> = Vec::new();
+    if let Some(pt) = cfg.dtmf_pt {
+        dtmf.push((pt, 8000));
+        if codecs.contains(&AudioCodec::Opus) && pt != DTMF_48K_PT {
+            dtmf.push((DTMF_48K_PT, 48000));
+        }
+    }
     let mut taken: Vec<u8> = video.iter().map(|(pt, _)| *pt).collect();
-    taken.extend(cfg.dtmf_pt);
+    taken.extend(dtmf.iter().map(|(pt, _)| *pt));
     let audio = assign_audio(codecs, &mut taken);
 
     let mut fmt: Vec<String> = audio.iter().map(|(pt, _)| pt.to_string()).collect();
-    let mut attrs: Vec<String> = audio
-        .iter()
-        .map(|(pt, c)| format!("rtpmap:{}", c.rtpmap(*pt)))
-        .collect();
-    if let Some(ev) = cfg.dtmf_pt {
+    let mut attrs: Vec<String> = Vec::new();
+    for (pt, c) in &audio {
+        attrs.push(format!("rtpmap:{}", c.rtpmap(*pt)));
+        if *c == AudioCodec::Opus {
+            attrs.push(format!("fmtp:{pt} {OPUS_FMTP}"));
+        }
+    }
+    for (ev, clock) in &dtmf {
         fmt.push(ev.to_string());
-        attrs.push(format!("rtpmap:{ev} {TELEPHONE_EVENT}/8000"));
+        attrs.push(format!("rtpmap:{ev} {TELEPHONE_EVENT}/{clock}"));
         attrs.push(format!("fmtp:{ev} {DEFAULT_EVENTS}"));
     }
     attrs.push(format!("ptime:{}", cfg.ptime));
@@ -151,7 +180,7 @@ pub fn build_offer(cfg: &OfferConfig) -> Offer {
     )];
 
     if !video.is_empty() {
-        let fmt: Vec<String> = video.iter().map(|(pt, _)| pt.to_string()).collect();
+        let mut fmt: Vec<String> = video.iter().map(|(pt, _)| pt.to_string()).collect();
         let mut attrs = Vec::new();
         for (pt, codec) in &video {
             attrs.push(format!("rtpmap:{pt} {}/90000", codec.encoding_name()));
@@ -160,8 +189,19 @@ pub fn build_offer(cfg: &OfferConfig) -> Offer {
                     "fmtp:{pt} profile-level-id={H264_OFFER_PROFILE_LEVEL_ID};packetization-mode=1"
                 ));
             }
+            if cfg.video_nack {
+                attrs.push(format!("rtcp-fb:{pt} nack"));
+            }
             attrs.push(format!("rtcp-fb:{pt} nack pli"));
             attrs.push(format!("rtcp-fb:{pt} ccm fir"));
+        }
+        if video_rtx {
+            for (pt, codec) in &video {
+                let rtx = rtx_pt_of(*codec);
+                fmt.push(rtx.to_string());
+                attrs.push(format!("rtpmap:{rtx} {RTX}/90000"));
+                attrs.push(format!("fmtp:{rtx} apt={pt}"));
+            }
         }
         if cfg.rtcp_mux {
             attrs.push("rtcp-mux".to_string());
@@ -188,8 +228,10 @@ pub fn build_offer(cfg: &OfferConfig) -> Offer {
     Offer {
         sdp,
         audio,
-        dtmf_pt: cfg.dtmf_pt,
+        dtmf,
         video,
+        video_nack: cfg.video_nack,
+        video_rtx,
         rtcp_mux: cfg.rtcp_mux,
         ptime: cfg.ptime,
         session_id: cfg.session_id,
@@ -220,12 +262,17 @@ pub fn reoffer(current: &Answer, cfg: &ReofferConfig) -> Offer {
         .and_then(|sd| sd.media.iter().find_map(|m| m.connection))
         .unwrap_or(IpAddr::from([0, 0, 0, 0]));
     let a = &neg.audio;
+    // Telephone events run at the audio codec's RTP clock rate.
+    let dtmf: Vec<(u8, u32)> = a.dtmf_pt.map(|ev| (ev, a.clock_rate)).into_iter().collect();
     let audio_section = |port: u16| {
         let mut fmt = vec![a.pt.to_string()];
         let mut attrs = vec![format!("rtpmap:{}", a.codec.rtpmap(a.pt))];
-        if let Some(ev) = a.dtmf_pt {
+        if a.codec == AudioCodec::Opus {
+            attrs.push(format!("fmtp:{} {OPUS_FMTP}", a.pt));
+        }
+        for (ev, clock) in &dtmf {
             fmt.push(ev.to_string());
-            attrs.push(format!("rtpmap:{ev} {TELEPHONE_EVENT}/8000"));
+            attrs.push(format!("rtpmap:{ev} {TELEPHONE_EVENT}/{clock}"));
             attrs.push(format!("fmtp:{ev} {DEFAULT_EVENTS}"));
         }
         attrs.push(format!("ptime:{}", a.ptime));
@@ -255,17 +302,26 @@ pub fn reoffer(current: &Answer, cfg: &ReofferConfig) -> Offer {
                     v.packetization_mode.unwrap_or(0)
                 ));
             }
+            if v.nack {
+                attrs.push(format!("rtcp-fb:{} nack", v.pt));
+            }
             if v.pli {
                 attrs.push(format!("rtcp-fb:{} nack pli", v.pt));
             }
             if v.fir {
                 attrs.push(format!("rtcp-fb:{} ccm fir", v.pt));
             }
+            let mut fmt = v.pt.to_string();
+            if let Some(rtx) = v.rtx_pt {
+                fmt.push_str(&format!(" {rtx}"));
+                attrs.push(format!("rtpmap:{rtx} {RTX}/{}", v.clock_rate));
+                attrs.push(format!("fmtp:{rtx} apt={}", v.pt));
+            }
             if v.rtcp_mux {
                 attrs.push("rtcp-mux".to_string());
             }
             attrs.push(cfg.direction.as_str().to_string());
-            media("video", port, "RTP/AVP", &v.pt.to_string(), attrs)
+            media("video", port, "RTP/AVP", &fmt, attrs)
         }
         // Video refused (or never agreed): the m-line stays, disabled.
         _ => {
@@ -304,15 +360,27 @@ pub fn reoffer(current: &Answer, cfg: &ReofferConfig) -> Offer {
         },
         medias,
     );
+    let video_nack = neg.video.as_ref().is_some_and(|v| v.nack);
+    let video_rtx = neg.video.as_ref().is_some_and(|v| v.rtx_pt.is_some());
     Offer {
         sdp,
         audio: vec![(a.pt, a.codec.clone())],
-        dtmf_pt: a.dtmf_pt,
+        dtmf,
         video,
+        video_nack,
+        video_rtx,
         rtcp_mux: a.rtcp_mux,
         ptime: a.ptime,
         session_id: current.session_id,
         session_version: version,
+    }
+}
+
+/// The retransmission payload type we offer beside a video codec's.
+fn rtx_pt_of(codec: VideoCodec) -> u8 {
+    match codec {
+        VideoCodec::H264 => H264_RTX_PT,
+        VideoCodec::Vp8 => VP8_RTX_PT,
     }
 }
 
@@ -364,9 +432,13 @@ fn read_audio(offer: &Offer, m: &MediaDescription) -> Result<NegotiatedAudio, An
         .find_map(|p| offered(p, &offer.audio, |c, p| c.matches(p)).map(|c| (p, c.clone())))
         .ok_or_else(|| AnswerError::NotAcceptable("no offered audio codec in the answer".into()))?;
     let dtmf_pt = offer
-        .dtmf_pt
-        .and_then(|_| telephone_event(m, codec.clock_rate()))
+        .dtmf
+        .iter()
+        .any(|(_, clock)| *clock == codec.clock_rate())
+        .then(|| telephone_event(m, codec.clock_rate()))
+        .flatten()
         .map(|p| p.pt);
+    let opus = (codec == AudioCodec::Opus).then(|| OpusParams::of(p));
     let rtcp_mux = offer.rtcp_mux && m.rtcp_mux;
     let remote = remote_of(m);
     Ok(NegotiatedAudio {
@@ -380,6 +452,7 @@ fn read_audio(offer: &Offer, m: &MediaDescription) -> Result<NegotiatedAudio, An
         remote_rtcp: m.rtcp_addr(rtcp_mux).unwrap_or(remote),
         direction: answer_direction(m),
         rtcp_mux,
+        opus,
     })
 }
 
@@ -404,8 +477,12 @@ fn read_video(offer: &Offer, m: &MediaDescription) -> Option<NegotiatedVideo> {
     let fb = |name: &str| {
         p.rtcp_fb
             .iter()
-            .any(|f| supported_feedback(f) && f.eq_ignore_ascii_case(name))
+            .any(|f| supported_feedback(f, offer.video_nack) && f.eq_ignore_ascii_case(name))
     };
+    let nack = fb("nack");
+    let rtx_pt = rtx_for(m, p.pt)
+        .filter(|_| offer.video_rtx && nack)
+        .map(|r| r.pt);
     let rtcp_mux = offer.rtcp_mux && m.rtcp_mux;
     let remote = remote_of(m);
     Some(NegotiatedVideo {
@@ -420,7 +497,8 @@ fn read_video(offer: &Offer, m: &MediaDescription) -> Option<NegotiatedVideo> {
         rtcp_mux,
         pli: fb("nack pli"),
         fir: fb("ccm fir"),
-        nack: fb("nack"),
+        nack,
+        rtx_pt,
     })
 }
 
