@@ -176,6 +176,8 @@ pub struct SipStats {
     pub bye_timeouts: u64,
     /// Our BYEs that got a final answer.
     pub byes_answered: u64,
+    /// BYEs that could not be built or sent; 0 unless there is a bug.
+    pub bye_failures: u64,
     /// Calls placed with `dial`.
     pub calls_dialed: u64,
 }

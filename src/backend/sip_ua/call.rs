@@ -231,8 +231,13 @@ impl SipCore {
 
     /// Sends a BYE for call `no` in a client transaction (retransmitted until answered).
     pub(super) fn send_bye(&mut self, no: u64, now: Instant, out: &mut Outbox) {
-        if let Some((req, dest)) = self.dialog_request(no, Method::Bye, &[], None) {
-            self.send_non_invite(req, dest, ClientKind::Bye, now, out);
+        let sent = self
+            .dialog_request(no, Method::Bye, &[], None)
+            .and_then(|(req, dest)| self.send_non_invite(req, dest, ClientKind::Bye, now, out));
+        if sent.is_none() {
+            // The dialog checked its parts when it was made: this is a bug if it happens,
+            // counted, never silent.
+            SipCounters::inc(&self.counters.bye_failures);
         }
     }
 

@@ -126,6 +126,9 @@ pub struct SipCounters {
     pub bye_timeouts: AtomicU64,
     /// Our BYEs that got a final answer.
     pub byes_answered: AtomicU64,
+    /// BYEs we could not build or start a transaction for (none went out; the call still
+    /// ends). 0 unless there is a bug.
+    pub bye_failures: AtomicU64,
     /// Calls we placed.
     pub calls_dialed: AtomicU64,
 }
@@ -147,6 +150,7 @@ impl SipCounters {
             calls_refused: g(&self.calls_refused),
             bye_timeouts: g(&self.bye_timeouts),
             byes_answered: g(&self.byes_answered),
+            bye_failures: g(&self.bye_failures),
             calls_dialed: g(&self.calls_dialed),
         }
     }

@@ -17,6 +17,9 @@ mod call;
 mod core;
 mod dial;
 mod events;
+/// The stateful fuzz harness (the `sip_ua` fuzz target drives [`fuzz::run`]).
+#[cfg(any(test, feature = "internals"))]
+pub mod fuzz;
 mod host;
 mod register;
 mod thread;

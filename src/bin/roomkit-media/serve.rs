@@ -462,7 +462,7 @@ pub fn run(args: &Args) -> Result<ExitCode, crate::Failure> {
         .map_err(|_| crate::Failure::Runtime("backend still shared at exit".to_string()))?;
     drop(be);
     out.line(&format!(
-        "{{\"event\":\"stats\",\"calls_answered\":{},\"calls_ended\":{},\"calls_refused\":{},\"sip_received\":{},\"sip_rejected\":{},\"sip_dropped\":{},\"bye_timeouts\":{},\"seconds\":{:.3}}}",
+        "{{\"event\":\"stats\",\"calls_answered\":{},\"calls_ended\":{},\"calls_refused\":{},\"sip_received\":{},\"sip_rejected\":{},\"sip_dropped\":{},\"bye_timeouts\":{},\"bye_failures\":{},\"seconds\":{:.3}}}",
         st.calls_answered,
         ended.load(Ordering::Relaxed),
         st.calls_refused,
@@ -470,6 +470,7 @@ pub fn run(args: &Args) -> Result<ExitCode, crate::Failure> {
         st.rejected,
         st.dropped,
         st.bye_timeouts,
+        st.bye_failures,
         started.elapsed().as_secs_f64()
     ));
     let _ = answered;
