@@ -696,3 +696,46 @@ fn unanswered_bye_gives_up_after_timer_f() {
     assert!(byes >= 4, "BYE sent {byes} times");
     assert!(wait_until(T, || be.sip_stats().bye_timeouts == 1));
 }
+
+#[test]
+fn info_dtmf_reaches_on_dtmf_received_and_unknown_require_gets_420() {
+    let be = SipVoiceBackend::new(config(19)).unwrap();
+    let (tx, digits) = unbounded();
+    be.on_dtmf_received(move |id, ev| {
+        let _ = tx.send((id, ev.digit, ev.duration_ms));
+    });
+    let (ctx, calls) = unbounded::<SessionInfo>();
+    be.on_call(move |s| {
+        let _ = ctx.send(s.clone());
+    });
+    let ua = RawUa::new(start(&be));
+    // A required extension we do not have: 420, and no call.
+    let leg = Leg::new();
+    ua.send(&ua.request(
+        "INVITE",
+        &leg,
+        "Require: 100rel\r\n",
+        &offer(40000, None, "sendrecv"),
+    ));
+    let r = ua.expect_status(420, "INVITE", T);
+    assert_eq!(header(&r, "Unsupported").as_deref(), Some("100rel"));
+    // A call, then DTMF in INFO bodies.
+    let mut leg = Leg::new();
+    ua.establish(&mut leg, "", &offer(40000, None, "sendrecv"));
+    let info = calls.recv_timeout(T).unwrap();
+    for (ctype, body) in [
+        ("application/dtmf-relay", "Signal=9\r\nDuration=200\r\n"),
+        ("application/dtmf", "*"),
+    ] {
+        leg.cseq += 1;
+        leg.branch = format!("z9hG4bK{}", token());
+        let req = ua.request("INFO", &leg, "", body).replace(
+            "Content-Type: application/sdp",
+            &format!("Content-Type: {ctype}"),
+        );
+        ua.send(&req);
+        ua.expect_status(200, "INFO", T);
+    }
+    assert_eq!(digits.recv_timeout(T).unwrap(), (info.id, '9', 200));
+    assert_eq!(digits.recv_timeout(T).unwrap(), (info.id, '*', 250));
+}

@@ -304,11 +304,12 @@ impl Harness {
         if flags & 16 != 0 && matches!(status, 183 | 200) {
             // A real answer to the offer, or one that does not fit it.
             let sdp = match SessionDescription::parse(req.body()) {
-                Ok(offer) if flags & 32 == 0 => {
-                    answer(&offer, &AnswerConfig::new([127, 0, 0, 1].into(), 31000, 31002))
-                        .map(|a| a.sdp)
-                        .unwrap_or_default()
-                }
+                Ok(offer) if flags & 32 == 0 => answer(
+                    &offer,
+                    &AnswerConfig::new([127, 0, 0, 1].into(), 31000, 31002),
+                )
+                .map(|a| a.sdp)
+                .unwrap_or_default(),
                 _ => OFFERS[usize::from(flags) % OFFERS.len()].to_string(),
             };
             b = b.body("application/sdp", sdp.as_bytes());
@@ -356,7 +357,11 @@ impl Harness {
 
     fn app(&mut self, r: &mut Reader<'_>) -> Option<()> {
         let b = r.byte()?;
-        let session = |h: &Harness, k: u8| h.sessions.get(usize::from(k) % h.sessions.len().max(1)).copied();
+        let session = |h: &Harness, k: u8| {
+            h.sessions
+                .get(usize::from(k) % h.sessions.len().max(1))
+                .copied()
+        };
         match b % 6 {
             0 | 1 => {
                 let s = SessionId::new_v4();
@@ -413,7 +418,11 @@ impl Harness {
             self.core.transaction_count()
         );
         assert!(self.core.registration_count() <= super::core::MAX_REGISTRATIONS);
-        assert_eq!(self.counters.snapshot().bye_failures, 0, "a BYE could not be sent");
+        assert_eq!(
+            self.counters.snapshot().bye_failures,
+            0,
+            "a BYE could not be sent"
+        );
         let host = self.host.lock();
         // Every live media session and every reservation belongs to a call, and back.
         let started: Vec<SessionId> = self
@@ -435,7 +444,11 @@ impl Harness {
             .values()
             .filter(|c| c.media.reservation.is_some())
             .count();
-        assert_eq!(reserved, host.reserved.len(), "reservations and calls disagree");
+        assert_eq!(
+            reserved,
+            host.reserved.len(),
+            "reservations and calls disagree"
+        );
     }
 
     /// The end of a script: the backend stops, time runs on, and nothing may be left.
@@ -451,7 +464,10 @@ impl Harness {
         assert_eq!(self.core.registration_count(), 0, "registrations left");
         assert_eq!(self.core.next_timeout(), None, "timers left");
         let host = self.host.lock();
-        assert!(host.live.is_empty() && host.reserved.is_empty(), "media left");
+        assert!(
+            host.live.is_empty() && host.reserved.is_empty(),
+            "media left"
+        );
     }
 }
 
