@@ -103,6 +103,11 @@ pub struct AudioFrame {
     pub payload_type: u8,
     /// The RTP payload as it arrived (for G.711 too, so it can be recorded or forwarded as is).
     pub payload: Vec<u8>,
+    /// This frame stands for audio that never arrived (the jitter buffer reached its turn
+    /// without a packet): `pcm` is the codec's concealment (G.711) or empty (formats the
+    /// application decodes, which conceal themselves), and `payload` is empty. Always false
+    /// without a jitter buffer.
+    pub concealed: bool,
 }
 
 /// A telephone event (RFC 4733): a DTMF digit and how long it was held.

@@ -37,7 +37,8 @@
 //! # Layers
 //!
 //! Everything but `engine` is pure (no sockets, threads or clock reads; time is passed in):
-//! `codec` (payload formats), `rtp` (RTP/RTCP, stream state), `sdp` (offer/answer), `sip`
+//! `codec` (payload formats), `rtp` (RTP/RTCP, the per-stream state machine with loss recovery,
+//! pacing and jitter buffers), `sdp` (offer/answer), `sip`
 //! (messages, transactions, dialogs); `engine` owns sockets, threads and callback dispatch;
 //! `backend` composes them; `ffi` is the C ABI. The internal layers are public only with the
 //! `internals` cargo feature (fuzz targets, benchmarks and tests use it); without it the API is

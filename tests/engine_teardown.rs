@@ -10,7 +10,7 @@ mod support;
 
 use roomkit_media::engine::socket::{poll_readable, Wait};
 use roomkit_media::engine::{IoThread, MediaSocket, RecvBatch};
-use support::process::{fds_now, settle, threads_now, SERIAL};
+use support::process::{settle, steady, SERIAL};
 
 fn lo() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
@@ -40,8 +40,7 @@ fn receive_loop(
 #[test]
 fn two_hundred_create_stop_cycles_leave_no_threads_or_fds() {
     let _g = SERIAL.lock();
-    let threads0 = threads_now();
-    let fds0 = fds_now();
+    let (threads0, fds0) = steady();
     let tx = MediaSocket::bind(lo()).unwrap();
     for i in 0..200 {
         let sock = MediaSocket::bind(lo()).unwrap();

@@ -1,6 +1,7 @@
-//! Video through a lossy relay: 5% of RTP packets dropped, some reordered, some duplicated. No
-//! damaged picture may reach the application, losses must be counted, PLIs sent, and delivery
-//! must resume at the next keyframe.
+//! Video through a lossy relay: 5% of RTP packets dropped, some reordered, some duplicated, and
+//! the receiver's NACKs dropped too, so that nothing can be repaired (the repairs are tested in
+//! tests/stream_impairment.rs). No damaged picture may reach the application, losses must be
+//! counted, PLIs sent, and delivery must resume at the next keyframe.
 
 mod support;
 
@@ -13,6 +14,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use roomkit_media::backend::RtpBackendConfig;
 use roomkit_media::prelude::*;
+use roomkit_media::rtp::rtcp::{parse_compound, RtcpEvent};
 use support::rtp::{h264_picture, pair, recv_n, Pair};
 
 /// Forwards A→B RTP with impairments and everything else untouched, until told to stop, for at
@@ -20,6 +22,7 @@ use support::rtp::{h264_picture, pair, recv_n, Pair};
 struct Relay {
     stop: Arc<AtomicBool>,
     dropped: Arc<AtomicU64>,
+    nacks_dropped: Arc<AtomicU64>,
     handle: Option<std::thread::JoinHandle<()>>,
     a_side: SocketAddr,
     b_side: SocketAddr,
@@ -37,7 +40,8 @@ impl Relay {
         let (a_side, b_side) = (ra.local_addr().unwrap(), rb.local_addr().unwrap());
         let stop = Arc::new(AtomicBool::new(false));
         let dropped = Arc::new(AtomicU64::new(0));
-        let (s, d) = (stop.clone(), dropped.clone());
+        let nacks_dropped = Arc::new(AtomicU64::new(0));
+        let (s, d, nacks) = (stop.clone(), dropped.clone(), nacks_dropped.clone());
         let handle = std::thread::spawn(move || {
             let mut rng = SmallRng::seed_from_u64(seed);
             let mut buf = [0u8; 2048];
@@ -80,10 +84,14 @@ impl Relay {
                 if let Some(h) = held.take() {
                     let _ = rb.send_to(&h, b_video);
                 }
-                // B → A: B's RTCP (receiver reports, PLIs).
+                // B → A: B's RTCP (receiver reports, PLIs), without its NACKs.
                 while let Ok((n, _)) = rb.recv_from(&mut buf) {
                     idle = false;
                     forwarded += 1;
+                    if carries_nack(&buf[..n]) {
+                        nacks.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
                     let _ = ra.send_to(&buf[..n], a_video);
                 }
                 if idle {
@@ -94,11 +102,17 @@ impl Relay {
         Relay {
             stop,
             dropped,
+            nacks_dropped,
             handle: Some(handle),
             a_side,
             b_side,
         }
     }
+}
+
+/// Whether an RTCP compound holds a generic NACK.
+fn carries_nack(pkt: &[u8]) -> bool {
+    parse_compound(pkt).is_ok_and(|evs| evs.iter().any(|e| matches!(e, RtcpEvent::Nack { .. })))
 }
 
 impl Drop for Relay {
@@ -156,8 +170,10 @@ fn lossy_relay_never_delivers_a_damaged_picture() {
     std::thread::sleep(Duration::from_millis(300));
     let got = recv_n(&b_rx.video, N, Duration::from_millis(500));
     let relay_dropped = relay.dropped.load(Ordering::Relaxed);
+    let nacks_dropped = relay.nacks_dropped.load(Ordering::Relaxed);
     drop(relay);
     assert!(relay_dropped > 0);
+    assert!(nacks_dropped > 0, "the receiver asked for the lost packets");
 
     assert!(!got.is_empty());
     // Every delivered picture must be byte for byte one that was sent.

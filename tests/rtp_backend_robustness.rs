@@ -35,12 +35,19 @@ fn a_sleeping_callback_does_not_stop_reception() {
         std::thread::sleep(Duration::from_millis(100));
     });
     let t0 = Instant::now();
-    let mut packets = 0;
     for i in 0..40 {
         a.send_video(a_id, &h264_picture(i % 10 == 0, 4000, i))
             .unwrap();
-        packets = a.stats(a_id).unwrap().video.unwrap().packets_sent;
     }
+    // The pacer spreads the burst over a few tens of milliseconds.
+    assert!(wait_until(Duration::from_secs(1), || a
+        .stats(a_id)
+        .unwrap()
+        .video
+        .unwrap()
+        .pacer_queued
+        == 0));
+    let packets = a.stats(a_id).unwrap().video.unwrap().packets_sent;
     // 40 pictures at 100 ms each would take 4 s to call back; reception must not wait for them.
     assert!(
         wait_until(Duration::from_secs(2), || b

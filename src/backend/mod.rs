@@ -29,5 +29,7 @@ pub use crate::codec::h264::PacketizationMode;
 pub use crate::engine::{
     KeyframeRequest, SessionId, SessionInfo, SessionStats, StreamInfo, StreamStats,
 };
+pub use crate::rtp::nack::NackConfig;
+pub use crate::rtp::pacer::PacerConfig;
 pub use crate::sdp::AudioCodec;
 pub use crate::sip::transaction::Timers as SipTimers;

@@ -5,7 +5,7 @@
 //! byte once, into the caller's [`PictureBuf`], and rolls back anything it cannot finish, so what
 //! it leaves there is always whole NAL units.
 
-use super::annexb::{nal_type, nal_units, NalUnits, NAL_IDR};
+use super::annexb::{nal_type, nal_units, NalUnits, NAL_AUD, NAL_IDR, NAL_SPS};
 use super::{Depacketizer, DepacketizerStats, PacketizeError, Packetizer, PayloadList, PictureBuf};
 use crate::frame::VideoCodec;
 
@@ -343,6 +343,17 @@ impl H264Depacketizer {
 impl Depacketizer for H264Depacketizer {
     fn codec(&self) -> VideoCodec {
         VideoCodec::H264
+    }
+
+    /// An access unit delimiter or a sequence parameter set opens an access unit (H.264
+    /// 7.4.1.2.3 puts them first), alone or first in a STAP-A.
+    fn starts_picture(&self, payload: &[u8]) -> bool {
+        let first_nal = match payload.first().map(|h| h & 0x1f) {
+            Some(24) => payload.get(3),
+            Some(1..=23) => payload.first(),
+            _ => None,
+        };
+        matches!(first_nal.map(|h| h & 0x1f), Some(NAL_SPS | NAL_AUD))
     }
 
     fn push(&mut self, payload: &[u8], lost_before: bool, pic: &mut PictureBuf) {

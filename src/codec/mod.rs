@@ -247,4 +247,10 @@ pub trait Depacketizer: Send {
     fn finish(&mut self, pic: &mut PictureBuf);
     /// Counters of unusable input.
     fn stats(&self) -> DepacketizerStats;
+    /// Whether a payload certainly begins a picture, judged from its bytes alone (without
+    /// changing any state). A receiver that joins a stream uses it to tell whether packets of the
+    /// first picture may have gone before the first one it got. `false` when unsure.
+    fn starts_picture(&self, _payload: &[u8]) -> bool {
+        false
+    }
 }

@@ -397,6 +397,12 @@ impl Depacketizer for Vp8Depacketizer {
         VideoCodec::Vp8
     }
 
+    /// The start of partition 0 is the start of a frame (RFC 7741 §4.2).
+    fn starts_picture(&self, payload: &[u8]) -> bool {
+        Vp8Descriptor::parse(payload)
+            .is_ok_and(|(d, _)| d.start_of_partition && d.partition_index == 0)
+    }
+
     fn push(&mut self, payload: &[u8], lost_before: bool, pic: &mut PictureBuf) {
         if lost_before {
             self.discard_partial(pic);

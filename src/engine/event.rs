@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::RwLock;
 
@@ -15,14 +16,30 @@ use crate::frame::{AudioFrame, DtmfEvent, VideoCodec, VideoFrame};
 /// A session's identifier: a random (v4) UUID, shared by its audio and video streams.
 pub type SessionId = uuid::Uuid;
 
-/// Which RTCP message asked us for a key frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum KeyframeRequest {
-    /// Picture Loss Indication (RFC 4585).
-    Pli,
-    /// Full Intra Request (RFC 5104).
-    Fir,
+pub use crate::rtp::stream::KeyframeRequest;
+
+/// Which stream of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MediaKind {
+    Audio,
+    Video,
+}
+
+/// Why a stream's peer is taken to be gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamEndReason {
+    /// Nothing (RTP or RTCP) arrived from the peer for the stream's inactivity timeout.
+    Inactive { silent_for: Duration },
+    /// The peer sent RTCP BYE.
+    RemoteBye { reason: Option<String> },
+}
+
+/// A stream of a session whose peer has stopped (see [`EngineEvent::StreamEnded`]). The engine
+/// only reports it; what to do (end the session, send a SIP BYE) is the backend's choice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamEnded {
+    pub media: MediaKind,
+    pub reason: StreamEndReason,
 }
 
 /// Where one stream of a session sends and receives, and what it carries.
@@ -64,6 +81,9 @@ pub enum EngineEvent {
     Audio(SessionId, AudioFrame),
     Dtmf(SessionId, DtmfEvent),
     KeyframeRequested(SessionId, KeyframeRequest),
+    /// A stream's peer went silent for the inactivity timeout, or sent RTCP BYE. Posted once per
+    /// stream and reason (inactivity again only after traffic resumed in between).
+    StreamEnded(SessionId, StreamEnded),
     SessionReady(Arc<SessionInfo>),
     VideoSessionReady(Arc<SessionInfo>),
     Disconnected(Arc<SessionInfo>),
@@ -76,7 +96,8 @@ impl EngineEvent {
             EngineEvent::Video(id, _)
             | EngineEvent::Audio(id, _)
             | EngineEvent::Dtmf(id, _)
-            | EngineEvent::KeyframeRequested(id, _) => *id,
+            | EngineEvent::KeyframeRequested(id, _)
+            | EngineEvent::StreamEnded(id, _) => *id,
             EngineEvent::SessionReady(s)
             | EngineEvent::VideoSessionReady(s)
             | EngineEvent::Disconnected(s) => s.id,
@@ -95,6 +116,7 @@ pub type AudioCallback = Arc<dyn Fn(SessionId, &AudioFrame) + Send + Sync>;
 pub type DtmfCallback = Arc<dyn Fn(SessionId, DtmfEvent) + Send + Sync>;
 pub type SessionCallback = Arc<dyn Fn(&SessionInfo) + Send + Sync>;
 pub type KeyframeCallback = Arc<dyn Fn(SessionId, KeyframeRequest) + Send + Sync>;
+pub type StreamEndedCallback = Arc<dyn Fn(SessionId, &StreamEnded) + Send + Sync>;
 
 /// The application's callbacks. Each slot holds at most one callback (setting replaces), except
 /// video taps, of which there may be several.
@@ -108,6 +130,7 @@ pub struct Callbacks {
     pub(crate) video_session_ready: RwLock<Option<SessionCallback>>,
     pub(crate) disconnected: RwLock<Option<SessionCallback>>,
     pub(crate) keyframe: RwLock<Option<KeyframeCallback>>,
+    pub(crate) stream_ended: RwLock<Option<StreamEndedCallback>>,
 }
 
 impl std::fmt::Debug for Callbacks {
@@ -159,6 +182,13 @@ impl Callbacks {
         *self.keyframe.write() = Some(Arc::new(f));
     }
 
+    /// Sets the stream-ended callback: a stream's peer went silent or sent RTCP BYE. It runs on
+    /// a callback thread; ending the session from inside it must not wait for that same thread
+    /// (hand the work to another thread, as the SIP backends do with their own events).
+    pub fn set_stream_ended(&self, f: impl Fn(SessionId, &StreamEnded) + Send + Sync + 'static) {
+        *self.stream_ended.write() = Some(Arc::new(f));
+    }
+
     /// Runs the callbacks for one event. Locks are held only to clone the `Arc`s, so a callback
     /// may register other callbacks without deadlocking.
     pub fn deliver(&self, ev: EngineEvent) {
@@ -189,6 +219,12 @@ impl Callbacks {
                 let cb = self.keyframe.read().clone();
                 if let Some(cb) = cb {
                     cb(id, kind);
+                }
+            }
+            EngineEvent::StreamEnded(id, ended) => {
+                let cb = self.stream_ended.read().clone();
+                if let Some(cb) = cb {
+                    cb(id, &ended);
                 }
             }
             EngineEvent::SessionReady(s) => {

@@ -541,11 +541,23 @@ pub fn poll_readable(fds: &[RawFd], ready: &mut [bool], timeout: Duration) -> io
         p.fd = fd;
         p.events = libc::POLLIN;
     }
-    // Round up so a sub-millisecond deadline does not turn into a busy loop of zero timeouts.
-    let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
+    // `ppoll` takes the timeout to the nanosecond, so a pacer releasing a packet every few
+    // hundred microseconds is woken on time rather than at the next millisecond.
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
+        tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
+    };
     loop {
-        // SAFETY: `pfds` is a live array of `fds.len()` initialised pollfd entries.
-        let r = unsafe { libc::poll(pfds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+        // SAFETY: `pfds` is a live array of `fds.len()` initialised pollfd entries and `ts` a
+        // valid timespec that outlives the call; a null signal mask leaves the mask unchanged.
+        let r = unsafe {
+            libc::ppoll(
+                pfds.as_mut_ptr(),
+                fds.len() as libc::nfds_t,
+                &ts,
+                std::ptr::null(),
+            )
+        };
         if r < 0 {
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::Interrupted {

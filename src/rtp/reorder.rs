@@ -1,10 +1,13 @@
-//! A small reorder window for RTP packets, keyed by sequence number.
+//! A reorder window for RTP packets, keyed by sequence number: the jitter buffer of a stream.
 //!
 //! Networks reorder packets a little; waiting a few packets (or a few milliseconds) for a gap to
-//! fill saves throwing away a picture that only arrived out of order. Waiting longer than that adds
-//! latency for nothing, so a gap that does not fill in time is given up on and reported as a loss
-//! to whoever consumes the next packet. Time is passed in; [`ReorderBuffer::next_deadline`] tells
-//! the I/O thread when to come back if no packet arrives.
+//! fill saves throwing away a picture that only arrived out of order. With NACK the same window
+//! holds everything behind a gap while the missing packet is asked for again, so it spans
+//! hundreds of packets (a whole key picture) and waits as long as the NACK policy's deadline
+//! ([`ReorderBuffer::set_max_delay`], which follows the measured RTT). A gap that does not fill in
+//! time is given up on and reported as a loss to whoever consumes the next packet. Time is passed
+//! in; [`ReorderBuffer::next_deadline`] tells the I/O thread when to come back if no packet
+//! arrives. Every operation is O(1) amortised except giving up on a gap, which walks it.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -66,7 +69,6 @@ pub enum PushOutcome {
 struct Slot<P> {
     ext: u64,
     item: P,
-    arrived: Instant,
 }
 
 /// Puts packets back in sequence order; see the module documentation.
@@ -81,12 +83,31 @@ pub struct ReorderBuffer<P> {
     /// Extended sequence number of the next packet to release; `None` before the first packet.
     next: Option<u64>,
     highest: u64,
-    /// Bit `i` set: sequence number `next - 1 - i` was delivered (not given up on). Tells a
-    /// duplicate from a late packet.
-    history: u64,
+    /// One bit per sequence number, as a ring over the last `done.len() * 64` passed: set when it
+    /// was delivered, clear when it was given up on. Tells a duplicate from a late packet for as
+    /// far back as the window reaches (a retransmission of a packet that did arrive is a
+    /// duplicate, not a late packet).
+    done: Vec<u64>,
     /// Something was given up on since the last packet was released.
     loss_pending: bool,
+    /// Held packets in arrival order (arrival time, extended sequence number), pruned lazily of
+    /// those no longer held: the front gives the earliest deadline.
+    arrivals: VecDeque<(Instant, u64)>,
+    /// A tentative start (see [`ReorderBuffer::start_before`]).
+    soft: Option<SoftStart>,
     stats: ReorderStats,
+}
+
+/// The sequence numbers before a stream's first packet that may or may not have been sent: up
+/// to `end` (the first packet), until `until`. Gaps there count as losses only once a packet of
+/// the region has been released (before that they may be packets that never existed).
+#[derive(Debug, Clone, Copy)]
+struct SoftStart {
+    end: u64,
+    until: Instant,
+    released: bool,
+    /// A packet showed where the first picture begins (at `end`): gaps before it are not losses.
+    settled: bool,
 }
 
 impl<P> ReorderBuffer<P> {
@@ -101,10 +122,89 @@ impl<P> ReorderBuffer<P> {
             ready: VecDeque::with_capacity(window + 1),
             next: None,
             highest: 0,
-            history: 0,
+            done: vec![0; window.div_ceil(64).max(1)],
             loss_pending: false,
+            arrivals: VecDeque::new(),
+            soft: None,
             stats: ReorderStats::default(),
         }
+    }
+
+    /// Starts an empty buffer `back` sequence numbers before `seq`, the first packet about to be
+    /// pushed, for a stream whose first packet may not be its first: packets that went before it
+    /// are waited for until `until`. Gaps before the first of them that arrives are then given
+    /// up on silently (they were most likely never sent); gaps after it are losses. Does nothing
+    /// once the buffer has started.
+    pub fn start_before(&mut self, seq: u16, back: u16, until: Instant) {
+        if self.next.is_some() || back == 0 {
+            return;
+        }
+        let end = EXT_BASE + u64::from(seq);
+        let start = end - u64::from(back);
+        self.next = Some(start);
+        self.highest = start;
+        self.done.fill(0);
+        self.soft = Some(SoftStart {
+            end,
+            until,
+            released: false,
+            settled: false,
+        });
+    }
+
+    /// A packet of the tentative start region has shown that the first picture begins at
+    /// `begins_at`: the region shrinks to end there and is settled at `now` (gaps in it are not
+    /// losses); gaps from `begins_at` on are ordinary gaps of the stream.
+    pub fn settle_start(&mut self, begins_at: u16, now: Instant) {
+        let Some(s) = &mut self.soft else { return };
+        let back = (s.end as u16).wrapping_sub(begins_at);
+        if back >= 0x8000 {
+            return;
+        }
+        s.end -= u64::from(back);
+        s.until = s.until.min(now);
+        s.settled = true;
+    }
+
+    /// The first packet of a tentative start region still open.
+    pub fn soft_end(&self) -> Option<u16> {
+        self.soft.map(|s| s.end as u16)
+    }
+
+    /// Settles the tentative start region: held packets go out, gaps are given up on (as losses
+    /// only after a released packet of the region).
+    fn give_up_soft(&mut self) {
+        let Some(soft) = self.soft else { return };
+        let window = self.cfg.window as u64;
+        while let Some(next) = self.next.filter(|&n| n < soft.end) {
+            let idx = (next % window) as usize;
+            match self.slots[idx].take() {
+                Some(slot) if slot.ext == next => {
+                    self.held -= 1;
+                    self.accept_next(slot.item);
+                }
+                other => {
+                    self.slots[idx] = other;
+                    if self.soft.is_some_and(|s| s.released && !s.settled) {
+                        self.stats.lost += 1;
+                        self.loss_pending = true;
+                    }
+                    self.set_done(next, false);
+                    self.next = Some(next + 1);
+                }
+            }
+        }
+        self.soft = None;
+    }
+
+    /// Changes how long a packet held behind a gap may wait (the NACK deadline follows the RTT).
+    pub fn set_max_delay(&mut self, max_delay: Duration) {
+        self.cfg.max_delay = max_delay;
+    }
+
+    /// The sequence number expected next: everything before it was delivered or given up on.
+    pub fn next_seq(&self) -> Option<u16> {
+        self.next.map(|n| n as u16)
     }
 
     /// The configuration in use.
@@ -149,7 +249,7 @@ impl<P> ReorderBuffer<P> {
         }
         if delta < 0 {
             let back = delta.unsigned_abs();
-            if back <= 64 && self.history & (1 << (back - 1)) != 0 {
+            if back <= self.done_span() && self.was_done(next - back) {
                 self.stats.duplicates += 1;
                 return PushOutcome::Duplicate;
             }
@@ -173,14 +273,12 @@ impl<P> ReorderBuffer<P> {
             self.stats.duplicates += 1;
             return PushOutcome::Duplicate;
         }
-        self.slots[idx] = Some(Slot {
-            ext,
-            item,
-            arrived: now,
-        });
+        self.slots[idx] = Some(Slot { ext, item });
+        self.arrivals.push_back((now, ext));
         self.held += 1;
         self.highest = self.highest.max(ext);
         self.drain();
+        self.prune();
         PushOutcome::Accepted
     }
 
@@ -195,28 +293,50 @@ impl<P> ReorderBuffer<P> {
             if now < deadline {
                 return None;
             }
-            let lowest = self.lowest_held()?;
-            self.skip_to(lowest);
+            if self.soft.is_some_and(|s| now >= s.until) {
+                self.give_up_soft();
+            } else {
+                let lowest = self.lowest_held()?;
+                self.skip_to(lowest);
+            }
             self.drain();
+            self.prune();
         }
     }
 
     /// When [`Self::pop`] will next give up on a gap, if anything is held.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.slots
-            .iter()
-            .flatten()
-            .map(|s| s.arrived)
-            .min()
-            .map(|t| t + self.cfg.max_delay)
+        if self.held == 0 {
+            return None;
+        }
+        // While the start is tentative, only its own deadline counts: the gaps after it are not
+        // known to be gaps yet.
+        match self.soft {
+            Some(s) => Some(s.until),
+            None => self.arrivals.front().map(|&(t, _)| t + self.cfg.max_delay),
+        }
+    }
+
+    /// Drops arrival records of packets no longer held.
+    fn prune(&mut self) {
+        let window = self.cfg.window as u64;
+        while let Some(&(_, ext)) = self.arrivals.front() {
+            let held = matches!(&self.slots[(ext % window) as usize], Some(s) if s.ext == ext);
+            if held {
+                return;
+            }
+            self.arrivals.pop_front();
+        }
     }
 
     /// Gives up on every gap now, making everything held ready (the stream is ending or changing).
     pub fn flush(&mut self) {
+        self.give_up_soft();
         while let Some(lowest) = self.lowest_held() {
             self.skip_to(lowest);
             self.drain();
         }
+        self.arrivals.clear();
     }
 
     /// Forgets everything, held and ready packets included, as if nothing had arrived. Counters
@@ -229,15 +349,36 @@ impl<P> ReorderBuffer<P> {
         self.ready.clear();
         self.next = None;
         self.highest = 0;
-        self.history = 0;
+        self.done.fill(0);
         self.loss_pending = false;
+        self.arrivals.clear();
+        self.soft = None;
     }
 
     fn start(&mut self, seq: u16) {
         let ext = EXT_BASE + u64::from(seq);
         self.next = Some(ext);
         self.highest = ext;
-        self.history = 0;
+        self.done.fill(0);
+    }
+
+    fn done_span(&self) -> u64 {
+        self.done.len() as u64 * 64
+    }
+
+    fn was_done(&self, ext: u64) -> bool {
+        let bit = ext % self.done_span();
+        self.done[(bit / 64) as usize] & (1 << (bit % 64)) != 0
+    }
+
+    fn set_done(&mut self, ext: u64, delivered: bool) {
+        let bit = ext % self.done_span();
+        let word = &mut self.done[(bit / 64) as usize];
+        if delivered {
+            *word |= 1 << (bit % 64);
+        } else {
+            *word &= !(1 << (bit % 64));
+        }
     }
 
     /// Releases the packet with the expected sequence number.
@@ -249,11 +390,16 @@ impl<P> ReorderBuffer<P> {
     }
 
     fn advance_delivered(&mut self) {
-        if let Some(n) = self.next.as_mut() {
-            self.highest = self.highest.max(*n);
-            *n += 1;
+        if let Some(n) = self.next {
+            match &mut self.soft {
+                Some(s) if n < s.end => s.released = true,
+                Some(_) => self.soft = None,
+                None => {}
+            }
+            self.set_done(n, true);
+            self.highest = self.highest.max(n);
+            self.next = Some(n + 1);
         }
-        self.history = (self.history << 1) | 1;
     }
 
     /// Releases held packets that are now in order.
@@ -287,7 +433,13 @@ impl<P> ReorderBuffer<P> {
                 let n = target - next;
                 self.stats.lost += n;
                 self.loss_pending = true;
-                self.history = if n >= 64 { 0 } else { self.history << n };
+                if n >= self.done_span() {
+                    self.done.fill(0);
+                } else {
+                    for ext in next..target {
+                        self.set_done(ext, false);
+                    }
+                }
                 self.next = Some(target);
                 return;
             }
@@ -301,18 +453,23 @@ impl<P> ReorderBuffer<P> {
                     self.slots[idx] = other;
                     self.stats.lost += 1;
                     self.loss_pending = true;
-                    self.history <<= 1;
+                    self.set_done(next, false);
                     self.next = Some(next + 1);
                 }
             }
         }
     }
 
+    /// The lowest held sequence number: the first held slot after `next` (held packets all lie
+    /// within one window after it).
     fn lowest_held(&self) -> Option<u64> {
         if self.held == 0 {
             return None;
         }
-        self.slots.iter().flatten().map(|s| s.ext).min()
+        let next = self.next?;
+        let window = self.cfg.window as u64;
+        (next..next + window)
+            .find(|ext| matches!(&self.slots[(ext % window) as usize], Some(s) if s.ext == *ext))
     }
 }
 
@@ -473,6 +630,38 @@ mod tests {
         push(&mut b, 3, t);
         assert_eq!(drain(&mut b, t), vec![(1, false), (3, true)]);
         assert_eq!(push(&mut b, 2, t), PushOutcome::Late);
+    }
+
+    #[test]
+    fn tentative_start_waits_for_packets_before_the_first() {
+        let t = Instant::now();
+        let until = t + Duration::from_millis(100);
+        // The packet before the first one turns up: it belongs to the stream.
+        let mut b = buf(32, 500);
+        b.start_before(10, 3, until);
+        push(&mut b, 10, t);
+        assert!(drain(&mut b, t).is_empty());
+        assert_eq!(b.next_deadline(), Some(until));
+        push(&mut b, 9, t);
+        assert_eq!(drain(&mut b, until), vec![(9, false), (10, false)]);
+        assert_eq!(b.stats().lost, 0);
+        // Nothing turns up: the first packet is the first, and nothing was lost.
+        let mut b = buf(32, 500);
+        b.start_before(10, 3, until);
+        push(&mut b, 10, t);
+        push(&mut b, 11, t);
+        assert!(drain(&mut b, until - Duration::from_millis(1)).is_empty());
+        assert_eq!(drain(&mut b, until), vec![(10, false), (11, false)]);
+        assert_eq!(b.stats().lost, 0);
+        // 8 arrives but 9 does not: 9 was sent, and it is a loss.
+        let mut b = buf(32, 500);
+        b.start_before(10, 3, until);
+        push(&mut b, 10, t);
+        push(&mut b, 8, t);
+        assert!(drain(&mut b, t).is_empty());
+        assert_eq!(drain(&mut b, until), vec![(8, false), (10, true)]);
+        assert_eq!(b.stats().lost, 1);
+        assert_eq!(b.soft_end(), None);
     }
 
     #[test]

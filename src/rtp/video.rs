@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::reorder::{ReorderBuffer, ReorderConfig, ReorderStats};
+use super::reorder::{PushOutcome, ReorderBuffer, ReorderConfig, ReorderStats};
 use super::RtpMeta;
 use crate::codec::annexb::{nal_type, NAL_IDR, NAL_PPS, NAL_SPS};
 use crate::codec::h264::H264Depacketizer;
@@ -79,8 +79,8 @@ struct Held {
 }
 
 /// Keeps this many spare payload buffers for packets that have to wait, so reordering does not
-/// allocate once warmed up.
-const POOL_EXTRA: usize = 4;
+/// allocate once warmed up (up to a key picture's worth; a bigger backlog allocates).
+const POOL_MAX: usize = 256;
 
 /// The receive pipeline of one video stream (see the module documentation).
 pub struct VideoReceiver {
@@ -101,6 +101,14 @@ pub struct VideoReceiver {
     gate_closed: bool,
     want_keyframe: bool,
     last_request: Option<Instant>,
+    /// Look back this many packets for the start of the first picture, for this long (see
+    /// [`VideoReceiver::set_start_probe`]).
+    start_probe: Option<(u16, Duration)>,
+    /// The first packet of the source (sequence number, timestamp) while packets before it may
+    /// still come out of the jitter buffer.
+    prestart: Option<(u16, u32)>,
+    /// A start probe begun and not yet taken by [`VideoReceiver::take_start_probe`].
+    probe_begun: Option<(u16, u16)>,
     stats: VideoReceiverStats,
 }
 
@@ -132,9 +140,28 @@ impl VideoReceiver {
             gate_closed: cfg.wait_for_keyframe,
             want_keyframe: false,
             last_request: None,
+            start_probe: None,
+            prestart: None,
+            probe_begun: None,
             stats: VideoReceiverStats::default(),
             cfg,
         }
+    }
+
+    /// When a source's first packet does not certainly begin a picture (the depacketizer cannot
+    /// tell, e.g. an H.264 IDR slice without parameter sets before it), wait up to `wait` for the
+    /// `count` packets before it: packets of the same picture may have been lost. They are asked
+    /// for with NACKs ([`Self::take_start_probe`]); ones that arrive with another timestamp
+    /// belong to an earlier picture and are dropped quietly. Without this, losing the first
+    /// packet of a stream would deliver its first picture without its start.
+    pub fn set_start_probe(&mut self, count: u16, wait: Duration) {
+        self.start_probe = (count > 0).then_some((count, wait));
+    }
+
+    /// The start probe begun by the last packet, if any: the first packet's sequence number and
+    /// how many before it to ask for.
+    pub fn take_start_probe(&mut self) -> Option<(u16, u16)> {
+        self.probe_begun.take()
     }
 
     /// An H.264 receiver.
@@ -163,18 +190,43 @@ impl VideoReceiver {
 
     /// Feeds one RTP packet that arrived at `now`; finished frames are appended to `out`. A packet
     /// that arrives in order is depacketized straight from `payload`; one that has to wait is copied.
-    pub fn push(&mut self, meta: RtpMeta, payload: &[u8], now: Instant, out: &mut Vec<VideoFrame>) {
+    /// Says whether the packet was taken, or dropped as a duplicate or as late.
+    pub fn push(
+        &mut self,
+        meta: RtpMeta,
+        payload: &[u8],
+        now: Instant,
+        out: &mut Vec<VideoFrame>,
+    ) -> PushOutcome {
         self.stats.packets += 1;
         self.check_ssrc(meta.ssrc, now, out);
-        if self.reorder.is_next(meta.sequence) {
-            self.pass_through(meta, payload, now, out);
+        self.maybe_probe_start(&meta, payload, now);
+        let outcome = if self.reorder.is_next(meta.sequence) {
+            self.pass_through(meta, payload, now, out)
         } else {
             let mut buf = self.pool.pop().unwrap_or_default();
             buf.clear();
             buf.extend_from_slice(payload);
-            self.hold(meta, buf, now);
-        }
+            self.hold(meta, buf, now)
+        };
         self.drain(now, out);
+        outcome
+    }
+
+    /// Changes how long pictures behind a gap are held (the NACK deadline, which follows the RTT).
+    pub fn set_max_delay(&mut self, max_delay: Duration) {
+        self.reorder.set_max_delay(max_delay);
+    }
+
+    /// The sequence number the receiver expects next: every packet before it was used or given
+    /// up on.
+    pub fn next_expected_seq(&self) -> Option<u16> {
+        self.reorder.next_seq()
+    }
+
+    /// The media source being received.
+    pub fn ssrc(&self) -> Option<u32> {
+        self.ssrc
     }
 
     /// Like [`Self::push`], for a payload the caller already owns: a packet that has to wait keeps
@@ -185,16 +237,19 @@ impl VideoReceiver {
         payload: Vec<u8>,
         now: Instant,
         out: &mut Vec<VideoFrame>,
-    ) {
+    ) -> PushOutcome {
         self.stats.packets += 1;
         self.check_ssrc(meta.ssrc, now, out);
-        if self.reorder.is_next(meta.sequence) {
-            self.pass_through(meta, &payload, now, out);
+        self.maybe_probe_start(&meta, &payload, now);
+        let outcome = if self.reorder.is_next(meta.sequence) {
+            let o = self.pass_through(meta, &payload, now, out);
             self.recycle(payload);
+            o
         } else {
-            self.hold(meta, payload, now);
-        }
+            self.hold(meta, payload, now)
+        };
         self.drain(now, out);
+        outcome
     }
 
     /// Gives up on gaps whose time is up and delivers what that releases. Call it at
@@ -254,6 +309,33 @@ impl VideoReceiver {
         self.gate_closed
     }
 
+    /// At a source's first packet, starts the jitter buffer a few packets early when the packet
+    /// may not open its picture.
+    fn maybe_probe_start(&mut self, meta: &RtpMeta, payload: &[u8], now: Instant) {
+        let Some((count, wait)) = self.start_probe else {
+            return;
+        };
+        if let Some((first_seq, first_ts)) = self.prestart {
+            // A packet from before the first one that shows where the first picture begins: its
+            // start, or the end of the picture before it. No need to wait any longer.
+            if (meta.sequence.wrapping_sub(first_seq) as i16) < 0 {
+                if self.depack.starts_picture(payload) {
+                    self.reorder.settle_start(meta.sequence, now);
+                } else if meta.timestamp != first_ts && meta.marker {
+                    self.reorder
+                        .settle_start(meta.sequence.wrapping_add(1), now);
+                }
+            }
+            return;
+        }
+        if self.reorder.next_seq().is_some() || self.depack.starts_picture(payload) {
+            return;
+        }
+        self.reorder.start_before(meta.sequence, count, now + wait);
+        self.prestart = Some((meta.sequence, meta.timestamp));
+        self.probe_begun = Some((meta.sequence, count));
+    }
+
     fn check_ssrc(&mut self, ssrc: u32, now: Instant, out: &mut Vec<VideoFrame>) {
         match self.ssrc {
             Some(s) if s != ssrc => {
@@ -263,6 +345,7 @@ impl VideoReceiver {
                 self.ms_offset = self.cur_ms;
                 self.unwrap = None;
                 self.gate_closed = self.cfg.wait_for_keyframe;
+                self.prestart = None;
                 self.stats.ssrc_changes += 1;
                 self.ssrc = Some(ssrc);
             }
@@ -277,8 +360,8 @@ impl VideoReceiver {
         payload: &[u8],
         now: Instant,
         out: &mut Vec<VideoFrame>,
-    ) {
-        self.reorder.push(
+    ) -> PushOutcome {
+        let outcome = self.reorder.push(
             meta.sequence,
             Held {
                 meta,
@@ -296,9 +379,10 @@ impl VideoReceiver {
                 None => self.process(held.meta, payload, lost, out),
             }
         }
+        outcome
     }
 
-    fn hold(&mut self, meta: RtpMeta, payload: Vec<u8>, now: Instant) {
+    fn hold(&mut self, meta: RtpMeta, payload: Vec<u8>, now: Instant) -> PushOutcome {
         self.reorder.push(
             meta.sequence,
             Held {
@@ -306,11 +390,11 @@ impl VideoReceiver {
                 payload: Some(payload),
             },
             now,
-        );
+        )
     }
 
     fn recycle(&mut self, buf: Vec<u8>) {
-        if self.pool.len() < self.cfg.reorder.window + POOL_EXTRA && buf.capacity() > 0 {
+        if self.pool.len() < POOL_MAX.min(self.cfg.reorder.window + 4) && buf.capacity() > 0 {
             self.pool.push(buf);
         }
     }
@@ -331,6 +415,16 @@ impl VideoReceiver {
         lost_before: bool,
         out: &mut Vec<VideoFrame>,
     ) {
+        if let Some((first_seq, first_ts)) = self.prestart {
+            if (meta.sequence.wrapping_sub(first_seq) as i16) >= 0 {
+                // The first packet or anything after it: the tentative start is over.
+                self.prestart = None;
+            } else if meta.timestamp != first_ts {
+                // Before the first packet and of another picture: the tail of a picture we never
+                // had the start of, not part of the stream we deliver.
+                return;
+            }
+        }
         if lost_before {
             self.note_loss();
         }
@@ -735,6 +829,55 @@ mod tests {
         assert!((out[2].timestamp_ms - 2000.0 / 30.0).abs() < 1e-6);
         let s = rx.stats();
         assert_eq!((s.ssrc_changes, s.gated_dropped), (1, 1));
+    }
+
+    #[test]
+    fn a_lost_first_packet_is_waited_for() {
+        let cfg = || {
+            let mut rx = VideoReceiver::h264(cfg());
+            rx.set_start_probe(4, Duration::from_millis(100));
+            rx
+        };
+        let t = Instant::now();
+        let idr = idr_picture();
+        let mut tx = Sender::new(50, 1200);
+        let pkts = tx.picture(&idr, 0);
+        // The parameter sets (first packet) come second: the picture waits for them and is
+        // whole, delivered as soon as they show where it begins.
+        let mut rx = cfg();
+        let mut out = feed(&mut rx, &pkts[1..], t);
+        assert!(out.is_empty());
+        assert_eq!(rx.take_start_probe(), Some((51, 4)));
+        assert_eq!(rx.next_deadline(), Some(t + Duration::from_millis(100)));
+        out.extend(feed(&mut rx, &pkts[..1], t + Duration::from_millis(40)));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].data, idr);
+        assert_eq!(rx.stats().reorder.lost, 0);
+        // Nothing comes before it: taken for the true start of the stream (its parameter sets
+        // may travel out of band, in SDP), delivered after the wait.
+        let mut rx = cfg();
+        let mut out = feed(&mut rx, &pkts[1..], t);
+        rx.poll(t + Duration::from_millis(99), &mut out);
+        assert!(out.is_empty());
+        rx.poll(t + Duration::from_millis(100), &mut out);
+        assert_eq!(out.len(), 1);
+        assert!(out[0].keyframe && out[0].complete);
+        assert_eq!(out[0].data[..], idr[20..]);
+        tx.picture(&p_picture(3), 3000);
+        // A stream that starts with its parameter sets needs no wait.
+        let mut rx = cfg();
+        assert_eq!(feed(&mut rx, &pkts, t).len(), 1);
+        assert_eq!(rx.take_start_probe(), None);
+        // Joining mid-stream: the end of the previous picture comes back and is dropped quietly.
+        let prev = tx.picture(&annexb(&[nal(1, 3000, 9)]), 6000);
+        let next = tx.picture(&idr, 9000);
+        let mut rx = cfg();
+        let mut out = feed(&mut rx, &next[1..], t);
+        out.extend(feed(&mut rx, &prev[prev.len() - 2..], t));
+        out.extend(feed(&mut rx, &next[..1], t));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].data, idr);
+        assert_eq!(rx.stats().incomplete_dropped, 0);
     }
 
     #[test]

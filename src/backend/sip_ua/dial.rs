@@ -105,6 +105,8 @@ impl SipCore {
         oc.session_version = oc.session_id;
         oc.session_name = self.cfg.user_agent.clone();
         oc.rtcp_mux = true;
+        // As when answering: no retransmission stream on SIP calls yet.
+        oc.video_rtx = false;
         let offer = build_offer(&oc);
         let answer_cfg = self.answer_config(r.audio_port, r.video_port.unwrap_or(0));
         let no = self.new_id();

@@ -22,6 +22,7 @@ use crate::engine::{
     SessionSpec, SourcePolicy, StreamConfig, VideoParams,
 };
 use crate::frame::{Delivery, DtmfEvent};
+use crate::rtp::nack::NackConfig;
 use crate::sdp::{Direction, Negotiation};
 
 /// Port pairs a call tries when binding fails (another program holds the port: binding
@@ -221,6 +222,7 @@ impl EngineHost {
                 payload_type: a.pt,
                 clock_rate: a.clock_rate,
                 dtmf_payload_type: a.dtmf_pt,
+                ..Default::default()
             }),
             local_addr: local,
             remote_addr: a.remote,
@@ -230,6 +232,7 @@ impl EngineHost {
             rtcp_interval: self.settings.rtcp_interval,
             cname: self.settings.cname.clone(),
             session: SessionId::nil(),
+            ..Default::default()
         }
     }
 
@@ -249,6 +252,13 @@ impl EngineHost {
                 } else {
                     PacketizationMode::NonInterleaved
                 },
+                // NACKs only to a peer that said it takes them; no RTX stream is offered or
+                // accepted on SIP calls yet.
+                nack: NackConfig {
+                    enabled: v.nack,
+                    ..NackConfig::default()
+                },
+                ..Default::default()
             }),
             local_addr: local,
             remote_addr: v.remote,
@@ -258,6 +268,7 @@ impl EngineHost {
             rtcp_interval: self.settings.rtcp_interval,
             cname: self.settings.cname.clone(),
             session: SessionId::nil(),
+            ..Default::default()
         })
     }
 }

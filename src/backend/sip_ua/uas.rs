@@ -146,6 +146,8 @@ impl SipCore {
         a.session_name = self.cfg.user_agent.clone();
         a.rtcp_mux = true;
         a.telephone_event = true;
+        // Retransmission streams are accepted once the media streams send and take them.
+        a.video_rtx = false;
         a
     }
 

@@ -98,3 +98,17 @@ pub fn resolve(v: &str) -> Result<SocketAddr, String> {
         .next()
         .ok_or_else(|| format!("`{v}` resolves to no address"))
 }
+
+/// `--rtx-pt N`: the RFC 4588 retransmission payload type of `send` and `recv` (absent: lost
+/// packets are re-sent as they were). It must differ from the media payload type `pt`.
+pub fn rtx_arg(args: &Args, pt: u8) -> Result<Option<u8>, String> {
+    let Some(v) = args.get("rtx-pt") else {
+        return Ok(None);
+    };
+    match v.parse::<u8>() {
+        Ok(rtx) if rtx <= 127 && rtx != pt => Ok(Some(rtx)),
+        _ => Err(format!(
+            "--rtx-pt: `{v}` is not an RTP payload type (0-127) other than --pt {pt}"
+        )),
+    }
+}

@@ -6,6 +6,7 @@
 //! the host or reach the peer.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
 
 use roomkit_media::backend::{ConnectOptions, RtpBackendConfig, RtpVideoBackend};
 use roomkit_media::backend::{SessionId, SessionInfo};
@@ -16,6 +17,9 @@ pub fn open(
     mut cfg: RtpBackendConfig,
     video_family: &SocketAddr,
 ) -> Result<(RtpVideoBackend, SessionInfo), String> {
+    // The commands watch their own stream and end themselves (`recv --timeout`, the end of
+    // the file): no inactivity timeout.
+    cfg.inactivity_timeout = Duration::ZERO;
     let loopback: IpAddr = if video_family.is_ipv4() {
         Ipv4Addr::LOCALHOST.into()
     } else {
@@ -34,7 +38,7 @@ pub fn open(
     Ok((backend, info))
 }
 
-/// Ends the session (RTCP BYE, threads joined).
+/// Ends the session (RTCP BYE, threads joined; a sender first lingers as its config says).
 pub fn close(backend: &RtpVideoBackend, id: SessionId) {
     let _ = backend.disconnect(id);
 }

@@ -19,8 +19,10 @@ use std::process::ExitCode;
 
 const USAGE: &str = "\
 usage:
-  roomkit-media send --to HOST:PORT FILE [--codec h264|vp8] [--pt N] [--mtu N] [--fps N]
+  roomkit-media send --to HOST:PORT FILE [--codec h264|vp8] [--pt N] [--mtu N] [--fps N] [--rtx-pt N]
+                     [--linger SECONDS] [--no-pacing] [--pace-max-kbps N]
   roomkit-media recv --listen HOST:PORT --out FILE [--codec h264|vp8] [--pt N] [--frames N] [--timeout SECONDS]
+                     [--rtx-pt N] [--no-nack]
   roomkit-media serve --sip ADDR [--rtp-ip IP] [--rtp-ports A-B] [--video-codecs H264,VP8] [--record DIR] [--echo] [--max-calls N] [--answer-after MS] [--hangup-after MS]
                       [--register sip:USER@HOST[:PORT] [--auth-user U] --password P [--expires S] [--proxy HOST:PORT]]
   roomkit-media demo [--seconds S]

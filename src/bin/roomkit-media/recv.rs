@@ -5,18 +5,20 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use roomkit_media::backend::rtp::{RtpBackendConfig, RtpVideoBackend};
-use roomkit_media::backend::{SessionId, StreamStats};
+use roomkit_media::backend::{NackConfig, SessionId, StreamStats};
 use roomkit_media::prelude::*;
 use roomkit_media::VideoFrame;
 
-use crate::args::{Args, Spec};
+use crate::args::{rtx_arg, Args, Spec};
 use crate::link;
 use crate::media_file::{codec_arg, VideoSink};
 use crate::progress::{Progress, Stats};
 
 pub const SPEC: Spec = Spec {
-    options: &["listen", "out", "pt", "codec", "frames", "timeout"],
-    switches: &[],
+    options: &[
+        "listen", "out", "pt", "codec", "frames", "timeout", "rtx-pt",
+    ],
+    switches: &["no-nack"],
 };
 
 pub fn run(args: &Args) -> Result<Stats, String> {
@@ -41,6 +43,7 @@ pub fn run(args: &Args) -> Result<Stats, String> {
         return Err(format!("--timeout: {idle} is outside (0, 86400] seconds"));
     }
     let idle = Duration::from_secs_f64(idle);
+    let rtx = rtx_arg(args, pt)?;
     let mut sink = VideoSink::create(&out, codec)?;
 
     let cfg = RtpBackendConfig {
@@ -54,6 +57,11 @@ pub fn run(args: &Args) -> Result<Stats, String> {
         // The writer below drains a channel, so the callback never blocks; a deep queue covers
         // bursts of small pictures.
         callback_queue: 8192,
+        rtx_payload_type: rtx,
+        nack: NackConfig {
+            enabled: args.get("no-nack").is_none(),
+            ..NackConfig::default()
+        },
         ..RtpBackendConfig::default()
     };
     let (backend, session) = link::open(cfg, &listen)?;

@@ -6,17 +6,27 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use roomkit_media::backend::rtp::RtpBackendConfig;
+use roomkit_media::backend::PacerConfig;
 use roomkit_media::codec::h264::DEFAULT_MTU;
 use roomkit_media::prelude::*;
 
-use crate::args::{Args, Spec};
+use crate::args::{rtx_arg, Args, Spec};
 use crate::link;
 use crate::media_file::{codec_arg, read_pictures};
 use crate::progress::{Progress, Stats};
 
 pub const SPEC: Spec = Spec {
-    options: &["to", "pt", "mtu", "fps", "codec"],
-    switches: &[],
+    options: &[
+        "to",
+        "pt",
+        "mtu",
+        "fps",
+        "codec",
+        "rtx-pt",
+        "linger",
+        "pace-max-kbps",
+    ],
+    switches: &["no-pacing"],
 };
 
 pub fn run(args: &Args) -> Result<Stats, String> {
@@ -39,6 +49,23 @@ pub fn run(args: &Args) -> Result<Stats, String> {
         return Err(format!("--fps: {fps} is outside 0-1000"));
     }
     let pictures = read_pictures(&path, codec)?;
+    let rtx = rtx_arg(args, pt)?;
+    let linger: f64 = args.num("linger", 1.0)?;
+    if !(0.0..=60.0).contains(&linger) {
+        return Err(format!("--linger: {linger} is outside 0-60 seconds"));
+    }
+    let mut pacer = PacerConfig {
+        enabled: args.get("no-pacing").is_none(),
+        ..PacerConfig::default()
+    };
+    if let Some(kbps) = args.get("pace-max-kbps") {
+        let kbps: f64 = kbps
+            .parse()
+            .ok()
+            .filter(|k: &f64| *k >= 64.0)
+            .ok_or_else(|| format!("--pace-max-kbps: `{kbps}` is not a rate of at least 64"))?;
+        pacer.max_rate = Some(kbps * 1000.0 / 8.0);
+    }
 
     let any: SocketAddr = if to.is_ipv4() {
         (Ipv4Addr::UNSPECIFIED, 0).into()
@@ -51,6 +78,9 @@ pub fn run(args: &Args) -> Result<Stats, String> {
         video_payload_type: pt,
         video_codec: codec,
         mtu,
+        rtx_payload_type: rtx,
+        pacer,
+        close_linger: Duration::from_secs_f64(linger),
         ..RtpBackendConfig::default()
     };
     let (backend, session) = link::open(cfg, &to)?;

@@ -1,0 +1,184 @@
+//! What a stream carries and how it behaves: the settings of a [`crate::rtp::stream::StreamCore`].
+//!
+//! Every settings struct has a `Default`, so callers write the fields they care about and
+//! `..Default::default()`, and adding a setting later breaks nobody.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use super::history::{HistoryConfig, RetransmitLimits};
+use super::nack::NackConfig;
+use super::pacer::PacerConfig;
+use super::rtcp::RtcpInterval;
+use super::rtx::RtxConfig;
+use crate::codec::h264::{PacketizationMode, DEFAULT_MTU};
+use crate::frame::{Delivery, VideoCodec};
+
+/// Which sources a stream accepts packets from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SourcePolicy {
+    /// Only the configured remote address (RTP) and its RTCP address.
+    #[default]
+    RemoteOnly,
+    /// The first source seen becomes the remote address (symmetric RTP, for peers behind NAT);
+    /// later packets from elsewhere are dropped.
+    LatchFirst,
+}
+
+/// Audio stream parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AudioParams {
+    /// RTP payload type of the audio (0 PCMU, 8 PCMA; others are passed through, not decoded).
+    pub payload_type: u8,
+    pub clock_rate: u32,
+    /// RTP payload type of telephone events (RFC 4733); `None` disables DTMF.
+    pub dtmf_payload_type: Option<u8>,
+    /// Jitter buffer: 0 delivers packets as they arrive (no reordering, no concealment); more
+    /// plays them out in order on their own cadence with at least this many milliseconds of
+    /// delay, adapting upwards to the measured jitter, with lost frames concealed and flagged.
+    pub audio_jitter_ms: u32,
+    /// The most delay the jitter buffer may adapt up to; 0 picks the larger of
+    /// 4 × `audio_jitter_ms` and 200 ms.
+    pub audio_jitter_max_ms: u32,
+}
+
+impl Default for AudioParams {
+    fn default() -> Self {
+        AudioParams {
+            payload_type: 0,
+            clock_rate: 8000,
+            dtmf_payload_type: Some(101),
+            audio_jitter_ms: 0,
+            audio_jitter_max_ms: 0,
+        }
+    }
+}
+
+/// Video stream parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VideoParams {
+    pub payload_type: u8,
+    pub clock_rate: u32,
+    pub codec: VideoCodec,
+    pub delivery: Delivery,
+    /// Hold non-key pictures back after a loss until a key frame arrives.
+    pub wait_for_keyframe: bool,
+    /// Deliver pictures that lost packets (flagged `complete: false`) instead of dropping them.
+    pub deliver_incomplete: bool,
+    /// Largest RTP payload sent.
+    pub mtu: usize,
+    /// H.264 packetization mode (1 allows STAP-A and FU-A; 0 single NAL units only).
+    pub packetization_mode: PacketizationMode,
+    /// Receiving: ask for lost packets with NACKs and hold pictures for them (RFC 4585).
+    pub nack: NackConfig,
+    /// RTX (RFC 4588), both ways: our retransmissions go on this payload type and SSRC, and the
+    /// peer's RTX packets of this payload type are accepted. `None`: retransmissions are the
+    /// original packets, as they were.
+    pub rtx: Option<RtxConfig>,
+    /// Sending: how long sent packets are kept for retransmission.
+    pub history: HistoryConfig,
+    /// Sending: how much NACKs may make us retransmit.
+    pub retransmit: RetransmitLimits,
+    /// Sending: how pictures are spread over time.
+    pub pacer: PacerConfig,
+}
+
+impl Default for VideoParams {
+    fn default() -> Self {
+        VideoParams {
+            payload_type: 96,
+            clock_rate: 90_000,
+            codec: VideoCodec::H264,
+            delivery: Delivery::AccessUnit,
+            wait_for_keyframe: true,
+            deliver_incomplete: false,
+            mtu: DEFAULT_MTU,
+            packetization_mode: PacketizationMode::NonInterleaved,
+            nack: NackConfig::default(),
+            rtx: None,
+            history: HistoryConfig::default(),
+            retransmit: RetransmitLimits::default(),
+            pacer: PacerConfig::default(),
+        }
+    }
+}
+
+/// What a stream carries.
+// A settings value made once per stream: its size does not matter, and boxing the video variant
+// would make every caller write `Box::new`.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum MediaParams {
+    Audio(AudioParams),
+    Video(VideoParams),
+}
+
+impl Default for MediaParams {
+    fn default() -> Self {
+        MediaParams::Audio(AudioParams::default())
+    }
+}
+
+impl MediaParams {
+    /// The media payload type.
+    pub fn payload_type(&self) -> u8 {
+        match self {
+            MediaParams::Audio(a) => a.payload_type,
+            MediaParams::Video(v) => v.payload_type,
+        }
+    }
+
+    /// The RTP clock rate.
+    pub fn clock_rate(&self) -> u32 {
+        match self {
+            MediaParams::Audio(a) => a.clock_rate,
+            MediaParams::Video(v) => v.clock_rate,
+        }
+    }
+}
+
+/// Everything a [`crate::rtp::stream::StreamCore`] needs: the media, the peer, and the policies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CoreConfig {
+    pub media: MediaParams,
+    /// Where RTP goes.
+    pub remote_rtp: SocketAddr,
+    /// Where RTCP goes (the RTP address with rtcp-mux).
+    pub remote_rtcp: SocketAddr,
+    /// RTP and RTCP share one port (RFC 5761).
+    pub rtcp_mux: bool,
+    pub source_policy: SourcePolicy,
+    /// Nominal RTCP report interval (randomised ×0.5–1.5 each time).
+    pub rtcp_interval: Duration,
+    /// Our SDES CNAME.
+    pub cname: String,
+    /// Report the stream inactive after this long without RTP or RTCP from the peer; zero turns
+    /// the check off.
+    pub inactivity_timeout: Duration,
+    /// Our SSRC; `None` draws one from the seed.
+    pub ssrc: Option<u32>,
+    /// Our first RTP sequence number; `None` draws one from the seed (tests pick one near the
+    /// wrap).
+    pub initial_seq: Option<u16>,
+}
+
+/// The default inactivity timeout, as roomkit's.
+pub const DEFAULT_INACTIVITY_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        let nowhere = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
+        CoreConfig {
+            media: MediaParams::default(),
+            remote_rtp: nowhere,
+            remote_rtcp: nowhere,
+            rtcp_mux: false,
+            source_policy: SourcePolicy::RemoteOnly,
+            rtcp_interval: RtcpInterval::DEFAULT_NOMINAL,
+            cname: "roomkit-media".into(),
+            inactivity_timeout: DEFAULT_INACTIVITY_TIMEOUT,
+            ssrc: None,
+            initial_seq: None,
+        }
+    }
+}
