@@ -53,7 +53,7 @@ fn sipp_uas(scenario: &str, calls: usize) -> (Child, u16) {
 }
 
 fn backend() -> SipVoiceBackend {
-    let be = SipVoiceBackend::new(SipBackendConfig {
+    SipVoiceBackend::new(SipBackendConfig {
         local_sip_addr: "127.0.0.1:0".parse().unwrap(),
         local_rtp_ip: [127, 0, 0, 1].into(),
         rtp_port_start: 20000,
@@ -61,8 +61,7 @@ fn backend() -> SipVoiceBackend {
         callback_queue: 8192,
         ..SipBackendConfig::default()
     })
-    .expect("backend");
-    be
+    .expect("backend")
 }
 
 fn registrations(cycles: usize) {

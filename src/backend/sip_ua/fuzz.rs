@@ -518,7 +518,7 @@ mod tests {
 
     #[test]
     fn random_scripts_hold_the_invariants() {
-        let mut rng = rand::rngs::SmallRng::seed_from_u64(0x5eed_0f_5a17);
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(0x005e_ed0f_5a17);
         for _ in 0..300 {
             let len = rng.random_range(0..1500);
             let script: Vec<u8> = (0..len).map(|_| rng.random()).collect();
