@@ -182,6 +182,12 @@ impl SipCore {
         let Some(c) = self.calls.remove(&no) else {
             return;
         };
+        // Our INVITEs still waiting for a final answer would wait for ever: cancel them.
+        for (id, e) in &self.invites {
+            if e.call == no && !e.tx.is_terminated() && e.tx.final_status().is_none() {
+                self.orphan_invites.push(*id);
+            }
+        }
         self.timers.set(TimerKey::Call(no), None);
         if self.call_index.get(&c.call_id) == Some(&no) {
             self.call_index.remove(&c.call_id);

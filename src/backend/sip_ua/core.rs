@@ -249,6 +249,10 @@ pub struct SipCore {
     pub(super) registrations: HashMap<u64, RegEntry>,
     /// The To tags of 2xx forks we ACKed and ended, per INVITE transaction (one BYE each).
     pub(super) ended_forks: HashMap<u64, Vec<String>>,
+    /// INVITE transactions of calls that ended while they were unanswered (a re-INVITE that
+    /// only got a provisional response has no timer of its own): cancelled at the end of the
+    /// current input, so they end too.
+    pub(super) orphan_invites: Vec<u64>,
     pub(super) timers: TimerQueue<TimerKey>,
     events: VecDeque<SipEvent>,
     pub(super) stopping: bool,
@@ -312,6 +316,7 @@ impl SipCore {
             by_session: HashMap::new(),
             registrations: HashMap::new(),
             ended_forks: HashMap::new(),
+            orphan_invites: Vec::new(),
             timers: TimerQueue::default(),
             events: VecDeque::new(),
             stopping: false,
@@ -392,6 +397,18 @@ impl SipCore {
             }
             Err(ParseError::Drop { .. }) => SipCounters::inc(&self.counters.dropped),
         }
+        self.cancel_orphans(now, out);
+    }
+
+    /// Cancels the INVITE transactions whose calls ended meanwhile.
+    fn cancel_orphans(&mut self, now: Instant, out: &mut Outbox) {
+        // Bounded: each id is handled once and cancelling adds none.
+        while let Some(id) = self.orphan_invites.pop() {
+            if let Some(e) = self.invites.get_mut(&id) {
+                e.tx.cancel(now);
+            }
+            self.flush_invite(id, now, out);
+        }
     }
 
     /// Does what the application asked.
@@ -414,6 +431,7 @@ impl SipCore {
             Command::Register(id, req) => self.register(id, *req, now, out),
             Command::Unregister(id) => self.unregister(id, now, out),
         }
+        self.cancel_orphans(now, out);
     }
 
     /// When `handle_timeout` next needs to run; `None` when nothing is pending.
@@ -457,6 +475,7 @@ impl SipCore {
                 TimerKey::Registration(id) => self.registration_timeout(id, now, out),
             }
         }
+        self.cancel_orphans(now, out);
     }
 
     /// The backend is stopping: calls end (BYE, CANCEL, or 503 while ringing) and every
@@ -472,6 +491,7 @@ impl SipCore {
         for id in regs {
             self.unregister(id, now, out);
         }
+        self.cancel_orphans(now, out);
     }
 
     /// True after `shutdown` while registrations still await their un-REGISTER's answer.

@@ -516,6 +516,18 @@ mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
 
+    /// Fuzzer findings, kept: each once broke an invariant.
+    #[test]
+    fn findings_stay_fixed() {
+        // A call answered, our hold re-INVITE got only a 100, then the backend stopped: the
+        // re-INVITE's transaction waited for ever (now it is cancelled when its call ends).
+        run(&[
+            0xa3, 0x00, 0x00, 0x06, 0x00, 0x00, 0x00, 0x00, 0xf2, 0x73, 0x04, 0x8d, 0x84, 0xff,
+            0x8d, 0xff, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+            0x00, 0x00, 0x00, 0x00, 0x00, 0xe6, 0xf9, 0x00, 0x5d, 0x30, 0x30, 0x0a, 0x60,
+        ]);
+    }
+
     #[test]
     fn random_scripts_hold_the_invariants() {
         let mut rng = rand::rngs::SmallRng::seed_from_u64(0x005e_ed0f_5a17);

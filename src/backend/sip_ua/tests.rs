@@ -1181,3 +1181,41 @@ fn a_challenged_reinvite_is_sent_again_with_credentials() {
     assert!(a.sent().iter().all(|(m, _)| m.method() != &Method::Invite));
     assert_eq!(a.core.call_count(), 1);
 }
+
+#[test]
+fn a_reinvite_left_proceeding_is_cancelled_when_its_call_ends() {
+    let now = Instant::now();
+    let mut a = Ua::new(5201, |_| {});
+    let peer = addr(6600);
+    let s = SessionId::new_v4();
+    a.cmd(
+        Command::Dial(Box::new(dial_to(s, "sip:bob@127.0.0.1:6600", peer))),
+        now,
+    );
+    let invite = a.sent().remove(0).0;
+    let sdp = sdp_answer(&invite, 40600);
+    let contact = [("Contact", "<sip:bob@127.0.0.1:6600>")];
+    a.recv(
+        &reply(&invite, 200, Some("b"), &contact, Some(&sdp)),
+        peer,
+        now,
+    );
+    a.sent();
+    a.cmd(Command::Hold(s, true), now);
+    let reinvite = a.sent().remove(0).0;
+    a.recv(&reply(&reinvite, 100, None, &[], None), peer, now);
+    // The far end never answers the re-INVITE; we hang up.
+    a.cmd(Command::Hangup(s), now);
+    let methods: Vec<Method> = a.sent().iter().map(|(m, _)| m.method().clone()).collect();
+    assert!(methods.contains(&Method::Bye), "{methods:?}");
+    assert!(
+        methods.contains(&Method::Cancel),
+        "the re-INVITE is cancelled: {methods:?}"
+    );
+    // Unanswered, the CANCEL gives up after 64×T1 and the INVITE transaction with it.
+    let later = now + Duration::from_secs(40);
+    a.tick(later);
+    a.tick(later + Duration::from_secs(40));
+    assert_eq!(a.core.transaction_count(), 0);
+    assert_eq!(a.core.next_timeout(), None);
+}
