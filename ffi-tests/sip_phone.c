@@ -4,6 +4,7 @@
  * requires to exit 0); rkm_dial returns a session id at once and rkm_on_call_state reports
  * trying, answered and ended in order; the dialed session carries video to the callee and has
  * its metadata (X-Room-ID); hold and resume reach the callee (it stops, then resumes, sending);
+ * video removed and added back with rkm_set_video reaches the callee's session;
  * a call with wrong credentials fails with 403; a call hung up while it rings is cancelled
  * (failed, 487).
  *
@@ -267,6 +268,30 @@ int main(int argc, char **argv) {
     }
     CHECK(sending);
 
+    /* Video removed with a re-INVITE, then added back: the callee's session follows. */
+    CHECK_OK(rkm_session_stats(callee, callee_id, &st));
+    CHECK(st.has_video);
+    CHECK_OK(rkm_set_video(me, id, false));
+    until = now_ms() + (double)scaled_ms(5000);
+    while (now_ms() < until) {
+        CHECK_OK(rkm_session_stats(callee, callee_id, &st));
+        if (!st.has_video) {
+            break;
+        }
+        sleep_ms(10);
+    }
+    CHECK(!st.has_video);
+    CHECK_OK(rkm_set_video(me, id, true));
+    until = now_ms() + (double)scaled_ms(5000);
+    while (now_ms() < until) {
+        CHECK_OK(rkm_session_stats(callee, callee_id, &st));
+        if (st.has_video) {
+            break;
+        }
+        sleep_ms(10);
+    }
+    CHECK(st.has_video);
+
     /* We hang up: ended here, disconnected there. */
     CHECK_OK(rkm_disconnect(me, id));
     CHECK(wait_state(answered, RKM_CALL_ENDED, 5000) > answered);
@@ -313,7 +338,7 @@ int main(int argc, char **argv) {
     rkm_backend_free(callee);
     pthread_mutex_destroy(&ph.lock);
     printf("ok: registered with sipp (digest, 60 s) and unregistered; dialed with 401 auth, "
-           "video to the callee, hold/resume, hang-up; 403 with wrong credentials; CANCEL "
-           "while ringing\n");
+           "video to the callee, hold/resume, video removed and added, hang-up; 403 with wrong "
+           "credentials; CANCEL while ringing\n");
     return 0;
 }

@@ -732,6 +732,13 @@ rkm_status rkm_hold(rkm_backend *b, const char *session_id);
 // Takes the far end off hold: a re-INVITE offering `sendrecv`. As `rkm_hold`.
 rkm_status rkm_resume(rkm_backend *b, const char *session_id);
 
+// Adds video to an established SIP call (`on` true: a re-INVITE offering the backend's video
+// codecs; the session's video stream starts when the far end accepts, with
+// `video_session_ready`) or removes it (`on` false: the video stream stops, the call goes on).
+// Returns at once. `RKM_ERR_UNSUPPORTED` for adding video on a voice backend,
+// `RKM_ERR_NOT_FOUND` for no such call. Any thread.
+rkm_status rkm_set_video(rkm_backend *b, const char *session_id, bool on);
+
 // Fills `opts` with the defaults. A NULL `opts` is ignored (and recorded for
 // `rkm_last_error`). Any thread.
 void rkm_register_options_init(rkm_register_options *opts);

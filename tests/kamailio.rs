@@ -123,7 +123,7 @@ fn registered_backend_takes_a_call_through_kamailio_and_hangs_up_through_it() {
     };
     let aor = format!("sip:roomkit@{}", k.addr());
     let mut serve = Serve::start(
-        "46400-46499",
+        "49000-49099",
         &[
             "--register",
             &aor,
@@ -404,7 +404,7 @@ fn sha256_digest_through_kamailio_between_serve_and_call() {
     };
     let aor = format!("sip:roomkit@{}", k.addr());
     let mut serve = Serve::start(
-        "46600-46699",
+        "49200-49299",
         &["--register", &aor, "--password", PASSWORD, "--echo"],
     );
     serve.wait_event("registered", Duration::from_secs(20));

@@ -4,7 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use roomkit_media::sdp::{
     answer, build_offer, parse_answer, reanswer, reoffer, Answer, AnswerConfig, AnswerError,
-    AudioCodec, Direction, OfferConfig, ReofferConfig, SessionDescription,
+    AudioCodec, Direction, OfferConfig, ReofferConfig, ReofferVideo, SessionDescription,
 };
 use roomkit_media::VideoCodec;
 
@@ -860,6 +860,7 @@ fn a_reoffer_keeps_everything_agreed_and_changes_the_direction() {
         &ReofferConfig {
             direction: Direction::SendOnly,
             session_name: "roomkit".into(),
+            video: ReofferVideo::Keep,
         },
     );
     let sd = SessionDescription::parse(hold.sdp.as_bytes()).unwrap();
@@ -916,4 +917,77 @@ fn an_answer_keeps_our_own_hold() {
     let a = answer_ok(&held, &c);
     assert_eq!(a.negotiation.audio.direction, Direction::Inactive);
     assert!(section(&a.sdp, 0).contains("a=inactive"), "{}", a.sdp);
+}
+
+#[test]
+fn a_reoffer_adds_and_removes_video() {
+    // An audio-only call (video refused at first): adding video fills the refused m-line.
+    let ours = answer_ok(MIXED_OFFER, &cfg(&[]));
+    assert!(ours.negotiation.video.is_none());
+    let add = reoffer(
+        &ours,
+        &ReofferConfig {
+            direction: Direction::SendRecv,
+            session_name: "roomkit".into(),
+            video: ReofferVideo::Add {
+                port: 10010,
+                codecs: vec![VideoCodec::H264, VideoCodec::Vp8],
+                nack: true,
+            },
+        },
+    );
+    let video = section(&add.sdp, 1);
+    assert!(video.contains("m=video 10010 RTP/AVP 96 97"), "{}", add.sdp);
+    assert!(video.contains("a=rtcp-fb:96 nack\r\n"), "{video}");
+    assert_eq!(add.video.len(), 2);
+    let sd = SessionDescription::parse(add.sdp.as_bytes()).unwrap();
+    assert_eq!(sd.media.len(), 3, "no m-line added or lost");
+    // The far end takes H.264: video is agreed.
+    let their = MIXED_OFFER
+        .replace("m=video 5002 RTP/AVP 97", "m=video 5002 RTP/AVP 96")
+        .replace("rtpmap:97", "rtpmap:96")
+        .replace("fmtp:97", "fmtp:96")
+        .replace("rtcp-fb:97", "rtcp-fb:96")
+        .replace("m=application 5004", "m=application 0");
+    let neg = parse_answer(&add, their.as_bytes()).unwrap();
+    assert_eq!(neg.video.as_ref().unwrap().codec, VideoCodec::H264);
+    // A call with video removes it: port 0, the m-line stays.
+    let with_video = answer_ok(MIXED_OFFER, &cfg(&[VideoCodec::H264]));
+    let remove = reoffer(
+        &with_video,
+        &ReofferConfig {
+            direction: Direction::SendRecv,
+            session_name: "roomkit".into(),
+            video: ReofferVideo::Remove,
+        },
+    );
+    assert!(
+        section(&remove.sdp, 1).starts_with("m=video 0 "),
+        "{}",
+        remove.sdp
+    );
+    assert!(remove.video.is_empty());
+    // Without any m=video line before, an added one goes last.
+    let audio_only = "v=0\r\no=p 1 1 IN IP4 198.51.100.7\r\ns=-\r\nc=IN IP4 198.51.100.7\r\n\
+                      t=0 0\r\nm=audio 5000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+    let ours = answer_ok(audio_only, &cfg(&[VideoCodec::H264]));
+    let add = reoffer(
+        &ours,
+        &ReofferConfig {
+            direction: Direction::SendRecv,
+            session_name: "roomkit".into(),
+            video: ReofferVideo::Add {
+                port: 10012,
+                codecs: vec![VideoCodec::Vp8],
+                nack: false,
+            },
+        },
+    );
+    let sd = SessionDescription::parse(add.sdp.as_bytes()).unwrap();
+    assert_eq!(sd.media.len(), 2);
+    assert!(
+        section(&add.sdp, 1).contains("m=video 10012 RTP/AVP 97"),
+        "{}",
+        add.sdp
+    );
 }

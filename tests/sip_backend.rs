@@ -12,7 +12,8 @@ use std::time::Duration;
 use crossbeam_channel::unbounded;
 use parking_lot::Mutex;
 use roomkit_media::backend::{
-    CallDecision, CallState, DialOptions, SipCredentials, SipVideoBackend, SipVoiceBackend,
+    CallDecision, CallState, DialOptions, SessionId, SipCredentials, SipVideoBackend,
+    SipVoiceBackend,
 };
 use roomkit_media::engine::SessionInfo;
 use roomkit_media::prelude::*;
@@ -738,4 +739,53 @@ fn info_dtmf_reaches_on_dtmf_received_and_unknown_require_gets_420() {
     }
     assert_eq!(digits.recv_timeout(T).unwrap(), (info.id, '9', 200));
     assert_eq!(digits.recv_timeout(T).unwrap(), (info.id, '*', 250));
+}
+
+#[test]
+fn video_added_and_removed_during_a_call_flows_and_stops() {
+    let be = SipVideoBackend::new(config(21)).unwrap();
+    let (ctx, calls) = unbounded::<SessionInfo>();
+    be.on_call(move |s| {
+        let _ = ctx.send(s.clone());
+    });
+    let (vtx, video_ready) = unbounded();
+    be.on_video_session_ready(move |s| {
+        let _ = vtx.send(s.id);
+    });
+    let (ftx, frames) = unbounded();
+    be.on_video_received(move |id, f| {
+        let _ = ftx.send((id, f.keyframe));
+    });
+    let uac = dialer(30);
+    start(&be);
+    let call = dial_ok(&uac, &uri(&be), audio_only());
+    let info = calls.recv_timeout(T).unwrap();
+    assert!(uac.get_video_session(call).is_none());
+    assert!(be.get_video_session(info.id).is_none());
+    // Add video from the caller's side: both sessions get a video stream.
+    uac.set_video(call, true).unwrap();
+    assert_eq!(video_ready.recv_timeout(T).unwrap(), info.id);
+    assert!(wait_until(T, || uac.get_video_session(call).is_some()));
+    for i in 0..5u32 {
+        uac.send_video(call, &h264_picture(i == 0, 2000, i))
+            .unwrap();
+    }
+    let got: Vec<(SessionId, bool)> = (0..5).filter_map(|_| frames.recv_timeout(T).ok()).collect();
+    assert_eq!(got.len(), 5, "pictures on the added stream");
+    assert!(got.iter().all(|(id, _)| *id == info.id));
+    // Remove it from the answering side.
+    be.set_video(info.id, false).unwrap();
+    assert!(wait_until(T, || be.get_video_session(info.id).is_none()));
+    assert!(wait_until(T, || uac.get_video_session(call).is_none()));
+    assert!(uac.send_video(call, &h264_picture(true, 100, 9)).is_err());
+    assert!(be.get_session(info.id).is_some(), "the call goes on");
+    // A voice backend cannot add video.
+    let voice = SipVoiceBackend::new(config(22)).unwrap();
+    start(&voice);
+    assert!(voice.set_video(SessionId::new_v4(), true).is_err());
+    uac.hangup(call).unwrap();
+    assert!(wait_until(T, || be.port_pool().available()
+        == be.port_pool().capacity()));
+    assert!(wait_until(T, || uac.port_pool().available()
+        == uac.port_pool().capacity()));
 }

@@ -485,6 +485,24 @@ impl SipVoiceBackend {
         self.set_hold(session, false)
     }
 
+    /// Adds video to an established call (`true`: a re-INVITE offering our video codecs on a
+    /// new port; the session's video stream starts when the far end accepts, with
+    /// `on_video_session_ready`) or removes it (`false`: `m=video 0`; the video stream stops).
+    /// Returns at once. A voice backend cannot add video ([`Error::Unsupported`]).
+    pub fn set_video(&self, session: SessionId, on: bool) -> Result<()> {
+        let running = self.running()?;
+        if on && !self.with_video {
+            return Err(Error::Unsupported(
+                "a voice backend carries no video (use SipVideoBackend)".into(),
+            ));
+        }
+        if !self.directory.contains(session) {
+            return Err(Error::NotFound(format!("call with session {session}")));
+        }
+        running.send(Command::Video(session, on));
+        Ok(())
+    }
+
     fn set_hold(&self, session: SessionId, hold: bool) -> Result<()> {
         let running = self.running()?;
         if !self.directory.contains(session) {

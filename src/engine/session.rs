@@ -40,11 +40,13 @@ pub struct BoundMedia {
 
 /// A live session: its description and its streams, and every operation an application can do
 /// on it. The backends look a session up and call these, so each operation is written once.
+/// Its video stream may come and go during the session (a SIP re-INVITE adding or removing
+/// video).
 #[derive(Debug)]
 pub struct MediaSession {
-    info: Arc<SessionInfo>,
+    info: RwLock<Arc<SessionInfo>>,
     audio: MediaStream,
-    video: Option<MediaStream>,
+    video: RwLock<Option<Arc<MediaStream>>>,
     /// The far end put the call on hold (SIP): what we would send is discarded.
     held: AtomicBool,
 }
@@ -52,15 +54,15 @@ pub struct MediaSession {
 impl MediaSession {
     /// The description given to callbacks.
     pub fn info(&self) -> Arc<SessionInfo> {
-        self.info.clone()
+        self.info.read().clone()
     }
 
     /// The description with the streams' current remote addresses (latching or a re-INVITE
     /// may have moved them since the session was created).
     pub fn current_info(&self) -> SessionInfo {
-        let mut info = (*self.info).clone();
+        let mut info = (*self.info()).clone();
         info.audio = self.audio.info();
-        info.video = self.video.as_ref().map(MediaStream::info);
+        info.video = self.video().map(|v| v.info());
         info
     }
 
@@ -70,23 +72,22 @@ impl MediaSession {
     }
 
     /// The video stream, when the session has one.
-    pub fn video(&self) -> Option<&MediaStream> {
-        self.video.as_ref()
+    pub fn video(&self) -> Option<Arc<MediaStream>> {
+        self.video.read().clone()
     }
 
     /// Counters of both streams.
     pub fn stats(&self) -> SessionStats {
         SessionStats {
             audio: self.audio.stats(),
-            video: self.video.as_ref().map(MediaStream::stats),
+            video: self.video().map(|v| v.stats()),
         }
     }
 
     /// The video stream, or the error every video operation on an audio-only session gives.
-    pub fn video_stream(&self) -> Result<&MediaStream> {
-        self.video
-            .as_ref()
-            .ok_or_else(|| Error::State(format!("session {} has no video", self.info.id)))
+    pub fn video_stream(&self) -> Result<Arc<MediaStream>> {
+        self.video()
+            .ok_or_else(|| Error::State(format!("session {} has no video", self.info().id)))
     }
 
     /// Whether the far end holds the session: sending is suspended (calls succeed, nothing goes out).
@@ -169,14 +170,14 @@ impl MediaSession {
             point(&self.audio, a);
         }
         if let Some((s, a)) = v {
-            point(s, a);
+            point(&s, a);
         }
         Ok(())
     }
 
     /// Stops and joins both streams' threads (video first, as roomkit closes it first).
     fn close(&self) {
-        if let Some(v) = &self.video {
+        if let Some(v) = self.video.write().take() {
             v.close();
         }
         self.audio.close();
@@ -293,10 +294,11 @@ impl MediaEngine {
             video: video.as_ref().map(MediaStream::info),
             video_metadata: spec.video_metadata,
         });
+        let has_video = video.is_some();
         let session = Arc::new(MediaSession {
-            info: info.clone(),
+            info: RwLock::new(info.clone()),
             audio,
-            video,
+            video: RwLock::new(video.map(Arc::new)),
             held: AtomicBool::new(false),
         });
         {
@@ -309,11 +311,53 @@ impl MediaEngine {
         let key = dispatch_key(id);
         self.dispatcher
             .post_wait(key, EngineEvent::SessionReady(info.clone()));
-        if session.video.is_some() {
+        if has_video {
             self.dispatcher
                 .post_wait(key, EngineEvent::VideoSessionReady(info.clone()));
         }
         Ok(info)
+    }
+
+    /// Gives live session `id` a video stream on sockets bound beforehand (a re-INVITE added
+    /// video) and announces it (video session ready). Fails when the session has video.
+    pub fn add_video(
+        &self,
+        id: SessionId,
+        mut cfg: StreamConfig,
+        sockets: RtpSockets,
+        video_metadata: HashMap<String, String>,
+    ) -> Result<Arc<SessionInfo>> {
+        let session = self.session(id)?;
+        if session.video().is_some() {
+            return Err(Error::State(format!("session {id} has video already")));
+        }
+        cfg.session = id;
+        let stream = Arc::new(MediaStream::open_bound(cfg, sockets, self.dispatcher.clone())?);
+        let mut info = (*session.info()).clone();
+        info.video = Some(stream.info());
+        info.video_metadata = video_metadata;
+        let info = Arc::new(info);
+        *session.video.write() = Some(stream);
+        *session.info.write() = info.clone();
+        self.dispatcher
+            .post_wait(dispatch_key(id), EngineEvent::VideoSessionReady(info.clone()));
+        Ok(info)
+    }
+
+    /// Ends live session `id`'s video stream (a re-INVITE removed video): its thread stops
+    /// (RTCP BYE is sent) and its sockets close; the session goes on with audio.
+    pub fn remove_video(&self, id: SessionId) -> Result<()> {
+        let session = self.session(id)?;
+        let stream = session.video.write().take();
+        let Some(stream) = stream else {
+            return Ok(());
+        };
+        stream.close();
+        let mut info = (*session.info()).clone();
+        info.video = None;
+        info.video_metadata.clear();
+        *session.info.write() = Arc::new(info);
+        Ok(())
     }
 
     /// Delivers a DTMF digit that arrived outside RTP (a SIP INFO) to the `dtmf` callback, in
@@ -339,7 +383,7 @@ impl MediaEngine {
             .sessions
             .read()
             .values()
-            .filter(|s| room_id.is_none_or(|r| s.info.room_id == r))
+            .filter(|s| room_id.is_none_or(|r| s.info().room_id == r))
             .map(|s| s.current_info())
             .collect();
         v.sort_by_key(|s| s.id);
@@ -355,7 +399,7 @@ impl MediaEngine {
             .remove(&id)
             .ok_or_else(|| Error::NotFound(format!("session {id}")))?;
         session.close();
-        let info = session.info.clone();
+        let info = session.info();
         drop(session);
         self.dispatcher
             .post_wait(dispatch_key(id), EngineEvent::Disconnected(info));

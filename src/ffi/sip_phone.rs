@@ -1,5 +1,6 @@
 //! A softphone's SIP from C: placing calls (`rkm_dial`, which returns at once; progress comes
-//! to `rkm_on_call_state`), hold and resume, and registrations with a registrar.
+//! to `rkm_on_call_state`), hold and resume, adding and removing video, and registrations with
+//! a registrar.
 
 use std::ffi::{c_char, c_void};
 use std::sync::Arc;
@@ -280,6 +281,27 @@ pub extern "C" fn rkm_hold(b: *mut rkm_backend, session_id: *const c_char) -> rk
 #[no_mangle]
 pub extern "C" fn rkm_resume(b: *mut rkm_backend, session_id: *const c_char) -> rkm_status {
     hold("rkm_resume", b, session_id, false)
+}
+
+/// Adds video to an established SIP call (`on` true: a re-INVITE offering the backend's video
+/// codecs; the session's video stream starts when the far end accepts, with
+/// `video_session_ready`) or removes it (`on` false: the video stream stops, the call goes on).
+/// Returns at once. `RKM_ERR_UNSUPPORTED` for adding video on a voice backend,
+/// `RKM_ERR_NOT_FOUND` for no such call. Any thread.
+#[no_mangle]
+pub extern "C" fn rkm_set_video(
+    b: *mut rkm_backend,
+    session_id: *const c_char,
+    on: bool,
+) -> rkm_status {
+    boundary("rkm_set_video", || {
+        // SAFETY: each pointer is NULL or valid for the call.
+        let be = unsafe { backend_arg(b) }?;
+        // SAFETY: as above.
+        let id = unsafe { session_arg(session_id) }?;
+        be.sip()?.set_video(id, on)?;
+        Ok(rkm_status::RKM_OK)
+    })
 }
 
 /// What happened to a registration.

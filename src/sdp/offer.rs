@@ -128,18 +128,11 @@ pub fn build_offer(cfg: &OfferConfig) -> Offer {
         &cfg.audio_codecs[..]
     };
     let video_rtx = cfg.video_nack && cfg.video_rtx;
-    let mut video: Vec<(u8, VideoCodec)> = Vec::new();
-    if cfg.video_port != 0 {
-        for &codec in &cfg.video_codecs {
-            let pt = match codec {
-                VideoCodec::H264 => H264_PT,
-                VideoCodec::Vp8 => VP8_PT,
-            };
-            if !video.iter().any(|(p, _)| *p == pt) {
-                video.push((pt, codec));
-            }
-        }
-    }
+    let video = if cfg.video_port != 0 {
+        video_payload_types(&cfg.video_codecs)
+    } else {
+        Vec::new()
+    };
     // Telephone events go with each clock rate an offered codec runs at: 8 kHz always (G.711,
     // G.722), 48 kHz beside Opus.
     let mut dtmf: Vec<(u8, u32)> = Vec::new();
@@ -180,39 +173,13 @@ pub fn build_offer(cfg: &OfferConfig) -> Offer {
     )];
 
     if !video.is_empty() {
-        let mut fmt: Vec<String> = video.iter().map(|(pt, _)| pt.to_string()).collect();
-        let mut attrs = Vec::new();
-        for (pt, codec) in &video {
-            attrs.push(format!("rtpmap:{pt} {}/90000", codec.encoding_name()));
-            if *codec == VideoCodec::H264 {
-                attrs.push(format!(
-                    "fmtp:{pt} profile-level-id={H264_OFFER_PROFILE_LEVEL_ID};packetization-mode=1"
-                ));
-            }
-            if cfg.video_nack {
-                attrs.push(format!("rtcp-fb:{pt} nack"));
-            }
-            attrs.push(format!("rtcp-fb:{pt} nack pli"));
-            attrs.push(format!("rtcp-fb:{pt} ccm fir"));
-        }
-        if video_rtx {
-            for (pt, codec) in &video {
-                let rtx = rtx_pt_of(*codec);
-                fmt.push(rtx.to_string());
-                attrs.push(format!("rtpmap:{rtx} {RTX}/90000"));
-                attrs.push(format!("fmtp:{rtx} apt={pt}"));
-            }
-        }
-        if cfg.rtcp_mux {
-            attrs.push("rtcp-mux".to_string());
-        }
-        attrs.push("sendrecv".to_string());
-        medias.push(media(
-            "video",
+        medias.push(video_offer_media(
+            &video,
             cfg.video_port,
-            "RTP/AVP",
-            &fmt.join(" "),
-            attrs,
+            cfg.video_nack,
+            video_rtx,
+            cfg.rtcp_mux,
+            Direction::SendRecv,
         ));
     }
 
@@ -239,6 +206,61 @@ pub fn build_offer(cfg: &OfferConfig) -> Offer {
     }
 }
 
+/// Our payload types for `codecs`: H.264 on 96, VP8 on 97, each once.
+fn video_payload_types(codecs: &[VideoCodec]) -> Vec<(u8, VideoCodec)> {
+    let mut video: Vec<(u8, VideoCodec)> = Vec::new();
+    for &codec in codecs {
+        let pt = match codec {
+            VideoCodec::H264 => H264_PT,
+            VideoCodec::Vp8 => VP8_PT,
+        };
+        if !video.iter().any(|(p, _)| *p == pt) {
+            video.push((pt, codec));
+        }
+    }
+    video
+}
+
+/// The `m=video` section offering `video` on `port`: H.264 with profile-level-id 42e01f and
+/// packetization-mode 1, PLI and FIR feedback, NACK and RTX when asked.
+fn video_offer_media(
+    video: &[(u8, VideoCodec)],
+    port: u16,
+    nack: bool,
+    rtx: bool,
+    rtcp_mux: bool,
+    direction: Direction,
+) -> sdp_types::Media {
+    let mut fmt: Vec<String> = video.iter().map(|(pt, _)| pt.to_string()).collect();
+    let mut attrs = Vec::new();
+    for (pt, codec) in video {
+        attrs.push(format!("rtpmap:{pt} {}/90000", codec.encoding_name()));
+        if *codec == VideoCodec::H264 {
+            attrs.push(format!(
+                "fmtp:{pt} profile-level-id={H264_OFFER_PROFILE_LEVEL_ID};packetization-mode=1"
+            ));
+        }
+        if nack {
+            attrs.push(format!("rtcp-fb:{pt} nack"));
+        }
+        attrs.push(format!("rtcp-fb:{pt} nack pli"));
+        attrs.push(format!("rtcp-fb:{pt} ccm fir"));
+    }
+    if rtx {
+        for (pt, codec) in video {
+            let rtx = rtx_pt_of(*codec);
+            fmt.push(rtx.to_string());
+            attrs.push(format!("rtpmap:{rtx} {RTX}/90000"));
+            attrs.push(format!("fmtp:{rtx} apt={pt}"));
+        }
+    }
+    if rtcp_mux {
+        attrs.push("rtcp-mux".to_string());
+    }
+    attrs.push(direction.as_str().to_string());
+    media("video", port, "RTP/AVP", &fmt.join(" "), attrs)
+}
+
 /// What a new offer in an established call changes (RFC 3264 §8).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReofferConfig {
@@ -247,6 +269,25 @@ pub struct ReofferConfig {
     pub direction: Direction,
     /// The `s=` line.
     pub session_name: String,
+    /// What becomes of video.
+    pub video: ReofferVideo,
+}
+
+/// Video in a new offer.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ReofferVideo {
+    /// As agreed last time (or refused, port 0).
+    #[default]
+    Keep,
+    /// Removed: the m-line stays with port 0.
+    Remove,
+    /// Added on `port`, offering `codecs` (NACK when `nack`); replaces a refused m-line, or
+    /// comes after the others when there was none.
+    Add {
+        port: u16,
+        codecs: Vec<VideoCodec>,
+        nack: bool,
+    },
 }
 
 /// A new offer in an established call: the same streams, ports, codecs and payload types as
@@ -283,8 +324,12 @@ pub fn reoffer(current: &Answer, cfg: &ReofferConfig) -> Offer {
         media("audio", port, "RTP/AVP", &fmt.join(" "), attrs)
     };
     let mut video = Vec::new();
-    let mut video_section = |port: u16| match &neg.video {
-        Some(v) if port != 0 => {
+    let mut video_section = |port: u16| match (&neg.video, &cfg.video) {
+        (_, ReofferVideo::Add { port, codecs, nack }) => {
+            video = video_payload_types(codecs);
+            video_offer_media(&video, *port, *nack, false, a.rtcp_mux, cfg.direction)
+        }
+        (Some(v), ReofferVideo::Keep) if port != 0 => {
             video.push((v.pt, v.codec));
             let mut attrs = vec![format!(
                 "rtpmap:{} {}/{}",
@@ -350,6 +395,9 @@ pub fn reoffer(current: &Answer, cfg: &ReofferConfig) -> Offer {
         // Our own description always parses; without it only a disabled audio line is left.
         None => medias.push(audio_section(0)),
     }
+    if !video_done && matches!(cfg.video, ReofferVideo::Add { .. }) {
+        medias.push(video_section(0));
+    }
     let version = current.session_version.wrapping_add(1);
     let sdp = render(
         &SessionHeader {
@@ -360,8 +408,14 @@ pub fn reoffer(current: &Answer, cfg: &ReofferConfig) -> Offer {
         },
         medias,
     );
-    let video_nack = neg.video.as_ref().is_some_and(|v| v.nack);
-    let video_rtx = neg.video.as_ref().is_some_and(|v| v.rtx_pt.is_some());
+    let (video_nack, video_rtx) = match &cfg.video {
+        ReofferVideo::Add { nack, .. } => (*nack, false),
+        ReofferVideo::Keep => (
+            neg.video.as_ref().is_some_and(|v| v.nack),
+            neg.video.as_ref().is_some_and(|v| v.rtx_pt.is_some()),
+        ),
+        ReofferVideo::Remove => (false, false),
+    };
     Offer {
         sdp,
         audio: vec![(a.pt, a.codec.clone())],

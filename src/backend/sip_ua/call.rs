@@ -2,6 +2,7 @@
 //! re-INVITE, UPDATE, BYE and INFO; sending BYE and re-INVITE (hold, resume, session refresh)
 //! along the route set; session timers (RFC 4028); ending the call.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::core::{
@@ -12,8 +13,8 @@ use super::events::{CallProgress, CallState, SipEvent};
 use super::host::MediaChange;
 use crate::engine::{Outbox, SessionId, SipPeer};
 use crate::sdp::{
-    parse_answer, reanswer, reoffer, Answer, AnswerConfig, Direction, Offer, ReofferConfig,
-    SessionDescription,
+    parse_answer, reanswer, reoffer, Answer, AnswerConfig, Direction, Negotiation, Offer,
+    ReofferConfig, ReofferVideo, SessionDescription,
 };
 use crate::sip::auth::DigestClient;
 use crate::sip::dialog::Dialog;
@@ -24,6 +25,17 @@ use crate::sip::session_timer::{
 };
 use crate::sip::transaction::TransactionEvent;
 use crate::sip::{Method, SipMessage};
+
+/// A video change offered in our re-INVITE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum VideoChange {
+    /// Video added, on the port of this reservation.
+    Add {
+        reservation: u64,
+        port: u16,
+    },
+    Remove,
+}
 
 /// Challenges one re-INVITE answers before it gives up.
 const MAX_REINVITE_AUTH: u8 = 2;
@@ -87,6 +99,10 @@ pub(super) struct Call {
     pub held_by_us: bool,
     /// The hold state our re-INVITE in progress offers (`None`: a refresh).
     pub pending_hold: Option<bool>,
+    /// Video added (`true`) or removed the application asked for and no re-INVITE carried yet.
+    pub want_video: Option<bool>,
+    /// The video change our re-INVITE in progress offers.
+    pub pending_video: Option<VideoChange>,
     /// When to try the re-INVITE again after a 491 (RFC 3261 §14.1).
     pub retry_at: Option<Instant>,
     /// Our first INVITE, while dialing.
@@ -442,6 +458,24 @@ impl SipCore {
     /// to refuse it with (488).
     fn answer_offer(&mut self, no: u64, body: &[u8]) -> Result<String, u16> {
         let offer = SessionDescription::parse(body).map_err(|_| 488u16)?;
+        let c = self.calls.get(&no).ok_or(481u16)?;
+        let has_video = c
+            .media
+            .local
+            .as_ref()
+            .ok_or(491u16)?
+            .negotiation
+            .video
+            .is_some();
+        // Video offered to a call without it: a port first, so the answer can take it.
+        let added = if !has_video
+            && self.with_video
+            && offer.accepts_video(&self.cfg.supported_video_codecs)
+        {
+            self.host.reserve_video().ok()
+        } else {
+            None
+        };
         let c = self.calls.get_mut(&no).ok_or(481u16)?;
         let local = c.media.local.as_ref().ok_or(491u16)?;
         // While we hold the far end we keep not receiving, whatever it offers.
@@ -451,9 +485,49 @@ impl SipCore {
             } else {
                 Direction::SendRecv
             },
+            video_port: if has_video {
+                c.media.answer_cfg.video_port
+            } else {
+                added.and_then(|r| r.video_port).unwrap_or(0)
+            },
             ..c.media.answer_cfg.clone()
         };
-        let re = reanswer(&offer, local, &cfg).map_err(|_| 488u16)?;
+        let re = match reanswer(&offer, local, &cfg) {
+            Ok(re) => re,
+            Err(_) => {
+                if let Some(r) = added {
+                    self.host.release(r.id);
+                }
+                return Err(488);
+            }
+        };
+        let session = c.session;
+        let call_id = c.call_id.clone();
+        let started = c.media.started;
+        if re.video_removed {
+            c.media.answer_cfg.video_port = 0;
+            if started {
+                self.host.remove_video(session);
+            }
+        }
+        if let Some(r) = added {
+            match (&re.answer.negotiation.video, started) {
+                (Some(_), true) => {
+                    let meta = video_metadata(&call_id, &re.answer.negotiation);
+                    if self
+                        .host
+                        .add_video(session, r.id, &re.answer.negotiation, meta)
+                        .is_ok()
+                    {
+                        if let Some(c) = self.calls.get_mut(&no) {
+                            c.media.answer_cfg.video_port = cfg.video_port;
+                        }
+                    }
+                }
+                _ => self.host.release(r.id),
+            }
+        }
+        let c = self.calls.get_mut(&no).ok_or(481u16)?;
         let n = &re.answer.negotiation;
         let change = MediaChange {
             audio_remote: re
@@ -465,13 +539,22 @@ impl SipCore {
             },
             held: Some(re.held || n.audio.direction == Direction::Inactive),
         };
-        let session = c.session;
         let sdp = re.answer.sdp.clone();
         c.media.local = Some(re.answer);
         if c.media.started {
             self.host.update(session, change);
         }
         Ok(sdp)
+    }
+
+    /// The application asks to add or remove video: a re-INVITE as soon as none is in
+    /// progress.
+    pub(super) fn request_video(&mut self, no: u64, on: bool, now: Instant, out: &mut Outbox) {
+        let Some(c) = self.calls.get_mut(&no) else {
+            return;
+        };
+        c.want_video = Some(on && self.with_video);
+        self.send_reinvite(no, false, now, out);
     }
 
     /// An UPDATE (RFC 3311): a session refresh without a body, a new offer with one.
@@ -633,11 +716,33 @@ impl SipCore {
             }
             return;
         }
+        let Some(has_video) = c
+            .media
+            .local
+            .as_ref()
+            .map(|l| l.negotiation.video.is_some())
+        else {
+            return;
+        };
+        let want_video = c.want_video.take().unwrap_or(has_video);
+        let video_change = match (has_video, want_video) {
+            (false, true) => match self.host.reserve_video() {
+                Ok(r) => r.video_port.map(|port| VideoChange::Add {
+                    reservation: r.id,
+                    port,
+                }),
+                // No port: the call stays audio-only.
+                Err(_) => None,
+            },
+            (true, false) => Some(VideoChange::Remove),
+            _ => None,
+        };
+        let c = self.calls.get_mut(&no).expect("checked above");
         let Some(local) = c.media.local.as_ref() else {
             return;
         };
         let hold = c.want_hold.take().unwrap_or(c.held_by_us);
-        let changes = hold != c.held_by_us;
+        let changes = hold != c.held_by_us || video_change.is_some();
         if !changes && !refresh && !c.reinvite_refresh {
             return;
         }
@@ -646,11 +751,21 @@ impl SipCore {
         } else {
             Direction::SendRecv
         };
+        let video = match video_change {
+            Some(VideoChange::Add { port, .. }) => ReofferVideo::Add {
+                port,
+                codecs: self.cfg.supported_video_codecs.clone(),
+                nack: true,
+            },
+            Some(VideoChange::Remove) => ReofferVideo::Remove,
+            None => ReofferVideo::Keep,
+        };
         let mut offer = reoffer(
             local,
             &ReofferConfig {
                 direction,
                 session_name,
+                video,
             },
         );
         if !changes {
@@ -677,12 +792,16 @@ impl SipCore {
             &headers,
             Some(("application/sdp", body.as_bytes())),
         ) else {
+            if let Some(VideoChange::Add { reservation, .. }) = video_change {
+                self.host.release(reservation);
+            }
             return;
         };
         let c = self.calls.get_mut(&no).expect("checked above");
         c.media.pending_offer = Some(offer);
         c.reinvite_refresh = false;
         c.pending_hold = changes.then_some(hold);
+        c.pending_video = video_change;
         if let Ok(id) = self.send_invite(req, dest, no, true, now, out) {
             if let Some(c) = self.calls.get_mut(&no) {
                 c.reinvite = Some(id);
@@ -774,9 +893,37 @@ impl SipCore {
             d.refresh_target(resp);
         }
         let session = c.session;
+        let video_change = c.pending_video.take();
         if let Some(offer) = c.media.pending_offer.take() {
             match parse_answer(&offer, resp.body()) {
                 Ok(neg) => {
+                    match video_change {
+                        Some(VideoChange::Add { reservation, port }) => {
+                            let ok = neg.video.is_some()
+                                && c.media.started
+                                && self
+                                    .host
+                                    .add_video(
+                                        session,
+                                        reservation,
+                                        &neg,
+                                        video_metadata(&c.call_id, &neg),
+                                    )
+                                    .is_ok();
+                            if ok {
+                                c.media.answer_cfg.video_port = port;
+                            } else {
+                                self.host.release(reservation);
+                            }
+                        }
+                        Some(VideoChange::Remove) => {
+                            c.media.answer_cfg.video_port = 0;
+                            if c.media.started {
+                                self.host.remove_video(session);
+                            }
+                        }
+                        None => {}
+                    }
                     let old = c.media.local.as_ref().map(|a| a.negotiation.clone());
                     let change = MediaChange {
                         audio_remote: (old.as_ref().map(|o| (o.audio.remote, o.audio.remote_rtcp))
@@ -805,8 +952,15 @@ impl SipCore {
                         self.host.update(session, change);
                     }
                 }
-                Err(_) if resp.body().is_empty() => {}
+                Err(_) if resp.body().is_empty() => {
+                    if let Some(VideoChange::Add { reservation, .. }) = video_change {
+                        self.host.release(reservation);
+                    }
+                }
                 Err(_) => {
+                    if let Some(VideoChange::Add { reservation, .. }) = video_change {
+                        self.host.release(reservation);
+                    }
                     // An answer we cannot use: the call cannot go on as it was agreed.
                     self.send_bye(no, now, out);
                     self.end_call(no, "unusable answer to our re-INVITE");
@@ -833,6 +987,21 @@ impl SipCore {
         c.reinvite = None;
         c.media.pending_offer = None;
         let offered = c.pending_hold.take();
+        let video = c.pending_video.take();
+        if let Some(v) = video {
+            if let VideoChange::Add { reservation, .. } = v {
+                self.host.release(reservation);
+            }
+            // Asked again when the re-INVITE is retried; given up when it was refused.
+            if matches!(status, 401 | 407 | 491) {
+                let c = self.calls.get_mut(&no).expect("still there");
+                c.want_video
+                    .get_or_insert(matches!(v, VideoChange::Add { .. }));
+            }
+        }
+        let Some(c) = self.calls.get_mut(&no) else {
+            return;
+        };
         // A challenge (the far end wants credentials in the dialog too, or its nonce went
         // stale): answer it and send the same re-INVITE again, a few times at most.
         if matches!(status, 401 | 407) && c.reinvite_auth_tries < MAX_REINVITE_AUTH {
@@ -884,8 +1053,15 @@ impl SipCore {
         let Some(c) = self.calls.get(&no) else {
             return;
         };
+        let has_video = c
+            .media
+            .local
+            .as_ref()
+            .is_some_and(|l| l.negotiation.video.is_some());
         let pending = c.retry_at.is_none()
-            && (c.reinvite_refresh || c.want_hold.is_some_and(|h| h != c.held_by_us));
+            && (c.reinvite_refresh
+                || c.want_hold.is_some_and(|h| h != c.held_by_us)
+                || c.want_video.is_some_and(|v| v != has_video));
         let refresh = c.reinvite_refresh;
         if pending {
             self.send_reinvite(no, refresh, now, out);
@@ -914,4 +1090,18 @@ fn apply_uas_timer(
         // A refresh request without Session-Expires turns the timer off (RFC 4028 §9).
         (None, _) => c.timer = None,
     }
+}
+
+/// The metadata of a call's video session (as `call_metadata` writes it at the start).
+pub(super) fn video_metadata(call_id: &str, neg: &Negotiation) -> HashMap<String, String> {
+    let mut m = HashMap::new();
+    if let Some(v) = &neg.video {
+        m.insert("backend".to_string(), "sip-av".to_string());
+        m.insert("call_id".into(), call_id.to_string());
+        m.insert("video_codec".into(), v.codec.as_str().to_string());
+        m.insert("payload_type".into(), v.pt.to_string());
+        m.insert("clock_rate".into(), v.clock_rate.to_string());
+        m.insert("video_remote_addr".into(), v.remote.to_string());
+    }
+    m
 }

@@ -56,6 +56,8 @@ pub enum Command {
     Dial(Box<DialRequest>),
     /// Put the far end on hold (`true`) or resume (`false`) with a re-INVITE.
     Hold(SessionId, bool),
+    /// Add (`true`) or remove (`false`) video with a re-INVITE.
+    Video(SessionId, bool),
     /// Start registering.
     Register(u64, Box<RegisterRequest>),
     /// Remove a registration (REGISTER with `Expires: 0`).
@@ -426,6 +428,11 @@ impl SipCore {
             Command::Hold(session, hold) => {
                 if let Some(&no) = self.by_session.get(&session) {
                     self.request_hold(no, hold, now, out);
+                }
+            }
+            Command::Video(session, on) => {
+                if let Some(&no) = self.by_session.get(&session) {
+                    self.request_video(no, on, now, out);
                 }
             }
             Command::Register(id, req) => self.register(id, *req, now, out),

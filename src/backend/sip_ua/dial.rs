@@ -161,6 +161,8 @@ impl SipCore {
             want_hold: None,
             held_by_us: false,
             pending_hold: None,
+            want_video: None,
+            pending_video: None,
             retry_at: None,
             uac: Some(Box::new(leg)),
             ack: None,
@@ -475,6 +477,10 @@ impl SipCore {
         let Some(leg) = c.uac.as_ref() else {
             return;
         };
+        if neg.video.is_none() {
+            // The video port went back when the media started without video.
+            c.media.answer_cfg.video_port = 0;
+        }
         c.media.local = Some(Answer {
             sdp: leg.offer.sdp.clone(),
             negotiation: neg,
@@ -563,7 +569,11 @@ impl SipCore {
             c.uac = None;
         }
         self.progress(no, CallState::Answered, status, &reason);
-        if self.calls.get(&no).is_some_and(|c| c.want_hold.is_some()) {
+        if self
+            .calls
+            .get(&no)
+            .is_some_and(|c| c.want_hold.is_some() || c.want_video.is_some())
+        {
             self.send_reinvite(no, false, now, out);
         }
         self.schedule_call(no);

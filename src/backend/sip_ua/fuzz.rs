@@ -362,7 +362,7 @@ impl Harness {
                 .get(usize::from(k) % h.sessions.len().max(1))
                 .copied()
         };
-        match b % 6 {
+        match b % 7 {
             0 | 1 => {
                 let s = SessionId::new_v4();
                 self.sessions.push(s);
@@ -391,6 +391,11 @@ impl Harness {
             3 => {
                 if let Some(s) = session(self, r.byte()?) {
                     self.command(Command::Hold(s, b & 8 != 0));
+                }
+            }
+            6 => {
+                if let Some(s) = session(self, r.byte()?) {
+                    self.command(Command::Video(s, b & 8 != 0));
                 }
             }
             4 => self.command(Command::Register(
@@ -437,6 +442,9 @@ impl Harness {
         }
         for s in host.live.keys() {
             assert!(started.contains(s), "media running without its call");
+        }
+        for s in &host.video {
+            assert!(host.live.contains_key(s), "video without its session");
         }
         let reserved = self
             .core

@@ -103,6 +103,19 @@ pub trait MediaHost: Send {
     fn dtmf(&mut self, session: SessionId, event: DtmfEvent);
     /// Ends a session's media (a call that ended); may finish after returning.
     fn close(&mut self, session: SessionId);
+    /// Binds a video port for a running session that is adding video (its `video_port`; the
+    /// audio port is 0). Given back with [`MediaHost::release`] or used by `add_video`.
+    fn reserve_video(&mut self) -> Result<Reservation, MediaError>;
+    /// Gives a running session the video stream `negotiation.video` on reserved ports.
+    fn add_video(
+        &mut self,
+        session: SessionId,
+        reservation: u64,
+        negotiation: &Negotiation,
+        video_metadata: HashMap<String, String>,
+    ) -> Result<(), MediaError>;
+    /// Ends a running session's video stream; the session goes on with audio.
+    fn remove_video(&mut self, session: SessionId);
 }
 
 /// How the engine host configures streams: the backend's media settings.
@@ -120,8 +133,9 @@ struct StreamSettings {
 /// A port taken from the pool and its bound sockets.
 type BoundPort = (PortLease, RtpSockets);
 
-/// A session to close and the ports to return once it is closed.
-type Reap = (SessionId, Vec<PortLease>);
+/// A session to close (or only its video, when `.1` is true) and the ports to return once it is
+/// closed.
+type Reap = (SessionId, bool, Vec<PortLease>);
 
 /// The production host: ports from the backend's pool, bound at once; sessions on the
 /// backend's engine; closing on a reaper thread (joining stream threads takes a while under
@@ -131,8 +145,9 @@ pub struct EngineHost {
     pool: PortPool,
     settings: StreamSettings,
     next_id: u64,
-    reserved: HashMap<u64, (BoundPort, Option<BoundPort>)>,
-    live: HashMap<SessionId, Vec<PortLease>>,
+    reserved: HashMap<u64, (Option<BoundPort>, Option<BoundPort>)>,
+    /// The ports of running sessions: audio, and video while it runs.
+    live: HashMap<SessionId, (PortLease, Option<PortLease>)>,
     reaper: Option<(Sender<Reap>, std::thread::JoinHandle<()>)>,
 }
 
@@ -159,8 +174,12 @@ impl EngineHost {
         let reaper = std::thread::Builder::new()
             .name("rkm-sip-reaper".into())
             .spawn(move || {
-                for (id, leases) in rx {
-                    let _ = e.disconnect(id);
+                for (id, video_only, leases) in rx {
+                    if video_only {
+                        let _ = e.remove_video(id);
+                    } else {
+                        let _ = e.disconnect(id);
+                    }
                     drop(leases);
                 }
             })
@@ -288,8 +307,62 @@ impl MediaHost for EngineHost {
             audio_port: audio.0.port(),
             video_port: video.as_ref().map(|(l, _)| l.port()),
         };
-        self.reserved.insert(r.id, (audio, video));
+        self.reserved.insert(r.id, (Some(audio), video));
         Ok(r)
+    }
+
+    fn reserve_video(&mut self) -> Result<Reservation, MediaError> {
+        let video = self.bind_port()?;
+        self.next_id += 1;
+        let r = Reservation {
+            id: self.next_id,
+            audio_port: 0,
+            video_port: Some(video.0.port()),
+        };
+        self.reserved.insert(r.id, (None, Some(video)));
+        Ok(r)
+    }
+
+    fn add_video(
+        &mut self,
+        session: SessionId,
+        reservation: u64,
+        negotiation: &Negotiation,
+        video_metadata: HashMap<String, String>,
+    ) -> Result<(), MediaError> {
+        let (_, video) = self
+            .reserved
+            .remove(&reservation)
+            .ok_or_else(|| MediaError::unavailable("video ports were released"))?;
+        let (lease, sockets) =
+            video.ok_or_else(|| MediaError::unavailable("no video port reserved"))?;
+        let cfg = self
+            .video_stream(negotiation, sockets.local_addr())
+            .ok_or_else(|| MediaError::unavailable("no video agreed"))?;
+        self.engine
+            .add_video(session, cfg, sockets, video_metadata)
+            .map_err(|e| MediaError::unavailable(format!("media: {e}")))?;
+        if let Some((_, v)) = self.live.get_mut(&session) {
+            *v = Some(lease);
+        }
+        Ok(())
+    }
+
+    fn remove_video(&mut self, session: SessionId) {
+        let lease = self.live.get_mut(&session).and_then(|(_, v)| v.take());
+        let leases: Vec<PortLease> = lease.into_iter().collect();
+        match &self.reaper {
+            Some((tx, _)) => {
+                if let Err(e) = tx.send((session, true, leases)) {
+                    let (id, _, leases) = e.into_inner();
+                    let _ = self.engine.remove_video(id);
+                    drop(leases);
+                }
+            }
+            None => {
+                let _ = self.engine.remove_video(session);
+            }
+        }
     }
 
     fn release(&mut self, reservation: u64) {
@@ -297,16 +370,18 @@ impl MediaHost for EngineHost {
     }
 
     fn start(&mut self, start: MediaStart) -> Result<Arc<SessionInfo>, MediaError> {
-        let ((audio_lease, audio), video) = self
+        let (audio, video) = self
             .reserved
             .remove(&start.reservation)
             .ok_or_else(|| MediaError::unavailable("media ports were released"))?;
+        let (audio_lease, audio) =
+            audio.ok_or_else(|| MediaError::unavailable("no audio port reserved"))?;
         let neg = &start.negotiation;
         let audio_cfg = self.audio_stream(neg, audio.local_addr());
-        let mut leases = vec![audio_lease];
+        let mut video_lease = None;
         let (video_cfg, video_sockets) = match (video, &neg.video) {
             (Some((lease, sockets)), Some(_)) => {
-                leases.push(lease);
+                video_lease = Some(lease);
                 (self.video_stream(neg, sockets.local_addr()), Some(sockets))
             }
             // Video reserved but not agreed: its ports go back now.
@@ -331,7 +406,7 @@ impl MediaHost for EngineHost {
         if let Ok(s) = self.engine.session(start.session) {
             s.set_held(!neg.audio.direction.sends());
         }
-        self.live.insert(start.session, leases);
+        self.live.insert(start.session, (audio_lease, video_lease));
         Ok(info)
     }
 
@@ -355,12 +430,15 @@ impl MediaHost for EngineHost {
     }
 
     fn close(&mut self, session: SessionId) {
-        let leases = self.live.remove(&session).unwrap_or_default();
+        let leases: Vec<PortLease> = match self.live.remove(&session) {
+            Some((audio, video)) => std::iter::once(audio).chain(video).collect(),
+            None => Vec::new(),
+        };
         // The application may have closed the media already (hang-up); that is fine.
         match &self.reaper {
             Some((tx, _)) => {
-                if let Err(e) = tx.send((session, leases)) {
-                    let (id, leases) = e.into_inner();
+                if let Err(e) = tx.send((session, false, leases)) {
+                    let (id, _, leases) = e.into_inner();
                     let _ = self.engine.disconnect(id);
                     drop(leases);
                 }
@@ -397,6 +475,8 @@ pub enum HostCall {
     Update(SessionId, MediaChange),
     Dtmf(SessionId, DtmfEvent),
     Close(SessionId),
+    AddVideo(SessionId),
+    RemoveVideo(SessionId),
 }
 
 /// The record a [`FakeMediaHost`] keeps, readable while the core owns the host.
@@ -408,6 +488,8 @@ pub struct FakeHostState {
     pub reserved: HashMap<u64, Reservation>,
     /// Sessions started and not closed, with their direction of audio (held or not).
     pub live: HashMap<SessionId, bool>,
+    /// Live sessions that have a video stream.
+    pub video: std::collections::HashSet<SessionId>,
 }
 
 /// A host without sockets: ports are counted, sessions are records. `capacity` bounds the
@@ -442,9 +524,9 @@ impl FakeMediaHost {
         let reserved: usize = st
             .reserved
             .values()
-            .map(|r| 1 + usize::from(r.video_port.is_some()))
+            .map(|r| usize::from(r.audio_port != 0) + usize::from(r.video_port.is_some()))
             .sum();
-        reserved + st.live.len() * 2
+        reserved + st.live.len() + st.video.len()
     }
 
     fn port(&mut self) -> u16 {
@@ -537,6 +619,9 @@ impl MediaHost for FakeMediaHost {
             start.session,
             neg.audio.direction == Direction::SendRecv || neg.audio.direction.sends(),
         );
+        if info.video.is_some() {
+            st.video.insert(start.session);
+        }
         st.calls.push(HostCall::Start {
             session: start.session,
             has_video: info.video.is_some(),
@@ -559,6 +644,49 @@ impl MediaHost for FakeMediaHost {
     fn close(&mut self, session: SessionId) {
         let mut st = self.state.lock();
         st.live.remove(&session);
+        st.video.remove(&session);
         st.calls.push(HostCall::Close(session));
+    }
+
+    fn reserve_video(&mut self) -> Result<Reservation, MediaError> {
+        if FakeMediaHost::ports_in_use(&self.state.lock()) + 1 > self.capacity {
+            return Err(MediaError::unavailable("no free RTP port"));
+        }
+        self.next_id += 1;
+        let r = Reservation {
+            id: self.next_id,
+            audio_port: 0,
+            video_port: Some(self.port()),
+        };
+        self.state.lock().reserved.insert(r.id, r);
+        Ok(r)
+    }
+
+    fn add_video(
+        &mut self,
+        session: SessionId,
+        reservation: u64,
+        negotiation: &Negotiation,
+        _video_metadata: HashMap<String, String>,
+    ) -> Result<(), MediaError> {
+        let mut st = self.state.lock();
+        st.reserved
+            .remove(&reservation)
+            .filter(|r| r.video_port.is_some())
+            .ok_or_else(|| MediaError::unavailable("no video port reserved"))?;
+        if negotiation.video.is_none() || !st.live.contains_key(&session) {
+            return Err(MediaError::unavailable("no video to add"));
+        }
+        if !st.video.insert(session) {
+            return Err(MediaError::unavailable("video already there"));
+        }
+        st.calls.push(HostCall::AddVideo(session));
+        Ok(())
+    }
+
+    fn remove_video(&mut self, session: SessionId) {
+        let mut st = self.state.lock();
+        st.video.remove(&session);
+        st.calls.push(HostCall::RemoveVideo(session));
     }
 }

@@ -1219,3 +1219,77 @@ fn a_reinvite_left_proceeding_is_cancelled_when_its_call_ends() {
     assert_eq!(a.core.transaction_count(), 0);
     assert_eq!(a.core.next_timeout(), None);
 }
+
+#[test]
+fn video_is_added_and_removed_with_reinvites_both_ways() {
+    let t0 = Instant::now();
+    let mut now = t0;
+    let mut a = Ua::new(5211, |_| {});
+    let mut b = Ua::new(5212, |_| {});
+    let s = SessionId::new_v4();
+    let mut req = dial_to(s, "sip:bob@127.0.0.1:5212", b.addr);
+    req.video = false;
+    a.cmd(Command::Dial(Box::new(req)), now);
+    run_for(
+        &mut a,
+        &mut b,
+        &mut now,
+        Duration::from_secs(1),
+        &mut keep_all(),
+    );
+    let bs = match b.events.iter().find(|e| matches!(e, SipEvent::Call(_))) {
+        Some(SipEvent::Call(i)) => i.id,
+        _ => panic!("no call at b"),
+    };
+    assert!(a.host.lock().video.is_empty() && b.host.lock().video.is_empty());
+    // a adds video: both sides get a video stream, on ports they bound first.
+    a.cmd(Command::Video(s, true), now);
+    run_for(
+        &mut a,
+        &mut b,
+        &mut now,
+        Duration::from_secs(1),
+        &mut keep_all(),
+    );
+    assert!(a.host.lock().video.contains(&s), "{:?}", a.host_calls());
+    assert!(b.host.lock().video.contains(&bs), "{:?}", b.host_calls());
+    assert_eq!(
+        a.reserved() + b.reserved(),
+        0,
+        "the video ports went to the streams"
+    );
+    // b removes it: both lose the video stream, the call goes on.
+    b.cmd(Command::Video(bs, false), now);
+    run_for(
+        &mut a,
+        &mut b,
+        &mut now,
+        Duration::from_secs(1),
+        &mut keep_all(),
+    );
+    assert!(a.host.lock().video.is_empty() && b.host.lock().video.is_empty());
+    assert_eq!((a.live_media(), b.live_media()), (1, 1));
+    // And b adds it back.
+    b.cmd(Command::Video(bs, true), now);
+    run_for(
+        &mut a,
+        &mut b,
+        &mut now,
+        Duration::from_secs(1),
+        &mut keep_all(),
+    );
+    assert!(a.host.lock().video.contains(&s) && b.host.lock().video.contains(&bs));
+    a.cmd(Command::Hangup(s), now);
+    run_for(
+        &mut a,
+        &mut b,
+        &mut now,
+        Duration::from_secs(60),
+        &mut keep_all(),
+    );
+    assert_eq!(
+        a.live_media() + b.live_media() + a.reserved() + b.reserved(),
+        0
+    );
+    assert!(a.host.lock().video.is_empty() && b.host.lock().video.is_empty());
+}

@@ -404,6 +404,8 @@ impl SipCore {
             want_hold: None,
             held_by_us: false,
             pending_hold: None,
+            want_video: None,
+            pending_video: None,
             retry_at: None,
             uac: None,
             ack: None,
