@@ -25,6 +25,7 @@ use super::sip_config::{CallDecision, IncomingCall, SipBackendConfig, SipCredent
 use super::sip_ua::{
     CallDirectory, CallProgress, Command, DialRequest, EngineHost, RegisterRequest,
     RegistrationEvent, RegistrationId, SipCore, SipCounters, SipEvent, SipHooks, SipThread,
+    MAX_REGISTRATIONS,
 };
 use crate::engine::dispatch::Dispatcher;
 use crate::engine::{
@@ -516,7 +517,8 @@ impl SipVoiceBackend {
     /// authentication (401 and 407), refreshed before it expires, retried with back-off after
     /// failures, removed (`Expires: 0`) by [`unregister`](SipVoiceBackend::unregister) and
     /// when the backend stops. Progress arrives through
-    /// [`on_registration`](SipVoiceBackend::on_registration). A backend may hold several.
+    /// [`on_registration`](SipVoiceBackend::on_registration). A backend may hold up to 64
+    /// ([`Error::State`] beyond).
     pub fn register(&self, aor: &str, options: RegisterOptions) -> Result<RegistrationId> {
         let running = self.running()?;
         let aor_uri = Uri::parse(aor)
@@ -531,10 +533,15 @@ impl SipVoiceBackend {
             None => resolve_uri(&registrar)?,
         };
         let id = self.next_registration.fetch_add(1, Ordering::Relaxed);
-        self.callbacks
-            .registrations
-            .lock()
-            .insert(id, (aor.to_string(), None));
+        {
+            let mut regs = self.callbacks.registrations.lock();
+            if regs.len() >= MAX_REGISTRATIONS {
+                return Err(Error::State(format!(
+                    "this backend holds {MAX_REGISTRATIONS} registrations already"
+                )));
+            }
+            regs.insert(id, (aor.to_string(), None));
+        }
         running.send(Command::Register(
             id,
             Box::new(RegisterRequest {
