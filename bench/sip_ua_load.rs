@@ -9,6 +9,10 @@
 //!
 //! Run: `cargo bench --bench sip_ua_load [-- REGISTER_CYCLES CALLS IN_FLIGHT]` (defaults 20000,
 //! 5000, 50). Needs sipp. Prints one JSON line per measurement.
+//!
+//! Measured on the shared 2-core development machine (load about 2, sipp on the same cores):
+//! 12,000–14,100 REGISTER transactions/s; 1,410–1,620 call setups/s with 50 in flight (p50
+//! 15–16 ms, p99 30–37 ms), 2,600/s with 20 in flight (p50 7.4 ms).
 
 use std::collections::HashMap;
 use std::net::UdpSocket;
