@@ -57,6 +57,34 @@ typedef enum {
     RKM_KEYFRAME_FIR = 1,
 } rkm_keyframe_kind;
 
+// Where a dialed call stands (see `rkm_on_call_state`).
+typedef enum {
+    // The INVITE is on its way (or a 100 Trying came back).
+    RKM_CALL_TRYING = 0,
+    // The far end is alerting (180, or a 18x without SDP).
+    RKM_CALL_RINGING = 1,
+    // A 18x with an answer: the session's media runs before the call is answered.
+    RKM_CALL_EARLY_MEDIA = 2,
+    // Answered (2xx): the session is an ordinary session now.
+    RKM_CALL_ANSWERED = 3,
+    // The call did not happen: `status` says why (486 busy, 404, 408 no response, 487
+    // cancelled, 503 no ports...).
+    RKM_CALL_FAILED = 4,
+    // The answered call ended (BYE from either side).
+    RKM_CALL_ENDED = 5,
+} rkm_call_state;
+
+// What happened to a registration.
+typedef enum {
+    // The registrar accepted the binding (first time or refresh) for `expires` seconds.
+    RKM_REGISTERED = 0,
+    // A REGISTER failed with `status`; another attempt follows in `retry_in_ms` (0: none
+    // will, the credentials were refused).
+    RKM_REGISTRATION_FAILED = 1,
+    // The binding was removed (`rkm_unregister`, or the backend was freed).
+    RKM_UNREGISTERED = 2,
+} rkm_registration_state;
+
 // A backend: RTP or SIP, voice or video. Opaque to C: made by one of the `rkm_*_backend_new`
 // functions, used through a pointer, released with `rkm_backend_free`.
 //
@@ -324,11 +352,11 @@ typedef struct {
     // Video codecs accepted by a video backend, comma-separated; default `"H264"`, also
     // `"VP8"` or `"H264,VP8"`.
     const char *supported_video_codecs;
-    // Most simultaneous calls (ringing included), 0 = no limit (default); beyond it callers
-    // get 486 Busy Here.
+    // Most simultaneous calls (ringing and dialed included), 0 = no limit (default); beyond it
+    // callers get 503 Service Unavailable with `Retry-After`.
     uint32_t max_sessions;
-    // Digest authentication: with `auth_user` set, INVITEs must authenticate as that user
-    // with `auth_password`. NULL (default): no authentication.
+    // Digest authentication of incoming calls: with `auth_user` set, INVITEs must
+    // authenticate as that user with `auth_password`. NULL (default): no authentication.
     const char *auth_user;
     const char *auth_password;
     // Digest realm; default `"roomkit"`.
@@ -352,6 +380,22 @@ typedef struct {
     uint32_t callback_threads;
     // Events each callback thread may have queued before new ones are dropped; default 512.
     uint32_t callback_queue;
+    // Our credentials as a client: what `rkm_register` and `rkm_dial` answer 401/407
+    // challenges with unless their options name others. NULL (default): none.
+    const char *client_auth_user;
+    const char *client_auth_password;
+    // An outbound proxy (`"ip:port"`) every dialed call and registration goes through,
+    // unless its options name another. NULL (default): none.
+    const char *outbound_proxy;
+    // The user part of our Contact and of dialed calls' From; default `"roomkit"`.
+    const char *user;
+    // Session timers: the interval in seconds asked for when dialing (0 = none; default
+    // 1800). Incoming calls' requests are honoured either way.
+    uint32_t session_expires;
+    // How long a dialed call may ring before it is cancelled, in milliseconds; default 60000.
+    uint32_t ring_timeout_ms;
+    // The `Retry-After` in seconds of the 503 sent beyond `max_sessions`; default 10.
+    uint32_t retry_after_s;
 } rkm_sip_config;
 
 // An answered SIP call, as the `call` callback sees it. Every string is NUL-terminated and
@@ -383,6 +427,78 @@ typedef struct {
 // Called when a SIP call has been answered (200 OK sent). Pointers are valid only during the
 // call.
 typedef void (*rkm_call_cb)(void *user_data, const rkm_call_info *info);
+
+// Options of `rkm_dial`. Fill with `rkm_dial_options_init` first; NULL strings and 0 numbers
+// take the backend's configuration. Strings are read during `rkm_dial` only.
+typedef struct {
+    // Send the INVITE through this proxy (`"ip:port"`), instead of the configured
+    // `outbound_proxy` or the target's host.
+    const char *proxy;
+    // Credentials for 401/407 challenges, instead of the configured client credentials.
+    const char *auth_user;
+    const char *auth_password;
+    // Our From URI (default: the first registration's AOR, else `sip:USER@our-address`).
+    const char *from;
+    // From's display name.
+    const char *display_name;
+    // Extra request headers, one `Name: value` per line (lines separated by `\n`).
+    const char *headers;
+    // On a video backend, offer audio only.
+    bool audio_only;
+    // How long the call may ring before it is cancelled, in milliseconds; 0: the backend's.
+    uint32_t ring_timeout_ms;
+    // The session's room; default the Call-ID.
+    const char *room_id;
+} rkm_dial_options;
+
+// One step of a dialed call, as `rkm_on_call_state` sees it. Strings are valid only until the
+// callback returns.
+typedef struct {
+    // The session id `rkm_dial` returned.
+    const char *session_id;
+    rkm_call_state state;
+    // The SIP status behind the step (180, 183, 200, 486...); 0 when none.
+    uint16_t status;
+    // The reason phrase, or why the call failed or ended.
+    const char *reason;
+} rkm_call_progress;
+
+// Called for every step of every dialed call, in order per call. Pointers are valid only
+// during the call.
+typedef void (*rkm_call_state_cb)(void *user_data, const rkm_call_progress *progress);
+
+// Options of `rkm_register`. Fill with `rkm_register_options_init` first; strings are read
+// during `rkm_register` only.
+typedef struct {
+    // The registrar's Request-URI (`"sip:example.com"`); NULL: the AOR's host and port.
+    const char *registrar;
+    // Send REGISTERs through this proxy (`"ip:port"`) instead of the configured
+    // `outbound_proxy` or the registrar's host.
+    const char *proxy;
+    // Credentials instead of the configured client credentials.
+    const char *auth_user;
+    const char *auth_password;
+    // The lifetime asked for, in seconds; default 3600.
+    uint32_t expires;
+} rkm_register_options;
+
+// A registration event, as `rkm_on_registration` sees it. `reason` is valid only until the
+// callback returns.
+typedef struct {
+    // The id `rkm_register` returned.
+    uint64_t id;
+    rkm_registration_state state;
+    // The SIP status of a failure (408: no answer); 200 when registered; 0 otherwise.
+    uint16_t status;
+    const char *reason;
+    // Seconds the binding holds (`RKM_REGISTERED`).
+    uint32_t expires;
+    // When the next attempt goes out after a failure, in milliseconds; 0 for none.
+    uint32_t retry_in_ms;
+} rkm_registration_event;
+
+// Called for every registration event.
+typedef void (*rkm_registration_cb)(void *user_data, const rkm_registration_event *event);
 
 // One frame per picture: Annex-B with a 4-byte start code before every NAL unit, complete
 // pictures only, ready for a decoder. The default.
@@ -582,6 +698,71 @@ rkm_status rkm_sip_local_addr(const rkm_backend *b, char *out, size_t cap);
 // and `rkm_disconnect` (hang up) may be called; `rkm_backend_free` may not. May be called
 // before or after `rkm_backend_start`. `RKM_ERR_UNSUPPORTED` on an RTP backend.
 rkm_status rkm_on_call(rkm_backend *b, rkm_call_cb cb, void *user_data);
+
+// Fills `opts` with the defaults (everything from the backend's configuration). A NULL
+// `opts` is ignored (and recorded for `rkm_last_error`). Any thread.
+void rkm_dial_options_init(rkm_dial_options *opts);
+
+// Places a call to `to` (`"sip:user@host[:port]"`) and returns at once: the new call's
+// session id is written into `session_id_out` (`session_id_cap` bytes,
+// `RKM_SESSION_ID_LEN` are enough). Progress arrives through `rkm_on_call_state`; from
+// `RKM_CALL_ANSWERED` (or early media) on, the session is an ordinary session
+// (`rkm_send_*`, stats, callbacks), and `rkm_disconnect` hangs it up (CANCEL while it rings).
+// `opts` may be NULL (defaults). `RKM_ERR_STATE` before `rkm_backend_start`,
+// `RKM_ERR_UNSUPPORTED` on an RTP backend, `RKM_ERR_INVALID_ARGUMENT` for an unusable URI.
+// Any thread, including a callback thread.
+rkm_status rkm_dial(rkm_backend *b,
+                    const char *to,
+                    const rkm_dial_options *opts,
+                    char *session_id_out,
+                    size_t session_id_cap);
+
+// Registers `cb` for the progress of dialed calls, replacing any earlier one; NULL removes it.
+// It runs on the backend's SIP callback thread, in order per call; `user_data` must stay
+// usable from that thread until the callback is replaced or the backend freed. Inside it,
+// `rkm_send_*`, `rkm_disconnect` and the queries may be called; `rkm_backend_free` may not.
+// May be called before or after `rkm_backend_start`. `RKM_ERR_UNSUPPORTED` on an RTP backend.
+rkm_status rkm_on_call_state(rkm_backend *b, rkm_call_state_cb cb, void *user_data);
+
+// Puts the far end of an established SIP call on hold: a re-INVITE offering `sendonly`
+// (what we send still goes out). Returns at once. `RKM_ERR_NOT_FOUND` for no such call. Any
+// thread.
+rkm_status rkm_hold(rkm_backend *b, const char *session_id);
+
+// Takes the far end off hold: a re-INVITE offering `sendrecv`. As `rkm_hold`.
+rkm_status rkm_resume(rkm_backend *b, const char *session_id);
+
+// Adds video to an established SIP call (`on` true: a re-INVITE offering the backend's video
+// codecs; the session's video stream starts when the far end accepts, with
+// `video_session_ready`) or removes it (`on` false: the video stream stops, the call goes on).
+// Returns at once. `RKM_ERR_UNSUPPORTED` for adding video on a voice backend,
+// `RKM_ERR_NOT_FOUND` for no such call. Any thread.
+rkm_status rkm_set_video(rkm_backend *b, const char *session_id, bool on);
+
+// Fills `opts` with the defaults. A NULL `opts` is ignored (and recorded for
+// `rkm_last_error`). Any thread.
+void rkm_register_options_init(rkm_register_options *opts);
+
+// Registers `aor` (`"sip:alice@example.com"`) with its registrar and writes the
+// registration's id into `id_out`. Returns at once; events arrive through
+// `rkm_on_registration`. The registration answers 401/407 challenges (MD5 or SHA-256), is
+// refreshed before it expires, retried with back-off after failures, and removed
+// (`Expires: 0`) by `rkm_unregister` or `rkm_backend_free`. `opts` may be NULL (defaults).
+// `RKM_ERR_STATE` before `rkm_backend_start`. Any thread.
+rkm_status rkm_register(rkm_backend *b,
+                        const char *aor,
+                        const rkm_register_options *opts,
+                        uint64_t *id_out);
+
+// Removes registration `id`: one REGISTER with `Expires: 0`, then `RKM_UNREGISTERED`.
+// `RKM_ERR_NOT_FOUND` for an unknown (or already removed) id. Any thread.
+rkm_status rkm_unregister(rkm_backend *b, uint64_t id);
+
+// Registers `cb` for registration events, replacing any earlier one; NULL removes it. It runs
+// on the backend's SIP callback thread; `user_data` must stay usable from that thread until
+// the callback is replaced or the backend freed. May be called before or after
+// `rkm_backend_start`. `RKM_ERR_UNSUPPORTED` on an RTP backend.
+rkm_status rkm_on_registration(rkm_backend *b, rkm_registration_cb cb, void *user_data);
 
 // The message of the last failed call made on the calling thread, as a NUL-terminated UTF-8
 // string; an empty string when no call has failed on this thread yet. A successful call does

@@ -3,8 +3,8 @@
 use std::net::{IpAddr, SocketAddr};
 
 use roomkit_media::sdp::{
-    answer, build_offer, parse_answer, reanswer, Answer, AnswerConfig, AnswerError, AudioCodec,
-    Direction, OfferConfig, SessionDescription,
+    answer, build_offer, parse_answer, reanswer, reoffer, Answer, AnswerConfig, AnswerError,
+    AudioCodec, Direction, OfferConfig, ReofferConfig, ReofferVideo, SessionDescription,
 };
 use roomkit_media::VideoCodec;
 
@@ -842,4 +842,152 @@ fn rtx_and_nack_are_answered_only_when_enabled() {
     let other = RTX_OFFER.replace("apt=96", "apt=100");
     let a = answer_ok(&other, &cfg(&[VideoCodec::H264]));
     assert_eq!(a.negotiation.video.unwrap().rtx_pt, None);
+}
+
+/// baresip's kind of offer: PCMU, then H.264 on PT 97 (mode 1), and an application line.
+const MIXED_OFFER: &str = "v=0\r\no=peer 9 9 IN IP4 198.51.100.7\r\ns=-\r\n\
+c=IN IP4 198.51.100.7\r\nt=0 0\r\n\
+m=audio 5000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n\
+m=video 5002 RTP/AVP 97\r\na=rtpmap:97 H264/90000\r\n\
+a=fmtp:97 profile-level-id=42e01f;packetization-mode=1\r\na=rtcp-fb:97 nack pli\r\n\
+m=application 5004 UDP/BFCP *\r\n";
+
+#[test]
+fn a_reoffer_keeps_everything_agreed_and_changes_the_direction() {
+    let ours = answer_ok(MIXED_OFFER, &cfg(&[VideoCodec::H264]));
+    let hold = reoffer(
+        &ours,
+        &ReofferConfig {
+            direction: Direction::SendOnly,
+            session_name: "roomkit".into(),
+            video: ReofferVideo::Keep,
+        },
+    );
+    let sd = SessionDescription::parse(hold.sdp.as_bytes()).unwrap();
+    // The same three m-lines in place: ours rewritten, the refused one still refused.
+    let kinds: Vec<(&str, u16)> = sd.media.iter().map(|m| (m.kind.as_str(), m.port)).collect();
+    assert_eq!(
+        kinds,
+        [("audio", 10000), ("video", 10002), ("application", 0)]
+    );
+    assert_eq!(
+        section(&hold.sdp, 0)
+            .matches("m=audio 10000 RTP/AVP 0 101")
+            .count(),
+        1
+    );
+    assert!(
+        section(&hold.sdp, 1).contains("m=video 10002 RTP/AVP 97"),
+        "{}",
+        hold.sdp
+    );
+    assert!(section(&hold.sdp, 1).contains("packetization-mode=1"));
+    assert_eq!(hold.sdp.matches("a=sendonly").count(), 2, "{}", hold.sdp);
+    assert_eq!((hold.session_id, hold.session_version), (1234, 2));
+    // The far end answers recvonly: we may send, it does not.
+    let their = MIXED_OFFER
+        .replace("o=peer 9 9", "o=peer 9 10")
+        .replace("m=application 5004", "m=application 0")
+        .replace(
+            "a=rtcp-fb:97 nack pli\r\n",
+            "a=rtcp-fb:97 nack pli\r\na=recvonly\r\n",
+        )
+        .replace(
+            "telephone-event/8000\r\n",
+            "telephone-event/8000\r\na=recvonly\r\n",
+        );
+    let neg = parse_answer(&hold, their.as_bytes()).unwrap();
+    assert_eq!(neg.audio.direction, Direction::SendOnly);
+    assert_eq!(neg.video.unwrap().direction, Direction::SendOnly);
+    assert_eq!(neg.audio.remote, sock("198.51.100.7:5000"));
+}
+
+#[test]
+fn an_answer_keeps_our_own_hold() {
+    // We hold the far end; it offers sendrecv: we answer sendonly (still not receiving), and
+    // when it holds us too, inactive.
+    let mut c = cfg(&[]);
+    c.direction = Direction::SendOnly;
+    let a = answer_ok(MIXED_OFFER, &c);
+    assert_eq!(a.negotiation.audio.direction, Direction::SendOnly);
+    let held = MIXED_OFFER.replace(
+        "telephone-event/8000\r\n",
+        "telephone-event/8000\r\na=sendonly\r\n",
+    );
+    let a = answer_ok(&held, &c);
+    assert_eq!(a.negotiation.audio.direction, Direction::Inactive);
+    assert!(section(&a.sdp, 0).contains("a=inactive"), "{}", a.sdp);
+}
+
+#[test]
+fn a_reoffer_adds_and_removes_video() {
+    // An audio-only call (video refused at first): adding video fills the refused m-line.
+    let ours = answer_ok(MIXED_OFFER, &cfg(&[]));
+    assert!(ours.negotiation.video.is_none());
+    let add = reoffer(
+        &ours,
+        &ReofferConfig {
+            direction: Direction::SendRecv,
+            session_name: "roomkit".into(),
+            video: ReofferVideo::Add {
+                port: 10010,
+                codecs: vec![VideoCodec::H264, VideoCodec::Vp8],
+                nack: true,
+            },
+        },
+    );
+    let video = section(&add.sdp, 1);
+    assert!(video.contains("m=video 10010 RTP/AVP 96 97"), "{}", add.sdp);
+    assert!(video.contains("a=rtcp-fb:96 nack\r\n"), "{video}");
+    assert_eq!(add.video.len(), 2);
+    let sd = SessionDescription::parse(add.sdp.as_bytes()).unwrap();
+    assert_eq!(sd.media.len(), 3, "no m-line added or lost");
+    // The far end takes H.264: video is agreed.
+    let their = MIXED_OFFER
+        .replace("m=video 5002 RTP/AVP 97", "m=video 5002 RTP/AVP 96")
+        .replace("rtpmap:97", "rtpmap:96")
+        .replace("fmtp:97", "fmtp:96")
+        .replace("rtcp-fb:97", "rtcp-fb:96")
+        .replace("m=application 5004", "m=application 0");
+    let neg = parse_answer(&add, their.as_bytes()).unwrap();
+    assert_eq!(neg.video.as_ref().unwrap().codec, VideoCodec::H264);
+    // A call with video removes it: port 0, the m-line stays.
+    let with_video = answer_ok(MIXED_OFFER, &cfg(&[VideoCodec::H264]));
+    let remove = reoffer(
+        &with_video,
+        &ReofferConfig {
+            direction: Direction::SendRecv,
+            session_name: "roomkit".into(),
+            video: ReofferVideo::Remove,
+        },
+    );
+    assert!(
+        section(&remove.sdp, 1).starts_with("m=video 0 "),
+        "{}",
+        remove.sdp
+    );
+    assert!(remove.video.is_empty());
+    // Without any m=video line before, an added one goes last.
+    let audio_only = "v=0\r\no=p 1 1 IN IP4 198.51.100.7\r\ns=-\r\nc=IN IP4 198.51.100.7\r\n\
+                      t=0 0\r\nm=audio 5000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+    let ours = answer_ok(audio_only, &cfg(&[VideoCodec::H264]));
+    let add = reoffer(
+        &ours,
+        &ReofferConfig {
+            direction: Direction::SendRecv,
+            session_name: "roomkit".into(),
+            video: ReofferVideo::Add {
+                port: 10012,
+                codecs: vec![VideoCodec::Vp8],
+                nack: false,
+            },
+        },
+    );
+    let sd = SessionDescription::parse(add.sdp.as_bytes()).unwrap();
+    assert_eq!(sd.media.len(), 2);
+    assert!(
+        section(&add.sdp, 1).contains("m=video 10012 RTP/AVP 97"),
+        "{}",
+        add.sdp
+    );
 }

@@ -1,4 +1,4 @@
-//! The SIP backends end to end on loopback, against our own UAC (`SipCaller`) and hand-written
+//! The SIP backends end to end on loopback, against our own UAC (`dial` on another backend) and hand-written
 //! SIP over a raw UDP socket: call setup with and without video, media both ways, CANCEL, BYE
 //! both ways, re-INVITE and hold, OPTIONS, 481/405/501, max_sessions, digest auth, ACK timeout,
 //! and that every call returns its ports.
@@ -12,7 +12,8 @@ use std::time::Duration;
 use crossbeam_channel::unbounded;
 use parking_lot::Mutex;
 use roomkit_media::backend::{
-    CallDecision, SipCaller, SipCallerConfig, SipVideoBackend, SipVoiceBackend,
+    CallDecision, CallState, DialOptions, SessionId, SipCredentials, SipVideoBackend,
+    SipVoiceBackend,
 };
 use roomkit_media::engine::SessionInfo;
 use roomkit_media::prelude::*;
@@ -22,19 +23,11 @@ use support::sip::*;
 
 const T: Duration = Duration::from_secs(5);
 
-fn caller(slot: u16, video: bool) -> SipCaller {
-    let start = 52000 + slot * 100;
-    SipCaller::new(SipCallerConfig {
-        video_codecs: if video {
-            vec![VideoCodec::H264]
-        } else {
-            vec![]
-        },
-        rtp_port_start: start,
-        rtp_port_end: start + 99,
-        ..SipCallerConfig::default()
-    })
-    .unwrap()
+fn audio_only() -> DialOptions {
+    DialOptions {
+        audio_only: true,
+        ..DialOptions::default()
+    }
 }
 
 fn uri(be: &SipVoiceBackend) -> String {
@@ -68,20 +61,26 @@ fn av_call_carries_media_both_ways_and_bye_in_tears_down() {
         let _ = ktx.send(ev.digit);
     });
 
-    let uac = SipCaller::new(SipCallerConfig {
-        headers: vec![("X-Room-ID".into(), "room-42".into())],
-        rtp_port_start: 52000,
-        rtp_port_end: 52099,
-        ..SipCallerConfig::default()
-    })
-    .unwrap();
+    let uac = dialer(0);
     let (uvtx, uvrx) = unbounded();
     uac.on_video_received(move |_, f| {
         let _ = uvtx.send(f.keyframe);
     });
-    let target = start(&be);
-    let call = uac.call(&uri(&be), target).unwrap();
-    assert!(call.negotiation.video.is_some());
+    let (udtx, udisc) = unbounded();
+    uac.on_client_disconnected(move |s| {
+        let _ = udtx.send(s.id);
+    });
+    start(&be);
+    let call = dial_ok(
+        &uac,
+        &uri(&be),
+        DialOptions {
+            headers: vec![("X-Room-ID".into(), "room-42".into())],
+            ..DialOptions::default()
+        },
+    );
+    assert!(uac.get_video_session(call).is_some());
+    let call_id = uac.call_id(call).unwrap();
 
     let info = calls.recv_timeout(T).expect("on_call");
     let m = &info.metadata;
@@ -89,7 +88,8 @@ fn av_call_carries_media_both_ways_and_bye_in_tears_down() {
     assert_eq!(m["video_codec"], "h264");
     assert_eq!(m["room_id"], "room-42");
     assert_eq!(m["X-Room-ID"], "room-42");
-    assert_eq!(m["call_id"], call.call_id);
+    assert_eq!(m["call_id"], call_id);
+    assert_eq!(m["direction"], "inbound");
     assert!(m["caller"].starts_with("sip:roomkit-caller@"));
     assert!(m["callee"].starts_with("sip:room@"));
     assert!(be.get_video_session(info.id).is_some());
@@ -99,9 +99,9 @@ fn av_call_carries_media_both_ways_and_bye_in_tears_down() {
 
     // Caller → backend: pictures and audio.
     for i in 0..10u32 {
-        uac.send_video(call.session, &h264_picture(i % 5 == 0, 3000, i))
+        uac.send_video(call, &h264_picture(i % 5 == 0, 3000, i))
             .unwrap();
-        uac.send_audio(call.session, &[1000i16; 160]).unwrap();
+        uac.send_audio(call, &[1000i16; 160]).unwrap();
         std::thread::sleep(Duration::from_millis(20));
     }
     let mut got = 0;
@@ -120,7 +120,7 @@ fn av_call_carries_media_both_ways_and_bye_in_tears_down() {
         "video frames/keyframes at the backend"
     );
     assert!(arx.recv_timeout(T).is_ok(), "audio at the backend");
-    uac.send_dtmf(call.session, '7', 100).unwrap();
+    uac.send_dtmf(call, '7', 100).unwrap();
     assert_eq!(
         digits.recv_timeout(T).unwrap(),
         '7',
@@ -138,8 +138,12 @@ fn av_call_carries_media_both_ways_and_bye_in_tears_down() {
     be.request_keyframe(info.id).unwrap();
 
     // The caller hangs up: BYE in.
-    assert!(uac.hangup(&call, T), "BYE answered");
+    uac.hangup(call).unwrap();
+    assert_eq!(udisc.recv_timeout(T).unwrap(), call);
     assert_eq!(disc.recv_timeout(T).unwrap(), info.id);
+    assert!(wait_until(T, || uac.sip_stats().calls_ended == 1));
+    assert_eq!(uac.sip_stats().bye_timeouts, 0, "our BYE was answered");
+    assert_eq!(uac.call_state(call).unwrap().state, CallState::Ended);
     assert!(be.get_session(info.id).is_none());
     assert!(wait_until(T, || be.port_pool().available() == capacity));
     let st = be.sip_stats();
@@ -153,16 +157,16 @@ fn audio_only_offer_makes_an_audio_only_call() {
     be.on_call(move |s| {
         let _ = tx.send(s.clone());
     });
-    let uac = caller(1, false);
-    let target = start(&be);
-    let call = uac.call(&uri(&be), target).unwrap();
+    let uac = dialer(1);
+    start(&be);
+    let call = dial_ok(&uac, &uri(&be), audio_only());
     let info = calls.recv_timeout(T).unwrap();
     assert_eq!(info.metadata["has_video"], "false");
-    assert!(call.negotiation.video.is_none());
+    assert!(uac.get_video_session(call).is_none());
     assert!(be.get_video_session(info.id).is_none());
     assert!(be.get_session(info.id).is_some());
     assert!(be.send_video(info.id, &[0, 0, 0, 1, 0x65, 1]).is_err());
-    assert!(uac.hangup(&call, T));
+    uac.hangup(call).unwrap();
     assert!(wait_until(T, || be.port_pool().available()
         == be.port_pool().capacity()));
 }
@@ -272,13 +276,13 @@ fn bye_from_our_side_is_sent_and_answered() {
     be.on_client_disconnected(move |s| {
         let _ = dtx.send(s.id);
     });
-    let uac = caller(5, true);
-    let target = start(&be);
-    let call = uac.call(&uri(&be), target).unwrap();
+    let uac = dialer(5);
+    start(&be);
+    let call = dial_ok(&uac, &uri(&be), DialOptions::default());
     let info = calls.recv_timeout(T).unwrap();
     be.hangup(info.id).unwrap();
     assert_eq!(disc.recv_timeout(T).unwrap(), info.id);
-    assert!(uac.wait_remote_bye(&call, T), "caller got our BYE");
+    assert!(wait_ended(&uac, call, T), "caller got our BYE");
     assert!(be.hangup(info.id).is_err(), "second hangup: unknown");
     assert!(wait_until(T, || be.port_pool().available()
         == be.port_pool().capacity()));
@@ -417,7 +421,7 @@ fn options_unknown_dialog_and_unsupported_methods() {
 }
 
 #[test]
-fn max_sessions_refuses_with_486() {
+fn max_sessions_refuses_with_503_and_retry_after() {
     let mut cfg = config(9);
     cfg.max_sessions = 1;
     let be = SipVoiceBackend::new(cfg).unwrap();
@@ -427,7 +431,8 @@ fn max_sessions_refuses_with_486() {
     ua.establish(&mut first, "", &offer(40000, None, "sendrecv"));
     let second = Leg::new();
     ua.send(&ua.request("INVITE", &second, "", &offer(40010, None, "sendrecv")));
-    ua.expect_status(486, "INVITE", T);
+    let busy = ua.expect_status(503, "INVITE", T);
+    assert_eq!(header(&busy, "Retry-After").as_deref(), Some("10 (busy)"));
     ua.send(&ua.request("ACK", &second, "", ""));
     assert_eq!(be.port_pool().available(), cap - 1);
     first.cseq += 1;
@@ -458,28 +463,33 @@ fn digest_auth_challenges_refuses_and_admits() {
     assert_eq!(be.port_pool().available(), cap, "a challenge takes no port");
 
     // Wrong password → 403.
-    let bad = SipCaller::new(SipCallerConfig {
-        credentials: Some(("alice".into(), "wrong".into())),
-        video_codecs: vec![],
-        rtp_port_start: 53000,
-        rtp_port_end: 53099,
-        ..SipCallerConfig::default()
-    })
-    .unwrap();
-    let e = bad.call(&uri(&be), sip_addr(&be)).unwrap_err();
-    assert!(e.to_string().contains("403"), "{e}");
+    let uac = dialer(10);
+    let bad = uac
+        .dial(
+            &uri(&be),
+            DialOptions {
+                credentials: Some(SipCredentials::new("alice", "wrong")),
+                audio_only: true,
+                ..DialOptions::default()
+            },
+        )
+        .unwrap();
+    let p = uac.wait_call(bad, T).unwrap();
+    assert_eq!((p.state, p.status), (CallState::Failed, 403), "{p:?}");
 
     // Right password → call.
-    let good = SipCaller::new(SipCallerConfig {
-        credentials: Some(("alice".into(), "secret".into())),
-        rtp_port_start: 53100,
-        rtp_port_end: 53199,
-        ..SipCallerConfig::default()
-    })
-    .unwrap();
-    let call = good.call(&uri(&be), sip_addr(&be)).unwrap();
-    assert!(call.negotiation.video.is_some());
-    assert!(good.hangup(&call, T));
+    let call = dial_ok(
+        &uac,
+        &uri(&be),
+        DialOptions {
+            credentials: Some(SipCredentials::new("alice", "secret")),
+            ..DialOptions::default()
+        },
+    );
+    assert!(uac.get_video_session(call).is_some());
+    uac.hangup(call).unwrap();
+    assert!(wait_until(T, || uac.port_pool().available()
+        == uac.port_pool().capacity()));
     assert!(wait_until(T, || be.port_pool().available() == cap));
 }
 
@@ -687,4 +697,96 @@ fn unanswered_bye_gives_up_after_timer_f() {
     }
     assert!(byes >= 4, "BYE sent {byes} times");
     assert!(wait_until(T, || be.sip_stats().bye_timeouts == 1));
+}
+
+#[test]
+fn info_dtmf_reaches_on_dtmf_received_and_unknown_require_gets_420() {
+    let be = SipVoiceBackend::new(config(19)).unwrap();
+    let (tx, digits) = unbounded();
+    be.on_dtmf_received(move |id, ev| {
+        let _ = tx.send((id, ev.digit, ev.duration_ms));
+    });
+    let (ctx, calls) = unbounded::<SessionInfo>();
+    be.on_call(move |s| {
+        let _ = ctx.send(s.clone());
+    });
+    let ua = RawUa::new(start(&be));
+    // A required extension we do not have: 420, and no call.
+    let leg = Leg::new();
+    ua.send(&ua.request(
+        "INVITE",
+        &leg,
+        "Require: 100rel\r\n",
+        &offer(40000, None, "sendrecv"),
+    ));
+    let r = ua.expect_status(420, "INVITE", T);
+    assert_eq!(header(&r, "Unsupported").as_deref(), Some("100rel"));
+    // A call, then DTMF in INFO bodies.
+    let mut leg = Leg::new();
+    ua.establish(&mut leg, "", &offer(40000, None, "sendrecv"));
+    let info = calls.recv_timeout(T).unwrap();
+    for (ctype, body) in [
+        ("application/dtmf-relay", "Signal=9\r\nDuration=200\r\n"),
+        ("application/dtmf", "*"),
+    ] {
+        leg.cseq += 1;
+        leg.branch = format!("z9hG4bK{}", token());
+        let req = ua.request("INFO", &leg, "", body).replace(
+            "Content-Type: application/sdp",
+            &format!("Content-Type: {ctype}"),
+        );
+        ua.send(&req);
+        ua.expect_status(200, "INFO", T);
+    }
+    assert_eq!(digits.recv_timeout(T).unwrap(), (info.id, '9', 200));
+    assert_eq!(digits.recv_timeout(T).unwrap(), (info.id, '*', 250));
+}
+
+#[test]
+fn video_added_and_removed_during_a_call_flows_and_stops() {
+    let be = SipVideoBackend::new(config(21)).unwrap();
+    let (ctx, calls) = unbounded::<SessionInfo>();
+    be.on_call(move |s| {
+        let _ = ctx.send(s.clone());
+    });
+    let (vtx, video_ready) = unbounded();
+    be.on_video_session_ready(move |s| {
+        let _ = vtx.send(s.id);
+    });
+    let (ftx, frames) = unbounded();
+    be.on_video_received(move |id, f| {
+        let _ = ftx.send((id, f.keyframe));
+    });
+    let uac = dialer(30);
+    start(&be);
+    let call = dial_ok(&uac, &uri(&be), audio_only());
+    let info = calls.recv_timeout(T).unwrap();
+    assert!(uac.get_video_session(call).is_none());
+    assert!(be.get_video_session(info.id).is_none());
+    // Add video from the caller's side: both sessions get a video stream.
+    uac.set_video(call, true).unwrap();
+    assert_eq!(video_ready.recv_timeout(T).unwrap(), info.id);
+    assert!(wait_until(T, || uac.get_video_session(call).is_some()));
+    for i in 0..5u32 {
+        uac.send_video(call, &h264_picture(i == 0, 2000, i))
+            .unwrap();
+    }
+    let got: Vec<(SessionId, bool)> = (0..5).filter_map(|_| frames.recv_timeout(T).ok()).collect();
+    assert_eq!(got.len(), 5, "pictures on the added stream");
+    assert!(got.iter().all(|(id, _)| *id == info.id));
+    // Remove it from the answering side.
+    be.set_video(info.id, false).unwrap();
+    assert!(wait_until(T, || be.get_video_session(info.id).is_none()));
+    assert!(wait_until(T, || uac.get_video_session(call).is_none()));
+    assert!(uac.send_video(call, &h264_picture(true, 100, 9)).is_err());
+    assert!(be.get_session(info.id).is_some(), "the call goes on");
+    // A voice backend cannot add video.
+    let voice = SipVoiceBackend::new(config(22)).unwrap();
+    start(&voice);
+    assert!(voice.set_video(SessionId::new_v4(), true).is_err());
+    uac.hangup(call).unwrap();
+    assert!(wait_until(T, || be.port_pool().available()
+        == be.port_pool().capacity()));
+    assert!(wait_until(T, || uac.port_pool().available()
+        == uac.port_pool().capacity()));
 }

@@ -6,28 +6,12 @@ mod support;
 
 use std::time::Duration;
 
-use roomkit_media::backend::{SipCaller, SipCallerConfig, SipVideoBackend, SipVoiceBackend};
+use roomkit_media::backend::{DialOptions, SipVideoBackend, SipVoiceBackend};
 use roomkit_media::prelude::*;
-use roomkit_media::VideoCodec;
 use support::process::{fds_now, threads_now, SERIAL};
 use support::sip::*;
 
 const T: Duration = Duration::from_secs(5);
-
-fn caller(slot: u16, video: bool) -> SipCaller {
-    let start = 52000 + slot * 100;
-    SipCaller::new(SipCallerConfig {
-        video_codecs: if video {
-            vec![VideoCodec::H264]
-        } else {
-            vec![]
-        },
-        rtp_port_start: start,
-        rtp_port_end: start + 99,
-        ..SipCallerConfig::default()
-    })
-    .unwrap()
-}
 
 fn uri(be: &SipVoiceBackend) -> String {
     format!("sip:room@{}", sip_addr(be))
@@ -38,30 +22,35 @@ fn fifty_calls_leave_no_threads_fds_or_ports_behind() {
     let _one = SERIAL.lock();
     let be = SipVideoBackend::new(config(15)).unwrap();
     let cap = be.port_pool().capacity();
-    let uac = caller(15, true);
+    let uac = dialer(15);
+    let uac_cap = uac.port_pool().capacity();
     // One call first so lazily started threads exist in the baseline.
-    let target = start(&be);
-    let c = uac.call(&uri(&be), target).unwrap();
-    assert!(uac.hangup(&c, T));
+    start(&be);
+    let c = dial_ok(&uac, &uri(&be), DialOptions::default());
+    uac.hangup(c).unwrap();
     assert!(wait_until(T, || be.port_pool().available() == cap));
+    assert!(wait_until(T, || uac.port_pool().available() == uac_cap));
     let (threads, fds) = (threads_now(), fds_now());
     for i in 0..50 {
-        let c = uac.call(&uri(&be), sip_addr(&be)).unwrap();
+        let c = dial_ok(&uac, &uri(&be), DialOptions::default());
+        let call_id = uac.call_id(c).expect("a live call has a Call-ID");
         if i % 2 == 0 {
-            assert!(uac.hangup(&c, T));
+            uac.hangup(c).unwrap();
+            assert!(wait_ended(&uac, c, T));
         } else {
             // The server may still be closing the previous call, so pick this call by its id.
             let id = be
                 .all_sessions()
                 .into_iter()
-                .find(|s| be.call_id(s.id).as_deref() == Some(c.call_id.as_str()))
+                .find(|s| be.call_id(s.id).as_deref() == Some(call_id.as_str()))
                 .expect("the server holds the call just placed")
                 .id;
             be.hangup(id).unwrap();
-            assert!(uac.wait_remote_bye(&c, T));
+            assert!(wait_ended(&uac, c, T));
         }
     }
     assert!(wait_until(T, || be.port_pool().available() == cap));
+    assert!(wait_until(T, || uac.port_pool().available() == uac_cap));
     assert!(
         wait_until(T, || threads_now() <= threads),
         "threads {} > {threads}",

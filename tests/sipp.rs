@@ -19,9 +19,7 @@ use roomkit_media::codec::h264::{H264Packetizer, PacketizationMode};
 use roomkit_media::codec::{Packetizer, PayloadList};
 
 fn scenario(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/sipp")
-        .join(name)
+    support::sipp::scenario(name)
 }
 
 /// A running `serve` and the JSON lines it printed so far.
@@ -109,63 +107,7 @@ impl Drop for Serve {
 
 /// Runs sipp with `scenario` against `serve`, panicking with its error log unless it exits 0.
 fn sipp(scenario: &Path, port: u16, extra: &[&str]) {
-    let dir = peers::TempDir::new("sipp");
-    let target = format!("127.0.0.1:{port}");
-    let mp = peers::free_udp_port().to_string();
-    // sipp's own SIP port: `-p 0` means its default 5060, which parallel runs would share.
-    let sp = peers::free_udp_port().to_string();
-    let err = dir.path("errors.log");
-    let log = dir.path("log.log");
-    let mut args: Vec<&str> = vec![
-        "-sf",
-        scenario.to_str().unwrap(),
-        &target,
-        "-s",
-        "service",
-        "-i",
-        "127.0.0.1",
-        "-p",
-        &sp,
-        "-mi",
-        "127.0.0.1",
-        "-mp",
-        &mp,
-        "-nostdin",
-        "-timeout",
-        "60s",
-        "-timeout_error",
-        "-trace_err",
-        "-error_file",
-        err.to_str().unwrap(),
-        "-trace_logs",
-        "-log_file",
-        log.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    if !extra.contains(&"-m") {
-        args.extend_from_slice(&["-m", "1"]);
-    }
-    let out = std::process::Command::new("timeout")
-        .args(["-k", "10", "90", "sipp"])
-        .args(&args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run sipp");
-    if !out.status.success() {
-        panic!(
-            "sipp {} failed ({}):\n{}\n--- errors ---\n{}\n--- log ---\n{}",
-            scenario.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .rev()
-                .take(40)
-                .collect::<Vec<_>>()
-                .join("\n"),
-            std::fs::read_to_string(&err).unwrap_or_default(),
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-    }
+    support::sipp::run(scenario, &format!("127.0.0.1:{port}"), extra);
 }
 
 fn events<'a>(lines: &'a [String], kind: &str) -> Vec<&'a String> {

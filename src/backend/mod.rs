@@ -2,21 +2,28 @@
 //!
 //! Where to start: an RTP backend ([`RtpVoiceBackend`], [`RtpVideoBackend`]) when your
 //! application knows the remote addresses itself, a SIP backend ([`SipVoiceBackend`],
-//! [`SipVideoBackend`]) when calls are set up with SIP. Every backend has the same session
+//! [`SipVideoBackend`]) when calls are set up with SIP: answered, dialed ([`DialOptions`]),
+//! and reachable through a registrar ([`RegisterOptions`]). Every backend has the same session
 //! operations and callbacks: [`MediaBackend`].
 
 pub(crate) mod api;
 pub mod rtp;
 pub mod sip;
 mod sip_config;
-mod sip_core;
-pub mod sip_uac;
+#[cfg(feature = "internals")]
+pub mod sip_ua;
+// Without `internals`, what only tests and the fuzzer reach (the fake host, counts) is unused.
+#[cfg(not(feature = "internals"))]
+#[allow(dead_code, unused_imports)]
+mod sip_ua;
 
 pub use api::MediaBackend;
 pub use rtp::{ConnectOptions, RtpBackendConfig, RtpVideoBackend, RtpVoiceBackend};
-pub use sip::{SipVideoBackend, SipVoiceBackend};
-pub use sip_config::{CallDecision, IncomingCall, InviteFilter, SipBackendConfig, SipStats};
-pub use sip_uac::{SipCall, SipCaller, SipCallerConfig};
+pub use sip::{DialOptions, RegisterOptions, SipVideoBackend, SipVoiceBackend};
+pub use sip_config::{
+    CallDecision, IncomingCall, InviteFilter, SipBackendConfig, SipCredentials, SipStats,
+};
+pub use sip_ua::{CallProgress, CallState, RegistrationEvent, RegistrationId};
 
 pub use crate::codec::h264::PacketizationMode;
 pub use crate::engine::{

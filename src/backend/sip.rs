@@ -1,46 +1,169 @@
-//! `SipVoiceBackend` and `SipVideoBackend`: a SIP user agent whose calls become engine sessions.
+//! `SipVoiceBackend` and `SipVideoBackend`: a SIP user agent whose calls, incoming and dialed,
+//! become engine sessions, and which registers with registrars.
 //!
 //! `new` checks the configuration and starts the callback threads; `start` binds the SIP socket
-//! and starts the SIP thread ([`SipTransport`]), which runs the call core. Register callbacks in
-//! between, and no call can be answered before they are in place. Sessions live on a
-//! [`MediaEngine`] like the RTP backends', so every session operation is the shared
-//! [`MediaBackend`] one. `SipVideoBackend` is the voice backend with video negotiation switched
-//! on (composition: `Deref` to the voice backend).
+//! and starts the SIP thread, which runs the user agent core ([`sip_ua`](super::sip_ua)). Register
+//! callbacks in between, and no call can be answered before they are in place. This handle
+//! talks to the core only with commands (dial, hang up, hold, register...) and reads what the
+//! core publishes about its calls. Sessions live on a [`MediaEngine`] like the RTP backends',
+//! so every session operation is the shared [`MediaBackend`] one. `SipVideoBackend` is the
+//! voice backend with video negotiation switched on (composition: `Deref` to the voice
+//! backend).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::ops::Deref;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use crossbeam_channel::{unbounded, Sender};
 use parking_lot::{Mutex, RwLock};
 
 use super::api::{sealed, MediaBackend};
-use super::sip_config::{CallDecision, IncomingCall, SipBackendConfig, SipStats};
-use super::sip_core::{Command, Shared, SipCore, SipCounters, SipEvent};
+use super::sip_config::{CallDecision, IncomingCall, SipBackendConfig, SipCredentials, SipStats};
+use super::sip_ua::{
+    CallDirectory, CallProgress, Command, DialRequest, EngineHost, RegisterRequest,
+    RegistrationEvent, RegistrationId, SipCore, SipCounters, SipEvent, SipHooks, SipThread,
+    MAX_REGISTRATIONS,
+};
 use crate::engine::dispatch::Dispatcher;
 use crate::engine::{
-    EngineConfig, MediaEngine, MediaSocket, PortPool, SessionId, SessionInfo, SipTransport,
-    StopSignal,
+    EngineConfig, MediaEngine, MediaSocket, PortPool, SessionId, SessionInfo, SipPeer,
+    SipTransport, StopSignal,
 };
 use crate::error::{Error, Result};
+use crate::sip::auth::Credentials;
+use crate::sip::route::NextHop;
+use crate::sip::{new_call_id, Uri};
 
 /// The SIP thread and the handles to reach it, once the backend is started.
 struct Running {
     transport: SipTransport,
     wake: StopSignal,
     commands: Sender<Command>,
+    local: SocketAddr,
 }
 
-/// SIP audio calls. Video offers are answered `m=video 0`.
+impl Running {
+    fn send(&self, cmd: Command) {
+        let _ = self.commands.send(cmd);
+        self.wake.wake();
+    }
+}
+
+/// Options of one dialed call; `Default` takes everything from the backend's configuration.
+#[derive(Debug, Clone, Default)]
+pub struct DialOptions {
+    /// Send the INVITE through this proxy (a loose route) instead of the configured
+    /// `outbound_proxy`, or straight to the target's host.
+    pub proxy: Option<SocketAddr>,
+    /// Credentials for 401/407 challenges, instead of the configured ones.
+    pub credentials: Option<SipCredentials>,
+    /// Our From URI. Default: the address of record of the backend's first registration, else
+    /// `sip:USER@OUR_ADDRESS` with the configured `user`.
+    pub from: Option<String>,
+    /// The display name of From.
+    pub display_name: Option<String>,
+    /// Extra request headers (`X-Room-ID`, ...).
+    pub headers: Vec<(String, String)>,
+    /// On a video backend, offer audio only.
+    pub audio_only: bool,
+    /// How long the call may ring before it is cancelled (default: the configured
+    /// `ring_timeout`).
+    pub ring_timeout: Option<Duration>,
+    /// The session's room (default: the Call-ID).
+    pub room_id: Option<String>,
+}
+
+/// Options of one registration; `Default` registers for an hour with the configured
+/// credentials, straight with the AOR's host (or through the configured outbound proxy).
+#[derive(Debug, Clone)]
+pub struct RegisterOptions {
+    /// The registrar's Request-URI (`sip:example.com`); default: the AOR's host and port.
+    pub registrar: Option<String>,
+    /// Where REGISTERs are sent (a loose route) instead of the configured `outbound_proxy`
+    /// or the registrar's host.
+    pub proxy: Option<SocketAddr>,
+    /// Credentials instead of the configured ones.
+    pub credentials: Option<SipCredentials>,
+    /// The lifetime asked for, in seconds (a registrar may grant less, or ask for more).
+    pub expires: u32,
+}
+
+impl Default for RegisterOptions {
+    fn default() -> Self {
+        RegisterOptions {
+            registrar: None,
+            proxy: None,
+            credentials: None,
+            expires: 3600,
+        }
+    }
+}
+
+type CallCallback = Arc<dyn Fn(&SessionInfo) + Send + Sync>;
+type CallStateCallback = Arc<dyn Fn(SessionId, &CallProgress) + Send + Sync>;
+type RegistrationCallback = Arc<dyn Fn(RegistrationId, &RegistrationEvent) + Send + Sync>;
+
+/// The SIP callbacks, and what the SIP callback thread records for queries.
+#[derive(Default)]
+struct SipCallbacks {
+    on_call: RwLock<Option<CallCallback>>,
+    on_call_state: RwLock<Option<CallStateCallback>>,
+    on_registration: RwLock<Option<RegistrationCallback>>,
+    /// Registrations: their AOR and latest event.
+    registrations: Mutex<HashMap<RegistrationId, (String, Option<RegistrationEvent>)>>,
+}
+
+impl SipCallbacks {
+    fn deliver(&self, ev: SipEvent) {
+        match ev {
+            SipEvent::Call(info) => {
+                let cb = self.on_call.read().clone();
+                if let Some(cb) = cb {
+                    cb(&info);
+                }
+            }
+            SipEvent::CallState(session, p) => {
+                let cb = self.on_call_state.read().clone();
+                if let Some(cb) = cb {
+                    cb(session, &p);
+                }
+            }
+            SipEvent::Registration(id, ev) => {
+                {
+                    let mut regs = self.registrations.lock();
+                    if ev == RegistrationEvent::Unregistered {
+                        regs.remove(&id);
+                    } else if let Some(r) = regs.get_mut(&id) {
+                        r.1 = Some(ev.clone());
+                    }
+                }
+                let cb = self.on_registration.read().clone();
+                if let Some(cb) = cb {
+                    cb(id, &ev);
+                }
+            }
+        }
+    }
+}
+
+/// SIP audio calls. Video offers are answered `m=video 0`; dialed calls offer audio only.
 pub struct SipVoiceBackend {
-    // Field order is drop order: the SIP thread stops (sending BYEs, closing sessions) before
-    // the SIP callback thread and the engine go.
+    // Field order is drop order: the SIP thread stops (sending BYEs and un-REGISTERs, closing
+    // sessions) before the SIP callback thread and the engine go.
     running: OnceLock<Running>,
     /// Held while starting, so two concurrent `start` calls cannot both bind.
     starting: Mutex<()>,
     dispatcher: Arc<Dispatcher<SipEvent>>,
-    shared: Arc<Shared>,
+    callbacks: Arc<SipCallbacks>,
+    hooks: Arc<SipHooks>,
+    directory: Arc<CallDirectory>,
+    counters: Arc<SipCounters>,
+    engine: Arc<MediaEngine>,
+    pool: PortPool,
+    next_registration: AtomicU64,
     with_video: bool,
     cfg: SipBackendConfig,
 }
@@ -51,6 +174,36 @@ impl std::fmt::Debug for SipVoiceBackend {
             .field("sip", &self.local_sip_addr())
             .field("video", &self.with_video)
             .finish_non_exhaustive()
+    }
+}
+
+fn credentials(c: &SipCredentials) -> Credentials {
+    Credentials::new(&c.username, &c.password)
+}
+
+/// The address of a URI's host (names resolved here, on the caller's thread).
+fn resolve_uri(uri: &str) -> Result<SocketAddr> {
+    let u = Uri::parse(uri)
+        .ok()
+        .filter(|u| u.is_sip())
+        .ok_or_else(|| Error::InvalidArgument(format!("`{uri}` is not a sip: URI")))?;
+    let hop = NextHop::from_uri(&u)
+        .ok_or_else(|| Error::InvalidArgument(format!("`{uri}` has no host")))?;
+    if let Some(a) = hop.socket_addr() {
+        return Ok(a);
+    }
+    (hop.host.as_str(), hop.port_or_default())
+        .to_socket_addrs()
+        .map_err(|e| Error::Io(format!("resolving {}", hop.host), e))?
+        .next()
+        .ok_or_else(|| Error::NotFound(format!("no address for {}", hop.host)))
+}
+
+/// A loose route to a proxy.
+fn route_to(proxy: SocketAddr) -> String {
+    match proxy.ip() {
+        IpAddr::V4(ip) => format!("<sip:{ip}:{};lr>", proxy.port()),
+        IpAddr::V6(ip) => format!("<sip:[{ip}]:{};lr>", proxy.port()),
     }
 }
 
@@ -68,32 +221,18 @@ impl SipVoiceBackend {
             ));
         }
         let pool = PortPool::new(cfg.rtp_port_start, cfg.rtp_port_end)?;
-        let engine = MediaEngine::new(EngineConfig {
+        let engine = Arc::new(MediaEngine::new(EngineConfig {
             callback_threads: cfg.callback_threads,
             callback_queue: cfg.callback_queue,
-        })?;
-        let shared = Arc::new(Shared {
-            engine,
-            pool,
-            counters: SipCounters::default(),
-            views: RwLock::new(HashMap::new()),
-            filter: RwLock::new(None),
-            on_call: RwLock::new(None),
-        });
-        let s = shared.clone();
+        })?);
+        let callbacks = Arc::new(SipCallbacks::default());
+        let cb = callbacks.clone();
         let dispatcher = Arc::new(
             Dispatcher::new(
                 1,
                 cfg.callback_queue.max(64),
                 "rkm-sip-cb",
-                Arc::new(move |ev: SipEvent| match ev {
-                    SipEvent::Call(info) => {
-                        let cb = s.on_call.read().clone();
-                        if let Some(cb) = cb {
-                            cb(&info);
-                        }
-                    }
-                }),
+                Arc::new(move |ev: SipEvent| cb.deliver(ev)),
             )
             .map_err(|e| Error::Io("starting the SIP callback thread".into(), e))?,
         );
@@ -101,7 +240,13 @@ impl SipVoiceBackend {
             running: OnceLock::new(),
             starting: Mutex::new(()),
             dispatcher,
-            shared,
+            callbacks,
+            hooks: Arc::new(SipHooks::default()),
+            directory: Arc::new(CallDirectory::default()),
+            counters: Arc::new(SipCounters::default()),
+            engine,
+            pool,
+            next_registration: AtomicU64::new(1),
             with_video,
             cfg,
         })
@@ -120,25 +265,34 @@ impl SipVoiceBackend {
         let local = sock.local_addr();
         let (tx, rx) = unbounded();
         let cname = format!("{}@roomkit-media", uuid::Uuid::new_v4().simple());
+        let host = EngineHost::new(self.engine.clone(), self.pool.clone(), &self.cfg, cname);
         let core = SipCore::new(
             self.cfg.clone(),
             self.with_video,
-            self.shared.clone(),
-            rx,
-            self.dispatcher.clone(),
+            Box::new(host),
+            self.hooks.clone(),
+            self.directory.clone(),
+            self.counters.clone(),
             local,
-            cname,
         );
-        let transport = SipTransport::spawn(sock, "rkm-sip", core)
+        let thread = SipThread::new(core, rx, self.dispatcher.clone());
+        let transport = SipTransport::spawn(sock, "rkm-sip", thread)
             .map_err(|e| Error::Io("starting the SIP thread".into(), e))?;
         let running = Running {
             wake: transport.signal(),
             transport,
             commands: tx,
+            local,
         };
         // Cannot fail: `starting` is held and `running` was empty.
         let _ = self.running.set(running);
         Ok(local)
+    }
+
+    fn running(&self) -> Result<&Running> {
+        self.running.get().ok_or_else(|| {
+            Error::State("the SIP backend is not started (call start() first)".into())
+        })
     }
 
     /// Whether [`SipVoiceBackend::start`] has run.
@@ -158,12 +312,12 @@ impl SipVoiceBackend {
 
     /// The RTP port pool (free count goes back to capacity when every call has ended).
     pub fn port_pool(&self) -> &PortPool {
-        &self.shared.pool
+        &self.pool
     }
 
     /// Signalling counters.
     pub fn sip_stats(&self) -> SipStats {
-        self.shared.counters.snapshot()
+        self.counters.snapshot()
     }
 
     /// Screens new INVITEs before any port is taken (replaces an earlier filter). Runs on the
@@ -172,55 +326,272 @@ impl SipVoiceBackend {
     where
         F: Fn(&IncomingCall) -> CallDecision + Send + Sync + 'static,
     {
-        *self.shared.filter.write() = Some(Arc::new(f));
+        *self.hooks.filter.write() = Some(Arc::new(f));
     }
 
-    /// A call was answered (200 sent): metadata has `caller`, `callee`, `caller_display_name`,
-    /// `call_id`, `has_video`, `video_codec`, `room_id` and the `X-` headers. Runs on the SIP
-    /// callback thread.
+    /// An incoming call was answered (200 sent): metadata has `caller`, `callee`,
+    /// `caller_display_name`, `call_id`, `has_video`, `video_codec`, `room_id`, `direction`
+    /// (`inbound`) and the `X-` headers. Runs on the SIP callback thread.
     pub fn on_call<F>(&self, f: F)
     where
         F: Fn(&SessionInfo) + Send + Sync + 'static,
     {
-        *self.shared.on_call.write() = Some(Arc::new(f));
+        *self.callbacks.on_call.write() = Some(Arc::new(f));
+    }
+
+    /// A dialed call moved on ([`CallProgress`]: trying, ringing, early media, answered,
+    /// failed with its status, ended). Runs on the SIP callback thread, in order per call.
+    pub fn on_call_state<F>(&self, f: F)
+    where
+        F: Fn(SessionId, &CallProgress) + Send + Sync + 'static,
+    {
+        *self.callbacks.on_call_state.write() = Some(Arc::new(f));
+    }
+
+    /// A registration moved on (registered, failed, unregistered). Runs on the SIP callback
+    /// thread.
+    pub fn on_registration<F>(&self, f: F)
+    where
+        F: Fn(RegistrationId, &RegistrationEvent) + Send + Sync + 'static,
+    {
+        *self.callbacks.on_registration.write() = Some(Arc::new(f));
     }
 
     /// Ends a call: its media closes now (firing `on_client_disconnected`), and the SIP thread
-    /// sends BYE (retransmitted until answered or timer F) or, while ringing, a 480. The same
-    /// as [`MediaBackend::disconnect`].
+    /// sends BYE (retransmitted until answered or timer F), a 480 while it rings here, or a
+    /// CANCEL while we dial. The same as [`MediaBackend::disconnect`].
     pub fn hangup(&self, session: SessionId) -> Result<()> {
         let running = self
             .running
             .get()
-            .filter(|_| self.shared.views.read().contains_key(&session))
+            .filter(|_| self.directory.contains(session))
             .ok_or_else(|| Error::NotFound(format!("call with session {session}")))?;
-        let _ = self.shared.engine.disconnect(session);
-        let _ = running.commands.send(Command::Hangup(session));
-        running.wake.wake();
+        let _ = self.engine.disconnect(session);
+        running.send(Command::Hangup(session));
         Ok(())
     }
 
     /// The Call-ID of a session's call.
     pub fn call_id(&self, session: SessionId) -> Option<String> {
-        self.shared
-            .views
-            .read()
-            .get(&session)
-            .map(|v| v.call_id.clone())
+        self.directory.get(session).map(|v| v.call_id)
     }
 
     /// True while the far end holds the call (what we send is discarded).
     pub fn is_held(&self, session: SessionId) -> bool {
-        self.shared
-            .engine
-            .session(session)
-            .is_ok_and(|s| s.is_held())
+        self.engine.session(session).is_ok_and(|s| s.is_held())
+    }
+
+    /// Places a call to `to` (`sip:user@host[:port]`) and returns its session id at once; the
+    /// call's progress arrives through [`on_call_state`](SipVoiceBackend::on_call_state)
+    /// (or [`wait_call`](SipVoiceBackend::wait_call)). The session's media exists from the
+    /// answer (or early media) on and is then an ordinary session: send, receive, stats,
+    /// `disconnect`. Fails at once when the backend is not started or `to` is unusable.
+    pub fn dial(&self, to: &str, options: DialOptions) -> Result<SessionId> {
+        let running = self.running()?;
+        let target_uri = Uri::parse(to)
+            .ok()
+            .filter(|u| u.is_sip() && !u.has_headers())
+            .ok_or_else(|| Error::InvalidArgument(format!("`{to}` is not a sip: URI")))?;
+        let proxy = options.proxy.or(self.cfg.outbound_proxy);
+        let hop = match proxy {
+            Some(p) => p,
+            None => resolve_uri(to)?,
+        };
+        let session = SessionId::new_v4();
+        let local_host = running.local.ip();
+        let call_id = new_call_id(&local_host.to_string());
+        let from_uri = match options.from {
+            Some(f) => {
+                Uri::parse(&f).ok().filter(|u| u.is_sip()).ok_or_else(|| {
+                    Error::InvalidArgument(format!("from: `{f}` is not a sip: URI"))
+                })?;
+                f
+            }
+            None => self.first_aor().unwrap_or_default(),
+        };
+        let contact_user = Uri::parse(&from_uri)
+            .ok()
+            .and_then(|u| u.user())
+            .filter(|u| {
+                !u.is_empty()
+                    && u.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.!~*'()&=+$,;?/".contains(c))
+            })
+            .unwrap_or_else(|| self.cfg.user.clone());
+        for (n, v) in &options.headers {
+            if n.is_empty() || n.contains([':', '\r', '\n']) || v.contains(['\r', '\n']) {
+                return Err(Error::InvalidArgument(format!(
+                    "header `{n}` is not usable"
+                )));
+            }
+        }
+        // Registered as the call starts: hangup() and call_id() work at once.
+        self.directory.insert(
+            session,
+            super::sip_ua::CallView {
+                call_id: call_id.clone(),
+                outgoing: true,
+                progress: None,
+            },
+        );
+        let req = DialRequest {
+            session,
+            room_id: options.room_id.unwrap_or_else(|| call_id.clone()),
+            call_id,
+            target: target_uri.as_str().to_string(),
+            from_uri,
+            display_name: options.display_name,
+            contact_user,
+            next_hop: SipPeer::udp(hop),
+            route: proxy.map(route_to),
+            credentials: options
+                .credentials
+                .as_ref()
+                .or(self.cfg.credentials.as_ref())
+                .map(credentials),
+            headers: options.headers,
+            video: self.with_video && !options.audio_only,
+            ring_timeout: options.ring_timeout.unwrap_or(self.cfg.ring_timeout),
+        };
+        running.send(Command::Dial(Box::new(req)));
+        Ok(session)
+    }
+
+    /// The latest progress of a dialed call (`None` for an unknown or incoming call).
+    pub fn call_state(&self, session: SessionId) -> Option<CallProgress> {
+        self.directory.latest(session)
+    }
+
+    /// Waits until the dialed call `session` is answered, fails or ends, at most `timeout`,
+    /// and returns that progress. [`Error::NotFound`] for an unknown call, [`Error::State`]
+    /// when it is still ringing after `timeout`.
+    pub fn wait_call(&self, session: SessionId, timeout: Duration) -> Result<CallProgress> {
+        match self.directory.wait_settled(session, timeout) {
+            Some(p) => Ok(p),
+            None if self.directory.contains(session) => Err(Error::State(format!(
+                "call {session} still unanswered after {timeout:?}"
+            ))),
+            None => Err(Error::NotFound(format!("dialed call {session}"))),
+        }
+    }
+
+    /// Puts the far end of an established call on hold (a re-INVITE offering `sendonly`).
+    /// What we send still goes out. Returns at once; the re-INVITE follows.
+    pub fn hold(&self, session: SessionId) -> Result<()> {
+        self.set_hold(session, true)
+    }
+
+    /// Takes the far end off hold (a re-INVITE offering `sendrecv`).
+    pub fn resume(&self, session: SessionId) -> Result<()> {
+        self.set_hold(session, false)
+    }
+
+    /// Adds video to an established call (`true`: a re-INVITE offering our video codecs on a
+    /// new port; the session's video stream starts when the far end accepts, with
+    /// `on_video_session_ready`) or removes it (`false`: `m=video 0`; the video stream stops).
+    /// Returns at once. A voice backend cannot add video ([`Error::Unsupported`]).
+    pub fn set_video(&self, session: SessionId, on: bool) -> Result<()> {
+        let running = self.running()?;
+        if on && !self.with_video {
+            return Err(Error::Unsupported(
+                "a voice backend carries no video (use SipVideoBackend)".into(),
+            ));
+        }
+        if !self.directory.contains(session) {
+            return Err(Error::NotFound(format!("call with session {session}")));
+        }
+        running.send(Command::Video(session, on));
+        Ok(())
+    }
+
+    fn set_hold(&self, session: SessionId, hold: bool) -> Result<()> {
+        let running = self.running()?;
+        if !self.directory.contains(session) {
+            return Err(Error::NotFound(format!("call with session {session}")));
+        }
+        running.send(Command::Hold(session, hold));
+        Ok(())
+    }
+
+    /// Registers `aor` (`sip:alice@example.com`) with its registrar: REGISTER with digest
+    /// authentication (401 and 407), refreshed before it expires, retried with back-off after
+    /// failures, removed (`Expires: 0`) by [`unregister`](SipVoiceBackend::unregister) and
+    /// when the backend stops. Progress arrives through
+    /// [`on_registration`](SipVoiceBackend::on_registration). A backend may hold up to 64
+    /// ([`Error::State`] beyond).
+    pub fn register(&self, aor: &str, options: RegisterOptions) -> Result<RegistrationId> {
+        let running = self.running()?;
+        let aor_uri = Uri::parse(aor)
+            .ok()
+            .filter(|u| u.is_sip() && u.user().is_some())
+            .ok_or_else(|| Error::InvalidArgument(format!("`{aor}` is not a sip:user@host URI")))?;
+        let registrar = options.registrar.unwrap_or_default();
+        let proxy = options.proxy.or(self.cfg.outbound_proxy);
+        let hop = match proxy {
+            Some(p) => p,
+            None if registrar.is_empty() => resolve_uri(aor_uri.as_str())?,
+            None => resolve_uri(&registrar)?,
+        };
+        let id = self.next_registration.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut regs = self.callbacks.registrations.lock();
+            if regs.len() >= MAX_REGISTRATIONS {
+                return Err(Error::State(format!(
+                    "this backend holds {MAX_REGISTRATIONS} registrations already"
+                )));
+            }
+            regs.insert(id, (aor.to_string(), None));
+        }
+        running.send(Command::Register(
+            id,
+            Box::new(RegisterRequest {
+                aor: aor.to_string(),
+                registrar,
+                next_hop: SipPeer::udp(hop),
+                route: proxy.map(route_to),
+                credentials: options
+                    .credentials
+                    .as_ref()
+                    .or(self.cfg.credentials.as_ref())
+                    .map(credentials),
+                expires: options.expires,
+            }),
+        ));
+        Ok(id)
+    }
+
+    /// Removes a registration: one REGISTER with `Expires: 0`, then `Unregistered`.
+    pub fn unregister(&self, id: RegistrationId) -> Result<()> {
+        let running = self.running()?;
+        if !self.callbacks.registrations.lock().contains_key(&id) {
+            return Err(Error::NotFound(format!("registration {id}")));
+        }
+        running.send(Command::Unregister(id));
+        Ok(())
+    }
+
+    /// The latest event of a registration: `None` before the first answer, and once it is
+    /// unregistered.
+    pub fn registration_state(&self, id: RegistrationId) -> Option<RegistrationEvent> {
+        self.callbacks
+            .registrations
+            .lock()
+            .get(&id)
+            .and_then(|r| r.1.clone())
+    }
+
+    /// The address of record of the oldest live registration.
+    fn first_aor(&self) -> Option<String> {
+        let regs = self.callbacks.registrations.lock();
+        regs.iter()
+            .min_by_key(|(id, _)| **id)
+            .map(|(_, r)| r.0.clone())
     }
 }
 
 impl sealed::Engine for SipVoiceBackend {
     fn engine(&self) -> &MediaEngine {
-        &self.shared.engine
+        &self.engine
     }
 
     fn end_session(&self, session: SessionId) -> Result<()> {
@@ -231,8 +602,8 @@ impl sealed::Engine for SipVoiceBackend {
 impl MediaBackend for SipVoiceBackend {}
 
 /// SIP audio + video calls: INVITEs with a usable `m=video` get a video stream with the same
-/// session id; others are audio-only calls (`has_video=false`). Everything else is
-/// [`SipVoiceBackend`]'s (through `Deref`) and [`MediaBackend`]'s.
+/// session id; others are audio-only calls (`has_video=false`); dialed calls offer video.
+/// Everything else is [`SipVoiceBackend`]'s (through `Deref`) and [`MediaBackend`]'s.
 #[derive(Debug)]
 pub struct SipVideoBackend {
     voice: SipVoiceBackend,
@@ -263,7 +634,7 @@ impl SipVideoBackend {
 
 impl sealed::Engine for SipVideoBackend {
     fn engine(&self) -> &MediaEngine {
-        &self.voice.shared.engine
+        &self.voice.engine
     }
 
     fn end_session(&self, session: SessionId) -> Result<()> {

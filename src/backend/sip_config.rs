@@ -27,11 +27,30 @@ pub struct SipBackendConfig {
     pub supported_codecs: Vec<AudioCodec>,
     /// Video codecs accepted (video backend only): H264 and/or VP8.
     pub supported_video_codecs: Vec<VideoCodec>,
-    /// Most simultaneous calls (ringing included); 0 = no limit. Beyond it: 486 Busy Here.
+    /// Most simultaneous calls (ringing and dialed included); 0 = no limit. Beyond it, new
+    /// INVITEs get 503 Service Unavailable with `Retry-After`.
     pub max_sessions: usize,
-    /// Digest users (name → password). Empty: no authentication.
+    /// The `Retry-After` of that 503.
+    pub retry_after: Duration,
+    /// Digest users (name → password) incoming INVITEs must authenticate as. Empty: no
+    /// authentication.
     pub auth_users: HashMap<String, String>,
     pub auth_realm: String,
+    /// What we answer 401/407 challenges with, as a client: registrations and dialed calls
+    /// (each may override it).
+    pub credentials: Option<SipCredentials>,
+    /// An outbound proxy every dialed call and registration goes through (a loose route),
+    /// unless the call or registration names its own.
+    pub outbound_proxy: Option<SocketAddr>,
+    /// The user part of our Contact and of the From of dialed calls.
+    pub user: String,
+    /// Session timers (RFC 4028): the interval in seconds we ask for when dialing and the
+    /// longest we accept; 0 = we do not ask for one (we still honour a caller's).
+    pub session_expires: u32,
+    /// The shortest session interval we accept (at least 90 s).
+    pub min_se: u32,
+    /// How long a dialed call rings before it is cancelled, unless the dial says otherwise.
+    pub ring_timeout: Duration,
     /// `Server`/`User-Agent` header and SDP `s=` line.
     pub user_agent: String,
     /// Ring time between 180 and 200 (CANCEL can arrive meanwhile).
@@ -66,8 +85,15 @@ impl Default for SipBackendConfig {
             supported_codecs: vec![AudioCodec::Pcmu, AudioCodec::Pcma],
             supported_video_codecs: vec![VideoCodec::H264],
             max_sessions: 0,
+            retry_after: Duration::from_secs(10),
             auth_users: HashMap::new(),
             auth_realm: "roomkit".into(),
+            credentials: None,
+            outbound_proxy: None,
+            user: "roomkit".into(),
+            session_expires: 1800,
+            min_se: 90,
+            ring_timeout: Duration::from_secs(60),
             user_agent: "roomkit-media".into(),
             answer_after: Duration::ZERO,
             timers: Timers::default(),
@@ -79,6 +105,33 @@ impl Default for SipBackendConfig {
             callback_threads: 1,
             callback_queue: DEFAULT_QUEUE_LEN,
         }
+    }
+}
+
+/// A user name and password for digest authentication (MD5 or SHA-256, `qop=auth`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SipCredentials {
+    /// The authentication user name (often the AOR's user part).
+    pub username: String,
+    pub password: String,
+}
+
+impl SipCredentials {
+    /// Credentials from a user name and password.
+    pub fn new(username: &str, password: &str) -> SipCredentials {
+        SipCredentials {
+            username: username.to_string(),
+            password: password.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Debug for SipCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SipCredentials")
+            .field("username", &self.username)
+            .field("password", &"<hidden>")
+            .finish()
     }
 }
 
@@ -121,7 +174,10 @@ pub struct SipStats {
     pub calls_ended: u64,
     pub calls_refused: u64,
     pub bye_timeouts: u64,
-    /// BYEs that could not be built or sent; 0 unless a bug (dialogs check their targets when
-    /// they are made).
+    /// Our BYEs that got a final answer.
+    pub byes_answered: u64,
+    /// BYEs that could not be built or sent; 0 unless there is a bug.
     pub bye_failures: u64,
+    /// Calls placed with `dial`.
+    pub calls_dialed: u64,
 }

@@ -24,8 +24,8 @@ pub use event::{
 };
 pub use io_thread::{IoThread, StopSignal};
 pub use port_pool::{PortLease, PortPool};
-pub use session::{EngineConfig, MediaEngine, MediaSession, SessionSpec};
-pub use sip_transport::{Outbox, SipHandler, SipTransport};
+pub use session::{BoundMedia, EngineConfig, MediaEngine, MediaSession, SessionSpec};
+pub use sip_transport::{Outbox, SipHandler, SipPeer, SipTransport, SipTransportKind, SHUTDOWN_LINGER};
 pub use socket::{MediaSocket, RecvBatch, SendBatch, Waker};
 pub use stats::{SessionStats, StreamStats};
-pub use stream::{MediaStream, SourcePolicy, StreamConfig};
+pub use stream::{MediaStream, RtpSockets, SourcePolicy, StreamConfig};

@@ -14,7 +14,7 @@ use parking_lot::RwLock;
 use super::dispatch::{Dispatcher, DEFAULT_QUEUE_LEN};
 use super::event::{dispatch_key, Callbacks, EngineEvent, KeyframeRequest, SessionId, SessionInfo};
 use super::stats::SessionStats;
-use super::stream::{MediaStream, StreamConfig};
+use super::stream::{MediaStream, RtpSockets, StreamConfig};
 use crate::error::{Error, Result};
 use crate::frame::VideoChunk;
 
@@ -29,13 +29,24 @@ pub struct SessionSpec {
     pub video: Option<StreamConfig>,
 }
 
+/// Sockets bound before a session is created (see [`MediaEngine::create_session_bound`]).
+#[derive(Debug)]
+pub struct BoundMedia {
+    /// The audio stream's sockets.
+    pub audio: RtpSockets,
+    /// The video stream's sockets, when the session has video.
+    pub video: Option<RtpSockets>,
+}
+
 /// A live session: its description and its streams, and every operation an application can do
 /// on it. The backends look a session up and call these, so each operation is written once.
+/// Its video stream may come and go during the session (a SIP re-INVITE adding or removing
+/// video).
 #[derive(Debug)]
 pub struct MediaSession {
-    info: Arc<SessionInfo>,
+    info: RwLock<Arc<SessionInfo>>,
     audio: MediaStream,
-    video: Option<MediaStream>,
+    video: RwLock<Option<Arc<MediaStream>>>,
     /// The far end put the call on hold (SIP): what we would send is discarded.
     held: AtomicBool,
 }
@@ -43,15 +54,15 @@ pub struct MediaSession {
 impl MediaSession {
     /// The description given to callbacks.
     pub fn info(&self) -> Arc<SessionInfo> {
-        self.info.clone()
+        self.info.read().clone()
     }
 
     /// The description with the streams' current remote addresses (latching or a re-INVITE
     /// may have moved them since the session was created).
     pub fn current_info(&self) -> SessionInfo {
-        let mut info = (*self.info).clone();
+        let mut info = (*self.info()).clone();
         info.audio = self.audio.info();
-        info.video = self.video.as_ref().map(MediaStream::info);
+        info.video = self.video().map(|v| v.info());
         info
     }
 
@@ -61,23 +72,22 @@ impl MediaSession {
     }
 
     /// The video stream, when the session has one.
-    pub fn video(&self) -> Option<&MediaStream> {
-        self.video.as_ref()
+    pub fn video(&self) -> Option<Arc<MediaStream>> {
+        self.video.read().clone()
     }
 
     /// Counters of both streams.
     pub fn stats(&self) -> SessionStats {
         SessionStats {
             audio: self.audio.stats(),
-            video: self.video.as_ref().map(MediaStream::stats),
+            video: self.video().map(|v| v.stats()),
         }
     }
 
     /// The video stream, or the error every video operation on an audio-only session gives.
-    pub fn video_stream(&self) -> Result<&MediaStream> {
-        self.video
-            .as_ref()
-            .ok_or_else(|| Error::State(format!("session {} has no video", self.info.id)))
+    pub fn video_stream(&self) -> Result<Arc<MediaStream>> {
+        self.video()
+            .ok_or_else(|| Error::State(format!("session {} has no video", self.info().id)))
     }
 
     /// Whether the far end holds the session: sending is suspended (calls succeed, nothing goes out).
@@ -160,14 +170,14 @@ impl MediaSession {
             point(&self.audio, a);
         }
         if let Some((s, a)) = v {
-            point(s, a);
+            point(&s, a);
         }
         Ok(())
     }
 
     /// Stops and joins both streams' threads (video first, as roomkit closes it first).
     fn close(&self) {
-        if let Some(v) = &self.video {
+        if let Some(v) = self.video.write().take() {
             v.close();
         }
         self.audio.close();
@@ -234,17 +244,46 @@ impl MediaEngine {
 
     /// Opens the streams of a new session and announces it (session ready, then video session
     /// ready). On any failure nothing is left open.
-    pub fn create_session(&self, mut spec: SessionSpec) -> Result<Arc<SessionInfo>> {
+    pub fn create_session(&self, spec: SessionSpec) -> Result<Arc<SessionInfo>> {
         let id = uuid::Uuid::new_v4();
+        let audio = RtpSockets::bind(spec.audio.local_addr, spec.audio.rtcp_mux)?;
+        let video = match &spec.video {
+            Some(v) => Some(RtpSockets::bind(v.local_addr, v.rtcp_mux)?),
+            None => None,
+        };
+        self.create_session_bound(id, spec, BoundMedia { audio, video })
+    }
+
+    /// Creates session `id` on sockets bound beforehand (a SIP call binds them before writing
+    /// its SDP, and chooses its id when the call starts). `spec.video` and `bound.video` must
+    /// agree; an id already in use is an error. On any failure nothing is left open.
+    pub fn create_session_bound(
+        &self,
+        id: SessionId,
+        mut spec: SessionSpec,
+        bound: BoundMedia,
+    ) -> Result<Arc<SessionInfo>> {
+        if self.sessions.read().contains_key(&id) {
+            return Err(Error::State(format!("session {id} exists already")));
+        }
         spec.audio.session = id;
-        let audio = MediaStream::open(spec.audio, self.dispatcher.clone())?;
-        let video = match spec.video {
-            Some(mut v) => {
+        let audio = MediaStream::open_bound(spec.audio, bound.audio, self.dispatcher.clone())?;
+        let video = match (spec.video, bound.video) {
+            (Some(mut v), Some(sockets)) => {
                 v.session = id;
                 // `audio` is dropped (closed) if this fails.
-                Some(MediaStream::open(v, self.dispatcher.clone())?)
+                Some(MediaStream::open_bound(
+                    v,
+                    sockets,
+                    self.dispatcher.clone(),
+                )?)
             }
-            None => None,
+            (None, None) => None,
+            _ => {
+                return Err(Error::InvalidArgument(
+                    "video stream settings and video sockets must come together".into(),
+                ))
+            }
         };
         let info = Arc::new(SessionInfo {
             id,
@@ -255,21 +294,78 @@ impl MediaEngine {
             video: video.as_ref().map(MediaStream::info),
             video_metadata: spec.video_metadata,
         });
+        let has_video = video.is_some();
         let session = Arc::new(MediaSession {
-            info: info.clone(),
+            info: RwLock::new(info.clone()),
             audio,
-            video,
+            video: RwLock::new(video.map(Arc::new)),
             held: AtomicBool::new(false),
         });
-        self.sessions.write().insert(id, session.clone());
+        {
+            let mut sessions = self.sessions.write();
+            if sessions.contains_key(&id) {
+                return Err(Error::State(format!("session {id} exists already")));
+            }
+            sessions.insert(id, session.clone());
+        }
         let key = dispatch_key(id);
         self.dispatcher
             .post_wait(key, EngineEvent::SessionReady(info.clone()));
-        if session.video.is_some() {
+        if has_video {
             self.dispatcher
                 .post_wait(key, EngineEvent::VideoSessionReady(info.clone()));
         }
         Ok(info)
+    }
+
+    /// Gives live session `id` a video stream on sockets bound beforehand (a re-INVITE added
+    /// video) and announces it (video session ready). Fails when the session has video.
+    pub fn add_video(
+        &self,
+        id: SessionId,
+        mut cfg: StreamConfig,
+        sockets: RtpSockets,
+        video_metadata: HashMap<String, String>,
+    ) -> Result<Arc<SessionInfo>> {
+        let session = self.session(id)?;
+        if session.video().is_some() {
+            return Err(Error::State(format!("session {id} has video already")));
+        }
+        cfg.session = id;
+        let stream = Arc::new(MediaStream::open_bound(cfg, sockets, self.dispatcher.clone())?);
+        let mut info = (*session.info()).clone();
+        info.video = Some(stream.info());
+        info.video_metadata = video_metadata;
+        let info = Arc::new(info);
+        *session.video.write() = Some(stream);
+        *session.info.write() = info.clone();
+        self.dispatcher
+            .post_wait(dispatch_key(id), EngineEvent::VideoSessionReady(info.clone()));
+        Ok(info)
+    }
+
+    /// Ends live session `id`'s video stream (a re-INVITE removed video): its thread stops
+    /// (RTCP BYE is sent) and its sockets close; the session goes on with audio.
+    pub fn remove_video(&self, id: SessionId) -> Result<()> {
+        let session = self.session(id)?;
+        let stream = session.video.write().take();
+        let Some(stream) = stream else {
+            return Ok(());
+        };
+        stream.close();
+        let mut info = (*session.info()).clone();
+        info.video = None;
+        info.video_metadata.clear();
+        *session.info.write() = Arc::new(info);
+        Ok(())
+    }
+
+    /// Delivers a DTMF digit that arrived outside RTP (a SIP INFO) to the `dtmf` callback, in
+    /// order with the session's other events. A full callback queue drops it (returns false).
+    pub fn post_dtmf(&self, id: SessionId, event: crate::frame::DtmfEvent) -> bool {
+        self.dispatcher
+            .post(dispatch_key(id), EngineEvent::Dtmf(id, event))
+            .is_ok()
     }
 
     /// The live session `id`.
@@ -287,7 +383,7 @@ impl MediaEngine {
             .sessions
             .read()
             .values()
-            .filter(|s| room_id.is_none_or(|r| s.info.room_id == r))
+            .filter(|s| room_id.is_none_or(|r| s.info().room_id == r))
             .map(|s| s.current_info())
             .collect();
         v.sort_by_key(|s| s.id);
@@ -303,7 +399,7 @@ impl MediaEngine {
             .remove(&id)
             .ok_or_else(|| Error::NotFound(format!("session {id}")))?;
         session.close();
-        let info = session.info.clone();
+        let info = session.info();
         drop(session);
         self.dispatcher
             .post_wait(dispatch_key(id), EngineEvent::Disconnected(info));

@@ -20,16 +20,59 @@ const MAX_SLEEP: Duration = Duration::from_secs(1);
 /// Datagrams taken per `recvmmsg`.
 const BATCH: usize = 32;
 
-/// Datagrams to send, each with its destination.
+/// The transport a SIP message travels on. Only UDP today; the variants to come (TCP, TLS) are
+/// why messages name their transport at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SipTransportKind {
+    /// One datagram per message.
+    Udp,
+}
+
+impl SipTransportKind {
+    /// The transport token of a Via header (`SIP/2.0/UDP`).
+    pub fn via_token(self) -> &'static str {
+        match self {
+            SipTransportKind::Udp => "UDP",
+        }
+    }
+}
+
+/// The other end of a SIP message: its address and the transport it came or goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SipPeer {
+    /// The address (for UDP, where the datagram came from or goes to).
+    pub addr: SocketAddr,
+    /// The transport.
+    pub transport: SipTransportKind,
+}
+
+impl SipPeer {
+    /// A UDP peer.
+    pub fn udp(addr: SocketAddr) -> SipPeer {
+        SipPeer {
+            addr,
+            transport: SipTransportKind::Udp,
+        }
+    }
+}
+
+/// Messages to send, each with its destination.
 #[derive(Debug, Default)]
 pub struct Outbox {
-    items: Vec<(Vec<u8>, SocketAddr)>,
+    items: Vec<(Vec<u8>, SipPeer)>,
 }
 
 impl Outbox {
     /// Queues `data` for `dest`.
-    pub fn push(&mut self, data: Vec<u8>, dest: SocketAddr) {
+    pub fn push(&mut self, data: Vec<u8>, dest: SipPeer) {
         self.items.push((data, dest));
+    }
+
+    /// Takes every queued message out, in order (tests and harnesses that carry them
+    /// themselves).
+    pub fn drain(&mut self) -> std::vec::Drain<'_, (Vec<u8>, SipPeer)> {
+        self.items.drain(..)
     }
 
     /// Number of datagrams queued.
@@ -44,9 +87,13 @@ impl Outbox {
 
     fn flush(&mut self, sock: &MediaSocket) {
         for (data, dest) in self.items.drain(..) {
-            // A send error (unreachable peer, full buffer) loses this datagram only; SIP's
-            // retransmissions cover it.
-            let _ = sock.send_to(&data, dest);
+            match dest.transport {
+                // A send error (unreachable peer, full buffer) loses this datagram only; SIP's
+                // retransmissions cover it.
+                SipTransportKind::Udp => {
+                    let _ = sock.send_to(&data, dest.addr);
+                }
+            }
         }
     }
 }
@@ -54,16 +101,25 @@ impl Outbox {
 /// What the SIP thread drives. All methods run on the SIP thread, one at a time.
 pub trait SipHandler: Send + 'static {
     /// One datagram arrived from `from`.
-    fn on_datagram(&mut self, data: &[u8], from: SocketAddr, now: Instant, out: &mut Outbox);
+    fn on_datagram(&mut self, data: &[u8], from: SipPeer, now: Instant, out: &mut Outbox);
     /// Another thread woke the SIP thread: look at the command queue.
     fn on_wake(&mut self, now: Instant, out: &mut Outbox);
     /// Time has reached (or passed) the last `next_timeout`.
     fn on_timeout(&mut self, now: Instant, out: &mut Outbox);
     /// When `on_timeout` next needs to run; `None` when no timer is pending.
     fn next_timeout(&mut self) -> Option<Instant>;
-    /// The thread is stopping: last words (BYE for live calls) go out before the socket closes.
+    /// The thread is stopping: last words (BYE for live calls, un-REGISTERs) go out before the
+    /// socket closes.
     fn on_shutdown(&mut self, now: Instant, out: &mut Outbox);
+    /// After `on_shutdown`: true while the handler still awaits answers (an un-REGISTER's),
+    /// which keeps the thread serving datagrams and timers for at most [`SHUTDOWN_LINGER`].
+    fn is_lingering(&self) -> bool {
+        false
+    }
 }
+
+/// Longest the SIP thread keeps running after a stop while its handler awaits answers.
+pub const SHUTDOWN_LINGER: Duration = Duration::from_secs(4);
 
 /// The running SIP thread. Dropping it stops and joins the thread (after `on_shutdown`).
 #[derive(Debug)]
@@ -101,24 +157,37 @@ fn run<H: SipHandler>(sock: MediaSocket, mut handler: H, stop: StopSignal) {
     let mut out = Outbox::default();
     let fds = [sock.as_raw_fd(), stop.wake_fd()];
     let mut ready = [false; 2];
+    // Set once stopped: the handler has said its last words and may wait for answers until then.
+    let mut linger_until: Option<Instant> = None;
     loop {
         let now = Instant::now();
-        let sleep = handler.next_timeout().map_or(MAX_SLEEP, |t| {
+        if let Some(end) = linger_until {
+            if !handler.is_lingering() || now >= end {
+                return;
+            }
+        }
+        let mut sleep = handler.next_timeout().map_or(MAX_SLEEP, |t| {
             t.saturating_duration_since(now).min(MAX_SLEEP)
         });
+        if let Some(end) = linger_until {
+            sleep = sleep.min(end.saturating_duration_since(now));
+        }
         if poll_readable(&fds, &mut ready, sleep).is_err() {
             ready = [false; 2];
         }
         let now = Instant::now();
         if ready[1] {
             stop.reset();
-            if stop.is_stopped() {
-                handler.on_shutdown(now, &mut out);
+            if !stop.is_stopped() {
+                handler.on_wake(now, &mut out);
                 out.flush(&sock);
-                return;
             }
-            handler.on_wake(now, &mut out);
+        }
+        if stop.is_stopped() && linger_until.is_none() {
+            handler.on_shutdown(now, &mut out);
             out.flush(&sock);
+            linger_until = Some(now + SHUTDOWN_LINGER);
+            continue;
         }
         if ready[0] {
             // Drain what is queued, a batch at a time, answering as we go.
@@ -127,6 +196,7 @@ fn run<H: SipHandler>(sock: MediaSocket, mut handler: H, stop: StopSignal) {
                 for i in 0..n {
                     let d = batch.get(i);
                     let Some(from) = d.from else { continue };
+                    let from = SipPeer::udp(from);
                     if d.truncated {
                         // Bigger than any SIP message we accept: hand over a marker the parser
                         // rejects as oversized rather than a silently cut message.
@@ -145,11 +215,6 @@ fn run<H: SipHandler>(sock: MediaSocket, mut handler: H, stop: StopSignal) {
         if handler.next_timeout().is_some_and(|t| t <= now) {
             handler.on_timeout(now, &mut out);
             out.flush(&sock);
-        }
-        if stop.is_stopped() {
-            handler.on_shutdown(Instant::now(), &mut out);
-            out.flush(&sock);
-            return;
         }
     }
 }

@@ -230,40 +230,70 @@ fn io_err(what: String) -> impl FnOnce(io::Error) -> Error {
     move |e| Error::Io(what, e)
 }
 
-/// Binds the RTP socket and, without rtcp-mux, the RTCP socket on the next port.
-fn bind_sockets(local: SocketAddr, mux: bool) -> Result<(MediaSocket, Option<MediaSocket>)> {
-    let bind = |a: SocketAddr| MediaSocket::bind(a).map_err(io_err(format!("binding {a}")));
-    if mux {
-        return Ok((bind(local)?, None));
-    }
-    if local.port() != 0 {
-        let rtp = bind(local)?;
-        let rtcp_port = local.port().checked_add(1).ok_or_else(|| {
-            Error::InvalidArgument(format!(
-                "local port {} leaves no room for RTCP",
-                local.port()
-            ))
-        })?;
-        let rtcp = bind(SocketAddr::new(local.ip(), rtcp_port))?;
-        return Ok((rtp, Some(rtcp)));
-    }
-    // Port 0: let the kernel choose, then check that the next port is free too; a few attempts
-    // find a pair on any machine that is not out of ports.
-    let mut last = None;
-    for _ in 0..32 {
-        let rtp = bind(local)?;
-        let Some(next) = rtp.local_addr().port().checked_add(1) else {
-            continue;
-        };
-        match MediaSocket::bind(SocketAddr::new(local.ip(), next)) {
-            Ok(rtcp) => return Ok((rtp, Some(rtcp))),
-            Err(e) => last = Some(e),
+/// A stream's sockets: RTP, and RTCP on the next port unless rtcp-mux. They can be bound before
+/// the stream opens, so that the ports an SDP offer or answer names are already ours when it is
+/// sent (no probe-then-bind race).
+#[derive(Debug)]
+pub struct RtpSockets {
+    /// The RTP socket (RTCP too with rtcp-mux).
+    pub rtp: MediaSocket,
+    /// The RTCP socket on the RTP port + 1; `None` with rtcp-mux.
+    pub rtcp: Option<MediaSocket>,
+}
+
+impl RtpSockets {
+    /// Binds the RTP socket and, without rtcp-mux, the RTCP socket on the next port. Port 0
+    /// picks a free port (and, without rtcp-mux, one whose next port is free too).
+    pub fn bind(local: SocketAddr, mux: bool) -> Result<RtpSockets> {
+        let bind = |a: SocketAddr| MediaSocket::bind(a).map_err(io_err(format!("binding {a}")));
+        if mux {
+            return Ok(RtpSockets {
+                rtp: bind(local)?,
+                rtcp: None,
+            });
         }
+        if local.port() != 0 {
+            let rtp = bind(local)?;
+            let rtcp_port = local.port().checked_add(1).ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "local port {} leaves no room for RTCP",
+                    local.port()
+                ))
+            })?;
+            let rtcp = bind(SocketAddr::new(local.ip(), rtcp_port))?;
+            return Ok(RtpSockets {
+                rtp,
+                rtcp: Some(rtcp),
+            });
+        }
+        // Port 0: let the kernel choose, then check that the next port is free too; a few
+        // attempts find a pair on any machine that is not out of ports.
+        let mut last = None;
+        for _ in 0..32 {
+            let rtp = bind(local)?;
+            let Some(next) = rtp.local_addr().port().checked_add(1) else {
+                continue;
+            };
+            match MediaSocket::bind(SocketAddr::new(local.ip(), next)) {
+                Ok(rtcp) => {
+                    return Ok(RtpSockets {
+                        rtp,
+                        rtcp: Some(rtcp),
+                    })
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(Error::Io(
+            format!("finding an RTP/RTCP port pair on {}", local.ip()),
+            last.unwrap_or_else(|| io::Error::other("no port pair")),
+        ))
     }
-    Err(Error::Io(
-        format!("finding an RTP/RTCP port pair on {}", local.ip()),
-        last.unwrap_or_else(|| io::Error::other("no port pair")),
-    ))
+
+    /// The RTP address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.rtp.local_addr()
+    }
 }
 
 impl MediaStream {
@@ -272,7 +302,27 @@ impl MediaStream {
         cfg: StreamConfig,
         dispatcher: Arc<Dispatcher<EngineEvent>>,
     ) -> Result<MediaStream> {
-        let (rtp_sock, rtcp_sock) = bind_sockets(cfg.local_addr, cfg.rtcp_mux)?;
+        let sockets = RtpSockets::bind(cfg.local_addr, cfg.rtcp_mux)?;
+        Self::open_bound(cfg, sockets, dispatcher)
+    }
+
+    /// Starts the receive thread on sockets bound beforehand (`cfg.local_addr` is not used).
+    /// With rtcp-mux a separate RTCP socket is closed; without it one is required.
+    pub fn open_bound(
+        cfg: StreamConfig,
+        sockets: RtpSockets,
+        dispatcher: Arc<Dispatcher<EngineEvent>>,
+    ) -> Result<MediaStream> {
+        let RtpSockets {
+            rtp: rtp_sock,
+            rtcp: rtcp_sock,
+        } = sockets;
+        let rtcp_sock = rtcp_sock.filter(|_| !cfg.rtcp_mux);
+        if !cfg.rtcp_mux && rtcp_sock.is_none() {
+            return Err(Error::InvalidArgument(
+                "a stream without rtcp-mux needs its RTCP socket".into(),
+            ));
+        }
         let local_rtcp = rtcp_sock
             .as_ref()
             .map_or(rtp_sock.local_addr(), |s| s.local_addr());

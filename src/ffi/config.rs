@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::args::{opt_str_arg, out_arg, parse_addr};
 use super::status::{boundary, Failure, FfiResult};
-use crate::backend::{RtpBackendConfig, SipBackendConfig};
+use crate::backend::{RtpBackendConfig, SipBackendConfig, SipCredentials};
 use crate::codec::h264::PacketizationMode;
 use crate::frame::{Delivery, VideoCodec};
 use crate::sdp::AudioCodec;
@@ -298,11 +298,11 @@ pub struct rkm_sip_config {
     /// Video codecs accepted by a video backend, comma-separated; default `"H264"`, also
     /// `"VP8"` or `"H264,VP8"`.
     pub supported_video_codecs: *const c_char,
-    /// Most simultaneous calls (ringing included), 0 = no limit (default); beyond it callers
-    /// get 486 Busy Here.
+    /// Most simultaneous calls (ringing and dialed included), 0 = no limit (default); beyond it
+    /// callers get 503 Service Unavailable with `Retry-After`.
     pub max_sessions: u32,
-    /// Digest authentication: with `auth_user` set, INVITEs must authenticate as that user
-    /// with `auth_password`. NULL (default): no authentication.
+    /// Digest authentication of incoming calls: with `auth_user` set, INVITEs must
+    /// authenticate as that user with `auth_password`. NULL (default): no authentication.
     pub auth_user: *const c_char,
     pub auth_password: *const c_char,
     /// Digest realm; default `"roomkit"`.
@@ -326,6 +326,22 @@ pub struct rkm_sip_config {
     pub callback_threads: u32,
     /// Events each callback thread may have queued before new ones are dropped; default 512.
     pub callback_queue: u32,
+    /// Our credentials as a client: what `rkm_register` and `rkm_dial` answer 401/407
+    /// challenges with unless their options name others. NULL (default): none.
+    pub client_auth_user: *const c_char,
+    pub client_auth_password: *const c_char,
+    /// An outbound proxy (`"ip:port"`) every dialed call and registration goes through,
+    /// unless its options name another. NULL (default): none.
+    pub outbound_proxy: *const c_char,
+    /// The user part of our Contact and of dialed calls' From; default `"roomkit"`.
+    pub user: *const c_char,
+    /// Session timers: the interval in seconds asked for when dialing (0 = none; default
+    /// 1800). Incoming calls' requests are honoured either way.
+    pub session_expires: u32,
+    /// How long a dialed call may ring before it is cancelled, in milliseconds; default 60000.
+    pub ring_timeout_ms: u32,
+    /// The `Retry-After` in seconds of the 503 sent beyond `max_sessions`; default 10.
+    pub retry_after_s: u32,
 }
 
 /// Fills `cfg` with the defaults (see each field). String fields get static strings that the
@@ -357,6 +373,13 @@ pub extern "C" fn rkm_sip_config_init(cfg: *mut rkm_sip_config) {
             rtcp_interval_ms: u32::try_from(d.rtcp_interval.as_millis()).unwrap_or(u32::MAX),
             callback_threads: u32::try_from(d.callback_threads).unwrap_or(1),
             callback_queue: u32::try_from(d.callback_queue).unwrap_or(u32::MAX),
+            client_auth_user: std::ptr::null(),
+            client_auth_password: std::ptr::null(),
+            outbound_proxy: std::ptr::null(),
+            user: c"roomkit".as_ptr(),
+            session_expires: d.session_expires,
+            ring_timeout_ms: u32::try_from(d.ring_timeout.as_millis()).unwrap_or(u32::MAX),
+            retry_after_s: u32::try_from(d.retry_after.as_secs()).unwrap_or(u32::MAX),
         };
         Ok(())
     })
@@ -463,6 +486,49 @@ pub(crate) unsafe fn sip_config_from_c(c: &rkm_sip_config) -> FfiResult<SipBacke
         return Err(Failure::invalid("cfg.callback_queue must be at least 1"));
     }
     r.callback_queue = c.callback_queue as usize;
+    let user = text(c.client_auth_user, "cfg.client_auth_user")?;
+    let password = text(c.client_auth_password, "cfg.client_auth_password")?;
+    r.credentials = match (user, password) {
+        (Some(u), Some(p)) => Some(SipCredentials::new(u, p)),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(Failure::invalid(
+                "cfg.client_auth_user is set but cfg.client_auth_password is NULL",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(Failure::invalid(
+                "cfg.client_auth_password is set but cfg.client_auth_user is NULL",
+            ))
+        }
+    };
+    if let Some(s) = text(c.outbound_proxy, "cfg.outbound_proxy")? {
+        r.outbound_proxy = Some(parse_addr(s, "cfg.outbound_proxy")?);
+    }
+    if let Some(s) = text(c.user, "cfg.user")? {
+        if s.is_empty()
+            || !s
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.!~*'()".contains(c))
+        {
+            return Err(Failure::invalid(format!(
+                "cfg.user = {s:?} is not a plain SIP user name"
+            )));
+        }
+        r.user = s.to_owned();
+    }
+    r.session_expires = c.session_expires;
+    if c.session_expires != 0 && c.session_expires < 90 {
+        return Err(Failure::invalid(format!(
+            "cfg.session_expires = {} is below 90 s (RFC 4028); 0 asks for none",
+            c.session_expires
+        )));
+    }
+    if c.ring_timeout_ms == 0 {
+        return Err(Failure::invalid("cfg.ring_timeout_ms must be at least 1"));
+    }
+    r.ring_timeout = Duration::from_millis(u64::from(c.ring_timeout_ms));
+    r.retry_after = Duration::from_secs(u64::from(c.retry_after_s.clamp(1, 3600)));
     Ok(r)
 }
 

@@ -23,6 +23,7 @@ pub mod backend;
 pub mod callbacks;
 pub mod config;
 pub mod sip;
+pub mod sip_phone;
 pub mod status;
 
 pub use args::RKM_SESSION_ID_LEN;
@@ -36,4 +37,8 @@ pub use config::{
     rkm_delivery, rkm_rtp_config, rkm_sip_config, RKM_DELIVERY_ACCESS_UNIT, RKM_DELIVERY_NAL_UNIT,
 };
 pub use sip::{rkm_call_cb, rkm_call_info};
+pub use sip_phone::{
+    rkm_call_progress, rkm_call_state, rkm_call_state_cb, rkm_dial_options, rkm_register_options,
+    rkm_registration_cb, rkm_registration_event, rkm_registration_state,
+};
 pub use status::rkm_status;

@@ -43,6 +43,9 @@ pub struct AnswerConfig {
     pub rtcp_mux: bool,
     /// Accept telephone events (RFC 4733) when they are offered.
     pub telephone_event: bool,
+    /// The most we want on every stream: `SendRecv` takes what the offer allows; `SendOnly`
+    /// while we hold the far end (an offer to send to us then gets `inactive` or `sendonly`).
+    pub direction: Direction,
     /// Take part in generic NACK (RFC 4585) on video when the offer does: answer `nack`.
     pub video_nack: bool,
     /// Accept an offered retransmission stream (RFC 4588) for the chosen video payload type
@@ -66,6 +69,7 @@ impl AnswerConfig {
             session_name: "roomkit-media".to_string(),
             rtcp_mux: true,
             telephone_event: true,
+            direction: Direction::SendRecv,
             video_nack: true,
             video_rtx: true,
         }
@@ -445,7 +449,7 @@ impl Plan<'_> {
         let codec = &self.audio_codec;
         let pt = self.audio_pt.pt;
         let rtcp_mux = cfg.rtcp_mux && m.rtcp_mux;
-        let direction = answer_direction(m);
+        let direction = answer_direction(m).restrict(cfg.direction);
         let ptime = m.ptime.unwrap_or(DEFAULT_PTIME_MS);
         let mut fmt = pt.to_string();
         let mut attrs = vec![format!("rtpmap:{}", codec.rtpmap(pt))];
@@ -524,7 +528,7 @@ fn video_section(
 ) -> (sdp_types::Media, NegotiatedVideo) {
     let pt = p.pt;
     let rtcp_mux = cfg.rtcp_mux && m.rtcp_mux;
-    let direction = answer_direction(m);
+    let direction = answer_direction(m).restrict(cfg.direction);
     let mut fmt = pt.to_string();
     let mut attrs = vec![format!("rtpmap:{pt} {}/90000", codec.encoding_name())];
     let (mut packetization_mode, mut profile_level_id) = (None, None);

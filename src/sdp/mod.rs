@@ -22,4 +22,4 @@ pub use model::{
     Direction, MediaDescription, MediaKind, Origin, PayloadType, RtcpAttr, RtpMap, SdpError,
     SessionDescription,
 };
-pub use offer::{build_offer, parse_answer, Offer, OfferConfig};
+pub use offer::{build_offer, parse_answer, reoffer, Offer, OfferConfig, ReofferConfig, ReofferVideo};

@@ -12,8 +12,9 @@ use super::codecs::{
     telephone_event, AudioCodec, OpusParams, DEFAULT_EVENTS, H264_DEFAULT_PROFILE_LEVEL_ID,
     H264_OFFER_PROFILE_LEVEL_ID, OPUS_FMTP, RTX, TELEPHONE_EVENT,
 };
-use super::model::{MediaDescription, MediaKind, PayloadType, SessionDescription};
-use super::write::{media, render, SessionHeader};
+use super::answer::Answer;
+use super::model::{Direction, MediaDescription, MediaKind, PayloadType, SessionDescription};
+use super::write::{media, rejected, render, SessionHeader};
 
 /// The payload type we offer H.264 under, and its retransmission payload type.
 const H264_PT: u8 = 96;
@@ -127,18 +128,11 @@ pub fn build_offer(cfg: &OfferConfig) -> Offer {
         &cfg.audio_codecs[..]
     };
     let video_rtx = cfg.video_nack && cfg.video_rtx;
-    let mut video: Vec<(u8, VideoCodec)> = Vec::new();
-    if cfg.video_port != 0 {
-        for &codec in &cfg.video_codecs {
-            let pt = match codec {
-                VideoCodec::H264 => H264_PT,
-                VideoCodec::Vp8 => VP8_PT,
-            };
-            if !video.iter().any(|(p, _)| *p == pt) {
-                video.push((pt, codec));
-            }
-        }
-    }
+    let video = if cfg.video_port != 0 {
+        video_payload_types(&cfg.video_codecs)
+    } else {
+        Vec::new()
+    };
     // Telephone events go with each clock rate an offered codec runs at: 8 kHz always (G.711,
     // G.722), 48 kHz beside Opus.
     let mut dtmf: Vec<(u8, u32)> = Vec::new();
@@ -179,39 +173,13 @@ pub fn build_offer(cfg: &OfferConfig) -> Offer {
     )];
 
     if !video.is_empty() {
-        let mut fmt: Vec<String> = video.iter().map(|(pt, _)| pt.to_string()).collect();
-        let mut attrs = Vec::new();
-        for (pt, codec) in &video {
-            attrs.push(format!("rtpmap:{pt} {}/90000", codec.encoding_name()));
-            if *codec == VideoCodec::H264 {
-                attrs.push(format!(
-                    "fmtp:{pt} profile-level-id={H264_OFFER_PROFILE_LEVEL_ID};packetization-mode=1"
-                ));
-            }
-            if cfg.video_nack {
-                attrs.push(format!("rtcp-fb:{pt} nack"));
-            }
-            attrs.push(format!("rtcp-fb:{pt} nack pli"));
-            attrs.push(format!("rtcp-fb:{pt} ccm fir"));
-        }
-        if video_rtx {
-            for (pt, codec) in &video {
-                let rtx = rtx_pt_of(*codec);
-                fmt.push(rtx.to_string());
-                attrs.push(format!("rtpmap:{rtx} {RTX}/90000"));
-                attrs.push(format!("fmtp:{rtx} apt={pt}"));
-            }
-        }
-        if cfg.rtcp_mux {
-            attrs.push("rtcp-mux".to_string());
-        }
-        attrs.push("sendrecv".to_string());
-        medias.push(media(
-            "video",
+        medias.push(video_offer_media(
+            &video,
             cfg.video_port,
-            "RTP/AVP",
-            &fmt.join(" "),
-            attrs,
+            cfg.video_nack,
+            video_rtx,
+            cfg.rtcp_mux,
+            Direction::SendRecv,
         ));
     }
 
@@ -235,6 +203,230 @@ pub fn build_offer(cfg: &OfferConfig) -> Offer {
         ptime: cfg.ptime,
         session_id: cfg.session_id,
         session_version: cfg.session_version,
+    }
+}
+
+/// Our payload types for `codecs`: H.264 on 96, VP8 on 97, each once.
+fn video_payload_types(codecs: &[VideoCodec]) -> Vec<(u8, VideoCodec)> {
+    let mut video: Vec<(u8, VideoCodec)> = Vec::new();
+    for &codec in codecs {
+        let pt = match codec {
+            VideoCodec::H264 => H264_PT,
+            VideoCodec::Vp8 => VP8_PT,
+        };
+        if !video.iter().any(|(p, _)| *p == pt) {
+            video.push((pt, codec));
+        }
+    }
+    video
+}
+
+/// The `m=video` section offering `video` on `port`: H.264 with profile-level-id 42e01f and
+/// packetization-mode 1, PLI and FIR feedback, NACK and RTX when asked.
+fn video_offer_media(
+    video: &[(u8, VideoCodec)],
+    port: u16,
+    nack: bool,
+    rtx: bool,
+    rtcp_mux: bool,
+    direction: Direction,
+) -> sdp_types::Media {
+    let mut fmt: Vec<String> = video.iter().map(|(pt, _)| pt.to_string()).collect();
+    let mut attrs = Vec::new();
+    for (pt, codec) in video {
+        attrs.push(format!("rtpmap:{pt} {}/90000", codec.encoding_name()));
+        if *codec == VideoCodec::H264 {
+            attrs.push(format!(
+                "fmtp:{pt} profile-level-id={H264_OFFER_PROFILE_LEVEL_ID};packetization-mode=1"
+            ));
+        }
+        if nack {
+            attrs.push(format!("rtcp-fb:{pt} nack"));
+        }
+        attrs.push(format!("rtcp-fb:{pt} nack pli"));
+        attrs.push(format!("rtcp-fb:{pt} ccm fir"));
+    }
+    if rtx {
+        for (pt, codec) in video {
+            let rtx = rtx_pt_of(*codec);
+            fmt.push(rtx.to_string());
+            attrs.push(format!("rtpmap:{rtx} {RTX}/90000"));
+            attrs.push(format!("fmtp:{rtx} apt={pt}"));
+        }
+    }
+    if rtcp_mux {
+        attrs.push("rtcp-mux".to_string());
+    }
+    attrs.push(direction.as_str().to_string());
+    media("video", port, "RTP/AVP", &fmt.join(" "), attrs)
+}
+
+/// What a new offer in an established call changes (RFC 3264 §8).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReofferConfig {
+    /// The direction we ask for on every stream: `SendOnly` puts the far end on hold,
+    /// `SendRecv` resumes.
+    pub direction: Direction,
+    /// The `s=` line.
+    pub session_name: String,
+    /// What becomes of video.
+    pub video: ReofferVideo,
+}
+
+/// Video in a new offer.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ReofferVideo {
+    /// As agreed last time (or refused, port 0).
+    #[default]
+    Keep,
+    /// Removed: the m-line stays with port 0.
+    Remove,
+    /// Added on `port`, offering `codecs` (NACK when `nack`); replaces a refused m-line, or
+    /// comes after the others when there was none.
+    Add {
+        port: u16,
+        codecs: Vec<VideoCodec>,
+        nack: bool,
+    },
+}
+
+/// A new offer in an established call: the same streams, ports, codecs and payload types as
+/// `current` (the description we last sent and what it agreed to), the same session id with
+/// the next version, and `cfg.direction` on every stream. A stream that was refused keeps its
+/// `m=` line with port 0, so the m-lines stay in place. Read the answer with
+/// [`parse_answer`].
+pub fn reoffer(current: &Answer, cfg: &ReofferConfig) -> Offer {
+    let ours = SessionDescription::parse(current.sdp.as_bytes()).ok();
+    let neg = &current.negotiation;
+    let local_ip = ours
+        .as_ref()
+        .and_then(|sd| sd.media.iter().find_map(|m| m.connection))
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let a = &neg.audio;
+    // Telephone events run at the audio codec's RTP clock rate.
+    let dtmf: Vec<(u8, u32)> = a.dtmf_pt.map(|ev| (ev, a.clock_rate)).into_iter().collect();
+    let audio_section = |port: u16| {
+        let mut fmt = vec![a.pt.to_string()];
+        let mut attrs = vec![format!("rtpmap:{}", a.codec.rtpmap(a.pt))];
+        if a.codec == AudioCodec::Opus {
+            attrs.push(format!("fmtp:{} {OPUS_FMTP}", a.pt));
+        }
+        for (ev, clock) in &dtmf {
+            fmt.push(ev.to_string());
+            attrs.push(format!("rtpmap:{ev} {TELEPHONE_EVENT}/{clock}"));
+            attrs.push(format!("fmtp:{ev} {DEFAULT_EVENTS}"));
+        }
+        attrs.push(format!("ptime:{}", a.ptime));
+        if a.rtcp_mux {
+            attrs.push("rtcp-mux".to_string());
+        }
+        attrs.push(cfg.direction.as_str().to_string());
+        media("audio", port, "RTP/AVP", &fmt.join(" "), attrs)
+    };
+    let mut video = Vec::new();
+    let mut video_section = |port: u16| match (&neg.video, &cfg.video) {
+        (_, ReofferVideo::Add { port, codecs, nack }) => {
+            video = video_payload_types(codecs);
+            video_offer_media(&video, *port, *nack, false, a.rtcp_mux, cfg.direction)
+        }
+        (Some(v), ReofferVideo::Keep) if port != 0 => {
+            video.push((v.pt, v.codec));
+            let mut attrs = vec![format!(
+                "rtpmap:{} {}/{}",
+                v.pt,
+                v.codec.encoding_name(),
+                v.clock_rate
+            )];
+            if v.codec == VideoCodec::H264 {
+                attrs.push(format!(
+                    "fmtp:{} profile-level-id={};packetization-mode={}",
+                    v.pt,
+                    v.profile_level_id
+                        .as_deref()
+                        .unwrap_or(H264_DEFAULT_PROFILE_LEVEL_ID),
+                    v.packetization_mode.unwrap_or(0)
+                ));
+            }
+            if v.nack {
+                attrs.push(format!("rtcp-fb:{} nack", v.pt));
+            }
+            if v.pli {
+                attrs.push(format!("rtcp-fb:{} nack pli", v.pt));
+            }
+            if v.fir {
+                attrs.push(format!("rtcp-fb:{} ccm fir", v.pt));
+            }
+            let mut fmt = v.pt.to_string();
+            if let Some(rtx) = v.rtx_pt {
+                fmt.push_str(&format!(" {rtx}"));
+                attrs.push(format!("rtpmap:{rtx} {RTX}/{}", v.clock_rate));
+                attrs.push(format!("fmtp:{rtx} apt={}", v.pt));
+            }
+            if v.rtcp_mux {
+                attrs.push("rtcp-mux".to_string());
+            }
+            attrs.push(cfg.direction.as_str().to_string());
+            media("video", port, "RTP/AVP", &fmt, attrs)
+        }
+        // Video refused (or never agreed): the m-line stays, disabled.
+        _ => {
+            let pt = neg.video.as_ref().map_or(H264_PT, |v| v.pt);
+            media("video", 0, "RTP/AVP", &pt.to_string(), Vec::new())
+        }
+    };
+    // Every m-line we sent last stays, in its place (RFC 3264 §8): ours are rewritten, the
+    // others stay refused.
+    let mut medias = Vec::new();
+    let (mut audio_done, mut video_done) = (false, false);
+    match &ours {
+        Some(sd) => {
+            for m in &sd.media {
+                if m.kind == MediaKind::Audio && !audio_done {
+                    audio_done = true;
+                    medias.push(audio_section(m.port));
+                } else if m.kind == MediaKind::Video && !video_done {
+                    video_done = true;
+                    medias.push(video_section(m.port));
+                } else {
+                    medias.push(rejected(m.kind.as_str(), &m.proto, &m.formats));
+                }
+            }
+        }
+        // Our own description always parses; without it only a disabled audio line is left.
+        None => medias.push(audio_section(0)),
+    }
+    if !video_done && matches!(cfg.video, ReofferVideo::Add { .. }) {
+        medias.push(video_section(0));
+    }
+    let version = current.session_version.wrapping_add(1);
+    let sdp = render(
+        &SessionHeader {
+            local_ip,
+            session_id: current.session_id,
+            session_version: version,
+            session_name: &cfg.session_name,
+        },
+        medias,
+    );
+    let (video_nack, video_rtx) = match &cfg.video {
+        ReofferVideo::Add { nack, .. } => (*nack, false),
+        ReofferVideo::Keep => (
+            neg.video.as_ref().is_some_and(|v| v.nack),
+            neg.video.as_ref().is_some_and(|v| v.rtx_pt.is_some()),
+        ),
+        ReofferVideo::Remove => (false, false),
+    };
+    Offer {
+        sdp,
+        audio: vec![(a.pt, a.codec.clone())],
+        dtmf,
+        video,
+        video_nack,
+        video_rtx,
+        rtcp_mux: a.rtcp_mux,
+        ptime: a.ptime,
+        session_id: current.session_id,
+        session_version: version,
     }
 }
 

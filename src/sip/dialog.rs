@@ -249,6 +249,19 @@ impl Dialog {
         Ok(())
     }
 
+    /// A 2xx to our own target-refresh request (re-INVITE, UPDATE) moves the remote target to
+    /// its Contact (RFC 3261 §12.2.1.2). Responses of other dialogs change nothing.
+    pub fn refresh_target(&mut self, response: &SipMessage) {
+        if !self.matches_response(response)
+            || !response.status().is_some_and(|s| (200..300).contains(&s))
+        {
+            return;
+        }
+        if let Some(c) = response.contact() {
+            self.remote_target = c.uri().as_str().to_string();
+        }
+    }
+
     /// Takes the next local CSeq number.
     pub fn next_cseq(&mut self) -> u32 {
         self.local_cseq += 1;
@@ -541,5 +554,42 @@ Content-Length: 0\r\n\r\n",
         assert_eq!(bye.cseq().number, 2);
         assert_eq!(bye.to().raw(), "<sip:bob@example.com>;tag=bob9");
         assert_eq!(bye.request_uri().unwrap().as_str(), "sip:bob@203.0.113.5");
+    }
+
+    #[test]
+    fn a_2xx_to_our_reinvite_moves_the_target() {
+        let ours = parse(
+            b"INVITE sip:bob@example.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP 192.0.2.9:5060;branch=z9hG4bKout\r\n\
+From: <sip:me@192.0.2.9>;tag=me1\r\n\
+To: <sip:bob@example.com>\r\n\
+Call-ID: out-2\r\n\
+CSeq: 1 INVITE\r\n\
+Contact: <sip:me@192.0.2.9:5060>\r\n\
+Content-Length: 0\r\n\r\n",
+        )
+        .unwrap();
+        let answer = |status: u16, tag: &str, contact: &str| {
+            parse(
+                format!(
+                    "SIP/2.0 {status} X\r\n\
+Via: SIP/2.0/UDP 192.0.2.9:5060;branch=z9hG4bKout\r\n\
+From: <sip:me@192.0.2.9>;tag=me1\r\n\
+To: <sip:bob@example.com>;tag={tag}\r\n\
+Call-ID: out-2\r\n\
+CSeq: 2 INVITE\r\n\
+Contact: <{contact}>\r\n\
+Content-Length: 0\r\n\r\n"
+                )
+                .as_bytes(),
+            )
+            .unwrap()
+        };
+        let mut d = Dialog::uac(&ours, &answer(200, "b", "sip:bob@203.0.113.5")).unwrap();
+        d.refresh_target(&answer(488, "b", "sip:bob@203.0.113.6"));
+        d.refresh_target(&answer(200, "other", "sip:bob@203.0.113.7"));
+        assert_eq!(d.remote_target(), "sip:bob@203.0.113.5");
+        d.refresh_target(&answer(200, "b", "sip:bob@203.0.113.8:5070"));
+        assert_eq!(d.remote_target(), "sip:bob@203.0.113.8:5070");
     }
 }

@@ -1,14 +1,17 @@
-//! What the integration tests share: the real peers and the CLI (`peers`), RTP backend pairs
-//! (`rtp`), a raw SIP user agent (`sip`), the process's thread and descriptor counts
-//! (`process`), and synthetic media. Each test binary compiles it whole, hence `dead_code`.
+//! What the integration tests share: the real peers and the CLI (`peers`), sipp runs (`sipp`),
+//! Kamailio (`kamailio`), RTP backend pairs (`rtp`), a raw SIP user agent (`sip`), the
+//! process's thread and descriptor counts (`process`), Ogg files (`ogg`), and synthetic media.
+//! Each test binary compiles it whole, hence `dead_code`.
 #![allow(dead_code)]
 
+pub mod kamailio;
 pub mod netsim;
 pub mod ogg;
 pub mod peers;
 pub mod process;
 pub mod rtp;
 pub mod sip;
+pub mod sipp;
 
 use std::time::{Duration, Instant};
 

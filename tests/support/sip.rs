@@ -7,7 +7,9 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use roomkit_media::backend::{SipBackendConfig, SipVoiceBackend};
+use roomkit_media::backend::{
+    CallState, DialOptions, SessionId, SipBackendConfig, SipVideoBackend, SipVoiceBackend,
+};
 
 /// A loopback backend configuration with its own RTP port range (tests run in parallel
 /// processes, so every test passes a different `slot`).
@@ -30,6 +32,39 @@ pub fn start(be: &SipVoiceBackend) -> SocketAddr {
 /// The SIP address of a started backend.
 pub fn sip_addr(be: &SipVoiceBackend) -> SocketAddr {
     be.local_sip_addr().expect("the SIP backend is started")
+}
+
+/// A started video backend on loopback that places calls (our UAC), with its own RTP ports
+/// (`slot` as for [`config`], from a range apart from the answering backends').
+pub fn dialer(slot: u16) -> SipVideoBackend {
+    let start = 52000 + slot * 100;
+    let be = SipVideoBackend::new(SipBackendConfig {
+        local_sip_addr: "127.0.0.1:0".parse().unwrap(),
+        local_rtp_ip: [127, 0, 0, 1].into(),
+        rtp_port_start: start,
+        rtp_port_end: start + 99,
+        user: "roomkit-caller".into(),
+        ..SipBackendConfig::default()
+    })
+    .unwrap();
+    be.start().expect("the dialing backend starts");
+    be
+}
+
+/// Dials `uri` and waits (5 s at most) until the call is answered; returns its session.
+pub fn dial_ok(be: &SipVoiceBackend, uri: &str, options: DialOptions) -> SessionId {
+    let s = be.dial(uri, options).expect("dial");
+    let p = be.wait_call(s, Duration::from_secs(5)).expect("an answer");
+    assert_eq!(p.state, CallState::Answered, "{p:?}");
+    s
+}
+
+/// Waits until dialed call `s` has ended (the far end hung up, or we did).
+pub fn wait_ended(be: &SipVoiceBackend, s: SessionId, timeout: Duration) -> bool {
+    wait_until(timeout, || {
+        be.call_state(s)
+            .is_some_and(|p| p.state == CallState::Ended)
+    })
 }
 
 /// A UDP socket that speaks SIP by hand.

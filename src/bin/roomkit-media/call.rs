@@ -1,6 +1,10 @@
-//! `roomkit-media call sip:USER@HOST:PORT`: one outbound audio + video call (UAC). Sends a 440 Hz
-//! tone and, with `--video FILE` (Annex-B H.264 or IVF VP8), the file's pictures in a loop at
-//! `--fps`, for `--seconds`; then hangs up and prints one JSON line of what was sent and received.
+//! `roomkit-media call sip:USER@HOST[:PORT]`: one outbound audio + video call (UAC), directly or
+//! through a proxy (`--proxy HOST:PORT`), answering its digest challenges (`--auth-user`,
+//! `--password`). Prints one JSON line per step of the call (`progress`: trying, ringing,
+//! early_media, answered, failed, ended), sends a 440 Hz tone and, with `--video FILE`
+//! (Annex-B H.264 or IVF VP8), the file's pictures in a loop at `--fps`, for `--seconds`; then
+//! hangs up and prints one JSON line of what was sent and received. A call that fails prints
+//! why and exits 1.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
@@ -9,17 +13,30 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use roomkit_media::backend::{SipCaller, SipCallerConfig};
+use roomkit_media::backend::{
+    CallState, DialOptions, SipBackendConfig, SipCredentials, SipVideoBackend,
+};
 use roomkit_media::codec::testclip::TestClip;
 use roomkit_media::prelude::*;
 use roomkit_media::VideoCodec;
 
 use crate::args::{resolve, Args, Spec};
 use crate::media_file::{codec_for_path, read_pictures};
+use crate::output::{js, Out};
+use crate::Failure;
 
 pub const SPEC: Spec = Spec {
-    options: &["video", "seconds", "fps"],
-    switches: &[],
+    options: &[
+        "video",
+        "seconds",
+        "fps",
+        "proxy",
+        "auth-user",
+        "password",
+        "from",
+        "ring-timeout",
+    ],
+    switches: &["audio-only"],
 };
 
 /// `host:port` of a `sip:[user@]host[:port][;params]` URI (port 5060 when absent).
@@ -44,19 +61,33 @@ fn uri_target(uri: &str) -> Result<String, String> {
     })
 }
 
-pub fn run(args: &Args) -> Result<ExitCode, String> {
+pub fn run(args: &Args) -> Result<ExitCode, Failure> {
     let [uri] = args.positionals.as_slice() else {
-        return Err("call needs exactly one sip:USER@HOST:PORT".into());
+        return Err("call needs exactly one sip:USER@HOST[:PORT]"
+            .to_string()
+            .into());
     };
     let target: SocketAddr = resolve(&uri_target(uri)?)?;
+    let proxy = args.addr("proxy")?;
     let seconds: f64 = args.num("seconds", 5.0)?;
     if !(0.1..=86_400.0).contains(&seconds) {
-        return Err(format!("--seconds: {seconds} is outside 0.1..=86400"));
+        return Err(format!("--seconds: {seconds} is outside 0.1..=86400").into());
     }
     let fps: u32 = args.num("fps", 30)?;
     if !(1..=240).contains(&fps) {
-        return Err(format!("--fps: {fps} is outside 1..=240"));
+        return Err(format!("--fps: {fps} is outside 1..=240").into());
     }
+    let ring: f64 = args.num("ring-timeout", 30.0)?;
+    if !(0.5..=3600.0).contains(&ring) {
+        return Err(format!("--ring-timeout: {ring} is outside 0.5..=3600").into());
+    }
+    let credentials = match (args.get("auth-user"), args.get("password")) {
+        (Some(u), Some(p)) => Some(SipCredentials::new(u, p)),
+        (None, None) => None,
+        (Some(_), None) => return Err("--auth-user needs --password".to_string().into()),
+        (None, Some(_)) => return Err("--password needs --auth-user".to_string().into()),
+    };
+    let audio_only = args.get("audio-only").is_some();
     let video = match args.get("video") {
         Some(f) => {
             let codec = codec_for_path(Path::new(f));
@@ -72,55 +103,104 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
             ))
         }
     };
-    // The local address the kernel would use toward the target goes into our SDP.
+    // The local address the kernel would use toward the first hop goes into Via, Contact, SDP.
+    let first_hop = proxy.unwrap_or(target);
     let local_ip = UdpSocket::bind(("0.0.0.0", 0))
-        .and_then(|s| s.connect(target).map(|_| s))
+        .and_then(|s| s.connect(first_hop).map(|_| s))
         .and_then(|s| s.local_addr())
-        .map_err(|e| format!("no route to {target}: {e}"))?
+        .map_err(|e| Failure::Runtime(format!("no route to {first_hop}: {e}")))?
         .ip();
+    // Our From: the authentication user at the domain we call, when we authenticate (proxies
+    // check who is calling), else the default.
+    let from = match (args.get("from"), &credentials) {
+        (Some(f), _) => Some(f.to_string()),
+        (None, Some(c)) => {
+            let host = uri_target(uri)?;
+            let domain = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
+            Some(format!("sip:{}@{domain}", c.username))
+        }
+        (None, None) => None,
+    };
     let codec = video.as_ref().map_or(VideoCodec::H264, |(c, _)| *c);
-    let caller = SipCaller::new(SipCallerConfig {
-        local_ip,
-        video_codecs: vec![codec],
+    let be = SipVideoBackend::new(SipBackendConfig {
+        local_sip_addr: SocketAddr::new(local_ip, 0),
+        local_rtp_ip: local_ip,
         rtp_port_start: 30000,
         rtp_port_end: 32000,
-        ..SipCallerConfig::default()
+        supported_video_codecs: vec![codec],
+        user: "roomkit-media".into(),
+        ..SipBackendConfig::default()
     })
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| Failure::Runtime(e.to_string()))?;
     let (frames, keyframes, audio) = (
         Arc::new(AtomicU64::new(0)),
         Arc::new(AtomicU64::new(0)),
         Arc::new(AtomicU64::new(0)),
     );
+    let out = Out::stdout();
     {
         let (f, k) = (frames.clone(), keyframes.clone());
-        caller.on_video_received(move |_, fr| {
+        be.on_video_received(move |_, fr| {
             f.fetch_add(1, Ordering::Relaxed);
             k.fetch_add(u64::from(fr.keyframe), Ordering::Relaxed);
         });
         let a = audio.clone();
-        caller.on_audio_received(move |_, _| {
+        be.on_audio_received(move |_, _| {
             a.fetch_add(1, Ordering::Relaxed);
         });
+        let out = out.clone();
+        be.on_call_state(move |_, p| {
+            out.line(&format!(
+                "{{\"event\":\"progress\",\"state\":\"{}\",\"status\":{},\"reason\":{}}}",
+                p.state.as_str(),
+                p.status,
+                js(&p.reason)
+            ));
+        });
     }
-    let call = caller
-        .call(uri, target)
-        .map_err(|e| format!("call to {uri} failed: {e}"))?;
+    be.start().map_err(|e| Failure::Runtime(e.to_string()))?;
+    let call = be
+        .dial(
+            uri,
+            DialOptions {
+                proxy,
+                credentials,
+                from,
+                audio_only,
+                ring_timeout: Some(Duration::from_secs_f64(ring)),
+                ..DialOptions::default()
+            },
+        )
+        .map_err(|e| Failure::Runtime(format!("call to {uri} failed: {e}")))?;
+    // The ring time, plus the CANCEL's own transaction.
+    let settled = be
+        .wait_call(
+            call,
+            Duration::from_secs_f64(ring) + Duration::from_secs(40),
+        )
+        .map_err(|e| Failure::Runtime(format!("call to {uri} failed: {e}")))?;
+    if settled.state != CallState::Answered {
+        return Err(Failure::Runtime(format!(
+            "call to {uri} failed: {} {}",
+            settled.status, settled.reason
+        )));
+    }
+    let call_id = be.call_id(call).unwrap_or_default();
+    let has_video = be.get_video_session(call).is_some();
     eprintln!(
-        "call {} answered: video {}",
-        call.call_id,
-        call.negotiation
-            .video
-            .as_ref()
-            .map_or("refused", |v| v.codec.as_str())
+        "call {call_id} answered: video {}",
+        if has_video { codec.as_str() } else { "refused" }
     );
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(seconds);
     let (mut sent_pictures, mut n) = (0u64, 0u64);
     let mut next_audio = start;
     let mut next_picture = start;
-    let has_video = call.negotiation.video.is_some();
     while Instant::now() < end {
+        if be.call_state(call).is_some_and(|p| p.state.is_final()) {
+            // The far end hung up.
+            break;
+        }
         let now = Instant::now();
         if now >= next_audio {
             let pcm: Vec<i16> = (0..160)
@@ -129,32 +209,37 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
                     (8000.0 * (2.0 * std::f64::consts::PI * 440.0 * n as f64 / 8000.0).sin()) as i16
                 })
                 .collect();
-            let _ = caller.send_audio(call.session, &pcm);
+            let _ = be.send_audio(call, &pcm);
             next_audio += Duration::from_millis(20);
         }
         if let (true, Some((_, pics))) = (has_video && now >= next_picture, video.as_ref()) {
             let (p, _) = &pics[(sent_pictures % pics.len() as u64) as usize];
-            caller
-                .send_video(call.session, p)
-                .map_err(|e| format!("send_video: {e}"))?;
-            sent_pictures += 1;
+            if be.send_video(call, p).is_ok() {
+                sent_pictures += 1;
+            }
             next_picture += Duration::from_secs(1) / fps;
         }
         std::thread::sleep(Duration::from_millis(2));
     }
-    let stats = caller.stats(call.session).ok();
-    let answered = caller.hangup(&call, Duration::from_secs(4));
+    let stats = be.stats(call).ok();
+    let byes = be.sip_stats().byes_answered;
+    let hung_up_here = be.hangup(call).is_ok();
+    let deadline = Instant::now() + Duration::from_secs(4);
+    while hung_up_here && be.sip_stats().byes_answered == byes && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let answered = hung_up_here && be.sip_stats().byes_answered > byes;
     let lost = stats
         .as_ref()
         .and_then(|s| s.video.as_ref())
         .map_or(0, |v| v.lost);
-    println!(
-        "{{\"call_id\":\"{}\",\"has_video\":{has_video},\"pictures_sent\":{sent_pictures},\"frames_received\":{},\"keyframes_received\":{},\"audio_frames_received\":{},\"video_lost\":{lost},\"bye_answered\":{answered}}}",
-        call.call_id,
+    out.line(&format!(
+        "{{\"call_id\":{},\"has_video\":{has_video},\"pictures_sent\":{sent_pictures},\"frames_received\":{},\"keyframes_received\":{},\"audio_frames_received\":{},\"video_lost\":{lost},\"bye_answered\":{answered}}}",
+        js(&call_id),
         frames.load(Ordering::Relaxed),
         keyframes.load(Ordering::Relaxed),
         audio.load(Ordering::Relaxed)
-    );
+    ));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,5 +1,5 @@
-//! `roomkit-media demo`: one SIP audio + video call on loopback between our own UAC
-//! (`SipCaller`) and our own UAS (`SipVideoBackend`), media both ways, then a report of what
+//! `roomkit-media demo`: one SIP audio + video call on loopback between two of our own
+//! `SipVideoBackend`s, one dialing and one answering, media both ways, then a report of what
 //! arrived. Exit code 1 when media did not flow.
 //!
 //! The video is a real H.264 clip made on the fly by `codec::testclip` (a gradient with a square
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use roomkit_media::backend::SessionInfo;
-use roomkit_media::backend::{SipBackendConfig, SipCaller, SipCallerConfig, SipVideoBackend};
+use roomkit_media::backend::{CallState, DialOptions, SipBackendConfig, SipVideoBackend};
 use roomkit_media::codec::testclip::TestClip;
 use roomkit_media::prelude::*;
 use roomkit_media::VideoCodec;
@@ -127,11 +127,14 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
         ..SipBackendConfig::default()
     })
     .map_err(|e| format!("starting the SIP backend: {e}"))?;
-    let caller = SipCaller::new(SipCallerConfig {
+    let caller = SipVideoBackend::new(SipBackendConfig {
+        local_sip_addr: "127.0.0.1:0".parse().expect("literal"),
+        local_rtp_ip: [127, 0, 0, 1].into(),
         rtp_port_start: 48000,
         rtp_port_end: 48999,
         user: "demo".into(),
-        ..SipCallerConfig::default()
+        user_agent: "roomkit-media demo caller".into(),
+        ..SipBackendConfig::default()
     })
     .map_err(|e| format!("starting the caller: {e}"))?;
 
@@ -160,15 +163,25 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
     let target = be
         .start()
         .map_err(|e| format!("starting the SIP backend: {e}"))?;
-    println!(
-        "demo: SIP server on {target}; calling it from {}",
-        caller.local_addr()
-    );
+    let from = caller
+        .start()
+        .map_err(|e| format!("starting the caller: {e}"))?;
+    println!("demo: SIP server on {target}; calling it from {from}");
     let setup = Instant::now();
     let call = caller
-        .call(&format!("sip:demo@{target}"), target)
+        .dial(&format!("sip:demo@{target}"), DialOptions::default())
         .map_err(|e| format!("the call failed: {e}"))?;
+    let answer = caller
+        .wait_call(call, Duration::from_secs(10))
+        .map_err(|e| format!("the call failed: {e}"))?;
+    if answer.state != CallState::Answered {
+        return Err(format!(
+            "the call failed: {} {}",
+            answer.status, answer.reason
+        ));
+    }
     let setup_ms = setup.elapsed().as_secs_f64() * 1000.0;
+    let call_id = caller.call_id(call).unwrap_or_default();
     let info = call_rx
         .recv_timeout(Duration::from_secs(5))
         .map_err(|_| "the server never reported the call".to_string())?;
@@ -179,7 +192,7 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
         .unwrap_or_default();
     println!(
         "demo: call {} up in {setup_ms:.1} ms: audio {} + video {}",
-        call.call_id,
+        call_id,
         info.metadata.get("audio_codec").map_or("?", String::as_str),
         if codec.is_empty() { "none" } else { &codec }
     );
@@ -199,7 +212,7 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
         while Instant::now() < due {
             // Audio every 20 ms in between.
             if Instant::now() >= next_audio {
-                let _ = caller.send_audio(call.session, &tone(&mut n_caller));
+                let _ = caller.send_audio(call, &tone(&mut n_caller));
                 let _ = be.send_audio(info.id, &tone(&mut n_server));
                 next_audio += Duration::from_millis(20);
             }
@@ -208,7 +221,7 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
         let p = &clip[i as usize];
         sent_by_caller.lock().insert(fingerprint(p), Instant::now());
         caller
-            .send_video(call.session, p)
+            .send_video(call, p)
             .map_err(|e| format!("caller send_video: {e}"))?;
         sent_by_server.lock().insert(fingerprint(p), Instant::now());
         be.send_video(info.id, p)
@@ -217,8 +230,15 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
     }
     std::thread::sleep(Duration::from_millis(300));
     let server_stats = be.stats(info.id).map_err(|e| e.to_string())?;
-    let caller_stats = caller.stats(call.session).map_err(|e| e.to_string())?;
-    let answered = caller.hangup(&call, Duration::from_secs(2));
+    let caller_stats = caller.stats(call).map_err(|e| e.to_string())?;
+    let byes = caller.sip_stats().byes_answered;
+    caller.hangup(call).map_err(|e| e.to_string())?;
+    // The server answers our BYE.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while caller.sip_stats().byes_answered == byes && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let answered = caller.sip_stats().byes_answered > byes;
 
     let mut ok = answered;
     let keys_sent = u64::from(sent_pictures.div_ceil(KEY_EVERY));

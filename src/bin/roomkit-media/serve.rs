@@ -2,7 +2,10 @@
 //! on stdout (`call`, `video_ready`, `frame` at most once a second per call, `dtmf`, `hangup`,
 //! and a closing `stats`). `--record DIR` writes each call's video (`.h264` or `.ivf`) and audio
 //! (`.wav`, 16-bit mono); `--echo` sends received media back to the caller; `--hangup-after MS`
-//! ends each call from our side that long after answering it.
+//! ends each call from our side that long after answering it. `--register sip:USER@HOST[:PORT]`
+//! registers with that registrar (digest with `--auth-user`, default USER, and `--password`),
+//! keeps the registration fresh, reports it (`registered`, `registration_failed`,
+//! `unregistered`) and removes it on Ctrl-C.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -16,8 +19,10 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use roomkit_media::backend::AudioCodec;
+use roomkit_media::backend::{
+    RegisterOptions, RegistrationEvent, SipBackendConfig, SipCredentials, SipVideoBackend,
+};
 use roomkit_media::backend::{SessionId, SessionInfo};
-use roomkit_media::backend::{SipBackendConfig, SipVideoBackend};
 use roomkit_media::prelude::*;
 use roomkit_media::VideoCodec;
 
@@ -38,6 +43,11 @@ pub const SPEC: Spec = Spec {
         "answer-after",
         "max-sessions",
         "hangup-after",
+        "register",
+        "auth-user",
+        "password",
+        "expires",
+        "proxy",
     ],
     switches: &["echo", "quiet-frames"],
 };
@@ -152,14 +162,51 @@ fn parse_audio_codecs(v: &str) -> Result<Vec<AudioCodec>, String> {
 }
 
 /// Runs until a signal, or until `--max-calls` calls have ended.
-pub fn run(args: &Args) -> Result<ExitCode, String> {
-    let sip = args.addr("sip")?.ok_or("serve needs --sip ADDR")?;
+pub fn run(args: &Args) -> Result<ExitCode, crate::Failure> {
+    let sip = args
+        .addr("sip")?
+        .ok_or_else(|| "serve needs --sip ADDR".to_string())?;
     if !args.positionals.is_empty() {
         return Err(format!(
             "serve takes no positional arguments (got `{}`)",
             args.positionals[0]
-        ));
+        )
+        .into());
     }
+    let register = match args.get("register") {
+        Some(aor) => {
+            let user = aor
+                .strip_prefix("sip:")
+                .and_then(|r| r.split_once('@'))
+                .map(|(u, _)| u.to_string())
+                .filter(|u| !u.is_empty())
+                .ok_or_else(|| format!("--register: `{aor}` is not sip:USER@HOST[:PORT]"))?;
+            let credentials = args
+                .get("password")
+                .map(|p| SipCredentials::new(args.get("auth-user").unwrap_or(&user), p));
+            let expires: u32 = args.num("expires", 3600)?;
+            if !(10..=86_400).contains(&expires) {
+                return Err(format!("--expires: {expires} is outside 10..=86400").into());
+            }
+            Some((
+                aor.to_string(),
+                RegisterOptions {
+                    credentials,
+                    expires,
+                    proxy: args.addr("proxy")?,
+                    ..RegisterOptions::default()
+                },
+            ))
+        }
+        None => {
+            for opt in ["auth-user", "password", "expires", "proxy"] {
+                if args.get(opt).is_some() {
+                    return Err(format!("--{opt} goes with --register").into());
+                }
+            }
+            None
+        }
+    };
     let rtp_ip: IpAddr = match args.get("rtp-ip") {
         Some(v) => v
             .parse()
@@ -196,7 +243,8 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
         .transpose()?;
 
     signals::install();
-    let be = Arc::new(SipVideoBackend::new(cfg).map_err(|e| e.to_string())?);
+    let be =
+        Arc::new(SipVideoBackend::new(cfg).map_err(|e| crate::Failure::Runtime(e.to_string()))?);
     let out = Out::stdout();
     let calls: Arc<Mutex<HashMap<SessionId, CallLog>>> = Arc::default();
     let ended = Arc::new(AtomicU64::new(0));
@@ -346,13 +394,46 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
         });
     }
 
+    if let Some((aor, _)) = &register {
+        let (out, aor) = (out.clone(), aor.clone());
+        be.on_registration(move |_, ev| {
+            let line = match ev {
+                RegistrationEvent::Registered { expires } => format!(
+                    "{{\"event\":\"registered\",\"aor\":{},\"expires\":{expires}}}",
+                    js(&aor)
+                ),
+                RegistrationEvent::Failed {
+                    status,
+                    reason,
+                    retry_in,
+                } => format!(
+                    "{{\"event\":\"registration_failed\",\"aor\":{},\"status\":{status},\"reason\":{},\"retry_in\":{}}}",
+                    js(&aor),
+                    js(reason),
+                    retry_in.map_or("null".to_string(), |d| format!("{:.1}", d.as_secs_f64()))
+                ),
+                RegistrationEvent::Unregistered => {
+                    format!("{{\"event\":\"unregistered\",\"aor\":{}}}", js(&aor))
+                }
+                _ => return,
+            };
+            out.line(&line);
+        });
+    }
+
     // Every callback is in place: calls may come now.
-    let local = be.start().map_err(|e| e.to_string())?;
+    let local = be
+        .start()
+        .map_err(|e| crate::Failure::Runtime(e.to_string()))?;
     eprintln!("serving SIP on {local}");
     out.line(&format!(
         "{{\"event\":\"listening\",\"sip\":{}}}",
         js(&local.to_string())
     ));
+    if let Some((aor, options)) = register {
+        be.register(&aor, options)
+            .map_err(|e| crate::Failure::Runtime(format!("--register {aor}: {e}")))?;
+    }
     while !signals::stop_requested() {
         if max_calls > 0 && ended.load(Ordering::Relaxed) >= max_calls {
             break;
@@ -375,8 +456,10 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
         std::thread::sleep(Duration::from_millis(20));
     }
     let st = be.sip_stats();
-    // Dropping the backend ends live calls (BYE), joins every thread and flushes the callbacks.
-    let be = Arc::try_unwrap(be).map_err(|_| "backend still shared at exit".to_string())?;
+    // Dropping the backend ends live calls (BYE), removes the registration, joins every thread
+    // and flushes the callbacks.
+    let be = Arc::try_unwrap(be)
+        .map_err(|_| crate::Failure::Runtime("backend still shared at exit".to_string()))?;
     drop(be);
     out.line(&format!(
         "{{\"event\":\"stats\",\"calls_answered\":{},\"calls_ended\":{},\"calls_refused\":{},\"sip_received\":{},\"sip_rejected\":{},\"sip_dropped\":{},\"bye_timeouts\":{},\"bye_failures\":{},\"seconds\":{:.3}}}",

@@ -1,0 +1,344 @@
+/* A softphone from C: one SIP video backend registers with a registrar (sipp, checking the
+ * digest) and dials another SIP video backend that demands authentication. Checks: the
+ * registration's events (registered for the granted time, unregistered at the end, which sipp
+ * requires to exit 0); rkm_dial returns a session id at once and rkm_on_call_state reports
+ * trying, answered and ended in order; the dialed session carries video to the callee and has
+ * its metadata (X-Room-ID); hold and resume reach the callee (it stops, then resumes, sending);
+ * video removed and added back with rkm_set_video reaches the callee's session;
+ * a call with wrong credentials fails with 403; a call hung up while it rings is cancelled
+ * (failed, 487).
+ *
+ * Usage: sip_phone [SCENARIO_DIR [LOG_DIR]], from the repository root (defaults:
+ * ffi-tests/sipp, target/ffi-tests). */
+#include "common.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+typedef struct {
+    pthread_mutex_t lock;
+    /* The phone's dialed calls: every state seen, in order. */
+    int states[32];
+    int status[32];
+    atomic_int n_states;
+    /* Registration events. */
+    atomic_int registered;
+    atomic_int unregistered;
+    atomic_int reg_failed;
+    uint32_t expires;
+    /* The callee. */
+    atomic_int calls;
+    atomic_int frames;
+    atomic_int disconnected;
+    char callee_session[RKM_SESSION_ID_LEN];
+    char room[64];
+} phone;
+
+static phone ph;
+
+static void on_call_state(void *ud, const rkm_call_progress *p) {
+    phone *s = ud;
+    pthread_mutex_lock(&s->lock);
+    int n = atomic_load(&s->n_states);
+    if (n < 32) {
+        s->states[n] = (int)p->state;
+        s->status[n] = p->status;
+        atomic_store(&s->n_states, n + 1);
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (strlen(p->session_id) != RKM_SESSION_ID_LEN - 1 || p->reason == NULL) {
+        fprintf(stderr, "bad call progress\n");
+        exit(1);
+    }
+}
+
+static void on_registration(void *ud, const rkm_registration_event *e) {
+    phone *s = ud;
+    switch (e->state) {
+    case RKM_REGISTERED:
+        s->expires = e->expires;
+        atomic_fetch_add(&s->registered, 1);
+        break;
+    case RKM_UNREGISTERED:
+        atomic_fetch_add(&s->unregistered, 1);
+        break;
+    case RKM_REGISTRATION_FAILED:
+        fprintf(stderr, "registration failed: %u %s\n", e->status, e->reason);
+        atomic_fetch_add(&s->reg_failed, 1);
+        break;
+    }
+}
+
+static void on_call(void *ud, const rkm_call_info *c) {
+    phone *s = ud;
+    pthread_mutex_lock(&s->lock);
+    snprintf(s->callee_session, sizeof s->callee_session, "%s", c->session_id);
+    snprintf(s->room, sizeof s->room, "%s", c->room_id);
+    pthread_mutex_unlock(&s->lock);
+    atomic_fetch_add(&s->calls, 1);
+}
+
+static void on_video(void *ud, const char *session_id, const rkm_video_frame *f) {
+    phone *s = ud;
+    (void)session_id;
+    (void)f;
+    atomic_fetch_add(&s->frames, 1);
+}
+
+static void on_disconnected(void *ud, const rkm_session_info *info) {
+    phone *s = ud;
+    (void)info;
+    atomic_fetch_add(&s->disconnected, 1);
+}
+
+/* Waits until the dialed calls' states include `state` at index `from` or later; returns its
+ * index, or -1 after `timeout_ms`. */
+static int wait_state(int from, int state, long timeout_ms) {
+    double deadline = now_ms() + (double)scaled_ms(timeout_ms);
+    while (now_ms() < deadline) {
+        pthread_mutex_lock(&ph.lock);
+        int n = atomic_load(&ph.n_states);
+        for (int i = from; i < n; i++) {
+            if (ph.states[i] == state) {
+                pthread_mutex_unlock(&ph.lock);
+                return i;
+            }
+        }
+        pthread_mutex_unlock(&ph.lock);
+        sleep_ms(2);
+    }
+    return -1;
+}
+
+typedef struct {
+    char command[1024];
+    int exit_code;
+} sipp_run;
+
+static void *run_sipp(void *arg) {
+    sipp_run *r = arg;
+    int rc = system(r->command);
+    r->exit_code = rc == -1 ? -1 : (WIFEXITED(rc) ? WEXITSTATUS(rc) : 128);
+    return NULL;
+}
+
+/* True once something holds UDP `port` on 127.0.0.1 (sipp has bound it). */
+static int udp_port_taken(int port) {
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    CHECK(fd >= 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int taken = bind(fd, (struct sockaddr *)&a, sizeof a) != 0;
+    close(fd);
+    return taken;
+}
+
+static rkm_backend *sip_backend(uint16_t rtp_start, const char *incoming_user,
+                                const char *incoming_password) {
+    rkm_sip_config cfg;
+    rkm_sip_config_init(&cfg);
+    cfg.local_sip_addr = "127.0.0.1:0";
+    cfg.local_rtp_ip = "127.0.0.1";
+    cfg.rtp_port_start = rtp_start;
+    cfg.rtp_port_end = (uint16_t)(rtp_start + 39);
+    cfg.auth_user = incoming_user;
+    cfg.auth_password = incoming_password;
+    cfg.client_auth_user = "alice";
+    cfg.client_auth_password = "s3cret";
+    cfg.user = "alice";
+    rkm_backend *b = rkm_sip_video_backend_new(&cfg);
+    CHECK(b != NULL);
+    return b;
+}
+
+int main(int argc, char **argv) {
+    const char *dir = argc > 1 ? argv[1] : "ffi-tests/sipp";
+    const char *log_dir = argc > 2 ? argv[2] : "target/ffi-tests";
+    pthread_mutex_init(&ph.lock, NULL);
+    uint16_t rtp = (uint16_t)(40000 + (getpid() % 200) * 100);
+
+    rkm_backend *callee = sip_backend(rtp, "bob", "pw");
+    rkm_backend *me = sip_backend((uint16_t)(rtp + 50), NULL, NULL);
+    CHECK_OK(rkm_on_call(callee, on_call, &ph));
+    CHECK_OK(rkm_on_video_received(callee, on_video, &ph));
+    CHECK_OK(rkm_on_client_disconnected(callee, on_disconnected, &ph));
+    CHECK_OK(rkm_on_call_state(me, on_call_state, &ph));
+    CHECK_OK(rkm_on_registration(me, on_registration, &ph));
+
+    /* Before start: nothing to dial or register from. */
+    char id[RKM_SESSION_ID_LEN];
+    uint64_t reg;
+    CHECK(rkm_dial(me, "sip:bob@127.0.0.1:5060", NULL, id, sizeof id) == RKM_ERR_STATE);
+    CHECK(rkm_register(me, "sip:alice@127.0.0.1", NULL, &reg) == RKM_ERR_STATE);
+    CHECK_OK(rkm_backend_start(callee));
+    CHECK_OK(rkm_backend_start(me));
+    char callee_addr[RKM_ADDR_LEN];
+    CHECK_OK(rkm_sip_local_addr(callee, callee_addr, sizeof callee_addr));
+    CHECK(rkm_dial(me, "mailto:bob@example.com", NULL, id, sizeof id) ==
+          RKM_ERR_INVALID_ARGUMENT);
+    CHECK(rkm_dial(me, "sip:bob@127.0.0.1", NULL, id, 8) == RKM_ERR_BUFFER_TOO_SMALL);
+
+    /* The registrar: sipp, on a port of its own. */
+    int port = 20000 + (int)((getpid() * 13) % 10000);
+    sipp_run r;
+    snprintf(r.command, sizeof r.command,
+             "sipp -sf %s/registrar.xml -m 1 -i 127.0.0.1 -p %d -nostdin -timeout %lds "
+             "-timeout_error > %s/registrar.sipp.log 2>&1",
+             dir, port, scaled_ms(30000) / 1000, log_dir);
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, run_sipp, &r) == 0);
+    double deadline = now_ms() + (double)scaled_ms(10000);
+    while (!udp_port_taken(port) && now_ms() < deadline) {
+        sleep_ms(10);
+    }
+    char aor[128];
+    snprintf(aor, sizeof aor, "sip:alice@127.0.0.1:%d", port);
+    rkm_register_options ro;
+    rkm_register_options_init(&ro);
+    CHECK(ro.expires == 3600);
+    ro.expires = 60;
+    CHECK_OK(rkm_register(me, aor, &ro, &reg));
+    CHECK(wait_for(&ph.registered, 1, 10000));
+    CHECK(ph.expires == 60);
+    CHECK(atomic_load(&ph.reg_failed) == 0);
+
+    /* A call to the callee, which challenges: answered with the dial's credentials. */
+    char to[128];
+    snprintf(to, sizeof to, "sip:bob@%s", callee_addr);
+    rkm_dial_options o;
+    rkm_dial_options_init(&o);
+    o.auth_user = "bob";
+    o.auth_password = "pw";
+    o.headers = "X-Room-ID: phone-room\nX-Note: from C";
+    CHECK_OK(rkm_dial(me, to, &o, id, sizeof id));
+    CHECK(strlen(id) == RKM_SESSION_ID_LEN - 1);
+    int answered = wait_state(0, RKM_CALL_ANSWERED, 10000);
+    CHECK(answered >= 1);
+    CHECK(ph.states[0] == RKM_CALL_TRYING);
+    CHECK(ph.status[answered] == 200);
+    CHECK(wait_for(&ph.calls, 1, 5000));
+    pthread_mutex_lock(&ph.lock);
+    CHECK(strcmp(ph.room, "phone-room") == 0);
+    char callee_id[RKM_SESSION_ID_LEN];
+    memcpy(callee_id, ph.callee_session, sizeof callee_id);
+    pthread_mutex_unlock(&ph.lock);
+
+    /* Video from the dialed session reaches the callee. */
+    for (int i = 0; i < 5; i++) {
+        size_t len;
+        uint8_t *p = h264_picture(i == 0, 3000, (uint32_t)i, &len);
+        CHECK_OK(rkm_send_video(me, id, p, len));
+        free(p);
+        sleep_ms(20);
+    }
+    CHECK(wait_for(&ph.frames, 5, 5000));
+
+    /* Hold: the callee stops sending; resume: it sends again. */
+    int16_t pcm[160] = {0};
+    rkm_stats st;
+    CHECK_OK(rkm_hold(me, id));
+    double until = now_ms() + (double)scaled_ms(5000);
+    uint64_t before = 0;
+    int held = 0;
+    while (now_ms() < until && !held) {
+        CHECK_OK(rkm_session_stats(callee, callee_id, &st));
+        before = st.audio.packets_sent;
+        CHECK_OK(rkm_send_audio(callee, callee_id, pcm, 160));
+        CHECK_OK(rkm_session_stats(callee, callee_id, &st));
+        held = st.audio.packets_sent == before;
+        sleep_ms(10);
+    }
+    CHECK(held);
+    CHECK_OK(rkm_resume(me, id));
+    until = now_ms() + (double)scaled_ms(5000);
+    int sending = 0;
+    while (now_ms() < until && !sending) {
+        CHECK_OK(rkm_session_stats(callee, callee_id, &st));
+        before = st.audio.packets_sent;
+        CHECK_OK(rkm_send_audio(callee, callee_id, pcm, 160));
+        CHECK_OK(rkm_session_stats(callee, callee_id, &st));
+        sending = st.audio.packets_sent > before;
+        sleep_ms(10);
+    }
+    CHECK(sending);
+
+    /* Video removed with a re-INVITE, then added back: the callee's session follows. */
+    CHECK_OK(rkm_session_stats(callee, callee_id, &st));
+    CHECK(st.has_video);
+    CHECK_OK(rkm_set_video(me, id, false));
+    until = now_ms() + (double)scaled_ms(5000);
+    while (now_ms() < until) {
+        CHECK_OK(rkm_session_stats(callee, callee_id, &st));
+        if (!st.has_video) {
+            break;
+        }
+        sleep_ms(10);
+    }
+    CHECK(!st.has_video);
+    CHECK_OK(rkm_set_video(me, id, true));
+    until = now_ms() + (double)scaled_ms(5000);
+    while (now_ms() < until) {
+        CHECK_OK(rkm_session_stats(callee, callee_id, &st));
+        if (st.has_video) {
+            break;
+        }
+        sleep_ms(10);
+    }
+    CHECK(st.has_video);
+
+    /* We hang up: ended here, disconnected there. */
+    CHECK_OK(rkm_disconnect(me, id));
+    CHECK(wait_state(answered, RKM_CALL_ENDED, 5000) > answered);
+    CHECK(wait_for(&ph.disconnected, 1, 5000));
+    CHECK(rkm_hold(me, id) == RKM_ERR_NOT_FOUND);
+
+    /* The configured credentials are not the callee's: 403. */
+    int mark = atomic_load(&ph.n_states);
+    CHECK_OK(rkm_dial(me, to, NULL, id, sizeof id));
+    int failed = wait_state(mark, RKM_CALL_FAILED, 10000);
+    CHECK(failed >= mark);
+    CHECK(ph.status[failed] == 403);
+
+    /* Hung up while it rings: cancelled. The callee rings for 3 s before answering. */
+    rkm_backend_free(callee);
+    rkm_sip_config cfg;
+    rkm_sip_config_init(&cfg);
+    cfg.local_sip_addr = "127.0.0.1:0";
+    cfg.local_rtp_ip = "127.0.0.1";
+    cfg.rtp_port_start = rtp;
+    cfg.rtp_port_end = (uint16_t)(rtp + 39);
+    cfg.answer_after_ms = 3000;
+    callee = rkm_sip_voice_backend_new(&cfg);
+    CHECK(callee != NULL);
+    CHECK_OK(rkm_backend_start(callee));
+    CHECK_OK(rkm_sip_local_addr(callee, callee_addr, sizeof callee_addr));
+    snprintf(to, sizeof to, "sip:bob@%s", callee_addr);
+    mark = atomic_load(&ph.n_states);
+    CHECK_OK(rkm_dial(me, to, NULL, id, sizeof id));
+    CHECK(wait_state(mark, RKM_CALL_RINGING, 5000) >= mark);
+    CHECK_OK(rkm_disconnect(me, id));
+    failed = wait_state(mark, RKM_CALL_FAILED, 10000);
+    CHECK(failed >= mark);
+    CHECK(ph.status[failed] == 487);
+
+    /* Unregister: sipp gets Expires: 0 and ends its scenario. */
+    CHECK_OK(rkm_unregister(me, reg));
+    CHECK(wait_for(&ph.unregistered, 1, 10000));
+    CHECK(rkm_unregister(me, reg) == RKM_ERR_NOT_FOUND);
+    pthread_join(t, NULL);
+    CHECK(r.exit_code == 0);
+
+    rkm_backend_free(me);
+    rkm_backend_free(callee);
+    pthread_mutex_destroy(&ph.lock);
+    printf("ok: registered with sipp (digest, 60 s) and unregistered; dialed with 401 auth, "
+           "video to the callee, hold/resume, video removed and added, hang-up; 403 with wrong "
+           "credentials; CANCEL while ringing\n");
+    return 0;
+}

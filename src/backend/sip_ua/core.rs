@@ -1,0 +1,906 @@
+//! The SIP user agent core: every transaction, call and registration of one backend, driven by
+//! datagrams, commands and time, with no socket, thread or clock of its own.
+//!
+//! Inputs: [`SipCore::handle_datagram`] (a message and where it came from),
+//! [`SipCore::handle_command`] (what the application asked), [`SipCore::handle_timeout`] once
+//! [`SipCore::next_timeout`] has passed, and [`SipCore::shutdown`]. Outputs: messages left in
+//! the [`Outbox`] with their destination, events for the application from
+//! [`SipCore::poll_event`], and media work through the [`MediaHost`]. After any input, send
+//! what is in the outbox, drain the events and sleep until `next_timeout`.
+//!
+//! Incoming calls (`uas.rs`), dialed calls (`dial.rs`), what both do inside a dialog
+//! (`call.rs`) and registrations (`register.rs`) are `impl SipCore` blocks over this state, so
+//! one socket serves every direction.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::RwLock;
+
+use super::call::Call;
+use super::events::{CallDirectory, SipEvent};
+use super::host::MediaHost;
+use super::register::RegEntry;
+use super::timers::TimerQueue;
+use crate::backend::sip_config::{InviteFilter, SipBackendConfig, SipStats};
+use crate::engine::{Outbox, SessionId, SipPeer, SipTransportKind};
+use crate::sip::auth::{Credentials, DigestAuthenticator};
+use crate::sip::extensions::{unsupported_header, unsupported_requirements, SUPPORTED_OPTION_TAGS};
+use crate::sip::route::NextHop;
+use crate::sip::transaction::{
+    InviteClientTransaction, InviteServerTransaction, NonInviteClientTransaction,
+    NonInviteServerTransaction, TransactionEvent, TransactionKey,
+};
+use crate::sip::{new_tag, EchoHeaders, Method, ParseError, ResponseBuilder, SipMessage};
+
+/// Methods we answer, for `Allow`.
+pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE";
+/// Option tags we support, for `Supported`.
+pub const SUPPORTED: &str = "timer";
+/// How long a digest nonce stays valid.
+const NONCE_TTL: Duration = Duration::from_secs(30);
+/// Most registrations one backend keeps.
+pub const MAX_REGISTRATIONS: usize = 64;
+
+/// Work queued for the SIP thread by application threads.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Command {
+    /// End the call of this session: CANCEL while dialing, 480 while ringing, BYE once up.
+    /// Its media may already be closed by the caller.
+    Hangup(SessionId),
+    /// Place a call.
+    Dial(Box<DialRequest>),
+    /// Put the far end on hold (`true`) or resume (`false`) with a re-INVITE.
+    Hold(SessionId, bool),
+    /// Add (`true`) or remove (`false`) video with a re-INVITE.
+    Video(SessionId, bool),
+    /// Start registering.
+    Register(u64, Box<RegisterRequest>),
+    /// Remove a registration (REGISTER with `Expires: 0`).
+    Unregister(u64),
+}
+
+/// A call to place, prepared by the application side (names resolved, ids chosen).
+#[derive(Debug, Clone)]
+pub struct DialRequest {
+    /// The session id the call will have (the application has it already).
+    pub session: SessionId,
+    pub call_id: String,
+    /// The Request-URI.
+    pub target: String,
+    /// Our From URI (without tag) and display name.
+    pub from_uri: String,
+    pub display_name: Option<String>,
+    /// The user part of our Contact.
+    pub contact_user: String,
+    /// Where the INVITE goes first: the outbound proxy, else the target's host.
+    pub next_hop: SipPeer,
+    /// A Route header value for an outbound proxy (`<sip:ip:port;lr>`).
+    pub route: Option<String>,
+    /// For 401/407 challenges.
+    pub credentials: Option<Credentials>,
+    /// Extra headers (`X-...`).
+    pub headers: Vec<(String, String)>,
+    /// Offer video (a video backend only).
+    pub video: bool,
+    /// How long to wait for an answer before cancelling.
+    pub ring_timeout: Duration,
+    /// The room of the session.
+    pub room_id: String,
+}
+
+/// A registration to start, prepared by the application side.
+#[derive(Debug, Clone)]
+pub struct RegisterRequest {
+    /// Address of record (`sip:alice@example.com`).
+    pub aor: String,
+    /// The Request-URI (the registrar's domain); empty: the AOR's host.
+    pub registrar: String,
+    /// Where REGISTERs go (the registrar, or the outbound proxy).
+    pub next_hop: SipPeer,
+    /// A Route header value for an outbound proxy.
+    pub route: Option<String>,
+    pub credentials: Option<Credentials>,
+    /// Seconds asked for.
+    pub expires: u32,
+}
+
+/// Counters of the signalling side, readable from any thread.
+#[derive(Debug, Default)]
+pub struct SipCounters {
+    /// Datagrams received on the SIP socket.
+    pub received: AtomicU64,
+    /// Requests answered with 400/416/505 by the parser's checks.
+    pub rejected: AtomicU64,
+    /// Datagrams dropped as unanswerable (garbage, bad responses, stray ACKs).
+    pub dropped: AtomicU64,
+    /// INVITEs that became calls (answered 200).
+    pub calls_answered: AtomicU64,
+    /// Calls that ended (any reason, either direction).
+    pub calls_ended: AtomicU64,
+    /// INVITEs refused with a final error (488, 503, 403, filter...).
+    pub calls_refused: AtomicU64,
+    /// Our BYEs that got no answer (timer F).
+    pub bye_timeouts: AtomicU64,
+    /// Our BYEs that got a final answer.
+    pub byes_answered: AtomicU64,
+    /// BYEs we could not build or start a transaction for (none went out; the call still
+    /// ends). 0 unless there is a bug.
+    pub bye_failures: AtomicU64,
+    /// Calls we placed.
+    pub calls_dialed: AtomicU64,
+}
+
+impl SipCounters {
+    pub(super) fn inc(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A snapshot for the application.
+    pub fn snapshot(&self) -> SipStats {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        SipStats {
+            received: g(&self.received),
+            rejected: g(&self.rejected),
+            dropped: g(&self.dropped),
+            calls_answered: g(&self.calls_answered),
+            calls_ended: g(&self.calls_ended),
+            calls_refused: g(&self.calls_refused),
+            bye_timeouts: g(&self.bye_timeouts),
+            byes_answered: g(&self.byes_answered),
+            bye_failures: g(&self.bye_failures),
+            calls_dialed: g(&self.calls_dialed),
+        }
+    }
+}
+
+/// What the application registers for the core to consult (on the SIP thread).
+#[derive(Default)]
+pub struct SipHooks {
+    /// Screens new INVITEs before any port is taken.
+    pub filter: RwLock<Option<InviteFilter>>,
+}
+
+/// Our answer to a server transaction's request, and what the INVITE ones need to answer.
+// Transactions live in a map and are few per call; boxing the INVITE one buys nothing.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum ServerTx {
+    Invite {
+        tx: InviteServerTransaction,
+        echo: EchoHeaders,
+        /// Our To tag for every response of this INVITE.
+        tag: String,
+        /// The call this INVITE belongs to, once there is one.
+        call: Option<u64>,
+        /// The INVITE's Record-Route values, copied into 1xx/2xx (RFC 3261 §12.1.1).
+        record_route: Vec<String>,
+    },
+    NonInvite(NonInviteServerTransaction),
+}
+
+pub(super) struct ServerEntry {
+    pub key: TransactionKey,
+    pub dest: SipPeer,
+    pub tx: ServerTx,
+}
+
+/// Why we sent a non-INVITE request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ClientKind {
+    Bye,
+}
+
+pub(super) struct ClientEntry {
+    pub dest: SipPeer,
+    pub tx: NonInviteClientTransaction,
+    pub kind: ClientKind,
+}
+
+/// One of our INVITEs (initial or re-INVITE) and the call it belongs to.
+pub(super) struct InviteEntry {
+    pub dest: SipPeer,
+    pub tx: InviteClientTransaction,
+    pub call: u64,
+    pub reinvite: bool,
+}
+
+/// A client transaction a response may belong to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ClientRef {
+    NonInvite(u64),
+    Invite(u64),
+}
+
+/// What a timer wakes up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(super) enum TimerKey {
+    Server(u64),
+    Client(u64),
+    Invite(u64),
+    Call(u64),
+    Registration(u64),
+}
+
+/// The user agent core of one backend. See the module docs.
+pub struct SipCore {
+    pub(super) cfg: SipBackendConfig,
+    pub(super) with_video: bool,
+    pub(super) host: Box<dyn MediaHost>,
+    pub(super) hooks: Arc<SipHooks>,
+    pub(super) directory: Arc<CallDirectory>,
+    pub(super) counters: Arc<SipCounters>,
+    pub(super) transport: SipTransportKind,
+    /// Our `host:port` for Via and Contact.
+    pub(super) sent_by: String,
+    /// The host part of `sent_by` (the address written in SDP when none is configured).
+    pub(super) host_ip: IpAddr,
+    pub(super) auth: Option<DigestAuthenticator>,
+    next_id: u64,
+    pub(super) servers: HashMap<u64, ServerEntry>,
+    pub(super) server_index: HashMap<TransactionKey, u64>,
+    pub(super) clients: HashMap<u64, ClientEntry>,
+    pub(super) invites: HashMap<u64, InviteEntry>,
+    pub(super) client_index: HashMap<TransactionKey, ClientRef>,
+    pub(super) calls: HashMap<u64, Call>,
+    pub(super) call_index: HashMap<String, u64>,
+    pub(super) by_session: HashMap<SessionId, u64>,
+    pub(super) registrations: HashMap<u64, RegEntry>,
+    /// The To tags of 2xx forks we ACKed and ended, per INVITE transaction (one BYE each).
+    pub(super) ended_forks: HashMap<u64, Vec<String>>,
+    /// INVITE transactions of calls that ended while they were unanswered (a re-INVITE that
+    /// only got a provisional response has no timer of its own): cancelled at the end of the
+    /// current input, so they end too.
+    pub(super) orphan_invites: Vec<u64>,
+    pub(super) timers: TimerQueue<TimerKey>,
+    events: VecDeque<SipEvent>,
+    pub(super) stopping: bool,
+}
+
+impl std::fmt::Debug for SipCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SipCore")
+            .field("sent_by", &self.sent_by)
+            .field("calls", &self.calls.len())
+            .field("registrations", &self.registrations.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// `ip:port`, IPv6 in brackets.
+pub(super) fn host_port(ip: IpAddr, port: u16) -> String {
+    match ip {
+        IpAddr::V4(v) => format!("{v}:{port}"),
+        IpAddr::V6(v) => format!("[{v}]:{port}"),
+    }
+}
+
+impl SipCore {
+    /// A core for a backend bound at `local` (what Via and Contact name).
+    pub fn new(
+        cfg: SipBackendConfig,
+        with_video: bool,
+        host: Box<dyn MediaHost>,
+        hooks: Arc<SipHooks>,
+        directory: Arc<CallDirectory>,
+        counters: Arc<SipCounters>,
+        local: SocketAddr,
+    ) -> SipCore {
+        let host_ip = match cfg.advertised_ip {
+            Some(ip) => ip,
+            None if local.ip().is_unspecified() => cfg.local_rtp_ip,
+            None => local.ip(),
+        };
+        let auth = (!cfg.auth_users.is_empty())
+            .then(|| DigestAuthenticator::new(&cfg.auth_realm, NONCE_TTL));
+        SipCore {
+            sent_by: host_port(host_ip, local.port()),
+            host_ip,
+            transport: SipTransportKind::Udp,
+            auth,
+            cfg,
+            with_video,
+            host,
+            hooks,
+            directory,
+            counters,
+            next_id: 0,
+            servers: HashMap::new(),
+            server_index: HashMap::new(),
+            clients: HashMap::new(),
+            invites: HashMap::new(),
+            client_index: HashMap::new(),
+            calls: HashMap::new(),
+            call_index: HashMap::new(),
+            by_session: HashMap::new(),
+            registrations: HashMap::new(),
+            ended_forks: HashMap::new(),
+            orphan_invites: Vec::new(),
+            timers: TimerQueue::default(),
+            events: VecDeque::new(),
+            stopping: false,
+        }
+    }
+
+    pub(super) fn new_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// Our Contact URI with `user`.
+    pub(super) fn contact_uri(&self, user: &str) -> String {
+        format!("sip:{user}@{}", self.sent_by)
+    }
+
+    /// The SIP transport token for Via.
+    pub(super) fn via_transport(&self) -> &'static str {
+        self.transport.via_token()
+    }
+
+    /// Queues an event for the application.
+    pub(super) fn emit(&mut self, ev: SipEvent) {
+        self.events.push_back(ev);
+    }
+
+    /// The next event for the application's callbacks.
+    pub fn poll_event(&mut self) -> Option<SipEvent> {
+        self.events.pop_front()
+    }
+
+    /// Live calls (ringing, dialing and established).
+    pub fn call_count(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Live transactions of every kind (for bounds checks).
+    pub fn transaction_count(&self) -> usize {
+        self.servers.len() + self.clients.len() + self.invites.len()
+    }
+
+    /// Live registrations.
+    pub fn registration_count(&self) -> usize {
+        self.registrations.len()
+    }
+
+    /// Where a request for `hop` goes: its address when it names an IP, else `fallback` (the
+    /// core resolves no names; the application side resolved the first hop of every call).
+    pub(super) fn hop_addr(hop: Option<NextHop>, fallback: SipPeer) -> SipPeer {
+        match hop.and_then(|h| h.socket_addr()) {
+            Some(addr) => SipPeer {
+                addr,
+                transport: fallback.transport,
+            },
+            None => fallback,
+        }
+    }
+
+    // ---- inputs -------------------------------------------------------------------------
+
+    /// One datagram arrived from `from`.
+    pub fn handle_datagram(&mut self, data: &[u8], from: SipPeer, now: Instant, out: &mut Outbox) {
+        SipCounters::inc(&self.counters.received);
+        match SipMessage::parse(data) {
+            Ok(msg) if msg.is_request() => self.handle_request(msg, from, now, out),
+            Ok(msg) => self.handle_response(&msg, now, out),
+            Err(ParseError::Reject(r)) => {
+                SipCounters::inc(&self.counters.rejected);
+                // No transaction: a retransmission of a broken request gets the same answer.
+                let tag = new_tag();
+                out.push(
+                    ResponseBuilder::rejection(&r)
+                        .to_tag(&tag)
+                        .server(&self.cfg.user_agent)
+                        .build(),
+                    from,
+                );
+            }
+            Err(ParseError::Drop { .. }) => SipCounters::inc(&self.counters.dropped),
+        }
+        self.cancel_orphans(now, out);
+    }
+
+    /// Cancels the INVITE transactions whose calls ended meanwhile.
+    fn cancel_orphans(&mut self, now: Instant, out: &mut Outbox) {
+        // Bounded: each id is handled once and cancelling adds none.
+        while let Some(id) = self.orphan_invites.pop() {
+            if let Some(e) = self.invites.get_mut(&id) {
+                e.tx.cancel(now);
+            }
+            self.flush_invite(id, now, out);
+        }
+    }
+
+    /// Does what the application asked.
+    pub fn handle_command(&mut self, cmd: Command, now: Instant, out: &mut Outbox) {
+        if self.stopping {
+            return;
+        }
+        match cmd {
+            Command::Hangup(session) => {
+                if let Some(&no) = self.by_session.get(&session) {
+                    self.hang_up(no, now, out);
+                }
+            }
+            Command::Dial(req) => self.dial(*req, now, out),
+            Command::Hold(session, hold) => {
+                if let Some(&no) = self.by_session.get(&session) {
+                    self.request_hold(no, hold, now, out);
+                }
+            }
+            Command::Video(session, on) => {
+                if let Some(&no) = self.by_session.get(&session) {
+                    self.request_video(no, on, now, out);
+                }
+            }
+            Command::Register(id, req) => self.register(id, *req, now, out),
+            Command::Unregister(id) => self.unregister(id, now, out),
+        }
+        self.cancel_orphans(now, out);
+    }
+
+    /// When `handle_timeout` next needs to run; `None` when nothing is pending.
+    pub fn next_timeout(&mut self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    /// Runs every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant, out: &mut Outbox) {
+        // Bounded: each pass takes one key; a key that reschedules itself at `now` or earlier
+        // waits for the next call.
+        let mut budget = self.timers.len() + 16;
+        while budget > 0 {
+            budget -= 1;
+            let Some(key) = self.timers.pop_due(now) else {
+                break;
+            };
+            match key {
+                TimerKey::Server(id) => {
+                    if let Some(e) = self.servers.get_mut(&id) {
+                        match &mut e.tx {
+                            ServerTx::Invite { tx, .. } => tx.handle_timeout(now),
+                            ServerTx::NonInvite(tx) => tx.handle_timeout(now),
+                        }
+                        self.flush_server(id, now, out);
+                    }
+                }
+                TimerKey::Client(id) => {
+                    if let Some(e) = self.clients.get_mut(&id) {
+                        e.tx.handle_timeout(now);
+                        self.flush_client(id, out);
+                    }
+                }
+                TimerKey::Invite(id) => {
+                    if let Some(e) = self.invites.get_mut(&id) {
+                        e.tx.handle_timeout(now);
+                        self.flush_invite(id, now, out);
+                    }
+                }
+                TimerKey::Call(no) => self.call_timeout(no, now, out),
+                TimerKey::Registration(id) => self.registration_timeout(id, now, out),
+            }
+        }
+        self.cancel_orphans(now, out);
+    }
+
+    /// The backend is stopping: calls end (BYE, CANCEL, or 503 while ringing) and every
+    /// registration is removed. Keep feeding datagrams and timeouts while
+    /// [`is_lingering`](SipCore::is_lingering) so the un-REGISTERs can be answered.
+    pub fn shutdown(&mut self, now: Instant, out: &mut Outbox) {
+        self.stopping = true;
+        let calls: Vec<u64> = self.calls.keys().copied().collect();
+        for no in calls {
+            self.hang_up_for_shutdown(no, now, out);
+        }
+        let regs: Vec<u64> = self.registrations.keys().copied().collect();
+        for id in regs {
+            self.unregister(id, now, out);
+        }
+        self.cancel_orphans(now, out);
+    }
+
+    /// True after `shutdown` while registrations still await their un-REGISTER's answer.
+    pub fn is_lingering(&self) -> bool {
+        !self.registrations.is_empty()
+    }
+
+    // ---- transactions -------------------------------------------------------------------
+
+    /// Creates a server transaction for `req` and returns its id.
+    fn new_server(&mut self, req: &SipMessage, from: SipPeer, now: Instant) -> u64 {
+        let id = self.new_id();
+        let key = TransactionKey::server(req);
+        let tx = if matches!(req.method(), Method::Invite) {
+            let tag = match req.to().tag() {
+                Some(t) => t.to_string(),
+                None => new_tag(),
+            };
+            ServerTx::Invite {
+                tx: InviteServerTransaction::new(req, now, self.cfg.timers),
+                echo: req.echo().clone(),
+                tag,
+                call: None,
+                record_route: req
+                    .record_routes()
+                    .iter()
+                    .map(|r| r.raw().to_string())
+                    .collect(),
+            }
+        } else {
+            ServerTx::NonInvite(NonInviteServerTransaction::new(req, now, self.cfg.timers))
+        };
+        self.server_index.insert(key.clone(), id);
+        self.servers.insert(
+            id,
+            ServerEntry {
+                key,
+                dest: from,
+                tx,
+            },
+        );
+        id
+    }
+
+    /// Answers server transaction `id` with `status`, extra headers and an optional SDP body.
+    /// `req` is needed for non-INVITE transactions (their responses echo it).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn respond(
+        &mut self,
+        id: u64,
+        req: Option<&SipMessage>,
+        status: u16,
+        extra: &[(&str, &str)],
+        sdp: Option<&str>,
+        now: Instant,
+        out: &mut Outbox,
+    ) {
+        let ua = self.cfg.user_agent.clone();
+        let contact = self.contact_uri("roomkit");
+        let Some(e) = self.servers.get_mut(&id) else {
+            return;
+        };
+        match &mut e.tx {
+            ServerTx::Invite {
+                tx,
+                echo,
+                tag,
+                record_route,
+                ..
+            } => {
+                let mut b = ResponseBuilder::new(echo, status).server(&ua);
+                if status > 100 {
+                    b = b.to_tag(tag);
+                }
+                if (101..300).contains(&status) {
+                    for rr in record_route.iter() {
+                        b = b.header("Record-Route", rr);
+                    }
+                    b = b.contact(&contact);
+                }
+                for (n, v) in extra {
+                    b = b.header(n, v);
+                }
+                if let Some(body) = sdp {
+                    b = b.body("application/sdp", body.as_bytes());
+                }
+                let _ = tx.respond(status, b.build(), now);
+            }
+            ServerTx::NonInvite(tx) => {
+                let Some(req) = req else { return };
+                let tag = new_tag();
+                let mut b = ResponseBuilder::new(req.echo(), status)
+                    .server(&ua)
+                    .to_tag(&tag);
+                for (n, v) in extra {
+                    b = b.header(n, v);
+                }
+                if let Some(body) = sdp {
+                    b = b.body("application/sdp", body.as_bytes());
+                }
+                let _ = tx.respond(status, b.build(), now);
+            }
+        }
+        self.flush_server(id, now, out);
+    }
+
+    /// Sends what a server transaction queued, acts on its events and schedules its timer.
+    pub(super) fn flush_server(&mut self, id: u64, now: Instant, out: &mut Outbox) {
+        let mut ack_timeout_2xx = None;
+        let mut terminated = false;
+        let mut next = None;
+        if let Some(e) = self.servers.get_mut(&id) {
+            match &mut e.tx {
+                ServerTx::Invite { tx, call, .. } => {
+                    while let Some(d) = tx.poll_transmit() {
+                        out.push(d, e.dest);
+                    }
+                    while let Some(ev) = tx.poll_event() {
+                        if let TransactionEvent::AckTimeout { status } = ev {
+                            if (200..300).contains(&status) {
+                                ack_timeout_2xx = *call;
+                            }
+                        }
+                    }
+                    terminated = tx.is_terminated();
+                    next = tx.next_timeout();
+                }
+                ServerTx::NonInvite(tx) => {
+                    while let Some(d) = tx.poll_transmit() {
+                        out.push(d, e.dest);
+                    }
+                    while tx.poll_event().is_some() {}
+                    terminated = tx.is_terminated();
+                    next = tx.next_timeout();
+                }
+            }
+        }
+        if let Some(no) = ack_timeout_2xx {
+            // No ACK for our 2xx: the call is dead (RFC 3261 §13.3.1.4).
+            if self.calls.get(&no).is_some_and(|c| c.invite_tx == Some(id)) {
+                self.send_bye(no, now, out);
+                self.end_call(no, "no ACK for our 200");
+            }
+        }
+        if terminated {
+            if let Some(e) = self.servers.remove(&id) {
+                self.server_index.remove(&e.key);
+            }
+            self.timers.set(TimerKey::Server(id), None);
+        } else {
+            self.timers.set(TimerKey::Server(id), next);
+        }
+    }
+
+    /// Starts a non-INVITE client transaction for `request` towards `dest`.
+    pub(super) fn send_non_invite(
+        &mut self,
+        request: Vec<u8>,
+        dest: SipPeer,
+        kind: ClientKind,
+        now: Instant,
+        out: &mut Outbox,
+    ) -> Option<u64> {
+        let tx = NonInviteClientTransaction::new(request, now, self.cfg.timers).ok()?;
+        let id = self.new_id();
+        self.client_index
+            .insert(tx.key().clone(), ClientRef::NonInvite(id));
+        self.clients.insert(id, ClientEntry { dest, tx, kind });
+        self.flush_client(id, out);
+        Some(id)
+    }
+
+    pub(super) fn flush_client(&mut self, id: u64, out: &mut Outbox) {
+        let Some(e) = self.clients.get_mut(&id) else {
+            return;
+        };
+        while let Some(d) = e.tx.poll_transmit() {
+            out.push(d, e.dest);
+        }
+        while let Some(ev) = e.tx.poll_event() {
+            match (ev, e.kind) {
+                (TransactionEvent::Timeout, ClientKind::Bye) => {
+                    SipCounters::inc(&self.counters.bye_timeouts)
+                }
+                (TransactionEvent::Response(r), ClientKind::Bye)
+                    if r.status().is_some_and(|s| s >= 200) =>
+                {
+                    SipCounters::inc(&self.counters.byes_answered)
+                }
+                _ => {}
+            }
+        }
+        if e.tx.is_terminated() {
+            let key = e.tx.key().clone();
+            self.clients.remove(&id);
+            self.client_index.remove(&key);
+            self.timers.set(TimerKey::Client(id), None);
+        } else {
+            let next = e.tx.next_timeout();
+            self.timers.set(TimerKey::Client(id), next);
+        }
+    }
+
+    /// Starts an INVITE client transaction for call `call`.
+    pub(super) fn send_invite(
+        &mut self,
+        request: Vec<u8>,
+        dest: SipPeer,
+        call: u64,
+        reinvite: bool,
+        now: Instant,
+        out: &mut Outbox,
+    ) -> Result<u64, String> {
+        let tx = InviteClientTransaction::new(request, now, self.cfg.timers)
+            .map_err(|e| e.to_string())?;
+        let id = self.new_id();
+        self.client_index
+            .insert(tx.key().clone(), ClientRef::Invite(id));
+        self.invites.insert(
+            id,
+            InviteEntry {
+                dest,
+                tx,
+                call,
+                reinvite,
+            },
+        );
+        self.flush_invite(id, now, out);
+        Ok(id)
+    }
+
+    /// Sends what an INVITE client transaction queued and hands its events to the call.
+    pub(super) fn flush_invite(&mut self, id: u64, now: Instant, out: &mut Outbox) {
+        let Some(e) = self.invites.get_mut(&id) else {
+            return;
+        };
+        while let Some(d) = e.tx.poll_transmit() {
+            out.push(d, e.dest);
+        }
+        let mut events = Vec::new();
+        while let Some(ev) = e.tx.poll_event() {
+            events.push(ev);
+        }
+        let (call, reinvite) = (e.call, e.reinvite);
+        if e.tx.is_terminated() {
+            let key = e.tx.key().clone();
+            self.invites.remove(&id);
+            self.client_index.remove(&key);
+            self.ended_forks.remove(&id);
+            self.timers.set(TimerKey::Invite(id), None);
+        } else {
+            let next = e.tx.next_timeout();
+            self.timers.set(TimerKey::Invite(id), next);
+        }
+        for ev in events {
+            if reinvite {
+                self.on_reinvite_event(call, id, ev, now, out);
+            } else {
+                self.on_dial_event(call, id, ev, now, out);
+            }
+        }
+    }
+
+    fn handle_response(&mut self, resp: &SipMessage, now: Instant, out: &mut Outbox) {
+        let key = TransactionKey::client(resp);
+        // An INVITE client transaction also takes the responses to its CANCEL.
+        let invite_key = if resp.cseq().method == Method::Cancel {
+            key.with_method(Method::Invite)
+        } else {
+            key.clone()
+        };
+        if let Some(ClientRef::Invite(id)) = self.client_index.get(&invite_key).copied() {
+            if let Some(e) = self.invites.get_mut(&id) {
+                e.tx.handle_response(resp, now);
+            }
+            self.flush_invite(id, now, out);
+            return;
+        }
+        if let Some(ClientRef::NonInvite(id)) = self.client_index.get(&key).copied() {
+            if let Some(e) = self.clients.get_mut(&id) {
+                e.tx.handle_response(resp, now);
+            }
+            self.flush_client(id, out);
+            return;
+        }
+        let reg = self
+            .registrations
+            .iter()
+            .find(|(_, r)| r.reg.matches(resp))
+            .map(|(id, _)| *id);
+        match reg {
+            Some(id) => self.registration_response(id, resp, now, out),
+            None => SipCounters::inc(&self.counters.dropped),
+        }
+    }
+
+    // ---- requests -----------------------------------------------------------------------
+
+    fn handle_request(&mut self, req: SipMessage, from: SipPeer, now: Instant, out: &mut Outbox) {
+        let key = TransactionKey::server(&req);
+        if matches!(req.method(), Method::Ack) {
+            self.handle_ack(&req, &key, now, out);
+            return;
+        }
+        if let Some(&id) = self.server_index.get(&key) {
+            // A retransmission: the transaction resends its last response or absorbs it.
+            if let Some(e) = self.servers.get_mut(&id) {
+                match &mut e.tx {
+                    ServerTx::Invite { tx, .. } => tx.handle_retransmission(),
+                    ServerTx::NonInvite(tx) => tx.handle_retransmission(),
+                }
+            }
+            self.flush_server(id, now, out);
+            return;
+        }
+        let id = self.new_server(&req, from, now);
+        // An extension we do not implement that the request insists on: 420 (RFC 3261
+        // §8.2.2.3). CANCEL is never refused for this.
+        let unknown = unsupported_requirements(&req, SUPPORTED_OPTION_TAGS);
+        if !unknown.is_empty() {
+            let listed = unsupported_header(&unknown);
+            let mut extra = vec![("Supported", SUPPORTED)];
+            if !listed.is_empty() {
+                extra.push(("Unsupported", listed.as_str()));
+            }
+            self.respond(id, Some(&req), 420, &extra, None, now, out);
+            return;
+        }
+        match req.method() {
+            Method::Invite if req.to().tag().is_none() => {
+                if self.stopping {
+                    self.respond(id, None, 503, &[], None, now, out);
+                    return;
+                }
+                self.flush_server(id, now, out); // 100 Trying
+                self.handle_invite(id, &req, from, now, out);
+            }
+            Method::Invite => {
+                self.flush_server(id, now, out);
+                self.handle_reinvite(id, &req, now, out);
+            }
+            Method::Cancel => self.handle_cancel(id, &req, &key, now, out),
+            Method::Bye => self.handle_bye(id, &req, now, out),
+            Method::Info => self.handle_info(id, &req, now, out),
+            Method::Update => self.handle_update(id, &req, now, out),
+            Method::Options => {
+                self.respond(
+                    id,
+                    Some(&req),
+                    200,
+                    &[
+                        ("Allow", ALLOW),
+                        ("Accept", "application/sdp"),
+                        ("Supported", SUPPORTED),
+                    ],
+                    None,
+                    now,
+                    out,
+                );
+            }
+            Method::Other(_) => {
+                self.respond(id, Some(&req), 501, &[("Allow", ALLOW)], None, now, out)
+            }
+            _ => self.respond(id, Some(&req), 405, &[("Allow", ALLOW)], None, now, out),
+        }
+    }
+
+    /// The call an in-dialog request belongs to.
+    pub(super) fn in_dialog(&self, req: &SipMessage) -> Option<u64> {
+        let no = *self.call_index.get(req.call_id())?;
+        let c = self.calls.get(&no)?;
+        c.dialog
+            .as_ref()
+            .is_some_and(|d| d.matches_request(req))
+            .then_some(no)
+    }
+
+    fn handle_ack(
+        &mut self,
+        ack: &SipMessage,
+        key: &TransactionKey,
+        now: Instant,
+        out: &mut Outbox,
+    ) {
+        // ACK for a non-2xx final shares the INVITE's branch (same key).
+        let id = self.server_index.get(key).copied().or_else(|| {
+            // ACK for a 2xx is its own transaction: find the INVITE through the dialog.
+            let no = self.in_dialog(ack)?;
+            self.calls.get(&no).and_then(|c| c.invite_tx)
+        });
+        match id {
+            Some(id) => {
+                if let Some(ServerEntry {
+                    tx: ServerTx::Invite { tx, .. },
+                    ..
+                }) = self.servers.get_mut(&id)
+                {
+                    tx.handle_ack(now);
+                }
+                self.flush_server(id, now, out);
+            }
+            None => SipCounters::inc(&self.counters.dropped),
+        }
+    }
+}

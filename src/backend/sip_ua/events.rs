@@ -1,0 +1,212 @@
+//! What the SIP user agent tells the application (call progress, registrations) and what the
+//! application can look up about its calls meanwhile.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::engine::{SessionId, SessionInfo};
+
+/// Where a dialed call stands. Each change arrives once, in this order (some may be
+/// skipped): `Trying`, `Ringing`, `EarlyMedia`, then `Answered` or `Failed`, and `Ended` after
+/// `Answered` (or `EarlyMedia`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CallState {
+    /// The INVITE is on its way (or a 100 Trying came back).
+    Trying,
+    /// The far end is alerting (180, or a 18x without SDP).
+    Ringing,
+    /// A 18x with an SDP answer: the media session is up before the call is answered.
+    EarlyMedia,
+    /// A 2xx: the call is established.
+    Answered,
+    /// The call did not happen: a final error response, a timeout (408), or cancelled (487).
+    Failed,
+    /// The established call ended (BYE from either side, or a session timer).
+    Ended,
+}
+
+impl CallState {
+    /// A lowercase name (`trying`, `ringing`, `early_media`, `answered`, `failed`, `ended`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallState::Trying => "trying",
+            CallState::Ringing => "ringing",
+            CallState::EarlyMedia => "early_media",
+            CallState::Answered => "answered",
+            CallState::Failed => "failed",
+            CallState::Ended => "ended",
+        }
+    }
+
+    /// True for `Failed` and `Ended`: nothing follows.
+    pub fn is_final(self) -> bool {
+        matches!(self, CallState::Failed | CallState::Ended)
+    }
+}
+
+/// One step of a dialed call, as `on_call_state` receives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallProgress {
+    pub state: CallState,
+    /// The SIP status that caused the step (180, 183, 200, 486...); 0 when none did (the
+    /// INVITE was just sent, or the call ended).
+    pub status: u16,
+    /// The reason phrase, or why the call failed or ended.
+    pub reason: String,
+}
+
+/// Identifies a registration of a backend ([`register`](crate::backend::SipVoiceBackend::register)).
+pub type RegistrationId = u64;
+
+/// What happened to a registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RegistrationEvent {
+    /// The registrar accepted the binding (first time or refresh) for `expires` seconds.
+    Registered { expires: u32 },
+    /// A REGISTER failed with `status` (408: no answer); `retry_in` is when the next attempt
+    /// goes out, `None` when none will (credentials refused).
+    Failed {
+        status: u16,
+        reason: String,
+        retry_in: Option<Duration>,
+    },
+    /// The binding was removed (`unregister`, or the backend stopped).
+    Unregistered,
+}
+
+/// Events for the application's SIP callbacks (run on the SIP callback thread).
+#[derive(Debug, Clone)]
+pub enum SipEvent {
+    /// An incoming call was answered (200 sent): `on_call`.
+    Call(Box<SessionInfo>),
+    /// A dialed call moved on: `on_call_state`.
+    CallState(SessionId, CallProgress),
+    /// A registration moved on: `on_registration`.
+    Registration(RegistrationId, RegistrationEvent),
+}
+
+/// What the application can see of a call while the SIP thread owns it.
+#[derive(Debug, Clone)]
+pub struct CallView {
+    pub call_id: String,
+    /// We placed the call (`dial`).
+    pub outgoing: bool,
+    /// The last progress of a dialed call.
+    pub progress: Option<CallProgress>,
+}
+
+/// Finished dialed calls remembered for late `wait_call`s.
+const MAX_FINISHED: usize = 256;
+
+/// The calls of a backend as the application sees them, written by the SIP core and read by
+/// the backend handle (a short lock, never held across I/O).
+#[derive(Debug, Default)]
+pub struct CallDirectory {
+    inner: Mutex<Directory>,
+    changed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Directory {
+    live: HashMap<SessionId, CallView>,
+    finished: VecDeque<(SessionId, CallProgress)>,
+}
+
+impl CallDirectory {
+    /// Adds (or replaces) a live call.
+    pub fn insert(&self, session: SessionId, view: CallView) {
+        self.inner.lock().live.insert(session, view);
+        self.changed.notify_all();
+    }
+
+    /// Records a dialed call's progress; a final state moves it to the finished list.
+    pub fn progress(&self, session: SessionId, progress: &CallProgress) {
+        let mut d = self.inner.lock();
+        if progress.state.is_final() {
+            d.live.remove(&session);
+            if d.finished.len() >= MAX_FINISHED {
+                d.finished.pop_front();
+            }
+            d.finished.push_back((session, progress.clone()));
+        } else if let Some(v) = d.live.get_mut(&session) {
+            v.progress = Some(progress.clone());
+        }
+        drop(d);
+        self.changed.notify_all();
+    }
+
+    /// Forgets a call (it ended).
+    pub fn remove(&self, session: SessionId) {
+        self.inner.lock().live.remove(&session);
+        self.changed.notify_all();
+    }
+
+    /// A live call.
+    pub fn get(&self, session: SessionId) -> Option<CallView> {
+        self.inner.lock().live.get(&session).cloned()
+    }
+
+    /// True while the call is live.
+    pub fn contains(&self, session: SessionId) -> bool {
+        self.inner.lock().live.contains_key(&session)
+    }
+
+    /// Live calls.
+    pub fn len(&self) -> usize {
+        self.inner.lock().live.len()
+    }
+
+    /// True without live calls.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The latest progress of a dialed call, live or recently finished.
+    pub fn latest(&self, session: SessionId) -> Option<CallProgress> {
+        let d = self.inner.lock();
+        if let Some(v) = d.live.get(&session) {
+            return v.progress.clone();
+        }
+        d.finished
+            .iter()
+            .rev()
+            .find(|(s, _)| *s == session)
+            .map(|(_, p)| p.clone())
+    }
+
+    /// Waits until the dialed call `session` is answered, fails or ends, at most `timeout`;
+    /// returns its progress then (`None`: still going, or unknown).
+    pub fn wait_settled(&self, session: SessionId, timeout: Duration) -> Option<CallProgress> {
+        let deadline = Instant::now() + timeout;
+        let mut d = self.inner.lock();
+        loop {
+            let latest = match d.live.get(&session) {
+                Some(v) => v.progress.clone(),
+                None => d
+                    .finished
+                    .iter()
+                    .rev()
+                    .find(|(s, _)| *s == session)
+                    .map(|(_, p)| p.clone()),
+            };
+            if let Some(p) = latest.filter(|p| {
+                matches!(
+                    p.state,
+                    CallState::Answered | CallState::Failed | CallState::Ended
+                )
+            }) {
+                return Some(p);
+            }
+            if !d.live.contains_key(&session) {
+                return None;
+            }
+            if self.changed.wait_until(&mut d, deadline).timed_out() {
+                return None;
+            }
+        }
+    }
+}

@@ -1,0 +1,692 @@
+//! The media side of SIP calls, behind the small trait the call core drives ([`MediaHost`]).
+//!
+//! The core decides *when* (ports before an offer or answer is written, media once a
+//! negotiation is known, new remotes after a re-INVITE, close at hang-up); the host decides
+//! *how*. [`EngineHost`] binds real sockets from the port pool and runs engine sessions;
+//! [`FakeMediaHost`] hands out made-up ports and records what it was asked, so the core runs in
+//! tests and under the fuzzer with no socket and no thread.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{unbounded, Sender};
+use parking_lot::Mutex;
+
+use super::super::sip_config::SipBackendConfig;
+use crate::codec::h264::PacketizationMode;
+use crate::engine::event::{SessionInfo, StreamInfo};
+use crate::engine::{
+    AudioParams, BoundMedia, MediaEngine, MediaParams, PortLease, PortPool, RtpSockets, SessionId,
+    SessionSpec, SourcePolicy, StreamConfig, VideoParams,
+};
+use crate::frame::{Delivery, DtmfEvent};
+use crate::rtp::nack::NackConfig;
+use crate::sdp::{Direction, Negotiation};
+
+/// Port pairs a call tries when binding fails (another program holds the port: binding
+/// without address reuse is the check) before it gives up.
+const MAX_BIND_RETRIES: usize = 16;
+
+/// Ports bound for a call before its SDP is written: they are the call's from now on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reservation {
+    /// Names the reservation in [`MediaHost::start`] and [`MediaHost::release`].
+    pub id: u64,
+    /// The audio RTP port (RTCP on the next one unless rtcp-mux is agreed).
+    pub audio_port: u16,
+    /// The video RTP port, when video was asked for.
+    pub video_port: Option<u16>,
+}
+
+/// Why the media side could not do what the core asked: the call is refused or failed with
+/// `status` (503 for no ports, 500 otherwise).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaError {
+    /// The SIP status that describes the failure.
+    pub status: u16,
+    /// What went wrong.
+    pub reason: String,
+}
+
+impl MediaError {
+    fn unavailable(reason: impl Into<String>) -> MediaError {
+        MediaError {
+            status: 503,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// What a call's media session is made of once its negotiation is known.
+#[derive(Debug, Clone)]
+pub struct MediaStart {
+    /// The session id (chosen by the core: a dialed call has it before any media exists).
+    pub session: SessionId,
+    /// The reservation whose sockets the session uses; the host frees what it does not need
+    /// (video sockets for a call that ended up audio-only).
+    pub reservation: u64,
+    /// The agreed streams.
+    pub negotiation: Negotiation,
+    /// Room and participant as the application sees them.
+    pub room_id: String,
+    pub participant_id: String,
+    pub metadata: HashMap<String, String>,
+    pub video_metadata: HashMap<String, String>,
+}
+
+/// A change to a running session after a new offer/answer: `None` fields stay as they are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MediaChange {
+    /// New audio RTP and RTCP addresses.
+    pub audio_remote: Option<(SocketAddr, SocketAddr)>,
+    /// New video RTP and RTCP addresses.
+    pub video_remote: Option<(SocketAddr, SocketAddr)>,
+    /// Whether sending is suspended (the far end holds the call).
+    pub held: Option<bool>,
+}
+
+/// The media side as the SIP core sees it. Every method runs on the SIP thread and must not
+/// block on the network.
+pub trait MediaHost: Send {
+    /// Binds sockets for a new call: audio always, video when `video`.
+    fn reserve(&mut self, video: bool) -> Result<Reservation, MediaError>;
+    /// Gives a reservation back (the call ended before its media started).
+    fn release(&mut self, reservation: u64);
+    /// Starts the session's media on its reserved sockets and announces it to the
+    /// application. On failure the reservation is gone too.
+    fn start(&mut self, start: MediaStart) -> Result<Arc<SessionInfo>, MediaError>;
+    /// Applies a renegotiation to a running session.
+    fn update(&mut self, session: SessionId, change: MediaChange);
+    /// A DTMF digit that arrived in SIP (INFO) for the application.
+    fn dtmf(&mut self, session: SessionId, event: DtmfEvent);
+    /// Ends a session's media (a call that ended); may finish after returning.
+    fn close(&mut self, session: SessionId);
+    /// Binds a video port for a running session that is adding video (its `video_port`; the
+    /// audio port is 0). Given back with [`MediaHost::release`] or used by `add_video`.
+    fn reserve_video(&mut self) -> Result<Reservation, MediaError>;
+    /// Gives a running session the video stream `negotiation.video` on reserved ports.
+    fn add_video(
+        &mut self,
+        session: SessionId,
+        reservation: u64,
+        negotiation: &Negotiation,
+        video_metadata: HashMap<String, String>,
+    ) -> Result<(), MediaError>;
+    /// Ends a running session's video stream; the session goes on with audio.
+    fn remove_video(&mut self, session: SessionId);
+}
+
+/// How the engine host configures streams: the backend's media settings.
+#[derive(Debug, Clone)]
+struct StreamSettings {
+    local_rtp_ip: IpAddr,
+    symmetric_rtp: bool,
+    rtcp_interval: Duration,
+    mtu: usize,
+    delivery: Delivery,
+    wait_for_keyframe: bool,
+    cname: String,
+}
+
+/// A port taken from the pool and its bound sockets.
+type BoundPort = (PortLease, RtpSockets);
+
+/// A session to close (or only its video, when `.1` is true) and the ports to return once it is
+/// closed.
+type Reap = (SessionId, bool, Vec<PortLease>);
+
+/// The production host: ports from the backend's pool, bound at once; sessions on the
+/// backend's engine; closing on a reaper thread (joining stream threads takes a while under
+/// load and must not hold up signalling).
+pub struct EngineHost {
+    engine: Arc<MediaEngine>,
+    pool: PortPool,
+    settings: StreamSettings,
+    next_id: u64,
+    reserved: HashMap<u64, (Option<BoundPort>, Option<BoundPort>)>,
+    /// The ports of running sessions: audio, and video while it runs.
+    live: HashMap<SessionId, (PortLease, Option<PortLease>)>,
+    reaper: Option<(Sender<Reap>, std::thread::JoinHandle<()>)>,
+}
+
+impl std::fmt::Debug for EngineHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineHost")
+            .field("reserved", &self.reserved.len())
+            .field("live", &self.live.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl EngineHost {
+    /// A host for the backend configured by `cfg`; `cname` is the RTCP CNAME of its streams.
+    pub fn new(
+        engine: Arc<MediaEngine>,
+        pool: PortPool,
+        cfg: &SipBackendConfig,
+        cname: String,
+    ) -> EngineHost {
+        let (tx, rx) = unbounded::<Reap>();
+        let e = engine.clone();
+        // Without the reaper thread, sessions are closed inline on the SIP thread.
+        let reaper = std::thread::Builder::new()
+            .name("rkm-sip-reaper".into())
+            .spawn(move || {
+                for (id, video_only, leases) in rx {
+                    if video_only {
+                        let _ = e.remove_video(id);
+                    } else {
+                        let _ = e.disconnect(id);
+                    }
+                    drop(leases);
+                }
+            })
+            .ok()
+            .map(|h| (tx, h));
+        EngineHost {
+            engine,
+            pool,
+            settings: StreamSettings {
+                local_rtp_ip: cfg.local_rtp_ip,
+                symmetric_rtp: cfg.symmetric_rtp,
+                rtcp_interval: cfg.rtcp_interval,
+                mtu: cfg.mtu,
+                delivery: cfg.delivery,
+                wait_for_keyframe: cfg.wait_for_keyframe,
+                cname,
+            },
+            next_id: 0,
+            reserved: HashMap::new(),
+            live: HashMap::new(),
+            reaper,
+        }
+    }
+
+    /// A pool port whose RTP and RTCP ports bind now. Ports another program holds are skipped
+    /// (they go back to the end of the pool).
+    fn bind_port(&self) -> Result<BoundPort, MediaError> {
+        let mut busy = Vec::new();
+        let mut last = String::new();
+        for _ in 0..MAX_BIND_RETRIES {
+            let lease = self
+                .pool
+                .acquire()
+                .ok_or_else(|| MediaError::unavailable("no free RTP port"))?;
+            let addr = SocketAddr::new(self.settings.local_rtp_ip, lease.port());
+            match RtpSockets::bind(addr, false) {
+                Ok(s) => return Ok((lease, s)),
+                Err(e) => {
+                    last = e.to_string();
+                    busy.push(lease);
+                }
+            }
+        }
+        Err(MediaError::unavailable(format!("media: {last}")))
+    }
+
+    fn source_policy(&self) -> SourcePolicy {
+        if self.settings.symmetric_rtp {
+            SourcePolicy::LatchFirst
+        } else {
+            SourcePolicy::RemoteOnly
+        }
+    }
+
+    fn audio_stream(&self, neg: &Negotiation, local: SocketAddr) -> StreamConfig {
+        let a = &neg.audio;
+        StreamConfig {
+            media: MediaParams::Audio(AudioParams {
+                payload_type: a.pt,
+                clock_rate: a.clock_rate,
+                dtmf_payload_type: a.dtmf_pt,
+                ..Default::default()
+            }),
+            local_addr: local,
+            remote_addr: a.remote,
+            remote_rtcp_addr: Some(a.remote_rtcp),
+            rtcp_mux: a.rtcp_mux,
+            source_policy: self.source_policy(),
+            rtcp_interval: self.settings.rtcp_interval,
+            cname: self.settings.cname.clone(),
+            session: SessionId::nil(),
+            ..Default::default()
+        }
+    }
+
+    fn video_stream(&self, neg: &Negotiation, local: SocketAddr) -> Option<StreamConfig> {
+        let v = neg.video.as_ref()?;
+        Some(StreamConfig {
+            media: MediaParams::Video(VideoParams {
+                payload_type: v.pt,
+                clock_rate: v.clock_rate,
+                codec: v.codec,
+                delivery: self.settings.delivery,
+                wait_for_keyframe: self.settings.wait_for_keyframe,
+                deliver_incomplete: false,
+                mtu: self.settings.mtu,
+                packetization_mode: if v.packetization_mode == Some(0) {
+                    PacketizationMode::SingleNal
+                } else {
+                    PacketizationMode::NonInterleaved
+                },
+                // NACKs only to a peer that said it takes them; no RTX stream is offered or
+                // accepted on SIP calls yet.
+                nack: NackConfig {
+                    enabled: v.nack,
+                    ..NackConfig::default()
+                },
+                ..Default::default()
+            }),
+            local_addr: local,
+            remote_addr: v.remote,
+            remote_rtcp_addr: Some(v.remote_rtcp),
+            rtcp_mux: v.rtcp_mux,
+            source_policy: self.source_policy(),
+            rtcp_interval: self.settings.rtcp_interval,
+            cname: self.settings.cname.clone(),
+            session: SessionId::nil(),
+            ..Default::default()
+        })
+    }
+}
+
+impl MediaHost for EngineHost {
+    fn reserve(&mut self, video: bool) -> Result<Reservation, MediaError> {
+        let audio = self.bind_port()?;
+        let video = if video {
+            // No video port left is not fatal: the call goes on audio-only.
+            self.bind_port().ok()
+        } else {
+            None
+        };
+        self.next_id += 1;
+        let r = Reservation {
+            id: self.next_id,
+            audio_port: audio.0.port(),
+            video_port: video.as_ref().map(|(l, _)| l.port()),
+        };
+        self.reserved.insert(r.id, (Some(audio), video));
+        Ok(r)
+    }
+
+    fn reserve_video(&mut self) -> Result<Reservation, MediaError> {
+        let video = self.bind_port()?;
+        self.next_id += 1;
+        let r = Reservation {
+            id: self.next_id,
+            audio_port: 0,
+            video_port: Some(video.0.port()),
+        };
+        self.reserved.insert(r.id, (None, Some(video)));
+        Ok(r)
+    }
+
+    fn add_video(
+        &mut self,
+        session: SessionId,
+        reservation: u64,
+        negotiation: &Negotiation,
+        video_metadata: HashMap<String, String>,
+    ) -> Result<(), MediaError> {
+        let (_, video) = self
+            .reserved
+            .remove(&reservation)
+            .ok_or_else(|| MediaError::unavailable("video ports were released"))?;
+        let (lease, sockets) =
+            video.ok_or_else(|| MediaError::unavailable("no video port reserved"))?;
+        let cfg = self
+            .video_stream(negotiation, sockets.local_addr())
+            .ok_or_else(|| MediaError::unavailable("no video agreed"))?;
+        self.engine
+            .add_video(session, cfg, sockets, video_metadata)
+            .map_err(|e| MediaError::unavailable(format!("media: {e}")))?;
+        if let Some((_, v)) = self.live.get_mut(&session) {
+            *v = Some(lease);
+        }
+        Ok(())
+    }
+
+    fn remove_video(&mut self, session: SessionId) {
+        let lease = self.live.get_mut(&session).and_then(|(_, v)| v.take());
+        let leases: Vec<PortLease> = lease.into_iter().collect();
+        match &self.reaper {
+            Some((tx, _)) => {
+                if let Err(e) = tx.send((session, true, leases)) {
+                    let (id, _, leases) = e.into_inner();
+                    let _ = self.engine.remove_video(id);
+                    drop(leases);
+                }
+            }
+            None => {
+                let _ = self.engine.remove_video(session);
+            }
+        }
+    }
+
+    fn release(&mut self, reservation: u64) {
+        self.reserved.remove(&reservation);
+    }
+
+    fn start(&mut self, start: MediaStart) -> Result<Arc<SessionInfo>, MediaError> {
+        let (audio, video) = self
+            .reserved
+            .remove(&start.reservation)
+            .ok_or_else(|| MediaError::unavailable("media ports were released"))?;
+        let (audio_lease, audio) =
+            audio.ok_or_else(|| MediaError::unavailable("no audio port reserved"))?;
+        let neg = &start.negotiation;
+        let audio_cfg = self.audio_stream(neg, audio.local_addr());
+        let mut video_lease = None;
+        let (video_cfg, video_sockets) = match (video, &neg.video) {
+            (Some((lease, sockets)), Some(_)) => {
+                video_lease = Some(lease);
+                (self.video_stream(neg, sockets.local_addr()), Some(sockets))
+            }
+            // Video reserved but not agreed: its ports go back now.
+            _ => (None, None),
+        };
+        let spec = SessionSpec {
+            room_id: start.room_id,
+            participant_id: start.participant_id,
+            metadata: start.metadata,
+            video_metadata: start.video_metadata,
+            audio: audio_cfg,
+            video: video_cfg,
+        };
+        let bound = BoundMedia {
+            audio,
+            video: video_sockets,
+        };
+        let info = self
+            .engine
+            .create_session_bound(start.session, spec, bound)
+            .map_err(|e| MediaError::unavailable(format!("media: {e}")))?;
+        if let Ok(s) = self.engine.session(start.session) {
+            s.set_held(!neg.audio.direction.sends());
+        }
+        self.live.insert(start.session, (audio_lease, video_lease));
+        Ok(info)
+    }
+
+    fn update(&mut self, session: SessionId, change: MediaChange) {
+        let Ok(s) = self.engine.session(session) else {
+            return;
+        };
+        if let Some((rtp, rtcp)) = change.audio_remote {
+            s.audio().set_remote(rtp, rtcp);
+        }
+        if let (Some((rtp, rtcp)), Some(v)) = (change.video_remote, s.video()) {
+            v.set_remote(rtp, rtcp);
+        }
+        if let Some(held) = change.held {
+            s.set_held(held);
+        }
+    }
+
+    fn dtmf(&mut self, session: SessionId, event: DtmfEvent) {
+        let _ = self.engine.post_dtmf(session, event);
+    }
+
+    fn close(&mut self, session: SessionId) {
+        let leases: Vec<PortLease> = match self.live.remove(&session) {
+            Some((audio, video)) => std::iter::once(audio).chain(video).collect(),
+            None => Vec::new(),
+        };
+        // The application may have closed the media already (hang-up); that is fine.
+        match &self.reaper {
+            Some((tx, _)) => {
+                if let Err(e) = tx.send((session, false, leases)) {
+                    let (id, _, leases) = e.into_inner();
+                    let _ = self.engine.disconnect(id);
+                    drop(leases);
+                }
+            }
+            None => {
+                let _ = self.engine.disconnect(session);
+            }
+        }
+    }
+}
+
+impl Drop for EngineHost {
+    /// Lets the reaper finish what is queued and joins it.
+    fn drop(&mut self) {
+        if let Some((tx, handle)) = self.reaper.take() {
+            drop(tx);
+            let _ = handle.join();
+        }
+    }
+}
+
+/// What a [`FakeMediaHost`] was asked, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HostCall {
+    Reserve {
+        video: bool,
+        granted: Option<Reservation>,
+    },
+    Release(u64),
+    Start {
+        session: SessionId,
+        has_video: bool,
+    },
+    Update(SessionId, MediaChange),
+    Dtmf(SessionId, DtmfEvent),
+    Close(SessionId),
+    AddVideo(SessionId),
+    RemoveVideo(SessionId),
+}
+
+/// The record a [`FakeMediaHost`] keeps, readable while the core owns the host.
+#[derive(Debug, Default)]
+pub struct FakeHostState {
+    /// Every call, in order.
+    pub calls: Vec<HostCall>,
+    /// Reservations not yet started or released.
+    pub reserved: HashMap<u64, Reservation>,
+    /// Sessions started and not closed, with their direction of audio (held or not).
+    pub live: HashMap<SessionId, bool>,
+    /// Live sessions that have a video stream.
+    pub video: std::collections::HashSet<SessionId>,
+}
+
+/// A host without sockets: ports are counted, sessions are records. `capacity` bounds the
+/// ports handed out at once (audio and video each take one), as a pool does.
+#[derive(Debug)]
+pub struct FakeMediaHost {
+    state: Arc<Mutex<FakeHostState>>,
+    capacity: usize,
+    next_id: u64,
+    next_port: u16,
+    /// Makes [`MediaHost::start`] fail (as a session whose threads cannot start would).
+    pub fail_start: bool,
+}
+
+impl FakeMediaHost {
+    /// A host with room for `capacity` ports, and the handle to its record.
+    pub fn new(capacity: usize) -> (FakeMediaHost, Arc<Mutex<FakeHostState>>) {
+        let state = Arc::new(Mutex::new(FakeHostState::default()));
+        (
+            FakeMediaHost {
+                state: state.clone(),
+                capacity,
+                next_id: 0,
+                next_port: 20000,
+                fail_start: false,
+            },
+            state,
+        )
+    }
+
+    fn ports_in_use(st: &FakeHostState) -> usize {
+        let reserved: usize = st
+            .reserved
+            .values()
+            .map(|r| usize::from(r.audio_port != 0) + usize::from(r.video_port.is_some()))
+            .sum();
+        reserved + st.live.len() + st.video.len()
+    }
+
+    fn port(&mut self) -> u16 {
+        self.next_port = if self.next_port >= 60000 {
+            20000
+        } else {
+            self.next_port + 2
+        };
+        self.next_port
+    }
+}
+
+fn fake_stream(port: u16, remote: SocketAddr, pt: u8, clock_rate: u32) -> StreamInfo {
+    let local = SocketAddr::new(IpAddr::from([127, 0, 0, 1]), port);
+    StreamInfo {
+        local_addr: local,
+        local_rtcp_addr: local,
+        remote_addr: remote,
+        payload_type: pt,
+        clock_rate,
+        codec: None,
+    }
+}
+
+impl MediaHost for FakeMediaHost {
+    fn reserve(&mut self, video: bool) -> Result<Reservation, MediaError> {
+        let need = 1 + usize::from(video);
+        let in_use = FakeMediaHost::ports_in_use(&self.state.lock());
+        if in_use + need > self.capacity {
+            self.state.lock().calls.push(HostCall::Reserve {
+                video,
+                granted: None,
+            });
+            return Err(MediaError::unavailable("no free RTP port"));
+        }
+        self.next_id += 1;
+        let r = Reservation {
+            id: self.next_id,
+            audio_port: self.port(),
+            video_port: video.then(|| self.port()),
+        };
+        let mut st = self.state.lock();
+        st.reserved.insert(r.id, r);
+        st.calls.push(HostCall::Reserve {
+            video,
+            granted: Some(r),
+        });
+        Ok(r)
+    }
+
+    fn release(&mut self, reservation: u64) {
+        let mut st = self.state.lock();
+        st.reserved.remove(&reservation);
+        st.calls.push(HostCall::Release(reservation));
+    }
+
+    fn start(&mut self, start: MediaStart) -> Result<Arc<SessionInfo>, MediaError> {
+        let mut st = self.state.lock();
+        let r = st
+            .reserved
+            .remove(&start.reservation)
+            .ok_or_else(|| MediaError::unavailable("media ports were released"))?;
+        if self.fail_start || st.live.contains_key(&start.session) {
+            return Err(MediaError::unavailable("media: start refused"));
+        }
+        let neg = &start.negotiation;
+        let video = match (&neg.video, r.video_port) {
+            (Some(v), Some(port)) => {
+                let mut s = fake_stream(port, v.remote, v.pt, v.clock_rate);
+                s.codec = Some(v.codec);
+                Some(s)
+            }
+            _ => None,
+        };
+        let info = SessionInfo {
+            id: start.session,
+            room_id: start.room_id,
+            participant_id: start.participant_id,
+            metadata: start.metadata,
+            audio: fake_stream(
+                r.audio_port,
+                neg.audio.remote,
+                neg.audio.pt,
+                neg.audio.clock_rate,
+            ),
+            video,
+            video_metadata: start.video_metadata,
+        };
+        st.live.insert(
+            start.session,
+            neg.audio.direction == Direction::SendRecv || neg.audio.direction.sends(),
+        );
+        if info.video.is_some() {
+            st.video.insert(start.session);
+        }
+        st.calls.push(HostCall::Start {
+            session: start.session,
+            has_video: info.video.is_some(),
+        });
+        Ok(Arc::new(info))
+    }
+
+    fn update(&mut self, session: SessionId, change: MediaChange) {
+        let mut st = self.state.lock();
+        if let (Some(held), Some(sends)) = (change.held, st.live.get_mut(&session)) {
+            *sends = !held;
+        }
+        st.calls.push(HostCall::Update(session, change));
+    }
+
+    fn dtmf(&mut self, session: SessionId, event: DtmfEvent) {
+        self.state.lock().calls.push(HostCall::Dtmf(session, event));
+    }
+
+    fn close(&mut self, session: SessionId) {
+        let mut st = self.state.lock();
+        st.live.remove(&session);
+        st.video.remove(&session);
+        st.calls.push(HostCall::Close(session));
+    }
+
+    fn reserve_video(&mut self) -> Result<Reservation, MediaError> {
+        if FakeMediaHost::ports_in_use(&self.state.lock()) + 1 > self.capacity {
+            return Err(MediaError::unavailable("no free RTP port"));
+        }
+        self.next_id += 1;
+        let r = Reservation {
+            id: self.next_id,
+            audio_port: 0,
+            video_port: Some(self.port()),
+        };
+        self.state.lock().reserved.insert(r.id, r);
+        Ok(r)
+    }
+
+    fn add_video(
+        &mut self,
+        session: SessionId,
+        reservation: u64,
+        negotiation: &Negotiation,
+        _video_metadata: HashMap<String, String>,
+    ) -> Result<(), MediaError> {
+        let mut st = self.state.lock();
+        st.reserved
+            .remove(&reservation)
+            .filter(|r| r.video_port.is_some())
+            .ok_or_else(|| MediaError::unavailable("no video port reserved"))?;
+        if negotiation.video.is_none() || !st.live.contains_key(&session) {
+            return Err(MediaError::unavailable("no video to add"));
+        }
+        if !st.video.insert(session) {
+            return Err(MediaError::unavailable("video already there"));
+        }
+        st.calls.push(HostCall::AddVideo(session));
+        Ok(())
+    }
+
+    fn remove_video(&mut self, session: SessionId) {
+        let mut st = self.state.lock();
+        st.video.remove(&session);
+        st.calls.push(HostCall::RemoveVideo(session));
+    }
+}

@@ -1,0 +1,43 @@
+//! The SIP user agent of the SIP backends: incoming and dialed calls, registrations, on one
+//! socket.
+//!
+//! Three layers, each testable alone:
+//! - [`SipCore`] (`core.rs` and its `impl` blocks in `uas.rs`, `dial.rs`, `call.rs`,
+//!   `register.rs`): every transaction, dialog and registration, driven by datagrams,
+//!   commands and time, writing datagrams to an outbox and events to a queue. No socket,
+//!   thread or clock: tests and the fuzzer run it on virtual time.
+//! - [`MediaHost`] (`host.rs`): what the core asks of the media side (bind ports before an
+//!   SDP names them, start a session once negotiated, move or hold it, close it).
+//!   [`EngineHost`] is the engine and the port pool; [`FakeMediaHost`] records the calls.
+//! - `thread.rs`: the SIP transport thread feeding the core and handing its events to the
+//!   SIP callback thread. The backend handle (`sip.rs`) talks to the core only through
+//!   [`Command`]s and reads what the core publishes in the [`CallDirectory`].
+
+mod call;
+mod core;
+mod dial;
+mod events;
+/// The stateful fuzz harness (the `sip_ua` fuzz target drives [`fuzz::run`]).
+#[cfg(any(test, feature = "internals"))]
+pub mod fuzz;
+mod host;
+mod register;
+mod thread;
+mod timers;
+mod uas;
+
+pub use self::core::{
+    Command, DialRequest, RegisterRequest, SipCore, SipCounters, SipHooks, ALLOW,
+    MAX_REGISTRATIONS, SUPPORTED,
+};
+pub use events::{
+    CallDirectory, CallProgress, CallState, CallView, RegistrationEvent, RegistrationId, SipEvent,
+};
+pub use host::{
+    EngineHost, FakeHostState, FakeMediaHost, HostCall, MediaChange, MediaError, MediaHost,
+    MediaStart, Reservation,
+};
+pub(crate) use thread::SipThread;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1295 @@
+//! The user agent core on virtual time, without sockets: two cores calling each other through an
+//! in-memory network (with loss), and one core against hand-written peers (a UAS that rings,
+//! challenges, redirects or never answers; a registrar; a record-routing proxy).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use super::core::{Command, DialRequest, RegisterRequest, SipCore, SipCounters, SipHooks};
+use super::events::{CallDirectory, CallProgress, CallState, RegistrationEvent, SipEvent};
+use super::host::{FakeHostState, FakeMediaHost, HostCall};
+use crate::backend::sip_config::SipBackendConfig;
+use crate::engine::{Outbox, SessionId, SipPeer};
+use crate::frame::DtmfEvent;
+use crate::sdp::{answer, AnswerConfig, SessionDescription};
+use crate::sip::auth::{AuthOutcome, Credentials, DigestAuthenticator};
+use crate::sip::transaction::Timers;
+use crate::sip::{parse, Method, ResponseBuilder, SipMessage};
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// One user agent core with a fake media host, and what it said.
+struct Ua {
+    core: SipCore,
+    host: Arc<Mutex<FakeHostState>>,
+    dir: Arc<CallDirectory>,
+    counters: Arc<SipCounters>,
+    addr: SocketAddr,
+    out: Outbox,
+    events: Vec<SipEvent>,
+}
+
+impl Ua {
+    fn new(port: u16, tune: impl FnOnce(&mut SipBackendConfig)) -> Ua {
+        let mut cfg = SipBackendConfig {
+            local_sip_addr: addr(port),
+            local_rtp_ip: [127, 0, 0, 1].into(),
+            ..SipBackendConfig::default()
+        };
+        tune(&mut cfg);
+        let (host, state) = FakeMediaHost::new(64);
+        let dir = Arc::new(CallDirectory::default());
+        let counters = Arc::new(SipCounters::default());
+        Ua {
+            core: SipCore::new(
+                cfg,
+                true,
+                Box::new(host),
+                Arc::new(SipHooks::default()),
+                dir.clone(),
+                counters.clone(),
+                addr(port),
+            ),
+            host: state,
+            dir,
+            counters,
+            addr: addr(port),
+            out: Outbox::default(),
+            events: Vec::new(),
+        }
+    }
+
+    fn drain_events(&mut self) {
+        while let Some(e) = self.core.poll_event() {
+            self.events.push(e);
+        }
+    }
+
+    fn recv(&mut self, data: &[u8], from: SocketAddr, now: Instant) {
+        self.core
+            .handle_datagram(data, SipPeer::udp(from), now, &mut self.out);
+        self.drain_events();
+    }
+
+    fn cmd(&mut self, cmd: Command, now: Instant) {
+        self.core.handle_command(cmd, now, &mut self.out);
+        self.drain_events();
+    }
+
+    fn tick(&mut self, now: Instant) {
+        if self.core.next_timeout().is_some_and(|t| t <= now) {
+            self.core.handle_timeout(now, &mut self.out);
+            self.drain_events();
+        }
+    }
+
+    /// What the core sent since the last call, parsed, with its destination.
+    fn sent(&mut self) -> Vec<(SipMessage, SocketAddr)> {
+        self.out
+            .drain()
+            .map(|(d, to)| (parse(&d).expect("we send valid SIP"), to.addr))
+            .collect()
+    }
+
+    /// The progress events of dialed calls so far.
+    fn progress(&self) -> Vec<CallProgress> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                SipEvent::CallState(_, p) => Some(p.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn states(&self) -> Vec<CallState> {
+        self.progress().iter().map(|p| p.state).collect()
+    }
+
+    fn host_calls(&self) -> Vec<HostCall> {
+        self.host.lock().calls.clone()
+    }
+
+    fn live_media(&self) -> usize {
+        self.host.lock().live.len()
+    }
+
+    fn reserved(&self) -> usize {
+        self.host.lock().reserved.len()
+    }
+}
+
+fn dial_to(session: SessionId, target: &str, hop: SocketAddr) -> DialRequest {
+    DialRequest {
+        session,
+        call_id: format!("{session}@test"),
+        target: target.to_string(),
+        from_uri: String::new(),
+        display_name: Some("Caller \"One\"".into()),
+        contact_user: "alice".into(),
+        next_hop: SipPeer::udp(hop),
+        route: None,
+        credentials: Some(Credentials::new("alice", "secret")),
+        headers: vec![("X-Room-ID".into(), "room-7".into())],
+        video: true,
+        ring_timeout: Duration::from_secs(30),
+        room_id: "room-7".into(),
+    }
+}
+
+/// Carries messages between two cores until both are quiet; `drop` may lose a message (it
+/// sees each one with its sender: 0 for `a`, 1 for `b`).
+fn pump(a: &mut Ua, b: &mut Ua, now: Instant, drop: &mut dyn FnMut(usize, &SipMessage) -> bool) {
+    for _ in 0..100 {
+        let from_a: Vec<_> = a.out.drain().collect();
+        let from_b: Vec<_> = b.out.drain().collect();
+        if from_a.is_empty() && from_b.is_empty() {
+            return;
+        }
+        for (d, to) in from_a {
+            let m = parse(&d).unwrap();
+            if to.addr == b.addr && !drop(0, &m) {
+                b.recv(&d, a.addr, now);
+            }
+        }
+        for (d, to) in from_b {
+            let m = parse(&d).unwrap();
+            if to.addr == a.addr && !drop(1, &m) {
+                a.recv(&d, b.addr, now);
+            }
+        }
+    }
+    panic!("the two cores never went quiet");
+}
+
+/// Runs both cores' timers up to `until`, carrying messages as they go.
+fn run(
+    a: &mut Ua,
+    b: &mut Ua,
+    now: &mut Instant,
+    until: Instant,
+    drop: &mut dyn FnMut(usize, &SipMessage) -> bool,
+) {
+    pump(a, b, *now, drop);
+    loop {
+        let next = [a.core.next_timeout(), b.core.next_timeout()]
+            .into_iter()
+            .flatten()
+            .min();
+        match next {
+            Some(t) if t <= until => {
+                *now = t.max(*now);
+                a.tick(*now);
+                b.tick(*now);
+                pump(a, b, *now, drop);
+            }
+            _ => break,
+        }
+    }
+    *now = until.max(*now);
+}
+
+/// [`run`] for `d` from now.
+fn run_for(
+    a: &mut Ua,
+    b: &mut Ua,
+    now: &mut Instant,
+    d: Duration,
+    drop: &mut dyn FnMut(usize, &SipMessage) -> bool,
+) {
+    let until = *now + d;
+    run(a, b, now, until, drop);
+}
+
+fn keep_all() -> impl FnMut(usize, &SipMessage) -> bool {
+    |_, _| false
+}
+
+/// The answer a scripted UAS gives to an INVITE's offer.
+fn sdp_answer(invite: &SipMessage, port: u16) -> String {
+    let offer = SessionDescription::parse(invite.body()).unwrap();
+    let mut cfg = AnswerConfig::new([127, 0, 0, 1].into(), port, port + 2);
+    cfg.session_id = 77;
+    answer(&offer, &cfg).unwrap().sdp
+}
+
+/// A scripted response to `req`.
+fn reply(
+    req: &SipMessage,
+    status: u16,
+    tag: Option<&str>,
+    extra: &[(&str, &str)],
+    sdp: Option<&str>,
+) -> Vec<u8> {
+    let mut b = ResponseBuilder::new(req.echo(), status);
+    if let Some(t) = tag {
+        b = b.to_tag(t);
+    }
+    for (n, v) in extra {
+        b = b.header(n, v);
+    }
+    if let Some(s) = sdp {
+        b = b.body("application/sdp", s.as_bytes());
+    }
+    b.build()
+}
+
+#[test]
+fn two_cores_call_each_other_through_loss() {
+    let t0 = Instant::now();
+    let mut now = t0;
+    let mut a = Ua::new(5061, |_| {});
+    let mut b = Ua::new(5062, |_| {});
+    let session = SessionId::new_v4();
+    a.cmd(
+        Command::Dial(Box::new(dial_to(session, "sip:bob@127.0.0.1:5062", b.addr))),
+        now,
+    );
+    // The first INVITE and the first 200 are lost: timer A and the 2xx retransmission recover.
+    let (mut lost_invite, mut lost_ok) = (false, false);
+    let mut lose = |from: usize, m: &SipMessage| {
+        if from == 0 && m.method() == &Method::Invite && !lost_invite {
+            lost_invite = true;
+            return true;
+        }
+        if from == 1 && m.status() == Some(200) && !lost_ok {
+            lost_ok = true;
+            return true;
+        }
+        false
+    };
+    run(
+        &mut a,
+        &mut b,
+        &mut now,
+        t0 + Duration::from_secs(5),
+        &mut lose,
+    );
+    assert_eq!(
+        a.states(),
+        [CallState::Trying, CallState::Ringing, CallState::Answered],
+        "{:?}",
+        a.progress()
+    );
+    let incoming = b
+        .events
+        .iter()
+        .find_map(|e| match e {
+            SipEvent::Call(info) => Some(info.clone()),
+            _ => None,
+        })
+        .expect("b announced the call");
+    assert_eq!(incoming.metadata["room_id"], "room-7");
+    assert_eq!(incoming.metadata["caller_display_name"], "Caller \"One\"");
+    assert_eq!(incoming.metadata["has_video"], "true");
+    assert_eq!((a.live_media(), b.live_media()), (1, 1));
+    assert_eq!(a.reserved(), 0, "the reservation became the session");
+    assert!(a.dir.contains(session));
+    // Both sides agree on each other's ports: what a's session sends to is b's port.
+    let a_remote = match a
+        .host_calls()
+        .iter()
+        .find(|c| matches!(c, HostCall::Start { .. }))
+    {
+        Some(HostCall::Start { has_video, .. }) => *has_video,
+        _ => false,
+    };
+    assert!(a_remote, "video on the dialed call");
+
+    // a hangs up: BYE (retransmitted once lost), b ends the call.
+    let mut lost_bye = false;
+    a.cmd(Command::Hangup(session), now);
+    run_for(
+        &mut a,
+        &mut b,
+        &mut now,
+        Duration::from_secs(5),
+        &mut |from, m| {
+            if from == 0 && m.method() == &Method::Bye && !lost_bye {
+                lost_bye = true;
+                return true;
+            }
+            false
+        },
+    );
+    assert!(lost_bye);
+    assert_eq!((a.live_media(), b.live_media()), (0, 0));
+    assert_eq!(a.core.call_count() + b.core.call_count(), 0);
+    assert_eq!(a.states().last(), Some(&CallState::Ended));
+    assert_eq!(a.counters.snapshot().byes_answered, 1);
+    assert!(!a.dir.contains(session));
+    // Every transaction winds down.
+    run_for(
+        &mut a,
+        &mut b,
+        &mut now,
+        Duration::from_secs(60),
+        &mut keep_all(),
+    );
+    assert_eq!(a.core.transaction_count() + b.core.transaction_count(), 0);
+    assert_eq!(a.core.next_timeout(), None);
+}
+
+#[test]
+fn early_media_then_answer_then_remote_bye() {
+    let now = Instant::now();
+    let mut a = Ua::new(5071, |_| {});
+    let peer = addr(6000);
+    let s = SessionId::new_v4();
+    a.cmd(
+        Command::Dial(Box::new(dial_to(s, "sip:bob@127.0.0.1:6000", peer))),
+        now,
+    );
+    let (invite, to) = a.sent().remove(0);
+    assert_eq!(to, peer);
+    assert_eq!(invite.header("Session-Expires"), Some("1800"));
+    assert!(invite.header("Supported").unwrap().contains("timer"));
+    assert_eq!(invite.header("X-Room-ID"), Some("room-7"));
+    let contact = [("Contact", "<sip:bob@127.0.0.1:6000>")];
+    let sdp = sdp_answer(&invite, 40000);
+    a.recv(
+        &reply(&invite, 183, Some("b1"), &contact, Some(&sdp)),
+        peer,
+        now,
+    );
+    assert_eq!(a.states(), [CallState::Trying, CallState::EarlyMedia]);
+    assert_eq!(a.live_media(), 1, "media before the answer");
+    a.recv(
+        &reply(&invite, 200, Some("b1"), &contact, Some(&sdp)),
+        peer,
+        now,
+    );
+    assert_eq!(a.states().last(), Some(&CallState::Answered));
+    let sent = a.sent();
+    let ack = sent
+        .iter()
+        .find(|(m, _)| m.method() == &Method::Ack)
+        .expect("ACK");
+    assert_eq!(
+        ack.0.request_uri().unwrap().as_str(),
+        "sip:bob@127.0.0.1:6000"
+    );
+    assert_eq!(ack.0.to().tag(), Some("b1"));
+    // A retransmitted 200 gets the same ACK again.
+    a.recv(
+        &reply(&invite, 200, Some("b1"), &contact, Some(&sdp)),
+        peer,
+        now,
+    );
+    let again = a.sent();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].0.top_via().branch(), ack.0.top_via().branch());
+    // The far end hangs up.
+    let bye = format!(
+        "BYE sip:alice@127.0.0.1:5071 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:6000;branch=z9hG4bKbye1\r\n\
+         From: <sip:bob@127.0.0.1:6000>;tag=b1\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 1 BYE\r\n\
+         Content-Length: 0\r\n\r\n",
+        invite.echo().from.as_deref().unwrap(),
+        invite.call_id()
+    );
+    a.recv(bye.as_bytes(), peer, now);
+    let ok = a.sent().remove(0).0;
+    assert_eq!(ok.status(), Some(200));
+    assert_eq!(a.states().last(), Some(&CallState::Ended));
+    assert_eq!(a.live_media(), 0);
+}
+
+#[test]
+fn challenges_are_answered_and_a_wrong_password_fails_once() {
+    let mut now = Instant::now();
+    let mut a = Ua::new(5081, |_| {});
+    let peer = addr(6001);
+    let mut proxy = DigestAuthenticator::new("example", Duration::from_secs(30));
+    let s = SessionId::new_v4();
+    a.cmd(
+        Command::Dial(Box::new(dial_to(s, "sip:bob@127.0.0.1:6001", peer))),
+        now,
+    );
+    let first = a.sent().remove(0).0;
+    // 407 from a proxy: the INVITE comes again with Proxy-Authorization and a new CSeq.
+    let ch = proxy.challenge(now, false);
+    a.recv(
+        &reply(&first, 407, Some("p"), &[("Proxy-Authenticate", &ch)], None),
+        peer,
+        now,
+    );
+    let sent = a.sent();
+    assert!(
+        sent.iter().any(|(m, _)| m.method() == &Method::Ack),
+        "407 ACKed"
+    );
+    let second = sent
+        .into_iter()
+        .find(|(m, _)| m.method() == &Method::Invite)
+        .expect("a new INVITE")
+        .0;
+    assert_eq!(second.cseq().number, first.cseq().number + 1);
+    assert_ne!(second.top_via().branch(), first.top_via().branch());
+    assert_eq!(second.call_id(), first.call_id());
+    let creds = second.header("Proxy-Authorization").expect("credentials");
+    assert!(matches!(
+        proxy.verify(creds, "INVITE", now, |u| (u == "alice")
+            .then(|| "secret".into())),
+        AuthOutcome::Authorized { .. }
+    ));
+    // Then a 401 of the UAS's realm: answered too, keeping the proxy's credentials.
+    now += Duration::from_millis(10);
+    let mut uas = DigestAuthenticator::new("bob-phone", Duration::from_secs(30));
+    let ch = uas.challenge(now, false);
+    a.recv(
+        &reply(&second, 401, Some("u"), &[("WWW-Authenticate", &ch)], None),
+        peer,
+        now,
+    );
+    let third = a
+        .sent()
+        .into_iter()
+        .find(|(m, _)| m.method() == &Method::Invite)
+        .unwrap()
+        .0;
+    assert!(third.header("Authorization").is_some());
+    assert!(third.header("Proxy-Authorization").is_some());
+    // The same realm again without stale: the password is wrong, the call fails.
+    let ch = uas.challenge(now, false);
+    a.recv(
+        &reply(&third, 401, Some("u"), &[("WWW-Authenticate", &ch)], None),
+        peer,
+        now,
+    );
+    assert!(a.sent().iter().all(|(m, _)| m.method() != &Method::Invite));
+    let last = a.progress().pop().unwrap();
+    assert_eq!((last.state, last.status), (CallState::Failed, 401));
+    assert_eq!(a.reserved() + a.live_media(), 0, "ports released");
+    assert!(!a.dir.contains(s));
+}
+
+#[test]
+fn one_redirect_is_followed() {
+    let now = Instant::now();
+    let mut a = Ua::new(5091, |_| {});
+    let peer = addr(6002);
+    let s = SessionId::new_v4();
+    a.cmd(
+        Command::Dial(Box::new(dial_to(s, "sip:bob@127.0.0.1:6002", peer))),
+        now,
+    );
+    let first = a.sent().remove(0).0;
+    a.recv(
+        &reply(
+            &first,
+            302,
+            Some("r"),
+            &[(
+                "Contact",
+                "<sip:bob2@127.0.0.1:6003>;q=0.5, <sip:bob3@127.0.0.1:6004>",
+            )],
+            None,
+        ),
+        peer,
+        now,
+    );
+    let (second, to) = a
+        .sent()
+        .into_iter()
+        .find(|(m, _)| m.method() == &Method::Invite)
+        .unwrap();
+    assert_eq!(to, addr(6004), "the best q first");
+    assert_eq!(
+        second.request_uri().unwrap().as_str(),
+        "sip:bob3@127.0.0.1:6004"
+    );
+    assert_eq!(
+        second.to().uri().as_str(),
+        "sip:bob@127.0.0.1:6002",
+        "To stays"
+    );
+    // A second redirect is not followed.
+    a.recv(
+        &reply(
+            &second,
+            301,
+            Some("r2"),
+            &[("Contact", "<sip:x@127.0.0.1:6005>")],
+            None,
+        ),
+        to,
+        now,
+    );
+    assert!(a.sent().iter().all(|(m, _)| m.method() != &Method::Invite));
+    let last = a.progress().pop().unwrap();
+    assert_eq!((last.state, last.status), (CallState::Failed, 301));
+}
+
+#[test]
+fn no_answer_is_cancelled_after_the_ring_time() {
+    let t0 = Instant::now();
+    let mut a = Ua::new(5101, |_| {});
+    let peer = addr(6006);
+    let s = SessionId::new_v4();
+    let mut req = dial_to(s, "sip:bob@127.0.0.1:6006", peer);
+    req.ring_timeout = Duration::from_secs(10);
+    a.cmd(Command::Dial(Box::new(req)), t0);
+    let invite = a.sent().remove(0).0;
+    a.recv(
+        &reply(
+            &invite,
+            180,
+            Some("r"),
+            &[("Contact", "<sip:bob@127.0.0.1:6006>")],
+            None,
+        ),
+        peer,
+        t0,
+    );
+    assert_eq!(a.states(), [CallState::Trying, CallState::Ringing]);
+    a.tick(t0 + Duration::from_secs(9));
+    assert!(a.sent().is_empty(), "nothing before the ring time");
+    a.tick(t0 + Duration::from_secs(10));
+    let (cancel, to) = a.sent().remove(0);
+    assert_eq!((cancel.method(), to), (&Method::Cancel, peer));
+    assert_eq!(cancel.top_via().branch(), invite.top_via().branch());
+    assert_eq!(cancel.to().tag(), None);
+    let t = t0 + Duration::from_secs(10);
+    a.recv(&reply(&cancel, 200, Some("r"), &[], None), peer, t);
+    a.recv(&reply(&invite, 487, Some("r"), &[], None), peer, t);
+    let sent = a.sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].0.method(), &Method::Ack, "the 487 is ACKed");
+    let last = a.progress().pop().unwrap();
+    assert_eq!((last.state, last.status), (CallState::Failed, 487));
+    assert!(last.reason.contains("no answer within 10 s"), "{last:?}");
+}
+
+#[test]
+fn hanging_up_before_any_response_cancels_after_the_first() {
+    let now = Instant::now();
+    let mut a = Ua::new(5111, |_| {});
+    let peer = addr(6007);
+    let s = SessionId::new_v4();
+    a.cmd(
+        Command::Dial(Box::new(dial_to(s, "sip:bob@127.0.0.1:6007", peer))),
+        now,
+    );
+    let invite = a.sent().remove(0).0;
+    a.cmd(Command::Hangup(s), now);
+    assert!(
+        a.sent().is_empty(),
+        "no CANCEL before a provisional response (RFC 3261 §9.1)"
+    );
+    a.recv(&reply(&invite, 100, None, &[], None), peer, now);
+    let sent = a.sent();
+    assert_eq!(sent[0].0.method(), &Method::Cancel);
+    // The UAS answered anyway: ACK and BYE, and the call is reported cancelled.
+    let sdp = sdp_answer(&invite, 40100);
+    a.recv(
+        &reply(
+            &invite,
+            200,
+            Some("late"),
+            &[("Contact", "<sip:bob@127.0.0.1:6007>")],
+            Some(&sdp),
+        ),
+        peer,
+        now,
+    );
+    let methods: Vec<Method> = a.sent().iter().map(|(m, _)| m.method().clone()).collect();
+    assert_eq!(methods, [Method::Ack, Method::Bye]);
+    let last = a.progress().pop().unwrap();
+    assert_eq!((last.state, last.status), (CallState::Failed, 487));
+    assert_eq!(a.live_media() + a.reserved(), 0);
+}
+
+#[test]
+fn route_sets_are_followed_both_ways() {
+    let now = Instant::now();
+    let proxy = addr(7000);
+    let rr = "<sip:127.0.0.1:7000;lr>";
+    // Outgoing: the 200 records the proxy's route; ACK and BYE go to the proxy with Route.
+    let mut a = Ua::new(5121, |_| {});
+    let s = SessionId::new_v4();
+    let mut req = dial_to(s, "sip:bob@example.com", proxy);
+    req.route = Some(rr.to_string());
+    a.cmd(Command::Dial(Box::new(req)), now);
+    let (invite, to) = a.sent().remove(0);
+    assert_eq!(to, proxy);
+    assert_eq!(invite.routes()[0].raw(), rr);
+    assert_eq!(
+        invite.request_uri().unwrap().as_str(),
+        "sip:bob@example.com"
+    );
+    let sdp = sdp_answer(&invite, 40200);
+    a.recv(
+        &reply(
+            &invite,
+            200,
+            Some("b"),
+            &[
+                ("Record-Route", rr),
+                ("Contact", "<sip:bob@192.0.2.50:5090>"),
+            ],
+            Some(&sdp),
+        ),
+        proxy,
+        now,
+    );
+    let (ack, to) = a.sent().remove(0);
+    assert_eq!(to, proxy, "the ACK follows the route set");
+    assert_eq!(ack.routes()[0].raw(), rr);
+    assert_eq!(
+        ack.request_uri().unwrap().as_str(),
+        "sip:bob@192.0.2.50:5090"
+    );
+    a.cmd(Command::Hold(s, true), now);
+    let (reinvite, to) = a.sent().remove(0);
+    assert_eq!((reinvite.method(), to), (&Method::Invite, proxy));
+    assert!(String::from_utf8_lossy(reinvite.body()).contains("a=sendonly"));
+    a.cmd(Command::Hangup(s), now);
+    let sent = a.sent();
+    let (bye, to) = sent
+        .iter()
+        .find(|(m, _)| m.method() == &Method::Bye)
+        .unwrap();
+    assert_eq!(*to, proxy);
+    assert_eq!(bye.routes()[0].raw(), rr);
+
+    // Incoming: the INVITE came through the proxy; our 200 echoes Record-Route and our BYE
+    // goes back through it, not to the caller's Contact.
+    let mut b = Ua::new(5122, |_| {});
+    let offer = "v=0\r\no=x 1 1 IN IP4 192.0.2.60\r\ns=x\r\nc=IN IP4 192.0.2.60\r\nt=0 0\r\n\
+                 m=audio 30000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+    let inv = format!(
+        "INVITE sip:roomkit@127.0.0.1:5122 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:7000;branch=z9hG4bKprx1\r\n\
+         Via: SIP/2.0/UDP 192.0.2.60:5060;branch=z9hG4bKcaller1\r\n\
+         Record-Route: {rr}\r\nFrom: <sip:carol@example.com>;tag=c1\r\nTo: <sip:roomkit@example.com>\r\n\
+         Call-ID: rr-in@x\r\nCSeq: 1 INVITE\r\nContact: <sip:carol@192.0.2.60:5060>\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{offer}",
+        offer.len()
+    );
+    b.recv(inv.as_bytes(), proxy, now);
+    let sent = b.sent();
+    let ok = sent.iter().find(|(m, _)| m.status() == Some(200)).unwrap();
+    assert_eq!(ok.1, proxy, "responses go back where the request came from");
+    assert_eq!(
+        ok.0.record_routes()[0].raw(),
+        rr,
+        "Record-Route echoed in the 200"
+    );
+    let session = match &b.events[0] {
+        SipEvent::Call(info) => info.id,
+        e => panic!("{e:?}"),
+    };
+    b.cmd(Command::Hangup(session), now);
+    let (bye, to) = b.sent().remove(0);
+    assert_eq!(bye.method(), &Method::Bye);
+    assert_eq!(to, proxy, "our BYE travels back through the proxy");
+    assert_eq!(
+        bye.request_uri().unwrap().as_str(),
+        "sip:carol@192.0.2.60:5060"
+    );
+    assert_eq!(bye.routes()[0].raw(), rr);
+}
+
+#[test]
+fn hold_resume_and_glare() {
+    let t0 = Instant::now();
+    let mut now = t0;
+    let mut a = Ua::new(5131, |_| {});
+    let mut b = Ua::new(5132, |_| {});
+    let s = SessionId::new_v4();
+    a.cmd(
+        Command::Dial(Box::new(dial_to(s, "sip:bob@127.0.0.1:5132", b.addr))),
+        now,
+    );
+    run(
+        &mut a,
+        &mut b,
+        &mut now,
+        t0 + Duration::from_secs(1),
+        &mut keep_all(),
+    );
+    let bs = match b.events.iter().find(|e| matches!(e, SipEvent::Call(_))) {
+        Some(SipEvent::Call(i)) => i.id,
+        _ => panic!("no call at b"),
+    };
+    // a holds b: b's media stops sending, a's still may.
+    a.cmd(Command::Hold(s, true), now);
+    run_for(
+        &mut a,
+        &mut b,
+        &mut now,
+        Duration::from_secs(1),
+        &mut keep_all(),
+    );
+    assert_eq!(b.host.lock().live.get(&bs), Some(&false), "b is held");
+    assert_eq!(a.host.lock().live.get(&s), Some(&true), "a keeps sending");
+    a.cmd(Command::Hold(s, false), now);
+    run_for(
+        &mut a,
+        &mut b,
+        &mut now,
+        Duration::from_secs(1),
+        &mut keep_all(),
+    );
+    assert_eq!(b.host.lock().live.get(&bs), Some(&true), "resumed");
+
+    // Both hold at once: the re-INVITEs cross, both get 491, and they retry until one wins.
+    a.cmd(Command::Hold(s, true), now);
+    b.cmd(Command::Hold(bs, true), now);
+    run_for(
+        &mut a,
+        &mut b,
+        &mut now,
+        Duration::from_secs(30),
+        &mut keep_all(),
+    );
+    assert_eq!(b.host.lock().live.get(&bs), Some(&false));
+    assert_eq!(
+        a.host.lock().live.get(&s),
+        Some(&false),
+        "both held each other"
+    );
+    assert_eq!(a.core.call_count(), 1);
+}
+
+#[test]
+fn session_timer_is_refreshed_and_a_silent_peer_is_hung_up() {
+    let t0 = Instant::now();
+    let mut now = t0;
+    let mut a = Ua::new(5141, |c| c.session_expires = 120);
+    let mut b = Ua::new(5142, |_| {});
+    let s = SessionId::new_v4();
+    a.cmd(
+        Command::Dial(Box::new(dial_to(s, "sip:bob@127.0.0.1:5142", b.addr))),
+        now,
+    );
+    let mut reinvites = 0;
+    run(
+        &mut a,
+        &mut b,
+        &mut now,
+        t0 + Duration::from_secs(200),
+        &mut |from, m| {
+            if from == 0 && m.method() == &Method::Invite && m.to().tag().is_some() {
+                reinvites += 1;
+            }
+            false
+        },
+    );
+    // 120 s with the caller refreshing at half: two refreshes in 200 s, the call still up.
+    assert!(reinvites >= 2, "{reinvites} refreshes");
+    assert_eq!((a.core.call_count(), b.core.call_count()), (1, 1));
+    // The caller goes silent (its refreshes are lost): the callee ends the call with BYE
+    // before the interval is over.
+    run_for(
+        &mut a,
+        &mut b,
+        &mut now,
+        Duration::from_secs(200),
+        &mut |from, m| from == 0 && m.method() == &Method::Invite,
+    );
+    assert_eq!(b.core.call_count(), 0, "b hung up the expired session");
+    assert_eq!(a.core.call_count(), 0, "and a got the BYE");
+    assert_eq!(a.states().last(), Some(&CallState::Ended));
+}
+
+#[test]
+fn uas_hardening_420_503_and_info_dtmf() {
+    let now = Instant::now();
+    let mut b = Ua::new(5151, |c| c.max_sessions = 1);
+    let caller = addr(6100);
+    let offer = "v=0\r\no=x 1 1 IN IP4 127.0.0.1\r\ns=x\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                 m=audio 30000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+    let invite = |cid: &str, extra: &str| {
+        format!(
+            "INVITE sip:roomkit@127.0.0.1:5151 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:6100;branch=z9hG4bK{cid}\r\n\
+             From: <sip:c@127.0.0.1>;tag=t{cid}\r\nTo: <sip:roomkit@127.0.0.1>\r\nCall-ID: {cid}\r\n\
+             CSeq: 1 INVITE\r\nContact: <sip:c@127.0.0.1:6100>\r\n{extra}\
+             Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{offer}",
+            offer.len()
+        )
+    };
+    b.recv(
+        invite("req1", "Require: 100rel, foo\r\n").as_bytes(),
+        caller,
+        now,
+    );
+    let r = b.sent().pop().unwrap().0;
+    assert_eq!(r.status(), Some(420));
+    assert_eq!(r.header("Unsupported"), Some("100rel, foo"));
+    assert_eq!(
+        b.reserved() + b.live_media(),
+        0,
+        "no port for a refused call"
+    );
+    b.recv(
+        invite(
+            "call1",
+            "Require: timer\r\nSession-Expires: 300;refresher=uac\r\nSupported: timer\r\n",
+        )
+        .as_bytes(),
+        caller,
+        now,
+    );
+    let ok = b.sent().pop().unwrap().0;
+    assert_eq!(ok.status(), Some(200));
+    assert_eq!(ok.header("Session-Expires"), Some("300;refresher=uac"));
+    assert_eq!(ok.header("Require"), Some("timer"));
+    b.recv(invite("call2", "").as_bytes(), caller, now);
+    let busy = b.sent().pop().unwrap().0;
+    assert_eq!(busy.status(), Some(503));
+    assert_eq!(busy.header("Retry-After"), Some("10 (busy)"));
+    // INFO DTMF in the call reaches the application; other bodies are refused.
+    let info = |cseq: u32, ctype: &str, body: &str| {
+        format!(
+            "INFO sip:roomkit@127.0.0.1:5151 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:6100;branch=z9hG4bKinfo{cseq}\r\n\
+             From: <sip:c@127.0.0.1>;tag=tcall1\r\nTo: <sip:roomkit@127.0.0.1>;tag={}\r\nCall-ID: call1\r\n\
+             CSeq: {cseq} INFO\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\r\n{body}",
+            ok.to().tag().unwrap(),
+            body.len()
+        )
+    };
+    b.recv(
+        info(2, "application/dtmf-relay", "Signal=5\r\nDuration=160\r\n").as_bytes(),
+        caller,
+        now,
+    );
+    assert_eq!(b.sent().pop().unwrap().0.status(), Some(200));
+    b.recv(info(3, "application/dtmf", "#").as_bytes(), caller, now);
+    assert_eq!(b.sent().pop().unwrap().0.status(), Some(200));
+    b.recv(info(4, "text/plain", "hello").as_bytes(), caller, now);
+    assert_eq!(b.sent().pop().unwrap().0.status(), Some(415));
+    b.recv(
+        info(5, "application/dtmf-relay", "Signal=Z\r\n").as_bytes(),
+        caller,
+        now,
+    );
+    assert_eq!(b.sent().pop().unwrap().0.status(), Some(400));
+    let digits: Vec<DtmfEvent> = b
+        .host_calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            HostCall::Dtmf(_, ev) => Some(ev),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        digits,
+        [
+            DtmfEvent {
+                digit: '5',
+                duration_ms: 160
+            },
+            DtmfEvent {
+                digit: '#',
+                duration_ms: 250
+            }
+        ]
+    );
+}
+
+/// A registrar that challenges once, then grants `grant` seconds.
+struct Registrar {
+    auth: DigestAuthenticator,
+    grant: u32,
+    bindings: usize,
+    registers: usize,
+}
+
+impl Registrar {
+    fn answer(&mut self, req: &SipMessage, now: Instant) -> Vec<u8> {
+        assert_eq!(req.method(), &Method::Register);
+        self.registers += 1;
+        let Some(creds) = req.header("Authorization") else {
+            let ch = self.auth.challenge(now, false);
+            return reply(req, 401, Some("reg"), &[("WWW-Authenticate", &ch)], None);
+        };
+        match self.auth.verify(creds, "REGISTER", now, |u| {
+            (u == "alice").then(|| "pw".into())
+        }) {
+            AuthOutcome::Authorized { .. } => {}
+            _ => {
+                let ch = self.auth.challenge(now, true);
+                return reply(req, 401, Some("reg"), &[("WWW-Authenticate", &ch)], None);
+            }
+        }
+        let expires = req.expires().unwrap_or(3600);
+        if expires == 0 {
+            self.bindings = 0;
+            return reply(req, 200, Some("reg"), &[], None);
+        }
+        self.bindings = 1;
+        let contact = format!("<{}>;expires={}", req.contact().unwrap().uri(), self.grant);
+        reply(req, 200, Some("reg"), &[("Contact", &contact)], None)
+    }
+}
+
+#[test]
+fn registrations_refresh_and_end_on_shutdown() {
+    let t0 = Instant::now();
+    let mut now = t0;
+    let mut a = Ua::new(5161, |_| {});
+    let registrar = addr(6200);
+    let mut reg = Registrar {
+        auth: DigestAuthenticator::new("example.com", Duration::from_secs(300)),
+        grant: 120,
+        bindings: 0,
+        registers: 0,
+    };
+    let req = |aor: &str| RegisterRequest {
+        aor: aor.into(),
+        registrar: String::new(),
+        next_hop: SipPeer::udp(registrar),
+        route: None,
+        credentials: Some(Credentials::new("alice", "pw")),
+        expires: 600,
+    };
+    a.cmd(
+        Command::Register(1, Box::new(req("sip:alice@example.com"))),
+        now,
+    );
+    a.cmd(
+        Command::Register(2, Box::new(req("sip:alice2@example.com"))),
+        now,
+    );
+    // Serve the registrar for 10 minutes of virtual time.
+    let end = t0 + Duration::from_secs(600);
+    loop {
+        // Answer everything sent (and what the answers make it send) before time moves on.
+        loop {
+            let sent = a.sent();
+            if sent.is_empty() {
+                break;
+            }
+            for (m, to) in sent {
+                assert_eq!(to, registrar);
+                let r = reg.answer(&m, now);
+                a.recv(&r, registrar, now);
+            }
+        }
+        match a.core.next_timeout() {
+            Some(t) if t <= end => {
+                now = t;
+                a.tick(now);
+            }
+            _ => break,
+        }
+    }
+    let registered = |id: u64, a: &Ua| {
+        a.events
+            .iter()
+            .filter(|e| matches!(e, SipEvent::Registration(i, RegistrationEvent::Registered { expires: 120 }) if *i == id))
+            .count()
+    };
+    // Granted 120 s, refreshed 64×T1 = 32 s before it lapses (at 88 s): seven registrations
+    // each in 600 s.
+    assert!(
+        (6..=8).contains(&registered(1, &a)),
+        "{} registrations: {:?}",
+        registered(1, &a),
+        a.events
+    );
+    assert!((6..=8).contains(&registered(2, &a)));
+    // The registrar's nonces are single-use: each refresh is challenged (stale) once, never
+    // more, and nothing is retransmitted.
+    let total = registered(1, &a) + registered(2, &a);
+    assert_eq!(reg.registers, 2 * total, "{}", reg.registers);
+    assert_eq!(a.core.registration_count(), 2);
+    // Stopping sends Expires: 0 and lingers until it is answered.
+    a.core.shutdown(now, &mut a.out);
+    assert!(a.core.is_lingering());
+    for _ in 0..4 {
+        for (m, _) in a.sent() {
+            assert_eq!(m.expires(), Some(0));
+            let r = reg.answer(&m, now);
+            a.recv(&r, registrar, now);
+        }
+    }
+    assert!(!a.core.is_lingering());
+    assert_eq!(reg.bindings, 0);
+    let unregistered = a
+        .events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                SipEvent::Registration(_, RegistrationEvent::Unregistered)
+            )
+        })
+        .count();
+    assert_eq!(unregistered, 2);
+}
+
+#[test]
+fn a_second_fork_answering_is_acked_and_hung_up() {
+    let now = Instant::now();
+    let mut a = Ua::new(5171, |_| {});
+    let peer = addr(6300);
+    let s = SessionId::new_v4();
+    a.cmd(
+        Command::Dial(Box::new(dial_to(s, "sip:bob@127.0.0.1:6300", peer))),
+        now,
+    );
+    let invite = a.sent().remove(0).0;
+    let sdp = sdp_answer(&invite, 40300);
+    a.recv(
+        &reply(
+            &invite,
+            200,
+            Some("fork1"),
+            &[("Contact", "<sip:bob@127.0.0.1:6300>")],
+            Some(&sdp),
+        ),
+        peer,
+        now,
+    );
+    assert_eq!(a.sent().len(), 1, "ACK");
+    a.recv(
+        &reply(
+            &invite,
+            200,
+            Some("fork2"),
+            &[("Contact", "<sip:bob@127.0.0.1:6301>")],
+            Some(&sdp),
+        ),
+        peer,
+        now,
+    );
+    let sent = a.sent();
+    let methods: Vec<(Method, Option<String>)> = sent
+        .iter()
+        .map(|(m, _)| (m.method().clone(), m.to().tag().map(str::to_string)))
+        .collect();
+    assert_eq!(
+        methods,
+        [
+            (Method::Ack, Some("fork2".into())),
+            (Method::Bye, Some("fork2".into()))
+        ]
+    );
+    // Its retransmission gets the ACK only.
+    a.recv(
+        &reply(
+            &invite,
+            200,
+            Some("fork2"),
+            &[("Contact", "<sip:bob@127.0.0.1:6301>")],
+            Some(&sdp),
+        ),
+        peer,
+        now,
+    );
+    assert_eq!(a.sent().len(), 1);
+    assert_eq!(a.core.call_count(), 1, "the first fork's call stands");
+}
+
+#[test]
+fn dialing_without_ports_fails_with_503() {
+    let now = Instant::now();
+    let mut a = Ua::new(5181, |_| {});
+    let peer = addr(6400);
+    // 64 ports, two per video call: 32 calls, then none.
+    for _ in 0..32 {
+        a.cmd(
+            Command::Dial(Box::new(dial_to(
+                SessionId::new_v4(),
+                "sip:b@127.0.0.1:6400",
+                peer,
+            ))),
+            now,
+        );
+    }
+    let s = SessionId::new_v4();
+    a.cmd(
+        Command::Dial(Box::new(dial_to(s, "sip:b@127.0.0.1:6400", peer))),
+        now,
+    );
+    let last = a.progress().pop().unwrap();
+    assert_eq!((last.state, last.status), (CallState::Failed, 503));
+    assert_eq!(a.core.call_count(), 32);
+    // Shutdown ends them all (CANCEL is deferred without a provisional; the calls go at once).
+    a.core.shutdown(now, &mut a.out);
+    assert_eq!(a.core.call_count(), 0);
+    assert_eq!(a.reserved() + a.live_media(), 0);
+    let _ = Timers::default();
+}
+
+#[test]
+fn a_challenged_reinvite_is_sent_again_with_credentials() {
+    let now = Instant::now();
+    let mut a = Ua::new(5191, |_| {});
+    let peer = addr(6500);
+    let s = SessionId::new_v4();
+    a.cmd(
+        Command::Dial(Box::new(dial_to(s, "sip:bob@127.0.0.1:6500", peer))),
+        now,
+    );
+    let invite = a.sent().remove(0).0;
+    let sdp = sdp_answer(&invite, 40500);
+    let contact = [("Contact", "<sip:bob@127.0.0.1:6500>")];
+    a.recv(
+        &reply(&invite, 200, Some("b"), &contact, Some(&sdp)),
+        peer,
+        now,
+    );
+    a.sent();
+    a.cmd(Command::Hold(s, true), now);
+    let reinvite = a.sent().remove(0).0;
+    assert!(
+        reinvite.header("Authorization").is_none(),
+        "no challenge learned yet"
+    );
+    let mut uas = DigestAuthenticator::new("bob", Duration::from_secs(30));
+    let ch = uas.challenge(now, false);
+    a.recv(
+        &reply(
+            &reinvite,
+            401,
+            Some("b"),
+            &[("WWW-Authenticate", &ch)],
+            None,
+        ),
+        peer,
+        now,
+    );
+    let again = a
+        .sent()
+        .into_iter()
+        .find(|(m, _)| m.method() == &Method::Invite)
+        .expect("the re-INVITE again")
+        .0;
+    assert_eq!(again.cseq().number, reinvite.cseq().number + 1);
+    assert!(String::from_utf8_lossy(again.body()).contains("a=sendonly"));
+    let creds = again.header("Authorization").unwrap();
+    assert!(matches!(
+        uas.verify(creds, "INVITE", now, |u| (u == "alice")
+            .then(|| "secret".into())),
+        AuthOutcome::Authorized { .. }
+    ));
+    // Refused for good this time: the call stays up, not held.
+    let ch = uas.challenge(now, false);
+    a.recv(
+        &reply(&again, 401, Some("b"), &[("WWW-Authenticate", &ch)], None),
+        peer,
+        now,
+    );
+    assert!(a.sent().iter().all(|(m, _)| m.method() != &Method::Invite));
+    assert_eq!(a.core.call_count(), 1);
+}
+
+#[test]
+fn a_reinvite_left_proceeding_is_cancelled_when_its_call_ends() {
+    let now = Instant::now();
+    let mut a = Ua::new(5201, |_| {});
+    let peer = addr(6600);
+    let s = SessionId::new_v4();
+    a.cmd(
+        Command::Dial(Box::new(dial_to(s, "sip:bob@127.0.0.1:6600", peer))),
+        now,
+    );
+    let invite = a.sent().remove(0).0;
+    let sdp = sdp_answer(&invite, 40600);
+    let contact = [("Contact", "<sip:bob@127.0.0.1:6600>")];
+    a.recv(
+        &reply(&invite, 200, Some("b"), &contact, Some(&sdp)),
+        peer,
+        now,
+    );
+    a.sent();
+    a.cmd(Command::Hold(s, true), now);
+    let reinvite = a.sent().remove(0).0;
+    a.recv(&reply(&reinvite, 100, None, &[], None), peer, now);
+    // The far end never answers the re-INVITE; we hang up.
+    a.cmd(Command::Hangup(s), now);
+    let methods: Vec<Method> = a.sent().iter().map(|(m, _)| m.method().clone()).collect();
+    assert!(methods.contains(&Method::Bye), "{methods:?}");
+    assert!(
+        methods.contains(&Method::Cancel),
+        "the re-INVITE is cancelled: {methods:?}"
+    );
+    // Unanswered, the CANCEL gives up after 64×T1 and the INVITE transaction with it.
+    let later = now + Duration::from_secs(40);
+    a.tick(later);
+    a.tick(later + Duration::from_secs(40));
+    assert_eq!(a.core.transaction_count(), 0);
+    assert_eq!(a.core.next_timeout(), None);
+}
+
+#[test]
+fn video_is_added_and_removed_with_reinvites_both_ways() {
+    let t0 = Instant::now();
+    let mut now = t0;
+    let mut a = Ua::new(5211, |_| {});
+    let mut b = Ua::new(5212, |_| {});
+    let s = SessionId::new_v4();
+    let mut req = dial_to(s, "sip:bob@127.0.0.1:5212", b.addr);
+    req.video = false;
+    a.cmd(Command::Dial(Box::new(req)), now);
+    run_for(
+        &mut a,
+        &mut b,
+        &mut now,
+        Duration::from_secs(1),
+        &mut keep_all(),
+    );
+    let bs = match b.events.iter().find(|e| matches!(e, SipEvent::Call(_))) {
+        Some(SipEvent::Call(i)) => i.id,
+        _ => panic!("no call at b"),
+    };
+    assert!(a.host.lock().video.is_empty() && b.host.lock().video.is_empty());
+    // a adds video: both sides get a video stream, on ports they bound first.
+    a.cmd(Command::Video(s, true), now);
+    run_for(
+        &mut a,
+        &mut b,
+        &mut now,
+        Duration::from_secs(1),
+        &mut keep_all(),
+    );
+    assert!(a.host.lock().video.contains(&s), "{:?}", a.host_calls());
+    assert!(b.host.lock().video.contains(&bs), "{:?}", b.host_calls());
+    assert_eq!(
+        a.reserved() + b.reserved(),
+        0,
+        "the video ports went to the streams"
+    );
+    // b removes it: both lose the video stream, the call goes on.
+    b.cmd(Command::Video(bs, false), now);
+    run_for(
+        &mut a,
+        &mut b,
+        &mut now,
+        Duration::from_secs(1),
+        &mut keep_all(),
+    );
+    assert!(a.host.lock().video.is_empty() && b.host.lock().video.is_empty());
+    assert_eq!((a.live_media(), b.live_media()), (1, 1));
+    // And b adds it back.
+    b.cmd(Command::Video(bs, true), now);
+    run_for(
+        &mut a,
+        &mut b,
+        &mut now,
+        Duration::from_secs(1),
+        &mut keep_all(),
+    );
+    assert!(a.host.lock().video.contains(&s) && b.host.lock().video.contains(&bs));
+    a.cmd(Command::Hangup(s), now);
+    run_for(
+        &mut a,
+        &mut b,
+        &mut now,
+        Duration::from_secs(60),
+        &mut keep_all(),
+    );
+    assert_eq!(
+        a.live_media() + b.live_media() + a.reserved() + b.reserved(),
+        0
+    );
+    assert!(a.host.lock().video.is_empty() && b.host.lock().video.is_empty());
+}

@@ -1,0 +1,106 @@
+//! The SIP thread's side of the core: commands from the channel in, events out to the SIP
+//! callback thread. Everything else is the core's.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::Receiver;
+
+use super::core::{Command, SipCore};
+use super::events::SipEvent;
+use crate::engine::dispatch::Dispatcher;
+use crate::engine::event::dispatch_key;
+use crate::engine::{Outbox, SipHandler, SipPeer};
+
+/// Commands a wake-up processes at most before datagrams get their turn.
+const COMMANDS_PER_WAKE: usize = 256;
+
+/// The core as the SIP transport thread drives it.
+pub(crate) struct SipThread {
+    pub core: SipCore,
+    pub commands: Receiver<Command>,
+    pub dispatcher: Arc<Dispatcher<SipEvent>>,
+    /// Set when a wake-up left commands queued: the next timeout is "now".
+    backlog: bool,
+}
+
+impl SipThread {
+    pub(crate) fn new(
+        core: SipCore,
+        commands: Receiver<Command>,
+        dispatcher: Arc<Dispatcher<SipEvent>>,
+    ) -> SipThread {
+        SipThread {
+            core,
+            commands,
+            dispatcher,
+            backlog: false,
+        }
+    }
+
+    /// Hands the core's events to the SIP callback thread. None may be lost (a call, its
+    /// outcome, a registration's state), so a full queue is waited on.
+    fn deliver(&mut self) {
+        while let Some(ev) = self.core.poll_event() {
+            let key = match &ev {
+                SipEvent::Call(info) => dispatch_key(info.id),
+                SipEvent::CallState(s, _) => dispatch_key(*s),
+                SipEvent::Registration(id, _) => *id,
+            };
+            if let Err(ev) = self.dispatcher.post(key, ev) {
+                self.dispatcher.post_wait(key, ev);
+            }
+        }
+    }
+
+    fn take_commands(&mut self, now: Instant, out: &mut Outbox) {
+        self.backlog = false;
+        for _ in 0..COMMANDS_PER_WAKE {
+            match self.commands.try_recv() {
+                Ok(cmd) => self.core.handle_command(cmd, now, out),
+                Err(_) => return,
+            }
+        }
+        self.backlog = !self.commands.is_empty();
+    }
+}
+
+impl SipHandler for SipThread {
+    fn on_datagram(&mut self, data: &[u8], from: SipPeer, now: Instant, out: &mut Outbox) {
+        self.core.handle_datagram(data, from, now, out);
+        self.deliver();
+    }
+
+    fn on_wake(&mut self, now: Instant, out: &mut Outbox) {
+        self.take_commands(now, out);
+        self.deliver();
+    }
+
+    fn on_timeout(&mut self, now: Instant, out: &mut Outbox) {
+        if self.backlog {
+            self.take_commands(now, out);
+        }
+        self.core.handle_timeout(now, out);
+        self.deliver();
+    }
+
+    fn next_timeout(&mut self) -> Option<Instant> {
+        if self.backlog {
+            return Some(Instant::now());
+        }
+        self.core.next_timeout()
+    }
+
+    fn on_shutdown(&mut self, now: Instant, out: &mut Outbox) {
+        // Commands queued before the stop still count (an unregister, a hang-up).
+        while let Ok(cmd) = self.commands.try_recv() {
+            self.core.handle_command(cmd, now, out);
+        }
+        self.core.shutdown(now, out);
+        self.deliver();
+    }
+
+    fn is_lingering(&self) -> bool {
+        self.core.is_lingering()
+    }
+}

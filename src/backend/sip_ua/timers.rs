@@ -1,0 +1,96 @@
+//! One queue for every timer of the SIP core: transactions, calls and registrations each have
+//! at most one pending wake-up, kept under a key.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::hash::Hash;
+use std::time::Instant;
+
+/// Wake-ups by key. Setting a key's time again replaces the earlier one: the old heap entry
+/// stays behind and is skipped when it surfaces, so every operation is O(log n) and the heap
+/// holds at most one live entry per key plus stale ones that leave as time passes.
+#[derive(Debug)]
+pub(crate) struct TimerQueue<K: Ord + Hash + Copy> {
+    heap: BinaryHeap<Reverse<(Instant, K)>>,
+    due: HashMap<K, Instant>,
+}
+
+impl<K: Ord + Hash + Copy> Default for TimerQueue<K> {
+    fn default() -> Self {
+        TimerQueue {
+            heap: BinaryHeap::new(),
+            due: HashMap::new(),
+        }
+    }
+}
+
+impl<K: Ord + Hash + Copy> TimerQueue<K> {
+    /// Schedules `key` at `at`, or cancels it with `None`.
+    pub(crate) fn set(&mut self, key: K, at: Option<Instant>) {
+        match at {
+            Some(t) => {
+                if self.due.insert(key, t) != Some(t) {
+                    self.heap.push(Reverse((t, key)));
+                }
+            }
+            None => {
+                self.due.remove(&key);
+            }
+        }
+    }
+
+    /// The earliest live wake-up (stale entries on top are dropped on the way).
+    pub(crate) fn next(&mut self) -> Option<Instant> {
+        while let Some(Reverse((t, k))) = self.heap.peek().copied() {
+            if self.due.get(&k) == Some(&t) {
+                return Some(t);
+            }
+            self.heap.pop();
+        }
+        None
+    }
+
+    /// Takes the next key due at `now` (its schedule is cleared).
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<K> {
+        while let Some(Reverse((t, k))) = self.heap.peek().copied() {
+            if t > now {
+                return None;
+            }
+            self.heap.pop();
+            if self.due.get(&k) == Some(&t) {
+                self.due.remove(&k);
+                return Some(k);
+            }
+        }
+        None
+    }
+
+    /// Live wake-ups.
+    pub(crate) fn len(&self) -> usize {
+        self.due.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn replaced_and_cancelled_timers_do_not_fire() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut q = TimerQueue::default();
+        q.set(1u32, Some(ms(10)));
+        q.set(2, Some(ms(20)));
+        q.set(1, Some(ms(30)));
+        q.set(3, Some(ms(5)));
+        q.set(3, None);
+        assert_eq!(q.next(), Some(ms(20)));
+        assert_eq!(q.pop_due(ms(25)), Some(2));
+        assert_eq!(q.pop_due(ms(25)), None);
+        assert_eq!(q.pop_due(ms(30)), Some(1));
+        assert_eq!(q.next(), None);
+        assert_eq!(q.len(), 0);
+    }
+}

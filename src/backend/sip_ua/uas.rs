@@ -1,0 +1,483 @@
+//! Incoming calls: screening, authenticating and answering a new INVITE (ports, negotiation,
+//! media, 180 then 200), refusing it, and CANCEL before the answer.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use super::call::{Call, CallMedia, Phase};
+use super::core::{ServerEntry, ServerTx, SipCore, SipCounters, ALLOW, SUPPORTED};
+use super::events::{CallView, SipEvent};
+use super::host::MediaStart;
+use crate::backend::sip_config::{CallDecision, IncomingCall};
+use crate::engine::{Outbox, SessionId, SipPeer};
+use crate::sdp::{answer, AnswerConfig, Negotiation, SessionDescription};
+use crate::sip::auth::AuthOutcome;
+use crate::sip::dialog::Dialog;
+use crate::sip::session_timer::{Refresher, SessionTimer};
+use crate::sip::transaction::{CancelOutcome, TransactionKey};
+use crate::sip::{new_tag, retry_after_value, SipMessage};
+
+/// Why a new INVITE did not become a call.
+pub(super) struct Refusal {
+    pub status: u16,
+    /// Extra headers (a challenge, `Min-SE`, `Retry-After`).
+    pub headers: Vec<(&'static str, String)>,
+    /// Why, for a `Warning` header (RFC 3261 §20.43, code 399).
+    pub warning: Option<String>,
+}
+
+impl Refusal {
+    pub(super) fn status(status: u16) -> Refusal {
+        Refusal {
+            status,
+            headers: Vec::new(),
+            warning: None,
+        }
+    }
+}
+
+/// What `start_incoming` works from.
+struct IncomingSetup<'a> {
+    /// The INVITE's server transaction.
+    id: u64,
+    from: SipPeer,
+    incoming: &'a IncomingCall,
+    x_headers: Vec<(String, String)>,
+    offer: &'a SessionDescription,
+    reservation: super::host::Reservation,
+    now: Instant,
+}
+
+/// Who takes part in a call, as its metadata names them.
+pub(super) struct Parties {
+    pub call_id: String,
+    pub caller: String,
+    pub callee: String,
+    pub caller_display_name: Option<String>,
+    pub caller_user: Option<String>,
+    pub x_headers: Vec<(String, String)>,
+    pub room_id: String,
+    /// `inbound` or `outbound`.
+    pub direction: &'static str,
+}
+
+/// A display name as text: a quoted-string loses its quotes and escapes (RFC 3261 §25.1),
+/// a token sequence stays as it is.
+fn unquote(name: &str) -> String {
+    let name = name.trim();
+    let Some(inner) = name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) else {
+        return name.to_string();
+    };
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.extend(chars.next()),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The session metadata of a call (roomkit's keys) and of its video session.
+pub(super) fn call_metadata(
+    p: &Parties,
+    neg: &Negotiation,
+) -> (HashMap<String, String>, HashMap<String, String>) {
+    let mut meta: HashMap<String, String> = HashMap::new();
+    meta.insert("backend".into(), "sip".into());
+    meta.insert("direction".into(), p.direction.into());
+    meta.insert("call_id".into(), p.call_id.clone());
+    meta.insert("caller".into(), p.caller.clone());
+    meta.insert("callee".into(), p.callee.clone());
+    meta.insert(
+        "caller_display_name".into(),
+        unquote(p.caller_display_name.as_deref().unwrap_or_default()),
+    );
+    if let Some(u) = &p.caller_user {
+        meta.insert("caller_user".into(), u.clone());
+    }
+    meta.insert("room_id".into(), p.room_id.clone());
+    meta.insert("has_video".into(), neg.video.is_some().to_string());
+    meta.insert("payload_type".into(), neg.audio.pt.to_string());
+    meta.insert("clock_rate".into(), neg.audio.clock_rate.to_string());
+    meta.insert("audio_codec".into(), neg.audio.codec.to_string());
+    meta.insert("remote_addr".into(), neg.audio.remote.to_string());
+    meta.insert(
+        "video_codec".into(),
+        neg.video
+            .as_ref()
+            .map_or(String::new(), |v| v.codec.as_str().to_string()),
+    );
+    for (n, v) in &p.x_headers {
+        meta.insert(n.clone(), v.clone());
+    }
+    let mut video_meta = HashMap::new();
+    if let Some(v) = &neg.video {
+        video_meta.insert("backend".to_string(), "sip-av".to_string());
+        video_meta.insert("call_id".into(), p.call_id.clone());
+        video_meta.insert("video_codec".into(), v.codec.as_str().to_string());
+        video_meta.insert("payload_type".into(), v.pt.to_string());
+        video_meta.insert("clock_rate".into(), v.clock_rate.to_string());
+        video_meta.insert("video_remote_addr".into(), v.remote.to_string());
+    }
+    (meta, video_meta)
+}
+
+impl SipCore {
+    /// Our ports and codecs for answering (or re-answering) offers.
+    pub(super) fn answer_config(&self, audio_port: u16, video_port: u16) -> AnswerConfig {
+        let mut a = AnswerConfig::new(
+            self.cfg.advertised_ip.unwrap_or(self.cfg.local_rtp_ip),
+            audio_port,
+            video_port,
+        );
+        if a.local_ip.is_unspecified() {
+            a.local_ip = self.host_ip;
+        }
+        a.audio_codecs = self.cfg.supported_codecs.clone();
+        a.video_codecs = if self.with_video {
+            self.cfg.supported_video_codecs.clone()
+        } else {
+            Vec::new()
+        };
+        a.session_id = rand::random::<u32>() as u64;
+        a.session_version = a.session_id;
+        a.session_name = self.cfg.user_agent.clone();
+        a.rtcp_mux = true;
+        a.telephone_event = true;
+        // Retransmission streams are accepted once the media streams send and take them.
+        a.video_rtx = false;
+        a
+    }
+
+    /// Checks digest credentials when users are configured: `Ok` to go on, `Err` with the
+    /// refusal (401 with a challenge, or 403).
+    pub(super) fn authenticate(&mut self, req: &SipMessage, now: Instant) -> Result<(), Refusal> {
+        let Some(auth) = self.auth.as_mut() else {
+            return Ok(());
+        };
+        let challenge = |auth: &mut crate::sip::auth::DigestAuthenticator, stale: bool| Refusal {
+            status: 401,
+            headers: auth
+                .challenges(now, stale)
+                .into_iter()
+                .map(|c| ("WWW-Authenticate", c))
+                .collect(),
+            warning: None,
+        };
+        let Some(value) = req.header("Authorization") else {
+            return Err(challenge(auth, false));
+        };
+        let users = &self.cfg.auth_users;
+        match auth.verify(value, req.method().as_str(), now, |u| users.get(u).cloned()) {
+            AuthOutcome::Authorized { .. } => Ok(()),
+            AuthOutcome::Stale => Err(challenge(auth, true)),
+            AuthOutcome::Rejected(_) => Err(Refusal::status(403)),
+        }
+    }
+
+    /// Answers INVITE transaction `id` with a refusal.
+    pub(super) fn refuse(&mut self, id: u64, r: Refusal, now: Instant, out: &mut Outbox) {
+        SipCounters::inc(&self.counters.calls_refused);
+        let mut extra: Vec<(&str, String)> = r.headers.clone();
+        if r.status == 488 {
+            extra.push(("Accept", "application/sdp".into()));
+        }
+        if r.status == 420 || r.status == 422 {
+            extra.push(("Supported", SUPPORTED.into()));
+        }
+        if let Some(w) = r.warning {
+            extra.push((
+                "Warning",
+                format!("399 {} \"{}\"", self.sent_by, w.replace(['"', '\\'], "'")),
+            ));
+        }
+        let h: Vec<(&str, &str)> = extra.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        self.respond(id, None, r.status, &h, None, now, out);
+    }
+
+    /// A new INVITE (no To tag).
+    pub(super) fn handle_invite(
+        &mut self,
+        id: u64,
+        req: &SipMessage,
+        from: SipPeer,
+        now: Instant,
+        out: &mut Outbox,
+    ) {
+        match self.setup_call(id, req, from, now) {
+            Ok(no) => {
+                self.respond(id, None, 180, &[], None, now, out);
+                if self.cfg.answer_after.is_zero() {
+                    self.answer_call(no, now, out);
+                }
+            }
+            Err(r) => self.refuse(id, r, now, out),
+        }
+    }
+
+    /// Everything between the INVITE and the 180: checks, ports, negotiation, media.
+    fn setup_call(
+        &mut self,
+        id: u64,
+        req: &SipMessage,
+        from: SipPeer,
+        now: Instant,
+    ) -> Result<u64, Refusal> {
+        if self.call_index.contains_key(req.call_id()) {
+            // A second INVITE with a live call's Call-ID and no To tag (a fork or a confused
+            // peer): the id is taken.
+            return Err(Refusal::status(482));
+        }
+        self.authenticate(req, now)?;
+        let offer_video = req.body().windows(8).any(|w| w == b"m=video ");
+        let mut x_headers: Vec<(String, String)> = req
+            .x_headers()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        x_headers.sort();
+        let incoming = IncomingCall {
+            call_id: req.call_id().to_string(),
+            caller: req.from().uri().as_str().to_string(),
+            callee: req.to().uri().as_str().to_string(),
+            caller_display_name: req.from().display_name().map(str::to_string),
+            x_headers: x_headers.clone(),
+            source: from.addr,
+            offers_video: offer_video,
+        };
+        let filter = self.hooks.filter.read().clone();
+        if let Some(f) = filter {
+            if let CallDecision::Reject(code) = f(&incoming) {
+                let code = if (300..=699).contains(&code) {
+                    code
+                } else {
+                    603
+                };
+                return Err(Refusal::status(code));
+            }
+        }
+        if self.cfg.max_sessions > 0 && self.calls.len() >= self.cfg.max_sessions {
+            // Full: come back later (roomkit answers the same), rather than "busy here".
+            let secs = self.cfg.retry_after.as_secs().clamp(1, 3600) as u32;
+            return Err(Refusal {
+                status: 503,
+                headers: vec![("Retry-After", retry_after_value(secs, Some("busy")))],
+                warning: None,
+            });
+        }
+        if req.body().is_empty() {
+            return Err(Refusal::status(488));
+        }
+        let timer = self.uas_timer(req).map_err(|(status, headers)| Refusal {
+            status,
+            headers,
+            warning: None,
+        })?;
+        let offer = SessionDescription::parse(req.body()).map_err(|_| Refusal::status(488))?;
+        let want_video = self.with_video && offer.accepts_video(&self.cfg.supported_video_codecs);
+        let r = self.host.reserve(want_video).map_err(|e| Refusal {
+            status: e.status,
+            headers: Vec::new(),
+            warning: Some(e.reason),
+        })?;
+        let incoming_call = IncomingSetup {
+            id,
+            from,
+            incoming: &incoming,
+            x_headers,
+            offer: &offer,
+            reservation: r,
+            now,
+        };
+        let no = match self.start_incoming(req, incoming_call) {
+            Ok(no) => no,
+            Err(refusal) => {
+                // Nothing was started: the reservation goes back.
+                self.host.release(r.id);
+                return Err(refusal);
+            }
+        };
+        if let Some(c) = self.calls.get_mut(&no) {
+            c.uas_timer = timer;
+        }
+        Ok(no)
+    }
+
+    /// Answers the offer on the reserved ports, creates the dialog and starts the media.
+    fn start_incoming(&mut self, req: &SipMessage, s: IncomingSetup<'_>) -> Result<u64, Refusal> {
+        let IncomingSetup {
+            id,
+            from,
+            incoming,
+            x_headers,
+            offer,
+            reservation,
+            now,
+        } = s;
+        let cfg = self.answer_config(reservation.audio_port, reservation.video_port.unwrap_or(0));
+        let ans = answer(offer, &cfg).map_err(|e| Refusal::status(e.status_code()))?;
+        let cfg = AnswerConfig {
+            video_port: if ans.has_video() { cfg.video_port } else { 0 },
+            ..cfg
+        };
+        let tag = match &self.servers.get(&id).map(|e| &e.tx) {
+            Some(ServerTx::Invite { tag, .. }) => tag.clone(),
+            _ => new_tag(),
+        };
+        let dialog = Dialog::uas(req, &tag).map_err(|e| Refusal::status(e.status()))?;
+        let room_id = x_headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("X-Room-ID"))
+            .map_or_else(|| incoming.call_id.clone(), |(_, v)| v.clone());
+        let parties = Parties {
+            call_id: incoming.call_id.clone(),
+            caller: incoming.caller.clone(),
+            callee: incoming.callee.clone(),
+            caller_display_name: incoming.caller_display_name.clone(),
+            caller_user: req.from().uri().user(),
+            x_headers,
+            room_id: room_id.clone(),
+            direction: "inbound",
+        };
+        let (metadata, video_metadata) = call_metadata(&parties, &ans.negotiation);
+        let session = SessionId::new_v4();
+        let info = self
+            .host
+            .start(MediaStart {
+                session,
+                reservation: reservation.id,
+                negotiation: ans.negotiation.clone(),
+                room_id,
+                participant_id: req
+                    .from()
+                    .uri()
+                    .user()
+                    .unwrap_or_else(|| incoming.caller.clone()),
+                metadata,
+                video_metadata,
+            })
+            .map_err(|e| Refusal {
+                status: e.status,
+                headers: Vec::new(),
+                warning: Some(e.reason),
+            })?;
+        let no = self.new_id();
+        if let Some(ServerEntry {
+            tx: ServerTx::Invite { call, .. },
+            ..
+        }) = self.servers.get_mut(&id)
+        {
+            *call = Some(no);
+        }
+        self.directory.insert(
+            session,
+            CallView {
+                call_id: incoming.call_id.clone(),
+                outgoing: false,
+                progress: None,
+            },
+        );
+        self.insert_call(Call {
+            no,
+            call_id: incoming.call_id.clone(),
+            session,
+            outgoing: false,
+            phase: Phase::Ringing {
+                answer_at: now + self.cfg.answer_after,
+            },
+            dialog: Some(dialog),
+            peer: from,
+            invite_tx: Some(id),
+            media: CallMedia {
+                reservation: None,
+                started: true,
+                local: Some(ans),
+                answer_cfg: cfg,
+                pending_offer: None,
+            },
+            timer: None,
+            uas_timer: None,
+            reinvite: None,
+            reinvite_refresh: false,
+            reinvite_auth_tries: 0,
+            want_hold: None,
+            held_by_us: false,
+            pending_hold: None,
+            want_video: None,
+            pending_video: None,
+            retry_at: None,
+            uac: None,
+            ack: None,
+            auth: None,
+            contact_user: "roomkit".into(),
+            last_state: None,
+            info: Some(info),
+        });
+        Ok(no)
+    }
+
+    /// Sends the 200 with the answer and tells the application about the call.
+    pub(super) fn answer_call(&mut self, no: u64, now: Instant, out: &mut Outbox) {
+        let Some(c) = self.calls.get_mut(&no) else {
+            return;
+        };
+        c.phase = Phase::Confirmed;
+        let Some(id) = c.invite_tx else {
+            return;
+        };
+        let sdp = c.media.local.as_ref().map(|a| a.sdp.clone());
+        let info = c.info.clone();
+        let mut headers: Vec<(&str, String)> = vec![
+            ("Allow", ALLOW.to_string()),
+            ("Supported", SUPPORTED.to_string()),
+        ];
+        if let Some((se, h)) = c.uas_timer.take() {
+            // The interval runs from the 2xx (RFC 4028 §10).
+            c.timer = Some(SessionTimer::new(se, Refresher::Uas, now));
+            headers.extend(h);
+        }
+        let h: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        self.respond(id, None, 200, &h, sdp.as_deref(), now, out);
+        SipCounters::inc(&self.counters.calls_answered);
+        if let Some(info) = info {
+            self.emit(SipEvent::Call(Box::new((*info).clone())));
+        }
+        self.schedule_call(no);
+    }
+
+    /// A CANCEL: 200 for it, and 487 for its INVITE while that is unanswered.
+    pub(super) fn handle_cancel(
+        &mut self,
+        id: u64,
+        req: &SipMessage,
+        key: &TransactionKey,
+        now: Instant,
+        out: &mut Outbox,
+    ) {
+        let Some(&inv) = self
+            .server_index
+            .get(&key.with_method(crate::sip::Method::Invite))
+        else {
+            self.respond(id, Some(req), 481, &[], None, now, out);
+            return;
+        };
+        self.respond(id, Some(req), 200, &[], None, now, out);
+        let (outcome, call) = match self.servers.get(&inv).map(|e| &e.tx) {
+            Some(ServerTx::Invite { tx, call, .. }) => (tx.cancel(), *call),
+            _ => return,
+        };
+        if outcome == CancelOutcome::Cancelled {
+            self.respond(inv, None, 487, &[], None, now, out);
+            if let Some(no) = call {
+                if self
+                    .calls
+                    .get(&no)
+                    .is_some_and(|c| c.invite_tx == Some(inv))
+                {
+                    self.end_call(no, "cancelled by the caller");
+                }
+            }
+        }
+    }
+}

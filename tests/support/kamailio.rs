@@ -1,0 +1,130 @@
+//! Kamailio, a real SIP registrar and record-routing proxy, started from `tests/kamailio/proxy.cfg`
+//! on a free loopback port, bounded by `timeout`, its log (stderr) kept in a file the tests read.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::peers::{self, TempDir};
+
+/// Where Debian installs Kamailio's modules.
+const MODULES: &str = "/usr/lib/x86_64-linux-gnu/kamailio/modules/";
+
+/// A running Kamailio. Dropping it stops the whole process group (main process and children).
+pub struct Kamailio {
+    child: Option<Child>,
+    pub port: u16,
+    log: PathBuf,
+    _dir: TempDir,
+}
+
+impl Kamailio {
+    /// Starts Kamailio with every user's password `password` and digest `algorithm` (`MD5` or
+    /// `SHA-256`), for at most `secs` seconds. `None` (after saying why) when it is not installed
+    /// outside CI.
+    pub fn start(password: &str, algorithm: &str, secs: u32) -> Option<Kamailio> {
+        if !peers::have_peers(&["kamailio"]) {
+            return None;
+        }
+        let dir = TempDir::new("kamailio");
+        let port = peers::free_udp_port();
+        let template = std::fs::read_to_string(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/kamailio/proxy.cfg"),
+        )
+        .expect("tests/kamailio/proxy.cfg");
+        let cfg = template
+            .replace("@PORT@", &port.to_string())
+            .replace("@PASSWORD@", password)
+            .replace("@ALGORITHM@", algorithm)
+            .replace("@RUNDIR@", dir.0.to_str().unwrap())
+            .replace("@MODULES@", MODULES);
+        let cfg_path = dir.path("kamailio.cfg");
+        std::fs::write(&cfg_path, cfg).unwrap();
+        let log = dir.path("kamailio.log");
+        let log_file = std::fs::File::create(&log).unwrap();
+        // timeout runs Kamailio in a process group of its own and signals the whole group, so
+        // Kamailio's children go with it.
+        let child = Command::new("timeout")
+            .args([
+                "-k",
+                "10",
+                &secs.to_string(),
+                "kamailio",
+                "-DD",
+                "-E",
+                "-m",
+                "64",
+                "-M",
+                "8",
+            ])
+            .arg("-f")
+            .arg(&cfg_path)
+            .arg("-P")
+            .arg(dir.path("kamailio.pid"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("start kamailio");
+        let k = Kamailio {
+            child: Some(child),
+            port,
+            log,
+            _dir: dir,
+        };
+        assert!(
+            peers::wait_udp_bound(port, Duration::from_secs(20)),
+            "kamailio did not bind {port}:\n{}",
+            k.log()
+        );
+        Some(k)
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Everything Kamailio logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The lines of the log our script wrote (tagged `RKM:`).
+    pub fn script_lines(&self) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter_map(|l| l.split_once("RKM: ").map(|(_, r)| r.to_string()))
+            .collect()
+    }
+
+    /// Waits (bounded) until a script line contains every one of `needles`.
+    pub fn wait_line(&self, needles: &[&str], limit: Duration) -> Option<String> {
+        let start = Instant::now();
+        loop {
+            if let Some(l) = self
+                .script_lines()
+                .into_iter()
+                .find(|l| needles.iter().all(|n| l.contains(n)))
+            {
+                return Some(l);
+            }
+            if start.elapsed() > limit {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Kamailio {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let _ = peers::wait_bounded(child, Duration::from_secs(15));
+        }
+    }
+}
