@@ -219,6 +219,12 @@ pub struct H264Depacketizer {
     stats: DepacketizerStats,
 }
 
+/// `nal` without the zero bytes at its end (a NAL unit's last byte is never zero).
+fn trim_trailing_zeros(nal: &[u8]) -> &[u8] {
+    let end = nal.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    &nal[..end]
+}
+
 impl H264Depacketizer {
     /// A depacketizer with nothing in progress.
     pub fn new() -> Self {
@@ -226,9 +232,12 @@ impl H264Depacketizer {
     }
 
     /// Appends one whole NAL unit, or counts it malformed when a decoder would not read it back
-    /// as the same unit (forbidden bit, a start code inside, a trailing zero byte) or it is not a
-    /// NAL unit type at all (0, or an RTP packetization type nested in a STAP-A).
+    /// as the same unit (forbidden bit, a start code inside) or it is not a NAL unit type at all
+    /// (0, or an RTP packetization type nested in a STAP-A). Zero bytes at its end are
+    /// `trailing_zero_8bits` of a byte stream, which some packetizers (baresip's among them) leave
+    /// on the unit before a 4-byte start code: they are not part of the unit and are dropped.
     fn push_nal(&mut self, pic: &mut PictureBuf, nal: &[u8]) {
+        let nal = trim_trailing_zeros(nal);
         if !is_framable(nal) || !(1..=23).contains(&nal_type(nal[0])) {
             return self.malformed(pic);
         }
@@ -339,6 +348,8 @@ impl H264Depacketizer {
             if let Some(start) = self.open_fu.take() {
                 let nal = start + START_CODE.len();
                 // The unit is only known whole here: its pieces may join into a start code.
+                let kept = nal + trim_trailing_zeros(&pic.data[nal..]).len();
+                pic.data.truncate(kept);
                 if !is_framable(&pic.data[nal..]) {
                     pic.data.truncate(start);
                     return self.malformed(pic);
@@ -467,16 +478,16 @@ mod tests {
     }
 
     /// Found by the `h264_rx` fuzz target: NAL units a decoder would not read back as themselves
-    /// (forbidden bit set, a start code inside, a trailing zero byte, or fragments that join into
-    /// a start code), and types that are not NAL units inside a STAP-A, were delivered as they
-    /// came. They are now dropped as malformed.
+    /// (forbidden bit set, a start code inside, or fragments that join into a start code), and
+    /// types that are not NAL units inside a STAP-A, were delivered as they came. They are now
+    /// dropped as malformed. (A unit that is nothing but zero bytes is dropped too.)
     #[test]
     fn units_that_annex_b_cannot_frame_are_dropped() {
         let bad: [&[u8]; 5] = [
             &[0x7e, 1, 2],       // type 30, found inside a STAP-A
             &[0xe1, 1, 2],       // forbidden bit
             &[0x61, 0, 0, 1, 9], // a start code inside
-            &[0x61, 5, 0],       // trailing zero byte
+            &[0, 0],             // nothing but trailing zero bytes
             &[0x61, 0, 0, 0, 1], // a 4-byte start code inside
         ];
         for nal in bad {
@@ -501,6 +512,32 @@ mod tests {
         d.push(&[0x7c, 0x41, 0, 1, 4], false, &mut pic);
         d.finish(&mut pic);
         assert!(pic.data.is_empty() && pic.units.is_empty() && pic.damaged);
+    }
+
+    /// baresip's packetizer splits its encoder's output on 3-byte start codes, so the unit
+    /// before a 4-byte start code keeps that code's first zero byte (`trailing_zero_8bits`). Such
+    /// units were once refused whole, and no picture from baresip ever arrived; the zeros are
+    /// now dropped, alone, in single-unit, STAP-A and FU-A packets.
+    #[test]
+    fn trailing_zero_bytes_are_trimmed_not_refused() {
+        let mut d = H264Depacketizer::new();
+        let mut pic = PictureBuf::default();
+        d.push(&[0x67, 1, 2, 0], false, &mut pic); // SPS + one trailing zero
+        d.push(&[0x78, 0, 3, 0x68, 3, 0, 0, 2, 0x06, 4], false, &mut pic); // STAP-A: PPS + 0, SEI
+        d.push(&[0x7c, 0x85, 5, 0], false, &mut pic); // FU-A start (IDR), a zero inside
+        d.push(&[0x7c, 0x45, 6, 0, 0], false, &mut pic); // FU-A end, two zeros at the end
+        d.finish(&mut pic);
+        assert_eq!(
+            units(&pic),
+            vec![
+                vec![0x67, 1, 2],
+                vec![0x68, 3],
+                vec![0x06, 4],
+                vec![0x65, 5, 0, 6]
+            ]
+        );
+        assert!(pic.keyframe && !pic.damaged);
+        assert_eq!(d.stats().malformed, 0);
     }
 
     #[test]
