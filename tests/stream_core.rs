@@ -290,8 +290,13 @@ fn a_lost_rtx_packet_is_requested_again() {
     let o = outcome(&clip, &pair.b.events);
     assert_eq!((o.intact, o.corrupt), (40, 0));
     let (a, b) = (pair.a.core.stats(), pair.b.core.stats());
-    assert_eq!(rtx_seen.load(Ordering::Relaxed), 3);
-    assert_eq!((a.retransmitted, b.rtx_received, b.recovered), (3, 2, 2));
+    // Three repairs, and the tail-loss probe once the clip ended (also on the RTX stream).
+    assert_eq!(a.tail_probes, 1);
+    assert_eq!(rtx_seen.load(Ordering::Relaxed), 3 + 1);
+    assert_eq!(
+        (a.retransmitted, b.rtx_received, b.recovered),
+        (3, 2 + 1, 2)
+    );
     assert_eq!(b.nack_sent, 3);
     assert!(pair.a.core.rtx_ssrc().is_some());
     // An RTX packet answering the only NACK for its packet measures the round trip exactly
@@ -463,7 +468,8 @@ fn sequence_wrap_during_a_retransmission() {
         assert_eq!((o.intact, o.corrupt), (10, 0), "rtx {rtx_on}");
         let b = pair.b.core.stats();
         assert_eq!(b.recovered, 4, "rtx {rtx_on}: {b:?}");
-        assert_eq!(b.rtx_received, if rtx_on { 4 } else { 0 });
+        // With RTX, the tail-loss probe after the last picture comes as RTX too.
+        assert_eq!(b.rtx_received, if rtx_on { 4 + 1 } else { 0 });
     }
 }
 
@@ -778,4 +784,37 @@ fn latching_points_feedback_at_the_peers_rtcp_port() {
     roomkit_media::rtp::rtcp::build_rr(&mut rr, 0x77, &[]).unwrap();
     b.handle_rtcp(now, elsewhere, &rr);
     assert_eq!(b.remote_rtcp(), elsewhere);
+}
+
+/// The last packet of the last picture lost: no later packet reveals the gap, so only the
+/// sender's tail-loss probe (its last packet again, as RTX, once no picture followed) repairs
+/// it. Without RTX no probe is sent and the picture stays lost.
+#[test]
+fn a_lost_last_packet_is_repaired_by_the_tail_probe() {
+    let run = |rtx_on: bool, drop_seq: Option<u16>| {
+        let cfg = VideoParams {
+            rtx: if rtx_on { rtx() } else { None },
+            ..VideoParams::default()
+        };
+        let mut a_cfg = video(cfg.clone());
+        a_cfg.initial_seq = Some(1_000);
+        let p = PathConfig::clean(Duration::from_millis(20));
+        let mut pair = pair(a_cfg, video(cfg), p, p, 9);
+        pair.ab.set_filter(Box::new(
+            move |d| matches!(rtp_seq(d), Some((96, seq)) if Some(seq) == drop_seq),
+        ));
+        let clip = send_clip(&mut pair, 12, Duration::from_secs(2));
+        let o = outcome(&clip, &pair.b.events);
+        (o.intact, pair.a.core.stats(), pair.b.core.stats())
+    };
+    // A clean run tells which sequence number the last packet has.
+    let (intact, a, _) = run(true, None);
+    assert_eq!((intact, a.tail_probes), (12, 1));
+    let last = 1_000 + (a.packets_sent - a.tail_probes - 1) as u16;
+
+    let (intact, a, b) = run(true, Some(last));
+    assert_eq!(intact, 12, "{b:?}");
+    assert_eq!((a.tail_probes, b.rtx_received), (1, 1));
+    let (intact, a, _) = run(false, Some(last));
+    assert_eq!((intact, a.tail_probes), (11, 0));
 }
