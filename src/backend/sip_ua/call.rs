@@ -565,16 +565,9 @@ impl SipCore {
         now: Instant,
         out: &mut Outbox,
     ) {
-        let Some(no) = self.in_dialog(req) else {
-            self.respond(id, Some(req), 481, &[], None, now, out);
+        let Some(no) = self.accept_in_dialog(id, req, now, out) else {
             return;
         };
-        let c = self.calls.get_mut(&no).expect("in_dialog found it");
-        if let Some(Err(e)) = c.dialog.as_mut().map(|d| d.accept_request(req)) {
-            let status = e.status();
-            self.respond(id, Some(req), status, &[], None, now, out);
-            return;
-        }
         let timer = match self.uas_timer(req) {
             Ok(t) => t,
             Err((status, h)) => {
@@ -610,19 +603,9 @@ impl SipCore {
 
     /// A BYE: the far end ends the call.
     pub(super) fn handle_bye(&mut self, id: u64, req: &SipMessage, now: Instant, out: &mut Outbox) {
-        let Some(no) = self.in_dialog(req) else {
-            self.respond(id, Some(req), 481, &[], None, now, out);
+        let Some(no) = self.accept_in_dialog(id, req, now, out) else {
             return;
         };
-        let accepted = self
-            .calls
-            .get_mut(&no)
-            .and_then(|c| c.dialog.as_mut())
-            .map(|d| d.accept_request(req));
-        if let Some(Err(e)) = accepted {
-            self.respond(id, Some(req), e.status(), &[], None, now, out);
-            return;
-        }
         self.respond(id, Some(req), 200, &[], None, now, out);
         // A BYE before our 200 was sent ends the INVITE too (RFC 3261 §15.1.2).
         let ringing = self
@@ -645,16 +628,10 @@ impl SipCore {
         now: Instant,
         out: &mut Outbox,
     ) {
-        let Some(no) = self.in_dialog(req) else {
-            self.respond(id, Some(req), 481, &[], None, now, out);
+        let Some(no) = self.accept_in_dialog(id, req, now, out) else {
             return;
         };
-        let c = self.calls.get_mut(&no).expect("in_dialog found it");
-        if let Some(Err(e)) = c.dialog.as_mut().map(|d| d.accept_request(req)) {
-            let status = e.status();
-            self.respond(id, Some(req), status, &[], None, now, out);
-            return;
-        }
+        let c = self.calls.get_mut(&no).expect("accept_in_dialog found it");
         let (session, started) = (c.session, c.media.started);
         if req.body().is_empty() {
             self.respond(id, Some(req), 200, &[], None, now, out);
