@@ -66,6 +66,9 @@ pub(super) struct CallMedia {
     pub pending_offer: Option<Offer>,
 }
 
+/// The user part of our Contact when the application named none.
+pub(super) const DEFAULT_CONTACT_USER: &str = "roomkit";
+
 /// One call and everything released with it.
 pub(super) struct Call {
     pub no: u64,
@@ -127,6 +130,47 @@ pub(super) fn timer_policy(core: &SipCore) -> SessionTimerPolicy {
 }
 
 impl Call {
+    /// A call in `phase` with no dialog, transaction, timer or re-INVITE yet: what an incoming
+    /// and a dialed call have in common. The caller sets what only its side has.
+    pub(super) fn new(
+        no: u64,
+        call_id: String,
+        session: SessionId,
+        outgoing: bool,
+        phase: Phase,
+        peer: SipPeer,
+        media: CallMedia,
+    ) -> Call {
+        Call {
+            no,
+            call_id,
+            session,
+            outgoing,
+            phase,
+            dialog: None,
+            peer,
+            invite_tx: None,
+            media,
+            timer: None,
+            uas_timer: None,
+            info: None,
+            reinvite: None,
+            reinvite_refresh: false,
+            reinvite_auth_tries: 0,
+            want_hold: None,
+            held_by_us: false,
+            pending_hold: None,
+            want_video: None,
+            pending_video: None,
+            retry_at: None,
+            uac: None,
+            ack: None,
+            auth: None,
+            contact_user: DEFAULT_CONTACT_USER.into(),
+            last_state: None,
+        }
+    }
+
     /// When the call's own timer (ringing, dial timeout, retry, session timer) is due.
     fn deadline(&self) -> Option<Instant> {
         let ring = match self.phase {
