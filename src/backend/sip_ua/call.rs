@@ -261,6 +261,10 @@ impl SipCore {
         if let Some(r) = c.media.reservation {
             self.host.release(r);
         }
+        // Ports bound for video our unanswered re-INVITE offered.
+        if let Some(VideoChange::Add { reservation, .. }) = c.pending_video {
+            self.host.release(reservation);
+        }
     }
 
     /// An in-dialog request of call `no` (next CSeq, route set, our credentials), and where it
