@@ -236,6 +236,8 @@ pub struct StreamCore {
     last_heard: Instant,
     inactive_reported: bool,
     bye_reported: bool,
+    /// The peer said BYE or went silent, and nothing came since.
+    peer_gone: bool,
     closed: bool,
     transmits: VecDeque<Transmit>,
     events: VecDeque<StreamEvent>,
@@ -378,6 +380,7 @@ impl StreamCore {
             last_heard: now,
             inactive_reported: false,
             bye_reported: false,
+            peer_gone: false,
             closed: false,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -416,6 +419,12 @@ impl StreamCore {
     /// The round-trip time estimate, once measured.
     pub fn rtt(&self) -> Option<Duration> {
         self.rtt.is_measured().then(|| self.rtt.rtt())
+    }
+
+    /// Whether the peer has left this stream: it sent RTCP BYE, or nothing for the inactivity
+    /// timeout, and no RTP came after that (RTCP alone after a BYE does not bring it back).
+    pub fn peer_gone(&self) -> bool {
+        self.peer_gone
     }
 
     /// Whether [`Self::close`] was called.
@@ -558,6 +567,7 @@ impl StreamCore {
             return;
         };
         self.heard(now);
+        self.peer_gone = false;
         let payload = &data[range];
         let is_rtx = self
             .video_in
@@ -830,6 +840,10 @@ impl StreamCore {
         }
         self.stats.rtcp_received += 1;
         self.heard(now);
+        // Reports bring a silent peer back; after its BYE only media does.
+        if !self.bye_reported {
+            self.peer_gone = false;
+        }
         let ours = self.ssrc;
         for ev in &events {
             match ev {
@@ -872,6 +886,7 @@ impl StreamCore {
                 // Our own BYE reflected back (a stream pointed at itself) is not the peer's.
                 RtcpEvent::Bye { ssrcs, reason } if ssrcs.iter().any(|&s| s != ours) => {
                     self.stats.bye_received += 1;
+                    self.peer_gone = true;
                     if !self.bye_reported {
                         self.bye_reported = true;
                         self.events.push_back(StreamEvent::RemoteBye {
@@ -961,6 +976,7 @@ impl StreamCore {
             && now.saturating_duration_since(self.last_heard) >= self.inactivity_timeout
         {
             self.inactive_reported = true;
+            self.peer_gone = true;
             self.stats.inactivity_events += 1;
             self.events.push_back(StreamEvent::Inactive {
                 silent_for: now.saturating_duration_since(self.last_heard),
