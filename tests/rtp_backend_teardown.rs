@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use roomkit_media::backend::{RtpBackendConfig, RtpVideoBackend};
 use roomkit_media::prelude::*;
-use support::process::{fds_now, settle, steady, threads_now, SERIAL};
+use support::process::{settle, steady, threads_now, SERIAL};
 use support::rtp::{h264_picture, loopback_config, meta};
 
 #[test]
