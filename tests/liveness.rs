@@ -306,3 +306,30 @@ fn sip_hangup_reports_local_hangup() {
     let bye = ua.expect_request("BYE", T);
     ua.ok_to(&bye);
 }
+
+#[test]
+fn sip_call_whose_peer_is_not_meant_to_send_survives_its_silence() {
+    let mut cfg = config(50);
+    cfg.resilience = short_timeout(400);
+    let be = SipVoiceBackend::new(cfg).unwrap();
+    let ended = ends(&be);
+    let (ctx, calls) = unbounded();
+    be.on_call(move |s| {
+        let _ = ctx.send(s.id);
+    });
+    let ua = RawUa::new(start(&be));
+    let mut leg = Leg::new();
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    // The peer only receives (we send, it does not): its silence is expected.
+    ua.establish(&mut leg, "", &support::sip::offer(port, None, "recvonly"));
+    let id = calls.recv_timeout(T).unwrap();
+    assert!(
+        ended.recv_timeout(Duration::from_millis(1500)).is_err(),
+        "a peer that is not meant to send is not timed out"
+    );
+    assert!(be.get_session(id).is_some());
+    be.hangup(id).unwrap();
+    let bye = ua.expect_request("BYE", T);
+    ua.ok_to(&bye);
+}

@@ -54,6 +54,9 @@ pub struct MediaSession {
     video: RwLock<Option<Arc<MediaStream>>>,
     /// The far end put the call on hold (SIP): what we would send is discarded.
     held: AtomicBool,
+    /// The peer is meant to send us media: while it is not (a SIP call we hold, or `inactive`),
+    /// its silence does not end the session (its RTCP BYE still does).
+    expects_media: AtomicBool,
 }
 
 impl MediaSession {
@@ -98,6 +101,17 @@ impl MediaSession {
     /// Whether the far end holds the session: sending is suspended (calls succeed, nothing goes out).
     pub fn is_held(&self) -> bool {
         self.held.load(Ordering::Relaxed)
+    }
+
+    /// Whether the peer is meant to send us media (see [`Self::set_expects_media`]).
+    pub fn expects_media(&self) -> bool {
+        self.expects_media.load(Ordering::Relaxed)
+    }
+
+    /// Says whether the peer is meant to send us media now (true when the session starts);
+    /// while it is not, silence does not end the session.
+    pub fn set_expects_media(&self, expects: bool) {
+        self.expects_media.store(expects, Ordering::Relaxed);
     }
 
     /// Suspends (`true`) or resumes sending, as a hold or resume from the far end asks.
@@ -232,7 +246,8 @@ enum Liveness {
 /// timeout) and every stream of the session is in that state, the engine ends the session on
 /// its liveness thread, with [`EndReason::RtcpBye`] or [`EndReason::RtpTimeout`] after the
 /// stream that went last, then runs the [`EndHook`]. A BYE on one stream alone (a peer that
-/// dropped its video) does not end the call. Ending a session joins its stream threads and
+/// dropped its video) does not end the call, and silence does not end a session whose peer is
+/// not meant to send (see [`MediaSession::set_expects_media`]). Ending a session joins its stream threads and
 /// posts to the callback threads, so it never runs on either: a callback thread only forwards
 /// the stream's report.
 pub struct MediaEngine {
@@ -375,6 +390,7 @@ impl MediaEngine {
             audio,
             video: RwLock::new(video.map(Arc::new)),
             held: AtomicBool::new(false),
+            expects_media: AtomicBool::new(true),
         });
         {
             let mut sessions = self.sessions.write();
@@ -509,14 +525,16 @@ fn reap(
     let (Some(dispatcher), Some(sessions)) = (dispatcher.upgrade(), sessions.upgrade()) else {
         return;
     };
-    let gone = sessions.read().get(&id).is_some_and(|s| s.peer_gone());
-    if !gone {
-        return;
-    }
     let reason = match why {
         StreamEndReason::RemoteBye { .. } => EndReason::RtcpBye,
         StreamEndReason::Inactive { .. } => EndReason::RtpTimeout,
     };
+    let gone = sessions.read().get(&id).is_some_and(|s| {
+        s.peer_gone() && (reason == EndReason::RtcpBye || s.expects_media())
+    });
+    if !gone {
+        return;
+    }
     if end_session(&sessions, &dispatcher, id, reason).is_ok() {
         let hook = hook.read().clone();
         if let Some(hook) = hook {

@@ -538,6 +538,7 @@ impl SipCore {
                 _ => None,
             },
             held: Some(re.held || n.audio.direction == Direction::Inactive),
+            receiving: Some(n.audio.direction.receives()),
         };
         let sdp = re.answer.sdp.clone();
         c.media.local = Some(re.answer);
@@ -941,6 +942,7 @@ impl SipCore {
                             _ => None,
                         },
                         held: Some(!neg.audio.direction.sends()),
+                        receiving: Some(neg.audio.direction.receives()),
                     };
                     c.media.local = Some(Answer {
                         sdp: offer.sdp,

@@ -548,6 +548,7 @@ impl SipCore {
                         audio_remote: Some((neg.audio.remote, neg.audio.remote_rtcp)),
                         video_remote: neg.video.as_ref().map(|v| (v.remote, v.remote_rtcp)),
                         held: Some(!neg.audio.direction.sends()),
+                        receiving: Some(neg.audio.direction.receives()),
                     };
                     if let Some(session) = self.calls.get(&no).map(|c| c.session) {
                         self.host.update(session, change);

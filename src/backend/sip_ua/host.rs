@@ -85,6 +85,8 @@ pub struct MediaChange {
     pub video_remote: Option<(SocketAddr, SocketAddr)>,
     /// Whether sending is suspended (the far end holds the call).
     pub held: Option<bool>,
+    /// Whether the far end is meant to send us media (not while we hold it, nor `inactive`).
+    pub receiving: Option<bool>,
 }
 
 /// The media side as the SIP core sees it. Every method runs on the SIP thread and must not
@@ -412,6 +414,7 @@ impl MediaHost for EngineHost {
             .map_err(|e| MediaError::unavailable(format!("media: {e}")))?;
         if let Ok(s) = self.engine.session(start.session) {
             s.set_held(!neg.audio.direction.sends());
+            s.set_expects_media(neg.audio.direction.receives());
         }
         self.live.insert(start.session, (audio_lease, video_lease));
         Ok(info)
@@ -429,6 +432,9 @@ impl MediaHost for EngineHost {
         }
         if let Some(held) = change.held {
             s.set_held(held);
+        }
+        if let Some(receiving) = change.receiving {
+            s.set_expects_media(receiving);
         }
     }
 
