@@ -940,10 +940,21 @@ impl StreamCore {
             self.stats.retransmit_refused += 1;
             return;
         }
+        let copies = if v.history.resends(seq) > 0 {
+            v.limiter.limits().repeat_copies.max(1)
+        } else {
+            1
+        };
         v.history.mark_resent(seq, now);
         let wire_len = len + if v.rtx.is_some() { 2 } else { 0 };
-        v.pacer
-            .push(now, Paced::Resend(seq), wire_len, Class::Retransmission);
+        for copy in 0..copies {
+            // Extra copies only as far as the budget allows.
+            if copy > 0 && !v.limiter.try_take(now, len, rate) {
+                break;
+            }
+            v.pacer
+                .push(now, Paced::Resend(seq), wire_len, Class::Retransmission);
+        }
     }
 
     // ---- timers ----------------------------------------------------------------------------
@@ -1243,13 +1254,16 @@ impl StreamCore {
         list.clear();
         n.poll(now, &self.rtt, &mut list);
         if let (false, Some(media)) = (list.is_empty(), self.rx_stats.as_ref().map(|s| s.ssrc())) {
-            let mut buf = self.buffer();
-            if self.build_report_into(now, &mut buf).is_ok()
-                && build_nack(&mut buf, self.ssrc, media, &list).is_ok()
-            {
-                self.push_rtcp(buf);
-            } else {
-                self.recycle(buf);
+            let copies = v.nack.as_ref().map_or(1, |n| n.config().copies.max(1));
+            for _ in 0..copies {
+                let mut buf = self.buffer();
+                if self.build_report_into(now, &mut buf).is_ok()
+                    && build_nack(&mut buf, self.ssrc, media, &list).is_ok()
+                {
+                    self.push_rtcp(buf);
+                } else {
+                    self.recycle(buf);
+                }
             }
         }
         self.nack_list = list;
