@@ -27,7 +27,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use roomkit_media::backend::{ConnectOptions, RtpBackendConfig, RtpVideoBackend};
+use roomkit_media::backend::{ConnectOptions, ResilienceConfig, RtpBackendConfig, RtpVideoBackend};
 use roomkit_media::codec::annexb::{access_units, nal_units};
 use roomkit_media::prelude::*;
 
@@ -181,8 +181,11 @@ fn run_ours(pictures: &[Vec<u8>], loss: f64, seed: u64, rtx: bool) -> Outcome {
         video_remote_addr: Some(placeholder),
         rtcp_mux: true,
         rtx_payload_type: rtx.then_some(97),
-        inactivity_timeout: Duration::ZERO,
-        close_linger: Duration::from_secs(1),
+        resilience: ResilienceConfig {
+            inactivity_timeout: Duration::ZERO,
+            close_linger: Duration::from_secs(1),
+            ..ResilienceConfig::default()
+        },
         callback_queue: 4096,
         ..RtpBackendConfig::default()
     };

@@ -97,6 +97,31 @@ typedef struct rkm_backend rkm_backend;
 // behaviour; an unknown one is refused with `RKM_ERR_INVALID_ARGUMENT` when the backend is made.
 typedef uint32_t rkm_delivery;
 
+// How a backend's sessions cope with a real network: loss recovery, pacing, the audio jitter
+// buffer and liveness. Part of `rkm_rtp_config` and `rkm_sip_config`, filled by their `*_init`.
+typedef struct {
+    // Ask for lost video packets with RTCP NACK and hold pictures for them (RFC 4585); default
+    // true. SIP calls also need the peer to agree to `nack` in SDP.
+    bool nack;
+    // Spread each video picture's packets over time so a large key picture never leaves as
+    // one burst; default true.
+    bool pacing;
+    // A hard cap on the paced video rate in kbit/s (at least 64); 0 (default): no cap.
+    uint32_t pacing_max_kbps;
+    // Audio jitter buffer depth in milliseconds; 0 (default) delivers packets as they arrive.
+    // More plays audio out in order every 20 ms and conceals lost frames (`concealed` in
+    // `rkm_audio_frame`).
+    uint32_t audio_jitter_ms;
+    // The most the jitter buffer may adapt up to, ms; 0 (default): max(4 × depth, 200).
+    uint32_t audio_jitter_max_ms;
+    // A stream whose peer sends nothing (RTP or RTCP) this long is dead; the session ends
+    // (`end_reason` `RKM_END_RTP_TIMEOUT`) once all its streams are. 0 never; default 30000.
+    uint32_t inactivity_timeout_ms;
+    // When a session ends, keep answering the peer's NACKs until our video has been idle this
+    // long (at most four times as long); default 0 (close at once).
+    uint32_t close_linger_ms;
+} rkm_resilience;
+
 // Settings of an RTP backend (`rkm_rtp_voice_backend_new`, `rkm_rtp_video_backend_new`).
 //
 // Always fill it with `rkm_rtp_config_init` first, then change the fields you need. The strings
@@ -149,6 +174,11 @@ typedef struct {
     uint32_t rtcp_interval_ms;
     // RTCP SDES CNAME. NULL: a random one per backend.
     const char *cname;
+    // Loss recovery, pacing, audio jitter buffer and liveness.
+    rkm_resilience resilience;
+    // RTX (RFC 4588) payload type for video retransmissions, both ways (96..=127, not the video
+    // payload type); -1 (default): lost packets are re-sent as they were.
+    int16_t rtx_payload_type;
 } rkm_rtp_config;
 
 // Counters of one RTP stream. All start at 0 when the session is created.
@@ -201,6 +231,34 @@ typedef struct {
     uint64_t dtmf_received;
     // DTMF digits sent.
     uint64_t dtmf_sent;
+    // Round-trip time from RTCP reports, milliseconds (0 until measured).
+    double rtt_ms;
+    // Fraction of our packets the peer reports lost in its last report (0–1).
+    double remote_fraction_lost;
+    // The peer's cumulative count of our packets lost.
+    int64_t remote_cumulative_lost;
+    // The interarrival jitter the peer reports for our packets, milliseconds.
+    double remote_jitter_ms;
+    // Sequence numbers we asked the peer to resend (RTCP NACK).
+    uint64_t nack_sent;
+    // Sequence numbers the peer asked us to resend.
+    uint64_t nack_received;
+    // Packets we resent because of a NACK (on the RTX stream when configured).
+    uint64_t retransmitted;
+    // RTX packets received.
+    uint64_t rtx_received;
+    // Lost packets that came back after a NACK, in time to be used.
+    uint64_t recovered;
+    // Packets that came after their place in the stream was given up (dropped).
+    uint64_t late;
+    // Audio frames the jitter buffer concealed or flagged lost.
+    uint64_t audio_concealed;
+    // Audio packets that arrived after their frame had played (dropped).
+    uint64_t audio_late;
+    // RTCP BYEs received from the peer.
+    uint64_t bye_received;
+    // Times the peer was silent for the inactivity timeout.
+    uint64_t inactivity_events;
 } rkm_stream_stats;
 
 // Counters of a session: audio always; video when `has_video` (otherwise `video` is zeroed).
@@ -280,6 +338,9 @@ typedef struct {
     const uint8_t *payload;
     // Bytes at `payload`.
     size_t payload_len;
+    // True when the jitter buffer made this audio up for a lost or late packet (`pcm` then
+    // holds concealment, `payload` is empty). Always false without a jitter buffer.
+    bool concealed;
 } rkm_audio_frame;
 
 // Called with each block of received audio (one RTP packet's worth). Pointers are valid only
@@ -293,6 +354,10 @@ typedef void (*rkm_dtmf_received_cb)(void *user_data,
                                      const char *session_id,
                                      char digit,
                                      uint32_t duration_ms);
+
+// Why a session ended: one of the `RKM_END_*` values (a plain integer: later versions may add
+// values, which a program should treat as "ended for another reason").
+typedef uint32_t rkm_end_reason;
 
 // A session, as the `session_ready`, `video_session_ready` and `client_disconnected` callbacks
 // see it. Every string is NUL-terminated and valid only until the callback returns.
@@ -313,6 +378,9 @@ typedef struct {
     const char *video_local_addr;
     // Where video RTP is sent; NULL without video.
     const char *video_remote_addr;
+    // Why the session ended (`client_disconnected` only): an `RKM_END_*` value;
+    // `RKM_END_NONE` in the other callbacks.
+    rkm_end_reason end_reason;
 } rkm_session_info;
 
 // Called when a session has been created (before any of its media is delivered).
@@ -396,6 +464,12 @@ typedef struct {
     uint32_t ring_timeout_ms;
     // The `Retry-After` in seconds of the 503 sent beyond `max_sessions`; default 10.
     uint32_t retry_after_s;
+    // Loss recovery, pacing, audio jitter buffer and liveness (a call whose peer left is hung
+    // up with BYE). `nack` also decides whether NACK is offered and accepted in SDP.
+    rkm_resilience resilience;
+    // Offer and accept an RTX retransmission stream for video (RFC 4588, with `nack` only);
+    // default true.
+    bool video_rtx;
 } rkm_sip_config;
 
 // An answered SIP call, as the `call` callback sees it. Every string is NUL-terminated and
@@ -499,6 +573,27 @@ typedef struct {
 
 // Called for every registration event.
 typedef void (*rkm_registration_cb)(void *user_data, const rkm_registration_event *event);
+
+// The session has not ended.
+#define RKM_END_NONE 0
+
+// The application ended it (`rkm_disconnect`, `rkm_sip_hangup`...).
+#define RKM_END_LOCAL_HANGUP 1
+
+// The far end hung up the SIP call (BYE, or CANCEL before the answer).
+#define RKM_END_REMOTE_HANGUP 2
+
+// Nothing arrived from the peer for the inactivity timeout.
+#define RKM_END_RTP_TIMEOUT 3
+
+// The peer left every stream, the last with RTCP BYE.
+#define RKM_END_RTCP_BYE 4
+
+// The backend was freed with the session still up.
+#define RKM_END_SHUTDOWN 5
+
+// Signalling failed (no answer to our request, session timer expired...).
+#define RKM_END_ERROR 6
 
 // One frame per picture: Annex-B with a 4-byte start code before every NAL unit, complete
 // pictures only, ready for a decoder. The default.

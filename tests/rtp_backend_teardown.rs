@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use roomkit_media::backend::{RtpBackendConfig, RtpVideoBackend};
 use roomkit_media::prelude::*;
-use support::process::{fds_now, settle, steady, threads_now, SERIAL};
+use support::process::{settle, steady, threads_now, SERIAL};
 use support::rtp::{h264_picture, loopback_config, meta};
 
 #[test]
@@ -46,7 +46,7 @@ fn two_hundred_connect_disconnect_cycles_leak_nothing() {
 #[test]
 fn dropping_a_backend_with_live_sessions_joins_everything() {
     let _g = SERIAL.lock();
-    let (threads0, fds0) = (threads_now(), fds_now());
+    let (threads0, fds0) = steady();
     {
         let be = RtpVideoBackend::new(RtpBackendConfig {
             callback_threads: 3,
@@ -60,8 +60,8 @@ fn dropping_a_backend_with_live_sessions_joins_everything() {
         for i in 0..10 {
             be.connect("room", &format!("p{i}"), &m).unwrap();
         }
-        // 3 callback threads + 2 receive threads per session.
-        assert_eq!(threads_now(), threads0 + 3 + 20);
+        // 3 callback threads + the liveness thread + 2 receive threads per session.
+        assert_eq!(threads_now(), threads0 + 3 + 1 + 20);
         let t0 = Instant::now();
         drop(be);
         assert!(

@@ -240,16 +240,20 @@ fn burst_loss_in_a_key_picture_is_repaired() {
     );
 }
 
-#[test]
-fn a_lost_nack_is_sent_again() {
+/// Loses media packet 40 and the first `nacks_lost` NACK packets; returns the pair's stats.
+fn lose_packet_and_nacks(
+    b_nack: NackConfig,
+    nacks_lost: u32,
+) -> (
+    roomkit_media::rtp::stats::StreamStats,
+    roomkit_media::rtp::stats::StreamStats,
+) {
     let p = PathConfig::clean(Duration::from_millis(20));
-    let mut pair = pair(
-        video(VideoParams::default()),
-        video(VideoParams::default()),
-        p,
-        p,
-        4,
-    );
+    let b_cfg = VideoParams {
+        nack: b_nack,
+        ..VideoParams::default()
+    };
+    let mut pair = pair(video(VideoParams::default()), video(b_cfg), p, p, 4);
     let n = Arc::new(AtomicU32::new(0));
     let n2 = n.clone();
     pair.ab.set_filter(Box::new(move |d| {
@@ -258,13 +262,34 @@ fn a_lost_nack_is_sent_again() {
     let nacks = Arc::new(AtomicU32::new(0));
     let k = nacks.clone();
     pair.ba.set_filter(Box::new(move |d| {
-        is_nack(d) && k.fetch_add(1, Ordering::Relaxed) == 0
+        is_nack(d) && k.fetch_add(1, Ordering::Relaxed) < nacks_lost
     }));
     let clip = send_clip(&mut pair, 40, Duration::from_secs(1));
     let o = outcome(&clip, &pair.b.events);
     assert_eq!((o.intact, o.corrupt), (40, 0));
-    let (a, b) = (pair.a.core.stats(), pair.b.core.stats());
+    (pair.a.core.stats(), pair.b.core.stats())
+}
+
+#[test]
+fn a_lost_nack_is_sent_again() {
+    // One copy per NACK: losing it costs a retry interval.
+    let one_copy = NackConfig {
+        copies: 1,
+        ..NackConfig::default()
+    };
+    let (a, b) = lose_packet_and_nacks(one_copy, 1);
     assert_eq!(b.nack_sent, 2, "{b:?}");
+    assert_eq!((a.nack_received, a.retransmitted, b.recovered), (1, 1, 1));
+    // Both copies of the first NACK lost: the retry asks again.
+    let (a, b) = lose_packet_and_nacks(NackConfig::default(), 2);
+    assert_eq!(b.nack_sent, 2, "{b:?}");
+    assert_eq!((a.retransmitted, b.recovered), (1, 1), "{a:?}");
+}
+
+#[test]
+fn a_lost_nack_is_covered_by_its_copy() {
+    let (a, b) = lose_packet_and_nacks(NackConfig::default(), 1);
+    assert_eq!(b.nack_sent, 1, "no retry was needed: {b:?}");
     assert_eq!((a.nack_received, a.retransmitted, b.recovered), (1, 1, 1));
 }
 
@@ -290,12 +315,20 @@ fn a_lost_rtx_packet_is_requested_again() {
     let o = outcome(&clip, &pair.b.events);
     assert_eq!((o.intact, o.corrupt), (40, 0));
     let (a, b) = (pair.a.core.stats(), pair.b.core.stats());
-    // Three repairs, and the tail-loss probe once the clip ended (also on the RTX stream).
+    // The packet asked for a second time goes out twice (the path is losing there): four RTX
+    // repairs in all, the second copy a duplicate at B; then the tail-loss probe once the clip
+    // ended (RTX too, and a duplicate at B).
     assert_eq!(a.tail_probes, 1);
-    assert_eq!(rtx_seen.load(Ordering::Relaxed), 3 + 1);
+    assert_eq!(rtx_seen.load(Ordering::Relaxed), 4 + 1);
     assert_eq!(
-        (a.retransmitted, b.rtx_received, b.recovered),
-        (3, 2 + 1, 2)
+        (
+            a.retransmitted,
+            b.rtx_received,
+            b.rtx_duplicates,
+            b.recovered
+        ),
+        (4, 3 + 1, 1 + 1, 2),
+        "{a:?} {b:?}"
     );
     assert_eq!(b.nack_sent, 3);
     assert!(pair.a.core.rtx_ssrc().is_some());
@@ -544,7 +577,7 @@ fn rtx_from_another_sender_is_accepted_and_its_duplicates_counted() {
         .flatten()
         .collect();
     let osn = parse_rtp(&missing).unwrap().0.sequence;
-    assert_eq!(nacked, [osn]);
+    assert_eq!(nacked, [osn, osn], "each NACK goes out in two copies");
     let mut rtx_pkt = Vec::new();
     wrap_rtx(&missing, 101, 0xfeed_beef, 9, &mut rtx_pkt).unwrap();
     m.feed(&rtx_pkt);

@@ -7,6 +7,7 @@
 //! operations and callbacks: [`MediaBackend`].
 
 pub(crate) mod api;
+mod resilience;
 pub mod rtp;
 pub mod sip;
 mod sip_config;
@@ -18,6 +19,7 @@ pub mod sip_ua;
 mod sip_ua;
 
 pub use api::MediaBackend;
+pub use resilience::ResilienceConfig;
 pub use rtp::{ConnectOptions, RtpBackendConfig, RtpVideoBackend, RtpVoiceBackend};
 pub use sip::{DialOptions, RegisterOptions, SipVideoBackend, SipVoiceBackend};
 pub use sip_config::{
@@ -27,7 +29,7 @@ pub use sip_ua::{CallProgress, CallState, RegistrationEvent, RegistrationId};
 
 pub use crate::codec::h264::PacketizationMode;
 pub use crate::engine::{
-    KeyframeRequest, SessionId, SessionInfo, SessionStats, StreamInfo, StreamStats,
+    EndReason, KeyframeRequest, SessionId, SessionInfo, SessionStats, StreamInfo, StreamStats,
 };
 pub use crate::rtp::nack::NackConfig;
 pub use crate::rtp::pacer::PacerConfig;

@@ -11,6 +11,7 @@ use std::ops::Deref;
 use std::time::Duration;
 
 use super::api::{sealed, MediaBackend};
+use super::resilience::ResilienceConfig;
 use crate::codec::h264::PacketizationMode;
 use crate::engine::dispatch::DEFAULT_QUEUE_LEN;
 use crate::engine::{
@@ -19,10 +20,6 @@ use crate::engine::{
 };
 use crate::error::{Error, Result};
 use crate::frame::{Delivery, VideoCodec};
-use crate::rtp::config::DEFAULT_INACTIVITY_TIMEOUT;
-use crate::rtp::nack::NackConfig;
-use crate::rtp::pacer::PacerConfig;
-use crate::rtp::rtx::RtxConfig;
 
 /// Settings of an RTP backend. `Default` gives roomkit's defaults.
 #[derive(Debug, Clone)]
@@ -66,30 +63,13 @@ pub struct RtpBackendConfig {
     pub callback_queue: usize,
     /// SDES CNAME; a random one per backend when `None`.
     pub cname: Option<String>,
-    /// Video loss recovery on receive: NACK lost packets and hold pictures for them, with
-    /// deadlines from the measured round trip (RFC 4585). On by default; turn it off for peers
-    /// that never retransmit.
-    pub nack: NackConfig,
     /// RTX (RFC 4588) payload type for video, both ways: our retransmissions go on it (with its
     /// own SSRC, `apt` = `video_payload_type`) and the peer's RTX packets of this type are
     /// repairs. `None` (default): lost packets are re-sent as they were.
     pub rtx_payload_type: Option<u8>,
-    /// How video pictures are spread over time when sent, so a large key picture never leaves
-    /// as one burst. On by default.
-    pub pacer: PacerConfig,
-    /// Audio jitter buffer depth in milliseconds: 0 (default) delivers packets as they arrive;
-    /// more plays them out in order every 20 ms, conceals lost frames (flagged
-    /// `AudioFrame::concealed`) and adapts its depth up to `audio_jitter_max_ms`.
-    pub audio_jitter_ms: u32,
-    /// The most the audio jitter buffer may grow to; 0 picks max(4 × `audio_jitter_ms`, 200).
-    pub audio_jitter_max_ms: u32,
-    /// End a session after this long without RTP or RTCP from the peer (30 s, roomkit's; zero
-    /// never). `on_client_disconnected` then reports why.
-    pub inactivity_timeout: Duration,
-    /// When a session ends, keep answering the peer's NACKs until our video has been idle this
-    /// long (at most four times as long), so the last pictures can still be repaired. Zero
-    /// (default) closes at once.
-    pub close_linger: Duration,
+    /// Loss recovery (NACK), pacing, audio jitter buffer, inactivity timeout and close linger:
+    /// the settings every backend shares.
+    pub resilience: ResilienceConfig,
 }
 
 impl Default for RtpBackendConfig {
@@ -117,13 +97,8 @@ impl Default for RtpBackendConfig {
             callback_threads: 1,
             callback_queue: DEFAULT_QUEUE_LEN,
             cname: None,
-            nack: NackConfig::default(),
             rtx_payload_type: None,
-            pacer: PacerConfig::default(),
-            audio_jitter_ms: 0,
-            audio_jitter_max_ms: 0,
-            inactivity_timeout: DEFAULT_INACTIVITY_TIMEOUT,
-            close_linger: Duration::ZERO,
+            resilience: ResilienceConfig::default(),
         }
     }
 }
@@ -268,7 +243,7 @@ impl RtpVoiceBackend {
         local: SocketAddr,
         remote: SocketAddr,
     ) -> StreamConfig {
-        StreamConfig {
+        self.cfg.resilience.stream(StreamConfig {
             media,
             local_addr: local,
             remote_addr: remote,
@@ -282,9 +257,8 @@ impl RtpVoiceBackend {
             rtcp_interval: self.cfg.rtcp_interval,
             cname: self.cname.clone(),
             session: SessionId::nil(),
-            inactivity_timeout: self.cfg.inactivity_timeout,
-            close_linger: self.cfg.close_linger,
-        }
+            ..StreamConfig::default()
+        })
     }
 
     /// Creates a session: binds its sockets, starts its threads and fires `on_session_ready`
@@ -327,36 +301,32 @@ impl RtpVoiceBackend {
             )
         })?;
         let audio = self.stream_config(
-            MediaParams::Audio(AudioParams {
+            MediaParams::Audio(c.resilience.audio(AudioParams {
                 payload_type: c.payload_type,
                 clock_rate: c.clock_rate,
                 dtmf_payload_type: c.dtmf_payload_type,
-                audio_jitter_ms: c.audio_jitter_ms,
-                audio_jitter_max_ms: c.audio_jitter_max_ms,
-            }),
+                ..AudioParams::default()
+            })),
             c.local_addr,
             remote,
         );
         let video = video_remote.map(|vr| {
             self.stream_config(
-                MediaParams::Video(VideoParams {
-                    payload_type: c.video_payload_type,
-                    clock_rate: c.video_clock_rate,
-                    codec: c.video_codec,
-                    delivery: c.delivery,
-                    wait_for_keyframe: c.wait_for_keyframe,
-                    deliver_incomplete: c.deliver_incomplete,
-                    mtu: c.mtu,
-                    packetization_mode: c.packetization_mode,
-                    nack: c.nack,
-                    rtx: c.rtx_payload_type.map(|payload_type| RtxConfig {
-                        payload_type,
-                        apt: c.video_payload_type,
-                        ssrc: None,
-                    }),
-                    pacer: c.pacer,
-                    ..Default::default()
-                }),
+                MediaParams::Video(c.resilience.video(
+                    VideoParams {
+                        payload_type: c.video_payload_type,
+                        clock_rate: c.video_clock_rate,
+                        codec: c.video_codec,
+                        delivery: c.delivery,
+                        wait_for_keyframe: c.wait_for_keyframe,
+                        deliver_incomplete: c.deliver_incomplete,
+                        mtu: c.mtu,
+                        packetization_mode: c.packetization_mode,
+                        ..Default::default()
+                    },
+                    true,
+                    c.rtx_payload_type,
+                )),
                 c.video_local_addr,
                 vr,
             )

@@ -284,6 +284,14 @@ impl SipVoiceBackend {
             commands: tx,
             local,
         };
+        // A call whose peer left its media (RTCP BYE, or silence for the inactivity timeout)
+        // is hung up with BYE: the engine has closed its media already.
+        let (commands, wake) = (running.commands.clone(), running.wake.clone());
+        self.engine.set_end_hook(move |session, _| {
+            if commands.send(Command::Hangup(session)).is_ok() {
+                wake.wake();
+            }
+        });
         // Cannot fail: `starting` is held and `running` was empty.
         let _ = self.running.set(running);
         Ok(local)

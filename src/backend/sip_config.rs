@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::resilience::ResilienceConfig;
 use crate::engine::dispatch::DEFAULT_QUEUE_LEN;
 use crate::frame::{Delivery, VideoCodec};
 use crate::sdp::AudioCodec;
@@ -68,6 +69,13 @@ pub struct SipBackendConfig {
     pub wait_for_keyframe: bool,
     /// Nominal RTCP report interval.
     pub rtcp_interval: Duration,
+    /// Offer and accept an RTX (RFC 4588) retransmission stream for video, with its own payload
+    /// type and SSRC (only when NACK is on, as retransmissions answer NACKs). On by default;
+    /// off, lost packets are re-sent as they were.
+    pub video_rtx: bool,
+    /// Loss recovery (NACK), pacing, audio jitter buffer, inactivity timeout and close linger:
+    /// the settings every backend shares. NACK is also offered and accepted in SDP only when on.
+    pub resilience: ResilienceConfig,
     /// Callback threads of the engine.
     pub callback_threads: usize,
     /// Events queued per callback thread before new ones are dropped (and counted).
@@ -102,6 +110,8 @@ impl Default for SipBackendConfig {
             delivery: Delivery::AccessUnit,
             wait_for_keyframe: true,
             rtcp_interval: Duration::from_secs(5),
+            video_rtx: true,
+            resilience: ResilienceConfig::default(),
             callback_threads: 1,
             callback_queue: DEFAULT_QUEUE_LEN,
         }

@@ -42,6 +42,46 @@ pub struct StreamEnded {
     pub reason: StreamEndReason,
 }
 
+/// Why a session ended, as `on_client_disconnected` sees it in [`SessionInfo::end_reason`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum EndReason {
+    /// The application ended it (`disconnect`, `hangup`).
+    LocalHangup,
+    /// The far end hung up the SIP call (BYE, or CANCEL before the answer).
+    RemoteHangup,
+    /// Nothing (RTP or RTCP) arrived from the peer on any stream for the inactivity timeout.
+    RtpTimeout,
+    /// The peer left every stream; the last one it left with RTCP BYE.
+    RtcpBye,
+    /// The backend shut down with the session still up.
+    Shutdown,
+    /// Signalling failed (no answer to our request, a session timer expired, the call could
+    /// not go on).
+    Error,
+}
+
+impl EndReason {
+    /// A short name: `local_hangup`, `remote_hangup`, `rtp_timeout`, `rtcp_bye`, `shutdown`,
+    /// `error`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::LocalHangup => "local_hangup",
+            EndReason::RemoteHangup => "remote_hangup",
+            EndReason::RtpTimeout => "rtp_timeout",
+            EndReason::RtcpBye => "rtcp_bye",
+            EndReason::Shutdown => "shutdown",
+            EndReason::Error => "error",
+        }
+    }
+}
+
+impl std::fmt::Display for EndReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Where one stream of a session sends and receives, and what it carries.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamInfo {
@@ -72,6 +112,9 @@ pub struct SessionInfo {
     /// The metadata of the video session (`backend`, `payload_type`, `clock_rate`,
     /// `video_remote_addr`); empty without video.
     pub video_metadata: HashMap<String, String>,
+    /// Why the session ended: set in what `on_client_disconnected` receives, `None` while it
+    /// lives.
+    pub end_reason: Option<EndReason>,
 }
 
 /// One event on its way to the callbacks.
@@ -172,7 +215,7 @@ impl Callbacks {
         *self.video_session_ready.write() = Some(Arc::new(f));
     }
 
-    /// Sets the session-ended callback.
+    /// Sets the session-ended callback (`SessionInfo::end_reason` says why).
     pub fn set_disconnected(&self, f: impl Fn(&SessionInfo) + Send + Sync + 'static) {
         *self.disconnected.write() = Some(Arc::new(f));
     }

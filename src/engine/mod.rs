@@ -20,11 +20,11 @@ pub mod stream;
 pub use crate::rtp::config::{AudioParams, MediaParams, VideoParams};
 pub use dispatch::Dispatcher;
 pub use event::{
-    KeyframeRequest, MediaKind, SessionId, SessionInfo, StreamEndReason, StreamEnded, StreamInfo,
+    EndReason, KeyframeRequest, MediaKind, SessionId, SessionInfo, StreamEndReason, StreamEnded, StreamInfo,
 };
 pub use io_thread::{IoThread, StopSignal};
 pub use port_pool::{PortLease, PortPool};
-pub use session::{BoundMedia, EngineConfig, MediaEngine, MediaSession, SessionSpec};
+pub use session::{BoundMedia, EndHook, EngineConfig, MediaEngine, MediaSession, SessionSpec};
 pub use sip_transport::{Outbox, SipHandler, SipPeer, SipTransport, SipTransportKind, SHUTDOWN_LINGER};
 pub use socket::{MediaSocket, RecvBatch, SendBatch, Waker};
 pub use stats::{SessionStats, StreamStats};

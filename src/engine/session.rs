@@ -7,12 +7,17 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
 
+use crossbeam_channel::{unbounded, Sender};
 use parking_lot::RwLock;
 
 use super::dispatch::{Dispatcher, DEFAULT_QUEUE_LEN};
-use super::event::{dispatch_key, Callbacks, EngineEvent, KeyframeRequest, SessionId, SessionInfo};
+use super::event::{
+    dispatch_key, Callbacks, EndReason, EngineEvent, KeyframeRequest, SessionId, SessionInfo,
+    StreamEndReason,
+};
 use super::stats::SessionStats;
 use super::stream::{MediaStream, RtpSockets, StreamConfig};
 use crate::error::{Error, Result};
@@ -49,6 +54,9 @@ pub struct MediaSession {
     video: RwLock<Option<Arc<MediaStream>>>,
     /// The far end put the call on hold (SIP): what we would send is discarded.
     held: AtomicBool,
+    /// The peer is meant to send us media: while it is not (a SIP call we hold, or `inactive`),
+    /// its silence does not end the session (its RTCP BYE still does).
+    expects_media: AtomicBool,
 }
 
 impl MediaSession {
@@ -93,6 +101,17 @@ impl MediaSession {
     /// Whether the far end holds the session: sending is suspended (calls succeed, nothing goes out).
     pub fn is_held(&self) -> bool {
         self.held.load(Ordering::Relaxed)
+    }
+
+    /// Whether the peer is meant to send us media (see [`Self::set_expects_media`]).
+    pub fn expects_media(&self) -> bool {
+        self.expects_media.load(Ordering::Relaxed)
+    }
+
+    /// Says whether the peer is meant to send us media now (true when the session starts);
+    /// while it is not, silence does not end the session.
+    pub fn set_expects_media(&self, expects: bool) {
+        self.expects_media.store(expects, Ordering::Relaxed);
     }
 
     /// Suspends (`true`) or resumes sending, as a hold or resume from the far end asks.
@@ -175,6 +194,11 @@ impl MediaSession {
         Ok(())
     }
 
+    /// Whether the peer has left every stream of the session (RTCP BYE or silence on each).
+    pub fn peer_gone(&self) -> bool {
+        self.audio.peer_gone() && self.video().is_none_or(|v| v.peer_gone())
+    }
+
     /// Stops and joins both streams' threads (video first, as roomkit closes it first).
     fn close(&self) {
         if let Some(v) = self.video.write().take() {
@@ -202,12 +226,36 @@ impl Default for EngineConfig {
     }
 }
 
+/// What the engine does after it ended a session on its own (the peer left): a SIP backend
+/// hangs the call up. Runs on the engine's liveness thread; it must not wait for long.
+pub type EndHook = Arc<dyn Fn(SessionId, EndReason) + Send + Sync>;
+
+type Sessions = RwLock<HashMap<SessionId, Arc<MediaSession>>>;
+
+/// Work for the liveness thread.
+enum Liveness {
+    /// A stream of the session reported its peer gone, for this reason.
+    StreamEnded(SessionId, StreamEndReason),
+    Stop,
+}
+
 /// Sessions, callbacks and dispatcher threads. Dropping the engine disconnects every session
 /// (joining their threads, closing their sockets) and then joins the dispatcher threads.
+///
+/// Liveness: when a stream reports its peer gone (RTCP BYE, or nothing for the inactivity
+/// timeout) and every stream of the session is in that state, the engine ends the session on
+/// its liveness thread, with [`EndReason::RtcpBye`] or [`EndReason::RtpTimeout`] after the
+/// stream that went last, then runs the [`EndHook`]. A BYE on one stream alone (a peer that
+/// dropped its video) does not end the call, and silence does not end a session whose peer is
+/// not meant to send (see [`MediaSession::set_expects_media`]). Ending a session joins its stream threads and
+/// posts to the callback threads, so it never runs on either: a callback thread only forwards
+/// the stream's report.
 pub struct MediaEngine {
     dispatcher: Arc<Dispatcher<EngineEvent>>,
     callbacks: Arc<Callbacks>,
-    sessions: RwLock<HashMap<SessionId, Arc<MediaSession>>>,
+    sessions: Arc<Sessions>,
+    end_hook: Arc<RwLock<Option<EndHook>>>,
+    liveness: Option<(Sender<Liveness>, JoinHandle<()>)>,
 }
 
 impl std::fmt::Debug for MediaEngine {
@@ -223,18 +271,59 @@ impl MediaEngine {
     pub fn new(cfg: EngineConfig) -> Result<MediaEngine> {
         let callbacks = Arc::new(Callbacks::default());
         let cb = callbacks.clone();
+        // One message per stream report at most (a stream reports BYE once, silence once per
+        // inactivity timeout): the queue cannot grow faster than streams exist.
+        let (tx, rx) = unbounded::<Liveness>();
+        let reports = tx.clone();
         let dispatcher = Dispatcher::new(
             cfg.callback_threads,
             cfg.callback_queue,
             "rkm-callback",
-            Arc::new(move |ev| cb.deliver(ev)),
+            Arc::new(move |ev: EngineEvent| {
+                let ended = match &ev {
+                    EngineEvent::StreamEnded(id, e) => Some((*id, e.reason.clone())),
+                    _ => None,
+                };
+                // The application hears of the stream first, then of the session's end.
+                cb.deliver(ev);
+                if let Some((id, reason)) = ended {
+                    let _ = reports.send(Liveness::StreamEnded(id, reason));
+                }
+            }),
         )
         .map_err(|e| Error::Io("starting callback threads".into(), e))?;
+        let dispatcher = Arc::new(dispatcher);
+        let sessions: Arc<Sessions> = Arc::default();
+        let end_hook: Arc<RwLock<Option<EndHook>>> = Arc::default();
+        let (d, s, h) = (
+            Arc::downgrade(&dispatcher),
+            Arc::downgrade(&sessions),
+            end_hook.clone(),
+        );
+        let thread = std::thread::Builder::new()
+            .name("rkm-liveness".into())
+            .spawn(move || {
+                for msg in rx {
+                    let Liveness::StreamEnded(id, why) = msg else {
+                        break;
+                    };
+                    reap(&d, &s, &h, id, why);
+                }
+            })
+            .map_err(|e| Error::Io("starting the liveness thread".into(), e))?;
         Ok(MediaEngine {
-            dispatcher: Arc::new(dispatcher),
+            dispatcher,
             callbacks,
-            sessions: RwLock::new(HashMap::new()),
+            sessions,
+            end_hook,
+            liveness: Some((tx, thread)),
         })
+    }
+
+    /// Sets what runs after the engine ended a session because its peer left (replacing any
+    /// earlier hook).
+    pub fn set_end_hook(&self, f: impl Fn(SessionId, EndReason) + Send + Sync + 'static) {
+        *self.end_hook.write() = Some(Arc::new(f));
     }
 
     /// The callback registry.
@@ -293,6 +382,7 @@ impl MediaEngine {
             audio: audio.info(),
             video: video.as_ref().map(MediaStream::info),
             video_metadata: spec.video_metadata,
+            end_reason: None,
         });
         let has_video = video.is_some();
         let session = Arc::new(MediaSession {
@@ -300,6 +390,7 @@ impl MediaEngine {
             audio,
             video: RwLock::new(video.map(Arc::new)),
             held: AtomicBool::new(false),
+            expects_media: AtomicBool::new(true),
         });
         {
             let mut sessions = self.sessions.write();
@@ -390,29 +481,79 @@ impl MediaEngine {
         v
     }
 
-    /// Ends session `id`: stops and joins its threads (each sends RTCP BYE), closes its sockets
-    /// and fires the disconnected callback after the session's last frames.
+    /// Ends session `id` as the application asked ([`EndReason::LocalHangup`]); see
+    /// [`Self::disconnect_with`].
     pub fn disconnect(&self, id: SessionId) -> Result<()> {
-        let session = self
-            .sessions
-            .write()
-            .remove(&id)
-            .ok_or_else(|| Error::NotFound(format!("session {id}")))?;
-        session.close();
-        let info = session.info();
-        drop(session);
-        self.dispatcher
-            .post_wait(dispatch_key(id), EngineEvent::Disconnected(info));
-        Ok(())
+        self.disconnect_with(id, EndReason::LocalHangup)
     }
 
+    /// Ends session `id`: stops and joins its threads (each sends RTCP BYE), closes its sockets
+    /// and fires the disconnected callback, with `reason`, after the session's last frames.
+    pub fn disconnect_with(&self, id: SessionId, reason: EndReason) -> Result<()> {
+        end_session(&self.sessions, &self.dispatcher, id, reason)
+    }
+}
+
+/// Removes, closes and announces session `id`.
+fn end_session(
+    sessions: &Sessions,
+    dispatcher: &Dispatcher<EngineEvent>,
+    id: SessionId,
+    reason: EndReason,
+) -> Result<()> {
+    let session = sessions
+        .write()
+        .remove(&id)
+        .ok_or_else(|| Error::NotFound(format!("session {id}")))?;
+    session.close();
+    let mut info = (*session.info()).clone();
+    info.end_reason = Some(reason);
+    drop(session);
+    dispatcher.post_wait(dispatch_key(id), EngineEvent::Disconnected(Arc::new(info)));
+    Ok(())
+}
+
+/// The liveness thread's work for one stream report: ends the session when the peer has left
+/// every stream of it, then runs the end hook.
+fn reap(
+    dispatcher: &Weak<Dispatcher<EngineEvent>>,
+    sessions: &Weak<Sessions>,
+    hook: &RwLock<Option<EndHook>>,
+    id: SessionId,
+    why: StreamEndReason,
+) {
+    let (Some(dispatcher), Some(sessions)) = (dispatcher.upgrade(), sessions.upgrade()) else {
+        return;
+    };
+    let reason = match why {
+        StreamEndReason::RemoteBye { .. } => EndReason::RtcpBye,
+        StreamEndReason::Inactive { .. } => EndReason::RtpTimeout,
+    };
+    let gone = sessions.read().get(&id).is_some_and(|s| {
+        s.peer_gone() && (reason == EndReason::RtcpBye || s.expects_media())
+    });
+    if !gone {
+        return;
+    }
+    if end_session(&sessions, &dispatcher, id, reason).is_ok() {
+        let hook = hook.read().clone();
+        if let Some(hook) = hook {
+            hook(id, reason);
+        }
+    }
 }
 
 impl Drop for MediaEngine {
     fn drop(&mut self) {
+        if let Some((tx, thread)) = self.liveness.take() {
+            let _ = tx.send(Liveness::Stop);
+            if thread.thread().id() != std::thread::current().id() {
+                let _ = thread.join();
+            }
+        }
         let ids: Vec<SessionId> = self.sessions.read().keys().copied().collect();
         for id in ids {
-            let _ = self.disconnect(id);
+            let _ = self.disconnect_with(id, EndReason::Shutdown);
         }
         // The dispatcher threads drain what is queued and are joined when the last reference
         // (this one: the streams holding the others are closed) goes.

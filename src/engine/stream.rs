@@ -413,6 +413,12 @@ impl MediaStream {
         self.shared.core.lock().core.ssrc()
     }
 
+    /// Whether the peer has left this stream (RTCP BYE, or silence for the inactivity timeout,
+    /// with no RTP since).
+    pub fn peer_gone(&self) -> bool {
+        self.shared.core.lock().core.peer_gone()
+    }
+
     /// Our RTX SSRC when RTX is configured (for `a=ssrc-group:FID` in SDP).
     pub fn rtx_ssrc(&self) -> Option<u32> {
         self.shared.core.lock().core.rtx_ssrc()

@@ -475,6 +475,34 @@ pub struct rkm_stream_stats {
     pub dtmf_received: u64,
     /// DTMF digits sent.
     pub dtmf_sent: u64,
+    /// Round-trip time from RTCP reports, milliseconds (0 until measured).
+    pub rtt_ms: f64,
+    /// Fraction of our packets the peer reports lost in its last report (0–1).
+    pub remote_fraction_lost: f64,
+    /// The peer's cumulative count of our packets lost.
+    pub remote_cumulative_lost: i64,
+    /// The interarrival jitter the peer reports for our packets, milliseconds.
+    pub remote_jitter_ms: f64,
+    /// Sequence numbers we asked the peer to resend (RTCP NACK).
+    pub nack_sent: u64,
+    /// Sequence numbers the peer asked us to resend.
+    pub nack_received: u64,
+    /// Packets we resent because of a NACK (on the RTX stream when configured).
+    pub retransmitted: u64,
+    /// RTX packets received.
+    pub rtx_received: u64,
+    /// Lost packets that came back after a NACK, in time to be used.
+    pub recovered: u64,
+    /// Packets that came after their place in the stream was given up (dropped).
+    pub late: u64,
+    /// Audio frames the jitter buffer concealed or flagged lost.
+    pub audio_concealed: u64,
+    /// Audio packets that arrived after their frame had played (dropped).
+    pub audio_late: u64,
+    /// RTCP BYEs received from the peer.
+    pub bye_received: u64,
+    /// Times the peer was silent for the inactivity timeout.
+    pub inactivity_events: u64,
 }
 
 impl From<&StreamStats> for rkm_stream_stats {
@@ -504,6 +532,20 @@ impl From<&StreamStats> for rkm_stream_stats {
             unknown_payload_type: s.unknown_payload_type,
             dtmf_received: s.dtmf_received,
             dtmf_sent: s.dtmf_sent,
+            rtt_ms: s.rtt_ms,
+            remote_fraction_lost: s.remote_fraction_lost,
+            remote_cumulative_lost: s.remote_cumulative_lost,
+            remote_jitter_ms: s.remote_jitter_ms,
+            nack_sent: s.nack_sent,
+            nack_received: s.nack_received,
+            retransmitted: s.retransmitted,
+            rtx_received: s.rtx_received,
+            recovered: s.recovered,
+            late: s.late,
+            audio_concealed: s.audio_concealed,
+            audio_late: s.audio_late,
+            bye_received: s.bye_received,
+            inactivity_events: s.inactivity_events,
         }
     }
 }

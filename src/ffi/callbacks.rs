@@ -13,7 +13,7 @@ use super::status::{boundary, rkm_status, FfiResult};
 use crate::engine::event::{
     AudioCallback, DtmfCallback, KeyframeCallback, SessionCallback, VideoCallback,
 };
-use crate::engine::{KeyframeRequest, SessionId, SessionInfo};
+use crate::engine::{EndReason, KeyframeRequest, SessionId, SessionInfo};
 use crate::frame::{AudioFrame, DtmfEvent, VideoCodec, VideoFrame};
 
 /// The application's `user_data`, handed back to its callbacks.
@@ -94,6 +94,9 @@ pub struct rkm_audio_frame {
     pub payload: *const u8,
     /// Bytes at `payload`.
     pub payload_len: usize,
+    /// True when the jitter buffer made this audio up for a lost or late packet (`pcm` then
+    /// holds concealment, `payload` is empty). Always false without a jitter buffer.
+    pub concealed: bool,
 }
 
 /// A session, as the `session_ready`, `video_session_ready` and `client_disconnected` callbacks
@@ -117,6 +120,41 @@ pub struct rkm_session_info {
     pub video_local_addr: *const c_char,
     /// Where video RTP is sent; NULL without video.
     pub video_remote_addr: *const c_char,
+    /// Why the session ended (`client_disconnected` only): an `RKM_END_*` value;
+    /// `RKM_END_NONE` in the other callbacks.
+    pub end_reason: rkm_end_reason,
+}
+
+/// Why a session ended: one of the `RKM_END_*` values (a plain integer: later versions may add
+/// values, which a program should treat as "ended for another reason").
+pub type rkm_end_reason = u32;
+
+/// The session has not ended.
+pub const RKM_END_NONE: rkm_end_reason = 0;
+/// The application ended it (`rkm_disconnect`, `rkm_sip_hangup`...).
+pub const RKM_END_LOCAL_HANGUP: rkm_end_reason = 1;
+/// The far end hung up the SIP call (BYE, or CANCEL before the answer).
+pub const RKM_END_REMOTE_HANGUP: rkm_end_reason = 2;
+/// Nothing arrived from the peer for the inactivity timeout.
+pub const RKM_END_RTP_TIMEOUT: rkm_end_reason = 3;
+/// The peer left every stream, the last with RTCP BYE.
+pub const RKM_END_RTCP_BYE: rkm_end_reason = 4;
+/// The backend was freed with the session still up.
+pub const RKM_END_SHUTDOWN: rkm_end_reason = 5;
+/// Signalling failed (no answer to our request, session timer expired...).
+pub const RKM_END_ERROR: rkm_end_reason = 6;
+
+/// The C value of an end reason.
+fn end_reason_to_c(r: Option<EndReason>) -> rkm_end_reason {
+    match r {
+        None => RKM_END_NONE,
+        Some(EndReason::LocalHangup) => RKM_END_LOCAL_HANGUP,
+        Some(EndReason::RemoteHangup) => RKM_END_REMOTE_HANGUP,
+        Some(EndReason::RtpTimeout) => RKM_END_RTP_TIMEOUT,
+        Some(EndReason::RtcpBye) => RKM_END_RTCP_BYE,
+        Some(EndReason::Shutdown) => RKM_END_SHUTDOWN,
+        Some(EndReason::Error) => RKM_END_ERROR,
+    }
 }
 
 /// Which RTCP message asked for a key frame.
@@ -189,6 +227,7 @@ struct SessionInfoText {
     remote: CString,
     video_local: Option<CString>,
     video_remote: Option<CString>,
+    end_reason: rkm_end_reason,
 }
 
 impl SessionInfoText {
@@ -201,6 +240,7 @@ impl SessionInfoText {
             remote: c_text(&s.audio.remote_addr.to_string()),
             video_local: s.video.as_ref().map(|v| c_text(&v.local_addr.to_string())),
             video_remote: s.video.as_ref().map(|v| c_text(&v.remote_addr.to_string())),
+            end_reason: end_reason_to_c(s.end_reason),
         }
     }
 
@@ -221,6 +261,7 @@ impl SessionInfoText {
                 .video_remote
                 .as_ref()
                 .map_or(std::ptr::null(), |c| c.as_ptr()),
+            end_reason: self.end_reason,
         }
     }
 }
@@ -322,6 +363,7 @@ pub extern "C" fn rkm_on_audio_received(
                     payload_type: fr.payload_type,
                     payload: fr.payload.as_ptr(),
                     payload_len: fr.payload.len(),
+                    concealed: fr.concealed,
                 };
                 // SAFETY: as in rkm_on_video_received: `f` is callable here and every pointer
                 // outlives the call.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::args::{opt_str_arg, out_arg, parse_addr};
 use super::status::{boundary, Failure, FfiResult};
-use crate::backend::{RtpBackendConfig, SipBackendConfig, SipCredentials};
+use crate::backend::{ResilienceConfig, RtpBackendConfig, SipBackendConfig, SipCredentials};
 use crate::codec::h264::PacketizationMode;
 use crate::frame::{Delivery, VideoCodec};
 use crate::sdp::AudioCodec;
@@ -22,6 +22,76 @@ pub type rkm_delivery = u32;
 pub const RKM_DELIVERY_ACCESS_UNIT: rkm_delivery = 0;
 /// One frame per NAL unit, raw (no start code), as roomkit's Python backend delivers.
 pub const RKM_DELIVERY_NAL_UNIT: rkm_delivery = 1;
+
+/// How a backend's sessions cope with a real network: loss recovery, pacing, the audio jitter
+/// buffer and liveness. Part of `rkm_rtp_config` and `rkm_sip_config`, filled by their `*_init`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct rkm_resilience {
+    /// Ask for lost video packets with RTCP NACK and hold pictures for them (RFC 4585); default
+    /// true. SIP calls also need the peer to agree to `nack` in SDP.
+    pub nack: bool,
+    /// Spread each video picture's packets over time so a large key picture never leaves as
+    /// one burst; default true.
+    pub pacing: bool,
+    /// A hard cap on the paced video rate in kbit/s (at least 64); 0 (default): no cap.
+    pub pacing_max_kbps: u32,
+    /// Audio jitter buffer depth in milliseconds; 0 (default) delivers packets as they arrive.
+    /// More plays audio out in order every 20 ms and conceals lost frames (`concealed` in
+    /// `rkm_audio_frame`).
+    pub audio_jitter_ms: u32,
+    /// The most the jitter buffer may adapt up to, ms; 0 (default): max(4 × depth, 200).
+    pub audio_jitter_max_ms: u32,
+    /// A stream whose peer sends nothing (RTP or RTCP) this long is dead; the session ends
+    /// (`end_reason` `RKM_END_RTP_TIMEOUT`) once all its streams are. 0 never; default 30000.
+    pub inactivity_timeout_ms: u32,
+    /// When a session ends, keep answering the peer's NACKs until our video has been idle this
+    /// long (at most four times as long); default 0 (close at once).
+    pub close_linger_ms: u32,
+}
+
+/// The C view of the shared resilience settings.
+fn resilience_to_c(r: &ResilienceConfig) -> rkm_resilience {
+    let ms = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
+    rkm_resilience {
+        nack: r.nack.enabled,
+        pacing: r.pacer.enabled,
+        pacing_max_kbps: r
+            .pacer
+            .max_rate
+            .map_or(0, |bytes| (bytes * 8.0 / 1000.0).round() as u32),
+        audio_jitter_ms: r.audio_jitter_ms,
+        audio_jitter_max_ms: r.audio_jitter_max_ms,
+        inactivity_timeout_ms: ms(r.inactivity_timeout),
+        close_linger_ms: ms(r.close_linger),
+    }
+}
+
+/// The shared resilience settings an `rkm_resilience` describes (field names under `cfg.`).
+fn resilience_from_c(c: &rkm_resilience) -> FfiResult<ResilienceConfig> {
+    let mut r = ResilienceConfig::default();
+    r.nack.enabled = c.nack;
+    r.pacer.enabled = c.pacing;
+    r.pacer.max_rate = match c.pacing_max_kbps {
+        0 => None,
+        k if k < 64 => {
+            return Err(Failure::invalid(format!(
+                "cfg.resilience.pacing_max_kbps = {k} is below 64 (0: no cap)"
+            )))
+        }
+        k => Some(f64::from(k) * 1000.0 / 8.0),
+    };
+    if c.audio_jitter_ms > 10_000 || c.audio_jitter_max_ms > 10_000 {
+        return Err(Failure::invalid(
+            "cfg.resilience.audio_jitter_ms and audio_jitter_max_ms must be at most 10000",
+        ));
+    }
+    r.audio_jitter_ms = c.audio_jitter_ms;
+    r.audio_jitter_max_ms = c.audio_jitter_max_ms;
+    r.inactivity_timeout = Duration::from_millis(u64::from(c.inactivity_timeout_ms));
+    r.close_linger = Duration::from_millis(u64::from(c.close_linger_ms));
+    Ok(r)
+}
 
 /// Settings of an RTP backend (`rkm_rtp_voice_backend_new`, `rkm_rtp_video_backend_new`).
 ///
@@ -77,6 +147,11 @@ pub struct rkm_rtp_config {
     pub rtcp_interval_ms: u32,
     /// RTCP SDES CNAME. NULL: a random one per backend.
     pub cname: *const c_char,
+    /// Loss recovery, pacing, audio jitter buffer and liveness.
+    pub resilience: rkm_resilience,
+    /// RTX (RFC 4588) payload type for video retransmissions, both ways (96..=127, not the video
+    /// payload type); -1 (default): lost packets are re-sent as they were.
+    pub rtx_payload_type: i16,
 }
 
 /// Fills `cfg` with the defaults (those of roomkit's RTP backends): any local address and port,
@@ -111,6 +186,8 @@ pub extern "C" fn rkm_rtp_config_init(cfg: *mut rkm_rtp_config) {
             latch_to_first_source: d.latch_to_first_source,
             rtcp_interval_ms: u32::try_from(d.rtcp_interval.as_millis()).unwrap_or(u32::MAX),
             cname: std::ptr::null(),
+            resilience: resilience_to_c(&d.resilience),
+            rtx_payload_type: d.rtx_payload_type.map_or(-1, i16::from),
         };
         Ok(())
     })
@@ -226,6 +303,16 @@ pub(crate) unsafe fn rtp_config_from_c(c: &rkm_rtp_config) -> FfiResult<RtpBacke
     }
     r.rtcp_interval = Duration::from_millis(u64::from(c.rtcp_interval_ms));
     r.cname = text(c.cname, "cfg.cname")?.map(str::to_owned);
+    r.resilience = resilience_from_c(&c.resilience)?;
+    r.rtx_payload_type = match c.rtx_payload_type {
+        -1 => None,
+        pt @ 96..=127 if pt != i16::from(c.video_payload_type) => Some(pt as u8),
+        other => {
+            return Err(Failure::invalid(format!(
+                "cfg.rtx_payload_type = {other} is not -1 or 96..=127 apart from the video's"
+            )))
+        }
+    };
     Ok(r)
 }
 
@@ -256,6 +343,36 @@ mod tests {
         assert_eq!(r.delivery, Delivery::AccessUnit);
         assert_eq!(r.dtmf_payload_type, Some(101));
         assert_eq!(r.rtcp_interval, d.rtcp_interval);
+        assert_eq!(r.resilience, d.resilience);
+        assert_eq!(r.rtx_payload_type, None);
+    }
+
+    #[test]
+    fn resilience_settings_convert_and_bad_ones_are_refused() {
+        let mut c = defaults();
+        c.resilience.nack = false;
+        c.resilience.pacing_max_kbps = 2000;
+        c.resilience.audio_jitter_ms = 60;
+        c.resilience.inactivity_timeout_ms = 0;
+        c.resilience.close_linger_ms = 1500;
+        c.rtx_payload_type = 97;
+        // SAFETY: every string field is NULL.
+        let r = unsafe { rtp_config_from_c(&c) }.unwrap();
+        assert!(!r.resilience.nack.enabled);
+        assert_eq!(r.resilience.pacer.max_rate, Some(250_000.0));
+        assert_eq!(r.resilience.audio_jitter_ms, 60);
+        assert_eq!(r.resilience.inactivity_timeout, Duration::ZERO);
+        assert_eq!(r.resilience.close_linger, Duration::from_millis(1500));
+        assert_eq!(r.rtx_payload_type, Some(97));
+        c.rtx_payload_type = 96;
+        // SAFETY: as above.
+        let e = unsafe { rtp_config_from_c(&c) }.unwrap_err();
+        assert!(e.message.contains("rtx_payload_type"), "{}", e.message);
+        let mut c = defaults();
+        c.resilience.pacing_max_kbps = 10;
+        // SAFETY: as above.
+        let e = unsafe { rtp_config_from_c(&c) }.unwrap_err();
+        assert!(e.message.contains("pacing_max_kbps"), "{}", e.message);
     }
 
     #[test]
@@ -342,6 +459,12 @@ pub struct rkm_sip_config {
     pub ring_timeout_ms: u32,
     /// The `Retry-After` in seconds of the 503 sent beyond `max_sessions`; default 10.
     pub retry_after_s: u32,
+    /// Loss recovery, pacing, audio jitter buffer and liveness (a call whose peer left is hung
+    /// up with BYE). `nack` also decides whether NACK is offered and accepted in SDP.
+    pub resilience: rkm_resilience,
+    /// Offer and accept an RTX retransmission stream for video (RFC 4588, with `nack` only);
+    /// default true.
+    pub video_rtx: bool,
 }
 
 /// Fills `cfg` with the defaults (see each field). String fields get static strings that the
@@ -380,6 +503,8 @@ pub extern "C" fn rkm_sip_config_init(cfg: *mut rkm_sip_config) {
             session_expires: d.session_expires,
             ring_timeout_ms: u32::try_from(d.ring_timeout.as_millis()).unwrap_or(u32::MAX),
             retry_after_s: u32::try_from(d.retry_after.as_secs()).unwrap_or(u32::MAX),
+            resilience: resilience_to_c(&d.resilience),
+            video_rtx: d.video_rtx,
         };
         Ok(())
     })
@@ -529,6 +654,8 @@ pub(crate) unsafe fn sip_config_from_c(c: &rkm_sip_config) -> FfiResult<SipBacke
     }
     r.ring_timeout = Duration::from_millis(u64::from(c.ring_timeout_ms));
     r.retry_after = Duration::from_secs(u64::from(c.retry_after_s.clamp(1, 3600)));
+    r.resilience = resilience_from_c(&c.resilience)?;
+    r.video_rtx = c.video_rtx;
     Ok(r)
 }
 
@@ -557,6 +684,8 @@ mod sip_tests {
         assert_eq!(r.user_agent, d.user_agent);
         assert!(r.auth_users.is_empty());
         assert_eq!(r.rtp_port_start, d.rtp_port_start);
+        assert_eq!(r.resilience, d.resilience);
+        assert!(r.video_rtx);
     }
 
     #[test]

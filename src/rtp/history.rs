@@ -172,6 +172,10 @@ pub struct RetransmitLimits {
     pub burst_time: Duration,
     /// And at least this many bytes.
     pub min_burst: f64,
+    /// Copies sent of a packet the receiver asks for again (its first repair, or the NACK,
+    /// was lost): a third round trip is what makes a picture very late on a lossy path, and
+    /// a packet asked for twice is exactly where the path is losing.
+    pub repeat_copies: u8,
 }
 
 impl Default for RetransmitLimits {
@@ -181,6 +185,7 @@ impl Default for RetransmitLimits {
             min_rate: 64_000.0,
             burst_time: Duration::from_millis(500),
             min_burst: 64_000.0,
+            repeat_copies: 2,
         }
     }
 }
@@ -201,6 +206,11 @@ impl RetransmitLimiter {
             limits,
             last: now,
         }
+    }
+
+    /// The limits it applies.
+    pub fn limits(&self) -> RetransmitLimits {
+        self.limits
     }
 
     /// Takes `bytes` from the bucket if there are enough, given the stream's recent media rate

@@ -38,6 +38,10 @@ pub struct NackConfig {
     pub min_retry: Duration,
     /// Most missing packets tracked at once.
     pub max_missing: usize,
+    /// Copies of each NACK sent (1 or more). A lost NACK costs a whole retry interval (over an
+    /// RTT); a second copy, a few bytes, makes that rare on a lossy path. The sender resends a
+    /// packet at most once per half RTT, so the copies never double a retransmission.
+    pub copies: u8,
 }
 
 impl Default for NackConfig {
@@ -51,6 +55,7 @@ impl Default for NackConfig {
             max_delay: Duration::from_millis(500),
             min_retry: Duration::from_millis(5),
             max_missing: 1000,
+            copies: 2,
         }
     }
 }

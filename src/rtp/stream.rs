@@ -253,6 +253,8 @@ pub struct StreamCore {
     last_heard: Instant,
     inactive_reported: bool,
     bye_reported: bool,
+    /// The peer said BYE or went silent, and nothing came since.
+    peer_gone: bool,
     closed: bool,
     transmits: VecDeque<Transmit>,
     events: VecDeque<StreamEvent>,
@@ -397,6 +399,7 @@ impl StreamCore {
             last_heard: now,
             inactive_reported: false,
             bye_reported: false,
+            peer_gone: false,
             closed: false,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -435,6 +438,12 @@ impl StreamCore {
     /// The round-trip time estimate, once measured.
     pub fn rtt(&self) -> Option<Duration> {
         self.rtt.is_measured().then(|| self.rtt.rtt())
+    }
+
+    /// Whether the peer has left this stream: it sent RTCP BYE, or nothing for the inactivity
+    /// timeout, and no RTP came after that (RTCP alone after a BYE does not bring it back).
+    pub fn peer_gone(&self) -> bool {
+        self.peer_gone
     }
 
     /// Whether [`Self::close`] was called.
@@ -578,6 +587,7 @@ impl StreamCore {
             return;
         };
         self.heard(now);
+        self.peer_gone = false;
         let payload = &data[range];
         let is_rtx = self
             .video_in
@@ -850,6 +860,10 @@ impl StreamCore {
         }
         self.stats.rtcp_received += 1;
         self.heard(now);
+        // Reports bring a silent peer back; after its BYE only media does.
+        if !self.bye_reported {
+            self.peer_gone = false;
+        }
         let ours = self.ssrc;
         for ev in &events {
             match ev {
@@ -892,6 +906,7 @@ impl StreamCore {
                 // Our own BYE reflected back (a stream pointed at itself) is not the peer's.
                 RtcpEvent::Bye { ssrcs, reason } if ssrcs.iter().any(|&s| s != ours) => {
                     self.stats.bye_received += 1;
+                    self.peer_gone = true;
                     if !self.bye_reported {
                         self.bye_reported = true;
                         self.events.push_back(StreamEvent::RemoteBye {
@@ -963,10 +978,21 @@ impl StreamCore {
             self.stats.retransmit_refused += 1;
             return;
         }
+        let copies = if v.history.resends(seq) > 0 {
+            v.limiter.limits().repeat_copies.max(1)
+        } else {
+            1
+        };
         v.history.mark_resent(seq, now);
         let wire_len = len + if v.rtx.is_some() { 2 } else { 0 };
-        v.pacer
-            .push(now, Paced::Resend(seq), wire_len, Class::Retransmission);
+        for copy in 0..copies {
+            // Extra copies only as far as the budget allows.
+            if copy > 0 && !v.limiter.try_take(now, len, rate) {
+                break;
+            }
+            v.pacer
+                .push(now, Paced::Resend(seq), wire_len, Class::Retransmission);
+        }
     }
 
     // ---- timers ----------------------------------------------------------------------------
@@ -1006,6 +1032,7 @@ impl StreamCore {
             && now.saturating_duration_since(self.last_heard) >= self.inactivity_timeout
         {
             self.inactive_reported = true;
+            self.peer_gone = true;
             self.stats.inactivity_events += 1;
             self.events.push_back(StreamEvent::Inactive {
                 silent_for: now.saturating_duration_since(self.last_heard),
@@ -1286,13 +1313,16 @@ impl StreamCore {
         list.clear();
         n.poll(now, &self.rtt, &mut list);
         if let (false, Some(media)) = (list.is_empty(), self.rx_stats.as_ref().map(|s| s.ssrc())) {
-            let mut buf = self.buffer();
-            if self.build_report_into(now, &mut buf).is_ok()
-                && build_nack(&mut buf, self.ssrc, media, &list).is_ok()
-            {
-                self.push_rtcp(buf);
-            } else {
-                self.recycle(buf);
+            let copies = v.nack.as_ref().map_or(1, |n| n.config().copies.max(1));
+            for _ in 0..copies {
+                let mut buf = self.buffer();
+                if self.build_report_into(now, &mut buf).is_ok()
+                    && build_nack(&mut buf, self.ssrc, media, &list).is_ok()
+                {
+                    self.push_rtcp(buf);
+                } else {
+                    self.recycle(buf);
+                }
             }
         }
         self.nack_list = list;

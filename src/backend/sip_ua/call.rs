@@ -11,7 +11,7 @@ use super::core::{
 use super::dial::UacLeg;
 use super::events::{CallProgress, CallState, SipEvent};
 use super::host::MediaChange;
-use crate::engine::{Outbox, SessionId, SipPeer};
+use crate::engine::{EndReason, Outbox, SessionId, SipPeer};
 use crate::sdp::{
     parse_answer, reanswer, reoffer, Answer, AnswerConfig, Direction, Negotiation, Offer,
     ReofferConfig, ReofferVideo, SessionDescription,
@@ -229,7 +229,7 @@ impl SipCore {
     /// Removes a call: closes its media (firing `on_client_disconnected`) or frees its ports.
     /// A dialed call that was never told how it ended hears `Ended` (or `Failed` when it was
     /// never answered).
-    pub(super) fn end_call(&mut self, no: u64, reason: &str) {
+    pub(super) fn end_call(&mut self, no: u64, reason: &str, why: EndReason) {
         let answered = self
             .calls
             .get(&no)
@@ -256,7 +256,7 @@ impl SipCore {
         self.directory.remove(c.session);
         SipCounters::inc(&self.counters.calls_ended);
         if c.media.started {
-            self.host.close(c.session);
+            self.host.close(c.session, why);
         }
         if let Some(r) = c.media.reservation {
             self.host.release(r);
@@ -322,12 +322,12 @@ impl SipCore {
                 if let Some(inv) = c.invite_tx {
                     self.respond(inv, None, 480, &[], None, now, out);
                 }
-                self.end_call(no, "hung up");
+                self.end_call(no, "hung up", EndReason::LocalHangup);
             }
             Phase::Dialing => self.cancel_dial(no, "cancelled", now, out),
             Phase::Confirmed => {
                 self.send_bye(no, now, out);
-                self.end_call(no, "hung up");
+                self.end_call(no, "hung up", EndReason::LocalHangup);
             }
         }
     }
@@ -348,7 +348,7 @@ impl SipCore {
             }
             Phase::Confirmed => self.send_bye(no, now, out),
         }
-        self.end_call(no, "the backend stopped");
+        self.end_call(no, "the backend stopped", EndReason::Shutdown);
     }
 
     /// Call `no`'s own timer fired.
@@ -386,7 +386,7 @@ impl SipCore {
             Some(SessionTimerAction::Refresh) => self.send_reinvite(no, true, now, out),
             Some(SessionTimerAction::Expired) => {
                 self.send_bye(no, now, out);
-                self.end_call(no, "session timer expired");
+                self.end_call(no, "session timer expired", EndReason::Error);
             }
             None => {}
         }
@@ -586,6 +586,7 @@ impl SipCore {
                 _ => None,
             },
             held: Some(re.held || n.audio.direction == Direction::Inactive),
+            receiving: Some(n.audio.direction.receives()),
         };
         let sdp = re.answer.sdp.clone();
         c.media.local = Some(re.answer);
@@ -664,7 +665,7 @@ impl SipCore {
         if let Some(inv) = ringing {
             self.respond(inv, None, 487, &[], None, now, out);
         }
-        self.end_call(no, "the far end hung up");
+        self.end_call(no, "the far end hung up", EndReason::RemoteHangup);
     }
 
     /// An INFO: DTMF (`application/dtmf-relay`, `application/dtmf`) goes to the application;
@@ -780,7 +781,7 @@ impl SipCore {
             Some(VideoChange::Add { port, .. }) => ReofferVideo::Add {
                 port,
                 codecs: self.cfg.supported_video_codecs.clone(),
-                nack: true,
+                nack: self.cfg.resilience.nack.enabled,
             },
             Some(VideoChange::Remove) => ReofferVideo::Remove,
             None => ReofferVideo::Keep,
@@ -868,7 +869,7 @@ impl SipCore {
             }
             TransactionEvent::Timeout if current => {
                 self.send_bye(no, now, out);
-                self.end_call(no, "no answer to our re-INVITE");
+                self.end_call(no, "no answer to our re-INVITE", EndReason::Error);
             }
             _ => {}
         }
@@ -966,6 +967,7 @@ impl SipCore {
                             _ => None,
                         },
                         held: Some(!neg.audio.direction.sends()),
+                        receiving: Some(neg.audio.direction.receives()),
                     };
                     c.media.local = Some(Answer {
                         sdp: offer.sdp,
@@ -988,7 +990,7 @@ impl SipCore {
                     }
                     // An answer we cannot use: the call cannot go on as it was agreed.
                     self.send_bye(no, now, out);
-                    self.end_call(no, "unusable answer to our re-INVITE");
+                    self.end_call(no, "unusable answer to our re-INVITE", EndReason::Error);
                     return;
                 }
             }
@@ -1064,7 +1066,7 @@ impl SipCore {
                 if status == 408 {
                     self.send_bye(no, now, out);
                 }
-                self.end_call(no, "the far end lost the call");
+                self.end_call(no, "the far end lost the call", EndReason::Error);
                 return;
             }
             // Refused: the session stays as it was.

@@ -26,7 +26,7 @@ use super::host::MediaHost;
 use super::register::RegEntry;
 use super::timers::TimerQueue;
 use crate::backend::sip_config::{InviteFilter, SipBackendConfig, SipStats};
-use crate::engine::{Outbox, SessionId, SipPeer, SipTransportKind};
+use crate::engine::{EndReason, Outbox, SessionId, SipPeer, SipTransportKind};
 use crate::sip::auth::{Credentials, DigestAuthenticator};
 use crate::sip::extensions::{unsupported_header, unsupported_requirements, SUPPORTED_OPTION_TAGS};
 use crate::sip::route::NextHop;
@@ -640,7 +640,7 @@ impl SipCore {
             // No ACK for our 2xx: the call is dead (RFC 3261 §13.3.1.4).
             if self.calls.get(&no).is_some_and(|c| c.invite_tx == Some(id)) {
                 self.send_bye(no, now, out);
-                self.end_call(no, "no ACK for our 200");
+                self.end_call(no, "no ACK for our 200", EndReason::Error);
             }
         }
         if terminated {

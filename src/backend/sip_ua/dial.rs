@@ -9,7 +9,7 @@ use super::core::{ClientKind, DialRequest, SipCore, SipCounters, ALLOW, SUPPORTE
 use super::events::{CallProgress, CallState, CallView, SipEvent};
 use super::host::{MediaChange, MediaError, MediaStart};
 use super::uas::{call_metadata, Parties};
-use crate::engine::{Outbox, SipPeer};
+use crate::engine::{EndReason, Outbox, SipPeer};
 use crate::sdp::{build_offer, parse_answer, Answer, Negotiation, Offer, OfferConfig};
 use crate::sip::auth::DigestClient;
 use crate::sip::dialog::Dialog;
@@ -105,8 +105,8 @@ impl SipCore {
         oc.session_version = oc.session_id;
         oc.session_name = self.cfg.user_agent.clone();
         oc.rtcp_mux = true;
-        // As when answering: no retransmission stream on SIP calls yet.
-        oc.video_rtx = false;
+        oc.video_nack = self.cfg.resilience.nack.enabled;
+        oc.video_rtx = self.cfg.video_rtx;
         let offer = build_offer(&oc);
         let answer_cfg = self.answer_config(r.audio_port, r.video_port.unwrap_or(0));
         let no = self.new_id();
@@ -245,7 +245,7 @@ impl SipCore {
     /// Dialed call `no` failed with `status`: report it and remove the call.
     pub(super) fn fail_dial(&mut self, no: u64, status: u16, reason: &str) {
         self.progress(no, CallState::Failed, status, reason);
-        self.end_call(no, reason);
+        self.end_call(no, reason, EndReason::Error);
     }
 
     /// Cancels dialed call `no` (the application hung up, or nobody answered). The call ends
@@ -533,6 +533,7 @@ impl SipCore {
                         audio_remote: Some((neg.audio.remote, neg.audio.remote_rtcp)),
                         video_remote: neg.video.as_ref().map(|v| (v.remote, v.remote_rtcp)),
                         held: Some(!neg.audio.direction.sends()),
+                        receiving: Some(neg.audio.direction.receives()),
                     };
                     if let Some(session) = self.calls.get(&no).map(|c| c.session) {
                         self.host.update(session, change);

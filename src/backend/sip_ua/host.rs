@@ -14,15 +14,15 @@ use std::time::Duration;
 use crossbeam_channel::{unbounded, Sender};
 use parking_lot::Mutex;
 
+use super::super::resilience::ResilienceConfig;
 use super::super::sip_config::SipBackendConfig;
 use crate::codec::h264::PacketizationMode;
-use crate::engine::event::{SessionInfo, StreamInfo};
+use crate::engine::event::{EndReason, SessionInfo, StreamInfo};
 use crate::engine::{
     AudioParams, BoundMedia, MediaEngine, MediaParams, PortLease, PortPool, RtpSockets, SessionId,
     SessionSpec, SourcePolicy, StreamConfig, VideoParams,
 };
 use crate::frame::{Delivery, DtmfEvent};
-use crate::rtp::nack::NackConfig;
 use crate::sdp::{Direction, Negotiation};
 
 /// Port pairs a call tries when binding fails (another program holds the port: binding
@@ -85,6 +85,8 @@ pub struct MediaChange {
     pub video_remote: Option<(SocketAddr, SocketAddr)>,
     /// Whether sending is suspended (the far end holds the call).
     pub held: Option<bool>,
+    /// Whether the far end is meant to send us media (not while we hold it, nor `inactive`).
+    pub receiving: Option<bool>,
 }
 
 /// The media side as the SIP core sees it. Every method runs on the SIP thread and must not
@@ -101,8 +103,8 @@ pub trait MediaHost: Send {
     fn update(&mut self, session: SessionId, change: MediaChange);
     /// A DTMF digit that arrived in SIP (INFO) for the application.
     fn dtmf(&mut self, session: SessionId, event: DtmfEvent);
-    /// Ends a session's media (a call that ended); may finish after returning.
-    fn close(&mut self, session: SessionId);
+    /// Ends a session's media (a call that ended, for `reason`); may finish after returning.
+    fn close(&mut self, session: SessionId, reason: EndReason);
     /// Binds a video port for a running session that is adding video (its `video_port`; the
     /// audio port is 0). Given back with [`MediaHost::release`] or used by `add_video`.
     fn reserve_video(&mut self) -> Result<Reservation, MediaError>;
@@ -127,15 +129,16 @@ struct StreamSettings {
     mtu: usize,
     delivery: Delivery,
     wait_for_keyframe: bool,
+    resilience: ResilienceConfig,
     cname: String,
 }
 
 /// A port taken from the pool and its bound sockets.
 type BoundPort = (PortLease, RtpSockets);
 
-/// A session to close (or only its video, when `.1` is true) and the ports to return once it is
+/// A session to close (with its reason; only its video when `None`) and the ports to return once it is
 /// closed.
-type Reap = (SessionId, bool, Vec<PortLease>);
+type Reap = (SessionId, Option<EndReason>, Vec<PortLease>);
 
 /// The production host: ports from the backend's pool, bound at once; sessions on the
 /// backend's engine; closing on a reaper thread (joining stream threads takes a while under
@@ -174,11 +177,14 @@ impl EngineHost {
         let reaper = std::thread::Builder::new()
             .name("rkm-sip-reaper".into())
             .spawn(move || {
-                for (id, video_only, leases) in rx {
-                    if video_only {
-                        let _ = e.remove_video(id);
-                    } else {
-                        let _ = e.disconnect(id);
+                for (id, reason, leases) in rx {
+                    match reason {
+                        None => {
+                            let _ = e.remove_video(id);
+                        }
+                        Some(reason) => {
+                            let _ = e.disconnect_with(id, reason);
+                        }
                     }
                     drop(leases);
                 }
@@ -195,6 +201,7 @@ impl EngineHost {
                 mtu: cfg.mtu,
                 delivery: cfg.delivery,
                 wait_for_keyframe: cfg.wait_for_keyframe,
+                resilience: cfg.resilience.clone(),
                 cname,
             },
             next_id: 0,
@@ -236,13 +243,14 @@ impl EngineHost {
 
     fn audio_stream(&self, neg: &Negotiation, local: SocketAddr) -> StreamConfig {
         let a = &neg.audio;
-        StreamConfig {
-            media: MediaParams::Audio(AudioParams {
+        let r = &self.settings.resilience;
+        r.stream(StreamConfig {
+            media: MediaParams::Audio(r.audio(AudioParams {
                 payload_type: a.pt,
                 clock_rate: a.clock_rate,
                 dtmf_payload_type: a.dtmf_pt,
                 ..Default::default()
-            }),
+            })),
             local_addr: local,
             remote_addr: a.remote,
             remote_rtcp_addr: Some(a.remote_rtcp),
@@ -252,13 +260,15 @@ impl EngineHost {
             cname: self.settings.cname.clone(),
             session: SessionId::nil(),
             ..Default::default()
-        }
+        })
     }
 
     fn video_stream(&self, neg: &Negotiation, local: SocketAddr) -> Option<StreamConfig> {
         let v = neg.video.as_ref()?;
-        Some(StreamConfig {
-            media: MediaParams::Video(VideoParams {
+        let r = &self.settings.resilience;
+        // NACKs only to a peer that said it takes them, RTX only on the payload type agreed.
+        let params = r.video(
+            VideoParams {
                 payload_type: v.pt,
                 clock_rate: v.clock_rate,
                 codec: v.codec,
@@ -271,14 +281,13 @@ impl EngineHost {
                 } else {
                     PacketizationMode::NonInterleaved
                 },
-                // NACKs only to a peer that said it takes them; no RTX stream is offered or
-                // accepted on SIP calls yet.
-                nack: NackConfig {
-                    enabled: v.nack,
-                    ..NackConfig::default()
-                },
                 ..Default::default()
-            }),
+            },
+            v.nack,
+            v.rtx_pt,
+        );
+        Some(r.stream(StreamConfig {
+            media: MediaParams::Video(params),
             local_addr: local,
             remote_addr: v.remote,
             remote_rtcp_addr: Some(v.remote_rtcp),
@@ -288,7 +297,7 @@ impl EngineHost {
             cname: self.settings.cname.clone(),
             session: SessionId::nil(),
             ..Default::default()
-        })
+        }))
     }
 }
 
@@ -353,7 +362,7 @@ impl MediaHost for EngineHost {
         let leases: Vec<PortLease> = lease.into_iter().collect();
         match &self.reaper {
             Some((tx, _)) => {
-                if let Err(e) = tx.send((session, true, leases)) {
+                if let Err(e) = tx.send((session, None, leases)) {
                     let (id, _, leases) = e.into_inner();
                     let _ = self.engine.remove_video(id);
                     drop(leases);
@@ -405,6 +414,7 @@ impl MediaHost for EngineHost {
             .map_err(|e| MediaError::unavailable(format!("media: {e}")))?;
         if let Ok(s) = self.engine.session(start.session) {
             s.set_held(!neg.audio.direction.sends());
+            s.set_expects_media(neg.audio.direction.receives());
         }
         self.live.insert(start.session, (audio_lease, video_lease));
         Ok(info)
@@ -423,13 +433,16 @@ impl MediaHost for EngineHost {
         if let Some(held) = change.held {
             s.set_held(held);
         }
+        if let Some(receiving) = change.receiving {
+            s.set_expects_media(receiving);
+        }
     }
 
     fn dtmf(&mut self, session: SessionId, event: DtmfEvent) {
         let _ = self.engine.post_dtmf(session, event);
     }
 
-    fn close(&mut self, session: SessionId) {
+    fn close(&mut self, session: SessionId, reason: EndReason) {
         let leases: Vec<PortLease> = match self.live.remove(&session) {
             Some((audio, video)) => std::iter::once(audio).chain(video).collect(),
             None => Vec::new(),
@@ -437,14 +450,14 @@ impl MediaHost for EngineHost {
         // The application may have closed the media already (hang-up); that is fine.
         match &self.reaper {
             Some((tx, _)) => {
-                if let Err(e) = tx.send((session, false, leases)) {
+                if let Err(e) = tx.send((session, Some(reason), leases)) {
                     let (id, _, leases) = e.into_inner();
-                    let _ = self.engine.disconnect(id);
+                    let _ = self.engine.disconnect_with(id, reason);
                     drop(leases);
                 }
             }
             None => {
-                let _ = self.engine.disconnect(session);
+                let _ = self.engine.disconnect_with(session, reason);
             }
         }
     }
@@ -614,6 +627,7 @@ impl MediaHost for FakeMediaHost {
             ),
             video,
             video_metadata: start.video_metadata,
+            end_reason: None,
         };
         st.live.insert(
             start.session,
@@ -641,7 +655,7 @@ impl MediaHost for FakeMediaHost {
         self.state.lock().calls.push(HostCall::Dtmf(session, event));
     }
 
-    fn close(&mut self, session: SessionId) {
+    fn close(&mut self, session: SessionId, _reason: EndReason) {
         let mut st = self.state.lock();
         st.live.remove(&session);
         st.video.remove(&session);

@@ -9,7 +9,7 @@ use super::core::{ServerEntry, ServerTx, SipCore, SipCounters, ALLOW, SUPPORTED}
 use super::events::{CallView, SipEvent};
 use super::host::MediaStart;
 use crate::backend::sip_config::{CallDecision, IncomingCall};
-use crate::engine::{Outbox, SessionId, SipPeer};
+use crate::engine::{EndReason, Outbox, SessionId, SipPeer};
 use crate::sdp::{answer, AnswerConfig, Negotiation, SessionDescription};
 use crate::sip::auth::AuthOutcome;
 use crate::sip::dialog::Dialog;
@@ -146,8 +146,8 @@ impl SipCore {
         a.session_name = self.cfg.user_agent.clone();
         a.rtcp_mux = true;
         a.telephone_event = true;
-        // Retransmission streams are accepted once the media streams send and take them.
-        a.video_rtx = false;
+        a.video_nack = self.cfg.resilience.nack.enabled;
+        a.video_rtx = self.cfg.video_rtx;
         a
     }
 
@@ -460,7 +460,7 @@ impl SipCore {
                     .get(&no)
                     .is_some_and(|c| c.invite_tx == Some(inv))
                 {
-                    self.end_call(no, "cancelled by the caller");
+                    self.end_call(no, "cancelled by the caller", EndReason::RemoteHangup);
                 }
             }
         }

@@ -4,7 +4,8 @@
 //! early_media, answered, failed, ended), sends a 440 Hz tone and, with `--video FILE`
 //! (Annex-B H.264 or IVF VP8), the file's pictures in a loop at `--fps`, for `--seconds`; then
 //! hangs up and prints one JSON line of what was sent and received. A call that fails prints
-//! why and exits 1.
+//! why and exits 1. Video is paced and offers NACK and RTX unless `--no-pacing`, `--no-nack`,
+//! `--no-rtx`.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
@@ -14,7 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use roomkit_media::backend::{
-    CallState, DialOptions, SipBackendConfig, SipCredentials, SipVideoBackend,
+    CallState, DialOptions, NackConfig, PacerConfig, ResilienceConfig, SipBackendConfig,
+    SipCredentials, SipVideoBackend,
 };
 use roomkit_media::codec::testclip::TestClip;
 use roomkit_media::prelude::*;
@@ -36,7 +38,7 @@ pub const SPEC: Spec = Spec {
         "from",
         "ring-timeout",
     ],
-    switches: &["audio-only"],
+    switches: &["audio-only", "no-pacing", "no-nack", "no-rtx"],
 };
 
 /// `host:port` of a `sip:[user@]host[:port][;params]` URI (port 5060 when absent).
@@ -129,6 +131,18 @@ pub fn run(args: &Args) -> Result<ExitCode, Failure> {
         rtp_port_end: 32000,
         supported_video_codecs: vec![codec],
         user: "roomkit-media".into(),
+        video_rtx: args.get("no-rtx").is_none(),
+        resilience: ResilienceConfig {
+            nack: NackConfig {
+                enabled: args.get("no-nack").is_none(),
+                ..NackConfig::default()
+            },
+            pacer: PacerConfig {
+                enabled: args.get("no-pacing").is_none(),
+                ..PacerConfig::default()
+            },
+            ..ResilienceConfig::default()
+        },
         ..SipBackendConfig::default()
     })
     .map_err(|e| Failure::Runtime(e.to_string()))?;

@@ -19,7 +19,7 @@ pub fn open(
 ) -> Result<(RtpVideoBackend, SessionInfo), String> {
     // The commands watch their own stream and end themselves (`recv --timeout`, the end of
     // the file): no inactivity timeout.
-    cfg.inactivity_timeout = Duration::ZERO;
+    cfg.resilience.inactivity_timeout = Duration::ZERO;
     let loopback: IpAddr = if video_family.is_ipv4() {
         Ipv4Addr::LOCALHOST.into()
     } else {

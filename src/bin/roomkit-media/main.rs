@@ -28,6 +28,7 @@ usage:
   roomkit-media demo [--seconds S]
   roomkit-media call sip:USER@HOST[:PORT] [--proxy HOST:PORT] [--auth-user U --password P] [--from URI]
                      [--video FILE] [--seconds S] [--fps N] [--ring-timeout S] [--audio-only]
+                     [--no-pacing] [--no-nack] [--no-rtx]
   roomkit-media netsim --pipe LISTEN=TARGET[/BACK][@VIA] [--pipe ...] [--loss PCT] [--burst N] [--delay MS] [--jitter MS]
                        [--reorder PCT] [--reorder-ms MS] [--duplicate PCT] [--seed N] [--seconds S] [--idle S]
 ";

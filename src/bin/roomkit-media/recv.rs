@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use roomkit_media::backend::rtp::{RtpBackendConfig, RtpVideoBackend};
-use roomkit_media::backend::{NackConfig, SessionId, StreamStats};
+use roomkit_media::backend::{NackConfig, ResilienceConfig, SessionId, StreamStats};
 use roomkit_media::prelude::*;
 use roomkit_media::VideoFrame;
 
@@ -59,9 +59,12 @@ pub fn run(args: &Args) -> Result<Stats, String> {
         callback_queue: 8192,
         rtx_payload_type: rtx,
         rtcp_mux: args.get("rtcp-mux").is_some(),
-        nack: NackConfig {
-            enabled: args.get("no-nack").is_none(),
-            ..NackConfig::default()
+        resilience: ResilienceConfig {
+            nack: NackConfig {
+                enabled: args.get("no-nack").is_none(),
+                ..NackConfig::default()
+            },
+            ..ResilienceConfig::default()
         },
         ..RtpBackendConfig::default()
     };

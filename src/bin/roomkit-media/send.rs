@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use roomkit_media::backend::rtp::RtpBackendConfig;
-use roomkit_media::backend::PacerConfig;
+use roomkit_media::backend::{PacerConfig, ResilienceConfig};
 use roomkit_media::codec::h264::DEFAULT_MTU;
 use roomkit_media::prelude::*;
 
@@ -82,8 +82,11 @@ pub fn run(args: &Args) -> Result<Stats, String> {
         video_codec: codec,
         mtu,
         rtx_payload_type: rtx,
-        pacer,
-        close_linger: Duration::from_secs_f64(linger),
+        resilience: ResilienceConfig {
+            pacer,
+            close_linger: Duration::from_secs_f64(linger),
+            ..ResilienceConfig::default()
+        },
         rtcp_mux: args.get("rtcp-mux").is_some(),
         ..RtpBackendConfig::default()
     };

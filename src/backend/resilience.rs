@@ -1,0 +1,94 @@
+//! How a backend's streams cope with a real network: loss recovery, pacing, audio jitter and the
+//! liveness of the peer. One settings struct, [`ResilienceConfig`], shared by the RTP and SIP
+//! backend configurations, and the one place where it is turned into stream settings.
+
+use std::time::Duration;
+
+use crate::engine::{AudioParams, StreamConfig, VideoParams};
+use crate::rtp::config::DEFAULT_INACTIVITY_TIMEOUT;
+use crate::rtp::nack::NackConfig;
+use crate::rtp::pacer::PacerConfig;
+use crate::rtp::rtx::RtxConfig;
+
+/// Loss recovery, pacing, jitter buffering and liveness of every session of a backend.
+/// `Default` gives roomkit-media's defaults: NACK on, pacing on, no audio jitter buffer, 30 s
+/// inactivity timeout, no close linger.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResilienceConfig {
+    /// Video loss recovery on receive: NACK lost packets and hold pictures for them, with
+    /// deadlines from the measured round trip (RFC 4585). On a SIP call it also needs the peer to
+    /// agree to `nack` in SDP. Turn it off for peers that never retransmit.
+    pub nack: NackConfig,
+    /// How video pictures are spread over time when sent, so that a large key picture never
+    /// leaves as one burst that overflows a router queue or the peer's socket buffer.
+    pub pacer: PacerConfig,
+    /// Audio jitter buffer depth in milliseconds: 0 delivers packets as they arrive; more plays
+    /// them out in order every 20 ms, conceals lost frames (flagged `AudioFrame::concealed`)
+    /// and adapts its depth up to `audio_jitter_max_ms`.
+    pub audio_jitter_ms: u32,
+    /// The most the audio jitter buffer may grow to; 0 picks max(4 × `audio_jitter_ms`, 200).
+    pub audio_jitter_max_ms: u32,
+    /// A stream whose peer sends nothing (RTP or RTCP) for this long is dead; a session ends
+    /// when all its streams are dead (see `SessionInfo::end_reason`). Zero: never.
+    pub inactivity_timeout: Duration,
+    /// When a session ends, keep answering the peer's NACKs until our video has been idle this
+    /// long (at most four times as long), so the last pictures can still be repaired. Zero
+    /// closes at once.
+    pub close_linger: Duration,
+}
+
+impl Default for ResilienceConfig {
+    fn default() -> Self {
+        ResilienceConfig {
+            nack: NackConfig::default(),
+            pacer: PacerConfig::default(),
+            audio_jitter_ms: 0,
+            audio_jitter_max_ms: 0,
+            inactivity_timeout: DEFAULT_INACTIVITY_TIMEOUT,
+            close_linger: Duration::ZERO,
+        }
+    }
+}
+
+impl ResilienceConfig {
+    /// Audio stream settings with the jitter buffer applied.
+    pub(crate) fn audio(&self, a: AudioParams) -> AudioParams {
+        AudioParams {
+            audio_jitter_ms: self.audio_jitter_ms,
+            audio_jitter_max_ms: self.audio_jitter_max_ms,
+            ..a
+        }
+    }
+
+    /// Video stream settings with NACK (when `peer_nacks`: the peer takes part), RTX on
+    /// `rtx_payload_type` (repairing `v.payload_type`) and pacing applied.
+    pub(crate) fn video(
+        &self,
+        v: VideoParams,
+        peer_nacks: bool,
+        rtx_payload_type: Option<u8>,
+    ) -> VideoParams {
+        VideoParams {
+            nack: NackConfig {
+                enabled: self.nack.enabled && peer_nacks,
+                ..self.nack
+            },
+            rtx: rtx_payload_type.map(|payload_type| RtxConfig {
+                payload_type,
+                apt: v.payload_type,
+                ssrc: None,
+            }),
+            pacer: self.pacer,
+            ..v
+        }
+    }
+
+    /// Stream settings with liveness and close linger applied.
+    pub(crate) fn stream(&self, s: StreamConfig) -> StreamConfig {
+        StreamConfig {
+            inactivity_timeout: self.inactivity_timeout,
+            close_linger: self.close_linger,
+            ..s
+        }
+    }
+}
