@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::codec::voice::AppRate;
 use crate::engine::dispatch::DEFAULT_QUEUE_LEN;
 use crate::frame::{Delivery, VideoCodec};
 use crate::sdp::AudioCodec;
@@ -72,6 +73,10 @@ pub struct SipBackendConfig {
     pub callback_threads: usize,
     /// Events queued per callback thread before new ones are dropped (and counted).
     pub callback_queue: usize,
+    /// The PCM rate of `send_audio` and of received audio frames. `Auto` (default): 16 kHz when
+    /// the call negotiated a wideband codec (G.722, Opus), 8 kHz otherwise (G.711). The engine
+    /// converts between it and the codec's rate.
+    pub audio_sample_rate: AppRate,
 }
 
 impl Default for SipBackendConfig {
@@ -82,7 +87,7 @@ impl Default for SipBackendConfig {
             advertised_ip: None,
             rtp_port_start: 10000,
             rtp_port_end: 20000,
-            supported_codecs: vec![AudioCodec::Pcmu, AudioCodec::Pcma],
+            supported_codecs: AudioCodec::defaults(),
             supported_video_codecs: vec![VideoCodec::H264],
             max_sessions: 0,
             retry_after: Duration::from_secs(10),
@@ -104,6 +109,7 @@ impl Default for SipBackendConfig {
             rtcp_interval: Duration::from_secs(5),
             callback_threads: 1,
             callback_queue: DEFAULT_QUEUE_LEN,
+            audio_sample_rate: AppRate::Auto,
         }
     }
 }

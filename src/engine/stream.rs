@@ -333,13 +333,20 @@ impl MediaStream {
                 SocketAddr::new(cfg.remote_addr.ip(), cfg.remote_addr.port().wrapping_add(1))
             }
         });
-        let (pt, clock_rate, codec, media) = match &cfg.media {
-            MediaParams::Audio(a) => (a.payload_type, a.clock_rate, None, MediaKind::Audio),
+        let (pt, clock_rate, codec, media, sample_rate) = match &cfg.media {
+            MediaParams::Audio(a) => (
+                a.payload_type,
+                a.clock_rate,
+                None,
+                MediaKind::Audio,
+                a.pcm_rate(),
+            ),
             MediaParams::Video(v) => (
                 v.payload_type,
                 v.clock_rate,
                 Some(v.codec),
                 MediaKind::Video,
+                v.clock_rate,
             ),
         };
         let origin = Instant::now();
@@ -366,6 +373,7 @@ impl MediaStream {
             payload_type: pt,
             clock_rate,
             codec,
+            sample_rate,
         };
         let shared = Arc::new(Shared {
             rtp: rtp_sock,

@@ -16,6 +16,7 @@ use parking_lot::Mutex;
 
 use super::super::sip_config::SipBackendConfig;
 use crate::codec::h264::PacketizationMode;
+use crate::codec::voice::AppRate;
 use crate::engine::event::{SessionInfo, StreamInfo};
 use crate::engine::{
     AudioParams, BoundMedia, MediaEngine, MediaParams, PortLease, PortPool, RtpSockets, SessionId,
@@ -128,6 +129,7 @@ struct StreamSettings {
     delivery: Delivery,
     wait_for_keyframe: bool,
     cname: String,
+    audio_sample_rate: AppRate,
 }
 
 /// A port taken from the pool and its bound sockets.
@@ -196,6 +198,7 @@ impl EngineHost {
                 delivery: cfg.delivery,
                 wait_for_keyframe: cfg.wait_for_keyframe,
                 cname,
+                audio_sample_rate: cfg.audio_sample_rate,
             },
             next_id: 0,
             reserved: HashMap::new(),
@@ -241,6 +244,9 @@ impl EngineHost {
                 payload_type: a.pt,
                 clock_rate: a.clock_rate,
                 dtmf_payload_type: a.dtmf_pt,
+                codec: a.codec.voice_codec(),
+                app_rate: self.settings.audio_sample_rate,
+                opus_max_playback_rate: a.opus.and_then(|o| o.max_playback_rate),
                 ..Default::default()
             }),
             local_addr: local,
@@ -548,6 +554,7 @@ fn fake_stream(port: u16, remote: SocketAddr, pt: u8, clock_rate: u32) -> Stream
         payload_type: pt,
         clock_rate,
         codec: None,
+        sample_rate: clock_rate,
     }
 }
 
