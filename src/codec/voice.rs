@@ -139,15 +139,6 @@ impl AppRate {
             _ => Ok(()),
         }
     }
-
-    /// The C API's encoding: 0 automatic, 1 the codec's natural rate, anything else Hz.
-    pub fn from_c(value: u32) -> AppRate {
-        match value {
-            0 => AppRate::Auto,
-            1 => AppRate::Codec,
-            hz => AppRate::Hz(hz),
-        }
-    }
 }
 
 /// A codec's encoder for one stream, taking mono PCM at its coding rate one frame at a time.
@@ -229,8 +220,5 @@ mod tests {
         assert_eq!(AppRate::Hz(24_000).resolve(VoiceCodec::Pcma), 24_000);
         assert!(AppRate::Hz(44_100).validate().is_err());
         assert!(AppRate::Hz(32_000).validate().is_ok());
-        assert_eq!(AppRate::from_c(0), AppRate::Auto);
-        assert_eq!(AppRate::from_c(1), AppRate::Codec);
-        assert_eq!(AppRate::from_c(48_000), AppRate::Hz(48_000));
     }
 }

@@ -73,7 +73,9 @@ pub struct rkm_video_frame {
     pub complete: bool,
 }
 
-/// Received audio, decoded to 16-bit PCM. `pcm` is valid only until the callback returns.
+/// Received audio, decoded to 16-bit PCM at `sample_rate` (PCMU, PCMA, G.722 and Opus; the
+/// config's `audio_sample_rate` decides the rate). `pcm` is valid only until the callback
+/// returns.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct rkm_audio_frame {
@@ -83,14 +85,15 @@ pub struct rkm_audio_frame {
     pub samples: usize,
     /// Samples per second (per channel).
     pub sample_rate: u32,
-    /// Channels (1 for G.711).
+    /// Channels (1 for the codecs the engine decodes).
     pub channels: u16,
     /// The RTP timestamp of the packet the audio came in.
     pub rtp_timestamp: u32,
     /// The RTP payload type the audio came with.
     pub payload_type: u8,
-    /// The RTP payload as it arrived. For G.711 `pcm` holds it decoded; for any other format
-    /// `samples` is 0 and this is the only copy, for the application's own decoder.
+    /// The RTP payload as it arrived. For PCMU, PCMA, G.722 and Opus `pcm` holds it decoded;
+    /// for any other format `samples` is 0 and this is the only copy, for the application's
+    /// own decoder.
     pub payload: *const u8,
     /// Bytes at `payload`.
     pub payload_len: usize,
