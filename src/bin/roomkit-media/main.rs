@@ -23,11 +23,12 @@ usage:
                      [--linger SECONDS] [--no-pacing] [--pace-max-kbps N] [--rtcp-mux] [--bind HOST:PORT]
   roomkit-media recv --listen HOST:PORT --out FILE [--codec h264|vp8] [--pt N] [--frames N] [--timeout SECONDS]
                      [--rtx-pt N] [--no-nack] [--rtcp-mux]
-  roomkit-media serve --sip ADDR [--rtp-ip IP] [--rtp-ports A-B] [--video-codecs H264,VP8] [--record DIR] [--echo] [--max-calls N] [--answer-after MS] [--hangup-after MS]
+  roomkit-media serve --sip ADDR [--rtp-ip IP] [--rtp-ports A-B] [--video-codecs H264,VP8] [--audio-codecs opus,G722,PCMU,PCMA] [--record DIR] [--echo] [--max-calls N] [--answer-after MS] [--hangup-after MS]
                       [--register sip:USER@HOST[:PORT] [--auth-user U] --password P [--expires S] [--proxy HOST:PORT]]
   roomkit-media demo [--seconds S]
   roomkit-media call sip:USER@HOST[:PORT] [--proxy HOST:PORT] [--auth-user U --password P] [--from URI]
                      [--video FILE] [--seconds S] [--fps N] [--ring-timeout S] [--audio-only]
+                     [--audio-codec opus|g722|pcmu|pcma]
   roomkit-media netsim --pipe LISTEN=TARGET[/BACK][@VIA] [--pipe ...] [--loss PCT] [--burst N] [--delay MS] [--jitter MS]
                        [--reorder PCT] [--reorder-ms MS] [--duplicate PCT] [--seed N] [--seconds S] [--idle S]
 ";
