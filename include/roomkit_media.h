@@ -331,6 +331,10 @@ typedef struct {
     const char *video_local_addr;
     // Where video RTP is sent; NULL without video.
     const char *video_remote_addr;
+    // The PCM rate of `rkm_send_audio` and of received audio frames on this session (the
+    // config's `audio_sample_rate` applied to the session's codec; the clock rate for codecs
+    // the library passes through).
+    uint32_t audio_sample_rate;
 } rkm_session_info;
 
 // Called when a session has been created (before any of its media is delivered).
@@ -610,7 +614,7 @@ rkm_status rkm_send_video_chunk(rkm_backend *b,
 
 // Sends `samples` 16-bit mono PCM samples at the session's audio rate (the config's
 // `audio_sample_rate`: by default 16000 on G.722 and Opus, 8000 on G.711; the session's
-// `sample_rate` metadata says which), converted to the codec's rate and encoded as 20 ms
+// `rkm_session_info.audio_sample_rate` says which), converted to the codec's rate and encoded as 20 ms
 // packets of the negotiated codec (PCMU, PCMA, G.722 or Opus; the last one padded with
 // silence), all at once: pace real-time audio by calling with each block as it is captured.
 // Other codecs: `RKM_ERR_UNSUPPORTED`, send them with `rkm_send_audio_payload`. `pcm` is read

@@ -351,7 +351,7 @@ pub extern "C" fn rkm_send_video_chunk(
 
 /// Sends `samples` 16-bit mono PCM samples at the session's audio rate (the config's
 /// `audio_sample_rate`: by default 16000 on G.722 and Opus, 8000 on G.711; the session's
-/// `sample_rate` metadata says which), converted to the codec's rate and encoded as 20 ms
+/// `rkm_session_info.audio_sample_rate` says which), converted to the codec's rate and encoded as 20 ms
 /// packets of the negotiated codec (PCMU, PCMA, G.722 or Opus; the last one padded with
 /// silence), all at once: pace real-time audio by calling with each block as it is captured.
 /// Other codecs: `RKM_ERR_UNSUPPORTED`, send them with `rkm_send_audio_payload`. `pcm` is read

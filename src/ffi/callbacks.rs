@@ -120,6 +120,10 @@ pub struct rkm_session_info {
     pub video_local_addr: *const c_char,
     /// Where video RTP is sent; NULL without video.
     pub video_remote_addr: *const c_char,
+    /// The PCM rate of `rkm_send_audio` and of received audio frames on this session (the
+    /// config's `audio_sample_rate` applied to the session's codec; the clock rate for codecs
+    /// the library passes through).
+    pub audio_sample_rate: u32,
 }
 
 /// Which RTCP message asked for a key frame.
@@ -192,6 +196,7 @@ struct SessionInfoText {
     remote: CString,
     video_local: Option<CString>,
     video_remote: Option<CString>,
+    sample_rate: u32,
 }
 
 impl SessionInfoText {
@@ -204,6 +209,7 @@ impl SessionInfoText {
             remote: c_text(&s.audio.remote_addr.to_string()),
             video_local: s.video.as_ref().map(|v| c_text(&v.local_addr.to_string())),
             video_remote: s.video.as_ref().map(|v| c_text(&v.remote_addr.to_string())),
+            sample_rate: s.audio.sample_rate,
         }
     }
 
@@ -224,6 +230,7 @@ impl SessionInfoText {
                 .video_remote
                 .as_ref()
                 .map_or(std::ptr::null(), |c| c.as_ptr()),
+            audio_sample_rate: self.sample_rate,
         }
     }
 }
