@@ -475,8 +475,8 @@ impl MediaStream {
         self.with_core("video", |c, now| c.send_video(now, picture, timestamp_ms))
     }
 
-    /// Encodes 16-bit PCM into 20 ms G.711 packets (the last one padded with silence) and sends
-    /// them in one batched call. The caller paces: audio handed over in one call leaves at once.
+    /// Encodes 16-bit mono PCM at the stream's PCM rate into 20 ms packets of its codec (the
+    /// last one padded with silence) and sends them in one batched call. The caller paces: audio handed over in one call leaves at once.
     pub fn send_audio(&self, pcm: &[i16]) -> Result<()> {
         self.with_core("audio", |c, now| c.send_audio(now, pcm))
     }
