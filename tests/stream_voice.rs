@@ -4,6 +4,8 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
+mod fuzz_support;
+
 use roomkit_media::codec::tone::{db, level_at, zero_crossing_frequency, Sine};
 use roomkit_media::codec::voice::{AppRate, VoiceCodec};
 use roomkit_media::frame::AudioFrame;
@@ -379,4 +381,34 @@ fn unsupported_app_rate_is_refused() {
         1,
     );
     assert!(r.is_err());
+}
+
+#[test]
+fn random_packets_never_break_the_decoders() {
+    // The fuzz target's checks over pseudo-random inputs: every codec, rate and buffer setting,
+    // real and junk payloads, losses, jumps and repeats.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for conf in 0..32u8 {
+        for _ in 0..2 {
+            let mut input = vec![conf];
+            for _ in 0..100 {
+                let r = next();
+                let len = (r >> 40) as u8 % 200;
+                // ctl, seq delta (mostly 1), ts step, dt, len, payload
+                input.push(r as u8);
+                input.push(if r & 0x300 == 0 { (r >> 16) as u8 } else { 1 });
+                input.extend_from_slice(&((r >> 24) as u16 % 8).to_be_bytes());
+                input.push(if r & 0x400 == 0 { 20 } else { (r >> 48) as u8 });
+                input.push(len);
+                input.extend((0..len).map(|_| next() as u8));
+            }
+            fuzz_support::voice::rx(&input);
+        }
+    }
 }
