@@ -263,6 +263,9 @@ impl RtpVoiceBackend {
                 "payload_type and video_payload_type must be 0..=127".into(),
             ));
         }
+        cfg.audio_sample_rate
+            .validate()
+            .map_err(Error::InvalidArgument)?;
         let engine = MediaEngine::new(EngineConfig {
             callback_threads: cfg.callback_threads,
             callback_queue: cfg.callback_queue,
