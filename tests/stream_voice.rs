@@ -412,3 +412,65 @@ fn random_packets_never_break_the_decoders() {
         }
     }
 }
+
+#[test]
+fn a_lost_g722_frame_is_concealed_for_its_whole_16_khz_length() {
+    // The jitter buffer counts the gap in 8 kHz ticks (160); the stand-in must be 320 samples
+    // at 16 kHz (or 160 at an 8 kHz application rate), continuing the tone.
+    for (app, per_frame) in [(AppRate::Auto, 320usize), (AppRate::Hz(8000), 160)] {
+        let path = PathConfig::clean(Duration::from_millis(10));
+        let mut ab = SimPath::new(path, 1);
+        let mut n = 0u32;
+        ab.set_filter(Box::new(move |d| {
+            if d.is_rtcp() {
+                return false;
+            }
+            n += 1;
+            n == 20
+        }));
+        let mut pair = SimPair::new(
+            Instant::now(),
+            core_config(params(VoiceCodec::G722, app, 0)),
+            core_config(params(VoiceCodec::G722, app, 40)),
+            ab,
+            SimPath::new(path, 2),
+            5,
+        )
+        .unwrap();
+        let rate = app.resolve(VoiceCodec::G722);
+        let mut sine = Sine::new(600.0, rate, 8000.0);
+        let start = pair.now();
+        for i in 0..40u32 {
+            pair.run_until(start + Duration::from_millis(20) * i);
+            let pcm = sine.take(per_frame);
+            pair.with_a(|c, now| c.send_audio(now, &pcm)).unwrap();
+        }
+        pair.run_for(Duration::from_millis(300));
+        let frames: Vec<&AudioFrame> = pair
+            .b
+            .events
+            .iter()
+            .filter_map(|(_, e)| match e {
+                StreamEvent::Audio(f) => Some(f),
+                _ => None,
+            })
+            .collect();
+        let last_real = frames.iter().rposition(|f| !f.concealed).unwrap();
+        let gaps: Vec<_> = frames[..last_real].iter().filter(|f| f.concealed).collect();
+        assert_eq!(gaps.len(), 1, "{app:?}");
+        assert!(frames.iter().all(|f| f.pcm.len() == per_frame), "{app:?}");
+        assert!(
+            db(level_at(&gaps[0].pcm, rate, 600.0), 8000.0) > -6.0,
+            "{app:?}: the stand-in continues the tone"
+        );
+        // The timestamps of the frames around the gap step by 160 ticks.
+        let ts: Vec<u32> = frames[..=last_real]
+            .iter()
+            .map(|f| f.rtp_timestamp)
+            .collect();
+        assert!(
+            ts.windows(2).all(|w| w[1].wrapping_sub(w[0]) == 160),
+            "{ts:?}"
+        );
+    }
+}
