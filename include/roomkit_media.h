@@ -27,6 +27,12 @@
 // `"[ipv6%scope]:port"`.
 #define RKM_ADDR_LEN 64
 
+// `audio_sample_rate` value: 16 kHz for G.722 and Opus, 8 kHz for G.711.
+#define RKM_AUDIO_RATE_AUTO 0
+
+// `audio_sample_rate` value: the codec's own rate (8 kHz G.711, 16 kHz G.722, 48 kHz Opus).
+#define RKM_AUDIO_RATE_CODEC 1
+
 // The result of a call into the library. `RKM_OK` is 0; every other value is a failure whose
 // message `rkm_last_error()` returns on the same thread.
 typedef enum {
@@ -179,6 +185,15 @@ typedef struct {
     // RTX (RFC 4588) payload type for video retransmissions, both ways (96..=127, not the video
     // payload type); -1 (default): lost packets are re-sent as they were.
     int16_t rtx_payload_type;
+    // The audio codec on `payload_type`, by name: `"PCMU"`, `"PCMA"`, `"G722"`, `"opus"` (the
+    // engine codes these; a codec sets its own RTP clock, 48000 for Opus), or another
+    // `"name/clock"` passed through. NULL (default): the codec of the static payload type
+    // (0 PCMU, 8 PCMA, 9 G.722 are coded; others passed through).
+    const char *audio_codec;
+    // The PCM rate of `rkm_send_audio` and of received audio frames: 0 (default) 16000 for
+    // G.722 and Opus and 8000 for G.711; `RKM_AUDIO_RATE_CODEC` (1) the codec's own rate
+    // (8000, 16000 for G.722, 48000 for Opus); or 8000, 12000, 16000, 24000, 32000 or 48000.
+    uint32_t audio_sample_rate;
 } rkm_rtp_config;
 
 // Counters of one RTP stream. All start at 0 when the session is created.
@@ -319,7 +334,9 @@ typedef void (*rkm_video_received_cb)(void *user_data,
                                       const char *session_id,
                                       const rkm_video_frame *frame);
 
-// Received audio, decoded to 16-bit PCM. `pcm` is valid only until the callback returns.
+// Received audio, decoded to 16-bit PCM at `sample_rate` (PCMU, PCMA, G.722 and Opus; the
+// config's `audio_sample_rate` decides the rate). `pcm` is valid only until the callback
+// returns.
 typedef struct {
     // Interleaved samples, native endianness.
     const int16_t *pcm;
@@ -327,14 +344,15 @@ typedef struct {
     size_t samples;
     // Samples per second (per channel).
     uint32_t sample_rate;
-    // Channels (1 for G.711).
+    // Channels (1 for the codecs the engine decodes).
     uint16_t channels;
     // The RTP timestamp of the packet the audio came in.
     uint32_t rtp_timestamp;
     // The RTP payload type the audio came with.
     uint8_t payload_type;
-    // The RTP payload as it arrived. For G.711 `pcm` holds it decoded; for any other format
-    // `samples` is 0 and this is the only copy, for the application's own decoder.
+    // The RTP payload as it arrived. For PCMU, PCMA, G.722 and Opus `pcm` holds it decoded;
+    // for any other format `samples` is 0 and this is the only copy, for the application's
+    // own decoder.
     const uint8_t *payload;
     // Bytes at `payload`.
     size_t payload_len;
@@ -378,6 +396,10 @@ typedef struct {
     const char *video_local_addr;
     // Where video RTP is sent; NULL without video.
     const char *video_remote_addr;
+    // The PCM rate of `rkm_send_audio` and of received audio frames on this session (the
+    // config's `audio_sample_rate` applied to the session's codec; the clock rate for codecs
+    // the library passes through).
+    uint32_t audio_sample_rate;
     // Why the session ended (`client_disconnected` only): an `RKM_END_*` value;
     // `RKM_END_NONE` in the other callbacks.
     rkm_end_reason end_reason;
@@ -414,8 +436,10 @@ typedef struct {
     // odd one above it for RTCP.
     uint16_t rtp_port_start;
     uint16_t rtp_port_end;
-    // Audio codecs accepted, comma-separated (`"PCMU,PCMA"`, the default). Other codecs are
-    // passed through undecoded: `name/clock[/channels]`.
+    // Audio codecs offered and accepted, comma-separated, ours preferred first when we offer
+    // (the offerer's order decides when we answer). Default `"opus,G722,PCMU,PCMA"`: the four
+    // the engine encodes and decodes. Others are passed through undecoded:
+    // `name/clock[/channels]`.
     const char *supported_codecs;
     // Video codecs accepted by a video backend, comma-separated; default `"H264"`, also
     // `"VP8"` or `"H264,VP8"`.
@@ -470,6 +494,11 @@ typedef struct {
     // Offer and accept an RTX retransmission stream for video (RFC 4588, with `nack` only);
     // default true.
     bool video_rtx;
+    // The PCM rate of `rkm_send_audio` and of received audio frames: 0 (default) 16000 when
+    // the call negotiated G.722 or Opus and 8000 for G.711; `RKM_AUDIO_RATE_CODEC` (1) the
+    // codec's own rate (8000, 16000 for G.722, 48000 for Opus); or 8000, 12000, 16000, 24000,
+    // 32000 or 48000.
+    uint32_t audio_sample_rate;
 } rkm_sip_config;
 
 // An answered SIP call, as the `call` callback sees it. Every string is NUL-terminated and
@@ -678,14 +707,28 @@ rkm_status rkm_send_video_chunk(rkm_backend *b,
                                 double timestamp_ms,
                                 bool keyframe);
 
-// Sends `samples` 16-bit mono PCM samples at the audio clock rate, encoded as 20 ms G.711
-// packets (the last one padded with silence), all at once: pace real-time audio by calling with
-// each block as it is captured. `pcm` is read during the call only. On a SIP call the far end
-// holds, nothing is sent (and `RKM_OK` returned). Any thread, including a callback thread.
+// Sends `samples` 16-bit mono PCM samples at the session's audio rate (the config's
+// `audio_sample_rate`: by default 16000 on G.722 and Opus, 8000 on G.711; the session's
+// `rkm_session_info.audio_sample_rate` says which), converted to the codec's rate and encoded as 20 ms
+// packets of the negotiated codec (PCMU, PCMA, G.722 or Opus; the last one padded with
+// silence), all at once: pace real-time audio by calling with each block as it is captured.
+// Other codecs: `RKM_ERR_UNSUPPORTED`, send them with `rkm_send_audio_payload`. `pcm` is read
+// during the call only. On a SIP call the far end holds, nothing is sent (and `RKM_OK`
+// returned). Any thread, including a callback thread.
 rkm_status rkm_send_audio(rkm_backend *b,
                           const char *session_id,
                           const int16_t *pcm,
                           size_t samples);
+
+// Sends one audio frame the application encoded itself, as is, as the payload of one RTP
+// packet lasting `duration_ms` (1 to 1000) on the stream's timeline: for codecs the engine
+// passes through, or G.711/G.722/Opus frames made elsewhere. `payload` is read during the call
+// only. On a SIP call the far end holds, nothing is sent (and `RKM_OK` returned). Any thread.
+rkm_status rkm_send_audio_payload(rkm_backend *b,
+                                  const char *session_id,
+                                  const uint8_t *payload,
+                                  size_t len,
+                                  uint32_t duration_ms);
 
 // Sends the DTMF digit `digit` (`0`-`9`, `*`, `#`, `A`-`D`) held for `duration_ms` as RFC 4733
 // telephone events. Returns at once; the packets are paced by the library and digits queue

@@ -88,25 +88,29 @@ pub struct VideoChunk {
     pub timestamp_ms: Option<f64>,
 }
 
-/// A block of received audio. G.711 (PCMU/PCMA) is decoded by the engine into `pcm`; any other
-/// negotiated format is passed through: `pcm` is empty and `payload` carries the encoded bytes
-/// for the application's own decoder.
+/// A block of received audio. PCMU, PCMA, G.722 and Opus are decoded by the engine into `pcm`,
+/// at the application's PCM rate (`sample_rate`); any other negotiated format is passed
+/// through: `pcm` is empty and `payload` carries the encoded bytes for the application's own
+/// decoder.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AudioFrame {
     /// 16-bit signed PCM, native endianness (empty for formats the engine does not decode).
     pub pcm: Vec<i16>,
+    /// Samples per second of `pcm`: the backend's `audio_sample_rate` rule for decoded codecs
+    /// (16 kHz on G.722 and Opus, 8 kHz on G.711 by default), the RTP clock rate otherwise.
     pub sample_rate: u32,
     pub channels: u16,
     /// The RTP timestamp of the packet this audio came in (0 for audio the application made).
     pub rtp_timestamp: u32,
     /// The RTP payload type the audio came with.
     pub payload_type: u8,
-    /// The RTP payload as it arrived (for G.711 too, so it can be recorded or forwarded as is).
+    /// The RTP payload as it arrived (for decoded codecs too, so it can be recorded or forwarded
+    /// as is).
     pub payload: Vec<u8>,
     /// This frame stands for audio that never arrived (the jitter buffer reached its turn
-    /// without a packet): `pcm` is the codec's concealment (G.711) or empty (formats the
-    /// application decodes, which conceal themselves), and `payload` is empty. Always false
-    /// without a jitter buffer.
+    /// without a packet): `pcm` is the codec's concealment (for Opus, the frame rebuilt from the
+    /// next packet's in-band FEC when it had arrived) or empty (formats the application decodes,
+    /// which conceal themselves), and `payload` is empty. Always false without a jitter buffer.
     pub concealed: bool,
 }
 

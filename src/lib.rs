@@ -30,8 +30,8 @@
 //! # Ok(()) }
 //! ```
 //!
-//! [`codec`] has the payload formats and file readers/writers (H.264 Annex-B, IVF, G.711, RFC
-//! 4733) for tools around the engine. The C API is described in the README and the generated
+//! [`codec`] has the payload formats and file readers/writers (H.264 Annex-B, IVF, G.711,
+//! G.722, Opus, resampling, RFC 4733) for tools around the engine. The C API is described in the README and the generated
 //! header `include/roomkit_media.h`.
 //!
 //! # Layers

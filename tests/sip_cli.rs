@@ -1,6 +1,6 @@
 //! `roomkit-media call` against `roomkit-media serve --echo --record`: the caller's H.264 clip and
-//! tone come back (echo), the recording holds the clip's pictures, and the WAV is 8 kHz mono
-//! 16-bit PCM with the call's audio.
+//! tone come back (echo), the recording holds the clip's pictures, and the WAV is mono 16-bit
+//! PCM with the call's audio at the codec's own rate: both sides prefer Opus, so 48 kHz.
 
 mod support;
 
@@ -91,13 +91,13 @@ fn call_to_serve_with_echo_and_record() {
     assert_eq!(u16::from_le_bytes([wav[22], wav[23]]), 1, "mono");
     assert_eq!(
         u32::from_le_bytes([wav[24], wav[25], wav[26], wav[27]]),
-        8000
+        48_000
     );
     assert_eq!(u16::from_le_bytes([wav[34], wav[35]]), 16);
     let data = u32::from_le_bytes([wav[40], wav[41], wav[42], wav[43]]) as usize;
     assert_eq!(data, wav.len() - 44, "sizes patched at close");
     assert!(
-        data >= 2 * 8000 * 2,
+        data >= 2 * 48_000 * 2,
         "two seconds of audio or more: {data} bytes"
     );
     // The recording decodes to the clip's pictures (looped: about 75 sent from a 60-picture clip).

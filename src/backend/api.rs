@@ -89,8 +89,10 @@ pub trait MediaBackend: sealed::Engine {
         self.engine().session(session)?.update_remote(audio, video)
     }
 
-    /// Sends 16-bit PCM as 20 ms packets of the session's audio codec (the last one padded with
-    /// silence), all at once: pace real-time audio by calling with each block as it is captured.
+    /// Sends 16-bit mono PCM at the session's PCM rate (`SessionInfo.audio.sample_rate`, from the
+    /// backend's `audio_sample_rate`) as 20 ms packets of the session's audio codec (PCMU, PCMA,
+    /// G.722 or Opus; the last one padded with silence), all at once: pace real-time audio by
+    /// calling with each block as it is captured.
     fn send_audio(&self, session: SessionId, pcm: &[i16]) -> Result<()> {
         self.engine().session(session)?.send_audio(pcm)
     }

@@ -28,6 +28,7 @@ pub use sip_config::{
 pub use sip_ua::{CallProgress, CallState, RegistrationEvent, RegistrationId};
 
 pub use crate::codec::h264::PacketizationMode;
+pub use crate::codec::voice::AppRate;
 pub use crate::engine::{
     EndReason, KeyframeRequest, SessionId, SessionInfo, SessionStats, StreamInfo, StreamStats,
 };

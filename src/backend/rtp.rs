@@ -13,6 +13,7 @@ use std::time::Duration;
 use super::api::{sealed, MediaBackend};
 use super::resilience::ResilienceConfig;
 use crate::codec::h264::PacketizationMode;
+use crate::codec::voice::AppRate;
 use crate::engine::dispatch::DEFAULT_QUEUE_LEN;
 use crate::engine::{
     AudioParams, EngineConfig, MediaEngine, MediaParams, SessionId, SessionInfo, SessionSpec,
@@ -20,6 +21,7 @@ use crate::engine::{
 };
 use crate::error::{Error, Result};
 use crate::frame::{Delivery, VideoCodec};
+use crate::sdp::AudioCodec;
 
 /// Settings of an RTP backend. `Default` gives roomkit's defaults.
 #[derive(Debug, Clone)]
@@ -32,8 +34,10 @@ pub struct RtpBackendConfig {
     pub video_local_addr: SocketAddr,
     /// Where to send video; `metadata["video_remote_addr"]` in connect overrides it.
     pub video_remote_addr: Option<SocketAddr>,
-    /// Audio payload type: 0 PCMU (default) or 8 PCMA are encoded and decoded.
+    /// Audio payload type. The codecs of static types 0 (PCMU, default), 8 (PCMA) and 9 (G.722)
+    /// are encoded and decoded; a dynamic type is passed through unless `audio_codec` names it.
     pub payload_type: u8,
+    /// The RTP clock of the audio; a codec named in `audio_codec` sets its own instead.
     pub clock_rate: u32,
     /// Telephone-event payload type; `None` disables DTMF.
     pub dtmf_payload_type: Option<u8>,
@@ -70,6 +74,22 @@ pub struct RtpBackendConfig {
     /// Loss recovery (NACK), pacing, audio jitter buffer, inactivity timeout and close linger:
     /// the settings every backend shares.
     pub resilience: ResilienceConfig,
+    /// The audio codec on `payload_type`, for a dynamic type (Opus: `AudioCodec::Opus`, RTP
+    /// clock 48000). The engine codes PCMU, PCMA, G.722 and Opus; other codecs are passed
+    /// through. `None` (default): the codec of the static payload type, if the engine codes it.
+    pub audio_codec: Option<AudioCodec>,
+    /// The PCM rate of `send_audio` and of received frames on a stream the engine codes.
+    /// `Auto` (default): 16 kHz for G.722 and Opus, 8 kHz for G.711.
+    pub audio_sample_rate: AppRate,
+}
+
+impl RtpBackendConfig {
+    /// The audio RTP clock: `audio_codec`'s when set, else `clock_rate`.
+    fn audio_clock_rate(&self) -> u32 {
+        self.audio_codec
+            .as_ref()
+            .map_or(self.clock_rate, AudioCodec::clock_rate)
+    }
 }
 
 impl Default for RtpBackendConfig {
@@ -99,6 +119,8 @@ impl Default for RtpBackendConfig {
             cname: None,
             rtx_payload_type: None,
             resilience: ResilienceConfig::default(),
+            audio_codec: None,
+            audio_sample_rate: AppRate::Auto,
         }
     }
 }
@@ -216,6 +238,9 @@ impl RtpVoiceBackend {
                 "payload_type and video_payload_type must be 0..=127".into(),
             ));
         }
+        cfg.audio_sample_rate
+            .validate()
+            .map_err(Error::InvalidArgument)?;
         let engine = MediaEngine::new(EngineConfig {
             callback_threads: cfg.callback_threads,
             callback_queue: cfg.callback_queue,
@@ -303,8 +328,10 @@ impl RtpVoiceBackend {
         let audio = self.stream_config(
             MediaParams::Audio(c.resilience.audio(AudioParams {
                 payload_type: c.payload_type,
-                clock_rate: c.clock_rate,
+                clock_rate: c.audio_clock_rate(),
                 dtmf_payload_type: c.dtmf_payload_type,
+                codec: c.audio_codec.as_ref().and_then(AudioCodec::voice_codec),
+                app_rate: c.audio_sample_rate,
                 ..AudioParams::default()
             })),
             c.local_addr,
@@ -337,7 +364,7 @@ impl RtpVoiceBackend {
             if self.with_video { "rtp-av" } else { "rtp" }.into(),
         );
         meta.insert("payload_type".into(), c.payload_type.to_string());
-        meta.insert("clock_rate".into(), c.clock_rate.to_string());
+        meta.insert("clock_rate".into(), c.audio_clock_rate().to_string());
         meta.insert("remote_addr".into(), remote.to_string());
         let video_meta = match video_remote {
             Some(vr) => HashMap::from([

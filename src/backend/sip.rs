@@ -220,6 +220,9 @@ impl SipVoiceBackend {
                 "supported_codecs must name at least one codec".into(),
             ));
         }
+        cfg.audio_sample_rate
+            .validate()
+            .map_err(Error::InvalidArgument)?;
         let pool = PortPool::new(cfg.rtp_port_start, cfg.rtp_port_end)?;
         let engine = Arc::new(MediaEngine::new(EngineConfig {
             callback_threads: cfg.callback_threads,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::resilience::ResilienceConfig;
+use crate::codec::voice::AppRate;
 use crate::engine::dispatch::DEFAULT_QUEUE_LEN;
 use crate::frame::{Delivery, VideoCodec};
 use crate::sdp::AudioCodec;
@@ -80,6 +81,10 @@ pub struct SipBackendConfig {
     pub callback_threads: usize,
     /// Events queued per callback thread before new ones are dropped (and counted).
     pub callback_queue: usize,
+    /// The PCM rate of `send_audio` and of received audio frames. `Auto` (default): 16 kHz when
+    /// the call negotiated a wideband codec (G.722, Opus), 8 kHz otherwise (G.711). The engine
+    /// converts between it and the codec's rate.
+    pub audio_sample_rate: AppRate,
 }
 
 impl Default for SipBackendConfig {
@@ -90,7 +95,7 @@ impl Default for SipBackendConfig {
             advertised_ip: None,
             rtp_port_start: 10000,
             rtp_port_end: 20000,
-            supported_codecs: vec![AudioCodec::Pcmu, AudioCodec::Pcma],
+            supported_codecs: AudioCodec::defaults(),
             supported_video_codecs: vec![VideoCodec::H264],
             max_sessions: 0,
             retry_after: Duration::from_secs(10),
@@ -114,6 +119,7 @@ impl Default for SipBackendConfig {
             resilience: ResilienceConfig::default(),
             callback_threads: 1,
             callback_queue: DEFAULT_QUEUE_LEN,
+            audio_sample_rate: AppRate::Auto,
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod opus;
 pub mod resample;
 pub mod testclip;
 pub mod tone;
+pub mod voice;
 pub mod vp8;
 
 use std::ops::Range;

@@ -95,6 +95,9 @@ pub struct StreamInfo {
     pub clock_rate: u32,
     /// The video codec; `None` for audio.
     pub codec: Option<VideoCodec>,
+    /// Audio: the PCM rate of `send_audio` and of received frames (the clock rate for formats
+    /// the engine passes through). Video: the clock rate.
+    pub sample_rate: u32,
 }
 
 /// A session as the application sees it.

@@ -374,12 +374,17 @@ impl MediaEngine {
                 ))
             }
         };
+        let audio_info = audio.info();
+        let mut metadata = spec.metadata;
+        // The PCM rate send_audio takes and audio frames carry, for applications that read
+        // metadata (the C API's session callbacks).
+        metadata.insert("sample_rate".into(), audio_info.sample_rate.to_string());
         let info = Arc::new(SessionInfo {
             id,
             room_id: spec.room_id,
             participant_id: spec.participant_id,
-            metadata: spec.metadata,
-            audio: audio.info(),
+            metadata,
+            audio: audio_info,
             video: video.as_ref().map(MediaStream::info),
             video_metadata: spec.video_metadata,
             end_reason: None,

@@ -333,13 +333,20 @@ impl MediaStream {
                 SocketAddr::new(cfg.remote_addr.ip(), cfg.remote_addr.port().wrapping_add(1))
             }
         });
-        let (pt, clock_rate, codec, media) = match &cfg.media {
-            MediaParams::Audio(a) => (a.payload_type, a.clock_rate, None, MediaKind::Audio),
+        let (pt, clock_rate, codec, media, sample_rate) = match &cfg.media {
+            MediaParams::Audio(a) => (
+                a.payload_type,
+                a.clock_rate,
+                None,
+                MediaKind::Audio,
+                a.pcm_rate(),
+            ),
             MediaParams::Video(v) => (
                 v.payload_type,
                 v.clock_rate,
                 Some(v.codec),
                 MediaKind::Video,
+                v.clock_rate,
             ),
         };
         let origin = Instant::now();
@@ -366,6 +373,7 @@ impl MediaStream {
             payload_type: pt,
             clock_rate,
             codec,
+            sample_rate,
         };
         let shared = Arc::new(Shared {
             rtp: rtp_sock,
@@ -473,8 +481,8 @@ impl MediaStream {
         self.with_core("video", |c, now| c.send_video(now, picture, timestamp_ms))
     }
 
-    /// Encodes 16-bit PCM into 20 ms G.711 packets (the last one padded with silence) and sends
-    /// them in one batched call. The caller paces: audio handed over in one call leaves at once.
+    /// Encodes 16-bit mono PCM at the stream's PCM rate into 20 ms packets of its codec (the
+    /// last one padded with silence) and sends them in one batched call. The caller paces: audio handed over in one call leaves at once.
     pub fn send_audio(&self, pcm: &[i16]) -> Result<()> {
         self.with_core("audio", |c, now| c.send_audio(now, pcm))
     }

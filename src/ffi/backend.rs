@@ -349,10 +349,14 @@ pub extern "C" fn rkm_send_video_chunk(
     })
 }
 
-/// Sends `samples` 16-bit mono PCM samples at the audio clock rate, encoded as 20 ms G.711
-/// packets (the last one padded with silence), all at once: pace real-time audio by calling with
-/// each block as it is captured. `pcm` is read during the call only. On a SIP call the far end
-/// holds, nothing is sent (and `RKM_OK` returned). Any thread, including a callback thread.
+/// Sends `samples` 16-bit mono PCM samples at the session's audio rate (the config's
+/// `audio_sample_rate`: by default 16000 on G.722 and Opus, 8000 on G.711; the session's
+/// `rkm_session_info.audio_sample_rate` says which), converted to the codec's rate and encoded as 20 ms
+/// packets of the negotiated codec (PCMU, PCMA, G.722 or Opus; the last one padded with
+/// silence), all at once: pace real-time audio by calling with each block as it is captured.
+/// Other codecs: `RKM_ERR_UNSUPPORTED`, send them with `rkm_send_audio_payload`. `pcm` is read
+/// during the call only. On a SIP call the far end holds, nothing is sent (and `RKM_OK`
+/// returned). Any thread, including a callback thread.
 #[no_mangle]
 pub extern "C" fn rkm_send_audio(
     b: *mut rkm_backend,
@@ -368,6 +372,30 @@ pub extern "C" fn rkm_send_audio(
         // SAFETY: as above.
         let pcm = unsafe { slice_arg(pcm, samples, "pcm") }?;
         be.api()?.send_audio(id, pcm)?;
+        Ok(rkm_status::RKM_OK)
+    })
+}
+
+/// Sends one audio frame the application encoded itself, as is, as the payload of one RTP
+/// packet lasting `duration_ms` (1 to 1000) on the stream's timeline: for codecs the engine
+/// passes through, or G.711/G.722/Opus frames made elsewhere. `payload` is read during the call
+/// only. On a SIP call the far end holds, nothing is sent (and `RKM_OK` returned). Any thread.
+#[no_mangle]
+pub extern "C" fn rkm_send_audio_payload(
+    b: *mut rkm_backend,
+    session_id: *const c_char,
+    payload: *const u8,
+    len: usize,
+    duration_ms: u32,
+) -> rkm_status {
+    boundary("rkm_send_audio_payload", || {
+        // SAFETY: each pointer is NULL or valid for the call; `payload` holds `len` bytes.
+        let be = unsafe { backend_arg(b) }?;
+        // SAFETY: as above.
+        let id = unsafe { session_arg(session_id) }?;
+        // SAFETY: as above.
+        let payload = unsafe { slice_arg(payload, len, "payload") }?;
+        be.api()?.send_audio_payload(id, payload, duration_ms)?;
         Ok(rkm_status::RKM_OK)
     })
 }

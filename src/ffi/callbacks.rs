@@ -73,7 +73,9 @@ pub struct rkm_video_frame {
     pub complete: bool,
 }
 
-/// Received audio, decoded to 16-bit PCM. `pcm` is valid only until the callback returns.
+/// Received audio, decoded to 16-bit PCM at `sample_rate` (PCMU, PCMA, G.722 and Opus; the
+/// config's `audio_sample_rate` decides the rate). `pcm` is valid only until the callback
+/// returns.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct rkm_audio_frame {
@@ -83,14 +85,15 @@ pub struct rkm_audio_frame {
     pub samples: usize,
     /// Samples per second (per channel).
     pub sample_rate: u32,
-    /// Channels (1 for G.711).
+    /// Channels (1 for the codecs the engine decodes).
     pub channels: u16,
     /// The RTP timestamp of the packet the audio came in.
     pub rtp_timestamp: u32,
     /// The RTP payload type the audio came with.
     pub payload_type: u8,
-    /// The RTP payload as it arrived. For G.711 `pcm` holds it decoded; for any other format
-    /// `samples` is 0 and this is the only copy, for the application's own decoder.
+    /// The RTP payload as it arrived. For PCMU, PCMA, G.722 and Opus `pcm` holds it decoded;
+    /// for any other format `samples` is 0 and this is the only copy, for the application's
+    /// own decoder.
     pub payload: *const u8,
     /// Bytes at `payload`.
     pub payload_len: usize,
@@ -120,6 +123,10 @@ pub struct rkm_session_info {
     pub video_local_addr: *const c_char,
     /// Where video RTP is sent; NULL without video.
     pub video_remote_addr: *const c_char,
+    /// The PCM rate of `rkm_send_audio` and of received audio frames on this session (the
+    /// config's `audio_sample_rate` applied to the session's codec; the clock rate for codecs
+    /// the library passes through).
+    pub audio_sample_rate: u32,
     /// Why the session ended (`client_disconnected` only): an `RKM_END_*` value;
     /// `RKM_END_NONE` in the other callbacks.
     pub end_reason: rkm_end_reason,
@@ -228,6 +235,7 @@ struct SessionInfoText {
     video_local: Option<CString>,
     video_remote: Option<CString>,
     end_reason: rkm_end_reason,
+    sample_rate: u32,
 }
 
 impl SessionInfoText {
@@ -241,6 +249,7 @@ impl SessionInfoText {
             video_local: s.video.as_ref().map(|v| c_text(&v.local_addr.to_string())),
             video_remote: s.video.as_ref().map(|v| c_text(&v.remote_addr.to_string())),
             end_reason: end_reason_to_c(s.end_reason),
+            sample_rate: s.audio.sample_rate,
         }
     }
 
@@ -262,6 +271,7 @@ impl SessionInfoText {
                 .as_ref()
                 .map_or(std::ptr::null(), |c| c.as_ptr()),
             end_reason: self.end_reason,
+            audio_sample_rate: self.sample_rate,
         }
     }
 }

@@ -9,6 +9,7 @@ use super::args::{opt_str_arg, out_arg, parse_addr};
 use super::status::{boundary, Failure, FfiResult};
 use crate::backend::{ResilienceConfig, RtpBackendConfig, SipBackendConfig, SipCredentials};
 use crate::codec::h264::PacketizationMode;
+use crate::codec::voice::AppRate;
 use crate::frame::{Delivery, VideoCodec};
 use crate::sdp::AudioCodec;
 
@@ -152,6 +153,32 @@ pub struct rkm_rtp_config {
     /// RTX (RFC 4588) payload type for video retransmissions, both ways (96..=127, not the video
     /// payload type); -1 (default): lost packets are re-sent as they were.
     pub rtx_payload_type: i16,
+    /// The audio codec on `payload_type`, by name: `"PCMU"`, `"PCMA"`, `"G722"`, `"opus"` (the
+    /// engine codes these; a codec sets its own RTP clock, 48000 for Opus), or another
+    /// `"name/clock"` passed through. NULL (default): the codec of the static payload type
+    /// (0 PCMU, 8 PCMA, 9 G.722 are coded; others passed through).
+    pub audio_codec: *const c_char,
+    /// The PCM rate of `rkm_send_audio` and of received audio frames: 0 (default) 16000 for
+    /// G.722 and Opus and 8000 for G.711; `RKM_AUDIO_RATE_CODEC` (1) the codec's own rate
+    /// (8000, 16000 for G.722, 48000 for Opus); or 8000, 12000, 16000, 24000, 32000 or 48000.
+    pub audio_sample_rate: u32,
+}
+
+/// `audio_sample_rate` value: 16 kHz for G.722 and Opus, 8 kHz for G.711.
+pub const RKM_AUDIO_RATE_AUTO: u32 = 0;
+/// `audio_sample_rate` value: the codec's own rate (8 kHz G.711, 16 kHz G.722, 48 kHz Opus).
+pub const RKM_AUDIO_RATE_CODEC: u32 = 1;
+
+/// The audio rate setting an `audio_sample_rate` field describes, checked.
+fn app_rate_from_c(value: u32, name: &str) -> FfiResult<AppRate> {
+    let rate = match value {
+        RKM_AUDIO_RATE_AUTO => AppRate::Auto,
+        RKM_AUDIO_RATE_CODEC => AppRate::Codec,
+        hz => AppRate::Hz(hz),
+    };
+    rate.validate()
+        .map_err(|e| Failure::invalid(format!("{name}: {e}")))?;
+    Ok(rate)
 }
 
 /// Fills `cfg` with the defaults (those of roomkit's RTP backends): any local address and port,
@@ -183,6 +210,8 @@ pub extern "C" fn rkm_rtp_config_init(cfg: *mut rkm_rtp_config) {
             wait_for_keyframe: d.wait_for_keyframe,
             deliver_incomplete: d.deliver_incomplete,
             rtcp_mux: d.rtcp_mux,
+            audio_codec: std::ptr::null(),
+            audio_sample_rate: RKM_AUDIO_RATE_AUTO,
             latch_to_first_source: d.latch_to_first_source,
             rtcp_interval_ms: u32::try_from(d.rtcp_interval.as_millis()).unwrap_or(u32::MAX),
             cname: std::ptr::null(),
@@ -313,6 +342,15 @@ pub(crate) unsafe fn rtp_config_from_c(c: &rkm_rtp_config) -> FfiResult<RtpBacke
             )))
         }
     };
+    r.audio_codec = match text(c.audio_codec, "cfg.audio_codec")? {
+        None => None,
+        Some(name) => Some(AudioCodec::from_name(name).ok_or_else(|| {
+            Failure::invalid(format!(
+                "cfg.audio_codec = {name:?} is not a codec (PCMU, PCMA, G722, opus, name/clock)"
+            ))
+        })?),
+    };
+    r.audio_sample_rate = app_rate_from_c(c.audio_sample_rate, "cfg.audio_sample_rate")?;
     Ok(r)
 }
 
@@ -409,8 +447,10 @@ pub struct rkm_sip_config {
     /// odd one above it for RTCP.
     pub rtp_port_start: u16,
     pub rtp_port_end: u16,
-    /// Audio codecs accepted, comma-separated (`"PCMU,PCMA"`, the default). Other codecs are
-    /// passed through undecoded: `name/clock[/channels]`.
+    /// Audio codecs offered and accepted, comma-separated, ours preferred first when we offer
+    /// (the offerer's order decides when we answer). Default `"opus,G722,PCMU,PCMA"`: the four
+    /// the engine encodes and decodes. Others are passed through undecoded:
+    /// `name/clock[/channels]`.
     pub supported_codecs: *const c_char,
     /// Video codecs accepted by a video backend, comma-separated; default `"H264"`, also
     /// `"VP8"` or `"H264,VP8"`.
@@ -465,6 +505,11 @@ pub struct rkm_sip_config {
     /// Offer and accept an RTX retransmission stream for video (RFC 4588, with `nack` only);
     /// default true.
     pub video_rtx: bool,
+    /// The PCM rate of `rkm_send_audio` and of received audio frames: 0 (default) 16000 when
+    /// the call negotiated G.722 or Opus and 8000 for G.711; `RKM_AUDIO_RATE_CODEC` (1) the
+    /// codec's own rate (8000, 16000 for G.722, 48000 for Opus); or 8000, 12000, 16000, 24000,
+    /// 32000 or 48000.
+    pub audio_sample_rate: u32,
 }
 
 /// Fills `cfg` with the defaults (see each field). String fields get static strings that the
@@ -481,7 +526,7 @@ pub extern "C" fn rkm_sip_config_init(cfg: *mut rkm_sip_config) {
             advertised_ip: std::ptr::null(),
             rtp_port_start: d.rtp_port_start,
             rtp_port_end: d.rtp_port_end,
-            supported_codecs: c"PCMU,PCMA".as_ptr(),
+            supported_codecs: c"opus,G722,PCMU,PCMA".as_ptr(),
             supported_video_codecs: c"H264".as_ptr(),
             max_sessions: u32::try_from(d.max_sessions).unwrap_or(u32::MAX),
             auth_user: std::ptr::null(),
@@ -505,6 +550,7 @@ pub extern "C" fn rkm_sip_config_init(cfg: *mut rkm_sip_config) {
             retry_after_s: u32::try_from(d.retry_after.as_secs()).unwrap_or(u32::MAX),
             resilience: resilience_to_c(&d.resilience),
             video_rtx: d.video_rtx,
+            audio_sample_rate: RKM_AUDIO_RATE_AUTO,
         };
         Ok(())
     })
@@ -653,6 +699,7 @@ pub(crate) unsafe fn sip_config_from_c(c: &rkm_sip_config) -> FfiResult<SipBacke
         return Err(Failure::invalid("cfg.ring_timeout_ms must be at least 1"));
     }
     r.ring_timeout = Duration::from_millis(u64::from(c.ring_timeout_ms));
+    r.audio_sample_rate = app_rate_from_c(c.audio_sample_rate, "cfg.audio_sample_rate")?;
     r.retry_after = Duration::from_secs(u64::from(c.retry_after_s.clamp(1, 3600)));
     r.resilience = resilience_from_c(&c.resilience)?;
     r.video_rtx = c.video_rtx;

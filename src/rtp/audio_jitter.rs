@@ -429,6 +429,16 @@ impl AudioJitterBuffer {
         self.buf.front().map(|e| e.pkt.payload.as_slice())
     }
 
+    /// The payload of the buffered packet with RTP timestamp `timestamp`, if it is the next one
+    /// to play: after a lost frame, the packet right behind it, whose in-band FEC (Opus) may
+    /// rebuild it. A later packet would rebuild the wrong frame.
+    pub fn next_payload_at(&self, timestamp: u32) -> Option<&[u8]> {
+        self.buf
+            .front()
+            .filter(|e| e.pkt.timestamp == timestamp)
+            .map(|e| e.pkt.payload.as_slice())
+    }
+
     /// When the next frame is due; `None` while not playing.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.play.map(|p| p.at)

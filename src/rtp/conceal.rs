@@ -13,6 +13,9 @@
 //! and cross-fade into the first good frame over a quarter period.
 
 use crate::codec::g711::G711;
+use crate::codec::g722::G722Decoder;
+use crate::codec::opus::{parse_packet, OpusDecoder, OpusError, MAX_PACKET_MS};
+use crate::codec::voice::VoiceCodec;
 
 /// What a decoder produced for a frame that never arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,14 +31,20 @@ pub enum Concealment {
 }
 
 /// Decoding and concealment for one audio stream; see the module documentation.
+///
+/// Durations handed in and out (`samples_in`, `conceal`'s `samples`) count RTP timestamp units,
+/// which are what the jitter buffer knows; the PCM appended is at the decoder's own rate. The two
+/// differ for G.722 (8 kHz clock, 16 kHz audio) and for Opus (48 kHz clock).
 pub trait AudioDecoder: Send {
-    /// Samples per channel in `payload`, when the bytes alone say (G.711: one per byte).
+    /// RTP timestamp units in `payload`, when the bytes alone say (G.711 and G.722: one per
+    /// byte; Opus: from the packet's header).
     fn samples_in(&self, payload: &[u8]) -> Option<usize>;
     /// Decodes one received payload, appending PCM to `out`. Formats the engine does not decode
     /// append nothing.
     fn decode(&mut self, payload: &[u8], out: &mut Vec<i16>);
-    /// A frame of `samples` never arrived: appends a stand-in to `out`. `next` is the payload of
-    /// the following packet if the jitter buffer already holds it (for FEC).
+    /// A frame of `samples` RTP timestamp units never arrived: appends a stand-in to `out`.
+    /// `next` is the payload of the packet right after the gap if the jitter buffer already
+    /// holds it (for FEC).
     fn conceal(&mut self, samples: usize, next: Option<&[u8]>, out: &mut Vec<i16>) -> Concealment;
     /// Forgets the stream's history (a new source, or a long pause).
     fn reset(&mut self);
@@ -64,11 +73,160 @@ impl AudioDecoder for PassthroughDecoder {
     fn reset(&mut self) {}
 }
 
-/// The decoder for an audio payload type: G.711 with concealment, anything else passed through.
-pub fn decoder_for(payload_type: u8, clock_rate: u32) -> Box<dyn AudioDecoder> {
-    match G711::from_payload_type(payload_type) {
-        Some(law) => Box::new(G711Decoder::new(law, clock_rate)),
+/// The decoder for a stream's codec, producing PCM at `coding_rate` (see
+/// [`VoiceCodec::coding_rate`]): G.711 and G.722 with [`G711Plc`], Opus with its FEC and
+/// concealment, and anything else (`None`) passed through.
+pub fn decoder_for(codec: Option<VoiceCodec>, coding_rate: u32) -> Box<dyn AudioDecoder> {
+    match codec {
+        Some(VoiceCodec::Pcmu) => Box::new(G711Decoder::new(G711::Pcmu, coding_rate)),
+        Some(VoiceCodec::Pcma) => Box::new(G711Decoder::new(G711::Pcma, coding_rate)),
+        Some(VoiceCodec::G722) => Box::new(G722WithPlc::new()),
+        Some(VoiceCodec::Opus) => match OpusWithFec::new(coding_rate) {
+            Ok(d) => Box::new(d),
+            Err(_) => Box::new(PassthroughDecoder),
+        },
         None => Box::new(PassthroughDecoder),
+    }
+}
+
+/// G.722 decoding with [`G711Plc`] running on its 16 kHz output (the Appendix I method is not
+/// specific to G.711's coding).
+#[derive(Debug, Clone)]
+pub struct G722WithPlc {
+    dec: G722Decoder,
+    plc: G711Plc,
+}
+
+impl Default for G722WithPlc {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl G722WithPlc {
+    /// A decoder at the start of a stream.
+    pub fn new() -> Self {
+        G722WithPlc {
+            dec: G722Decoder::new(),
+            plc: G711Plc::new(16_000),
+        }
+    }
+}
+
+impl AudioDecoder for G722WithPlc {
+    fn samples_in(&self, payload: &[u8]) -> Option<usize> {
+        // One byte codes two 16 kHz samples: one tick of the 8 kHz RTP clock.
+        Some(payload.len())
+    }
+
+    fn decode(&mut self, payload: &[u8], out: &mut Vec<i16>) {
+        let start = out.len();
+        self.dec.decode(payload, out);
+        self.plc.on_good(&mut out[start..]);
+    }
+
+    fn conceal(&mut self, samples: usize, _next: Option<&[u8]>, out: &mut Vec<i16>) -> Concealment {
+        self.plc.conceal(samples * 2, out)
+    }
+
+    fn reset(&mut self) {
+        self.dec.reset();
+        self.plc.reset();
+    }
+}
+
+/// Opus decoding: lost frames are rebuilt from the next packet's in-band FEC when the jitter
+/// buffer holds it, and extrapolated by libopus' concealment otherwise. A packet libopus refuses
+/// is concealed too, so the PCM keeps its length.
+pub struct OpusWithFec {
+    dec: OpusDecoder,
+    rate: u32,
+    /// PCM samples of the last packet, the length a refused packet is concealed for.
+    last_len: usize,
+}
+
+impl std::fmt::Debug for OpusWithFec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpusWithFec")
+            .field("rate", &self.rate)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OpusWithFec {
+    /// A mono decoder producing PCM at `rate` (8, 12, 16, 24 or 48 kHz).
+    pub fn new(rate: u32) -> Result<Self, OpusError> {
+        Ok(OpusWithFec {
+            dec: OpusDecoder::new(rate, 1)?,
+            rate,
+            last_len: rate as usize / 50,
+        })
+    }
+
+    /// PCM samples at our rate for `ticks` of the 48 kHz RTP clock.
+    fn pcm_len(&self, ticks: usize) -> usize {
+        VoiceCodec::Opus.samples_for_ticks(ticks.min(u32::MAX as usize) as u32, self.rate)
+    }
+
+    /// libopus concealment for `len` samples, in pieces it accepts (whole 2.5 ms units, at most
+    /// 120 ms each); a remainder shorter than 2.5 ms is silence.
+    fn plc(&mut self, len: usize, out: &mut Vec<i16>) -> Concealment {
+        let unit = self.rate as usize / 400;
+        let max = unit * (MAX_PACKET_MS as usize * 4 / 10);
+        let mut left = len;
+        let mut synthesised = false;
+        while left >= unit {
+            let n = (left / unit * unit).min(max);
+            let start = out.len();
+            match self.dec.conceal(n, out) {
+                Ok(got) if got == n => synthesised = true,
+                _ => {
+                    out.truncate(start);
+                    out.resize(start + n, 0);
+                }
+            }
+            left -= n;
+        }
+        out.resize(out.len() + left, 0);
+        if synthesised {
+            Concealment::Synthesised
+        } else {
+            Concealment::Silence
+        }
+    }
+}
+
+impl AudioDecoder for OpusWithFec {
+    fn samples_in(&self, payload: &[u8]) -> Option<usize> {
+        parse_packet(payload).ok().map(|i| i.samples_48k)
+    }
+
+    fn decode(&mut self, payload: &[u8], out: &mut Vec<i16>) {
+        match self.dec.decode(payload, out) {
+            Ok(n) => self.last_len = n,
+            Err(_) => {
+                let len = self.last_len;
+                self.plc(len, out);
+            }
+        }
+    }
+
+    fn conceal(&mut self, samples: usize, next: Option<&[u8]>, out: &mut Vec<i16>) -> Concealment {
+        let len = self.pcm_len(samples);
+        if let Some(next) = next {
+            let start = out.len();
+            match self.dec.decode_fec(next, len, out) {
+                Ok(got) if got == len => return Concealment::Fec,
+                _ => out.truncate(start),
+            }
+        }
+        self.plc(len, out)
+    }
+
+    fn reset(&mut self) {
+        if let Ok(d) = OpusDecoder::new(self.rate, 1) {
+            self.dec = d;
+        }
     }
 }
 
@@ -368,7 +526,7 @@ mod tests {
 
     #[test]
     fn g711_decoder_decodes_and_conceals() {
-        let mut d = decoder_for(0, 8000);
+        let mut d = decoder_for(Some(VoiceCodec::Pcmu), 8000);
         let mut enc = Vec::new();
         G711::Pcmu.encode(&tone(0, 400), &mut enc);
         assert_eq!(d.samples_in(&enc), Some(400));
@@ -380,7 +538,7 @@ mod tests {
         assert_eq!(out.len(), 160);
         d.reset();
         assert_eq!(d.conceal(160, None, &mut out), Concealment::Silence);
-        let mut p = decoder_for(111, 48000);
+        let mut p = decoder_for(None, 48000);
         assert_eq!(p.samples_in(&enc), None);
         let mut none = Vec::new();
         p.decode(&enc, &mut none);

@@ -12,6 +12,7 @@ use super::pacer::PacerConfig;
 use super::rtcp::RtcpInterval;
 use super::rtx::RtxConfig;
 use crate::codec::h264::{PacketizationMode, DEFAULT_MTU};
+use crate::codec::voice::{AppRate, VoiceCodec};
 use crate::frame::{Delivery, VideoCodec};
 
 /// Which sources a stream accepts packets from.
@@ -28,7 +29,7 @@ pub enum SourcePolicy {
 /// Audio stream parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AudioParams {
-    /// RTP payload type of the audio (0 PCMU, 8 PCMA; others are passed through, not decoded).
+    /// RTP payload type of the audio.
     pub payload_type: u8,
     pub clock_rate: u32,
     /// RTP payload type of telephone events (RFC 4733); `None` disables DTMF.
@@ -40,6 +41,31 @@ pub struct AudioParams {
     /// The most delay the jitter buffer may adapt up to; 0 picks the larger of
     /// 4 × `audio_jitter_ms` and 200 ms.
     pub audio_jitter_max_ms: u32,
+    /// The codec the engine encodes and decodes on this stream. `None`: the codec of a static
+    /// payload type (0 PCMU, 8 PCMA, 9 G.722), and other payload types are passed through.
+    /// With a codec, `clock_rate` should be its RTP clock (48000 for Opus, 8000 for G.722).
+    pub codec: Option<VoiceCodec>,
+    /// The PCM rate of `send_audio` and of received frames when the engine codes the stream.
+    pub app_rate: AppRate,
+    /// Opus: the peer's `maxplaybackrate`, which bounds the band we encode.
+    pub opus_max_playback_rate: Option<u32>,
+}
+
+impl AudioParams {
+    /// The codec the engine codes on this stream, if any.
+    pub fn voice_codec(&self) -> Option<VoiceCodec> {
+        self.codec
+            .or_else(|| VoiceCodec::from_static_payload_type(self.payload_type))
+    }
+
+    /// The PCM rate the application sends and receives: the [`AppRate`] rule for a coded
+    /// stream, the clock rate for a passed-through one.
+    pub fn pcm_rate(&self) -> u32 {
+        match self.voice_codec() {
+            Some(c) => self.app_rate.resolve(c),
+            None => self.clock_rate,
+        }
+    }
 }
 
 impl Default for AudioParams {
@@ -50,6 +76,9 @@ impl Default for AudioParams {
             dtmf_payload_type: Some(101),
             audio_jitter_ms: 0,
             audio_jitter_max_ms: 0,
+            codec: None,
+            app_rate: AppRate::Auto,
+            opus_max_playback_rate: None,
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The media-specific send halves of a stream: what turns the application's media into RTP
-//! payloads. Audio: 20 ms G.711 framing (or payloads passed through) on the stream's audio
+//! payloads. Audio: 20 ms framing and encoding (or payloads passed through) on the stream's audio
 //! timeline. Video: the codec's packetizer and its reused payload list. DTMF: the packets of one
 //! key press, planned by the pure sender.
 
@@ -9,7 +9,8 @@ use std::time::Duration;
 use super::config::{AudioParams, VideoParams};
 use super::sender::RtpSender;
 use crate::codec::dtmf::{DtmfPacket, DtmfSender, DEFAULT_DTMF_VOLUME};
-use crate::codec::g711::G711;
+use crate::codec::resample::Resampler;
+use crate::codec::voice::VoiceEncoder;
 use crate::codec::h264::H264Packetizer;
 use crate::codec::vp8::Vp8Packetizer;
 use crate::codec::{Packetizer, PayloadList};
@@ -19,11 +20,17 @@ use crate::frame::VideoCodec;
 /// Length of one audio packet.
 const AUDIO_FRAME_MS: u32 = 20;
 
-/// Send half of an audio stream: 20 ms G.711 framing and the audio timeline.
+/// Send half of an audio stream: 20 ms framing of the application's PCM, converted to the
+/// codec's rate when they differ and encoded, and the audio timeline.
 #[derive(Debug)]
 pub struct AudioTx {
-    law: Option<G711>,
+    encoder: Option<VoiceEncoder>,
+    /// Converts the application's PCM to the encoder's rate, when they differ.
+    resampler: Option<Resampler>,
+    /// Samples per 20 ms at the application's rate.
     samples_per_frame: usize,
+    /// Samples per 20 ms at the encoder's rate.
+    coded_per_frame: usize,
     /// Encoded payloads of the last call, back to back.
     buf: Vec<u8>,
     /// Per packet: RTP timestamp, marker, where its payload is in `buf`.
@@ -32,19 +39,48 @@ pub struct AudioTx {
     next_ms: Option<f64>,
     /// Reused frame of PCM (the last one padded with silence).
     frame: Vec<i16>,
+    /// Reused frame at the encoder's rate.
+    coded: Vec<i16>,
 }
 
 impl AudioTx {
-    pub fn new(p: &AudioParams) -> AudioTx {
-        let samples_per_frame = (p.clock_rate as usize * AUDIO_FRAME_MS as usize / 1000).max(1);
-        AudioTx {
-            law: G711::from_payload_type(p.payload_type),
+    /// The send half for `p`: an encoder when the engine codes its codec.
+    pub fn new(p: &AudioParams) -> Result<AudioTx> {
+        let codec = p.voice_codec();
+        let app_rate = p.pcm_rate();
+        let mut encoder = None;
+        let mut resampler = None;
+        let mut coding_rate = app_rate;
+        if let Some(c) = codec {
+            p.app_rate.validate().map_err(Error::InvalidArgument)?;
+            coding_rate = c.coding_rate(app_rate);
+            let mut e = VoiceEncoder::new(c, coding_rate)
+                .map_err(|e| Error::InvalidArgument(format!("{} encoder: {e}", c.encoding_name())))?;
+            if let Some(hz) = p.opus_max_playback_rate {
+                e.set_max_playback_rate(hz)
+                    .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+            }
+            encoder = Some(e);
+            if coding_rate != app_rate {
+                resampler = Some(
+                    Resampler::new(app_rate, coding_rate)
+                        .map_err(|e| Error::InvalidArgument(e.to_string()))?,
+                );
+            }
+        }
+        let per_frame = |rate: u32| (rate as usize * AUDIO_FRAME_MS as usize / 1000).max(1);
+        let samples_per_frame = per_frame(app_rate);
+        Ok(AudioTx {
+            encoder,
+            resampler,
             samples_per_frame,
+            coded_per_frame: per_frame(coding_rate),
             buf: Vec::new(),
             packets: Vec::new(),
             next_ms: None,
             frame: vec![0; samples_per_frame],
-        }
+            coded: Vec::new(),
+        })
     }
 
     /// Where the audio timeline stands at stream time `now`: continuing the previous frames when
@@ -57,22 +93,42 @@ impl AudioTx {
         }
     }
 
-    /// Encodes `pcm` into 20 ms packets, the last padded with silence.
+    /// Encodes `pcm` (at the application's rate) into 20 ms packets, the last padded with
+    /// silence. The RTP timestamps follow the codec's clock, so a 20 ms G.722 packet advances
+    /// them by 160 although it codes 320 samples.
     pub fn encode(&mut self, pcm: &[i16], now: Duration, rtp: &RtpSender) -> Result<()> {
-        let law = self.law.ok_or_else(|| {
-            Error::Unsupported("send_audio encodes G.711 only (payload type 0 or 8)".into())
-        })?;
+        let (mut ms, mut marker) = self.start_ms(now);
+        let Some(encoder) = self.encoder.as_mut() else {
+            return Err(Error::Unsupported(
+                "send_audio encodes PCMU, PCMA, G.722 and Opus; send this stream's format with \
+                 send_audio_payload"
+                    .into(),
+            ));
+        };
         self.buf.clear();
         self.packets.clear();
         if pcm.is_empty() {
             return Ok(());
         }
-        let (mut ms, mut marker) = self.start_ms(now);
         for chunk in pcm.chunks(self.samples_per_frame) {
             self.frame[..chunk.len()].copy_from_slice(chunk);
             self.frame[chunk.len()..].fill(0);
             let start = self.buf.len();
-            law.encode(&self.frame, &mut self.buf);
+            let frame = match self.resampler.as_mut() {
+                Some(r) => {
+                    self.coded.clear();
+                    r.process(&self.frame, &mut self.coded);
+                    // 20 ms converts to a whole number of samples at every supported pair of
+                    // rates; the resize only guards the encoder's frame size.
+                    self.coded.resize(self.coded_per_frame, 0);
+                    &self.coded
+                }
+                None => &self.frame,
+            };
+            if let Err(e) = encoder.encode(frame, &mut self.buf) {
+                self.buf.truncate(start);
+                return Err(Error::InvalidArgument(format!("cannot encode audio: {e}")));
+            }
             self.packets
                 .push((rtp.rtp_timestamp_for_ms(ms), marker, start..self.buf.len()));
             marker = false;

@@ -45,7 +45,7 @@ use rand::{Rng, SeedableRng};
 
 use super::audio_jitter::{AudioJitterBuffer, AudioJitterConfig, JitterPacket, Playout};
 use super::conceal::{decoder_for, AudioDecoder};
-use super::config::{CoreConfig, MediaParams, SourcePolicy};
+use super::config::{AudioParams, CoreConfig, MediaParams, SourcePolicy};
 use super::history::{RetransmitLimiter, SendHistory};
 use super::media_tx::{plan_dtmf, AudioTx, VideoTx};
 use super::nack::{Arrival as NackArrival, NackConfig, NackTracker};
@@ -65,6 +65,7 @@ use super::video::{VideoReceiver, VideoReceiverConfig};
 use super::RtpMeta;
 use crate::codec::dtmf::{DtmfPacket, DtmfReceiver, TELEPHONE_EVENT_LEN};
 use crate::codec::h264::H264Depacketizer;
+use crate::codec::resample::Resampler;
 use crate::codec::vp8::Vp8Depacketizer;
 use crate::codec::Depacketizer;
 use crate::error::{Error, Result};
@@ -207,9 +208,91 @@ struct VideoIn {
 struct AudioIn {
     payload_type: u8,
     dtmf_pt: Option<u8>,
-    decoder: Box<dyn AudioDecoder>,
+    rx: AudioRx,
     jitter: Option<AudioJitterBuffer>,
     dtmf: DtmfReceiver,
+}
+
+/// Decoding to the application's PCM rate: the codec's decoder, then a converter when the
+/// decoder runs at another rate.
+struct AudioRx {
+    decoder: Box<dyn AudioDecoder>,
+    resampler: Option<Resampler>,
+    /// The rate of the PCM handed out (the clock rate for passed-through formats).
+    pcm_rate: u32,
+    /// Decoded PCM before conversion (reused).
+    scratch: Vec<i16>,
+}
+
+impl AudioIn {
+    fn new(a: &AudioParams, clock_rate: u32) -> Result<AudioIn> {
+        let codec = a.voice_codec();
+        let pcm_rate = a.pcm_rate();
+        let mut resampler = None;
+        let mut coding_rate = pcm_rate;
+        if let Some(c) = codec {
+            a.app_rate.validate().map_err(Error::InvalidArgument)?;
+            coding_rate = c.coding_rate(pcm_rate);
+            if coding_rate != pcm_rate {
+                resampler = Some(
+                    Resampler::new(coding_rate, pcm_rate)
+                        .map_err(|e| Error::InvalidArgument(e.to_string()))?,
+                );
+            }
+        }
+        let jitter = (a.audio_jitter_ms > 0).then(|| {
+            AudioJitterBuffer::new(AudioJitterConfig::new(
+                clock_rate,
+                a.audio_jitter_ms,
+                a.audio_jitter_max_ms,
+            ))
+        });
+        Ok(AudioIn {
+            payload_type: a.payload_type,
+            dtmf_pt: a.dtmf_payload_type,
+            rx: AudioRx {
+                decoder: decoder_for(codec, coding_rate),
+                resampler,
+                pcm_rate,
+                scratch: Vec::new(),
+            },
+            jitter,
+            dtmf: DtmfReceiver::new(clock_rate),
+        })
+    }
+}
+
+impl AudioRx {
+    /// Decodes a payload to PCM at the application's rate.
+    fn decode(&mut self, payload: &[u8]) -> Vec<i16> {
+        let mut pcm = Vec::new();
+        match self.resampler.as_mut() {
+            None => self.decoder.decode(payload, &mut pcm),
+            Some(r) => {
+                self.scratch.clear();
+                self.decoder.decode(payload, &mut self.scratch);
+                r.process(&self.scratch, &mut pcm);
+            }
+        }
+        pcm
+    }
+
+    /// Stands in for `ticks` of RTP clock that never arrived, at the application's rate.
+    /// `next` is the packet right behind the gap, when buffered.
+    fn conceal(&mut self, ticks: usize, next: Option<&[u8]>) -> Vec<i16> {
+        let mut pcm = Vec::new();
+        match self.resampler.as_mut() {
+            None => {
+                self.decoder.conceal(ticks, next, &mut pcm);
+            }
+            Some(r) => {
+                self.scratch.clear();
+                self.decoder.conceal(ticks, next, &mut self.scratch);
+                r.process(&self.scratch, &mut pcm);
+            }
+        }
+        pcm
+    }
 }
 
 /// A DTMF digit being played out.
@@ -295,22 +378,9 @@ impl StreamCore {
             (None, None, None, None, None);
         match &cfg.media {
             MediaParams::Audio(a) => {
-                audio_tx = Some(AudioTx::new(a));
+                audio_tx = Some(AudioTx::new(a)?);
                 dtmf_pt = a.dtmf_payload_type;
-                let jitter = (a.audio_jitter_ms > 0).then(|| {
-                    AudioJitterBuffer::new(AudioJitterConfig::new(
-                        clock_rate,
-                        a.audio_jitter_ms,
-                        a.audio_jitter_max_ms,
-                    ))
-                });
-                audio_in = Some(AudioIn {
-                    payload_type: a.payload_type,
-                    dtmf_pt: a.dtmf_payload_type,
-                    decoder: decoder_for(a.payload_type, clock_rate),
-                    jitter,
-                    dtmf: DtmfReceiver::new(clock_rate),
-                });
+                audio_in = Some(AudioIn::new(a, clock_rate)?);
             }
             MediaParams::Video(v) => {
                 let rtx = v.rtx.map(|r| RtxOut {
@@ -776,18 +846,17 @@ impl StreamCore {
                     payload_type: meta.payload_type,
                     marker: meta.marker,
                     payload: payload.to_vec(),
-                    samples: a.decoder.samples_in(payload).map(|s| s as u32),
+                    samples: a.rx.decoder.samples_in(payload).map(|s| s as u32),
                 },
             );
             self.play_audio(now);
             return;
         }
-        let mut pcm = Vec::new();
-        a.decoder.decode(payload, &mut pcm);
+        let pcm = a.rx.decode(payload);
         self.stats.frames += 1;
         self.events.push_back(StreamEvent::Audio(AudioFrame {
             pcm,
-            sample_rate: self.clock_rate,
+            sample_rate: a.rx.pcm_rate,
             channels: 1,
             rtp_timestamp: meta.timestamp,
             payload_type: meta.payload_type,
@@ -807,12 +876,11 @@ impl StreamCore {
         while let Some(item) = j.poll(now) {
             let frame = match item {
                 Playout::Packet(p) => {
-                    let mut pcm = Vec::new();
-                    a.decoder.decode(&p.payload, &mut pcm);
+                    let pcm = a.rx.decode(&p.payload);
                     self.stats.frames += 1;
                     AudioFrame {
                         pcm,
-                        sample_rate: self.clock_rate,
+                        sample_rate: a.rx.pcm_rate,
                         channels: 1,
                         rtp_timestamp: p.timestamp,
                         payload_type: p.payload_type,
@@ -823,13 +891,14 @@ impl StreamCore {
                 Playout::Lost {
                     timestamp, samples, ..
                 } => {
-                    let mut pcm = Vec::new();
-                    a.decoder
-                        .conceal(samples as usize, j.next_payload(), &mut pcm);
+                    let pcm = a.rx.conceal(
+                        samples as usize,
+                        j.next_payload_at(timestamp.wrapping_add(samples)),
+                    );
                     self.stats.audio_concealed += 1;
                     AudioFrame {
                         pcm,
-                        sample_rate: self.clock_rate,
+                        sample_rate: a.rx.pcm_rate,
                         channels: 1,
                         rtp_timestamp: timestamp,
                         payload_type: a.payload_type,
@@ -1108,8 +1177,9 @@ impl StreamCore {
         Ok(())
     }
 
-    /// Encodes 16-bit PCM into 20 ms G.711 packets (the last padded with silence), ready at once.
-    /// The caller paces: audio handed over in one call leaves at once.
+    /// Encodes 16-bit mono PCM at the stream's PCM rate ([`AudioParams::pcm_rate`]) into 20 ms
+    /// packets of its codec (PCMU, PCMA, G.722 or Opus; the last padded with silence), ready at
+    /// once. The caller paces: audio handed over in one call leaves at once.
     pub fn send_audio(&mut self, now: Instant, pcm: &[i16]) -> Result<()> {
         self.check_open()?;
         let since = now.saturating_duration_since(self.origin);

@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use crate::codec::voice::VoiceCodec;
 use crate::frame::VideoCodec;
 
 use super::model::{static_payload, MediaDescription, PayloadType};
@@ -65,6 +66,17 @@ impl AudioCodec {
             AudioCodec::Pcmu | AudioCodec::Pcma | AudioCodec::G722 => 1,
             AudioCodec::Opus => 2,
             AudioCodec::Other { channels, .. } => *channels,
+        }
+    }
+
+    /// The engine's codec for this one, `None` for those it passes through.
+    pub fn voice_codec(&self) -> Option<VoiceCodec> {
+        match self {
+            AudioCodec::Pcmu => Some(VoiceCodec::Pcmu),
+            AudioCodec::Pcma => Some(VoiceCodec::Pcma),
+            AudioCodec::G722 => Some(VoiceCodec::G722),
+            AudioCodec::Opus => Some(VoiceCodec::Opus),
+            AudioCodec::Other { .. } => None,
         }
     }
 

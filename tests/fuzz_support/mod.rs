@@ -12,6 +12,7 @@ pub mod rtcp;
 pub mod sdp;
 pub mod sip;
 pub mod video;
+pub mod voice;
 
 /// Reads fuzzer bytes as a stream of small fields; past the end every read gives zeros, so any
 /// input decodes to something.

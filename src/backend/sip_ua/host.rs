@@ -17,6 +17,7 @@ use parking_lot::Mutex;
 use super::super::resilience::ResilienceConfig;
 use super::super::sip_config::SipBackendConfig;
 use crate::codec::h264::PacketizationMode;
+use crate::codec::voice::AppRate;
 use crate::engine::event::{EndReason, SessionInfo, StreamInfo};
 use crate::engine::{
     AudioParams, BoundMedia, MediaEngine, MediaParams, PortLease, PortPool, RtpSockets, SessionId,
@@ -131,6 +132,7 @@ struct StreamSettings {
     wait_for_keyframe: bool,
     resilience: ResilienceConfig,
     cname: String,
+    audio_sample_rate: AppRate,
 }
 
 /// A port taken from the pool and its bound sockets.
@@ -203,6 +205,7 @@ impl EngineHost {
                 wait_for_keyframe: cfg.wait_for_keyframe,
                 resilience: cfg.resilience.clone(),
                 cname,
+                audio_sample_rate: cfg.audio_sample_rate,
             },
             next_id: 0,
             reserved: HashMap::new(),
@@ -249,6 +252,9 @@ impl EngineHost {
                 payload_type: a.pt,
                 clock_rate: a.clock_rate,
                 dtmf_payload_type: a.dtmf_pt,
+                codec: a.codec.voice_codec(),
+                app_rate: self.settings.audio_sample_rate,
+                opus_max_playback_rate: a.opus.and_then(|o| o.max_playback_rate),
                 ..Default::default()
             })),
             local_addr: local,
@@ -561,6 +567,7 @@ fn fake_stream(port: u16, remote: SocketAddr, pt: u8, clock_rate: u32) -> Stream
         payload_type: pt,
         clock_rate,
         codec: None,
+        sample_rate: clock_rate,
     }
 }
 

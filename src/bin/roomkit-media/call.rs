@@ -1,7 +1,9 @@
 //! `roomkit-media call sip:USER@HOST[:PORT]`: one outbound audio + video call (UAC), directly or
 //! through a proxy (`--proxy HOST:PORT`), answering its digest challenges (`--auth-user`,
 //! `--password`). Prints one JSON line per step of the call (`progress`: trying, ringing,
-//! early_media, answered, failed, ended), sends a 440 Hz tone and, with `--video FILE`
+//! early_media, answered, failed, ended), sends a 440 Hz tone (offering opus, G.722, PCMU and PCMA,
+//! or only `--audio-codec NAME`; the tone goes at the negotiated codec's rate) and, with
+//! `--video FILE`
 //! (Annex-B H.264 or IVF VP8), the file's pictures in a loop at `--fps`, for `--seconds`; then
 //! hangs up and prints one JSON line of what was sent and received. A call that fails prints
 //! why and exits 1. Video is paced and offers NACK and RTX unless `--no-pacing`, `--no-nack`,
@@ -15,8 +17,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use roomkit_media::backend::{
-    CallState, DialOptions, NackConfig, PacerConfig, ResilienceConfig, SipBackendConfig,
-    SipCredentials, SipVideoBackend,
+    AppRate, AudioCodec, CallState, DialOptions, NackConfig, PacerConfig, ResilienceConfig,
+    SipBackendConfig, SipCredentials, SipVideoBackend,
 };
 use roomkit_media::codec::testclip::TestClip;
 use roomkit_media::prelude::*;
@@ -37,6 +39,7 @@ pub const SPEC: Spec = Spec {
         "password",
         "from",
         "ring-timeout",
+        "audio-codec",
     ],
     switches: &["audio-only", "no-pacing", "no-nack", "no-rtx"],
 };
@@ -90,6 +93,12 @@ pub fn run(args: &Args) -> Result<ExitCode, Failure> {
         (None, Some(_)) => return Err("--password needs --auth-user".to_string().into()),
     };
     let audio_only = args.get("audio-only").is_some();
+    let supported_codecs = match args.get("audio-codec") {
+        Some(name) => vec![AudioCodec::from_name(name)
+            .filter(AudioCodec::is_coded_by_engine)
+            .ok_or_else(|| format!("--audio-codec: `{name}` is not opus, g722, pcmu or pcma"))?],
+        None => AudioCodec::defaults(),
+    };
     let video = match args.get("video") {
         Some(f) => {
             let codec = codec_for_path(Path::new(f));
@@ -130,6 +139,9 @@ pub fn run(args: &Args) -> Result<ExitCode, Failure> {
         rtp_port_start: 30000,
         rtp_port_end: 32000,
         supported_video_codecs: vec![codec],
+        supported_codecs,
+        // The tone is made at the codec's own rate.
+        audio_sample_rate: AppRate::Codec,
         user: "roomkit-media".into(),
         video_rtx: args.get("no-rtx").is_none(),
         resilience: ResilienceConfig {
@@ -201,8 +213,14 @@ pub fn run(args: &Args) -> Result<ExitCode, Failure> {
     }
     let call_id = be.call_id(call).unwrap_or_default();
     let has_video = be.get_video_session(call).is_some();
+    let session = be.get_session(call);
+    let rate = session.as_ref().map_or(8000, |s| s.audio.sample_rate);
+    let audio_codec = session
+        .as_ref()
+        .and_then(|s| s.metadata.get("audio_codec").cloned())
+        .unwrap_or_default();
     eprintln!(
-        "call {call_id} answered: video {}",
+        "call {call_id} answered: audio {audio_codec} at {rate} Hz, video {}",
         if has_video { codec.as_str() } else { "refused" }
     );
     let start = Instant::now();
@@ -217,10 +235,11 @@ pub fn run(args: &Args) -> Result<ExitCode, Failure> {
         }
         let now = Instant::now();
         if now >= next_audio {
-            let pcm: Vec<i16> = (0..160)
+            let pcm: Vec<i16> = (0..rate / 50)
                 .map(|_| {
                     n += 1;
-                    (8000.0 * (2.0 * std::f64::consts::PI * 440.0 * n as f64 / 8000.0).sin()) as i16
+                    let t = n as f64 / f64::from(rate);
+                    (8000.0 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()) as i16
                 })
                 .collect();
             let _ = be.send_audio(call, &pcm);
@@ -248,8 +267,9 @@ pub fn run(args: &Args) -> Result<ExitCode, Failure> {
         .and_then(|s| s.video.as_ref())
         .map_or(0, |v| v.lost);
     out.line(&format!(
-        "{{\"call_id\":{},\"has_video\":{has_video},\"pictures_sent\":{sent_pictures},\"frames_received\":{},\"keyframes_received\":{},\"audio_frames_received\":{},\"video_lost\":{lost},\"bye_answered\":{answered}}}",
+        "{{\"call_id\":{},\"audio_codec\":{},\"sample_rate\":{rate},\"has_video\":{has_video},\"pictures_sent\":{sent_pictures},\"frames_received\":{},\"keyframes_received\":{},\"audio_frames_received\":{},\"video_lost\":{lost},\"bye_answered\":{answered}}}",
         js(&call_id),
+        js(&audio_codec),
         frames.load(Ordering::Relaxed),
         keyframes.load(Ordering::Relaxed),
         audio.load(Ordering::Relaxed)

@@ -7,7 +7,8 @@
 //! what moved), so the binary ships no clip and any decoder could play what arrives. Key pictures
 //! are large enough to need FU-A fragments; P pictures go out in a few packets. Each received
 //! picture is matched to the one sent by its bytes, which checks it arrived bit-exact and gives
-//! its latency. The audio is a 440 Hz tone through G.711 µ-law.
+//! its latency. The audio is a 440 Hz tone through the negotiated codec (Opus: both sides offer
+//! opus, G.722, PCMU and PCMA), at the session's PCM rate (16 kHz on Opus and G.722).
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -44,11 +45,11 @@ fn fingerprint(data: &[u8]) -> u64 {
     })
 }
 
-/// 20 ms of a 440 Hz tone at 8 kHz, continuing from sample `n`.
-fn tone(n: &mut u64) -> Vec<i16> {
-    (0..160)
+/// 20 ms of a 440 Hz tone at `rate`, continuing from sample `n`.
+fn tone(n: &mut u64, rate: u32) -> Vec<i16> {
+    (0..rate / 50)
         .map(|_| {
-            let t = *n as f64 / 8000.0;
+            let t = *n as f64 / f64::from(rate);
             *n += 1;
             (8000.0 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()) as i16
         })
@@ -67,11 +68,13 @@ struct Seen {
     zero_crossings: u64,
     audio_samples: u64,
     last_sample: i16,
+    sample_rate: u32,
 }
 
 impl Seen {
-    fn audio(&mut self, pcm: &[i16]) {
+    fn audio(&mut self, pcm: &[i16], sample_rate: u32) {
         self.audio_frames += 1;
+        self.sample_rate = sample_rate;
         for &s in pcm {
             if (s >= 0) != (self.last_sample >= 0) {
                 self.zero_crossings += 1;
@@ -82,10 +85,10 @@ impl Seen {
     }
 
     fn tone_hz(&self) -> f64 {
-        if self.audio_samples == 0 {
+        if self.audio_samples == 0 || self.sample_rate == 0 {
             return 0.0;
         }
-        self.zero_crossings as f64 / 2.0 / (self.audio_samples as f64 / 8000.0)
+        self.zero_crossings as f64 / 2.0 / (self.audio_samples as f64 / f64::from(self.sample_rate))
     }
 
     fn p50(&mut self) -> f64 {
@@ -147,13 +150,13 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
         let (seen, sent) = (at_server.clone(), sent_by_caller.clone());
         be.on_video_received(move |_, f| on_frame(&seen, &sent, &f.data, f.keyframe));
         let seen = at_server.clone();
-        be.on_audio_received(move |_, f| seen.lock().audio(&f.pcm));
+        be.on_audio_received(move |_, f| seen.lock().audio(&f.pcm, f.sample_rate));
     }
     {
         let (seen, sent) = (at_caller.clone(), sent_by_server.clone());
         caller.on_video_received(move |_, f| on_frame(&seen, &sent, &f.data, f.keyframe));
         let seen = at_caller.clone();
-        caller.on_audio_received(move |_, f| seen.lock().audio(&f.pcm));
+        caller.on_audio_received(move |_, f| seen.lock().audio(&f.pcm, f.sample_rate));
     }
     let (call_tx, call_rx) = crossbeam_channel::bounded::<SessionInfo>(1);
     be.on_call(move |s| {
@@ -205,6 +208,8 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
 
     let start = Instant::now();
     let (mut n_caller, mut n_server) = (0u64, 0u64);
+    // Both sides have the same settings, so the same PCM rate.
+    let rate = info.audio.sample_rate;
     let mut next_audio = start;
     let mut sent_pictures = 0u32;
     for i in 0..pictures {
@@ -212,8 +217,8 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
         while Instant::now() < due {
             // Audio every 20 ms in between.
             if Instant::now() >= next_audio {
-                let _ = caller.send_audio(call, &tone(&mut n_caller));
-                let _ = be.send_audio(info.id, &tone(&mut n_server));
+                let _ = caller.send_audio(call, &tone(&mut n_caller, rate));
+                let _ = be.send_audio(info.id, &tone(&mut n_server, rate));
                 next_audio += Duration::from_millis(20);
             }
             std::thread::sleep(Duration::from_millis(2));

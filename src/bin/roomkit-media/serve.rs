@@ -1,7 +1,8 @@
 //! `roomkit-media serve`: answers SIP audio + video calls and reports each event as one JSON line
 //! on stdout (`call`, `video_ready`, `frame` at most once a second per call, `dtmf`, `hangup`,
 //! and a closing `stats`). `--record DIR` writes each call's video (`.h264` or `.ivf`) and audio
-//! (`.wav`, 16-bit mono); `--echo` sends received media back to the caller; `--hangup-after MS`
+//! (`.wav`, 16-bit mono at the codec's own rate: 8 kHz for G.711, 16 kHz for G.722, 48 kHz for
+//! Opus); `--audio-codecs` limits the codecs accepted (default opus,G722,PCMU,PCMA); `--echo` sends received media back to the caller; `--hangup-after MS`
 //! ends each call from our side that long after answering it. `--register sip:USER@HOST[:PORT]`
 //! registers with that registrar (digest with `--auth-user`, default USER, and `--password`),
 //! keeps the registration fresh, reports it (`registered`, `registration_failed`,
@@ -18,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use roomkit_media::backend::AudioCodec;
+use roomkit_media::backend::{AppRate, AudioCodec};
 use roomkit_media::backend::{
     RegisterOptions, RegistrationEvent, SipBackendConfig, SipCredentials, SipVideoBackend,
 };
@@ -222,6 +223,9 @@ pub fn run(args: &Args) -> Result<ExitCode, crate::Failure> {
         answer_after: Duration::from_millis(args.num("answer-after", 0u64)?),
         max_sessions: args.num("max-sessions", 0usize)?,
         callback_threads: 2,
+        // Received audio at the codec's own rate, so a recording keeps all of it; echo sends it
+        // back at the same rate.
+        audio_sample_rate: AppRate::Codec,
         ..SipBackendConfig::default()
     };
     if let Some(v) = args.get("video-codecs") {
@@ -270,11 +274,11 @@ pub fn run(args: &Args) -> Result<ExitCode, crate::Failure> {
                     let ext = if codec == VideoCodec::Vp8 { "ivf" } else { "h264" };
                     log.video = VideoSink::create(&dir.join(format!("{base}.{ext}")), codec).ok();
                 }
-                log.audio = WavWriter::create(&dir.join(format!("{base}.wav")), s.audio.clock_rate).ok();
+                log.audio = WavWriter::create(&dir.join(format!("{base}.wav")), s.audio.sample_rate).ok();
             }
             calls.lock().insert(s.id, log);
             out.line(&format!(
-                "{{\"event\":\"call\",\"session\":\"{}\",\"call_id\":{},\"caller\":{},\"callee\":{},\"caller_display_name\":{},\"room_id\":{},\"has_video\":{},\"video_codec\":{},\"audio_pt\":{},\"audio_remote\":{}}}",
+                "{{\"event\":\"call\",\"session\":\"{}\",\"call_id\":{},\"caller\":{},\"callee\":{},\"caller_display_name\":{},\"room_id\":{},\"has_video\":{},\"video_codec\":{},\"audio_pt\":{},\"audio_codec\":{},\"sample_rate\":{},\"audio_remote\":{}}}",
                 s.id,
                 js(&call_id),
                 js(get("caller")),
@@ -284,6 +288,8 @@ pub fn run(args: &Args) -> Result<ExitCode, crate::Failure> {
                 get("has_video") == "true",
                 js(get("video_codec")),
                 s.audio.payload_type,
+                js(get("audio_codec")),
+                s.audio.sample_rate,
                 js(&s.audio.remote_addr.to_string()),
             ));
         });
