@@ -10,78 +10,15 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::time::Duration;
 
-fn templates() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/baresip")
-}
-
 /// A headless baresip configuration in `dir` (from the shared templates) with its own SIP
 /// port, RTP ports in `rtp_ports`, a 20 s 440 Hz WAV and a 20 s 640x480 H.264 MP4 as its
 /// sources. Returns the configuration directory and the SIP port.
 fn configure(dir: &peers::TempDir, rtp_ports: &str) -> (PathBuf, String) {
-    let wav = dir.path("tone.wav");
-    let mp4 = dir.path("video.mp4");
-    peers::run(
-        120,
-        "ffmpeg",
-        &[
-            "-nostdin",
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:sample_rate=8000",
-            "-t",
-            "20",
-            "-ac",
-            "1",
-            "-c:a",
-            "pcm_s16le",
-            wav.to_str().unwrap(),
-        ],
-    );
-    peers::run(
-        180,
-        "ffmpeg",
-        &[
-            "-nostdin",
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=size=640x480:rate=30",
-            "-t",
-            "20",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            mp4.to_str().unwrap(),
-        ],
-    );
-    // baresip's own SIP port, and its config from the shared headless templates.
-    let bport = peers::free_udp_port().to_string();
-    let conf = dir.path("baresip");
-    std::fs::create_dir_all(&conf).unwrap();
-    for name in ["config", "accounts"] {
-        let t = std::fs::read_to_string(templates().join(format!("{name}.template")))
-            .expect("baresip template");
-        let t = t
-            .replace("@SIP_PORT@", &bport)
-            .replace("@WAV@", wav.to_str().unwrap())
-            .replace("@VIDEO@", mp4.to_str().unwrap())
-            .replace(
-                "rtp_ports\t\t40000-40100",
-                &format!("rtp_ports\t\t{rtp_ports}"),
-            );
-        std::fs::write(conf.join(name), t).unwrap();
-    }
-    (conf, bport)
+    let media = support::baresip::Media::generate(dir, 20, "640x480", 250);
+    let bport = peers::free_udp_port();
+    let accounts = support::baresip::template("accounts").replace("@SIP_PORT@", &bport.to_string());
+    let conf = support::baresip::write_config(dir, bport, rtp_ports, &media, &accounts);
+    (conf, bport.to_string())
 }
 
 #[test]

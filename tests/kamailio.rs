@@ -221,54 +221,7 @@ fn our_uac_reaches_baresip_registered_behind_kamailio() {
         return;
     };
     let dir = peers::TempDir::new("kamailio-baresip");
-    let wav = dir.path("tone.wav");
-    let mp4 = dir.path("video.mp4");
-    peers::run(
-        120,
-        "ffmpeg",
-        &[
-            "-nostdin",
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:sample_rate=8000",
-            "-t",
-            "30",
-            "-ac",
-            "1",
-            "-c:a",
-            "pcm_s16le",
-            wav.to_str().unwrap(),
-        ],
-    );
-    peers::run(
-        180,
-        "ffmpeg",
-        &[
-            "-nostdin",
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=size=320x240:rate=30",
-            "-t",
-            "30",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "30",
-            mp4.to_str().unwrap(),
-        ],
-    );
+    let media = support::baresip::Media::generate(&dir, 30, "320x240", 30);
     // What we send: a real H.264 clip (baseline, a key picture a second), as a camera would.
     let clip = dir.path("ours.h264");
     peers::make_h264_clip(
@@ -277,22 +230,16 @@ fn our_uac_reaches_baresip_registered_behind_kamailio() {
         2,
         &["-profile:v", "baseline", "-g", "30", "-preset", "ultrafast"],
     );
-    let templates = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/baresip");
-    let conf = dir.path("baresip");
-    std::fs::create_dir_all(&conf).unwrap();
-    let bport = peers::free_udp_port().to_string();
-    let config = std::fs::read_to_string(templates.join("config.template"))
-        .unwrap()
-        .replace("@SIP_PORT@", &bport)
-        .replace("@WAV@", wav.to_str().unwrap())
-        .replace("@VIDEO@", mp4.to_str().unwrap())
-        .replace("40000-40100", "40400-40499");
-    std::fs::write(conf.join("config"), config).unwrap();
-    let accounts = std::fs::read_to_string(templates.join("registered.accounts.template"))
-        .unwrap()
+    let accounts = support::baresip::template("registered.accounts")
         .replace("@PROXY_PORT@", &k.port.to_string())
         .replace("@PASSWORD@", PASSWORD);
-    std::fs::write(conf.join("accounts"), accounts).unwrap();
+    let conf = support::baresip::write_config(
+        &dir,
+        peers::free_udp_port(),
+        "40400-40499",
+        &media,
+        &accounts,
+    );
     let baresip = peers::spawn(
         90,
         "baresip",

@@ -249,3 +249,28 @@ fn a_reinvite_from_the_far_end_holds_us() {
     passed(far);
     assert!(ended);
 }
+
+/// The command line's `call` to a busy far end: the progress events on stdout, the reason on
+/// stderr, a failing exit code, and no usage text (only bad arguments print that).
+#[test]
+fn the_cli_call_to_a_busy_phone_fails_with_the_reason() {
+    if !peers::have_peers(&["sipp"]) {
+        return;
+    }
+    let far = far_end("busy.xml", &[]);
+    let call = peers::spawn(
+        60,
+        peers::bin().to_str().unwrap(),
+        &["call", &format!("sip:bob@{}", far.addr()), "--seconds", "2"],
+    );
+    let out = peers::wait_bounded(call, Duration::from_secs(60));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("486"), "{stderr}");
+    assert!(
+        !stderr.contains("usage:") && !stdout.contains("usage:"),
+        "{stderr}"
+    );
+    passed(far);
+}

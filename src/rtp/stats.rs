@@ -95,4 +95,7 @@ pub struct StreamStats {
     pub bye_received: u64,
     /// Times the stream was reported inactive (no RTP or RTCP for the inactivity timeout).
     pub inactivity_events: u64,
+    /// Tail-loss probes sent: our last packet sent once more when no picture followed it (so
+    /// a receiver that lost the end of the last picture can tell); not in `retransmitted`.
+    pub tail_probes: u64,
 }

@@ -132,6 +132,16 @@ const NACK_WINDOW: usize = 1024;
 const START_PROBE_PACKETS: u16 = 4;
 /// How long it waits for them: two round trips and a margin, at most the NACK deadline.
 const START_PROBE_MARGIN: Duration = Duration::from_millis(30);
+/// A receiver only learns of a lost packet from a later one, so when the last packets before a
+/// pause (or the end of a file) are lost nothing would ever repair them. The sender therefore
+/// sends its last packet once more when no picture has followed for two RTTs or two picture
+/// intervals, whichever is longer, and at least this long (TCP's tail loss probe is the
+/// model): the receiver then has the end of the picture, or learns what is missing and NACKs.
+/// While pictures keep coming no probe is sent. Only with RTX: on the media stream itself the
+/// probe would be a duplicate in the receiver's loss statistics whenever nothing was lost.
+const TAIL_PROBE_MIN: Duration = Duration::from_millis(100);
+/// ...and at most this long.
+const TAIL_PROBE_MAX: Duration = Duration::from_secs(1);
 
 /// Where RTP and RTCP go, and whether the source has been latched.
 #[derive(Debug, Clone, Copy)]
@@ -156,6 +166,8 @@ fn same_endpoint(a: SocketAddr, b: SocketAddr) -> bool {
 enum Paced {
     Media(u16),
     Resend(u16),
+    /// A tail-loss probe: a resend nobody asked for.
+    Probe(u16),
 }
 
 /// Our RTX stream.
@@ -175,6 +187,11 @@ struct VideoOut {
     rtx: Option<RtxOut>,
     /// Last time media went out or a NACK came in: what a linger waits on.
     last_activity: Option<Instant>,
+    /// When the last picture was handed over, to tell a pause from the picture rate.
+    last_picture_at: Option<Instant>,
+    /// A tail-loss probe: the last packet sent, to send once more at that time if no picture
+    /// follows (see [`TAIL_PROBE_MIN`]).
+    tail_probe: Option<(Instant, u16)>,
 }
 
 /// The receive half of a video stream.
@@ -313,6 +330,8 @@ impl StreamCore {
                     limiter: RetransmitLimiter::new(v.retransmit, now),
                     rtx,
                     last_activity: None,
+                    last_picture_at: None,
+                    tail_probe: None,
                 });
                 let rtt = RttEstimator::default();
                 let reorder = if v.nack.enabled {
@@ -509,6 +528,7 @@ impl StreamCore {
         };
         if let Some(v) = &self.video_out {
             consider(v.pacer.poll_timeout());
+            consider(v.tail_probe.map(|(at, _)| at));
         }
         if let Some(v) = &self.video_in {
             consider(v.rx.next_deadline());
@@ -915,6 +935,24 @@ impl StreamCore {
         }
     }
 
+    /// Queues the tail-loss probe for `seq` (see [`TAIL_PROBE_MIN`]) if the packet is still in
+    /// the history and the retransmission budget allows it.
+    fn probe_tail(&mut self, now: Instant, seq: u16) {
+        let Some(v) = self.video_out.as_mut() else {
+            return;
+        };
+        let Ok(len) = v.history.check_resend(seq, now, RESEND_GUARD_MIN) else {
+            return;
+        };
+        let rate = v.pacer.media_rate(now);
+        if !v.limiter.try_take(now, len, rate) {
+            return;
+        }
+        let wire_len = len + if v.rtx.is_some() { 2 } else { 0 };
+        v.pacer
+            .push(now, Paced::Probe(seq), wire_len, Class::Retransmission);
+    }
+
     /// Queues NACKed packet `seq` for a resend, unless a limit says no.
     fn resend(&mut self, now: Instant, seq: u16) {
         let guard = if self.rtt.is_measured() {
@@ -965,6 +1003,13 @@ impl StreamCore {
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.closed {
             return;
+        }
+        let probe = self
+            .video_out
+            .as_mut()
+            .and_then(|v| v.tail_probe.take_if(|(at, _)| *at <= now));
+        if let Some((_, seq)) = probe {
+            self.probe_tail(now, seq);
         }
         self.release(now);
         if let Some(v) = self.video_in.as_mut() {
@@ -1021,6 +1066,7 @@ impl StreamCore {
             return Err(Error::Unsupported("this stream carries no video".into()));
         };
         v.tx.packetize(picture)?;
+        let mut last_seq = None;
         for i in 0..v.tx.payloads.len() {
             // A slot of the history still waiting in the pacer must leave before it is reused.
             while v.pacer.media_len() >= v.history.capacity() {
@@ -1047,7 +1093,18 @@ impl StreamCore {
             v.tx.payloads.copy_payload(i, picture, buf);
             let wire = buf.len();
             v.pacer.push(now, Paced::Media(seq), wire, Class::Media);
+            last_seq = Some(seq);
         }
+        let interval = v
+            .last_picture_at
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+        let probe_after = (self.rtt.rtt_high() * 2)
+            .max(interval * 2)
+            .clamp(TAIL_PROBE_MIN, TAIL_PROBE_MAX);
+        v.tail_probe = last_seq
+            .filter(|_| v.rtx.is_some())
+            .map(|seq| (now + probe_after, seq));
+        v.last_picture_at = Some(now);
         v.last_activity = Some(now);
         self.release(now);
         Ok(())
@@ -1207,7 +1264,7 @@ impl StreamCore {
     ) {
         let (seq, resend) = match item {
             Paced::Media(s) => (s, false),
-            Paced::Resend(s) => (s, true),
+            Paced::Resend(s) | Paced::Probe(s) => (s, true),
         };
         let Some(bytes) = v.history.get(seq) else {
             return;
@@ -1223,7 +1280,9 @@ impl StreamCore {
             }
             _ => buf.extend_from_slice(bytes),
         }
-        if resend {
+        if matches!(item, Paced::Probe(_)) {
+            stats.tail_probes += 1;
+        } else if resend {
             stats.retransmitted += 1;
         } else {
             let marker = bytes.get(1).is_some_and(|b| b & 0x80 != 0);

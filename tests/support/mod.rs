@@ -4,6 +4,7 @@
 //! Each test binary compiles it whole, hence `dead_code`.
 #![allow(dead_code)]
 
+pub mod baresip;
 pub mod kamailio;
 pub mod netsim;
 pub mod ogg;

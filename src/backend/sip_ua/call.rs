@@ -66,6 +66,9 @@ pub(super) struct CallMedia {
     pub pending_offer: Option<Offer>,
 }
 
+/// The user part of our Contact when the application named none.
+pub(super) const DEFAULT_CONTACT_USER: &str = "roomkit";
+
 /// One call and everything released with it.
 pub(super) struct Call {
     pub no: u64,
@@ -127,6 +130,47 @@ pub(super) fn timer_policy(core: &SipCore) -> SessionTimerPolicy {
 }
 
 impl Call {
+    /// A call in `phase` with no dialog, transaction, timer or re-INVITE yet: what an incoming
+    /// and a dialed call have in common. The caller sets what only its side has.
+    pub(super) fn new(
+        no: u64,
+        call_id: String,
+        session: SessionId,
+        outgoing: bool,
+        phase: Phase,
+        peer: SipPeer,
+        media: CallMedia,
+    ) -> Call {
+        Call {
+            no,
+            call_id,
+            session,
+            outgoing,
+            phase,
+            dialog: None,
+            peer,
+            invite_tx: None,
+            media,
+            timer: None,
+            uas_timer: None,
+            info: None,
+            reinvite: None,
+            reinvite_refresh: false,
+            reinvite_auth_tries: 0,
+            want_hold: None,
+            held_by_us: false,
+            pending_hold: None,
+            want_video: None,
+            pending_video: None,
+            retry_at: None,
+            uac: None,
+            ack: None,
+            auth: None,
+            contact_user: DEFAULT_CONTACT_USER.into(),
+            last_state: None,
+        }
+    }
+
     /// When the call's own timer (ringing, dial timeout, retry, session timer) is due.
     fn deadline(&self) -> Option<Instant> {
         let ring = match self.phase {
@@ -216,6 +260,10 @@ impl SipCore {
         }
         if let Some(r) = c.media.reservation {
             self.host.release(r);
+        }
+        // Ports bound for video our unanswered re-INVITE offered.
+        if let Some(VideoChange::Add { reservation, .. }) = c.pending_video {
+            self.host.release(reservation);
         }
     }
 
@@ -566,16 +614,9 @@ impl SipCore {
         now: Instant,
         out: &mut Outbox,
     ) {
-        let Some(no) = self.in_dialog(req) else {
-            self.respond(id, Some(req), 481, &[], None, now, out);
+        let Some(no) = self.accept_in_dialog(id, req, now, out) else {
             return;
         };
-        let c = self.calls.get_mut(&no).expect("in_dialog found it");
-        if let Some(Err(e)) = c.dialog.as_mut().map(|d| d.accept_request(req)) {
-            let status = e.status();
-            self.respond(id, Some(req), status, &[], None, now, out);
-            return;
-        }
         let timer = match self.uas_timer(req) {
             Ok(t) => t,
             Err((status, h)) => {
@@ -611,19 +652,9 @@ impl SipCore {
 
     /// A BYE: the far end ends the call.
     pub(super) fn handle_bye(&mut self, id: u64, req: &SipMessage, now: Instant, out: &mut Outbox) {
-        let Some(no) = self.in_dialog(req) else {
-            self.respond(id, Some(req), 481, &[], None, now, out);
+        let Some(no) = self.accept_in_dialog(id, req, now, out) else {
             return;
         };
-        let accepted = self
-            .calls
-            .get_mut(&no)
-            .and_then(|c| c.dialog.as_mut())
-            .map(|d| d.accept_request(req));
-        if let Some(Err(e)) = accepted {
-            self.respond(id, Some(req), e.status(), &[], None, now, out);
-            return;
-        }
         self.respond(id, Some(req), 200, &[], None, now, out);
         // A BYE before our 200 was sent ends the INVITE too (RFC 3261 §15.1.2).
         let ringing = self
@@ -646,16 +677,10 @@ impl SipCore {
         now: Instant,
         out: &mut Outbox,
     ) {
-        let Some(no) = self.in_dialog(req) else {
-            self.respond(id, Some(req), 481, &[], None, now, out);
+        let Some(no) = self.accept_in_dialog(id, req, now, out) else {
             return;
         };
-        let c = self.calls.get_mut(&no).expect("in_dialog found it");
-        if let Some(Err(e)) = c.dialog.as_mut().map(|d| d.accept_request(req)) {
-            let status = e.status();
-            self.respond(id, Some(req), status, &[], None, now, out);
-            return;
-        }
+        let c = self.calls.get_mut(&no).expect("accept_in_dialog found it");
         let (session, started) = (c.session, c.media.started);
         if req.body().is_empty() {
             self.respond(id, Some(req), 200, &[], None, now, out);

@@ -867,6 +867,32 @@ impl SipCore {
     }
 
     /// The call an in-dialog request belongs to.
+    /// The call an in-dialog request (BYE, INFO, UPDATE) belongs to, once its dialog has
+    /// accepted it (CSeq order, target refresh). Otherwise the request is answered here — 481
+    /// outside any dialog of ours, or the dialog's refusal — and `None` comes back.
+    pub(super) fn accept_in_dialog(
+        &mut self,
+        id: u64,
+        req: &SipMessage,
+        now: Instant,
+        out: &mut Outbox,
+    ) -> Option<u64> {
+        let Some(no) = self.in_dialog(req) else {
+            self.respond(id, Some(req), 481, &[], None, now, out);
+            return None;
+        };
+        let accepted = self
+            .calls
+            .get_mut(&no)
+            .and_then(|c| c.dialog.as_mut())
+            .map(|d| d.accept_request(req));
+        if let Some(Err(e)) = accepted {
+            self.respond(id, Some(req), e.status(), &[], None, now, out);
+            return None;
+        }
+        Some(no)
+    }
+
     pub(super) fn in_dialog(&self, req: &SipMessage) -> Option<u64> {
         let no = *self.call_index.get(req.call_id())?;
         let c = self.calls.get(&no)?;

@@ -136,40 +136,25 @@ impl SipCore {
                 progress: None,
             },
         );
-        self.insert_call(Call {
+        let mut call = Call::new(
             no,
             call_id,
             session,
-            outgoing: true,
-            phase: Phase::Dialing,
-            dialog: None,
-            peer: leg.hop,
-            invite_tx: None,
-            media: CallMedia {
+            true,
+            Phase::Dialing,
+            leg.hop,
+            CallMedia {
                 reservation: Some(r.id),
                 started: false,
                 local: None,
                 answer_cfg,
                 pending_offer: None,
             },
-            timer: None,
-            uas_timer: None,
-            info: None,
-            reinvite: None,
-            reinvite_refresh: false,
-            reinvite_auth_tries: 0,
-            want_hold: None,
-            held_by_us: false,
-            pending_hold: None,
-            want_video: None,
-            pending_video: None,
-            retry_at: None,
-            uac: Some(Box::new(leg)),
-            ack: None,
-            auth,
-            contact_user,
-            last_state: None,
-        });
+        );
+        call.contact_user = contact_user;
+        call.uac = Some(Box::new(leg));
+        call.auth = auth;
+        self.insert_call(call);
         self.progress(no, CallState::Trying, 0, "");
         self.send_dial_invite(no, now, out);
     }

@@ -446,12 +446,20 @@ impl Harness {
         for s in &host.video {
             assert!(host.live.contains_key(s), "video without its session");
         }
-        let reserved = self
+        // A call holds a reservation until its media starts, and another for video its
+        // re-INVITE offers until answered.
+        let reserved: usize = self
             .core
             .calls
             .values()
-            .filter(|c| c.media.reservation.is_some())
-            .count();
+            .map(|c| {
+                usize::from(c.media.reservation.is_some())
+                    + usize::from(matches!(
+                        c.pending_video,
+                        Some(super::call::VideoChange::Add { .. })
+                    ))
+            })
+            .sum();
         assert_eq!(
             reserved,
             host.reserved.len(),
@@ -533,6 +541,18 @@ mod tests {
             0xa3, 0x00, 0x00, 0x06, 0x00, 0x00, 0x00, 0x00, 0xf2, 0x73, 0x04, 0x8d, 0x84, 0xff,
             0x8d, 0xff, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
             0x00, 0x00, 0x00, 0x00, 0x00, 0xe6, 0xf9, 0x00, 0x5d, 0x30, 0x30, 0x0a, 0x60,
+        ]);
+        // A dialed call answered, then video added: the re-INVITE's port reservation was not
+        // counted by the invariant, and a call ending before the answer leaked it (end_call now
+        // releases it).
+        run(&[
+            6, 0, 42, 122, 22, 255, 206, 60, 22, 255, 255, 255, 255, 255, 206, 60, 111, 6, 111, 63,
+            0,
+        ]);
+        // The same, hung up while the video re-INVITE is unanswered.
+        run(&[
+            6, 0, 42, 122, 22, 255, 206, 60, 22, 255, 255, 255, 255, 255, 206, 60, 111, 6, 111, 63,
+            6, 2, 0,
         ]);
     }
 

@@ -48,7 +48,7 @@ impl SipCore {
         let user = Uri::parse(&req.aor)
             .ok()
             .and_then(|u| u.user())
-            .unwrap_or_else(|| "roomkit".to_string());
+            .unwrap_or_else(|| super::call::DEFAULT_CONTACT_USER.to_string());
         let mut cfg = RegistrationConfig::new(&req.aor, &self.contact_uri(&user), &self.sent_by);
         cfg.registrar = req.registrar;
         cfg.transport = self.via_transport().to_string();

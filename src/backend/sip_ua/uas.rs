@@ -378,42 +378,27 @@ impl SipCore {
                 progress: None,
             },
         );
-        self.insert_call(Call {
+        let mut call = Call::new(
             no,
-            call_id: incoming.call_id.clone(),
+            incoming.call_id.clone(),
             session,
-            outgoing: false,
-            phase: Phase::Ringing {
+            false,
+            Phase::Ringing {
                 answer_at: now + self.cfg.answer_after,
             },
-            dialog: Some(dialog),
-            peer: from,
-            invite_tx: Some(id),
-            media: CallMedia {
+            from,
+            CallMedia {
                 reservation: None,
                 started: true,
                 local: Some(ans),
                 answer_cfg: cfg,
                 pending_offer: None,
             },
-            timer: None,
-            uas_timer: None,
-            reinvite: None,
-            reinvite_refresh: false,
-            reinvite_auth_tries: 0,
-            want_hold: None,
-            held_by_us: false,
-            pending_hold: None,
-            want_video: None,
-            pending_video: None,
-            retry_at: None,
-            uac: None,
-            ack: None,
-            auth: None,
-            contact_user: "roomkit".into(),
-            last_state: None,
-            info: Some(info),
-        });
+        );
+        call.dialog = Some(dialog);
+        call.invite_tx = Some(id);
+        call.info = Some(info);
+        self.insert_call(call);
         Ok(no)
     }
 
