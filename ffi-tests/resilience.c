@@ -105,11 +105,13 @@ int main(void) {
     }
     CHECK(st.video.rtt_ms > 0.0 && st.video.rtt_ms < 1000.0);
     CHECK(st.video.remote_fraction_lost == 0.0);
-    CHECK(st.video.nack_received == 0 && st.video.retransmitted == 0);
     CHECK(st.video.bye_received == 0);
+    /* A slow run (valgrind) may ask for packets that were merely late: repairs then come on
+     * the RTX stream, at most two copies per request. */
     rkm_stats sbst;
     CHECK_OK(rkm_session_stats(b, sb.session, &sbst));
-    CHECK(sbst.video.nack_sent == 0 && sbst.video.rtx_received == 0 && sbst.video.recovered == 0);
+    CHECK(st.video.retransmitted <= 2 * st.video.nack_received);
+    CHECK(sbst.video.recovered <= sbst.video.nack_sent);
     CHECK(sbst.audio.audio_concealed == (uint64_t)atomic_load(&sb.audio_concealed));
 
     /* a hangs up: b hears RTCP BYE on both streams and ends by itself. */

@@ -819,35 +819,57 @@ fn latching_points_feedback_at_the_peers_rtcp_port() {
     assert_eq!(b.remote_rtcp(), elsewhere);
 }
 
-/// The last packet of the last picture lost: no later packet reveals the gap, so only the
-/// sender's tail-loss probe (its last packet again, as RTX, once no picture followed) repairs
-/// it. Without RTX no probe is sent and the picture stays lost.
+/// The last packet of the last picture lost: no later packet reveals the gap. The sender's
+/// tail-loss probe (its last packet again, as RTX, once no picture followed) repairs it; so does
+/// the receiver's (a NACK for the packet after a newest one that ended no picture), which works
+/// without RTX too. With neither, the picture stays lost.
 #[test]
 fn a_lost_last_packet_is_repaired_by_the_tail_probe() {
-    let run = |rtx_on: bool, drop_seq: Option<u16>| {
+    let run = |rtx_on: bool, drop_seq: Option<u16>, rx_probe: bool| {
         let cfg = VideoParams {
             rtx: if rtx_on { rtx() } else { None },
+            nack: NackConfig {
+                tail_probe: if rx_probe {
+                    NackConfig::default().tail_probe
+                } else {
+                    Duration::ZERO
+                },
+                ..NackConfig::default()
+            },
             ..VideoParams::default()
         };
         let mut a_cfg = video(cfg.clone());
         a_cfg.initial_seq = Some(1_000);
         let p = PathConfig::clean(Duration::from_millis(20));
         let mut pair = pair(a_cfg, video(cfg), p, p, 9);
-        pair.ab.set_filter(Box::new(
-            move |d| matches!(rtp_seq(d), Some((96, seq)) if Some(seq) == drop_seq),
-        ));
+        // Only the first time: a plain retransmission carries the same sequence number.
+        let dropped = Arc::new(AtomicU32::new(0));
+        pair.ab.set_filter(Box::new(move |d| {
+            matches!(rtp_seq(d), Some((96, seq)) if Some(seq) == drop_seq)
+                && dropped.fetch_add(1, Ordering::Relaxed) == 0
+        }));
         let clip = send_clip(&mut pair, 12, Duration::from_secs(2));
         let o = outcome(&clip, &pair.b.events);
         (o.intact, pair.a.core.stats(), pair.b.core.stats())
     };
     // A clean run tells which sequence number the last packet has.
-    let (intact, a, _) = run(true, None);
+    let (intact, a, _) = run(true, None, false);
     assert_eq!((intact, a.tail_probes), (12, 1));
     let last = 1_000 + (a.packets_sent - a.tail_probes - 1) as u16;
 
-    let (intact, a, b) = run(true, Some(last));
+    // The sender's probe alone.
+    let (intact, a, b) = run(true, Some(last), false);
     assert_eq!(intact, 12, "{b:?}");
     assert_eq!((a.tail_probes, b.rtx_received), (1, 1));
-    let (intact, a, _) = run(false, Some(last));
+    // Neither probe: lost.
+    let (intact, a, _) = run(false, Some(last), false);
     assert_eq!((intact, a.tail_probes), (11, 0));
+    // The receiver's probe, without RTX: asked for and resent.
+    let (intact, a, b) = run(false, Some(last), true);
+    assert_eq!(intact, 12, "{a:?} {b:?}");
+    assert_eq!(
+        (a.tail_probes, a.retransmitted, b.recovered),
+        (0, 1, 1),
+        "{a:?}"
+    );
 }

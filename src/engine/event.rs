@@ -34,8 +34,9 @@ pub enum StreamEndReason {
     RemoteBye { reason: Option<String> },
 }
 
-/// A stream of a session whose peer has stopped (see [`EngineEvent::StreamEnded`]). The engine
-/// only reports it; what to do (end the session, send a SIP BYE) is the backend's choice.
+/// A stream of a session whose peer has stopped (see [`EngineEvent::StreamEnded`]). When every
+/// stream of the session is in that state the engine ends the session (see
+/// [`MediaEngine`](super::MediaEngine)); a SIP backend then also hangs up with BYE.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamEnded {
     pub media: MediaKind,

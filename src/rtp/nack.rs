@@ -42,6 +42,11 @@ pub struct NackConfig {
     /// RTT); a second copy, a few bytes, makes that rare on a lossy path. The sender resends a
     /// packet at most once per half RTT, so the copies never double a retransmission.
     pub copies: u8,
+    /// When the newest packet ends no picture (no marker bit) and nothing follows it for this
+    /// long, the next sequence number is taken as lost and asked for: a lost last packet of a
+    /// picture would otherwise only show when the next picture starts, a frame interval later.
+    /// Paced packets of one picture follow each other far closer than this. Zero: off.
+    pub tail_probe: Duration,
 }
 
 impl Default for NackConfig {
@@ -56,6 +61,7 @@ impl Default for NackConfig {
             min_retry: Duration::from_millis(5),
             max_missing: 1000,
             copies: 2,
+            tail_probe: Duration::from_millis(10),
         }
     }
 }
@@ -131,6 +137,8 @@ pub struct NackTracker {
     /// an RTT sample (otherwise an RTT underestimate, which makes every repair late, could never
     /// be corrected).
     given_up: VecDeque<Missing>,
+    /// When to take the packet after the newest as lost (the newest ended no picture).
+    tail_probe_at: Option<Instant>,
     stats: NackStats,
 }
 
@@ -150,6 +158,7 @@ impl NackTracker {
             highest: None,
             missing: VecDeque::new(),
             given_up: VecDeque::with_capacity(GIVEN_UP_MEMORY),
+            tail_probe_at: None,
             stats: NackStats::default(),
         }
     }
@@ -200,9 +209,18 @@ impl NackTracker {
             return Arrival::Restart;
         }
         if ext > highest {
+            self.tail_probe_at = None;
+            // The packet after the newest may be on the list already (a tail probe).
+            let probed = match self.missing.back() {
+                Some(m) if m.ext == ext => self.missing.pop_back(),
+                _ => None,
+            };
             let give_up_at = now + self.cfg.give_up_after(rtt.rtt_high());
             let next_at = now + self.cfg.reorder_allowance;
             for gap in highest + 1..ext {
+                if self.missing.back().is_some_and(|m| m.ext >= gap) {
+                    continue;
+                }
                 if self.missing.len() >= self.cfg.max_missing.max(1) {
                     self.missing.pop_front();
                     self.stats.overflowed += 1;
@@ -216,7 +234,16 @@ impl NackTracker {
                 });
             }
             self.highest = Some(ext);
-            return Arrival::Fresh;
+            return match probed {
+                Some(m) if m.nacks > 0 => {
+                    self.stats.recovered += 1;
+                    Arrival::Recovered {
+                        nacks: m.nacks,
+                        first_nack: m.first_nack,
+                    }
+                }
+                _ => Arrival::Fresh,
+            };
         }
         match self.missing.binary_search_by_key(&ext, |m| m.ext) {
             Ok(i) => {
@@ -240,6 +267,15 @@ impl NackTracker {
                 None => Arrival::Old,
             },
         }
+    }
+
+    /// Says whether packet `seq`, just recorded, ends a picture (`marker`). When the newest
+    /// packet does not, the next one is asked for if nothing follows within `tail_probe`.
+    pub fn note_marker(&mut self, seq: u16, marker: bool, now: Instant) {
+        if self.cfg.tail_probe.is_zero() || self.ext_of(seq) != self.highest {
+            return;
+        }
+        self.tail_probe_at = (!marker).then(|| now + self.cfg.tail_probe);
     }
 
     /// Puts the `count` sequence numbers before `first` (a source's first packet, already seen)
@@ -270,6 +306,22 @@ impl NackTracker {
     /// within the next 2 ms come along) and schedules their next retry; drops packets whose time
     /// is up.
     pub fn poll(&mut self, now: Instant, rtt: &RttEstimator, out: &mut Vec<u16>) {
+        if let (Some(at), Some(h)) = (self.tail_probe_at, self.highest) {
+            if at <= now {
+                self.tail_probe_at = None;
+                if self.missing.back().is_none_or(|m| m.ext <= h)
+                    && self.missing.len() < self.cfg.max_missing.max(1)
+                {
+                    self.missing.push_back(Missing {
+                        ext: h + 1,
+                        next_at: now,
+                        give_up_at: now + self.cfg.give_up_after(rtt.rtt_high()),
+                        nacks: 0,
+                        first_nack: None,
+                    });
+                }
+            }
+        }
         let max_nacks = self.cfg.max_nacks;
         let mut i = 0;
         while i < self.missing.len() {
@@ -302,6 +354,7 @@ impl NackTracker {
         self.missing
             .iter()
             .map(|m| m.next_at.min(m.give_up_at))
+            .chain(self.tail_probe_at)
             .min()
     }
 
@@ -317,6 +370,7 @@ impl NackTracker {
     /// Forgets everything (the source changed); counters are kept.
     pub fn reset(&mut self) {
         self.highest = None;
+        self.tail_probe_at = None;
         self.missing.clear();
         self.given_up.clear();
     }
@@ -342,6 +396,44 @@ mod tests {
         let mut v = Vec::new();
         t.poll(now, r, &mut v);
         v
+    }
+
+    #[test]
+    fn a_picture_without_its_last_packet_asks_for_the_next_one() {
+        let t0 = Instant::now();
+        let r = rtt(40);
+        let mut t = NackTracker::new(NackConfig::default());
+        for seq in 0..3u16 {
+            t.on_packet(seq, t0, &r);
+            t.note_marker(seq, false, t0);
+        }
+        // Nothing follows packet 2, which ends no picture: 3 is asked for after 10 ms.
+        assert_eq!(t.poll_timeout(), Some(t0 + ms(10)));
+        assert!(poll(&mut t, t0 + ms(9), &r).is_empty());
+        assert_eq!(poll(&mut t, t0 + ms(10), &r), vec![3]);
+        // The repair arrives: recovered; then a gap behind it is tracked as usual.
+        assert!(matches!(
+            t.on_packet(3, t0 + ms(50), &r),
+            Arrival::Recovered { nacks: 1, .. }
+        ));
+        t.note_marker(3, true, t0 + ms(50));
+        assert_eq!(t.missing(), 0);
+        assert_eq!(t.poll_timeout(), None, "a picture's end needs no probe");
+        // A probe for 5 (4 ends no picture), then 7 arrives: 5 stays asked for, 6 joins.
+        t.on_packet(4, t0 + ms(60), &r);
+        t.note_marker(4, false, t0 + ms(60));
+        assert_eq!(poll(&mut t, t0 + ms(70), &r), vec![5]);
+        assert_eq!(t.on_packet(7, t0 + ms(80), &r), Arrival::Fresh);
+        assert_eq!(t.missing(), 2);
+        assert_eq!(poll(&mut t, t0 + ms(85), &r), vec![6]);
+        // Off when configured so.
+        let mut off = NackTracker::new(NackConfig {
+            tail_probe: Duration::ZERO,
+            ..NackConfig::default()
+        });
+        off.on_packet(0, t0, &r);
+        off.note_marker(0, false, t0);
+        assert_eq!(off.poll_timeout(), None);
     }
 
     #[test]

@@ -693,7 +693,7 @@ impl StreamCore {
         }
         // A packet we NACKed that now arrives is most likely the retransmission: it says
         // nothing about the path, so it stays out of the RFC 3550 statistics.
-        let nack_arrival = self.note_for_nack(now, meta.sequence);
+        let nack_arrival = self.note_for_nack(now, meta.sequence, meta.marker);
         let recovered = matches!(
             nack_arrival,
             Some(NackArrival::Recovered { nacks, .. } | NackArrival::Late { nacks, .. }) if nacks > 0
@@ -737,10 +737,12 @@ impl StreamCore {
     }
 
     /// Tells the NACK tracker about a packet of the media source.
-    fn note_for_nack(&mut self, now: Instant, seq: u16) -> Option<NackArrival> {
+    fn note_for_nack(&mut self, now: Instant, seq: u16, marker: bool) -> Option<NackArrival> {
         let v = self.video_in.as_mut()?;
         let n = v.nack.as_mut()?;
-        Some(n.on_packet(seq, now, &self.rtt))
+        let arrival = n.on_packet(seq, now, &self.rtt);
+        n.note_marker(seq, marker, now);
+        Some(arrival)
     }
 
     /// An RTX packet: unwrapped, it joins the media in the jitter buffer.
@@ -773,7 +775,7 @@ impl StreamCore {
                 nacks: 1,
                 first_nack: Some(t),
             },
-        ) = self.note_for_nack(now, osn)
+        ) = self.note_for_nack(now, osn, orig.marker)
         {
             // Unambiguous: an RTX packet answers a NACK, and only one was sent.
             self.rtt.on_sample(now.saturating_duration_since(t));
