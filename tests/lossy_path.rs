@@ -249,6 +249,10 @@ fn gstreamer_rtx_sender_to_our_receiver() {
                 &rtcp_port,
                 "--rtx-pt",
                 "97",
+                // Ends by itself even if GStreamer's end-of-stream never reaches the bus (seen
+                // once on a loaded machine: the sender sat there until killed).
+                "--timeout",
+                "30",
             ],
         ),
         Duration::from_secs(60),
