@@ -6,7 +6,6 @@ mod support;
 
 use support::peers;
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -29,69 +28,14 @@ fn baresip_av_call_is_recorded_and_decodes() {
     let dir = peers::TempDir::new("baresip");
     let (conf, _) = configure(&dir, "40000-40100");
 
-    let port = peers::free_udp_port();
-    let sip = format!("127.0.0.1:{port}");
-    let rec = dir.path("rec");
-    let mut serve = peers::spawn(
-        120,
-        peers::bin().to_str().unwrap(),
-        &[
-            "serve",
-            "--sip",
-            &sip,
-            "--rtp-ip",
-            "127.0.0.1",
-            "--rtp-ports",
-            "38000-38999",
-            "--record",
-            rec.to_str().unwrap(),
-            "--max-calls",
-            "1",
-        ],
-    );
-    let mut lines = BufReader::new(serve.stdout.take().unwrap()).lines();
-    let first = lines.next().expect("serve output").unwrap();
-    assert!(first.contains("listening"), "{first}");
-
-    let dial = format!("/dial sip:test@{sip}");
-    let baresip = peers::spawn(
-        60,
-        "baresip",
-        &["-4", "-f", conf.to_str().unwrap(), "-e", &dial, "-t", "8"],
-    );
-    let b_out = peers::wait_bounded(baresip, Duration::from_secs(60));
-    let out = peers::wait_bounded(serve, Duration::from_secs(30));
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    let all = format!("{first}\n{}", rest.join("\n"));
-    assert!(
-        out.status.success(),
-        "serve failed: {}\n{all}\n--- baresip ---\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&b_out.stdout)
-    );
-    let call = rest
-        .iter()
-        .find(|l| l.contains("\"event\":\"call\""))
-        .unwrap_or_else(|| {
-            panic!(
-                "no call event:\n{all}\n--- baresip ---\n{}{}",
-                String::from_utf8_lossy(&b_out.stdout),
-                String::from_utf8_lossy(&b_out.stderr)
-            )
-        });
+    let served = support::baresip::dial_recording_serve(&dir, &conf, "38000-38999", 8);
+    let call = &served.call;
     assert!(call.contains("\"has_video\":true"), "{call}");
     assert!(call.contains("\"video_codec\":\"h264\""), "{call}");
-    let hangup = rest
-        .iter()
-        .find(|l| l.contains("\"event\":\"hangup\""))
-        .expect("hangup event");
+    let hangup = served.event("hangup").expect("hangup event");
     eprintln!("baresip call: {call}\n{hangup}");
 
-    let h264: Vec<PathBuf> = std::fs::read_dir(&rec)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "h264"))
-        .collect();
+    let h264 = served.recorded("h264");
     assert_eq!(h264.len(), 1);
     let pictures = peers::frame_md5s(&h264[0], &["-framerate", "30"]);
     // About 8 s of a 30 fps source minus call setup: anything under two seconds' worth means

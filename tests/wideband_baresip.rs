@@ -10,7 +10,6 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -114,58 +113,8 @@ fn baresip_calls_serve(c: &Case) {
     let conf = dir.path("baresip");
     write_audio_config(&conf, bport, &wav, &[c.module], &extra(c));
 
-    let port = peers::free_udp_port();
-    let sip = format!("127.0.0.1:{port}");
-    let rec = dir.path("rec");
-    let mut serve = peers::spawn(
-        120,
-        peers::bin().to_str().unwrap(),
-        &[
-            "serve",
-            "--sip",
-            &sip,
-            "--rtp-ip",
-            "127.0.0.1",
-            "--rtp-ports",
-            "37000-37999",
-            "--record",
-            rec.to_str().unwrap(),
-            "--max-calls",
-            "1",
-        ],
-    );
-    let mut lines = BufReader::new(serve.stdout.take().unwrap()).lines();
-    let first = lines.next().expect("serve output").unwrap();
-    assert!(first.contains("listening"), "{first}");
-    let dial = format!("/dial sip:test@{sip}");
-    let baresip = peers::spawn(
-        60,
-        "baresip",
-        &["-4", "-f", conf.to_str().unwrap(), "-e", &dial, "-t", "7"],
-    );
-    let b_out = peers::wait_bounded(baresip, Duration::from_secs(60));
-    let out = peers::wait_bounded(serve, Duration::from_secs(30));
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    let b_text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&b_out.stdout),
-        String::from_utf8_lossy(&b_out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "serve failed: {}\n{}\n--- baresip ---\n{b_text}",
-        String::from_utf8_lossy(&out.stderr),
-        rest.join("\n")
-    );
-    let call = rest
-        .iter()
-        .find(|l| l.contains("\"event\":\"call\""))
-        .unwrap_or_else(|| {
-            panic!(
-                "no call event:\n{}\n--- baresip ---\n{b_text}",
-                rest.join("\n")
-            )
-        });
+    let served = support::baresip::dial_recording_serve(&dir, &conf, "37000-37999", 7);
+    let call = &served.call;
     eprintln!("{call}");
     assert!(
         call.contains(&format!("\"audio_codec\":\"{}", c.reported)),
@@ -175,18 +124,15 @@ fn baresip_calls_serve(c: &Case) {
         call.contains(&format!("\"sample_rate\":{}", c.rate)),
         "{call}"
     );
-    let wavs: Vec<PathBuf> = std::fs::read_dir(&rec)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "wav"))
-        .collect();
+    let wavs = served.recorded("wav");
     assert_eq!(wavs.len(), 1);
     let w = read_wav(&wavs[0]);
     assert_eq!((w.rate, w.channels), (c.rate, 1));
     if w.samples.is_empty() {
         panic!(
-            "nothing recorded; {}\n--- baresip ---\n{b_text}",
-            rest.join("\n")
+            "nothing recorded; {}\n--- baresip ---\n{}",
+            served.lines.join("\n"),
+            served.baresip
         );
     }
     assert_tone(

@@ -223,3 +223,105 @@ pub fn read_wav(path: &Path) -> Wav {
     }
     panic!("{}: no data chunk", path.display());
 }
+
+/// What happened when baresip dialled a recording `serve` ([`dial_recording_serve`]).
+pub struct ServeCall {
+    /// serve's JSON lines after its `listening` line.
+    pub lines: Vec<String>,
+    /// The `call` event among them.
+    pub call: String,
+    /// serve's `--record` directory.
+    pub rec: PathBuf,
+    /// baresip's stdout and stderr, for failure messages.
+    pub baresip: String,
+}
+
+impl ServeCall {
+    /// The first line of `event` (`"hangup"`, ...) serve printed, if any.
+    pub fn event(&self, event: &str) -> Option<&String> {
+        let key = format!("\"event\":\"{event}\"");
+        self.lines.iter().find(|l| l.contains(&key))
+    }
+
+    /// The recorded files whose extension is `ext`.
+    pub fn recorded(&self, ext: &str) -> Vec<PathBuf> {
+        std::fs::read_dir(&self.rec)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == ext))
+            .collect()
+    }
+}
+
+/// Starts `serve --record` (one call, RTP ports `rtp_ports`) in `dir`, has baresip (configured
+/// in `conf`) dial it and hang up after `seconds`, and waits for both. Panics unless serve
+/// exited cleanly and reported the call.
+pub fn dial_recording_serve(
+    dir: &TempDir,
+    conf: &Path,
+    rtp_ports: &str,
+    seconds: u32,
+) -> ServeCall {
+    use std::io::{BufRead, BufReader};
+    use std::time::Duration;
+
+    let sip = format!("127.0.0.1:{}", peers::free_udp_port());
+    let rec = dir.path("rec");
+    let mut serve = peers::spawn(
+        120,
+        peers::bin().to_str().unwrap(),
+        &[
+            "serve",
+            "--sip",
+            &sip,
+            "--rtp-ip",
+            "127.0.0.1",
+            "--rtp-ports",
+            rtp_ports,
+            "--record",
+            rec.to_str().unwrap(),
+            "--max-calls",
+            "1",
+        ],
+    );
+    let mut lines = BufReader::new(serve.stdout.take().unwrap()).lines();
+    let first = lines.next().expect("serve output").unwrap();
+    assert!(first.contains("listening"), "{first}");
+    let dial = format!("/dial sip:test@{sip}");
+    let secs = seconds.to_string();
+    let b = peers::spawn(
+        60,
+        "baresip",
+        &["-4", "-f", conf.to_str().unwrap(), "-e", &dial, "-t", &secs],
+    );
+    let b_out = peers::wait_bounded(b, Duration::from_secs(60));
+    let out = peers::wait_bounded(serve, Duration::from_secs(30));
+    let lines: Vec<String> = lines.map_while(Result::ok).collect();
+    let baresip = format!(
+        "{}{}",
+        String::from_utf8_lossy(&b_out.stdout),
+        String::from_utf8_lossy(&b_out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "serve failed: {}\n{first}\n{}\n--- baresip ---\n{baresip}",
+        String::from_utf8_lossy(&out.stderr),
+        lines.join("\n")
+    );
+    let call = lines
+        .iter()
+        .find(|l| l.contains("\"event\":\"call\""))
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "no call event:\n{first}\n{}\n--- baresip ---\n{baresip}",
+                lines.join("\n")
+            )
+        });
+    ServeCall {
+        lines,
+        call,
+        rec,
+        baresip,
+    }
+}
