@@ -122,6 +122,13 @@ pub struct NalUnits<'a> {
     raw: bool,
 }
 
+/// `nal` without the zero bytes at its end: `trailing_zero_8bits` of a byte stream (or the first
+/// byte of the next 4-byte start code), never part of a NAL unit, whose last byte is non-zero.
+pub fn trim_trailing_zeros(nal: &[u8]) -> &[u8] {
+    let end = nal.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    &nal[..end]
+}
+
 /// The NAL units of `data` (Annex-B, or one raw NAL unit), as ranges of `data`.
 pub fn nal_units(data: &[u8]) -> NalUnits<'_> {
     let annexb = data.len() >= 2 && data[0] == 0 && data[1] == 0;
@@ -151,10 +158,8 @@ impl Iterator for NalUnits<'_> {
         loop {
             let start = self.pos?;
             let next_sc = find_start_code(self.data, start);
-            let mut end = next_sc.unwrap_or(self.data.len());
-            while end > start && self.data[end - 1] == 0 {
-                end -= 1;
-            }
+            let end = next_sc.unwrap_or(self.data.len());
+            let end = start + trim_trailing_zeros(&self.data[start..end]).len();
             self.pos = next_sc.map(|i| i + 3);
             // Empty NAL units (two start codes in a row, only zeros after the last one) are skipped.
             if end > start {

@@ -5,7 +5,9 @@
 //! byte once, into the caller's [`PictureBuf`], and rolls back anything it cannot finish, so what
 //! it leaves there is always whole NAL units.
 
-use super::annexb::{is_framable, nal_type, nal_units, NalUnits, NAL_AUD, NAL_IDR, NAL_SPS};
+use super::annexb::{
+    is_framable, nal_type, nal_units, trim_trailing_zeros, NalUnits, NAL_AUD, NAL_IDR, NAL_SPS,
+};
 use super::{Depacketizer, DepacketizerStats, PacketizeError, Packetizer, PayloadList, PictureBuf};
 use crate::frame::VideoCodec;
 
@@ -217,12 +219,6 @@ pub struct H264Depacketizer {
     /// Offset in `PictureBuf::data` of the start code of the FU-A unit being reassembled.
     open_fu: Option<usize>,
     stats: DepacketizerStats,
-}
-
-/// `nal` without the zero bytes at its end (a NAL unit's last byte is never zero).
-fn trim_trailing_zeros(nal: &[u8]) -> &[u8] {
-    let end = nal.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-    &nal[..end]
 }
 
 impl H264Depacketizer {
