@@ -12,9 +12,6 @@
  * ffi-tests/sipp, target/ffi-tests). */
 #include "common.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -126,17 +123,33 @@ static void *run_sipp(void *arg) {
 }
 
 /* True once something holds UDP `port` on 127.0.0.1 (sipp has bound it). */
+/* Whether some process has bound UDP `port`, read from /proc/net/udp: a probe that binds the
+ * port itself could make sipp's own bind fail when the two race. */
 static int udp_port_taken(int port) {
-    int fd = socket(AF_INET, SOCK_DGRAM, 0);
-    CHECK(fd >= 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int taken = bind(fd, (struct sockaddr *)&a, sizeof a) != 0;
-    close(fd);
-    return taken;
+    const char *tables[] = {"/proc/net/udp", "/proc/net/udp6"};
+    char needle[16];
+    snprintf(needle, sizeof needle, ":%04X", port);
+    for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
+        FILE *f = fopen(tables[i], "r");
+        if (f == NULL) {
+            continue;
+        }
+        char line[512];
+        int taken = 0;
+        while (!taken && fgets(line, sizeof line, f) != NULL) {
+            char local[128];
+            /* "sl local_address rem_address ...": the local address is the second field. */
+            if (sscanf(line, "%*s %127s", local) == 1) {
+                size_t n = strlen(local), k = strlen(needle);
+                taken = n >= k && strcmp(local + n - k, needle) == 0;
+            }
+        }
+        fclose(f);
+        if (taken) {
+            return 1;
+        }
+    }
+    return 0;
 }
 
 static rkm_backend *sip_backend(uint16_t rtp_start, const char *incoming_user,
@@ -186,6 +199,9 @@ int main(int argc, char **argv) {
 
     /* The registrar: sipp, on a port of its own. */
     int port = 20000 + (int)((getpid() * 13) % 10000);
+    for (int tries = 0; udp_port_taken(port) && tries < 100; tries++) {
+        port = 20000 + (port - 20000 + 7) % 10000;
+    }
     sipp_run r;
     snprintf(r.command, sizeof r.command,
              "sipp -sf %s/registrar.xml -m 1 -i 127.0.0.1 -p %d -nostdin -timeout %lds "
