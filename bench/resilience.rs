@@ -18,7 +18,8 @@ use roomkit_media::rtp::rtx::RtxConfig;
 use roomkit_media::rtp::sim::{play_clip, FileClip, PathConfig, SimPair, SimPath};
 
 const PICTURES: usize = 900;
-const SEEDS: u64 = 4;
+/// Seeds per row unless `RKM_BENCH_SEEDS` says otherwise.
+const SEEDS: u64 = 16;
 const ONE_WAY: Duration = Duration::from_millis(20);
 
 fn config(rtx: bool) -> CoreConfig {
@@ -48,8 +49,13 @@ fn ms(d: Duration) -> f64 {
 
 fn main() {
     let rtx = std::env::args().any(|a| a == "--rtx");
+    let seeds: u64 = std::env::var("RKM_BENCH_SEEDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(SEEDS);
     println!(
-        "resilience: {PICTURES} pictures x {SEEDS} seeds per row, 40 ms RTT, file sender (key every 30), {}",
+        "resilience: {PICTURES} pictures x {seeds} seeds per row, 40 ms RTT, file sender (key every 30), {}",
         if rtx { "RTX" } else { "plain retransmission" }
     );
     println!(
@@ -73,7 +79,7 @@ fn main() {
         let mut added = Vec::new();
         let mut pacer = Vec::new();
         let (mut nacks, mut resent) = (0, 0);
-        for seed in 0..SEEDS {
+        for seed in 0..seeds {
             let path = PathConfig::lossy(loss);
             let mut pair = SimPair::new(
                 Instant::now(),
@@ -113,7 +119,7 @@ fn main() {
     }
     println!(
         "(simulated {} s of media in {:.1} s)",
-        PICTURES as u64 * SEEDS * 4 / 30,
+        PICTURES as u64 * seeds * 4 / 30,
         wall.elapsed().as_secs_f64()
     );
 }

@@ -229,7 +229,11 @@ fn burst_loss_in_a_key_picture_is_repaired() {
     assert_eq!((o.intact, o.corrupt), (60, 0));
     assert!(o.in_order);
     let (a, b) = (pair.a.core.stats(), pair.b.core.stats());
-    assert_eq!(a.retransmitted, 20, "{a:?}");
+    // Each lost packet went out again. A burst this dense (20 in the first 100 packets) also
+    // makes the sender copy first repairs (RetransmitLimits::copy_first_above), and a repair
+    // still in the pacer's queue when the receiver's retry comes due goes out once more: at
+    // most three sends per lost packet.
+    assert!((20..=60).contains(&a.retransmitted), "{a:?}");
     assert_eq!(b.recovered, 20, "{b:?}");
     assert_eq!(b.pli_sent, 0);
     // The repaired key picture waited about one round trip (plus the reorder allowance).

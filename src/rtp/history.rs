@@ -60,7 +60,12 @@ pub struct SendHistory {
     cfg: HistoryConfig,
     slots: Vec<Slot>,
     mask: usize,
+    /// Share of recent packets the receiver asked for (see [`Self::nacked_share`]).
+    nacked_share: f64,
 }
+
+/// Packets over which [`SendHistory::nacked_share`] averages (an exponential window).
+const SHARE_WINDOW: f64 = 256.0;
 
 impl SendHistory {
     /// An empty history (slot buffers are allocated as packets arrive).
@@ -82,6 +87,7 @@ impl SendHistory {
                 })
                 .collect(),
             mask: n - 1,
+            nacked_share: 0.0,
         }
     }
 
@@ -104,6 +110,7 @@ impl SendHistory {
         slot.resent_at = None;
         slot.resends = 0;
         slot.data.clear();
+        self.nacked_share *= 1.0 - 1.0 / SHARE_WINDOW;
         &mut slot.data
     }
 
@@ -144,9 +151,19 @@ impl SendHistory {
     pub fn mark_resent(&mut self, seq: u16, now: Instant) {
         let slot = &mut self.slots[usize::from(seq) & self.mask];
         if slot.valid && slot.seq == seq {
+            if slot.resends == 0 {
+                self.nacked_share += 1.0 / SHARE_WINDOW;
+            }
             slot.resent_at = Some(now);
             slot.resends += 1;
         }
+    }
+
+    /// The share of the last few hundred packets that the receiver asked for at least once: the
+    /// loss rate of the path towards it, as the sender sees it (RTCP's fraction lost counts a
+    /// repaired packet as received, so it says little while repairs work).
+    pub fn nacked_share(&self) -> f64 {
+        self.nacked_share.min(1.0)
     }
 
     /// How often packet `seq` was re-sent.
@@ -176,6 +193,10 @@ pub struct RetransmitLimits {
     /// was lost): a third round trip is what makes a picture very late on a lossy path, and
     /// a packet asked for twice is exactly where the path is losing.
     pub repeat_copies: u8,
+    /// When at least this share of recent packets was asked for (the path loses that much),
+    /// the first repair goes out in `repeat_copies` copies too: each repair is lost as often as
+    /// any packet, and a lost repair costs its picture another round trip. 1.0 or more: never.
+    pub copy_first_above: f64,
 }
 
 impl Default for RetransmitLimits {
@@ -186,6 +207,7 @@ impl Default for RetransmitLimits {
             burst_time: Duration::from_millis(500),
             min_burst: 64_000.0,
             repeat_copies: 2,
+            copy_first_above: 0.02,
         }
     }
 }

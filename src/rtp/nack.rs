@@ -121,10 +121,21 @@ pub struct NackStats {
 #[derive(Debug, Clone, Copy)]
 struct Missing {
     ext: i64,
-    next_at: Instant,
+    /// When the first NACK is due (the reorder allowance after the gap showed).
+    first_due: Instant,
     give_up_at: Instant,
     nacks: u8,
     first_nack: Option<Instant>,
+    last_nack: Option<Instant>,
+}
+
+impl Missing {
+    /// When the next NACK for it is due, `retry` after the last one: computed from the RTT
+    /// known now, so a retry scheduled before the first measurement (at a cautious initial
+    /// guess) comes as soon as the real RTT is known.
+    fn due(&self, retry: Duration) -> Instant {
+        self.last_nack.map_or(self.first_due, |t| t + retry)
+    }
 }
 
 /// The missing list of one media source; see the module documentation.
@@ -216,7 +227,7 @@ impl NackTracker {
                 _ => None,
             };
             let give_up_at = now + self.cfg.give_up_after(rtt.rtt_high());
-            let next_at = now + self.cfg.reorder_allowance;
+            let first_due = now + self.cfg.reorder_allowance;
             for gap in highest + 1..ext {
                 if self.missing.back().is_some_and(|m| m.ext >= gap) {
                     continue;
@@ -227,10 +238,11 @@ impl NackTracker {
                 }
                 self.missing.push_back(Missing {
                     ext: gap,
-                    next_at,
+                    first_due,
                     give_up_at,
                     nacks: 0,
                     first_nack: None,
+                    last_nack: None,
                 });
             }
             self.highest = Some(ext);
@@ -294,10 +306,11 @@ impl NackTracker {
             }
             self.missing.push_front(Missing {
                 ext: gap,
-                next_at: now + self.cfg.reorder_allowance,
+                first_due: now + self.cfg.reorder_allowance,
                 give_up_at,
                 nacks: 0,
                 first_nack: None,
+                last_nack: None,
             });
         }
     }
@@ -314,28 +327,33 @@ impl NackTracker {
                 {
                     self.missing.push_back(Missing {
                         ext: h + 1,
-                        next_at: now,
+                        first_due: now,
                         give_up_at: now + self.cfg.give_up_after(rtt.rtt_high()),
                         nacks: 0,
                         first_nack: None,
+                        last_nack: None,
                     });
                 }
             }
         }
         let max_nacks = self.cfg.max_nacks;
+        let retry = self.cfg.retry_after(rtt);
         let mut i = 0;
         while i < self.missing.len() {
             let m = self.missing[i];
-            if m.give_up_at <= now || (m.nacks >= max_nacks && m.next_at <= now) {
+            if m.give_up_at <= now || (m.nacks >= max_nacks && m.due(retry) <= now) {
                 self.missing.remove(i);
                 self.remember_given_up(m);
             } else {
                 i += 1;
             }
         }
-        let retry = self.cfg.retry_after(rtt);
         let mut taken = 0;
-        for m in self.missing.iter_mut().filter(|m| m.next_at <= now + BATCH) {
+        for m in self
+            .missing
+            .iter_mut()
+            .filter(|m| m.due(retry) <= now + BATCH)
+        {
             if taken == MAX_PER_POLL {
                 break;
             }
@@ -343,17 +361,18 @@ impl NackTracker {
             m.nacks += 1;
             m.first_nack.get_or_insert(now);
             // The last allowed NACK waits one retry interval before the packet is dropped.
-            m.next_at = now + retry;
+            m.last_nack = Some(now);
             taken += 1;
         }
         self.stats.requested += taken as u64;
     }
 
-    /// When [`Self::poll`] next has something to do.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    /// When [`Self::poll`] next has something to do, at round-trip time `rtt`.
+    pub fn poll_timeout(&self, rtt: &RttEstimator) -> Option<Instant> {
+        let retry = self.cfg.retry_after(rtt);
         self.missing
             .iter()
-            .map(|m| m.next_at.min(m.give_up_at))
+            .map(|m| m.due(retry).min(m.give_up_at))
             .chain(self.tail_probe_at)
             .min()
     }
@@ -408,7 +427,7 @@ mod tests {
             t.note_marker(seq, false, t0);
         }
         // Nothing follows packet 2, which ends no picture: 3 is asked for after 10 ms.
-        assert_eq!(t.poll_timeout(), Some(t0 + ms(10)));
+        assert_eq!(t.poll_timeout(&r), Some(t0 + ms(10)));
         assert!(poll(&mut t, t0 + ms(9), &r).is_empty());
         assert_eq!(poll(&mut t, t0 + ms(10), &r), vec![3]);
         // The repair arrives: recovered; then a gap behind it is tracked as usual.
@@ -418,7 +437,7 @@ mod tests {
         ));
         t.note_marker(3, true, t0 + ms(50));
         assert_eq!(t.missing(), 0);
-        assert_eq!(t.poll_timeout(), None, "a picture's end needs no probe");
+        assert_eq!(t.poll_timeout(&r), None, "a picture's end needs no probe");
         // A probe for 5 (4 ends no picture), then 7 arrives: 5 stays asked for, 6 joins.
         t.on_packet(4, t0 + ms(60), &r);
         t.note_marker(4, false, t0 + ms(60));
@@ -433,7 +452,7 @@ mod tests {
         });
         off.on_packet(0, t0, &r);
         off.note_marker(0, false, t0);
-        assert_eq!(off.poll_timeout(), None);
+        assert_eq!(off.poll_timeout(&r), None);
     }
 
     #[test]
@@ -455,14 +474,14 @@ mod tests {
         assert_eq!(t.on_packet(10, t0, &r), Arrival::Fresh);
         assert_eq!(t.on_packet(13, t0, &r), Arrival::Fresh);
         assert_eq!(t.missing(), 2);
-        assert_eq!(t.poll_timeout(), Some(t0 + ms(5)));
+        assert_eq!(t.poll_timeout(&r), Some(t0 + ms(5)));
         assert!(poll(&mut t, t0 + ms(2), &r).is_empty());
         assert_eq!(poll(&mut t, t0 + ms(5), &r), vec![11, 12]);
-        assert_eq!(t.poll_timeout(), Some(t0 + ms(55)));
+        assert_eq!(t.poll_timeout(&r), Some(t0 + ms(55)));
         assert_eq!(poll(&mut t, t0 + ms(55), &r), vec![11, 12]);
         let mut sent = 2;
         let mut now = t0 + ms(55);
-        while let Some(next) = t.poll_timeout() {
+        while let Some(next) = t.poll_timeout(&r) {
             now = next;
             sent += poll(&mut t, now, &r).len() / 2;
         }
@@ -480,6 +499,23 @@ mod tests {
             }
         ));
         assert_eq!(t.on_packet(11, now, &r), Arrival::Old);
+    }
+
+    #[test]
+    fn a_retry_follows_the_rtt_measured_after_the_nack() {
+        // The first NACK goes out before any measurement (100 ms initial, 50 ms spread: a
+        // 200 ms retry); a 40 ms RTT measured meanwhile brings the retry to 50 ms after it.
+        let t0 = Instant::now();
+        let unmeasured = RttEstimator::default();
+        let mut t = NackTracker::new(NackConfig::default());
+        t.on_packet(10, t0, &unmeasured);
+        t.on_packet(12, t0, &unmeasured);
+        assert_eq!(poll(&mut t, t0 + ms(5), &unmeasured), vec![11]);
+        assert_eq!(t.poll_timeout(&unmeasured), Some(t0 + ms(205)));
+        let r = rtt(40);
+        assert_eq!(t.poll_timeout(&r), Some(t0 + ms(55)));
+        assert!(poll(&mut t, t0 + ms(50), &r).is_empty());
+        assert_eq!(poll(&mut t, t0 + ms(55), &r), vec![11]);
     }
 
     #[test]
@@ -508,7 +544,7 @@ mod tests {
         assert_eq!(t.stats().recovered, 1);
         assert_eq!(t.on_packet(2, t0 + ms(46), &r), Arrival::Old);
         assert_eq!(t.on_packet(4, t0 + ms(46), &r), Arrival::Old);
-        assert_eq!(t.poll_timeout(), None);
+        assert_eq!(t.poll_timeout(&r), None);
     }
 
     #[test]
@@ -589,7 +625,7 @@ mod tests {
         t.on_packet(0, t0, &r);
         t.on_packet(600, t0, &r);
         assert_eq!(poll(&mut t, t0 + ms(5), &r).len(), MAX_PER_POLL);
-        assert_eq!(t.poll_timeout(), Some(t0 + ms(5)));
+        assert_eq!(t.poll_timeout(&r), Some(t0 + ms(5)));
         assert_eq!(poll(&mut t, t0 + ms(5), &r).len(), MAX_PER_POLL);
         assert_eq!(poll(&mut t, t0 + ms(5), &r).len(), 599 - 2 * MAX_PER_POLL);
     }

@@ -52,6 +52,9 @@ pub struct ReorderStats {
     pub reordered: u64,
     /// Sequence number jumps taken as a restart of the stream.
     pub resets: u64,
+    /// Tentative starts that ended with nothing showing where the first picture begins and the
+    /// packet before the first one missing (sent and lost, or never sent: no way to tell).
+    pub uncertain_starts: u64,
 }
 
 /// What [`ReorderBuffer::push`] did with a packet.
@@ -172,16 +175,21 @@ impl<P> ReorderBuffer<P> {
     }
 
     /// Settles the tentative start region: held packets go out, gaps are given up on (as losses
-    /// only after a released packet of the region).
+    /// only after a released packet of the region). When nothing showed where the first picture
+    /// begins and the packet just before the first one never came, that picture's start is
+    /// unknown: the first packet goes out marked as following a loss, so the picture is never
+    /// taken as whole (its parameter sets, say, may be what was lost).
     fn give_up_soft(&mut self) {
         let Some(soft) = self.soft else { return };
         let window = self.cfg.window as u64;
+        let mut gap_before_end = false;
         while let Some(next) = self.next.filter(|&n| n < soft.end) {
             let idx = (next % window) as usize;
             match self.slots[idx].take() {
                 Some(slot) if slot.ext == next => {
                     self.held -= 1;
                     self.accept_next(slot.item);
+                    gap_before_end = false;
                 }
                 other => {
                     self.slots[idx] = other;
@@ -191,8 +199,13 @@ impl<P> ReorderBuffer<P> {
                     }
                     self.set_done(next, false);
                     self.next = Some(next + 1);
+                    gap_before_end = true;
                 }
             }
+        }
+        if gap_before_end && !soft.settled && !self.loss_pending {
+            self.stats.uncertain_starts += 1;
+            self.loss_pending = true;
         }
         self.soft = None;
     }
@@ -645,14 +658,22 @@ mod tests {
         push(&mut b, 9, t);
         assert_eq!(drain(&mut b, until), vec![(9, false), (10, false)]);
         assert_eq!(b.stats().lost, 0);
-        // Nothing turns up: the first packet is the first, and nothing was lost.
+        // Nothing turns up: no loss is counted (those packets may never have been sent), but the
+        // first packet goes out flagged, since its picture's start is unknown.
         let mut b = buf(32, 500);
         b.start_before(10, 3, until);
         push(&mut b, 10, t);
         push(&mut b, 11, t);
         assert!(drain(&mut b, until - Duration::from_millis(1)).is_empty());
-        assert_eq!(drain(&mut b, until), vec![(10, false), (11, false)]);
-        assert_eq!(b.stats().lost, 0);
+        assert_eq!(drain(&mut b, until), vec![(10, true), (11, false)]);
+        assert_eq!((b.stats().lost, b.stats().uncertain_starts), (0, 1));
+        // 9 turns up but not 8: 9 is the packet before the first, so the start is whole.
+        let mut b = buf(32, 500);
+        b.start_before(10, 3, until);
+        push(&mut b, 10, t);
+        push(&mut b, 9, t);
+        assert_eq!(drain(&mut b, until), vec![(9, false), (10, false)]);
+        assert_eq!((b.stats().lost, b.stats().uncertain_starts), (0, 0));
         // 8 arrives but 9 does not: 9 was sent, and it is a loss.
         let mut b = buf(32, 500);
         b.start_before(10, 3, until);

@@ -602,7 +602,7 @@ impl StreamCore {
         }
         if let Some(v) = &self.video_in {
             consider(v.rx.next_deadline());
-            consider(v.nack.as_ref().and_then(NackTracker::poll_timeout));
+            consider(v.nack.as_ref().and_then(|n| n.poll_timeout(&self.rtt)));
         }
         if let Some(a) = &self.audio_in {
             consider(a.jitter.as_ref().and_then(AudioJitterBuffer::poll_timeout));
@@ -1049,8 +1049,11 @@ impl StreamCore {
             self.stats.retransmit_refused += 1;
             return;
         }
-        let copies = if v.history.resends(seq) > 0 {
-            v.limiter.limits().repeat_copies.max(1)
+        let limits = v.limiter.limits();
+        let copies = if v.history.resends(seq) > 0
+            || v.history.nacked_share() >= limits.copy_first_above
+        {
+            limits.repeat_copies.max(1)
         } else {
             1
         };

@@ -853,16 +853,19 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].data, idr);
         assert_eq!(rx.stats().reorder.lost, 0);
-        // Nothing comes before it: taken for the true start of the stream (its parameter sets
-        // may travel out of band, in SDP), delivered after the wait.
+        // Nothing comes before it: the start of the picture is unknown (its parameter sets may
+        // be what was lost, or they travel out of band), so it is not taken as whole: dropped,
+        // and a keyframe asked for. A picture delivered as complete without its start would
+        // leave the application with an undecodable stream and no request for a new one.
         let mut rx = cfg();
         let mut out = feed(&mut rx, &pkts[1..], t);
         rx.poll(t + Duration::from_millis(99), &mut out);
         assert!(out.is_empty());
         rx.poll(t + Duration::from_millis(100), &mut out);
-        assert_eq!(out.len(), 1);
-        assert!(out[0].keyframe && out[0].complete);
-        assert_eq!(out[0].data[..], idr[20..]);
+        assert!(out.is_empty());
+        assert_eq!(rx.stats().incomplete_dropped, 1);
+        assert_eq!(rx.stats().reorder.uncertain_starts, 1);
+        assert!(rx.take_keyframe_request(t + Duration::from_millis(100)));
         tx.picture(&p_picture(3), 3000);
         // A stream that starts with its parameter sets needs no wait.
         let mut rx = cfg();
