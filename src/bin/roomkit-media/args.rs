@@ -4,6 +4,9 @@
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::str::FromStr;
+use std::time::Duration;
+
+use roomkit_media::backend::{NackConfig, PacerConfig, ResilienceConfig};
 
 /// The parsed arguments of one subcommand.
 pub struct Args {
@@ -111,4 +114,42 @@ pub fn rtx_arg(args: &Args, pt: u8) -> Result<Option<u8>, String> {
             "--rtx-pt: `{v}` is not an RTP payload type (0-127) other than --pt {pt}"
         )),
     }
+}
+
+/// Loss recovery of a SIP call's media from `--no-nack`, `--no-pacing`, `--audio-jitter MS`
+/// (0: deliver audio as it arrives) and `--inactivity S` (0: never end a call on silence), and
+/// whether to offer RTX (`--no-rtx`). `call` and `serve` both take these (in their `Spec`s).
+pub fn sip_media(args: &Args) -> Result<(ResilienceConfig, bool), String> {
+    let d = ResilienceConfig::default();
+    let inactivity = match args.get("inactivity") {
+        None => d.inactivity_timeout,
+        Some(v) => match v.parse::<f64>() {
+            Ok(s) if s.is_finite() && (0.0..=86_400.0).contains(&s) => Duration::from_secs_f64(s),
+            _ => {
+                return Err(format!(
+                    "--inactivity: `{v}` is not a number of seconds (0-86400)"
+                ))
+            }
+        },
+    };
+    let audio_jitter_ms: u32 = args.num("audio-jitter", d.audio_jitter_ms)?;
+    if audio_jitter_ms > 1000 {
+        return Err(format!(
+            "--audio-jitter: {audio_jitter_ms} ms is more than the 1000 ms allowed"
+        ));
+    }
+    let resilience = ResilienceConfig {
+        nack: NackConfig {
+            enabled: args.get("no-nack").is_none(),
+            ..d.nack
+        },
+        pacer: PacerConfig {
+            enabled: args.get("no-pacing").is_none(),
+            ..d.pacer
+        },
+        audio_jitter_ms,
+        inactivity_timeout: inactivity,
+        ..d
+    };
+    Ok((resilience, args.get("no-rtx").is_none()))
 }

@@ -17,14 +17,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use roomkit_media::backend::{
-    AppRate, AudioCodec, CallState, DialOptions, NackConfig, PacerConfig, ResilienceConfig,
-    SipBackendConfig, SipCredentials, SipVideoBackend,
+    AppRate, AudioCodec, CallState, DialOptions, SipBackendConfig, SipCredentials, SipVideoBackend,
 };
 use roomkit_media::codec::testclip::TestClip;
 use roomkit_media::prelude::*;
 use roomkit_media::VideoCodec;
 
-use crate::args::{resolve, Args, Spec};
+use crate::args::{resolve, sip_media, Args, Spec};
 use crate::media_file::{codec_for_path, read_pictures};
 use crate::output::{js, Out};
 use crate::Failure;
@@ -40,6 +39,8 @@ pub const SPEC: Spec = Spec {
         "from",
         "ring-timeout",
         "audio-codec",
+        "audio-jitter",
+        "inactivity",
     ],
     switches: &["audio-only", "no-pacing", "no-nack", "no-rtx"],
 };
@@ -133,6 +134,7 @@ pub fn run(args: &Args) -> Result<ExitCode, Failure> {
         (None, None) => None,
     };
     let codec = video.as_ref().map_or(VideoCodec::H264, |(c, _)| *c);
+    let (resilience, video_rtx) = sip_media(args).map_err(Failure::Usage)?;
     let be = SipVideoBackend::new(SipBackendConfig {
         local_sip_addr: SocketAddr::new(local_ip, 0),
         local_rtp_ip: local_ip,
@@ -143,18 +145,8 @@ pub fn run(args: &Args) -> Result<ExitCode, Failure> {
         // The tone is made at the codec's own rate.
         audio_sample_rate: AppRate::Codec,
         user: "roomkit-media".into(),
-        video_rtx: args.get("no-rtx").is_none(),
-        resilience: ResilienceConfig {
-            nack: NackConfig {
-                enabled: args.get("no-nack").is_none(),
-                ..NackConfig::default()
-            },
-            pacer: PacerConfig {
-                enabled: args.get("no-pacing").is_none(),
-                ..PacerConfig::default()
-            },
-            ..ResilienceConfig::default()
-        },
+        video_rtx,
+        resilience,
         ..SipBackendConfig::default()
     })
     .map_err(|e| Failure::Runtime(e.to_string()))?;

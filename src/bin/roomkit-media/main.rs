@@ -25,10 +25,12 @@ usage:
                      [--rtx-pt N] [--no-nack] [--rtcp-mux]
   roomkit-media serve --sip ADDR [--rtp-ip IP] [--rtp-ports A-B] [--video-codecs H264,VP8] [--audio-codecs opus,G722,PCMU,PCMA] [--record DIR] [--echo] [--max-calls N] [--answer-after MS] [--hangup-after MS]
                       [--register sip:USER@HOST[:PORT] [--auth-user U] --password P [--expires S] [--proxy HOST:PORT]]
+                      [--no-pacing] [--no-nack] [--no-rtx] [--audio-jitter MS] [--inactivity S]
   roomkit-media demo [--seconds S]
   roomkit-media call sip:USER@HOST[:PORT] [--proxy HOST:PORT] [--auth-user U --password P] [--from URI]
                      [--video FILE] [--seconds S] [--fps N] [--ring-timeout S] [--audio-only]
-                     [--no-pacing] [--no-nack] [--no-rtx] [--audio-codec opus|g722|pcmu|pcma]
+                     [--no-pacing] [--no-nack] [--no-rtx] [--audio-jitter MS] [--inactivity S]
+                     [--audio-codec opus|g722|pcmu|pcma]
   roomkit-media netsim --pipe LISTEN=TARGET[/BACK][@VIA] [--pipe ...] [--loss PCT] [--burst N] [--delay MS] [--jitter MS]
                        [--reorder PCT] [--reorder-ms MS] [--duplicate PCT] [--seed N] [--seconds S] [--idle S]
 ";

@@ -27,7 +27,7 @@ use roomkit_media::backend::{SessionId, SessionInfo};
 use roomkit_media::prelude::*;
 use roomkit_media::VideoCodec;
 
-use crate::args::{Args, Spec};
+use crate::args::{sip_media, Args, Spec};
 use crate::media_file::VideoSink;
 use crate::output::{js, Out};
 use crate::signals;
@@ -49,8 +49,10 @@ pub const SPEC: Spec = Spec {
         "password",
         "expires",
         "proxy",
+        "audio-jitter",
+        "inactivity",
     ],
-    switches: &["echo", "quiet-frames"],
+    switches: &["echo", "quiet-frames", "no-pacing", "no-nack", "no-rtx"],
 };
 
 /// A file name from a Call-ID (which may hold `@`, `/`, ...).
@@ -215,6 +217,7 @@ pub fn run(args: &Args) -> Result<ExitCode, crate::Failure> {
         None => sip.ip(),
     };
     let (rtp_start, rtp_end) = parse_ports(args.get("rtp-ports").unwrap_or("20000-30000"))?;
+    let (resilience, video_rtx) = sip_media(args)?;
     let mut cfg = SipBackendConfig {
         local_sip_addr: sip,
         local_rtp_ip: rtp_ip,
@@ -226,6 +229,8 @@ pub fn run(args: &Args) -> Result<ExitCode, crate::Failure> {
         // Received audio at the codec's own rate, so a recording keeps all of it; echo sends it
         // back at the same rate.
         audio_sample_rate: AppRate::Codec,
+        video_rtx,
+        resilience,
         ..SipBackendConfig::default()
     };
     if let Some(v) = args.get("video-codecs") {
@@ -387,9 +392,10 @@ pub fn run(args: &Args) -> Result<ExitCode, crate::Failure> {
                 let _ = a.finish();
             }
             out.line(&format!(
-                "{{\"event\":\"hangup\",\"session\":\"{}\",\"call_id\":{},\"frames\":{},\"keyframes\":{},\"video_bytes\":{},\"audio_frames\":{},\"dtmf\":{}}}",
+                "{{\"event\":\"hangup\",\"session\":\"{}\",\"call_id\":{},\"reason\":{},\"frames\":{},\"keyframes\":{},\"video_bytes\":{},\"audio_frames\":{},\"dtmf\":{}}}",
                 s.id,
                 js(&log.call_id),
+                js(s.end_reason.map_or("unknown", |r| r.as_str())),
                 log.frames,
                 log.keyframes,
                 log.bytes,
