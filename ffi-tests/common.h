@@ -117,4 +117,43 @@ static inline void connect_pair(rkm_backend *a, rkm_backend *b, char a_id[RKM_SE
     CHECK_OK(rkm_update_remote(a, a_id, ba.local_addr, ba.video_local_addr));
 }
 
+/* Whether some process has bound UDP `port` (Linux: read from /proc/net/udp). A probe that
+ * binds the port itself could make a peer's own bind (sipp's) fail when the two race. */
+static inline int udp_port_taken(int port) {
+    const char *tables[] = {"/proc/net/udp", "/proc/net/udp6"};
+    char needle[16];
+    snprintf(needle, sizeof needle, ":%04X", port);
+    for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
+        FILE *f = fopen(tables[i], "r");
+        if (f == NULL) {
+            continue;
+        }
+        char line[512];
+        int taken = 0;
+        while (!taken && fgets(line, sizeof line, f) != NULL) {
+            char local[128];
+            /* "sl local_address rem_address ...": the local address is the second field. */
+            if (sscanf(line, "%*s %127s", local) == 1) {
+                size_t n = strlen(local), k = strlen(needle);
+                taken = n >= k && strcmp(local + n - k, needle) == 0;
+            }
+        }
+        fclose(f);
+        if (taken) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* A port in 20000-29999 (outside the RTP ranges the tests use) that nothing holds now, starting
+ * from `seed`. */
+static inline int free_peer_port(unsigned seed) {
+    int port = 20000 + (int)(seed % 10000);
+    for (int tries = 0; udp_port_taken(port) && tries < 100; tries++) {
+        port = 20000 + (port - 20000 + 7) % 10000;
+    }
+    return port;
+}
+
 #endif

@@ -86,7 +86,7 @@ static void start_sipp(pthread_t *t, sipp_run *r, const char *dir, const char *l
     /* sipp's own SIP port is explicit: without -p (or with -p 0) it takes 5060, which another
      * test running at the same time may hold. Ports 20000-29999, apart from the RTP range. */
     static int round = 0;
-    int port = 20000 + (int)((getpid() * 7 + round++) % 10000);
+    int port = free_peer_port((unsigned)getpid() * 7u + (unsigned)round++);
     snprintf(r->command, sizeof r->command,
              "sipp -sf %s/%s.xml -m 1 -i 127.0.0.1 -p %d -nostdin -timeout %lds -timeout_error "
              "%s > %s/%s.sipp.log 2>&1",

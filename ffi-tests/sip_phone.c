@@ -123,35 +123,6 @@ static void *run_sipp(void *arg) {
 }
 
 /* True once something holds UDP `port` on 127.0.0.1 (sipp has bound it). */
-/* Whether some process has bound UDP `port`, read from /proc/net/udp: a probe that binds the
- * port itself could make sipp's own bind fail when the two race. */
-static int udp_port_taken(int port) {
-    const char *tables[] = {"/proc/net/udp", "/proc/net/udp6"};
-    char needle[16];
-    snprintf(needle, sizeof needle, ":%04X", port);
-    for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
-        FILE *f = fopen(tables[i], "r");
-        if (f == NULL) {
-            continue;
-        }
-        char line[512];
-        int taken = 0;
-        while (!taken && fgets(line, sizeof line, f) != NULL) {
-            char local[128];
-            /* "sl local_address rem_address ...": the local address is the second field. */
-            if (sscanf(line, "%*s %127s", local) == 1) {
-                size_t n = strlen(local), k = strlen(needle);
-                taken = n >= k && strcmp(local + n - k, needle) == 0;
-            }
-        }
-        fclose(f);
-        if (taken) {
-            return 1;
-        }
-    }
-    return 0;
-}
-
 static rkm_backend *sip_backend(uint16_t rtp_start, const char *incoming_user,
                                 const char *incoming_password) {
     rkm_sip_config cfg;
@@ -198,10 +169,7 @@ int main(int argc, char **argv) {
     CHECK(rkm_dial(me, "sip:bob@127.0.0.1", NULL, id, 8) == RKM_ERR_BUFFER_TOO_SMALL);
 
     /* The registrar: sipp, on a port of its own. */
-    int port = 20000 + (int)((getpid() * 13) % 10000);
-    for (int tries = 0; udp_port_taken(port) && tries < 100; tries++) {
-        port = 20000 + (port - 20000 + 7) % 10000;
-    }
+    int port = free_peer_port((unsigned)getpid() * 13u);
     sipp_run r;
     snprintf(r.command, sizeof r.command,
              "sipp -sf %s/registrar.xml -m 1 -i 127.0.0.1 -p %d -nostdin -timeout %lds "

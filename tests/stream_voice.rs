@@ -474,3 +474,35 @@ fn a_lost_g722_frame_is_concealed_for_its_whole_16_khz_length() {
         );
     }
 }
+
+#[test]
+fn opus_fec_follows_the_loss_the_receiver_reports() {
+    // 6 % loss towards the receiver, none back: after a few receiver reports (every ~5 s) the
+    // sender's Opus encoder expects about that much loss; on a clean path it drops to 1 %.
+    for (loss, range) in [(0.06, 3..=12), (0.0, 1..=1)] {
+        let to_b = PathConfig {
+            loss,
+            ..PathConfig::clean(Duration::from_millis(10))
+        };
+        let back = PathConfig::clean(Duration::from_millis(10));
+        let mut pair = SimPair::new(
+            Instant::now(),
+            core_config(params(VoiceCodec::Opus, AppRate::Auto, 0)),
+            core_config(params(VoiceCodec::Opus, AppRate::Auto, 0)),
+            SimPath::new(to_b, 11),
+            SimPath::new(back, 12),
+            9,
+        )
+        .unwrap();
+        assert_eq!(pair.a.core.stats().audio_expected_loss_pct, 0);
+        let mut sine = Sine::new(440.0, 16_000, 8000.0);
+        let start = pair.now();
+        for i in 0..1_000u32 {
+            pair.run_until(start + Duration::from_millis(20) * i);
+            let pcm = sine.take(320);
+            pair.with_a(|c, now| c.send_audio(now, &pcm)).unwrap();
+        }
+        let got = pair.a.core.stats().audio_expected_loss_pct;
+        assert!(range.contains(&got), "loss {loss}: expected {got} %");
+    }
+}

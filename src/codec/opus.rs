@@ -284,6 +284,11 @@ impl OpusEncoder {
         Ok(())
     }
 
+    /// The packet loss the encoder currently expects, in percent.
+    pub fn packet_loss_percent(&mut self) -> Result<u8, OpusError> {
+        Ok(self.inner.get_packet_loss_perc()?.clamp(0, 100) as u8)
+    }
+
     /// Honours the receiver's `maxplaybackrate` (RFC 7587 §6.1): audio above half that rate
     /// would be thrown away by the receiver, so the encoder stops coding it and spends the bits
     /// below (8000 → narrowband, 12000 → mediumband, 16000 → wideband, 24000 → super-wideband,

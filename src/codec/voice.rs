@@ -177,6 +177,19 @@ impl VoiceEncoder {
         Ok(())
     }
 
+    /// Tells the encoder the packet loss its receiver reports (RTCP fraction lost, 0.0 to 1.0).
+    /// Opus sizes its in-band FEC by it: the reported loss rounded up, at least 1 % (so the FEC
+    /// stays on for the next loss) and at most [`MAX_EXPECTED_LOSS_PERCENT`]; the other codecs
+    /// have nothing to adapt. Returns the percentage now in use, if the codec has one.
+    pub fn on_reported_loss(&mut self, fraction: f64) -> Option<u8> {
+        let VoiceEncoder::Opus(e) = self else {
+            return None;
+        };
+        let percent = expected_loss_percent(fraction);
+        e.set_packet_loss_percent(percent).ok()?;
+        Some(percent)
+    }
+
     /// Asks the Opus encoder to code no more bandwidth than a receiver playing at `hz` can use
     /// (the peer's `maxplaybackrate`); the other codecs have a fixed band.
     pub fn set_max_playback_rate(&mut self, hz: u32) -> Result<(), OpusError> {
@@ -187,9 +200,41 @@ impl VoiceEncoder {
     }
 }
 
+/// The most loss the Opus encoder is told to expect: beyond it FEC takes bits the speech needs
+/// and cannot save much more.
+pub const MAX_EXPECTED_LOSS_PERCENT: u8 = 30;
+
+/// The expected loss (percent) for a reported loss `fraction`; see
+/// [`VoiceEncoder::on_reported_loss`].
+pub fn expected_loss_percent(fraction: f64) -> u8 {
+    if !fraction.is_finite() {
+        return 1;
+    }
+    (fraction * 100.0)
+        .ceil()
+        .clamp(1.0, f64::from(MAX_EXPECTED_LOSS_PERCENT)) as u8
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn expected_loss_follows_the_reports_within_bounds() {
+        assert_eq!(expected_loss_percent(0.0), 1);
+        assert_eq!(expected_loss_percent(0.031), 4);
+        assert_eq!(expected_loss_percent(0.9), MAX_EXPECTED_LOSS_PERCENT);
+        assert_eq!(expected_loss_percent(f64::NAN), 1);
+        assert_eq!(expected_loss_percent(-1.0), 1);
+        let mut opus = VoiceEncoder::new(VoiceCodec::Opus, 16_000).unwrap();
+        assert_eq!(opus.on_reported_loss(0.05), Some(5));
+        let VoiceEncoder::Opus(e) = &mut opus else {
+            unreachable!()
+        };
+        assert_eq!(e.packet_loss_percent().unwrap(), 5);
+        let mut g722 = VoiceEncoder::new(VoiceCodec::G722, 16_000).unwrap();
+        assert_eq!(g722.on_reported_loss(0.05), None);
+    }
 
     #[test]
     fn names_clocks_and_rates() {

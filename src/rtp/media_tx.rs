@@ -83,6 +83,12 @@ impl AudioTx {
         })
     }
 
+    /// The receiver reported `fraction` of our packets lost (RTCP): the encoder adapts its
+    /// loss protection (Opus in-band FEC). Returns the expected loss now in use, if any.
+    pub fn on_reported_loss(&mut self, fraction: f64) -> Option<u8> {
+        self.encoder.as_mut()?.on_reported_loss(fraction)
+    }
+
     /// Where the audio timeline stands at stream time `now`: continuing the previous frames when
     /// the caller keeps up, jumping to the wall clock after a pause (which starts a talkspurt).
     fn start_ms(&self, now: Duration) -> (f64, bool) {

@@ -98,4 +98,8 @@ pub struct StreamStats {
     /// Tail-loss probes sent: our last packet sent once more when no picture followed it (so
     /// a receiver that lost the end of the last picture can tell); not in `retransmitted`.
     pub tail_probes: u64,
+    /// The packet loss (percent) our Opus encoder protects against with in-band FEC, from the
+    /// peer's last receiver report; 0 before the first report (the encoder starts at 10 %) and
+    /// for codecs without FEC.
+    pub audio_expected_loss_pct: u32,
 }

@@ -996,6 +996,11 @@ impl StreamCore {
     fn on_report_blocks(&mut self, now: Instant, blocks: &[ReportBlockData]) {
         for b in blocks.iter().filter(|b| b.ssrc == self.ssrc) {
             self.stats.remote_fraction_lost = f64::from(b.fraction_lost) / 256.0;
+            if let Some(a) = self.audio_tx.as_mut() {
+                if let Some(p) = a.on_reported_loss(self.stats.remote_fraction_lost) {
+                    self.stats.audio_expected_loss_pct = u32::from(p);
+                }
+            }
             self.stats.remote_cumulative_lost = i64::from(b.cumulative_lost);
             self.stats.remote_jitter_ms = f64::from(b.jitter) * 1000.0 / f64::from(self.clock_rate);
             if let Some(rtt) = round_trip_time(b, self.ntp_at(now)) {
