@@ -111,6 +111,61 @@ fn opus_timestamps_advance_960_per_20_ms() {
     assert!(all.windows(2).all(|w| w[1].0.wrapping_sub(w[0].0) == 960));
 }
 
+/// A 10 ms path that drops the RTP packets (counted from 1) for which `lose` says so; RTCP
+/// always passes.
+fn losing_rtp(seed: u64, lose: impl Fn(u32) -> bool + Send + 'static) -> SimPath {
+    let mut ab = SimPath::new(PathConfig::clean(Duration::from_millis(10)), seed);
+    let mut n = 0u32;
+    ab.set_filter(Box::new(move |d| {
+        if d.is_rtcp() {
+            return false;
+        }
+        n += 1;
+        lose(n)
+    }));
+    ab
+}
+
+/// Two voice cores, A sending to B over `ab`, B answering over `ba`.
+fn voice_pair(a: AudioParams, b: AudioParams, ab: SimPath, ba: SimPath, seed: u64) -> SimPair {
+    SimPair::new(Instant::now(), core_config(a), core_config(b), ab, ba, seed).unwrap()
+}
+
+/// A sends `frames` frames of PCM, frame `i` from `pcm(i)`, one every 20 ms of virtual time.
+fn send_frames(pair: &mut SimPair, frames: u32, mut pcm: impl FnMut(u32) -> Vec<i16>) {
+    let start = pair.now();
+    for i in 0..frames {
+        pair.run_until(start + Duration::from_millis(20) * i);
+        let frame = pcm(i);
+        pair.with_a(|c, now| c.send_audio(now, &frame)).unwrap();
+    }
+}
+
+/// The audio frames B has received.
+fn received_audio(pair: &SimPair) -> Vec<&AudioFrame> {
+    pair.b
+        .events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            StreamEvent::Audio(f) => Some(f),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The concealed frames with a real one after them: the stand-ins for lost packets (concealment
+/// after the last packet does not count).
+fn inner_gaps<'a>(frames: &[&'a AudioFrame]) -> Vec<&'a AudioFrame> {
+    let Some(last_real) = frames.iter().rposition(|f| !f.concealed) else {
+        return Vec::new();
+    };
+    frames[..last_real]
+        .iter()
+        .copied()
+        .filter(|f| f.concealed)
+        .collect()
+}
+
 /// A second of a tone from A to B over a clean path; B's frames (at B's application rate).
 fn tone_through(
     codec: VoiceCodec,
@@ -120,32 +175,18 @@ fn tone_through(
     jitter_ms: u32,
 ) -> Vec<AudioFrame> {
     let path = PathConfig::clean(Duration::from_millis(10));
-    let mut pair = SimPair::new(
-        Instant::now(),
-        core_config(params(codec, a_rate, 0)),
-        core_config(params(codec, b_rate, jitter_ms)),
+    let mut pair = voice_pair(
+        params(codec, a_rate, 0),
+        params(codec, b_rate, jitter_ms),
         SimPath::new(path, 1),
         SimPath::new(path, 2),
         5,
-    )
-    .unwrap();
+    );
     let rate = a_rate.resolve(codec);
     let mut sine = Sine::new(freq, rate, 8000.0);
-    let start = pair.now();
-    for i in 0..50u32 {
-        pair.run_until(start + Duration::from_millis(20) * i);
-        let pcm = sine.take(rate as usize / 50);
-        pair.with_a(|c, now| c.send_audio(now, &pcm)).unwrap();
-    }
+    send_frames(&mut pair, 50, |_| sine.take(rate as usize / 50));
     pair.run_for(Duration::from_millis(300));
-    pair.b
-        .events
-        .iter()
-        .filter_map(|(_, e)| match e {
-            StreamEvent::Audio(f) => Some(f.clone()),
-            _ => None,
-        })
-        .collect()
+    received_audio(&pair).into_iter().cloned().collect()
 }
 
 fn assert_tone(what: &str, frames: &[AudioFrame], rate: u32, freq: f64) {
@@ -226,59 +267,31 @@ fn tones_keep_frequency_and_level_through_every_codec_and_rate() {
 fn opus_fec_rebuilds_a_lost_frame_from_the_next_packet() {
     // The tone changes pitch exactly at the lost frame: concealment would continue the old
     // pitch, the FEC copy in the next packet carries the new one.
-    let path = PathConfig::clean(Duration::from_millis(10));
     let lost = 30u32;
-    let mut ab = SimPath::new(path, 1);
-    let mut rtp_count = 0u32;
-    ab.set_filter(Box::new(move |d| {
-        if d.is_rtcp() {
-            return false;
-        }
-        rtp_count += 1;
-        rtp_count == lost + 1
-    }));
-    let mut pair = SimPair::new(
-        Instant::now(),
-        core_config(params(VoiceCodec::Opus, AppRate::Auto, 0)),
-        core_config(params(VoiceCodec::Opus, AppRate::Auto, 60)),
-        ab,
-        SimPath::new(path, 2),
+    let mut pair = voice_pair(
+        params(VoiceCodec::Opus, AppRate::Auto, 0),
+        params(VoiceCodec::Opus, AppRate::Auto, 60),
+        losing_rtp(1, move |n| n == lost + 1),
+        SimPath::new(PathConfig::clean(Duration::from_millis(10)), 2),
         5,
-    )
-    .unwrap();
+    );
     let (low, high) = (500.0, 1200.0);
     let mut sine_low = Sine::new(low, 16_000, 8000.0);
     let mut sine_high = Sine::new(high, 16_000, 8000.0);
-    let start = pair.now();
-    for i in 0..50u32 {
-        pair.run_until(start + Duration::from_millis(20) * i);
-        let pcm = if i < lost {
+    send_frames(&mut pair, 50, |i| {
+        if i < lost {
             sine_low.take(320)
         } else {
             sine_high.take(320)
-        };
-        pair.with_a(|c, now| c.send_audio(now, &pcm)).unwrap();
-    }
+        }
+    });
     pair.run_for(Duration::from_millis(300));
-    let frames: Vec<&AudioFrame> = pair
-        .b
-        .events
-        .iter()
-        .filter_map(|(_, e)| match e {
-            StreamEvent::Audio(f) => Some(f),
-            _ => None,
-        })
-        .collect();
-    let concealed: Vec<&&AudioFrame> = frames.iter().filter(|f| f.concealed).collect();
-    // One frame is missing and stood in for; trailing concealment after the last packet does
-    // not count.
-    let inside: Vec<_> = frames
-        .iter()
-        .enumerate()
-        .filter(|(i, f)| f.concealed && frames[i + 1..].iter().any(|g| !g.concealed))
-        .collect();
-    assert_eq!(inside.len(), 1, "{} concealed in all", concealed.len());
-    let fec = &inside[0].1.pcm;
+    let frames = received_audio(&pair);
+    let concealed = frames.iter().filter(|f| f.concealed).count();
+    // One frame is missing and stood in for.
+    let inside = inner_gaps(&frames);
+    assert_eq!(inside.len(), 1, "{concealed} concealed in all");
+    let fec = &inside[0].pcm;
     assert_eq!(fec.len(), 320);
     let (at_high, at_low) = (level_at(fec, 16_000, high), level_at(fec, 16_000, low));
     println!(
@@ -297,44 +310,17 @@ fn opus_fec_rebuilds_a_lost_frame_from_the_next_packet() {
 fn opus_without_fec_in_reach_conceals_with_libopus() {
     // Two packets lost in a row: the first gap has no packet right behind it, so libopus
     // conceals; both gaps are flagged and as long as a frame.
-    let path = PathConfig::clean(Duration::from_millis(10));
-    let mut ab = SimPath::new(path, 1);
-    let mut n = 0u32;
-    ab.set_filter(Box::new(move |d| {
-        if d.is_rtcp() {
-            return false;
-        }
-        n += 1;
-        n == 21 || n == 22
-    }));
-    let mut pair = SimPair::new(
-        Instant::now(),
-        core_config(params(VoiceCodec::Opus, AppRate::Hz(48_000), 0)),
-        core_config(params(VoiceCodec::Opus, AppRate::Hz(48_000), 60)),
-        ab,
-        SimPath::new(path, 2),
+    let mut pair = voice_pair(
+        params(VoiceCodec::Opus, AppRate::Hz(48_000), 0),
+        params(VoiceCodec::Opus, AppRate::Hz(48_000), 60),
+        losing_rtp(1, |n| n == 21 || n == 22),
+        SimPath::new(PathConfig::clean(Duration::from_millis(10)), 2),
         5,
-    )
-    .unwrap();
+    );
     let mut sine = Sine::new(700.0, 48_000, 8000.0);
-    let start = pair.now();
-    for i in 0..40u32 {
-        pair.run_until(start + Duration::from_millis(20) * i);
-        let pcm = sine.take(960);
-        pair.with_a(|c, now| c.send_audio(now, &pcm)).unwrap();
-    }
+    send_frames(&mut pair, 40, |_| sine.take(960));
     pair.run_for(Duration::from_millis(300));
-    let frames: Vec<&AudioFrame> = pair
-        .b
-        .events
-        .iter()
-        .filter_map(|(_, e)| match e {
-            StreamEvent::Audio(f) => Some(f),
-            _ => None,
-        })
-        .collect();
-    let last_real = frames.iter().rposition(|f| !f.concealed).unwrap();
-    let gaps: Vec<_> = frames[..last_real].iter().filter(|f| f.concealed).collect();
+    let gaps = inner_gaps(&received_audio(&pair));
     assert_eq!(gaps.len(), 2);
     assert!(gaps
         .iter()
@@ -346,15 +332,13 @@ fn opus_without_fec_in_reach_conceals_with_libopus() {
 #[test]
 fn dtmf_on_an_opus_stream_runs_on_the_48_khz_clock() {
     let path = PathConfig::clean(Duration::from_millis(10));
-    let mut pair = SimPair::new(
-        Instant::now(),
-        core_config(params(VoiceCodec::Opus, AppRate::Auto, 0)),
-        core_config(params(VoiceCodec::Opus, AppRate::Auto, 0)),
+    let mut pair = voice_pair(
+        params(VoiceCodec::Opus, AppRate::Auto, 0),
+        params(VoiceCodec::Opus, AppRate::Auto, 0),
         SimPath::new(path, 1),
         SimPath::new(path, 2),
         5,
-    )
-    .unwrap();
+    );
     pair.with_a(|c, now| c.send_dtmf(now, '7', 200)).unwrap();
     pair.run_for(Duration::from_millis(600));
     let digits: Vec<_> = pair
@@ -418,45 +402,20 @@ fn a_lost_g722_frame_is_concealed_for_its_whole_16_khz_length() {
     // The jitter buffer counts the gap in 8 kHz ticks (160); the stand-in must be 320 samples
     // at 16 kHz (or 160 at an 8 kHz application rate), continuing the tone.
     for (app, per_frame) in [(AppRate::Auto, 320usize), (AppRate::Hz(8000), 160)] {
-        let path = PathConfig::clean(Duration::from_millis(10));
-        let mut ab = SimPath::new(path, 1);
-        let mut n = 0u32;
-        ab.set_filter(Box::new(move |d| {
-            if d.is_rtcp() {
-                return false;
-            }
-            n += 1;
-            n == 20
-        }));
-        let mut pair = SimPair::new(
-            Instant::now(),
-            core_config(params(VoiceCodec::G722, app, 0)),
-            core_config(params(VoiceCodec::G722, app, 40)),
-            ab,
-            SimPath::new(path, 2),
+        let mut pair = voice_pair(
+            params(VoiceCodec::G722, app, 0),
+            params(VoiceCodec::G722, app, 40),
+            losing_rtp(1, |n| n == 20),
+            SimPath::new(PathConfig::clean(Duration::from_millis(10)), 2),
             5,
-        )
-        .unwrap();
+        );
         let rate = app.resolve(VoiceCodec::G722);
         let mut sine = Sine::new(600.0, rate, 8000.0);
-        let start = pair.now();
-        for i in 0..40u32 {
-            pair.run_until(start + Duration::from_millis(20) * i);
-            let pcm = sine.take(per_frame);
-            pair.with_a(|c, now| c.send_audio(now, &pcm)).unwrap();
-        }
+        send_frames(&mut pair, 40, |_| sine.take(per_frame));
         pair.run_for(Duration::from_millis(300));
-        let frames: Vec<&AudioFrame> = pair
-            .b
-            .events
-            .iter()
-            .filter_map(|(_, e)| match e {
-                StreamEvent::Audio(f) => Some(f),
-                _ => None,
-            })
-            .collect();
+        let frames = received_audio(&pair);
         let last_real = frames.iter().rposition(|f| !f.concealed).unwrap();
-        let gaps: Vec<_> = frames[..last_real].iter().filter(|f| f.concealed).collect();
+        let gaps = inner_gaps(&frames);
         assert_eq!(gaps.len(), 1, "{app:?}");
         assert!(frames.iter().all(|f| f.pcm.len() == per_frame), "{app:?}");
         assert!(
@@ -485,23 +444,16 @@ fn opus_fec_follows_the_loss_the_receiver_reports() {
             ..PathConfig::clean(Duration::from_millis(10))
         };
         let back = PathConfig::clean(Duration::from_millis(10));
-        let mut pair = SimPair::new(
-            Instant::now(),
-            core_config(params(VoiceCodec::Opus, AppRate::Auto, 0)),
-            core_config(params(VoiceCodec::Opus, AppRate::Auto, 0)),
+        let mut pair = voice_pair(
+            params(VoiceCodec::Opus, AppRate::Auto, 0),
+            params(VoiceCodec::Opus, AppRate::Auto, 0),
             SimPath::new(to_b, 11),
             SimPath::new(back, 12),
             9,
-        )
-        .unwrap();
+        );
         assert_eq!(pair.a.core.stats().audio_expected_loss_pct, 0);
         let mut sine = Sine::new(440.0, 16_000, 8000.0);
-        let start = pair.now();
-        for i in 0..1_000u32 {
-            pair.run_until(start + Duration::from_millis(20) * i);
-            let pcm = sine.take(320);
-            pair.with_a(|c, now| c.send_audio(now, &pcm)).unwrap();
-        }
+        send_frames(&mut pair, 1_000, |_| sine.take(320));
         let got = pair.a.core.stats().audio_expected_loss_pct;
         assert!(range.contains(&got), "loss {loss}: expected {got} %");
     }
