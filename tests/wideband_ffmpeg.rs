@@ -106,43 +106,12 @@ fn us_to_ffmpeg(
     out_rate: u32,
 ) -> Vec<i16> {
     let dir = TempDir::new("wideband");
-    let port = peers::free_udp_port();
-    let sdp = dir.path("in.sdp");
-    std::fs::write(
-        &sdp,
-        format!(
-            "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=roomkit-media\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n{}",
-            media.replace("{port}", &port.to_string())
-        ),
-    )
-    .unwrap();
     let raw = dir.path("out.raw");
     let ar = out_rate.to_string();
-    let ff = peers::spawn(
-        60,
-        "ffmpeg",
-        &[
-            "-nostdin",
-            "-v",
-            "error",
-            "-rw_timeout",
-            "1000000",
-            "-protocol_whitelist",
-            "file,udp,rtp",
-            "-i",
-            sdp.to_str().unwrap(),
-            "-ac",
-            "1",
-            "-ar",
-            &ar,
-            "-f",
-            "s16le",
-            raw.to_str().unwrap(),
-        ],
-    );
-    assert!(
-        peers::wait_udp_bound(port, Duration::from_secs(20)),
-        "ffmpeg did not bind its port"
+    let (ff, port) = peers::ffmpeg_rtp_receiver(
+        &dir.path("in.sdp"),
+        media,
+        &["-ac", "1", "-ar", &ar, "-f", "s16le", raw.to_str().unwrap()],
     );
     let be = backend(pt, codec, rate);
     let remote: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();

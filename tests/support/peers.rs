@@ -291,6 +291,40 @@ pub fn stat(stats: &[(String, i64)], key: &str) -> i64 {
         .unwrap_or_else(|| panic!("no `{key}` in {stats:?}"))
 }
 
+/// Starts ffmpeg's RTP demuxer on a free port, from an SDP file written to `sdp` whose media
+/// section is `media` (rtpmap/fmtp lines, `{port}` filled in), with `output` as the rest of
+/// its command line. Returns it, and the port, once it has bound the port. It stops by itself
+/// once no packet came for a second (`-rw_timeout`).
+pub fn ffmpeg_rtp_receiver(sdp: &Path, media: &str, output: &[&str]) -> (Child, u16) {
+    let port = free_udp_port();
+    let media = media.replace("{port}", &port.to_string());
+    std::fs::write(
+        sdp,
+        format!("v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=roomkit-media\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n{media}"),
+    )
+    .unwrap();
+    let mut args = vec![
+        "-nostdin",
+        "-v",
+        "error",
+        "-rw_timeout",
+        "1000000",
+        "-protocol_whitelist",
+        "file,udp,rtp",
+        "-buffer_size",
+        "8388608",
+        "-i",
+        sdp.to_str().unwrap(),
+    ];
+    args.extend_from_slice(output);
+    let ff = spawn(120, "ffmpeg", &args);
+    assert!(
+        wait_udp_bound(port, Duration::from_secs(20)),
+        "ffmpeg did not bind its port"
+    );
+    (ff, port)
+}
+
 /// Plays `clip` with `roomkit-media send` (real-time pace, `send_args` added) into an ffmpeg
 /// receiver started from an SDP file whose media section is `media` (rtpmap/fmtp lines, with
 /// `{port}` filled in), and returns once ffmpeg has written `out` in `format`.
@@ -306,39 +340,10 @@ pub fn send_to_ffmpeg_receiver(
     send_args: &[&str],
 ) {
     let dir = out.parent().expect("output in a directory");
-    let port = free_udp_port();
-    let sdp = dir.join("in.sdp");
-    let media = media.replace("{port}", &port.to_string());
-    std::fs::write(
-        &sdp,
-        format!("v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=roomkit-media\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n{media}"),
-    )
-    .unwrap();
-    let ff = spawn(
-        120,
-        "ffmpeg",
-        &[
-            "-nostdin",
-            "-v",
-            "error",
-            "-rw_timeout",
-            "1000000",
-            "-protocol_whitelist",
-            "file,udp,rtp",
-            "-buffer_size",
-            "8388608",
-            "-i",
-            sdp.to_str().unwrap(),
-            "-c",
-            "copy",
-            "-f",
-            format,
-            out.to_str().unwrap(),
-        ],
-    );
-    assert!(
-        wait_udp_bound(port, Duration::from_secs(20)),
-        "ffmpeg did not bind its port"
+    let (ff, port) = ffmpeg_rtp_receiver(
+        &dir.join("in.sdp"),
+        media,
+        &["-c", "copy", "-f", format, out.to_str().unwrap()],
     );
     let to = format!("127.0.0.1:{port}");
     let mut args = vec!["send", "--to", &to, clip.to_str().unwrap(), "--fps", "30"];
