@@ -36,33 +36,10 @@ fn assert_tone(what: &str, pcm: &[i16], rate: u32, amplitude: f64) {
     assert!(level.abs() < 2.0, "{what}: level {level} dB");
 }
 
-/// A 20 s WAV of a 440 Hz tone at `rate` with `channels` (baresip's file source wants the
-/// codec's own format).
+/// A 20 s WAV of the tone at `rate` with `channels` (baresip's file source wants the codec's
+/// own format).
 fn tone_wav(path: &Path, rate: u32, channels: u32) {
-    let source = format!("sine=frequency={TONE}:sample_rate={rate}");
-    let ch = channels.to_string();
-    let out = peers::run(
-        60,
-        "ffmpeg",
-        &[
-            "-nostdin",
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            &source,
-            "-t",
-            "20",
-            "-ac",
-            &ch,
-            "-c:a",
-            "pcm_s16le",
-            path.to_str().unwrap(),
-        ],
-    );
-    assert!(out.status.success());
+    peers::make_tone_wav(path, TONE, rate, channels, 20);
 }
 
 /// The codec under test: baresip's module, the name `serve` reports, the recording's rate, and

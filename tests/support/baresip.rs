@@ -21,28 +21,8 @@ impl Media {
             wav: dir.path("tone.wav"),
             mp4: dir.path("video.mp4"),
         };
+        peers::make_tone_wav(&media.wav, 440.0, 8000, 1, seconds);
         let t = seconds.to_string();
-        peers::run(
-            120,
-            "ffmpeg",
-            &[
-                "-nostdin",
-                "-v",
-                "error",
-                "-y",
-                "-f",
-                "lavfi",
-                "-i",
-                "sine=frequency=440:sample_rate=8000",
-                "-t",
-                &t,
-                "-ac",
-                "1",
-                "-c:a",
-                "pcm_s16le",
-                media.wav.to_str().unwrap(),
-            ],
-        );
         let src = format!("testsrc=size={size}:rate=30");
         let g = gop.to_string();
         peers::run(

@@ -208,6 +208,34 @@ pub fn frame_md5s(file: &Path, input_args: &[&str]) -> Vec<String> {
         .collect()
 }
 
+/// Generates a 16-bit PCM WAV of a `freq` Hz sine at `rate` Hz, `channels` channels, `seconds`
+/// long, with ffmpeg.
+pub fn make_tone_wav(out: &Path, freq: f64, rate: u32, channels: u32, seconds: u32) {
+    let source = format!("sine=frequency={freq}:sample_rate={rate}");
+    let (t, ch) = (seconds.to_string(), channels.to_string());
+    run(
+        60,
+        "ffmpeg",
+        &[
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            &source,
+            "-t",
+            &t,
+            "-ac",
+            &ch,
+            "-c:a",
+            "pcm_s16le",
+            out.to_str().unwrap(),
+        ],
+    );
+}
+
 /// Generates an Annex-B H.264 clip with ffmpeg/libx264. `extra` goes before the output options.
 pub fn make_h264_clip(out: &Path, source: &str, seconds: u32, extra: &[&str]) {
     let t = seconds.to_string();
