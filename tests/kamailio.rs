@@ -29,18 +29,7 @@ struct Serve {
 
 impl Serve {
     fn start(rtp_ports: &str, extra: &[&str]) -> Serve {
-        let sip = format!("127.0.0.1:{}", peers::free_udp_port());
-        let mut args = vec![
-            "serve",
-            "--sip",
-            &sip,
-            "--rtp-ip",
-            "127.0.0.1",
-            "--rtp-ports",
-            rtp_ports,
-        ];
-        args.extend_from_slice(extra);
-        let mut child = peers::spawn(120, peers::bin().to_str().unwrap(), &args);
+        let (mut child, _) = peers::spawn_serve(120, rtp_ports, extra);
         let stdout = child.stdout.take().unwrap();
         let (tx, lines) = unbounded();
         std::thread::spawn(move || {

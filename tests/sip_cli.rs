@@ -24,21 +24,12 @@ fn call_to_serve_with_echo_and_record() {
         2,
         &["-profile:v", "baseline", "-g", "30"],
     );
-    let port = peers::free_udp_port();
-    let sip = format!("127.0.0.1:{port}");
     let rec = dir.path("rec");
     let bin = peers::bin();
-    let mut serve = peers::spawn(
+    let (mut serve, port) = peers::spawn_serve(
         60,
-        bin.to_str().unwrap(),
+        "39200-39399",
         &[
-            "serve",
-            "--sip",
-            &sip,
-            "--rtp-ip",
-            "127.0.0.1",
-            "--rtp-ports",
-            "39200-39399",
             "--echo",
             "--record",
             rec.to_str().unwrap(),
@@ -46,6 +37,7 @@ fn call_to_serve_with_echo_and_record() {
             "1",
         ],
     );
+    let sip = format!("127.0.0.1:{port}");
     let mut lines = BufReader::new(serve.stdout.take().unwrap()).lines();
     assert!(lines.next().unwrap().unwrap().contains("listening"));
     let uri = format!("sip:echo@{sip}");
@@ -121,20 +113,10 @@ fn answer_from_serve(
     std::process::Child,
     std::io::Lines<BufReader<std::process::ChildStdout>>,
 ) {
-    let port = peers::free_udp_port();
-    let sip = format!("127.0.0.1:{port}");
-    let bin = peers::bin();
-    let mut args = vec![
-        "serve",
-        "--sip",
-        &sip,
-        "--rtp-ports",
-        rtp_ports,
-        "--max-calls",
-        "1",
-    ];
+    let mut args = vec!["--max-calls", "1"];
     args.extend_from_slice(flags);
-    let mut serve = peers::spawn(60, bin.to_str().unwrap(), &args);
+    let (mut serve, port) = peers::spawn_serve(60, rtp_ports, &args);
+    let sip = format!("127.0.0.1:{port}");
     let mut lines = BufReader::new(serve.stdout.take().unwrap()).lines();
     assert!(lines.next().unwrap().unwrap().contains("listening"));
     let ua = RawUa::new(sip.parse().unwrap());

@@ -38,20 +38,7 @@ fn rtp_range(k: u16) -> String {
 
 impl Serve {
     fn start(k: u16, extra: &[&str]) -> Serve {
-        let port = peers::free_udp_port();
-        let sip = format!("127.0.0.1:{port}");
-        let range = rtp_range(k);
-        let mut args = vec![
-            "serve",
-            "--sip",
-            &sip,
-            "--rtp-ip",
-            "127.0.0.1",
-            "--rtp-ports",
-            &range,
-        ];
-        args.extend_from_slice(extra);
-        let mut child = peers::spawn(180, peers::bin().to_str().unwrap(), &args);
+        let (mut child, port) = peers::spawn_serve(180, &rtp_range(k), extra);
         let stdout = child.stdout.take().unwrap();
         let (tx, lines) = unbounded();
         std::thread::spawn(move || {

@@ -245,25 +245,13 @@ pub fn dial_recording_serve(
     use std::io::{BufRead, BufReader};
     use std::time::Duration;
 
-    let sip = format!("127.0.0.1:{}", peers::free_udp_port());
     let rec = dir.path("rec");
-    let mut serve = peers::spawn(
+    let (mut serve, port) = peers::spawn_serve(
         120,
-        peers::bin().to_str().unwrap(),
-        &[
-            "serve",
-            "--sip",
-            &sip,
-            "--rtp-ip",
-            "127.0.0.1",
-            "--rtp-ports",
-            rtp_ports,
-            "--record",
-            rec.to_str().unwrap(),
-            "--max-calls",
-            "1",
-        ],
+        rtp_ports,
+        &["--record", rec.to_str().unwrap(), "--max-calls", "1"],
     );
+    let sip = format!("127.0.0.1:{port}");
     let mut lines = BufReader::new(serve.stdout.take().unwrap()).lines();
     let first = lines.next().expect("serve output").unwrap();
     assert!(first.contains("listening"), "{first}");

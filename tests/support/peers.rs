@@ -208,6 +208,25 @@ pub fn frame_md5s(file: &Path, input_args: &[&str]) -> Vec<String> {
         .collect()
 }
 
+/// Starts `roomkit-media serve` (stopped after `secs` at the latest) on a free loopback SIP
+/// port, its RTP on loopback in `rtp_ports` ("A-B"), with `extra` arguments; returns it, its
+/// stdout piped, and its SIP port.
+pub fn spawn_serve(secs: u32, rtp_ports: &str, extra: &[&str]) -> (Child, u16) {
+    let port = free_udp_port();
+    let sip = format!("127.0.0.1:{port}");
+    let mut args = vec![
+        "serve",
+        "--sip",
+        &sip,
+        "--rtp-ip",
+        "127.0.0.1",
+        "--rtp-ports",
+        rtp_ports,
+    ];
+    args.extend_from_slice(extra);
+    (spawn(secs, bin().to_str().unwrap(), &args), port)
+}
+
 /// Generates a 16-bit PCM WAV of a `freq` Hz sine at `rate` Hz, `channels` channels, `seconds`
 /// long, with ffmpeg.
 pub fn make_tone_wav(out: &Path, freq: f64, rate: u32, channels: u32, seconds: u32) {
