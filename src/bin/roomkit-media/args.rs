@@ -121,17 +121,12 @@ pub fn rtx_arg(args: &Args, pt: u8) -> Result<Option<u8>, String> {
 /// whether to offer RTX (`--no-rtx`). `call` and `serve` both take these (in their `Spec`s).
 pub fn sip_media(args: &Args) -> Result<(ResilienceConfig, bool), String> {
     let d = ResilienceConfig::default();
-    let inactivity = match args.get("inactivity") {
-        None => d.inactivity_timeout,
-        Some(v) => match v.parse::<f64>() {
-            Ok(s) if s.is_finite() && (0.0..=86_400.0).contains(&s) => Duration::from_secs_f64(s),
-            _ => {
-                return Err(format!(
-                    "--inactivity: `{v}` is not a number of seconds (0-86400)"
-                ))
-            }
-        },
-    };
+    let inactivity: f64 = args.num("inactivity", d.inactivity_timeout.as_secs_f64())?;
+    if !(0.0..=86_400.0).contains(&inactivity) {
+        return Err(format!(
+            "--inactivity: {inactivity} is outside 0..=86400 seconds"
+        ));
+    }
     let audio_jitter_ms: u32 = args.num("audio-jitter", d.audio_jitter_ms)?;
     if audio_jitter_ms > 1000 {
         return Err(format!(
@@ -148,7 +143,7 @@ pub fn sip_media(args: &Args) -> Result<(ResilienceConfig, bool), String> {
             ..d.pacer
         },
         audio_jitter_ms,
-        inactivity_timeout: inactivity,
+        inactivity_timeout: Duration::from_secs_f64(inactivity),
         ..d
     };
     Ok((resilience, args.get("no-rtx").is_none()))
