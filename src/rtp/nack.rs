@@ -130,6 +130,18 @@ struct Missing {
 }
 
 impl Missing {
+    /// Packet `ext`, not asked for yet: first asked for at `first_due`, given up at `give_up_at`.
+    fn new(ext: i64, first_due: Instant, give_up_at: Instant) -> Self {
+        Missing {
+            ext,
+            first_due,
+            give_up_at,
+            nacks: 0,
+            first_nack: None,
+            last_nack: None,
+        }
+    }
+
     /// When the next NACK for it is due, `retry` after the last one: computed from the RTT
     /// known now, so a retry scheduled before the first measurement (at a cautious initial
     /// guess) comes as soon as the real RTT is known.
@@ -236,14 +248,7 @@ impl NackTracker {
                     self.missing.pop_front();
                     self.stats.overflowed += 1;
                 }
-                self.missing.push_back(Missing {
-                    ext: gap,
-                    first_due,
-                    give_up_at,
-                    nacks: 0,
-                    first_nack: None,
-                    last_nack: None,
-                });
+                self.missing.push_back(Missing::new(gap, first_due, give_up_at));
             }
             self.highest = Some(ext);
             return match probed {
@@ -304,14 +309,7 @@ impl NackTracker {
             if self.missing.len() >= self.cfg.max_missing.max(1) {
                 break;
             }
-            self.missing.push_front(Missing {
-                ext: gap,
-                first_due: now + self.cfg.reorder_allowance,
-                give_up_at,
-                nacks: 0,
-                first_nack: None,
-                last_nack: None,
-            });
+            self.missing.push_front(Missing::new(gap, now + self.cfg.reorder_allowance, give_up_at));
         }
     }
 
@@ -325,14 +323,7 @@ impl NackTracker {
                 if self.missing.back().is_none_or(|m| m.ext <= h)
                     && self.missing.len() < self.cfg.max_missing.max(1)
                 {
-                    self.missing.push_back(Missing {
-                        ext: h + 1,
-                        first_due: now,
-                        give_up_at: now + self.cfg.give_up_after(rtt.rtt_high()),
-                        nacks: 0,
-                        first_nack: None,
-                        last_nack: None,
-                    });
+                    self.missing.push_back(Missing::new(h + 1, now, now + self.cfg.give_up_after(rtt.rtt_high())));
                 }
             }
         }
