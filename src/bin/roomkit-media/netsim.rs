@@ -6,8 +6,9 @@
 //! address (a receiver that answers RTCP to RTP port + 1 needs the via sides of its RTP and RTCP
 //! pipes on neighbouring ports). Both directions are impaired the same way: random or bursty
 //! loss, a one-way delay with jitter (first in, first out, as a router queue), a share of
-//! packets held back so they arrive out of order, and duplicates. Everything is drawn from a
-//! seeded generator per direction, so a run can be repeated.
+//! packets held back so they arrive out of order, and duplicates. Each direction is one
+//! [`roomkit_media::netem`] model, driven here on the wall clock (the model itself reads no
+//! clock) and drawing from its own seeded generator, so a run can be repeated.
 //!
 //! It prints `{"event":"ready",...}` with the bound addresses, runs until Ctrl-C, `--seconds`,
 //! or `--idle` seconds without a datagram, and ends with one `{"event":"stats",...}` line.
@@ -43,14 +44,15 @@ pub const SPEC: Spec = Spec {
     switches: &[],
 };
 
-/// Most datagrams in flight inside the simulator; beyond it new ones are dropped (a full queue).
+/// Most datagrams in flight in one direction; beyond it new ones are dropped (a full queue).
 const MAX_QUEUED: usize = 100_000;
 /// Largest datagram relayed.
 const MAX_DATAGRAM: usize = 65_536;
 /// How far a duplicate trails its original.
 const DUPLICATE_GAP: Duration = Duration::from_micros(100);
 
-/// How one direction of the path treats packets. Percentages are 0-100.
+/// How the flags ask each direction of the path to treat packets; [`PathParams::netem`] turns
+/// them into the model's settings. Percentages are 0-100.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PathParams {
     /// Share of packets lost.
