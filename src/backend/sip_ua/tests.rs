@@ -205,7 +205,7 @@ fn pump(a: &mut Ua, b: &mut Ua, now: Instant, link: &mut Link) {
             }
         }
         for (d, to) in from_b {
-            parse(&d).unwrap();
+            parse(&d).expect("b sends valid SIP");
             if to.addr == a.addr {
                 link.ba.handle_input(now, d);
             }
