@@ -17,29 +17,11 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use crossbeam_channel::{unbounded, Receiver};
 use roomkit_media::backend::{RtpBackendConfig, RtpVideoBackend};
+use roomkit_media::codec::testclip::h264_picture;
 use roomkit_media::engine::socket::Wait;
 use roomkit_media::engine::{MediaSocket, RecvBatch, SessionId};
 use roomkit_media::prelude::*;
 use roomkit_media::VideoChunk;
-
-fn picture(key: bool, slice_len: usize, seed: u32) -> Vec<u8> {
-    let mut v = Vec::with_capacity(slice_len + 32);
-    if key {
-        v.extend_from_slice(&[0, 0, 0, 1, 0x67, 0x42, 0xe0, 0x1f, 0x8c, 0x8d, 0x40, 0x50]);
-        v.extend_from_slice(&[0, 0, 0, 1, 0x68, 0xce, 0x3c, 0x80]);
-        v.extend_from_slice(&[0, 0, 0, 1, 0x65]);
-    } else {
-        v.extend_from_slice(&[0, 0, 0, 1, 0x41]);
-    }
-    let mut x = seed.wrapping_mul(2_654_435_761) | 1;
-    for _ in 0..slice_len {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        v.push((x as u8).max(1));
-    }
-    v
-}
 
 fn meta(audio: SocketAddr, video: SocketAddr) -> HashMap<String, String> {
     HashMap::from([
@@ -161,8 +143,10 @@ fn latency(c: &mut Criterion) {
     kernel_floor(85);
     kernel_floor(5);
     let p = pair();
-    let idr: Vec<Vec<u8>> = (0..8).map(|i| picture(true, 100_000, i)).collect();
-    let pp: Vec<Vec<u8>> = (0..8).map(|i| picture(false, 5_000, 100 + i)).collect();
+    let idr: Vec<Vec<u8>> = (0..8).map(|i| h264_picture(true, 100_000, i)).collect();
+    let pp: Vec<Vec<u8>> = (0..8)
+        .map(|i| h264_picture(false, 5_000, 100 + i))
+        .collect();
     // Open the keyframe gate and warm the caches.
     for pic in idr.iter().chain(&pp) {
         one(&p, pic);
@@ -204,8 +188,10 @@ fn latency(c: &mut Criterion) {
 /// A thread that sends 5 KB P pictures (after one IDR) from `a` as fast as it can.
 fn blast(a: Arc<RtpVideoBackend>, id: SessionId, stop: Arc<AtomicBool>) -> JoinHandle<u64> {
     std::thread::spawn(move || {
-        let idr = picture(true, 20_000, 1);
-        let pics: Vec<Vec<u8>> = (0..16).map(|i| picture(false, 5_000, 10 + i)).collect();
+        let idr = h264_picture(true, 20_000, 1);
+        let pics: Vec<Vec<u8>> = (0..16)
+            .map(|i| h264_picture(false, 5_000, 10 + i))
+            .collect();
         let mut n = 0u64;
         let send = |data: &[u8], n: u64| {
             a.send_video_chunks(

@@ -42,7 +42,8 @@
 //! (messages, transactions, dialogs); `engine` owns sockets, threads and callback dispatch;
 //! `backend` composes them; `ffi` is the C ABI. The internal layers are public only with the
 //! `internals` cargo feature (fuzz targets, benchmarks and tests use it); without it the API is
-//! `backend`, `codec`, `frame`, `error` and `prelude`. See ARCHITECTURE.md.
+//! `backend`, `codec`, `frame`, `error`, `netem` (the network impairment model the tests and the
+//! `netsim` command share) and `prelude`. See ARCHITECTURE.md.
 
 pub mod backend;
 pub mod codec;
@@ -52,6 +53,7 @@ pub mod error;
 #[allow(unused_imports)]
 mod ffi;
 pub mod frame;
+pub mod netem;
 pub mod prelude;
 
 /// Declares an internal layer: public with the `internals` feature, private otherwise.

@@ -24,7 +24,7 @@ fn exit_code(args: &[&str]) -> (i32, String) {
 fn bad_arguments_exit_2_with_a_message() {
     let dir = TempDir::new("cli");
     let clip = dir.path("x.h264");
-    std::fs::write(&clip, [0, 0, 0, 1, 0x65, 0x88, 0x84]).unwrap();
+    std::fs::write(&clip, support::h264_picture(true, 64, 1)).unwrap();
     let clip_s = clip.to_str().unwrap();
     let cases: &[(&[&str], &str)] = &[
         (&[], "usage"),

@@ -1,5 +1,6 @@
-//! A tiny H.264 encoder for test pictures, so the demo and tests carry real, decodable video
-//! without shipping a binary clip.
+//! Test pictures. [`TestClip`] is a tiny H.264 encoder, so the demo and tests carry real,
+//! decodable video without shipping a binary clip; [`h264_picture`] makes pictures that only look
+//! like H.264 to a packetizer, of any size, for the tests and benchmarks of transport.
 //!
 //! It writes Constrained Baseline streams in which every coded macroblock is `I_PCM` (raw
 //! samples, no prediction or transform): key pictures are IDR slices of I_PCM macroblocks, and
@@ -7,7 +8,46 @@
 //! the rest. Any H.264 decoder plays the result. The picture is a still gradient with a bright
 //! square sweeping across it, so every picture differs from the last while P pictures stay small.
 
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
 use crate::codec::annexb::{NAL_IDR, NAL_PPS, NAL_SPS};
+
+/// A synthetic H.264 access unit of `len` bytes (at least one byte of slice) in Annex-B with
+/// 4-byte start codes: SPS, PPS and an IDR slice when `key`, one P slice otherwise, the slice
+/// filled with bytes drawn from `seed` (never zero, so no start code appears inside). Unlike
+/// [`TestClip`] it does not decode; it is for tests and benchmarks that need pictures of a given
+/// size and check what arrives byte for byte. The SPS is 8 bytes and the PPS 4, so a key
+/// picture's IDR NAL unit starts at byte 24 and a P picture's slice at byte 4.
+pub fn h264_picture(key: bool, len: usize, seed: u64) -> Vec<u8> {
+    let mut v = Vec::with_capacity(len + 32);
+    if key {
+        v.extend_from_slice(&[
+            0,
+            0,
+            0,
+            1,
+            0x60 | NAL_SPS,
+            0x42,
+            0xe0,
+            0x1f,
+            0x8c,
+            0x8d,
+            0x40,
+            0x50,
+        ]);
+        v.extend_from_slice(&[0, 0, 0, 1, 0x60 | NAL_PPS, 0xce, 0x3c, 0x80]);
+        v.extend_from_slice(&[0, 0, 0, 1, 0x60 | NAL_IDR]);
+    } else {
+        v.extend_from_slice(&[0, 0, 0, 1, 0x40 | 1]);
+    }
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let target = len.max(v.len() + 1);
+    while v.len() < target {
+        v.push(rng.random_range(1..=255));
+    }
+    v
+}
 
 /// A generator of test pictures, Annex-B, one access unit per call.
 #[derive(Debug, Clone)]
@@ -254,6 +294,25 @@ impl BitWriter {
 mod tests {
     use super::*;
     use crate::codec::annexb::{is_idr, nal_units};
+
+    #[test]
+    fn synthetic_pictures() {
+        let k = h264_picture(true, 1000, 1);
+        assert_eq!(k.len(), 1000);
+        assert_eq!(&k[..5], &[0, 0, 0, 1, 0x67]);
+        assert_eq!(&k[20..25], &[0, 0, 0, 1, 0x65]);
+        assert!(k[25..].iter().all(|&b| b != 0));
+        let types: Vec<u8> = nal_units(&k).map(|r| k[r.start] & 0x1f).collect();
+        assert_eq!(types, vec![7, 8, 5]);
+        assert_eq!(&h264_picture(false, 100, 1)[..5], &[0, 0, 0, 1, 0x41]);
+        assert_ne!(h264_picture(false, 100, 1), h264_picture(false, 100, 2));
+        assert_eq!(h264_picture(false, 100, 1), h264_picture(false, 100, 1));
+        assert_eq!(
+            h264_picture(true, 0, 1).len(),
+            26,
+            "at least one byte of slice"
+        );
+    }
 
     #[test]
     fn exp_golomb_codes() {

@@ -1,18 +1,17 @@
 //! A simulated network on virtual time, for testing and measuring [`StreamCore`]s without sockets,
 //! threads or a clock.
 //!
-//! [`SimPath`] is one direction of a path: a base delay, order-keeping jitter, random or bursty
-//! loss, reordering (a packet held back by a few ms, overtaken by later ones) and duplication, all
-//! drawn from a seeded generator so a run is the same every time. A drop filter lets a test aim at
-//! one packet ("lose the first RTX packet"). [`SimPair`] connects two cores with two paths and
+//! [`SimPath`] is one direction of a path: the crate's impairment model ([`crate::netem`]) carrying
+//! datagrams, with a base delay, order-keeping jitter, random or bursty loss, reordering (a packet
+//! held back by a few ms, overtaken by later ones) and duplication, all drawn from a seeded
+//! generator so a run is the same every time. A drop filter lets a test aim at one packet ("lose
+//! the first RTX packet"). [`SimPair`] connects two cores with two paths and
 //! drives them: it delivers datagrams when they are due, fires the cores' timeouts, and collects
 //! what comes out, with the virtual time of each event.
 //!
 //! Time starts at an `Instant` the caller gives (any will do: only differences matter) and moves
 //! only when [`SimPair::run_until`] moves it.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -24,65 +23,23 @@ use super::packet::{classify_muxed, MuxedKind};
 use super::stream::{StreamCore, StreamEvent};
 use crate::error::Result;
 
-/// Two-state (Gilbert–Elliott) loss: bursts of loss rather than independent drops.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct BurstLoss {
-    /// Chance per packet of entering the bad state.
-    pub enter_bad: f64,
-    /// Chance per packet of leaving it.
-    pub leave_bad: f64,
-    /// Loss probability while in the bad state (the `loss` of the path applies in the good one).
-    pub loss_in_bad: f64,
-}
+pub use crate::codec::testclip::h264_picture;
+pub use crate::netem::BurstLoss;
+use crate::netem::{Netem, NetemConfig, NetemStats};
 
-/// How one direction of a simulated path treats packets.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct PathConfig {
-    /// One-way base delay.
-    pub delay: Duration,
-    /// Extra delay drawn uniformly in ±`jitter` (never below zero in total); order is kept, as
-    /// on a real queue.
-    pub jitter: Duration,
-    /// Probability that a packet is lost.
-    pub loss: f64,
-    /// Bursty loss on top of `loss`, if any.
-    pub burst: Option<BurstLoss>,
-    /// Probability that a packet is held back and overtaken by later ones.
-    pub reorder: f64,
-    /// A held-back packet arrives this much later at most (uniformly from 1 ms).
-    pub reorder_delay: Duration,
-    /// Probability that a packet arrives twice.
-    pub duplicate: f64,
-}
+/// How one direction of a simulated path treats packets: the crate's impairment model's config.
+pub type PathConfig = NetemConfig;
 
-impl PathConfig {
-    /// A perfect path with `delay`.
-    pub fn clean(delay: Duration) -> Self {
-        PathConfig {
-            delay,
-            jitter: Duration::ZERO,
-            loss: 0.0,
-            burst: None,
-            reorder: 0.0,
-            reorder_delay: Duration::from_millis(10),
-            duplicate: 0.0,
-        }
-    }
+/// What a path did.
+pub type PathStats = NetemStats;
 
-    /// The path the media-resilience issue measures on: `loss` random loss, 20 ± 3 ms, 1 %
-    /// reordering and 1 % duplicates (40 ms RTT with the same path back).
-    pub fn lossy(loss: f64) -> Self {
-        PathConfig {
-            delay: Duration::from_millis(20),
-            jitter: Duration::from_millis(3),
-            loss,
-            burst: None,
-            reorder: 0.01,
-            reorder_delay: Duration::from_millis(10),
-            duplicate: 0.01,
-        }
-    }
-}
+/// One direction of a simulated path: the crate's impairment model ([`crate::netem`]) carrying
+/// [`Datagram`]s.
+pub type SimPath = Netem<Datagram>;
+
+/// Decides, for each datagram entering the path, whether it is dropped (true) regardless of the
+/// random draws: how a test loses one packet on purpose.
+pub type DropFilter = crate::netem::DropFilter<Datagram>;
 
 /// A datagram in flight.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,162 +53,6 @@ impl Datagram {
     /// True for RTCP (by the RFC 5761 rule).
     pub fn is_rtcp(&self) -> bool {
         classify_muxed(&self.data) == MuxedKind::Rtcp
-    }
-}
-
-/// What a path did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct PathStats {
-    pub sent: u64,
-    pub dropped: u64,
-    pub reordered: u64,
-    pub duplicated: u64,
-    pub delivered: u64,
-}
-
-/// Decides, for each datagram entering the path, whether it is dropped (true) regardless of the
-/// random draws: how a test loses one packet on purpose.
-pub type DropFilter = Box<dyn FnMut(&Datagram) -> bool + Send>;
-
-/// One direction of a simulated path; see the module documentation.
-pub struct SimPath {
-    cfg: PathConfig,
-    rng: SmallRng,
-    in_flight: BinaryHeap<Reverse<(Instant, u64, usize)>>,
-    slots: Vec<Option<Datagram>>,
-    free: Vec<usize>,
-    order: u64,
-    /// The latest in-order delivery time, so jitter never reorders.
-    fifo_tail: Option<Instant>,
-    bad: bool,
-    filter: Option<DropFilter>,
-    stats: PathStats,
-}
-
-impl std::fmt::Debug for SimPath {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SimPath")
-            .field("cfg", &self.cfg)
-            .field("stats", &self.stats)
-            .finish_non_exhaustive()
-    }
-}
-
-impl SimPath {
-    /// A path drawing from `seed`.
-    pub fn new(cfg: PathConfig, seed: u64) -> Self {
-        SimPath {
-            cfg,
-            rng: SmallRng::seed_from_u64(seed),
-            in_flight: BinaryHeap::new(),
-            slots: Vec::new(),
-            free: Vec::new(),
-            order: 0,
-            fifo_tail: None,
-            bad: false,
-            filter: None,
-            stats: PathStats::default(),
-        }
-    }
-
-    /// Installs a drop filter (see [`DropFilter`]).
-    pub fn set_filter(&mut self, f: DropFilter) {
-        self.filter = Some(f);
-    }
-
-    /// Changes the impairments from now on.
-    pub fn set_config(&mut self, cfg: PathConfig) {
-        self.cfg = cfg;
-    }
-
-    /// What the path did so far.
-    pub fn stats(&self) -> PathStats {
-        self.stats
-    }
-
-    /// Datagrams in flight.
-    pub fn in_flight(&self) -> usize {
-        self.in_flight.len()
-    }
-
-    /// A datagram enters the path at `now`.
-    pub fn send(&mut self, now: Instant, d: Datagram) {
-        self.stats.sent += 1;
-        if self.filter.as_mut().is_some_and(|f| f(&d)) {
-            self.stats.dropped += 1;
-            return;
-        }
-        if let Some(b) = self.cfg.burst {
-            let flip = if self.bad { b.leave_bad } else { b.enter_bad };
-            if self.rng.random_bool(flip.clamp(0.0, 1.0)) {
-                self.bad = !self.bad;
-            }
-        }
-        let loss = match (self.bad, self.cfg.burst) {
-            (true, Some(b)) => b.loss_in_bad,
-            _ => self.cfg.loss,
-        };
-        if self.rng.random_bool(loss.clamp(0.0, 1.0)) {
-            self.stats.dropped += 1;
-            return;
-        }
-        let jitter = self.cfg.jitter.as_secs_f64();
-        let extra = if jitter > 0.0 {
-            self.rng.random_range(-jitter..=jitter)
-        } else {
-            0.0
-        };
-        let base = self.cfg.delay.as_secs_f64() + extra;
-        let mut at = now + Duration::from_secs_f64(base.max(0.0));
-        let reorder = self.rng.random_bool(self.cfg.reorder.clamp(0.0, 1.0));
-        if reorder {
-            let max = self.cfg.reorder_delay.as_secs_f64().max(0.001);
-            at += Duration::from_secs_f64(self.rng.random_range(0.001..=max));
-            self.stats.reordered += 1;
-        } else {
-            if let Some(tail) = self.fifo_tail {
-                at = at.max(tail);
-            }
-            self.fifo_tail = Some(at);
-        }
-        if self.rng.random_bool(self.cfg.duplicate.clamp(0.0, 1.0)) {
-            self.stats.duplicated += 1;
-            let later = at + Duration::from_micros(self.rng.random_range(0..=2000));
-            self.enqueue(later, d.clone());
-        }
-        self.enqueue(at, d);
-    }
-
-    fn enqueue(&mut self, at: Instant, d: Datagram) {
-        let slot = match self.free.pop() {
-            Some(i) => {
-                self.slots[i] = Some(d);
-                i
-            }
-            None => {
-                self.slots.push(Some(d));
-                self.slots.len() - 1
-            }
-        };
-        self.order += 1;
-        self.in_flight.push(Reverse((at, self.order, slot)));
-    }
-
-    /// When the next datagram arrives.
-    pub fn next_delivery(&self) -> Option<Instant> {
-        self.in_flight.peek().map(|Reverse((t, _, _))| *t)
-    }
-
-    /// The next datagram that has arrived by `now`.
-    pub fn deliver(&mut self, now: Instant) -> Option<Datagram> {
-        let &Reverse((at, _, slot)) = self.in_flight.peek()?;
-        if at > now {
-            return None;
-        }
-        self.in_flight.pop();
-        self.free.push(slot);
-        self.stats.delivered += 1;
-        self.slots[slot].take()
     }
 }
 
@@ -340,7 +141,7 @@ impl SimPair {
         let now = self.now;
         for (peer, path) in [(&mut self.a, &mut self.ab), (&mut self.b, &mut self.ba)] {
             while let Some(t) = peer.core.poll_transmit() {
-                path.send(
+                path.handle_input(
                     now,
                     Datagram {
                         from: peer.addr,
@@ -359,8 +160,8 @@ impl SimPair {
         [
             self.a.core.poll_timeout(),
             self.b.core.poll_timeout(),
-            self.ab.next_delivery(),
-            self.ba.next_delivery(),
+            self.ab.poll_timeout(),
+            self.ba.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -391,12 +192,12 @@ impl SimPair {
                 last = self.now;
             }
             let now = self.now;
-            while let Some(d) = self.ab.deliver(now) {
+            while let Some(d) = self.ab.poll_output(now) {
                 if d.to == self.b.addr {
                     self.b.core.handle_datagram(now, d.from, &d.data, false);
                 }
             }
-            while let Some(d) = self.ba.deliver(now) {
+            while let Some(d) = self.ba.poll_output(now) {
                 if d.to == self.a.addr {
                     self.a.core.handle_datagram(now, d.from, &d.data, false);
                 }
@@ -531,145 +332,4 @@ pub fn play_clip(pair: &mut SimPair, clip: &FileClip, tail: Duration) -> ClipRep
     }
     r.latencies.sort();
     r
-}
-
-/// An H.264 picture of about `len` bytes in Annex-B: SPS, PPS and an IDR slice when `key`, one
-/// P slice otherwise, filled with bytes drawn from `seed` (never zero, so no start code appears
-/// inside). Tests and benchmarks send these and check what arrives byte for byte.
-pub fn h264_picture(key: bool, len: usize, seed: u64) -> Vec<u8> {
-    let mut v = Vec::with_capacity(len + 32);
-    if key {
-        v.extend_from_slice(&[0, 0, 0, 1, 0x67, 0x42, 0xe0, 0x1f, 0x8c, 0x8d, 0x40, 0x50]);
-        v.extend_from_slice(&[0, 0, 0, 1, 0x68, 0xce, 0x3c, 0x80]);
-        v.extend_from_slice(&[0, 0, 0, 1, 0x65]);
-    } else {
-        v.extend_from_slice(&[0, 0, 0, 1, 0x41]);
-    }
-    let mut rng = SmallRng::seed_from_u64(seed);
-    let target = len.max(v.len() + 1);
-    while v.len() < target {
-        v.push(rng.random_range(1..=255));
-    }
-    v
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn dg(n: u8) -> Datagram {
-        Datagram {
-            from: ([1, 1, 1, 1], 1).into(),
-            to: ([2, 2, 2, 2], 2).into(),
-            data: vec![n],
-        }
-    }
-
-    fn run(p: &mut SimPath, t0: Instant) -> Vec<(u8, Duration)> {
-        let mut out = Vec::new();
-        while let Some(t) = p.next_delivery() {
-            while let Some(d) = p.deliver(t) {
-                out.push((d.data[0], t - t0));
-            }
-        }
-        out
-    }
-
-    #[test]
-    fn clean_path_delays_in_order() {
-        let t0 = Instant::now();
-        let mut p = SimPath::new(PathConfig::clean(Duration::from_millis(20)), 1);
-        for i in 0..10 {
-            p.send(t0 + Duration::from_millis(u64::from(i)), dg(i));
-        }
-        let out = run(&mut p, t0);
-        assert_eq!(out.len(), 10);
-        for (i, (n, at)) in out.iter().enumerate() {
-            assert_eq!(*n as usize, i);
-            assert_eq!(*at, Duration::from_millis(20 + i as u64));
-        }
-    }
-
-    #[test]
-    fn jitter_keeps_order_and_reorder_breaks_it() {
-        let t0 = Instant::now();
-        let mut cfg = PathConfig::clean(Duration::from_millis(20));
-        cfg.jitter = Duration::from_millis(3);
-        let mut p = SimPath::new(cfg, 2);
-        for i in 0..200u8 {
-            p.send(t0 + Duration::from_micros(u64::from(i) * 100), dg(i));
-        }
-        let out = run(&mut p, t0);
-        assert!(out.windows(2).all(|w| w[0].0 < w[1].0));
-        cfg.reorder = 0.1;
-        let mut p = SimPath::new(cfg, 3);
-        for i in 0..200u8 {
-            p.send(t0 + Duration::from_micros(u64::from(i) * 100), dg(i));
-        }
-        let out = run(&mut p, t0);
-        assert!(out.windows(2).any(|w| w[0].0 > w[1].0));
-        assert!(p.stats().reordered > 5);
-    }
-
-    #[test]
-    fn loss_and_duplicates_are_drawn_at_the_configured_rate() {
-        let t0 = Instant::now();
-        let mut cfg = PathConfig::clean(Duration::from_millis(1));
-        cfg.loss = 0.1;
-        cfg.duplicate = 0.05;
-        let mut p = SimPath::new(cfg, 4);
-        for i in 0..10_000u32 {
-            p.send(t0, dg(i as u8));
-        }
-        let s = p.stats();
-        assert!((900..1100).contains(&s.dropped), "{s:?}");
-        assert!((350..550).contains(&s.duplicated), "{s:?}");
-        assert_eq!(
-            run(&mut p, t0).len() as u64,
-            s.sent - s.dropped + s.duplicated
-        );
-    }
-
-    #[test]
-    fn bursts_and_filters() {
-        let t0 = Instant::now();
-        let mut cfg = PathConfig::clean(Duration::from_millis(1));
-        cfg.burst = Some(BurstLoss {
-            enter_bad: 0.01,
-            leave_bad: 0.2,
-            loss_in_bad: 1.0,
-        });
-        let mut p = SimPath::new(cfg, 5);
-        let mut lost_runs = Vec::new();
-        let mut run_len = 0;
-        for i in 0..10_000u32 {
-            let before = p.stats().dropped;
-            p.send(t0, dg(i as u8));
-            if p.stats().dropped > before {
-                run_len += 1;
-            } else if run_len > 0 {
-                lost_runs.push(run_len);
-                run_len = 0;
-            }
-        }
-        let mean = lost_runs.iter().sum::<u32>() as f64 / lost_runs.len() as f64;
-        assert!(mean > 3.0, "bursts, not single drops: {mean}");
-        let mut p = SimPath::new(PathConfig::clean(Duration::ZERO), 6);
-        p.set_filter(Box::new(|d| d.data[0] == 3));
-        for i in 0..5 {
-            p.send(t0, dg(i));
-        }
-        let got: Vec<u8> = run(&mut p, t0).iter().map(|x| x.0).collect();
-        assert_eq!(got, [0, 1, 2, 4]);
-    }
-
-    #[test]
-    fn synthetic_pictures() {
-        let k = h264_picture(true, 1000, 1);
-        assert_eq!(k.len(), 1000);
-        assert_eq!(&k[..5], &[0, 0, 0, 1, 0x67]);
-        assert!(k[25..].iter().all(|&b| b != 0));
-        assert_ne!(h264_picture(false, 100, 1), h264_picture(false, 100, 2));
-        assert_eq!(h264_picture(false, 100, 1), h264_picture(false, 100, 1));
-    }
 }

@@ -542,6 +542,7 @@ impl VideoReceiver {
 mod tests {
     use super::*;
     use crate::codec::h264::{H264Packetizer, PacketizationMode};
+    use crate::codec::testclip::h264_picture;
     use crate::codec::{Packetizer, PayloadList};
 
     const SSRC: u32 = 0x1234_5678;
@@ -580,6 +581,7 @@ mod tests {
         }
     }
 
+    /// A NAL unit of `len` bytes, for the pictures whose make-up is the point of a test.
     fn nal(kind: u8, len: usize, fill: u8) -> Vec<u8> {
         let mut v = vec![0x60 | kind];
         v.resize(len, fill | 1);
@@ -592,12 +594,18 @@ mod tests {
             .collect()
     }
 
+    /// SPS, PPS and an IDR slice of 3000 bytes (its NAL unit starts at byte 24).
     fn idr_picture() -> Vec<u8> {
-        annexb(&[nal(7, 8, 0x10), nal(8, 4, 0x20), nal(5, 3000, 0x30)])
+        h264_picture(true, 24 + 3000, 0x30)
     }
 
-    fn p_picture(fill: u8) -> Vec<u8> {
-        annexb(&[nal(1, 700, fill)])
+    /// One P slice of `len` bytes.
+    fn p_slice(len: usize, seed: u8) -> Vec<u8> {
+        h264_picture(false, 4 + len, seed.into())
+    }
+
+    fn p_picture(seed: u8) -> Vec<u8> {
+        p_slice(700, seed)
     }
 
     fn feed(rx: &mut VideoReceiver, pkts: &[(RtpMeta, Vec<u8>)], now: Instant) -> Vec<VideoFrame> {
@@ -655,7 +663,7 @@ mod tests {
             kinds,
             vec![(7, true, 0), (8, true, 1), (5, true, 2), (1, false, 3)]
         );
-        assert_eq!(out[2].data, nal(5, 3000, 0x30));
+        assert_eq!(out[2].data, idr_picture()[24..]);
         assert_eq!(out[3].timestamp_ms, out[3].rtp_timestamp as f64 / 90.0);
     }
 
@@ -692,7 +700,7 @@ mod tests {
         let out = feed(&mut rx, &tx.picture(&idr_picture(), 0), t);
         assert_eq!(out.len(), 1);
         // Second picture: IDR-sized, lose its middle fragment.
-        let mut pkts = tx.picture(&annexb(&[nal(1, 3000, 8)]), 3000);
+        let mut pkts = tx.picture(&p_slice(3000, 8), 3000);
         pkts.remove(1);
         let mut out = feed(&mut rx, &pkts, t);
         // Third picture is whole but not a keyframe: held back.
@@ -872,7 +880,7 @@ mod tests {
         assert_eq!(feed(&mut rx, &pkts, t).len(), 1);
         assert_eq!(rx.take_start_probe(), None);
         // Joining mid-stream: the end of the previous picture comes back and is dropped quietly.
-        let prev = tx.picture(&annexb(&[nal(1, 3000, 9)]), 6000);
+        let prev = tx.picture(&p_slice(3000, 9), 6000);
         let next = tx.picture(&idr, 9000);
         let mut rx = cfg();
         let mut out = feed(&mut rx, &next[1..], t);

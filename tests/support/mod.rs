@@ -28,24 +28,8 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     cond()
 }
 
-/// A synthetic H.264 access unit in Annex-B with 4-byte start codes: SPS + PPS + IDR slice for a
-/// key picture, one non-IDR slice otherwise. Slice bytes never contain 0x00, so no start code can
-/// appear inside a NAL unit. `seed` makes pictures differ.
-pub fn h264_picture(key: bool, slice_len: usize, seed: u32) -> Vec<u8> {
-    let mut v = Vec::with_capacity(slice_len + 32);
-    if key {
-        v.extend_from_slice(&[0, 0, 0, 1, 0x67, 0x42, 0xe0, 0x1f, 0x8c, 0x8d, 0x40, 0x50]);
-        v.extend_from_slice(&[0, 0, 0, 1, 0x68, 0xce, 0x3c, 0x80]);
-        v.extend_from_slice(&[0, 0, 0, 1, 0x65]);
-    } else {
-        v.extend_from_slice(&[0, 0, 0, 1, 0x41]);
-    }
-    let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(12345);
-    for _ in 0..slice_len {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        v.push((x as u8).max(1));
-    }
-    v
+/// A synthetic H.264 picture of `len` bytes: the crate's test-picture generator
+/// ([`roomkit_media::codec::testclip::h264_picture`]) with the `u32` seeds these tests count in.
+pub fn h264_picture(key: bool, len: usize, seed: u32) -> Vec<u8> {
+    roomkit_media::codec::testclip::h264_picture(key, len, u64::from(seed))
 }

@@ -14,6 +14,7 @@ use super::host::{FakeHostState, FakeMediaHost, HostCall};
 use crate::backend::sip_config::SipBackendConfig;
 use crate::engine::{Outbox, SessionId, SipPeer};
 use crate::frame::DtmfEvent;
+use crate::netem::{DropFilter, Netem, NetemConfig};
 use crate::sdp::{answer, AnswerConfig, SessionDescription};
 use crate::sip::auth::{AuthOutcome, Credentials, DigestAuthenticator};
 use crate::sip::transaction::Timers;
@@ -142,9 +143,54 @@ fn dial_to(session: SessionId, target: &str, hop: SocketAddr) -> DialRequest {
     }
 }
 
-/// Carries messages between two cores until both are quiet; `drop` may lose a message (it
-/// sees each one with its sender: 0 for `a`, 1 for `b`).
-fn pump(a: &mut Ua, b: &mut Ua, now: Instant, drop: &mut dyn FnMut(usize, &SipMessage) -> bool) {
+/// The network between two cores: the crate's impairment model once per direction, with no
+/// delay and no random loss, losing only what a test aims at with a drop filter (which sees the
+/// parsed message). It keeps what `a` sent to `b`, lost or not, for tests that look at it.
+struct Link {
+    /// `a` → `b`.
+    ab: Netem<Vec<u8>>,
+    /// `b` → `a`.
+    ba: Netem<Vec<u8>>,
+    /// What `a` sent to `b`.
+    from_a: Vec<SipMessage>,
+}
+
+impl Link {
+    fn new(ab: Option<DropFilter<Vec<u8>>>, ba: Option<DropFilter<Vec<u8>>>) -> Link {
+        let path = |filter: Option<DropFilter<Vec<u8>>>| {
+            let mut p = Netem::new(NetemConfig::clean(Duration::ZERO), 0);
+            if let Some(f) = filter {
+                p.set_filter(f);
+            }
+            p
+        };
+        Link {
+            ab: path(ab),
+            ba: path(ba),
+            from_a: Vec::new(),
+        }
+    }
+}
+
+/// A drop filter losing every message `pick` chooses.
+fn lose(mut pick: impl FnMut(&SipMessage) -> bool + Send + 'static) -> Option<DropFilter<Vec<u8>>> {
+    Some(Box::new(move |d: &Vec<u8>| pick(&parse(d).unwrap())))
+}
+
+/// A drop filter losing the first message `pick` chooses, and no other.
+fn lose_first(
+    mut pick: impl FnMut(&SipMessage) -> bool + Send + 'static,
+) -> Option<DropFilter<Vec<u8>>> {
+    let mut done = false;
+    lose(move |m| {
+        let hit = !done && pick(m);
+        done |= hit;
+        hit
+    })
+}
+
+/// Carries messages between two cores through `link` until both are quiet.
+fn pump(a: &mut Ua, b: &mut Ua, now: Instant, link: &mut Link) {
     for _ in 0..100 {
         let from_a: Vec<_> = a.out.drain().collect();
         let from_b: Vec<_> = b.out.drain().collect();
@@ -153,29 +199,30 @@ fn pump(a: &mut Ua, b: &mut Ua, now: Instant, drop: &mut dyn FnMut(usize, &SipMe
         }
         for (d, to) in from_a {
             let m = parse(&d).unwrap();
-            if to.addr == b.addr && !drop(0, &m) {
-                b.recv(&d, a.addr, now);
+            if to.addr == b.addr {
+                link.from_a.push(m);
+                link.ab.handle_input(now, d);
             }
         }
         for (d, to) in from_b {
-            let m = parse(&d).unwrap();
-            if to.addr == a.addr && !drop(1, &m) {
-                a.recv(&d, b.addr, now);
+            parse(&d).expect("b sends valid SIP");
+            if to.addr == a.addr {
+                link.ba.handle_input(now, d);
             }
+        }
+        while let Some(d) = link.ab.poll_output(now) {
+            b.recv(&d, a.addr, now);
+        }
+        while let Some(d) = link.ba.poll_output(now) {
+            a.recv(&d, b.addr, now);
         }
     }
     panic!("the two cores never went quiet");
 }
 
 /// Runs both cores' timers up to `until`, carrying messages as they go.
-fn run(
-    a: &mut Ua,
-    b: &mut Ua,
-    now: &mut Instant,
-    until: Instant,
-    drop: &mut dyn FnMut(usize, &SipMessage) -> bool,
-) {
-    pump(a, b, *now, drop);
+fn run(a: &mut Ua, b: &mut Ua, now: &mut Instant, until: Instant, link: &mut Link) {
+    pump(a, b, *now, link);
     loop {
         let next = [a.core.next_timeout(), b.core.next_timeout()]
             .into_iter()
@@ -186,7 +233,7 @@ fn run(
                 *now = t.max(*now);
                 a.tick(*now);
                 b.tick(*now);
-                pump(a, b, *now, drop);
+                pump(a, b, *now, link);
             }
             _ => break,
         }
@@ -195,19 +242,14 @@ fn run(
 }
 
 /// [`run`] for `d` from now.
-fn run_for(
-    a: &mut Ua,
-    b: &mut Ua,
-    now: &mut Instant,
-    d: Duration,
-    drop: &mut dyn FnMut(usize, &SipMessage) -> bool,
-) {
+fn run_for(a: &mut Ua, b: &mut Ua, now: &mut Instant, d: Duration, link: &mut Link) {
     let until = *now + d;
-    run(a, b, now, until, drop);
+    run(a, b, now, until, link);
 }
 
-fn keep_all() -> impl FnMut(usize, &SipMessage) -> bool {
-    |_, _| false
+/// A link that loses nothing.
+fn keep_all() -> Link {
+    Link::new(None, None)
 }
 
 /// The answer a scripted UAS gives to an INVITE's offer.
@@ -251,25 +293,18 @@ fn two_cores_call_each_other_through_loss() {
         now,
     );
     // The first INVITE and the first 200 are lost: timer A and the 2xx retransmission recover.
-    let (mut lost_invite, mut lost_ok) = (false, false);
-    let mut lose = |from: usize, m: &SipMessage| {
-        if from == 0 && m.method() == &Method::Invite && !lost_invite {
-            lost_invite = true;
-            return true;
-        }
-        if from == 1 && m.status() == Some(200) && !lost_ok {
-            lost_ok = true;
-            return true;
-        }
-        false
-    };
+    let mut lossy = Link::new(
+        lose_first(|m| m.method() == &Method::Invite),
+        lose_first(|m| m.status() == Some(200)),
+    );
     run(
         &mut a,
         &mut b,
         &mut now,
         t0 + Duration::from_secs(5),
-        &mut lose,
+        &mut lossy,
     );
+    assert_eq!((lossy.ab.stats().dropped, lossy.ba.stats().dropped), (1, 1));
     assert_eq!(
         a.states(),
         [CallState::Trying, CallState::Ringing, CallState::Answered],
@@ -302,22 +337,10 @@ fn two_cores_call_each_other_through_loss() {
     assert!(a_remote, "video on the dialed call");
 
     // a hangs up: BYE (retransmitted once lost), b ends the call.
-    let mut lost_bye = false;
+    let mut lossy = Link::new(lose_first(|m| m.method() == &Method::Bye), None);
     a.cmd(Command::Hangup(session), now);
-    run_for(
-        &mut a,
-        &mut b,
-        &mut now,
-        Duration::from_secs(5),
-        &mut |from, m| {
-            if from == 0 && m.method() == &Method::Bye && !lost_bye {
-                lost_bye = true;
-                return true;
-            }
-            false
-        },
-    );
-    assert!(lost_bye);
+    run_for(&mut a, &mut b, &mut now, Duration::from_secs(5), &mut lossy);
+    assert_eq!(lossy.ab.stats().dropped, 1, "the first BYE was lost");
     assert_eq!((a.live_media(), b.live_media()), (0, 0));
     assert_eq!(a.core.call_count() + b.core.call_count(), 0);
     assert_eq!(a.states().last(), Some(&CallState::Ended));
@@ -768,19 +791,19 @@ fn session_timer_is_refreshed_and_a_silent_peer_is_hung_up() {
         Command::Dial(Box::new(dial_to(s, "sip:bob@127.0.0.1:5142", b.addr))),
         now,
     );
-    let mut reinvites = 0;
+    let mut link = keep_all();
     run(
         &mut a,
         &mut b,
         &mut now,
         t0 + Duration::from_secs(200),
-        &mut |from, m| {
-            if from == 0 && m.method() == &Method::Invite && m.to().tag().is_some() {
-                reinvites += 1;
-            }
-            false
-        },
+        &mut link,
     );
+    let reinvites = link
+        .from_a
+        .iter()
+        .filter(|m| m.method() == &Method::Invite && m.to().tag().is_some())
+        .count();
     // 120 s with the caller refreshing at half: two refreshes in 200 s, the call still up.
     assert!(reinvites >= 2, "{reinvites} refreshes");
     assert_eq!((a.core.call_count(), b.core.call_count()), (1, 1));
@@ -791,7 +814,7 @@ fn session_timer_is_refreshed_and_a_silent_peer_is_hung_up() {
         &mut b,
         &mut now,
         Duration::from_secs(200),
-        &mut |from, m| from == 0 && m.method() == &Method::Invite,
+        &mut Link::new(lose(|m| m.method() == &Method::Invite), None),
     );
     assert_eq!(b.core.call_count(), 0, "b hung up the expired session");
     assert_eq!(a.core.call_count(), 0, "and a got the BYE");

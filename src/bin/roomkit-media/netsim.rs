@@ -6,14 +6,13 @@
 //! address (a receiver that answers RTCP to RTP port + 1 needs the via sides of its RTP and RTCP
 //! pipes on neighbouring ports). Both directions are impaired the same way: random or bursty
 //! loss, a one-way delay with jitter (first in, first out, as a router queue), a share of
-//! packets held back so they arrive out of order, and duplicates. Everything is drawn from a
-//! seeded generator per direction, so a run can be repeated.
+//! packets held back so they arrive out of order, and duplicates. Each direction is one
+//! [`roomkit_media::netem`] model, driven here on the wall clock (the model itself reads no
+//! clock) and drawing from its own seeded generator, so a run can be repeated.
 //!
 //! It prints `{"event":"ready",...}` with the bound addresses, runs until Ctrl-C, `--seconds`,
 //! or `--idle` seconds without a datagram, and ends with one `{"event":"stats",...}` line.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::net::{SocketAddr, UdpSocket};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,8 +21,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
+use roomkit_media::netem::{Netem, NetemConfig, NetemStats};
 
 use crate::args::{resolve, Args, Spec};
 use crate::output::{js, Out};
@@ -46,12 +44,15 @@ pub const SPEC: Spec = Spec {
     switches: &[],
 };
 
-/// Most datagrams in flight inside the simulator; beyond it new ones are dropped (a full queue).
+/// Most datagrams in flight in one direction; beyond it new ones are dropped (a full queue).
 const MAX_QUEUED: usize = 100_000;
 /// Largest datagram relayed.
 const MAX_DATAGRAM: usize = 65_536;
+/// How far a duplicate trails its original.
+const DUPLICATE_GAP: Duration = Duration::from_micros(100);
 
-/// How one direction of the path treats packets. Percentages are 0-100.
+/// How the flags ask each direction of the path to treat packets; [`PathParams::netem`] turns
+/// them into the model's settings. Percentages are 0-100.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PathParams {
     /// Share of packets lost.
@@ -84,116 +85,32 @@ impl Default for PathParams {
     }
 }
 
-/// What happens to one packet.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Fate {
-    Lost,
-    /// Delivered at these times (two for a duplicate); `reordered` when it was held back.
-    Delivered {
-        at: Vec<Instant>,
-        reordered: bool,
-    },
-}
-
-/// The impairment model of one direction: pure, driven by the time each packet arrives.
-#[derive(Debug)]
-pub struct Path {
-    p: PathParams,
-    rng: SmallRng,
-    in_burst: bool,
-    /// When the last in-order packet leaves: the FIFO floor for the next one.
-    last_release: Option<Instant>,
-}
-
-impl Path {
-    pub fn new(p: PathParams, seed: u64) -> Path {
-        Path {
-            p,
-            rng: SmallRng::seed_from_u64(seed),
-            in_burst: false,
-            last_release: None,
+impl PathParams {
+    /// The impairment model's settings for these parameters: a fixed hold-back for reordered
+    /// packets, and a copy 100 µs behind its original for a duplicate.
+    pub fn netem(&self) -> NetemConfig {
+        NetemConfig {
+            delay: self.delay,
+            jitter: self.jitter,
+            reorder: self.reorder_pct / 100.0,
+            reorder_hold_min: self.reorder_delay,
+            reorder_hold_max: self.reorder_delay,
+            duplicate: self.duplicate_pct / 100.0,
+            duplicate_gap_min: DUPLICATE_GAP,
+            duplicate_gap_max: DUPLICATE_GAP,
+            max_in_flight: Some(MAX_QUEUED),
+            ..NetemConfig::clean(Duration::ZERO)
         }
-    }
-
-    fn chance(&mut self, pct: f64) -> bool {
-        pct > 0.0 && self.rng.random::<f64>() * 100.0 < pct
-    }
-
-    /// Whether the next packet is lost: independently with `burst` 1; otherwise with bursts of
-    /// mean length `b` and loss share `l`, a lost packet is followed by another with probability
-    /// 1 - 1/b, and a good one by a loss with probability l / (b (1 - l)): the chain then loses
-    /// `l` of the packets on average.
-    fn lose(&mut self) -> bool {
-        let l = (self.p.loss_pct / 100.0).clamp(0.0, 1.0);
-        if l <= 0.0 {
-            return false;
-        }
-        let b = self.p.burst;
-        if b <= 1.0 {
-            return self.rng.random::<f64>() < l;
-        }
-        let p_stay = 1.0 - 1.0 / b;
-        let p_enter = (l / (b * (1.0 - l))).min(1.0);
-        let r: f64 = self.rng.random();
-        self.in_burst = if self.in_burst {
-            r < p_stay
-        } else {
-            r < p_enter
-        };
-        self.in_burst
-    }
-
-    /// Decides the fate of a packet that arrived at `now`.
-    pub fn admit(&mut self, now: Instant) -> Fate {
-        if self.lose() {
-            return Fate::Lost;
-        }
-        let j = self.p.jitter.as_secs_f64();
-        let offset = if j > 0.0 {
-            self.rng.random_range(-j..=j)
-        } else {
-            0.0
-        };
-        let delay = (self.p.delay.as_secs_f64() + offset).max(0.0);
-        let mut at = now + Duration::from_secs_f64(delay);
-        let reordered = self.chance(self.p.reorder_pct);
-        if reordered {
-            // Held back: it does not move the FIFO floor, so the next packets overtake it.
-            at += self.p.reorder_delay;
-        } else {
-            if let Some(floor) = self.last_release {
-                at = at.max(floor);
-            }
-            self.last_release = Some(at);
-        }
-        let mut times = vec![at];
-        if self.chance(self.p.duplicate_pct) {
-            times.push(at + Duration::from_micros(100));
-        }
-        Fate::Delivered {
-            at: times,
-            reordered,
-        }
+        .with_loss(self.loss_pct / 100.0, self.burst)
     }
 }
 
-/// Counters of one direction.
-#[derive(Debug, Default, Clone, Copy)]
-struct DirStats {
-    packets: u64,
-    lost: u64,
-    reordered: u64,
-    duplicated: u64,
-    overflow: u64,
-}
-
-impl DirStats {
-    fn json(&self) -> String {
-        format!(
-            "{{\"packets\":{},\"lost\":{},\"reordered\":{},\"duplicated\":{},\"overflow\":{}}}",
-            self.packets, self.lost, self.reordered, self.duplicated, self.overflow
-        )
-    }
+/// One direction's counters, as the `stats` line prints them.
+fn stats_json(s: &NetemStats) -> String {
+    format!(
+        "{{\"packets\":{},\"lost\":{},\"reordered\":{},\"duplicated\":{},\"overflow\":{}}}",
+        s.sent, s.dropped, s.reordered, s.duplicated, s.overflow
+    )
 }
 
 /// One relayed pair of sockets.
@@ -212,6 +129,14 @@ struct Arrival {
     forward: bool,
     data: Vec<u8>,
     at: Instant,
+}
+
+/// A datagram inside the impairment model: which pipe it goes out of (its direction is the
+/// model it is in) and its bytes.
+#[derive(Clone)]
+struct Relayed {
+    pipe: usize,
+    data: Vec<u8>,
 }
 
 /// One `--pipe`: where it listens, where it relays to, where replies go, where its via side binds.
@@ -385,45 +310,40 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
     }
     drop(tx);
 
-    let mut paths = [
-        Path::new(p, seed),
-        Path::new(p, seed ^ 0x9e37_79b9_7f4a_7c15),
+    // One model per direction, forward (towards the targets) first.
+    let mut paths: [Netem<Relayed>; 2] = [
+        Netem::new(p.netem(), seed),
+        Netem::new(p.netem(), seed ^ 0x9e37_79b9_7f4a_7c15),
     ];
-    let mut stats = [DirStats::default(); 2];
-    // Due datagrams: (release time, order of arrival) → (pipe, direction, bytes).
-    let mut queue: BinaryHeap<Reverse<(Instant, u64, usize, bool)>> = BinaryHeap::new();
-    let mut payloads: std::collections::HashMap<u64, Vec<u8>> = std::collections::HashMap::new();
-    let mut order = 0u64;
     let started = Instant::now();
     let mut last_packet = started;
     loop {
         let now = Instant::now();
-        while let Some(Reverse((at, id, pipe, forward))) = queue.peek().copied() {
-            if at > now {
-                break;
-            }
-            queue.pop();
-            if let Some(data) = payloads.remove(&id) {
-                let pp = &pipes[pipe];
-                let _ = if forward {
-                    pp.via.send_to(&data, pp.target)
+        for (dir, path) in paths.iter_mut().enumerate() {
+            while let Some(r) = path.poll_output(now) {
+                let pp = &pipes[r.pipe];
+                let _ = if dir == 0 {
+                    pp.via.send_to(&r.data, pp.target)
                 } else {
                     match pp.back.or(*pp.peer.lock()) {
-                        Some(peer) => pp.listen.send_to(&data, peer),
+                        Some(peer) => pp.listen.send_to(&r.data, peer),
                         None => Ok(0),
                     }
                 };
             }
         }
+        let in_flight = paths.iter().map(|p| p.in_flight()).sum::<usize>();
         if signals::stop_requested()
             || now.duration_since(started) >= limit
-            || idle.is_some_and(|i| queue.is_empty() && now.duration_since(last_packet) >= i)
+            || idle.is_some_and(|i| in_flight == 0 && now.duration_since(last_packet) >= i)
         {
             break;
         }
-        let wait = queue
-            .peek()
-            .map_or(Duration::from_millis(20), |Reverse((at, ..))| {
+        let wait = paths
+            .iter()
+            .filter_map(|p| p.poll_timeout())
+            .min()
+            .map_or(Duration::from_millis(20), |at| {
                 at.saturating_duration_since(now)
             })
             .min(Duration::from_millis(20));
@@ -433,24 +353,13 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
             Err(RecvTimeoutError::Disconnected) => break,
         };
         last_packet = a.at;
-        let dir = usize::from(!a.forward);
-        stats[dir].packets += 1;
-        match paths[dir].admit(a.at) {
-            Fate::Lost => stats[dir].lost += 1,
-            Fate::Delivered { at, reordered } => {
-                if payloads.len() + at.len() > MAX_QUEUED {
-                    stats[dir].overflow += 1;
-                    continue;
-                }
-                stats[dir].reordered += u64::from(reordered);
-                stats[dir].duplicated += (at.len() as u64).saturating_sub(1);
-                for t in at {
-                    order += 1;
-                    payloads.insert(order, a.data.clone());
-                    queue.push(Reverse((t, order, a.pipe, a.forward)));
-                }
-            }
-        }
+        paths[usize::from(!a.forward)].handle_input(
+            a.at,
+            Relayed {
+                pipe: a.pipe,
+                data: a.data,
+            },
+        );
     }
     stop.store(true, Ordering::Relaxed);
     for r in readers {
@@ -458,8 +367,8 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
     }
     out.line(&format!(
         "{{\"event\":\"stats\",\"forward\":{},\"backward\":{}}}",
-        stats[0].json(),
-        stats[1].json()
+        stats_json(&paths[0].stats()),
+        stats_json(&paths[1].stats())
     ));
     Ok(ExitCode::SUCCESS)
 }
@@ -468,13 +377,27 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
 mod tests {
     use super::*;
 
-    fn run_path(p: PathParams, n: usize) -> (Vec<Fate>, Instant) {
-        let mut path = Path::new(p, 42);
+    /// Sends `n` packets 1 ms apart through one direction set up from `p` (seed 42), taking out
+    /// what is due as it goes; for each packet, when its copies left (none when it was lost).
+    fn run_path(p: PathParams, n: usize) -> (Vec<Vec<Instant>>, NetemStats, Instant) {
+        let mut path = Netem::new(p.netem(), 42);
         let t0 = Instant::now();
-        let fates = (0..n)
-            .map(|i| path.admit(t0 + Duration::from_millis(i as u64)))
-            .collect();
-        (fates, t0)
+        let mut left = vec![Vec::new(); n];
+        // Everything due by `until`, each at the time it was due.
+        let mut take = |path: &mut Netem<usize>, until: Instant| {
+            while let Some(t) = path.poll_timeout().filter(|t| *t <= until) {
+                while let Some(i) = path.poll_output(t) {
+                    left[i].push(t);
+                }
+            }
+        };
+        for i in 0..n {
+            let now = t0 + Duration::from_millis(i as u64);
+            take(&mut path, now);
+            path.handle_input(now, i);
+        }
+        take(&mut path, t0 + Duration::from_secs(86_400));
+        (left, path.stats(), t0)
     }
 
     #[test]
@@ -485,15 +408,16 @@ mod tests {
                 burst,
                 ..PathParams::default()
             };
-            let (fates, _) = run_path(p, 200_000);
-            let lost = fates.iter().filter(|f| **f == Fate::Lost).count() as f64;
-            let share = lost / fates.len() as f64 * 100.0;
+            let (left, stats, _) = run_path(p, 200_000);
+            let lost = left.iter().filter(|l| l.is_empty()).count();
+            assert_eq!(lost as u64, stats.dropped);
+            let share = lost as f64 / left.len() as f64 * 100.0;
             assert!((share - 10.0).abs() < 0.5, "burst {burst}: {share}% lost");
             // Mean run of consecutive losses is close to the asked burst length.
             let mut runs = Vec::new();
             let mut cur = 0;
-            for f in &fates {
-                if *f == Fate::Lost {
+            for l in &left {
+                if l.is_empty() {
                     cur += 1;
                 } else if cur > 0 {
                     runs.push(cur);
@@ -516,27 +440,29 @@ mod tests {
             delay: Duration::from_millis(20),
             jitter: Duration::from_millis(3),
             reorder_pct: 1.0,
+            // Far above the jitter, so a held-back packet is told apart by its delay alone.
+            reorder_delay: Duration::from_millis(30),
             ..PathParams::default()
         };
-        let (fates, t0) = run_path(p, 20_000);
+        let (left, stats, t0) = run_path(p, 20_000);
         let mut last_in_order = t0;
         let mut reordered = 0;
-        for (i, f) in fates.iter().enumerate() {
-            let Fate::Delivered { at, reordered: r } = f else {
-                panic!("no loss asked");
-            };
+        for (i, l) in left.iter().enumerate() {
+            assert_eq!(l.len(), 1, "no loss nor duplicate asked");
             let sent = t0 + Duration::from_millis(i as u64);
-            let d = at[0] - sent;
+            let d = l[0] - sent;
             assert!(d >= Duration::from_millis(17), "delay {d:?}");
-            if *r {
+            if d > Duration::from_millis(40) {
                 reordered += 1;
+                assert!(d <= Duration::from_millis(54), "held back by 30 ms: {d:?}");
             } else {
-                assert!(at[0] >= last_in_order, "in-order packets keep their order");
-                last_in_order = at[0];
+                assert!(l[0] >= last_in_order, "in-order packets keep their order");
+                last_in_order = l[0];
                 assert!(d <= Duration::from_millis(24), "delay {d:?}");
             }
         }
-        let share = reordered as f64 / fates.len() as f64 * 100.0;
+        assert_eq!(reordered, stats.reordered);
+        let share = reordered as f64 / left.len() as f64 * 100.0;
         assert!((share - 1.0).abs() < 0.3, "{share}% reordered");
     }
 
@@ -547,17 +473,13 @@ mod tests {
             loss_pct: 3.0,
             ..PathParams::default()
         };
-        let (a, _) = run_path(p, 10_000);
-        let dups = a
-            .iter()
-            .filter(|f| matches!(f, Fate::Delivered { at, .. } if at.len() == 2))
-            .count() as f64;
-        assert!((dups / 10_000.0 * 100.0 - 5.0).abs() < 1.0);
-        let mut x = Path::new(p, 42);
-        let mut y = Path::new(p, 42);
-        let t = Instant::now();
-        for _ in 0..1000 {
-            assert_eq!(x.admit(t), y.admit(t));
-        }
+        let (a, stats, _) = run_path(p, 10_000);
+        let dups: Vec<&Vec<Instant>> = a.iter().filter(|l| l.len() == 2).collect();
+        assert_eq!(dups.len() as u64, stats.duplicated);
+        assert!((dups.len() as f64 / 10_000.0 * 100.0 - 5.0).abs() < 1.0);
+        assert!(dups.iter().all(|l| l[1] - l[0] == DUPLICATE_GAP));
+        let (b, _, _) = run_path(p, 10_000);
+        let shape = |v: &[Vec<Instant>]| v.iter().map(Vec::len).collect::<Vec<_>>();
+        assert_eq!(shape(&a), shape(&b), "the same seed, the same run");
     }
 }
