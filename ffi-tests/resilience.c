@@ -113,6 +113,13 @@ int main(void) {
     CHECK(st.video.retransmitted <= 2 * st.video.nack_received);
     CHECK(sbst.video.recovered <= sbst.video.nack_sent);
     CHECK(sbst.audio.audio_concealed == (uint64_t)atomic_load(&sb.audio_concealed));
+    /* Every NACKed packet is either resent or refused; the jitter buffer never aims below the
+     * configured depth; the last picture's pacing delay is within the longest one. */
+    CHECK(st.video.retransmit_refused <= st.video.nack_received);
+    CHECK(sbst.video.rtx_duplicates <= sbst.video.rtx_received);
+    CHECK(sbst.audio.audio_jitter_depth_ms >= 40.0);
+    CHECK(st.video.pacer_delay_ms >= 0.0);
+    CHECK(st.video.pacer_delay_ms <= st.video.pacer_delay_max_ms);
 
     /* a hangs up: b hears RTCP BYE on both streams and ends by itself. */
     CHECK_OK(rkm_disconnect(a, sa.session));

@@ -196,17 +196,20 @@ typedef struct {
     uint32_t audio_sample_rate;
 } rkm_rtp_config;
 
-// Counters of one RTP stream. All start at 0 when the session is created.
+// Counters of one RTP stream. All start at 0 when the session is created; the `_ms`, `remote_`,
+// `pacer_queued`, `audio_jitter_depth_ms` and `audio_expected_loss_pct` fields are current values
+// rather than totals.
 typedef struct {
-    // RTP packets accepted.
+    // RTP packets accepted, retransmissions included.
     uint64_t packets_received;
     // RTP bytes accepted, headers included.
     uint64_t bytes_received;
-    // RTP packets sent.
+    // RTP packets sent, retransmissions included.
     uint64_t packets_sent;
     // RTP bytes sent, headers included.
     uint64_t bytes_sent;
-    // Packets expected but not received (RFC 3550; negative with duplicates).
+    // Packets expected but not received (RFC 3550, before any recovery; negative with
+    // duplicates).
     int64_t lost;
     // Packets that arrived after a later-numbered one.
     uint64_t reordered;
@@ -246,22 +249,19 @@ typedef struct {
     uint64_t dtmf_received;
     // DTMF digits sent.
     uint64_t dtmf_sent;
-    // Round-trip time from RTCP reports, milliseconds (0 until measured).
-    double rtt_ms;
-    // Fraction of our packets the peer reports lost in its last report (0–1).
-    double remote_fraction_lost;
-    // The peer's cumulative count of our packets lost.
-    int64_t remote_cumulative_lost;
-    // The interarrival jitter the peer reports for our packets, milliseconds.
-    double remote_jitter_ms;
-    // Sequence numbers we asked the peer to resend (RTCP NACK).
+    // Sequence numbers we asked the peer to resend (RTCP NACK; each retry counts).
     uint64_t nack_sent;
     // Sequence numbers the peer asked us to resend.
     uint64_t nack_received;
     // Packets we resent because of a NACK (on the RTX stream when configured).
     uint64_t retransmitted;
-    // RTX packets received.
+    // NACKed packets we did not resend: unknown, too old, resent too recently, or over the
+    // retransmission budget.
+    uint64_t retransmit_refused;
+    // RTX packets received (RFC 4588).
     uint64_t rtx_received;
+    // Retransmissions of packets we already had (dropped).
+    uint64_t rtx_duplicates;
     // Lost packets that came back after a NACK, in time to be used.
     uint64_t recovered;
     // Packets that came after their place in the stream was given up (dropped).
@@ -270,10 +270,35 @@ typedef struct {
     uint64_t audio_concealed;
     // Audio packets that arrived after their frame had played (dropped).
     uint64_t audio_late;
+    // Audio packets the jitter buffer dropped to lower its delay or because it was full.
+    uint64_t audio_dropped;
+    // The jitter buffer's current target delay, milliseconds (0 without a jitter buffer).
+    double audio_jitter_depth_ms;
+    // Round-trip time from RTCP reports, milliseconds (0 until measured).
+    double rtt_ms;
+    // Fraction of our packets the peer reports lost in its last report (0–1).
+    double remote_fraction_lost;
+    // The peer's cumulative count of our packets lost.
+    int64_t remote_cumulative_lost;
+    // The interarrival jitter the peer reports for our packets, milliseconds.
+    double remote_jitter_ms;
+    // Packets waiting in the pacer now.
+    uint64_t pacer_queued;
+    // The last picture's pacing delay, milliseconds: from `rkm_send_video` to its last packet
+    // leaving.
+    double pacer_delay_ms;
+    // The longest pacing delay of any picture, milliseconds.
+    double pacer_delay_max_ms;
     // RTCP BYEs received from the peer.
     uint64_t bye_received;
     // Times the peer was silent for the inactivity timeout.
     uint64_t inactivity_events;
+    // Tail-loss probes sent: our last packet sent once more when no picture followed it, so a
+    // receiver that lost the end of the last picture can tell; not counted in `retransmitted`.
+    uint64_t tail_probes;
+    // The packet loss (percent) the Opus encoder protects against with in-band FEC, from the
+    // peer's last receiver report; 0 before the first report and for codecs without FEC.
+    uint32_t audio_expected_loss_pct;
 } rkm_stream_stats;
 
 // Counters of a session: audio always; video when `has_video` (otherwise `video` is zeroed).

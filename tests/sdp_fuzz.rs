@@ -33,7 +33,7 @@ m=application 5000 UDP/BFCP *\r\n";
 
 fn config() -> AnswerConfig {
     let mut c = AnswerConfig::new("192.0.2.10".parse().unwrap(), 10000, 10002);
-    c.video_codecs = vec![VideoCodec::H264, VideoCodec::Vp8];
+    c.local.video_codecs = vec![VideoCodec::H264, VideoCodec::Vp8];
     c
 }
 

@@ -20,11 +20,11 @@ fn sock(s: &str) -> SocketAddr {
 /// wideband defaults, which have tests of their own).
 fn cfg(video: &[VideoCodec]) -> AnswerConfig {
     let mut c = AnswerConfig::new(ip("192.0.2.10"), 10000, 10002);
-    c.audio_codecs = vec![AudioCodec::Pcmu, AudioCodec::Pcma];
-    c.video_codecs = video.to_vec();
-    c.session_id = 1234;
-    c.session_version = 1;
-    c.session_name = "roomkit".into();
+    c.local.audio_codecs = vec![AudioCodec::Pcmu, AudioCodec::Pcma];
+    c.local.video_codecs = video.to_vec();
+    c.local.session_id = 1234;
+    c.local.session_version = 1;
+    c.local.session_name = "roomkit".into();
     c
 }
 
@@ -136,7 +136,7 @@ a=sendrecv\r\n"
 #[test]
 fn reference_example_with_g722_configured_takes_the_first_offered() {
     let mut c = cfg(&[VideoCodec::H264]);
-    c.audio_codecs = vec![AudioCodec::Pcma, AudioCodec::from_name("G722").unwrap()];
+    c.local.audio_codecs = vec![AudioCodec::Pcma, AudioCodec::from_name("G722").unwrap()];
     let a = answer_ok(REFERENCE, &c);
     assert_eq!(a.negotiation.audio.pt, 9);
     assert!(
@@ -252,7 +252,7 @@ fn linphone_h264_without_packetization_mode_is_answered_mode_0() {
 #[test]
 fn linphone_opus_when_configured() {
     let mut c = cfg(&[VideoCodec::Vp8]);
-    c.audio_codecs = vec![
+    c.local.audio_codecs = vec![
         AudioCodec::Pcmu,
         AudioCodec::from_name("opus/48000/2").unwrap(),
     ];
@@ -307,7 +307,7 @@ fn disabled_video_in_the_offer_stays_disabled() {
 #[test]
 fn no_video_port_reserved_rejects_video() {
     let mut c = cfg(&[VideoCodec::H264]);
-    c.video_port = 0;
+    c.local.video_port = 0;
     let a = answer_ok(REFERENCE, &c);
     assert!(!a.has_video());
     let sd = SessionDescription::parse(REFERENCE.as_bytes()).unwrap();
@@ -411,7 +411,7 @@ a=rtpmap:101 telephone-event/8000\r\n";
     assert_eq!(a.negotiation.audio.pt, 0);
     assert_eq!(a.negotiation.audio.dtmf_pt, Some(101));
     let mut c = cfg(&[]);
-    c.audio_codecs = vec![AudioCodec::from_name("opus/48000/2").unwrap()];
+    c.local.audio_codecs = vec![AudioCodec::from_name("opus/48000/2").unwrap()];
     let a = answer_ok(offer, &c);
     assert_eq!(a.negotiation.audio.dtmf_pt, Some(110));
     assert!(a.sdp.contains("a=rtpmap:110 telephone-event/48000\r\n"));
@@ -447,7 +447,7 @@ fn rtcp_mux_and_rtcp_port() {
     assert!(!section(&a.sdp, 1).contains("rtcp-mux"));
 
     let mut c = cfg(&[VideoCodec::Vp8]);
-    c.rtcp_mux = false;
+    c.local.rtcp_mux = false;
     let a = answer_ok(&offer, &c);
     assert!(!a.negotiation.audio.rtcp_mux);
     assert_eq!(a.negotiation.audio.remote_rtcp, sock("203.0.113.5:20001"));
@@ -489,7 +489,7 @@ fn hold_address_is_never_sent_to() {
 fn ipv6_offer_and_ipv6_answer() {
     let offer = REFERENCE.replace("IN IP4 203.0.113.5", "IN IP6 2001:db8::5");
     let mut c = cfg(&[VideoCodec::H264]);
-    c.local_ip = ip("2001:db8::10");
+    c.local.local_ip = ip("2001:db8::10");
     let a = answer_ok(&offer, &c);
     assert_eq!(a.negotiation.audio.remote, sock("[2001:db8::5]:20000"));
     assert!(a.sdp.contains("o=- 1234 1 IN IP6 2001:db8::10\r\n"));
@@ -553,9 +553,9 @@ a=SENDONLY\n";
 #[test]
 fn our_offer_answered_by_our_answerer_agrees_both_ways() {
     let mut oc = OfferConfig::new(ip("192.0.2.1"), 4000, 4002);
-    oc.video_codecs = vec![VideoCodec::H264, VideoCodec::Vp8];
-    oc.rtcp_mux = true;
-    oc.audio_codecs = vec![
+    oc.local.video_codecs = vec![VideoCodec::H264, VideoCodec::Vp8];
+    oc.local.rtcp_mux = true;
+    oc.local.audio_codecs = vec![
         AudioCodec::Pcmu,
         AudioCodec::Pcma,
         AudioCodec::from_name("opus/48000/2").unwrap(),
@@ -588,7 +588,7 @@ fn our_offer_answered_by_our_answerer_agrees_both_ways() {
     sdp_types::Session::parse(offer.sdp.as_bytes()).expect("offer parses with sdp-types");
 
     let mut ac = cfg(&[VideoCodec::Vp8, VideoCodec::H264]);
-    ac.audio_codecs = vec![AudioCodec::Pcma];
+    ac.local.audio_codecs = vec![AudioCodec::Pcma];
     let sd = SessionDescription::parse(offer.sdp.as_bytes()).unwrap();
     let ans = answer(&sd, &ac).unwrap();
     check_answer_text(&sd, &ans.sdp);
@@ -732,7 +732,7 @@ fn reinvite_hold_resume_and_move() {
 #[test]
 fn reinvite_keeps_the_codec_in_use() {
     let mut c2 = cfg(&[VideoCodec::H264, VideoCodec::Vp8]);
-    c2.audio_codecs = vec![AudioCodec::Pcma, AudioCodec::Pcmu];
+    c2.local.audio_codecs = vec![AudioCodec::Pcma, AudioCodec::Pcmu];
     let offer = REFERENCE.replace("9 0 8 101", "8 0 101");
     let first = answer_ok(&offer, &c2);
     assert_eq!(first.negotiation.audio.pt, 8);
@@ -754,7 +754,7 @@ fn reinvite_keeps_the_codec_in_use() {
 fn default_codecs_answer_g722_like_roomkit_and_opus_with_its_parameters() {
     // roomkit's reference answer to `9 0 8 101`: G.722, under its RTP clock of 8 kHz.
     let mut c = cfg(&[VideoCodec::H264]);
-    c.audio_codecs = AudioCodec::defaults();
+    c.local.audio_codecs = AudioCodec::defaults();
     let a = answer_ok(REFERENCE, &c);
     let au = &a.negotiation.audio;
     assert_eq!((au.pt, au.codec.clone()), (9, AudioCodec::G722));
@@ -819,7 +819,7 @@ fn rtx_and_nack_are_answered_only_when_enabled() {
 
     // Without RTX we still NACK, and retransmit packets as they were.
     let mut no_rtx = c.clone();
-    no_rtx.video_rtx = false;
+    no_rtx.local.video_rtx = false;
     let a = answer_ok(RTX_OFFER, &no_rtx);
     let v = a.negotiation.video.as_ref().unwrap();
     assert!(v.nack && v.rtx_pt.is_none());
@@ -827,7 +827,7 @@ fn rtx_and_nack_are_answered_only_when_enabled() {
 
     // Without loss recovery we advertise neither: only what we do goes in the answer.
     let mut off = c;
-    off.video_nack = false;
+    off.local.video_nack = false;
     let a = answer_ok(RTX_OFFER, &off);
     let v = a.negotiation.video.as_ref().unwrap();
     assert!(!v.nack && v.rtx_pt.is_none() && v.pli);

@@ -451,19 +451,25 @@ pub extern "C" fn rkm_session_count(b: *const rkm_backend) -> usize {
     })
 }
 
-/// Counters of one RTP stream. All start at 0 when the session is created.
+/// Counters of one RTP stream. All start at 0 when the session is created; the `_ms`, `remote_`,
+/// `pacer_queued`, `audio_jitter_depth_ms` and `audio_expected_loss_pct` fields are current values
+/// rather than totals.
+// The C twin of `StreamStats`: every field of it, in its order. The `From` conversion below names
+// every field on both sides (so a field added to one struct only does not compile), and
+// `tests/header_fresh.rs` checks the header's field list against `StreamStats`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct rkm_stream_stats {
-    /// RTP packets accepted.
+    /// RTP packets accepted, retransmissions included.
     pub packets_received: u64,
     /// RTP bytes accepted, headers included.
     pub bytes_received: u64,
-    /// RTP packets sent.
+    /// RTP packets sent, retransmissions included.
     pub packets_sent: u64,
     /// RTP bytes sent, headers included.
     pub bytes_sent: u64,
-    /// Packets expected but not received (RFC 3550; negative with duplicates).
+    /// Packets expected but not received (RFC 3550, before any recovery; negative with
+    /// duplicates).
     pub lost: i64,
     /// Packets that arrived after a later-numbered one.
     pub reordered: u64,
@@ -503,22 +509,19 @@ pub struct rkm_stream_stats {
     pub dtmf_received: u64,
     /// DTMF digits sent.
     pub dtmf_sent: u64,
-    /// Round-trip time from RTCP reports, milliseconds (0 until measured).
-    pub rtt_ms: f64,
-    /// Fraction of our packets the peer reports lost in its last report (0–1).
-    pub remote_fraction_lost: f64,
-    /// The peer's cumulative count of our packets lost.
-    pub remote_cumulative_lost: i64,
-    /// The interarrival jitter the peer reports for our packets, milliseconds.
-    pub remote_jitter_ms: f64,
-    /// Sequence numbers we asked the peer to resend (RTCP NACK).
+    /// Sequence numbers we asked the peer to resend (RTCP NACK; each retry counts).
     pub nack_sent: u64,
     /// Sequence numbers the peer asked us to resend.
     pub nack_received: u64,
     /// Packets we resent because of a NACK (on the RTX stream when configured).
     pub retransmitted: u64,
-    /// RTX packets received.
+    /// NACKed packets we did not resend: unknown, too old, resent too recently, or over the
+    /// retransmission budget.
+    pub retransmit_refused: u64,
+    /// RTX packets received (RFC 4588).
     pub rtx_received: u64,
+    /// Retransmissions of packets we already had (dropped).
+    pub rtx_duplicates: u64,
     /// Lost packets that came back after a NACK, in time to be used.
     pub recovered: u64,
     /// Packets that came after their place in the stream was given up (dropped).
@@ -527,53 +530,138 @@ pub struct rkm_stream_stats {
     pub audio_concealed: u64,
     /// Audio packets that arrived after their frame had played (dropped).
     pub audio_late: u64,
+    /// Audio packets the jitter buffer dropped to lower its delay or because it was full.
+    pub audio_dropped: u64,
+    /// The jitter buffer's current target delay, milliseconds (0 without a jitter buffer).
+    pub audio_jitter_depth_ms: f64,
+    /// Round-trip time from RTCP reports, milliseconds (0 until measured).
+    pub rtt_ms: f64,
+    /// Fraction of our packets the peer reports lost in its last report (0–1).
+    pub remote_fraction_lost: f64,
+    /// The peer's cumulative count of our packets lost.
+    pub remote_cumulative_lost: i64,
+    /// The interarrival jitter the peer reports for our packets, milliseconds.
+    pub remote_jitter_ms: f64,
+    /// Packets waiting in the pacer now.
+    pub pacer_queued: u64,
+    /// The last picture's pacing delay, milliseconds: from `rkm_send_video` to its last packet
+    /// leaving.
+    pub pacer_delay_ms: f64,
+    /// The longest pacing delay of any picture, milliseconds.
+    pub pacer_delay_max_ms: f64,
     /// RTCP BYEs received from the peer.
     pub bye_received: u64,
     /// Times the peer was silent for the inactivity timeout.
     pub inactivity_events: u64,
+    /// Tail-loss probes sent: our last packet sent once more when no picture followed it, so a
+    /// receiver that lost the end of the last picture can tell; not counted in `retransmitted`.
+    pub tail_probes: u64,
+    /// The packet loss (percent) the Opus encoder protects against with in-band FEC, from the
+    /// peer's last receiver report; 0 before the first report and for codecs without FEC.
+    pub audio_expected_loss_pct: u32,
 }
 
 impl From<&StreamStats> for rkm_stream_stats {
     fn from(s: &StreamStats) -> Self {
+        // No `..` on either side: a counter added to `StreamStats` or to `rkm_stream_stats`
+        // alone is a compile error here, so C users cannot silently miss one.
+        let StreamStats {
+            packets_received,
+            bytes_received,
+            packets_sent,
+            bytes_sent,
+            lost,
+            reordered,
+            duplicates,
+            jitter_ms,
+            frames,
+            keyframes,
+            frames_dropped_incomplete,
+            frames_dropped_gated,
+            frames_dropped_slow_callback,
+            pli_sent,
+            pli_received,
+            fir_sent,
+            fir_received,
+            rtcp_received,
+            rtcp_sent,
+            unexpected_source,
+            malformed,
+            unknown_payload_type,
+            dtmf_received,
+            dtmf_sent,
+            nack_sent,
+            nack_received,
+            retransmitted,
+            retransmit_refused,
+            rtx_received,
+            rtx_duplicates,
+            recovered,
+            late,
+            audio_concealed,
+            audio_late,
+            audio_dropped,
+            audio_jitter_depth_ms,
+            rtt_ms,
+            remote_fraction_lost,
+            remote_cumulative_lost,
+            remote_jitter_ms,
+            pacer_queued,
+            pacer_delay_ms,
+            pacer_delay_max_ms,
+            bye_received,
+            inactivity_events,
+            tail_probes,
+            audio_expected_loss_pct,
+        } = *s;
         rkm_stream_stats {
-            packets_received: s.packets_received,
-            bytes_received: s.bytes_received,
-            packets_sent: s.packets_sent,
-            bytes_sent: s.bytes_sent,
-            lost: s.lost,
-            reordered: s.reordered,
-            duplicates: s.duplicates,
-            jitter_ms: s.jitter_ms,
-            frames: s.frames,
-            keyframes: s.keyframes,
-            frames_dropped_incomplete: s.frames_dropped_incomplete,
-            frames_dropped_gated: s.frames_dropped_gated,
-            frames_dropped_slow_callback: s.frames_dropped_slow_callback,
-            pli_sent: s.pli_sent,
-            pli_received: s.pli_received,
-            fir_sent: s.fir_sent,
-            fir_received: s.fir_received,
-            rtcp_received: s.rtcp_received,
-            rtcp_sent: s.rtcp_sent,
-            unexpected_source: s.unexpected_source,
-            malformed: s.malformed,
-            unknown_payload_type: s.unknown_payload_type,
-            dtmf_received: s.dtmf_received,
-            dtmf_sent: s.dtmf_sent,
-            rtt_ms: s.rtt_ms,
-            remote_fraction_lost: s.remote_fraction_lost,
-            remote_cumulative_lost: s.remote_cumulative_lost,
-            remote_jitter_ms: s.remote_jitter_ms,
-            nack_sent: s.nack_sent,
-            nack_received: s.nack_received,
-            retransmitted: s.retransmitted,
-            rtx_received: s.rtx_received,
-            recovered: s.recovered,
-            late: s.late,
-            audio_concealed: s.audio_concealed,
-            audio_late: s.audio_late,
-            bye_received: s.bye_received,
-            inactivity_events: s.inactivity_events,
+            packets_received,
+            bytes_received,
+            packets_sent,
+            bytes_sent,
+            lost,
+            reordered,
+            duplicates,
+            jitter_ms,
+            frames,
+            keyframes,
+            frames_dropped_incomplete,
+            frames_dropped_gated,
+            frames_dropped_slow_callback,
+            pli_sent,
+            pli_received,
+            fir_sent,
+            fir_received,
+            rtcp_received,
+            rtcp_sent,
+            unexpected_source,
+            malformed,
+            unknown_payload_type,
+            dtmf_received,
+            dtmf_sent,
+            nack_sent,
+            nack_received,
+            retransmitted,
+            retransmit_refused,
+            rtx_received,
+            rtx_duplicates,
+            recovered,
+            late,
+            audio_concealed,
+            audio_late,
+            audio_dropped,
+            audio_jitter_depth_ms,
+            rtt_ms,
+            remote_fraction_lost,
+            remote_cumulative_lost,
+            remote_jitter_ms,
+            pacer_queued,
+            pacer_delay_ms,
+            pacer_delay_max_ms,
+            bye_received,
+            inactivity_events,
+            tail_probes,
+            audio_expected_loss_pct,
         }
     }
 }

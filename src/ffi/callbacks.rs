@@ -240,16 +240,30 @@ struct SessionInfoText {
 
 impl SessionInfoText {
     fn new(s: &SessionInfo) -> SessionInfoText {
+        // Every field named (no `..`): a field added to `SessionInfo` does not compile until it
+        // is either given to C here or listed as left out on purpose. Left out: the metadata
+        // (SIP details reach C through `rkm_call_info`). Of each stream C gets the RTP
+        // addresses and the audio PCM rate here; `rkm_session_addresses` has the RTCP ones.
+        let SessionInfo {
+            id,
+            room_id,
+            participant_id,
+            metadata: _,
+            audio,
+            video,
+            video_metadata: _,
+            end_reason,
+        } = s;
         SessionInfoText {
-            id: SessionIdText::new(s.id),
-            room: c_text(&s.room_id),
-            participant: c_text(&s.participant_id),
-            local: c_text(&s.audio.local_addr.to_string()),
-            remote: c_text(&s.audio.remote_addr.to_string()),
-            video_local: s.video.as_ref().map(|v| c_text(&v.local_addr.to_string())),
-            video_remote: s.video.as_ref().map(|v| c_text(&v.remote_addr.to_string())),
-            end_reason: end_reason_to_c(s.end_reason),
-            sample_rate: s.audio.sample_rate,
+            id: SessionIdText::new(*id),
+            room: c_text(room_id),
+            participant: c_text(participant_id),
+            local: c_text(&audio.local_addr.to_string()),
+            remote: c_text(&audio.remote_addr.to_string()),
+            video_local: video.as_ref().map(|v| c_text(&v.local_addr.to_string())),
+            video_remote: video.as_ref().map(|v| c_text(&v.remote_addr.to_string())),
+            end_reason: end_reason_to_c(*end_reason),
+            sample_rate: audio.sample_rate,
         }
     }
 

@@ -235,12 +235,19 @@ pub extern "C" fn rkm_on_call_state(
         let ud = UserData::new(user_data);
         match cb {
             Some(f) => sip.on_call_state(move |session: SessionId, p: &CallProgress| {
+                // Every field named (no `..`): a field added to `CallProgress` does not compile
+                // until `rkm_call_progress` carries it too.
+                let CallProgress {
+                    state,
+                    status,
+                    reason,
+                } = p;
                 let id = SessionIdText::new(session);
-                let reason = c_text(&p.reason);
+                let reason = c_text(reason);
                 let view = rkm_call_progress {
                     session_id: id.as_ptr(),
-                    state: call_state_to_c(p.state),
-                    status: p.status,
+                    state: call_state_to_c(*state),
+                    status: *status,
                     reason: reason.as_ptr(),
                 };
                 // SAFETY: the registrant declared `f` callable from the SIP callback thread

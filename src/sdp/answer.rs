@@ -11,6 +11,7 @@ use super::codecs::{
     supported_feedback, telephone_event, video_codec_of, AudioCodec, OpusParams, DEFAULT_EVENTS,
     H264_DEFAULT_PROFILE_LEVEL_ID, OPUS_FMTP, RTX, TELEPHONE_EVENT,
 };
+use super::local::LocalMedia;
 use super::model::{
     Direction, MediaDescription, MediaKind, PayloadType, SdpError, SessionDescription,
 };
@@ -22,56 +23,24 @@ pub const DEFAULT_PTIME_MS: u32 = 20;
 /// What we can do and where we listen, for building an answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AnswerConfig {
-    /// Audio codecs we accept. The offerer's order decides among them.
-    pub audio_codecs: Vec<AudioCodec>,
-    /// Video codecs we accept; empty refuses video. The offerer's order decides among them.
-    pub video_codecs: Vec<VideoCodec>,
-    /// The address written in `o=` and `c=`: the advertised IP if there is one, else the local
-    /// RTP IP.
-    pub local_ip: IpAddr,
-    /// Our audio RTP port.
-    pub audio_port: u16,
-    /// Our video RTP port; 0 refuses video (answered `m=video 0`).
-    pub video_port: u16,
-    /// The `o=` session id (a number chosen once per call).
-    pub session_id: u64,
-    /// The `o=` session version.
-    pub session_version: u64,
-    /// The `s=` line.
-    pub session_name: String,
-    /// Accept RTP/RTCP multiplexing (RFC 5761) when it is offered.
-    pub rtcp_mux: bool,
+    /// Our codecs, addresses and session identity, as an offer would give them (see
+    /// [`OfferConfig`](super::OfferConfig)). The offerer's order decides among the codecs.
+    pub local: LocalMedia,
     /// Accept telephone events (RFC 4733) when they are offered.
     pub telephone_event: bool,
     /// The most we want on every stream: `SendRecv` takes what the offer allows; `SendOnly`
     /// while we hold the far end (an offer to send to us then gets `inactive` or `sendonly`).
     pub direction: Direction,
-    /// Take part in generic NACK (RFC 4585) on video when the offer does: answer `nack`.
-    pub video_nack: bool,
-    /// Accept an offered retransmission stream (RFC 4588) for the chosen video payload type
-    /// (only with `video_nack`, since retransmissions answer NACKs).
-    pub video_rtx: bool,
 }
 
 impl AnswerConfig {
-    /// A configuration with the defaults: [`AudioCodec::defaults`], H.264, rtcp-mux, telephone
-    /// events, NACK and RTX accepted, session id and version 0 (set them per call), session name
-    /// `roomkit-media`.
+    /// A configuration with the defaults: those of [`LocalMedia::new`], telephone events
+    /// accepted, `SendRecv`.
     pub fn new(local_ip: IpAddr, audio_port: u16, video_port: u16) -> AnswerConfig {
         AnswerConfig {
-            audio_codecs: AudioCodec::defaults(),
-            video_codecs: vec![VideoCodec::H264],
-            local_ip,
-            audio_port,
-            video_port,
-            session_id: 0,
-            session_version: 0,
-            session_name: "roomkit-media".to_string(),
-            rtcp_mux: true,
+            local: LocalMedia::new(local_ip, audio_port, video_port),
             telephone_event: true,
             direction: Direction::SendRecv,
-            video_nack: true,
-            video_rtx: true,
         }
     }
 }
@@ -195,7 +164,7 @@ impl From<SdpError> for AnswerError {
 /// other m-line is rejected with port 0. Fails when there is no usable audio stream.
 pub fn answer(offer: &SessionDescription, cfg: &AnswerConfig) -> Result<Answer, AnswerError> {
     let plan = plan(offer, cfg, None)?;
-    Ok(plan.finish(cfg, cfg.session_id, cfg.session_version))
+    Ok(plan.finish(cfg, cfg.local.session_id, cfg.local.session_version))
 }
 
 /// The result of answering a new offer in an established call.
@@ -302,13 +271,13 @@ fn choose_audio<'a>(
 ) -> Option<(&'a PayloadType, AudioCodec)> {
     if let Some(old) = keep {
         if let Some(p) = m.payload(old.pt) {
-            if old.codec.matches(p) && cfg.audio_codecs.contains(&old.codec) {
+            if old.codec.matches(p) && cfg.local.audio_codecs.contains(&old.codec) {
                 return Some((p, old.codec.clone()));
             }
         }
     }
     m.payloads.iter().find_map(|p| {
-        cfg.audio_codecs
+        cfg.local.audio_codecs
             .iter()
             .find(|c| c.matches(p))
             .map(|c| (p, c.clone()))
@@ -322,7 +291,7 @@ fn choose_video<'a>(
 ) -> Option<(&'a PayloadType, VideoCodec)> {
     if let Some(old) = keep {
         if let Some(p) = m.payload(old.pt) {
-            if video_codec_of(p) == Some(old.codec) && cfg.video_codecs.contains(&old.codec) {
+            if video_codec_of(p) == Some(old.codec) && cfg.local.video_codecs.contains(&old.codec) {
                 return Some((p, old.codec));
             }
         }
@@ -333,7 +302,7 @@ fn choose_video<'a>(
         .payloads
         .iter()
         .filter_map(video_codec_of)
-        .find(|c| cfg.video_codecs.contains(c))?;
+        .find(|c| cfg.local.video_codecs.contains(c))?;
     pick_video_payload(m, codec).map(|p| (p, codec))
 }
 
@@ -360,7 +329,7 @@ fn plan<'a>(
                 }
             }
             MediaKind::Video
-                if video.is_none() && cfg.video_port != 0 && usable_stream(m).is_ok() =>
+                if video.is_none() && cfg.local.video_port != 0 && usable_stream(m).is_ok() =>
             {
                 video = choose_video(m, cfg, keep.and_then(|k| k.video.as_ref()))
                     .map(|(p, c)| (i, m, p, c));
@@ -429,10 +398,10 @@ impl Plan<'_> {
         });
         let sdp = render(
             &SessionHeader {
-                local_ip: cfg.local_ip,
+                local_ip: cfg.local.local_ip,
                 session_id,
                 session_version,
-                session_name: &cfg.session_name,
+                session_name: &cfg.local.session_name,
             },
             medias,
         );
@@ -448,7 +417,7 @@ impl Plan<'_> {
         let m = self.audio_media;
         let codec = &self.audio_codec;
         let pt = self.audio_pt.pt;
-        let rtcp_mux = cfg.rtcp_mux && m.rtcp_mux;
+        let rtcp_mux = cfg.local.rtcp_mux && m.rtcp_mux;
         let direction = answer_direction(m).restrict(cfg.direction);
         let ptime = m.ptime.unwrap_or(DEFAULT_PTIME_MS);
         let mut fmt = pt.to_string();
@@ -478,7 +447,7 @@ impl Plan<'_> {
         attrs.push(direction.as_str().to_string());
         let remote = m
             .rtp_addr()
-            .unwrap_or_else(|| SocketAddr::new(cfg.local_ip, 0));
+            .unwrap_or_else(|| SocketAddr::new(cfg.local.local_ip, 0));
         let negotiated = NegotiatedAudio {
             pt,
             codec: codec.clone(),
@@ -492,7 +461,7 @@ impl Plan<'_> {
             rtcp_mux,
             opus,
         };
-        let section = media("audio", cfg.audio_port, answer_proto(m), &fmt, attrs);
+        let section = media("audio", cfg.local.audio_port, answer_proto(m), &fmt, attrs);
         (section, negotiated)
     }
 }
@@ -527,7 +496,7 @@ fn video_section(
     cfg: &AnswerConfig,
 ) -> (sdp_types::Media, NegotiatedVideo) {
     let pt = p.pt;
-    let rtcp_mux = cfg.rtcp_mux && m.rtcp_mux;
+    let rtcp_mux = cfg.local.rtcp_mux && m.rtcp_mux;
     let direction = answer_direction(m).restrict(cfg.direction);
     let mut fmt = pt.to_string();
     let mut attrs = vec![format!("rtpmap:{pt} {}/90000", codec.encoding_name())];
@@ -541,14 +510,14 @@ fn video_section(
     let feedback: Vec<&String> = p
         .rtcp_fb
         .iter()
-        .filter(|fb| supported_feedback(fb, cfg.video_nack))
+        .filter(|fb| supported_feedback(fb, cfg.local.video_nack))
         .collect();
     for fb in &feedback {
         attrs.push(format!("rtcp-fb:{pt} {}", fb.to_ascii_lowercase()));
     }
     let has_fb = |name: &str| feedback.iter().any(|f| f.eq_ignore_ascii_case(name));
     // A retransmission stream only makes sense where NACKs flow.
-    let rtx = rtx_for(m, pt).filter(|_| cfg.video_rtx && has_fb("nack"));
+    let rtx = rtx_for(m, pt).filter(|_| cfg.local.video_rtx && has_fb("nack"));
     if let Some(r) = rtx {
         fmt.push_str(&format!(" {}", r.pt));
         attrs.push(format!("rtpmap:{} {RTX}/90000", r.pt));
@@ -560,7 +529,7 @@ fn video_section(
     attrs.push(direction.as_str().to_string());
     let remote = m
         .rtp_addr()
-        .unwrap_or_else(|| SocketAddr::new(cfg.local_ip, 0));
+        .unwrap_or_else(|| SocketAddr::new(cfg.local.local_ip, 0));
     let negotiated = NegotiatedVideo {
         pt,
         codec,
@@ -576,7 +545,7 @@ fn video_section(
         nack: has_fb("nack"),
         rtx_pt: rtx.map(|r| r.pt),
     };
-    let section = media("video", cfg.video_port, answer_proto(m), &fmt, attrs);
+    let section = media("video", cfg.local.video_port, answer_proto(m), &fmt, attrs);
     (section, negotiated)
 }
 

@@ -8,6 +8,7 @@
 
 mod answer;
 mod codecs;
+mod local;
 mod model;
 mod offer;
 mod parse;
@@ -18,6 +19,7 @@ pub use answer::{
     Negotiation, Reanswer, DEFAULT_PTIME_MS,
 };
 pub use codecs::{AudioCodec, OpusParams, H264_DEFAULT_PROFILE_LEVEL_ID, H264_OFFER_PROFILE_LEVEL_ID};
+pub use local::LocalMedia;
 pub use model::{
     Direction, MediaDescription, MediaKind, Origin, PayloadType, RtcpAttr, RtpMap, SdpError,
     SessionDescription,

@@ -13,6 +13,7 @@ use super::codecs::{
     H264_OFFER_PROFILE_LEVEL_ID, OPUS_FMTP, RTX, TELEPHONE_EVENT,
 };
 use super::answer::Answer;
+use super::local::LocalMedia;
 use super::model::{Direction, MediaDescription, MediaKind, PayloadType, SessionDescription};
 use super::write::{media, rejected, render, SessionHeader};
 
@@ -28,51 +29,28 @@ const DTMF_48K_PT: u8 = 110;
 /// What we offer and where we listen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OfferConfig {
-    /// Audio codecs in our order of preference; empty means [`AudioCodec::defaults`].
-    pub audio_codecs: Vec<AudioCodec>,
-    /// Video codecs in our order of preference; empty (or `video_port` 0) offers no video.
-    pub video_codecs: Vec<VideoCodec>,
-    /// The address written in `o=` and `c=`.
-    pub local_ip: IpAddr,
-    pub audio_port: u16,
-    /// 0: no `m=video` line.
-    pub video_port: u16,
-    pub session_id: u64,
-    pub session_version: u64,
-    pub session_name: String,
+    /// Our codecs, addresses and session identity, as an answer would give them (see
+    /// [`AnswerConfig`](super::AnswerConfig)).
+    pub local: LocalMedia,
     /// The telephone-event payload type to offer at 8 kHz, beside 8 kHz codecs such as G.711
     /// and G.722 (`None`: no RFC 4733 events). When Opus is offered, events at 48 kHz are
     /// offered too, under another payload type.
     pub dtmf_pt: Option<u8>,
-    /// Offer RTP/RTCP multiplexing. We must still take RTCP on port + 1 if the answer declines.
-    pub rtcp_mux: bool,
     /// The audio packet duration we ask for, in milliseconds.
     pub ptime: u32,
-    /// Offer generic NACK on video (`a=rtcp-fb:<pt> nack`).
-    pub video_nack: bool,
-    /// Offer a retransmission payload type (RFC 4588) per video codec (with `video_nack`).
-    pub video_rtx: bool,
 }
 
 impl OfferConfig {
-    /// Defaults: [`AudioCodec::defaults`] with telephone events (101 at 8 kHz), H.264 with
-    /// NACK and RTX, ptime 20, no rtcp-mux, session id and version 0 (set them per call),
-    /// session name `roomkit-media`.
+    /// Defaults: those of [`LocalMedia::new`] except rtcp-mux, which is not offered; telephone
+    /// events (101 at 8 kHz); ptime 20.
     pub fn new(local_ip: IpAddr, audio_port: u16, video_port: u16) -> OfferConfig {
         OfferConfig {
-            audio_codecs: AudioCodec::defaults(),
-            video_codecs: vec![VideoCodec::H264],
-            local_ip,
-            audio_port,
-            video_port,
-            session_id: 0,
-            session_version: 0,
-            session_name: "roomkit-media".to_string(),
+            local: LocalMedia {
+                rtcp_mux: false,
+                ..LocalMedia::new(local_ip, audio_port, video_port)
+            },
             dtmf_pt: Some(101),
-            rtcp_mux: false,
             ptime: 20,
-            video_nack: true,
-            video_rtx: true,
         }
     }
 }
@@ -121,15 +99,16 @@ fn assign_audio(codecs: &[AudioCodec], taken: &mut Vec<u8>) -> Vec<(u8, AudioCod
 /// H.264 (PT 96, packetization-mode 1, profile-level-id 42e01f) and/or VP8 (PT 97) when video is
 /// configured.
 pub fn build_offer(cfg: &OfferConfig) -> Offer {
+    let local = &cfg.local;
     let defaults = AudioCodec::defaults();
-    let codecs = if cfg.audio_codecs.is_empty() {
+    let codecs = if local.audio_codecs.is_empty() {
         &defaults[..]
     } else {
-        &cfg.audio_codecs[..]
+        &local.audio_codecs[..]
     };
-    let video_rtx = cfg.video_nack && cfg.video_rtx;
-    let video = if cfg.video_port != 0 {
-        video_payload_types(&cfg.video_codecs)
+    let video_rtx = local.video_nack && local.video_rtx;
+    let video = if local.video_port != 0 {
+        video_payload_types(&local.video_codecs)
     } else {
         Vec::new()
     };
@@ -160,13 +139,13 @@ pub fn build_offer(cfg: &OfferConfig) -> Offer {
         attrs.push(format!("fmtp:{ev} {DEFAULT_EVENTS}"));
     }
     attrs.push(format!("ptime:{}", cfg.ptime));
-    if cfg.rtcp_mux {
+    if local.rtcp_mux {
         attrs.push("rtcp-mux".to_string());
     }
     attrs.push("sendrecv".to_string());
     let mut medias = vec![media(
         "audio",
-        cfg.audio_port,
+        local.audio_port,
         "RTP/AVP",
         &fmt.join(" "),
         attrs,
@@ -175,20 +154,20 @@ pub fn build_offer(cfg: &OfferConfig) -> Offer {
     if !video.is_empty() {
         medias.push(video_offer_media(
             &video,
-            cfg.video_port,
-            cfg.video_nack,
+            local.video_port,
+            local.video_nack,
             video_rtx,
-            cfg.rtcp_mux,
+            local.rtcp_mux,
             Direction::SendRecv,
         ));
     }
 
     let sdp = render(
         &SessionHeader {
-            local_ip: cfg.local_ip,
-            session_id: cfg.session_id,
-            session_version: cfg.session_version,
-            session_name: &cfg.session_name,
+            local_ip: local.local_ip,
+            session_id: local.session_id,
+            session_version: local.session_version,
+            session_name: &local.session_name,
         },
         medias,
     );
@@ -197,12 +176,12 @@ pub fn build_offer(cfg: &OfferConfig) -> Offer {
         audio,
         dtmf,
         video,
-        video_nack: cfg.video_nack,
+        video_nack: local.video_nack,
         video_rtx,
-        rtcp_mux: cfg.rtcp_mux,
+        rtcp_mux: local.rtcp_mux,
         ptime: cfg.ptime,
-        session_id: cfg.session_id,
-        session_version: cfg.session_version,
+        session_id: local.session_id,
+        session_version: local.session_version,
     }
 }
 

@@ -13,8 +13,8 @@ const VIDEO_PORT: u16 = 10002;
 
 fn answer_config() -> AnswerConfig {
     let mut c = AnswerConfig::new("192.0.2.10".parse().expect("IP"), AUDIO_PORT, VIDEO_PORT);
-    c.video_codecs = vec![VideoCodec::H264, VideoCodec::Vp8];
-    c.session_id = 42;
+    c.local.video_codecs = vec![VideoCodec::H264, VideoCodec::Vp8];
+    c.local.session_id = 42;
     c
 }
 
@@ -63,7 +63,7 @@ fn check_answer_text(offer: &SessionDescription, sdp: &str, audio_pt: u8, video_
 pub fn offer_answer(data: &[u8]) {
     if let Ok(offer) = SessionDescription::parse(data) {
         let cfg = answer_config();
-        let _ = offer.accepts_video(&cfg.video_codecs);
+        let _ = offer.accepts_video(&cfg.local.video_codecs);
         match answer(&offer, &cfg) {
             Ok(a) => {
                 let n = &a.negotiation;
@@ -83,7 +83,7 @@ pub fn offer_answer(data: &[u8]) {
         }
     }
     let mut cfg = OfferConfig::new("192.0.2.1".parse().expect("IP"), 4000, 4002);
-    cfg.video_codecs = vec![VideoCodec::H264, VideoCodec::Vp8];
+    cfg.local.video_codecs = vec![VideoCodec::H264, VideoCodec::Vp8];
     let ours = build_offer(&cfg);
     if let Ok(n) = parse_answer(&ours, data) {
         assert!(

@@ -527,19 +527,17 @@ impl SipCore {
         let c = self.calls.get_mut(&no).ok_or(481u16)?;
         let local = c.media.local.as_ref().ok_or(491u16)?;
         // While we hold the far end we keep not receiving, whatever it offers.
-        let cfg = AnswerConfig {
+        let mut cfg = AnswerConfig {
             direction: if c.held_by_us {
                 Direction::SendOnly
             } else {
                 Direction::SendRecv
             },
-            video_port: if has_video {
-                c.media.answer_cfg.video_port
-            } else {
-                added.and_then(|r| r.video_port).unwrap_or(0)
-            },
             ..c.media.answer_cfg.clone()
         };
+        if !has_video {
+            cfg.local.video_port = added.and_then(|r| r.video_port).unwrap_or(0);
+        }
         let re = match reanswer(&offer, local, &cfg) {
             Ok(re) => re,
             Err(_) => {
@@ -553,7 +551,7 @@ impl SipCore {
         let call_id = c.call_id.clone();
         let started = c.media.started;
         if re.video_removed {
-            c.media.answer_cfg.video_port = 0;
+            c.media.answer_cfg.local.video_port = 0;
             if started {
                 self.host.remove_video(session);
             }
@@ -568,7 +566,7 @@ impl SipCore {
                         .is_ok()
                     {
                         if let Some(c) = self.calls.get_mut(&no) {
-                            c.media.answer_cfg.video_port = cfg.video_port;
+                            c.media.answer_cfg.local.video_port = cfg.local.video_port;
                         }
                     }
                 }
@@ -937,13 +935,13 @@ impl SipCore {
                                     )
                                     .is_ok();
                             if ok {
-                                c.media.answer_cfg.video_port = port;
+                                c.media.answer_cfg.local.video_port = port;
                             } else {
                                 self.host.release(reservation);
                             }
                         }
                         Some(VideoChange::Remove) => {
-                            c.media.answer_cfg.video_port = 0;
+                            c.media.answer_cfg.local.video_port = 0;
                             if c.media.started {
                                 self.host.remove_video(session);
                             }

@@ -95,18 +95,18 @@ impl SipCore {
             Err(MediaError { status, reason }) => return self.dial_refused(&req, status, &reason),
         };
         let mut oc = OfferConfig::new(self.sdp_ip(), r.audio_port, r.video_port.unwrap_or(0));
-        oc.audio_codecs = self.cfg.supported_codecs.clone();
-        oc.video_codecs = if video {
+        oc.local.audio_codecs = self.cfg.supported_codecs.clone();
+        oc.local.video_codecs = if video {
             self.cfg.supported_video_codecs.clone()
         } else {
             Vec::new()
         };
-        oc.session_id = u64::from(rand::random::<u32>());
-        oc.session_version = oc.session_id;
-        oc.session_name = self.cfg.user_agent.clone();
-        oc.rtcp_mux = true;
-        oc.video_nack = self.cfg.resilience.nack.enabled;
-        oc.video_rtx = self.cfg.video_rtx;
+        oc.local.session_id = u64::from(rand::random::<u32>());
+        oc.local.session_version = oc.local.session_id;
+        oc.local.session_name = self.cfg.user_agent.clone();
+        oc.local.rtcp_mux = true;
+        oc.local.video_nack = self.cfg.resilience.nack.enabled;
+        oc.local.video_rtx = self.cfg.video_rtx;
         let offer = build_offer(&oc);
         let answer_cfg = self.answer_config(r.audio_port, r.video_port.unwrap_or(0));
         let no = self.new_id();
@@ -464,7 +464,7 @@ impl SipCore {
         };
         if neg.video.is_none() {
             // The video port went back when the media started without video.
-            c.media.answer_cfg.video_port = 0;
+            c.media.answer_cfg.local.video_port = 0;
         }
         c.media.local = Some(Answer {
             sdp: leg.offer.sdp.clone(),

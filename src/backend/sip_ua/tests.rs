@@ -256,7 +256,7 @@ fn keep_all() -> Link {
 fn sdp_answer(invite: &SipMessage, port: u16) -> String {
     let offer = SessionDescription::parse(invite.body()).unwrap();
     let mut cfg = AnswerConfig::new([127, 0, 0, 1].into(), port, port + 2);
-    cfg.session_id = 77;
+    cfg.local.session_id = 77;
     answer(&offer, &cfg).unwrap().sdp
 }
 

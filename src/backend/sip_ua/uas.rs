@@ -132,22 +132,22 @@ impl SipCore {
             audio_port,
             video_port,
         );
-        if a.local_ip.is_unspecified() {
-            a.local_ip = self.host_ip;
+        if a.local.local_ip.is_unspecified() {
+            a.local.local_ip = self.host_ip;
         }
-        a.audio_codecs = self.cfg.supported_codecs.clone();
-        a.video_codecs = if self.with_video {
+        a.local.audio_codecs = self.cfg.supported_codecs.clone();
+        a.local.video_codecs = if self.with_video {
             self.cfg.supported_video_codecs.clone()
         } else {
             Vec::new()
         };
-        a.session_id = rand::random::<u32>() as u64;
-        a.session_version = a.session_id;
-        a.session_name = self.cfg.user_agent.clone();
-        a.rtcp_mux = true;
+        a.local.session_id = rand::random::<u32>() as u64;
+        a.local.session_version = a.local.session_id;
+        a.local.session_name = self.cfg.user_agent.clone();
+        a.local.rtcp_mux = true;
         a.telephone_event = true;
-        a.video_nack = self.cfg.resilience.nack.enabled;
-        a.video_rtx = self.cfg.video_rtx;
+        a.local.video_nack = self.cfg.resilience.nack.enabled;
+        a.local.video_rtx = self.cfg.video_rtx;
         a
     }
 
@@ -317,10 +317,10 @@ impl SipCore {
         } = s;
         let cfg = self.answer_config(reservation.audio_port, reservation.video_port.unwrap_or(0));
         let ans = answer(offer, &cfg).map_err(|e| Refusal::status(e.status_code()))?;
-        let cfg = AnswerConfig {
-            video_port: if ans.has_video() { cfg.video_port } else { 0 },
-            ..cfg
-        };
+        let mut cfg = cfg;
+        if !ans.has_video() {
+            cfg.local.video_port = 0;
+        }
         let tag = match &self.servers.get(&id).map(|e| &e.tx) {
             Some(ServerTx::Invite { tag, .. }) => tag.clone(),
             _ => new_tag(),

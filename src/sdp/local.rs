@@ -1,0 +1,62 @@
+//! Our side of a call's media, as both an offer and an answer describe it.
+
+use std::net::IpAddr;
+
+use crate::frame::VideoCodec;
+
+use super::codecs::AudioCodec;
+
+/// What we can do and where we listen: the part of our session description that does not
+/// depend on whether we offer or answer. [`OfferConfig`](super::OfferConfig) and
+/// [`AnswerConfig`](super::AnswerConfig) both carry one as `local`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalMedia {
+    /// Audio codecs. An offer lists them in this order of preference (empty offers
+    /// [`AudioCodec::defaults`]); an answer accepts these, in the offerer's order.
+    pub audio_codecs: Vec<AudioCodec>,
+    /// Video codecs, as `audio_codecs`; empty offers or accepts no video.
+    pub video_codecs: Vec<VideoCodec>,
+    /// The address written in `o=` and `c=`: the advertised IP if there is one, else the local
+    /// RTP IP.
+    pub local_ip: IpAddr,
+    /// Our audio RTP port.
+    pub audio_port: u16,
+    /// Our video RTP port; 0: no video (no `m=video` offered; an offered one answered with
+    /// port 0).
+    pub video_port: u16,
+    /// The `o=` session id (a number chosen once per call).
+    pub session_id: u64,
+    /// The `o=` session version.
+    pub session_version: u64,
+    /// The `s=` line.
+    pub session_name: String,
+    /// Offer RTP/RTCP multiplexing (RFC 5761), or accept it when offered. An offerer must still
+    /// take RTCP on port + 1 if the answer declines.
+    pub rtcp_mux: bool,
+    /// Generic NACK (RFC 4585) on video: offer `a=rtcp-fb:<pt> nack`, or answer `nack` when the
+    /// offer has it.
+    pub video_nack: bool,
+    /// A retransmission payload type (RFC 4588) per video codec: offered, or accepted for the
+    /// chosen one; only with `video_nack`, since retransmissions answer NACKs.
+    pub video_rtx: bool,
+}
+
+impl LocalMedia {
+    /// Defaults: [`AudioCodec::defaults`], H.264 with NACK and RTX, rtcp-mux, session id and
+    /// version 0 (set them per call), session name `roomkit-media`.
+    pub fn new(local_ip: IpAddr, audio_port: u16, video_port: u16) -> LocalMedia {
+        LocalMedia {
+            audio_codecs: AudioCodec::defaults(),
+            video_codecs: vec![VideoCodec::H264],
+            local_ip,
+            audio_port,
+            video_port,
+            session_id: 0,
+            session_version: 0,
+            session_name: "roomkit-media".to_string(),
+            rtcp_mux: true,
+            video_nack: true,
+            video_rtx: true,
+        }
+    }
+}
