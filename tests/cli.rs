@@ -65,9 +65,18 @@ fn bad_arguments_exit_2_with_a_message() {
             &["send", "--to", "127.0.0.1:9", "--rtx-pt", "96", clip_s],
             "--rtx-pt",
         ),
-        (&["call", "sip:bob@127.0.0.1:9", "--ring-timeout", "0.1"], "--ring-timeout"),
-        (&["call", "sip:bob@127.0.0.1:9", "--auth-user", "a"], "--password"),
-        (&["serve", "--sip", "127.0.0.1:0", "--expires", "60"], "--register"),
+        (
+            &["call", "sip:bob@127.0.0.1:9", "--ring-timeout", "0.1"],
+            "--ring-timeout",
+        ),
+        (
+            &["call", "sip:bob@127.0.0.1:9", "--auth-user", "a"],
+            "--password",
+        ),
+        (
+            &["serve", "--sip", "127.0.0.1:0", "--expires", "60"],
+            "--register",
+        ),
         (&["netsim", "--loss", "5"], "--pipe"),
         (&["completions", "tcsh"], "tcsh"),
         (&["recv", "--out", "x.h264"], "--listen"),
@@ -111,7 +120,10 @@ fn bad_arguments_exit_2_with_a_message() {
 
 #[test]
 fn help_and_completions_exit_0() {
-    let out = Command::new(bin()).args(["call", "--help"]).output().unwrap();
+    let out = Command::new(bin())
+        .args(["call", "--help"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(help.contains("--ring-timeout"), "{help}");

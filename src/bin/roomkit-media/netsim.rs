@@ -42,19 +42,39 @@ pub struct NetsimArgs {
     #[arg(long, value_name = "PCT", default_value_t = 0.0, allow_negative_numbers = true, value_parser = percent)]
     loss: f64,
     /// Mean length of a loss burst, in packets (1: independent losses).
-    #[arg(long, value_name = "N", default_value_t = 1.0, allow_negative_numbers = true)]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1.0,
+        allow_negative_numbers = true
+    )]
     burst: f64,
     /// One-way delay.
-    #[arg(long, value_name = "MS", default_value_t = 0.0, allow_negative_numbers = true)]
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
     delay: f64,
     /// Each packet's delay varies by up to ± this.
-    #[arg(long, value_name = "MS", default_value_t = 0.0, allow_negative_numbers = true)]
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
     jitter: f64,
     /// Share of packets held back so later ones overtake them, in percent.
     #[arg(long, value_name = "PCT", default_value_t = 0.0, allow_negative_numbers = true, value_parser = percent)]
     reorder: f64,
     /// How long a reordered packet is held back.
-    #[arg(long, value_name = "MS", default_value_t = 5.0, allow_negative_numbers = true)]
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 5.0,
+        allow_negative_numbers = true
+    )]
     reorder_ms: f64,
     /// Share of packets delivered twice, in percent.
     #[arg(long, value_name = "PCT", default_value_t = 0.0, allow_negative_numbers = true, value_parser = percent)]
@@ -63,10 +83,20 @@ pub struct NetsimArgs {
     #[arg(long, value_name = "N", default_value_t = 1)]
     seed: u64,
     /// Stop after this long (0.1 to 86400).
-    #[arg(long, value_name = "S", default_value_t = 60.0, allow_negative_numbers = true)]
+    #[arg(
+        long,
+        value_name = "S",
+        default_value_t = 60.0,
+        allow_negative_numbers = true
+    )]
     seconds: f64,
     /// Stop after this long without a datagram (0: never).
-    #[arg(long, value_name = "S", default_value_t = 0.0, allow_negative_numbers = true)]
+    #[arg(
+        long,
+        value_name = "S",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
     idle: f64,
 }
 

@@ -41,7 +41,10 @@ mod tests {
 
     #[test]
     fn rounding_prints_short() {
-        assert_eq!(serde_json::to_string(&rounded(0.1 + 0.2, 1)).unwrap(), "0.3");
+        assert_eq!(
+            serde_json::to_string(&rounded(0.1 + 0.2, 1)).unwrap(),
+            "0.3"
+        );
         assert_eq!(serde_json::to_string(&rounded(2.0004, 3)).unwrap(), "2.0");
         assert_eq!(
             serde_json::to_string(&rounded(1234.5678, 2)).unwrap(),

@@ -112,8 +112,7 @@ fn aor(v: &str) -> Result<String, String> {
 }
 
 fn ip_addr(v: &str) -> Result<IpAddr, String> {
-    v.parse()
-        .map_err(|_| format!("`{v}` is not an IP address"))
+    v.parse().map_err(|_| format!("`{v}` is not an IP address"))
 }
 
 /// One JSON line of `serve`: `{"event":"<name>", ...fields in order}`.
@@ -295,7 +294,9 @@ fn parse_video_codecs(v: &str) -> Result<Codecs<VideoCodec>, String> {
 
 fn parse_audio_codecs(v: &str) -> Result<Codecs<AudioCodec>, String> {
     v.split(',')
-        .map(|c| AudioCodec::from_name(c.trim()).ok_or_else(|| format!("`{c}` is not a codec name")))
+        .map(|c| {
+            AudioCodec::from_name(c.trim()).ok_or_else(|| format!("`{c}` is not a codec name"))
+        })
         .collect::<Result<_, _>>()
         .map(Codecs)
 }
@@ -377,10 +378,15 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode, crate::Failure> {
                 let base = safe_name(&call_id);
                 if let Some(v) = &s.video {
                     let codec = v.codec.unwrap_or(VideoCodec::H264);
-                    let ext = if codec == VideoCodec::Vp8 { "ivf" } else { "h264" };
+                    let ext = if codec == VideoCodec::Vp8 {
+                        "ivf"
+                    } else {
+                        "h264"
+                    };
                     log.video = VideoSink::create(&dir.join(format!("{base}.{ext}")), codec).ok();
                 }
-                log.audio = WavWriter::create(&dir.join(format!("{base}.wav")), s.audio.sample_rate).ok();
+                log.audio =
+                    WavWriter::create(&dir.join(format!("{base}.wav")), s.audio.sample_rate).ok();
             }
             calls.lock().insert(s.id, log);
             out.line(&Event::Call {
