@@ -43,7 +43,12 @@ pub struct CallArgs {
     #[arg(long, value_name = "U", requires = "password")]
     pub auth_user: Option<String>,
     /// Password for digest authentication (with --auth-user).
-    #[arg(long, value_name = "P", requires = "auth_user")]
+    #[arg(
+        long,
+        value_name = "P",
+        requires = "auth_user",
+        allow_hyphen_values = true
+    )]
     pub password: Option<String>,
     /// Our From URI [default: sip:AUTH-USER@DOMAIN when authenticating].
     #[arg(long, value_name = "URI")]

@@ -46,7 +46,7 @@ pub struct ServeArgs {
     /// The RTP ports calls take theirs from.
     #[arg(long, value_name = "A-B", default_value = "20000-30000", value_parser = parse_ports)]
     pub rtp_ports: (u16, u16),
-    /// Video codecs accepted, in order of preference [default: H264,VP8].
+    /// Video codecs accepted, in order of preference [default: H264].
     #[arg(long, value_name = "H264,VP8", value_parser = parse_video_codecs)]
     pub video_codecs: Option<Codecs<VideoCodec>>,
     /// Audio codecs accepted, in order of preference [default: opus,G722,PCMU,PCMA].
@@ -64,7 +64,7 @@ pub struct ServeArgs {
     /// Ring this long before answering.
     #[arg(long, value_name = "MS", default_value_t = 0)]
     pub answer_after: u64,
-    /// Calls at once; more are refused with 503 (0: the backend's default).
+    /// Most calls at once; more are refused with 503 (0: no limit).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub max_sessions: usize,
     /// Hang each call up (BYE) this long after answering it.
@@ -80,7 +80,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "U", requires = "register")]
     pub auth_user: Option<String>,
     /// Password for the registrar's digest challenge.
-    #[arg(long, value_name = "P", requires = "register")]
+    #[arg(
+        long,
+        value_name = "P",
+        requires = "register",
+        allow_hyphen_values = true
+    )]
     pub password: Option<String>,
     /// Registration lifetime asked for.
     #[arg(long, value_name = "S", requires = "register", value_parser = within(10u32, 86_400, " seconds"))]
