@@ -1,5 +1,6 @@
 //! The command line's contract: bad arguments and unreadable files give a clear message and exit
-//! code 2; `recv --frames` and `--timeout` stop it by themselves.
+//! code 2 (a mistyped name with a suggestion); `--help` and `completions` exit 0; `recv --frames`
+//! and `--timeout` stop it by themselves.
 
 mod support;
 
@@ -27,8 +28,9 @@ fn bad_arguments_exit_2_with_a_message() {
     std::fs::write(&clip, support::h264_picture(true, 64, 1)).unwrap();
     let clip_s = clip.to_str().unwrap();
     let cases: &[(&[&str], &str)] = &[
-        (&[], "usage"),
-        (&["frobnicate"], "unknown command"),
+        (&[], "Usage"),
+        (&["frobnicate"], "unrecognized subcommand"),
+        (&["sned"], "a similar subcommand exists: 'send'"),
         (&["send", clip_s], "--to"),
         (
             &["send", "--to", "127.0.0.1:9", "/nonexistent/clip.h264"],
@@ -53,8 +55,30 @@ fn bad_arguments_exit_2_with_a_message() {
         ),
         (
             &["send", "--to", "127.0.0.1:9", "--bogus", "1", clip_s],
-            "unknown option",
+            "unexpected argument '--bogus'",
         ),
+        (
+            &["send", "--too", "127.0.0.1:9", clip_s],
+            "a similar argument exists: '--to'",
+        ),
+        (
+            &["send", "--to", "127.0.0.1:9", "--rtx-pt", "96", clip_s],
+            "--rtx-pt",
+        ),
+        (
+            &["call", "sip:bob@127.0.0.1:9", "--ring-timeout", "0.1"],
+            "--ring-timeout",
+        ),
+        (
+            &["call", "sip:bob@127.0.0.1:9", "--auth-user", "a"],
+            "--password",
+        ),
+        (
+            &["serve", "--sip", "127.0.0.1:0", "--expires", "60"],
+            "--register",
+        ),
+        (&["netsim", "--loss", "5"], "--pipe"),
+        (&["completions", "tcsh"], "tcsh"),
         (&["recv", "--out", "x.h264"], "--listen"),
         (&["recv", "--listen", "127.0.0.1:0"], "--out"),
         (
@@ -92,6 +116,23 @@ fn bad_arguments_exit_2_with_a_message() {
     std::fs::write(&vp8, b"not an ivf file at all, just text").unwrap();
     let (code, err) = exit_code(&["send", "--to", "127.0.0.1:9", vp8.to_str().unwrap()]);
     assert_eq!(code, 2, "{err}");
+}
+
+#[test]
+fn help_and_completions_exit_0() {
+    let out = Command::new(bin())
+        .args(["call", "--help"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("--ring-timeout"), "{help}");
+    let out = Command::new(bin())
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("roomkit-media"));
 }
 
 #[test]

@@ -1,98 +1,14 @@
-//! A small, strict argument parser: `--name value` options, `--flag` switches and positionals.
-//! Anything unknown or malformed is an error that names the offending argument.
+//! What the subcommands share in their arguments: value parsers with range checks (clap calls
+//! them while parsing, so a bad value is reported with the option's name and the usage line),
+//! and the loss-recovery options of `call` and `serve`.
 
-use std::collections::HashMap;
+use std::fmt::Display;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::str::FromStr;
 use std::time::Duration;
 
+use clap::Args;
 use roomkit_media::backend::{NackConfig, PacerConfig, ResilienceConfig};
-
-/// The parsed arguments of one subcommand.
-pub struct Args {
-    /// Every value given per option, in order (most options take one; the last wins).
-    options: HashMap<&'static str, Vec<String>>,
-    pub positionals: Vec<String>,
-}
-
-/// What a subcommand accepts.
-pub struct Spec {
-    /// Options that take a value.
-    pub options: &'static [&'static str],
-    /// Options that take no value.
-    pub switches: &'static [&'static str],
-}
-
-impl Args {
-    /// Parses `argv` against `spec`.
-    pub fn parse(argv: &[String], spec: &Spec) -> Result<Args, String> {
-        let mut options = HashMap::new();
-        let mut positionals = Vec::new();
-        let mut it = argv.iter();
-        while let Some(a) = it.next() {
-            if let Some(name) = a.strip_prefix("--") {
-                let (name, inline) = match name.split_once('=') {
-                    Some((n, v)) => (n, Some(v.to_string())),
-                    None => (name, None),
-                };
-                if let Some(&known) = spec.options.iter().find(|&&o| o == name) {
-                    let value = match inline {
-                        Some(v) => v,
-                        None => it
-                            .next()
-                            .ok_or_else(|| format!("--{name} needs a value"))?
-                            .clone(),
-                    };
-                    options.entry(known).or_insert_with(Vec::new).push(value);
-                } else if let Some(&known) = spec.switches.iter().find(|&&s| s == name) {
-                    if inline.is_some() {
-                        return Err(format!("--{name} takes no value"));
-                    }
-                    // A switch is an option with an empty value.
-                    options.insert(known, vec![String::new()]);
-                } else {
-                    return Err(format!("unknown option --{name}"));
-                }
-            } else {
-                positionals.push(a.clone());
-            }
-        }
-        Ok(Args {
-            options,
-            positionals,
-        })
-    }
-
-    /// The raw value of `--name`, if given (the last one when repeated).
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.options
-            .get(name)
-            .and_then(|v| v.last())
-            .map(String::as_str)
-    }
-
-    /// Every value of a repeatable `--name`, in order.
-    pub fn all(&self, name: &str) -> &[String] {
-        self.options.get(name).map_or(&[], Vec::as_slice)
-    }
-
-    /// `--name` parsed as a `T`, or `default` when absent.
-    pub fn num<T: FromStr>(&self, name: &str, default: T) -> Result<T, String> {
-        match self.get(name) {
-            None => Ok(default),
-            Some(v) => v
-                .parse()
-                .map_err(|_| format!("--{name}: `{v}` is not a valid number")),
-        }
-    }
-
-    /// `--name` resolved as a socket address (`HOST:PORT`), if given.
-    pub fn addr(&self, name: &str) -> Result<Option<SocketAddr>, String> {
-        self.get(name)
-            .map(|v| resolve(v).map_err(|e| format!("--{name}: {e}")))
-            .transpose()
-    }
-}
 
 /// Resolves `HOST:PORT` (numeric or a name such as `localhost`) to its first address.
 pub fn resolve(v: &str) -> Result<SocketAddr, String> {
@@ -102,49 +18,118 @@ pub fn resolve(v: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("`{v}` resolves to no address"))
 }
 
-/// `--rtx-pt N`: the RFC 4588 retransmission payload type of `send` and `recv` (absent: lost
-/// packets are re-sent as they were). It must differ from the media payload type `pt`.
-pub fn rtx_arg(args: &Args, pt: u8) -> Result<Option<u8>, String> {
-    let Some(v) = args.get("rtx-pt") else {
-        return Ok(None);
-    };
-    match v.parse::<u8>() {
-        Ok(rtx) if rtx <= 127 && rtx != pt => Ok(Some(rtx)),
-        _ => Err(format!(
-            "--rtx-pt: `{v}` is not an RTP payload type (0-127) other than --pt {pt}"
-        )),
+/// A number in `lo..=hi`; `unit` ends the message (" seconds", " ms" or "").
+///
+/// Returns a closure so an option names its range where it is declared:
+/// `#[arg(value_parser = within(0.0, 60.0, " seconds"))]`.
+pub fn within<T>(
+    lo: T,
+    hi: T,
+    unit: &'static str,
+) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static
+where
+    T: FromStr + PartialOrd + Display + Copy + Send + Sync + 'static,
+{
+    move |v: &str| {
+        let n: T = v
+            .parse()
+            .map_err(|_| format!("`{v}` is not a valid number"))?;
+        // `contains` is false for NaN, which is refused too.
+        if (lo..=hi).contains(&n) {
+            Ok(n)
+        } else {
+            Err(format!("{n} is outside {lo}..={hi}{unit}"))
+        }
     }
 }
 
-/// Loss recovery of a SIP call's media from `--no-nack`, `--no-pacing`, `--audio-jitter MS`
-/// (0: deliver audio as it arrives) and `--inactivity S` (0: never end a call on silence), and
-/// whether to offer RTX (`--no-rtx`). `call` and `serve` both take these (in their `Spec`s).
-pub fn sip_media(args: &Args) -> Result<(ResilienceConfig, bool), String> {
-    let d = ResilienceConfig::default();
-    let inactivity: f64 = args.num("inactivity", d.inactivity_timeout.as_secs_f64())?;
-    if !(0.0..=86_400.0).contains(&inactivity) {
-        return Err(format!(
-            "--inactivity: {inactivity} is outside 0..=86400 seconds"
-        ));
+/// A number of at least `lo`.
+pub fn at_least(
+    lo: f64,
+    unit: &'static str,
+) -> impl Fn(&str) -> Result<f64, String> + Clone + Send + Sync + 'static {
+    move |v: &str| match v.parse::<f64>() {
+        Ok(n) if n >= lo => Ok(n),
+        _ => Err(format!("`{v}` is not a number of at least {lo}{unit}")),
     }
-    let audio_jitter_ms: u32 = args.num("audio-jitter", d.audio_jitter_ms)?;
-    if audio_jitter_ms > 1000 {
-        return Err(format!(
-            "--audio-jitter: {audio_jitter_ms} ms is more than the 1000 ms allowed"
-        ));
+}
+
+/// An RTP payload type, 0-127.
+pub fn payload_type(v: &str) -> Result<u8, String> {
+    within(0u8, 127, "")(v).map_err(|_| format!("`{v}` is not an RTP payload type (0-127)"))
+}
+
+/// `--rtx-pt N` of `send` and `recv` (absent: lost packets are re-sent as they were). RFC 4588
+/// needs it to differ from the media payload type, a check across two options made here.
+pub fn rtx_payload_type(rtx: Option<u8>, pt: u8) -> Result<Option<u8>, String> {
+    match rtx {
+        Some(r) if r == pt => Err(format!(
+            "--rtx-pt: {r} is the media payload type (--pt {pt}); RTX needs its own"
+        )),
+        other => Ok(other),
     }
-    let resilience = ResilienceConfig {
-        nack: NackConfig {
-            enabled: args.get("no-nack").is_none(),
-            ..d.nack
-        },
-        pacer: PacerConfig {
-            enabled: args.get("no-pacing").is_none(),
-            ..d.pacer
-        },
-        audio_jitter_ms,
-        inactivity_timeout: Duration::from_secs_f64(inactivity),
-        ..d
-    };
-    Ok((resilience, args.get("no-rtx").is_none()))
+}
+
+/// Loss recovery of a SIP call's media: `call` and `serve` both take these.
+#[derive(Args, Debug, Clone)]
+pub struct SipMediaArgs {
+    /// Do not pace video (a large key picture leaves in one burst).
+    #[arg(long)]
+    pub no_pacing: bool,
+    /// Do not ask for lost video packets again (nor offer NACK in SDP).
+    #[arg(long)]
+    pub no_nack: bool,
+    /// Do not offer or accept RTX (RFC 4588): lost packets are re-sent as they were.
+    #[arg(long)]
+    pub no_rtx: bool,
+    /// Audio jitter buffer depth (0: deliver audio as it arrives).
+    #[arg(long, value_name = "MS", default_value_t = ResilienceConfig::default().audio_jitter_ms,
+          value_parser = within(0u32, 1000, " ms"))]
+    pub audio_jitter: u32,
+    /// End a call after this long without media (0: never end a call on silence).
+    #[arg(long, value_name = "S", allow_negative_numbers = true,
+          default_value_t = ResilienceConfig::default().inactivity_timeout.as_secs_f64(),
+          value_parser = within(0.0, 86_400.0, " seconds"))]
+    pub inactivity: f64,
+}
+
+impl SipMediaArgs {
+    /// The media's `ResilienceConfig`, and whether to offer RTX.
+    pub fn resilience(&self) -> (ResilienceConfig, bool) {
+        let d = ResilienceConfig::default();
+        let resilience = ResilienceConfig {
+            nack: NackConfig {
+                enabled: !self.no_nack,
+                ..d.nack
+            },
+            pacer: PacerConfig {
+                enabled: !self.no_pacing,
+                ..d.pacer
+            },
+            audio_jitter_ms: self.audio_jitter,
+            inactivity_timeout: Duration::from_secs_f64(self.inactivity),
+            ..d
+        };
+        (resilience, !self.no_rtx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_refuse_what_is_outside_and_what_is_not_a_number() {
+        let secs = within(0.0, 60.0, " seconds");
+        assert_eq!(secs("0"), Ok(0.0));
+        assert_eq!(secs("60"), Ok(60.0));
+        assert_eq!(secs("61").unwrap_err(), "61 is outside 0..=60 seconds");
+        assert!(secs("NaN").is_err());
+        assert!(secs("soon").unwrap_err().contains("not a valid number"));
+        assert_eq!(payload_type("127"), Ok(127));
+        assert!(payload_type("128").is_err());
+        assert!(rtx_payload_type(Some(96), 96).is_err());
+        assert_eq!(rtx_payload_type(Some(97), 96), Ok(Some(97)));
+        assert_eq!(rtx_payload_type(None, 96), Ok(None));
+    }
 }

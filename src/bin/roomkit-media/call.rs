@@ -10,7 +10,7 @@
 //! `--no-rtx`.
 
 use std::net::{SocketAddr, UdpSocket};
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -23,27 +23,95 @@ use roomkit_media::codec::testclip::TestClip;
 use roomkit_media::prelude::*;
 use roomkit_media::VideoCodec;
 
-use crate::args::{resolve, sip_media, Args, Spec};
+use serde::Serialize;
+
+use crate::args::{resolve, within, SipMediaArgs};
 use crate::media_file::{codec_for_path, read_pictures};
-use crate::output::{js, Out};
+use crate::output::Out;
 use crate::Failure;
 
-pub const SPEC: Spec = Spec {
-    options: &[
-        "video",
-        "seconds",
-        "fps",
-        "proxy",
-        "auth-user",
-        "password",
-        "from",
-        "ring-timeout",
-        "audio-codec",
-        "audio-jitter",
-        "inactivity",
-    ],
-    switches: &["audio-only", "no-pacing", "no-nack", "no-rtx"],
-};
+/// `call sip:USER@HOST[:PORT]`.
+#[derive(clap::Args, Debug)]
+pub struct CallArgs {
+    /// Whom to call.
+    #[arg(value_name = "sip:USER@HOST[:PORT]", value_parser = sip_uri)]
+    pub uri: String,
+    /// Send the INVITE through this proxy.
+    #[arg(long, value_name = "HOST:PORT", value_parser = resolve)]
+    pub proxy: Option<SocketAddr>,
+    /// User name for digest authentication (with --password).
+    #[arg(long, value_name = "U", requires = "password")]
+    pub auth_user: Option<String>,
+    /// Password for digest authentication (with --auth-user).
+    #[arg(
+        long,
+        value_name = "P",
+        requires = "auth_user",
+        allow_hyphen_values = true
+    )]
+    pub password: Option<String>,
+    /// Our From URI [default: sip:AUTH-USER@DOMAIN when authenticating].
+    #[arg(long, value_name = "URI")]
+    pub from: Option<String>,
+    /// Video to send in a loop (Annex-B H.264 or IVF VP8) [default: a built-in test clip].
+    #[arg(long, value_name = "FILE")]
+    pub video: Option<PathBuf>,
+    /// How long the call lasts once answered.
+    #[arg(long, value_name = "S", default_value_t = 5.0, allow_negative_numbers = true,
+          value_parser = within(0.1, 86_400.0, " seconds"))]
+    pub seconds: f64,
+    /// Pictures per second.
+    #[arg(long, value_name = "N", default_value_t = 30, value_parser = within(1u32, 240, ""))]
+    pub fps: u32,
+    /// Give up (CANCEL) when not answered in this long.
+    #[arg(long, value_name = "S", default_value_t = 30.0, allow_negative_numbers = true,
+          value_parser = within(0.5, 3600.0, " seconds"))]
+    pub ring_timeout: f64,
+    /// Offer audio only.
+    #[arg(long)]
+    pub audio_only: bool,
+    /// Offer only this audio codec [default: opus, g722, pcmu and pcma].
+    #[arg(long, value_name = "opus|g722|pcmu|pcma", value_parser = engine_audio_codec)]
+    pub audio_codec: Option<AudioCodec>,
+    #[command(flatten)]
+    pub media: SipMediaArgs,
+}
+
+/// `--audio-codec`: a codec the engine codes itself.
+fn engine_audio_codec(name: &str) -> Result<AudioCodec, String> {
+    AudioCodec::from_name(name)
+        .filter(AudioCodec::is_coded_by_engine)
+        .ok_or_else(|| format!("`{name}` is not opus, g722, pcmu or pcma"))
+}
+
+/// The callee: a `sip:` URI with a host.
+fn sip_uri(uri: &str) -> Result<String, String> {
+    uri_target(uri).map(|_| uri.to_string())
+}
+
+/// One step of the call, as a JSON line.
+#[derive(Serialize)]
+struct Step<'a> {
+    event: &'static str,
+    state: &'a str,
+    status: u16,
+    reason: &'a str,
+}
+
+/// The closing JSON line: what was sent and what came back.
+#[derive(Serialize)]
+struct Summary<'a> {
+    call_id: &'a str,
+    audio_codec: &'a str,
+    sample_rate: u32,
+    has_video: bool,
+    pictures_sent: u64,
+    frames_received: u64,
+    keyframes_received: u64,
+    audio_frames_received: u64,
+    video_lost: i64,
+    bye_answered: bool,
+}
 
 /// `host:port` of a `sip:[user@]host[:port][;params]` URI (port 5060 when absent).
 fn uri_target(uri: &str) -> Result<String, String> {
@@ -67,43 +135,25 @@ fn uri_target(uri: &str) -> Result<String, String> {
     })
 }
 
-pub fn run(args: &Args) -> Result<ExitCode, Failure> {
-    let [uri] = args.positionals.as_slice() else {
-        return Err("call needs exactly one sip:USER@HOST[:PORT]"
-            .to_string()
-            .into());
-    };
+pub fn run(args: &CallArgs) -> Result<ExitCode, Failure> {
+    let uri = &args.uri;
     let target: SocketAddr = resolve(&uri_target(uri)?)?;
-    let proxy = args.addr("proxy")?;
-    let seconds: f64 = args.num("seconds", 5.0)?;
-    if !(0.1..=86_400.0).contains(&seconds) {
-        return Err(format!("--seconds: {seconds} is outside 0.1..=86400").into());
-    }
-    let fps: u32 = args.num("fps", 30)?;
-    if !(1..=240).contains(&fps) {
-        return Err(format!("--fps: {fps} is outside 1..=240").into());
-    }
-    let ring: f64 = args.num("ring-timeout", 30.0)?;
-    if !(0.5..=3600.0).contains(&ring) {
-        return Err(format!("--ring-timeout: {ring} is outside 0.5..=3600").into());
-    }
-    let credentials = match (args.get("auth-user"), args.get("password")) {
+    let proxy = args.proxy;
+    let (seconds, fps, ring) = (args.seconds, args.fps, args.ring_timeout);
+    let credentials = match (&args.auth_user, &args.password) {
         (Some(u), Some(p)) => Some(SipCredentials::new(u, p)),
-        (None, None) => None,
-        (Some(_), None) => return Err("--auth-user needs --password".to_string().into()),
-        (None, Some(_)) => return Err("--password needs --auth-user".to_string().into()),
+        // clap makes each of the two require the other.
+        _ => None,
     };
-    let audio_only = args.get("audio-only").is_some();
-    let supported_codecs = match args.get("audio-codec") {
-        Some(name) => vec![AudioCodec::from_name(name)
-            .filter(AudioCodec::is_coded_by_engine)
-            .ok_or_else(|| format!("--audio-codec: `{name}` is not opus, g722, pcmu or pcma"))?],
+    let audio_only = args.audio_only;
+    let supported_codecs = match args.audio_codec.clone() {
+        Some(codec) => vec![codec],
         None => AudioCodec::defaults(),
     };
-    let video = match args.get("video") {
+    let video = match &args.video {
         Some(f) => {
-            let codec = codec_for_path(Path::new(f));
-            Some((codec, read_pictures(Path::new(f), codec)?))
+            let codec = codec_for_path(f);
+            Some((codec, read_pictures(f, codec)?))
         }
         // The built-in test clip: two seconds at --fps with a key picture each second, played
         // in a loop (the loop starts on a key picture, so the stream stays decodable).
@@ -124,8 +174,8 @@ pub fn run(args: &Args) -> Result<ExitCode, Failure> {
         .ip();
     // Our From: the authentication user at the domain we call, when we authenticate (proxies
     // check who is calling), else the default.
-    let from = match (args.get("from"), &credentials) {
-        (Some(f), _) => Some(f.to_string()),
+    let from = match (&args.from, &credentials) {
+        (Some(f), _) => Some(f.clone()),
         (None, Some(c)) => {
             let host = uri_target(uri)?;
             let domain = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
@@ -134,7 +184,7 @@ pub fn run(args: &Args) -> Result<ExitCode, Failure> {
         (None, None) => None,
     };
     let codec = video.as_ref().map_or(VideoCodec::H264, |(c, _)| *c);
-    let (resilience, video_rtx) = sip_media(args).map_err(Failure::Usage)?;
+    let (resilience, video_rtx) = args.media.resilience();
     let be = SipVideoBackend::new(SipBackendConfig {
         local_sip_addr: SocketAddr::new(local_ip, 0),
         local_rtp_ip: local_ip,
@@ -168,12 +218,12 @@ pub fn run(args: &Args) -> Result<ExitCode, Failure> {
         });
         let out = out.clone();
         be.on_call_state(move |_, p| {
-            out.line(&format!(
-                "{{\"event\":\"progress\",\"state\":\"{}\",\"status\":{},\"reason\":{}}}",
-                p.state.as_str(),
-                p.status,
-                js(&p.reason)
-            ));
+            out.line(&Step {
+                event: "progress",
+                state: p.state.as_str(),
+                status: p.status,
+                reason: &p.reason,
+            });
         });
     }
     be.start().map_err(|e| Failure::Runtime(e.to_string()))?;
@@ -258,14 +308,18 @@ pub fn run(args: &Args) -> Result<ExitCode, Failure> {
         .as_ref()
         .and_then(|s| s.video.as_ref())
         .map_or(0, |v| v.lost);
-    out.line(&format!(
-        "{{\"call_id\":{},\"audio_codec\":{},\"sample_rate\":{rate},\"has_video\":{has_video},\"pictures_sent\":{sent_pictures},\"frames_received\":{},\"keyframes_received\":{},\"audio_frames_received\":{},\"video_lost\":{lost},\"bye_answered\":{answered}}}",
-        js(&call_id),
-        js(&audio_codec),
-        frames.load(Ordering::Relaxed),
-        keyframes.load(Ordering::Relaxed),
-        audio.load(Ordering::Relaxed)
-    ));
+    out.line(&Summary {
+        call_id: &call_id,
+        audio_codec: &audio_codec,
+        sample_rate: rate,
+        has_video,
+        pictures_sent: sent_pictures,
+        frames_received: frames.load(Ordering::Relaxed),
+        keyframes_received: keyframes.load(Ordering::Relaxed),
+        audio_frames_received: audio.load(Ordering::Relaxed),
+        video_lost: lost,
+        bye_answered: answered,
+    });
     Ok(ExitCode::SUCCESS)
 }
 

@@ -22,12 +22,45 @@ use roomkit_media::codec::testclip::TestClip;
 use roomkit_media::prelude::*;
 use roomkit_media::VideoCodec;
 
-use crate::args::{Args, Spec};
+use serde::Serialize;
 
-pub const SPEC: Spec = Spec {
-    options: &["seconds"],
-    switches: &[],
-};
+use crate::args::within;
+use crate::output::{rounded, Out};
+
+/// `demo [--seconds S]`.
+#[derive(clap::Args, Debug)]
+pub struct DemoArgs {
+    /// How long media flows both ways.
+    #[arg(long, value_name = "S", default_value_t = 2.0, allow_negative_numbers = true,
+          value_parser = within(0.2, 60.0, " seconds"))]
+    pub seconds: f64,
+}
+
+/// The closing JSON line.
+#[derive(Serialize)]
+struct Report<'a> {
+    event: &'static str,
+    video_codec: &'a str,
+    pictures_sent: u32,
+    setup_ms: f64,
+    bye_answered: bool,
+    server: SideReport,
+    caller: SideReport,
+    ok: bool,
+}
+
+/// What one side received, in the closing line.
+#[derive(Serialize)]
+struct SideReport {
+    frames: u64,
+    exact: u64,
+    keyframes: u64,
+    lost: i64,
+    /// -1 when no picture arrived.
+    latency_p50_ms: f64,
+    audio_frames: u64,
+    tone_hz: f64,
+}
 
 const FPS: u32 = 30;
 const KEY_EVERY: u32 = 30;
@@ -116,11 +149,8 @@ fn on_frame(seen: &Mutex<Seen>, sent: &SendTimes, data: &[u8], key: bool) {
     }
 }
 
-pub fn run(args: &Args) -> Result<ExitCode, String> {
-    let seconds: f64 = args.num("seconds", 2.0)?;
-    if !(0.2..=60.0).contains(&seconds) {
-        return Err(format!("--seconds: {seconds} is outside 0.2..=60"));
-    }
+pub fn run(args: &DemoArgs) -> Result<ExitCode, String> {
+    let seconds = args.seconds;
     let be = SipVideoBackend::new(SipBackendConfig {
         local_sip_addr: "127.0.0.1:0".parse().expect("literal"),
         local_rtp_ip: [127, 0, 0, 1].into(),
@@ -274,23 +304,33 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
             s.tone_hz(),
             if flowed { "" } else { "  <-- MEDIA DID NOT FLOW" }
         );
-        report.push(format!(
-            "\"{}\":{{\"frames\":{},\"exact\":{},\"keyframes\":{},\"lost\":{},\"latency_p50_ms\":{:.3},\"audio_frames\":{},\"tone_hz\":{:.1}}}",
-            if name.starts_with("server") { "server" } else { "caller" },
-            s.frames,
-            s.exact,
-            s.keyframes,
+        report.push(SideReport {
+            frames: s.frames,
+            exact: s.exact,
+            keyframes: s.keyframes,
             lost,
-            if p50.is_nan() { -1.0 } else { p50 },
-            s.audio_frames,
-            s.tone_hz()
-        ));
+            latency_p50_ms: if p50.is_nan() { -1.0 } else { rounded(p50, 3) },
+            audio_frames: s.audio_frames,
+            tone_hz: rounded(s.tone_hz(), 1),
+        });
     }
-    println!(
-        "{{\"event\":\"demo\",\"video_codec\":\"{}\",\"pictures_sent\":{sent_pictures},\"setup_ms\":{setup_ms:.2},\"bye_answered\":{answered},{},\"ok\":{ok}}}",
-        if codec.is_empty() { VideoCodec::H264.as_str() } else { &codec },
-        report.join(",")
-    );
+    let [server, caller_side] = <[SideReport; 2]>::try_from(report)
+        .ok()
+        .expect("one report per side");
+    Out::stdout().line(&Report {
+        event: "demo",
+        video_codec: if codec.is_empty() {
+            VideoCodec::H264.as_str()
+        } else {
+            &codec
+        },
+        pictures_sent: sent_pictures,
+        setup_ms: rounded(setup_ms, 2),
+        bye_answered: answered,
+        server,
+        caller: caller_side,
+        ok,
+    });
     drop(caller);
     drop(be);
     Ok(if ok {

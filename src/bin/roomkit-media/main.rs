@@ -1,6 +1,6 @@
-//! The roomkit-media command line: `demo`, `serve`, `call`, `send`, `recv` and `netsim`.
-//! Exit codes: 0 success, 1 the media did not flow as asked (or a call failed), 2 bad arguments
-//! or files. Only bad arguments print the usage text.
+//! The roomkit-media command line: `demo`, `serve`, `call`, `send`, `recv` and `netsim`, plus
+//! `completions SHELL`. Exit codes: 0 success, 1 the media did not flow as asked (or a call
+//! failed), 2 bad arguments or files. Only bad arguments print the usage line.
 
 mod args;
 mod call;
@@ -17,28 +17,68 @@ mod signals;
 
 use std::process::ExitCode;
 
-const USAGE: &str = "\
-usage:
-  roomkit-media send --to HOST:PORT FILE [--codec h264|vp8] [--pt N] [--mtu N] [--fps N] [--rtx-pt N]
-                     [--linger SECONDS] [--no-pacing] [--pace-max-kbps N] [--rtcp-mux] [--bind HOST:PORT]
-  roomkit-media recv --listen HOST:PORT --out FILE [--codec h264|vp8] [--pt N] [--frames N] [--timeout SECONDS]
-                     [--rtx-pt N] [--no-nack] [--rtcp-mux]
-  roomkit-media serve --sip ADDR [--rtp-ip IP] [--rtp-ports A-B] [--video-codecs H264,VP8] [--audio-codecs opus,G722,PCMU,PCMA] [--record DIR] [--echo] [--max-calls N] [--answer-after MS] [--hangup-after MS]
-                      [--register sip:USER@HOST[:PORT] [--auth-user U] --password P [--expires S] [--proxy HOST:PORT]]
-                      [--no-pacing] [--no-nack] [--no-rtx] [--audio-jitter MS] [--inactivity S]
-  roomkit-media demo [--seconds S]
-  roomkit-media call sip:USER@HOST[:PORT] [--proxy HOST:PORT] [--auth-user U --password P] [--from URI]
-                     [--video FILE] [--seconds S] [--fps N] [--ring-timeout S] [--audio-only]
-                     [--no-pacing] [--no-nack] [--no-rtx] [--audio-jitter MS] [--inactivity S]
-                     [--audio-codec opus|g722|pcmu|pcma]
-  roomkit-media netsim --pipe LISTEN=TARGET[/BACK][@VIA] [--pipe ...] [--loss PCT] [--burst N] [--delay MS] [--jitter MS]
-                       [--reorder PCT] [--reorder-ms MS] [--duplicate PCT] [--seed N] [--seconds S] [--idle S]
-";
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser, Subcommand};
+
+/// Real-time audio and video over RTP, with SIP signalling.
+#[derive(Parser, Debug)]
+#[command(
+    name = "roomkit-media",
+    version,
+    // Every option may be given again, the last one counting (scripts add to a base command
+    // line); clap would refuse a repeat otherwise.
+    args_override_self = true,
+    arg_required_else_help = true,
+    after_help = "Exit codes: 0 success, 1 the media did not flow or a call failed, \
+                  2 bad arguments or files.\n\
+                  `roomkit-media COMMAND --help` describes each command's options."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Send a video file (Annex-B H.264 or IVF VP8) as RTP.
+    Send(send::SendArgs),
+    /// Receive one RTP video stream into a file.
+    Recv(recv::RecvArgs),
+    /// Answer SIP audio + video calls; one JSON line per event.
+    Serve(serve::ServeArgs),
+    /// A SIP audio + video call on loopback between two of our own backends, with a report.
+    Demo(demo::DemoArgs),
+    /// Place one outbound SIP audio + video call.
+    Call(call::CallArgs),
+    /// Relay UDP between peers through a lossy, delaying, reordering path.
+    Netsim(netsim::NetsimArgs),
+    /// Print a shell completion script (e.g. `roomkit-media completions bash > /etc/bash_completion.d/roomkit-media`).
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+}
+
+impl Command {
+    /// The subcommand's name, to print the right usage line with an error found after parsing.
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Send(_) => "send",
+            Command::Recv(_) => "recv",
+            Command::Serve(_) => "serve",
+            Command::Demo(_) => "demo",
+            Command::Call(_) => "call",
+            Command::Netsim(_) => "netsim",
+            Command::Completions { .. } => "completions",
+        }
+    }
+}
 
 /// Why a command did not succeed.
 #[derive(Debug)]
 pub enum Failure {
-    /// Bad arguments: the message and the usage text, exit code 2.
+    /// Bad arguments or files, found after parsing (a file that cannot be read, two options
+    /// that disagree): the message and the command's usage line, exit code 2.
     Usage(String),
     /// The command ran and failed (a call refused, a port taken): the message, exit code 1.
     Runtime(String),
@@ -51,36 +91,42 @@ impl From<String> for Failure {
 }
 
 fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let Some((cmd, rest)) = argv.split_first() else {
-        eprint!("{USAGE}");
-        return ExitCode::from(2);
-    };
-    let result = match cmd.as_str() {
-        "-h" | "--help" | "help" => {
-            print!("{USAGE}");
-            return ExitCode::SUCCESS;
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // Help and version go to stdout with exit code 0; errors to stderr with exit code 2.
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
-        "send" => run_media(rest, &send::SPEC, send::run).map_err(Failure::from),
-        "recv" => run_media(rest, &recv::SPEC, recv::run).map_err(Failure::from),
-        "serve" => args::Args::parse(rest, &serve::SPEC)
-            .map_err(Failure::from)
-            .and_then(|a| serve::run(&a)),
-        "demo" => args::Args::parse(rest, &demo::SPEC)
-            .and_then(|a| demo::run(&a))
-            .map_err(Failure::from),
-        "call" => args::Args::parse(rest, &call::SPEC)
-            .map_err(Failure::from)
-            .and_then(|a| call::run(&a)),
-        "netsim" => args::Args::parse(rest, &netsim::SPEC)
-            .and_then(|a| netsim::run(&a))
-            .map_err(Failure::from),
-        other => Err(Failure::Usage(format!("unknown command `{other}`"))),
+    };
+    let name = cli.command.name();
+    let result = match cli.command {
+        Command::Send(a) => send::run(&a).map(print_stats).map_err(Failure::from),
+        Command::Recv(a) => recv::run(&a).map(print_stats).map_err(Failure::from),
+        Command::Serve(a) => serve::run(&a),
+        Command::Demo(a) => demo::run(&a).map_err(Failure::from),
+        Command::Call(a) => call::run(&a),
+        Command::Netsim(a) => netsim::run(&a).map_err(Failure::from),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "roomkit-media",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,
         Err(Failure::Usage(msg)) => {
-            eprintln!("roomkit-media: {msg}\n{USAGE}");
+            // Shown as clap shows its own errors: the message, then the command's usage.
+            let mut root = Cli::command();
+            root.build();
+            let sub = root
+                .find_subcommand_mut(name)
+                .expect("every command is a subcommand");
+            let _ = sub.error(ErrorKind::ValueValidation, msg).print();
             ExitCode::from(2)
         }
         Err(Failure::Runtime(msg)) => {
@@ -90,14 +136,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs `send` or `recv`: bad arguments are exit code 2, and the stats line ends the output.
-fn run_media(
-    argv: &[String],
-    spec: &args::Spec,
-    f: fn(&args::Args) -> Result<progress::Stats, String>,
-) -> Result<ExitCode, String> {
-    let a = args::Args::parse(argv, spec)?;
-    let stats = f(&a)?;
-    println!("{}", stats.json());
-    Ok(ExitCode::SUCCESS)
+/// `send` and `recv` end with their statistics as one JSON line.
+fn print_stats(stats: progress::Stats) -> ExitCode {
+    output::Out::stdout().line(&stats);
+    ExitCode::SUCCESS
 }

@@ -18,14 +18,14 @@ pub fn codec_for_path(path: &Path) -> VideoCodec {
     }
 }
 
-/// Parses `--codec`, or falls back to the file name.
-pub fn codec_arg(value: Option<&str>, path: &Path) -> Result<VideoCodec, String> {
-    match value {
-        None => Ok(codec_for_path(path)),
-        Some(v) => {
-            VideoCodec::from_name(v).ok_or_else(|| format!("--codec: `{v}` is not h264 or vp8"))
-        }
-    }
+/// `--codec h264|vp8` (any case).
+pub fn video_codec(v: &str) -> Result<VideoCodec, String> {
+    VideoCodec::from_name(v).ok_or_else(|| format!("`{v}` is not h264 or vp8"))
+}
+
+/// The codec asked with `--codec`, or else the one the file name implies.
+pub fn codec_arg(asked: Option<VideoCodec>, path: &Path) -> VideoCodec {
+    asked.unwrap_or_else(|| codec_for_path(path))
 }
 
 /// A video file split into pictures, each with whether it is a key picture.

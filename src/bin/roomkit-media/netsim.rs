@@ -23,26 +23,85 @@ use crossbeam_channel::{bounded, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 use roomkit_media::netem::{Netem, NetemConfig, NetemStats};
 
-use crate::args::{resolve, Args, Spec};
-use crate::output::{js, Out};
+use serde::Serialize;
+
+use crate::args::{resolve, within};
+use crate::output::Out;
 use crate::signals;
 
-pub const SPEC: Spec = Spec {
-    options: &[
-        "pipe",
-        "loss",
-        "burst",
-        "delay",
-        "jitter",
-        "reorder",
-        "reorder-ms",
-        "duplicate",
-        "seed",
-        "seconds",
-        "idle",
-    ],
-    switches: &[],
-};
+/// `netsim --pipe LISTEN=TARGET[/BACK][@VIA] ...`: both directions get the same impairments.
+#[derive(clap::Args, Debug)]
+pub struct NetsimArgs {
+    /// A relay: datagrams to LISTEN go on to TARGET; replies go back to BACK (default: whoever
+    /// last sent to LISTEN); @VIA binds the side that talks to TARGET. Repeat for more pipes.
+    #[arg(long, value_name = "LISTEN=TARGET[/BACK][@VIA]", required = true, value_parser = parse_pipe)]
+    pipe: Vec<PipeSpec>,
+    /// Share of packets lost, in percent.
+    #[arg(long, value_name = "PCT", default_value_t = 0.0, allow_negative_numbers = true, value_parser = percent)]
+    loss: f64,
+    /// Mean length of a loss burst, in packets (1: independent losses).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1.0,
+        allow_negative_numbers = true
+    )]
+    burst: f64,
+    /// One-way delay.
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
+    delay: f64,
+    /// Each packet's delay varies by up to ± this.
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
+    jitter: f64,
+    /// Share of packets held back so later ones overtake them, in percent.
+    #[arg(long, value_name = "PCT", default_value_t = 0.0, allow_negative_numbers = true, value_parser = percent)]
+    reorder: f64,
+    /// How long a reordered packet is held back.
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 5.0,
+        allow_negative_numbers = true
+    )]
+    reorder_ms: f64,
+    /// Share of packets delivered twice, in percent.
+    #[arg(long, value_name = "PCT", default_value_t = 0.0, allow_negative_numbers = true, value_parser = percent)]
+    duplicate: f64,
+    /// Seed of the random draws: the same seed repeats a run.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    seed: u64,
+    /// Stop after this long (0.1 to 86400).
+    #[arg(
+        long,
+        value_name = "S",
+        default_value_t = 60.0,
+        allow_negative_numbers = true
+    )]
+    seconds: f64,
+    /// Stop after this long without a datagram (0: never).
+    #[arg(
+        long,
+        value_name = "S",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
+    idle: f64,
+}
+
+/// A percentage, 0-100.
+fn percent(v: &str) -> Result<f64, String> {
+    within(0.0, 100.0, "")(v).map_err(|_| format!("`{v}` is not a percentage (0-100)"))
+}
 
 /// Most datagrams in flight in one direction; beyond it new ones are dropped (a full queue).
 const MAX_QUEUED: usize = 100_000;
@@ -105,12 +164,26 @@ impl PathParams {
     }
 }
 
-/// One direction's counters, as the `stats` line prints them.
-fn stats_json(s: &NetemStats) -> String {
-    format!(
-        "{{\"packets\":{},\"lost\":{},\"reordered\":{},\"duplicated\":{},\"overflow\":{}}}",
-        s.sent, s.dropped, s.reordered, s.duplicated, s.overflow
-    )
+/// Counters of one direction, printed in the closing `stats` line.
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+struct DirStats {
+    packets: u64,
+    lost: u64,
+    reordered: u64,
+    duplicated: u64,
+    overflow: u64,
+}
+
+impl From<NetemStats> for DirStats {
+    fn from(s: NetemStats) -> Self {
+        DirStats {
+            packets: s.sent,
+            lost: s.dropped,
+            reordered: s.reordered,
+            duplicated: s.duplicated,
+            overflow: s.overflow,
+        }
+    }
 }
 
 /// One relayed pair of sockets.
@@ -140,6 +213,7 @@ struct Relayed {
 }
 
 /// One `--pipe`: where it listens, where it relays to, where replies go, where its via side binds.
+#[derive(Debug, Clone)]
 struct PipeSpec {
     listen: SocketAddr,
     target: SocketAddr,
@@ -151,7 +225,7 @@ struct PipeSpec {
 fn parse_pipe(v: &str) -> Result<PipeSpec, String> {
     let (listen, rest) = v
         .split_once('=')
-        .ok_or_else(|| format!("--pipe `{v}`: expected LISTEN=TARGET[/BACK][@VIA]"))?;
+        .ok_or_else(|| format!("`{v}` is not LISTEN=TARGET[/BACK][@VIA]"))?;
     let (rest, via) = match rest.split_once('@') {
         Some((r, via)) => (r, Some(resolve(via)?)),
         None => (rest, None),
@@ -168,29 +242,39 @@ fn parse_pipe(v: &str) -> Result<PipeSpec, String> {
     })
 }
 
-fn params(args: &Args) -> Result<PathParams, String> {
-    let ms = |name: &str, default: u64| -> Result<Duration, String> {
-        Ok(Duration::from_secs_f64(
-            args.num::<f64>(name, default as f64)?.max(0.0) / 1000.0,
-        ))
-    };
-    let pct = |name: &str| -> Result<f64, String> {
-        let v: f64 = args.num(name, 0.0)?;
-        if (0.0..=100.0).contains(&v) {
-            Ok(v)
-        } else {
-            Err(format!("--{name}: {v} is not a percentage"))
-        }
-    };
-    Ok(PathParams {
-        loss_pct: pct("loss")?,
-        burst: args.num("burst", 1.0)?,
-        delay: ms("delay", 0)?,
-        jitter: ms("jitter", 0)?,
-        reorder_pct: pct("reorder")?,
-        reorder_delay: ms("reorder-ms", 5)?,
-        duplicate_pct: pct("duplicate")?,
-    })
+fn params(args: &NetsimArgs) -> PathParams {
+    let ms = |v: f64| Duration::from_secs_f64(v.max(0.0) / 1000.0);
+    PathParams {
+        loss_pct: args.loss,
+        burst: args.burst,
+        delay: ms(args.delay),
+        jitter: ms(args.jitter),
+        reorder_pct: args.reorder,
+        reorder_delay: ms(args.reorder_ms),
+        duplicate_pct: args.duplicate,
+    }
+}
+
+/// The first line: where each pipe listens, its via side, its target.
+#[derive(Serialize)]
+struct Ready {
+    event: &'static str,
+    pipes: Vec<PipeAddrs>,
+}
+
+#[derive(Serialize)]
+struct PipeAddrs {
+    listen: String,
+    via: String,
+    target: String,
+}
+
+/// The closing line.
+#[derive(Serialize)]
+struct Closing {
+    event: &'static str,
+    forward: DirStats,
+    backward: DirStats,
 }
 
 /// Reads one socket until `stop`, handing every datagram to the scheduler.
@@ -222,20 +306,12 @@ fn reader(
     }
 }
 
-pub fn run(args: &Args) -> Result<ExitCode, String> {
-    let specs: Vec<PipeSpec> = args
-        .all("pipe")
-        .iter()
-        .map(|v| parse_pipe(v))
-        .collect::<Result<_, _>>()?;
-    if specs.is_empty() {
-        return Err("netsim needs at least one --pipe LISTEN=TARGET".into());
-    }
-    let p = params(args)?;
-    let seed: u64 = args.num("seed", 1)?;
-    let limit = Duration::from_secs_f64(args.num::<f64>("seconds", 60.0)?.clamp(0.1, 86_400.0));
-    let idle: f64 = args.num("idle", 0.0)?;
-    let idle = (idle > 0.0).then(|| Duration::from_secs_f64(idle));
+pub fn run(args: &NetsimArgs) -> Result<ExitCode, String> {
+    let specs = &args.pipe;
+    let p = params(args);
+    let seed = args.seed;
+    let limit = Duration::from_secs_f64(args.seconds.clamp(0.1, 86_400.0));
+    let idle = (args.idle > 0.0).then(|| Duration::from_secs_f64(args.idle));
 
     let mut pipes = Vec::new();
     for PipeSpec {
@@ -243,7 +319,7 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
         target,
         back,
         via,
-    } in &specs
+    } in specs
     {
         let bind = |a: SocketAddr| {
             let s = UdpSocket::bind(a).map_err(|e| format!("netsim: binding {a}: {e}"))?;
@@ -271,24 +347,21 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
     }
     let pipes = Arc::new(pipes);
     let out = Out::stdout();
-    let described: Vec<String> = pipes
+    let described = pipes
         .iter()
-        .map(|pp| {
-            format!(
-                "{{\"listen\":{},\"via\":{},\"target\":{}}}",
-                js(&pp
-                    .listen
-                    .local_addr()
-                    .map_or(String::new(), |a| a.to_string())),
-                js(&pp.via.local_addr().map_or(String::new(), |a| a.to_string())),
-                js(&pp.target.to_string())
-            )
+        .map(|pp| PipeAddrs {
+            listen: pp
+                .listen
+                .local_addr()
+                .map_or(String::new(), |a| a.to_string()),
+            via: pp.via.local_addr().map_or(String::new(), |a| a.to_string()),
+            target: pp.target.to_string(),
         })
         .collect();
-    out.line(&format!(
-        "{{\"event\":\"ready\",\"pipes\":[{}]}}",
-        described.join(",")
-    ));
+    out.line(&Ready {
+        event: "ready",
+        pipes: described,
+    });
 
     signals::install();
     let stop = Arc::new(AtomicBool::new(false));
@@ -365,11 +438,11 @@ pub fn run(args: &Args) -> Result<ExitCode, String> {
     for r in readers {
         let _ = r.join();
     }
-    out.line(&format!(
-        "{{\"event\":\"stats\",\"forward\":{},\"backward\":{}}}",
-        stats_json(&paths[0].stats()),
-        stats_json(&paths[1].stats())
-    ));
+    out.line(&Closing {
+        event: "stats",
+        forward: paths[0].stats().into(),
+        backward: paths[1].stats().into(),
+    });
     Ok(ExitCode::SUCCESS)
 }
 

@@ -3,8 +3,10 @@
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
-/// The counters `send` and `recv` report.
-#[derive(Debug, Default, Clone, Copy)]
+use serde::Serialize;
+
+/// The counters `send` and `recv` report, printed at the end as one JSON line (in this order).
+#[derive(Debug, Default, Clone, Copy, Serialize)]
 pub struct Stats {
     pub packets: u64,
     pub bytes: u64,
@@ -22,24 +24,6 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// The one-line JSON summary printed at the end of a run.
-    pub fn json(&self) -> String {
-        format!(
-            "{{\"packets\":{},\"bytes\":{},\"frames\":{},\"keyframes\":{},\"lost\":{},\"dropped_frames\":{},\"nack_sent\":{},\"nack_received\":{},\"retransmitted\":{},\"rtx_received\":{},\"recovered\":{}}}",
-            self.packets,
-            self.bytes,
-            self.frames,
-            self.keyframes,
-            self.lost,
-            self.dropped_frames,
-            self.nack_sent,
-            self.nack_received,
-            self.retransmitted,
-            self.rtx_received,
-            self.recovered
-        )
-    }
-
     /// Copies the loss-recovery counters of a stream.
     pub fn recovery(&mut self, v: &roomkit_media::backend::StreamStats) {
         self.nack_sent = v.nack_sent;

@@ -1,50 +1,71 @@
 //! `roomkit-media recv`: receives one RTP video stream on an `RtpVideoBackend` session and writes
 //! it to a file (Annex-B or IVF).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use roomkit_media::backend::rtp::{RtpBackendConfig, RtpVideoBackend};
 use roomkit_media::backend::{NackConfig, ResilienceConfig, SessionId, StreamStats};
 use roomkit_media::prelude::*;
-use roomkit_media::VideoFrame;
+use roomkit_media::{VideoCodec, VideoFrame};
 
-use crate::args::{rtx_arg, Args, Spec};
+use crate::args::{payload_type, resolve, rtx_payload_type};
 use crate::link;
-use crate::media_file::{codec_arg, VideoSink};
+use crate::media_file::{codec_arg, video_codec, VideoSink};
 use crate::progress::{Progress, Stats};
 
-pub const SPEC: Spec = Spec {
-    options: &[
-        "listen", "out", "pt", "codec", "frames", "timeout", "rtx-pt",
-    ],
-    switches: &["no-nack", "rtcp-mux"],
-};
+/// `recv --listen HOST:PORT --out FILE`.
+#[derive(clap::Args, Debug)]
+pub struct RecvArgs {
+    /// Where to receive the RTP (port 0: any free port, printed on stderr).
+    #[arg(long, value_name = "HOST:PORT", value_parser = resolve)]
+    pub listen: SocketAddr,
+    /// The file to write: Annex-B H.264, or IVF for VP8.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// The stream's codec [default: vp8 for `.ivf`, else h264].
+    #[arg(long, value_name = "h264|vp8", value_parser = video_codec)]
+    pub codec: Option<VideoCodec>,
+    /// RTP payload type of the video.
+    #[arg(long, value_name = "N", default_value_t = 96, value_parser = payload_type)]
+    pub pt: u8,
+    /// Stop after this many pictures (0: no limit).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub frames: u64,
+    /// Stop after this long without a packet.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0, allow_negative_numbers = true,
+          value_parser = positive_seconds)]
+    pub timeout: f64,
+    /// Payload type of RFC 4588 retransmissions (absent: repairs come as the original packets).
+    #[arg(long, value_name = "N", value_parser = payload_type)]
+    pub rtx_pt: Option<u8>,
+    /// Do not ask for lost packets again.
+    #[arg(long)]
+    pub no_nack: bool,
+    /// RTCP on the RTP port (RFC 5761) instead of the next one.
+    #[arg(long)]
+    pub rtcp_mux: bool,
+}
 
-pub fn run(args: &Args) -> Result<Stats, String> {
-    let listen = args
-        .addr("listen")?
-        .ok_or("recv needs --listen HOST:PORT")?;
-    let out = PathBuf::from(args.get("out").ok_or("recv needs --out FILE")?);
-    if !args.positionals.is_empty() {
-        return Err(format!(
-            "recv takes no positional arguments (got `{}`)",
-            args.positionals[0]
-        ));
+/// `--timeout`: more than 0 and at most a day.
+fn positive_seconds(v: &str) -> Result<f64, String> {
+    match v.parse::<f64>() {
+        Ok(s) if s > 0.0 && s <= 86_400.0 => Ok(s),
+        Ok(s) => Err(format!("{s} is outside (0, 86400] seconds")),
+        Err(_) => Err(format!("`{v}` is not a valid number")),
     }
-    let codec = codec_arg(args.get("codec"), &out)?;
-    let pt: u8 = args.num("pt", 96)?;
-    if pt > 127 {
-        return Err(format!("--pt: {pt} is not an RTP payload type (0-127)"));
-    }
-    let max_frames: u64 = args.num("frames", 0)?;
-    let idle: f64 = args.num("timeout", 5.0)?;
-    if !(idle > 0.0 && idle <= 86_400.0) {
-        return Err(format!("--timeout: {idle} is outside (0, 86400] seconds"));
-    }
-    let idle = Duration::from_secs_f64(idle);
-    let rtx = rtx_arg(args, pt)?;
-    let mut sink = VideoSink::create(&out, codec)?;
+}
+
+pub fn run(args: &RecvArgs) -> Result<Stats, String> {
+    let listen = args.listen;
+    let out = &args.out;
+    let codec = codec_arg(args.codec, out);
+    let pt = args.pt;
+    let max_frames = args.frames;
+    let idle = Duration::from_secs_f64(args.timeout);
+    let rtx = rtx_payload_type(args.rtx_pt, pt)?;
+    let mut sink = VideoSink::create(out, codec)?;
 
     let cfg = RtpBackendConfig {
         video_local_addr: listen,
@@ -58,10 +79,10 @@ pub fn run(args: &Args) -> Result<Stats, String> {
         // bursts of small pictures.
         callback_queue: 8192,
         rtx_payload_type: rtx,
-        rtcp_mux: args.get("rtcp-mux").is_some(),
+        rtcp_mux: args.rtcp_mux,
         resilience: ResilienceConfig {
             nack: NackConfig {
-                enabled: args.get("no-nack").is_none(),
+                enabled: !args.no_nack,
                 ..NackConfig::default()
             },
             ..ResilienceConfig::default()

@@ -9,68 +9,74 @@ use roomkit_media::backend::rtp::RtpBackendConfig;
 use roomkit_media::backend::{PacerConfig, ResilienceConfig};
 use roomkit_media::codec::h264::DEFAULT_MTU;
 use roomkit_media::prelude::*;
+use roomkit_media::VideoCodec;
 
-use crate::args::{rtx_arg, Args, Spec};
+use crate::args::{at_least, payload_type, resolve, rtx_payload_type, within};
 use crate::link;
-use crate::media_file::{codec_arg, read_pictures};
+use crate::media_file::{codec_arg, read_pictures, video_codec};
 use crate::progress::{Progress, Stats};
 
-pub const SPEC: Spec = Spec {
-    options: &[
-        "to",
-        "pt",
-        "mtu",
-        "fps",
-        "codec",
-        "rtx-pt",
-        "linger",
-        "pace-max-kbps",
-        "bind",
-    ],
-    switches: &["no-pacing", "rtcp-mux"],
-};
+/// `send --to HOST:PORT FILE`.
+#[derive(clap::Args, Debug)]
+pub struct SendArgs {
+    /// Where to send the RTP.
+    #[arg(long, value_name = "HOST:PORT", value_parser = resolve)]
+    pub to: SocketAddr,
+    /// The video: Annex-B H.264, or IVF VP8 (`.ivf`).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// The file's codec [default: vp8 for `.ivf`, else h264].
+    #[arg(long, value_name = "h264|vp8", value_parser = video_codec)]
+    pub codec: Option<VideoCodec>,
+    /// RTP payload type of the video.
+    #[arg(long, value_name = "N", default_value_t = 96, value_parser = payload_type)]
+    pub pt: u8,
+    /// Largest RTP packet, in bytes.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MTU, value_parser = within(64usize, 65_000, " bytes"))]
+    pub mtu: usize,
+    /// Pictures per second (0: as fast as possible; RTP timestamps still advance at 30 fps).
+    #[arg(long, value_name = "N", default_value_t = 30.0, allow_negative_numbers = true,
+          value_parser = within(0.0, 1000.0, ""))]
+    pub fps: f64,
+    /// Payload type of RFC 4588 retransmissions (absent: lost packets are re-sent as they were).
+    #[arg(long, value_name = "N", value_parser = payload_type)]
+    pub rtx_pt: Option<u8>,
+    /// After the last picture, stay this long to answer NACKs.
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.0, allow_negative_numbers = true,
+          value_parser = within(0.0, 60.0, " seconds"))]
+    pub linger: f64,
+    /// Send each picture's packets at once instead of pacing them.
+    #[arg(long)]
+    pub no_pacing: bool,
+    /// The most the pacer sends, in kbit/s (at least 64).
+    #[arg(long, value_name = "N", value_parser = at_least(64.0, " kbit/s"))]
+    pub pace_max_kbps: Option<f64>,
+    /// RTCP on the RTP port (RFC 5761) instead of the next one.
+    #[arg(long)]
+    pub rtcp_mux: bool,
+    /// Where our RTP binds [default: any port].
+    #[arg(long, value_name = "HOST:PORT", value_parser = resolve)]
+    pub bind: Option<SocketAddr>,
+}
 
-pub fn run(args: &Args) -> Result<Stats, String> {
-    let to = args.addr("to")?.ok_or("send needs --to HOST:PORT")?;
-    let [file] = args.positionals.as_slice() else {
-        return Err("send needs exactly one FILE".into());
-    };
-    let path = PathBuf::from(file);
-    let codec = codec_arg(args.get("codec"), &path)?;
-    let pt: u8 = args.num("pt", 96)?;
-    if pt > 127 {
-        return Err(format!("--pt: {pt} is not an RTP payload type (0-127)"));
-    }
-    let mtu: usize = args.num("mtu", DEFAULT_MTU)?;
-    if !(64..=65000).contains(&mtu) {
-        return Err(format!("--mtu: {mtu} is outside 64-65000"));
-    }
-    let fps: f64 = args.num("fps", 30.0)?;
-    if !(0.0..=1000.0).contains(&fps) {
-        return Err(format!("--fps: {fps} is outside 0-1000"));
-    }
-    let pictures = read_pictures(&path, codec)?;
-    let rtx = rtx_arg(args, pt)?;
-    let linger: f64 = args.num("linger", 1.0)?;
-    if !(0.0..=60.0).contains(&linger) {
-        return Err(format!("--linger: {linger} is outside 0-60 seconds"));
-    }
+pub fn run(args: &SendArgs) -> Result<Stats, String> {
+    let to = args.to;
+    let path = &args.file;
+    let codec = codec_arg(args.codec, path);
+    let (pt, mtu, fps) = (args.pt, args.mtu, args.fps);
+    let pictures = read_pictures(path, codec)?;
+    let rtx = rtx_payload_type(args.rtx_pt, pt)?;
     let mut pacer = PacerConfig {
-        enabled: args.get("no-pacing").is_none(),
+        enabled: !args.no_pacing,
         ..PacerConfig::default()
     };
-    if let Some(kbps) = args.get("pace-max-kbps") {
-        let kbps: f64 = kbps
-            .parse()
-            .ok()
-            .filter(|k: &f64| *k >= 64.0)
-            .ok_or_else(|| format!("--pace-max-kbps: `{kbps}` is not a rate of at least 64"))?;
+    if let Some(kbps) = args.pace_max_kbps {
         pacer.max_rate = Some(kbps * 1000.0 / 8.0);
     }
 
     // Where our video RTP binds (RTCP on the next port without rtcp-mux): any port unless
     // `--bind` names one, for peers and relays that must know it in advance.
-    let any: SocketAddr = match args.addr("bind")? {
+    let any: SocketAddr = match args.bind {
         Some(a) => a,
         None if to.is_ipv4() => (Ipv4Addr::UNSPECIFIED, 0).into(),
         None => (Ipv6Addr::UNSPECIFIED, 0).into(),
@@ -84,10 +90,10 @@ pub fn run(args: &Args) -> Result<Stats, String> {
         rtx_payload_type: rtx,
         resilience: ResilienceConfig {
             pacer,
-            close_linger: Duration::from_secs_f64(linger),
+            close_linger: Duration::from_secs_f64(args.linger),
             ..ResilienceConfig::default()
         },
-        rtcp_mux: args.get("rtcp-mux").is_some(),
+        rtcp_mux: args.rtcp_mux,
         ..RtpBackendConfig::default()
     };
     let (backend, session) = link::open(cfg, &to)?;

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,33 +27,177 @@ use roomkit_media::backend::{SessionId, SessionInfo};
 use roomkit_media::prelude::*;
 use roomkit_media::VideoCodec;
 
-use crate::args::{sip_media, Args, Spec};
+use serde::Serialize;
+
+use crate::args::{resolve, within, SipMediaArgs};
 use crate::media_file::VideoSink;
-use crate::output::{js, Out};
+use crate::output::{rounded, Out};
 use crate::signals;
 
-pub const SPEC: Spec = Spec {
-    options: &[
-        "sip",
-        "rtp-ip",
-        "rtp-ports",
-        "video-codecs",
-        "audio-codecs",
-        "record",
-        "max-calls",
-        "answer-after",
-        "max-sessions",
-        "hangup-after",
-        "register",
-        "auth-user",
-        "password",
-        "expires",
-        "proxy",
-        "audio-jitter",
-        "inactivity",
-    ],
-    switches: &["echo", "quiet-frames", "no-pacing", "no-nack", "no-rtx"],
-};
+/// `serve --sip ADDR`.
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// Where to listen for SIP (UDP; port 0: any free port, printed in the `listening` line).
+    #[arg(long, value_name = "ADDR", value_parser = resolve)]
+    pub sip: SocketAddr,
+    /// The IP our media binds and announces in SDP [default: the --sip address's].
+    #[arg(long, value_name = "IP", value_parser = ip_addr)]
+    pub rtp_ip: Option<IpAddr>,
+    /// The RTP ports calls take theirs from.
+    #[arg(long, value_name = "A-B", default_value = "20000-30000", value_parser = parse_ports)]
+    pub rtp_ports: (u16, u16),
+    /// Video codecs accepted, in order of preference [default: H264].
+    #[arg(long, value_name = "H264,VP8", value_parser = parse_video_codecs)]
+    pub video_codecs: Option<Codecs<VideoCodec>>,
+    /// Audio codecs accepted, in order of preference [default: opus,G722,PCMU,PCMA].
+    #[arg(long, value_name = "opus,G722,PCMU,PCMA", value_parser = parse_audio_codecs)]
+    pub audio_codecs: Option<Codecs<AudioCodec>>,
+    /// Write each call's video (`.h264` or `.ivf`) and audio (`.wav`) in this directory.
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
+    /// Send received media back to the caller.
+    #[arg(long)]
+    pub echo: bool,
+    /// Exit after this many calls have ended (0: run until Ctrl-C).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub max_calls: u64,
+    /// Ring this long before answering.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub answer_after: u64,
+    /// Most calls at once; more are refused with 503 (0: no limit).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub max_sessions: usize,
+    /// Hang each call up (BYE) this long after answering it.
+    #[arg(long, value_name = "MS")]
+    pub hangup_after: Option<u64>,
+    /// No `frame` lines.
+    #[arg(long)]
+    pub quiet_frames: bool,
+    /// Register with this registrar and keep the registration fresh.
+    #[arg(long, value_name = "sip:USER@HOST[:PORT]", value_parser = aor)]
+    pub register: Option<String>,
+    /// User name for the registrar's digest challenge [default: USER of --register].
+    #[arg(long, value_name = "U", requires = "register")]
+    pub auth_user: Option<String>,
+    /// Password for the registrar's digest challenge.
+    #[arg(
+        long,
+        value_name = "P",
+        requires = "register",
+        allow_hyphen_values = true
+    )]
+    pub password: Option<String>,
+    /// Registration lifetime asked for.
+    #[arg(long, value_name = "S", requires = "register", value_parser = within(10u32, 86_400, " seconds"))]
+    pub expires: Option<u32>,
+    /// Send REGISTER through this proxy.
+    #[arg(long, value_name = "HOST:PORT", requires = "register", value_parser = resolve)]
+    pub proxy: Option<SocketAddr>,
+    #[command(flatten)]
+    pub media: SipMediaArgs,
+}
+
+/// A comma-separated list of codecs (a type of its own, so clap takes it as one value).
+#[derive(Debug, Clone)]
+pub struct Codecs<T>(pub Vec<T>);
+
+/// The USER of `sip:USER@HOST[:PORT]`.
+fn aor_user(aor: &str) -> Option<&str> {
+    aor.strip_prefix("sip:")
+        .and_then(|r| r.split_once('@'))
+        .map(|(u, _)| u)
+        .filter(|u| !u.is_empty())
+}
+
+/// `--register`: an address of record with a user.
+fn aor(v: &str) -> Result<String, String> {
+    aor_user(v)
+        .map(|_| v.to_string())
+        .ok_or_else(|| format!("`{v}` is not sip:USER@HOST[:PORT]"))
+}
+
+fn ip_addr(v: &str) -> Result<IpAddr, String> {
+    v.parse().map_err(|_| format!("`{v}` is not an IP address"))
+}
+
+/// One JSON line of `serve`: `{"event":"<name>", ...fields in order}`.
+#[derive(Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+enum Event<'a> {
+    Listening {
+        sip: String,
+    },
+    Call {
+        session: String,
+        call_id: &'a str,
+        caller: &'a str,
+        callee: &'a str,
+        caller_display_name: &'a str,
+        room_id: &'a str,
+        has_video: bool,
+        video_codec: &'a str,
+        audio_pt: u8,
+        audio_codec: &'a str,
+        sample_rate: u32,
+        audio_remote: String,
+    },
+    VideoReady {
+        session: String,
+        codec: &'a str,
+        pt: u8,
+        local: String,
+        remote: String,
+    },
+    Frame {
+        session: String,
+        call_id: String,
+        frames: u64,
+        keyframes: u64,
+        bytes: u64,
+        last_keyframe: bool,
+        timestamp_ms: f64,
+    },
+    Dtmf {
+        session: String,
+        digit: String,
+        duration_ms: u32,
+    },
+    Hangup {
+        session: String,
+        call_id: &'a str,
+        reason: &'a str,
+        frames: u64,
+        keyframes: u64,
+        video_bytes: u64,
+        audio_frames: u64,
+        dtmf: &'a str,
+    },
+    Registered {
+        aor: &'a str,
+        expires: u32,
+    },
+    RegistrationFailed {
+        aor: &'a str,
+        status: u16,
+        reason: &'a str,
+        /// Seconds, to 0.1 s; null when no retry is planned.
+        retry_in: Option<f64>,
+    },
+    Unregistered {
+        aor: &'a str,
+    },
+    Stats {
+        calls_answered: u64,
+        calls_ended: u64,
+        calls_refused: u64,
+        sip_received: u64,
+        sip_rejected: u64,
+        sip_dropped: u64,
+        bye_timeouts: u64,
+        bye_failures: u64,
+        seconds: f64,
+    },
+}
 
 /// A file name from a Call-ID (which may hold `@`, `/`, ...).
 fn safe_name(call_id: &str) -> String {
@@ -133,98 +277,64 @@ struct CallLog {
 fn parse_ports(v: &str) -> Result<(u16, u16), String> {
     let (a, b) = v
         .split_once('-')
-        .ok_or_else(|| format!("--rtp-ports: `{v}` is not A-B"))?;
+        .ok_or_else(|| format!("`{v}` is not A-B"))?;
     let p = |s: &str| {
         s.trim()
             .parse::<u16>()
-            .map_err(|_| format!("--rtp-ports: `{s}` is not a port"))
+            .map_err(|_| format!("`{s}` is not a port"))
     };
     let (a, b) = (p(a)?, p(b)?);
     if a >= b {
-        return Err(format!("--rtp-ports: {a} is not below {b}"));
+        return Err(format!("{a} is not below {b}"));
     }
     Ok((a, b))
 }
 
-fn parse_video_codecs(v: &str) -> Result<Vec<VideoCodec>, String> {
+fn parse_video_codecs(v: &str) -> Result<Codecs<VideoCodec>, String> {
     v.split(',')
-        .map(|c| {
-            VideoCodec::from_name(c.trim())
-                .ok_or_else(|| format!("--video-codecs: `{c}` is not H264 or VP8"))
-        })
-        .collect()
+        .map(|c| VideoCodec::from_name(c.trim()).ok_or_else(|| format!("`{c}` is not H264 or VP8")))
+        .collect::<Result<_, _>>()
+        .map(Codecs)
 }
 
-fn parse_audio_codecs(v: &str) -> Result<Vec<AudioCodec>, String> {
+fn parse_audio_codecs(v: &str) -> Result<Codecs<AudioCodec>, String> {
     v.split(',')
         .map(|c| {
-            AudioCodec::from_name(c.trim())
-                .ok_or_else(|| format!("--audio-codecs: `{c}` is not a codec name"))
+            AudioCodec::from_name(c.trim()).ok_or_else(|| format!("`{c}` is not a codec name"))
         })
-        .collect()
+        .collect::<Result<_, _>>()
+        .map(Codecs)
 }
 
 /// Runs until a signal, or until `--max-calls` calls have ended.
-pub fn run(args: &Args) -> Result<ExitCode, crate::Failure> {
-    let sip = args
-        .addr("sip")?
-        .ok_or_else(|| "serve needs --sip ADDR".to_string())?;
-    if !args.positionals.is_empty() {
-        return Err(format!(
-            "serve takes no positional arguments (got `{}`)",
-            args.positionals[0]
+pub fn run(args: &ServeArgs) -> Result<ExitCode, crate::Failure> {
+    let sip = args.sip;
+    let register = args.register.as_ref().map(|aor| {
+        let user = aor_user(aor).expect("checked by clap");
+        let credentials = args
+            .password
+            .as_ref()
+            .map(|p| SipCredentials::new(args.auth_user.as_deref().unwrap_or(user), p));
+        (
+            aor.clone(),
+            RegisterOptions {
+                credentials,
+                expires: args.expires.unwrap_or(3600),
+                proxy: args.proxy,
+                ..RegisterOptions::default()
+            },
         )
-        .into());
-    }
-    let register = match args.get("register") {
-        Some(aor) => {
-            let user = aor
-                .strip_prefix("sip:")
-                .and_then(|r| r.split_once('@'))
-                .map(|(u, _)| u.to_string())
-                .filter(|u| !u.is_empty())
-                .ok_or_else(|| format!("--register: `{aor}` is not sip:USER@HOST[:PORT]"))?;
-            let credentials = args
-                .get("password")
-                .map(|p| SipCredentials::new(args.get("auth-user").unwrap_or(&user), p));
-            let expires: u32 = args.num("expires", 3600)?;
-            if !(10..=86_400).contains(&expires) {
-                return Err(format!("--expires: {expires} is outside 10..=86400").into());
-            }
-            Some((
-                aor.to_string(),
-                RegisterOptions {
-                    credentials,
-                    expires,
-                    proxy: args.addr("proxy")?,
-                    ..RegisterOptions::default()
-                },
-            ))
-        }
-        None => {
-            for opt in ["auth-user", "password", "expires", "proxy"] {
-                if args.get(opt).is_some() {
-                    return Err(format!("--{opt} goes with --register").into());
-                }
-            }
-            None
-        }
-    };
-    let rtp_ip: IpAddr = match args.get("rtp-ip") {
-        Some(v) => v
-            .parse()
-            .map_err(|_| format!("--rtp-ip: `{v}` is not an IP address"))?,
-        None => sip.ip(),
-    };
-    let (rtp_start, rtp_end) = parse_ports(args.get("rtp-ports").unwrap_or("20000-30000"))?;
-    let (resilience, video_rtx) = sip_media(args)?;
+    });
+    let rtp_ip: IpAddr = args.rtp_ip.unwrap_or(sip.ip());
+    let (rtp_start, rtp_end) = args.rtp_ports;
+    let (resilience, video_rtx) = args.media.resilience();
     let mut cfg = SipBackendConfig {
         local_sip_addr: sip,
         local_rtp_ip: rtp_ip,
         rtp_port_start: rtp_start,
         rtp_port_end: rtp_end,
-        answer_after: Duration::from_millis(args.num("answer-after", 0u64)?),
-        max_sessions: args.num("max-sessions", 0usize)?,
+        answer_after: Duration::from_millis(args.answer_after),
+        max_sessions: args.max_sessions,
         callback_threads: 2,
         // Received audio at the codec's own rate, so a recording keeps all of it; echo sends it
         // back at the same rate.
@@ -233,23 +343,20 @@ pub fn run(args: &Args) -> Result<ExitCode, crate::Failure> {
         resilience,
         ..SipBackendConfig::default()
     };
-    if let Some(v) = args.get("video-codecs") {
-        cfg.supported_video_codecs = parse_video_codecs(v)?;
+    if let Some(Codecs(v)) = &args.video_codecs {
+        cfg.supported_video_codecs = v.clone();
     }
-    if let Some(v) = args.get("audio-codecs") {
-        cfg.supported_codecs = parse_audio_codecs(v)?;
+    if let Some(Codecs(v)) = &args.audio_codecs {
+        cfg.supported_codecs = v.clone();
     }
-    let record: Option<PathBuf> = args.get("record").map(PathBuf::from);
+    let record: Option<PathBuf> = args.record.clone();
     if let Some(d) = &record {
         std::fs::create_dir_all(d).map_err(|e| format!("--record {}: {e}", d.display()))?;
     }
-    let echo = args.get("echo").is_some();
-    let frame_lines = args.get("quiet-frames").is_none();
-    let max_calls: u64 = args.num("max-calls", 0)?;
-    let hangup_after: Option<Duration> = args
-        .get("hangup-after")
-        .map(|_| args.num("hangup-after", 0u64).map(Duration::from_millis))
-        .transpose()?;
+    let echo = args.echo;
+    let frame_lines = !args.quiet_frames;
+    let max_calls = args.max_calls;
+    let hangup_after: Option<Duration> = args.hangup_after.map(Duration::from_millis);
 
     signals::install();
     let be =
@@ -276,41 +383,44 @@ pub fn run(args: &Args) -> Result<ExitCode, crate::Failure> {
                 let base = safe_name(&call_id);
                 if let Some(v) = &s.video {
                     let codec = v.codec.unwrap_or(VideoCodec::H264);
-                    let ext = if codec == VideoCodec::Vp8 { "ivf" } else { "h264" };
+                    let ext = if codec == VideoCodec::Vp8 {
+                        "ivf"
+                    } else {
+                        "h264"
+                    };
                     log.video = VideoSink::create(&dir.join(format!("{base}.{ext}")), codec).ok();
                 }
-                log.audio = WavWriter::create(&dir.join(format!("{base}.wav")), s.audio.sample_rate).ok();
+                log.audio =
+                    WavWriter::create(&dir.join(format!("{base}.wav")), s.audio.sample_rate).ok();
             }
             calls.lock().insert(s.id, log);
-            out.line(&format!(
-                "{{\"event\":\"call\",\"session\":\"{}\",\"call_id\":{},\"caller\":{},\"callee\":{},\"caller_display_name\":{},\"room_id\":{},\"has_video\":{},\"video_codec\":{},\"audio_pt\":{},\"audio_codec\":{},\"sample_rate\":{},\"audio_remote\":{}}}",
-                s.id,
-                js(&call_id),
-                js(get("caller")),
-                js(get("callee")),
-                js(get("caller_display_name")),
-                js(get("room_id")),
-                get("has_video") == "true",
-                js(get("video_codec")),
-                s.audio.payload_type,
-                js(get("audio_codec")),
-                s.audio.sample_rate,
-                js(&s.audio.remote_addr.to_string()),
-            ));
+            out.line(&Event::Call {
+                session: s.id.to_string(),
+                call_id: &call_id,
+                caller: get("caller"),
+                callee: get("callee"),
+                caller_display_name: get("caller_display_name"),
+                room_id: get("room_id"),
+                has_video: get("has_video") == "true",
+                video_codec: get("video_codec"),
+                audio_pt: s.audio.payload_type,
+                audio_codec: get("audio_codec"),
+                sample_rate: s.audio.sample_rate,
+                audio_remote: s.audio.remote_addr.to_string(),
+            });
         });
     }
     {
         let out = out.clone();
         be.on_video_session_ready(move |s| {
             let v = s.video.as_ref();
-            out.line(&format!(
-                "{{\"event\":\"video_ready\",\"session\":\"{}\",\"codec\":{},\"pt\":{},\"local\":{},\"remote\":{}}}",
-                s.id,
-                js(v.and_then(|v| v.codec).map_or("", |c| c.as_str())),
-                v.map_or(0, |v| v.payload_type),
-                js(&v.map_or(String::new(), |v| v.local_addr.to_string())),
-                js(&v.map_or(String::new(), |v| v.remote_addr.to_string())),
-            ));
+            out.line(&Event::VideoReady {
+                session: s.id.to_string(),
+                codec: v.and_then(|v| v.codec).map_or("", |c| c.as_str()),
+                pt: v.map_or(0, |v| v.payload_type),
+                local: v.map_or(String::new(), |v| v.local_addr.to_string()),
+                remote: v.map_or(String::new(), |v| v.remote_addr.to_string()),
+            });
         });
     }
     {
@@ -331,10 +441,15 @@ pub fn run(args: &Args) -> Result<ExitCode, crate::Failure> {
                     .is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
                 if frame_lines && due {
                     log.last_summary = Some(Instant::now());
-                    line = Some(format!(
-                        "{{\"event\":\"frame\",\"session\":\"{id}\",\"call_id\":{},\"frames\":{},\"keyframes\":{},\"bytes\":{},\"last_keyframe\":{},\"timestamp_ms\":{:.1}}}",
-                        js(&log.call_id), log.frames, log.keyframes, log.bytes, f.keyframe, f.timestamp_ms
-                    ));
+                    line = Some(Event::Frame {
+                        session: id.to_string(),
+                        call_id: log.call_id.clone(),
+                        frames: log.frames,
+                        keyframes: log.keyframes,
+                        bytes: log.bytes,
+                        last_keyframe: f.keyframe,
+                        timestamp_ms: rounded(f.timestamp_ms, 1),
+                    });
                 }
             }
             if let Some(l) = line {
@@ -369,11 +484,11 @@ pub fn run(args: &Args) -> Result<ExitCode, crate::Failure> {
             if let Some(log) = calls.lock().get_mut(&id) {
                 log.dtmf.push(ev.digit);
             }
-            out.line(&format!(
-                "{{\"event\":\"dtmf\",\"session\":\"{id}\",\"digit\":{},\"duration_ms\":{}}}",
-                js(&ev.digit.to_string()),
-                ev.duration_ms
-            ));
+            out.line(&Event::Dtmf {
+                session: id.to_string(),
+                digit: ev.digit.to_string(),
+                duration_ms: ev.duration_ms,
+            });
         });
     }
     {
@@ -391,17 +506,16 @@ pub fn run(args: &Args) -> Result<ExitCode, crate::Failure> {
             if let Some(a) = log.audio {
                 let _ = a.finish();
             }
-            out.line(&format!(
-                "{{\"event\":\"hangup\",\"session\":\"{}\",\"call_id\":{},\"reason\":{},\"frames\":{},\"keyframes\":{},\"video_bytes\":{},\"audio_frames\":{},\"dtmf\":{}}}",
-                s.id,
-                js(&log.call_id),
-                js(s.end_reason.map_or("unknown", |r| r.as_str())),
-                log.frames,
-                log.keyframes,
-                log.bytes,
-                log.audio_frames,
-                js(&log.dtmf)
-            ));
+            out.line(&Event::Hangup {
+                session: s.id.to_string(),
+                call_id: &log.call_id,
+                reason: s.end_reason.map_or("unknown", |r| r.as_str()),
+                frames: log.frames,
+                keyframes: log.keyframes,
+                video_bytes: log.bytes,
+                audio_frames: log.audio_frames,
+                dtmf: &log.dtmf,
+            });
             ended.fetch_add(1, Ordering::Relaxed);
         });
     }
@@ -410,23 +524,21 @@ pub fn run(args: &Args) -> Result<ExitCode, crate::Failure> {
         let (out, aor) = (out.clone(), aor.clone());
         be.on_registration(move |_, ev| {
             let line = match ev {
-                RegistrationEvent::Registered { expires } => format!(
-                    "{{\"event\":\"registered\",\"aor\":{},\"expires\":{expires}}}",
-                    js(&aor)
-                ),
+                RegistrationEvent::Registered { expires } => Event::Registered {
+                    aor: &aor,
+                    expires: *expires,
+                },
                 RegistrationEvent::Failed {
                     status,
                     reason,
                     retry_in,
-                } => format!(
-                    "{{\"event\":\"registration_failed\",\"aor\":{},\"status\":{status},\"reason\":{},\"retry_in\":{}}}",
-                    js(&aor),
-                    js(reason),
-                    retry_in.map_or("null".to_string(), |d| format!("{:.1}", d.as_secs_f64()))
-                ),
-                RegistrationEvent::Unregistered => {
-                    format!("{{\"event\":\"unregistered\",\"aor\":{}}}", js(&aor))
-                }
+                } => Event::RegistrationFailed {
+                    aor: &aor,
+                    status: *status,
+                    reason,
+                    retry_in: retry_in.map(|d| rounded(d.as_secs_f64(), 1)),
+                },
+                RegistrationEvent::Unregistered => Event::Unregistered { aor: &aor },
                 _ => return,
             };
             out.line(&line);
@@ -438,10 +550,9 @@ pub fn run(args: &Args) -> Result<ExitCode, crate::Failure> {
         .start()
         .map_err(|e| crate::Failure::Runtime(e.to_string()))?;
     eprintln!("serving SIP on {local}");
-    out.line(&format!(
-        "{{\"event\":\"listening\",\"sip\":{}}}",
-        js(&local.to_string())
-    ));
+    out.line(&Event::Listening {
+        sip: local.to_string(),
+    });
     if let Some((aor, options)) = register {
         be.register(&aor, options)
             .map_err(|e| crate::Failure::Runtime(format!("--register {aor}: {e}")))?;
@@ -473,18 +584,17 @@ pub fn run(args: &Args) -> Result<ExitCode, crate::Failure> {
     let be = Arc::try_unwrap(be)
         .map_err(|_| crate::Failure::Runtime("backend still shared at exit".to_string()))?;
     drop(be);
-    out.line(&format!(
-        "{{\"event\":\"stats\",\"calls_answered\":{},\"calls_ended\":{},\"calls_refused\":{},\"sip_received\":{},\"sip_rejected\":{},\"sip_dropped\":{},\"bye_timeouts\":{},\"bye_failures\":{},\"seconds\":{:.3}}}",
-        st.calls_answered,
-        ended.load(Ordering::Relaxed),
-        st.calls_refused,
-        st.received,
-        st.rejected,
-        st.dropped,
-        st.bye_timeouts,
-        st.bye_failures,
-        started.elapsed().as_secs_f64()
-    ));
+    out.line(&Event::Stats {
+        calls_answered: st.calls_answered,
+        calls_ended: ended.load(Ordering::Relaxed),
+        calls_refused: st.calls_refused,
+        sip_received: st.received,
+        sip_rejected: st.rejected,
+        sip_dropped: st.dropped,
+        bye_timeouts: st.bye_timeouts,
+        bye_failures: st.bye_failures,
+        seconds: rounded(started.elapsed().as_secs_f64(), 3),
+    });
     let _ = answered;
     Ok(ExitCode::SUCCESS)
 }
