@@ -69,17 +69,20 @@ impl Outbox {
         self.items.push((data, dest));
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// Takes every queued message out, in order (tests and harnesses that carry them
     /// themselves).
     pub fn drain(&mut self) -> std::vec::Drain<'_, (Vec<u8>, SipPeer)> {
         self.items.drain(..)
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// Number of datagrams queued.
     pub fn len(&self) -> usize {
         self.items.len()
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// True when nothing is queued.
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
@@ -146,6 +149,7 @@ impl SipTransport {
         self.thread.signal()
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// Stops and joins the thread. Idempotent.
     pub fn stop(&mut self) {
         self.thread.stop();

@@ -167,14 +167,10 @@ impl RecvBatch {
         }
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// Turns batching off, as if the kernel lacked `recvmmsg` (tests exercise the fallback).
     pub fn set_batched(&mut self, batched: bool) {
         self.batched = batched;
-    }
-
-    /// Whether `recvmmsg` is in use.
-    pub fn is_batched(&self) -> bool {
-        self.batched
     }
 
     /// Receives up to one batch of datagrams; returns how many. With [`Wait::ForOne`] a read
@@ -202,11 +198,13 @@ impl RecvBatch {
         }
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// How many datagrams the last receive returned.
     pub fn len(&self) -> usize {
         self.count
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// True when the last receive returned nothing.
     pub fn is_empty(&self) -> bool {
         self.count == 0
@@ -346,14 +344,10 @@ impl SendBatch {
         }
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// Turns batching off, as if the kernel lacked `sendmmsg` (tests exercise the fallback).
     pub fn set_batched(&mut self, batched: bool) {
         self.batched = batched;
-    }
-
-    /// Whether `sendmmsg` is in use.
-    pub fn is_batched(&self) -> bool {
-        self.batched
     }
 
     /// Sends each item of `datagrams` as one datagram to `dest`, gathered from its slices.
@@ -488,9 +482,8 @@ impl Waker {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: `fd` was just returned by eventfd and nothing else owns it.
-        Ok(Waker {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Waker { fd })
     }
 
     /// Signals the waker; it stays readable until [`Waker::reset`].

@@ -194,19 +194,16 @@ impl AudioJitterBuffer {
         self.target
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// Packets waiting.
     pub fn len(&self) -> usize {
         self.buf.len()
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// True when nothing waits.
     pub fn is_empty(&self) -> bool {
         self.buf.is_empty()
-    }
-
-    /// Whether frames are being played out (false before the first packet and after a pause).
-    pub fn is_playing(&self) -> bool {
-        self.play.is_some()
     }
 
     /// Forgets everything (a new source); counters are kept.
@@ -421,12 +418,6 @@ impl AudioJitterBuffer {
             samples,
             stretch: false,
         }
-    }
-
-    /// The payload of the packet that follows the frame just handed out as lost, if buffered
-    /// (for a decoder's FEC).
-    pub fn next_payload(&self) -> Option<&[u8]> {
-        self.buf.front().map(|e| e.pkt.payload.as_slice())
     }
 
     /// The payload of the buffered packet with RTP timestamp `timestamp`, if it is the next one

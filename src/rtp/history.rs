@@ -40,8 +40,6 @@ pub enum Refusal {
     TooOld,
     /// Re-sent less than the guard time ago.
     TooSoon,
-    /// The retransmission budget is spent.
-    OverBudget,
 }
 
 #[derive(Debug)]
@@ -96,6 +94,7 @@ impl SendHistory {
         self.slots.len()
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// The configuration in use (`max_packets` as rounded).
     pub fn config(&self) -> HistoryConfig {
         self.cfg

@@ -207,6 +207,7 @@ impl NackTracker {
         self.stats
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// Packets on the missing list.
     pub fn missing(&self) -> usize {
         self.missing.len()

@@ -122,11 +122,13 @@ impl<T> Pacer<T> {
         }
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// The configuration in use.
     pub fn config(&self) -> &PacerConfig {
         &self.cfg
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// Counters so far.
     pub fn stats(&self) -> PacerStats {
         self.stats
@@ -147,6 +149,7 @@ impl<T> Pacer<T> {
         self.media.len()
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// Bytes waiting.
     pub fn queued_bytes(&self) -> usize {
         self.queued_bytes

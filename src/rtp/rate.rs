@@ -20,6 +20,7 @@ pub struct RateMeter {
 }
 
 impl RateMeter {
+    #[cfg(any(test, feature = "_internals"))]
     /// The window used by the streams.
     pub const DEFAULT_WINDOW: Duration = Duration::from_secs(1);
 

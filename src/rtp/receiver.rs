@@ -248,6 +248,7 @@ impl ReceiverStats {
         }
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// Packets received, late ones and duplicates included (as RFC 3550 counts them).
     pub fn received(&self) -> u64 {
         self.received
@@ -273,21 +274,25 @@ impl ReceiverStats {
         self.late
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// Packets rejected as a jump in sequence numbers.
     pub fn jumps(&self) -> u64 {
         self.jumps
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// Times the source restarted its sequence numbers.
     pub fn restarts(&self) -> u64 {
         self.restarts
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// Payload bytes of the packets counted as received.
     pub fn bytes(&self) -> u64 {
         self.bytes
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// The last sender report: the NTP time it carried and our NTP time when it arrived.
     pub fn last_sender_report(&self) -> Option<(u64, u64)> {
         self.last_sr

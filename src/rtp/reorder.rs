@@ -169,6 +169,7 @@ impl<P> ReorderBuffer<P> {
         s.settled = true;
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// The first packet of a tentative start region still open.
     pub fn soft_end(&self) -> Option<u16> {
         self.soft.map(|s| s.end as u16)
@@ -220,6 +221,7 @@ impl<P> ReorderBuffer<P> {
         self.next.map(|n| n as u16)
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// The configuration in use.
     pub fn config(&self) -> ReorderConfig {
         self.cfg
@@ -230,6 +232,7 @@ impl<P> ReorderBuffer<P> {
         self.stats
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// Packets held behind a gap.
     pub fn held(&self) -> usize {
         self.held

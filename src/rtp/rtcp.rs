@@ -8,7 +8,9 @@
 //! input buffer, so the I/O thread can hand them to other threads.
 
 use std::fmt;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+#[cfg(any(test, feature = "_internals"))]
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use rand::Rng;
 use rtcp_types::prelude::*;
@@ -18,16 +20,13 @@ use rtcp_types::{
     SenderReport, TransportFeedback,
 };
 
+#[cfg(any(test, feature = "_internals"))]
 /// RTCP packet type of a sender report.
 pub const PT_SR: u8 = 200;
+#[cfg(any(test, feature = "_internals"))]
 /// RTCP packet type of a receiver report.
 pub const PT_RR: u8 = 201;
-/// RTCP packet type of source description.
-pub const PT_SDES: u8 = 202;
-/// RTCP packet type of BYE.
-pub const PT_BYE: u8 = 203;
-/// RTCP packet type of transport-layer feedback (RFC 4585 RTPFB).
-pub const PT_RTPFB: u8 = 205;
+#[cfg(any(test, feature = "_internals"))]
 /// RTCP packet type of payload-specific feedback (RFC 4585 PSFB).
 pub const PT_PSFB: u8 = 206;
 
@@ -218,6 +217,7 @@ fn block_to_wire(b: &ReportBlockData) -> ReportBlockBuilder {
         .delay_since_last_sender_report_timestamp(b.dlsr)
 }
 
+#[cfg(any(test, feature = "_internals"))]
 /// Parses a compound RTCP datagram (or a single reduced-size packet, RFC 5506) into events.
 /// A datagram with any malformed packet is rejected whole, as RFC 3550 A.2 suggests; every
 /// length is checked, and no input panics.
@@ -597,6 +597,7 @@ impl RtcpInterval {
         }
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// The nominal interval.
     pub fn nominal(&self) -> Duration {
         self.nominal
@@ -645,11 +646,13 @@ pub fn ntp_from_unix(since_epoch: Duration) -> u64 {
     (secs << 32) | frac
 }
 
+#[cfg(any(test, feature = "_internals"))]
 /// 64-bit NTP time of a `SystemTime` value the caller read; times before 1970 give the epoch.
 pub fn ntp_from_system_time(t: SystemTime) -> u64 {
     ntp_from_unix(t.duration_since(UNIX_EPOCH).unwrap_or_default())
 }
 
+#[cfg(any(test, feature = "_internals"))]
 /// The time since the Unix epoch of an NTP time in the current era (inverse of
 /// [`ntp_from_unix`], to the nanosecond); NTP times before 1970 give zero.
 pub fn ntp_to_unix(ntp: u64) -> Duration {
@@ -670,6 +673,7 @@ pub fn ntp_short_to_duration(v: u32) -> Duration {
     Duration::from_nanos((u64::from(v) * 1_000_000_000) >> 16)
 }
 
+#[cfg(any(test, feature = "_internals"))]
 /// A `Duration` as 16.16 fixed-point seconds, saturating at the largest value.
 pub fn duration_to_ntp_short(d: Duration) -> u32 {
     let units = d.as_nanos() * 65536 / 1_000_000_000;

@@ -68,6 +68,7 @@ impl RtpSender {
         self.pt = pt & 0x7f;
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// The RTP clock rate in Hz.
     pub fn clock_rate(&self) -> u32 {
         self.clock_rate
@@ -110,16 +111,19 @@ impl RtpSender {
         self.ts_offset.wrapping_add(ticks as i64 as u32)
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// The timestamp of the last header produced, if any.
     pub fn last_rtp_ts(&self) -> Option<u32> {
         self.last_rtp_ts
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// Packets sent so far (wrapping 32-bit, as in the sender report).
     pub fn packet_count(&self) -> u32 {
         self.packet_count
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// Payload octets sent so far (wrapping 32-bit, as in the sender report).
     pub fn octet_count(&self) -> u32 {
         self.octet_count

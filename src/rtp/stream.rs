@@ -495,16 +495,19 @@ impl StreamCore {
         self.remotes.rtp
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// Where RTCP goes now.
     pub fn remote_rtcp(&self) -> SocketAddr {
         self.remotes.rtcp
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// The stream's time origin: timestamps of media given no time count from it.
     pub fn origin(&self) -> Instant {
         self.origin
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// The round-trip time estimate, once measured.
     pub fn rtt(&self) -> Option<Duration> {
         self.rtt.is_measured().then(|| self.rtt.rtt())

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use super::reorder::{PushOutcome, ReorderBuffer, ReorderConfig, ReorderStats};
 use super::RtpMeta;
 use crate::codec::annexb::{nal_type, NAL_IDR, NAL_PPS, NAL_SPS};
+#[cfg(any(test, feature = "_internals"))]
 use crate::codec::h264::H264Depacketizer;
 use crate::codec::{Depacketizer, DepacketizerStats, PictureBuf};
 use crate::frame::{Delivery, VideoCodec, VideoFrame};
@@ -164,16 +165,19 @@ impl VideoReceiver {
         self.probe_begun.take()
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// An H.264 receiver.
     pub fn h264(cfg: VideoReceiverConfig) -> Self {
         Self::new(cfg, Box::new(H264Depacketizer::new()))
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// The codec received.
     pub fn codec(&self) -> VideoCodec {
         self.depack.codec()
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// The configuration in use.
     pub fn config(&self) -> &VideoReceiverConfig {
         &self.cfg
@@ -224,11 +228,13 @@ impl VideoReceiver {
         self.reorder.next_seq()
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// The media source being received.
     pub fn ssrc(&self) -> Option<u32> {
         self.ssrc
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// Like [`Self::push`], for a payload the caller already owns: a packet that has to wait keeps
     /// it instead of a copy.
     pub fn push_owned(
@@ -299,11 +305,13 @@ impl VideoReceiver {
         true
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// Whether a keyframe is wanted (a request is pending, possibly rate-limited).
     pub fn keyframe_wanted(&self) -> bool {
         self.want_keyframe
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// Whether pictures are being held back until a keyframe arrives.
     pub fn waiting_for_keyframe(&self) -> bool {
         self.gate_closed

@@ -329,6 +329,7 @@ impl DigestInput<'_> {
     }
 }
 
+#[cfg(any(test, feature = "_internals"))]
 /// The MD5 digest `response` value. With `qop` (`Some((nc, cnonce))`) this is RFC 2617's
 /// `qop=auth` form; without it, RFC 2069's.
 #[allow(clippy::too_many_arguments)]
@@ -379,6 +380,7 @@ fn credentials_value(input: &DigestInput<'_>, opaque: Option<&str>) -> String {
     v
 }
 
+#[cfg(any(test, feature = "_internals"))]
 /// Builds an MD5 `qop=auth` Authorization value answering a challenge (what a test, or a
 /// client that handles one challenge by hand, sends). [`DigestClient`] does the whole job.
 #[allow(clippy::too_many_arguments)]
@@ -650,6 +652,7 @@ impl DigestClient {
         }
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// The credentials in use.
     pub fn credentials(&self) -> &Credentials {
         &self.credentials
@@ -761,6 +764,7 @@ pub enum AuthOutcome {
 }
 
 impl AuthOutcome {
+    #[cfg(any(test, feature = "_internals"))]
     /// True for [`AuthOutcome::Authorized`].
     pub fn is_authorized(&self) -> bool {
         matches!(self, AuthOutcome::Authorized { .. })
@@ -787,16 +791,19 @@ impl DigestAuthenticator {
         }
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// The realm.
     pub fn realm(&self) -> &str {
         &self.realm
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// Number of nonces issued and not yet used or expired (for tests and stats).
     pub fn outstanding(&self) -> usize {
         self.nonces.len()
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// A fresh MD5 challenge: the value of a `WWW-Authenticate` header for a 401.
     pub fn challenge(&mut self, now: Instant, stale: bool) -> String {
         let nonce = self.issue_nonce(now);

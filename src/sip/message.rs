@@ -142,6 +142,7 @@ impl Uri {
         self.sip.is_some()
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// The typed SIP URI, when the scheme is `sip`/`sips`.
     pub fn sip(&self) -> Option<&SipUri> {
         self.sip.as_ref()
@@ -280,6 +281,7 @@ impl NameAddr {
         find_param(&self.params, name).map(|p| p.value.as_deref())
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// All header parameters in order.
     pub fn params(&self) -> &[Param] {
         &self.params
@@ -290,6 +292,8 @@ impl NameAddr {
 #[derive(Debug, Clone)]
 pub struct Via {
     raw: String,
+    // Read only by its accessor, which exists for tests and `_internals`.
+    #[cfg_attr(not(any(test, feature = "_internals")), allow(dead_code))]
     transport: String,
     host: String,
     port: Option<u16>,
@@ -302,16 +306,19 @@ impl Via {
         &self.raw
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// The transport (`UDP`, `TCP`, `TLS`, or any token).
     pub fn transport(&self) -> &str {
         &self.transport
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// The sent-by host (IPv6 in brackets).
     pub fn host(&self) -> &str {
         &self.host
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// The sent-by port, when given.
     pub fn port(&self) -> Option<u16> {
         self.port
@@ -336,11 +343,13 @@ impl Via {
             .is_some_and(|b| b.starts_with("z9hG4bK") && b.len() > 7)
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// The `received` parameter.
     pub fn received(&self) -> Option<&str> {
         self.param("received").flatten()
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// The `rport` parameter: `Some(None)` when the client asked for it, `Some(Some(p))` when a
     /// proxy filled it in.
     pub fn rport(&self) -> Option<Option<u16>> {
@@ -373,16 +382,19 @@ pub struct HeaderField {
 }
 
 impl HeaderField {
+    #[cfg(any(test, feature = "_internals"))]
     /// The name as it appeared in the message.
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// The lowercase full name (`v` becomes `via`).
     pub fn canonical_name(&self) -> &str {
         &self.canonical
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// The value with line folding replaced by single spaces and outer whitespace trimmed.
     pub fn value(&self) -> &str {
         &self.value
@@ -451,9 +463,10 @@ pub struct SipMessage {
     call_id: String,
     cseq: CSeq,
     contacts: Vec<NameAddr>,
-    contact_wildcard: bool,
     routes: Vec<NameAddr>,
     record_routes: Vec<NameAddr>,
+    // Read only by its accessor, which exists for tests and `_internals`.
+    #[cfg_attr(not(any(test, feature = "_internals")), allow(dead_code))]
     max_forwards: Option<u8>,
     expires: Option<u32>,
 }
@@ -873,7 +886,6 @@ fn build(
         call_id,
         cseq,
         contacts,
-        contact_wildcard,
         routes,
         record_routes,
         max_forwards,
@@ -929,6 +941,7 @@ impl SipMessage {
         parse(datagram)
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// Request or response specifics.
     pub fn kind(&self) -> &MessageKind {
         &self.kind
@@ -971,6 +984,7 @@ impl SipMessage {
         }
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// Every Via value, topmost first (comma-separated values count separately).
     pub fn vias(&self) -> &[Via] {
         &self.vias
@@ -1012,11 +1026,6 @@ impl SipMessage {
         &self.contacts
     }
 
-    /// True for `Contact: *` (a REGISTER removing all bindings).
-    pub fn is_contact_wildcard(&self) -> bool {
-        self.contact_wildcard
-    }
-
     /// Route values in order.
     pub fn routes(&self) -> &[NameAddr] {
         &self.routes
@@ -1027,6 +1036,7 @@ impl SipMessage {
         &self.record_routes
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// Max-Forwards, when present.
     pub fn max_forwards(&self) -> Option<u8> {
         self.max_forwards
@@ -1066,6 +1076,7 @@ impl SipMessage {
             .map(|h| h.value.as_str())
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// Every header line in message order.
     pub fn headers(&self) -> &[HeaderField] {
         &self.headers

@@ -33,6 +33,7 @@ use super::auth::{Credentials, DigestClient};
 use super::builder::{new_branch, new_call_id, new_tag, RequestBuilder};
 use super::check;
 use super::message::{Method, NameAddr, SipMessage, Uri};
+#[cfg(any(test, feature = "_internals"))]
 use super::route::{next_hop, NextHop};
 use super::transaction::{NonInviteClientTransaction, Timers, TransactionEvent};
 
@@ -279,33 +280,39 @@ impl Registration {
         Ok(reg)
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// Where the REGISTERs go: the outbound proxy, else the registrar (name resolution is the
     /// caller's).
     pub fn next_hop(&self) -> Option<NextHop> {
         next_hop(&self.request_uri, &self.route_set)
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// Where the registration stands.
     pub fn state(&self) -> RegistrationState {
         self.state
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// The address-of-record being registered.
     pub fn aor(&self) -> &str {
         &self.config.aor
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// The Call-ID every REGISTER of this registration carries.
     pub fn call_id(&self) -> &str {
         &self.call_id
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// The lifetime asked for in the next REGISTER (the configured one, or a registrar's
     /// `Min-Expires`).
     pub fn requested_expires(&self) -> u32 {
         self.expires
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// Until when the registrar holds our binding, as far as we know.
     pub fn registered_until(&self) -> Option<Instant> {
         self.bound_until
@@ -321,12 +328,14 @@ impl Registration {
         self.tx.as_ref().is_some_and(|tx| tx.matches(response))
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// Replaces the credentials (after a refusal, say); takes effect with the next REGISTER.
     pub fn set_credentials(&mut self, credentials: Option<Credentials>) {
         self.auth = credentials.clone().map(DigestClient::new);
         self.config.credentials = credentials;
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// Registers again now: after a refusal, after new credentials, or early on a network
     /// change. Ignored while a REGISTER is on its way or once unregistering.
     pub fn register_now(&mut self, now: Instant) {
@@ -416,6 +425,7 @@ impl Registration {
         true
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// The REGISTER could not be sent (ICMP unreachable, no route): counts as a 503 (RFC 3261
     /// §8.1.3.1).
     pub fn handle_transport_error(&mut self, now: Instant) {

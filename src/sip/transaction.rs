@@ -111,6 +111,7 @@ impl TransactionKey {
         }
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// The method part of the key.
     pub fn method(&self) -> &Method {
         &self.method
@@ -215,6 +216,8 @@ enum InviteServerState {
 /// The server side of an INVITE (RFC 3261 §17.2.1 with the 2xx handling of §13.3.1.4).
 #[derive(Debug)]
 pub struct InviteServerTransaction {
+    // Read only by its accessor, which exists for tests and `_internals`.
+    #[cfg_attr(not(any(test, feature = "_internals")), allow(dead_code))]
     key: TransactionKey,
     timers: Timers,
     state: InviteServerState,
@@ -250,19 +253,16 @@ impl InviteServerTransaction {
         tx
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// The key this transaction answers to.
     pub fn key(&self) -> &TransactionKey {
         &self.key
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// Status of the final response sent, if any.
     pub fn final_status(&self) -> Option<u16> {
         self.final_status
-    }
-
-    /// True once the ACK for the final response has arrived.
-    pub fn is_acked(&self) -> bool {
-        self.acked
     }
 
     /// True when the transaction has ended and can be dropped.
@@ -270,6 +270,7 @@ impl InviteServerTransaction {
         self.state == InviteServerState::Terminated
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// Feeds a request that belongs to this transaction: a retransmitted INVITE (answered with
     /// the last response, or absorbed) or an ACK.
     pub fn handle_request(&mut self, request: &SipMessage, now: Instant) {
@@ -424,6 +425,8 @@ enum NonInviteServerState {
 /// The server side of a non-INVITE request (BYE, CANCEL, OPTIONS, ...), RFC 3261 §17.2.2.
 #[derive(Debug)]
 pub struct NonInviteServerTransaction {
+    // Read only by its accessor, which exists for tests and `_internals`.
+    #[cfg_attr(not(any(test, feature = "_internals")), allow(dead_code))]
     key: TransactionKey,
     timers: Timers,
     state: NonInviteServerState,
@@ -448,6 +451,7 @@ impl NonInviteServerTransaction {
         }
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// The key this transaction answers to.
     pub fn key(&self) -> &TransactionKey {
         &self.key
@@ -788,6 +792,7 @@ impl InviteClientTransaction {
         &self.invite
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// Where the transaction stands.
     pub fn state(&self) -> InviteClientState {
         self.state
@@ -798,11 +803,13 @@ impl InviteClientTransaction {
         self.final_status
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// True once [`cancel`](InviteClientTransaction::cancel) was asked for.
     pub fn is_cancel_requested(&self) -> bool {
         self.cancel_wanted
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// The final status of the CANCEL's own transaction (200, 481...; 408 when it timed out),
     /// for logs: the outcome of the call is the INVITE's final response.
     pub fn cancel_status(&self) -> Option<u16> {

@@ -350,16 +350,19 @@ impl SipCore {
         self.events.pop_front()
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// Live calls (ringing, dialing and established).
     pub fn call_count(&self) -> usize {
         self.calls.len()
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// Live transactions of every kind (for bounds checks).
     pub fn transaction_count(&self) -> usize {
         self.servers.len() + self.clients.len() + self.invites.len()
     }
 
+    #[cfg(any(test, feature = "_internals"))]
     /// Live registrations.
     pub fn registration_count(&self) -> usize {
         self.registrations.len()
