@@ -352,6 +352,7 @@ impl DtmfReceiver {
     }
 
     /// When [`Self::poll`] next needs to be called, if an event is waiting for its end.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<u64> {
         if !self.pending.is_empty() {
             return Some(0);

@@ -431,6 +431,7 @@ impl AudioJitterBuffer {
     }
 
     /// When the next frame is due; `None` while not playing.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.play.map(|p| p.at)
     }

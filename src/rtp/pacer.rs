@@ -238,6 +238,7 @@ impl<T> Pacer<T> {
     }
 
     /// When the next packet may leave; `None` when nothing waits.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.is_empty() {
             return None;

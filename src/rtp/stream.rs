@@ -571,11 +571,13 @@ impl StreamCore {
     // ---- outputs ---------------------------------------------------------------------------
 
     /// The next datagram to send now.
+    #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()
     }
 
     /// The next event for the application.
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<StreamEvent> {
         self.events.pop_front()
     }
@@ -589,6 +591,7 @@ impl StreamCore {
     }
 
     /// When [`Self::handle_timeout`] should next be called; `None` once closed.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.closed {
             return None;

@@ -632,11 +632,13 @@ impl Registration {
     }
 
     /// The next datagram to send to [`next_hop`](Registration::next_hop).
+    #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
         self.transmit.pop_front()
     }
 
     /// The next event for the application.
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<RegistrationEvent> {
         self.events.pop_front()
     }

@@ -404,11 +404,13 @@ impl InviteServerTransaction {
     }
 
     /// The next datagram to send to the request's source.
+    #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
         self.transmit.pop_front()
     }
 
     /// The next event for the layer above.
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<TransactionEvent> {
         self.events.pop_front()
     }
@@ -516,11 +518,13 @@ impl NonInviteServerTransaction {
     }
 
     /// The next datagram to send.
+    #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
         self.transmit.pop_front()
     }
 
     /// The next event for the layer above.
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<TransactionEvent> {
         self.events.pop_front()
     }
@@ -664,11 +668,13 @@ impl NonInviteClientTransaction {
     }
 
     /// The next datagram to send to the peer.
+    #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
         self.transmit.pop_front()
     }
 
     /// The next event for the layer above.
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<TransactionEvent> {
         self.events.pop_front()
     }
@@ -1023,11 +1029,13 @@ impl InviteClientTransaction {
     }
 
     /// The next datagram to send to the INVITE's next hop.
+    #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
         self.transmit.pop_front()
     }
 
     /// The next event for the layer above.
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<TransactionEvent> {
         self.events.pop_front()
     }
