@@ -69,21 +69,21 @@ impl Outbox {
         self.items.push((data, dest));
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// Takes every queued message out, in order (tests and harnesses that carry them
     /// themselves).
+    #[cfg(any(test, feature = "_internals"))]
     pub fn drain(&mut self) -> std::vec::Drain<'_, (Vec<u8>, SipPeer)> {
         self.items.drain(..)
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// Number of datagrams queued.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn len(&self) -> usize {
         self.items.len()
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// True when nothing is queued.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
@@ -149,8 +149,8 @@ impl SipTransport {
         self.thread.signal()
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// Stops and joins the thread. Idempotent.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn stop(&mut self) {
         self.thread.stop();
     }

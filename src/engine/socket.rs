@@ -167,8 +167,8 @@ impl RecvBatch {
         }
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// Turns batching off, as if the kernel lacked `recvmmsg` (tests exercise the fallback).
+    #[cfg(any(test, feature = "_internals"))]
     pub fn set_batched(&mut self, batched: bool) {
         self.batched = batched;
     }
@@ -198,14 +198,14 @@ impl RecvBatch {
         }
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// How many datagrams the last receive returned.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn len(&self) -> usize {
         self.count
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// True when the last receive returned nothing.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }
@@ -344,8 +344,8 @@ impl SendBatch {
         }
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// Turns batching off, as if the kernel lacked `sendmmsg` (tests exercise the fallback).
+    #[cfg(any(test, feature = "_internals"))]
     pub fn set_batched(&mut self, batched: bool) {
         self.batched = batched;
     }

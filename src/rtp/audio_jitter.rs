@@ -194,14 +194,14 @@ impl AudioJitterBuffer {
         self.target
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// Packets waiting.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn len(&self) -> usize {
         self.buf.len()
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// True when nothing waits.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn is_empty(&self) -> bool {
         self.buf.is_empty()
     }

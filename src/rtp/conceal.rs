@@ -46,8 +46,8 @@ pub trait AudioDecoder: Send {
     /// `next` is the payload of the packet right after the gap if the jitter buffer already
     /// holds it (for FEC).
     fn conceal(&mut self, samples: usize, next: Option<&[u8]>, out: &mut Vec<i16>) -> Concealment;
-    #[cfg(any(test, feature = "_internals"))]
     /// Forgets the stream's history (a new source, or a long pause).
+    #[cfg(any(test, feature = "_internals"))]
     fn reset(&mut self);
 }
 
@@ -322,14 +322,14 @@ impl G711Plc {
         }
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// Whether an erasure is in progress.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn in_erasure(&self) -> bool {
         self.erased > 0
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// Forgets everything.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn reset(&mut self) {
         self.history.clear();
         self.erased = 0;

@@ -94,8 +94,8 @@ impl SendHistory {
         self.slots.len()
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// The configuration in use (`max_packets` as rounded).
+    #[cfg(any(test, feature = "_internals"))]
     pub fn config(&self) -> HistoryConfig {
         self.cfg
     }

@@ -207,8 +207,8 @@ impl NackTracker {
         self.stats
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// Packets on the missing list.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn missing(&self) -> usize {
         self.missing.len()
     }

@@ -122,14 +122,14 @@ impl<T> Pacer<T> {
         }
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// The configuration in use.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn config(&self) -> &PacerConfig {
         &self.cfg
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// Counters so far.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn stats(&self) -> PacerStats {
         self.stats
     }
@@ -149,8 +149,8 @@ impl<T> Pacer<T> {
         self.media.len()
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// Bytes waiting.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn queued_bytes(&self) -> usize {
         self.queued_bytes
     }

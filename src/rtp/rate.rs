@@ -20,8 +20,8 @@ pub struct RateMeter {
 }
 
 impl RateMeter {
-    #[cfg(any(test, feature = "_internals"))]
     /// The window used by the streams.
+    #[cfg(any(test, feature = "_internals"))]
     pub const DEFAULT_WINDOW: Duration = Duration::from_secs(1);
 
     /// An empty meter over `window` (at least 20 ms), starting at `now`.

@@ -248,8 +248,8 @@ impl ReceiverStats {
         }
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// Packets received, late ones and duplicates included (as RFC 3550 counts them).
+    #[cfg(any(test, feature = "_internals"))]
     pub fn received(&self) -> u64 {
         self.received
     }
@@ -274,26 +274,26 @@ impl ReceiverStats {
         self.late
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// Packets rejected as a jump in sequence numbers.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn jumps(&self) -> u64 {
         self.jumps
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// Times the source restarted its sequence numbers.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn restarts(&self) -> u64 {
         self.restarts
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// Payload bytes of the packets counted as received.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn bytes(&self) -> u64 {
         self.bytes
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// The last sender report: the NTP time it carried and our NTP time when it arrived.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn last_sender_report(&self) -> Option<(u64, u64)> {
         self.last_sr
     }

@@ -169,8 +169,8 @@ impl<P> ReorderBuffer<P> {
         s.settled = true;
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// The first packet of a tentative start region still open.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn soft_end(&self) -> Option<u16> {
         self.soft.map(|s| s.end as u16)
     }
@@ -221,8 +221,8 @@ impl<P> ReorderBuffer<P> {
         self.next.map(|n| n as u16)
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// The configuration in use.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn config(&self) -> ReorderConfig {
         self.cfg
     }
@@ -232,8 +232,8 @@ impl<P> ReorderBuffer<P> {
         self.stats
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// Packets held behind a gap.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn held(&self) -> usize {
         self.held
     }

@@ -20,14 +20,14 @@ use rtcp_types::{
     SenderReport, TransportFeedback,
 };
 
-#[cfg(any(test, feature = "_internals"))]
 /// RTCP packet type of a sender report.
+#[cfg(any(test, feature = "_internals"))]
 pub const PT_SR: u8 = 200;
-#[cfg(any(test, feature = "_internals"))]
 /// RTCP packet type of a receiver report.
-pub const PT_RR: u8 = 201;
 #[cfg(any(test, feature = "_internals"))]
+pub const PT_RR: u8 = 201;
 /// RTCP packet type of payload-specific feedback (RFC 4585 PSFB).
+#[cfg(any(test, feature = "_internals"))]
 pub const PT_PSFB: u8 = 206;
 
 /// At most this many report blocks fit one SR or RR (the 5-bit count field).
@@ -217,10 +217,10 @@ fn block_to_wire(b: &ReportBlockData) -> ReportBlockBuilder {
         .delay_since_last_sender_report_timestamp(b.dlsr)
 }
 
-#[cfg(any(test, feature = "_internals"))]
 /// Parses a compound RTCP datagram (or a single reduced-size packet, RFC 5506) into events.
 /// A datagram with any malformed packet is rejected whole, as RFC 3550 A.2 suggests; every
 /// length is checked, and no input panics.
+#[cfg(any(test, feature = "_internals"))]
 pub fn parse_compound(data: &[u8]) -> Result<Vec<RtcpEvent>, RtcpError> {
     let mut events = Vec::new();
     parse_compound_into(data, &mut events)?;
@@ -597,8 +597,8 @@ impl RtcpInterval {
         }
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// The nominal interval.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn nominal(&self) -> Duration {
         self.nominal
     }
@@ -646,15 +646,15 @@ pub fn ntp_from_unix(since_epoch: Duration) -> u64 {
     (secs << 32) | frac
 }
 
-#[cfg(any(test, feature = "_internals"))]
 /// 64-bit NTP time of a `SystemTime` value the caller read; times before 1970 give the epoch.
+#[cfg(any(test, feature = "_internals"))]
 pub fn ntp_from_system_time(t: SystemTime) -> u64 {
     ntp_from_unix(t.duration_since(UNIX_EPOCH).unwrap_or_default())
 }
 
-#[cfg(any(test, feature = "_internals"))]
 /// The time since the Unix epoch of an NTP time in the current era (inverse of
 /// [`ntp_from_unix`], to the nanosecond); NTP times before 1970 give zero.
+#[cfg(any(test, feature = "_internals"))]
 pub fn ntp_to_unix(ntp: u64) -> Duration {
     let Some(secs) = (ntp >> 32).checked_sub(NTP_UNIX_OFFSET_SECS) else {
         return Duration::ZERO;
@@ -673,8 +673,8 @@ pub fn ntp_short_to_duration(v: u32) -> Duration {
     Duration::from_nanos((u64::from(v) * 1_000_000_000) >> 16)
 }
 
-#[cfg(any(test, feature = "_internals"))]
 /// A `Duration` as 16.16 fixed-point seconds, saturating at the largest value.
+#[cfg(any(test, feature = "_internals"))]
 pub fn duration_to_ntp_short(d: Duration) -> u32 {
     let units = d.as_nanos() * 65536 / 1_000_000_000;
     u32::try_from(units).unwrap_or(u32::MAX)

@@ -68,8 +68,8 @@ impl RtpSender {
         self.pt = pt & 0x7f;
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// The RTP clock rate in Hz.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn clock_rate(&self) -> u32 {
         self.clock_rate
     }
@@ -111,20 +111,20 @@ impl RtpSender {
         self.ts_offset.wrapping_add(ticks as i64 as u32)
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// The timestamp of the last header produced, if any.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn last_rtp_ts(&self) -> Option<u32> {
         self.last_rtp_ts
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// Packets sent so far (wrapping 32-bit, as in the sender report).
+    #[cfg(any(test, feature = "_internals"))]
     pub fn packet_count(&self) -> u32 {
         self.packet_count
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// Payload octets sent so far (wrapping 32-bit, as in the sender report).
+    #[cfg(any(test, feature = "_internals"))]
     pub fn octet_count(&self) -> u32 {
         self.octet_count
     }

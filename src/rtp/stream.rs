@@ -495,20 +495,20 @@ impl StreamCore {
         self.remotes.rtp
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// Where RTCP goes now.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn remote_rtcp(&self) -> SocketAddr {
         self.remotes.rtcp
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// The stream's time origin: timestamps of media given no time count from it.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn origin(&self) -> Instant {
         self.origin
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// The round-trip time estimate, once measured.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn rtt(&self) -> Option<Duration> {
         self.rtt.is_measured().then(|| self.rtt.rtt())
     }

@@ -165,20 +165,20 @@ impl VideoReceiver {
         self.probe_begun.take()
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// An H.264 receiver.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn h264(cfg: VideoReceiverConfig) -> Self {
         Self::new(cfg, Box::new(H264Depacketizer::new()))
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// The codec received.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn codec(&self) -> VideoCodec {
         self.depack.codec()
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// The configuration in use.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn config(&self) -> &VideoReceiverConfig {
         &self.cfg
     }
@@ -228,15 +228,15 @@ impl VideoReceiver {
         self.reorder.next_seq()
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// The media source being received.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn ssrc(&self) -> Option<u32> {
         self.ssrc
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// Like [`Self::push`], for a payload the caller already owns: a packet that has to wait keeps
     /// it instead of a copy.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn push_owned(
         &mut self,
         meta: RtpMeta,
@@ -305,14 +305,14 @@ impl VideoReceiver {
         true
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// Whether a keyframe is wanted (a request is pending, possibly rate-limited).
+    #[cfg(any(test, feature = "_internals"))]
     pub fn keyframe_wanted(&self) -> bool {
         self.want_keyframe
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// Whether pictures are being held back until a keyframe arrives.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn waiting_for_keyframe(&self) -> bool {
         self.gate_closed
     }

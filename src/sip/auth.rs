@@ -329,9 +329,9 @@ impl DigestInput<'_> {
     }
 }
 
-#[cfg(any(test, feature = "_internals"))]
 /// The MD5 digest `response` value. With `qop` (`Some((nc, cnonce))`) this is RFC 2617's
 /// `qop=auth` form; without it, RFC 2069's.
+#[cfg(any(test, feature = "_internals"))]
 #[allow(clippy::too_many_arguments)]
 pub fn digest_response(
     username: &str,
@@ -380,9 +380,9 @@ fn credentials_value(input: &DigestInput<'_>, opaque: Option<&str>) -> String {
     v
 }
 
-#[cfg(any(test, feature = "_internals"))]
 /// Builds an MD5 `qop=auth` Authorization value answering a challenge (what a test, or a
 /// client that handles one challenge by hand, sends). [`DigestClient`] does the whole job.
+#[cfg(any(test, feature = "_internals"))]
 #[allow(clippy::too_many_arguments)]
 pub fn authorization_value(
     username: &str,
@@ -652,8 +652,8 @@ impl DigestClient {
         }
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// The credentials in use.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn credentials(&self) -> &Credentials {
         &self.credentials
     }
@@ -764,8 +764,8 @@ pub enum AuthOutcome {
 }
 
 impl AuthOutcome {
-    #[cfg(any(test, feature = "_internals"))]
     /// True for [`AuthOutcome::Authorized`].
+    #[cfg(any(test, feature = "_internals"))]
     pub fn is_authorized(&self) -> bool {
         matches!(self, AuthOutcome::Authorized { .. })
     }
@@ -791,20 +791,20 @@ impl DigestAuthenticator {
         }
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// The realm.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn realm(&self) -> &str {
         &self.realm
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// Number of nonces issued and not yet used or expired (for tests and stats).
+    #[cfg(any(test, feature = "_internals"))]
     pub fn outstanding(&self) -> usize {
         self.nonces.len()
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// A fresh MD5 challenge: the value of a `WWW-Authenticate` header for a 401.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn challenge(&mut self, now: Instant, stale: bool) -> String {
         let nonce = self.issue_nonce(now);
         self.challenge_value(&nonce, DigestAlgorithm::Md5, stale)

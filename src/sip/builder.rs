@@ -180,8 +180,8 @@ impl<'a> ResponseBuilder<'a> {
         }
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// Replaces the reason phrase (an empty one falls back to the standard phrase).
+    #[cfg(any(test, feature = "_internals"))]
     pub fn reason(mut self, reason: &str) -> Self {
         let reason = one_line(reason).trim().to_string();
         self.reason = (!reason.is_empty()).then_some(reason);
@@ -207,17 +207,17 @@ impl<'a> ResponseBuilder<'a> {
         self.header("Server", product)
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// `Retry-After: seconds [(comment)]` (RFC 3261 §20.33), for a 503 or 480 that tells the
     /// client when to come back. Parentheses and backslashes are dropped from the comment so it
     /// stays one well-formed comment.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn retry_after(self, seconds: u32, comment: Option<&str>) -> Self {
         let value = retry_after_value(seconds, comment);
         self.header("Retry-After", &value)
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// `WWW-Authenticate: ...` (a digest challenge).
+    #[cfg(any(test, feature = "_internals"))]
     pub fn www_authenticate(self, challenge: &str) -> Self {
         self.header("WWW-Authenticate", challenge)
     }
@@ -340,8 +340,8 @@ impl RequestBuilder {
         self
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// Max-Forwards (70 unless set).
+    #[cfg(any(test, feature = "_internals"))]
     pub fn max_forwards(mut self, hops: u8) -> Self {
         self.max_forwards = hops;
         self

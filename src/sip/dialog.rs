@@ -195,14 +195,14 @@ impl Dialog {
         next_hop(&self.remote_target, &self.route_set)
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// The last CSeq number we used.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn local_cseq(&self) -> u32 {
         self.local_cseq
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// The highest CSeq number seen from the peer.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn remote_cseq(&self) -> Option<u32> {
         self.remote_cseq
     }

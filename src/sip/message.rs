@@ -142,8 +142,8 @@ impl Uri {
         self.sip.is_some()
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// The typed SIP URI, when the scheme is `sip`/`sips`.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn sip(&self) -> Option<&SipUri> {
         self.sip.as_ref()
     }
@@ -281,8 +281,8 @@ impl NameAddr {
         find_param(&self.params, name).map(|p| p.value.as_deref())
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// All header parameters in order.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn params(&self) -> &[Param] {
         &self.params
     }
@@ -306,20 +306,20 @@ impl Via {
         &self.raw
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// The transport (`UDP`, `TCP`, `TLS`, or any token).
+    #[cfg(any(test, feature = "_internals"))]
     pub fn transport(&self) -> &str {
         &self.transport
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// The sent-by host (IPv6 in brackets).
+    #[cfg(any(test, feature = "_internals"))]
     pub fn host(&self) -> &str {
         &self.host
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// The sent-by port, when given.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn port(&self) -> Option<u16> {
         self.port
     }
@@ -343,15 +343,15 @@ impl Via {
             .is_some_and(|b| b.starts_with("z9hG4bK") && b.len() > 7)
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// The `received` parameter.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn received(&self) -> Option<&str> {
         self.param("received").flatten()
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// The `rport` parameter: `Some(None)` when the client asked for it, `Some(Some(p))` when a
     /// proxy filled it in.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn rport(&self) -> Option<Option<u16>> {
         self.param("rport")
             .map(|v| v.and_then(|p| p.parse::<u16>().ok()))
@@ -382,20 +382,20 @@ pub struct HeaderField {
 }
 
 impl HeaderField {
-    #[cfg(any(test, feature = "_internals"))]
     /// The name as it appeared in the message.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn name(&self) -> &str {
         &self.name
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// The lowercase full name (`v` becomes `via`).
+    #[cfg(any(test, feature = "_internals"))]
     pub fn canonical_name(&self) -> &str {
         &self.canonical
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// The value with line folding replaced by single spaces and outer whitespace trimmed.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn value(&self) -> &str {
         &self.value
     }
@@ -941,8 +941,8 @@ impl SipMessage {
         parse(datagram)
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// Request or response specifics.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn kind(&self) -> &MessageKind {
         &self.kind
     }
@@ -984,8 +984,8 @@ impl SipMessage {
         }
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// Every Via value, topmost first (comma-separated values count separately).
+    #[cfg(any(test, feature = "_internals"))]
     pub fn vias(&self) -> &[Via] {
         &self.vias
     }
@@ -1036,8 +1036,8 @@ impl SipMessage {
         &self.record_routes
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// Max-Forwards, when present.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn max_forwards(&self) -> Option<u8> {
         self.max_forwards
     }
@@ -1076,8 +1076,8 @@ impl SipMessage {
             .map(|h| h.value.as_str())
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// Every header line in message order.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn headers(&self) -> &[HeaderField] {
         &self.headers
     }

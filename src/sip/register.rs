@@ -280,40 +280,40 @@ impl Registration {
         Ok(reg)
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// Where the REGISTERs go: the outbound proxy, else the registrar (name resolution is the
     /// caller's).
+    #[cfg(any(test, feature = "_internals"))]
     pub fn next_hop(&self) -> Option<NextHop> {
         next_hop(&self.request_uri, &self.route_set)
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// Where the registration stands.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn state(&self) -> RegistrationState {
         self.state
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// The address-of-record being registered.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn aor(&self) -> &str {
         &self.config.aor
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// The Call-ID every REGISTER of this registration carries.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn call_id(&self) -> &str {
         &self.call_id
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// The lifetime asked for in the next REGISTER (the configured one, or a registrar's
     /// `Min-Expires`).
+    #[cfg(any(test, feature = "_internals"))]
     pub fn requested_expires(&self) -> u32 {
         self.expires
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// Until when the registrar holds our binding, as far as we know.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn registered_until(&self) -> Option<Instant> {
         self.bound_until
     }
@@ -328,16 +328,16 @@ impl Registration {
         self.tx.as_ref().is_some_and(|tx| tx.matches(response))
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// Replaces the credentials (after a refusal, say); takes effect with the next REGISTER.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn set_credentials(&mut self, credentials: Option<Credentials>) {
         self.auth = credentials.clone().map(DigestClient::new);
         self.config.credentials = credentials;
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// Registers again now: after a refusal, after new credentials, or early on a network
     /// change. Ignored while a REGISTER is on its way or once unregistering.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn register_now(&mut self, now: Instant) {
         if self.awaiting || self.unregistering {
             return;
@@ -425,9 +425,9 @@ impl Registration {
         true
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// The REGISTER could not be sent (ICMP unreachable, no route): counts as a 503 (RFC 3261
     /// §8.1.3.1).
+    #[cfg(any(test, feature = "_internals"))]
     pub fn handle_transport_error(&mut self, now: Instant) {
         if self.awaiting {
             self.tx = None;

@@ -245,8 +245,8 @@ impl SessionTimer {
         }
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// True when this side sends the refreshes.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn we_refresh(&self) -> bool {
         self.we_refresh
     }

@@ -111,8 +111,8 @@ impl TransactionKey {
         }
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// The method part of the key.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn method(&self) -> &Method {
         &self.method
     }
@@ -253,14 +253,14 @@ impl InviteServerTransaction {
         tx
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// The key this transaction answers to.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn key(&self) -> &TransactionKey {
         &self.key
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// Status of the final response sent, if any.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn final_status(&self) -> Option<u16> {
         self.final_status
     }
@@ -270,9 +270,9 @@ impl InviteServerTransaction {
         self.state == InviteServerState::Terminated
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// Feeds a request that belongs to this transaction: a retransmitted INVITE (answered with
     /// the last response, or absorbed) or an ACK.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn handle_request(&mut self, request: &SipMessage, now: Instant) {
         match request.method() {
             Method::Ack => self.handle_ack(now),
@@ -453,8 +453,8 @@ impl NonInviteServerTransaction {
         }
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// The key this transaction answers to.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn key(&self) -> &TransactionKey {
         &self.key
     }
@@ -798,8 +798,8 @@ impl InviteClientTransaction {
         &self.invite
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// Where the transaction stands.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn state(&self) -> InviteClientState {
         self.state
     }
@@ -809,15 +809,15 @@ impl InviteClientTransaction {
         self.final_status
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// True once [`cancel`](InviteClientTransaction::cancel) was asked for.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn is_cancel_requested(&self) -> bool {
         self.cancel_wanted
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// The final status of the CANCEL's own transaction (200, 481...; 408 when it timed out),
     /// for logs: the outcome of the call is the INVITE's final response.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn cancel_status(&self) -> Option<u16> {
         self.cancel_status
     }

@@ -350,20 +350,20 @@ impl SipCore {
         self.events.pop_front()
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// Live calls (ringing, dialing and established).
+    #[cfg(any(test, feature = "_internals"))]
     pub fn call_count(&self) -> usize {
         self.calls.len()
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// Live transactions of every kind (for bounds checks).
+    #[cfg(any(test, feature = "_internals"))]
     pub fn transaction_count(&self) -> usize {
         self.servers.len() + self.clients.len() + self.invites.len()
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// Live registrations.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn registration_count(&self) -> usize {
         self.registrations.len()
     }

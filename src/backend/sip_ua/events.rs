@@ -160,14 +160,14 @@ impl CallDirectory {
         self.inner.lock().live.contains_key(&session)
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// Live calls.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn len(&self) -> usize {
         self.inner.lock().live.len()
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     /// True without live calls.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -484,8 +484,8 @@ impl Drop for EngineHost {
     }
 }
 
-#[cfg(any(test, feature = "_internals"))]
 /// What a [`FakeMediaHost`] was asked, in order.
+#[cfg(any(test, feature = "_internals"))]
 #[derive(Debug, Clone, PartialEq)]
 pub enum HostCall {
     Reserve {
@@ -504,8 +504,8 @@ pub enum HostCall {
     RemoveVideo(SessionId),
 }
 
-#[cfg(any(test, feature = "_internals"))]
 /// The record a [`FakeMediaHost`] keeps, readable while the core owns the host.
+#[cfg(any(test, feature = "_internals"))]
 #[derive(Debug, Default)]
 pub struct FakeHostState {
     /// Every call, in order.
@@ -518,9 +518,9 @@ pub struct FakeHostState {
     pub video: std::collections::HashSet<SessionId>,
 }
 
-#[cfg(any(test, feature = "_internals"))]
 /// A host without sockets: ports are counted, sessions are records. `capacity` bounds the
 /// ports handed out at once (audio and video each take one), as a pool does.
+#[cfg(any(test, feature = "_internals"))]
 #[derive(Debug)]
 pub struct FakeMediaHost {
     state: Arc<Mutex<FakeHostState>>,
