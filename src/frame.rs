@@ -64,6 +64,7 @@ pub enum Delivery {
 pub struct VideoFrame {
     /// Annex-B access unit, raw NAL unit, or a VP8 frame.
     pub data: Vec<u8>,
+    /// The codec of `data`.
     pub codec: VideoCodec,
     /// Presentation time: the RTP timestamp unwrapped, relative to the session's first packet,
     /// divided by the clock rate, in milliseconds.
@@ -84,7 +85,9 @@ pub struct VideoFrame {
 pub struct VideoChunk {
     /// Annex-B (3- or 4-byte start codes) or a single raw NAL unit for H.264; one frame for VP8.
     pub data: Vec<u8>,
+    /// The picture is a key frame (H.264 IDR, VP8 key frame).
     pub keyframe: bool,
+    /// Presentation time in milliseconds; `None`: now.
     pub timestamp_ms: Option<f64>,
 }
 
@@ -99,6 +102,7 @@ pub struct AudioFrame {
     /// Samples per second of `pcm`: the backend's `audio_sample_rate` rule for decoded codecs
     /// (16 kHz on G.722 and Opus, 8 kHz on G.711 by default), the RTP clock rate otherwise.
     pub sample_rate: u32,
+    /// Interleaved channels in `pcm` (1: mono).
     pub channels: u16,
     /// The RTP timestamp of the packet this audio came in (0 for audio the application made).
     pub rtp_timestamp: u32,
@@ -119,5 +123,6 @@ pub struct AudioFrame {
 pub struct DtmfEvent {
     /// One of `0-9`, `*`, `#`, `A-D`.
     pub digit: char,
+    /// How long the digit was held, in milliseconds.
     pub duration_ms: u32,
 }

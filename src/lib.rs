@@ -41,9 +41,13 @@
 //! pacing and jitter buffers), `sdp` (offer/answer), `sip`
 //! (messages, transactions, dialogs); `engine` owns sockets, threads and callback dispatch;
 //! `backend` composes them; `ffi` is the C ABI. The internal layers are public only with the
-//! `internals` cargo feature (fuzz targets, benchmarks and tests use it); without it the API is
+//! `_internals` cargo feature (fuzz targets, benchmarks and tests use it); without it the API is
 //! `backend`, `codec`, `frame`, `error`, `netem` (the network impairment model the tests and the
 //! `netsim` command share) and `prelude`. See ARCHITECTURE.md.
+//!
+//! `_internals` is **unstable**: it is not part of the supported API, and what it exposes (the
+//! internal layers, the virtual-time network, the fake media host, the fuzz harnesses) may change
+//! or disappear in any release.
 
 pub mod backend;
 pub mod codec;
@@ -56,14 +60,17 @@ pub mod frame;
 pub mod netem;
 pub mod prelude;
 
-/// Declares an internal layer: public with the `internals` feature, private otherwise.
+/// Declares an internal layer: public with the unstable `_internals` feature, private otherwise.
+///
+/// The internal layers are not part of the supported API, so their items are exempt from
+/// `missing_docs` when the feature makes them public (the module itself is documented).
 macro_rules! internal_layer {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[cfg(feature = "internals")]
+        #[cfg(feature = "_internals")]
+        #[allow(missing_docs)]
         pub mod $name;
-        #[cfg(not(feature = "internals"))]
-        #[allow(dead_code, unused_imports)]
+        #[cfg(not(feature = "_internals"))]
         mod $name;
     };
 }

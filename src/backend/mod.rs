@@ -6,16 +6,20 @@
 //! and reachable through a registrar ([`RegisterOptions`]). Every backend has the same session
 //! operations and callbacks: [`MediaBackend`].
 
+// The backends compose the engine: any `unsafe` lives in engine/ or ffi/, never here.
+#![forbid(unsafe_code)]
+
 pub(crate) mod api;
 mod resilience;
 pub mod rtp;
 pub mod sip;
 mod sip_config;
-#[cfg(feature = "internals")]
+// The SIP user agent is an internal layer: public with the unstable `_internals` feature (for
+// the fuzzer, benches and tests), and then not part of the supported API, hence no docs demanded.
+#[cfg(feature = "_internals")]
+#[allow(missing_docs)]
 pub mod sip_ua;
-// Without `internals`, what only tests and the fuzzer reach (the fake host, counts) is unused.
-#[cfg(not(feature = "internals"))]
-#[allow(dead_code, unused_imports)]
+#[cfg(not(feature = "_internals"))]
 mod sip_ua;
 
 pub use api::MediaBackend;

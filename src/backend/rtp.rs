@@ -41,8 +41,11 @@ pub struct RtpBackendConfig {
     pub clock_rate: u32,
     /// Telephone-event payload type; `None` disables DTMF.
     pub dtmf_payload_type: Option<u8>,
+    /// Video payload type (video backend only).
     pub video_payload_type: u8,
+    /// The RTP clock of the video (90 kHz for H.264 and VP8).
     pub video_clock_rate: u32,
+    /// The video codec sent and expected (video backend only).
     pub video_codec: VideoCodec,
     /// H.264 packetization mode used when sending.
     pub packetization_mode: PacketizationMode,

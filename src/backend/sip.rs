@@ -441,7 +441,6 @@ impl SipVoiceBackend {
             session,
             super::sip_ua::CallView {
                 call_id: call_id.clone(),
-                outgoing: true,
                 progress: None,
             },
         );

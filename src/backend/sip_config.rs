@@ -17,6 +17,7 @@ use crate::sip::transaction::Timers;
 #[derive(Debug, Clone)]
 pub struct SipBackendConfig {
     /// Where the SIP socket binds (UDP). Port 0 picks a free one (see `local_sip_addr()`).
+    /// The address the SIP socket binds (UDP).
     pub local_sip_addr: SocketAddr,
     /// Where RTP sockets bind.
     pub local_rtp_ip: IpAddr,
@@ -24,6 +25,7 @@ pub struct SipBackendConfig {
     pub advertised_ip: Option<IpAddr>,
     /// RTP port range (even ports; RTCP on the odd one above unless rtcp-mux).
     pub rtp_port_start: u16,
+    /// The end of that range: an RTP port is used only when its RTCP port (+1) is at most this.
     pub rtp_port_end: u16,
     /// Audio codecs accepted, the offerer's order deciding among them.
     pub supported_codecs: Vec<AudioCodec>,
@@ -37,6 +39,7 @@ pub struct SipBackendConfig {
     /// Digest users (name → password) incoming INVITEs must authenticate as. Empty: no
     /// authentication.
     pub auth_users: HashMap<String, String>,
+    /// The realm of the challenges sent to incoming INVITEs.
     pub auth_realm: String,
     /// What we answer 401/407 challenges with, as a client: registrations and dialed calls
     /// (each may override it).
@@ -129,6 +132,7 @@ impl Default for SipBackendConfig {
 pub struct SipCredentials {
     /// The authentication user name (often the AOR's user part).
     pub username: String,
+    /// The password (never printed by `Debug`).
     pub password: String,
 }
 
@@ -154,11 +158,13 @@ impl std::fmt::Debug for SipCredentials {
 /// What the invite filter sees of a new call (before any port is taken).
 #[derive(Debug, Clone)]
 pub struct IncomingCall {
+    /// The INVITE's Call-ID.
     pub call_id: String,
     /// From URI.
     pub caller: String,
     /// To URI.
     pub callee: String,
+    /// The display name of From, when it has one.
     pub caller_display_name: Option<String>,
     /// `X-` headers as (name, value), sorted.
     pub x_headers: Vec<(String, String)>,
@@ -172,6 +178,7 @@ pub struct IncomingCall {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CallDecision {
+    /// Go on with the call (authentication, limits and SDP are still checked).
     Accept,
     /// Refuse with this final status (300..=699; anything else becomes 603).
     Reject(u16),
@@ -183,12 +190,19 @@ pub type InviteFilter = Arc<dyn Fn(&IncomingCall) -> CallDecision + Send + Sync>
 /// Snapshot of the signalling counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SipStats {
+    /// Datagrams received on the SIP socket.
     pub received: u64,
+    /// Requests answered with 400/416/505 by the parser's checks.
     pub rejected: u64,
+    /// Datagrams dropped as unanswerable (garbage, bad responses, stray ACKs).
     pub dropped: u64,
+    /// INVITEs that became calls (answered 200).
     pub calls_answered: u64,
+    /// Calls that ended (any reason, either direction).
     pub calls_ended: u64,
+    /// INVITEs refused with a final error (488, 503, 403, the filter...).
     pub calls_refused: u64,
+    /// Our BYEs that got no answer (timer F).
     pub bye_timeouts: u64,
     /// Our BYEs that got a final answer.
     pub byes_answered: u64,

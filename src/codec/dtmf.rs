@@ -72,7 +72,12 @@ pub enum DtmfError {
     /// The duration is zero, or longer than the 16-bit duration field can carry at this clock rate
     /// (`max_ms` is the longest that fits). Longer tones would need RFC 4733 segments, which we do
     /// not send.
-    InvalidDuration { duration_ms: u32, max_ms: u32 },
+    InvalidDuration {
+        /// The duration asked for.
+        duration_ms: u32,
+        /// The longest duration that fits.
+        max_ms: u32,
+    },
 }
 
 impl fmt::Display for DtmfError {
@@ -347,6 +352,7 @@ impl DtmfReceiver {
     }
 
     /// When [`Self::poll`] next needs to be called, if an event is waiting for its end.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<u64> {
         if !self.pending.is_empty() {
             return Some(0);

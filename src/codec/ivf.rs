@@ -39,7 +39,9 @@ pub struct IvfHeader {
     pub version: u16,
     /// Codec identifier, e.g. `*b"VP80"`.
     pub fourcc: [u8; 4],
+    /// Picture width in pixels.
     pub width: u16,
+    /// Picture height in pixels.
     pub height: u16,
     /// Time base denominator (units per second).
     pub timebase_den: u32,
@@ -90,9 +92,17 @@ pub enum IvfError {
     /// The stream ended inside the file header.
     TruncatedHeader,
     /// The stream ended inside frame number `index` (counting from 0).
-    TruncatedFrame { index: u64 },
+    TruncatedFrame {
+        /// The frame's number, from 0.
+        index: u64,
+    },
     /// Frame `index` claims `len` bytes, more than [`MAX_IVF_FRAME_LEN`].
-    FrameTooLarge { index: u64, len: u64 },
+    FrameTooLarge {
+        /// The frame's number, from 0.
+        index: u64,
+        /// The length its header claims.
+        len: u64,
+    },
     /// A frame longer than a 32-bit size field can describe was given to the writer.
     FrameTooLong(usize),
     /// An I/O error from the underlying reader or writer.

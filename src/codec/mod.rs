@@ -6,6 +6,9 @@
 //! Depacketizers write reassembled media straight into a [`PictureBuf`], so each received byte is
 //! copied once.
 
+// A pure layer: any `unsafe` the engine needs lives in engine/ (or ffi/), never here.
+#![forbid(unsafe_code)]
+
 pub mod annexb;
 pub mod dtmf;
 pub mod g711;
@@ -27,9 +30,19 @@ use crate::frame::VideoCodec;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Segment {
     /// Bytes the packetizer wrote, at `heads[off..off + len]` of the [`PayloadList`].
-    Head { off: u32, len: u32 },
+    Head {
+        /// Offset in the heads buffer.
+        off: u32,
+        /// Length in bytes.
+        len: u32,
+    },
     /// Bytes of the picture being packetized, `picture[off..off + len]`.
-    Body { off: u32, len: u32 },
+    Body {
+        /// Offset in the picture.
+        off: u32,
+        /// Length in bytes.
+        len: u32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,7 +181,12 @@ impl PayloadList {
 #[non_exhaustive]
 pub enum PacketizeError {
     /// packetization-mode 0 allows only single NAL unit packets, and this NAL does not fit.
-    NalTooLarge { nal_len: usize, mtu: usize },
+    NalTooLarge {
+        /// Size of the NAL unit in bytes.
+        nal_len: usize,
+        /// The MTU it had to fit.
+        mtu: usize,
+    },
     /// The input holds no media (empty, or only start codes).
     Empty,
     /// The MTU is too small to carry any payload of this format.

@@ -144,8 +144,11 @@ impl AppRate {
 /// A codec's encoder for one stream, taking mono PCM at its coding rate one frame at a time.
 #[derive(Debug)]
 pub enum VoiceEncoder {
+    /// PCMU or PCMA (the variant says which law).
     G711(G711),
+    /// G.722 at 64 kbit/s.
     G722(Box<G722Encoder>),
+    /// Opus (libopus).
     Opus(Box<OpusEncoder>),
 }
 

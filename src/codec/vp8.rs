@@ -97,11 +97,21 @@ pub struct Vp8Descriptor {
 #[non_exhaustive]
 pub enum Vp8Error {
     /// The payload ended inside the descriptor; `needed` bytes were required.
-    Truncated { needed: usize, available: usize },
+    Truncated {
+        /// Bytes the descriptor needs.
+        needed: usize,
+        /// Bytes the payload had.
+        available: usize,
+    },
     /// A field does not fit its width on the wire (the name says which).
     FieldOutOfRange(&'static str),
     /// The output buffer is shorter than the descriptor.
-    BufferTooSmall { needed: usize, available: usize },
+    BufferTooSmall {
+        /// Bytes the descriptor needs.
+        needed: usize,
+        /// Bytes the buffer has.
+        available: usize,
+    },
 }
 
 impl fmt::Display for Vp8Error {

@@ -92,7 +92,9 @@ pub struct StreamInfo {
     pub local_rtcp_addr: SocketAddr,
     /// Where RTP is sent (after latching, where it was first received from).
     pub remote_addr: SocketAddr,
+    /// The negotiated RTP payload type.
     pub payload_type: u8,
+    /// The RTP clock rate (timestamp units per second).
     pub clock_rate: u32,
     /// The video codec; `None` for audio.
     pub codec: Option<VideoCodec>,
@@ -104,12 +106,16 @@ pub struct StreamInfo {
 /// A session as the application sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionInfo {
+    /// The session's id, as every session operation takes it.
     pub id: SessionId,
+    /// The room given to `connect` (SIP: `X-Room-ID`, the dial options' room, or the Call-ID).
     pub room_id: String,
+    /// The participant given to `connect` (SIP: the other party's user name).
     pub participant_id: String,
     /// Descriptive values (`backend`, `payload_type`, `clock_rate`, `remote_addr`, ...), in the
     /// spirit of roomkit's session metadata.
     pub metadata: HashMap<String, String>,
+    /// The audio stream (every session has one).
     pub audio: StreamInfo,
     /// Present when the session carries video.
     pub video: Option<StreamInfo>,

@@ -18,14 +18,23 @@ pub mod stats;
 pub mod stream;
 
 pub use crate::rtp::config::{AudioParams, MediaParams, VideoParams};
+// Re-exports for the `_internals` API (fuzz targets, benches, tests); without the feature the
+// crate itself may not need every name.
+#[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
 pub use dispatch::Dispatcher;
+#[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
 pub use event::{
     EndReason, KeyframeRequest, MediaKind, SessionId, SessionInfo, StreamEndReason, StreamEnded, StreamInfo,
 };
+#[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
 pub use io_thread::{IoThread, StopSignal};
 pub use port_pool::{PortLease, PortPool};
+#[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
 pub use session::{BoundMedia, EndHook, EngineConfig, MediaEngine, MediaSession, SessionSpec};
+#[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
 pub use sip_transport::{Outbox, SipHandler, SipPeer, SipTransport, SipTransportKind, SHUTDOWN_LINGER};
+#[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
 pub use socket::{MediaSocket, RecvBatch, SendBatch, Waker};
 pub use stats::{SessionStats, StreamStats};
+#[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
 pub use stream::{MediaStream, RtpSockets, SourcePolicy, StreamConfig};

@@ -71,16 +71,19 @@ impl Outbox {
 
     /// Takes every queued message out, in order (tests and harnesses that carry them
     /// themselves).
+    #[cfg(any(test, feature = "_internals"))]
     pub fn drain(&mut self) -> std::vec::Drain<'_, (Vec<u8>, SipPeer)> {
         self.items.drain(..)
     }
 
     /// Number of datagrams queued.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn len(&self) -> usize {
         self.items.len()
     }
 
     /// True when nothing is queued.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
@@ -147,6 +150,7 @@ impl SipTransport {
     }
 
     /// Stops and joins the thread. Idempotent.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn stop(&mut self) {
         self.thread.stop();
     }

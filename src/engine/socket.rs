@@ -168,13 +168,9 @@ impl RecvBatch {
     }
 
     /// Turns batching off, as if the kernel lacked `recvmmsg` (tests exercise the fallback).
+    #[cfg(any(test, feature = "_internals"))]
     pub fn set_batched(&mut self, batched: bool) {
         self.batched = batched;
-    }
-
-    /// Whether `recvmmsg` is in use.
-    pub fn is_batched(&self) -> bool {
-        self.batched
     }
 
     /// Receives up to one batch of datagrams; returns how many. With [`Wait::ForOne`] a read
@@ -203,11 +199,13 @@ impl RecvBatch {
     }
 
     /// How many datagrams the last receive returned.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn len(&self) -> usize {
         self.count
     }
 
     /// True when the last receive returned nothing.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }
@@ -347,13 +345,9 @@ impl SendBatch {
     }
 
     /// Turns batching off, as if the kernel lacked `sendmmsg` (tests exercise the fallback).
+    #[cfg(any(test, feature = "_internals"))]
     pub fn set_batched(&mut self, batched: bool) {
         self.batched = batched;
-    }
-
-    /// Whether `sendmmsg` is in use.
-    pub fn is_batched(&self) -> bool {
-        self.batched
     }
 
     /// Sends each item of `datagrams` as one datagram to `dest`, gathered from its slices.
@@ -488,9 +482,8 @@ impl Waker {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: `fd` was just returned by eventfd and nothing else owns it.
-        Ok(Waker {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Waker { fd })
     }
 
     /// Signals the waker; it stays readable until [`Waker::reset`].

@@ -195,18 +195,15 @@ impl AudioJitterBuffer {
     }
 
     /// Packets waiting.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn len(&self) -> usize {
         self.buf.len()
     }
 
     /// True when nothing waits.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn is_empty(&self) -> bool {
         self.buf.is_empty()
-    }
-
-    /// Whether frames are being played out (false before the first packet and after a pause).
-    pub fn is_playing(&self) -> bool {
-        self.play.is_some()
     }
 
     /// Forgets everything (a new source); counters are kept.
@@ -423,12 +420,6 @@ impl AudioJitterBuffer {
         }
     }
 
-    /// The payload of the packet that follows the frame just handed out as lost, if buffered
-    /// (for a decoder's FEC).
-    pub fn next_payload(&self) -> Option<&[u8]> {
-        self.buf.front().map(|e| e.pkt.payload.as_slice())
-    }
-
     /// The payload of the buffered packet with RTP timestamp `timestamp`, if it is the next one
     /// to play: after a lost frame, the packet right behind it, whose in-band FEC (Opus) may
     /// rebuild it. A later packet would rebuild the wrong frame.
@@ -440,6 +431,7 @@ impl AudioJitterBuffer {
     }
 
     /// When the next frame is due; `None` while not playing.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.play.map(|p| p.at)
     }

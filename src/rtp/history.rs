@@ -40,8 +40,6 @@ pub enum Refusal {
     TooOld,
     /// Re-sent less than the guard time ago.
     TooSoon,
-    /// The retransmission budget is spent.
-    OverBudget,
 }
 
 #[derive(Debug)]
@@ -97,6 +95,7 @@ impl SendHistory {
     }
 
     /// The configuration in use (`max_packets` as rounded).
+    #[cfg(any(test, feature = "_internals"))]
     pub fn config(&self) -> HistoryConfig {
         self.cfg
     }

@@ -14,6 +14,9 @@
 //! | `config`, `stats`, `stream` | the stream core: settings, counters, state machine |
 //! | `sim` | a seeded, simulated network path on virtual time, for tests and benchmarks |
 
+// A pure layer: any `unsafe` the engine needs lives in engine/ (or ffi/), never here.
+#![forbid(unsafe_code)]
+
 pub mod audio_jitter;
 pub mod conceal;
 pub mod config;
@@ -29,13 +32,21 @@ pub mod rtcp;
 pub mod rtt;
 pub mod rtx;
 pub mod sender;
+// Test scaffolding (the virtual-time pair harness): compiled only for tests and the unstable
+// `_internals` feature, which tests/stream_core.rs and the benchmarks use.
+#[cfg(any(test, feature = "_internals"))]
 pub mod sim;
 pub mod stats;
 pub mod stream;
 pub mod video;
 
+// Re-exports for the `_internals` API (fuzz targets, benches, tests); without the feature the
+// crate itself may not need every name.
+#[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
 pub use config::{AudioParams, CoreConfig, MediaParams, SourcePolicy, VideoParams};
+#[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
 pub use stats::StreamStats;
+#[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
 pub use stream::{KeyframeRequest, StreamCore, StreamEvent, Transmit, TransmitKind};
 
 /// The fields of a received RTP header that the stream logic uses.

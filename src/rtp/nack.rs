@@ -208,6 +208,7 @@ impl NackTracker {
     }
 
     /// Packets on the missing list.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn missing(&self) -> usize {
         self.missing.len()
     }
@@ -359,6 +360,7 @@ impl NackTracker {
     }
 
     /// When [`Self::poll`] next has something to do, at round-trip time `rtt`.
+    #[must_use]
     pub fn poll_timeout(&self, rtt: &RttEstimator) -> Option<Instant> {
         let retry = self.cfg.retry_after(rtt);
         self.missing

@@ -123,11 +123,13 @@ impl<T> Pacer<T> {
     }
 
     /// The configuration in use.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn config(&self) -> &PacerConfig {
         &self.cfg
     }
 
     /// Counters so far.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn stats(&self) -> PacerStats {
         self.stats
     }
@@ -148,6 +150,7 @@ impl<T> Pacer<T> {
     }
 
     /// Bytes waiting.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn queued_bytes(&self) -> usize {
         self.queued_bytes
     }
@@ -235,6 +238,7 @@ impl<T> Pacer<T> {
     }
 
     /// When the next packet may leave; `None` when nothing waits.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.is_empty() {
             return None;

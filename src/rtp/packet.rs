@@ -127,6 +127,7 @@ pub fn classify_muxed(data: &[u8]) -> MuxedKind {
 }
 
 /// True when a datagram on an rtcp-mux port is RTCP (see [`classify_muxed`]).
+#[cfg(any(test, feature = "_internals"))]
 pub fn is_rtcp(data: &[u8]) -> bool {
     classify_muxed(data) == MuxedKind::Rtcp
 }

@@ -21,6 +21,7 @@ pub struct RateMeter {
 
 impl RateMeter {
     /// The window used by the streams.
+    #[cfg(any(test, feature = "_internals"))]
     pub const DEFAULT_WINDOW: Duration = Duration::from_secs(1);
 
     /// An empty meter over `window` (at least 20 ms), starting at `now`.

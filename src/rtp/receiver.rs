@@ -249,6 +249,7 @@ impl ReceiverStats {
     }
 
     /// Packets received, late ones and duplicates included (as RFC 3550 counts them).
+    #[cfg(any(test, feature = "_internals"))]
     pub fn received(&self) -> u64 {
         self.received
     }
@@ -274,21 +275,25 @@ impl ReceiverStats {
     }
 
     /// Packets rejected as a jump in sequence numbers.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn jumps(&self) -> u64 {
         self.jumps
     }
 
     /// Times the source restarted its sequence numbers.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn restarts(&self) -> u64 {
         self.restarts
     }
 
     /// Payload bytes of the packets counted as received.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn bytes(&self) -> u64 {
         self.bytes
     }
 
     /// The last sender report: the NTP time it carried and our NTP time when it arrived.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn last_sender_report(&self) -> Option<(u64, u64)> {
         self.last_sr
     }

@@ -170,6 +170,7 @@ impl<P> ReorderBuffer<P> {
     }
 
     /// The first packet of a tentative start region still open.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn soft_end(&self) -> Option<u16> {
         self.soft.map(|s| s.end as u16)
     }
@@ -221,6 +222,7 @@ impl<P> ReorderBuffer<P> {
     }
 
     /// The configuration in use.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn config(&self) -> ReorderConfig {
         self.cfg
     }
@@ -231,6 +233,7 @@ impl<P> ReorderBuffer<P> {
     }
 
     /// Packets held behind a gap.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn held(&self) -> usize {
         self.held
     }

@@ -8,7 +8,9 @@
 //! input buffer, so the I/O thread can hand them to other threads.
 
 use std::fmt;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+#[cfg(any(test, feature = "_internals"))]
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use rand::Rng;
 use rtcp_types::prelude::*;
@@ -19,16 +21,13 @@ use rtcp_types::{
 };
 
 /// RTCP packet type of a sender report.
+#[cfg(any(test, feature = "_internals"))]
 pub const PT_SR: u8 = 200;
 /// RTCP packet type of a receiver report.
+#[cfg(any(test, feature = "_internals"))]
 pub const PT_RR: u8 = 201;
-/// RTCP packet type of source description.
-pub const PT_SDES: u8 = 202;
-/// RTCP packet type of BYE.
-pub const PT_BYE: u8 = 203;
-/// RTCP packet type of transport-layer feedback (RFC 4585 RTPFB).
-pub const PT_RTPFB: u8 = 205;
 /// RTCP packet type of payload-specific feedback (RFC 4585 PSFB).
+#[cfg(any(test, feature = "_internals"))]
 pub const PT_PSFB: u8 = 206;
 
 /// At most this many report blocks fit one SR or RR (the 5-bit count field).
@@ -221,6 +220,7 @@ fn block_to_wire(b: &ReportBlockData) -> ReportBlockBuilder {
 /// Parses a compound RTCP datagram (or a single reduced-size packet, RFC 5506) into events.
 /// A datagram with any malformed packet is rejected whole, as RFC 3550 A.2 suggests; every
 /// length is checked, and no input panics.
+#[cfg(any(test, feature = "_internals"))]
 pub fn parse_compound(data: &[u8]) -> Result<Vec<RtcpEvent>, RtcpError> {
     let mut events = Vec::new();
     parse_compound_into(data, &mut events)?;
@@ -598,6 +598,7 @@ impl RtcpInterval {
     }
 
     /// The nominal interval.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn nominal(&self) -> Duration {
         self.nominal
     }
@@ -646,12 +647,14 @@ pub fn ntp_from_unix(since_epoch: Duration) -> u64 {
 }
 
 /// 64-bit NTP time of a `SystemTime` value the caller read; times before 1970 give the epoch.
+#[cfg(any(test, feature = "_internals"))]
 pub fn ntp_from_system_time(t: SystemTime) -> u64 {
     ntp_from_unix(t.duration_since(UNIX_EPOCH).unwrap_or_default())
 }
 
 /// The time since the Unix epoch of an NTP time in the current era (inverse of
 /// [`ntp_from_unix`], to the nanosecond); NTP times before 1970 give zero.
+#[cfg(any(test, feature = "_internals"))]
 pub fn ntp_to_unix(ntp: u64) -> Duration {
     let Some(secs) = (ntp >> 32).checked_sub(NTP_UNIX_OFFSET_SECS) else {
         return Duration::ZERO;
@@ -671,6 +674,7 @@ pub fn ntp_short_to_duration(v: u32) -> Duration {
 }
 
 /// A `Duration` as 16.16 fixed-point seconds, saturating at the largest value.
+#[cfg(any(test, feature = "_internals"))]
 pub fn duration_to_ntp_short(d: Duration) -> u32 {
     let units = d.as_nanos() * 65536 / 1_000_000_000;
     u32::try_from(units).unwrap_or(u32::MAX)

@@ -69,6 +69,7 @@ impl RtpSender {
     }
 
     /// The RTP clock rate in Hz.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn clock_rate(&self) -> u32 {
         self.clock_rate
     }
@@ -111,16 +112,19 @@ impl RtpSender {
     }
 
     /// The timestamp of the last header produced, if any.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn last_rtp_ts(&self) -> Option<u32> {
         self.last_rtp_ts
     }
 
     /// Packets sent so far (wrapping 32-bit, as in the sender report).
+    #[cfg(any(test, feature = "_internals"))]
     pub fn packet_count(&self) -> u32 {
         self.packet_count
     }
 
     /// Payload octets sent so far (wrapping 32-bit, as in the sender report).
+    #[cfg(any(test, feature = "_internals"))]
     pub fn octet_count(&self) -> u32 {
         self.octet_count
     }

@@ -32,9 +32,13 @@ pub struct StreamStats {
     pub frames_dropped_gated: u64,
     /// Events dropped because the callback queue was full (a slow callback).
     pub frames_dropped_slow_callback: u64,
+    /// Picture Loss Indications we sent (RFC 4585).
     pub pli_sent: u64,
+    /// Picture Loss Indications the peer sent us.
     pub pli_received: u64,
+    /// Full Intra Requests we sent (RFC 5104).
     pub fir_sent: u64,
+    /// Full Intra Requests the peer sent us.
     pub fir_received: u64,
     /// RTCP packets (compounds) accepted.
     pub rtcp_received: u64,

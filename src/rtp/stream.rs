@@ -496,16 +496,19 @@ impl StreamCore {
     }
 
     /// Where RTCP goes now.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn remote_rtcp(&self) -> SocketAddr {
         self.remotes.rtcp
     }
 
     /// The stream's time origin: timestamps of media given no time count from it.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn origin(&self) -> Instant {
         self.origin
     }
 
     /// The round-trip time estimate, once measured.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn rtt(&self) -> Option<Duration> {
         self.rtt.is_measured().then(|| self.rtt.rtt())
     }
@@ -568,11 +571,13 @@ impl StreamCore {
     // ---- outputs ---------------------------------------------------------------------------
 
     /// The next datagram to send now.
+    #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()
     }
 
     /// The next event for the application.
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<StreamEvent> {
         self.events.pop_front()
     }
@@ -586,6 +591,7 @@ impl StreamCore {
     }
 
     /// When [`Self::handle_timeout`] should next be called; `None` once closed.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.closed {
             return None;

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use super::reorder::{PushOutcome, ReorderBuffer, ReorderConfig, ReorderStats};
 use super::RtpMeta;
 use crate::codec::annexb::{nal_type, NAL_IDR, NAL_PPS, NAL_SPS};
+#[cfg(any(test, feature = "_internals"))]
 use crate::codec::h264::H264Depacketizer;
 use crate::codec::{Depacketizer, DepacketizerStats, PictureBuf};
 use crate::frame::{Delivery, VideoCodec, VideoFrame};
@@ -165,16 +166,19 @@ impl VideoReceiver {
     }
 
     /// An H.264 receiver.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn h264(cfg: VideoReceiverConfig) -> Self {
         Self::new(cfg, Box::new(H264Depacketizer::new()))
     }
 
     /// The codec received.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn codec(&self) -> VideoCodec {
         self.depack.codec()
     }
 
     /// The configuration in use.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn config(&self) -> &VideoReceiverConfig {
         &self.cfg
     }
@@ -225,12 +229,14 @@ impl VideoReceiver {
     }
 
     /// The media source being received.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn ssrc(&self) -> Option<u32> {
         self.ssrc
     }
 
     /// Like [`Self::push`], for a payload the caller already owns: a packet that has to wait keeps
     /// it instead of a copy.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn push_owned(
         &mut self,
         meta: RtpMeta,
@@ -300,11 +306,13 @@ impl VideoReceiver {
     }
 
     /// Whether a keyframe is wanted (a request is pending, possibly rate-limited).
+    #[cfg(any(test, feature = "_internals"))]
     pub fn keyframe_wanted(&self) -> bool {
         self.want_keyframe
     }
 
     /// Whether pictures are being held back until a keyframe arrives.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn waiting_for_keyframe(&self) -> bool {
         self.gate_closed
     }

@@ -24,8 +24,11 @@ pub enum AudioCodec {
     Opus,
     /// Any other codec, matched by encoding name (without case), clock rate and channel count.
     Other {
+        /// Encoding name as in `a=rtpmap`.
         name: String,
+        /// RTP clock rate.
         clock_rate: u32,
+        /// Channel count (1 unless the rtpmap says otherwise).
         channels: u16,
     },
 }

@@ -6,6 +6,9 @@
 //! - [`answer`] answers an offer as the called party; [`reanswer`] answers a re-INVITE's offer.
 //! - [`build_offer`] writes our offer as the calling party; [`parse_answer`] reads the reply.
 
+// A pure layer: any `unsafe` the engine needs lives in engine/ (or ffi/), never here.
+#![forbid(unsafe_code)]
+
 mod answer;
 mod codecs;
 mod local;
@@ -14,12 +17,18 @@ mod offer;
 mod parse;
 mod write;
 
+// Re-exports for the `_internals` API (fuzz targets, benches, tests); without the feature the
+// crate itself may not need every name.
+#[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
 pub use answer::{
     answer, reanswer, Answer, AnswerConfig, AnswerError, NegotiatedAudio, NegotiatedVideo,
     Negotiation, Reanswer, DEFAULT_PTIME_MS,
 };
+#[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
 pub use codecs::{AudioCodec, OpusParams, H264_DEFAULT_PROFILE_LEVEL_ID, H264_OFFER_PROFILE_LEVEL_ID};
+#[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
 pub use local::LocalMedia;
+#[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
 pub use model::{
     Direction, MediaDescription, MediaKind, Origin, PayloadType, RtcpAttr, RtpMap, SdpError,
     SessionDescription,

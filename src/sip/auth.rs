@@ -331,6 +331,7 @@ impl DigestInput<'_> {
 
 /// The MD5 digest `response` value. With `qop` (`Some((nc, cnonce))`) this is RFC 2617's
 /// `qop=auth` form; without it, RFC 2069's.
+#[cfg(any(test, feature = "_internals"))]
 #[allow(clippy::too_many_arguments)]
 pub fn digest_response(
     username: &str,
@@ -381,6 +382,7 @@ fn credentials_value(input: &DigestInput<'_>, opaque: Option<&str>) -> String {
 
 /// Builds an MD5 `qop=auth` Authorization value answering a challenge (what a test, or a
 /// client that handles one challenge by hand, sends). [`DigestClient`] does the whole job.
+#[cfg(any(test, feature = "_internals"))]
 #[allow(clippy::too_many_arguments)]
 pub fn authorization_value(
     username: &str,
@@ -651,6 +653,7 @@ impl DigestClient {
     }
 
     /// The credentials in use.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn credentials(&self) -> &Credentials {
         &self.credentials
     }
@@ -762,6 +765,7 @@ pub enum AuthOutcome {
 
 impl AuthOutcome {
     /// True for [`AuthOutcome::Authorized`].
+    #[cfg(any(test, feature = "_internals"))]
     pub fn is_authorized(&self) -> bool {
         matches!(self, AuthOutcome::Authorized { .. })
     }
@@ -788,16 +792,19 @@ impl DigestAuthenticator {
     }
 
     /// The realm.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn realm(&self) -> &str {
         &self.realm
     }
 
     /// Number of nonces issued and not yet used or expired (for tests and stats).
+    #[cfg(any(test, feature = "_internals"))]
     pub fn outstanding(&self) -> usize {
         self.nonces.len()
     }
 
     /// A fresh MD5 challenge: the value of a `WWW-Authenticate` header for a 401.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn challenge(&mut self, now: Instant, stale: bool) -> String {
         let nonce = self.issue_nonce(now);
         self.challenge_value(&nonce, DigestAlgorithm::Md5, stale)

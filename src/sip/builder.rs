@@ -181,6 +181,7 @@ impl<'a> ResponseBuilder<'a> {
     }
 
     /// Replaces the reason phrase (an empty one falls back to the standard phrase).
+    #[cfg(any(test, feature = "_internals"))]
     pub fn reason(mut self, reason: &str) -> Self {
         let reason = one_line(reason).trim().to_string();
         self.reason = (!reason.is_empty()).then_some(reason);
@@ -188,6 +189,8 @@ impl<'a> ResponseBuilder<'a> {
     }
 
     /// Our tag, appended to the request's To when it has none.
+    // "To" is the header's name, not a conversion: the builder takes `self` like its siblings.
+    #[allow(clippy::wrong_self_convention)]
     pub fn to_tag(mut self, tag: &str) -> Self {
         self.to_tag = Some(tag.to_string());
         self
@@ -199,16 +202,6 @@ impl<'a> ResponseBuilder<'a> {
         self.header("Contact", &value)
     }
 
-    /// `Allow: ...`.
-    pub fn allow(self, methods: &str) -> Self {
-        self.header("Allow", methods)
-    }
-
-    /// `Supported: ...`.
-    pub fn supported(self, options: &str) -> Self {
-        self.header("Supported", options)
-    }
-
     /// `Server: ...`.
     pub fn server(self, product: &str) -> Self {
         self.header("Server", product)
@@ -217,12 +210,14 @@ impl<'a> ResponseBuilder<'a> {
     /// `Retry-After: seconds [(comment)]` (RFC 3261 §20.33), for a 503 or 480 that tells the
     /// client when to come back. Parentheses and backslashes are dropped from the comment so it
     /// stays one well-formed comment.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn retry_after(self, seconds: u32, comment: Option<&str>) -> Self {
         let value = retry_after_value(seconds, comment);
         self.header("Retry-After", &value)
     }
 
     /// `WWW-Authenticate: ...` (a digest challenge).
+    #[cfg(any(test, feature = "_internals"))]
     pub fn www_authenticate(self, challenge: &str) -> Self {
         self.header("WWW-Authenticate", challenge)
     }
@@ -346,6 +341,7 @@ impl RequestBuilder {
     }
 
     /// Max-Forwards (70 unless set).
+    #[cfg(any(test, feature = "_internals"))]
     pub fn max_forwards(mut self, hops: u8) -> Self {
         self.max_forwards = hops;
         self

@@ -196,11 +196,13 @@ impl Dialog {
     }
 
     /// The last CSeq number we used.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn local_cseq(&self) -> u32 {
         self.local_cseq
     }
 
     /// The highest CSeq number seen from the peer.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn remote_cseq(&self) -> Option<u32> {
         self.remote_cseq
     }

@@ -39,6 +39,7 @@ impl fmt::Display for InfoDtmfError {
 impl std::error::Error for InfoDtmfError {}
 
 /// True when `content_type` (parameters allowed) is one of the two DTMF types.
+#[cfg(any(test, feature = "_internals"))]
 pub fn is_dtmf_content_type(content_type: &str) -> bool {
     media_type(content_type).is_some()
 }

@@ -143,6 +143,7 @@ impl Uri {
     }
 
     /// The typed SIP URI, when the scheme is `sip`/`sips`.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn sip(&self) -> Option<&SipUri> {
         self.sip.as_ref()
     }
@@ -281,6 +282,7 @@ impl NameAddr {
     }
 
     /// All header parameters in order.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn params(&self) -> &[Param] {
         &self.params
     }
@@ -290,6 +292,8 @@ impl NameAddr {
 #[derive(Debug, Clone)]
 pub struct Via {
     raw: String,
+    // Read only by its accessor, which exists for tests and `_internals`.
+    #[cfg_attr(not(any(test, feature = "_internals")), allow(dead_code))]
     transport: String,
     host: String,
     port: Option<u16>,
@@ -303,16 +307,19 @@ impl Via {
     }
 
     /// The transport (`UDP`, `TCP`, `TLS`, or any token).
+    #[cfg(any(test, feature = "_internals"))]
     pub fn transport(&self) -> &str {
         &self.transport
     }
 
     /// The sent-by host (IPv6 in brackets).
+    #[cfg(any(test, feature = "_internals"))]
     pub fn host(&self) -> &str {
         &self.host
     }
 
     /// The sent-by port, when given.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn port(&self) -> Option<u16> {
         self.port
     }
@@ -337,12 +344,14 @@ impl Via {
     }
 
     /// The `received` parameter.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn received(&self) -> Option<&str> {
         self.param("received").flatten()
     }
 
     /// The `rport` parameter: `Some(None)` when the client asked for it, `Some(Some(p))` when a
     /// proxy filled it in.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn rport(&self) -> Option<Option<u16>> {
         self.param("rport")
             .map(|v| v.and_then(|p| p.parse::<u16>().ok()))
@@ -374,16 +383,19 @@ pub struct HeaderField {
 
 impl HeaderField {
     /// The name as it appeared in the message.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn name(&self) -> &str {
         &self.name
     }
 
     /// The lowercase full name (`v` becomes `via`).
+    #[cfg(any(test, feature = "_internals"))]
     pub fn canonical_name(&self) -> &str {
         &self.canonical
     }
 
     /// The value with line folding replaced by single spaces and outer whitespace trimmed.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn value(&self) -> &str {
         &self.value
     }
@@ -451,9 +463,10 @@ pub struct SipMessage {
     call_id: String,
     cseq: CSeq,
     contacts: Vec<NameAddr>,
-    contact_wildcard: bool,
     routes: Vec<NameAddr>,
     record_routes: Vec<NameAddr>,
+    // Read only by its accessor, which exists for tests and `_internals`.
+    #[cfg_attr(not(any(test, feature = "_internals")), allow(dead_code))]
     max_forwards: Option<u8>,
     expires: Option<u32>,
 }
@@ -873,7 +886,6 @@ fn build(
         call_id,
         cseq,
         contacts,
-        contact_wildcard,
         routes,
         record_routes,
         max_forwards,
@@ -930,6 +942,7 @@ impl SipMessage {
     }
 
     /// Request or response specifics.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn kind(&self) -> &MessageKind {
         &self.kind
     }
@@ -972,6 +985,7 @@ impl SipMessage {
     }
 
     /// Every Via value, topmost first (comma-separated values count separately).
+    #[cfg(any(test, feature = "_internals"))]
     pub fn vias(&self) -> &[Via] {
         &self.vias
     }
@@ -1012,11 +1026,6 @@ impl SipMessage {
         &self.contacts
     }
 
-    /// True for `Contact: *` (a REGISTER removing all bindings).
-    pub fn is_contact_wildcard(&self) -> bool {
-        self.contact_wildcard
-    }
-
     /// Route values in order.
     pub fn routes(&self) -> &[NameAddr] {
         &self.routes
@@ -1028,6 +1037,7 @@ impl SipMessage {
     }
 
     /// Max-Forwards, when present.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn max_forwards(&self) -> Option<u8> {
         self.max_forwards
     }
@@ -1067,6 +1077,7 @@ impl SipMessage {
     }
 
     /// Every header line in message order.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn headers(&self) -> &[HeaderField] {
         &self.headers
     }

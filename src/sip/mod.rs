@@ -18,6 +18,9 @@
 //! - [`info_dtmf`]: DTMF digits in INFO bodies.
 //! - [`redirect`]: choosing the Contact a 3xx sends us to.
 
+// A pure layer: any `unsafe` the engine needs lives in engine/ (or ffi/), never here.
+#![forbid(unsafe_code)]
+
 pub mod auth;
 pub mod builder;
 mod check;
@@ -33,12 +36,17 @@ pub mod session_timer;
 mod syntax;
 pub mod transaction;
 
+// Re-exports for the `_internals` API (fuzz targets, benches, tests); without the feature the
+// crate itself may not need every name.
+#[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
 pub use builder::{
     new_branch, new_call_id, new_tag, reason_phrase, retry_after_value, RequestBuilder,
     ResponseBuilder,
 };
+#[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
 pub use message::{
     parse, CSeq, EchoHeaders, HeaderField, MessageKind, Method, NameAddr, ParseError, Rejection,
     SipMessage, Uri, Via, MAX_MESSAGE_SIZE,
 };
+#[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
 pub use syntax::Param;

@@ -33,6 +33,7 @@ use super::auth::{Credentials, DigestClient};
 use super::builder::{new_branch, new_call_id, new_tag, RequestBuilder};
 use super::check;
 use super::message::{Method, NameAddr, SipMessage, Uri};
+#[cfg(any(test, feature = "_internals"))]
 use super::route::{next_hop, NextHop};
 use super::transaction::{NonInviteClientTransaction, Timers, TransactionEvent};
 
@@ -281,32 +282,38 @@ impl Registration {
 
     /// Where the REGISTERs go: the outbound proxy, else the registrar (name resolution is the
     /// caller's).
+    #[cfg(any(test, feature = "_internals"))]
     pub fn next_hop(&self) -> Option<NextHop> {
         next_hop(&self.request_uri, &self.route_set)
     }
 
     /// Where the registration stands.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn state(&self) -> RegistrationState {
         self.state
     }
 
     /// The address-of-record being registered.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn aor(&self) -> &str {
         &self.config.aor
     }
 
     /// The Call-ID every REGISTER of this registration carries.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn call_id(&self) -> &str {
         &self.call_id
     }
 
     /// The lifetime asked for in the next REGISTER (the configured one, or a registrar's
     /// `Min-Expires`).
+    #[cfg(any(test, feature = "_internals"))]
     pub fn requested_expires(&self) -> u32 {
         self.expires
     }
 
     /// Until when the registrar holds our binding, as far as we know.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn registered_until(&self) -> Option<Instant> {
         self.bound_until
     }
@@ -322,6 +329,7 @@ impl Registration {
     }
 
     /// Replaces the credentials (after a refusal, say); takes effect with the next REGISTER.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn set_credentials(&mut self, credentials: Option<Credentials>) {
         self.auth = credentials.clone().map(DigestClient::new);
         self.config.credentials = credentials;
@@ -329,6 +337,7 @@ impl Registration {
 
     /// Registers again now: after a refusal, after new credentials, or early on a network
     /// change. Ignored while a REGISTER is on its way or once unregistering.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn register_now(&mut self, now: Instant) {
         if self.awaiting || self.unregistering {
             return;
@@ -418,6 +427,7 @@ impl Registration {
 
     /// The REGISTER could not be sent (ICMP unreachable, no route): counts as a 503 (RFC 3261
     /// §8.1.3.1).
+    #[cfg(any(test, feature = "_internals"))]
     pub fn handle_transport_error(&mut self, now: Instant) {
         if self.awaiting {
             self.tx = None;
@@ -622,11 +632,13 @@ impl Registration {
     }
 
     /// The next datagram to send to [`next_hop`](Registration::next_hop).
+    #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
         self.transmit.pop_front()
     }
 
     /// The next event for the application.
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<RegistrationEvent> {
         self.events.pop_front()
     }

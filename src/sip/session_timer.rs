@@ -70,7 +70,7 @@ impl SessionExpires {
     }
 
     /// The header value, e.g. `1800;refresher=uac`.
-    pub fn to_header_value(&self) -> String {
+    pub fn to_header_value(self) -> String {
         match self.refresher {
             Some(r) => format!("{};refresher={}", self.interval, r.as_str()),
             None => self.interval.to_string(),
@@ -246,6 +246,7 @@ impl SessionTimer {
     }
 
     /// True when this side sends the refreshes.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn we_refresh(&self) -> bool {
         self.we_refresh
     }

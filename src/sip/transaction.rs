@@ -112,6 +112,7 @@ impl TransactionKey {
     }
 
     /// The method part of the key.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn method(&self) -> &Method {
         &self.method
     }
@@ -215,6 +216,8 @@ enum InviteServerState {
 /// The server side of an INVITE (RFC 3261 §17.2.1 with the 2xx handling of §13.3.1.4).
 #[derive(Debug)]
 pub struct InviteServerTransaction {
+    // Read only by its accessor, which exists for tests and `_internals`.
+    #[cfg_attr(not(any(test, feature = "_internals")), allow(dead_code))]
     key: TransactionKey,
     timers: Timers,
     state: InviteServerState,
@@ -251,18 +254,15 @@ impl InviteServerTransaction {
     }
 
     /// The key this transaction answers to.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn key(&self) -> &TransactionKey {
         &self.key
     }
 
     /// Status of the final response sent, if any.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn final_status(&self) -> Option<u16> {
         self.final_status
-    }
-
-    /// True once the ACK for the final response has arrived.
-    pub fn is_acked(&self) -> bool {
-        self.acked
     }
 
     /// True when the transaction has ended and can be dropped.
@@ -272,6 +272,7 @@ impl InviteServerTransaction {
 
     /// Feeds a request that belongs to this transaction: a retransmitted INVITE (answered with
     /// the last response, or absorbed) or an ACK.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn handle_request(&mut self, request: &SipMessage, now: Instant) {
         match request.method() {
             Method::Ack => self.handle_ack(now),
@@ -403,11 +404,13 @@ impl InviteServerTransaction {
     }
 
     /// The next datagram to send to the request's source.
+    #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
         self.transmit.pop_front()
     }
 
     /// The next event for the layer above.
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<TransactionEvent> {
         self.events.pop_front()
     }
@@ -424,6 +427,8 @@ enum NonInviteServerState {
 /// The server side of a non-INVITE request (BYE, CANCEL, OPTIONS, ...), RFC 3261 §17.2.2.
 #[derive(Debug)]
 pub struct NonInviteServerTransaction {
+    // Read only by its accessor, which exists for tests and `_internals`.
+    #[cfg_attr(not(any(test, feature = "_internals")), allow(dead_code))]
     key: TransactionKey,
     timers: Timers,
     state: NonInviteServerState,
@@ -449,6 +454,7 @@ impl NonInviteServerTransaction {
     }
 
     /// The key this transaction answers to.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn key(&self) -> &TransactionKey {
         &self.key
     }
@@ -512,11 +518,13 @@ impl NonInviteServerTransaction {
     }
 
     /// The next datagram to send.
+    #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
         self.transmit.pop_front()
     }
 
     /// The next event for the layer above.
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<TransactionEvent> {
         self.events.pop_front()
     }
@@ -660,11 +668,13 @@ impl NonInviteClientTransaction {
     }
 
     /// The next datagram to send to the peer.
+    #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
         self.transmit.pop_front()
     }
 
     /// The next event for the layer above.
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<TransactionEvent> {
         self.events.pop_front()
     }
@@ -789,6 +799,7 @@ impl InviteClientTransaction {
     }
 
     /// Where the transaction stands.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn state(&self) -> InviteClientState {
         self.state
     }
@@ -799,12 +810,14 @@ impl InviteClientTransaction {
     }
 
     /// True once [`cancel`](InviteClientTransaction::cancel) was asked for.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn is_cancel_requested(&self) -> bool {
         self.cancel_wanted
     }
 
     /// The final status of the CANCEL's own transaction (200, 481...; 408 when it timed out),
     /// for logs: the outcome of the call is the INVITE's final response.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn cancel_status(&self) -> Option<u16> {
         self.cancel_status
     }
@@ -1016,11 +1029,13 @@ impl InviteClientTransaction {
     }
 
     /// The next datagram to send to the INVITE's next hop.
+    #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
         self.transmit.pop_front()
     }
 
     /// The next event for the layer above.
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<TransactionEvent> {
         self.events.pop_front()
     }

@@ -351,16 +351,19 @@ impl SipCore {
     }
 
     /// Live calls (ringing, dialing and established).
+    #[cfg(any(test, feature = "_internals"))]
     pub fn call_count(&self) -> usize {
         self.calls.len()
     }
 
     /// Live transactions of every kind (for bounds checks).
+    #[cfg(any(test, feature = "_internals"))]
     pub fn transaction_count(&self) -> usize {
         self.servers.len() + self.clients.len() + self.invites.len()
     }
 
     /// Live registrations.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn registration_count(&self) -> usize {
         self.registrations.len()
     }

@@ -132,7 +132,6 @@ impl SipCore {
             session,
             CallView {
                 call_id: call_id.clone(),
-                outgoing: true,
                 progress: None,
             },
         );

@@ -50,6 +50,7 @@ impl CallState {
 /// One step of a dialed call, as `on_call_state` receives it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallProgress {
+    /// Where the call is now.
     pub state: CallState,
     /// The SIP status that caused the step (180, 183, 200, 486...); 0 when none did (the
     /// INVITE was just sent, or the call ended).
@@ -66,12 +67,18 @@ pub type RegistrationId = u64;
 #[non_exhaustive]
 pub enum RegistrationEvent {
     /// The registrar accepted the binding (first time or refresh) for `expires` seconds.
-    Registered { expires: u32 },
+    Registered {
+        /// Seconds the registrar granted.
+        expires: u32,
+    },
     /// A REGISTER failed with `status` (408: no answer); `retry_in` is when the next attempt
     /// goes out, `None` when none will (credentials refused).
     Failed {
+        /// The final status of the REGISTER, or 408 when none came.
         status: u16,
+        /// The reason phrase, or what went wrong.
         reason: String,
+        /// When the next attempt goes out; `None`: no more attempts.
         retry_in: Option<Duration>,
     },
     /// The binding was removed (`unregister`, or the backend stopped).
@@ -93,8 +100,6 @@ pub enum SipEvent {
 #[derive(Debug, Clone)]
 pub struct CallView {
     pub call_id: String,
-    /// We placed the call (`dial`).
-    pub outgoing: bool,
     /// The last progress of a dialed call.
     pub progress: Option<CallProgress>,
 }
@@ -156,11 +161,13 @@ impl CallDirectory {
     }
 
     /// Live calls.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn len(&self) -> usize {
         self.inner.lock().live.len()
     }
 
     /// True without live calls.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

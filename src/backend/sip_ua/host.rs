@@ -12,19 +12,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::{unbounded, Sender};
+#[cfg(any(test, feature = "_internals"))]
 use parking_lot::Mutex;
 
 use super::super::resilience::ResilienceConfig;
 use super::super::sip_config::SipBackendConfig;
 use crate::codec::h264::PacketizationMode;
 use crate::codec::voice::AppRate;
-use crate::engine::event::{EndReason, SessionInfo, StreamInfo};
+#[cfg(any(test, feature = "_internals"))]
+use crate::engine::event::StreamInfo;
+use crate::engine::event::{EndReason, SessionInfo};
 use crate::engine::{
     AudioParams, BoundMedia, MediaEngine, MediaParams, PortLease, PortPool, RtpSockets, SessionId,
     SessionSpec, SourcePolicy, StreamConfig, VideoParams,
 };
 use crate::frame::{Delivery, DtmfEvent};
-use crate::sdp::{Direction, Negotiation};
+#[cfg(any(test, feature = "_internals"))]
+use crate::sdp::Direction;
+use crate::sdp::Negotiation;
 
 /// Port pairs a call tries when binding fails (another program holds the port: binding
 /// without address reuse is the check) before it gives up.
@@ -480,6 +485,7 @@ impl Drop for EngineHost {
 }
 
 /// What a [`FakeMediaHost`] was asked, in order.
+#[cfg(any(test, feature = "_internals"))]
 #[derive(Debug, Clone, PartialEq)]
 pub enum HostCall {
     Reserve {
@@ -499,6 +505,7 @@ pub enum HostCall {
 }
 
 /// The record a [`FakeMediaHost`] keeps, readable while the core owns the host.
+#[cfg(any(test, feature = "_internals"))]
 #[derive(Debug, Default)]
 pub struct FakeHostState {
     /// Every call, in order.
@@ -513,6 +520,7 @@ pub struct FakeHostState {
 
 /// A host without sockets: ports are counted, sessions are records. `capacity` bounds the
 /// ports handed out at once (audio and video each take one), as a pool does.
+#[cfg(any(test, feature = "_internals"))]
 #[derive(Debug)]
 pub struct FakeMediaHost {
     state: Arc<Mutex<FakeHostState>>,
@@ -523,6 +531,7 @@ pub struct FakeMediaHost {
     pub fail_start: bool,
 }
 
+#[cfg(any(test, feature = "_internals"))]
 impl FakeMediaHost {
     /// A host with room for `capacity` ports, and the handle to its record.
     pub fn new(capacity: usize) -> (FakeMediaHost, Arc<Mutex<FakeHostState>>) {
@@ -558,6 +567,7 @@ impl FakeMediaHost {
     }
 }
 
+#[cfg(any(test, feature = "_internals"))]
 fn fake_stream(port: u16, remote: SocketAddr, pt: u8, clock_rate: u32) -> StreamInfo {
     let local = SocketAddr::new(IpAddr::from([127, 0, 0, 1]), port);
     StreamInfo {
@@ -571,6 +581,7 @@ fn fake_stream(port: u16, remote: SocketAddr, pt: u8, clock_rate: u32) -> Stream
     }
 }
 
+#[cfg(any(test, feature = "_internals"))]
 impl MediaHost for FakeMediaHost {
     fn reserve(&mut self, video: bool) -> Result<Reservation, MediaError> {
         let need = 1 + usize::from(video);

@@ -18,7 +18,7 @@ mod core;
 mod dial;
 mod events;
 /// The stateful fuzz harness (the `sip_ua` fuzz target drives [`fuzz::run`]).
-#[cfg(any(test, feature = "internals"))]
+#[cfg(any(test, feature = "_internals"))]
 pub mod fuzz;
 mod host;
 mod register;
@@ -26,6 +26,9 @@ mod thread;
 mod timers;
 mod uas;
 
+// Re-exports for the `_internals` API (fuzz targets, benches, tests); without the feature the
+// crate itself may not need every name.
+#[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
 pub use self::core::{
     Command, DialRequest, RegisterRequest, SipCore, SipCounters, SipHooks, ALLOW,
     MAX_REGISTRATIONS, SUPPORTED,
@@ -33,10 +36,11 @@ pub use self::core::{
 pub use events::{
     CallDirectory, CallProgress, CallState, CallView, RegistrationEvent, RegistrationId, SipEvent,
 };
-pub use host::{
-    EngineHost, FakeHostState, FakeMediaHost, HostCall, MediaChange, MediaError, MediaHost,
-    MediaStart, Reservation,
-};
+#[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
+pub use host::{EngineHost, MediaChange, MediaError, MediaHost, MediaStart, Reservation};
+// Test scaffolding: compiled only for tests and the unstable `_internals` feature (the fuzzer).
+#[cfg(any(test, feature = "_internals"))]
+pub use host::{FakeHostState, FakeMediaHost, HostCall};
 pub(crate) use thread::SipThread;
 
 #[cfg(test)]

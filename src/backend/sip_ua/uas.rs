@@ -374,7 +374,6 @@ impl SipCore {
             session,
             CallView {
                 call_id: incoming.call_id.clone(),
-                outgoing: false,
                 progress: None,
             },
         );
