@@ -120,7 +120,7 @@ impl InviteClientTransaction {
         &self.key
     }
 
-    /// The INVITE, parsed (for [`Dialog::uac`](super::dialog::Dialog::uac) and for building a
+    /// The INVITE, parsed (for [`Dialog::uac`](crate::sip::dialog::Dialog::uac) and for building a
     /// retry).
     pub fn invite(&self) -> &SipMessage {
         &self.invite
