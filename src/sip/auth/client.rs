@@ -217,7 +217,6 @@ pub struct DigestClient {
     realms: Vec<RealmState>,
 }
 
-
 impl DigestClient {
     /// A client that authenticates with `credentials`.
     pub fn new(credentials: Credentials) -> DigestClient {

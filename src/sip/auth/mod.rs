@@ -50,7 +50,6 @@ const MAX_CLIENT_REALMS: usize = 8;
 /// computed before it gives up (a server that keeps calling fresh nonces stale is broken).
 const MAX_STALE_RETRIES: u32 = 2;
 
-
 /// A digest hash algorithm (RFC 7616 §3.2 names; RFC 8760 brings SHA-256 to SIP).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DigestAlgorithm {
@@ -224,7 +223,6 @@ pub fn digest_response(
     }
     .response()
 }
-
 
 /// `bytes` random bytes as hex: nonces, cnonces and the opaque value.
 fn random_hex(bytes: usize) -> String {

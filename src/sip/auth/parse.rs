@@ -2,8 +2,8 @@
 //! `Authorization`/`Proxy-Authorization` (credentials). Fed network data: every count is bounded
 //! and nothing here panics.
 
-use crate::sip::syntax::{is_token_char, take_quoted};
 use super::{AuthError, DigestAlgorithm, MAX_AUTH_ITEMS, MAX_AUTH_PARAMS};
+use crate::sip::syntax::{is_token_char, take_quoted};
 
 /// One `scheme name=value, ...` element of an authentication header, before interpretation.
 /// Names are lowercased; quoted values are unescaped.

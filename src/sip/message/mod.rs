@@ -253,4 +253,3 @@ mod tests {
         assert!(parse(text.as_bytes()).is_ok());
     }
 }
-

@@ -436,4 +436,3 @@ fn single_name_addr(value: &str) -> Result<NameAddr, Failure> {
     }
     Ok(addr)
 }
-

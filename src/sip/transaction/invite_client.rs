@@ -266,7 +266,8 @@ impl InviteClientTransaction {
                     self.retransmit = None;
                     self.give_up_at = None;
                 }
-                self.out.emit(TransactionEvent::Response(Box::new(response.clone())));
+                self.out
+                    .emit(TransactionEvent::Response(Box::new(response.clone())));
                 if self.cancel_wanted {
                     self.start_cancel(now);
                 }
@@ -278,7 +279,8 @@ impl InviteClientTransaction {
                 self.give_up_at = None;
                 // Timer M.
                 self.end_at = Some(now + self.timers.give_up());
-                self.out.emit(TransactionEvent::Response(Box::new(response.clone())));
+                self.out
+                    .emit(TransactionEvent::Response(Box::new(response.clone())));
             }
             (InviteClientState::Calling | InviteClientState::Proceeding, _) => {
                 self.final_status = Some(status);
@@ -289,10 +291,12 @@ impl InviteClientTransaction {
                 let ack = self.ack_request(response);
                 self.out.send(ack.clone());
                 self.ack = Some(ack);
-                self.out.emit(TransactionEvent::Response(Box::new(response.clone())));
+                self.out
+                    .emit(TransactionEvent::Response(Box::new(response.clone())));
             }
             (InviteClientState::Accepted, 200..=299) => {
-                self.out.emit(TransactionEvent::Response(Box::new(response.clone())));
+                self.out
+                    .emit(TransactionEvent::Response(Box::new(response.clone())));
             }
             (InviteClientState::Completed, 300..) => {
                 if let Some(ack) = &self.ack {
@@ -359,4 +363,3 @@ impl InviteClientTransaction {
         self.out.poll_event()
     }
 }
-

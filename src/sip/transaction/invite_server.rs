@@ -3,7 +3,9 @@
 
 use std::time::Instant;
 
-use super::{earliest, Backoff, Outbox, Timers, TransactionError, TransactionEvent, TransactionKey};
+use super::{
+    earliest, Backoff, Outbox, Timers, TransactionError, TransactionEvent, TransactionKey,
+};
 use crate::sip::builder::ResponseBuilder;
 use crate::sip::message::{Method, SipMessage};
 
@@ -15,7 +17,6 @@ pub enum CancelOutcome {
     /// A final response was already sent; the CANCEL changes nothing (answer it 200 anyway).
     TooLate,
 }
-
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum InviteServerState {
@@ -229,4 +230,3 @@ impl InviteServerTransaction {
         self.out.poll_event()
     }
 }
-

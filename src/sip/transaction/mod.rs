@@ -174,7 +174,6 @@ impl fmt::Display for TransactionError {
 
 impl std::error::Error for TransactionError {}
 
-
 /// Retransmission schedule shared by the state machines: an interval that doubles up to a cap.
 #[derive(Debug, Clone, Copy)]
 struct Backoff {
@@ -201,7 +200,6 @@ impl Backoff {
 fn earliest(times: &[Option<Instant>]) -> Option<Instant> {
     times.iter().flatten().min().copied()
 }
-
 
 /// The output of one transaction: the datagrams it wants sent and the events for the layer
 /// above, each drained in the order queued. Every machine owns one, so the queues and their

@@ -2,7 +2,9 @@
 
 use std::time::Instant;
 
-use super::{earliest, Backoff, Outbox, Timers, TransactionError, TransactionEvent, TransactionKey};
+use super::{
+    earliest, Backoff, Outbox, Timers, TransactionError, TransactionEvent, TransactionKey,
+};
 use crate::sip::message::{Method, SipMessage};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +82,8 @@ impl NonInviteClientTransaction {
         let status = response.status().unwrap_or_default();
         match self.state {
             NonInviteClientState::Trying | NonInviteClientState::Proceeding => {
-                self.out.emit(TransactionEvent::Response(Box::new(response.clone())));
+                self.out
+                    .emit(TransactionEvent::Response(Box::new(response.clone())));
                 if status < 200 {
                     self.state = NonInviteClientState::Proceeding;
                 } else {
@@ -149,4 +152,3 @@ impl NonInviteClientTransaction {
         self.out.poll_event()
     }
 }
-

@@ -112,4 +112,3 @@ impl NonInviteServerTransaction {
         self.out.poll_event()
     }
 }
-
