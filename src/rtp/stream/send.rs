@@ -178,9 +178,10 @@ impl StreamCore {
         Ok(())
     }
 
-    /// Encodes 16-bit mono PCM at the stream's PCM rate ([`AudioParams::pcm_rate`]) into 20 ms
-    /// packets of its codec (PCMU, PCMA, G.722 or Opus; the last padded with silence), ready at
-    /// once. The caller paces: audio handed over in one call leaves at once.
+    /// Encodes 16-bit mono PCM at the stream's PCM rate
+    /// ([`AudioParams::pcm_rate`](crate::rtp::config::AudioParams::pcm_rate)) into 20 ms packets
+    /// of its codec (PCMU, PCMA, G.722 or Opus; the last padded with silence), ready at once. The
+    /// caller paces: audio handed over in one call leaves at once.
     pub fn send_audio(&mut self, now: Instant, pcm: &[i16]) -> Result<()> {
         self.check_open()?;
         let since = now.saturating_duration_since(self.origin);

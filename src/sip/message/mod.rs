@@ -2,8 +2,8 @@
 //!
 //! Framing (start line, header lines, folding, Content-Length, body) and the strict checks that
 //! RFC 3261's grammar asks for but no SIP crate does (see `check`) are ours; SIP URIs and Via
-//! hosts are typed with `ezk-sip-types`. The raw text of Via, From, To, Call-ID and CSeq is kept so that responses copy it verbatim
-//! (RFC 3261 §8.2.6.2) instead of re-serialising typed values.
+//! hosts are typed with `ezk-sip-types`. The raw text of Via, From, To, Call-ID and CSeq is kept
+//! so that responses copy it verbatim (RFC 3261 §8.2.6.2) instead of re-serialising typed values.
 //!
 //! `types.rs` holds what a parsed message is (and its accessors); `parse.rs` turns a datagram
 //! into one, or says why not. Only the parser builds a [`SipMessage`], so the fields it fills are
