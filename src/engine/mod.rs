@@ -24,7 +24,8 @@ pub use crate::rtp::config::{AudioParams, MediaParams, VideoParams};
 pub use dispatch::Dispatcher;
 #[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
 pub use event::{
-    EndReason, KeyframeRequest, MediaKind, SessionId, SessionInfo, StreamEndReason, StreamEnded, StreamInfo,
+    EndReason, KeyframeRequest, MediaKind, SessionId, SessionInfo, StreamEndReason, StreamEnded,
+    StreamInfo,
 };
 #[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
 pub use io_thread::{IoThread, StopSignal};
@@ -32,7 +33,9 @@ pub use port_pool::{PortLease, PortPool};
 #[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
 pub use session::{BoundMedia, EndHook, EngineConfig, MediaEngine, MediaSession, SessionSpec};
 #[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
-pub use sip_transport::{Outbox, SipHandler, SipPeer, SipTransport, SipTransportKind, SHUTDOWN_LINGER};
+pub use sip_transport::{
+    Outbox, SipHandler, SipPeer, SipTransport, SipTransportKind, SHUTDOWN_LINGER,
+};
 #[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
 pub use socket::{MediaSocket, RecvBatch, SendBatch, Waker};
 pub use stats::{SessionStats, StreamStats};

@@ -171,7 +171,11 @@ impl MediaSession {
 
     /// Points the streams at new remote RTP addresses; RTCP follows (the same address with
     /// rtcp-mux, the next port otherwise). `None` leaves a stream where it is.
-    pub fn update_remote(&self, audio: Option<SocketAddr>, video: Option<SocketAddr>) -> Result<()> {
+    pub fn update_remote(
+        &self,
+        audio: Option<SocketAddr>,
+        video: Option<SocketAddr>,
+    ) -> Result<()> {
         let v = match video {
             Some(a) => Some((self.video_stream()?, a)),
             None => None,
@@ -428,15 +432,21 @@ impl MediaEngine {
             return Err(Error::State(format!("session {id} has video already")));
         }
         cfg.session = id;
-        let stream = Arc::new(MediaStream::open_bound(cfg, sockets, self.dispatcher.clone())?);
+        let stream = Arc::new(MediaStream::open_bound(
+            cfg,
+            sockets,
+            self.dispatcher.clone(),
+        )?);
         let mut info = (*session.info()).clone();
         info.video = Some(stream.info());
         info.video_metadata = video_metadata;
         let info = Arc::new(info);
         *session.video.write() = Some(stream);
         *session.info.write() = info.clone();
-        self.dispatcher
-            .post_wait(dispatch_key(id), EngineEvent::VideoSessionReady(info.clone()));
+        self.dispatcher.post_wait(
+            dispatch_key(id),
+            EngineEvent::VideoSessionReady(info.clone()),
+        );
         Ok(info)
     }
 
@@ -534,9 +544,10 @@ fn reap(
         StreamEndReason::RemoteBye { .. } => EndReason::RtcpBye,
         StreamEndReason::Inactive { .. } => EndReason::RtpTimeout,
     };
-    let gone = sessions.read().get(&id).is_some_and(|s| {
-        s.peer_gone() && (reason == EndReason::RtcpBye || s.expects_media())
-    });
+    let gone = sessions
+        .read()
+        .get(&id)
+        .is_some_and(|s| s.peer_gone() && (reason == EndReason::RtcpBye || s.expects_media()));
     if !gone {
         return;
     }

@@ -9,9 +9,9 @@ use std::time::Duration;
 use super::config::{AudioParams, VideoParams};
 use super::sender::RtpSender;
 use crate::codec::dtmf::{DtmfPacket, DtmfSender, DEFAULT_DTMF_VOLUME};
+use crate::codec::h264::H264Packetizer;
 use crate::codec::resample::Resampler;
 use crate::codec::voice::VoiceEncoder;
-use crate::codec::h264::H264Packetizer;
 use crate::codec::vp8::Vp8Packetizer;
 use crate::codec::{Packetizer, PayloadList};
 use crate::error::{Error, Result};
@@ -54,8 +54,9 @@ impl AudioTx {
         if let Some(c) = codec {
             p.app_rate.validate().map_err(Error::InvalidArgument)?;
             coding_rate = c.coding_rate(app_rate);
-            let mut e = VoiceEncoder::new(c, coding_rate)
-                .map_err(|e| Error::InvalidArgument(format!("{} encoder: {e}", c.encoding_name())))?;
+            let mut e = VoiceEncoder::new(c, coding_rate).map_err(|e| {
+                Error::InvalidArgument(format!("{} encoder: {e}", c.encoding_name()))
+            })?;
             if let Some(hz) = p.opus_max_playback_rate {
                 e.set_max_playback_rate(hz)
                     .map_err(|e| Error::InvalidArgument(e.to_string()))?;

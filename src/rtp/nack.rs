@@ -249,7 +249,8 @@ impl NackTracker {
                     self.missing.pop_front();
                     self.stats.overflowed += 1;
                 }
-                self.missing.push_back(Missing::new(gap, first_due, give_up_at));
+                self.missing
+                    .push_back(Missing::new(gap, first_due, give_up_at));
             }
             self.highest = Some(ext);
             return match probed {
@@ -310,7 +311,11 @@ impl NackTracker {
             if self.missing.len() >= self.cfg.max_missing.max(1) {
                 break;
             }
-            self.missing.push_front(Missing::new(gap, now + self.cfg.reorder_allowance, give_up_at));
+            self.missing.push_front(Missing::new(
+                gap,
+                now + self.cfg.reorder_allowance,
+                give_up_at,
+            ));
         }
     }
 
@@ -324,7 +329,11 @@ impl NackTracker {
                 if self.missing.back().is_none_or(|m| m.ext <= h)
                     && self.missing.len() < self.cfg.max_missing.max(1)
                 {
-                    self.missing.push_back(Missing::new(h + 1, now, now + self.cfg.give_up_after(rtt.rtt_high())));
+                    self.missing.push_back(Missing::new(
+                        h + 1,
+                        now,
+                        now + self.cfg.give_up_after(rtt.rtt_high()),
+                    ));
                 }
             }
         }

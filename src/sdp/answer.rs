@@ -277,7 +277,8 @@ fn choose_audio<'a>(
         }
     }
     m.payloads.iter().find_map(|p| {
-        cfg.local.audio_codecs
+        cfg.local
+            .audio_codecs
             .iter()
             .find(|c| c.matches(p))
             .map(|c| (p, c.clone()))

@@ -332,9 +332,16 @@ mod tests {
         assert_eq!(AudioCodec::from_name("G722"), Some(AudioCodec::G722));
         assert_eq!(AudioCodec::from_name("g722/8000"), Some(AudioCodec::G722));
         assert_eq!(AudioCodec::G722.sample_rate(), 16000);
-        assert_eq!(AudioCodec::from_name("opus/48000/2"), Some(AudioCodec::Opus));
+        assert_eq!(
+            AudioCodec::from_name("opus/48000/2"),
+            Some(AudioCodec::Opus)
+        );
         assert_eq!(AudioCodec::from_name("opus"), Some(AudioCodec::Opus));
-        assert_eq!(AudioCodec::from_name("opus/16000"), None, "RFC 7587: 48000/2 only");
+        assert_eq!(
+            AudioCodec::from_name("opus/16000"),
+            None,
+            "RFC 7587: 48000/2 only"
+        );
         assert_eq!(AudioCodec::Opus.channels(), 2);
         assert_eq!(
             AudioCodec::from_name("GSM"),

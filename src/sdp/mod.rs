@@ -25,7 +25,9 @@ pub use answer::{
     Negotiation, Reanswer, DEFAULT_PTIME_MS,
 };
 #[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
-pub use codecs::{AudioCodec, OpusParams, H264_DEFAULT_PROFILE_LEVEL_ID, H264_OFFER_PROFILE_LEVEL_ID};
+pub use codecs::{
+    AudioCodec, OpusParams, H264_DEFAULT_PROFILE_LEVEL_ID, H264_OFFER_PROFILE_LEVEL_ID,
+};
 #[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
 pub use local::LocalMedia;
 #[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
@@ -33,4 +35,6 @@ pub use model::{
     Direction, MediaDescription, MediaKind, Origin, PayloadType, RtcpAttr, RtpMap, SdpError,
     SessionDescription,
 };
-pub use offer::{build_offer, parse_answer, reoffer, Offer, OfferConfig, ReofferConfig, ReofferVideo};
+pub use offer::{
+    build_offer, parse_answer, reoffer, Offer, OfferConfig, ReofferConfig, ReofferVideo,
+};

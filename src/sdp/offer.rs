@@ -4,15 +4,15 @@ use std::net::{IpAddr, SocketAddr};
 
 use crate::frame::VideoCodec;
 
+use super::answer::Answer;
 use super::answer::{
     answer_direction, usable_stream, AnswerError, NegotiatedAudio, NegotiatedVideo, Negotiation,
 };
 use super::codecs::{
-    h264_packetization_mode, h264_profile_level_id, rtx_for, supported_feedback,
-    telephone_event, AudioCodec, OpusParams, DEFAULT_EVENTS, H264_DEFAULT_PROFILE_LEVEL_ID,
+    h264_packetization_mode, h264_profile_level_id, rtx_for, supported_feedback, telephone_event,
+    AudioCodec, OpusParams, DEFAULT_EVENTS, H264_DEFAULT_PROFILE_LEVEL_ID,
     H264_OFFER_PROFILE_LEVEL_ID, OPUS_FMTP, RTX, TELEPHONE_EVENT,
 };
-use super::answer::Answer;
 use super::local::LocalMedia;
 use super::model::{Direction, MediaDescription, MediaKind, PayloadType, SessionDescription};
 use super::write::{media, rejected, render, SessionHeader};

@@ -27,7 +27,6 @@ mod check;
 pub mod dialog;
 pub mod extensions;
 pub mod info_dtmf;
-mod md5;
 pub mod message;
 pub mod redirect;
 pub mod register;

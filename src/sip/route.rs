@@ -33,7 +33,10 @@ pub fn route_request(target: &str, route_set: &[NameAddr]) -> RoutedRequest {
             let request_uri = uri
                 .request_target()
                 .map_or_else(|_| uri.as_str().to_string(), |u| u.as_str().to_string());
-            RoutedRequest { request_uri, routes }
+            RoutedRequest {
+                request_uri,
+                routes,
+            }
         }
         _ => RoutedRequest {
             request_uri: target.to_string(),

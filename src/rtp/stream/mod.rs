@@ -1,0 +1,707 @@
+//! One RTP stream, both directions, as a pure state machine: [`StreamCore`].
+//!
+//! The core owns every protocol decision of an audio or video stream: which sources to accept
+//! (and latching), reception statistics, the video jitter buffer with NACK and RTX, the audio
+//! jitter buffer with concealment, the send history that answers NACKs, the pacer, DTMF pacing,
+//! the RTCP schedule and feedback (SR/RR, SDES, NACK, PLI, FIR, BYE), RTT, and liveness. It owns no
+//! socket, thread or clock: the caller feeds it inputs with the time and moves the bytes.
+//!
+//! # Driving it
+//!
+//! Inputs, each with the current time:
+//! - [`StreamCore::handle_datagram`] (or [`StreamCore::handle_rtp`] / [`StreamCore::handle_rtcp`])
+//!   for every datagram received on the stream's sockets;
+//! - [`StreamCore::handle_timeout`] when the time given by [`StreamCore::poll_timeout`] has come;
+//! - the application's commands: [`StreamCore::send_video`], [`StreamCore::send_audio`],
+//!   [`StreamCore::send_audio_payload`], [`StreamCore::send_dtmf`],
+//!   [`StreamCore::request_keyframe`], [`StreamCore::set_remote`], [`StreamCore::close`].
+//!
+//! Outputs:
+//! - [`StreamCore::poll_transmit`]: datagrams to send now (give their buffers back with
+//!   [`StreamCore::recycle`] to keep the core from allocating);
+//! - [`StreamCore::poll_event`]: frames, DTMF, keyframe requests, the peer's BYE, inactivity;
+//! - [`StreamCore::poll_timeout`]: when to call [`StreamCore::handle_timeout`] next.
+//!
+//! **After any input, drain the outputs: `poll_transmit` until `None`, `poll_event` until `None`,
+//! then `poll_timeout`** — and sleep no later than that time. Inputs may move the timeout earlier
+//! (a paced picture, a NACK to send), so a driver on another thread must be woken when they do.
+//!
+//! # Loss recovery, in short
+//!
+//! A video receiver holds packets behind a gap in its jitter buffer ([`super::video`]) while the
+//! [`super::nack::NackTracker`] asks for the missing ones: first after a 5 ms reorder allowance,
+//! again every ~1.25 RTT, given up on after 6 RTT + 30 ms (at most 500 ms by default). Then the
+//! picture is dropped and a PLI sent, as without NACK. RTX packets are unwrapped into the same
+//! buffer. A video sender keeps its packets in a [`super::history::SendHistory`] and re-sends
+//! NACKed ones ahead of new media through the [`super::pacer::Pacer`], as RTX when configured,
+//! within a [`super::history::RetransmitLimiter`] budget.
+//!
+//! # Where things are
+//!
+//! This file holds the core, its contract (the inputs and outputs above, `poll_timeout`,
+//! `handle_timeout`, the RTCP dispatcher) and what both directions share: sources and latching,
+//! RTCP reports, buffers. `receive.rs` is the receive half (RTP in, NACK/PLI/FIR out),
+//! `send.rs` the send half (media in, pacing, answering NACKs), as str0m's
+//! `streams/receive.rs` and `streams/send.rs`.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+
+use super::audio_jitter::AudioJitterBuffer;
+use super::config::{CoreConfig, MediaParams, SourcePolicy};
+use super::media_tx::AudioTx;
+use super::packet::{classify_muxed, MuxedKind};
+use super::receiver::ReceiverStats;
+use super::rtcp::{
+    build_bye, build_report, ntp_from_unix, parse_compound_into, RtcpEvent, RtcpInterval,
+};
+use super::rtt::RttEstimator;
+use super::sender::RtpSender;
+use super::stats::StreamStats;
+use crate::error::{Error, Result};
+use crate::frame::{AudioFrame, DtmfEvent, VideoFrame};
+
+mod receive;
+mod send;
+
+use receive::{AudioIn, VideoIn};
+use send::{DtmfPlayback, VideoOut};
+
+/// Which RTCP message asks a sender for a key frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyframeRequest {
+    /// Picture Loss Indication (RFC 4585).
+    Pli,
+    /// Full Intra Request (RFC 5104).
+    Fir,
+}
+
+/// Something the stream tells the application.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamEvent {
+    /// A received picture (or NAL unit).
+    Video(VideoFrame),
+    /// A received (or concealed) audio frame.
+    Audio(AudioFrame),
+    /// A received DTMF digit.
+    Dtmf(DtmfEvent),
+    /// The peer asked us for a key frame.
+    KeyframeRequested(KeyframeRequest),
+    /// The peer sent RTCP BYE: it is leaving.
+    RemoteBye { reason: Option<String> },
+    /// Nothing (RTP or RTCP) arrived from the peer for the inactivity timeout. Reported once;
+    /// reported again only after traffic resumed and stopped again.
+    Inactive { silent_for: Duration },
+}
+
+/// Whether a datagram to send is RTP or RTCP (without rtcp-mux they leave from different
+/// sockets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransmitKind {
+    Rtp,
+    Rtcp,
+}
+
+/// A datagram to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub dest: SocketAddr,
+    pub kind: TransmitKind,
+    pub contents: Vec<u8>,
+}
+
+/// Spare transmit buffers kept.
+const POOL_MAX: usize = 512;
+
+/// Where RTP and RTCP go, and whether the source has been latched.
+#[derive(Debug, Clone, Copy)]
+struct Remotes {
+    rtp: SocketAddr,
+    rtcp: SocketAddr,
+    rtp_latched: bool,
+    rtcp_latched: bool,
+}
+
+/// Two addresses are the same endpoint, treating IPv4 and IPv4-mapped IPv6 as equal.
+fn same_endpoint(a: SocketAddr, b: SocketAddr) -> bool {
+    let norm = |ip: IpAddr| match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    a.port() == b.port() && norm(a.ip()) == norm(b.ip())
+}
+
+/// One audio or video RTP stream; see the module documentation.
+pub struct StreamCore {
+    cname: String,
+    mux: bool,
+    source_policy: SourcePolicy,
+    inactivity_timeout: Duration,
+    ssrc: u32,
+    clock_rate: u32,
+    origin: Instant,
+    /// Wall-clock time at `origin`, since the Unix epoch (for NTP timestamps).
+    wall_origin: Duration,
+    rng: SmallRng,
+    remotes: Remotes,
+    rtp: RtpSender,
+    audio_tx: Option<AudioTx>,
+    video_out: Option<VideoOut>,
+    dtmf_pt: Option<u8>,
+    dtmf_queue: VecDeque<(char, u32)>,
+    dtmf_playing: Option<DtmfPlayback>,
+    rx_stats: Option<ReceiverStats>,
+    video_in: Option<VideoIn>,
+    audio_in: Option<AudioIn>,
+    rtt: RttEstimator,
+    interval: RtcpInterval,
+    last_pli: Option<Instant>,
+    fir_seq: u8,
+    last_fir_in: Option<u8>,
+    rtcp_events: Vec<RtcpEvent>,
+    nack_list: Vec<u16>,
+    last_heard: Instant,
+    inactive_reported: bool,
+    bye_reported: bool,
+    /// The peer said BYE or went silent, and nothing came since.
+    peer_gone: bool,
+    closed: bool,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<StreamEvent>,
+    pool: Vec<Vec<u8>>,
+    stats: StreamStats,
+}
+
+impl std::fmt::Debug for StreamCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamCore")
+            .field("ssrc", &self.ssrc)
+            .field("remote", &self.remotes.rtp)
+            .field("closed", &self.closed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StreamCore {
+    /// A stream starting at `now`. `wall_clock` is the wall-clock time of `now` (RTCP carries
+    /// NTP timestamps); `seed` seeds the SSRC, sequence number, timestamp and RTCP jitter draws,
+    /// so a test gets the same stream every run.
+    pub fn new(cfg: CoreConfig, now: Instant, wall_clock: SystemTime, seed: u64) -> Result<Self> {
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let pt = cfg.media.payload_type();
+        let clock_rate = cfg.media.clock_rate().max(1);
+        let mut rtp = RtpSender::new(pt, clock_rate, &mut rng);
+        if cfg.ssrc.is_some() || cfg.initial_seq.is_some() {
+            rtp = RtpSender::with_initial(
+                cfg.ssrc.unwrap_or(rtp.ssrc()),
+                pt,
+                clock_rate,
+                cfg.initial_seq.unwrap_or(rtp.next_sequence()),
+                rtp.timestamp_offset(),
+            );
+        }
+        let ssrc = rtp.ssrc();
+        let (mut audio_tx, mut video_out, mut video_in, mut audio_in, mut dtmf_pt) =
+            (None, None, None, None, None);
+        match &cfg.media {
+            MediaParams::Audio(a) => {
+                audio_tx = Some(AudioTx::new(a)?);
+                dtmf_pt = a.dtmf_payload_type;
+                audio_in = Some(AudioIn::new(a, clock_rate)?);
+            }
+            MediaParams::Video(v) => {
+                video_out = Some(VideoOut::new(v, ssrc, now, &mut rng)?);
+                video_in = Some(VideoIn::new(v, clock_rate));
+            }
+        }
+        let interval = RtcpInterval::new(cfg.rtcp_interval, now, &mut rng);
+        Ok(StreamCore {
+            cname: cfg.cname,
+            mux: cfg.rtcp_mux,
+            source_policy: cfg.source_policy,
+            inactivity_timeout: cfg.inactivity_timeout,
+            ssrc,
+            clock_rate,
+            origin: now,
+            wall_origin: wall_clock.duration_since(UNIX_EPOCH).unwrap_or_default(),
+            rng,
+            remotes: Remotes {
+                rtp: cfg.remote_rtp,
+                rtcp: cfg.remote_rtcp,
+                rtp_latched: false,
+                rtcp_latched: false,
+            },
+            rtp,
+            audio_tx,
+            video_out,
+            dtmf_pt,
+            dtmf_queue: VecDeque::new(),
+            dtmf_playing: None,
+            rx_stats: None,
+            video_in,
+            audio_in,
+            rtt: RttEstimator::default(),
+            interval,
+            last_pli: None,
+            fir_seq: 0,
+            last_fir_in: None,
+            rtcp_events: Vec::new(),
+            nack_list: Vec::new(),
+            last_heard: now,
+            inactive_reported: false,
+            bye_reported: false,
+            peer_gone: false,
+            closed: false,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            pool: Vec::new(),
+            stats: StreamStats::default(),
+        })
+    }
+
+    // ---- accessors -------------------------------------------------------------------------
+
+    /// Our SSRC.
+    pub fn ssrc(&self) -> u32 {
+        self.ssrc
+    }
+
+    /// Our RTX SSRC, when RTX is configured.
+    pub fn rtx_ssrc(&self) -> Option<u32> {
+        self.video_out.as_ref()?.rtx.as_ref().map(|r| r.ssrc)
+    }
+
+    /// Where RTP goes now (latching may have moved it).
+    pub fn remote_rtp(&self) -> SocketAddr {
+        self.remotes.rtp
+    }
+
+    /// Where RTCP goes now.
+    #[cfg(any(test, feature = "_internals"))]
+    pub fn remote_rtcp(&self) -> SocketAddr {
+        self.remotes.rtcp
+    }
+
+    /// The stream's time origin: timestamps of media given no time count from it.
+    #[cfg(any(test, feature = "_internals"))]
+    pub fn origin(&self) -> Instant {
+        self.origin
+    }
+
+    /// The round-trip time estimate, once measured.
+    #[cfg(any(test, feature = "_internals"))]
+    pub fn rtt(&self) -> Option<Duration> {
+        self.rtt.is_measured().then(|| self.rtt.rtt())
+    }
+
+    /// Whether the peer has left this stream: it sent RTCP BYE, or nothing for the inactivity
+    /// timeout, and no RTP came after that (RTCP alone after a BYE does not bring it back).
+    pub fn peer_gone(&self) -> bool {
+        self.peer_gone
+    }
+
+    /// Whether [`Self::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// The last time video media left or the peer sent a NACK (`None` before either). A sender
+    /// that wants its last pictures recovered keeps the stream open until this is a linger
+    /// (a second or so) in the past.
+    pub fn last_send_activity(&self) -> Option<Instant> {
+        self.video_out.as_ref()?.last_activity
+    }
+
+    /// The counters, with current values filled in.
+    pub fn stats(&self) -> StreamStats {
+        let mut s = self.stats.clone();
+        if let Some(r) = &self.rx_stats {
+            s.lost = r.cumulative_lost();
+            s.reordered = r.reordered();
+            s.duplicates = r.duplicates();
+            s.jitter_ms = r.jitter() * 1000.0 / f64::from(self.clock_rate);
+        }
+        if let Some(v) = &self.video_in {
+            let vs = v.rx.stats();
+            s.frames = vs.frames;
+            s.keyframes = vs.keyframes;
+            s.frames_dropped_incomplete = vs.incomplete_dropped;
+            s.frames_dropped_gated = vs.gated_dropped;
+            s.malformed += vs.depacketizer.malformed + vs.depacketizer.unsupported;
+            s.late = vs.reorder.late;
+            if let Some(n) = &v.nack {
+                s.nack_sent = n.stats().requested;
+                s.recovered = n.stats().recovered;
+            }
+        }
+        if let Some(j) = self.audio_in.as_ref().and_then(|a| a.jitter.as_ref()) {
+            let js = j.stats();
+            s.audio_late = js.late;
+            s.audio_dropped = js.dropped;
+            s.audio_jitter_depth_ms = j.target_depth().as_secs_f64() * 1000.0;
+        }
+        if self.rtt.is_measured() {
+            s.rtt_ms = self.rtt.rtt().as_secs_f64() * 1000.0;
+        }
+        if let Some(v) = &self.video_out {
+            s.pacer_queued = v.pacer.len() as u64;
+        }
+        s
+    }
+
+    // ---- outputs ---------------------------------------------------------------------------
+
+    /// The next datagram to send now.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event for the application.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<StreamEvent> {
+        self.events.pop_front()
+    }
+
+    /// Gives a transmit buffer back for reuse.
+    pub fn recycle(&mut self, mut buf: Vec<u8>) {
+        if self.pool.len() < POOL_MAX && buf.capacity() > 0 {
+            buf.clear();
+            self.pool.push(buf);
+        }
+    }
+
+    /// When [`Self::handle_timeout`] should next be called; `None` once closed.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.closed {
+            return None;
+        }
+        let mut t = self.interval.next_due();
+        let mut consider = |d: Option<Instant>| {
+            if let Some(d) = d {
+                t = t.min(d);
+            }
+        };
+        if let Some(v) = &self.video_out {
+            consider(v.pacer.poll_timeout());
+            consider(v.tail_probe.map(|(at, _)| at));
+        }
+        if let Some(v) = &self.video_in {
+            consider(v.rx.next_deadline());
+            consider(v.nack.as_ref().and_then(|n| n.poll_timeout(&self.rtt)));
+        }
+        if let Some(a) = &self.audio_in {
+            consider(a.jitter.as_ref().and_then(AudioJitterBuffer::poll_timeout));
+            consider(
+                a.dtmf
+                    .poll_timeout()
+                    .map(|ms| self.origin + Duration::from_millis(ms)),
+            );
+        }
+        if let Some(p) = &self.dtmf_playing {
+            consider(
+                p.packets
+                    .get(p.next)
+                    .map(|pkt| p.start + Duration::from_millis(u64::from(pkt.send_offset_ms))),
+            );
+        }
+        if !self.inactivity_timeout.is_zero() && !self.inactive_reported {
+            consider(Some(self.last_heard + self.inactivity_timeout));
+        }
+        Some(t)
+    }
+
+    // ---- inputs from the network -----------------------------------------------------------
+
+    /// A datagram that arrived at `now` from `from`; `on_rtcp_socket` when it came in on the
+    /// separate RTCP socket (without rtcp-mux). RTP and RTCP sharing a port are told apart here.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        data: &[u8],
+        on_rtcp_socket: bool,
+    ) {
+        if on_rtcp_socket || classify_muxed(data) == MuxedKind::Rtcp {
+            self.handle_rtcp(now, from, data);
+        } else {
+            self.handle_rtp(now, from, data);
+        }
+    }
+
+    /// An RTCP compound that arrived at `now` from `from`.
+    pub fn handle_rtcp(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        if self.closed {
+            return;
+        }
+        if !self.accept_source(from, true) {
+            self.stats.unexpected_source += 1;
+            return;
+        }
+        let mut events = std::mem::take(&mut self.rtcp_events);
+        events.clear();
+        if parse_compound_into(data, &mut events).is_err() {
+            self.stats.malformed += 1;
+            self.rtcp_events = events;
+            return;
+        }
+        self.stats.rtcp_received += 1;
+        self.heard(now);
+        // Reports bring a silent peer back; after its BYE only media does.
+        if !self.bye_reported {
+            self.peer_gone = false;
+        }
+        let ours = self.ssrc;
+        for ev in &events {
+            match ev {
+                RtcpEvent::SenderReport {
+                    ssrc, ntp, reports, ..
+                } => {
+                    let arrival = self.ntp_at(now);
+                    if let Some(s) = self.rx_stats.as_mut().filter(|s| s.ssrc() == *ssrc) {
+                        s.on_sender_report(*ntp, arrival);
+                    }
+                    self.on_report_blocks(now, reports);
+                }
+                RtcpEvent::ReceiverReport { reports, .. } => self.on_report_blocks(now, reports),
+                RtcpEvent::Pli { media_ssrc, .. } if *media_ssrc == ours => {
+                    self.stats.pli_received += 1;
+                    self.events
+                        .push_back(StreamEvent::KeyframeRequested(KeyframeRequest::Pli));
+                }
+                RtcpEvent::Fir { requests, .. } => {
+                    for r in requests.iter().filter(|r| r.ssrc == ours) {
+                        // A repeated command sequence number is a retransmission of the same
+                        // request (RFC 5104 §4.3.1.2).
+                        if self.last_fir_in == Some(r.seq) {
+                            continue;
+                        }
+                        self.last_fir_in = Some(r.seq);
+                        self.stats.fir_received += 1;
+                        self.events
+                            .push_back(StreamEvent::KeyframeRequested(KeyframeRequest::Fir));
+                    }
+                }
+                RtcpEvent::Nack {
+                    media_ssrc, lost, ..
+                } if *media_ssrc == ours => {
+                    self.stats.nack_received += lost.len() as u64;
+                    for &seq in lost {
+                        self.resend(now, seq);
+                    }
+                }
+                // Our own BYE reflected back (a stream pointed at itself) is not the peer's.
+                RtcpEvent::Bye { ssrcs, reason } if ssrcs.iter().any(|&s| s != ours) => {
+                    self.stats.bye_received += 1;
+                    self.peer_gone = true;
+                    if !self.bye_reported {
+                        self.bye_reported = true;
+                        self.events.push_back(StreamEvent::RemoteBye {
+                            reason: reason.clone(),
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.rtcp_events = events;
+        self.release(now);
+    }
+
+    // ---- timers ----------------------------------------------------------------------------
+
+    /// The time from [`Self::poll_timeout`] has come (calling it early or late is harmless).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.closed {
+            return;
+        }
+        let probe = self
+            .video_out
+            .as_mut()
+            .and_then(|v| v.tail_probe.take_if(|(at, _)| *at <= now));
+        if let Some((_, seq)) = probe {
+            self.probe_tail(now, seq);
+        }
+        self.release(now);
+        if let Some(v) = self.video_in.as_mut() {
+            v.rx.poll(now, &mut v.frames);
+            self.after_video(now);
+        }
+        self.send_nacks(now);
+        self.play_audio(now);
+        let now_ms = self.ms_since_origin(now);
+        if let Some(a) = self.audio_in.as_mut() {
+            while let Some(ev) = a.dtmf.poll(now_ms) {
+                self.stats.dtmf_received += 1;
+                self.events.push_back(StreamEvent::Dtmf(ev));
+            }
+        }
+        self.pump_dtmf(now);
+        if self.interval.poll(now, &mut self.rng) {
+            self.send_report(now, None);
+        }
+        if !self.inactivity_timeout.is_zero()
+            && !self.inactive_reported
+            && now.saturating_duration_since(self.last_heard) >= self.inactivity_timeout
+        {
+            self.inactive_reported = true;
+            self.peer_gone = true;
+            self.stats.inactivity_events += 1;
+            self.events.push_back(StreamEvent::Inactive {
+                silent_for: now.saturating_duration_since(self.last_heard),
+            });
+        }
+    }
+
+    fn heard(&mut self, now: Instant) {
+        self.last_heard = now;
+        self.inactive_reported = false;
+    }
+
+    // ---- the remote and the end ------------------------------------------------------------
+
+    /// Points RTP and RTCP at new remote addresses, as a re-INVITE does.
+    pub fn set_remote(&mut self, rtp: SocketAddr, rtcp: SocketAddr) {
+        self.remotes.rtp = rtp;
+        self.remotes.rtcp = rtcp;
+    }
+
+    /// Ends the stream: paced packets still queued leave at once, then a report with RTCP BYE.
+    /// Afterwards inputs are ignored and there are no timeouts.
+    pub fn close(&mut self, now: Instant) {
+        if self.closed {
+            return;
+        }
+        if let Some(v) = self.video_out.as_mut() {
+            while let Some((item, waited)) = v.pacer.pop_media_now(now) {
+                Self::emit_paced(
+                    v,
+                    item,
+                    waited,
+                    now,
+                    &mut self.pool,
+                    &mut self.transmits,
+                    &mut self.stats,
+                    self.remotes.rtp,
+                );
+            }
+        }
+        self.send_report(now, Some("session closed"));
+        self.closed = true;
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed {
+            Err(Error::State("the stream is closed".into()))
+        } else {
+            Ok(())
+        }
+    }
+
+    // ---- RTCP reports and buffers, used by both halves -------------------------------------
+
+    /// A regular report (SR or RR, SDES), with BYE when `bye` is given.
+    fn send_report(&mut self, now: Instant, bye: Option<&str>) {
+        let mut buf = self.buffer();
+        let mut ok = self.build_report_into(now, &mut buf).is_ok();
+        if let Some(reason) = bye {
+            ok = ok && build_bye(&mut buf, self.ssrc, Some(reason)).is_ok();
+        }
+        if ok {
+            self.push_rtcp(buf);
+        } else {
+            self.recycle(buf);
+        }
+    }
+
+    /// Appends SR (if we sent media) or RR, and SDES CNAME.
+    fn build_report_into(
+        &mut self,
+        now: Instant,
+        buf: &mut Vec<u8>,
+    ) -> std::result::Result<(), ()> {
+        let ntp = self.ntp_at(now);
+        let block = self.rx_stats.as_mut().map(|s| s.report_block(ntp));
+        let blocks: &[_] = match &block {
+            Some(b) => std::slice::from_ref(b),
+            None => &[],
+        };
+        let since = now.saturating_duration_since(self.origin).as_secs_f64() * 1000.0;
+        let sender = self.rtp.has_sent().then(|| {
+            self.rtp
+                .sender_info(ntp, self.rtp.rtp_timestamp_for_ms(since))
+        });
+        build_report(buf, self.ssrc, sender.as_ref(), blocks, &self.cname)
+            .map(drop)
+            .map_err(drop)
+    }
+
+    fn push_rtcp(&mut self, buf: Vec<u8>) {
+        self.stats.rtcp_sent += 1;
+        self.transmits.push_back(Transmit {
+            dest: self.remotes.rtcp,
+            kind: TransmitKind::Rtcp,
+            contents: buf,
+        });
+    }
+
+    fn buffer(&mut self) -> Vec<u8> {
+        let mut b = self.pool.pop().unwrap_or_default();
+        b.clear();
+        b
+    }
+
+    // ---- sources and time ------------------------------------------------------------------
+
+    fn accept_source(&mut self, from: SocketAddr, is_rtcp: bool) -> bool {
+        let r = &mut self.remotes;
+        let (expected, latched) = if is_rtcp {
+            (r.rtcp, r.rtcp_latched)
+        } else {
+            (r.rtp, r.rtp_latched)
+        };
+        if same_endpoint(from, expected) {
+            return true;
+        }
+        // With rtcp-mux the peer may send RTCP from its RTP address.
+        if self.mux && is_rtcp && same_endpoint(from, r.rtp) {
+            return true;
+        }
+        if self.source_policy == SourcePolicy::LatchFirst && !latched {
+            if is_rtcp {
+                r.rtcp = from;
+                r.rtcp_latched = true;
+            } else {
+                r.rtp = from;
+                r.rtp_latched = true;
+                // Until the peer's own RTCP shows its RTCP address, assume the usual one (the RTP
+                // port with rtcp-mux, the next port otherwise), so feedback (NACK, PLI) reaches
+                // it from the first packet on.
+                if !r.rtcp_latched {
+                    r.rtcp = if self.mux {
+                        from
+                    } else {
+                        SocketAddr::new(from.ip(), from.port().wrapping_add(1))
+                    };
+                }
+            }
+            return true;
+        }
+        false
+    }
+
+    fn ms_since_origin(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.origin).as_millis() as u64
+    }
+
+    /// 64-bit NTP time at `now`, from the wall clock given at creation.
+    fn ntp_at(&self, now: Instant) -> u64 {
+        ntp_from_unix(self.wall_origin + now.saturating_duration_since(self.origin))
+    }
+}
