@@ -1,7 +1,7 @@
 //! Sessions come and go without leaking threads or descriptors, and dropping a backend with live
 //! sessions joins everything it started.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

@@ -4,7 +4,7 @@
 //! time, 487), and a re-INVITE from the far end that holds us. Each test checks the progress
 //! the application saw and that sipp's scenario passed (exit 0).
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The 49 RFC 4475 torture messages sent over UDP to a running `SipVideoBackend`: none may stop
 //! it, invalid ones never get a 2xx, and after every message a clean OPTIONS still gets its 200.
 
-mod support;
+use crate::support;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! and garbage, truncated packets and strangers are dropped and counted while the session keeps
 //! working.
 
-mod support;
+use crate::support;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,7 +1,7 @@
 //! `roomkit-media demo` runs a loopback SIP audio + video call, exits 0 and reports that media
 //! flowed both ways, every picture arriving bit-exact.
 
-mod support;
+use crate::support;
 
 use support::peers;
 

@@ -1,6 +1,6 @@
 //! VP8 (RFC 7741) against ffmpeg's RTP muxer and demuxer, in both directions.
 
-mod support;
+use crate::support;
 
 use support::peers;
 

@@ -6,7 +6,7 @@
 //!
 //! A missing ffmpeg skips the tests, except under CI (`CI=true`), where it fails them.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -6,7 +6,7 @@
 //!
 //! A missing ffmpeg skips the test, except under CI (`CI=true`), where it fails.
 
-mod support;
+use crate::support;
 
 use support::peers;
 

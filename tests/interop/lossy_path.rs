@@ -10,7 +10,7 @@
 //! point) nearly all must arrive. The thresholds leave room for a slow, loaded machine; the
 //! figures themselves come from `cargo bench --bench lossy_path`.
 
-mod support;
+use crate::support;
 
 use std::collections::HashSet;
 use std::path::Path as FsPath;

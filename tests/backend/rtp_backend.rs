@@ -1,7 +1,7 @@
 //! Two RTP video backends in one process, on loopback: audio, video, DTMF and keyframe requests
 //! go both ways and arrive exactly as sent.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

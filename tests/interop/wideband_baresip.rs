@@ -8,7 +8,7 @@
 //! A missing baresip, ffmpeg or baresip module skips the tests, except under CI (`CI=true`),
 //! where it fails them.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! PCM with the call's audio at the codec's own rate: both sides prefer Opus, so 48 kHz.
 //! And `serve`'s loss-recovery flags: what they change in the answer, and a silent call ended.
 
-mod support;
+use crate::support;
 
 use support::peers;
 use support::sip::{body, offer, Leg, RawUa, H264_ATTRS};

@@ -3,7 +3,7 @@
 //! tests/stream_impairment.rs). No damaged picture may reach the application, losses must be
 //! counted, PLIs sent, and delivery must resume at the next keyframe.
 
-mod support;
+use crate::support;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -3,7 +3,7 @@
 //! (`roomkit-media netsim`) delivers every picture bit-exact, the lost packets repaired from the
 //! RTX stream.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! sipp plays H.264 RTP from a pcap that `serve --record` writes and ffmpeg decodes to the
 //! clip's own pictures. sipp's exit code 0 means every scenario step matched.
 
-mod support;
+use crate::support;
 
 use support::peers;
 

@@ -2,7 +2,7 @@
 //! (`tests/fuzz_support`, shared with `fuzz/`), plus what each fix decided, asserted directly.
 //! The files live in `tests/data/fuzz-findings/`; its README says what each one did.
 
-mod fuzz_support;
+use crate::fuzz_support;
 
 use std::path::{Path, PathBuf};
 

@@ -2,7 +2,7 @@
 //! threads and descriptors: 50 calls ended both ways leave none behind and return every port,
 //! and dropping the backend ends live calls with BYE and joins its threads.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

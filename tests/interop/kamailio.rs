@@ -7,7 +7,7 @@
 //!   407, with audio and video both ways.
 //! - With SHA-256 digest only: `serve --register` and `call` through Kamailio.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader};
 use std::process::Child;

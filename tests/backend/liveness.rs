@@ -6,7 +6,7 @@
 //! timeout, is dead; the session ends when all its streams are dead. A BYE on the video stream
 //! alone leaves the session up.
 
-mod support;
+use crate::support;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;

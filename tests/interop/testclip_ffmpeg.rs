@@ -1,7 +1,7 @@
 //! The built-in test clip (I_PCM + P-skip H.264) is real H.264: ffmpeg decodes every picture of
 //! it without a complaint, and consecutive pictures differ.
 
-mod support;
+use crate::support;
 
 use support::peers;
 

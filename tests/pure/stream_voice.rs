@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-mod fuzz_support;
+use crate::fuzz_support;
 
 use roomkit_media::codec::tone::{db, level_at, zero_crossing_frequency, Sine};
 use roomkit_media::codec::voice::{AppRate, VoiceCodec};

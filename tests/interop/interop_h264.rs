@@ -3,7 +3,7 @@
 //! (`ffmpeg -f framemd5`), not byte for byte, since each packetizer may carry parameter sets
 //! differently.
 
-mod support;
+use crate::support;
 
 use support::peers;
 

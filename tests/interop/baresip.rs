@@ -2,7 +2,7 @@
 //! --record`: its video (libx264 from an MP4 file) is recorded as Annex-B and must decode with
 //! ffmpeg to a sensible number of pictures, and its audio (an 8 kHz WAV) lands in the WAV.
 
-mod support;
+use crate::support;
 
 use support::peers;
 

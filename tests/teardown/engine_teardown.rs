@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-mod support;
+use crate::support;
 
 use roomkit_media::engine::socket::{poll_readable, Wait};
 use roomkit_media::engine::{IoThread, MediaSocket, RecvBatch};

@@ -3,7 +3,7 @@
 //! both ways, re-INVITE and hold, OPTIONS, 481/405/501, max_sessions, digest auth, ACK timeout,
 //! and that every call returns its ports.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::sync::Arc;

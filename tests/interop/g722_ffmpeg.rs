@@ -9,7 +9,7 @@
 //! When ffmpeg is missing the test prints a notice and passes, except in CI (`CI=true`), where a
 //! missing peer is a failure.
 
-mod support;
+use crate::support;
 
 use support::peers;
 

@@ -1,7 +1,7 @@
 //! The command line's contract: bad arguments and unreadable files give a clear message and exit
 //! code 2; `recv --frames` and `--timeout` stop it by themselves.
 
-mod support;
+use crate::support;
 
 use support::peers;
 
