@@ -1,6 +1,6 @@
 //! Video through a lossy relay: 5% of RTP packets dropped, some reordered, some duplicated, and
 //! the receiver's NACKs dropped too, so that nothing can be repaired (the repairs are tested in
-//! tests/stream_impairment.rs). No damaged picture may reach the application, losses must be
+//! tests/backend/stream_impairment.rs). No damaged picture may reach the application, losses must be
 //! counted, PLIs sent, and delivery must resume at the next keyframe.
 
 use crate::support;
