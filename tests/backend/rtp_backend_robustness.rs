@@ -48,9 +48,10 @@ fn a_sleeping_callback_does_not_stop_reception() {
         .pacer_queued
         == 0));
     let packets = a.stats(a_id).unwrap().video.unwrap().packets_sent;
-    // 40 pictures at 100 ms each would take 4 s to call back; reception must not wait for them.
+    // 40 pictures at 100 ms each would take 4 s to call back; reception must not wait for them
+    // (3 s leaves a loaded machine room and still tells the two apart).
     assert!(
-        wait_until(Duration::from_secs(2), || b
+        wait_until(Duration::from_secs(3), || b
             .stats(b_id)
             .unwrap()
             .video
@@ -60,7 +61,7 @@ fn a_sleeping_callback_does_not_stop_reception() {
         "received {:?} of {packets}",
         b.stats(b_id).unwrap().video.map(|v| v.packets_received)
     );
-    assert!(t0.elapsed() < Duration::from_secs(2));
+    assert!(t0.elapsed() < Duration::from_secs(3));
     let st = b.stats(b_id).unwrap().video.unwrap();
     assert_eq!(st.frames, 40, "all pictures assembled");
     assert!(st.frames_dropped_slow_callback > 0, "{st:?}");

@@ -132,9 +132,15 @@ fn our_paced_clip_reaches_baresip_without_loss_and_decodes() {
     let fps = decoded_fps(&theirs);
     eprintln!("we sent {sent} pictures; baresip received {video:?}, decoded at {fps} fps");
     // Every picture is at least one packet; a burst that overflowed baresip's socket would
-    // show as lost packets (a few at most may be lost on a loaded machine's loopback).
+    // show as lost packets: unpaced, about one in nine. A loaded machine's loopback may lose a
+    // few, so the bound is 1 % (at least 2), well under what the bursts lose.
     assert!(video.packets >= sent, "{video:?} for {sent} pictures");
-    assert!(video.lost <= 2, "baresip lost {} video packets", video.lost);
+    assert!(
+        video.lost <= (video.packets as i64 / 100).max(2),
+        "baresip lost {} of {} video packets",
+        video.lost,
+        video.packets
+    );
     assert!(
         theirs.contains("video: receiving with resolution 320 x 192"),
         "baresip decoded no picture:\n{theirs}"

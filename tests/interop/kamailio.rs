@@ -310,11 +310,14 @@ fn our_uac_reaches_baresip_registered_behind_kamailio() {
     assert!(num(last, "audio_frames_received") >= 100, "{last}");
     assert!(num(last, "pictures_sent") >= 100, "{last}");
     assert!(last.contains("\"bye_answered\":true"), "{last}");
-    // And baresip received our video (about 5 s of the clip) and decoded it.
+    // And baresip received our video and decoded it. Every picture is at least one packet, so
+    // two thirds of the pictures we sent is a floor a loaded machine still clears (the call's
+    // five seconds start late there, and baresip stops counting at the BYE).
+    let sent = num(last, "pictures_sent");
     let received = baresip_video_received(&b_text);
     assert!(
-        received.is_some_and(|n| n >= 150),
-        "baresip's video receive count {received:?}:\n{b_text}"
+        received.is_some_and(|n| n as i64 * 3 >= sent * 2),
+        "baresip's video receive count {received:?} for {sent} pictures sent:\n{b_text}"
     );
     assert!(
         b_text.contains("video: receiving with resolution 320 x 240"),

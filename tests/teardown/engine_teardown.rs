@@ -80,8 +80,9 @@ fn polling_thread_is_woken_and_joined_quickly() {
     std::thread::sleep(Duration::from_millis(50));
     let t0 = Instant::now();
     t.stop();
+    // Without the waker the poll would last an hour; 2 s is room for a loaded machine.
     assert!(
-        t0.elapsed() < Duration::from_millis(200),
+        t0.elapsed() < Duration::from_secs(2),
         "stop took {:?}",
         t0.elapsed()
     );
@@ -102,8 +103,9 @@ fn thread_blocked_in_recvmmsg_is_woken_by_shutdown() {
     let t0 = Instant::now();
     sock.wake_receivers();
     let (r, len) = h.join().unwrap();
+    // Without the wake-up the receive would block for ever; 2 s is room for a loaded machine.
     assert!(
-        t0.elapsed() < Duration::from_millis(200),
+        t0.elapsed() < Duration::from_secs(2),
         "wake took {:?}",
         t0.elapsed()
     );
