@@ -1,5 +1,6 @@
 //! The pure tests: codecs, RTP/RTCP, SDP and SIP on virtual time, property tests, the RFC 4475
-//! corpus, the fuzz findings and the header check. No socket, thread or peer: they run anywhere.
+//! corpus, the fuzz findings and the header check. No socket and no peer (one VP8 test also has
+//! ffmpeg decode its stream when ffmpeg is installed): they run anywhere.
 //! One binary for the whole area, so that a build links the crate and libopus once, not once per
 //! file; each file below is one module, named as the file was before.
 
