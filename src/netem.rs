@@ -46,6 +46,9 @@
 //! last poll (a socket thread stamps a packet before the loop sees it): such a packet is simply
 //! due at once.
 
+// Pure, like the layers below the engine: no `unsafe` here.
+#![forbid(unsafe_code)]
+
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};

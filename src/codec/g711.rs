@@ -6,7 +6,7 @@
 //! code whose decoded magnitude is nearest, where the boundary between two neighbouring codes lies
 //! at `(a + b + 4) >> 3` in 14-bit steps (`a`, `b` the two decoded magnitudes). Both directions are
 //! tables computed at compile time, so encoding is one shift and one load per sample.
-//! `tests/g711_ffmpeg.rs` checks every 16-bit value against ffmpeg itself.
+//! `tests/interop/g711_ffmpeg.rs` checks every 16-bit value against ffmpeg itself.
 
 /// Sampling rate of G.711 as carried over RTP (RFC 3551).
 pub const G711_CLOCK_RATE: u32 = 8000;

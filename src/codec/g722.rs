@@ -31,7 +31,7 @@
 //!    the sample it outputs.
 //!
 //! All arithmetic is integer, as in the recommendation, so that two implementations agree to the
-//! bit. `tests/g722_ffmpeg.rs` checks this one against ffmpeg sample for sample and byte for byte.
+//! bit. `tests/interop/g722_ffmpeg.rs` checks this one against ffmpeg sample for sample and byte for byte.
 //!
 //! # Details that decide the last bit
 //!

@@ -456,7 +456,7 @@ pub extern "C" fn rkm_session_count(b: *const rkm_backend) -> usize {
 /// rather than totals.
 // The C twin of `StreamStats`: every field of it, in its order. The `From` conversion below names
 // every field on both sides (so a field added to one struct only does not compile), and
-// `tests/header_fresh.rs` checks the header's field list against `StreamStats`.
+// `tests/pure/header_fresh.rs` checks the header's field list against `StreamStats`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct rkm_stream_stats {

@@ -33,7 +33,7 @@ pub mod rtt;
 pub mod rtx;
 pub mod sender;
 // Test scaffolding (the virtual-time pair harness): compiled only for tests and the unstable
-// `_internals` feature, which tests/stream_core.rs and the benchmarks use.
+// `_internals` feature, which tests/pure/stream_core.rs and the benchmarks use.
 #[cfg(any(test, feature = "_internals"))]
 pub mod sim;
 pub mod stats;

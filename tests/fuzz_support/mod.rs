@@ -1,4 +1,4 @@
-//! The checks behind the fuzz targets in `fuzz/`, shared with `tests/fuzz_findings.rs` so that
+//! The checks behind the fuzz targets in `fuzz/`, shared with `tests/pure/fuzz_findings.rs` so that
 //! every input the fuzzer found is replayed through exactly the code that found it.
 //!
 //! Each entry point takes raw fuzzer bytes, drives one part of the library the way the engine

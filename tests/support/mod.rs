@@ -1,7 +1,7 @@
 //! What the integration tests share: the real peers and the CLI (`peers`), sipp runs (`sipp`),
 //! Kamailio (`kamailio`), RTP backend pairs (`rtp`), a raw SIP user agent (`sip`), the
 //! process's thread and descriptor counts (`process`), Ogg files (`ogg`), and synthetic media.
-//! Each test binary compiles it whole, hence `dead_code`.
+//! Each test binary (`tests/*/main.rs`) compiles it whole, hence `dead_code`.
 #![allow(dead_code)]
 
 pub mod baresip;

@@ -1,0 +1,16 @@
+//! The back-end tests: RTP and SIP backends, the engine and the CLI over real loopback sockets,
+//! in one process or against our own binary, with no outside peer. One binary for the area, so a
+//! build links the crate and libopus once; each file is one module.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod liveness;
+mod rtp_backend;
+mod rtp_backend_impairment;
+mod rtp_backend_robustness;
+mod sip_backend;
+mod sip_backend_rfc4475;
+mod sip_demo;
+mod sip_lossy;
+mod stream_impairment;

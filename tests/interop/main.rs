@@ -1,0 +1,22 @@
+//! The interop tests: our CLI and backends against real peers (ffmpeg, GStreamer, sipp, baresip,
+//! Kamailio). Each test returns early when its peer is not installed (and fails in CI). One
+//! binary for the area, so a build links the crate and libopus once; each file is one module.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod baresip;
+mod cli;
+mod g711_ffmpeg;
+mod g722_ffmpeg;
+mod interop_h264;
+mod interop_vp8;
+mod kamailio;
+mod lossy_path;
+mod opus_ffmpeg;
+mod sip_cli;
+mod sipp;
+mod sipp_uac;
+mod testclip_ffmpeg;
+mod wideband_baresip;
+mod wideband_ffmpeg;

@@ -1,0 +1,203 @@
+//! `roomkit-media call` against `roomkit-media serve --echo --record`: the caller's H.264 clip and
+//! tone come back (echo), the recording holds the clip's pictures, and the WAV is mono 16-bit
+//! PCM with the call's audio at the codec's own rate: both sides prefer Opus, so 48 kHz.
+//! And `serve`'s loss-recovery flags: what they change in the answer, and a silent call ended.
+
+use crate::support;
+
+use support::peers;
+use support::sip::{body, offer, Leg, RawUa, H264_ATTRS};
+
+use std::io::{BufRead, BufReader};
+use std::time::Duration;
+
+#[test]
+fn call_to_serve_with_echo_and_record() {
+    if !peers::have_peers(&["ffmpeg"]) {
+        return;
+    }
+    let dir = peers::TempDir::new("sip-cli");
+    let clip = dir.path("clip.h264");
+    peers::make_h264_clip(
+        &clip,
+        "testsrc=size=320x240:rate=30",
+        2,
+        &["-profile:v", "baseline", "-g", "30"],
+    );
+    let rec = dir.path("rec");
+    let bin = peers::bin();
+    let (mut serve, port) = peers::spawn_serve(
+        60,
+        "39200-39399",
+        &[
+            "--echo",
+            "--record",
+            rec.to_str().unwrap(),
+            "--max-calls",
+            "1",
+        ],
+    );
+    let sip = format!("127.0.0.1:{port}");
+    let mut lines = BufReader::new(serve.stdout.take().unwrap()).lines();
+    assert!(lines.next().unwrap().unwrap().contains("listening"));
+    let uri = format!("sip:echo@{sip}");
+    let out = peers::run(
+        60,
+        bin.to_str().unwrap(),
+        &[
+            "call",
+            &uri,
+            "--video",
+            clip.to_str().unwrap(),
+            "--seconds",
+            "2.5",
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let stats = peers::json_stats(&out.stdout);
+    let sent = peers::stat(&stats, "pictures_sent");
+    // 2.5 s at 30 fps is 75 pictures; a loaded machine starts the media late, so two thirds.
+    assert!((50..=76).contains(&sent), "{text}");
+    assert!(
+        peers::stat(&stats, "frames_received") >= 50,
+        "echoed video: {text}"
+    );
+    assert!(
+        peers::stat(&stats, "audio_frames_received") >= 80,
+        "echoed audio: {text}"
+    );
+    let served = peers::wait_bounded(serve, Duration::from_secs(20));
+    assert!(served.status.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(
+        rest.iter().any(|l| l.contains("\"event\":\"hangup\"")),
+        "{rest:?}"
+    );
+    let files: Vec<_> = std::fs::read_dir(&rec)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let h264 = files
+        .iter()
+        .find(|p| p.extension().is_some_and(|e| e == "h264"))
+        .unwrap();
+    let wav = std::fs::read(h264.with_extension("wav")).unwrap();
+    assert_eq!(&wav[0..4], b"RIFF");
+    assert_eq!(u16::from_le_bytes([wav[22], wav[23]]), 1, "mono");
+    assert_eq!(
+        u32::from_le_bytes([wav[24], wav[25], wav[26], wav[27]]),
+        48_000
+    );
+    assert_eq!(u16::from_le_bytes([wav[34], wav[35]]), 16);
+    let data = u32::from_le_bytes([wav[40], wav[41], wav[42], wav[43]]) as usize;
+    assert_eq!(data, wav.len() - 44, "sizes patched at close");
+    assert!(
+        data >= 5 * 48_000 * 2 / 3,
+        "two thirds of the call's 2.5 s of audio or more: {data} bytes"
+    );
+    // The recording decodes to the clip's pictures (looped: about 75 sent from a 60-picture clip).
+    // Pictures still in flight at the BYE may miss it: two thirds at least, every one intact.
+    let want = peers::frame_md5s(&clip, &["-framerate", "30"]);
+    let got = peers::frame_md5s(h264, &["-framerate", "30"]);
+    assert!(
+        got.len() as i64 <= sent && got.len() as i64 * 3 >= sent * 2,
+        "{} pictures recorded of {sent}",
+        got.len()
+    );
+    let n = got.len().min(want.len());
+    assert_eq!(&got[..n], &want[..n]);
+}
+
+/// Answers `offer_video` (H.264 offering NACK and RTX) from a `serve` started with `flags`;
+/// returns the SDP answer, the raw UA and the serve process with its stdout lines.
+fn answer_from_serve(
+    flags: &[&str],
+    rtp_ports: &str,
+) -> (
+    String,
+    RawUa,
+    Leg,
+    std::process::Child,
+    std::io::Lines<BufReader<std::process::ChildStdout>>,
+) {
+    let mut args = vec!["--max-calls", "1"];
+    args.extend_from_slice(flags);
+    let (mut serve, port) = peers::spawn_serve(60, rtp_ports, &args);
+    let sip = format!("127.0.0.1:{port}");
+    let mut lines = BufReader::new(serve.stdout.take().unwrap()).lines();
+    assert!(lines.next().unwrap().unwrap().contains("listening"));
+    let ua = RawUa::new(sip.parse().unwrap());
+    let mut leg = Leg::new();
+    let video = format!(
+        "{H264_ATTRS}a=rtcp-fb:96 nack\r\na=rtcp-fb:96 nack pli\r\n\
+         a=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\n"
+    );
+    let ok = ua.establish(
+        &mut leg,
+        "",
+        &offer(49170, Some((49172, "96 97", &video)), "sendrecv"),
+    );
+    (body(&ok).to_string(), ua, leg, serve, lines)
+}
+
+#[test]
+fn serve_loss_recovery_flags_shape_the_answer_and_end_a_silent_call() {
+    // Defaults: generic NACK and RTX are agreed.
+    let (sdp, ua, mut leg, serve, _) = answer_from_serve(&[], "39400-39449");
+    assert!(sdp.contains("a=rtcp-fb:96 nack\r\n"), "{sdp}");
+    assert!(sdp.contains("rtx/90000"), "{sdp}");
+    leg.cseq += 1;
+    ua.send(&ua.request("BYE", &leg, "", ""));
+    ua.expect_status(200, "BYE", Duration::from_secs(5));
+    assert!(peers::wait_bounded(serve, Duration::from_secs(20))
+        .status
+        .success());
+
+    // --no-nack --no-rtx: neither is agreed (PLI still is); --inactivity 1: a caller that sends
+    // no media is hung up with BYE after about a second, and the hangup says why.
+    let (sdp, ua, _, serve, lines) = answer_from_serve(
+        &[
+            "--no-nack",
+            "--no-rtx",
+            "--no-pacing",
+            "--audio-jitter",
+            "60",
+            "--inactivity",
+            "1",
+        ],
+        "39450-39499",
+    );
+    assert!(!sdp.contains("a=rtcp-fb:96 nack\r\n"), "{sdp}");
+    assert!(!sdp.contains("rtx/90000"), "{sdp}");
+    assert!(sdp.contains("a=rtcp-fb:96 nack pli"), "{sdp}");
+    let bye = ua.expect_request("BYE", Duration::from_secs(10));
+    ua.ok_to(&bye);
+    let served = peers::wait_bounded(serve, Duration::from_secs(20));
+    assert!(served.status.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("\"event\":\"hangup\"") && l.contains("\"reason\":\"rtp_timeout\"")),
+        "{rest:?}"
+    );
+}
+
+#[test]
+fn serve_refuses_bad_loss_recovery_values() {
+    let bin = peers::bin();
+    for bad in [
+        &["--inactivity", "-1"][..],
+        &["--inactivity", "soon"][..],
+        &["--audio-jitter", "5000"][..],
+    ] {
+        // Bounded: a serve that took the value would run until the timeout.
+        let out = std::process::Command::new("timeout")
+            .args(["20", bin.to_str().unwrap(), "serve", "--sip", "127.0.0.1:0"])
+            .args(bad)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(bad[0]), "{bad:?}: {err}");
+    }
+}

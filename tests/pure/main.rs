@@ -1,0 +1,22 @@
+//! The pure tests: codecs, RTP/RTCP, SDP and SIP on virtual time, property tests, the RFC 4475
+//! corpus, the fuzz findings and the header check. No socket and no peer (one VP8 test also has
+//! ffmpeg decode its stream when ffmpeg is installed): they run anywhere.
+//! One binary for the whole area, so that a build links the crate and libopus once, not once per
+//! file; each file below is one module, named as the file was before.
+
+#[path = "../fuzz_support/mod.rs"]
+mod fuzz_support;
+
+mod fuzz_findings;
+mod h264_props;
+mod header_fresh;
+mod layering;
+mod rfc4475;
+mod rtcp_props;
+mod sdp_fuzz;
+mod sdp_offer_answer;
+mod sip_fuzz;
+mod sip_transactions;
+mod stream_core;
+mod stream_voice;
+mod vp8_props;
