@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::io_thread::{IoThread, StopSignal};
 use super::socket::{poll_readable, MediaSocket, RecvBatch, Wait};
+pub use crate::sip::outbox::{Outbox, SipPeer, SipTransportKind};
 use crate::sip::MAX_MESSAGE_SIZE;
 
 /// Longest the thread sleeps without a timer due; it only bounds how stale `now` can get.
@@ -20,79 +21,14 @@ const MAX_SLEEP: Duration = Duration::from_secs(1);
 /// Datagrams taken per `recvmmsg`.
 const BATCH: usize = 32;
 
-/// The transport a SIP message travels on. Only UDP today; the variants to come (TCP, TLS) are
-/// why messages name their transport at all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum SipTransportKind {
-    /// One datagram per message.
-    Udp,
-}
-
-impl SipTransportKind {
-    /// The transport token of a Via header (`SIP/2.0/UDP`).
-    pub fn via_token(self) -> &'static str {
-        match self {
-            SipTransportKind::Udp => "UDP",
-        }
-    }
-}
-
-/// The other end of a SIP message: its address and the transport it came or goes on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct SipPeer {
-    /// The address (for UDP, where the datagram came from or goes to).
-    pub addr: SocketAddr,
-    /// The transport.
-    pub transport: SipTransportKind,
-}
-
-impl SipPeer {
-    /// A UDP peer.
-    pub fn udp(addr: SocketAddr) -> SipPeer {
-        SipPeer {
-            addr,
-            transport: SipTransportKind::Udp,
-        }
-    }
-}
-
-/// Messages to send, each with its destination.
-#[derive(Debug, Default)]
-pub struct Outbox {
-    items: Vec<(Vec<u8>, SipPeer)>,
-}
-
-impl Outbox {
-    /// Queues `data` for `dest`.
-    pub fn push(&mut self, data: Vec<u8>, dest: SipPeer) {
-        self.items.push((data, dest));
-    }
-
-    /// Takes every queued message out, in order (tests and harnesses that carry them
-    /// themselves).
-    pub fn drain(&mut self) -> std::vec::Drain<'_, (Vec<u8>, SipPeer)> {
-        self.items.drain(..)
-    }
-
-    /// Number of datagrams queued.
-    pub fn len(&self) -> usize {
-        self.items.len()
-    }
-
-    /// True when nothing is queued.
-    pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
-    }
-
-    fn flush(&mut self, sock: &MediaSocket) {
-        for (data, dest) in self.items.drain(..) {
-            match dest.transport {
-                // A send error (unreachable peer, full buffer) loses this datagram only; SIP's
-                // retransmissions cover it.
-                SipTransportKind::Udp => {
-                    let _ = sock.send_to(&data, dest.addr);
-                }
+/// Sends everything `out` holds on `sock`.
+fn flush(out: &mut Outbox, sock: &MediaSocket) {
+    for (data, dest) in out.drain() {
+        match dest.transport {
+            // A send error (unreachable peer, full buffer) loses this datagram only; SIP's
+            // retransmissions cover it.
+            SipTransportKind::Udp => {
+                let _ = sock.send_to(&data, dest.addr);
             }
         }
     }
@@ -180,12 +116,12 @@ fn run<H: SipHandler>(sock: MediaSocket, mut handler: H, stop: StopSignal) {
             stop.reset();
             if !stop.is_stopped() {
                 handler.on_wake(now, &mut out);
-                out.flush(&sock);
+                flush(&mut out, &sock);
             }
         }
         if stop.is_stopped() && linger_until.is_none() {
             handler.on_shutdown(now, &mut out);
-            out.flush(&sock);
+            flush(&mut out, &sock);
             linger_until = Some(now + SHUTDOWN_LINGER);
             continue;
         }
@@ -205,7 +141,7 @@ fn run<H: SipHandler>(sock: MediaSocket, mut handler: H, stop: StopSignal) {
                         handler.on_datagram(d.data, from, now, &mut out);
                     }
                 }
-                out.flush(&sock);
+                flush(&mut out, &sock);
                 if n < BATCH {
                     break;
                 }
@@ -214,7 +150,7 @@ fn run<H: SipHandler>(sock: MediaSocket, mut handler: H, stop: StopSignal) {
         let now = Instant::now();
         if handler.next_timeout().is_some_and(|t| t <= now) {
             handler.on_timeout(now, &mut out);
-            out.flush(&sock);
+            flush(&mut out, &sock);
         }
     }
 }

@@ -16,11 +16,11 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use rand::Rng;
 use sha2::{Digest, Sha256};
 
 use super::md5::md5_hex;
 use super::message::SipMessage;
+use super::rng::SipRng;
 use super::syntax::{is_token_char, quoted, take_quoted};
 
 /// Most nonces kept at once; beyond this the oldest are forgotten (their holders are simply
@@ -632,21 +632,22 @@ struct RealmState {
 pub struct DigestClient {
     credentials: Credentials,
     realms: Vec<RealmState>,
-}
-
-fn random_hex(bytes: usize) -> String {
-    let mut rng = rand::rng();
-    (0..bytes)
-        .map(|_| format!("{:02x}", rng.random::<u8>()))
-        .collect()
+    /// Draws the cnonces.
+    rng: SipRng,
 }
 
 impl DigestClient {
-    /// A client that authenticates with `credentials`.
+    /// A client that authenticates with `credentials`, its cnonces drawn from the OS.
     pub fn new(credentials: Credentials) -> DigestClient {
+        DigestClient::with_rng(credentials, SipRng::from_os())
+    }
+
+    /// A client whose cnonces come from `rng` (a sans-IO core's, so its runs replay).
+    pub fn with_rng(credentials: Credentials, rng: SipRng) -> DigestClient {
         DigestClient {
             credentials,
             realms: Vec::new(),
+            rng,
         }
     }
 
@@ -724,7 +725,7 @@ impl DigestClient {
             };
             let c = &state.challenge;
             let nc = format!("{:08x}", state.nc);
-            let cnonce = random_hex(16);
+            let cnonce = self.rng.hex(16);
             let input = DigestInput {
                 algorithm: c.algorithm,
                 username: &self.credentials.username,
@@ -774,16 +775,24 @@ pub struct DigestAuthenticator {
     nonce_ttl: Duration,
     opaque: String,
     nonces: HashMap<String, Instant>,
+    /// Draws the nonces and the opaque value.
+    rng: SipRng,
 }
 
 impl DigestAuthenticator {
-    /// An authenticator for `realm` whose nonces are valid for `nonce_ttl`.
+    /// An authenticator for `realm` whose nonces are valid for `nonce_ttl`, drawn from the OS.
     pub fn new(realm: &str, nonce_ttl: Duration) -> Self {
+        DigestAuthenticator::with_rng(realm, nonce_ttl, SipRng::from_os())
+    }
+
+    /// An authenticator whose nonces come from `rng` (a sans-IO core's, so its runs replay).
+    pub fn with_rng(realm: &str, nonce_ttl: Duration, mut rng: SipRng) -> Self {
         DigestAuthenticator {
             realm: realm.to_string(),
             nonce_ttl,
-            opaque: random_hex(8),
+            opaque: rng.hex(8),
             nonces: HashMap::new(),
+            rng,
         }
     }
 
@@ -826,7 +835,7 @@ impl DigestAuthenticator {
                 self.nonces.remove(&oldest);
             }
         }
-        let nonce = random_hex(16);
+        let nonce = self.rng.hex(16);
         self.nonces.insert(nonce.clone(), now);
         nonce
     }

@@ -17,6 +17,8 @@
 //! - [`extensions`]: option tags (`Require`/`Supported`, 420 Bad Extension).
 //! - [`info_dtmf`]: DTMF digits in INFO bodies.
 //! - [`redirect`]: choosing the Contact a 3xx sends us to.
+//! - [`outbox`]: the datagrams a sans-IO core wants sent, with their destinations.
+//! - [`rng`]: [`SipRng`], the one seeded source of every random draw (tags, branches, nonces).
 
 pub mod auth;
 pub mod builder;
@@ -26,8 +28,10 @@ pub mod extensions;
 pub mod info_dtmf;
 mod md5;
 pub mod message;
+pub mod outbox;
 pub mod redirect;
 pub mod register;
+pub mod rng;
 pub mod route;
 pub mod session_timer;
 mod syntax;
@@ -41,4 +45,6 @@ pub use message::{
     parse, CSeq, EchoHeaders, HeaderField, MessageKind, Method, NameAddr, ParseError, Rejection,
     SipMessage, Uri, Via, MAX_MESSAGE_SIZE,
 };
+pub use outbox::{Outbox, SipPeer, SipTransportKind};
+pub use rng::SipRng;
 pub use syntax::Param;
