@@ -2,7 +2,7 @@
 //!
 //! The signalling logic lives elsewhere (the backend's call core); this thread only turns the
 //! outside world into calls on a [`SipHandler`]: datagrams as they arrive, a wake-up when another
-//! thread queued work for it, and a timeout when the handler's own `next_timeout` has passed.
+//! thread queued work for it, and a timeout when the handler's own `poll_timeout` has passed.
 //! Everything the handler wants sent is collected in an [`Outbox`] and sent after each call, so
 //! the handler itself never touches the socket.
 
@@ -40,10 +40,10 @@ pub trait SipHandler: Send + 'static {
     fn on_datagram(&mut self, data: &[u8], from: SipPeer, now: Instant, out: &mut Outbox);
     /// Another thread woke the SIP thread: look at the command queue.
     fn on_wake(&mut self, now: Instant, out: &mut Outbox);
-    /// Time has reached (or passed) the last `next_timeout`.
+    /// Time has reached (or passed) the last `poll_timeout`.
     fn on_timeout(&mut self, now: Instant, out: &mut Outbox);
     /// When `on_timeout` next needs to run; `None` when no timer is pending.
-    fn next_timeout(&mut self) -> Option<Instant>;
+    fn poll_timeout(&mut self) -> Option<Instant>;
     /// The thread is stopping: last words (BYE for live calls, un-REGISTERs) go out before the
     /// socket closes.
     fn on_shutdown(&mut self, now: Instant, out: &mut Outbox);
@@ -102,7 +102,7 @@ fn run<H: SipHandler>(sock: MediaSocket, mut handler: H, stop: StopSignal) {
                 return;
             }
         }
-        let mut sleep = handler.next_timeout().map_or(MAX_SLEEP, |t| {
+        let mut sleep = handler.poll_timeout().map_or(MAX_SLEEP, |t| {
             t.saturating_duration_since(now).min(MAX_SLEEP)
         });
         if let Some(end) = linger_until {
@@ -148,7 +148,7 @@ fn run<H: SipHandler>(sock: MediaSocket, mut handler: H, stop: StopSignal) {
             }
         }
         let now = Instant::now();
-        if handler.next_timeout().is_some_and(|t| t <= now) {
+        if handler.poll_timeout().is_some_and(|t| t <= now) {
             handler.on_timeout(now, &mut out);
             flush(&mut out, &sock);
         }

@@ -5,18 +5,17 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use super::core::{
-    ClientKind, ServerEntry, ServerTx, SipCore, SipCounters, TimerKey, ALLOW, SUPPORTED,
-};
-use super::dial::UacLeg;
-use super::events::{CallProgress, CallState, SipEvent};
+use super::events::{CallProgress, CallState, SharedUpdate, SipCounter, SipEvent};
 use super::host::MediaChange;
-use crate::engine::{EndReason, Outbox, SessionId, SipPeer};
-use crate::sdp::{
-    parse_answer, reanswer, reoffer, Answer, AnswerConfig, Direction, Negotiation, Offer,
-    ReofferConfig, ReofferVideo, SessionDescription,
+use super::reinvite::{VideoChange, MAX_REINVITE_AUTH};
+use super::state::{
+    Call, ClientKind, Phase, ServerEntry, ServerTx, SipCore, TimerKey, ALLOW, SUPPORTED,
 };
-use crate::sip::auth::DigestClient;
+use crate::engine::{EndReason, Outbox, SipPeer};
+use crate::sdp::{
+    parse_answer, reanswer, reoffer, Answer, AnswerConfig, Direction, Negotiation, ReofferConfig,
+    ReofferVideo, SessionDescription,
+};
 use crate::sip::dialog::Dialog;
 use crate::sip::info_dtmf::{parse_info_dtmf, InfoDtmfError};
 use crate::sip::session_timer::{
@@ -26,171 +25,15 @@ use crate::sip::session_timer::{
 use crate::sip::transaction::TransactionEvent;
 use crate::sip::{Method, SipMessage};
 
-/// A video change offered in our re-INVITE.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum VideoChange {
-    /// Video added, on the port of this reservation.
-    Add {
-        reservation: u64,
-        port: u16,
-    },
-    Remove,
-}
-
-/// Challenges one re-INVITE answers before it gives up.
-const MAX_REINVITE_AUTH: u8 = 2;
-
-/// Where a call stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Phase {
-    /// Incoming: sessions exist, 180 sent; the 200 goes out at `answer_at`.
-    Ringing { answer_at: Instant },
-    /// Outgoing: our INVITE awaits its final response.
-    Dialing,
-    /// 200 sent or received: the dialog is confirmed.
-    Confirmed,
-}
-
-/// A call's media as signalling sees it.
-#[derive(Debug)]
-pub(super) struct CallMedia {
-    /// Ports bound for the call whose media has not started.
-    pub reservation: Option<u64>,
-    /// The session's media runs (the host must close it).
-    pub started: bool,
-    /// The description we last sent and what it agreed to.
-    pub local: Option<Answer>,
-    /// Our ports and codecs, for answering new offers.
-    pub answer_cfg: AnswerConfig,
-    /// Our offer in an outgoing re-INVITE, awaiting its answer.
-    pub pending_offer: Option<Offer>,
-}
-
-/// The user part of our Contact when the application named none.
-pub(super) const DEFAULT_CONTACT_USER: &str = "roomkit";
-
-/// One call and everything released with it.
-pub(super) struct Call {
-    pub no: u64,
-    pub call_id: String,
-    pub session: SessionId,
-    pub outgoing: bool,
-    pub phase: Phase,
-    /// The dialog (an outgoing call has one from its first tagged response).
-    pub dialog: Option<Dialog>,
-    /// Where requests go when the dialog's next hop names no IP address: where the INVITE
-    /// came from, or where ours went.
-    pub peer: SipPeer,
-    /// The server transaction of the INVITE we answer now (initial or re-INVITE).
-    pub invite_tx: Option<u64>,
-    pub media: CallMedia,
-    /// The session timer, when one was negotiated.
-    pub timer: Option<SessionTimer>,
-    /// Incoming, until answered: the session timer the 200 will carry, and its headers.
-    pub uas_timer: Option<(SessionExpires, Vec<(&'static str, String)>)>,
-    /// The session as announced (an incoming call's `on_call`).
-    pub info: Option<std::sync::Arc<crate::engine::SessionInfo>>,
-    /// Our re-INVITE in progress (its INVITE client transaction).
-    pub reinvite: Option<u64>,
-    /// A session refresh waits to be sent (or is in progress).
-    pub reinvite_refresh: bool,
-    /// Challenges answered for the re-INVITE in progress.
-    pub reinvite_auth_tries: u8,
-    /// A hold (`true`) or resume the application asked for and no re-INVITE carried yet.
-    pub want_hold: Option<bool>,
-    /// We hold the far end (our last answered offer was `sendonly`).
-    pub held_by_us: bool,
-    /// The hold state our re-INVITE in progress offers (`None`: a refresh).
-    pub pending_hold: Option<bool>,
-    /// Video added (`true`) or removed the application asked for and no re-INVITE carried yet.
-    pub want_video: Option<bool>,
-    /// The video change our re-INVITE in progress offers.
-    pub pending_video: Option<VideoChange>,
-    /// When to try the re-INVITE again after a 491 (RFC 3261 §14.1).
-    pub retry_at: Option<Instant>,
-    /// Our first INVITE, while dialing.
-    pub uac: Option<Box<UacLeg>>,
-    /// The ACK we sent for the 2xx of our INVITE transaction `.0` (sent again when the 2xx
-    /// is retransmitted).
-    pub ack: Option<(u64, Vec<u8>, SipPeer)>,
-    /// Credentials a dialed call learned; in-dialog requests carry them too.
-    pub auth: Option<DigestClient>,
-    /// The user part of our Contact.
-    pub contact_user: String,
-    /// The last progress reported (dialed calls).
-    pub last_state: Option<CallState>,
-}
-
-/// The session timer our settings ask for (`None`: we do not ask for one).
-pub(super) fn timer_policy(core: &SipCore) -> SessionTimerPolicy {
-    SessionTimerPolicy {
-        interval: core.cfg.session_expires.max(core.cfg.min_se),
-        min_se: core.cfg.min_se,
-    }
-}
-
-impl Call {
-    /// A call in `phase` with no dialog, transaction, timer or re-INVITE yet: what an incoming
-    /// and a dialed call have in common. The caller sets what only its side has.
-    pub(super) fn new(
-        no: u64,
-        call_id: String,
-        session: SessionId,
-        outgoing: bool,
-        phase: Phase,
-        peer: SipPeer,
-        media: CallMedia,
-    ) -> Call {
-        Call {
-            no,
-            call_id,
-            session,
-            outgoing,
-            phase,
-            dialog: None,
-            peer,
-            invite_tx: None,
-            media,
-            timer: None,
-            uas_timer: None,
-            info: None,
-            reinvite: None,
-            reinvite_refresh: false,
-            reinvite_auth_tries: 0,
-            want_hold: None,
-            held_by_us: false,
-            pending_hold: None,
-            want_video: None,
-            pending_video: None,
-            retry_at: None,
-            uac: None,
-            ack: None,
-            auth: None,
-            contact_user: DEFAULT_CONTACT_USER.into(),
-            last_state: None,
+impl SipCore {
+    /// The session timer our settings ask for.
+    pub(super) fn timer_policy(&self) -> SessionTimerPolicy {
+        SessionTimerPolicy {
+            interval: self.cfg.session_expires.max(self.cfg.min_se),
+            min_se: self.cfg.min_se,
         }
     }
 
-    /// When the call's own timer (ringing, dial timeout, retry, session timer) is due.
-    fn deadline(&self) -> Option<Instant> {
-        let ring = match self.phase {
-            Phase::Ringing { answer_at } => Some(answer_at),
-            _ => None,
-        };
-        let dial = self.uac.as_ref().and_then(|u| u.deadline());
-        [
-            ring,
-            dial,
-            self.retry_at,
-            self.timer.as_ref().and_then(SessionTimer::next_timeout),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-    }
-}
-
-impl SipCore {
     /// Schedules call `no`'s timer after a change.
     pub(super) fn schedule_call(&mut self, no: u64) {
         let at = self.calls.get(&no).and_then(Call::deadline);
@@ -222,7 +65,7 @@ impl SipCore {
             status,
             reason: reason.to_string(),
         };
-        self.directory.progress(session, &p);
+        self.publish(SharedUpdate::CallProgress(session, p.clone()));
         self.emit(SipEvent::CallState(session, p));
     }
 
@@ -253,8 +96,8 @@ impl SipCore {
             self.call_index.remove(&c.call_id);
         }
         self.by_session.remove(&c.session);
-        self.directory.remove(c.session);
-        SipCounters::inc(&self.counters.calls_ended);
+        self.publish(SharedUpdate::CallRemoved(c.session));
+        self.count(SipCounter::CallsEnded);
         if c.media.started {
             self.host.close(c.session, why);
         }
@@ -262,7 +105,7 @@ impl SipCore {
             self.host.release(r);
         }
         // Ports bound for video our unanswered re-INVITE offered.
-        if let Some(VideoChange::Add { reservation, .. }) = c.pending_video {
+        if let Some(VideoChange::Add { reservation, .. }) = c.reinvite.pending_video {
             self.host.release(reservation);
         }
     }
@@ -283,7 +126,7 @@ impl SipCore {
         let dest = SipCore::hop_addr(c.dialog.as_ref().and_then(Dialog::next_hop), c.peer);
         let d = c.dialog.as_mut()?;
         let uri = crate::sip::route::route_request(d.remote_target(), d.route_set()).request_uri;
-        let mut b = d.request(method.clone(), &sent_by, transport);
+        let mut b = d.request_with_rng(method.clone(), &sent_by, transport, &mut self.rng);
         b = b.header("User-Agent", &ua);
         for (n, v) in headers {
             b = b.header(n, v);
@@ -307,7 +150,7 @@ impl SipCore {
         if sent.is_none() {
             // The dialog checked its parts when it was made: this is a bug if it happens,
             // counted, never silent.
-            SipCounters::inc(&self.counters.bye_failures);
+            self.count(SipCounter::ByeFailures);
         }
     }
 
@@ -371,9 +214,9 @@ impl SipCore {
             self.dial_timed_out(no, now, out);
         }
         if let Some(c) = self.calls.get_mut(&no) {
-            if c.retry_at.is_some_and(|t| t <= now) {
-                c.retry_at = None;
-                let refresh = c.reinvite_refresh;
+            if c.reinvite.retry_at.is_some_and(|t| t <= now) {
+                c.reinvite.retry_at = None;
+                let refresh = c.reinvite.refresh;
                 self.send_reinvite(no, refresh, now, out);
             }
         }
@@ -407,7 +250,7 @@ impl SipCore {
         if req.header("Session-Expires").is_none() {
             return Ok(None);
         }
-        match uas_session_timer(req, &timer_policy(self)) {
+        match uas_session_timer(req, &self.timer_policy()) {
             Ok(UasSessionTimer::TooSmall { min_se }) => {
                 Err((422, vec![("Min-SE", min_se.to_string())]))
             }
@@ -451,7 +294,7 @@ impl SipCore {
             self.respond(id, None, status, &[], None, now, out);
             return;
         }
-        if c.phase != Phase::Confirmed || c.reinvite.is_some() {
+        if c.phase != Phase::Confirmed || c.reinvite.tx.is_some() {
             // An offer while one of ours is unanswered (RFC 3261 §14.2).
             self.respond(id, None, 491, &[], None, now, out);
             return;
@@ -528,7 +371,7 @@ impl SipCore {
         let local = c.media.local.as_ref().ok_or(491u16)?;
         // While we hold the far end we keep not receiving, whatever it offers.
         let cfg = AnswerConfig {
-            direction: if c.held_by_us {
+            direction: if c.reinvite.held_by_us {
                 Direction::SendOnly
             } else {
                 Direction::SendRecv
@@ -602,7 +445,7 @@ impl SipCore {
         let Some(c) = self.calls.get_mut(&no) else {
             return;
         };
-        c.want_video = Some(on && self.with_video);
+        c.reinvite.want_video = Some(on && self.with_video);
         self.send_reinvite(no, false, now, out);
     }
 
@@ -628,7 +471,7 @@ impl SipCore {
         let sdp = if req.body().is_empty() {
             None
         } else {
-            if self.calls[&no].reinvite.is_some() {
+            if self.calls[&no].reinvite.tx.is_some() {
                 self.respond(id, Some(req), 491, &[], None, now, out);
                 return;
             }
@@ -714,7 +557,7 @@ impl SipCore {
         let Some(c) = self.calls.get_mut(&no) else {
             return;
         };
-        c.want_hold = Some(hold);
+        c.reinvite.want_hold = Some(hold);
         self.send_reinvite(no, false, now, out);
     }
 
@@ -736,9 +579,9 @@ impl SipCore {
         let Some(c) = self.calls.get_mut(&no) else {
             return;
         };
-        if c.phase != Phase::Confirmed || c.reinvite.is_some() || c.retry_at.is_some() {
+        if c.phase != Phase::Confirmed || c.reinvite.tx.is_some() || c.reinvite.retry_at.is_some() {
             if refresh {
-                c.reinvite_refresh = true;
+                c.reinvite.refresh = true;
             }
             return;
         }
@@ -750,7 +593,7 @@ impl SipCore {
         else {
             return;
         };
-        let want_video = c.want_video.take().unwrap_or(has_video);
+        let want_video = c.reinvite.want_video.take().unwrap_or(has_video);
         let video_change = match (has_video, want_video) {
             (false, true) => match self.host.reserve_video() {
                 Ok(r) => r.video_port.map(|port| VideoChange::Add {
@@ -767,9 +610,9 @@ impl SipCore {
         let Some(local) = c.media.local.as_ref() else {
             return;
         };
-        let hold = c.want_hold.take().unwrap_or(c.held_by_us);
-        let changes = hold != c.held_by_us || video_change.is_some();
-        if !changes && !refresh && !c.reinvite_refresh {
+        let hold = c.reinvite.want_hold.take().unwrap_or(c.reinvite.held_by_us);
+        let changes = hold != c.reinvite.held_by_us || video_change.is_some();
+        if !changes && !refresh && !c.reinvite.refresh {
             return;
         }
         let direction = if hold {
@@ -825,12 +668,12 @@ impl SipCore {
         };
         let c = self.calls.get_mut(&no).expect("checked above");
         c.media.pending_offer = Some(offer);
-        c.reinvite_refresh = false;
-        c.pending_hold = changes.then_some(hold);
-        c.pending_video = video_change;
+        c.reinvite.refresh = false;
+        c.reinvite.pending_hold = changes.then_some(hold);
+        c.reinvite.pending_video = video_change;
         if let Ok(id) = self.send_invite(req, dest, no, true, now, out) {
             if let Some(c) = self.calls.get_mut(&no) {
-                c.reinvite = Some(id);
+                c.reinvite.tx = Some(id);
             }
         }
     }
@@ -847,7 +690,7 @@ impl SipCore {
         let Some(c) = self.calls.get(&no) else {
             return;
         };
-        let current = c.reinvite == Some(tx);
+        let current = c.reinvite.tx == Some(tx);
         match ev {
             TransactionEvent::Response(resp) => {
                 let status = resp.status().unwrap_or_default();
@@ -892,7 +735,7 @@ impl SipCore {
             return;
         };
         let dest = SipCore::hop_addr(d.next_hop(), c.peer);
-        let mut b = d.ack(resp.cseq().number, &sent_by, transport);
+        let mut b = d.ack_with_rng(resp.cseq().number, &sent_by, transport, &mut self.rng);
         if let Some(auth) = c.auth.as_mut() {
             let uri =
                 crate::sip::route::route_request(d.remote_target(), d.route_set()).request_uri;
@@ -909,17 +752,17 @@ impl SipCore {
         let Some(c) = self.calls.get_mut(&no) else {
             return;
         };
-        c.reinvite = None;
-        c.reinvite_auth_tries = 0;
-        if let Some(h) = c.pending_hold.take() {
-            c.held_by_us = h;
+        c.reinvite.tx = None;
+        c.reinvite.auth_tries = 0;
+        if let Some(h) = c.reinvite.pending_hold.take() {
+            c.reinvite.held_by_us = h;
         }
         if let Some(d) = c.dialog.as_mut() {
             // A 2xx to a re-INVITE refreshes the remote target (RFC 3261 §12.2.1.2).
             d.refresh_target(resp);
         }
         let session = c.session;
-        let video_change = c.pending_video.take();
+        let video_change = c.reinvite.pending_video.take();
         if let Some(offer) = c.media.pending_offer.take() {
             match parse_answer(&offer, resp.body()) {
                 Ok(neg) => {
@@ -1011,10 +854,10 @@ impl SipCore {
         let Some(c) = self.calls.get_mut(&no) else {
             return;
         };
-        c.reinvite = None;
+        c.reinvite.tx = None;
         c.media.pending_offer = None;
-        let offered = c.pending_hold.take();
-        let video = c.pending_video.take();
+        let offered = c.reinvite.pending_hold.take();
+        let video = c.reinvite.pending_video.take();
         if let Some(v) = video {
             if let VideoChange::Add { reservation, .. } = v {
                 self.host.release(reservation);
@@ -1022,7 +865,8 @@ impl SipCore {
             // Asked again when the re-INVITE is retried; given up when it was refused.
             if matches!(status, 401 | 407 | 491) {
                 let c = self.calls.get_mut(&no).expect("still there");
-                c.want_video
+                c.reinvite
+                    .want_video
                     .get_or_insert(matches!(v, VideoChange::Add { .. }));
             }
         }
@@ -1031,34 +875,34 @@ impl SipCore {
         };
         // A challenge (the far end wants credentials in the dialog too, or its nonce went
         // stale): answer it and send the same re-INVITE again, a few times at most.
-        if matches!(status, 401 | 407) && c.reinvite_auth_tries < MAX_REINVITE_AUTH {
+        if matches!(status, 401 | 407) && c.reinvite.auth_tries < MAX_REINVITE_AUTH {
             if let Some(auth) = c.auth.as_mut() {
                 if auth.handle_challenge(resp).is_ok() {
-                    c.reinvite_auth_tries += 1;
+                    c.reinvite.auth_tries += 1;
                     match offered {
-                        Some(h) => c.want_hold = Some(h),
-                        None => c.reinvite_refresh = true,
+                        Some(h) => c.reinvite.want_hold = Some(h),
+                        None => c.reinvite.refresh = true,
                     }
                     self.after_reinvite(no, now, out);
                     return;
                 }
             }
         }
-        c.reinvite_auth_tries = 0;
+        c.reinvite.auth_tries = 0;
         match status {
             491 => {
                 // Glare: try again later, 2.1-4 s when the Call-ID is ours, 0-2 s otherwise.
                 let ms = if c.outgoing {
-                    2100 + rand::random::<u64>() % 1900
+                    2100 + self.rng.next_u64() % 1900
                 } else {
-                    rand::random::<u64>() % 2000
+                    self.rng.next_u64() % 2000
                 };
-                c.retry_at = Some(now + Duration::from_millis(ms));
+                c.reinvite.retry_at = Some(now + Duration::from_millis(ms));
                 match offered {
                     Some(h) => {
-                        c.want_hold.get_or_insert(h);
+                        c.reinvite.want_hold.get_or_insert(h);
                     }
-                    None => c.reinvite_refresh = true,
+                    None => c.reinvite.refresh = true,
                 }
             }
             408 | 481 => {
@@ -1085,11 +929,13 @@ impl SipCore {
             .local
             .as_ref()
             .is_some_and(|l| l.negotiation.video.is_some());
-        let pending = c.retry_at.is_none()
-            && (c.reinvite_refresh
-                || c.want_hold.is_some_and(|h| h != c.held_by_us)
-                || c.want_video.is_some_and(|v| v != has_video));
-        let refresh = c.reinvite_refresh;
+        let pending = c.reinvite.retry_at.is_none()
+            && (c.reinvite.refresh
+                || c.reinvite
+                    .want_hold
+                    .is_some_and(|h| h != c.reinvite.held_by_us)
+                || c.reinvite.want_video.is_some_and(|v| v != has_video));
+        let refresh = c.reinvite.refresh;
         if pending {
             self.send_reinvite(no, refresh, now, out);
         }

@@ -4,13 +4,13 @@
 
 use std::time::Instant;
 
-use super::call::{timer_policy, Call, CallMedia, Phase};
-use super::core::{ClientKind, DialRequest, SipCore, SipCounters, ALLOW, SUPPORTED};
-use super::events::{CallProgress, CallState, CallView, SipEvent};
+use super::command::DialRequest;
+use super::events::{CallProgress, CallState, CallView, SharedUpdate, SipCounter, SipEvent};
 use super::host::{MediaChange, MediaError, MediaStart};
-use super::uas::{call_metadata, Parties};
+use super::metadata::{call_metadata, Parties};
+use super::state::{Call, CallMedia, ClientKind, Phase, SipCore, UacLeg, ALLOW, SUPPORTED};
 use crate::engine::{EndReason, Outbox, SipPeer};
-use crate::sdp::{build_offer, parse_answer, Answer, Negotiation, Offer, OfferConfig};
+use crate::sdp::{build_offer, parse_answer, Answer, Negotiation, OfferConfig};
 use crate::sip::auth::DigestClient;
 use crate::sip::dialog::Dialog;
 use crate::sip::redirect::redirect_target;
@@ -19,39 +19,10 @@ use crate::sip::session_timer::{
     uac_retry_after_422, uac_session_timer, Refresher, SessionTimer, MIN_SE_FLOOR,
 };
 use crate::sip::transaction::{CancelProgress, TransactionEvent};
-use crate::sip::{new_branch, new_tag, Method, RequestBuilder, SipMessage};
+use crate::sip::{Method, RequestBuilder, SipMessage};
 
 /// Most INVITEs one dial sends (challenges, a redirect, 422s) before it gives up.
 const MAX_ATTEMPTS: u32 = 6;
-
-/// A dialed call until its INVITE has a final answer.
-#[derive(Debug)]
-pub(super) struct UacLeg {
-    pub request: DialRequest,
-    /// The INVITE client transaction of the latest INVITE.
-    pub invite_tx: u64,
-    pub from_tag: String,
-    pub cseq: u32,
-    /// The Request-URI and first hop of the latest INVITE (a 3xx changes them).
-    pub target: String,
-    pub hop: SipPeer,
-    pub offer: Offer,
-    pub redirected: bool,
-    pub attempts: u32,
-    /// The session interval we ask for (a 422 raises it); `None`: no session timer asked.
-    pub session_expires: Option<u32>,
-    /// When to give up ringing and CANCEL.
-    pub ring_deadline: Instant,
-    /// Why we cancelled, once we did.
-    pub cancelled: Option<String>,
-}
-
-impl UacLeg {
-    /// When the dial gives up (no more once it cancelled: the transaction bounds the rest).
-    pub(super) fn deadline(&self) -> Option<Instant> {
-        self.cancelled.is_none().then_some(self.ring_deadline)
-    }
-}
 
 /// A display name as a quoted string (quotes and backslashes escaped, no line breaks).
 fn quoted_display(name: &str) -> String {
@@ -75,13 +46,13 @@ impl SipCore {
             status,
             reason: reason.to_string(),
         };
-        self.directory.progress(req.session, &p);
+        self.publish(SharedUpdate::CallProgress(req.session, p.clone()));
         self.emit(SipEvent::CallState(req.session, p));
     }
 
     /// Places a call: ports first (our offer names them), then the INVITE.
     pub(super) fn dial(&mut self, mut req: DialRequest, now: Instant, out: &mut Outbox) {
-        SipCounters::inc(&self.counters.calls_dialed);
+        self.count(SipCounter::CallsDialed);
         if req.from_uri.is_empty() {
             req.from_uri = self.contact_uri(&req.contact_user);
         }
@@ -101,7 +72,7 @@ impl SipCore {
         } else {
             Vec::new()
         };
-        oc.session_id = u64::from(rand::random::<u32>());
+        oc.session_id = u64::from(self.rng.next_u32());
         oc.session_version = oc.session_id;
         oc.session_name = self.cfg.user_agent.clone();
         oc.rtcp_mux = true;
@@ -113,29 +84,33 @@ impl SipCore {
         let session = req.session;
         let leg = UacLeg {
             invite_tx: 0,
-            from_tag: new_tag(),
+            from_tag: self.rng.tag(),
             cseq: 0,
             target: req.target.clone(),
             hop: req.next_hop,
             offer,
             redirected: false,
             attempts: 0,
-            session_expires: (self.cfg.session_expires > 0).then(|| timer_policy(self).interval),
+            session_expires: (self.cfg.session_expires > 0).then(|| self.timer_policy().interval),
             ring_deadline: now + req.ring_timeout,
             cancelled: None,
             request: req,
         };
         let call_id = leg.request.call_id.clone();
         let contact_user = leg.request.contact_user.clone();
-        let auth = leg.request.credentials.clone().map(DigestClient::new);
-        self.directory.insert(
+        let auth = leg
+            .request
+            .credentials
+            .clone()
+            .map(|c| DigestClient::with_rng(c, self.rng.fork()));
+        self.publish(SharedUpdate::CallAdded(
             session,
             CallView {
                 call_id: call_id.clone(),
                 outgoing: true,
                 progress: None,
             },
-        );
+        ));
         let mut call = Call::new(
             no,
             call_id,
@@ -202,7 +177,7 @@ impl SipCore {
         let mut b = RequestBuilder::new(Method::Invite, &leg.target)
             .via(&format!(
                 "SIP/2.0/{transport} {sent_by};branch={};rport",
-                new_branch()
+                self.rng.branch()
             ))
             .from(&from)
             .to(&format!("<{}>", r.target))
@@ -342,7 +317,11 @@ impl SipCore {
             return;
         };
         let dest = SipCore::hop_addr(d.next_hop(), e.dest);
-        out.push(d.ack(resp.cseq().number, &sent_by, transport).build(), dest);
+        out.push(
+            d.ack_with_rng(resp.cseq().number, &sent_by, transport, &mut self.rng)
+                .build(),
+            dest,
+        );
         let tag = resp.to().tag().unwrap_or_default().to_string();
         let seen = self.ended_forks.entry(tx).or_default();
         if seen.contains(&tag) {
@@ -351,7 +330,9 @@ impl SipCore {
         if seen.len() < 8 {
             seen.push(tag);
         }
-        let bye = d.request(Method::Bye, &sent_by, transport).build();
+        let bye = d
+            .request_with_rng(Method::Bye, &sent_by, transport, &mut self.rng)
+            .build();
         self.send_non_invite(bye, dest, ClientKind::Bye, now, out);
     }
 
@@ -558,7 +539,7 @@ impl SipCore {
         if self
             .calls
             .get(&no)
-            .is_some_and(|c| c.want_hold.is_some() || c.want_video.is_some())
+            .is_some_and(|c| c.reinvite.want_hold.is_some() || c.reinvite.want_video.is_some())
         {
             self.send_reinvite(no, false, now, out);
         }

@@ -14,6 +14,7 @@
 //!   [`Command`]s and reads what the core publishes in the [`CallDirectory`].
 
 mod call;
+mod command;
 mod core;
 mod dial;
 mod events;
@@ -21,22 +22,24 @@ mod events;
 #[cfg(any(test, feature = "internals"))]
 pub mod fuzz;
 mod host;
+mod metadata;
 mod register;
+mod reinvite;
+mod state;
 mod thread;
 mod timers;
 mod uas;
 
-pub use self::core::{
-    Command, DialRequest, RegisterRequest, SipCore, SipCounters, SipHooks, ALLOW,
-    MAX_REGISTRATIONS, SUPPORTED,
-};
+pub use command::{Command, DialRequest, RegisterRequest};
 pub use events::{
-    CallDirectory, CallProgress, CallState, CallView, RegistrationEvent, RegistrationId, SipEvent,
+    CallDirectory, CallProgress, CallState, CallView, RegistrationEvent, RegistrationId,
+    SharedUpdate, SipCounter, SipCounters, SipEvent,
 };
 pub use host::{
     EngineHost, FakeHostState, FakeMediaHost, HostCall, MediaChange, MediaError, MediaHost,
     MediaStart, Reservation,
 };
+pub use state::{SipCore, SipHooks, ALLOW, MAX_REGISTRATIONS, SUPPORTED};
 pub(crate) use thread::SipThread;
 
 #[cfg(test)]

@@ -8,16 +8,18 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::core::{Command, DialRequest, RegisterRequest, SipCore, SipCounters, SipHooks};
+use super::command::{Command, DialRequest, RegisterRequest};
+use super::events::SipCounters;
 use super::events::{CallDirectory, CallProgress, CallState, RegistrationEvent, SipEvent};
 use super::host::{FakeHostState, FakeMediaHost, HostCall};
+use super::state::{SipCore, SipHooks};
 use crate::backend::sip_config::SipBackendConfig;
 use crate::engine::{Outbox, SessionId, SipPeer};
 use crate::frame::DtmfEvent;
 use crate::sdp::{answer, AnswerConfig, SessionDescription};
 use crate::sip::auth::{AuthOutcome, Credentials, DigestAuthenticator};
 use crate::sip::transaction::Timers;
-use crate::sip::{parse, Method, ResponseBuilder, SipMessage};
+use crate::sip::{parse, Method, ResponseBuilder, SipMessage, SipRng};
 
 fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
@@ -51,9 +53,8 @@ impl Ua {
                 true,
                 Box::new(host),
                 Arc::new(SipHooks::default()),
-                dir.clone(),
-                counters.clone(),
                 addr(port),
+                SipRng::seeded(u64::from(port)),
             ),
             host: state,
             dir,
@@ -65,6 +66,10 @@ impl Ua {
     }
 
     fn drain_events(&mut self) {
+        while let Some(u) = self.core.poll_update() {
+            self.dir.apply(&u);
+            self.counters.apply(&u);
+        }
         while let Some(e) = self.core.poll_event() {
             self.events.push(e);
         }
@@ -82,7 +87,7 @@ impl Ua {
     }
 
     fn tick(&mut self, now: Instant) {
-        if self.core.next_timeout().is_some_and(|t| t <= now) {
+        if self.core.poll_timeout().is_some_and(|t| t <= now) {
             self.core.handle_timeout(now, &mut self.out);
             self.drain_events();
         }
@@ -177,7 +182,7 @@ fn run(
 ) {
     pump(a, b, *now, drop);
     loop {
-        let next = [a.core.next_timeout(), b.core.next_timeout()]
+        let next = [a.core.poll_timeout(), b.core.poll_timeout()]
             .into_iter()
             .flatten()
             .min();
@@ -332,7 +337,7 @@ fn two_cores_call_each_other_through_loss() {
         &mut keep_all(),
     );
     assert_eq!(a.core.transaction_count() + b.core.transaction_count(), 0);
-    assert_eq!(a.core.next_timeout(), None);
+    assert_eq!(a.core.poll_timeout(), None);
 }
 
 #[test]
@@ -972,7 +977,7 @@ fn registrations_refresh_and_end_on_shutdown() {
                 a.recv(&r, registrar, now);
             }
         }
-        match a.core.next_timeout() {
+        match a.core.poll_timeout() {
             Some(t) if t <= end => {
                 now = t;
                 a.tick(now);
@@ -1217,7 +1222,7 @@ fn a_reinvite_left_proceeding_is_cancelled_when_its_call_ends() {
     a.tick(later);
     a.tick(later + Duration::from_secs(40));
     assert_eq!(a.core.transaction_count(), 0);
-    assert_eq!(a.core.next_timeout(), None);
+    assert_eq!(a.core.poll_timeout(), None);
 }
 
 #[test]

@@ -1,0 +1,310 @@
+//! The state of the user agent core, in one place: [`SipCore`] itself and the types its
+//! `impl` blocks share (transactions, calls, dialed legs, registrations). `core.rs`, `uas.rs`,
+//! `dial.rs`, `call.rs` and `register.rs` each add behaviour to [`SipCore`] and import their
+//! types from here, never from one another.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::RwLock;
+
+use super::command::DialRequest;
+use super::events::{CallState, SharedUpdate, SipEvent};
+use super::host::MediaHost;
+use super::reinvite::Reinvites;
+use super::timers::TimerQueue;
+use crate::backend::sip_config::{InviteFilter, SipBackendConfig};
+use crate::engine::{SessionId, SipPeer, SipTransportKind};
+use crate::sdp::{Answer, AnswerConfig, Offer};
+use crate::sip::auth::{DigestAuthenticator, DigestClient};
+use crate::sip::dialog::Dialog;
+use crate::sip::register::Registration;
+use crate::sip::session_timer::{SessionExpires, SessionTimer};
+use crate::sip::transaction::{
+    InviteClientTransaction, InviteServerTransaction, NonInviteClientTransaction,
+    NonInviteServerTransaction, TransactionKey,
+};
+use crate::sip::{EchoHeaders, SipRng};
+
+/// Methods we answer, for `Allow`.
+pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE";
+/// Option tags we support, for `Supported`.
+pub const SUPPORTED: &str = "timer";
+/// Most registrations one backend keeps.
+pub const MAX_REGISTRATIONS: usize = 64;
+
+/// What the application registers for the core to consult (on the SIP thread).
+///
+/// This one stays shared rather than arriving as a [`Command`]: it is the application's own
+/// callback, which it may set from any thread at any time, before the SIP thread exists too,
+/// and the core only reads it (it publishes nothing through it), so it is an input the core
+/// looks at, not state it owns.
+#[derive(Default)]
+pub struct SipHooks {
+    /// Screens new INVITEs before any port is taken.
+    pub filter: RwLock<Option<InviteFilter>>,
+}
+
+/// Our answer to a server transaction's request, and what the INVITE ones need to answer.
+// Transactions live in a map and are few per call; boxing the INVITE one buys nothing.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum ServerTx {
+    Invite {
+        tx: InviteServerTransaction,
+        echo: EchoHeaders,
+        /// Our To tag for every response of this INVITE.
+        tag: String,
+        /// The call this INVITE belongs to, once there is one.
+        call: Option<u64>,
+        /// The INVITE's Record-Route values, copied into 1xx/2xx (RFC 3261 §12.1.1).
+        record_route: Vec<String>,
+    },
+    NonInvite(NonInviteServerTransaction),
+}
+
+pub(super) struct ServerEntry {
+    pub key: TransactionKey,
+    pub dest: SipPeer,
+    pub tx: ServerTx,
+}
+
+/// Why we sent a non-INVITE request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ClientKind {
+    Bye,
+}
+
+pub(super) struct ClientEntry {
+    pub dest: SipPeer,
+    pub tx: NonInviteClientTransaction,
+    pub kind: ClientKind,
+}
+
+/// One of our INVITEs (initial or re-INVITE) and the call it belongs to.
+pub(super) struct InviteEntry {
+    pub dest: SipPeer,
+    pub tx: InviteClientTransaction,
+    pub call: u64,
+    pub reinvite: bool,
+}
+
+/// A client transaction a response may belong to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ClientRef {
+    NonInvite(u64),
+    Invite(u64),
+}
+
+/// What a timer wakes up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(super) enum TimerKey {
+    Server(u64),
+    Client(u64),
+    Invite(u64),
+    Call(u64),
+    Registration(u64),
+}
+
+/// The user agent core of one backend. See the module docs.
+pub struct SipCore {
+    pub(super) cfg: SipBackendConfig,
+    pub(super) with_video: bool,
+    pub(super) host: Box<dyn MediaHost>,
+    pub(super) hooks: Arc<SipHooks>,
+    /// Every random draw of the core (tags, branches, nonces, SDP session ids, jitter).
+    pub(super) rng: SipRng,
+    pub(super) transport: SipTransportKind,
+    /// Our `host:port` for Via and Contact.
+    pub(super) sent_by: String,
+    /// The host part of `sent_by` (the address written in SDP when none is configured).
+    pub(super) host_ip: IpAddr,
+    pub(super) auth: Option<DigestAuthenticator>,
+    pub(super) next_id: u64,
+    pub(super) servers: HashMap<u64, ServerEntry>,
+    pub(super) server_index: HashMap<TransactionKey, u64>,
+    pub(super) clients: HashMap<u64, ClientEntry>,
+    // Iterated (ending a call, shutdown, matching responses): ordered maps, so a replay does
+    // not depend on a hasher's random seed.
+    pub(super) invites: BTreeMap<u64, InviteEntry>,
+    pub(super) client_index: HashMap<TransactionKey, ClientRef>,
+    pub(super) calls: BTreeMap<u64, Call>,
+    pub(super) call_index: HashMap<String, u64>,
+    pub(super) by_session: HashMap<SessionId, u64>,
+    pub(super) registrations: BTreeMap<u64, RegEntry>,
+    /// The To tags of 2xx forks we ACKed and ended, per INVITE transaction (one BYE each).
+    pub(super) ended_forks: HashMap<u64, Vec<String>>,
+    /// INVITE transactions of calls that ended while they were unanswered (a re-INVITE that
+    /// only got a provisional response has no timer of its own): cancelled at the end of the
+    /// current input, so they end too.
+    pub(super) orphan_invites: Vec<u64>,
+    pub(super) timers: TimerQueue<TimerKey>,
+    pub(super) events: VecDeque<SipEvent>,
+    /// Changes for the directory and counters other threads read.
+    pub(super) updates: VecDeque<SharedUpdate>,
+    pub(super) stopping: bool,
+}
+
+impl std::fmt::Debug for SipCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SipCore")
+            .field("sent_by", &self.sent_by)
+            .field("calls", &self.calls.len())
+            .field("registrations", &self.registrations.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a call stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Phase {
+    /// Incoming: sessions exist, 180 sent; the 200 goes out at `answer_at`.
+    Ringing { answer_at: Instant },
+    /// Outgoing: our INVITE awaits its final response.
+    Dialing,
+    /// 200 sent or received: the dialog is confirmed.
+    Confirmed,
+}
+
+/// A call's media as signalling sees it.
+#[derive(Debug)]
+pub(super) struct CallMedia {
+    /// Ports bound for the call whose media has not started.
+    pub reservation: Option<u64>,
+    /// The session's media runs (the host must close it).
+    pub started: bool,
+    /// The description we last sent and what it agreed to.
+    pub local: Option<Answer>,
+    /// Our ports and codecs, for answering new offers.
+    pub answer_cfg: AnswerConfig,
+    /// Our offer in an outgoing re-INVITE, awaiting its answer.
+    pub pending_offer: Option<Offer>,
+}
+
+/// The user part of our Contact when the application named none.
+pub(super) const DEFAULT_CONTACT_USER: &str = "roomkit";
+
+/// One call and everything released with it.
+pub(super) struct Call {
+    pub no: u64,
+    pub call_id: String,
+    pub session: SessionId,
+    pub outgoing: bool,
+    pub phase: Phase,
+    /// The dialog (an outgoing call has one from its first tagged response).
+    pub dialog: Option<Dialog>,
+    /// Where requests go when the dialog's next hop names no IP address: where the INVITE
+    /// came from, or where ours went.
+    pub peer: SipPeer,
+    /// The server transaction of the INVITE we answer now (initial or re-INVITE).
+    pub invite_tx: Option<u64>,
+    pub media: CallMedia,
+    /// The session timer, when one was negotiated.
+    pub timer: Option<SessionTimer>,
+    /// Incoming, until answered: the session timer the 200 will carry, and its headers.
+    pub uas_timer: Option<(SessionExpires, Vec<(&'static str, String)>)>,
+    /// The session as announced (an incoming call's `on_call`).
+    pub info: Option<std::sync::Arc<crate::engine::SessionInfo>>,
+    /// Our re-INVITEs: the one in progress and what waits for the next.
+    pub reinvite: Reinvites,
+    /// Our first INVITE, while dialing.
+    pub uac: Option<Box<UacLeg>>,
+    /// The ACK we sent for the 2xx of our INVITE transaction `.0` (sent again when the 2xx
+    /// is retransmitted).
+    pub ack: Option<(u64, Vec<u8>, SipPeer)>,
+    /// Credentials a dialed call learned; in-dialog requests carry them too.
+    pub auth: Option<DigestClient>,
+    /// The user part of our Contact.
+    pub contact_user: String,
+    /// The last progress reported (dialed calls).
+    pub last_state: Option<CallState>,
+}
+
+impl Call {
+    /// A call in `phase` with no dialog, transaction, timer or re-INVITE yet: what an incoming
+    /// and a dialed call have in common. The caller sets what only its side has.
+    pub(super) fn new(
+        no: u64,
+        call_id: String,
+        session: SessionId,
+        outgoing: bool,
+        phase: Phase,
+        peer: SipPeer,
+        media: CallMedia,
+    ) -> Call {
+        Call {
+            no,
+            call_id,
+            session,
+            outgoing,
+            phase,
+            dialog: None,
+            peer,
+            invite_tx: None,
+            media,
+            timer: None,
+            uas_timer: None,
+            info: None,
+            reinvite: Reinvites::default(),
+            uac: None,
+            ack: None,
+            auth: None,
+            contact_user: DEFAULT_CONTACT_USER.into(),
+            last_state: None,
+        }
+    }
+
+    /// When the call's own timer (ringing, dial timeout, retry, session timer) is due.
+    pub(super) fn deadline(&self) -> Option<Instant> {
+        let ring = match self.phase {
+            Phase::Ringing { answer_at } => Some(answer_at),
+            _ => None,
+        };
+        let dial = self.uac.as_ref().and_then(|u| u.deadline());
+        [
+            ring,
+            dial,
+            self.reinvite.retry_at,
+            self.timer.as_ref().and_then(SessionTimer::next_timeout),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+}
+
+/// A dialed call until its INVITE has a final answer.
+#[derive(Debug)]
+pub(super) struct UacLeg {
+    pub request: DialRequest,
+    /// The INVITE client transaction of the latest INVITE.
+    pub invite_tx: u64,
+    pub from_tag: String,
+    pub cseq: u32,
+    /// The Request-URI and first hop of the latest INVITE (a 3xx changes them).
+    pub target: String,
+    pub hop: SipPeer,
+    pub offer: Offer,
+    pub redirected: bool,
+    pub attempts: u32,
+    /// The session interval we ask for (a 422 raises it); `None`: no session timer asked.
+    pub session_expires: Option<u32>,
+    /// When to give up ringing and CANCEL.
+    pub ring_deadline: Instant,
+    /// Why we cancelled, once we did.
+    pub cancelled: Option<String>,
+}
+
+impl UacLeg {
+    /// When the dial gives up (no more once it cancelled: the transaction bounds the rest).
+    pub(super) fn deadline(&self) -> Option<Instant> {
+        self.cancelled.is_none().then_some(self.ring_deadline)
+    }
+}
+
+/// One registration and where its REGISTERs go.
+pub(super) struct RegEntry {
+    pub reg: Registration,
+    pub dest: SipPeer,
+}
