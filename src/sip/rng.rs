@@ -72,6 +72,11 @@ impl SipRng {
         self.0.random()
     }
 
+    /// Fills `buf` with random bytes (a version 4 UUID's, say).
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        self.0.fill(buf);
+    }
+
     /// `len` alphanumeric characters.
     fn token(&mut self, len: usize) -> String {
         (&mut self.0)

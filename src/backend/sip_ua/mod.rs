@@ -43,4 +43,6 @@ pub use state::{SipCore, SipHooks, ALLOW, MAX_REGISTRATIONS, SUPPORTED};
 pub(crate) use thread::SipThread;
 
 #[cfg(test)]
+mod replay_tests;
+#[cfg(test)]
 mod tests;

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use super::command::{Command, DialRequest, RegisterRequest};
-use super::events::SipCounters;
-use super::events::{CallDirectory, CallProgress, CallState, RegistrationEvent, SipEvent};
+use super::events::{
+    CallDirectory, CallProgress, CallState, RegistrationEvent, SipCounters, SipEvent,
+};
 use super::host::{FakeHostState, FakeMediaHost, HostCall};
 use super::state::{SipCore, SipHooks};
 use crate::backend::sip_config::SipBackendConfig;

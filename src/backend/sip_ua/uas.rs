@@ -264,7 +264,10 @@ impl SipCore {
             direction: "inbound",
         };
         let (metadata, video_metadata) = call_metadata(&parties, &ans.negotiation);
-        let session = SessionId::new_v4();
+        // A version 4 UUID as `new_v4` makes, from the core's generator so runs replay.
+        let mut bytes = [0; 16];
+        self.rng.fill(&mut bytes);
+        let session: SessionId = uuid::Builder::from_random_bytes(bytes).into_uuid();
         let info = self
             .host
             .start(MediaStart {
