@@ -1,15 +1,12 @@
 //! The SIP user agent core: every transaction, call and registration of one backend, driven by
 //! datagrams, commands and time, with no socket, thread or clock of its own.
 //!
-//! Inputs: [`SipCore::handle_datagram`] (a message and where it came from),
-//! [`SipCore::handle_command`] (what the application asked), [`SipCore::handle_timeout`] once
-//! [`SipCore::next_timeout`] has passed, and [`SipCore::shutdown`]. Outputs: messages left in
-//! the [`Outbox`] with their destination, events for the application from
-//! [`SipCore::poll_event`], and media work through the [`MediaHost`]. After any input, send
-//! what is in the outbox, drain the events and sleep until `next_timeout`.
+//! How to drive it (the kinds of method, the order to drain its outputs after an input, the
+//! rule on time) is written on [`SipCore`]. This file holds the inputs, the outputs and the
+//! transactions; the state itself is in `state.rs`.
 //!
 //! Incoming calls (`uas.rs`), dialed calls (`dial.rs`), what both do inside a dialog
-//! (`call.rs`) and registrations (`register.rs`) are `impl SipCore` blocks over this state, so
+//! (`call.rs`) and registrations (`register.rs`) are `impl SipCore` blocks over the same state, so
 //! one socket serves every direction.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};

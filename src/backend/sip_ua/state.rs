@@ -37,7 +37,7 @@ pub const MAX_REGISTRATIONS: usize = 64;
 
 /// What the application registers for the core to consult (on the SIP thread).
 ///
-/// This one stays shared rather than arriving as a [`Command`]: it is the application's own
+/// This one stays shared rather than arriving as a [`Command`](super::Command): it is the application's own
 /// callback, which it may set from any thread at any time, before the SIP thread exists too,
 /// and the core only reads it (it publishes nothing through it), so it is an input the core
 /// looks at, not state it owns.
@@ -107,7 +107,45 @@ pub(super) enum TimerKey {
     Registration(u64),
 }
 
-/// The user agent core of one backend. See the module docs.
+/// The user agent core of one backend: every transaction, call and registration, with no
+/// socket, thread, clock, lock or random source of its own.
+///
+/// # How to drive it
+///
+/// Its methods are of four kinds:
+/// - **getters** (`call_count`, `transaction_count`, `registration_count`, `is_lingering`):
+///   read only, callable at any time.
+/// - **inputs from the network and the clock**, `handle_*`:
+///   [`handle_datagram`](SipCore::handle_datagram) for each datagram received, and
+///   [`handle_timeout`](SipCore::handle_timeout) once the instant [`poll_timeout`] gave has
+///   been reached.
+/// - **commands**, what the application asks: [`handle_command`](SipCore::handle_command)
+///   (dial, hang up, hold, video, register, unregister) and
+///   [`shutdown`](SipCore::shutdown).
+/// - **outputs**, `poll_*`: [`poll_update`](SipCore::poll_update) (changes for the shared
+///   call directory and counters), [`poll_event`](SipCore::poll_event) (what the
+///   application's callbacks hear) and [`poll_timeout`] (when to call `handle_timeout`).
+///   Datagrams to send go into the [`Outbox`](crate::sip::Outbox) each input is given, and
+///   media work goes to the [`MediaHost`] synchronously.
+///
+/// After **any** input or command, the caller:
+/// 1. sends what the outbox holds, in order;
+/// 2. drains `poll_update` until `None` and applies each to the shared state;
+/// 3. drains `poll_event` until `None` (after the updates, so a callback finds its call in
+///    the directory);
+/// 4. asks `poll_timeout` last (the input may have moved it) and sleeps until then or the
+///    next datagram or command, whichever comes first.
+///
+/// Every input carries `now`, and `now` never goes backwards from one call to the next
+/// (an [`Instant`] from a monotonic clock, or a virtual one in tests). Calling
+/// `handle_timeout` early is harmless (nothing is due yet); calling it late only delays
+/// retransmissions.
+///
+/// Every random draw (tags, branches, nonces, SDP session ids, jitter, session ids of
+/// incoming calls) comes from the [`SipRng`] given to [`new`](SipCore::new): with the same
+/// seed, inputs and times, a run sends the same bytes.
+///
+/// [`poll_timeout`]: SipCore::poll_timeout
 pub struct SipCore {
     pub(super) cfg: SipBackendConfig,
     pub(super) with_video: bool,
