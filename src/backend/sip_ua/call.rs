@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::events::{CallProgress, CallState, SharedUpdate, SipCounter, SipEvent};
 use super::host::MediaChange;
+use super::ids::{CallNo, TxId};
 use super::reinvite::{VideoChange, MAX_REINVITE_AUTH};
 use super::state::{
     Call, ClientKind, Phase, ServerEntry, ServerTx, SipCore, TimerKey, ALLOW, SUPPORTED,
@@ -35,7 +36,7 @@ impl SipCore {
     }
 
     /// Schedules call `no`'s timer after a change.
-    pub(super) fn schedule_call(&mut self, no: u64) {
+    pub(super) fn schedule_call(&mut self, no: CallNo) {
         let at = self.calls.get(&no).and_then(Call::deadline);
         self.timers.set(TimerKey::Call(no), at);
     }
@@ -50,7 +51,7 @@ impl SipCore {
     }
 
     /// Reports a dialed call's progress (each state once).
-    pub(super) fn progress(&mut self, no: u64, state: CallState, status: u16, reason: &str) {
+    pub(super) fn progress(&mut self, no: CallNo, state: CallState, status: u16, reason: &str) {
         let Some(c) = self.calls.get_mut(&no) else {
             return;
         };
@@ -72,7 +73,7 @@ impl SipCore {
     /// Removes a call: closes its media (firing `on_client_disconnected`) or frees its ports.
     /// A dialed call that was never told how it ended hears `Ended` (or `Failed` when it was
     /// never answered).
-    pub(super) fn end_call(&mut self, no: u64, reason: &str, why: EndReason) {
+    pub(super) fn end_call(&mut self, no: CallNo, reason: &str, why: EndReason) {
         let answered = self
             .calls
             .get(&no)
@@ -114,7 +115,7 @@ impl SipCore {
     /// goes. `None` without a dialog.
     fn dialog_request(
         &mut self,
-        no: u64,
+        no: CallNo,
         method: Method,
         headers: &[(&str, String)],
         body: Option<(&str, &[u8])>,
@@ -143,7 +144,7 @@ impl SipCore {
     }
 
     /// Sends a BYE for call `no` in a client transaction (retransmitted until answered).
-    pub(super) fn send_bye(&mut self, no: u64, now: Instant, out: &mut Outbox) {
+    pub(super) fn send_bye(&mut self, no: CallNo, now: Instant, out: &mut Outbox) {
         let sent = self
             .dialog_request(no, Method::Bye, &[], None)
             .and_then(|(req, dest)| self.send_non_invite(req, dest, ClientKind::Bye, now, out));
@@ -156,7 +157,7 @@ impl SipCore {
 
     /// Ends call `no` from our side: 480 while it rings here, CANCEL while we dial, BYE once
     /// it is up.
-    pub(super) fn hang_up(&mut self, no: u64, now: Instant, out: &mut Outbox) {
+    pub(super) fn hang_up(&mut self, no: CallNo, now: Instant, out: &mut Outbox) {
         let Some(c) = self.calls.get(&no) else {
             return;
         };
@@ -176,7 +177,7 @@ impl SipCore {
     }
 
     /// The backend stops: every call ends now.
-    pub(super) fn hang_up_for_shutdown(&mut self, no: u64, now: Instant, out: &mut Outbox) {
+    pub(super) fn hang_up_for_shutdown(&mut self, no: CallNo, now: Instant, out: &mut Outbox) {
         let Some(c) = self.calls.get(&no) else {
             return;
         };
@@ -195,7 +196,7 @@ impl SipCore {
     }
 
     /// Call `no`'s own timer fired.
-    pub(super) fn call_timeout(&mut self, no: u64, now: Instant, out: &mut Outbox) {
+    pub(super) fn call_timeout(&mut self, no: CallNo, now: Instant, out: &mut Outbox) {
         let Some(c) = self.calls.get(&no) else {
             return;
         };
@@ -271,7 +272,7 @@ impl SipCore {
     /// A re-INVITE in a dialog of ours (either side's call).
     pub(super) fn handle_reinvite(
         &mut self,
-        id: u64,
+        id: TxId,
         req: &SipMessage,
         now: Instant,
         out: &mut Outbox,
@@ -347,7 +348,7 @@ impl SipCore {
 
     /// Answers a new offer in call `no`: moves the media and returns our answer, or the status
     /// to refuse it with (488).
-    fn answer_offer(&mut self, no: u64, body: &[u8]) -> Result<String, u16> {
+    fn answer_offer(&mut self, no: CallNo, body: &[u8]) -> Result<String, u16> {
         let offer = SessionDescription::parse(body).map_err(|_| 488u16)?;
         let c = self.calls.get(&no).ok_or(481u16)?;
         let has_video = c
@@ -441,7 +442,7 @@ impl SipCore {
 
     /// The application asks to add or remove video: a re-INVITE as soon as none is in
     /// progress.
-    pub(super) fn request_video(&mut self, no: u64, on: bool, now: Instant, out: &mut Outbox) {
+    pub(super) fn request_video(&mut self, no: CallNo, on: bool, now: Instant, out: &mut Outbox) {
         let Some(c) = self.calls.get_mut(&no) else {
             return;
         };
@@ -452,7 +453,7 @@ impl SipCore {
     /// An UPDATE (RFC 3311): a session refresh without a body, a new offer with one.
     pub(super) fn handle_update(
         &mut self,
-        id: u64,
+        id: TxId,
         req: &SipMessage,
         now: Instant,
         out: &mut Outbox,
@@ -494,7 +495,13 @@ impl SipCore {
     }
 
     /// A BYE: the far end ends the call.
-    pub(super) fn handle_bye(&mut self, id: u64, req: &SipMessage, now: Instant, out: &mut Outbox) {
+    pub(super) fn handle_bye(
+        &mut self,
+        id: TxId,
+        req: &SipMessage,
+        now: Instant,
+        out: &mut Outbox,
+    ) {
         let Some(no) = self.accept_in_dialog(id, req, now, out) else {
             return;
         };
@@ -515,7 +522,7 @@ impl SipCore {
     /// an empty one is a keep-alive.
     pub(super) fn handle_info(
         &mut self,
-        id: u64,
+        id: TxId,
         req: &SipMessage,
         now: Instant,
         out: &mut Outbox,
@@ -553,7 +560,7 @@ impl SipCore {
     }
 
     /// The application asks to hold or resume: a re-INVITE as soon as none is in progress.
-    pub(super) fn request_hold(&mut self, no: u64, hold: bool, now: Instant, out: &mut Outbox) {
+    pub(super) fn request_hold(&mut self, no: CallNo, hold: bool, now: Instant, out: &mut Outbox) {
         let Some(c) = self.calls.get_mut(&no) else {
             return;
         };
@@ -563,7 +570,13 @@ impl SipCore {
 
     /// Sends our re-INVITE: the hold state asked for, or a session refresh with the
     /// description unchanged. Waits (does nothing) while another offer is in progress.
-    pub(super) fn send_reinvite(&mut self, no: u64, refresh: bool, now: Instant, out: &mut Outbox) {
+    pub(super) fn send_reinvite(
+        &mut self,
+        no: CallNo,
+        refresh: bool,
+        now: Instant,
+        out: &mut Outbox,
+    ) {
         let session_name = self.cfg.user_agent.clone();
         let contact = self.contact_uri(
             &self
@@ -681,8 +694,8 @@ impl SipCore {
     /// What our re-INVITE's transaction reports.
     pub(super) fn on_reinvite_event(
         &mut self,
-        no: u64,
-        tx: u64,
+        no: CallNo,
+        tx: TxId,
         ev: TransactionEvent,
         now: Instant,
         out: &mut Outbox,
@@ -719,7 +732,7 @@ impl SipCore {
     }
 
     /// ACKs a 2xx to our INVITE transaction `tx` (again for a retransmitted 2xx).
-    pub(super) fn ack_2xx(&mut self, no: u64, tx: u64, resp: &SipMessage, out: &mut Outbox) {
+    pub(super) fn ack_2xx(&mut self, no: CallNo, tx: TxId, resp: &SipMessage, out: &mut Outbox) {
         let sent_by = self.sent_by.clone();
         let transport = self.via_transport();
         let Some(c) = self.calls.get_mut(&no) else {
@@ -748,7 +761,7 @@ impl SipCore {
         c.ack = Some((tx, ack, dest));
     }
 
-    fn reinvite_answered(&mut self, no: u64, resp: &SipMessage, now: Instant, out: &mut Outbox) {
+    fn reinvite_answered(&mut self, no: CallNo, resp: &SipMessage, now: Instant, out: &mut Outbox) {
         let Some(c) = self.calls.get_mut(&no) else {
             return;
         };
@@ -849,7 +862,7 @@ impl SipCore {
         self.after_reinvite(no, now, out);
     }
 
-    fn reinvite_failed(&mut self, no: u64, resp: &SipMessage, now: Instant, out: &mut Outbox) {
+    fn reinvite_failed(&mut self, no: CallNo, resp: &SipMessage, now: Instant, out: &mut Outbox) {
         let status = resp.status().unwrap_or_default();
         let Some(c) = self.calls.get_mut(&no) else {
             return;
@@ -920,7 +933,7 @@ impl SipCore {
     }
 
     /// Sends what waited for the re-INVITE that just finished.
-    fn after_reinvite(&mut self, no: u64, now: Instant, out: &mut Outbox) {
+    fn after_reinvite(&mut self, no: CallNo, now: Instant, out: &mut Outbox) {
         let Some(c) = self.calls.get(&no) else {
             return;
         };

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use super::command::Command;
 use super::events::{SharedUpdate, SipCounter, SipEvent};
 use super::host::MediaHost;
+use super::ids::{CallNo, TxId};
 use super::state::{
     ClientEntry, ClientKind, ClientRef, InviteEntry, ServerEntry, ServerTx, SipCore, SipHooks,
     TimerKey, ALLOW, SUPPORTED,
@@ -90,9 +91,16 @@ impl SipCore {
         }
     }
 
-    pub(super) fn new_id(&mut self) -> u64 {
+    /// A new transaction id (one counter for calls and transactions, as ever).
+    pub(super) fn new_tx_id(&mut self) -> TxId {
         self.next_id += 1;
-        self.next_id
+        TxId(self.next_id)
+    }
+
+    /// A new call number.
+    pub(super) fn new_call_no(&mut self) -> CallNo {
+        self.next_id += 1;
+        CallNo(self.next_id)
     }
 
     /// Our Contact URI with `user`.
@@ -277,7 +285,7 @@ impl SipCore {
     /// [`is_lingering`](SipCore::is_lingering) so the un-REGISTERs can be answered.
     pub fn shutdown(&mut self, now: Instant, out: &mut Outbox) {
         self.stopping = true;
-        let calls: Vec<u64> = self.calls.keys().copied().collect();
+        let calls: Vec<CallNo> = self.calls.keys().copied().collect();
         for no in calls {
             self.hang_up_for_shutdown(no, now, out);
         }
@@ -296,8 +304,8 @@ impl SipCore {
     // ---- transactions -------------------------------------------------------------------
 
     /// Creates a server transaction for `req` and returns its id.
-    fn new_server(&mut self, req: &SipMessage, from: SipPeer, now: Instant) -> u64 {
-        let id = self.new_id();
+    fn new_server(&mut self, req: &SipMessage, from: SipPeer, now: Instant) -> TxId {
+        let id = self.new_tx_id();
         let key = TransactionKey::server(req);
         let tx = if matches!(req.method(), Method::Invite) {
             let tag = match req.to().tag() {
@@ -335,7 +343,7 @@ impl SipCore {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn respond(
         &mut self,
-        id: u64,
+        id: TxId,
         req: Option<&SipMessage>,
         status: u16,
         extra: &[(&str, &str)],
@@ -393,7 +401,7 @@ impl SipCore {
     }
 
     /// Sends what a server transaction queued, acts on its events and schedules its timer.
-    pub(super) fn flush_server(&mut self, id: u64, now: Instant, out: &mut Outbox) {
+    pub(super) fn flush_server(&mut self, id: TxId, now: Instant, out: &mut Outbox) {
         let mut ack_timeout_2xx = None;
         let mut terminated = false;
         let mut next = None;
@@ -448,9 +456,9 @@ impl SipCore {
         kind: ClientKind,
         now: Instant,
         out: &mut Outbox,
-    ) -> Option<u64> {
+    ) -> Option<TxId> {
         let tx = NonInviteClientTransaction::new(request, now, self.cfg.timers).ok()?;
-        let id = self.new_id();
+        let id = self.new_tx_id();
         self.client_index
             .insert(tx.key().clone(), ClientRef::NonInvite(id));
         self.clients.insert(id, ClientEntry { dest, tx, kind });
@@ -458,7 +466,7 @@ impl SipCore {
         Some(id)
     }
 
-    pub(super) fn flush_client(&mut self, id: u64, out: &mut Outbox) {
+    pub(super) fn flush_client(&mut self, id: TxId, out: &mut Outbox) {
         let Some(e) = self.clients.get_mut(&id) else {
             return;
         };
@@ -497,14 +505,14 @@ impl SipCore {
         &mut self,
         request: Vec<u8>,
         dest: SipPeer,
-        call: u64,
+        call: CallNo,
         reinvite: bool,
         now: Instant,
         out: &mut Outbox,
-    ) -> Result<u64, String> {
+    ) -> Result<TxId, String> {
         let tx = InviteClientTransaction::new(request, now, self.cfg.timers)
             .map_err(|e| e.to_string())?;
-        let id = self.new_id();
+        let id = self.new_tx_id();
         self.client_index
             .insert(tx.key().clone(), ClientRef::Invite(id));
         self.invites.insert(
@@ -521,7 +529,7 @@ impl SipCore {
     }
 
     /// Sends what an INVITE client transaction queued and hands its events to the call.
-    pub(super) fn flush_invite(&mut self, id: u64, now: Instant, out: &mut Outbox) {
+    pub(super) fn flush_invite(&mut self, id: TxId, now: Instant, out: &mut Outbox) {
         let Some(e) = self.invites.get_mut(&id) else {
             return;
         };
@@ -662,11 +670,11 @@ impl SipCore {
     /// outside any dialog of ours, or the dialog's refusal — and `None` comes back.
     pub(super) fn accept_in_dialog(
         &mut self,
-        id: u64,
+        id: TxId,
         req: &SipMessage,
         now: Instant,
         out: &mut Outbox,
-    ) -> Option<u64> {
+    ) -> Option<CallNo> {
         let Some(no) = self.in_dialog(req) else {
             self.respond(id, Some(req), 481, &[], None, now, out);
             return None;
@@ -683,7 +691,7 @@ impl SipCore {
         Some(no)
     }
 
-    pub(super) fn in_dialog(&self, req: &SipMessage) -> Option<u64> {
+    pub(super) fn in_dialog(&self, req: &SipMessage) -> Option<CallNo> {
         let no = *self.call_index.get(req.call_id())?;
         let c = self.calls.get(&no)?;
         c.dialog

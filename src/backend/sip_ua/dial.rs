@@ -7,6 +7,7 @@ use std::time::Instant;
 use super::command::DialRequest;
 use super::events::{CallProgress, CallState, CallView, SharedUpdate, SipCounter, SipEvent};
 use super::host::{MediaChange, MediaError, MediaStart};
+use super::ids::{CallNo, TxId};
 use super::metadata::{call_metadata, Parties};
 use super::state::{Call, CallMedia, ClientKind, Phase, SipCore, UacLeg, ALLOW, SUPPORTED};
 use crate::engine::{EndReason, Outbox, SipPeer};
@@ -80,10 +81,10 @@ impl SipCore {
         oc.video_rtx = self.cfg.video_rtx;
         let offer = build_offer(&oc);
         let answer_cfg = self.answer_config(r.audio_port, r.video_port.unwrap_or(0));
-        let no = self.new_id();
+        let no = self.new_call_no();
         let session = req.session;
         let leg = UacLeg {
-            invite_tx: 0,
+            invite_tx: TxId(0), // set when the INVITE goes out (ids start at 1)
             from_tag: self.rng.tag(),
             cseq: 0,
             target: req.target.clone(),
@@ -145,7 +146,7 @@ impl SipCore {
 
     /// Sends (or sends again, after a challenge, a redirect or a 422) the INVITE of dialed
     /// call `no` in a new transaction.
-    fn send_dial_invite(&mut self, no: u64, now: Instant, out: &mut Outbox) {
+    fn send_dial_invite(&mut self, no: CallNo, now: Instant, out: &mut Outbox) {
         let sent_by = self.sent_by.clone();
         let transport = self.via_transport();
         let ua = self.cfg.user_agent.clone();
@@ -218,14 +219,14 @@ impl SipCore {
     }
 
     /// Dialed call `no` failed with `status`: report it and remove the call.
-    pub(super) fn fail_dial(&mut self, no: u64, status: u16, reason: &str) {
+    pub(super) fn fail_dial(&mut self, no: CallNo, status: u16, reason: &str) {
         self.progress(no, CallState::Failed, status, reason);
         self.end_call(no, reason, EndReason::Error);
     }
 
     /// Cancels dialed call `no` (the application hung up, or nobody answered). The call ends
     /// when the INVITE gets its final answer (487), or when the transaction gives up.
-    pub(super) fn cancel_dial(&mut self, no: u64, reason: &str, now: Instant, out: &mut Outbox) {
+    pub(super) fn cancel_dial(&mut self, no: CallNo, reason: &str, now: Instant, out: &mut Outbox) {
         let Some(leg) = self.calls.get_mut(&no).and_then(|c| c.uac.as_mut()) else {
             return;
         };
@@ -245,7 +246,7 @@ impl SipCore {
     }
 
     /// Nobody answered within the ring time.
-    pub(super) fn dial_timed_out(&mut self, no: u64, now: Instant, out: &mut Outbox) {
+    pub(super) fn dial_timed_out(&mut self, no: CallNo, now: Instant, out: &mut Outbox) {
         let secs = self
             .calls
             .get(&no)
@@ -255,7 +256,7 @@ impl SipCore {
     }
 
     /// Starts the media of dialed call `no` on the answer `neg`.
-    fn start_dialed_media(&mut self, no: u64, neg: &Negotiation) -> Result<(), MediaError> {
+    fn start_dialed_media(&mut self, no: CallNo, neg: &Negotiation) -> Result<(), MediaError> {
         let Some(c) = self.calls.get(&no) else {
             return Ok(());
         };
@@ -307,7 +308,7 @@ impl SipCore {
 
     /// ACKs and ends a 2xx from a fork we do not keep (another branch answered first, or the
     /// call was cancelled or hung up meanwhile): RFC 3261 §13.2.2.4.
-    fn end_fork(&mut self, tx: u64, resp: &SipMessage, now: Instant, out: &mut Outbox) {
+    fn end_fork(&mut self, tx: TxId, resp: &SipMessage, now: Instant, out: &mut Outbox) {
         let sent_by = self.sent_by.clone();
         let transport = self.via_transport();
         let Some(e) = self.invites.get(&tx) else {
@@ -339,8 +340,8 @@ impl SipCore {
     /// What the INVITE transaction of dialed call `no` reports.
     pub(super) fn on_dial_event(
         &mut self,
-        no: u64,
-        tx: u64,
+        no: CallNo,
+        tx: TxId,
         ev: TransactionEvent,
         now: Instant,
         out: &mut Outbox,
@@ -398,7 +399,7 @@ impl SipCore {
     }
 
     /// A 1xx: ringing, or early media when it carries the answer.
-    fn dial_provisional(&mut self, no: u64, tx: u64, resp: &SipMessage) {
+    fn dial_provisional(&mut self, no: CallNo, tx: TxId, resp: &SipMessage) {
         let status = resp.status().unwrap_or_default();
         let reason = resp.reason().unwrap_or_default().to_string();
         if status == 100 {
@@ -436,7 +437,7 @@ impl SipCore {
     }
 
     /// Records what our offer agreed to.
-    fn set_local_answer(&mut self, no: u64, neg: Negotiation) {
+    fn set_local_answer(&mut self, no: CallNo, neg: Negotiation) {
         let Some(c) = self.calls.get_mut(&no) else {
             return;
         };
@@ -458,8 +459,8 @@ impl SipCore {
     /// A 2xx to our INVITE: ACK, media, answered.
     fn dial_answered(
         &mut self,
-        no: u64,
-        tx: u64,
+        no: CallNo,
+        tx: TxId,
         resp: &SipMessage,
         now: Instant,
         out: &mut Outbox,
@@ -547,7 +548,13 @@ impl SipCore {
     }
 
     /// A 300-699 to our INVITE: follow a redirect, answer a challenge or a 422, or give up.
-    fn dial_refused_final(&mut self, no: u64, resp: &SipMessage, now: Instant, out: &mut Outbox) {
+    fn dial_refused_final(
+        &mut self,
+        no: CallNo,
+        resp: &SipMessage,
+        now: Instant,
+        out: &mut Outbox,
+    ) {
         let status = resp.status().unwrap_or_default();
         let reason = resp.reason().unwrap_or_default().to_string();
         let Some(c) = self.calls.get_mut(&no) else {

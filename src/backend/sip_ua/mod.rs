@@ -22,6 +22,7 @@ mod events;
 #[cfg(any(test, feature = "internals"))]
 pub mod fuzz;
 mod host;
+mod ids;
 mod metadata;
 mod register;
 mod reinvite;
@@ -39,6 +40,7 @@ pub use host::{
     EngineHost, FakeHostState, FakeMediaHost, HostCall, MediaChange, MediaError, MediaHost,
     MediaStart, Reservation,
 };
+pub use ids::{CallNo, ReservationId, TxId};
 pub use state::{SipCore, SipHooks, ALLOW, MAX_REGISTRATIONS, SUPPORTED};
 pub(crate) use thread::SipThread;
 

@@ -4,12 +4,14 @@
 
 use std::time::Instant;
 
+use super::ids::{ReservationId, TxId};
+
 /// A video change offered in our re-INVITE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum VideoChange {
     /// Video added, on the port of this reservation.
     Add {
-        reservation: u64,
+        reservation: ReservationId,
         port: u16,
     },
     Remove,
@@ -22,7 +24,7 @@ pub(super) const MAX_REINVITE_AUTH: u8 = 2;
 #[derive(Debug, Default)]
 pub(super) struct Reinvites {
     /// Our re-INVITE in progress (its INVITE client transaction).
-    pub tx: Option<u64>,
+    pub tx: Option<TxId>,
     /// A session refresh waits to be sent (or is in progress).
     pub refresh: bool,
     /// Challenges answered for the re-INVITE in progress.

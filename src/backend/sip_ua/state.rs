@@ -13,6 +13,7 @@ use parking_lot::RwLock;
 use super::command::DialRequest;
 use super::events::{CallState, SharedUpdate, SipEvent};
 use super::host::MediaHost;
+use super::ids::{CallNo, ReservationId, TxId};
 use super::reinvite::Reinvites;
 use super::timers::TimerQueue;
 use crate::backend::sip_config::{InviteFilter, SipBackendConfig};
@@ -57,7 +58,7 @@ pub(super) enum ServerTx {
         /// Our To tag for every response of this INVITE.
         tag: String,
         /// The call this INVITE belongs to, once there is one.
-        call: Option<u64>,
+        call: Option<CallNo>,
         /// The INVITE's Record-Route values, copied into 1xx/2xx (RFC 3261 §12.1.1).
         record_route: Vec<String>,
     },
@@ -86,24 +87,24 @@ pub(super) struct ClientEntry {
 pub(super) struct InviteEntry {
     pub dest: SipPeer,
     pub tx: InviteClientTransaction,
-    pub call: u64,
+    pub call: CallNo,
     pub reinvite: bool,
 }
 
 /// A client transaction a response may belong to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum ClientRef {
-    NonInvite(u64),
-    Invite(u64),
+    NonInvite(TxId),
+    Invite(TxId),
 }
 
 /// What a timer wakes up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(super) enum TimerKey {
-    Server(u64),
-    Client(u64),
-    Invite(u64),
-    Call(u64),
+    Server(TxId),
+    Client(TxId),
+    Invite(TxId),
+    Call(CallNo),
     Registration(u64),
 }
 
@@ -160,23 +161,23 @@ pub struct SipCore {
     pub(super) host_ip: IpAddr,
     pub(super) auth: Option<DigestAuthenticator>,
     pub(super) next_id: u64,
-    pub(super) servers: HashMap<u64, ServerEntry>,
-    pub(super) server_index: HashMap<TransactionKey, u64>,
-    pub(super) clients: HashMap<u64, ClientEntry>,
+    pub(super) servers: HashMap<TxId, ServerEntry>,
+    pub(super) server_index: HashMap<TransactionKey, TxId>,
+    pub(super) clients: HashMap<TxId, ClientEntry>,
     // Iterated (ending a call, shutdown, matching responses): ordered maps, so a replay does
     // not depend on a hasher's random seed.
-    pub(super) invites: BTreeMap<u64, InviteEntry>,
+    pub(super) invites: BTreeMap<TxId, InviteEntry>,
     pub(super) client_index: HashMap<TransactionKey, ClientRef>,
-    pub(super) calls: BTreeMap<u64, Call>,
-    pub(super) call_index: HashMap<String, u64>,
-    pub(super) by_session: HashMap<SessionId, u64>,
+    pub(super) calls: BTreeMap<CallNo, Call>,
+    pub(super) call_index: HashMap<String, CallNo>,
+    pub(super) by_session: HashMap<SessionId, CallNo>,
     pub(super) registrations: BTreeMap<u64, RegEntry>,
     /// The To tags of 2xx forks we ACKed and ended, per INVITE transaction (one BYE each).
-    pub(super) ended_forks: HashMap<u64, Vec<String>>,
+    pub(super) ended_forks: HashMap<TxId, Vec<String>>,
     /// INVITE transactions of calls that ended while they were unanswered (a re-INVITE that
     /// only got a provisional response has no timer of its own): cancelled at the end of the
     /// current input, so they end too.
-    pub(super) orphan_invites: Vec<u64>,
+    pub(super) orphan_invites: Vec<TxId>,
     pub(super) timers: TimerQueue<TimerKey>,
     pub(super) events: VecDeque<SipEvent>,
     /// Changes for the directory and counters other threads read.
@@ -209,7 +210,7 @@ pub(super) enum Phase {
 #[derive(Debug)]
 pub(super) struct CallMedia {
     /// Ports bound for the call whose media has not started.
-    pub reservation: Option<u64>,
+    pub reservation: Option<ReservationId>,
     /// The session's media runs (the host must close it).
     pub started: bool,
     /// The description we last sent and what it agreed to.
@@ -225,7 +226,7 @@ pub(super) const DEFAULT_CONTACT_USER: &str = "roomkit";
 
 /// One call and everything released with it.
 pub(super) struct Call {
-    pub no: u64,
+    pub no: CallNo,
     pub call_id: String,
     pub session: SessionId,
     pub outgoing: bool,
@@ -236,7 +237,7 @@ pub(super) struct Call {
     /// came from, or where ours went.
     pub peer: SipPeer,
     /// The server transaction of the INVITE we answer now (initial or re-INVITE).
-    pub invite_tx: Option<u64>,
+    pub invite_tx: Option<TxId>,
     pub media: CallMedia,
     /// The session timer, when one was negotiated.
     pub timer: Option<SessionTimer>,
@@ -250,7 +251,7 @@ pub(super) struct Call {
     pub uac: Option<Box<UacLeg>>,
     /// The ACK we sent for the 2xx of our INVITE transaction `.0` (sent again when the 2xx
     /// is retransmitted).
-    pub ack: Option<(u64, Vec<u8>, SipPeer)>,
+    pub ack: Option<(TxId, Vec<u8>, SipPeer)>,
     /// Credentials a dialed call learned; in-dialog requests carry them too.
     pub auth: Option<DigestClient>,
     /// The user part of our Contact.
@@ -263,7 +264,7 @@ impl Call {
     /// A call in `phase` with no dialog, transaction, timer or re-INVITE yet: what an incoming
     /// and a dialed call have in common. The caller sets what only its side has.
     pub(super) fn new(
-        no: u64,
+        no: CallNo,
         call_id: String,
         session: SessionId,
         outgoing: bool,
@@ -317,7 +318,7 @@ impl Call {
 pub(super) struct UacLeg {
     pub request: DialRequest,
     /// The INVITE client transaction of the latest INVITE.
-    pub invite_tx: u64,
+    pub invite_tx: TxId,
     pub from_tag: String,
     pub cseq: u32,
     /// The Request-URI and first hop of the latest INVITE (a 3xx changes them).

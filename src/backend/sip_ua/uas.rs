@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use super::events::{CallView, SharedUpdate, SipCounter, SipEvent};
 use super::host::MediaStart;
+use super::ids::{CallNo, TxId};
 use super::metadata::{call_metadata, Parties};
 use super::state::{Call, CallMedia, Phase, ServerEntry, ServerTx, SipCore, ALLOW, SUPPORTED};
 use crate::backend::sip_config::{CallDecision, IncomingCall};
@@ -38,7 +39,7 @@ impl Refusal {
 /// What `start_incoming` works from.
 struct IncomingSetup<'a> {
     /// The INVITE's server transaction.
-    id: u64,
+    id: TxId,
     from: SipPeer,
     incoming: &'a IncomingCall,
     x_headers: Vec<(String, String)>,
@@ -101,7 +102,7 @@ impl SipCore {
     }
 
     /// Answers INVITE transaction `id` with a refusal.
-    pub(super) fn refuse(&mut self, id: u64, r: Refusal, now: Instant, out: &mut Outbox) {
+    pub(super) fn refuse(&mut self, id: TxId, r: Refusal, now: Instant, out: &mut Outbox) {
         self.count(SipCounter::CallsRefused);
         let mut extra: Vec<(&str, String)> = r.headers.clone();
         if r.status == 488 {
@@ -123,7 +124,7 @@ impl SipCore {
     /// A new INVITE (no To tag).
     pub(super) fn handle_invite(
         &mut self,
-        id: u64,
+        id: TxId,
         req: &SipMessage,
         from: SipPeer,
         now: Instant,
@@ -143,11 +144,11 @@ impl SipCore {
     /// Everything between the INVITE and the 180: checks, ports, negotiation, media.
     fn setup_call(
         &mut self,
-        id: u64,
+        id: TxId,
         req: &SipMessage,
         from: SipPeer,
         now: Instant,
-    ) -> Result<u64, Refusal> {
+    ) -> Result<CallNo, Refusal> {
         if self.call_index.contains_key(req.call_id()) {
             // A second INVITE with a live call's Call-ID and no To tag (a fork or a confused
             // peer): the id is taken.
@@ -228,7 +229,11 @@ impl SipCore {
     }
 
     /// Answers the offer on the reserved ports, creates the dialog and starts the media.
-    fn start_incoming(&mut self, req: &SipMessage, s: IncomingSetup<'_>) -> Result<u64, Refusal> {
+    fn start_incoming(
+        &mut self,
+        req: &SipMessage,
+        s: IncomingSetup<'_>,
+    ) -> Result<CallNo, Refusal> {
         let IncomingSetup {
             id,
             from,
@@ -288,7 +293,7 @@ impl SipCore {
                 headers: Vec::new(),
                 warning: Some(e.reason),
             })?;
-        let no = self.new_id();
+        let no = self.new_call_no();
         if let Some(ServerEntry {
             tx: ServerTx::Invite { call, .. },
             ..
@@ -329,7 +334,7 @@ impl SipCore {
     }
 
     /// Sends the 200 with the answer and tells the application about the call.
-    pub(super) fn answer_call(&mut self, no: u64, now: Instant, out: &mut Outbox) {
+    pub(super) fn answer_call(&mut self, no: CallNo, now: Instant, out: &mut Outbox) {
         let Some(c) = self.calls.get_mut(&no) else {
             return;
         };
@@ -360,7 +365,7 @@ impl SipCore {
     /// A CANCEL: 200 for it, and 487 for its INVITE while that is unanswered.
     pub(super) fn handle_cancel(
         &mut self,
-        id: u64,
+        id: TxId,
         req: &SipMessage,
         key: &TransactionKey,
         now: Instant,
