@@ -2,16 +2,20 @@
 //! socket.
 //!
 //! Three layers, each testable alone:
-//! - [`SipCore`] (`core.rs` and its `impl` blocks in `uas.rs`, `dial.rs`, `call.rs`,
-//!   `register.rs`): every transaction, dialog and registration, driven by datagrams,
-//!   commands and time, writing datagrams to an outbox and events to a queue. No socket,
-//!   thread or clock: tests and the fuzzer run it on virtual time.
+//! - [`SipCore`] (`state.rs` holds it and the types its `impl` blocks share; the blocks are in
+//!   `core.rs`, `uas.rs`, `dial.rs`, `call.rs` and `register.rs`): every transaction, dialog
+//!   and registration, driven by datagrams, commands and time, writing datagrams to an outbox
+//!   and queueing events and shared-state updates. No socket, thread, clock or random
+//!   source of its own (a seeded [`SipRng`](crate::sip::SipRng) is passed in): tests and the
+//!   fuzzer run it on virtual time, and a run replays byte for byte. How to drive it is
+//!   written on the type.
 //! - [`MediaHost`] (`host.rs`): what the core asks of the media side (bind ports before an
 //!   SDP names them, start a session once negotiated, move or hold it, close it).
 //!   [`EngineHost`] is the engine and the port pool; [`FakeMediaHost`] records the calls.
-//! - `thread.rs`: the SIP transport thread feeding the core and handing its events to the
-//!   SIP callback thread. The backend handle (`sip.rs`) talks to the core only through
-//!   [`Command`]s and reads what the core publishes in the [`CallDirectory`].
+//! - `thread.rs`: the SIP transport thread feeding the core, applying its [`SharedUpdate`]s
+//!   to the [`CallDirectory`] and [`SipCounters`] the backend handle (`sip.rs`) reads, and
+//!   handing its events to the SIP callback thread. The backend handle talks to the core only
+//!   through [`Command`]s.
 
 mod call;
 mod command;

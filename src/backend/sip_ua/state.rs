@@ -109,7 +109,8 @@ pub(super) enum TimerKey {
 }
 
 /// The user agent core of one backend: every transaction, call and registration, with no
-/// socket, thread, clock, lock or random source of its own.
+/// socket, thread, clock or random source of its own, and no shared state but the
+/// application's INVITE filter it reads ([`SipHooks`]).
 ///
 /// # How to drive it
 ///
