@@ -25,7 +25,9 @@ pub use event::{
 pub use io_thread::{IoThread, StopSignal};
 pub use port_pool::{PortLease, PortPool};
 pub use session::{BoundMedia, EndHook, EngineConfig, MediaEngine, MediaSession, SessionSpec};
-pub use sip_transport::{Outbox, SipHandler, SipPeer, SipTransport, SipTransportKind, SHUTDOWN_LINGER};
+pub use sip_transport::{SipHandler, SipTransport, SHUTDOWN_LINGER};
+// The SIP layer's own types for what a handler sends and to whom (kept here for old paths).
+pub use crate::sip::{Outbox, SipPeer, SipTransportKind};
 pub use socket::{MediaSocket, RecvBatch, SendBatch, Waker};
 pub use stats::{SessionStats, StreamStats};
 pub use stream::{MediaStream, RtpSockets, SourcePolicy, StreamConfig};

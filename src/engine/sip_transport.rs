@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::io_thread::{IoThread, StopSignal};
 use super::socket::{poll_readable, MediaSocket, RecvBatch, Wait};
-pub use crate::sip::outbox::{Outbox, SipPeer, SipTransportKind};
-use crate::sip::MAX_MESSAGE_SIZE;
+use crate::sip::{Outbox, SipPeer, SipTransportKind, MAX_MESSAGE_SIZE};
 
 /// Longest the thread sleeps without a timer due; it only bounds how stale `now` can get.
 const MAX_SLEEP: Duration = Duration::from_secs(1);

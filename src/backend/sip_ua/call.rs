@@ -12,7 +12,7 @@ use super::reinvite::{VideoChange, MAX_REINVITE_AUTH};
 use super::state::{
     Call, ClientKind, Phase, ServerEntry, ServerTx, SipCore, TimerKey, ALLOW, SUPPORTED,
 };
-use crate::engine::{EndReason, Outbox, SipPeer};
+use crate::engine::EndReason;
 use crate::sdp::{
     parse_answer, reanswer, reoffer, Answer, AnswerConfig, Direction, Negotiation, ReofferConfig,
     ReofferVideo, SessionDescription,
@@ -24,7 +24,7 @@ use crate::sip::session_timer::{
     SessionTimerAction, SessionTimerPolicy, UasSessionTimer, TIMER_OPTION_TAG,
 };
 use crate::sip::transaction::TransactionEvent;
-use crate::sip::{Method, SipMessage};
+use crate::sip::{Method, Outbox, SipMessage, SipPeer};
 
 impl SipCore {
     /// The session timer our settings ask for.

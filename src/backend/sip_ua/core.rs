@@ -24,7 +24,7 @@ use super::state::{
 };
 use super::timers::TimerQueue;
 use crate::backend::sip_config::SipBackendConfig;
-use crate::engine::{EndReason, Outbox, SipPeer, SipTransportKind};
+use crate::engine::EndReason;
 use crate::sip::auth::DigestAuthenticator;
 use crate::sip::extensions::{unsupported_header, unsupported_requirements, SUPPORTED_OPTION_TAGS};
 use crate::sip::route::NextHop;
@@ -32,7 +32,9 @@ use crate::sip::transaction::{
     InviteClientTransaction, InviteServerTransaction, NonInviteClientTransaction,
     NonInviteServerTransaction, TransactionEvent, TransactionKey,
 };
-use crate::sip::{Method, ParseError, ResponseBuilder, SipMessage, SipRng};
+use crate::sip::{
+    Method, Outbox, ParseError, ResponseBuilder, SipMessage, SipPeer, SipRng, SipTransportKind,
+};
 
 /// How long a digest nonce stays valid.
 const NONCE_TTL: Duration = Duration::from_secs(30);

@@ -10,7 +10,7 @@ use super::host::{MediaChange, MediaError, MediaStart};
 use super::ids::{CallNo, TxId};
 use super::metadata::{call_metadata, Parties};
 use super::state::{Call, CallMedia, ClientKind, Phase, SipCore, UacLeg, ALLOW, SUPPORTED};
-use crate::engine::{EndReason, Outbox, SipPeer};
+use crate::engine::EndReason;
 use crate::sdp::{build_offer, parse_answer, Answer, Negotiation, OfferConfig};
 use crate::sip::auth::DigestClient;
 use crate::sip::dialog::Dialog;
@@ -20,7 +20,7 @@ use crate::sip::session_timer::{
     uac_retry_after_422, uac_session_timer, Refresher, SessionTimer, MIN_SE_FLOOR,
 };
 use crate::sip::transaction::{CancelProgress, TransactionEvent};
-use crate::sip::{Method, RequestBuilder, SipMessage};
+use crate::sip::{Method, Outbox, RequestBuilder, SipMessage, SipPeer};
 
 /// Most INVITEs one dial sends (challenges, a redirect, 422s) before it gives up.
 const MAX_ATTEMPTS: u32 = 6;

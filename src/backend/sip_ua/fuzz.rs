@@ -18,11 +18,11 @@ use super::events::SipCounters;
 use super::host::{FakeHostState, FakeMediaHost};
 use super::state::{SipCore, SipHooks};
 use crate::backend::sip_config::SipBackendConfig;
-use crate::engine::{Outbox, SessionId, SipPeer};
+use crate::engine::SessionId;
 use crate::sdp::{answer, AnswerConfig, SessionDescription};
 use crate::sip::auth::Credentials;
 use crate::sip::transaction::Timers;
-use crate::sip::{Method, ResponseBuilder, SipMessage, SipRng};
+use crate::sip::{Method, Outbox, ResponseBuilder, SipMessage, SipPeer, SipRng};
 
 /// Steps a script runs at most (the fuzzer's inputs are short anyway).
 const MAX_STEPS: usize = 400;

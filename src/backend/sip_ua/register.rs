@@ -6,8 +6,8 @@ use std::time::Instant;
 use super::command::RegisterRequest;
 use super::events::{RegistrationEvent, SipEvent};
 use super::state::{RegEntry, SipCore, TimerKey, DEFAULT_CONTACT_USER, MAX_REGISTRATIONS};
-use crate::engine::Outbox;
 use crate::sip::register::{Registration, RegistrationConfig, RegistrationEvent as Step};
+use crate::sip::Outbox;
 use crate::sip::{SipMessage, Uri};
 
 impl SipCore {

@@ -11,9 +11,9 @@ use super::events::SipEvent;
 use super::host::FakeMediaHost;
 use super::state::{SipCore, SipHooks};
 use crate::backend::sip_config::SipBackendConfig;
-use crate::engine::{Outbox, SessionId};
+use crate::engine::SessionId;
 use crate::sip::auth::{AuthOutcome, Credentials, DigestAuthenticator};
-use crate::sip::{Method, ResponseBuilder, SipMessage, SipPeer, SipRng};
+use crate::sip::{Method, Outbox, ResponseBuilder, SipMessage, SipPeer, SipRng};
 
 const A: u16 = 5301;
 const B: u16 = 5302;

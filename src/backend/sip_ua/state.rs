@@ -17,7 +17,7 @@ use super::ids::{CallNo, ReservationId, TxId};
 use super::reinvite::Reinvites;
 use super::timers::TimerQueue;
 use crate::backend::sip_config::{InviteFilter, SipBackendConfig};
-use crate::engine::{SessionId, SipPeer, SipTransportKind};
+use crate::engine::SessionId;
 use crate::sdp::{Answer, AnswerConfig, Offer};
 use crate::sip::auth::{DigestAuthenticator, DigestClient};
 use crate::sip::dialog::Dialog;
@@ -27,7 +27,7 @@ use crate::sip::transaction::{
     InviteClientTransaction, InviteServerTransaction, NonInviteClientTransaction,
     NonInviteServerTransaction, TransactionKey,
 };
-use crate::sip::{EchoHeaders, SipRng};
+use crate::sip::{EchoHeaders, SipPeer, SipRng, SipTransportKind};
 
 /// Methods we answer, for `Allow`.
 pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE";
@@ -141,7 +141,7 @@ pub(super) enum TimerKey {
 /// Every input carries `now`, and `now` never goes backwards from one call to the next
 /// (an [`Instant`] from a monotonic clock, or a virtual one in tests). Calling
 /// `handle_timeout` early is harmless (nothing is due yet); calling it late only delays
-/// retransmissions.
+/// what was due.
 ///
 /// Every random draw (tags, branches, nonces, SDP session ids, jitter, session ids of
 /// incoming calls) comes from the [`SipRng`] given to [`new`](SipCore::new): with the same

@@ -11,7 +11,8 @@ use super::events::{CallDirectory, SipCounters, SipEvent};
 use super::state::SipCore;
 use crate::engine::dispatch::Dispatcher;
 use crate::engine::event::dispatch_key;
-use crate::engine::{Outbox, SipHandler, SipPeer};
+use crate::engine::SipHandler;
+use crate::sip::{Outbox, SipPeer};
 
 /// Commands a wake-up processes at most before datagrams get their turn.
 const COMMANDS_PER_WAKE: usize = 256;

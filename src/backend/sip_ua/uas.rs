@@ -9,13 +9,13 @@ use super::ids::{CallNo, TxId};
 use super::metadata::{call_metadata, Parties};
 use super::state::{Call, CallMedia, Phase, ServerEntry, ServerTx, SipCore, ALLOW, SUPPORTED};
 use crate::backend::sip_config::{CallDecision, IncomingCall};
-use crate::engine::{EndReason, Outbox, SessionId, SipPeer};
+use crate::engine::{EndReason, SessionId};
 use crate::sdp::{answer, AnswerConfig, SessionDescription};
 use crate::sip::auth::AuthOutcome;
 use crate::sip::dialog::Dialog;
 use crate::sip::session_timer::{Refresher, SessionTimer};
 use crate::sip::transaction::{CancelOutcome, TransactionKey};
-use crate::sip::{retry_after_value, SipMessage};
+use crate::sip::{retry_after_value, Outbox, SipMessage, SipPeer};
 
 /// Why a new INVITE did not become a call.
 pub(super) struct Refusal {
