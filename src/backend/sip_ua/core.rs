@@ -240,7 +240,7 @@ impl SipCore {
     /// nothing is pending. Ask after draining the other polls.
     #[must_use]
     pub fn poll_timeout(&mut self) -> Option<Instant> {
-        self.timers.next()
+        self.timers.poll_timeout()
     }
 
     /// Runs every timer due at `now`.

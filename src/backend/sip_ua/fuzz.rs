@@ -368,7 +368,8 @@ impl Harness {
         };
         match b % 7 {
             0 | 1 => {
-                let s = SessionId::new_v4();
+                // Numbered, not random: the Call-ID is made of it, and a finding must replay.
+                let s = SessionId::from_u128(self.sessions.len() as u128 + 1);
                 self.sessions.push(s);
                 let target = peer(b);
                 self.command(Command::Dial(Box::new(DialRequest {
