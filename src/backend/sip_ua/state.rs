@@ -38,10 +38,10 @@ pub const MAX_REGISTRATIONS: usize = 64;
 
 /// What the application registers for the core to consult (on the SIP thread).
 ///
-/// This one stays shared rather than arriving as a [`Command`](super::Command): it is the application's own
-/// callback, which it may set from any thread at any time, before the SIP thread exists too,
-/// and the core only reads it (it publishes nothing through it), so it is an input the core
-/// looks at, not state it owns.
+/// This one stays shared rather than arriving as a [`Command`](super::Command): it is the
+/// application's own callback, which it may set from any thread at any time (before the SIP
+/// thread exists too), and the core only reads it and publishes nothing through it: an input
+/// the core consults, not state it owns.
 #[derive(Default)]
 pub struct SipHooks {
     /// Screens new INVITEs before any port is taken.
@@ -105,6 +105,7 @@ pub(super) enum TimerKey {
     Client(TxId),
     Invite(TxId),
     Call(CallNo),
+    /// A registration, by the application's [`RegistrationId`](super::RegistrationId).
     Registration(u64),
 }
 
@@ -165,8 +166,9 @@ pub struct SipCore {
     pub(super) servers: HashMap<TxId, ServerEntry>,
     pub(super) server_index: HashMap<TransactionKey, TxId>,
     pub(super) clients: HashMap<TxId, ClientEntry>,
-    // Iterated (ending a call, shutdown, matching responses): ordered maps, so a replay does
-    // not depend on a hasher's random seed.
+    // The maps the core iterates (`invites` when a call ends, `calls` and `registrations` at
+    // shutdown and when matching responses) are ordered: what a replay sends, and in which
+    // order, must not depend on a hasher's random seed.
     pub(super) invites: BTreeMap<TxId, InviteEntry>,
     pub(super) client_index: HashMap<TransactionKey, ClientRef>,
     pub(super) calls: BTreeMap<CallNo, Call>,
