@@ -35,7 +35,7 @@ use crate::engine::{
 use crate::error::{Error, Result};
 use crate::sip::auth::Credentials;
 use crate::sip::route::NextHop;
-use crate::sip::{new_call_id, Uri};
+use crate::sip::{new_call_id, SipRng, Uri};
 
 /// The SIP thread and the handles to reach it, once the backend is started.
 struct Running {
@@ -274,11 +274,16 @@ impl SipVoiceBackend {
             self.with_video,
             Box::new(host),
             self.hooks.clone(),
+            local,
+            SipRng::from_os(),
+        );
+        let thread = SipThread::new(
+            core,
+            rx,
+            self.dispatcher.clone(),
             self.directory.clone(),
             self.counters.clone(),
-            local,
         );
-        let thread = SipThread::new(core, rx, self.dispatcher.clone());
         let transport = SipTransport::spawn(sock, "rkm-sip", thread)
             .map_err(|e| Error::Io("starting the SIP thread".into(), e))?;
         let running = Running {

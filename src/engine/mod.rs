@@ -33,9 +33,10 @@ pub use port_pool::{PortLease, PortPool};
 #[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
 pub use session::{BoundMedia, EndHook, EngineConfig, MediaEngine, MediaSession, SessionSpec};
 #[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
-pub use sip_transport::{
-    Outbox, SipHandler, SipPeer, SipTransport, SipTransportKind, SHUTDOWN_LINGER,
-};
+pub use sip_transport::{SipHandler, SipTransport, SHUTDOWN_LINGER};
+// The SIP layer's own types for what a handler sends and to whom (kept here for old paths).
+#[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
+pub use crate::sip::{Outbox, SipPeer, SipTransportKind};
 #[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
 pub use socket::{MediaSocket, RecvBatch, SendBatch, Waker};
 pub use stats::{SessionStats, StreamStats};

@@ -2,7 +2,7 @@
 //!
 //! The signalling logic lives elsewhere (the backend's call core); this thread only turns the
 //! outside world into calls on a [`SipHandler`]: datagrams as they arrive, a wake-up when another
-//! thread queued work for it, and a timeout when the handler's own `next_timeout` has passed.
+//! thread queued work for it, and a timeout when the handler's own `poll_timeout` has passed.
 //! Everything the handler wants sent is collected in an [`Outbox`] and sent after each call, so
 //! the handler itself never touches the socket.
 
@@ -13,89 +13,21 @@ use std::time::{Duration, Instant};
 
 use super::io_thread::{IoThread, StopSignal};
 use super::socket::{poll_readable, MediaSocket, RecvBatch, Wait};
-use crate::sip::MAX_MESSAGE_SIZE;
+use crate::sip::{Outbox, SipPeer, SipTransportKind, MAX_MESSAGE_SIZE};
 
 /// Longest the thread sleeps without a timer due; it only bounds how stale `now` can get.
 const MAX_SLEEP: Duration = Duration::from_secs(1);
 /// Datagrams taken per `recvmmsg`.
 const BATCH: usize = 32;
 
-/// The transport a SIP message travels on. Only UDP today; the variants to come (TCP, TLS) are
-/// why messages name their transport at all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum SipTransportKind {
-    /// One datagram per message.
-    Udp,
-}
-
-impl SipTransportKind {
-    /// The transport token of a Via header (`SIP/2.0/UDP`).
-    pub fn via_token(self) -> &'static str {
-        match self {
-            SipTransportKind::Udp => "UDP",
-        }
-    }
-}
-
-/// The other end of a SIP message: its address and the transport it came or goes on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct SipPeer {
-    /// The address (for UDP, where the datagram came from or goes to).
-    pub addr: SocketAddr,
-    /// The transport.
-    pub transport: SipTransportKind,
-}
-
-impl SipPeer {
-    /// A UDP peer.
-    pub fn udp(addr: SocketAddr) -> SipPeer {
-        SipPeer {
-            addr,
-            transport: SipTransportKind::Udp,
-        }
-    }
-}
-
-/// Messages to send, each with its destination.
-#[derive(Debug, Default)]
-pub struct Outbox {
-    items: Vec<(Vec<u8>, SipPeer)>,
-}
-
-impl Outbox {
-    /// Queues `data` for `dest`.
-    pub fn push(&mut self, data: Vec<u8>, dest: SipPeer) {
-        self.items.push((data, dest));
-    }
-
-    /// Takes every queued message out, in order (tests and harnesses that carry them
-    /// themselves).
-    #[cfg(any(test, feature = "_internals"))]
-    pub fn drain(&mut self) -> std::vec::Drain<'_, (Vec<u8>, SipPeer)> {
-        self.items.drain(..)
-    }
-
-    /// Number of datagrams queued.
-    #[cfg(any(test, feature = "_internals"))]
-    pub fn len(&self) -> usize {
-        self.items.len()
-    }
-
-    /// True when nothing is queued.
-    #[cfg(any(test, feature = "_internals"))]
-    pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
-    }
-
-    fn flush(&mut self, sock: &MediaSocket) {
-        for (data, dest) in self.items.drain(..) {
-            match dest.transport {
-                // A send error (unreachable peer, full buffer) loses this datagram only; SIP's
-                // retransmissions cover it.
-                SipTransportKind::Udp => {
-                    let _ = sock.send_to(&data, dest.addr);
-                }
+/// Sends everything `out` holds on `sock`.
+fn flush(out: &mut Outbox, sock: &MediaSocket) {
+    for (data, dest) in out.drain() {
+        match dest.transport {
+            // A send error (unreachable peer, full buffer) loses this datagram only; SIP's
+            // retransmissions cover it.
+            SipTransportKind::Udp => {
+                let _ = sock.send_to(&data, dest.addr);
             }
         }
     }
@@ -107,10 +39,10 @@ pub trait SipHandler: Send + 'static {
     fn on_datagram(&mut self, data: &[u8], from: SipPeer, now: Instant, out: &mut Outbox);
     /// Another thread woke the SIP thread: look at the command queue.
     fn on_wake(&mut self, now: Instant, out: &mut Outbox);
-    /// Time has reached (or passed) the last `next_timeout`.
+    /// Time has reached (or passed) the last `poll_timeout`.
     fn on_timeout(&mut self, now: Instant, out: &mut Outbox);
     /// When `on_timeout` next needs to run; `None` when no timer is pending.
-    fn next_timeout(&mut self) -> Option<Instant>;
+    fn poll_timeout(&mut self) -> Option<Instant>;
     /// The thread is stopping: last words (BYE for live calls, un-REGISTERs) go out before the
     /// socket closes.
     fn on_shutdown(&mut self, now: Instant, out: &mut Outbox);
@@ -170,7 +102,7 @@ fn run<H: SipHandler>(sock: MediaSocket, mut handler: H, stop: StopSignal) {
                 return;
             }
         }
-        let mut sleep = handler.next_timeout().map_or(MAX_SLEEP, |t| {
+        let mut sleep = handler.poll_timeout().map_or(MAX_SLEEP, |t| {
             t.saturating_duration_since(now).min(MAX_SLEEP)
         });
         if let Some(end) = linger_until {
@@ -184,12 +116,12 @@ fn run<H: SipHandler>(sock: MediaSocket, mut handler: H, stop: StopSignal) {
             stop.reset();
             if !stop.is_stopped() {
                 handler.on_wake(now, &mut out);
-                out.flush(&sock);
+                flush(&mut out, &sock);
             }
         }
         if stop.is_stopped() && linger_until.is_none() {
             handler.on_shutdown(now, &mut out);
-            out.flush(&sock);
+            flush(&mut out, &sock);
             linger_until = Some(now + SHUTDOWN_LINGER);
             continue;
         }
@@ -209,16 +141,16 @@ fn run<H: SipHandler>(sock: MediaSocket, mut handler: H, stop: StopSignal) {
                         handler.on_datagram(d.data, from, now, &mut out);
                     }
                 }
-                out.flush(&sock);
+                flush(&mut out, &sock);
                 if n < BATCH {
                     break;
                 }
             }
         }
         let now = Instant::now();
-        if handler.next_timeout().is_some_and(|t| t <= now) {
+        if handler.poll_timeout().is_some_and(|t| t <= now) {
             handler.on_timeout(now, &mut out);
-            out.flush(&sock);
+            flush(&mut out, &sock);
         }
     }
 }

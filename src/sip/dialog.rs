@@ -9,6 +9,7 @@ use std::fmt;
 
 use super::builder::{new_branch, RequestBuilder};
 use super::message::{Method, NameAddr, SipMessage};
+use super::rng::SipRng;
 use super::route::{next_hop, route_request, NextHop, RoutedRequest};
 
 /// Identifies a dialog: Call-ID plus both tags.
@@ -276,12 +277,35 @@ impl Dialog {
     /// `sent_by` is our `host:port` for the Via, `transport` e.g. `UDP`.
     pub fn request(&mut self, method: Method, sent_by: &str, transport: &str) -> RequestBuilder {
         let cseq = self.next_cseq();
-        self.request_with_cseq(method, cseq, sent_by, transport)
+        self.request_with_cseq(method, cseq, sent_by, transport, &new_branch())
+    }
+
+    /// [`request`](Dialog::request) with the branch drawn from `rng` (a sans-IO core's).
+    pub fn request_with_rng(
+        &mut self,
+        method: Method,
+        sent_by: &str,
+        transport: &str,
+        rng: &mut SipRng,
+    ) -> RequestBuilder {
+        let cseq = self.next_cseq();
+        self.request_with_cseq(method, cseq, sent_by, transport, &rng.branch())
     }
 
     /// The ACK for a 2xx to our INVITE with CSeq `invite_cseq` (same number, its own branch).
     pub fn ack(&self, invite_cseq: u32, sent_by: &str, transport: &str) -> RequestBuilder {
-        self.request_with_cseq(Method::Ack, invite_cseq, sent_by, transport)
+        self.request_with_cseq(Method::Ack, invite_cseq, sent_by, transport, &new_branch())
+    }
+
+    /// [`ack`](Dialog::ack) with the branch drawn from `rng` (a sans-IO core's).
+    pub fn ack_with_rng(
+        &self,
+        invite_cseq: u32,
+        sent_by: &str,
+        transport: &str,
+        rng: &mut SipRng,
+    ) -> RequestBuilder {
+        self.request_with_cseq(Method::Ack, invite_cseq, sent_by, transport, &rng.branch())
     }
 
     fn request_with_cseq(
@@ -290,6 +314,7 @@ impl Dialog {
         cseq: u32,
         sent_by: &str,
         transport: &str,
+        branch: &str,
     ) -> RequestBuilder {
         let RoutedRequest {
             request_uri: uri,
@@ -297,8 +322,7 @@ impl Dialog {
         } = route_request(&self.remote_target, &self.route_set);
         let mut b = RequestBuilder::new(method, &uri)
             .via(&format!(
-                "SIP/2.0/{transport} {sent_by};branch={};rport",
-                new_branch()
+                "SIP/2.0/{transport} {sent_by};branch={branch};rport"
             ))
             .from(&self.local_party)
             .to(&self.remote_party)

@@ -17,6 +17,8 @@
 //! - [`extensions`]: option tags (`Require`/`Supported`, 420 Bad Extension).
 //! - [`info_dtmf`]: DTMF digits in INFO bodies.
 //! - [`redirect`]: choosing the Contact a 3xx sends us to.
+//! - [`outbox`]: the datagrams a sans-IO core wants sent, with their destinations.
+//! - [`rng`]: [`SipRng`], the one seeded source of every random draw (tags, branches, nonces).
 
 // A pure layer: any `unsafe` the engine needs lives in engine/ (or ffi/), never here.
 #![forbid(unsafe_code)]
@@ -28,8 +30,10 @@ pub mod dialog;
 pub mod extensions;
 pub mod info_dtmf;
 pub mod message;
+pub mod outbox;
 pub mod redirect;
 pub mod register;
+pub mod rng;
 pub mod route;
 pub mod session_timer;
 mod syntax;
@@ -47,5 +51,7 @@ pub use message::{
     parse, CSeq, EchoHeaders, HeaderField, MessageKind, Method, NameAddr, ParseError, Rejection,
     SipMessage, Uri, Via, MAX_MESSAGE_SIZE,
 };
+pub use outbox::{Outbox, SipPeer, SipTransportKind};
+pub use rng::SipRng;
 #[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
 pub use syntax::Param;

@@ -30,9 +30,10 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use super::auth::{Credentials, DigestClient};
-use super::builder::{new_branch, new_call_id, new_tag, RequestBuilder};
+use super::builder::RequestBuilder;
 use super::check;
 use super::message::{Method, NameAddr, SipMessage, Uri};
+use super::rng::SipRng;
 #[cfg(any(test, feature = "_internals"))]
 use super::route::{next_hop, NextHop};
 use super::transaction::{NonInviteClientTransaction, Timers, TransactionEvent};
@@ -181,6 +182,8 @@ pub struct Registration {
     interval_retries: u32,
     transmit: VecDeque<Vec<u8>>,
     events: VecDeque<RegistrationEvent>,
+    /// Draws the branch of every REGISTER.
+    rng: SipRng,
 }
 
 /// The Request-URI a registration uses when none is configured: the AOR without its user.
@@ -216,10 +219,21 @@ pub fn retry_delay(failures: u32, base: Duration, max: Duration) -> Duration {
 }
 
 impl Registration {
-    /// Starts registering: the first REGISTER is queued at once.
+    /// Starts registering: the first REGISTER is queued at once. Its Call-ID, tag, branches
+    /// and cnonces are drawn from the OS.
     pub fn new(
         config: RegistrationConfig,
         now: Instant,
+    ) -> Result<Registration, RegistrationError> {
+        Registration::with_rng(config, now, SipRng::from_os())
+    }
+
+    /// [`new`](Registration::new) with every random draw taken from `rng` (a sans-IO core's,
+    /// so its runs replay).
+    pub fn with_rng(
+        config: RegistrationConfig,
+        now: Instant,
+        mut rng: SipRng,
     ) -> Result<Registration, RegistrationError> {
         let bad = |what: &str| RegistrationError(what.to_string());
         let aor = Uri::parse(&config.aor).map_err(|_| bad("the AOR is not a URI"))?;
@@ -254,11 +268,14 @@ impl Registration {
             request_uri,
             contact_uri,
             route_set,
-            call_id: new_call_id(host),
-            from_tag: new_tag(),
+            call_id: rng.call_id(host),
+            from_tag: rng.tag(),
             cseq: 0,
             expires: config.expires,
-            auth: config.credentials.clone().map(DigestClient::new),
+            auth: config
+                .credentials
+                .clone()
+                .map(|c| DigestClient::with_rng(c, rng.fork())),
             tx: None,
             awaiting: false,
             unregistering: false,
@@ -269,6 +286,7 @@ impl Registration {
             interval_retries: 0,
             transmit: VecDeque::new(),
             events: VecDeque::new(),
+            rng,
             config,
         };
         // Every later REGISTER differs only in CSeq, branch, expiry and credentials: if this
@@ -374,7 +392,7 @@ impl Registration {
                 "SIP/2.0/{} {};branch={};rport",
                 c.transport,
                 c.sent_by,
-                new_branch()
+                self.rng.branch()
             ))
             .from(&format!("<{}>;tag={}", c.aor, self.from_tag))
             .to(&format!("<{}>", c.aor))

@@ -5,18 +5,18 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use super::core::{
-    ClientKind, ServerEntry, ServerTx, SipCore, SipCounters, TimerKey, ALLOW, SUPPORTED,
-};
-use super::dial::UacLeg;
-use super::events::{CallProgress, CallState, SipEvent};
+use super::events::{CallProgress, CallState, SharedUpdate, SipCounter, SipEvent};
 use super::host::MediaChange;
-use crate::engine::{EndReason, Outbox, SessionId, SipPeer};
-use crate::sdp::{
-    parse_answer, reanswer, reoffer, Answer, AnswerConfig, Direction, Negotiation, Offer,
-    ReofferConfig, ReofferVideo, SessionDescription,
+use super::ids::{CallNo, TxId};
+use super::reinvite::{VideoChange, MAX_REINVITE_AUTH};
+use super::state::{
+    Call, ClientKind, Phase, ServerEntry, ServerTx, SipCore, TimerKey, ALLOW, SUPPORTED,
 };
-use crate::sip::auth::DigestClient;
+use crate::engine::EndReason;
+use crate::sdp::{
+    parse_answer, reanswer, reoffer, Answer, AnswerConfig, Direction, Negotiation, ReofferConfig,
+    ReofferVideo, SessionDescription,
+};
 use crate::sip::dialog::Dialog;
 use crate::sip::info_dtmf::{parse_info_dtmf, InfoDtmfError};
 use crate::sip::session_timer::{
@@ -24,175 +24,19 @@ use crate::sip::session_timer::{
     SessionTimerAction, SessionTimerPolicy, UasSessionTimer, TIMER_OPTION_TAG,
 };
 use crate::sip::transaction::TransactionEvent;
-use crate::sip::{Method, SipMessage};
+use crate::sip::{Method, Outbox, SipMessage, SipPeer};
 
-/// A video change offered in our re-INVITE.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum VideoChange {
-    /// Video added, on the port of this reservation.
-    Add {
-        reservation: u64,
-        port: u16,
-    },
-    Remove,
-}
-
-/// Challenges one re-INVITE answers before it gives up.
-const MAX_REINVITE_AUTH: u8 = 2;
-
-/// Where a call stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Phase {
-    /// Incoming: sessions exist, 180 sent; the 200 goes out at `answer_at`.
-    Ringing { answer_at: Instant },
-    /// Outgoing: our INVITE awaits its final response.
-    Dialing,
-    /// 200 sent or received: the dialog is confirmed.
-    Confirmed,
-}
-
-/// A call's media as signalling sees it.
-#[derive(Debug)]
-pub(super) struct CallMedia {
-    /// Ports bound for the call whose media has not started.
-    pub reservation: Option<u64>,
-    /// The session's media runs (the host must close it).
-    pub started: bool,
-    /// The description we last sent and what it agreed to.
-    pub local: Option<Answer>,
-    /// Our ports and codecs, for answering new offers.
-    pub answer_cfg: AnswerConfig,
-    /// Our offer in an outgoing re-INVITE, awaiting its answer.
-    pub pending_offer: Option<Offer>,
-}
-
-/// The user part of our Contact when the application named none.
-pub(super) const DEFAULT_CONTACT_USER: &str = "roomkit";
-
-/// One call and everything released with it.
-pub(super) struct Call {
-    pub no: u64,
-    pub call_id: String,
-    pub session: SessionId,
-    pub outgoing: bool,
-    pub phase: Phase,
-    /// The dialog (an outgoing call has one from its first tagged response).
-    pub dialog: Option<Dialog>,
-    /// Where requests go when the dialog's next hop names no IP address: where the INVITE
-    /// came from, or where ours went.
-    pub peer: SipPeer,
-    /// The server transaction of the INVITE we answer now (initial or re-INVITE).
-    pub invite_tx: Option<u64>,
-    pub media: CallMedia,
-    /// The session timer, when one was negotiated.
-    pub timer: Option<SessionTimer>,
-    /// Incoming, until answered: the session timer the 200 will carry, and its headers.
-    pub uas_timer: Option<(SessionExpires, Vec<(&'static str, String)>)>,
-    /// The session as announced (an incoming call's `on_call`).
-    pub info: Option<std::sync::Arc<crate::engine::SessionInfo>>,
-    /// Our re-INVITE in progress (its INVITE client transaction).
-    pub reinvite: Option<u64>,
-    /// A session refresh waits to be sent (or is in progress).
-    pub reinvite_refresh: bool,
-    /// Challenges answered for the re-INVITE in progress.
-    pub reinvite_auth_tries: u8,
-    /// A hold (`true`) or resume the application asked for and no re-INVITE carried yet.
-    pub want_hold: Option<bool>,
-    /// We hold the far end (our last answered offer was `sendonly`).
-    pub held_by_us: bool,
-    /// The hold state our re-INVITE in progress offers (`None`: a refresh).
-    pub pending_hold: Option<bool>,
-    /// Video added (`true`) or removed the application asked for and no re-INVITE carried yet.
-    pub want_video: Option<bool>,
-    /// The video change our re-INVITE in progress offers.
-    pub pending_video: Option<VideoChange>,
-    /// When to try the re-INVITE again after a 491 (RFC 3261 §14.1).
-    pub retry_at: Option<Instant>,
-    /// Our first INVITE, while dialing.
-    pub uac: Option<Box<UacLeg>>,
-    /// The ACK we sent for the 2xx of our INVITE transaction `.0` (sent again when the 2xx
-    /// is retransmitted).
-    pub ack: Option<(u64, Vec<u8>, SipPeer)>,
-    /// Credentials a dialed call learned; in-dialog requests carry them too.
-    pub auth: Option<DigestClient>,
-    /// The user part of our Contact.
-    pub contact_user: String,
-    /// The last progress reported (dialed calls).
-    pub last_state: Option<CallState>,
-}
-
-/// The session timer our settings ask for (`None`: we do not ask for one).
-pub(super) fn timer_policy(core: &SipCore) -> SessionTimerPolicy {
-    SessionTimerPolicy {
-        interval: core.cfg.session_expires.max(core.cfg.min_se),
-        min_se: core.cfg.min_se,
-    }
-}
-
-impl Call {
-    /// A call in `phase` with no dialog, transaction, timer or re-INVITE yet: what an incoming
-    /// and a dialed call have in common. The caller sets what only its side has.
-    pub(super) fn new(
-        no: u64,
-        call_id: String,
-        session: SessionId,
-        outgoing: bool,
-        phase: Phase,
-        peer: SipPeer,
-        media: CallMedia,
-    ) -> Call {
-        Call {
-            no,
-            call_id,
-            session,
-            outgoing,
-            phase,
-            dialog: None,
-            peer,
-            invite_tx: None,
-            media,
-            timer: None,
-            uas_timer: None,
-            info: None,
-            reinvite: None,
-            reinvite_refresh: false,
-            reinvite_auth_tries: 0,
-            want_hold: None,
-            held_by_us: false,
-            pending_hold: None,
-            want_video: None,
-            pending_video: None,
-            retry_at: None,
-            uac: None,
-            ack: None,
-            auth: None,
-            contact_user: DEFAULT_CONTACT_USER.into(),
-            last_state: None,
+impl SipCore {
+    /// The session timer our settings ask for.
+    pub(super) fn timer_policy(&self) -> SessionTimerPolicy {
+        SessionTimerPolicy {
+            interval: self.cfg.session_expires.max(self.cfg.min_se),
+            min_se: self.cfg.min_se,
         }
     }
 
-    /// When the call's own timer (ringing, dial timeout, retry, session timer) is due.
-    fn deadline(&self) -> Option<Instant> {
-        let ring = match self.phase {
-            Phase::Ringing { answer_at } => Some(answer_at),
-            _ => None,
-        };
-        let dial = self.uac.as_ref().and_then(|u| u.deadline());
-        [
-            ring,
-            dial,
-            self.retry_at,
-            self.timer.as_ref().and_then(SessionTimer::next_timeout),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-    }
-}
-
-impl SipCore {
     /// Schedules call `no`'s timer after a change.
-    pub(super) fn schedule_call(&mut self, no: u64) {
+    pub(super) fn schedule_call(&mut self, no: CallNo) {
         let at = self.calls.get(&no).and_then(Call::deadline);
         self.timers.set(TimerKey::Call(no), at);
     }
@@ -207,7 +51,7 @@ impl SipCore {
     }
 
     /// Reports a dialed call's progress (each state once).
-    pub(super) fn progress(&mut self, no: u64, state: CallState, status: u16, reason: &str) {
+    pub(super) fn progress(&mut self, no: CallNo, state: CallState, status: u16, reason: &str) {
         let Some(c) = self.calls.get_mut(&no) else {
             return;
         };
@@ -222,14 +66,14 @@ impl SipCore {
             status,
             reason: reason.to_string(),
         };
-        self.directory.progress(session, &p);
+        self.publish(SharedUpdate::CallProgress(session, p.clone()));
         self.emit(SipEvent::CallState(session, p));
     }
 
     /// Removes a call: closes its media (firing `on_client_disconnected`) or frees its ports.
     /// A dialed call that was never told how it ended hears `Ended` (or `Failed` when it was
     /// never answered).
-    pub(super) fn end_call(&mut self, no: u64, reason: &str, why: EndReason) {
+    pub(super) fn end_call(&mut self, no: CallNo, reason: &str, why: EndReason) {
         let answered = self
             .calls
             .get(&no)
@@ -253,8 +97,8 @@ impl SipCore {
             self.call_index.remove(&c.call_id);
         }
         self.by_session.remove(&c.session);
-        self.directory.remove(c.session);
-        SipCounters::inc(&self.counters.calls_ended);
+        self.publish(SharedUpdate::CallRemoved(c.session));
+        self.count(SipCounter::CallsEnded);
         if c.media.started {
             self.host.close(c.session, why);
         }
@@ -262,7 +106,7 @@ impl SipCore {
             self.host.release(r);
         }
         // Ports bound for video our unanswered re-INVITE offered.
-        if let Some(VideoChange::Add { reservation, .. }) = c.pending_video {
+        if let Some(VideoChange::Add { reservation, .. }) = c.reinvite.pending_video {
             self.host.release(reservation);
         }
     }
@@ -271,7 +115,7 @@ impl SipCore {
     /// goes. `None` without a dialog.
     fn dialog_request(
         &mut self,
-        no: u64,
+        no: CallNo,
         method: Method,
         headers: &[(&str, String)],
         body: Option<(&str, &[u8])>,
@@ -283,7 +127,7 @@ impl SipCore {
         let dest = SipCore::hop_addr(c.dialog.as_ref().and_then(Dialog::next_hop), c.peer);
         let d = c.dialog.as_mut()?;
         let uri = crate::sip::route::route_request(d.remote_target(), d.route_set()).request_uri;
-        let mut b = d.request(method.clone(), &sent_by, transport);
+        let mut b = d.request_with_rng(method.clone(), &sent_by, transport, &mut self.rng);
         b = b.header("User-Agent", &ua);
         for (n, v) in headers {
             b = b.header(n, v);
@@ -300,20 +144,20 @@ impl SipCore {
     }
 
     /// Sends a BYE for call `no` in a client transaction (retransmitted until answered).
-    pub(super) fn send_bye(&mut self, no: u64, now: Instant, out: &mut Outbox) {
+    pub(super) fn send_bye(&mut self, no: CallNo, now: Instant, out: &mut Outbox) {
         let sent = self
             .dialog_request(no, Method::Bye, &[], None)
             .and_then(|(req, dest)| self.send_non_invite(req, dest, ClientKind::Bye, now, out));
         if sent.is_none() {
             // The dialog checked its parts when it was made: this is a bug if it happens,
             // counted, never silent.
-            SipCounters::inc(&self.counters.bye_failures);
+            self.count(SipCounter::ByeFailures);
         }
     }
 
     /// Ends call `no` from our side: 480 while it rings here, CANCEL while we dial, BYE once
     /// it is up.
-    pub(super) fn hang_up(&mut self, no: u64, now: Instant, out: &mut Outbox) {
+    pub(super) fn hang_up(&mut self, no: CallNo, now: Instant, out: &mut Outbox) {
         let Some(c) = self.calls.get(&no) else {
             return;
         };
@@ -333,7 +177,7 @@ impl SipCore {
     }
 
     /// The backend stops: every call ends now.
-    pub(super) fn hang_up_for_shutdown(&mut self, no: u64, now: Instant, out: &mut Outbox) {
+    pub(super) fn hang_up_for_shutdown(&mut self, no: CallNo, now: Instant, out: &mut Outbox) {
         let Some(c) = self.calls.get(&no) else {
             return;
         };
@@ -352,7 +196,7 @@ impl SipCore {
     }
 
     /// Call `no`'s own timer fired.
-    pub(super) fn call_timeout(&mut self, no: u64, now: Instant, out: &mut Outbox) {
+    pub(super) fn call_timeout(&mut self, no: CallNo, now: Instant, out: &mut Outbox) {
         let Some(c) = self.calls.get(&no) else {
             return;
         };
@@ -371,9 +215,9 @@ impl SipCore {
             self.dial_timed_out(no, now, out);
         }
         if let Some(c) = self.calls.get_mut(&no) {
-            if c.retry_at.is_some_and(|t| t <= now) {
-                c.retry_at = None;
-                let refresh = c.reinvite_refresh;
+            if c.reinvite.retry_at.is_some_and(|t| t <= now) {
+                c.reinvite.retry_at = None;
+                let refresh = c.reinvite.refresh;
                 self.send_reinvite(no, refresh, now, out);
             }
         }
@@ -407,7 +251,7 @@ impl SipCore {
         if req.header("Session-Expires").is_none() {
             return Ok(None);
         }
-        match uas_session_timer(req, &timer_policy(self)) {
+        match uas_session_timer(req, &self.timer_policy()) {
             Ok(UasSessionTimer::TooSmall { min_se }) => {
                 Err((422, vec![("Min-SE", min_se.to_string())]))
             }
@@ -428,7 +272,7 @@ impl SipCore {
     /// A re-INVITE in a dialog of ours (either side's call).
     pub(super) fn handle_reinvite(
         &mut self,
-        id: u64,
+        id: TxId,
         req: &SipMessage,
         now: Instant,
         out: &mut Outbox,
@@ -451,7 +295,7 @@ impl SipCore {
             self.respond(id, None, status, &[], None, now, out);
             return;
         }
-        if c.phase != Phase::Confirmed || c.reinvite.is_some() {
+        if c.phase != Phase::Confirmed || c.reinvite.tx.is_some() {
             // An offer while one of ours is unanswered (RFC 3261 §14.2).
             self.respond(id, None, 491, &[], None, now, out);
             return;
@@ -504,7 +348,7 @@ impl SipCore {
 
     /// Answers a new offer in call `no`: moves the media and returns our answer, or the status
     /// to refuse it with (488).
-    fn answer_offer(&mut self, no: u64, body: &[u8]) -> Result<String, u16> {
+    fn answer_offer(&mut self, no: CallNo, body: &[u8]) -> Result<String, u16> {
         let offer = SessionDescription::parse(body).map_err(|_| 488u16)?;
         let c = self.calls.get(&no).ok_or(481u16)?;
         let has_video = c
@@ -528,7 +372,7 @@ impl SipCore {
         let local = c.media.local.as_ref().ok_or(491u16)?;
         // While we hold the far end we keep not receiving, whatever it offers.
         let mut cfg = AnswerConfig {
-            direction: if c.held_by_us {
+            direction: if c.reinvite.held_by_us {
                 Direction::SendOnly
             } else {
                 Direction::SendRecv
@@ -596,18 +440,18 @@ impl SipCore {
 
     /// The application asks to add or remove video: a re-INVITE as soon as none is in
     /// progress.
-    pub(super) fn request_video(&mut self, no: u64, on: bool, now: Instant, out: &mut Outbox) {
+    pub(super) fn request_video(&mut self, no: CallNo, on: bool, now: Instant, out: &mut Outbox) {
         let Some(c) = self.calls.get_mut(&no) else {
             return;
         };
-        c.want_video = Some(on && self.with_video);
+        c.reinvite.want_video = Some(on && self.with_video);
         self.send_reinvite(no, false, now, out);
     }
 
     /// An UPDATE (RFC 3311): a session refresh without a body, a new offer with one.
     pub(super) fn handle_update(
         &mut self,
-        id: u64,
+        id: TxId,
         req: &SipMessage,
         now: Instant,
         out: &mut Outbox,
@@ -626,7 +470,7 @@ impl SipCore {
         let sdp = if req.body().is_empty() {
             None
         } else {
-            if self.calls[&no].reinvite.is_some() {
+            if self.calls[&no].reinvite.tx.is_some() {
                 self.respond(id, Some(req), 491, &[], None, now, out);
                 return;
             }
@@ -649,7 +493,13 @@ impl SipCore {
     }
 
     /// A BYE: the far end ends the call.
-    pub(super) fn handle_bye(&mut self, id: u64, req: &SipMessage, now: Instant, out: &mut Outbox) {
+    pub(super) fn handle_bye(
+        &mut self,
+        id: TxId,
+        req: &SipMessage,
+        now: Instant,
+        out: &mut Outbox,
+    ) {
         let Some(no) = self.accept_in_dialog(id, req, now, out) else {
             return;
         };
@@ -670,7 +520,7 @@ impl SipCore {
     /// an empty one is a keep-alive.
     pub(super) fn handle_info(
         &mut self,
-        id: u64,
+        id: TxId,
         req: &SipMessage,
         now: Instant,
         out: &mut Outbox,
@@ -708,17 +558,23 @@ impl SipCore {
     }
 
     /// The application asks to hold or resume: a re-INVITE as soon as none is in progress.
-    pub(super) fn request_hold(&mut self, no: u64, hold: bool, now: Instant, out: &mut Outbox) {
+    pub(super) fn request_hold(&mut self, no: CallNo, hold: bool, now: Instant, out: &mut Outbox) {
         let Some(c) = self.calls.get_mut(&no) else {
             return;
         };
-        c.want_hold = Some(hold);
+        c.reinvite.want_hold = Some(hold);
         self.send_reinvite(no, false, now, out);
     }
 
     /// Sends our re-INVITE: the hold state asked for, or a session refresh with the
     /// description unchanged. Waits (does nothing) while another offer is in progress.
-    pub(super) fn send_reinvite(&mut self, no: u64, refresh: bool, now: Instant, out: &mut Outbox) {
+    pub(super) fn send_reinvite(
+        &mut self,
+        no: CallNo,
+        refresh: bool,
+        now: Instant,
+        out: &mut Outbox,
+    ) {
         let session_name = self.cfg.user_agent.clone();
         let contact = self.contact_uri(
             &self
@@ -734,9 +590,9 @@ impl SipCore {
         let Some(c) = self.calls.get_mut(&no) else {
             return;
         };
-        if c.phase != Phase::Confirmed || c.reinvite.is_some() || c.retry_at.is_some() {
+        if c.phase != Phase::Confirmed || c.reinvite.tx.is_some() || c.reinvite.retry_at.is_some() {
             if refresh {
-                c.reinvite_refresh = true;
+                c.reinvite.refresh = true;
             }
             return;
         }
@@ -748,7 +604,7 @@ impl SipCore {
         else {
             return;
         };
-        let want_video = c.want_video.take().unwrap_or(has_video);
+        let want_video = c.reinvite.want_video.take().unwrap_or(has_video);
         let video_change = match (has_video, want_video) {
             (false, true) => match self.host.reserve_video() {
                 Ok(r) => r.video_port.map(|port| VideoChange::Add {
@@ -765,9 +621,9 @@ impl SipCore {
         let Some(local) = c.media.local.as_ref() else {
             return;
         };
-        let hold = c.want_hold.take().unwrap_or(c.held_by_us);
-        let changes = hold != c.held_by_us || video_change.is_some();
-        if !changes && !refresh && !c.reinvite_refresh {
+        let hold = c.reinvite.want_hold.take().unwrap_or(c.reinvite.held_by_us);
+        let changes = hold != c.reinvite.held_by_us || video_change.is_some();
+        if !changes && !refresh && !c.reinvite.refresh {
             return;
         }
         let direction = if hold {
@@ -823,12 +679,12 @@ impl SipCore {
         };
         let c = self.calls.get_mut(&no).expect("checked above");
         c.media.pending_offer = Some(offer);
-        c.reinvite_refresh = false;
-        c.pending_hold = changes.then_some(hold);
-        c.pending_video = video_change;
+        c.reinvite.refresh = false;
+        c.reinvite.pending_hold = changes.then_some(hold);
+        c.reinvite.pending_video = video_change;
         if let Ok(id) = self.send_invite(req, dest, no, true, now, out) {
             if let Some(c) = self.calls.get_mut(&no) {
-                c.reinvite = Some(id);
+                c.reinvite.tx = Some(id);
             }
         }
     }
@@ -836,8 +692,8 @@ impl SipCore {
     /// What our re-INVITE's transaction reports.
     pub(super) fn on_reinvite_event(
         &mut self,
-        no: u64,
-        tx: u64,
+        no: CallNo,
+        tx: TxId,
         ev: TransactionEvent,
         now: Instant,
         out: &mut Outbox,
@@ -845,7 +701,7 @@ impl SipCore {
         let Some(c) = self.calls.get(&no) else {
             return;
         };
-        let current = c.reinvite == Some(tx);
+        let current = c.reinvite.tx == Some(tx);
         match ev {
             TransactionEvent::Response(resp) => {
                 let status = resp.status().unwrap_or_default();
@@ -874,7 +730,7 @@ impl SipCore {
     }
 
     /// ACKs a 2xx to our INVITE transaction `tx` (again for a retransmitted 2xx).
-    pub(super) fn ack_2xx(&mut self, no: u64, tx: u64, resp: &SipMessage, out: &mut Outbox) {
+    pub(super) fn ack_2xx(&mut self, no: CallNo, tx: TxId, resp: &SipMessage, out: &mut Outbox) {
         let sent_by = self.sent_by.clone();
         let transport = self.via_transport();
         let Some(c) = self.calls.get_mut(&no) else {
@@ -890,7 +746,7 @@ impl SipCore {
             return;
         };
         let dest = SipCore::hop_addr(d.next_hop(), c.peer);
-        let mut b = d.ack(resp.cseq().number, &sent_by, transport);
+        let mut b = d.ack_with_rng(resp.cseq().number, &sent_by, transport, &mut self.rng);
         if let Some(auth) = c.auth.as_mut() {
             let uri =
                 crate::sip::route::route_request(d.remote_target(), d.route_set()).request_uri;
@@ -903,21 +759,21 @@ impl SipCore {
         c.ack = Some((tx, ack, dest));
     }
 
-    fn reinvite_answered(&mut self, no: u64, resp: &SipMessage, now: Instant, out: &mut Outbox) {
+    fn reinvite_answered(&mut self, no: CallNo, resp: &SipMessage, now: Instant, out: &mut Outbox) {
         let Some(c) = self.calls.get_mut(&no) else {
             return;
         };
-        c.reinvite = None;
-        c.reinvite_auth_tries = 0;
-        if let Some(h) = c.pending_hold.take() {
-            c.held_by_us = h;
+        c.reinvite.tx = None;
+        c.reinvite.auth_tries = 0;
+        if let Some(h) = c.reinvite.pending_hold.take() {
+            c.reinvite.held_by_us = h;
         }
         if let Some(d) = c.dialog.as_mut() {
             // A 2xx to a re-INVITE refreshes the remote target (RFC 3261 §12.2.1.2).
             d.refresh_target(resp);
         }
         let session = c.session;
-        let video_change = c.pending_video.take();
+        let video_change = c.reinvite.pending_video.take();
         if let Some(offer) = c.media.pending_offer.take() {
             match parse_answer(&offer, resp.body()) {
                 Ok(neg) => {
@@ -1004,15 +860,15 @@ impl SipCore {
         self.after_reinvite(no, now, out);
     }
 
-    fn reinvite_failed(&mut self, no: u64, resp: &SipMessage, now: Instant, out: &mut Outbox) {
+    fn reinvite_failed(&mut self, no: CallNo, resp: &SipMessage, now: Instant, out: &mut Outbox) {
         let status = resp.status().unwrap_or_default();
         let Some(c) = self.calls.get_mut(&no) else {
             return;
         };
-        c.reinvite = None;
+        c.reinvite.tx = None;
         c.media.pending_offer = None;
-        let offered = c.pending_hold.take();
-        let video = c.pending_video.take();
+        let offered = c.reinvite.pending_hold.take();
+        let video = c.reinvite.pending_video.take();
         if let Some(v) = video {
             if let VideoChange::Add { reservation, .. } = v {
                 self.host.release(reservation);
@@ -1020,7 +876,8 @@ impl SipCore {
             // Asked again when the re-INVITE is retried; given up when it was refused.
             if matches!(status, 401 | 407 | 491) {
                 let c = self.calls.get_mut(&no).expect("still there");
-                c.want_video
+                c.reinvite
+                    .want_video
                     .get_or_insert(matches!(v, VideoChange::Add { .. }));
             }
         }
@@ -1029,34 +886,34 @@ impl SipCore {
         };
         // A challenge (the far end wants credentials in the dialog too, or its nonce went
         // stale): answer it and send the same re-INVITE again, a few times at most.
-        if matches!(status, 401 | 407) && c.reinvite_auth_tries < MAX_REINVITE_AUTH {
+        if matches!(status, 401 | 407) && c.reinvite.auth_tries < MAX_REINVITE_AUTH {
             if let Some(auth) = c.auth.as_mut() {
                 if auth.handle_challenge(resp).is_ok() {
-                    c.reinvite_auth_tries += 1;
+                    c.reinvite.auth_tries += 1;
                     match offered {
-                        Some(h) => c.want_hold = Some(h),
-                        None => c.reinvite_refresh = true,
+                        Some(h) => c.reinvite.want_hold = Some(h),
+                        None => c.reinvite.refresh = true,
                     }
                     self.after_reinvite(no, now, out);
                     return;
                 }
             }
         }
-        c.reinvite_auth_tries = 0;
+        c.reinvite.auth_tries = 0;
         match status {
             491 => {
                 // Glare: try again later, 2.1-4 s when the Call-ID is ours, 0-2 s otherwise.
                 let ms = if c.outgoing {
-                    2100 + rand::random::<u64>() % 1900
+                    2100 + self.rng.next_u64() % 1900
                 } else {
-                    rand::random::<u64>() % 2000
+                    self.rng.next_u64() % 2000
                 };
-                c.retry_at = Some(now + Duration::from_millis(ms));
+                c.reinvite.retry_at = Some(now + Duration::from_millis(ms));
                 match offered {
                     Some(h) => {
-                        c.want_hold.get_or_insert(h);
+                        c.reinvite.want_hold.get_or_insert(h);
                     }
-                    None => c.reinvite_refresh = true,
+                    None => c.reinvite.refresh = true,
                 }
             }
             408 | 481 => {
@@ -1074,7 +931,7 @@ impl SipCore {
     }
 
     /// Sends what waited for the re-INVITE that just finished.
-    fn after_reinvite(&mut self, no: u64, now: Instant, out: &mut Outbox) {
+    fn after_reinvite(&mut self, no: CallNo, now: Instant, out: &mut Outbox) {
         let Some(c) = self.calls.get(&no) else {
             return;
         };
@@ -1083,11 +940,13 @@ impl SipCore {
             .local
             .as_ref()
             .is_some_and(|l| l.negotiation.video.is_some());
-        let pending = c.retry_at.is_none()
-            && (c.reinvite_refresh
-                || c.want_hold.is_some_and(|h| h != c.held_by_us)
-                || c.want_video.is_some_and(|v| v != has_video));
-        let refresh = c.reinvite_refresh;
+        let pending = c.reinvite.retry_at.is_none()
+            && (c.reinvite.refresh
+                || c.reinvite
+                    .want_hold
+                    .is_some_and(|h| h != c.reinvite.held_by_us)
+                || c.reinvite.want_video.is_some_and(|v| v != has_video));
+        let refresh = c.reinvite.refresh;
         if pending {
             self.send_reinvite(no, refresh, now, out);
         }

@@ -1,274 +1,43 @@
 //! The SIP user agent core: every transaction, call and registration of one backend, driven by
 //! datagrams, commands and time, with no socket, thread or clock of its own.
 //!
-//! Inputs: [`SipCore::handle_datagram`] (a message and where it came from),
-//! [`SipCore::handle_command`] (what the application asked), [`SipCore::handle_timeout`] once
-//! [`SipCore::next_timeout`] has passed, and [`SipCore::shutdown`]. Outputs: messages left in
-//! the [`Outbox`] with their destination, events for the application from
-//! [`SipCore::poll_event`], and media work through the [`MediaHost`]. After any input, send
-//! what is in the outbox, drain the events and sleep until `next_timeout`.
+//! How to drive it (the kinds of method, the order to drain its outputs after an input, the
+//! rule on time) is written on [`SipCore`]. This file holds the inputs, the outputs and the
+//! transactions; the state itself is in `state.rs`.
 //!
 //! Incoming calls (`uas.rs`), dialed calls (`dial.rs`), what both do inside a dialog
-//! (`call.rs`) and registrations (`register.rs`) are `impl SipCore` blocks over this state, so
+//! (`call.rs`) and registrations (`register.rs`) are `impl SipCore` blocks over the same state, so
 //! one socket serves every direction.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::RwLock;
-
-use super::call::Call;
-use super::events::{CallDirectory, SipEvent};
+use super::command::Command;
+use super::events::{SharedUpdate, SipCounter, SipEvent};
 use super::host::MediaHost;
-use super::register::RegEntry;
+use super::ids::{CallNo, TxId};
+use super::state::{
+    ClientEntry, ClientKind, ClientRef, InviteEntry, ServerEntry, ServerTx, SipCore, SipHooks,
+    TimerKey, ALLOW, SUPPORTED,
+};
 use super::timers::TimerQueue;
-use crate::backend::sip_config::{InviteFilter, SipBackendConfig, SipStats};
-use crate::engine::{EndReason, Outbox, SessionId, SipPeer, SipTransportKind};
-use crate::sip::auth::{Credentials, DigestAuthenticator};
+use crate::backend::sip_config::SipBackendConfig;
+use crate::engine::EndReason;
+use crate::sip::auth::DigestAuthenticator;
 use crate::sip::extensions::{unsupported_header, unsupported_requirements, SUPPORTED_OPTION_TAGS};
 use crate::sip::route::NextHop;
 use crate::sip::transaction::{
     InviteClientTransaction, InviteServerTransaction, NonInviteClientTransaction,
     NonInviteServerTransaction, TransactionEvent, TransactionKey,
 };
-use crate::sip::{new_tag, EchoHeaders, Method, ParseError, ResponseBuilder, SipMessage};
+use crate::sip::{
+    Method, Outbox, ParseError, ResponseBuilder, SipMessage, SipPeer, SipRng, SipTransportKind,
+};
 
-/// Methods we answer, for `Allow`.
-pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE";
-/// Option tags we support, for `Supported`.
-pub const SUPPORTED: &str = "timer";
 /// How long a digest nonce stays valid.
 const NONCE_TTL: Duration = Duration::from_secs(30);
-/// Most registrations one backend keeps.
-pub const MAX_REGISTRATIONS: usize = 64;
-
-/// Work queued for the SIP thread by application threads.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Command {
-    /// End the call of this session: CANCEL while dialing, 480 while ringing, BYE once up.
-    /// Its media may already be closed by the caller.
-    Hangup(SessionId),
-    /// Place a call.
-    Dial(Box<DialRequest>),
-    /// Put the far end on hold (`true`) or resume (`false`) with a re-INVITE.
-    Hold(SessionId, bool),
-    /// Add (`true`) or remove (`false`) video with a re-INVITE.
-    Video(SessionId, bool),
-    /// Start registering.
-    Register(u64, Box<RegisterRequest>),
-    /// Remove a registration (REGISTER with `Expires: 0`).
-    Unregister(u64),
-}
-
-/// A call to place, prepared by the application side (names resolved, ids chosen).
-#[derive(Debug, Clone)]
-pub struct DialRequest {
-    /// The session id the call will have (the application has it already).
-    pub session: SessionId,
-    pub call_id: String,
-    /// The Request-URI.
-    pub target: String,
-    /// Our From URI (without tag) and display name.
-    pub from_uri: String,
-    pub display_name: Option<String>,
-    /// The user part of our Contact.
-    pub contact_user: String,
-    /// Where the INVITE goes first: the outbound proxy, else the target's host.
-    pub next_hop: SipPeer,
-    /// A Route header value for an outbound proxy (`<sip:ip:port;lr>`).
-    pub route: Option<String>,
-    /// For 401/407 challenges.
-    pub credentials: Option<Credentials>,
-    /// Extra headers (`X-...`).
-    pub headers: Vec<(String, String)>,
-    /// Offer video (a video backend only).
-    pub video: bool,
-    /// How long to wait for an answer before cancelling.
-    pub ring_timeout: Duration,
-    /// The room of the session.
-    pub room_id: String,
-}
-
-/// A registration to start, prepared by the application side.
-#[derive(Debug, Clone)]
-pub struct RegisterRequest {
-    /// Address of record (`sip:alice@example.com`).
-    pub aor: String,
-    /// The Request-URI (the registrar's domain); empty: the AOR's host.
-    pub registrar: String,
-    /// Where REGISTERs go (the registrar, or the outbound proxy).
-    pub next_hop: SipPeer,
-    /// A Route header value for an outbound proxy.
-    pub route: Option<String>,
-    pub credentials: Option<Credentials>,
-    /// Seconds asked for.
-    pub expires: u32,
-}
-
-/// Counters of the signalling side, readable from any thread.
-#[derive(Debug, Default)]
-pub struct SipCounters {
-    /// Datagrams received on the SIP socket.
-    pub received: AtomicU64,
-    /// Requests answered with 400/416/505 by the parser's checks.
-    pub rejected: AtomicU64,
-    /// Datagrams dropped as unanswerable (garbage, bad responses, stray ACKs).
-    pub dropped: AtomicU64,
-    /// INVITEs that became calls (answered 200).
-    pub calls_answered: AtomicU64,
-    /// Calls that ended (any reason, either direction).
-    pub calls_ended: AtomicU64,
-    /// INVITEs refused with a final error (488, 503, 403, filter...).
-    pub calls_refused: AtomicU64,
-    /// Our BYEs that got no answer (timer F).
-    pub bye_timeouts: AtomicU64,
-    /// Our BYEs that got a final answer.
-    pub byes_answered: AtomicU64,
-    /// BYEs we could not build or start a transaction for (none went out; the call still
-    /// ends). 0 unless there is a bug.
-    pub bye_failures: AtomicU64,
-    /// Calls we placed.
-    pub calls_dialed: AtomicU64,
-}
-
-impl SipCounters {
-    pub(super) fn inc(c: &AtomicU64) {
-        c.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// A snapshot for the application.
-    pub fn snapshot(&self) -> SipStats {
-        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        SipStats {
-            received: g(&self.received),
-            rejected: g(&self.rejected),
-            dropped: g(&self.dropped),
-            calls_answered: g(&self.calls_answered),
-            calls_ended: g(&self.calls_ended),
-            calls_refused: g(&self.calls_refused),
-            bye_timeouts: g(&self.bye_timeouts),
-            byes_answered: g(&self.byes_answered),
-            bye_failures: g(&self.bye_failures),
-            calls_dialed: g(&self.calls_dialed),
-        }
-    }
-}
-
-/// What the application registers for the core to consult (on the SIP thread).
-#[derive(Default)]
-pub struct SipHooks {
-    /// Screens new INVITEs before any port is taken.
-    pub filter: RwLock<Option<InviteFilter>>,
-}
-
-/// Our answer to a server transaction's request, and what the INVITE ones need to answer.
-// Transactions live in a map and are few per call; boxing the INVITE one buys nothing.
-#[allow(clippy::large_enum_variant)]
-pub(super) enum ServerTx {
-    Invite {
-        tx: InviteServerTransaction,
-        echo: EchoHeaders,
-        /// Our To tag for every response of this INVITE.
-        tag: String,
-        /// The call this INVITE belongs to, once there is one.
-        call: Option<u64>,
-        /// The INVITE's Record-Route values, copied into 1xx/2xx (RFC 3261 §12.1.1).
-        record_route: Vec<String>,
-    },
-    NonInvite(NonInviteServerTransaction),
-}
-
-pub(super) struct ServerEntry {
-    pub key: TransactionKey,
-    pub dest: SipPeer,
-    pub tx: ServerTx,
-}
-
-/// Why we sent a non-INVITE request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum ClientKind {
-    Bye,
-}
-
-pub(super) struct ClientEntry {
-    pub dest: SipPeer,
-    pub tx: NonInviteClientTransaction,
-    pub kind: ClientKind,
-}
-
-/// One of our INVITEs (initial or re-INVITE) and the call it belongs to.
-pub(super) struct InviteEntry {
-    pub dest: SipPeer,
-    pub tx: InviteClientTransaction,
-    pub call: u64,
-    pub reinvite: bool,
-}
-
-/// A client transaction a response may belong to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum ClientRef {
-    NonInvite(u64),
-    Invite(u64),
-}
-
-/// What a timer wakes up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(super) enum TimerKey {
-    Server(u64),
-    Client(u64),
-    Invite(u64),
-    Call(u64),
-    Registration(u64),
-}
-
-/// The user agent core of one backend. See the module docs.
-pub struct SipCore {
-    pub(super) cfg: SipBackendConfig,
-    pub(super) with_video: bool,
-    pub(super) host: Box<dyn MediaHost>,
-    pub(super) hooks: Arc<SipHooks>,
-    pub(super) directory: Arc<CallDirectory>,
-    pub(super) counters: Arc<SipCounters>,
-    pub(super) transport: SipTransportKind,
-    /// Our `host:port` for Via and Contact.
-    pub(super) sent_by: String,
-    /// The host part of `sent_by` (the address written in SDP when none is configured).
-    pub(super) host_ip: IpAddr,
-    pub(super) auth: Option<DigestAuthenticator>,
-    next_id: u64,
-    pub(super) servers: HashMap<u64, ServerEntry>,
-    pub(super) server_index: HashMap<TransactionKey, u64>,
-    pub(super) clients: HashMap<u64, ClientEntry>,
-    pub(super) invites: HashMap<u64, InviteEntry>,
-    pub(super) client_index: HashMap<TransactionKey, ClientRef>,
-    pub(super) calls: HashMap<u64, Call>,
-    pub(super) call_index: HashMap<String, u64>,
-    pub(super) by_session: HashMap<SessionId, u64>,
-    pub(super) registrations: HashMap<u64, RegEntry>,
-    /// The To tags of 2xx forks we ACKed and ended, per INVITE transaction (one BYE each).
-    pub(super) ended_forks: HashMap<u64, Vec<String>>,
-    /// INVITE transactions of calls that ended while they were unanswered (a re-INVITE that
-    /// only got a provisional response has no timer of its own): cancelled at the end of the
-    /// current input, so they end too.
-    pub(super) orphan_invites: Vec<u64>,
-    pub(super) timers: TimerQueue<TimerKey>,
-    events: VecDeque<SipEvent>,
-    pub(super) stopping: bool,
-}
-
-impl std::fmt::Debug for SipCore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SipCore")
-            .field("sent_by", &self.sent_by)
-            .field("calls", &self.calls.len())
-            .field("registrations", &self.registrations.len())
-            .finish_non_exhaustive()
-    }
-}
 
 /// `ip:port`, IPv6 in brackets.
 pub(super) fn host_port(ip: IpAddr, port: u16) -> String {
@@ -285,9 +54,8 @@ impl SipCore {
         with_video: bool,
         host: Box<dyn MediaHost>,
         hooks: Arc<SipHooks>,
-        directory: Arc<CallDirectory>,
-        counters: Arc<SipCounters>,
         local: SocketAddr,
+        mut rng: SipRng,
     ) -> SipCore {
         let host_ip = match cfg.advertised_ip {
             Some(ip) => ip,
@@ -295,7 +63,7 @@ impl SipCore {
             None => local.ip(),
         };
         let auth = (!cfg.auth_users.is_empty())
-            .then(|| DigestAuthenticator::new(&cfg.auth_realm, NONCE_TTL));
+            .then(|| DigestAuthenticator::with_rng(&cfg.auth_realm, NONCE_TTL, rng.fork()));
         SipCore {
             sent_by: host_port(host_ip, local.port()),
             host_ip,
@@ -305,29 +73,36 @@ impl SipCore {
             with_video,
             host,
             hooks,
-            directory,
-            counters,
+            rng,
             next_id: 0,
             servers: HashMap::new(),
             server_index: HashMap::new(),
             clients: HashMap::new(),
-            invites: HashMap::new(),
+            invites: BTreeMap::new(),
             client_index: HashMap::new(),
-            calls: HashMap::new(),
+            calls: BTreeMap::new(),
             call_index: HashMap::new(),
             by_session: HashMap::new(),
-            registrations: HashMap::new(),
+            registrations: BTreeMap::new(),
             ended_forks: HashMap::new(),
             orphan_invites: Vec::new(),
             timers: TimerQueue::default(),
             events: VecDeque::new(),
+            updates: VecDeque::new(),
             stopping: false,
         }
     }
 
-    pub(super) fn new_id(&mut self) -> u64 {
+    /// A new transaction id (one counter for calls and transactions, as ever).
+    pub(super) fn new_tx_id(&mut self) -> TxId {
         self.next_id += 1;
-        self.next_id
+        TxId(self.next_id)
+    }
+
+    /// A new call number.
+    pub(super) fn new_call_no(&mut self) -> CallNo {
+        self.next_id += 1;
+        CallNo(self.next_id)
     }
 
     /// Our Contact URI with `user`.
@@ -345,9 +120,29 @@ impl SipCore {
         self.events.push_back(ev);
     }
 
-    /// The next event for the application's callbacks.
+    /// Queues a change for the shared directory and counters.
+    pub(super) fn publish(&mut self, update: SharedUpdate) {
+        self.updates.push_back(update);
+    }
+
+    /// Counts one `counter`.
+    pub(super) fn count(&mut self, counter: SipCounter) {
+        self.publish(SharedUpdate::Counted(counter));
+    }
+
+    /// The next event for the application's callbacks. Drain after
+    /// [`poll_update`](SipCore::poll_update).
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<SipEvent> {
         self.events.pop_front()
+    }
+
+    /// The next change for the [`CallDirectory`](super::CallDirectory) and
+    /// [`SipCounters`](super::SipCounters) other threads read. Drain before
+    /// [`poll_event`](SipCore::poll_event), so a callback finds its call already there.
+    #[must_use]
+    pub fn poll_update(&mut self) -> Option<SharedUpdate> {
+        self.updates.pop_front()
     }
 
     /// Live calls (ringing, dialing and established).
@@ -384,14 +179,14 @@ impl SipCore {
 
     /// One datagram arrived from `from`.
     pub fn handle_datagram(&mut self, data: &[u8], from: SipPeer, now: Instant, out: &mut Outbox) {
-        SipCounters::inc(&self.counters.received);
+        self.count(SipCounter::Received);
         match SipMessage::parse(data) {
             Ok(msg) if msg.is_request() => self.handle_request(msg, from, now, out),
             Ok(msg) => self.handle_response(&msg, now, out),
             Err(ParseError::Reject(r)) => {
-                SipCounters::inc(&self.counters.rejected);
+                self.count(SipCounter::Rejected);
                 // No transaction: a retransmission of a broken request gets the same answer.
-                let tag = new_tag();
+                let tag = self.rng.tag();
                 out.push(
                     ResponseBuilder::rejection(&r)
                         .to_tag(&tag)
@@ -400,7 +195,7 @@ impl SipCore {
                     from,
                 );
             }
-            Err(ParseError::Drop { .. }) => SipCounters::inc(&self.counters.dropped),
+            Err(ParseError::Drop { .. }) => self.count(SipCounter::Dropped),
         }
         self.cancel_orphans(now, out);
     }
@@ -444,9 +239,11 @@ impl SipCore {
         self.cancel_orphans(now, out);
     }
 
-    /// When `handle_timeout` next needs to run; `None` when nothing is pending.
-    pub fn next_timeout(&mut self) -> Option<Instant> {
-        self.timers.next()
+    /// When [`handle_timeout`](SipCore::handle_timeout) next needs to run; `None` when
+    /// nothing is pending. Ask after draining the other polls.
+    #[must_use]
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        self.timers.poll_timeout()
     }
 
     /// Runs every timer due at `now`.
@@ -493,7 +290,7 @@ impl SipCore {
     /// [`is_lingering`](SipCore::is_lingering) so the un-REGISTERs can be answered.
     pub fn shutdown(&mut self, now: Instant, out: &mut Outbox) {
         self.stopping = true;
-        let calls: Vec<u64> = self.calls.keys().copied().collect();
+        let calls: Vec<CallNo> = self.calls.keys().copied().collect();
         for no in calls {
             self.hang_up_for_shutdown(no, now, out);
         }
@@ -512,13 +309,13 @@ impl SipCore {
     // ---- transactions -------------------------------------------------------------------
 
     /// Creates a server transaction for `req` and returns its id.
-    fn new_server(&mut self, req: &SipMessage, from: SipPeer, now: Instant) -> u64 {
-        let id = self.new_id();
+    fn new_server(&mut self, req: &SipMessage, from: SipPeer, now: Instant) -> TxId {
+        let id = self.new_tx_id();
         let key = TransactionKey::server(req);
         let tx = if matches!(req.method(), Method::Invite) {
             let tag = match req.to().tag() {
                 Some(t) => t.to_string(),
-                None => new_tag(),
+                None => self.rng.tag(),
             };
             ServerTx::Invite {
                 tx: InviteServerTransaction::new(req, now, self.cfg.timers),
@@ -551,7 +348,7 @@ impl SipCore {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn respond(
         &mut self,
-        id: u64,
+        id: TxId,
         req: Option<&SipMessage>,
         status: u16,
         extra: &[(&str, &str)],
@@ -592,7 +389,7 @@ impl SipCore {
             }
             ServerTx::NonInvite(tx) => {
                 let Some(req) = req else { return };
-                let tag = new_tag();
+                let tag = self.rng.tag();
                 let mut b = ResponseBuilder::new(req.echo(), status)
                     .server(&ua)
                     .to_tag(&tag);
@@ -609,7 +406,7 @@ impl SipCore {
     }
 
     /// Sends what a server transaction queued, acts on its events and schedules its timer.
-    pub(super) fn flush_server(&mut self, id: u64, now: Instant, out: &mut Outbox) {
+    pub(super) fn flush_server(&mut self, id: TxId, now: Instant, out: &mut Outbox) {
         let mut ack_timeout_2xx = None;
         let mut terminated = false;
         let mut next = None;
@@ -664,9 +461,9 @@ impl SipCore {
         kind: ClientKind,
         now: Instant,
         out: &mut Outbox,
-    ) -> Option<u64> {
+    ) -> Option<TxId> {
         let tx = NonInviteClientTransaction::new(request, now, self.cfg.timers).ok()?;
-        let id = self.new_id();
+        let id = self.new_tx_id();
         self.client_index
             .insert(tx.key().clone(), ClientRef::NonInvite(id));
         self.clients.insert(id, ClientEntry { dest, tx, kind });
@@ -674,7 +471,7 @@ impl SipCore {
         Some(id)
     }
 
-    pub(super) fn flush_client(&mut self, id: u64, out: &mut Outbox) {
+    pub(super) fn flush_client(&mut self, id: TxId, out: &mut Outbox) {
         let Some(e) = self.clients.get_mut(&id) else {
             return;
         };
@@ -684,12 +481,15 @@ impl SipCore {
         while let Some(ev) = e.tx.poll_event() {
             match (ev, e.kind) {
                 (TransactionEvent::Timeout, ClientKind::Bye) => {
-                    SipCounters::inc(&self.counters.bye_timeouts)
+                    // `e` borrows the clients: queue the count on the field itself.
+                    self.updates
+                        .push_back(SharedUpdate::Counted(SipCounter::ByeTimeouts))
                 }
                 (TransactionEvent::Response(r), ClientKind::Bye)
                     if r.status().is_some_and(|s| s >= 200) =>
                 {
-                    SipCounters::inc(&self.counters.byes_answered)
+                    self.updates
+                        .push_back(SharedUpdate::Counted(SipCounter::ByesAnswered))
                 }
                 _ => {}
             }
@@ -710,14 +510,14 @@ impl SipCore {
         &mut self,
         request: Vec<u8>,
         dest: SipPeer,
-        call: u64,
+        call: CallNo,
         reinvite: bool,
         now: Instant,
         out: &mut Outbox,
-    ) -> Result<u64, String> {
+    ) -> Result<TxId, String> {
         let tx = InviteClientTransaction::new(request, now, self.cfg.timers)
             .map_err(|e| e.to_string())?;
-        let id = self.new_id();
+        let id = self.new_tx_id();
         self.client_index
             .insert(tx.key().clone(), ClientRef::Invite(id));
         self.invites.insert(
@@ -734,7 +534,7 @@ impl SipCore {
     }
 
     /// Sends what an INVITE client transaction queued and hands its events to the call.
-    pub(super) fn flush_invite(&mut self, id: u64, now: Instant, out: &mut Outbox) {
+    pub(super) fn flush_invite(&mut self, id: TxId, now: Instant, out: &mut Outbox) {
         let Some(e) = self.invites.get_mut(&id) else {
             return;
         };
@@ -794,7 +594,7 @@ impl SipCore {
             .map(|(id, _)| *id);
         match reg {
             Some(id) => self.registration_response(id, resp, now, out),
-            None => SipCounters::inc(&self.counters.dropped),
+            None => self.count(SipCounter::Dropped),
         }
     }
 
@@ -875,11 +675,11 @@ impl SipCore {
     /// outside any dialog of ours, or the dialog's refusal — and `None` comes back.
     pub(super) fn accept_in_dialog(
         &mut self,
-        id: u64,
+        id: TxId,
         req: &SipMessage,
         now: Instant,
         out: &mut Outbox,
-    ) -> Option<u64> {
+    ) -> Option<CallNo> {
         let Some(no) = self.in_dialog(req) else {
             self.respond(id, Some(req), 481, &[], None, now, out);
             return None;
@@ -896,7 +696,7 @@ impl SipCore {
         Some(no)
     }
 
-    pub(super) fn in_dialog(&self, req: &SipMessage) -> Option<u64> {
+    pub(super) fn in_dialog(&self, req: &SipMessage) -> Option<CallNo> {
         let no = *self.call_index.get(req.call_id())?;
         let c = self.calls.get(&no)?;
         c.dialog
@@ -929,7 +729,7 @@ impl SipCore {
                 }
                 self.flush_server(id, now, out);
             }
-            None => SipCounters::inc(&self.counters.dropped),
+            None => self.count(SipCounter::Dropped),
         }
     }
 }

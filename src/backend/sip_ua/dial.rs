@@ -4,13 +4,14 @@
 
 use std::time::Instant;
 
-use super::call::{timer_policy, Call, CallMedia, Phase};
-use super::core::{ClientKind, DialRequest, SipCore, SipCounters, ALLOW, SUPPORTED};
-use super::events::{CallProgress, CallState, CallView, SipEvent};
+use super::command::DialRequest;
+use super::events::{CallProgress, CallState, CallView, SharedUpdate, SipCounter, SipEvent};
 use super::host::{MediaChange, MediaError, MediaStart};
-use super::uas::{call_metadata, Parties};
-use crate::engine::{EndReason, Outbox, SipPeer};
-use crate::sdp::{build_offer, parse_answer, Answer, Negotiation, Offer, OfferConfig};
+use super::ids::{CallNo, TxId};
+use super::metadata::{call_metadata, Parties};
+use super::state::{Call, CallMedia, ClientKind, Phase, SipCore, UacLeg, ALLOW, SUPPORTED};
+use crate::engine::EndReason;
+use crate::sdp::{build_offer, parse_answer, Answer, Negotiation, OfferConfig};
 use crate::sip::auth::DigestClient;
 use crate::sip::dialog::Dialog;
 use crate::sip::redirect::redirect_target;
@@ -19,39 +20,10 @@ use crate::sip::session_timer::{
     uac_retry_after_422, uac_session_timer, Refresher, SessionTimer, MIN_SE_FLOOR,
 };
 use crate::sip::transaction::{CancelProgress, TransactionEvent};
-use crate::sip::{new_branch, new_tag, Method, RequestBuilder, SipMessage};
+use crate::sip::{Method, Outbox, RequestBuilder, SipMessage, SipPeer};
 
 /// Most INVITEs one dial sends (challenges, a redirect, 422s) before it gives up.
 const MAX_ATTEMPTS: u32 = 6;
-
-/// A dialed call until its INVITE has a final answer.
-#[derive(Debug)]
-pub(super) struct UacLeg {
-    pub request: DialRequest,
-    /// The INVITE client transaction of the latest INVITE.
-    pub invite_tx: u64,
-    pub from_tag: String,
-    pub cseq: u32,
-    /// The Request-URI and first hop of the latest INVITE (a 3xx changes them).
-    pub target: String,
-    pub hop: SipPeer,
-    pub offer: Offer,
-    pub redirected: bool,
-    pub attempts: u32,
-    /// The session interval we ask for (a 422 raises it); `None`: no session timer asked.
-    pub session_expires: Option<u32>,
-    /// When to give up ringing and CANCEL.
-    pub ring_deadline: Instant,
-    /// Why we cancelled, once we did.
-    pub cancelled: Option<String>,
-}
-
-impl UacLeg {
-    /// When the dial gives up (no more once it cancelled: the transaction bounds the rest).
-    pub(super) fn deadline(&self) -> Option<Instant> {
-        self.cancelled.is_none().then_some(self.ring_deadline)
-    }
-}
 
 /// A display name as a quoted string (quotes and backslashes escaped, no line breaks).
 fn quoted_display(name: &str) -> String {
@@ -75,13 +47,13 @@ impl SipCore {
             status,
             reason: reason.to_string(),
         };
-        self.directory.progress(req.session, &p);
+        self.publish(SharedUpdate::CallProgress(req.session, p.clone()));
         self.emit(SipEvent::CallState(req.session, p));
     }
 
     /// Places a call: ports first (our offer names them), then the INVITE.
     pub(super) fn dial(&mut self, mut req: DialRequest, now: Instant, out: &mut Outbox) {
-        SipCounters::inc(&self.counters.calls_dialed);
+        self.count(SipCounter::CallsDialed);
         if req.from_uri.is_empty() {
             req.from_uri = self.contact_uri(&req.contact_user);
         }
@@ -101,7 +73,7 @@ impl SipCore {
         } else {
             Vec::new()
         };
-        oc.local.session_id = u64::from(rand::random::<u32>());
+        oc.local.session_id = u64::from(self.rng.next_u32());
         oc.local.session_version = oc.local.session_id;
         oc.local.session_name = self.cfg.user_agent.clone();
         oc.local.rtcp_mux = true;
@@ -109,32 +81,36 @@ impl SipCore {
         oc.local.video_rtx = self.cfg.video_rtx;
         let offer = build_offer(&oc);
         let answer_cfg = self.answer_config(r.audio_port, r.video_port.unwrap_or(0));
-        let no = self.new_id();
+        let no = self.new_call_no();
         let session = req.session;
         let leg = UacLeg {
-            invite_tx: 0,
-            from_tag: new_tag(),
+            invite_tx: TxId(0), // set when the INVITE goes out (ids start at 1)
+            from_tag: self.rng.tag(),
             cseq: 0,
             target: req.target.clone(),
             hop: req.next_hop,
             offer,
             redirected: false,
             attempts: 0,
-            session_expires: (self.cfg.session_expires > 0).then(|| timer_policy(self).interval),
+            session_expires: (self.cfg.session_expires > 0).then(|| self.timer_policy().interval),
             ring_deadline: now + req.ring_timeout,
             cancelled: None,
             request: req,
         };
         let call_id = leg.request.call_id.clone();
         let contact_user = leg.request.contact_user.clone();
-        let auth = leg.request.credentials.clone().map(DigestClient::new);
-        self.directory.insert(
+        let auth = leg
+            .request
+            .credentials
+            .clone()
+            .map(|c| DigestClient::with_rng(c, self.rng.fork()));
+        self.publish(SharedUpdate::CallAdded(
             session,
             CallView {
                 call_id: call_id.clone(),
                 progress: None,
             },
-        );
+        ));
         let mut call = Call::new(
             no,
             call_id,
@@ -169,7 +145,7 @@ impl SipCore {
 
     /// Sends (or sends again, after a challenge, a redirect or a 422) the INVITE of dialed
     /// call `no` in a new transaction.
-    fn send_dial_invite(&mut self, no: u64, now: Instant, out: &mut Outbox) {
+    fn send_dial_invite(&mut self, no: CallNo, now: Instant, out: &mut Outbox) {
         let sent_by = self.sent_by.clone();
         let transport = self.via_transport();
         let ua = self.cfg.user_agent.clone();
@@ -201,7 +177,7 @@ impl SipCore {
         let mut b = RequestBuilder::new(Method::Invite, &leg.target)
             .via(&format!(
                 "SIP/2.0/{transport} {sent_by};branch={};rport",
-                new_branch()
+                self.rng.branch()
             ))
             .from(&from)
             .to(&format!("<{}>", r.target))
@@ -242,14 +218,14 @@ impl SipCore {
     }
 
     /// Dialed call `no` failed with `status`: report it and remove the call.
-    pub(super) fn fail_dial(&mut self, no: u64, status: u16, reason: &str) {
+    pub(super) fn fail_dial(&mut self, no: CallNo, status: u16, reason: &str) {
         self.progress(no, CallState::Failed, status, reason);
         self.end_call(no, reason, EndReason::Error);
     }
 
     /// Cancels dialed call `no` (the application hung up, or nobody answered). The call ends
     /// when the INVITE gets its final answer (487), or when the transaction gives up.
-    pub(super) fn cancel_dial(&mut self, no: u64, reason: &str, now: Instant, out: &mut Outbox) {
+    pub(super) fn cancel_dial(&mut self, no: CallNo, reason: &str, now: Instant, out: &mut Outbox) {
         let Some(leg) = self.calls.get_mut(&no).and_then(|c| c.uac.as_mut()) else {
             return;
         };
@@ -269,7 +245,7 @@ impl SipCore {
     }
 
     /// Nobody answered within the ring time.
-    pub(super) fn dial_timed_out(&mut self, no: u64, now: Instant, out: &mut Outbox) {
+    pub(super) fn dial_timed_out(&mut self, no: CallNo, now: Instant, out: &mut Outbox) {
         let secs = self
             .calls
             .get(&no)
@@ -279,7 +255,7 @@ impl SipCore {
     }
 
     /// Starts the media of dialed call `no` on the answer `neg`.
-    fn start_dialed_media(&mut self, no: u64, neg: &Negotiation) -> Result<(), MediaError> {
+    fn start_dialed_media(&mut self, no: CallNo, neg: &Negotiation) -> Result<(), MediaError> {
         let Some(c) = self.calls.get(&no) else {
             return Ok(());
         };
@@ -331,7 +307,7 @@ impl SipCore {
 
     /// ACKs and ends a 2xx from a fork we do not keep (another branch answered first, or the
     /// call was cancelled or hung up meanwhile): RFC 3261 §13.2.2.4.
-    fn end_fork(&mut self, tx: u64, resp: &SipMessage, now: Instant, out: &mut Outbox) {
+    fn end_fork(&mut self, tx: TxId, resp: &SipMessage, now: Instant, out: &mut Outbox) {
         let sent_by = self.sent_by.clone();
         let transport = self.via_transport();
         let Some(e) = self.invites.get(&tx) else {
@@ -341,7 +317,11 @@ impl SipCore {
             return;
         };
         let dest = SipCore::hop_addr(d.next_hop(), e.dest);
-        out.push(d.ack(resp.cseq().number, &sent_by, transport).build(), dest);
+        out.push(
+            d.ack_with_rng(resp.cseq().number, &sent_by, transport, &mut self.rng)
+                .build(),
+            dest,
+        );
         let tag = resp.to().tag().unwrap_or_default().to_string();
         let seen = self.ended_forks.entry(tx).or_default();
         if seen.contains(&tag) {
@@ -350,15 +330,17 @@ impl SipCore {
         if seen.len() < 8 {
             seen.push(tag);
         }
-        let bye = d.request(Method::Bye, &sent_by, transport).build();
+        let bye = d
+            .request_with_rng(Method::Bye, &sent_by, transport, &mut self.rng)
+            .build();
         self.send_non_invite(bye, dest, ClientKind::Bye, now, out);
     }
 
     /// What the INVITE transaction of dialed call `no` reports.
     pub(super) fn on_dial_event(
         &mut self,
-        no: u64,
-        tx: u64,
+        no: CallNo,
+        tx: TxId,
         ev: TransactionEvent,
         now: Instant,
         out: &mut Outbox,
@@ -416,7 +398,7 @@ impl SipCore {
     }
 
     /// A 1xx: ringing, or early media when it carries the answer.
-    fn dial_provisional(&mut self, no: u64, tx: u64, resp: &SipMessage) {
+    fn dial_provisional(&mut self, no: CallNo, tx: TxId, resp: &SipMessage) {
         let status = resp.status().unwrap_or_default();
         let reason = resp.reason().unwrap_or_default().to_string();
         if status == 100 {
@@ -454,7 +436,7 @@ impl SipCore {
     }
 
     /// Records what our offer agreed to.
-    fn set_local_answer(&mut self, no: u64, neg: Negotiation) {
+    fn set_local_answer(&mut self, no: CallNo, neg: Negotiation) {
         let Some(c) = self.calls.get_mut(&no) else {
             return;
         };
@@ -476,8 +458,8 @@ impl SipCore {
     /// A 2xx to our INVITE: ACK, media, answered.
     fn dial_answered(
         &mut self,
-        no: u64,
-        tx: u64,
+        no: CallNo,
+        tx: TxId,
         resp: &SipMessage,
         now: Instant,
         out: &mut Outbox,
@@ -557,7 +539,7 @@ impl SipCore {
         if self
             .calls
             .get(&no)
-            .is_some_and(|c| c.want_hold.is_some() || c.want_video.is_some())
+            .is_some_and(|c| c.reinvite.want_hold.is_some() || c.reinvite.want_video.is_some())
         {
             self.send_reinvite(no, false, now, out);
         }
@@ -565,7 +547,13 @@ impl SipCore {
     }
 
     /// A 300-699 to our INVITE: follow a redirect, answer a challenge or a 422, or give up.
-    fn dial_refused_final(&mut self, no: u64, resp: &SipMessage, now: Instant, out: &mut Outbox) {
+    fn dial_refused_final(
+        &mut self,
+        no: CallNo,
+        resp: &SipMessage,
+        now: Instant,
+        out: &mut Outbox,
+    ) {
         let status = resp.status().unwrap_or_default();
         let reason = resp.reason().unwrap_or_default().to_string();
         let Some(c) = self.calls.get_mut(&no) else {

@@ -1,11 +1,14 @@
 //! What the SIP user agent tells the application (call progress, registrations) and what the
-//! application can look up about its calls meanwhile.
+//! application can look up about its calls meanwhile (the [`CallDirectory`] and the
+//! [`SipCounters`], kept up to date by the SIP thread from the core's [`SharedUpdate`]s).
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
+use crate::backend::sip_config::SipStats;
 use crate::engine::{SessionId, SessionInfo};
 
 /// Where a dialed call stands. Each change arrives once, in this order (some may be
@@ -96,8 +99,111 @@ pub enum SipEvent {
     Registration(RegistrationId, RegistrationEvent),
 }
 
+/// Counters of the signalling side, readable from any thread.
+#[derive(Debug, Default)]
+pub struct SipCounters {
+    /// Datagrams received on the SIP socket.
+    pub received: AtomicU64,
+    /// Requests answered with 400/416/505 by the parser's checks.
+    pub rejected: AtomicU64,
+    /// Datagrams dropped as unanswerable (garbage, bad responses, stray ACKs).
+    pub dropped: AtomicU64,
+    /// INVITEs that became calls (answered 200).
+    pub calls_answered: AtomicU64,
+    /// Calls that ended (any reason, either direction).
+    pub calls_ended: AtomicU64,
+    /// INVITEs refused with a final error (488, 503, 403, filter...).
+    pub calls_refused: AtomicU64,
+    /// Our BYEs that got no answer (timer F).
+    pub bye_timeouts: AtomicU64,
+    /// Our BYEs that got a final answer.
+    pub byes_answered: AtomicU64,
+    /// BYEs we could not build or start a transaction for (none went out; the call still
+    /// ends). 0 unless there is a bug.
+    pub bye_failures: AtomicU64,
+    /// Calls we placed.
+    pub calls_dialed: AtomicU64,
+}
+
+impl SipCounters {
+    /// Adds one to `counter`.
+    pub fn inc(&self, counter: SipCounter) {
+        let c = match counter {
+            SipCounter::Received => &self.received,
+            SipCounter::Rejected => &self.rejected,
+            SipCounter::Dropped => &self.dropped,
+            SipCounter::CallsAnswered => &self.calls_answered,
+            SipCounter::CallsEnded => &self.calls_ended,
+            SipCounter::CallsRefused => &self.calls_refused,
+            SipCounter::ByeTimeouts => &self.bye_timeouts,
+            SipCounter::ByesAnswered => &self.byes_answered,
+            SipCounter::ByeFailures => &self.bye_failures,
+            SipCounter::CallsDialed => &self.calls_dialed,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Applies what the core published (other updates are ignored).
+    pub fn apply(&self, update: &SharedUpdate) {
+        if let SharedUpdate::Counted(c) = update {
+            self.inc(*c);
+        }
+    }
+
+    /// A snapshot for the application.
+    pub fn snapshot(&self) -> SipStats {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        SipStats {
+            received: g(&self.received),
+            rejected: g(&self.rejected),
+            dropped: g(&self.dropped),
+            calls_answered: g(&self.calls_answered),
+            calls_ended: g(&self.calls_ended),
+            calls_refused: g(&self.calls_refused),
+            bye_timeouts: g(&self.bye_timeouts),
+            byes_answered: g(&self.byes_answered),
+            bye_failures: g(&self.bye_failures),
+            calls_dialed: g(&self.calls_dialed),
+        }
+    }
+}
+
+/// One of the [`SipCounters`], named in a [`SharedUpdate::Counted`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SipCounter {
+    Received,
+    Rejected,
+    Dropped,
+    CallsAnswered,
+    CallsEnded,
+    CallsRefused,
+    ByeTimeouts,
+    ByesAnswered,
+    ByeFailures,
+    CallsDialed,
+}
+
+/// A change to the state other threads read while the SIP thread owns the calls: the
+/// [`CallDirectory`] and the [`SipCounters`]. The core owns no lock; it queues these like its
+/// outbox ([`SipCore::poll_update`](super::SipCore::poll_update)) and the SIP thread applies
+/// them, before it hands the input's [`SipEvent`]s to the callbacks, so a callback already
+/// finds its call in the directory.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum SharedUpdate {
+    /// A call became live (dialed, or an incoming one answered).
+    CallAdded(SessionId, CallView),
+    /// A dialed call moved on.
+    CallProgress(SessionId, CallProgress),
+    /// A call ended.
+    CallRemoved(SessionId),
+    /// A counter went up by one.
+    Counted(SipCounter),
+}
+
 /// What the application can see of a call while the SIP thread owns it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallView {
     pub call_id: String,
     /// The last progress of a dialed call.
@@ -122,6 +228,16 @@ struct Directory {
 }
 
 impl CallDirectory {
+    /// Applies what the core published (counter updates are ignored).
+    pub fn apply(&self, update: &SharedUpdate) {
+        match update {
+            SharedUpdate::CallAdded(s, view) => self.insert(*s, view.clone()),
+            SharedUpdate::CallProgress(s, p) => self.progress(*s, p),
+            SharedUpdate::CallRemoved(s) => self.remove(*s),
+            SharedUpdate::Counted(_) => {}
+        }
+    }
+
     /// Adds (or replaces) a live call.
     pub fn insert(&self, session: SessionId, view: CallView) {
         self.inner.lock().live.insert(session, view);

@@ -13,15 +13,16 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::core::{Command, DialRequest, RegisterRequest, SipCore, SipCounters, SipHooks};
-use super::events::CallDirectory;
+use super::command::{Command, DialRequest, RegisterRequest};
+use super::events::SipCounters;
 use super::host::{FakeHostState, FakeMediaHost};
+use super::state::{SipCore, SipHooks};
 use crate::backend::sip_config::SipBackendConfig;
-use crate::engine::{Outbox, SessionId, SipPeer};
+use crate::engine::SessionId;
 use crate::sdp::{answer, AnswerConfig, SessionDescription};
 use crate::sip::auth::Credentials;
 use crate::sip::transaction::Timers;
-use crate::sip::{Method, ResponseBuilder, SipMessage};
+use crate::sip::{Method, Outbox, ResponseBuilder, SipMessage, SipPeer, SipRng};
 
 /// Steps a script runs at most (the fuzzer's inputs are short anyway).
 const MAX_STEPS: usize = 400;
@@ -137,9 +138,9 @@ impl Harness {
                 true,
                 Box::new(host),
                 Arc::new(SipHooks::default()),
-                Arc::new(CallDirectory::default()),
-                counters.clone(),
                 SocketAddr::from(([127, 0, 0, 1], LOCAL_PORT)),
+                // One seed for every script: a finding replays byte for byte.
+                SipRng::seeded(0),
             ),
             host: state,
             counters,
@@ -154,6 +155,9 @@ impl Harness {
 
     /// Takes what the core sent: every message must be valid SIP.
     fn collect(&mut self) {
+        while let Some(u) = self.core.poll_update() {
+            self.counters.apply(&u);
+        }
         while let Some(ev) = self.core.poll_event() {
             if let super::events::SipEvent::Call(info) = ev {
                 self.sessions.push(info.id);
@@ -183,12 +187,12 @@ impl Harness {
         let end = self.now + by;
         // Bounded: each round either runs due timers or jumps to the next one.
         for _ in 0..10_000 {
-            match self.core.next_timeout() {
+            match self.core.poll_timeout() {
                 Some(t) if t <= end => {
                     self.now = self.now.max(t);
                     self.core.handle_timeout(self.now, &mut self.out);
                     self.collect();
-                    if let Some(next) = self.core.next_timeout() {
+                    if let Some(next) = self.core.poll_timeout() {
                         assert!(next > self.now, "a timer stays due after it ran");
                     }
                 }
@@ -364,7 +368,8 @@ impl Harness {
         };
         match b % 7 {
             0 | 1 => {
-                let s = SessionId::new_v4();
+                // Numbered, not random: the Call-ID is made of it, and a finding must replay.
+                let s = SessionId::from_u128(self.sessions.len() as u128 + 1);
                 self.sessions.push(s);
                 let target = peer(b);
                 self.command(Command::Dial(Box::new(DialRequest {
@@ -422,7 +427,7 @@ impl Harness {
             "{} transactions",
             self.core.transaction_count()
         );
-        assert!(self.core.registration_count() <= super::core::MAX_REGISTRATIONS);
+        assert!(self.core.registration_count() <= super::state::MAX_REGISTRATIONS);
         assert_eq!(
             self.counters.snapshot().bye_failures,
             0,
@@ -455,8 +460,8 @@ impl Harness {
             .map(|c| {
                 usize::from(c.media.reservation.is_some())
                     + usize::from(matches!(
-                        c.pending_video,
-                        Some(super::call::VideoChange::Add { .. })
+                        c.reinvite.pending_video,
+                        Some(super::reinvite::VideoChange::Add { .. })
                     ))
             })
             .sum();
@@ -478,7 +483,7 @@ impl Harness {
         assert_eq!(self.core.call_count(), 0, "calls left after stopping");
         assert_eq!(self.core.transaction_count(), 0, "transactions left");
         assert_eq!(self.core.registration_count(), 0, "registrations left");
-        assert_eq!(self.core.next_timeout(), None, "timers left");
+        assert_eq!(self.core.poll_timeout(), None, "timers left");
         let host = self.host.lock();
         assert!(
             host.live.is_empty() && host.reserved.is_empty(),

@@ -17,6 +17,7 @@ use parking_lot::Mutex;
 
 use super::super::resilience::ResilienceConfig;
 use super::super::sip_config::SipBackendConfig;
+use super::ids::ReservationId;
 use crate::codec::h264::PacketizationMode;
 use crate::codec::voice::AppRate;
 #[cfg(any(test, feature = "_internals"))]
@@ -39,7 +40,7 @@ const MAX_BIND_RETRIES: usize = 16;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reservation {
     /// Names the reservation in [`MediaHost::start`] and [`MediaHost::release`].
-    pub id: u64,
+    pub id: ReservationId,
     /// The audio RTP port (RTCP on the next one unless rtcp-mux is agreed).
     pub audio_port: u16,
     /// The video RTP port, when video was asked for.
@@ -72,7 +73,7 @@ pub struct MediaStart {
     pub session: SessionId,
     /// The reservation whose sockets the session uses; the host frees what it does not need
     /// (video sockets for a call that ended up audio-only).
-    pub reservation: u64,
+    pub reservation: ReservationId,
     /// The agreed streams.
     pub negotiation: Negotiation,
     /// Room and participant as the application sees them.
@@ -101,7 +102,7 @@ pub trait MediaHost: Send {
     /// Binds sockets for a new call: audio always, video when `video`.
     fn reserve(&mut self, video: bool) -> Result<Reservation, MediaError>;
     /// Gives a reservation back (the call ended before its media started).
-    fn release(&mut self, reservation: u64);
+    fn release(&mut self, reservation: ReservationId);
     /// Starts the session's media on its reserved sockets and announces it to the
     /// application. On failure the reservation is gone too.
     fn start(&mut self, start: MediaStart) -> Result<Arc<SessionInfo>, MediaError>;
@@ -118,7 +119,7 @@ pub trait MediaHost: Send {
     fn add_video(
         &mut self,
         session: SessionId,
-        reservation: u64,
+        reservation: ReservationId,
         negotiation: &Negotiation,
         video_metadata: HashMap<String, String>,
     ) -> Result<(), MediaError>;
@@ -155,7 +156,7 @@ pub struct EngineHost {
     pool: PortPool,
     settings: StreamSettings,
     next_id: u64,
-    reserved: HashMap<u64, (Option<BoundPort>, Option<BoundPort>)>,
+    reserved: HashMap<ReservationId, (Option<BoundPort>, Option<BoundPort>)>,
     /// The ports of running sessions: audio, and video while it runs.
     live: HashMap<SessionId, (PortLease, Option<PortLease>)>,
     reaper: Option<(Sender<Reap>, std::thread::JoinHandle<()>)>,
@@ -323,7 +324,7 @@ impl MediaHost for EngineHost {
         };
         self.next_id += 1;
         let r = Reservation {
-            id: self.next_id,
+            id: ReservationId(self.next_id),
             audio_port: audio.0.port(),
             video_port: video.as_ref().map(|(l, _)| l.port()),
         };
@@ -335,7 +336,7 @@ impl MediaHost for EngineHost {
         let video = self.bind_port()?;
         self.next_id += 1;
         let r = Reservation {
-            id: self.next_id,
+            id: ReservationId(self.next_id),
             audio_port: 0,
             video_port: Some(video.0.port()),
         };
@@ -346,7 +347,7 @@ impl MediaHost for EngineHost {
     fn add_video(
         &mut self,
         session: SessionId,
-        reservation: u64,
+        reservation: ReservationId,
         negotiation: &Negotiation,
         video_metadata: HashMap<String, String>,
     ) -> Result<(), MediaError> {
@@ -385,7 +386,7 @@ impl MediaHost for EngineHost {
         }
     }
 
-    fn release(&mut self, reservation: u64) {
+    fn release(&mut self, reservation: ReservationId) {
         self.reserved.remove(&reservation);
     }
 
@@ -492,7 +493,7 @@ pub enum HostCall {
         video: bool,
         granted: Option<Reservation>,
     },
-    Release(u64),
+    Release(ReservationId),
     Start {
         session: SessionId,
         has_video: bool,
@@ -511,7 +512,7 @@ pub struct FakeHostState {
     /// Every call, in order.
     pub calls: Vec<HostCall>,
     /// Reservations not yet started or released.
-    pub reserved: HashMap<u64, Reservation>,
+    pub reserved: HashMap<ReservationId, Reservation>,
     /// Sessions started and not closed, with their direction of audio (held or not).
     pub live: HashMap<SessionId, bool>,
     /// Live sessions that have a video stream.
@@ -595,7 +596,7 @@ impl MediaHost for FakeMediaHost {
         }
         self.next_id += 1;
         let r = Reservation {
-            id: self.next_id,
+            id: ReservationId(self.next_id),
             audio_port: self.port(),
             video_port: video.then(|| self.port()),
         };
@@ -608,7 +609,7 @@ impl MediaHost for FakeMediaHost {
         Ok(r)
     }
 
-    fn release(&mut self, reservation: u64) {
+    fn release(&mut self, reservation: ReservationId) {
         let mut st = self.state.lock();
         st.reserved.remove(&reservation);
         st.calls.push(HostCall::Release(reservation));
@@ -686,7 +687,7 @@ impl MediaHost for FakeMediaHost {
         }
         self.next_id += 1;
         let r = Reservation {
-            id: self.next_id,
+            id: ReservationId(self.next_id),
             audio_port: 0,
             video_port: Some(self.port()),
         };
@@ -697,7 +698,7 @@ impl MediaHost for FakeMediaHost {
     fn add_video(
         &mut self,
         session: SessionId,
-        reservation: u64,
+        reservation: ReservationId,
         negotiation: &Negotiation,
         _video_metadata: HashMap<String, String>,
     ) -> Result<(), MediaError> {

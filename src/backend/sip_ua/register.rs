@@ -3,17 +3,12 @@
 
 use std::time::Instant;
 
-use super::core::{RegisterRequest, SipCore, TimerKey, MAX_REGISTRATIONS};
+use super::command::RegisterRequest;
 use super::events::{RegistrationEvent, SipEvent};
-use crate::engine::{Outbox, SipPeer};
+use super::state::{RegEntry, SipCore, TimerKey, DEFAULT_CONTACT_USER, MAX_REGISTRATIONS};
 use crate::sip::register::{Registration, RegistrationConfig, RegistrationEvent as Step};
+use crate::sip::Outbox;
 use crate::sip::{SipMessage, Uri};
-
-/// One registration and where its REGISTERs go.
-pub(super) struct RegEntry {
-    pub reg: Registration,
-    pub dest: SipPeer,
-}
 
 impl SipCore {
     fn registration_failed_now(&mut self, id: u64, status: u16, reason: String) {
@@ -48,7 +43,7 @@ impl SipCore {
         let user = Uri::parse(&req.aor)
             .ok()
             .and_then(|u| u.user())
-            .unwrap_or_else(|| super::call::DEFAULT_CONTACT_USER.to_string());
+            .unwrap_or_else(|| DEFAULT_CONTACT_USER.to_string());
         let mut cfg = RegistrationConfig::new(&req.aor, &self.contact_uri(&user), &self.sent_by);
         cfg.registrar = req.registrar;
         cfg.transport = self.via_transport().to_string();
@@ -57,7 +52,8 @@ impl SipCore {
         cfg.outbound_proxy = req.route;
         cfg.user_agent = Some(self.cfg.user_agent.clone());
         cfg.timers = self.cfg.timers;
-        match Registration::new(cfg, now) {
+        let rng = self.rng.fork();
+        match Registration::with_rng(cfg, now, rng) {
             Ok(reg) => {
                 self.registrations.insert(
                     id,

@@ -8,9 +8,12 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::core::{Command, DialRequest, RegisterRequest, SipCore, SipCounters, SipHooks};
-use super::events::{CallDirectory, CallProgress, CallState, RegistrationEvent, SipEvent};
+use super::command::{Command, DialRequest, RegisterRequest};
+use super::events::{
+    CallDirectory, CallProgress, CallState, RegistrationEvent, SipCounters, SipEvent,
+};
 use super::host::{FakeHostState, FakeMediaHost, HostCall};
+use super::state::{SipCore, SipHooks};
 use crate::backend::sip_config::SipBackendConfig;
 use crate::engine::{Outbox, SessionId, SipPeer};
 use crate::frame::DtmfEvent;
@@ -18,7 +21,7 @@ use crate::netem::{DropFilter, Netem, NetemConfig};
 use crate::sdp::{answer, AnswerConfig, SessionDescription};
 use crate::sip::auth::{AuthOutcome, Credentials, DigestAuthenticator};
 use crate::sip::transaction::Timers;
-use crate::sip::{parse, Method, ResponseBuilder, SipMessage};
+use crate::sip::{parse, Method, ResponseBuilder, SipMessage, SipRng};
 
 fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
@@ -52,9 +55,8 @@ impl Ua {
                 true,
                 Box::new(host),
                 Arc::new(SipHooks::default()),
-                dir.clone(),
-                counters.clone(),
                 addr(port),
+                SipRng::seeded(u64::from(port)),
             ),
             host: state,
             dir,
@@ -66,6 +68,10 @@ impl Ua {
     }
 
     fn drain_events(&mut self) {
+        while let Some(u) = self.core.poll_update() {
+            self.dir.apply(&u);
+            self.counters.apply(&u);
+        }
         while let Some(e) = self.core.poll_event() {
             self.events.push(e);
         }
@@ -83,7 +89,7 @@ impl Ua {
     }
 
     fn tick(&mut self, now: Instant) {
-        if self.core.next_timeout().is_some_and(|t| t <= now) {
+        if self.core.poll_timeout().is_some_and(|t| t <= now) {
             self.core.handle_timeout(now, &mut self.out);
             self.drain_events();
         }
@@ -224,7 +230,7 @@ fn pump(a: &mut Ua, b: &mut Ua, now: Instant, link: &mut Link) {
 fn run(a: &mut Ua, b: &mut Ua, now: &mut Instant, until: Instant, link: &mut Link) {
     pump(a, b, *now, link);
     loop {
-        let next = [a.core.next_timeout(), b.core.next_timeout()]
+        let next = [a.core.poll_timeout(), b.core.poll_timeout()]
             .into_iter()
             .flatten()
             .min();
@@ -355,7 +361,7 @@ fn two_cores_call_each_other_through_loss() {
         &mut keep_all(),
     );
     assert_eq!(a.core.transaction_count() + b.core.transaction_count(), 0);
-    assert_eq!(a.core.next_timeout(), None);
+    assert_eq!(a.core.poll_timeout(), None);
 }
 
 #[test]
@@ -995,7 +1001,7 @@ fn registrations_refresh_and_end_on_shutdown() {
                 a.recv(&r, registrar, now);
             }
         }
-        match a.core.next_timeout() {
+        match a.core.poll_timeout() {
             Some(t) if t <= end => {
                 now = t;
                 a.tick(now);
@@ -1240,7 +1246,7 @@ fn a_reinvite_left_proceeding_is_cancelled_when_its_call_ends() {
     a.tick(later);
     a.tick(later + Duration::from_secs(40));
     assert_eq!(a.core.transaction_count(), 0);
-    assert_eq!(a.core.next_timeout(), None);
+    assert_eq!(a.core.poll_timeout(), None);
 }
 
 #[test]

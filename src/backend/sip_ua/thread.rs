@@ -6,11 +6,13 @@ use std::time::Instant;
 
 use crossbeam_channel::Receiver;
 
-use super::core::{Command, SipCore};
-use super::events::SipEvent;
+use super::command::Command;
+use super::events::{CallDirectory, SipCounters, SipEvent};
+use super::state::SipCore;
 use crate::engine::dispatch::Dispatcher;
 use crate::engine::event::dispatch_key;
-use crate::engine::{Outbox, SipHandler, SipPeer};
+use crate::engine::SipHandler;
+use crate::sip::{Outbox, SipPeer};
 
 /// Commands a wake-up processes at most before datagrams get their turn.
 const COMMANDS_PER_WAKE: usize = 256;
@@ -20,6 +22,9 @@ pub(crate) struct SipThread {
     pub core: SipCore,
     pub commands: Receiver<Command>,
     pub dispatcher: Arc<Dispatcher<SipEvent>>,
+    /// What the backend handle reads about the calls; written here from the core's updates.
+    directory: Arc<CallDirectory>,
+    counters: Arc<SipCounters>,
     /// Set when a wake-up left commands queued: the next timeout is "now".
     backlog: bool,
 }
@@ -29,18 +34,28 @@ impl SipThread {
         core: SipCore,
         commands: Receiver<Command>,
         dispatcher: Arc<Dispatcher<SipEvent>>,
+        directory: Arc<CallDirectory>,
+        counters: Arc<SipCounters>,
     ) -> SipThread {
         SipThread {
             core,
             commands,
             dispatcher,
+            directory,
+            counters,
             backlog: false,
         }
     }
 
-    /// Hands the core's events to the SIP callback thread. None may be lost (a call, its
-    /// outcome, a registration's state), so a full queue is waited on.
+    /// Applies the core's updates to the shared directory and counters, then hands its events
+    /// to the SIP callback thread (in that order: a callback finds its call in the directory).
+    /// No event may be lost (a call, its outcome, a registration's state), so a full queue is
+    /// waited on.
     fn deliver(&mut self) {
+        while let Some(u) = self.core.poll_update() {
+            self.directory.apply(&u);
+            self.counters.apply(&u);
+        }
         while let Some(ev) = self.core.poll_event() {
             let key = match &ev {
                 SipEvent::Call(info) => dispatch_key(info.id),
@@ -84,11 +99,11 @@ impl SipHandler for SipThread {
         self.deliver();
     }
 
-    fn next_timeout(&mut self) -> Option<Instant> {
+    fn poll_timeout(&mut self) -> Option<Instant> {
         if self.backlog {
             return Some(Instant::now());
         }
-        self.core.next_timeout()
+        self.core.poll_timeout()
     }
 
     fn on_shutdown(&mut self, now: Instant, out: &mut Outbox) {

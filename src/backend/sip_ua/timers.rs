@@ -40,7 +40,8 @@ impl<K: Ord + Hash + Copy> TimerQueue<K> {
     }
 
     /// The earliest live wake-up (stale entries on top are dropped on the way).
-    pub(crate) fn next(&mut self) -> Option<Instant> {
+    #[must_use]
+    pub(crate) fn poll_timeout(&mut self) -> Option<Instant> {
         while let Some(Reverse((t, k))) = self.heap.peek().copied() {
             if self.due.get(&k) == Some(&t) {
                 return Some(t);
@@ -86,11 +87,11 @@ mod tests {
         q.set(1, Some(ms(30)));
         q.set(3, Some(ms(5)));
         q.set(3, None);
-        assert_eq!(q.next(), Some(ms(20)));
+        assert_eq!(q.poll_timeout(), Some(ms(20)));
         assert_eq!(q.pop_due(ms(25)), Some(2));
         assert_eq!(q.pop_due(ms(25)), None);
         assert_eq!(q.pop_due(ms(30)), Some(1));
-        assert_eq!(q.next(), None);
+        assert_eq!(q.poll_timeout(), None);
         assert_eq!(q.len(), 0);
     }
 }

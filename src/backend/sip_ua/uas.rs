@@ -1,21 +1,21 @@
 //! Incoming calls: screening, authenticating and answering a new INVITE (ports, negotiation,
 //! media, 180 then 200), refusing it, and CANCEL before the answer.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
-use super::call::{Call, CallMedia, Phase};
-use super::core::{ServerEntry, ServerTx, SipCore, SipCounters, ALLOW, SUPPORTED};
-use super::events::{CallView, SipEvent};
+use super::events::{CallView, SharedUpdate, SipCounter, SipEvent};
 use super::host::MediaStart;
+use super::ids::{CallNo, TxId};
+use super::metadata::{call_metadata, Parties};
+use super::state::{Call, CallMedia, Phase, ServerEntry, ServerTx, SipCore, ALLOW, SUPPORTED};
 use crate::backend::sip_config::{CallDecision, IncomingCall};
-use crate::engine::{EndReason, Outbox, SessionId, SipPeer};
-use crate::sdp::{answer, AnswerConfig, Negotiation, SessionDescription};
+use crate::engine::{EndReason, SessionId};
+use crate::sdp::{answer, AnswerConfig, SessionDescription};
 use crate::sip::auth::AuthOutcome;
 use crate::sip::dialog::Dialog;
 use crate::sip::session_timer::{Refresher, SessionTimer};
 use crate::sip::transaction::{CancelOutcome, TransactionKey};
-use crate::sip::{new_tag, retry_after_value, SipMessage};
+use crate::sip::{retry_after_value, Outbox, SipMessage, SipPeer};
 
 /// Why a new INVITE did not become a call.
 pub(super) struct Refusal {
@@ -39,7 +39,7 @@ impl Refusal {
 /// What `start_incoming` works from.
 struct IncomingSetup<'a> {
     /// The INVITE's server transaction.
-    id: u64,
+    id: TxId,
     from: SipPeer,
     incoming: &'a IncomingCall,
     x_headers: Vec<(String, String)>,
@@ -48,85 +48,9 @@ struct IncomingSetup<'a> {
     now: Instant,
 }
 
-/// Who takes part in a call, as its metadata names them.
-pub(super) struct Parties {
-    pub call_id: String,
-    pub caller: String,
-    pub callee: String,
-    pub caller_display_name: Option<String>,
-    pub caller_user: Option<String>,
-    pub x_headers: Vec<(String, String)>,
-    pub room_id: String,
-    /// `inbound` or `outbound`.
-    pub direction: &'static str,
-}
-
-/// A display name as text: a quoted-string loses its quotes and escapes (RFC 3261 §25.1),
-/// a token sequence stays as it is.
-fn unquote(name: &str) -> String {
-    let name = name.trim();
-    let Some(inner) = name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) else {
-        return name.to_string();
-    };
-    let mut out = String::with_capacity(inner.len());
-    let mut chars = inner.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => out.extend(chars.next()),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// The session metadata of a call (roomkit's keys) and of its video session.
-pub(super) fn call_metadata(
-    p: &Parties,
-    neg: &Negotiation,
-) -> (HashMap<String, String>, HashMap<String, String>) {
-    let mut meta: HashMap<String, String> = HashMap::new();
-    meta.insert("backend".into(), "sip".into());
-    meta.insert("direction".into(), p.direction.into());
-    meta.insert("call_id".into(), p.call_id.clone());
-    meta.insert("caller".into(), p.caller.clone());
-    meta.insert("callee".into(), p.callee.clone());
-    meta.insert(
-        "caller_display_name".into(),
-        unquote(p.caller_display_name.as_deref().unwrap_or_default()),
-    );
-    if let Some(u) = &p.caller_user {
-        meta.insert("caller_user".into(), u.clone());
-    }
-    meta.insert("room_id".into(), p.room_id.clone());
-    meta.insert("has_video".into(), neg.video.is_some().to_string());
-    meta.insert("payload_type".into(), neg.audio.pt.to_string());
-    meta.insert("clock_rate".into(), neg.audio.clock_rate.to_string());
-    meta.insert("audio_codec".into(), neg.audio.codec.to_string());
-    meta.insert("remote_addr".into(), neg.audio.remote.to_string());
-    meta.insert(
-        "video_codec".into(),
-        neg.video
-            .as_ref()
-            .map_or(String::new(), |v| v.codec.as_str().to_string()),
-    );
-    for (n, v) in &p.x_headers {
-        meta.insert(n.clone(), v.clone());
-    }
-    let mut video_meta = HashMap::new();
-    if let Some(v) = &neg.video {
-        video_meta.insert("backend".to_string(), "sip-av".to_string());
-        video_meta.insert("call_id".into(), p.call_id.clone());
-        video_meta.insert("video_codec".into(), v.codec.as_str().to_string());
-        video_meta.insert("payload_type".into(), v.pt.to_string());
-        video_meta.insert("clock_rate".into(), v.clock_rate.to_string());
-        video_meta.insert("video_remote_addr".into(), v.remote.to_string());
-    }
-    (meta, video_meta)
-}
-
 impl SipCore {
     /// Our ports and codecs for answering (or re-answering) offers.
-    pub(super) fn answer_config(&self, audio_port: u16, video_port: u16) -> AnswerConfig {
+    pub(super) fn answer_config(&mut self, audio_port: u16, video_port: u16) -> AnswerConfig {
         let mut a = AnswerConfig::new(
             self.cfg.advertised_ip.unwrap_or(self.cfg.local_rtp_ip),
             audio_port,
@@ -141,7 +65,7 @@ impl SipCore {
         } else {
             Vec::new()
         };
-        a.local.session_id = rand::random::<u32>() as u64;
+        a.local.session_id = u64::from(self.rng.next_u32());
         a.local.session_version = a.local.session_id;
         a.local.session_name = self.cfg.user_agent.clone();
         a.local.rtcp_mux = true;
@@ -178,8 +102,8 @@ impl SipCore {
     }
 
     /// Answers INVITE transaction `id` with a refusal.
-    pub(super) fn refuse(&mut self, id: u64, r: Refusal, now: Instant, out: &mut Outbox) {
-        SipCounters::inc(&self.counters.calls_refused);
+    pub(super) fn refuse(&mut self, id: TxId, r: Refusal, now: Instant, out: &mut Outbox) {
+        self.count(SipCounter::CallsRefused);
         let mut extra: Vec<(&str, String)> = r.headers.clone();
         if r.status == 488 {
             extra.push(("Accept", "application/sdp".into()));
@@ -200,7 +124,7 @@ impl SipCore {
     /// A new INVITE (no To tag).
     pub(super) fn handle_invite(
         &mut self,
-        id: u64,
+        id: TxId,
         req: &SipMessage,
         from: SipPeer,
         now: Instant,
@@ -220,11 +144,11 @@ impl SipCore {
     /// Everything between the INVITE and the 180: checks, ports, negotiation, media.
     fn setup_call(
         &mut self,
-        id: u64,
+        id: TxId,
         req: &SipMessage,
         from: SipPeer,
         now: Instant,
-    ) -> Result<u64, Refusal> {
+    ) -> Result<CallNo, Refusal> {
         if self.call_index.contains_key(req.call_id()) {
             // A second INVITE with a live call's Call-ID and no To tag (a fork or a confused
             // peer): the id is taken.
@@ -305,7 +229,11 @@ impl SipCore {
     }
 
     /// Answers the offer on the reserved ports, creates the dialog and starts the media.
-    fn start_incoming(&mut self, req: &SipMessage, s: IncomingSetup<'_>) -> Result<u64, Refusal> {
+    fn start_incoming(
+        &mut self,
+        req: &SipMessage,
+        s: IncomingSetup<'_>,
+    ) -> Result<CallNo, Refusal> {
         let IncomingSetup {
             id,
             from,
@@ -323,7 +251,7 @@ impl SipCore {
         }
         let tag = match &self.servers.get(&id).map(|e| &e.tx) {
             Some(ServerTx::Invite { tag, .. }) => tag.clone(),
-            _ => new_tag(),
+            _ => self.rng.tag(),
         };
         let dialog = Dialog::uas(req, &tag).map_err(|e| Refusal::status(e.status()))?;
         let room_id = x_headers
@@ -341,7 +269,10 @@ impl SipCore {
             direction: "inbound",
         };
         let (metadata, video_metadata) = call_metadata(&parties, &ans.negotiation);
-        let session = SessionId::new_v4();
+        // A version 4 UUID as `new_v4` makes, from the core's generator so runs replay.
+        let mut bytes = [0; 16];
+        self.rng.fill(&mut bytes);
+        let session: SessionId = uuid::Builder::from_random_bytes(bytes).into_uuid();
         let info = self
             .host
             .start(MediaStart {
@@ -362,7 +293,7 @@ impl SipCore {
                 headers: Vec::new(),
                 warning: Some(e.reason),
             })?;
-        let no = self.new_id();
+        let no = self.new_call_no();
         if let Some(ServerEntry {
             tx: ServerTx::Invite { call, .. },
             ..
@@ -370,13 +301,13 @@ impl SipCore {
         {
             *call = Some(no);
         }
-        self.directory.insert(
+        self.publish(SharedUpdate::CallAdded(
             session,
             CallView {
                 call_id: incoming.call_id.clone(),
                 progress: None,
             },
-        );
+        ));
         let mut call = Call::new(
             no,
             incoming.call_id.clone(),
@@ -402,7 +333,7 @@ impl SipCore {
     }
 
     /// Sends the 200 with the answer and tells the application about the call.
-    pub(super) fn answer_call(&mut self, no: u64, now: Instant, out: &mut Outbox) {
+    pub(super) fn answer_call(&mut self, no: CallNo, now: Instant, out: &mut Outbox) {
         let Some(c) = self.calls.get_mut(&no) else {
             return;
         };
@@ -423,7 +354,7 @@ impl SipCore {
         }
         let h: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
         self.respond(id, None, 200, &h, sdp.as_deref(), now, out);
-        SipCounters::inc(&self.counters.calls_answered);
+        self.count(SipCounter::CallsAnswered);
         if let Some(info) = info {
             self.emit(SipEvent::Call(Box::new((*info).clone())));
         }
@@ -433,7 +364,7 @@ impl SipCore {
     /// A CANCEL: 200 for it, and 487 for its INVITE while that is unanswered.
     pub(super) fn handle_cancel(
         &mut self,
-        id: u64,
+        id: TxId,
         req: &SipMessage,
         key: &TransactionKey,
         now: Instant,

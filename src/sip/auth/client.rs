@@ -3,8 +3,9 @@
 use std::fmt;
 
 use super::parse::{parse_challenges, DigestChallenge};
-use super::{random_hex, DigestInput, MAX_CLIENT_REALMS, MAX_STALE_RETRIES};
+use super::{DigestInput, MAX_CLIENT_REALMS, MAX_STALE_RETRIES};
 use crate::sip::message::SipMessage;
+use crate::sip::rng::SipRng;
 use crate::sip::syntax::quoted;
 
 /// The credentials line answering one challenge.
@@ -216,14 +217,22 @@ struct RealmState {
 pub struct DigestClient {
     credentials: Credentials,
     realms: Vec<RealmState>,
+    /// Draws the cnonces.
+    rng: SipRng,
 }
 
 impl DigestClient {
-    /// A client that authenticates with `credentials`.
+    /// A client that authenticates with `credentials`, its cnonces drawn from the OS.
     pub fn new(credentials: Credentials) -> DigestClient {
+        DigestClient::with_rng(credentials, SipRng::from_os())
+    }
+
+    /// A client whose cnonces come from `rng` (a sans-IO core's, so its runs replay).
+    pub fn with_rng(credentials: Credentials, rng: SipRng) -> DigestClient {
         DigestClient {
             credentials,
             realms: Vec::new(),
+            rng,
         }
     }
 
@@ -302,7 +311,7 @@ impl DigestClient {
             };
             let c = &state.challenge;
             let nc = format!("{:08x}", state.nc);
-            let cnonce = random_hex(16);
+            let cnonce = self.rng.hex(16);
             let input = DigestInput {
                 algorithm: c.algorithm,
                 username: &self.credentials.username,

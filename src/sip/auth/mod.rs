@@ -19,7 +19,6 @@
 use std::fmt;
 
 use md5::Md5;
-use rand::Rng;
 use sha2::{Digest, Sha256};
 
 mod client;
@@ -225,14 +224,6 @@ pub fn digest_response(
         nc: qop_auth.map(|(nc, _)| nc),
     }
     .response()
-}
-
-/// `bytes` random bytes as hex: nonces, cnonces and the opaque value.
-fn random_hex(bytes: usize) -> String {
-    let mut rng = rand::rng();
-    (0..bytes)
-        .map(|_| format!("{:02x}", rng.random::<u8>()))
-        .collect()
 }
 
 #[cfg(test)]

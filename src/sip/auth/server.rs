@@ -4,7 +4,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::parse::parse_authorization;
-use super::{random_hex, DigestAlgorithm, DigestInput, MAX_OUTSTANDING_NONCES};
+use super::{DigestAlgorithm, DigestInput, MAX_OUTSTANDING_NONCES};
+use crate::sip::rng::SipRng;
 use crate::sip::syntax::quoted;
 
 /// Outcome of checking a request's credentials.
@@ -37,16 +38,24 @@ pub struct DigestAuthenticator {
     nonce_ttl: Duration,
     opaque: String,
     nonces: HashMap<String, Instant>,
+    /// Draws the nonces and the opaque value.
+    rng: SipRng,
 }
 
 impl DigestAuthenticator {
-    /// An authenticator for `realm` whose nonces are valid for `nonce_ttl`.
+    /// An authenticator for `realm` whose nonces are valid for `nonce_ttl`, drawn from the OS.
     pub fn new(realm: &str, nonce_ttl: Duration) -> Self {
+        DigestAuthenticator::with_rng(realm, nonce_ttl, SipRng::from_os())
+    }
+
+    /// An authenticator whose nonces come from `rng` (a sans-IO core's, so its runs replay).
+    pub fn with_rng(realm: &str, nonce_ttl: Duration, mut rng: SipRng) -> Self {
         DigestAuthenticator {
             realm: realm.to_string(),
             nonce_ttl,
-            opaque: random_hex(8),
+            opaque: rng.hex(8),
             nonces: HashMap::new(),
+            rng,
         }
     }
 
@@ -92,7 +101,7 @@ impl DigestAuthenticator {
                 self.nonces.remove(&oldest);
             }
         }
-        let nonce = random_hex(16);
+        let nonce = self.rng.hex(16);
         self.nonces.insert(nonce.clone(), now);
         nonce
     }

@@ -1,0 +1,72 @@
+//! What the application side asks of the core: the commands the backend handle queues for
+//! the SIP thread, with the calls and registrations they describe.
+
+use std::time::Duration;
+
+use crate::engine::SessionId;
+use crate::sip::auth::Credentials;
+use crate::sip::SipPeer;
+
+/// Work queued for the SIP thread by application threads.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Command {
+    /// End the call of this session: CANCEL while dialing, 480 while ringing, BYE once up.
+    /// Its media may already be closed by the caller.
+    Hangup(SessionId),
+    /// Place a call.
+    Dial(Box<DialRequest>),
+    /// Put the far end on hold (`true`) or resume (`false`) with a re-INVITE.
+    Hold(SessionId, bool),
+    /// Add (`true`) or remove (`false`) video with a re-INVITE.
+    Video(SessionId, bool),
+    /// Start registering.
+    Register(u64, Box<RegisterRequest>),
+    /// Remove a registration (REGISTER with `Expires: 0`).
+    Unregister(u64),
+}
+
+/// A call to place, prepared by the application side (names resolved, ids chosen).
+#[derive(Debug, Clone)]
+pub struct DialRequest {
+    /// The session id the call will have (the application has it already).
+    pub session: SessionId,
+    pub call_id: String,
+    /// The Request-URI.
+    pub target: String,
+    /// Our From URI (without tag) and display name.
+    pub from_uri: String,
+    pub display_name: Option<String>,
+    /// The user part of our Contact.
+    pub contact_user: String,
+    /// Where the INVITE goes first: the outbound proxy, else the target's host.
+    pub next_hop: SipPeer,
+    /// A Route header value for an outbound proxy (`<sip:ip:port;lr>`).
+    pub route: Option<String>,
+    /// For 401/407 challenges.
+    pub credentials: Option<Credentials>,
+    /// Extra headers (`X-...`).
+    pub headers: Vec<(String, String)>,
+    /// Offer video (a video backend only).
+    pub video: bool,
+    /// How long to wait for an answer before cancelling.
+    pub ring_timeout: Duration,
+    /// The room of the session.
+    pub room_id: String,
+}
+
+/// A registration to start, prepared by the application side.
+#[derive(Debug, Clone)]
+pub struct RegisterRequest {
+    /// Address of record (`sip:alice@example.com`).
+    pub aor: String,
+    /// The Request-URI (the registrar's domain); empty: the AOR's host.
+    pub registrar: String,
+    /// Where REGISTERs go (the registrar, or the outbound proxy).
+    pub next_hop: SipPeer,
+    /// A Route header value for an outbound proxy.
+    pub route: Option<String>,
+    pub credentials: Option<Credentials>,
+    /// Seconds asked for.
+    pub expires: u32,
+}
