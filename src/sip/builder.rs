@@ -74,11 +74,13 @@ pub fn reason_phrase(status: u16) -> &'static str {
 }
 
 /// A new Via branch: the RFC 3261 magic cookie followed by random characters.
+#[cfg(any(test, feature = "_internals"))]
 pub fn new_branch() -> String {
     format!("z9hG4bK{}", random_token(16))
 }
 
 /// A new random tag for From/To.
+#[cfg(any(test, feature = "_internals"))]
 pub fn new_tag() -> String {
     random_token(12)
 }

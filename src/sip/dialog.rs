@@ -7,7 +7,9 @@
 
 use std::fmt;
 
-use super::builder::{new_branch, RequestBuilder};
+#[cfg(any(test, feature = "_internals"))]
+use super::builder::new_branch;
+use super::builder::RequestBuilder;
 use super::message::{Method, NameAddr, SipMessage};
 use super::rng::SipRng;
 use super::route::{next_hop, route_request, NextHop, RoutedRequest};
@@ -275,6 +277,7 @@ impl Dialog {
     /// branch, and Request-URI/Route set from the remote target and route set (RFC 3261
     /// §12.2.1.1: loose routing when the first route has `lr`, strict routing otherwise).
     /// `sent_by` is our `host:port` for the Via, `transport` e.g. `UDP`.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn request(&mut self, method: Method, sent_by: &str, transport: &str) -> RequestBuilder {
         let cseq = self.next_cseq();
         self.request_with_cseq(method, cseq, sent_by, transport, &new_branch())
@@ -293,6 +296,7 @@ impl Dialog {
     }
 
     /// The ACK for a 2xx to our INVITE with CSeq `invite_cseq` (same number, its own branch).
+    #[cfg(any(test, feature = "_internals"))]
     pub fn ack(&self, invite_cseq: u32, sent_by: &str, transport: &str) -> RequestBuilder {
         self.request_with_cseq(Method::Ack, invite_cseq, sent_by, transport, &new_branch())
     }

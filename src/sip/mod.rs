@@ -6,7 +6,7 @@
 //! - [`builder`]: responses that copy the request's raw headers, and our own requests.
 //! - [`transaction`]: the four RFC 3261 transactions (INVITE and non-INVITE, server and
 //!   client), sans-IO: feed input with the time, drain transmits and events, wake at
-//!   `next_timeout`. The INVITE client transaction ACKs non-2xx finals and runs its CANCEL.
+//!   `poll_timeout`. The INVITE client transaction ACKs non-2xx finals and runs its CANCEL.
 //! - [`dialog`]: tags, CSeq ordering, remote target, route set, in-dialog requests.
 //! - [`route`]: Request-URI and Route headers from a target and a route set (loose and strict
 //!   routing), and the next hop a request is sent to.
@@ -42,10 +42,10 @@ pub mod transaction;
 // Re-exports for the `_internals` API (fuzz targets, benches, tests); without the feature the
 // crate itself may not need every name.
 #[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
-pub use builder::{
-    new_branch, new_call_id, new_tag, reason_phrase, retry_after_value, RequestBuilder,
-    ResponseBuilder,
-};
+#[cfg(any(test, feature = "_internals"))]
+pub use builder::{new_branch, new_tag};
+#[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
+pub use builder::{new_call_id, reason_phrase, retry_after_value, RequestBuilder, ResponseBuilder};
 #[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
 pub use message::{
     parse, CSeq, EchoHeaders, HeaderField, MessageKind, Method, NameAddr, ParseError, Rejection,

@@ -53,18 +53,19 @@ impl Outbox {
         self.items.push((data, dest));
     }
 
-    /// Takes every queued message out, in order (tests and harnesses that carry them
-    /// themselves).
+    /// Takes every queued message out, in order.
     pub fn drain(&mut self) -> std::vec::Drain<'_, (Vec<u8>, SipPeer)> {
         self.items.drain(..)
     }
 
     /// Number of datagrams queued.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn len(&self) -> usize {
         self.items.len()
     }
 
     /// True when nothing is queued.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }

@@ -2,7 +2,7 @@
 //! sans-IO state machine that owns its REGISTER transactions.
 //!
 //! Drive it like a transaction: feed responses with [`Registration::handle_response`], call
-//! [`Registration::handle_timeout`] once [`Registration::next_timeout`] has passed, and after
+//! [`Registration::handle_timeout`] once [`Registration::poll_timeout`] has passed, and after
 //! either drain [`Registration::poll_transmit`] (datagrams for [`Registration::next_hop`]) and
 //! [`Registration::poll_event`].
 //!
@@ -221,6 +221,7 @@ pub fn retry_delay(failures: u32, base: Duration, max: Duration) -> Duration {
 impl Registration {
     /// Starts registering: the first REGISTER is queued at once. Its Call-ID, tag, branches
     /// and cnonces are drawn from the OS.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn new(
         config: RegistrationConfig,
         now: Instant,
@@ -455,8 +456,9 @@ impl Registration {
     }
 
     /// When `handle_timeout` next needs to run.
-    pub fn next_timeout(&self) -> Option<Instant> {
-        let tx = self.tx.as_ref().and_then(|t| t.next_timeout());
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let tx = self.tx.as_ref().and_then(|t| t.poll_timeout());
         [tx, self.wake_at, self.bound_until]
             .into_iter()
             .flatten()
@@ -723,7 +725,7 @@ mod tests {
 
     /// Runs the registration's timers up to `until`, logging as it goes.
     fn run_until(reg: &mut Registration, t0: Instant, until: Instant, log: &mut Log) {
-        while let Some(t) = reg.next_timeout().filter(|t| *t <= until) {
+        while let Some(t) = reg.poll_timeout().filter(|t| *t <= until) {
             reg.handle_timeout(t);
             drain(reg, t0, t, log);
         }
@@ -1266,7 +1268,7 @@ mod tests {
         );
         assert_eq!(log.take_events(), [(5000, RegistrationEvent::Unregistered)]);
         assert!(reg.is_terminated());
-        assert_eq!(reg.next_timeout(), None);
+        assert_eq!(reg.poll_timeout(), None);
         reg.unregister(t0 + secs(6));
         reg.register_now(t0 + secs(6));
         drain(&mut reg, t0, t0 + secs(6), &mut log);

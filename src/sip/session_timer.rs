@@ -257,7 +257,8 @@ impl SessionTimer {
     }
 
     /// When `handle_timeout` next needs to run.
-    pub fn next_timeout(&self) -> Option<Instant> {
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
         self.refresh_at.or(self.expire_at)
     }
 
@@ -462,7 +463,7 @@ Call-ID: st@x\r\nCSeq: 1 INVITE\r\n{se}Content-Length: 0\r\n\r\n"
         };
         let mut t = SessionTimer::new(se, Refresher::Uac, t0);
         assert!(t.we_refresh());
-        assert_eq!(t.next_timeout(), Some(t0 + secs(900)));
+        assert_eq!(t.poll_timeout(), Some(t0 + secs(900)));
         assert_eq!(t.handle_timeout(t0 + secs(899)), None);
         assert_eq!(
             t.handle_timeout(t0 + secs(900)),
@@ -470,15 +471,15 @@ Call-ID: st@x\r\nCSeq: 1 INVITE\r\n{se}Content-Length: 0\r\n\r\n"
         );
         // The refresh is answered: the interval restarts from there.
         t.refreshed(se, Refresher::Uac, t0 + secs(901));
-        assert_eq!(t.next_timeout(), Some(t0 + secs(1801)));
+        assert_eq!(t.poll_timeout(), Some(t0 + secs(1801)));
         t.handle_timeout(t0 + secs(1801));
         // This time the refresh is never answered.
-        assert_eq!(t.next_timeout(), Some(t0 + secs(2701)));
+        assert_eq!(t.poll_timeout(), Some(t0 + secs(2701)));
         assert_eq!(
             t.handle_timeout(t0 + secs(2701)),
             Some(SessionTimerAction::Expired)
         );
-        assert_eq!(t.next_timeout(), None);
+        assert_eq!(t.poll_timeout(), None);
     }
 
     #[test]
@@ -491,7 +492,7 @@ Call-ID: st@x\r\nCSeq: 1 INVITE\r\n{se}Content-Length: 0\r\n\r\n"
         let mut t = SessionTimer::new(se, Refresher::Uas, t0);
         assert!(!t.we_refresh());
         // interval − min(32, interval/3) = 1768 s.
-        assert_eq!(t.next_timeout(), Some(t0 + secs(1768)));
+        assert_eq!(t.poll_timeout(), Some(t0 + secs(1768)));
         assert_eq!(
             t.handle_timeout(t0 + secs(1768)),
             Some(SessionTimerAction::Expired)
@@ -502,7 +503,7 @@ Call-ID: st@x\r\nCSeq: 1 INVITE\r\n{se}Content-Length: 0\r\n\r\n"
             refresher: Some(Refresher::Uas),
         };
         let t = SessionTimer::new(short, Refresher::Uac, t0);
-        assert_eq!(t.next_timeout(), Some(t0 + secs(60)));
+        assert_eq!(t.poll_timeout(), Some(t0 + secs(60)));
         assert_eq!(t.interval(), secs(90));
     }
 }

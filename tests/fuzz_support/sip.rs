@@ -158,7 +158,7 @@ fn server_transaction(req: &SipMessage, now: Instant) {
         tx.handle_retransmission();
         check_sent(req, std::iter::from_fn(|| tx.poll_transmit()));
         let mut steps = 0;
-        while let Some(t) = tx.next_timeout().filter(|t| *t <= end) {
+        while let Some(t) = tx.poll_timeout().filter(|t| *t <= end) {
             steps += 1;
             assert!(steps < 100, "INVITE transaction keeps waking");
             tx.handle_timeout(t);
@@ -175,7 +175,7 @@ fn server_transaction(req: &SipMessage, now: Instant) {
         tx.handle_retransmission();
         check_sent(req, std::iter::from_fn(|| tx.poll_transmit()));
         let mut steps = 0;
-        while let Some(t) = tx.next_timeout().filter(|t| *t <= end) {
+        while let Some(t) = tx.poll_timeout().filter(|t| *t <= end) {
             steps += 1;
             assert!(steps < 100, "non-INVITE transaction keeps waking");
             tx.handle_timeout(t);

@@ -1,5 +1,5 @@
 //! Transactions and dialogs on virtual time: every instant is `t0 + offset`, and the machines are
-//! driven only through `handle_timeout(next_timeout())`, as the SIP thread will drive them.
+//! driven only through `handle_timeout(poll_timeout())`, as the SIP thread will drive them.
 
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,7 @@ use roomkit_media::sip::{parse, Method, RequestBuilder, ResponseBuilder, SipMess
 
 /// The common driving surface of the four state machines.
 trait Machine {
-    fn next_timeout(&self) -> Option<Instant>;
+    fn poll_timeout(&self) -> Option<Instant>;
     fn handle_timeout(&mut self, now: Instant);
     fn poll_transmit(&mut self) -> Option<Vec<u8>>;
     fn poll_event(&mut self) -> Option<TransactionEvent>;
@@ -22,8 +22,8 @@ trait Machine {
 macro_rules! machine {
     ($t:ty) => {
         impl Machine for $t {
-            fn next_timeout(&self) -> Option<Instant> {
-                <$t>::next_timeout(self)
+            fn poll_timeout(&self) -> Option<Instant> {
+                <$t>::poll_timeout(self)
             }
             fn handle_timeout(&mut self, now: Instant) {
                 <$t>::handle_timeout(self, now)
@@ -83,7 +83,7 @@ fn drain(m: &mut impl Machine, t0: Instant, now: Instant, log: &mut Log) {
 /// logging what it sends and reports.
 fn run_until(m: &mut impl Machine, t0: Instant, now: Instant, until: Instant, log: &mut Log) {
     drain(m, t0, now, log);
-    while let Some(t) = m.next_timeout().filter(|t| *t <= until) {
+    while let Some(t) = m.poll_timeout().filter(|t| *t <= until) {
         m.handle_timeout(t);
         drain(m, t0, t, log);
     }
@@ -162,7 +162,7 @@ fn ok_is_retransmitted_at_t1_doubling_to_t2_until_the_ack_timeout() {
         ]
     );
     assert!(tx.is_terminated());
-    assert_eq!(tx.next_timeout(), None);
+    assert_eq!(tx.poll_timeout(), None);
 }
 
 #[test]
@@ -221,7 +221,7 @@ fn duplicate_invite_gets_the_last_provisional_again() {
         ]
     );
     assert_eq!(
-        tx.next_timeout(),
+        tx.poll_timeout(),
         None,
         "provisional responses are not timed"
     );
@@ -526,7 +526,7 @@ fn ringing_stops_retransmissions_and_every_2xx_is_passed_up() {
         &mut log,
     );
     run_until(&mut tx, t0, t0 + ms(700), t0 + ms(90_000), &mut log);
-    assert_eq!(tx.next_timeout(), None, "ringing is bounded by the TU");
+    assert_eq!(tx.poll_timeout(), None, "ringing is bounded by the TU");
     let ok = answer(&invite, 200, Some("bob1"));
     feed(&mut tx, &ok, t0, 90_000, &mut log);
     assert_eq!(tx.state(), InviteClientState::Accepted);
@@ -717,7 +717,7 @@ fn cancelled_invite_without_a_final_response_gives_up_after_64_t1() {
             (42_000, "terminated".to_string()),
         ]
     );
-    assert_eq!(tx.next_timeout(), None);
+    assert_eq!(tx.poll_timeout(), None);
 }
 
 #[test]

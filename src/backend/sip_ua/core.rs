@@ -424,7 +424,7 @@ impl SipCore {
                         }
                     }
                     terminated = tx.is_terminated();
-                    next = tx.next_timeout();
+                    next = tx.poll_timeout();
                 }
                 ServerTx::NonInvite(tx) => {
                     while let Some(d) = tx.poll_transmit() {
@@ -432,7 +432,7 @@ impl SipCore {
                     }
                     while tx.poll_event().is_some() {}
                     terminated = tx.is_terminated();
-                    next = tx.next_timeout();
+                    next = tx.poll_timeout();
                 }
             }
         }
@@ -500,7 +500,7 @@ impl SipCore {
             self.client_index.remove(&key);
             self.timers.set(TimerKey::Client(id), None);
         } else {
-            let next = e.tx.next_timeout();
+            let next = e.tx.poll_timeout();
             self.timers.set(TimerKey::Client(id), next);
         }
     }
@@ -553,7 +553,7 @@ impl SipCore {
             self.ended_forks.remove(&id);
             self.timers.set(TimerKey::Invite(id), None);
         } else {
-            let next = e.tx.next_timeout();
+            let next = e.tx.poll_timeout();
             self.timers.set(TimerKey::Invite(id), next);
         }
         for ev in events {

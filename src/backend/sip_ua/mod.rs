@@ -39,6 +39,7 @@ mod uas;
 // crate itself may not need every name.
 #[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
 pub use command::{Command, DialRequest, RegisterRequest};
+#[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
 pub use events::{
     CallDirectory, CallProgress, CallState, CallView, RegistrationEvent, RegistrationId,
     SharedUpdate, SipCounter, SipCounters, SipEvent,

@@ -121,7 +121,7 @@ impl SipCore {
             });
         }
         let done = e.reg.is_terminated();
-        let next = e.reg.next_timeout();
+        let next = e.reg.poll_timeout();
         if done {
             self.registrations.remove(&id);
             self.timers.set(TimerKey::Registration(id), None);

@@ -308,7 +308,7 @@ impl Call {
             ring,
             dial,
             self.reinvite.retry_at,
-            self.timer.as_ref().and_then(SessionTimer::next_timeout),
+            self.timer.as_ref().and_then(SessionTimer::poll_timeout),
         ]
         .into_iter()
         .flatten()

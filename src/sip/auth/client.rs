@@ -223,6 +223,7 @@ pub struct DigestClient {
 
 impl DigestClient {
     /// A client that authenticates with `credentials`, its cnonces drawn from the OS.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn new(credentials: Credentials) -> DigestClient {
         DigestClient::with_rng(credentials, SipRng::from_os())
     }

@@ -44,6 +44,7 @@ pub struct DigestAuthenticator {
 
 impl DigestAuthenticator {
     /// An authenticator for `realm` whose nonces are valid for `nonce_ttl`, drawn from the OS.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn new(realm: &str, nonce_ttl: Duration) -> Self {
         DigestAuthenticator::with_rng(realm, nonce_ttl, SipRng::from_os())
     }

@@ -181,7 +181,8 @@ impl InviteServerTransaction {
     }
 
     /// When `handle_timeout` next needs to run.
-    pub fn next_timeout(&self) -> Option<Instant> {
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
         earliest(&[
             self.retransmit.map(|b| b.next),
             self.give_up_at,
@@ -191,7 +192,7 @@ impl InviteServerTransaction {
 
     /// Runs every timer that is due at `now`, in time order.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(due) = self.next_timeout().filter(|t| *t <= now) {
+        while let Some(due) = self.poll_timeout().filter(|t| *t <= now) {
             if self.give_up_at == Some(due) {
                 self.give_up_at = None;
                 self.retransmit = None;

@@ -3,7 +3,7 @@
 //! Each state machine is driven the same way: feed it what arrived (with the current time),
 //! then drain [`poll_transmit`](InviteServerTransaction::poll_transmit) and
 //! [`poll_event`](InviteServerTransaction::poll_event), and call `handle_timeout` once the
-//! instant returned by `next_timeout` has passed. Nothing here reads a clock or touches a socket,
+//! instant returned by `poll_timeout` has passed. Nothing here reads a clock or touches a socket,
 //! so tests run on virtual time.
 //!
 //! There are four, one per file: INVITE and non-INVITE, server and client
@@ -259,7 +259,7 @@ Content-Length: 0\r\n\r\n",
         let first = String::from_utf8(tx.poll_transmit().unwrap()).unwrap();
         assert!(first.starts_with("SIP/2.0 100 Trying\r\n"));
         assert!(tx.poll_transmit().is_none());
-        assert_eq!(tx.next_timeout(), None);
+        assert_eq!(tx.poll_timeout(), None);
     }
 
     #[test]

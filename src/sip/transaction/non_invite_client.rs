@@ -100,7 +100,8 @@ impl NonInviteClientTransaction {
     }
 
     /// When `handle_timeout` next needs to run.
-    pub fn next_timeout(&self) -> Option<Instant> {
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
         earliest(&[
             self.retransmit.map(|b| b.next),
             self.timeout_at,
@@ -110,7 +111,7 @@ impl NonInviteClientTransaction {
 
     /// Runs every timer that is due at `now`, in time order.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(due) = self.next_timeout().filter(|t| *t <= now) {
+        while let Some(due) = self.poll_timeout().filter(|t| *t <= now) {
             if self.timeout_at == Some(due) {
                 self.out.emit(TransactionEvent::Timeout);
                 self.terminate();

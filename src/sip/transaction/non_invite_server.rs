@@ -94,7 +94,8 @@ impl NonInviteServerTransaction {
     }
 
     /// When `handle_timeout` next needs to run.
-    pub fn next_timeout(&self) -> Option<Instant> {
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
         self.end_at
     }
 
