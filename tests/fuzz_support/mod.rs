@@ -11,6 +11,7 @@
 pub mod rtcp;
 pub mod sdp;
 pub mod sip;
+pub mod srtp;
 pub mod video;
 pub mod voice;
 
