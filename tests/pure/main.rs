@@ -15,6 +15,7 @@ mod rfc4475;
 mod rtcp_props;
 mod sdp_fuzz;
 mod sdp_offer_answer;
+mod sdp_srtp;
 mod sip_fuzz;
 mod sip_transactions;
 mod stream_core;
