@@ -299,6 +299,11 @@ typedef struct {
     // The packet loss (percent) the Opus encoder protects against with in-band FEC, from the
     // peer's last receiver report; 0 before the first report and for codecs without FEC.
     uint32_t audio_expected_loss_pct;
+    // SRTP/SRTCP packets dropped because their authentication tag did not verify (tampered,
+    // or protected with another key).
+    uint64_t srtp_auth_failed;
+    // SRTP/SRTCP packets dropped as replays.
+    uint64_t srtp_replayed;
 } rkm_stream_stats;
 
 // Counters of a session: audio always; video when `has_video` (otherwise `video` is zeroed).

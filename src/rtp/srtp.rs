@@ -9,16 +9,11 @@
 //! Pure: no clock, no socket. Fresh keys come from a random source the caller passes in
 //! ([`SrtpKey::generate`]); the engine and SIP layers pass the operating system's CSPRNG.
 
-// Not wired into the stream core yet (issue 15, step 4): until StreamCore protects and
-// unprotects with these contexts, the library build without `_internals` reaches only part of
-// this file. Remove this allowance when it does.
-#![cfg_attr(not(any(test, feature = "_internals")), allow(dead_code))]
-
 use std::fmt;
 
 use rand::{CryptoRng, RngCore, TryRngCore};
+use rtc_shared::replay_detector::{ReplayDetector, WrappedSlidingWindowDetector};
 use rtc_srtp::context::Context;
-use rtc_srtp::option::{srtcp_replay_protection, srtp_replay_protection};
 use rtc_srtp::protection_profile::ProtectionProfile;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
@@ -26,6 +21,11 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 /// uses 128; ours is wider so that a NACK repair sent without RTX (the same sequence number, a
 /// few hundred packets late at video rates) is not mistaken for a replay.
 const REPLAY_WINDOW: usize = 1024;
+/// The largest SRTCP index (31 bits).
+const MAX_SRTCP_INDEX: u64 = 0x7fff_ffff;
+/// The most sources whose replay windows a receiver keeps (media, RTX, a few SSRC changes);
+/// only authenticated packets add one, so only the keyed peer can fill it.
+const MAX_SOURCES: usize = 16;
 
 /// The master key and salt lengths of every suite we offer (AES-128).
 const MASTER_KEY_LEN: usize = 16;
@@ -236,25 +236,51 @@ fn reason(e: rtc_shared::error::Error) -> SrtpError {
     }
 }
 
-fn context(key: &SrtpKey, replay: bool) -> Result<Context, SrtpError> {
+/// A context without the crate's replay protection: its detector starts its window at the
+/// first packet *checked*, before authentication, so one forged packet with a far sequence
+/// number would make the genuine stream look like replays. [`Replay`] checks after
+/// authentication instead.
+fn context(key: &SrtpKey) -> Result<Context, SrtpError> {
     let provider = rtc_crypto::default_provider().map_err(|_| SrtpError::Protect)?;
-    let (rtp, rtcp) = if replay {
-        (
-            Some(srtp_replay_protection(REPLAY_WINDOW)),
-            Some(srtcp_replay_protection(REPLAY_WINDOW)),
-        )
-    } else {
-        (None, None)
-    };
     Context::new(
         key.master_key(),
         key.master_salt(),
         key.suite().profile(),
-        rtp,
-        rtcp,
+        None,
+        None,
         provider.crypto(),
     )
     .map_err(|_| SrtpError::BadKey)
+}
+
+/// Replay windows per source, fed only with authenticated packets.
+#[derive(Default)]
+struct Replay {
+    windows: Vec<(u32, WrappedSlidingWindowDetector)>,
+}
+
+impl Replay {
+    /// Whether `index` of `ssrc` is new; records it when it is.
+    fn fresh(&mut self, ssrc: u32, index: u64, max: u64) -> bool {
+        let at = match self.windows.iter().position(|(s, _)| *s == ssrc) {
+            Some(at) => at,
+            None => {
+                if self.windows.len() >= MAX_SOURCES {
+                    self.windows.remove(0);
+                }
+                self.windows
+                    .push((ssrc, WrappedSlidingWindowDetector::new(REPLAY_WINDOW, max)));
+                self.windows.len() - 1
+            }
+        };
+        let window = &mut self.windows[at].1;
+        if window.check(index) {
+            window.accept();
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// The smallest packets the crate is handed: an RTP fixed header, an RTCP header plus SSRC.
@@ -272,7 +298,7 @@ impl SrtpSender {
     pub fn new(key: &SrtpKey) -> Result<SrtpSender, SrtpError> {
         Ok(SrtpSender {
             suite: key.suite(),
-            ctx: context(key, false)?,
+            ctx: context(key)?,
         })
     }
 
@@ -318,6 +344,8 @@ impl fmt::Debug for SrtpSender {
 pub struct SrtpReceiver {
     suite: SrtpSuite,
     ctx: Context,
+    rtp_replay: Replay,
+    rtcp_replay: Replay,
 }
 
 impl SrtpReceiver {
@@ -325,13 +353,10 @@ impl SrtpReceiver {
     pub fn new(key: &SrtpKey) -> Result<SrtpReceiver, SrtpError> {
         Ok(SrtpReceiver {
             suite: key.suite(),
-            ctx: context(key, true)?,
+            ctx: context(key)?,
+            rtp_replay: Replay::default(),
+            rtcp_replay: Replay::default(),
         })
-    }
-
-    /// The suite in use.
-    pub fn suite(&self) -> SrtpSuite {
-        self.suite
     }
 
     /// The RTP packet inside an SRTP packet, once its tag verifies and it is no replay.
@@ -339,10 +364,17 @@ impl SrtpReceiver {
         if srtp.len() < RTP_HEADER_LEN + self.suite.rtp_overhead() || srtp[0] >> 6 != 2 {
             return Err(SrtpError::Malformed);
         }
-        self.ctx
-            .decrypt_rtp(srtp)
-            .map(|p| p.to_vec())
-            .map_err(reason)
+        let plain = self.ctx.decrypt_rtp(srtp).map_err(reason)?;
+        // Authenticated: now whether it is new. The header is in the clear, checked above.
+        let seq = u16::from_be_bytes([srtp[2], srtp[3]]);
+        let ssrc = u32::from_be_bytes([srtp[8], srtp[9], srtp[10], srtp[11]]);
+        if !self
+            .rtp_replay
+            .fresh(ssrc, u64::from(seq), u64::from(u16::MAX))
+        {
+            return Err(SrtpError::Replay);
+        }
+        Ok(plain.to_vec())
     }
 
     /// The RTCP packet inside an SRTCP packet, once its tag verifies and it is no replay.
@@ -355,10 +387,23 @@ impl SrtpReceiver {
         if srtcp.len() < RTCP_HEADER_LEN + 4 + tag || srtcp[0] >> 6 != 2 {
             return Err(SrtpError::Malformed);
         }
-        self.ctx
-            .decrypt_rtcp(srtcp)
-            .map(|p| p.to_vec())
-            .map_err(reason)
+        let plain = self.ctx.decrypt_rtcp(srtcp).map_err(reason)?;
+        // The E flag and index: before the tag with AES-CM, the last word with GCM (RFC 7714
+        // §9.3 appends it after the tag-bearing ciphertext).
+        let end = match self.suite {
+            SrtpSuite::AeadAes128Gcm => srtcp.len(),
+            _ => srtcp.len() - tag,
+        };
+        let word = &srtcp[end - 4..end];
+        let index = u32::from_be_bytes([word[0], word[1], word[2], word[3]]) & 0x7fff_ffff;
+        let ssrc = u32::from_be_bytes([srtcp[4], srtcp[5], srtcp[6], srtcp[7]]);
+        if !self
+            .rtcp_replay
+            .fresh(ssrc, u64::from(index), MAX_SRTCP_INDEX)
+        {
+            return Err(SrtpError::Replay);
+        }
+        Ok(plain.to_vec())
     }
 }
 
@@ -492,6 +537,26 @@ mod tests {
             let c = tx.protect_rtcp(&hex(RTCP_PLAIN)).unwrap();
             assert!(rx.unprotect_rtcp(&c).is_ok());
             assert_eq!(rx.unprotect_rtcp(&c), Err(SrtpError::Replay), "{suite}");
+        }
+    }
+
+    #[test]
+    fn a_forged_packet_does_not_move_the_replay_window() {
+        for suite in SrtpSuite::ALL {
+            let k = SrtpKey::from_os_rng(suite);
+            let mut rx = SrtpReceiver::new(&k).unwrap();
+            // A forgery with a far sequence number (and index) arrives first: refused...
+            let mut forger = SrtpSender::new(&k).unwrap();
+            let mut forged = forger.protect_rtp(&rtp(40_000)).unwrap();
+            let last = forged.len() - 1;
+            forged[last] ^= 1;
+            assert_eq!(rx.unprotect_rtp(&forged), Err(SrtpError::Auth));
+            // ... and harmless: the genuine stream that follows is accepted.
+            let mut tx = SrtpSender::new(&k).unwrap();
+            for seq in 0..5 {
+                let p = tx.protect_rtp(&rtp(seq)).unwrap();
+                assert_eq!(rx.unprotect_rtp(&p).unwrap(), rtp(seq), "{suite} {seq}");
+            }
         }
     }
 

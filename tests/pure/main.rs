@@ -19,5 +19,6 @@ mod sdp_srtp;
 mod sip_fuzz;
 mod sip_transactions;
 mod stream_core;
+mod stream_srtp;
 mod stream_voice;
 mod vp8_props;

@@ -271,6 +271,7 @@ impl EngineHost {
             rtcp_interval: self.settings.rtcp_interval,
             cname: self.settings.cname.clone(),
             session: SessionId::nil(),
+            srtp: a.srtp.clone(),
             ..Default::default()
         })
     }
@@ -308,6 +309,7 @@ impl EngineHost {
             rtcp_interval: self.settings.rtcp_interval,
             cname: self.settings.cname.clone(),
             session: SessionId::nil(),
+            srtp: v.srtp.clone(),
             ..Default::default()
         }))
     }
@@ -579,6 +581,7 @@ fn fake_stream(port: u16, remote: SocketAddr, pt: u8, clock_rate: u32) -> Stream
         clock_rate,
         codec: None,
         sample_rate: clock_rate,
+        srtp_suite: None,
     }
 }
 
