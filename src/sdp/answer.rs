@@ -254,6 +254,16 @@ struct Plan<'a> {
     video_srtp: Option<(u32, SrtpKeys)>,
 }
 
+/// In a call, a re-answer keeps the key we already send with (the stream is keyed with it)
+/// while the suite stays the same.
+fn keep_send_key(srtp: Option<(u32, SrtpKeys)>, old: Option<&SrtpKeys>) -> Option<(u32, SrtpKeys)> {
+    let (tag, mut keys) = srtp?;
+    if let Some(old) = old.filter(|o| o.suite() == keys.suite()) {
+        keys.send = old.send.clone();
+    }
+    Some((tag, keys))
+}
+
 /// SRTP for an offered stream under our policy (see `crypto::negotiate_offered`).
 fn stream_srtp(
     m: &MediaDescription,
@@ -345,6 +355,7 @@ fn plan<'a>(
             MediaKind::Audio if audio.is_none() => {
                 let chosen = usable_stream(m)
                     .and_then(|()| stream_srtp(m, &cfg.local, false))
+                    .map(|s| keep_send_key(s, keep.and_then(|k| k.audio.srtp.as_ref())))
                     .and_then(|srtp| {
                         choose_audio(m, cfg, keep.map(|k| &k.audio))
                             .map(|(p, codec)| (p, codec, srtp))
@@ -361,6 +372,8 @@ fn plan<'a>(
                 if video.is_none() && cfg.local.video_port != 0 && usable_stream(m).is_ok() =>
             {
                 if let Ok(srtp) = stream_srtp(m, &cfg.local, true) {
+                    let old = keep.and_then(|k| k.video.as_ref()?.srtp.as_ref());
+                    let srtp = keep_send_key(srtp, old);
                     video = choose_video(m, cfg, keep.and_then(|k| k.video.as_ref()))
                         .map(|(p, c)| ((i, m, p, c), srtp));
                 }

@@ -16,9 +16,6 @@ use base64::Engine as _;
 use crate::rtp::srtp::{SrtpKey, SrtpSuite};
 
 /// Whether a call uses SRTP (SDES keys), per backend.
-// The backends do not take a policy yet (issue 15, step 5: it is turned on only once the stream
-// core encrypts); until then only tests and `_internals` choose one other than `Off`.
-#[cfg_attr(not(any(test, feature = "_internals")), allow(dead_code))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum SrtpPolicy {
     /// Plain RTP only: `a=crypto` lines are ignored and `RTP/SAVP` offers refused.
@@ -43,7 +40,6 @@ impl SrtpPolicy {
     }
 
     /// Reads a policy name, case-insensitively.
-    #[cfg_attr(not(any(test, feature = "_internals")), allow(dead_code))]
     pub fn from_name(name: &str) -> Option<SrtpPolicy> {
         [SrtpPolicy::Off, SrtpPolicy::Optional, SrtpPolicy::Mandatory]
             .into_iter()
