@@ -21,7 +21,7 @@ use roomkit_media::backend::{
 };
 use roomkit_media::codec::testclip::TestClip;
 use roomkit_media::prelude::*;
-use roomkit_media::VideoCodec;
+use roomkit_media::{SrtpSuite, VideoCodec};
 
 use serde::Serialize;
 
@@ -105,6 +105,9 @@ struct Summary<'a> {
     audio_codec: &'a str,
     sample_rate: u32,
     has_video: bool,
+    /// The SRTP suite per stream; null: plain RTP (or no video).
+    audio_srtp: Option<&'static str>,
+    video_srtp: Option<&'static str>,
     pictures_sent: u64,
     frames_received: u64,
     keyframes_received: u64,
@@ -197,6 +200,7 @@ pub fn run(args: &CallArgs) -> Result<ExitCode, Failure> {
         user: "roomkit-media".into(),
         video_rtx,
         resilience,
+        srtp: args.media.srtp,
         ..SipBackendConfig::default()
     })
     .map_err(|e| Failure::Runtime(e.to_string()))?;
@@ -311,6 +315,14 @@ pub fn run(args: &CallArgs) -> Result<ExitCode, Failure> {
     out.line(&Summary {
         call_id: &call_id,
         audio_codec: &audio_codec,
+        audio_srtp: session
+            .as_ref()
+            .and_then(|s| s.audio.srtp_suite)
+            .map(SrtpSuite::sdp_name),
+        video_srtp: session
+            .as_ref()
+            .and_then(|s| s.video.as_ref()?.srtp_suite)
+            .map(SrtpSuite::sdp_name),
         sample_rate: rate,
         has_video,
         pictures_sent: sent_pictures,
