@@ -6,6 +6,7 @@
 mod support;
 
 mod baresip;
+mod baresip_srtp;
 mod cli;
 mod g711_ffmpeg;
 mod g722_ffmpeg;
