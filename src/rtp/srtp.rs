@@ -343,7 +343,12 @@ impl fmt::Debug for SrtpSender {
 /// arrives. Every byte is untrusted: a bad packet is an error, never a panic.
 pub struct SrtpReceiver {
     suite: SrtpSuite,
-    ctx: Context,
+    key: SrtpKey,
+    /// One context per source that has authenticated, oldest first (at most `MAX_SOURCES`).
+    /// A context keeps state for every SSRC it is shown, authenticated or not; a packet from an
+    /// unknown source is tried on a fresh context that is kept only if the packet
+    /// authenticates, so forged packets with ever new SSRCs cost time, never memory.
+    sources: Vec<(u32, Context)>,
     rtp_replay: Replay,
     rtcp_replay: Replay,
 }
@@ -351,12 +356,40 @@ pub struct SrtpReceiver {
 impl SrtpReceiver {
     /// A receiving context keyed with the peer's key, with replay protection.
     pub fn new(key: &SrtpKey) -> Result<SrtpReceiver, SrtpError> {
+        // Checks the key once, so that a per-source context cannot fail later.
+        context(key)?;
         Ok(SrtpReceiver {
             suite: key.suite(),
-            ctx: context(key)?,
+            key: key.clone(),
+            sources: Vec::new(),
             rtp_replay: Replay::default(),
             rtcp_replay: Replay::default(),
         })
+    }
+
+    /// Runs `f` (a decryption) on the context of `ssrc`; a new source's context is kept only
+    /// when `f` succeeds.
+    fn decrypt(
+        &mut self,
+        ssrc: u32,
+        f: impl FnOnce(&mut Context) -> Result<Vec<u8>, SrtpError>,
+    ) -> Result<Vec<u8>, SrtpError> {
+        if let Some((_, ctx)) = self.sources.iter_mut().find(|(s, _)| *s == ssrc) {
+            return f(ctx);
+        }
+        let mut ctx = context(&self.key)?;
+        let plain = f(&mut ctx)?;
+        if self.sources.len() >= MAX_SOURCES {
+            self.sources.remove(0);
+        }
+        self.sources.push((ssrc, ctx));
+        Ok(plain)
+    }
+
+    /// How many sources have authenticated (at most `MAX_SOURCES`).
+    #[cfg(test)]
+    fn source_count(&self) -> usize {
+        self.sources.len()
     }
 
     /// The RTP packet inside an SRTP packet, once its tag verifies and it is no replay.
@@ -364,17 +397,19 @@ impl SrtpReceiver {
         if srtp.len() < RTP_HEADER_LEN + self.suite.rtp_overhead() || srtp[0] >> 6 != 2 {
             return Err(SrtpError::Malformed);
         }
-        let plain = self.ctx.decrypt_rtp(srtp).map_err(reason)?;
+        let ssrc = u32::from_be_bytes([srtp[8], srtp[9], srtp[10], srtp[11]]);
+        let plain = self.decrypt(ssrc, |ctx| {
+            ctx.decrypt_rtp(srtp).map(|p| p.to_vec()).map_err(reason)
+        })?;
         // Authenticated: now whether it is new. The header is in the clear, checked above.
         let seq = u16::from_be_bytes([srtp[2], srtp[3]]);
-        let ssrc = u32::from_be_bytes([srtp[8], srtp[9], srtp[10], srtp[11]]);
         if !self
             .rtp_replay
             .fresh(ssrc, u64::from(seq), u64::from(u16::MAX))
         {
             return Err(SrtpError::Replay);
         }
-        Ok(plain.to_vec())
+        Ok(plain)
     }
 
     /// The RTCP packet inside an SRTCP packet, once its tag verifies and it is no replay.
@@ -387,7 +422,6 @@ impl SrtpReceiver {
         if srtcp.len() < RTCP_HEADER_LEN + 4 + tag || srtcp[0] >> 6 != 2 {
             return Err(SrtpError::Malformed);
         }
-        let plain = self.ctx.decrypt_rtcp(srtcp).map_err(reason)?;
         // The E flag and index: before the tag with AES-CM, the last word with GCM (RFC 7714
         // §9.3 appends it after the tag-bearing ciphertext).
         let end = match self.suite {
@@ -395,15 +429,24 @@ impl SrtpReceiver {
             _ => srtcp.len() - tag,
         };
         let word = &srtcp[end - 4..end];
-        let index = u32::from_be_bytes([word[0], word[1], word[2], word[3]]) & 0x7fff_ffff;
+        // We never agree to unencrypted SRTCP (RFC 4568's UNENCRYPTED_SRTCP), and rtc-srtp's
+        // AES-CM path returns a packet whose E flag is clear without checking its tag: such a
+        // packet is refused here, as a forgery.
+        if word[0] & 0x80 == 0 {
+            return Err(SrtpError::Auth);
+        }
         let ssrc = u32::from_be_bytes([srtcp[4], srtcp[5], srtcp[6], srtcp[7]]);
+        let plain = self.decrypt(ssrc, |ctx| {
+            ctx.decrypt_rtcp(srtcp).map(|p| p.to_vec()).map_err(reason)
+        })?;
+        let index = u32::from_be_bytes([word[0], word[1], word[2], word[3]]) & 0x7fff_ffff;
         if !self
             .rtcp_replay
             .fresh(ssrc, u64::from(index), MAX_SRTCP_INDEX)
         {
             return Err(SrtpError::Replay);
         }
-        Ok(plain.to_vec())
+        Ok(plain)
     }
 }
 
@@ -561,6 +604,27 @@ mod tests {
     }
 
     #[test]
+    fn forged_packets_from_ever_new_sources_keep_no_state() {
+        let k = SrtpKey::from_os_rng(SrtpSuite::AesCm128HmacSha1_80);
+        let mut rx = SrtpReceiver::new(&k).unwrap();
+        let mut tx = SrtpSender::new(&k).unwrap();
+        let good = tx.protect_rtp(&rtp(1)).unwrap();
+        for ssrc in 0..5_000u32 {
+            let mut forged = good.clone();
+            forged[8..12].copy_from_slice(&ssrc.to_be_bytes());
+            assert_eq!(rx.unprotect_rtp(&forged), Err(SrtpError::Auth));
+            forged[1] = 200; // an SRTCP sender report from the same made-up source
+            assert!(rx.unprotect_rtcp(&forged).is_err());
+        }
+        assert_eq!(rx.source_count(), 0);
+        assert_eq!(rx.unprotect_rtp(&good).unwrap(), rtp(1));
+        let rtcp = tx.protect_rtcp(&hex(RTCP_PLAIN)).unwrap();
+        assert!(rx.unprotect_rtcp(&rtcp).is_ok());
+        // The RTCP's SSRC (0xcafebabe) is a source of its own; the media source stays.
+        assert_eq!(rx.source_count(), 2);
+    }
+
+    #[test]
     fn tampered_and_wrongly_keyed_packets_are_rejected() {
         for suite in SrtpSuite::ALL {
             let (mut tx, mut rx) = pair(suite);
@@ -583,6 +647,21 @@ mod tests {
             let mut bad = good.clone();
             bad[10] ^= 0x80;
             assert_eq!(rx.unprotect_rtcp(&bad), Err(SrtpError::Auth));
+            // Any RTCP we like, claimed unencrypted (E flag clear) with a made-up tag: refused
+            // (rtc-srtp alone would return it unauthenticated with AES-CM).
+            let e_at = match suite {
+                SrtpSuite::AeadAes128Gcm => good.len() - 4,
+                _ => good.len() - 14,
+            };
+            let mut unencrypted = hex(RTCP_PLAIN);
+            unencrypted.extend_from_slice(&good[e_at..]);
+            let e_at = unencrypted.len() - (good.len() - e_at);
+            unencrypted[e_at] &= 0x7f;
+            assert_eq!(
+                rx.unprotect_rtcp(&unencrypted),
+                Err(SrtpError::Auth),
+                "{suite}"
+            );
             assert_eq!(stranger.unprotect_rtcp(&good), Err(SrtpError::Auth));
             assert!(rx.unprotect_rtcp(&good).is_ok());
         }

@@ -31,7 +31,7 @@ pub fn unprotect(data: &[u8]) {
                 rest.first().copied().unwrap_or(0),
                 rest.get(1).copied().unwrap_or(0),
             ])) % protected.len();
-            protected[at] ^= 0x01;
+            protected[at] ^= rest.get(2).copied().unwrap_or(1).max(1);
             assert!(
                 rx.unprotect_rtp(&protected).is_err(),
                 "tampered SRTP accepted"
@@ -44,7 +44,8 @@ pub fn unprotect(data: &[u8]) {
             plain.extend_from_slice(rest.get(2..).unwrap_or_default());
             let mut protected = tx.protect_rtcp(&plain).unwrap();
             let at = usize::from(rest.first().copied().unwrap_or(0)) % protected.len();
-            protected[at] ^= 0x01;
+            // Any non-zero change of that byte (the E flag among them).
+            protected[at] ^= rest.get(1).copied().unwrap_or(1).max(1);
             assert!(
                 rx.unprotect_rtcp(&protected).is_err(),
                 "tampered SRTCP accepted"
