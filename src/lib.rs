@@ -50,15 +50,16 @@
 //! or disappear in any release.
 
 pub mod backend;
-pub mod codec;
-pub mod error;
 // The C ABI: its `#[no_mangle]` functions are exported from the cdylib and staticlib whatever
 // the module's visibility; Rust users have the backends.
 #[allow(unused_imports)]
 mod ffi;
-pub mod frame;
-pub mod netem;
 pub mod prelude;
+
+// The pure layers, from the roomkit-media-proto crate (proto/): re-exported under their old
+// paths, so `roomkit_media::codec`, `::frame`, `::error` and `::netem` are the supported API as
+// before, and `crate::rtp` and friends resolve inside this crate as if the modules were here.
+pub use roomkit_media_proto::{codec, error, frame, netem};
 
 // The internal layers: public with the unstable `_internals` feature, private otherwise. They are
 // not part of the supported API, so their items are exempt from `missing_docs` when the feature
@@ -72,26 +73,12 @@ pub mod engine;
 #[cfg(not(feature = "_internals"))]
 mod engine;
 
-/// RTP and RTCP: packets, stream state, reordering and picture assembly. Pure.
+// The internal pure layers (RTP, SDP, SIP): public with `_internals`, private otherwise. Their
+// documentation (and `missing_docs` exemption) is in roomkit-media-proto.
 #[cfg(feature = "_internals")]
-#[allow(missing_docs)]
-pub mod rtp;
+pub use roomkit_media_proto::{rtp, sdp, sip};
 #[cfg(not(feature = "_internals"))]
-mod rtp;
-
-/// SDP offer/answer. Pure.
-#[cfg(feature = "_internals")]
-#[allow(missing_docs)]
-pub mod sdp;
-#[cfg(not(feature = "_internals"))]
-mod sdp;
-
-/// SIP messages, transactions, dialogs and digest authentication. Pure.
-#[cfg(feature = "_internals")]
-#[allow(missing_docs)]
-pub mod sip;
-#[cfg(not(feature = "_internals"))]
-mod sip;
+use roomkit_media_proto::{rtp, sdp, sip};
 
 pub use error::{Error, Result};
 pub use frame::{AudioFrame, Delivery, DtmfEvent, VideoChunk, VideoCodec, VideoFrame};
