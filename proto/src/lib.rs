@@ -29,17 +29,13 @@ pub mod frame;
 pub mod netem;
 
 // The internal layers are exempt from `missing_docs`: they are not a supported API (above), so
-// their items are documented where it helps rather than one by one. Each module is documented.
-
-/// RTP and RTCP: packets, stream state, reordering and picture assembly.
+// their items are documented where it helps rather than one by one. Each module documents itself
+// in its mod.rs (an outer doc comment here would make rustdoc resolve those links from the crate
+// root, where `stream::StreamCore` and the like do not resolve).
 #[allow(missing_docs)]
 pub mod rtp;
-
-/// SDP offer/answer.
 #[allow(missing_docs)]
 pub mod sdp;
-
-/// SIP messages, transactions, dialogs and digest authentication.
 #[allow(missing_docs)]
 pub mod sip;
 
