@@ -42,6 +42,7 @@ pub trait SipHandler: Send + 'static {
     /// Time has reached (or passed) the last `poll_timeout`.
     fn on_timeout(&mut self, now: Instant, out: &mut Outbox);
     /// When `on_timeout` next needs to run; `None` when no timer is pending.
+    #[must_use]
     fn poll_timeout(&mut self) -> Option<Instant>;
     /// The thread is stopping: last words (BYE for live calls, un-REGISTERs) go out before the
     /// socket closes.

@@ -5,9 +5,9 @@
 use std::net::SocketAddr;
 
 /// The transport a SIP message travels on. Only UDP today; the variants to come (TCP, TLS) are
-/// why messages name their transport at all.
+/// why messages name their transport at all. Exhaustive on purpose: a new transport must be
+/// handled wherever a transport is matched (the engine is in another crate).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
 pub enum SipTransportKind {
     /// One datagram per message.
     Udp,
