@@ -10,6 +10,7 @@ mod baresip_srtp;
 mod cli;
 mod g711_ffmpeg;
 mod g722_ffmpeg;
+mod gst_srtp;
 mod interop_h264;
 mod interop_vp8;
 mod kamailio;
