@@ -12,7 +12,7 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -206,6 +206,9 @@ pub fn run(args: &CallArgs) -> Result<ExitCode, Failure> {
         Arc::new(AtomicU64::new(0)),
     );
     let out = Out::stdout();
+    // Set once the call's last `progress` line (ended or failed) is out, so the summary can
+    // follow it: the summary is always the last line.
+    let call_over = Arc::new(AtomicBool::new(false));
     {
         let (f, k) = (frames.clone(), keyframes.clone());
         be.on_video_received(move |_, fr| {
@@ -217,6 +220,7 @@ pub fn run(args: &CallArgs) -> Result<ExitCode, Failure> {
             a.fetch_add(1, Ordering::Relaxed);
         });
         let out = out.clone();
+        let over = call_over.clone();
         be.on_call_state(move |_, p| {
             out.line(&Step {
                 event: "progress",
@@ -224,6 +228,9 @@ pub fn run(args: &CallArgs) -> Result<ExitCode, Failure> {
                 status: p.status,
                 reason: &p.reason,
             });
+            if matches!(p.state.as_str(), "ended" | "failed") {
+                over.store(true, Ordering::Release);
+            }
         });
     }
     be.start().map_err(|e| Failure::Runtime(e.to_string()))?;
@@ -304,6 +311,12 @@ pub fn run(args: &CallArgs) -> Result<ExitCode, Failure> {
         std::thread::sleep(Duration::from_millis(5));
     }
     let answered = hung_up_here && be.sip_stats().byes_answered > byes;
+    // The SIP thread counts the answered BYE before the callback thread reports the call's
+    // end: wait (bounded) for that report, so it comes before the summary.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !call_over.load(Ordering::Acquire) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let lost = stats
         .as_ref()
         .and_then(|s| s.video.as_ref())
