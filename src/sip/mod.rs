@@ -17,6 +17,8 @@
 //! - [`extensions`]: option tags (`Require`/`Supported`, 420 Bad Extension).
 //! - [`info_dtmf`]: DTMF digits in INFO bodies.
 //! - [`redirect`]: choosing the Contact a 3xx sends us to.
+//! - [`framing`]: SIP over a byte stream (TCP, TLS): Content-Length framing with limits, and
+//!   RFC 5626 keep-alive pings.
 //! - [`outbox`]: the datagrams a sans-IO core wants sent, with their destinations.
 //! - [`rng`]: [`SipRng`], the one seeded source of every random draw (tags, branches, nonces).
 
@@ -28,6 +30,9 @@ pub mod builder;
 mod check;
 pub mod dialog;
 pub mod extensions;
+// Until the engine's TCP/TLS transport uses it, only tests, fuzz targets and `_internals` do.
+#[cfg(any(test, feature = "_internals"))]
+pub mod framing;
 pub mod info_dtmf;
 pub mod message;
 pub mod outbox;
