@@ -35,7 +35,7 @@ use crate::engine::{
 use crate::error::{Error, Result};
 use crate::sip::auth::Credentials;
 use crate::sip::route::NextHop;
-use crate::sip::{new_call_id, SipRng, Uri};
+use crate::sip::{new_call_id, SipRng, SipTransportKind, Uri};
 
 /// The SIP thread and the handles to reach it, once the backend is started.
 struct Running {
@@ -197,6 +197,17 @@ fn resolve_uri(uri: &str) -> Result<SocketAddr> {
         .map_err(|e| Error::Io(format!("resolving {}", hop.host), e))?
         .next()
         .ok_or_else(|| Error::NotFound(format!("no address for {}", hop.host)))
+}
+
+/// The transport a `sip:`/`sips:` URI asks for (`sips:`, `;transport=tcp|tls`); UDP when it
+/// names none.
+fn uri_transport(uri: &str) -> SipTransportKind {
+    Uri::parse(uri)
+        .ok()
+        .as_ref()
+        .and_then(NextHop::from_uri)
+        .and_then(|h| h.transport_kind())
+        .unwrap_or(SipTransportKind::Udp)
 }
 
 /// A loose route to a proxy.
@@ -409,9 +420,10 @@ impl SipVoiceBackend {
             .filter(|u| u.is_sip() && !u.has_headers())
             .ok_or_else(|| Error::InvalidArgument(format!("`{to}` is not a sip: URI")))?;
         let proxy = options.proxy.or(self.cfg.outbound_proxy);
-        let hop = match proxy {
-            Some(p) => p,
-            None => resolve_uri(to)?,
+        // A proxy is an address: UDP. Straight to the target: what its URI asks for.
+        let (hop, transport) = match proxy {
+            Some(p) => (p, SipTransportKind::Udp),
+            None => (resolve_uri(to)?, uri_transport(to)),
         };
         let session = SessionId::new_v4();
         let local_host = running.local.ip();
@@ -457,7 +469,7 @@ impl SipVoiceBackend {
             from_uri,
             display_name: options.display_name,
             contact_user,
-            next_hop: SipPeer::udp(hop),
+            next_hop: SipPeer::new(hop, transport),
             route: proxy.map(route_to),
             credentials: options
                 .credentials
@@ -542,10 +554,13 @@ impl SipVoiceBackend {
             .ok_or_else(|| Error::InvalidArgument(format!("`{aor}` is not a sip:user@host URI")))?;
         let registrar = options.registrar.unwrap_or_default();
         let proxy = options.proxy.or(self.cfg.outbound_proxy);
-        let hop = match proxy {
-            Some(p) => p,
-            None if registrar.is_empty() => resolve_uri(aor_uri.as_str())?,
-            None => resolve_uri(&registrar)?,
+        let (hop, transport) = match proxy {
+            Some(p) => (p, SipTransportKind::Udp),
+            None if registrar.is_empty() => (
+                resolve_uri(aor_uri.as_str())?,
+                uri_transport(aor_uri.as_str()),
+            ),
+            None => (resolve_uri(&registrar)?, uri_transport(&registrar)),
         };
         let id = self.next_registration.fetch_add(1, Ordering::Relaxed);
         {
@@ -562,7 +577,7 @@ impl SipVoiceBackend {
             Box::new(RegisterRequest {
                 aor: aor.to_string(),
                 registrar,
-                next_hop: SipPeer::udp(hop),
+                next_hop: SipPeer::new(hop, transport),
                 route: proxy.map(route_to),
                 credentials: options
                     .credentials

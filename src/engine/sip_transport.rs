@@ -29,6 +29,8 @@ fn flush(out: &mut Outbox, sock: &MediaSocket) {
             SipTransportKind::Udp => {
                 let _ = sock.send_to(&data, dest.addr);
             }
+            // This thread has no stream transport yet: nothing can name one here.
+            SipTransportKind::Tcp | SipTransportKind::Tls => {}
         }
     }
 }

@@ -56,6 +56,8 @@ pub use message::{
     parse, CSeq, EchoHeaders, HeaderField, MessageKind, Method, NameAddr, ParseError, Rejection,
     SipMessage, Uri, Via, MAX_MESSAGE_SIZE,
 };
+#[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
+pub use outbox::ConnId;
 pub use outbox::{Outbox, SipPeer, SipTransportKind};
 pub use rng::SipRng;
 #[cfg_attr(not(feature = "_internals"), allow(unused_imports))]

@@ -27,7 +27,7 @@ use crate::sip::transaction::{
     InviteClientTransaction, InviteServerTransaction, NonInviteClientTransaction,
     NonInviteServerTransaction, TransactionKey,
 };
-use crate::sip::{EchoHeaders, SipPeer, SipRng, SipTransportKind};
+use crate::sip::{EchoHeaders, SipPeer, SipRng};
 
 /// Methods we answer, for `Allow`.
 pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE";
@@ -156,8 +156,10 @@ pub struct SipCore {
     pub(super) hooks: Arc<SipHooks>,
     /// Every random draw of the core (tags, branches, nonces, SDP session ids, jitter).
     pub(super) rng: SipRng,
-    pub(super) transport: SipTransportKind,
-    /// Our `host:port` for Via and Contact.
+    /// Our TCP and TLS ports, when the engine listens there.
+    pub(super) tcp_port: Option<u16>,
+    pub(super) tls_port: Option<u16>,
+    /// Our `host:port` for Via and Contact on UDP (see `sent_by_on` for the others).
     pub(super) sent_by: String,
     /// The host part of `sent_by` (the address written in SDP when none is configured).
     pub(super) host_ip: IpAddr,

@@ -1,4 +1,6 @@
-//! SIP transactions over an unreliable transport (UDP), RFC 3261 §17, without I/O.
+//! SIP transactions, RFC 3261 §17, without I/O: over UDP by default, and over a reliable
+//! transport (TCP, TLS) once told so (`over_reliable_transport`), which drops the
+//! retransmission timers A, E and G and ends the lingering timers D, I, J and K at once.
 //!
 //! Each state machine is driven the same way: feed it what arrived (with the current time),
 //! then drain [`poll_transmit`](InviteServerTransaction::poll_transmit) and
@@ -65,6 +67,16 @@ impl Timers {
     /// 64×T1 of retransmissions.
     pub fn timer_d(&self) -> Duration {
         Duration::from_secs(32).max(self.give_up())
+    }
+}
+
+/// How long a transaction lingers to absorb retransmissions (timers D, I, J, K): `wait` over
+/// UDP, zero over a reliable transport, where nothing is retransmitted (RFC 3261 §17).
+fn linger(reliable: bool, wait: Duration) -> Duration {
+    if reliable {
+        Duration::ZERO
+    } else {
+        wait
     }
 }
 
