@@ -28,6 +28,7 @@ use super::sip_ua::{
     MAX_REGISTRATIONS,
 };
 use crate::engine::dispatch::Dispatcher;
+use crate::engine::sip_stream::{StreamLimits, StreamTransports, TlsContext, TlsVerify};
 use crate::engine::{
     EngineConfig, MediaEngine, MediaSocket, PortPool, SessionId, SessionInfo, SipPeer,
     SipTransport, StopSignal,
@@ -277,10 +278,11 @@ impl SipVoiceBackend {
         let sock = MediaSocket::bind(self.cfg.local_sip_addr)
             .map_err(|e| Error::Io(format!("binding SIP {}", self.cfg.local_sip_addr), e))?;
         let local = sock.local_addr();
+        let streams = self.bind_streams()?;
         let (tx, rx) = unbounded();
         let cname = format!("{}@roomkit-media", uuid::Uuid::new_v4().simple());
         let host = EngineHost::new(self.engine.clone(), self.pool.clone(), &self.cfg, cname);
-        let core = SipCore::new(
+        let mut core = SipCore::new(
             self.cfg.clone(),
             self.with_video,
             Box::new(host),
@@ -288,6 +290,11 @@ impl SipVoiceBackend {
             local,
             SipRng::from_os(),
         );
+        for kind in [SipTransportKind::Tcp, SipTransportKind::Tls] {
+            if let Some(a) = streams.local_addr(kind) {
+                core.listen_on(kind, a.port());
+            }
+        }
         let thread = SipThread::new(
             core,
             rx,
@@ -295,7 +302,7 @@ impl SipVoiceBackend {
             self.directory.clone(),
             self.counters.clone(),
         );
-        let transport = SipTransport::spawn(sock, "rkm-sip", thread)
+        let transport = SipTransport::spawn_with_streams(sock, Some(streams), "rkm-sip", thread)
             .map_err(|e| Error::Io("starting the SIP thread".into(), e))?;
         let running = Running {
             wake: transport.signal(),
@@ -314,6 +321,50 @@ impl SipVoiceBackend {
         // Cannot fail: `starting` is held and `running` was empty.
         let _ = self.running.set(running);
         Ok(local)
+    }
+
+    /// The TCP and TLS listeners the configuration asks for, and the TLS context (also for
+    /// calling TLS peers without a listener).
+    fn bind_streams(&self) -> Result<StreamTransports> {
+        let tls = &self.cfg.tls;
+        let server_pem = match (&tls.cert, &tls.key) {
+            (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
+            (None, None) => None,
+            _ => {
+                return Err(Error::InvalidArgument(
+                    "TLS needs both a certificate and a key".into(),
+                ))
+            }
+        };
+        let verify = match (&tls.ca, tls.verify) {
+            (_, false) => TlsVerify::NoVerify,
+            (Some(ca), true) => TlsVerify::CaFile(ca.clone()),
+            (None, true) => TlsVerify::SystemRoots,
+        };
+        let ctx = TlsContext::new(server_pem, verify)
+            .map_err(|e| Error::Io("loading the TLS certificates".into(), e))?;
+        let t = self.cfg.stream_timeouts;
+        let limits = StreamLimits {
+            idle: t.idle,
+            handshake: t.handshake,
+            message: t.message,
+            ..StreamLimits::default()
+        };
+        StreamTransports::bind(
+            self.cfg.local_sip_tcp_addr,
+            self.cfg.local_sip_tls_addr,
+            ctx,
+            limits,
+        )
+        .map_err(|e| Error::Io("binding the SIP TCP/TLS listeners".into(), e))
+    }
+
+    /// Where the SIP listener of `transport` (TCP, TLS) is bound; `None` before `start` or
+    /// without one.
+    pub fn local_sip_stream_addr(&self, transport: SipTransportKind) -> Option<SocketAddr> {
+        self.running
+            .get()
+            .and_then(|r| r.transport.stream_addr(transport))
     }
 
     fn running(&self) -> Result<&Running> {
@@ -344,7 +395,21 @@ impl SipVoiceBackend {
 
     /// Signalling counters.
     pub fn sip_stats(&self) -> SipStats {
-        self.counters.snapshot()
+        let mut s = self.counters.snapshot();
+        if let Some(c) = self
+            .running
+            .get()
+            .and_then(|r| r.transport.stream_counters())
+        {
+            let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+            s.connections_opened = g(&c.opened);
+            s.connections_idle_closed = g(&c.closed_idle);
+            s.connections_cut = g(&c.cut);
+            s.tls_failures = g(&c.tls_failed);
+            s.connections_refused = g(&c.refused);
+            s.stream_send_failures = g(&c.send_failed);
+        }
+        s
     }
 
     /// Screens new INVITEs before any port is taken (replaces an earlier filter). Runs on the

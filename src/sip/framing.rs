@@ -93,6 +93,7 @@ pub struct StreamFramer {
 
 impl StreamFramer {
     /// A framer with the default limits.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn new() -> Self {
         Self::default()
     }
@@ -134,6 +135,7 @@ impl StreamFramer {
     }
 
     /// Bytes buffered and not yet framed.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn buffered(&self) -> usize {
         self.buf.len()
     }

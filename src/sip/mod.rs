@@ -30,8 +30,6 @@ pub mod builder;
 mod check;
 pub mod dialog;
 pub mod extensions;
-// Until the engine's TCP/TLS transport uses it, only tests, fuzz targets and `_internals` do.
-#[cfg(any(test, feature = "_internals"))]
 pub mod framing;
 pub mod info_dtmf;
 pub mod message;
@@ -56,9 +54,7 @@ pub use message::{
     parse, CSeq, EchoHeaders, HeaderField, MessageKind, Method, NameAddr, ParseError, Rejection,
     SipMessage, Uri, Via, MAX_MESSAGE_SIZE,
 };
-#[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
-pub use outbox::ConnId;
-pub use outbox::{Outbox, SipPeer, SipTransportKind};
+pub use outbox::{ConnId, Outbox, SipPeer, SipTransportKind};
 pub use rng::SipRng;
 #[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
 pub use syntax::Param;

@@ -92,8 +92,6 @@ impl SipPeer {
     }
 
     /// A peer on connection `conn`.
-    // Until the engine's TCP/TLS transport numbers connections, only tests do.
-    #[cfg(any(test, feature = "_internals"))]
     pub fn on_conn(addr: SocketAddr, transport: SipTransportKind, conn: ConnId) -> SipPeer {
         SipPeer {
             addr,

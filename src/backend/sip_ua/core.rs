@@ -118,8 +118,6 @@ impl SipCore {
     /// Says that the engine also listens for `transport` (TCP, TLS) on `port`, so that Via
     /// and Contact on that transport name it. Without it they name the UDP port (a peer still
     /// answers on the connection we opened). Call before the first input.
-    // Until the engine listens on TCP/TLS, only tests call it.
-    #[cfg(any(test, feature = "_internals"))]
     pub fn listen_on(&mut self, transport: SipTransportKind, port: u16) {
         match transport {
             SipTransportKind::Udp => self.sent_by = host_port(self.host_ip, port),

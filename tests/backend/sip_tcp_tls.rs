@@ -1,0 +1,262 @@
+//! SIP over TCP and TLS on loopback: calls between two backends over each transport (TLS
+//! verified against a CA the test makes), CRLF keep-alives, idle connections closed, and
+//! abusive peers (a half message, a 1 MB header block, a slow-loris, a TLS handshake that never
+//! comes) cut and counted while a call goes on beside them. Certificates are made at run time
+//! with rcgen; no key is committed.
+
+use crate::support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use roomkit_media::backend::{
+    CallState, DialOptions, SipBackendConfig, SipTlsConfig, SipVoiceBackend, StreamTimeouts,
+};
+use roomkit_media::sip::transaction::Timers;
+use roomkit_media::sip::SipTransportKind;
+use support::sip::*;
+
+const T: Duration = Duration::from_secs(5);
+
+/// A CA, and a server certificate it signed for 127.0.0.1 and localhost, as PEM files in a
+/// fresh directory.
+struct Pki {
+    dir: PathBuf,
+}
+
+impl Pki {
+    fn new(name: &str) -> Pki {
+        let dir = std::env::temp_dir().join(format!("rkm-tls-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca, ca_key);
+        let key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
+        std::fs::write(dir.join("cert.pem"), leaf.pem()).unwrap();
+        std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+        Pki { dir }
+    }
+
+    fn path(&self, f: &str) -> PathBuf {
+        self.dir.join(f)
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A backend answering over UDP, TCP and TLS (audio only).
+fn server(slot: u16, pki: &Pki, timeouts: StreamTimeouts) -> SipVoiceBackend {
+    let cfg = SipBackendConfig {
+        local_sip_tcp_addr: Some("127.0.0.1:0".parse().unwrap()),
+        local_sip_tls_addr: Some("127.0.0.1:0".parse().unwrap()),
+        tls: SipTlsConfig {
+            cert: Some(pki.path("cert.pem")),
+            key: Some(pki.path("key.pem")),
+            ..SipTlsConfig::default()
+        },
+        stream_timeouts: timeouts,
+        ..config(slot)
+    };
+    let be = SipVoiceBackend::new(cfg).unwrap();
+    start(&be);
+    be
+}
+
+/// A backend that dials, trusting `ca` (or nothing but the system roots).
+fn caller(slot: u16, ca: Option<&Path>) -> SipVoiceBackend {
+    let start_port = 52000 + slot * 100;
+    let be = SipVoiceBackend::new(SipBackendConfig {
+        local_sip_addr: "127.0.0.1:0".parse().unwrap(),
+        local_rtp_ip: [127, 0, 0, 1].into(),
+        rtp_port_start: start_port,
+        rtp_port_end: start_port + 99,
+        tls: SipTlsConfig {
+            ca: ca.map(Path::to_path_buf),
+            ..SipTlsConfig::default()
+        },
+        // Short timers, so a call that cannot get through fails within the test's patience.
+        timers: Timers {
+            t1: Duration::from_millis(50),
+            ..Timers::default()
+        },
+        ..SipBackendConfig::default()
+    })
+    .unwrap();
+    be.start().unwrap();
+    be
+}
+
+fn audio_only() -> DialOptions {
+    DialOptions {
+        audio_only: true,
+        ..DialOptions::default()
+    }
+}
+
+fn stream_addr(be: &SipVoiceBackend, kind: SipTransportKind) -> SocketAddr {
+    be.local_sip_stream_addr(kind).expect("a listener")
+}
+
+#[test]
+fn calls_over_tcp_and_tls_are_answered_and_hung_up() {
+    let pki = Pki::new("calls");
+    let srv = server(31, &pki, StreamTimeouts::default());
+    let ua = caller(31, Some(&pki.path("ca.pem")));
+    let tcp = stream_addr(&srv, SipTransportKind::Tcp);
+    let tls = stream_addr(&srv, SipTransportKind::Tls);
+    for target in [
+        format!("sip:room@{tcp};transport=tcp"),
+        format!("sip:room@{tls};transport=tls"),
+        format!("sips:room@{tls}"),
+    ] {
+        let s = dial_ok(&ua, &target, audio_only());
+        ua.hangup(s).unwrap();
+        assert!(wait_ended(&ua, s, T), "{target}: the BYE was answered");
+    }
+    let (srv_stats, ua_stats) = (srv.sip_stats(), ua.sip_stats());
+    // One connection per transport, reused by the second TLS call (same address).
+    assert_eq!(ua_stats.connections_opened, 2, "{ua_stats:?}");
+    assert_eq!(srv_stats.connections_opened, 2, "{srv_stats:?}");
+    assert_eq!(srv_stats.calls_answered, 3);
+    assert_eq!((srv_stats.connections_cut, srv_stats.tls_failures), (0, 0));
+}
+
+#[test]
+fn a_server_certificate_the_caller_does_not_trust_fails_the_call() {
+    let pki = Pki::new("untrusted");
+    let other = Pki::new("other-ca");
+    let srv = server(32, &pki, StreamTimeouts::default());
+    let ua = caller(32, Some(&other.path("ca.pem")));
+    let tls = stream_addr(&srv, SipTransportKind::Tls);
+    let s = ua.dial(&format!("sips:room@{tls}"), audio_only()).unwrap();
+    let p = ua.wait_call(s, Duration::from_secs(10)).unwrap();
+    assert_eq!(p.state, CallState::Failed, "{p:?}");
+    assert!(
+        wait_until(T, || ua.sip_stats().tls_failures >= 1),
+        "{:?}",
+        ua.sip_stats()
+    );
+    assert_eq!(srv.sip_stats().calls_answered, 0);
+}
+
+/// Reads until EOF or reset; false when the connection is still open after `within`.
+fn closed_within(sock: &mut TcpStream, within: Duration) -> bool {
+    sock.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 4096];
+    let end = Instant::now() + within;
+    loop {
+        match sock.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false
+            }
+            Err(_) => return true,
+        }
+        if Instant::now() > end {
+            return false;
+        }
+    }
+}
+
+#[test]
+fn keepalives_are_answered_and_idle_connections_closed() {
+    let pki = Pki::new("idle");
+    let srv = server(
+        33,
+        &pki,
+        StreamTimeouts {
+            idle: Duration::from_secs(1),
+            ..StreamTimeouts::default()
+        },
+    );
+    let mut c = TcpStream::connect(stream_addr(&srv, SipTransportKind::Tcp)).unwrap();
+    c.write_all(b"\r\n\r\n").unwrap();
+    c.set_read_timeout(Some(T)).unwrap();
+    let mut pong = [0u8; 2];
+    c.read_exact(&mut pong).unwrap();
+    assert_eq!(&pong, b"\r\n");
+    assert!(
+        closed_within(&mut c, Duration::from_secs(4)),
+        "the idle connection was closed"
+    );
+    assert_eq!(srv.sip_stats().connections_idle_closed, 1);
+}
+
+#[test]
+fn abusive_connections_are_cut_and_counted_while_a_call_goes_on() {
+    let pki = Pki::new("abuse");
+    let srv = server(
+        34,
+        &pki,
+        StreamTimeouts {
+            handshake: Duration::from_secs(1),
+            message: Duration::from_secs(1),
+            ..StreamTimeouts::default()
+        },
+    );
+    let tcp = stream_addr(&srv, SipTransportKind::Tcp);
+    let tls = stream_addr(&srv, SipTransportKind::Tls);
+    // Half a message, then nothing.
+    let mut half = TcpStream::connect(tcp).unwrap();
+    half.write_all(b"OPTIONS sip:room@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:9;branch=z9hG4bKhalf\r\n")
+        .unwrap();
+    // A header block of 1 MB.
+    let mut big = TcpStream::connect(tcp).unwrap();
+    let mut flood = b"OPTIONS sip:room@127.0.0.1 SIP/2.0\r\nX-Flood: ".to_vec();
+    flood.resize(1024 * 1024, b'a');
+    // The server cuts the connection part way: the write may fail, which is the point.
+    let _ = big.write_all(&flood);
+    // A TLS connection that never says hello.
+    let mut mute = TcpStream::connect(tls).unwrap();
+    // A slow-loris: a byte every 100 ms, for longer than a message may take.
+    let mut slow = TcpStream::connect(tcp).unwrap();
+    let slow_msg = b"OPTIONS sip:room@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:9;branch=z9hG4bKslow\r\n";
+    let dripper = std::thread::spawn(move || {
+        for b in slow_msg.iter() {
+            if slow.write_all(&[*b]).is_err() {
+                return (slow, true);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        (slow, false)
+    });
+    // Meanwhile a call over TCP goes through untouched.
+    let ua = caller(34, None);
+    let s = dial_ok(&ua, &format!("sip:room@{tcp};transport=tcp"), audio_only());
+    assert!(closed_within(&mut big, T), "the 1 MB header block was cut");
+    assert!(closed_within(&mut half, T), "the half message was cut");
+    assert!(closed_within(&mut mute, T), "the silent TLS peer was cut");
+    let (mut slow, cut_while_dripping) = dripper.join().unwrap();
+    assert!(
+        cut_while_dripping || closed_within(&mut slow, T),
+        "the slow-loris was cut"
+    );
+    assert!(
+        wait_until(T, || srv.sip_stats().connections_cut >= 4),
+        "{:?}",
+        srv.sip_stats()
+    );
+    assert_eq!(ua.call_state(s).unwrap().state, CallState::Answered);
+    ua.hangup(s).unwrap();
+    assert!(wait_ended(&ua, s, T));
+}
