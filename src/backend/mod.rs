@@ -41,3 +41,4 @@ pub use crate::rtp::nack::NackConfig;
 pub use crate::rtp::pacer::PacerConfig;
 pub use crate::sdp::AudioCodec;
 pub use crate::sip::transaction::Timers as SipTimers;
+pub use crate::sip::SipTransportKind;

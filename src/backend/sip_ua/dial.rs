@@ -290,6 +290,7 @@ impl SipCore {
                 .collect(),
             room_id: r.room_id.clone(),
             direction: "outbound",
+            transport: leg.hop.transport,
         };
         let (metadata, video_metadata) = call_metadata(&parties, neg);
         let start = MediaStart {
