@@ -251,6 +251,8 @@ struct Conn {
     pending: Vec<u8>,
     /// A client connection whose non-blocking connect has not completed.
     connecting: bool,
+    /// We opened it (to send): its failure before the handshake ends is reported.
+    client: bool,
     opened: Instant,
     last_traffic: Instant,
     /// When the message now arriving began.
@@ -331,6 +333,8 @@ pub struct StreamTransports {
     next_id: u64,
     limits: StreamLimits,
     counters: Arc<StreamCounters>,
+    /// Peers whose messages could not be carried, for the handler (`take_failures`).
+    failures: Vec<SipPeer>,
     /// Scratch for reads.
     buf: Vec<u8>,
 }
@@ -380,6 +384,7 @@ impl StreamTransports {
             next_id: 0,
             limits,
             counters: Arc::default(),
+            failures: Vec::new(),
             buf: vec![0; 16 * 1024],
         })
     }
@@ -456,8 +461,18 @@ impl StreamTransports {
         }
     }
 
+    /// Peers whose messages could not be carried since the last call: a client connection that
+    /// failed before its handshake ended, or one that could not be opened. The SIP core fails
+    /// the transactions waiting on them at once.
+    pub fn take_failures(&mut self) -> Vec<SipPeer> {
+        std::mem::take(&mut self.failures)
+    }
+
     fn close(&mut self, id: ConnId, why: Close) {
         if let Some(mut c) = self.conns.remove(&id) {
+            if c.client && c.handshaking() {
+                self.failures.push(SipPeer::new(c.peer, c.kind));
+            }
             match why {
                 Close::Gone => {}
                 Close::Idle => bump(&self.counters.closed_idle),
@@ -475,12 +490,13 @@ impl StreamTransports {
     fn add(
         &mut self,
         sock: TcpStream,
-        peer: SocketAddr,
-        kind: SipTransportKind,
+        to: SipPeer,
         tls: Option<Connection>,
         connecting: bool,
+        client: bool,
         now: Instant,
     ) -> ConnId {
+        let (peer, kind) = (to.addr, to.transport);
         self.next_id += 1;
         let id = ConnId(self.next_id);
         bump(&self.counters.opened);
@@ -494,6 +510,7 @@ impl StreamTransports {
                 framer: StreamFramer::with_limits(self.limits.frame),
                 pending: Vec::new(),
                 connecting,
+                client,
                 opened: now,
                 last_traffic: now,
                 message_since: None,
@@ -555,7 +572,7 @@ impl StreamTransports {
                 }
                 _ => None,
             };
-            self.add(sock, peer, kind, tls, false, now);
+            self.add(sock, SipPeer::new(peer, kind), tls, false, false, now);
         }
     }
 
@@ -650,6 +667,7 @@ impl StreamTransports {
                 Ok(id) => id,
                 Err(_) => {
                     bump(&self.counters.send_failed);
+                    self.failures.push(SipPeer::new(dest.addr, dest.transport));
                     return;
                 }
             },
@@ -708,7 +726,14 @@ impl StreamTransports {
                 return Err(e);
             }
         };
-        Ok(self.add(sock.into(), dest.addr, dest.transport, tls, connecting, now))
+        Ok(self.add(
+            sock.into(),
+            SipPeer::new(dest.addr, dest.transport),
+            tls,
+            connecting,
+            true,
+            now,
+        ))
     }
 }
 

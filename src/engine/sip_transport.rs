@@ -51,6 +51,11 @@ pub trait SipHandler: Send + 'static {
     fn on_wake(&mut self, now: Instant, out: &mut Outbox);
     /// Time has reached (or passed) the last `poll_timeout`.
     fn on_timeout(&mut self, now: Instant, out: &mut Outbox);
+    /// Messages to `dest` (TCP/TLS) could not be carried: its connection was refused, reset,
+    /// or failed its handshake.
+    fn on_transport_error(&mut self, dest: SipPeer, now: Instant, out: &mut Outbox) {
+        let _ = (dest, now, out);
+    }
     /// When `on_timeout` next needs to run; `None` when no timer is pending.
     fn poll_timeout(&mut self) -> Option<Instant>;
     /// The thread is stopping: last words (BYE for live calls, un-REGISTERs) go out before the
@@ -239,6 +244,21 @@ fn run<H: SipHandler>(
         }
         if handler.poll_timeout().is_some_and(|t| t <= now) {
             handler.on_timeout(now, &mut out);
+            flush(&mut out, &sock, &mut streams);
+        }
+        // Peers the stream side could not reach: their transactions fail now. What the handler
+        // sends in answer may fail too; a few rounds settle it.
+        for _ in 0..4 {
+            let failed = streams
+                .as_mut()
+                .map(StreamTransports::take_failures)
+                .unwrap_or_default();
+            if failed.is_empty() {
+                break;
+            }
+            for dest in failed {
+                handler.on_transport_error(dest, Instant::now(), &mut out);
+            }
             flush(&mut out, &sock, &mut streams);
         }
     }

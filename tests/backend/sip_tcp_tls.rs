@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use roomkit_media::backend::{
     CallState, DialOptions, SipBackendConfig, SipTlsConfig, SipVoiceBackend, StreamTimeouts,
 };
-use roomkit_media::sip::transaction::Timers;
 use roomkit_media::sip::SipTransportKind;
 use support::sip::*;
 use support::tls::Pki;
@@ -50,11 +49,6 @@ fn caller(slot: u16, ca: Option<&Path>) -> SipVoiceBackend {
         tls: SipTlsConfig {
             ca: ca.map(Path::to_path_buf),
             ..SipTlsConfig::default()
-        },
-        // Short timers, so a call that cannot get through fails within the test's patience.
-        timers: Timers {
-            t1: Duration::from_millis(50),
-            ..Timers::default()
         },
         ..SipBackendConfig::default()
     })
@@ -106,14 +100,39 @@ fn a_server_certificate_the_caller_does_not_trust_fails_the_call() {
     let ua = caller(32, Some(&other.path("ca.pem")));
     let tls = stream_addr(&srv, SipTransportKind::Tls);
     let s = ua.dial(&format!("sips:room@{tls}"), audio_only()).unwrap();
-    let p = ua.wait_call(s, Duration::from_secs(10)).unwrap();
-    assert_eq!(p.state, CallState::Failed, "{p:?}");
+    // The handshake failure fails the INVITE at once (503), not after timer B's 32 s.
+    let p = ua.wait_call(s, T).unwrap();
+    assert_eq!((p.state, p.status), (CallState::Failed, 503), "{p:?}");
     assert!(
         wait_until(T, || ua.sip_stats().tls_failures >= 1),
         "{:?}",
         ua.sip_stats()
     );
     assert_eq!(srv.sip_stats().calls_answered, 0);
+}
+
+#[test]
+fn a_tcp_peer_that_refuses_the_connection_fails_the_call_at_once() {
+    let ua = caller(36, None);
+    // A port nobody listens on (bound for UDP, which says nothing of TCP; then released).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let s = ua
+        .dial(
+            &format!("sip:room@127.0.0.1:{port};transport=tcp"),
+            audio_only(),
+        )
+        .unwrap();
+    let p = ua.wait_call(s, T).unwrap();
+    assert_eq!((p.state, p.status), (CallState::Failed, 503), "{p:?}");
+    assert!(
+        ua.sip_stats().connections_refused >= 1,
+        "{:?}",
+        ua.sip_stats()
+    );
 }
 
 /// Reads until EOF or reset; false when the connection is still open after `within`.

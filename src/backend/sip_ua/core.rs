@@ -537,7 +537,7 @@ impl SipCore {
         }
         while let Some(ev) = e.tx.poll_event() {
             match (ev, e.kind) {
-                (TransactionEvent::Timeout, ClientKind::Bye) => {
+                (TransactionEvent::Timeout | TransactionEvent::TransportError, ClientKind::Bye) => {
                     // `e` borrows the clients: queue the count on the field itself.
                     self.updates
                         .push_back(SharedUpdate::Counted(SipCounter::ByeTimeouts))
@@ -624,6 +624,38 @@ impl SipCore {
                 self.on_dial_event(call, id, ev, now, out);
             }
         }
+    }
+
+    /// The engine could not carry messages to `dest` (a TCP/TLS connection refused, reset, or
+    /// whose handshake failed): every client transaction waiting on that peer ends as if it
+    /// had been answered 503 (RFC 3261 §8.1.3.1), instead of waiting for timer B or F.
+    pub fn handle_transport_error(&mut self, dest: SipPeer, now: Instant, out: &mut Outbox) {
+        let same = |d: &SipPeer| d.addr == dest.addr && d.transport == dest.transport;
+        let clients: Vec<TxId> = self
+            .clients
+            .iter()
+            .filter(|(_, e)| same(&e.dest))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in clients {
+            if let Some(e) = self.clients.get_mut(&id) {
+                e.tx.transport_failed();
+            }
+            self.flush_client(id, out);
+        }
+        let invites: Vec<TxId> = self
+            .invites
+            .iter()
+            .filter(|(_, e)| same(&e.dest))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in invites {
+            if let Some(e) = self.invites.get_mut(&id) {
+                e.tx.transport_failed();
+            }
+            self.flush_invite(id, now, out);
+        }
+        self.cancel_orphans(now, out);
     }
 
     fn handle_response(&mut self, resp: &SipMessage, now: Instant, out: &mut Outbox) {

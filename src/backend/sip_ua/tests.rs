@@ -1513,3 +1513,34 @@ fn over_tcp_an_unanswered_invite_is_sent_once_and_times_out() {
         );
     }
 }
+
+/// A TCP/TLS peer the engine cannot reach (connection refused, handshake failed) fails the
+/// dialed call at once with 503, instead of after timer B.
+#[test]
+fn a_transport_error_fails_the_dial_at_once_with_503() {
+    let now = Instant::now();
+    let mut a = Ua::new(5061, |_| {});
+    let peer = SipPeer::new(addr(6000), SipTransportKind::Tls);
+    let mut req = dial_to(SessionId::new_v4(), "sips:bob@127.0.0.1:6000", addr(6000));
+    req.next_hop = peer;
+    a.cmd(Command::Dial(Box::new(req)), now);
+    assert_eq!(a.sent().len(), 1);
+    // Another peer's failure changes nothing.
+    a.core.handle_transport_error(
+        SipPeer::new(addr(6001), SipTransportKind::Tls),
+        now,
+        &mut a.out,
+    );
+    a.drain_events();
+    assert_eq!(a.states(), [CallState::Trying]);
+    a.core.handle_transport_error(peer, now, &mut a.out);
+    a.drain_events();
+    let last = a.progress().pop().unwrap();
+    assert_eq!(
+        (last.state, last.status),
+        (CallState::Failed, 503),
+        "{last:?}"
+    );
+    assert_eq!(a.core.transaction_count(), 0);
+    assert_eq!(a.reserved(), 0, "the call's ports are back");
+}

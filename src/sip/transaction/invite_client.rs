@@ -254,6 +254,7 @@ impl InviteClientTransaction {
                     }
                 }
                 TransactionEvent::Timeout => self.cancel_status = Some(408),
+                TransactionEvent::TransportError => self.cancel_status = Some(503),
                 TransactionEvent::Terminated => ended = true,
                 TransactionEvent::AckReceived | TransactionEvent::AckTimeout { .. } => {}
             }
@@ -356,6 +357,18 @@ impl InviteClientTransaction {
             } else {
                 break;
             }
+        }
+    }
+
+    /// The transport failed to carry the INVITE (RFC 3261 §17.1.1.2): before a final response,
+    /// the transaction reports [`TransactionEvent::TransportError`] and ends.
+    pub fn transport_failed(&mut self) {
+        if matches!(
+            self.state,
+            InviteClientState::Calling | InviteClientState::Proceeding
+        ) {
+            self.out.emit(TransactionEvent::TransportError);
+            self.terminate();
         }
     }
 

@@ -158,6 +158,9 @@ pub enum TransactionEvent {
     Response(Box<SipMessage>),
     /// No final response to our request within 64×T1 (timer F): treat as 408.
     Timeout,
+    /// The transport could not carry our request (a TCP/TLS connection refused, reset or
+    /// whose handshake failed) before a final response: treat as 503 (RFC 3261 §8.1.3.1).
+    TransportError,
     /// The transaction is finished and can be forgotten.
     Terminated,
 }

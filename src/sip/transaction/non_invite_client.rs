@@ -142,6 +142,18 @@ impl NonInviteClientTransaction {
         }
     }
 
+    /// The transport failed to carry the request (RFC 3261 §17.1.2.2): before a final
+    /// response, the transaction reports [`TransactionEvent::TransportError`] and ends.
+    pub fn transport_failed(&mut self) {
+        if matches!(
+            self.state,
+            NonInviteClientState::Trying | NonInviteClientState::Proceeding
+        ) {
+            self.out.emit(TransactionEvent::TransportError);
+            self.terminate();
+        }
+    }
+
     fn terminate(&mut self) {
         if self.state != NonInviteClientState::Terminated {
             self.state = NonInviteClientState::Terminated;
