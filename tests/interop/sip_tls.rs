@@ -98,23 +98,7 @@ fn baresip_calls_serve_over_tls() {
     }
     let dir = TempDir::new("baresip-tls");
     let pki = Pki::new("baresip");
-    let media = Media::generate(&dir, 8, "320x240", 30);
-    let bport = peers::free_udp_port();
-    let conf = write_config(
-        &dir,
-        bport,
-        "40200-40299",
-        &media,
-        &support::baresip::template("accounts").replace("@SIP_PORT@", &bport.to_string()),
-    );
-    // TLS for baresip: its certificate (it wants one to enable TLS) and our CA to check serve.
-    let mut config = std::fs::read_to_string(conf.join("config")).unwrap();
-    config.push_str(&format!(
-        "sip_certificate\t{}\nsip_cafile\t{}\n",
-        pki.path("cert_and_key.pem").display(),
-        pki.path("ca.pem").display()
-    ));
-    std::fs::write(conf.join("config"), config).unwrap();
+    let (conf, _) = baresip_tls_config(&dir, &pki, "40200-40299");
     let cert = pki.path("cert.pem");
     let key = pki.path("key.pem");
     let (child, first, lines) = serve(
@@ -150,4 +134,74 @@ fn baresip_calls_serve_over_tls() {
         .unwrap_or_else(|| panic!("no call: {lines:?}\n--- baresip ---\n{baresip}"));
     assert!(call.contains("\"transport\":\"tls\""), "{call}");
     assert_eq!(count(&lines, "hangup"), 1, "{lines:?}\n{baresip}");
+}
+
+/// baresip with a TLS listener (its SIP port + 1) and the test's certificate for 127.0.0.1;
+/// `config` gets the TLS lines appended.
+fn baresip_tls_config(dir: &TempDir, pki: &Pki, rtp: &str) -> (std::path::PathBuf, u16) {
+    let media = Media::generate(dir, 12, "320x240", 30);
+    let bport = peers::free_udp_port();
+    let conf = write_config(
+        dir,
+        bport,
+        rtp,
+        &media,
+        &support::baresip::template("accounts").replace("@SIP_PORT@", &bport.to_string()),
+    );
+    let mut config = std::fs::read_to_string(conf.join("config")).unwrap();
+    config.push_str(&format!(
+        "sip_certificate\t{}\nsip_cafile\t{}\n",
+        pki.path("cert_and_key.pem").display(),
+        pki.path("ca.pem").display()
+    ));
+    std::fs::write(conf.join("config"), config).unwrap();
+    (conf, bport)
+}
+
+#[test]
+fn our_call_reaches_baresip_over_tls_verified() {
+    if !peers::have_peers(&["baresip", "ffmpeg"]) || !have_modules(&["g711.so", "avcodec.so"]) {
+        return;
+    }
+    let dir = TempDir::new("baresip-tls-uas");
+    let pki = Pki::new("baresip-uas");
+    let (conf, bport) = baresip_tls_config(&dir, &pki, "40300-40399");
+    // Without -e baresip answers calls itself.
+    let baresip = peers::spawn(
+        60,
+        "baresip",
+        &["-4", "-f", conf.to_str().unwrap(), "-t", "12"],
+    );
+    assert!(
+        peers::wait_udp_bound(bport, Duration::from_secs(10)),
+        "baresip listens"
+    );
+    let ca = pki.path("ca.pem");
+    let call = peers::run(
+        40,
+        peers::bin().to_str().unwrap(),
+        &[
+            "call",
+            &format!("sip:baresip@127.0.0.1:{};transport=tls", bport + 1),
+            "--tls-ca",
+            ca.to_str().unwrap(),
+            "--audio-only",
+            "--seconds",
+            "2",
+        ],
+    );
+    let ours = String::from_utf8_lossy(&call.stdout).to_string();
+    let b_out = peers::wait_bounded(baresip, Duration::from_secs(60));
+    let theirs = format!(
+        "{}{}",
+        String::from_utf8_lossy(&b_out.stdout),
+        String::from_utf8_lossy(&b_out.stderr)
+    );
+    assert!(
+        call.status.success()
+            && ours.contains("\"transport\":\"tls\"")
+            && ours.contains("\"bye_answered\":true"),
+        "our call: {ours}{}\n--- baresip ---\n{theirs}",
+        String::from_utf8_lossy(&call.stderr)
+    );
 }
