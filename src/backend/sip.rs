@@ -28,7 +28,7 @@ use super::sip_ua::{
     MAX_REGISTRATIONS,
 };
 use crate::engine::dispatch::Dispatcher;
-use crate::engine::sip_stream::{StreamLimits, StreamTransports, TlsContext, TlsVerify};
+use crate::engine::sip_stream::{StreamLimits, StreamTransports, TlsContext, TlsNames, TlsVerify};
 use crate::engine::{
     EngineConfig, MediaEngine, MediaSocket, PortPool, SessionId, SessionInfo, SipPeer,
     SipTransport, StopSignal,
@@ -41,6 +41,8 @@ use crate::sip::{new_call_id, SipRng, SipTransportKind, Uri};
 /// The SIP thread and the handles to reach it, once the backend is started.
 struct Running {
     transport: SipTransport,
+    /// Host names of TLS targets, for certificate checks.
+    tls_names: TlsNames,
     wake: StopSignal,
     commands: Sender<Command>,
     local: SocketAddr,
@@ -182,6 +184,14 @@ fn credentials(c: &SipCredentials) -> Credentials {
     Credentials::new(&c.username, &c.password)
 }
 
+/// Records the host name a TLS target was resolved from (nothing for an IP address).
+fn remember_tls_name(names: &TlsNames, uri: &str, addr: SocketAddr) {
+    let host = Uri::parse(uri).ok().as_ref().and_then(NextHop::from_uri);
+    if let Some(h) = host.filter(|h| h.socket_addr().is_none()) {
+        names.insert(addr, &h.host);
+    }
+}
+
 /// The address of a URI's host (names resolved here, on the caller's thread).
 fn resolve_uri(uri: &str) -> Result<SocketAddr> {
     let u = Uri::parse(uri)
@@ -278,7 +288,8 @@ impl SipVoiceBackend {
         let sock = MediaSocket::bind(self.cfg.local_sip_addr)
             .map_err(|e| Error::Io(format!("binding SIP {}", self.cfg.local_sip_addr), e))?;
         let local = sock.local_addr();
-        let streams = self.bind_streams()?;
+        let tls_names = TlsNames::default();
+        let streams = self.bind_streams(tls_names.clone())?;
         let (tx, rx) = unbounded();
         let cname = format!("{}@roomkit-media", uuid::Uuid::new_v4().simple());
         let host = EngineHost::new(self.engine.clone(), self.pool.clone(), &self.cfg, cname);
@@ -305,6 +316,7 @@ impl SipVoiceBackend {
         let transport = SipTransport::spawn_with_streams(sock, Some(streams), "rkm-sip", thread)
             .map_err(|e| Error::Io("starting the SIP thread".into(), e))?;
         let running = Running {
+            tls_names,
             wake: transport.signal(),
             transport,
             commands: tx,
@@ -325,7 +337,7 @@ impl SipVoiceBackend {
 
     /// The TCP and TLS listeners the configuration asks for, and the TLS context (also for
     /// calling TLS peers without a listener).
-    fn bind_streams(&self) -> Result<StreamTransports> {
+    fn bind_streams(&self, names: TlsNames) -> Result<StreamTransports> {
         let tls = &self.cfg.tls;
         let server_pem = match (&tls.cert, &tls.key) {
             (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
@@ -354,6 +366,7 @@ impl SipVoiceBackend {
             self.cfg.local_sip_tcp_addr,
             self.cfg.local_sip_tls_addr,
             ctx,
+            names,
             limits,
         )
         .map_err(|e| Error::Io("binding the SIP TCP/TLS listeners".into(), e))
@@ -490,6 +503,9 @@ impl SipVoiceBackend {
             Some(p) => (p, SipTransportKind::Udp),
             None => (resolve_uri(to)?, uri_transport(to)),
         };
+        if transport == SipTransportKind::Tls {
+            remember_tls_name(&running.tls_names, to, hop);
+        }
         let session = SessionId::new_v4();
         let local_host = running.local.ip();
         let call_id = new_call_id(&local_host.to_string());
@@ -627,6 +643,14 @@ impl SipVoiceBackend {
             ),
             None => (resolve_uri(&registrar)?, uri_transport(&registrar)),
         };
+        if transport == SipTransportKind::Tls {
+            let uri = if registrar.is_empty() {
+                aor_uri.as_str()
+            } else {
+                registrar.as_str()
+            };
+            remember_tls_name(&running.tls_names, uri, hop);
+        }
         let id = self.next_registration.fetch_add(1, Ordering::Relaxed);
         {
             let mut regs = self.callbacks.registrations.lock();

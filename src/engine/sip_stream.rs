@@ -324,11 +324,41 @@ enum Close {
     TlsFailed,
 }
 
+/// The host names the application resolved to addresses, so that a TLS server reached at an
+/// address is verified under the name it was called by (`sips:bob@pbx.example.com`). Written
+/// by the backend as it resolves a target, read when a client connection opens; without an
+/// entry the certificate must name the IP address.
+#[derive(Debug, Clone, Default)]
+pub struct TlsNames(Arc<parking_lot::Mutex<std::collections::HashMap<SocketAddr, String>>>);
+
+impl TlsNames {
+    /// Most names kept; past it the oldest knowledge is dropped (all at once: it is a cache).
+    const MAX: usize = 1024;
+
+    /// Records that `addr` was resolved from `host`.
+    pub fn insert(&self, addr: SocketAddr, host: &str) {
+        let mut m = self.0.lock();
+        if m.len() >= Self::MAX {
+            m.clear();
+        }
+        m.insert(addr, host.to_string());
+    }
+
+    fn server_name(&self, addr: SocketAddr) -> ServerName<'static> {
+        self.0
+            .lock()
+            .get(&addr)
+            .and_then(|h| ServerName::try_from(h.clone()).ok())
+            .unwrap_or_else(|| ServerName::IpAddress(addr.ip().into()))
+    }
+}
+
 /// The TCP and TLS side of one SIP thread.
 pub struct StreamTransports {
     tcp: Option<TcpListener>,
     tls: Option<TcpListener>,
     ctx: TlsContext,
+    names: TlsNames,
     conns: BTreeMap<ConnId, Conn>,
     next_id: u64,
     limits: StreamLimits,
@@ -363,6 +393,7 @@ impl StreamTransports {
         tcp: Option<SocketAddr>,
         tls: Option<SocketAddr>,
         ctx: TlsContext,
+        names: TlsNames,
         limits: StreamLimits,
     ) -> io::Result<StreamTransports> {
         let listen = |a: SocketAddr| -> io::Result<TcpListener> {
@@ -380,6 +411,7 @@ impl StreamTransports {
             tcp: tcp.map(listen).transpose()?,
             tls: tls.map(listen).transpose()?,
             ctx,
+            names,
             conns: BTreeMap::new(),
             next_id: 0,
             limits,
@@ -704,7 +736,7 @@ impl StreamTransports {
         let tls = match dest.transport {
             SipTransportKind::Tls => {
                 let client = self.ctx.client()?;
-                let name = ServerName::IpAddress(dest.addr.ip().into());
+                let name = self.names.server_name(dest.addr);
                 let c = ClientConnection::new(client, name).map_err(tls_err)?;
                 Some(Connection::Client(c))
             }

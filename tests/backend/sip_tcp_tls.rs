@@ -111,6 +111,26 @@ fn a_server_certificate_the_caller_does_not_trust_fails_the_call() {
     assert_eq!(srv.sip_stats().calls_answered, 0);
 }
 
+/// A TLS server is checked under the name it was called by: with a certificate for
+/// `localhost` only, `sips:room@localhost:PORT` goes through and `sips:room@127.0.0.1:PORT`
+/// does not.
+#[test]
+fn tls_servers_are_verified_under_the_host_name_dialled() {
+    let pki = Pki::for_names("dns-only", &["localhost"]);
+    let srv = server(37, &pki, StreamTimeouts::default());
+    let ua = caller(37, Some(&pki.path("ca.pem")));
+    let port = stream_addr(&srv, SipTransportKind::Tls).port();
+    let s = dial_ok(&ua, &format!("sips:room@localhost:{port}"), audio_only());
+    ua.hangup(s).unwrap();
+    assert!(wait_ended(&ua, s, T));
+    let ua2 = caller(38, Some(&pki.path("ca.pem")));
+    let s = ua2
+        .dial(&format!("sips:room@127.0.0.1:{port}"), audio_only())
+        .unwrap();
+    let p = ua2.wait_call(s, T).unwrap();
+    assert_eq!((p.state, p.status), (CallState::Failed, 503), "{p:?}");
+}
+
 #[test]
 fn a_tcp_peer_that_refuses_the_connection_fails_the_call_at_once() {
     let ua = caller(36, None);

@@ -13,6 +13,11 @@ pub struct Pki {
 
 impl Pki {
     pub fn new(name: &str) -> Pki {
+        Pki::for_names(name, &["127.0.0.1", "localhost"])
+    }
+
+    /// The server certificate names only `names` (IP addresses or DNS names).
+    pub fn for_names(name: &str, names: &[&str]) -> Pki {
         let dir = std::env::temp_dir().join(format!("rkm-tls-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let ca_key = KeyPair::generate().unwrap();
@@ -21,7 +26,8 @@ impl Pki {
         let ca_cert = ca.self_signed(&ca_key).unwrap();
         let issuer = Issuer::new(ca, ca_key);
         let key = KeyPair::generate().unwrap();
-        let leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let leaf = CertificateParams::new(names)
             .unwrap()
             .signed_by(&key, &issuer)
             .unwrap();
