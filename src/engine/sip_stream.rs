@@ -656,7 +656,8 @@ impl StreamTransports {
                 };
                 c.last_traffic = now;
                 if c.framer.handle_input(&buf[..n]).is_err() {
-                    // Oversize, no Content-Length, contradictory lengths: cut, drain nothing more.
+                    // Oversize, no Content-Length, contradictory lengths: what was whole before
+                    // the fault is delivered, then the connection is cut.
                     while let Some(f) = c.framer.poll_frame() {
                         if let Frame::Message(m) = f {
                             deliver(&m, peer);
