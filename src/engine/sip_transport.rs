@@ -57,6 +57,7 @@ pub trait SipHandler: Send + 'static {
         let _ = (dest, now, out);
     }
     /// When `on_timeout` next needs to run; `None` when no timer is pending.
+    #[must_use]
     fn poll_timeout(&mut self) -> Option<Instant>;
     /// The thread is stopping: last words (BYE for live calls, un-REGISTERs) go out before the
     /// socket closes.

@@ -294,6 +294,9 @@ fn codec_name(c: VideoCodec) -> *const c_char {
     match c {
         VideoCodec::H264 => c"h264".as_ptr(),
         VideoCodec::Vp8 => c"vp8".as_ptr(),
+        // Unreachable today: `VideoCodec` is `#[non_exhaustive]` and lives in
+        // roomkit-media-proto, so the compiler asks for this arm. A new codec must be named above.
+        _ => c"unknown".as_ptr(),
     }
 }
 
@@ -488,6 +491,9 @@ pub extern "C" fn rkm_on_keyframe_requested(
                 let kind = match kind {
                     KeyframeRequest::Pli => rkm_keyframe_kind::RKM_KEYFRAME_PLI,
                     KeyframeRequest::Fir => rkm_keyframe_kind::RKM_KEYFRAME_FIR,
+                    // Unreachable today (a `#[non_exhaustive]` enum of roomkit-media-proto): any
+                    // other request still asks for a keyframe, which is what a PLI says.
+                    _ => rkm_keyframe_kind::RKM_KEYFRAME_PLI,
                 };
                 // SAFETY: as in rkm_on_video_received.
                 unsafe { f(ud.get(), sid.as_ptr(), kind) }

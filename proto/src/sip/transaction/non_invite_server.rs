@@ -116,15 +116,5 @@ impl NonInviteServerTransaction {
         }
     }
 
-    /// The next datagram to send.
-    #[must_use]
-    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        self.out.poll_transmit()
-    }
-
-    /// The next event for the layer above.
-    #[must_use]
-    pub fn poll_event(&mut self) -> Option<TransactionEvent> {
-        self.out.poll_event()
-    }
+    outbox_polls!();
 }

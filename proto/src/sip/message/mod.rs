@@ -22,7 +22,7 @@ pub use types::{
 mod tests {
     use super::*;
 
-    const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/rfc4475/");
+    const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/rfc4475/");
 
     fn corpus(name: &str) -> Vec<u8> {
         std::fs::read(format!("{CORPUS}{name}")).expect("RFC 4475 corpus in tests/data")

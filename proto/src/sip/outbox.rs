@@ -4,9 +4,9 @@
 
 use std::net::SocketAddr;
 
-/// The transport a SIP message travels on.
+/// The transport a SIP message travels on. Exhaustive on purpose: a new transport must be
+/// handled wherever a transport is matched (the engine is in another crate).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[non_exhaustive]
 pub enum SipTransportKind {
     /// One datagram per message.
     Udp,

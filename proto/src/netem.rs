@@ -26,6 +26,8 @@
 //! # How to drive it
 //!
 //! ```
+//! # // Run in roomkit-media-proto's doc tests, shown in roomkit-media's docs: one name for both.
+//! # extern crate roomkit_media_proto as roomkit_media;
 //! use std::time::{Duration, Instant};
 //! use roomkit_media::netem::{Netem, NetemConfig};
 //!

@@ -164,15 +164,5 @@ impl NonInviteClientTransaction {
         }
     }
 
-    /// The next datagram to send to the peer.
-    #[must_use]
-    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        self.out.poll_transmit()
-    }
-
-    /// The next event for the layer above.
-    #[must_use]
-    pub fn poll_event(&mut self) -> Option<TransactionEvent> {
-        self.out.poll_event()
-    }
+    outbox_polls!();
 }

@@ -24,6 +24,24 @@ use std::time::{Duration, Instant};
 
 use super::message::{Method, SipMessage};
 
+/// The two drains every machine offers, written once: each machine keeps its datagrams and
+/// events in an [`Outbox`] field named `out`, and this forwards `poll_transmit`/`poll_event` to it.
+macro_rules! outbox_polls {
+    () => {
+        /// The next datagram to send (to the request's source or the next hop).
+        #[must_use]
+        pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+            self.out.poll_transmit()
+        }
+
+        /// The next event for the layer above.
+        #[must_use]
+        pub fn poll_event(&mut self) -> Option<TransactionEvent> {
+            self.out.poll_event()
+        }
+    };
+}
+
 mod invite_client;
 mod invite_server;
 mod non_invite_client;
