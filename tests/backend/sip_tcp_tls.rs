@@ -111,6 +111,32 @@ fn a_server_certificate_the_caller_does_not_trust_fails_the_call() {
     assert_eq!(srv.sip_stats().calls_answered, 0);
 }
 
+/// The callee hangs up a call that came over TCP from a caller with no TCP listener (its
+/// Contact names a port nobody accepts TCP on): the BYE goes back on the caller's own
+/// connection, as RFC 5923 reuse has it, and no new connection is tried.
+#[test]
+fn the_callee_hangs_up_on_the_callers_connection() {
+    let pki = Pki::new("callee-bye");
+    let srv = server(39, &pki, StreamTimeouts::default());
+    let (tx, calls) = crossbeam_channel::unbounded();
+    srv.on_call(move |info| {
+        let _ = tx.send(info.id);
+    });
+    let ua = caller(39, None);
+    let tcp = stream_addr(&srv, SipTransportKind::Tcp);
+    let s = dial_ok(&ua, &format!("sip:room@{tcp};transport=tcp"), audio_only());
+    let incoming = calls.recv_timeout(T).expect("the callee saw the call");
+    srv.hangup(incoming).unwrap();
+    assert!(wait_ended(&ua, s, T), "the caller got the BYE");
+    assert_eq!(
+        srv.sip_stats().connections_opened,
+        1,
+        "{:?}",
+        srv.sip_stats()
+    );
+    assert_eq!(srv.sip_stats().stream_send_failures, 0);
+}
+
 /// A TLS server is checked under the name it was called by: with a certificate for
 /// `localhost` only, `sips:room@localhost:PORT` goes through and `sips:room@127.0.0.1:PORT`
 /// does not.
