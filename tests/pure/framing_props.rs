@@ -1,4 +1,4 @@
-//! Property tests of the SIP stream framer (`sip/framing.rs`): a stream built from messages,
+//! Property tests of the SIP stream framer (`proto/src/sip/framing.rs`): a stream built from messages,
 //! keep-alive pings and filler CRLFs gives back exactly those messages and pings however it is
 //! cut into reads, and arbitrary bytes give the same frames whole and cut (the fuzz target's
 //! check, `tests/fuzz_support/framing.rs`).
