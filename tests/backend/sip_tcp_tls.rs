@@ -396,3 +396,74 @@ fn thousand_idle_tls_connections_cost_no_thread() {
         h.join().unwrap();
     }
 }
+
+/// A TLS client of our own making, speaking only `version`, verifying against the test's CA.
+fn tls_client(
+    pki: &Pki,
+    version: &'static rustls::SupportedProtocolVersion,
+    to: SocketAddr,
+) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in
+        <rustls::pki_types::CertificateDer as rustls::pki_types::pem::PemObject>::pem_file_iter(
+            pki.path("ca.pem"),
+        )
+        .unwrap()
+    {
+        roots.add(c.unwrap()).unwrap();
+    }
+    #[allow(deprecated)]
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[version])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(cfg), name).unwrap();
+    let sock = TcpStream::connect(to).unwrap();
+    sock.set_read_timeout(Some(T)).unwrap();
+    rustls::StreamOwned::new(conn, sock)
+}
+
+/// TLS 1.2 and TLS 1.3 clients both get through: a keep-alive ping is answered, and an
+/// OPTIONS split over two records gets its 200 on the same connection.
+#[test]
+fn tls_1_2_and_1_3_clients_are_served() {
+    let pki = Pki::new("versions");
+    let srv = server(40, &pki, StreamTimeouts::default());
+    let tls = stream_addr(&srv, SipTransportKind::Tls);
+    for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
+        let mut c = tls_client(&pki, version, tls);
+        c.write_all(b"\r\n\r\n").unwrap();
+        let mut pong = [0u8; 2];
+        c.read_exact(&mut pong).unwrap();
+        assert_eq!(&pong, b"\r\n");
+        assert_eq!(
+            c.conn.protocol_version(),
+            Some(version.version),
+            "{version:?}"
+        );
+        let options = format!(
+            "OPTIONS sip:room@{tls} SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:9;branch=z9hG4bKv{:?}\r\n\
+             From: <sip:t@127.0.0.1>;tag=1\r\nTo: <sip:room@{tls}>\r\nCall-ID: v{:?}@t\r\n\
+             CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            version.version, version.version
+        );
+        let (a, b) = options.as_bytes().split_at(40);
+        c.write_all(a).unwrap();
+        c.flush().unwrap();
+        c.write_all(b).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 2048];
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = c.read(&mut buf).unwrap();
+            assert!(n > 0, "EOF before the answer");
+            got.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with("SIP/2.0 200"), "{text}");
+        assert!(text.contains("Content-Length:"), "{text}");
+    }
+    assert_eq!(srv.sip_stats().tls_failures, 0);
+}
