@@ -524,6 +524,21 @@ typedef struct {
     // codec's own rate (8000, 16000 for G.722, 48000 for Opus); or 8000, 12000, 16000, 24000,
     // 32000 or 48000.
     uint32_t audio_sample_rate;
+    // Where to listen for SIP over TCP (`"ip:port"`, port 0: any free one). NULL (default):
+    // no TCP listener (TCP peers can still be called: `;transport=tcp`).
+    const char *local_sip_tcp_addr;
+    // Where to listen for SIP over TLS; needs `tls_cert` and `tls_key`. NULL (default): none.
+    const char *local_sip_tls_addr;
+    // Our TLS certificate chain, a PEM file path. NULL (default): none.
+    const char *tls_cert;
+    // The private key of `tls_cert`, a PEM file path. NULL (default): none.
+    const char *tls_key;
+    // The CA certificates (PEM file path) the TLS servers we call must chain to. NULL
+    // (default): the system's root certificates.
+    const char *tls_ca;
+    // Check the certificates of the TLS servers we call; default true. **false is unsafe**
+    // (any certificate is accepted): for tests with self-signed peers only.
+    bool tls_verify;
 } rkm_sip_config;
 
 // An answered SIP call, as the `call` callback sees it. Every string is NUL-terminated and
