@@ -3,6 +3,7 @@
 #
 #   bench/sip_load.sh [RATE ...]            default rates: 500 1000 2000 3000
 #   CALLS=20000 LIMIT=2000 SCENARIO=tests/sipp/audio_only.xml bench/sip_load.sh 2000
+#   TRANSPORT=tcp bench/sip_load.sh 2000    SIP over TCP (sipp -t t1: one connection)
 #
 # Each rate gets a fresh release-built `serve`; sipp places CALLS calls (INVITE, 200, ACK, BYE,
 # 200 with the scenario's pause set to 0) starting RATE per second (sipp ramps up by -rp), at most
@@ -21,8 +22,15 @@ cd "$(dirname "$0")/.."
 
 command -v sipp >/dev/null || { echo "sipp is not installed (apt-get install sip-tester)" >&2; exit 2; }
 cargo build --release --quiet --bin roomkit-media
-BIN=target/release/roomkit-media
 SCENARIO=${SCENARIO:-tests/sipp/audio_only.xml}
+# udp (default) or tcp. (Debian's sipp is built without TLS.)
+TRANSPORT=${TRANSPORT:-udp}
+case "$TRANSPORT" in
+  udp) SIPP_T=u1 ;;
+  tcp) SIPP_T=t1 ;;
+  *) echo "TRANSPORT is udp or tcp" >&2; exit 2 ;;
+esac
+BIN=${CARGO_TARGET_DIR:-target}/release/roomkit-media
 CALLS=${CALLS:-20000}
 LIMIT=${LIMIT:-2000}
 RATES=("$@")
@@ -37,13 +45,16 @@ free_port() {
 printf '%-8s %-10s %-8s %-9s %-10s %s\n' rate calls ok failed seconds calls/s
 for rate in "${RATES[@]}"; do
   port=$(free_port)
-  timeout 600 "$BIN" serve --sip "127.0.0.1:$port" --rtp-ip 127.0.0.1 --rtp-ports 20000-30000 \
-    --quiet-frames >"$WORK/serve-$rate.log" 2>&1 &
+  # The TCP listener on the UDP port's number (free for TCP too in practice on loopback).
+  stream=()
+  [ "$TRANSPORT" = tcp ] && stream=(--sip-tcp "127.0.0.1:$port")
+  timeout 600 "$BIN" serve --sip "127.0.0.1:$port" "${stream[@]}" --rtp-ip 127.0.0.1 \
+    --rtp-ports 20000-30000 --quiet-frames >"$WORK/serve-$rate.log" 2>&1 &
   serve_pid=$!
   for _ in $(seq 50); do grep -q listening "$WORK/serve-$rate.log" 2>/dev/null && break; sleep 0.1; done
   start=$(date +%s.%N)
   set +e
-  timeout 600 sipp -sf "$SCENARIO" "127.0.0.1:$port" -s load -i 127.0.0.1 -p "$(free_port)" \
+  timeout 600 sipp -sf "$SCENARIO" "127.0.0.1:$port" -t "$SIPP_T" -s load -i 127.0.0.1 -p "$(free_port)" \
     -mi 127.0.0.1 -mp 61000 -r "$rate" -rp 1000 -m "$CALLS" -l "$LIMIT" -d 0 \
     -nostdin -timeout 300s -trace_stat -stf "$WORK/stat-$rate.csv" -fd 1 \
     -trace_err -error_file "$WORK/err-$rate.log" >/dev/null 2>&1

@@ -205,6 +205,31 @@ int main(void) {
     sc.rtp_port_start = 20000;
     sc.rtp_port_end = 10000;
     CHECK(rkm_sip_video_backend_new(&sc) == NULL);
+    /* TCP/TLS settings: a key without its certificate, a TLS listener without either, a bad
+     * address are refused at creation; certificate files that do not exist, at start. */
+    rkm_sip_config_init(&sc);
+    CHECK(sc.tls_verify && sc.local_sip_tls_addr == NULL && sc.tls_cert == NULL);
+    sc.tls_key = "/nonexistent/key.pem";
+    CHECK(rkm_sip_voice_backend_new(&sc) == NULL);
+    CHECK(strstr(rkm_last_error(), "tls_key") != NULL);
+    rkm_sip_config_init(&sc);
+    sc.local_sip_tls_addr = "127.0.0.1:0";
+    CHECK(rkm_sip_voice_backend_new(&sc) == NULL);
+    CHECK(strstr(rkm_last_error(), "local_sip_tls_addr") != NULL);
+    rkm_sip_config_init(&sc);
+    sc.local_sip_tcp_addr = "nowhere";
+    CHECK(rkm_sip_voice_backend_new(&sc) == NULL);
+    CHECK(strstr(rkm_last_error(), "local_sip_tcp_addr") != NULL);
+    rkm_sip_config_init(&sc);
+    sc.local_sip_addr = "127.0.0.1:0";
+    sc.local_rtp_ip = "127.0.0.1";
+    sc.local_sip_tls_addr = "127.0.0.1:0";
+    sc.tls_cert = "/nonexistent/cert.pem";
+    sc.tls_key = "/nonexistent/key.pem";
+    rkm_backend *t = rkm_sip_voice_backend_new(&sc);
+    CHECK(t != NULL);
+    EXPECT_ERR(rkm_backend_start(t), RKM_ERR_IO, "TLS");
+    rkm_backend_free(t);
     rkm_sip_config_init(&sc);
     sc.local_sip_addr = "127.0.0.1:0";
     sc.local_rtp_ip = "127.0.0.1";

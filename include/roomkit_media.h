@@ -547,6 +547,21 @@ typedef struct {
     // SRTP with SDES keys on audio and video: `RKM_SRTP_OFF` (default), `RKM_SRTP_OPTIONAL`
     // or `RKM_SRTP_MANDATORY`.
     uint32_t srtp;
+    // Where to listen for SIP over TCP (`"ip:port"`, port 0: any free one). NULL (default):
+    // no TCP listener (TCP peers can still be called: `;transport=tcp`).
+    const char *local_sip_tcp_addr;
+    // Where to listen for SIP over TLS; needs `tls_cert` and `tls_key`. NULL (default): none.
+    const char *local_sip_tls_addr;
+    // Our TLS certificate chain, a PEM file path. NULL (default): none.
+    const char *tls_cert;
+    // The private key of `tls_cert`, a PEM file path. NULL (default): none.
+    const char *tls_key;
+    // The CA certificates (PEM file path) the TLS servers we call must chain to. NULL
+    // (default): the system's root certificates.
+    const char *tls_ca;
+    // Check the certificates of the TLS servers we call; default true. **false is unsafe**
+    // (any certificate is accepted): for tests with self-signed peers only.
+    bool tls_verify;
 } rkm_sip_config;
 
 // An answered SIP call, as the `call` callback sees it. Every string is NUL-terminated and

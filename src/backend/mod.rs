@@ -28,6 +28,7 @@ pub use rtp::{ConnectOptions, RtpBackendConfig, RtpVideoBackend, RtpVoiceBackend
 pub use sip::{DialOptions, RegisterOptions, SipVideoBackend, SipVoiceBackend};
 pub use sip_config::{
     CallDecision, IncomingCall, InviteFilter, SipBackendConfig, SipCredentials, SipStats,
+    SipTlsConfig, StreamTimeouts,
 };
 pub use sip_ua::{CallProgress, CallState, RegistrationEvent, RegistrationId};
 
@@ -40,3 +41,4 @@ pub use crate::rtp::nack::NackConfig;
 pub use crate::rtp::pacer::PacerConfig;
 pub use crate::sdp::AudioCodec;
 pub use crate::sip::transaction::Timers as SipTimers;
+pub use crate::sip::SipTransportKind;

@@ -28,6 +28,7 @@ use super::sip_ua::{
     MAX_REGISTRATIONS,
 };
 use crate::engine::dispatch::Dispatcher;
+use crate::engine::sip_stream::{StreamLimits, StreamTransports, TlsContext, TlsNames, TlsVerify};
 use crate::engine::{
     EngineConfig, MediaEngine, MediaSocket, PortPool, SessionId, SessionInfo, SipPeer,
     SipTransport, StopSignal,
@@ -35,11 +36,13 @@ use crate::engine::{
 use crate::error::{Error, Result};
 use crate::sip::auth::Credentials;
 use crate::sip::route::NextHop;
-use crate::sip::{new_call_id, SipRng, Uri};
+use crate::sip::{new_call_id, SipRng, SipTransportKind, Uri};
 
 /// The SIP thread and the handles to reach it, once the backend is started.
 struct Running {
     transport: SipTransport,
+    /// Host names of TLS targets, for certificate checks.
+    tls_names: TlsNames,
     wake: StopSignal,
     commands: Sender<Command>,
     local: SocketAddr,
@@ -181,6 +184,14 @@ fn credentials(c: &SipCredentials) -> Credentials {
     Credentials::new(&c.username, &c.password)
 }
 
+/// Records the host name a TLS target was resolved from (nothing for an IP address).
+fn remember_tls_name(names: &TlsNames, uri: &str, addr: SocketAddr) {
+    let host = Uri::parse(uri).ok().as_ref().and_then(NextHop::from_uri);
+    if let Some(h) = host.filter(|h| h.socket_addr().is_none()) {
+        names.insert(addr, &h.host);
+    }
+}
+
 /// The address of a URI's host (names resolved here, on the caller's thread).
 fn resolve_uri(uri: &str) -> Result<SocketAddr> {
     let u = Uri::parse(uri)
@@ -197,6 +208,17 @@ fn resolve_uri(uri: &str) -> Result<SocketAddr> {
         .map_err(|e| Error::Io(format!("resolving {}", hop.host), e))?
         .next()
         .ok_or_else(|| Error::NotFound(format!("no address for {}", hop.host)))
+}
+
+/// The transport a `sip:`/`sips:` URI asks for (`sips:`, `;transport=tcp|tls`); UDP when it
+/// names none.
+fn uri_transport(uri: &str) -> SipTransportKind {
+    Uri::parse(uri)
+        .ok()
+        .as_ref()
+        .and_then(NextHop::from_uri)
+        .and_then(|h| h.transport_kind())
+        .unwrap_or(SipTransportKind::Udp)
 }
 
 /// A loose route to a proxy.
@@ -266,10 +288,12 @@ impl SipVoiceBackend {
         let sock = MediaSocket::bind(self.cfg.local_sip_addr)
             .map_err(|e| Error::Io(format!("binding SIP {}", self.cfg.local_sip_addr), e))?;
         let local = sock.local_addr();
+        let tls_names = TlsNames::default();
+        let streams = self.bind_streams(tls_names.clone())?;
         let (tx, rx) = unbounded();
         let cname = format!("{}@roomkit-media", uuid::Uuid::new_v4().simple());
         let host = EngineHost::new(self.engine.clone(), self.pool.clone(), &self.cfg, cname);
-        let core = SipCore::new(
+        let mut core = SipCore::new(
             self.cfg.clone(),
             self.with_video,
             Box::new(host),
@@ -277,6 +301,11 @@ impl SipVoiceBackend {
             local,
             SipRng::from_os(),
         );
+        for kind in [SipTransportKind::Tcp, SipTransportKind::Tls] {
+            if let Some(a) = streams.local_addr(kind) {
+                core.listen_on(kind, a.port());
+            }
+        }
         let thread = SipThread::new(
             core,
             rx,
@@ -284,9 +313,10 @@ impl SipVoiceBackend {
             self.directory.clone(),
             self.counters.clone(),
         );
-        let transport = SipTransport::spawn(sock, "rkm-sip", thread)
+        let transport = SipTransport::spawn_with_streams(sock, Some(streams), "rkm-sip", thread)
             .map_err(|e| Error::Io("starting the SIP thread".into(), e))?;
         let running = Running {
+            tls_names,
             wake: transport.signal(),
             transport,
             commands: tx,
@@ -303,6 +333,51 @@ impl SipVoiceBackend {
         // Cannot fail: `starting` is held and `running` was empty.
         let _ = self.running.set(running);
         Ok(local)
+    }
+
+    /// The TCP and TLS listeners the configuration asks for, and the TLS context (also for
+    /// calling TLS peers without a listener).
+    fn bind_streams(&self, names: TlsNames) -> Result<StreamTransports> {
+        let tls = &self.cfg.tls;
+        let server_pem = match (&tls.cert, &tls.key) {
+            (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
+            (None, None) => None,
+            _ => {
+                return Err(Error::InvalidArgument(
+                    "TLS needs both a certificate and a key".into(),
+                ))
+            }
+        };
+        let verify = match (&tls.ca, tls.verify) {
+            (_, false) => TlsVerify::NoVerify,
+            (Some(ca), true) => TlsVerify::CaFile(ca.clone()),
+            (None, true) => TlsVerify::SystemRoots,
+        };
+        let ctx = TlsContext::new(server_pem, verify)
+            .map_err(|e| Error::Io("loading the TLS certificates".into(), e))?;
+        let t = self.cfg.stream_timeouts;
+        let limits = StreamLimits {
+            idle: t.idle,
+            handshake: t.handshake,
+            message: t.message,
+            ..StreamLimits::default()
+        };
+        StreamTransports::bind(
+            self.cfg.local_sip_tcp_addr,
+            self.cfg.local_sip_tls_addr,
+            ctx,
+            names,
+            limits,
+        )
+        .map_err(|e| Error::Io("binding the SIP TCP/TLS listeners".into(), e))
+    }
+
+    /// Where the SIP listener of `transport` (TCP, TLS) is bound; `None` before `start` or
+    /// without one.
+    pub fn local_sip_stream_addr(&self, transport: SipTransportKind) -> Option<SocketAddr> {
+        self.running
+            .get()
+            .and_then(|r| r.transport.stream_addr(transport))
     }
 
     fn running(&self) -> Result<&Running> {
@@ -333,7 +408,21 @@ impl SipVoiceBackend {
 
     /// Signalling counters.
     pub fn sip_stats(&self) -> SipStats {
-        self.counters.snapshot()
+        let mut s = self.counters.snapshot();
+        if let Some(c) = self
+            .running
+            .get()
+            .and_then(|r| r.transport.stream_counters())
+        {
+            let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+            s.connections_opened = g(&c.opened);
+            s.connections_idle_closed = g(&c.closed_idle);
+            s.connections_cut = g(&c.cut);
+            s.tls_failures = g(&c.tls_failed);
+            s.connections_refused = g(&c.refused);
+            s.stream_send_failures = g(&c.send_failed);
+        }
+        s
     }
 
     /// Screens new INVITEs before any port is taken (replaces an earlier filter). Runs on the
@@ -409,10 +498,14 @@ impl SipVoiceBackend {
             .filter(|u| u.is_sip() && !u.has_headers())
             .ok_or_else(|| Error::InvalidArgument(format!("`{to}` is not a sip: URI")))?;
         let proxy = options.proxy.or(self.cfg.outbound_proxy);
-        let hop = match proxy {
-            Some(p) => p,
-            None => resolve_uri(to)?,
+        // A proxy is an address: UDP. Straight to the target: what its URI asks for.
+        let (hop, transport) = match proxy {
+            Some(p) => (p, SipTransportKind::Udp),
+            None => (resolve_uri(to)?, uri_transport(to)),
         };
+        if transport == SipTransportKind::Tls {
+            remember_tls_name(&running.tls_names, to, hop);
+        }
         let session = SessionId::new_v4();
         let local_host = running.local.ip();
         let call_id = new_call_id(&local_host.to_string());
@@ -457,7 +550,7 @@ impl SipVoiceBackend {
             from_uri,
             display_name: options.display_name,
             contact_user,
-            next_hop: SipPeer::udp(hop),
+            next_hop: SipPeer::new(hop, transport),
             route: proxy.map(route_to),
             credentials: options
                 .credentials
@@ -542,11 +635,22 @@ impl SipVoiceBackend {
             .ok_or_else(|| Error::InvalidArgument(format!("`{aor}` is not a sip:user@host URI")))?;
         let registrar = options.registrar.unwrap_or_default();
         let proxy = options.proxy.or(self.cfg.outbound_proxy);
-        let hop = match proxy {
-            Some(p) => p,
-            None if registrar.is_empty() => resolve_uri(aor_uri.as_str())?,
-            None => resolve_uri(&registrar)?,
+        let (hop, transport) = match proxy {
+            Some(p) => (p, SipTransportKind::Udp),
+            None if registrar.is_empty() => (
+                resolve_uri(aor_uri.as_str())?,
+                uri_transport(aor_uri.as_str()),
+            ),
+            None => (resolve_uri(&registrar)?, uri_transport(&registrar)),
         };
+        if transport == SipTransportKind::Tls {
+            let uri = if registrar.is_empty() {
+                aor_uri.as_str()
+            } else {
+                registrar.as_str()
+            };
+            remember_tls_name(&running.tls_names, uri, hop);
+        }
         let id = self.next_registration.fetch_add(1, Ordering::Relaxed);
         {
             let mut regs = self.callbacks.registrations.lock();
@@ -562,7 +666,7 @@ impl SipVoiceBackend {
             Box::new(RegisterRequest {
                 aor: aor.to_string(),
                 registrar,
-                next_hop: SipPeer::udp(hop),
+                next_hop: SipPeer::new(hop, transport),
                 route: proxy.map(route_to),
                 credentials: options
                     .credentials

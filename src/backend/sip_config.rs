@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,12 +14,69 @@ use crate::frame::{Delivery, VideoCodec};
 use crate::sdp::AudioCodec;
 use crate::sip::transaction::Timers;
 
+/// TLS settings of a SIP backend (SIP over TLS, `sips:`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SipTlsConfig {
+    /// Our certificate chain (PEM), for the TLS listener.
+    pub cert: Option<PathBuf>,
+    /// Its private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<PathBuf>,
+    /// The CA certificates (PEM) the servers we call must chain to; `None`: the system's roots.
+    pub ca: Option<PathBuf>,
+    /// Check the certificates of the servers we call (default). **Off is unsafe**: any
+    /// certificate for any name is accepted, which protects from nothing but passive
+    /// listening; for tests against self-signed peers only.
+    pub verify: bool,
+}
+
+impl Default for SipTlsConfig {
+    fn default() -> Self {
+        SipTlsConfig {
+            cert: None,
+            key: None,
+            ca: None,
+            verify: true,
+        }
+    }
+}
+
+/// How long TCP and TLS connections may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamTimeouts {
+    /// A connection without traffic either way for this long is closed (default 10 min).
+    pub idle: Duration,
+    /// A TLS handshake, or a TCP connect, must finish within this (default 10 s).
+    pub handshake: Duration,
+    /// A message, once begun, must arrive whole within this (default 30 s): a slow-loris
+    /// peer is cut.
+    pub message: Duration,
+}
+
+impl Default for StreamTimeouts {
+    fn default() -> Self {
+        StreamTimeouts {
+            idle: Duration::from_secs(600),
+            handshake: Duration::from_secs(10),
+            message: Duration::from_secs(30),
+        }
+    }
+}
+
 /// Settings of a SIP backend. `Default` gives roomkit's defaults where they make sense here.
 #[derive(Debug, Clone)]
 pub struct SipBackendConfig {
     /// Where the SIP socket binds (UDP). Port 0 picks a free one (see `local_sip_addr()`).
     /// The address the SIP socket binds (UDP).
     pub local_sip_addr: SocketAddr,
+    /// Where to listen for SIP over TCP; `None` (default): no TCP listener (TCP peers can
+    /// still be called). Port 0 picks a free one (see `local_sip_stream_addr()`).
+    pub local_sip_tcp_addr: Option<SocketAddr>,
+    /// Where to listen for SIP over TLS; needs `tls.cert` and `tls.key`.
+    pub local_sip_tls_addr: Option<SocketAddr>,
+    /// TLS: our certificate, and how the servers we call are checked.
+    pub tls: SipTlsConfig,
+    /// Timeouts of TCP and TLS connections.
+    pub stream_timeouts: StreamTimeouts,
     /// Where RTP sockets bind.
     pub local_rtp_ip: IpAddr,
     /// The address written in SDP and Contact when it differs from the bound one (NAT).
@@ -98,6 +156,10 @@ impl Default for SipBackendConfig {
     fn default() -> Self {
         SipBackendConfig {
             local_sip_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 5060),
+            local_sip_tcp_addr: None,
+            local_sip_tls_addr: None,
+            tls: SipTlsConfig::default(),
+            stream_timeouts: StreamTimeouts::default(),
             local_rtp_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             advertised_ip: None,
             rtp_port_start: 10000,
@@ -215,4 +277,18 @@ pub struct SipStats {
     pub bye_failures: u64,
     /// Calls placed with `dial`.
     pub calls_dialed: u64,
+    /// TCP and TLS connections accepted or opened.
+    pub connections_opened: u64,
+    /// Connections closed for being idle.
+    pub connections_idle_closed: u64,
+    /// Connections cut for breaking a limit: headers over 64 KB, a body over 1 MB, no
+    /// Content-Length, a message or handshake not finished in time, output the peer does not
+    /// read.
+    pub connections_cut: u64,
+    /// TLS handshakes or records that failed (certificate refused, protocol error).
+    pub tls_failures: u64,
+    /// Connections refused (over the limit) or that could not be opened.
+    pub connections_refused: u64,
+    /// Messages for a TCP/TLS peer that could not be sent.
+    pub stream_send_failures: u64,
 }

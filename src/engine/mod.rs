@@ -12,6 +12,7 @@ pub mod event;
 pub mod io_thread;
 pub mod port_pool;
 pub mod session;
+pub mod sip_stream;
 pub mod sip_transport;
 pub mod socket;
 pub mod stats;

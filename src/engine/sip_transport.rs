@@ -1,4 +1,6 @@
-//! The SIP socket thread: one blocking UDP socket, a wake-up descriptor and a timer.
+//! The SIP socket thread: one UDP socket, a wake-up descriptor, a timer, and the TCP/TLS
+//! listeners and connections of [`StreamTransports`] when the backend has them, all in one
+//! `ppoll`.
 //!
 //! The signalling logic lives elsewhere (the backend's call core); this thread only turns the
 //! outside world into calls on a [`SipHandler`]: datagrams as they arrive, a wake-up when another
@@ -9,10 +11,12 @@
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::io_thread::{IoThread, StopSignal};
-use super::socket::{poll_readable, MediaSocket, RecvBatch, Wait};
+use super::sip_stream::{StreamCounters, StreamFd, StreamTransports};
+use super::socket::{poll_fds, MediaSocket, RecvBatch, Wait};
 use crate::sip::{Outbox, SipPeer, SipTransportKind, MAX_MESSAGE_SIZE};
 
 /// Longest the thread sleeps without a timer due; it only bounds how stale `now` can get.
@@ -20,14 +24,20 @@ const MAX_SLEEP: Duration = Duration::from_secs(1);
 /// Datagrams taken per `recvmmsg`.
 const BATCH: usize = 32;
 
-/// Sends everything `out` holds on `sock`.
-fn flush(out: &mut Outbox, sock: &MediaSocket) {
+/// Sends everything `out` holds: datagrams on `sock`, the rest on the stream connections.
+fn flush(out: &mut Outbox, sock: &MediaSocket, streams: &mut Option<StreamTransports>) {
+    let now = Instant::now();
     for (data, dest) in out.drain() {
         match dest.transport {
             // A send error (unreachable peer, full buffer) loses this datagram only; SIP's
             // retransmissions cover it.
             SipTransportKind::Udp => {
                 let _ = sock.send_to(&data, dest.addr);
+            }
+            SipTransportKind::Tcp | SipTransportKind::Tls => {
+                if let Some(s) = streams.as_mut() {
+                    s.send(&data, dest, now);
+                }
             }
         }
     }
@@ -41,6 +51,11 @@ pub trait SipHandler: Send + 'static {
     fn on_wake(&mut self, now: Instant, out: &mut Outbox);
     /// Time has reached (or passed) the last `poll_timeout`.
     fn on_timeout(&mut self, now: Instant, out: &mut Outbox);
+    /// Messages to `dest` (TCP/TLS) could not be carried: its connection was refused, reset,
+    /// or failed its handshake.
+    fn on_transport_error(&mut self, dest: SipPeer, now: Instant, out: &mut Outbox) {
+        let _ = (dest, now, out);
+    }
     /// When `on_timeout` next needs to run; `None` when no timer is pending.
     #[must_use]
     fn poll_timeout(&mut self) -> Option<Instant>;
@@ -62,19 +77,62 @@ pub const SHUTDOWN_LINGER: Duration = Duration::from_secs(4);
 pub struct SipTransport {
     thread: IoThread,
     local: SocketAddr,
+    tcp: Option<SocketAddr>,
+    tls: Option<SocketAddr>,
+    counters: Option<Arc<StreamCounters>>,
 }
 
 impl SipTransport {
     /// Starts the thread named `name` driving `handler` on the bound socket `sock`.
+    #[cfg(any(test, feature = "_internals"))]
     pub fn spawn<H: SipHandler>(sock: MediaSocket, name: &str, handler: H) -> io::Result<Self> {
+        Self::spawn_with_streams(sock, None, name, handler)
+    }
+
+    /// [`spawn`](Self::spawn), with TCP/TLS listeners and connections as well.
+    pub fn spawn_with_streams<H: SipHandler>(
+        sock: MediaSocket,
+        streams: Option<StreamTransports>,
+        name: &str,
+        handler: H,
+    ) -> io::Result<Self> {
         let local = sock.local_addr();
-        let thread = IoThread::spawn(name.to_string(), move |stop| run(sock, handler, stop))?;
-        Ok(SipTransport { thread, local })
+        let tcp = streams
+            .as_ref()
+            .and_then(|s| s.local_addr(SipTransportKind::Tcp));
+        let tls = streams
+            .as_ref()
+            .and_then(|s| s.local_addr(SipTransportKind::Tls));
+        let counters = streams.as_ref().map(StreamTransports::counters);
+        let thread = IoThread::spawn(name.to_string(), move |stop| {
+            run(sock, streams, handler, stop)
+        })?;
+        Ok(SipTransport {
+            thread,
+            local,
+            tcp,
+            tls,
+            counters,
+        })
     }
 
     /// The address the SIP socket is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// Where the TCP or TLS listener is bound, when there is one.
+    pub fn stream_addr(&self, kind: SipTransportKind) -> Option<SocketAddr> {
+        match kind {
+            SipTransportKind::Tcp => self.tcp,
+            SipTransportKind::Tls => self.tls,
+            _ => None,
+        }
+    }
+
+    /// The TCP/TLS counters, when the thread has stream transports.
+    pub fn stream_counters(&self) -> Option<Arc<StreamCounters>> {
+        self.counters.clone()
     }
 
     /// A handle that wakes the thread (after queueing a command for the handler).
@@ -89,11 +147,16 @@ impl SipTransport {
     }
 }
 
-fn run<H: SipHandler>(sock: MediaSocket, mut handler: H, stop: StopSignal) {
+fn run<H: SipHandler>(
+    sock: MediaSocket,
+    mut streams: Option<StreamTransports>,
+    mut handler: H,
+    stop: StopSignal,
+) {
     let mut batch = RecvBatch::new(BATCH, MAX_MESSAGE_SIZE + 1);
     let mut out = Outbox::default();
-    let fds = [sock.as_raw_fd(), stop.wake_fd()];
-    let mut ready = [false; 2];
+    let mut fds: Vec<libc::pollfd> = Vec::new();
+    let mut what: Vec<StreamFd> = Vec::new();
     // Set once stopped: the handler has said its last words and may wait for answers until then.
     let mut linger_until: Option<Instant> = None;
     loop {
@@ -103,30 +166,46 @@ fn run<H: SipHandler>(sock: MediaSocket, mut handler: H, stop: StopSignal) {
                 return;
             }
         }
-        let mut sleep = handler.poll_timeout().map_or(MAX_SLEEP, |t| {
+        let due = [
+            handler.poll_timeout(),
+            streams.as_ref().and_then(StreamTransports::poll_timeout),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let mut sleep = due.map_or(MAX_SLEEP, |t| {
             t.saturating_duration_since(now).min(MAX_SLEEP)
         });
         if let Some(end) = linger_until {
             sleep = sleep.min(end.saturating_duration_since(now));
         }
-        if poll_readable(&fds, &mut ready, sleep).is_err() {
-            ready = [false; 2];
+        fds.clear();
+        what.clear();
+        fds.push(pollfd(sock.as_raw_fd()));
+        fds.push(pollfd(stop.wake_fd()));
+        if let Some(s) = &streams {
+            s.poll_fds(&mut fds, &mut what);
+        }
+        if poll_fds(&mut fds, sleep).is_err() {
+            for f in &mut fds {
+                f.revents = 0;
+            }
         }
         let now = Instant::now();
-        if ready[1] {
+        if fds[1].revents != 0 {
             stop.reset();
             if !stop.is_stopped() {
                 handler.on_wake(now, &mut out);
-                flush(&mut out, &sock);
+                flush(&mut out, &sock, &mut streams);
             }
         }
         if stop.is_stopped() && linger_until.is_none() {
             handler.on_shutdown(now, &mut out);
-            flush(&mut out, &sock);
+            flush(&mut out, &sock, &mut streams);
             linger_until = Some(now + SHUTDOWN_LINGER);
             continue;
         }
-        if ready[0] {
+        if fds[0].revents != 0 {
             // Drain what is queued, a batch at a time, answering as we go.
             for _ in 0..64 {
                 let n = batch.recv(&sock, Wait::No).unwrap_or(0);
@@ -142,16 +221,54 @@ fn run<H: SipHandler>(sock: MediaSocket, mut handler: H, stop: StopSignal) {
                         handler.on_datagram(d.data, from, now, &mut out);
                     }
                 }
-                flush(&mut out, &sock);
+                flush(&mut out, &sock, &mut streams);
                 if n < BATCH {
                     break;
                 }
             }
         }
+        for (f, w) in fds[2..].iter().zip(&what) {
+            let Some(s) = streams.as_mut().filter(|_| f.revents != 0) else {
+                continue;
+            };
+            s.on_ready(*w, f.revents, now, &mut |data, from| {
+                handler.on_datagram(data, from, now, &mut out);
+            });
+            // Answers go out before the next connection is read.
+            flush(&mut out, &sock, &mut streams);
+        }
         let now = Instant::now();
+        if let Some(s) = streams.as_mut() {
+            if s.poll_timeout().is_some_and(|t| t <= now) {
+                s.handle_timeout(now);
+            }
+        }
         if handler.poll_timeout().is_some_and(|t| t <= now) {
             handler.on_timeout(now, &mut out);
-            flush(&mut out, &sock);
+            flush(&mut out, &sock, &mut streams);
         }
+        // Peers the stream side could not reach: their transactions fail now. What the handler
+        // sends in answer may fail too; a few rounds settle it.
+        for _ in 0..4 {
+            let failed = streams
+                .as_mut()
+                .map(StreamTransports::take_failures)
+                .unwrap_or_default();
+            if failed.is_empty() {
+                break;
+            }
+            for dest in failed {
+                handler.on_transport_error(dest, Instant::now(), &mut out);
+            }
+            flush(&mut out, &sock, &mut streams);
+        }
+    }
+}
+
+fn pollfd(fd: std::os::fd::RawFd) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
     }
 }

@@ -520,6 +520,37 @@ impl AsRawFd for Waker {
     }
 }
 
+/// Waits until one of `fds` has one of its `events` (or an error or hang-up) or `timeout`
+/// passes, and fills each `revents`. Returns how many are ready. For any number of descriptors
+/// (the SIP thread polls its TCP/TLS connections too).
+pub fn poll_fds(fds: &mut [libc::pollfd], timeout: Duration) -> io::Result<usize> {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
+        tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
+    };
+    loop {
+        // SAFETY: `fds` is a live, initialised slice of `fds.len()` pollfd entries that the
+        // kernel may write `revents` into, and `ts` a valid timespec that outlives the call; a
+        // null signal mask leaves the mask unchanged.
+        let r = unsafe {
+            libc::ppoll(
+                fds.as_mut_ptr(),
+                fds.len() as libc::nfds_t,
+                &ts,
+                std::ptr::null(),
+            )
+        };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        return Ok(r as usize);
+    }
+}
+
 /// Waits until one of `fds` is readable (or hung up) or `timeout` passes; sets `ready[i]` for each
 /// that is. Returns how many are ready. `ready` must be as long as `fds`.
 pub fn poll_readable(fds: &[RawFd], ready: &mut [bool], timeout: Duration) -> io::Result<usize> {

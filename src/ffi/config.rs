@@ -533,6 +533,21 @@ pub struct rkm_sip_config {
     /// SRTP with SDES keys on audio and video: `RKM_SRTP_OFF` (default), `RKM_SRTP_OPTIONAL`
     /// or `RKM_SRTP_MANDATORY`.
     pub srtp: u32,
+    /// Where to listen for SIP over TCP (`"ip:port"`, port 0: any free one). NULL (default):
+    /// no TCP listener (TCP peers can still be called: `;transport=tcp`).
+    pub local_sip_tcp_addr: *const c_char,
+    /// Where to listen for SIP over TLS; needs `tls_cert` and `tls_key`. NULL (default): none.
+    pub local_sip_tls_addr: *const c_char,
+    /// Our TLS certificate chain, a PEM file path. NULL (default): none.
+    pub tls_cert: *const c_char,
+    /// The private key of `tls_cert`, a PEM file path. NULL (default): none.
+    pub tls_key: *const c_char,
+    /// The CA certificates (PEM file path) the TLS servers we call must chain to. NULL
+    /// (default): the system's root certificates.
+    pub tls_ca: *const c_char,
+    /// Check the certificates of the TLS servers we call; default true. **false is unsafe**
+    /// (any certificate is accepted): for tests with self-signed peers only.
+    pub tls_verify: bool,
 }
 
 /// Fills `cfg` with the defaults (see each field). String fields get static strings that the
@@ -575,6 +590,12 @@ pub extern "C" fn rkm_sip_config_init(cfg: *mut rkm_sip_config) {
             video_rtx: d.video_rtx,
             audio_sample_rate: RKM_AUDIO_RATE_AUTO,
             srtp: RKM_SRTP_OFF,
+            local_sip_tcp_addr: std::ptr::null(),
+            local_sip_tls_addr: std::ptr::null(),
+            tls_cert: std::ptr::null(),
+            tls_key: std::ptr::null(),
+            tls_ca: std::ptr::null(),
+            tls_verify: d.tls.verify,
         };
         Ok(())
     })
@@ -728,6 +749,25 @@ pub(crate) unsafe fn sip_config_from_c(c: &rkm_sip_config) -> FfiResult<SipBacke
     r.resilience = resilience_from_c(&c.resilience)?;
     r.video_rtx = c.video_rtx;
     r.srtp = srtp_policy_from_c(c.srtp)?;
+    if let Some(s) = text(c.local_sip_tcp_addr, "cfg.local_sip_tcp_addr")? {
+        r.local_sip_tcp_addr = Some(parse_addr(s, "cfg.local_sip_tcp_addr")?);
+    }
+    if let Some(s) = text(c.local_sip_tls_addr, "cfg.local_sip_tls_addr")? {
+        r.local_sip_tls_addr = Some(parse_addr(s, "cfg.local_sip_tls_addr")?);
+    }
+    let path = |p, name| text(p, name).map(|s| s.map(std::path::PathBuf::from));
+    r.tls.cert = path(c.tls_cert, "cfg.tls_cert")?;
+    r.tls.key = path(c.tls_key, "cfg.tls_key")?;
+    r.tls.ca = path(c.tls_ca, "cfg.tls_ca")?;
+    r.tls.verify = c.tls_verify;
+    if r.tls.cert.is_some() != r.tls.key.is_some() {
+        return Err(Failure::invalid("cfg.tls_cert and cfg.tls_key go together"));
+    }
+    if r.local_sip_tls_addr.is_some() && r.tls.cert.is_none() {
+        return Err(Failure::invalid(
+            "cfg.local_sip_tls_addr needs cfg.tls_cert and cfg.tls_key",
+        ));
+    }
     Ok(r)
 }
 
@@ -767,6 +807,44 @@ mod sip_tests {
         c.srtp = 3;
         // SAFETY: as above.
         assert!(unsafe { sip_config_from_c(&c) }.is_err());
+        assert_eq!(
+            (r.local_sip_tcp_addr, r.local_sip_tls_addr, &r.tls),
+            (None, None, &d.tls)
+        );
+    }
+
+    #[test]
+    fn stream_transports_and_tls() {
+        let mut c = defaults();
+        c.local_sip_tcp_addr = c"127.0.0.1:5060".as_ptr();
+        c.local_sip_tls_addr = c"127.0.0.1:5061".as_ptr();
+        c.tls_cert = c"/etc/rkm/cert.pem".as_ptr();
+        c.tls_key = c"/etc/rkm/key.pem".as_ptr();
+        c.tls_ca = c"/etc/rkm/ca.pem".as_ptr();
+        c.tls_verify = false;
+        // SAFETY: static C strings.
+        let r = unsafe { sip_config_from_c(&c) }.unwrap();
+        assert_eq!(
+            r.local_sip_tcp_addr,
+            Some("127.0.0.1:5060".parse().unwrap())
+        );
+        assert_eq!(
+            r.local_sip_tls_addr,
+            Some("127.0.0.1:5061".parse().unwrap())
+        );
+        assert_eq!(
+            r.tls.key.as_deref(),
+            Some(std::path::Path::new("/etc/rkm/key.pem"))
+        );
+        assert!(!r.tls.verify);
+        c.tls_key = std::ptr::null();
+        // SAFETY: static C strings.
+        let e = unsafe { sip_config_from_c(&c) }.unwrap_err();
+        assert!(e.message.contains("tls_key"), "{}", e.message);
+        c.tls_cert = std::ptr::null();
+        // SAFETY: static C strings.
+        let e = unsafe { sip_config_from_c(&c) }.unwrap_err();
+        assert!(e.message.contains("local_sip_tls_addr"), "{}", e.message);
     }
 
     #[test]

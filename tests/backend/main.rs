@@ -14,4 +14,5 @@ mod sip_backend;
 mod sip_backend_rfc4475;
 mod sip_demo;
 mod sip_lossy;
+mod sip_tcp_tls;
 mod stream_impairment;

@@ -16,6 +16,7 @@ mod kamailio;
 mod lossy_path;
 mod opus_ffmpeg;
 mod sip_cli;
+mod sip_tls;
 mod sipp;
 mod sipp_uac;
 mod srtp_peers;

@@ -73,6 +73,7 @@ fn drain(m: &mut impl Machine, t0: Instant, now: Instant, log: &mut Log) {
             TransactionEvent::AckTimeout { status } => format!("ack-timeout {status}"),
             TransactionEvent::Response(r) => format!("response {}", r.status().unwrap()),
             TransactionEvent::Timeout => "timeout".to_string(),
+            TransactionEvent::TransportError => "transport-error".to_string(),
             TransactionEvent::Terminated => "terminated".to_string(),
         };
         log.events.push((at, name));
@@ -367,6 +368,74 @@ fn our_bye_is_retransmitted_with_timer_e_and_times_out_with_timer_f() {
             (32_000, "terminated".to_string())
         ]
     );
+}
+
+/// Over TCP/TLS (RFC 3261 §17.1.2.2): no timer E, timer F still bounds the wait, and a final
+/// response ends the transaction at once (timer K is zero).
+#[test]
+fn over_a_reliable_transport_our_bye_is_sent_once_and_ends_at_its_answer() {
+    let t0 = Instant::now();
+    let (_, bye) = our_bye();
+    let mut tx = NonInviteClientTransaction::new(bye.clone(), t0, Timers::default())
+        .unwrap()
+        .over_reliable_transport();
+    let mut log = Log::default();
+    run_until(&mut tx, t0, t0, t0 + ms(40_000), &mut log);
+    let at: Vec<u64> = log.sent.iter().map(|(at, _)| *at).collect();
+    assert_eq!(at, vec![0]);
+    assert_eq!(
+        log.events,
+        vec![
+            (32_000, "timeout".to_string()),
+            (32_000, "terminated".to_string())
+        ]
+    );
+    let sent = parse(&bye).unwrap();
+    let mut tx = NonInviteClientTransaction::new(bye, t0, Timers::default())
+        .unwrap()
+        .over_reliable_transport();
+    let mut log = Log::default();
+    let ok = parse(&ResponseBuilder::new(sent.echo(), 200).build()).unwrap();
+    assert!(tx.handle_response(&ok, t0 + ms(100)));
+    run_until(&mut tx, t0, t0 + ms(100), t0 + ms(40_000), &mut log);
+    assert_eq!(
+        log.events,
+        vec![
+            (100, "response 200".to_string()),
+            (100, "terminated".to_string())
+        ]
+    );
+}
+
+/// A transport failure before any final response ends a client transaction at once with
+/// `TransportError`; after the final response it changes nothing.
+#[test]
+fn a_transport_failure_ends_a_waiting_client_transaction() {
+    let t0 = Instant::now();
+    let mut tx = InviteClientTransaction::new(our_invite(), t0, Timers::default())
+        .unwrap()
+        .over_reliable_transport();
+    let mut log = Log::default();
+    run_until(&mut tx, t0, t0, t0 + ms(1000), &mut log);
+    tx.transport_failed();
+    drain(&mut tx, t0, t0 + ms(1000), &mut log);
+    assert_eq!(
+        log.events,
+        vec![
+            (1000, "transport-error".to_string()),
+            (1000, "terminated".to_string())
+        ]
+    );
+    assert!(tx.is_terminated());
+    let (_, bye) = our_bye();
+    let sent = parse(&bye).unwrap();
+    let mut tx = NonInviteClientTransaction::new(bye, t0, Timers::default()).unwrap();
+    let ok = parse(&ResponseBuilder::new(sent.echo(), 200).build()).unwrap();
+    assert!(tx.handle_response(&ok, t0));
+    tx.transport_failed();
+    let mut log = Log::default();
+    drain(&mut tx, t0, t0, &mut log);
+    assert_eq!(log.events, vec![(0, "response 200".to_string())]);
 }
 
 #[test]

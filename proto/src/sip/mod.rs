@@ -17,6 +17,8 @@
 //! - [`extensions`]: option tags (`Require`/`Supported`, 420 Bad Extension).
 //! - [`info_dtmf`]: DTMF digits in INFO bodies.
 //! - [`redirect`]: choosing the Contact a 3xx sends us to.
+//! - [`framing`]: SIP over a byte stream (TCP, TLS): Content-Length framing with limits, and
+//!   RFC 5626 keep-alive pings.
 //! - [`outbox`]: the datagrams a sans-IO core wants sent, with their destinations.
 //! - [`rng`]: [`SipRng`], the one seeded source of every random draw (tags, branches, nonces).
 
@@ -28,6 +30,7 @@ pub mod builder;
 mod check;
 pub mod dialog;
 pub mod extensions;
+pub mod framing;
 pub mod info_dtmf;
 pub mod message;
 pub mod outbox;
@@ -51,7 +54,7 @@ pub use message::{
     parse, CSeq, EchoHeaders, HeaderField, MessageKind, Method, NameAddr, ParseError, Rejection,
     SipMessage, Uri, Via, MAX_MESSAGE_SIZE,
 };
-pub use outbox::{Outbox, SipPeer, SipTransportKind};
+pub use outbox::{ConnId, Outbox, SipPeer, SipTransportKind};
 pub use rng::SipRng;
 #[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
 pub use syntax::Param;

@@ -11,6 +11,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use super::message::{NameAddr, Uri};
+use super::outbox::SipTransportKind;
 
 /// The Request-URI and Route values of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +77,11 @@ impl NextHop {
                 .map(|t| t.to_ascii_lowercase()),
             secure: uri.scheme().eq_ignore_ascii_case("sips"),
         })
+    }
+
+    /// The transport the URI asks for (`sips:`, `;transport=`), `None` when it names none.
+    pub fn transport_kind(&self) -> Option<SipTransportKind> {
+        SipTransportKind::from_uri_parts(self.secure, self.transport.as_deref())
     }
 
     /// The port to use: the URI's, else 5061 for TLS and 5060 otherwise.

@@ -120,11 +120,12 @@ impl SipCore {
         headers: &[(&str, String)],
         body: Option<(&str, &[u8])>,
     ) -> Option<(Vec<u8>, SipPeer)> {
-        let sent_by = self.sent_by.clone();
-        let transport = self.via_transport();
         let ua = self.cfg.user_agent.clone();
-        let c = self.calls.get_mut(&no)?;
+        let c = self.calls.get(&no)?;
         let dest = SipCore::hop_addr(c.dialog.as_ref().and_then(Dialog::next_hop), c.peer);
+        let sent_by = self.sent_by_on(dest.transport);
+        let transport = dest.transport.via_token();
+        let c = self.calls.get_mut(&no)?;
         let d = c.dialog.as_mut()?;
         let uri = crate::sip::route::route_request(d.remote_target(), d.route_set()).request_uri;
         let mut b = d.request_with_rng(method.clone(), &sent_by, transport, &mut self.rng);
@@ -483,7 +484,8 @@ impl SipCore {
             }
         };
         let mut headers: Vec<(&str, String)> = vec![("Supported", SUPPORTED.to_string())];
-        let contact = self.contact_uri(&self.calls[&no].contact_user);
+        let c = &self.calls[&no];
+        let contact = self.contact_uri(&c.contact_user, c.peer.transport);
         headers.push(("Contact", format!("<{contact}>")));
         let c = self.calls.get_mut(&no).expect("still there");
         apply_uas_timer(c, timer, &mut headers, now);
@@ -576,12 +578,9 @@ impl SipCore {
         out: &mut Outbox,
     ) {
         let session_name = self.cfg.user_agent.clone();
-        let contact = self.contact_uri(
-            &self
-                .calls
-                .get(&no)
-                .map_or_else(String::new, |c| c.contact_user.clone()),
-        );
+        let contact = self.calls.get(&no).map_or_else(String::new, |c| {
+            self.contact_uri(&c.contact_user, c.peer.transport)
+        });
         let timer_interval = self
             .calls
             .get(&no)
@@ -721,7 +720,7 @@ impl SipCore {
                 }
                 self.reinvite_failed(no, &resp, now, out);
             }
-            TransactionEvent::Timeout if current => {
+            TransactionEvent::Timeout | TransactionEvent::TransportError if current => {
                 self.send_bye(no, now, out);
                 self.end_call(no, "no answer to our re-INVITE", EndReason::Error);
             }
@@ -731,8 +730,13 @@ impl SipCore {
 
     /// ACKs a 2xx to our INVITE transaction `tx` (again for a retransmitted 2xx).
     pub(super) fn ack_2xx(&mut self, no: CallNo, tx: TxId, resp: &SipMessage, out: &mut Outbox) {
-        let sent_by = self.sent_by.clone();
-        let transport = self.via_transport();
+        let (sent_by, transport) = match self.calls.get(&no) {
+            Some(c) => {
+                let t = SipCore::hop_addr(c.dialog.as_ref().and_then(Dialog::next_hop), c.peer);
+                (self.sent_by_on(t.transport), t.transport.via_token())
+            }
+            None => return,
+        };
         let Some(c) = self.calls.get_mut(&no) else {
             return;
         };

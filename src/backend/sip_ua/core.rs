@@ -47,6 +47,15 @@ pub(super) fn host_port(ip: IpAddr, port: u16) -> String {
     }
 }
 
+/// `tx`, told it runs over TCP/TLS when `reliable`.
+fn reliably<T>(tx: T, reliable: bool, over_reliable: fn(T) -> T) -> T {
+    if reliable {
+        over_reliable(tx)
+    } else {
+        tx
+    }
+}
+
 impl SipCore {
     /// A core for a backend bound at `local` (what Via and Contact name).
     pub fn new(
@@ -67,7 +76,8 @@ impl SipCore {
         SipCore {
             sent_by: host_port(host_ip, local.port()),
             host_ip,
-            transport: SipTransportKind::Udp,
+            tcp_port: None,
+            tls_port: None,
             auth,
             cfg,
             with_video,
@@ -105,14 +115,39 @@ impl SipCore {
         CallNo(self.next_id)
     }
 
-    /// Our Contact URI with `user`.
-    pub(super) fn contact_uri(&self, user: &str) -> String {
-        format!("sip:{user}@{}", self.sent_by)
+    /// Says that the engine also listens for `transport` (TCP, TLS) on `port`, so that Via
+    /// and Contact on that transport name it. Without it they name the UDP port (a peer still
+    /// answers on the connection we opened). Call before the first input.
+    pub fn listen_on(&mut self, transport: SipTransportKind, port: u16) {
+        match transport {
+            SipTransportKind::Udp => self.sent_by = host_port(self.host_ip, port),
+            SipTransportKind::Tcp => self.tcp_port = Some(port),
+            SipTransportKind::Tls => self.tls_port = Some(port),
+        }
     }
 
-    /// The SIP transport token for Via.
-    pub(super) fn via_transport(&self) -> &'static str {
-        self.transport.via_token()
+    /// Our `host:port` for a Via (and Contact) on `transport`.
+    pub(super) fn sent_by_on(&self, transport: SipTransportKind) -> String {
+        let port = match transport {
+            SipTransportKind::Tcp => self.tcp_port,
+            SipTransportKind::Tls => self.tls_port,
+            SipTransportKind::Udp => None,
+        };
+        match port {
+            Some(p) => host_port(self.host_ip, p),
+            None => self.sent_by.clone(),
+        }
+    }
+
+    /// Our Contact URI with `user`, reached over `transport`: `sip:user@host:port` on UDP,
+    /// with `;transport=tcp` on TCP, and `sips:` on TLS.
+    pub(super) fn contact_uri(&self, user: &str, transport: SipTransportKind) -> String {
+        let sent_by = self.sent_by_on(transport);
+        match transport {
+            SipTransportKind::Udp => format!("sip:{user}@{sent_by}"),
+            SipTransportKind::Tls => format!("sips:{user}@{sent_by}"),
+            t => format!("sip:{user}@{sent_by};transport={}", t.param()),
+        }
     }
 
     /// Queues an event for the application.
@@ -165,13 +200,19 @@ impl SipCore {
 
     /// Where a request for `hop` goes: its address when it names an IP, else `fallback` (the
     /// core resolves no names; the application side resolved the first hop of every call).
+    /// The transport is the one the hop's URI asks for, else the fallback's (a dialog set up
+    /// over TCP stays on TCP). On the same transport the fallback's connection is kept (one
+    /// connection per peer, used both ways as RFC 5923 aliases are): the engine sends on it
+    /// while it is open, and to the hop's address (the peer's listening one, not the
+    /// connection's source port) once it is not.
     pub(super) fn hop_addr(hop: Option<NextHop>, fallback: SipPeer) -> SipPeer {
-        match hop.and_then(|h| h.socket_addr()) {
-            Some(addr) => SipPeer {
-                addr,
-                transport: fallback.transport,
-            },
-            None => fallback,
+        let Some(hop) = hop else { return fallback };
+        let transport = hop.transport_kind().unwrap_or(fallback.transport);
+        let addr = hop.socket_addr().unwrap_or(fallback.addr);
+        SipPeer {
+            addr,
+            transport,
+            conn: fallback.conn.filter(|_| transport == fallback.transport),
         }
     }
 
@@ -312,13 +353,18 @@ impl SipCore {
     fn new_server(&mut self, req: &SipMessage, from: SipPeer, now: Instant) -> TxId {
         let id = self.new_tx_id();
         let key = TransactionKey::server(req);
+        let reliable = from.transport.is_reliable();
         let tx = if matches!(req.method(), Method::Invite) {
             let tag = match req.to().tag() {
                 Some(t) => t.to_string(),
                 None => self.rng.tag(),
             };
             ServerTx::Invite {
-                tx: InviteServerTransaction::new(req, now, self.cfg.timers),
+                tx: reliably(
+                    InviteServerTransaction::new(req, now, self.cfg.timers),
+                    reliable,
+                    InviteServerTransaction::over_reliable_transport,
+                ),
                 echo: req.echo().clone(),
                 tag,
                 call: None,
@@ -329,7 +375,11 @@ impl SipCore {
                     .collect(),
             }
         } else {
-            ServerTx::NonInvite(NonInviteServerTransaction::new(req, now, self.cfg.timers))
+            ServerTx::NonInvite(reliably(
+                NonInviteServerTransaction::new(req, now, self.cfg.timers),
+                reliable,
+                NonInviteServerTransaction::over_reliable_transport,
+            ))
         };
         self.server_index.insert(key.clone(), id);
         self.servers.insert(
@@ -357,7 +407,10 @@ impl SipCore {
         out: &mut Outbox,
     ) {
         let ua = self.cfg.user_agent.clone();
-        let contact = self.contact_uri("roomkit");
+        let Some(transport) = self.servers.get(&id).map(|e| e.dest.transport) else {
+            return;
+        };
+        let contact = self.contact_uri("roomkit", transport);
         let Some(e) = self.servers.get_mut(&id) else {
             return;
         };
@@ -462,7 +515,11 @@ impl SipCore {
         now: Instant,
         out: &mut Outbox,
     ) -> Option<TxId> {
-        let tx = NonInviteClientTransaction::new(request, now, self.cfg.timers).ok()?;
+        let tx = reliably(
+            NonInviteClientTransaction::new(request, now, self.cfg.timers).ok()?,
+            dest.transport.is_reliable(),
+            NonInviteClientTransaction::over_reliable_transport,
+        );
         let id = self.new_tx_id();
         self.client_index
             .insert(tx.key().clone(), ClientRef::NonInvite(id));
@@ -480,7 +537,7 @@ impl SipCore {
         }
         while let Some(ev) = e.tx.poll_event() {
             match (ev, e.kind) {
-                (TransactionEvent::Timeout, ClientKind::Bye) => {
+                (TransactionEvent::Timeout | TransactionEvent::TransportError, ClientKind::Bye) => {
                     // `e` borrows the clients: queue the count on the field itself.
                     self.updates
                         .push_back(SharedUpdate::Counted(SipCounter::ByeTimeouts))
@@ -515,8 +572,12 @@ impl SipCore {
         now: Instant,
         out: &mut Outbox,
     ) -> Result<TxId, String> {
-        let tx = InviteClientTransaction::new(request, now, self.cfg.timers)
-            .map_err(|e| e.to_string())?;
+        let tx = reliably(
+            InviteClientTransaction::new(request, now, self.cfg.timers)
+                .map_err(|e| e.to_string())?,
+            dest.transport.is_reliable(),
+            InviteClientTransaction::over_reliable_transport,
+        );
         let id = self.new_tx_id();
         self.client_index
             .insert(tx.key().clone(), ClientRef::Invite(id));
@@ -563,6 +624,38 @@ impl SipCore {
                 self.on_dial_event(call, id, ev, now, out);
             }
         }
+    }
+
+    /// The engine could not carry messages to `dest` (a TCP/TLS connection refused, reset, or
+    /// whose handshake failed): every client transaction waiting on that peer ends as if it
+    /// had been answered 503 (RFC 3261 §8.1.3.1), instead of waiting for timer B or F.
+    pub fn handle_transport_error(&mut self, dest: SipPeer, now: Instant, out: &mut Outbox) {
+        let same = |d: &SipPeer| d.addr == dest.addr && d.transport == dest.transport;
+        let clients: Vec<TxId> = self
+            .clients
+            .iter()
+            .filter(|(_, e)| same(&e.dest))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in clients {
+            if let Some(e) = self.clients.get_mut(&id) {
+                e.tx.transport_failed();
+            }
+            self.flush_client(id, out);
+        }
+        let invites: Vec<TxId> = self
+            .invites
+            .iter()
+            .filter(|(_, e)| same(&e.dest))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in invites {
+            if let Some(e) = self.invites.get_mut(&id) {
+                e.tx.transport_failed();
+            }
+            self.flush_invite(id, now, out);
+        }
+        self.cancel_orphans(now, out);
     }
 
     fn handle_response(&mut self, resp: &SipMessage, now: Instant, out: &mut Outbox) {

@@ -55,7 +55,7 @@ impl SipCore {
     pub(super) fn dial(&mut self, mut req: DialRequest, now: Instant, out: &mut Outbox) {
         self.count(SipCounter::CallsDialed);
         if req.from_uri.is_empty() {
-            req.from_uri = self.contact_uri(&req.contact_user);
+            req.from_uri = self.contact_uri(&req.contact_user, req.next_hop.transport);
         }
         if self.call_index.contains_key(&req.call_id) || self.by_session.contains_key(&req.session)
         {
@@ -147,13 +147,18 @@ impl SipCore {
     /// Sends (or sends again, after a challenge, a redirect or a 422) the INVITE of dialed
     /// call `no` in a new transaction.
     fn send_dial_invite(&mut self, no: CallNo, now: Instant, out: &mut Outbox) {
-        let sent_by = self.sent_by.clone();
-        let transport = self.via_transport();
         let ua = self.cfg.user_agent.clone();
         let min_se = self.cfg.min_se.max(MIN_SE_FLOOR);
-        let contact = {
+        let (contact, sent_by, transport) = {
             let Some(c) = self.calls.get(&no) else { return };
-            self.contact_uri(&c.contact_user)
+            let Some(hop) = c.uac.as_ref().map(|l| l.hop.transport) else {
+                return;
+            };
+            (
+                self.contact_uri(&c.contact_user, hop),
+                self.sent_by_on(hop),
+                hop.via_token(),
+            )
         };
         let Some(c) = self.calls.get_mut(&no) else {
             return;
@@ -286,6 +291,7 @@ impl SipCore {
                 .collect(),
             room_id: r.room_id.clone(),
             direction: "outbound",
+            transport: leg.hop.transport,
         };
         let (metadata, video_metadata) = call_metadata(&parties, neg);
         let start = MediaStart {
@@ -309,8 +315,6 @@ impl SipCore {
     /// ACKs and ends a 2xx from a fork we do not keep (another branch answered first, or the
     /// call was cancelled or hung up meanwhile): RFC 3261 §13.2.2.4.
     fn end_fork(&mut self, tx: TxId, resp: &SipMessage, now: Instant, out: &mut Outbox) {
-        let sent_by = self.sent_by.clone();
-        let transport = self.via_transport();
         let Some(e) = self.invites.get(&tx) else {
             return;
         };
@@ -318,6 +322,8 @@ impl SipCore {
             return;
         };
         let dest = SipCore::hop_addr(d.next_hop(), e.dest);
+        let sent_by = self.sent_by_on(dest.transport);
+        let transport = dest.transport.via_token();
         out.push(
             d.ack_with_rng(resp.cseq().number, &sent_by, transport, &mut self.rng)
                 .build(),
@@ -379,6 +385,9 @@ impl SipCore {
                 } else {
                     self.dial_refused_final(no, &resp, now, out);
                 }
+            }
+            TransactionEvent::TransportError if current && !confirmed => {
+                self.fail_dial(no, 503, "transport error: the peer could not be reached")
             }
             TransactionEvent::Timeout if current && !confirmed => {
                 let reason = self
@@ -581,11 +590,13 @@ impl SipCore {
                 let hop = if leg.request.route.is_some() {
                     leg.request.next_hop
                 } else {
-                    match NextHop::from_uri(&target).and_then(|h| h.socket_addr()) {
-                        Some(addr) => SipPeer {
-                            addr,
-                            transport: leg.hop.transport,
-                        },
+                    let hop = NextHop::from_uri(&target);
+                    let transport = hop
+                        .as_ref()
+                        .and_then(NextHop::transport_kind)
+                        .unwrap_or(leg.hop.transport);
+                    match hop.and_then(|h| h.socket_addr()) {
+                        Some(addr) => SipPeer::new(addr, transport),
                         None => {
                             return self.fail_dial(
                                 no,

@@ -164,6 +164,8 @@ impl SipCounters {
             byes_answered: g(&self.byes_answered),
             bye_failures: g(&self.bye_failures),
             calls_dialed: g(&self.calls_dialed),
+            // The TCP/TLS counters are the SIP thread's own (`SipTransport::stream_counters`).
+            ..SipStats::default()
         }
     }
 }

@@ -22,7 +22,7 @@ use crate::engine::SessionId;
 use crate::sdp::{answer, AnswerConfig, SessionDescription};
 use crate::sip::auth::Credentials;
 use crate::sip::transaction::Timers;
-use crate::sip::{Method, Outbox, ResponseBuilder, SipMessage, SipPeer, SipRng};
+use crate::sip::{Method, Outbox, ResponseBuilder, SipMessage, SipPeer, SipRng, SipTransportKind};
 
 /// Steps a script runs at most (the fuzzer's inputs are short anyway).
 const MAX_STEPS: usize = 400;
@@ -379,7 +379,12 @@ impl Harness {
                     from_uri: String::new(),
                     display_name: (b & 8 != 0).then(|| "Q\"uote\\d".to_string()),
                     contact_user: "me".into(),
-                    next_hop: SipPeer::udp(target),
+                    // Bit 7: over TCP (no retransmissions; a transport error may end it).
+                    next_hop: if b & 128 != 0 {
+                        SipPeer::new(target, SipTransportKind::Tcp)
+                    } else {
+                        SipPeer::udp(target)
+                    },
                     route: (b & 16 != 0).then(|| "<sip:127.0.0.1:7001;lr>".to_string()),
                     credentials: (b & 32 != 0).then(|| Credentials::new("u", "p")),
                     headers: vec![("X-Fuzz".into(), "1".into())],
@@ -516,9 +521,15 @@ pub fn run(data: &[u8]) {
                 Some(())
             }
             _ => {
-                if !h.stopped && r.byte().unwrap_or(0) == 0 {
+                let b = r.byte().unwrap_or(0);
+                if !h.stopped && b == 0 {
                     h.stopped = true;
                     h.core.shutdown(h.now, &mut h.out);
+                    h.collect();
+                } else if b & 1 == 1 {
+                    // The engine could not reach a TCP peer (the calls dialled over TCP).
+                    let dest = SipPeer::new(peer(b), SipTransportKind::Tcp);
+                    h.core.handle_transport_error(dest, h.now, &mut h.out);
                     h.collect();
                 }
                 Some(())

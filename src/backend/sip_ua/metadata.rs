@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use crate::sdp::Negotiation;
+use crate::sip::SipTransportKind;
 
 /// Who takes part in a call, as its metadata names them.
 pub(super) struct Parties {
@@ -16,6 +17,8 @@ pub(super) struct Parties {
     pub room_id: String,
     /// `inbound` or `outbound`.
     pub direction: &'static str,
+    /// What the call's signalling travels on.
+    pub transport: SipTransportKind,
 }
 
 /// A display name as text: a quoted-string loses its quotes and escapes (RFC 3261 §25.1),
@@ -44,6 +47,7 @@ pub(super) fn call_metadata(
     let mut meta: HashMap<String, String> = HashMap::new();
     meta.insert("backend".into(), "sip".into());
     meta.insert("direction".into(), p.direction.into());
+    meta.insert("sip_transport".into(), p.transport.param().into());
     meta.insert("call_id".into(), p.call_id.clone());
     meta.insert("caller".into(), p.caller.clone());
     meta.insert("callee".into(), p.callee.clone());

@@ -44,9 +44,14 @@ impl SipCore {
             .ok()
             .and_then(|u| u.user())
             .unwrap_or_else(|| DEFAULT_CONTACT_USER.to_string());
-        let mut cfg = RegistrationConfig::new(&req.aor, &self.contact_uri(&user), &self.sent_by);
+        let transport = req.next_hop.transport;
+        let mut cfg = RegistrationConfig::new(
+            &req.aor,
+            &self.contact_uri(&user, transport),
+            &self.sent_by_on(transport),
+        );
         cfg.registrar = req.registrar;
-        cfg.transport = self.via_transport().to_string();
+        cfg.transport = transport.via_token().to_string();
         cfg.expires = req.expires;
         cfg.credentials = req.credentials;
         cfg.outbound_proxy = req.route;

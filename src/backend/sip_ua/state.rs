@@ -27,7 +27,7 @@ use crate::sip::transaction::{
     InviteClientTransaction, InviteServerTransaction, NonInviteClientTransaction,
     NonInviteServerTransaction, TransactionKey,
 };
-use crate::sip::{EchoHeaders, SipPeer, SipRng, SipTransportKind};
+use crate::sip::{EchoHeaders, SipPeer, SipRng};
 
 /// Methods we answer, for `Allow`.
 pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE";
@@ -118,8 +118,13 @@ pub(super) enum TimerKey {
 /// Its methods are of four kinds:
 /// - **getters** (`call_count`, `transaction_count`, `registration_count`, `is_lingering`):
 ///   read only, callable at any time.
+/// - **set-up**: [`listen_on`](SipCore::listen_on) for each TCP/TLS listener, before the
+///   first input.
 /// - **inputs from the network and the clock**, `handle_*`:
-///   [`handle_datagram`](SipCore::handle_datagram) for each datagram received, and
+///   [`handle_datagram`](SipCore::handle_datagram) for each datagram (or, on TCP/TLS, each
+///   framed message, with the [`SipPeer`] naming its connection) received,
+///   [`handle_transport_error`](SipCore::handle_transport_error) when a TCP/TLS peer could not
+///   be reached, and
 ///   [`handle_timeout`](SipCore::handle_timeout) once the instant [`poll_timeout`] gave has
 ///   been reached.
 /// - **commands**, what the application asks: [`handle_command`](SipCore::handle_command)
@@ -128,7 +133,8 @@ pub(super) enum TimerKey {
 /// - **outputs**, `poll_*`: [`poll_update`](SipCore::poll_update) (changes for the shared
 ///   call directory and counters), [`poll_event`](SipCore::poll_event) (what the
 ///   application's callbacks hear) and [`poll_timeout`] (when to call `handle_timeout`).
-///   Datagrams to send go into the [`Outbox`](crate::sip::Outbox) each input is given, and
+///   Messages to send go into the [`Outbox`](crate::sip::Outbox) each input is given (a
+///   TCP/TLS destination without a connection asks the I/O side to open one), and
 ///   media work goes to the [`MediaHost`] synchronously.
 ///
 /// After **any** input or command, the caller:
@@ -156,8 +162,10 @@ pub struct SipCore {
     pub(super) hooks: Arc<SipHooks>,
     /// Every random draw of the core (tags, branches, nonces, SDP session ids, jitter).
     pub(super) rng: SipRng,
-    pub(super) transport: SipTransportKind,
-    /// Our `host:port` for Via and Contact.
+    /// Our TCP and TLS ports, when the engine listens there.
+    pub(super) tcp_port: Option<u16>,
+    pub(super) tls_port: Option<u16>,
+    /// Our `host:port` for Via and Contact on UDP (see `sent_by_on` for the others).
     pub(super) sent_by: String,
     /// The host part of `sent_by` (the address written in SDP when none is configured).
     pub(super) host_ip: IpAddr,

@@ -21,7 +21,7 @@ use crate::netem::{DropFilter, Netem, NetemConfig};
 use crate::sdp::{answer, AnswerConfig, SessionDescription};
 use crate::sip::auth::{AuthOutcome, Credentials, DigestAuthenticator};
 use crate::sip::transaction::Timers;
-use crate::sip::{parse, Method, ResponseBuilder, SipMessage, SipRng};
+use crate::sip::{parse, ConnId, Method, ResponseBuilder, SipMessage, SipRng, SipTransportKind};
 
 fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
@@ -34,6 +34,8 @@ struct Ua {
     dir: Arc<CallDirectory>,
     counters: Arc<SipCounters>,
     addr: SocketAddr,
+    /// What messages arrive on: UDP datagrams, or connection 1 of a TCP/TLS link.
+    link: SipTransportKind,
     out: Outbox,
     events: Vec<SipEvent>,
 }
@@ -62,6 +64,7 @@ impl Ua {
             dir,
             counters,
             addr: addr(port),
+            link: SipTransportKind::Udp,
             out: Outbox::default(),
             events: Vec::new(),
         }
@@ -77,9 +80,19 @@ impl Ua {
         }
     }
 
+    /// Makes messages arrive on connection 1 of a `transport` link, and has the core name
+    /// `port` as where it listens for that transport.
+    fn over(&mut self, transport: SipTransportKind, port: u16) {
+        self.link = transport;
+        self.core.listen_on(transport, port);
+    }
+
     fn recv(&mut self, data: &[u8], from: SocketAddr, now: Instant) {
-        self.core
-            .handle_datagram(data, SipPeer::udp(from), now, &mut self.out);
+        let from = match self.link {
+            SipTransportKind::Udp => SipPeer::udp(from),
+            t => SipPeer::on_conn(from, t, ConnId(1)),
+        };
+        self.core.handle_datagram(data, from, now, &mut self.out);
         self.drain_events();
     }
 
@@ -159,6 +172,9 @@ struct Link {
     ba: Netem<Vec<u8>>,
     /// What `a` sent to `b`.
     from_a: Vec<SipMessage>,
+    /// Where each message each side sent was meant to go, in order.
+    dests_a: Vec<SipPeer>,
+    dests_b: Vec<(SipMessage, SipPeer)>,
 }
 
 impl Link {
@@ -174,6 +190,8 @@ impl Link {
             ab: path(ab),
             ba: path(ba),
             from_a: Vec::new(),
+            dests_a: Vec::new(),
+            dests_b: Vec::new(),
         }
     }
 }
@@ -205,13 +223,15 @@ fn pump(a: &mut Ua, b: &mut Ua, now: Instant, link: &mut Link) {
         }
         for (d, to) in from_a {
             let m = parse(&d).unwrap();
+            link.dests_a.push(to);
             if to.addr == b.addr {
                 link.from_a.push(m);
                 link.ab.handle_input(now, d);
             }
         }
         for (d, to) in from_b {
-            parse(&d).expect("b sends valid SIP");
+            link.dests_b
+                .push((parse(&d).expect("b sends valid SIP"), to));
             if to.addr == a.addr {
                 link.ba.handle_input(now, d);
             }
@@ -1388,4 +1408,206 @@ fn srtp_is_negotiated_both_ways_and_a_plain_offer_to_a_mandatory_callee_gets_488
     let (a, _, s, _) = call(SrtpPolicy::Optional, SrtpPolicy::Off, 5307);
     assert_eq!(a.states().last(), Some(&CallState::Answered));
     assert_eq!(keys_of(&a, s).unwrap(), (None, None));
+}
+
+/// Two cores over a TCP or TLS link (as the engine delivers it: every message from the peer
+/// on connection 1): Via and Contact name the transport and the port we listen on for it, the
+/// answers go back on the connection the request came on, and nothing is retransmitted.
+#[test]
+fn calls_over_tcp_and_tls_name_their_transport_and_stay_on_the_connection() {
+    for (transport, target, contact) in [
+        (
+            SipTransportKind::Tcp,
+            "sip:bob@127.0.0.1:5062;transport=tcp",
+            "<sip:alice@127.0.0.1:5061;transport=tcp>",
+        ),
+        (
+            SipTransportKind::Tls,
+            "sips:bob@127.0.0.1:5062",
+            "<sips:alice@127.0.0.1:5061>",
+        ),
+    ] {
+        let t0 = Instant::now();
+        let mut now = t0;
+        let mut a = Ua::new(5061, |_| {});
+        let mut b = Ua::new(5062, |_| {});
+        let via = transport.via_token();
+        // Listening on the UDP port numbers, as SIP servers do (5060 for UDP and TCP): the
+        // Contact each side sends is where the other's network delivers.
+        let (a_port, b_port) = (5061, 5062);
+        a.over(transport, a_port);
+        b.over(transport, b_port);
+        let session = SessionId::new_v4();
+        let mut req = dial_to(session, target, b.addr);
+        req.next_hop = SipPeer::new(b.addr, transport);
+        a.cmd(Command::Dial(Box::new(req)), now);
+        let mut link = keep_all();
+        run_for(&mut a, &mut b, &mut now, Duration::from_secs(5), &mut link);
+        assert_eq!(
+            a.states(),
+            [CallState::Trying, CallState::Ringing, CallState::Answered],
+            "{transport:?}"
+        );
+        let invites: Vec<_> = link
+            .from_a
+            .iter()
+            .filter(|m| m.method() == &Method::Invite)
+            .collect();
+        assert_eq!(
+            invites.len(),
+            1,
+            "{transport:?}: one INVITE, never retransmitted"
+        );
+        let invite = invites[0];
+        assert!(
+            invite
+                .top_via()
+                .raw()
+                .starts_with(&format!("SIP/2.0/{via} 127.0.0.1:{a_port};")),
+            "{}",
+            invite.top_via().raw()
+        );
+        assert_eq!(invite.header("Contact"), Some(contact));
+        // The first request asks for a connection to the target (none is open yet).
+        assert_eq!(link.dests_a[0], SipPeer::new(b.addr, transport));
+        assert!(link.dests_a.iter().all(|p| p.transport == transport));
+        // Every answer and request of b goes back on the connection the INVITE came on.
+        assert!(!link.dests_b.is_empty());
+        for (m, to) in &link.dests_b {
+            assert_eq!(
+                (to.transport, to.conn),
+                (transport, Some(ConnId(1))),
+                "{m:?}"
+            );
+        }
+        let ok = link
+            .dests_b
+            .iter()
+            .find(|(m, _)| m.status() == Some(200))
+            .expect("200")
+            .0
+            .clone();
+        let want = match transport {
+            SipTransportKind::Tcp => format!("<sip:roomkit@127.0.0.1:{b_port};transport=tcp>"),
+            _ => format!("<sips:roomkit@127.0.0.1:{b_port}>"),
+        };
+        assert_eq!(ok.header("Contact"), Some(want.as_str()));
+        assert_eq!(
+            link.dests_b
+                .iter()
+                .filter(|(m, _)| m.status() == Some(200))
+                .count(),
+            1
+        );
+        // b hangs up: its BYE goes on the same connection, its Via names the transport.
+        b.cmd(Command::Hangup(session_of(&b)), now);
+        run_for(&mut a, &mut b, &mut now, Duration::from_secs(1), &mut link);
+        assert_eq!(a.states().last(), Some(&CallState::Ended));
+        let (bye, to) = link
+            .dests_b
+            .iter()
+            .find(|(m, _)| m.method() == &Method::Bye)
+            .expect("BYE");
+        assert_eq!(to.conn, Some(ConnId(1)));
+        assert!(bye
+            .top_via()
+            .raw()
+            .starts_with(&format!("SIP/2.0/{via} 127.0.0.1:{b_port};")));
+        // The BYE transactions end at once over a connection (no timers J and K; over UDP they
+        // would linger); the INVITE ones stay 64×T1 whatever the transport (RFC 6026).
+        run_for(
+            &mut a,
+            &mut b,
+            &mut now,
+            Duration::from_millis(10),
+            &mut link,
+        );
+        assert_eq!(
+            (a.core.transaction_count(), b.core.transaction_count()),
+            (1, 1)
+        );
+    }
+}
+
+/// The session of the first call `ua` announced.
+fn session_of(ua: &Ua) -> SessionId {
+    ua.events
+        .iter()
+        .find_map(|e| match e {
+            SipEvent::Call(info) => Some(info.id),
+            _ => None,
+        })
+        .expect("a call")
+}
+
+/// An INVITE over TCP to a peer that takes the connection and never answers goes out once and
+/// times out after 64×T1 (timer B); over UDP it is retransmitted (timer A).
+#[test]
+fn over_tcp_an_unanswered_invite_is_sent_once_and_times_out() {
+    for (transport, at_least, at_most) in
+        [(SipTransportKind::Tcp, 1, 1), (SipTransportKind::Udp, 6, 7)]
+    {
+        let t0 = Instant::now();
+        let mut now = t0;
+        let mut a = Ua::new(5061, |_| {});
+        let mut b = Ua::new(5062, |_| {});
+        let mut req = dial_to(SessionId::new_v4(), "sip:bob@127.0.0.1:5062", b.addr);
+        req.next_hop = SipPeer::new(b.addr, transport);
+        req.ring_timeout = Duration::from_secs(60);
+        a.cmd(Command::Dial(Box::new(req)), now);
+        let mut silent = Link::new(lose(|_| true), None);
+        run_for(
+            &mut a,
+            &mut b,
+            &mut now,
+            Duration::from_secs(40),
+            &mut silent,
+        );
+        let sent = silent
+            .from_a
+            .iter()
+            .filter(|m| m.method() == &Method::Invite)
+            .count();
+        assert!(
+            (at_least..=at_most).contains(&sent),
+            "{transport:?}: {sent} INVITEs"
+        );
+        let last = a.progress().pop().unwrap();
+        assert_eq!(
+            (last.state, last.status),
+            (CallState::Failed, 408),
+            "{transport:?}"
+        );
+    }
+}
+
+/// A TCP/TLS peer the engine cannot reach (connection refused, handshake failed) fails the
+/// dialed call at once with 503, instead of after timer B.
+#[test]
+fn a_transport_error_fails_the_dial_at_once_with_503() {
+    let now = Instant::now();
+    let mut a = Ua::new(5061, |_| {});
+    let peer = SipPeer::new(addr(6000), SipTransportKind::Tls);
+    let mut req = dial_to(SessionId::new_v4(), "sips:bob@127.0.0.1:6000", addr(6000));
+    req.next_hop = peer;
+    a.cmd(Command::Dial(Box::new(req)), now);
+    assert_eq!(a.sent().len(), 1);
+    // Another peer's failure changes nothing.
+    a.core.handle_transport_error(
+        SipPeer::new(addr(6001), SipTransportKind::Tls),
+        now,
+        &mut a.out,
+    );
+    a.drain_events();
+    assert_eq!(a.states(), [CallState::Trying]);
+    a.core.handle_transport_error(peer, now, &mut a.out);
+    a.drain_events();
+    let last = a.progress().pop().unwrap();
+    assert_eq!(
+        (last.state, last.status),
+        (CallState::Failed, 503),
+        "{last:?}"
+    );
+    assert_eq!(a.core.transaction_count(), 0);
+    assert_eq!(a.reserved(), 0, "the call's ports are back");
 }

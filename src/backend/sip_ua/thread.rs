@@ -86,6 +86,11 @@ impl SipHandler for SipThread {
         self.deliver();
     }
 
+    fn on_transport_error(&mut self, dest: SipPeer, now: Instant, out: &mut Outbox) {
+        self.core.handle_transport_error(dest, now, out);
+        self.deliver();
+    }
+
     fn on_wake(&mut self, now: Instant, out: &mut Outbox) {
         self.take_commands(now, out);
         self.deliver();

@@ -15,7 +15,7 @@ use crate::sip::auth::AuthOutcome;
 use crate::sip::dialog::Dialog;
 use crate::sip::session_timer::{Refresher, SessionTimer};
 use crate::sip::transaction::{CancelOutcome, TransactionKey};
-use crate::sip::{retry_after_value, Outbox, SipMessage, SipPeer};
+use crate::sip::{retry_after_value, Outbox, SipMessage, SipPeer, SipTransportKind};
 
 /// Why a new INVITE did not become a call.
 pub(super) struct Refusal {
@@ -268,6 +268,10 @@ impl SipCore {
             x_headers,
             room_id: room_id.clone(),
             direction: "inbound",
+            transport: self
+                .servers
+                .get(&id)
+                .map_or(SipTransportKind::Udp, |e| e.dest.transport),
         };
         let (metadata, video_metadata) = call_metadata(&parties, &ans.negotiation);
         // A version 4 UUID as `new_v4` makes, from the core's generator so runs replay.

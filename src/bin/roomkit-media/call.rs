@@ -12,12 +12,13 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use roomkit_media::backend::{
-    AppRate, AudioCodec, CallState, DialOptions, SipBackendConfig, SipCredentials, SipVideoBackend,
+    AppRate, AudioCodec, CallState, DialOptions, SipBackendConfig, SipCredentials, SipTlsConfig,
+    SipVideoBackend,
 };
 use roomkit_media::codec::testclip::TestClip;
 use roomkit_media::prelude::*;
@@ -73,6 +74,13 @@ pub struct CallArgs {
     /// Offer only this audio codec [default: opus, g722, pcmu and pcma].
     #[arg(long, value_name = "opus|g722|pcmu|pcma", value_parser = engine_audio_codec)]
     pub audio_codec: Option<AudioCodec>,
+    /// Trust the CA certificates of this PEM file for a TLS callee (`sips:` or
+    /// `;transport=tls`) [default: the system's roots].
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// UNSAFE: accept any certificate from a TLS callee (tests with self-signed peers only).
+    #[arg(long, conflicts_with = "tls_ca")]
+    pub tls_no_verify: bool,
     #[command(flatten)]
     pub media: SipMediaArgs,
 }
@@ -102,6 +110,8 @@ struct Step<'a> {
 #[derive(Serialize)]
 struct Summary<'a> {
     call_id: &'a str,
+    /// `udp`, `tcp` or `tls`.
+    transport: &'a str,
     audio_codec: &'a str,
     sample_rate: u32,
     has_video: bool,
@@ -116,11 +126,17 @@ struct Summary<'a> {
     bye_answered: bool,
 }
 
-/// `host:port` of a `sip:[user@]host[:port][;params]` URI (port 5060 when absent).
+/// `host:port` of a `sip:`/`sips:[user@]host[:port][;params]` URI (port 5060 when absent,
+/// 5061 for `sips:` and `;transport=tls`).
 fn uri_target(uri: &str) -> Result<String, String> {
-    let rest = uri
-        .strip_prefix("sip:")
-        .ok_or_else(|| format!("`{uri}` is not a sip: URI"))?;
+    let (rest, tls) = match uri.strip_prefix("sips:") {
+        Some(r) => (r, true),
+        None => (
+            uri.strip_prefix("sip:")
+                .ok_or_else(|| format!("`{uri}` is not a sip: URI"))?,
+            uri.to_ascii_lowercase().contains(";transport=tls"),
+        ),
+    };
     let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
     let host = host.split([';', '?']).next().unwrap_or(host);
     if host.is_empty() {
@@ -131,10 +147,10 @@ fn uri_target(uri: &str) -> Result<String, String> {
     } else {
         host.contains(':')
     };
-    Ok(if has_port {
-        host.to_string()
-    } else {
-        format!("{host}:5060")
+    Ok(match (has_port, tls) {
+        (true, _) => host.to_string(),
+        (false, true) => format!("{host}:5061"),
+        (false, false) => format!("{host}:5060"),
     })
 }
 
@@ -201,6 +217,11 @@ pub fn run(args: &CallArgs) -> Result<ExitCode, Failure> {
         video_rtx,
         resilience,
         srtp: args.media.srtp,
+        tls: SipTlsConfig {
+            ca: args.tls_ca.clone(),
+            verify: !args.tls_no_verify,
+            ..SipTlsConfig::default()
+        },
         ..SipBackendConfig::default()
     })
     .map_err(|e| Failure::Runtime(e.to_string()))?;
@@ -210,6 +231,9 @@ pub fn run(args: &CallArgs) -> Result<ExitCode, Failure> {
         Arc::new(AtomicU64::new(0)),
     );
     let out = Out::stdout();
+    // Set once the call's last `progress` line (ended or failed) is out, so the summary can
+    // follow it: the summary is always the last line.
+    let call_over = Arc::new(AtomicBool::new(false));
     {
         let (f, k) = (frames.clone(), keyframes.clone());
         be.on_video_received(move |_, fr| {
@@ -221,6 +245,7 @@ pub fn run(args: &CallArgs) -> Result<ExitCode, Failure> {
             a.fetch_add(1, Ordering::Relaxed);
         });
         let out = out.clone();
+        let over = call_over.clone();
         be.on_call_state(move |_, p| {
             out.line(&Step {
                 event: "progress",
@@ -228,6 +253,9 @@ pub fn run(args: &CallArgs) -> Result<ExitCode, Failure> {
                 status: p.status,
                 reason: &p.reason,
             });
+            if matches!(p.state.as_str(), "ended" | "failed") {
+                over.store(true, Ordering::Release);
+            }
         });
     }
     be.start().map_err(|e| Failure::Runtime(e.to_string()))?;
@@ -264,6 +292,10 @@ pub fn run(args: &CallArgs) -> Result<ExitCode, Failure> {
     let audio_codec = session
         .as_ref()
         .and_then(|s| s.metadata.get("audio_codec").cloned())
+        .unwrap_or_default();
+    let transport = session
+        .as_ref()
+        .and_then(|s| s.metadata.get("sip_transport").cloned())
         .unwrap_or_default();
     eprintln!(
         "call {call_id} answered: audio {audio_codec} at {rate} Hz, video {}",
@@ -308,12 +340,19 @@ pub fn run(args: &CallArgs) -> Result<ExitCode, Failure> {
         std::thread::sleep(Duration::from_millis(5));
     }
     let answered = hung_up_here && be.sip_stats().byes_answered > byes;
+    // The SIP thread counts the answered BYE before the callback thread reports the call's
+    // end: wait (bounded) for that report, so it comes before the summary.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !call_over.load(Ordering::Acquire) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let lost = stats
         .as_ref()
         .and_then(|s| s.video.as_ref())
         .map_or(0, |v| v.lost);
     out.line(&Summary {
         call_id: &call_id,
+        transport: &transport,
         audio_codec: &audio_codec,
         audio_srtp: session
             .as_ref()
@@ -352,6 +391,11 @@ mod tests {
         assert_eq!(
             uri_target("sip:10.0.0.1;transport=udp").unwrap(),
             "10.0.0.1:5060"
+        );
+        assert_eq!(uri_target("sips:bob@10.0.0.1").unwrap(), "10.0.0.1:5061");
+        assert_eq!(
+            uri_target("sip:bob@10.0.0.1;transport=TLS").unwrap(),
+            "10.0.0.1:5061"
         );
         assert!(uri_target("tel:+123").is_err());
     }

@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use roomkit_media::backend::{AppRate, AudioCodec};
 use roomkit_media::backend::{
-    RegisterOptions, RegistrationEvent, SipBackendConfig, SipCredentials, SipVideoBackend,
+    RegisterOptions, RegistrationEvent, SipBackendConfig, SipCredentials, SipTlsConfig,
+    SipTransportKind, SipVideoBackend,
 };
 use roomkit_media::backend::{SessionId, SessionInfo};
 use roomkit_media::prelude::*;
@@ -94,6 +95,18 @@ pub struct ServeArgs {
     /// Send REGISTER through this proxy.
     #[arg(long, value_name = "HOST:PORT", requires = "register", value_parser = resolve)]
     pub proxy: Option<SocketAddr>,
+    /// Also listen for SIP over TCP here.
+    #[arg(long, value_name = "ADDR", value_parser = resolve)]
+    pub sip_tcp: Option<SocketAddr>,
+    /// Also listen for SIP over TLS here (with --tls-cert and --tls-key).
+    #[arg(long, value_name = "ADDR", value_parser = resolve, requires_all = ["tls_cert", "tls_key"])]
+    pub sip_tls: Option<SocketAddr>,
+    /// Our TLS certificate chain (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     #[command(flatten)]
     pub media: SipMediaArgs,
 }
@@ -127,6 +140,10 @@ fn ip_addr(v: &str) -> Result<IpAddr, String> {
 enum Event<'a> {
     Listening {
         sip: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sip_tcp: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sip_tls: Option<String>,
     },
     Call {
         session: String,
@@ -143,6 +160,8 @@ enum Event<'a> {
         audio_remote: String,
         /// The SRTP suite of the audio stream; null: plain RTP.
         audio_srtp: Option<&'static str>,
+        /// `udp`, `tcp` or `tls`.
+        transport: &'a str,
     },
     VideoReady {
         session: String,
@@ -335,6 +354,13 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode, crate::Failure> {
     let (resilience, video_rtx) = args.media.resilience();
     let mut cfg = SipBackendConfig {
         local_sip_addr: sip,
+        local_sip_tcp_addr: args.sip_tcp,
+        local_sip_tls_addr: args.sip_tls,
+        tls: SipTlsConfig {
+            cert: args.tls_cert.clone(),
+            key: args.tls_key.clone(),
+            ..SipTlsConfig::default()
+        },
         local_rtp_ip: rtp_ip,
         rtp_port_start: rtp_start,
         rtp_port_end: rtp_end,
@@ -414,6 +440,7 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode, crate::Failure> {
                 sample_rate: s.audio.sample_rate,
                 audio_remote: s.audio.remote_addr.to_string(),
                 audio_srtp: s.audio.srtp_suite.map(SrtpSuite::sdp_name),
+                transport: get("sip_transport"),
             });
         });
     }
@@ -558,8 +585,14 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode, crate::Failure> {
         .start()
         .map_err(|e| crate::Failure::Runtime(e.to_string()))?;
     eprintln!("serving SIP on {local}");
+    let stream = |k| {
+        be.local_sip_stream_addr(k)
+            .map(|a: SocketAddr| a.to_string())
+    };
     out.line(&Event::Listening {
         sip: local.to_string(),
+        sip_tcp: stream(SipTransportKind::Tcp),
+        sip_tls: stream(SipTransportKind::Tls),
     });
     if let Some((aor, options)) = register {
         be.register(&aor, options)

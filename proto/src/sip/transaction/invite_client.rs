@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use super::{
-    earliest, Backoff, NonInviteClientTransaction, Outbox, Timers, TransactionError,
+    earliest, linger, Backoff, NonInviteClientTransaction, Outbox, Timers, TransactionError,
     TransactionEvent, TransactionKey,
 };
 use crate::sip::builder::RequestBuilder;
@@ -78,6 +78,7 @@ pub struct InviteClientTransaction {
     cancel_wanted: bool,
     cancel_tx: Option<NonInviteClientTransaction>,
     cancel_status: Option<u16>,
+    reliable: bool,
     out: Outbox,
 }
 
@@ -109,10 +110,19 @@ impl InviteClientTransaction {
             cancel_wanted: false,
             cancel_tx: None,
             cancel_status: None,
+            reliable: false,
             out: Outbox::default(),
         };
         tx.out.send(request);
         Ok(tx)
+    }
+
+    /// The INVITE travels on TCP or TLS: no retransmission (timer A), no lingering after a
+    /// non-2xx final (timer D); its CANCEL likewise.
+    pub fn over_reliable_transport(mut self) -> Self {
+        self.reliable = true;
+        self.retransmit = None;
+        self
     }
 
     /// The key responses are matched with ([`TransactionKey::client`]).
@@ -218,7 +228,11 @@ impl InviteClientTransaction {
         // Built from a request that parsed, so it parses too; if it somehow did not, the
         // give-up timer below still ends the INVITE.
         if let Ok(tx) = NonInviteClientTransaction::new(self.cancel_request(), now, self.timers) {
-            self.cancel_tx = Some(tx);
+            self.cancel_tx = Some(if self.reliable {
+                tx.over_reliable_transport()
+            } else {
+                tx
+            });
             self.drain_cancel();
         }
         self.give_up_at = Some(now + self.timers.give_up());
@@ -240,6 +254,7 @@ impl InviteClientTransaction {
                     }
                 }
                 TransactionEvent::Timeout => self.cancel_status = Some(408),
+                TransactionEvent::TransportError => self.cancel_status = Some(503),
                 TransactionEvent::Terminated => ended = true,
                 TransactionEvent::AckReceived | TransactionEvent::AckTimeout { .. } => {}
             }
@@ -290,7 +305,7 @@ impl InviteClientTransaction {
                 self.state = InviteClientState::Completed;
                 self.retransmit = None;
                 self.give_up_at = None;
-                self.end_at = Some(now + self.timers.timer_d());
+                self.end_at = Some(now + linger(self.reliable, self.timers.timer_d()));
                 let ack = self.ack_request(response);
                 self.out.send(ack.clone());
                 self.ack = Some(ack);
@@ -342,6 +357,18 @@ impl InviteClientTransaction {
             } else {
                 break;
             }
+        }
+    }
+
+    /// The transport failed to carry the INVITE (RFC 3261 §17.1.1.2): before a final response,
+    /// the transaction reports [`TransactionEvent::TransportError`] and ends.
+    pub fn transport_failed(&mut self) {
+        if matches!(
+            self.state,
+            InviteClientState::Calling | InviteClientState::Proceeding
+        ) {
+            self.out.emit(TransactionEvent::TransportError);
+            self.terminate();
         }
     }
 

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use super::{
-    earliest, Backoff, Outbox, Timers, TransactionError, TransactionEvent, TransactionKey,
+    earliest, linger, Backoff, Outbox, Timers, TransactionError, TransactionEvent, TransactionKey,
 };
 use crate::sip::builder::ResponseBuilder;
 use crate::sip::message::SipMessage;
@@ -46,6 +46,7 @@ pub struct InviteServerTransaction {
     retransmit: Option<Backoff>,
     give_up_at: Option<Instant>,
     end_at: Option<Instant>,
+    reliable: bool,
     out: Outbox,
 }
 
@@ -66,6 +67,7 @@ impl InviteServerTransaction {
             retransmit: None,
             give_up_at: None,
             end_at: None,
+            reliable: false,
             out: Outbox::default(),
         };
         tx.out.send(trying);
@@ -114,6 +116,13 @@ impl InviteServerTransaction {
         }
     }
 
+    /// The INVITE came on TCP or TLS: a non-2xx final is not retransmitted (timer G) and the
+    /// transaction ends at its ACK (timer I).
+    pub fn over_reliable_transport(mut self) -> Self {
+        self.reliable = true;
+        self
+    }
+
     /// The ACK for our final response (for a 2xx it arrives in a new transaction; the dialog
     /// layer routes it here).
     pub fn handle_ack(&mut self, now: Instant) {
@@ -123,7 +132,7 @@ impl InviteServerTransaction {
                 self.state = InviteServerState::Confirmed;
                 self.retransmit = None;
                 self.give_up_at = None;
-                self.end_at = Some(now + self.timers.t4);
+                self.end_at = Some(now + linger(self.reliable, self.timers.t4));
                 self.out.emit(TransactionEvent::AckReceived);
             }
             InviteServerState::Accepted if !self.acked => {
@@ -159,7 +168,10 @@ impl InviteServerTransaction {
         }
         self.final_status = Some(status);
         let give_up = now + self.timers.give_up();
-        self.retransmit = Some(Backoff::start(now, self.timers.t1, self.timers.t2));
+        // A 2xx is retransmitted until its ACK whatever the transport (RFC 3261 §13.3.1.4: a
+        // proxy on the way may use UDP); other finals only over UDP (timer G).
+        self.retransmit = (status < 300 || !self.reliable)
+            .then(|| Backoff::start(now, self.timers.t1, self.timers.t2));
         self.give_up_at = Some(give_up);
         if status < 300 {
             self.state = InviteServerState::Accepted;

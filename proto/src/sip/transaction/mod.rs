@@ -1,4 +1,6 @@
-//! SIP transactions over an unreliable transport (UDP), RFC 3261 §17, without I/O.
+//! SIP transactions, RFC 3261 §17, without I/O: over UDP by default, and over a reliable
+//! transport (TCP, TLS) once told so (`over_reliable_transport`), which drops the
+//! retransmission timers A, E and G and ends the lingering timers D, I, J and K at once.
 //!
 //! Each state machine is driven the same way: feed it what arrived (with the current time),
 //! then drain [`poll_transmit`](InviteServerTransaction::poll_transmit) and
@@ -86,6 +88,16 @@ impl Timers {
     }
 }
 
+/// How long a transaction lingers to absorb retransmissions (timers D, I, J, K): `wait` over
+/// UDP, zero over a reliable transport, where nothing is retransmitted (RFC 3261 §17).
+fn linger(reliable: bool, wait: Duration) -> Duration {
+    if reliable {
+        Duration::ZERO
+    } else {
+        wait
+    }
+}
+
 /// Identifies a transaction: the top Via branch and sent-by plus the method (RFC 3261
 /// §17.2.3). ACK is folded into INVITE so that an ACK for a non-2xx final finds its INVITE.
 /// Requests without the RFC 3261 magic cookie (RFC 2543 peers) are keyed by Call-ID, CSeq number,
@@ -164,6 +176,9 @@ pub enum TransactionEvent {
     Response(Box<SipMessage>),
     /// No final response to our request within 64×T1 (timer F): treat as 408.
     Timeout,
+    /// The transport could not carry our request (a TCP/TLS connection refused, reset or
+    /// whose handshake failed) before a final response: treat as 503 (RFC 3261 §8.1.3.1).
+    TransportError,
     /// The transaction is finished and can be forgotten.
     Terminated,
 }

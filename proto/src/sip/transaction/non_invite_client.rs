@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use super::{
-    earliest, Backoff, Outbox, Timers, TransactionError, TransactionEvent, TransactionKey,
+    earliest, linger, Backoff, Outbox, Timers, TransactionError, TransactionEvent, TransactionKey,
 };
 use crate::sip::message::{Method, SipMessage};
 
@@ -27,6 +27,7 @@ pub struct NonInviteClientTransaction {
     retransmit: Option<Backoff>,
     timeout_at: Option<Instant>,
     end_at: Option<Instant>,
+    reliable: bool,
     out: Outbox,
 }
 
@@ -53,10 +54,18 @@ impl NonInviteClientTransaction {
             retransmit: Some(Backoff::start(now, timers.t1, timers.t2)),
             timeout_at: Some(now + timers.give_up()),
             end_at: None,
+            reliable: false,
             out: Outbox::default(),
         };
         tx.out.send(request);
         Ok(tx)
+    }
+
+    /// The request travels on TCP or TLS: no retransmission (timer E), no lingering (timer K).
+    pub fn over_reliable_transport(mut self) -> Self {
+        self.reliable = true;
+        self.retransmit = None;
+        self
     }
 
     /// The key responses are matched with ([`TransactionKey::client`]).
@@ -90,7 +99,7 @@ impl NonInviteClientTransaction {
                     self.state = NonInviteClientState::Completed;
                     self.retransmit = None;
                     self.timeout_at = None;
-                    self.end_at = Some(now + self.timers.t4);
+                    self.end_at = Some(now + linger(self.reliable, self.timers.t4));
                 }
             }
             // Retransmitted responses are absorbed.
@@ -130,6 +139,18 @@ impl NonInviteClientTransaction {
             } else {
                 self.terminate();
             }
+        }
+    }
+
+    /// The transport failed to carry the request (RFC 3261 §17.1.2.2): before a final
+    /// response, the transaction reports [`TransactionEvent::TransportError`] and ends.
+    pub fn transport_failed(&mut self) {
+        if matches!(
+            self.state,
+            NonInviteClientState::Trying | NonInviteClientState::Proceeding
+        ) {
+            self.out.emit(TransactionEvent::TransportError);
+            self.terminate();
         }
     }
 

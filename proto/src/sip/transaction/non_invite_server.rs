@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use super::{Outbox, Timers, TransactionError, TransactionEvent, TransactionKey};
+use super::{linger, Outbox, Timers, TransactionError, TransactionEvent, TransactionKey};
 use crate::sip::message::SipMessage;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +24,7 @@ pub struct NonInviteServerTransaction {
     state: NonInviteServerState,
     last_response: Option<Vec<u8>>,
     end_at: Option<Instant>,
+    reliable: bool,
     out: Outbox,
 }
 
@@ -39,8 +40,15 @@ impl NonInviteServerTransaction {
             state: NonInviteServerState::Trying,
             last_response: None,
             end_at: None,
+            reliable: false,
             out: Outbox::default(),
         }
+    }
+
+    /// The request came on TCP or TLS: no lingering after the final response (timer J).
+    pub fn over_reliable_transport(mut self) -> Self {
+        self.reliable = true;
+        self
     }
 
     /// The key this transaction answers to.
@@ -88,7 +96,7 @@ impl NonInviteServerTransaction {
         } else {
             self.state = NonInviteServerState::Completed;
             // Timer J: absorb retransmissions for 64×T1.
-            self.end_at = Some(now + self.timers.give_up());
+            self.end_at = Some(now + linger(self.reliable, self.timers.give_up()));
         }
         Ok(())
     }
