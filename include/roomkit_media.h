@@ -33,6 +33,16 @@
 // `audio_sample_rate` value: the codec's own rate (8 kHz G.711, 16 kHz G.722, 48 kHz Opus).
 #define RKM_AUDIO_RATE_CODEC 1
 
+// `srtp` value of `rkm_sip_config`: plain RTP only; an `RTP/SAVP` offer is refused.
+#define RKM_SRTP_OFF 0
+
+// `srtp` value: offer RTP/AVP with SDES crypto lines; answer SRTP offers with SRTP, plain ones
+// plainly.
+#define RKM_SRTP_OPTIONAL 1
+
+// `srtp` value: offer RTP/SAVP only; a plain offer is refused with 488.
+#define RKM_SRTP_MANDATORY 2
+
 // The result of a call into the library. `RKM_OK` is 0; every other value is a failure whose
 // message `rkm_last_error()` returns on the same thread.
 typedef enum {
@@ -299,6 +309,11 @@ typedef struct {
     // The packet loss (percent) the Opus encoder protects against with in-band FEC, from the
     // peer's last receiver report; 0 before the first report and for codecs without FEC.
     uint32_t audio_expected_loss_pct;
+    // SRTP/SRTCP packets dropped because their authentication tag did not verify (tampered,
+    // or protected with another key).
+    uint64_t srtp_auth_failed;
+    // SRTP/SRTCP packets dropped as replays.
+    uint64_t srtp_replayed;
 } rkm_stream_stats;
 
 // Counters of a session: audio always; video when `has_video` (otherwise `video` is zeroed).
@@ -428,6 +443,11 @@ typedef struct {
     // Why the session ended (`client_disconnected` only): an `RKM_END_*` value;
     // `RKM_END_NONE` in the other callbacks.
     rkm_end_reason end_reason;
+    // The SRTP suite of the audio stream (`"AES_CM_128_HMAC_SHA1_80"`,
+    // `"AES_CM_128_HMAC_SHA1_32"`, `"AEAD_AES_128_GCM"`, static strings); NULL: plain RTP.
+    const char *audio_srtp;
+    // The SRTP suite of the video stream; NULL: plain RTP or no video.
+    const char *video_srtp;
 } rkm_session_info;
 
 // Called when a session has been created (before any of its media is delivered).
@@ -524,6 +544,9 @@ typedef struct {
     // codec's own rate (8000, 16000 for G.722, 48000 for Opus); or 8000, 12000, 16000, 24000,
     // 32000 or 48000.
     uint32_t audio_sample_rate;
+    // SRTP with SDES keys on audio and video: `RKM_SRTP_OFF` (default), `RKM_SRTP_OPTIONAL`
+    // or `RKM_SRTP_MANDATORY`.
+    uint32_t srtp;
     // Where to listen for SIP over TCP (`"ip:port"`, port 0: any free one). NULL (default):
     // no TCP listener (TCP peers can still be called: `;transport=tcp`).
     const char *local_sip_tcp_addr;

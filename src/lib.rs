@@ -83,7 +83,10 @@ pub use roomkit_media_proto::{rtp, sdp, sip};
 use roomkit_media_proto::{rtp, sdp, sip};
 
 pub use error::{Error, Result};
+// SRTP keys and suites: what a secured session is configured with and reports.
 pub use frame::{AudioFrame, Delivery, DtmfEvent, VideoChunk, VideoCodec, VideoFrame};
+pub use rtp::srtp::{SrtpKey, SrtpKeys, SrtpSuite};
+pub use sdp::SrtpPolicy;
 
 // The README's Rust examples are compiled (and the `no_run` ones not run) as doc tests.
 #[cfg(doctest)]

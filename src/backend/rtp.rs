@@ -141,6 +141,11 @@ pub struct ConnectOptions {
     pub video_remote_addr: Option<SocketAddr>,
     /// roomkit-compatible metadata, copied into the session's metadata.
     pub metadata: HashMap<String, String>,
+    /// SRTP keys for the audio stream (ours to send with, the peer's to receive with), for a
+    /// session keyed by the application; `None`: plain RTP.
+    pub srtp: Option<crate::SrtpKeys>,
+    /// SRTP keys for the video stream (video backend); `None`: plain RTP.
+    pub video_srtp: Option<crate::SrtpKeys>,
 }
 
 impl ConnectOptions {
@@ -149,7 +154,7 @@ impl ConnectOptions {
         ConnectOptions {
             remote_addr: Some(remote_addr),
             video_remote_addr,
-            metadata: HashMap::new(),
+            ..ConnectOptions::default()
         }
     }
 
@@ -328,7 +333,7 @@ impl RtpVoiceBackend {
                     .into(),
             )
         })?;
-        let audio = self.stream_config(
+        let mut audio = self.stream_config(
             MediaParams::Audio(c.resilience.audio(AudioParams {
                 payload_type: c.payload_type,
                 clock_rate: c.audio_clock_rate(),
@@ -340,6 +345,7 @@ impl RtpVoiceBackend {
             c.local_addr,
             remote,
         );
+        audio.srtp = options.srtp.clone();
         let video = video_remote.map(|vr| {
             self.stream_config(
                 MediaParams::Video(c.resilience.video(
@@ -360,6 +366,10 @@ impl RtpVoiceBackend {
                 c.video_local_addr,
                 vr,
             )
+        });
+        let video = video.map(|mut v| {
+            v.srtp = options.video_srtp.clone();
+            v
         });
         let mut meta = options.metadata;
         meta.insert(

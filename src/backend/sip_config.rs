@@ -135,6 +135,10 @@ pub struct SipBackendConfig {
     /// type and SSRC (only when NACK is on, as retransmissions answer NACKs). On by default;
     /// off, lost packets are re-sent as they were.
     pub video_rtx: bool,
+    /// SRTP with SDES keys (RFC 4568) on audio and video: `Off` (default), `Optional` (offer
+    /// RTP/AVP with crypto lines; answer SAVP with SRTP and plain offers plainly) or `Mandatory`
+    /// (offer RTP/SAVP; refuse a plain offer with 488).
+    pub srtp: crate::SrtpPolicy,
     /// Loss recovery (NACK), pacing, audio jitter buffer, inactivity timeout and close linger:
     /// the settings every backend shares. NACK is also offered and accepted in SDP only when on.
     pub resilience: ResilienceConfig,
@@ -181,6 +185,7 @@ impl Default for SipBackendConfig {
             wait_for_keyframe: true,
             rtcp_interval: Duration::from_secs(5),
             video_rtx: true,
+            srtp: crate::SrtpPolicy::Off,
             resilience: ResilienceConfig::default(),
             callback_threads: 1,
             callback_queue: DEFAULT_QUEUE_LEN,

@@ -101,6 +101,8 @@ pub struct StreamInfo {
     /// Audio: the PCM rate of `send_audio` and of received frames (the clock rate for formats
     /// the engine passes through). Video: the clock rate.
     pub sample_rate: u32,
+    /// The SRTP suite protecting the stream; `None`: plain RTP.
+    pub srtp_suite: Option<crate::rtp::srtp::SrtpSuite>,
 }
 
 /// A session as the application sees it.

@@ -74,6 +74,8 @@ pub struct StreamConfig {
     /// sent, no NACK received) this long, at most four times this long, so that the last pictures
     /// can be repaired. Zero (the default) closes at once.
     pub close_linger: Duration,
+    /// SRTP keys: the core protects and unprotects every packet; `None`: plain RTP.
+    pub srtp: Option<crate::rtp::srtp::SrtpKeys>,
 }
 
 impl Default for StreamConfig {
@@ -91,6 +93,7 @@ impl Default for StreamConfig {
             session: SessionId::nil(),
             inactivity_timeout: DEFAULT_INACTIVITY_TIMEOUT,
             close_linger: Duration::ZERO,
+            srtp: None,
         }
     }
 }
@@ -360,6 +363,7 @@ impl MediaStream {
                 rtcp_interval: cfg.rtcp_interval,
                 cname: cfg.cname.clone(),
                 inactivity_timeout: cfg.inactivity_timeout,
+                srtp: cfg.srtp.clone(),
                 ..CoreConfig::default()
             },
             origin,
@@ -374,6 +378,7 @@ impl MediaStream {
             clock_rate,
             codec,
             sample_rate,
+            srtp_suite: core.srtp_suite(),
         };
         let shared = Arc::new(Shared {
             rtp: rtp_sock,

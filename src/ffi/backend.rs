@@ -559,6 +559,11 @@ pub struct rkm_stream_stats {
     /// The packet loss (percent) the Opus encoder protects against with in-band FEC, from the
     /// peer's last receiver report; 0 before the first report and for codecs without FEC.
     pub audio_expected_loss_pct: u32,
+    /// SRTP/SRTCP packets dropped because their authentication tag did not verify (tampered,
+    /// or protected with another key).
+    pub srtp_auth_failed: u64,
+    /// SRTP/SRTCP packets dropped as replays.
+    pub srtp_replayed: u64,
 }
 
 impl From<&StreamStats> for rkm_stream_stats {
@@ -613,6 +618,8 @@ impl From<&StreamStats> for rkm_stream_stats {
             inactivity_events,
             tail_probes,
             audio_expected_loss_pct,
+            srtp_auth_failed,
+            srtp_replayed,
         } = *s;
         rkm_stream_stats {
             packets_received,
@@ -662,6 +669,8 @@ impl From<&StreamStats> for rkm_stream_stats {
             inactivity_events,
             tail_probes,
             audio_expected_loss_pct,
+            srtp_auth_failed,
+            srtp_replayed,
         }
     }
 }

@@ -130,6 +130,11 @@ pub struct rkm_session_info {
     /// Why the session ended (`client_disconnected` only): an `RKM_END_*` value;
     /// `RKM_END_NONE` in the other callbacks.
     pub end_reason: rkm_end_reason,
+    /// The SRTP suite of the audio stream (`"AES_CM_128_HMAC_SHA1_80"`,
+    /// `"AES_CM_128_HMAC_SHA1_32"`, `"AEAD_AES_128_GCM"`, static strings); NULL: plain RTP.
+    pub audio_srtp: *const c_char,
+    /// The SRTP suite of the video stream; NULL: plain RTP or no video.
+    pub video_srtp: *const c_char,
 }
 
 /// Why a session ended: one of the `RKM_END_*` values (a plain integer: later versions may add
@@ -236,6 +241,18 @@ struct SessionInfoText {
     video_remote: Option<CString>,
     end_reason: rkm_end_reason,
     sample_rate: u32,
+    audio_srtp: *const c_char,
+    video_srtp: *const c_char,
+}
+
+/// The static C name of an SRTP suite; NULL for plain RTP.
+fn srtp_name(s: Option<crate::SrtpSuite>) -> *const c_char {
+    match s {
+        None => std::ptr::null(),
+        Some(crate::SrtpSuite::AesCm128HmacSha1_80) => c"AES_CM_128_HMAC_SHA1_80".as_ptr(),
+        Some(crate::SrtpSuite::AesCm128HmacSha1_32) => c"AES_CM_128_HMAC_SHA1_32".as_ptr(),
+        Some(crate::SrtpSuite::AeadAes128Gcm) => c"AEAD_AES_128_GCM".as_ptr(),
+    }
 }
 
 impl SessionInfoText {
@@ -264,6 +281,8 @@ impl SessionInfoText {
             video_remote: video.as_ref().map(|v| c_text(&v.remote_addr.to_string())),
             end_reason: end_reason_to_c(*end_reason),
             sample_rate: audio.sample_rate,
+            audio_srtp: srtp_name(audio.srtp_suite),
+            video_srtp: srtp_name(video.as_ref().and_then(|v| v.srtp_suite)),
         }
     }
 
@@ -286,6 +305,8 @@ impl SessionInfoText {
                 .map_or(std::ptr::null(), |c| c.as_ptr()),
             end_reason: self.end_reason,
             audio_sample_rate: self.sample_rate,
+            audio_srtp: self.audio_srtp,
+            video_srtp: self.video_srtp,
         }
     }
 }

@@ -169,6 +169,26 @@ pub const RKM_AUDIO_RATE_AUTO: u32 = 0;
 /// `audio_sample_rate` value: the codec's own rate (8 kHz G.711, 16 kHz G.722, 48 kHz Opus).
 pub const RKM_AUDIO_RATE_CODEC: u32 = 1;
 
+/// `srtp` value of `rkm_sip_config`: plain RTP only; an `RTP/SAVP` offer is refused.
+pub const RKM_SRTP_OFF: u32 = 0;
+/// `srtp` value: offer RTP/AVP with SDES crypto lines; answer SRTP offers with SRTP, plain ones
+/// plainly.
+pub const RKM_SRTP_OPTIONAL: u32 = 1;
+/// `srtp` value: offer RTP/SAVP only; a plain offer is refused with 488.
+pub const RKM_SRTP_MANDATORY: u32 = 2;
+
+/// The SRTP policy an `srtp` field describes, checked.
+fn srtp_policy_from_c(value: u32) -> FfiResult<crate::SrtpPolicy> {
+    match value {
+        RKM_SRTP_OFF => Ok(crate::SrtpPolicy::Off),
+        RKM_SRTP_OPTIONAL => Ok(crate::SrtpPolicy::Optional),
+        RKM_SRTP_MANDATORY => Ok(crate::SrtpPolicy::Mandatory),
+        other => Err(Failure::invalid(format!(
+            "cfg.srtp = {other}: expected RKM_SRTP_OFF, RKM_SRTP_OPTIONAL or RKM_SRTP_MANDATORY"
+        ))),
+    }
+}
+
 /// The audio rate setting an `audio_sample_rate` field describes, checked.
 fn app_rate_from_c(value: u32, name: &str) -> FfiResult<AppRate> {
     let rate = match value {
@@ -510,6 +530,9 @@ pub struct rkm_sip_config {
     /// codec's own rate (8000, 16000 for G.722, 48000 for Opus); or 8000, 12000, 16000, 24000,
     /// 32000 or 48000.
     pub audio_sample_rate: u32,
+    /// SRTP with SDES keys on audio and video: `RKM_SRTP_OFF` (default), `RKM_SRTP_OPTIONAL`
+    /// or `RKM_SRTP_MANDATORY`.
+    pub srtp: u32,
     /// Where to listen for SIP over TCP (`"ip:port"`, port 0: any free one). NULL (default):
     /// no TCP listener (TCP peers can still be called: `;transport=tcp`).
     pub local_sip_tcp_addr: *const c_char,
@@ -566,6 +589,7 @@ pub extern "C" fn rkm_sip_config_init(cfg: *mut rkm_sip_config) {
             resilience: resilience_to_c(&d.resilience),
             video_rtx: d.video_rtx,
             audio_sample_rate: RKM_AUDIO_RATE_AUTO,
+            srtp: RKM_SRTP_OFF,
             local_sip_tcp_addr: std::ptr::null(),
             local_sip_tls_addr: std::ptr::null(),
             tls_cert: std::ptr::null(),
@@ -724,6 +748,7 @@ pub(crate) unsafe fn sip_config_from_c(c: &rkm_sip_config) -> FfiResult<SipBacke
     r.retry_after = Duration::from_secs(u64::from(c.retry_after_s.clamp(1, 3600)));
     r.resilience = resilience_from_c(&c.resilience)?;
     r.video_rtx = c.video_rtx;
+    r.srtp = srtp_policy_from_c(c.srtp)?;
     if let Some(s) = text(c.local_sip_tcp_addr, "cfg.local_sip_tcp_addr")? {
         r.local_sip_tcp_addr = Some(parse_addr(s, "cfg.local_sip_tcp_addr")?);
     }
@@ -773,6 +798,15 @@ mod sip_tests {
         assert_eq!(r.rtp_port_start, d.rtp_port_start);
         assert_eq!(r.resilience, d.resilience);
         assert!(r.video_rtx);
+        assert_eq!(r.srtp, crate::SrtpPolicy::Off);
+        let mut c = defaults();
+        c.srtp = RKM_SRTP_MANDATORY;
+        // SAFETY: as above.
+        let r = unsafe { sip_config_from_c(&c) }.unwrap();
+        assert_eq!(r.srtp, crate::SrtpPolicy::Mandatory);
+        c.srtp = 3;
+        // SAFETY: as above.
+        assert!(unsafe { sip_config_from_c(&c) }.is_err());
         assert_eq!(
             (r.local_sip_tcp_addr, r.local_sip_tls_addr, &r.tls),
             (None, None, &d.tls)

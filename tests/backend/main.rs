@@ -9,6 +9,7 @@ mod liveness;
 mod rtp_backend;
 mod rtp_backend_impairment;
 mod rtp_backend_robustness;
+mod rtp_srtp;
 mod sip_backend;
 mod sip_backend_rfc4475;
 mod sip_demo;

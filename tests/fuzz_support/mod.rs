@@ -12,6 +12,7 @@ pub mod framing;
 pub mod rtcp;
 pub mod sdp;
 pub mod sip;
+pub mod srtp;
 pub mod video;
 pub mod voice;
 

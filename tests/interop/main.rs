@@ -6,6 +6,7 @@
 mod support;
 
 mod baresip;
+mod baresip_srtp;
 mod cli;
 mod g711_ffmpeg;
 mod g722_ffmpeg;
@@ -18,6 +19,7 @@ mod sip_cli;
 mod sip_tls;
 mod sipp;
 mod sipp_uac;
+mod srtp_peers;
 mod testclip_ffmpeg;
 mod wideband_baresip;
 mod wideband_ffmpeg;

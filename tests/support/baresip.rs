@@ -242,15 +242,24 @@ pub fn dial_recording_serve(
     rtp_ports: &str,
     seconds: u32,
 ) -> ServeCall {
+    dial_recording_serve_with(dir, conf, rtp_ports, seconds, &[])
+}
+
+/// [`dial_recording_serve`] with `extra` options for serve (`--srtp mandatory`, ...).
+pub fn dial_recording_serve_with(
+    dir: &TempDir,
+    conf: &Path,
+    rtp_ports: &str,
+    seconds: u32,
+    extra: &[&str],
+) -> ServeCall {
     use std::io::{BufRead, BufReader};
     use std::time::Duration;
 
     let rec = dir.path("rec");
-    let (mut serve, port) = peers::spawn_serve(
-        120,
-        rtp_ports,
-        &["--record", rec.to_str().unwrap(), "--max-calls", "1"],
-    );
+    let mut args = vec!["--record", rec.to_str().unwrap(), "--max-calls", "1"];
+    args.extend_from_slice(extra);
+    let (mut serve, port) = peers::spawn_serve(120, rtp_ports, &args);
     let sip = format!("127.0.0.1:{port}");
     let mut lines = BufReader::new(serve.stdout.take().unwrap()).lines();
     let first = lines.next().expect("serve output").unwrap();

@@ -189,6 +189,9 @@ pub struct CoreConfig {
     /// Our first RTP sequence number; `None` draws one from the seed (tests pick one near the
     /// wrap).
     pub initial_seq: Option<u16>,
+    /// SRTP keys (SDES or the application's): every packet we send is protected and every one
+    /// we receive unprotected before it is parsed. `None`: plain RTP.
+    pub srtp: Option<super::srtp::SrtpKeys>,
 }
 
 /// The default inactivity timeout, as roomkit's.
@@ -208,6 +211,7 @@ impl Default for CoreConfig {
             inactivity_timeout: DEFAULT_INACTIVITY_TIMEOUT,
             ssrc: None,
             initial_seq: None,
+            srtp: None,
         }
     }
 }

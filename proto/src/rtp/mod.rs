@@ -11,6 +11,7 @@
 //! | `history`, `rtx`, `pacer`, `rate` | what a sender keeps, re-sends (RFC 4588) and paces |
 //! | `audio_jitter`, `conceal` | audio playout and loss concealment |
 //! | `media_tx` | turning pictures, PCM and DTMF into payloads |
+//! | `srtp` | SRTP/SRTCP contexts and keys (RFC 3711, RFC 7714) over `rtc-srtp` |
 //! | `config`, `stats`, `stream` | the stream core: settings, counters, state machine |
 //! | `sim` | a seeded, simulated network path on virtual time, for tests and benchmarks |
 
@@ -32,6 +33,7 @@ pub mod rtcp;
 pub mod rtt;
 pub mod rtx;
 pub mod sender;
+pub mod srtp;
 // Test scaffolding (the virtual-time pair harness): compiled only for tests and the unstable
 // `_internals` feature, which tests/pure/stream_core.rs and the benchmarks use.
 #[cfg(any(test, feature = "_internals"))]

@@ -106,4 +106,9 @@ pub struct StreamStats {
     /// peer's last receiver report; 0 before the first report (the encoder starts at 10 %) and
     /// for codecs without FEC.
     pub audio_expected_loss_pct: u32,
+    /// SRTP/SRTCP packets dropped because their authentication tag did not verify (tampered, or
+    /// protected with another key).
+    pub srtp_auth_failed: u64,
+    /// SRTP/SRTCP packets dropped as replays (already received, or older than the window).
+    pub srtp_replayed: u64,
 }

@@ -11,11 +11,13 @@ use super::codecs::{
     supported_feedback, telephone_event, video_codec_of, AudioCodec, OpusParams, DEFAULT_EVENTS,
     H264_DEFAULT_PROFILE_LEVEL_ID, OPUS_FMTP, RTX, TELEPHONE_EVENT,
 };
+use super::crypto::{format_crypto, negotiate_offered};
 use super::local::LocalMedia;
 use super::model::{
     Direction, MediaDescription, MediaKind, PayloadType, SdpError, SessionDescription,
 };
 use super::write::{media, rejected, render, SessionHeader};
+use crate::rtp::srtp::SrtpKeys;
 
 /// The audio packet duration we use when the offer does not ask for one.
 pub const DEFAULT_PTIME_MS: u32 = 20;
@@ -66,6 +68,8 @@ pub struct NegotiatedAudio {
     pub rtcp_mux: bool,
     /// For Opus: what the far end asked of the stream we send it (FEC, stereo, bandwidth).
     pub opus: Option<OpusParams>,
+    /// SRTP keys (SDES) when the stream is secured; `None`: plain RTP.
+    pub srtp: Option<SrtpKeys>,
 }
 
 /// The video stream both sides agreed on.
@@ -92,6 +96,8 @@ pub struct NegotiatedVideo {
     /// The retransmission payload type (RFC 4588, `rtx/90000` with `apt=` the video payload
     /// type) both sides use, when agreed; without it lost packets are resent as they were.
     pub rtx_pt: Option<u8>,
+    /// SRTP keys (SDES) when the stream is secured; `None`: plain RTP.
+    pub srtp: Option<SrtpKeys>,
 }
 
 /// The outcome of offer/answer: one audio stream, and video when both sides agreed on it.
@@ -243,15 +249,44 @@ struct Plan<'a> {
     audio_pt: &'a PayloadType,
     audio_codec: AudioCodec,
     dtmf: Option<&'a PayloadType>,
+    audio_srtp: Option<(u32, SrtpKeys)>,
     video: Option<(usize, &'a MediaDescription, &'a PayloadType, VideoCodec)>,
+    video_srtp: Option<(u32, SrtpKeys)>,
 }
 
-/// A stream we can carry at all: enabled, plain RTP, and with an address to send to.
+/// In a call, a re-answer keeps the key we already send with (the stream is keyed with it)
+/// while the suite stays the same.
+fn keep_send_key(srtp: Option<(u32, SrtpKeys)>, old: Option<&SrtpKeys>) -> Option<(u32, SrtpKeys)> {
+    let (tag, mut keys) = srtp?;
+    if let Some(old) = old.filter(|o| o.suite() == keys.suite()) {
+        keys.send = old.send.clone();
+    }
+    Some((tag, keys))
+}
+
+/// SRTP for an offered stream under our policy (see `crypto::negotiate_offered`).
+fn stream_srtp(
+    m: &MediaDescription,
+    local: &LocalMedia,
+    video: bool,
+) -> Result<Option<(u32, SrtpKeys)>, String> {
+    negotiate_offered(
+        &m.proto,
+        &m.crypto,
+        local.srtp,
+        &local.srtp_suites,
+        &local.srtp_keys,
+        video,
+    )
+}
+
+/// A stream we can carry at all: enabled, RTP or SRTP, and with an address to send to. Whether
+/// SRTP is acceptable is the policy's business (`crypto::negotiate_offered`).
 pub(crate) fn usable_stream(m: &MediaDescription) -> Result<(), String> {
     if m.port == 0 {
         return Err(format!("{} stream disabled (port 0)", m.kind.as_str()));
     }
-    if !m.is_plain_rtp() {
+    if !m.is_plain_rtp() && !m.is_secure_rtp() {
         return Err(format!(
             "{} transport {:?} not supported",
             m.kind.as_str(),
@@ -318,12 +353,16 @@ fn plan<'a>(
     for (i, m) in offer.media.iter().enumerate() {
         match m.kind {
             MediaKind::Audio if audio.is_none() => {
-                let chosen = usable_stream(m).and_then(|()| {
-                    choose_audio(m, cfg, keep.map(|k| &k.audio))
-                        .ok_or_else(|| "no common audio codec".to_string())
-                });
+                let chosen = usable_stream(m)
+                    .and_then(|()| stream_srtp(m, &cfg.local, false))
+                    .map(|s| keep_send_key(s, keep.and_then(|k| k.audio.srtp.as_ref())))
+                    .and_then(|srtp| {
+                        choose_audio(m, cfg, keep.map(|k| &k.audio))
+                            .map(|(p, codec)| (p, codec, srtp))
+                            .ok_or_else(|| "no common audio codec".to_string())
+                    });
                 match chosen {
-                    Ok((p, codec)) => audio = Some((i, m, p, codec)),
+                    Ok((p, codec, srtp)) => audio = Some((i, m, p, codec, srtp)),
                     Err(why) => {
                         audio_problem.get_or_insert(why);
                     }
@@ -332,13 +371,17 @@ fn plan<'a>(
             MediaKind::Video
                 if video.is_none() && cfg.local.video_port != 0 && usable_stream(m).is_ok() =>
             {
-                video = choose_video(m, cfg, keep.and_then(|k| k.video.as_ref()))
-                    .map(|(p, c)| (i, m, p, c));
+                if let Ok(srtp) = stream_srtp(m, &cfg.local, true) {
+                    let old = keep.and_then(|k| k.video.as_ref()?.srtp.as_ref());
+                    let srtp = keep_send_key(srtp, old);
+                    video = choose_video(m, cfg, keep.and_then(|k| k.video.as_ref()))
+                        .map(|(p, c)| ((i, m, p, c), srtp));
+                }
             }
             _ => {}
         }
     }
-    let Some((audio_index, audio_media, audio_pt, audio_codec)) = audio else {
+    let Some((audio_index, audio_media, audio_pt, audio_codec, audio_srtp)) = audio else {
         return Err(AnswerError::NotAcceptable(
             audio_problem.unwrap_or_else(|| "no audio stream offered".to_string()),
         ));
@@ -355,16 +398,20 @@ fn plan<'a>(
         audio_pt,
         audio_codec,
         dtmf,
-        video,
+        audio_srtp,
+        video_srtp: video.as_ref().and_then(|(_, srtp)| srtp.clone()),
+        video: video.map(|(v, _)| v),
     })
 }
 
 /// The proto we answer with: the offered one, spelled canonically.
 fn answer_proto(m: &MediaDescription) -> &'static str {
-    if m.proto.eq_ignore_ascii_case("RTP/AVPF") {
-        "RTP/AVPF"
-    } else {
-        "RTP/AVP"
+    let feedback = m.proto.ends_with(['F', 'f']);
+    match (m.is_secure_rtp(), feedback) {
+        (true, true) => "RTP/SAVPF",
+        (true, false) => "RTP/SAVP",
+        (false, true) => "RTP/AVPF",
+        (false, false) => "RTP/AVP",
     }
 }
 
@@ -391,7 +438,7 @@ impl Plan<'_> {
             *slot = section;
         }
         let video = self.video.map(|(i, m, pt, codec)| {
-            let (section, negotiated) = video_section(m, pt, codec, cfg);
+            let (section, negotiated) = video_section(m, pt, codec, cfg, self.video_srtp.as_ref());
             if let Some(slot) = medias.get_mut(i) {
                 *slot = section;
             }
@@ -446,6 +493,9 @@ impl Plan<'_> {
             attrs.push("rtcp-mux".to_string());
         }
         attrs.push(direction.as_str().to_string());
+        if let Some((tag, keys)) = &self.audio_srtp {
+            attrs.push(format!("crypto:{}", format_crypto(*tag, &keys.send)));
+        }
         let remote = m
             .rtp_addr()
             .unwrap_or_else(|| SocketAddr::new(cfg.local.local_ip, 0));
@@ -461,6 +511,7 @@ impl Plan<'_> {
             direction,
             rtcp_mux,
             opus,
+            srtp: self.audio_srtp.as_ref().map(|(_, keys)| keys.clone()),
         };
         let section = media("audio", cfg.local.audio_port, answer_proto(m), &fmt, attrs);
         (section, negotiated)
@@ -495,6 +546,7 @@ fn video_section(
     p: &PayloadType,
     codec: VideoCodec,
     cfg: &AnswerConfig,
+    srtp: Option<&(u32, SrtpKeys)>,
 ) -> (sdp_types::Media, NegotiatedVideo) {
     let pt = p.pt;
     let rtcp_mux = cfg.local.rtcp_mux && m.rtcp_mux;
@@ -528,6 +580,9 @@ fn video_section(
         attrs.push("rtcp-mux".to_string());
     }
     attrs.push(direction.as_str().to_string());
+    if let Some((tag, keys)) = srtp {
+        attrs.push(format!("crypto:{}", format_crypto(*tag, &keys.send)));
+    }
     let remote = m
         .rtp_addr()
         .unwrap_or_else(|| SocketAddr::new(cfg.local.local_ip, 0));
@@ -545,6 +600,7 @@ fn video_section(
         fir: has_fb("ccm fir"),
         nack: has_fb("nack"),
         rtx_pt: rtx.map(|r| r.pt),
+        srtp: srtp.map(|(_, keys)| keys.clone()),
     };
     let section = media("video", cfg.local.video_port, answer_proto(m), &fmt, attrs);
     (section, negotiated)

@@ -5,6 +5,8 @@ use std::net::IpAddr;
 use crate::frame::VideoCodec;
 
 use super::codecs::AudioCodec;
+use super::crypto::{LocalKeys, SrtpPolicy};
+use crate::rtp::srtp::SrtpSuite;
 
 /// What we can do and where we listen: the part of our session description that does not
 /// depend on whether we offer or answer. [`OfferConfig`](super::OfferConfig) and
@@ -39,11 +41,18 @@ pub struct LocalMedia {
     /// A retransmission payload type (RFC 4588) per video codec: offered, or accepted for the
     /// chosen one; only with `video_nack`, since retransmissions answer NACKs.
     pub video_rtx: bool,
+    /// SRTP with SDES keys: off, optional or mandatory (see [`SrtpPolicy`]).
+    pub srtp: SrtpPolicy,
+    /// The SRTP suites we offer, in this order, and accept, in this order of preference.
+    pub srtp_suites: Vec<SrtpSuite>,
+    /// Our fresh sending keys for this call (drawn from the OS CSPRNG by [`LocalMedia::new`]).
+    pub srtp_keys: LocalKeys,
 }
 
 impl LocalMedia {
     /// Defaults: [`AudioCodec::defaults`], H.264 with NACK and RTX, rtcp-mux, session id and
-    /// version 0 (set them per call), session name `roomkit-media`.
+    /// version 0 (set them per call), session name `roomkit-media`, SRTP off (with fresh keys
+    /// drawn for when it is turned on).
     pub fn new(local_ip: IpAddr, audio_port: u16, video_port: u16) -> LocalMedia {
         LocalMedia {
             audio_codecs: AudioCodec::defaults(),
@@ -57,6 +66,9 @@ impl LocalMedia {
             rtcp_mux: true,
             video_nack: true,
             video_rtx: true,
+            srtp: SrtpPolicy::Off,
+            srtp_suites: SrtpSuite::ALL.to_vec(),
+            srtp_keys: LocalKeys::from_os_rng(),
         }
     }
 }

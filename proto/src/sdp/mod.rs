@@ -4,6 +4,8 @@
 //! - [`SessionDescription::parse`] reads any body into our model (sdp-types first, a tolerant
 //!   reader when sdp-types refuses it) and never panics.
 //! - [`answer`] answers an offer as the called party; [`reanswer`] answers a re-INVITE's offer.
+//! - `crypto.rs`: SDES `a=crypto` lines (RFC 4568) and the SRTP policy (`off`, `optional`,
+//!   `mandatory`) that decides the proto and crypto lines of offers and answers.
 //! - [`build_offer`] writes our offer as the calling party; [`parse_answer`] reads the reply.
 
 // A pure layer: any `unsafe` the engine needs lives in engine/ (or ffi/), never here.
@@ -11,6 +13,7 @@
 
 mod answer;
 mod codecs;
+mod crypto;
 mod local;
 mod model;
 mod offer;
@@ -27,6 +30,10 @@ pub use answer::{
 #[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
 pub use codecs::{
     AudioCodec, OpusParams, H264_DEFAULT_PROFILE_LEVEL_ID, H264_OFFER_PROFILE_LEVEL_ID,
+};
+#[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
+pub use crypto::{
+    choose_crypto, format_crypto, parse_crypto, CryptoAttr, CryptoError, LocalKeys, SrtpPolicy,
 };
 #[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
 pub use local::LocalMedia;

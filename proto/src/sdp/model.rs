@@ -241,12 +241,20 @@ pub struct MediaDescription {
     pub rtcp: Option<RtcpAttr>,
     /// The media-level `c=` address, else the session-level one; `None` when neither is readable.
     pub connection: Option<IpAddr>,
+    /// The usable `a=crypto` lines (SDES, RFC 4568), in order; lines we cannot honour are left
+    /// out (see `sdp/crypto.rs`).
+    pub crypto: Vec<super::crypto::CryptoAttr>,
 }
 
 impl MediaDescription {
     /// Whether this is plain RTP we can carry: `RTP/AVP` or `RTP/AVPF` (no SRTP, no DTLS).
     pub fn is_plain_rtp(&self) -> bool {
         self.proto.eq_ignore_ascii_case("RTP/AVP") || self.proto.eq_ignore_ascii_case("RTP/AVPF")
+    }
+
+    /// Whether this is RTP over SRTP: `RTP/SAVP` or `RTP/SAVPF`.
+    pub fn is_secure_rtp(&self) -> bool {
+        super::crypto::is_secure_proto(&self.proto)
     }
 
     /// The payload type `pt`, when it is in the m-line.

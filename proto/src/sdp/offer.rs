@@ -13,9 +13,11 @@ use super::codecs::{
     AudioCodec, OpusParams, DEFAULT_EVENTS, H264_DEFAULT_PROFILE_LEVEL_ID,
     H264_OFFER_PROFILE_LEVEL_ID, OPUS_FMTP, RTX, TELEPHONE_EVENT,
 };
+use super::crypto::{format_crypto, SrtpPolicy};
 use super::local::LocalMedia;
 use super::model::{Direction, MediaDescription, MediaKind, PayloadType, SessionDescription};
 use super::write::{media, rejected, render, SessionHeader};
+use crate::rtp::srtp::{SrtpKey, SrtpKeys};
 
 /// The payload type we offer H.264 under, and its retransmission payload type.
 const H264_PT: u8 = 96;
@@ -73,6 +75,37 @@ pub struct Offer {
     pub ptime: u32,
     pub session_id: u64,
     pub session_version: u64,
+    /// The SRTP policy the offer was made under.
+    pub srtp: SrtpPolicy,
+    /// The `a=crypto` lines offered on audio and on video: tag and our key.
+    pub audio_crypto: Vec<(u32, SrtpKey)>,
+    pub video_crypto: Vec<(u32, SrtpKey)>,
+}
+
+/// The SDES lines of one offered stream under `local`'s policy: the proto to write, the
+/// attributes, and what they offered (tag, our key). Tags count from 1 in suite order.
+fn offer_crypto(
+    local: &LocalMedia,
+    video: bool,
+) -> (&'static str, Vec<String>, Vec<(u32, SrtpKey)>) {
+    if local.srtp == SrtpPolicy::Off {
+        return ("RTP/AVP", Vec::new(), Vec::new());
+    }
+    let offered: Vec<(u32, SrtpKey)> = (1u32..)
+        .zip(&local.srtp_suites)
+        .map(|(tag, suite)| (tag, local.srtp_keys.key(video, *suite).clone()))
+        .collect();
+    let attrs = offered
+        .iter()
+        .map(|(tag, key)| format!("crypto:{}", format_crypto(*tag, key)))
+        .collect();
+    // Optional: a plain proto with crypto lines, which a peer without SRTP ignores.
+    let proto = if local.srtp == SrtpPolicy::Mandatory {
+        "RTP/SAVP"
+    } else {
+        "RTP/AVP"
+    };
+    (proto, attrs, offered)
 }
 
 /// Hands out payload types: static ones where the codec has one, dynamic ones (96–127) otherwise,
@@ -143,13 +176,16 @@ pub fn build_offer(cfg: &OfferConfig) -> Offer {
         attrs.push("rtcp-mux".to_string());
     }
     attrs.push("sendrecv".to_string());
+    let (audio_proto, crypto, audio_crypto) = offer_crypto(local, false);
+    attrs.extend(crypto);
     let mut medias = vec![media(
         "audio",
         local.audio_port,
-        "RTP/AVP",
+        audio_proto,
         &fmt.join(" "),
         attrs,
     )];
+    let (video_proto, video_attrs, mut video_crypto) = offer_crypto(local, true);
 
     if !video.is_empty() {
         medias.push(video_offer_media(
@@ -159,7 +195,10 @@ pub fn build_offer(cfg: &OfferConfig) -> Offer {
             video_rtx,
             local.rtcp_mux,
             Direction::SendRecv,
+            (video_proto, video_attrs),
         ));
+    } else {
+        video_crypto.clear();
     }
 
     let sdp = render(
@@ -182,6 +221,9 @@ pub fn build_offer(cfg: &OfferConfig) -> Offer {
         ptime: cfg.ptime,
         session_id: local.session_id,
         session_version: local.session_version,
+        srtp: local.srtp,
+        audio_crypto,
+        video_crypto,
     }
 }
 
@@ -209,6 +251,7 @@ fn video_offer_media(
     rtx: bool,
     rtcp_mux: bool,
     direction: Direction,
+    (proto, crypto): (&str, Vec<String>),
 ) -> sdp_types::Media {
     let mut fmt: Vec<String> = video.iter().map(|(pt, _)| pt.to_string()).collect();
     let mut attrs = Vec::new();
@@ -237,7 +280,8 @@ fn video_offer_media(
         attrs.push("rtcp-mux".to_string());
     }
     attrs.push(direction.as_str().to_string());
-    media("video", port, "RTP/AVP", &fmt.join(" "), attrs)
+    attrs.extend(crypto);
+    media("video", port, proto, &fmt.join(" "), attrs)
 }
 
 /// What a new offer in an established call changes (RFC 3264 §8).
@@ -300,13 +344,30 @@ pub fn reoffer(current: &Answer, cfg: &ReofferConfig) -> Offer {
             attrs.push("rtcp-mux".to_string());
         }
         attrs.push(cfg.direction.as_str().to_string());
-        media("audio", port, "RTP/AVP", &fmt.join(" "), attrs)
+        // A secured stream stays secured, with the key already in use (tag 1).
+        let proto = match &a.srtp {
+            Some(keys) => {
+                attrs.push(format!("crypto:{}", format_crypto(1, &keys.send)));
+                "RTP/SAVP"
+            }
+            None => "RTP/AVP",
+        };
+        media("audio", port, proto, &fmt.join(" "), attrs)
     };
     let mut video = Vec::new();
     let mut video_section = |port: u16| match (&neg.video, &cfg.video) {
         (_, ReofferVideo::Add { port, codecs, nack }) => {
             video = video_payload_types(codecs);
-            video_offer_media(&video, *port, *nack, false, a.rtcp_mux, cfg.direction)
+            // Video added in a re-offer is plain RTP (SDES for it is not offered yet).
+            video_offer_media(
+                &video,
+                *port,
+                *nack,
+                false,
+                a.rtcp_mux,
+                cfg.direction,
+                ("RTP/AVP", Vec::new()),
+            )
         }
         (Some(v), ReofferVideo::Keep) if port != 0 => {
             video.push((v.pt, v.codec));
@@ -345,7 +406,14 @@ pub fn reoffer(current: &Answer, cfg: &ReofferConfig) -> Offer {
                 attrs.push("rtcp-mux".to_string());
             }
             attrs.push(cfg.direction.as_str().to_string());
-            media("video", port, "RTP/AVP", &fmt, attrs)
+            let proto = match &v.srtp {
+                Some(keys) => {
+                    attrs.push(format!("crypto:{}", format_crypto(1, &keys.send)));
+                    "RTP/SAVP"
+                }
+                None => "RTP/AVP",
+            };
+            media("video", port, proto, &fmt, attrs)
         }
         // Video refused (or never agreed): the m-line stays, disabled.
         _ => {
@@ -406,6 +474,19 @@ pub fn reoffer(current: &Answer, cfg: &ReofferConfig) -> Offer {
         ptime: a.ptime,
         session_id: current.session_id,
         session_version: version,
+        srtp: if a.srtp.is_some() {
+            SrtpPolicy::Mandatory
+        } else {
+            SrtpPolicy::Off
+        },
+        audio_crypto: a.srtp.iter().map(|k| (1, k.send.clone())).collect(),
+        video_crypto: neg
+            .video
+            .iter()
+            .filter(|_| matches!(cfg.video, ReofferVideo::Keep))
+            .filter_map(|v| v.srtp.as_ref())
+            .map(|k| (1, k.send.clone()))
+            .collect(),
     }
 }
 
@@ -444,7 +525,10 @@ pub fn parse_answer(offer: &Offer, answer: &[u8]) -> Result<Negotiation, AnswerE
         .find(|m| m.kind == MediaKind::Audio)
         .ok_or_else(|| AnswerError::NotAcceptable("no audio stream in the answer".into()))?;
     usable_stream(audio).map_err(AnswerError::NotAcceptable)?;
-    let audio = read_audio(offer, audio)?;
+    let audio_srtp =
+        answered_srtp(offer, audio, &offer.audio_crypto).map_err(AnswerError::NotAcceptable)?;
+    let mut audio = read_audio(offer, audio)?;
+    audio.srtp = audio_srtp;
     let video = if offer.video.is_empty() {
         None
     } else {
@@ -452,9 +536,46 @@ pub fn parse_answer(offer: &Offer, answer: &[u8]) -> Result<Negotiation, AnswerE
             .iter()
             .find(|m| m.kind == MediaKind::Video)
             .filter(|m| usable_stream(m).is_ok())
-            .and_then(|m| read_video(offer, m))
+            .and_then(|m| {
+                let srtp = answered_srtp(offer, m, &offer.video_crypto).ok()?;
+                let mut video = read_video(offer, m)?;
+                video.srtp = srtp;
+                Some(video)
+            })
     };
     Ok(Negotiation { audio, video })
+}
+
+/// SRTP for an answered stream: the answer's `a=crypto` must echo the tag and suite of one of
+/// our lines, and carries the answerer's key. Plain RTP is acceptable unless we made SRTP
+/// mandatory or the answer says SAVP without a usable line.
+fn answered_srtp(
+    offer: &Offer,
+    m: &MediaDescription,
+    ours: &[(u32, SrtpKey)],
+) -> Result<Option<SrtpKeys>, String> {
+    if offer.srtp == SrtpPolicy::Off {
+        return if m.is_secure_rtp() {
+            Err(format!("{} answered to a plain offer", m.proto))
+        } else {
+            Ok(None)
+        };
+    }
+    let matched = m.crypto.iter().find_map(|theirs| {
+        ours.iter()
+            .find(|(tag, key)| *tag == theirs.tag && key.suite() == theirs.key.suite())
+            .map(|(_, key)| SrtpKeys {
+                send: key.clone(),
+                recv: theirs.key.clone(),
+            })
+    });
+    match matched {
+        Some(keys) => Ok(Some(keys)),
+        None if offer.srtp == SrtpPolicy::Mandatory || m.is_secure_rtp() => {
+            Err("no usable a=crypto in the answer".to_string())
+        }
+        None => Ok(None),
+    }
 }
 
 fn read_audio(offer: &Offer, m: &MediaDescription) -> Result<NegotiatedAudio, AnswerError> {
@@ -486,6 +607,7 @@ fn read_audio(offer: &Offer, m: &MediaDescription) -> Result<NegotiatedAudio, An
         direction: answer_direction(m),
         rtcp_mux,
         opus,
+        srtp: None,
     })
 }
 
@@ -532,6 +654,7 @@ fn read_video(offer: &Offer, m: &MediaDescription) -> Option<NegotiatedVideo> {
         fir: fb("ccm fir"),
         nack,
         rtx_pt,
+        srtp: None,
     })
 }
 

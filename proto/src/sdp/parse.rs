@@ -312,8 +312,16 @@ fn convert_media(
             .any(|a| a.attribute.trim().eq_ignore_ascii_case("rtcp-mux")),
         rtcp: attr_values(media, "rtcp").find_map(parse_rtcp),
         connection,
+        // A bounded number: the lines come from the network.
+        crypto: attr_values(media, "crypto")
+            .take(MAX_CRYPTO_LINES)
+            .filter_map(|v| super::crypto::parse_crypto(v).ok())
+            .collect(),
     }
 }
+
+/// The most `a=crypto` lines of one m-line we read (RFC 4568 offers list a handful).
+const MAX_CRYPTO_LINES: usize = 16;
 
 #[cfg(test)]
 mod tests {

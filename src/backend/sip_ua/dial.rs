@@ -79,6 +79,7 @@ impl SipCore {
         oc.local.rtcp_mux = true;
         oc.local.video_nack = self.cfg.resilience.nack.enabled;
         oc.local.video_rtx = self.cfg.video_rtx;
+        oc.local.srtp = self.cfg.srtp;
         let offer = build_offer(&oc);
         let answer_cfg = self.answer_config(r.audio_port, r.video_port.unwrap_or(0));
         let no = self.new_call_no();

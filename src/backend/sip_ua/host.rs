@@ -271,6 +271,7 @@ impl EngineHost {
             rtcp_interval: self.settings.rtcp_interval,
             cname: self.settings.cname.clone(),
             session: SessionId::nil(),
+            srtp: a.srtp.clone(),
             ..Default::default()
         })
     }
@@ -308,6 +309,7 @@ impl EngineHost {
             rtcp_interval: self.settings.rtcp_interval,
             cname: self.settings.cname.clone(),
             session: SessionId::nil(),
+            srtp: v.srtp.clone(),
             ..Default::default()
         }))
     }
@@ -517,6 +519,8 @@ pub struct FakeHostState {
     pub live: HashMap<SessionId, bool>,
     /// Live sessions that have a video stream.
     pub video: std::collections::HashSet<SessionId>,
+    /// The SRTP keys each started session's audio and video streams were given.
+    pub srtp: HashMap<SessionId, (Option<crate::SrtpKeys>, Option<crate::SrtpKeys>)>,
 }
 
 /// A host without sockets: ports are counted, sessions are records. `capacity` bounds the
@@ -579,6 +583,7 @@ fn fake_stream(port: u16, remote: SocketAddr, pt: u8, clock_rate: u32) -> Stream
         clock_rate,
         codec: None,
         sample_rate: clock_rate,
+        srtp_suite: None,
     }
 }
 
@@ -629,6 +634,7 @@ impl MediaHost for FakeMediaHost {
             (Some(v), Some(port)) => {
                 let mut s = fake_stream(port, v.remote, v.pt, v.clock_rate);
                 s.codec = Some(v.codec);
+                s.srtp_suite = v.srtp.as_ref().map(crate::SrtpKeys::suite);
                 Some(s)
             }
             _ => None,
@@ -655,6 +661,13 @@ impl MediaHost for FakeMediaHost {
         if info.video.is_some() {
             st.video.insert(start.session);
         }
+        st.srtp.insert(
+            start.session,
+            (
+                neg.audio.srtp.clone(),
+                neg.video.as_ref().and_then(|v| v.srtp.clone()),
+            ),
+        );
         st.calls.push(HostCall::Start {
             session: start.session,
             has_video: info.video.is_some(),

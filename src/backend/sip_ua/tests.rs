@@ -1343,6 +1343,73 @@ fn video_is_added_and_removed_with_reinvites_both_ways() {
     assert!(a.host.lock().video.is_empty() && b.host.lock().video.is_empty());
 }
 
+/// SDES over SIP: both sides mandatory negotiate RTP/SAVP on audio and video, each side's send
+/// key being the other's receive key; a mandatory callee refuses a plain offer with 488; an
+/// optional caller reaches a plain callee without SRTP.
+#[test]
+fn srtp_is_negotiated_both_ways_and_a_plain_offer_to_a_mandatory_callee_gets_488() {
+    use crate::SrtpPolicy;
+    let keys_of = |ua: &Ua, s: SessionId| ua.host.lock().srtp.get(&s).cloned();
+    let call = |a_policy, b_policy, port: u16| {
+        let t0 = Instant::now();
+        let mut now = t0;
+        let mut a = Ua::new(port, |c| c.srtp = a_policy);
+        let mut b = Ua::new(port + 1, |c| c.srtp = b_policy);
+        let s = SessionId::new_v4();
+        let target = format!("sip:bob@127.0.0.1:{}", port + 1);
+        a.cmd(Command::Dial(Box::new(dial_to(s, &target, b.addr))), now);
+        run(
+            &mut a,
+            &mut b,
+            &mut now,
+            t0 + Duration::from_secs(2),
+            &mut keep_all(),
+        );
+        let bs = b.events.iter().find_map(|e| match e {
+            SipEvent::Call(i) => Some(i.id),
+            _ => None,
+        });
+        (a, b, s, bs)
+    };
+
+    let (a, b, s, bs) = call(SrtpPolicy::Mandatory, SrtpPolicy::Mandatory, 5301);
+    assert_eq!(a.states().last(), Some(&CallState::Answered));
+    let (a_audio, a_video) = keys_of(&a, s).expect("a started media");
+    let (b_audio, b_video) = keys_of(&b, bs.expect("b took the call")).unwrap();
+    let (a_audio, b_audio) = (a_audio.expect("SRTP audio"), b_audio.expect("SRTP audio"));
+    assert_eq!(
+        (&a_audio.send, &a_audio.recv),
+        (&b_audio.recv, &b_audio.send)
+    );
+    let (a_video, b_video) = (a_video.expect("SRTP video"), b_video.expect("SRTP video"));
+    assert_eq!(
+        (&a_video.send, &a_video.recv),
+        (&b_video.recv, &b_video.send)
+    );
+    assert_ne!(a_audio.send, a_video.send, "a key per stream");
+    assert_eq!(a_audio.suite(), crate::SrtpSuite::AesCm128HmacSha1_80);
+
+    // Optional to mandatory-less optional: SRTP too (plain proto with crypto lines).
+    let (a, _, s, _) = call(SrtpPolicy::Optional, SrtpPolicy::Optional, 5303);
+    assert!(keys_of(&a, s).unwrap().0.is_some());
+
+    // Plain caller, mandatory callee: 488 and no media on either side.
+    let (a, b, _, bs) = call(SrtpPolicy::Off, SrtpPolicy::Mandatory, 5305);
+    let last = a.progress().last().cloned().unwrap();
+    assert_eq!(
+        (last.state, last.status),
+        (CallState::Failed, 488),
+        "{last:?}"
+    );
+    assert!(bs.is_none());
+    assert_eq!((a.live_media(), b.live_media()), (0, 0));
+
+    // Optional caller, plain callee: the call is plain RTP.
+    let (a, _, s, _) = call(SrtpPolicy::Optional, SrtpPolicy::Off, 5307);
+    assert_eq!(a.states().last(), Some(&CallState::Answered));
+    assert_eq!(keys_of(&a, s).unwrap(), (None, None));
+}
+
 /// Two cores over a TCP or TLS link (as the engine delivers it: every message from the peer
 /// on connection 1): Via and Contact name the transport and the port we listen on for it, the
 /// answers go back on the connection the request came on, and nothing is retransmitted.

@@ -72,6 +72,7 @@ impl SipCore {
         a.telephone_event = true;
         a.local.video_nack = self.cfg.resilience.nack.enabled;
         a.local.video_rtx = self.cfg.video_rtx;
+        a.local.srtp = self.cfg.srtp;
         a
     }
 

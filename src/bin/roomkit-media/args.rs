@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::Args;
 use roomkit_media::backend::{NackConfig, PacerConfig, ResilienceConfig};
+use roomkit_media::SrtpPolicy;
 
 /// Resolves `HOST:PORT` (numeric or a name such as `localhost`) to its first address.
 pub fn resolve(v: &str) -> Result<SocketAddr, String> {
@@ -91,6 +92,17 @@ pub struct SipMediaArgs {
           default_value_t = ResilienceConfig::default().inactivity_timeout.as_secs_f64(),
           value_parser = within(0.0, 86_400.0, " seconds"))]
     pub inactivity: f64,
+    /// SRTP with SDES keys: off, optional (offer RTP/AVP with crypto lines, take either) or
+    /// mandatory (RTP/SAVP only; a plain offer is refused with 488).
+    #[arg(long, value_name = "off|optional|mandatory", default_value = "off",
+          value_parser = srtp_policy)]
+    pub srtp: SrtpPolicy,
+}
+
+/// `--srtp off|optional|mandatory`.
+fn srtp_policy(name: &str) -> Result<SrtpPolicy, String> {
+    SrtpPolicy::from_name(name)
+        .ok_or_else(|| format!("{name:?}: expected off, optional or mandatory"))
 }
 
 impl SipMediaArgs {

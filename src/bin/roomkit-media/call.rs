@@ -22,7 +22,7 @@ use roomkit_media::backend::{
 };
 use roomkit_media::codec::testclip::TestClip;
 use roomkit_media::prelude::*;
-use roomkit_media::VideoCodec;
+use roomkit_media::{SrtpSuite, VideoCodec};
 
 use serde::Serialize;
 
@@ -115,6 +115,9 @@ struct Summary<'a> {
     audio_codec: &'a str,
     sample_rate: u32,
     has_video: bool,
+    /// The SRTP suite per stream; null: plain RTP (or no video).
+    audio_srtp: Option<&'static str>,
+    video_srtp: Option<&'static str>,
     pictures_sent: u64,
     frames_received: u64,
     keyframes_received: u64,
@@ -213,6 +216,7 @@ pub fn run(args: &CallArgs) -> Result<ExitCode, Failure> {
         user: "roomkit-media".into(),
         video_rtx,
         resilience,
+        srtp: args.media.srtp,
         tls: SipTlsConfig {
             ca: args.tls_ca.clone(),
             verify: !args.tls_no_verify,
@@ -350,6 +354,14 @@ pub fn run(args: &CallArgs) -> Result<ExitCode, Failure> {
         call_id: &call_id,
         transport: &transport,
         audio_codec: &audio_codec,
+        audio_srtp: session
+            .as_ref()
+            .and_then(|s| s.audio.srtp_suite)
+            .map(SrtpSuite::sdp_name),
+        video_srtp: session
+            .as_ref()
+            .and_then(|s| s.video.as_ref()?.srtp_suite)
+            .map(SrtpSuite::sdp_name),
         sample_rate: rate,
         has_video,
         pictures_sent: sent_pictures,

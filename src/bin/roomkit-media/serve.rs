@@ -28,6 +28,7 @@ use roomkit_media::backend::{SessionId, SessionInfo};
 use roomkit_media::prelude::*;
 use roomkit_media::VideoCodec;
 
+use roomkit_media::SrtpSuite;
 use serde::Serialize;
 
 use crate::args::{resolve, within, SipMediaArgs};
@@ -157,6 +158,8 @@ enum Event<'a> {
         audio_codec: &'a str,
         sample_rate: u32,
         audio_remote: String,
+        /// The SRTP suite of the audio stream; null: plain RTP.
+        audio_srtp: Option<&'static str>,
         /// `udp`, `tcp` or `tls`.
         transport: &'a str,
     },
@@ -166,6 +169,8 @@ enum Event<'a> {
         pt: u8,
         local: String,
         remote: String,
+        /// The SRTP suite of the video stream; null: plain RTP.
+        srtp: Option<&'static str>,
     },
     Frame {
         session: String,
@@ -367,6 +372,7 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode, crate::Failure> {
         audio_sample_rate: AppRate::Codec,
         video_rtx,
         resilience,
+        srtp: args.media.srtp,
         ..SipBackendConfig::default()
     };
     if let Some(Codecs(v)) = &args.video_codecs {
@@ -433,6 +439,7 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode, crate::Failure> {
                 audio_codec: get("audio_codec"),
                 sample_rate: s.audio.sample_rate,
                 audio_remote: s.audio.remote_addr.to_string(),
+                audio_srtp: s.audio.srtp_suite.map(SrtpSuite::sdp_name),
                 transport: get("sip_transport"),
             });
         });
@@ -447,6 +454,7 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode, crate::Failure> {
                 pt: v.map_or(0, |v| v.payload_type),
                 local: v.map_or(String::new(), |v| v.local_addr.to_string()),
                 remote: v.map_or(String::new(), |v| v.remote_addr.to_string()),
+                srtp: v.and_then(|v| v.srtp_suite).map(SrtpSuite::sdp_name),
             });
         });
     }

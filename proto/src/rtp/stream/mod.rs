@@ -61,6 +61,7 @@ use super::rtcp::{
 };
 use super::rtt::RttEstimator;
 use super::sender::RtpSender;
+use super::srtp::{SrtpError, SrtpSession, SrtpSuite};
 use super::stats::StreamStats;
 use crate::error::{Error, Result};
 use crate::frame::{AudioFrame, DtmfEvent, VideoFrame};
@@ -175,6 +176,9 @@ pub struct StreamCore {
     events: VecDeque<StreamEvent>,
     pool: Vec<Vec<u8>>,
     stats: StreamStats,
+    /// SRTP contexts, when the stream is secured: applied in `poll_transmit` and on entry to
+    /// `handle_rtp`/`handle_rtcp`, so nothing in between sees a protected packet.
+    srtp: Option<SrtpSession>,
 }
 
 impl std::fmt::Debug for StreamCore {
@@ -220,6 +224,12 @@ impl StreamCore {
             }
         }
         let interval = RtcpInterval::new(cfg.rtcp_interval, now, &mut rng);
+        let srtp = match &cfg.srtp {
+            Some(keys) => {
+                Some(SrtpSession::new(keys).map_err(|e| Error::InvalidArgument(e.to_string()))?)
+            }
+            None => None,
+        };
         Ok(StreamCore {
             cname: cfg.cname,
             mux: cfg.rtcp_mux,
@@ -261,6 +271,7 @@ impl StreamCore {
             events: VecDeque::new(),
             pool: Vec::new(),
             stats: StreamStats::default(),
+            srtp,
         })
     }
 
@@ -356,10 +367,46 @@ impl StreamCore {
 
     // ---- outputs ---------------------------------------------------------------------------
 
-    /// The next datagram to send now.
+    /// The SRTP suite protecting the stream; `None`: plain RTP.
+    pub fn srtp_suite(&self) -> Option<SrtpSuite> {
+        self.srtp.as_ref().map(SrtpSession::suite)
+    }
+
+    /// The next datagram to send now. On a secured stream it is already SRTP or SRTCP: every
+    /// packet the core makes (media, RTX, paced, retransmitted, RTCP) leaves through here.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        loop {
+            let mut t = self.transmits.pop_front()?;
+            let Some(srtp) = self.srtp.as_mut() else {
+                return Some(t);
+            };
+            let protected = match t.kind {
+                TransmitKind::Rtp => srtp.tx.protect_rtp(&t.contents),
+                TransmitKind::Rtcp => srtp.tx.protect_rtcp(&t.contents),
+            };
+            match protected {
+                Ok(p) => {
+                    let plain = std::mem::replace(&mut t.contents, p);
+                    self.recycle(plain);
+                    return Some(t);
+                }
+                // Only a packet we built wrongly, or a key past its 2^48 packets: never sent
+                // in the clear.
+                Err(_) => {
+                    self.stats.malformed += 1;
+                }
+            }
+        }
+    }
+
+    /// Counts a packet SRTP refused.
+    fn srtp_dropped(&mut self, e: SrtpError) {
+        match e {
+            SrtpError::Auth => self.stats.srtp_auth_failed += 1,
+            SrtpError::Replay => self.stats.srtp_replayed += 1,
+            _ => self.stats.malformed += 1,
+        }
     }
 
     /// The next event for the application.
@@ -435,11 +482,19 @@ impl StreamCore {
         }
     }
 
-    /// An RTCP compound that arrived at `now` from `from`.
+    /// An RTCP compound (SRTCP on a secured stream) that arrived at `now` from `from`.
     pub fn handle_rtcp(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
         if self.closed {
             return;
         }
+        match self.srtp.as_mut().map(|s| s.rx.unprotect_rtcp(data)) {
+            None => self.handle_plain_rtcp(now, from, data),
+            Some(Ok(plain)) => self.handle_plain_rtcp(now, from, &plain),
+            Some(Err(e)) => self.srtp_dropped(e),
+        }
+    }
+
+    fn handle_plain_rtcp(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
         if !self.accept_source(from, true) {
             self.stats.unexpected_source += 1;
             return;

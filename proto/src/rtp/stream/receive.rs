@@ -176,11 +176,20 @@ impl AudioRx {
 impl StreamCore {
     // ---- media from the peer ---------------------------------------------------------------
 
-    /// An RTP packet that arrived at `now` from `from`.
+    /// An RTP packet (SRTP on a secured stream) that arrived at `now` from `from`. A secured
+    /// packet is authenticated and replay-checked before anything else, latching included.
     pub fn handle_rtp(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
         if self.closed {
             return;
         }
+        match self.srtp.as_mut().map(|s| s.rx.unprotect_rtp(data)) {
+            None => self.handle_plain_rtp(now, from, data),
+            Some(Ok(plain)) => self.handle_plain_rtp(now, from, &plain),
+            Some(Err(e)) => self.srtp_dropped(e),
+        }
+    }
+
+    fn handle_plain_rtp(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
         if !self.accept_source(from, false) {
             self.stats.unexpected_source += 1;
             return;
