@@ -522,7 +522,9 @@ impl AsRawFd for Waker {
 
 /// Waits until one of `fds` has one of its `events` (or an error or hang-up) or `timeout`
 /// passes, and fills each `revents`. Returns how many are ready. For any number of descriptors
-/// (the SIP thread polls its TCP/TLS connections too).
+/// (the SIP thread polls its TCP/TLS connections too). `ppoll` takes the timeout to the
+/// nanosecond, so a pacer releasing a packet every few hundred microseconds is woken on time rather
+/// than at the next millisecond.
 pub fn poll_fds(fds: &mut [libc::pollfd], timeout: Duration) -> io::Result<usize> {
     let ts = libc::timespec {
         tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
@@ -565,35 +567,11 @@ pub fn poll_readable(fds: &[RawFd], ready: &mut [bool], timeout: Duration) -> io
         p.fd = fd;
         p.events = libc::POLLIN;
     }
-    // `ppoll` takes the timeout to the nanosecond, so a pacer releasing a packet every few
-    // hundred microseconds is woken on time rather than at the next millisecond.
-    let ts = libc::timespec {
-        tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
-        tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
-    };
-    loop {
-        // SAFETY: `pfds` is a live array of `fds.len()` initialised pollfd entries and `ts` a
-        // valid timespec that outlives the call; a null signal mask leaves the mask unchanged.
-        let r = unsafe {
-            libc::ppoll(
-                pfds.as_mut_ptr(),
-                fds.len() as libc::nfds_t,
-                &ts,
-                std::ptr::null(),
-            )
-        };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        for (r, p) in ready.iter_mut().zip(&pfds[..fds.len()]) {
-            *r = p.revents != 0;
-        }
-        return Ok(r as usize);
+    let n = poll_fds(&mut pfds[..fds.len()], timeout)?;
+    for (r, p) in ready.iter_mut().zip(&pfds[..fds.len()]) {
+        *r = p.revents != 0;
     }
+    Ok(n)
 }
 
 #[cfg(test)]

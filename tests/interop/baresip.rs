@@ -99,22 +99,14 @@ fn our_paced_clip_reaches_baresip_without_loss_and_decodes() {
         "baresip listens"
     );
     // Our CLI, the built-in clip (a key picture each second), paced as by default.
-    let call = peers::run(
-        40,
-        peers::bin().to_str().unwrap(),
-        &[
-            "call",
-            &format!("sip:baresip@127.0.0.1:{bport}"),
-            "--seconds",
-            "6",
-        ],
-    );
-    let ours = String::from_utf8_lossy(&call.stdout).to_string();
-    let b_out = peers::wait_bounded(baresip, Duration::from_secs(60));
-    let theirs = format!(
-        "{}{}",
-        String::from_utf8_lossy(&b_out.stdout),
-        String::from_utf8_lossy(&b_out.stderr)
+    let support::baresip::OurCall {
+        output: call,
+        ours,
+        theirs,
+    } = support::baresip::call_baresip(
+        baresip,
+        &format!("sip:baresip@127.0.0.1:{bport}"),
+        &["--seconds", "6"],
     );
     assert!(
         call.status.success() && ours.contains("\"has_video\":true"),

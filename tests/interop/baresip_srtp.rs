@@ -88,24 +88,14 @@ fn our_srtp_call_reaches_baresip_and_it_decodes() {
         peers::wait_udp_bound(bport, Duration::from_secs(10)),
         "baresip listens"
     );
-    let call = peers::run(
-        40,
-        peers::bin().to_str().unwrap(),
-        &[
-            "call",
-            &format!("sip:baresip@127.0.0.1:{bport}"),
-            "--seconds",
-            "6",
-            "--srtp",
-            "mandatory",
-        ],
-    );
-    let ours = String::from_utf8_lossy(&call.stdout).to_string();
-    let b_out = peers::wait_bounded(baresip, Duration::from_secs(60));
-    let theirs = format!(
-        "{}{}",
-        String::from_utf8_lossy(&b_out.stdout),
-        String::from_utf8_lossy(&b_out.stderr)
+    let support::baresip::OurCall {
+        output: call,
+        ours,
+        theirs,
+    } = support::baresip::call_baresip(
+        baresip,
+        &format!("sip:baresip@127.0.0.1:{bport}"),
+        &["--seconds", "6", "--srtp", "mandatory"],
     );
     assert!(
         call.status.success()

@@ -177,25 +177,20 @@ fn our_call_reaches_baresip_over_tls_verified() {
         "baresip listens"
     );
     let ca = pki.path("ca.pem");
-    let call = peers::run(
-        40,
-        peers::bin().to_str().unwrap(),
+    let support::baresip::OurCall {
+        output: call,
+        ours,
+        theirs,
+    } = support::baresip::call_baresip(
+        baresip,
+        &format!("sip:baresip@127.0.0.1:{};transport=tls", bport + 1),
         &[
-            "call",
-            &format!("sip:baresip@127.0.0.1:{};transport=tls", bport + 1),
             "--tls-ca",
             ca.to_str().unwrap(),
             "--audio-only",
             "--seconds",
             "2",
         ],
-    );
-    let ours = String::from_utf8_lossy(&call.stdout).to_string();
-    let b_out = peers::wait_bounded(baresip, Duration::from_secs(60));
-    let theirs = format!(
-        "{}{}",
-        String::from_utf8_lossy(&b_out.stdout),
-        String::from_utf8_lossy(&b_out.stderr)
     );
     assert!(
         call.status.success()

@@ -302,3 +302,33 @@ pub fn dial_recording_serve_with(
         baresip,
     }
 }
+
+/// What came of our `call` to a baresip that answers it.
+pub struct OurCall {
+    /// Our process (its exit status and stderr).
+    pub output: std::process::Output,
+    /// Our JSON lines.
+    pub ours: String,
+    /// Everything baresip printed, once it has exited.
+    pub theirs: String,
+}
+
+/// Runs our `call` to `uri` (with `extra` arguments) while `baresip` is up, then waits for baresip
+/// to exit (its `-t` run time) and collects both sides' output.
+pub fn call_baresip(baresip: std::process::Child, uri: &str, extra: &[&str]) -> OurCall {
+    let mut args = vec!["call", uri];
+    args.extend_from_slice(extra);
+    let output = peers::run(40, peers::bin().to_str().unwrap(), &args);
+    let ours = String::from_utf8_lossy(&output.stdout).to_string();
+    let b_out = peers::wait_bounded(baresip, std::time::Duration::from_secs(60));
+    let theirs = format!(
+        "{}{}",
+        String::from_utf8_lossy(&b_out.stdout),
+        String::from_utf8_lossy(&b_out.stderr)
+    );
+    OurCall {
+        output,
+        ours,
+        theirs,
+    }
+}
