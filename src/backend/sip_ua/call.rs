@@ -485,7 +485,7 @@ impl SipCore {
         };
         let mut headers: Vec<(&str, String)> = vec![("Supported", SUPPORTED.to_string())];
         let c = &self.calls[&no];
-        let contact = self.contact_uri(&c.contact_user, c.peer.transport);
+        let contact = self.contact_uri(&c.contact_user, c.peer.transport, c.sips);
         headers.push(("Contact", format!("<{contact}>")));
         let c = self.calls.get_mut(&no).expect("still there");
         apply_uas_timer(c, timer, &mut headers, now);
@@ -579,7 +579,7 @@ impl SipCore {
     ) {
         let session_name = self.cfg.user_agent.clone();
         let contact = self.calls.get(&no).map_or_else(String::new, |c| {
-            self.contact_uri(&c.contact_user, c.peer.transport)
+            self.contact_uri(&c.contact_user, c.peer.transport, c.sips)
         });
         let timer_interval = self
             .calls

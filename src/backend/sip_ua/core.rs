@@ -140,12 +140,20 @@ impl SipCore {
     }
 
     /// Our Contact URI with `user`, reached over `transport`: `sip:user@host:port` on UDP,
-    /// with `;transport=tcp` on TCP, and `sips:` on TLS.
-    pub(super) fn contact_uri(&self, user: &str, transport: SipTransportKind) -> String {
+    /// with `;transport=tcp` on TCP; on TLS `sips:` when the request that set the dialog up
+    /// named a `sips:` URI (`sips`; RFC 3261 §8.1.1.8 and §12.1.1 require it then), else
+    /// `sip:...;transport=tls` — a peer that dialled `sip:...;transport=tls` may not route to a
+    /// `sips:` Contact at all (baresip 1.0 fails its ACK with ENOSYS).
+    pub(super) fn contact_uri(
+        &self,
+        user: &str,
+        transport: SipTransportKind,
+        sips: bool,
+    ) -> String {
         let sent_by = self.sent_by_on(transport);
         match transport {
             SipTransportKind::Udp => format!("sip:{user}@{sent_by}"),
-            SipTransportKind::Tls => format!("sips:{user}@{sent_by}"),
+            SipTransportKind::Tls if sips => format!("sips:{user}@{sent_by}"),
             t => format!("sip:{user}@{sent_by};transport={}", t.param()),
         }
     }
@@ -354,6 +362,9 @@ impl SipCore {
         let id = self.new_tx_id();
         let key = TransactionKey::server(req);
         let reliable = from.transport.is_reliable();
+        let sips = req
+            .request_uri()
+            .is_some_and(|u| u.scheme().eq_ignore_ascii_case("sips"));
         let tx = if matches!(req.method(), Method::Invite) {
             let tag = match req.to().tag() {
                 Some(t) => t.to_string(),
@@ -388,6 +399,7 @@ impl SipCore {
                 key,
                 dest: from,
                 tx,
+                sips,
             },
         );
         id
@@ -407,10 +419,11 @@ impl SipCore {
         out: &mut Outbox,
     ) {
         let ua = self.cfg.user_agent.clone();
-        let Some(transport) = self.servers.get(&id).map(|e| e.dest.transport) else {
+        let Some((transport, sips)) = self.servers.get(&id).map(|e| (e.dest.transport, e.sips))
+        else {
             return;
         };
-        let contact = self.contact_uri("roomkit", transport);
+        let contact = self.contact_uri("roomkit", transport, sips);
         let Some(e) = self.servers.get_mut(&id) else {
             return;
         };

@@ -9,7 +9,9 @@ use super::events::{CallProgress, CallState, CallView, SharedUpdate, SipCounter,
 use super::host::{MediaChange, MediaError, MediaStart};
 use super::ids::{CallNo, TxId};
 use super::metadata::{call_metadata, Parties};
-use super::state::{Call, CallMedia, ClientKind, Phase, SipCore, UacLeg, ALLOW, SUPPORTED};
+use super::state::{
+    is_sips, Call, CallMedia, ClientKind, Phase, SipCore, UacLeg, ALLOW, SUPPORTED,
+};
 use crate::engine::EndReason;
 use crate::sdp::{build_offer, parse_answer, Answer, Negotiation, OfferConfig};
 use crate::sip::auth::DigestClient;
@@ -55,7 +57,11 @@ impl SipCore {
     pub(super) fn dial(&mut self, mut req: DialRequest, now: Instant, out: &mut Outbox) {
         self.count(SipCounter::CallsDialed);
         if req.from_uri.is_empty() {
-            req.from_uri = self.contact_uri(&req.contact_user, req.next_hop.transport);
+            req.from_uri = self.contact_uri(
+                &req.contact_user,
+                req.next_hop.transport,
+                is_sips(&req.target),
+            );
         }
         if self.call_index.contains_key(&req.call_id) || self.by_session.contains_key(&req.session)
         {
@@ -128,6 +134,7 @@ impl SipCore {
             },
         );
         call.contact_user = contact_user;
+        call.sips = is_sips(&leg.request.target);
         call.uac = Some(Box::new(leg));
         call.auth = auth;
         self.insert_call(call);
@@ -155,7 +162,7 @@ impl SipCore {
                 return;
             };
             (
-                self.contact_uri(&c.contact_user, hop),
+                self.contact_uri(&c.contact_user, hop, c.sips),
                 self.sent_by_on(hop),
                 hop.via_token(),
             )

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use super::command::RegisterRequest;
 use super::events::{RegistrationEvent, SipEvent};
-use super::state::{RegEntry, SipCore, TimerKey, DEFAULT_CONTACT_USER, MAX_REGISTRATIONS};
+use super::state::{is_sips, RegEntry, SipCore, TimerKey, DEFAULT_CONTACT_USER, MAX_REGISTRATIONS};
 use crate::sip::register::{Registration, RegistrationConfig, RegistrationEvent as Step};
 use crate::sip::Outbox;
 use crate::sip::{SipMessage, Uri};
@@ -47,7 +47,7 @@ impl SipCore {
         let transport = req.next_hop.transport;
         let mut cfg = RegistrationConfig::new(
             &req.aor,
-            &self.contact_uri(&user, transport),
+            &self.contact_uri(&user, transport, is_sips(&req.aor)),
             &self.sent_by_on(transport),
         );
         cfg.registrar = req.registrar;

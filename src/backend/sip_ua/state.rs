@@ -69,6 +69,9 @@ pub(super) struct ServerEntry {
     pub key: TransactionKey,
     pub dest: SipPeer,
     pub tx: ServerTx,
+    /// The request's Request-URI was a `sips:` URI: our Contact in the answer must be one too
+    /// (RFC 3261 §12.1.1).
+    pub sips: bool,
 }
 
 /// Why we sent a non-INVITE request.
@@ -267,6 +270,9 @@ pub(super) struct Call {
     pub auth: Option<DigestClient>,
     /// The user part of our Contact.
     pub contact_user: String,
+    /// The dialog was set up with a `sips:` Request-URI, so our Contact says `sips:` (RFC 3261
+    /// §8.1.1.8, §12.1.1); otherwise a TLS call's Contact is `sip:...;transport=tls`.
+    pub sips: bool,
     /// The last progress reported (dialed calls).
     pub last_state: Option<CallState>,
 }
@@ -301,6 +307,7 @@ impl Call {
             ack: None,
             auth: None,
             contact_user: DEFAULT_CONTACT_USER.into(),
+            sips: false,
             last_state: None,
         }
     }
@@ -357,4 +364,12 @@ impl UacLeg {
 pub(super) struct RegEntry {
     pub reg: Registration,
     pub dest: SipPeer,
+}
+
+/// True for a `sips:` URI (a request to it must reach its target over TLS hop by hop, and our
+/// Contact in its dialog is `sips:` too).
+pub(super) fn is_sips(uri: &str) -> bool {
+    uri.trim_start()
+        .get(..5)
+        .is_some_and(|s| s.eq_ignore_ascii_case("sips:"))
 }

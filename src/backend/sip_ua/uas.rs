@@ -331,6 +331,7 @@ impl SipCore {
             },
         );
         call.dialog = Some(dialog);
+        call.sips = self.servers.get(&id).is_some_and(|e| e.sips);
         call.invite_tx = Some(id);
         call.info = Some(info);
         self.insert_call(call);
