@@ -4,13 +4,12 @@
 
 use crate::support;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use roomkit_media::backend::{ConnectOptions, RtpBackendConfig, RtpVideoBackend};
 use roomkit_media::prelude::*;
 use roomkit_media::{SrtpKey, SrtpKeys, SrtpSuite};
-use support::rtp::{collect, h264_picture, loopback_config, recv_n};
+use support::rtp::{collect, connect_each_other, h264_picture, loopback_config, recv_n};
 
 /// A and B connected to each other; A's sending keys are B's receiving keys unless `wrong`.
 fn secured_pair(
@@ -37,40 +36,22 @@ fn secured_pair(
         SrtpKey::from_os_rng(suite),
         SrtpKey::from_os_rng(suite),
     );
-    let placeholder: SocketAddr = "127.0.0.1:9".parse().unwrap();
-    let sa = a
-        .connect(
-            "room",
-            "alice",
-            ConnectOptions {
-                srtp: Some(keys(&ka, &kb)),
-                video_srtp: Some(keys(&kv_a, &kv_b)),
-                ..ConnectOptions::to(placeholder, Some(placeholder))
-            },
-        )
-        .unwrap();
     let stranger = SrtpKey::from_os_rng(suite);
     let b_video_recv = if wrong { &stranger } else { &kv_a };
-    let sb = b
-        .connect(
-            "room",
-            "bob",
-            ConnectOptions {
-                srtp: Some(keys(&kb, &ka)),
-                video_srtp: Some(keys(&kv_b, b_video_recv)),
-                ..ConnectOptions::to(
-                    sa.audio.local_addr,
-                    Some(sa.video.clone().unwrap().local_addr),
-                )
-            },
-        )
-        .unwrap();
-    a.update_remote(
-        sa.id,
-        Some(sb.audio.local_addr),
-        Some(sb.video.clone().unwrap().local_addr),
-    )
-    .unwrap();
+    let (sa, sb) = connect_each_other(
+        &a,
+        &b,
+        |audio, video| ConnectOptions {
+            srtp: Some(keys(&ka, &kb)),
+            video_srtp: Some(keys(&kv_a, &kv_b)),
+            ..ConnectOptions::to(audio, Some(video))
+        },
+        |audio, video| ConnectOptions {
+            srtp: Some(keys(&kb, &ka)),
+            video_srtp: Some(keys(&kv_b, b_video_recv)),
+            ..ConnectOptions::to(audio, Some(video))
+        },
+    );
     (a, b, sa.id, b_rx, sb)
 }
 

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Receiver};
-use roomkit_media::backend::{RtpBackendConfig, RtpVideoBackend};
+use roomkit_media::backend::{ConnectOptions, RtpBackendConfig, RtpVideoBackend};
 use roomkit_media::engine::{KeyframeRequest, SessionId};
 use roomkit_media::prelude::*;
 use roomkit_media::{AudioFrame, DtmfEvent, VideoFrame};
@@ -123,21 +123,7 @@ pub fn pair_without_callbacks(cfg: RtpBackendConfig) -> Pair {
 }
 
 fn connect_pair(a: RtpVideoBackend, b: RtpVideoBackend, a_rx: Rx, b_rx: Rx) -> Pair {
-    // A first, aimed at a placeholder; B aimed at A; then A re-aimed at B.
-    let placeholder: SocketAddr = "127.0.0.1:9".parse().unwrap();
-    let sa = a
-        .connect("room-a", "alice", meta(placeholder, placeholder))
-        .unwrap();
-    let sa_v = sa.video.clone().unwrap();
-    let sb = b
-        .connect("room-b", "bob", meta(sa.audio.local_addr, sa_v.local_addr))
-        .unwrap();
-    a.update_remote(
-        sa.id,
-        Some(sb.audio.local_addr),
-        Some(sb.video.clone().unwrap().local_addr),
-    )
-    .unwrap();
+    let (sa, sb) = connect_each_other(&a, &b, meta, meta);
     Pair {
         a,
         b,
@@ -146,6 +132,40 @@ fn connect_pair(a: RtpVideoBackend, b: RtpVideoBackend, a_rx: Rx, b_rx: Rx) -> P
         a_rx,
         b_rx,
     }
+}
+
+/// Connects `a` and `b` to each other on loopback: A first, aimed at a placeholder; B aimed at
+/// A; then A re-aimed at B. `a_options`/`b_options` turn the remote audio and video addresses into
+/// that side's connect options (plain metadata, or options with keys). Returns both sessions.
+pub fn connect_each_other<OA, OB>(
+    a: &RtpVideoBackend,
+    b: &RtpVideoBackend,
+    a_options: impl FnOnce(SocketAddr, SocketAddr) -> OA,
+    b_options: impl FnOnce(SocketAddr, SocketAddr) -> OB,
+) -> (SessionInfo, SessionInfo)
+where
+    OA: Into<ConnectOptions>,
+    OB: Into<ConnectOptions>,
+{
+    let placeholder: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let sa = a
+        .connect("room-a", "alice", a_options(placeholder, placeholder))
+        .unwrap();
+    let sa_v = sa.video.clone().unwrap();
+    let sb = b
+        .connect(
+            "room-b",
+            "bob",
+            b_options(sa.audio.local_addr, sa_v.local_addr),
+        )
+        .unwrap();
+    a.update_remote(
+        sa.id,
+        Some(sb.audio.local_addr),
+        Some(sb.video.clone().unwrap().local_addr),
+    )
+    .unwrap();
+    (sa, sb)
 }
 
 /// Up to `n` items, waiting at most `timeout` in total.
