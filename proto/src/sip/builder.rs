@@ -4,10 +4,8 @@
 //! our To tag is added. Requests are assembled from text the caller (usually a dialog) supplies.
 //! Every message gets a reason phrase (for responses) and a Content-Length.
 
-use rand::distr::Alphanumeric;
-use rand::Rng;
-
 use super::message::{EchoHeaders, Method, Rejection};
+use super::rng::SipRng;
 
 /// The standard reason phrase for a status code (RFC 3261 §21 and common extensions).
 pub fn reason_phrase(status: u16) -> &'static str {
@@ -73,29 +71,24 @@ pub fn reason_phrase(status: u16) -> &'static str {
     }
 }
 
+// The free functions below draw once from a fresh OS-seeded `SipRng`, so the formats of tags,
+// branches and Call-IDs are written once, in `rng.rs`.
+
 /// A new Via branch: the RFC 3261 magic cookie followed by random characters.
 #[cfg(any(test, feature = "_internals"))]
 pub fn new_branch() -> String {
-    format!("z9hG4bK{}", random_token(16))
+    SipRng::from_os().branch()
 }
 
 /// A new random tag for From/To.
 #[cfg(any(test, feature = "_internals"))]
 pub fn new_tag() -> String {
-    random_token(12)
+    SipRng::from_os().tag()
 }
 
 /// A new Call-ID, `random@host`.
 pub fn new_call_id(host: &str) -> String {
-    format!("{}@{host}", random_token(20))
-}
-
-fn random_token(len: usize) -> String {
-    rand::rng()
-        .sample_iter(&Alphanumeric)
-        .take(len)
-        .map(char::from)
-        .collect()
+    SipRng::from_os().call_id(host)
 }
 
 /// Header values supplied by the application must not be able to start new lines.
