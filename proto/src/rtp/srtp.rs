@@ -11,6 +11,8 @@
 
 use std::fmt;
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
 use rand::{CryptoRng, RngCore, TryRngCore};
 use rtc_shared::replay_detector::{ReplayDetector, WrappedSlidingWindowDetector};
 use rtc_srtp::context::Context;
@@ -31,6 +33,8 @@ const MAX_SOURCES: usize = 16;
 const MASTER_KEY_LEN: usize = 16;
 /// Room for the longest master key || salt (AES-CM's 14-byte salt).
 const MAX_KEY_SALT_LEN: usize = 30;
+/// The longest base64 text read as a key: 30 bytes take 40 characters.
+const MAX_KEY_BASE64: usize = 64;
 
 /// An SRTP crypto suite, as SDES (RFC 4568 §6.2, RFC 7714 §12) names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -63,6 +67,18 @@ impl SrtpSuite {
     /// The suite an `a=crypto` line names, if we implement it (names are case-sensitive).
     pub fn from_sdp_name(name: &str) -> Option<SrtpSuite> {
         SrtpSuite::ALL.into_iter().find(|s| s.sdp_name() == name)
+    }
+
+    /// The suite an application or a user names (the SDES name, case-sensitive as in SDP);
+    /// the error lists the names we know.
+    pub fn from_sdes_text(name: &str) -> Result<SrtpSuite, String> {
+        SrtpSuite::from_sdp_name(name).ok_or_else(|| {
+            let names: Vec<&str> = SrtpSuite::ALL.iter().map(|s| s.sdp_name()).collect();
+            format!(
+                "{name:?} is not an SRTP suite (expected one of {})",
+                names.join(", ")
+            )
+        })
     }
 
     /// Master key length in bytes.
@@ -125,6 +141,34 @@ impl SrtpKey {
             suite,
             material,
             len,
+        })
+    }
+
+    /// A key as SDES carries it: base64 (standard alphabet, padded) of master key || master
+    /// salt, the suite's exact length once decoded. The decoded copy is zeroed.
+    pub fn from_base64(suite: SrtpSuite, text: &str) -> Result<SrtpKey, SrtpError> {
+        // 30 bytes take 40 characters; anything much longer is not a key of ours.
+        if text.is_empty() || text.len() > MAX_KEY_BASE64 {
+            return Err(SrtpError::BadKey);
+        }
+        let mut material = STANDARD.decode(text).map_err(|_| SrtpError::BadKey)?;
+        let key = SrtpKey::new(suite, &material);
+        material.zeroize();
+        key
+    }
+
+    /// A key an application or a user hands over as text: as [`SrtpKey::from_base64`] reads
+    /// it, optionally after `inline:` (the key part of an `a=crypto` line without lifetime or
+    /// MKI). The error says what was expected; it never quotes the key.
+    pub fn from_sdes_text(suite: SrtpSuite, key: &str) -> Result<SrtpKey, String> {
+        let text = key.strip_prefix("inline:").unwrap_or(key);
+        SrtpKey::from_base64(suite, text).map_err(|_| {
+            format!(
+                "not base64 of {} bytes ({}-byte master key, {}-byte salt) as {suite} needs",
+                suite.key_len() + suite.salt_len(),
+                suite.key_len(),
+                suite.salt_len()
+            )
         })
     }
 
@@ -698,6 +742,49 @@ mod tests {
             recv: SrtpKey::from_os_rng(SrtpSuite::AesCm128HmacSha1_80),
         };
         assert_eq!(SrtpSession::new(&keys).unwrap_err(), SrtpError::BadKey);
+    }
+
+    #[test]
+    fn keys_read_from_sdes_text() {
+        // RFC 4568 §8.1's example key: 30 bytes.
+        const B64: &str = "WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz";
+        let cm80 = SrtpSuite::AesCm128HmacSha1_80;
+        let k = SrtpKey::from_sdes_text(cm80, B64).unwrap();
+        assert_eq!(k.suite(), SrtpSuite::AesCm128HmacSha1_80);
+        assert_eq!(k.key_and_salt(), b"YS___semctl () {\t220;}\n}\nunles");
+        let prefixed = SrtpKey::from_sdes_text(cm80, &format!("inline:{B64}"));
+        assert_eq!(prefixed.unwrap().key_and_salt(), k.key_and_salt());
+        // GCM takes 28 bytes: the same 30 are refused, and 28 accepted.
+        let gcm = SrtpKey::from_sdes_text(SrtpSuite::AeadAes128Gcm, B64).unwrap_err();
+        assert!(
+            gcm.contains("28 bytes (16-byte master key, 12-byte salt)"),
+            "{gcm}"
+        );
+        let k28 = STANDARD.encode([7u8; 28]);
+        assert!(SrtpKey::from_sdes_text(SrtpSuite::AeadAes128Gcm, &k28).is_ok());
+
+        assert_eq!(
+            SrtpSuite::from_sdes_text("AES_CM_128_HMAC_SHA1_32"),
+            Ok(SrtpSuite::AesCm128HmacSha1_32)
+        );
+        let unknown = SrtpSuite::from_sdes_text("aes_cm_128_hmac_sha1_80").unwrap_err();
+        assert!(unknown.contains("not an SRTP suite") && unknown.contains("AEAD_AES_128_GCM"));
+        for bad in [
+            "",
+            "inline:",
+            "AAAA",
+            "!!!!",
+            &B64[..39],
+            &format!("{B64}AAAA"),
+            &format!("{B64}|2^20"),
+            &format!("inline:inline:{B64}"),
+            &"A".repeat(10_000),
+        ] {
+            let e = SrtpKey::from_sdes_text(cm80, bad).unwrap_err();
+            assert!(e.contains("30 bytes"), "{bad:?}: {e}");
+            // The message never quotes what it was given (a near-miss key is still a secret).
+            assert!(bad.len() < 4 || !e.contains(&bad[..4]), "{e}");
+        }
     }
 
     #[test]
