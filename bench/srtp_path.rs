@@ -6,10 +6,12 @@
 //! as fast as they go. The sender keeps at most `WINDOW` pictures ahead of the receiver's
 //! callback, so the kernel does not drop what the receiver has no time for and every
 //! configuration does the same work; pacing and NACK are off. Plain RTP and each SRTP suite
-//! take turns, round after round, each on a fresh pair of sessions; the median round of each is
-//! reported with packets/s, Mbit/s (RTP bytes received, headers included) and its ratio to
-//! plain. Beside it, the cost of protect + unprotect alone for the clip's packets on one core
-//! (`rtp::srtp` without sockets or threads), which is what SRTP adds to the path.
+//! take turns, round after round, each on a fresh pair of sessions. Reported per configuration,
+//! with its ratio to plain: the median round's packets/s and Mbit/s (RTP bytes received,
+//! headers included), the best round's packets/s, and the median CPU time the whole process
+//! (sender, receiver and callback threads) spent per packet, which moves far less than wall
+//! time on a machine shared with other work. Beside them, protect + unprotect alone per packet
+//! on one core (`rtp::srtp`, no sockets or threads): what SRTP adds to the path.
 //!
 //! Run: `cargo bench --bench srtp_path` (needs ffmpeg with libx264 to make the clip once);
 //! `SRTP_PATH_ROUNDS=N` changes the number of rounds (default 7).
@@ -58,6 +60,9 @@ struct Pass {
     pictures: u64,
     sent_packets: u64,
     auth_failed: u64,
+    /// CPU time of the whole process (every thread: sender, receiver, callbacks) during the
+    /// pass, seconds.
+    cpu: f64,
 }
 
 impl Pass {
@@ -67,6 +72,23 @@ impl Pass {
     fn mbit_per_sec(&self) -> f64 {
         self.bytes as f64 * 8.0 / self.secs / 1e6
     }
+    /// CPU microseconds the path spent per packet received.
+    fn cpu_us_per_packet(&self) -> f64 {
+        self.cpu * 1e6 / self.packets.max(1) as f64
+    }
+}
+
+/// User + system CPU time of this process so far, in seconds: on a machine shared with other
+/// work, what a pass costs is steadier than how long it took.
+fn process_cpu() -> f64 {
+    let mut u = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes one `rusage` into the pointer, which has room for it.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, u.as_mut_ptr()) };
+    assert_eq!(rc, 0, "getrusage");
+    // SAFETY: getrusage succeeded, so it initialised the struct (and it was zeroed anyway).
+    let u = unsafe { u.assume_init() };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(u.ru_utime) + secs(u.ru_stime)
 }
 
 fn config() -> RtpBackendConfig {
@@ -138,6 +160,7 @@ fn pass(pictures: &[&[u8]], suite: Option<SrtpSuite>) -> Pass {
     let b_video = sb.video.as_ref().unwrap().local_addr;
     a.update_remote(sa.id, None, Some(b_video)).unwrap();
 
+    let cpu0 = process_cpu();
     let start = Instant::now();
     let mut last = start;
     let mut arrived = 0u64;
@@ -163,6 +186,7 @@ fn pass(pictures: &[&[u8]], suite: Option<SrtpSuite>) -> Pass {
             Err(_) => break,
         }
     }
+    let cpu = process_cpu() - cpu0;
     let rx = b.stats(sb.id).unwrap().video.unwrap();
     let txs = a.stats(sa.id).unwrap().video.unwrap();
     let _ = a.disconnect(sa.id);
@@ -174,6 +198,7 @@ fn pass(pictures: &[&[u8]], suite: Option<SrtpSuite>) -> Pass {
         pictures: frames.load(Ordering::Relaxed),
         sent_packets: txs.packets_sent,
         auth_failed: rx.srtp_auth_failed,
+        cpu,
     }
 }
 
@@ -191,6 +216,13 @@ fn crypto_only(suite: SrtpSuite, packets: u64, len: usize) -> f64 {
         std::hint::black_box(rx.unprotect_rtp(&protected).unwrap());
     }
     t.elapsed().as_secs_f64()
+}
+
+/// The median CPU cost per packet of a configuration's passes.
+fn median_cpu(v: &[Pass]) -> f64 {
+    let mut c: Vec<f64> = v.iter().map(Pass::cpu_us_per_packet).collect();
+    c.sort_by(f64::total_cmp);
+    c[c.len() / 2]
 }
 
 fn median(mut v: Vec<Pass>) -> Pass {
@@ -236,31 +268,55 @@ fn main() {
         }
     }
     let plain = median(results[0].clone());
+    let plain_best = results[0]
+        .iter()
+        .map(Pass::packets_per_sec)
+        .fold(0.0f64, f64::max);
+    let plain_cpu = median_cpu(&results[0]);
     println!(
-        "{:<25} {:>12} {:>10} {:>9} {:>10} {:>8} {:>16}",
-        "send->recv", "packets/s", "Mbit/s", "vs plain", "pictures", "lost", "crypto-only cpu"
+        "{:<24} {:>10} {:>7} {:>6} {:>10} {:>6} {:>11} {:>6} {:>8} {:>5} {:>13}",
+        "send->recv (medians)",
+        "packets/s",
+        "Mbit/s",
+        "ratio",
+        "best pk/s",
+        "ratio",
+        "cpu us/pkt",
+        "ratio",
+        "pictures",
+        "lost",
+        "crypto-only"
     );
     for (c, r) in configs.iter().zip(results) {
         let best = r.iter().map(Pass::packets_per_sec).fold(0.0f64, f64::max);
+        let cpu = median_cpu(&r);
         let m = median(r);
         let crypto = match c {
             Some(s) => {
                 let secs = crypto_only(*s, m.sent_packets, 1200);
-                format!("{:.0} ms/pass", secs * 1e3)
+                format!("{:.2} us/pkt", secs * 1e6 / m.sent_packets.max(1) as f64)
             }
             None => "-".to_string(),
         };
         println!(
-            "{:<25} {:>12.0} {:>10.0} {:>8.0}% {:>10} {:>8} {:>16}   (best {:.0} packets/s, pass {:.0} ms)",
+            "{:<24} {:>10.0} {:>7.0} {:>5.0}% {:>10.0} {:>5.0}% {:>11.2} {:>5.0}% {:>8} {:>5} {:>13}",
             name(c),
             m.packets_per_sec(),
             m.mbit_per_sec(),
             100.0 * m.packets_per_sec() / plain.packets_per_sec(),
+            best,
+            100.0 * best / plain_best,
+            cpu,
+            100.0 * plain_cpu / cpu,
             m.pictures,
             m.sent_packets.saturating_sub(m.packets),
             crypto,
-            best,
-            m.secs * 1e3
         );
     }
+    println!(
+        "load after: {}",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
 }

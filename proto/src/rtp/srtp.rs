@@ -357,7 +357,7 @@ impl SrtpSender {
             return Err(SrtpError::Malformed);
         }
         match self.ctx.encrypt_rtp(rtp) {
-            Ok(p) => Ok(p.to_vec()),
+            Ok(p) => Ok(p.into()),
             Err(e) => Err(match reason(e) {
                 SrtpError::Malformed => SrtpError::Malformed,
                 _ => SrtpError::Protect,
@@ -372,7 +372,7 @@ impl SrtpSender {
         }
         self.ctx
             .encrypt_rtcp(rtcp)
-            .map(|p| p.to_vec())
+            .map(Vec::from)
             .map_err(|_| SrtpError::Protect)
     }
 }
@@ -443,7 +443,7 @@ impl SrtpReceiver {
         }
         let ssrc = u32::from_be_bytes([srtp[8], srtp[9], srtp[10], srtp[11]]);
         let plain = self.decrypt(ssrc, |ctx| {
-            ctx.decrypt_rtp(srtp).map(|p| p.to_vec()).map_err(reason)
+            ctx.decrypt_rtp(srtp).map(Vec::from).map_err(reason)
         })?;
         // Authenticated: now whether it is new. The header is in the clear, checked above.
         let seq = u16::from_be_bytes([srtp[2], srtp[3]]);
@@ -481,7 +481,7 @@ impl SrtpReceiver {
         }
         let ssrc = u32::from_be_bytes([srtcp[4], srtcp[5], srtcp[6], srtcp[7]]);
         let plain = self.decrypt(ssrc, |ctx| {
-            ctx.decrypt_rtcp(srtcp).map(|p| p.to_vec()).map_err(reason)
+            ctx.decrypt_rtcp(srtcp).map(Vec::from).map_err(reason)
         })?;
         let index = u32::from_be_bytes([word[0], word[1], word[2], word[3]]) & 0x7fff_ffff;
         if !self
