@@ -291,4 +291,9 @@ pub struct SipStats {
     pub connections_refused: u64,
     /// Messages for a TCP/TLS peer that could not be sent.
     pub stream_send_failures: u64,
+    /// The protocol version of the last TLS handshake that finished, either side (`TLSv1_3`,
+    /// `TLSv1_2`); `None` before any.
+    pub tls_version: Option<&'static str>,
+    /// The cipher suite of that handshake (`TLS13_AES_256_GCM_SHA384`...).
+    pub tls_cipher_suite: Option<&'static str>,
 }
