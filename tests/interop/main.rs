@@ -1,5 +1,5 @@
 //! The interop tests: our CLI and backends against real peers (ffmpeg, GStreamer, sipp, baresip,
-//! Kamailio). Each test returns early when its peer is not installed (and fails in CI). One
+//! Kamailio, tshark). Each test returns early when its peer is not installed (and fails in CI). One
 //! binary for the area, so a build links the crate and libopus once; each file is one module.
 
 #[path = "../support/mod.rs"]
@@ -21,5 +21,6 @@ mod sipp;
 mod sipp_uac;
 mod srtp_peers;
 mod testclip_ffmpeg;
+mod tshark_secure;
 mod wideband_baresip;
 mod wideband_ffmpeg;
