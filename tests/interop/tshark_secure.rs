@@ -234,6 +234,7 @@ fn listening_port(line: &str, key: &str) -> u16 {
 }
 
 /// One call from our `call` to `serve`, captured: plain TCP + RTP, or TLS + SRTP (mandatory).
+/// Returns what tshark found and the output lines of serve, then of call.
 fn captured_call(
     dir: &TempDir,
     pki: &Pki,
@@ -311,10 +312,14 @@ fn captured_call(
         args.extend_from_slice(&["--tls-ca", ca.to_str().unwrap(), "--srtp", "mandatory"]);
     }
     let call = peers::run(60, peers::bin().to_str().unwrap(), &args);
-    let call_out = String::from_utf8_lossy(&call.stdout).into_owned();
     let served = peers::wait_bounded(serve, Duration::from_secs(30));
+    // serve's lines, then call's (its summary last).
     let mut lines: Vec<String> = serve_out.map_while(Result::ok).collect();
-    lines.push(call_out);
+    lines.extend(
+        String::from_utf8_lossy(&call.stdout)
+            .lines()
+            .map(str::to_string),
+    );
     assert!(
         served.status.success(),
         "serve: {}",
