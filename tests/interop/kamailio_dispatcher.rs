@@ -42,7 +42,7 @@ const FPS: u32 = 10;
 struct Instance {
     /// `timeout`, which runs serve.
     child: Option<Child>,
-    /// serve itself (the child of `timeout`), known once it listens.
+    /// serve itself (the child of `timeout`); `None` once killed.
     pid: Option<u32>,
     port: u16,
     lines: Arc<Mutex<Vec<(Instant, String)>>>,
@@ -59,20 +59,21 @@ impl Instance {
                 sink.lock().push((Instant::now(), l));
             }
         });
-        let mut i = Instance {
+        // Known before anything can fail, so that dropping the instance always ends serve.
+        let pid = child_of(child.id());
+        let i = Instance {
             child: Some(child),
-            pid: None,
+            pid,
             port,
             lines,
         };
+        assert!(i.pid.is_some(), "no serve process under timeout");
         assert!(
             support::wait_until(Duration::from_secs(30), || !i
                 .events("listening")
                 .is_empty()),
             "serve on {port} did not start"
         );
-        i.pid = i.child.as_ref().and_then(|c| child_of(c.id()));
-        assert!(i.pid.is_some(), "no serve process under timeout");
         i
     }
 
@@ -334,8 +335,10 @@ fn kamailio_dispatcher_spreads_calls_and_fails_over_when_an_instance_dies() {
         .flat_map(|(n, i)| i.call_ids().into_iter().map(move |c| (n, c)))
         .collect();
     let dead_uri = format!("127.0.0.1:{dead_port}");
-    let killed_at = Instant::now();
     instances[dead].kill_hard();
+    // After `kill` returned: the instance died before this instant (on a loaded machine,
+    // starting `kill` alone can take a while).
+    let killed_at = Instant::now();
 
     // Phase 2: short calls through the detection window and after it, while a watcher reads
     // Kamailio's log for the moment it marks the instance down.

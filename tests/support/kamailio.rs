@@ -59,6 +59,7 @@ impl Kamailio {
             .collect();
         std::fs::write(&list, lines).unwrap();
         let cfg = config("dispatcher.cfg", &dir, port)
+            .replace("@ADDR@", "127.0.0.1")
             .replace("@LIST_FILE@", list.to_str().unwrap())
             .replace("@PING_INTERVAL@", &ping_secs.to_string())
             .replace("@FR_TIMER_MS@", &fr_ms.to_string())
