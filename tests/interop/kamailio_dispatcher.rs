@@ -11,6 +11,9 @@
 //!   before noticing were retried on the next one (failure_route), and once it noticed (a
 //!   missed probe or a timed-out INVITE, within ping interval + transaction timeout) it sent no
 //!   new call there.
+//!
+//! And an instance that is full (`--max-sessions`) answers 503, which Kamailio takes as "try
+//! the next one": the caller never sees it.
 
 use crate::support;
 
@@ -49,8 +52,11 @@ struct Instance {
 }
 
 impl Instance {
-    fn start(rtp_ports: &str) -> Instance {
-        let (mut child, port) = peers::spawn_serve(150, rtp_ports, &["--echo"]);
+    /// `serve --echo` with `extra` arguments.
+    fn start(rtp_ports: &str, extra: &[&str]) -> Instance {
+        let mut args = vec!["--echo"];
+        args.extend_from_slice(extra);
+        let (mut child, port) = peers::spawn_serve(150, rtp_ports, &args);
         let stdout = child.stdout.take().unwrap();
         let lines: Arc<Mutex<Vec<(Instant, String)>>> = Arc::default();
         let sink = lines.clone();
@@ -291,7 +297,7 @@ fn kamailio_dispatcher_spreads_calls_and_fails_over_when_an_instance_dies() {
     }
     let mut instances: Vec<Instance> = ["41000-41199", "41200-41399", "41400-41599"]
         .iter()
-        .map(|r| Instance::start(r))
+        .map(|r| Instance::start(r, &[]))
         .collect();
     let ports: Vec<u16> = instances.iter().map(|i| i.port).collect();
     let Some(k) = Kamailio::dispatcher(&ports, PING_SECS, FR_MS, 150) else {
@@ -495,4 +501,57 @@ fn kamailio_dispatcher_spreads_calls_and_fails_over_when_an_instance_dies() {
             }
         }
     }
+}
+
+/// An instance that is full answers 503 (`serve --max-sessions 1`): Kamailio retries the call on
+/// the next instance instead of passing the refusal on, and the caller never sees it.
+#[test]
+fn kamailio_dispatcher_retries_a_call_a_full_instance_refuses() {
+    if !peers::have_peers(&["kamailio"]) {
+        return;
+    }
+    let full = Instance::start("41600-41699", &["--max-sessions", "1"]);
+    let roomy = Instance::start("41700-41899", &[]);
+    let Some(k) = Kamailio::dispatcher(&[full.port, roomy.port], PING_SECS, FR_MS, 90) else {
+        return;
+    };
+    let target = format!("sip:room@{}", k.addr());
+    // Round-robin gives each instance two of the four; the full one can hold only one.
+    let calls = finish(place(&target, 4, 2 * (BEFORE + AFTER), "4"));
+    let script = k.script_lines();
+    let context = format!(
+        "--- kamailio ---\n{}\n--- full ---\n{}\n--- roomy ---\n{}\n--- calls ---\n{}",
+        script.join("\n"),
+        full.everything(),
+        roomy.everything(),
+        calls
+            .iter()
+            .map(|o| o.all.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    for o in &calls {
+        assert!(o.ok, "{}\n{context}", o.all);
+        let id = o.call_id();
+        let on = if full.call_ids().contains(&id) {
+            &full
+        } else {
+            &roomy
+        };
+        assert_ended_cleanly(on, o, &context);
+    }
+    assert_eq!(full.call_ids().len(), 1, "{context}");
+    assert_eq!(roomy.call_ids().len(), 3, "{context}");
+    let full_uri = format!("127.0.0.1:{}", full.port);
+    let refused = script
+        .iter()
+        .find(|l| l.starts_with("failed INVITE") && l.contains(&full_uri) && l.contains("(503)"))
+        .unwrap_or_else(|| panic!("no 503 from the full instance:\n{context}"));
+    let id = refused.split_whitespace().nth(3).unwrap_or_default();
+    assert!(
+        script
+            .iter()
+            .any(|l| l.starts_with("retry INVITE") && l.contains(id)),
+        "{id} was not retried:\n{context}"
+    );
 }
