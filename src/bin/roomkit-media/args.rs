@@ -19,6 +19,23 @@ pub fn resolve(v: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("`{v}` resolves to no address"))
 }
 
+/// `A-B`: the RTP ports a command takes its calls' ports from (`--rtp-ports`), `A` below `B`.
+pub fn port_range(v: &str) -> Result<(u16, u16), String> {
+    let (a, b) = v
+        .split_once('-')
+        .ok_or_else(|| format!("`{v}` is not A-B"))?;
+    let p = |s: &str| {
+        s.trim()
+            .parse::<u16>()
+            .map_err(|_| format!("`{s}` is not a port"))
+    };
+    let (a, b) = (p(a)?, p(b)?);
+    if a >= b {
+        return Err(format!("{a} is not below {b}"));
+    }
+    Ok((a, b))
+}
+
 /// A number in `lo..=hi`; `unit` ends the message (" seconds", " ms" or "").
 ///
 /// Returns a closure so an option names its range where it is declared:
