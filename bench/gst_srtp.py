@@ -15,14 +15,13 @@ gst-launch-1.0 with RFC 4571 framing, rtpstreamdepay ! srtpenc|srtpdec ! rtpstre
 """
 
 import argparse
-import sys
 import time
 
 import gi
 
 gi.require_version("Gst", "1.0")
 gi.require_version("GstApp", "1.0")
-from gi.repository import Gst, GstApp  # noqa: E402,F401  (GstApp: appsrc/appsink methods)
+from gi.repository import Gst, GstApp  # noqa: E402,F401  (GstApp: appsink.try_pull_sample)
 
 # SDES suite -> (rtp-cipher, rtp-auth, rtcp-cipher, rtcp-auth), the names srtpenc's properties
 # and srtpdec's caps use. AES_CM_128_HMAC_SHA1_32 keeps the 80-bit tag on SRTCP (RFC 4568
@@ -35,8 +34,8 @@ SUITES = {
 
 
 def key_caps(suite, key, ssrc):
-    """srtpdec's caps for one stream: its SSRC, the key and the suite. Written as a caps string
-    (a buffer is hex there) so that no GstBuffer crosses PyGObject's GValue boxing."""
+    """srtpdec's caps for one stream: its SSRC, the key (hex, as caps strings write buffers) and
+    the suite."""
     rc, ra, cc, ca = SUITES[suite]
     return Gst.Caps.from_string(
         "application/x-srtp, ssrc=(uint)%d, srtp-key=(buffer)%s, srtp-cipher=(string)%s, "
@@ -45,23 +44,13 @@ def key_caps(suite, key, ssrc):
     )
 
 
-# Caps handed to srtpdec from a `request-key` handler, kept alive: PyGObject gives srtpdec a
-# reference it does not own (it would unref them once too often and drop the stream's key).
-KEPT = []
-
-
-def keep(caps):
-    KEPT.append(caps)
-    return caps
-
-
 def recv(args):
     key = bytes.fromhex(args.key)
     keyed = []
 
     def request_key(_el, ssrc):
         keyed.append(ssrc)
-        return keep(key_caps(args.suite, key, ssrc))
+        return key_caps(args.suite, key, ssrc)
 
     pipe = Gst.parse_launch(
         "udpsrc name=src address=127.0.0.1 port=%d buffer-size=8388608 "
