@@ -421,6 +421,10 @@ impl SipVoiceBackend {
             s.tls_failures = g(&c.tls_failed);
             s.connections_refused = g(&c.refused);
             s.stream_send_failures = g(&c.send_failed);
+            if let Some((version, suite)) = *c.last_tls.lock() {
+                s.tls_version = Some(version);
+                s.tls_cipher_suite = Some(suite);
+            }
         }
         s
     }

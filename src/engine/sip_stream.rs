@@ -75,6 +75,9 @@ pub struct StreamCounters {
     pub refused: AtomicU64,
     /// Messages to a stream peer that could not be sent (no connection could be had).
     pub send_failed: AtomicU64,
+    /// The protocol version and cipher suite of the last TLS handshake that finished (either
+    /// side), as rustls names them (`TLSv1_3`, `TLS13_AES_256_GCM_SHA384`).
+    pub last_tls: parking_lot::Mutex<Option<(&'static str, &'static str)>>,
 }
 
 fn bump(c: &AtomicU64) {
@@ -257,6 +260,8 @@ struct Conn {
     last_traffic: Instant,
     /// When the message now arriving began.
     message_since: Option<Instant>,
+    /// Its TLS handshake's outcome went into the counters.
+    tls_noted: bool,
 }
 
 impl Conn {
@@ -546,6 +551,7 @@ impl StreamTransports {
                 opened: now,
                 last_traffic: now,
                 message_since: None,
+                tls_noted: false,
             },
         );
         id
@@ -679,6 +685,16 @@ impl StreamTransports {
                 (true, since) => since,
                 (false, _) => None,
             };
+        }
+        if !c.tls_noted && !c.handshaking() {
+            if let Some(t) = &c.tls {
+                c.tls_noted = true;
+                let version = t.protocol_version().and_then(|v| v.as_str());
+                let suite = t.negotiated_cipher_suite().and_then(|s| s.suite().as_str());
+                if let (Some(v), Some(s)) = (version, suite) {
+                    *self.counters.last_tls.lock() = Some((v, s));
+                }
+            }
         }
         if c.flush().is_err() {
             return Err(Close::Gone);
