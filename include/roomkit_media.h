@@ -562,6 +562,10 @@ typedef struct {
     // Check the certificates of the TLS servers we call; default true. **false is unsafe**
     // (any certificate is accepted): for tests with self-signed peers only.
     bool tls_verify;
+    // RFC 5626 keep-alive interval, in ms, on the TCP/TLS connections the backend opens
+    // (CRLF CRLF pings, each connection at 80–100 % of it; one unanswered for 10 s closes the
+    // connection and fails what waits on it). 0: no pings. Default 120000.
+    uint32_t sip_keepalive_ms;
 } rkm_sip_config;
 
 // An answered SIP call, as the `call` callback sees it. Every string is NUL-terminated and

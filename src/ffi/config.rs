@@ -548,6 +548,10 @@ pub struct rkm_sip_config {
     /// Check the certificates of the TLS servers we call; default true. **false is unsafe**
     /// (any certificate is accepted): for tests with self-signed peers only.
     pub tls_verify: bool,
+    /// RFC 5626 keep-alive interval, in ms, on the TCP/TLS connections the backend opens
+    /// (CRLF CRLF pings, each connection at 80–100 % of it; one unanswered for 10 s closes the
+    /// connection and fails what waits on it). 0: no pings. Default 120000.
+    pub sip_keepalive_ms: u32,
 }
 
 /// Fills `cfg` with the defaults (see each field). String fields get static strings that the
@@ -596,6 +600,8 @@ pub extern "C" fn rkm_sip_config_init(cfg: *mut rkm_sip_config) {
             tls_key: std::ptr::null(),
             tls_ca: std::ptr::null(),
             tls_verify: d.tls.verify,
+            sip_keepalive_ms: u32::try_from(d.stream_timeouts.keepalive.as_millis())
+                .unwrap_or(u32::MAX),
         };
         Ok(())
     })
@@ -760,6 +766,7 @@ pub(crate) unsafe fn sip_config_from_c(c: &rkm_sip_config) -> FfiResult<SipBacke
     r.tls.key = path(c.tls_key, "cfg.tls_key")?;
     r.tls.ca = path(c.tls_ca, "cfg.tls_ca")?;
     r.tls.verify = c.tls_verify;
+    r.stream_timeouts.keepalive = Duration::from_millis(u64::from(c.sip_keepalive_ms));
     if r.tls.cert.is_some() != r.tls.key.is_some() {
         return Err(Failure::invalid("cfg.tls_cert and cfg.tls_key go together"));
     }
@@ -810,6 +817,14 @@ mod sip_tests {
         assert_eq!(
             (r.local_sip_tcp_addr, r.local_sip_tls_addr, &r.tls),
             (None, None, &d.tls)
+        );
+        assert_eq!(r.stream_timeouts, d.stream_timeouts);
+        c.sip_keepalive_ms = 0;
+        // SAFETY: as above.
+        let r = unsafe { sip_config_from_c(&c) }.unwrap();
+        assert!(
+            r.stream_timeouts.keepalive.is_zero(),
+            "0 turns keep-alives off"
         );
     }
 

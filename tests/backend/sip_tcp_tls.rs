@@ -12,7 +12,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use roomkit_media::backend::{
-    CallState, DialOptions, SipBackendConfig, SipTlsConfig, SipVoiceBackend, StreamTimeouts,
+    CallState, DialOptions, RegisterOptions, RegistrationEvent, SipBackendConfig, SipTlsConfig,
+    SipVoiceBackend, StreamTimeouts,
 };
 use roomkit_media::sip::SipTransportKind;
 use support::sip::*;
@@ -104,6 +105,10 @@ fn a_server_certificate_the_caller_does_not_trust_fails_the_call() {
     let p = ua.wait_call(s, T).unwrap();
     assert_eq!((p.state, p.status), (CallState::Failed, 503), "{p:?}");
     assert!(
+        p.reason.contains("certificate"),
+        "the reason says why: {p:?}"
+    );
+    assert!(
         wait_until(T, || ua.sip_stats().tls_failures >= 1),
         "{:?}",
         ua.sip_stats()
@@ -174,6 +179,7 @@ fn a_tcp_peer_that_refuses_the_connection_fails_the_call_at_once() {
         .unwrap();
     let p = ua.wait_call(s, T).unwrap();
     assert_eq!((p.state, p.status), (CallState::Failed, 503), "{p:?}");
+    assert!(p.reason.to_lowercase().contains("refused"), "{p:?}");
     assert!(
         ua.sip_stats().connections_refused >= 1,
         "{:?}",
@@ -466,4 +472,74 @@ fn tls_1_2_and_1_3_clients_are_served() {
         assert!(text.contains("Content-Length:"), "{text}");
     }
     assert_eq!(srv.sip_stats().tls_failures, 0);
+}
+
+/// Registers `aor` through `registrar` and waits for the first event.
+fn first_registration_event(
+    ua: &SipVoiceBackend,
+    aor: &str,
+    registrar: &str,
+) -> (RegistrationEvent, Duration) {
+    let (tx, events) = crossbeam_channel::unbounded();
+    ua.on_registration(move |_, ev| {
+        let _ = tx.send(ev.clone());
+    });
+    let began = Instant::now();
+    ua.register(
+        aor,
+        RegisterOptions {
+            registrar: Some(registrar.to_string()),
+            ..RegisterOptions::default()
+        },
+    )
+    .unwrap();
+    // Timer F would end it after 32 s; the transport error must come long before.
+    let ev = events
+        .recv_timeout(Duration::from_secs(20))
+        .expect("a registration event");
+    (ev, began.elapsed())
+}
+
+/// A REGISTER over TCP to a closed port, and over TLS to a server whose certificate we do not
+/// trust, fail at once with a 503 whose reason says why — not after timer F's 32 s.
+#[test]
+fn a_register_to_a_closed_port_or_an_untrusted_server_fails_at_once() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let ua = caller(44, None);
+    let (ev, took) = first_registration_event(
+        &ua,
+        &format!("sip:alice@127.0.0.1:{port}"),
+        &format!("sip:127.0.0.1:{port};transport=tcp"),
+    );
+    let RegistrationEvent::Failed {
+        status,
+        reason,
+        retry_in,
+    } = &ev
+    else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(*status, 503, "{ev:?}");
+    assert!(reason.to_lowercase().contains("refused"), "{reason}");
+    assert!(retry_in.is_some(), "it will be retried: {ev:?}");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+
+    let pki = Pki::new("reg-untrusted");
+    let other = Pki::new("reg-other-ca");
+    let srv = server(45, &pki, StreamTimeouts::default());
+    let ua = caller(45, Some(&other.path("ca.pem")));
+    let tls = stream_addr(&srv, SipTransportKind::Tls);
+    let (ev, took) =
+        first_registration_event(&ua, &format!("sips:alice@{tls}"), &format!("sips:{tls}"));
+    let RegistrationEvent::Failed { status, reason, .. } = &ev else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(*status, 503, "{ev:?}");
+    assert!(reason.contains("certificate"), "{reason}");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    assert!(ua.sip_stats().tls_failures >= 1, "{:?}", ua.sip_stats());
 }

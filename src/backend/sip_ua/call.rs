@@ -720,7 +720,7 @@ impl SipCore {
                 }
                 self.reinvite_failed(no, &resp, now, out);
             }
-            TransactionEvent::Timeout | TransactionEvent::TransportError if current => {
+            TransactionEvent::Timeout | TransactionEvent::TransportError(_) if current => {
                 self.send_bye(no, now, out);
                 self.end_call(no, "no answer to our re-INVITE", EndReason::Error);
             }

@@ -393,8 +393,8 @@ impl SipCore {
                     self.dial_refused_final(no, &resp, now, out);
                 }
             }
-            TransactionEvent::TransportError if current && !confirmed => {
-                self.fail_dial(no, 503, "transport error: the peer could not be reached")
+            TransactionEvent::TransportError(reason) if current && !confirmed => {
+                self.fail_dial(no, 503, &format!("transport error: {reason}"))
             }
             TransactionEvent::Timeout if current && !confirmed => {
                 let reason = self

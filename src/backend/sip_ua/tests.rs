@@ -1602,19 +1602,125 @@ fn a_transport_error_fails_the_dial_at_once_with_503() {
     // Another peer's failure changes nothing.
     a.core.handle_transport_error(
         SipPeer::new(addr(6001), SipTransportKind::Tls),
+        "connection refused",
+        now,
+        &mut a.out,
+    );
+    // Nor does another connection to the same peer, when ours is known.
+    a.drain_events();
+    assert_eq!(a.states(), [CallState::Trying]);
+    // The engine names the connection it opened for the INVITE: that one fails it.
+    let reason = "TLS failed: invalid peer certificate: UnknownIssuer";
+    a.core.handle_transport_error(
+        SipPeer::on_conn(peer.addr, peer.transport, ConnId(7)),
+        reason,
         now,
         &mut a.out,
     );
     a.drain_events();
-    assert_eq!(a.states(), [CallState::Trying]);
-    a.core.handle_transport_error(peer, now, &mut a.out);
-    a.drain_events();
     let last = a.progress().pop().unwrap();
     assert_eq!(
-        (last.state, last.status),
-        (CallState::Failed, 503),
+        (last.state, last.status, last.reason.as_str()),
+        (
+            CallState::Failed,
+            503,
+            format!("transport error: {reason}").as_str()
+        ),
         "{last:?}"
     );
     assert_eq!(a.core.transaction_count(), 0);
     assert_eq!(a.reserved(), 0, "the call's ports are back");
+}
+
+/// A REGISTER over TLS that the transport cannot carry fails at once with a 503 that says why,
+/// and is retried after the back-off on a new connection; once registered, the connection
+/// dying (a keep-alive unanswered) brings a re-REGISTER, while another peer's connection
+/// failing changes nothing.
+#[test]
+fn a_transport_error_fails_a_register_at_once_and_a_lost_flow_re_registers() {
+    let t0 = Instant::now();
+    let mut a = Ua::new(5171, |_| {});
+    let registrar = SipPeer::new(addr(6300), SipTransportKind::Tls);
+    a.cmd(
+        Command::Register(
+            1,
+            Box::new(RegisterRequest {
+                aor: "sips:alice@127.0.0.1:6300".into(),
+                registrar: String::new(),
+                next_hop: registrar,
+                route: None,
+                credentials: None,
+                expires: 600,
+            }),
+        ),
+        t0,
+    );
+    let first = a.sent();
+    assert_eq!(first.len(), 1);
+    assert!(first[0].0.top_via().raw().contains("SIP/2.0/TLS"));
+    let reason = "TLS failed: invalid peer certificate: UnknownIssuer";
+    a.core.handle_transport_error(
+        SipPeer::on_conn(registrar.addr, registrar.transport, ConnId(1)),
+        reason,
+        t0,
+        &mut a.out,
+    );
+    a.drain_events();
+    let failed = a
+        .events
+        .iter()
+        .find_map(|e| match e {
+            SipEvent::Registration(
+                1,
+                RegistrationEvent::Failed {
+                    status,
+                    reason,
+                    retry_in,
+                },
+            ) => Some((*status, reason.clone(), *retry_in)),
+            _ => None,
+        })
+        .expect("the registration failed");
+    assert_eq!(
+        failed,
+        (
+            503,
+            format!("transport error: {reason}"),
+            Some(Duration::from_secs(1))
+        )
+    );
+    // No retransmission over TLS, and the retry 1 s later.
+    a.tick(t0 + Duration::from_millis(900));
+    assert!(a.sent().is_empty());
+    let at = t0 + Duration::from_secs(1);
+    a.tick(at);
+    let retry = a.sent();
+    assert_eq!(retry.len(), 1);
+    let ok = reply(&retry[0].0, 200, Some("reg"), &[], None);
+    a.recv(&ok, registrar.addr, at);
+    a.drain_events();
+    assert!(a.events.iter().any(|e| matches!(
+        e,
+        SipEvent::Registration(1, RegistrationEvent::Registered { .. })
+    )));
+    // Another peer's connection dies: nothing. Ours dies two minutes on: a re-REGISTER.
+    let later = at + Duration::from_secs(120);
+    a.core.handle_transport_error(
+        SipPeer::on_conn(addr(6301), SipTransportKind::Tls, ConnId(2)),
+        "connection closed by the peer",
+        later,
+        &mut a.out,
+    );
+    a.tick(later);
+    assert!(a.sent().is_empty());
+    a.core.handle_transport_error(
+        SipPeer::on_conn(registrar.addr, registrar.transport, ConnId(3)),
+        "keep-alive ping not answered within 10 s",
+        later,
+        &mut a.out,
+    );
+    a.tick(later);
+    let again = a.sent();
+    assert_eq!(again.len(), 1, "re-registered on a new connection");
+    assert_eq!(again[0].0.method(), &Method::Register);
 }
