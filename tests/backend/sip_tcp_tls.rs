@@ -543,3 +543,70 @@ fn a_register_to_a_closed_port_or_an_untrusted_server_fails_at_once() {
     assert!(took < Duration::from_secs(10), "took {took:?}");
     assert!(ua.sip_stats().tls_failures >= 1, "{:?}", ua.sip_stats());
 }
+
+/// A dialling backend whose connections ping every `every` and give up after `pong`.
+fn pinging_caller(slot: u16, every: Duration, pong: Duration) -> SipVoiceBackend {
+    let start_port = 52000 + slot * 100;
+    let be = SipVoiceBackend::new(SipBackendConfig {
+        local_sip_addr: "127.0.0.1:0".parse().unwrap(),
+        local_rtp_ip: [127, 0, 0, 1].into(),
+        rtp_port_start: start_port,
+        rtp_port_end: start_port + 99,
+        stream_timeouts: StreamTimeouts {
+            keepalive: every,
+            keepalive_pong: pong,
+            ..StreamTimeouts::default()
+        },
+        ..SipBackendConfig::default()
+    })
+    .unwrap();
+    be.start().unwrap();
+    be
+}
+
+/// RFC 5626 keep-alives on the connection we opened to our own server over TCP: pings go out
+/// every interval, the server's pongs keep the connection (and the call on it) alive.
+#[test]
+fn our_keepalives_are_answered_by_our_server_over_tcp() {
+    let pki = Pki::new("keepalive");
+    let srv = server(46, &pki, StreamTimeouts::default());
+    let ua = pinging_caller(46, Duration::from_millis(200), Duration::from_secs(3));
+    let tcp = stream_addr(&srv, SipTransportKind::Tcp);
+    let s = dial_ok(&ua, &format!("sip:room@{tcp};transport=tcp"), audio_only());
+    // 200 ms jittered to 160-200 ms: at least 5 in 2 s, even on a loaded machine.
+    assert!(
+        wait_until(T, || ua.sip_stats().keepalive_pings >= 5),
+        "{:?}",
+        ua.sip_stats()
+    );
+    let stats = ua.sip_stats();
+    assert_eq!(stats.keepalive_failures, 0, "{stats:?}");
+    ua.hangup(s).unwrap();
+    assert!(wait_ended(&ua, s, T), "the BYE went on the same connection");
+    assert_eq!(ua.sip_stats().connections_opened, 1, "{:?}", ua.sip_stats());
+}
+
+/// A registrar that takes the connection and then says nothing (a dead host behind a NAT
+/// that still holds the connection): the unanswered keep-alive fails the REGISTER at once as
+/// a 503 that says so, not after timer F's 32 s.
+#[test]
+fn an_unanswered_keepalive_fails_what_waits_on_the_connection() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    // Holds what it accepts open, reads nothing, answers nothing.
+    let holder = std::thread::spawn(move || silent.accept().map(|(s, _)| s));
+    let ua = pinging_caller(47, Duration::from_millis(300), Duration::from_millis(500));
+    let (ev, took) = first_registration_event(
+        &ua,
+        &format!("sip:alice@127.0.0.1:{port}"),
+        &format!("sip:127.0.0.1:{port};transport=tcp"),
+    );
+    let RegistrationEvent::Failed { status, reason, .. } = &ev else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(*status, 503, "{ev:?}");
+    assert!(reason.contains("keep-alive"), "{reason}");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    assert_eq!(ua.sip_stats().keepalive_failures, 1, "{:?}", ua.sip_stats());
+    drop(holder.join());
+}

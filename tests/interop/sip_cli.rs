@@ -203,3 +203,35 @@ fn serve_refuses_bad_loss_recovery_values() {
         assert!(err.contains(bad[0]), "{bad:?}: {err}");
     }
 }
+
+/// `call` to a TCP port nobody listens on fails at once, and its JSON says why: a `failed`
+/// progress line with 503 and the transport's reason, and a non-zero exit.
+#[test]
+fn call_over_tcp_to_a_closed_port_says_why_in_its_json() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let bin = peers::bin();
+    let began = std::time::Instant::now();
+    // Bounded: timer B would take 32 s.
+    let out = std::process::Command::new("timeout")
+        .args(["20", bin.to_str().unwrap(), "call"])
+        .arg(format!("sip:room@127.0.0.1:{port};transport=tcp"))
+        .output()
+        .unwrap();
+    let took = began.elapsed();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let failed = text
+        .lines()
+        .find(|l| l.contains("\"state\":\"failed\""))
+        .unwrap_or_else(|| panic!("no failed line: {text}"));
+    assert!(failed.contains("\"status\":503"), "{failed}");
+    assert!(
+        failed.contains("transport error") && failed.contains("refused"),
+        "{failed}"
+    );
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+}
