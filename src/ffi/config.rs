@@ -819,6 +819,7 @@ mod sip_tests {
             (None, None, &d.tls)
         );
         assert_eq!(r.stream_timeouts, d.stream_timeouts);
+        c.srtp = RKM_SRTP_OFF;
         c.sip_keepalive_ms = 0;
         // SAFETY: as above.
         let r = unsafe { sip_config_from_c(&c) }.unwrap();
