@@ -527,6 +527,7 @@ fn a_register_to_a_closed_port_or_an_untrusted_server_fails_at_once() {
     assert!(reason.to_lowercase().contains("refused"), "{reason}");
     assert!(retry_in.is_some(), "it will be retried: {ev:?}");
     assert!(took < Duration::from_secs(10), "took {took:?}");
+    eprintln!("REGISTER over TCP to a closed port: 503 after {took:?} ({reason})");
 
     let pki = Pki::new("reg-untrusted");
     let other = Pki::new("reg-other-ca");
@@ -541,6 +542,7 @@ fn a_register_to_a_closed_port_or_an_untrusted_server_fails_at_once() {
     assert_eq!(*status, 503, "{ev:?}");
     assert!(reason.contains("certificate"), "{reason}");
     assert!(took < Duration::from_secs(10), "took {took:?}");
+    eprintln!("REGISTER over TLS to an untrusted server: 503 after {took:?} ({reason})");
     assert!(ua.sip_stats().tls_failures >= 1, "{:?}", ua.sip_stats());
 }
 
@@ -607,6 +609,7 @@ fn an_unanswered_keepalive_fails_what_waits_on_the_connection() {
     assert_eq!(*status, 503, "{ev:?}");
     assert!(reason.contains("keep-alive"), "{reason}");
     assert!(took < Duration::from_secs(10), "took {took:?}");
+    eprintln!("REGISTER to a mute TCP registrar: 503 after {took:?} ({reason})");
     assert_eq!(ua.sip_stats().keepalive_failures, 1, "{:?}", ua.sip_stats());
     drop(holder.join());
 }
