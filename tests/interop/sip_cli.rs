@@ -246,7 +246,7 @@ fn serve_register_over_tcp_to_a_closed_port_says_why_in_its_json() {
         .unwrap()
         .port();
     let aor = format!("sip:alice@127.0.0.1:{port};transport=tcp");
-    let (mut serve, _) = peers::spawn_serve(30, "39420-39439", &["--register", &aor]);
+    let (mut serve, _) = peers::spawn_serve(30, "39600-39619", &["--register", &aor]);
     let began = std::time::Instant::now();
     let (tx, lines) = crossbeam_channel::unbounded();
     let stdout = serve.stdout.take().unwrap();
