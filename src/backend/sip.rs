@@ -425,6 +425,10 @@ impl SipVoiceBackend {
             s.stream_send_failures = g(&c.send_failed);
             s.keepalive_pings = g(&c.pings_sent);
             s.keepalive_failures = g(&c.keepalive_failed);
+            if let Some((version, suite)) = *c.last_tls.lock() {
+                s.tls_version = Some(version);
+                s.tls_cipher_suite = Some(suite);
+            }
         }
         s
     }

@@ -87,6 +87,9 @@ pub struct StreamCounters {
     pub pings_sent: AtomicU64,
     /// Connections closed because a keep-alive ping went unanswered.
     pub keepalive_failed: AtomicU64,
+    /// The protocol version and cipher suite of the last TLS handshake that finished (either
+    /// side), as rustls names them (`TLSv1_3`, `TLS13_AES_256_GCM_SHA384`).
+    pub last_tls: parking_lot::Mutex<Option<(&'static str, &'static str)>>,
 }
 
 fn bump(c: &AtomicU64) {
@@ -269,6 +272,8 @@ struct Conn {
     keepalive: Option<KeepAlive>,
     /// When the message now arriving began.
     message_since: Option<Instant>,
+    /// Its TLS handshake's outcome went into the counters.
+    tls_noted: bool,
 }
 
 impl Conn {
@@ -640,6 +645,7 @@ impl StreamTransports {
                 last_traffic: now,
                 keepalive,
                 message_since: None,
+                tls_noted: false,
             },
         );
         id
@@ -776,6 +782,16 @@ impl StreamTransports {
                 (true, since) => since,
                 (false, _) => None,
             };
+        }
+        if !c.tls_noted && !c.handshaking() {
+            if let Some(t) = &c.tls {
+                c.tls_noted = true;
+                let version = t.protocol_version().and_then(|v| v.as_str());
+                let suite = t.negotiated_cipher_suite().and_then(|s| s.suite().as_str());
+                if let (Some(v), Some(s)) = (version, suite) {
+                    *self.counters.last_tls.lock() = Some((v, s));
+                }
+            }
         }
         if let Err(e) = c.flush() {
             return Err(Close::Gone(format!("write failed: {e}")));

@@ -191,6 +191,12 @@ fn serve_refuses_bad_loss_recovery_values() {
         &["--inactivity", "-1"][..],
         &["--inactivity", "soon"][..],
         &["--audio-jitter", "5000"][..],
+        &[
+            "--srtp-suites",
+            "AES_CM_128_HMAC_SHA1_80,AES_256_CM_HMAC_SHA1_80",
+        ][..],
+        &["--srtp-suites", "AEAD_AES_128_GCM,AEAD_AES_128_GCM"][..],
+        &["--srtp-suites", ","][..],
     ] {
         // Bounded: a serve that took the value would run until the timeout.
         let out = std::process::Command::new("timeout")
@@ -276,4 +282,26 @@ fn serve_register_over_tcp_to_a_closed_port_says_why_in_its_json() {
     assert!(failed.contains("\"retry_in\":1"), "{failed}");
     // Serve's start-up included; timer F would take 32 s.
     assert!(took < Duration::from_secs(10), "took {took:?}");
+}
+
+#[test]
+fn call_and_serve_refuse_a_bad_rtp_port_range() {
+    let bin = peers::bin();
+    for (command, rest) in [
+        ("call", &["sip:nobody@127.0.0.1:9"][..]),
+        ("serve", &["--sip", "127.0.0.1:0"][..]),
+    ] {
+        for bad in ["5000-4000", "5000", "1-70000"] {
+            // Bounded: a command that took the value would place its call or serve.
+            let out = std::process::Command::new("timeout")
+                .args(["20", bin.to_str().unwrap(), command])
+                .args(rest)
+                .args(["--rtp-ports", bad])
+                .output()
+                .unwrap();
+            assert_eq!(out.status.code(), Some(2), "{command} {bad}");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains("--rtp-ports"), "{command} {bad}: {err}");
+        }
+    }
 }

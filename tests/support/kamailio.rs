@@ -1,5 +1,7 @@
-//! Kamailio, a real SIP registrar and record-routing proxy, started from `tests/kamailio/proxy.cfg`
-//! on a free loopback port, bounded by `timeout`, its log (stderr) kept in a file the tests read.
+//! Kamailio, a real SIP server, started on a free loopback port, bounded by `timeout`, its log
+//! (stderr) kept in a file the tests read: a registrar and record-routing proxy
+//! (`tests/kamailio/proxy.cfg`), or a load balancer whose dispatcher spreads calls over several
+//! `serve` instances (`tests/kamailio/dispatcher.cfg`).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -28,16 +30,46 @@ impl Kamailio {
         }
         let dir = TempDir::new("kamailio");
         let port = peers::free_udp_port();
-        let template = std::fs::read_to_string(
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/kamailio/proxy.cfg"),
-        )
-        .expect("tests/kamailio/proxy.cfg");
-        let cfg = template
-            .replace("@PORT@", &port.to_string())
+        let cfg = config("proxy.cfg", &dir, port)
             .replace("@PASSWORD@", password)
-            .replace("@ALGORITHM@", algorithm)
-            .replace("@RUNDIR@", dir.0.to_str().unwrap())
-            .replace("@MODULES@", MODULES);
+            .replace("@ALGORITHM@", algorithm);
+        Some(Kamailio::launch(dir, port, &cfg, secs))
+    }
+
+    /// Starts Kamailio as a load balancer (`tests/kamailio/dispatcher.cfg`): its dispatcher
+    /// spreads new calls round-robin over `instances` (`serve`s' SIP ports on loopback), probes
+    /// each with OPTIONS every `ping_secs`, and gives up on a probe or an INVITE after `fr_ms`
+    /// (then the INVITE is retried on the next instance). `None` (after saying why) when it is
+    /// not installed outside CI.
+    pub fn dispatcher(
+        instances: &[u16],
+        ping_secs: u32,
+        fr_ms: u32,
+        secs: u32,
+    ) -> Option<Kamailio> {
+        if !peers::have_peers(&["kamailio"]) {
+            return None;
+        }
+        let dir = TempDir::new("kamailio-dispatcher");
+        let port = peers::free_udp_port();
+        let list = dir.path("dispatcher.list");
+        let lines: String = instances
+            .iter()
+            .map(|p| format!("1 sip:127.0.0.1:{p}\n"))
+            .collect();
+        std::fs::write(&list, lines).unwrap();
+        let cfg = config("dispatcher.cfg", &dir, port)
+            .replace("@ADDR@", "127.0.0.1")
+            .replace("@LIST_FILE@", list.to_str().unwrap())
+            .replace("@PING_INTERVAL@", &ping_secs.to_string())
+            .replace("@FR_TIMER_MS@", &fr_ms.to_string())
+            .replace("@FR_INV_TIMER_MS@", &(4 * fr_ms).to_string());
+        Some(Kamailio::launch(dir, port, &cfg, secs))
+    }
+
+    /// Writes `cfg` into `dir` and runs Kamailio on it in the foreground, bounded by `secs`;
+    /// returns once its UDP `port` is bound.
+    fn launch(dir: TempDir, port: u16, cfg: &str, secs: u32) -> Kamailio {
         let cfg_path = dir.path("kamailio.cfg");
         std::fs::write(&cfg_path, cfg).unwrap();
         let log = dir.path("kamailio.log");
@@ -77,7 +109,7 @@ impl Kamailio {
             "kamailio did not bind {port}:\n{}",
             k.log()
         );
-        Some(k)
+        k
     }
 
     /// `127.0.0.1:PORT`.
@@ -115,6 +147,19 @@ impl Kamailio {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// `tests/kamailio/NAME` with the values every configuration takes filled in.
+fn config(name: &str, dir: &TempDir, port: u16) -> String {
+    std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/kamailio")
+            .join(name),
+    )
+    .unwrap_or_else(|e| panic!("tests/kamailio/{name}: {e}"))
+    .replace("@PORT@", &port.to_string())
+    .replace("@RUNDIR@", dir.0.to_str().unwrap())
+    .replace("@MODULES@", MODULES)
 }
 
 impl Drop for Kamailio {
