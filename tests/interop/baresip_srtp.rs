@@ -149,7 +149,7 @@ fn video_added_by_our_reinvite_to_an_srtp_call_with_baresip_flows() {
         return;
     }
     let dir = peers::TempDir::new("baresip-srtp-reinvite");
-    let (conf, bport) = configure(&dir, "40800-40900");
+    let (conf, bport) = configure(&dir, "48100-48199");
     let baresip = peers::spawn(
         60,
         "baresip",
