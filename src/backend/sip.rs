@@ -323,10 +323,11 @@ impl SipVoiceBackend {
             local,
         };
         // A call whose peer left its media (RTCP BYE, or silence for the inactivity timeout)
-        // is hung up with BYE: the engine has closed its media already.
+        // is hung up with BYE (the engine has closed its media already), unless the peer's own
+        // BYE comes first.
         let (commands, wake) = (running.commands.clone(), running.wake.clone());
-        self.engine.set_end_hook(move |session, _| {
-            if commands.send(Command::Hangup(session)).is_ok() {
+        self.engine.set_end_hook(move |session, why| {
+            if commands.send(Command::MediaEnded(session, why)).is_ok() {
                 wake.wake();
             }
         });

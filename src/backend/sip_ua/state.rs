@@ -276,6 +276,9 @@ pub(super) struct Call {
     pub sips: bool,
     /// The last progress reported (dialed calls).
     pub last_state: Option<CallState>,
+    /// The peer left the media with RTCP BYE: when we send BYE ourselves unless the peer's
+    /// BYE, which may take a longer path through proxies, ends the call first.
+    pub bye_after_media_left: Option<Instant>,
 }
 
 impl Call {
@@ -310,6 +313,7 @@ impl Call {
             contact_user: DEFAULT_CONTACT_USER.into(),
             sips: false,
             last_state: None,
+            bye_after_media_left: None,
         }
     }
 
@@ -325,6 +329,7 @@ impl Call {
             dial,
             self.reinvite.retry_at,
             self.timer.as_ref().and_then(SessionTimer::poll_timeout),
+            self.bye_after_media_left,
         ]
         .into_iter()
         .flatten()

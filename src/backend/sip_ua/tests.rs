@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use super::call::MEDIA_LEFT_GRACE;
 use super::command::{Command, DialRequest, RegisterRequest};
 use super::events::{
     CallDirectory, CallProgress, CallState, RegistrationEvent, SipCounters, SipEvent,
@@ -15,7 +16,7 @@ use super::events::{
 use super::host::{FakeHostState, FakeMediaHost, HostCall};
 use super::state::{SipCore, SipHooks};
 use crate::backend::sip_config::SipBackendConfig;
-use crate::engine::{Outbox, SessionId, SipPeer};
+use crate::engine::{EndReason, Outbox, SessionId, SipPeer};
 use crate::frame::DtmfEvent;
 use crate::netem::{DropFilter, Netem, NetemConfig};
 use crate::sdp::{answer, AnswerConfig, SessionDescription};
@@ -1970,4 +1971,79 @@ fn a_re_key_is_installed_and_a_downgrade_is_refused_with_488() {
         a.host.lock().srtp.get(&s).cloned().unwrap().0,
         Some(rekeyed)
     );
+}
+
+/// Sets up a call from `a` to `b`; returns the caller's and the callee's sessions, and the time.
+fn call_up(
+    a: &mut Ua,
+    b: &mut Ua,
+    link: &mut Link,
+    t0: Instant,
+) -> (SessionId, SessionId, Instant) {
+    let mut now = t0;
+    let caller = SessionId::new_v4();
+    a.cmd(
+        Command::Dial(Box::new(dial_to(caller, "sip:bob@127.0.0.1:5062", b.addr))),
+        now,
+    );
+    run(a, b, &mut now, t0 + Duration::from_secs(2), link);
+    assert_eq!(a.states().last(), Some(&CallState::Answered));
+    (caller, session_of(b), now)
+}
+
+fn byes(sent: &[(SipMessage, SipPeer)]) -> usize {
+    sent.iter()
+        .filter(|(m, _)| m.status().is_none() && m.method() == &Method::Bye)
+        .count()
+}
+
+/// A peer that leaves with RTCP BYE and then hangs up in SIP (its BYE slower, through proxies)
+/// is not sent a BYE of ours crossing its own; a peer that never sends its SIP BYE is hung up
+/// after the grace; a silent peer (inactivity) is hung up at once.
+#[test]
+fn media_left_with_rtcp_bye_waits_for_the_peers_bye() {
+    let t0 = Instant::now();
+    // The peer's BYE comes within the grace: we answer it and send none.
+    let (mut a, mut b) = (Ua::new(5061, |_| {}), Ua::new(5062, |_| {}));
+    let mut link = keep_all();
+    let (caller, callee, mut now) = call_up(&mut a, &mut b, &mut link, t0);
+    b.cmd(Command::MediaEnded(callee, EndReason::RtcpBye), now);
+    run_for(
+        &mut a,
+        &mut b,
+        &mut now,
+        Duration::from_millis(500),
+        &mut link,
+    );
+    assert_eq!(byes(&link.dests_b), 0, "no BYE of ours during the grace");
+    assert_eq!(b.core.call_count(), 1);
+    a.cmd(Command::Hangup(caller), now);
+    run_for(&mut a, &mut b, &mut now, Duration::from_secs(5), &mut link);
+    assert_eq!(byes(&link.dests_b), 0, "the peer's BYE ended the call");
+    assert_eq!(a.core.call_count() + b.core.call_count(), 0);
+    assert_eq!(a.counters.snapshot().byes_answered, 1);
+
+    // The peer never says BYE in SIP: ours goes out once the grace is over, not before.
+    let (mut a, mut b) = (Ua::new(5061, |_| {}), Ua::new(5062, |_| {}));
+    let mut link = keep_all();
+    let (_, callee, mut now) = call_up(&mut a, &mut b, &mut link, t0);
+    b.cmd(Command::MediaEnded(callee, EndReason::RtcpBye), now);
+    let left = now;
+    run_for(&mut a, &mut b, &mut now, MEDIA_LEFT_GRACE / 2, &mut link);
+    assert_eq!(byes(&link.dests_b), 0);
+    run_for(&mut a, &mut b, &mut now, MEDIA_LEFT_GRACE, &mut link);
+    assert_eq!(byes(&link.dests_b), 1);
+    assert!(now - left >= MEDIA_LEFT_GRACE);
+    assert_eq!(a.core.call_count() + b.core.call_count(), 0);
+    assert_eq!(a.states().last(), Some(&CallState::Ended));
+
+    // Silence (the inactivity timeout): BYE at once.
+    let (mut a, mut b) = (Ua::new(5061, |_| {}), Ua::new(5062, |_| {}));
+    let mut link = keep_all();
+    let (_, callee, mut now) = call_up(&mut a, &mut b, &mut link, t0);
+    b.cmd(Command::MediaEnded(callee, EndReason::RtpTimeout), now);
+    pump(&mut a, &mut b, now, &mut link);
+    assert_eq!(byes(&link.dests_b), 1);
+    run_for(&mut a, &mut b, &mut now, Duration::from_secs(1), &mut link);
+    assert_eq!(a.core.call_count() + b.core.call_count(), 0);
 }
