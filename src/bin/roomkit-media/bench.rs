@@ -1,0 +1,881 @@
+//! `roomkit-media bench`: N concurrent audio + video sessions for S seconds, with a report of
+//! what it cost and how media fared.
+//!
+//! Three set-ups: two RTP backends in this process joined on loopback (default, `--rtp`), two SIP
+//! backends in this process, one dialling the other (`--sip`), or one SIP backend dialling a
+//! `roomkit-media serve --echo` elsewhere (`--target sip:...`), which sends the media back. One
+//! side sends, the other receives: in-process the receiver is the other backend and the latency
+//! is one-way on one clock; against a target the media comes back and the latency is the round
+//! trip. Sessions start at `--rate` per second, so the set-up rate is measured too.
+//!
+//! Media is shaped like a call's: 20 ms of G.711 every 20 ms, pictures at `--fps` with a key
+//! picture every `--gop`, of the sizes a `--bitrate` implies (a key picture ten times a P
+//! picture) or of the sizes of the access units of an H.264 `--clip`. Pictures are synthetic
+//! (`codec::testclip::h264_picture`), each ending with a [`Stamp`]: who sent it, its number and
+//! when, so the receiver computes its latency without any shared table.
+//!
+//! On a terminal a progress line is redrawn every second on stderr; the report is one JSON line on
+//! stdout. The run is bounded: the ramp, a set-up wait of at most [`SETUP_WAIT`], S seconds of
+//! media, a drain of at most [`DRAIN`]; Ctrl-C ends it early with the report of what ran.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use roomkit_media::backend::{
+    AudioCodec, CallState, ConnectOptions, DialOptions, RtpBackendConfig, RtpVideoBackend,
+    RtpVoiceBackend, SipBackendConfig, SipVideoBackend, SipVoiceBackend,
+};
+use roomkit_media::codec::testclip::h264_picture;
+use roomkit_media::prelude::*;
+use roomkit_media::VideoCodec;
+use serde::Serialize;
+
+use crate::args::{port_range, within};
+use crate::media_file::read_pictures;
+use crate::output::{rounded, Out};
+use crate::probe::{tone, Latencies, Stamp};
+use crate::{signals, Failure};
+
+/// The longest wait for the last sessions to come up once all were started.
+const SETUP_WAIT: Duration = Duration::from_secs(10);
+/// The longest wait for media in flight once sending stops.
+const DRAIN: Duration = Duration::from_secs(2);
+/// Sends due longer ago than this are skipped (and counted) rather than sent in a burst.
+const LATE: Duration = Duration::from_millis(100);
+/// A key picture is this many times a P picture when the sizes come from `--bitrate`.
+const KEY_RATIO: usize = 10;
+
+/// `bench --sessions N --seconds S [...]`.
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Concurrent sessions (calls).
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = within(1usize, 20_000, ""))]
+    pub sessions: usize,
+    /// Seconds of media once the sessions are up.
+    #[arg(long, value_name = "S", default_value_t = 10.0,
+          value_parser = within(0.5, 86_400.0, " seconds"))]
+    pub seconds: f64,
+    /// Sessions started per second (the ramp).
+    #[arg(long, value_name = "PER_S", default_value_t = 200.0,
+          value_parser = within(1.0, 100_000.0, " sessions/s"))]
+    pub rate: f64,
+    /// Pictures per second per session.
+    #[arg(long, default_value_t = 30, value_parser = within(1u32, 120, ""))]
+    pub fps: u32,
+    /// A key picture every this many pictures.
+    #[arg(long, value_name = "PICTURES", default_value_t = 60, value_parser = within(1u32, 100_000, ""))]
+    pub gop: u32,
+    /// Video bit rate per session, which sets the picture sizes (a key picture is ten P pictures).
+    #[arg(long, value_name = "KBIT_S", default_value_t = 300, value_parser = within(10u32, 50_000, " kbit/s"))]
+    pub bitrate: u32,
+    /// Take the picture sizes and key pictures from this Annex-B H.264 file instead, in order,
+    /// looping (the pictures sent are synthetic, of those sizes).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["bitrate", "gop"])]
+    pub clip: Option<PathBuf>,
+    /// Audio only: sessions without a video stream.
+    #[arg(long, conflicts_with = "video_only")]
+    pub audio_only: bool,
+    /// Video only: no audio is sent (the audio stream still exists).
+    #[arg(long)]
+    pub video_only: bool,
+    /// Two RTP backends in this process (the default).
+    #[arg(long, conflicts_with_all = ["sip", "target"])]
+    pub rtp: bool,
+    /// Two SIP backends in this process, one calling the other on loopback.
+    #[arg(long, conflicts_with = "target")]
+    pub sip: bool,
+    /// Call a `roomkit-media serve --echo` at this URI; the latency is then the round trip.
+    #[arg(long, value_name = "SIP_URI")]
+    pub target: Option<String>,
+    /// The address our SIP and RTP sockets take with `--target` (one the target can reach).
+    #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
+    pub local_ip: std::net::IpAddr,
+    /// The RTP ports of the SIP calls (`--sip`: halved between the two ends).
+    #[arg(long, value_name = "A-B", default_value = "20000-59999", value_parser = port_range)]
+    pub rtp_ports: (u16, u16),
+}
+
+/// The closing JSON line.
+#[derive(Serialize)]
+struct Report {
+    event: &'static str,
+    /// `rtp`, `sip` (both in-process) or `remote`.
+    mode: &'static str,
+    sessions: usize,
+    seconds: f64,
+    sessions_up: u64,
+    setup_failed: u64,
+    /// Sessions that ended before the run did (the far end hung up).
+    ended_early: u64,
+    /// Sessions up per second over the ramp, from the first start to the last answer.
+    setup_rate: f64,
+    setup_ms_p50: f64,
+    setup_ms_p99: f64,
+    video_sent: u64,
+    video_delivered: u64,
+    video_loss_pct: f64,
+    keyframes_delivered: u64,
+    /// Pictures that arrived without an intact stamp (damaged or not ours).
+    video_unstamped: u64,
+    audio_sent: u64,
+    audio_delivered: u64,
+    audio_loss_pct: f64,
+    /// Audio frames the receiver concealed (a packet that did not arrive in time).
+    audio_concealed: u64,
+    /// Sends skipped because the sender fell more than 100 ms behind, and sends refused.
+    sends_late: u64,
+    send_errors: u64,
+    /// `one_way` in-process (one clock at both ends), `round_trip` through an echo.
+    latency: &'static str,
+    latency_ms_p50: f64,
+    latency_ms_p99: f64,
+    latency_ms_max: f64,
+    /// CPU time of the whole process (both ends in-process) over wall time while media flowed
+    /// with every session up: 1.0 is one core busy.
+    cpu_cores: f64,
+    rss_mb: f64,
+    peak_rss_mb: f64,
+    threads: u64,
+    peak_threads: u64,
+    interrupted: bool,
+    ok: bool,
+}
+
+/// What the receiving side counts (callback threads) and the sender reads.
+#[derive(Default)]
+struct Counters {
+    video_sent: AtomicU64,
+    audio_sent: AtomicU64,
+    video_delivered: AtomicU64,
+    keyframes: AtomicU64,
+    unstamped: AtomicU64,
+    audio_delivered: AtomicU64,
+    concealed: AtomicU64,
+    /// All samples, and those since the last progress line.
+    latency: Mutex<(Latencies, Latencies)>,
+}
+
+impl Counters {
+    fn picture(&self, epoch: Instant, data: &[u8], key: bool) {
+        let now_ns = epoch.elapsed().as_nanos() as u64;
+        let Some(stamp) = Stamp::read(data) else {
+            self.unstamped.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        self.video_delivered.fetch_add(1, Ordering::Relaxed);
+        self.keyframes.fetch_add(u64::from(key), Ordering::Relaxed);
+        let ms = now_ns.saturating_sub(stamp.sent_ns) as f64 / 1e6;
+        let mut l = self.latency.lock();
+        l.0.push(ms);
+        l.1.push(ms);
+    }
+
+    fn audio(&self, concealed: bool) {
+        let c = if concealed {
+            &self.concealed
+        } else {
+            &self.audio_delivered
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A backend with or without video: the operations go through the voice half, which owns the
+/// engine either way.
+enum Rtp {
+    Voice(RtpVoiceBackend),
+    Video(RtpVideoBackend),
+}
+
+impl Rtp {
+    fn new(cfg: RtpBackendConfig, video: bool) -> Result<Box<Rtp>, String> {
+        let be = if video {
+            RtpVideoBackend::new(cfg).map(|b| Box::new(Rtp::Video(b)))
+        } else {
+            RtpVoiceBackend::new(cfg).map(|b| Box::new(Rtp::Voice(b)))
+        };
+        be.map_err(|e| format!("starting an RTP backend: {e}"))
+    }
+
+    fn get(&self) -> &RtpVoiceBackend {
+        match self {
+            Rtp::Voice(b) => b,
+            Rtp::Video(b) => b,
+        }
+    }
+}
+
+enum Sip {
+    Voice(SipVoiceBackend),
+    Video(SipVideoBackend),
+}
+
+impl Sip {
+    fn new(cfg: SipBackendConfig, video: bool) -> Result<Box<Sip>, String> {
+        let be = if video {
+            SipVideoBackend::new(cfg).map(|b| Box::new(Sip::Video(b)))
+        } else {
+            SipVoiceBackend::new(cfg).map(|b| Box::new(Sip::Voice(b)))
+        };
+        be.map_err(|e| format!("starting a SIP backend: {e}"))
+    }
+
+    fn get(&self) -> &SipVoiceBackend {
+        match self {
+            Sip::Voice(b) => b,
+            Sip::Video(b) => b,
+        }
+    }
+}
+
+/// The backends of a run: `tx` sends on every session, `rx` (in-process) receives.
+enum Rig {
+    Rtp {
+        tx: Box<Rtp>,
+        rx: Box<Rtp>,
+    },
+    Sip {
+        tx: Box<Sip>,
+        rx: Option<Box<Sip>>,
+        uri: String,
+    },
+}
+
+/// How a started session went, reported by the SIP callback thread.
+enum Setup {
+    Answered(SessionId),
+    Failed(SessionId),
+    Ended,
+}
+
+/// What starting a session did.
+enum Started {
+    /// An RTP pair, up: the sending and the receiving end.
+    Up { tx: SessionId, rx: SessionId },
+    /// A call on its way.
+    Dialled(SessionId),
+}
+
+/// A session media is sent on.
+struct Live {
+    id: SessionId,
+    /// Samples in 20 ms of the session's audio.
+    pcm: Vec<i16>,
+    pictures: u32,
+    /// The in-process receiving end of an RTP pair, closed at the end.
+    rx: Option<SessionId>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    Audio,
+    Video,
+}
+
+/// The process's CPU time (user + system), peak RSS, RSS and thread count.
+struct Usage {
+    cpu: Duration,
+    rss_kb: u64,
+    peak_rss_kb: u64,
+    threads: u64,
+}
+
+fn usage() -> Usage {
+    // SAFETY: getrusage only writes the struct it is given, which is zeroed and ours.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        ru
+    };
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Usage {
+        cpu: tv(ru.ru_utime) + tv(ru.ru_stime),
+        rss_kb: field("VmRSS:"),
+        peak_rss_kb: field("VmHWM:"),
+        threads: field("Threads:"),
+    }
+}
+
+/// The pictures one GOP (or the clip) is made of: synthetic, of the chosen sizes, room left for
+/// the stamp.
+fn pictures(args: &BenchArgs) -> Result<Vec<(Vec<u8>, bool)>, String> {
+    let floor = 40 + Stamp::LEN;
+    let sizes: Vec<(usize, bool)> = match &args.clip {
+        Some(path) => {
+            let clip = read_pictures(path, VideoCodec::H264)?;
+            if clip.is_empty() {
+                return Err(format!("{} holds no H.264 picture", path.display()));
+            }
+            clip.iter().map(|(p, key)| (p.len(), *key)).collect()
+        }
+        None => {
+            let gop = args.gop as usize;
+            let gop_bytes = args.bitrate as usize * 1000 / 8 * gop / args.fps as usize;
+            let p = gop_bytes / (gop - 1 + KEY_RATIO);
+            (0..gop)
+                .map(|i| (if i == 0 { p * KEY_RATIO } else { p }, i == 0))
+                .collect()
+        }
+    };
+    Ok(sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &(len, key))| (h264_picture(key, len.max(floor), i as u64), key))
+        .collect())
+}
+
+/// Counts what `be` receives into `counters`.
+fn listen(be: &impl MediaBackend, counters: &Arc<Counters>, epoch: Instant) {
+    let c = counters.clone();
+    be.on_video_received(move |_, f| c.picture(epoch, &f.data, f.keyframe));
+    let c = counters.clone();
+    be.on_audio_received(move |_, f| c.audio(f.concealed));
+}
+
+/// The SIP configuration of one end: G.711 µ-law only (the cheapest codec to code, as in the
+/// figures), RTP ports from `ports`.
+fn sip_config(ip: std::net::IpAddr, ports: (u16, u16), user: &str) -> SipBackendConfig {
+    SipBackendConfig {
+        local_sip_addr: (ip, 0).into(),
+        local_rtp_ip: ip,
+        rtp_port_start: ports.0,
+        rtp_port_end: ports.1,
+        supported_codecs: vec![AudioCodec::Pcmu],
+        user: user.into(),
+        user_agent: "roomkit-media bench".into(),
+        ..SipBackendConfig::default()
+    }
+}
+
+/// The backends, started, with the receiver's callbacks and (SIP) the dialled calls' progress
+/// wired to `counters` and `setups`.
+fn build(
+    args: &BenchArgs,
+    video: bool,
+    counters: &Arc<Counters>,
+    epoch: Instant,
+    setups: crossbeam_channel::Sender<Setup>,
+) -> Result<Rig, Failure> {
+    let runtime = |what: &str, e: String| Failure::Runtime(format!("{what}: {e}"));
+    if !args.sip && args.target.is_none() {
+        let cfg = RtpBackendConfig {
+            local_addr: "127.0.0.1:0".parse().expect("literal"),
+            video_local_addr: "127.0.0.1:0".parse().expect("literal"),
+            ..RtpBackendConfig::default()
+        };
+        let tx = Rtp::new(cfg.clone(), video).map_err(Failure::Runtime)?;
+        let rx = Rtp::new(cfg, video).map_err(Failure::Runtime)?;
+        listen(rx.get(), counters, epoch);
+        return Ok(Rig::Rtp { tx, rx });
+    }
+    let (lo, hi) = args.rtp_ports;
+    // In-process, the two ends take a half of the range each, the upper half from an even port.
+    let mid = lo + (((hi - lo) / 2) & !1);
+    let tx_end = if args.target.is_some() { hi } else { mid - 1 };
+    let tx = Sip::new(sip_config(args.local_ip, (lo, tx_end), "bench"), video)
+        .map_err(Failure::Runtime)?;
+    tx.get().on_call_state(move |id, p| {
+        let _ = setups.send(match p.state {
+            CallState::Answered => Setup::Answered(id),
+            CallState::Failed => Setup::Failed(id),
+            CallState::Ended => Setup::Ended,
+            _ => return,
+        });
+    });
+    tx.get()
+        .start()
+        .map_err(|e| runtime("starting the calling SIP backend", e.to_string()))?;
+    let (rx, uri) = match &args.target {
+        Some(uri) => {
+            listen(tx.get(), counters, epoch);
+            (None, uri.clone())
+        }
+        None => {
+            let rx = Sip::new(
+                sip_config([127, 0, 0, 1].into(), (mid, hi), "answer"),
+                video,
+            )
+            .map_err(Failure::Runtime)?;
+            listen(rx.get(), counters, epoch);
+            let addr = rx
+                .get()
+                .start()
+                .map_err(|e| runtime("starting the answering SIP backend", e.to_string()))?;
+            (Some(rx), format!("sip:answer@{addr}"))
+        }
+    };
+    Ok(Rig::Sip { tx, rx, uri })
+}
+
+impl Rig {
+    fn mode(&self) -> &'static str {
+        match self {
+            Rig::Rtp { .. } => "rtp",
+            Rig::Sip { rx: Some(_), .. } => "sip",
+            Rig::Sip { rx: None, .. } => "remote",
+        }
+    }
+
+    /// Starts session `i`: RTP, both ends are made and joined now; SIP, the call is dialled and
+    /// its answer comes through the setup channel.
+    fn start(&self, i: usize, audio_only: bool) -> Result<Started, String> {
+        match self {
+            Rig::Rtp { tx, rx } => {
+                let nowhere: std::net::SocketAddr = "127.0.0.1:9".parse().expect("literal");
+                let (tx, rx) = (tx.get(), rx.get());
+                let video_to = |s: &SessionInfo| s.video.as_ref().map(|v| v.local_addr);
+                let a = tx
+                    .connect(
+                        "bench",
+                        &format!("tx{i}"),
+                        ConnectOptions::to(nowhere, Some(nowhere)),
+                    )
+                    .map_err(|e| e.to_string())?;
+                let b = rx
+                    .connect(
+                        "bench",
+                        &format!("rx{i}"),
+                        ConnectOptions::to(a.audio.local_addr, video_to(&a)),
+                    )
+                    .map_err(|e| e.to_string())?;
+                tx.update_remote(a.id, Some(b.audio.local_addr), video_to(&b))
+                    .map_err(|e| e.to_string())?;
+                Ok(Started::Up { tx: a.id, rx: b.id })
+            }
+            Rig::Sip { tx, uri, .. } => {
+                let options = DialOptions {
+                    audio_only,
+                    ..DialOptions::default()
+                };
+                let id = tx.get().dial(uri, options).map_err(|e| e.to_string())?;
+                Ok(Started::Dialled(id))
+            }
+        }
+    }
+
+    fn sender(&self) -> &dyn Sender {
+        match self {
+            Rig::Rtp { tx, .. } => tx.get(),
+            Rig::Sip { tx, .. } => tx.get(),
+        }
+    }
+
+    /// Ends every session, waiting (bounded) for the far end to hear it.
+    fn close(&self, live: &[Live]) {
+        match self {
+            Rig::Rtp { tx, rx } => {
+                for l in live {
+                    let _ = tx.get().disconnect(l.id);
+                    if let Some(r) = l.rx {
+                        let _ = rx.get().disconnect(r);
+                    }
+                }
+            }
+            Rig::Sip { tx, .. } => {
+                let before = tx.get().sip_stats().byes_answered;
+                for l in live {
+                    let _ = tx.get().hangup(l.id);
+                }
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while tx.get().sip_stats().byes_answered < before + live.len() as u64
+                    && Instant::now() < deadline
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        }
+    }
+}
+
+/// The sending operations, the same on both kinds of backend.
+trait Sender {
+    fn audio(&self, id: SessionId, pcm: &[i16]) -> bool;
+    fn video(&self, id: SessionId, picture: &[u8]) -> bool;
+    fn pcm_rate(&self, id: SessionId) -> u32;
+}
+
+impl<B: MediaBackend> Sender for B {
+    fn audio(&self, id: SessionId, pcm: &[i16]) -> bool {
+        self.send_audio(id, pcm).is_ok()
+    }
+    fn video(&self, id: SessionId, picture: &[u8]) -> bool {
+        self.send_video(id, picture).is_ok()
+    }
+    fn pcm_rate(&self, id: SessionId) -> u32 {
+        self.get_session(id).map_or(8000, |s| s.audio.sample_rate)
+    }
+}
+
+/// Redraws the progress line on a terminal, once a second.
+struct Progress {
+    tty: bool,
+    start: Instant,
+    last: Instant,
+    last_cpu: Duration,
+    last_video: u64,
+    last_audio: u64,
+    peak_threads: u64,
+}
+
+impl Progress {
+    fn tick(&mut self, now: Instant, c: &Counters, started: usize, up: usize, failed: u64) {
+        if now < self.last + Duration::from_secs(1) {
+            return;
+        }
+        let u = usage();
+        self.peak_threads = self.peak_threads.max(u.threads);
+        let wall = now - self.last;
+        let (video, audio) = (
+            c.video_delivered.load(Ordering::Relaxed),
+            c.audio_delivered.load(Ordering::Relaxed),
+        );
+        let mut window = std::mem::take(&mut c.latency.lock().1);
+        if self.tty {
+            let per_s = |n: u64| n as f64 / wall.as_secs_f64();
+            let mut err = std::io::stderr().lock();
+            let _ = write!(
+                err,
+                "\rbench: {:.0} s, {started} started, {up} up, {failed} failed | delivered/s: {:.0} pictures, {:.0} audio | latency p50 {:.2} ms p99 {:.2} ms | {:.2} cores, RSS {} MB, {} threads   ",
+                (now - self.start).as_secs_f64(),
+                per_s(video - self.last_video),
+                per_s(audio - self.last_audio),
+                window.quantile(0.5).unwrap_or(0.0),
+                window.quantile(0.99).unwrap_or(0.0),
+                (u.cpu.saturating_sub(self.last_cpu)).as_secs_f64() / wall.as_secs_f64(),
+                u.rss_kb / 1024,
+                u.threads,
+            );
+            let _ = err.flush();
+        }
+        (self.last, self.last_cpu, self.last_video, self.last_audio) = (now, u.cpu, video, audio);
+    }
+}
+
+fn pct_lost(sent: u64, delivered: u64) -> f64 {
+    if sent == 0 {
+        return 0.0;
+    }
+    rounded(
+        100.0 * sent.saturating_sub(delivered) as f64 / sent as f64,
+        2,
+    )
+}
+
+/// The state of a run, driven by one thread: the ramp, the sends, the progress line.
+struct Bench<'a> {
+    args: &'a BenchArgs,
+    rig: &'a Rig,
+    counters: &'a Counters,
+    pictures: Vec<(Vec<u8>, bool)>,
+    epoch: Instant,
+    live: Vec<Live>,
+    /// Calls dialled and not yet settled, with when.
+    dialled: HashMap<SessionId, Instant>,
+    setup_ms: Latencies,
+    started: usize,
+    failed: u64,
+    ended: u64,
+    last_up: Instant,
+    /// Due sends: when, session index, what.
+    due: BinaryHeap<Reverse<(Instant, usize, Kind)>>,
+    late: u64,
+    errors: u64,
+    tone_at: u64,
+}
+
+impl Bench<'_> {
+    fn audio_period() -> Duration {
+        Duration::from_millis(20)
+    }
+
+    fn video_period(&self) -> Duration {
+        Duration::from_secs_f64(1.0 / f64::from(self.args.fps))
+    }
+
+    /// Session `id` is up since `now`, started at `since`: its sends are scheduled.
+    fn up(&mut self, id: SessionId, rx: Option<SessionId>, since: Instant, now: Instant) {
+        self.setup_ms.push((now - since).as_secs_f64() * 1000.0);
+        let i = self.live.len();
+        // Spread the sessions' sends over the periods, whatever the ramp did.
+        let spread = |p: Duration| p.mul_f64(i as f64 / self.args.sessions as f64);
+        if !self.args.video_only {
+            let first = now + spread(Self::audio_period());
+            self.due.push(Reverse((first, i, Kind::Audio)));
+        }
+        if !self.args.audio_only {
+            let first = now + spread(self.video_period());
+            self.due.push(Reverse((first, i, Kind::Video)));
+        }
+        let rate = self.rig.sender().pcm_rate(id);
+        self.live.push(Live {
+            id,
+            pcm: tone(&mut self.tone_at, rate),
+            pictures: 0,
+            rx,
+        });
+        self.last_up = now;
+    }
+
+    /// Starts the sessions due by `now`.
+    fn ramp(&mut self, now: Instant, next_start: &mut Instant) {
+        let gap = Duration::from_secs_f64(1.0 / self.args.rate);
+        while self.started < self.args.sessions && *next_start <= now {
+            let t = Instant::now();
+            match self.rig.start(self.started, self.args.audio_only) {
+                Ok(Started::Up { tx, rx }) => self.up(tx, Some(rx), t, Instant::now()),
+                Ok(Started::Dialled(id)) => {
+                    self.dialled.insert(id, t);
+                }
+                Err(e) => {
+                    self.failed += 1;
+                    if self.failed == 1 {
+                        eprintln!("bench: session {} did not start: {e}", self.started);
+                    }
+                }
+            }
+            self.started += 1;
+            *next_start += gap;
+        }
+    }
+
+    /// Takes in how the dialled calls went.
+    fn settle(&mut self, setups: &crossbeam_channel::Receiver<Setup>) {
+        while let Ok(ev) = setups.try_recv() {
+            match ev {
+                Setup::Answered(id) => {
+                    if let Some(since) = self.dialled.remove(&id) {
+                        self.up(id, None, since, Instant::now());
+                    }
+                }
+                Setup::Failed(id) => {
+                    self.dialled.remove(&id);
+                    self.failed += 1;
+                }
+                Setup::Ended => self.ended += 1,
+            }
+        }
+    }
+
+    /// Sends what is due by `now`.
+    fn send_due(&mut self, now: Instant) {
+        let sender = self.rig.sender();
+        while let Some(&Reverse((when, i, kind))) = self.due.peek() {
+            if when > now {
+                break;
+            }
+            self.due.pop();
+            let period = match kind {
+                Kind::Audio => Self::audio_period(),
+                Kind::Video => self.video_period(),
+            };
+            if now - when > LATE {
+                // Behind: skip to now rather than send a burst.
+                self.late += 1;
+                self.due.push(Reverse((now + period, i, kind)));
+                continue;
+            }
+            let l = &mut self.live[i];
+            let ok = match kind {
+                Kind::Audio => {
+                    self.counters.audio_sent.fetch_add(1, Ordering::Relaxed);
+                    sender.audio(l.id, &l.pcm)
+                }
+                Kind::Video => {
+                    let (template, _) = &self.pictures[l.pictures as usize % self.pictures.len()];
+                    let mut p = template.clone();
+                    Stamp {
+                        session: i as u32,
+                        seq: l.pictures,
+                        sent_ns: self.epoch.elapsed().as_nanos() as u64,
+                    }
+                    .write(&mut p);
+                    l.pictures += 1;
+                    self.counters.video_sent.fetch_add(1, Ordering::Relaxed);
+                    sender.video(l.id, &p)
+                }
+            };
+            self.errors += u64::from(!ok);
+            self.due.push(Reverse((when + period, i, kind)));
+        }
+    }
+}
+
+pub fn run(args: &BenchArgs) -> Result<ExitCode, Failure> {
+    let pictures = pictures(args).map_err(Failure::Usage)?;
+    if let Some(t) = &args.target {
+        if !t.starts_with("sip:") {
+            return Err(Failure::Usage(format!("--target `{t}` is not a sip: URI")));
+        }
+    }
+    signals::install();
+    let epoch = Instant::now();
+    let counters = Arc::new(Counters::default());
+    let (setup_tx, setup_rx) = crossbeam_channel::unbounded::<Setup>();
+    let rig = build(args, !args.audio_only, &counters, epoch, setup_tx)?;
+    let mut b = Bench {
+        args,
+        rig: &rig,
+        counters: &counters,
+        pictures,
+        epoch,
+        live: Vec::with_capacity(args.sessions),
+        dialled: HashMap::new(),
+        setup_ms: Latencies::default(),
+        started: 0,
+        failed: 0,
+        ended: 0,
+        last_up: epoch,
+        due: BinaryHeap::new(),
+        late: 0,
+        errors: 0,
+        tone_at: 0,
+    };
+    let mut progress = Progress {
+        tty: std::io::stderr().is_terminal(),
+        start: epoch,
+        last: epoch,
+        last_cpu: usage().cpu,
+        last_video: 0,
+        last_audio: 0,
+        peak_threads: 0,
+    };
+    let ramp_start = Instant::now();
+    let mut next_start = ramp_start;
+    // From when every session is up (or the set-up wait ran out): the instant and the CPU time.
+    let mut media: Option<(Instant, Duration)> = None;
+    let mut interrupted = false;
+    let seconds = Duration::from_secs_f64(args.seconds);
+    loop {
+        let now = Instant::now();
+        if signals::stop_requested() {
+            interrupted = true;
+            break;
+        }
+        if media.is_some_and(|(start, _)| now >= start + seconds) {
+            break;
+        }
+        b.ramp(now, &mut next_start);
+        b.settle(&setup_rx);
+        if media.is_none()
+            && b.started == args.sessions
+            && (b.dialled.is_empty() || now >= next_start + SETUP_WAIT)
+        {
+            media = Some((now, usage().cpu));
+        }
+        b.send_due(now);
+        progress.tick(now, &counters, b.started, b.live.len(), b.failed);
+        let mut wake = now + Duration::from_millis(5);
+        if let Some(Reverse((when, ..))) = b.due.peek() {
+            wake = wake.min(*when);
+        }
+        if b.started < args.sessions {
+            wake = wake.min(next_start);
+        }
+        std::thread::sleep(wake.saturating_duration_since(Instant::now()));
+    }
+    // The media window ends with the last send; CPU over it, usage before the teardown.
+    let stop = Instant::now();
+    let (media_start, cpu_start) = media.unwrap_or((epoch, progress.last_cpu));
+    let used = usage();
+    let cores = (used.cpu.saturating_sub(cpu_start)).as_secs_f64()
+        / (stop - media_start).as_secs_f64().max(1e-3);
+    // Drain: until nothing more arrives for 300 ms, at most DRAIN.
+    let deadline = stop + DRAIN;
+    let delivered = || {
+        counters.video_delivered.load(Ordering::Relaxed)
+            + counters.audio_delivered.load(Ordering::Relaxed)
+            + counters.concealed.load(Ordering::Relaxed)
+    };
+    let (mut seen, mut quiet_since) = (delivered(), Instant::now());
+    while Instant::now() < deadline && quiet_since.elapsed() < Duration::from_millis(300) {
+        std::thread::sleep(Duration::from_millis(50));
+        let d = delivered();
+        if d != seen {
+            (seen, quiet_since) = (d, Instant::now());
+        }
+    }
+    if progress.tty {
+        eprintln!();
+    }
+    // Late answers still count as set up.
+    b.settle(&setup_rx);
+    rig.close(&b.live);
+    let c = &counters;
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let (video_sent, video_delivered) = (load(&c.video_sent), load(&c.video_delivered));
+    let (audio_sent, audio_delivered) = (load(&c.audio_sent), load(&c.audio_delivered));
+    let mut latency = c.latency.lock().0.clone();
+    let ms = |x: Option<f64>| x.map_or(-1.0, |v| rounded(v, 3));
+    let up = b.live.len() as u64;
+    let setup_span = (b.last_up - ramp_start).as_secs_f64();
+    let ok = up > 0
+        && (args.audio_only || video_delivered > 0)
+        && (args.video_only || audio_delivered > 0);
+    let report = Report {
+        event: "bench",
+        mode: rig.mode(),
+        sessions: args.sessions,
+        seconds: args.seconds,
+        sessions_up: up,
+        setup_failed: b.failed,
+        ended_early: b.ended,
+        setup_rate: if setup_span > 0.0 {
+            rounded(up as f64 / setup_span, 1)
+        } else {
+            0.0
+        },
+        setup_ms_p50: ms(b.setup_ms.quantile(0.5)),
+        setup_ms_p99: ms(b.setup_ms.quantile(0.99)),
+        video_sent,
+        video_delivered,
+        video_loss_pct: pct_lost(video_sent, video_delivered),
+        keyframes_delivered: load(&c.keyframes),
+        video_unstamped: load(&c.unstamped),
+        audio_sent,
+        audio_delivered,
+        audio_loss_pct: pct_lost(audio_sent, audio_delivered),
+        audio_concealed: load(&c.concealed),
+        sends_late: b.late,
+        send_errors: b.errors,
+        latency: if rig.mode() == "remote" {
+            "round_trip"
+        } else {
+            "one_way"
+        },
+        latency_ms_p50: ms(latency.quantile(0.5)),
+        latency_ms_p99: ms(latency.quantile(0.99)),
+        latency_ms_max: ms(latency.quantile(1.0)),
+        cpu_cores: rounded(cores, 3),
+        rss_mb: rounded(used.rss_kb as f64 / 1024.0, 1),
+        peak_rss_mb: rounded(used.peak_rss_kb as f64 / 1024.0, 1),
+        threads: used.threads,
+        peak_threads: progress.peak_threads.max(used.threads),
+        interrupted,
+        ok,
+    };
+    drop(b);
+    drop(rig);
+    Out::stdout().line(&report);
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
