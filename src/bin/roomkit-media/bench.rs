@@ -23,7 +23,7 @@ use std::collections::{BinaryHeap, HashMap};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -97,6 +97,11 @@ pub struct BenchArgs {
     /// The address our SIP and RTP sockets take with `--target` (one the target can reach).
     #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
     pub local_ip: std::net::IpAddr,
+    /// Threads sending the sessions' media (each takes every K-th session), as an application
+    /// would send from its own threads: a send packetizes and writes to the socket on the
+    /// caller's thread.
+    #[arg(long, value_name = "K", default_value_t = 2, value_parser = within(1usize, 64, ""))]
+    pub senders: usize,
     /// The RTP ports of the SIP calls (`--sip`: halved between the two ends).
     #[arg(long, value_name = "A-B", default_value = "20000-59999", value_parser = port_range)]
     pub rtp_ports: (u16, u16),
@@ -156,6 +161,9 @@ struct Counters {
     video_delivered: AtomicU64,
     keyframes: AtomicU64,
     unstamped: AtomicU64,
+    /// Sends skipped because their thread was more than [`LATE`] behind, and sends refused.
+    late: AtomicU64,
+    send_errors: AtomicU64,
     audio_delivered: AtomicU64,
     concealed: AtomicU64,
     /// All samples, and those since the last progress line.
@@ -263,14 +271,21 @@ enum Started {
     Dialled(SessionId),
 }
 
-/// A session media is sent on.
+/// A session media is sent on, as its sending thread holds it.
 struct Live {
     id: SessionId,
-    /// Samples in 20 ms of the session's audio.
+    /// The session's number in the run (what its pictures' stamps say).
+    number: u32,
+    /// 20 ms of the session's audio.
     pcm: Vec<i16>,
     pictures: u32,
-    /// The in-process receiving end of an RTP pair, closed at the end.
-    rx: Option<SessionId>,
+}
+
+/// A session handed to a sending thread, with when its first audio and picture are due.
+struct NewSession {
+    live: Live,
+    audio_at: Option<Instant>,
+    video_at: Option<Instant>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -470,31 +485,32 @@ impl Rig {
         }
     }
 
-    fn sender(&self) -> &dyn Sender {
+    fn sender(&self) -> &(dyn Sender + Sync) {
         match self {
             Rig::Rtp { tx, .. } => tx.get(),
             Rig::Sip { tx, .. } => tx.get(),
         }
     }
 
-    /// Ends every session, waiting (bounded) for the far end to hear it.
-    fn close(&self, live: &[Live]) {
+    /// Ends every session (our end, and in-process RTP the receiving end), waiting (bounded)
+    /// for a SIP far end to answer the BYEs.
+    fn close(&self, sessions: &[(SessionId, Option<SessionId>)]) {
         match self {
             Rig::Rtp { tx, rx } => {
-                for l in live {
-                    let _ = tx.get().disconnect(l.id);
-                    if let Some(r) = l.rx {
+                for &(ours, theirs) in sessions {
+                    let _ = tx.get().disconnect(ours);
+                    if let Some(r) = theirs {
                         let _ = rx.get().disconnect(r);
                     }
                 }
             }
             Rig::Sip { tx, .. } => {
                 let before = tx.get().sip_stats().byes_answered;
-                for l in live {
-                    let _ = tx.get().hangup(l.id);
+                for &(ours, _) in sessions {
+                    let _ = tx.get().hangup(ours);
                 }
                 let deadline = Instant::now() + Duration::from_secs(5);
-                while tx.get().sip_stats().byes_answered < before + live.len() as u64
+                while tx.get().sip_stats().byes_answered < before + sessions.len() as u64
                     && Instant::now() < deadline
                 {
                     std::thread::sleep(Duration::from_millis(20));
@@ -578,65 +594,135 @@ fn pct_lost(sent: u64, delivered: u64) -> f64 {
     )
 }
 
-/// The state of a run, driven by one thread: the ramp, the sends, the progress line.
-struct Bench<'a> {
+/// One sending thread: its sessions, and their sends in order of due time.
+struct SendLoop<'a> {
+    sender: &'a (dyn Sender + Sync),
+    counters: &'a Counters,
+    pictures: &'a [Vec<u8>],
+    epoch: Instant,
+    video_period: Duration,
+    live: Vec<Live>,
+    /// Due sends: when, index in `live`, what.
+    due: BinaryHeap<Reverse<(Instant, usize, Kind)>>,
+}
+
+const AUDIO_PERIOD: Duration = Duration::from_millis(20);
+
+impl SendLoop<'_> {
+    /// Sends until `stop`, taking in the sessions that come up from `new`.
+    fn run(mut self, new: &crossbeam_channel::Receiver<NewSession>, stop: &AtomicBool) {
+        while !stop.load(Ordering::Relaxed) {
+            while let Ok(n) = new.try_recv() {
+                let i = self.live.len();
+                if let Some(t) = n.audio_at {
+                    self.due.push(Reverse((t, i, Kind::Audio)));
+                }
+                if let Some(t) = n.video_at {
+                    self.due.push(Reverse((t, i, Kind::Video)));
+                }
+                self.live.push(n.live);
+            }
+            let now = Instant::now();
+            self.send_due(now);
+            let mut wake = now + Duration::from_millis(5);
+            if let Some(Reverse((when, ..))) = self.due.peek() {
+                wake = wake.min(*when);
+            }
+            std::thread::sleep(wake.saturating_duration_since(Instant::now()));
+        }
+    }
+
+    /// Sends what is due by `now`.
+    fn send_due(&mut self, now: Instant) {
+        let c = self.counters;
+        while let Some(&Reverse((when, i, kind))) = self.due.peek() {
+            if when > now {
+                break;
+            }
+            self.due.pop();
+            let period = match kind {
+                Kind::Audio => AUDIO_PERIOD,
+                Kind::Video => self.video_period,
+            };
+            if now - when > LATE {
+                // Behind: skip to now rather than send a burst.
+                c.late.fetch_add(1, Ordering::Relaxed);
+                self.due.push(Reverse((now + period, i, kind)));
+                continue;
+            }
+            let l = &mut self.live[i];
+            let ok = match kind {
+                Kind::Audio => {
+                    c.audio_sent.fetch_add(1, Ordering::Relaxed);
+                    self.sender.audio(l.id, &l.pcm)
+                }
+                Kind::Video => {
+                    let mut p = self.pictures[l.pictures as usize % self.pictures.len()].clone();
+                    Stamp {
+                        session: l.number,
+                        seq: l.pictures,
+                        sent_ns: self.epoch.elapsed().as_nanos() as u64,
+                    }
+                    .write(&mut p);
+                    l.pictures += 1;
+                    c.video_sent.fetch_add(1, Ordering::Relaxed);
+                    self.sender.video(l.id, &p)
+                }
+            };
+            if !ok {
+                c.send_errors.fetch_add(1, Ordering::Relaxed);
+            }
+            self.due.push(Reverse((when + period, i, kind)));
+        }
+    }
+}
+
+/// The ramp and the sessions' set-up, on the main thread; media goes to the sending threads.
+struct Ramp<'a> {
     args: &'a BenchArgs,
     rig: &'a Rig,
-    counters: &'a Counters,
-    pictures: Vec<(Vec<u8>, bool)>,
-    epoch: Instant,
-    live: Vec<Live>,
+    /// Every session up: ours and (in-process RTP) the receiving end.
+    sessions: Vec<(SessionId, Option<SessionId>)>,
     /// Calls dialled and not yet settled, with when.
     dialled: HashMap<SessionId, Instant>,
     setup_ms: Latencies,
     started: usize,
+    next_start: Instant,
     failed: u64,
     ended: u64,
     last_up: Instant,
-    /// Due sends: when, session index, what.
-    due: BinaryHeap<Reverse<(Instant, usize, Kind)>>,
-    late: u64,
-    errors: u64,
     tone_at: u64,
+    senders: Vec<crossbeam_channel::Sender<NewSession>>,
 }
 
-impl Bench<'_> {
-    fn audio_period() -> Duration {
-        Duration::from_millis(20)
-    }
-
-    fn video_period(&self) -> Duration {
-        Duration::from_secs_f64(1.0 / f64::from(self.args.fps))
-    }
-
-    /// Session `id` is up since `now`, started at `since`: its sends are scheduled.
+impl Ramp<'_> {
+    /// Session `id` is up since `now`, started at `since`: it goes to a sending thread.
     fn up(&mut self, id: SessionId, rx: Option<SessionId>, since: Instant, now: Instant) {
         self.setup_ms.push((now - since).as_secs_f64() * 1000.0);
-        let i = self.live.len();
-        // Spread the sessions' sends over the periods, whatever the ramp did.
-        let spread = |p: Duration| p.mul_f64(i as f64 / self.args.sessions as f64);
-        if !self.args.video_only {
-            let first = now + spread(Self::audio_period());
-            self.due.push(Reverse((first, i, Kind::Audio)));
-        }
-        if !self.args.audio_only {
-            let first = now + spread(self.video_period());
-            self.due.push(Reverse((first, i, Kind::Video)));
-        }
-        let rate = self.rig.sender().pcm_rate(id);
-        self.live.push(Live {
-            id,
-            pcm: tone(&mut self.tone_at, rate),
-            pictures: 0,
-            rx,
-        });
+        let i = self.sessions.len();
+        self.sessions.push((id, rx));
         self.last_up = now;
+        // Spread the sessions' sends over the periods, whatever the ramp did.
+        let spread = |p: Duration| now + p.mul_f64(i as f64 / self.args.sessions as f64);
+        let video_period = Duration::from_secs_f64(1.0 / f64::from(self.args.fps));
+        let rate = self.rig.sender().pcm_rate(id);
+        let n = NewSession {
+            live: Live {
+                id,
+                number: i as u32,
+                pcm: tone(&mut self.tone_at, rate),
+                pictures: 0,
+            },
+            audio_at: (!self.args.video_only).then(|| spread(AUDIO_PERIOD)),
+            video_at: (!self.args.audio_only).then(|| spread(video_period)),
+        };
+        let _ = self.senders[i % self.senders.len()].send(n);
     }
 
     /// Starts the sessions due by `now`.
-    fn ramp(&mut self, now: Instant, next_start: &mut Instant) {
+    fn ramp(&mut self, now: Instant) {
         let gap = Duration::from_secs_f64(1.0 / self.args.rate);
-        while self.started < self.args.sessions && *next_start <= now {
+        while self.started < self.args.sessions && self.next_start <= now {
             let t = Instant::now();
             match self.rig.start(self.started, self.args.audio_only) {
                 Ok(Started::Up { tx, rx }) => self.up(tx, Some(rx), t, Instant::now()),
@@ -651,7 +737,7 @@ impl Bench<'_> {
                 }
             }
             self.started += 1;
-            *next_start += gap;
+            self.next_start += gap;
         }
     }
 
@@ -672,53 +758,14 @@ impl Bench<'_> {
             }
         }
     }
-
-    /// Sends what is due by `now`.
-    fn send_due(&mut self, now: Instant) {
-        let sender = self.rig.sender();
-        while let Some(&Reverse((when, i, kind))) = self.due.peek() {
-            if when > now {
-                break;
-            }
-            self.due.pop();
-            let period = match kind {
-                Kind::Audio => Self::audio_period(),
-                Kind::Video => self.video_period(),
-            };
-            if now - when > LATE {
-                // Behind: skip to now rather than send a burst.
-                self.late += 1;
-                self.due.push(Reverse((now + period, i, kind)));
-                continue;
-            }
-            let l = &mut self.live[i];
-            let ok = match kind {
-                Kind::Audio => {
-                    self.counters.audio_sent.fetch_add(1, Ordering::Relaxed);
-                    sender.audio(l.id, &l.pcm)
-                }
-                Kind::Video => {
-                    let (template, _) = &self.pictures[l.pictures as usize % self.pictures.len()];
-                    let mut p = template.clone();
-                    Stamp {
-                        session: i as u32,
-                        seq: l.pictures,
-                        sent_ns: self.epoch.elapsed().as_nanos() as u64,
-                    }
-                    .write(&mut p);
-                    l.pictures += 1;
-                    self.counters.video_sent.fetch_add(1, Ordering::Relaxed);
-                    sender.video(l.id, &p)
-                }
-            };
-            self.errors += u64::from(!ok);
-            self.due.push(Reverse((when + period, i, kind)));
-        }
-    }
 }
 
 pub fn run(args: &BenchArgs) -> Result<ExitCode, Failure> {
-    let pictures = pictures(args).map_err(Failure::Usage)?;
+    let pictures: Vec<Vec<u8>> = pictures(args)
+        .map_err(Failure::Usage)?
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
     if let Some(t) = &args.target {
         if !t.starts_with("sip:") {
             return Err(Failure::Usage(format!("--target `{t}` is not a sip: URI")));
@@ -729,24 +776,38 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, Failure> {
     let counters = Arc::new(Counters::default());
     let (setup_tx, setup_rx) = crossbeam_channel::unbounded::<Setup>();
     let rig = build(args, !args.audio_only, &counters, epoch, setup_tx)?;
-    let mut b = Bench {
+    eprintln!(
+        "bench: {} {} sessions at {}/s, then {} s of media ({}), {} sending threads; Ctrl-C stops early",
+        args.sessions,
+        rig.mode(),
+        args.rate,
+        args.seconds,
+        match (args.audio_only, args.video_only) {
+            (true, _) => "audio".to_string(),
+            (_, true) => format!("video {} fps", args.fps),
+            _ => format!("audio + video {} fps", args.fps),
+        },
+        args.senders,
+    );
+    let stop = AtomicBool::new(false);
+    let (senders, inboxes): (Vec<_>, Vec<_>) = (0..args.senders)
+        .map(|_| crossbeam_channel::unbounded::<NewSession>())
+        .unzip();
+    let mut ramp = Ramp {
         args,
         rig: &rig,
-        counters: &counters,
-        pictures,
-        epoch,
-        live: Vec::with_capacity(args.sessions),
+        sessions: Vec::with_capacity(args.sessions),
         dialled: HashMap::new(),
         setup_ms: Latencies::default(),
         started: 0,
+        next_start: Instant::now(),
         failed: 0,
         ended: 0,
         last_up: epoch,
-        due: BinaryHeap::new(),
-        late: 0,
-        errors: 0,
         tone_at: 0,
+        senders,
     };
+    let ramp_start = ramp.next_start;
     let mut progress = Progress {
         tty: std::io::stderr().is_terminal(),
         start: epoch,
@@ -756,40 +817,59 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, Failure> {
         last_audio: 0,
         peak_threads: 0,
     };
-    let ramp_start = Instant::now();
-    let mut next_start = ramp_start;
     // From when every session is up (or the set-up wait ran out): the instant and the CPU time.
     let mut media: Option<(Instant, Duration)> = None;
     let mut interrupted = false;
     let seconds = Duration::from_secs_f64(args.seconds);
-    loop {
-        let now = Instant::now();
-        if signals::stop_requested() {
-            interrupted = true;
-            break;
+    std::thread::scope(|scope| {
+        for inbox in &inboxes {
+            let send_loop = SendLoop {
+                sender: rig.sender(),
+                counters: &counters,
+                pictures: &pictures,
+                epoch,
+                video_period: Duration::from_secs_f64(1.0 / f64::from(args.fps)),
+                live: Vec::new(),
+                due: BinaryHeap::new(),
+            };
+            let stop = &stop;
+            std::thread::Builder::new()
+                .name("bench-send".into())
+                .spawn_scoped(scope, move || send_loop.run(inbox, stop))
+                .expect("a sending thread");
         }
-        if media.is_some_and(|(start, _)| now >= start + seconds) {
-            break;
+        loop {
+            let now = Instant::now();
+            if signals::stop_requested() {
+                interrupted = true;
+                break;
+            }
+            if media.is_some_and(|(start, _)| now >= start + seconds) {
+                break;
+            }
+            ramp.ramp(now);
+            ramp.settle(&setup_rx);
+            if media.is_none()
+                && ramp.started == args.sessions
+                && (ramp.dialled.is_empty() || now >= ramp.next_start + SETUP_WAIT)
+            {
+                media = Some((now, usage().cpu));
+            }
+            progress.tick(
+                now,
+                &counters,
+                ramp.started,
+                ramp.sessions.len(),
+                ramp.failed,
+            );
+            let mut wake = now + Duration::from_millis(5);
+            if ramp.started < args.sessions {
+                wake = wake.min(ramp.next_start);
+            }
+            std::thread::sleep(wake.saturating_duration_since(Instant::now()));
         }
-        b.ramp(now, &mut next_start);
-        b.settle(&setup_rx);
-        if media.is_none()
-            && b.started == args.sessions
-            && (b.dialled.is_empty() || now >= next_start + SETUP_WAIT)
-        {
-            media = Some((now, usage().cpu));
-        }
-        b.send_due(now);
-        progress.tick(now, &counters, b.started, b.live.len(), b.failed);
-        let mut wake = now + Duration::from_millis(5);
-        if let Some(Reverse((when, ..))) = b.due.peek() {
-            wake = wake.min(*when);
-        }
-        if b.started < args.sessions {
-            wake = wake.min(next_start);
-        }
-        std::thread::sleep(wake.saturating_duration_since(Instant::now()));
-    }
+        stop.store(true, Ordering::Relaxed);
+    });
     // The media window ends with the last send; CPU over it, usage before the teardown.
     let stop = Instant::now();
     let (media_start, cpu_start) = media.unwrap_or((epoch, progress.last_cpu));
@@ -815,16 +895,16 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, Failure> {
         eprintln!();
     }
     // Late answers still count as set up.
-    b.settle(&setup_rx);
-    rig.close(&b.live);
+    ramp.settle(&setup_rx);
+    rig.close(&ramp.sessions);
     let c = &counters;
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let (video_sent, video_delivered) = (load(&c.video_sent), load(&c.video_delivered));
     let (audio_sent, audio_delivered) = (load(&c.audio_sent), load(&c.audio_delivered));
     let mut latency = c.latency.lock().0.clone();
     let ms = |x: Option<f64>| x.map_or(-1.0, |v| rounded(v, 3));
-    let up = b.live.len() as u64;
-    let setup_span = (b.last_up - ramp_start).as_secs_f64();
+    let up = ramp.sessions.len() as u64;
+    let setup_span = (ramp.last_up - ramp_start).as_secs_f64();
     let ok = up > 0
         && (args.audio_only || video_delivered > 0)
         && (args.video_only || audio_delivered > 0);
@@ -834,15 +914,15 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, Failure> {
         sessions: args.sessions,
         seconds: args.seconds,
         sessions_up: up,
-        setup_failed: b.failed,
-        ended_early: b.ended,
+        setup_failed: ramp.failed,
+        ended_early: ramp.ended,
         setup_rate: if setup_span > 0.0 {
             rounded(up as f64 / setup_span, 1)
         } else {
             0.0
         },
-        setup_ms_p50: ms(b.setup_ms.quantile(0.5)),
-        setup_ms_p99: ms(b.setup_ms.quantile(0.99)),
+        setup_ms_p50: ms(ramp.setup_ms.quantile(0.5)),
+        setup_ms_p99: ms(ramp.setup_ms.quantile(0.99)),
         video_sent,
         video_delivered,
         video_loss_pct: pct_lost(video_sent, video_delivered),
@@ -852,8 +932,8 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, Failure> {
         audio_delivered,
         audio_loss_pct: pct_lost(audio_sent, audio_delivered),
         audio_concealed: load(&c.concealed),
-        sends_late: b.late,
-        send_errors: b.errors,
+        sends_late: load(&c.late),
+        send_errors: load(&c.send_errors),
         latency: if rig.mode() == "remote" {
             "round_trip"
         } else {
@@ -870,7 +950,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, Failure> {
         interrupted,
         ok,
     };
-    drop(b);
+    drop(ramp);
     drop(rig);
     Out::stdout().line(&report);
     Ok(if ok {

@@ -1,0 +1,203 @@
+//! `roomkit-media bench`: short runs in each set-up (two RTP backends, two SIP backends, a
+//! `serve --echo` at a URI) report every field with media delivered; Ctrl-C ends a run early with
+//! its report. Floors only: speed is measured by running the command, never asserted here.
+
+use crate::support;
+
+use support::peers;
+
+use std::time::Duration;
+
+/// Every field of the closing line.
+const FIELDS: &[&str] = &[
+    "event",
+    "mode",
+    "sessions",
+    "seconds",
+    "sessions_up",
+    "setup_failed",
+    "ended_early",
+    "setup_rate",
+    "setup_ms_p50",
+    "setup_ms_p99",
+    "video_sent",
+    "video_delivered",
+    "video_loss_pct",
+    "keyframes_delivered",
+    "video_unstamped",
+    "audio_sent",
+    "audio_delivered",
+    "audio_loss_pct",
+    "audio_concealed",
+    "sends_late",
+    "send_errors",
+    "latency",
+    "latency_ms_p50",
+    "latency_ms_p99",
+    "latency_ms_max",
+    "cpu_cores",
+    "rss_mb",
+    "peak_rss_mb",
+    "threads",
+    "peak_threads",
+    "interrupted",
+    "ok",
+];
+
+/// The JSON line of a finished `bench` run (which must have exited 0 unless `interrupt`).
+fn report(out: &std::process::Output) -> serde_json::Value {
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("{\"event\":\"bench\""))
+        .unwrap_or_else(|| {
+            panic!(
+                "no bench line:\n{text}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    let json: serde_json::Value = serde_json::from_str(line).expect("bench JSON");
+    let mut keys: Vec<&str> = json
+        .as_object()
+        .expect("an object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut expected = FIELDS.to_vec();
+    keys.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(keys, expected, "{json}");
+    json
+}
+
+/// Runs `bench` with `args`, checks it succeeded, returns its report.
+fn bench(args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["bench"];
+    all.extend_from_slice(args);
+    let child = peers::spawn(90, peers::bin().to_str().unwrap(), &all);
+    let out = peers::wait_bounded(child, Duration::from_secs(90));
+    let json = report(&out);
+    assert!(
+        out.status.success(),
+        "{json}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    json
+}
+
+fn n(json: &serde_json::Value, key: &str) -> f64 {
+    json[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{key}: {json}"))
+}
+
+/// Sessions came up and both kinds of media arrived, well above a floor that a loaded machine
+/// still clears; the figures are sane (not their size: that is the command's job to report).
+fn media_flowed(json: &serde_json::Value, sessions: f64) {
+    assert_eq!(json["ok"], true, "{json}");
+    assert_eq!(json["interrupted"], false, "{json}");
+    assert!(n(json, "sessions_up") >= sessions - 1.0, "{json}");
+    assert!(n(json, "setup_rate") > 0.0, "{json}");
+    for kind in ["video", "audio"] {
+        let (sent, delivered) = (
+            n(json, &format!("{kind}_sent")),
+            n(json, &format!("{kind}_delivered")),
+        );
+        assert!(sent > 0.0, "{kind}: {json}");
+        assert!(delivered * 2.0 >= sent, "{kind}: {json}");
+        assert!(delivered <= sent, "{kind}: {json}");
+    }
+    assert!(n(json, "keyframes_delivered") >= 1.0, "{json}");
+    assert_eq!(n(json, "video_unstamped"), 0.0, "{json}");
+    let (p50, p99, max) = (
+        n(json, "latency_ms_p50"),
+        n(json, "latency_ms_p99"),
+        n(json, "latency_ms_max"),
+    );
+    assert!(0.0 <= p50 && p50 <= p99 && p99 <= max, "{json}");
+    assert!(n(json, "cpu_cores") > 0.0, "{json}");
+    assert!(n(json, "peak_rss_mb") > 0.0, "{json}");
+    assert!(n(json, "threads") >= 1.0, "{json}");
+}
+
+#[test]
+fn bench_rtp_in_process_reports_one_way_media() {
+    let json = bench(&["--sessions", "5", "--seconds", "2"]);
+    assert_eq!(json["mode"], "rtp", "{json}");
+    assert_eq!(json["latency"], "one_way", "{json}");
+    media_flowed(&json, 5.0);
+}
+
+#[test]
+fn bench_sip_in_process_dials_and_reports_media() {
+    let json = bench(&[
+        "--sessions",
+        "5",
+        "--seconds",
+        "2",
+        "--sip",
+        "--rtp-ports",
+        "33000-33999",
+    ]);
+    assert_eq!(json["mode"], "sip", "{json}");
+    assert!(n(&json, "setup_ms_p50") > 0.0, "{json}");
+    media_flowed(&json, 5.0);
+}
+
+#[test]
+fn bench_against_serve_echo_reports_the_round_trip() {
+    let (serve, port) = peers::spawn_serve(60, "34000-34999", &["--echo"]);
+    let target = format!("sip:echo@127.0.0.1:{port}");
+    // serve binds its port after start-up: the ramp's first calls would be retransmitted.
+    std::thread::sleep(Duration::from_millis(300));
+    let json = bench(&[
+        "--sessions",
+        "3",
+        "--seconds",
+        "2",
+        "--target",
+        &target,
+        "--rtp-ports",
+        "35000-35999",
+    ]);
+    peers::interrupt(&serve);
+    let _ = peers::wait_bounded(serve, Duration::from_secs(10));
+    assert_eq!(json["mode"], "remote", "{json}");
+    assert_eq!(json["latency"], "round_trip", "{json}");
+    media_flowed(&json, 3.0);
+}
+
+#[test]
+fn ctrl_c_ends_a_bench_early_with_its_report() {
+    let child = peers::spawn(
+        60,
+        peers::bin().to_str().unwrap(),
+        &["bench", "--sessions", "3", "--seconds", "50"],
+    );
+    let mut child = child;
+    // Interrupted once it says it started (its signal handler is in place), media flowing.
+    let mut first = String::new();
+    let mut err = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    std::io::BufRead::read_line(&mut err, &mut first).expect("bench's first line");
+    assert!(first.starts_with("bench: 3 rtp sessions"), "{first}");
+    std::thread::sleep(Duration::from_millis(500));
+    peers::interrupt(&child);
+    let started = std::time::Instant::now();
+    let out = peers::wait_bounded(child, Duration::from_secs(20));
+    assert!(started.elapsed() < Duration::from_secs(20), "not stopped");
+    let json = report(&out);
+    assert_eq!(json["interrupted"], true, "{json}");
+    assert!(n(&json, "video_sent") > 0.0, "{json}");
+}
+
+#[test]
+fn bench_refuses_a_target_that_is_not_sip() {
+    let child = peers::spawn(
+        20,
+        peers::bin().to_str().unwrap(),
+        &["bench", "--target", "http://x", "--seconds", "1"],
+    );
+    let out = peers::wait_bounded(child, Duration::from_secs(20));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a sip: URI"));
+}
