@@ -259,7 +259,7 @@ enum Rig {
 /// How a started session went, reported by the SIP callback thread.
 enum Setup {
     Answered(SessionId),
-    Failed(SessionId),
+    Failed(SessionId, String),
     Ended,
 }
 
@@ -409,7 +409,7 @@ fn build(
     tx.get().on_call_state(move |id, p| {
         let _ = setups.send(match p.state {
             CallState::Answered => Setup::Answered(id),
-            CallState::Failed => Setup::Failed(id),
+            CallState::Failed => Setup::Failed(id, format!("{} {}", p.status, p.reason)),
             CallState::Ended => Setup::Ended,
             _ => return,
         });
@@ -522,17 +522,17 @@ impl Rig {
 
 /// The sending operations, the same on both kinds of backend.
 trait Sender {
-    fn audio(&self, id: SessionId, pcm: &[i16]) -> bool;
-    fn video(&self, id: SessionId, picture: &[u8]) -> bool;
+    fn audio(&self, id: SessionId, pcm: &[i16]) -> roomkit_media::Result<()>;
+    fn video(&self, id: SessionId, picture: &[u8]) -> roomkit_media::Result<()>;
     fn pcm_rate(&self, id: SessionId) -> u32;
 }
 
 impl<B: MediaBackend> Sender for B {
-    fn audio(&self, id: SessionId, pcm: &[i16]) -> bool {
-        self.send_audio(id, pcm).is_ok()
+    fn audio(&self, id: SessionId, pcm: &[i16]) -> roomkit_media::Result<()> {
+        self.send_audio(id, pcm)
     }
-    fn video(&self, id: SessionId, picture: &[u8]) -> bool {
-        self.send_video(id, picture).is_ok()
+    fn video(&self, id: SessionId, picture: &[u8]) -> roomkit_media::Result<()> {
+        self.send_video(id, picture)
     }
     fn pcm_rate(&self, id: SessionId) -> u32 {
         self.get_session(id).map_or(8000, |s| s.audio.sample_rate)
@@ -669,8 +669,11 @@ impl SendLoop<'_> {
                     self.sender.video(l.id, &p)
                 }
             };
-            if !ok {
-                c.send_errors.fetch_add(1, Ordering::Relaxed);
+            if let Err(e) = ok {
+                // The first one says why; the count says how often.
+                if c.send_errors.fetch_add(1, Ordering::Relaxed) == 0 {
+                    eprintln!("bench: a send failed (counted in send_errors): {e}");
+                }
             }
             self.due.push(Reverse((when + period, i, kind)));
         }
@@ -750,9 +753,12 @@ impl Ramp<'_> {
                         self.up(id, None, since, Instant::now());
                     }
                 }
-                Setup::Failed(id) => {
+                Setup::Failed(id, why) => {
                     self.dialled.remove(&id);
                     self.failed += 1;
+                    if self.failed == 1 {
+                        eprintln!("bench: a call failed (counted in setup_failed): {why}");
+                    }
                 }
                 Setup::Ended => self.ended += 1,
             }
