@@ -1,6 +1,6 @@
 //! `roomkit-media bench`: short runs in each set-up (two RTP backends, two SIP backends, a
 //! `serve --echo` at a URI) report every field with media delivered; Ctrl-C ends a run early with
-//! its report. Floors only: speed is measured by running the command, never asserted here.
+//! its report; bad arguments exit 2. Floors only: speed is measured by running the command, never asserted here.
 
 use crate::support;
 
@@ -191,13 +191,25 @@ fn ctrl_c_ends_a_bench_early_with_its_report() {
 }
 
 #[test]
-fn bench_refuses_a_target_that_is_not_sip() {
-    let child = peers::spawn(
-        20,
-        peers::bin().to_str().unwrap(),
-        &["bench", "--target", "http://x", "--seconds", "1"],
-    );
-    let out = peers::wait_bounded(child, Duration::from_secs(20));
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not a sip: URI"));
+fn bench_refuses_bad_arguments_with_exit_2() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--target", "http://x"], "not a sip: URI"),
+        (&["--sessions", "0"], "--sessions"),
+        (&["--fps", "0"], "--fps"),
+        (&["--sip", "--target", "sip:a@127.0.0.1:9"], "--target"),
+        (&["--audio-only", "--video-only"], "--video-only"),
+        (&["--clip", "x.h264", "--bitrate", "100"], "--bitrate"),
+        (&["--clip", "/nonexistent/x.h264"], "cannot read"),
+        (&["--rtp-ports", "3000-2000"], "--rtp-ports"),
+    ];
+    for (args, needle) in cases {
+        let mut all = vec!["bench", "--seconds", "1"];
+        all.extend_from_slice(args);
+        let child = peers::spawn(20, peers::bin().to_str().unwrap(), &all);
+        let out = peers::wait_bounded(child, Duration::from_secs(20));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: `{err}` lacks `{needle}`");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
 }

@@ -134,8 +134,9 @@ struct Report {
     audio_loss_pct: f64,
     /// Audio frames the receiver concealed (a packet that did not arrive in time).
     audio_concealed: u64,
-    /// Sends skipped because the sender fell more than 100 ms behind, and sends refused.
+    /// Sends skipped because a sending thread fell more than 100 ms behind.
     sends_late: u64,
+    /// Sends the engine refused.
     send_errors: u64,
     /// `one_way` in-process (one clock at both ends), `round_trip` through an echo.
     latency: &'static str,
@@ -220,6 +221,7 @@ impl Rtp {
     }
 }
 
+/// The same for SIP.
 enum Sip {
     Voice(SipVoiceBackend),
     Video(SipVideoBackend),
@@ -562,7 +564,7 @@ impl Progress {
             c.video_delivered.load(Ordering::Relaxed),
             c.audio_delivered.load(Ordering::Relaxed),
         );
-        let mut window = std::mem::take(&mut c.latency.lock().1);
+        let window = std::mem::take(&mut c.latency.lock().1);
         if self.tty {
             let per_s = |n: u64| n as f64 / wall.as_secs_f64();
             let mut err = std::io::stderr().lock();
@@ -907,7 +909,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, Failure> {
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let (video_sent, video_delivered) = (load(&c.video_sent), load(&c.video_delivered));
     let (audio_sent, audio_delivered) = (load(&c.audio_sent), load(&c.audio_delivered));
-    let mut latency = c.latency.lock().0.clone();
+    let latency = c.latency.lock().0.clone();
     let ms = |x: Option<f64>| x.map_or(-1.0, |v| rounded(v, 3));
     let up = ramp.sessions.len() as u64;
     let setup_span = (ramp.last_up - ramp_start).as_secs_f64();

@@ -135,7 +135,7 @@ impl Seen {
         self.zero_crossings as f64 / 2.0 / (self.audio_samples as f64 / f64::from(self.sample_rate))
     }
 
-    fn p50(&mut self) -> f64 {
+    fn p50(&self) -> f64 {
         self.latencies.quantile(0.5).unwrap_or(f64::NAN)
     }
 }
@@ -390,7 +390,7 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode, String> {
             srtp_at_caller,
         ),
     ] {
-        let mut s = seen.lock();
+        let s = seen.lock();
         let lost = stats.video.as_ref().map_or(0, |v| v.lost);
         let p50 = s.p50();
         let flowed = s.exact * 10 >= u64::from(sent_pictures) * 9

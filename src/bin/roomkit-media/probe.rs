@@ -69,30 +69,78 @@ impl Stamp {
     }
 }
 
-/// Latency samples in milliseconds, and their percentiles.
+/// Latencies in milliseconds and their percentiles, in a histogram of fixed size (a run of
+/// hours keeps no list of samples): 1 µs buckets below 1 ms, then three significant digits
+/// (under 1 % apart) up to 1,000 s; the maximum is kept exactly.
 #[derive(Debug, Default, Clone)]
 pub struct Latencies {
-    ms: Vec<f64>,
-    sorted: bool,
+    /// Samples per bucket; empty until the first sample.
+    counts: Vec<u64>,
+    total: u64,
+    max_ms: f64,
+}
+
+/// Buckets of 1 µs below this many µs.
+const LINEAR_US: u64 = 1000;
+/// Buckets per decade above: 100..=999 times a power of ten.
+const PER_DECADE: u64 = 900;
+/// Decades above 1 ms (to 1,000 s); longer goes into the last bucket.
+const DECADES: u64 = 6;
+
+fn bucket(us: u64) -> usize {
+    if us < LINEAR_US {
+        return us as usize;
+    }
+    let (mut v, mut e) = (us, 0u64);
+    while v >= 1000 {
+        v /= 10;
+        e += 1;
+    }
+    if e > DECADES {
+        return (LINEAR_US + DECADES * PER_DECADE - 1) as usize;
+    }
+    (LINEAR_US + (e - 1) * PER_DECADE + (v - 100)) as usize
+}
+
+/// The smallest value in µs that falls into bucket `b`.
+fn bucket_floor(b: usize) -> u64 {
+    let b = b as u64;
+    if b < LINEAR_US {
+        return b;
+    }
+    let k = b - LINEAR_US;
+    (k % PER_DECADE + 100) * 10u64.pow((k / PER_DECADE + 1) as u32)
 }
 
 impl Latencies {
     pub fn push(&mut self, ms: f64) {
-        self.ms.push(ms);
-        self.sorted = false;
+        if self.counts.is_empty() {
+            self.counts = vec![0; (LINEAR_US + DECADES * PER_DECADE) as usize];
+        }
+        let ms = ms.max(0.0);
+        self.counts[bucket((ms * 1000.0) as u64)] += 1;
+        self.total += 1;
+        self.max_ms = self.max_ms.max(ms);
     }
 
-    /// The `q` quantile (0.5: the median, 1.0: the maximum), nearest rank; `None` without samples.
-    pub fn quantile(&mut self, q: f64) -> Option<f64> {
-        if self.ms.is_empty() {
+    /// The `q` quantile (0.5: the median, 1.0: the maximum), nearest rank, to the floor of its
+    /// bucket; `None` without samples.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        if self.total == 0 {
             return None;
         }
-        if !self.sorted {
-            self.ms.sort_by(f64::total_cmp);
-            self.sorted = true;
+        if q >= 1.0 {
+            return Some(self.max_ms);
         }
-        let rank = ((q.clamp(0.0, 1.0) * self.ms.len() as f64).ceil() as usize).max(1);
-        Some(self.ms[rank - 1])
+        let rank = ((q.max(0.0) * self.total as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (b, &n) in self.counts.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return Some((bucket_floor(b) as f64 / 1000.0).min(self.max_ms));
+            }
+        }
+        Some(self.max_ms)
     }
 }
 
@@ -127,5 +175,24 @@ mod tests {
         assert_eq!(l.quantile(0.99), Some(99.0));
         assert_eq!(l.quantile(1.0), Some(100.0));
         assert_eq!(l.quantile(0.0), Some(1.0));
+        // Below 1 ms to the µs, above to three digits; the maximum exactly.
+        let mut l = Latencies::default();
+        for x in [0.1234, 0.5, 12.345, 12.349, 4321.0, 5e9] {
+            l.push(x);
+        }
+        assert_eq!(l.quantile(1.0 / 6.0), Some(0.123));
+        assert_eq!(l.quantile(0.5), Some(12.3));
+        assert_eq!(l.quantile(0.66), Some(12.3));
+        assert_eq!(l.quantile(0.8), Some(4320.0));
+        assert_eq!(l.quantile(1.0), Some(5e9));
+    }
+
+    #[test]
+    fn every_bucket_starts_where_the_last_ended() {
+        for b in 1..(LINEAR_US + DECADES * PER_DECADE) as usize {
+            let floor = bucket_floor(b);
+            assert_eq!(bucket(floor), b);
+            assert_eq!(bucket(floor - 1), b - 1);
+        }
     }
 }
