@@ -14,6 +14,7 @@ const FIELDS: &[&str] = &[
     "mode",
     "sessions",
     "seconds",
+    "media_seconds",
     "sessions_up",
     "setup_failed",
     "ended_early",
@@ -116,6 +117,7 @@ fn media_flowed(json: &serde_json::Value, sessions: f64) {
     );
     assert!(0.0 <= p50 && p50 <= p99 && p99 <= max, "{json}");
     assert!(n(json, "cpu_cores") > 0.0, "{json}");
+    assert!(n(json, "media_seconds") >= 2.0, "{json}");
     assert!(n(json, "peak_rss_mb") > 0.0, "{json}");
     assert!(n(json, "threads") >= 1.0, "{json}");
 }

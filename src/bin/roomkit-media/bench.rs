@@ -115,6 +115,9 @@ struct Report {
     mode: &'static str,
     sessions: usize,
     seconds: f64,
+    /// The window `cpu_cores` covers: from every session up to the last send (shorter when
+    /// interrupted; from the start when interrupted during the ramp).
+    media_seconds: f64,
     sessions_up: u64,
     setup_failed: u64,
     /// Sessions that ended before the run did (the far end hung up).
@@ -816,11 +819,12 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, Failure> {
         senders,
     };
     let ramp_start = ramp.next_start;
+    let cpu_at_epoch = usage().cpu;
     let mut progress = Progress {
         tty: std::io::stderr().is_terminal(),
         start: epoch,
         last: epoch,
-        last_cpu: usage().cpu,
+        last_cpu: cpu_at_epoch,
         last_video: 0,
         last_audio: 0,
         peak_threads: 0,
@@ -880,7 +884,8 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, Failure> {
     });
     // The media window ends with the last send; CPU over it, usage before the teardown.
     let stop = Instant::now();
-    let (media_start, cpu_start) = media.unwrap_or((epoch, progress.last_cpu));
+    // Interrupted before every session was up: the whole run.
+    let (media_start, cpu_start) = media.unwrap_or((epoch, cpu_at_epoch));
     let used = usage();
     let cores = (used.cpu.saturating_sub(cpu_start)).as_secs_f64()
         / (stop - media_start).as_secs_f64().max(1e-3);
@@ -921,6 +926,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, Failure> {
         mode: rig.mode(),
         sessions: args.sessions,
         seconds: args.seconds,
+        media_seconds: rounded((stop - media_start).as_secs_f64(), 2),
         sessions_up: up,
         setup_failed: ramp.failed,
         ended_early: ramp.ended,
