@@ -1,6 +1,7 @@
 //! `roomkit-media bench`: short runs in each set-up (two RTP backends, two SIP backends, a
-//! `serve --echo` at a URI) report every field with media delivered; Ctrl-C ends a run early with
-//! its report; bad arguments exit 2. Floors only: speed is measured by running the command, never asserted here.
+//! `serve --echo` at a URI, and with sessions replaced as they close) report every field with
+//! media delivered; Ctrl-C ends a run early with its report; bad arguments exit 2. Floors only:
+//! speed is measured by running the command, never asserted here.
 
 use crate::support;
 
@@ -16,6 +17,7 @@ const FIELDS: &[&str] = &[
     "seconds",
     "media_seconds",
     "sessions_up",
+    "sessions_closed",
     "setup_failed",
     "ended_early",
     "setup_rate",
@@ -37,6 +39,7 @@ const FIELDS: &[&str] = &[
     "latency_ms_p99",
     "latency_ms_max",
     "cpu_cores",
+    "rss_mb_at_start",
     "rss_mb",
     "peak_rss_mb",
     "threads",
@@ -144,6 +147,18 @@ fn bench_sip_in_process_dials_and_reports_media() {
     assert_eq!(json["mode"], "sip", "{json}");
     assert!(n(&json, "setup_ms_p50") > 0.0, "{json}");
     media_flowed(&json, 5.0);
+}
+
+#[test]
+fn bench_with_hold_replaces_sessions_as_they_close() {
+    let json = bench(&["--sessions", "4", "--seconds", "3", "--hold", "0.5"]);
+    media_flowed(&json, 4.0);
+    // Each closed session was replaced: more came up than run at once.
+    let (up, closed) = (n(&json, "sessions_up"), n(&json, "sessions_closed"));
+    assert!(closed >= 1.0 && up >= 4.0 + closed - 1.0, "{json}");
+    // Sessions are closed by the thread that sends on them: no send races a close.
+    assert_eq!(n(&json, "send_errors"), 0.0, "{json}");
+    assert_eq!(n(&json, "ended_early"), 0.0, "{json}");
 }
 
 #[test]

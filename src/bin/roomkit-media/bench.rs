@@ -97,6 +97,10 @@ pub struct BenchArgs {
     /// The address our SIP and RTP sockets take with `--target` (one the target can reach).
     #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
     pub local_ip: std::net::IpAddr,
+    /// Call churn: each session is closed this long after it came up and a new one starts in its
+    /// place (at the ramp's rate), N staying up; for set-up under load and soaks.
+    #[arg(long, value_name = "S", value_parser = within(0.1, 86_400.0, " seconds"))]
+    pub hold: Option<f64>,
     /// Threads sending the sessions' media (each takes every K-th session), as an application
     /// would send from its own threads: a send packetizes and writes to the socket on the
     /// caller's thread.
@@ -118,9 +122,12 @@ struct Report {
     /// The window `cpu_cores` covers: from every session up to the last send (shorter when
     /// interrupted; from the start when interrupted during the ramp).
     media_seconds: f64,
+    /// Sessions that came up over the run (more than `sessions` with `--hold`).
     sessions_up: u64,
+    /// Sessions closed during the run by `--hold`.
+    sessions_closed: u64,
     setup_failed: u64,
-    /// Sessions that ended before the run did (the far end hung up).
+    /// Sessions that ended before the run did, not closed by us (the far end hung up).
     ended_early: u64,
     /// Sessions up per second over the ramp, from the first start to the last answer.
     setup_rate: f64,
@@ -149,6 +156,8 @@ struct Report {
     /// CPU time of the whole process (both ends in-process) over wall time while media flowed
     /// with every session up: 1.0 is one core busy.
     cpu_cores: f64,
+    /// RSS when the media window began (every session up), to compare with `rss_mb` at its end.
+    rss_mb_at_start: f64,
     rss_mb: f64,
     peak_rss_mb: f64,
     threads: u64,
@@ -265,7 +274,7 @@ enum Rig {
 enum Setup {
     Answered(SessionId),
     Failed(SessionId, String),
-    Ended,
+    Ended(SessionId),
 }
 
 /// What starting a session did.
@@ -279,6 +288,8 @@ enum Started {
 /// A session media is sent on, as its sending thread holds it.
 struct Live {
     id: SessionId,
+    /// The in-process RTP receiving end, closed with it.
+    rx: Option<SessionId>,
     /// The session's number in the run (what its pictures' stamps say).
     number: u32,
     /// 20 ms of the session's audio.
@@ -286,11 +297,16 @@ struct Live {
     pictures: u32,
 }
 
-/// A session handed to a sending thread, with when its first audio and picture are due.
-struct NewSession {
-    live: Live,
-    audio_at: Option<Instant>,
-    video_at: Option<Instant>,
+/// What a sending thread hears from the main thread.
+enum ToSender {
+    /// A session is up: its first audio and picture are due at these times.
+    Add {
+        live: Live,
+        audio_at: Option<Instant>,
+        video_at: Option<Instant>,
+    },
+    /// The session with this number is over: the thread closes it, so no send races the close.
+    Remove(u32),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -300,6 +316,7 @@ enum Kind {
 }
 
 /// The process's CPU time (user + system), peak RSS, RSS and thread count.
+#[derive(Clone, Copy)]
 struct Usage {
     cpu: Duration,
     rss_kb: u64,
@@ -415,7 +432,7 @@ fn build(
         let _ = setups.send(match p.state {
             CallState::Answered => Setup::Answered(id),
             CallState::Failed => Setup::Failed(id, format!("{} {}", p.status, p.reason)),
-            CallState::Ended => Setup::Ended,
+            CallState::Ended => Setup::Ended(id),
             _ => return,
         });
     });
@@ -497,23 +514,33 @@ impl Rig {
         }
     }
 
-    /// Ends every session (our end, and in-process RTP the receiving end), waiting (bounded)
-    /// for a SIP far end to answer the BYEs.
-    fn close(&self, sessions: &[(SessionId, Option<SessionId>)]) {
+    /// Ends one session: ours (a SIP call with BYE) and, in-process RTP, the receiving end.
+    fn close_one(&self, ours: SessionId, theirs: Option<SessionId>) {
         match self {
             Rig::Rtp { tx, rx } => {
-                for &(ours, theirs) in sessions {
-                    let _ = tx.get().disconnect(ours);
-                    if let Some(r) = theirs {
-                        let _ = rx.get().disconnect(r);
-                    }
+                let _ = tx.get().disconnect(ours);
+                if let Some(r) = theirs {
+                    let _ = rx.get().disconnect(r);
                 }
             }
             Rig::Sip { tx, .. } => {
-                let before = tx.get().sip_stats().byes_answered;
-                for &(ours, _) in sessions {
-                    let _ = tx.get().hangup(ours);
-                }
+                let _ = tx.get().hangup(ours);
+            }
+        }
+    }
+
+    /// Ends every session, waiting (bounded) for a SIP far end to answer the BYEs.
+    fn close(&self, sessions: &HashMap<u32, (SessionId, Option<SessionId>)>) {
+        let before = match self {
+            Rig::Sip { tx, .. } => tx.get().sip_stats().byes_answered,
+            Rig::Rtp { .. } => 0,
+        };
+        for &(ours, theirs) in sessions.values() {
+            self.close_one(ours, theirs);
+        }
+        match self {
+            Rig::Rtp { .. } => {}
+            Rig::Sip { tx, .. } => {
                 let deadline = Instant::now() + Duration::from_secs(5);
                 while tx.get().sip_stats().byes_answered < before + sessions.len() as u64
                     && Instant::now() < deadline
@@ -601,12 +628,15 @@ fn pct_lost(sent: u64, delivered: u64) -> f64 {
 
 /// One sending thread: its sessions, and their sends in order of due time.
 struct SendLoop<'a> {
+    rig: &'a Rig,
     sender: &'a (dyn Sender + Sync),
     counters: &'a Counters,
     pictures: &'a [Vec<u8>],
     epoch: Instant,
     video_period: Duration,
-    live: Vec<Live>,
+    /// The thread's sessions, `None` once closed; their numbers' places here.
+    live: Vec<Option<Live>>,
+    places: HashMap<u32, usize>,
     /// Due sends: when, index in `live`, what.
     due: BinaryHeap<Reverse<(Instant, usize, Kind)>>,
 }
@@ -615,17 +645,38 @@ const AUDIO_PERIOD: Duration = Duration::from_millis(20);
 
 impl SendLoop<'_> {
     /// Sends until `stop`, taking in the sessions that come up from `new`.
-    fn run(mut self, new: &crossbeam_channel::Receiver<NewSession>, stop: &AtomicBool) {
-        while !stop.load(Ordering::Relaxed) {
-            while let Ok(n) = new.try_recv() {
-                let i = self.live.len();
-                if let Some(t) = n.audio_at {
-                    self.due.push(Reverse((t, i, Kind::Audio)));
+    fn run(mut self, inbox: &crossbeam_channel::Receiver<ToSender>, stop: &AtomicBool) {
+        loop {
+            // Whatever was sent before the stop is read once more: no session is left unclosed.
+            let stopping = stop.load(Ordering::Acquire);
+            while let Ok(msg) = inbox.try_recv() {
+                match msg {
+                    ToSender::Add {
+                        live,
+                        audio_at,
+                        video_at,
+                    } => {
+                        let i = self.live.len();
+                        for (at, kind) in [(audio_at, Kind::Audio), (video_at, Kind::Video)] {
+                            if let Some(t) = at {
+                                self.due.push(Reverse((t, i, kind)));
+                            }
+                        }
+                        self.places.insert(live.number, i);
+                        self.live.push(Some(live));
+                    }
+                    ToSender::Remove(number) => {
+                        if let Some(i) = self.places.remove(&number) {
+                            // Its due sends are dropped as they come up.
+                            if let Some(l) = self.live[i].take() {
+                                self.rig.close_one(l.id, l.rx);
+                            }
+                        }
+                    }
                 }
-                if let Some(t) = n.video_at {
-                    self.due.push(Reverse((t, i, Kind::Video)));
-                }
-                self.live.push(n.live);
+            }
+            if stopping {
+                return;
             }
             let now = Instant::now();
             self.send_due(now);
@@ -645,6 +696,9 @@ impl SendLoop<'_> {
                 break;
             }
             self.due.pop();
+            let Some(l) = self.live[i].as_mut() else {
+                continue;
+            };
             let period = match kind {
                 Kind::Audio => AUDIO_PERIOD,
                 Kind::Video => self.video_period,
@@ -655,7 +709,6 @@ impl SendLoop<'_> {
                 self.due.push(Reverse((now + period, i, kind)));
                 continue;
             }
-            let l = &mut self.live[i];
             let ok = match kind {
                 Kind::Audio => {
                     c.audio_sent.fetch_add(1, Ordering::Relaxed);
@@ -689,8 +742,13 @@ impl SendLoop<'_> {
 struct Ramp<'a> {
     args: &'a BenchArgs,
     rig: &'a Rig,
-    /// Every session up: ours and (in-process RTP) the receiving end.
-    sessions: Vec<(SessionId, Option<SessionId>)>,
+    /// The sessions up by number: ours and (in-process RTP) the receiving end.
+    sessions: HashMap<u32, (SessionId, Option<SessionId>)>,
+    /// How many sessions came up, and how many `--hold` closed.
+    up_count: u32,
+    closed: u64,
+    /// With `--hold`: when each session is due to close, in order.
+    expiries: std::collections::VecDeque<(Instant, u32)>,
     /// Calls dialled and not yet settled, with when.
     dialled: HashMap<SessionId, Instant>,
     setup_ms: Latencies,
@@ -700,37 +758,59 @@ struct Ramp<'a> {
     ended: u64,
     last_up: Instant,
     tone_at: u64,
-    senders: Vec<crossbeam_channel::Sender<NewSession>>,
+    senders: Vec<crossbeam_channel::Sender<ToSender>>,
 }
 
 impl Ramp<'_> {
     /// Session `id` is up since `now`, started at `since`: it goes to a sending thread.
     fn up(&mut self, id: SessionId, rx: Option<SessionId>, since: Instant, now: Instant) {
         self.setup_ms.push((now - since).as_secs_f64() * 1000.0);
-        let i = self.sessions.len();
-        self.sessions.push((id, rx));
+        let i = self.up_count;
+        self.up_count += 1;
+        self.sessions.insert(i, (id, rx));
+        if let Some(hold) = self.args.hold {
+            self.expiries
+                .push_back((now + Duration::from_secs_f64(hold), i));
+        }
         self.last_up = now;
         // Spread the sessions' sends over the periods, whatever the ramp did.
-        let spread = |p: Duration| now + p.mul_f64(i as f64 / self.args.sessions as f64);
+        let phase = f64::from(i % self.args.sessions as u32) / self.args.sessions as f64;
+        let spread = |p: Duration| now + p.mul_f64(phase);
         let video_period = Duration::from_secs_f64(1.0 / f64::from(self.args.fps));
         let rate = self.rig.sender().pcm_rate(id);
-        let n = NewSession {
+        let n = ToSender::Add {
             live: Live {
                 id,
-                number: i as u32,
+                rx,
+                number: i,
                 pcm: tone(&mut self.tone_at, rate),
                 pictures: 0,
             },
             audio_at: (!self.args.video_only).then(|| spread(AUDIO_PERIOD)),
             video_at: (!self.args.audio_only).then(|| spread(video_period)),
         };
-        let _ = self.senders[i % self.senders.len()].send(n);
+        let _ = self.senders[i as usize % self.senders.len()].send(n);
+    }
+
+    /// With `--hold`: closes the sessions whose time is up; each makes room for a new start.
+    fn expire(&mut self, now: Instant) {
+        while let Some(&(due, i)) = self.expiries.front() {
+            if due > now {
+                break;
+            }
+            self.expiries.pop_front();
+            if self.sessions.remove(&i).is_some() {
+                let _ = self.senders[i as usize % self.senders.len()].send(ToSender::Remove(i));
+                self.closed += 1;
+            }
+        }
     }
 
     /// Starts the sessions due by `now`.
     fn ramp(&mut self, now: Instant) {
         let gap = Duration::from_secs_f64(1.0 / self.args.rate);
-        while self.started < self.args.sessions && self.next_start <= now {
+        // Every session closed by --hold is replaced.
+        while self.started < self.args.sessions + self.closed as usize && self.next_start <= now {
             let t = Instant::now();
             match self.rig.start(self.started, self.args.audio_only) {
                 Ok(Started::Up { tx, rx }) => self.up(tx, Some(rx), t, Instant::now()),
@@ -765,7 +845,12 @@ impl Ramp<'_> {
                         eprintln!("bench: a call failed (counted in setup_failed): {why}");
                     }
                 }
-                Setup::Ended => self.ended += 1,
+                Setup::Ended(id) => {
+                    // Not one we closed (those left `sessions` first).
+                    if self.sessions.values().any(|&(ours, _)| ours == id) {
+                        self.ended += 1;
+                    }
+                }
             }
         }
     }
@@ -788,7 +873,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, Failure> {
     let (setup_tx, setup_rx) = crossbeam_channel::unbounded::<Setup>();
     let rig = build(args, !args.audio_only, &counters, epoch, setup_tx)?;
     eprintln!(
-        "bench: {} {} sessions at {}/s, then {} s of media ({}), {} sending threads; Ctrl-C stops early",
+        "bench: {} {} sessions at {}/s, then {} s of media ({}){}, {} sending threads; Ctrl-C stops early",
         args.sessions,
         rig.mode(),
         args.rate,
@@ -798,16 +883,23 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, Failure> {
             (_, true) => format!("video {} fps", args.fps),
             _ => format!("audio + video {} fps", args.fps),
         },
+        match args.hold {
+            Some(h) => format!(", each session replaced after {h} s"),
+            None => String::new(),
+        },
         args.senders,
     );
     let stop = AtomicBool::new(false);
     let (senders, inboxes): (Vec<_>, Vec<_>) = (0..args.senders)
-        .map(|_| crossbeam_channel::unbounded::<NewSession>())
+        .map(|_| crossbeam_channel::unbounded::<ToSender>())
         .unzip();
     let mut ramp = Ramp {
         args,
         rig: &rig,
-        sessions: Vec::with_capacity(args.sessions),
+        sessions: HashMap::with_capacity(args.sessions),
+        up_count: 0,
+        closed: 0,
+        expiries: Default::default(),
         dialled: HashMap::new(),
         setup_ms: Latencies::default(),
         started: 0,
@@ -829,19 +921,22 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, Failure> {
         last_audio: 0,
         peak_threads: 0,
     };
-    // From when every session is up (or the set-up wait ran out): the instant and the CPU time.
-    let mut media: Option<(Instant, Duration)> = None;
+    // From when every session is up (or the set-up wait ran out): the instant, and the CPU time
+    // and RSS then.
+    let mut media: Option<(Instant, Usage)> = None;
     let mut interrupted = false;
     let seconds = Duration::from_secs_f64(args.seconds);
     std::thread::scope(|scope| {
         for inbox in &inboxes {
             let send_loop = SendLoop {
+                rig: &rig,
                 sender: rig.sender(),
                 counters: &counters,
                 pictures: &pictures,
                 epoch,
                 video_period: Duration::from_secs_f64(1.0 / f64::from(args.fps)),
                 live: Vec::new(),
+                places: HashMap::new(),
                 due: BinaryHeap::new(),
             };
             let stop = &stop;
@@ -859,13 +954,14 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, Failure> {
             if media.is_some_and(|(start, _)| now >= start + seconds) {
                 break;
             }
+            ramp.expire(now);
             ramp.ramp(now);
             ramp.settle(&setup_rx);
             if media.is_none()
-                && ramp.started == args.sessions
+                && ramp.started >= args.sessions
                 && (ramp.dialled.is_empty() || now >= ramp.next_start + SETUP_WAIT)
             {
-                media = Some((now, usage().cpu));
+                media = Some((now, usage()));
             }
             progress.tick(
                 now,
@@ -875,19 +971,30 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, Failure> {
                 ramp.failed,
             );
             let mut wake = now + Duration::from_millis(5);
-            if ramp.started < args.sessions {
+            if ramp.started < args.sessions + ramp.closed as usize {
                 wake = wake.min(ramp.next_start);
+            }
+            if let Some(&(due, _)) = ramp.expiries.front() {
+                wake = wake.min(due);
             }
             std::thread::sleep(wake.saturating_duration_since(Instant::now()));
         }
-        stop.store(true, Ordering::Relaxed);
+        stop.store(true, Ordering::Release);
     });
     // The media window ends with the last send; CPU over it, usage before the teardown.
     let stop = Instant::now();
     // Interrupted before every session was up: the whole run.
-    let (media_start, cpu_start) = media.unwrap_or((epoch, cpu_at_epoch));
     let used = usage();
-    let cores = (used.cpu.saturating_sub(cpu_start)).as_secs_f64()
+    let (media_start, at_start) = media.unwrap_or((
+        epoch,
+        Usage {
+            cpu: cpu_at_epoch,
+            rss_kb: 0,
+            peak_rss_kb: 0,
+            threads: 0,
+        },
+    ));
+    let cores = (used.cpu.saturating_sub(at_start.cpu)).as_secs_f64()
         / (stop - media_start).as_secs_f64().max(1e-3);
     // Drain: until nothing more arrives for 300 ms, at most DRAIN.
     let deadline = stop + DRAIN;
@@ -916,7 +1023,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, Failure> {
     let (audio_sent, audio_delivered) = (load(&c.audio_sent), load(&c.audio_delivered));
     let latency = c.latency.lock().0.clone();
     let ms = |x: Option<f64>| x.map_or(-1.0, |v| rounded(v, 3));
-    let up = ramp.sessions.len() as u64;
+    let up = u64::from(ramp.up_count);
     let setup_span = (ramp.last_up - ramp_start).as_secs_f64();
     let ok = up > 0
         && (args.audio_only || video_delivered > 0)
@@ -928,6 +1035,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, Failure> {
         seconds: args.seconds,
         media_seconds: rounded((stop - media_start).as_secs_f64(), 2),
         sessions_up: up,
+        sessions_closed: ramp.closed,
         setup_failed: ramp.failed,
         ended_early: ramp.ended,
         setup_rate: if setup_span > 0.0 {
@@ -957,6 +1065,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, Failure> {
         latency_ms_p99: ms(latency.quantile(0.99)),
         latency_ms_max: ms(latency.quantile(1.0)),
         cpu_cores: rounded(cores, 3),
+        rss_mb_at_start: rounded(at_start.rss_kb as f64 / 1024.0, 1),
         rss_mb: rounded(used.rss_kb as f64 / 1024.0, 1),
         peak_rss_mb: rounded(used.peak_rss_kb as f64 / 1024.0, 1),
         threads: used.threads,
