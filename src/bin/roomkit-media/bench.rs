@@ -806,11 +806,21 @@ impl Ramp<'_> {
         }
     }
 
+    /// How many sessions the ramp has to start by now: N, plus, with `--hold`, one for each
+    /// session closed or failed, so that N stay up.
+    fn target(&self) -> usize {
+        let replaced = if self.args.hold.is_some() {
+            self.closed + self.failed
+        } else {
+            0
+        };
+        self.args.sessions + replaced as usize
+    }
+
     /// Starts the sessions due by `now`.
     fn ramp(&mut self, now: Instant) {
         let gap = Duration::from_secs_f64(1.0 / self.args.rate);
-        // Every session closed by --hold is replaced.
-        while self.started < self.args.sessions + self.closed as usize && self.next_start <= now {
+        while self.started < self.target() && self.next_start <= now {
             let t = Instant::now();
             match self.rig.start(self.started, self.args.audio_only) {
                 Ok(Started::Up { tx, rx }) => self.up(tx, Some(rx), t, Instant::now()),
@@ -971,7 +981,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, Failure> {
                 ramp.failed,
             );
             let mut wake = now + Duration::from_millis(5);
-            if ramp.started < args.sessions + ramp.closed as usize {
+            if ramp.started < ramp.target() {
                 wake = wake.min(ramp.next_start);
             }
             if let Some(&(due, _)) = ramp.expiries.front() {
