@@ -600,6 +600,10 @@ typedef struct {
     // Check the certificates of the TLS servers we call; default true. **false is unsafe**
     // (any certificate is accepted): for tests with self-signed peers only.
     bool tls_verify;
+    // RFC 5626 keep-alive interval, in ms, on the TCP/TLS connections the backend opens
+    // (CRLF CRLF pings, each connection at 80–100 % of it; one unanswered for 10 s closes the
+    // connection and fails what waits on it). 0: no pings. Default 120000.
+    uint32_t sip_keepalive_ms;
     // The SRTP suites, comma-separated, in our order of preference: offers list exactly these
     // in this order, answers take the first of them the offer has; no suite in common means
     // no SRTP (488 when `srtp` is `RKM_SRTP_MANDATORY`). Names: `AES_CM_128_HMAC_SHA1_80`,

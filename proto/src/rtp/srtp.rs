@@ -10,6 +10,7 @@
 //! ([`SrtpKey::generate`]); the engine and SIP layers pass the operating system's CSPRNG.
 
 use std::fmt;
+use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -518,13 +519,24 @@ impl fmt::Debug for SrtpReceiver {
     }
 }
 
-/// Both directions of one stream, made from a session's keys.
+/// How long the receive context of a replaced key still accepts packets after a re-key (RFC
+/// 4568 §7.1.4: new keys arrive in an offer/answer while packets protected with the old ones
+/// are still in flight). Long enough for any jitter buffer and path reordering we accept; short
+/// so that a retired key stops being useful soon.
+pub const REKEY_GRACE: Duration = Duration::from_secs(2);
+
+/// Both directions of one stream, made from a session's keys; re-keyed in place when an
+/// offer/answer brings new keys (the previous receive context lingers for [`REKEY_GRACE`]).
 #[derive(Debug)]
 pub struct SrtpSession {
     /// Protects what we send.
     pub tx: SrtpSender,
     /// Unprotects what we receive.
     pub rx: SrtpReceiver,
+    /// The keys in use, to tell new ones from them.
+    keys: SrtpKeys,
+    /// The receive context of the key replaced last, and until when it is still tried.
+    previous_rx: Option<(SrtpReceiver, Instant)>,
 }
 
 impl SrtpSession {
@@ -536,12 +548,77 @@ impl SrtpSession {
         Ok(SrtpSession {
             tx: SrtpSender::new(&keys.send)?,
             rx: SrtpReceiver::new(&keys.recv)?,
+            keys: keys.clone(),
+            previous_rx: None,
         })
     }
 
     /// The suite in use.
     pub fn suite(&self) -> SrtpSuite {
         self.tx.suite()
+    }
+
+    /// Takes new keys at `now` (a re-offer or its answer carried them): a new send key gets a
+    /// new context at once; a new receive key too, while the old receive context keeps
+    /// accepting what authenticates under it until `now + REKEY_GRACE`. Returns whether
+    /// anything changed. On an error nothing changed.
+    pub fn rekey(&mut self, keys: &SrtpKeys, now: Instant) -> Result<bool, SrtpError> {
+        if keys.send.suite() != keys.recv.suite() {
+            return Err(SrtpError::BadKey);
+        }
+        if *keys == self.keys {
+            return Ok(false);
+        }
+        let tx = (keys.send != self.keys.send)
+            .then(|| SrtpSender::new(&keys.send))
+            .transpose()?;
+        let rx = (keys.recv != self.keys.recv)
+            .then(|| SrtpReceiver::new(&keys.recv))
+            .transpose()?;
+        if let Some(tx) = tx {
+            self.tx = tx;
+        }
+        if let Some(rx) = rx {
+            let old = std::mem::replace(&mut self.rx, rx);
+            self.previous_rx = Some((old, now + REKEY_GRACE));
+        }
+        self.keys = keys.clone();
+        Ok(true)
+    }
+
+    /// Unprotects an SRTP packet that arrived at `now`: with the current key, else (within the
+    /// grace after a re-key) with the previous one.
+    pub fn unprotect_rtp(&mut self, srtp: &[u8], now: Instant) -> Result<Vec<u8>, SrtpError> {
+        match self.rx.unprotect_rtp(srtp) {
+            Err(SrtpError::Auth) => match self.previous(now) {
+                Some(old) => old.unprotect_rtp(srtp).map_err(|_| SrtpError::Auth),
+                None => Err(SrtpError::Auth),
+            },
+            r => r,
+        }
+    }
+
+    /// Unprotects an SRTCP packet that arrived at `now`, as [`unprotect_rtp`](Self::unprotect_rtp).
+    pub fn unprotect_rtcp(&mut self, srtcp: &[u8], now: Instant) -> Result<Vec<u8>, SrtpError> {
+        match self.rx.unprotect_rtcp(srtcp) {
+            Err(SrtpError::Auth) => match self.previous(now) {
+                Some(old) => old.unprotect_rtcp(srtcp).map_err(|_| SrtpError::Auth),
+                None => Err(SrtpError::Auth),
+            },
+            r => r,
+        }
+    }
+
+    /// The previous receive context while its grace lasts; dropped once it is over.
+    fn previous(&mut self, now: Instant) -> Option<&mut SrtpReceiver> {
+        if self
+            .previous_rx
+            .as_ref()
+            .is_some_and(|(_, until)| now >= *until)
+        {
+            self.previous_rx = None;
+        }
+        self.previous_rx.as_mut().map(|(rx, _)| rx)
     }
 }
 
@@ -812,6 +889,62 @@ mod tests {
         }
         assert_eq!(SrtpSuite::from_sdp_name("aes_cm_128_hmac_sha1_80"), None);
         assert_eq!(SrtpSuite::from_sdp_name("F8_128_HMAC_SHA1_80"), None);
+    }
+
+    /// RFC 4568 §7.1.4 re-keying: the peer's new key is used at once, its old one still for
+    /// `REKEY_GRACE` (packets in flight), never after; our send key changes only when ours does.
+    #[test]
+    fn a_rekeyed_session_accepts_the_old_key_only_for_the_grace() {
+        let suite = SrtpSuite::AesCm128HmacSha1_80;
+        let (ours, theirs_old, theirs_new) = (
+            SrtpKey::from_os_rng(suite),
+            SrtpKey::from_os_rng(suite),
+            SrtpKey::from_os_rng(suite),
+        );
+        let keys = |recv: &SrtpKey| SrtpKeys {
+            send: ours.clone(),
+            recv: recv.clone(),
+        };
+        let t0 = Instant::now();
+        let mut session = SrtpSession::new(&keys(&theirs_old)).unwrap();
+        let mut peer_old = SrtpSender::new(&theirs_old).unwrap();
+        let mut peer_new = SrtpSender::new(&theirs_new).unwrap();
+        let mut peer_rx = SrtpReceiver::new(&ours).unwrap();
+        assert!(session
+            .unprotect_rtp(&peer_old.protect_rtp(&rtp(1)).unwrap(), t0)
+            .is_ok());
+        // The same keys again change nothing; a bad pair is refused and changes nothing.
+        assert_eq!(session.rekey(&keys(&theirs_old), t0), Ok(false));
+        let gcm = SrtpKey::from_os_rng(SrtpSuite::AeadAes128Gcm);
+        assert_eq!(session.rekey(&keys(&gcm), t0), Err(SrtpError::BadKey));
+        assert_eq!(session.rekey(&keys(&theirs_new), t0), Ok(true));
+        // Our packets still go out under our (unchanged) key: the sender's context goes on.
+        let mine = session.tx.protect_rtp(&rtp(7)).unwrap();
+        assert_eq!(peer_rx.unprotect_rtp(&mine).unwrap(), rtp(7));
+        // New key: accepted. An old-key packet still in flight: accepted within the grace.
+        let new2 = peer_new.protect_rtp(&rtp(2)).unwrap();
+        assert_eq!(session.unprotect_rtp(&new2, t0).unwrap(), rtp(2));
+        let late = peer_old.protect_rtp(&rtp(3)).unwrap();
+        let at = t0 + REKEY_GRACE - Duration::from_millis(1);
+        assert_eq!(session.unprotect_rtp(&late, at).unwrap(), rtp(3));
+        let rtcp = peer_old.protect_rtcp(&hex(RTCP_PLAIN)).unwrap();
+        assert_eq!(session.unprotect_rtcp(&rtcp, at).unwrap(), hex(RTCP_PLAIN));
+        // After the grace the old key is worthless.
+        let later = peer_old.protect_rtp(&rtp(4)).unwrap();
+        assert_eq!(
+            session.unprotect_rtp(&later, t0 + REKEY_GRACE),
+            Err(SrtpError::Auth)
+        );
+        let new5 = peer_new.protect_rtp(&rtp(5)).unwrap();
+        assert_eq!(
+            session.unprotect_rtp(&new5, t0 + REKEY_GRACE).unwrap(),
+            rtp(5)
+        );
+        // Replays stay refused across the re-key.
+        assert_eq!(
+            session.unprotect_rtp(&new2, t0 + REKEY_GRACE),
+            Err(SrtpError::Replay)
+        );
     }
 
     #[test]
