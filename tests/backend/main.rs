@@ -5,6 +5,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod bench_cmd;
 mod liveness;
 mod rtp_backend;
 mod rtp_backend_impairment;
