@@ -31,7 +31,7 @@ else
 fi
 echo "load before: $(cat /proc/loadavg)"
 "$out" | tee "$out.c"
-SRTP_BENCH_SUMMARY_ONLY=1 cargo bench --bench srtp 2>/dev/null | grep '^ours\|^load' | tee "$out.rs"
+SRTP_BENCH_SUMMARY_ONLY=1 cargo bench --bench srtp 2>/dev/null | grep '^ours\|^buffers\|^load' | tee "$out.rs"
 echo "load after: $(cat /proc/loadavg)"
 echo "libsrtp CPU / ours CPU per protect + unprotect:"
 awk '$1 == "libsrtp" && NF == 5 { split($4, c, "="); lib[$2 " " $3] = c[2] }

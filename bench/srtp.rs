@@ -6,7 +6,8 @@
 //! After criterion, a summary measured the way bench/libsrtp.c measures libsrtp (bench/libsrtp.sh
 //! runs both back to back): the median over 15 rounds of the thread's CPU time and of the wall
 //! time per protect + unprotect, one line per suite and size (`ours SUITE LEN cpu_ns=N
-//! wall_ns=N`); CPU time moves far less than wall time on a shared machine.
+//! wall_ns=N`); CPU time moves far less than wall time on a shared machine. A `buffers` line per
+//! size times what rtc-srtp's fresh output buffers alone cost (two allocations and copies).
 //!
 //! Run: `cargo bench --bench srtp` (`SRTP_BENCH_SUMMARY_ONLY=1` skips criterion).
 
@@ -74,24 +75,14 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Median CPU and wall nanoseconds per protect + unprotect of a `len`-byte packet.
-fn per_packet(suite: SrtpSuite, len: usize, per_round: u64) -> (f64, f64) {
-    let key = SrtpKey::from_os_rng(suite);
-    let mut tx = SrtpSender::new(&key).unwrap();
-    let mut rx = SrtpReceiver::new(&key).unwrap();
-    let mut p = packet(len);
-    let mut seq = 0u16;
+/// Median CPU and wall nanoseconds per call of `step` (after a warm-up of `WARMUP` calls).
+fn timed(per_round: u64, mut step: impl FnMut()) -> (f64, f64) {
     let (mut cpu, mut wall) = (Vec::new(), Vec::new());
     for round in 0..=ROUNDS {
         let n = if round == 0 { WARMUP } else { per_round };
         let (c0, w0) = (thread_cpu_ns(), Instant::now());
         for _ in 0..n {
-            seq = seq.wrapping_add(1);
-            p[2..4].copy_from_slice(&seq.to_be_bytes());
-            let protected = tx.protect_rtp(&p).unwrap();
-            let plain = rx.unprotect_rtp(&protected).unwrap();
-            assert_eq!(plain.len(), len);
-            std::hint::black_box(plain);
+            step();
         }
         if round > 0 {
             cpu.push((thread_cpu_ns() - c0) / n as f64);
@@ -99,6 +90,34 @@ fn per_packet(suite: SrtpSuite, len: usize, per_round: u64) -> (f64, f64) {
         }
     }
     (median(cpu), median(wall))
+}
+
+/// Median CPU and wall nanoseconds per protect + unprotect of a `len`-byte packet.
+fn per_packet(suite: SrtpSuite, len: usize, per_round: u64) -> (f64, f64) {
+    let key = SrtpKey::from_os_rng(suite);
+    let mut tx = SrtpSender::new(&key).unwrap();
+    let mut rx = SrtpReceiver::new(&key).unwrap();
+    let mut p = packet(len);
+    let mut seq = 0u16;
+    timed(per_round, || {
+        seq = seq.wrapping_add(1);
+        p[2..4].copy_from_slice(&seq.to_be_bytes());
+        let protected = tx.protect_rtp(&p).unwrap();
+        let plain = rx.unprotect_rtp(&protected).unwrap();
+        assert_eq!(plain.len(), len);
+        std::hint::black_box(plain);
+    })
+}
+
+/// What rtc-srtp's fresh output buffers cost per protect + unprotect, measured alone: two
+/// allocations of the packet's size, each filled with a copy of it, then freed (hot in cache
+/// here; the send/receive path touches them colder).
+fn buffers_alone(len: usize, per_round: u64) -> (f64, f64) {
+    let p = packet(len + 16);
+    timed(per_round, || {
+        let out = std::hint::black_box(p.to_vec());
+        std::hint::black_box(out[..len].to_vec());
+    })
 }
 
 fn summary() {
@@ -116,6 +135,11 @@ fn summary() {
                 suite.sdp_name()
             );
         }
+        let (cpu, wall) = buffers_alone(len, if len > 500 { 20_000 } else { 40_000 });
+        println!(
+            "buffers {:<23} {len:>5} cpu_ns={cpu:.0} wall_ns={wall:.0}",
+            "two allocations + copies"
+        );
     }
 }
 
