@@ -6,6 +6,7 @@
 mod support;
 
 mod liveness;
+mod metrics;
 mod rtp_backend;
 mod rtp_backend_impairment;
 mod rtp_backend_robustness;

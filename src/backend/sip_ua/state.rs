@@ -275,11 +275,15 @@ pub(super) struct Call {
     pub sips: bool,
     /// The last progress reported (dialed calls).
     pub last_state: Option<CallState>,
+    /// When the call began: its INVITE arrived, or `dial` was handled. Its setup time is
+    /// measured from here.
+    pub began: Instant,
 }
 
 impl Call {
     /// A call in `phase` with no dialog, transaction, timer or re-INVITE yet: what an incoming
     /// and a dialed call have in common. The caller sets what only its side has.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         no: CallNo,
         call_id: String,
@@ -288,8 +292,10 @@ impl Call {
         phase: Phase,
         peer: SipPeer,
         media: CallMedia,
+        began: Instant,
     ) -> Call {
         Call {
+            began,
             no,
             call_id,
             session,
