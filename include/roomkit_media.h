@@ -562,6 +562,13 @@ typedef struct {
     // Check the certificates of the TLS servers we call; default true. **false is unsafe**
     // (any certificate is accepted): for tests with self-signed peers only.
     bool tls_verify;
+    // The SRTP suites, comma-separated, in our order of preference: offers list exactly these
+    // in this order, answers take the first of them the offer has; no suite in common means
+    // no SRTP (488 when `srtp` is `RKM_SRTP_MANDATORY`). Names: `AES_CM_128_HMAC_SHA1_80`,
+    // `AES_CM_128_HMAC_SHA1_32`, `AEAD_AES_128_GCM`; an unknown or repeated name is
+    // `RKM_ERR_INVALID_ARGUMENT`. NULL (default): all three, in the order
+    // `"AES_CM_128_HMAC_SHA1_80,AEAD_AES_128_GCM,AES_CM_128_HMAC_SHA1_32"`.
+    const char *srtp_suites;
 } rkm_sip_config;
 
 // An answered SIP call, as the `call` callback sees it. Every string is NUL-terminated and

@@ -139,6 +139,12 @@ pub struct SipBackendConfig {
     /// RTP/AVP with crypto lines; answer SAVP with SRTP and plain offers plainly) or `Mandatory`
     /// (offer RTP/SAVP; refuse a plain offer with 488).
     pub srtp: crate::SrtpPolicy,
+    /// The SRTP suites, in our order of preference: an offer lists exactly these, in this
+    /// order (one `a=crypto` line each); an answer takes the first of them the offer has. No
+    /// suite in common means no SRTP: a plain call when the policy and the offer allow one,
+    /// else 488. Default [`SrtpSuite::ALL`](crate::SrtpSuite::ALL) (AES_CM_128_HMAC_SHA1_80,
+    /// AEAD_AES_128_GCM, AES_CM_128_HMAC_SHA1_32). Should not be empty when `srtp` is on.
+    pub srtp_suites: Vec<crate::SrtpSuite>,
     /// Loss recovery (NACK), pacing, audio jitter buffer, inactivity timeout and close linger:
     /// the settings every backend shares. NACK is also offered and accepted in SDP only when on.
     pub resilience: ResilienceConfig,
@@ -186,6 +192,7 @@ impl Default for SipBackendConfig {
             rtcp_interval: Duration::from_secs(5),
             video_rtx: true,
             srtp: crate::SrtpPolicy::Off,
+            srtp_suites: crate::SrtpSuite::ALL.to_vec(),
             resilience: ResilienceConfig::default(),
             callback_threads: 1,
             callback_queue: DEFAULT_QUEUE_LEN,

@@ -191,6 +191,12 @@ fn serve_refuses_bad_loss_recovery_values() {
         &["--inactivity", "-1"][..],
         &["--inactivity", "soon"][..],
         &["--audio-jitter", "5000"][..],
+        &[
+            "--srtp-suites",
+            "AES_CM_128_HMAC_SHA1_80,AES_256_CM_HMAC_SHA1_80",
+        ][..],
+        &["--srtp-suites", "AEAD_AES_128_GCM,AEAD_AES_128_GCM"][..],
+        &["--srtp-suites", ","][..],
     ] {
         // Bounded: a serve that took the value would run until the timeout.
         let out = std::process::Command::new("timeout")

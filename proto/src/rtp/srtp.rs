@@ -65,6 +65,29 @@ impl SrtpSuite {
         SrtpSuite::ALL.into_iter().find(|s| s.sdp_name() == name)
     }
 
+    /// An ordered list of suites from their SDES names separated by commas (blanks around a
+    /// name are ignored), as the CLI's `--srtp-suites` and the C config's `srtp_suites` take it.
+    /// An unknown name, a name given twice or an empty list is an error that says which.
+    pub fn parse_list(list: &str) -> Result<Vec<SrtpSuite>, String> {
+        let mut suites = Vec::new();
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let suite = SrtpSuite::from_sdp_name(name).ok_or_else(|| {
+                format!(
+                    "{name:?} is not an SRTP suite (AES_CM_128_HMAC_SHA1_80, \
+                     AES_CM_128_HMAC_SHA1_32, AEAD_AES_128_GCM)"
+                )
+            })?;
+            if suites.contains(&suite) {
+                return Err(format!("SRTP suite {name} is listed twice"));
+            }
+            suites.push(suite);
+        }
+        if suites.is_empty() {
+            return Err("no SRTP suite listed".to_string());
+        }
+        Ok(suites)
+    }
+
     /// Master key length in bytes.
     pub fn key_len(self) -> usize {
         MASTER_KEY_LEN
@@ -707,5 +730,23 @@ mod tests {
         }
         assert_eq!(SrtpSuite::from_sdp_name("aes_cm_128_hmac_sha1_80"), None);
         assert_eq!(SrtpSuite::from_sdp_name("F8_128_HMAC_SHA1_80"), None);
+    }
+
+    #[test]
+    fn suite_lists_keep_their_order_and_refuse_unknown_repeated_or_no_names() {
+        use SrtpSuite::*;
+        assert_eq!(
+            SrtpSuite::parse_list(" AEAD_AES_128_GCM,AES_CM_128_HMAC_SHA1_32 ,"),
+            Ok(vec![AeadAes128Gcm, AesCm128HmacSha1_32])
+        );
+        let all = SrtpSuite::ALL.map(SrtpSuite::sdp_name).join(",");
+        assert_eq!(SrtpSuite::parse_list(&all), Ok(SrtpSuite::ALL.to_vec()));
+        let e = SrtpSuite::parse_list("AES_CM_128_HMAC_SHA1_80,AES_256_CM_HMAC_SHA1_80");
+        assert!(e
+            .unwrap_err()
+            .contains("\"AES_256_CM_HMAC_SHA1_80\" is not"));
+        let e = SrtpSuite::parse_list("AEAD_AES_128_GCM,AEAD_AES_128_GCM").unwrap_err();
+        assert!(e.contains("twice"), "{e}");
+        assert!(SrtpSuite::parse_list(" , ").is_err());
     }
 }

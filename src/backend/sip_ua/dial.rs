@@ -86,6 +86,7 @@ impl SipCore {
         oc.local.video_nack = self.cfg.resilience.nack.enabled;
         oc.local.video_rtx = self.cfg.video_rtx;
         oc.local.srtp = self.cfg.srtp;
+        oc.local.srtp_suites = self.cfg.srtp_suites.clone();
         let offer = build_offer(&oc);
         let answer_cfg = self.answer_config(r.audio_port, r.video_port.unwrap_or(0));
         let no = self.new_call_no();

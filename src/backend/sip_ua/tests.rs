@@ -1451,6 +1451,106 @@ fn srtp_is_negotiated_both_ways_and_a_plain_offer_to_a_mandatory_callee_gets_488
     assert_eq!(keys_of(&a, s).unwrap(), (None, None));
 }
 
+/// `srtp_suites` decides the offer and the answer: an offer lists exactly our suites, in our
+/// order; an answer takes the first of ours the offer has (not the offerer's first); no suite in
+/// common is a 488 when SRTP is mandatory and a plain call when it is optional.
+#[test]
+fn configured_srtp_suites_shape_offers_and_answers() {
+    use crate::SrtpPolicy;
+    use crate::SrtpSuite::*;
+    let call = |a_suites: Vec<crate::SrtpSuite>,
+                b_suites: Vec<crate::SrtpSuite>,
+                policy: SrtpPolicy,
+                port: u16| {
+        let t0 = Instant::now();
+        let mut now = t0;
+        let mut a = Ua::new(port, |c| {
+            c.srtp = policy;
+            c.srtp_suites = a_suites;
+        });
+        let mut b = Ua::new(port + 1, |c| {
+            c.srtp = policy;
+            c.srtp_suites = b_suites;
+        });
+        let s = SessionId::new_v4();
+        let target = format!("sip:bob@127.0.0.1:{}", port + 1);
+        a.cmd(Command::Dial(Box::new(dial_to(s, &target, b.addr))), now);
+        let mut link = keep_all();
+        run(
+            &mut a,
+            &mut b,
+            &mut now,
+            t0 + Duration::from_secs(2),
+            &mut link,
+        );
+        let invite = link
+            .from_a
+            .iter()
+            .find(|m| m.method() == &Method::Invite)
+            .map(|m| String::from_utf8_lossy(m.body()).into_owned())
+            .expect("a sent an INVITE");
+        let keys = a.host.lock().srtp.get(&s).cloned();
+        (a, invite, keys)
+    };
+    let crypto_lines = |sdp: &str| -> Vec<String> {
+        sdp.lines()
+            .filter_map(|l| l.strip_prefix("a=crypto:"))
+            .map(|l| l.split(' ').take(2).collect::<Vec<_>>().join(" "))
+            .collect()
+    };
+
+    // Offer: only ours, in our order, tags from 1, on audio and on video. Answer: the
+    // callee's first choice among them.
+    let (a, invite, keys) = call(
+        vec![AesCm128HmacSha1_32, AeadAes128Gcm],
+        vec![AeadAes128Gcm, AesCm128HmacSha1_80, AesCm128HmacSha1_32],
+        SrtpPolicy::Mandatory,
+        5311,
+    );
+    let ours = ["1 AES_CM_128_HMAC_SHA1_32", "2 AEAD_AES_128_GCM"];
+    assert_eq!(crypto_lines(&invite), [ours, ours].concat(), "{invite}");
+    assert_eq!(a.states().last(), Some(&CallState::Answered));
+    let (audio, video) = keys.expect("a started media");
+    assert_eq!(audio.expect("SRTP audio").suite(), AeadAes128Gcm);
+    assert_eq!(video.expect("SRTP video").suite(), AeadAes128Gcm);
+
+    // The callee's preference decides even when the offerer lists it last.
+    let (_, _, keys) = call(
+        vec![AesCm128HmacSha1_80, AesCm128HmacSha1_32],
+        vec![AesCm128HmacSha1_32, AesCm128HmacSha1_80],
+        SrtpPolicy::Mandatory,
+        5313,
+    );
+    let (audio, _) = keys.expect("a started media");
+    assert_eq!(audio.expect("SRTP audio").suite(), AesCm128HmacSha1_32);
+
+    // Nothing in common, mandatory: 488, no media.
+    let (a, invite, keys) = call(
+        vec![AesCm128HmacSha1_32],
+        vec![AeadAes128Gcm],
+        SrtpPolicy::Mandatory,
+        5315,
+    );
+    assert_eq!(crypto_lines(&invite), ["1 AES_CM_128_HMAC_SHA1_32"; 2]);
+    let last = a.progress().last().cloned().unwrap();
+    assert_eq!(
+        (last.state, last.status),
+        (CallState::Failed, 488),
+        "{last:?}"
+    );
+    assert!(keys.is_none());
+
+    // Nothing in common, optional: the call goes ahead in plain RTP.
+    let (a, _, keys) = call(
+        vec![AesCm128HmacSha1_32],
+        vec![AeadAes128Gcm],
+        SrtpPolicy::Optional,
+        5317,
+    );
+    assert_eq!(a.states().last(), Some(&CallState::Answered));
+    assert_eq!(keys.unwrap(), (None, None));
+}
+
 /// Two cores over a TCP or TLS link (as the engine delivers it: every message from the peer
 /// on connection 1): Via and Contact name the transport and the port we listen on for it, the
 /// answers go back on the connection the request came on, and nothing is retransmitted.

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::Args;
 use roomkit_media::backend::{NackConfig, PacerConfig, ResilienceConfig};
-use roomkit_media::SrtpPolicy;
+use roomkit_media::{SrtpPolicy, SrtpSuite};
 
 /// Resolves `HOST:PORT` (numeric or a name such as `localhost`) to its first address.
 pub fn resolve(v: &str) -> Result<SocketAddr, String> {
@@ -114,6 +114,21 @@ pub struct SipMediaArgs {
     #[arg(long, value_name = "off|optional|mandatory", default_value = "off",
           value_parser = srtp_policy)]
     pub srtp: SrtpPolicy,
+    /// The SRTP suites, comma-separated, in order of preference: offers list exactly these, an
+    /// answer takes the first of them the offer has; none in common means no SRTP (488 when
+    /// mandatory). Names: AES_CM_128_HMAC_SHA1_80, AES_CM_128_HMAC_SHA1_32, AEAD_AES_128_GCM.
+    /// Default: all three, AES_CM_128_HMAC_SHA1_80 first, then AEAD_AES_128_GCM.
+    #[arg(long, value_name = "LIST", value_parser = srtp_suites)]
+    pub srtp_suites: Option<SrtpSuites>,
+}
+
+/// The `--srtp-suites` list, in order.
+#[derive(Clone, Debug)]
+pub struct SrtpSuites(pub Vec<SrtpSuite>);
+
+/// `--srtp-suites NAME,NAME...`.
+fn srtp_suites(list: &str) -> Result<SrtpSuites, String> {
+    SrtpSuite::parse_list(list).map(SrtpSuites)
 }
 
 /// `--srtp off|optional|mandatory`.
@@ -123,6 +138,14 @@ fn srtp_policy(name: &str) -> Result<SrtpPolicy, String> {
 }
 
 impl SipMediaArgs {
+    /// The SRTP suites to offer and accept, in order: `--srtp-suites`, else every suite.
+    pub fn srtp_suites(&self) -> Vec<SrtpSuite> {
+        match &self.srtp_suites {
+            Some(SrtpSuites(list)) => list.clone(),
+            None => SrtpSuite::ALL.to_vec(),
+        }
+    }
+
     /// The media's `ResilienceConfig`, and whether to offer RTX.
     pub fn resilience(&self) -> (ResilienceConfig, bool) {
         let d = ResilienceConfig::default();

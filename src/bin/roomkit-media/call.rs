@@ -220,6 +220,7 @@ pub fn run(args: &CallArgs) -> Result<ExitCode, Failure> {
         video_rtx,
         resilience,
         srtp: args.media.srtp,
+        srtp_suites: args.media.srtp_suites(),
         tls: SipTlsConfig {
             ca: args.tls_ca.clone(),
             verify: !args.tls_no_verify,

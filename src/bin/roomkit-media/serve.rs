@@ -367,6 +367,7 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode, crate::Failure> {
         video_rtx,
         resilience,
         srtp: args.media.srtp,
+        srtp_suites: args.media.srtp_suites(),
         ..SipBackendConfig::default()
     };
     if let Some(Codecs(v)) = &args.video_codecs {
