@@ -235,7 +235,11 @@ pub fn render_snapshots(snaps: &[(&str, BackendMetrics)], format: MetricsFormat)
     for (i, c) in crate::engine::stats::STREAM_COUNTERS.iter().enumerate() {
         w.family(
             c.name,
-            Kind::Counter,
+            if c.monotonic {
+                Kind::Counter
+            } else {
+                Kind::Gauge
+            },
             c.help,
             &per_kind(&|m, k| m.streams[k].0[i] as f64),
         );
