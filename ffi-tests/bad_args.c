@@ -220,6 +220,7 @@ int main(void) {
      * address are refused at creation; certificate files that do not exist, at start. */
     rkm_sip_config_init(&sc);
     CHECK(sc.tls_verify && sc.local_sip_tls_addr == NULL && sc.tls_cert == NULL);
+    CHECK(sc.sip_keepalive_ms == 120000);
     sc.tls_key = "/nonexistent/key.pem";
     CHECK(rkm_sip_voice_backend_new(&sc) == NULL);
     CHECK(strstr(rkm_last_error(), "tls_key") != NULL);

@@ -50,6 +50,15 @@ pub struct StreamTimeouts {
     /// A message, once begun, must arrive whole within this (default 30 s): a slow-loris
     /// peer is cut.
     pub message: Duration,
+    /// RFC 5626 §4.4.1 keep-alives on the connections this backend opens (to a registrar, a
+    /// proxy, a callee): a CRLF CRLF ping about this often (each connection picks 80–100 %
+    /// of it), default 120 s as the RFC recommends; zero turns them off. Connections we
+    /// accepted are the peer's to keep alive (their pings are always answered).
+    pub keepalive: Duration,
+    /// A ping not answered (any bytes back count) within this closes the connection as dead
+    /// (default 10 s, RFC 5626): what waits on it fails at once, and a registration
+    /// re-registers on a new connection.
+    pub keepalive_pong: Duration,
 }
 
 impl Default for StreamTimeouts {
@@ -58,6 +67,8 @@ impl Default for StreamTimeouts {
             idle: Duration::from_secs(600),
             handshake: Duration::from_secs(10),
             message: Duration::from_secs(30),
+            keepalive: crate::sip::keepalive::DEFAULT_INTERVAL,
+            keepalive_pong: crate::sip::keepalive::DEFAULT_PONG_TIMEOUT,
         }
     }
 }
@@ -301,6 +312,10 @@ pub struct SipStats {
     pub connections_refused: u64,
     /// Messages for a TCP/TLS peer that could not be sent.
     pub stream_send_failures: u64,
+    /// RFC 5626 keep-alive pings sent on connections this backend opened.
+    pub keepalive_pings: u64,
+    /// Connections closed because a keep-alive ping went unanswered.
+    pub keepalive_failures: u64,
     /// The protocol version of the last TLS handshake that finished, either side (`TLSv1_3`,
     /// `TLSv1_2`); `None` before any.
     pub tls_version: Option<&'static str>,

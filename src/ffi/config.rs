@@ -548,6 +548,10 @@ pub struct rkm_sip_config {
     /// Check the certificates of the TLS servers we call; default true. **false is unsafe**
     /// (any certificate is accepted): for tests with self-signed peers only.
     pub tls_verify: bool,
+    /// RFC 5626 keep-alive interval, in ms, on the TCP/TLS connections the backend opens
+    /// (CRLF CRLF pings, each connection at 80–100 % of it; one unanswered for 10 s closes the
+    /// connection and fails what waits on it). 0: no pings. Default 120000.
+    pub sip_keepalive_ms: u32,
     /// The SRTP suites, comma-separated, in our order of preference: offers list exactly these
     /// in this order, answers take the first of them the offer has; no suite in common means
     /// no SRTP (488 when `srtp` is `RKM_SRTP_MANDATORY`). Names: `AES_CM_128_HMAC_SHA1_80`,
@@ -603,6 +607,8 @@ pub extern "C" fn rkm_sip_config_init(cfg: *mut rkm_sip_config) {
             tls_key: std::ptr::null(),
             tls_ca: std::ptr::null(),
             tls_verify: d.tls.verify,
+            sip_keepalive_ms: u32::try_from(d.stream_timeouts.keepalive.as_millis())
+                .unwrap_or(u32::MAX),
             srtp_suites: std::ptr::null(),
         };
         Ok(())
@@ -772,6 +778,7 @@ pub(crate) unsafe fn sip_config_from_c(c: &rkm_sip_config) -> FfiResult<SipBacke
     r.tls.key = path(c.tls_key, "cfg.tls_key")?;
     r.tls.ca = path(c.tls_ca, "cfg.tls_ca")?;
     r.tls.verify = c.tls_verify;
+    r.stream_timeouts.keepalive = Duration::from_millis(u64::from(c.sip_keepalive_ms));
     if r.tls.cert.is_some() != r.tls.key.is_some() {
         return Err(Failure::invalid("cfg.tls_cert and cfg.tls_key go together"));
     }
@@ -822,6 +829,15 @@ mod sip_tests {
         assert_eq!(
             (r.local_sip_tcp_addr, r.local_sip_tls_addr, &r.tls),
             (None, None, &d.tls)
+        );
+        assert_eq!(r.stream_timeouts, d.stream_timeouts);
+        c.srtp = RKM_SRTP_OFF;
+        c.sip_keepalive_ms = 0;
+        // SAFETY: as above.
+        let r = unsafe { sip_config_from_c(&c) }.unwrap();
+        assert!(
+            r.stream_timeouts.keepalive.is_zero(),
+            "0 turns keep-alives off"
         );
     }
 

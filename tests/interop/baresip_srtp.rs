@@ -138,6 +138,78 @@ fn our_srtp_call_to_baresip(suite: &str, rtp_ports: &str) {
     );
 }
 
+/// Our re-INVITE adding video to an SRTP call with baresip (`mediaenc=srtp-mand`) carries SDES
+/// lines for the new stream: baresip answers with one of them and its H.264 pictures reach us
+/// through the new SRTP video stream (so its key in the answer keys our receive side).
+#[test]
+fn video_added_by_our_reinvite_to_an_srtp_call_with_baresip_flows() {
+    use roomkit_media::backend::{DialOptions, SipBackendConfig, SipVideoBackend};
+    use roomkit_media::prelude::*;
+    if !peers::have_peers(&["baresip", "ffmpeg"]) || !support::baresip::have_modules(&["srtp.so"]) {
+        return;
+    }
+    let dir = peers::TempDir::new("baresip-srtp-reinvite");
+    let (conf, bport) = configure(&dir, "48100-48199");
+    let baresip = peers::spawn(
+        60,
+        "baresip",
+        &["-4", "-f", conf.to_str().unwrap(), "-t", "14"],
+    );
+    assert!(
+        peers::wait_udp_bound(bport, Duration::from_secs(10)),
+        "baresip listens"
+    );
+    let ours = SipVideoBackend::new(SipBackendConfig {
+        local_sip_addr: "127.0.0.1:0".parse().unwrap(),
+        local_rtp_ip: [127, 0, 0, 1].into(),
+        rtp_port_start: 39500,
+        rtp_port_end: 39599,
+        srtp: roomkit_media::SrtpPolicy::Mandatory,
+        ..SipBackendConfig::default()
+    })
+    .unwrap();
+    let (ftx, frames) = crossbeam_channel::unbounded();
+    ours.on_video_received(move |_, f| {
+        let _ = ftx.send(f.keyframe);
+    });
+    ours.start().unwrap();
+    let call = ours
+        .dial(
+            &format!("sip:baresip@127.0.0.1:{bport}"),
+            DialOptions {
+                audio_only: true,
+                ..DialOptions::default()
+            },
+        )
+        .unwrap();
+    let p = ours.wait_call(call, Duration::from_secs(10)).unwrap();
+    assert_eq!(
+        p.state,
+        roomkit_media::backend::CallState::Answered,
+        "{p:?}"
+    );
+    let audio = ours.get_session(call).expect("the call's session");
+    assert!(audio.audio.srtp_suite.is_some(), "{audio:?}");
+    assert!(audio.video.is_none());
+    ours.set_video(call, true).unwrap();
+    assert!(
+        support::wait_until(Duration::from_secs(10), || ours
+            .get_video_session(call)
+            .is_some()),
+        "baresip took the video"
+    );
+    let video = ours.get_video_session(call).unwrap().video.unwrap();
+    assert!(video.srtp_suite.is_some(), "SRTP video: {video:?}");
+    // baresip plays its clip at 30 fps: a few pictures within seconds, on a loaded machine too.
+    let got = (0..10)
+        .filter_map(|_| frames.recv_timeout(Duration::from_secs(5)).ok())
+        .count();
+    eprintln!("video added to an SRTP call with baresip: {got} of its pictures in the first 10");
+    assert!(got >= 5, "only {got} pictures from baresip");
+    ours.hangup(call).unwrap();
+    let _ = peers::wait_bounded(baresip, Duration::from_secs(30));
+}
+
 #[test]
 fn our_srtp_call_reaches_baresip_and_it_decodes() {
     if !peers::have_peers(&["baresip", "ffmpeg"]) || !support::baresip::have_modules(&["srtp.so"]) {

@@ -395,8 +395,8 @@ impl SipCore {
                     self.dial_refused_final(no, &resp, now, out);
                 }
             }
-            TransactionEvent::TransportError if current && !confirmed => {
-                self.fail_dial(no, 503, "transport error: the peer could not be reached")
+            TransactionEvent::TransportError(reason) if current && !confirmed => {
+                self.fail_dial(no, 503, &format!("transport error: {reason}"))
             }
             TransactionEvent::Timeout if current && !confirmed => {
                 let reason = self
@@ -528,12 +528,13 @@ impl SipCore {
                     .get(&no)
                     .and_then(|c| c.media.local.as_ref())
                     .map(|a| a.negotiation.clone());
-                if old.is_some_and(|o| o != neg) {
+                if let Some(old) = old.filter(|o| *o != neg) {
                     let change = MediaChange {
                         audio_remote: Some((neg.audio.remote, neg.audio.remote_rtcp)),
                         video_remote: neg.video.as_ref().map(|v| (v.remote, v.remote_rtcp)),
                         held: Some(!neg.audio.direction.sends()),
                         receiving: Some(neg.audio.direction.receives()),
+                        ..MediaChange::rekeyed(&old, &neg)
                     };
                     if let Some(session) = self.calls.get(&no).map(|c| c.session) {
                         self.host.update(session, change);

@@ -108,6 +108,10 @@ pub struct ServeArgs {
     /// The private key of --tls-cert (PEM).
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// RFC 5626 keep-alive pings on the TCP/TLS connections we open (to the registrar), about
+    /// every S seconds; 0: none. One unanswered for 10 s fails what waits on the connection.
+    #[arg(long, value_name = "S", default_value_t = 120, value_parser = within(0u32, 3600, " seconds"))]
+    pub sip_keepalive: u32,
     /// Serve Prometheus metrics on http://ADDR/metrics (port 0: any free port, printed in the
     /// `listening` line).
     #[arg(long, value_name = "ADDR", value_parser = resolve)]
@@ -370,6 +374,7 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode, crate::Failure> {
         srtp_suites: args.media.srtp_suites(),
         ..SipBackendConfig::default()
     };
+    cfg.stream_timeouts.keepalive = Duration::from_secs(u64::from(args.sip_keepalive));
     if let Some(Codecs(v)) = &args.video_codecs {
         cfg.supported_video_codecs = v.clone();
     }
