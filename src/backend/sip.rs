@@ -725,6 +725,15 @@ impl sealed::Engine for SipVoiceBackend {
     fn end_session(&self, session: SessionId) -> Result<()> {
         self.hangup(session)
     }
+
+    fn sip_metrics(&self) -> Option<crate::metrics::SipMetrics> {
+        Some(crate::metrics::SipMetrics {
+            stats: self.sip_stats(),
+            ports_free: self.pool.available() as u64,
+            setup_incoming: self.counters.setup_incoming.snapshot(),
+            setup_outgoing: self.counters.setup_outgoing.snapshot(),
+        })
+    }
 }
 
 impl MediaBackend for SipVoiceBackend {}
@@ -767,6 +776,10 @@ impl sealed::Engine for SipVideoBackend {
 
     fn end_session(&self, session: SessionId) -> Result<()> {
         self.voice.hangup(session)
+    }
+
+    fn sip_metrics(&self) -> Option<crate::metrics::SipMetrics> {
+        self.voice.sip_metrics()
     }
 }
 

@@ -7,6 +7,7 @@ mod support;
 
 mod bench_cmd;
 mod liveness;
+mod metrics;
 mod rtp_backend;
 mod rtp_backend_impairment;
 mod rtp_backend_robustness;

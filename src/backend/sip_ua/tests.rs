@@ -387,6 +387,41 @@ fn two_cores_call_each_other_through_loss() {
     assert_eq!(a.core.poll_timeout(), None);
 }
 
+/// Setup time is measured on the core's clock: an incoming call from its INVITE to our 200
+/// (here held back by `answer_after`), a dialed one from `dial` to the 2xx (here one lost
+/// INVITE, so timer A's 500 ms retransmission is part of it).
+#[test]
+fn call_setup_time_is_measured_on_virtual_time_both_ways() {
+    let t0 = Instant::now();
+    let mut now = t0;
+    let mut a = Ua::new(5081, |_| {});
+    let mut b = Ua::new(5082, |c| c.answer_after = Duration::from_millis(300));
+    let session = SessionId::new_v4();
+    a.cmd(
+        Command::Dial(Box::new(dial_to(session, "sip:bob@127.0.0.1:5082", b.addr))),
+        now,
+    );
+    let mut lossy = Link::new(lose_first(|m| m.method() == &Method::Invite), None);
+    run(
+        &mut a,
+        &mut b,
+        &mut now,
+        t0 + Duration::from_secs(3),
+        &mut lossy,
+    );
+    assert_eq!(a.states().last(), Some(&CallState::Answered));
+    let (out, inc) = (
+        a.counters.setup_outgoing.snapshot(),
+        b.counters.setup_incoming.snapshot(),
+    );
+    assert_eq!((out.count, inc.count), (1, 1));
+    assert_eq!(a.counters.setup_incoming.snapshot().count, 0);
+    assert!((inc.sum_seconds - 0.3).abs() < 0.011, "{inc:?}");
+    assert!((out.sum_seconds - 0.8).abs() < 0.021, "{out:?}");
+    // 0.8 s falls in the 1 s bucket (index 9), 0.3 s in the 0.5 s one (index 8).
+    assert_eq!((out.buckets[9], inc.buckets[8]), (1, 1));
+}
+
 #[test]
 fn early_media_then_answer_then_remote_bye() {
     let now = Instant::now();
@@ -896,6 +931,12 @@ fn uas_hardening_420_503_and_info_dtmf() {
     let busy = b.sent().pop().unwrap().0;
     assert_eq!(busy.status(), Some(503));
     assert_eq!(busy.header("Retry-After"), Some("10 (busy)"));
+    let st = b.counters.snapshot();
+    assert_eq!(
+        (st.calls_refused, st.calls_refused_overload),
+        (1, 1),
+        "the 503 (a 420 is not counted there)"
+    );
     // INFO DTMF in the call reaches the application; other bodies are refused.
     let info = |cseq: u32, ctype: &str, body: &str| {
         format!(

@@ -48,7 +48,7 @@ enum Command {
     /// Receive one RTP video stream into a file.
     Recv(recv::RecvArgs),
     /// Answer SIP audio + video calls; one JSON line per event.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// A SIP audio + video call on loopback between two of our own backends, with a report.
     Demo(demo::DemoArgs),
     /// Place one outbound SIP audio + video call.
