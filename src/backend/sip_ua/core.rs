@@ -224,6 +224,7 @@ impl SipCore {
             ("orphan_invites", self.orphan_invites.len()),
             ("events", self.events.len()),
             ("updates", self.updates.len()),
+            ("timers", self.timers.len()),
         ]
     }
 

@@ -642,11 +642,11 @@ struct SendLoop<'a> {
     pictures: &'a [Vec<u8>],
     epoch: Instant,
     video_period: Duration,
-    /// The thread's sessions, `None` once closed; their numbers' places here.
-    live: Vec<Option<Live>>,
-    places: HashMap<u32, usize>,
-    /// Due sends: when, index in `live`, what.
-    due: BinaryHeap<Reverse<(Instant, usize, Kind)>>,
+    /// The thread's sessions by number, each removed when closed (a soak's millions of
+    /// sessions leave nothing here).
+    live: HashMap<u32, Live>,
+    /// Due sends: when, session number, what. A closed session's are dropped as they come up.
+    due: BinaryHeap<Reverse<(Instant, u32, Kind)>>,
 }
 
 const AUDIO_PERIOD: Duration = Duration::from_millis(20);
@@ -664,21 +664,17 @@ impl SendLoop<'_> {
                         audio_at,
                         video_at,
                     } => {
-                        let i = self.live.len();
                         for (at, kind) in [(audio_at, Kind::Audio), (video_at, Kind::Video)] {
                             if let Some(t) = at {
-                                self.due.push(Reverse((t, i, kind)));
+                                self.due.push(Reverse((t, live.number, kind)));
                             }
                         }
-                        self.places.insert(live.number, i);
-                        self.live.push(Some(live));
+                        self.live.insert(live.number, live);
                     }
                     ToSender::Remove(number) => {
-                        if let Some(i) = self.places.remove(&number) {
-                            // Its due sends are dropped as they come up.
-                            if let Some(l) = self.live[i].take() {
-                                self.rig.close_one(l.id, l.rx);
-                            }
+                        // Its due sends are dropped as they come up.
+                        if let Some(l) = self.live.remove(&number) {
+                            self.rig.close_one(l.id, l.rx);
                         }
                     }
                 }
@@ -704,7 +700,7 @@ impl SendLoop<'_> {
                 break;
             }
             self.due.pop();
-            let Some(l) = self.live[i].as_mut() else {
+            let Some(l) = self.live.get_mut(&i) else {
                 continue;
             };
             let period = match kind {
@@ -963,8 +959,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, Failure> {
                 pictures: &pictures,
                 epoch,
                 video_period: Duration::from_secs_f64(1.0 / f64::from(args.fps)),
-                live: Vec::new(),
-                places: HashMap::new(),
+                live: HashMap::new(),
                 due: BinaryHeap::new(),
             };
             let stop = &stop;
