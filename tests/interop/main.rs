@@ -13,6 +13,7 @@ mod g722_ffmpeg;
 mod interop_h264;
 mod interop_vp8;
 mod kamailio;
+mod kamailio_tls;
 mod lossy_path;
 mod opus_ffmpeg;
 mod sip_cli;
