@@ -7,6 +7,8 @@
 #   KAMAILIO="udp tcp tls" bench/sip_load.sh 1000 2000 3000
 #                                           sipp (UDP) -> Kamailio -> serve, Kamailio relaying
 #                                           over UDP, TCP and TLS in turn (same run, same path)
+#   PATHS="udp tcp kam-udp kam-tcp kam-tls" bench/sip_load.sh 1000 2000 3000
+#                                           direct and through Kamailio, in one run
 #
 # Debian's sipp 3.6.1 is built without TLS (`-t l1` is refused), so TLS call setups are
 # measured with Kamailio 5.6 (tests/kamailio/relay.cfg, its tls module on OpenSSL) as the TLS
@@ -23,7 +25,6 @@ cd "$(dirname "$0")/.."
 
 command -v sipp >/dev/null || { echo "sipp is not installed (apt-get install sip-tester)" >&2; exit 2; }
 cargo build --release --quiet --bin roomkit-media
-SCENARIO=${SCENARIO:-tests/sipp/audio_only.xml}
 # sipp's own transport when it talks to serve directly: udp (default) or tcp.
 TRANSPORT=${TRANSPORT:-udp}
 case "$TRANSPORT" in
@@ -32,17 +33,34 @@ case "$TRANSPORT" in
 esac
 # Through Kamailio instead: the hop transports (Kamailio -> serve) to measure, in this order.
 KAMAILIO=${KAMAILIO:-}
+# Or every path to measure, direct and through Kamailio: PATHS="udp tcp kam-udp kam-tcp kam-tls".
 MODULES=/usr/lib/x86_64-linux-gnu/kamailio/modules/
-PATHS=()
-for t in $KAMAILIO; do
-  case "$t" in udp | tcp | tls) PATHS+=("kam-$t") ;; *) echo "KAMAILIO lists udp, tcp or tls" >&2; exit 2 ;; esac
+if [ -n "${PATHS:-}" ]; then
+  read -r -a PATHS <<<"$PATHS"
+else
+  PATHS=()
+  for t in $KAMAILIO; do PATHS+=("kam-$t"); done
+  [ ${#PATHS[@]} -eq 0 ] && PATHS=("$TRANSPORT")
+fi
+uses_kamailio=0
+for p in "${PATHS[@]}"; do
+  case "$p" in
+    udp | tcp) ;;
+    kam-udp | kam-tcp | kam-tls) uses_kamailio=1 ;;
+    *) echo "paths are udp, tcp, kam-udp, kam-tcp or kam-tls (KAMAILIO lists udp, tcp, tls)" >&2; exit 2 ;;
+  esac
 done
-if [ ${#PATHS[@]} -gt 0 ]; then
+# Every path of a run places the same calls. Through Kamailio, a call's 180 may arrive after its
+# 200 (its UDP workers relay them in parallel): bench/sipp/proxied_call.xml takes that.
+if [ "$uses_kamailio" = 1 ]; then
+  SCENARIO=${SCENARIO:-bench/sipp/proxied_call.xml}
+else
+  SCENARIO=${SCENARIO:-tests/sipp/audio_only.xml}
+fi
+if [ "$uses_kamailio" = 1 ]; then
   command -v kamailio >/dev/null || { echo "kamailio is not installed" >&2; exit 2; }
   [ -e "$MODULES/tls.so" ] \
     || { echo "Kamailio's tls module is missing (apt-get install kamailio-tls-modules)" >&2; exit 2; }
-else
-  PATHS=("$TRANSPORT")
 fi
 BIN=${CARGO_TARGET_DIR:-target}/release/roomkit-media
 CALLS=${CALLS:-20000}
@@ -74,7 +92,7 @@ except OSError:
 sys.exit(1)' "$1"
 }
 
-if [ "${PATHS[0]#kam-}" != "${PATHS[0]}" ]; then
+if [ "$uses_kamailio" = 1 ]; then
   # A CA and a certificate for 127.0.0.1 it signed: serve presents it, Kamailio verifies it.
   openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=sip_load test CA" \
     -keyout "$WORK/ca.key" -out "$WORK/ca.pem" 2>/dev/null
@@ -89,8 +107,10 @@ if [ "${PATHS[0]#kam-}" != "${PATHS[0]}" ]; then
 fi
 
 printf '%-8s %-8s %-10s %-8s %-9s %-10s %s\n' path rate calls ok failed seconds calls/s
-for path in "${PATHS[@]}"; do
-  for rate in "${RATES[@]}"; do
+# Rate by rate, the paths in turn: a machine whose load drifts during the run weighs on every
+# path of a rate alike.
+for rate in "${RATES[@]}"; do
+  for path in "${PATHS[@]}"; do
     port=$(free_port)
     # Stream listeners on the UDP port's number (free for TCP too in practice on loopback).
     listen=()
@@ -118,11 +138,13 @@ for path in "${PATHS[@]}"; do
       kam_pid=$!
       for _ in $(seq 100); do udp_bound "$target" && break; sleep 0.1; done
     fi
+    # -recv_timeout: a call whose answer never comes fails after 10 s instead of holding sipp
+    # (and the wall time) until -timeout.
     start=$(date +%s.%N)
     set +e
     timeout 900 sipp -sf "$SCENARIO" "127.0.0.1:$target" -t "$sipp_t" -s load -i 127.0.0.1 \
       -p "$(free_port)" -mi 127.0.0.1 -mp 61000 -r "$rate" -rp 1000 -m "$CALLS" -l "$LIMIT" -d 0 \
-      -nostdin -timeout 300s -trace_stat -stf "$WORK/stat.csv" -fd 1 \
+      -recv_timeout 10s -nostdin -timeout 300s -trace_stat -stf "$WORK/stat.csv" -fd 1 \
       -trace_err -error_file "$WORK/err.log" >/dev/null 2>&1
     sipp_rc=$?
     set -e
@@ -149,7 +171,13 @@ PY
     printf '%-8s %-8s %-10s %-8s %-9s %-10s %s%s\n' "$path" "$rate" "$CALLS" "$ok" "$failed" \
       "$secs" "$cps" "$([ "$sipp_rc" -ne 0 ] && echo "  (sipp exit $sipp_rc; see errors)" || true)"
     if [ "$failed" -ne 0 ] && [ -s "$WORK/err.log" ]; then
-      head -5 "$WORK/err.log" | sed 's/^/    /'
+      # Why calls failed, by the message sipp got (or its timeout), most frequent first.
+      grep -oE "(while [a-z]+ [^,]*), received 'SIP/2.0 [0-9]{3}|timed out [^.]*" "$WORK/err.log" \
+        | sort | uniq -c | sort -rn | head -4 | sed 's/^/    sipp: /'
+      if [ "${path#kam-}" != "$path" ]; then
+        grep -E "ERROR|CRITICAL" "$WORK/kamailio.log" | sed -E 's/^ *[0-9]+\([0-9]+\) //' \
+          | sort | uniq -c | sort -rn | head -3 | sed 's/^/    kamailio: /'
+      fi
     fi
     rm -f "$WORK/err.log" "$WORK/stat.csv"
   done
