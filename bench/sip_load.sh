@@ -172,10 +172,10 @@ PY
       "$secs" "$cps" "$([ "$sipp_rc" -ne 0 ] && echo "  (sipp exit $sipp_rc; see errors)" || true)"
     if [ "$failed" -ne 0 ] && [ -s "$WORK/err.log" ]; then
       # Why calls failed, by the message sipp got (or its timeout), most frequent first.
-      grep -oE "(while [a-z]+ [^,]*), received 'SIP/2.0 [0-9]{3}|timed out [^.]*" "$WORK/err.log" \
+      { grep -oE "(while [a-z]+ [^,]*), received 'SIP/2.0 [0-9]{3}|timed out [^.]*" "$WORK/err.log" || true; } \
         | sort | uniq -c | sort -rn | head -4 | sed 's/^/    sipp: /'
       if [ "${path#kam-}" != "$path" ]; then
-        grep -E "ERROR|CRITICAL" "$WORK/kamailio.log" | sed -E 's/^ *[0-9]+\([0-9]+\) //' \
+        { grep -E "ERROR|CRITICAL" "$WORK/kamailio.log" || true; } | sed -E 's/^ *[0-9]+\([0-9]+\) //' \
           | sort | uniq -c | sort -rn | head -3 | sed 's/^/    kamailio: /'
       fi
     fi
