@@ -205,10 +205,22 @@ int main(void) {
     sc.rtp_port_start = 20000;
     sc.rtp_port_end = 10000;
     CHECK(rkm_sip_video_backend_new(&sc) == NULL);
+    /* SRTP suites: NULL is the default list; an unknown or repeated name is refused, naming the
+     * field and the name. */
+    rkm_sip_config_init(&sc);
+    CHECK(sc.srtp_suites == NULL);
+    sc.srtp_suites = "AES_CM_128_HMAC_SHA1_80,AES_256_CM_HMAC_SHA1_80";
+    CHECK(rkm_sip_video_backend_new(&sc) == NULL);
+    CHECK(strstr(rkm_last_error(), "srtp_suites") != NULL);
+    CHECK(strstr(rkm_last_error(), "AES_256_CM_HMAC_SHA1_80") != NULL);
+    sc.srtp_suites = "AEAD_AES_128_GCM,AEAD_AES_128_GCM";
+    CHECK(rkm_sip_voice_backend_new(&sc) == NULL);
+    CHECK(strstr(rkm_last_error(), "twice") != NULL);
     /* TCP/TLS settings: a key without its certificate, a TLS listener without either, a bad
      * address are refused at creation; certificate files that do not exist, at start. */
     rkm_sip_config_init(&sc);
     CHECK(sc.tls_verify && sc.local_sip_tls_addr == NULL && sc.tls_cert == NULL);
+    CHECK(sc.sip_keepalive_ms == 120000);
     sc.tls_key = "/nonexistent/key.pem";
     CHECK(rkm_sip_voice_backend_new(&sc) == NULL);
     CHECK(strstr(rkm_last_error(), "tls_key") != NULL);

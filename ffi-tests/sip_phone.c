@@ -26,6 +26,10 @@ typedef struct {
     atomic_int unregistered;
     atomic_int reg_failed;
     uint32_t expires;
+    /* The last failed registration's status and reason, and the last call step's reason. */
+    uint32_t reg_status;
+    char reg_reason[256];
+    char call_reason[256];
     /* The callee. */
     atomic_int calls;
     atomic_int frames;
@@ -44,6 +48,9 @@ static void on_call_state(void *ud, const rkm_call_progress *p) {
         s->states[n] = (int)p->state;
         s->status[n] = p->status;
         atomic_store(&s->n_states, n + 1);
+    }
+    if (p->reason != NULL) {
+        snprintf(s->call_reason, sizeof s->call_reason, "%s", p->reason);
     }
     pthread_mutex_unlock(&s->lock);
     if (strlen(p->session_id) != RKM_SESSION_ID_LEN - 1 || p->reason == NULL) {
@@ -64,6 +71,10 @@ static void on_registration(void *ud, const rkm_registration_event *e) {
         break;
     case RKM_REGISTRATION_FAILED:
         fprintf(stderr, "registration failed: %u %s\n", e->status, e->reason);
+        pthread_mutex_lock(&s->lock);
+        s->reg_status = e->status;
+        snprintf(s->reg_reason, sizeof s->reg_reason, "%s", e->reason);
+        pthread_mutex_unlock(&s->lock);
         atomic_fetch_add(&s->reg_failed, 1);
         break;
     }
@@ -318,11 +329,33 @@ int main(int argc, char **argv) {
     pthread_join(t, NULL);
     CHECK(r.exit_code == 0);
 
+    /* Over TCP to a port nobody listens on (1): the call and the REGISTER fail at once with 503
+     * and the transport's reason, not after timer B/F's 32 s. */
+    mark = atomic_load(&ph.n_states);
+    double began = now_ms();
+    CHECK_OK(rkm_dial(me, "sip:nobody@127.0.0.1:1;transport=tcp", NULL, id, sizeof id));
+    failed = wait_state(mark, RKM_CALL_FAILED, 10000);
+    CHECK(failed >= mark);
+    CHECK(ph.status[failed] == 503);
+    pthread_mutex_lock(&ph.lock);
+    CHECK(strstr(ph.call_reason, "refused") != NULL);
+    pthread_mutex_unlock(&ph.lock);
+    uint64_t dead_reg = 0;
+    CHECK_OK(rkm_register(me, "sip:alice@127.0.0.1:1;transport=tcp", NULL, &dead_reg));
+    CHECK(wait_for(&ph.reg_failed, 1, 10000));
+    CHECK(now_ms() - began < (double)scaled_ms(10000));
+    pthread_mutex_lock(&ph.lock);
+    CHECK(ph.reg_status == 503 && strstr(ph.reg_reason, "refused") != NULL);
+    pthread_mutex_unlock(&ph.lock);
+    CHECK_OK(rkm_unregister(me, dead_reg));
+    CHECK(wait_for(&ph.unregistered, 2, 10000));
+
     rkm_backend_free(me);
     rkm_backend_free(callee);
     pthread_mutex_destroy(&ph.lock);
     printf("ok: registered with sipp (digest, 60 s) and unregistered; dialed with 401 auth, "
            "video to the callee, hold/resume, video removed and added, hang-up; 403 with wrong "
-           "credentials; CANCEL while ringing\n");
+           "credentials; CANCEL while ringing; a call and a REGISTER over TCP to a closed port "
+           "fail at once with 503 and the reason\n");
     return 0;
 }

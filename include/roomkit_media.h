@@ -206,6 +206,44 @@ typedef struct {
     uint32_t audio_sample_rate;
 } rkm_rtp_config;
 
+// The SRTP keys of one stream of an RTP session, as text in SDES's form, so keys a program
+// exchanged in its own signalling (or read from an `a=crypto` line) pass through unchanged.
+//
+// All three NULL (what `rkm_connect_options_init` sets): plain RTP. Otherwise all three are
+// required. Strings are read during the call only; the library keeps its own copy of the keys,
+// zeroed when the session ends, and never logs them. Clearing the caller's strings is the
+// caller's business.
+typedef struct {
+    // The suite, by its SDES name (case-sensitive, as in SDP): `"AES_CM_128_HMAC_SHA1_80"`,
+    // `"AES_CM_128_HMAC_SHA1_32"` or `"AEAD_AES_128_GCM"`.
+    const char *suite;
+    // The key we protect what we send with: base64 (standard alphabet, padded) of master key
+    // || master salt, 30 bytes for AES-CM (40 characters), 28 for GCM (40 characters with its
+    // padding); the `inline:` value of an `a=crypto` line, which may keep its `inline:` prefix
+    // (no `|lifetime` or `|MKI`).
+    const char *send_key;
+    // The key the peer protects what it sends with (what we unprotect with), in the same form.
+    // It may be the same as `send_key` when both ends share one key (each end's packets are
+    // then told apart by their SSRC).
+    const char *recv_key;
+} rkm_srtp_keys;
+
+// Options of `rkm_connect_with`. Fill with `rkm_connect_options_init` first (NULL addresses,
+// plain RTP), then set what you need; fields may be added at the end in later versions, which
+// the `*_init` call fills. Strings are read during the call only.
+typedef struct {
+    // Where audio is sent (`"ip:port"`), instead of the configured `remote_addr`. NULL: the
+    // configuration's.
+    const char *remote_addr;
+    // Where video is sent, instead of the configured `video_remote_addr` (video backends
+    // only). NULL: the configuration's.
+    const char *video_remote_addr;
+    // SRTP keys of the audio stream; all NULL (default): plain RTP.
+    rkm_srtp_keys audio_srtp;
+    // SRTP keys of the video stream (video backends only); all NULL (default): plain RTP.
+    rkm_srtp_keys video_srtp;
+} rkm_connect_options;
+
 // Counters of one RTP stream. All start at 0 when the session is created; the `_ms`, `remote_`,
 // `pacer_queued`, `audio_jitter_depth_ms` and `audio_expected_loss_pct` fields are current values
 // rather than totals.
@@ -562,6 +600,17 @@ typedef struct {
     // Check the certificates of the TLS servers we call; default true. **false is unsafe**
     // (any certificate is accepted): for tests with self-signed peers only.
     bool tls_verify;
+    // RFC 5626 keep-alive interval, in ms, on the TCP/TLS connections the backend opens
+    // (CRLF CRLF pings, each connection at 80–100 % of it; one unanswered for 10 s closes the
+    // connection and fails what waits on it). 0: no pings. Default 120000.
+    uint32_t sip_keepalive_ms;
+    // The SRTP suites, comma-separated, in our order of preference: offers list exactly these
+    // in this order, answers take the first of them the offer has; no suite in common means
+    // no SRTP (488 when `srtp` is `RKM_SRTP_MANDATORY`). Names: `AES_CM_128_HMAC_SHA1_80`,
+    // `AES_CM_128_HMAC_SHA1_32`, `AEAD_AES_128_GCM`; an unknown or repeated name is
+    // `RKM_ERR_INVALID_ARGUMENT`. NULL (default): all three, in the order
+    // `"AES_CM_128_HMAC_SHA1_80,AEAD_AES_128_GCM,AES_CM_128_HMAC_SHA1_32"`.
+    const char *srtp_suites;
 } rkm_sip_config;
 
 // An answered SIP call, as the `call` callback sees it. Every string is NUL-terminated and
@@ -727,7 +776,8 @@ void rkm_backend_free(rkm_backend *b);
 // `room_id` and `participant_id` are required. `remote_addr` and `video_remote_addr`
 // (`"ip:port"`) override the configured addresses; NULL uses the configuration, and an address
 // set in neither place is `RKM_ERR_INVALID_ARGUMENT`. `video_remote_addr` must be NULL on a
-// voice backend. SIP backends receive calls instead: `RKM_ERR_UNSUPPORTED`.
+// voice backend. SIP backends receive calls instead: `RKM_ERR_UNSUPPORTED`. For SRTP keys, use
+// `rkm_connect_with`.
 //
 // Strings are read during the call only. Any thread, including a callback thread.
 rkm_status rkm_connect(rkm_backend *b,
@@ -737,6 +787,24 @@ rkm_status rkm_connect(rkm_backend *b,
                        const char *video_remote_addr,
                        char *session_id_out,
                        size_t session_id_cap);
+
+// Fills `opts` with the defaults: the configured addresses, plain RTP. A NULL `opts` is
+// ignored (and recorded for `rkm_last_error`). Any thread.
+void rkm_connect_options_init(rkm_connect_options *opts);
+
+// As `rkm_connect`, with the remote addresses and the streams' SRTP keys in `opts` (NULL: the
+// defaults of `rkm_connect_options_init`). With keys, the stream protects everything it sends
+// (RTP, RTX, RTCP) and drops what does not authenticate (`srtp_auth_failed`) or is replayed
+// (`srtp_replayed`), as on a SIP call with SDES; `rkm_session_info.audio_srtp`/`video_srtp`
+// name the suite. An unknown suite, a NULL key beside a suite, a key that is not base64 of the
+// suite's length, or video keys on a voice backend: `RKM_ERR_INVALID_ARGUMENT`, whose message
+// names the field (never the key). Any thread, including a callback thread.
+rkm_status rkm_connect_with(rkm_backend *b,
+                            const char *room_id,
+                            const char *participant_id,
+                            const rkm_connect_options *opts,
+                            char *session_id_out,
+                            size_t session_id_cap);
 
 // Ends a session: stops and joins its threads (RTCP BYE is sent; a SIP call is hung up with
 // BYE), closes its sockets, then runs `client_disconnected` after the session's last frames.

@@ -360,6 +360,8 @@ impl SipVoiceBackend {
             idle: t.idle,
             handshake: t.handshake,
             message: t.message,
+            keepalive: t.keepalive,
+            keepalive_pong: t.keepalive_pong,
             ..StreamLimits::default()
         };
         StreamTransports::bind(
@@ -421,6 +423,12 @@ impl SipVoiceBackend {
             s.tls_failures = g(&c.tls_failed);
             s.connections_refused = g(&c.refused);
             s.stream_send_failures = g(&c.send_failed);
+            s.keepalive_pings = g(&c.pings_sent);
+            s.keepalive_failures = g(&c.keepalive_failed);
+            if let Some((version, suite)) = *c.last_tls.lock() {
+                s.tls_version = Some(version);
+                s.tls_cipher_suite = Some(suite);
+            }
         }
         s
     }

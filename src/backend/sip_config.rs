@@ -50,6 +50,15 @@ pub struct StreamTimeouts {
     /// A message, once begun, must arrive whole within this (default 30 s): a slow-loris
     /// peer is cut.
     pub message: Duration,
+    /// RFC 5626 §4.4.1 keep-alives on the connections this backend opens (to a registrar, a
+    /// proxy, a callee): a CRLF CRLF ping about this often (each connection picks 80–100 %
+    /// of it), default 120 s as the RFC recommends; zero turns them off. Connections we
+    /// accepted are the peer's to keep alive (their pings are always answered).
+    pub keepalive: Duration,
+    /// A ping not answered (any bytes back count) within this closes the connection as dead
+    /// (default 10 s, RFC 5626): what waits on it fails at once, and a registration
+    /// re-registers on a new connection.
+    pub keepalive_pong: Duration,
 }
 
 impl Default for StreamTimeouts {
@@ -58,6 +67,8 @@ impl Default for StreamTimeouts {
             idle: Duration::from_secs(600),
             handshake: Duration::from_secs(10),
             message: Duration::from_secs(30),
+            keepalive: crate::sip::keepalive::DEFAULT_INTERVAL,
+            keepalive_pong: crate::sip::keepalive::DEFAULT_PONG_TIMEOUT,
         }
     }
 }
@@ -139,6 +150,12 @@ pub struct SipBackendConfig {
     /// RTP/AVP with crypto lines; answer SAVP with SRTP and plain offers plainly) or `Mandatory`
     /// (offer RTP/SAVP; refuse a plain offer with 488).
     pub srtp: crate::SrtpPolicy,
+    /// The SRTP suites, in our order of preference: an offer lists exactly these, in this
+    /// order (one `a=crypto` line each); an answer takes the first of them the offer has. No
+    /// suite in common means no SRTP: a plain call when the policy and the offer allow one,
+    /// else 488. Default [`SrtpSuite::ALL`](crate::SrtpSuite::ALL) (AES_CM_128_HMAC_SHA1_80,
+    /// AEAD_AES_128_GCM, AES_CM_128_HMAC_SHA1_32). Should not be empty when `srtp` is on.
+    pub srtp_suites: Vec<crate::SrtpSuite>,
     /// Loss recovery (NACK), pacing, audio jitter buffer, inactivity timeout and close linger:
     /// the settings every backend shares. NACK is also offered and accepted in SDP only when on.
     pub resilience: ResilienceConfig,
@@ -186,6 +203,7 @@ impl Default for SipBackendConfig {
             rtcp_interval: Duration::from_secs(5),
             video_rtx: true,
             srtp: crate::SrtpPolicy::Off,
+            srtp_suites: crate::SrtpSuite::ALL.to_vec(),
             resilience: ResilienceConfig::default(),
             callback_threads: 1,
             callback_queue: DEFAULT_QUEUE_LEN,
@@ -291,4 +309,13 @@ pub struct SipStats {
     pub connections_refused: u64,
     /// Messages for a TCP/TLS peer that could not be sent.
     pub stream_send_failures: u64,
+    /// RFC 5626 keep-alive pings sent on connections this backend opened.
+    pub keepalive_pings: u64,
+    /// Connections closed because a keep-alive ping went unanswered.
+    pub keepalive_failures: u64,
+    /// The protocol version of the last TLS handshake that finished, either side (`TLSv1_3`,
+    /// `TLSv1_2`); `None` before any.
+    pub tls_version: Option<&'static str>,
+    /// The cipher suite of that handshake (`TLS13_AES_256_GCM_SHA384`...).
+    pub tls_cipher_suite: Option<&'static str>,
 }

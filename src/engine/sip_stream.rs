@@ -27,7 +27,8 @@ use rustls::{ClientConfig, ClientConnection, Connection, DigitallySignedStruct, 
 use rustls::{ServerConfig, ServerConnection, SignatureScheme};
 
 use crate::sip::framing::{Frame, FrameLimits, StreamFramer, PONG};
-use crate::sip::{ConnId, SipPeer, SipTransportKind};
+use crate::sip::keepalive::{self, KeepAlive, KeepAliveAction, PING};
+use crate::sip::{ConnId, SipPeer, SipRng, SipTransportKind};
 
 /// Timeouts and limits of stream connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +45,11 @@ pub struct StreamLimits {
     pub max_pending_write: usize,
     /// Header and body limits of the framer.
     pub frame: FrameLimits,
+    /// RFC 5626 keep-alive ping interval on connections we open (jittered to 80–100 % of it
+    /// per connection); zero: no pings.
+    pub keepalive: Duration,
+    /// A ping not answered within this closes the connection as dead.
+    pub keepalive_pong: Duration,
 }
 
 impl Default for StreamLimits {
@@ -55,6 +61,8 @@ impl Default for StreamLimits {
             max_connections: 4096,
             max_pending_write: 4 * 1024 * 1024,
             frame: FrameLimits::default(),
+            keepalive: keepalive::DEFAULT_INTERVAL,
+            keepalive_pong: keepalive::DEFAULT_PONG_TIMEOUT,
         }
     }
 }
@@ -75,6 +83,13 @@ pub struct StreamCounters {
     pub refused: AtomicU64,
     /// Messages to a stream peer that could not be sent (no connection could be had).
     pub send_failed: AtomicU64,
+    /// Keep-alive pings sent on connections we opened.
+    pub pings_sent: AtomicU64,
+    /// Connections closed because a keep-alive ping went unanswered.
+    pub keepalive_failed: AtomicU64,
+    /// The protocol version and cipher suite of the last TLS handshake that finished (either
+    /// side), as rustls names them (`TLSv1_3`, `TLS13_AES_256_GCM_SHA384`).
+    pub last_tls: parking_lot::Mutex<Option<(&'static str, &'static str)>>,
 }
 
 fn bump(c: &AtomicU64) {
@@ -251,12 +266,14 @@ struct Conn {
     pending: Vec<u8>,
     /// A client connection whose non-blocking connect has not completed.
     connecting: bool,
-    /// We opened it (to send): its failure before the handshake ends is reported.
-    client: bool,
     opened: Instant,
     last_traffic: Instant,
+    /// Client connections: the RFC 5626 ping schedule (`None`: keep-alives off).
+    keepalive: Option<KeepAlive>,
     /// When the message now arriving began.
     message_since: Option<Instant>,
+    /// Its TLS handshake's outcome went into the counters.
+    tls_noted: bool,
 }
 
 impl Conn {
@@ -315,13 +332,39 @@ impl Conn {
     }
 }
 
-/// Why a connection ended, for the counters.
+/// Why a connection ended, for the counters; the text is what a transaction that waited on it
+/// reports (as the reason of its 503).
 enum Close {
-    /// EOF, reset, or a write error: nothing to count.
-    Gone,
+    /// Refused, EOF, reset, or a write error: nothing to count.
+    Gone(String),
     Idle,
-    Cut,
-    TlsFailed,
+    /// A limit broken (size, time, unread output).
+    Cut(String),
+    TlsFailed(String),
+    /// A keep-alive ping went unanswered.
+    Dead(String),
+}
+
+impl Close {
+    /// What a transaction waiting on the connection is told; `None` for an idle close, on
+    /// which nothing can be waiting (every transaction gives up well within the idle time).
+    fn reason(&self) -> Option<&str> {
+        match self {
+            Close::Idle => None,
+            Close::Gone(r) | Close::Cut(r) | Close::TlsFailed(r) | Close::Dead(r) => Some(r),
+        }
+    }
+}
+
+/// What falls due on a connection.
+#[derive(Clone, Copy)]
+enum Due {
+    /// The TCP connect (`true`) or the TLS handshake did not finish in time.
+    Handshake(bool),
+    /// A message begun and not finished in time.
+    Message,
+    Idle,
+    KeepAlive,
 }
 
 /// The host names the application resolved to addresses, so that a TLS server reached at an
@@ -363,8 +406,10 @@ pub struct StreamTransports {
     next_id: u64,
     limits: StreamLimits,
     counters: Arc<StreamCounters>,
-    /// Peers whose messages could not be carried, for the handler (`take_failures`).
-    failures: Vec<SipPeer>,
+    /// Peers whose messages could not be carried, and why, for the handler (`take_failures`).
+    failures: Vec<(SipPeer, String)>,
+    /// Draws the keep-alive jitter of each connection.
+    rng: SipRng,
     /// Scratch for reads.
     buf: Vec<u8>,
 }
@@ -417,6 +462,7 @@ impl StreamTransports {
             limits,
             counters: Arc::default(),
             failures: Vec::new(),
+            rng: SipRng::from_os(),
             buf: vec![0; 16 * 1024],
         })
     }
@@ -463,53 +509,100 @@ impl StreamTransports {
         }
     }
 
-    /// When the next connection deadline falls (handshake, message, idle).
+    /// When the next connection deadline falls (handshake, message, idle, keep-alive).
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.conns.values().map(|c| self.deadline(c).0).min()
     }
 
-    fn deadline(&self, c: &Conn) -> (Instant, Close) {
+    fn deadline(&self, c: &Conn) -> (Instant, Due) {
         if c.handshaking() {
-            return (c.opened + self.limits.handshake, Close::Cut);
+            return (
+                c.opened + self.limits.handshake,
+                Due::Handshake(c.connecting),
+            );
         }
-        if let Some(t) = c.message_since {
-            return (t + self.limits.message, Close::Cut);
+        let (mut at, mut due) = match c.message_since {
+            Some(t) => (t + self.limits.message, Due::Message),
+            None => (c.last_traffic + self.limits.idle, Due::Idle),
+        };
+        if let Some(k) = c.keepalive.as_ref().and_then(KeepAlive::poll_timeout) {
+            if k < at {
+                (at, due) = (k, Due::KeepAlive);
+            }
         }
-        (c.last_traffic + self.limits.idle, Close::Idle)
+        (at, due)
     }
 
-    /// Closes every connection whose deadline has passed.
+    /// Closes every connection whose deadline has passed, and pings those due a keep-alive.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let due: Vec<(ConnId, Close)> = self
+        let due: Vec<(ConnId, Due)> = self
             .conns
             .iter()
             .filter_map(|(id, c)| {
-                let (t, why) = self.deadline(c);
-                (t <= now).then_some((*id, why))
+                let (t, due) = self.deadline(c);
+                (t <= now).then_some((*id, due))
             })
             .collect();
-        for (id, why) in due {
+        for (id, due) in due {
+            let why = match due {
+                Due::Handshake(true) => Close::Cut("TCP connect timed out".into()),
+                Due::Handshake(false) => Close::Cut("TLS handshake timed out".into()),
+                Due::Message => Close::Cut("a message not finished in time".into()),
+                Due::Idle => Close::Idle,
+                Due::KeepAlive => {
+                    self.keep_alive(id, now);
+                    continue;
+                }
+            };
             self.close(id, why);
         }
     }
 
-    /// Peers whose messages could not be carried since the last call: a client connection that
-    /// failed before its handshake ended, or one that could not be opened. The SIP core fails
-    /// the transactions waiting on them at once.
-    pub fn take_failures(&mut self) -> Vec<SipPeer> {
+    /// Runs connection `id`'s keep-alive: sends a ping, or closes it when the last went
+    /// unanswered.
+    fn keep_alive(&mut self, id: ConnId, now: Instant) {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        match c.keepalive.as_mut().and_then(|k| k.handle_timeout(now)) {
+            Some(KeepAliveAction::Ping) => {
+                bump(&self.counters.pings_sent);
+                c.last_traffic = now;
+                if let Err(e) = c.queue(PING).and_then(|()| c.flush()) {
+                    self.close(id, Close::Gone(format!("keep-alive not sent: {e}")));
+                }
+            }
+            Some(KeepAliveAction::Dead) => {
+                let pong = self.limits.keepalive_pong.as_secs_f64();
+                self.close(
+                    id,
+                    Close::Dead(format!("keep-alive ping not answered within {pong} s")),
+                );
+            }
+            None => {}
+        }
+    }
+
+    /// Peers whose messages could not be carried since the last call, and why: a connection
+    /// that could not be opened, failed its handshake, was reset or closed, broke a limit or
+    /// left a keep-alive unanswered (with its id, when it was open). The SIP core fails the
+    /// transactions waiting on them at once.
+    pub fn take_failures(&mut self) -> Vec<(SipPeer, String)> {
         std::mem::take(&mut self.failures)
     }
 
     fn close(&mut self, id: ConnId, why: Close) {
         if let Some(mut c) = self.conns.remove(&id) {
-            if c.client && c.handshaking() {
-                self.failures.push(SipPeer::new(c.peer, c.kind));
+            if let Some(reason) = why.reason() {
+                self.failures
+                    .push((SipPeer::on_conn(c.peer, c.kind, id), reason.to_string()));
             }
             match why {
-                Close::Gone => {}
+                Close::Gone(_) => {}
                 Close::Idle => bump(&self.counters.closed_idle),
-                Close::Cut => bump(&self.counters.cut),
-                Close::TlsFailed => bump(&self.counters.tls_failed),
+                Close::Cut(_) => bump(&self.counters.cut),
+                Close::TlsFailed(_) => bump(&self.counters.tls_failed),
+                Close::Dead(_) => bump(&self.counters.keepalive_failed),
             }
             if let Some(t) = &mut c.tls {
                 t.send_close_notify();
@@ -529,6 +622,12 @@ impl StreamTransports {
         now: Instant,
     ) -> ConnId {
         let (peer, kind) = (to.addr, to.transport);
+        let keepalive = if client {
+            let every = keepalive::jittered(self.limits.keepalive, self.rng.next_u32());
+            KeepAlive::new(now, every, self.limits.keepalive_pong)
+        } else {
+            None
+        };
         self.next_id += 1;
         let id = ConnId(self.next_id);
         bump(&self.counters.opened);
@@ -542,10 +641,11 @@ impl StreamTransports {
                 framer: StreamFramer::with_limits(self.limits.frame),
                 pending: Vec::new(),
                 connecting,
-                client,
                 opened: now,
                 last_traffic: now,
+                keepalive,
                 message_since: None,
+                tls_noted: false,
             },
         );
         id
@@ -626,9 +726,9 @@ impl StreamTransports {
             }
             match c.sock.take_error() {
                 Ok(None) => c.connecting = false,
-                _ => {
+                Ok(Some(e)) | Err(e) => {
                     bump(&self.counters.refused);
-                    return Err(Close::Gone);
+                    return Err(Close::Gone(format!("TCP connect failed: {e}")));
                 }
             }
         }
@@ -655,7 +755,10 @@ impl StreamTransports {
                     Got::Data(n) => n,
                 };
                 c.last_traffic = now;
-                if c.framer.handle_input(&buf[..n]).is_err() {
+                if let Some(k) = c.keepalive.as_mut() {
+                    k.handle_received(now);
+                }
+                if let Err(e) = c.framer.handle_input(&buf[..n]) {
                     // Oversize, no Content-Length, contradictory lengths: what was whole before
                     // the fault is delivered, then the connection is cut.
                     while let Some(f) = c.framer.poll_frame() {
@@ -663,7 +766,7 @@ impl StreamTransports {
                             deliver(&m, peer);
                         }
                     }
-                    return Err(Close::Cut);
+                    return Err(Close::Cut(e.to_string()));
                 }
                 while let Some(f) = c.framer.poll_frame() {
                     match f {
@@ -680,14 +783,24 @@ impl StreamTransports {
                 (false, _) => None,
             };
         }
-        if c.flush().is_err() {
-            return Err(Close::Gone);
+        if !c.tls_noted && !c.handshaking() {
+            if let Some(t) = &c.tls {
+                c.tls_noted = true;
+                let version = t.protocol_version().and_then(|v| v.as_str());
+                let suite = t.negotiated_cipher_suite().and_then(|s| s.suite().as_str());
+                if let (Some(v), Some(s)) = (version, suite) {
+                    *self.counters.last_tls.lock() = Some((v, s));
+                }
+            }
+        }
+        if let Err(e) = c.flush() {
+            return Err(Close::Gone(format!("write failed: {e}")));
         }
         if c.pending_len() > limits.max_pending_write {
-            return Err(Close::Cut);
+            return Err(Close::Cut("the peer does not read".into()));
         }
         if eof {
-            return Err(Close::Gone);
+            return Err(Close::Gone("connection closed by the peer".into()));
         }
         Ok(())
     }
@@ -698,9 +811,12 @@ impl StreamTransports {
             Some(id) => id,
             None => match self.connect(dest, now) {
                 Ok(id) => id,
-                Err(_) => {
+                Err(e) => {
                     bump(&self.counters.send_failed);
-                    self.failures.push(SipPeer::new(dest.addr, dest.transport));
+                    self.failures.push((
+                        SipPeer::new(dest.addr, dest.transport),
+                        format!("no connection to {}: {e}", dest.addr),
+                    ));
                     return;
                 }
             },
@@ -710,11 +826,11 @@ impl StreamTransports {
         };
         c.last_traffic = now;
         let result = c.queue(data).and_then(|()| c.flush());
-        if result.is_err() {
+        if let Err(e) = result {
             bump(&self.counters.send_failed);
-            self.close(id, Close::Gone);
+            self.close(id, Close::Gone(format!("write failed: {e}")));
         } else if c.pending_len() > self.limits.max_pending_write {
-            self.close(id, Close::Cut);
+            self.close(id, Close::Cut("the peer does not read".into()));
         }
     }
 
@@ -788,7 +904,7 @@ fn read_tcp(sock: &mut TcpStream, buf: &mut [u8]) -> Result<Got, Close> {
         Ok(n) => Ok(Got::Data(n)),
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Got::Nothing),
         Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Got::Progress),
-        Err(_) => Err(Close::Gone),
+        Err(e) => Err(Close::Gone(format!("read failed: {e}"))),
     }
 }
 
@@ -806,12 +922,12 @@ fn read_tls(t: &mut Connection, sock: &mut TcpStream, buf: &mut [u8]) -> Result<
         Ok(_) => {}
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Got::Nothing),
         Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(Got::Progress),
-        Err(_) => return Err(Close::Gone),
+        Err(e) => return Err(Close::Gone(format!("read failed: {e}"))),
     }
-    if t.process_new_packets().is_err() {
+    if let Err(e) = t.process_new_packets() {
         // Send the alert rustls queued, then give up.
         let _ = t.write_tls(sock);
-        return Err(Close::TlsFailed);
+        return Err(Close::TlsFailed(format!("TLS failed: {e}")));
     }
     Ok(Got::Progress)
 }

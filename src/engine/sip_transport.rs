@@ -51,10 +51,11 @@ pub trait SipHandler: Send + 'static {
     fn on_wake(&mut self, now: Instant, out: &mut Outbox);
     /// Time has reached (or passed) the last `poll_timeout`.
     fn on_timeout(&mut self, now: Instant, out: &mut Outbox);
-    /// Messages to `dest` (TCP/TLS) could not be carried: its connection was refused, reset,
-    /// or failed its handshake.
-    fn on_transport_error(&mut self, dest: SipPeer, now: Instant, out: &mut Outbox) {
-        let _ = (dest, now, out);
+    /// Messages to `dest` (TCP/TLS; with the connection, when one was open) could not be
+    /// carried: its connection was refused, failed its handshake, was reset or closed, or left
+    /// a keep-alive unanswered. `reason` says which, for the user.
+    fn on_transport_error(&mut self, dest: SipPeer, reason: &str, now: Instant, out: &mut Outbox) {
+        let _ = (dest, reason, now, out);
     }
     /// When `on_timeout` next needs to run; `None` when no timer is pending.
     #[must_use]
@@ -257,8 +258,8 @@ fn run<H: SipHandler>(
             if failed.is_empty() {
                 break;
             }
-            for dest in failed {
-                handler.on_transport_error(dest, Instant::now(), &mut out);
+            for (dest, reason) in failed {
+                handler.on_transport_error(dest, &reason, Instant::now(), &mut out);
             }
             flush(&mut out, &sock, &mut streams);
         }

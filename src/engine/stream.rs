@@ -450,6 +450,17 @@ impl MediaStream {
         self.shared.core.lock().core.set_remote(rtp, rtcp);
     }
 
+    /// Takes the SRTP keys a re-INVITE agreed (see `StreamCore::rekey_srtp`); true when they
+    /// changed anything.
+    pub fn rekey_srtp(&self, keys: &crate::rtp::srtp::SrtpKeys) -> Result<bool> {
+        self.shared
+            .core
+            .lock()
+            .core
+            .rekey_srtp(keys, Instant::now())
+            .map_err(|e| Error::InvalidArgument(format!("SRTP keys: {e}")))
+    }
+
     /// Runs `f` on the core at the current time, sends what it queued, wakes the I/O thread if
     /// its next timeout moved earlier, and posts any events. A send error is returned.
     fn with_core<T>(

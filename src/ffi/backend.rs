@@ -7,6 +7,7 @@ use super::args::{
     RKM_SESSION_ID_LEN,
 };
 use super::config::{rkm_rtp_config, rtp_config_from_c};
+use super::srtp::{rkm_srtp_keys, srtp_keys_from_c};
 use super::status::{boundary, rkm_status, Failure, FfiResult};
 use crate::backend::{
     ConnectOptions, MediaBackend, RtpVideoBackend, RtpVoiceBackend, SipVideoBackend,
@@ -194,7 +195,8 @@ pub extern "C" fn rkm_backend_free(b: *mut rkm_backend) {
 /// `room_id` and `participant_id` are required. `remote_addr` and `video_remote_addr`
 /// (`"ip:port"`) override the configured addresses; NULL uses the configuration, and an address
 /// set in neither place is `RKM_ERR_INVALID_ARGUMENT`. `video_remote_addr` must be NULL on a
-/// voice backend. SIP backends receive calls instead: `RKM_ERR_UNSUPPORTED`.
+/// voice backend. SIP backends receive calls instead: `RKM_ERR_UNSUPPORTED`. For SRTP keys, use
+/// `rkm_connect_with`.
 ///
 /// Strings are read during the call only. Any thread, including a callback thread.
 #[no_mangle]
@@ -208,44 +210,163 @@ pub extern "C" fn rkm_connect(
     session_id_cap: usize,
 ) -> rkm_status {
     boundary("rkm_connect", || {
-        // SAFETY: each pointer is NULL or valid for the call, as documented for C callers.
-        let be = unsafe { backend_arg(b) }?;
-        // SAFETY: as above.
-        let room = unsafe { str_arg(room_id, "room_id") }?;
-        // SAFETY: as above.
-        let participant = unsafe { str_arg(participant_id, "participant_id") }?;
-        // SAFETY: as above.
-        let remote = unsafe { opt_addr_arg(remote_addr, "remote_addr") }?;
-        // SAFETY: as above.
-        let video_remote = unsafe { opt_addr_arg(video_remote_addr, "video_remote_addr") }?;
-        if session_id_out.is_null() {
-            return Err(Failure::invalid("session_id_out is NULL"));
-        }
-        if session_id_cap < RKM_SESSION_ID_LEN {
-            return Err(Failure::new(
-                rkm_status::RKM_ERR_BUFFER_TOO_SMALL,
-                format!(
-                    "session_id_out holds {session_id_cap} bytes, \
-                     {RKM_SESSION_ID_LEN} are needed"
-                ),
-            ));
-        }
-        if video_remote.is_some() && !be.has_video() {
-            return Err(Failure::invalid(
-                "video_remote_addr given to a voice backend (it has no video)",
-            ));
-        }
-        let opts = ConnectOptions {
-            remote_addr: remote,
-            video_remote_addr: video_remote,
-            ..ConnectOptions::default()
+        let opts = rkm_connect_options {
+            remote_addr,
+            video_remote_addr,
+            ..CONNECT_DEFAULTS
         };
-        let info = be.connect(room, participant, opts)?;
-        let text = info.id.hyphenated().to_string();
-        // SAFETY: `session_id_out` is not NULL and the caller lent `session_id_cap` bytes.
-        unsafe { write_c_string(&text, session_id_out, session_id_cap, "session_id_out") }?;
-        Ok(rkm_status::RKM_OK)
+        // SAFETY: each pointer is NULL or valid for the call, as documented for C callers.
+        unsafe {
+            connect_from_c(
+                b,
+                room_id,
+                participant_id,
+                &opts,
+                "",
+                session_id_out,
+                session_id_cap,
+            )
+        }
     })
+}
+
+/// Options of `rkm_connect_with`. Fill with `rkm_connect_options_init` first (NULL addresses,
+/// plain RTP), then set what you need; fields may be added at the end in later versions, which
+/// the `*_init` call fills. Strings are read during the call only.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct rkm_connect_options {
+    /// Where audio is sent (`"ip:port"`), instead of the configured `remote_addr`. NULL: the
+    /// configuration's.
+    pub remote_addr: *const c_char,
+    /// Where video is sent, instead of the configured `video_remote_addr` (video backends
+    /// only). NULL: the configuration's.
+    pub video_remote_addr: *const c_char,
+    /// SRTP keys of the audio stream; all NULL (default): plain RTP.
+    pub audio_srtp: rkm_srtp_keys,
+    /// SRTP keys of the video stream (video backends only); all NULL (default): plain RTP.
+    pub video_srtp: rkm_srtp_keys,
+}
+
+/// What `rkm_connect_options_init` writes.
+const CONNECT_DEFAULTS: rkm_connect_options = rkm_connect_options {
+    remote_addr: std::ptr::null(),
+    video_remote_addr: std::ptr::null(),
+    audio_srtp: rkm_srtp_keys::PLAIN,
+    video_srtp: rkm_srtp_keys::PLAIN,
+};
+
+/// Fills `opts` with the defaults: the configured addresses, plain RTP. A NULL `opts` is
+/// ignored (and recorded for `rkm_last_error`). Any thread.
+#[no_mangle]
+pub extern "C" fn rkm_connect_options_init(opts: *mut rkm_connect_options) {
+    boundary("rkm_connect_options_init", || {
+        // SAFETY: the caller passes NULL or writable storage for one options struct.
+        let out = unsafe { out_arg(opts, "opts") }?;
+        *out = CONNECT_DEFAULTS;
+        Ok(())
+    })
+}
+
+/// As `rkm_connect`, with the remote addresses and the streams' SRTP keys in `opts` (NULL: the
+/// defaults of `rkm_connect_options_init`). With keys, the stream protects everything it sends
+/// (RTP, RTX, RTCP) and drops what does not authenticate (`srtp_auth_failed`) or is replayed
+/// (`srtp_replayed`), as on a SIP call with SDES; `rkm_session_info.audio_srtp`/`video_srtp`
+/// name the suite. An unknown suite, a NULL key beside a suite, a key that is not base64 of the
+/// suite's length, or video keys on a voice backend: `RKM_ERR_INVALID_ARGUMENT`, whose message
+/// names the field (never the key). Any thread, including a callback thread.
+#[no_mangle]
+pub extern "C" fn rkm_connect_with(
+    b: *mut rkm_backend,
+    room_id: *const c_char,
+    participant_id: *const c_char,
+    opts: *const rkm_connect_options,
+    session_id_out: *mut c_char,
+    session_id_cap: usize,
+) -> rkm_status {
+    boundary("rkm_connect_with", || {
+        // SAFETY: the caller passes NULL or a valid options struct.
+        let opts = unsafe { opts.as_ref() }
+            .copied()
+            .unwrap_or(CONNECT_DEFAULTS);
+        // SAFETY: each pointer is NULL or valid for the call, as documented for C callers.
+        unsafe {
+            connect_from_c(
+                b,
+                room_id,
+                participant_id,
+                &opts,
+                "opts.",
+                session_id_out,
+                session_id_cap,
+            )
+        }
+    })
+}
+
+/// `rkm_connect` and `rkm_connect_with`: `prefix` goes before the option names in messages.
+///
+/// # Safety
+/// Every pointer, `opts`' included, is NULL or valid for the call; `session_id_out` has room
+/// for `session_id_cap` bytes.
+unsafe fn connect_from_c(
+    b: *mut rkm_backend,
+    room_id: *const c_char,
+    participant_id: *const c_char,
+    opts: &rkm_connect_options,
+    prefix: &str,
+    session_id_out: *mut c_char,
+    session_id_cap: usize,
+) -> FfiResult<rkm_status> {
+    // SAFETY: forwarded from the caller's guarantee.
+    let be = unsafe { backend_arg(b) }?;
+    // SAFETY: as above.
+    let room = unsafe { str_arg(room_id, "room_id") }?;
+    // SAFETY: as above.
+    let participant = unsafe { str_arg(participant_id, "participant_id") }?;
+    // SAFETY: as above.
+    let remote = unsafe { opt_addr_arg(opts.remote_addr, &format!("{prefix}remote_addr")) }?;
+    let video_name = format!("{prefix}video_remote_addr");
+    // SAFETY: as above.
+    let video_remote = unsafe { opt_addr_arg(opts.video_remote_addr, &video_name) }?;
+    if session_id_out.is_null() {
+        return Err(Failure::invalid("session_id_out is NULL"));
+    }
+    if session_id_cap < RKM_SESSION_ID_LEN {
+        return Err(Failure::new(
+            rkm_status::RKM_ERR_BUFFER_TOO_SMALL,
+            format!(
+                "session_id_out holds {session_id_cap} bytes, \
+                 {RKM_SESSION_ID_LEN} are needed"
+            ),
+        ));
+    }
+    if video_remote.is_some() && !be.has_video() {
+        return Err(Failure::invalid(format!(
+            "{video_name} given to a voice backend (it has no video)"
+        )));
+    }
+    if opts.video_srtp.is_set() && !be.has_video() {
+        return Err(Failure::invalid(format!(
+            "{prefix}video_srtp given to a voice backend (it has no video)"
+        )));
+    }
+    // SAFETY: as above.
+    let srtp = unsafe { srtp_keys_from_c(&opts.audio_srtp, &format!("{prefix}audio_srtp")) }?;
+    // SAFETY: as above.
+    let video_srtp = unsafe { srtp_keys_from_c(&opts.video_srtp, &format!("{prefix}video_srtp")) }?;
+    let opts = ConnectOptions {
+        remote_addr: remote,
+        video_remote_addr: video_remote,
+        srtp,
+        video_srtp,
+        ..ConnectOptions::default()
+    };
+    let info = be.connect(room, participant, opts)?;
+    let text = info.id.hyphenated().to_string();
+    // SAFETY: `session_id_out` is not NULL and the caller lent `session_id_cap` bytes.
+    unsafe { write_c_string(&text, session_id_out, session_id_cap, "session_id_out") }?;
+    Ok(rkm_status::RKM_OK)
 }
 
 /// Ends a session: stops and joins its threads (RTCP BYE is sent; a SIP call is hung up with

@@ -548,6 +548,17 @@ pub struct rkm_sip_config {
     /// Check the certificates of the TLS servers we call; default true. **false is unsafe**
     /// (any certificate is accepted): for tests with self-signed peers only.
     pub tls_verify: bool,
+    /// RFC 5626 keep-alive interval, in ms, on the TCP/TLS connections the backend opens
+    /// (CRLF CRLF pings, each connection at 80–100 % of it; one unanswered for 10 s closes the
+    /// connection and fails what waits on it). 0: no pings. Default 120000.
+    pub sip_keepalive_ms: u32,
+    /// The SRTP suites, comma-separated, in our order of preference: offers list exactly these
+    /// in this order, answers take the first of them the offer has; no suite in common means
+    /// no SRTP (488 when `srtp` is `RKM_SRTP_MANDATORY`). Names: `AES_CM_128_HMAC_SHA1_80`,
+    /// `AES_CM_128_HMAC_SHA1_32`, `AEAD_AES_128_GCM`; an unknown or repeated name is
+    /// `RKM_ERR_INVALID_ARGUMENT`. NULL (default): all three, in the order
+    /// `"AES_CM_128_HMAC_SHA1_80,AEAD_AES_128_GCM,AES_CM_128_HMAC_SHA1_32"`.
+    pub srtp_suites: *const c_char,
 }
 
 /// Fills `cfg` with the defaults (see each field). String fields get static strings that the
@@ -596,6 +607,9 @@ pub extern "C" fn rkm_sip_config_init(cfg: *mut rkm_sip_config) {
             tls_key: std::ptr::null(),
             tls_ca: std::ptr::null(),
             tls_verify: d.tls.verify,
+            sip_keepalive_ms: u32::try_from(d.stream_timeouts.keepalive.as_millis())
+                .unwrap_or(u32::MAX),
+            srtp_suites: std::ptr::null(),
         };
         Ok(())
     })
@@ -749,6 +763,10 @@ pub(crate) unsafe fn sip_config_from_c(c: &rkm_sip_config) -> FfiResult<SipBacke
     r.resilience = resilience_from_c(&c.resilience)?;
     r.video_rtx = c.video_rtx;
     r.srtp = srtp_policy_from_c(c.srtp)?;
+    if let Some(s) = text(c.srtp_suites, "cfg.srtp_suites")? {
+        r.srtp_suites = crate::SrtpSuite::parse_list(s)
+            .map_err(|e| Failure::invalid(format!("cfg.srtp_suites = {s:?}: {e}")))?;
+    }
     if let Some(s) = text(c.local_sip_tcp_addr, "cfg.local_sip_tcp_addr")? {
         r.local_sip_tcp_addr = Some(parse_addr(s, "cfg.local_sip_tcp_addr")?);
     }
@@ -760,6 +778,7 @@ pub(crate) unsafe fn sip_config_from_c(c: &rkm_sip_config) -> FfiResult<SipBacke
     r.tls.key = path(c.tls_key, "cfg.tls_key")?;
     r.tls.ca = path(c.tls_ca, "cfg.tls_ca")?;
     r.tls.verify = c.tls_verify;
+    r.stream_timeouts.keepalive = Duration::from_millis(u64::from(c.sip_keepalive_ms));
     if r.tls.cert.is_some() != r.tls.key.is_some() {
         return Err(Failure::invalid("cfg.tls_cert and cfg.tls_key go together"));
     }
@@ -811,6 +830,15 @@ mod sip_tests {
             (r.local_sip_tcp_addr, r.local_sip_tls_addr, &r.tls),
             (None, None, &d.tls)
         );
+        assert_eq!(r.stream_timeouts, d.stream_timeouts);
+        c.srtp = RKM_SRTP_OFF;
+        c.sip_keepalive_ms = 0;
+        // SAFETY: as above.
+        let r = unsafe { sip_config_from_c(&c) }.unwrap();
+        assert!(
+            r.stream_timeouts.keepalive.is_zero(),
+            "0 turns keep-alives off"
+        );
     }
 
     #[test]
@@ -845,6 +873,48 @@ mod sip_tests {
         // SAFETY: static C strings.
         let e = unsafe { sip_config_from_c(&c) }.unwrap_err();
         assert!(e.message.contains("local_sip_tls_addr"), "{}", e.message);
+    }
+
+    #[test]
+    fn srtp_suites_default_to_all_and_take_an_ordered_list() {
+        // SAFETY: the string fields are static C strings or NULL.
+        let r = unsafe { sip_config_from_c(&defaults()) }.unwrap();
+        assert_eq!(r.srtp_suites, crate::SrtpSuite::ALL);
+        // The order the header documents for NULL is the default's.
+        let mut c = defaults();
+        c.srtp_suites =
+            c"AES_CM_128_HMAC_SHA1_80,AEAD_AES_128_GCM,AES_CM_128_HMAC_SHA1_32".as_ptr();
+        // SAFETY: static C strings.
+        let r = unsafe { sip_config_from_c(&c) }.unwrap();
+        assert_eq!(r.srtp_suites, crate::SrtpSuite::ALL);
+        c.srtp_suites = c" AEAD_AES_128_GCM, AES_CM_128_HMAC_SHA1_32".as_ptr();
+        // SAFETY: static C strings.
+        let r = unsafe { sip_config_from_c(&c) }.unwrap();
+        use crate::SrtpSuite::*;
+        assert_eq!(r.srtp_suites, [AeadAes128Gcm, AesCm128HmacSha1_32]);
+        for bad in [
+            c"AES_CM_128_HMAC_SHA1_80,F8_128_HMAC_SHA1_80",
+            c"",
+            c"AEAD_AES_128_GCM,AEAD_AES_128_GCM",
+        ] {
+            c.srtp_suites = bad.as_ptr();
+            // SAFETY: static C strings.
+            let e = unsafe { sip_config_from_c(&c) }.unwrap_err();
+            assert_eq!(
+                e.status,
+                crate::ffi::status::rkm_status::RKM_ERR_INVALID_ARGUMENT
+            );
+            assert!(e.message.starts_with("cfg.srtp_suites"), "{}", e.message);
+        }
+        c.srtp_suites = c"AES_CM_128_HMAC_SHA1_80,F8_128_HMAC_SHA1_80".as_ptr();
+        // SAFETY: static C strings.
+        let e = unsafe { sip_config_from_c(&c) }.unwrap_err();
+        assert!(
+            e.message
+                .contains("\"F8_128_HMAC_SHA1_80\" is not an SRTP suite"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

@@ -24,10 +24,13 @@ pub mod callbacks;
 pub mod config;
 pub mod sip;
 pub mod sip_phone;
+pub mod srtp;
 pub mod status;
 
 pub use args::RKM_SESSION_ID_LEN;
-pub use backend::{rkm_backend, rkm_session_addrs, rkm_stats, rkm_stream_stats, RKM_ADDR_LEN};
+pub use backend::{
+    rkm_backend, rkm_connect_options, rkm_session_addrs, rkm_stats, rkm_stream_stats, RKM_ADDR_LEN,
+};
 pub use callbacks::{
     rkm_audio_frame, rkm_audio_received_cb, rkm_client_disconnected_cb, rkm_dtmf_received_cb,
     rkm_end_reason, rkm_keyframe_kind, rkm_keyframe_requested_cb, rkm_session_info,
@@ -44,4 +47,5 @@ pub use sip_phone::{
     rkm_call_progress, rkm_call_state, rkm_call_state_cb, rkm_dial_options, rkm_register_options,
     rkm_registration_cb, rkm_registration_event, rkm_registration_state,
 };
+pub use srtp::rkm_srtp_keys;
 pub use status::rkm_status;

@@ -12,13 +12,13 @@ use std::time::Duration;
 use crossbeam_channel::unbounded;
 use parking_lot::Mutex;
 use roomkit_media::backend::{
-    CallDecision, CallState, DialOptions, SessionId, SipCredentials, SipVideoBackend,
-    SipVoiceBackend,
+    CallDecision, CallState, DialOptions, SessionId, SipBackendConfig, SipCredentials,
+    SipVideoBackend, SipVoiceBackend,
 };
 use roomkit_media::engine::SessionInfo;
 use roomkit_media::prelude::*;
 use roomkit_media::sip::transaction::Timers;
-use roomkit_media::VideoCodec;
+use roomkit_media::{SrtpPolicy, VideoCodec};
 use support::sip::*;
 
 const T: Duration = Duration::from_secs(5);
@@ -789,4 +789,56 @@ fn video_added_and_removed_during_a_call_flows_and_stops() {
         == be.port_pool().capacity()));
     assert!(wait_until(T, || uac.port_pool().available()
         == uac.port_pool().capacity()));
+}
+
+/// Video added by a re-INVITE to an SRTP call (both sides mandatory) is keyed with SDES in the
+/// re-INVITE: the added streams report the suite on both sides and the pictures get through
+/// (each side's send key is the other's receive key).
+#[test]
+fn video_added_to_an_srtp_call_is_secured_and_flows() {
+    let be = SipVideoBackend::new(SipBackendConfig {
+        srtp: SrtpPolicy::Mandatory,
+        ..config(23)
+    })
+    .unwrap();
+    let (ctx, calls) = unbounded::<SessionInfo>();
+    be.on_call(move |s| {
+        let _ = ctx.send(s.clone());
+    });
+    let (ftx, frames) = unbounded();
+    be.on_video_received(move |id, f| {
+        let _ = ftx.send((id, f.keyframe));
+    });
+    let start_port = 52000 + 48 * 100;
+    let uac = SipVideoBackend::new(SipBackendConfig {
+        local_sip_addr: "127.0.0.1:0".parse().unwrap(),
+        local_rtp_ip: [127, 0, 0, 1].into(),
+        rtp_port_start: start_port,
+        rtp_port_end: start_port + 99,
+        srtp: SrtpPolicy::Mandatory,
+        ..SipBackendConfig::default()
+    })
+    .unwrap();
+    uac.start().unwrap();
+    start(&be);
+    let call = dial_ok(&uac, &uri(&be), audio_only());
+    let info = calls.recv_timeout(T).unwrap();
+    assert!(info.audio.srtp_suite.is_some(), "{info:?}");
+    uac.set_video(call, true).unwrap();
+    assert!(wait_until(T, || uac.get_video_session(call).is_some()));
+    assert!(wait_until(T, || be.get_video_session(info.id).is_some()));
+    for side in [
+        uac.get_video_session(call).unwrap(),
+        be.get_video_session(info.id).unwrap(),
+    ] {
+        let video = side.video.expect("a video stream");
+        assert!(video.srtp_suite.is_some(), "SRTP video: {video:?}");
+    }
+    for i in 0..5u32 {
+        uac.send_video(call, &h264_picture(i == 0, 2000, i))
+            .unwrap();
+    }
+    let got = (0..5).filter_map(|_| frames.recv_timeout(T).ok()).count();
+    assert_eq!(got, 5, "pictures on the added SRTP stream");
+    uac.hangup(call).unwrap();
 }

@@ -12,7 +12,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use roomkit_media::backend::{
-    CallState, DialOptions, SipBackendConfig, SipTlsConfig, SipVoiceBackend, StreamTimeouts,
+    CallState, DialOptions, RegisterOptions, RegistrationEvent, SipBackendConfig, SipTlsConfig,
+    SipVoiceBackend, StreamTimeouts,
 };
 use roomkit_media::sip::SipTransportKind;
 use support::sip::*;
@@ -104,6 +105,10 @@ fn a_server_certificate_the_caller_does_not_trust_fails_the_call() {
     let p = ua.wait_call(s, T).unwrap();
     assert_eq!((p.state, p.status), (CallState::Failed, 503), "{p:?}");
     assert!(
+        p.reason.contains("certificate"),
+        "the reason says why: {p:?}"
+    );
+    assert!(
         wait_until(T, || ua.sip_stats().tls_failures >= 1),
         "{:?}",
         ua.sip_stats()
@@ -174,6 +179,7 @@ fn a_tcp_peer_that_refuses_the_connection_fails_the_call_at_once() {
         .unwrap();
     let p = ua.wait_call(s, T).unwrap();
     assert_eq!((p.state, p.status), (CallState::Failed, 503), "{p:?}");
+    assert!(p.reason.to_lowercase().contains("refused"), "{p:?}");
     assert!(
         ua.sip_stats().connections_refused >= 1,
         "{:?}",
@@ -466,4 +472,144 @@ fn tls_1_2_and_1_3_clients_are_served() {
         assert!(text.contains("Content-Length:"), "{text}");
     }
     assert_eq!(srv.sip_stats().tls_failures, 0);
+}
+
+/// Registers `aor` through `registrar` and waits for the first event.
+fn first_registration_event(
+    ua: &SipVoiceBackend,
+    aor: &str,
+    registrar: &str,
+) -> (RegistrationEvent, Duration) {
+    let (tx, events) = crossbeam_channel::unbounded();
+    ua.on_registration(move |_, ev| {
+        let _ = tx.send(ev.clone());
+    });
+    let began = Instant::now();
+    ua.register(
+        aor,
+        RegisterOptions {
+            registrar: Some(registrar.to_string()),
+            ..RegisterOptions::default()
+        },
+    )
+    .unwrap();
+    // Timer F would end it after 32 s; the transport error must come long before.
+    let ev = events
+        .recv_timeout(Duration::from_secs(20))
+        .expect("a registration event");
+    (ev, began.elapsed())
+}
+
+/// A REGISTER over TCP to a closed port, and over TLS to a server whose certificate we do not
+/// trust, fail at once with a 503 whose reason says why — not after timer F's 32 s.
+#[test]
+fn a_register_to_a_closed_port_or_an_untrusted_server_fails_at_once() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let ua = caller(44, None);
+    let (ev, took) = first_registration_event(
+        &ua,
+        &format!("sip:alice@127.0.0.1:{port}"),
+        &format!("sip:127.0.0.1:{port};transport=tcp"),
+    );
+    let RegistrationEvent::Failed {
+        status,
+        reason,
+        retry_in,
+    } = &ev
+    else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(*status, 503, "{ev:?}");
+    assert!(reason.to_lowercase().contains("refused"), "{reason}");
+    assert!(retry_in.is_some(), "it will be retried: {ev:?}");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    eprintln!("REGISTER over TCP to a closed port: 503 after {took:?} ({reason})");
+
+    let pki = Pki::new("reg-untrusted");
+    let other = Pki::new("reg-other-ca");
+    let srv = server(45, &pki, StreamTimeouts::default());
+    let ua = caller(45, Some(&other.path("ca.pem")));
+    let tls = stream_addr(&srv, SipTransportKind::Tls);
+    let (ev, took) =
+        first_registration_event(&ua, &format!("sips:alice@{tls}"), &format!("sips:{tls}"));
+    let RegistrationEvent::Failed { status, reason, .. } = &ev else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(*status, 503, "{ev:?}");
+    assert!(reason.contains("certificate"), "{reason}");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    eprintln!("REGISTER over TLS to an untrusted server: 503 after {took:?} ({reason})");
+    assert!(ua.sip_stats().tls_failures >= 1, "{:?}", ua.sip_stats());
+}
+
+/// A dialling backend whose connections ping every `every` and give up after `pong`.
+fn pinging_caller(slot: u16, every: Duration, pong: Duration) -> SipVoiceBackend {
+    let start_port = 52000 + slot * 100;
+    let be = SipVoiceBackend::new(SipBackendConfig {
+        local_sip_addr: "127.0.0.1:0".parse().unwrap(),
+        local_rtp_ip: [127, 0, 0, 1].into(),
+        rtp_port_start: start_port,
+        rtp_port_end: start_port + 99,
+        stream_timeouts: StreamTimeouts {
+            keepalive: every,
+            keepalive_pong: pong,
+            ..StreamTimeouts::default()
+        },
+        ..SipBackendConfig::default()
+    })
+    .unwrap();
+    be.start().unwrap();
+    be
+}
+
+/// RFC 5626 keep-alives on the connection we opened to our own server over TCP: pings go out
+/// every interval, the server's pongs keep the connection (and the call on it) alive.
+#[test]
+fn our_keepalives_are_answered_by_our_server_over_tcp() {
+    let pki = Pki::new("keepalive");
+    let srv = server(46, &pki, StreamTimeouts::default());
+    let ua = pinging_caller(46, Duration::from_millis(200), Duration::from_secs(3));
+    let tcp = stream_addr(&srv, SipTransportKind::Tcp);
+    let s = dial_ok(&ua, &format!("sip:room@{tcp};transport=tcp"), audio_only());
+    // 200 ms jittered to 160-200 ms: at least 5 in 2 s, even on a loaded machine.
+    assert!(
+        wait_until(T, || ua.sip_stats().keepalive_pings >= 5),
+        "{:?}",
+        ua.sip_stats()
+    );
+    let stats = ua.sip_stats();
+    assert_eq!(stats.keepalive_failures, 0, "{stats:?}");
+    ua.hangup(s).unwrap();
+    assert!(wait_ended(&ua, s, T), "the BYE went on the same connection");
+    assert_eq!(ua.sip_stats().connections_opened, 1, "{:?}", ua.sip_stats());
+}
+
+/// A registrar that takes the connection and then says nothing (a dead host behind a NAT
+/// that still holds the connection): the unanswered keep-alive fails the REGISTER at once as
+/// a 503 that says so, not after timer F's 32 s.
+#[test]
+fn an_unanswered_keepalive_fails_what_waits_on_the_connection() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    // Holds what it accepts open, reads nothing, answers nothing.
+    let holder = std::thread::spawn(move || silent.accept().map(|(s, _)| s));
+    let ua = pinging_caller(47, Duration::from_millis(300), Duration::from_millis(500));
+    let (ev, took) = first_registration_event(
+        &ua,
+        &format!("sip:alice@127.0.0.1:{port}"),
+        &format!("sip:127.0.0.1:{port};transport=tcp"),
+    );
+    let RegistrationEvent::Failed { status, reason, .. } = &ev else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(*status, 503, "{ev:?}");
+    assert!(reason.contains("keep-alive"), "{reason}");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    eprintln!("REGISTER to a mute TCP registrar: 503 after {took:?} ({reason})");
+    assert_eq!(ua.sip_stats().keepalive_failures, 1, "{:?}", ua.sip_stats());
+    drop(holder.join());
 }

@@ -1,6 +1,6 @@
 //! The command line's contract: bad arguments and unreadable files give a clear message and exit
 //! code 2 (a mistyped name with a suggestion); `--help` and `completions` exit 0; `recv --frames`
-//! and `--timeout` stop it by themselves.
+//! and `--timeout` stop it by themselves; `send` → `recv` runs over SRTP with a pre-shared key.
 
 use crate::support;
 
@@ -79,6 +79,41 @@ fn bad_arguments_exit_2_with_a_message() {
         ),
         (&["netsim", "--loss", "5"], "--pipe"),
         (&["completions", "tcsh"], "tcsh"),
+        (
+            &[
+                "send",
+                "--to",
+                "127.0.0.1:9",
+                "--srtp-key",
+                "AES_CM_128_HMAC_SHA1_80:AAAA",
+                clip_s,
+            ],
+            "--srtp-key: the key is not base64 of 30 bytes",
+        ),
+        (
+            &[
+                "send",
+                "--to",
+                "127.0.0.1:9",
+                "--srtp-key",
+                "F8_128_HMAC_SHA1_80:AAAA",
+                clip_s,
+            ],
+            "is not an SRTP suite",
+        ),
+        (
+            &[
+                "send",
+                "--to",
+                "127.0.0.1:9",
+                "--srtp-key",
+                "x",
+                "--srtp-key-file",
+                "k",
+                clip_s,
+            ],
+            "cannot be used with",
+        ),
         (&["recv", "--out", "x.h264"], "--listen"),
         (&["recv", "--listen", "127.0.0.1:0"], "--out"),
         (
@@ -203,4 +238,101 @@ fn recv_stops_after_n_frames_from_our_own_sender() {
     let r = json_stats(&done.stdout);
     assert_eq!(stat(&r, "frames"), 12, "{r:?}");
     assert_eq!(frame_md5s(&out, &[]).len(), 12);
+}
+
+/// `recv` on a free port, its stdout and stderr captured; returns it and its address.
+fn recv_on_free_port(out: &std::path::Path, extra: &[&str]) -> (std::process::Child, String) {
+    let mut args = vec![
+        "recv",
+        "--listen",
+        "127.0.0.1:0",
+        "--out",
+        out.to_str().unwrap(),
+        "--timeout",
+        "3",
+    ];
+    args.extend_from_slice(extra);
+    let mut recv = spawn(60, bin().to_str().unwrap(), &args);
+    let mut err = stderr_reader(&mut recv);
+    let addr = read_line_with(&mut err, "listening on", Duration::from_secs(20)).expect("address");
+    (recv, addr)
+}
+
+#[test]
+fn send_to_recv_over_srtp_delivers_pictures_and_a_wrong_key_none() {
+    if !have_peers(&["ffmpeg"]) {
+        return;
+    }
+    let dir = TempDir::new("cli-srtp");
+    let clip = dir.path("clip.h264");
+    make_h264_clip(
+        &clip,
+        "testsrc=size=320x240:rate=30",
+        2,
+        &["-profile:v", "baseline", "-g", "10"],
+    );
+    let clip_s = clip.to_str().unwrap();
+    // Fixed test keys (28 bytes for GCM, 30 for AES-CM), as `head -c N /dev/urandom | base64`.
+    let gcm = "AEAD_AES_128_GCM:CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQ==";
+    let cm = "AES_CM_128_HMAC_SHA1_32:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz";
+    let wrong = "AES_CM_128_HMAC_SHA1_32:QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNk";
+
+    // The right key (the receiver reads it from a file): every picture arrives and decodes.
+    let key_file = dir.path("key");
+    std::fs::write(&key_file, format!("{gcm}\n")).unwrap();
+    let out = dir.path("o.h264");
+    let (recv, addr) = recv_on_free_port(&out, &["--srtp-key-file", key_file.to_str().unwrap()]);
+    let sent = run(
+        60,
+        bin().to_str().unwrap(),
+        &[
+            "send",
+            "--to",
+            &addr,
+            clip_s,
+            "--fps",
+            "0",
+            "--srtp-key",
+            gcm,
+        ],
+    );
+    let s = json_stats(&sent.stdout);
+    assert_eq!(stat(&s, "frames"), 60);
+    let done = wait_bounded(recv, Duration::from_secs(30));
+    assert!(done.status.success());
+    let r = json_stats(&done.stdout);
+    let text = String::from_utf8_lossy(&done.stdout);
+    assert!(text.contains(r#""srtp":"AEAD_AES_128_GCM""#), "{text}");
+    // Floors, not exact counts: a loaded machine may lose a packet NACK cannot bring back.
+    assert!(stat(&r, "frames") >= 50, "{r:?}");
+    assert_eq!(stat(&r, "srtp_auth_failed"), 0, "{r:?}");
+    assert!(frame_md5s(&out, &[]).len() >= 50);
+
+    // A wrong key: everything is counted as failing authentication, nothing is delivered.
+    let out = dir.path("wrong.h264");
+    let (recv, addr) = recv_on_free_port(&out, &["--srtp-key", wrong]);
+    let sent = run(
+        60,
+        bin().to_str().unwrap(),
+        &[
+            "send",
+            "--to",
+            &addr,
+            clip_s,
+            "--fps",
+            "0",
+            "--srtp-key",
+            cm,
+        ],
+    );
+    let sent_packets = stat(&json_stats(&sent.stdout), "packets");
+    let done = wait_bounded(recv, Duration::from_secs(30));
+    assert!(done.status.success());
+    let r = json_stats(&done.stdout);
+    assert_eq!(stat(&r, "frames"), 0, "{r:?}");
+    assert_eq!(stat(&r, "packets"), 0, "{r:?}");
+    assert!(
+        stat(&r, "srtp_auth_failed") >= sent_packets / 2,
+        "{r:?}, {sent_packets} sent"
+    );
 }

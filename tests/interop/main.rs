@@ -1,5 +1,5 @@
 //! The interop tests: our CLI and backends against real peers (ffmpeg, GStreamer, sipp, baresip,
-//! Kamailio). Each test returns early when its peer is not installed (and fails in CI). One
+//! Kamailio, tshark). Each test returns early when its peer is not installed (and fails in CI). One
 //! binary for the area, so a build links the crate and libopus once; each file is one module.
 
 #[path = "../support/mod.rs"]
@@ -13,6 +13,7 @@ mod g722_ffmpeg;
 mod interop_h264;
 mod interop_vp8;
 mod kamailio;
+mod kamailio_dispatcher;
 mod kamailio_tls;
 mod lossy_path;
 mod opus_ffmpeg;
@@ -22,5 +23,6 @@ mod sipp;
 mod sipp_uac;
 mod srtp_peers;
 mod testclip_ffmpeg;
+mod tshark_secure;
 mod wideband_baresip;
 mod wideband_ffmpeg;

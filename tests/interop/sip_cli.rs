@@ -191,6 +191,12 @@ fn serve_refuses_bad_loss_recovery_values() {
         &["--inactivity", "-1"][..],
         &["--inactivity", "soon"][..],
         &["--audio-jitter", "5000"][..],
+        &[
+            "--srtp-suites",
+            "AES_CM_128_HMAC_SHA1_80,AES_256_CM_HMAC_SHA1_80",
+        ][..],
+        &["--srtp-suites", "AEAD_AES_128_GCM,AEAD_AES_128_GCM"][..],
+        &["--srtp-suites", ","][..],
     ] {
         // Bounded: a serve that took the value would run until the timeout.
         let out = std::process::Command::new("timeout")
@@ -201,5 +207,101 @@ fn serve_refuses_bad_loss_recovery_values() {
         assert_eq!(out.status.code(), Some(2), "{bad:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(bad[0]), "{bad:?}: {err}");
+    }
+}
+
+/// `call` to a TCP port nobody listens on fails at once, and its JSON says why: a `failed`
+/// progress line with 503 and the transport's reason, and a non-zero exit.
+#[test]
+fn call_over_tcp_to_a_closed_port_says_why_in_its_json() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let bin = peers::bin();
+    let began = std::time::Instant::now();
+    // Bounded: timer B would take 32 s.
+    let out = std::process::Command::new("timeout")
+        .args(["20", bin.to_str().unwrap(), "call"])
+        .arg(format!("sip:room@127.0.0.1:{port};transport=tcp"))
+        .output()
+        .unwrap();
+    let took = began.elapsed();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let failed = text
+        .lines()
+        .find(|l| l.contains("\"state\":\"failed\""))
+        .unwrap_or_else(|| panic!("no failed line: {text}"));
+    assert!(failed.contains("\"status\":503"), "{failed}");
+    assert!(
+        failed.contains("transport error") && failed.contains("refused"),
+        "{failed}"
+    );
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+}
+
+/// `serve --register` over TCP to a port nobody listens on: the `registration_failed` JSON
+/// line comes at once with 503, the transport's reason and the retry.
+#[test]
+fn serve_register_over_tcp_to_a_closed_port_says_why_in_its_json() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let aor = format!("sip:alice@127.0.0.1:{port};transport=tcp");
+    let (mut serve, _) = peers::spawn_serve(30, "39600-39619", &["--register", &aor]);
+    let began = std::time::Instant::now();
+    let (tx, lines) = crossbeam_channel::unbounded();
+    let stdout = serve.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let mut failed = None;
+    while let Ok(l) = lines.recv_timeout(Duration::from_secs(15)) {
+        if l.contains("\"event\":\"registration_failed\"") {
+            failed = Some(l);
+            break;
+        }
+    }
+    let took = began.elapsed();
+    peers::interrupt(&serve);
+    let out = peers::wait_bounded(serve, Duration::from_secs(15));
+    let failed = failed.unwrap_or_else(|| {
+        panic!(
+            "no registration_failed line: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(failed.contains("\"status\":503"), "{failed}");
+    assert!(failed.contains("refused"), "{failed}");
+    assert!(failed.contains("\"retry_in\":1"), "{failed}");
+    // Serve's start-up included; timer F would take 32 s.
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+}
+
+#[test]
+fn call_and_serve_refuse_a_bad_rtp_port_range() {
+    let bin = peers::bin();
+    for (command, rest) in [
+        ("call", &["sip:nobody@127.0.0.1:9"][..]),
+        ("serve", &["--sip", "127.0.0.1:0"][..]),
+    ] {
+        for bad in ["5000-4000", "5000", "1-70000"] {
+            // Bounded: a command that took the value would place its call or serve.
+            let out = std::process::Command::new("timeout")
+                .args(["20", bin.to_str().unwrap(), command])
+                .args(rest)
+                .args(["--rtp-ports", bad])
+                .output()
+                .unwrap();
+            assert_eq!(out.status.code(), Some(2), "{command} {bad}");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains("--rtp-ports"), "{command} {bad}: {err}");
+        }
     }
 }

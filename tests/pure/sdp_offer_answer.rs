@@ -930,6 +930,7 @@ fn a_reoffer_adds_and_removes_video() {
             direction: Direction::SendRecv,
             session_name: "roomkit".into(),
             video: ReofferVideo::Add {
+                crypto: Vec::new(),
                 port: 10010,
                 codecs: vec![VideoCodec::H264, VideoCodec::Vp8],
                 nack: true,
@@ -977,6 +978,7 @@ fn a_reoffer_adds_and_removes_video() {
             direction: Direction::SendRecv,
             session_name: "roomkit".into(),
             video: ReofferVideo::Add {
+                crypto: Vec::new(),
                 port: 10012,
                 codecs: vec![VideoCodec::Vp8],
                 nack: false,

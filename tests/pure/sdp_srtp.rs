@@ -5,8 +5,9 @@ use std::net::IpAddr;
 
 use roomkit_media::rtp::srtp::{SrtpKey, SrtpSuite};
 use roomkit_media::sdp::{
-    answer, build_offer, format_crypto, parse_answer, AnswerConfig, AnswerError, AudioCodec,
-    OfferConfig, SessionDescription, SrtpPolicy,
+    answer, build_offer, format_crypto, parse_answer, reanswer, reoffer, sdes_offer, AnswerConfig,
+    AnswerError, AudioCodec, Direction, OfferConfig, ReofferConfig, ReofferVideo,
+    SessionDescription, SrtpPolicy,
 };
 use roomkit_media::VideoCodec;
 
@@ -204,4 +205,142 @@ fn a_mandatory_offerer_refuses_a_plain_answer() {
     let key = format_crypto(42, &SrtpKey::from_os_rng(SrtpSuite::AesCm128HmacSha1_80));
     let odd = format!("{plain}a=crypto:{key}\r\n");
     assert!(parse_answer(&offer, odd.as_bytes()).is_err());
+}
+
+/// An audio-only SRTP call (our offer, their answer) and the two sides' views of it.
+fn secured_audio_call(
+    theirs: &AnswerConfig,
+) -> (roomkit_media::sdp::Answer, roomkit_media::sdp::Answer) {
+    let mut cfg = offerer(SrtpPolicy::Mandatory);
+    cfg.local.video_port = 0;
+    let offer = build_offer(&cfg);
+    let mut audio_only = theirs.clone();
+    audio_only.local.video_port = 0;
+    let their_answer = answer_text(&offer.sdp, &audio_only).unwrap();
+    let neg = parse_answer(&offer, their_answer.sdp.as_bytes()).unwrap();
+    let ours = roomkit_media::sdp::Answer {
+        sdp: offer.sdp.clone(),
+        negotiation: neg,
+        session_id: offer.session_id,
+        session_version: offer.session_version,
+    };
+    (ours, their_answer)
+}
+
+/// Video added by a re-INVITE to a call whose audio is SRTP is offered as RTP/SAVP with our
+/// crypto lines; the answerer picks one and the video is secured both ways.
+#[test]
+fn video_added_to_an_srtp_call_is_offered_with_crypto_lines() {
+    let theirs = answerer(SrtpPolicy::Optional);
+    let (ours, their_view) = secured_audio_call(&theirs);
+    let local = offerer(SrtpPolicy::Mandatory).local;
+    let add = reoffer(
+        &ours,
+        &ReofferConfig {
+            direction: Direction::SendRecv,
+            session_name: "roomkit".into(),
+            video: ReofferVideo::Add {
+                port: 20002,
+                codecs: vec![VideoCodec::H264],
+                nack: true,
+                crypto: sdes_offer(&local, true),
+            },
+        },
+    );
+    let video = &add.sdp[add.sdp.find("m=video").expect("video offered")..];
+    assert!(video.starts_with("m=video 20002 RTP/SAVP "), "{}", add.sdp);
+    assert_eq!(video.matches("a=crypto:").count(), 3, "{}", add.sdp);
+    // The audio keeps its one line, with the key in use.
+    let audio_key = ours.negotiation.audio.srtp.as_ref().unwrap();
+    assert!(add
+        .sdp
+        .contains(&format!("a=crypto:{}", format_crypto(1, &audio_key.send))));
+    let re = reanswer(
+        &SessionDescription::parse(add.sdp.as_bytes()).unwrap(),
+        &their_view,
+        &theirs,
+    )
+    .unwrap();
+    assert!(re.video_added);
+    assert_eq!(
+        re.answer.sdp.matches("a=crypto:").count(),
+        2,
+        "{}",
+        re.answer.sdp
+    );
+    let neg = parse_answer(&add, re.answer.sdp.as_bytes()).unwrap();
+    let (mine, peer) = (
+        neg.video.unwrap().srtp.expect("video secured"),
+        re.answer.negotiation.video.unwrap().srtp.unwrap(),
+    );
+    assert_eq!((mine.send, mine.recv), (peer.recv, peer.send));
+    assert_eq!(
+        neg.audio.srtp.as_ref(),
+        Some(audio_key),
+        "audio keys unchanged"
+    );
+}
+
+/// RFC 4568 §7.1.4: a re-offer with a new key is answered with our key unchanged and the new
+/// one as the peer's; a re-offer that would drop SRTP is refused (488) under every policy
+/// that allows SRTP, and a plain re-offer of a plain call is still fine.
+#[test]
+fn re_offers_re_key_and_never_downgrade() {
+    for policy in [SrtpPolicy::Optional, SrtpPolicy::Mandatory] {
+        let cfg = answerer(policy);
+        let k1 = SrtpKey::from_os_rng(SrtpSuite::AesCm128HmacSha1_80);
+        let first = answer_text(&peer_offer("RTP/SAVP", &[format_crypto(1, &k1)]), &cfg).unwrap();
+        let offer = |proto: &str, crypto: &[String]| {
+            // The same session, one version on.
+            let o = peer_offer(proto, crypto).replace("o=- 1 1 ", "o=- 1 2 ");
+            SessionDescription::parse(o.as_bytes()).unwrap()
+        };
+        let k2 = SrtpKey::from_os_rng(SrtpSuite::AesCm128HmacSha1_80);
+        let re = reanswer(&offer("RTP/SAVP", &[format_crypto(1, &k2)]), &first, &cfg).unwrap();
+        let (old, new) = (
+            first.negotiation.audio.srtp.as_ref().unwrap(),
+            re.answer.negotiation.audio.srtp.as_ref().unwrap(),
+        );
+        assert_eq!(new.recv, k2, "{policy}: the new key is the peer's");
+        assert_eq!(new.send, old.send, "{policy}: ours stays");
+        assert_eq!(
+            re.answer
+                .negotiation
+                .video
+                .as_ref()
+                .unwrap()
+                .srtp
+                .as_ref()
+                .unwrap()
+                .recv,
+            k2
+        );
+        // The same key again: nothing changes.
+        let same = reanswer(&offer("RTP/SAVP", &[format_crypto(1, &k1)]), &first, &cfg).unwrap();
+        assert_eq!(
+            same.answer.negotiation.audio.srtp,
+            first.negotiation.audio.srtp
+        );
+        // Plain RTP, with or without crypto lines we cannot use: refused, 488.
+        for (proto, crypto) in [("RTP/AVP", vec![]), ("RTP/SAVP", vec![])] {
+            let e = reanswer(&offer(proto, &crypto), &first, &cfg).unwrap_err();
+            assert_eq!(e.status_code(), 488, "{policy} {proto}");
+        }
+        // Audio kept secure but the video made plain: refused as well.
+        let mixed = peer_offer("RTP/SAVP", &[format_crypto(1, &k1)])
+            .replace("m=video 4002 RTP/SAVP", "m=video 4002 RTP/AVP")
+            .replace("o=- 1 1 ", "o=- 1 2 ");
+        let mixed = mixed.rsplit_once("a=crypto:").unwrap().0.to_string();
+        let e = reanswer(
+            &SessionDescription::parse(mixed.as_bytes()).unwrap(),
+            &first,
+            &cfg,
+        )
+        .unwrap_err();
+        assert_eq!(e.status_code(), 488, "{policy}: video downgrade");
+    }
+    let optional = answerer(SrtpPolicy::Optional);
+    let plain = answer_text(&peer_offer("RTP/AVP", &[]), &optional).unwrap();
+    let again = SessionDescription::parse(peer_offer("RTP/AVP", &[]).as_bytes()).unwrap();
+    assert!(reanswer(&again, &plain, &optional).is_ok());
 }

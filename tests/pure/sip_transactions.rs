@@ -73,7 +73,7 @@ fn drain(m: &mut impl Machine, t0: Instant, now: Instant, log: &mut Log) {
             TransactionEvent::AckTimeout { status } => format!("ack-timeout {status}"),
             TransactionEvent::Response(r) => format!("response {}", r.status().unwrap()),
             TransactionEvent::Timeout => "timeout".to_string(),
-            TransactionEvent::TransportError => "transport-error".to_string(),
+            TransactionEvent::TransportError(r) => format!("transport-error {r}"),
             TransactionEvent::Terminated => "terminated".to_string(),
         };
         log.events.push((at, name));
@@ -417,12 +417,12 @@ fn a_transport_failure_ends_a_waiting_client_transaction() {
         .over_reliable_transport();
     let mut log = Log::default();
     run_until(&mut tx, t0, t0, t0 + ms(1000), &mut log);
-    tx.transport_failed();
+    tx.transport_failed("connection reset");
     drain(&mut tx, t0, t0 + ms(1000), &mut log);
     assert_eq!(
         log.events,
         vec![
-            (1000, "transport-error".to_string()),
+            (1000, "transport-error connection reset".to_string()),
             (1000, "terminated".to_string())
         ]
     );
@@ -432,7 +432,7 @@ fn a_transport_failure_ends_a_waiting_client_transaction() {
     let mut tx = NonInviteClientTransaction::new(bye, t0, Timers::default()).unwrap();
     let ok = parse(&ResponseBuilder::new(sent.echo(), 200).build()).unwrap();
     assert!(tx.handle_response(&ok, t0));
-    tx.transport_failed();
+    tx.transport_failed("connection reset");
     let mut log = Log::default();
     drain(&mut tx, t0, t0, &mut log);
     assert_eq!(log.events, vec![(0, "response 200".to_string())]);

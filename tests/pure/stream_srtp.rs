@@ -239,3 +239,56 @@ fn tampered_replayed_and_wrongly_keyed_packets_are_never_delivered() {
         assert_eq!(plain_sender.b.stats().packets_received, 0);
     }
 }
+
+/// RFC 4568 §7.1.4 re-keying mid-stream, on a 100 ms path: A's send key and B's receive key
+/// change at the same instant, while three pictures protected with the old key are still on
+/// their way; B still takes them (the old receive key is kept for `REKEY_GRACE`), and every
+/// picture after it under the new key. Nothing fails authentication.
+#[test]
+fn a_rekey_mid_stream_loses_nothing_in_flight() {
+    let suite = SrtpSuite::AesCm128HmacSha1_80;
+    let (ka, kb) = keys(suite);
+    let path = PathConfig::clean(Duration::from_millis(100));
+    let t0 = Instant::now();
+    let mut pair = SimPair::new(
+        t0,
+        video(VideoParams::default(), Some(ka.clone())),
+        video(VideoParams::default(), Some(kb.clone())),
+        SimPath::new(path, 1),
+        SimPath::new(path, 2),
+        9,
+    )
+    .unwrap();
+    let clip = FileClip::new(30, 30, 9);
+    let fresh = SrtpKey::from_os_rng(suite);
+    for (i, (pic, _)) in clip.pictures.iter().enumerate() {
+        pair.run_until(t0 + clip.frame * i as u32);
+        if i == 15 {
+            let a_keys = SrtpKeys {
+                send: fresh.clone(),
+                recv: ka.recv.clone(),
+            };
+            let b_keys = SrtpKeys {
+                send: kb.send.clone(),
+                recv: fresh.clone(),
+            };
+            assert_eq!(pair.with_a(|c, now| c.rekey_srtp(&a_keys, now)), Ok(true));
+            assert_eq!(pair.with_b(|c, now| c.rekey_srtp(&b_keys, now)), Ok(true));
+            // The same keys again change nothing.
+            assert_eq!(pair.with_b(|c, now| c.rekey_srtp(&b_keys, now)), Ok(false));
+        }
+        let ts = clip.frame.as_secs_f64() * 1000.0 * i as f64;
+        pair.with_a(|c, now| c.send_video(now, pic, Some(ts)))
+            .unwrap();
+    }
+    pair.run_for(Duration::from_secs(1));
+    let got = pair
+        .b
+        .events
+        .iter()
+        .filter(|(_, e)| matches!(e, StreamEvent::Video(_)))
+        .count();
+    let b = pair.b.core.stats();
+    assert_eq!(got, 30, "{b:?}");
+    assert_eq!(b.srtp_auth_failed, 0, "{b:?}");
+}

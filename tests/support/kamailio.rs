@@ -1,7 +1,8 @@
 //! Kamailio, a real SIP server, started on a free loopback port, bounded by `timeout`, its log
 //! (stderr) kept in a file the tests read: a registrar and record-routing proxy
-//! (`tests/kamailio/proxy.cfg`), or an edge proxy relaying calls to `serve` over UDP, TCP or TLS
-//! (`tests/kamailio/relay.cfg`, its tls module on OpenSSL).
+//! (`tests/kamailio/proxy.cfg`), a load balancer whose dispatcher spreads calls over several
+//! `serve` instances (`tests/kamailio/dispatcher.cfg`), or an edge proxy relaying calls to
+//! `serve` over UDP, TCP or TLS (`tests/kamailio/relay.cfg`, its tls module on OpenSSL).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -56,6 +57,37 @@ impl Kamailio {
             .replace("@DEBUG@", "2")
             .replace("@CHILDREN@", "2")
             .replace("@LOG@", "L_INFO");
+        Some(Kamailio::launch(dir, port, &cfg, secs))
+    }
+
+    /// Starts Kamailio as a load balancer (`tests/kamailio/dispatcher.cfg`): its dispatcher
+    /// spreads new calls round-robin over `instances` (`serve`s' SIP ports on loopback), probes
+    /// each with OPTIONS every `ping_secs`, and gives up on a probe or an INVITE after `fr_ms`
+    /// (then the INVITE is retried on the next instance). `None` (after saying why) when it is
+    /// not installed outside CI.
+    pub fn dispatcher(
+        instances: &[u16],
+        ping_secs: u32,
+        fr_ms: u32,
+        secs: u32,
+    ) -> Option<Kamailio> {
+        if !peers::have_peers(&["kamailio"]) {
+            return None;
+        }
+        let dir = TempDir::new("kamailio-dispatcher");
+        let port = peers::free_udp_port();
+        let list = dir.path("dispatcher.list");
+        let lines: String = instances
+            .iter()
+            .map(|p| format!("1 sip:127.0.0.1:{p}\n"))
+            .collect();
+        std::fs::write(&list, lines).unwrap();
+        let cfg = config("dispatcher.cfg", &dir, port)
+            .replace("@ADDR@", "127.0.0.1")
+            .replace("@LIST_FILE@", list.to_str().unwrap())
+            .replace("@PING_INTERVAL@", &ping_secs.to_string())
+            .replace("@FR_TIMER_MS@", &fr_ms.to_string())
+            .replace("@FR_INV_TIMER_MS@", &(4 * fr_ms).to_string());
         Some(Kamailio::launch(dir, port, &cfg, secs))
     }
 

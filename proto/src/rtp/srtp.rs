@@ -10,7 +10,10 @@
 //! ([`SrtpKey::generate`]); the engine and SIP layers pass the operating system's CSPRNG.
 
 use std::fmt;
+use std::time::{Duration, Instant};
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
 use rand::{CryptoRng, RngCore, TryRngCore};
 use rtc_shared::replay_detector::{ReplayDetector, WrappedSlidingWindowDetector};
 use rtc_srtp::context::Context;
@@ -31,6 +34,8 @@ const MAX_SOURCES: usize = 16;
 const MASTER_KEY_LEN: usize = 16;
 /// Room for the longest master key || salt (AES-CM's 14-byte salt).
 const MAX_KEY_SALT_LEN: usize = 30;
+/// The longest base64 text read as a key: 30 bytes take 40 characters.
+const MAX_KEY_BASE64: usize = 64;
 
 /// An SRTP crypto suite, as SDES (RFC 4568 §6.2, RFC 7714 §12) names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -63,6 +68,36 @@ impl SrtpSuite {
     /// The suite an `a=crypto` line names, if we implement it (names are case-sensitive).
     pub fn from_sdp_name(name: &str) -> Option<SrtpSuite> {
         SrtpSuite::ALL.into_iter().find(|s| s.sdp_name() == name)
+    }
+
+    /// The suite an application or a user names (the SDES name, case-sensitive as in SDP);
+    /// the error lists the names we know.
+    pub fn from_sdes_text(name: &str) -> Result<SrtpSuite, String> {
+        SrtpSuite::from_sdp_name(name).ok_or_else(|| {
+            let names: Vec<&str> = SrtpSuite::ALL.iter().map(|s| s.sdp_name()).collect();
+            format!(
+                "{name:?} is not an SRTP suite (expected one of {})",
+                names.join(", ")
+            )
+        })
+    }
+
+    /// An ordered list of suites from their SDES names separated by commas (blanks around a
+    /// name are ignored), as the CLI's `--srtp-suites` and the C config's `srtp_suites` take it.
+    /// An unknown name, a name given twice or an empty list is an error that says which.
+    pub fn parse_list(list: &str) -> Result<Vec<SrtpSuite>, String> {
+        let mut suites = Vec::new();
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let suite = SrtpSuite::from_sdes_text(name)?;
+            if suites.contains(&suite) {
+                return Err(format!("SRTP suite {name} is listed twice"));
+            }
+            suites.push(suite);
+        }
+        if suites.is_empty() {
+            return Err("no SRTP suite listed".to_string());
+        }
+        Ok(suites)
     }
 
     /// Master key length in bytes.
@@ -125,6 +160,34 @@ impl SrtpKey {
             suite,
             material,
             len,
+        })
+    }
+
+    /// A key as SDES carries it: base64 (standard alphabet, padded) of master key || master
+    /// salt, the suite's exact length once decoded. The decoded copy is zeroed.
+    pub fn from_base64(suite: SrtpSuite, text: &str) -> Result<SrtpKey, SrtpError> {
+        // 30 bytes take 40 characters; anything much longer is not a key of ours.
+        if text.is_empty() || text.len() > MAX_KEY_BASE64 {
+            return Err(SrtpError::BadKey);
+        }
+        let mut material = STANDARD.decode(text).map_err(|_| SrtpError::BadKey)?;
+        let key = SrtpKey::new(suite, &material);
+        material.zeroize();
+        key
+    }
+
+    /// A key an application or a user hands over as text: as [`SrtpKey::from_base64`] reads
+    /// it, optionally after `inline:` (the key part of an `a=crypto` line without lifetime or
+    /// MKI). The error says what was expected; it never quotes the key.
+    pub fn from_sdes_text(suite: SrtpSuite, key: &str) -> Result<SrtpKey, String> {
+        let text = key.strip_prefix("inline:").unwrap_or(key);
+        SrtpKey::from_base64(suite, text).map_err(|_| {
+            format!(
+                "not base64 of {} bytes ({}-byte master key, {}-byte salt) as {suite} needs",
+                suite.key_len() + suite.salt_len(),
+                suite.key_len(),
+                suite.salt_len()
+            )
         })
     }
 
@@ -313,7 +376,7 @@ impl SrtpSender {
             return Err(SrtpError::Malformed);
         }
         match self.ctx.encrypt_rtp(rtp) {
-            Ok(p) => Ok(p.to_vec()),
+            Ok(p) => Ok(p.into()),
             Err(e) => Err(match reason(e) {
                 SrtpError::Malformed => SrtpError::Malformed,
                 _ => SrtpError::Protect,
@@ -328,7 +391,7 @@ impl SrtpSender {
         }
         self.ctx
             .encrypt_rtcp(rtcp)
-            .map(|p| p.to_vec())
+            .map(Vec::from)
             .map_err(|_| SrtpError::Protect)
     }
 }
@@ -399,7 +462,7 @@ impl SrtpReceiver {
         }
         let ssrc = u32::from_be_bytes([srtp[8], srtp[9], srtp[10], srtp[11]]);
         let plain = self.decrypt(ssrc, |ctx| {
-            ctx.decrypt_rtp(srtp).map(|p| p.to_vec()).map_err(reason)
+            ctx.decrypt_rtp(srtp).map(Vec::from).map_err(reason)
         })?;
         // Authenticated: now whether it is new. The header is in the clear, checked above.
         let seq = u16::from_be_bytes([srtp[2], srtp[3]]);
@@ -437,7 +500,7 @@ impl SrtpReceiver {
         }
         let ssrc = u32::from_be_bytes([srtcp[4], srtcp[5], srtcp[6], srtcp[7]]);
         let plain = self.decrypt(ssrc, |ctx| {
-            ctx.decrypt_rtcp(srtcp).map(|p| p.to_vec()).map_err(reason)
+            ctx.decrypt_rtcp(srtcp).map(Vec::from).map_err(reason)
         })?;
         let index = u32::from_be_bytes([word[0], word[1], word[2], word[3]]) & 0x7fff_ffff;
         if !self
@@ -456,13 +519,24 @@ impl fmt::Debug for SrtpReceiver {
     }
 }
 
-/// Both directions of one stream, made from a session's keys.
+/// How long the receive context of a replaced key still accepts packets after a re-key (RFC
+/// 4568 §7.1.4: new keys arrive in an offer/answer while packets protected with the old ones
+/// are still in flight). Long enough for any jitter buffer and path reordering we accept; short
+/// so that a retired key stops being useful soon.
+pub const REKEY_GRACE: Duration = Duration::from_secs(2);
+
+/// Both directions of one stream, made from a session's keys; re-keyed in place when an
+/// offer/answer brings new keys (the previous receive context lingers for [`REKEY_GRACE`]).
 #[derive(Debug)]
 pub struct SrtpSession {
     /// Protects what we send.
     pub tx: SrtpSender,
     /// Unprotects what we receive.
     pub rx: SrtpReceiver,
+    /// The keys in use, to tell new ones from them.
+    keys: SrtpKeys,
+    /// The receive context of the key replaced last, and until when it is still tried.
+    previous_rx: Option<(SrtpReceiver, Instant)>,
 }
 
 impl SrtpSession {
@@ -474,12 +548,77 @@ impl SrtpSession {
         Ok(SrtpSession {
             tx: SrtpSender::new(&keys.send)?,
             rx: SrtpReceiver::new(&keys.recv)?,
+            keys: keys.clone(),
+            previous_rx: None,
         })
     }
 
     /// The suite in use.
     pub fn suite(&self) -> SrtpSuite {
         self.tx.suite()
+    }
+
+    /// Takes new keys at `now` (a re-offer or its answer carried them): a new send key gets a
+    /// new context at once; a new receive key too, while the old receive context keeps
+    /// accepting what authenticates under it until `now + REKEY_GRACE`. Returns whether
+    /// anything changed. On an error nothing changed.
+    pub fn rekey(&mut self, keys: &SrtpKeys, now: Instant) -> Result<bool, SrtpError> {
+        if keys.send.suite() != keys.recv.suite() {
+            return Err(SrtpError::BadKey);
+        }
+        if *keys == self.keys {
+            return Ok(false);
+        }
+        let tx = (keys.send != self.keys.send)
+            .then(|| SrtpSender::new(&keys.send))
+            .transpose()?;
+        let rx = (keys.recv != self.keys.recv)
+            .then(|| SrtpReceiver::new(&keys.recv))
+            .transpose()?;
+        if let Some(tx) = tx {
+            self.tx = tx;
+        }
+        if let Some(rx) = rx {
+            let old = std::mem::replace(&mut self.rx, rx);
+            self.previous_rx = Some((old, now + REKEY_GRACE));
+        }
+        self.keys = keys.clone();
+        Ok(true)
+    }
+
+    /// Unprotects an SRTP packet that arrived at `now`: with the current key, else (within the
+    /// grace after a re-key) with the previous one.
+    pub fn unprotect_rtp(&mut self, srtp: &[u8], now: Instant) -> Result<Vec<u8>, SrtpError> {
+        match self.rx.unprotect_rtp(srtp) {
+            Err(SrtpError::Auth) => match self.previous(now) {
+                Some(old) => old.unprotect_rtp(srtp).map_err(|_| SrtpError::Auth),
+                None => Err(SrtpError::Auth),
+            },
+            r => r,
+        }
+    }
+
+    /// Unprotects an SRTCP packet that arrived at `now`, as [`unprotect_rtp`](Self::unprotect_rtp).
+    pub fn unprotect_rtcp(&mut self, srtcp: &[u8], now: Instant) -> Result<Vec<u8>, SrtpError> {
+        match self.rx.unprotect_rtcp(srtcp) {
+            Err(SrtpError::Auth) => match self.previous(now) {
+                Some(old) => old.unprotect_rtcp(srtcp).map_err(|_| SrtpError::Auth),
+                None => Err(SrtpError::Auth),
+            },
+            r => r,
+        }
+    }
+
+    /// The previous receive context while its grace lasts; dropped once it is over.
+    fn previous(&mut self, now: Instant) -> Option<&mut SrtpReceiver> {
+        if self
+            .previous_rx
+            .as_ref()
+            .is_some_and(|(_, until)| now >= *until)
+        {
+            self.previous_rx = None;
+        }
+        self.previous_rx.as_mut().map(|(rx, _)| rx)
     }
 }
 
@@ -701,11 +840,128 @@ mod tests {
     }
 
     #[test]
+    fn keys_read_from_sdes_text() {
+        // RFC 4568 §8.1's example key: 30 bytes.
+        const B64: &str = "WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz";
+        let cm80 = SrtpSuite::AesCm128HmacSha1_80;
+        let k = SrtpKey::from_sdes_text(cm80, B64).unwrap();
+        assert_eq!(k.suite(), SrtpSuite::AesCm128HmacSha1_80);
+        assert_eq!(k.key_and_salt(), b"YS___semctl () {\t220;}\n}\nunles");
+        let prefixed = SrtpKey::from_sdes_text(cm80, &format!("inline:{B64}"));
+        assert_eq!(prefixed.unwrap().key_and_salt(), k.key_and_salt());
+        // GCM takes 28 bytes: the same 30 are refused, and 28 accepted.
+        let gcm = SrtpKey::from_sdes_text(SrtpSuite::AeadAes128Gcm, B64).unwrap_err();
+        assert!(
+            gcm.contains("28 bytes (16-byte master key, 12-byte salt)"),
+            "{gcm}"
+        );
+        let k28 = STANDARD.encode([7u8; 28]);
+        assert!(SrtpKey::from_sdes_text(SrtpSuite::AeadAes128Gcm, &k28).is_ok());
+
+        assert_eq!(
+            SrtpSuite::from_sdes_text("AES_CM_128_HMAC_SHA1_32"),
+            Ok(SrtpSuite::AesCm128HmacSha1_32)
+        );
+        let unknown = SrtpSuite::from_sdes_text("aes_cm_128_hmac_sha1_80").unwrap_err();
+        assert!(unknown.contains("not an SRTP suite") && unknown.contains("AEAD_AES_128_GCM"));
+        for bad in [
+            "",
+            "inline:",
+            "AAAA",
+            "!!!!",
+            &B64[..39],
+            &format!("{B64}AAAA"),
+            &format!("{B64}|2^20"),
+            &format!("inline:inline:{B64}"),
+            &"A".repeat(10_000),
+        ] {
+            let e = SrtpKey::from_sdes_text(cm80, bad).unwrap_err();
+            assert!(e.contains("30 bytes"), "{bad:?}: {e}");
+            // The message never quotes what it was given (a near-miss key is still a secret).
+            assert!(bad.len() < 4 || !e.contains(&bad[..4]), "{e}");
+        }
+    }
+
+    #[test]
     fn suite_names_round_trip() {
         for s in SrtpSuite::ALL {
             assert_eq!(SrtpSuite::from_sdp_name(s.sdp_name()), Some(s));
         }
         assert_eq!(SrtpSuite::from_sdp_name("aes_cm_128_hmac_sha1_80"), None);
         assert_eq!(SrtpSuite::from_sdp_name("F8_128_HMAC_SHA1_80"), None);
+    }
+
+    /// RFC 4568 §7.1.4 re-keying: the peer's new key is used at once, its old one still for
+    /// `REKEY_GRACE` (packets in flight), never after; our send key changes only when ours does.
+    #[test]
+    fn a_rekeyed_session_accepts_the_old_key_only_for_the_grace() {
+        let suite = SrtpSuite::AesCm128HmacSha1_80;
+        let (ours, theirs_old, theirs_new) = (
+            SrtpKey::from_os_rng(suite),
+            SrtpKey::from_os_rng(suite),
+            SrtpKey::from_os_rng(suite),
+        );
+        let keys = |recv: &SrtpKey| SrtpKeys {
+            send: ours.clone(),
+            recv: recv.clone(),
+        };
+        let t0 = Instant::now();
+        let mut session = SrtpSession::new(&keys(&theirs_old)).unwrap();
+        let mut peer_old = SrtpSender::new(&theirs_old).unwrap();
+        let mut peer_new = SrtpSender::new(&theirs_new).unwrap();
+        let mut peer_rx = SrtpReceiver::new(&ours).unwrap();
+        assert!(session
+            .unprotect_rtp(&peer_old.protect_rtp(&rtp(1)).unwrap(), t0)
+            .is_ok());
+        // The same keys again change nothing; a bad pair is refused and changes nothing.
+        assert_eq!(session.rekey(&keys(&theirs_old), t0), Ok(false));
+        let gcm = SrtpKey::from_os_rng(SrtpSuite::AeadAes128Gcm);
+        assert_eq!(session.rekey(&keys(&gcm), t0), Err(SrtpError::BadKey));
+        assert_eq!(session.rekey(&keys(&theirs_new), t0), Ok(true));
+        // Our packets still go out under our (unchanged) key: the sender's context goes on.
+        let mine = session.tx.protect_rtp(&rtp(7)).unwrap();
+        assert_eq!(peer_rx.unprotect_rtp(&mine).unwrap(), rtp(7));
+        // New key: accepted. An old-key packet still in flight: accepted within the grace.
+        let new2 = peer_new.protect_rtp(&rtp(2)).unwrap();
+        assert_eq!(session.unprotect_rtp(&new2, t0).unwrap(), rtp(2));
+        let late = peer_old.protect_rtp(&rtp(3)).unwrap();
+        let at = t0 + REKEY_GRACE - Duration::from_millis(1);
+        assert_eq!(session.unprotect_rtp(&late, at).unwrap(), rtp(3));
+        let rtcp = peer_old.protect_rtcp(&hex(RTCP_PLAIN)).unwrap();
+        assert_eq!(session.unprotect_rtcp(&rtcp, at).unwrap(), hex(RTCP_PLAIN));
+        // After the grace the old key is worthless.
+        let later = peer_old.protect_rtp(&rtp(4)).unwrap();
+        assert_eq!(
+            session.unprotect_rtp(&later, t0 + REKEY_GRACE),
+            Err(SrtpError::Auth)
+        );
+        let new5 = peer_new.protect_rtp(&rtp(5)).unwrap();
+        assert_eq!(
+            session.unprotect_rtp(&new5, t0 + REKEY_GRACE).unwrap(),
+            rtp(5)
+        );
+        // Replays stay refused across the re-key.
+        assert_eq!(
+            session.unprotect_rtp(&new2, t0 + REKEY_GRACE),
+            Err(SrtpError::Replay)
+        );
+    }
+
+    #[test]
+    fn suite_lists_keep_their_order_and_refuse_unknown_repeated_or_no_names() {
+        use SrtpSuite::*;
+        assert_eq!(
+            SrtpSuite::parse_list(" AEAD_AES_128_GCM,AES_CM_128_HMAC_SHA1_32 ,"),
+            Ok(vec![AeadAes128Gcm, AesCm128HmacSha1_32])
+        );
+        let all = SrtpSuite::ALL.map(SrtpSuite::sdp_name).join(",");
+        assert_eq!(SrtpSuite::parse_list(&all), Ok(SrtpSuite::ALL.to_vec()));
+        let e = SrtpSuite::parse_list("AES_CM_128_HMAC_SHA1_80,AES_256_CM_HMAC_SHA1_80");
+        assert!(e
+            .unwrap_err()
+            .contains("\"AES_256_CM_HMAC_SHA1_80\" is not"));
+        let e = SrtpSuite::parse_list("AEAD_AES_128_GCM,AEAD_AES_128_GCM").unwrap_err();
+        assert!(e.contains("twice"), "{e}");
+        assert!(SrtpSuite::parse_list(" , ").is_err());
     }
 }

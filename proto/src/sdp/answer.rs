@@ -192,7 +192,9 @@ pub struct Reanswer {
 /// version goes up only when the answer text changes (RFC 3264 §8). A new address of 0.0.0.0 or
 /// `::` (hold in the RFC 2543 style) or a multicast address does not replace the address we
 /// already send to; the direction of the answer says whether we send at all. `cfg` supplies our
-/// ports, codecs and address; its session id and version are not used.
+/// ports, codecs and address; its session id and version are not used. An offer that would
+/// take SRTP off a stream that has it is refused; one with new keys (RFC 4568 §7.1.4) is
+/// answered with them as the peer's, ours unchanged while the suite is.
 pub fn reanswer(
     offer: &SessionDescription,
     previous: &Answer,
@@ -200,6 +202,22 @@ pub fn reanswer(
 ) -> Result<Reanswer, AnswerError> {
     let prev = &previous.negotiation;
     let plan = plan(offer, cfg, Some(prev))?;
+    // A stream that is SRTP stays SRTP, whatever the policy: dropping the protection of a
+    // running call is what an attacker on the signalling path would ask for, and the stream's
+    // contexts cannot be taken off it. The call goes on as it was (the caller answers 488).
+    // Video still offered (an enabled m-line), and not (or no longer) with SRTP we take.
+    let video_offered = offer
+        .media
+        .iter()
+        .any(|m| m.kind == MediaKind::Video && m.port != 0);
+    let video_downgraded = prev.video.as_ref().is_some_and(|v| v.srtp.is_some())
+        && video_offered
+        && plan.video_srtp.is_none();
+    if (prev.audio.srtp.is_some() && plan.audio_srtp.is_none()) || video_downgraded {
+        return Err(AnswerError::NotAcceptable(
+            "the offer would turn an SRTP stream into plain RTP".into(),
+        ));
+    }
     let mut answer = plan.finish(cfg, previous.session_id, previous.session_version);
     if answer.sdp != previous.sdp {
         answer = plan.finish(

@@ -90,9 +90,6 @@ impl fmt::Display for CryptoError {
 
 impl std::error::Error for CryptoError {}
 
-/// Longest base64 we look at: 30 bytes of key and salt take 40 characters.
-const MAX_INLINE_B64: usize = 64;
-
 /// Reads the value of one `a=crypto` attribute (what follows `crypto:`).
 pub fn parse_crypto(value: &str) -> Result<CryptoAttr, CryptoError> {
     let mut fields = value.split([' ', '\t']).filter(|f| !f.is_empty());
@@ -116,13 +113,7 @@ pub fn parse_crypto(value: &str) -> Result<CryptoAttr, CryptoError> {
         .ok_or(CryptoError::BadKey)?;
     let mut parts = inline.split('|');
     let b64 = parts.next().unwrap_or_default();
-    if b64.is_empty() || b64.len() > MAX_INLINE_B64 {
-        return Err(CryptoError::BadKey);
-    }
-    let mut material = STANDARD.decode(b64).map_err(|_| CryptoError::BadKey)?;
-    let key = SrtpKey::new(suite, &material).map_err(|_| CryptoError::BadKey);
-    zeroize::Zeroize::zeroize(&mut material);
-    let key = key?;
+    let key = SrtpKey::from_base64(suite, b64).map_err(|_| CryptoError::BadKey)?;
     let mut lifetime = None;
     for (i, part) in parts.enumerate() {
         if part.contains(':') {

@@ -43,5 +43,5 @@ pub use model::{
     SessionDescription,
 };
 pub use offer::{
-    build_offer, parse_answer, reoffer, Offer, OfferConfig, ReofferConfig, ReofferVideo,
+    build_offer, parse_answer, reoffer, sdes_offer, Offer, OfferConfig, ReofferConfig, ReofferVideo,
 };

@@ -91,14 +91,8 @@ fn offer_crypto(
     if local.srtp == SrtpPolicy::Off {
         return ("RTP/AVP", Vec::new(), Vec::new());
     }
-    let offered: Vec<(u32, SrtpKey)> = (1u32..)
-        .zip(&local.srtp_suites)
-        .map(|(tag, suite)| (tag, local.srtp_keys.key(video, *suite).clone()))
-        .collect();
-    let attrs = offered
-        .iter()
-        .map(|(tag, key)| format!("crypto:{}", format_crypto(*tag, key)))
-        .collect();
+    let offered = sdes_offer(local, video);
+    let attrs = crypto_attrs(&offered);
     // Optional: a plain proto with crypto lines, which a peer without SRTP ignores.
     let proto = if local.srtp == SrtpPolicy::Mandatory {
         "RTP/SAVP"
@@ -106,6 +100,23 @@ fn offer_crypto(
         "RTP/AVP"
     };
     (proto, attrs, offered)
+}
+
+/// The SDES keys we offer on a stream (audio, or video when `video`), whatever the policy:
+/// one per configured suite, tags from 1 in suite order, our per-call key of each.
+pub fn sdes_offer(local: &LocalMedia, video: bool) -> Vec<(u32, SrtpKey)> {
+    (1u32..)
+        .zip(&local.srtp_suites)
+        .map(|(tag, suite)| (tag, local.srtp_keys.key(video, *suite).clone()))
+        .collect()
+}
+
+/// The `a=crypto` attributes of `offered`.
+fn crypto_attrs(offered: &[(u32, SrtpKey)]) -> Vec<String> {
+    offered
+        .iter()
+        .map(|(tag, key)| format!("crypto:{}", format_crypto(*tag, key)))
+        .collect()
 }
 
 /// Hands out payload types: static ones where the codec has one, dynamic ones (96–127) otherwise,
@@ -305,11 +316,14 @@ pub enum ReofferVideo {
     /// Removed: the m-line stays with port 0.
     Remove,
     /// Added on `port`, offering `codecs` (NACK when `nack`); replaces a refused m-line, or
-    /// comes after the others when there was none.
+    /// comes after the others when there was none. With `crypto` (tag, our key; see
+    /// [`sdes_offer`]) it is offered as `RTP/SAVP` with those `a=crypto` lines — what a call
+    /// whose audio is SRTP does — and an answer without one of them refuses the video.
     Add {
         port: u16,
         codecs: Vec<VideoCodec>,
         nack: bool,
+        crypto: Vec<(u32, SrtpKey)>,
     },
 }
 
@@ -356,9 +370,21 @@ pub fn reoffer(current: &Answer, cfg: &ReofferConfig) -> Offer {
     };
     let mut video = Vec::new();
     let mut video_section = |port: u16| match (&neg.video, &cfg.video) {
-        (_, ReofferVideo::Add { port, codecs, nack }) => {
+        (
+            _,
+            ReofferVideo::Add {
+                port,
+                codecs,
+                nack,
+                crypto,
+            },
+        ) => {
             video = video_payload_types(codecs);
-            // Video added in a re-offer is plain RTP (SDES for it is not offered yet).
+            let proto = if crypto.is_empty() {
+                "RTP/AVP"
+            } else {
+                "RTP/SAVP"
+            };
             video_offer_media(
                 &video,
                 *port,
@@ -366,7 +392,7 @@ pub fn reoffer(current: &Answer, cfg: &ReofferConfig) -> Offer {
                 false,
                 a.rtcp_mux,
                 cfg.direction,
-                ("RTP/AVP", Vec::new()),
+                (proto, crypto_attrs(crypto)),
             )
         }
         (Some(v), ReofferVideo::Keep) if port != 0 => {
@@ -480,13 +506,16 @@ pub fn reoffer(current: &Answer, cfg: &ReofferConfig) -> Offer {
             SrtpPolicy::Off
         },
         audio_crypto: a.srtp.iter().map(|k| (1, k.send.clone())).collect(),
-        video_crypto: neg
-            .video
-            .iter()
-            .filter(|_| matches!(cfg.video, ReofferVideo::Keep))
-            .filter_map(|v| v.srtp.as_ref())
-            .map(|k| (1, k.send.clone()))
-            .collect(),
+        video_crypto: match &cfg.video {
+            ReofferVideo::Keep => neg
+                .video
+                .iter()
+                .filter_map(|v| v.srtp.as_ref())
+                .map(|k| (1, k.send.clone()))
+                .collect(),
+            ReofferVideo::Add { crypto, .. } => crypto.clone(),
+            ReofferVideo::Remove => Vec::new(),
+        },
     }
 }
 

@@ -19,6 +19,8 @@
 //! - [`redirect`]: choosing the Contact a 3xx sends us to.
 //! - [`framing`]: SIP over a byte stream (TCP, TLS): Content-Length framing with limits, and
 //!   RFC 5626 keep-alive pings.
+//! - [`keepalive`]: RFC 5626 keep-alives of a connection we opened: when to ping, when an
+//!   unanswered ping means the connection is dead.
 //! - [`outbox`]: the datagrams a sans-IO core wants sent, with their destinations.
 //! - [`rng`]: [`SipRng`], the one seeded source of every random draw (tags, branches, nonces).
 
@@ -32,6 +34,7 @@ pub mod dialog;
 pub mod extensions;
 pub mod framing;
 pub mod info_dtmf;
+pub mod keepalive;
 pub mod message;
 pub mod outbox;
 pub mod redirect;

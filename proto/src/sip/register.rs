@@ -22,6 +22,11 @@
 //!   password only locks accounts), until [`Registration::register_now`].
 //! - **423 Interval Too Brief**: retry at once with the `Min-Expires` asked for (three times in
 //!   a row at most).
+//! - **A failed connection** (TCP/TLS refused, reset, a keep-alive unanswered; the caller says
+//!   so with [`Registration::handle_transport_error`]): a REGISTER on its way fails at once as
+//!   a 503 and is retried as above; a binding that holds is refreshed at once on a new
+//!   connection (RFC 5626 §4.4.1), but not sooner than [`FLOW_RECOVERY_MIN`] after the last
+//!   success.
 //! - **Unregister** sends `Expires: 0` once (answering one challenge), then reports
 //!   `Unregistered` whatever the answer.
 
@@ -52,6 +57,11 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// Most 423 answers in a row followed before the registration counts as failed.
 const MAX_INTERVAL_RETRIES: u32 = 3;
+
+/// Least time between a successful REGISTER and the re-REGISTER a failed connection triggers
+/// (RFC 5626 §4.5's 30 s base time): a registrar that closes the connection after every answer
+/// gets one REGISTER per this, not a loop.
+pub const FLOW_RECOVERY_MIN: Duration = Duration::from_secs(30);
 
 /// What a registration needs to know.
 #[derive(Debug, Clone)]
@@ -178,6 +188,10 @@ pub struct Registration {
     /// When the next refresh or retry is due.
     wake_at: Option<Instant>,
     bound_until: Option<Instant>,
+    /// When the last REGISTER succeeded.
+    registered_at: Option<Instant>,
+    /// The REGISTERs travel on TCP/TLS: no retransmissions.
+    reliable: bool,
     failures: u32,
     interval_retries: u32,
     transmit: VecDeque<Vec<u8>>,
@@ -283,6 +297,8 @@ impl Registration {
             state: RegistrationState::Registering,
             wake_at: None,
             bound_until: None,
+            registered_at: None,
+            reliable: !config.transport.eq_ignore_ascii_case("UDP"),
             failures: 0,
             interval_retries: 0,
             transmit: VecDeque::new(),
@@ -423,7 +439,11 @@ impl Registration {
         self.wake_at = None;
         match NonInviteClientTransaction::new(request, now, self.config.timers) {
             Ok(tx) => {
-                self.tx = Some(tx);
+                self.tx = Some(if self.reliable {
+                    tx.over_reliable_transport()
+                } else {
+                    tx
+                });
                 self.awaiting = true;
                 self.pump(now);
             }
@@ -444,14 +464,29 @@ impl Registration {
         true
     }
 
-    /// The REGISTER could not be sent (ICMP unreachable, no route): counts as a 503 (RFC 3261
-    /// §8.1.3.1).
-    #[cfg(any(test, feature = "_internals"))]
-    pub fn handle_transport_error(&mut self, now: Instant) {
+    /// The transport to the registrar failed (`reason`: a TCP/TLS connection refused, reset,
+    /// closed, a TLS handshake refused, a keep-alive unanswered). A REGISTER on its way fails
+    /// at once as a 503 (RFC 3261 §8.1.3.1) and is retried after the back-off; a binding that
+    /// holds, with nothing on its way, is refreshed on a new connection (RFC 5626 §4.4.1) at
+    /// once, or [`FLOW_RECOVERY_MIN`] after the last success if that is later.
+    pub fn handle_transport_error(&mut self, now: Instant, reason: &str) {
         if self.awaiting {
-            self.tx = None;
-            self.awaiting = false;
-            self.fail(503, "transport error".into(), None, now);
+            match self.tx.as_mut() {
+                Some(tx) => {
+                    tx.transport_failed(reason);
+                    self.pump(now);
+                }
+                None => {
+                    self.awaiting = false;
+                    self.fail(503, format!("transport error: {reason}"), None, now);
+                }
+            }
+            return;
+        }
+        if self.state == RegistrationState::Registered && !self.unregistering {
+            let earliest = self.registered_at.map_or(now, |t| t + FLOW_RECOVERY_MIN);
+            let at = earliest.max(now);
+            self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
         }
     }
 
@@ -514,6 +549,10 @@ impl Registration {
                 TransactionEvent::Timeout => {
                     self.awaiting = false;
                     self.fail(408, "no response".into(), None, now);
+                }
+                TransactionEvent::TransportError(reason) => {
+                    self.awaiting = false;
+                    self.fail(503, format!("transport error: {reason}"), None, now);
                 }
                 _ => {}
             }
@@ -592,6 +631,7 @@ impl Registration {
             );
         }
         self.bound_until = Some(now + Duration::from_secs(u64::from(granted)));
+        self.registered_at = Some(now);
         self.wake_at = Some(now + refresh_delay(granted, &self.config.timers));
         self.state = RegistrationState::Registered;
         self.events
@@ -1081,7 +1121,7 @@ mod tests {
         );
         // A transport error later counts as a 503, and the back-off starts again from 1 s.
         reg.register_now(t0 + secs(100));
-        reg.handle_transport_error(t0 + secs(100));
+        reg.handle_transport_error(t0 + secs(100), "connection reset");
         drain(&mut reg, t0, t0 + secs(100), &mut log);
         assert_eq!(
             shapes(log.take_events()),
@@ -1092,6 +1132,72 @@ mod tests {
             RegistrationState::Registered,
             "the old binding still holds"
         );
+    }
+
+    /// Over TCP/TLS a REGISTER goes out once (no timer E); a transport error fails it at once
+    /// as a 503 that names the cause, and the retry follows the back-off. Once registered, a
+    /// failed connection brings a refresh at once — but never sooner than
+    /// `FLOW_RECOVERY_MIN` after the last success.
+    #[test]
+    fn over_a_connection_a_transport_error_fails_at_once_and_a_lost_flow_re_registers() {
+        let t0 = Instant::now();
+        let mut log = Log::default();
+        let mut cfg = config(3600);
+        cfg.transport = "TLS".into();
+        let mut reg = Registration::new(cfg, t0).unwrap();
+        drain(&mut reg, t0, t0, &mut log);
+        run_until(&mut reg, t0, t0 + ms(200), &mut log);
+        assert_eq!(log.sent_at(), [0], "no retransmission on a connection");
+        reg.handle_transport_error(t0 + ms(200), "TLS handshake failed: UnknownIssuer");
+        drain(&mut reg, t0, t0 + ms(200), &mut log);
+        let events = log.take_events();
+        assert_eq!(shapes(events.clone()), [(200, failed(503, Some(secs(1))))]);
+        let RegistrationEvent::RegistrationFailed { reason, .. } = &events[0].1 else {
+            unreachable!()
+        };
+        assert_eq!(
+            reason,
+            "transport error: TLS handshake failed: UnknownIssuer"
+        );
+        assert_eq!(reg.state(), RegistrationState::Retrying);
+        // An error with nothing on its way and no binding changes nothing.
+        reg.handle_transport_error(t0 + ms(300), "connection reset");
+        drain(&mut reg, t0, t0 + ms(300), &mut log);
+        assert!(log.take_events().is_empty());
+        run_until(&mut reg, t0, t0 + ms(1200), &mut log);
+        assert_eq!(log.sent_at(), [0, 1200], "the retry after 1 s");
+        let second = log.last_sent().clone();
+        feed(
+            &mut reg,
+            &reply(&second, 200, &[]),
+            t0,
+            t0 + ms(1300),
+            &mut log,
+        );
+        assert_eq!(
+            log.take_events(),
+            [(1300, RegistrationEvent::Registered { expires: 3600 })]
+        );
+        // The connection dies at once (a registrar closing after every answer): the refresh
+        // waits for FLOW_RECOVERY_MIN after the success.
+        reg.handle_transport_error(t0 + ms(1400), "connection closed by the peer");
+        drain(&mut reg, t0, t0 + ms(1400), &mut log);
+        assert!(log.take_events().is_empty(), "the binding still holds");
+        run_until(&mut reg, t0, t0 + secs(40), &mut log);
+        assert_eq!(log.sent_at(), [0, 1200, 31_300]);
+        let third = log.last_sent().clone();
+        feed(
+            &mut reg,
+            &reply(&third, 200, &[]),
+            t0,
+            t0 + secs(32),
+            &mut log,
+        );
+        // Later (a keep-alive unanswered after two minutes): the refresh goes out at once.
+        reg.handle_transport_error(t0 + secs(200), "keep-alive unanswered");
+        run_until(&mut reg, t0, t0 + secs(200), &mut log);
+        assert_eq!(log.sent_at(), [0, 1200, 31_300, 200_000]);
+        assert_eq!(reg.state(), RegistrationState::Registered);
     }
 
     #[test]

@@ -14,8 +14,8 @@ use super::state::{
 };
 use crate::engine::EndReason;
 use crate::sdp::{
-    parse_answer, reanswer, reoffer, Answer, AnswerConfig, Direction, Negotiation, ReofferConfig,
-    ReofferVideo, SessionDescription,
+    parse_answer, reanswer, reoffer, sdes_offer, Answer, AnswerConfig, Direction, Negotiation,
+    ReofferConfig, ReofferVideo, SessionDescription,
 };
 use crate::sip::dialog::Dialog;
 use crate::sip::info_dtmf::{parse_info_dtmf, InfoDtmfError};
@@ -392,6 +392,7 @@ impl SipCore {
                 return Err(488);
             }
         };
+        let rekeyed = MediaChange::rekeyed(&local.negotiation, &re.answer.negotiation);
         let session = c.session;
         let call_id = c.call_id.clone();
         let started = c.media.started;
@@ -430,6 +431,7 @@ impl SipCore {
             },
             held: Some(re.held || n.audio.direction == Direction::Inactive),
             receiving: Some(n.audio.direction.receives()),
+            ..rekeyed
         };
         let sdp = re.answer.sdp.clone();
         c.media.local = Some(re.answer);
@@ -630,8 +632,15 @@ impl SipCore {
         } else {
             Direction::SendRecv
         };
+        // Video added to a call whose audio is SRTP is offered with SDES keys of its own.
+        let crypto = if local.negotiation.audio.srtp.is_some() {
+            sdes_offer(&c.media.answer_cfg.local, true)
+        } else {
+            Vec::new()
+        };
         let video = match video_change {
             Some(VideoChange::Add { port, .. }) => ReofferVideo::Add {
+                crypto,
                 port,
                 codecs: self.cfg.supported_video_codecs.clone(),
                 nack: self.cfg.resilience.nack.enabled,
@@ -720,7 +729,7 @@ impl SipCore {
                 }
                 self.reinvite_failed(no, &resp, now, out);
             }
-            TransactionEvent::Timeout | TransactionEvent::TransportError if current => {
+            TransactionEvent::Timeout | TransactionEvent::TransportError(_) if current => {
                 self.send_bye(no, now, out);
                 self.end_call(no, "no answer to our re-INVITE", EndReason::Error);
             }
@@ -826,6 +835,10 @@ impl SipCore {
                         },
                         held: Some(!neg.audio.direction.sends()),
                         receiving: Some(neg.audio.direction.receives()),
+                        ..old
+                            .as_ref()
+                            .map(|o| MediaChange::rekeyed(o, &neg))
+                            .unwrap_or_default()
                     };
                     c.media.local = Some(Answer {
                         sdp: offer.sdp,

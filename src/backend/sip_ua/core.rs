@@ -550,7 +550,10 @@ impl SipCore {
         }
         while let Some(ev) = e.tx.poll_event() {
             match (ev, e.kind) {
-                (TransactionEvent::Timeout | TransactionEvent::TransportError, ClientKind::Bye) => {
+                (
+                    TransactionEvent::Timeout | TransactionEvent::TransportError(_),
+                    ClientKind::Bye,
+                ) => {
                     // `e` borrows the clients: queue the count on the field itself.
                     self.updates
                         .push_back(SharedUpdate::Counted(SipCounter::ByeTimeouts))
@@ -639,34 +642,62 @@ impl SipCore {
         }
     }
 
-    /// The engine could not carry messages to `dest` (a TCP/TLS connection refused, reset, or
-    /// whose handshake failed): every client transaction waiting on that peer ends as if it
-    /// had been answered 503 (RFC 3261 §8.1.3.1), instead of waiting for timer B or F.
-    pub fn handle_transport_error(&mut self, dest: SipPeer, now: Instant, out: &mut Outbox) {
-        let same = |d: &SipPeer| d.addr == dest.addr && d.transport == dest.transport;
+    /// The engine could not carry messages to `dest` (a TCP/TLS connection refused, reset or
+    /// closed, whose handshake failed, or whose keep-alive went unanswered; `reason` says which):
+    /// every client transaction waiting on that connection ends as if it had been answered 503
+    /// (RFC 3261 §8.1.3.1), instead of waiting for timer B or F, and the registrations sent
+    /// there fail or re-register (see [`Registration::handle_transport_error`]). A transaction
+    /// is on it when it was sent on that connection, or to that address over that transport on
+    /// no connection in particular.
+    ///
+    /// [`Registration::handle_transport_error`]: crate::sip::register::Registration::handle_transport_error
+    pub fn handle_transport_error(
+        &mut self,
+        dest: SipPeer,
+        reason: &str,
+        now: Instant,
+        out: &mut Outbox,
+    ) {
+        let on_it = |d: &SipPeer| {
+            d.transport == dest.transport
+                && match (d.conn, dest.conn) {
+                    (Some(a), Some(b)) if a == b => true,
+                    (Some(_), Some(_)) => false,
+                    _ => d.addr == dest.addr,
+                }
+        };
         let clients: Vec<TxId> = self
             .clients
             .iter()
-            .filter(|(_, e)| same(&e.dest))
+            .filter(|(_, e)| on_it(&e.dest))
             .map(|(id, _)| *id)
             .collect();
         for id in clients {
             if let Some(e) = self.clients.get_mut(&id) {
-                e.tx.transport_failed();
+                e.tx.transport_failed(reason);
             }
             self.flush_client(id, out);
         }
         let invites: Vec<TxId> = self
             .invites
             .iter()
-            .filter(|(_, e)| same(&e.dest))
+            .filter(|(_, e)| on_it(&e.dest))
             .map(|(id, _)| *id)
             .collect();
         for id in invites {
             if let Some(e) = self.invites.get_mut(&id) {
-                e.tx.transport_failed();
+                e.tx.transport_failed(reason);
             }
             self.flush_invite(id, now, out);
+        }
+        let regs: Vec<u64> = self
+            .registrations
+            .iter()
+            .filter(|(_, e)| on_it(&e.dest))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in regs {
+            self.registration_transport_error(id, reason, now, out);
         }
         self.cancel_orphans(now, out);
     }

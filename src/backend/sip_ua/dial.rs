@@ -86,6 +86,7 @@ impl SipCore {
         oc.local.video_nack = self.cfg.resilience.nack.enabled;
         oc.local.video_rtx = self.cfg.video_rtx;
         oc.local.srtp = self.cfg.srtp;
+        oc.local.srtp_suites = self.cfg.srtp_suites.clone();
         let offer = build_offer(&oc);
         let answer_cfg = self.answer_config(r.audio_port, r.video_port.unwrap_or(0));
         let no = self.new_call_no();
@@ -393,8 +394,8 @@ impl SipCore {
                     self.dial_refused_final(no, &resp, now, out);
                 }
             }
-            TransactionEvent::TransportError if current && !confirmed => {
-                self.fail_dial(no, 503, "transport error: the peer could not be reached")
+            TransactionEvent::TransportError(reason) if current && !confirmed => {
+                self.fail_dial(no, 503, &format!("transport error: {reason}"))
             }
             TransactionEvent::Timeout if current && !confirmed => {
                 let reason = self
@@ -526,12 +527,13 @@ impl SipCore {
                     .get(&no)
                     .and_then(|c| c.media.local.as_ref())
                     .map(|a| a.negotiation.clone());
-                if old.is_some_and(|o| o != neg) {
+                if let Some(old) = old.filter(|o| *o != neg) {
                     let change = MediaChange {
                         audio_remote: Some((neg.audio.remote, neg.audio.remote_rtcp)),
                         video_remote: neg.video.as_ref().map(|v| (v.remote, v.remote_rtcp)),
                         held: Some(!neg.audio.direction.sends()),
                         receiving: Some(neg.audio.direction.receives()),
+                        ..MediaChange::rekeyed(&old, &neg)
                     };
                     if let Some(session) = self.calls.get(&no).map(|c| c.session) {
                         self.host.update(session, change);

@@ -529,7 +529,8 @@ pub fn run(data: &[u8]) {
                 } else if b & 1 == 1 {
                     // The engine could not reach a TCP peer (the calls dialled over TCP).
                     let dest = SipPeer::new(peer(b), SipTransportKind::Tcp);
-                    h.core.handle_transport_error(dest, h.now, &mut h.out);
+                    h.core
+                        .handle_transport_error(dest, "connection refused", h.now, &mut h.out);
                     h.collect();
                 }
                 Some(())

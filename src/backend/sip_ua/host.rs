@@ -84,7 +84,7 @@ pub struct MediaStart {
 }
 
 /// A change to a running session after a new offer/answer: `None` fields stay as they are.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MediaChange {
     /// New audio RTP and RTCP addresses.
     pub audio_remote: Option<(SocketAddr, SocketAddr)>,
@@ -94,6 +94,30 @@ pub struct MediaChange {
     pub held: Option<bool>,
     /// Whether the far end is meant to send us media (not while we hold it, nor `inactive`).
     pub receiving: Option<bool>,
+    /// New SRTP keys for the audio stream (RFC 4568 §7.1.4 re-keying): new contexts, the
+    /// previous receive key still accepted briefly for packets in flight.
+    pub audio_srtp: Option<crate::SrtpKeys>,
+    /// New SRTP keys for the running video stream.
+    pub video_srtp: Option<crate::SrtpKeys>,
+}
+
+impl MediaChange {
+    /// The SRTP keys a new offer/answer (`new`, against `old`) changed on the streams that
+    /// keep running; a video stream added now gets its keys with the stream.
+    pub(super) fn rekeyed(old: &Negotiation, new: &Negotiation) -> MediaChange {
+        let changed = |o: Option<&crate::SrtpKeys>, n: Option<&crate::SrtpKeys>| match (o, n) {
+            (o, Some(n)) if o != Some(n) => Some(n.clone()),
+            _ => None,
+        };
+        MediaChange {
+            audio_srtp: changed(old.audio.srtp.as_ref(), new.audio.srtp.as_ref()),
+            video_srtp: match (&old.video, &new.video) {
+                (Some(o), Some(n)) => changed(o.srtp.as_ref(), n.srtp.as_ref()),
+                _ => None,
+            },
+            ..MediaChange::default()
+        }
+    }
 }
 
 /// The media side as the SIP core sees it. Every method runs on the SIP thread and must not
@@ -450,6 +474,14 @@ impl MediaHost for EngineHost {
         if let Some(receiving) = change.receiving {
             s.set_expects_media(receiving);
         }
+        // A key that cannot be used leaves the stream as it was: its packets then fail
+        // authentication and are counted, which is where a broken re-key shows.
+        if let Some(keys) = &change.audio_srtp {
+            let _ = s.audio().rekey_srtp(keys);
+        }
+        if let (Some(keys), Some(v)) = (&change.video_srtp, s.video()) {
+            let _ = v.rekey_srtp(keys);
+        }
     }
 
     fn dtmf(&mut self, session: SessionId, event: DtmfEvent) {
@@ -500,7 +532,7 @@ pub enum HostCall {
         session: SessionId,
         has_video: bool,
     },
-    Update(SessionId, MediaChange),
+    Update(SessionId, Box<MediaChange>),
     Dtmf(SessionId, DtmfEvent),
     Close(SessionId),
     AddVideo(SessionId),
@@ -680,7 +712,15 @@ impl MediaHost for FakeMediaHost {
         if let (Some(held), Some(sends)) = (change.held, st.live.get_mut(&session)) {
             *sends = !held;
         }
-        st.calls.push(HostCall::Update(session, change));
+        if let Some(keys) = st.srtp.get_mut(&session) {
+            if let Some(audio) = &change.audio_srtp {
+                keys.0 = Some(audio.clone());
+            }
+            if let Some(video) = &change.video_srtp {
+                keys.1 = Some(video.clone());
+            }
+        }
+        st.calls.push(HostCall::Update(session, Box::new(change)));
     }
 
     fn dtmf(&mut self, session: SessionId, event: DtmfEvent) {
@@ -725,6 +765,9 @@ impl MediaHost for FakeMediaHost {
         }
         if !st.video.insert(session) {
             return Err(MediaError::unavailable("video already there"));
+        }
+        if let Some(keys) = st.srtp.get_mut(&session) {
+            keys.1 = negotiation.video.as_ref().and_then(|v| v.srtp.clone());
         }
         st.calls.push(HostCall::AddVideo(session));
         Ok(())

@@ -101,6 +101,20 @@ impl SipCore {
         }
     }
 
+    /// The connection registration `id` uses failed (`reason`).
+    pub(super) fn registration_transport_error(
+        &mut self,
+        id: u64,
+        reason: &str,
+        now: Instant,
+        out: &mut Outbox,
+    ) {
+        if let Some(e) = self.registrations.get_mut(&id) {
+            e.reg.handle_transport_error(now, reason);
+            self.flush_registration(id, out);
+        }
+    }
+
     /// Sends what registration `id` queued, reports its events and schedules its timer.
     fn flush_registration(&mut self, id: u64, out: &mut Outbox) {
         let Some(e) = self.registrations.get_mut(&id) else {

@@ -126,8 +126,9 @@ pub(super) enum TimerKey {
 /// - **inputs from the network and the clock**, `handle_*`:
 ///   [`handle_datagram`](SipCore::handle_datagram) for each datagram (or, on TCP/TLS, each
 ///   framed message, with the [`SipPeer`] naming its connection) received,
-///   [`handle_transport_error`](SipCore::handle_transport_error) when a TCP/TLS peer could not
-///   be reached, and
+///   [`handle_transport_error`](SipCore::handle_transport_error) when a TCP/TLS connection
+///   failed (refused, handshake refused, reset, closed, keep-alive unanswered; with the reason
+///   the user will read), and
 ///   [`handle_timeout`](SipCore::handle_timeout) once the instant [`poll_timeout`] gave has
 ///   been reached.
 /// - **commands**, what the application asks: [`handle_command`](SipCore::handle_command)

@@ -21,7 +21,9 @@ use crate::netem::{DropFilter, Netem, NetemConfig};
 use crate::sdp::{answer, AnswerConfig, SessionDescription};
 use crate::sip::auth::{AuthOutcome, Credentials, DigestAuthenticator};
 use crate::sip::transaction::Timers;
-use crate::sip::{parse, ConnId, Method, ResponseBuilder, SipMessage, SipRng, SipTransportKind};
+use crate::sip::{
+    parse, ConnId, Method, RequestBuilder, ResponseBuilder, SipMessage, SipRng, SipTransportKind,
+};
 
 fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
@@ -1410,6 +1412,106 @@ fn srtp_is_negotiated_both_ways_and_a_plain_offer_to_a_mandatory_callee_gets_488
     assert_eq!(keys_of(&a, s).unwrap(), (None, None));
 }
 
+/// `srtp_suites` decides the offer and the answer: an offer lists exactly our suites, in our
+/// order; an answer takes the first of ours the offer has (not the offerer's first); no suite in
+/// common is a 488 when SRTP is mandatory and a plain call when it is optional.
+#[test]
+fn configured_srtp_suites_shape_offers_and_answers() {
+    use crate::SrtpPolicy;
+    use crate::SrtpSuite::*;
+    let call = |a_suites: Vec<crate::SrtpSuite>,
+                b_suites: Vec<crate::SrtpSuite>,
+                policy: SrtpPolicy,
+                port: u16| {
+        let t0 = Instant::now();
+        let mut now = t0;
+        let mut a = Ua::new(port, |c| {
+            c.srtp = policy;
+            c.srtp_suites = a_suites;
+        });
+        let mut b = Ua::new(port + 1, |c| {
+            c.srtp = policy;
+            c.srtp_suites = b_suites;
+        });
+        let s = SessionId::new_v4();
+        let target = format!("sip:bob@127.0.0.1:{}", port + 1);
+        a.cmd(Command::Dial(Box::new(dial_to(s, &target, b.addr))), now);
+        let mut link = keep_all();
+        run(
+            &mut a,
+            &mut b,
+            &mut now,
+            t0 + Duration::from_secs(2),
+            &mut link,
+        );
+        let invite = link
+            .from_a
+            .iter()
+            .find(|m| m.method() == &Method::Invite)
+            .map(|m| String::from_utf8_lossy(m.body()).into_owned())
+            .expect("a sent an INVITE");
+        let keys = a.host.lock().srtp.get(&s).cloned();
+        (a, invite, keys)
+    };
+    let crypto_lines = |sdp: &str| -> Vec<String> {
+        sdp.lines()
+            .filter_map(|l| l.strip_prefix("a=crypto:"))
+            .map(|l| l.split(' ').take(2).collect::<Vec<_>>().join(" "))
+            .collect()
+    };
+
+    // Offer: only ours, in our order, tags from 1, on audio and on video. Answer: the
+    // callee's first choice among them.
+    let (a, invite, keys) = call(
+        vec![AesCm128HmacSha1_32, AeadAes128Gcm],
+        vec![AeadAes128Gcm, AesCm128HmacSha1_80, AesCm128HmacSha1_32],
+        SrtpPolicy::Mandatory,
+        5311,
+    );
+    let ours = ["1 AES_CM_128_HMAC_SHA1_32", "2 AEAD_AES_128_GCM"];
+    assert_eq!(crypto_lines(&invite), [ours, ours].concat(), "{invite}");
+    assert_eq!(a.states().last(), Some(&CallState::Answered));
+    let (audio, video) = keys.expect("a started media");
+    assert_eq!(audio.expect("SRTP audio").suite(), AeadAes128Gcm);
+    assert_eq!(video.expect("SRTP video").suite(), AeadAes128Gcm);
+
+    // The callee's preference decides even when the offerer lists it last.
+    let (_, _, keys) = call(
+        vec![AesCm128HmacSha1_80, AesCm128HmacSha1_32],
+        vec![AesCm128HmacSha1_32, AesCm128HmacSha1_80],
+        SrtpPolicy::Mandatory,
+        5313,
+    );
+    let (audio, _) = keys.expect("a started media");
+    assert_eq!(audio.expect("SRTP audio").suite(), AesCm128HmacSha1_32);
+
+    // Nothing in common, mandatory: 488, no media.
+    let (a, invite, keys) = call(
+        vec![AesCm128HmacSha1_32],
+        vec![AeadAes128Gcm],
+        SrtpPolicy::Mandatory,
+        5315,
+    );
+    assert_eq!(crypto_lines(&invite), ["1 AES_CM_128_HMAC_SHA1_32"; 2]);
+    let last = a.progress().last().cloned().unwrap();
+    assert_eq!(
+        (last.state, last.status),
+        (CallState::Failed, 488),
+        "{last:?}"
+    );
+    assert!(keys.is_none());
+
+    // Nothing in common, optional: the call goes ahead in plain RTP.
+    let (a, _, keys) = call(
+        vec![AesCm128HmacSha1_32],
+        vec![AeadAes128Gcm],
+        SrtpPolicy::Optional,
+        5317,
+    );
+    assert_eq!(a.states().last(), Some(&CallState::Answered));
+    assert_eq!(keys.unwrap(), (None, None));
+}
+
 /// Two cores over a TCP or TLS link (as the engine delivers it: every message from the peer
 /// on connection 1): Via and Contact name the transport and the port we listen on for it, the
 /// answers go back on the connection the request came on, and nothing is retransmitted.
@@ -1602,19 +1704,270 @@ fn a_transport_error_fails_the_dial_at_once_with_503() {
     // Another peer's failure changes nothing.
     a.core.handle_transport_error(
         SipPeer::new(addr(6001), SipTransportKind::Tls),
+        "connection refused",
+        now,
+        &mut a.out,
+    );
+    // Nor does another connection to the same peer, when ours is known.
+    a.drain_events();
+    assert_eq!(a.states(), [CallState::Trying]);
+    // The engine names the connection it opened for the INVITE: that one fails it.
+    let reason = "TLS failed: invalid peer certificate: UnknownIssuer";
+    a.core.handle_transport_error(
+        SipPeer::on_conn(peer.addr, peer.transport, ConnId(7)),
+        reason,
         now,
         &mut a.out,
     );
     a.drain_events();
-    assert_eq!(a.states(), [CallState::Trying]);
-    a.core.handle_transport_error(peer, now, &mut a.out);
-    a.drain_events();
     let last = a.progress().pop().unwrap();
     assert_eq!(
-        (last.state, last.status),
-        (CallState::Failed, 503),
+        (last.state, last.status, last.reason.as_str()),
+        (
+            CallState::Failed,
+            503,
+            format!("transport error: {reason}").as_str()
+        ),
         "{last:?}"
     );
     assert_eq!(a.core.transaction_count(), 0);
     assert_eq!(a.reserved(), 0, "the call's ports are back");
+}
+
+/// A REGISTER over TLS that the transport cannot carry fails at once with a 503 that says why,
+/// and is retried after the back-off on a new connection; once registered, the connection
+/// dying (a keep-alive unanswered) brings a re-REGISTER, while another peer's connection
+/// failing changes nothing.
+#[test]
+fn a_transport_error_fails_a_register_at_once_and_a_lost_flow_re_registers() {
+    let t0 = Instant::now();
+    let mut a = Ua::new(5171, |_| {});
+    let registrar = SipPeer::new(addr(6300), SipTransportKind::Tls);
+    a.cmd(
+        Command::Register(
+            1,
+            Box::new(RegisterRequest {
+                aor: "sips:alice@127.0.0.1:6300".into(),
+                registrar: String::new(),
+                next_hop: registrar,
+                route: None,
+                credentials: None,
+                expires: 600,
+            }),
+        ),
+        t0,
+    );
+    let first = a.sent();
+    assert_eq!(first.len(), 1);
+    assert!(first[0].0.top_via().raw().contains("SIP/2.0/TLS"));
+    let reason = "TLS failed: invalid peer certificate: UnknownIssuer";
+    a.core.handle_transport_error(
+        SipPeer::on_conn(registrar.addr, registrar.transport, ConnId(1)),
+        reason,
+        t0,
+        &mut a.out,
+    );
+    a.drain_events();
+    let failed = a
+        .events
+        .iter()
+        .find_map(|e| match e {
+            SipEvent::Registration(
+                1,
+                RegistrationEvent::Failed {
+                    status,
+                    reason,
+                    retry_in,
+                },
+            ) => Some((*status, reason.clone(), *retry_in)),
+            _ => None,
+        })
+        .expect("the registration failed");
+    assert_eq!(
+        failed,
+        (
+            503,
+            format!("transport error: {reason}"),
+            Some(Duration::from_secs(1))
+        )
+    );
+    // No retransmission over TLS, and the retry 1 s later.
+    a.tick(t0 + Duration::from_millis(900));
+    assert!(a.sent().is_empty());
+    let at = t0 + Duration::from_secs(1);
+    a.tick(at);
+    let retry = a.sent();
+    assert_eq!(retry.len(), 1);
+    let ok = reply(&retry[0].0, 200, Some("reg"), &[], None);
+    a.recv(&ok, registrar.addr, at);
+    a.drain_events();
+    assert!(a.events.iter().any(|e| matches!(
+        e,
+        SipEvent::Registration(1, RegistrationEvent::Registered { .. })
+    )));
+    // Another peer's connection dies: nothing. Ours dies two minutes on: a re-REGISTER.
+    let later = at + Duration::from_secs(120);
+    a.core.handle_transport_error(
+        SipPeer::on_conn(addr(6301), SipTransportKind::Tls, ConnId(2)),
+        "connection closed by the peer",
+        later,
+        &mut a.out,
+    );
+    a.tick(later);
+    assert!(a.sent().is_empty());
+    a.core.handle_transport_error(
+        SipPeer::on_conn(registrar.addr, registrar.transport, ConnId(3)),
+        "keep-alive ping not answered within 10 s",
+        later,
+        &mut a.out,
+    );
+    a.tick(later);
+    let again = a.sent();
+    assert_eq!(again.len(), 1, "re-registered on a new connection");
+    assert_eq!(again[0].0.method(), &Method::Register);
+}
+
+/// Video added by a re-INVITE to an SRTP call is offered with SDES keys (RTP/SAVP, crypto
+/// lines), the answer picks one, and both sides' video streams are keyed crosswise; the audio
+/// keys stay as they were.
+#[test]
+fn video_added_to_an_srtp_call_is_keyed_with_sdes() {
+    use crate::SrtpPolicy;
+    let t0 = Instant::now();
+    let mut now = t0;
+    let mut a = Ua::new(5321, |c| c.srtp = SrtpPolicy::Mandatory);
+    let mut b = Ua::new(5322, |c| c.srtp = SrtpPolicy::Optional);
+    let s = SessionId::new_v4();
+    let mut req = dial_to(s, "sip:bob@127.0.0.1:5322", b.addr);
+    req.video = false;
+    a.cmd(Command::Dial(Box::new(req)), now);
+    let mut link = keep_all();
+    run_for(&mut a, &mut b, &mut now, Duration::from_secs(1), &mut link);
+    let bs = b
+        .events
+        .iter()
+        .find_map(|e| match e {
+            SipEvent::Call(i) => Some(i.id),
+            _ => None,
+        })
+        .expect("b took the call");
+    let keys = |ua: &Ua, s: SessionId| ua.host.lock().srtp.get(&s).cloned().unwrap();
+    let (a_audio, a_video) = keys(&a, s);
+    assert!(a_audio.is_some() && a_video.is_none());
+    a.cmd(Command::Video(s, true), now);
+    run_for(&mut a, &mut b, &mut now, Duration::from_secs(1), &mut link);
+    let reinvite = link
+        .from_a
+        .iter()
+        .rev()
+        .find(|m| m.method() == &Method::Invite)
+        .unwrap();
+    let offer = String::from_utf8_lossy(reinvite.body()).to_string();
+    let video = &offer[offer.find("m=video").expect("video offered")..];
+    assert!(
+        video.starts_with("m=video ") && video.contains(" RTP/SAVP "),
+        "{offer}"
+    );
+    assert!(video.contains("a=crypto:1 "), "{offer}");
+    assert!(a.host.lock().video.contains(&s) && b.host.lock().video.contains(&bs));
+    let (a_audio2, a_video) = keys(&a, s);
+    let (b_audio, b_video) = keys(&b, bs);
+    assert_eq!(a_audio2, a_audio, "the audio keys stay");
+    let (a_video, b_video) = (a_video.expect("SRTP video"), b_video.expect("SRTP video"));
+    assert_eq!(
+        (&a_video.send, &a_video.recv),
+        (&b_video.recv, &b_video.send)
+    );
+    assert_ne!(a_video.send, a_audio.unwrap().send, "a key of its own");
+    assert!(b_audio.is_some());
+}
+
+/// A peer's re-INVITE with a new SDES key (RFC 4568 §7.1.4) re-keys the running stream: the
+/// host gets the new receive key and our send key unchanged. One that would turn the SRTP
+/// audio into plain RTP is refused with 488, and the call goes on with its keys.
+#[test]
+fn a_re_key_is_installed_and_a_downgrade_is_refused_with_488() {
+    use crate::rtp::srtp::{SrtpKey, SrtpSuite};
+    use crate::sdp::format_crypto;
+    use crate::SrtpPolicy;
+    let now = Instant::now();
+    let mut a = Ua::new(5331, |c| c.srtp = SrtpPolicy::Mandatory);
+    let peer = addr(6600);
+    let s = SessionId::new_v4();
+    let mut req = dial_to(s, "sip:bob@127.0.0.1:6600", peer);
+    req.video = false;
+    a.cmd(Command::Dial(Box::new(req)), now);
+    let invite = a.sent().remove(0).0;
+    let k1 = SrtpKey::from_os_rng(SrtpSuite::AesCm128HmacSha1_80);
+    let k2 = SrtpKey::from_os_rng(SrtpSuite::AesCm128HmacSha1_80);
+    // The peer answers with the first of our suites (tag 1) and its key k1.
+    let sdp = |version: u32, proto: &str, key: Option<&SrtpKey>| {
+        let crypto = key.map_or(String::new(), |k| {
+            format!(
+                "a=crypto:1 {}\r\n",
+                format_crypto(1, k).split_once(' ').unwrap().1
+            )
+        });
+        format!(
+            "v=0\r\no=- 9 {version} IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=audio 40600 {proto} 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n{crypto}"
+        )
+    };
+    let contact = [("Contact", "<sip:bob@127.0.0.1:6600>")];
+    let answer = sdp(1, "RTP/SAVP", Some(&k1));
+    a.recv(
+        &reply(&invite, 200, Some("b"), &contact, Some(&answer)),
+        peer,
+        now,
+    );
+    a.sent();
+    let first = a.host.lock().srtp.get(&s).cloned().unwrap().0.unwrap();
+    assert_eq!(first.recv, k1);
+    let our_contact = invite.contact().unwrap().uri().as_str().to_string();
+    let reinvite = |cseq: u32, body: &str| {
+        RequestBuilder::new(Method::Invite, &our_contact)
+            .via(&format!(
+                "SIP/2.0/UDP 127.0.0.1:6600;branch=z9hG4bKre{cseq}"
+            ))
+            .from("<sip:bob@127.0.0.1:6600>;tag=b")
+            .to(invite.from().raw())
+            .call_id(invite.call_id())
+            .cseq(cseq)
+            .contact("sip:bob@127.0.0.1:6600")
+            .body("application/sdp", body.as_bytes())
+            .build()
+    };
+    a.recv(&reinvite(2, &sdp(2, "RTP/SAVP", Some(&k2))), peer, now);
+    let ok = a.sent().into_iter().find(|(m, _)| m.status() == Some(200));
+    assert!(ok.is_some(), "the re-key was answered");
+    let change = a
+        .host_calls()
+        .into_iter()
+        .rev()
+        .find_map(|c| match c {
+            HostCall::Update(id, change) if id == s => Some(*change),
+            _ => None,
+        })
+        .expect("the media was updated");
+    let rekeyed = change.audio_srtp.expect("new audio keys");
+    assert_eq!((&rekeyed.recv, &rekeyed.send), (&k2, &first.send));
+    assert_eq!(change.video_srtp, None);
+    let updates = |a: &Ua| {
+        a.host_calls()
+            .iter()
+            .filter(|c| matches!(c, HostCall::Update(..)))
+            .count()
+    };
+    let before = updates(&a);
+    // Plain RTP now: 488, no change to the media, the call goes on.
+    a.recv(&reinvite(3, &sdp(3, "RTP/AVP", None)), peer, now);
+    let statuses: Vec<u16> = a.sent().iter().filter_map(|(m, _)| m.status()).collect();
+    assert!(statuses.contains(&488), "{statuses:?}");
+    assert_eq!(updates(&a), before);
+    assert_eq!(a.core.call_count(), 1);
+    assert_eq!(a.live_media(), 1);
+    assert_eq!(
+        a.host.lock().srtp.get(&s).cloned().unwrap().0,
+        Some(rekeyed)
+    );
 }

@@ -86,8 +86,8 @@ impl SipHandler for SipThread {
         self.deliver();
     }
 
-    fn on_transport_error(&mut self, dest: SipPeer, now: Instant, out: &mut Outbox) {
-        self.core.handle_transport_error(dest, now, out);
+    fn on_transport_error(&mut self, dest: SipPeer, reason: &str, now: Instant, out: &mut Outbox) {
+        self.core.handle_transport_error(dest, reason, now, out);
         self.deliver();
     }
 

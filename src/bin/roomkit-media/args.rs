@@ -2,14 +2,16 @@
 //! them while parsing, so a bad value is reported with the option's name and the usage line),
 //! and the loss-recovery options of `call` and `serve`.
 
-use std::fmt::Display;
+use std::fmt::{self, Display};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
 use clap::Args;
 use roomkit_media::backend::{NackConfig, PacerConfig, ResilienceConfig};
-use roomkit_media::SrtpPolicy;
+use roomkit_media::{SrtpKey, SrtpKeys, SrtpPolicy, SrtpSuite};
+use zeroize::Zeroizing;
 
 /// Resolves `HOST:PORT` (numeric or a name such as `localhost`) to its first address.
 pub fn resolve(v: &str) -> Result<SocketAddr, String> {
@@ -17,6 +19,23 @@ pub fn resolve(v: &str) -> Result<SocketAddr, String> {
         .map_err(|e| format!("`{v}` is not a usable HOST:PORT ({e})"))?
         .next()
         .ok_or_else(|| format!("`{v}` resolves to no address"))
+}
+
+/// `A-B`: the RTP ports a command takes its calls' ports from (`--rtp-ports`), `A` below `B`.
+pub fn port_range(v: &str) -> Result<(u16, u16), String> {
+    let (a, b) = v
+        .split_once('-')
+        .ok_or_else(|| format!("`{v}` is not A-B"))?;
+    let p = |s: &str| {
+        s.trim()
+            .parse::<u16>()
+            .map_err(|_| format!("`{s}` is not a port"))
+    };
+    let (a, b) = (p(a)?, p(b)?);
+    if a >= b {
+        return Err(format!("{a} is not below {b}"));
+    }
+    Ok((a, b))
 }
 
 /// A number in `lo..=hi`; `unit` ends the message (" seconds", " ms" or "").
@@ -97,6 +116,21 @@ pub struct SipMediaArgs {
     #[arg(long, value_name = "off|optional|mandatory", default_value = "off",
           value_parser = srtp_policy)]
     pub srtp: SrtpPolicy,
+    /// The SRTP suites, comma-separated, in order of preference: offers list exactly these, an
+    /// answer takes the first of them the offer has; none in common means no SRTP (488 when
+    /// mandatory). Names: AES_CM_128_HMAC_SHA1_80, AES_CM_128_HMAC_SHA1_32, AEAD_AES_128_GCM.
+    /// Default: all three, AES_CM_128_HMAC_SHA1_80 first, then AEAD_AES_128_GCM.
+    #[arg(long, value_name = "LIST", value_parser = srtp_suites)]
+    pub srtp_suites: Option<SrtpSuites>,
+}
+
+/// The `--srtp-suites` list, in order.
+#[derive(Clone, Debug)]
+pub struct SrtpSuites(pub Vec<SrtpSuite>);
+
+/// `--srtp-suites NAME,NAME...`.
+fn srtp_suites(list: &str) -> Result<SrtpSuites, String> {
+    SrtpSuite::parse_list(list).map(SrtpSuites)
 }
 
 /// `--srtp off|optional|mandatory`.
@@ -105,7 +139,81 @@ fn srtp_policy(name: &str) -> Result<SrtpPolicy, String> {
         .ok_or_else(|| format!("{name:?}: expected off, optional or mandatory"))
 }
 
+/// `send` and `recv`'s SRTP key: one pre-shared key, given as `SUITE:BASE64` on the command
+/// line or in a file. Both ends take the same key and use it both ways (media one way, RTCP
+/// the other): each end's packets carry their own SSRC, which SRTP mixes into the keystream.
+#[derive(Args, Debug, Clone, Default)]
+pub struct SrtpKeyArgs {
+    /// Protect the stream with SRTP (RTP and RTCP) under this pre-shared key: the SDES suite
+    /// name (AES_CM_128_HMAC_SHA1_80, AES_CM_128_HMAC_SHA1_32 or AEAD_AES_128_GCM), a colon,
+    /// and base64 of master key and salt (30 bytes; 28 for GCM), as in SDP's
+    /// `a=crypto:1 SUITE inline:BASE64`. Make one with `head -c 30 /dev/urandom | base64`.
+    /// Other local users can read a command line: prefer --srtp-key-file.
+    #[arg(long, value_name = "SUITE:BASE64", conflicts_with = "srtp_key_file")]
+    pub srtp_key: Option<Secret>,
+    /// As --srtp-key, read from FILE (one `SUITE:BASE64` line).
+    #[arg(long, value_name = "FILE")]
+    pub srtp_key_file: Option<PathBuf>,
+}
+
+/// Key text from the command line: cleared when dropped, and `Debug` does not show it.
+#[derive(Clone)]
+pub struct Secret(Zeroizing<String>);
+
+impl From<String> for Secret {
+    fn from(s: String) -> Secret {
+        Secret(Zeroizing::new(s))
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl SrtpKeyArgs {
+    /// The session's keys (the same key both ways), or `None` for plain RTP. Errors name the
+    /// option and never quote the key.
+    pub fn keys(&self) -> Result<Option<SrtpKeys>, String> {
+        let (text, origin) = match (&self.srtp_key, &self.srtp_key_file) {
+            (Some(k), _) => (k.0.clone(), "--srtp-key".to_string()),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("--srtp-key-file: cannot read {}: {e}", path.display()))?;
+                (
+                    Zeroizing::new(text),
+                    format!("--srtp-key-file {}", path.display()),
+                )
+            }
+            (None, None) => return Ok(None),
+        };
+        let key = parse_srtp_key(text.trim()).map_err(|why| format!("{origin}: {why}"))?;
+        Ok(Some(SrtpKeys {
+            send: key.clone(),
+            recv: key,
+        }))
+    }
+}
+
+/// `SUITE:BASE64` (the base64 may keep SDP's `inline:` prefix).
+fn parse_srtp_key(text: &str) -> Result<SrtpKey, String> {
+    let (suite, key) = text
+        .split_once(':')
+        .ok_or("expected SUITE:BASE64, such as AES_CM_128_HMAC_SHA1_80:<40 base64 characters>")?;
+    let suite = SrtpSuite::from_sdes_text(suite)?;
+    SrtpKey::from_sdes_text(suite, key).map_err(|why| format!("the key is {why}"))
+}
+
 impl SipMediaArgs {
+    /// The SRTP suites to offer and accept, in order: `--srtp-suites`, else every suite.
+    pub fn srtp_suites(&self) -> Vec<SrtpSuite> {
+        match &self.srtp_suites {
+            Some(SrtpSuites(list)) => list.clone(),
+            None => SrtpSuite::ALL.to_vec(),
+        }
+    }
+
     /// The media's `ResilienceConfig`, and whether to offer RTX.
     pub fn resilience(&self) -> (ResilienceConfig, bool) {
         let d = ResilienceConfig::default();
@@ -143,5 +251,49 @@ mod tests {
         assert!(rtx_payload_type(Some(96), 96).is_err());
         assert_eq!(rtx_payload_type(Some(97), 96), Ok(Some(97)));
         assert_eq!(rtx_payload_type(None, 96), Ok(None));
+    }
+
+    #[test]
+    fn srtp_keys_read_as_suite_colon_base64() {
+        const KEY: &str = "WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz";
+        let args = |k: &str| SrtpKeyArgs {
+            srtp_key: Some(k.to_string().into()),
+            srtp_key_file: None,
+        };
+        assert_eq!(SrtpKeyArgs::default().keys(), Ok(None));
+        let keys = args(&format!("AES_CM_128_HMAC_SHA1_32:{KEY}"))
+            .keys()
+            .unwrap()
+            .unwrap();
+        assert_eq!(keys.suite(), SrtpSuite::AesCm128HmacSha1_32);
+        assert_eq!(keys.send, keys.recv);
+        assert!(args(&format!("AES_CM_128_HMAC_SHA1_80:inline:{KEY}\n"))
+            .keys()
+            .is_ok());
+        for (bad, why) in [
+            (KEY.to_string(), "expected SUITE:BASE64"),
+            (
+                format!("AES_CM_128_HMAC_SHA1_99:{KEY}"),
+                "not an SRTP suite",
+            ),
+            (format!("AEAD_AES_128_GCM:{KEY}"), "not base64 of 28 bytes"),
+            (format!("AES_CM_128_HMAC_SHA1_80:{}", &KEY[4..]), "30 bytes"),
+        ] {
+            let e = args(&bad).keys().unwrap_err();
+            assert!(
+                e.starts_with("--srtp-key: ") && e.contains(why),
+                "{bad}: {e}"
+            );
+            assert!(!e.contains(&KEY[4..12]), "{e}");
+        }
+        assert!(!format!("{:?}", args(KEY)).contains(KEY));
+        let missing = SrtpKeyArgs {
+            srtp_key: None,
+            srtp_key_file: Some("/nonexistent/key".into()),
+        };
+        assert!(missing
+            .keys()
+            .unwrap_err()
+            .contains("--srtp-key-file: cannot read"));
     }
 }

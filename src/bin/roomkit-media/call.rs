@@ -26,7 +26,7 @@ use roomkit_media::{SrtpSuite, VideoCodec};
 
 use serde::Serialize;
 
-use crate::args::{resolve, within, SipMediaArgs};
+use crate::args::{port_range, resolve, within, SipMediaArgs};
 use crate::media_file::{codec_for_path, read_pictures};
 use crate::output::Out;
 use crate::Failure;
@@ -71,6 +71,9 @@ pub struct CallArgs {
     /// Offer audio only.
     #[arg(long)]
     pub audio_only: bool,
+    /// The RTP ports the call takes its own from (ports in use are skipped).
+    #[arg(long, value_name = "A-B", default_value = "30000-32000", value_parser = port_range)]
+    pub rtp_ports: (u16, u16),
     /// Offer only this audio codec [default: opus, g722, pcmu and pcma].
     #[arg(long, value_name = "opus|g722|pcmu|pcma", value_parser = engine_audio_codec)]
     pub audio_codec: Option<AudioCodec>,
@@ -207,8 +210,8 @@ pub fn run(args: &CallArgs) -> Result<ExitCode, Failure> {
     let be = SipVideoBackend::new(SipBackendConfig {
         local_sip_addr: SocketAddr::new(local_ip, 0),
         local_rtp_ip: local_ip,
-        rtp_port_start: 30000,
-        rtp_port_end: 32000,
+        rtp_port_start: args.rtp_ports.0,
+        rtp_port_end: args.rtp_ports.1,
         supported_video_codecs: vec![codec],
         supported_codecs,
         // The tone is made at the codec's own rate.
@@ -217,6 +220,7 @@ pub fn run(args: &CallArgs) -> Result<ExitCode, Failure> {
         video_rtx,
         resilience,
         srtp: args.media.srtp,
+        srtp_suites: args.media.srtp_suites(),
         tls: SipTlsConfig {
             ca: args.tls_ca.clone(),
             verify: !args.tls_no_verify,

@@ -9,6 +9,12 @@
 //! picture is matched to the one sent by its bytes, which checks it arrived bit-exact and gives
 //! its latency. The audio is a 440 Hz tone through the negotiated codec (Opus: both sides offer
 //! opus, G.722, PCMU and PCMA), at the session's PCM rate (16 kHz on Opus and G.722).
+//!
+//! `--secure` runs the same call over SIP over TLS with SRTP (SDES) on both streams, the policy
+//! mandatory on both sides (a plain answer is refused). The server's certificate is signed by a
+//! CA made at start-up (`demo_pki.rs`), and the caller verifies it against that CA, as a real
+//! client would against its roots. The report then names the TLS version and cipher suite, the
+//! SIP transport and each stream's SRTP suite, and the demo fails if any of them is plain.
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -17,23 +23,30 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use roomkit_media::backend::SessionInfo;
-use roomkit_media::backend::{CallState, DialOptions, SipBackendConfig, SipVideoBackend};
+use roomkit_media::backend::{
+    CallState, DialOptions, SipBackendConfig, SipTlsConfig, SipTransportKind, SipVideoBackend,
+};
 use roomkit_media::codec::testclip::TestClip;
 use roomkit_media::prelude::*;
-use roomkit_media::VideoCodec;
+use roomkit_media::{SrtpPolicy, SrtpSuite, VideoCodec};
 
 use serde::Serialize;
 
 use crate::args::within;
+use crate::demo_pki::DemoPki;
 use crate::output::{rounded, Out};
 
-/// `demo [--seconds S]`.
+/// `demo [--seconds S] [--secure]`.
 #[derive(clap::Args, Debug)]
 pub struct DemoArgs {
     /// How long media flows both ways.
     #[arg(long, value_name = "S", default_value_t = 2.0, allow_negative_numbers = true,
           value_parser = within(0.2, 60.0, " seconds"))]
     pub seconds: f64,
+    /// Signalling over TLS (a certificate made at start-up, verified against its own CA) and
+    /// SRTP on both streams, mandatory.
+    #[arg(long)]
+    pub secure: bool,
 }
 
 /// The closing JSON line.
@@ -44,6 +57,11 @@ struct Report<'a> {
     pictures_sent: u32,
     setup_ms: f64,
     bye_answered: bool,
+    /// `udp`, or `tls` with `--secure`.
+    sip_transport: &'a str,
+    /// The TLS version and cipher suite the call's connection negotiated; null without TLS.
+    tls_version: Option<&'static str>,
+    tls_cipher_suite: Option<&'static str>,
     server: SideReport,
     caller: SideReport,
     ok: bool,
@@ -60,6 +78,9 @@ struct SideReport {
     latency_p50_ms: f64,
     audio_frames: u64,
     tone_hz: f64,
+    /// The SRTP suite of each of this side's streams; null: plain RTP.
+    audio_srtp: Option<&'static str>,
+    video_srtp: Option<&'static str>,
 }
 
 const FPS: u32 = 30;
@@ -149,10 +170,40 @@ fn on_frame(seen: &Mutex<Seen>, sent: &SendTimes, data: &[u8], key: bool) {
     }
 }
 
+/// The SRTP suite of a session's audio and video streams (None: plain, or no such stream).
+fn srtp_suites(info: Option<&SessionInfo>) -> (Option<&'static str>, Option<&'static str>) {
+    let audio = info.and_then(|s| s.audio.srtp_suite);
+    let video = info.and_then(|s| s.video.as_ref()?.srtp_suite);
+    (
+        audio.map(SrtpSuite::sdp_name),
+        video.map(SrtpSuite::sdp_name),
+    )
+}
+
 pub fn run(args: &DemoArgs) -> Result<ExitCode, String> {
     let seconds = args.seconds;
+    // Kept until the end: the backends read the files at start, the directory goes on drop.
+    let pki = if args.secure {
+        Some(DemoPki::new().map_err(|e| format!("making the demo's certificates: {e}"))?)
+    } else {
+        None
+    };
+    let srtp = if args.secure {
+        SrtpPolicy::Mandatory
+    } else {
+        SrtpPolicy::Off
+    };
     let be = SipVideoBackend::new(SipBackendConfig {
         local_sip_addr: "127.0.0.1:0".parse().expect("literal"),
+        local_sip_tls_addr: pki
+            .as_ref()
+            .map(|_| "127.0.0.1:0".parse().expect("literal")),
+        tls: SipTlsConfig {
+            cert: pki.as_ref().map(DemoPki::cert),
+            key: pki.as_ref().map(DemoPki::key),
+            ..SipTlsConfig::default()
+        },
+        srtp,
         local_rtp_ip: [127, 0, 0, 1].into(),
         rtp_port_start: 47000,
         rtp_port_end: 47999,
@@ -162,6 +213,13 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode, String> {
     .map_err(|e| format!("starting the SIP backend: {e}"))?;
     let caller = SipVideoBackend::new(SipBackendConfig {
         local_sip_addr: "127.0.0.1:0".parse().expect("literal"),
+        // The server's certificate must chain to the demo's CA: verified, as a real client does.
+        tls: SipTlsConfig {
+            ca: pki.as_ref().map(DemoPki::ca),
+            verify: true,
+            ..SipTlsConfig::default()
+        },
+        srtp,
         local_rtp_ip: [127, 0, 0, 1].into(),
         rtp_port_start: 48000,
         rtp_port_end: 48999,
@@ -193,16 +251,28 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode, String> {
         let _ = call_tx.try_send(s.clone());
     });
 
-    let target = be
+    let udp = be
         .start()
         .map_err(|e| format!("starting the SIP backend: {e}"))?;
     let from = caller
         .start()
         .map_err(|e| format!("starting the caller: {e}"))?;
-    println!("demo: SIP server on {target}; calling it from {from}");
+    let uri = if args.secure {
+        let tls = be
+            .local_sip_stream_addr(SipTransportKind::Tls)
+            .ok_or("the SIP backend has no TLS listener")?;
+        println!(
+            "demo: SIP server on {udp} and TLS {tls} (certificate for 127.0.0.1 from a CA made at \
+             start-up), SRTP mandatory; calling it from {from}, verifying against that CA"
+        );
+        format!("sip:demo@{tls};transport=tls")
+    } else {
+        println!("demo: SIP server on {udp}; calling it from {from}");
+        format!("sip:demo@{udp}")
+    };
     let setup = Instant::now();
     let call = caller
-        .dial(&format!("sip:demo@{target}"), DialOptions::default())
+        .dial(&uri, DialOptions::default())
         .map_err(|e| format!("the call failed: {e}"))?;
     let answer = caller
         .wait_call(call, Duration::from_secs(10))
@@ -264,6 +334,36 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode, String> {
         sent_pictures += 1;
     }
     std::thread::sleep(Duration::from_millis(300));
+    let transport = info
+        .metadata
+        .get("sip_transport")
+        .cloned()
+        .unwrap_or_default();
+    // The caller opened the TLS connection: its handshake is in the caller's counters.
+    let sip = caller.sip_stats();
+    let (tls_version, tls_cipher_suite) = (sip.tls_version, sip.tls_cipher_suite);
+    let srtp_at_server = srtp_suites(be.get_session(info.id).as_ref());
+    let srtp_at_caller = srtp_suites(caller.get_session(call).as_ref());
+    let plain = |s: Option<&str>| s.unwrap_or("none (plain RTP)").to_string();
+    println!(
+        "demo: SIP over {}{}; {}",
+        transport.to_ascii_uppercase(),
+        match (tls_version, tls_cipher_suite) {
+            (Some(v), Some(c)) => format!(" ({v}, {c})"),
+            _ => String::new(),
+        },
+        if srtp_at_server == (None, None) && srtp_at_caller == (None, None) {
+            "media in plain RTP".to_string()
+        } else {
+            format!(
+                "SRTP audio {}, video {} (caller: audio {}, video {})",
+                plain(srtp_at_server.0),
+                plain(srtp_at_server.1),
+                plain(srtp_at_caller.0),
+                plain(srtp_at_caller.1),
+            )
+        }
+    );
     let server_stats = be.stats(info.id).map_err(|e| e.to_string())?;
     let caller_stats = caller.stats(call).map_err(|e| e.to_string())?;
     let byes = caller.sip_stats().byes_answered;
@@ -276,11 +376,33 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode, String> {
     let answered = caller.sip_stats().byes_answered > byes;
 
     let mut ok = answered;
+    if args.secure {
+        // Secure means secure: TLS signalling and SRTP on all four streams, or the demo failed.
+        let secured = transport == "tls"
+            && tls_version.is_some()
+            && [srtp_at_server, srtp_at_caller]
+                .iter()
+                .all(|(a, v)| a.is_some() && v.is_some());
+        if !secured {
+            println!("demo: the call was not secured  <-- TLS OR SRTP MISSING");
+        }
+        ok &= secured;
+    }
     let keys_sent = u64::from(sent_pictures.div_ceil(KEY_EVERY));
     let mut report = Vec::new();
-    for (name, seen, stats) in [
-        ("server (from caller)", &at_server, &server_stats),
-        ("caller (from server)", &at_caller, &caller_stats),
+    for (name, seen, stats, (audio_srtp, video_srtp)) in [
+        (
+            "server (from caller)",
+            &at_server,
+            &server_stats,
+            srtp_at_server,
+        ),
+        (
+            "caller (from server)",
+            &at_caller,
+            &caller_stats,
+            srtp_at_caller,
+        ),
     ] {
         let mut s = seen.lock();
         let lost = stats.video.as_ref().map_or(0, |v| v.lost);
@@ -312,6 +434,8 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode, String> {
             latency_p50_ms: if p50.is_nan() { -1.0 } else { rounded(p50, 3) },
             audio_frames: s.audio_frames,
             tone_hz: rounded(s.tone_hz(), 1),
+            audio_srtp,
+            video_srtp,
         });
     }
     let [server, caller_side] = <[SideReport; 2]>::try_from(report)
@@ -327,12 +451,16 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode, String> {
         pictures_sent: sent_pictures,
         setup_ms: rounded(setup_ms, 2),
         bye_answered: answered,
+        sip_transport: &transport,
+        tls_version,
+        tls_cipher_suite,
         server,
         caller: caller_side,
         ok,
     });
     drop(caller);
     drop(be);
+    drop(pki);
     Ok(if ok {
         ExitCode::SUCCESS
     } else {

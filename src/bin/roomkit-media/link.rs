@@ -11,11 +11,15 @@ use std::time::Duration;
 use roomkit_media::backend::{ConnectOptions, RtpBackendConfig, RtpVideoBackend};
 use roomkit_media::backend::{SessionId, SessionInfo};
 use roomkit_media::prelude::*;
+use roomkit_media::SrtpKeys;
 
 /// Opens the backend and its single session; the caller fills in the video fields of `cfg`.
+/// `video_srtp`: the video stream's SRTP keys (`None`: plain RTP; the loopback audio stays
+/// plain).
 pub fn open(
     mut cfg: RtpBackendConfig,
     video_family: &SocketAddr,
+    video_srtp: Option<SrtpKeys>,
 ) -> Result<(RtpVideoBackend, SessionInfo), String> {
     // The commands watch their own stream and end themselves (`recv --timeout`, the end of
     // the file): no inactivity timeout.
@@ -30,7 +34,14 @@ pub fn open(
     cfg.remote_addr = Some(SocketAddr::new(loopback, 9));
     let backend = RtpVideoBackend::new(cfg).map_err(|e| e.to_string())?;
     let info = backend
-        .connect("cli", "cli", ConnectOptions::default())
+        .connect(
+            "cli",
+            "cli",
+            ConnectOptions {
+                video_srtp,
+                ..ConnectOptions::default()
+            },
+        )
         .map_err(|e| e.to_string())?;
     backend
         .update_remote(info.id, Some(info.audio.local_addr), None)

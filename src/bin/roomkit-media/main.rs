@@ -5,6 +5,7 @@
 mod args;
 mod call;
 mod demo;
+mod demo_pki;
 mod link;
 mod media_file;
 mod netsim;

@@ -21,16 +21,23 @@ pub struct Stats {
     pub retransmitted: u64,
     pub rtx_received: u64,
     pub recovered: u64,
+    /// The SRTP suite (`null`: plain RTP), and SRTP packets dropped because they did not
+    /// authenticate (a wrong key, tampering) or were replays.
+    pub srtp: Option<&'static str>,
+    pub srtp_auth_failed: u64,
+    pub srtp_replayed: u64,
 }
 
 impl Stats {
-    /// Copies the loss-recovery counters of a stream.
+    /// Copies the loss-recovery and SRTP counters of a stream.
     pub fn recovery(&mut self, v: &roomkit_media::backend::StreamStats) {
         self.nack_sent = v.nack_sent;
         self.nack_received = v.nack_received;
         self.retransmitted = v.retransmitted;
         self.rtx_received = v.rtx_received;
         self.recovered = v.recovered;
+        self.srtp_auth_failed = v.srtp_auth_failed;
+        self.srtp_replayed = v.srtp_replayed;
     }
 }
 

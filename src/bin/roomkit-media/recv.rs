@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 use roomkit_media::backend::rtp::{RtpBackendConfig, RtpVideoBackend};
 use roomkit_media::backend::{NackConfig, ResilienceConfig, SessionId, StreamStats};
 use roomkit_media::prelude::*;
+use roomkit_media::SrtpSuite;
 use roomkit_media::{VideoCodec, VideoFrame};
 
-use crate::args::{payload_type, resolve, rtx_payload_type};
+use crate::args::{payload_type, resolve, rtx_payload_type, SrtpKeyArgs};
 use crate::link;
 use crate::media_file::{codec_arg, video_codec, VideoSink};
 use crate::progress::{Progress, Stats};
@@ -46,6 +47,8 @@ pub struct RecvArgs {
     /// RTCP on the RTP port (RFC 5761) instead of the next one.
     #[arg(long)]
     pub rtcp_mux: bool,
+    #[command(flatten)]
+    pub srtp: SrtpKeyArgs,
 }
 
 /// `--timeout`: more than 0 and at most a day.
@@ -89,7 +92,7 @@ pub fn run(args: &RecvArgs) -> Result<Stats, String> {
         },
         ..RtpBackendConfig::default()
     };
-    let (backend, session) = link::open(cfg, &listen)?;
+    let (backend, session) = link::open(cfg, &listen, args.srtp.keys()?)?;
     let video = session
         .video
         .as_ref()
@@ -101,7 +104,14 @@ pub fn run(args: &RecvArgs) -> Result<Stats, String> {
         let _ = tx.send(frame.clone());
     });
 
-    let mut stats = Stats::default();
+    let mut stats = Stats {
+        srtp: session
+            .video
+            .as_ref()
+            .and_then(|v| v.srtp_suite)
+            .map(SrtpSuite::sdp_name),
+        ..Stats::default()
+    };
     let mut progress = Progress::new();
     let mut last_packet = Instant::now();
     let mut seen_packets = 0;

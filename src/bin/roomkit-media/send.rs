@@ -9,9 +9,10 @@ use roomkit_media::backend::rtp::RtpBackendConfig;
 use roomkit_media::backend::{PacerConfig, ResilienceConfig};
 use roomkit_media::codec::h264::DEFAULT_MTU;
 use roomkit_media::prelude::*;
+use roomkit_media::SrtpSuite;
 use roomkit_media::VideoCodec;
 
-use crate::args::{at_least, payload_type, resolve, rtx_payload_type, within};
+use crate::args::{at_least, payload_type, resolve, rtx_payload_type, within, SrtpKeyArgs};
 use crate::link;
 use crate::media_file::{codec_arg, read_pictures, video_codec};
 use crate::progress::{Progress, Stats};
@@ -54,6 +55,8 @@ pub struct SendArgs {
     /// RTCP on the RTP port (RFC 5761) instead of the next one.
     #[arg(long)]
     pub rtcp_mux: bool,
+    #[command(flatten)]
+    pub srtp: SrtpKeyArgs,
     /// Where our RTP binds [default: any port].
     #[arg(long, value_name = "HOST:PORT", value_parser = resolve)]
     pub bind: Option<SocketAddr>,
@@ -96,9 +99,16 @@ pub fn run(args: &SendArgs) -> Result<Stats, String> {
         rtcp_mux: args.rtcp_mux,
         ..RtpBackendConfig::default()
     };
-    let (backend, session) = link::open(cfg, &to)?;
+    let (backend, session) = link::open(cfg, &to, args.srtp.keys()?)?;
 
-    let mut stats = Stats::default();
+    let mut stats = Stats {
+        srtp: session
+            .video
+            .as_ref()
+            .and_then(|v| v.srtp_suite)
+            .map(SrtpSuite::sdp_name),
+        ..Stats::default()
+    };
     let mut progress = Progress::new();
     // Timestamps advance at --fps (30 when sending as fast as possible), so receivers see the
     // intended frame rate whatever the pacing.

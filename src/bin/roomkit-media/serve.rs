@@ -31,7 +31,7 @@ use roomkit_media::VideoCodec;
 use roomkit_media::SrtpSuite;
 use serde::Serialize;
 
-use crate::args::{resolve, within, SipMediaArgs};
+use crate::args::{port_range, resolve, within, SipMediaArgs};
 use crate::media_file::VideoSink;
 use crate::output::{rounded, Out};
 use crate::signals;
@@ -46,7 +46,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "IP", value_parser = ip_addr)]
     pub rtp_ip: Option<IpAddr>,
     /// The RTP ports calls take theirs from.
-    #[arg(long, value_name = "A-B", default_value = "20000-30000", value_parser = parse_ports)]
+    #[arg(long, value_name = "A-B", default_value = "20000-30000", value_parser = port_range)]
     pub rtp_ports: (u16, u16),
     /// Video codecs accepted, in order of preference [default: H264].
     #[arg(long, value_name = "H264,VP8", value_parser = parse_video_codecs)]
@@ -107,6 +107,10 @@ pub struct ServeArgs {
     /// The private key of --tls-cert (PEM).
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// RFC 5626 keep-alive pings on the TCP/TLS connections we open (to the registrar), about
+    /// every S seconds; 0: none. One unanswered for 10 s fails what waits on the connection.
+    #[arg(long, value_name = "S", default_value_t = 120, value_parser = within(0u32, 3600, " seconds"))]
+    pub sip_keepalive: u32,
     #[command(flatten)]
     pub media: SipMediaArgs,
 }
@@ -298,22 +302,6 @@ struct CallLog {
     answered_at: Option<Instant>,
 }
 
-fn parse_ports(v: &str) -> Result<(u16, u16), String> {
-    let (a, b) = v
-        .split_once('-')
-        .ok_or_else(|| format!("`{v}` is not A-B"))?;
-    let p = |s: &str| {
-        s.trim()
-            .parse::<u16>()
-            .map_err(|_| format!("`{s}` is not a port"))
-    };
-    let (a, b) = (p(a)?, p(b)?);
-    if a >= b {
-        return Err(format!("{a} is not below {b}"));
-    }
-    Ok((a, b))
-}
-
 fn parse_video_codecs(v: &str) -> Result<Codecs<VideoCodec>, String> {
     v.split(',')
         .map(|c| VideoCodec::from_name(c.trim()).ok_or_else(|| format!("`{c}` is not H264 or VP8")))
@@ -373,8 +361,10 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode, crate::Failure> {
         video_rtx,
         resilience,
         srtp: args.media.srtp,
+        srtp_suites: args.media.srtp_suites(),
         ..SipBackendConfig::default()
     };
+    cfg.stream_timeouts.keepalive = Duration::from_secs(u64::from(args.sip_keepalive));
     if let Some(Codecs(v)) = &args.video_codecs {
         cfg.supported_video_codecs = v.clone();
     }

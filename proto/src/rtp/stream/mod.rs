@@ -61,7 +61,7 @@ use super::rtcp::{
 };
 use super::rtt::RttEstimator;
 use super::sender::RtpSender;
-use super::srtp::{SrtpError, SrtpSession, SrtpSuite};
+use super::srtp::{SrtpError, SrtpKeys, SrtpSession, SrtpSuite};
 use super::stats::StreamStats;
 use crate::error::{Error, Result};
 use crate::frame::{AudioFrame, DtmfEvent, VideoFrame};
@@ -487,7 +487,7 @@ impl StreamCore {
         if self.closed {
             return;
         }
-        match self.srtp.as_mut().map(|s| s.rx.unprotect_rtcp(data)) {
+        match self.srtp.as_mut().map(|s| s.unprotect_rtcp(data, now)) {
             None => self.handle_plain_rtcp(now, from, data),
             Some(Ok(plain)) => self.handle_plain_rtcp(now, from, &plain),
             Some(Err(e)) => self.srtp_dropped(e),
@@ -625,6 +625,24 @@ impl StreamCore {
     pub fn set_remote(&mut self, rtp: SocketAddr, rtcp: SocketAddr) {
         self.remotes.rtp = rtp;
         self.remotes.rtcp = rtcp;
+    }
+
+    /// Takes the SRTP keys an offer/answer in the call agreed at `now` (RFC 4568 §7.1.4
+    /// re-keying): new contexts for the keys that changed, the previous receive key still
+    /// accepted for [`REKEY_GRACE`](super::srtp::REKEY_GRACE); on a plain stream, SRTP from now
+    /// on. Returns whether anything changed; a key that cannot be used changes nothing.
+    pub fn rekey_srtp(
+        &mut self,
+        keys: &SrtpKeys,
+        now: Instant,
+    ) -> std::result::Result<bool, SrtpError> {
+        match self.srtp.as_mut() {
+            Some(s) => s.rekey(keys, now),
+            None => {
+                self.srtp = Some(SrtpSession::new(keys)?);
+                Ok(true)
+            }
+        }
     }
 
     /// Ends the stream: paced packets still queued leave at once, then a report with RTCP BYE.

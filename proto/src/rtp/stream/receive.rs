@@ -182,7 +182,7 @@ impl StreamCore {
         if self.closed {
             return;
         }
-        match self.srtp.as_mut().map(|s| s.rx.unprotect_rtp(data)) {
+        match self.srtp.as_mut().map(|s| s.unprotect_rtp(data, now)) {
             None => self.handle_plain_rtp(now, from, data),
             Some(Ok(plain)) => self.handle_plain_rtp(now, from, &plain),
             Some(Err(e)) => self.srtp_dropped(e),

@@ -254,7 +254,7 @@ impl InviteClientTransaction {
                     }
                 }
                 TransactionEvent::Timeout => self.cancel_status = Some(408),
-                TransactionEvent::TransportError => self.cancel_status = Some(503),
+                TransactionEvent::TransportError(_) => self.cancel_status = Some(503),
                 TransactionEvent::Terminated => ended = true,
                 TransactionEvent::AckReceived | TransactionEvent::AckTimeout { .. } => {}
             }
@@ -362,12 +362,13 @@ impl InviteClientTransaction {
 
     /// The transport failed to carry the INVITE (RFC 3261 §17.1.1.2): before a final response,
     /// the transaction reports [`TransactionEvent::TransportError`] and ends.
-    pub fn transport_failed(&mut self) {
+    pub fn transport_failed(&mut self, reason: &str) {
         if matches!(
             self.state,
             InviteClientState::Calling | InviteClientState::Proceeding
         ) {
-            self.out.emit(TransactionEvent::TransportError);
+            self.out
+                .emit(TransactionEvent::TransportError(reason.to_string()));
             self.terminate();
         }
     }

@@ -178,7 +178,8 @@ pub enum TransactionEvent {
     Timeout,
     /// The transport could not carry our request (a TCP/TLS connection refused, reset or
     /// whose handshake failed) before a final response: treat as 503 (RFC 3261 §8.1.3.1).
-    TransportError,
+    /// Carries what the transport said (`connection refused`, the TLS alert...).
+    TransportError(String),
     /// The transaction is finished and can be forgotten.
     Terminated,
 }

@@ -144,12 +144,13 @@ impl NonInviteClientTransaction {
 
     /// The transport failed to carry the request (RFC 3261 §17.1.2.2): before a final
     /// response, the transaction reports [`TransactionEvent::TransportError`] and ends.
-    pub fn transport_failed(&mut self) {
+    pub fn transport_failed(&mut self, reason: &str) {
         if matches!(
             self.state,
             NonInviteClientState::Trying | NonInviteClientState::Proceeding
         ) {
-            self.out.emit(TransactionEvent::TransportError);
+            self.out
+                .emit(TransactionEvent::TransportError(reason.to_string()));
             self.terminate();
         }
     }
