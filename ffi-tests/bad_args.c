@@ -248,6 +248,18 @@ int main(void) {
     rkm_backend *s = rkm_sip_video_backend_new(&sc);
     CHECK(s != NULL);
     char addr[RKM_ADDR_LEN];
+    /* Metrics: pointers checked, the size asked for, a short buffer refused (before start). */
+    size_t need = 0;
+    EXPECT_ERR(rkm_metrics_text(NULL, NULL, small, sizeof small, &need),
+               RKM_ERR_INVALID_ARGUMENT, "rkm_metrics_text");
+    EXPECT_ERR(rkm_metrics_text(s, not_utf8, small, sizeof small, &need),
+               RKM_ERR_INVALID_ARGUMENT, "instance");
+    EXPECT_ERR(rkm_metrics_text(s, NULL, NULL, 64, NULL), RKM_ERR_INVALID_ARGUMENT, "out");
+    EXPECT_ERR(rkm_metrics_text(s, NULL, NULL, 0, &need), RKM_ERR_BUFFER_TOO_SMALL,
+               "rkm_metrics_text");
+    CHECK(need > 1000);
+    EXPECT_ERR(rkm_metrics_text(s, NULL, small, sizeof small, NULL), RKM_ERR_BUFFER_TOO_SMALL,
+               "rkm_metrics_text");
     EXPECT_ERR(rkm_backend_start(NULL), RKM_ERR_INVALID_ARGUMENT, "rkm_backend_start");
     EXPECT_ERR(rkm_sip_local_addr(NULL, addr, sizeof addr), RKM_ERR_INVALID_ARGUMENT,
                "rkm_sip_local_addr");

@@ -175,6 +175,21 @@ int main(void) {
     CHECK(sta.video.packets_sent == st.video.packets_received);
     CHECK(sta.video.pli_received >= 1);
 
+    /* Metrics: ask for the size, then render; the sums include this session's counters. */
+    size_t need = 0;
+    CHECK(rkm_metrics_text(a, "c-a", NULL, 0, &need) == RKM_ERR_BUFFER_TOO_SMALL);
+    size_t cap = need + 4096;
+    char *text = malloc(cap);
+    CHECK(text != NULL);
+    CHECK_OK(rkm_metrics_text(a, "c-a", text, cap, &need));
+    CHECK(need == strlen(text) + 1);
+    CHECK(strstr(text, "\nrkm_sessions{instance=\"c-a\"} 1\n") != NULL);
+    const char *key = "\nrkm_rtp_packets_sent_total{instance=\"c-a\",media=\"video\"} ";
+    const char *at = strstr(text, key);
+    CHECK(at != NULL);
+    CHECK(strtoull(at + strlen(key), NULL, 10) >= sta.video.packets_sent);
+    free(text);
+
     CHECK_OK(rkm_disconnect(a, sa.session));
     /* a's RTCP BYE on both streams ends b's session by itself, maybe before this call. */
     rkm_status st_b = rkm_disconnect(b, sb.session);
@@ -191,6 +206,6 @@ int main(void) {
     }
     pthread_mutex_destroy(&sa.lock);
     pthread_mutex_destroy(&sb.lock);
-    printf("ok: %d pictures bit-exact, audio, DTMF, PLI, stats\n", PICTURES);
+    printf("ok: %d pictures bit-exact, audio, DTMF, PLI, stats, metrics\n", PICTURES);
     return 0;
 }

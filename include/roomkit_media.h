@@ -885,6 +885,26 @@ rkm_status rkm_session_addresses(const rkm_backend *b,
                                  const char *session_id,
                                  rkm_session_addrs *out);
 
+// Writes the backend's metrics, in the Prometheus text exposition format (0.0.4), into `out`,
+// which has room for `cap` bytes, NUL-terminated. `instance` is the value of every sample's
+// `instance` label (NULL: `"rkm0"`); give each backend of a process its own. What is shown:
+// session counts, the RTP counters of every session (live and ended) summed per media kind
+// (`media="audio"` / `"video"`), round-trip time and jitter over the live streams, and on SIP
+// backends the signalling counters, 503 refusals and the call-setup histogram. No label names
+// a session, so the text does not grow with the number of calls.
+//
+// `needed` (may be NULL) receives the bytes the text takes, NUL included, whatever the
+// outcome. When `cap` is smaller, nothing is written and `RKM_ERR_BUFFER_TOO_SMALL` is
+// returned; to ask for the size first, pass `out` NULL and `cap` 0 (the text may grow a
+// little before the next call: leave some room). Works on a SIP backend before
+// `rkm_backend_start` (everything is 0). Any thread; it locks each live stream briefly, as
+// `rkm_session_stats` does.
+rkm_status rkm_metrics_text(const rkm_backend *b,
+                            const char *instance,
+                            char *out,
+                            size_t cap,
+                            size_t *needed);
+
 // Registers `cb` for received video frames, replacing any earlier one; NULL `cb` removes it.
 // `cb` runs on a callback thread of the backend with `user_data`, which must stay usable from
 // that thread until the callback is replaced or the backend freed. Inside it, `rkm_send_*`,

@@ -57,6 +57,7 @@ pub mod backend;
 // the module's visibility; Rust users have the backends.
 #[allow(unused_imports)]
 mod ffi;
+pub mod metrics;
 pub mod prelude;
 
 // The pure layers, from the roomkit-media-proto crate (proto/): re-exported under their old

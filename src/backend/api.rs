@@ -25,6 +25,11 @@ pub(crate) mod sealed {
         fn end_session(&self, session: SessionId) -> Result<()> {
             self.engine().disconnect(session)
         }
+
+        /// The signalling side of the metrics (SIP backends).
+        fn sip_metrics(&self) -> Option<crate::metrics::SipMetrics> {
+            None
+        }
     }
 }
 
@@ -71,6 +76,29 @@ pub trait MediaBackend: sealed::Engine {
     /// Every live session.
     fn all_sessions(&self) -> Vec<SessionInfo> {
         self.engine().list(None)
+    }
+
+    /// What this backend shows in a metrics scrape: session counts, the RTP counters of every
+    /// session (live and ended) summed per media kind, gauges over the live streams, and on
+    /// SIP backends the signalling counters and the call-setup histogram. Reads the counters
+    /// the backend keeps anyway; see [`crate::metrics`].
+    fn metrics(&self) -> crate::metrics::BackendMetrics {
+        let mut m = self.engine().metrics();
+        m.sip = self.sip_metrics();
+        m
+    }
+
+    /// This backend's metrics in the Prometheus text format (0.0.4), labelled
+    /// `instance="<instance>"` (and `media="audio|video"` for RTP counters). For several
+    /// backends in one scrape, or OpenMetrics, use [`crate::metrics::render`].
+    fn metrics_text(&self, instance: &str) -> String
+    where
+        Self: Sized,
+    {
+        crate::metrics::render(
+            &[(instance, self)],
+            crate::metrics::MetricsFormat::Prometheus,
+        )
     }
 
     /// Counters of a session.

@@ -323,10 +323,11 @@ impl SipVoiceBackend {
             local,
         };
         // A call whose peer left its media (RTCP BYE, or silence for the inactivity timeout)
-        // is hung up with BYE: the engine has closed its media already.
+        // is hung up with BYE (the engine has closed its media already), unless the peer's own
+        // BYE comes first.
         let (commands, wake) = (running.commands.clone(), running.wake.clone());
-        self.engine.set_end_hook(move |session, _| {
-            if commands.send(Command::Hangup(session)).is_ok() {
+        self.engine.set_end_hook(move |session, why| {
+            if commands.send(Command::MediaEnded(session, why)).is_ok() {
                 wake.wake();
             }
         });
@@ -724,6 +725,15 @@ impl sealed::Engine for SipVoiceBackend {
     fn end_session(&self, session: SessionId) -> Result<()> {
         self.hangup(session)
     }
+
+    fn sip_metrics(&self) -> Option<crate::metrics::SipMetrics> {
+        Some(crate::metrics::SipMetrics {
+            stats: self.sip_stats(),
+            ports_free: self.pool.available() as u64,
+            setup_incoming: self.counters.setup_incoming.snapshot(),
+            setup_outgoing: self.counters.setup_outgoing.snapshot(),
+        })
+    }
 }
 
 impl MediaBackend for SipVoiceBackend {}
@@ -766,6 +776,10 @@ impl sealed::Engine for SipVideoBackend {
 
     fn end_session(&self, session: SessionId) -> Result<()> {
         self.voice.hangup(session)
+    }
+
+    fn sip_metrics(&self) -> Option<crate::metrics::SipMetrics> {
+        self.voice.sip_metrics()
     }
 }
 

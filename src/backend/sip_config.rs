@@ -287,6 +287,9 @@ pub struct SipStats {
     pub calls_ended: u64,
     /// INVITEs refused with a final error (488, 503, 403, the filter...).
     pub calls_refused: u64,
+    /// Those refused with 503 + Retry-After: no free session (`max_sessions`) or RTP port, or
+    /// overload.
+    pub calls_refused_overload: u64,
     /// Our BYEs that got no answer (timer F).
     pub bye_timeouts: u64,
     /// Our BYEs that got a final answer.

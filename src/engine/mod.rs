@@ -10,6 +10,7 @@
 pub mod dispatch;
 pub mod event;
 pub mod io_thread;
+pub mod metrics_http;
 pub mod port_pool;
 pub mod session;
 pub mod sip_stream;

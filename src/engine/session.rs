@@ -6,22 +6,23 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{unbounded, Sender};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 use super::dispatch::{Dispatcher, DEFAULT_QUEUE_LEN};
 use super::event::{
     dispatch_key, Callbacks, EndReason, EngineEvent, KeyframeRequest, SessionId, SessionInfo,
     StreamEndReason,
 };
-use super::stats::SessionStats;
+use super::stats::{SessionStats, StreamStats, StreamTotals};
 use super::stream::{MediaStream, RtpSockets, StreamConfig};
 use crate::error::{Error, Result};
 use crate::frame::VideoChunk;
+use crate::metrics::{BackendMetrics, LiveGauges};
 
 /// What a new session is made of.
 #[derive(Debug, Clone)]
@@ -236,6 +237,40 @@ pub type EndHook = Arc<dyn Fn(SessionId, EndReason) + Send + Sync>;
 
 type Sessions = RwLock<HashMap<SessionId, Arc<MediaSession>>>;
 
+/// What the metrics need beyond the live sessions: counts, and the RTP counters of the streams
+/// that ended (so the sums never go down when a session ends).
+///
+/// A stream's counters move from "live" to `retired` while the sessions' write lock is held
+/// (`end_session`) or, for a video stream removed alone, while `retired` is held; a scrape
+/// holds the read lock and then `retired` while it sums, so it sees each stream exactly once.
+/// What a closing stream still counts (its linger) is added when it has closed.
+#[derive(Debug, Default)]
+struct EngineTotals {
+    started: AtomicU64,
+    ended: AtomicU64,
+    /// `[audio, video]`.
+    retired: Mutex<[StreamTotals; 2]>,
+}
+
+impl EngineTotals {
+    /// Moves a session's streams, read as `stats`, to the retired sums.
+    fn retire(retired: &mut [StreamTotals; 2], stats: &SessionStats) {
+        retired[0].add(&stats.audio);
+        if let Some(v) = &stats.video {
+            retired[1].add(v);
+        }
+    }
+
+    /// Adds what a session's streams counted between `before` and `after`.
+    fn retire_growth(&self, before: &SessionStats, after: &SessionStats) {
+        let mut r = self.retired.lock();
+        r[0].add_growth(&before.audio, &after.audio);
+        if let (Some(b), Some(a)) = (&before.video, &after.video) {
+            r[1].add_growth(b, a);
+        }
+    }
+}
+
 /// Work for the liveness thread.
 enum Liveness {
     /// A stream of the session reported its peer gone, for this reason.
@@ -260,6 +295,7 @@ pub struct MediaEngine {
     sessions: Arc<Sessions>,
     end_hook: Arc<RwLock<Option<EndHook>>>,
     liveness: Option<(Sender<Liveness>, JoinHandle<()>)>,
+    totals: Arc<EngineTotals>,
 }
 
 impl std::fmt::Debug for MediaEngine {
@@ -299,10 +335,12 @@ impl MediaEngine {
         let dispatcher = Arc::new(dispatcher);
         let sessions: Arc<Sessions> = Arc::default();
         let end_hook: Arc<RwLock<Option<EndHook>>> = Arc::default();
-        let (d, s, h) = (
+        let totals: Arc<EngineTotals> = Arc::default();
+        let (d, s, h, t) = (
             Arc::downgrade(&dispatcher),
             Arc::downgrade(&sessions),
             end_hook.clone(),
+            totals.clone(),
         );
         let thread = std::thread::Builder::new()
             .name("rkm-liveness".into())
@@ -311,7 +349,7 @@ impl MediaEngine {
                     let Liveness::StreamEnded(id, why) = msg else {
                         break;
                     };
-                    reap(&d, &s, &h, id, why);
+                    reap(&d, &s, &h, &t, id, why);
                 }
             })
             .map_err(|e| Error::Io("starting the liveness thread".into(), e))?;
@@ -321,6 +359,7 @@ impl MediaEngine {
             sessions,
             end_hook,
             liveness: Some((tx, thread)),
+            totals,
         })
     }
 
@@ -408,6 +447,7 @@ impl MediaEngine {
             }
             sessions.insert(id, session.clone());
         }
+        self.totals.started.fetch_add(1, Ordering::Relaxed);
         let key = dispatch_key(id);
         self.dispatcher
             .post_wait(key, EngineEvent::SessionReady(info.clone()));
@@ -454,11 +494,17 @@ impl MediaEngine {
     /// (RTCP BYE is sent) and its sockets close; the session goes on with audio.
     pub fn remove_video(&self, id: SessionId) -> Result<()> {
         let session = self.session(id)?;
-        let stream = session.video.write().take();
-        let Some(stream) = stream else {
-            return Ok(());
+        let (stream, before) = {
+            let mut retired = self.totals.retired.lock();
+            let Some(stream) = session.video.write().take() else {
+                return Ok(());
+            };
+            let before = stream.stats();
+            retired[1].add(&before);
+            (stream, before)
         };
         stream.close();
+        self.totals.retired.lock()[1].add_growth(&before, &stream.stats());
         let mut info = (*session.info()).clone();
         info.video = None;
         info.video_metadata.clear();
@@ -505,22 +551,70 @@ impl MediaEngine {
     /// Ends session `id`: stops and joins its threads (each sends RTCP BYE), closes its sockets
     /// and fires the disconnected callback, with `reason`, after the session's last frames.
     pub fn disconnect_with(&self, id: SessionId, reason: EndReason) -> Result<()> {
-        end_session(&self.sessions, &self.dispatcher, id, reason)
+        end_session(&self.sessions, &self.totals, &self.dispatcher, id, reason)
+    }
+
+    /// The metrics of this engine's sessions: counts, RTP counters summed over every stream
+    /// (live and ended) per media kind, and gauges over the live streams. Locks each live
+    /// stream briefly, as [`MediaSession::stats`] does; nothing is counted per packet for it.
+    pub fn metrics(&self) -> BackendMetrics {
+        let mut m = BackendMetrics {
+            sessions_started: self.totals.started.load(Ordering::Relaxed),
+            sessions_ended: self.totals.ended.load(Ordering::Relaxed),
+            ..BackendMetrics::default()
+        };
+        let sessions = self.sessions.read();
+        let retired = self.totals.retired.lock();
+        let mut live: [StreamTotals; 2] = Default::default();
+        let mut gauges: [LiveGauges; 2] = Default::default();
+        let mut add = |k: usize, s: &StreamStats| {
+            live[k].add(s);
+            gauges[k].add(s);
+        };
+        for s in sessions.values() {
+            let st = s.stats();
+            m.sessions += 1;
+            add(0, &st.audio);
+            if let Some(v) = &st.video {
+                m.video_sessions += 1;
+                add(1, v);
+            }
+        }
+        for k in 0..2 {
+            live[k].merge(&retired[k]);
+        }
+        m.streams = live;
+        m.live = gauges;
+        m
     }
 }
 
 /// Removes, closes and announces session `id`.
 fn end_session(
     sessions: &Sessions,
+    totals: &EngineTotals,
     dispatcher: &Dispatcher<EngineEvent>,
     id: SessionId,
     reason: EndReason,
 ) -> Result<()> {
-    let session = sessions
-        .write()
-        .remove(&id)
-        .ok_or_else(|| Error::NotFound(format!("session {id}")))?;
+    let (session, before) = {
+        let mut map = sessions.write();
+        let session = map
+            .remove(&id)
+            .ok_or_else(|| Error::NotFound(format!("session {id}")))?;
+        let before = session.stats();
+        EngineTotals::retire(&mut totals.retired.lock(), &before);
+        (session, before)
+    };
+    totals.ended.fetch_add(1, Ordering::Relaxed);
+    // `close` takes the video stream out of the session: keep it to read what it counted last.
+    let video = session.video();
     session.close();
+    let after = SessionStats {
+        audio: session.audio().stats(),
+        video: video.map(|v| v.stats()),
+    };
+    totals.retire_growth(&before, &after);
     let mut info = (*session.info()).clone();
     info.end_reason = Some(reason);
     drop(session);
@@ -534,6 +628,7 @@ fn reap(
     dispatcher: &Weak<Dispatcher<EngineEvent>>,
     sessions: &Weak<Sessions>,
     hook: &RwLock<Option<EndHook>>,
+    totals: &EngineTotals,
     id: SessionId,
     why: StreamEndReason,
 ) {
@@ -551,7 +646,7 @@ fn reap(
     if !gone {
         return;
     }
-    if end_session(&sessions, &dispatcher, id, reason).is_ok() {
+    if end_session(&sessions, totals, &dispatcher, id, reason).is_ok() {
         let hook = hook.read().clone();
         if let Some(hook) = hook {
             hook(id, reason);

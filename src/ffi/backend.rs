@@ -3,7 +3,7 @@
 use std::ffi::c_char;
 
 use super::args::{
-    opt_addr_arg, out_arg, ref_arg, session_arg, slice_arg, str_arg, write_c_string,
+    opt_addr_arg, opt_str_arg, out_arg, ref_arg, session_arg, slice_arg, str_arg, write_c_string,
     RKM_SESSION_ID_LEN,
 };
 use super::config::{rkm_rtp_config, rtp_config_from_c};
@@ -898,6 +898,55 @@ pub extern "C" fn rkm_session_addresses(
             video_local_rtcp_addr: addr_field(v.map(|s| s.local_rtcp_addr)),
             video_remote_addr: addr_field(v.map(|s| s.remote_addr)),
         };
+        Ok(rkm_status::RKM_OK)
+    })
+}
+
+/// Writes the backend's metrics, in the Prometheus text exposition format (0.0.4), into `out`,
+/// which has room for `cap` bytes, NUL-terminated. `instance` is the value of every sample's
+/// `instance` label (NULL: `"rkm0"`); give each backend of a process its own. What is shown:
+/// session counts, the RTP counters of every session (live and ended) summed per media kind
+/// (`media="audio"` / `"video"`), round-trip time and jitter over the live streams, and on SIP
+/// backends the signalling counters, 503 refusals and the call-setup histogram. No label names
+/// a session, so the text does not grow with the number of calls.
+///
+/// `needed` (may be NULL) receives the bytes the text takes, NUL included, whatever the
+/// outcome. When `cap` is smaller, nothing is written and `RKM_ERR_BUFFER_TOO_SMALL` is
+/// returned; to ask for the size first, pass `out` NULL and `cap` 0 (the text may grow a
+/// little before the next call: leave some room). Works on a SIP backend before
+/// `rkm_backend_start` (everything is 0). Any thread; it locks each live stream briefly, as
+/// `rkm_session_stats` does.
+#[no_mangle]
+pub extern "C" fn rkm_metrics_text(
+    b: *const rkm_backend,
+    instance: *const c_char,
+    out: *mut c_char,
+    cap: usize,
+    needed: *mut usize,
+) -> rkm_status {
+    boundary("rkm_metrics_text", || {
+        // SAFETY: `b` is NULL or a live backend.
+        let be = unsafe { backend_arg(b) }?;
+        // SAFETY: `instance` is NULL or a NUL-terminated string valid for the call.
+        let instance = unsafe { opt_str_arg(instance, "instance") }?
+            .unwrap_or(crate::metrics::DEFAULT_INSTANCE);
+        let text = crate::metrics::render(
+            &[(instance, be.any())],
+            crate::metrics::MetricsFormat::Prometheus,
+        );
+        let need = text.len() + 1;
+        // SAFETY: `needed` is NULL or points to a writable `size_t`.
+        if let Some(n) = unsafe { needed.as_mut() } {
+            *n = need;
+        }
+        if out.is_null() && cap == 0 {
+            return Err(Failure::new(
+                rkm_status::RKM_ERR_BUFFER_TOO_SMALL,
+                format!("out holds 0 bytes, {need} are needed"),
+            ));
+        }
+        // SAFETY: the caller lends `cap` writable bytes at `out` (NULL is refused).
+        unsafe { write_c_string(&text, out, cap, "out") }?;
         Ok(rkm_status::RKM_OK)
     })
 }

@@ -5,7 +5,9 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod bench_cmd;
 mod liveness;
+mod metrics;
 mod rtp_backend;
 mod rtp_backend_impairment;
 mod rtp_backend_robustness;

@@ -27,6 +27,8 @@ struct Serve {
     child: Option<Child>,
     lines: Receiver<String>,
     port: u16,
+    /// The `listening` line.
+    listening: String,
 }
 
 /// The RTP range of test `k`: tests run in parallel (threads or processes), and each gets its
@@ -54,6 +56,7 @@ impl Serve {
             child: Some(child),
             lines,
             port,
+            listening: first,
         }
     }
 
@@ -216,6 +219,81 @@ fn sipp_fifty_concurrent_calls() {
     assert_eq!(events(&lines, "call").len(), 50);
     assert_eq!(events(&lines, "hangup").len(), 50);
     assert!(events(&lines, "stats")[0].contains("\"calls_answered\":50"));
+}
+
+/// GETs `/metrics` from `serve --metrics` and returns the value of each sample line.
+fn scrape(addr: &str) -> std::collections::HashMap<String, f64> {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    c.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    let body = text.split_once("\r\n\r\n").unwrap().1;
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            let (k, v) = l.rsplit_once(' ').unwrap();
+            (k.to_string(), v.parse().unwrap())
+        })
+        .collect()
+}
+
+/// `serve --metrics` counts what sipp did: 20 A/V calls, 10 at once, answered and ended, each
+/// with its setup time; their sessions started and ended; RTP went out to sipp.
+#[test]
+fn sipp_calls_are_counted_in_the_metrics() {
+    if !peers::have_peers(&["sipp"]) {
+        return;
+    }
+    let s = Serve::start(31, &["--metrics", "127.0.0.1:0", "--quiet-frames"]);
+    let addr = s
+        .listening
+        .split("\"metrics\":\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_else(|| panic!("no metrics address in {}", s.listening))
+        .to_string();
+    sipp(
+        &scenario("av_call.xml"),
+        s.port,
+        &["-m", "20", "-l", "10", "-r", "50", "-d", "1000"],
+    );
+    // The last BYEs are answered before sipp exits; the sessions close right after.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let m = loop {
+        let m = scrape(&addr);
+        if m["rkm_sessions_ended_total{instance=\"rkm0\"}"] >= 20.0 {
+            break m;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sessions never ended: {m:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let get = |k: &str| m.get(k).copied().unwrap_or_else(|| panic!("no {k}"));
+    assert_eq!(get("rkm_calls_answered_total{instance=\"rkm0\"}"), 20.0);
+    assert_eq!(get("rkm_calls_ended_total{instance=\"rkm0\"}"), 20.0);
+    assert_eq!(get("rkm_calls_refused_total{instance=\"rkm0\"}"), 0.0);
+    assert_eq!(get("rkm_sessions_started_total{instance=\"rkm0\"}"), 20.0);
+    assert_eq!(get("rkm_sessions{instance=\"rkm0\"}"), 0.0);
+    assert_eq!(
+        get("rkm_call_setup_seconds_count{instance=\"rkm0\",direction=\"incoming\"}"),
+        20.0
+    );
+    assert!(
+        get("rkm_sip_datagrams_received_total{instance=\"rkm0\"}") >= 60.0,
+        "INVITE, ACK, BYE each"
+    );
+    assert!(
+        get("rkm_rtcp_sent_total{instance=\"rkm0\",media=\"video\"}") >= 20.0,
+        "a BYE per call at least"
+    );
+    let lines = s.finish(true);
+    assert_eq!(events(&lines, "call").len(), 20);
 }
 
 /// Writes RTP packets (H.264 PT 96, 90 kHz, 30 fps) of `clip` into a classic pcap file, each in

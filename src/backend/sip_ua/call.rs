@@ -26,6 +26,10 @@ use crate::sip::session_timer::{
 use crate::sip::transaction::TransactionEvent;
 use crate::sip::{Method, Outbox, SipMessage, SipPeer};
 
+/// How long a call whose peer left the media with RTCP BYE waits for the peer's SIP BYE before
+/// sending its own: 4 × T1, time for a BYE through a few proxies on a loaded path.
+pub(super) const MEDIA_LEFT_GRACE: Duration = Duration::from_secs(2);
+
 impl SipCore {
     /// The session timer our settings ask for.
     pub(super) fn timer_policy(&self) -> SessionTimerPolicy {
@@ -177,6 +181,31 @@ impl SipCore {
         }
     }
 
+    /// The engine ended call `no`'s media because the peer left it. A peer that says BYE in
+    /// RTCP usually says it in SIP too, and its SIP BYE may travel through proxies that its
+    /// RTCP BYE skipped: a BYE of ours sent at once would cross it (both sides hanging up, and
+    /// the peer hearing "the far end hung up" about its own hang-up). So after RTCP BYE the
+    /// call waits [`MEDIA_LEFT_GRACE`] for the peer's BYE; after silence it is hung up now.
+    pub(super) fn media_ended(
+        &mut self,
+        no: CallNo,
+        why: EndReason,
+        now: Instant,
+        out: &mut Outbox,
+    ) {
+        let Some(c) = self.calls.get_mut(&no) else {
+            return;
+        };
+        if why == EndReason::RtcpBye && c.phase == Phase::Confirmed {
+            if c.bye_after_media_left.is_none() {
+                c.bye_after_media_left = Some(now + MEDIA_LEFT_GRACE);
+                self.schedule_call(no);
+            }
+        } else {
+            self.hang_up(no, now, out);
+        }
+    }
+
     /// The backend stops: every call ends now.
     pub(super) fn hang_up_for_shutdown(&mut self, no: CallNo, now: Instant, out: &mut Outbox) {
         let Some(c) = self.calls.get(&no) else {
@@ -221,6 +250,16 @@ impl SipCore {
                 let refresh = c.reinvite.refresh;
                 self.send_reinvite(no, refresh, now, out);
             }
+        }
+        if self
+            .calls
+            .get(&no)
+            .and_then(|c| c.bye_after_media_left)
+            .is_some_and(|t| t <= now)
+        {
+            self.send_bye(no, now, out);
+            self.end_call(no, "the far end left the media", EndReason::RtcpBye);
+            return;
         }
         let action = self
             .calls

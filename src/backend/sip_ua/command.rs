@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::engine::SessionId;
+use crate::engine::{EndReason, SessionId};
 use crate::sip::auth::Credentials;
 use crate::sip::SipPeer;
 
@@ -14,6 +14,10 @@ pub enum Command {
     /// End the call of this session: CANCEL while dialing, 480 while ringing, BYE once up.
     /// Its media may already be closed by the caller.
     Hangup(SessionId),
+    /// The engine ended this session's media because the peer left it (RTCP BYE, or silence
+    /// for the inactivity timeout): the call is hung up, after a grace for the peer's own BYE
+    /// when it announced its leaving with RTCP BYE.
+    MediaEnded(SessionId, EndReason),
     /// Place a call.
     Dial(Box<DialRequest>),
     /// Put the far end on hold (`true`) or resume (`false`) with a re-INVITE.

@@ -271,6 +271,11 @@ impl SipCore {
                     self.hang_up(no, now, out);
                 }
             }
+            Command::MediaEnded(session, why) => {
+                if let Some(&no) = self.by_session.get(&session) {
+                    self.media_ended(no, why, now, out);
+                }
+            }
             Command::Dial(req) => self.dial(*req, now, out),
             Command::Hold(session, hold) => {
                 if let Some(&no) = self.by_session.get(&session) {

@@ -133,6 +133,7 @@ impl SipCore {
                 answer_cfg,
                 pending_offer: None,
             },
+            now,
         );
         call.contact_user = contact_user;
         call.sips = is_sips(&leg.request.target);
@@ -553,6 +554,11 @@ impl SipCore {
         if let Some(c) = self.calls.get_mut(&no) {
             c.timer = uac_session_timer(resp).map(|se| SessionTimer::new(se, Refresher::Uac, now));
             c.uac = None;
+            let took = now.saturating_duration_since(c.began);
+            self.publish(SharedUpdate::CallSetUp {
+                outgoing: true,
+                took,
+            });
         }
         self.progress(no, CallState::Answered, status, &reason);
         if self

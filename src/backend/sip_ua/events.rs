@@ -10,6 +10,7 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::backend::sip_config::SipStats;
 use crate::engine::{SessionId, SessionInfo};
+use crate::metrics::SetupHistogram;
 
 /// Where a dialed call stands. Each change arrives once, in this order (some may be
 /// skipped): `Trying`, `Ringing`, `EarlyMedia`, then `Answered` or `Failed`, and `Ended` after
@@ -123,6 +124,12 @@ pub struct SipCounters {
     pub bye_failures: AtomicU64,
     /// Calls we placed.
     pub calls_dialed: AtomicU64,
+    /// INVITEs refused with 503.
+    pub calls_refused_overload: AtomicU64,
+    /// Incoming calls: INVITE received → 200 sent.
+    pub setup_incoming: SetupHistogram,
+    /// Dialed calls: dial → 2xx received.
+    pub setup_outgoing: SetupHistogram,
 }
 
 impl SipCounters {
@@ -139,14 +146,24 @@ impl SipCounters {
             SipCounter::ByesAnswered => &self.byes_answered,
             SipCounter::ByeFailures => &self.bye_failures,
             SipCounter::CallsDialed => &self.calls_dialed,
+            SipCounter::CallsRefusedOverload => &self.calls_refused_overload,
         };
         c.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Applies what the core published (other updates are ignored).
     pub fn apply(&self, update: &SharedUpdate) {
-        if let SharedUpdate::Counted(c) = update {
-            self.inc(*c);
+        match update {
+            SharedUpdate::Counted(c) => self.inc(*c),
+            SharedUpdate::CallSetUp { outgoing, took } => {
+                let h = if *outgoing {
+                    &self.setup_outgoing
+                } else {
+                    &self.setup_incoming
+                };
+                h.observe(*took);
+            }
+            _ => {}
         }
     }
 
@@ -164,6 +181,7 @@ impl SipCounters {
             byes_answered: g(&self.byes_answered),
             bye_failures: g(&self.bye_failures),
             calls_dialed: g(&self.calls_dialed),
+            calls_refused_overload: g(&self.calls_refused_overload),
             // The TCP/TLS counters are the SIP thread's own (`SipTransport::stream_counters`).
             ..SipStats::default()
         }
@@ -184,6 +202,7 @@ pub enum SipCounter {
     ByesAnswered,
     ByeFailures,
     CallsDialed,
+    CallsRefusedOverload,
 }
 
 /// A change to the state other threads read while the SIP thread owns the calls: the
@@ -202,6 +221,9 @@ pub enum SharedUpdate {
     CallRemoved(SessionId),
     /// A counter went up by one.
     Counted(SipCounter),
+    /// A call was set up in `took`: an incoming one from its INVITE to our 200, a dialed one
+    /// from `dial` to the 2xx.
+    CallSetUp { outgoing: bool, took: Duration },
 }
 
 /// What the application can see of a call while the SIP thread owns it.
@@ -236,7 +258,7 @@ impl CallDirectory {
             SharedUpdate::CallAdded(s, view) => self.insert(*s, view.clone()),
             SharedUpdate::CallProgress(s, p) => self.progress(*s, p),
             SharedUpdate::CallRemoved(s) => self.remove(*s),
-            SharedUpdate::Counted(_) => {}
+            SharedUpdate::Counted(_) | SharedUpdate::CallSetUp { .. } => {}
         }
     }
 

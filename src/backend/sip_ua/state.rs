@@ -276,11 +276,18 @@ pub(super) struct Call {
     pub sips: bool,
     /// The last progress reported (dialed calls).
     pub last_state: Option<CallState>,
+    /// The peer left the media with RTCP BYE: when we send BYE ourselves unless the peer's
+    /// BYE, which may take a longer path through proxies, ends the call first.
+    pub bye_after_media_left: Option<Instant>,
+    /// When the call began: its INVITE arrived, or `dial` was handled. Its setup time is
+    /// measured from here.
+    pub began: Instant,
 }
 
 impl Call {
     /// A call in `phase` with no dialog, transaction, timer or re-INVITE yet: what an incoming
     /// and a dialed call have in common. The caller sets what only its side has.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         no: CallNo,
         call_id: String,
@@ -289,8 +296,10 @@ impl Call {
         phase: Phase,
         peer: SipPeer,
         media: CallMedia,
+        began: Instant,
     ) -> Call {
         Call {
+            began,
             no,
             call_id,
             session,
@@ -310,6 +319,7 @@ impl Call {
             contact_user: DEFAULT_CONTACT_USER.into(),
             sips: false,
             last_state: None,
+            bye_after_media_left: None,
         }
     }
 
@@ -325,6 +335,7 @@ impl Call {
             dial,
             self.reinvite.retry_at,
             self.timer.as_ref().and_then(SessionTimer::poll_timeout),
+            self.bye_after_media_left,
         ]
         .into_iter()
         .flatten()

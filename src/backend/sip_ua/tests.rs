@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use super::call::MEDIA_LEFT_GRACE;
 use super::command::{Command, DialRequest, RegisterRequest};
 use super::events::{
     CallDirectory, CallProgress, CallState, RegistrationEvent, SipCounters, SipEvent,
@@ -15,7 +16,7 @@ use super::events::{
 use super::host::{FakeHostState, FakeMediaHost, HostCall};
 use super::state::{SipCore, SipHooks};
 use crate::backend::sip_config::SipBackendConfig;
-use crate::engine::{Outbox, SessionId, SipPeer};
+use crate::engine::{EndReason, Outbox, SessionId, SipPeer};
 use crate::frame::DtmfEvent;
 use crate::netem::{DropFilter, Netem, NetemConfig};
 use crate::sdp::{answer, AnswerConfig, SessionDescription};
@@ -384,6 +385,41 @@ fn two_cores_call_each_other_through_loss() {
     );
     assert_eq!(a.core.transaction_count() + b.core.transaction_count(), 0);
     assert_eq!(a.core.poll_timeout(), None);
+}
+
+/// Setup time is measured on the core's clock: an incoming call from its INVITE to our 200
+/// (here held back by `answer_after`), a dialed one from `dial` to the 2xx (here one lost
+/// INVITE, so timer A's 500 ms retransmission is part of it).
+#[test]
+fn call_setup_time_is_measured_on_virtual_time_both_ways() {
+    let t0 = Instant::now();
+    let mut now = t0;
+    let mut a = Ua::new(5081, |_| {});
+    let mut b = Ua::new(5082, |c| c.answer_after = Duration::from_millis(300));
+    let session = SessionId::new_v4();
+    a.cmd(
+        Command::Dial(Box::new(dial_to(session, "sip:bob@127.0.0.1:5082", b.addr))),
+        now,
+    );
+    let mut lossy = Link::new(lose_first(|m| m.method() == &Method::Invite), None);
+    run(
+        &mut a,
+        &mut b,
+        &mut now,
+        t0 + Duration::from_secs(3),
+        &mut lossy,
+    );
+    assert_eq!(a.states().last(), Some(&CallState::Answered));
+    let (out, inc) = (
+        a.counters.setup_outgoing.snapshot(),
+        b.counters.setup_incoming.snapshot(),
+    );
+    assert_eq!((out.count, inc.count), (1, 1));
+    assert_eq!(a.counters.setup_incoming.snapshot().count, 0);
+    assert!((inc.sum_seconds - 0.3).abs() < 0.011, "{inc:?}");
+    assert!((out.sum_seconds - 0.8).abs() < 0.021, "{out:?}");
+    // 0.8 s falls in the 1 s bucket (index 9), 0.3 s in the 0.5 s one (index 8).
+    assert_eq!((out.buckets[9], inc.buckets[8]), (1, 1));
 }
 
 #[test]
@@ -895,6 +931,12 @@ fn uas_hardening_420_503_and_info_dtmf() {
     let busy = b.sent().pop().unwrap().0;
     assert_eq!(busy.status(), Some(503));
     assert_eq!(busy.header("Retry-After"), Some("10 (busy)"));
+    let st = b.counters.snapshot();
+    assert_eq!(
+        (st.calls_refused, st.calls_refused_overload),
+        (1, 1),
+        "the 503 (a 420 is not counted there)"
+    );
     // INFO DTMF in the call reaches the application; other bodies are refused.
     let info = |cseq: u32, ctype: &str, body: &str| {
         format!(
@@ -1970,4 +2012,79 @@ fn a_re_key_is_installed_and_a_downgrade_is_refused_with_488() {
         a.host.lock().srtp.get(&s).cloned().unwrap().0,
         Some(rekeyed)
     );
+}
+
+/// Sets up a call from `a` to `b`; returns the caller's and the callee's sessions, and the time.
+fn call_up(
+    a: &mut Ua,
+    b: &mut Ua,
+    link: &mut Link,
+    t0: Instant,
+) -> (SessionId, SessionId, Instant) {
+    let mut now = t0;
+    let caller = SessionId::new_v4();
+    a.cmd(
+        Command::Dial(Box::new(dial_to(caller, "sip:bob@127.0.0.1:5062", b.addr))),
+        now,
+    );
+    run(a, b, &mut now, t0 + Duration::from_secs(2), link);
+    assert_eq!(a.states().last(), Some(&CallState::Answered));
+    (caller, session_of(b), now)
+}
+
+fn byes(sent: &[(SipMessage, SipPeer)]) -> usize {
+    sent.iter()
+        .filter(|(m, _)| m.status().is_none() && m.method() == &Method::Bye)
+        .count()
+}
+
+/// A peer that leaves with RTCP BYE and then hangs up in SIP (its BYE slower, through proxies)
+/// is not sent a BYE of ours crossing its own; a peer that never sends its SIP BYE is hung up
+/// after the grace; a silent peer (inactivity) is hung up at once.
+#[test]
+fn media_left_with_rtcp_bye_waits_for_the_peers_bye() {
+    let t0 = Instant::now();
+    // The peer's BYE comes within the grace: we answer it and send none.
+    let (mut a, mut b) = (Ua::new(5061, |_| {}), Ua::new(5062, |_| {}));
+    let mut link = keep_all();
+    let (caller, callee, mut now) = call_up(&mut a, &mut b, &mut link, t0);
+    b.cmd(Command::MediaEnded(callee, EndReason::RtcpBye), now);
+    run_for(
+        &mut a,
+        &mut b,
+        &mut now,
+        Duration::from_millis(500),
+        &mut link,
+    );
+    assert_eq!(byes(&link.dests_b), 0, "no BYE of ours during the grace");
+    assert_eq!(b.core.call_count(), 1);
+    a.cmd(Command::Hangup(caller), now);
+    run_for(&mut a, &mut b, &mut now, Duration::from_secs(5), &mut link);
+    assert_eq!(byes(&link.dests_b), 0, "the peer's BYE ended the call");
+    assert_eq!(a.core.call_count() + b.core.call_count(), 0);
+    assert_eq!(a.counters.snapshot().byes_answered, 1);
+
+    // The peer never says BYE in SIP: ours goes out once the grace is over, not before.
+    let (mut a, mut b) = (Ua::new(5061, |_| {}), Ua::new(5062, |_| {}));
+    let mut link = keep_all();
+    let (_, callee, mut now) = call_up(&mut a, &mut b, &mut link, t0);
+    b.cmd(Command::MediaEnded(callee, EndReason::RtcpBye), now);
+    let left = now;
+    run_for(&mut a, &mut b, &mut now, MEDIA_LEFT_GRACE / 2, &mut link);
+    assert_eq!(byes(&link.dests_b), 0);
+    run_for(&mut a, &mut b, &mut now, MEDIA_LEFT_GRACE, &mut link);
+    assert_eq!(byes(&link.dests_b), 1);
+    assert!(now - left >= MEDIA_LEFT_GRACE);
+    assert_eq!(a.core.call_count() + b.core.call_count(), 0);
+    assert_eq!(a.states().last(), Some(&CallState::Ended));
+
+    // Silence (the inactivity timeout): BYE at once.
+    let (mut a, mut b) = (Ua::new(5061, |_| {}), Ua::new(5062, |_| {}));
+    let mut link = keep_all();
+    let (_, callee, mut now) = call_up(&mut a, &mut b, &mut link, t0);
+    b.cmd(Command::MediaEnded(callee, EndReason::RtpTimeout), now);
+    pump(&mut a, &mut b, now, &mut link);
+    assert_eq!(byes(&link.dests_b), 1);
+    run_for(&mut a, &mut b, &mut now, Duration::from_secs(1), &mut link);
+    assert_eq!(a.core.call_count() + b.core.call_count(), 0);
 }

@@ -106,6 +106,9 @@ impl SipCore {
     /// Answers INVITE transaction `id` with a refusal.
     pub(super) fn refuse(&mut self, id: TxId, r: Refusal, now: Instant, out: &mut Outbox) {
         self.count(SipCounter::CallsRefused);
+        if r.status == 503 {
+            self.count(SipCounter::CallsRefusedOverload);
+        }
         let mut extra: Vec<(&str, String)> = r.headers.clone();
         if r.status == 488 {
             extra.push(("Accept", "application/sdp".into()));
@@ -330,6 +333,7 @@ impl SipCore {
                 answer_cfg: cfg,
                 pending_offer: None,
             },
+            now,
         );
         call.dialog = Some(dialog);
         call.sips = self.servers.get(&id).is_some_and(|e| e.sips);
@@ -360,8 +364,13 @@ impl SipCore {
             headers.extend(h);
         }
         let h: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let took = now.saturating_duration_since(c.began);
         self.respond(id, None, 200, &h, sdp.as_deref(), now, out);
         self.count(SipCounter::CallsAnswered);
+        self.publish(SharedUpdate::CallSetUp {
+            outgoing: false,
+            took,
+        });
         if let Some(info) = info {
             self.emit(SipEvent::Call(Box::new((*info).clone())));
         }

@@ -35,6 +35,7 @@ use serde::Serialize;
 use crate::args::within;
 use crate::demo_pki::DemoPki;
 use crate::output::{rounded, Out};
+use crate::probe::{tone, Latencies};
 
 /// `demo [--seconds S] [--secure]`.
 #[derive(clap::Args, Debug)]
@@ -99,17 +100,6 @@ fn fingerprint(data: &[u8]) -> u64 {
     })
 }
 
-/// 20 ms of a 440 Hz tone at `rate`, continuing from sample `n`.
-fn tone(n: &mut u64, rate: u32) -> Vec<i16> {
-    (0..rate / 50)
-        .map(|_| {
-            let t = *n as f64 / f64::from(rate);
-            *n += 1;
-            (8000.0 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()) as i16
-        })
-        .collect()
-}
-
 /// What one side received.
 #[derive(Default)]
 struct Seen {
@@ -117,7 +107,7 @@ struct Seen {
     /// Pictures byte-identical to one that was sent.
     exact: u64,
     keyframes: u64,
-    latencies_ms: Vec<f64>,
+    latencies: Latencies,
     audio_frames: u64,
     zero_crossings: u64,
     audio_samples: u64,
@@ -145,12 +135,8 @@ impl Seen {
         self.zero_crossings as f64 / 2.0 / (self.audio_samples as f64 / f64::from(self.sample_rate))
     }
 
-    fn p50(&mut self) -> f64 {
-        if self.latencies_ms.is_empty() {
-            return f64::NAN;
-        }
-        self.latencies_ms.sort_by(f64::total_cmp);
-        self.latencies_ms[self.latencies_ms.len() / 2]
+    fn p50(&self) -> f64 {
+        self.latencies.quantile(0.5).unwrap_or(f64::NAN)
     }
 }
 
@@ -165,7 +151,7 @@ fn on_frame(seen: &Mutex<Seen>, sent: &SendTimes, data: &[u8], key: bool) {
     // Only a picture identical to one that was sent counts as exact (and has a latency).
     if let Some(t) = sent.lock().get(&fingerprint(data)).copied() {
         s.exact += 1;
-        s.latencies_ms
+        s.latencies
             .push(now.saturating_duration_since(t).as_secs_f64() * 1000.0);
     }
 }
@@ -404,7 +390,7 @@ pub fn run(args: &DemoArgs) -> Result<ExitCode, String> {
             srtp_at_caller,
         ),
     ] {
-        let mut s = seen.lock();
+        let s = seen.lock();
         let lost = stats.video.as_ref().map_or(0, |v| v.lost);
         let p50 = s.p50();
         let flowed = s.exact * 10 >= u64::from(sent_pictures) * 9

@@ -1,8 +1,9 @@
-//! The roomkit-media command line: `demo`, `serve`, `call`, `send`, `recv` and `netsim`, plus
+//! The roomkit-media command line: `demo`, `serve`, `call`, `send`, `recv`, `netsim` and `bench`, plus
 //! `completions SHELL`. Exit codes: 0 success, 1 the media did not flow as asked (or a call
 //! failed), 2 bad arguments or files. Only bad arguments print the usage line.
 
 mod args;
+mod bench;
 mod call;
 mod demo;
 mod demo_pki;
@@ -10,6 +11,7 @@ mod link;
 mod media_file;
 mod netsim;
 mod output;
+mod probe;
 mod progress;
 mod recv;
 mod send;
@@ -46,11 +48,13 @@ enum Command {
     /// Receive one RTP video stream into a file.
     Recv(recv::RecvArgs),
     /// Answer SIP audio + video calls; one JSON line per event.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// A SIP audio + video call on loopback between two of our own backends, with a report.
     Demo(demo::DemoArgs),
     /// Place one outbound SIP audio + video call.
     Call(call::CallArgs),
+    /// Load and latency: N concurrent audio + video sessions for S seconds, with a report.
+    Bench(bench::BenchArgs),
     /// Relay UDP between peers through a lossy, delaying, reordering path.
     Netsim(netsim::NetsimArgs),
     /// Print a shell completion script (e.g. `roomkit-media completions bash > /etc/bash_completion.d/roomkit-media`).
@@ -70,6 +74,7 @@ impl Command {
             Command::Demo(_) => "demo",
             Command::Call(_) => "call",
             Command::Netsim(_) => "netsim",
+            Command::Bench(_) => "bench",
             Command::Completions { .. } => "completions",
         }
     }
@@ -108,6 +113,7 @@ fn main() -> ExitCode {
         Command::Demo(a) => demo::run(&a).map_err(Failure::from),
         Command::Call(a) => call::run(&a),
         Command::Netsim(a) => netsim::run(&a).map_err(Failure::from),
+        Command::Bench(a) => bench::run(&a),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,

@@ -25,6 +25,7 @@ use roomkit_media::backend::{
     SipTransportKind, SipVideoBackend,
 };
 use roomkit_media::backend::{SessionId, SessionInfo};
+use roomkit_media::metrics::{self, MetricsServer};
 use roomkit_media::prelude::*;
 use roomkit_media::VideoCodec;
 
@@ -111,6 +112,13 @@ pub struct ServeArgs {
     /// every S seconds; 0: none. One unanswered for 10 s fails what waits on the connection.
     #[arg(long, value_name = "S", default_value_t = 120, value_parser = within(0u32, 3600, " seconds"))]
     pub sip_keepalive: u32,
+    /// Serve Prometheus metrics on http://ADDR/metrics (port 0: any free port, printed in the
+    /// `listening` line).
+    #[arg(long, value_name = "ADDR", value_parser = resolve)]
+    pub metrics: Option<SocketAddr>,
+    /// The `instance` label of the metrics.
+    #[arg(long, value_name = "NAME", default_value = roomkit_media::metrics::DEFAULT_INSTANCE, requires = "metrics")]
+    pub metrics_instance: String,
     #[command(flatten)]
     pub media: SipMediaArgs,
 }
@@ -148,6 +156,8 @@ enum Event<'a> {
         sip_tcp: Option<String>,
         #[serde(skip_serializing_if = "Option::is_none")]
         sip_tls: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        metrics: Option<String>,
     },
     Call {
         session: String,
@@ -579,10 +589,24 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode, crate::Failure> {
         be.local_sip_stream_addr(k)
             .map(|a: SocketAddr| a.to_string())
     };
+    // The endpoint holds the backend weakly: it never keeps it alive past `run`.
+    let metrics = match args.metrics {
+        Some(addr) => {
+            let (weak, name) = (Arc::downgrade(&be), args.metrics_instance.clone());
+            let server = MetricsServer::start(addr, move |format| match weak.upgrade() {
+                Some(be) => metrics::render(&[(name.as_str(), &*be)], format),
+                None => String::new(),
+            })
+            .map_err(|e| crate::Failure::Runtime(format!("--metrics {addr}: {e}")))?;
+            Some(server)
+        }
+        None => None,
+    };
     out.line(&Event::Listening {
         sip: local.to_string(),
         sip_tcp: stream(SipTransportKind::Tcp),
         sip_tls: stream(SipTransportKind::Tls),
+        metrics: metrics.as_ref().map(|m| m.local_addr().to_string()),
     });
     if let Some((aor, options)) = register {
         be.register(&aor, options)
@@ -610,6 +634,8 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode, crate::Failure> {
         std::thread::sleep(Duration::from_millis(20));
     }
     let st = be.sip_stats();
+    // No scrape may hold the backend while it is dropped.
+    drop(metrics);
     // Dropping the backend ends live calls (BYE), removes the registration, joins every thread
     // and flushes the callbacks.
     let be = Arc::try_unwrap(be)
