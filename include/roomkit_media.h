@@ -204,6 +204,10 @@ typedef struct {
     // G.722 and Opus and 8000 for G.711; `RKM_AUDIO_RATE_CODEC` (1) the codec's own rate
     // (8000, 16000 for G.722, 48000 for Opus); or 8000, 12000, 16000, 24000, 32000 or 48000.
     uint32_t audio_sample_rate;
+    // Threads for RTP I/O: 0 (default) one thread per stream (lowest latency for a few
+    // calls); N > 0 (at most 1024) N shared threads, each waiting in `epoll` on the sockets of
+    // many streams (for many sessions).
+    uint32_t io_threads;
 } rkm_rtp_config;
 
 // The SRTP keys of one stream of an RTP session, as text in SDES's form, so keys a program
@@ -611,6 +615,10 @@ typedef struct {
     // `RKM_ERR_INVALID_ARGUMENT`. NULL (default): all three, in the order
     // `"AES_CM_128_HMAC_SHA1_80,AEAD_AES_128_GCM,AES_CM_128_HMAC_SHA1_32"`.
     const char *srtp_suites;
+    // Threads for RTP I/O: 0 (default) one thread per stream (lowest latency for a few
+    // calls); N > 0 (at most 1024) N shared threads, each waiting in `epoll` on the sockets of
+    // many streams (for many sessions).
+    uint32_t io_threads;
 } rkm_sip_config;
 
 // An answered SIP call, as the `call` callback sees it. Every string is NUL-terminated and

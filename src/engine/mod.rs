@@ -9,6 +9,7 @@
 
 pub mod dispatch;
 pub mod event;
+pub mod io_pool;
 pub mod io_thread;
 pub mod metrics_http;
 pub mod port_pool;

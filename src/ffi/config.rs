@@ -162,6 +162,10 @@ pub struct rkm_rtp_config {
     /// G.722 and Opus and 8000 for G.711; `RKM_AUDIO_RATE_CODEC` (1) the codec's own rate
     /// (8000, 16000 for G.722, 48000 for Opus); or 8000, 12000, 16000, 24000, 32000 or 48000.
     pub audio_sample_rate: u32,
+    /// Threads for RTP I/O: 0 (default) one thread per stream (lowest latency for a few
+    /// calls); N > 0 (at most 1024) N shared threads, each waiting in `epoll` on the sockets of
+    /// many streams (for many sessions).
+    pub io_threads: u32,
 }
 
 /// `audio_sample_rate` value: 16 kHz for G.722 and Opus, 8 kHz for G.711.
@@ -237,6 +241,7 @@ pub extern "C" fn rkm_rtp_config_init(cfg: *mut rkm_rtp_config) {
             cname: std::ptr::null(),
             resilience: resilience_to_c(&d.resilience),
             rtx_payload_type: d.rtx_payload_type.map_or(-1, i16::from),
+            io_threads: u32::try_from(d.io_threads).unwrap_or(0),
         };
         Ok(())
     })
@@ -371,6 +376,7 @@ pub(crate) unsafe fn rtp_config_from_c(c: &rkm_rtp_config) -> FfiResult<RtpBacke
         })?),
     };
     r.audio_sample_rate = app_rate_from_c(c.audio_sample_rate, "cfg.audio_sample_rate")?;
+    r.io_threads = c.io_threads as usize;
     Ok(r)
 }
 
@@ -559,6 +565,10 @@ pub struct rkm_sip_config {
     /// `RKM_ERR_INVALID_ARGUMENT`. NULL (default): all three, in the order
     /// `"AES_CM_128_HMAC_SHA1_80,AEAD_AES_128_GCM,AES_CM_128_HMAC_SHA1_32"`.
     pub srtp_suites: *const c_char,
+    /// Threads for RTP I/O: 0 (default) one thread per stream (lowest latency for a few
+    /// calls); N > 0 (at most 1024) N shared threads, each waiting in `epoll` on the sockets of
+    /// many streams (for many sessions).
+    pub io_threads: u32,
 }
 
 /// Fills `cfg` with the defaults (see each field). String fields get static strings that the
@@ -610,6 +620,7 @@ pub extern "C" fn rkm_sip_config_init(cfg: *mut rkm_sip_config) {
             sip_keepalive_ms: u32::try_from(d.stream_timeouts.keepalive.as_millis())
                 .unwrap_or(u32::MAX),
             srtp_suites: std::ptr::null(),
+            io_threads: u32::try_from(d.io_threads).unwrap_or(0),
         };
         Ok(())
     })
@@ -759,6 +770,7 @@ pub(crate) unsafe fn sip_config_from_c(c: &rkm_sip_config) -> FfiResult<SipBacke
     }
     r.ring_timeout = Duration::from_millis(u64::from(c.ring_timeout_ms));
     r.audio_sample_rate = app_rate_from_c(c.audio_sample_rate, "cfg.audio_sample_rate")?;
+    r.io_threads = c.io_threads as usize;
     r.retry_after = Duration::from_secs(u64::from(c.retry_after_s.clamp(1, 3600)));
     r.resilience = resilience_from_c(&c.resilience)?;
     r.video_rtx = c.video_rtx;

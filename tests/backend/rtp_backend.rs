@@ -381,3 +381,50 @@ fn taps_run_with_and_without_a_primary_callback() {
     assert_eq!(p.load(Ordering::SeqCst), 1);
     assert_eq!(t1.load(Ordering::SeqCst), 2);
 }
+
+/// Pictures (a large key picture the pacer spreads, then small ones) and a second of G.711 from
+/// A to B with `io_threads` I/O threads per backend; returns what B's callbacks got.
+fn exchange_with_io_threads(io_threads: usize) -> (Vec<Vec<u8>>, Vec<i16>) {
+    // B is bound: dropping it would end A's session (its RTCP BYE).
+    let Pair {
+        a, a_id, b, b_rx, ..
+    } = pair(RtpBackendConfig {
+        io_threads,
+        ..RtpBackendConfig::default()
+    });
+    let pictures: Vec<Vec<u8>> = (0..10)
+        .map(|i| h264_picture(i % 5 == 0, if i % 5 == 0 { 100_000 } else { 5_000 }, i))
+        .collect();
+    let chunks = pictures.iter().enumerate().map(|(i, p)| VideoChunk {
+        data: p.clone(),
+        keyframe: i % 5 == 0,
+        timestamp_ms: Some(i as f64 * 100.0 / 3.0),
+    });
+    a.send_video_chunks(a_id, chunks).unwrap();
+    let pcm: Vec<i16> = (0..8000)
+        .map(|i| ((i as f64 * 440.0 * 2.0 * std::f64::consts::PI / 8000.0).sin() * 12000.0) as i16)
+        .collect();
+    a.send_audio(a_id, &pcm).unwrap();
+    let frames = recv_n(&b_rx.video, pictures.len(), Duration::from_secs(5));
+    let audio = recv_n(&b_rx.audio, 50, Duration::from_secs(5));
+    let got: Vec<Vec<u8>> = frames.into_iter().map(|(_, f)| f.data).collect();
+    assert_eq!(got, pictures, "pictures with io_threads {io_threads}");
+    let mut codes = Vec::new();
+    let mut expected = Vec::new();
+    G711::Pcmu.encode(&pcm, &mut codes);
+    G711::Pcmu.decode(&codes, &mut expected);
+    let heard: Vec<i16> = audio
+        .iter()
+        .flat_map(|(_, f)| f.pcm.iter().copied())
+        .collect();
+    assert_eq!(heard, expected, "audio with io_threads {io_threads}");
+    drop(b);
+    (got, heard)
+}
+
+#[test]
+fn shared_io_threads_deliver_the_same_media_bit_exact() {
+    let own = exchange_with_io_threads(0);
+    let shared = exchange_with_io_threads(2);
+    assert_eq!(own, shared);
+}

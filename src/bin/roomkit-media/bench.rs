@@ -109,6 +109,10 @@ pub struct BenchArgs {
     /// The RTP ports of the SIP calls (`--sip`: halved between the two ends).
     #[arg(long, value_name = "A-B", default_value = "20000-59999", value_parser = port_range)]
     pub rtp_ports: (u16, u16),
+    /// RTP I/O threads of each in-process backend: 0 one per stream (the engine's default);
+    /// N shared threads waiting in epoll on many streams' sockets.
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = within(0usize, 1024, ""))]
+    pub io_threads: usize,
 }
 
 /// The closing JSON line.
@@ -388,8 +392,14 @@ fn listen(be: &impl MediaBackend, counters: &Arc<Counters>, epoch: Instant) {
 
 /// The SIP configuration of one end: G.711 µ-law only (the cheapest codec to code, as in the
 /// figures), RTP ports from `ports`.
-fn sip_config(ip: std::net::IpAddr, ports: (u16, u16), user: &str) -> SipBackendConfig {
+fn sip_config(
+    ip: std::net::IpAddr,
+    ports: (u16, u16),
+    user: &str,
+    io_threads: usize,
+) -> SipBackendConfig {
     SipBackendConfig {
+        io_threads,
         local_sip_addr: (ip, 0).into(),
         local_rtp_ip: ip,
         rtp_port_start: ports.0,
@@ -415,6 +425,7 @@ fn build(
         let cfg = RtpBackendConfig {
             local_addr: "127.0.0.1:0".parse().expect("literal"),
             video_local_addr: "127.0.0.1:0".parse().expect("literal"),
+            io_threads: args.io_threads,
             ..RtpBackendConfig::default()
         };
         let tx = Rtp::new(cfg.clone(), video).map_err(Failure::Runtime)?;
@@ -426,8 +437,11 @@ fn build(
     // In-process, the two ends take a half of the range each, the upper half from an even port.
     let mid = lo + (((hi - lo) / 2) & !1);
     let tx_end = if args.target.is_some() { hi } else { mid - 1 };
-    let tx = Sip::new(sip_config(args.local_ip, (lo, tx_end), "bench"), video)
-        .map_err(Failure::Runtime)?;
+    let tx = Sip::new(
+        sip_config(args.local_ip, (lo, tx_end), "bench", args.io_threads),
+        video,
+    )
+    .map_err(Failure::Runtime)?;
     tx.get().on_call_state(move |id, p| {
         let _ = setups.send(match p.state {
             CallState::Answered => Setup::Answered(id),
@@ -446,7 +460,7 @@ fn build(
         }
         None => {
             let rx = Sip::new(
-                sip_config([127, 0, 0, 1].into(), (mid, hi), "answer"),
+                sip_config([127, 0, 0, 1].into(), (mid, hi), "answer", args.io_threads),
                 video,
             )
             .map_err(Failure::Runtime)?;
