@@ -32,7 +32,7 @@ use std::time::Instant;
 
 use parking_lot::Mutex;
 
-use super::event::EngineEvent;
+use super::event::{EngineEvent, MediaKind};
 use super::io_thread::{IoThread, StopSignal};
 use super::socket::{Epoll, EpollToken};
 use super::stream::{self, Shared, MAX_IDLE, MIN_SLEEP};
@@ -54,8 +54,8 @@ struct Lane {
     epoll: Epoll,
     commands: Mutex<Vec<Command>>,
     signal: StopSignal,
-    /// Streams attached to the thread (for choosing the least loaded one).
-    load: AtomicUsize,
+    /// Streams attached to the thread, `[audio, video]` (for choosing the least loaded one).
+    load: [AtomicUsize; 2],
 }
 
 impl Lane {
@@ -100,7 +100,7 @@ impl IoPool {
                 epoll,
                 commands: Mutex::new(Vec::new()),
                 signal: thread.signal(),
-                load: AtomicUsize::new(0),
+                load: Default::default(),
             });
             lane.epoll.add(lane.signal.wake_fd(), WAKE_TOKEN)?;
             let _ = tx.send(lane.clone());
@@ -119,13 +119,22 @@ impl IoPool {
         self.lanes.len()
     }
 
-    /// Puts a stream on the least loaded thread: its sockets are watched from now on.
+    /// Puts a stream on the least loaded thread: the one with the fewest streams of its kind
+    /// (a video stream costs several audio streams), then the fewest in all. Its sockets are
+    /// watched from now on.
     pub(super) fn attach(self: &Arc<Self>, sh: Arc<Shared>) -> io::Result<PoolSlot> {
+        let kind = kind_index(sh.media());
         let (lane_idx, lane) = self
             .lanes
             .iter()
             .enumerate()
-            .min_by_key(|(_, l)| l.load.load(Ordering::Relaxed))
+            .min_by_key(|(_, l)| {
+                let (a, v) = (
+                    l.load[0].load(Ordering::Relaxed),
+                    l.load[1].load(Ordering::Relaxed),
+                );
+                (if kind == 0 { a } else { v }, a + v)
+            })
             .expect("a pool has at least one thread");
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (rtp, rtcp) = sh.fds();
@@ -141,10 +150,11 @@ impl IoPool {
                 }),
                 None => Ok(()),
             });
-        lane.load.fetch_add(1, Ordering::Relaxed);
+        lane.load[kind].fetch_add(1, Ordering::Relaxed);
         let slot = PoolSlot {
             pool: self.clone(),
             lane: lane_idx,
+            kind,
             id,
             fds: (rtp, rtcp),
             detached: Mutex::new(false),
@@ -168,6 +178,13 @@ impl Drop for IoPool {
     }
 }
 
+fn kind_index(m: MediaKind) -> usize {
+    match m {
+        MediaKind::Audio => 0,
+        MediaKind::Video => 1,
+    }
+}
+
 fn token(id: u64, rtcp: bool) -> EpollToken {
     (id << 1) | u64::from(rtcp)
 }
@@ -176,6 +193,8 @@ fn token(id: u64, rtcp: bool) -> EpollToken {
 pub(super) struct PoolSlot {
     pool: Arc<IoPool>,
     lane: usize,
+    /// `Lane::load` index.
+    kind: usize,
     id: u64,
     fds: (std::os::fd::RawFd, Option<std::os::fd::RawFd>),
     detached: Mutex<bool>,
@@ -205,7 +224,7 @@ impl PoolSlot {
         // An error means the thread is gone (it cannot be while this slot holds the pool, but
         // a panic would end it): nothing is left to wait for.
         let _ = rx.recv();
-        lane.load.fetch_sub(1, Ordering::Relaxed);
+        lane.load[self.kind].fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -126,6 +126,11 @@ pub(super) struct Shared {
 }
 
 impl Shared {
+    /// Audio or video.
+    pub(super) fn media(&self) -> MediaKind {
+        self.media
+    }
+
     /// The RTP socket's descriptor, and the RTCP socket's without rtcp-mux.
     pub(super) fn fds(&self) -> (RawFd, Option<RawFd>) {
         (
