@@ -25,6 +25,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Arc;
@@ -52,7 +53,9 @@ enum Command {
 /// What callers share with one I/O thread.
 struct Lane {
     epoll: Epoll,
-    commands: Mutex<Vec<Command>>,
+    /// `None` once the thread has ended (stopped, or a panic): commands are then dropped at
+    /// once, so a caller waiting for a detach is released instead of blocked for ever.
+    commands: Mutex<Option<Vec<Command>>>,
     signal: StopSignal,
     /// Streams attached to the thread, `[audio, video]` (for choosing the least loaded one).
     load: [AtomicUsize; 2],
@@ -60,8 +63,19 @@ struct Lane {
 
 impl Lane {
     fn command(&self, c: Command) {
-        self.commands.lock().push(c);
+        if let Some(q) = &mut *self.commands.lock() {
+            q.push(c);
+        }
         self.signal.wake();
+    }
+
+    /// Takes the queued commands.
+    fn take_commands(&self) -> Vec<Command> {
+        self.commands
+            .lock()
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 }
 
@@ -93,12 +107,16 @@ impl IoPool {
             let (tx, rx) = sync_channel::<Arc<Lane>>(1);
             let thread = IoThread::spawn(format!("rkm-io-{i}"), move |stop| {
                 if let Ok(lane) = rx.recv() {
-                    serve(&lane, &stop);
+                    // A panic (a bug: input never panics) ends this thread like a stream's own
+                    // thread would end; its streams get no more I/O, and closing them still
+                    // returns.
+                    let _ = catch_unwind(AssertUnwindSafe(|| serve(&lane, &stop)));
+                    *lane.commands.lock() = None;
                 }
             })?;
             let lane = Arc::new(Lane {
                 epoll,
-                commands: Mutex::new(Vec::new()),
+                commands: Mutex::new(Some(Vec::new())),
                 signal: thread.signal(),
                 load: Default::default(),
             });
@@ -140,7 +158,7 @@ impl IoPool {
         let (rtp, rtcp) = sh.fds();
         // The thread learns of the stream before epoll can report its sockets (it takes its
         // commands before looking at what a wait reported).
-        lane.commands.lock().push(Command::Attach(id, sh));
+        lane.command(Command::Attach(id, sh));
         let registered = lane
             .epoll
             .add(rtp, token(id, false))
@@ -159,7 +177,6 @@ impl IoPool {
             fds: (rtp, rtcp),
             detached: Mutex::new(false),
         };
-        lane.signal.wake();
         match registered {
             Ok(()) => Ok(slot),
             Err(e) => {
@@ -341,8 +358,7 @@ fn serve(lane: &Lane, stop: &StopSignal) {
         if ready.contains(&WAKE_TOKEN) {
             stop.reset();
         }
-        let commands = std::mem::take(&mut *lane.commands.lock());
-        for c in commands {
+        for c in lane.take_commands() {
             w.run_command(c);
         }
         touched.clear();
@@ -368,8 +384,7 @@ fn serve(lane: &Lane, stop: &StopSignal) {
         }
         w.run_due();
     }
-    let commands = std::mem::take(&mut *lane.commands.lock());
-    for c in commands {
+    for c in lane.take_commands() {
         w.run_command(c);
     }
     for (_, e) in w.streams.drain() {

@@ -150,6 +150,24 @@ fn bench_sip_in_process_dials_and_reports_media() {
 }
 
 #[test]
+fn bench_sip_on_shared_io_threads_reports_media() {
+    let json = bench(&[
+        "--sessions",
+        "5",
+        "--seconds",
+        "2",
+        "--sip",
+        "--io-threads",
+        "2",
+        "--rtp-ports",
+        "35000-35999",
+    ]);
+    media_flowed(&json, 5.0);
+    // No thread per stream: 20 streams would be 20 threads.
+    assert!(n(&json, "threads") < 20.0, "{json}");
+}
+
+#[test]
 fn bench_with_hold_replaces_sessions_as_they_close() {
     let json = bench(&["--sessions", "4", "--seconds", "3", "--hold", "0.5"]);
     media_flowed(&json, 4.0);

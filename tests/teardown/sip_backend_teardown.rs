@@ -6,7 +6,7 @@ use crate::support;
 
 use std::time::Duration;
 
-use roomkit_media::backend::{DialOptions, SipVideoBackend, SipVoiceBackend};
+use roomkit_media::backend::{DialOptions, SipBackendConfig, SipVideoBackend, SipVoiceBackend};
 use roomkit_media::prelude::*;
 use support::process::{fds_now, threads_now, SERIAL};
 use support::sip::*;
@@ -19,10 +19,24 @@ fn uri(be: &SipVoiceBackend) -> String {
 
 #[test]
 fn fifty_calls_leave_no_threads_fds_or_ports_behind() {
+    fifty_calls(15, 0);
+}
+
+/// The same with the answering backend's RTP on 2 shared I/O threads.
+#[test]
+fn fifty_calls_on_shared_io_threads_leave_nothing_behind() {
+    fifty_calls(24, 2);
+}
+
+fn fifty_calls(slot: u16, io_threads: usize) {
     let _one = SERIAL.lock();
-    let be = SipVideoBackend::new(config(15)).unwrap();
+    let be = SipVideoBackend::new(SipBackendConfig {
+        io_threads,
+        ..config(slot)
+    })
+    .unwrap();
     let cap = be.port_pool().capacity();
-    let uac = dialer(15);
+    let uac = dialer(slot);
     let uac_cap = uac.port_pool().capacity();
     // One call first so lazily started threads exist in the baseline.
     start(&be);
