@@ -476,6 +476,7 @@ impl MediaEngine {
         }
         self.totals.started.fetch_add(1, Ordering::Relaxed);
         let key = dispatch_key(id);
+        self.dispatcher.key_added(key);
         self.dispatcher
             .post_wait(key, EngineEvent::SessionReady(info.clone()));
         if has_video {
@@ -647,6 +648,7 @@ fn end_session(
     info.end_reason = Some(reason);
     drop(session);
     dispatcher.post_wait(dispatch_key(id), EngineEvent::Disconnected(Arc::new(info)));
+    dispatcher.key_removed(dispatch_key(id));
     Ok(())
 }
 

@@ -186,22 +186,23 @@ impl Shared {
         result
     }
 
-    /// Posts events to the callbacks. Media a full queue cannot take is dropped and counted; the
-    /// end of a stream is kept in `keep` to be posted again later.
+    /// Posts events to the callbacks, all at once (one lock, at most one wake-up). Media a full
+    /// queue cannot take is dropped and counted; the end of a stream is kept in `keep` to be
+    /// posted again later.
     fn post(&self, events: &mut Vec<StreamEvent>, keep: Option<&mut VecDeque<EngineEvent>>) {
+        if events.is_empty() {
+            return;
+        }
         let mut keep = keep;
-        for ev in events.drain(..) {
-            let ev = self.engine_event(ev);
-            let control = matches!(ev, EngineEvent::StreamEnded(..));
-            if let Err(ev) = self.dispatcher.post(self.key, ev) {
-                match (&mut keep, control) {
-                    (Some(k), true) => k.push_back(ev),
-                    _ => {
-                        self.slow_callback.fetch_add(1, Ordering::Relaxed);
-                    }
+        let evs = events.drain(..).map(|ev| self.engine_event(ev));
+        self.dispatcher.post_all(self.key, evs, |ev| {
+            match (&mut keep, matches!(ev, EngineEvent::StreamEnded(..))) {
+                (Some(k), true) => k.push_back(ev),
+                _ => {
+                    self.slow_callback.fetch_add(1, Ordering::Relaxed);
                 }
             }
-        }
+        });
     }
 
     fn engine_event(&self, ev: StreamEvent) -> EngineEvent {

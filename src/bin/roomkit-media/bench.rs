@@ -148,6 +148,9 @@ struct Report {
     audio_loss_pct: f64,
     /// Audio frames the receiver concealed (a packet that did not arrive in time).
     audio_concealed: u64,
+    /// Pictures and audio frames dropped at the receiving end because its callback queue was
+    /// full (`rkm_rtp_events_dropped_slow_callback_total`, the sessions up at the end).
+    events_dropped_slow_callback: u64,
     /// Sends skipped because a sending thread fell more than 100 ms behind.
     sends_late: u64,
     /// Sends the engine refused.
@@ -525,6 +528,26 @@ impl Rig {
         match self {
             Rig::Rtp { tx, .. } => tx.get(),
             Rig::Sip { tx, .. } => tx.get(),
+        }
+    }
+
+    /// Events the receiving end's callback queues refused (a callback thread that could not
+    /// keep up), summed over its live sessions.
+    fn slow_callback_drops(&self) -> u64 {
+        fn sum(be: &impl MediaBackend) -> u64 {
+            be.all_sessions()
+                .iter()
+                .filter_map(|s| be.stats(s.id).ok())
+                .map(|st| {
+                    st.audio.frames_dropped_slow_callback
+                        + st.video.map_or(0, |v| v.frames_dropped_slow_callback)
+                })
+                .sum()
+        }
+        match self {
+            Rig::Rtp { rx, .. } => sum(rx.get()),
+            Rig::Sip { rx: Some(rx), .. } => sum(rx.get()),
+            Rig::Sip { tx, .. } => sum(tx.get()),
         }
     }
 
@@ -1040,6 +1063,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, Failure> {
     }
     // Late answers still count as set up.
     ramp.settle(&setup_rx);
+    let slow_callback = rig.slow_callback_drops();
     rig.close(&ramp.sessions);
     let c = &counters;
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -1078,6 +1102,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, Failure> {
         audio_delivered,
         audio_loss_pct: pct_lost(audio_sent, audio_delivered),
         audio_concealed: load(&c.concealed),
+        events_dropped_slow_callback: slow_callback,
         sends_late: load(&c.late),
         send_errors: load(&c.send_errors),
         latency: if rig.mode() == "remote" {
