@@ -168,7 +168,8 @@ typedef struct {
     // on the same thread, in order.
     uint32_t callback_threads;
     // Events each callback thread may have queued before new ones are dropped and counted in the
-    // stats (`frames_dropped_slow_callback`); default 512.
+    // stats (`frames_dropped_slow_callback`); default 512. A thread serving many sessions may
+    // queue 16 per live session when that is more.
     uint32_t callback_queue;
     // RFC 4733 telephone-event payload type, default 101; -1 disables DTMF.
     int16_t dtmf_payload_type;
@@ -557,7 +558,8 @@ typedef struct {
     // Threads that run the media callbacks (at least 1; default 1). `call` callbacks run on a
     // separate SIP callback thread.
     uint32_t callback_threads;
-    // Events each callback thread may have queued before new ones are dropped; default 512.
+    // Events each callback thread may have queued before new ones are dropped; default 512 (or
+    // 16 per live session of the thread when that is more).
     uint32_t callback_queue;
     // Our credentials as a client: what `rkm_register` and `rkm_dial` answer 401/407
     // challenges with unless their options name others. NULL (default): none.

@@ -66,7 +66,8 @@ pub struct RtpBackendConfig {
     pub rtcp_interval: Duration,
     /// Callback threads.
     pub callback_threads: usize,
-    /// Events queued per callback thread before new ones are dropped (and counted).
+    /// Events queued per callback thread before new ones are dropped (and counted), or 16 per
+    /// live session of the thread when that is more.
     pub callback_queue: usize,
     /// Threads for RTP I/O: 0 (default) one thread per stream, sleeping on its own sockets
     /// (lowest latency for a few calls); N > 0 N shared threads, each waiting in `epoll` on the

@@ -222,7 +222,8 @@ pub const MAX_IO_THREADS: usize = 1024;
 pub struct EngineConfig {
     /// Callback threads (at least 1).
     pub callback_threads: usize,
-    /// Events each callback thread may have queued before new ones are dropped.
+    /// Events each callback thread may have queued before new ones are dropped (at least: a
+    /// thread with many live sessions may queue `dispatch::EVENTS_PER_KEY` per session).
     pub callback_queue: usize,
     /// How streams do their I/O: 0 (default) one thread per stream, sleeping in `ppoll` on its
     /// own sockets (lowest latency for a few calls); N > 0 N shared threads, each waiting in

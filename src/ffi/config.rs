@@ -126,7 +126,8 @@ pub struct rkm_rtp_config {
     /// on the same thread, in order.
     pub callback_threads: u32,
     /// Events each callback thread may have queued before new ones are dropped and counted in the
-    /// stats (`frames_dropped_slow_callback`); default 512.
+    /// stats (`frames_dropped_slow_callback`); default 512. A thread serving many sessions may
+    /// queue 16 per live session when that is more.
     pub callback_queue: u32,
     /// RFC 4733 telephone-event payload type, default 101; -1 disables DTMF.
     pub dtmf_payload_type: i16,
@@ -507,7 +508,8 @@ pub struct rkm_sip_config {
     /// Threads that run the media callbacks (at least 1; default 1). `call` callbacks run on a
     /// separate SIP callback thread.
     pub callback_threads: u32,
-    /// Events each callback thread may have queued before new ones are dropped; default 512.
+    /// Events each callback thread may have queued before new ones are dropped; default 512 (or
+    /// 16 per live session of the thread when that is more).
     pub callback_queue: u32,
     /// Our credentials as a client: what `rkm_register` and `rkm_dial` answer 401/407
     /// challenges with unless their options name others. NULL (default): none.
