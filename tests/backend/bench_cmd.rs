@@ -32,6 +32,7 @@ const FIELDS: &[&str] = &[
     "audio_delivered",
     "audio_loss_pct",
     "audio_concealed",
+    "events_dropped_slow_callback",
     "sends_late",
     "send_errors",
     "latency",
