@@ -574,6 +574,112 @@ pub fn poll_readable(fds: &[RawFd], ready: &mut [bool], timeout: Duration) -> io
     Ok(n)
 }
 
+/// An `epoll` instance: one thread waits on many descriptors. Registrations are level-triggered
+/// (see [`Epoll::add`]), each carrying a `u64` token that comes back with its readiness.
+#[derive(Debug)]
+pub struct Epoll {
+    fd: OwnedFd,
+    /// `epoll_pwait2` (nanosecond timeout, Linux 5.11) is used until the kernel says `ENOSYS`.
+    precise: std::sync::atomic::AtomicBool,
+}
+
+/// Readiness reported by [`Epoll::wait`]: the registration's token.
+pub type EpollToken = u64;
+
+impl Epoll {
+    /// A new, empty instance.
+    pub fn new() -> io::Result<Epoll> {
+        // SAFETY: epoll_create1 takes no pointers; a non-negative result is a new descriptor.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by epoll_create1 and nothing else owns it.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Epoll {
+            fd,
+            precise: std::sync::atomic::AtomicBool::new(true),
+        })
+    }
+
+    /// Watches `fd` for input, level-triggered: as long as datagrams are queued every wait
+    /// reports it, so a reader may stop part way (fairness between sockets) and lose nothing.
+    pub fn add(&self, fd: RawFd, token: EpollToken) -> io::Result<()> {
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: token,
+        };
+        // SAFETY: `ev` is a live epoll_event for the duration of the call; the kernel copies it.
+        let r = unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Stops watching `fd`. After it returns no later wait reports the descriptor.
+    pub fn remove(&self, fd: RawFd) -> io::Result<()> {
+        let mut ev = libc::epoll_event { events: 0, u64: 0 };
+        // SAFETY: as in `add`; kernels before 2.6.9 wanted a non-null event even for DEL.
+        let r = unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_DEL, fd, &mut ev) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Waits until a registered descriptor is ready or `timeout` passes; pushes the ready
+    /// tokens into `ready` (cleared first, at most its capacity, at least 1). With
+    /// `epoll_pwait2` the timeout is kept to the nanosecond; without it, it is rounded up to
+    /// the next millisecond (never early).
+    pub fn wait(&self, ready: &mut Vec<EpollToken>, timeout: Duration) -> io::Result<usize> {
+        const MAX_EVENTS: usize = 256;
+        let mut evs = [libc::epoll_event { events: 0, u64: 0 }; MAX_EVENTS];
+        let cap = ready.capacity().clamp(1, MAX_EVENTS) as libc::c_int;
+        ready.clear();
+        loop {
+            let r = if self.precise.load(std::sync::atomic::Ordering::Relaxed) {
+                let ts = libc::timespec {
+                    tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
+                    tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
+                };
+                // SAFETY: `evs` has room for `cap` events the kernel writes; `ts` is a valid
+                // timespec alive for the call; a null mask leaves the signal mask alone.
+                let r = unsafe {
+                    libc::epoll_pwait2(
+                        self.fd.as_raw_fd(),
+                        evs.as_mut_ptr(),
+                        cap,
+                        &ts,
+                        std::ptr::null(),
+                    )
+                };
+                if r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+                    self.precise
+                        .store(false, std::sync::atomic::Ordering::Relaxed);
+                    continue;
+                }
+                r
+            } else {
+                let ms =
+                    timeout.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as libc::c_int;
+                // SAFETY: `evs` has room for `cap` events the kernel writes.
+                unsafe { libc::epoll_wait(self.fd.as_raw_fd(), evs.as_mut_ptr(), cap, ms) }
+            };
+            if r < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            let n = r as usize;
+            ready.extend(evs[..n].iter().map(|e| e.u64));
+            return Ok(n);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -681,5 +787,23 @@ mod tests {
             poll_readable(&fds, &mut ready, Duration::from_millis(1)).unwrap(),
             0
         );
+    }
+
+    #[test]
+    fn epoll_reports_tokens_and_forgets_removed() {
+        let ep = Epoll::new().unwrap();
+        let a = MediaSocket::bind(lo()).unwrap();
+        let b = MediaSocket::bind(lo()).unwrap();
+        ep.add(a.as_raw_fd(), 7).unwrap();
+        ep.add(b.as_raw_fd(), 9).unwrap();
+        let mut ready = Vec::with_capacity(8);
+        assert_eq!(ep.wait(&mut ready, Duration::from_millis(5)).unwrap(), 0);
+        b.send_to(&[1], b.local_addr()).unwrap();
+        assert_eq!(ep.wait(&mut ready, Duration::from_secs(5)).unwrap(), 1);
+        assert_eq!(ready, [9]);
+        // Level-triggered: still queued, still reported.
+        assert_eq!(ep.wait(&mut ready, Duration::from_secs(5)).unwrap(), 1);
+        ep.remove(b.as_raw_fd()).unwrap();
+        assert_eq!(ep.wait(&mut ready, Duration::from_millis(5)).unwrap(), 0);
     }
 }
