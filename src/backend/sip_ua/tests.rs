@@ -2157,3 +2157,76 @@ fn a_thousand_sequential_calls_leave_no_state_behind() {
     }
     assert_eq!(a.counters.snapshot().calls_ended, 1001);
 }
+
+/// More commands than one wake-up takes (here `COMMANDS_PER_WAKE` that find no call, then the
+/// hang-up of a live one): the rest is due at once, as a time the I/O loop already reached,
+/// so its next turn takes it without another command to wake it. (Due at a fresh clock
+/// reading instead, it never was: 1,000 calls hung up at once left some up on both ends.)
+#[test]
+fn a_command_backlog_is_taken_on_the_next_turn_without_another_wake() {
+    use super::thread::{SipThread, COMMANDS_PER_WAKE};
+    use crate::engine::dispatch::Dispatcher;
+    use crate::engine::SipHandler;
+
+    // Virtual time behind the real clock, which the I/O loop reads before it asks.
+    let t0 = Instant::now()
+        .checked_sub(Duration::from_secs(60))
+        .expect("a clock running for a minute");
+    let mut now = t0;
+    let mut a = Ua::new(5091, |_| {});
+    let mut b = Ua::new(5092, |_| {});
+    let session = SessionId::new_v4();
+    a.cmd(
+        Command::Dial(Box::new(dial_to(session, "sip:bob@127.0.0.1:5092", b.addr))),
+        now,
+    );
+    run_for(
+        &mut a,
+        &mut b,
+        &mut now,
+        Duration::from_secs(5),
+        &mut keep_all(),
+    );
+    assert_eq!(a.states().last(), Some(&CallState::Answered));
+    let theirs = session_of(&b);
+    // b's core as its SIP thread drives it; the hang-up comes last in a long queue.
+    let Ua {
+        core,
+        dir,
+        counters,
+        ..
+    } = b;
+    let dispatcher =
+        Arc::new(Dispatcher::new(1, 64, "rkm-test-cb", Arc::new(|_: SipEvent| {})).unwrap());
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let mut thread = SipThread::new(core, rx, dispatcher, dir, counters);
+    for _ in 0..COMMANDS_PER_WAKE {
+        tx.send(Command::Hangup(SessionId::new_v4())).unwrap();
+    }
+    tx.send(Command::Hangup(theirs)).unwrap();
+    let mut out = Outbox::default();
+    thread.on_wake(now, &mut out);
+    assert_eq!(
+        tx.len(),
+        1,
+        "one wake-up takes {COMMANDS_PER_WAKE} commands"
+    );
+    assert_eq!(out.drain().count(), 0, "no BYE yet");
+    // The loop's next turn reads its clock, then asks when the handler is due.
+    let reading = Instant::now();
+    let due = thread.poll_timeout().expect("a backlog is a timeout");
+    assert!(
+        due <= reading,
+        "the backlog is due at a time the loop reached"
+    );
+    thread.on_timeout(reading, &mut out);
+    assert!(tx.is_empty());
+    let sent: Vec<SipMessage> = out.drain().map(|(d, _)| parse(&d).unwrap()).collect();
+    assert!(
+        sent.iter().any(|m| m.method() == &Method::Bye),
+        "the hang-up at the end of the queue sent its BYE: {sent:?}"
+    );
+    assert_eq!(thread.core.call_count(), 0);
+    // With the queue empty the thread sleeps until its own timers (BYE retransmission).
+    assert!(thread.poll_timeout().is_some_and(|t| t > reading));
+}

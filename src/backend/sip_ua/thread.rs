@@ -15,7 +15,7 @@ use crate::engine::SipHandler;
 use crate::sip::{Outbox, SipPeer};
 
 /// Commands a wake-up processes at most before datagrams get their turn.
-const COMMANDS_PER_WAKE: usize = 256;
+pub(super) const COMMANDS_PER_WAKE: usize = 256;
 
 /// The core as the SIP transport thread drives it.
 pub(crate) struct SipThread {
@@ -25,8 +25,10 @@ pub(crate) struct SipThread {
     /// What the backend handle reads about the calls; written here from the core's updates.
     directory: Arc<CallDirectory>,
     counters: Arc<SipCounters>,
-    /// Set when a wake-up left commands queued: the next timeout is "now".
-    backlog: bool,
+    /// When a wake-up last left commands queued (the `now` it ran at): the next timeout is due
+    /// then, a time already past when the I/O loop compares it with its clock, so the rest of
+    /// the queue is taken on the loop's next turn even if nothing else wakes the thread.
+    backlog: Option<Instant>,
 }
 
 impl SipThread {
@@ -43,7 +45,7 @@ impl SipThread {
             dispatcher,
             directory,
             counters,
-            backlog: false,
+            backlog: None,
         }
     }
 
@@ -69,14 +71,16 @@ impl SipThread {
     }
 
     fn take_commands(&mut self, now: Instant, out: &mut Outbox) {
-        self.backlog = false;
+        self.backlog = None;
         for _ in 0..COMMANDS_PER_WAKE {
             match self.commands.try_recv() {
                 Ok(cmd) => self.core.handle_command(cmd, now, out),
                 Err(_) => return,
             }
         }
-        self.backlog = !self.commands.is_empty();
+        if !self.commands.is_empty() {
+            self.backlog = Some(now);
+        }
     }
 }
 
@@ -97,7 +101,7 @@ impl SipHandler for SipThread {
     }
 
     fn on_timeout(&mut self, now: Instant, out: &mut Outbox) {
-        if self.backlog {
+        if self.backlog.is_some() {
             self.take_commands(now, out);
         }
         self.core.handle_timeout(now, out);
@@ -105,10 +109,13 @@ impl SipHandler for SipThread {
     }
 
     fn poll_timeout(&mut self) -> Option<Instant> {
-        if self.backlog {
-            return Some(Instant::now());
-        }
-        self.core.poll_timeout()
+        // Not `Instant::now()`: the loop runs `on_timeout` when this is at or before the time
+        // it read just before asking, which a fresh reading never is. The queue would then
+        // wait for the next command, and every call timer with it.
+        self.backlog
+            .into_iter()
+            .chain(self.core.poll_timeout())
+            .min()
     }
 
     fn on_shutdown(&mut self, now: Instant, out: &mut Outbox) {
