@@ -25,6 +25,16 @@ pub struct DialogId {
     pub remote_tag: String,
 }
 
+impl DialogId {
+    /// True when a request from the peer belongs to this dialog (Call-ID, our tag in To, their
+    /// tag in From).
+    pub fn matches_request(&self, request: &SipMessage) -> bool {
+        request.call_id() == self.call_id
+            && request.to().tag() == Some(self.local_tag.as_str())
+            && request.from().tag().unwrap_or_default() == self.remote_tag
+    }
+}
+
 /// Why a request or response cannot create or continue a dialog.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DialogError {
@@ -213,9 +223,7 @@ impl Dialog {
     /// True when a request from the peer belongs to this dialog (Call-ID, our tag in To, their
     /// tag in From).
     pub fn matches_request(&self, request: &SipMessage) -> bool {
-        request.call_id() == self.id.call_id
-            && request.to().tag() == Some(self.id.local_tag.as_str())
-            && request.from().tag().unwrap_or_default() == self.id.remote_tag
+        self.id.matches_request(request)
     }
 
     /// True when a response to our request belongs to this dialog.

@@ -149,10 +149,22 @@ impl SipCore {
     }
 
     /// Sends a BYE for call `no` in a client transaction (retransmitted until answered).
+    /// The dialog stays known in `closing` until that transaction ends.
     pub(super) fn send_bye(&mut self, no: CallNo, now: Instant, out: &mut Outbox) {
+        let dialog = self
+            .calls
+            .get(&no)
+            .and_then(|c| c.dialog.as_ref())
+            .map(|d| d.id().clone());
         let sent = self
             .dialog_request(no, Method::Bye, &[], None)
             .and_then(|(req, dest)| self.send_non_invite(req, dest, ClientKind::Bye, now, out));
+        if let (Some(id), Some(dialog)) = (sent, dialog) {
+            if let Some(e) = self.clients.get_mut(&id) {
+                e.closes = Some(dialog.call_id.clone());
+                self.closing.insert(dialog.call_id.clone(), (dialog, id));
+            }
+        }
         if sent.is_none() {
             // The dialog checked its parts when it was made: this is a bug if it happens,
             // counted, never silent.
@@ -543,6 +555,12 @@ impl SipCore {
         now: Instant,
         out: &mut Outbox,
     ) {
+        if self.in_dialog(req).is_none() && self.is_closing(req) {
+            // Our BYE crossed the peer's: both end the same dialog, which is still there
+            // until ours is answered (RFC 3261 §15.1.2). Nothing is left to end here.
+            self.respond(id, Some(req), 200, &[], None, now, out);
+            return;
+        }
         let Some(no) = self.accept_in_dialog(id, req, now, out) else {
             return;
         };
@@ -557,6 +575,14 @@ impl SipCore {
             self.respond(inv, None, 487, &[], None, now, out);
         }
         self.end_call(no, "the far end hung up", EndReason::RemoteHangup);
+    }
+
+    /// True when `req` comes from the peer of a dialog we sent BYE in and whose BYE is not
+    /// finished yet.
+    fn is_closing(&self, req: &SipMessage) -> bool {
+        self.closing
+            .get(req.call_id())
+            .is_some_and(|(d, _)| d.matches_request(req))
     }
 
     /// An INFO: DTMF (`application/dtmf-relay`, `application/dtmf`) goes to the application;

@@ -94,6 +94,7 @@ impl SipCore {
             call_index: HashMap::new(),
             by_session: HashMap::new(),
             registrations: BTreeMap::new(),
+            closing: HashMap::new(),
             ended_forks: HashMap::new(),
             orphan_invites: Vec::new(),
             timers: TimerQueue::default(),
@@ -220,6 +221,7 @@ impl SipCore {
             ("call_index", self.call_index.len()),
             ("by_session", self.by_session.len()),
             ("registrations", self.registrations.len()),
+            ("closing", self.closing.len()),
             ("ended_forks", self.ended_forks.len()),
             ("orphan_invites", self.orphan_invites.len()),
             ("events", self.events.len()),
@@ -563,7 +565,15 @@ impl SipCore {
         let id = self.new_tx_id();
         self.client_index
             .insert(tx.key().clone(), ClientRef::NonInvite(id));
-        self.clients.insert(id, ClientEntry { dest, tx, kind });
+        self.clients.insert(
+            id,
+            ClientEntry {
+                dest,
+                tx,
+                kind,
+                closes: None,
+            },
+        );
         self.flush_client(id, out);
         Some(id)
     }
@@ -596,6 +606,11 @@ impl SipCore {
         }
         if e.tx.is_terminated() {
             let key = e.tx.key().clone();
+            if let Some(call_id) = e.closes.take() {
+                if self.closing.get(&call_id).is_some_and(|(_, t)| *t == id) {
+                    self.closing.remove(&call_id);
+                }
+            }
             self.clients.remove(&id);
             self.client_index.remove(&key);
             self.timers.set(TimerKey::Client(id), None);

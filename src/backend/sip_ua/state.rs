@@ -20,7 +20,7 @@ use crate::backend::sip_config::{InviteFilter, SipBackendConfig};
 use crate::engine::SessionId;
 use crate::sdp::{Answer, AnswerConfig, Offer};
 use crate::sip::auth::{DigestAuthenticator, DigestClient};
-use crate::sip::dialog::Dialog;
+use crate::sip::dialog::{Dialog, DialogId};
 use crate::sip::register::Registration;
 use crate::sip::session_timer::{SessionExpires, SessionTimer};
 use crate::sip::transaction::{
@@ -84,6 +84,8 @@ pub(super) struct ClientEntry {
     pub dest: SipPeer,
     pub tx: NonInviteClientTransaction,
     pub kind: ClientKind,
+    /// The Call-ID of the dialog a BYE of ours closes (its entry in `closing`).
+    pub closes: Option<String>,
 }
 
 /// One of our INVITEs (initial or re-INVITE) and the call it belongs to.
@@ -187,6 +189,10 @@ pub struct SipCore {
     pub(super) call_index: HashMap<String, CallNo>,
     pub(super) by_session: HashMap<SessionId, CallNo>,
     pub(super) registrations: BTreeMap<u64, RegEntry>,
+    /// Dialogs we sent BYE in, by Call-ID, with that BYE's transaction: until it ends the
+    /// dialog still exists for the peer, and a BYE of its own crossing ours is answered 200
+    /// (RFC 3261 §15.1.2), not 481.
+    pub(super) closing: HashMap<String, (DialogId, TxId)>,
     /// The To tags of 2xx forks we ACKed and ended, per INVITE transaction (one BYE each).
     pub(super) ended_forks: HashMap<TxId, Vec<String>>,
     /// INVITE transactions of calls that ended while they were unanswered (a re-INVITE that

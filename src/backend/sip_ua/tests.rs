@@ -2230,3 +2230,90 @@ fn a_command_backlog_is_taken_on_the_next_turn_without_another_wake() {
     // With the queue empty the thread sleeps until its own timers (BYE retransmission).
     assert!(thread.poll_timeout().is_some_and(|t| t > reading));
 }
+
+/// Both ends hang up at once: each BYE reaches a peer whose own BYE is still unanswered. The
+/// dialog lives until then, so each is answered 200 (RFC 3261 §15.1.2), not 481; the call
+/// ends once on each side, and the dialog is forgotten when the BYE transactions end. A BYE
+/// in that dialog with the wrong tag still gets 481.
+#[test]
+fn crossing_byes_are_both_answered_200() {
+    let t0 = Instant::now();
+    let mut now = t0;
+    let mut a = Ua::new(5093, |_| {});
+    let mut b = Ua::new(5094, |_| {});
+    let session = SessionId::new_v4();
+    a.cmd(
+        Command::Dial(Box::new(dial_to(session, "sip:bob@127.0.0.1:5094", b.addr))),
+        now,
+    );
+    run_for(
+        &mut a,
+        &mut b,
+        &mut now,
+        Duration::from_secs(5),
+        &mut keep_all(),
+    );
+    assert_eq!(a.states().last(), Some(&CallState::Answered));
+    let theirs = session_of(&b);
+    a.cmd(Command::Hangup(session), now);
+    b.cmd(Command::Hangup(theirs), now);
+    assert_eq!(a.core.call_count() + b.core.call_count(), 0);
+    // b's BYE as sent, kept to forge one with a wrong tag below.
+    let b_sent: Vec<_> = b.out.drain().collect();
+    let b_bye = b_sent
+        .iter()
+        .find(|(d, _)| parse(d).unwrap().method() == &Method::Bye)
+        .map(|(d, _)| d.clone())
+        .expect("b sent a BYE");
+    for (d, to) in b_sent {
+        b.out.push(d, to);
+    }
+    let mut link = keep_all();
+    run_for(&mut a, &mut b, &mut now, Duration::from_secs(1), &mut link);
+    let bye_answers = |sent: Vec<&SipMessage>| -> Vec<u16> {
+        sent.into_iter()
+            .filter(|m| m.cseq().method == Method::Bye)
+            .filter_map(SipMessage::status)
+            .collect()
+    };
+    assert_eq!(
+        bye_answers(link.from_a.iter().collect()),
+        [200],
+        "a's answer"
+    );
+    assert_eq!(
+        bye_answers(link.dests_b.iter().map(|(m, _)| m).collect()),
+        [200],
+        "b's answer"
+    );
+    for ua in [&a, &b] {
+        let s = ua.counters.snapshot();
+        assert_eq!((s.calls_ended, s.byes_answered, s.bye_timeouts), (1, 1, 0));
+        assert_eq!(ua.live_media(), 0);
+    }
+    // The same BYE from a stranger's tag (a new transaction): not this dialog, 481.
+    let tag = parse(&b_bye).unwrap().from().tag().unwrap().to_string();
+    let forged = String::from_utf8(b_bye)
+        .unwrap()
+        .replace(&format!("tag={tag}"), "tag=stranger")
+        .replace("z9hG4bK", "z9hG4bKforged");
+    a.recv(forged.as_bytes(), b.addr, now);
+    let answers: Vec<u16> = a.sent().iter().filter_map(|(m, _)| m.status()).collect();
+    assert_eq!(answers, [481]);
+    run_for(
+        &mut a,
+        &mut b,
+        &mut now,
+        Duration::from_secs(60),
+        &mut keep_all(),
+    );
+    for ua in [&a, &b] {
+        let left: Vec<_> = ua
+            .core
+            .table_sizes()
+            .into_iter()
+            .filter(|&(_, n)| n > 0)
+            .collect();
+        assert!(left.is_empty(), "left in the core: {left:?}");
+    }
+}
