@@ -156,10 +156,11 @@ impl StreamCore {
             let len = v.tx.payloads.payload_len(i);
             self.rtp.count_payload(len);
             let seq = u16::from_be_bytes([header[2], header[3]]);
-            let buf = v.history.store(seq, now);
-            buf.extend_from_slice(&header);
-            v.tx.payloads.copy_payload(i, picture, buf);
-            let wire = buf.len();
+            let payloads = &v.tx.payloads;
+            let wire = v.history.store(seq, now, |buf| {
+                buf.extend_from_slice(&header);
+                payloads.copy_payload(i, picture, buf);
+            });
             v.pacer.push(now, Paced::Media(seq), wire, Class::Media);
             last_seq = Some(seq);
         }
@@ -257,6 +258,7 @@ impl StreamCore {
         let Some(v) = self.video_out.as_mut() else {
             return;
         };
+        v.history.expire(now);
         while let Some((item, waited)) = v.pacer.pop(now) {
             Self::emit_paced(
                 v,
