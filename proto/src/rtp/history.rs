@@ -18,6 +18,8 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use super::pool::BufPool;
+
 /// How much history a sender keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HistoryConfig {
@@ -75,7 +77,7 @@ pub struct SendHistory {
     /// Bytes in `entries`.
     bytes: usize,
     /// Buffers of packets that left, for the next ones.
-    spare: Vec<Vec<u8>>,
+    spare: BufPool,
     /// Share of recent packets the receiver asked for (see [`Self::nacked_share`]).
     nacked_share: f64,
 }
@@ -106,7 +108,7 @@ impl SendHistory {
             entries: VecDeque::new(),
             first: 0,
             bytes: 0,
-            spare: Vec::new(),
+            spare: BufPool::new(MAX_SPARE),
             nacked_share: 0.0,
         }
     }
@@ -144,7 +146,7 @@ impl SendHistory {
                 .iter()
                 .map(|e| e.data.capacity())
                 .sum::<usize>()
-            + self.spare.iter().map(Vec::capacity).sum::<usize>()
+            + self.spare.bytes()
     }
 
     fn index(&self, seq: u16) -> Option<usize> {
@@ -165,13 +167,10 @@ impl SendHistory {
     }
 
     fn pop_front(&mut self) {
-        if let Some(mut e) = self.entries.pop_front() {
+        if let Some(e) = self.entries.pop_front() {
             self.first = self.first.wrapping_add(1);
             self.bytes -= e.data.len();
-            if self.spare.len() < MAX_SPARE && e.data.capacity() > 0 {
-                e.data.clear();
-                self.spare.push(e.data);
-            }
+            self.spare.give(e.data);
         }
     }
 
@@ -179,6 +178,7 @@ impl SendHistory {
     /// nothing is left, the queue and the spare buffers are freed too: an idle sender holds no
     /// packet memory.
     pub fn expire(&mut self, now: Instant) {
+        self.spare.trim(now);
         let keep = self.cfg.max_age + AGE_GRACE;
         while let Some(e) = self.entries.front() {
             let old = now.saturating_duration_since(e.sent_at) > keep;
@@ -189,7 +189,7 @@ impl SendHistory {
         }
         if self.entries.is_empty() && (self.entries.capacity() > 0 || !self.spare.is_empty()) {
             self.entries = VecDeque::new();
-            self.spare = Vec::new();
+            self.spare = BufPool::new(MAX_SPARE);
         }
     }
 
@@ -207,11 +207,7 @@ impl SendHistory {
         while self.entries.len() >= self.cfg.max_packets {
             self.pop_front();
         }
-        let data = if valid {
-            self.spare.pop().unwrap_or_default()
-        } else {
-            Vec::new()
-        };
+        let data = if valid { self.spare.take() } else { Vec::new() };
         self.entries.push_back(Entry {
             valid,
             sent: !valid,

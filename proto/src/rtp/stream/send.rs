@@ -6,6 +6,8 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::rtp::pool::BufPool;
+
 use rand::rngs::SmallRng;
 use rand::Rng;
 
@@ -219,7 +221,7 @@ impl StreamCore {
         for (i, (ts, marker, len)) in a.packets().enumerate() {
             let header = self.rtp.next_header(ts, marker);
             self.rtp.count_payload(len);
-            let mut buf = self.pool.pop().unwrap_or_default();
+            let mut buf = self.pool.take();
             buf.clear();
             buf.extend_from_slice(&header);
             buf.extend_from_slice(a.payload(i));
@@ -279,7 +281,7 @@ impl StreamCore {
         item: Paced,
         waited: Duration,
         now: Instant,
-        pool: &mut Vec<Vec<u8>>,
+        pool: &mut BufPool,
         transmits: &mut VecDeque<Transmit>,
         stats: &mut StreamStats,
         dest: SocketAddr,
@@ -291,7 +293,7 @@ impl StreamCore {
         let Some(bytes) = v.history.get(seq) else {
             return;
         };
-        let mut buf = pool.pop().unwrap_or_default();
+        let mut buf = pool.take();
         buf.clear();
         match (&mut v.rtx, resend) {
             (Some(rtx), true) => {
@@ -365,7 +367,7 @@ impl StreamCore {
                     .next_header(p.rtp_ts.wrapping_add(pkt.timestamp_offset), pkt.marker);
                 self.rtp.set_payload_type(normal);
                 self.rtp.count_payload(pkt.payload.len());
-                let mut buf = self.pool.pop().unwrap_or_default();
+                let mut buf = self.pool.take();
                 buf.clear();
                 buf.reserve(RTP_HEADER_LEN + TELEPHONE_EVENT_LEN);
                 buf.extend_from_slice(&h);
