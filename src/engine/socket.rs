@@ -102,9 +102,16 @@ pub struct Datagram<'a> {
     pub truncated: bool,
 }
 
-/// Reusable receive buffers and message headers for batched receiving.
+/// Slots a [`RecvBatch`] starts with.
+const FIRST_SLOTS: usize = 4;
+
+/// Reusable receive buffers and message headers for batched receiving. It starts small and
+/// doubles, up to the size asked for, each time a receive fills every slot: a stream that gets a
+/// packet at a time (audio) keeps a few kilobytes, one that gets bursts (video key pictures) grows
+/// to what they need.
 pub struct RecvBatch {
     slot_size: usize,
+    max_slots: usize,
     bufs: Vec<u8>,
     iov: Vec<libc::iovec>,
     addrs: Vec<libc::sockaddr_storage>,
@@ -141,30 +148,52 @@ pub enum Wait {
 }
 
 impl RecvBatch {
-    /// `slots` datagrams of up to `slot_size` bytes each per call.
+    /// Up to `slots` datagrams of up to `slot_size` bytes each per call (a few at first, more
+    /// once the queue shows it has them).
     pub fn new(slots: usize, slot_size: usize) -> RecvBatch {
-        let slots = slots.clamp(1, MAX_BATCH);
-        let slot_size = slot_size.max(1);
+        let max_slots = slots.clamp(1, MAX_BATCH);
+        let mut batch = RecvBatch {
+            slot_size: slot_size.max(1),
+            max_slots,
+            bufs: Vec::new(),
+            iov: Vec::new(),
+            addrs: Vec::new(),
+            msgs: Vec::new(),
+            got: Vec::new(),
+            count: 0,
+            batched: true,
+        };
+        batch.resize(FIRST_SLOTS.min(max_slots));
+        batch
+    }
+
+    /// Gives the batch `slots` slots (the received datagrams are forgotten).
+    fn resize(&mut self, slots: usize) {
         // SAFETY: sockaddr_storage and mmsghdr are plain C structs for which all-zero bytes are a
         // valid value (null pointers, zero lengths).
         let (addr0, msg0): (libc::sockaddr_storage, libc::mmsghdr) =
             unsafe { (mem::zeroed(), mem::zeroed()) };
-        RecvBatch {
-            slot_size,
-            bufs: vec![0; slots * slot_size],
-            iov: vec![
-                libc::iovec {
-                    iov_base: std::ptr::null_mut(),
-                    iov_len: 0,
-                };
-                slots
-            ],
-            addrs: vec![addr0; slots],
-            msgs: vec![msg0; slots],
-            got: vec![(0, 0, false); slots],
-            count: 0,
-            batched: true,
-        }
+        let iov0 = libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        };
+        self.bufs.resize(slots * self.slot_size, 0);
+        self.iov.resize(slots, iov0);
+        self.addrs.resize(slots, addr0);
+        self.msgs.resize(slots, msg0);
+        self.got.resize(slots, (0, 0, false));
+        self.count = 0;
+    }
+
+    /// Datagrams the next receive can take.
+    pub fn slots(&self) -> usize {
+        self.iov.len()
+    }
+
+    /// The last receive filled every slot: more may be waiting. (The next receive takes twice as
+    /// many, up to the batch's size.)
+    pub fn filled(&self) -> bool {
+        self.count > 0 && self.count == self.iov.len()
     }
 
     /// Turns batching off, as if the kernel lacked `recvmmsg` (tests exercise the fallback).
@@ -176,6 +205,9 @@ impl RecvBatch {
     /// Receives up to one batch of datagrams; returns how many. With [`Wait::ForOne`] a read
     /// timeout surfaces as `WouldBlock`/`TimedOut`; with [`Wait::No`] an empty queue returns 0.
     pub fn recv(&mut self, sock: &MediaSocket, wait: Wait) -> io::Result<usize> {
+        if self.filled() && self.slots() < self.max_slots {
+            self.resize((self.slots() * 2).min(self.max_slots));
+        }
         self.count = 0;
         self.prepare();
         if self.batched {
@@ -210,8 +242,8 @@ impl RecvBatch {
         self.count == 0
     }
 
-    /// Points every header at its slot. The vectors never grow after `new`, so the pointers stay
-    /// valid until the next call rebuilds them.
+    /// Points every header at its slot. The vectors grow only between receives (`resize`), so
+    /// the pointers stay valid until the next call rebuilds them.
     fn prepare(&mut self) {
         let base = self.bufs.as_mut_ptr();
         for i in 0..self.iov.len() {
@@ -743,6 +775,35 @@ mod tests {
     #[test]
     fn per_packet_fallback_roundtrip() {
         roundtrip(false);
+    }
+
+    #[test]
+    fn batch_grows_only_when_the_queue_fills_it() {
+        let rx = MediaSocket::bind(lo()).unwrap();
+        let tx = MediaSocket::bind(lo()).unwrap();
+        rx.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut rb = RecvBatch::new(64, 2048);
+        assert_eq!(rb.slots(), FIRST_SLOTS);
+        // One datagram at a time: it stays small.
+        for i in 0..10u8 {
+            tx.send_to(&[i; 100], rx.local_addr()).unwrap();
+            assert_eq!(rb.recv(&rx, Wait::ForOne).unwrap(), 1);
+            assert!(!rb.filled());
+        }
+        assert_eq!(rb.slots(), FIRST_SLOTS);
+        // A burst: each full receive doubles the next, nothing is lost or reordered, and the
+        // size asked for is the ceiling.
+        for i in 0..200u8 {
+            tx.send_to(&[i; 100], rx.local_addr()).unwrap();
+        }
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while got.len() < 200 && Instant::now() < deadline {
+            let n = rb.recv(&rx, Wait::ForOne).unwrap();
+            got.extend((0..n).map(|i| rb.get(i).data[0]));
+        }
+        assert_eq!(got, (0..200u8).collect::<Vec<_>>());
+        assert_eq!(rb.slots(), 64);
     }
 
     #[test]
