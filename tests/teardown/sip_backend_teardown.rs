@@ -150,7 +150,15 @@ fn a_thousand_concurrent_calls_on_shared_io_threads_leave_nothing_behind() {
             for &c in &placed {
                 let left = deadline.saturating_duration_since(std::time::Instant::now());
                 let p = uac.wait_call(c, left).expect("an answer");
-                assert_eq!(p.state, CallState::Answered, "wave {wave}: {p:?}");
+                assert_eq!(
+                    p.state,
+                    CallState::Answered,
+                    "wave {wave}: {p:?} {:?} {:?} free {} {}",
+                    uac.sip_stats(),
+                    be.sip_stats(),
+                    uac.port_pool().available(),
+                    be.port_pool().available()
+                );
             }
             calls.extend(placed);
         }
