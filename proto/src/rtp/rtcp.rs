@@ -1,5 +1,6 @@
 //! RTCP: building and parsing the compound packets a media stream exchanges (RFC 3550 sender and
-//! receiver reports, SDES CNAME and BYE; RFC 4585 PLI and generic NACK; RFC 5104 FIR), the
+//! receiver reports, SDES CNAME and BYE; RFC 4585 PLI and generic NACK; RFC 5104 FIR; transport-wide
+//! CC feedback and REMB, whose formats live in `twcc.rs` and `remb.rs`), the
 //! report interval, and NTP time conversions.
 //!
 //! The wire format is handled by `rtcp-types`. Builders append to a caller-owned `Vec<u8>`, one
@@ -116,6 +117,10 @@ pub enum RtcpEvent {
         media_ssrc: u32,
         lost: Vec<u16>,
     },
+    /// Transport-wide congestion control feedback (RTPFB FMT 15): when each packet arrived.
+    TransportCc(super::twcc::TwccFeedback),
+    /// A receiver's estimate of the path's bitrate (REMB, PSFB FMT 15 with the `REMB` identifier).
+    Remb(super::remb::Remb),
     /// A well-formed packet we do not act on (APP, XR, other feedback formats, unknown types).
     Other { packet_type: u8, format: u8 },
 }
@@ -318,6 +323,22 @@ fn push_event(
                             .collect(),
                     }
                 }
+                super::remb::FMT_AFB => {
+                    match super::remb::parse_fci(fb.sender_ssrc(), fci(raw, offset)?) {
+                        Ok(Some(remb)) => RtcpEvent::Remb(remb),
+                        Ok(None) => RtcpEvent::Other {
+                            packet_type,
+                            format,
+                        },
+                        Err(reason) => {
+                            return Err(RtcpError::Malformed {
+                                offset,
+                                packet_type,
+                                reason,
+                            })
+                        }
+                    }
+                }
                 _ => RtcpEvent::Other {
                     packet_type,
                     format,
@@ -333,6 +354,16 @@ fn push_event(
                 media_ssrc: fb.media_ssrc(),
                 lost: nack.entries().collect(),
             });
+        }
+        Packet::TransportFeedback(fb) if format == super::twcc::FMT_TWCC => {
+            let feedback =
+                super::twcc::parse_fci(fb.sender_ssrc(), fb.media_ssrc(), fci(raw, offset)?)
+                    .map_err(|reason| RtcpError::Malformed {
+                        offset,
+                        packet_type,
+                        reason,
+                    })?;
+            events.push(RtcpEvent::TransportCc(feedback));
         }
         _ => events.push(RtcpEvent::Other {
             packet_type,
