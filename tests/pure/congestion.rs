@@ -50,6 +50,8 @@ fn settles_on_a_narrow_bottleneck_without_building_a_queue() {
     println!("targets (kbit/s, one a second): {line}");
     let after: Vec<u64> = sim.flows[0].estimates_after(secs(t0, 5.0)).collect();
     let (lo, hi) = (after.iter().min().unwrap(), after.iter().max().unwrap());
+    let first = first_time(&sim, 0, t0, |b| b >= 1_050_000);
+    println!("at 70 % of the link after {first:?} s; from 5 s on {lo}..{hi} bit/s");
     assert!(
         *lo >= 1_050_000 && *hi <= 1_650_000,
         "after 5 s the target left 70–110 % of 1.5 Mbit/s: {lo}..{hi}; {line}"
@@ -81,6 +83,7 @@ fn follows_the_link_up_and_down() {
     let line = timeline(&sim, 0);
     println!("targets (kbit/s, one a second): {line}");
     let t_up = first_time(&sim, 0, up, |b| b >= 2_800_000);
+    println!("1.5 → 4 Mbit/s: 70 % after {t_up:?} s");
     assert!(
         t_up.is_some_and(|t| t <= 10.0),
         "1.5 → 4 Mbit/s followed after {t_up:?} s; {line}"
@@ -92,6 +95,7 @@ fn follows_the_link_up_and_down() {
     let line = timeline(&sim, 0);
     println!("targets (kbit/s, one a second): {line}");
     let t_down = first_time(&sim, 0, down, |b| b <= 1_100_000);
+    println!("4 → 1 Mbit/s: at most 110 % after {t_down:?} s");
     assert!(
         t_down.is_some_and(|t| t <= 2.0),
         "4 → 1 Mbit/s followed after {t_down:?} s; {line}"
@@ -99,6 +103,7 @@ fn follows_the_link_up_and_down() {
     // And it settles there: 70–110 % of 1 Mbit/s over the last 10 s.
     let last: Vec<u64> = sim.flows[0].estimates_after(secs(t0, 60.0)).collect();
     let (lo, hi) = (last.iter().min().unwrap(), last.iter().max().unwrap());
+    println!("last 10 s: {lo}..{hi} bit/s");
     assert!(*lo >= 700_000 && *hi <= 1_100_000, "{lo}..{hi}; {line}");
 }
 
@@ -113,6 +118,7 @@ fn light_random_loss_does_not_pull_the_estimate_down() {
     println!("targets (kbit/s, one a second): {line}");
     let after: Vec<u64> = sim.flows[0].estimates_after(secs(t0, 15.0)).collect();
     let lo = *after.iter().min().unwrap();
+    println!("2 % loss: lowest target after 15 s {lo} bit/s");
     assert!(
         lo >= rate * 8 / 10,
         "at 2 % loss the target fell to {lo}; {line}"
@@ -147,4 +153,35 @@ fn two_flows_share_a_bottleneck_fairly() {
     assert!(a + b >= 0.7 * 3_000_000.0, "{a} + {b}");
     let q = p95(&sim.queue_delays_after(secs(t0, 40.0)));
     assert!(q < Duration::from_millis(100), "queue p95 {q:?}");
+}
+
+mod fuzz_checks {
+    //! The `congestion` fuzz target's checks on feedback we build and on random bytes.
+    use proptest::prelude::*;
+
+    use crate::fuzz_support::congestion::feedback;
+    use roomkit_media::rtp::twcc;
+
+    proptest! {
+        #[test]
+        fn built_feedback_passes_the_fuzz_checks(
+            base in any::<u16>(),
+            steps in proptest::collection::vec(proptest::option::of(-40_000i64..3_000_000), 1..300),
+        ) {
+            // Arrivals as a walk: each received packet moves the clock by its step.
+            let mut t = 1_000_000i64;
+            let arrivals: Vec<Option<i64>> = steps
+                .iter()
+                .map(|s| s.map(|d| { t += d; t }))
+                .collect();
+            let mut out = Vec::new();
+            twcc::build(&mut out, 1, 2, base, 0, &arrivals).unwrap();
+            feedback(&out[12..]);
+        }
+
+        #[test]
+        fn random_bytes_pass_the_fuzz_checks(data in proptest::collection::vec(any::<u8>(), 0..200)) {
+            feedback(&data);
+        }
+    }
 }

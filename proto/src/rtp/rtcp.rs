@@ -1065,6 +1065,53 @@ mod tests {
     }
 
     #[test]
+    fn transport_cc_and_remb_in_a_compound() {
+        let mut out = Vec::new();
+        build_rr(&mut out, 5, &[]).unwrap();
+        let arrivals = [Some(70_000), None, Some(71_000)];
+        assert_eq!(
+            crate::rtp::twcc::build(&mut out, 5, 6, 100, 3, &arrivals).unwrap(),
+            3
+        );
+        crate::rtp::remb::build(&mut out, 5, 1_000_000, &[6]).unwrap();
+        let events = parse_compound(&out).unwrap();
+        assert_eq!(events.len(), 3);
+        match &events[1] {
+            RtcpEvent::TransportCc(fb) => {
+                assert_eq!((fb.sender_ssrc, fb.media_ssrc, fb.base_seq), (5, 6, 100));
+                assert_eq!(fb.arrivals, arrivals);
+            }
+            other => panic!("{other:?}"),
+        }
+        match &events[2] {
+            RtcpEvent::Remb(r) => assert_eq!((r.bitrate_bps, &r.ssrcs[..]), (1_000_000, &[6][..])),
+            other => panic!("{other:?}"),
+        }
+        // Feedback announcing more statuses than its chunks carry makes the compound an error,
+        // as a bad FIR does.
+        let mut bad = Vec::new();
+        crate::rtp::twcc::build(&mut bad, 5, 6, 100, 3, &arrivals).unwrap();
+        bad[14..16].copy_from_slice(&40u16.to_be_bytes());
+        assert!(matches!(
+            parse_compound(&bad),
+            Err(RtcpError::Malformed {
+                packet_type: 205,
+                ..
+            })
+        ));
+        // Application-layer feedback that is not REMB stays `Other`.
+        let mut afb = vec![0x8f, 206, 0, 3, 0, 0, 0, 5, 0, 0, 0, 0];
+        afb.extend_from_slice(b"ABCD");
+        assert_eq!(
+            parse_compound(&afb).unwrap(),
+            vec![RtcpEvent::Other {
+                packet_type: 206,
+                format: 15
+            }]
+        );
+    }
+
+    #[test]
     fn parse_into_leaves_events_alone_on_error() {
         let mut events = vec![RtcpEvent::Other {
             packet_type: 1,

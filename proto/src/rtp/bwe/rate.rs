@@ -26,6 +26,8 @@ pub struct AckedRate {
     window_us: i64,
     samples: VecDeque<(i64, usize)>,
     bytes: usize,
+    /// The latest arrival seen (feedback may report packets out of arrival order).
+    newest: Option<i64>,
 }
 
 impl AckedRate {
@@ -35,6 +37,7 @@ impl AckedRate {
             window_us: window.as_micros() as i64,
             samples: VecDeque::new(),
             bytes: 0,
+            newest: None,
         }
     }
 
@@ -42,7 +45,8 @@ impl AckedRate {
     pub fn on_received(&mut self, arrival_us: i64, bytes: usize) {
         self.samples.push_back((arrival_us, bytes));
         self.bytes += bytes;
-        let newest = self.samples.iter().map(|s| s.0).max().unwrap_or(arrival_us);
+        let newest = self.newest.map_or(arrival_us, |n| n.max(arrival_us));
+        self.newest = Some(newest);
         while let Some(&(t, b)) = self.samples.front() {
             if newest - t <= self.window_us {
                 break;
@@ -55,8 +59,7 @@ impl AckedRate {
     /// Bits per second over the window; `None` until the arrivals span a tenth of it.
     pub fn bps(&self) -> Option<u64> {
         let first = self.samples.front()?.0;
-        let last = self.samples.iter().map(|s| s.0).max()?;
-        let span = last - first;
+        let span = self.newest? - first;
         (span >= self.window_us / 10).then(|| {
             // The first packet's bytes arrived before the span began.
             let bytes = self.bytes - self.samples.front().map_or(0, |s| s.1);
