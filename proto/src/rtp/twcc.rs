@@ -273,7 +273,8 @@ pub fn build(
         out.extend_from_slice(&c.to_be_bytes());
     }
     out.extend_from_slice(&encoded.deltas);
-    // Zero bytes up to the next word, inside the length (GStreamer and libwebrtc accept this).
+    // Zero bytes up to the next word, inside the length and without the P bit (which RFC 3550
+    // keeps for the last packet of a compound). Not yet tried against a real peer's parser.
     out.extend(std::iter::repeat_n(0, padded - fci_len));
     Ok(n)
 }
