@@ -70,10 +70,9 @@ async def until(check: Callable[[], bool], seconds: float) -> bool:
 
 
 def raw_nal(data: bytes) -> bytes:
-    """A delivered NAL unit without any Annex-B start code."""
-    units = nal_units(data) if data.startswith((b"\x00\x00\x01", b"\x00\x00\x00\x01")) else [data]
-    assert len(units) == 1
-    return units[0]
+    """A delivered frame: one NAL unit without a start code, as aiortp delivers."""
+    assert not data.startswith((b"\x00\x00\x01", b"\x00\x00\x00\x01"))
+    return data
 
 
 class Peer:
