@@ -440,6 +440,21 @@ impl RtpCore {
         self.call(py, |b| b.disconnect(id))
     }
 
+    /// Points a session's media at new remote addresses (`None` keeps a stream's).
+    #[pyo3(signature = (session, remote_addr=None, video_remote_addr=None))]
+    fn update_remote(
+        &self,
+        py: Python<'_>,
+        session: &str,
+        remote_addr: Option<(String, u16)>,
+        video_remote_addr: Option<(String, u16)>,
+    ) -> PyResult<()> {
+        let id = session_id(session)?;
+        let audio = remote_addr.map(addr).transpose()?;
+        let video = video_remote_addr.map(addr).transpose()?;
+        self.call(py, |b| b.update_remote(id, audio, video))
+    }
+
     /// Sends s16le mono PCM at the session's PCM rate, as 20 ms packets, all at once.
     fn send_audio(&self, py: Python<'_>, session: &str, pcm: &[u8]) -> PyResult<()> {
         let id = session_id(session)?;

@@ -139,7 +139,9 @@ class RTPVoiceBackend(VoiceBackend):
             )
         video_remote = self._video_remote(metadata)
         self._bridge.attach()
-        info = self._core.connect(
+        # Binding sockets and starting a session's threads: off the loop.
+        info = await asyncio.to_thread(
+            self._core.connect,
             room_id,
             participant_id,
             _host_port(remote),
@@ -210,6 +212,26 @@ class RTPVoiceBackend(VoiceBackend):
     def stats(self, session: VoiceSession) -> dict[str, Any]:
         """The session's RTP counters (not in roomkit): ``{"audio": {...}, "video": ...}``."""
         return self._core.stats(session.id)
+
+    def update_remote(
+        self,
+        session: VoiceSession,
+        remote_addr: tuple[str, int] | None = None,
+        video_remote_addr: tuple[str, int] | None = None,
+    ) -> None:
+        """Point a session's RTP at new remote addresses; ``None`` keeps a
+        stream's (not in roomkit). RTCP follows, at port + 1."""
+        self._core.update_remote(
+            session.id,
+            None if remote_addr is None else _host_port(remote_addr),
+            None if video_remote_addr is None else _host_port(video_remote_addr),
+        )
+        if remote_addr is not None:
+            session.metadata["remote_addr"] = remote_addr
+        video = getattr(self, "video", None)
+        video_session = None if video is None else video.get_session(session.id)
+        if video_remote_addr is not None and video_session is not None:
+            video_session.metadata["video_remote_addr"] = video_remote_addr
 
     @property
     def events_dropped(self) -> int:
