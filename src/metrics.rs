@@ -281,7 +281,7 @@ pub fn render_snapshots(snaps: &[(&str, BackendMetrics)], format: MetricsFormat)
                 .collect()
         };
         type Read = dyn Fn(&SipMetrics) -> u64;
-        let counters: [(&str, &str, &Read); 14] = [
+        let counters: [(&str, &str, &Read); 15] = [
             (
                 "rkm_sip_datagrams_received",
                 "SIP datagrams received.",
@@ -315,6 +315,11 @@ pub fn render_snapshots(snaps: &[(&str, BackendMetrics)], format: MetricsFormat)
                 "rkm_calls_refused_overload",
                 "INVITEs refused with 503 (no free session or port, overload).",
                 &|s| s.stats.calls_refused_overload,
+            ),
+            (
+                "rkm_rtp_ports_busy",
+                "Pool RTP ports found bound by something else and skipped.",
+                &|s| s.stats.rtp_ports_busy,
             ),
             (
                 "rkm_sip_bye_timeouts",

@@ -24,17 +24,13 @@ use crate::codec::voice::AppRate;
 use crate::engine::event::StreamInfo;
 use crate::engine::event::{EndReason, SessionInfo};
 use crate::engine::{
-    AudioParams, BoundMedia, MediaEngine, MediaParams, PortLease, PortPool, RtpSockets, SessionId,
+    AudioParams, BoundMedia, MediaEngine, MediaParams, PortPool, RtpSockets, SessionId,
     SessionSpec, SourcePolicy, StreamConfig, VideoParams,
 };
 use crate::frame::{Delivery, DtmfEvent};
 #[cfg(any(test, feature = "_internals"))]
 use crate::sdp::Direction;
 use crate::sdp::Negotiation;
-
-/// Port pairs a call tries when binding fails (another program holds the port: binding
-/// without address reuse is the check) before it gives up.
-const MAX_BIND_RETRIES: usize = 16;
 
 /// Ports bound for a call before its SDP is written: they are the call's from now on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,12 +161,9 @@ struct StreamSettings {
     audio_sample_rate: AppRate,
 }
 
-/// A port taken from the pool and its bound sockets.
-type BoundPort = (PortLease, RtpSockets);
-
-/// A session to close (with its reason; only its video when `None`) and the ports to return once it is
-/// closed.
-type Reap = (SessionId, Option<EndReason>, Vec<PortLease>);
+/// A session to close (with its reason; only its video when `None`). Its ports go back to the
+/// pool when its sockets close: each [`RtpSockets`] holds its lease.
+type Reap = (SessionId, Option<EndReason>);
 
 /// The production host: ports from the backend's pool, bound at once; sessions on the
 /// backend's engine; closing on a reaper thread (joining stream threads takes a while under
@@ -180,9 +173,7 @@ pub struct EngineHost {
     pool: PortPool,
     settings: StreamSettings,
     next_id: u64,
-    reserved: HashMap<ReservationId, (Option<BoundPort>, Option<BoundPort>)>,
-    /// The ports of running sessions: audio, and video while it runs.
-    live: HashMap<SessionId, (PortLease, Option<PortLease>)>,
+    reserved: HashMap<ReservationId, (Option<RtpSockets>, Option<RtpSockets>)>,
     reaper: Option<(Sender<Reap>, std::thread::JoinHandle<()>)>,
 }
 
@@ -190,7 +181,6 @@ impl std::fmt::Debug for EngineHost {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EngineHost")
             .field("reserved", &self.reserved.len())
-            .field("live", &self.live.len())
             .finish_non_exhaustive()
     }
 }
@@ -209,16 +199,8 @@ impl EngineHost {
         let reaper = std::thread::Builder::new()
             .name("rkm-sip-reaper".into())
             .spawn(move || {
-                for (id, reason, leases) in rx {
-                    match reason {
-                        None => {
-                            let _ = e.remove_video(id);
-                        }
-                        Some(reason) => {
-                            let _ = e.disconnect_with(id, reason);
-                        }
-                    }
-                    drop(leases);
+                for (id, reason) in rx {
+                    close_now(&e, id, reason);
                 }
             })
             .ok()
@@ -239,31 +221,35 @@ impl EngineHost {
             },
             next_id: 0,
             reserved: HashMap::new(),
-            live: HashMap::new(),
             reaper,
         }
     }
 
-    /// A pool port whose RTP and RTCP ports bind now. Ports another program holds are skipped
-    /// (they go back to the end of the pool).
-    fn bind_port(&self) -> Result<BoundPort, MediaError> {
+    /// A pool port whose RTP and RTCP ports bind now, the lease held by the sockets. Ports
+    /// something else holds (another program; the kernel's pick for some port-0 socket when the
+    /// range overlaps the ephemeral ports) are counted, skipped and go back to the end of the
+    /// pool; every free port is tried once before the call fails.
+    fn bind_port(&self) -> Result<RtpSockets, MediaError> {
         let mut busy = Vec::new();
-        let mut last = String::new();
-        for _ in 0..MAX_BIND_RETRIES {
-            let lease = self
-                .pool
-                .acquire()
-                .ok_or_else(|| MediaError::unavailable("no free RTP port"))?;
+        let mut last = None;
+        for _ in 0..self.pool.capacity() {
+            let Some(lease) = self.pool.acquire() else {
+                break;
+            };
             let addr = SocketAddr::new(self.settings.local_rtp_ip, lease.port());
             match RtpSockets::bind(addr, false) {
-                Ok(s) => return Ok((lease, s)),
+                Ok(s) => return Ok(s.hold(lease)),
                 Err(e) => {
-                    last = e.to_string();
+                    self.pool.count_busy();
+                    last = Some(e.to_string());
                     busy.push(lease);
                 }
             }
         }
-        Err(MediaError::unavailable(format!("media: {last}")))
+        Err(MediaError::unavailable(match last {
+            Some(e) => format!("media: no RTP port binds ({e})"),
+            None => "no free RTP port".into(),
+        }))
     }
 
     fn source_policy(&self) -> SourcePolicy {
@@ -351,8 +337,8 @@ impl MediaHost for EngineHost {
         self.next_id += 1;
         let r = Reservation {
             id: ReservationId(self.next_id),
-            audio_port: audio.0.port(),
-            video_port: video.as_ref().map(|(l, _)| l.port()),
+            audio_port: audio.local_addr().port(),
+            video_port: video.as_ref().map(|s| s.local_addr().port()),
         };
         self.reserved.insert(r.id, (Some(audio), video));
         Ok(r)
@@ -364,7 +350,7 @@ impl MediaHost for EngineHost {
         let r = Reservation {
             id: ReservationId(self.next_id),
             audio_port: 0,
-            video_port: Some(video.0.port()),
+            video_port: Some(video.local_addr().port()),
         };
         self.reserved.insert(r.id, (None, Some(video)));
         Ok(r)
@@ -381,35 +367,18 @@ impl MediaHost for EngineHost {
             .reserved
             .remove(&reservation)
             .ok_or_else(|| MediaError::unavailable("video ports were released"))?;
-        let (lease, sockets) =
-            video.ok_or_else(|| MediaError::unavailable("no video port reserved"))?;
+        let sockets = video.ok_or_else(|| MediaError::unavailable("no video port reserved"))?;
         let cfg = self
             .video_stream(negotiation, sockets.local_addr())
             .ok_or_else(|| MediaError::unavailable("no video agreed"))?;
         self.engine
             .add_video(session, cfg, sockets, video_metadata)
             .map_err(|e| MediaError::unavailable(format!("media: {e}")))?;
-        if let Some((_, v)) = self.live.get_mut(&session) {
-            *v = Some(lease);
-        }
         Ok(())
     }
 
     fn remove_video(&mut self, session: SessionId) {
-        let lease = self.live.get_mut(&session).and_then(|(_, v)| v.take());
-        let leases: Vec<PortLease> = lease.into_iter().collect();
-        match &self.reaper {
-            Some((tx, _)) => {
-                if let Err(e) = tx.send((session, None, leases)) {
-                    let (id, _, leases) = e.into_inner();
-                    let _ = self.engine.remove_video(id);
-                    drop(leases);
-                }
-            }
-            None => {
-                let _ = self.engine.remove_video(session);
-            }
-        }
+        self.reap(session, None);
     }
 
     fn release(&mut self, reservation: ReservationId) {
@@ -421,14 +390,11 @@ impl MediaHost for EngineHost {
             .reserved
             .remove(&start.reservation)
             .ok_or_else(|| MediaError::unavailable("media ports were released"))?;
-        let (audio_lease, audio) =
-            audio.ok_or_else(|| MediaError::unavailable("no audio port reserved"))?;
+        let audio = audio.ok_or_else(|| MediaError::unavailable("no audio port reserved"))?;
         let neg = &start.negotiation;
         let audio_cfg = self.audio_stream(neg, audio.local_addr());
-        let mut video_lease = None;
         let (video_cfg, video_sockets) = match (video, &neg.video) {
-            (Some((lease, sockets)), Some(_)) => {
-                video_lease = Some(lease);
+            (Some(sockets), Some(_)) => {
                 (self.video_stream(neg, sockets.local_addr()), Some(sockets))
             }
             // Video reserved but not agreed: its ports go back now.
@@ -454,7 +420,6 @@ impl MediaHost for EngineHost {
             s.set_held(!neg.audio.direction.sends());
             s.set_expects_media(neg.audio.direction.receives());
         }
-        self.live.insert(start.session, (audio_lease, video_lease));
         Ok(info)
     }
 
@@ -489,22 +454,33 @@ impl MediaHost for EngineHost {
     }
 
     fn close(&mut self, session: SessionId, reason: EndReason) {
-        let leases: Vec<PortLease> = match self.live.remove(&session) {
-            Some((audio, video)) => std::iter::once(audio).chain(video).collect(),
-            None => Vec::new(),
-        };
         // The application may have closed the media already (hang-up); that is fine.
-        match &self.reaper {
-            Some((tx, _)) => {
-                if let Err(e) = tx.send((session, Some(reason), leases)) {
-                    let (id, _, leases) = e.into_inner();
-                    let _ = self.engine.disconnect_with(id, reason);
-                    drop(leases);
-                }
-            }
-            None => {
-                let _ = self.engine.disconnect_with(session, reason);
-            }
+        self.reap(session, Some(reason));
+    }
+}
+
+impl EngineHost {
+    /// Closes a session (`reason`) or only its video (`None`) on the reaper thread, inline
+    /// without one.
+    fn reap(&self, session: SessionId, reason: Option<EndReason>) {
+        let inline = match &self.reaper {
+            Some((tx, _)) => tx.send((session, reason)).err().map(|e| e.into_inner()),
+            None => Some((session, reason)),
+        };
+        if let Some((id, reason)) = inline {
+            close_now(&self.engine, id, reason);
+        }
+    }
+}
+
+/// Closes session `id` (with `reason`) or only its video (`None`).
+fn close_now(engine: &MediaEngine, id: SessionId, reason: Option<EndReason>) {
+    match reason {
+        None => {
+            let _ = engine.remove_video(id);
+        }
+        Some(reason) => {
+            let _ = engine.disconnect_with(id, reason);
         }
     }
 }
