@@ -28,6 +28,7 @@ pub mod fuzz;
 mod host;
 mod ids;
 mod metadata;
+mod overload;
 mod register;
 mod reinvite;
 mod state;
@@ -51,6 +52,8 @@ pub use host::{EngineHost, MediaChange, MediaError, MediaHost, MediaStart, Reser
 pub use host::{FakeHostState, FakeMediaHost, HostCall};
 #[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
 pub use ids::{CallNo, ReservationId, TxId};
+#[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
+pub use overload::SipLoad;
 #[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
 pub use state::{SipCore, SipHooks, ALLOW, MAX_REGISTRATIONS, SUPPORTED};
 pub(crate) use thread::SipThread;

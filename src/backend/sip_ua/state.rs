@@ -198,6 +198,8 @@ pub struct SipCore {
     /// Changes for the directory and counters other threads read.
     pub(super) updates: VecDeque<SharedUpdate>,
     pub(super) stopping: bool,
+    /// The load the SIP thread reported, and the per-source rate limit.
+    pub(super) overload: super::overload::Overload,
 }
 
 impl std::fmt::Debug for SipCore {

@@ -2088,3 +2088,174 @@ fn media_left_with_rtcp_bye_waits_for_the_peers_bye() {
     run_for(&mut a, &mut b, &mut now, Duration::from_secs(1), &mut link);
     assert_eq!(a.core.call_count() + b.core.call_count(), 0);
 }
+
+/// A new INVITE (no To tag) from `from` with Call-ID `cid`, and the ACK and BYE of its call.
+fn plain_invite(cid: &str, from: SocketAddr) -> String {
+    let offer = "v=0\r\no=x 1 1 IN IP4 127.0.0.1\r\ns=x\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                 m=audio 30000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+    format!(
+        "INVITE sip:roomkit@127.0.0.1:5151 SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bK{cid}\r\n\
+         From: <sip:c@127.0.0.1>;tag=t{cid}\r\nTo: <sip:roomkit@127.0.0.1>\r\nCall-ID: {cid}\r\n\
+         CSeq: 1 INVITE\r\nContact: <sip:c@{from}>\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{offer}",
+        offer.len()
+    )
+}
+
+fn in_dialog(method: &str, cid: &str, to_tag: &str, cseq: u32, from: SocketAddr) -> String {
+    format!(
+        "{method} sip:roomkit@127.0.0.1:5151 SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bK{cid}{method}{cseq}\r\n\
+         From: <sip:c@127.0.0.1>;tag=t{cid}\r\nTo: <sip:roomkit@127.0.0.1>;tag={to_tag}\r\nCall-ID: {cid}\r\n\
+         CSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+fn final_status(sent: &[(SipMessage, SocketAddr)]) -> Option<u16> {
+    sent.iter()
+        .filter_map(|(m, _)| m.status())
+        .filter(|s| *s >= 200)
+        .last()
+}
+
+#[test]
+fn a_backlog_refuses_new_invites_with_503_but_not_in_dialog_requests() {
+    use super::overload::SipLoad;
+    let mut now = Instant::now();
+    let mut b = Ua::new(5151, |c| {
+        c.overload.max_backlog = Duration::from_millis(200)
+    });
+    let caller = addr(6100);
+    // Not behind: the call is answered.
+    b.core.set_load(SipLoad {
+        backlog: Duration::from_millis(199),
+    });
+    b.recv(plain_invite("ok1", caller).as_bytes(), caller, now);
+    let sent = b.sent();
+    assert_eq!(final_status(&sent), Some(200));
+    let tag = sent.last().unwrap().0.to().tag().unwrap().to_string();
+    b.recv(
+        in_dialog("ACK", "ok1", &tag, 1, caller).as_bytes(),
+        caller,
+        now,
+    );
+    // Behind: a new INVITE gets 503 with a small Retry-After (after the transaction's 100),
+    // and no port.
+    b.core.set_load(SipLoad {
+        backlog: Duration::from_millis(250),
+    });
+    let refused = plain_invite("late1", caller);
+    b.recv(refused.as_bytes(), caller, now);
+    let sent = b.sent();
+    assert_eq!(final_status(&sent), Some(503));
+    let r = &sent.last().unwrap().0;
+    assert_eq!(r.status(), Some(503));
+    let secs: u32 = r.header("Retry-After").unwrap().parse().unwrap();
+    assert!((1..=4).contains(&secs), "{secs}");
+    assert_eq!(b.core.call_count(), 1);
+    assert_eq!(
+        b.reserved() + b.live_media(),
+        1,
+        "the first call's media only"
+    );
+    // Its retransmission, even once the backlog is gone, gets the same answer from the
+    // transaction: no new work.
+    b.core.set_load(SipLoad::default());
+    now += Duration::from_millis(500);
+    b.tick(now);
+    let _ = b.sent();
+    b.recv(refused.as_bytes(), caller, now);
+    let again = b.sent();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].0.status(), Some(503));
+    assert_eq!(again[0].0.header("Retry-After"), r.header("Retry-After"));
+    // Behind again: the call's BYE is still handled (it frees resources).
+    b.core.set_load(SipLoad {
+        backlog: Duration::from_secs(2),
+    });
+    b.recv(
+        in_dialog("BYE", "ok1", &tag, 2, caller).as_bytes(),
+        caller,
+        now,
+    );
+    assert_eq!(final_status(&b.sent()), Some(200));
+    assert_eq!(b.core.call_count(), 0);
+    let st = b.counters.snapshot();
+    assert_eq!((st.calls_refused, st.calls_refused_overload), (1, 1));
+    assert_eq!(st.requests_rate_limited, 0);
+    // Zero turns the check off.
+    let mut c = Ua::new(5152, |c| c.overload.max_backlog = Duration::ZERO);
+    c.core.set_load(SipLoad {
+        backlog: Duration::from_secs(5),
+    });
+    c.recv(plain_invite("x1", caller).as_bytes(), caller, now);
+    assert_eq!(final_status(&c.sent()), Some(200));
+}
+
+#[test]
+fn one_flooding_source_is_limited_and_another_still_gets_through() {
+    let mut now = Instant::now();
+    let mut b = Ua::new(5151, |c| {
+        c.overload.source_rate = 10;
+        c.overload.source_burst = 10;
+    });
+    let flooder = addr(6100);
+    let polite = SocketAddr::from(([127, 0, 0, 2], 6200));
+    let (mut flood_ok, mut flood_503, mut polite_ok) = (0, 0, 0);
+    // 2 s: the flooder sends 1,000 INVITEs and OPTIONS a second, the other caller 5 calls.
+    for ms in 0..2000u32 {
+        let cid = format!("f{ms}");
+        let msg = if ms % 2 == 0 {
+            plain_invite(&cid, flooder)
+        } else {
+            format!(
+                "OPTIONS sip:roomkit@127.0.0.1:5151 SIP/2.0\r\nVia: SIP/2.0/UDP {flooder};branch=z9hG4bK{cid}\r\n\
+                 From: <sip:c@127.0.0.1>;tag=t{cid}\r\nTo: <sip:roomkit@127.0.0.1>\r\nCall-ID: {cid}\r\n\
+                 CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+            )
+        };
+        b.recv(msg.as_bytes(), flooder, now);
+        match final_status(&b.sent()) {
+            Some(503) => flood_503 += 1,
+            Some(200) => flood_ok += 1,
+            other => panic!("{other:?}"),
+        }
+        if ms % 400 == 0 {
+            let cid = format!("p{ms}");
+            b.recv(plain_invite(&cid, polite).as_bytes(), polite, now);
+            let sent = b.sent();
+            assert_eq!(
+                final_status(&sent),
+                Some(200),
+                "the polite caller's call {cid}"
+            );
+            polite_ok += 1;
+            let tag = sent.last().unwrap().0.to().tag().unwrap().to_string();
+            // In-dialog requests are not counted against the source.
+            b.recv(
+                in_dialog("ACK", &cid, &tag, 1, polite).as_bytes(),
+                polite,
+                now,
+            );
+            b.recv(
+                in_dialog("BYE", &cid, &tag, 2, polite).as_bytes(),
+                polite,
+                now,
+            );
+            assert_eq!(final_status(&b.sent()), Some(200));
+        }
+        now += Duration::from_millis(1);
+    }
+    assert_eq!(polite_ok, 5);
+    // The burst, then 10 a second.
+    assert!((25..=35).contains(&flood_ok), "{flood_ok}");
+    assert_eq!(flood_ok + flood_503, 2000);
+    let st = b.counters.snapshot();
+    assert_eq!(st.requests_rate_limited, flood_503);
+    // Only the refused INVITEs count as refused calls; the 503s kept no transaction.
+    assert!(st.calls_refused_overload >= 950 && st.calls_refused_overload < 1000);
+    assert!(
+        b.core.transaction_count() < 100,
+        "{}",
+        b.core.transaction_count()
+    );
+}
