@@ -12,7 +12,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::io_thread::{IoThread, StopSignal};
 use super::sip_stream::{StreamCounters, StreamFd, StreamTransports};
@@ -49,9 +49,10 @@ fn flush(out: &mut Outbox, sock: &MediaSocket, streams: &mut Option<StreamTransp
 pub trait SipHandler: Send + 'static {
     /// One datagram arrived from `from`.
     fn on_datagram(&mut self, data: &[u8], from: SipPeer, now: Instant, out: &mut Outbox);
-    /// How long the datagrams about to be handed over may have waited in the socket's receive
-    /// queue (the time since that queue was last seen empty): the thread's backlog, for
-    /// overload control. Called before each batch.
+    /// How long the datagrams about to be handed over waited in the socket's receive queue:
+    /// the oldest one's age from its kernel arrival stamp (`SO_TIMESTAMPNS`), or where the
+    /// kernel gives none, the time since that queue was last seen empty (an upper bound). The
+    /// thread's backlog, for overload control. Called before each batch.
     fn set_backlog(&mut self, backlog: Duration) {
         let _ = backlog;
     }
@@ -162,7 +163,13 @@ fn run<H: SipHandler>(
     mut handler: H,
     stop: StopSignal,
 ) {
+    // Arrival stamps give each batch's exact wait in the queue; without them (an old kernel),
+    // the time since the queue was last seen empty bounds it from above.
+    let stamped = sock.set_rx_timestamps().is_ok();
     let mut batch = RecvBatch::new(BATCH, MAX_MESSAGE_SIZE + 1);
+    if stamped {
+        batch = batch.with_timestamps();
+    }
     let mut out = Outbox::default();
     let mut fds: Vec<libc::pollfd> = Vec::new();
     let mut what: Vec<StreamFd> = Vec::new();
@@ -232,7 +239,12 @@ fn run<H: SipHandler>(
             for _ in 0..64 {
                 let n = batch.recv(&sock, Wait::No).unwrap_or(0);
                 let now = Instant::now();
-                handler.set_backlog(now.saturating_duration_since(empty_at));
+                // The first datagram of the batch is its oldest.
+                let waited = (n > 0)
+                    .then(|| batch.get(0).received)
+                    .flatten()
+                    .and_then(|t| SystemTime::now().duration_since(t).ok());
+                handler.set_backlog(waited.unwrap_or(now.saturating_duration_since(empty_at)));
                 if n < BATCH {
                     // Fewer than asked for: the queue is empty now.
                     drained = true;

@@ -28,8 +28,8 @@ use crate::sip::{retry_after_value, Method, ResponseBuilder, SipMessage, SipRng}
 /// applies to.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SipLoad {
-    /// How long the oldest input not yet handled may have waited: on the SIP socket thread,
-    /// the time since its receive queue was last seen empty.
+    /// How long the oldest input not yet handled has waited: on the SIP socket thread, the
+    /// age of the batch's first datagram from its kernel arrival stamp.
     pub backlog: Duration,
 }
 
