@@ -742,27 +742,31 @@ mod tests {
         assert_eq!(rb.get(0).data.len(), 100);
     }
 
-    /// A datagram left in the queue says how long it waited, batched or not (a floor: the
-    /// test thread may sleep longer than asked, never shorter).
+    /// A datagram left in the queue carries the time the kernel took it in, batched or not:
+    /// after the send began and before the receive. (No floor on the wait: on a loaded machine
+    /// the kernel may take a loopback datagram in late, and the stamp is that moment.)
     #[test]
-    fn arrival_stamps_say_how_long_a_datagram_waited() {
+    fn arrival_stamps_are_read_batched_or_not() {
         for batched in [true, false] {
             let rx = MediaSocket::bind(lo()).unwrap();
             let tx = MediaSocket::bind(lo()).unwrap();
             rx.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
             rx.set_rx_timestamps().unwrap();
+            // The wall clock has microsecond-or-better steps; 1 ms covers any rounding.
+            let before = SystemTime::now() - Duration::from_millis(1);
             tx.send_to(b"a", rx.local_addr()).unwrap();
-            std::thread::sleep(Duration::from_millis(40));
+            std::thread::sleep(Duration::from_millis(20));
             let mut rb = RecvBatch::new(4, 100).with_timestamps();
             rb.set_batched(batched);
             assert_eq!(rb.recv(&rx, Wait::ForOne).unwrap(), 1);
+            let after = SystemTime::now();
             let d = rb.get(0);
             assert_eq!(d.data, b"a");
-            let waited = SystemTime::now()
-                .duration_since(d.received.expect("stamped"))
-                .unwrap();
-            assert!(waited >= Duration::from_millis(35), "{waited:?}");
-            assert!(waited < Duration::from_secs(60), "{waited:?}");
+            let stamp = d.received.expect("stamped");
+            assert!(
+                before <= stamp && stamp <= after,
+                "{stamp:?} {before:?} {after:?}"
+            );
             // Without asking, no stamp.
             tx.send_to(b"b", rx.local_addr()).unwrap();
             let mut plain = RecvBatch::new(4, 100);
