@@ -14,6 +14,7 @@ mod interop_h264;
 mod interop_vp8;
 mod kamailio;
 mod kamailio_dispatcher;
+mod kamailio_tls;
 mod lossy_path;
 mod opus_ffmpeg;
 mod sip_cli;

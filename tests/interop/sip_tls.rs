@@ -12,7 +12,7 @@ use support::peers::{self, TempDir};
 use support::tls::Pki;
 
 /// The port of `key` (`"sip_tcp"`, `"sip_tls"`) in serve's `listening` line.
-fn listening_port(line: &str, key: &str) -> u16 {
+pub(crate) fn listening_port(line: &str, key: &str) -> u16 {
     let tag = format!("\"{key}\":\"");
     let rest = &line[line.find(&tag).unwrap_or_else(|| panic!("{key} in {line}")) + tag.len()..];
     let addr = &rest[..rest.find('"').unwrap()];
@@ -20,7 +20,7 @@ fn listening_port(line: &str, key: &str) -> u16 {
 }
 
 /// `serve` with `extra`, its `listening` line, and a reader of the rest.
-fn serve(
+pub(crate) fn serve(
     rtp: &str,
     extra: &[&str],
 ) -> (
@@ -35,7 +35,7 @@ fn serve(
     (child, first, lines)
 }
 
-fn finish(
+pub(crate) fn finish(
     child: std::process::Child,
     lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
 ) -> Vec<String> {
@@ -48,7 +48,7 @@ fn finish(
     lines.map_while(Result::ok).collect()
 }
 
-fn count(lines: &[String], event: &str) -> usize {
+pub(crate) fn count(lines: &[String], event: &str) -> usize {
     let tag = format!("\"event\":\"{event}\"");
     lines.iter().filter(|l| l.contains(&tag)).count()
 }

@@ -1,9 +1,10 @@
 //! Kamailio, a real SIP server, started on a free loopback port, bounded by `timeout`, its log
 //! (stderr) kept in a file the tests read: a registrar and record-routing proxy
-//! (`tests/kamailio/proxy.cfg`), or a load balancer whose dispatcher spreads calls over several
-//! `serve` instances (`tests/kamailio/dispatcher.cfg`).
+//! (`tests/kamailio/proxy.cfg`), a load balancer whose dispatcher spreads calls over several
+//! `serve` instances (`tests/kamailio/dispatcher.cfg`), or an edge proxy relaying calls to
+//! `serve` over UDP, TCP or TLS (`tests/kamailio/relay.cfg`, its tls module on OpenSSL).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -17,7 +18,7 @@ pub struct Kamailio {
     child: Option<Child>,
     pub port: u16,
     log: PathBuf,
-    _dir: TempDir,
+    dir: TempDir,
 }
 
 impl Kamailio {
@@ -33,6 +34,29 @@ impl Kamailio {
         let cfg = config("proxy.cfg", &dir, port)
             .replace("@PASSWORD@", password)
             .replace("@ALGORITHM@", algorithm);
+        Some(Kamailio::launch(dir, port, &cfg, secs))
+    }
+
+    /// Starts Kamailio as an edge proxy (`tests/kamailio/relay.cfg`): clients reach it over UDP
+    /// on [`Kamailio::port`], and it relays every call to `target` (a URI such as
+    /// `sip:127.0.0.1:PORT;transport=tls`), record-routing it. Its TLS listener presents
+    /// `tls.cert`/`tls.key`, and as a TLS client it verifies the server's certificate against
+    /// `tls.ca`. Needs Debian's kamailio-tls-modules (`tls.so`). `None` (after saying why) when
+    /// Kamailio or its TLS module is missing outside CI.
+    pub fn relay(target: &str, tls: &RelayTls, secs: u32) -> Option<Kamailio> {
+        if !peers::have_peers(&["kamailio", "kamcmd"]) || !have_tls_module() {
+            return None;
+        }
+        let dir = TempDir::new("kamailio-relay");
+        let port = peers::free_udp_port();
+        std::fs::write(dir.path("tls.cfg"), tls_config(tls)).unwrap();
+        let cfg = config("relay.cfg", &dir, port)
+            .replace("@TCP_PORT@", &free_tcp_port().to_string())
+            .replace("@TLS_PORT@", &free_tcp_port().to_string())
+            .replace("@TARGET@", target)
+            .replace("@DEBUG@", "2")
+            .replace("@CHILDREN@", "2")
+            .replace("@LOG@", "L_INFO");
         Some(Kamailio::launch(dir, port, &cfg, secs))
     }
 
@@ -102,7 +126,7 @@ impl Kamailio {
             child: Some(child),
             port,
             log,
-            _dir: dir,
+            dir,
         };
         assert!(
             peers::wait_udp_bound(port, Duration::from_secs(20)),
@@ -110,6 +134,18 @@ impl Kamailio {
             k.log()
         );
         k
+    }
+
+    /// The answer of Kamailio's RPC command `cmd` (`tls.list`...), through kamcmd and the
+    /// control socket of `relay.cfg`.
+    pub fn rpc(&self, cmd: &str) -> String {
+        let sock = format!("unix:{}", self.dir.path("ctl.sock").display());
+        let out = peers::run(20, "kamcmd", &["-s", &sock, cmd]);
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
     }
 
     /// `127.0.0.1:PORT`.
@@ -149,6 +185,27 @@ impl Kamailio {
     }
 }
 
+/// The PEM files of Kamailio's TLS side in [`Kamailio::relay`].
+pub struct RelayTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+}
+
+/// The tls module's own configuration: our certificate as a server; as a client, TLS 1.2 or
+/// later and the peer's certificate checked against the test CA.
+fn tls_config(tls: &RelayTls) -> String {
+    format!(
+        "[server:default]\nmethod = TLSv1.2+\nverify_certificate = no\nrequire_certificate = no\n\
+         certificate = {}\nprivate_key = {}\n\n\
+         [client:default]\nmethod = TLSv1.2+\nverify_certificate = yes\nrequire_certificate = yes\n\
+         ca_list = {}\n",
+        tls.cert.display(),
+        tls.key.display(),
+        tls.ca.display()
+    )
+}
+
 /// `tests/kamailio/NAME` with the values every configuration takes filled in.
 fn config(name: &str, dir: &TempDir, port: u16) -> String {
     std::fs::read_to_string(
@@ -160,6 +217,29 @@ fn config(name: &str, dir: &TempDir, port: u16) -> String {
     .replace("@PORT@", &port.to_string())
     .replace("@RUNDIR@", dir.0.to_str().unwrap())
     .replace("@MODULES@", MODULES)
+}
+
+/// Whether Kamailio's tls module is installed (Debian's kamailio-tls-modules); in CI its
+/// absence fails the test.
+fn have_tls_module() -> bool {
+    if Path::new(MODULES).join("tls.so").exists() {
+        return true;
+    }
+    if peers::in_ci() {
+        panic!("Kamailio's tls module is missing (CI=true): install kamailio-tls-modules");
+    }
+    eprintln!(
+        "SKIP: Kamailio's tls module is not installed (apt-get install kamailio-tls-modules)"
+    );
+    false
+}
+
+/// A TCP port free on loopback right now.
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind probe listener")
+        .port()
 }
 
 impl Drop for Kamailio {

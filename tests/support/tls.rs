@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
+};
 
 /// A CA, and a server certificate it signed for 127.0.0.1 and localhost, as PEM files in a
 /// fresh directory.
@@ -23,14 +25,22 @@ impl Pki {
         let ca_key = KeyPair::generate().unwrap();
         let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        // Distinct subjects: with rcgen's one default name on both, OpenSSL (Kamailio's tls
+        // module) takes the server certificate for a self-signed one and refuses it.
+        ca.distinguished_name = DistinguishedName::new();
+        ca.distinguished_name
+            .push(DnType::CommonName, format!("roomkit-media test CA {name}"));
         let ca_cert = ca.self_signed(&ca_key).unwrap();
         let issuer = Issuer::new(ca, ca_key);
         let key = KeyPair::generate().unwrap();
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let leaf = CertificateParams::new(names)
-            .unwrap()
-            .signed_by(&key, &issuer)
-            .unwrap();
+        let mut leaf = CertificateParams::new(names.clone()).unwrap();
+        leaf.distinguished_name = DistinguishedName::new();
+        leaf.distinguished_name.push(
+            DnType::CommonName,
+            names.first().cloned().unwrap_or_default(),
+        );
+        let leaf = leaf.signed_by(&key, &issuer).unwrap();
         std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
         std::fs::write(dir.join("cert.pem"), leaf.pem()).unwrap();
         std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
