@@ -166,7 +166,7 @@ for rate in "${RATES[@]}"; do
     start=$(date +%s.%N)
     set +e
     timeout 900 sipp -sf "$SCENARIO" "127.0.0.1:$target" -t "$sipp_t" -s load -i 127.0.0.1 \
-      -p "$(free_port)" -mi 127.0.0.1 -mp 61000 -r "$rate" -rp 1000 -m "$CALLS" -l "$LIMIT" -d 0 \
+      -p "$(free_port)" -mi 127.0.0.1 -mp "$(free_port)" -r "$rate" -rp 1000 -m "$CALLS" -l "$LIMIT" -d 0 \
       -recv_timeout 10s -nostdin -timeout 300s -trace_stat -stf "$WORK/stat.csv" -fd 1 \
       -trace_err -error_file "$WORK/err.log" >/dev/null 2>&1
     sipp_rc=$?

@@ -76,6 +76,7 @@ impl SipCore {
             .then(|| DigestAuthenticator::with_rng(&cfg.auth_realm, NONCE_TTL, rng.fork()));
         SipCore {
             overload: Overload::new(&cfg.overload),
+            starting: super::overload::PendingStarts::default(),
             sent_by: host_port(host_ip, local.port()),
             host_ip,
             tcp_port: None,
@@ -291,6 +292,9 @@ impl SipCore {
             }
             Command::Register(id, req) => self.register(id, *req, now, out),
             Command::Unregister(id) => self.unregister(id, now, out),
+            Command::MediaStarted(session, result) => {
+                self.media_started(session, result, now, out);
+            }
         }
         self.cancel_orphans(now, out);
     }
@@ -801,7 +805,7 @@ impl SipCore {
                     self.respond(id, None, 503, &[], None, now, out);
                     return;
                 }
-                if self.overload.backed_up() {
+                if self.overload.backed_up(self.starting.backlog(now)) {
                     // Behind already: a 503 now costs less than the call would, and comes
                     // before the caller retransmits. Its retransmissions get the same 503
                     // from this transaction.

@@ -130,6 +130,17 @@ pub trait MediaHost: Send {
     /// Starts the session's media on its reserved sockets and announces it to the
     /// application. On failure the reservation is gone too.
     fn start(&mut self, start: MediaStart) -> Result<Arc<SessionInfo>, MediaError>;
+    /// [`start`](MediaHost::start) for an incoming call, which the host may finish off the
+    /// SIP thread: `Ok(None)` says the outcome comes later, as
+    /// [`Command::MediaStarted`](super::Command::MediaStarted) for
+    /// [`SipCore::handle_command`](super::SipCore::handle_command). Until then the core sends
+    /// no 200 and neither closes nor updates the session. By default, at once.
+    fn start_deferred(
+        &mut self,
+        start: MediaStart,
+    ) -> Result<Option<Arc<SessionInfo>>, MediaError> {
+        self.start(start).map(Some)
+    }
     /// Applies a renegotiation to a running session.
     fn update(&mut self, session: SessionId, change: MediaChange);
     /// A DTMF digit that arrived in SIP (INFO) for the application.
@@ -172,6 +183,41 @@ type BoundPort = (PortLease, RtpSockets);
 /// closed.
 type Reap = (SessionId, Option<EndReason>, Vec<PortLease>);
 
+/// The ports of running sessions: audio, and video while it runs. Shared with the setup
+/// worker, which adds a session's once it runs.
+type LivePorts = Arc<parking_lot::Mutex<HashMap<SessionId, (PortLease, Option<PortLease>)>>>;
+
+/// Where the setup worker reports a session it started (or could not start), for the SIP
+/// thread: the backend queues it as a command and wakes the thread.
+pub type StartNotifier = Box<dyn Fn(SessionId, Result<Arc<SessionInfo>, MediaError>) + Send>;
+
+/// Everything a session needs to start, prepared on the SIP thread (cheap); running it
+/// (opening the streams, starting their threads) is the costly part.
+struct SetupJob {
+    session: SessionId,
+    spec: SessionSpec,
+    bound: BoundMedia,
+    leases: (PortLease, Option<PortLease>),
+    held: bool,
+    expects_media: bool,
+}
+
+impl SetupJob {
+    /// Creates the engine session; its ports join `live` once it runs (dropped, so back in
+    /// the pool, when it fails).
+    fn run(self, engine: &MediaEngine, live: &LivePorts) -> Result<Arc<SessionInfo>, MediaError> {
+        let info = engine
+            .create_session_bound(self.session, self.spec, self.bound)
+            .map_err(|e| MediaError::unavailable(format!("media: {e}")))?;
+        if let Ok(s) = engine.session(self.session) {
+            s.set_held(self.held);
+            s.set_expects_media(self.expects_media);
+        }
+        live.lock().insert(self.session, self.leases);
+        Ok(info)
+    }
+}
+
 /// The production host: ports from the backend's pool, bound at once; sessions on the
 /// backend's engine; closing on a reaper thread (joining stream threads takes a while under
 /// load and must not hold up signalling).
@@ -181,27 +227,31 @@ pub struct EngineHost {
     settings: StreamSettings,
     next_id: u64,
     reserved: HashMap<ReservationId, (Option<BoundPort>, Option<BoundPort>)>,
-    /// The ports of running sessions: audio, and video while it runs.
-    live: HashMap<SessionId, (PortLease, Option<PortLease>)>,
+    live: LivePorts,
     reaper: Option<(Sender<Reap>, std::thread::JoinHandle<()>)>,
+    /// The setup worker: incoming calls' sessions are started there, off the SIP thread.
+    setup: Option<(Sender<SetupJob>, std::thread::JoinHandle<()>)>,
 }
 
 impl std::fmt::Debug for EngineHost {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EngineHost")
             .field("reserved", &self.reserved.len())
-            .field("live", &self.live.len())
+            .field("live", &self.live.lock().len())
             .finish_non_exhaustive()
     }
 }
 
 impl EngineHost {
     /// A host for the backend configured by `cfg`; `cname` is the RTCP CNAME of its streams.
+    /// With `notify`, incoming calls' sessions start on a setup worker thread, which reports
+    /// each through it; without, on the calling (SIP) thread.
     pub fn new(
         engine: Arc<MediaEngine>,
         pool: PortPool,
         cfg: &SipBackendConfig,
         cname: String,
+        notify: Option<StartNotifier>,
     ) -> EngineHost {
         let (tx, rx) = unbounded::<Reap>();
         let e = engine.clone();
@@ -223,6 +273,22 @@ impl EngineHost {
             })
             .ok()
             .map(|h| (tx, h));
+        let live = LivePorts::default();
+        // Without the setup thread, sessions start inline on the SIP thread.
+        let setup = notify.and_then(|notify| {
+            let (tx, rx) = unbounded::<SetupJob>();
+            let (e, live) = (engine.clone(), live.clone());
+            std::thread::Builder::new()
+                .name("rkm-sip-setup".into())
+                .spawn(move || {
+                    for job in rx {
+                        let session = job.session;
+                        notify(session, job.run(&e, &live));
+                    }
+                })
+                .ok()
+                .map(|h| (tx, h))
+        });
         EngineHost {
             engine,
             pool,
@@ -239,8 +305,9 @@ impl EngineHost {
             },
             next_id: 0,
             reserved: HashMap::new(),
-            live: HashMap::new(),
+            live,
             reaper,
+            setup,
         }
     }
 
@@ -337,6 +404,48 @@ impl EngineHost {
             ..Default::default()
         }))
     }
+
+    /// What starting a session takes, from its reservation and negotiation: the cheap part,
+    /// on the SIP thread.
+    fn prepare(&mut self, start: MediaStart) -> Result<SetupJob, MediaError> {
+        let (audio, video) = self
+            .reserved
+            .remove(&start.reservation)
+            .ok_or_else(|| MediaError::unavailable("media ports were released"))?;
+        let (audio_lease, audio) =
+            audio.ok_or_else(|| MediaError::unavailable("no audio port reserved"))?;
+        let neg = &start.negotiation;
+        let audio_cfg = self.audio_stream(neg, audio.local_addr());
+        let mut video_lease = None;
+        let (video_cfg, video_sockets) = match (video, &neg.video) {
+            (Some((lease, sockets)), Some(_)) => {
+                video_lease = Some(lease);
+                (self.video_stream(neg, sockets.local_addr()), Some(sockets))
+            }
+            // Video reserved but not agreed: its ports go back now.
+            _ => (None, None),
+        };
+        let spec = SessionSpec {
+            room_id: start.room_id,
+            participant_id: start.participant_id,
+            metadata: start.metadata,
+            video_metadata: start.video_metadata,
+            audio: audio_cfg,
+            video: video_cfg,
+        };
+        let bound = BoundMedia {
+            audio,
+            video: video_sockets,
+        };
+        Ok(SetupJob {
+            session: start.session,
+            held: !neg.audio.direction.sends(),
+            expects_media: neg.audio.direction.receives(),
+            spec,
+            bound,
+            leases: (audio_lease, video_lease),
+        })
+    }
 }
 
 impl MediaHost for EngineHost {
@@ -389,14 +498,18 @@ impl MediaHost for EngineHost {
         self.engine
             .add_video(session, cfg, sockets, video_metadata)
             .map_err(|e| MediaError::unavailable(format!("media: {e}")))?;
-        if let Some((_, v)) = self.live.get_mut(&session) {
+        if let Some((_, v)) = self.live.lock().get_mut(&session) {
             *v = Some(lease);
         }
         Ok(())
     }
 
     fn remove_video(&mut self, session: SessionId) {
-        let lease = self.live.get_mut(&session).and_then(|(_, v)| v.take());
+        let lease = self
+            .live
+            .lock()
+            .get_mut(&session)
+            .and_then(|(_, v)| v.take());
         let leases: Vec<PortLease> = lease.into_iter().collect();
         match &self.reaper {
             Some((tx, _)) => {
@@ -417,45 +530,21 @@ impl MediaHost for EngineHost {
     }
 
     fn start(&mut self, start: MediaStart) -> Result<Arc<SessionInfo>, MediaError> {
-        let (audio, video) = self
-            .reserved
-            .remove(&start.reservation)
-            .ok_or_else(|| MediaError::unavailable("media ports were released"))?;
-        let (audio_lease, audio) =
-            audio.ok_or_else(|| MediaError::unavailable("no audio port reserved"))?;
-        let neg = &start.negotiation;
-        let audio_cfg = self.audio_stream(neg, audio.local_addr());
-        let mut video_lease = None;
-        let (video_cfg, video_sockets) = match (video, &neg.video) {
-            (Some((lease, sockets)), Some(_)) => {
-                video_lease = Some(lease);
-                (self.video_stream(neg, sockets.local_addr()), Some(sockets))
-            }
-            // Video reserved but not agreed: its ports go back now.
-            _ => (None, None),
-        };
-        let spec = SessionSpec {
-            room_id: start.room_id,
-            participant_id: start.participant_id,
-            metadata: start.metadata,
-            video_metadata: start.video_metadata,
-            audio: audio_cfg,
-            video: video_cfg,
-        };
-        let bound = BoundMedia {
-            audio,
-            video: video_sockets,
-        };
-        let info = self
-            .engine
-            .create_session_bound(start.session, spec, bound)
-            .map_err(|e| MediaError::unavailable(format!("media: {e}")))?;
-        if let Ok(s) = self.engine.session(start.session) {
-            s.set_held(!neg.audio.direction.sends());
-            s.set_expects_media(neg.audio.direction.receives());
+        self.prepare(start)?.run(&self.engine, &self.live)
+    }
+
+    fn start_deferred(
+        &mut self,
+        start: MediaStart,
+    ) -> Result<Option<Arc<SessionInfo>>, MediaError> {
+        let job = self.prepare(start)?;
+        match &self.setup {
+            Some((tx, _)) => match tx.send(job) {
+                Ok(()) => Ok(None),
+                Err(e) => e.into_inner().run(&self.engine, &self.live).map(Some),
+            },
+            None => job.run(&self.engine, &self.live).map(Some),
         }
-        self.live.insert(start.session, (audio_lease, video_lease));
-        Ok(info)
     }
 
     fn update(&mut self, session: SessionId, change: MediaChange) {
@@ -489,7 +578,7 @@ impl MediaHost for EngineHost {
     }
 
     fn close(&mut self, session: SessionId, reason: EndReason) {
-        let leases: Vec<PortLease> = match self.live.remove(&session) {
+        let leases: Vec<PortLease> = match self.live.lock().remove(&session) {
             Some((audio, video)) => std::iter::once(audio).chain(video).collect(),
             None => Vec::new(),
         };
@@ -510,8 +599,17 @@ impl MediaHost for EngineHost {
 }
 
 impl Drop for EngineHost {
-    /// Lets the reaper finish what is queued and joins it.
+    /// Lets the setup worker and then the reaper finish what is queued and joins them. A
+    /// session the worker started after the core stopped listening is nobody's: closed here.
     fn drop(&mut self) {
+        if let Some((tx, handle)) = self.setup.take() {
+            drop(tx);
+            let _ = handle.join();
+        }
+        let orphans: Vec<SessionId> = self.live.lock().keys().copied().collect();
+        for session in orphans {
+            self.close(session, EndReason::Shutdown);
+        }
         if let Some((tx, handle)) = self.reaper.take() {
             drop(tx);
             let _ = handle.join();
@@ -553,6 +651,12 @@ pub struct FakeHostState {
     pub video: std::collections::HashSet<SessionId>,
     /// The SRTP keys each started session's audio and video streams were given.
     pub srtp: HashMap<SessionId, (Option<crate::SrtpKeys>, Option<crate::SrtpKeys>)>,
+    /// Makes [`MediaHost::start_deferred`] report later, as a setup worker does: the outcome
+    /// waits in `deferred` for the test to hand to the core.
+    pub defer_start: bool,
+    /// With `defer_start`: the outcomes of deferred starts not yet reported, in order (give
+    /// them to the core as [`Command::MediaStarted`](super::Command::MediaStarted)).
+    pub deferred: Vec<(SessionId, Result<Arc<SessionInfo>, MediaError>)>,
 }
 
 /// A host without sockets: ports are counted, sessions are records. `capacity` bounds the
@@ -705,6 +809,19 @@ impl MediaHost for FakeMediaHost {
             has_video: info.video.is_some(),
         });
         Ok(Arc::new(info))
+    }
+
+    fn start_deferred(
+        &mut self,
+        start: MediaStart,
+    ) -> Result<Option<Arc<SessionInfo>>, MediaError> {
+        if !self.state.lock().defer_start {
+            return self.start(start).map(Some);
+        }
+        let session = start.session;
+        let result = self.start(start);
+        self.state.lock().deferred.push((session, result));
+        Ok(None)
     }
 
     fn update(&mut self, session: SessionId, change: MediaChange) {

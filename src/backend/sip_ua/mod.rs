@@ -46,7 +46,9 @@ pub use events::{
     SharedUpdate, SipCounter, SipCounters, SipEvent,
 };
 #[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
-pub use host::{EngineHost, MediaChange, MediaError, MediaHost, MediaStart, Reservation};
+pub use host::{
+    EngineHost, MediaChange, MediaError, MediaHost, MediaStart, Reservation, StartNotifier,
+};
 // Test scaffolding: compiled only for tests and the unstable `_internals` feature (the fuzzer).
 #[cfg(any(test, feature = "_internals"))]
 pub use host::{FakeHostState, FakeMediaHost, HostCall};

@@ -6,6 +6,12 @@
 //! What is never refused here: ACK, CANCEL, in-dialog requests (BYE above all: it frees a
 //! call) and retransmissions, which the transaction layer answers with what it already sent.
 //!
+//! Two queues can back up: the SIP thread's own input (the UDP receive queue, measured by the
+//! thread) and the sessions the media host is starting off the SIP thread ([`PendingStarts`],
+//! measured here on the core's clock). Either one older than `max_backlog` refuses new
+//! INVITEs. A retransmitted INVITE of a call being set up meets its server transaction, which
+//! sends the 180 again: it creates no work.
+//!
 //! Per-source limit, the choice for non-INVITE requests: an excess request of any method
 //! gets a 503 with `Retry-After`, sent without creating a transaction. Dropping it silently
 //! would be cheaper once but not in total: an unanswered non-INVITE is retransmitted by its
@@ -16,10 +22,12 @@
 //! again (and let through if its source is back under its rate). The answer is no bigger
 //! than the request, so it amplifies nothing toward a spoofed address.
 
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use crate::backend::sip_config::OverloadConfig;
+use crate::engine::{EndReason, SessionId};
 use crate::sip::rate_limit::SourceRateLimiter;
 use crate::sip::{retry_after_value, Method, ResponseBuilder, SipMessage, SipRng};
 
@@ -58,9 +66,11 @@ impl Overload {
         }
     }
 
-    /// True while new calls are to be refused for the backlog.
-    pub(super) fn backed_up(&self) -> bool {
-        !self.cfg.max_backlog.is_zero() && self.load.backlog >= self.cfg.max_backlog
+    /// True while new calls are to be refused for a backlog: the SIP thread's, or
+    /// `setup`, how long the oldest session being started off the thread has waited.
+    pub(super) fn backed_up(&self, setup: Duration) -> bool {
+        let max = self.cfg.max_backlog;
+        !max.is_zero() && (self.load.backlog >= max || setup >= max)
     }
 
     pub(super) fn set_load(&mut self, load: SipLoad) {
@@ -100,5 +110,62 @@ impl Overload {
                 .header("Retry-After", &retry)
                 .build(),
         )
+    }
+}
+
+/// Sessions the media host is starting off the SIP thread, oldest first.
+#[derive(Debug, Default)]
+pub(super) struct PendingStarts {
+    /// Each pending session, with why its call ended meanwhile (then the host closes the
+    /// session once it reports).
+    sessions: HashMap<SessionId, Option<EndReason>>,
+    /// When each was handed over, in order (entries already reported are skipped lazily).
+    queue: VecDeque<(Instant, SessionId)>,
+}
+
+impl PendingStarts {
+    /// `session` was handed to the host at `now`.
+    pub(super) fn add(&mut self, session: SessionId, now: Instant) {
+        self.sessions.insert(session, None);
+        self.queue.push_back((now, session));
+    }
+
+    /// The call of a pending session ended for `why`.
+    pub(super) fn ended(&mut self, session: SessionId, why: EndReason) {
+        if let Some(e) = self.sessions.get_mut(&session) {
+            *e = Some(why);
+        }
+    }
+
+    /// The host reported `session`: `None` when it was not pending, else why its call ended
+    /// meanwhile, if it did.
+    pub(super) fn finish(&mut self, session: SessionId) -> Option<Option<EndReason>> {
+        let r = self.sessions.remove(&session);
+        self.trim();
+        r
+    }
+
+    /// How long the oldest pending session has waited at `now` (zero when none is).
+    pub(super) fn backlog(&self, now: Instant) -> Duration {
+        self.queue
+            .front()
+            .map_or(Duration::ZERO, |(at, _)| now.saturating_duration_since(*at))
+    }
+
+    /// Sessions pending.
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Drops the queue's head entries already reported, so that its head is the oldest
+    /// pending session. (The host reports in order, so this is O(1) per report.)
+    fn trim(&mut self) {
+        while let Some((_, s)) = self.queue.front() {
+            if self.sessions.contains_key(s) {
+                break;
+            }
+            self.queue.pop_front();
+        }
     }
 }

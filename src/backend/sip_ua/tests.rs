@@ -13,7 +13,7 @@ use super::command::{Command, DialRequest, RegisterRequest};
 use super::events::{
     CallDirectory, CallProgress, CallState, RegistrationEvent, SipCounters, SipEvent,
 };
-use super::host::{FakeHostState, FakeMediaHost, HostCall};
+use super::host::{FakeHostState, FakeMediaHost, HostCall, MediaError};
 use super::state::{SipCore, SipHooks};
 use crate::backend::sip_config::SipBackendConfig;
 use crate::engine::{EndReason, Outbox, SessionId, SipPeer};
@@ -2258,4 +2258,88 @@ fn one_flooding_source_is_limited_and_another_still_gets_through() {
         "{}",
         b.core.transaction_count()
     );
+}
+
+/// Media started off the SIP thread (`MediaHost::start_deferred`, the engine's setup worker):
+/// the 200 waits for the host's report; a retransmitted INVITE meanwhile is absorbed by its
+/// transaction (the 180 again, no new work); setups queued longer than `max_backlog` refuse
+/// new INVITEs with 503; a call cancelled while its media starts has the session closed when
+/// it reports; a failed start refuses the call.
+#[test]
+fn media_started_off_thread_answers_when_ready_and_sheds_a_setup_backlog() {
+    let mut now = Instant::now();
+    let mut b = Ua::new(5151, |c| {
+        c.overload.max_backlog = Duration::from_millis(200)
+    });
+    b.host.lock().defer_start = true;
+    let caller = addr(6100);
+    let count = |b: &Ua, f: fn(&HostCall) -> bool| b.host_calls().iter().filter(|c| f(c)).count();
+    let is_reserve: fn(&HostCall) -> bool = |c| matches!(c, HostCall::Reserve { .. });
+    let is_start: fn(&HostCall) -> bool = |c| matches!(c, HostCall::Start { .. });
+    let invite = plain_invite("d1", caller);
+    b.recv(invite.as_bytes(), caller, now);
+    let sent = b.sent();
+    let statuses: Vec<_> = sent.iter().filter_map(|(m, _)| m.status()).collect();
+    assert_eq!(statuses, [100, 180], "no 200 before the media runs");
+    assert_eq!(b.core.starting.len(), 1);
+    // Retransmitted twice while the setup waits: the 180 again, nothing reserved or started.
+    for _ in 0..2 {
+        now += Duration::from_millis(500);
+        b.tick(now);
+        b.recv(invite.as_bytes(), caller, now);
+        let again: Vec<_> = b.sent().iter().filter_map(|(m, _)| m.status()).collect();
+        assert_eq!(again, [180]);
+    }
+    assert_eq!((count(&b, is_reserve), count(&b, is_start)), (1, 1));
+    // The setup has waited 1 s, over the 200 ms limit: a new INVITE is refused, with no port.
+    b.recv(plain_invite("d2", caller).as_bytes(), caller, now);
+    let sent = b.sent();
+    assert_eq!(final_status(&sent), Some(503));
+    assert!(sent.last().unwrap().0.header("Retry-After").is_some());
+    assert_eq!(count(&b, is_reserve), 1);
+    // The report: the 200 with the answer, and the application hears of the call.
+    let (session, result) = b.host.lock().deferred.remove(0);
+    b.cmd(Command::MediaStarted(session, result), now);
+    let sent = b.sent();
+    assert_eq!(final_status(&sent), Some(200));
+    assert!(!sent.last().unwrap().0.body().is_empty());
+    assert!(b
+        .events
+        .iter()
+        .any(|e| matches!(e, SipEvent::Call(i) if i.id == session)));
+    assert_eq!(b.core.starting.len(), 0);
+    // Nothing queued now: the next call is taken, and cancelled while its media starts.
+    b.recv(plain_invite("d3", caller).as_bytes(), caller, now);
+    assert_eq!(final_status(&b.sent()), None);
+    let cancel = format!(
+        "CANCEL sip:roomkit@127.0.0.1:5151 SIP/2.0\r\nVia: SIP/2.0/UDP {caller};branch=z9hG4bKd3\r\n\
+         From: <sip:c@127.0.0.1>;tag=td3\r\nTo: <sip:roomkit@127.0.0.1>\r\nCall-ID: d3\r\n\
+         CSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n"
+    );
+    b.recv(cancel.as_bytes(), caller, now);
+    let statuses: Vec<_> = b.sent().iter().filter_map(|(m, _)| m.status()).collect();
+    assert_eq!(statuses, [200, 487]);
+    let (s3, r3) = b.host.lock().deferred.remove(0);
+    assert!(r3.is_ok());
+    assert!(!b.host_calls().contains(&HostCall::Close(s3)));
+    b.cmd(Command::MediaStarted(s3, r3), now);
+    assert!(
+        b.host_calls().contains(&HostCall::Close(s3)),
+        "closed once it reported"
+    );
+    assert!(b.sent().is_empty());
+    // A start that fails refuses its call with the host's status.
+    b.recv(plain_invite("d4", caller).as_bytes(), caller, now);
+    let _ = b.sent();
+    let (s4, _) = b.host.lock().deferred.remove(0);
+    let err = MediaError {
+        status: 503,
+        reason: "media: no threads".into(),
+    };
+    b.cmd(Command::MediaStarted(s4, Err(err)), now);
+    let sent = b.sent();
+    assert_eq!(final_status(&sent), Some(503));
+    assert!(sent.last().unwrap().0.header("Warning").is_some());
+    assert_eq!(b.core.call_count(), 1, "the first call only");
+    assert_eq!(b.core.starting.len(), 0);
 }
