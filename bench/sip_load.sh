@@ -118,6 +118,9 @@ if [ "$uses_kamailio" = 1 ]; then
 fi
 
 SERVE_ARGS=${SERVE_ARGS:-}
+# The RTP port range of `serve` (an A/V call takes two RTP/RTCP pairs while it runs and for the
+# close linger after it).
+RTP_PORTS=${RTP_PORTS:-20000-30000}
 echo "# $(nproc) cores; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-8s %-6s %-7s %-8s %-8s %-7s %-8s %-8s %-9s %-8s %s\n' path rate calls answered refused \
   failed timeouts seconds goodput/s calls/s load1
@@ -141,7 +144,7 @@ for rate in "${RATES[@]}"; do
     else
       # shellcheck disable=SC2086 # SERVE_ARGS is a list of options
       timeout 900 "$BIN" serve --sip "127.0.0.1:$port" "${listen[@]}" --rtp-ip 127.0.0.1 \
-        --rtp-ports 20000-30000 --quiet-frames $SERVE_ARGS >"$WORK/serve.log" 2>&1 &
+        --rtp-ports "$RTP_PORTS" --quiet-frames $SERVE_ARGS >"$WORK/serve.log" 2>&1 &
       serve_pid=$!
       for _ in $(seq 50); do grep -q listening "$WORK/serve.log" 2>/dev/null && break; sleep 0.1; done
     fi
