@@ -434,6 +434,7 @@ impl SipVoiceBackend {
     /// Signalling counters.
     pub fn sip_stats(&self) -> SipStats {
         let mut s = self.counters.snapshot();
+        s.rtp_ports_busy = self.pool.busy_skipped();
         if let Some(c) = self
             .running
             .get()

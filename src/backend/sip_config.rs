@@ -340,6 +340,9 @@ pub struct SipStats {
     pub bye_failures: u64,
     /// Calls placed with `dial`.
     pub calls_dialed: u64,
+    /// RTP ports of the pool found bound by something else (another program, or the kernel's
+    /// pick for a port-0 socket when the range overlaps the ephemeral ports) and skipped.
+    pub rtp_ports_busy: u64,
     /// TCP and TLS connections accepted or opened.
     pub connections_opened: u64,
     /// Connections closed for being idle.

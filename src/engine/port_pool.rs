@@ -3,8 +3,14 @@
 //! SIP calls need ports from a configured range; a port must come back when the call ends, however
 //! it ends, so a lease returns its port when dropped. Freed ports go to the back of the line, so a
 //! port is not handed to a new call while packets for the old one may still be in flight.
+//!
+//! A lease travels with the sockets bound on its port ([`crate::engine::RtpSockets::hold`]) and
+//! is dropped after them, so a port is never free in the pool while a socket of ours (a stream
+//! still closing, lingering for NACKs) holds it. A port bound by someone else (another process,
+//! or the kernel's pick for a port-0 socket) is skipped by the caller and counted here.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -16,6 +22,7 @@ use crate::error::{Error, Result};
 pub struct PortPool {
     free: Arc<Mutex<VecDeque<u16>>>,
     total: usize,
+    busy: Arc<AtomicU64>,
 }
 
 impl PortPool {
@@ -32,6 +39,7 @@ impl PortPool {
         Ok(PortPool {
             free: Arc::new(Mutex::new(free)),
             total,
+            busy: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -52,6 +60,16 @@ impl PortPool {
     /// Ports in the pool.
     pub fn capacity(&self) -> usize {
         self.total
+    }
+
+    /// Counts a port taken from the pool that could not be bound (something else holds it).
+    pub fn count_busy(&self) {
+        self.busy.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Ports found bound by someone else and skipped so far.
+    pub fn busy_skipped(&self) -> u64 {
+        self.busy.load(Ordering::Relaxed)
     }
 }
 
@@ -102,6 +120,57 @@ mod tests {
         assert_eq!(a.port(), 20000);
         drop(a);
         assert_eq!(pool.acquire().unwrap().port(), 20002);
+    }
+
+    /// The race the bench's churn soak hit: the application still holds a closed session (a
+    /// send or a callback in flight) while signalling ends the call. The sockets stay bound
+    /// until the last holder lets go, so the port must not be free in the pool before then.
+    #[test]
+    fn a_lease_comes_back_only_when_the_last_socket_on_its_port_closes() {
+        use crate::engine::StreamConfig;
+        use crate::engine::{BoundMedia, EngineConfig, MediaEngine, RtpSockets, SessionSpec};
+        let lo = std::net::Ipv4Addr::LOCALHOST;
+        // An even RTP/RTCP pair that is free now, as the pool's whole range.
+        let port = (0..64)
+            .find_map(|_| {
+                let s = RtpSockets::bind((lo, 0).into(), false).ok()?;
+                let p = s.local_addr().port();
+                (p % 2 == 0).then_some(p)
+            })
+            .expect("a free even port pair on loopback");
+        let pool = PortPool::new(port, port + 1).unwrap();
+        let lease = pool.acquire().unwrap();
+        let sockets = RtpSockets::bind((lo, lease.port()).into(), false)
+            .unwrap()
+            .hold(lease);
+        assert_eq!(pool.available(), 0);
+        let engine = MediaEngine::new(EngineConfig::default()).unwrap();
+        let id = uuid::Uuid::new_v4();
+        let spec = SessionSpec {
+            room_id: "r".into(),
+            participant_id: "p".into(),
+            metadata: Default::default(),
+            video_metadata: Default::default(),
+            audio: StreamConfig {
+                remote_addr: (lo, 9).into(),
+                ..StreamConfig::default()
+            },
+            video: None,
+        };
+        let bound = BoundMedia {
+            audio: sockets,
+            video: None,
+        };
+        engine.create_session_bound(id, spec, bound).unwrap();
+        let held = engine.session(id).unwrap();
+        engine.disconnect(id).unwrap();
+        // Ended, but its sockets are still open through `held`: the port is not free.
+        assert_eq!(pool.available(), 0, "lease back while its socket is bound");
+        assert!(RtpSockets::bind((lo, port).into(), false).is_err());
+        drop(held);
+        assert_eq!(pool.available(), 1);
+        let again = pool.acquire().unwrap();
+        assert!(RtpSockets::bind((lo, again.port()).into(), false).is_ok());
     }
 
     #[test]

@@ -29,6 +29,7 @@ use super::event::{
 use super::io_thread::{IoThread, StopSignal};
 use super::socket::{poll_readable, MediaSocket, RecvBatch, SendBatch, Wait};
 use super::stats::StreamStats;
+use super::PortLease;
 use crate::error::{Error, Result};
 use crate::rtp::config::{CoreConfig, MediaParams, DEFAULT_INACTIVITY_TIMEOUT};
 use crate::rtp::rtcp::RtcpInterval;
@@ -121,6 +122,8 @@ struct Shared {
     session: SessionId,
     key: u64,
     media: MediaKind,
+    /// The pool port of the sockets above; fields drop in order, so it goes back after they close.
+    _lease: Option<PortLease>,
 }
 
 impl Shared {
@@ -242,6 +245,9 @@ pub struct RtpSockets {
     pub rtp: MediaSocket,
     /// The RTCP socket on the RTP port + 1; `None` with rtcp-mux.
     pub rtcp: Option<MediaSocket>,
+    /// The pool lease of the port, returned when the sockets (and the stream using them) are
+    /// closed, not before.
+    lease: Option<PortLease>,
 }
 
 impl RtpSockets {
@@ -253,6 +259,7 @@ impl RtpSockets {
             return Ok(RtpSockets {
                 rtp: bind(local)?,
                 rtcp: None,
+                lease: None,
             });
         }
         if local.port() != 0 {
@@ -267,6 +274,7 @@ impl RtpSockets {
             return Ok(RtpSockets {
                 rtp,
                 rtcp: Some(rtcp),
+                lease: None,
             });
         }
         // Port 0: let the kernel choose, then check that the next port is free too; a few
@@ -282,6 +290,7 @@ impl RtpSockets {
                     return Ok(RtpSockets {
                         rtp,
                         rtcp: Some(rtcp),
+                        lease: None,
                     })
                 }
                 Err(e) => last = Some(e),
@@ -296,6 +305,13 @@ impl RtpSockets {
     /// The RTP address.
     pub fn local_addr(&self) -> SocketAddr {
         self.rtp.local_addr()
+    }
+
+    /// Ties `lease` (the pool port these sockets are bound on) to the sockets: it goes back to
+    /// its pool only once they are closed, by whoever holds them last.
+    pub fn hold(mut self, lease: PortLease) -> RtpSockets {
+        self.lease = Some(lease);
+        self
     }
 }
 
@@ -316,7 +332,9 @@ impl MediaStream {
         sockets: RtpSockets,
         dispatcher: Arc<Dispatcher<EngineEvent>>,
     ) -> Result<MediaStream> {
+        // `lease` is bound first so that, on an early return, it is dropped after the sockets.
         let RtpSockets {
+            lease,
             rtp: rtp_sock,
             rtcp: rtcp_sock,
         } = sockets;
@@ -397,6 +415,7 @@ impl MediaStream {
             session: cfg.session,
             key: dispatch_key(cfg.session),
             media,
+            _lease: lease,
         });
         let name = match media {
             MediaKind::Video => "rkm-video-io",

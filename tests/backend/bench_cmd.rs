@@ -19,6 +19,7 @@ const FIELDS: &[&str] = &[
     "sessions_up",
     "sessions_closed",
     "setup_failed",
+    "video_missing",
     "ended_early",
     "setup_rate",
     "setup_ms_p50",
@@ -159,6 +160,8 @@ fn bench_with_hold_replaces_sessions_as_they_close() {
     // Sessions are closed by the thread that sends on them: no send races a close.
     assert_eq!(n(&json, "send_errors"), 0.0, "{json}");
     assert_eq!(n(&json, "ended_early"), 0.0, "{json}");
+    // Every session came up with the video it asked for.
+    assert_eq!(n(&json, "video_missing"), 0.0, "{json}");
 }
 
 #[test]

@@ -842,3 +842,42 @@ fn video_added_to_an_srtp_call_is_secured_and_flows() {
     assert_eq!(got, 5, "pictures on the added SRTP stream");
     uac.hangup(call).unwrap();
 }
+
+/// Pool ports something else holds are skipped and counted, however many in a row: the bench's
+/// churn soak lost calls with 503 "Address already in use" when another program held a block
+/// of the range longer than the 16 ports a call used to try.
+#[test]
+fn a_call_skips_a_block_of_pool_ports_held_by_another_socket() {
+    let cfg = config(44);
+    let first = cfg.rtp_port_start;
+    // 24 pairs of the answering backend's pool, held from outside the backend.
+    let squatters: Vec<std::net::UdpSocket> = (first..first + 48)
+        .filter_map(|p| std::net::UdpSocket::bind(("127.0.0.1", p)).ok())
+        .collect();
+    let blocked = (0..24u16)
+        .filter(|k| {
+            let p = first + 2 * k;
+            squatters.iter().any(|s| {
+                s.local_addr()
+                    .is_ok_and(|a| a.port() == p || a.port() == p + 1)
+            })
+        })
+        .count() as u64;
+    assert!(blocked > 16, "only {blocked} pairs held");
+    let be = SipVideoBackend::new(cfg).unwrap();
+    start(&be);
+    let uac = dialer(20);
+    let c = dial_ok(&uac, &uri(&be), DialOptions::default());
+    assert!(
+        uac.get_session(c).is_some_and(|s| s.video.is_some()),
+        "the call kept its video"
+    );
+    assert!(
+        be.sip_stats().rtp_ports_busy >= blocked,
+        "{} busy ports counted, {blocked} held",
+        be.sip_stats().rtp_ports_busy
+    );
+    uac.hangup(c).unwrap();
+    assert!(wait_ended(&uac, c, T));
+    drop(squatters);
+}

@@ -458,3 +458,53 @@ fn opus_fec_follows_the_loss_the_receiver_reports() {
         assert!(range.contains(&got), "loss {loss}: expected {got} %");
     }
 }
+
+/// A new SSRC on a G.722 stream is decoded as a new stream: the receiver's PCM for the second
+/// source is exactly what a receiver that never heard the first one makes of it (G.722's
+/// predictor and the concealment's history are per source).
+#[test]
+fn a_new_source_is_decoded_from_a_fresh_decoder_state() {
+    let start = Instant::now();
+    let p = params(VoiceCodec::G722, AppRate::Auto, 0);
+    let core = |seed| StreamCore::new(core_config(p.clone()), start, SystemTime::now(), seed);
+    let (mut first, mut second) = (core(1).unwrap(), core(2).unwrap());
+    assert_ne!(first.ssrc(), second.ssrc());
+    let mut tone = Sine::new(700.0, 16_000, 9000.0);
+    let mut packets = |c: &mut StreamCore, from: u32| {
+        let mut v = Vec::new();
+        for i in from..from + 10 {
+            c.send_audio(start + Duration::from_millis(20) * i, &tone.take(320))
+                .unwrap();
+            while let Some(t) = c.poll_transmit() {
+                if t.kind == TransmitKind::Rtp {
+                    v.push((i, t.contents.to_vec()));
+                }
+            }
+        }
+        v
+    };
+    let old = packets(&mut first, 0);
+    let new = packets(&mut second, 10);
+    let pcm_of = |core: &mut StreamCore, pkts: &[(u32, Vec<u8>)]| {
+        let from = core.remote_rtp();
+        let mut pcm = Vec::new();
+        for (i, p) in pkts {
+            core.handle_datagram(start + Duration::from_millis(20) * *i, from, p, false);
+            while let Some(e) = core.poll_event() {
+                if let StreamEvent::Audio(f) = e {
+                    pcm.extend_from_slice(&f.pcm);
+                }
+            }
+        }
+        pcm
+    };
+    let mut heard_both = core(3).unwrap();
+    assert!(!pcm_of(&mut heard_both, &old).is_empty());
+    let after_switch = pcm_of(&mut heard_both, &new);
+    let fresh = pcm_of(&mut core(4).unwrap(), &new);
+    assert_eq!(fresh.len(), 10 * 320);
+    assert!(
+        after_switch == fresh,
+        "the old source's state leaked into the new one"
+    );
+}

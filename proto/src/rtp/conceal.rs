@@ -47,7 +47,6 @@ pub trait AudioDecoder: Send {
     /// holds it (for FEC).
     fn conceal(&mut self, samples: usize, next: Option<&[u8]>, out: &mut Vec<i16>) -> Concealment;
     /// Forgets the stream's history (a new source, or a long pause).
-    #[cfg(any(test, feature = "_internals"))]
     fn reset(&mut self);
 }
 
@@ -71,7 +70,6 @@ impl AudioDecoder for PassthroughDecoder {
         Concealment::None
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     fn reset(&mut self) {}
 }
 
@@ -131,7 +129,6 @@ impl AudioDecoder for G722WithPlc {
         self.plc.conceal(samples * 2, out)
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     fn reset(&mut self) {
         self.dec.reset();
         self.plc.reset();
@@ -226,7 +223,6 @@ impl AudioDecoder for OpusWithFec {
         self.plc(len, out)
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     fn reset(&mut self) {
         if let Ok(d) = OpusDecoder::new(self.rate, 1) {
             self.dec = d;
@@ -266,7 +262,6 @@ impl AudioDecoder for G711Decoder {
         self.plc.conceal(samples, out)
     }
 
-    #[cfg(any(test, feature = "_internals"))]
     fn reset(&mut self) {
         self.plc.reset();
     }
@@ -329,7 +324,6 @@ impl G711Plc {
     }
 
     /// Forgets everything.
-    #[cfg(any(test, feature = "_internals"))]
     pub fn reset(&mut self) {
         self.history.clear();
         self.erased = 0;

@@ -209,6 +209,29 @@ impl SipCore {
         self.registrations.len()
     }
 
+    /// Entries in every map and queue the core keeps, by name (a test checks that ended calls
+    /// leave none behind).
+    #[cfg(test)]
+    pub(super) fn table_sizes(&self) -> Vec<(&'static str, usize)> {
+        vec![
+            ("servers", self.servers.len()),
+            ("server_index", self.server_index.len()),
+            ("clients", self.clients.len()),
+            ("invites", self.invites.len()),
+            ("client_index", self.client_index.len()),
+            ("calls", self.calls.len()),
+            ("call_index", self.call_index.len()),
+            ("by_session", self.by_session.len()),
+            ("registrations", self.registrations.len()),
+            ("ended_forks", self.ended_forks.len()),
+            ("orphan_invites", self.orphan_invites.len()),
+            ("events", self.events.len()),
+            ("updates", self.updates.len()),
+            ("timers", self.timers.len()),
+            ("starting", self.starting.len()),
+        ]
+    }
+
     /// Where a request for `hop` goes: its address when it names an IP, else `fallback` (the
     /// core resolves no names; the application side resolved the first hop of every call).
     /// The transport is the one the hop's URI asks for, else the fallback's (a dialog set up

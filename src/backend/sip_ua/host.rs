@@ -24,17 +24,13 @@ use crate::codec::voice::AppRate;
 use crate::engine::event::StreamInfo;
 use crate::engine::event::{EndReason, SessionInfo};
 use crate::engine::{
-    AudioParams, BoundMedia, MediaEngine, MediaParams, PortLease, PortPool, RtpSockets, SessionId,
+    AudioParams, BoundMedia, MediaEngine, MediaParams, PortPool, RtpSockets, SessionId,
     SessionSpec, SourcePolicy, StreamConfig, VideoParams,
 };
 use crate::frame::{Delivery, DtmfEvent};
 #[cfg(any(test, feature = "_internals"))]
 use crate::sdp::Direction;
 use crate::sdp::Negotiation;
-
-/// Port pairs a call tries when binding fails (another program holds the port: binding
-/// without address reuse is the check) before it gives up.
-const MAX_BIND_RETRIES: usize = 16;
 
 /// Ports bound for a call before its SDP is written: they are the call's from now on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,20 +172,17 @@ struct StreamSettings {
     audio_sample_rate: AppRate,
 }
 
-/// A port taken from the pool and its bound sockets.
-type BoundPort = (PortLease, RtpSockets);
-
-/// A session to close (with its reason; only its video when `None`) and the ports to return once it is
-/// closed.
-type Reap = (SessionId, Option<EndReason>, Vec<PortLease>);
-
-/// The ports of running sessions: audio, and video while it runs. Shared with the setup
-/// worker, which adds a session's once it runs.
-type LivePorts = Arc<parking_lot::Mutex<HashMap<SessionId, (PortLease, Option<PortLease>)>>>;
+/// A session to close (with its reason; only its video when `None`). Its ports go back to the
+/// pool when its sockets close: each [`RtpSockets`] holds its lease.
+type Reap = (SessionId, Option<EndReason>);
 
 /// Where the setup worker reports a session it started (or could not start), for the SIP
 /// thread: the backend queues it as a command and wakes the thread.
 pub type StartNotifier = Box<dyn Fn(SessionId, Result<Arc<SessionInfo>, MediaError>) + Send>;
+
+/// Sessions the setup worker started that the core has not closed yet: those left when the
+/// host is dropped were never heard of by the core (it had stopped), and are closed then.
+type Unclosed = Arc<parking_lot::Mutex<std::collections::HashSet<SessionId>>>;
 
 /// Everything a session needs to start, prepared on the SIP thread (cheap); running it
 /// (opening the streams, starting their threads) is the costly part.
@@ -197,15 +190,13 @@ struct SetupJob {
     session: SessionId,
     spec: SessionSpec,
     bound: BoundMedia,
-    leases: (PortLease, Option<PortLease>),
     held: bool,
     expects_media: bool,
 }
 
 impl SetupJob {
-    /// Creates the engine session; its ports join `live` once it runs (dropped, so back in
-    /// the pool, when it fails).
-    fn run(self, engine: &MediaEngine, live: &LivePorts) -> Result<Arc<SessionInfo>, MediaError> {
+    /// Creates the engine session (on failure its sockets close and their ports go back).
+    fn run(self, engine: &MediaEngine) -> Result<Arc<SessionInfo>, MediaError> {
         let info = engine
             .create_session_bound(self.session, self.spec, self.bound)
             .map_err(|e| MediaError::unavailable(format!("media: {e}")))?;
@@ -213,7 +204,6 @@ impl SetupJob {
             s.set_held(self.held);
             s.set_expects_media(self.expects_media);
         }
-        live.lock().insert(self.session, self.leases);
         Ok(info)
     }
 }
@@ -226,18 +216,17 @@ pub struct EngineHost {
     pool: PortPool,
     settings: StreamSettings,
     next_id: u64,
-    reserved: HashMap<ReservationId, (Option<BoundPort>, Option<BoundPort>)>,
-    live: LivePorts,
+    reserved: HashMap<ReservationId, (Option<RtpSockets>, Option<RtpSockets>)>,
     reaper: Option<(Sender<Reap>, std::thread::JoinHandle<()>)>,
     /// The setup worker: incoming calls' sessions are started there, off the SIP thread.
     setup: Option<(Sender<SetupJob>, std::thread::JoinHandle<()>)>,
+    unclosed: Unclosed,
 }
 
 impl std::fmt::Debug for EngineHost {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EngineHost")
             .field("reserved", &self.reserved.len())
-            .field("live", &self.live.lock().len())
             .finish_non_exhaustive()
     }
 }
@@ -259,31 +248,27 @@ impl EngineHost {
         let reaper = std::thread::Builder::new()
             .name("rkm-sip-reaper".into())
             .spawn(move || {
-                for (id, reason, leases) in rx {
-                    match reason {
-                        None => {
-                            let _ = e.remove_video(id);
-                        }
-                        Some(reason) => {
-                            let _ = e.disconnect_with(id, reason);
-                        }
-                    }
-                    drop(leases);
+                for (id, reason) in rx {
+                    close_now(&e, id, reason);
                 }
             })
             .ok()
             .map(|h| (tx, h));
-        let live = LivePorts::default();
+        let unclosed = Unclosed::default();
         // Without the setup thread, sessions start inline on the SIP thread.
         let setup = notify.and_then(|notify| {
             let (tx, rx) = unbounded::<SetupJob>();
-            let (e, live) = (engine.clone(), live.clone());
+            let (e, unclosed) = (engine.clone(), unclosed.clone());
             std::thread::Builder::new()
                 .name("rkm-sip-setup".into())
                 .spawn(move || {
                     for job in rx {
                         let session = job.session;
-                        notify(session, job.run(&e, &live));
+                        let result = job.run(&e);
+                        if result.is_ok() {
+                            unclosed.lock().insert(session);
+                        }
+                        notify(session, result);
                     }
                 })
                 .ok()
@@ -305,32 +290,37 @@ impl EngineHost {
             },
             next_id: 0,
             reserved: HashMap::new(),
-            live,
             reaper,
             setup,
+            unclosed,
         }
     }
 
-    /// A pool port whose RTP and RTCP ports bind now. Ports another program holds are skipped
-    /// (they go back to the end of the pool).
-    fn bind_port(&self) -> Result<BoundPort, MediaError> {
+    /// A pool port whose RTP and RTCP ports bind now, the lease held by the sockets. Ports
+    /// something else holds (another program; the kernel's pick for some port-0 socket when the
+    /// range overlaps the ephemeral ports) are counted, skipped and go back to the end of the
+    /// pool; every free port is tried once before the call fails.
+    fn bind_port(&self) -> Result<RtpSockets, MediaError> {
         let mut busy = Vec::new();
-        let mut last = String::new();
-        for _ in 0..MAX_BIND_RETRIES {
-            let lease = self
-                .pool
-                .acquire()
-                .ok_or_else(|| MediaError::unavailable("no free RTP port"))?;
+        let mut last = None;
+        for _ in 0..self.pool.capacity() {
+            let Some(lease) = self.pool.acquire() else {
+                break;
+            };
             let addr = SocketAddr::new(self.settings.local_rtp_ip, lease.port());
             match RtpSockets::bind(addr, false) {
-                Ok(s) => return Ok((lease, s)),
+                Ok(s) => return Ok(s.hold(lease)),
                 Err(e) => {
-                    last = e.to_string();
+                    self.pool.count_busy();
+                    last = Some(e.to_string());
                     busy.push(lease);
                 }
             }
         }
-        Err(MediaError::unavailable(format!("media: {last}")))
+        Err(MediaError::unavailable(match last {
+            Some(e) => format!("media: no RTP port binds ({e})"),
+            None => "no free RTP port".into(),
+        }))
     }
 
     fn source_policy(&self) -> SourcePolicy {
@@ -404,48 +394,6 @@ impl EngineHost {
             ..Default::default()
         }))
     }
-
-    /// What starting a session takes, from its reservation and negotiation: the cheap part,
-    /// on the SIP thread.
-    fn prepare(&mut self, start: MediaStart) -> Result<SetupJob, MediaError> {
-        let (audio, video) = self
-            .reserved
-            .remove(&start.reservation)
-            .ok_or_else(|| MediaError::unavailable("media ports were released"))?;
-        let (audio_lease, audio) =
-            audio.ok_or_else(|| MediaError::unavailable("no audio port reserved"))?;
-        let neg = &start.negotiation;
-        let audio_cfg = self.audio_stream(neg, audio.local_addr());
-        let mut video_lease = None;
-        let (video_cfg, video_sockets) = match (video, &neg.video) {
-            (Some((lease, sockets)), Some(_)) => {
-                video_lease = Some(lease);
-                (self.video_stream(neg, sockets.local_addr()), Some(sockets))
-            }
-            // Video reserved but not agreed: its ports go back now.
-            _ => (None, None),
-        };
-        let spec = SessionSpec {
-            room_id: start.room_id,
-            participant_id: start.participant_id,
-            metadata: start.metadata,
-            video_metadata: start.video_metadata,
-            audio: audio_cfg,
-            video: video_cfg,
-        };
-        let bound = BoundMedia {
-            audio,
-            video: video_sockets,
-        };
-        Ok(SetupJob {
-            session: start.session,
-            held: !neg.audio.direction.sends(),
-            expects_media: neg.audio.direction.receives(),
-            spec,
-            bound,
-            leases: (audio_lease, video_lease),
-        })
-    }
 }
 
 impl MediaHost for EngineHost {
@@ -460,8 +408,8 @@ impl MediaHost for EngineHost {
         self.next_id += 1;
         let r = Reservation {
             id: ReservationId(self.next_id),
-            audio_port: audio.0.port(),
-            video_port: video.as_ref().map(|(l, _)| l.port()),
+            audio_port: audio.local_addr().port(),
+            video_port: video.as_ref().map(|s| s.local_addr().port()),
         };
         self.reserved.insert(r.id, (Some(audio), video));
         Ok(r)
@@ -473,7 +421,7 @@ impl MediaHost for EngineHost {
         let r = Reservation {
             id: ReservationId(self.next_id),
             audio_port: 0,
-            video_port: Some(video.0.port()),
+            video_port: Some(video.local_addr().port()),
         };
         self.reserved.insert(r.id, (None, Some(video)));
         Ok(r)
@@ -490,39 +438,18 @@ impl MediaHost for EngineHost {
             .reserved
             .remove(&reservation)
             .ok_or_else(|| MediaError::unavailable("video ports were released"))?;
-        let (lease, sockets) =
-            video.ok_or_else(|| MediaError::unavailable("no video port reserved"))?;
+        let sockets = video.ok_or_else(|| MediaError::unavailable("no video port reserved"))?;
         let cfg = self
             .video_stream(negotiation, sockets.local_addr())
             .ok_or_else(|| MediaError::unavailable("no video agreed"))?;
         self.engine
             .add_video(session, cfg, sockets, video_metadata)
             .map_err(|e| MediaError::unavailable(format!("media: {e}")))?;
-        if let Some((_, v)) = self.live.lock().get_mut(&session) {
-            *v = Some(lease);
-        }
         Ok(())
     }
 
     fn remove_video(&mut self, session: SessionId) {
-        let lease = self
-            .live
-            .lock()
-            .get_mut(&session)
-            .and_then(|(_, v)| v.take());
-        let leases: Vec<PortLease> = lease.into_iter().collect();
-        match &self.reaper {
-            Some((tx, _)) => {
-                if let Err(e) = tx.send((session, None, leases)) {
-                    let (id, _, leases) = e.into_inner();
-                    let _ = self.engine.remove_video(id);
-                    drop(leases);
-                }
-            }
-            None => {
-                let _ = self.engine.remove_video(session);
-            }
-        }
+        self.reap(session, None);
     }
 
     fn release(&mut self, reservation: ReservationId) {
@@ -530,7 +457,7 @@ impl MediaHost for EngineHost {
     }
 
     fn start(&mut self, start: MediaStart) -> Result<Arc<SessionInfo>, MediaError> {
-        self.prepare(start)?.run(&self.engine, &self.live)
+        self.prepare(start)?.run(&self.engine)
     }
 
     fn start_deferred(
@@ -541,12 +468,11 @@ impl MediaHost for EngineHost {
         match &self.setup {
             Some((tx, _)) => match tx.send(job) {
                 Ok(()) => Ok(None),
-                Err(e) => e.into_inner().run(&self.engine, &self.live).map(Some),
+                Err(e) => e.into_inner().run(&self.engine).map(Some),
             },
-            None => job.run(&self.engine, &self.live).map(Some),
+            None => job.run(&self.engine).map(Some),
         }
     }
-
     fn update(&mut self, session: SessionId, change: MediaChange) {
         let Ok(s) = self.engine.session(session) else {
             return;
@@ -578,22 +504,72 @@ impl MediaHost for EngineHost {
     }
 
     fn close(&mut self, session: SessionId, reason: EndReason) {
-        let leases: Vec<PortLease> = match self.live.lock().remove(&session) {
-            Some((audio, video)) => std::iter::once(audio).chain(video).collect(),
-            None => Vec::new(),
-        };
         // The application may have closed the media already (hang-up); that is fine.
-        match &self.reaper {
-            Some((tx, _)) => {
-                if let Err(e) = tx.send((session, Some(reason), leases)) {
-                    let (id, _, leases) = e.into_inner();
-                    let _ = self.engine.disconnect_with(id, reason);
-                    drop(leases);
-                }
+        self.unclosed.lock().remove(&session);
+        self.reap(session, Some(reason));
+    }
+}
+
+impl EngineHost {
+    /// What starting a session takes, from its reservation and negotiation: the cheap part,
+    /// on the SIP thread.
+    fn prepare(&mut self, start: MediaStart) -> Result<SetupJob, MediaError> {
+        let (audio, video) = self
+            .reserved
+            .remove(&start.reservation)
+            .ok_or_else(|| MediaError::unavailable("media ports were released"))?;
+        let audio = audio.ok_or_else(|| MediaError::unavailable("no audio port reserved"))?;
+        let neg = &start.negotiation;
+        let audio_cfg = self.audio_stream(neg, audio.local_addr());
+        let (video_cfg, video_sockets) = match (video, &neg.video) {
+            (Some(sockets), Some(_)) => {
+                (self.video_stream(neg, sockets.local_addr()), Some(sockets))
             }
-            None => {
-                let _ = self.engine.disconnect_with(session, reason);
-            }
+            // Video reserved but not agreed: its ports go back now.
+            _ => (None, None),
+        };
+        let spec = SessionSpec {
+            room_id: start.room_id,
+            participant_id: start.participant_id,
+            metadata: start.metadata,
+            video_metadata: start.video_metadata,
+            audio: audio_cfg,
+            video: video_cfg,
+        };
+        let bound = BoundMedia {
+            audio,
+            video: video_sockets,
+        };
+        Ok(SetupJob {
+            session: start.session,
+            held: !neg.audio.direction.sends(),
+            expects_media: neg.audio.direction.receives(),
+            spec,
+            bound,
+        })
+    }
+
+    /// Closes a session (`reason`) or only its video (`None`) on the reaper thread, inline
+    /// without one.
+    fn reap(&self, session: SessionId, reason: Option<EndReason>) {
+        let inline = match &self.reaper {
+            Some((tx, _)) => tx.send((session, reason)).err().map(|e| e.into_inner()),
+            None => Some((session, reason)),
+        };
+        if let Some((id, reason)) = inline {
+            close_now(&self.engine, id, reason);
+        }
+    }
+}
+
+/// Closes session `id` (with `reason`) or only its video (`None`).
+fn close_now(engine: &MediaEngine, id: SessionId, reason: Option<EndReason>) {
+    match reason {
+        None => {
+            let _ = engine.remove_video(id);
+        }
+        Some(reason) => {
+            let _ = engine.disconnect_with(id, reason);
         }
     }
 }
@@ -606,9 +582,9 @@ impl Drop for EngineHost {
             drop(tx);
             let _ = handle.join();
         }
-        let orphans: Vec<SessionId> = self.live.lock().keys().copied().collect();
+        let orphans: Vec<SessionId> = self.unclosed.lock().drain().collect();
         for session in orphans {
-            self.close(session, EndReason::Shutdown);
+            self.reap(session, Some(EndReason::Shutdown));
         }
         if let Some((tx, handle)) = self.reaper.take() {
             drop(tx);

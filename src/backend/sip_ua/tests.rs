@@ -2343,3 +2343,72 @@ fn media_started_off_thread_answers_when_ready_and_sheds_a_setup_backlog() {
     assert_eq!(b.core.call_count(), 1, "the first call only");
     assert_eq!(b.core.starting.len(), 0);
 }
+
+/// A long churn leaves nothing in the core: while one call stays up, 1,000 calls one after
+/// another, hung up by either side; their ended timers are not kept behind the live ones (each
+/// call's session timer is half an hour away), and once the last call ends and the
+/// transactions' timers have run, every map and queue of both cores is empty (the soak's
+/// memory check, on virtual time).
+#[test]
+fn a_thousand_sequential_calls_leave_no_state_behind() {
+    let t0 = Instant::now();
+    let mut a = Ua::new(5061, |_| {});
+    let mut b = Ua::new(5062, |_| {});
+    let mut link = keep_all();
+    // The call that stays up: its timers stay earlier than those the others leave behind.
+    let (long, _, mut now) = call_up(&mut a, &mut b, &mut link, t0);
+    for i in 0..1000 {
+        let (caller, _, at) = call_up(&mut a, &mut b, &mut link, now);
+        now = at;
+        let callee = b
+            .events
+            .iter()
+            .rev()
+            .find_map(|e| match e {
+                SipEvent::Call(info) => Some(info.id),
+                _ => None,
+            })
+            .expect("b announced the call");
+        if i % 2 == 0 {
+            a.cmd(Command::Hangup(caller), now);
+        } else {
+            b.cmd(Command::Hangup(callee), now);
+        }
+        run_for(
+            &mut a,
+            &mut b,
+            &mut now,
+            Duration::from_millis(100),
+            &mut link,
+        );
+        assert_eq!(a.states().last(), Some(&CallState::Ended), "call {i}");
+        // The harness's own record of events is not the core's; keep it small.
+        a.events.clear();
+        b.events.clear();
+        a.host.lock().calls.clear();
+        b.host.lock().calls.clear();
+    }
+    for ua in [&a, &b] {
+        assert_eq!(ua.core.call_count(), 1, "the long call is up");
+        let (live, kept) = (ua.core.timers.len(), ua.core.timers.entries());
+        assert!(
+            kept <= 2 * live + 64,
+            "{kept} timer entries kept for {live} live"
+        );
+    }
+    a.cmd(Command::Hangup(long), now);
+    run_for(&mut a, &mut b, &mut now, Duration::from_secs(60), &mut link);
+    for ua in [&a, &b] {
+        let left: Vec<_> = ua
+            .core
+            .table_sizes()
+            .into_iter()
+            .filter(|&(_, n)| n > 0)
+            .collect();
+        assert!(left.is_empty(), "left in the core: {left:?}");
+        assert!(ua.core.timers.entries() <= 64);
+        assert_eq!(ua.live_media() + ua.reserved(), 0);
+        assert_eq!(ua.dir.len(), 0);
+    }
+    assert_eq!(a.counters.snapshot().calls_ended, 1001);
+}

@@ -7,13 +7,22 @@ use std::hash::Hash;
 use std::time::Instant;
 
 /// Wake-ups by key. Setting a key's time again replaces the earlier one: the old heap entry
-/// stays behind and is skipped when it surfaces, so every operation is O(log n) and the heap
-/// holds at most one live entry per key plus stale ones that leave as time passes.
+/// stays behind and is skipped when it surfaces, so every operation is O(log n) amortized.
+///
+/// Stale entries cannot wait for their time to leave: a call's session-timer wake-up is up to
+/// `session_expires` (30 min) away, and a call that ends after a second would keep its entry
+/// for the rest of the half hour (a churn soak grew by every call's entries). So once the
+/// stale entries outnumber the live ones (past a small floor) the heap is rebuilt from the live
+/// schedule: O(live) work at most once per as many operations, and never more than
+/// `2 × live + STALE_FLOOR` entries held.
 #[derive(Debug)]
 pub(crate) struct TimerQueue<K: Ord + Hash + Copy> {
     heap: BinaryHeap<Reverse<(Instant, K)>>,
     due: HashMap<K, Instant>,
 }
+
+/// Stale heap entries tolerated without a rebuild, whatever the live count.
+const STALE_FLOOR: usize = 64;
 
 impl<K: Ord + Hash + Copy> Default for TimerQueue<K> {
     fn default() -> Self {
@@ -36,6 +45,10 @@ impl<K: Ord + Hash + Copy> TimerQueue<K> {
             None => {
                 self.due.remove(&key);
             }
+        }
+        if self.heap.len() > 2 * self.due.len() + STALE_FLOOR {
+            // The order of equal times is the keys', so the rebuild changes no firing order.
+            self.heap = self.due.iter().map(|(&k, &t)| Reverse((t, k))).collect();
         }
     }
 
@@ -70,6 +83,12 @@ impl<K: Ord + Hash + Copy> TimerQueue<K> {
     pub(crate) fn len(&self) -> usize {
         self.due.len()
     }
+
+    /// Entries in the heap, stale ones included.
+    #[cfg(test)]
+    pub(crate) fn entries(&self) -> usize {
+        self.heap.len()
+    }
 }
 
 #[cfg(test)]
@@ -93,5 +112,31 @@ mod tests {
         assert_eq!(q.pop_due(ms(30)), Some(1));
         assert_eq!(q.poll_timeout(), None);
         assert_eq!(q.len(), 0);
+    }
+
+    /// Wake-ups cancelled long before their time do not pile up: 100,000 calls each setting a
+    /// half-hour timer and ending at once leave a heap of the floor's size, and the timers
+    /// still live fire in order.
+    #[test]
+    fn cancelled_far_timers_do_not_pile_up() {
+        let t0 = Instant::now();
+        let mut q = TimerQueue::default();
+        q.set(u32::MAX, Some(t0 + Duration::from_secs(10)));
+        q.set(u32::MAX - 1, Some(t0 + Duration::from_secs(5)));
+        for k in 0..100_000u32 {
+            q.set(k, Some(t0 + Duration::from_secs(1800)));
+            q.set(k, None);
+            assert!(
+                q.entries() <= 2 * q.len() + STALE_FLOOR,
+                "{} entries",
+                q.entries()
+            );
+        }
+        assert_eq!(q.len(), 2);
+        assert_eq!(q.poll_timeout(), Some(t0 + Duration::from_secs(5)));
+        let end = t0 + Duration::from_secs(3600);
+        assert_eq!(q.pop_due(end), Some(u32::MAX - 1));
+        assert_eq!(q.pop_due(end), Some(u32::MAX));
+        assert_eq!(q.pop_due(end), None);
     }
 }

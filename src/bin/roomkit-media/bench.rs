@@ -127,6 +127,10 @@ struct Report {
     /// Sessions closed during the run by `--hold`.
     sessions_closed: u64,
     setup_failed: u64,
+    /// Sessions that came up without the video they asked for (the far end, or a shortage of
+    /// ports on either end, left it out: the engine then goes on audio-only); no pictures are
+    /// sent on them.
+    video_missing: u64,
     /// Sessions that ended before the run did, not closed by us (the far end hung up).
     ended_early: u64,
     /// Sessions up per second over the ramp, from the first start to the last answer.
@@ -557,6 +561,7 @@ trait Sender {
     fn audio(&self, id: SessionId, pcm: &[i16]) -> roomkit_media::Result<()>;
     fn video(&self, id: SessionId, picture: &[u8]) -> roomkit_media::Result<()>;
     fn pcm_rate(&self, id: SessionId) -> u32;
+    fn has_video(&self, id: SessionId) -> bool;
 }
 
 impl<B: MediaBackend> Sender for B {
@@ -568,6 +573,9 @@ impl<B: MediaBackend> Sender for B {
     }
     fn pcm_rate(&self, id: SessionId) -> u32 {
         self.get_session(id).map_or(8000, |s| s.audio.sample_rate)
+    }
+    fn has_video(&self, id: SessionId) -> bool {
+        self.get_session(id).is_some_and(|s| s.video.is_some())
     }
 }
 
@@ -634,11 +642,11 @@ struct SendLoop<'a> {
     pictures: &'a [Vec<u8>],
     epoch: Instant,
     video_period: Duration,
-    /// The thread's sessions, `None` once closed; their numbers' places here.
-    live: Vec<Option<Live>>,
-    places: HashMap<u32, usize>,
-    /// Due sends: when, index in `live`, what.
-    due: BinaryHeap<Reverse<(Instant, usize, Kind)>>,
+    /// The thread's sessions by number, each removed when closed (a soak's millions of
+    /// sessions leave nothing here).
+    live: HashMap<u32, Live>,
+    /// Due sends: when, session number, what. A closed session's are dropped as they come up.
+    due: BinaryHeap<Reverse<(Instant, u32, Kind)>>,
 }
 
 const AUDIO_PERIOD: Duration = Duration::from_millis(20);
@@ -656,21 +664,17 @@ impl SendLoop<'_> {
                         audio_at,
                         video_at,
                     } => {
-                        let i = self.live.len();
                         for (at, kind) in [(audio_at, Kind::Audio), (video_at, Kind::Video)] {
                             if let Some(t) = at {
-                                self.due.push(Reverse((t, i, kind)));
+                                self.due.push(Reverse((t, live.number, kind)));
                             }
                         }
-                        self.places.insert(live.number, i);
-                        self.live.push(Some(live));
+                        self.live.insert(live.number, live);
                     }
                     ToSender::Remove(number) => {
-                        if let Some(i) = self.places.remove(&number) {
-                            // Its due sends are dropped as they come up.
-                            if let Some(l) = self.live[i].take() {
-                                self.rig.close_one(l.id, l.rx);
-                            }
+                        // Its due sends are dropped as they come up.
+                        if let Some(l) = self.live.remove(&number) {
+                            self.rig.close_one(l.id, l.rx);
                         }
                     }
                 }
@@ -696,7 +700,7 @@ impl SendLoop<'_> {
                 break;
             }
             self.due.pop();
-            let Some(l) = self.live[i].as_mut() else {
+            let Some(l) = self.live.get_mut(&i) else {
                 continue;
             };
             let period = match kind {
@@ -755,6 +759,7 @@ struct Ramp<'a> {
     started: usize,
     next_start: Instant,
     failed: u64,
+    video_missing: u64,
     ended: u64,
     last_up: Instant,
     tone_at: u64,
@@ -778,6 +783,14 @@ impl Ramp<'_> {
         let spread = |p: Duration| now + p.mul_f64(phase);
         let video_period = Duration::from_secs_f64(1.0 / f64::from(self.args.fps));
         let rate = self.rig.sender().pcm_rate(id);
+        // An answer may leave video out; sending pictures there would only fail.
+        let video = !self.args.audio_only && self.rig.sender().has_video(id);
+        if !self.args.audio_only && !video {
+            self.video_missing += 1;
+            if self.video_missing == 1 {
+                eprintln!("bench: a session came up without video (counted in video_missing)");
+            }
+        }
         let n = ToSender::Add {
             live: Live {
                 id,
@@ -787,7 +800,7 @@ impl Ramp<'_> {
                 pictures: 0,
             },
             audio_at: (!self.args.video_only).then(|| spread(AUDIO_PERIOD)),
-            video_at: (!self.args.audio_only).then(|| spread(video_period)),
+            video_at: video.then(|| spread(video_period)),
         };
         let _ = self.senders[i as usize % self.senders.len()].send(n);
     }
@@ -915,6 +928,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, Failure> {
         started: 0,
         next_start: Instant::now(),
         failed: 0,
+        video_missing: 0,
         ended: 0,
         last_up: epoch,
         tone_at: 0,
@@ -945,8 +959,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, Failure> {
                 pictures: &pictures,
                 epoch,
                 video_period: Duration::from_secs_f64(1.0 / f64::from(args.fps)),
-                live: Vec::new(),
-                places: HashMap::new(),
+                live: HashMap::new(),
                 due: BinaryHeap::new(),
             };
             let stop = &stop;
@@ -1047,6 +1060,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, Failure> {
         sessions_up: up,
         sessions_closed: ramp.closed,
         setup_failed: ramp.failed,
+        video_missing: ramp.video_missing,
         ended_early: ramp.ended,
         setup_rate: if setup_span > 0.0 {
             rounded(up as f64 / setup_span, 1)

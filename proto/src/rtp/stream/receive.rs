@@ -229,8 +229,16 @@ impl StreamCore {
             if let Some(n) = self.video_in.as_mut().and_then(|v| v.nack.as_mut()) {
                 n.reset();
             }
-            if let Some(j) = self.audio_in.as_mut().and_then(|a| a.jitter.as_mut()) {
-                j.reset();
+            // Audio: the jitter buffer, the decoder's and the converter's state (G.722's
+            // predictor, Opus' and the concealment's history) belong to the old source.
+            if let Some(a) = self.audio_in.as_mut() {
+                if let Some(j) = a.jitter.as_mut() {
+                    j.reset();
+                }
+                a.rx.decoder.reset();
+                if let Some(r) = a.rx.resampler.as_mut() {
+                    r.reset();
+                }
             }
         }
         // A packet we NACKed that now arrives is most likely the retransmission: it says
