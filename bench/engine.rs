@@ -2,7 +2,8 @@
 //!
 //! - `latency/*`: `send_video` on one backend → `on_video_received` on another, for a ~100 KB IDR
 //!   picture and a ~5 KB P picture. Criterion reports the mean; p50/p99 come from our own
-//!   recorded samples and are printed, since criterion does not keep per-call figures.
+//!   recorded samples and are printed, since criterion does not keep per-call figures. The
+//!   `*_io2` rows run the same pair on 2 shared I/O threads per backend (`io_threads` 2).
 //! - `receive/*`: packets per second the engine takes in (parse, statistics, depacketizing,
 //!   picture assembly, callbacks) against a bare `recvmmsg` loop on a socket set up the same way,
 //!   both fed by the same sender in the same run.
@@ -38,8 +39,9 @@ struct Pair {
     arrivals: Receiver<Instant>,
 }
 
-fn pair() -> Pair {
+fn pair(io_threads: usize) -> Pair {
     let cfg = RtpBackendConfig {
+        io_threads,
         local_addr: "127.0.0.1:0".parse().unwrap(),
         video_local_addr: "127.0.0.1:0".parse().unwrap(),
         callback_queue: 4096,
@@ -142,7 +144,13 @@ fn kernel_floor(packets: usize) {
 fn latency(c: &mut Criterion) {
     kernel_floor(85);
     kernel_floor(5);
-    let p = pair();
+    for io_threads in [0, 2] {
+        latency_on(c, io_threads);
+    }
+}
+
+fn latency_on(c: &mut Criterion, io_threads: usize) {
+    let p = pair(io_threads);
     let idr: Vec<Vec<u8>> = (0..8).map(|i| h264_picture(true, 100_000, i)).collect();
     let pp: Vec<Vec<u8>> = (0..8)
         .map(|i| h264_picture(false, 5_000, 100 + i))
@@ -151,7 +159,9 @@ fn latency(c: &mut Criterion) {
     for pic in idr.iter().chain(&pp) {
         one(&p, pic);
     }
+    let suffix = if io_threads == 0 { "" } else { "_io2" };
     for (name, pics) in [("idr_100k", &idr), ("p_5k", &pp)] {
+        let name = format!("{name}{suffix}");
         let mut samples: Vec<Duration> = (0..1000)
             .filter_map(|i| one(&p, &pics[i % pics.len()]))
             .collect();
@@ -165,7 +175,7 @@ fn latency(c: &mut Criterion) {
             pics[0].len().div_ceil(1190)
         );
         let mut g = c.benchmark_group("latency");
-        g.bench_function(name, |b| {
+        g.bench_function(&name, |b| {
             let mut i = 0;
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
@@ -226,7 +236,7 @@ fn receive(c: &mut Criterion) {
     let window = Duration::from_secs(2);
 
     // The engine: B's video stream does all of its work on every packet.
-    let p = pair();
+    let p = pair(0);
     let a = Arc::new(p.a);
     let stop = Arc::new(AtomicBool::new(false));
     let sender = blast(a.clone(), p.a_id, stop.clone());

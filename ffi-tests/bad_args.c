@@ -64,6 +64,10 @@ int main(void) {
     cfg.mtu = 10;
     CHECK(rkm_rtp_video_backend_new(&cfg) == NULL);
     cfg = loopback_config();
+    cfg.io_threads = 5000;
+    CHECK(rkm_rtp_video_backend_new(&cfg) == NULL);
+    CHECK(strstr(rkm_last_error(), "io_threads") != NULL);
+    cfg = loopback_config();
     cfg.dtmf_payload_type = 300;
     CHECK(rkm_rtp_video_backend_new(&cfg) == NULL);
     rkm_backend_free(NULL); /* a no-op */

@@ -47,6 +47,8 @@ static void one_round(int round) {
     atomic_store(&disconnected, 0);
     rkm_rtp_config cfg = loopback_config();
     cfg.callback_threads = 2;
+    /* Every other round on shared I/O threads: freeing must join and close those too. */
+    cfg.io_threads = (round % 2) ? 2 : 0;
     rkm_backend *tx = rkm_rtp_video_backend_new(&cfg);
     rkm_backend *rx = rkm_rtp_video_backend_new(&cfg);
     rkm_backend *voice = rkm_rtp_voice_backend_new(&cfg);

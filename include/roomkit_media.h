@@ -168,7 +168,8 @@ typedef struct {
     // on the same thread, in order.
     uint32_t callback_threads;
     // Events each callback thread may have queued before new ones are dropped and counted in the
-    // stats (`frames_dropped_slow_callback`); default 512.
+    // stats (`frames_dropped_slow_callback`); default 512. A thread serving many sessions may
+    // queue 16 per live session when that is more.
     uint32_t callback_queue;
     // RFC 4733 telephone-event payload type, default 101; -1 disables DTMF.
     int16_t dtmf_payload_type;
@@ -204,6 +205,10 @@ typedef struct {
     // G.722 and Opus and 8000 for G.711; `RKM_AUDIO_RATE_CODEC` (1) the codec's own rate
     // (8000, 16000 for G.722, 48000 for Opus); or 8000, 12000, 16000, 24000, 32000 or 48000.
     uint32_t audio_sample_rate;
+    // Threads for RTP I/O: 0 (default) one thread per stream (lowest latency for a few
+    // calls); N > 0 (at most 1024) N shared threads, each waiting in `epoll` on the sockets of
+    // many streams (for many sessions).
+    uint32_t io_threads;
 } rkm_rtp_config;
 
 // The SRTP keys of one stream of an RTP session, as text in SDES's form, so keys a program
@@ -553,7 +558,8 @@ typedef struct {
     // Threads that run the media callbacks (at least 1; default 1). `call` callbacks run on a
     // separate SIP callback thread.
     uint32_t callback_threads;
-    // Events each callback thread may have queued before new ones are dropped; default 512.
+    // Events each callback thread may have queued before new ones are dropped; default 512 (or
+    // 16 per live session of the thread when that is more).
     uint32_t callback_queue;
     // Our credentials as a client: what `rkm_register` and `rkm_dial` answer 401/407
     // challenges with unless their options name others. NULL (default): none.
@@ -612,8 +618,9 @@ typedef struct {
     // `"AES_CM_128_HMAC_SHA1_80,AEAD_AES_128_GCM,AES_CM_128_HMAC_SHA1_32"`.
     const char *srtp_suites;
     // Overload control: new INVITEs get 503 + `Retry-After` while the oldest SIP datagram not
-    // yet handled is older than this many ms (in-dialog requests, ACK, CANCEL and BYE are
-    // always handled). 0: off. Default 200.
+    // yet handled, or the oldest call whose session is still being started, is older than
+    // this many ms (in-dialog requests, ACK, CANCEL and BYE are always handled). 0: off.
+    // Default 200.
     uint32_t overload_max_backlog_ms;
     // The `Retry-After` of those 503s, drawn from 1 to this many seconds; default 4.
     uint32_t overload_retry_after_max_s;
@@ -624,6 +631,10 @@ typedef struct {
     // Requests one source may send at once above `source_rate_limit`; 0 (default): one
     // second's worth.
     uint32_t source_rate_burst;
+    // Threads for RTP I/O: 0 (default) one thread per stream (lowest latency for a few
+    // calls); N > 0 (at most 1024) N shared threads, each waiting in `epoll` on the sockets of
+    // many streams (for many sessions).
+    uint32_t io_threads;
 } rkm_sip_config;
 
 // An answered SIP call, as the `call` callback sees it. Every string is NUL-terminated and

@@ -66,8 +66,13 @@ pub struct RtpBackendConfig {
     pub rtcp_interval: Duration,
     /// Callback threads.
     pub callback_threads: usize,
-    /// Events queued per callback thread before new ones are dropped (and counted).
+    /// Events queued per callback thread before new ones are dropped (and counted), or 16 per
+    /// live session of the thread when that is more.
     pub callback_queue: usize,
+    /// Threads for RTP I/O: 0 (default) one thread per stream, sleeping on its own sockets
+    /// (lowest latency for a few calls); N > 0 N shared threads, each waiting in `epoll` on the
+    /// sockets of many streams (for many sessions).
+    pub io_threads: usize,
     /// SDES CNAME; a random one per backend when `None`.
     pub cname: Option<String>,
     /// RTX (RFC 4588) payload type for video, both ways: our retransmissions go on it (with its
@@ -119,6 +124,7 @@ impl Default for RtpBackendConfig {
             rtcp_interval: Duration::from_secs(5),
             callback_threads: 1,
             callback_queue: DEFAULT_QUEUE_LEN,
+            io_threads: 0,
             cname: None,
             rtx_payload_type: None,
             resilience: ResilienceConfig::default(),
@@ -252,6 +258,7 @@ impl RtpVoiceBackend {
         let engine = MediaEngine::new(EngineConfig {
             callback_threads: cfg.callback_threads,
             callback_queue: cfg.callback_queue,
+            io_threads: cfg.io_threads,
         })?;
         let cname = cfg
             .cname

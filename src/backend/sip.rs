@@ -249,6 +249,7 @@ impl SipVoiceBackend {
         let engine = Arc::new(MediaEngine::new(EngineConfig {
             callback_threads: cfg.callback_threads,
             callback_queue: cfg.callback_queue,
+            io_threads: cfg.io_threads,
         })?);
         let callbacks = Arc::new(SipCallbacks::default());
         let cb = callbacks.clone();

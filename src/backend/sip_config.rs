@@ -164,8 +164,13 @@ pub struct SipBackendConfig {
     pub resilience: ResilienceConfig,
     /// Callback threads of the engine.
     pub callback_threads: usize,
-    /// Events queued per callback thread before new ones are dropped (and counted).
+    /// Events queued per callback thread before new ones are dropped (and counted), or 16 per
+    /// live session of the thread when that is more.
     pub callback_queue: usize,
+    /// Threads for RTP I/O: 0 (default) one thread per stream, sleeping on its own sockets
+    /// (lowest latency for a few calls); N > 0 N shared threads, each waiting in `epoll` on the
+    /// sockets of many streams (for many sessions).
+    pub io_threads: usize,
     /// The PCM rate of `send_audio` and of received audio frames. `Auto` (default): 16 kHz when
     /// the call negotiated a wideband codec (G.722, Opus), 8 kHz otherwise (G.711). The engine
     /// converts between it and the codec's rate.
@@ -211,6 +216,7 @@ impl Default for SipBackendConfig {
             resilience: ResilienceConfig::default(),
             callback_threads: 1,
             callback_queue: DEFAULT_QUEUE_LEN,
+            io_threads: 0,
             audio_sample_rate: AppRate::Auto,
         }
     }

@@ -1,28 +1,107 @@
 //! Callback dispatch: the threads on which application callbacks run.
 //!
 //! Socket threads must never wait for application code, so they hand events to a small pool of
-//! dispatcher threads through bounded channels and move on. Every event carries a key (the
+//! dispatcher threads through bounded queues and move on. Every event carries a key (the
 //! session); one key always maps to the same thread, which keeps a session's events in order while
 //! different sessions can run in parallel. A full queue means the application is slower than the
 //! network: the event is handed back to the poster, who drops and counts it.
+//!
+//! Events move in batches: a poster queues all the events one input produced under one lock
+//! ([`Dispatcher::post_all`]), and a dispatcher thread takes everything queued at once and runs
+//! it outside the lock. A thread is woken only when it sleeps on an empty queue, so a busy one
+//! costs its posters no system call, and one wake-up serves every event queued before it runs.
+//!
+//! A queue holds `queue_len` events, or [`EVENTS_PER_KEY`] per live key (session) of its thread
+//! when that is more ([`Dispatcher::key_added`]): on a loaded machine a callback thread may not
+//! run for tens of milliseconds, and the room it needs to lose nothing meanwhile grows with the
+//! sessions it serves.
 
+use std::collections::VecDeque;
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle, ThreadId};
 
-use crossbeam_channel::{bounded, Sender, TrySendError};
+use parking_lot::{Condvar, Mutex};
 
 /// Queue length per dispatcher thread when none is configured: a few seconds of 30 fps video plus
 /// audio, so that a callback that stalls briefly loses nothing.
 pub const DEFAULT_QUEUE_LEN: usize = 512;
 
+/// Room each live key (session) adds to its thread's queue beyond `queue_len`: about 0.2 s of
+/// one session's media (30 pictures and 50 audio frames a second), so that events wait at most
+/// that long behind a thread that keeps up on average (later ones are dropped and counted).
+pub const EVENTS_PER_KEY: usize = 16;
+
 /// The function the dispatcher threads call with each event.
 pub type Handler<E> = Arc<dyn Fn(E) + Send + Sync>;
 
+/// One dispatcher thread's queue.
+struct Queue<E> {
+    state: Mutex<QueueState<E>>,
+    /// Signalled when events arrive for a sleeping thread, and when the queue closes.
+    ready: Condvar,
+    /// Signalled when the thread took a batch and posters wait for room.
+    room: Condvar,
+    /// Live keys served by this thread (sizes the queue).
+    keys: AtomicUsize,
+    base_len: usize,
+}
+
+struct QueueState<E> {
+    events: VecDeque<E>,
+    /// The thread waits for events: the next poster wakes it.
+    sleeping: bool,
+    /// Posters wait in `post_wait` for room.
+    waiting_for_room: usize,
+    closed: bool,
+}
+
+impl<E> Queue<E> {
+    fn capacity(&self) -> usize {
+        self.base_len
+            .max(self.keys.load(Ordering::Relaxed) * EVENTS_PER_KEY)
+    }
+
+    /// Wakes the thread if it sleeps (once: it is marked awake until it sleeps again).
+    fn wake(&self, st: &mut QueueState<E>) {
+        if st.sleeping && !st.events.is_empty() {
+            st.sleeping = false;
+            self.ready.notify_one();
+        }
+    }
+
+    /// The thread's loop: take every queued event, run them in order outside the lock, again
+    /// until the queue is closed and empty.
+    fn serve(&self, handler: &Handler<E>) {
+        let mut batch = VecDeque::new();
+        loop {
+            {
+                let mut st = self.state.lock();
+                while st.events.is_empty() && !st.closed {
+                    st.sleeping = true;
+                    self.ready.wait(&mut st);
+                }
+                st.sleeping = false;
+                if st.events.is_empty() {
+                    return;
+                }
+                std::mem::swap(&mut batch, &mut st.events);
+                if st.waiting_for_room > 0 {
+                    self.room.notify_all();
+                }
+            }
+            for ev in batch.drain(..) {
+                let _ = catch_unwind(AssertUnwindSafe(|| handler(ev)));
+            }
+        }
+    }
+}
+
 /// A pool of callback threads, each draining its own bounded queue.
 pub struct Dispatcher<E: Send + 'static> {
-    txs: Vec<Sender<E>>,
+    queues: Vec<Arc<Queue<E>>>,
     threads: Vec<JoinHandle<()>>,
     ids: Vec<ThreadId>,
     handler: Handler<E>,
@@ -38,7 +117,8 @@ impl<E: Send + 'static> std::fmt::Debug for Dispatcher<E> {
 
 impl<E: Send + 'static> Dispatcher<E> {
     /// Starts `threads` (at least 1) threads named `name-N`, each with a queue of `queue_len`
-    /// events, all calling `handler`. A panicking handler is caught so the thread keeps serving.
+    /// events (more with many live keys, see [`Dispatcher::key_added`]), all calling `handler`.
+    /// A panicking handler is caught so the thread keeps serving.
     pub fn new(
         threads: usize,
         queue_len: usize,
@@ -46,24 +126,31 @@ impl<E: Send + 'static> Dispatcher<E> {
         handler: Handler<E>,
     ) -> io::Result<Dispatcher<E>> {
         let mut d = Dispatcher {
-            txs: Vec::new(),
+            queues: Vec::new(),
             threads: Vec::new(),
             ids: Vec::new(),
             handler,
         };
         for i in 0..threads.max(1) {
-            let (tx, rx) = bounded::<E>(queue_len.max(1));
-            let h = d.handler.clone();
+            let q = Arc::new(Queue {
+                state: Mutex::new(QueueState {
+                    events: VecDeque::new(),
+                    sleeping: false,
+                    waiting_for_room: 0,
+                    closed: false,
+                }),
+                ready: Condvar::new(),
+                room: Condvar::new(),
+                keys: AtomicUsize::new(0),
+                base_len: queue_len.max(1),
+            });
+            let (q2, h) = (q.clone(), d.handler.clone());
             // On a spawn failure `d` is dropped, which closes and joins the threads already started.
             let jh = thread::Builder::new()
                 .name(format!("{name}-{i}"))
-                .spawn(move || {
-                    for ev in rx {
-                        let _ = catch_unwind(AssertUnwindSafe(|| h(ev)));
-                    }
-                })?;
+                .spawn(move || q2.serve(&h))?;
             d.ids.push(jh.thread().id());
-            d.txs.push(tx);
+            d.queues.push(q);
             d.threads.push(jh);
         }
         Ok(d)
@@ -71,20 +158,53 @@ impl<E: Send + 'static> Dispatcher<E> {
 
     /// Number of dispatcher threads.
     pub fn thread_count(&self) -> usize {
-        self.txs.len()
+        self.queues.len()
     }
 
     fn slot(&self, key: u64) -> usize {
-        (key % self.txs.len() as u64) as usize
+        (key % self.queues.len() as u64) as usize
+    }
+
+    /// A key (session) came to life: its thread's queue may hold [`EVENTS_PER_KEY`] more.
+    pub fn key_added(&self, key: u64) {
+        self.queues[self.slot(key)]
+            .keys
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A key added with [`Dispatcher::key_added`] ended.
+    pub fn key_removed(&self, key: u64) {
+        let _ = self.queues[self.slot(key)].keys.fetch_update(
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+            |n| n.checked_sub(1),
+        );
     }
 
     /// Queues `ev` for the thread that owns `key` without waiting. When that queue is full the
     /// event comes back as `Err` so the caller can count the drop.
     pub fn post(&self, key: u64, ev: E) -> Result<(), E> {
-        match self.txs[self.slot(key)].try_send(ev) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(ev)) | Err(TrySendError::Disconnected(ev)) => Err(ev),
+        let mut back = None;
+        self.post_all(key, std::iter::once(ev), |ev| back = Some(ev));
+        back.map_or(Ok(()), Err)
+    }
+
+    /// Queues `events`, in order, for the thread that owns `key`, under one lock and with at
+    /// most one wake-up, without waiting. Those a full queue cannot take go to `refused`, in
+    /// order (called with the queue locked: it must not post).
+    pub fn post_all(&self, key: u64, events: impl IntoIterator<Item = E>, refused: impl FnMut(E)) {
+        let q = &self.queues[self.slot(key)];
+        let cap = q.capacity();
+        let mut refused = refused;
+        let mut st = q.state.lock();
+        for ev in events {
+            if st.closed || st.events.len() >= cap {
+                refused(ev);
+            } else {
+                st.events.push_back(ev);
+            }
         }
+        q.wake(&mut st);
     }
 
     /// Queues `ev`, waiting for room: for events that must not be lost (session ready,
@@ -93,13 +213,23 @@ impl<E: Send + 'static> Dispatcher<E> {
     /// full queue could never drain, so the event then runs inline instead.
     pub fn post_wait(&self, key: u64, ev: E) {
         let slot = self.slot(key);
-        if self.ids[slot] == thread::current().id() {
-            if let Err(TrySendError::Full(ev)) = self.txs[slot].try_send(ev) {
+        let q = &self.queues[slot];
+        let own_thread = self.ids[slot] == thread::current().id();
+        let mut st = q.state.lock();
+        while !st.closed && st.events.len() >= q.capacity() {
+            if own_thread {
+                drop(st);
                 let _ = catch_unwind(AssertUnwindSafe(|| (self.handler)(ev)));
+                return;
             }
-            return;
+            st.waiting_for_room += 1;
+            q.room.wait(&mut st);
+            st.waiting_for_room -= 1;
         }
-        let _ = self.txs[slot].send(ev);
+        if !st.closed {
+            st.events.push_back(ev);
+            q.wake(&mut st);
+        }
     }
 
     /// True when the calling thread is one of this dispatcher's threads.
@@ -114,7 +244,11 @@ impl<E: Send + 'static> Drop for Dispatcher<E> {
     /// thread cannot join itself: when the last owner is dropped inside a callback, that one
     /// thread is detached and exits as soon as the callback returns.
     fn drop(&mut self) {
-        self.txs.clear();
+        for q in &self.queues {
+            q.state.lock().closed = true;
+            q.ready.notify_all();
+            q.room.notify_all();
+        }
         let me = thread::current().id();
         for jh in self.threads.drain(..) {
             if jh.thread().id() != me {
@@ -192,5 +326,73 @@ mod tests {
         d.post(0, 1).unwrap();
         drop(d);
         assert_eq!(*count.lock(), 1);
+    }
+
+    /// A handler that blocks until `gate` opens, so a test can fill a queue.
+    fn gated(gate: &Arc<Mutex<()>>, seen: &Arc<Mutex<Vec<u32>>>) -> Handler<u32> {
+        let (g, s) = (gate.clone(), seen.clone());
+        Arc::new(move |v: u32| {
+            drop(g.lock());
+            s.lock().push(v);
+        })
+    }
+
+    #[test]
+    fn post_all_queues_in_order_and_refuses_past_capacity() {
+        let gate = Arc::new(Mutex::new(()));
+        let seen: Arc<Mutex<Vec<u32>>> = Arc::default();
+        let closed = gate.lock();
+        let d = Dispatcher::new(1, 4, "t-batch", gated(&gate, &seen)).unwrap();
+        // The thread takes the first event and blocks in it; then 4 fit, the rest come back.
+        d.post(0, 0).unwrap();
+        assert!(wait(|| d.queues[0].state.lock().events.is_empty()));
+        let mut refused = Vec::new();
+        d.post_all(0, 1..=10, |v| refused.push(v));
+        assert_eq!(refused, vec![5, 6, 7, 8, 9, 10]);
+        drop(closed);
+        drop(d);
+        assert_eq!(*seen.lock(), vec![0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn live_keys_make_room_and_post_wait_waits_for_it() {
+        let gate = Arc::new(Mutex::new(()));
+        let seen: Arc<Mutex<Vec<u32>>> = Arc::default();
+        let closed = gate.lock();
+        let d = Arc::new(Dispatcher::new(1, 1, "t-keys", gated(&gate, &seen)).unwrap());
+        d.post(0, 0).unwrap();
+        assert!(wait(|| d.queues[0].state.lock().events.is_empty()));
+        d.post(0, 1).unwrap();
+        assert!(d.post(0, 2).is_err(), "a queue of 1 is full");
+        d.key_added(7);
+        d.key_added(8);
+        // Two live keys: room for 2 * EVENTS_PER_KEY.
+        let mut refused = 0;
+        d.post_all(0, 0..2 * EVENTS_PER_KEY as u32, |_| refused += 1);
+        assert_eq!(refused, 1);
+        d.key_removed(7);
+        d.key_removed(8);
+        d.key_removed(8); // one too many is ignored
+                          // Full: post_wait returns once the thread takes the queue.
+        let d2 = d.clone();
+        let waiter = thread::spawn(move || d2.post_wait(0, 1000));
+        thread::sleep(Duration::from_millis(50));
+        assert!(!waiter.is_finished(), "post_wait waits for room");
+        drop(closed);
+        waiter.join().unwrap();
+        drop(d);
+        let seen = seen.lock();
+        assert_eq!(seen.len(), 2 + 2 * EVENTS_PER_KEY);
+        assert_eq!(seen.last(), Some(&1000));
+    }
+
+    fn wait(mut cond: impl FnMut() -> bool) -> bool {
+        for _ in 0..500 {
+            if cond() {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(2));
+        }
+        false
     }
 }

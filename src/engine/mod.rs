@@ -3,12 +3,14 @@
 //! Threads: each stream (audio or video of a session) has one I/O thread that sleeps in `ppoll`
 //! on its RTP socket, its RTCP socket (without rtcp-mux) and a wake-up descriptor until the
 //! stream core's next timeout, drains the sockets with `recvmmsg` into the core, and sends what
-//! the core produced (RTCP, retransmissions, paced packets). The protocol itself is the pure
+//! the core produced (RTCP, retransmissions, paced packets); or, with `io_threads` > 0, shared
+//! threads do the same for many streams each from `epoll` ([`io_pool`]). The protocol itself is the pure
 //! [`crate::rtp::stream::StreamCore`]. Events go through bounded channels to the dispatcher
 //! threads, which run the application's callbacks. Sending runs on the caller's thread.
 
 pub mod dispatch;
 pub mod event;
+pub mod io_pool;
 pub mod io_thread;
 pub mod metrics_http;
 pub mod port_pool;

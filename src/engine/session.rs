@@ -18,6 +18,7 @@ use super::event::{
     dispatch_key, Callbacks, EndReason, EngineEvent, KeyframeRequest, SessionId, SessionInfo,
     StreamEndReason,
 };
+use super::io_pool::IoPool;
 use super::stats::{SessionStats, StreamStats, StreamTotals};
 use super::stream::{MediaStream, RtpSockets, StreamConfig};
 use crate::error::{Error, Result};
@@ -213,13 +214,21 @@ impl MediaSession {
     }
 }
 
+/// The most shared I/O threads an engine starts.
+pub const MAX_IO_THREADS: usize = 1024;
+
 /// Engine-wide settings.
 #[derive(Debug, Clone, Copy)]
 pub struct EngineConfig {
     /// Callback threads (at least 1).
     pub callback_threads: usize,
-    /// Events each callback thread may have queued before new ones are dropped.
+    /// Events each callback thread may have queued before new ones are dropped (at least: a
+    /// thread with many live sessions may queue `dispatch::EVENTS_PER_KEY` per session).
     pub callback_queue: usize,
+    /// How streams do their I/O: 0 (default) one thread per stream, sleeping in `ppoll` on its
+    /// own sockets (lowest latency for a few calls); N > 0 N shared threads, each waiting in
+    /// `epoll` on the sockets of many streams (see `io_pool`).
+    pub io_threads: usize,
 }
 
 impl Default for EngineConfig {
@@ -227,6 +236,7 @@ impl Default for EngineConfig {
         EngineConfig {
             callback_threads: 1,
             callback_queue: DEFAULT_QUEUE_LEN,
+            io_threads: 0,
         }
     }
 }
@@ -291,6 +301,8 @@ enum Liveness {
 /// the stream's report.
 pub struct MediaEngine {
     dispatcher: Arc<Dispatcher<EngineEvent>>,
+    /// The shared I/O threads (`io_threads` > 0); each stream on them holds a reference too.
+    io_pool: Option<Arc<IoPool>>,
     callbacks: Arc<Callbacks>,
     sessions: Arc<Sessions>,
     end_hook: Arc<RwLock<Option<EndHook>>>,
@@ -333,6 +345,15 @@ impl MediaEngine {
         )
         .map_err(|e| Error::Io("starting callback threads".into(), e))?;
         let dispatcher = Arc::new(dispatcher);
+        let io_pool = match cfg.io_threads {
+            0 => None,
+            n if n > MAX_IO_THREADS => {
+                return Err(Error::InvalidArgument(format!(
+                    "io_threads = {n} is more than {MAX_IO_THREADS}"
+                )))
+            }
+            n => Some(IoPool::new(n).map_err(|e| Error::Io("starting the I/O threads".into(), e))?),
+        };
         let sessions: Arc<Sessions> = Arc::default();
         let end_hook: Arc<RwLock<Option<EndHook>>> = Arc::default();
         let totals: Arc<EngineTotals> = Arc::default();
@@ -355,6 +376,7 @@ impl MediaEngine {
             .map_err(|e| Error::Io("starting the liveness thread".into(), e))?;
         Ok(MediaEngine {
             dispatcher,
+            io_pool,
             callbacks,
             sessions,
             end_hook,
@@ -399,7 +421,12 @@ impl MediaEngine {
             return Err(Error::State(format!("session {id} exists already")));
         }
         spec.audio.session = id;
-        let audio = MediaStream::open_bound(spec.audio, bound.audio, self.dispatcher.clone())?;
+        let audio = MediaStream::open_bound(
+            spec.audio,
+            bound.audio,
+            self.dispatcher.clone(),
+            self.io_pool.as_ref(),
+        )?;
         let video = match (spec.video, bound.video) {
             (Some(mut v), Some(sockets)) => {
                 v.session = id;
@@ -408,6 +435,7 @@ impl MediaEngine {
                     v,
                     sockets,
                     self.dispatcher.clone(),
+                    self.io_pool.as_ref(),
                 )?)
             }
             (None, None) => None,
@@ -449,6 +477,7 @@ impl MediaEngine {
         }
         self.totals.started.fetch_add(1, Ordering::Relaxed);
         let key = dispatch_key(id);
+        self.dispatcher.key_added(key);
         self.dispatcher
             .post_wait(key, EngineEvent::SessionReady(info.clone()));
         if has_video {
@@ -476,6 +505,7 @@ impl MediaEngine {
             cfg,
             sockets,
             self.dispatcher.clone(),
+            self.io_pool.as_ref(),
         )?);
         let mut info = (*session.info()).clone();
         info.video = Some(stream.info());
@@ -619,6 +649,7 @@ fn end_session(
     info.end_reason = Some(reason);
     drop(session);
     dispatcher.post_wait(dispatch_key(id), EngineEvent::Disconnected(Arc::new(info)));
+    dispatcher.key_removed(dispatch_key(id));
     Ok(())
 }
 

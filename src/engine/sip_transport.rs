@@ -263,7 +263,7 @@ fn run<H: SipHandler>(
                     }
                 }
                 flush(&mut out, &sock, &mut streams);
-                if n < BATCH {
+                if !batch.filled() {
                     break;
                 }
             }

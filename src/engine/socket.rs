@@ -133,9 +133,16 @@ pub struct Datagram<'a> {
 /// `timespec` (16 bytes), with room to spare.
 const CTRL_WORDS: usize = 8;
 
-/// Reusable receive buffers and message headers for batched receiving.
+/// Slots a [`RecvBatch`] starts with.
+const FIRST_SLOTS: usize = 4;
+
+/// Reusable receive buffers and message headers for batched receiving. It starts small and
+/// doubles, up to the size asked for, each time a receive fills every slot: a stream that gets a
+/// packet at a time (audio) keeps a few kilobytes, one that gets bursts (video key pictures) grows
+/// to what they need.
 pub struct RecvBatch {
     slot_size: usize,
+    max_slots: usize,
     bufs: Vec<u8>,
     iov: Vec<libc::iovec>,
     addrs: Vec<libc::sockaddr_storage>,
@@ -177,32 +184,58 @@ pub enum Wait {
 }
 
 impl RecvBatch {
-    /// `slots` datagrams of up to `slot_size` bytes each per call.
+    /// Up to `slots` datagrams of up to `slot_size` bytes each per call (a few at first, more
+    /// once the queue shows it has them).
     pub fn new(slots: usize, slot_size: usize) -> RecvBatch {
-        let slots = slots.clamp(1, MAX_BATCH);
-        let slot_size = slot_size.max(1);
+        let max_slots = slots.clamp(1, MAX_BATCH);
+        let mut batch = RecvBatch {
+            slot_size: slot_size.max(1),
+            max_slots,
+            bufs: Vec::new(),
+            iov: Vec::new(),
+            addrs: Vec::new(),
+            msgs: Vec::new(),
+            got: Vec::new(),
+            count: 0,
+            batched: true,
+            ctrl: Vec::new(),
+            stamps: Vec::new(),
+        };
+        batch.resize(FIRST_SLOTS.min(max_slots));
+        batch
+    }
+
+    /// Gives the batch `slots` slots (the received datagrams are forgotten).
+    fn resize(&mut self, slots: usize) {
         // SAFETY: sockaddr_storage and mmsghdr are plain C structs for which all-zero bytes are a
         // valid value (null pointers, zero lengths).
         let (addr0, msg0): (libc::sockaddr_storage, libc::mmsghdr) =
             unsafe { (mem::zeroed(), mem::zeroed()) };
-        RecvBatch {
-            slot_size,
-            bufs: vec![0; slots * slot_size],
-            iov: vec![
-                libc::iovec {
-                    iov_base: std::ptr::null_mut(),
-                    iov_len: 0,
-                };
-                slots
-            ],
-            addrs: vec![addr0; slots],
-            msgs: vec![msg0; slots],
-            got: vec![(0, 0, false); slots],
-            count: 0,
-            batched: true,
-            ctrl: Vec::new(),
-            stamps: vec![None; slots],
+        let iov0 = libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        };
+        self.bufs.resize(slots * self.slot_size, 0);
+        self.iov.resize(slots, iov0);
+        self.addrs.resize(slots, addr0);
+        self.msgs.resize(slots, msg0);
+        self.got.resize(slots, (0, 0, false));
+        self.stamps.resize(slots, None);
+        if !self.ctrl.is_empty() {
+            self.ctrl.resize(slots * CTRL_WORDS, 0);
         }
+        self.count = 0;
+    }
+
+    /// Datagrams the next receive can take.
+    pub fn slots(&self) -> usize {
+        self.iov.len()
+    }
+
+    /// The last receive filled every slot: more may be waiting. (The next receive takes twice as
+    /// many, up to the batch's size.)
+    pub fn filled(&self) -> bool {
+        self.count > 0 && self.count == self.iov.len()
     }
 
     /// Also reads each datagram's arrival stamp (see [`MediaSocket::set_rx_timestamps`]).
@@ -220,6 +253,9 @@ impl RecvBatch {
     /// Receives up to one batch of datagrams; returns how many. With [`Wait::ForOne`] a read
     /// timeout surfaces as `WouldBlock`/`TimedOut`; with [`Wait::No`] an empty queue returns 0.
     pub fn recv(&mut self, sock: &MediaSocket, wait: Wait) -> io::Result<usize> {
+        if self.filled() && self.slots() < self.max_slots {
+            self.resize((self.slots() * 2).min(self.max_slots));
+        }
         self.count = 0;
         self.prepare();
         if self.batched {
@@ -255,8 +291,8 @@ impl RecvBatch {
         self.count == 0
     }
 
-    /// Points every header at its slot. The vectors never grow after `new`, so the pointers stay
-    /// valid until the next call rebuilds them.
+    /// Points every header at its slot. The vectors grow only between receives (`resize`), so
+    /// the pointers stay valid until the next call rebuilds them.
     fn prepare(&mut self) {
         let base = self.bufs.as_mut_ptr();
         for i in 0..self.iov.len() {
@@ -273,8 +309,8 @@ impl RecvBatch {
                 h.msg_control = std::ptr::null_mut();
                 h.msg_controllen = 0;
             } else {
-                // SAFETY: i * CTRL_WORDS + CTRL_WORDS <= ctrl.len() by construction in
-                // `with_timestamps`.
+                // SAFETY: i * CTRL_WORDS + CTRL_WORDS <= ctrl.len(): `with_timestamps` and
+                // `resize` keep CTRL_WORDS per slot.
                 h.msg_control = unsafe { self.ctrl.as_mut_ptr().add(i * CTRL_WORDS) }.cast();
                 h.msg_controllen = CTRL_WORDS * mem::size_of::<u64>();
             }
@@ -665,6 +701,112 @@ pub fn poll_readable(fds: &[RawFd], ready: &mut [bool], timeout: Duration) -> io
     Ok(n)
 }
 
+/// An `epoll` instance: one thread waits on many descriptors. Registrations are level-triggered
+/// (see [`Epoll::add`]), each carrying a `u64` token that comes back with its readiness.
+#[derive(Debug)]
+pub struct Epoll {
+    fd: OwnedFd,
+    /// `epoll_pwait2` (nanosecond timeout, Linux 5.11) is used until the kernel says `ENOSYS`.
+    precise: std::sync::atomic::AtomicBool,
+}
+
+/// Readiness reported by [`Epoll::wait`]: the registration's token.
+pub type EpollToken = u64;
+
+impl Epoll {
+    /// A new, empty instance.
+    pub fn new() -> io::Result<Epoll> {
+        // SAFETY: epoll_create1 takes no pointers; a non-negative result is a new descriptor.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by epoll_create1 and nothing else owns it.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Epoll {
+            fd,
+            precise: std::sync::atomic::AtomicBool::new(true),
+        })
+    }
+
+    /// Watches `fd` for input, level-triggered: as long as datagrams are queued every wait
+    /// reports it, so a reader may stop part way (fairness between sockets) and lose nothing.
+    pub fn add(&self, fd: RawFd, token: EpollToken) -> io::Result<()> {
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: token,
+        };
+        // SAFETY: `ev` is a live epoll_event for the duration of the call; the kernel copies it.
+        let r = unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Stops watching `fd`. After it returns no later wait reports the descriptor.
+    pub fn remove(&self, fd: RawFd) -> io::Result<()> {
+        let mut ev = libc::epoll_event { events: 0, u64: 0 };
+        // SAFETY: as in `add`; kernels before 2.6.9 wanted a non-null event even for DEL.
+        let r = unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_DEL, fd, &mut ev) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Waits until a registered descriptor is ready or `timeout` passes; pushes the ready
+    /// tokens into `ready` (cleared first, at most its capacity, at least 1). With
+    /// `epoll_pwait2` the timeout is kept to the nanosecond; without it, it is rounded up to
+    /// the next millisecond (never early).
+    pub fn wait(&self, ready: &mut Vec<EpollToken>, timeout: Duration) -> io::Result<usize> {
+        const MAX_EVENTS: usize = 256;
+        let mut evs = [libc::epoll_event { events: 0, u64: 0 }; MAX_EVENTS];
+        let cap = ready.capacity().clamp(1, MAX_EVENTS) as libc::c_int;
+        ready.clear();
+        loop {
+            let r = if self.precise.load(std::sync::atomic::Ordering::Relaxed) {
+                let ts = libc::timespec {
+                    tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
+                    tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
+                };
+                // SAFETY: `evs` has room for `cap` events the kernel writes; `ts` is a valid
+                // timespec alive for the call; a null mask leaves the signal mask alone.
+                let r = unsafe {
+                    libc::epoll_pwait2(
+                        self.fd.as_raw_fd(),
+                        evs.as_mut_ptr(),
+                        cap,
+                        &ts,
+                        std::ptr::null(),
+                    )
+                };
+                if r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+                    self.precise
+                        .store(false, std::sync::atomic::Ordering::Relaxed);
+                    continue;
+                }
+                r
+            } else {
+                let ms =
+                    timeout.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as libc::c_int;
+                // SAFETY: `evs` has room for `cap` events the kernel writes.
+                unsafe { libc::epoll_wait(self.fd.as_raw_fd(), evs.as_mut_ptr(), cap, ms) }
+            };
+            if r < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            let n = r as usize;
+            ready.extend(evs[..n].iter().map(|e| e.u64));
+            return Ok(n);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -728,6 +870,35 @@ mod tests {
     #[test]
     fn per_packet_fallback_roundtrip() {
         roundtrip(false);
+    }
+
+    #[test]
+    fn batch_grows_only_when_the_queue_fills_it() {
+        let rx = MediaSocket::bind(lo()).unwrap();
+        let tx = MediaSocket::bind(lo()).unwrap();
+        rx.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut rb = RecvBatch::new(64, 2048);
+        assert_eq!(rb.slots(), FIRST_SLOTS);
+        // One datagram at a time: it stays small.
+        for i in 0..10u8 {
+            tx.send_to(&[i; 100], rx.local_addr()).unwrap();
+            assert_eq!(rb.recv(&rx, Wait::ForOne).unwrap(), 1);
+            assert!(!rb.filled());
+        }
+        assert_eq!(rb.slots(), FIRST_SLOTS);
+        // A burst: each full receive doubles the next, nothing is lost or reordered, and the
+        // size asked for is the ceiling.
+        for i in 0..200u8 {
+            tx.send_to(&[i; 100], rx.local_addr()).unwrap();
+        }
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while got.len() < 200 && Instant::now() < deadline {
+            let n = rb.recv(&rx, Wait::ForOne).unwrap();
+            got.extend((0..n).map(|i| rb.get(i).data[0]));
+        }
+        assert_eq!(got, (0..200u8).collect::<Vec<_>>());
+        assert_eq!(rb.slots(), 64);
     }
 
     #[test]
@@ -805,5 +976,23 @@ mod tests {
             poll_readable(&fds, &mut ready, Duration::from_millis(1)).unwrap(),
             0
         );
+    }
+
+    #[test]
+    fn epoll_reports_tokens_and_forgets_removed() {
+        let ep = Epoll::new().unwrap();
+        let a = MediaSocket::bind(lo()).unwrap();
+        let b = MediaSocket::bind(lo()).unwrap();
+        ep.add(a.as_raw_fd(), 7).unwrap();
+        ep.add(b.as_raw_fd(), 9).unwrap();
+        let mut ready = Vec::with_capacity(8);
+        assert_eq!(ep.wait(&mut ready, Duration::from_millis(5)).unwrap(), 0);
+        b.send_to(&[1], b.local_addr()).unwrap();
+        assert_eq!(ep.wait(&mut ready, Duration::from_secs(5)).unwrap(), 1);
+        assert_eq!(ready, [9]);
+        // Level-triggered: still queued, still reported.
+        assert_eq!(ep.wait(&mut ready, Duration::from_secs(5)).unwrap(), 1);
+        ep.remove(b.as_raw_fd()).unwrap();
+        assert_eq!(ep.wait(&mut ready, Duration::from_millis(5)).unwrap(), 0);
     }
 }

@@ -13,7 +13,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -26,6 +26,7 @@ use super::event::{
     dispatch_key, EngineEvent, KeyframeRequest, MediaKind, SessionId, StreamEndReason, StreamEnded,
     StreamInfo,
 };
+use super::io_pool::{IoPool, PoolSlot};
 use super::io_thread::{IoThread, StopSignal};
 use super::socket::{poll_readable, MediaSocket, RecvBatch, SendBatch, Wait};
 use super::stats::StreamStats;
@@ -37,14 +38,15 @@ use crate::rtp::stream::{StreamCore, StreamEvent, Transmit, TransmitKind};
 
 pub use crate::rtp::config::SourcePolicy;
 
-/// Datagrams taken per receive call.
+/// Most datagrams taken per receive call (the batch starts smaller and grows to this only when
+/// bursts fill it).
 const RECV_BATCH: usize = 64;
 /// Largest datagram accepted; anything bigger is cut by the kernel and counted as malformed.
 const RECV_SLOT: usize = 2048;
 /// Longest the I/O thread sleeps with nothing to do; it bounds how late a timer can fire.
-const MAX_IDLE: Duration = Duration::from_millis(100);
+pub(super) const MAX_IDLE: Duration = Duration::from_millis(100);
 /// Shortest sleep: a timeout that stays in the past must not turn the loop into a spin.
-const MIN_SLEEP: Duration = Duration::from_micros(50);
+pub(super) const MIN_SLEEP: Duration = Duration::from_micros(50);
 /// How often a lingering close looks at the stream again.
 const LINGER_STEP: Duration = Duration::from_millis(10);
 
@@ -107,7 +109,8 @@ struct Locked {
     events: Vec<StreamEvent>,
 }
 
-struct Shared {
+/// The stream state both I/O models drive (see [`run`] and [`super::io_pool`]).
+pub(super) struct Shared {
     rtp: MediaSocket,
     rtcp: Option<MediaSocket>,
     core: Mutex<Locked>,
@@ -127,6 +130,19 @@ struct Shared {
 }
 
 impl Shared {
+    /// Audio or video.
+    pub(super) fn media(&self) -> MediaKind {
+        self.media
+    }
+
+    /// The RTP socket's descriptor, and the RTCP socket's without rtcp-mux.
+    pub(super) fn fds(&self) -> (RawFd, Option<RawFd>) {
+        (
+            self.rtp.as_raw_fd(),
+            self.rtcp.as_ref().map(|s| s.as_raw_fd()),
+        )
+    }
+
     fn socket(&self, kind: TransmitKind) -> &MediaSocket {
         match kind {
             TransmitKind::Rtp => &self.rtp,
@@ -174,22 +190,23 @@ impl Shared {
         result
     }
 
-    /// Posts events to the callbacks. Media a full queue cannot take is dropped and counted; the
-    /// end of a stream is kept in `keep` to be posted again later.
+    /// Posts events to the callbacks, all at once (one lock, at most one wake-up). Media a full
+    /// queue cannot take is dropped and counted; the end of a stream is kept in `keep` to be
+    /// posted again later.
     fn post(&self, events: &mut Vec<StreamEvent>, keep: Option<&mut VecDeque<EngineEvent>>) {
+        if events.is_empty() {
+            return;
+        }
         let mut keep = keep;
-        for ev in events.drain(..) {
-            let ev = self.engine_event(ev);
-            let control = matches!(ev, EngineEvent::StreamEnded(..));
-            if let Err(ev) = self.dispatcher.post(self.key, ev) {
-                match (&mut keep, control) {
-                    (Some(k), true) => k.push_back(ev),
-                    _ => {
-                        self.slow_callback.fetch_add(1, Ordering::Relaxed);
-                    }
+        let evs = events.drain(..).map(|ev| self.engine_event(ev));
+        self.dispatcher.post_all(self.key, evs, |ev| {
+            match (&mut keep, matches!(ev, EngineEvent::StreamEnded(..))) {
+                (Some(k), true) => k.push_back(ev),
+                _ => {
+                    self.slow_callback.fetch_add(1, Ordering::Relaxed);
                 }
             }
-        }
+        });
     }
 
     fn engine_event(&self, ev: StreamEvent) -> EngineEvent {
@@ -218,8 +235,7 @@ impl Shared {
 /// sockets.
 pub struct MediaStream {
     shared: Arc<Shared>,
-    thread: Mutex<IoThread>,
-    wake: StopSignal,
+    driver: Driver,
     info: StreamInfo,
     close_linger: Duration,
 }
@@ -229,6 +245,35 @@ impl std::fmt::Debug for MediaStream {
         f.debug_struct("MediaStream")
             .field("info", &self.info)
             .finish_non_exhaustive()
+    }
+}
+
+/// What moves the stream's bytes and time.
+enum Driver {
+    /// Its own thread (`io_threads` = 0).
+    Own {
+        thread: Mutex<IoThread>,
+        wake: StopSignal,
+    },
+    /// A place on one of the engine's shared I/O threads.
+    Pooled(PoolSlot),
+}
+
+impl Driver {
+    /// Makes the I/O side look at the core's next timeout again.
+    fn wake(&self) {
+        match self {
+            Driver::Own { wake, .. } => wake.wake(),
+            Driver::Pooled(slot) => slot.rearm(),
+        }
+    }
+
+    /// Stops driving the stream: it sends RTCP BYE, and no event follows. Idempotent.
+    fn stop(&self) {
+        match self {
+            Driver::Own { thread, .. } => thread.lock().stop(),
+            Driver::Pooled(slot) => slot.remove(),
+        }
     }
 }
 
@@ -322,15 +367,17 @@ impl MediaStream {
         dispatcher: Arc<Dispatcher<EngineEvent>>,
     ) -> Result<MediaStream> {
         let sockets = RtpSockets::bind(cfg.local_addr, cfg.rtcp_mux)?;
-        Self::open_bound(cfg, sockets, dispatcher)
+        Self::open_bound(cfg, sockets, dispatcher, None)
     }
 
-    /// Starts the receive thread on sockets bound beforehand (`cfg.local_addr` is not used).
-    /// With rtcp-mux a separate RTCP socket is closed; without it one is required.
+    /// Starts the stream on sockets bound beforehand (`cfg.local_addr` is not used): on its own
+    /// thread, or on the least loaded thread of `pool`. With rtcp-mux a separate RTCP socket
+    /// is closed; without it one is required.
     pub fn open_bound(
         cfg: StreamConfig,
         sockets: RtpSockets,
         dispatcher: Arc<Dispatcher<EngineEvent>>,
+        pool: Option<&Arc<IoPool>>,
     ) -> Result<MediaStream> {
         // `lease` is bound first so that, on an early return, it is dropped after the sockets.
         let RtpSockets {
@@ -417,17 +464,28 @@ impl MediaStream {
             media,
             _lease: lease,
         });
-        let name = match media {
-            MediaKind::Video => "rkm-video-io",
-            MediaKind::Audio => "rkm-audio-io",
+        let driver = match pool {
+            Some(pool) => Driver::Pooled(
+                pool.attach(shared.clone())
+                    .map_err(io_err("registering the stream's sockets".into()))?,
+            ),
+            None => {
+                let name = match media {
+                    MediaKind::Video => "rkm-video-io",
+                    MediaKind::Audio => "rkm-audio-io",
+                };
+                let io_shared = shared.clone();
+                let thread = IoThread::spawn(name.into(), move |stop| run(&io_shared, &stop))
+                    .map_err(io_err("starting the stream thread".into()))?;
+                Driver::Own {
+                    wake: thread.signal(),
+                    thread: Mutex::new(thread),
+                }
+            }
         };
-        let io_shared = shared.clone();
-        let thread = IoThread::spawn(name.into(), move |stop| run(&io_shared, &stop))
-            .map_err(io_err("starting the stream thread".into()))?;
         Ok(MediaStream {
             shared,
-            wake: thread.signal(),
-            thread: Mutex::new(thread),
+            driver,
             info,
             close_linger: cfg.close_linger,
         })
@@ -496,7 +554,7 @@ impl MediaStream {
             let sent = sh.flush(&mut l);
             if let Some(t) = l.core.poll_timeout() {
                 if sh.nanos(t) < sh.io_deadline.load(Ordering::Acquire) {
-                    self.wake.wake();
+                    self.driver.wake();
                 }
             }
             std::mem::swap(&mut events, &mut l.events);
@@ -571,7 +629,7 @@ impl MediaStream {
         if !self.close_linger.is_zero() && !self.shared.core.lock().core.is_closed() {
             self.linger(self.close_linger, self.close_linger * 4);
         }
-        self.thread.lock().stop();
+        self.driver.stop();
     }
 }
 
@@ -581,8 +639,10 @@ impl Drop for MediaStream {
     }
 }
 
-/// The I/O thread: sleep until a datagram, a wake-up or the core's timeout; feed the core; send
-/// and post what it produced. Sends RTCP BYE when stopped.
+/// The stream's own I/O thread (`io_threads` = 0): sleep until a datagram, a wake-up or the
+/// core's timeout; feed the core; send and post what it produced. Sends RTCP BYE when stopped.
+/// The shared threads of [`super::io_pool`] call the same steps ([`arm`], [`drain`],
+/// [`run_timers`], [`finish`]) for many streams.
 fn run(sh: &Shared, stop: &StopSignal) {
     let mut batch = RecvBatch::new(RECV_BATCH, RECV_SLOT);
     let mut fds = vec![sh.rtp.as_raw_fd()];
@@ -594,16 +654,10 @@ fn run(sh: &Shared, stop: &StopSignal) {
     let mut events = Vec::new();
     let mut unposted = VecDeque::new();
     while !stop.is_stopped() {
-        let timeout = {
-            let l = sh.core.lock();
-            let next = l.core.poll_timeout();
-            sh.io_deadline
-                .store(next.map_or(u64::MAX, |t| sh.nanos(t)), Ordering::Release);
-            next.map_or(MAX_IDLE, |t| {
-                t.saturating_duration_since(Instant::now())
-                    .clamp(MIN_SLEEP, MAX_IDLE)
-            })
-        };
+        let timeout = arm(sh).map_or(MAX_IDLE, |t| {
+            t.saturating_duration_since(Instant::now())
+                .clamp(MIN_SLEEP, MAX_IDLE)
+        });
         if poll_readable(&fds, &mut ready[..fds.len()], timeout).is_err() {
             break;
         }
@@ -619,19 +673,50 @@ fn run(sh: &Shared, stop: &StopSignal) {
         if sh.rtcp.is_some() && ready[1] {
             drain(sh, &mut batch, true, &mut events, &mut unposted);
         }
-        {
-            let mut l = sh.core.lock();
-            l.core.handle_timeout(Instant::now());
-            let _ = sh.flush(&mut l);
-            std::mem::swap(&mut events, &mut l.events);
-        }
-        sh.post(&mut events, Some(&mut unposted));
-        retry_unposted(sh, &mut unposted);
+        run_timers(sh, &mut events, &mut unposted);
     }
+    finish(sh);
+}
+
+/// The core's next timeout, published as the deadline the I/O side sleeps until (a caller
+/// whose input moves it earlier wakes the I/O side).
+pub(super) fn arm(sh: &Shared) -> Option<Instant> {
+    let l = sh.core.lock();
+    let next = l.core.poll_timeout();
+    sh.io_deadline
+        .store(next.map_or(u64::MAX, |t| sh.nanos(t)), Ordering::Release);
+    next
+}
+
+/// Runs the core's due timers, sends what they produced and posts the events (and those a
+/// full queue refused before).
+pub(super) fn run_timers(
+    sh: &Shared,
+    events: &mut Vec<StreamEvent>,
+    unposted: &mut VecDeque<EngineEvent>,
+) {
+    {
+        let mut l = sh.core.lock();
+        l.core.handle_timeout(Instant::now());
+        let _ = sh.flush(&mut l);
+        std::mem::swap(events, &mut l.events);
+    }
+    sh.post(events, Some(unposted));
+    retry_unposted(sh, unposted);
+}
+
+/// The end of I/O for a stream: the core closes (RTCP BYE) and what it queued is sent; its
+/// last events are not posted.
+pub(super) fn finish(sh: &Shared) {
     let mut l = sh.core.lock();
     l.core.close(Instant::now());
     let _ = sh.flush(&mut l);
     l.events.clear();
+}
+
+/// A receive batch sized for media, for an I/O thread to reuse across its streams.
+pub(super) fn recv_batch() -> RecvBatch {
+    RecvBatch::new(RECV_BATCH, RECV_SLOT)
 }
 
 /// Posts again the end-of-stream events a full queue refused.
@@ -645,7 +730,7 @@ fn retry_unposted(sh: &Shared, unposted: &mut VecDeque<EngineEvent>) {
 }
 
 /// Reads every queued datagram of one socket, in batches, into the core.
-fn drain(
+pub(super) fn drain(
     sh: &Shared,
     batch: &mut RecvBatch,
     rtcp_socket: bool,
@@ -682,7 +767,7 @@ fn drain(
             std::mem::swap(events, &mut l.events);
         }
         sh.post(events, Some(unposted));
-        if n < RECV_BATCH {
+        if !batch.filled() {
             return;
         }
     }

@@ -126,7 +126,8 @@ pub struct rkm_rtp_config {
     /// on the same thread, in order.
     pub callback_threads: u32,
     /// Events each callback thread may have queued before new ones are dropped and counted in the
-    /// stats (`frames_dropped_slow_callback`); default 512.
+    /// stats (`frames_dropped_slow_callback`); default 512. A thread serving many sessions may
+    /// queue 16 per live session when that is more.
     pub callback_queue: u32,
     /// RFC 4733 telephone-event payload type, default 101; -1 disables DTMF.
     pub dtmf_payload_type: i16,
@@ -162,6 +163,10 @@ pub struct rkm_rtp_config {
     /// G.722 and Opus and 8000 for G.711; `RKM_AUDIO_RATE_CODEC` (1) the codec's own rate
     /// (8000, 16000 for G.722, 48000 for Opus); or 8000, 12000, 16000, 24000, 32000 or 48000.
     pub audio_sample_rate: u32,
+    /// Threads for RTP I/O: 0 (default) one thread per stream (lowest latency for a few
+    /// calls); N > 0 (at most 1024) N shared threads, each waiting in `epoll` on the sockets of
+    /// many streams (for many sessions).
+    pub io_threads: u32,
 }
 
 /// `audio_sample_rate` value: 16 kHz for G.722 and Opus, 8 kHz for G.711.
@@ -237,6 +242,7 @@ pub extern "C" fn rkm_rtp_config_init(cfg: *mut rkm_rtp_config) {
             cname: std::ptr::null(),
             resilience: resilience_to_c(&d.resilience),
             rtx_payload_type: d.rtx_payload_type.map_or(-1, i16::from),
+            io_threads: u32::try_from(d.io_threads).unwrap_or(0),
         };
         Ok(())
     })
@@ -371,6 +377,7 @@ pub(crate) unsafe fn rtp_config_from_c(c: &rkm_rtp_config) -> FfiResult<RtpBacke
         })?),
     };
     r.audio_sample_rate = app_rate_from_c(c.audio_sample_rate, "cfg.audio_sample_rate")?;
+    r.io_threads = c.io_threads as usize;
     Ok(r)
 }
 
@@ -501,7 +508,8 @@ pub struct rkm_sip_config {
     /// Threads that run the media callbacks (at least 1; default 1). `call` callbacks run on a
     /// separate SIP callback thread.
     pub callback_threads: u32,
-    /// Events each callback thread may have queued before new ones are dropped; default 512.
+    /// Events each callback thread may have queued before new ones are dropped; default 512 (or
+    /// 16 per live session of the thread when that is more).
     pub callback_queue: u32,
     /// Our credentials as a client: what `rkm_register` and `rkm_dial` answer 401/407
     /// challenges with unless their options name others. NULL (default): none.
@@ -560,8 +568,9 @@ pub struct rkm_sip_config {
     /// `"AES_CM_128_HMAC_SHA1_80,AEAD_AES_128_GCM,AES_CM_128_HMAC_SHA1_32"`.
     pub srtp_suites: *const c_char,
     /// Overload control: new INVITEs get 503 + `Retry-After` while the oldest SIP datagram not
-    /// yet handled is older than this many ms (in-dialog requests, ACK, CANCEL and BYE are
-    /// always handled). 0: off. Default 200.
+    /// yet handled, or the oldest call whose session is still being started, is older than
+    /// this many ms (in-dialog requests, ACK, CANCEL and BYE are always handled). 0: off.
+    /// Default 200.
     pub overload_max_backlog_ms: u32,
     /// The `Retry-After` of those 503s, drawn from 1 to this many seconds; default 4.
     pub overload_retry_after_max_s: u32,
@@ -572,6 +581,10 @@ pub struct rkm_sip_config {
     /// Requests one source may send at once above `source_rate_limit`; 0 (default): one
     /// second's worth.
     pub source_rate_burst: u32,
+    /// Threads for RTP I/O: 0 (default) one thread per stream (lowest latency for a few
+    /// calls); N > 0 (at most 1024) N shared threads, each waiting in `epoll` on the sockets of
+    /// many streams (for many sessions).
+    pub io_threads: u32,
 }
 
 /// Fills `cfg` with the defaults (see each field). String fields get static strings that the
@@ -628,6 +641,7 @@ pub extern "C" fn rkm_sip_config_init(cfg: *mut rkm_sip_config) {
             overload_retry_after_max_s: d.overload.retry_after_max_s,
             source_rate_limit: d.overload.source_rate,
             source_rate_burst: d.overload.source_burst,
+            io_threads: u32::try_from(d.io_threads).unwrap_or(0),
         };
         Ok(())
     })
@@ -777,6 +791,7 @@ pub(crate) unsafe fn sip_config_from_c(c: &rkm_sip_config) -> FfiResult<SipBacke
     }
     r.ring_timeout = Duration::from_millis(u64::from(c.ring_timeout_ms));
     r.audio_sample_rate = app_rate_from_c(c.audio_sample_rate, "cfg.audio_sample_rate")?;
+    r.io_threads = c.io_threads as usize;
     r.retry_after = Duration::from_secs(u64::from(c.retry_after_s.clamp(1, 3600)));
     r.overload.max_backlog = Duration::from_millis(u64::from(c.overload_max_backlog_ms));
     r.overload.retry_after_max_s = c.overload_retry_after_max_s.clamp(1, 3600);

@@ -33,6 +33,7 @@ const FIELDS: &[&str] = &[
     "audio_delivered",
     "audio_loss_pct",
     "audio_concealed",
+    "events_dropped_slow_callback",
     "sends_late",
     "send_errors",
     "latency",
@@ -148,6 +149,24 @@ fn bench_sip_in_process_dials_and_reports_media() {
     assert_eq!(json["mode"], "sip", "{json}");
     assert!(n(&json, "setup_ms_p50") > 0.0, "{json}");
     media_flowed(&json, 5.0);
+}
+
+#[test]
+fn bench_sip_on_shared_io_threads_reports_media() {
+    let json = bench(&[
+        "--sessions",
+        "5",
+        "--seconds",
+        "2",
+        "--sip",
+        "--io-threads",
+        "2",
+        "--rtp-ports",
+        "35000-35999",
+    ]);
+    media_flowed(&json, 5.0);
+    // No thread per stream: 20 streams would be 20 threads.
+    assert!(n(&json, "threads") < 20.0, "{json}");
 }
 
 #[test]

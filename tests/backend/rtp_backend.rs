@@ -381,3 +381,82 @@ fn taps_run_with_and_without_a_primary_callback() {
     assert_eq!(p.load(Ordering::SeqCst), 1);
     assert_eq!(t1.load(Ordering::SeqCst), 2);
 }
+
+/// Pictures (a large key picture the pacer spreads, then small ones) and a second of G.711 from
+/// A to B with `io_threads` I/O threads per backend; returns what B's callbacks got. RTCP is
+/// slowed to once a minute so that no other timer wakes the sender's I/O thread: the paced
+/// packets leave only if `send_video` re-armed it (on a shared thread: a queued re-arm).
+fn exchange_with_io_threads(io_threads: usize) -> (Vec<Vec<u8>>, Vec<i16>) {
+    // B is bound: dropping it would end A's session (its RTCP BYE).
+    let Pair {
+        a, a_id, b, b_rx, ..
+    } = pair(RtpBackendConfig {
+        io_threads,
+        rtcp_interval: Duration::from_secs(60),
+        ..RtpBackendConfig::default()
+    });
+    let pictures: Vec<Vec<u8>> = (0..10)
+        .map(|i| h264_picture(i % 5 == 0, if i % 5 == 0 { 100_000 } else { 5_000 }, i))
+        .collect();
+    let chunks = pictures.iter().enumerate().map(|(i, p)| VideoChunk {
+        data: p.clone(),
+        keyframe: i % 5 == 0,
+        timestamp_ms: Some(i as f64 * 100.0 / 3.0),
+    });
+    a.send_video_chunks(a_id, chunks).unwrap();
+    let pcm: Vec<i16> = (0..8000)
+        .map(|i| ((i as f64 * 440.0 * 2.0 * std::f64::consts::PI / 8000.0).sin() * 12000.0) as i16)
+        .collect();
+    a.send_audio(a_id, &pcm).unwrap();
+    // Well under the first RTCP report (30 s at the earliest) even on a loaded machine.
+    let frames = recv_n(&b_rx.video, pictures.len(), Duration::from_secs(5));
+    let audio = recv_n(&b_rx.audio, 50, Duration::from_secs(5));
+    let got: Vec<Vec<u8>> = frames.into_iter().map(|(_, f)| f.data).collect();
+    assert_eq!(got, pictures, "pictures with io_threads {io_threads}");
+    let mut codes = Vec::new();
+    let mut expected = Vec::new();
+    G711::Pcmu.encode(&pcm, &mut codes);
+    G711::Pcmu.decode(&codes, &mut expected);
+    let heard: Vec<i16> = audio
+        .iter()
+        .flat_map(|(_, f)| f.pcm.iter().copied())
+        .collect();
+    assert_eq!(heard, expected, "audio with io_threads {io_threads}");
+    drop(b);
+    (got, heard)
+}
+
+#[test]
+fn shared_io_threads_deliver_the_same_media_bit_exact() {
+    let own = exchange_with_io_threads(0);
+    let shared = exchange_with_io_threads(2);
+    assert_eq!(own, shared);
+}
+
+/// A telephone event is paced by the stream's I/O thread (a packet every 20 ms, then the end
+/// packets), so on a shared thread it needs the re-arm `send_dtmf` queues: with RTCP once a
+/// minute nothing else would wake that stream for many seconds.
+#[test]
+fn dtmf_is_paced_by_a_shared_io_thread() {
+    let Pair {
+        a, a_id, b, b_rx, ..
+    } = pair(RtpBackendConfig {
+        io_threads: 2,
+        rtcp_interval: Duration::from_secs(60),
+        ..RtpBackendConfig::default()
+    });
+    a.send_dtmf(a_id, '7', 100).unwrap();
+    let at_b = recv_n(&b_rx.dtmf, 1, Duration::from_secs(5));
+    assert_eq!(at_b.len(), 1, "the digit arrived");
+    assert_eq!(at_b[0].1.digit, '7');
+    assert_eq!(at_b[0].1.duration_ms, 100);
+    // The last end packets leave after the receiver reported the digit: the sender counts the
+    // digit once they are out.
+    assert!(support::rtp::wait_until(Duration::from_secs(3), || a
+        .stats(a_id)
+        .unwrap()
+        .audio
+        .dtmf_sent
+        == 1));
+    drop(b);
+}

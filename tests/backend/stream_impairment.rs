@@ -145,8 +145,14 @@ struct End {
 }
 
 fn end(video: VideoParams, close_linger: Duration) -> End {
+    end_on(video, close_linger, 0)
+}
+
+/// An end whose engine runs `io_threads` shared I/O threads (0: one per stream).
+fn end_on(video: VideoParams, close_linger: Duration, io_threads: usize) -> End {
     let engine = MediaEngine::new(EngineConfig {
         callback_queue: 4096,
+        io_threads,
         ..EngineConfig::default()
     })
     .unwrap();
@@ -186,6 +192,15 @@ fn aim(e: &End, video: SocketAddr) {
 
 #[test]
 fn lossy_relay_both_ways_pictures_are_repaired_bit_exact() {
+    repaired_bit_exact(0);
+}
+
+#[test]
+fn lossy_relay_both_ways_repairs_on_shared_io_threads() {
+    repaired_bit_exact(2);
+}
+
+fn repaired_bit_exact(io_threads: usize) {
     let params = VideoParams {
         rtx: Some(RtxConfig {
             payload_type: 97,
@@ -194,8 +209,8 @@ fn lossy_relay_both_ways_pictures_are_repaired_bit_exact() {
         }),
         ..VideoParams::default()
     };
-    let a = end(params.clone(), Duration::from_millis(500));
-    let b = end(params, Duration::ZERO);
+    let a = end_on(params.clone(), Duration::from_millis(500), io_threads);
+    let b = end_on(params, Duration::ZERO, io_threads);
     let relay = Relay::start(
         video_addr(&a),
         video_addr(&b),

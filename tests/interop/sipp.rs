@@ -1,6 +1,7 @@
 //! sipp (a SIP tool nobody here wrote) drives `roomkit-media serve` with our scenarios in
 //! `tests/sipp/`: A/V call, audio-only, video without a common codec, CANCEL before answer,
-//! OPTIONS, re-INVITE with hold, BYE from our side, 50 concurrent calls, and a call during which
+//! OPTIONS, re-INVITE with hold, BYE from our side, 50 concurrent calls (also with `serve`'s RTP
+//! on 2 shared I/O threads), and a call during which
 //! sipp plays H.264 RTP from a pcap that `serve --record` writes and ffmpeg decodes to the
 //! clip's own pictures. sipp's exit code 0 means every scenario step matched.
 
@@ -206,10 +207,22 @@ fn sipp_bye_from_our_side() {
 
 #[test]
 fn sipp_fifty_concurrent_calls() {
+    fifty_concurrent_calls(8, &[]);
+}
+
+/// The same with `serve`'s RTP on 2 shared I/O threads.
+#[test]
+fn sipp_fifty_concurrent_calls_on_shared_io_threads() {
+    fifty_concurrent_calls(19, &["--io-threads", "2"]);
+}
+
+fn fifty_concurrent_calls(k: u16, extra: &[&str]) {
     if !peers::have_peers(&["sipp"]) {
         return;
     }
-    let s = Serve::start(8, &["--max-calls", "50"]);
+    let mut args = vec!["--max-calls", "50"];
+    args.extend_from_slice(extra);
+    let s = Serve::start(k, &args);
     sipp(
         &scenario("av_call.xml"),
         s.port,

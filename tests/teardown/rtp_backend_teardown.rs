@@ -74,3 +74,52 @@ fn dropping_a_backend_with_live_sessions_joins_everything() {
     assert_eq!(t, threads0, "threads before/after");
     assert_eq!(f, fds0, "descriptors before/after");
 }
+
+/// With `io_threads` 2, 200 A/V sessions (400 streams, 800 sockets) run on a handful of threads,
+/// exchange media, and leave nothing behind when they end and when the backend goes.
+#[test]
+fn two_hundred_sessions_on_two_io_threads_use_few_threads_and_leak_nothing() {
+    let _g = SERIAL.lock();
+    let (threads0, fds0) = steady();
+    {
+        let cfg = loopback_config(RtpBackendConfig {
+            io_threads: 2,
+            ..RtpBackendConfig::default()
+        });
+        let a = RtpVideoBackend::new(cfg.clone()).unwrap();
+        let b = RtpVideoBackend::new(cfg).unwrap();
+        let frames = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let f = frames.clone();
+        b.on_video_received(move |_, _| {
+            f.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        });
+        let mut pairs = Vec::new();
+        for i in 0..200 {
+            let (sa, sb) = support::rtp::connect_each_other(&a, &b, meta, meta);
+            pairs.push((sa.id, sb.id));
+            a.send_video(sa.id, &h264_picture(true, 3000, i)).unwrap();
+            a.send_audio(sa.id, &[100i16; 160]).unwrap();
+        }
+        // Per backend: 2 I/O threads, 1 callback thread, the liveness thread.
+        let io_and_engine = threads_now() - threads0;
+        assert!(
+            io_and_engine <= 10,
+            "{io_and_engine} threads for 200 sessions"
+        );
+        // Media flowed on the shared threads (a floor: the machine may be loaded).
+        assert!(support::rtp::wait_until(Duration::from_secs(10), || {
+            frames.load(std::sync::atomic::Ordering::Relaxed) >= 100
+        }));
+        // Half end one by one, the rest with their backends.
+        for (sa, sb) in pairs.drain(..100) {
+            a.disconnect(sa).unwrap();
+            // A's RTCP BYE may have ended B's session already.
+            let _ = b.disconnect(sb);
+        }
+        drop(a);
+        drop(b);
+    }
+    let (t, f) = settle(threads0, fds0);
+    assert_eq!(t, threads0, "threads before/after");
+    assert_eq!(f, fds0, "descriptors before/after");
+}

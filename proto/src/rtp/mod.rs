@@ -26,6 +26,7 @@ pub mod media_tx;
 pub mod nack;
 pub mod pacer;
 pub mod packet;
+pub mod pool;
 pub mod rate;
 pub mod receiver;
 pub mod reorder;

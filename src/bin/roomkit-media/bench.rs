@@ -109,6 +109,10 @@ pub struct BenchArgs {
     /// The RTP ports of the SIP calls (`--sip`: halved between the two ends).
     #[arg(long, value_name = "A-B", default_value = "20000-59999", value_parser = port_range)]
     pub rtp_ports: (u16, u16),
+    /// RTP I/O threads of each in-process backend: 0 one per stream (the engine's default);
+    /// N shared threads waiting in epoll on many streams' sockets.
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = within(0usize, 1024, ""))]
+    pub io_threads: usize,
 }
 
 /// The closing JSON line.
@@ -148,6 +152,9 @@ struct Report {
     audio_loss_pct: f64,
     /// Audio frames the receiver concealed (a packet that did not arrive in time).
     audio_concealed: u64,
+    /// Pictures and audio frames dropped at the receiving end because its callback queue was
+    /// full (`rkm_rtp_events_dropped_slow_callback_total`, the sessions up at the end).
+    events_dropped_slow_callback: u64,
     /// Sends skipped because a sending thread fell more than 100 ms behind.
     sends_late: u64,
     /// Sends the engine refused.
@@ -392,8 +399,14 @@ fn listen(be: &impl MediaBackend, counters: &Arc<Counters>, epoch: Instant) {
 
 /// The SIP configuration of one end: G.711 µ-law only (the cheapest codec to code, as in the
 /// figures), RTP ports from `ports`.
-fn sip_config(ip: std::net::IpAddr, ports: (u16, u16), user: &str) -> SipBackendConfig {
+fn sip_config(
+    ip: std::net::IpAddr,
+    ports: (u16, u16),
+    user: &str,
+    io_threads: usize,
+) -> SipBackendConfig {
     SipBackendConfig {
+        io_threads,
         local_sip_addr: (ip, 0).into(),
         local_rtp_ip: ip,
         rtp_port_start: ports.0,
@@ -419,6 +432,7 @@ fn build(
         let cfg = RtpBackendConfig {
             local_addr: "127.0.0.1:0".parse().expect("literal"),
             video_local_addr: "127.0.0.1:0".parse().expect("literal"),
+            io_threads: args.io_threads,
             ..RtpBackendConfig::default()
         };
         let tx = Rtp::new(cfg.clone(), video).map_err(Failure::Runtime)?;
@@ -430,8 +444,11 @@ fn build(
     // In-process, the two ends take a half of the range each, the upper half from an even port.
     let mid = lo + (((hi - lo) / 2) & !1);
     let tx_end = if args.target.is_some() { hi } else { mid - 1 };
-    let tx = Sip::new(sip_config(args.local_ip, (lo, tx_end), "bench"), video)
-        .map_err(Failure::Runtime)?;
+    let tx = Sip::new(
+        sip_config(args.local_ip, (lo, tx_end), "bench", args.io_threads),
+        video,
+    )
+    .map_err(Failure::Runtime)?;
     tx.get().on_call_state(move |id, p| {
         let _ = setups.send(match p.state {
             CallState::Answered => Setup::Answered(id),
@@ -450,7 +467,7 @@ fn build(
         }
         None => {
             let rx = Sip::new(
-                sip_config([127, 0, 0, 1].into(), (mid, hi), "answer"),
+                sip_config([127, 0, 0, 1].into(), (mid, hi), "answer", args.io_threads),
                 video,
             )
             .map_err(Failure::Runtime)?;
@@ -515,6 +532,26 @@ impl Rig {
         match self {
             Rig::Rtp { tx, .. } => tx.get(),
             Rig::Sip { tx, .. } => tx.get(),
+        }
+    }
+
+    /// Events the receiving end's callback queues refused (a callback thread that could not
+    /// keep up), summed over its live sessions.
+    fn slow_callback_drops(&self) -> u64 {
+        fn sum(be: &impl MediaBackend) -> u64 {
+            be.all_sessions()
+                .iter()
+                .filter_map(|s| be.stats(s.id).ok())
+                .map(|st| {
+                    st.audio.frames_dropped_slow_callback
+                        + st.video.map_or(0, |v| v.frames_dropped_slow_callback)
+                })
+                .sum()
+        }
+        match self {
+            Rig::Rtp { rx, .. } => sum(rx.get()),
+            Rig::Sip { rx: Some(rx), .. } => sum(rx.get()),
+            Rig::Sip { tx, .. } => sum(tx.get()),
         }
     }
 
@@ -1039,6 +1076,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, Failure> {
     }
     // Late answers still count as set up.
     ramp.settle(&setup_rx);
+    let slow_callback = rig.slow_callback_drops();
     rig.close(&ramp.sessions);
     let c = &counters;
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -1078,6 +1116,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, Failure> {
         audio_delivered,
         audio_loss_pct: pct_lost(audio_sent, audio_delivered),
         audio_concealed: load(&c.concealed),
+        events_dropped_slow_callback: slow_callback,
         sends_late: load(&c.late),
         send_errors: load(&c.send_errors),
         latency: if rig.mode() == "remote" {

@@ -127,6 +127,10 @@ pub struct ServeArgs {
     /// The `instance` label of the metrics.
     #[arg(long, value_name = "NAME", default_value = roomkit_media::metrics::DEFAULT_INSTANCE, requires = "metrics")]
     pub metrics_instance: String,
+    /// RTP I/O threads: 0 (default) one per stream, lowest latency for a few calls; N shared
+    /// threads, each waiting in epoll on many streams' sockets, for many calls.
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = within(0usize, 1024, ""))]
+    pub io_threads: usize,
     #[command(flatten)]
     pub media: SipMediaArgs,
 }
@@ -381,6 +385,7 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode, crate::Failure> {
             ..OverloadConfig::default()
         },
         callback_threads: 2,
+        io_threads: args.io_threads,
         // Received audio at the codec's own rate, so a recording keeps all of it; echo sends it
         // back at the same rate.
         audio_sample_rate: AppRate::Codec,
