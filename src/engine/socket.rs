@@ -14,7 +14,7 @@ use std::io;
 use std::mem;
 use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
@@ -81,6 +81,30 @@ impl MediaSocket {
         let _ = self.sock.shutdown(Shutdown::Both);
     }
 
+    /// Asks the kernel to stamp each received datagram with its arrival time
+    /// (`SO_TIMESTAMPNS`), read by a [`RecvBatch`] made [`with_timestamps`]: how long a
+    /// datagram waited in the receive queue is then known exactly (overload control).
+    ///
+    /// [`with_timestamps`]: RecvBatch::with_timestamps
+    pub fn set_rx_timestamps(&self) -> io::Result<()> {
+        let on: libc::c_int = 1;
+        // SAFETY: `on` is a live c_int and the length passed is its size; the fd is ours.
+        let r = unsafe {
+            libc::setsockopt(
+                self.fd(),
+                libc::SOL_SOCKET,
+                libc::SO_TIMESTAMPNS,
+                (&on as *const libc::c_int).cast(),
+                mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
     fn fd(&self) -> RawFd {
         self.sock.as_raw_fd()
     }
@@ -100,7 +124,14 @@ pub struct Datagram<'a> {
     pub from: Option<SocketAddr>,
     /// The datagram was larger than the slot and was cut: it must be treated as malformed.
     pub truncated: bool,
+    /// When the kernel queued it (wall clock), when the socket stamps datagrams
+    /// ([`MediaSocket::set_rx_timestamps`]) and the batch reads the stamps.
+    pub received: Option<SystemTime>,
 }
+
+/// Control-message space per slot, in 8-byte words: one `cmsghdr` (16 bytes) and a
+/// `timespec` (16 bytes), with room to spare.
+const CTRL_WORDS: usize = 8;
 
 /// Slots a [`RecvBatch`] starts with.
 const FIRST_SLOTS: usize = 4;
@@ -119,10 +150,15 @@ pub struct RecvBatch {
     got: Vec<(usize, libc::socklen_t, bool)>,
     count: usize,
     batched: bool,
+    /// Control-message buffers (`CTRL_WORDS` per slot, 8-byte aligned) when timestamps are
+    /// read; empty otherwise.
+    ctrl: Vec<u64>,
+    /// Each slot's arrival stamp from its control message.
+    stamps: Vec<Option<SystemTime>>,
 }
 
 // SAFETY: the raw pointers inside `iov` and `msgs` point only into this struct's own heap buffers
-// (`bufs`, `iov`, `addrs`), which move with it, and they are rebuilt before every system call.
+// (`bufs`, `iov`, `addrs`, `ctrl`), which move with it, and they are rebuilt before every system call.
 // Nothing is shared with another thread.
 unsafe impl Send for RecvBatch {}
 
@@ -162,6 +198,8 @@ impl RecvBatch {
             got: Vec::new(),
             count: 0,
             batched: true,
+            ctrl: Vec::new(),
+            stamps: Vec::new(),
         };
         batch.resize(FIRST_SLOTS.min(max_slots));
         batch
@@ -182,6 +220,10 @@ impl RecvBatch {
         self.addrs.resize(slots, addr0);
         self.msgs.resize(slots, msg0);
         self.got.resize(slots, (0, 0, false));
+        self.stamps.resize(slots, None);
+        if !self.ctrl.is_empty() {
+            self.ctrl.resize(slots * CTRL_WORDS, 0);
+        }
         self.count = 0;
     }
 
@@ -194,6 +236,12 @@ impl RecvBatch {
     /// many, up to the batch's size.)
     pub fn filled(&self) -> bool {
         self.count > 0 && self.count == self.iov.len()
+    }
+
+    /// Also reads each datagram's arrival stamp (see [`MediaSocket::set_rx_timestamps`]).
+    pub fn with_timestamps(mut self) -> RecvBatch {
+        self.ctrl = vec![0; self.msgs.len() * CTRL_WORDS];
+        self
     }
 
     /// Turns batching off, as if the kernel lacked `recvmmsg` (tests exercise the fallback).
@@ -227,6 +275,7 @@ impl RecvBatch {
             data: &self.bufs[start..start + len.min(self.slot_size)],
             from: sockaddr_to_std(&self.addrs[i], addr_len),
             truncated,
+            received: self.stamps[i],
         }
     }
 
@@ -256,9 +305,17 @@ impl RecvBatch {
             h.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             h.msg_iov = &mut self.iov[i];
             h.msg_iovlen = 1;
-            h.msg_control = std::ptr::null_mut();
-            h.msg_controllen = 0;
+            if self.ctrl.is_empty() {
+                h.msg_control = std::ptr::null_mut();
+                h.msg_controllen = 0;
+            } else {
+                // SAFETY: i * CTRL_WORDS + CTRL_WORDS <= ctrl.len(): `with_timestamps` and
+                // `resize` keep CTRL_WORDS per slot.
+                h.msg_control = unsafe { self.ctrl.as_mut_ptr().add(i * CTRL_WORDS) }.cast();
+                h.msg_controllen = CTRL_WORDS * mem::size_of::<u64>();
+            }
             h.msg_flags = 0;
+            self.stamps[i] = None;
             self.msgs[i].msg_len = 0;
         }
     }
@@ -290,6 +347,7 @@ impl RecvBatch {
                         m.msg_hdr.msg_namelen,
                         m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
                     );
+                    self.stamps[i] = self.stamp(i);
                 }
                 self.count = n;
                 return Ok(n);
@@ -301,6 +359,41 @@ impl RecvBatch {
                 _ => return Err(e),
             }
         }
+    }
+
+    /// The `SCM_TIMESTAMPNS` stamp in slot `i`'s control messages, if any.
+    fn stamp(&self, i: usize) -> Option<SystemTime> {
+        if self.ctrl.is_empty() {
+            return None;
+        }
+        let h = &self.msgs[i].msg_hdr;
+        if h.msg_controllen == 0 || h.msg_flags & libc::MSG_CTRUNC != 0 {
+            return None;
+        }
+        // SAFETY: `h` is the header the kernel just filled: `msg_control` points into `ctrl`
+        // (owned by `self`, borrowed for this call) and `msg_controllen` is what the kernel
+        // wrote there, at most the buffer's size. The CMSG_* macros walk only within it, and
+        // the timespec is read unaligned from inside a message of the right level, type and
+        // length.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(h);
+            while !c.is_null() {
+                let m = &*c;
+                if m.cmsg_level == libc::SOL_SOCKET
+                    && m.cmsg_type == libc::SCM_TIMESTAMPNS
+                    && m.cmsg_len as usize
+                        >= libc::CMSG_LEN(mem::size_of::<libc::timespec>() as u32) as usize
+                {
+                    let ts: libc::timespec =
+                        std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::timespec>());
+                    let (secs, nanos) = (u64::try_from(ts.tv_sec).ok()?, ts.tv_nsec);
+                    let nanos = u32::try_from(nanos).ok().filter(|n| *n < 1_000_000_000)?;
+                    return SystemTime::UNIX_EPOCH.checked_add(Duration::new(secs, nanos));
+                }
+                c = libc::CMSG_NXTHDR(h, c);
+            }
+        }
+        None
     }
 
     fn recv_one_by_one(&mut self, sock: &MediaSocket, wait: Wait) -> io::Result<usize> {
@@ -328,6 +421,8 @@ impl RecvBatch {
                 h.msg_namelen,
                 h.msg_flags & libc::MSG_TRUNC != 0,
             );
+            self.stamps[n] = self.stamp(n);
+            let h = &self.msgs[n].msg_hdr;
             n += 1;
             if r == 0 && h.msg_namelen == 0 {
                 // A shut-down socket: every further call would return at once, empty.
@@ -816,6 +911,39 @@ mod tests {
         assert_eq!(rb.recv(&rx, Wait::ForOne).unwrap(), 1);
         assert!(rb.get(0).truncated);
         assert_eq!(rb.get(0).data.len(), 100);
+    }
+
+    /// A datagram left in the queue carries the time the kernel took it in, batched or not:
+    /// after the send began and before the receive. (No floor on the wait: on a loaded machine
+    /// the kernel may take a loopback datagram in late, and the stamp is that moment.)
+    #[test]
+    fn arrival_stamps_are_read_batched_or_not() {
+        for batched in [true, false] {
+            let rx = MediaSocket::bind(lo()).unwrap();
+            let tx = MediaSocket::bind(lo()).unwrap();
+            rx.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            rx.set_rx_timestamps().unwrap();
+            // The wall clock has microsecond-or-better steps; 1 ms covers any rounding.
+            let before = SystemTime::now() - Duration::from_millis(1);
+            tx.send_to(b"a", rx.local_addr()).unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+            let mut rb = RecvBatch::new(4, 100).with_timestamps();
+            rb.set_batched(batched);
+            assert_eq!(rb.recv(&rx, Wait::ForOne).unwrap(), 1);
+            let after = SystemTime::now();
+            let d = rb.get(0);
+            assert_eq!(d.data, b"a");
+            let stamp = d.received.expect("stamped");
+            assert!(
+                before <= stamp && stamp <= after,
+                "{stamp:?} {before:?} {after:?}"
+            );
+            // Without asking, no stamp.
+            tx.send_to(b"b", rx.local_addr()).unwrap();
+            let mut plain = RecvBatch::new(4, 100);
+            assert_eq!(plain.recv(&rx, Wait::ForOne).unwrap(), 1);
+            assert_eq!(plain.get(0).received, None);
+        }
     }
 
     #[test]
