@@ -9,6 +9,17 @@
 #                                           over UDP, TCP and TLS in turn (same run, same path)
 #   PATHS="udp tcp kam-udp kam-tcp kam-tls" bench/sip_load.sh 1000 2000 3000
 #                                           direct and through Kamailio, in one run
+#   PATHS="sipp udp" SCENARIO=tests/sipp/av_call_or_503.xml bench/sip_load.sh 1000 2000 3000 5000
+#                                           the overload table: sipp<->sipp (path `sipp`: sipp
+#                                           answering with bench/sipp/av_uas.xml, no media, the
+#                                           ceiling of this machine at that moment), then serve
+#   SERVE_ARGS="--overload-backlog 0" ...   extra `serve` options
+#
+# With a scenario that takes a 503 as an outcome (tests/sipp/av_call_or_503.xml), calls refused by
+# overload control end cleanly: `ok` then splits into `answered` (200) and `refused` (503, from
+# serve's closing stats line), and `timeouts` counts calls sipp failed for an unanswered request.
+# `goodput/s` is answered calls per second of wall time; `load1` the 1-minute load average at the
+# end of the rate (the machine is shared).
 #
 # Debian's sipp 3.6.1 is built without TLS (`-t l1` is refused), so TLS call setups are
 # measured with Kamailio 5.6 (tests/kamailio/relay.cfg, its tls module on OpenSSL) as the TLS
@@ -45,9 +56,9 @@ fi
 uses_kamailio=0
 for p in "${PATHS[@]}"; do
   case "$p" in
-    udp | tcp) ;;
+    udp | tcp | sipp) ;;
     kam-udp | kam-tcp | kam-tls) uses_kamailio=1 ;;
-    *) echo "paths are udp, tcp, kam-udp, kam-tcp or kam-tls (KAMAILIO lists udp, tcp, tls)" >&2; exit 2 ;;
+    *) echo "paths are sipp, udp, tcp, kam-udp, kam-tcp or kam-tls (KAMAILIO lists udp, tcp, tls)" >&2; exit 2 ;;
   esac
 done
 # Every path of a run places the same calls. Through Kamailio, a call's 180 may arrive after its
@@ -106,7 +117,13 @@ if [ "$uses_kamailio" = 1 ]; then
     "verify_certificate = yes" "require_certificate = yes" "ca_list = $WORK/ca.pem" >"$WORK/tls.cfg"
 fi
 
-printf '%-8s %-8s %-10s %-8s %-9s %-10s %s\n' path rate calls ok failed seconds calls/s
+SERVE_ARGS=${SERVE_ARGS:-}
+# The RTP port range of `serve` (an A/V call takes two RTP/RTCP pairs while it runs and for the
+# close linger after it).
+RTP_PORTS=${RTP_PORTS:-20000-30000}
+echo "# $(nproc) cores; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-8s %-6s %-7s %-8s %-8s %-7s %-8s %-8s %-9s %-8s %s\n' path rate calls answered refused \
+  failed timeouts seconds goodput/s calls/s load1
 # Rate by rate, the paths in turn: a machine whose load drifts during the run weighs on every
 # path of a rate alike.
 for rate in "${RATES[@]}"; do
@@ -118,10 +135,19 @@ for rate in "${RATES[@]}"; do
       tcp | kam-tcp) listen=(--sip-tcp "127.0.0.1:$port") ;;
       kam-tls) listen=(--sip-tls "127.0.0.1:$port" --tls-cert "$WORK/cert.pem" --tls-key "$WORK/key.pem") ;;
     esac
-    timeout 900 "$BIN" serve --sip "127.0.0.1:$port" "${listen[@]}" --rtp-ip 127.0.0.1 \
-      --rtp-ports 20000-30000 --quiet-frames >"$WORK/serve.log" 2>&1 &
-    serve_pid=$!
-    for _ in $(seq 50); do grep -q listening "$WORK/serve.log" 2>/dev/null && break; sleep 0.1; done
+    : >"$WORK/serve.log"
+    if [ "$path" = sipp ]; then
+      timeout 900 sipp -sf bench/sipp/av_uas.xml -t u1 -i 127.0.0.1 -p "$port" -nostdin \
+        >/dev/null 2>&1 </dev/null &
+      serve_pid=$!
+      for _ in $(seq 50); do udp_bound "$port" && break; sleep 0.1; done
+    else
+      # shellcheck disable=SC2086 # SERVE_ARGS is a list of options
+      timeout 900 "$BIN" serve --sip "127.0.0.1:$port" "${listen[@]}" --rtp-ip 127.0.0.1 \
+        --rtp-ports "$RTP_PORTS" --quiet-frames $SERVE_ARGS >"$WORK/serve.log" 2>&1 &
+      serve_pid=$!
+      for _ in $(seq 50); do grep -q listening "$WORK/serve.log" 2>/dev/null && break; sleep 0.1; done
+    fi
     target=$port
     sipp_t=u1
     [ "$path" = tcp ] && sipp_t=t1
@@ -143,12 +169,13 @@ for rate in "${RATES[@]}"; do
     start=$(date +%s.%N)
     set +e
     timeout 900 sipp -sf "$SCENARIO" "127.0.0.1:$target" -t "$sipp_t" -s load -i 127.0.0.1 \
-      -p "$(free_port)" -mi 127.0.0.1 -mp 61000 -r "$rate" -rp 1000 -m "$CALLS" -l "$LIMIT" -d 0 \
+      -p "$(free_port)" -mi 127.0.0.1 -mp "$(free_port)" -r "$rate" -rp 1000 -m "$CALLS" -l "$LIMIT" -d 0 \
       -recv_timeout 10s -nostdin -timeout 300s -trace_stat -stf "$WORK/stat.csv" -fd 1 \
       -trace_err -error_file "$WORK/err.log" >/dev/null 2>&1
     sipp_rc=$?
     set -e
     end=$(date +%s.%N)
+    load1=$(cut -d' ' -f1 /proc/loadavg)
     if [ -n "$kam_pid" ]; then
       kill -TERM "$kam_pid" 2>/dev/null || true
       wait "$kam_pid" 2>/dev/null || true
@@ -158,18 +185,38 @@ for rate in "${RATES[@]}"; do
     wait "$serve_pid" 2>/dev/null || true
     serve_pid=""
     # The last CSV row holds the cumulative counters.
-    read -r ok failed < <(python3 - "$WORK/stat.csv" <<'PY'
+    read -r ok failed timeouts < <(python3 - "$WORK/stat.csv" <<'PY'
 import sys
 rows = [l.rstrip(';\n').split(';') for l in open(sys.argv[1]) if l.strip()]
 head, last = rows[0], rows[-1]
-col = lambda name: int(last[head.index(name)])
-print(col('SuccessfulCall(C)'), col('FailedCall(C)'))
+col = lambda name: int(last[head.index(name)]) if name in head else 0
+print(col('SuccessfulCall(C)'), col('FailedCall(C)'),
+      col('FailedMaxUDPRetrans(C)') + col('FailedTimeoutOnRecv(C)'))
 PY
     )
+    # Calls serve refused with its overload 503 (0 for sipp, which refuses nothing).
+    refused=$(python3 - "$WORK/serve.log" <<'PY'
+import json, sys
+n = 0
+for l in open(sys.argv[1]):
+    try:
+        e = json.loads(l)
+    except ValueError:
+        continue
+    if isinstance(e, dict) and e.get('event') == 'stats':
+        n = e.get('calls_refused_overload', 0)
+print(n)
+PY
+    )
+    # A scenario without a 503 path fails refused calls: they are in `failed`, not in `ok`.
+    answered=$ok
+    grep -q 'response="503"' "$SCENARIO" && answered=$((ok >= refused ? ok - refused : 0))
     secs=$(python3 -c "print(f'{$end - $start:.2f}')")
+    goodput=$(python3 -c "print(f'{$answered / ($end - $start):.0f}')")
     cps=$(python3 -c "print(f'{$ok / ($end - $start):.0f}')")
-    printf '%-8s %-8s %-10s %-8s %-9s %-10s %s%s\n' "$path" "$rate" "$CALLS" "$ok" "$failed" \
-      "$secs" "$cps" "$([ "$sipp_rc" -ne 0 ] && echo "  (sipp exit $sipp_rc; see errors)" || true)"
+    printf '%-8s %-6s %-7s %-8s %-8s %-7s %-8s %-8s %-9s %-8s %s%s\n' "$path" "$rate" "$CALLS" \
+      "$answered" "$refused" "$failed" "$timeouts" "$secs" "$goodput" "$cps" "$load1" \
+      "$([ "$sipp_rc" -ne 0 ] && echo "  (sipp exit $sipp_rc; see errors)" || true)"
     if [ "$failed" -ne 0 ] && [ -s "$WORK/err.log" ]; then
       # Why calls failed, by the message sipp got (or its timeout), most frequent first.
       { grep -oE "(while [a-z]+ [^,]*), received 'SIP/2.0 [0-9]{3}|timed out [^.]*" "$WORK/err.log" || true; } \

@@ -617,6 +617,20 @@ typedef struct {
     // `RKM_ERR_INVALID_ARGUMENT`. NULL (default): all three, in the order
     // `"AES_CM_128_HMAC_SHA1_80,AEAD_AES_128_GCM,AES_CM_128_HMAC_SHA1_32"`.
     const char *srtp_suites;
+    // Overload control: new INVITEs get 503 + `Retry-After` while the oldest SIP datagram not
+    // yet handled, or the oldest call whose session is still being started, is older than
+    // this many ms (in-dialog requests, ACK, CANCEL and BYE are always handled). 0: off.
+    // Default 200.
+    uint32_t overload_max_backlog_ms;
+    // The `Retry-After` of those 503s, drawn from 1 to this many seconds; default 4.
+    uint32_t overload_retry_after_max_s;
+    // Out-of-dialog requests accepted per second from one source IP address; beyond it they
+    // get a stateless 503 + `Retry-After`. 0 (default): no limit (behind a proxy every call
+    // comes from one address).
+    uint32_t source_rate_limit;
+    // Requests one source may send at once above `source_rate_limit`; 0 (default): one
+    // second's worth.
+    uint32_t source_rate_burst;
     // Threads for RTP I/O: 0 (default) one thread per stream (lowest latency for a few
     // calls); N > 0 (at most 1024) N shared threads, each waiting in `epoll` on the sockets of
     // many streams (for many sessions).

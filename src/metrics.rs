@@ -281,7 +281,7 @@ pub fn render_snapshots(snaps: &[(&str, BackendMetrics)], format: MetricsFormat)
                 .collect()
         };
         type Read = dyn Fn(&SipMetrics) -> u64;
-        let counters: [(&str, &str, &Read); 15] = [
+        let counters: [(&str, &str, &Read); 16] = [
             (
                 "rkm_sip_datagrams_received",
                 "SIP datagrams received.",
@@ -315,6 +315,11 @@ pub fn render_snapshots(snaps: &[(&str, BackendMetrics)], format: MetricsFormat)
                 "rkm_calls_refused_overload",
                 "INVITEs refused with 503 (no free session or port, overload).",
                 &|s| s.stats.calls_refused_overload,
+            ),
+            (
+                "rkm_sip_requests_rate_limited",
+                "Out-of-dialog requests answered 503 for their source's rate.",
+                &|s| s.stats.requests_rate_limited,
             ),
             (
                 "rkm_rtp_ports_busy",

@@ -4,4 +4,8 @@
 //! (`roomkit_media::backend::sip_ua::fuzz`, which also checks the invariants).
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| roomkit_media::backend::sip_ua::fuzz::run(data));
+// Each script twice: sessions started at once, and started off the SIP thread (reported later).
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    roomkit_media::backend::sip_ua::fuzz::run(data);
+    roomkit_media::backend::sip_ua::fuzz::run_deferred(data);
+});

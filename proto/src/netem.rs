@@ -23,6 +23,14 @@
 //!
 //! A path with `max_in_flight` turns away a packet (and its copy) that would overfill it.
 //!
+//! A path with a [`Bottleneck`] models a narrow link: after the loss draw, a packet joins a
+//! drop-tail queue that drains at `rate_bps` (a packet's size, given to
+//! [`Netem::handle_input_sized`], sets how long it occupies the link) and is turned away when
+//! the queue already holds more than `queue_limit` of transmission time; it then travels
+//! `delay` (plus jitter) from the moment it leaves the queue. The queue consumes no random draw,
+//! so a path without a bottleneck replays as before; [`Netem::set_config`] changes the rate
+//! mid-run (a rate step), the queue keeping what it holds.
+//!
 //! # How to drive it
 //!
 //! ```
@@ -72,6 +80,16 @@ pub struct BurstLoss {
     pub loss_in_bad: f64,
 }
 
+/// A narrow link in front of the path's delay: a drop-tail queue drained at a fixed rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bottleneck {
+    /// The link's rate, bits per second (at least 1).
+    pub rate_bps: u64,
+    /// The most transmission time the queue holds; a packet arriving to a fuller queue is
+    /// dropped.
+    pub queue_limit: Duration,
+}
+
 /// How a [`Netem`] treats packets; see the module documentation for the order of the draws.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct NetemConfig {
@@ -97,6 +115,8 @@ pub struct NetemConfig {
     pub duplicate_gap_max: Duration,
     /// Most packets in flight; one that would exceed it is turned away (a full queue).
     pub max_in_flight: Option<usize>,
+    /// A rate-limited drop-tail queue in front of the delay, if any.
+    pub bottleneck: Option<Bottleneck>,
 }
 
 impl NetemConfig {
@@ -114,6 +134,7 @@ impl NetemConfig {
             duplicate_gap_min: Duration::ZERO,
             duplicate_gap_max: Duration::from_millis(2),
             max_in_flight: None,
+            bottleneck: None,
         }
     }
 
@@ -171,6 +192,8 @@ pub struct NetemStats {
     pub overflow: u64,
     /// Packets (copies included) that left.
     pub delivered: u64,
+    /// Packets dropped by a full [`Bottleneck`] queue.
+    pub queue_dropped: u64,
 }
 
 /// Decides, for each packet entering a path, whether it is dropped (true) regardless of the
@@ -191,6 +214,8 @@ pub struct Netem<P> {
     /// When the last in-order packet leaves: the floor for the next one, so jitter never reorders.
     fifo_tail: Option<Instant>,
     bad: bool,
+    /// When the bottleneck's link finishes sending what its queue holds.
+    link_free_at: Option<Instant>,
     filter: Option<DropFilter<P>>,
     stats: NetemStats,
 }
@@ -224,6 +249,7 @@ impl<P: Clone> Netem<P> {
             order: 0,
             fifo_tail: None,
             bad: false,
+            link_free_at: None,
             filter: None,
             stats: NetemStats::default(),
         }
@@ -254,9 +280,22 @@ impl<P: Clone> Netem<P> {
         self.in_flight.len()
     }
 
+    /// How long a packet entering now would wait in the [`Bottleneck`] queue before its own
+    /// transmission starts (zero without a bottleneck).
+    pub fn queue_delay(&self, now: Instant) -> Duration {
+        self.link_free_at
+            .map_or(Duration::ZERO, |t| t.saturating_duration_since(now))
+    }
+
     /// A packet enters the path at `now`. It is lost, or scheduled to leave (once or twice);
-    /// [`Netem::poll_output`] hands it out when its time comes.
+    /// [`Netem::poll_output`] hands it out when its time comes. With a [`Bottleneck`], use
+    /// [`Netem::handle_input_sized`]: a packet given here occupies the link for no time.
     pub fn handle_input(&mut self, now: Instant, packet: P) {
+        self.handle_input_sized(now, packet, 0);
+    }
+
+    /// [`Netem::handle_input`] for a packet of `bytes` bytes: the size a [`Bottleneck`] needs.
+    pub fn handle_input_sized(&mut self, now: Instant, packet: P, bytes: usize) {
         self.stats.sent += 1;
         if self.filter.as_mut().is_some_and(|f| f(&packet)) {
             self.stats.dropped += 1;
@@ -276,6 +315,18 @@ impl<P: Clone> Netem<P> {
             self.stats.dropped += 1;
             return;
         }
+        // The bottleneck: wait for what the queue holds, then occupy the link for this packet.
+        let mut leaves_queue = now;
+        if let Some(b) = self.cfg.bottleneck {
+            let queued = self.queue_delay(now);
+            if queued > b.queue_limit {
+                self.stats.queue_dropped += 1;
+                return;
+            }
+            let send = Duration::from_secs_f64(bytes as f64 * 8.0 / b.rate_bps.max(1) as f64);
+            leaves_queue = now + queued + send;
+            self.link_free_at = Some(leaves_queue);
+        }
         let jitter = self.cfg.jitter.as_secs_f64();
         let extra = if jitter > 0.0 {
             self.rng.random_range(-jitter..=jitter)
@@ -283,7 +334,7 @@ impl<P: Clone> Netem<P> {
             0.0
         };
         let base = self.cfg.delay.as_secs_f64() + extra;
-        let mut at = now + Duration::from_secs_f64(base.max(0.0));
+        let mut at = leaves_queue + Duration::from_secs_f64(base.max(0.0));
         let reordered = self.rng.random_bool(self.cfg.reorder.clamp(0.0, 1.0));
         let mut tail = self.fifo_tail;
         if reordered {
@@ -373,6 +424,41 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn bottleneck_serialises_queues_and_drops_at_the_tail() {
+        let t0 = Instant::now();
+        let cfg = NetemConfig {
+            bottleneck: Some(Bottleneck {
+                rate_bps: 1_000_000,
+                queue_limit: Duration::from_millis(30),
+            }),
+            ..NetemConfig::clean(Duration::from_millis(10))
+        };
+        let mut p = Netem::new(cfg, 1);
+        // 1250 bytes take 10 ms at 1 Mbit/s: of a burst of 6, the fifth finds 40 ms queued.
+        for i in 0..6 {
+            assert_eq!(
+                p.queue_delay(t0),
+                Duration::from_millis(10 * i.min(4) as u64)
+            );
+            p.handle_input_sized(t0, i, 1250);
+        }
+        assert_eq!(p.stats().queue_dropped, 2);
+        let out = run(&mut p, t0);
+        let times: Vec<_> = out.iter().map(|&(_, t)| t.as_millis()).collect();
+        assert_eq!(times, vec![20, 30, 40, 50]);
+        // Halving the rate mid-run doubles the time each later packet takes.
+        let mut slow = *p.config();
+        slow.bottleneck = Some(Bottleneck {
+            rate_bps: 500_000,
+            queue_limit: Duration::from_millis(30),
+        });
+        p.set_config(slow);
+        let t1 = t0 + Duration::from_secs(1);
+        p.handle_input_sized(t1, 9, 1250);
+        assert_eq!(p.poll_timeout(), Some(t1 + Duration::from_millis(30)));
     }
 
     #[test]

@@ -25,7 +25,7 @@ use super::sip_config::{CallDecision, IncomingCall, SipBackendConfig, SipCredent
 use super::sip_ua::{
     CallDirectory, CallProgress, Command, DialRequest, EngineHost, RegisterRequest,
     RegistrationEvent, RegistrationId, SipCore, SipCounters, SipEvent, SipHooks, SipThread,
-    MAX_REGISTRATIONS,
+    StartNotifier, MAX_REGISTRATIONS,
 };
 use crate::engine::dispatch::Dispatcher;
 use crate::engine::sip_stream::{StreamLimits, StreamTransports, TlsContext, TlsNames, TlsVerify};
@@ -293,7 +293,27 @@ impl SipVoiceBackend {
         let streams = self.bind_streams(tls_names.clone())?;
         let (tx, rx) = unbounded();
         let cname = format!("{}@roomkit-media", uuid::Uuid::new_v4().simple());
-        let host = EngineHost::new(self.engine.clone(), self.pool.clone(), &self.cfg, cname);
+        // Incoming calls' sessions start on the host's setup thread, which reports each as a
+        // command; the wake-up exists once the SIP thread does (set just below; a report
+        // queued before is taken with the first wake-up).
+        let wake_slot: Arc<OnceLock<StopSignal>> = Arc::default();
+        let notify: StartNotifier = {
+            let (tx, slot) = (tx.clone(), wake_slot.clone());
+            Box::new(move |session, result| {
+                if tx.send(Command::MediaStarted(session, result)).is_ok() {
+                    if let Some(w) = slot.get() {
+                        w.wake();
+                    }
+                }
+            })
+        };
+        let host = EngineHost::new(
+            self.engine.clone(),
+            self.pool.clone(),
+            &self.cfg,
+            cname,
+            Some(notify),
+        );
         let mut core = SipCore::new(
             self.cfg.clone(),
             self.with_video,
@@ -316,6 +336,8 @@ impl SipVoiceBackend {
         );
         let transport = SipTransport::spawn_with_streams(sock, Some(streams), "rkm-sip", thread)
             .map_err(|e| Error::Io("starting the SIP thread".into(), e))?;
+        let _ = wake_slot.set(transport.signal());
+        transport.signal().wake();
         let running = Running {
             tls_names,
             wake: transport.signal(),

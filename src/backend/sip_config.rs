@@ -105,6 +105,9 @@ pub struct SipBackendConfig {
     pub max_sessions: usize,
     /// The `Retry-After` of that 503.
     pub retry_after: Duration,
+    /// Overload control: when new INVITEs are refused with 503 because the SIP thread is
+    /// behind, and the per-source rate limit.
+    pub overload: OverloadConfig,
     /// Digest users (name → password) incoming INVITEs must authenticate as. Empty: no
     /// authentication.
     pub auth_users: HashMap<String, String>,
@@ -190,6 +193,7 @@ impl Default for SipBackendConfig {
             supported_video_codecs: vec![VideoCodec::H264],
             max_sessions: 0,
             retry_after: Duration::from_secs(10),
+            overload: OverloadConfig::default(),
             auth_users: HashMap::new(),
             auth_realm: "roomkit".into(),
             credentials: None,
@@ -275,6 +279,41 @@ pub enum CallDecision {
     Reject(u16),
 }
 
+/// Overload control of a SIP backend (RFC 6357's local overload control: a server that is
+/// behind refuses new work early and cheaply, so that what it accepts still completes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverloadConfig {
+    /// New INVITEs are refused with 503 + `Retry-After` while the oldest input the SIP
+    /// thread has not yet handled is older than this (its receive queue is backing up).
+    /// In-dialog requests, ACK, CANCEL, BYE and retransmissions are always handled. Default
+    /// 200 ms: well before a caller's first INVITE retransmission (T1, 500 ms) would add load.
+    /// Zero turns the check off.
+    pub max_backlog: Duration,
+    /// The `Retry-After` of those 503s is drawn uniformly from 1 to this many seconds, so
+    /// refused callers do not all come back at once. Default 4.
+    pub retry_after_max_s: u32,
+    /// Out-of-dialog requests (new INVITEs, OPTIONS, REGISTER, ...) accepted per second from
+    /// one source IP address; beyond it they are answered 503 + `Retry-After` without any
+    /// state kept. 0 (default) = no limit: behind a proxy every call comes from one address.
+    pub source_rate: u32,
+    /// Requests one source may send at once above `source_rate`; 0 = one second's worth.
+    pub source_burst: u32,
+    /// Most sources the limiter remembers (bounded memory under a spoofed flood); default 4096.
+    pub source_table: usize,
+}
+
+impl Default for OverloadConfig {
+    fn default() -> Self {
+        OverloadConfig {
+            max_backlog: Duration::from_millis(200),
+            retry_after_max_s: 4,
+            source_rate: 0,
+            source_burst: 0,
+            source_table: 4096,
+        }
+    }
+}
+
 /// Screens new INVITEs. Runs on the SIP thread: it must return quickly.
 pub type InviteFilter = Arc<dyn Fn(&IncomingCall) -> CallDecision + Send + Sync>;
 
@@ -294,8 +333,11 @@ pub struct SipStats {
     /// INVITEs refused with a final error (488, 503, 403, the filter...).
     pub calls_refused: u64,
     /// Those refused with 503 + Retry-After: no free session (`max_sessions`) or RTP port, or
-    /// overload.
+    /// overload (a backlog on the SIP thread, or their source over its rate).
     pub calls_refused_overload: u64,
+    /// Out-of-dialog requests (INVITEs included) answered 503 because their source address
+    /// went over `OverloadConfig::source_rate`.
+    pub requests_rate_limited: u64,
     /// Our BYEs that got no answer (timer F).
     pub bye_timeouts: u64,
     /// Our BYEs that got a final answer.

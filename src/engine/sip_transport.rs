@@ -12,7 +12,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::io_thread::{IoThread, StopSignal};
 use super::sip_stream::{StreamCounters, StreamFd, StreamTransports};
@@ -21,6 +21,8 @@ use crate::sip::{Outbox, SipPeer, SipTransportKind, MAX_MESSAGE_SIZE};
 
 /// Longest the thread sleeps without a timer due; it only bounds how stale `now` can get.
 const MAX_SLEEP: Duration = Duration::from_secs(1);
+/// A `ppoll` that took at least this long blocked: the receive queue was empty meanwhile.
+const SLEPT: Duration = Duration::from_millis(1);
 /// Datagrams taken per `recvmmsg`.
 const BATCH: usize = 32;
 
@@ -47,6 +49,13 @@ fn flush(out: &mut Outbox, sock: &MediaSocket, streams: &mut Option<StreamTransp
 pub trait SipHandler: Send + 'static {
     /// One datagram arrived from `from`.
     fn on_datagram(&mut self, data: &[u8], from: SipPeer, now: Instant, out: &mut Outbox);
+    /// How long the datagrams about to be handed over waited in the socket's receive queue:
+    /// the oldest one's age from its kernel arrival stamp (`SO_TIMESTAMPNS`), or where the
+    /// kernel gives none, the time since that queue was last seen empty (an upper bound). The
+    /// thread's backlog, for overload control. Called before each batch.
+    fn set_backlog(&mut self, backlog: Duration) {
+        let _ = backlog;
+    }
     /// Another thread woke the SIP thread: look at the command queue.
     fn on_wake(&mut self, now: Instant, out: &mut Outbox);
     /// Time has reached (or passed) the last `poll_timeout`.
@@ -154,12 +163,22 @@ fn run<H: SipHandler>(
     mut handler: H,
     stop: StopSignal,
 ) {
+    // Arrival stamps give each batch's exact wait in the queue; without them (an old kernel),
+    // the time since the queue was last seen empty bounds it from above.
+    let stamped = sock.set_rx_timestamps().is_ok();
     let mut batch = RecvBatch::new(BATCH, MAX_MESSAGE_SIZE + 1);
+    if stamped {
+        batch = batch.with_timestamps();
+    }
     let mut out = Outbox::default();
     let mut fds: Vec<libc::pollfd> = Vec::new();
     let mut what: Vec<StreamFd> = Vec::new();
     // Set once stopped: the handler has said its last words and may wait for answers until then.
     let mut linger_until: Option<Instant> = None;
+    // The backlog measure: when the UDP receive queue was last known to be empty, and whether
+    // the last drain emptied it (else the thread is behind and the queue never was empty).
+    let mut empty_at = Instant::now();
+    let mut drained = true;
     loop {
         let now = Instant::now();
         if let Some(end) = linger_until {
@@ -187,12 +206,20 @@ fn run<H: SipHandler>(
         if let Some(s) = &streams {
             s.poll_fds(&mut fds, &mut what);
         }
+        let slept_at = Instant::now();
         if poll_fds(&mut fds, sleep).is_err() {
             for f in &mut fds {
                 f.revents = 0;
             }
         }
         let now = Instant::now();
+        if drained && now.saturating_duration_since(slept_at) >= SLEPT {
+            // The queue was empty when the thread went to sleep, and it slept: whatever is
+            // queued now woke it, nothing waited longer than the wake-up. (A poll that
+            // returned at once keeps `empty_at`: datagrams may have come in while the thread
+            // was busy since.)
+            empty_at = now;
+        }
         if fds[1].revents != 0 {
             stop.reset();
             if !stop.is_stopped() {
@@ -208,8 +235,21 @@ fn run<H: SipHandler>(
         }
         if fds[0].revents != 0 {
             // Drain what is queued, a batch at a time, answering as we go.
+            drained = false;
             for _ in 0..64 {
                 let n = batch.recv(&sock, Wait::No).unwrap_or(0);
+                let now = Instant::now();
+                // The first datagram of the batch is its oldest.
+                let waited = (n > 0)
+                    .then(|| batch.get(0).received)
+                    .flatten()
+                    .and_then(|t| SystemTime::now().duration_since(t).ok());
+                handler.set_backlog(waited.unwrap_or(now.saturating_duration_since(empty_at)));
+                if n < BATCH {
+                    // Fewer than asked for: the queue is empty now.
+                    drained = true;
+                    empty_at = now;
+                }
                 for i in 0..n {
                     let d = batch.get(i);
                     let Some(from) = d.from else { continue };
@@ -223,7 +263,7 @@ fn run<H: SipHandler>(
                     }
                 }
                 flush(&mut out, &sock, &mut streams);
-                if n < BATCH {
+                if !batch.filled() {
                     break;
                 }
             }

@@ -14,7 +14,7 @@ use std::io;
 use std::mem;
 use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
@@ -81,6 +81,30 @@ impl MediaSocket {
         let _ = self.sock.shutdown(Shutdown::Both);
     }
 
+    /// Asks the kernel to stamp each received datagram with its arrival time
+    /// (`SO_TIMESTAMPNS`), read by a [`RecvBatch`] made [`with_timestamps`]: how long a
+    /// datagram waited in the receive queue is then known exactly (overload control).
+    ///
+    /// [`with_timestamps`]: RecvBatch::with_timestamps
+    pub fn set_rx_timestamps(&self) -> io::Result<()> {
+        let on: libc::c_int = 1;
+        // SAFETY: `on` is a live c_int and the length passed is its size; the fd is ours.
+        let r = unsafe {
+            libc::setsockopt(
+                self.fd(),
+                libc::SOL_SOCKET,
+                libc::SO_TIMESTAMPNS,
+                (&on as *const libc::c_int).cast(),
+                mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
     fn fd(&self) -> RawFd {
         self.sock.as_raw_fd()
     }
@@ -100,11 +124,25 @@ pub struct Datagram<'a> {
     pub from: Option<SocketAddr>,
     /// The datagram was larger than the slot and was cut: it must be treated as malformed.
     pub truncated: bool,
+    /// When the kernel queued it (wall clock), when the socket stamps datagrams
+    /// ([`MediaSocket::set_rx_timestamps`]) and the batch reads the stamps.
+    pub received: Option<SystemTime>,
 }
 
-/// Reusable receive buffers and message headers for batched receiving.
+/// Control-message space per slot, in 8-byte words: one `cmsghdr` (16 bytes) and a
+/// `timespec` (16 bytes), with room to spare.
+const CTRL_WORDS: usize = 8;
+
+/// Slots a [`RecvBatch`] starts with.
+const FIRST_SLOTS: usize = 4;
+
+/// Reusable receive buffers and message headers for batched receiving. It starts small and
+/// doubles, up to the size asked for, each time a receive fills every slot: a stream that gets a
+/// packet at a time (audio) keeps a few kilobytes, one that gets bursts (video key pictures) grows
+/// to what they need.
 pub struct RecvBatch {
     slot_size: usize,
+    max_slots: usize,
     bufs: Vec<u8>,
     iov: Vec<libc::iovec>,
     addrs: Vec<libc::sockaddr_storage>,
@@ -112,10 +150,15 @@ pub struct RecvBatch {
     got: Vec<(usize, libc::socklen_t, bool)>,
     count: usize,
     batched: bool,
+    /// Control-message buffers (`CTRL_WORDS` per slot, 8-byte aligned) when timestamps are
+    /// read; empty otherwise.
+    ctrl: Vec<u64>,
+    /// Each slot's arrival stamp from its control message.
+    stamps: Vec<Option<SystemTime>>,
 }
 
 // SAFETY: the raw pointers inside `iov` and `msgs` point only into this struct's own heap buffers
-// (`bufs`, `iov`, `addrs`), which move with it, and they are rebuilt before every system call.
+// (`bufs`, `iov`, `addrs`, `ctrl`), which move with it, and they are rebuilt before every system call.
 // Nothing is shared with another thread.
 unsafe impl Send for RecvBatch {}
 
@@ -141,30 +184,64 @@ pub enum Wait {
 }
 
 impl RecvBatch {
-    /// `slots` datagrams of up to `slot_size` bytes each per call.
+    /// Up to `slots` datagrams of up to `slot_size` bytes each per call (a few at first, more
+    /// once the queue shows it has them).
     pub fn new(slots: usize, slot_size: usize) -> RecvBatch {
-        let slots = slots.clamp(1, MAX_BATCH);
-        let slot_size = slot_size.max(1);
+        let max_slots = slots.clamp(1, MAX_BATCH);
+        let mut batch = RecvBatch {
+            slot_size: slot_size.max(1),
+            max_slots,
+            bufs: Vec::new(),
+            iov: Vec::new(),
+            addrs: Vec::new(),
+            msgs: Vec::new(),
+            got: Vec::new(),
+            count: 0,
+            batched: true,
+            ctrl: Vec::new(),
+            stamps: Vec::new(),
+        };
+        batch.resize(FIRST_SLOTS.min(max_slots));
+        batch
+    }
+
+    /// Gives the batch `slots` slots (the received datagrams are forgotten).
+    fn resize(&mut self, slots: usize) {
         // SAFETY: sockaddr_storage and mmsghdr are plain C structs for which all-zero bytes are a
         // valid value (null pointers, zero lengths).
         let (addr0, msg0): (libc::sockaddr_storage, libc::mmsghdr) =
             unsafe { (mem::zeroed(), mem::zeroed()) };
-        RecvBatch {
-            slot_size,
-            bufs: vec![0; slots * slot_size],
-            iov: vec![
-                libc::iovec {
-                    iov_base: std::ptr::null_mut(),
-                    iov_len: 0,
-                };
-                slots
-            ],
-            addrs: vec![addr0; slots],
-            msgs: vec![msg0; slots],
-            got: vec![(0, 0, false); slots],
-            count: 0,
-            batched: true,
+        let iov0 = libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        };
+        self.bufs.resize(slots * self.slot_size, 0);
+        self.iov.resize(slots, iov0);
+        self.addrs.resize(slots, addr0);
+        self.msgs.resize(slots, msg0);
+        self.got.resize(slots, (0, 0, false));
+        self.stamps.resize(slots, None);
+        if !self.ctrl.is_empty() {
+            self.ctrl.resize(slots * CTRL_WORDS, 0);
         }
+        self.count = 0;
+    }
+
+    /// Datagrams the next receive can take.
+    pub fn slots(&self) -> usize {
+        self.iov.len()
+    }
+
+    /// The last receive filled every slot: more may be waiting. (The next receive takes twice as
+    /// many, up to the batch's size.)
+    pub fn filled(&self) -> bool {
+        self.count > 0 && self.count == self.iov.len()
+    }
+
+    /// Also reads each datagram's arrival stamp (see [`MediaSocket::set_rx_timestamps`]).
+    pub fn with_timestamps(mut self) -> RecvBatch {
+        self.ctrl = vec![0; self.msgs.len() * CTRL_WORDS];
+        self
     }
 
     /// Turns batching off, as if the kernel lacked `recvmmsg` (tests exercise the fallback).
@@ -176,6 +253,9 @@ impl RecvBatch {
     /// Receives up to one batch of datagrams; returns how many. With [`Wait::ForOne`] a read
     /// timeout surfaces as `WouldBlock`/`TimedOut`; with [`Wait::No`] an empty queue returns 0.
     pub fn recv(&mut self, sock: &MediaSocket, wait: Wait) -> io::Result<usize> {
+        if self.filled() && self.slots() < self.max_slots {
+            self.resize((self.slots() * 2).min(self.max_slots));
+        }
         self.count = 0;
         self.prepare();
         if self.batched {
@@ -195,6 +275,7 @@ impl RecvBatch {
             data: &self.bufs[start..start + len.min(self.slot_size)],
             from: sockaddr_to_std(&self.addrs[i], addr_len),
             truncated,
+            received: self.stamps[i],
         }
     }
 
@@ -210,8 +291,8 @@ impl RecvBatch {
         self.count == 0
     }
 
-    /// Points every header at its slot. The vectors never grow after `new`, so the pointers stay
-    /// valid until the next call rebuilds them.
+    /// Points every header at its slot. The vectors grow only between receives (`resize`), so
+    /// the pointers stay valid until the next call rebuilds them.
     fn prepare(&mut self) {
         let base = self.bufs.as_mut_ptr();
         for i in 0..self.iov.len() {
@@ -224,9 +305,17 @@ impl RecvBatch {
             h.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             h.msg_iov = &mut self.iov[i];
             h.msg_iovlen = 1;
-            h.msg_control = std::ptr::null_mut();
-            h.msg_controllen = 0;
+            if self.ctrl.is_empty() {
+                h.msg_control = std::ptr::null_mut();
+                h.msg_controllen = 0;
+            } else {
+                // SAFETY: i * CTRL_WORDS + CTRL_WORDS <= ctrl.len(): `with_timestamps` and
+                // `resize` keep CTRL_WORDS per slot.
+                h.msg_control = unsafe { self.ctrl.as_mut_ptr().add(i * CTRL_WORDS) }.cast();
+                h.msg_controllen = CTRL_WORDS * mem::size_of::<u64>();
+            }
             h.msg_flags = 0;
+            self.stamps[i] = None;
             self.msgs[i].msg_len = 0;
         }
     }
@@ -258,6 +347,7 @@ impl RecvBatch {
                         m.msg_hdr.msg_namelen,
                         m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
                     );
+                    self.stamps[i] = self.stamp(i);
                 }
                 self.count = n;
                 return Ok(n);
@@ -269,6 +359,41 @@ impl RecvBatch {
                 _ => return Err(e),
             }
         }
+    }
+
+    /// The `SCM_TIMESTAMPNS` stamp in slot `i`'s control messages, if any.
+    fn stamp(&self, i: usize) -> Option<SystemTime> {
+        if self.ctrl.is_empty() {
+            return None;
+        }
+        let h = &self.msgs[i].msg_hdr;
+        if h.msg_controllen == 0 || h.msg_flags & libc::MSG_CTRUNC != 0 {
+            return None;
+        }
+        // SAFETY: `h` is the header the kernel just filled: `msg_control` points into `ctrl`
+        // (owned by `self`, borrowed for this call) and `msg_controllen` is what the kernel
+        // wrote there, at most the buffer's size. The CMSG_* macros walk only within it, and
+        // the timespec is read unaligned from inside a message of the right level, type and
+        // length.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(h);
+            while !c.is_null() {
+                let m = &*c;
+                if m.cmsg_level == libc::SOL_SOCKET
+                    && m.cmsg_type == libc::SCM_TIMESTAMPNS
+                    && m.cmsg_len as usize
+                        >= libc::CMSG_LEN(mem::size_of::<libc::timespec>() as u32) as usize
+                {
+                    let ts: libc::timespec =
+                        std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::timespec>());
+                    let (secs, nanos) = (u64::try_from(ts.tv_sec).ok()?, ts.tv_nsec);
+                    let nanos = u32::try_from(nanos).ok().filter(|n| *n < 1_000_000_000)?;
+                    return SystemTime::UNIX_EPOCH.checked_add(Duration::new(secs, nanos));
+                }
+                c = libc::CMSG_NXTHDR(h, c);
+            }
+        }
+        None
     }
 
     fn recv_one_by_one(&mut self, sock: &MediaSocket, wait: Wait) -> io::Result<usize> {
@@ -296,6 +421,8 @@ impl RecvBatch {
                 h.msg_namelen,
                 h.msg_flags & libc::MSG_TRUNC != 0,
             );
+            self.stamps[n] = self.stamp(n);
+            let h = &self.msgs[n].msg_hdr;
             n += 1;
             if r == 0 && h.msg_namelen == 0 {
                 // A shut-down socket: every further call would return at once, empty.
@@ -746,6 +873,35 @@ mod tests {
     }
 
     #[test]
+    fn batch_grows_only_when_the_queue_fills_it() {
+        let rx = MediaSocket::bind(lo()).unwrap();
+        let tx = MediaSocket::bind(lo()).unwrap();
+        rx.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut rb = RecvBatch::new(64, 2048);
+        assert_eq!(rb.slots(), FIRST_SLOTS);
+        // One datagram at a time: it stays small.
+        for i in 0..10u8 {
+            tx.send_to(&[i; 100], rx.local_addr()).unwrap();
+            assert_eq!(rb.recv(&rx, Wait::ForOne).unwrap(), 1);
+            assert!(!rb.filled());
+        }
+        assert_eq!(rb.slots(), FIRST_SLOTS);
+        // A burst: each full receive doubles the next, nothing is lost or reordered, and the
+        // size asked for is the ceiling.
+        for i in 0..200u8 {
+            tx.send_to(&[i; 100], rx.local_addr()).unwrap();
+        }
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while got.len() < 200 && Instant::now() < deadline {
+            let n = rb.recv(&rx, Wait::ForOne).unwrap();
+            got.extend((0..n).map(|i| rb.get(i).data[0]));
+        }
+        assert_eq!(got, (0..200u8).collect::<Vec<_>>());
+        assert_eq!(rb.slots(), 64);
+    }
+
+    #[test]
     fn oversized_datagram_is_flagged_truncated() {
         let rx = MediaSocket::bind(lo()).unwrap();
         let tx = MediaSocket::bind(lo()).unwrap();
@@ -755,6 +911,39 @@ mod tests {
         assert_eq!(rb.recv(&rx, Wait::ForOne).unwrap(), 1);
         assert!(rb.get(0).truncated);
         assert_eq!(rb.get(0).data.len(), 100);
+    }
+
+    /// A datagram left in the queue carries the time the kernel took it in, batched or not:
+    /// after the send began and before the receive. (No floor on the wait: on a loaded machine
+    /// the kernel may take a loopback datagram in late, and the stamp is that moment.)
+    #[test]
+    fn arrival_stamps_are_read_batched_or_not() {
+        for batched in [true, false] {
+            let rx = MediaSocket::bind(lo()).unwrap();
+            let tx = MediaSocket::bind(lo()).unwrap();
+            rx.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            rx.set_rx_timestamps().unwrap();
+            // The wall clock has microsecond-or-better steps; 1 ms covers any rounding.
+            let before = SystemTime::now() - Duration::from_millis(1);
+            tx.send_to(b"a", rx.local_addr()).unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+            let mut rb = RecvBatch::new(4, 100).with_timestamps();
+            rb.set_batched(batched);
+            assert_eq!(rb.recv(&rx, Wait::ForOne).unwrap(), 1);
+            let after = SystemTime::now();
+            let d = rb.get(0);
+            assert_eq!(d.data, b"a");
+            let stamp = d.received.expect("stamped");
+            assert!(
+                before <= stamp && stamp <= after,
+                "{stamp:?} {before:?} {after:?}"
+            );
+            // Without asking, no stamp.
+            tx.send_to(b"b", rx.local_addr()).unwrap();
+            let mut plain = RecvBatch::new(4, 100);
+            assert_eq!(plain.recv(&rx, Wait::ForOne).unwrap(), 1);
+            assert_eq!(plain.get(0).received, None);
+        }
     }
 
     #[test]

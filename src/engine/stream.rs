@@ -38,7 +38,8 @@ use crate::rtp::stream::{StreamCore, StreamEvent, Transmit, TransmitKind};
 
 pub use crate::rtp::config::SourcePolicy;
 
-/// Datagrams taken per receive call.
+/// Most datagrams taken per receive call (the batch starts smaller and grows to this only when
+/// bursts fill it).
 const RECV_BATCH: usize = 64;
 /// Largest datagram accepted; anything bigger is cut by the kernel and counted as malformed.
 const RECV_SLOT: usize = 2048;
@@ -766,7 +767,7 @@ pub(super) fn drain(
             std::mem::swap(events, &mut l.events);
         }
         sh.post(events, Some(unposted));
-        if n < RECV_BATCH {
+        if !batch.filled() {
             return;
         }
     }

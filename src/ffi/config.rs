@@ -567,6 +567,20 @@ pub struct rkm_sip_config {
     /// `RKM_ERR_INVALID_ARGUMENT`. NULL (default): all three, in the order
     /// `"AES_CM_128_HMAC_SHA1_80,AEAD_AES_128_GCM,AES_CM_128_HMAC_SHA1_32"`.
     pub srtp_suites: *const c_char,
+    /// Overload control: new INVITEs get 503 + `Retry-After` while the oldest SIP datagram not
+    /// yet handled, or the oldest call whose session is still being started, is older than
+    /// this many ms (in-dialog requests, ACK, CANCEL and BYE are always handled). 0: off.
+    /// Default 200.
+    pub overload_max_backlog_ms: u32,
+    /// The `Retry-After` of those 503s, drawn from 1 to this many seconds; default 4.
+    pub overload_retry_after_max_s: u32,
+    /// Out-of-dialog requests accepted per second from one source IP address; beyond it they
+    /// get a stateless 503 + `Retry-After`. 0 (default): no limit (behind a proxy every call
+    /// comes from one address).
+    pub source_rate_limit: u32,
+    /// Requests one source may send at once above `source_rate_limit`; 0 (default): one
+    /// second's worth.
+    pub source_rate_burst: u32,
     /// Threads for RTP I/O: 0 (default) one thread per stream (lowest latency for a few
     /// calls); N > 0 (at most 1024) N shared threads, each waiting in `epoll` on the sockets of
     /// many streams (for many sessions).
@@ -622,6 +636,11 @@ pub extern "C" fn rkm_sip_config_init(cfg: *mut rkm_sip_config) {
             sip_keepalive_ms: u32::try_from(d.stream_timeouts.keepalive.as_millis())
                 .unwrap_or(u32::MAX),
             srtp_suites: std::ptr::null(),
+            overload_max_backlog_ms: u32::try_from(d.overload.max_backlog.as_millis())
+                .unwrap_or(u32::MAX),
+            overload_retry_after_max_s: d.overload.retry_after_max_s,
+            source_rate_limit: d.overload.source_rate,
+            source_rate_burst: d.overload.source_burst,
             io_threads: u32::try_from(d.io_threads).unwrap_or(0),
         };
         Ok(())
@@ -774,6 +793,10 @@ pub(crate) unsafe fn sip_config_from_c(c: &rkm_sip_config) -> FfiResult<SipBacke
     r.audio_sample_rate = app_rate_from_c(c.audio_sample_rate, "cfg.audio_sample_rate")?;
     r.io_threads = c.io_threads as usize;
     r.retry_after = Duration::from_secs(u64::from(c.retry_after_s.clamp(1, 3600)));
+    r.overload.max_backlog = Duration::from_millis(u64::from(c.overload_max_backlog_ms));
+    r.overload.retry_after_max_s = c.overload_retry_after_max_s.clamp(1, 3600);
+    r.overload.source_rate = c.source_rate_limit;
+    r.overload.source_burst = c.source_rate_burst;
     r.resilience = resilience_from_c(&c.resilience)?;
     r.video_rtx = c.video_rtx;
     r.srtp = srtp_policy_from_c(c.srtp)?;

@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+pub mod congestion;
 pub mod framing;
 pub mod rtcp;
 pub mod sdp;

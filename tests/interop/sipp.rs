@@ -234,6 +234,48 @@ fn fifty_concurrent_calls(k: u16, extra: &[&str]) {
     assert!(events(&lines, "stats")[0].contains("\"calls_answered\":50"));
 }
 
+/// Overload control seen from sipp: one source placing calls much faster than
+/// `--source-rate` lets through gets 503 + Retry-After for the excess, and every call ends
+/// answered or refused, none by a timeout (sipp fails a call whose INVITE or BYE goes
+/// unanswered, and exits non-zero). Floors only: how many get through depends on the machine.
+#[test]
+fn sipp_flood_is_refused_with_503_never_left_to_time_out() {
+    if !peers::have_peers(&["sipp"]) {
+        return;
+    }
+    let s = Serve::start(32, &["--source-rate", "20", "--quiet-frames"]);
+    let calls = 300;
+    let log = support::sipp::Sipp::spawn(
+        &scenario("av_call_or_503.xml"),
+        Some(&format!("127.0.0.1:{}", s.port)),
+        &["-m", "300", "-l", "300", "-r", "200", "-d", "0"],
+    )
+    .wait_log(Duration::from_secs(100))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let count = |what: &str| log.lines().filter(|l| l.starts_with(what)).count();
+    let (answered, refused) = (count("answered"), count("refused"));
+    assert_eq!(answered + refused, calls, "{log}");
+    assert!(answered >= 20, "the burst at least: {answered} answered");
+    assert!(refused >= 100, "{refused} refused");
+    let lines = s.finish(true);
+    let stats = events(&lines, "stats")[0];
+    assert!(
+        stats.contains(&format!("\"calls_answered\":{answered},")),
+        "{stats}"
+    );
+    assert!(
+        stats.contains(&format!("\"calls_refused_overload\":{refused},")),
+        "every 503 counted: {stats}"
+    );
+    let limited: usize = stats
+        .split("\"requests_rate_limited\":")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{stats}"));
+    assert!(limited >= 100 && limited <= refused, "{stats}");
+}
+
 /// GETs `/metrics` from `serve --metrics` and returns the value of each sample line.
 fn scrape(addr: &str) -> std::collections::HashMap<String, f64> {
     use std::io::{Read, Write};

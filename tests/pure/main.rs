@@ -7,6 +7,7 @@
 #[path = "../fuzz_support/mod.rs"]
 mod fuzz_support;
 
+mod congestion;
 mod framing_props;
 mod fuzz_findings;
 mod h264_props;

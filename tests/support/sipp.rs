@@ -101,11 +101,16 @@ impl Sipp {
     }
 
     /// Waits for sipp to finish (at most `limit`): `Ok` when every call passed, else why not.
-    pub fn wait(mut self, limit: Duration) -> Result<(), String> {
+    pub fn wait(self, limit: Duration) -> Result<(), String> {
+        self.wait_log(limit).map(drop)
+    }
+
+    /// [`wait`](Self::wait), returning what the scenario's `<log>` actions wrote.
+    pub fn wait_log(mut self, limit: Duration) -> Result<String, String> {
         let child = self.child.take().expect("running");
         let out = peers::wait_bounded(child, limit);
         if out.status.success() {
-            return Ok(());
+            return Ok(std::fs::read_to_string(self.dir.path("log.log")).unwrap_or_default());
         }
         Err(format!(
             "sipp {} failed ({}):\n{}\n--- errors ---\n{}\n--- log ---\n{}",

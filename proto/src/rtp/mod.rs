@@ -4,7 +4,9 @@
 //!
 //! | file | job |
 //! |---|---|
-//! | `packet`, `rtcp` | the wire formats |
+//! | `packet`, `rtcp`, `hdrext` | the wire formats (RTP, RTCP, RFC 8285 header extensions) |
+//! | `twcc`, `remb` | congestion feedback: transport-wide CC (both ways, the receiver's record), REMB |
+//! | `bwe` | the bandwidth estimator (delay- and loss-based), fed by that feedback |
 //! | `sender`, `receiver` | RTP header state of our stream; RFC 3550 reception statistics |
 //! | `reorder`, `video` | the video jitter buffer and picture assembly |
 //! | `nack`, `rtt` | which packets to ask for again and when; the round-trip time |
@@ -19,15 +21,19 @@
 #![forbid(unsafe_code)]
 
 pub mod audio_jitter;
+pub mod bwe;
 pub mod conceal;
 pub mod config;
+pub mod hdrext;
 pub mod history;
 pub mod media_tx;
 pub mod nack;
 pub mod pacer;
 pub mod packet;
+pub mod pool;
 pub mod rate;
 pub mod receiver;
+pub mod remb;
 pub mod reorder;
 pub mod rtcp;
 pub mod rtt;
@@ -40,6 +46,7 @@ pub mod srtp;
 pub mod sim;
 pub mod stats;
 pub mod stream;
+pub mod twcc;
 pub mod video;
 
 // Re-exports for the `_internals` API (fuzz targets, benches, tests); without the feature the

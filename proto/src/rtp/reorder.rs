@@ -21,6 +21,9 @@ pub const MAX_JUMP: i64 = 3000;
 /// from the first packet stays positive.
 const EXT_BASE: u64 = 1 << 32;
 
+/// Slots made the first time a packet is held: a short gap's worth.
+const MIN_SLOTS: usize = 16;
+
 /// How long and how far a gap is waited for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReorderConfig {
@@ -78,7 +81,8 @@ struct Slot<P> {
 #[derive(Debug)]
 pub struct ReorderBuffer<P> {
     cfg: ReorderConfig,
-    /// Packets held behind a gap, at `ext % window`.
+    /// Packets held behind a gap, at `ext % slots.len()`: a power of two that grows with the
+    /// widest gap held so far, up to the window (a stream that never loses a packet has none).
     slots: Vec<Option<Slot<P>>>,
     held: usize,
     /// Packets in order, waiting to be popped, with their `lost_before` flag.
@@ -120,9 +124,9 @@ impl<P> ReorderBuffer<P> {
         let cfg = ReorderConfig { window, ..cfg };
         ReorderBuffer {
             cfg,
-            slots: (0..window).map(|_| None).collect(),
+            slots: Vec::new(),
             held: 0,
-            ready: VecDeque::with_capacity(window + 1),
+            ready: VecDeque::new(),
             next: None,
             highest: 0,
             done: vec![0; window.div_ceil(64).max(1)],
@@ -182,18 +186,14 @@ impl<P> ReorderBuffer<P> {
     /// taken as whole (its parameter sets, say, may be what was lost).
     fn give_up_soft(&mut self) {
         let Some(soft) = self.soft else { return };
-        let window = self.cfg.window as u64;
         let mut gap_before_end = false;
         while let Some(next) = self.next.filter(|&n| n < soft.end) {
-            let idx = (next % window) as usize;
-            match self.slots[idx].take() {
-                Some(slot) if slot.ext == next => {
-                    self.held -= 1;
-                    self.accept_next(slot.item);
+            match self.take_held(next) {
+                Some(item) => {
+                    self.accept_next(item);
                     gap_before_end = false;
                 }
-                other => {
-                    self.slots[idx] = other;
+                None => {
                     if self.soft.is_some_and(|s| s.released && !s.settled) {
                         self.stats.lost += 1;
                         self.loss_pending = true;
@@ -284,7 +284,9 @@ impl<P> ReorderBuffer<P> {
             // Too far ahead to keep waiting: give up on whatever the window cannot span.
             self.skip_to(ext + 1 - window);
         }
-        let idx = (ext % window) as usize;
+        let next = self.next.unwrap_or(ext);
+        self.make_room(ext + 1 - next);
+        let idx = self.slot_of(ext);
         if self.slots[idx].is_some() {
             self.stats.duplicates += 1;
             return PushOutcome::Duplicate;
@@ -335,10 +337,8 @@ impl<P> ReorderBuffer<P> {
 
     /// Drops arrival records of packets no longer held.
     fn prune(&mut self) {
-        let window = self.cfg.window as u64;
         while let Some(&(_, ext)) = self.arrivals.front() {
-            let held = matches!(&self.slots[(ext % window) as usize], Some(s) if s.ext == ext);
-            if held {
+            if self.is_held(ext) {
                 return;
             }
             self.arrivals.pop_front();
@@ -358,17 +358,51 @@ impl<P> ReorderBuffer<P> {
     /// Forgets everything, held and ready packets included, as if nothing had arrived. Counters
     /// are kept.
     pub fn reset(&mut self) {
-        for s in &mut self.slots {
-            *s = None;
-        }
+        self.slots = Vec::new();
         self.held = 0;
-        self.ready.clear();
+        self.ready = VecDeque::new();
         self.next = None;
         self.highest = 0;
         self.done.fill(0);
         self.loss_pending = false;
         self.arrivals.clear();
         self.soft = None;
+    }
+
+    /// The slot of sequence number `ext`; `slots` must not be empty.
+    fn slot_of(&self, ext: u64) -> usize {
+        (ext & (self.slots.len() as u64 - 1)) as usize
+    }
+
+    fn is_held(&self, ext: u64) -> bool {
+        !self.slots.is_empty() && matches!(&self.slots[self.slot_of(ext)], Some(s) if s.ext == ext)
+    }
+
+    /// Takes the packet held with sequence number `ext`, if any.
+    fn take_held(&mut self, ext: u64) -> Option<P> {
+        if !self.is_held(ext) {
+            return None;
+        }
+        let idx = self.slot_of(ext);
+        self.held -= 1;
+        self.slots[idx].take().map(|s| s.item)
+    }
+
+    /// Grows `slots` to index `span` sequence numbers from `next` without two sharing a slot
+    /// (held packets all lie within that span). Packets held move to their new slots.
+    fn make_room(&mut self, span: u64) {
+        if span <= self.slots.len() as u64 {
+            return;
+        }
+        let most = self.cfg.window.next_power_of_two();
+        let len = (span as usize)
+            .next_power_of_two()
+            .clamp(MIN_SLOTS.min(most), most);
+        let old = std::mem::replace(&mut self.slots, (0..len).map(|_| None).collect());
+        for slot in old.into_iter().flatten() {
+            let idx = self.slot_of(slot.ext);
+            self.slots[idx] = Some(slot);
+        }
     }
 
     fn start(&mut self, seq: u16) {
@@ -420,27 +454,18 @@ impl<P> ReorderBuffer<P> {
 
     /// Releases held packets that are now in order.
     fn drain(&mut self) {
-        let window = self.cfg.window as u64;
         while self.held > 0 {
             let Some(next) = self.next else { return };
-            let idx = (next % window) as usize;
-            match self.slots[idx].take() {
-                Some(slot) if slot.ext == next => {
-                    self.held -= 1;
-                    self.accept_next(slot.item);
-                }
-                other => {
-                    self.slots[idx] = other;
-                    return;
-                }
-            }
+            match self.take_held(next) {
+                Some(item) => self.accept_next(item),
+                None => return,
+            };
         }
     }
 
     /// Moves the expected sequence number up to `target`, releasing held packets on the way and
     /// counting the missing ones as lost.
     fn skip_to(&mut self, target: u64) {
-        let window = self.cfg.window as u64;
         while let Some(next) = self.next {
             if next >= target {
                 return;
@@ -459,14 +484,11 @@ impl<P> ReorderBuffer<P> {
                 self.next = Some(target);
                 return;
             }
-            let idx = (next % window) as usize;
-            match self.slots[idx].take() {
-                Some(slot) if slot.ext == next => {
-                    self.held -= 1;
-                    self.accept_next(slot.item);
+            match self.take_held(next) {
+                Some(item) => {
+                    self.accept_next(item);
                 }
-                other => {
-                    self.slots[idx] = other;
+                None => {
                     self.stats.lost += 1;
                     self.loss_pending = true;
                     self.set_done(next, false);
@@ -483,9 +505,7 @@ impl<P> ReorderBuffer<P> {
             return None;
         }
         let next = self.next?;
-        let window = self.cfg.window as u64;
-        (next..next + window)
-            .find(|ext| matches!(&self.slots[(ext % window) as usize], Some(s) if s.ext == *ext))
+        (next..next + self.slots.len() as u64).find(|&ext| self.is_held(ext))
     }
 }
 
@@ -520,6 +540,43 @@ mod tests {
         }
         assert_eq!(b.stats(), ReorderStats::default());
         assert_eq!(b.next_deadline(), None);
+    }
+
+    #[test]
+    fn slots_grow_with_the_widest_gap_and_no_further() {
+        // A NACK-sized window costs nothing while no packet is missing...
+        let mut b = buf(1024, 1000);
+        let t = Instant::now();
+        for s in 0..2000u16 {
+            push(&mut b, s, t);
+            assert_eq!(b.pop(t), Some((s, false)));
+        }
+        assert_eq!(b.slots.len(), 0);
+        assert!(b.ready.capacity() <= 4, "{}", b.ready.capacity());
+        // ...a gap makes room for what is held behind it...
+        for s in 2001..2011u16 {
+            push(&mut b, s, t);
+        }
+        assert_eq!(b.slots.len(), MIN_SLOTS);
+        for s in 2011..2300u16 {
+            push(&mut b, s, t);
+        }
+        assert_eq!(b.slots.len(), 512);
+        assert_eq!(b.held(), 299);
+        // ...and the packets moved on the way come out whole and in order.
+        push(&mut b, 2000, t);
+        let out = drain(&mut b, t);
+        assert_eq!(out.len(), 300);
+        assert!(out
+            .iter()
+            .zip(2000u16..)
+            .all(|(&(s, lost), e)| s == e && !lost));
+        // A gap wider than the window stays bounded by it.
+        push(&mut b, 2301, t);
+        push(&mut b, 2301 + 2000, t);
+        assert_eq!(b.slots.len(), 1024);
+        b.reset();
+        assert_eq!(b.slots.len(), 0);
     }
 
     #[test]

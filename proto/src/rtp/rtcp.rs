@@ -1,5 +1,6 @@
 //! RTCP: building and parsing the compound packets a media stream exchanges (RFC 3550 sender and
-//! receiver reports, SDES CNAME and BYE; RFC 4585 PLI and generic NACK; RFC 5104 FIR), the
+//! receiver reports, SDES CNAME and BYE; RFC 4585 PLI and generic NACK; RFC 5104 FIR; transport-wide
+//! CC feedback and REMB, whose formats live in `twcc.rs` and `remb.rs`), the
 //! report interval, and NTP time conversions.
 //!
 //! The wire format is handled by `rtcp-types`. Builders append to a caller-owned `Vec<u8>`, one
@@ -116,6 +117,10 @@ pub enum RtcpEvent {
         media_ssrc: u32,
         lost: Vec<u16>,
     },
+    /// Transport-wide congestion control feedback (RTPFB FMT 15): when each packet arrived.
+    TransportCc(super::twcc::TwccFeedback),
+    /// A receiver's estimate of the path's bitrate (REMB, PSFB FMT 15 with the `REMB` identifier).
+    Remb(super::remb::Remb),
     /// A well-formed packet we do not act on (APP, XR, other feedback formats, unknown types).
     Other { packet_type: u8, format: u8 },
 }
@@ -318,6 +323,22 @@ fn push_event(
                             .collect(),
                     }
                 }
+                super::remb::FMT_AFB => {
+                    match super::remb::parse_fci(fb.sender_ssrc(), fci(raw, offset)?) {
+                        Ok(Some(remb)) => RtcpEvent::Remb(remb),
+                        Ok(None) => RtcpEvent::Other {
+                            packet_type,
+                            format,
+                        },
+                        Err(reason) => {
+                            return Err(RtcpError::Malformed {
+                                offset,
+                                packet_type,
+                                reason,
+                            })
+                        }
+                    }
+                }
                 _ => RtcpEvent::Other {
                     packet_type,
                     format,
@@ -333,6 +354,16 @@ fn push_event(
                 media_ssrc: fb.media_ssrc(),
                 lost: nack.entries().collect(),
             });
+        }
+        Packet::TransportFeedback(fb) if format == super::twcc::FMT_TWCC => {
+            let feedback =
+                super::twcc::parse_fci(fb.sender_ssrc(), fb.media_ssrc(), fci(raw, offset)?)
+                    .map_err(|reason| RtcpError::Malformed {
+                        offset,
+                        packet_type,
+                        reason,
+                    })?;
+            events.push(RtcpEvent::TransportCc(feedback));
         }
         _ => events.push(RtcpEvent::Other {
             packet_type,
@@ -1031,6 +1062,53 @@ mod tests {
         assert!(parse_compound(&pli_pad).is_ok());
         let fir_pad = [0xa4, 206, 0, 3, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 16];
         assert!(parse_compound(&fir_pad).is_err());
+    }
+
+    #[test]
+    fn transport_cc_and_remb_in_a_compound() {
+        let mut out = Vec::new();
+        build_rr(&mut out, 5, &[]).unwrap();
+        let arrivals = [Some(70_000), None, Some(71_000)];
+        assert_eq!(
+            crate::rtp::twcc::build(&mut out, 5, 6, 100, 3, &arrivals).unwrap(),
+            3
+        );
+        crate::rtp::remb::build(&mut out, 5, 1_000_000, &[6]).unwrap();
+        let events = parse_compound(&out).unwrap();
+        assert_eq!(events.len(), 3);
+        match &events[1] {
+            RtcpEvent::TransportCc(fb) => {
+                assert_eq!((fb.sender_ssrc, fb.media_ssrc, fb.base_seq), (5, 6, 100));
+                assert_eq!(fb.arrivals, arrivals);
+            }
+            other => panic!("{other:?}"),
+        }
+        match &events[2] {
+            RtcpEvent::Remb(r) => assert_eq!((r.bitrate_bps, &r.ssrcs[..]), (1_000_000, &[6][..])),
+            other => panic!("{other:?}"),
+        }
+        // Feedback announcing more statuses than its chunks carry makes the compound an error,
+        // as a bad FIR does.
+        let mut bad = Vec::new();
+        crate::rtp::twcc::build(&mut bad, 5, 6, 100, 3, &arrivals).unwrap();
+        bad[14..16].copy_from_slice(&40u16.to_be_bytes());
+        assert!(matches!(
+            parse_compound(&bad),
+            Err(RtcpError::Malformed {
+                packet_type: 205,
+                ..
+            })
+        ));
+        // Application-layer feedback that is not REMB stays `Other`.
+        let mut afb = vec![0x8f, 206, 0, 3, 0, 0, 0, 5, 0, 0, 0, 0];
+        afb.extend_from_slice(b"ABCD");
+        assert_eq!(
+            parse_compound(&afb).unwrap(),
+            vec![RtcpEvent::Other {
+                packet_type: 206,
+                format: 15
+            }]
+        );
     }
 
     #[test]

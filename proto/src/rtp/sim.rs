@@ -9,6 +9,10 @@
 //! drives them: it delivers datagrams when they are due, fires the cores' timeouts, and collects
 //! what comes out, with the virtual time of each event.
 //!
+//! [`CcSim`] runs congestion-controlled flows (a [`BandwidthEstimator`] each, fed with
+//! transport-wide feedback that its receiver's [`TwccRecorder`] builds) through one shared
+//! [`Bottleneck`] of the same model: the estimator's tests and benchmark use it.
+//!
 //! Time starts at an `Instant` the caller gives (any will do: only differences matter) and moves
 //! only when [`SimPair::run_until`] moves it.
 
@@ -18,13 +22,16 @@ use std::time::{Duration, Instant, SystemTime};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
+use super::bwe::{BandwidthEstimator, BweConfig};
 use super::config::CoreConfig;
 use super::packet::{classify_muxed, MuxedKind};
+use super::rtcp::{parse_compound, RtcpEvent};
 use super::stream::{StreamCore, StreamEvent};
+use super::twcc::TwccRecorder;
 use crate::error::Result;
 
 pub use crate::codec::testclip::h264_picture;
-pub use crate::netem::BurstLoss;
+pub use crate::netem::{Bottleneck, BurstLoss};
 use crate::netem::{Netem, NetemConfig, NetemStats};
 
 /// How one direction of a simulated path treats packets: the crate's impairment model's config.
@@ -332,4 +339,221 @@ pub fn play_clip(pair: &mut SimPair, clip: &FileClip, tail: Duration) -> ClipRep
     }
     r.latencies.sort();
     r
+}
+
+// ---------------------------------------------------------------------------------------------
+// Congestion control on virtual time: flows that send at their estimator's target through one
+// shared bottleneck (the impairment model's drop-tail queue), with transport-wide feedback
+// built by each receiver's `TwccRecorder`, carried back as RTCP bytes and parsed again.
+
+/// Bytes of each simulated media packet.
+pub const CC_PACKET_BYTES: usize = 1200;
+
+/// A packet of one flow on the forward path.
+#[derive(Debug, Clone)]
+pub struct CcPacket {
+    pub flow: usize,
+    pub seq: u16,
+}
+
+/// One sender/receiver pair of a [`CcSim`].
+#[derive(Debug)]
+pub struct CcFlow {
+    /// The sender's estimator.
+    pub bwe: BandwidthEstimator,
+    recorder: TwccRecorder,
+    /// What the application would send if the path allowed it, bits per second.
+    pub app_bps: u64,
+    /// When the flow starts sending.
+    pub starts: Instant,
+    next_send: Instant,
+    seq: u16,
+    /// The target, sampled every [`CcSim::SAMPLE`].
+    pub estimates: Vec<(Instant, u64)>,
+    /// Bytes sent and bytes that reached the receiver.
+    pub sent_bytes: u64,
+    pub received_bytes: u64,
+}
+
+impl CcFlow {
+    /// The rate the flow sends at now: the target, unless the application wants less.
+    pub fn send_bps(&self) -> u64 {
+        self.bwe.target_bps().min(self.app_bps).max(1)
+    }
+
+    /// The sampled targets from `from` on.
+    pub fn estimates_after(&self, from: Instant) -> impl Iterator<Item = u64> + '_ {
+        self.estimates
+            .iter()
+            .filter(move |(t, _)| *t >= from)
+            .map(|&(_, b)| b)
+    }
+}
+
+/// Congestion-controlled flows through one bottleneck; see the section comment above.
+#[derive(Debug)]
+pub struct CcSim {
+    t0: Instant,
+    now: Instant,
+    /// The flows, in the order they were added.
+    pub flows: Vec<CcFlow>,
+    /// Senders → receivers: the bottleneck, delay and loss.
+    pub forward: Netem<CcPacket>,
+    /// Receivers → senders: feedback (flow, RTCP bytes).
+    pub back: Netem<(usize, Vec<u8>)>,
+    /// The bottleneck queue's delay as each packet entered it.
+    pub queue_delays: Vec<(Instant, Duration)>,
+    /// How often each receiver sends feedback.
+    pub feedback_interval: Duration,
+    /// Print each flow's estimator state at every sample (to stderr): for tuning.
+    pub trace: bool,
+    next_feedback: Instant,
+    next_sample: Instant,
+}
+
+impl CcSim {
+    /// How often the targets are sampled into [`CcFlow::estimates`].
+    pub const SAMPLE: Duration = Duration::from_millis(100);
+
+    /// No flows yet; `forward` (with its bottleneck) carries media, a clean path of
+    /// `back_delay` carries feedback. Time starts at `t0`.
+    pub fn new(t0: Instant, forward: NetemConfig, back_delay: Duration, seed: u64) -> Self {
+        CcSim {
+            t0,
+            now: t0,
+            flows: Vec::new(),
+            forward: Netem::new(forward, seed),
+            back: Netem::new(NetemConfig::clean(back_delay), seed ^ 0x5eed),
+            queue_delays: Vec::new(),
+            feedback_interval: Duration::from_millis(50),
+            trace: false,
+            next_feedback: t0,
+            next_sample: t0,
+        }
+    }
+
+    /// The virtual time now.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Adds a flow that wants `app_bps` and starts at `starts`; returns its index.
+    pub fn add_flow(&mut self, cfg: BweConfig, app_bps: u64, starts: Instant) -> usize {
+        let mut bwe = BandwidthEstimator::new(cfg);
+        bwe.on_rtt(self.forward.config().delay + self.back.config().delay);
+        self.flows.push(CcFlow {
+            bwe,
+            recorder: TwccRecorder::new(),
+            app_bps,
+            starts,
+            next_send: starts,
+            seq: 0,
+            estimates: Vec::new(),
+            sent_bytes: 0,
+            received_bytes: 0,
+        });
+        self.flows.len() - 1
+    }
+
+    /// Changes the bottleneck (or any impairment) from now on: a rate step.
+    pub fn set_forward(&mut self, cfg: NetemConfig) {
+        self.forward.set_config(cfg);
+    }
+
+    /// The bottleneck queue delays recorded from `from` on, sorted.
+    pub fn queue_delays_after(&self, from: Instant) -> Vec<Duration> {
+        let mut v: Vec<Duration> = self
+            .queue_delays
+            .iter()
+            .filter(|(t, _)| *t >= from)
+            .map(|&(_, d)| d)
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Runs every flow, path and timer until `t`.
+    pub fn run_until(&mut self, t: Instant) {
+        loop {
+            let next = self
+                .flows
+                .iter()
+                .map(|f| f.next_send)
+                .chain([self.next_feedback, self.next_sample])
+                .chain(self.forward.poll_timeout())
+                .chain(self.back.poll_timeout())
+                .min()
+                .unwrap_or(t);
+            if next > t {
+                break;
+            }
+            self.now = next;
+            self.step();
+        }
+        self.now = t;
+    }
+
+    fn step(&mut self) {
+        let now = self.now;
+        while let Some(p) = self.forward.poll_output(now) {
+            let f = &mut self.flows[p.flow];
+            f.recorder.on_packet(now, p.seq);
+            f.received_bytes += CC_PACKET_BYTES as u64;
+        }
+        while let Some((i, bytes)) = self.back.poll_output(now) {
+            for event in parse_compound(&bytes).unwrap_or_default() {
+                if let RtcpEvent::TransportCc(fb) = event {
+                    self.flows[i].bwe.on_transport_feedback(now, &fb);
+                }
+            }
+        }
+        if now >= self.next_feedback {
+            for (i, f) in self.flows.iter_mut().enumerate() {
+                let mut buf = Vec::new();
+                while f.recorder.poll_feedback(&mut buf, 1, 2).is_some() {}
+                if !buf.is_empty() {
+                    self.back.handle_input_sized(now, (i, buf), 0);
+                }
+            }
+            self.next_feedback = now + self.feedback_interval;
+        }
+        if now >= self.next_sample {
+            for f in &mut self.flows {
+                f.estimates.push((now, f.bwe.target_bps()));
+                if self.trace {
+                    eprintln!(
+                        "{:6.1}s target {} delay {} loss {} ({:.3}) acked {:?} {:?} q {:?}",
+                        (now - self.t0).as_secs_f64(),
+                        f.bwe.target_bps() / 1000,
+                        f.bwe.delay_bps() / 1000,
+                        f.bwe.loss_bps() / 1000,
+                        f.bwe.loss_fraction(),
+                        f.bwe.acked_bps().map(|b| b / 1000),
+                        f.bwe.usage(),
+                        self.forward.queue_delay(now),
+                    );
+                }
+            }
+            self.next_sample = now + Self::SAMPLE;
+        }
+        for (i, f) in self.flows.iter_mut().enumerate() {
+            if f.next_send > now {
+                continue;
+            }
+            f.bwe.on_packet_sent(now, f.seq, CC_PACKET_BYTES);
+            self.queue_delays.push((now, self.forward.queue_delay(now)));
+            self.forward.handle_input_sized(
+                now,
+                CcPacket {
+                    flow: i,
+                    seq: f.seq,
+                },
+                CC_PACKET_BYTES,
+            );
+            f.seq = f.seq.wrapping_add(1);
+            f.sent_bytes += CC_PACKET_BYTES as u64;
+            let gap = CC_PACKET_BYTES as f64 * 8.0 / f.send_bps() as f64;
+            f.next_send = now + Duration::from_secs_f64(gap);
+        }
+    }
 }

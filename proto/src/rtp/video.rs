@@ -11,6 +11,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::pool::BufPool;
 use super::reorder::{PushOutcome, ReorderBuffer, ReorderConfig, ReorderStats};
 use super::RtpMeta;
 use crate::codec::annexb::{nal_type, NAL_IDR, NAL_PPS, NAL_SPS};
@@ -89,7 +90,7 @@ pub struct VideoReceiver {
     depack: Box<dyn Depacketizer>,
     reorder: ReorderBuffer<Held>,
     pic: PictureBuf,
-    pool: Vec<Vec<u8>>,
+    pool: BufPool,
     ssrc: Option<u32>,
     /// RTP timestamp of the picture being assembled.
     cur_ts: Option<u32>,
@@ -131,7 +132,7 @@ impl VideoReceiver {
             reorder: ReorderBuffer::new(cfg.reorder),
             depack,
             pic: PictureBuf::default(),
-            pool: Vec::new(),
+            pool: BufPool::new(POOL_MAX.min(cfg.reorder.window + 4)),
             ssrc: None,
             cur_ts: None,
             cur_ms: 0.0,
@@ -208,7 +209,7 @@ impl VideoReceiver {
         let outcome = if self.reorder.is_next(meta.sequence) {
             self.pass_through(meta, payload, now, out)
         } else {
-            let mut buf = self.pool.pop().unwrap_or_default();
+            let mut buf = self.pool.take();
             buf.clear();
             buf.extend_from_slice(payload);
             self.hold(meta, buf, now)
@@ -262,6 +263,7 @@ impl VideoReceiver {
     /// [`Self::next_deadline`].
     pub fn poll(&mut self, now: Instant, out: &mut Vec<VideoFrame>) {
         self.drain(now, out);
+        self.pool.trim(now);
     }
 
     /// The stream has ended: gives up on every gap and closes the picture in progress (incomplete
@@ -402,9 +404,7 @@ impl VideoReceiver {
     }
 
     fn recycle(&mut self, buf: Vec<u8>) {
-        if self.pool.len() < POOL_MAX.min(self.cfg.reorder.window + 4) && buf.capacity() > 0 {
-            self.pool.push(buf);
-        }
+        self.pool.give(buf);
     }
 
     fn drain(&mut self, now: Instant, out: &mut Vec<VideoFrame>) {

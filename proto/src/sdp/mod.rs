@@ -6,6 +6,7 @@
 //! - [`answer`] answers an offer as the called party; [`reanswer`] answers a re-INVITE's offer.
 //! - `crypto.rs`: SDES `a=crypto` lines (RFC 4568) and the SRTP policy (`off`, `optional`,
 //!   `mandatory`) that decides the proto and crypto lines of offers and answers.
+//! - `extmap.rs`: `a=extmap` lines (RFC 8285) and what an answer keeps of them.
 //! - [`build_offer`] writes our offer as the calling party; [`parse_answer`] reads the reply.
 
 // A pure layer: any `unsafe` the engine needs lives in engine/ (or ffi/), never here.
@@ -14,6 +15,7 @@
 mod answer;
 mod codecs;
 mod crypto;
+mod extmap;
 mod local;
 mod model;
 mod offer;
@@ -35,6 +37,8 @@ pub use codecs::{
 pub use crypto::{
     choose_crypto, format_crypto, parse_crypto, CryptoAttr, CryptoError, LocalKeys, SrtpPolicy,
 };
+#[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
+pub use extmap::{answer_extmaps, extmap_id, parse_extmap, ExtMap, MAX_EXTMAPS};
 #[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
 pub use local::LocalMedia;
 #[cfg_attr(not(feature = "_internals"), allow(unused_imports))]

@@ -244,6 +244,9 @@ pub struct MediaDescription {
     /// The usable `a=crypto` lines (SDES, RFC 4568), in order; lines we cannot honour are left
     /// out (see `sdp/crypto.rs`).
     pub crypto: Vec<super::crypto::CryptoAttr>,
+    /// The `a=extmap` lines (RFC 8285) of the m-line, then the session-level ones whose ID the
+    /// m-line does not use; at most [`super::MAX_EXTMAPS`].
+    pub extmaps: Vec<super::extmap::ExtMap>,
 }
 
 impl MediaDescription {

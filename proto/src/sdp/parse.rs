@@ -172,7 +172,11 @@ fn convert(session: &sdp_types::Session, lenient: bool) -> SessionDescription {
         media: session
             .medias
             .iter()
-            .map(|m| convert_media(m, session_connection, session_direction))
+            .map(|m| {
+                let mut media = convert_media(m, session_connection, session_direction);
+                add_session_extmaps(&mut media.extmaps, &session.attributes);
+                media
+            })
             .collect(),
         parsed_leniently: lenient,
     }
@@ -317,6 +321,26 @@ fn convert_media(
             .take(MAX_CRYPTO_LINES)
             .filter_map(|v| super::crypto::parse_crypto(v).ok())
             .collect(),
+        extmaps: extmaps(&media.attributes).collect(),
+    }
+}
+
+/// The `a=extmap` lines among `attributes`, at most [`super::MAX_EXTMAPS`].
+fn extmaps<'a>(attributes: &'a [Attribute]) -> impl Iterator<Item = super::ExtMap> + 'a {
+    attributes
+        .iter()
+        .filter(|a| a.attribute.trim().eq_ignore_ascii_case("extmap"))
+        .filter_map(|a| a.value.as_deref())
+        .filter_map(super::parse_extmap)
+        .take(super::MAX_EXTMAPS)
+}
+
+/// Adds the session-level `a=extmap` lines whose ID the m-line does not use (RFC 8285 §5).
+fn add_session_extmaps(media: &mut Vec<super::ExtMap>, session: &[Attribute]) {
+    for e in extmaps(session) {
+        if media.len() < super::MAX_EXTMAPS && !media.iter().any(|m| m.id == e.id) {
+            media.push(e);
+        }
     }
 }
 
@@ -424,6 +448,36 @@ t=0 0\nm=audio 4000 RTP/AVP 8\ra\na=rtpmap:8 PCMA/8000\nm=video x RTP/AVP 96\n"
             .payloads
             .iter()
             .all(|p| p.rtcp_fb.len() == MAX_FEEDBACK));
+    }
+
+    #[test]
+    fn extmap_lines_media_level_first_then_session_level() {
+        let body = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n\
+a=extmap:3 urn:session-three\r\n\
+a=extmap:9 urn:session-nine\r\n\
+m=video 5004 RTP/AVPF 96\r\n\
+a=rtpmap:96 H264/90000\r\n\
+a=extmap:3 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01\r\n\
+a=extmap:0 urn:bad-id\r\n\
+a=extmap:5/recvonly urn:five\r\n";
+        let sdp = SessionDescription::parse(body.as_bytes()).unwrap();
+        let ids: Vec<(u16, &str)> = sdp.media[0]
+            .extmaps
+            .iter()
+            .map(|e| (e.id, e.uri.as_str()))
+            .collect();
+        assert_eq!(
+            ids,
+            vec![
+                (3, crate::rtp::hdrext::TRANSPORT_CC_URI),
+                (5, "urn:five"),
+                (9, "urn:session-nine")
+            ]
+        );
+        assert_eq!(
+            super::super::extmap_id(&sdp.media[0].extmaps, crate::rtp::hdrext::TRANSPORT_CC_URI),
+            Some(3)
+        );
     }
 
     #[test]

@@ -22,6 +22,7 @@
 //! - [`keepalive`]: RFC 5626 keep-alives of a connection we opened: when to ping, when an
 //!   unanswered ping means the connection is dead.
 //! - [`outbox`]: the datagrams a sans-IO core wants sent, with their destinations.
+//! - [`rate_limit`]: a token bucket per source address, with a bounded table.
 //! - [`rng`]: [`SipRng`], the one seeded source of every random draw (tags, branches, nonces).
 
 // A pure layer: any `unsafe` the engine needs lives in engine/ (or ffi/), never here.
@@ -37,6 +38,7 @@ pub mod info_dtmf;
 pub mod keepalive;
 pub mod message;
 pub mod outbox;
+pub mod rate_limit;
 pub mod redirect;
 pub mod register;
 pub mod rng;

@@ -106,6 +106,10 @@ impl SipCore {
         if c.media.started {
             self.host.close(c.session, why);
         }
+        if c.media.starting {
+            // Closed when the host reports it started.
+            self.starting.ended(c.session, why);
+        }
         if let Some(r) = c.media.reservation {
             self.host.release(r);
         }

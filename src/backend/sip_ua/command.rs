@@ -1,9 +1,11 @@
 //! What the application side asks of the core: the commands the backend handle queues for
 //! the SIP thread, with the calls and registrations they describe.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::engine::{EndReason, SessionId};
+use super::host::MediaError;
+use crate::engine::{EndReason, SessionId, SessionInfo};
 use crate::sip::auth::Credentials;
 use crate::sip::SipPeer;
 
@@ -28,6 +30,10 @@ pub enum Command {
     Register(u64, Box<RegisterRequest>),
     /// Remove a registration (REGISTER with `Expires: 0`).
     Unregister(u64),
+    /// The media host's setup worker started (or failed to start) an incoming call's session
+    /// ([`MediaHost::start_deferred`](super::MediaHost::start_deferred)): the call is
+    /// answered now, or refused with the error's status.
+    MediaStarted(SessionId, Result<Arc<SessionInfo>, MediaError>),
 }
 
 /// A call to place, prepared by the application side (names resolved, ids chosen).

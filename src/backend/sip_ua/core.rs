@@ -18,6 +18,7 @@ use super::command::Command;
 use super::events::{SharedUpdate, SipCounter, SipEvent};
 use super::host::MediaHost;
 use super::ids::{CallNo, TxId};
+use super::overload::{Overload, SipLoad};
 use super::state::{
     ClientEntry, ClientKind, ClientRef, InviteEntry, ServerEntry, ServerTx, SipCore, SipHooks,
     TimerKey, ALLOW, SUPPORTED,
@@ -74,6 +75,8 @@ impl SipCore {
         let auth = (!cfg.auth_users.is_empty())
             .then(|| DigestAuthenticator::with_rng(&cfg.auth_realm, NONCE_TTL, rng.fork()));
         SipCore {
+            overload: Overload::new(&cfg.overload),
+            starting: super::overload::PendingStarts::default(),
             sent_by: host_port(host_ip, local.port()),
             host_ip,
             tcp_port: None,
@@ -227,6 +230,7 @@ impl SipCore {
             ("events", self.events.len()),
             ("updates", self.updates.len()),
             ("timers", self.timers.len()),
+            ("starting", self.starting.len()),
         ]
     }
 
@@ -313,8 +317,17 @@ impl SipCore {
             }
             Command::Register(id, req) => self.register(id, *req, now, out),
             Command::Unregister(id) => self.unregister(id, now, out),
+            Command::MediaStarted(session, result) => {
+                self.media_started(session, result, now, out);
+            }
         }
         self.cancel_orphans(now, out);
+    }
+
+    /// How far behind the thread driving the core is (overload control): it applies to the
+    /// inputs that follow, until the next call.
+    pub fn set_load(&mut self, load: SipLoad) {
+        self.overload.set_load(load);
     }
 
     /// When [`handle_timeout`](SipCore::handle_timeout) next needs to run; `None` when
@@ -796,6 +809,21 @@ impl SipCore {
             self.flush_server(id, now, out);
             return;
         }
+        let ua = &self.cfg.user_agent;
+        let ip = from.addr.ip();
+        if let Some(refusal) = self
+            .overload
+            .over_source_rate(&req, ip, now, &mut self.rng, ua)
+        {
+            // Answered without a transaction: a flood keeps no state (see overload.rs).
+            self.count(SipCounter::RequestsRateLimited);
+            if matches!(req.method(), Method::Invite) {
+                self.count(SipCounter::CallsRefused);
+                self.count(SipCounter::CallsRefusedOverload);
+            }
+            out.push(refusal, from);
+            return;
+        }
         let id = self.new_server(&req, from, now);
         // An extension we do not implement that the request insists on: 420 (RFC 3261
         // §8.2.2.3). CANCEL is never refused for this.
@@ -813,6 +841,16 @@ impl SipCore {
             Method::Invite if req.to().tag().is_none() => {
                 if self.stopping {
                     self.respond(id, None, 503, &[], None, now, out);
+                    return;
+                }
+                if self.overload.backed_up(self.starting.backlog(now)) {
+                    // Behind already: a 503 now costs less than the call would, and comes
+                    // before the caller retransmits. Its retransmissions get the same 503
+                    // from this transaction.
+                    let retry = self.overload.retry_after(&mut self.rng);
+                    self.count(SipCounter::CallsRefused);
+                    self.count(SipCounter::CallsRefusedOverload);
+                    self.respond(id, None, 503, &[("Retry-After", &retry)], None, now, out);
                     return;
                 }
                 self.flush_server(id, now, out); // 100 Trying

@@ -129,6 +129,7 @@ impl SipCore {
             CallMedia {
                 reservation: Some(r.id),
                 started: false,
+                starting: false,
                 local: None,
                 answer_cfg,
                 pending_offer: None,

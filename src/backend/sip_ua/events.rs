@@ -126,6 +126,8 @@ pub struct SipCounters {
     pub calls_dialed: AtomicU64,
     /// INVITEs refused with 503.
     pub calls_refused_overload: AtomicU64,
+    /// Out-of-dialog requests answered 503 for their source's rate.
+    pub requests_rate_limited: AtomicU64,
     /// Incoming calls: INVITE received → 200 sent.
     pub setup_incoming: SetupHistogram,
     /// Dialed calls: dial → 2xx received.
@@ -147,6 +149,7 @@ impl SipCounters {
             SipCounter::ByeFailures => &self.bye_failures,
             SipCounter::CallsDialed => &self.calls_dialed,
             SipCounter::CallsRefusedOverload => &self.calls_refused_overload,
+            SipCounter::RequestsRateLimited => &self.requests_rate_limited,
         };
         c.fetch_add(1, Ordering::Relaxed);
     }
@@ -182,6 +185,7 @@ impl SipCounters {
             bye_failures: g(&self.bye_failures),
             calls_dialed: g(&self.calls_dialed),
             calls_refused_overload: g(&self.calls_refused_overload),
+            requests_rate_limited: g(&self.requests_rate_limited),
             // The TCP/TLS counters are the SIP thread's own (`SipTransport::stream_counters`).
             ..SipStats::default()
         }
@@ -203,6 +207,7 @@ pub enum SipCounter {
     ByeFailures,
     CallsDialed,
     CallsRefusedOverload,
+    RequestsRateLimited,
 }
 
 /// A change to the state other threads read while the SIP thread owns the calls: the

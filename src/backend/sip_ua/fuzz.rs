@@ -451,7 +451,19 @@ impl Harness {
             assert!(host.live.contains_key(s), "a call's media is not running");
         }
         for s in host.live.keys() {
-            assert!(started.contains(s), "media running without its call");
+            // A session the setup worker started runs before the core hears of it.
+            let unreported = host.deferred.iter().any(|(d, _)| d == s);
+            assert!(
+                started.contains(s) || unreported,
+                "media running without its call"
+            );
+        }
+        // A call waits for its media only while the host has the report to give.
+        for c in self.core.calls.values().filter(|c| c.media.starting) {
+            assert!(
+                host.deferred.iter().any(|(d, _)| *d == c.session),
+                "a call waits for a setup nobody will report"
+            );
         }
         for s in &host.video {
             assert!(host.live.contains_key(s), "video without its session");
@@ -477,6 +489,23 @@ impl Harness {
         );
     }
 
+    /// Deferred starts on: the oldest report of the host's setup worker reaches the core.
+    fn report_setup(&mut self) {
+        let report = {
+            let mut host = self.host.lock();
+            host.defer_start = true;
+            (!host.deferred.is_empty()).then(|| host.deferred.remove(0))
+        };
+        if let Some((session, result)) = report {
+            self.core.handle_command(
+                Command::MediaStarted(session, result),
+                self.now,
+                &mut self.out,
+            );
+            self.collect();
+        }
+    }
+
     /// The end of a script: the backend stops, time runs on, and nothing may be left.
     fn finish(&mut self) {
         if !self.stopped {
@@ -484,6 +513,16 @@ impl Harness {
             self.collect();
         }
         self.advance(Duration::from_secs(600));
+        {
+            // Started by the setup worker but never reported: the engine host closes them as
+            // it is dropped (the core has stopped listening).
+            let mut host = self.host.lock();
+            let orphans: Vec<SessionId> = host.deferred.drain(..).map(|(s, _)| s).collect();
+            for s in orphans {
+                host.live.remove(&s);
+                host.video.remove(&s);
+            }
+        }
         self.check();
         assert_eq!(self.core.call_count(), 0, "calls left after stopping");
         assert_eq!(self.core.transaction_count(), 0, "transactions left");
@@ -499,7 +538,18 @@ impl Harness {
 
 /// Plays `data` as a script against a fresh core and checks it (panics on a violation).
 pub fn run(data: &[u8]) {
+    play(data, false);
+}
+
+/// [`run`] with a host that starts every session as the engine's setup worker does: reported
+/// later, by the script's steps (or never, when the script ends first).
+pub fn run_deferred(data: &[u8]) {
+    play(data, true);
+}
+
+fn play(data: &[u8], deferred: bool) {
     let mut h = Harness::new();
+    h.host.lock().defer_start = deferred;
     let mut r = Reader { data };
     for _ in 0..MAX_STEPS {
         let Some(op) = r.byte() else { break };
@@ -526,6 +576,10 @@ pub fn run(data: &[u8]) {
                     h.stopped = true;
                     h.core.shutdown(h.now, &mut h.out);
                     h.collect();
+                } else if b & 3 == 2 {
+                    // The host's setup worker reports its oldest session; the first such step
+                    // makes the host start sessions that way from now on.
+                    h.report_setup();
                 } else if b & 1 == 1 {
                     // The engine could not reach a TCP peer (the calls dialled over TCP).
                     let dest = SipPeer::new(peer(b), SipTransportKind::Tcp);
@@ -580,6 +634,7 @@ mod tests {
             let len = rng.random_range(0..1500);
             let script: Vec<u8> = (0..len).map(|_| rng.random()).collect();
             run(&script);
+            run_deferred(&script);
         }
     }
 }

@@ -126,6 +126,17 @@ pub trait MediaHost: Send {
     /// Starts the session's media on its reserved sockets and announces it to the
     /// application. On failure the reservation is gone too.
     fn start(&mut self, start: MediaStart) -> Result<Arc<SessionInfo>, MediaError>;
+    /// [`start`](MediaHost::start) for an incoming call, which the host may finish off the
+    /// SIP thread: `Ok(None)` says the outcome comes later, as
+    /// [`Command::MediaStarted`](super::Command::MediaStarted) for
+    /// [`SipCore::handle_command`](super::SipCore::handle_command). Until then the core sends
+    /// no 200 and neither closes nor updates the session. By default, at once.
+    fn start_deferred(
+        &mut self,
+        start: MediaStart,
+    ) -> Result<Option<Arc<SessionInfo>>, MediaError> {
+        self.start(start).map(Some)
+    }
     /// Applies a renegotiation to a running session.
     fn update(&mut self, session: SessionId, change: MediaChange);
     /// A DTMF digit that arrived in SIP (INFO) for the application.
@@ -165,6 +176,38 @@ struct StreamSettings {
 /// pool when its sockets close: each [`RtpSockets`] holds its lease.
 type Reap = (SessionId, Option<EndReason>);
 
+/// Where the setup worker reports a session it started (or could not start), for the SIP
+/// thread: the backend queues it as a command and wakes the thread.
+pub type StartNotifier = Box<dyn Fn(SessionId, Result<Arc<SessionInfo>, MediaError>) + Send>;
+
+/// Sessions the setup worker started that the core has not closed yet: those left when the
+/// host is dropped were never heard of by the core (it had stopped), and are closed then.
+type Unclosed = Arc<parking_lot::Mutex<std::collections::HashSet<SessionId>>>;
+
+/// Everything a session needs to start, prepared on the SIP thread (cheap); running it
+/// (opening the streams, starting their threads) is the costly part.
+struct SetupJob {
+    session: SessionId,
+    spec: SessionSpec,
+    bound: BoundMedia,
+    held: bool,
+    expects_media: bool,
+}
+
+impl SetupJob {
+    /// Creates the engine session (on failure its sockets close and their ports go back).
+    fn run(self, engine: &MediaEngine) -> Result<Arc<SessionInfo>, MediaError> {
+        let info = engine
+            .create_session_bound(self.session, self.spec, self.bound)
+            .map_err(|e| MediaError::unavailable(format!("media: {e}")))?;
+        if let Ok(s) = engine.session(self.session) {
+            s.set_held(self.held);
+            s.set_expects_media(self.expects_media);
+        }
+        Ok(info)
+    }
+}
+
 /// The production host: ports from the backend's pool, bound at once; sessions on the
 /// backend's engine; closing on a reaper thread (joining stream threads takes a while under
 /// load and must not hold up signalling).
@@ -175,6 +218,9 @@ pub struct EngineHost {
     next_id: u64,
     reserved: HashMap<ReservationId, (Option<RtpSockets>, Option<RtpSockets>)>,
     reaper: Option<(Sender<Reap>, std::thread::JoinHandle<()>)>,
+    /// The setup worker: incoming calls' sessions are started there, off the SIP thread.
+    setup: Option<(Sender<SetupJob>, std::thread::JoinHandle<()>)>,
+    unclosed: Unclosed,
 }
 
 impl std::fmt::Debug for EngineHost {
@@ -187,11 +233,14 @@ impl std::fmt::Debug for EngineHost {
 
 impl EngineHost {
     /// A host for the backend configured by `cfg`; `cname` is the RTCP CNAME of its streams.
+    /// With `notify`, incoming calls' sessions start on a setup worker thread, which reports
+    /// each through it; without, on the calling (SIP) thread.
     pub fn new(
         engine: Arc<MediaEngine>,
         pool: PortPool,
         cfg: &SipBackendConfig,
         cname: String,
+        notify: Option<StartNotifier>,
     ) -> EngineHost {
         let (tx, rx) = unbounded::<Reap>();
         let e = engine.clone();
@@ -205,6 +254,26 @@ impl EngineHost {
             })
             .ok()
             .map(|h| (tx, h));
+        let unclosed = Unclosed::default();
+        // Without the setup thread, sessions start inline on the SIP thread.
+        let setup = notify.and_then(|notify| {
+            let (tx, rx) = unbounded::<SetupJob>();
+            let (e, unclosed) = (engine.clone(), unclosed.clone());
+            std::thread::Builder::new()
+                .name("rkm-sip-setup".into())
+                .spawn(move || {
+                    for job in rx {
+                        let session = job.session;
+                        let result = job.run(&e);
+                        if result.is_ok() {
+                            unclosed.lock().insert(session);
+                        }
+                        notify(session, result);
+                    }
+                })
+                .ok()
+                .map(|h| (tx, h))
+        });
         EngineHost {
             engine,
             pool,
@@ -222,6 +291,8 @@ impl EngineHost {
             next_id: 0,
             reserved: HashMap::new(),
             reaper,
+            setup,
+            unclosed,
         }
     }
 
@@ -386,43 +457,22 @@ impl MediaHost for EngineHost {
     }
 
     fn start(&mut self, start: MediaStart) -> Result<Arc<SessionInfo>, MediaError> {
-        let (audio, video) = self
-            .reserved
-            .remove(&start.reservation)
-            .ok_or_else(|| MediaError::unavailable("media ports were released"))?;
-        let audio = audio.ok_or_else(|| MediaError::unavailable("no audio port reserved"))?;
-        let neg = &start.negotiation;
-        let audio_cfg = self.audio_stream(neg, audio.local_addr());
-        let (video_cfg, video_sockets) = match (video, &neg.video) {
-            (Some(sockets), Some(_)) => {
-                (self.video_stream(neg, sockets.local_addr()), Some(sockets))
-            }
-            // Video reserved but not agreed: its ports go back now.
-            _ => (None, None),
-        };
-        let spec = SessionSpec {
-            room_id: start.room_id,
-            participant_id: start.participant_id,
-            metadata: start.metadata,
-            video_metadata: start.video_metadata,
-            audio: audio_cfg,
-            video: video_cfg,
-        };
-        let bound = BoundMedia {
-            audio,
-            video: video_sockets,
-        };
-        let info = self
-            .engine
-            .create_session_bound(start.session, spec, bound)
-            .map_err(|e| MediaError::unavailable(format!("media: {e}")))?;
-        if let Ok(s) = self.engine.session(start.session) {
-            s.set_held(!neg.audio.direction.sends());
-            s.set_expects_media(neg.audio.direction.receives());
-        }
-        Ok(info)
+        self.prepare(start)?.run(&self.engine)
     }
 
+    fn start_deferred(
+        &mut self,
+        start: MediaStart,
+    ) -> Result<Option<Arc<SessionInfo>>, MediaError> {
+        let job = self.prepare(start)?;
+        match &self.setup {
+            Some((tx, _)) => match tx.send(job) {
+                Ok(()) => Ok(None),
+                Err(e) => e.into_inner().run(&self.engine).map(Some),
+            },
+            None => job.run(&self.engine).map(Some),
+        }
+    }
     fn update(&mut self, session: SessionId, change: MediaChange) {
         let Ok(s) = self.engine.session(session) else {
             return;
@@ -455,11 +505,50 @@ impl MediaHost for EngineHost {
 
     fn close(&mut self, session: SessionId, reason: EndReason) {
         // The application may have closed the media already (hang-up); that is fine.
+        self.unclosed.lock().remove(&session);
         self.reap(session, Some(reason));
     }
 }
 
 impl EngineHost {
+    /// What starting a session takes, from its reservation and negotiation: the cheap part,
+    /// on the SIP thread.
+    fn prepare(&mut self, start: MediaStart) -> Result<SetupJob, MediaError> {
+        let (audio, video) = self
+            .reserved
+            .remove(&start.reservation)
+            .ok_or_else(|| MediaError::unavailable("media ports were released"))?;
+        let audio = audio.ok_or_else(|| MediaError::unavailable("no audio port reserved"))?;
+        let neg = &start.negotiation;
+        let audio_cfg = self.audio_stream(neg, audio.local_addr());
+        let (video_cfg, video_sockets) = match (video, &neg.video) {
+            (Some(sockets), Some(_)) => {
+                (self.video_stream(neg, sockets.local_addr()), Some(sockets))
+            }
+            // Video reserved but not agreed: its ports go back now.
+            _ => (None, None),
+        };
+        let spec = SessionSpec {
+            room_id: start.room_id,
+            participant_id: start.participant_id,
+            metadata: start.metadata,
+            video_metadata: start.video_metadata,
+            audio: audio_cfg,
+            video: video_cfg,
+        };
+        let bound = BoundMedia {
+            audio,
+            video: video_sockets,
+        };
+        Ok(SetupJob {
+            session: start.session,
+            held: !neg.audio.direction.sends(),
+            expects_media: neg.audio.direction.receives(),
+            spec,
+            bound,
+        })
+    }
+
     /// Closes a session (`reason`) or only its video (`None`) on the reaper thread, inline
     /// without one.
     fn reap(&self, session: SessionId, reason: Option<EndReason>) {
@@ -486,8 +575,17 @@ fn close_now(engine: &MediaEngine, id: SessionId, reason: Option<EndReason>) {
 }
 
 impl Drop for EngineHost {
-    /// Lets the reaper finish what is queued and joins it.
+    /// Lets the setup worker and then the reaper finish what is queued and joins them. A
+    /// session the worker started after the core stopped listening is nobody's: closed here.
     fn drop(&mut self) {
+        if let Some((tx, handle)) = self.setup.take() {
+            drop(tx);
+            let _ = handle.join();
+        }
+        let orphans: Vec<SessionId> = self.unclosed.lock().drain().collect();
+        for session in orphans {
+            self.reap(session, Some(EndReason::Shutdown));
+        }
         if let Some((tx, handle)) = self.reaper.take() {
             drop(tx);
             let _ = handle.join();
@@ -529,6 +627,12 @@ pub struct FakeHostState {
     pub video: std::collections::HashSet<SessionId>,
     /// The SRTP keys each started session's audio and video streams were given.
     pub srtp: HashMap<SessionId, (Option<crate::SrtpKeys>, Option<crate::SrtpKeys>)>,
+    /// Makes [`MediaHost::start_deferred`] report later, as a setup worker does: the outcome
+    /// waits in `deferred` for the test to hand to the core.
+    pub defer_start: bool,
+    /// With `defer_start`: the outcomes of deferred starts not yet reported, in order (give
+    /// them to the core as [`Command::MediaStarted`](super::Command::MediaStarted)).
+    pub deferred: Vec<(SessionId, Result<Arc<SessionInfo>, MediaError>)>,
 }
 
 /// A host without sockets: ports are counted, sessions are records. `capacity` bounds the
@@ -681,6 +785,19 @@ impl MediaHost for FakeMediaHost {
             has_video: info.video.is_some(),
         });
         Ok(Arc::new(info))
+    }
+
+    fn start_deferred(
+        &mut self,
+        start: MediaStart,
+    ) -> Result<Option<Arc<SessionInfo>>, MediaError> {
+        if !self.state.lock().defer_start {
+            return self.start(start).map(Some);
+        }
+        let session = start.session;
+        let result = self.start(start);
+        self.state.lock().deferred.push((session, result));
+        Ok(None)
     }
 
     fn update(&mut self, session: SessionId, change: MediaChange) {

@@ -28,6 +28,7 @@ pub mod fuzz;
 mod host;
 mod ids;
 mod metadata;
+mod overload;
 mod register;
 mod reinvite;
 mod state;
@@ -45,12 +46,16 @@ pub use events::{
     SharedUpdate, SipCounter, SipCounters, SipEvent,
 };
 #[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
-pub use host::{EngineHost, MediaChange, MediaError, MediaHost, MediaStart, Reservation};
+pub use host::{
+    EngineHost, MediaChange, MediaError, MediaHost, MediaStart, Reservation, StartNotifier,
+};
 // Test scaffolding: compiled only for tests and the unstable `_internals` feature (the fuzzer).
 #[cfg(any(test, feature = "_internals"))]
 pub use host::{FakeHostState, FakeMediaHost, HostCall};
 #[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
 pub use ids::{CallNo, ReservationId, TxId};
+#[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
+pub use overload::SipLoad;
 #[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
 pub use state::{SipCore, SipHooks, ALLOW, MAX_REGISTRATIONS, SUPPORTED};
 pub(crate) use thread::SipThread;

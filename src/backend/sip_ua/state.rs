@@ -204,6 +204,12 @@ pub struct SipCore {
     /// Changes for the directory and counters other threads read.
     pub(super) updates: VecDeque<SharedUpdate>,
     pub(super) stopping: bool,
+    /// The load the SIP thread reported, and the per-source rate limit.
+    pub(super) overload: super::overload::Overload,
+    /// Sessions the host is starting off the SIP thread, with when each was handed over
+    /// (overload control reads the oldest) and, once their call has ended meanwhile, why: the
+    /// host closes them when they report.
+    pub(super) starting: super::overload::PendingStarts,
 }
 
 impl std::fmt::Debug for SipCore {
@@ -234,6 +240,10 @@ pub(super) struct CallMedia {
     pub reservation: Option<ReservationId>,
     /// The session's media runs (the host must close it).
     pub started: bool,
+    /// The host is starting the session's media off the SIP thread
+    /// ([`MediaHost::start_deferred`](super::MediaHost::start_deferred)): no 200 until it
+    /// reports.
+    pub starting: bool,
     /// The description we last sent and what it agreed to.
     pub local: Option<Answer>,
     /// Our ports and codecs, for answering new offers.
@@ -332,6 +342,8 @@ impl Call {
     /// When the call's own timer (ringing, dial timeout, retry, session timer) is due.
     pub(super) fn deadline(&self) -> Option<Instant> {
         let ring = match self.phase {
+            // While the media starts, the 200 waits for the host's report, not for a timer.
+            Phase::Ringing { .. } if self.media.starting => None,
             Phase::Ringing { answer_at } => Some(answer_at),
             _ => None,
         };

@@ -13,7 +13,7 @@ use super::command::{Command, DialRequest, RegisterRequest};
 use super::events::{
     CallDirectory, CallProgress, CallState, RegistrationEvent, SipCounters, SipEvent,
 };
-use super::host::{FakeHostState, FakeMediaHost, HostCall};
+use super::host::{FakeHostState, FakeMediaHost, HostCall, MediaError};
 use super::state::{SipCore, SipHooks};
 use crate::backend::sip_config::SipBackendConfig;
 use crate::engine::{EndReason, Outbox, SessionId, SipPeer};
@@ -2087,6 +2087,261 @@ fn media_left_with_rtcp_bye_waits_for_the_peers_bye() {
     assert_eq!(byes(&link.dests_b), 1);
     run_for(&mut a, &mut b, &mut now, Duration::from_secs(1), &mut link);
     assert_eq!(a.core.call_count() + b.core.call_count(), 0);
+}
+
+/// A new INVITE (no To tag) from `from` with Call-ID `cid`, and the ACK and BYE of its call.
+fn plain_invite(cid: &str, from: SocketAddr) -> String {
+    let offer = "v=0\r\no=x 1 1 IN IP4 127.0.0.1\r\ns=x\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                 m=audio 30000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+    format!(
+        "INVITE sip:roomkit@127.0.0.1:5151 SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bK{cid}\r\n\
+         From: <sip:c@127.0.0.1>;tag=t{cid}\r\nTo: <sip:roomkit@127.0.0.1>\r\nCall-ID: {cid}\r\n\
+         CSeq: 1 INVITE\r\nContact: <sip:c@{from}>\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{offer}",
+        offer.len()
+    )
+}
+
+fn in_dialog(method: &str, cid: &str, to_tag: &str, cseq: u32, from: SocketAddr) -> String {
+    format!(
+        "{method} sip:roomkit@127.0.0.1:5151 SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bK{cid}{method}{cseq}\r\n\
+         From: <sip:c@127.0.0.1>;tag=t{cid}\r\nTo: <sip:roomkit@127.0.0.1>;tag={to_tag}\r\nCall-ID: {cid}\r\n\
+         CSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+fn final_status(sent: &[(SipMessage, SocketAddr)]) -> Option<u16> {
+    sent.iter()
+        .filter_map(|(m, _)| m.status())
+        .filter(|s| *s >= 200)
+        .last()
+}
+
+#[test]
+fn a_backlog_refuses_new_invites_with_503_but_not_in_dialog_requests() {
+    use super::overload::SipLoad;
+    let mut now = Instant::now();
+    let mut b = Ua::new(5151, |c| {
+        c.overload.max_backlog = Duration::from_millis(200)
+    });
+    let caller = addr(6100);
+    // Not behind: the call is answered.
+    b.core.set_load(SipLoad {
+        backlog: Duration::from_millis(199),
+    });
+    b.recv(plain_invite("ok1", caller).as_bytes(), caller, now);
+    let sent = b.sent();
+    assert_eq!(final_status(&sent), Some(200));
+    let tag = sent.last().unwrap().0.to().tag().unwrap().to_string();
+    b.recv(
+        in_dialog("ACK", "ok1", &tag, 1, caller).as_bytes(),
+        caller,
+        now,
+    );
+    // Behind: a new INVITE gets 503 with a small Retry-After (after the transaction's 100),
+    // and no port.
+    b.core.set_load(SipLoad {
+        backlog: Duration::from_millis(250),
+    });
+    let refused = plain_invite("late1", caller);
+    b.recv(refused.as_bytes(), caller, now);
+    let sent = b.sent();
+    assert_eq!(final_status(&sent), Some(503));
+    let r = &sent.last().unwrap().0;
+    assert_eq!(r.status(), Some(503));
+    let secs: u32 = r.header("Retry-After").unwrap().parse().unwrap();
+    assert!((1..=4).contains(&secs), "{secs}");
+    assert_eq!(b.core.call_count(), 1);
+    assert_eq!(
+        b.reserved() + b.live_media(),
+        1,
+        "the first call's media only"
+    );
+    // Its retransmission, even once the backlog is gone, gets the same answer from the
+    // transaction: no new work.
+    b.core.set_load(SipLoad::default());
+    now += Duration::from_millis(500);
+    b.tick(now);
+    let _ = b.sent();
+    b.recv(refused.as_bytes(), caller, now);
+    let again = b.sent();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].0.status(), Some(503));
+    assert_eq!(again[0].0.header("Retry-After"), r.header("Retry-After"));
+    // Behind again: the call's BYE is still handled (it frees resources).
+    b.core.set_load(SipLoad {
+        backlog: Duration::from_secs(2),
+    });
+    b.recv(
+        in_dialog("BYE", "ok1", &tag, 2, caller).as_bytes(),
+        caller,
+        now,
+    );
+    assert_eq!(final_status(&b.sent()), Some(200));
+    assert_eq!(b.core.call_count(), 0);
+    let st = b.counters.snapshot();
+    assert_eq!((st.calls_refused, st.calls_refused_overload), (1, 1));
+    assert_eq!(st.requests_rate_limited, 0);
+    // Zero turns the check off.
+    let mut c = Ua::new(5152, |c| c.overload.max_backlog = Duration::ZERO);
+    c.core.set_load(SipLoad {
+        backlog: Duration::from_secs(5),
+    });
+    c.recv(plain_invite("x1", caller).as_bytes(), caller, now);
+    assert_eq!(final_status(&c.sent()), Some(200));
+}
+
+#[test]
+fn one_flooding_source_is_limited_and_another_still_gets_through() {
+    let mut now = Instant::now();
+    let mut b = Ua::new(5151, |c| {
+        c.overload.source_rate = 10;
+        c.overload.source_burst = 10;
+    });
+    let flooder = addr(6100);
+    let polite = SocketAddr::from(([127, 0, 0, 2], 6200));
+    let (mut flood_ok, mut flood_503, mut polite_ok) = (0, 0, 0);
+    // 2 s: the flooder sends 1,000 INVITEs and OPTIONS a second, the other caller 5 calls.
+    for ms in 0..2000u32 {
+        let cid = format!("f{ms}");
+        let msg = if ms % 2 == 0 {
+            plain_invite(&cid, flooder)
+        } else {
+            format!(
+                "OPTIONS sip:roomkit@127.0.0.1:5151 SIP/2.0\r\nVia: SIP/2.0/UDP {flooder};branch=z9hG4bK{cid}\r\n\
+                 From: <sip:c@127.0.0.1>;tag=t{cid}\r\nTo: <sip:roomkit@127.0.0.1>\r\nCall-ID: {cid}\r\n\
+                 CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+            )
+        };
+        b.recv(msg.as_bytes(), flooder, now);
+        match final_status(&b.sent()) {
+            Some(503) => flood_503 += 1,
+            Some(200) => flood_ok += 1,
+            other => panic!("{other:?}"),
+        }
+        if ms % 400 == 0 {
+            let cid = format!("p{ms}");
+            b.recv(plain_invite(&cid, polite).as_bytes(), polite, now);
+            let sent = b.sent();
+            assert_eq!(
+                final_status(&sent),
+                Some(200),
+                "the polite caller's call {cid}"
+            );
+            polite_ok += 1;
+            let tag = sent.last().unwrap().0.to().tag().unwrap().to_string();
+            // In-dialog requests are not counted against the source.
+            b.recv(
+                in_dialog("ACK", &cid, &tag, 1, polite).as_bytes(),
+                polite,
+                now,
+            );
+            b.recv(
+                in_dialog("BYE", &cid, &tag, 2, polite).as_bytes(),
+                polite,
+                now,
+            );
+            assert_eq!(final_status(&b.sent()), Some(200));
+        }
+        now += Duration::from_millis(1);
+    }
+    assert_eq!(polite_ok, 5);
+    // The burst, then 10 a second.
+    assert!((25..=35).contains(&flood_ok), "{flood_ok}");
+    assert_eq!(flood_ok + flood_503, 2000);
+    let st = b.counters.snapshot();
+    assert_eq!(st.requests_rate_limited, flood_503);
+    // Only the refused INVITEs count as refused calls; the 503s kept no transaction.
+    assert!(st.calls_refused_overload >= 950 && st.calls_refused_overload < 1000);
+    assert!(
+        b.core.transaction_count() < 100,
+        "{}",
+        b.core.transaction_count()
+    );
+}
+
+/// Media started off the SIP thread (`MediaHost::start_deferred`, the engine's setup worker):
+/// the 200 waits for the host's report; a retransmitted INVITE meanwhile is absorbed by its
+/// transaction (the 180 again, no new work); setups queued longer than `max_backlog` refuse
+/// new INVITEs with 503; a call cancelled while its media starts has the session closed when
+/// it reports; a failed start refuses the call.
+#[test]
+fn media_started_off_thread_answers_when_ready_and_sheds_a_setup_backlog() {
+    let mut now = Instant::now();
+    let mut b = Ua::new(5151, |c| {
+        c.overload.max_backlog = Duration::from_millis(200)
+    });
+    b.host.lock().defer_start = true;
+    let caller = addr(6100);
+    let count = |b: &Ua, f: fn(&HostCall) -> bool| b.host_calls().iter().filter(|c| f(c)).count();
+    let is_reserve: fn(&HostCall) -> bool = |c| matches!(c, HostCall::Reserve { .. });
+    let is_start: fn(&HostCall) -> bool = |c| matches!(c, HostCall::Start { .. });
+    let invite = plain_invite("d1", caller);
+    b.recv(invite.as_bytes(), caller, now);
+    let sent = b.sent();
+    let statuses: Vec<_> = sent.iter().filter_map(|(m, _)| m.status()).collect();
+    assert_eq!(statuses, [100, 180], "no 200 before the media runs");
+    assert_eq!(b.core.starting.len(), 1);
+    // Retransmitted twice while the setup waits: the 180 again, nothing reserved or started.
+    for _ in 0..2 {
+        now += Duration::from_millis(500);
+        b.tick(now);
+        b.recv(invite.as_bytes(), caller, now);
+        let again: Vec<_> = b.sent().iter().filter_map(|(m, _)| m.status()).collect();
+        assert_eq!(again, [180]);
+    }
+    assert_eq!((count(&b, is_reserve), count(&b, is_start)), (1, 1));
+    // The setup has waited 1 s, over the 200 ms limit: a new INVITE is refused, with no port.
+    b.recv(plain_invite("d2", caller).as_bytes(), caller, now);
+    let sent = b.sent();
+    assert_eq!(final_status(&sent), Some(503));
+    assert!(sent.last().unwrap().0.header("Retry-After").is_some());
+    assert_eq!(count(&b, is_reserve), 1);
+    // The report: the 200 with the answer, and the application hears of the call.
+    let (session, result) = b.host.lock().deferred.remove(0);
+    b.cmd(Command::MediaStarted(session, result), now);
+    let sent = b.sent();
+    assert_eq!(final_status(&sent), Some(200));
+    assert!(!sent.last().unwrap().0.body().is_empty());
+    assert!(b
+        .events
+        .iter()
+        .any(|e| matches!(e, SipEvent::Call(i) if i.id == session)));
+    assert_eq!(b.core.starting.len(), 0);
+    // Nothing queued now: the next call is taken, and cancelled while its media starts.
+    b.recv(plain_invite("d3", caller).as_bytes(), caller, now);
+    assert_eq!(final_status(&b.sent()), None);
+    let cancel = format!(
+        "CANCEL sip:roomkit@127.0.0.1:5151 SIP/2.0\r\nVia: SIP/2.0/UDP {caller};branch=z9hG4bKd3\r\n\
+         From: <sip:c@127.0.0.1>;tag=td3\r\nTo: <sip:roomkit@127.0.0.1>\r\nCall-ID: d3\r\n\
+         CSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n"
+    );
+    b.recv(cancel.as_bytes(), caller, now);
+    let statuses: Vec<_> = b.sent().iter().filter_map(|(m, _)| m.status()).collect();
+    assert_eq!(statuses, [200, 487]);
+    let (s3, r3) = b.host.lock().deferred.remove(0);
+    assert!(r3.is_ok());
+    assert!(!b.host_calls().contains(&HostCall::Close(s3)));
+    b.cmd(Command::MediaStarted(s3, r3), now);
+    assert!(
+        b.host_calls().contains(&HostCall::Close(s3)),
+        "closed once it reported"
+    );
+    assert!(b.sent().is_empty());
+    // A start that fails refuses its call with the host's status.
+    b.recv(plain_invite("d4", caller).as_bytes(), caller, now);
+    let _ = b.sent();
+    let (s4, _) = b.host.lock().deferred.remove(0);
+    let err = MediaError {
+        status: 503,
+        reason: "media: no threads".into(),
+    };
+    b.cmd(Command::MediaStarted(s4, Err(err)), now);
+    let sent = b.sent();
+    assert_eq!(final_status(&sent), Some(503));
+    assert!(sent.last().unwrap().0.header("Warning").is_some());
+    assert_eq!(b.core.call_count(), 1, "the first call only");
+    assert_eq!(b.core.starting.len(), 0);
 }
 
 /// A long churn leaves nothing in the core: while one call stays up, 1,000 calls one after

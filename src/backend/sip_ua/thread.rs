@@ -2,12 +2,13 @@
 //! callback thread. Everything else is the core's.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 
 use super::command::Command;
 use super::events::{CallDirectory, SipCounters, SipEvent};
+use super::overload::SipLoad;
 use super::state::SipCore;
 use crate::engine::dispatch::Dispatcher;
 use crate::engine::event::dispatch_key;
@@ -93,6 +94,10 @@ impl SipHandler for SipThread {
     fn on_transport_error(&mut self, dest: SipPeer, reason: &str, now: Instant, out: &mut Outbox) {
         self.core.handle_transport_error(dest, reason, now, out);
         self.deliver();
+    }
+
+    fn set_backlog(&mut self, backlog: Duration) {
+        self.core.set_load(SipLoad { backlog });
     }
 
     fn on_wake(&mut self, now: Instant, out: &mut Outbox) {

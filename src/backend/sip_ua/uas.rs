@@ -1,15 +1,16 @@
 //! Incoming calls: screening, authenticating and answering a new INVITE (ports, negotiation,
 //! media, 180 then 200), refusing it, and CANCEL before the answer.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::events::{CallView, SharedUpdate, SipCounter, SipEvent};
-use super::host::MediaStart;
+use super::host::{MediaError, MediaStart};
 use super::ids::{CallNo, TxId};
 use super::metadata::{call_metadata, Parties};
 use super::state::{Call, CallMedia, Phase, ServerEntry, ServerTx, SipCore, ALLOW, SUPPORTED};
 use crate::backend::sip_config::{CallDecision, IncomingCall};
-use crate::engine::{EndReason, SessionId};
+use crate::engine::{EndReason, SessionId, SessionInfo};
 use crate::sdp::{answer, AnswerConfig, SessionDescription};
 use crate::sip::auth::AuthOutcome;
 use crate::sip::dialog::Dialog;
@@ -284,7 +285,7 @@ impl SipCore {
         let session: SessionId = uuid::Builder::from_random_bytes(bytes).into_uuid();
         let info = self
             .host
-            .start(MediaStart {
+            .start_deferred(MediaStart {
                 session,
                 reservation: reservation.id,
                 negotiation: ans.negotiation.clone(),
@@ -328,7 +329,8 @@ impl SipCore {
             from,
             CallMedia {
                 reservation: None,
-                started: true,
+                started: info.is_some(),
+                starting: info.is_none(),
                 local: Some(ans),
                 answer_cfg: cfg,
                 pending_offer: None,
@@ -338,7 +340,10 @@ impl SipCore {
         call.dialog = Some(dialog);
         call.sips = self.servers.get(&id).is_some_and(|e| e.sips);
         call.invite_tx = Some(id);
-        call.info = Some(info);
+        if info.is_none() {
+            self.starting.add(session, now);
+        }
+        call.info = info;
         self.insert_call(call);
         Ok(no)
     }
@@ -348,6 +353,10 @@ impl SipCore {
         let Some(c) = self.calls.get_mut(&no) else {
             return;
         };
+        if c.media.starting {
+            // Answered when the host reports the media started (`media_started`).
+            return;
+        }
         c.phase = Phase::Confirmed;
         let Some(id) = c.invite_tx else {
             return;
@@ -375,6 +384,61 @@ impl SipCore {
             self.emit(SipEvent::Call(Box::new((*info).clone())));
         }
         self.schedule_call(no);
+    }
+
+    /// The host reports a session it was starting off the SIP thread: the call is answered
+    /// (now, or at its answer time), or refused with the host's error. A session whose call
+    /// ended meanwhile (CANCEL, shutdown) is closed at once.
+    pub(super) fn media_started(
+        &mut self,
+        session: SessionId,
+        result: Result<Arc<SessionInfo>, MediaError>,
+        now: Instant,
+        out: &mut Outbox,
+    ) {
+        let ended = self.starting.finish(session);
+        let call = match ended {
+            Some(None) => self.by_session.get(&session).copied(),
+            _ => None,
+        };
+        let Some(no) = call else {
+            if result.is_ok() {
+                let why = ended.flatten().unwrap_or(EndReason::Error);
+                self.host.close(session, why);
+            }
+            return;
+        };
+        match result {
+            Ok(info) => {
+                let Some(c) = self.calls.get_mut(&no) else {
+                    return;
+                };
+                c.media.starting = false;
+                c.media.started = true;
+                c.info = Some(info);
+                let due = matches!(c.phase, Phase::Ringing { answer_at } if answer_at <= now);
+                if due {
+                    self.answer_call(no, now, out);
+                } else {
+                    self.schedule_call(no);
+                }
+            }
+            Err(e) => {
+                let invite = self.calls.get_mut(&no).and_then(|c| {
+                    c.media.starting = false;
+                    c.invite_tx
+                });
+                if let Some(id) = invite {
+                    let refusal = Refusal {
+                        status: e.status,
+                        headers: Vec::new(),
+                        warning: Some(e.reason),
+                    };
+                    self.refuse(id, refusal, now, out);
+                }
+                self.end_call(no, "its media did not start", EndReason::Error);
+            }
+        }
     }
 
     /// A CANCEL: 200 for it, and 487 for its INVITE while that is unanswered.

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use roomkit_media::backend::{AppRate, AudioCodec};
 use roomkit_media::backend::{
-    RegisterOptions, RegistrationEvent, SipBackendConfig, SipCredentials, SipTlsConfig,
-    SipTransportKind, SipVideoBackend,
+    OverloadConfig, RegisterOptions, RegistrationEvent, SipBackendConfig, SipCredentials,
+    SipTlsConfig, SipTransportKind, SipVideoBackend,
 };
 use roomkit_media::backend::{SessionId, SessionInfo};
 use roomkit_media::metrics::{self, MetricsServer};
@@ -70,6 +70,14 @@ pub struct ServeArgs {
     /// Most calls at once; more are refused with 503 (0: no limit).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub max_sessions: usize,
+    /// Overload control: refuse new calls with 503 while the SIP thread's oldest unhandled
+    /// datagram is older than this (0: off).
+    #[arg(long, value_name = "MS", default_value_t = 200)]
+    pub overload_backlog: u64,
+    /// Out-of-dialog requests accepted per second from one source address; more get 503
+    /// (0: no limit).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub source_rate: u32,
     /// Hang each call up (BYE) this long after answering it.
     #[arg(long, value_name = "MS")]
     pub hangup_after: Option<u64>,
@@ -232,6 +240,9 @@ enum Event<'a> {
         calls_answered: u64,
         calls_ended: u64,
         calls_refused: u64,
+        /// Of those, refused with 503 (full, no port, overload, source over its rate).
+        calls_refused_overload: u64,
+        requests_rate_limited: u64,
         sip_received: u64,
         sip_rejected: u64,
         sip_dropped: u64,
@@ -368,6 +379,11 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode, crate::Failure> {
         rtp_port_end: rtp_end,
         answer_after: Duration::from_millis(args.answer_after),
         max_sessions: args.max_sessions,
+        overload: OverloadConfig {
+            max_backlog: Duration::from_millis(args.overload_backlog),
+            source_rate: args.source_rate,
+            ..OverloadConfig::default()
+        },
         callback_threads: 2,
         io_threads: args.io_threads,
         // Received audio at the codec's own rate, so a recording keeps all of it; echo sends it
@@ -650,6 +666,8 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode, crate::Failure> {
         calls_answered: st.calls_answered,
         calls_ended: ended.load(Ordering::Relaxed),
         calls_refused: st.calls_refused,
+        calls_refused_overload: st.calls_refused_overload,
+        requests_rate_limited: st.requests_rate_limited,
         sip_received: st.received,
         sip_rejected: st.rejected,
         sip_dropped: st.dropped,

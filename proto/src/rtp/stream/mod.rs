@@ -55,6 +55,7 @@ use super::audio_jitter::AudioJitterBuffer;
 use super::config::{CoreConfig, MediaParams, SourcePolicy};
 use super::media_tx::AudioTx;
 use super::packet::{classify_muxed, MuxedKind};
+use super::pool::BufPool;
 use super::receiver::ReceiverStats;
 use super::rtcp::{
     build_bye, build_report, ntp_from_unix, parse_compound_into, RtcpEvent, RtcpInterval,
@@ -151,14 +152,14 @@ pub struct StreamCore {
     rng: SmallRng,
     remotes: Remotes,
     rtp: RtpSender,
-    audio_tx: Option<AudioTx>,
-    video_out: Option<VideoOut>,
+    audio_tx: Option<Box<AudioTx>>,
+    video_out: Option<Box<VideoOut>>,
     dtmf_pt: Option<u8>,
     dtmf_queue: VecDeque<(char, u32)>,
     dtmf_playing: Option<DtmfPlayback>,
     rx_stats: Option<ReceiverStats>,
-    video_in: Option<VideoIn>,
-    audio_in: Option<AudioIn>,
+    video_in: Option<Box<VideoIn>>,
+    audio_in: Option<Box<AudioIn>>,
     rtt: RttEstimator,
     interval: RtcpInterval,
     last_pli: Option<Instant>,
@@ -174,11 +175,11 @@ pub struct StreamCore {
     closed: bool,
     transmits: VecDeque<Transmit>,
     events: VecDeque<StreamEvent>,
-    pool: Vec<Vec<u8>>,
+    pool: BufPool,
     stats: StreamStats,
     /// SRTP contexts, when the stream is secured: applied in `poll_transmit` and on entry to
     /// `handle_rtp`/`handle_rtcp`, so nothing in between sees a protected packet.
-    srtp: Option<SrtpSession>,
+    srtp: Option<Box<SrtpSession>>,
 }
 
 impl std::fmt::Debug for StreamCore {
@@ -214,20 +215,20 @@ impl StreamCore {
             (None, None, None, None, None);
         match &cfg.media {
             MediaParams::Audio(a) => {
-                audio_tx = Some(AudioTx::new(a)?);
+                audio_tx = Some(Box::new(AudioTx::new(a)?));
                 dtmf_pt = a.dtmf_payload_type;
-                audio_in = Some(AudioIn::new(a, clock_rate)?);
+                audio_in = Some(Box::new(AudioIn::new(a, clock_rate)?));
             }
             MediaParams::Video(v) => {
-                video_out = Some(VideoOut::new(v, ssrc, now, &mut rng)?);
-                video_in = Some(VideoIn::new(v, clock_rate));
+                video_out = Some(Box::new(VideoOut::new(v, ssrc, now, &mut rng)?));
+                video_in = Some(Box::new(VideoIn::new(v, clock_rate)));
             }
         }
         let interval = RtcpInterval::new(cfg.rtcp_interval, now, &mut rng);
         let srtp = match &cfg.srtp {
-            Some(keys) => {
-                Some(SrtpSession::new(keys).map_err(|e| Error::InvalidArgument(e.to_string()))?)
-            }
+            Some(keys) => Some(Box::new(
+                SrtpSession::new(keys).map_err(|e| Error::InvalidArgument(e.to_string()))?,
+            )),
             None => None,
         };
         Ok(StreamCore {
@@ -269,7 +270,7 @@ impl StreamCore {
             closed: false,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
-            pool: Vec::new(),
+            pool: BufPool::new(POOL_MAX),
             stats: StreamStats::default(),
             srtp,
         })
@@ -369,7 +370,7 @@ impl StreamCore {
 
     /// The SRTP suite protecting the stream; `None`: plain RTP.
     pub fn srtp_suite(&self) -> Option<SrtpSuite> {
-        self.srtp.as_ref().map(SrtpSession::suite)
+        self.srtp.as_ref().map(|s| s.suite())
     }
 
     /// The next datagram to send now. On a secured stream it is already SRTP or SRTCP: every
@@ -416,11 +417,8 @@ impl StreamCore {
     }
 
     /// Gives a transmit buffer back for reuse.
-    pub fn recycle(&mut self, mut buf: Vec<u8>) {
-        if self.pool.len() < POOL_MAX && buf.capacity() > 0 {
-            buf.clear();
-            self.pool.push(buf);
-        }
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        self.pool.give(buf);
     }
 
     /// When [`Self::handle_timeout`] should next be called; `None` once closed.
@@ -584,6 +582,7 @@ impl StreamCore {
             self.probe_tail(now, seq);
         }
         self.release(now);
+        self.pool.trim(now);
         if let Some(v) = self.video_in.as_mut() {
             v.rx.poll(now, &mut v.frames);
             self.after_video(now);
@@ -639,7 +638,7 @@ impl StreamCore {
         match self.srtp.as_mut() {
             Some(s) => s.rekey(keys, now),
             None => {
-                self.srtp = Some(SrtpSession::new(keys)?);
+                self.srtp = Some(Box::new(SrtpSession::new(keys)?));
                 Ok(true)
             }
         }
@@ -725,7 +724,7 @@ impl StreamCore {
     }
 
     fn buffer(&mut self) -> Vec<u8> {
-        let mut b = self.pool.pop().unwrap_or_default();
+        let mut b = self.pool.take();
         b.clear();
         b
     }

@@ -6,6 +6,8 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::rtp::pool::BufPool;
+
 use rand::rngs::SmallRng;
 use rand::Rng;
 
@@ -156,10 +158,11 @@ impl StreamCore {
             let len = v.tx.payloads.payload_len(i);
             self.rtp.count_payload(len);
             let seq = u16::from_be_bytes([header[2], header[3]]);
-            let buf = v.history.store(seq, now);
-            buf.extend_from_slice(&header);
-            v.tx.payloads.copy_payload(i, picture, buf);
-            let wire = buf.len();
+            let payloads = &v.tx.payloads;
+            let wire = v.history.store(seq, now, |buf| {
+                buf.extend_from_slice(&header);
+                payloads.copy_payload(i, picture, buf);
+            });
             v.pacer.push(now, Paced::Media(seq), wire, Class::Media);
             last_seq = Some(seq);
         }
@@ -218,7 +221,7 @@ impl StreamCore {
         for (i, (ts, marker, len)) in a.packets().enumerate() {
             let header = self.rtp.next_header(ts, marker);
             self.rtp.count_payload(len);
-            let mut buf = self.pool.pop().unwrap_or_default();
+            let mut buf = self.pool.take();
             buf.clear();
             buf.extend_from_slice(&header);
             buf.extend_from_slice(a.payload(i));
@@ -257,6 +260,7 @@ impl StreamCore {
         let Some(v) = self.video_out.as_mut() else {
             return;
         };
+        v.history.expire(now);
         while let Some((item, waited)) = v.pacer.pop(now) {
             Self::emit_paced(
                 v,
@@ -277,7 +281,7 @@ impl StreamCore {
         item: Paced,
         waited: Duration,
         now: Instant,
-        pool: &mut Vec<Vec<u8>>,
+        pool: &mut BufPool,
         transmits: &mut VecDeque<Transmit>,
         stats: &mut StreamStats,
         dest: SocketAddr,
@@ -289,7 +293,7 @@ impl StreamCore {
         let Some(bytes) = v.history.get(seq) else {
             return;
         };
-        let mut buf = pool.pop().unwrap_or_default();
+        let mut buf = pool.take();
         buf.clear();
         match (&mut v.rtx, resend) {
             (Some(rtx), true) => {
@@ -363,7 +367,7 @@ impl StreamCore {
                     .next_header(p.rtp_ts.wrapping_add(pkt.timestamp_offset), pkt.marker);
                 self.rtp.set_payload_type(normal);
                 self.rtp.count_payload(pkt.payload.len());
-                let mut buf = self.pool.pop().unwrap_or_default();
+                let mut buf = self.pool.take();
                 buf.clear();
                 buf.reserve(RTP_HEADER_LEN + TELEPHONE_EVENT_LEN);
                 buf.extend_from_slice(&h);
