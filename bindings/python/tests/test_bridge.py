@@ -47,10 +47,20 @@ def test_full_queue_drops_and_counts_and_the_fd_wakes() -> None:
         n = 16000
         pcm = struct.pack(f"<{n}h", *(int(8000 * math.sin(i / 3)) for i in range(n)))
         sender.send_audio(sent, pcm)
+        sent_at = time.monotonic()
         deadline = time.monotonic() + 10
         while receiver.dropped() < 20 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert receiver.dropped() >= 20  # frames came on, the engine never waited
+        # The sender paces the 2 s out: wait until nothing more comes (no new drop for 0.3 s
+        # after the last frame's time), so that the drain below sees only what the queue kept.
+        last = -1
+        while time.monotonic() < deadline:
+            now_dropped = receiver.dropped()
+            if now_dropped == last and time.monotonic() - sent_at > 2.2:
+                break
+            last = now_dropped
+            time.sleep(0.3)
         assert readable(fd)  # the fd is readable while events wait
         batch = receiver.drain(1000)
         assert 1 <= len(batch) <= 4 and {e[0] for e in batch} == {"audio"}
