@@ -8,9 +8,12 @@
 //!
 //! Two queues can back up: the SIP thread's own input (the UDP receive queue, measured by the
 //! thread) and the sessions the media host is starting off the SIP thread ([`PendingStarts`],
-//! measured here on the core's clock). Either one older than `max_backlog` refuses new
-//! INVITEs. A retransmitted INVITE of a call being set up meets its server transaction, which
-//! sends the 180 again: it creates no work.
+//! measured here on the core's clock). New INVITEs are refused from when the first reaches
+//! `max_backlog` until it is back under a quarter of it (hysteresis), and while the second
+//! would keep a new call waiting `max_backlog`: its oldest has waited that long, or, at the
+//! pace the host has been starting sessions, those queued would take that long. Each refusal
+//! is counted under its reason ([`Shed`]). A retransmitted INVITE of a call being set up
+//! meets its server transaction, which sends the 180 again: it creates no work.
 //!
 //! Per-source limit, the choice for non-INVITE requests: an excess request of any method
 //! gets a 503 with `Retry-After`, sent without creating a transaction. Dropping it silently
