@@ -185,19 +185,18 @@ impl PendingStarts {
 
     /// The host reported `session` at `now`: `None` when it was not pending, else why its
     /// call ended meanwhile, if it did. The host starts sessions one at a time in order, so
-    /// this one took from when the host was free for it (its last report, or the hand-over
-    /// if later) to now.
+    /// one handed over before the host's last report waited for the host, and took from that
+    /// report to now: that is the pace. One handed over to an idle host is not counted: its
+    /// time is mostly the round trip of the hand-over and the report through the SIP
+    /// thread's queues, not work that a queue of them would add up.
     pub(super) fn finish(&mut self, session: SessionId, now: Instant) -> Option<Option<EndReason>> {
         let (handed, why) = self.sessions.remove(&session)?;
-        let free_at = self.last_report.map_or(handed, |r| r.max(handed));
-        if let Some(last) = self.last_report {
+        if let Some(last) = self.last_report.filter(|&last| handed <= last) {
             let keep =
                 PACE_MEMORY / (PACE_MEMORY + now.saturating_duration_since(last).as_secs_f64());
-            self.busy *= keep;
-            self.done *= keep;
+            self.busy = self.busy * keep + now.saturating_duration_since(last).as_secs_f64();
+            self.done = self.done * keep + 1.0;
         }
-        self.busy += now.saturating_duration_since(free_at).as_secs_f64();
-        self.done += 1.0;
         self.last_report = Some(now);
         self.trim();
         Some(why)
@@ -252,12 +251,20 @@ mod tests {
     fn the_pace_holds_when_reports_come_in_batches() {
         let t0 = Instant::now();
         let mut p = PendingStarts::default();
-        for n in 0..10 {
+        for n in 0..11 {
             p.add(id(n), t0);
         }
-        // All ten reported at once, 100 ms later: 10 ms each.
-        let at = t0 + Duration::from_millis(100);
-        for n in 0..10 {
+        // The first, handed to an idle host, says nothing of the pace.
+        let first = t0 + Duration::from_millis(10);
+        assert_eq!(p.finish(id(0), first), Some(None));
+        assert_eq!(
+            p.wait(first),
+            Duration::from_millis(10),
+            "the oldest's wait only"
+        );
+        // The ten queued behind it reported at once, 100 ms later: 10 ms each.
+        let at = first + Duration::from_millis(100);
+        for n in 1..11 {
             assert_eq!(p.finish(id(n), at), Some(None));
         }
         assert_eq!(p.finish(id(3), at), None, "reported already");

@@ -2402,11 +2402,16 @@ fn the_setup_queue_takes_only_what_the_host_can_start_in_time() {
         let (session, result) = b.host.lock().deferred.remove(0);
         b.cmd(Command::MediaStarted(session, result), now);
     };
-    // One call, whose session takes the host 50 ms: the pace.
+    // Two calls at once: the second waits for the first, whose session takes the host 50 ms,
+    // and then takes 50 ms itself: the pace (the first, handed to an idle host, does not
+    // count).
     b.recv(plain_invite("p0", caller).as_bytes(), caller, now);
-    now += Duration::from_millis(50);
-    report(&mut b, now);
-    assert_eq!(final_status(&b.sent()), Some(200));
+    b.recv(plain_invite("q0", caller).as_bytes(), caller, now);
+    for _ in 0..2 {
+        now += Duration::from_millis(50);
+        report(&mut b, now);
+        assert_eq!(final_status(&b.sent()), Some(200));
+    }
     // A burst: four are taken (at 50 ms each, the fourth starts within 200 ms), the fifth
     // would wait 200 ms and is refused at once, with no port taken.
     let mut statuses = Vec::new();
@@ -2431,7 +2436,7 @@ fn the_setup_queue_takes_only_what_the_host_can_start_in_time() {
     b.recv(plain_invite("p6", caller).as_bytes(), caller, now);
     assert_eq!(b.core.starting.len(), 1, "taken again");
     let st = b.counters.snapshot();
-    assert_eq!(st.calls_answered, 5);
+    assert_eq!(st.calls_answered, 6);
     assert_eq!(
         (
             st.calls_refused_overload,
