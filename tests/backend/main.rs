@@ -8,6 +8,7 @@ mod support;
 mod bench_cmd;
 mod liveness;
 mod metrics;
+mod netsim_bottleneck;
 mod rtp_backend;
 mod rtp_backend_impairment;
 mod rtp_backend_robustness;
