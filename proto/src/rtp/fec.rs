@@ -23,6 +23,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::time::Duration;
 
 use super::packet::RTP_HEADER_LEN;
 
@@ -30,6 +31,65 @@ use super::packet::RTP_HEADER_LEN;
 pub const FEC_HEADER_LEN: usize = 10;
 /// The most media packets one FEC packet protects (the long mask).
 pub const MAX_PROTECTED: usize = 48;
+
+/// Forward error correction on a video stream: ULPFEC in RED, both ways. Off unless set (or
+/// negotiated in SDP: `a=rtpmap:PT red/90000` and `a=rtpmap:PT ulpfec/90000`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FecConfig {
+    /// Payload type of the RED packets that carry media and FEC.
+    pub red_payload_type: u8,
+    /// Payload type of the ULPFEC blocks inside RED.
+    pub ulpfec_payload_type: u8,
+    /// FEC packets per media packet while the receiver reports nothing (a one-way path, or
+    /// before its first report): NACK cannot work there, so FEC does the whole job.
+    pub rate_without_feedback: f64,
+    /// The most FEC packets per media packet when reports come.
+    pub max_rate: f64,
+}
+
+impl Default for FecConfig {
+    /// RED 123 and ULPFEC 122 (GStreamer's and many examples' choice), half a packet of FEC per
+    /// media packet without feedback, at most half with.
+    fn default() -> Self {
+        FecConfig {
+            red_payload_type: 123,
+            ulpfec_payload_type: 122,
+            rate_without_feedback: 0.5,
+            max_rate: 0.5,
+        }
+    }
+}
+
+/// RTT up to which NACK repairs in time, so FEC only thins the losses out.
+const RTT_NACK_ENOUGH: Duration = Duration::from_millis(50);
+/// RTT from which a repair comes too late for the jitter buffer, so FEC does the whole job.
+const RTT_NACK_TOO_SLOW: Duration = Duration::from_millis(150);
+/// FEC packets per media packet for each unit of reported loss share, at long RTT: with
+/// interleaved groups of `1 / rate` packets, a loss share `l` leaves about `(l / rate)² / 2` of
+/// the groups with two losses; four times the loss keeps that near 3 % of the groups.
+const LOSS_FACTOR: f64 = 4.0;
+/// With a short RTT, this share of that (NACK repairs the rest).
+const SHORT_RTT_SHARE: f64 = 0.25;
+
+/// The FEC packets per media packet to send: the hybrid NACK/FEC idea of libwebrtc, in our
+/// terms. `loss` is the receiver's last reported loss share (`None`: no report, or reports
+/// stopped) and `rtt` the round-trip time if measured. No feedback: the configured rate. With
+/// feedback: proportional to the loss, fully at an RTT too long for NACK, a quarter of that
+/// where NACK repairs in time, linear in between; never above `max_rate`.
+pub fn protection_rate(cfg: &FecConfig, loss: Option<f64>, rtt: Option<Duration>) -> f64 {
+    let Some(loss) = loss.filter(|l| l.is_finite()) else {
+        return cfg.rate_without_feedback.clamp(0.0, 1.0);
+    };
+    let long = match rtt {
+        None => 1.0,
+        Some(r) => {
+            let span = (RTT_NACK_TOO_SLOW - RTT_NACK_ENOUGH).as_secs_f64();
+            ((r.as_secs_f64() - RTT_NACK_ENOUGH.as_secs_f64()) / span).clamp(0.0, 1.0)
+        }
+    };
+    let share = SHORT_RTT_SHARE + (1.0 - SHORT_RTT_SHARE) * long;
+    (loss.clamp(0.0, 1.0) * LOSS_FACTOR * share).clamp(0.0, cfg.max_rate.clamp(0.0, 1.0))
+}
 
 /// Why an FEC packet cannot be read, built or used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -243,9 +303,9 @@ impl FecSender {
 
     /// A media packet (whole RTP, before any RED wrapping) was sent. `end_of_picture` closes the
     /// group; `rate` is the FEC packets wanted per media packet (0-1): a closed group of `n`
-    /// packets gets `round(n × rate)` FEC packets, at least one when `rate` is above zero,
-    /// packet `i` protected by FEC packet `i mod k` (interleaved, so a burst of up to `k`
-    /// losses in a row is still recovered).
+    /// packets gets `k = round(n × rate)` FEC packets, at least one when `rate` is above zero:
+    /// up to three interleave (packet `i` in the `i mod k`-th); from four on, half of them
+    /// interleave and half take runs of neighbours, so every packet is protected twice.
     pub fn add_media(&mut self, pkt: &[u8], end_of_picture: bool, rate: f64) {
         let Some(seq) = rtp_seq(pkt) else { return };
         let too_far = self
@@ -269,8 +329,26 @@ impl FecSender {
             return;
         }
         let k = ((n as f64 * rate.min(1.0)).round() as usize).clamp(1, n);
-        for j in 0..k {
-            let members: Vec<&[u8]> = group.iter().skip(j).step_by(k).map(Vec::as_slice).collect();
+        // Up to three FEC packets interleave; from four on, two layers: `cols` packets that each protect
+        // every `cols`-th media packet (interleaved), and `rows` that each protect a run of
+        // neighbours. Each media packet is then in two groups that share no other packet, so
+        // two losses in one group are rebuilt through the other layer (a 2-D parity code).
+        let (cols, rows) = if k >= 4 { (k / 2, k - k / 2) } else { (k, 0) };
+        let mut groups: Vec<Vec<&[u8]>> = (0..cols)
+            .map(|j| {
+                group
+                    .iter()
+                    .skip(j)
+                    .step_by(cols)
+                    .map(Vec::as_slice)
+                    .collect()
+            })
+            .collect();
+        for j in 0..rows {
+            let (lo, hi) = (j * n / rows, (j + 1) * n / rows);
+            groups.push(group[lo..hi].iter().map(Vec::as_slice).collect());
+        }
+        for members in groups.into_iter().filter(|m| !m.is_empty()) {
             let mut out = Vec::new();
             if build_ulpfec(&members, &mut out).is_ok() {
                 self.built += 1;
@@ -306,6 +384,19 @@ pub struct FecReceiverStats {
     pub unrecoverable: u64,
 }
 
+/// Where an FEC packet sat in the stream: its own sequence number and timestamp, and the
+/// media it protects.
+#[derive(Debug, Clone, Copy)]
+struct FecPosition {
+    seq: u16,
+    ts: u32,
+    base: u16,
+    mask: u64,
+}
+
+/// FEC positions and media markers remembered to tell a lost FEC packet from lost media.
+const POSITIONS_KEPT: usize = 64;
+
 #[derive(Debug)]
 struct KeptFec {
     ssrc: u32,
@@ -322,6 +413,14 @@ pub struct FecReceiver {
     newest: Option<u16>,
     recovered: VecDeque<Vec<u8>>,
     stats: FecReceiverStats,
+    /// Sequence numbers of FEC packets that arrived, by sequence number modulo [`MEDIA_SLOTS`].
+    fec_seen: Vec<Option<u16>>,
+    /// Sequence numbers already handed out as fillers, the same way.
+    filled: Vec<Option<u16>>,
+    positions: VecDeque<FecPosition>,
+    /// (sequence number, timestamp) of recent media packets with the marker bit.
+    markers: VecDeque<(u16, u32)>,
+    fillers: VecDeque<u16>,
 }
 
 impl Default for FecReceiver {
@@ -339,6 +438,11 @@ impl FecReceiver {
             newest: None,
             recovered: VecDeque::new(),
             stats: FecReceiverStats::default(),
+            fec_seen: vec![None; MEDIA_SLOTS],
+            filled: vec![None; MEDIA_SLOTS],
+            positions: VecDeque::new(),
+            markers: VecDeque::new(),
+            fillers: VecDeque::new(),
         }
     }
 
@@ -354,6 +458,13 @@ impl FecReceiver {
     fn store(&mut self, seq: u16, pkt: &[u8]) {
         if self.newest.is_none_or(|n| (seq.wrapping_sub(n) as i16) > 0) {
             self.newest = Some(seq);
+        }
+        if pkt[1] & 0x80 != 0 {
+            if self.markers.len() == POSITIONS_KEPT {
+                self.markers.pop_front();
+            }
+            self.markers
+                .push_back((seq, u32::from_be_bytes([pkt[4], pkt[5], pkt[6], pkt[7]])));
         }
         let slot = &mut self.media[usize::from(seq) % MEDIA_SLOTS];
         match slot {
@@ -406,6 +517,110 @@ impl FecReceiver {
             last,
         });
         self.try_recover();
+    }
+
+    /// A whole FEC packet (RTP, RED removed) arrived: besides [`Self::handle_fec`], its place
+    /// in the stream is remembered, from which lost FEC packets are told apart from lost media
+    /// ([`Self::poll_filler`]).
+    pub fn handle_fec_packet(&mut self, pkt: &[u8]) {
+        let Ok((meta, range)) = super::packet::parse_rtp(pkt) else {
+            self.stats.fec_malformed += 1;
+            return;
+        };
+        let payload = &pkt[range];
+        if let Ok(f) = parse_ulpfec(payload) {
+            self.fec_seen[usize::from(meta.sequence) % MEDIA_SLOTS] = Some(meta.sequence);
+            if self.positions.len() == POSITIONS_KEPT {
+                self.positions.pop_front();
+            }
+            self.positions.push_back(FecPosition {
+                seq: meta.sequence,
+                ts: meta.timestamp,
+                base: f.sn_base,
+                mask: f.mask,
+            });
+        }
+        self.handle_fec(meta.ssrc, payload);
+        self.find_fillers();
+    }
+
+    /// The next sequence number found to have been an FEC packet that was lost: it carried no
+    /// media, so the jitter buffer should not wait for it nor count it as a media loss.
+    ///
+    /// FEC packets follow the media of their picture (our sender, GStreamer and libwebrtc all
+    /// send them so). A missing number is taken for a lost FEC packet when it lies after the
+    /// marker packet (or an FEC packet) of a picture and before a later FEC packet of the same
+    /// picture, or after the picture's last FEC packet received and before the first packet the
+    /// next picture's FEC packets protect, and no FEC packet received protects it. (Losing both
+    /// the first packet of a picture and the FEC packet that protects it can make that first
+    /// packet look like FEC; an H.264 picture whose first packet is a fragment is still found
+    /// damaged by its depacketizer.)
+    #[must_use]
+    pub fn poll_filler(&mut self) -> Option<u16> {
+        self.fillers.pop_front()
+    }
+
+    fn find_fillers(&mut self) {
+        let Some(newest) = self.positions.back().map(|p| p.seq) else {
+            return;
+        };
+        // Positions in stream order, as offsets behind the newest FEC packet.
+        let mut pos: Vec<FecPosition> = self.positions.iter().copied().collect();
+        pos.sort_by_key(|p| std::cmp::Reverse(newest.wrapping_sub(p.seq) as i16));
+        let mut i = 0;
+        while i < pos.len() {
+            let ts = pos[i].ts;
+            let mut j = i;
+            while j + 1 < pos.len() && pos[j + 1].ts == ts {
+                j += 1;
+            }
+            // The picture's FEC packets are pos[i..=j]; its marker packet, if it arrived, opens
+            // the run of FEC sequence numbers.
+            let marker = self
+                .markers
+                .iter()
+                .rev()
+                .find(|(_, t)| *t == ts)
+                .map(|(s, _)| *s);
+            let start = marker.unwrap_or(pos[i].seq);
+            self.fill_between(start, pos[j].seq, &pos);
+            if let Some(next_base) = pos.get(j + 1..).and_then(|rest| {
+                let next_ts = rest.first()?.ts;
+                rest.iter()
+                    .take_while(|p| p.ts == next_ts)
+                    .map(|p| p.base)
+                    .min_by_key(|b| b.wrapping_sub(pos[j].seq) as i16)
+            }) {
+                self.fill_between(pos[j].seq, next_base, &pos);
+            }
+            i = j + 1;
+        }
+    }
+
+    /// Reports as fillers the numbers strictly between `from` and `to` that nothing received
+    /// accounts for.
+    fn fill_between(&mut self, from: u16, to: u16, pos: &[FecPosition]) {
+        let span = to.wrapping_sub(from) as i16;
+        if !(2..=MAX_PROTECTED as i16).contains(&span) {
+            return;
+        }
+        for k in 1..span as u16 {
+            let s = from.wrapping_add(k);
+            let slot = usize::from(s) % MEDIA_SLOTS;
+            let protected = pos.iter().any(|p| {
+                let i = usize::from(s.wrapping_sub(p.base));
+                i < MAX_PROTECTED && p.mask >> (47 - i) & 1 == 1
+            });
+            if self.has(s)
+                || self.fec_seen[slot] == Some(s)
+                || self.filled[slot] == Some(s)
+                || protected
+            {
+                continue;
+            }
+            self.filled[slot] = Some(s);
+            self.fillers.push_back(s);
+        }
     }
 
     /// The next packet rebuilt, to be handled as if it had arrived.
@@ -497,6 +712,30 @@ mod tests {
         let mut v = h.to_vec();
         v.extend_from_slice(payload);
         v
+    }
+
+    #[test]
+    fn protection_follows_feedback_loss_and_rtt() {
+        let c = FecConfig::default();
+        let ms = Duration::from_millis;
+        assert_eq!(
+            protection_rate(&c, None, None),
+            0.5,
+            "no feedback: the configured rate"
+        );
+        assert_eq!(
+            protection_rate(&c, Some(0.0), Some(ms(300))),
+            0.0,
+            "no loss, no FEC"
+        );
+        let long = protection_rate(&c, Some(0.03), Some(ms(300)));
+        let short = protection_rate(&c, Some(0.03), Some(ms(20)));
+        let mid = protection_rate(&c, Some(0.03), Some(ms(100)));
+        assert!((long - 0.12).abs() < 1e-9, "{long}");
+        assert!((short - 0.03).abs() < 1e-9, "{short}");
+        assert!(short < mid && mid < long);
+        assert_eq!(protection_rate(&c, Some(0.5), Some(ms(300))), 0.5, "capped");
+        assert_eq!(protection_rate(&c, Some(f64::NAN), None), 0.5);
     }
 
     #[test]
@@ -640,8 +879,9 @@ mod tests {
                 fecs.push(f);
             }
             assert_eq!(fecs.len(), ((n as f64 * 0.5).round() as usize).max(1));
-            // Lose one packet of each FEC packet's share: packet j for j < k.
-            let k = fecs.len();
+            // Lose the first packet and, in pictures of 4 or more, the second too: two losses in
+            // one run of neighbours, rebuilt through the interleaved layer.
+            let k = if n >= 4 { 2 } else { 1 };
             for (i, p) in group.iter().enumerate() {
                 if i < k {
                     lost.push(p.clone());
@@ -657,7 +897,7 @@ mod tests {
         while let Some(p) = rx.poll_recovered() {
             got.push(p);
         }
-        assert_eq!(got, lost);
+        assert!(got == lost, "{} rebuilt of {} lost", got.len(), lost.len());
         assert_eq!(rx.stats().recovered, lost.len() as u64);
         assert_eq!(tx.built, rx.stats().fec_packets);
     }
