@@ -643,6 +643,9 @@ typedef struct {
     // calls); N > 0 (at most 1024) N shared threads, each waiting in `epoll` on the sockets of
     // many streams (for many sessions).
     uint32_t io_threads;
+    // Offer and accept forward error correction on video (ULPFEC in RED, `red/90000` and
+    // `ulpfec/90000`): lost packets rebuilt without a round trip; default false.
+    bool video_fec;
 } rkm_sip_config;
 
 // An answered SIP call, as the `call` callback sees it. Every string is NUL-terminated and

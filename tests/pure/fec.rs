@@ -90,3 +90,57 @@ mod one_way {
         }
     }
 }
+
+mod sdp {
+    //! `red/90000` and `ulpfec/90000` in offers and answers: agreed only when both sides want it.
+    use std::net::IpAddr;
+
+    use roomkit_media::sdp::{
+        answer, build_offer, parse_answer, AnswerConfig, OfferConfig, SessionDescription,
+    };
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    /// The (RED, ULPFEC) payload types a side agreed on.
+    type Agreed = Option<(u8, u8)>;
+
+    /// Offer with FEC or not, answer with FEC or not: what each side agreed and the texts.
+    fn negotiate(offer_fec: bool, answer_fec: bool) -> (Agreed, Agreed, String, String) {
+        let mut oc = OfferConfig::new(ip("192.0.2.1"), 4000, 4002);
+        oc.local.video_fec = offer_fec;
+        let offer = build_offer(&oc);
+        let mut ac = AnswerConfig::new(ip("192.0.2.10"), 10000, 10002);
+        ac.local.video_fec = answer_fec;
+        let sd = SessionDescription::parse(offer.sdp.as_bytes()).unwrap();
+        let a = answer(&sd, &ac).unwrap();
+        let uac = parse_answer(&offer, a.sdp.as_bytes()).unwrap();
+        (
+            uac.video.unwrap().fec,
+            a.negotiation.video.unwrap().fec,
+            offer.sdp,
+            a.sdp,
+        )
+    }
+
+    #[test]
+    fn fec_is_offered_and_agreed_only_when_both_sides_want_it() {
+        let (uac, uas, offer, answer) = negotiate(true, true);
+        assert!(offer.contains("a=rtpmap:123 red/90000\r\n"), "{offer}");
+        assert!(offer.contains("a=rtpmap:122 ulpfec/90000\r\n"), "{offer}");
+        assert!(answer.contains("a=rtpmap:123 red/90000\r\n"), "{answer}");
+        assert!(answer.contains("a=rtpmap:122 ulpfec/90000\r\n"), "{answer}");
+        let m = answer.lines().find(|l| l.starts_with("m=video")).unwrap();
+        assert!(m.ends_with(" 123 122"), "{m}");
+        assert_eq!((uac, uas), (Some((123, 122)), Some((123, 122))));
+
+        let (uac, uas, _, answer) = negotiate(true, false);
+        assert!(!answer.contains("red/90000"), "{answer}");
+        assert_eq!((uac, uas), (None, None));
+
+        let (uac, uas, offer, _) = negotiate(false, true);
+        assert!(!offer.contains("ulpfec"), "{offer}");
+        assert_eq!((uac, uas), (None, None));
+    }
+}
