@@ -16,6 +16,7 @@ mod rtp_srtp;
 mod sip_backend;
 mod sip_backend_rfc4475;
 mod sip_demo;
+mod sip_fec;
 mod sip_lossy;
 mod sip_tcp_tls;
 mod stream_impairment;
