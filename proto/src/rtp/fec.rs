@@ -551,7 +551,8 @@ impl FecReceiver {
     /// send them so). A missing number is taken for a lost FEC packet when it lies after the
     /// marker packet (or an FEC packet) of a picture and before a later FEC packet of the same
     /// picture, or after the picture's last FEC packet received and before the first packet the
-    /// next picture's FEC packets protect, and no FEC packet received protects it. (Losing both
+    /// next protected picture's FEC packets protect with no media received in between (else an
+    /// unprotected picture lies there), and no FEC packet received protects it. (Losing both
     /// the first packet of a picture and the FEC packet that protects it can make that first
     /// packet look like FEC; an H.264 picture whose first packet is a fragment is still found
     /// damaged by its depacketizer.)
@@ -591,7 +592,14 @@ impl FecReceiver {
                     .map(|p| p.base)
                     .min_by_key(|b| b.wrapping_sub(pos[j].seq) as i16)
             }) {
-                self.fill_between(pos[j].seq, next_base, &pos);
+                // Only when nothing arrived in between: media there means a picture without
+                // FEC lies between the two, and its losses are media.
+                let gap = next_base.wrapping_sub(pos[j].seq);
+                let media_between = (1..gap.min(MAX_PROTECTED as u16 + 1))
+                    .any(|k| self.has(pos[j].seq.wrapping_add(k)));
+                if !media_between {
+                    self.fill_between(pos[j].seq, next_base, &pos);
+                }
             }
             i = j + 1;
         }

@@ -109,17 +109,6 @@ impl StreamCore {
         }
     }
 
-    /// Whether `pkt` (from the send history) is one of our FEC packets: never re-sent, as the
-    /// receiver could not tell it from media once unwrapped from RTX.
-    pub(super) fn is_our_fec(&self, pkt: &[u8]) -> bool {
-        let fec_pt = self
-            .video_out
-            .as_ref()
-            .and_then(|v| v.fec.as_ref())
-            .map(|f| f.cfg.ulpfec_payload_type);
-        fec_pt.is_some_and(|pt| pkt.get(1).is_some_and(|b| b & 0x7f == pt))
-    }
-
     /// Whether payload type `pt` is the RED of a stream that receives FEC.
     pub(super) fn is_red(&self, pt: u8) -> bool {
         self.video_in
@@ -175,7 +164,9 @@ impl StreamCore {
                 s.on_packet(meta.sequence, meta.timestamp, arrival, range.len());
             }
         }
-        let _ = self.note_for_nack(now, meta.sequence, false);
+        // FEC follows its picture's last packet: it ends the picture for the NACK tracker's tail
+        // probe (else the next picture's first packet is asked for before it is due).
+        let _ = self.note_for_nack(now, meta.sequence, true);
         if let Some(v) = self.video_in.as_mut() {
             let _ = v.rx.push_filler(meta, now, &mut v.frames);
             if let Some(f) = v.fec.as_mut() {
@@ -189,7 +180,7 @@ impl StreamCore {
             .and_then(|v| v.fec.as_mut())
             .and_then(|f| f.rx.poll_filler())
         {
-            let _ = self.note_for_nack(now, seq, false);
+            let _ = self.note_for_nack(now, seq, true);
             if let Some(v) = self.video_in.as_mut() {
                 let filler = RtpMeta {
                     sequence: seq,

@@ -296,9 +296,10 @@ impl StreamCore {
                 nacks: 1,
                 first_nack: Some(t),
             },
-        ) = nack_arrival
+        ) = nack_arrival.filter(|_| !fec_recovered)
         {
-            // Ambiguous (a late original looks the same); the estimator's median copes.
+            // Ambiguous (a late original looks the same); the estimator's median copes. A packet
+            // rebuilt from FEC says nothing about the round trip.
             self.rtt
                 .on_ambiguous_sample(now.saturating_duration_since(t));
         }

@@ -310,7 +310,21 @@ impl StreamCore {
         };
         let mut buf = pool.take();
         buf.clear();
+        // An FEC packet asked for again goes as it went, in RED on the media's sequence
+        // numbers (RTX would turn it into media at the receiver).
+        let fec_resend = resend
+            && v.fec.as_ref().is_some_and(|f| {
+                bytes
+                    .get(1)
+                    .is_some_and(|b| b & 0x7f == f.cfg.ulpfec_payload_type)
+            });
         match (&mut v.rtx, resend) {
+            _ if fec_resend => {
+                let red_pt = v.fec.as_ref().map_or(0, |f| f.cfg.red_payload_type);
+                if wrap_red(bytes, red_pt, &mut buf).is_err() {
+                    return;
+                }
+            }
             (Some(rtx), true) => {
                 if wrap_rtx(bytes, rtx.payload_type, rtx.ssrc, rtx.seq, &mut buf).is_err() {
                     return;
@@ -450,18 +464,6 @@ impl StreamCore {
                 self.stats.retransmit_refused += 1;
                 return;
             }
-        };
-        if self.is_our_fec(
-            self.video_out
-                .as_ref()
-                .and_then(|v| v.history.get(seq))
-                .unwrap_or(&[]),
-        ) {
-            self.stats.retransmit_refused += 1;
-            return;
-        }
-        let Some(v) = self.video_out.as_mut() else {
-            return;
         };
         let rate = v.pacer.media_rate(now);
         if !v.limiter.try_take(now, len, rate) {
