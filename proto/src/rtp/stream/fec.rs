@@ -20,13 +20,27 @@ use super::StreamCore;
 /// Receiver reports older than this no longer count as feedback: the path back is gone.
 const FEEDBACK_STALE: Duration = Duration::from_secs(5);
 
+/// The loss the sender sizes FEC from is measured over at least this long: a receiver that
+/// sends NACKs sends a report with each, over a few milliseconds, whose own loss share is
+/// mostly 0.
+const LOSS_WINDOW: Duration = Duration::from_secs(1);
+
+/// Packets NACK gave up on, with no repair seen, before the receiver decides the path back does
+/// not work.
+const NACK_FAILURES: u64 = 1;
+
 /// The sender's FEC state.
 #[derive(Debug)]
 pub(super) struct FecOut {
     pub(super) cfg: FecConfig,
     sender: FecSender,
     /// When the receiver last reported on our stream.
-    pub(super) last_report: Option<Instant>,
+    last_report: Option<Instant>,
+    /// The report that opened the current loss window: when, cumulative lost, highest sequence
+    /// number received.
+    window_start: Option<(Instant, i64, u32)>,
+    /// The loss share over the last full window.
+    loss: f64,
 }
 
 impl FecOut {
@@ -35,6 +49,29 @@ impl FecOut {
             cfg,
             sender: FecSender::new(),
             last_report: None,
+            window_start: None,
+            loss: 0.0,
+        }
+    }
+
+    /// A receiver report block about our stream.
+    pub(super) fn on_report(&mut self, now: Instant, cumulative_lost: i32, ext_highest_seq: u32) {
+        if self.last_report.is_none() {
+            // Until a window is full, the first report's own share stands in.
+            self.loss = 0.0;
+        }
+        self.last_report = Some(now);
+        let lost = i64::from(cumulative_lost);
+        match self.window_start {
+            Some((t, l0, h0)) if now.saturating_duration_since(t) >= LOSS_WINDOW => {
+                let expected = ext_highest_seq.wrapping_sub(h0);
+                if expected > 0 && expected < 1 << 31 {
+                    self.loss = ((lost - l0) as f64 / f64::from(expected)).clamp(0.0, 1.0);
+                }
+                self.window_start = Some((now, lost, ext_highest_seq));
+            }
+            Some(_) => {}
+            None => self.window_start = Some((now, lost, ext_highest_seq)),
         }
     }
 }
@@ -45,6 +82,9 @@ pub(super) struct FecIn {
     pub(super) cfg: FecConfig,
     rx: FecReceiver,
     buf: Vec<u8>,
+    /// A packet we NACKed came back over the network: the path back works, so lost FEC
+    /// packets after a picture's last one are left to NACK rather than guessed.
+    pub(super) repairs_seen: bool,
 }
 
 impl FecIn {
@@ -53,6 +93,7 @@ impl FecIn {
             cfg,
             rx: FecReceiver::new(),
             buf: Vec::new(),
+            repairs_seen: false,
         }
     }
 }
@@ -64,7 +105,7 @@ impl StreamCore {
         let fresh = f
             .last_report
             .is_some_and(|t| now.saturating_duration_since(t) < FEEDBACK_STALE);
-        let loss = fresh.then_some(self.stats.remote_fraction_lost);
+        let loss = fresh.then_some(f.loss);
         let rtt = self.rtt.is_measured().then(|| self.rtt.rtt());
         Some(protection_rate(&f.cfg, loss, rtt))
     }
@@ -169,7 +210,14 @@ impl StreamCore {
         let _ = self.note_for_nack(now, meta.sequence, true);
         if let Some(v) = self.video_in.as_mut() {
             let _ = v.rx.push_filler(meta, now, &mut v.frames);
+            // Guess where lost FEC packets sat past a picture's last one only where NACK cannot
+            // do better: it is off, or it has given up on packets and no repair ever came.
+            let nack_fails = v
+                .nack
+                .as_ref()
+                .is_none_or(|n| n.stats().given_up >= NACK_FAILURES);
             if let Some(f) = v.fec.as_mut() {
+                f.rx.set_place_trailing(nack_fails && !f.repairs_seen);
                 f.rx.handle_fec_packet(inner);
             }
         }

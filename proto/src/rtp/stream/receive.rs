@@ -271,6 +271,15 @@ impl StreamCore {
         // A packet we NACKed that now arrives is most likely the retransmission: it says
         // nothing about the path, so it stays out of the RFC 3550 statistics.
         let nack_arrival = self.note_for_nack(now, meta.sequence, meta.marker);
+        let repaired = matches!(
+            nack_arrival,
+            Some(NackArrival::Recovered { nacks, .. } | NackArrival::Late { nacks, .. }) if nacks > 0
+        );
+        if repaired && !fec_recovered {
+            if let Some(f) = self.video_in.as_mut().and_then(|v| v.fec.as_mut()) {
+                f.repairs_seen = true;
+            }
+        }
         let recovered = fec_recovered
             || matches!(
                 nack_arrival,

@@ -428,7 +428,7 @@ impl StreamCore {
         for b in blocks.iter().filter(|b| b.ssrc == self.ssrc) {
             self.stats.remote_fraction_lost = f64::from(b.fraction_lost) / 256.0;
             if let Some(f) = self.video_out.as_mut().and_then(|v| v.fec.as_mut()) {
-                f.last_report = Some(now);
+                f.on_report(now, b.cumulative_lost, b.ext_highest_seq);
             }
             if let Some(a) = self.audio_tx.as_mut() {
                 if let Some(p) = a.on_reported_loss(self.stats.remote_fraction_lost) {
