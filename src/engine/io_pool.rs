@@ -19,7 +19,8 @@
 //! when it comes up (the heap is rebuilt if such entries pile up).
 //!
 //! A thread with many streams (a server's) works in rounds at most [`ROUND`] apart: after a
-//! round it lets the next datagrams and deadlines gather before it waits again, so one wake-up
+//! round it lets the next datagrams and deadlines gather before it waits again (a command cuts
+//! the pause short), so one wake-up
 //! serves every stream that became ready meanwhile, and each callback thread it posts to is
 //! woken once per round ([`super::dispatch::hold_wakes`]) rather than once per stream. A thread
 //! with few streams waits at once, for the lowest latency.
@@ -43,7 +44,7 @@ use parking_lot::Mutex;
 
 use super::event::{EngineEvent, MediaKind};
 use super::io_thread::{IoThread, StopSignal};
-use super::socket::{Epoll, EpollToken};
+use super::socket::{poll_readable, Epoll, EpollToken};
 use super::stream::{self, Shared, MAX_IDLE, MIN_SLEEP};
 
 /// The token of a thread's own wake-up descriptor.
@@ -369,7 +370,12 @@ fn serve(lane: &Lane, stop: &StopSignal) {
             let next = began + ROUND;
             let now = Instant::now();
             if ready.len() < READY_BATCH && now < next {
-                std::thread::sleep(next - now);
+                // The pause ends early on a command (attach, re-arm, detach, stop): a caller
+                // waiting for its stream to be closed is not held up by the round.
+                let mut woken = [false];
+                if poll_readable(&[lane.signal.wake_fd()], &mut woken, next - now).is_err() {
+                    std::thread::sleep(next - now);
+                }
             }
         }
         let timeout = if again.is_empty() {

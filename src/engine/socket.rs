@@ -702,7 +702,8 @@ pub fn poll_readable(fds: &[RawFd], ready: &mut [bool], timeout: Duration) -> io
 }
 
 /// An `epoll` instance: one thread waits on many descriptors. Registrations are level-triggered
-/// (see [`Epoll::add`]) or edge-triggered ([`Epoll::add_edge`]), each carrying a `u64` token that comes back with its readiness.
+/// (see [`Epoll::add`]) or edge-triggered ([`Epoll::add_edge`]), each carrying a `u64` token
+/// that comes back with its readiness.
 #[derive(Debug)]
 pub struct Epoll {
     fd: OwnedFd,
