@@ -205,12 +205,13 @@ fn sipp_bye_from_our_side() {
     assert!(events(&lines, "stats")[0].contains("\"bye_timeouts\":0"));
 }
 
+/// `serve`'s RTP on one thread per stream (`--io-threads 0`).
 #[test]
 fn sipp_fifty_concurrent_calls() {
-    fifty_concurrent_calls(8, &[]);
+    fifty_concurrent_calls(8, &["--io-threads", "0"]);
 }
 
-/// The same with `serve`'s RTP on 2 shared I/O threads.
+/// The same with `serve`'s RTP on 2 shared I/O threads (its default on 2 cores).
 #[test]
 fn sipp_fifty_concurrent_calls_on_shared_io_threads() {
     fifty_concurrent_calls(19, &["--io-threads", "2"]);

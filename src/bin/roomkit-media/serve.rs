@@ -127,9 +127,10 @@ pub struct ServeArgs {
     /// The `instance` label of the metrics.
     #[arg(long, value_name = "NAME", default_value = roomkit_media::metrics::DEFAULT_INSTANCE, requires = "metrics")]
     pub metrics_instance: String,
-    /// RTP I/O threads: 0 (default) one per stream, lowest latency for a few calls; N shared
-    /// threads, each waiting in epoll on many streams' sockets, for many calls.
-    #[arg(long, value_name = "N", default_value_t = 0, value_parser = within(0usize, 1024, ""))]
+    /// RTP I/O threads: N shared threads, each waiting in epoll on many calls' sockets (the
+    /// default: one per core, what a server carries most calls with); 0 one thread per stream,
+    /// the library's default, lowest latency for a few calls.
+    #[arg(long, value_name = "N", default_value_t = cores(), value_parser = within(0usize, 1024, ""))]
     pub io_threads: usize,
     #[command(flatten)]
     pub media: SipMediaArgs,
@@ -685,4 +686,9 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode, crate::Failure> {
     });
     let _ = answered;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The cores this process may run on (1 when the system cannot say).
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
