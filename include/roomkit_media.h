@@ -43,6 +43,14 @@
 // `srtp` value: offer RTP/SAVP only; a plain offer is refused with 488.
 #define RKM_SRTP_MANDATORY 2
 
+// What the invite filter returns to go on with a call (authentication, limits and SDP are
+// still checked).
+#define RKM_CALL_ACCEPT 0
+
+// What the invite filter returns to decide later with `rkm_sip_decide_call`: the call is set up
+// and rings (180) until then, or until `decision_timeout_ms`, when it is refused with 408.
+#define RKM_CALL_DEFER 1
+
 // The result of a call into the library. `RKM_OK` is 0; every other value is a failure whose
 // message `rkm_last_error()` returns on the same thread.
 typedef enum {
@@ -635,6 +643,10 @@ typedef struct {
     // calls); N > 0 (at most 1024) N shared threads, each waiting in `epoll` on the sockets of
     // many streams (for many sessions).
     uint32_t io_threads;
+    // How long an incoming call that the invite filter deferred (`RKM_CALL_DEFER`) waits for
+    // `rkm_sip_decide_call` before it is refused with 408; 0 is refused
+    // (`RKM_ERR_INVALID_ARGUMENT`). Default 20000.
+    uint32_t decision_timeout_ms;
 } rkm_sip_config;
 
 // An answered SIP call, as the `call` callback sees it. Every string is NUL-terminated and
@@ -666,6 +678,29 @@ typedef struct {
 // Called when a SIP call has been answered (200 OK sent). Pointers are valid only during the
 // call.
 typedef void (*rkm_call_cb)(void *user_data, const rkm_call_info *info);
+
+// A new INVITE, as the invite filter sees it (before any port is taken). Every string is
+// NUL-terminated and valid only until the filter returns.
+typedef struct {
+    // The SIP Call-ID: what `rkm_sip_decide_call` takes.
+    const char *call_id;
+    // The From URI.
+    const char *caller;
+    // The To URI.
+    const char *callee;
+    // The display name of From; empty when there is none.
+    const char *caller_display_name;
+    // The `X-` headers, one `Name: value` per line, separated by `\n`; empty when none.
+    const char *x_headers;
+    // Where the INVITE came from (`"ip:port"`).
+    const char *source;
+    // The offer has an `m=video` line.
+    bool offers_video;
+} rkm_incoming_call;
+
+// Screens a new INVITE: returns `RKM_CALL_ACCEPT`, `RKM_CALL_DEFER`, or a final status
+// 300..=699 to refuse it (anything else refuses with 603).
+typedef int32_t (*rkm_invite_filter_cb)(void *user_data, const rkm_incoming_call *call);
 
 // Options of `rkm_dial`. Fill with `rkm_dial_options_init` first; NULL strings and 0 numbers
 // take the backend's configuration. Strings are read during `rkm_dial` only.
@@ -1011,6 +1046,21 @@ rkm_status rkm_sip_local_addr(const rkm_backend *b, char *out, size_t cap);
 // and `rkm_disconnect` (hang up) may be called; `rkm_backend_free` may not. May be called
 // before or after `rkm_backend_start`. `RKM_ERR_UNSUPPORTED` on an RTP backend.
 rkm_status rkm_on_call(rkm_backend *b, rkm_call_cb cb, void *user_data);
+
+// Registers `cb` to screen new INVITEs, replacing any earlier one; NULL removes it (every call
+// is accepted). It runs on the SIP thread and must return quickly: a decision that needs
+// longer returns `RKM_CALL_DEFER` and is given later with `rkm_sip_decide_call`. `user_data`
+// must stay usable from that thread until the filter is replaced or the backend freed. Inside
+// it, no `rkm_*` call may be made. `RKM_ERR_UNSUPPORTED` on an RTP backend. Any thread.
+rkm_status rkm_sip_set_invite_filter(rkm_backend *b, rkm_invite_filter_cb cb, void *user_data);
+
+// Decides a call the invite filter deferred, by its Call-ID: `status` 200 answers it (once its
+// media is up), 300..=699 refuses it with that status. A call no longer waiting (unknown,
+// decided, refused after `decision_timeout_ms`, cancelled by the caller) is left alone.
+// `RKM_ERR_INVALID_ARGUMENT` for another status or a NULL `call_id`, `RKM_ERR_STATE` before
+// `rkm_backend_start`, `RKM_ERR_UNSUPPORTED` on an RTP backend. Any thread, the SIP callback
+// thread included.
+rkm_status rkm_sip_decide_call(rkm_backend *b, const char *call_id, uint16_t status);
 
 // Fills `opts` with the defaults (everything from the backend's configuration). A NULL
 // `opts` is ignored (and recorded for `rkm_last_error`). Any thread.

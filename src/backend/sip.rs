@@ -459,7 +459,9 @@ impl SipVoiceBackend {
     }
 
     /// Screens new INVITEs before any port is taken (replaces an earlier filter). Runs on the
-    /// SIP thread: it must return quickly.
+    /// SIP thread: it must return quickly. A filter that needs longer (a database, an async
+    /// application) returns [`CallDecision::Defer`] and decides later with
+    /// [`decide_call`](SipVoiceBackend::decide_call).
     pub fn set_invite_filter<F>(&self, f: F)
     where
         F: Fn(&IncomingCall) -> CallDecision + Send + Sync + 'static,
@@ -506,6 +508,17 @@ impl SipVoiceBackend {
             .ok_or_else(|| Error::NotFound(format!("call with session {session}")))?;
         let _ = self.engine.disconnect(session);
         running.send(Command::Hangup(session));
+        Ok(())
+    }
+
+    /// Answers (`Accept`) or refuses (`Reject(status)`) the incoming call with this Call-ID
+    /// whose decision the invite filter deferred ([`CallDecision::Defer`]). Returns at once;
+    /// the SIP thread answers when the call's media is up. A call that is not waiting for a
+    /// decision (unknown, already decided, refused for lack of one after `decision_timeout`,
+    /// or cancelled by the caller) is left alone.
+    pub fn decide_call(&self, call_id: &str, decision: CallDecision) -> Result<()> {
+        self.running()?
+            .send(Command::Decide(call_id.to_string(), decision));
         Ok(())
     }
 

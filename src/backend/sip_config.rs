@@ -175,6 +175,9 @@ pub struct SipBackendConfig {
     /// the call negotiated a wideband codec (G.722, Opus), 8 kHz otherwise (G.711). The engine
     /// converts between it and the codec's rate.
     pub audio_sample_rate: AppRate,
+    /// How long an incoming call the invite filter deferred ([`CallDecision::Defer`]) waits for
+    /// `decide_call` before it is refused with 408 (Request Timeout). Default 20 s.
+    pub decision_timeout: Duration,
 }
 
 impl Default for SipBackendConfig {
@@ -218,6 +221,7 @@ impl Default for SipBackendConfig {
             callback_queue: DEFAULT_QUEUE_LEN,
             io_threads: 0,
             audio_sample_rate: AppRate::Auto,
+            decision_timeout: Duration::from_secs(20),
         }
     }
 }
@@ -277,6 +281,10 @@ pub enum CallDecision {
     Accept,
     /// Refuse with this final status (300..=699; anything else becomes 603).
     Reject(u16),
+    /// Decide later: the call is set up and rings (180) until
+    /// [`decide_call`](crate::backend::SipVoiceBackend::decide_call) answers or refuses it by
+    /// its Call-ID. A call still undecided after `decision_timeout` is refused with 408.
+    Defer,
 }
 
 /// Overload control of a SIP backend (RFC 6357's local overload control: a server that is

@@ -585,6 +585,10 @@ pub struct rkm_sip_config {
     /// calls); N > 0 (at most 1024) N shared threads, each waiting in `epoll` on the sockets of
     /// many streams (for many sessions).
     pub io_threads: u32,
+    /// How long an incoming call that the invite filter deferred (`RKM_CALL_DEFER`) waits for
+    /// `rkm_sip_decide_call` before it is refused with 408; 0 is refused
+    /// (`RKM_ERR_INVALID_ARGUMENT`). Default 20000.
+    pub decision_timeout_ms: u32,
 }
 
 /// Fills `cfg` with the defaults (see each field). String fields get static strings that the
@@ -642,6 +646,7 @@ pub extern "C" fn rkm_sip_config_init(cfg: *mut rkm_sip_config) {
             source_rate_limit: d.overload.source_rate,
             source_rate_burst: d.overload.source_burst,
             io_threads: u32::try_from(d.io_threads).unwrap_or(0),
+            decision_timeout_ms: u32::try_from(d.decision_timeout.as_millis()).unwrap_or(u32::MAX),
         };
         Ok(())
     })
@@ -792,6 +797,12 @@ pub(crate) unsafe fn sip_config_from_c(c: &rkm_sip_config) -> FfiResult<SipBacke
     r.ring_timeout = Duration::from_millis(u64::from(c.ring_timeout_ms));
     r.audio_sample_rate = app_rate_from_c(c.audio_sample_rate, "cfg.audio_sample_rate")?;
     r.io_threads = c.io_threads as usize;
+    if c.decision_timeout_ms == 0 {
+        return Err(Failure::invalid(
+            "cfg.decision_timeout_ms must be at least 1",
+        ));
+    }
+    r.decision_timeout = Duration::from_millis(u64::from(c.decision_timeout_ms));
     r.retry_after = Duration::from_secs(u64::from(c.retry_after_s.clamp(1, 3600)));
     r.overload.max_backlog = Duration::from_millis(u64::from(c.overload_max_backlog_ms));
     r.overload.retry_after_max_s = c.overload_retry_after_max_s.clamp(1, 3600);

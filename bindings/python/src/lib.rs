@@ -76,6 +76,16 @@ pub(crate) enum Event {
     /// SIP: an incoming call was answered (the session as the engine describes it, and its
     /// roomkit session id).
     Call(Box<SessionInfo>, String),
+    /// SIP: a new INVITE waits for the application's invite filter (deferred).
+    Invite {
+        call_id: String,
+        caller: String,
+        callee: String,
+        caller_display_name: Option<String>,
+        x_headers: Vec<(String, String)>,
+        source: (String, u16),
+        offers_video: bool,
+    },
     /// SIP: a dialed call moved on.
     CallState {
         id: Uuid,
@@ -124,12 +134,21 @@ impl EventQueue {
 
     /// Called on engine threads: never blocks, never touches Python.
     pub(crate) fn push(&self, event: Event) {
+        self.push_or_full(event);
+    }
+
+    /// As `push`, saying whether the event went in (false: the queue was full, counted).
+    pub(crate) fn push_or_full(&self, event: Event) -> bool {
         match self.tx.try_send(event) {
-            Ok(()) => self.arm(),
+            Ok(()) => {
+                self.arm();
+                true
+            }
             Err(TrySendError::Full(_)) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
+                false
             }
-            Err(TrySendError::Disconnected(_)) => {}
+            Err(TrySendError::Disconnected(_)) => false,
         }
     }
 
@@ -624,6 +643,25 @@ pub(crate) fn drain<'py>(
             Event::Call(info, key) => ("call", info.id.to_string(), info_dict(py, &info)?, key)
                 .into_pyobject(py)?
                 .into_any(),
+            Event::Invite {
+                call_id,
+                caller,
+                callee,
+                caller_display_name,
+                x_headers,
+                source,
+                offers_video,
+            } => {
+                let d = PyDict::new(py);
+                d.set_item("call_id", call_id)?;
+                d.set_item("caller", caller)?;
+                d.set_item("callee", callee)?;
+                d.set_item("caller_display_name", caller_display_name)?;
+                d.set_item("x_headers", x_headers)?;
+                d.set_item("source", source)?;
+                d.set_item("offers_video", offers_video)?;
+                ("invite", py.None(), d).into_pyobject(py)?.into_any()
+            }
             Event::CallState {
                 id,
                 state,

@@ -8,6 +8,7 @@
 //! came up (refused later, or the caller cancelled) lapses after [`CLAIM_LAPSE`].
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -133,6 +134,8 @@ fn registration_event(id: u64, ev: &RegistrationEvent) -> Event {
 pub(crate) struct SipCore {
     backend: RwLock<Option<Arc<Backend>>>,
     queue: Arc<EventQueue>,
+    /// Python screens new INVITEs: the native filter defers them and queues an `"invite"`.
+    filtering: Arc<AtomicBool>,
 }
 
 impl SipCore {
@@ -164,7 +167,7 @@ impl SipCore {
         *, video, local_sip_addr, local_rtp_ip, advertised_ip, rtp_port_start, rtp_port_end,
         supported_codecs, supported_video_codecs, user_agent, symmetric_rtp,
         rtp_inactivity_timeout, max_sessions, auth_users, auth_realm,
-        audio_sample_rate = None, queue_len = 8192
+        audio_sample_rate = None, decision_timeout = 20.0, queue_len = 8192
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -184,12 +187,16 @@ impl SipCore {
         auth_users: Option<HashMap<String, String>>,
         auth_realm: String,
         audio_sample_rate: Option<u32>,
+        decision_timeout: f64,
         queue_len: usize,
     ) -> PyResult<SipCore> {
         let ip = |s: &str, what: &str| {
             s.parse()
                 .map_err(|_| PyValueError::new_err(format!("{what}: {s:?} is not an IP address")))
         };
+        if !(decision_timeout.is_finite() && decision_timeout > 0.0) {
+            return Err(PyValueError::new_err("decision_timeout must be above 0"));
+        }
         if !(rtp_inactivity_timeout.is_finite() && rtp_inactivity_timeout >= 0.0) {
             return Err(PyValueError::new_err(
                 "rtp_inactivity_timeout must be 0 or more",
@@ -214,6 +221,7 @@ impl SipCore {
             auth_users: auth_users.unwrap_or_default(),
             auth_realm,
             audio_sample_rate: audio_sample_rate.map_or(AppRate::Auto, AppRate::Hz),
+            decision_timeout: Duration::from_secs_f64(decision_timeout),
             ..SipBackendConfig::default()
         };
         if let Some(ua) = user_agent {
@@ -243,13 +251,31 @@ impl SipCore {
                 c.release(&roomkit_id(x, call_id));
             }
         });
-        let c = claims.clone();
+        let (c, q) = (claims.clone(), queue.clone());
+        let filtering = Arc::new(AtomicBool::new(false));
+        let f = filtering.clone();
         b.set_invite_filter(move |call: &IncomingCall| {
             let x = call.x_headers.iter().map(|(n, v)| (n.as_str(), v.as_str()));
-            if c.claim(&roomkit_id(x, &call.call_id), Instant::now()) {
-                CallDecision::Accept
+            if !c.claim(&roomkit_id(x, &call.call_id), Instant::now()) {
+                return CallDecision::Reject(486);
+            }
+            if !f.load(Ordering::Relaxed) {
+                return CallDecision::Accept;
+            }
+            // The Python filter decides on the loop (`decide`); a full queue refuses now,
+            // rather than leaving the call to ring until the decision timeout.
+            if q.push_or_full(Event::Invite {
+                call_id: call.call_id.clone(),
+                caller: call.caller.clone(),
+                callee: call.callee.clone(),
+                caller_display_name: call.caller_display_name.clone(),
+                x_headers: call.x_headers.clone(),
+                source: host_port(call.source),
+                offers_video: call.offers_video,
+            }) {
+                CallDecision::Defer
             } else {
-                CallDecision::Reject(486)
+                CallDecision::Reject(503)
             }
         });
         let (q, c) = (queue.clone(), claims);
@@ -274,6 +300,7 @@ impl SipCore {
         Ok(SipCore {
             backend: RwLock::new(Some(Arc::new(backend))),
             queue,
+            filtering,
         })
     }
 
@@ -336,6 +363,23 @@ impl SipCore {
             let id = b.dial(&to, options)?;
             Ok((id.to_string(), b.call_id(id).unwrap_or_default()))
         })
+    }
+
+    /// Whether new INVITEs wait for `decide` (after an `"invite"` event) instead of being
+    /// answered at once.
+    fn set_filtering(&self, on: bool) {
+        self.filtering.store(on, Ordering::Relaxed);
+    }
+
+    /// Decides a call announced by an `"invite"` event: `status` 200 answers it, 300..=699
+    /// refuses it with that status.
+    fn decide(&self, py: Python<'_>, call_id: String, status: u16) -> PyResult<()> {
+        let decision = match status {
+            200 => CallDecision::Accept,
+            300..=699 => CallDecision::Reject(status),
+            _ => return Err(PyValueError::new_err(format!("status {status}"))),
+        };
+        self.call(py, |b| b.decide_call(&call_id, decision))
     }
 
     /// Ends a call (BYE, CANCEL while dialing, 480 while ringing here) and its media.

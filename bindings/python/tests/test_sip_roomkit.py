@@ -240,6 +240,7 @@ async def ours_calls_roomkit() -> None:
 
 
 async def a_refused_dial_raises() -> None:
+    before = set(native_threads())
     backend = ours(SIPVoiceBackend)
     await backend.start()
     them = await theirs()
@@ -252,6 +253,60 @@ async def a_refused_dial_raises() -> None:
         assert "403" in str(e)
     await them.close()
     await backend.close()
+    assert set(native_threads()) <= before, native_threads()
+
+
+async def invite_filter_decides() -> None:
+    """roomkit's filter contract on our backend: sync or async, ``None``
+    answers, ``(status, reason)`` refuses; an undecided call gets 408."""
+    before = set(native_threads())
+    backend = ours(SIPVoiceBackend, decision_timeout=1.0)
+    await backend.start()
+    seen: list[Any] = []
+
+    async def slow_lookup(call: Any) -> tuple[int, str] | None:
+        seen.append(call)
+        tenant = call.x_headers.get("X-Tenant") or call.x_headers.get("X-Tenant".title())
+        if tenant == "never":
+            await asyncio.sleep(30)  # a lookup that hangs: the engine gives up with 408
+        await asyncio.sleep(0.2)  # a database, say
+        return None if tenant == "acme" else (404, "Not Found")
+
+    backend.set_invite_filter(slow_lookup)
+    answered: list[Any] = []
+    backend.on_call(answered.append)
+    them = await theirs()
+    uri, addr = sip_uri(backend)
+    call = await them.dial(uri, "sip:a@127.0.0.1", addr, extra_headers={"X-Tenant": "acme"})
+    assert answered and answered[0].metadata["call_id"] == call.metadata["call_id"]
+    assert seen[0].call_id == call.metadata["call_id"] and seen[0].caller.startswith("sip:a@")
+    for tenant, status in (("other", "404"), ("never", "408")):
+        start = asyncio.get_running_loop().time()
+        try:
+            await them.dial(uri, "sip:a@127.0.0.1", addr, extra_headers={"X-Tenant": tenant},
+                            timeout=10)
+            raise AssertionError(f"tenant {tenant} was answered")
+        except RuntimeError as e:
+            assert status in str(e), e
+        if tenant == "never":
+            assert asyncio.get_running_loop().time() - start >= 0.9
+    # A sync filter, and removing it.
+    backend.set_invite_filter(lambda call: (403, "Forbidden"))
+    try:
+        await them.dial(uri, "sip:a@127.0.0.1", addr, timeout=5)
+        raise AssertionError("refused call answered")
+    except RuntimeError as e:
+        assert "403" in str(e)
+    backend.set_invite_filter(None)
+    await them.dial(uri, "sip:a@127.0.0.1", addr, timeout=5)
+    assert len(answered) == 2
+    await them.close()
+    await backend.close()
+    assert set(native_threads()) <= before, native_threads()
+
+
+def test_the_invite_filter_decides_later() -> None:
+    asyncio.run(invite_filter_decides())
 
 
 def test_roomkit_dials_our_sip_backend() -> None:

@@ -299,6 +299,11 @@ impl SipCore {
                     self.hang_up(no, now, out);
                 }
             }
+            Command::Decide(call_id, decision) => {
+                if let Some(&no) = self.call_index.get(&call_id) {
+                    self.decide(no, decision, now, out);
+                }
+            }
             Command::MediaEnded(session, why) => {
                 if let Some(&no) = self.by_session.get(&session) {
                     self.media_ended(no, why, now, out);

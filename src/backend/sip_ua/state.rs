@@ -298,6 +298,9 @@ pub(super) struct Call {
     /// When the call began: its INVITE arrived, or `dial` was handled. Its setup time is
     /// measured from here.
     pub began: Instant,
+    /// Incoming, while ringing: the invite filter deferred the decision; the 200 waits for
+    /// `Command::Decide`, and the ringing deadline is when the call is refused (408).
+    pub deferred: bool,
 }
 
 impl Call {
@@ -336,6 +339,7 @@ impl Call {
             sips: false,
             last_state: None,
             bye_after_media_left: None,
+            deferred: false,
         }
     }
 

@@ -2572,3 +2572,77 @@ fn crossing_byes_are_both_answered_200() {
         assert!(left.is_empty(), "left in the core: {left:?}");
     }
 }
+
+#[test]
+fn a_deferred_call_rings_until_decided_and_an_undecided_one_gets_408() {
+    use crate::backend::sip_config::{CallDecision, IncomingCall};
+    let t0 = Instant::now();
+    let s = Duration::from_secs;
+    let mut b = Ua::new(5153, |c| c.decision_timeout = Duration::from_secs(5));
+    *b.core.hooks.filter.write() = Some(Arc::new(|_: &IncomingCall| CallDecision::Defer));
+    let caller = addr(6100);
+    // The final answer to call `cid` in what was sent (a refusal is retransmitted until
+    // ACKed, which this caller never does).
+    let fin = |sent: &[(SipMessage, SocketAddr)], cid: &str| {
+        let of: Vec<_> = sent
+            .iter()
+            .filter(|(m, _)| m.call_id() == cid)
+            .cloned()
+            .collect();
+        final_status(&of)
+    };
+
+    // Answered when the application says so, not before.
+    b.recv(plain_invite("d1", caller).as_bytes(), caller, t0);
+    let sent = b.sent();
+    assert_eq!(sent.last().and_then(|(m, _)| m.status()), Some(180));
+    assert_eq!(fin(&sent, "d1"), None);
+    b.tick(t0 + s(2));
+    assert_eq!(fin(&b.sent(), "d1"), None, "undecided: still ringing");
+    b.cmd(
+        Command::Decide("d1".into(), CallDecision::Accept),
+        t0 + s(2),
+    );
+    assert_eq!(fin(&b.sent(), "d1"), Some(200));
+
+    // Refused when the application says so, with its status.
+    b.recv(plain_invite("d2", caller).as_bytes(), caller, t0 + s(2));
+    b.sent();
+    b.cmd(
+        Command::Decide("d2".into(), CallDecision::Reject(486)),
+        t0 + s(3),
+    );
+    assert_eq!(fin(&b.sent(), "d2"), Some(486));
+
+    // Undecided: refused with 408 at the deadline, and its media is released.
+    b.recv(plain_invite("d3", caller).as_bytes(), caller, t0 + s(3));
+    b.sent();
+    b.tick(t0 + s(3) + Duration::from_millis(4900));
+    assert_eq!(fin(&b.sent(), "d3"), None);
+    b.tick(t0 + s(8));
+    assert_eq!(fin(&b.sent(), "d3"), Some(408));
+
+    // A late decision, or one about a call that was not deferred, changes nothing.
+    b.cmd(
+        Command::Decide("d3".into(), CallDecision::Accept),
+        t0 + s(9),
+    );
+    b.cmd(
+        Command::Decide("d1".into(), CallDecision::Reject(486)),
+        t0 + s(9),
+    );
+    b.cmd(
+        Command::Decide("nope".into(), CallDecision::Accept),
+        t0 + s(9),
+    );
+    let sent = b.sent();
+    assert!(sent
+        .iter()
+        .all(|(m, _)| m.call_id() == "d2" || m.call_id() == "d3"));
+    assert!(
+        sent.iter().all(|(m, _)| m.status() != Some(200)),
+        "nothing answered"
+    );
+    assert_eq!(b.live_media(), 1, "only the answered call keeps media");
+    assert_eq!(b.reserved(), 0);
+}

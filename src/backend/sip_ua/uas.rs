@@ -127,6 +127,55 @@ impl SipCore {
         self.respond(id, None, r.status, &h, None, now, out);
     }
 
+    /// The application's decision on a deferred incoming call (`Command::Decide`): answer it
+    /// (once its media is up) or refuse it. Calls that are not deferred and ringing are left
+    /// alone.
+    pub(super) fn decide(
+        &mut self,
+        no: CallNo,
+        decision: CallDecision,
+        now: Instant,
+        out: &mut Outbox,
+    ) {
+        let Some(c) = self.calls.get_mut(&no) else {
+            return;
+        };
+        if !c.deferred || !matches!(c.phase, Phase::Ringing { .. }) {
+            return;
+        }
+        match decision {
+            CallDecision::Accept => {
+                c.deferred = false;
+                c.phase = Phase::Ringing { answer_at: now };
+                // With its media still starting, `media_started` answers it (now due).
+                self.answer_call(no, now, out);
+            }
+            CallDecision::Reject(code) => self.refuse_deferred(
+                no,
+                final_status(code),
+                "refused by the application",
+                now,
+                out,
+            ),
+            CallDecision::Defer => {}
+        }
+    }
+
+    /// Refuses a deferred, ringing call with `status` and ends it.
+    pub(super) fn refuse_deferred(
+        &mut self,
+        no: CallNo,
+        status: u16,
+        reason: &str,
+        now: Instant,
+        out: &mut Outbox,
+    ) {
+        if let Some(inv) = self.calls.get(&no).and_then(|c| c.invite_tx) {
+            self.refuse(inv, Refusal::status(status), now, out);
+        }
+        self.end_call(no, reason, EndReason::LocalHangup);
+    }
+
     /// A new INVITE (no To tag).
     pub(super) fn handle_invite(
         &mut self,
@@ -177,14 +226,12 @@ impl SipCore {
             offers_video: offer_video,
         };
         let filter = self.hooks.filter.read().clone();
+        let mut deferred = false;
         if let Some(f) = filter {
-            if let CallDecision::Reject(code) = f(&incoming) {
-                let code = if (300..=699).contains(&code) {
-                    code
-                } else {
-                    603
-                };
-                return Err(Refusal::status(code));
+            match f(&incoming) {
+                CallDecision::Reject(code) => return Err(Refusal::status(final_status(code))),
+                CallDecision::Defer => deferred = true,
+                CallDecision::Accept => {}
             }
         }
         if self.cfg.max_sessions > 0 && self.calls.len() >= self.cfg.max_sessions {
@@ -230,6 +277,16 @@ impl SipCore {
         };
         if let Some(c) = self.calls.get_mut(&no) {
             c.uas_timer = timer;
+            if deferred {
+                // Rings until decided; the deadline refuses it.
+                c.deferred = true;
+                c.phase = Phase::Ringing {
+                    answer_at: now + self.cfg.decision_timeout,
+                };
+            }
+        }
+        if deferred {
+            self.schedule_call(no);
         }
         Ok(no)
     }
@@ -353,8 +410,9 @@ impl SipCore {
         let Some(c) = self.calls.get_mut(&no) else {
             return;
         };
-        if c.media.starting {
-            // Answered when the host reports the media started (`media_started`).
+        if c.media.starting || c.deferred {
+            // Answered when the host reports the media started (`media_started`), or when
+            // the application decides (`decide`).
             return;
         }
         c.phase = Phase::Confirmed;
@@ -417,7 +475,7 @@ impl SipCore {
                 c.media.started = true;
                 c.info = Some(info);
                 let due = matches!(c.phase, Phase::Ringing { answer_at } if answer_at <= now);
-                if due {
+                if due && !c.deferred {
                     self.answer_call(no, now, out);
                 } else {
                     self.schedule_call(no);
@@ -474,5 +532,14 @@ impl SipCore {
                 }
             }
         }
+    }
+}
+
+/// A refusal status as the application gave it: 300..=699, anything else becomes 603.
+fn final_status(code: u16) -> u16 {
+    if (300..=699).contains(&code) {
+        code
+    } else {
+        603
     }
 }

@@ -57,7 +57,8 @@ class SipCore:
 
     ``drain`` also yields ``("call", id, info, roomkit_id)``,
     ``("call_state", id, state, status, reason)`` and
-    ``("registration", reg_id, state, status, reason, expires)``.
+    ``("registration", reg_id, state, status, reason, expires)`` and, while
+    filtering, ``("invite", None, {call_id, caller, callee, ...})``.
     """
 
     def __init__(
@@ -78,6 +79,7 @@ class SipCore:
         auth_users: dict[str, str] | None,
         auth_realm: str,
         audio_sample_rate: int | None = None,
+        decision_timeout: float = 20.0,
         queue_len: int = 8192,
     ) -> None: ...
     def start(self) -> tuple[str, int]: ...
@@ -95,6 +97,8 @@ class SipCore:
         audio_only: bool = False,
         credentials: tuple[str, str] | None = None,
     ) -> tuple[str, str]: ...
+    def set_filtering(self, on: bool) -> None: ...
+    def decide(self, call_id: str, status: int) -> None: ...
     def hangup(self, session: str) -> None: ...
     def session(self, session: str) -> dict[str, Any] | None: ...
     def register(

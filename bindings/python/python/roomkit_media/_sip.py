@@ -11,10 +11,12 @@ answered and fires the same callbacks first.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from roomkit.video.backends.av import AudioVideoBackend
@@ -24,7 +26,7 @@ from roomkit.voice.base import VoiceSession, VoiceSessionState
 from roomkit_media import _native
 from roomkit_media._base import _NativeVideo, _NativeVoice, call, host_port
 
-__all__ = ["SIPVideoBackend", "SIPVoiceBackend"]
+__all__ = ["IncomingInvite", "SIPVideoBackend", "SIPVoiceBackend"]
 
 logger = logging.getLogger("roomkit_media.sip")
 
@@ -49,6 +51,45 @@ _UNMATCHED = {
     "pacer_jitter_headroom_ms": 60,
 }
 
+@dataclass
+class IncomingInvite:
+    """A new INVITE as ``set_invite_filter``'s filter sees it: the fields of
+    aiosipua's ``IncomingCall`` that a filter reads."""
+
+    call_id: str
+    caller: str
+    callee: str
+    caller_display_name: str | None = None
+    x_headers: dict[str, str] = field(default_factory=dict)
+    source_addr: tuple[str, int] = ("", 0)
+    offers_video: bool = False
+
+    @property
+    def room_id(self) -> str | None:
+        """``X-Room-ID``, when the caller sent one."""
+        return self._header("x-room-id")
+
+    @property
+    def session_id(self) -> str | None:
+        """``X-Session-ID``, when the caller sent one."""
+        return self._header("x-session-id")
+
+    def _header(self, name: str) -> str | None:
+        return next((v for k, v in self.x_headers.items() if k.lower() == name), None)
+
+    @classmethod
+    def from_event(cls, d: dict[str, Any]) -> IncomingInvite:
+        return cls(
+            call_id=d["call_id"],
+            caller=d["caller"],
+            callee=d["callee"],
+            caller_display_name=d["caller_display_name"],
+            x_headers=dict(d["x_headers"]),
+            source_addr=tuple(d["source"]),
+            offers_video=d["offers_video"],
+        )
+
+
 #: How long ``register`` waits for the registrar's first answer (as roomkit).
 REGISTER_WAIT = 5.0
 
@@ -61,13 +102,16 @@ class SIPVoiceBackend(_NativeVoice):
     ``duplicate_tx``, ``pacer_*``, ...) warn when set to anything but their
     default. ``supported_codecs`` are payload types: 0 PCMU, 8 PCMA, 9 G.722,
     and ours, 111 Opus. Extras, keyword-only: ``audio_sample_rate`` (the PCM
-    rate of every call; default: 16000 for G.722/Opus, 8000 for G.711) and
-    ``queue_len``.
+    rate of every call; default: 16000 for G.722/Opus, 8000 for G.711),
+    ``decision_timeout`` (seconds an INVITE waits for the invite filter before
+    408; default 20) and ``queue_len``.
 
     Differences from roomkit: ``dial`` offers every supported codec (the
     callee chooses; ``codec`` is not yet honoured); ``disconnect``'s
-    ``cause``/``text`` (Q.850 Reason) are not sent; ``set_invite_filter`` and
-    ``set_auth_resolver`` are not applied yet; no ``on_audio_played`` reports.
+    ``cause``/``text`` (Q.850 Reason) are not sent; the invite filter gets an
+    :class:`IncomingInvite`, not aiosipua's call (it cannot answer or reject
+    by itself: it returns its verdict); ``set_auth_resolver`` is not applied
+    yet; no ``on_audio_played`` reports.
     """
 
     _VIDEO = False
@@ -142,6 +186,7 @@ class SIPVoiceBackend(_NativeVoice):
         # Outcomes that came before their waiter: the engine's answer may be
         # drained before the coroutine that dialed or registered resumes.
         self._early: dict[Any, tuple[str, int, str]] = {}
+        self._filter_tasks: set[asyncio.Task[None]] = set()
         self._local_sip_addr: tuple[str, int] | None = None
 
     @property
@@ -200,6 +245,8 @@ class SIPVoiceBackend(_NativeVoice):
         threads. No callback runs after this returns."""
         for session in list(self._sessions.values()):
             await self.disconnect(session)
+        for task in list(self._filter_tasks):
+            task.cancel()
         await self._close_core()
         for fut in [*self._dials.values(), *self._registrations.values()]:
             if not fut.done():
@@ -287,7 +334,9 @@ class SIPVoiceBackend(_NativeVoice):
 
     def _on_other_event(self, event: tuple[Any, ...]) -> None:
         kind = event[0]
-        if kind == "call":
+        if kind == "invite":
+            self._screen(IncomingInvite.from_event(event[2]))
+        elif kind == "call":
             _, _nid, info, session_id = event
             if self._closed or session_id in self._sessions:
                 return
@@ -315,6 +364,38 @@ class SIPVoiceBackend(_NativeVoice):
         elif kind == "registration":
             _, rid, state, status, reason, _expires = event
             self._settle(self._registrations, ("reg", rid), (state, status, reason))
+
+    def _screen(self, invite: IncomingInvite) -> None:
+        """Run the application's invite filter and pass its verdict on."""
+        f = self._invite_filter
+        try:
+            verdict = None if f is None else f(invite)
+        except Exception:
+            logger.exception("SIP invite filter raised: refusing with 500")
+            self._decide(invite.call_id, 500)
+            return
+        if inspect.isawaitable(verdict):
+            task = asyncio.ensure_future(self._screen_later(invite, verdict))
+            self._filter_tasks.add(task)
+            task.add_done_callback(self._filter_tasks.discard)
+        else:
+            self._decide(invite.call_id, 200 if verdict is None else int(verdict[0]))
+
+    async def _screen_later(self, invite: IncomingInvite, verdict: Any) -> None:
+        try:
+            result = await verdict
+        except Exception:
+            logger.exception("SIP invite filter raised: refusing with 500")
+            result = (500, "Server Internal Error")
+        self._decide(invite.call_id, 200 if result is None else int(result[0]))
+
+    def _decide(self, call_id: str, status: int) -> None:
+        if not 300 <= status <= 699 and status != 200:
+            status = 603
+        try:
+            self._core.decide(call_id, status)
+        except RuntimeError:
+            pass  # closed meanwhile: the engine refused the call
 
     def _settle(self, waiting: dict[Any, Any], key: Any, outcome: tuple[str, int, str]) -> None:
         fut = waiting.get(key)
@@ -480,10 +561,17 @@ class SIPVoiceBackend(_NativeVoice):
         self._auth_resolver = resolver
 
     def set_invite_filter(self, invite_filter: Callable[..., Any] | None) -> None:
-        """Not applied yet: every INVITE that passes authentication is answered."""
-        if invite_filter is not None:
-            warnings.warn("roomkit_media: set_invite_filter is not applied yet", stacklevel=2)
+        """Screen new INVITEs (after authentication, before the answer).
+
+        ``invite_filter(call)`` gets an :class:`IncomingInvite` (``call_id``,
+        ``caller``, ``callee``, ``x_headers``, ``room_id``, ``session_id``, ...),
+        may be sync or async, and returns ``None`` to answer or
+        ``(status, reason)`` to refuse; raising refuses with 500. The call
+        rings meanwhile; one left undecided for ``decision_timeout`` seconds
+        (a constructor extra, default 20) is refused with 408. ``None``
+        removes the filter."""
         self._invite_filter = invite_filter
+        self._core.set_filtering(invite_filter is not None)
 
     def set_trace_emitter(self, emitter: Callable[..., Any] | None) -> None:
         """Kept, not fed: the engine has no SIP message trace yet."""
