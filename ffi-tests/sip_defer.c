@@ -5,7 +5,8 @@
  * decided 486 the caller fails with 486; left undecided it is refused with 408 after
  * decision_timeout_ms, not before; a late decision, a bad status or a NULL Call-ID change
  * nothing; a filter that refuses at once (403) still works; a call answered after a deferral
- * carries audio.
+ * carries audio; with no filter calls are answered at once; rkm_dial_options.audio_codecs
+ * limits what one call offers.
  *
  * Usage: sip_defer (no arguments). */
 #include "common.h"
@@ -21,6 +22,7 @@ typedef struct {
     atomic_int filtered;
     /* The callee's answered calls. */
     atomic_int calls;
+    char audio_codec[16];
     atomic_int audio_frames;
     /* The caller's dialed calls: every state and status, in order. */
     int states[64];
@@ -46,8 +48,11 @@ static int32_t filter(void *ud, const rkm_incoming_call *c) {
 }
 
 static void on_call(void *ud, const rkm_call_info *c) {
-    (void)c;
-    atomic_fetch_add(&((host *)ud)->calls, 1);
+    host *s = ud;
+    pthread_mutex_lock(&s->lock);
+    snprintf(s->audio_codec, sizeof s->audio_codec, "%s", c->audio_codec);
+    pthread_mutex_unlock(&s->lock);
+    atomic_fetch_add(&s->calls, 1);
 }
 
 static void on_audio(void *ud, const char *session_id, const rkm_audio_frame *f) {
@@ -188,12 +193,20 @@ int main(void) {
     CHECK(failed >= mark && h.status[failed] == 403);
     CHECK(atomic_load(&h.filtered) == 3);
 
-    /* Removing the filter: calls are answered at once again. */
+    /* Removing the filter: calls are answered at once again. This one offers PCMA alone
+     * (rkm_dial_options.audio_codecs), so the callee, which prefers Opus, takes PCMA. */
     CHECK_OK(rkm_sip_set_invite_filter(callee, NULL, NULL));
     mark = atomic_load(&h.n_states);
-    CHECK_OK(rkm_dial(me, to, NULL, id, sizeof id));
+    rkm_dial_options_init(&o);
+    o.audio_codecs = "PCMA";
+    CHECK_OK(rkm_dial(me, to, &o, id, sizeof id));
     CHECK(wait_state(mark, RKM_CALL_ANSWERED, 5000) >= mark);
     CHECK(wait_for(&h.calls, 2, 5000));
+    pthread_mutex_lock(&h.lock);
+    CHECK(strcmp(h.audio_codec, "PCMA") == 0);
+    pthread_mutex_unlock(&h.lock);
+    o.audio_codecs = "nonsense";
+    CHECK(rkm_dial(me, to, &o, id, sizeof id) == RKM_ERR_INVALID_ARGUMENT);
 
     rkm_backend_free(me);
     rkm_backend_free(callee);

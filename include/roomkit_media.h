@@ -723,6 +723,9 @@ typedef struct {
     uint32_t ring_timeout_ms;
     // The session's room; default the Call-ID.
     const char *room_id;
+    // The audio codecs this call offers, comma-separated, in order of preference (`"PCMU"`,
+    // names as in `rkm_sip_config.supported_codecs`); NULL: the configured ones.
+    const char *audio_codecs;
 } rkm_dial_options;
 
 // One step of a dialed call, as `rkm_on_call_state` sees it. Strings are valid only until the

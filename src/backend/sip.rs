@@ -77,6 +77,9 @@ pub struct DialOptions {
     pub ring_timeout: Option<Duration>,
     /// The session's room (default: the Call-ID).
     pub room_id: Option<String>,
+    /// The audio codecs this call offers, in order of preference (roomkit's `dial(codec=...)`
+    /// offers one); empty (default): the configured `supported_codecs`.
+    pub audio_codecs: Vec<crate::sdp::AudioCodec>,
 }
 
 /// Options of one registration; `Default` registers for an hour with the configured
@@ -606,6 +609,7 @@ impl SipVoiceBackend {
             headers: options.headers,
             video: self.with_video && !options.audio_only,
             ring_timeout: options.ring_timeout.unwrap_or(self.cfg.ring_timeout),
+            audio_codecs: options.audio_codecs,
         };
         running.send(Command::Dial(Box::new(req)));
         Ok(session)

@@ -652,6 +652,19 @@ pub extern "C" fn rkm_sip_config_init(cfg: *mut rkm_sip_config) {
     })
 }
 
+/// A comma-separated list of audio codec names (`PCMU`, `G722`, `opus`, `name/clock`).
+pub(crate) fn audio_codec_list(s: &str, what: &str) -> FfiResult<Vec<AudioCodec>> {
+    list_items(s)
+        .map(|name| {
+            AudioCodec::from_name(name).ok_or_else(|| {
+                Failure::invalid(format!(
+                    "{what}: {name:?} is not a codec (PCMU, PCMA, name/clock)"
+                ))
+            })
+        })
+        .collect()
+}
+
 /// Splits a comma-separated list, trimming blanks and skipping empty items.
 fn list_items(s: &str) -> impl Iterator<Item = &str> {
     s.split(',').map(str::trim).filter(|x| !x.is_empty())
@@ -694,15 +707,7 @@ pub(crate) unsafe fn sip_config_from_c(c: &rkm_sip_config) -> FfiResult<SipBacke
     r.rtp_port_start = c.rtp_port_start;
     r.rtp_port_end = c.rtp_port_end;
     if let Some(s) = text(c.supported_codecs, "cfg.supported_codecs")? {
-        r.supported_codecs = list_items(s)
-            .map(|name| {
-                AudioCodec::from_name(name).ok_or_else(|| {
-                    Failure::invalid(format!(
-                        "cfg.supported_codecs: {name:?} is not a codec (PCMU, PCMA, name/clock)"
-                    ))
-                })
-            })
-            .collect::<FfiResult<_>>()?;
+        r.supported_codecs = audio_codec_list(s, "cfg.supported_codecs")?;
     }
     if let Some(s) = text(c.supported_video_codecs, "cfg.supported_video_codecs")? {
         r.supported_video_codecs = list_items(s)

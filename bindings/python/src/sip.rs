@@ -330,9 +330,9 @@ impl SipCore {
     }
 
     /// Places a call; returns `(session id, Call-ID)` at once. Progress comes as
-    /// `"call_state"` events.
+    /// `"call_state"` events. `codecs`: the payload types to offer (None: the configured).
     #[pyo3(signature = (to, from_uri=None, proxy=None, headers=None, room_id=None,
-        ring_timeout=None, audio_only=false, credentials=None))]
+        ring_timeout=None, audio_only=false, credentials=None, codecs=None))]
     #[allow(clippy::too_many_arguments)]
     fn dial(
         &self,
@@ -345,6 +345,7 @@ impl SipCore {
         ring_timeout: Option<f64>,
         audio_only: bool,
         credentials: Option<(String, String)>,
+        codecs: Option<Vec<u8>>,
     ) -> PyResult<(String, String)> {
         let ring_timeout = ring_timeout
             .filter(|t| t.is_finite() && *t > 0.0)
@@ -357,6 +358,11 @@ impl SipCore {
             audio_only,
             ring_timeout,
             room_id,
+            audio_codecs: codecs
+                .unwrap_or_default()
+                .into_iter()
+                .map(audio_codec)
+                .collect::<PyResult<_>>()?,
             ..DialOptions::default()
         };
         self.call(py, |b| {

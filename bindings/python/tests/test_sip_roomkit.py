@@ -13,14 +13,16 @@ floor with margin: the machine may be loaded.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import socket
+import struct
 from collections.abc import Callable
 from typing import Any
 
 from roomkit import AudioVideoChannel, HookExecution, HookTrigger, RoomKit
 from roomkit.voice.backends import SIPVoiceBackend as TheirSip
-from roomkit.voice.base import VoiceSessionState
+from roomkit.voice.base import AudioChunk, VoiceSessionState
 from roomkit.voice.stt.mock import MockSTTProvider
 from roomkit.voice.tts.mock import MockTTSProvider
 
@@ -198,10 +200,22 @@ async def video_call_ended_by(side: str) -> None:
     assert set(native_threads()) <= before, native_threads()
 
 
+async def wide_chunks(seconds: float) -> Any:
+    """The test tone as 20 ms AudioChunks at 16 kHz, paced."""
+    n = int(16000 * seconds)
+    pcm = struct.pack(
+        f"<{n}h", *(int(12000 * math.sin(2 * math.pi * TONE_HZ * i / 16000)) for i in range(n))
+    )
+    for i in range(0, len(pcm), 640):
+        yield AudioChunk(data=pcm[i : i + 640], sample_rate=16000)
+        await asyncio.sleep(0.02)
+
+
 async def ours_calls_roomkit() -> None:
     before = set(native_threads())
-    # G.711 only: roomkit's far end has no G.722 without aiortp[g722].
-    backend = ours(SIPVoiceBackend, supported_codecs=[0, 8])
+    # roomkit's defaults (G.722 first): dial(codec=0) offers PCMU alone, as roomkit's
+    # dial does (its far end has no G.722 without aiortp[g722]).
+    backend = ours(SIPVoiceBackend)
     await backend.start()
     them = await theirs()
     answered: list[Any] = []
@@ -211,7 +225,8 @@ async def ours_calls_roomkit() -> None:
     ready: list[str] = []
     backend.on_session_ready(lambda s: ready.append(s.id))
     uri, addr = sip_uri(them)
-    session = await backend.dial(uri, "sip:us@127.0.0.1", addr, room_id="r")
+    session = await backend.dial(uri, "sip:us@127.0.0.1", addr, room_id="r", codec=0)
+    assert session.metadata["audio_codec"] == "PCMU"
     assert session.id == session.metadata["call_id"] and session.room_id == "r"
     assert ready == [session.id]  # before dial returned, as roomkit
     await until(lambda: bool(answered))
@@ -229,6 +244,12 @@ async def ours_calls_roomkit() -> None:
         backend.send_audio(session, paced_audio(tone(1.0))),
     )
     await until(lambda: len(heard) >= rate and len(got) >= RATE)
+
+    # Chunks at 16 kHz on this 8 kHz call are resampled, not played an octave low.
+    before_wide = len(got)
+    await backend.send_audio(session, wide_chunks(0.6))
+    await until(lambda: len(got) - before_wide >= RATE * 2 * 3 // 10)  # >= 0.3 s of 0.6 s
+    assert abs(frequency(bytes(got[-RATE // 2:])) - TONE_HZ) < 25
 
     # Our hang-up reaches them as a BYE.
     await backend.disconnect(session)

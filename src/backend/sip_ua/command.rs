@@ -66,6 +66,8 @@ pub struct DialRequest {
     pub ring_timeout: Duration,
     /// The room of the session.
     pub room_id: String,
+    /// The audio codecs to offer; empty: the configured ones.
+    pub audio_codecs: Vec<crate::sdp::AudioCodec>,
 }
 
 /// A registration to start, prepared by the application side.

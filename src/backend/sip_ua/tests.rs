@@ -162,6 +162,7 @@ fn dial_to(session: SessionId, target: &str, hop: SocketAddr) -> DialRequest {
         video: true,
         ring_timeout: Duration::from_secs(30),
         room_id: "room-7".into(),
+        audio_codecs: Vec::new(),
     }
 }
 
@@ -2645,4 +2646,34 @@ fn a_deferred_call_rings_until_decided_and_an_undecided_one_gets_408() {
     );
     assert_eq!(b.live_media(), 1, "only the answered call keeps media");
     assert_eq!(b.reserved(), 0);
+}
+
+#[test]
+fn a_dial_offers_its_own_codecs_or_the_configured_ones() {
+    use crate::sdp::AudioCodec;
+    let t0 = Instant::now();
+    let mut a = Ua::new(5154, |_| {});
+    let peer = addr(6007);
+    let offer_of = |a: &mut Ua, codecs: Vec<AudioCodec>| {
+        let mut req = dial_to(SessionId::new_v4(), "sip:bob@127.0.0.1:6007", peer);
+        req.audio_codecs = codecs;
+        a.cmd(Command::Dial(Box::new(req)), t0);
+        let invite = a.sent().remove(0).0;
+        let body = String::from_utf8_lossy(invite.body()).into_owned();
+        body.lines()
+            .find(|l| l.starts_with("m=audio"))
+            .map(|l| l.split(' ').skip(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    };
+    // roomkit's dial(codec=0): PCMU alone (and telephone-event).
+    let one = offer_of(&mut a, vec![AudioCodec::Pcmu]);
+    assert!(
+        one.starts_with("0 ") && !one.contains(" 8") && !one.contains(" 9"),
+        "{one}"
+    );
+    let configured = offer_of(&mut a, Vec::new());
+    assert!(
+        configured.contains(" 9 ") && configured.contains(" 0 "),
+        "{configured}"
+    );
 }

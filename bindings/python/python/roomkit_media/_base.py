@@ -18,6 +18,7 @@ from roomkit.video.backends.av import CallVideoBackend
 from roomkit.video.base import VideoChunk, VideoSession
 from roomkit.video.video_frame import VideoFrame
 from roomkit.voice.audio_frame import AudioFrame
+from roomkit.voice.backends._resample import build_streaming_resampler
 from roomkit.voice.backends.base import PlaybackErrors, VoiceBackend
 from roomkit.voice.base import AudioChunk, VoiceCapability, VoiceSession, VoiceSessionState
 from roomkit.voice.pipeline.dtmf.base import DTMFEvent
@@ -33,6 +34,10 @@ AUDIO_LEAD = 0.06
 #: End reasons that a local call caused: they need no report (roomkit reports
 #: no end the application asked for).
 LOCAL_ENDS = frozenset({"local_hangup", "shutdown"})
+
+
+def _same(data: bytes) -> bytes:
+    return data
 
 
 def host_port(addr: Any) -> tuple[str, int]:
@@ -61,6 +66,7 @@ class _NativeVoice(VoiceBackend):
         self._by_native: dict[str, VoiceSession] = {}
         self._playback: dict[str, asyncio.Task[None]] = {}
         self._frame_sequences: dict[str, int] = {}
+        self._resamplers: dict[tuple[str, int], Callable[[bytes], bytes]] = {}
         self._closed = False
 
     # -- identity -------------------------------------------------------------
@@ -81,6 +87,8 @@ class _NativeVoice(VoiceBackend):
             return False
         del self._sessions[session.id]
         self._by_native.pop(session.provider_session_id or session.id, None)
+        for key in [k for k in self._resamplers if k[0] == session.id]:
+            del self._resamplers[key]
         session.state = VoiceSessionState.ENDED
         if self._video is not None:
             self._frame_sequences.pop(session.id, None)
@@ -192,9 +200,23 @@ class _NativeVoice(VoiceBackend):
     # -- outbound audio -------------------------------------------------------
 
     def send_audio_sync(self, session: VoiceSession, chunk: AudioChunk) -> None:
-        """Send one chunk now (the engine queues it; never blocks)."""
+        """Send one chunk now (the engine queues it; never blocks). A chunk at
+        another rate than the session's is resampled."""
         if session.id in self._sessions and chunk.data:
-            self._core.send_audio(self._native_id(session.id), chunk.data)
+            rate = session.metadata.get("output_sample_rate", chunk.sample_rate)
+            data = self._resampler(session.id, chunk.sample_rate, rate)(chunk.data)
+            self._core.send_audio(self._native_id(session.id), data)
+
+    def _resampler(self, session_id: str, in_rate: int, out_rate: int) -> Callable[[bytes], bytes]:
+        """roomkit's streaming resampler from ``in_rate`` to the session's
+        rate, kept per session and input rate (stateful across chunks)."""
+        if in_rate == out_rate:
+            return _same
+        key = (session_id, in_rate)
+        r = self._resamplers.get(key)
+        if r is None:
+            r = self._resamplers[key] = build_streaming_resampler(in_rate, out_rate)
+        return r
 
     async def send_audio(
         self,
@@ -236,8 +258,9 @@ class _NativeVoice(VoiceBackend):
             ahead = start + sent - time.monotonic() - AUDIO_LEAD
             if ahead > 0:
                 await asyncio.sleep(ahead)
-            self._core.send_audio(nid, chunk.data)
-            sent += len(chunk.data) / 2 / rate
+            data = self._resampler(session.id, chunk.sample_rate, rate)(chunk.data)
+            self._core.send_audio(nid, data)
+            sent += len(data) / 2 / rate
         rest = start + sent - time.monotonic()
         if rest > 0:
             await asyncio.sleep(rest)

@@ -106,8 +106,8 @@ class SIPVoiceBackend(_NativeVoice):
     ``decision_timeout`` (seconds an INVITE waits for the invite filter before
     408; default 20) and ``queue_len``.
 
-    Differences from roomkit: ``dial`` offers every supported codec (the
-    callee chooses; ``codec`` is not yet honoured); ``disconnect``'s
+    ``dial(codec=...)`` offers that one codec, as roomkit. Differences from
+    roomkit: ``disconnect``'s
     ``cause``/``text`` (Q.850 Reason) are not sent; the invite filter gets an
     :class:`IncomingInvite`, not aiosipua's call (it cannot answer or reject
     by itself: it returns its verdict); ``set_auth_resolver`` is not applied
@@ -439,8 +439,6 @@ class SIPVoiceBackend(_NativeVoice):
         ``username`` and ``password`` (aiosipua's ``SipDigestAuth``)."""
         if self._local_sip_addr is None or self._closed:
             raise RuntimeError("SIPVoiceBackend.start() must be called before dial()")
-        if codec not in self._supported_codecs:
-            raise ValueError(f"Unsupported codec payload type: {codec}")
         creds = None
         if auth is not None:
             creds = (str(auth.username), str(auth.password))
@@ -455,6 +453,7 @@ class SIPVoiceBackend(_NativeVoice):
             timeout + 5.0,
             False,
             creds,
+            [codec],
         )
         try:
             state, status, reason = await self._wait(self._dials, nid, timeout)
