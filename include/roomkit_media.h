@@ -702,6 +702,11 @@ typedef struct {
 // 300..=699 to refuse it (anything else refuses with 603).
 typedef int32_t (*rkm_invite_filter_cb)(void *user_data, const rkm_incoming_call *call);
 
+// Looks up the password of `user` for inbound digest authentication: writes it, NUL-terminated,
+// into `out` (`cap` bytes) and returns true, or returns false for an unknown user (the caller
+// is refused with 403). A password that does not fit in `cap` counts as unknown.
+typedef bool (*rkm_auth_resolver_cb)(void *user_data, const char *user, char *out, size_t cap);
+
 // Options of `rkm_dial`. Fill with `rkm_dial_options_init` first; NULL strings and 0 numbers
 // take the backend's configuration. Strings are read during `rkm_dial` only.
 typedef struct {
@@ -1064,6 +1069,13 @@ rkm_status rkm_sip_set_invite_filter(rkm_backend *b, rkm_invite_filter_cb cb, vo
 // `rkm_backend_start`, `RKM_ERR_UNSUPPORTED` on an RTP backend. Any thread, the SIP callback
 // thread included.
 rkm_status rkm_sip_decide_call(rkm_backend *b, const char *call_id, uint16_t status);
+
+// Registers `cb` to look up inbound digest passwords, instead of `auth_user`/`auth_password`
+// of the configuration (and turning authentication on); NULL removes it (the configured user,
+// if any, is checked again). It runs on the SIP thread and must return quickly; `user_data`
+// must stay usable from that thread until the resolver is replaced or the backend freed.
+// Inside it, no `rkm_*` call may be made. `RKM_ERR_UNSUPPORTED` on an RTP backend. Any thread.
+rkm_status rkm_sip_set_auth_resolver(rkm_backend *b, rkm_auth_resolver_cb cb, void *user_data);
 
 // Fills `opts` with the defaults (everything from the backend's configuration). A NULL
 // `opts` is ignored (and recorded for `rkm_last_error`). Any thread.

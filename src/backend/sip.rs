@@ -472,6 +472,21 @@ impl SipVoiceBackend {
         *self.hooks.filter.write() = Some(Arc::new(f));
     }
 
+    /// Looks up inbound digest passwords with `f` (user name → password, `None`: unknown),
+    /// instead of `auth_users`; setting one turns authentication on. Runs on the SIP thread: it
+    /// must return quickly.
+    pub fn set_auth_resolver<F>(&self, f: F)
+    where
+        F: Fn(&str) -> Option<String> + Send + Sync + 'static,
+    {
+        *self.hooks.resolver.write() = Some(Arc::new(f));
+    }
+
+    /// Removes the auth resolver: `auth_users` (if any) is checked again.
+    pub fn clear_auth_resolver(&self) {
+        *self.hooks.resolver.write() = None;
+    }
+
     /// An incoming call was answered (200 sent): metadata has `caller`, `callee`,
     /// `caller_display_name`, `call_id`, `has_video`, `video_codec`, `room_id`, `direction`
     /// (`inbound`) and the `X-` headers. Runs on the SIP callback thread.

@@ -322,6 +322,10 @@ impl Default for OverloadConfig {
     }
 }
 
+/// Looks up the password of a user name for inbound digest authentication (`None`: no such
+/// user). Runs on the SIP thread: it must return quickly.
+pub type AuthResolver = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 /// Screens new INVITEs. Runs on the SIP thread: it must return quickly.
 pub type InviteFilter = Arc<dyn Fn(&IncomingCall) -> CallDecision + Send + Sync>;
 

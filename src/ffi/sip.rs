@@ -363,3 +363,63 @@ pub extern "C" fn rkm_sip_decide_call(
         Ok(rkm_status::RKM_OK)
     })
 }
+
+/// Looks up the password of `user` for inbound digest authentication: writes it, NUL-terminated,
+/// into `out` (`cap` bytes) and returns true, or returns false for an unknown user (the caller
+/// is refused with 403). A password that does not fit in `cap` counts as unknown.
+pub type rkm_auth_resolver_cb = Option<
+    unsafe extern "C" fn(
+        user_data: *mut c_void,
+        user: *const c_char,
+        out: *mut c_char,
+        cap: usize,
+    ) -> bool,
+>;
+
+/// The room an `rkm_auth_resolver_cb` gets for a password, NUL included.
+const PASSWORD_CAP: usize = 512;
+
+/// Registers `cb` to look up inbound digest passwords, instead of `auth_user`/`auth_password`
+/// of the configuration (and turning authentication on); NULL removes it (the configured user,
+/// if any, is checked again). It runs on the SIP thread and must return quickly; `user_data`
+/// must stay usable from that thread until the resolver is replaced or the backend freed.
+/// Inside it, no `rkm_*` call may be made. `RKM_ERR_UNSUPPORTED` on an RTP backend. Any thread.
+#[no_mangle]
+pub extern "C" fn rkm_sip_set_auth_resolver(
+    b: *mut rkm_backend,
+    cb: rkm_auth_resolver_cb,
+    user_data: *mut c_void,
+) -> rkm_status {
+    boundary("rkm_sip_set_auth_resolver", || {
+        // SAFETY: `b` is NULL or a live backend.
+        let be = unsafe { backend_arg(b) }?;
+        let sip = be.sip()?;
+        let ud = UserData::new(user_data);
+        match cb {
+            Some(f) => sip.set_auth_resolver(move |user: &str| {
+                let name = c_text(user);
+                let mut buf = vec![0 as c_char; PASSWORD_CAP];
+                let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    // SAFETY: the registrant declared `f` callable from the SIP thread with its
+                    // `user_data`; `name` and `buf` (PASSWORD_CAP bytes) outlive the call.
+                    unsafe { f(ud.get(), name.as_ptr(), buf.as_mut_ptr(), PASSWORD_CAP) }
+                }))
+                .unwrap_or(false);
+                if !found {
+                    return None;
+                }
+                // No NUL within the buffer: the password did not fit.
+                let bytes: Vec<u8> = buf
+                    .iter()
+                    .take_while(|&&c| c != 0)
+                    .map(|&c| c as u8)
+                    .collect();
+                (bytes.len() < PASSWORD_CAP)
+                    .then(|| String::from_utf8(bytes).ok())
+                    .flatten()
+            }),
+            None => sip.clear_auth_resolver(),
+        }
+        Ok(rkm_status::RKM_OK)
+    })
+}

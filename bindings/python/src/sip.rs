@@ -388,6 +388,28 @@ impl SipCore {
         self.call(py, |b| b.decide_call(&call_id, decision))
     }
 
+    /// Looks up inbound digest passwords with `resolver(user) -> str | None` (None: unknown
+    /// user), instead of `auth_users`; None removes it. The resolver runs on the SIP thread,
+    /// which takes the GIL for it (once per authentication attempt, never per frame): it must
+    /// be quick and must not wait for the loop.
+    fn set_auth_resolver(&self, py: Python<'_>, resolver: Option<Py<PyAny>>) -> PyResult<()> {
+        let b = self.backend()?;
+        py.detach(|| match resolver {
+            Some(r) => b.sip().set_auth_resolver(move |user: &str| {
+                Python::attach(|py| {
+                    r.call1(py, (user,))
+                        .and_then(|v| v.extract::<Option<String>>(py))
+                        .unwrap_or_else(|e| {
+                            e.print(py);
+                            None
+                        })
+                })
+            }),
+            None => b.sip().clear_auth_resolver(),
+        });
+        Ok(())
+    }
+
     /// Ends a call (BYE, CANCEL while dialing, 480 while ringing here) and its media.
     fn hangup(&self, py: Python<'_>, session: &str) -> PyResult<()> {
         let id = session_id(session)?;

@@ -38,7 +38,7 @@ use crate::sip::{
 };
 
 /// How long a digest nonce stays valid.
-const NONCE_TTL: Duration = Duration::from_secs(30);
+pub(super) const NONCE_TTL: Duration = Duration::from_secs(30);
 
 /// `ip:port`, IPv6 in brackets.
 pub(super) fn host_port(ip: IpAddr, port: u16) -> String {

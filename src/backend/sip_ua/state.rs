@@ -46,6 +46,8 @@ pub const MAX_REGISTRATIONS: usize = 64;
 pub struct SipHooks {
     /// Screens new INVITEs before any port is taken.
     pub filter: RwLock<Option<InviteFilter>>,
+    /// Looks up inbound digest passwords, before (and instead of) `auth_users`.
+    pub resolver: RwLock<Option<crate::backend::sip_config::AuthResolver>>,
 }
 
 /// Our answer to a server transaction's request, and what the INVITE ones need to answer.

@@ -2664,3 +2664,45 @@ fn a_dial_offers_its_own_codecs_or_the_configured_ones() {
         "{configured}"
     );
 }
+
+#[test]
+fn an_auth_resolver_turns_authentication_on_and_supplies_the_password() {
+    let mut now = Instant::now();
+    let mut a = Ua::new(5155, |_| {});
+    let mut b = Ua::new(5156, |_| {});
+    let asked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = asked.clone();
+    *b.core.hooks.resolver.write() = Some(Arc::new(move |user: &str| {
+        seen.lock().push(user.to_string());
+        (user == "alice").then(|| "secret".to_string())
+    }));
+    // dial_to carries alice/secret: challenged (401), answered with credentials, answered.
+    let uri = "sip:bob@127.0.0.1:5156";
+    a.cmd(
+        Command::Dial(Box::new(dial_to(SessionId::new_v4(), uri, b.addr))),
+        now,
+    );
+    run_for(
+        &mut a,
+        &mut b,
+        &mut now,
+        Duration::from_secs(5),
+        &mut keep_all(),
+    );
+    assert_eq!(a.states().last(), Some(&CallState::Answered));
+    assert!(asked.lock().iter().all(|u| u == "alice") && !asked.lock().is_empty());
+    // A password the resolver does not give: refused.
+    let mut wrong = dial_to(SessionId::new_v4(), uri, b.addr);
+    wrong.call_id = "wrong@test".into();
+    wrong.credentials = Some(Credentials::new("alice", "guess"));
+    a.cmd(Command::Dial(Box::new(wrong)), now);
+    run_for(
+        &mut a,
+        &mut b,
+        &mut now,
+        Duration::from_secs(5),
+        &mut keep_all(),
+    );
+    let last = a.progress().pop().unwrap();
+    assert_eq!((last.state, last.status), (CallState::Failed, 403));
+}

@@ -81,6 +81,18 @@ impl SipCore {
     /// Checks digest credentials when users are configured: `Ok` to go on, `Err` with the
     /// refusal (401 with a challenge, or 403).
     pub(super) fn authenticate(&mut self, req: &SipMessage, now: Instant) -> Result<(), Refusal> {
+        let resolver = self.hooks.resolver.read().clone();
+        if resolver.is_none() && self.cfg.auth_users.is_empty() {
+            return Ok(());
+        }
+        if self.auth.is_none() {
+            // A resolver set after start turns authentication on.
+            self.auth = Some(crate::sip::auth::DigestAuthenticator::with_rng(
+                &self.cfg.auth_realm,
+                super::core::NONCE_TTL,
+                self.rng.fork(),
+            ));
+        }
         let Some(auth) = self.auth.as_mut() else {
             return Ok(());
         };
@@ -97,7 +109,11 @@ impl SipCore {
             return Err(challenge(auth, false));
         };
         let users = &self.cfg.auth_users;
-        match auth.verify(value, req.method().as_str(), now, |u| users.get(u).cloned()) {
+        let lookup = |u: &str| match &resolver {
+            Some(r) => r(u),
+            None => users.get(u).cloned(),
+        };
+        match auth.verify(value, req.method().as_str(), now, lookup) {
             AuthOutcome::Authorized { .. } => Ok(()),
             AuthOutcome::Stale => Err(challenge(auth, true)),
             AuthOutcome::Rejected(_) => Err(Refusal::status(403)),

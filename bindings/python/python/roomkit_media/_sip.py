@@ -110,8 +110,7 @@ class SIPVoiceBackend(_NativeVoice):
     roomkit: ``disconnect``'s
     ``cause``/``text`` (Q.850 Reason) are not sent; the invite filter gets an
     :class:`IncomingInvite`, not aiosipua's call (it cannot answer or reject
-    by itself: it returns its verdict); ``set_auth_resolver`` is not applied
-    yet; no ``on_audio_played`` reports.
+    by itself: it returns its verdict); no ``on_audio_played`` reports.
     """
 
     _VIDEO = False
@@ -554,10 +553,12 @@ class SIPVoiceBackend(_NativeVoice):
         return bool(self._auth_users) or self._auth_resolver is not None
 
     def set_auth_resolver(self, resolver: Callable[[str], str | None] | None) -> None:
-        """Not applied yet: the engine checks ``auth_users`` only."""
-        if resolver is not None:
-            warnings.warn("roomkit_media: set_auth_resolver is not applied yet", stacklevel=2)
+        """Look up inbound digest passwords with ``resolver(username)`` (``None``:
+        unknown user), before and instead of ``auth_users``, as roomkit. It runs
+        on the engine's SIP thread (holding the GIL): keep it quick and
+        synchronous, as roomkit's is. ``None`` removes it."""
         self._auth_resolver = resolver
+        self._core.set_auth_resolver(resolver)
 
     def set_invite_filter(self, invite_filter: Callable[..., Any] | None) -> None:
         """Screen new INVITEs (after authentication, before the answer).
