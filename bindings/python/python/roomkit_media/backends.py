@@ -26,9 +26,15 @@ from roomkit.voice.base import VoiceSession, VoiceSessionState
 
 from roomkit_media import _native
 from roomkit_media._base import _NativeVideo, _NativeVoice, call, host_port
-from roomkit_media._sip import SIPVideoBackend, SIPVoiceBackend
+from roomkit_media._sip import IncomingInvite, SIPVideoBackend, SIPVoiceBackend
 
-__all__ = ["RTPVideoBackend", "RTPVoiceBackend", "SIPVideoBackend", "SIPVoiceBackend"]
+__all__ = [
+    "IncomingInvite",
+    "RTPVideoBackend",
+    "RTPVoiceBackend",
+    "SIPVideoBackend",
+    "SIPVoiceBackend",
+]
 
 logger = logging.getLogger("roomkit_media.rtp")
 
