@@ -6,7 +6,8 @@
  * decision_timeout_ms, not before; a late decision, a bad status or a NULL Call-ID change
  * nothing; a filter that refuses at once (403) still works; a call answered after a deferral
  * carries audio; with no filter calls are answered at once; rkm_dial_options.audio_codecs
- * limits what one call offers.
+ * limits what one call offers; the SIP trace (rkm_sip_set_trace) sees the INVITE come in and
+ * the 180 and 200 go out, and nothing once removed.
  *
  * Usage: sip_defer (no arguments). */
 #include "common.h"
@@ -28,6 +29,11 @@ typedef struct {
     int states[64];
     int status[64];
     atomic_int n_states;
+    /* The callee's SIP trace: INVITEs in, 180s and 200s out, messages with no peer. */
+    atomic_int traced_invites;
+    atomic_int traced_180;
+    atomic_int traced_200;
+    atomic_int traced_bad;
 } host;
 
 static host h;
@@ -45,6 +51,21 @@ static int32_t filter(void *ud, const rkm_incoming_call *c) {
     pthread_mutex_unlock(&s->lock);
     atomic_fetch_add(&s->filtered, 1);
     return RKM_CALL_DEFER;
+}
+
+static void on_trace(void *ud, bool outbound, const char *peer, const uint8_t *data, size_t len) {
+    host *s = ud;
+    if (peer == NULL || strncmp(peer, "127.0.0.1:", 10) != 0 || data == NULL || len < 12) {
+        atomic_fetch_add(&s->traced_bad, 1);
+        return;
+    }
+    if (!outbound && memcmp(data, "INVITE ", 7) == 0) {
+        atomic_fetch_add(&s->traced_invites, 1);
+    } else if (outbound && memcmp(data, "SIP/2.0 180", 11) == 0) {
+        atomic_fetch_add(&s->traced_180, 1);
+    } else if (outbound && memcmp(data, "SIP/2.0 200", 11) == 0) {
+        atomic_fetch_add(&s->traced_200, 1);
+    }
 }
 
 static void on_call(void *ud, const rkm_call_info *c) {
@@ -132,6 +153,7 @@ int main(void) {
     CHECK_OK(rkm_on_call(callee, on_call, &h));
     CHECK_OK(rkm_on_audio_received(callee, on_audio, &h));
     CHECK_OK(rkm_on_call_state(me, on_call_state, &h));
+    CHECK_OK(rkm_sip_set_trace(callee, on_trace, &h));
     CHECK(rkm_sip_decide_call(callee, "x", 200) == RKM_ERR_STATE);
     CHECK_OK(rkm_backend_start(callee));
     CHECK_OK(rkm_backend_start(me));
@@ -156,6 +178,9 @@ int main(void) {
     }
     CHECK_OK(rkm_send_audio(me, id, pcm, 160 * 10));
     CHECK(wait_for(&h.audio_frames, 3, 5000));
+    /* The SIP trace saw the INVITE come in, and the 180 and the 200 go out. */
+    CHECK(atomic_load(&h.traced_invites) >= 1 && atomic_load(&h.traced_180) >= 1);
+    CHECK(atomic_load(&h.traced_200) >= 1 && atomic_load(&h.traced_bad) == 0);
     CHECK_OK(rkm_disconnect(me, id));
 
     /* 2. Deferred, then refused with 486. */
@@ -193,6 +218,9 @@ int main(void) {
     CHECK(failed >= mark && h.status[failed] == 403);
     CHECK(atomic_load(&h.filtered) == 3);
 
+    /* Without the trace, nothing more is traced. */
+    CHECK_OK(rkm_sip_set_trace(callee, NULL, NULL));
+    int traced = atomic_load(&h.traced_invites);
     /* Removing the filter: calls are answered at once again. This one offers PCMA alone
      * (rkm_dial_options.audio_codecs), so the callee, which prefers Opus, takes PCMA. */
     CHECK_OK(rkm_sip_set_invite_filter(callee, NULL, NULL));
@@ -205,6 +233,7 @@ int main(void) {
     pthread_mutex_lock(&h.lock);
     CHECK(strcmp(h.audio_codec, "PCMA") == 0);
     pthread_mutex_unlock(&h.lock);
+    CHECK(atomic_load(&h.traced_invites) == traced);
     o.audio_codecs = "nonsense";
     CHECK(rkm_dial(me, to, &o, id, sizeof id) == RKM_ERR_INVALID_ARGUMENT);
 

@@ -707,6 +707,15 @@ typedef int32_t (*rkm_invite_filter_cb)(void *user_data, const rkm_incoming_call
 // is refused with 403). A password that does not fit in `cap` counts as unknown.
 typedef bool (*rkm_auth_resolver_cb)(void *user_data, const char *user, char *out, size_t cap);
 
+// Sees one SIP message: `outbound` false as it is received (before parsing), true as it is
+// sent (retransmissions included); `peer` is the other side's `"ip:port"`. `data` and `peer`
+// are valid only until the callback returns.
+typedef void (*rkm_sip_trace_cb)(void *user_data,
+                                 bool outbound,
+                                 const char *peer,
+                                 const uint8_t *data,
+                                 size_t len);
+
 // Options of `rkm_dial`. Fill with `rkm_dial_options_init` first; NULL strings and 0 numbers
 // take the backend's configuration. Strings are read during `rkm_dial` only.
 typedef struct {
@@ -1076,6 +1085,13 @@ rkm_status rkm_sip_decide_call(rkm_backend *b, const char *call_id, uint16_t sta
 // must stay usable from that thread until the resolver is replaced or the backend freed.
 // Inside it, no `rkm_*` call may be made. `RKM_ERR_UNSUPPORTED` on an RTP backend. Any thread.
 rkm_status rkm_sip_set_auth_resolver(rkm_backend *b, rkm_auth_resolver_cb cb, void *user_data);
+
+// Registers `cb` to see every SIP message the backend receives and sends (a protocol trace),
+// replacing any earlier one; NULL removes it. It runs on the SIP thread and must return
+// quickly; `user_data` must stay usable from that thread until the trace is replaced or the
+// backend freed. Inside it, no `rkm_*` call may be made. `RKM_ERR_UNSUPPORTED` on an RTP
+// backend. Any thread.
+rkm_status rkm_sip_set_trace(rkm_backend *b, rkm_sip_trace_cb cb, void *user_data);
 
 // Fills `opts` with the defaults (everything from the backend's configuration). A NULL
 // `opts` is ignored (and recorded for `rkm_last_error`). Any thread.

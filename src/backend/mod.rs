@@ -28,7 +28,7 @@ pub use rtp::{ConnectOptions, RtpBackendConfig, RtpVideoBackend, RtpVoiceBackend
 pub use sip::{DialOptions, RegisterOptions, SipVideoBackend, SipVoiceBackend};
 pub use sip_config::{
     AuthResolver, CallDecision, IncomingCall, InviteFilter, OverloadConfig, SipBackendConfig,
-    SipCredentials, SipStats, SipTlsConfig, StreamTimeouts,
+    SipCredentials, SipStats, SipTlsConfig, SipTrace, StreamTimeouts,
 };
 pub use sip_ua::{CallProgress, CallState, RegistrationEvent, RegistrationId};
 

@@ -482,6 +482,21 @@ impl SipVoiceBackend {
         *self.hooks.resolver.write() = Some(Arc::new(f));
     }
 
+    /// Shows every SIP message to `f` as it is received (`outbound` false) or sent (true,
+    /// retransmissions included), with the peer's address: a protocol trace. Runs on the SIP
+    /// thread: it must return quickly. Replaces an earlier one.
+    pub fn set_sip_trace<F>(&self, f: F)
+    where
+        F: Fn(bool, &[u8], SocketAddr) + Send + Sync + 'static,
+    {
+        *self.hooks.trace.write() = Some(Arc::new(f));
+    }
+
+    /// Removes the SIP trace.
+    pub fn clear_sip_trace(&self) {
+        *self.hooks.trace.write() = None;
+    }
+
     /// Removes the auth resolver: `auth_users` (if any) is checked again.
     pub fn clear_auth_resolver(&self) {
         *self.hooks.resolver.write() = None;

@@ -326,6 +326,11 @@ impl Default for OverloadConfig {
 /// user). Runs on the SIP thread: it must return quickly.
 pub type AuthResolver = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
+/// Sees every SIP message the backend receives (`outbound` false, before it is parsed) or sends
+/// (`outbound` true, retransmissions included), with the peer's address. Runs on the SIP
+/// thread: it must return quickly.
+pub type SipTrace = Arc<dyn Fn(bool, &[u8], SocketAddr) + Send + Sync>;
+
 /// Screens new INVITEs. Runs on the SIP thread: it must return quickly.
 pub type InviteFilter = Arc<dyn Fn(&IncomingCall) -> CallDecision + Send + Sync>;
 

@@ -423,3 +423,48 @@ pub extern "C" fn rkm_sip_set_auth_resolver(
         Ok(rkm_status::RKM_OK)
     })
 }
+
+/// Sees one SIP message: `outbound` false as it is received (before parsing), true as it is
+/// sent (retransmissions included); `peer` is the other side's `"ip:port"`. `data` and `peer`
+/// are valid only until the callback returns.
+pub type rkm_sip_trace_cb = Option<
+    unsafe extern "C" fn(
+        user_data: *mut c_void,
+        outbound: bool,
+        peer: *const c_char,
+        data: *const u8,
+        len: usize,
+    ),
+>;
+
+/// Registers `cb` to see every SIP message the backend receives and sends (a protocol trace),
+/// replacing any earlier one; NULL removes it. It runs on the SIP thread and must return
+/// quickly; `user_data` must stay usable from that thread until the trace is replaced or the
+/// backend freed. Inside it, no `rkm_*` call may be made. `RKM_ERR_UNSUPPORTED` on an RTP
+/// backend. Any thread.
+#[no_mangle]
+pub extern "C" fn rkm_sip_set_trace(
+    b: *mut rkm_backend,
+    cb: rkm_sip_trace_cb,
+    user_data: *mut c_void,
+) -> rkm_status {
+    boundary("rkm_sip_set_trace", || {
+        // SAFETY: `b` is NULL or a live backend.
+        let be = unsafe { backend_arg(b) }?;
+        let sip = be.sip()?;
+        let ud = UserData::new(user_data);
+        match cb {
+            Some(f) => sip.set_sip_trace(move |outbound, data: &[u8], peer| {
+                let peer = c_text(&peer.to_string());
+                // A panic in the trace must not take the SIP thread down.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    // SAFETY: the registrant declared `f` callable from the SIP thread with its
+                    // `user_data`; `peer` and `data` outlive the call.
+                    unsafe { f(ud.get(), outbound, peer.as_ptr(), data.as_ptr(), data.len()) }
+                }));
+            }),
+            None => sip.clear_sip_trace(),
+        }
+        Ok(rkm_status::RKM_OK)
+    })
+}

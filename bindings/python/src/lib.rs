@@ -86,6 +86,12 @@ pub(crate) enum Event {
         source: (String, u16),
         offers_video: bool,
     },
+    /// SIP: a message received or sent (the trace).
+    Trace {
+        outbound: bool,
+        peer: (String, u16),
+        data: Vec<u8>,
+    },
     /// SIP: a dialed call moved on.
     CallState {
         id: Uuid,
@@ -662,6 +668,13 @@ pub(crate) fn drain<'py>(
                 d.set_item("offers_video", offers_video)?;
                 ("invite", py.None(), d).into_pyobject(py)?.into_any()
             }
+            Event::Trace {
+                outbound,
+                peer,
+                data,
+            } => ("trace", py.None(), outbound, peer, PyBytes::new(py, &data))
+                .into_pyobject(py)?
+                .into_any(),
             Event::CallState {
                 id,
                 state,

@@ -388,6 +388,27 @@ impl SipCore {
         self.call(py, |b| b.decide_call(&call_id, decision))
     }
 
+    /// Whether every SIP message received and sent is queued as a `"trace"` event
+    /// (`(kind, None, outbound, (host, port), bytes)`); a full queue drops and counts.
+    fn set_tracing(&self, py: Python<'_>, on: bool) -> PyResult<()> {
+        let b = self.backend()?;
+        let q = self.queue.clone();
+        py.detach(|| {
+            if on {
+                b.sip().set_sip_trace(move |outbound, data: &[u8], peer| {
+                    q.push(Event::Trace {
+                        outbound,
+                        peer: host_port(peer),
+                        data: data.to_vec(),
+                    });
+                });
+            } else {
+                b.sip().clear_sip_trace();
+            }
+        });
+        Ok(())
+    }
+
     /// Looks up inbound digest passwords with `resolver(user) -> str | None` (None: unknown
     /// user), instead of `auth_users`; None removes it. The resolver runs on the SIP thread,
     /// which takes the GIL for it (once per authentication attempt, never per frame): it must

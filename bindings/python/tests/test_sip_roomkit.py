@@ -112,6 +112,8 @@ async def roomkit_calls_ours() -> None:
     kit, av, fired = await room_answering_calls(backend)
     heard = bytearray()
     backend.subscribe_audio_received(lambda s, f: heard.extend(f.data))
+    traces: list[Any] = []
+    backend.set_trace_emitter(traces.append)
     them = await theirs()
     uri, addr = sip_uri(backend)
     their_call = await them.dial(
@@ -132,6 +134,14 @@ async def roomkit_calls_ours() -> None:
     assert m["has_video"] is False and m["caller"].startswith("sip:caller@")
     assert session.participant_id == "session-1"  # roomkit: X-Session-ID, else the caller
     assert backend.get_codec_rate("session-1") == 8000
+    # roomkit's ProtocolTrace for the INVITE in and the 200 out, on the loop.
+    await until(lambda: any(t.summary.startswith("SIP/2.0 200") for t in traces))
+    invite = next(t for t in traces if t.summary.startswith("INVITE "))
+    assert invite.direction == "inbound" and invite.protocol == "sip"
+    assert invite.metadata["call_id"] == m["call_id"]
+    ok = next(t for t in traces if t.summary.startswith("SIP/2.0 200"))
+    assert ok.direction == "outbound"
+    backend.set_trace_emitter(None)
 
     # A second INVITE naming the live session id is refused (486), as roomkit does.
     try:

@@ -48,6 +48,8 @@ pub struct SipHooks {
     pub filter: RwLock<Option<InviteFilter>>,
     /// Looks up inbound digest passwords, before (and instead of) `auth_users`.
     pub resolver: RwLock<Option<crate::backend::sip_config::AuthResolver>>,
+    /// Sees every SIP message received and sent (`SipThread`).
+    pub trace: RwLock<Option<crate::backend::sip_config::SipTrace>>,
 }
 
 /// Our answer to a server transaction's request, and what the INVITE ones need to answer.

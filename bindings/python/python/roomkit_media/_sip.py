@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from roomkit.models.trace import ProtocolTrace
 from roomkit.video.backends.av import AudioVideoBackend
 from roomkit.video.base import VideoSession, VideoSessionState
 from roomkit.voice.base import VoiceSession, VoiceSessionState
@@ -110,7 +111,8 @@ class SIPVoiceBackend(_NativeVoice):
     roomkit: ``disconnect``'s
     ``cause``/``text`` (Q.850 Reason) are not sent; the invite filter gets an
     :class:`IncomingInvite`, not aiosipua's call (it cannot answer or reject
-    by itself: it returns its verdict); no ``on_audio_played`` reports.
+    by itself: it returns its verdict); the trace emitter sees every SIP
+    message, not only INVITE/200/BYE; no ``on_audio_played`` reports.
     """
 
     _VIDEO = False
@@ -333,7 +335,9 @@ class SIPVoiceBackend(_NativeVoice):
 
     def _on_other_event(self, event: tuple[Any, ...]) -> None:
         kind = event[0]
-        if kind == "invite":
+        if kind == "trace":
+            self._emit_trace(event[2], tuple(event[3]), event[4])
+        elif kind == "invite":
             self._screen(IncomingInvite.from_event(event[2]))
         elif kind == "call":
             _, _nid, info, session_id = event
@@ -574,8 +578,44 @@ class SIPVoiceBackend(_NativeVoice):
         self._core.set_filtering(invite_filter is not None)
 
     def set_trace_emitter(self, emitter: Callable[..., Any] | None) -> None:
-        """Kept, not fed: the engine has no SIP message trace yet."""
+        """Emit a roomkit ``ProtocolTrace`` for every SIP message received or
+        sent (roomkit emits INVITE, 200 and BYE only; ours also shows
+        provisional responses, ACKs, retransmissions and OPTIONS), on the loop.
+        ``None`` stops the trace."""
         self._trace_emitter = emitter
+        self._core.set_tracing(emitter is not None)
+
+    def _emit_trace(self, outbound: bool, peer: tuple[str, int], data: bytes) -> None:
+        emitter = self._trace_emitter
+        if emitter is None:
+            return
+        text = data.decode("utf-8", "replace")
+        summary = text.split("\r\n", 1)[0]
+        call_id = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in text.split("\r\n")
+                if line.lower().startswith(("call-id:", "i:"))
+            ),
+            None,
+        )
+        session = next(
+            (s for s in self._sessions.values() if s.metadata.get("call_id") == call_id), None
+        )
+        trace = ProtocolTrace(
+            channel_id=session.channel_id if session is not None else "voice",
+            direction="outbound" if outbound else "inbound",
+            protocol="sip",
+            summary=summary,
+            raw=text,
+            metadata={"call_id": call_id, "peer": peer},
+            session_id=None if session is None else session.id,
+            room_id=None if session is None else session.room_id,
+        )
+        try:
+            emitter(trace)
+        except Exception:
+            logger.exception("SIP trace emitter failed")
 
 
 class SIPVideoBackend(SIPVoiceBackend, AudioVideoBackend):
