@@ -685,6 +685,14 @@ pub struct rkm_stream_stats {
     pub srtp_auth_failed: u64,
     /// SRTP/SRTCP packets dropped as replays.
     pub srtp_replayed: u64,
+    /// ULPFEC packets sent (in RED) to protect our video.
+    pub fec_sent: u64,
+    /// ULPFEC packets received from the peer.
+    pub fec_received: u64,
+    /// Lost video packets rebuilt from ULPFEC before anyone asked for them again.
+    pub fec_recovered: u64,
+    /// ULPFEC packets given up with two or more of the packets they protect still missing.
+    pub fec_unrecoverable: u64,
 }
 
 impl From<&StreamStats> for rkm_stream_stats {
@@ -741,6 +749,10 @@ impl From<&StreamStats> for rkm_stream_stats {
             audio_expected_loss_pct,
             srtp_auth_failed,
             srtp_replayed,
+            fec_sent,
+            fec_received,
+            fec_recovered,
+            fec_unrecoverable,
         } = *s;
         rkm_stream_stats {
             packets_received,
@@ -792,6 +804,10 @@ impl From<&StreamStats> for rkm_stream_stats {
             audio_expected_loss_pct,
             srtp_auth_failed,
             srtp_replayed,
+            fec_sent,
+            fec_received,
+            fec_recovered,
+            fec_unrecoverable,
         }
     }
 }

@@ -585,6 +585,9 @@ pub struct rkm_sip_config {
     /// calls); N > 0 (at most 1024) N shared threads, each waiting in `epoll` on the sockets of
     /// many streams (for many sessions).
     pub io_threads: u32,
+    /// Offer and accept forward error correction on video (ULPFEC in RED, `red/90000` and
+    /// `ulpfec/90000`): lost packets rebuilt without a round trip; default false.
+    pub video_fec: bool,
     /// How long an incoming call that the invite filter deferred (`RKM_CALL_DEFER`) waits for
     /// `rkm_sip_decide_call` before it is refused with 408; 0 is refused
     /// (`RKM_ERR_INVALID_ARGUMENT`). Default 20000.
@@ -646,6 +649,7 @@ pub extern "C" fn rkm_sip_config_init(cfg: *mut rkm_sip_config) {
             source_rate_limit: d.overload.source_rate,
             source_rate_burst: d.overload.source_burst,
             io_threads: u32::try_from(d.io_threads).unwrap_or(0),
+            video_fec: d.video_fec,
             decision_timeout_ms: u32::try_from(d.decision_timeout.as_millis()).unwrap_or(u32::MAX),
         };
         Ok(())
@@ -815,6 +819,7 @@ pub(crate) unsafe fn sip_config_from_c(c: &rkm_sip_config) -> FfiResult<SipBacke
     r.overload.source_burst = c.source_rate_burst;
     r.resilience = resilience_from_c(&c.resilience)?;
     r.video_rtx = c.video_rtx;
+    r.video_fec = c.video_fec;
     r.srtp = srtp_policy_from_c(c.srtp)?;
     if let Some(s) = text(c.srtp_suites, "cfg.srtp_suites")? {
         r.srtp_suites = crate::SrtpSuite::parse_list(s)

@@ -110,6 +110,8 @@ pub struct VideoParams {
     pub retransmit: RetransmitLimits,
     /// Sending: how pictures are spread over time.
     pub pacer: PacerConfig,
+    /// Forward error correction (ULPFEC in RED), both ways; `None`: off.
+    pub fec: Option<super::fec::FecConfig>,
 }
 
 impl Default for VideoParams {
@@ -128,6 +130,7 @@ impl Default for VideoParams {
             history: HistoryConfig::default(),
             retransmit: RetransmitLimits::default(),
             pacer: PacerConfig::default(),
+            fec: None,
         }
     }
 }

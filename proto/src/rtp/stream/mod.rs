@@ -67,6 +67,7 @@ use super::stats::StreamStats;
 use crate::error::{Error, Result};
 use crate::frame::{AudioFrame, DtmfEvent, VideoFrame};
 
+mod fec;
 mod receive;
 mod send;
 
