@@ -43,6 +43,14 @@
 // `srtp` value: offer RTP/SAVP only; a plain offer is refused with 488.
 #define RKM_SRTP_MANDATORY 2
 
+// What the invite filter returns to go on with a call (authentication, limits and SDP are
+// still checked).
+#define RKM_CALL_ACCEPT 0
+
+// What the invite filter returns to decide later with `rkm_sip_decide_call`: the call is set up
+// and rings (180) until then, or until `decision_timeout_ms`, when it is refused with 408.
+#define RKM_CALL_DEFER 1
+
 // The result of a call into the library. `RKM_OK` is 0; every other value is a failure whose
 // message `rkm_last_error()` returns on the same thread.
 typedef enum {
@@ -646,6 +654,10 @@ typedef struct {
     // Offer and accept forward error correction on video (ULPFEC in RED, `red/90000` and
     // `ulpfec/90000`): lost packets rebuilt without a round trip; default false.
     bool video_fec;
+    // How long an incoming call that the invite filter deferred (`RKM_CALL_DEFER`) waits for
+    // `rkm_sip_decide_call` before it is refused with 408; 0 is refused
+    // (`RKM_ERR_INVALID_ARGUMENT`). Default 20000.
+    uint32_t decision_timeout_ms;
 } rkm_sip_config;
 
 // An answered SIP call, as the `call` callback sees it. Every string is NUL-terminated and
@@ -678,6 +690,43 @@ typedef struct {
 // call.
 typedef void (*rkm_call_cb)(void *user_data, const rkm_call_info *info);
 
+// A new INVITE, as the invite filter sees it (before any port is taken). Every string is
+// NUL-terminated and valid only until the filter returns.
+typedef struct {
+    // The SIP Call-ID: what `rkm_sip_decide_call` takes.
+    const char *call_id;
+    // The From URI.
+    const char *caller;
+    // The To URI.
+    const char *callee;
+    // The display name of From; empty when there is none.
+    const char *caller_display_name;
+    // The `X-` headers, one `Name: value` per line, separated by `\n`; empty when none.
+    const char *x_headers;
+    // Where the INVITE came from (`"ip:port"`).
+    const char *source;
+    // The offer has an `m=video` line.
+    bool offers_video;
+} rkm_incoming_call;
+
+// Screens a new INVITE: returns `RKM_CALL_ACCEPT`, `RKM_CALL_DEFER`, or a final status
+// 300..=699 to refuse it (anything else refuses with 603).
+typedef int32_t (*rkm_invite_filter_cb)(void *user_data, const rkm_incoming_call *call);
+
+// Looks up the password of `user` for inbound digest authentication: writes it, NUL-terminated,
+// into `out` (`cap` bytes) and returns true, or returns false for an unknown user (the caller
+// is refused with 403). A password that does not fit in `cap` counts as unknown.
+typedef bool (*rkm_auth_resolver_cb)(void *user_data, const char *user, char *out, size_t cap);
+
+// Sees one SIP message: `outbound` false as it is received (before parsing), true as it is
+// sent (retransmissions included); `peer` is the other side's `"ip:port"`. `data` and `peer`
+// are valid only until the callback returns.
+typedef void (*rkm_sip_trace_cb)(void *user_data,
+                                 bool outbound,
+                                 const char *peer,
+                                 const uint8_t *data,
+                                 size_t len);
+
 // Options of `rkm_dial`. Fill with `rkm_dial_options_init` first; NULL strings and 0 numbers
 // take the backend's configuration. Strings are read during `rkm_dial` only.
 typedef struct {
@@ -699,6 +748,9 @@ typedef struct {
     uint32_t ring_timeout_ms;
     // The session's room; default the Call-ID.
     const char *room_id;
+    // The audio codecs this call offers, comma-separated, in order of preference (`"PCMU"`,
+    // names as in `rkm_sip_config.supported_codecs`); NULL: the configured ones.
+    const char *audio_codecs;
 } rkm_dial_options;
 
 // One step of a dialed call, as `rkm_on_call_state` sees it. Strings are valid only until the
@@ -1022,6 +1074,35 @@ rkm_status rkm_sip_local_addr(const rkm_backend *b, char *out, size_t cap);
 // and `rkm_disconnect` (hang up) may be called; `rkm_backend_free` may not. May be called
 // before or after `rkm_backend_start`. `RKM_ERR_UNSUPPORTED` on an RTP backend.
 rkm_status rkm_on_call(rkm_backend *b, rkm_call_cb cb, void *user_data);
+
+// Registers `cb` to screen new INVITEs, replacing any earlier one; NULL removes it (every call
+// is accepted). It runs on the SIP thread and must return quickly: a decision that needs
+// longer returns `RKM_CALL_DEFER` and is given later with `rkm_sip_decide_call`. `user_data`
+// must stay usable from that thread until the filter is replaced or the backend freed. Inside
+// it, no `rkm_*` call may be made. `RKM_ERR_UNSUPPORTED` on an RTP backend. Any thread.
+rkm_status rkm_sip_set_invite_filter(rkm_backend *b, rkm_invite_filter_cb cb, void *user_data);
+
+// Decides a call the invite filter deferred, by its Call-ID: `status` 200 answers it (once its
+// media is up), 300..=699 refuses it with that status. A call no longer waiting (unknown,
+// decided, refused after `decision_timeout_ms`, cancelled by the caller) is left alone.
+// `RKM_ERR_INVALID_ARGUMENT` for another status or a NULL `call_id`, `RKM_ERR_STATE` before
+// `rkm_backend_start`, `RKM_ERR_UNSUPPORTED` on an RTP backend. Any thread, the SIP callback
+// thread included.
+rkm_status rkm_sip_decide_call(rkm_backend *b, const char *call_id, uint16_t status);
+
+// Registers `cb` to look up inbound digest passwords, instead of `auth_user`/`auth_password`
+// of the configuration (and turning authentication on); NULL removes it (the configured user,
+// if any, is checked again). It runs on the SIP thread and must return quickly; `user_data`
+// must stay usable from that thread until the resolver is replaced or the backend freed.
+// Inside it, no `rkm_*` call may be made. `RKM_ERR_UNSUPPORTED` on an RTP backend. Any thread.
+rkm_status rkm_sip_set_auth_resolver(rkm_backend *b, rkm_auth_resolver_cb cb, void *user_data);
+
+// Registers `cb` to see every SIP message the backend receives and sends (a protocol trace),
+// replacing any earlier one; NULL removes it. It runs on the SIP thread and must return
+// quickly; `user_data` must stay usable from that thread until the trace is replaced or the
+// backend freed. Inside it, no `rkm_*` call may be made. `RKM_ERR_UNSUPPORTED` on an RTP
+// backend. Any thread.
+rkm_status rkm_sip_set_trace(rkm_backend *b, rkm_sip_trace_cb cb, void *user_data);
 
 // Fills `opts` with the defaults (everything from the backend's configuration). A NULL
 // `opts` is ignored (and recorded for `rkm_last_error`). Any thread.

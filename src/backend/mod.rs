@@ -27,8 +27,8 @@ pub use resilience::ResilienceConfig;
 pub use rtp::{ConnectOptions, RtpBackendConfig, RtpVideoBackend, RtpVoiceBackend};
 pub use sip::{DialOptions, RegisterOptions, SipVideoBackend, SipVoiceBackend};
 pub use sip_config::{
-    CallDecision, IncomingCall, InviteFilter, OverloadConfig, SipBackendConfig, SipCredentials,
-    SipStats, SipTlsConfig, StreamTimeouts,
+    AuthResolver, CallDecision, IncomingCall, InviteFilter, OverloadConfig, SipBackendConfig,
+    SipCredentials, SipStats, SipTlsConfig, SipTrace, StreamTimeouts,
 };
 pub use sip_ua::{CallProgress, CallState, RegistrationEvent, RegistrationId};
 

@@ -77,6 +77,9 @@ pub struct DialOptions {
     pub ring_timeout: Option<Duration>,
     /// The session's room (default: the Call-ID).
     pub room_id: Option<String>,
+    /// The audio codecs this call offers, in order of preference (roomkit's `dial(codec=...)`
+    /// offers one); empty (default): the configured `supported_codecs`.
+    pub audio_codecs: Vec<crate::sdp::AudioCodec>,
 }
 
 /// Options of one registration; `Default` registers for an hour with the configured
@@ -459,12 +462,44 @@ impl SipVoiceBackend {
     }
 
     /// Screens new INVITEs before any port is taken (replaces an earlier filter). Runs on the
-    /// SIP thread: it must return quickly.
+    /// SIP thread: it must return quickly. A filter that needs longer (a database, an async
+    /// application) returns [`CallDecision::Defer`] and decides later with
+    /// [`decide_call`](SipVoiceBackend::decide_call).
     pub fn set_invite_filter<F>(&self, f: F)
     where
         F: Fn(&IncomingCall) -> CallDecision + Send + Sync + 'static,
     {
         *self.hooks.filter.write() = Some(Arc::new(f));
+    }
+
+    /// Looks up inbound digest passwords with `f` (user name → password, `None`: unknown),
+    /// instead of `auth_users`; setting one turns authentication on. Runs on the SIP thread: it
+    /// must return quickly.
+    pub fn set_auth_resolver<F>(&self, f: F)
+    where
+        F: Fn(&str) -> Option<String> + Send + Sync + 'static,
+    {
+        *self.hooks.resolver.write() = Some(Arc::new(f));
+    }
+
+    /// Shows every SIP message to `f` as it is received (`outbound` false) or sent (true,
+    /// retransmissions included), with the peer's address: a protocol trace. Runs on the SIP
+    /// thread: it must return quickly. Replaces an earlier one.
+    pub fn set_sip_trace<F>(&self, f: F)
+    where
+        F: Fn(bool, &[u8], SocketAddr) + Send + Sync + 'static,
+    {
+        *self.hooks.trace.write() = Some(Arc::new(f));
+    }
+
+    /// Removes the SIP trace.
+    pub fn clear_sip_trace(&self) {
+        *self.hooks.trace.write() = None;
+    }
+
+    /// Removes the auth resolver: `auth_users` (if any) is checked again.
+    pub fn clear_auth_resolver(&self) {
+        *self.hooks.resolver.write() = None;
     }
 
     /// An incoming call was answered (200 sent): metadata has `caller`, `callee`,
@@ -506,6 +541,17 @@ impl SipVoiceBackend {
             .ok_or_else(|| Error::NotFound(format!("call with session {session}")))?;
         let _ = self.engine.disconnect(session);
         running.send(Command::Hangup(session));
+        Ok(())
+    }
+
+    /// Answers (`Accept`) or refuses (`Reject(status)`) the incoming call with this Call-ID
+    /// whose decision the invite filter deferred ([`CallDecision::Defer`]). Returns at once;
+    /// the SIP thread answers when the call's media is up. A call that is not waiting for a
+    /// decision (unknown, already decided, refused for lack of one after `decision_timeout`,
+    /// or cancelled by the caller) is left alone.
+    pub fn decide_call(&self, call_id: &str, decision: CallDecision) -> Result<()> {
+        self.running()?
+            .send(Command::Decide(call_id.to_string(), decision));
         Ok(())
     }
 
@@ -593,6 +639,7 @@ impl SipVoiceBackend {
             headers: options.headers,
             video: self.with_video && !options.audio_only,
             ring_timeout: options.ring_timeout.unwrap_or(self.cfg.ring_timeout),
+            audio_codecs: options.audio_codecs,
         };
         running.send(Command::Dial(Box::new(req)));
         Ok(session)

@@ -180,6 +180,9 @@ pub struct SipBackendConfig {
     /// sides agree, our video carries FEC sized from the peer's reported loss and the RTT, and
     /// lost packets of theirs are rebuilt before a NACK would ask. Off by default.
     pub video_fec: bool,
+    /// How long an incoming call the invite filter deferred ([`CallDecision::Defer`]) waits for
+    /// `decide_call` before it is refused with 408 (Request Timeout). Default 20 s.
+    pub decision_timeout: Duration,
 }
 
 impl Default for SipBackendConfig {
@@ -224,6 +227,7 @@ impl Default for SipBackendConfig {
             io_threads: 0,
             audio_sample_rate: AppRate::Auto,
             video_fec: false,
+            decision_timeout: Duration::from_secs(20),
         }
     }
 }
@@ -283,6 +287,10 @@ pub enum CallDecision {
     Accept,
     /// Refuse with this final status (300..=699; anything else becomes 603).
     Reject(u16),
+    /// Decide later: the call is set up and rings (180) until
+    /// [`decide_call`](crate::backend::SipVoiceBackend::decide_call) answers or refuses it by
+    /// its Call-ID. A call still undecided after `decision_timeout` is refused with 408.
+    Defer,
 }
 
 /// Overload control of a SIP backend (RFC 6357's local overload control: a server that is
@@ -319,6 +327,15 @@ impl Default for OverloadConfig {
         }
     }
 }
+
+/// Looks up the password of a user name for inbound digest authentication (`None`: no such
+/// user). Runs on the SIP thread: it must return quickly.
+pub type AuthResolver = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// Sees every SIP message the backend receives (`outbound` false, before it is parsed) or sends
+/// (`outbound` true, retransmissions included), with the peer's address. Runs on the SIP
+/// thread: it must return quickly.
+pub type SipTrace = Arc<dyn Fn(bool, &[u8], SocketAddr) + Send + Sync>;
 
 /// Screens new INVITEs. Runs on the SIP thread: it must return quickly.
 pub type InviteFilter = Arc<dyn Fn(&IncomingCall) -> CallDecision + Send + Sync>;

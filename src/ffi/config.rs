@@ -588,6 +588,10 @@ pub struct rkm_sip_config {
     /// Offer and accept forward error correction on video (ULPFEC in RED, `red/90000` and
     /// `ulpfec/90000`): lost packets rebuilt without a round trip; default false.
     pub video_fec: bool,
+    /// How long an incoming call that the invite filter deferred (`RKM_CALL_DEFER`) waits for
+    /// `rkm_sip_decide_call` before it is refused with 408; 0 is refused
+    /// (`RKM_ERR_INVALID_ARGUMENT`). Default 20000.
+    pub decision_timeout_ms: u32,
 }
 
 /// Fills `cfg` with the defaults (see each field). String fields get static strings that the
@@ -646,9 +650,23 @@ pub extern "C" fn rkm_sip_config_init(cfg: *mut rkm_sip_config) {
             source_rate_burst: d.overload.source_burst,
             io_threads: u32::try_from(d.io_threads).unwrap_or(0),
             video_fec: d.video_fec,
+            decision_timeout_ms: u32::try_from(d.decision_timeout.as_millis()).unwrap_or(u32::MAX),
         };
         Ok(())
     })
+}
+
+/// A comma-separated list of audio codec names (`PCMU`, `G722`, `opus`, `name/clock`).
+pub(crate) fn audio_codec_list(s: &str, what: &str) -> FfiResult<Vec<AudioCodec>> {
+    list_items(s)
+        .map(|name| {
+            AudioCodec::from_name(name).ok_or_else(|| {
+                Failure::invalid(format!(
+                    "{what}: {name:?} is not a codec (PCMU, PCMA, name/clock)"
+                ))
+            })
+        })
+        .collect()
 }
 
 /// Splits a comma-separated list, trimming blanks and skipping empty items.
@@ -693,15 +711,7 @@ pub(crate) unsafe fn sip_config_from_c(c: &rkm_sip_config) -> FfiResult<SipBacke
     r.rtp_port_start = c.rtp_port_start;
     r.rtp_port_end = c.rtp_port_end;
     if let Some(s) = text(c.supported_codecs, "cfg.supported_codecs")? {
-        r.supported_codecs = list_items(s)
-            .map(|name| {
-                AudioCodec::from_name(name).ok_or_else(|| {
-                    Failure::invalid(format!(
-                        "cfg.supported_codecs: {name:?} is not a codec (PCMU, PCMA, name/clock)"
-                    ))
-                })
-            })
-            .collect::<FfiResult<_>>()?;
+        r.supported_codecs = audio_codec_list(s, "cfg.supported_codecs")?;
     }
     if let Some(s) = text(c.supported_video_codecs, "cfg.supported_video_codecs")? {
         r.supported_video_codecs = list_items(s)
@@ -796,6 +806,12 @@ pub(crate) unsafe fn sip_config_from_c(c: &rkm_sip_config) -> FfiResult<SipBacke
     r.ring_timeout = Duration::from_millis(u64::from(c.ring_timeout_ms));
     r.audio_sample_rate = app_rate_from_c(c.audio_sample_rate, "cfg.audio_sample_rate")?;
     r.io_threads = c.io_threads as usize;
+    if c.decision_timeout_ms == 0 {
+        return Err(Failure::invalid(
+            "cfg.decision_timeout_ms must be at least 1",
+        ));
+    }
+    r.decision_timeout = Duration::from_millis(u64::from(c.decision_timeout_ms));
     r.retry_after = Duration::from_secs(u64::from(c.retry_after_s.clamp(1, 3600)));
     r.overload.max_backlog = Duration::from_millis(u64::from(c.overload_max_backlog_ms));
     r.overload.retry_after_max_s = c.overload_retry_after_max_s.clamp(1, 3600);

@@ -12,6 +12,7 @@ use super::args::{
 };
 use super::backend::{backend_arg, rkm_backend};
 use super::callbacks::{c_text, UserData};
+use super::config::audio_codec_list;
 use super::status::{boundary, rkm_status, Failure, FfiResult};
 use crate::backend::{
     CallProgress, CallState, DialOptions, RegisterOptions, RegistrationEvent, SipCredentials,
@@ -90,6 +91,9 @@ pub struct rkm_dial_options {
     pub ring_timeout_ms: u32,
     /// The session's room; default the Call-ID.
     pub room_id: *const c_char,
+    /// The audio codecs this call offers, comma-separated, in order of preference (`"PCMU"`,
+    /// names as in `rkm_sip_config.supported_codecs`); NULL: the configured ones.
+    pub audio_codecs: *const c_char,
 }
 
 /// Fills `opts` with the defaults (everything from the backend's configuration). A NULL
@@ -109,6 +113,7 @@ pub extern "C" fn rkm_dial_options_init(opts: *mut rkm_dial_options) {
             audio_only: false,
             ring_timeout_ms: 0,
             room_id: std::ptr::null(),
+            audio_codecs: std::ptr::null(),
         };
         Ok(())
     })
@@ -168,6 +173,10 @@ unsafe fn dial_options_from_c(o: &rkm_dial_options) -> FfiResult<DialOptions> {
         ring_timeout: (o.ring_timeout_ms > 0)
             .then(|| Duration::from_millis(u64::from(o.ring_timeout_ms))),
         room_id: text(o.room_id, "opts.room_id")?.map(str::to_owned),
+        audio_codecs: match text(o.audio_codecs, "opts.audio_codecs")? {
+            Some(s) => audio_codec_list(s, "opts.audio_codecs")?,
+            None => Vec::new(),
+        },
     })
 }
 

@@ -26,19 +26,22 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use pyo3::exceptions::{PyKeyError, PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
+use roomkit_media::backend::SessionInfo;
 use roomkit_media::backend::{
     ConnectOptions, MediaBackend, RtpBackendConfig, RtpVideoBackend, RtpVoiceBackend,
 };
 use roomkit_media::codec::testclip::TestClip;
 use roomkit_media::metrics::STREAM_COUNTERS;
 use roomkit_media::{Delivery, Error, VideoCodec};
+
+mod sip;
 use uuid::Uuid;
 
 /// Events one drain hands back at most when Python asks for more.
 const DRAIN_LIMIT: usize = 4096;
 
 /// What an engine callback thread hands to the loop: owned data, no Python object.
-enum Event {
+pub(crate) enum Event {
     Audio {
         id: Uuid,
         pcm: Vec<i16>,
@@ -70,11 +73,45 @@ enum Event {
         id: Uuid,
         fir: bool,
     },
+    /// SIP: an incoming call was answered (the session as the engine describes it, and its
+    /// roomkit session id).
+    Call(Box<SessionInfo>, String),
+    /// SIP: a new INVITE waits for the application's invite filter (deferred).
+    Invite {
+        call_id: String,
+        caller: String,
+        callee: String,
+        caller_display_name: Option<String>,
+        x_headers: Vec<(String, String)>,
+        source: (String, u16),
+        offers_video: bool,
+    },
+    /// SIP: a message received or sent (the trace).
+    Trace {
+        outbound: bool,
+        peer: (String, u16),
+        data: Vec<u8>,
+    },
+    /// SIP: a dialed call moved on.
+    CallState {
+        id: Uuid,
+        state: &'static str,
+        status: u16,
+        reason: String,
+    },
+    /// SIP: a registration moved on.
+    Registration {
+        id: u64,
+        state: &'static str,
+        status: u16,
+        reason: String,
+        expires: u32,
+    },
 }
 
 /// A bounded queue from the engine's callback threads to the asyncio loop, with an eventfd that
 /// is readable while events wait. `armed` makes one write per burst, not one per event.
-struct EventQueue {
+pub(crate) struct EventQueue {
     tx: Sender<Event>,
     rx: Receiver<Event>,
     wake: File,
@@ -83,7 +120,7 @@ struct EventQueue {
 }
 
 impl EventQueue {
-    fn new(capacity: usize) -> std::io::Result<EventQueue> {
+    pub(crate) fn new(capacity: usize) -> std::io::Result<EventQueue> {
         // SAFETY: eventfd takes no pointer; the result is checked before use.
         let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
         if fd < 0 {
@@ -102,13 +139,22 @@ impl EventQueue {
     }
 
     /// Called on engine threads: never blocks, never touches Python.
-    fn push(&self, event: Event) {
+    pub(crate) fn push(&self, event: Event) {
+        self.push_or_full(event);
+    }
+
+    /// As `push`, saying whether the event went in (false: the queue was full, counted).
+    pub(crate) fn push_or_full(&self, event: Event) -> bool {
         match self.tx.try_send(event) {
-            Ok(()) => self.arm(),
+            Ok(()) => {
+                self.arm();
+                true
+            }
             Err(TrySendError::Full(_)) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
+                false
             }
-            Err(TrySendError::Disconnected(_)) => {}
+            Err(TrySendError::Disconnected(_)) => false,
         }
     }
 
@@ -150,7 +196,7 @@ impl Backend {
     }
 }
 
-fn err(e: Error) -> PyErr {
+pub(crate) fn err(e: Error) -> PyErr {
     match e {
         Error::InvalidArgument(m) => PyValueError::new_err(m),
         Error::NotFound(m) => PyKeyError::new_err(m),
@@ -159,7 +205,7 @@ fn err(e: Error) -> PyErr {
     }
 }
 
-fn addr(host_port: (String, u16)) -> PyResult<SocketAddr> {
+pub(crate) fn addr(host_port: (String, u16)) -> PyResult<SocketAddr> {
     let (host, port) = host_port;
     (host.as_str(), port)
         .to_socket_addrs()
@@ -168,11 +214,11 @@ fn addr(host_port: (String, u16)) -> PyResult<SocketAddr> {
         .ok_or_else(|| PyValueError::new_err(format!("cannot resolve address ({host:?}, {port})")))
 }
 
-fn session_id(id: &str) -> PyResult<Uuid> {
+pub(crate) fn session_id(id: &str) -> PyResult<Uuid> {
     Uuid::parse_str(id).map_err(|_| PyKeyError::new_err(format!("no session {id:?}")))
 }
 
-fn host_port(a: SocketAddr) -> (String, u16) {
+pub(crate) fn host_port(a: SocketAddr) -> (String, u16) {
     (a.ip().to_string(), a.port())
 }
 
@@ -268,57 +314,7 @@ impl RtpCore {
                 })
             })
             .map_err(err)?;
-        let b = backend.rtp();
-        let q = queue.clone();
-        b.on_audio_received(move |id, f| {
-            // A frame the engine did not decode (pcm empty) has no roomkit AudioFrame.
-            if f.pcm.is_empty() {
-                return;
-            }
-            q.push(Event::Audio {
-                id,
-                pcm: f.pcm.clone(),
-                sample_rate: f.sample_rate,
-                rtp_timestamp: f.rtp_timestamp,
-                payload_type: f.payload_type,
-                concealed: f.concealed,
-            });
-        });
-        let q = queue.clone();
-        b.on_video_received(move |id, f| {
-            q.push(Event::Video {
-                id,
-                data: f.data.clone(),
-                codec: f.codec.as_str(),
-                timestamp_ms: f.timestamp_ms,
-                rtp_timestamp: f.rtp_timestamp,
-                keyframe: f.keyframe,
-                sequence: f.sequence,
-                complete: f.complete,
-            });
-        });
-        let q = queue.clone();
-        b.on_dtmf_received(move |id, d| {
-            q.push(Event::Dtmf {
-                id,
-                digit: d.digit,
-                duration_ms: d.duration_ms,
-            });
-        });
-        let q = queue.clone();
-        b.on_client_disconnected(move |info| {
-            q.push(Event::Ended {
-                id: info.id,
-                reason: info.end_reason.map_or("unknown", |r| r.as_str()),
-            });
-        });
-        let q = queue.clone();
-        b.on_keyframe_requested(move |id, kind| {
-            q.push(Event::Keyframe {
-                id,
-                fir: matches!(kind, roomkit_media::backend::KeyframeRequest::Fir),
-            });
-        });
+        wire(backend.rtp(), &queue, |_| {});
         Ok(RtpCore {
             backend: RwLock::new(Some(Arc::new(backend))),
             queue,
@@ -339,69 +335,7 @@ impl RtpCore {
     /// `"keyframe"`, then the session id and the event's fields).
     #[pyo3(signature = (max = 256))]
     fn drain<'py>(&self, py: Python<'py>, max: usize) -> PyResult<Vec<Bound<'py, PyAny>>> {
-        let mut out = Vec::new();
-        for ev in self.queue.take(max.clamp(1, DRAIN_LIMIT)) {
-            let t = match ev {
-                Event::Audio {
-                    id,
-                    pcm,
-                    sample_rate,
-                    rtp_timestamp,
-                    payload_type,
-                    concealed,
-                } => {
-                    let bytes: Vec<u8> = pcm.iter().flat_map(|s| s.to_le_bytes()).collect();
-                    (
-                        "audio",
-                        id.to_string(),
-                        PyBytes::new(py, &bytes),
-                        sample_rate,
-                        rtp_timestamp,
-                        payload_type,
-                        concealed,
-                    )
-                        .into_pyobject(py)?
-                        .into_any()
-                }
-                Event::Video {
-                    id,
-                    data,
-                    codec,
-                    timestamp_ms,
-                    rtp_timestamp,
-                    keyframe,
-                    sequence,
-                    complete,
-                } => (
-                    "video",
-                    id.to_string(),
-                    PyBytes::new(py, &data),
-                    codec,
-                    timestamp_ms,
-                    rtp_timestamp,
-                    keyframe,
-                    sequence,
-                    complete,
-                )
-                    .into_pyobject(py)?
-                    .into_any(),
-                Event::Dtmf {
-                    id,
-                    digit,
-                    duration_ms,
-                } => ("dtmf", id.to_string(), digit.to_string(), duration_ms)
-                    .into_pyobject(py)?
-                    .into_any(),
-                Event::Ended { id, reason } => ("ended", id.to_string(), reason)
-                    .into_pyobject(py)?
-                    .into_any(),
-                Event::Keyframe { id, fir } => ("keyframe", id.to_string(), fir)
-                    .into_pyobject(py)?
-                    .into_any(),
-            };
-            out.push(t);
-        }
-        Ok(out)
+        drain(py, &self.queue, max)
     }
 
     /// Creates a session; returns its id, PCM rate and local addresses.
@@ -458,13 +392,7 @@ impl RtpCore {
     /// Sends s16le mono PCM at the session's PCM rate, as 20 ms packets, all at once.
     fn send_audio(&self, py: Python<'_>, session: &str, pcm: &[u8]) -> PyResult<()> {
         let id = session_id(session)?;
-        if !pcm.len().is_multiple_of(2) {
-            return Err(PyValueError::new_err("PCM must be whole 16-bit samples"));
-        }
-        let samples: Vec<i16> = pcm
-            .chunks_exact(2)
-            .map(|c| i16::from_le_bytes([c[0], c[1]]))
-            .collect();
+        let samples = pcm_samples(pcm)?;
         self.call(py, |b| b.send_audio(id, &samples))
     }
 
@@ -512,20 +440,7 @@ impl RtpCore {
     fn stats<'py>(&self, py: Python<'py>, session: &str) -> PyResult<Bound<'py, PyDict>> {
         let id = session_id(session)?;
         let s = self.call(py, |b| b.stats(id))?;
-        let d = PyDict::new(py);
-        for (key, stream) in [("audio", Some(&s.audio)), ("video", s.video.as_ref())] {
-            match stream {
-                Some(st) => {
-                    let m = PyDict::new(py);
-                    for c in STREAM_COUNTERS {
-                        m.set_item(c.name.trim_start_matches("rkm_"), (c.get)(st))?;
-                    }
-                    d.set_item(key, m)?;
-                }
-                None => d.set_item(key, py.None())?,
-            }
-        }
-        Ok(d)
+        stats_dict(py, &s)
     }
 
     /// Ends every session and joins the engine's threads (GIL released). Idempotent.
@@ -538,6 +453,249 @@ impl RtpCore {
         py.detach(move || drop(taken));
         Ok(())
     }
+}
+
+/// A session as a dict: `id`, `room_id`, `participant_id`, `metadata` (the engine's, text
+/// values), `sample_rate` (PCM), `clock_rate`, `payload_type`, `local_addr`, `remote_addr`, and
+/// `video` (`None`, or a dict of `metadata`, `local_addr`, `remote_addr`, `payload_type`,
+/// `clock_rate`).
+pub(crate) fn info_dict<'py>(py: Python<'py>, info: &SessionInfo) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("id", info.id.to_string())?;
+    d.set_item("room_id", &info.room_id)?;
+    d.set_item("participant_id", &info.participant_id)?;
+    d.set_item("metadata", info.metadata.clone())?;
+    d.set_item("sample_rate", info.audio.sample_rate)?;
+    d.set_item("clock_rate", info.audio.clock_rate)?;
+    d.set_item("payload_type", info.audio.payload_type)?;
+    d.set_item("local_addr", host_port(info.audio.local_addr))?;
+    d.set_item("local_rtcp_addr", host_port(info.audio.local_rtcp_addr))?;
+    d.set_item("remote_addr", host_port(info.audio.remote_addr))?;
+    match &info.video {
+        Some(v) => {
+            let vd = PyDict::new(py);
+            vd.set_item("metadata", info.video_metadata.clone())?;
+            vd.set_item("local_addr", host_port(v.local_addr))?;
+            vd.set_item("local_rtcp_addr", host_port(v.local_rtcp_addr))?;
+            vd.set_item("remote_addr", host_port(v.remote_addr))?;
+            vd.set_item("payload_type", v.payload_type)?;
+            vd.set_item("clock_rate", v.clock_rate)?;
+            d.set_item("video", vd)?;
+        }
+        None => d.set_item("video", py.None())?,
+    }
+    Ok(d)
+}
+
+/// s16le bytes as samples.
+pub(crate) fn pcm_samples(pcm: &[u8]) -> PyResult<Vec<i16>> {
+    if !pcm.len().is_multiple_of(2) {
+        return Err(PyValueError::new_err("PCM must be whole 16-bit samples"));
+    }
+    Ok(pcm
+        .chunks_exact(2)
+        .map(|c| i16::from_le_bytes([c[0], c[1]]))
+        .collect())
+}
+
+/// A session's RTP counters, named as in the metrics without `rkm_`:
+/// `{"audio": {"rtp_packets_sent": n, ...}, "video": {...} or None}`.
+pub(crate) fn stats_dict<'py>(
+    py: Python<'py>,
+    s: &roomkit_media::backend::SessionStats,
+) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    for (key, stream) in [("audio", Some(&s.audio)), ("video", s.video.as_ref())] {
+        match stream {
+            Some(st) => {
+                let m = PyDict::new(py);
+                for c in STREAM_COUNTERS {
+                    m.set_item(c.name.trim_start_matches("rkm_"), (c.get)(st))?;
+                }
+                d.set_item(key, m)?;
+            }
+            None => d.set_item(key, py.None())?,
+        }
+    }
+    Ok(d)
+}
+
+/// Registers the engine callbacks of a backend: each only moves an owned [`Event`] into `queue`.
+/// `on_end` runs first on the callback thread for every session that ends.
+pub(crate) fn wire<B: MediaBackend>(
+    b: &B,
+    queue: &Arc<EventQueue>,
+    on_end: impl Fn(&SessionInfo) + Send + Sync + 'static,
+) {
+    let q = queue.clone();
+    b.on_audio_received(move |id, f| {
+        // A frame the engine did not decode (pcm empty) has no roomkit AudioFrame.
+        if f.pcm.is_empty() {
+            return;
+        }
+        q.push(Event::Audio {
+            id,
+            pcm: f.pcm.clone(),
+            sample_rate: f.sample_rate,
+            rtp_timestamp: f.rtp_timestamp,
+            payload_type: f.payload_type,
+            concealed: f.concealed,
+        });
+    });
+    let q = queue.clone();
+    b.on_video_received(move |id, f| {
+        q.push(Event::Video {
+            id,
+            data: f.data.clone(),
+            codec: f.codec.as_str(),
+            timestamp_ms: f.timestamp_ms,
+            rtp_timestamp: f.rtp_timestamp,
+            keyframe: f.keyframe,
+            sequence: f.sequence,
+            complete: f.complete,
+        });
+    });
+    let q = queue.clone();
+    b.on_dtmf_received(move |id, d| {
+        q.push(Event::Dtmf {
+            id,
+            digit: d.digit,
+            duration_ms: d.duration_ms,
+        });
+    });
+    let q = queue.clone();
+    b.on_client_disconnected(move |info| {
+        on_end(info);
+        q.push(Event::Ended {
+            id: info.id,
+            reason: info.end_reason.map_or("unknown", |r| r.as_str()),
+        });
+    });
+    let q = queue.clone();
+    b.on_keyframe_requested(move |id, kind| {
+        q.push(Event::Keyframe {
+            id,
+            fir: matches!(kind, roomkit_media::backend::KeyframeRequest::Fir),
+        });
+    });
+}
+
+/// Takes up to `max` waiting events as tuples (`"audio"`, `"video"`, `"dtmf"`, `"ended"`,
+/// `"keyframe"`, `"call"`, `"call_state"`, `"registration"`, then the session id and fields).
+pub(crate) fn drain<'py>(
+    py: Python<'py>,
+    queue: &EventQueue,
+    max: usize,
+) -> PyResult<Vec<Bound<'py, PyAny>>> {
+    let mut out = Vec::new();
+    for ev in queue.take(max.clamp(1, DRAIN_LIMIT)) {
+        let t = match ev {
+            Event::Audio {
+                id,
+                pcm,
+                sample_rate,
+                rtp_timestamp,
+                payload_type,
+                concealed,
+            } => {
+                let bytes: Vec<u8> = pcm.iter().flat_map(|s| s.to_le_bytes()).collect();
+                (
+                    "audio",
+                    id.to_string(),
+                    PyBytes::new(py, &bytes),
+                    sample_rate,
+                    rtp_timestamp,
+                    payload_type,
+                    concealed,
+                )
+                    .into_pyobject(py)?
+                    .into_any()
+            }
+            Event::Video {
+                id,
+                data,
+                codec,
+                timestamp_ms,
+                rtp_timestamp,
+                keyframe,
+                sequence,
+                complete,
+            } => (
+                "video",
+                id.to_string(),
+                PyBytes::new(py, &data),
+                codec,
+                timestamp_ms,
+                rtp_timestamp,
+                keyframe,
+                sequence,
+                complete,
+            )
+                .into_pyobject(py)?
+                .into_any(),
+            Event::Dtmf {
+                id,
+                digit,
+                duration_ms,
+            } => ("dtmf", id.to_string(), digit.to_string(), duration_ms)
+                .into_pyobject(py)?
+                .into_any(),
+            Event::Ended { id, reason } => ("ended", id.to_string(), reason)
+                .into_pyobject(py)?
+                .into_any(),
+            Event::Keyframe { id, fir } => ("keyframe", id.to_string(), fir)
+                .into_pyobject(py)?
+                .into_any(),
+            Event::Call(info, key) => ("call", info.id.to_string(), info_dict(py, &info)?, key)
+                .into_pyobject(py)?
+                .into_any(),
+            Event::Invite {
+                call_id,
+                caller,
+                callee,
+                caller_display_name,
+                x_headers,
+                source,
+                offers_video,
+            } => {
+                let d = PyDict::new(py);
+                d.set_item("call_id", call_id)?;
+                d.set_item("caller", caller)?;
+                d.set_item("callee", callee)?;
+                d.set_item("caller_display_name", caller_display_name)?;
+                d.set_item("x_headers", x_headers)?;
+                d.set_item("source", source)?;
+                d.set_item("offers_video", offers_video)?;
+                ("invite", py.None(), d).into_pyobject(py)?.into_any()
+            }
+            Event::Trace {
+                outbound,
+                peer,
+                data,
+            } => ("trace", py.None(), outbound, peer, PyBytes::new(py, &data))
+                .into_pyobject(py)?
+                .into_any(),
+            Event::CallState {
+                id,
+                state,
+                status,
+                reason,
+            } => ("call_state", id.to_string(), state, status, reason)
+                .into_pyobject(py)?
+                .into_any(),
+            Event::Registration {
+                id,
+                state,
+                status,
+                reason,
+                expires,
+            } => ("registration", id, state, status, reason, expires)
+                .into_pyobject(py)?
+                .into_any(),
+        };
+        out.push(t);
+    }
+    Ok(out)
 }
 
 /// `count` H.264 pictures (Annex-B) of a small decodable test clip, key picture first, with
@@ -564,6 +722,7 @@ fn test_clip<'py>(
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<RtpCore>()?;
+    m.add_class::<sip::SipCore>()?;
     m.add_function(wrap_pyfunction!(test_clip, m)?)?;
     Ok(())
 }

@@ -16,7 +16,12 @@ from roomkit.video.backends.av import AudioVideoBackend
 from roomkit.voice.backends.base import VoiceBackend
 
 from roomkit_0_109 import api_signatures
-from roomkit_media.backends import RTPVideoBackend, RTPVoiceBackend
+from roomkit_media.backends import (
+    RTPVideoBackend,
+    RTPVoiceBackend,
+    SIPVideoBackend,
+    SIPVoiceBackend,
+)
 
 SNAPSHOT = json.loads(
     (Path(__file__).parent / "roomkit_0_109" / "public_api_signatures.json").read_text()
@@ -24,6 +29,8 @@ SNAPSHOT = json.loads(
 OURS = {
     "roomkit.voice.backends.RTPVoiceBackend": RTPVoiceBackend,
     "roomkit.video.backends.RTPVideoBackend": RTPVideoBackend,
+    "roomkit.voice.backends.SIPVoiceBackend": SIPVoiceBackend,
+    "roomkit.video.backends.SIPVideoBackend": SIPVideoBackend,
 }
 
 
@@ -61,6 +68,21 @@ def test_isinstance_as_roomkit_av_tests() -> None:
         assert isinstance(voice, VoiceBackend)
         assert not isinstance(voice, AudioVideoBackend)
         assert video.name == "RTP-AV" and voice.name == "RTP"
+    finally:
+        video._core.close()
+        voice._core.close()
+
+
+def test_isinstance_of_the_sip_backends_as_roomkit_av_tests() -> None:
+    video = SIPVideoBackend(local_sip_addr=("127.0.0.1", 0), local_rtp_ip="127.0.0.1")
+    voice = SIPVoiceBackend(local_sip_addr=("127.0.0.1", 0), local_rtp_ip="127.0.0.1")
+    try:
+        assert isinstance(video, AudioVideoBackend)
+        assert not isinstance(video, VideoBackend)
+        assert isinstance(video.video, VideoBackend)
+        assert isinstance(voice, VoiceBackend)
+        assert not isinstance(voice, AudioVideoBackend)
+        assert video.name == "SIP-AV" and voice.name == "SIP"
     finally:
         video._core.close()
         voice._core.close()

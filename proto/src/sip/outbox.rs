@@ -113,6 +113,11 @@ impl Outbox {
         self.items.push((data, dest));
     }
 
+    /// The messages queued, in order, without taking them (a trace reads them).
+    pub fn queued(&self) -> &[(Vec<u8>, SipPeer)] {
+        &self.items
+    }
+
     /// Takes every queued message out, in order.
     pub fn drain(&mut self) -> std::vec::Drain<'_, (Vec<u8>, SipPeer)> {
         self.items.drain(..)

@@ -16,6 +16,9 @@ pub enum Command {
     /// End the call of this session: CANCEL while dialing, 480 while ringing, BYE once up.
     /// Its media may already be closed by the caller.
     Hangup(SessionId),
+    /// Answer or refuse the incoming call with this Call-ID whose decision the invite filter
+    /// deferred (`CallDecision::Defer`); ignored for any other call.
+    Decide(String, crate::backend::sip_config::CallDecision),
     /// The engine ended this session's media because the peer left it (RTCP BYE, or silence
     /// for the inactivity timeout): the call is hung up, after a grace for the peer's own BYE
     /// when it announced its leaving with RTCP BYE.
@@ -63,6 +66,8 @@ pub struct DialRequest {
     pub ring_timeout: Duration,
     /// The room of the session.
     pub room_id: String,
+    /// The audio codecs to offer; empty: the configured ones.
+    pub audio_codecs: Vec<crate::sdp::AudioCodec>,
 }
 
 /// A registration to start, prepared by the application side.

@@ -38,7 +38,7 @@ use crate::sip::{
 };
 
 /// How long a digest nonce stays valid.
-const NONCE_TTL: Duration = Duration::from_secs(30);
+pub(super) const NONCE_TTL: Duration = Duration::from_secs(30);
 
 /// `ip:port`, IPv6 in brackets.
 pub(super) fn host_port(ip: IpAddr, port: u16) -> String {
@@ -297,6 +297,11 @@ impl SipCore {
             Command::Hangup(session) => {
                 if let Some(&no) = self.by_session.get(&session) {
                     self.hang_up(no, now, out);
+                }
+            }
+            Command::Decide(call_id, decision) => {
+                if let Some(&no) = self.call_index.get(&call_id) {
+                    self.decide(no, decision, now, out);
                 }
             }
             Command::MediaEnded(session, why) => {

@@ -73,7 +73,11 @@ impl SipCore {
             Err(MediaError { status, reason }) => return self.dial_refused(&req, status, &reason),
         };
         let mut oc = OfferConfig::new(self.sdp_ip(), r.audio_port, r.video_port.unwrap_or(0));
-        oc.local.audio_codecs = self.cfg.supported_codecs.clone();
+        oc.local.audio_codecs = if req.audio_codecs.is_empty() {
+            self.cfg.supported_codecs.clone()
+        } else {
+            req.audio_codecs.clone()
+        };
         oc.local.video_codecs = if video {
             self.cfg.supported_video_codecs.clone()
         } else {

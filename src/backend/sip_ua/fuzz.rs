@@ -391,6 +391,7 @@ impl Harness {
                     video: b & 64 != 0,
                     ring_timeout: Duration::from_secs(2),
                     room_id: "r".into(),
+                    audio_codecs: Vec::new(),
                 })));
             }
             2 => {

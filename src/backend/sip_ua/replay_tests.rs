@@ -224,6 +224,7 @@ fn scenario(t0: Instant, seeds: [u64; 3]) -> Vec<Record> {
             video: false,
             ring_timeout: Duration::from_secs(30),
             room_id: "room-1".into(),
+            audio_codecs: Vec::new(),
         })),
     );
     w.run_for(Duration::from_secs(2));

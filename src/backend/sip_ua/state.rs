@@ -46,6 +46,10 @@ pub const MAX_REGISTRATIONS: usize = 64;
 pub struct SipHooks {
     /// Screens new INVITEs before any port is taken.
     pub filter: RwLock<Option<InviteFilter>>,
+    /// Looks up inbound digest passwords, before (and instead of) `auth_users`.
+    pub resolver: RwLock<Option<crate::backend::sip_config::AuthResolver>>,
+    /// Sees every SIP message received and sent (`SipThread`).
+    pub trace: RwLock<Option<crate::backend::sip_config::SipTrace>>,
 }
 
 /// Our answer to a server transaction's request, and what the INVITE ones need to answer.
@@ -298,6 +302,9 @@ pub(super) struct Call {
     /// When the call began: its INVITE arrived, or `dial` was handled. Its setup time is
     /// measured from here.
     pub began: Instant,
+    /// Incoming, while ringing: the invite filter deferred the decision; the 200 waits for
+    /// `Command::Decide`, and the ringing deadline is when the call is refused (408).
+    pub deferred: bool,
 }
 
 impl Call {
@@ -336,6 +343,7 @@ impl Call {
             sips: false,
             last_state: None,
             bye_after_media_left: None,
+            deferred: false,
         }
     }
 

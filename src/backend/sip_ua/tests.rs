@@ -162,6 +162,7 @@ fn dial_to(session: SessionId, target: &str, hop: SocketAddr) -> DialRequest {
         video: true,
         ring_timeout: Duration::from_secs(30),
         room_id: "room-7".into(),
+        audio_codecs: Vec::new(),
     }
 }
 
@@ -2661,4 +2662,150 @@ fn crossing_byes_are_both_answered_200() {
             .collect();
         assert!(left.is_empty(), "left in the core: {left:?}");
     }
+}
+
+#[test]
+fn a_deferred_call_rings_until_decided_and_an_undecided_one_gets_408() {
+    use crate::backend::sip_config::{CallDecision, IncomingCall};
+    let t0 = Instant::now();
+    let s = Duration::from_secs;
+    let mut b = Ua::new(5153, |c| c.decision_timeout = Duration::from_secs(5));
+    *b.core.hooks.filter.write() = Some(Arc::new(|_: &IncomingCall| CallDecision::Defer));
+    let caller = addr(6100);
+    // The final answer to call `cid` in what was sent (a refusal is retransmitted until
+    // ACKed, which this caller never does).
+    let fin = |sent: &[(SipMessage, SocketAddr)], cid: &str| {
+        let of: Vec<_> = sent
+            .iter()
+            .filter(|(m, _)| m.call_id() == cid)
+            .cloned()
+            .collect();
+        final_status(&of)
+    };
+
+    // Answered when the application says so, not before.
+    b.recv(plain_invite("d1", caller).as_bytes(), caller, t0);
+    let sent = b.sent();
+    assert_eq!(sent.last().and_then(|(m, _)| m.status()), Some(180));
+    assert_eq!(fin(&sent, "d1"), None);
+    b.tick(t0 + s(2));
+    assert_eq!(fin(&b.sent(), "d1"), None, "undecided: still ringing");
+    b.cmd(
+        Command::Decide("d1".into(), CallDecision::Accept),
+        t0 + s(2),
+    );
+    assert_eq!(fin(&b.sent(), "d1"), Some(200));
+
+    // Refused when the application says so, with its status.
+    b.recv(plain_invite("d2", caller).as_bytes(), caller, t0 + s(2));
+    b.sent();
+    b.cmd(
+        Command::Decide("d2".into(), CallDecision::Reject(486)),
+        t0 + s(3),
+    );
+    assert_eq!(fin(&b.sent(), "d2"), Some(486));
+
+    // Undecided: refused with 408 at the deadline, and its media is released.
+    b.recv(plain_invite("d3", caller).as_bytes(), caller, t0 + s(3));
+    b.sent();
+    b.tick(t0 + s(3) + Duration::from_millis(4900));
+    assert_eq!(fin(&b.sent(), "d3"), None);
+    b.tick(t0 + s(8));
+    assert_eq!(fin(&b.sent(), "d3"), Some(408));
+
+    // A late decision, or one about a call that was not deferred, changes nothing.
+    b.cmd(
+        Command::Decide("d3".into(), CallDecision::Accept),
+        t0 + s(9),
+    );
+    b.cmd(
+        Command::Decide("d1".into(), CallDecision::Reject(486)),
+        t0 + s(9),
+    );
+    b.cmd(
+        Command::Decide("nope".into(), CallDecision::Accept),
+        t0 + s(9),
+    );
+    let sent = b.sent();
+    assert!(sent
+        .iter()
+        .all(|(m, _)| m.call_id() == "d2" || m.call_id() == "d3"));
+    assert!(
+        sent.iter().all(|(m, _)| m.status() != Some(200)),
+        "nothing answered"
+    );
+    assert_eq!(b.live_media(), 1, "only the answered call keeps media");
+    assert_eq!(b.reserved(), 0);
+}
+
+#[test]
+fn a_dial_offers_its_own_codecs_or_the_configured_ones() {
+    use crate::sdp::AudioCodec;
+    let t0 = Instant::now();
+    let mut a = Ua::new(5154, |_| {});
+    let peer = addr(6007);
+    let offer_of = |a: &mut Ua, codecs: Vec<AudioCodec>| {
+        let mut req = dial_to(SessionId::new_v4(), "sip:bob@127.0.0.1:6007", peer);
+        req.audio_codecs = codecs;
+        a.cmd(Command::Dial(Box::new(req)), t0);
+        let invite = a.sent().remove(0).0;
+        let body = String::from_utf8_lossy(invite.body()).into_owned();
+        body.lines()
+            .find(|l| l.starts_with("m=audio"))
+            .map(|l| l.split(' ').skip(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    };
+    // roomkit's dial(codec=0): PCMU alone (and telephone-event).
+    let one = offer_of(&mut a, vec![AudioCodec::Pcmu]);
+    assert!(
+        one.starts_with("0 ") && !one.contains(" 8") && !one.contains(" 9"),
+        "{one}"
+    );
+    let configured = offer_of(&mut a, Vec::new());
+    assert!(
+        configured.contains(" 9 ") && configured.contains(" 0 "),
+        "{configured}"
+    );
+}
+
+#[test]
+fn an_auth_resolver_turns_authentication_on_and_supplies_the_password() {
+    let mut now = Instant::now();
+    let mut a = Ua::new(5155, |_| {});
+    let mut b = Ua::new(5156, |_| {});
+    let asked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = asked.clone();
+    *b.core.hooks.resolver.write() = Some(Arc::new(move |user: &str| {
+        seen.lock().push(user.to_string());
+        (user == "alice").then(|| "secret".to_string())
+    }));
+    // dial_to carries alice/secret: challenged (401), answered with credentials, answered.
+    let uri = "sip:bob@127.0.0.1:5156";
+    a.cmd(
+        Command::Dial(Box::new(dial_to(SessionId::new_v4(), uri, b.addr))),
+        now,
+    );
+    run_for(
+        &mut a,
+        &mut b,
+        &mut now,
+        Duration::from_secs(5),
+        &mut keep_all(),
+    );
+    assert_eq!(a.states().last(), Some(&CallState::Answered));
+    assert!(asked.lock().iter().all(|u| u == "alice") && !asked.lock().is_empty());
+    // A password the resolver does not give: refused.
+    let mut wrong = dial_to(SessionId::new_v4(), uri, b.addr);
+    wrong.call_id = "wrong@test".into();
+    wrong.credentials = Some(Credentials::new("alice", "guess"));
+    a.cmd(Command::Dial(Box::new(wrong)), now);
+    run_for(
+        &mut a,
+        &mut b,
+        &mut now,
+        Duration::from_secs(5),
+        &mut keep_all(),
+    );
+    let last = a.progress().pop().unwrap();
+    assert_eq!((last.state, last.status), (CallState::Failed, 403));
 }

@@ -85,14 +85,34 @@ impl SipThread {
     }
 }
 
+impl SipThread {
+    /// Hands the messages queued in `out` from `from` on to the trace hook, if one is set.
+    fn trace_sent(&self, out: &Outbox, from: usize) {
+        let trace = self.core.hooks.trace.read().clone();
+        if let Some(t) = trace {
+            for (data, dest) in out.queued().iter().skip(from) {
+                t(true, data, dest.addr);
+            }
+        }
+    }
+}
+
 impl SipHandler for SipThread {
     fn on_datagram(&mut self, data: &[u8], from: SipPeer, now: Instant, out: &mut Outbox) {
+        let trace = self.core.hooks.trace.read().clone();
+        if let Some(t) = trace {
+            t(false, data, from.addr);
+        }
+        let before = out.queued().len();
         self.core.handle_datagram(data, from, now, out);
+        self.trace_sent(out, before);
         self.deliver();
     }
 
     fn on_transport_error(&mut self, dest: SipPeer, reason: &str, now: Instant, out: &mut Outbox) {
+        let before = out.queued().len();
         self.core.handle_transport_error(dest, reason, now, out);
+        self.trace_sent(out, before);
         self.deliver();
     }
 
@@ -101,15 +121,19 @@ impl SipHandler for SipThread {
     }
 
     fn on_wake(&mut self, now: Instant, out: &mut Outbox) {
+        let before = out.queued().len();
         self.take_commands(now, out);
+        self.trace_sent(out, before);
         self.deliver();
     }
 
     fn on_timeout(&mut self, now: Instant, out: &mut Outbox) {
+        let before = out.queued().len();
         if self.backlog.is_some() {
             self.take_commands(now, out);
         }
         self.core.handle_timeout(now, out);
+        self.trace_sent(out, before);
         self.deliver();
     }
 
@@ -124,11 +148,13 @@ impl SipHandler for SipThread {
     }
 
     fn on_shutdown(&mut self, now: Instant, out: &mut Outbox) {
+        let before = out.queued().len();
         // Commands queued before the stop still count (an unregister, a hang-up).
         while let Ok(cmd) = self.commands.try_recv() {
             self.core.handle_command(cmd, now, out);
         }
         self.core.shutdown(now, out);
+        self.trace_sent(out, before);
         self.deliver();
     }
 

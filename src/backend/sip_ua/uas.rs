@@ -82,6 +82,18 @@ impl SipCore {
     /// Checks digest credentials when users are configured: `Ok` to go on, `Err` with the
     /// refusal (401 with a challenge, or 403).
     pub(super) fn authenticate(&mut self, req: &SipMessage, now: Instant) -> Result<(), Refusal> {
+        let resolver = self.hooks.resolver.read().clone();
+        if resolver.is_none() && self.cfg.auth_users.is_empty() {
+            return Ok(());
+        }
+        if self.auth.is_none() {
+            // A resolver set after start turns authentication on.
+            self.auth = Some(crate::sip::auth::DigestAuthenticator::with_rng(
+                &self.cfg.auth_realm,
+                super::core::NONCE_TTL,
+                self.rng.fork(),
+            ));
+        }
         let Some(auth) = self.auth.as_mut() else {
             return Ok(());
         };
@@ -98,7 +110,11 @@ impl SipCore {
             return Err(challenge(auth, false));
         };
         let users = &self.cfg.auth_users;
-        match auth.verify(value, req.method().as_str(), now, |u| users.get(u).cloned()) {
+        let lookup = |u: &str| match &resolver {
+            Some(r) => r(u),
+            None => users.get(u).cloned(),
+        };
+        match auth.verify(value, req.method().as_str(), now, lookup) {
             AuthOutcome::Authorized { .. } => Ok(()),
             AuthOutcome::Stale => Err(challenge(auth, true)),
             AuthOutcome::Rejected(_) => Err(Refusal::status(403)),
@@ -128,6 +144,55 @@ impl SipCore {
         }
         let h: Vec<(&str, &str)> = extra.iter().map(|(n, v)| (*n, v.as_str())).collect();
         self.respond(id, None, r.status, &h, None, now, out);
+    }
+
+    /// The application's decision on a deferred incoming call (`Command::Decide`): answer it
+    /// (once its media is up) or refuse it. Calls that are not deferred and ringing are left
+    /// alone.
+    pub(super) fn decide(
+        &mut self,
+        no: CallNo,
+        decision: CallDecision,
+        now: Instant,
+        out: &mut Outbox,
+    ) {
+        let Some(c) = self.calls.get_mut(&no) else {
+            return;
+        };
+        if !c.deferred || !matches!(c.phase, Phase::Ringing { .. }) {
+            return;
+        }
+        match decision {
+            CallDecision::Accept => {
+                c.deferred = false;
+                c.phase = Phase::Ringing { answer_at: now };
+                // With its media still starting, `media_started` answers it (now due).
+                self.answer_call(no, now, out);
+            }
+            CallDecision::Reject(code) => self.refuse_deferred(
+                no,
+                final_status(code),
+                "refused by the application",
+                now,
+                out,
+            ),
+            CallDecision::Defer => {}
+        }
+    }
+
+    /// Refuses a deferred, ringing call with `status` and ends it.
+    pub(super) fn refuse_deferred(
+        &mut self,
+        no: CallNo,
+        status: u16,
+        reason: &str,
+        now: Instant,
+        out: &mut Outbox,
+    ) {
+        if let Some(inv) = self.calls.get(&no).and_then(|c| c.invite_tx) {
+            self.refuse(inv, Refusal::status(status), now, out);
+        }
+        self.end_call(no, reason, EndReason::LocalHangup);
     }
 
     /// A new INVITE (no To tag).
@@ -180,14 +245,12 @@ impl SipCore {
             offers_video: offer_video,
         };
         let filter = self.hooks.filter.read().clone();
+        let mut deferred = false;
         if let Some(f) = filter {
-            if let CallDecision::Reject(code) = f(&incoming) {
-                let code = if (300..=699).contains(&code) {
-                    code
-                } else {
-                    603
-                };
-                return Err(Refusal::status(code));
+            match f(&incoming) {
+                CallDecision::Reject(code) => return Err(Refusal::status(final_status(code))),
+                CallDecision::Defer => deferred = true,
+                CallDecision::Accept => {}
             }
         }
         if self.cfg.max_sessions > 0 && self.calls.len() >= self.cfg.max_sessions {
@@ -233,6 +296,16 @@ impl SipCore {
         };
         if let Some(c) = self.calls.get_mut(&no) {
             c.uas_timer = timer;
+            if deferred {
+                // Rings until decided; the deadline refuses it.
+                c.deferred = true;
+                c.phase = Phase::Ringing {
+                    answer_at: now + self.cfg.decision_timeout,
+                };
+            }
+        }
+        if deferred {
+            self.schedule_call(no);
         }
         Ok(no)
     }
@@ -356,8 +429,9 @@ impl SipCore {
         let Some(c) = self.calls.get_mut(&no) else {
             return;
         };
-        if c.media.starting {
-            // Answered when the host reports the media started (`media_started`).
+        if c.media.starting || c.deferred {
+            // Answered when the host reports the media started (`media_started`), or when
+            // the application decides (`decide`).
             return;
         }
         c.phase = Phase::Confirmed;
@@ -420,7 +494,7 @@ impl SipCore {
                 c.media.started = true;
                 c.info = Some(info);
                 let due = matches!(c.phase, Phase::Ringing { answer_at } if answer_at <= now);
-                if due {
+                if due && !c.deferred {
                     self.answer_call(no, now, out);
                 } else {
                     self.schedule_call(no);
@@ -477,5 +551,14 @@ impl SipCore {
                 }
             }
         }
+    }
+}
+
+/// A refusal status as the application gave it: 300..=699, anything else becomes 603.
+fn final_status(code: u16) -> u16 {
+    if (300..=699).contains(&code) {
+        code
+    } else {
+        603
     }
 }

@@ -1,4 +1,4 @@
-"""Type stubs of the compiled module roomkit_media._native (src/lib.rs)."""
+"""Type stubs of the compiled module roomkit_media._native (src/lib.rs, src/sip.rs)."""
 
 from typing import Any
 
@@ -51,3 +51,71 @@ class RtpCore:
 def test_clip(
     count: int, width: int = 64, height: int = 48, gop: int = 10
 ) -> list[tuple[bytes, bool]]: ...
+
+class SipCore:
+    """One engine SIP backend (voice, or voice + video) and its event queue.
+
+    ``drain`` also yields ``("call", id, info, roomkit_id)``,
+    ``("call_state", id, state, status, reason)`` and
+    ``("registration", reg_id, state, status, reason, expires)`` and, while
+    filtering, ``("invite", None, {call_id, caller, callee, ...})``.
+    """
+
+    def __init__(
+        self,
+        *,
+        video: bool,
+        local_sip_addr: tuple[str, int],
+        local_rtp_ip: str,
+        advertised_ip: str | None,
+        rtp_port_start: int,
+        rtp_port_end: int,
+        supported_codecs: list[int],
+        supported_video_codecs: list[str],
+        user_agent: str | None,
+        symmetric_rtp: bool,
+        rtp_inactivity_timeout: float,
+        max_sessions: int,
+        auth_users: dict[str, str] | None,
+        auth_realm: str,
+        audio_sample_rate: int | None = None,
+        decision_timeout: float = 20.0,
+        queue_len: int = 8192,
+    ) -> None: ...
+    def start(self) -> tuple[str, int]: ...
+    def wake_fd(self) -> int: ...
+    def dropped(self) -> int: ...
+    def drain(self, max: int = 256) -> list[tuple[Any, ...]]: ...
+    def dial(
+        self,
+        to: str,
+        from_uri: str | None = None,
+        proxy: tuple[str, int] | None = None,
+        headers: list[tuple[str, str]] | None = None,
+        room_id: str | None = None,
+        ring_timeout: float | None = None,
+        audio_only: bool = False,
+        credentials: tuple[str, str] | None = None,
+        codecs: list[int] | None = None,
+    ) -> tuple[str, str]: ...
+    def set_filtering(self, on: bool) -> None: ...
+    def set_tracing(self, on: bool) -> None: ...
+    def set_auth_resolver(self, resolver: Any | None) -> None: ...
+    def decide(self, call_id: str, status: int) -> None: ...
+    def hangup(self, session: str) -> None: ...
+    def session(self, session: str) -> dict[str, Any] | None: ...
+    def register(
+        self,
+        aor: str,
+        registrar: str | None = None,
+        proxy: tuple[str, int] | None = None,
+        credentials: tuple[str, str] | None = None,
+        expires: int = 3600,
+    ) -> int: ...
+    def unregister(self, registration: int) -> None: ...
+    def send_audio(self, session: str, pcm: bytes) -> None: ...
+    def send_dtmf(self, session: str, digit: str, duration_ms: int) -> None: ...
+    def send_video(self, session: str, data: bytes, timestamp_ms: float | None = None) -> None: ...
+    def request_keyframe(self, session: str, fir: bool = False) -> None: ...
+    def stats(self, session: str) -> dict[str, dict[str, int] | None]: ...
+    def close(self) -> None: ...
