@@ -357,6 +357,16 @@ typedef struct {
     uint64_t srtp_auth_failed;
     // SRTP/SRTCP packets dropped as replays.
     uint64_t srtp_replayed;
+    // Congestion control: the send-side bandwidth estimate, bits per second (0 when off).
+    uint64_t cc_target_bps;
+    // The pacer's rate under congestion control, bits per second (0 when off).
+    uint64_t cc_pacer_rate_bps;
+    // Whole pictures the sender dropped rather than queue more than the estimate carries.
+    uint64_t cc_pictures_dropped;
+    // Transport-wide feedback packets we sent (as the receiver).
+    uint64_t cc_feedback_sent;
+    // Transport-wide feedback packets from the peer the estimator used.
+    uint64_t cc_feedback_received;
 } rkm_stream_stats;
 
 // Counters of a session: audio always; video when `has_video` (otherwise `video` is zeroed).

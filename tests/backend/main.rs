@@ -11,6 +11,7 @@ mod metrics;
 mod rtp_backend;
 mod rtp_backend_impairment;
 mod rtp_backend_robustness;
+mod rtp_congestion;
 mod rtp_srtp;
 mod sip_backend;
 mod sip_backend_rfc4475;

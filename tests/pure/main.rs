@@ -20,6 +20,7 @@ mod sdp_offer_answer;
 mod sdp_srtp;
 mod sip_fuzz;
 mod sip_transactions;
+mod stream_congestion;
 mod stream_core;
 mod stream_srtp;
 mod stream_voice;

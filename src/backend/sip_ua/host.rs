@@ -379,6 +379,8 @@ impl EngineHost {
             },
             v.nack,
             v.rtx_pt,
+            // Offers and answers do not carry transport-cc yet: congestion control stays off.
+            None,
         );
         Some(r.stream(StreamConfig {
             media: MediaParams::Video(params),

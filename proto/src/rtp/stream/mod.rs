@@ -67,9 +67,11 @@ use super::stats::StreamStats;
 use crate::error::{Error, Result};
 use crate::frame::{AudioFrame, DtmfEvent, VideoFrame};
 
+mod congestion;
 mod receive;
 mod send;
 
+use congestion::Congestion;
 use receive::{AudioIn, VideoIn};
 use send::{DtmfPlayback, VideoOut};
 
@@ -180,6 +182,8 @@ pub struct StreamCore {
     /// SRTP contexts, when the stream is secured: applied in `poll_transmit` and on entry to
     /// `handle_rtp`/`handle_rtcp`, so nothing in between sees a protected packet.
     srtp: Option<Box<SrtpSession>>,
+    /// Congestion control, when configured (video only).
+    cc: Option<Box<Congestion>>,
 }
 
 impl std::fmt::Debug for StreamCore {
@@ -213,6 +217,7 @@ impl StreamCore {
         let ssrc = rtp.ssrc();
         let (mut audio_tx, mut video_out, mut video_in, mut audio_in, mut dtmf_pt) =
             (None, None, None, None, None);
+        let mut cc = None;
         match &cfg.media {
             MediaParams::Audio(a) => {
                 audio_tx = Some(Box::new(AudioTx::new(a)?));
@@ -220,7 +225,13 @@ impl StreamCore {
                 audio_in = Some(Box::new(AudioIn::new(a, clock_rate)?));
             }
             MediaParams::Video(v) => {
-                video_out = Some(Box::new(VideoOut::new(v, ssrc, now, &mut rng)?));
+                let mut out = Box::new(VideoOut::new(v, ssrc, now, &mut rng)?);
+                if v.congestion.enabled {
+                    let c = Box::new(Congestion::new(v.congestion, v.codec, now));
+                    out.pacer.set_target_rate(now, Some(c.pacer_rate()));
+                    cc = Some(c);
+                }
+                video_out = Some(out);
                 video_in = Some(Box::new(VideoIn::new(v, clock_rate)));
             }
         }
@@ -273,6 +284,7 @@ impl StreamCore {
             pool: BufPool::new(POOL_MAX),
             stats: StreamStats::default(),
             srtp,
+            cc,
         })
     }
 
@@ -362,6 +374,13 @@ impl StreamCore {
         }
         if let Some(v) = &self.video_out {
             s.pacer_queued = v.pacer.len() as u64;
+            s.cc_pacer_rate_bps = v.pacer.target_rate().map_or(0, |r| (r * 8.0) as u64);
+        }
+        if let Some(cc) = &self.cc {
+            s.cc_target_bps = cc.bwe.target_bps();
+            s.cc_pictures_dropped = cc.pictures_dropped;
+            s.cc_feedback_sent = cc.feedback_sent;
+            s.cc_feedback_received = cc.feedback_received;
         }
         s
     }
@@ -436,6 +455,9 @@ impl StreamCore {
         if let Some(v) = &self.video_out {
             consider(v.pacer.poll_timeout());
             consider(v.tail_probe.map(|(at, _)| at));
+        }
+        if let Some(c) = &self.cc {
+            consider(c.poll_timeout());
         }
         if let Some(v) = &self.video_in {
             consider(v.rx.next_deadline());
@@ -541,6 +563,10 @@ impl StreamCore {
                             .push_back(StreamEvent::KeyframeRequested(KeyframeRequest::Fir));
                     }
                 }
+                RtcpEvent::TransportCc(fb) => self.on_transport_feedback(now, fb),
+                RtcpEvent::Remb(r) if r.ssrcs.is_empty() || r.ssrcs.contains(&ours) => {
+                    self.on_remb(now, r.bitrate_bps)
+                }
                 RtcpEvent::Nack {
                     media_ssrc, lost, ..
                 } if *media_ssrc == ours => {
@@ -588,6 +614,7 @@ impl StreamCore {
             self.after_video(now);
         }
         self.send_nacks(now);
+        self.send_transport_feedback(now);
         self.play_audio(now);
         let now_ms = self.ms_since_origin(now);
         if let Some(a) = self.audio_in.as_mut() {
@@ -654,6 +681,7 @@ impl StreamCore {
             while let Some((item, waited)) = v.pacer.pop_media_now(now) {
                 Self::emit_paced(
                     v,
+                    self.cc.as_deref_mut(),
                     item,
                     waited,
                     now,

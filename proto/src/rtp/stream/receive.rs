@@ -200,6 +200,9 @@ impl StreamCore {
         };
         self.heard(now);
         self.peer_gone = false;
+        if let Some(cc) = self.cc.as_mut() {
+            cc.on_rtp(now, data);
+        }
         let payload = &data[range];
         let is_rtx = self
             .video_in

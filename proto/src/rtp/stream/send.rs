@@ -22,6 +22,7 @@ use crate::rtp::rtcp::{round_trip_time, ReportBlockData};
 use crate::rtp::rtx::wrap_rtx;
 use crate::rtp::stats::StreamStats;
 
+use super::congestion::Congestion;
 use super::{StreamCore, Transmit, TransmitKind};
 
 /// The sender does not re-send one packet twice within this share of the RTT...
@@ -129,6 +130,9 @@ impl StreamCore {
         timestamp_ms: Option<f64>,
     ) -> Result<()> {
         self.check_open()?;
+        if !self.admit_picture(now, picture) {
+            return Ok(());
+        }
         let ms = timestamp_ms
             .unwrap_or_else(|| now.saturating_duration_since(self.origin).as_secs_f64() * 1000.0);
         let ts = self.rtp.rtp_timestamp_for_ms(ms);
@@ -145,6 +149,7 @@ impl StreamCore {
                 };
                 Self::emit_paced(
                     v,
+                    self.cc.as_deref_mut(),
                     item,
                     waited,
                     now,
@@ -264,6 +269,7 @@ impl StreamCore {
         while let Some((item, waited)) = v.pacer.pop(now) {
             Self::emit_paced(
                 v,
+                self.cc.as_deref_mut(),
                 item,
                 waited,
                 now,
@@ -278,6 +284,7 @@ impl StreamCore {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn emit_paced(
         v: &mut VideoOut,
+        cc: Option<&mut Congestion>,
         item: Paced,
         waited: Duration,
         now: Instant,
@@ -303,6 +310,10 @@ impl StreamCore {
                 rtx.seq = rtx.seq.wrapping_add(1);
             }
             _ => buf.extend_from_slice(bytes),
+        }
+        // The transport-wide number goes on as the packet leaves: RTX and probes get their own.
+        if let Some(cc) = cc {
+            cc.stamp(now, &mut buf);
         }
         if matches!(item, Paced::Probe(_)) {
             stats.tail_probes += 1;
