@@ -18,7 +18,7 @@ LIB=target/release/libroomkit_media.a
 CFLAGS=(-std=c11 -Wall -Wextra -Werror -g -Iinclude -Iffi-tests)
 LIBS=(-lpthread -ldl -lm)
 TESTS=(rtp_loopback bad_args callback_reentry free_live sip_call sip_phone resilience wideband
-  srtp_loopback)
+  srtp_loopback congestion)
 
 for tool in "$CC" valgrind timeout sipp pkg-config; do
   if ! command -v "$tool" >/dev/null 2>&1; then

@@ -46,8 +46,9 @@ pub struct ResilienceConfig {
 /// from that feedback, paces at the estimate and drops whole pictures rather than queue more than
 /// two picture intervals (asking the application for a key picture when it can send again).
 /// Both ends must run it: on the RTP backend configure both; SIP calls do not negotiate it yet,
-/// so there it stays off. Off by default: the application cannot follow the estimate yet (no
-/// target-bitrate callback), so what it gains today is low delay at the cost of dropped pictures.
+/// so there it stays off. `MediaBackend::on_target_bitrate` reports the estimate's moves for
+/// the encoder to follow. Off by default: an application that does not follow it gains low
+/// delay at the cost of dropped pictures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CongestionConfig {
     /// Run congestion control on video streams.

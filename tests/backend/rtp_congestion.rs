@@ -1,6 +1,7 @@
 //! Congestion control through the engine on real sockets: two RTP video backends with
 //! `ResilienceConfig::congestion` on (both ends configured alike), video over loopback. The
-//! receiver's transport-cc feedback reaches the sender and the estimate shows in its stats.
+//! receiver's transport-cc feedback reaches the sender, the estimate shows in its stats and the
+//! application hears of it through `on_target_bitrate`.
 
 use crate::support;
 
@@ -31,6 +32,10 @@ fn feedback_flows_between_backends_and_the_estimate_shows_in_stats() {
     let a = RtpVideoBackend::new(with_cc()).unwrap();
     let b = RtpVideoBackend::new(with_cc()).unwrap();
     let b_rx = collect(&b);
+    let (target_tx, targets) = crossbeam_channel::unbounded();
+    a.on_target_bitrate(move |id, bps, reason| {
+        let _ = target_tx.send((id, bps, reason));
+    });
     let (sa, sb) = connect_each_other(
         &a,
         &b,
@@ -74,4 +79,17 @@ fn feedback_flows_between_backends_and_the_estimate_shows_in_stats() {
         "{sent:?}"
     );
     assert_eq!(got.malformed, 0);
+    // The application heard of the estimate's moves, the last one near where it is now.
+    let heard: Vec<_> = targets.try_iter().collect();
+    println!("targets heard: {heard:?}");
+    // (No call at all is right only if the estimate never left 5 % of the start.)
+    let (id, last) = heard
+        .last()
+        .map_or((sa.id, 2_000_000), |&(id, b, _)| (id, b));
+    assert_eq!(id, sa.id);
+    assert!(
+        last.abs_diff(sent.cc_target_bps) as f64 <= sent.cc_target_bps as f64 * 0.06,
+        "{last} vs {}",
+        sent.cc_target_bps
+    );
 }

@@ -24,6 +24,8 @@ const DEFAULT_PICTURE_INTERVAL: Duration = Duration::from_millis(33);
 /// Picture intervals measured are kept within these (a pause is not a picture rate).
 const PICTURE_INTERVAL_MIN: Duration = Duration::from_millis(5);
 const PICTURE_INTERVAL_MAX: Duration = Duration::from_millis(200);
+/// The application hears of a new target when it moved by more than this share since the last.
+const TARGET_EVENT_SHARE: f64 = 0.05;
 /// Feedback packets one timeout may send (each reports up to ~1,100 bytes of statuses).
 const MAX_FEEDBACK_PER_TIMEOUT: usize = 8;
 
@@ -55,6 +57,8 @@ pub(super) struct Congestion {
     dropping: bool,
     /// A key picture was asked for during this run of drops.
     asked_key: bool,
+    /// The target the application was last told of (the start bitrate before any event).
+    announced: u64,
     pub(super) feedback_sent: u64,
     pub(super) feedback_received: u64,
     pub(super) pictures_dropped: u64,
@@ -73,6 +77,7 @@ impl Congestion {
             picture_interval: DEFAULT_PICTURE_INTERVAL,
             dropping: false,
             asked_key: false,
+            announced: params.bitrate.start_bps,
             feedback_sent: 0,
             feedback_received: 0,
             pictures_dropped: 0,
@@ -197,10 +202,23 @@ impl StreamCore {
         self.apply_estimate(now);
     }
 
-    /// Points the pacer at the current estimate.
+    /// Points the pacer at the current estimate, and tells the application when it moved by more
+    /// than [`TARGET_EVENT_SHARE`].
     pub(super) fn apply_estimate(&mut self, now: Instant) {
-        if let (Some(cc), Some(v)) = (self.cc.as_ref(), self.video_out.as_mut()) {
+        let Some(cc) = self.cc.as_mut() else {
+            return;
+        };
+        if let Some(v) = self.video_out.as_mut() {
             v.pacer.set_target_rate(now, Some(cc.pacer_rate()));
+        }
+        let target = cc.bwe.target_bps();
+        let moved = target.abs_diff(cc.announced) as f64;
+        if moved > cc.announced as f64 * TARGET_EVENT_SHARE {
+            cc.announced = target;
+            self.events.push_back(StreamEvent::TargetBitrate {
+                bps: target,
+                reason: cc.bwe.reason(),
+            });
         }
     }
 

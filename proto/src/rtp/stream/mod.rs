@@ -52,6 +52,7 @@ use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
 use super::audio_jitter::AudioJitterBuffer;
+use super::bwe::RateReason;
 use super::config::{CoreConfig, MediaParams, SourcePolicy};
 use super::media_tx::AudioTx;
 use super::packet::{classify_muxed, MuxedKind};
@@ -101,6 +102,9 @@ pub enum StreamEvent {
     /// Nothing (RTP or RTCP) arrived from the peer for the inactivity timeout. Reported once;
     /// reported again only after traffic resumed and stopped again.
     Inactive { silent_for: Duration },
+    /// Congestion control moved its estimate by more than 5 % since it last said: the bitrate
+    /// the application should now send at (bits per second), and why it changed.
+    TargetBitrate { bps: u64, reason: RateReason },
 }
 
 /// Whether a datagram to send is RTP or RTCP (without rtcp-mux they leave from different
