@@ -149,7 +149,7 @@ typedef struct {
     // long (at most four times as long); default 0 (close at once).
     uint32_t close_linger_ms;
     // Send-side congestion control of video (transport-wide CC); default false. Both ends must
-    // run it; SIP calls do not negotiate it yet (it stays off there). See
+    // run it (SIP calls negotiate it: `transport-cc` and `a=extmap`). See
     // `rkm_on_target_bitrate` and the `cc_*` fields of `rkm_stream_stats`.
     bool congestion;
     // The estimate's floor, start and ceiling in kbit/s (defaults 50, 300, 10000); the start

@@ -45,10 +45,11 @@ pub struct ResilienceConfig {
 /// arrival (RTCP transport-cc feedback every 50 ms), the sender estimates the path's bandwidth
 /// from that feedback, paces at the estimate and drops whole pictures rather than queue more than
 /// two picture intervals (asking the application for a key picture when it can send again).
-/// Both ends must run it: on the RTP backend configure both; SIP calls do not negotiate it yet,
-/// so there it stays off. `MediaBackend::on_target_bitrate` reports the estimate's moves for
-/// the encoder to follow. Off by default: an application that does not follow it gains low
-/// delay at the cost of dropped pictures.
+/// Both ends must run it: on the RTP backend configure both; a SIP call offers or answers it
+/// (`a=rtcp-fb:<pt> transport-cc` and `a=extmap`) and runs it only when both sides agreed.
+/// `MediaBackend::on_target_bitrate` reports the estimate's moves for the encoder to follow.
+/// Off by default: an application that does not follow it gains low delay at the cost of
+/// dropped pictures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CongestionConfig {
     /// Run congestion control on video streams.

@@ -52,7 +52,7 @@ pub struct rkm_resilience {
     /// long (at most four times as long); default 0 (close at once).
     pub close_linger_ms: u32,
     /// Send-side congestion control of video (transport-wide CC); default false. Both ends must
-    /// run it; SIP calls do not negotiate it yet (it stays off there). See
+    /// run it (SIP calls negotiate it: `transport-cc` and `a=extmap`). See
     /// `rkm_on_target_bitrate` and the `cc_*` fields of `rkm_stream_stats`.
     pub congestion: bool,
     /// The estimate's floor, start and ceiling in kbit/s (defaults 50, 300, 10000); the start

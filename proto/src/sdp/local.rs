@@ -47,6 +47,9 @@ pub struct LocalMedia {
     pub srtp_suites: Vec<SrtpSuite>,
     /// Our fresh sending keys for this call (drawn from the OS CSPRNG by [`LocalMedia::new`]).
     pub srtp_keys: LocalKeys,
+    /// Transport-wide congestion control on video: offer `a=rtcp-fb:<pt> transport-cc` and
+    /// `a=extmap` of the transport-wide sequence number, or answer them when the offer has both.
+    pub video_transport_cc: bool,
 }
 
 impl LocalMedia {
@@ -69,6 +72,7 @@ impl LocalMedia {
             srtp: SrtpPolicy::Off,
             srtp_suites: SrtpSuite::ALL.to_vec(),
             srtp_keys: LocalKeys::from_os_rng(),
+            video_transport_cc: false,
         }
     }
 }

@@ -379,8 +379,8 @@ impl EngineHost {
             },
             v.nack,
             v.rtx_pt,
-            // Offers and answers do not carry transport-cc yet: congestion control stays off.
-            None,
+            // Congestion control only where offer and answer agreed on it.
+            v.transport_cc,
         );
         Some(r.stream(StreamConfig {
             media: MediaParams::Video(params),
