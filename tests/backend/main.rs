@@ -15,6 +15,7 @@ mod rtp_congestion;
 mod rtp_srtp;
 mod sip_backend;
 mod sip_backend_rfc4475;
+mod sip_congestion;
 mod sip_demo;
 mod sip_lossy;
 mod sip_tcp_tls;
