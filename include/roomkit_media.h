@@ -378,6 +378,14 @@ typedef struct {
     uint64_t srtp_auth_failed;
     // SRTP/SRTCP packets dropped as replays.
     uint64_t srtp_replayed;
+    // ULPFEC packets sent (in RED) to protect our video.
+    uint64_t fec_sent;
+    // ULPFEC packets received from the peer.
+    uint64_t fec_received;
+    // Lost video packets rebuilt from ULPFEC before anyone asked for them again.
+    uint64_t fec_recovered;
+    // ULPFEC packets given up with two or more of the packets they protect still missing.
+    uint64_t fec_unrecoverable;
     // Congestion control: the send-side bandwidth estimate, bits per second (0 when off).
     uint64_t cc_target_bps;
     // The pacer's rate under congestion control, bits per second (0 when off).
@@ -674,6 +682,9 @@ typedef struct {
     // calls); N > 0 (at most 1024) N shared threads, each waiting in `epoll` on the sockets of
     // many streams (for many sessions).
     uint32_t io_threads;
+    // Offer and accept forward error correction on video (ULPFEC in RED, `red/90000` and
+    // `ulpfec/90000`): lost packets rebuilt without a round trip; default false.
+    bool video_fec;
 } rkm_sip_config;
 
 // An answered SIP call, as the `call` callback sees it. Every string is NUL-terminated and

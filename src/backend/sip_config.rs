@@ -175,6 +175,11 @@ pub struct SipBackendConfig {
     /// the call negotiated a wideband codec (G.722, Opus), 8 kHz otherwise (G.711). The engine
     /// converts between it and the codec's rate.
     pub audio_sample_rate: AppRate,
+    /// Offer and accept forward error correction on video: ULPFEC (RFC 5109) in RED (RFC
+    /// 2198), `a=rtpmap:123 red/90000` and `a=rtpmap:122 ulpfec/90000` in our offers. When both
+    /// sides agree, our video carries FEC sized from the peer's reported loss and the RTT, and
+    /// lost packets of theirs are rebuilt before a NACK would ask. Off by default.
+    pub video_fec: bool,
 }
 
 impl Default for SipBackendConfig {
@@ -218,6 +223,7 @@ impl Default for SipBackendConfig {
             callback_queue: DEFAULT_QUEUE_LEN,
             io_threads: 0,
             audio_sample_rate: AppRate::Auto,
+            video_fec: false,
         }
     }
 }

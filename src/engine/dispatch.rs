@@ -11,11 +11,16 @@
 //! it outside the lock. A thread is woken only when it sleeps on an empty queue, so a busy one
 //! costs its posters no system call, and one wake-up serves every event queued before it runs.
 //!
+//! A thread that posts for many sessions in one go (a shared I/O thread draining many sockets)
+//! can hold its wake-ups ([`hold_wakes`]): each queue it posted to is then woken once, when it
+//! is done, instead of once per session whose events found the callback thread asleep.
+//!
 //! A queue holds `queue_len` events, or [`EVENTS_PER_KEY`] per live key (session) of its thread
 //! when that is more ([`Dispatcher::key_added`]): on a loaded machine a callback thread may not
 //! run for tens of milliseconds, and the room it needs to lose nothing meanwhile grows with the
 //! sessions it serves.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -56,6 +61,80 @@ struct QueueState<E> {
     /// Posters wait in `post_wait` for room.
     waiting_for_room: usize,
     closed: bool,
+}
+
+/// A queue whose wake-up a thread holds back (see [`hold_wakes`]).
+trait HeldWake: Send + Sync {
+    fn wake_now(&self);
+}
+
+impl<E: Send> HeldWake for Queue<E> {
+    fn wake_now(&self) {
+        let mut st = self.state.lock();
+        self.wake(&mut st);
+    }
+}
+
+/// This thread's held wake-ups.
+#[derive(Default)]
+struct Held {
+    /// Inside [`hold_wakes`].
+    active: bool,
+    /// The queues posted to since (kept allocated between rounds).
+    queues: Vec<Arc<dyn HeldWake>>,
+}
+
+thread_local! {
+    static HELD: RefCell<Held> = RefCell::default();
+}
+
+/// Runs `f` with this thread's dispatcher wake-ups held back, then wakes every queue `f` posted
+/// to, once. Events posted meanwhile wait in their queue until `f` returns, so `f` should be
+/// one short round of work (a shared I/O thread's pass over what one wait reported). Nested
+/// calls hold until the outermost returns.
+pub fn hold_wakes<R>(f: impl FnOnce() -> R) -> R {
+    let outer = HELD.with(|h| !std::mem::replace(&mut h.borrow_mut().active, true));
+    /// Wakes the held queues, even if `f` unwinds.
+    struct Release(bool);
+    impl Drop for Release {
+        fn drop(&mut self) {
+            if self.0 {
+                HELD.with(|h| {
+                    let mut h = h.borrow_mut();
+                    h.active = false;
+                    // `wake_now` takes only the queue's lock, never this list.
+                    for q in h.queues.drain(..) {
+                        q.wake_now();
+                    }
+                });
+            }
+        }
+    }
+    let _release = Release(outer);
+    f()
+}
+
+impl<E: Send + 'static> Queue<E> {
+    /// Wakes the thread now, or, while the posting thread holds its wake-ups, when it is done.
+    fn wake_or_hold(self: &Arc<Self>, st: &mut QueueState<E>) {
+        if !st.sleeping || st.events.is_empty() {
+            return;
+        }
+        let held = HELD.with(|h| {
+            let mut h = h.borrow_mut();
+            if !h.active {
+                return false;
+            }
+            let me = Arc::as_ptr(self) as *const ();
+            if !h.queues.iter().any(|q| Arc::as_ptr(q) as *const () == me) {
+                h.queues.push(self.clone());
+            }
+            true
+        });
+        if !held {
+            self.wake(st);
+        }
+    }
 }
 
 impl<E> Queue<E> {
@@ -204,7 +283,7 @@ impl<E: Send + 'static> Dispatcher<E> {
                 st.events.push_back(ev);
             }
         }
-        q.wake(&mut st);
+        q.wake_or_hold(&mut st);
     }
 
     /// Queues `ev`, waiting for room: for events that must not be lost (session ready,
@@ -384,6 +463,33 @@ mod tests {
         let seen = seen.lock();
         assert_eq!(seen.len(), 2 + 2 * EVENTS_PER_KEY);
         assert_eq!(seen.last(), Some(&1000));
+    }
+
+    #[test]
+    fn held_wakes_wake_each_queue_once_when_the_round_ends() {
+        let seen: Arc<Mutex<Vec<u32>>> = Arc::default();
+        let s = seen.clone();
+        let d =
+            Dispatcher::new(2, 100, "t-hold", Arc::new(move |v: u32| s.lock().push(v))).unwrap();
+        assert!(wait(|| d.queues.iter().all(|q| q.state.lock().sleeping)));
+        hold_wakes(|| {
+            for v in 0..10 {
+                d.post(u64::from(v % 2), v).unwrap();
+            }
+            // Nested holds release with the outermost.
+            hold_wakes(|| d.post(0, 10).unwrap());
+            thread::sleep(Duration::from_millis(30));
+            assert!(
+                seen.lock().is_empty(),
+                "nothing runs while the wake-ups are held"
+            );
+            assert!(d.queues.iter().all(|q| q.state.lock().sleeping));
+        });
+        assert!(wait(|| seen.lock().len() == 11));
+        // Outside a hold, a post wakes at once again.
+        d.post(1, 11).unwrap();
+        assert!(wait(|| seen.lock().len() == 12));
+        drop(d);
     }
 
     fn wait(mut cond: impl FnMut() -> bool) -> bool {

@@ -10,11 +10,20 @@
 //! timers that are due. Sends go out as with a stream's own thread, on the thread that produced
 //! them.
 //!
-//! Registrations are level-triggered: a socket with datagrams left is reported again by the next
-//! wait, so no readiness can be lost whatever a drain leaves behind, at the price of one more
-//! report in that case. Heap entries are never updated in place: a stream whose deadline changes
+//! Sockets are registered edge-triggered: a wait reports a socket once when datagrams arrive,
+//! and the thread reads it until it is empty, so the next wait need not look at it again (a
+//! level-triggered registration costs a second poll of every reported socket). A drain that a
+//! receive error stopped early is done once more in the next round (a socket that fails twice
+//! running is read again when its next datagram arrives). Heap entries are never updated in place: a stream whose deadline changes
 //! gets a new entry, and an entry that no longer matches its stream's armed deadline is skipped
 //! when it comes up (the heap is rebuilt if such entries pile up).
+//!
+//! A thread with many streams (a server's) works in rounds at most [`ROUND`] apart: after a
+//! round it lets the next datagrams and deadlines gather before it waits again (a command cuts
+//! the pause short), so one wake-up
+//! serves every stream that became ready meanwhile, and each callback thread it posts to is
+//! woken once per round ([`super::dispatch::hold_wakes`]) rather than once per stream. A thread
+//! with few streams waits at once, for the lowest latency.
 //!
 //! Callers reach a thread through its command list plus its `eventfd`: attach, re-arm (a caller's
 //! input moved the core's deadline earlier, as a paced picture does) and detach. A caller
@@ -29,19 +38,27 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
 use super::event::{EngineEvent, MediaKind};
 use super::io_thread::{IoThread, StopSignal};
-use super::socket::{Epoll, EpollToken};
+use super::socket::{poll_readable, Epoll, EpollToken};
 use super::stream::{self, Shared, MAX_IDLE, MIN_SLEEP};
 
 /// The token of a thread's own wake-up descriptor.
 const WAKE_TOKEN: EpollToken = u64::MAX;
 /// Most readiness reports taken per wait.
 const READY_BATCH: usize = 256;
+/// A thread serving at least this many streams works in rounds (see [`ROUND`]); one with fewer
+/// wakes straight into each datagram and timer, as a stream's own thread does.
+const ROUNDS_FROM: usize = 16;
+/// Shortest time between two rounds of a thread serving many streams: woken sooner after the
+/// previous round, it first lets more datagrams and timers come due, so that one wake-up (and
+/// one wake-up of each callback thread it posts to) serves many streams instead of one. Media
+/// and timers wait at most this much longer.
+const ROUND: Duration = Duration::from_millis(1);
 
 /// Work for one I/O thread.
 enum Command {
@@ -161,9 +178,9 @@ impl IoPool {
         lane.command(Command::Attach(id, sh));
         let registered = lane
             .epoll
-            .add(rtp, token(id, false))
+            .add_edge(rtp, token(id, false))
             .and_then(|()| match rtcp {
-                Some(fd) => lane.epoll.add(fd, token(id, true)).inspect_err(|_| {
+                Some(fd) => lane.epoll.add_edge(fd, token(id, true)).inspect_err(|_| {
                     let _ = lane.epoll.remove(rtp);
                 }),
                 None => Ok(()),
@@ -343,11 +360,32 @@ fn serve(lane: &Lane, stop: &StopSignal) {
     };
     let mut ready = Vec::with_capacity(READY_BATCH);
     let mut touched = Vec::new();
+    // Sockets whose drain a receive error cut short: read again next round.
+    let mut again = Vec::new();
+    // When the last round began, if the thread then served enough streams to work in rounds.
+    let mut round_began: Option<Instant> = None;
     while !stop.is_stopped() {
-        let timeout = w.heap.peek().map_or(MAX_IDLE, |Reverse((t, _))| {
-            t.saturating_duration_since(Instant::now())
-                .clamp(MIN_SLEEP, MAX_IDLE)
-        });
+        if let Some(began) = round_began {
+            // A full batch means more readiness is waiting already: no pause then.
+            let next = began + ROUND;
+            let now = Instant::now();
+            if ready.len() < READY_BATCH && now < next {
+                // The pause ends early on a command (attach, re-arm, detach, stop): a caller
+                // waiting for its stream to be closed is not held up by the round.
+                let mut woken = [false];
+                if poll_readable(&[lane.signal.wake_fd()], &mut woken, next - now).is_err() {
+                    std::thread::sleep(next - now);
+                }
+            }
+        }
+        let timeout = if again.is_empty() {
+            w.heap.peek().map_or(MAX_IDLE, |Reverse((t, _))| {
+                t.saturating_duration_since(Instant::now())
+                    .clamp(MIN_SLEEP, MAX_IDLE)
+            })
+        } else {
+            MIN_SLEEP
+        };
         // A wait can only fail on a broken instance; the thread then ends like a stopped one.
         if lane.epoll.wait(&mut ready, timeout).is_err() {
             break;
@@ -355,34 +393,45 @@ fn serve(lane: &Lane, stop: &StopSignal) {
         if stop.is_stopped() {
             break;
         }
-        if ready.contains(&WAKE_TOKEN) {
-            stop.reset();
-        }
-        for c in lane.take_commands() {
-            w.run_command(c);
-        }
-        touched.clear();
-        for &t in &ready {
-            if t == WAKE_TOKEN {
-                continue;
+        round_began = (w.streams.len() >= ROUNDS_FROM).then(Instant::now);
+        super::dispatch::hold_wakes(|| {
+            if ready.contains(&WAKE_TOKEN) {
+                stop.reset();
             }
-            let id = t >> 1;
-            let Some(e) = w.streams.get_mut(&id) else {
-                continue;
-            };
-            stream::drain(
-                &e.sh,
-                &mut w.batch,
-                t & 1 == 1,
-                &mut w.events,
-                &mut e.unposted,
-            );
-            touched.push(id);
-        }
-        for &id in &touched {
-            w.rearm(id);
-        }
-        w.run_due();
+            for c in lane.take_commands() {
+                w.run_command(c);
+            }
+            touched.clear();
+            let retry = std::mem::take(&mut again);
+            for (&t, first) in ready
+                .iter()
+                .map(|t| (t, true))
+                .chain(retry.iter().map(|t| (t, false)))
+            {
+                if t == WAKE_TOKEN {
+                    continue;
+                }
+                let id = t >> 1;
+                let Some(e) = w.streams.get_mut(&id) else {
+                    continue;
+                };
+                let emptied = stream::drain(
+                    &e.sh,
+                    &mut w.batch,
+                    t & 1 == 1,
+                    &mut w.events,
+                    &mut e.unposted,
+                );
+                if !emptied && first {
+                    again.push(t);
+                }
+                touched.push(id);
+            }
+            for &id in &touched {
+                w.rearm(id);
+            }
+            w.run_due();
+        });
     }
     for c in lane.take_commands() {
         w.run_command(c);

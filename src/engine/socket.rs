@@ -702,7 +702,8 @@ pub fn poll_readable(fds: &[RawFd], ready: &mut [bool], timeout: Duration) -> io
 }
 
 /// An `epoll` instance: one thread waits on many descriptors. Registrations are level-triggered
-/// (see [`Epoll::add`]), each carrying a `u64` token that comes back with its readiness.
+/// (see [`Epoll::add`]) or edge-triggered ([`Epoll::add_edge`]), each carrying a `u64` token
+/// that comes back with its readiness.
 #[derive(Debug)]
 pub struct Epoll {
     fd: OwnedFd,
@@ -732,10 +733,19 @@ impl Epoll {
     /// Watches `fd` for input, level-triggered: as long as datagrams are queued every wait
     /// reports it, so a reader may stop part way (fairness between sockets) and lose nothing.
     pub fn add(&self, fd: RawFd, token: EpollToken) -> io::Result<()> {
-        let mut ev = libc::epoll_event {
-            events: libc::EPOLLIN as u32,
-            u64: token,
-        };
+        self.register(fd, token, libc::EPOLLIN as u32)
+    }
+
+    /// Watches `fd` for input, edge-triggered: a wait reports it when datagrams arrive (or were
+    /// queued when it was added), once, so the reader must read until the socket is empty or
+    /// remember to come back. A socket is not looked at again by waits after it was drained,
+    /// which saves a poll of every socket reported by the previous wait.
+    pub fn add_edge(&self, fd: RawFd, token: EpollToken) -> io::Result<()> {
+        self.register(fd, token, (libc::EPOLLIN | libc::EPOLLET) as u32)
+    }
+
+    fn register(&self, fd: RawFd, token: EpollToken, events: u32) -> io::Result<()> {
+        let mut ev = libc::epoll_event { events, u64: token };
         // SAFETY: `ev` is a live epoll_event for the duration of the call; the kernel copies it.
         let r = unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) };
         if r < 0 {

@@ -75,6 +75,10 @@ counters! {
     "rkm_rtp_audio_dropped", counter, "Audio packets the jitter buffer dropped.", |s| s.audio_dropped;
     "rkm_rtp_srtp_auth_failed", counter, "SRTP/SRTCP packets whose authentication failed.", |s| s.srtp_auth_failed;
     "rkm_rtp_srtp_replayed", counter, "SRTP/SRTCP packets dropped as replays.", |s| s.srtp_replayed;
+    "rkm_rtp_fec_sent", counter, "ULPFEC packets sent.", |s| s.fec_sent;
+    "rkm_rtp_fec_received", counter, "ULPFEC packets received.", |s| s.fec_received;
+    "rkm_rtp_fec_recovered", counter, "Lost video packets rebuilt from ULPFEC.", |s| s.fec_recovered;
+    "rkm_rtp_fec_unrecoverable", counter, "ULPFEC packets given up with two or more packets still missing.", |s| s.fec_unrecoverable;
     "rkm_rtp_inactivity_events", counter, "Times a stream heard nothing for its inactivity timeout.", |s| s.inactivity_events;
     "rkm_rtcp_bye_received", counter, "RTCP BYEs received.", |s| s.bye_received;
     "rkm_dtmf_received", counter, "DTMF digits received.", |s| s.dtmf_received;

@@ -670,11 +670,12 @@ fn run(sh: &Shared, stop: &StopSignal) {
         if ready[fds.len() - 1] {
             stop.reset();
         }
+        // `poll` reports a socket as long as it holds datagrams: what a drain leaves comes back.
         if ready[0] {
-            drain(sh, &mut batch, false, &mut events, &mut unposted);
+            let _ = drain(sh, &mut batch, false, &mut events, &mut unposted);
         }
         if sh.rtcp.is_some() && ready[1] {
-            drain(sh, &mut batch, true, &mut events, &mut unposted);
+            let _ = drain(sh, &mut batch, true, &mut events, &mut unposted);
         }
         run_timers(sh, &mut events, &mut unposted);
     }
@@ -732,14 +733,15 @@ fn retry_unposted(sh: &Shared, unposted: &mut VecDeque<EngineEvent>) {
     }
 }
 
-/// Reads every queued datagram of one socket, in batches, into the core.
+/// Reads every queued datagram of one socket, in batches, into the core. Returns false when a
+/// receive error may have left datagrams behind (the socket should be drained again).
 pub(super) fn drain(
     sh: &Shared,
     batch: &mut RecvBatch,
     rtcp_socket: bool,
     events: &mut Vec<StreamEvent>,
     unposted: &mut VecDeque<EngineEvent>,
-) {
+) -> bool {
     let sock = if rtcp_socket {
         sh.socket(TransmitKind::Rtcp)
     } else {
@@ -748,7 +750,7 @@ pub(super) fn drain(
     loop {
         let n = match batch.recv(sock, Wait::No) {
             Ok(n) => n,
-            Err(_) => return,
+            Err(e) => return e.kind() == io::ErrorKind::WouldBlock,
         };
         {
             let mut l = sh.core.lock();
@@ -771,7 +773,7 @@ pub(super) fn drain(
         }
         sh.post(events, Some(unposted));
         if !batch.filled() {
-            return;
+            return true;
         }
     }
 }

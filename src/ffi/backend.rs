@@ -685,6 +685,14 @@ pub struct rkm_stream_stats {
     pub srtp_auth_failed: u64,
     /// SRTP/SRTCP packets dropped as replays.
     pub srtp_replayed: u64,
+    /// ULPFEC packets sent (in RED) to protect our video.
+    pub fec_sent: u64,
+    /// ULPFEC packets received from the peer.
+    pub fec_received: u64,
+    /// Lost video packets rebuilt from ULPFEC before anyone asked for them again.
+    pub fec_recovered: u64,
+    /// ULPFEC packets given up with two or more of the packets they protect still missing.
+    pub fec_unrecoverable: u64,
     /// Congestion control: the send-side bandwidth estimate, bits per second (0 when off).
     pub cc_target_bps: u64,
     /// The pacer's rate under congestion control, bits per second (0 when off).
@@ -751,6 +759,10 @@ impl From<&StreamStats> for rkm_stream_stats {
             audio_expected_loss_pct,
             srtp_auth_failed,
             srtp_replayed,
+            fec_sent,
+            fec_received,
+            fec_recovered,
+            fec_unrecoverable,
             cc_target_bps,
             cc_pacer_rate_bps,
             cc_pictures_dropped,
@@ -807,6 +819,10 @@ impl From<&StreamStats> for rkm_stream_stats {
             audio_expected_loss_pct,
             srtp_auth_failed,
             srtp_replayed,
+            fec_sent,
+            fec_received,
+            fec_recovered,
+            fec_unrecoverable,
             cc_target_bps,
             cc_pacer_rate_bps,
             cc_pictures_dropped,

@@ -612,6 +612,9 @@ pub struct rkm_sip_config {
     /// calls); N > 0 (at most 1024) N shared threads, each waiting in `epoll` on the sockets of
     /// many streams (for many sessions).
     pub io_threads: u32,
+    /// Offer and accept forward error correction on video (ULPFEC in RED, `red/90000` and
+    /// `ulpfec/90000`): lost packets rebuilt without a round trip; default false.
+    pub video_fec: bool,
 }
 
 /// Fills `cfg` with the defaults (see each field). String fields get static strings that the
@@ -669,6 +672,7 @@ pub extern "C" fn rkm_sip_config_init(cfg: *mut rkm_sip_config) {
             source_rate_limit: d.overload.source_rate,
             source_rate_burst: d.overload.source_burst,
             io_threads: u32::try_from(d.io_threads).unwrap_or(0),
+            video_fec: d.video_fec,
         };
         Ok(())
     })
@@ -826,6 +830,7 @@ pub(crate) unsafe fn sip_config_from_c(c: &rkm_sip_config) -> FfiResult<SipBacke
     r.overload.source_burst = c.source_rate_burst;
     r.resilience = resilience_from_c(&c.resilience)?;
     r.video_rtx = c.video_rtx;
+    r.video_fec = c.video_fec;
     r.srtp = srtp_policy_from_c(c.srtp)?;
     if let Some(s) = text(c.srtp_suites, "cfg.srtp_suites")? {
         r.srtp_suites = crate::SrtpSuite::parse_list(s)

@@ -433,6 +433,77 @@ fn shared_io_threads_deliver_the_same_media_bit_exact() {
     assert_eq!(own, shared);
 }
 
+/// Enough sessions on one shared I/O thread per backend that it works in rounds (its wake-ups
+/// paced, its callback wake-ups held until the end of each round): every session still gets
+/// exactly its own pictures and audio, in order.
+#[test]
+fn a_shared_thread_working_in_rounds_delivers_every_session_bit_exact() {
+    const SESSIONS: usize = 12; // 24 streams on the one thread of each backend
+    let cfg = support::rtp::loopback_config(RtpBackendConfig {
+        io_threads: 1,
+        ..RtpBackendConfig::default()
+    });
+    let a = roomkit_media::backend::RtpVideoBackend::new(cfg.clone()).unwrap();
+    let b = roomkit_media::backend::RtpVideoBackend::new(cfg).unwrap();
+    let b_rx = support::rtp::collect(&b);
+    let sessions: Vec<(SessionId, SessionId)> = (0..SESSIONS)
+        .map(|_| {
+            let (sa, sb) =
+                support::rtp::connect_each_other(&a, &b, support::rtp::meta, support::rtp::meta);
+            (sa.id, sb.id)
+        })
+        .collect();
+    let pictures = |s: usize| -> Vec<Vec<u8>> {
+        (0..4)
+            .map(|i| {
+                h264_picture(
+                    i == 0,
+                    if i == 0 { 20_000 } else { 1_500 + s * 7 },
+                    (s * 10 + i) as u32,
+                )
+            })
+            .collect()
+    };
+    let pcm = |s: usize| -> Vec<i16> {
+        (0..1600)
+            .map(|i| ((i * (s + 3)) % 20_000) as i16 - 10_000)
+            .collect()
+    };
+    for (s, &(a_id, _)) in sessions.iter().enumerate() {
+        let chunks = pictures(s)
+            .into_iter()
+            .enumerate()
+            .map(|(i, data)| VideoChunk {
+                data,
+                keyframe: i == 0,
+                timestamp_ms: Some(i as f64 * 100.0 / 3.0),
+            });
+        a.send_video_chunks(a_id, chunks).unwrap();
+        a.send_audio(a_id, &pcm(s)).unwrap();
+    }
+    let frames = recv_n(&b_rx.video, SESSIONS * 4, Duration::from_secs(10));
+    let audio = recv_n(&b_rx.audio, SESSIONS * 10, Duration::from_secs(10));
+    for (s, &(_, b_id)) in sessions.iter().enumerate() {
+        let got: Vec<Vec<u8>> = frames
+            .iter()
+            .filter(|(id, _)| *id == b_id)
+            .map(|(_, f)| f.data.clone())
+            .collect();
+        assert_eq!(got, pictures(s), "pictures of session {s}");
+        let mut codes = Vec::new();
+        let mut expected = Vec::new();
+        G711::Pcmu.encode(&pcm(s), &mut codes);
+        G711::Pcmu.decode(&codes, &mut expected);
+        let heard: Vec<i16> = audio
+            .iter()
+            .filter(|(id, _)| *id == b_id)
+            .flat_map(|(_, f)| f.pcm.iter().copied())
+            .collect();
+        assert_eq!(heard, expected, "audio of session {s}");
+    }
+    drop(b);
+}
+
 /// A telephone event is paced by the stream's I/O thread (a packet every 20 ms, then the end
 /// packets), so on a shared thread it needs the re-arm `send_dtmf` queues: with RTCP once a
 /// minute nothing else would wake that stream for many seconds.

@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod congestion;
+pub mod fec;
 pub mod framing;
 pub mod rtcp;
 pub mod sdp;

@@ -8,6 +8,7 @@ mod support;
 mod baresip;
 mod baresip_srtp;
 mod cli;
+mod fec_gstreamer;
 mod g711_ffmpeg;
 mod g722_ffmpeg;
 mod interop_h264;

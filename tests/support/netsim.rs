@@ -43,7 +43,13 @@ impl Path {
 impl Netsim {
     /// Starts netsim with `pipes` (`LISTEN=TARGET[/BACK][@VIA]`) for at most `seconds`.
     pub fn start(pipes: &[String], path: &Path, seconds: u32) -> Netsim {
+        Netsim::start_with(pipes, path, &[], seconds)
+    }
+
+    /// [`Netsim::start`] with more flags (`--rate-kbps`, `--rate-step`...).
+    pub fn start_with(pipes: &[String], path: &Path, extra: &[&str], seconds: u32) -> Netsim {
         let mut args: Vec<String> = vec!["netsim".into()];
+        args.extend(extra.iter().map(|a| a.to_string()));
         for p in pipes {
             args.push("--pipe".into());
             args.push(p.clone());

@@ -111,6 +111,8 @@ pub struct VideoParams {
     pub retransmit: RetransmitLimits,
     /// Sending: how pictures are spread over time.
     pub pacer: PacerConfig,
+    /// Forward error correction (ULPFEC in RED), both ways; `None`: off.
+    pub fec: Option<super::fec::FecConfig>,
     /// Send-side congestion control, both ways (off by default).
     pub congestion: CongestionParams,
 }
@@ -167,6 +169,7 @@ impl Default for VideoParams {
             history: HistoryConfig::default(),
             retransmit: RetransmitLimits::default(),
             pacer: PacerConfig::default(),
+            fec: None,
             congestion: CongestionParams::default(),
         }
     }

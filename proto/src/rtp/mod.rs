@@ -11,6 +11,7 @@
 //! | `reorder`, `video` | the video jitter buffer and picture assembly |
 //! | `nack`, `rtt` | which packets to ask for again and when; the round-trip time |
 //! | `history`, `rtx`, `pacer`, `rate` | what a sender keeps, re-sends (RFC 4588) and paces |
+//! | `red`, `fec` | RED (RFC 2198) and ULPFEC (RFC 5109): forward error correction |
 //! | `audio_jitter`, `conceal` | audio playout and loss concealment |
 //! | `media_tx` | turning pictures, PCM and DTMF into payloads |
 //! | `srtp` | SRTP/SRTCP contexts and keys (RFC 3711, RFC 7714) over `rtc-srtp` |
@@ -24,6 +25,7 @@ pub mod audio_jitter;
 pub mod bwe;
 pub mod conceal;
 pub mod config;
+pub mod fec;
 pub mod hdrext;
 pub mod history;
 pub mod media_tx;
@@ -33,6 +35,7 @@ pub mod packet;
 pub mod pool;
 pub mod rate;
 pub mod receiver;
+pub mod red;
 pub mod remb;
 pub mod reorder;
 pub mod rtcp;

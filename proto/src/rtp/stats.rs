@@ -111,6 +111,14 @@ pub struct StreamStats {
     pub srtp_auth_failed: u64,
     /// SRTP/SRTCP packets dropped as replays (already received, or older than the window).
     pub srtp_replayed: u64,
+    /// ULPFEC packets sent (in RED) to protect our video.
+    pub fec_sent: u64,
+    /// ULPFEC packets received from the peer.
+    pub fec_received: u64,
+    /// Lost video packets rebuilt from ULPFEC before anyone asked for them again.
+    pub fec_recovered: u64,
+    /// ULPFEC packets given up with two or more of the packets they protect still missing.
+    pub fec_unrecoverable: u64,
     /// Congestion control: the send-side bandwidth estimate, bits per second (0 when congestion
     /// control is off on this stream).
     pub cc_target_bps: u64,

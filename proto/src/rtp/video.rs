@@ -78,6 +78,9 @@ pub struct VideoReceiverStats {
 struct Held {
     meta: RtpMeta,
     payload: Option<Vec<u8>>,
+    /// A sequence number of the stream that carries no media (an FEC packet): it fills its
+    /// place in the order and is then skipped.
+    filler: bool,
 }
 
 /// Keeps this many spare payload buffers for packets that have to wait, so reordering does not
@@ -112,6 +115,8 @@ pub struct VideoReceiver {
     /// A start probe begun and not yet taken by [`VideoReceiver::take_start_probe`].
     probe_begun: Option<(u16, u16)>,
     stats: VideoReceiverStats,
+    /// A loss found before a filler, carried to the next media packet.
+    carry_loss: bool,
 }
 
 impl std::fmt::Debug for VideoReceiver {
@@ -146,6 +151,7 @@ impl VideoReceiver {
             prestart: None,
             probe_begun: None,
             stats: VideoReceiverStats::default(),
+            carry_loss: false,
             cfg,
         }
     }
@@ -214,6 +220,28 @@ impl VideoReceiver {
             buf.extend_from_slice(payload);
             self.hold(meta, buf, now)
         };
+        self.drain(now, out);
+        outcome
+    }
+
+    /// Takes the place of sequence number `meta.sequence` without media (an FEC packet on the
+    /// media's sequence numbers), so the jitter buffer sees no gap there.
+    pub fn push_filler(
+        &mut self,
+        meta: RtpMeta,
+        now: Instant,
+        out: &mut Vec<VideoFrame>,
+    ) -> PushOutcome {
+        self.check_ssrc(meta.ssrc, now, out);
+        let outcome = self.reorder.push(
+            meta.sequence,
+            Held {
+                meta,
+                payload: None,
+                filler: true,
+            },
+            now,
+        );
         self.drain(now, out);
         outcome
     }
@@ -376,6 +404,7 @@ impl VideoReceiver {
             Held {
                 meta,
                 payload: None,
+                filler: false,
             },
             now,
         );
@@ -398,6 +427,7 @@ impl VideoReceiver {
             Held {
                 meta,
                 payload: Some(payload),
+                filler: false,
             },
             now,
         )
@@ -409,6 +439,10 @@ impl VideoReceiver {
 
     fn drain(&mut self, now: Instant, out: &mut Vec<VideoFrame>) {
         while let Some((held, lost)) = self.reorder.pop(now) {
+            if held.filler {
+                self.carry_loss |= lost;
+                continue;
+            }
             let buf = held.payload.unwrap_or_default();
             self.process(held.meta, &buf, lost, out);
             self.recycle(buf);
@@ -423,6 +457,7 @@ impl VideoReceiver {
         lost_before: bool,
         out: &mut Vec<VideoFrame>,
     ) {
+        let lost_before = lost_before || std::mem::take(&mut self.carry_loss);
         if let Some((first_seq, first_ts)) = self.prestart {
             if (meta.sequence.wrapping_sub(first_seq) as i16) >= 0 {
                 // The first packet or anything after it: the tentative start is over.

@@ -7,9 +7,9 @@ use std::net::{IpAddr, SocketAddr};
 use crate::frame::VideoCodec;
 
 use super::codecs::{
-    h264_packetization_mode, h264_profile_level_id, pick_video_payload, rtx_for,
-    supported_feedback, telephone_event, video_codec_of, AudioCodec, OpusParams, DEFAULT_EVENTS,
-    H264_DEFAULT_PROFILE_LEVEL_ID, OPUS_FMTP, RTX, TELEPHONE_EVENT,
+    fec_payload_types, h264_packetization_mode, h264_profile_level_id, pick_video_payload, rtx_for,
+    supported_feedback, telephone_event, video_codec_of, write_fec, AudioCodec, OpusParams,
+    DEFAULT_EVENTS, H264_DEFAULT_PROFILE_LEVEL_ID, OPUS_FMTP, RTX, TELEPHONE_EVENT,
 };
 use super::crypto::{format_crypto, negotiate_offered};
 use super::extmap::extmap_id;
@@ -100,6 +100,8 @@ pub struct NegotiatedVideo {
     pub rtx_pt: Option<u8>,
     /// SRTP keys (SDES) when the stream is secured; `None`: plain RTP.
     pub srtp: Option<SrtpKeys>,
+    /// Forward error correction both sides agreed on: the (RED, ULPFEC) payload types.
+    pub fec: Option<(u8, u8)>,
     /// Transport-wide congestion control, when both sides agreed to it (`transport-cc` feedback
     /// and the transport-wide sequence number's `a=extmap`): the extension's ID (1–14).
     pub transport_cc: Option<u8>,
@@ -614,6 +616,8 @@ fn video_section(
         attrs.push(format!("rtpmap:{} {RTX}/90000", r.pt));
         attrs.push(format!("fmtp:{} apt={pt}", r.pt));
     }
+    let fec = fec_payload_types(m).filter(|_| cfg.local.video_fec);
+    write_fec(fec, &mut fmt, &mut attrs);
     let transport_cc = cfg
         .local
         .video_transport_cc
@@ -648,6 +652,7 @@ fn video_section(
         nack: has_fb("nack"),
         rtx_pt: rtx.map(|r| r.pt),
         srtp: srtp.map(|(_, keys)| keys.clone()),
+        fec,
         transport_cc,
     };
     let section = media("video", cfg.local.video_port, answer_proto(m), &fmt, attrs);

@@ -282,6 +282,28 @@ pub(crate) fn supported_feedback(fb: &str, nack: bool) -> bool {
 /// The RFC 4588 encoding name of retransmission payload types.
 pub(crate) const RTX: &str = "rtx";
 
+/// The RED and ULPFEC payload types an m-line lists (`a=rtpmap:<pt> red/90000` and
+/// `a=rtpmap:<pt> ulpfec/90000`), when it lists both: forward error correction on video.
+pub fn fec_payload_types(media: &MediaDescription) -> Option<(u8, u8)> {
+    let find = |name: &str| {
+        media
+            .payloads
+            .iter()
+            .find(|p| p.is(name) && p.clock_rate() == Some(90000))
+            .map(|p| p.pt)
+    };
+    Some((find("red")?, find("ulpfec")?))
+}
+
+/// Writes the RED and ULPFEC payload types into a video m-line's formats and attributes.
+pub(crate) fn write_fec(fec: Option<(u8, u8)>, fmt: &mut String, attrs: &mut Vec<String>) {
+    if let Some((red, ulpfec)) = fec {
+        fmt.push_str(&format!(" {red} {ulpfec}"));
+        attrs.push(format!("rtpmap:{red} red/90000"));
+        attrs.push(format!("rtpmap:{ulpfec} ulpfec/90000"));
+    }
+}
+
 /// The retransmission payload type an m-line offers for payload type `pt` (`a=rtpmap:<rtx>
 /// rtx/<clock>` with `a=fmtp:<rtx> apt=<pt>`).
 pub(crate) fn rtx_for(media: &MediaDescription, pt: u8) -> Option<&PayloadType> {

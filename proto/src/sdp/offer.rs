@@ -10,9 +10,9 @@ use super::answer::{
     NegotiatedVideo, Negotiation, TRANSPORT_CC_FB,
 };
 use super::codecs::{
-    h264_packetization_mode, h264_profile_level_id, rtx_for, supported_feedback, telephone_event,
-    AudioCodec, OpusParams, DEFAULT_EVENTS, H264_DEFAULT_PROFILE_LEVEL_ID,
-    H264_OFFER_PROFILE_LEVEL_ID, OPUS_FMTP, RTX, TELEPHONE_EVENT,
+    fec_payload_types, h264_packetization_mode, h264_profile_level_id, rtx_for, supported_feedback,
+    telephone_event, write_fec, AudioCodec, OpusParams, DEFAULT_EVENTS,
+    H264_DEFAULT_PROFILE_LEVEL_ID, H264_OFFER_PROFILE_LEVEL_ID, OPUS_FMTP, RTX, TELEPHONE_EVENT,
 };
 use super::crypto::{format_crypto, SrtpPolicy};
 use super::local::LocalMedia;
@@ -83,9 +83,15 @@ pub struct Offer {
     /// The `a=crypto` lines offered on audio and on video: tag and our key.
     pub audio_crypto: Vec<(u32, SrtpKey)>,
     pub video_crypto: Vec<(u32, SrtpKey)>,
+    /// The (RED, ULPFEC) payload types offered for video, if any.
+    pub video_fec: Option<(u8, u8)>,
     /// Whether transport-wide congestion control was offered for video.
     pub video_transport_cc: bool,
 }
+
+/// The RED and ULPFEC payload types we offer (GStreamer's and many examples' choice).
+const RED_PT: u8 = 123;
+const ULPFEC_PT: u8 = 122;
 
 /// The SDES lines of one offered stream under `local`'s policy: the proto to write, the
 /// attributes, and what they offered (tag, our key). Tags count from 1 in suite order.
@@ -156,6 +162,7 @@ pub fn build_offer(cfg: &OfferConfig) -> Offer {
         &local.audio_codecs[..]
     };
     let video_rtx = local.video_nack && local.video_rtx;
+    let video_fec = (local.video_fec && local.video_port != 0).then_some((RED_PT, ULPFEC_PT));
     let video = if local.video_port != 0 {
         video_payload_types(&local.video_codecs)
     } else {
@@ -210,6 +217,7 @@ pub fn build_offer(cfg: &OfferConfig) -> Offer {
             VideoFeedback {
                 nack: local.video_nack,
                 rtx: video_rtx,
+                fec: video_fec,
                 transport_cc: local.video_transport_cc,
             },
             local.rtcp_mux,
@@ -245,6 +253,7 @@ pub fn build_offer(cfg: &OfferConfig) -> Offer {
         srtp: local.srtp,
         audio_crypto,
         video_crypto,
+        video_fec,
     }
 }
 
@@ -268,6 +277,8 @@ fn video_payload_types(codecs: &[VideoCodec]) -> Vec<(u8, VideoCodec)> {
 struct VideoFeedback {
     nack: bool,
     rtx: bool,
+    /// The (RED, ULPFEC) payload types to offer, if any.
+    fec: Option<(u8, u8)>,
     transport_cc: bool,
 }
 
@@ -284,6 +295,7 @@ fn video_offer_media(
     let VideoFeedback {
         nack,
         rtx,
+        fec,
         transport_cc,
     } = fb;
     let mut fmt: Vec<String> = video.iter().map(|(pt, _)| pt.to_string()).collect();
@@ -317,12 +329,14 @@ fn video_offer_media(
             attrs.push(format!("fmtp:{rtx} apt={pt}"));
         }
     }
+    let mut fmt = fmt.join(" ");
+    write_fec(fec, &mut fmt, &mut attrs);
     if rtcp_mux {
         attrs.push("rtcp-mux".to_string());
     }
     attrs.push(direction.as_str().to_string());
     attrs.extend(crypto);
-    media("video", port, proto, &fmt.join(" "), attrs)
+    media("video", port, proto, &fmt, attrs)
 }
 
 /// What a new offer in an established call changes (RFC 3264 §8).
@@ -421,6 +435,7 @@ pub fn reoffer(current: &Answer, cfg: &ReofferConfig) -> Offer {
                 VideoFeedback {
                     nack: *nack,
                     rtx: false,
+                    fec: None,
                     transport_cc: false,
                 },
                 a.rtcp_mux,
@@ -465,6 +480,7 @@ pub fn reoffer(current: &Answer, cfg: &ReofferConfig) -> Offer {
                 attrs.push(format!("rtpmap:{rtx} {RTX}/{}", v.clock_rate));
                 attrs.push(format!("fmtp:{rtx} apt={}", v.pt));
             }
+            write_fec(v.fec, &mut fmt, &mut attrs);
             if v.rtcp_mux {
                 attrs.push("rtcp-mux".to_string());
             }
@@ -526,6 +542,10 @@ pub fn reoffer(current: &Answer, cfg: &ReofferConfig) -> Offer {
         ),
         ReofferVideo::Remove => (false, false),
     };
+    let video_fec = match &cfg.video {
+        ReofferVideo::Keep => neg.video.as_ref().and_then(|v| v.fec),
+        _ => None,
+    };
     Offer {
         sdp,
         audio: vec![(a.pt, a.codec.clone())],
@@ -555,6 +575,7 @@ pub fn reoffer(current: &Answer, cfg: &ReofferConfig) -> Offer {
             ReofferVideo::Add { crypto, .. } => crypto.clone(),
             ReofferVideo::Remove => Vec::new(),
         },
+        video_fec,
     }
 }
 
@@ -708,6 +729,8 @@ fn read_video(offer: &Offer, m: &MediaDescription) -> Option<NegotiatedVideo> {
         .map(|r| r.pt);
     let rtcp_mux = offer.rtcp_mux && m.rtcp_mux;
     let remote = remote_of(m);
+    // The answer's own payload types: they are what the peer sends with.
+    let fec = fec_payload_types(m).filter(|_| offer.video_fec.is_some());
     Some(NegotiatedVideo {
         pt: p.pt,
         codec,
@@ -723,6 +746,7 @@ fn read_video(offer: &Offer, m: &MediaDescription) -> Option<NegotiatedVideo> {
         nack,
         rtx_pt,
         srtp: None,
+        fec,
         transport_cc: offer
             .video_transport_cc
             .then(|| offered_transport_cc(m, p))

@@ -28,6 +28,7 @@ use crate::engine::{
     SessionSpec, SourcePolicy, StreamConfig, VideoParams,
 };
 use crate::frame::{Delivery, DtmfEvent};
+use crate::rtp::fec::FecConfig;
 #[cfg(any(test, feature = "_internals"))]
 use crate::sdp::Direction;
 use crate::sdp::Negotiation;
@@ -361,7 +362,7 @@ impl EngineHost {
         let v = neg.video.as_ref()?;
         let r = &self.settings.resilience;
         // NACKs only to a peer that said it takes them, RTX only on the payload type agreed.
-        let params = r.video(
+        let mut params = r.video(
             VideoParams {
                 payload_type: v.pt,
                 clock_rate: v.clock_rate,
@@ -382,6 +383,11 @@ impl EngineHost {
             // Congestion control only where offer and answer agreed on it.
             v.transport_cc,
         );
+        params.fec = v.fec.map(|(red, ulpfec)| FecConfig {
+            red_payload_type: red,
+            ulpfec_payload_type: ulpfec,
+            ..FecConfig::default()
+        });
         Some(r.stream(StreamConfig {
             media: MediaParams::Video(params),
             local_addr: local,

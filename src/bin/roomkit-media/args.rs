@@ -102,6 +102,10 @@ pub struct SipMediaArgs {
     /// Do not offer or accept RTX (RFC 4588): lost packets are re-sent as they were.
     #[arg(long)]
     pub no_rtx: bool,
+    /// Offer and accept forward error correction on video (ULPFEC in RED): lost packets rebuilt
+    /// without a round trip, sized from the peer's reported loss and the RTT.
+    #[arg(long)]
+    pub fec: bool,
     /// Audio jitter buffer depth (0: deliver audio as it arrives).
     #[arg(long, value_name = "MS", default_value_t = ResilienceConfig::default().audio_jitter_ms,
           value_parser = within(0u32, 1000, " ms"))]

@@ -684,9 +684,15 @@ struct SendLoop<'a> {
     live: HashMap<u32, Live>,
     /// Due sends: when, session number, what. A closed session's are dropped as they come up.
     due: BinaryHeap<Reverse<(Instant, u32, Kind)>>,
+    /// The picture being stamped and sent (reused: no allocation per picture).
+    scratch: Vec<u8>,
 }
 
 const AUDIO_PERIOD: Duration = Duration::from_millis(20);
+/// Shortest sleep of a sending thread between two passes: with many sessions a send is due
+/// every few microseconds, and waking for each would cost more than the sends. Sends leave up
+/// to this much after their time (each picture carries the time it really left).
+const SEND_TICK: Duration = Duration::from_millis(1);
 
 impl SendLoop<'_> {
     /// Sends until `stop`, taking in the sessions that come up from `new`.
@@ -723,7 +729,7 @@ impl SendLoop<'_> {
             self.send_due(now);
             let mut wake = now + Duration::from_millis(5);
             if let Some(Reverse((when, ..))) = self.due.peek() {
-                wake = wake.min(*when);
+                wake = wake.min(*when).max(now + SEND_TICK);
             }
             std::thread::sleep(wake.saturating_duration_since(Instant::now()));
         }
@@ -756,16 +762,18 @@ impl SendLoop<'_> {
                     self.sender.audio(l.id, &l.pcm)
                 }
                 Kind::Video => {
-                    let mut p = self.pictures[l.pictures as usize % self.pictures.len()].clone();
+                    let p = &mut self.scratch;
+                    p.clear();
+                    p.extend_from_slice(&self.pictures[l.pictures as usize % self.pictures.len()]);
                     Stamp {
                         session: l.number,
                         seq: l.pictures,
                         sent_ns: self.epoch.elapsed().as_nanos() as u64,
                     }
-                    .write(&mut p);
+                    .write(p);
                     l.pictures += 1;
                     c.video_sent.fetch_add(1, Ordering::Relaxed);
-                    self.sender.video(l.id, &p)
+                    self.sender.video(l.id, p)
                 }
             };
             if let Err(e) = ok {
@@ -998,6 +1006,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, Failure> {
                 video_period: Duration::from_secs_f64(1.0 / f64::from(args.fps)),
                 live: HashMap::new(),
                 due: BinaryHeap::new(),
+                scratch: Vec::new(),
             };
             let stop = &stop;
             std::thread::Builder::new()

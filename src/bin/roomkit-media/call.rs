@@ -218,6 +218,7 @@ pub fn run(args: &CallArgs) -> Result<ExitCode, Failure> {
         audio_sample_rate: AppRate::Codec,
         user: "roomkit-media".into(),
         video_rtx,
+        video_fec: args.media.fec,
         resilience,
         srtp: args.media.srtp,
         srtp_suites: args.media.srtp_suites(),

@@ -11,7 +11,8 @@
 //! clock) and drawing from its own seeded generator, so a run can be repeated.
 //!
 //! It prints `{"event":"ready",...}` with the bound addresses, runs until Ctrl-C, `--seconds`,
-//! or `--idle` seconds without a datagram, and ends with one `{"event":"stats",...}` line.
+//! or `--idle` seconds without a datagram, and ends with one `{"event":"stats",...}` line (per
+//! direction: packets, losses, drops at the bottleneck's queue and the queue delay's p50/p95).
 
 use std::net::{SocketAddr, UdpSocket};
 use std::process::ExitCode;
@@ -21,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
-use roomkit_media::netem::{Netem, NetemConfig, NetemStats};
+use roomkit_media::netem::{Bottleneck, Netem, NetemConfig, NetemStats};
 
 use serde::Serialize;
 
@@ -77,6 +78,15 @@ pub struct NetsimArgs {
     /// Share of packets delivered twice, in percent.
     #[arg(long, value_name = "PCT", default_value_t = 0.0, allow_negative_numbers = true, value_parser = percent)]
     duplicate: f64,
+    /// A bottleneck of this rate in each direction, kbit/s (0: none).
+    #[arg(long, value_name = "KBPS", default_value_t = 0, value_parser = within(0u64, 100_000_000, " kbit/s"))]
+    rate_kbps: u64,
+    /// The bottleneck's drop-tail queue: the most sending time it holds.
+    #[arg(long, value_name = "MS", default_value_t = 300, value_parser = within(1u64, 60_000, " ms"))]
+    queue_ms: u64,
+    /// At SECS into the run, set the bottleneck's rate to KBPS (repeatable).
+    #[arg(long, value_name = "SECS:KBPS", value_parser = parse_rate_step)]
+    rate_step: Vec<RateStep>,
     /// Seed of the random draws: the same seed repeats a run.
     #[arg(long, value_name = "N", default_value_t = 1)]
     seed: u64,
@@ -128,6 +138,8 @@ pub struct PathParams {
     pub reorder_delay: Duration,
     /// Share of packets delivered twice.
     pub duplicate_pct: f64,
+    /// A narrow link in front of the delay, if any.
+    pub bottleneck: Option<Bottleneck>,
 }
 
 impl Default for PathParams {
@@ -140,6 +152,7 @@ impl Default for PathParams {
             reorder_pct: 0.0,
             reorder_delay: Duration::from_millis(5),
             duplicate_pct: 0.0,
+            bottleneck: None,
         }
     }
 }
@@ -158,9 +171,71 @@ impl PathParams {
             duplicate_gap_min: DUPLICATE_GAP,
             duplicate_gap_max: DUPLICATE_GAP,
             max_in_flight: Some(MAX_QUEUED),
+            bottleneck: self.bottleneck,
             ..NetemConfig::clean(Duration::ZERO)
         }
         .with_loss(self.loss_pct / 100.0, self.burst)
+    }
+}
+
+/// `--rate-step SECS:KBPS`: from `at` into the run, the bottleneck drains at `kbps`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct RateStep {
+    at: Duration,
+    kbps: u64,
+}
+
+fn parse_rate_step(v: &str) -> Result<RateStep, String> {
+    let bad = || format!("`{v}` is not SECS:KBPS (seconds 0-86400, rate 1-100000000 kbit/s)");
+    let (secs, kbps) = v.split_once(':').ok_or_else(bad)?;
+    let secs: f64 = secs.trim().parse().map_err(|_| bad())?;
+    let kbps: u64 = kbps.trim().parse().map_err(|_| bad())?;
+    if !(0.0..=86_400.0).contains(&secs) || !(1..=100_000_000).contains(&kbps) {
+        return Err(bad());
+    }
+    Ok(RateStep {
+        at: Duration::from_secs_f64(secs),
+        kbps,
+    })
+}
+
+/// How long packets waited in one direction's bottleneck queue, in 1 ms buckets (the last one
+/// holds everything longer): p50 and p95 without keeping every sample.
+#[derive(Debug, Clone)]
+struct QueueDelays {
+    buckets: Vec<u64>,
+    count: u64,
+}
+
+/// Buckets of [`QueueDelays`]: 1 ms each up to 60 s, the longest queue `--queue-ms` allows.
+const DELAY_BUCKETS: usize = 60_001;
+
+impl QueueDelays {
+    fn new() -> Self {
+        QueueDelays {
+            buckets: vec![0; DELAY_BUCKETS],
+            count: 0,
+        }
+    }
+
+    fn record(&mut self, d: Duration) {
+        let i = usize::try_from(d.as_millis())
+            .map_or(DELAY_BUCKETS - 1, |ms| ms.min(DELAY_BUCKETS - 1));
+        self.buckets[i] += 1;
+        self.count += 1;
+    }
+
+    /// The `q` quantile (0-1) in ms, at its bucket's lower edge; 0 with no sample.
+    fn quantile_ms(&self, q: f64) -> u64 {
+        let rank = (q * self.count as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (ms, n) in self.buckets.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return ms as u64;
+            }
+        }
+        0
     }
 }
 
@@ -172,16 +247,24 @@ struct DirStats {
     reordered: u64,
     duplicated: u64,
     overflow: u64,
+    /// Dropped at the bottleneck's full queue.
+    queue_dropped: u64,
+    /// Time the packets that got through waited in the bottleneck's queue.
+    queue_delay_p50_ms: u64,
+    queue_delay_p95_ms: u64,
 }
 
-impl From<NetemStats> for DirStats {
-    fn from(s: NetemStats) -> Self {
+impl DirStats {
+    fn new(s: NetemStats, q: &QueueDelays) -> Self {
         DirStats {
             packets: s.sent,
             lost: s.dropped,
             reordered: s.reordered,
             duplicated: s.duplicated,
             overflow: s.overflow,
+            queue_dropped: s.queue_dropped,
+            queue_delay_p50_ms: q.quantile_ms(0.5),
+            queue_delay_p95_ms: q.quantile_ms(0.95),
         }
     }
 }
@@ -252,6 +335,15 @@ fn params(args: &NetsimArgs) -> PathParams {
         reorder_pct: args.reorder,
         reorder_delay: ms(args.reorder_ms),
         duplicate_pct: args.duplicate,
+        bottleneck: (args.rate_kbps > 0).then(|| bottleneck(args, args.rate_kbps)),
+    }
+}
+
+/// The bottleneck the flags ask for at `kbps`.
+fn bottleneck(args: &NetsimArgs, kbps: u64) -> Bottleneck {
+    Bottleneck {
+        rate_bps: kbps.saturating_mul(1000).max(1),
+        queue_limit: Duration::from_millis(args.queue_ms),
     }
 }
 
@@ -388,10 +480,24 @@ pub fn run(args: &NetsimArgs) -> Result<ExitCode, String> {
         Netem::new(p.netem(), seed),
         Netem::new(p.netem(), seed ^ 0x9e37_79b9_7f4a_7c15),
     ];
+    let mut delays = [QueueDelays::new(), QueueDelays::new()];
+    let mut steps = args.rate_step.clone();
+    steps.sort_by_key(|s| std::cmp::Reverse(s.at));
     let started = Instant::now();
     let mut last_packet = started;
     loop {
         let now = Instant::now();
+        // Rate steps that are due, earliest first (`steps` is sorted latest first).
+        while let Some(step) = steps.last().filter(|s| now >= started + s.at).copied() {
+            steps.pop();
+            for path in &mut paths {
+                let cfg = NetemConfig {
+                    bottleneck: Some(bottleneck(args, step.kbps)),
+                    ..*path.config()
+                };
+                path.set_config(cfg);
+            }
+        }
         for (dir, path) in paths.iter_mut().enumerate() {
             while let Some(r) = path.poll_output(now) {
                 let pp = &pipes[r.pipe];
@@ -419,20 +525,36 @@ pub fn run(args: &NetsimArgs) -> Result<ExitCode, String> {
             .map_or(Duration::from_millis(20), |at| {
                 at.saturating_duration_since(now)
             })
-            .min(Duration::from_millis(20));
+            .min(Duration::from_millis(20))
+            .min(steps.last().map_or(Duration::MAX, |s| {
+                (started + s.at).saturating_duration_since(now)
+            }));
         let a = match rx.recv_timeout(wait) {
             Ok(a) => a,
             Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => break,
         };
         last_packet = a.at;
-        paths[usize::from(!a.forward)].handle_input(
+        let dir = usize::from(!a.forward);
+        let path = &mut paths[dir];
+        let (waits, before) = (path.queue_delay(a.at), path.stats());
+        let bytes = a.data.len();
+        path.handle_input_sized(
             a.at,
             Relayed {
                 pipe: a.pipe,
                 data: a.data,
             },
+            bytes,
         );
+        let after = path.stats();
+        // Only a packet that passed the loss draw and the queue waited in it.
+        if path.config().bottleneck.is_some()
+            && after.dropped == before.dropped
+            && after.queue_dropped == before.queue_dropped
+        {
+            delays[dir].record(waits);
+        }
     }
     stop.store(true, Ordering::Relaxed);
     for r in readers {
@@ -440,8 +562,8 @@ pub fn run(args: &NetsimArgs) -> Result<ExitCode, String> {
     }
     out.line(&Closing {
         event: "stats",
-        forward: paths[0].stats().into(),
-        backward: paths[1].stats().into(),
+        forward: DirStats::new(paths[0].stats(), &delays[0]),
+        backward: DirStats::new(paths[1].stats(), &delays[1]),
     });
     Ok(ExitCode::SUCCESS)
 }
@@ -554,5 +676,28 @@ mod tests {
         let (b, _, _) = run_path(p, 10_000);
         let shape = |v: &[Vec<Instant>]| v.iter().map(Vec::len).collect::<Vec<_>>();
         assert_eq!(shape(&a), shape(&b), "the same seed, the same run");
+    }
+
+    #[test]
+    fn rate_steps_parse_and_queue_delays_give_quantiles() {
+        assert_eq!(
+            parse_rate_step("2.5:800"),
+            Ok(RateStep {
+                at: Duration::from_millis(2500),
+                kbps: 800
+            })
+        );
+        for bad in ["", "3", "x:1", "1:0", "-1:5", "1:x", "1e9:5"] {
+            assert!(parse_rate_step(bad).is_err(), "{bad}");
+        }
+        let mut q = QueueDelays::new();
+        assert_eq!(q.quantile_ms(0.95), 0);
+        for ms in 1..=100 {
+            q.record(Duration::from_millis(ms));
+        }
+        q.record(Duration::from_secs(1_000));
+        assert_eq!(q.quantile_ms(0.5), 51);
+        assert_eq!(q.quantile_ms(0.95), 96);
+        assert_eq!(q.quantile_ms(1.0), DELAY_BUCKETS as u64 - 1);
     }
 }

@@ -390,6 +390,7 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode, crate::Failure> {
         // back at the same rate.
         audio_sample_rate: AppRate::Codec,
         video_rtx,
+        video_fec: args.media.fec,
         resilience,
         srtp: args.media.srtp,
         srtp_suites: args.media.srtp_suites(),

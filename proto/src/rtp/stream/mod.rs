@@ -69,6 +69,7 @@ use crate::error::{Error, Result};
 use crate::frame::{AudioFrame, DtmfEvent, VideoFrame};
 
 mod congestion;
+mod fec;
 mod receive;
 mod send;
 
@@ -230,7 +231,10 @@ impl StreamCore {
             }
             MediaParams::Video(v) => {
                 let mut out = Box::new(VideoOut::new(v, ssrc, now, &mut rng)?);
-                if v.congestion.enabled {
+                // FEC protects each packet as packetized, before the transport-wide number is
+                // inserted on the way out, so a packet rebuilt from FEC would come back without it
+                // and with a wrong header: until the two are made to fit, FEC wins.
+                if v.congestion.enabled && v.fec.is_none() {
                     let c = Box::new(Congestion::new(v.congestion, v.codec, now));
                     out.pacer.set_target_rate(now, Some(c.pacer_rate()));
                     cc = Some(c);

@@ -4,6 +4,7 @@
 //! about what it got (NACK, PLI, FIR). The RTCP dispatcher and the timers stay in `mod.rs`.
 
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use crate::codec::dtmf::DtmfReceiver;
@@ -26,6 +27,7 @@ use crate::rtp::rtx::{original_meta, unwrap_rtx, RtxConfig};
 use crate::rtp::video::{VideoReceiver, VideoReceiverConfig};
 use crate::rtp::RtpMeta;
 
+use super::fec::FecIn;
 use super::{KeyframeRequest, StreamCore, StreamEvent};
 
 /// Automatic PLIs at most this often (RFC 4585 asks feedback to be rate-limited); the
@@ -45,6 +47,8 @@ pub(super) struct VideoIn {
     pub(super) nack_cfg: NackConfig,
     pub(super) rtx: Option<RtxConfig>,
     pub(super) frames: Vec<VideoFrame>,
+    /// ULPFEC in RED, when on.
+    pub(super) fec: Option<FecIn>,
 }
 
 /// The receive half of an audio stream.
@@ -98,6 +102,7 @@ impl VideoIn {
             nack_cfg: v.nack,
             rtx: v.rtx,
             frames: Vec::new(),
+            fec: v.fec.map(FecIn::new),
         }
     }
 }
@@ -203,6 +208,28 @@ impl StreamCore {
         if let Some(cc) = self.cc.as_mut() {
             cc.on_rtp(now, data);
         }
+        if self.is_red(meta.payload_type) {
+            self.on_red(now, meta, data);
+            return;
+        }
+        let media = meta.payload_type == self.rtp.payload_type();
+        self.on_rtp_packet(now, meta, data, range, false);
+        if media {
+            self.fec_media(now, data);
+        }
+    }
+
+    /// One RTP packet of the stream, `data[range]` its payload; `fec_recovered`: rebuilt from
+    /// FEC rather than arrived, so it stays out of the reception statistics and the counters of
+    /// what arrived, but still cancels its NACK.
+    pub(super) fn on_rtp_packet(
+        &mut self,
+        now: Instant,
+        meta: RtpMeta,
+        data: &[u8],
+        range: Range<usize>,
+        fec_recovered: bool,
+    ) {
         let payload = &data[range];
         let is_rtx = self
             .video_in
@@ -247,10 +274,20 @@ impl StreamCore {
         // A packet we NACKed that now arrives is most likely the retransmission: it says
         // nothing about the path, so it stays out of the RFC 3550 statistics.
         let nack_arrival = self.note_for_nack(now, meta.sequence, meta.marker);
-        let recovered = matches!(
+        let repaired = matches!(
             nack_arrival,
             Some(NackArrival::Recovered { nacks, .. } | NackArrival::Late { nacks, .. }) if nacks > 0
         );
+        if repaired && !fec_recovered {
+            if let Some(f) = self.video_in.as_mut().and_then(|v| v.fec.as_mut()) {
+                f.repairs_seen = true;
+            }
+        }
+        let recovered = fec_recovered
+            || matches!(
+                nack_arrival,
+                Some(NackArrival::Recovered { nacks, .. } | NackArrival::Late { nacks, .. }) if nacks > 0
+            );
         let verdict = if recovered {
             None
         } else {
@@ -271,17 +308,20 @@ impl StreamCore {
                 nacks: 1,
                 first_nack: Some(t),
             },
-        ) = nack_arrival
+        ) = nack_arrival.filter(|_| !fec_recovered)
         {
-            // Ambiguous (a late original looks the same); the estimator's median copes.
+            // Ambiguous (a late original looks the same); the estimator's median copes. A packet
+            // rebuilt from FEC says nothing about the round trip.
             self.rtt
                 .on_ambiguous_sample(now.saturating_duration_since(t));
         }
         if self.audio_in.is_some() && matches!(verdict, Some(Arrival::Duplicate | Arrival::Jump)) {
             return;
         }
-        self.stats.packets_received += 1;
-        self.stats.bytes_received += data.len() as u64;
+        if !fec_recovered {
+            self.stats.packets_received += 1;
+            self.stats.bytes_received += data.len() as u64;
+        }
         if self.audio_in.is_some() {
             self.on_audio_rtp(now, &meta, payload);
         } else {
@@ -290,7 +330,12 @@ impl StreamCore {
     }
 
     /// Tells the NACK tracker about a packet of the media source.
-    fn note_for_nack(&mut self, now: Instant, seq: u16, marker: bool) -> Option<NackArrival> {
+    pub(super) fn note_for_nack(
+        &mut self,
+        now: Instant,
+        seq: u16,
+        marker: bool,
+    ) -> Option<NackArrival> {
         let v = self.video_in.as_mut()?;
         let n = v.nack.as_mut()?;
         let arrival = n.on_packet(seq, now, &self.rtt);

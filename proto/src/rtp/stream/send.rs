@@ -18,11 +18,13 @@ use crate::rtp::history::{RetransmitLimiter, SendHistory};
 use crate::rtp::media_tx::{plan_dtmf, VideoTx};
 use crate::rtp::pacer::{Class, Pacer};
 use crate::rtp::packet::RTP_HEADER_LEN;
+use crate::rtp::red::wrap_red;
 use crate::rtp::rtcp::{round_trip_time, ReportBlockData};
 use crate::rtp::rtx::wrap_rtx;
 use crate::rtp::stats::StreamStats;
 
 use super::congestion::Congestion;
+use super::fec::FecOut;
 use super::{StreamCore, Transmit, TransmitKind};
 
 /// The sender does not re-send one packet twice within this share of the RTT...
@@ -74,6 +76,8 @@ pub(super) struct VideoOut {
     /// A tail-loss probe: the last packet sent, to send once more at that time if no picture
     /// follows (see [`TAIL_PROBE_MIN`]).
     pub(super) tail_probe: Option<(Instant, u16)>,
+    /// ULPFEC in RED, when on.
+    pub(super) fec: Option<FecOut>,
 }
 
 /// A DTMF digit being played out.
@@ -113,6 +117,7 @@ impl VideoOut {
             last_activity: None,
             last_picture_at: None,
             tail_probe: None,
+            fec: v.fec.map(FecOut::new),
         })
     }
 }
@@ -141,6 +146,7 @@ impl StreamCore {
         };
         v.tx.packetize(picture)?;
         let mut last_seq = None;
+        let mut first_seq = None;
         for i in 0..v.tx.payloads.len() {
             // A slot of the history still waiting in the pacer must leave before it is reused.
             while v.pacer.media_len() >= v.history.capacity() {
@@ -168,9 +174,18 @@ impl StreamCore {
                 buf.extend_from_slice(&header);
                 payloads.copy_payload(i, picture, buf);
             });
+            // With FEC the packet leaves wrapped in RED: one byte more.
+            let wire = wire + usize::from(v.fec.is_some());
             v.pacer.push(now, Paced::Media(seq), wire, Class::Media);
+            first_seq.get_or_insert(seq);
             last_seq = Some(seq);
         }
+        if let (Some(first), Some(last)) = (first_seq, last_seq) {
+            self.protect_picture(now, ts, first, last.wrapping_sub(first).wrapping_add(1));
+        }
+        let Some(v) = self.video_out.as_mut() else {
+            return Ok(());
+        };
         let interval = v
             .last_picture_at
             .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
@@ -302,12 +317,32 @@ impl StreamCore {
         };
         let mut buf = pool.take();
         buf.clear();
+        // An FEC packet asked for again goes as it went, in RED on the media's sequence
+        // numbers (RTX would turn it into media at the receiver).
+        let fec_resend = resend
+            && v.fec.as_ref().is_some_and(|f| {
+                bytes
+                    .get(1)
+                    .is_some_and(|b| b & 0x7f == f.cfg.ulpfec_payload_type)
+            });
         match (&mut v.rtx, resend) {
+            _ if fec_resend => {
+                let red_pt = v.fec.as_ref().map_or(0, |f| f.cfg.red_payload_type);
+                if wrap_red(bytes, red_pt, &mut buf).is_err() {
+                    return;
+                }
+            }
             (Some(rtx), true) => {
                 if wrap_rtx(bytes, rtx.payload_type, rtx.ssrc, rtx.seq, &mut buf).is_err() {
                     return;
                 }
                 rtx.seq = rtx.seq.wrapping_add(1);
+            }
+            (_, false) if v.fec.is_some() => {
+                let red_pt = v.fec.as_ref().map_or(0, |f| f.cfg.red_payload_type);
+                if wrap_red(bytes, red_pt, &mut buf).is_err() {
+                    return;
+                }
             }
             _ => buf.extend_from_slice(bytes),
         }
@@ -403,6 +438,9 @@ impl StreamCore {
     pub(super) fn on_report_blocks(&mut self, now: Instant, blocks: &[ReportBlockData]) {
         for b in blocks.iter().filter(|b| b.ssrc == self.ssrc) {
             self.stats.remote_fraction_lost = f64::from(b.fraction_lost) / 256.0;
+            if let Some(f) = self.video_out.as_mut().and_then(|v| v.fec.as_mut()) {
+                f.on_report(now, b.cumulative_lost, b.ext_highest_seq);
+            }
             if let Some(a) = self.audio_tx.as_mut() {
                 if let Some(p) = a.on_reported_loss(self.stats.remote_fraction_lost) {
                     self.stats.audio_expected_loss_pct = u32::from(p);
