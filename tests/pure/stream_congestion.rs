@@ -174,3 +174,33 @@ fn the_estimate_steers_the_pacer_and_whole_pictures_are_dropped_instead_of_queue
     assert_eq!(off.b.core.stats().cc_feedback_sent, 0);
     assert_eq!(off.a.core.stats().cc_target_bps, 0);
 }
+
+/// FEC protects packets before the transport-wide number goes in, so a stream with FEC does not
+/// run congestion control (yet): no estimate, no stamps, no feedback.
+#[test]
+fn a_stream_with_fec_leaves_congestion_control_off() {
+    let t0 = Instant::now();
+    let mut cfg = config(true);
+    if let MediaParams::Video(v) = &mut cfg.media {
+        v.fec = Some(roomkit_media::rtp::fec::FecConfig::default());
+    }
+    let mut p = SimPair::new(
+        t0,
+        cfg.clone(),
+        cfg,
+        SimPath::new(PathConfig::clean(ONE_WAY), 1),
+        SimPath::new(PathConfig::clean(ONE_WAY), 2),
+        5,
+    )
+    .unwrap();
+    for i in 0..10u32 {
+        let pic = h264_picture(i == 0, 3_000, u64::from(i));
+        p.with_a(|c, now| c.send_video(now, &pic, None)).unwrap();
+        p.run_for(FRAME);
+    }
+    p.run_for(Duration::from_millis(300));
+    let (a, b) = (p.a.core.stats(), p.b.core.stats());
+    assert_eq!((a.cc_target_bps, a.cc_pacer_rate_bps), (0, 0));
+    assert_eq!((b.cc_feedback_sent, a.cc_feedback_received), (0, 0));
+    assert!(b.frames >= 9, "{b:?}");
+}
