@@ -14,6 +14,9 @@
 #                                           answering with bench/sipp/av_uas.xml, no media, the
 #                                           ceiling of this machine at that moment), then serve
 #   SERVE_ARGS="--overload-backlog 0" ...   extra `serve` options
+#   IO_THREADS=0 ...                        `serve --io-threads` (default: the number of cores,
+#                                           the README's setting for a server with many calls;
+#                                           0 is one thread per stream, the engine's default)
 #
 # With a scenario that takes a 503 as an outcome (tests/sipp/av_call_or_503.xml), calls refused by
 # overload control end cleanly: `ok` then splits into `answered` (200) and `refused` (503, from
@@ -118,12 +121,17 @@ if [ "$uses_kamailio" = 1 ]; then
 fi
 
 SERVE_ARGS=${SERVE_ARGS:-}
+# sipp's socket buffers (its default, 64 KB, holds a few dozen answers with SDP: a burst of them
+# while sipp waits for a core overflowed it, and the calls whose 200 and its retransmissions
+# were dropped there timed out in sipp although serve had answered them within 250 ms).
+SIPP_BUF=(-buff_size "${SIPP_BUFFER:-4194304}")
+IO_THREADS=${IO_THREADS:-$(nproc)}
 # The RTP port range of `serve` (an A/V call takes two RTP/RTCP pairs while it runs and for the
 # close linger after it).
 RTP_PORTS=${RTP_PORTS:-20000-30000}
-echo "# $(nproc) cores; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-8s %-6s %-7s %-8s %-8s %-7s %-8s %-8s %-9s %-8s %s\n' path rate calls answered refused \
-  failed timeouts seconds goodput/s calls/s load1
+echo "# $(nproc) cores; serve --io-threads $IO_THREADS; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-8s %-6s %-7s %-8s %-8s %-7s %-8s %-8s %-9s %-8s %-6s %s\n' path rate calls answered refused \
+  failed timeouts seconds goodput/s calls/s load1 "503s: backlog/setup/capacity"
 # Rate by rate, the paths in turn: a machine whose load drifts during the run weighs on every
 # path of a rate alike.
 for rate in "${RATES[@]}"; do
@@ -137,14 +145,15 @@ for rate in "${RATES[@]}"; do
     esac
     : >"$WORK/serve.log"
     if [ "$path" = sipp ]; then
-      timeout 900 sipp -sf bench/sipp/av_uas.xml -t u1 -i 127.0.0.1 -p "$port" -nostdin \
+      timeout 900 sipp -sf bench/sipp/av_uas.xml -t u1 -i 127.0.0.1 -p "$port" -nostdin "${SIPP_BUF[@]}" \
         >/dev/null 2>&1 </dev/null &
       serve_pid=$!
       for _ in $(seq 50); do udp_bound "$port" && break; sleep 0.1; done
     else
       # shellcheck disable=SC2086 # SERVE_ARGS is a list of options
       timeout 900 "$BIN" serve --sip "127.0.0.1:$port" "${listen[@]}" --rtp-ip 127.0.0.1 \
-        --rtp-ports "$RTP_PORTS" --quiet-frames $SERVE_ARGS >"$WORK/serve.log" 2>&1 &
+        --rtp-ports "$RTP_PORTS" --io-threads "$IO_THREADS" --quiet-frames $SERVE_ARGS \
+        >"$WORK/serve.log" 2>&1 &
       serve_pid=$!
       for _ in $(seq 50); do grep -q listening "$WORK/serve.log" 2>/dev/null && break; sleep 0.1; done
     fi
@@ -170,7 +179,7 @@ for rate in "${RATES[@]}"; do
     set +e
     timeout 900 sipp -sf "$SCENARIO" "127.0.0.1:$target" -t "$sipp_t" -s load -i 127.0.0.1 \
       -p "$(free_port)" -mi 127.0.0.1 -mp "$(free_port)" -r "$rate" -rp 1000 -m "$CALLS" -l "$LIMIT" -d 0 \
-      -recv_timeout 10s -nostdin -timeout 300s -trace_stat -stf "$WORK/stat.csv" -fd 1 \
+      -recv_timeout 10s "${SIPP_BUF[@]}" -nostdin -timeout 300s -trace_stat -stf "$WORK/stat.csv" -fd 1 \
       -trace_err -error_file "$WORK/err.log" >/dev/null 2>&1
     sipp_rc=$?
     set -e
@@ -195,7 +204,8 @@ print(col('SuccessfulCall(C)'), col('FailedCall(C)'),
 PY
     )
     # Calls serve refused with its overload 503 (0 for sipp, which refuses nothing).
-    refused=$(python3 - "$WORK/serve.log" <<'PY'
+    rm -f "$WORK/why"
+    refused=$(python3 - "$WORK/serve.log" "$WORK/why" <<'PY'
 import json, sys
 n = 0
 for l in open(sys.argv[1]):
@@ -205,6 +215,8 @@ for l in open(sys.argv[1]):
         continue
     if isinstance(e, dict) and e.get('event') == 'stats':
         n = e.get('calls_refused_overload', 0)
+        why = '/'.join(str(e.get('calls_refused_' + k, 0)) for k in ('sip_backlog', 'setup_queue', 'capacity'))
+        print(why, file=open(sys.argv[2], 'w'))
 print(n)
 PY
     )
@@ -214,8 +226,9 @@ PY
     secs=$(python3 -c "print(f'{$end - $start:.2f}')")
     goodput=$(python3 -c "print(f'{$answered / ($end - $start):.0f}')")
     cps=$(python3 -c "print(f'{$ok / ($end - $start):.0f}')")
-    printf '%-8s %-6s %-7s %-8s %-8s %-7s %-8s %-8s %-9s %-8s %s%s\n' "$path" "$rate" "$CALLS" \
-      "$answered" "$refused" "$failed" "$timeouts" "$secs" "$goodput" "$cps" "$load1" \
+    why=$(cat "$WORK/why" 2>/dev/null || echo -)
+    printf '%-8s %-6s %-7s %-8s %-8s %-7s %-8s %-8s %-9s %-8s %-6s %s%s\n' "$path" "$rate" "$CALLS" \
+      "$answered" "$refused" "$failed" "$timeouts" "$secs" "$goodput" "$cps" "$load1" "$why" \
       "$([ "$sipp_rc" -ne 0 ] && echo "  (sipp exit $sipp_rc; see errors)" || true)"
     if [ "$failed" -ne 0 ] && [ -s "$WORK/err.log" ]; then
       # Why calls failed, by the message sipp got (or its timeout), most frequent first.

@@ -281,7 +281,7 @@ pub fn render_snapshots(snaps: &[(&str, BackendMetrics)], format: MetricsFormat)
                 .collect()
         };
         type Read = dyn Fn(&SipMetrics) -> u64;
-        let counters: [(&str, &str, &Read); 16] = [
+        let counters: [(&str, &str, &Read); 19] = [
             (
                 "rkm_sip_datagrams_received",
                 "SIP datagrams received.",
@@ -315,6 +315,21 @@ pub fn render_snapshots(snaps: &[(&str, BackendMetrics)], format: MetricsFormat)
                 "rkm_calls_refused_overload",
                 "INVITEs refused with 503 (no free session or port, overload).",
                 &|s| s.stats.calls_refused_overload,
+            ),
+            (
+                "rkm_calls_refused_sip_backlog",
+                "INVITEs refused with 503 while the SIP thread's input was backed up.",
+                &|s| s.stats.calls_refused_sip_backlog,
+            ),
+            (
+                "rkm_calls_refused_setup_queue",
+                "INVITEs refused with 503 while the media sessions being started would delay them.",
+                &|s| s.stats.calls_refused_setup_queue,
+            ),
+            (
+                "rkm_calls_refused_capacity",
+                "INVITEs refused with 503 for want of a session or RTP port.",
+                &|s| s.stats.calls_refused_capacity,
             ),
             (
                 "rkm_sip_requests_rate_limited",

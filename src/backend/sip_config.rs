@@ -378,4 +378,13 @@ pub struct SipStats {
     pub tls_version: Option<&'static str>,
     /// The cipher suite of that handshake (`TLS13_AES_256_GCM_SHA384`...).
     pub tls_cipher_suite: Option<&'static str>,
+    /// Of `calls_refused_overload`, why (the rest are `requests_rate_limited` INVITEs): the
+    /// SIP thread's input was backed up ...
+    pub calls_refused_sip_backlog: u64,
+    /// ... or the sessions being started off the SIP thread would have kept the call
+    /// waiting `OverloadConfig::max_backlog` ...
+    pub calls_refused_setup_queue: u64,
+    /// ... or no session or RTP port was left (`max_sessions`, the port range, a media start
+    /// that failed).
+    pub calls_refused_capacity: u64,
 }

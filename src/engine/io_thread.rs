@@ -73,10 +73,17 @@ impl IoThread {
         self.signal.clone()
     }
 
-    /// Asks the thread to exit, wakes it and joins it. Idempotent.
-    pub fn stop(&mut self) {
+    /// Asks the thread to exit and wakes it, without waiting: an owner closing many threads
+    /// asks them all first, so they wind down side by side, and [`stop`](Self::stop) then
+    /// finds each one finished or nearly.
+    pub fn request_stop(&self) {
         self.signal.stop.store(true, Ordering::Release);
         self.signal.waker.wake();
+    }
+
+    /// Asks the thread to exit, wakes it and joins it. Idempotent.
+    pub fn stop(&mut self) {
+        self.request_stop();
         if let Some(h) = self.handle.take() {
             if h.thread().id() != thread::current().id() {
                 let _ = h.join();

@@ -212,6 +212,14 @@ impl MediaSession {
         }
         self.audio.close();
     }
+
+    /// Asks the streams' threads to stop without joining them ([`MediaStream::begin_close`]).
+    fn begin_close(&self) {
+        if let Some(v) = &*self.video.read() {
+            v.begin_close();
+        }
+        self.audio.begin_close();
+    }
 }
 
 /// The most shared I/O threads an engine starts.
@@ -576,6 +584,17 @@ impl MediaEngine {
     /// [`Self::disconnect_with`].
     pub fn disconnect(&self, id: SessionId) -> Result<()> {
         self.disconnect_with(id, EndReason::LocalHangup)
+    }
+
+    /// Starts ending session `id` without waiting: its streams' threads are asked to stop
+    /// (and send RTCP BYE) but not joined. [`disconnect_with`](Self::disconnect_with) still
+    /// has to follow; closing many sessions, asking them all first lets their threads wind
+    /// down side by side instead of one after another. No effect on an unknown session.
+    pub fn begin_disconnect(&self, id: SessionId) {
+        let session = self.sessions.read().get(&id).cloned();
+        if let Some(s) = session {
+            s.begin_close();
+        }
     }
 
     /// Ends session `id`: stops and joins its threads (each sends RTCP BYE), closes its sockets

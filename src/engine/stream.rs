@@ -271,6 +271,14 @@ impl Driver {
         }
     }
 
+    /// Asks the stream's own thread to stop without joining it (see
+    /// [`IoThread::request_stop`]); a shared thread's slot is removed by [`stop`](Self::stop).
+    fn request_stop(&self) {
+        if let Driver::Own { thread, .. } = self {
+            thread.lock().request_stop();
+        }
+    }
+
     /// Stops driving the stream: it sends RTCP BYE, and no event follows. Idempotent.
     fn stop(&self) {
         match self {
@@ -623,6 +631,15 @@ impl MediaStream {
                 return false;
             }
             std::thread::sleep(quiet_at.min(deadline).duration_since(now).min(LINGER_STEP));
+        }
+    }
+
+    /// The first half of [`close`](Self::close) for a stream with no `close_linger`: its
+    /// thread is asked to stop (it sends RTCP BYE on its way out) but not joined, so that a
+    /// caller closing many streams lets their threads finish side by side before joining each.
+    pub fn begin_close(&self) {
+        if self.close_linger.is_zero() {
+            self.driver.request_stop();
         }
     }
 

@@ -62,6 +62,31 @@ fn two_hundred_create_stop_cycles_leave_no_threads_or_fds() {
     assert_eq!(f, fds0, "descriptors leaked");
 }
 
+/// Threads asked to stop all together and then joined one by one (how the SIP backend's reaper
+/// closes a batch of sessions): every one ends, and `stop` after `request_stop` is harmless.
+#[test]
+fn threads_asked_to_stop_together_are_all_joined() {
+    let _g = SERIAL.lock();
+    let (threads0, fds0) = steady();
+    let mut threads: Vec<IoThread> = (0..100)
+        .map(|i| {
+            let sock = MediaSocket::bind(lo()).unwrap();
+            let count = Arc::new(AtomicU64::new(0));
+            IoThread::spawn(format!("t-batch-{i}"), receive_loop(sock, count)).unwrap()
+        })
+        .collect();
+    for t in &threads {
+        t.request_stop();
+    }
+    for t in &mut threads {
+        t.stop();
+    }
+    drop(threads);
+    let (t, f) = settle(threads0, fds0);
+    assert_eq!(t, threads0, "threads leaked");
+    assert_eq!(f, fds0, "descriptors leaked");
+}
+
 #[test]
 fn polling_thread_is_woken_and_joined_quickly() {
     let _g = SERIAL.lock();

@@ -18,7 +18,7 @@ use super::command::Command;
 use super::events::{SharedUpdate, SipCounter, SipEvent};
 use super::host::MediaHost;
 use super::ids::{CallNo, TxId};
-use super::overload::{Overload, SipLoad};
+use super::overload::{Overload, Shed, SipLoad};
 use super::state::{
     ClientEntry, ClientKind, ClientRef, InviteEntry, ServerEntry, ServerTx, SipCore, SipHooks,
     TimerKey, ALLOW, SUPPORTED,
@@ -843,13 +843,17 @@ impl SipCore {
                     self.respond(id, None, 503, &[], None, now, out);
                     return;
                 }
-                if self.overload.backed_up(self.starting.backlog(now)) {
+                if let Some(why) = self.overload.shed(&self.starting, now) {
                     // Behind already: a 503 now costs less than the call would, and comes
                     // before the caller retransmits. Its retransmissions get the same 503
                     // from this transaction.
                     let retry = self.overload.retry_after(&mut self.rng);
                     self.count(SipCounter::CallsRefused);
                     self.count(SipCounter::CallsRefusedOverload);
+                    self.count(match why {
+                        Shed::SipBacklog => SipCounter::RefusedSipBacklog,
+                        Shed::SetupQueue => SipCounter::RefusedSetupQueue,
+                    });
                     self.respond(id, None, 503, &[("Retry-After", &retry)], None, now, out);
                     return;
                 }

@@ -128,6 +128,13 @@ pub struct SipCounters {
     pub calls_refused_overload: AtomicU64,
     /// Out-of-dialog requests answered 503 for their source's rate.
     pub requests_rate_limited: AtomicU64,
+    /// INVITEs refused with 503 while the SIP thread's input was backed up.
+    pub refused_sip_backlog: AtomicU64,
+    /// INVITEs refused with 503 while the sessions being started would make them wait.
+    pub refused_setup_queue: AtomicU64,
+    /// INVITEs refused with 503 for want of a session or RTP port (`max_sessions`, the port
+    /// range, a media start that failed).
+    pub refused_capacity: AtomicU64,
     /// Incoming calls: INVITE received → 200 sent.
     pub setup_incoming: SetupHistogram,
     /// Dialed calls: dial → 2xx received.
@@ -150,6 +157,9 @@ impl SipCounters {
             SipCounter::CallsDialed => &self.calls_dialed,
             SipCounter::CallsRefusedOverload => &self.calls_refused_overload,
             SipCounter::RequestsRateLimited => &self.requests_rate_limited,
+            SipCounter::RefusedSipBacklog => &self.refused_sip_backlog,
+            SipCounter::RefusedSetupQueue => &self.refused_setup_queue,
+            SipCounter::RefusedCapacity => &self.refused_capacity,
         };
         c.fetch_add(1, Ordering::Relaxed);
     }
@@ -186,6 +196,9 @@ impl SipCounters {
             calls_dialed: g(&self.calls_dialed),
             calls_refused_overload: g(&self.calls_refused_overload),
             requests_rate_limited: g(&self.requests_rate_limited),
+            calls_refused_sip_backlog: g(&self.refused_sip_backlog),
+            calls_refused_setup_queue: g(&self.refused_setup_queue),
+            calls_refused_capacity: g(&self.refused_capacity),
             // The TCP/TLS counters are the SIP thread's own (`SipTransport::stream_counters`).
             ..SipStats::default()
         }
@@ -208,6 +221,9 @@ pub enum SipCounter {
     CallsDialed,
     CallsRefusedOverload,
     RequestsRateLimited,
+    RefusedSipBacklog,
+    RefusedSetupQueue,
+    RefusedCapacity,
 }
 
 /// A change to the state other threads read while the SIP thread owns the calls: the

@@ -177,6 +177,9 @@ struct StreamSettings {
 /// pool when its sockets close: each [`RtpSockets`] holds its lease.
 type Reap = (SessionId, Option<EndReason>);
 
+/// Sessions the reaper closes together at most (see [`EngineHost::new`]).
+const REAP_BATCH: usize = 256;
+
 /// Where the setup worker reports a session it started (or could not start), for the SIP
 /// thread: the backend queues it as a command and wakes the thread.
 pub type StartNotifier = Box<dyn Fn(SessionId, Result<Arc<SessionInfo>, MediaError>) + Send>;
@@ -249,8 +252,22 @@ impl EngineHost {
         let reaper = std::thread::Builder::new()
             .name("rkm-sip-reaper".into())
             .spawn(move || {
-                for (id, reason) in rx {
-                    close_now(&e, id, reason);
+                while let Ok(first) = rx.recv() {
+                    // What is queued goes together: every session's threads are asked to stop
+                    // first, so they wind down side by side, then each is joined. One at a time,
+                    // each join would wait for its thread's turn on a busy machine, and
+                    // sessions (and their ports) would pile up here under a high call rate.
+                    let batch: Vec<Reap> = std::iter::once(first)
+                        .chain(rx.try_iter().take(REAP_BATCH - 1))
+                        .collect();
+                    for (id, reason) in &batch {
+                        if reason.is_some() {
+                            e.begin_disconnect(*id);
+                        }
+                    }
+                    for (id, reason) in batch {
+                        close_now(&e, id, reason);
+                    }
                 }
             })
             .ok()

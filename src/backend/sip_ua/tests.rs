@@ -2344,6 +2344,109 @@ fn media_started_off_thread_answers_when_ready_and_sheds_a_setup_backlog() {
     assert_eq!(b.core.starting.len(), 0);
 }
 
+/// The SIP thread's backlog sheds with hysteresis: refusing starts at `max_backlog` and goes on
+/// until the backlog is under a quarter of it, so the receive queue empties instead of hovering
+/// at the limit; each refusal is counted under its reason.
+#[test]
+fn a_sip_backlog_sheds_until_it_is_under_a_quarter_of_the_limit() {
+    use super::overload::SipLoad;
+    let now = Instant::now();
+    let mut b = Ua::new(5151, |c| {
+        c.overload.max_backlog = Duration::from_millis(200)
+    });
+    let caller = addr(6100);
+    let load = |ms| SipLoad {
+        backlog: Duration::from_millis(ms),
+    };
+    let outcome = |b: &mut Ua, cid: &str, ms: u64| {
+        b.core.set_load(load(ms));
+        b.recv(plain_invite(cid, caller).as_bytes(), caller, now);
+        final_status(&b.sent())
+    };
+    assert_eq!(outcome(&mut b, "h1", 150), Some(200), "under the limit");
+    assert_eq!(outcome(&mut b, "h2", 200), Some(503), "at the limit");
+    assert_eq!(outcome(&mut b, "h3", 150), Some(503), "still shedding");
+    assert_eq!(outcome(&mut b, "h4", 51), Some(503), "still over a quarter");
+    assert_eq!(
+        outcome(&mut b, "h5", 49),
+        Some(200),
+        "under a quarter: taken again"
+    );
+    assert_eq!(outcome(&mut b, "h6", 150), Some(200), "and until the limit");
+    let st = b.counters.snapshot();
+    assert_eq!(st.calls_refused_overload, 3);
+    assert_eq!(
+        (
+            st.calls_refused_sip_backlog,
+            st.calls_refused_setup_queue,
+            st.calls_refused_capacity
+        ),
+        (3, 0, 0)
+    );
+}
+
+/// Admission before work: the core learns the host's pace from its reports and takes a new
+/// call only while the sessions pending would all start within `max_backlog` at that pace, so
+/// a call it takes is answered in time instead of timing out in the setup queue (before the
+/// oldest pending start is itself `max_backlog` old). Refusals name the setup queue; once the
+/// host catches up, calls are taken again.
+#[test]
+fn the_setup_queue_takes_only_what_the_host_can_start_in_time() {
+    let mut now = Instant::now();
+    let mut b = Ua::new(5151, |c| {
+        c.overload.max_backlog = Duration::from_millis(200)
+    });
+    b.host.lock().defer_start = true;
+    let caller = addr(6100);
+    let report = |b: &mut Ua, now: Instant| {
+        let (session, result) = b.host.lock().deferred.remove(0);
+        b.cmd(Command::MediaStarted(session, result), now);
+    };
+    // Two calls at once: the second waits for the first, whose session takes the host 50 ms,
+    // and then takes 50 ms itself: the pace (the first, handed to an idle host, does not
+    // count).
+    b.recv(plain_invite("p0", caller).as_bytes(), caller, now);
+    b.recv(plain_invite("q0", caller).as_bytes(), caller, now);
+    for _ in 0..2 {
+        now += Duration::from_millis(50);
+        report(&mut b, now);
+        assert_eq!(final_status(&b.sent()), Some(200));
+    }
+    // A burst: four are taken (at 50 ms each, the fourth starts within 200 ms), the fifth
+    // would wait 200 ms and is refused at once, with no port taken.
+    let mut statuses = Vec::new();
+    for i in 1..=5 {
+        b.recv(
+            plain_invite(&format!("p{i}"), caller).as_bytes(),
+            caller,
+            now,
+        );
+        statuses.push(final_status(&b.sent()));
+    }
+    assert_eq!(statuses, [None, None, None, None, Some(503)]);
+    assert_eq!(b.core.starting.len(), 4);
+    assert_eq!(b.host.lock().deferred.len(), 4);
+    // The host gets through them at its pace: every call taken is answered, and new calls
+    // are taken again.
+    for _ in 0..4 {
+        now += Duration::from_millis(50);
+        report(&mut b, now);
+        assert_eq!(final_status(&b.sent()), Some(200));
+    }
+    b.recv(plain_invite("p6", caller).as_bytes(), caller, now);
+    assert_eq!(b.core.starting.len(), 1, "taken again");
+    let st = b.counters.snapshot();
+    assert_eq!(st.calls_answered, 6);
+    assert_eq!(
+        (
+            st.calls_refused_overload,
+            st.calls_refused_setup_queue,
+            st.calls_refused_sip_backlog
+        ),
+        (1, 1, 0)
+    );
+}
+
 /// A long churn leaves nothing in the core: while one call stays up, 1,000 calls one after
 /// another, hung up by either side; their ended timers are not kept behind the live ones (each
 /// call's session timer is half an hour away), and once the last call ends and the

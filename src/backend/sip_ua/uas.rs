@@ -110,7 +110,9 @@ impl SipCore {
     pub(super) fn refuse(&mut self, id: TxId, r: Refusal, now: Instant, out: &mut Outbox) {
         self.count(SipCounter::CallsRefused);
         if r.status == 503 {
+            // Overload control's own 503s are sent and counted where it decides.
             self.count(SipCounter::CallsRefusedOverload);
+            self.count(SipCounter::RefusedCapacity);
         }
         let mut extra: Vec<(&str, String)> = r.headers.clone();
         if r.status == 488 {
@@ -398,7 +400,7 @@ impl SipCore {
         now: Instant,
         out: &mut Outbox,
     ) {
-        let ended = self.starting.finish(session);
+        let ended = self.starting.finish(session, now);
         let call = match ended {
             Some(None) => self.by_session.get(&session).copied(),
             _ => None,

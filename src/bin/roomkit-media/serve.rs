@@ -249,6 +249,10 @@ enum Event<'a> {
         bye_timeouts: u64,
         bye_failures: u64,
         seconds: f64,
+        /// Why overload 503s were sent: the SIP thread behind, the setup queue, no room.
+        calls_refused_sip_backlog: u64,
+        calls_refused_setup_queue: u64,
+        calls_refused_capacity: u64,
     },
 }
 
@@ -675,6 +679,9 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode, crate::Failure> {
         bye_timeouts: st.bye_timeouts,
         bye_failures: st.bye_failures,
         seconds: rounded(started.elapsed().as_secs_f64(), 3),
+        calls_refused_sip_backlog: st.calls_refused_sip_backlog,
+        calls_refused_setup_queue: st.calls_refused_setup_queue,
+        calls_refused_capacity: st.calls_refused_capacity,
     });
     let _ = answered;
     Ok(ExitCode::SUCCESS)
