@@ -4,7 +4,11 @@
 //!   delay and loss controllers) every 50 packets, which is what a 2.5 Mbit/s video stream with
 //!   feedback every 50 ms looks like;
 //! - `receiver`: `TwccRecorder::on_packet` for every packet plus building that feedback;
-//! - `both`: the two together.
+//! - `both`: the two together;
+//! - `stream_core/{off,on}`: the whole stream core, both ends on virtual time (`SimPair`, a clean
+//!   20 ms path): a 10-packet picture every 33 ms sent, paced, received and reported, without and
+//!   with congestion control (stamping, recording, feedback, estimator, picture admission), so
+//!   the difference is what congestion control adds per media packet.
 //!
 //! Criterion reports packets/s (elements). Run: `cargo bench --bench congestion`.
 
@@ -12,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use roomkit_media::rtp::bwe::{BandwidthEstimator, BweConfig};
+use roomkit_media::rtp::config::{CongestionParams, CoreConfig, MediaParams, VideoParams};
+use roomkit_media::rtp::sim::{h264_picture, PathConfig, SimPair, SimPath};
 use roomkit_media::rtp::twcc::{parse_fci, TwccRecorder};
 
 /// Packets between two feedback packets.
@@ -109,6 +115,43 @@ fn congestion(c: &mut Criterion) {
 
     let mut both = Pair::new();
     g.bench_function("both", |b| b.iter(|| both.both()));
+    g.finish();
+
+    // The stream core with and without congestion control: packets per second of one picture
+    // of 10 packets sent, delivered and reported on virtual time.
+    let mut g = c.benchmark_group("congestion_stream_core");
+    g.throughput(Throughput::Elements(10));
+    for (name, on) in [("off", false), ("on", true)] {
+        let cfg = CoreConfig {
+            media: MediaParams::Video(VideoParams {
+                congestion: CongestionParams {
+                    enabled: on,
+                    bitrate: BweConfig {
+                        start_bps: 5_000_000,
+                        ..BweConfig::default()
+                    },
+                    ..CongestionParams::default()
+                },
+                ..VideoParams::default()
+            }),
+            ..CoreConfig::default()
+        };
+        let path = || SimPath::new(PathConfig::clean(Duration::from_millis(20)), 1);
+        let mut pair = SimPair::new(Instant::now(), cfg.clone(), cfg, path(), path(), 1)
+            .expect("a simulated pair");
+        let picture = h264_picture(false, 10 * 1_150, 7);
+        let frame = Duration::from_nanos(33_333_333);
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                pair.with_a(|c, now| c.send_video(now, &picture, None))
+                    .expect("sending a picture");
+                pair.run_for(frame);
+                // The receiver's frames are not kept: only the cost matters here.
+                pair.b.events.clear();
+                pair.a.events.clear();
+            })
+        });
+    }
     g.finish();
 }
 

@@ -173,6 +173,9 @@ int main(void) {
     EXPECT_ERR(rkm_on_video_received(a, noop_video, NULL), RKM_ERR_UNSUPPORTED, "voice");
     EXPECT_ERR(rkm_on_video_session_ready(a, NULL, NULL), RKM_ERR_UNSUPPORTED, "voice");
     EXPECT_ERR(rkm_on_keyframe_requested(a, NULL, NULL), RKM_ERR_UNSUPPORTED, "voice");
+    EXPECT_ERR(rkm_on_target_bitrate(a, NULL, NULL), RKM_ERR_UNSUPPORTED, "voice");
+    EXPECT_ERR(rkm_on_target_bitrate(NULL, NULL, NULL), RKM_ERR_INVALID_ARGUMENT,
+               "rkm_on_target_bitrate");
     EXPECT_ERR(rkm_on_audio_received(NULL, NULL, NULL), RKM_ERR_INVALID_ARGUMENT,
                "rkm_on_audio_received");
     EXPECT_ERR(rkm_on_dtmf_received(NULL, NULL, NULL), RKM_ERR_INVALID_ARGUMENT,

@@ -81,6 +81,18 @@ typedef enum {
     RKM_KEYFRAME_FIR = 1,
 } rkm_keyframe_kind;
 
+// Why congestion control's target bitrate changed.
+typedef enum {
+    // The start bitrate: no feedback yet.
+    RKM_RATE_INITIAL = 0,
+    // The delay-based estimate (rising, or cut because queues grow on the path).
+    RKM_RATE_DELAY = 1,
+    // The loss-based bound (more than 10 % of packets lost).
+    RKM_RATE_LOSS = 2,
+    // The receiver's REMB.
+    RKM_RATE_REMB = 3,
+} rkm_rate_reason;
+
 // Where a dialed call stands (see `rkm_on_call_state`).
 typedef enum {
     // The INVITE is on its way (or a 100 Trying came back).
@@ -144,6 +156,15 @@ typedef struct {
     // When a session ends, keep answering the peer's NACKs until our video has been idle this
     // long (at most four times as long); default 0 (close at once).
     uint32_t close_linger_ms;
+    // Send-side congestion control of video (transport-wide CC); default false. Both ends must
+    // run it (SIP calls negotiate it: `transport-cc` and `a=extmap`). See
+    // `rkm_on_target_bitrate` and the `cc_*` fields of `rkm_stream_stats`.
+    bool congestion;
+    // The estimate's floor, start and ceiling in kbit/s (defaults 50, 300, 10000); the start
+    // and ceiling are kept within the floor and the ceiling.
+    uint32_t congestion_min_kbps;
+    uint32_t congestion_start_kbps;
+    uint32_t congestion_max_kbps;
 } rkm_resilience;
 
 // Settings of an RTP backend (`rkm_rtp_voice_backend_new`, `rkm_rtp_video_backend_new`).
@@ -373,6 +394,16 @@ typedef struct {
     uint64_t fec_recovered;
     // ULPFEC packets given up with two or more of the packets they protect still missing.
     uint64_t fec_unrecoverable;
+    // Congestion control: the send-side bandwidth estimate, bits per second (0 when off).
+    uint64_t cc_target_bps;
+    // The pacer's rate under congestion control, bits per second (0 when off).
+    uint64_t cc_pacer_rate_bps;
+    // Whole pictures the sender dropped rather than queue more than the estimate carries.
+    uint64_t cc_pictures_dropped;
+    // Transport-wide feedback packets we sent (as the receiver).
+    uint64_t cc_feedback_sent;
+    // Transport-wide feedback packets from the peer the estimator used.
+    uint64_t cc_feedback_received;
 } rkm_stream_stats;
 
 // Counters of a session: audio always; video when `has_video` (otherwise `video` is zeroed).
@@ -522,6 +553,14 @@ typedef void (*rkm_client_disconnected_cb)(void *user_data, const rkm_session_in
 typedef void (*rkm_keyframe_requested_cb)(void *user_data,
                                           const char *session_id,
                                           rkm_keyframe_kind kind);
+
+// Called when congestion control moved its estimate of a session's video path by more than
+// 5 %: `bps` is the bitrate (bits per second) to point the encoder at. `session_id` is valid
+// only during the call.
+typedef void (*rkm_target_bitrate_cb)(void *user_data,
+                                      const char *session_id,
+                                      uint64_t bps,
+                                      rkm_rate_reason reason);
 
 // Settings of a SIP backend (`rkm_sip_voice_backend_new`, `rkm_sip_video_backend_new`).
 //
@@ -1029,6 +1068,11 @@ rkm_status rkm_on_client_disconnected(rkm_backend *b,
 // earlier one; NULL removes it. `RKM_ERR_UNSUPPORTED` on a voice backend. Otherwise as
 // `rkm_on_video_received`.
 rkm_status rkm_on_keyframe_requested(rkm_backend *b, rkm_keyframe_requested_cb cb, void *user_data);
+
+// Registers `cb` for congestion control's target bitrate (`resilience.congestion` on), called
+// whenever the estimate moves by more than 5 %, replacing any earlier one; NULL removes it.
+// `RKM_ERR_UNSUPPORTED` on a voice backend. Otherwise as `rkm_on_video_received`.
+rkm_status rkm_on_target_bitrate(rkm_backend *b, rkm_target_bitrate_cb cb, void *user_data);
 
 // Fills `cfg` with the defaults (those of roomkit's RTP backends): any local address and port,
 // no remote addresses, PCMU at 8000 Hz, telephone events on 101, H.264 on 96 at 90000 Hz, MTU

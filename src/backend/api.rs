@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use crate::engine::{KeyframeRequest, MediaEngine, SessionId, SessionInfo, SessionStats};
 use crate::error::Result;
 use crate::frame::{AudioFrame, DtmfEvent, VideoChunk, VideoFrame};
+use crate::rtp::bwe::RateReason;
 
 pub(crate) mod sealed {
     use super::*;
@@ -261,5 +262,16 @@ pub trait MediaBackend: sealed::Engine {
         Self: Sized,
     {
         self.engine().callbacks().set_keyframe(f);
+    }
+
+    /// Congestion control (`ResilienceConfig::congestion`) moved its estimate of the session's
+    /// video path by more than 5 %: the bitrate (bits per second) to point the encoder at, and
+    /// why it moved.
+    fn on_target_bitrate<F>(&self, f: F)
+    where
+        F: Fn(SessionId, u64, RateReason) + Send + Sync + 'static,
+        Self: Sized,
+    {
+        self.engine().callbacks().set_target_bitrate(f);
     }
 }

@@ -23,7 +23,7 @@ pub mod sip_ua;
 mod sip_ua;
 
 pub use api::MediaBackend;
-pub use resilience::ResilienceConfig;
+pub use resilience::{CongestionConfig, ResilienceConfig};
 pub use rtp::{ConnectOptions, RtpBackendConfig, RtpVideoBackend, RtpVoiceBackend};
 pub use sip::{DialOptions, RegisterOptions, SipVideoBackend, SipVoiceBackend};
 pub use sip_config::{

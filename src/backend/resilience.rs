@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use crate::engine::{AudioParams, StreamConfig, VideoParams};
-use crate::rtp::config::DEFAULT_INACTIVITY_TIMEOUT;
+use crate::rtp::bwe::BweConfig;
+use crate::rtp::config::{CongestionParams, DEFAULT_INACTIVITY_TIMEOUT};
 use crate::rtp::nack::NackConfig;
 use crate::rtp::pacer::PacerConfig;
 use crate::rtp::rtx::RtxConfig;
@@ -35,6 +36,60 @@ pub struct ResilienceConfig {
     /// long (at most four times as long), so the last pictures can still be repaired. Zero
     /// closes at once.
     pub close_linger: Duration,
+    /// Send-side congestion control of video (off by default).
+    pub congestion: CongestionConfig,
+}
+
+/// Send-side congestion control of video streams (transport-wide CC, issue 17). On, the video
+/// sender stamps a transport-wide sequence number on every packet, the receiver reports their
+/// arrival (RTCP transport-cc feedback every 50 ms), the sender estimates the path's bandwidth
+/// from that feedback, paces at the estimate and drops whole pictures rather than queue more than
+/// two picture intervals (asking the application for a key picture when it can send again).
+/// Both ends must run it: on the RTP backend configure both; a SIP call offers or answers it
+/// (`a=rtcp-fb:<pt> transport-cc` and `a=extmap`) and runs it only when both sides agreed.
+/// `MediaBackend::on_target_bitrate` reports the estimate's moves for the encoder to follow.
+/// Off by default: an application that does not follow it gains low delay at the cost of
+/// dropped pictures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CongestionConfig {
+    /// Run congestion control on video streams.
+    pub enabled: bool,
+    /// The estimate never goes below this, bits per second.
+    pub min_bps: u64,
+    /// The estimate before any feedback, bits per second.
+    pub start_bps: u64,
+    /// The estimate never goes above this, bits per second.
+    pub max_bps: u64,
+}
+
+impl Default for CongestionConfig {
+    fn default() -> Self {
+        let b = BweConfig::default();
+        CongestionConfig {
+            enabled: false,
+            min_bps: b.min_bps,
+            start_bps: b.start_bps,
+            max_bps: b.max_bps,
+        }
+    }
+}
+
+impl CongestionConfig {
+    /// The stream settings: on when configured and the transport-wide sequence number has an
+    /// extension ID both ends use (`transport_cc_id`).
+    fn params(&self, transport_cc_id: Option<u8>) -> CongestionParams {
+        let defaults = CongestionParams::default();
+        CongestionParams {
+            enabled: self.enabled && transport_cc_id.is_some(),
+            transport_cc_id: transport_cc_id.unwrap_or(defaults.transport_cc_id),
+            bitrate: BweConfig {
+                min_bps: self.min_bps,
+                start_bps: self.start_bps,
+                max_bps: self.max_bps,
+            },
+            ..defaults
+        }
+    }
 }
 
 impl Default for ResilienceConfig {
@@ -46,6 +101,7 @@ impl Default for ResilienceConfig {
             audio_jitter_max_ms: 0,
             inactivity_timeout: DEFAULT_INACTIVITY_TIMEOUT,
             close_linger: Duration::ZERO,
+            congestion: CongestionConfig::default(),
         }
     }
 }
@@ -61,12 +117,14 @@ impl ResilienceConfig {
     }
 
     /// Video stream settings with NACK (when `peer_nacks`: the peer takes part), RTX on
-    /// `rtx_payload_type` (repairing `v.payload_type`) and pacing applied.
+    /// `rtx_payload_type` (repairing `v.payload_type`), pacing and congestion control (when the
+    /// transport-wide sequence number has an ID both ends use, `transport_cc_id`) applied.
     pub(crate) fn video(
         &self,
         v: VideoParams,
         peer_nacks: bool,
         rtx_payload_type: Option<u8>,
+        transport_cc_id: Option<u8>,
     ) -> VideoParams {
         VideoParams {
             nack: NackConfig {
@@ -79,6 +137,7 @@ impl ResilienceConfig {
                 ssrc: None,
             }),
             pacer: self.pacer,
+            congestion: self.congestion.params(transport_cc_id),
             ..v
         }
     }

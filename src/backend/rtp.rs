@@ -21,6 +21,7 @@ use crate::engine::{
 };
 use crate::error::{Error, Result};
 use crate::frame::{Delivery, VideoCodec};
+use crate::rtp::config::DEFAULT_TRANSPORT_CC_ID;
 use crate::sdp::AudioCodec;
 
 /// Settings of an RTP backend. `Default` gives roomkit's defaults.
@@ -369,6 +370,8 @@ impl RtpVoiceBackend {
                     },
                     true,
                     c.rtx_payload_type,
+                    // Both ends are configured alike: the fixed extension ID.
+                    Some(DEFAULT_TRANSPORT_CC_ID),
                 )),
                 c.video_local_addr,
                 vr,

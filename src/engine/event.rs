@@ -12,6 +12,7 @@ use std::time::Duration;
 use parking_lot::RwLock;
 
 use crate::frame::{AudioFrame, DtmfEvent, VideoCodec, VideoFrame};
+use crate::rtp::bwe::RateReason;
 
 /// A session's identifier: a random (v4) UUID, shared by its audio and video streams.
 pub type SessionId = uuid::Uuid;
@@ -136,6 +137,8 @@ pub enum EngineEvent {
     Audio(SessionId, AudioFrame),
     Dtmf(SessionId, DtmfEvent),
     KeyframeRequested(SessionId, KeyframeRequest),
+    /// Congestion control's new target for the session's video, bits per second, and why.
+    TargetBitrate(SessionId, u64, RateReason),
     /// A stream's peer went silent for the inactivity timeout, or sent RTCP BYE. Posted once per
     /// stream and reason (inactivity again only after traffic resumed in between).
     StreamEnded(SessionId, StreamEnded),
@@ -152,6 +155,7 @@ impl EngineEvent {
             | EngineEvent::Audio(id, _)
             | EngineEvent::Dtmf(id, _)
             | EngineEvent::KeyframeRequested(id, _)
+            | EngineEvent::TargetBitrate(id, ..)
             | EngineEvent::StreamEnded(id, _) => *id,
             EngineEvent::SessionReady(s)
             | EngineEvent::VideoSessionReady(s)
@@ -172,6 +176,7 @@ pub type DtmfCallback = Arc<dyn Fn(SessionId, DtmfEvent) + Send + Sync>;
 pub type SessionCallback = Arc<dyn Fn(&SessionInfo) + Send + Sync>;
 pub type KeyframeCallback = Arc<dyn Fn(SessionId, KeyframeRequest) + Send + Sync>;
 pub type StreamEndedCallback = Arc<dyn Fn(SessionId, &StreamEnded) + Send + Sync>;
+pub type TargetBitrateCallback = Arc<dyn Fn(SessionId, u64, RateReason) + Send + Sync>;
 
 /// The application's callbacks. Each slot holds at most one callback (setting replaces), except
 /// video taps, of which there may be several.
@@ -186,6 +191,7 @@ pub struct Callbacks {
     pub(crate) disconnected: RwLock<Option<SessionCallback>>,
     pub(crate) keyframe: RwLock<Option<KeyframeCallback>>,
     pub(crate) stream_ended: RwLock<Option<StreamEndedCallback>>,
+    pub(crate) target_bitrate: RwLock<Option<TargetBitrateCallback>>,
 }
 
 impl std::fmt::Debug for Callbacks {
@@ -244,6 +250,14 @@ impl Callbacks {
         *self.stream_ended.write() = Some(Arc::new(f));
     }
 
+    /// Sets the target-bitrate callback (congestion control's estimate moved by more than 5 %).
+    pub fn set_target_bitrate(
+        &self,
+        f: impl Fn(SessionId, u64, RateReason) + Send + Sync + 'static,
+    ) {
+        *self.target_bitrate.write() = Some(Arc::new(f));
+    }
+
     /// Runs the callbacks for one event. Locks are held only to clone the `Arc`s, so a callback
     /// may register other callbacks without deadlocking.
     pub fn deliver(&self, ev: EngineEvent) {
@@ -274,6 +288,12 @@ impl Callbacks {
                 let cb = self.keyframe.read().clone();
                 if let Some(cb) = cb {
                     cb(id, kind);
+                }
+            }
+            EngineEvent::TargetBitrate(id, bps, reason) => {
+                let cb = self.target_bitrate.read().clone();
+                if let Some(cb) = cb {
+                    cb(id, bps, reason);
                 }
             }
             EngineEvent::StreamEnded(id, ended) => {

@@ -227,6 +227,9 @@ impl Shared {
             StreamEvent::KeyframeRequested(k) => EngineEvent::KeyframeRequested(id, k),
             StreamEvent::RemoteBye { reason } => ended(StreamEndReason::RemoteBye { reason }),
             StreamEvent::Inactive { silent_for } => ended(StreamEndReason::Inactive { silent_for }),
+            StreamEvent::TargetBitrate { bps, reason } => {
+                EngineEvent::TargetBitrate(id, bps, reason)
+            }
         }
     }
 }

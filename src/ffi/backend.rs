@@ -693,6 +693,16 @@ pub struct rkm_stream_stats {
     pub fec_recovered: u64,
     /// ULPFEC packets given up with two or more of the packets they protect still missing.
     pub fec_unrecoverable: u64,
+    /// Congestion control: the send-side bandwidth estimate, bits per second (0 when off).
+    pub cc_target_bps: u64,
+    /// The pacer's rate under congestion control, bits per second (0 when off).
+    pub cc_pacer_rate_bps: u64,
+    /// Whole pictures the sender dropped rather than queue more than the estimate carries.
+    pub cc_pictures_dropped: u64,
+    /// Transport-wide feedback packets we sent (as the receiver).
+    pub cc_feedback_sent: u64,
+    /// Transport-wide feedback packets from the peer the estimator used.
+    pub cc_feedback_received: u64,
 }
 
 impl From<&StreamStats> for rkm_stream_stats {
@@ -753,6 +763,11 @@ impl From<&StreamStats> for rkm_stream_stats {
             fec_received,
             fec_recovered,
             fec_unrecoverable,
+            cc_target_bps,
+            cc_pacer_rate_bps,
+            cc_pictures_dropped,
+            cc_feedback_sent,
+            cc_feedback_received,
         } = *s;
         rkm_stream_stats {
             packets_received,
@@ -808,6 +823,11 @@ impl From<&StreamStats> for rkm_stream_stats {
             fec_received,
             fec_recovered,
             fec_unrecoverable,
+            cc_target_bps,
+            cc_pacer_rate_bps,
+            cc_pictures_dropped,
+            cc_feedback_sent,
+            cc_feedback_received,
         }
     }
 }

@@ -11,10 +11,12 @@ use super::args::SessionIdText;
 use super::backend::{backend_arg, rkm_backend};
 use super::status::{boundary, rkm_status, FfiResult};
 use crate::engine::event::{
-    AudioCallback, DtmfCallback, KeyframeCallback, SessionCallback, VideoCallback,
+    AudioCallback, DtmfCallback, KeyframeCallback, SessionCallback, TargetBitrateCallback,
+    VideoCallback,
 };
 use crate::engine::{EndReason, KeyframeRequest, SessionId, SessionInfo};
 use crate::frame::{AudioFrame, DtmfEvent, VideoCodec, VideoFrame};
+use crate::rtp::bwe::RateReason;
 
 /// The application's `user_data`, handed back to its callbacks.
 ///
@@ -178,6 +180,32 @@ pub enum rkm_keyframe_kind {
     /// Full Intra Request (RFC 5104).
     RKM_KEYFRAME_FIR = 1,
 }
+
+/// Why congestion control's target bitrate changed.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum rkm_rate_reason {
+    /// The start bitrate: no feedback yet.
+    RKM_RATE_INITIAL = 0,
+    /// The delay-based estimate (rising, or cut because queues grow on the path).
+    RKM_RATE_DELAY = 1,
+    /// The loss-based bound (more than 10 % of packets lost).
+    RKM_RATE_LOSS = 2,
+    /// The receiver's REMB.
+    RKM_RATE_REMB = 3,
+}
+
+/// Called when congestion control moved its estimate of a session's video path by more than
+/// 5 %: `bps` is the bitrate (bits per second) to point the encoder at. `session_id` is valid
+/// only during the call.
+pub type rkm_target_bitrate_cb = Option<
+    unsafe extern "C" fn(
+        user_data: *mut c_void,
+        session_id: *const c_char,
+        bps: u64,
+        reason: rkm_rate_reason,
+    ),
+>;
 
 /// Called with each received video frame (see `rkm_video_frame`). `session_id` and `frame` are
 /// valid only during the call.
@@ -521,6 +549,36 @@ pub extern "C" fn rkm_on_keyframe_requested(
             }) as KeyframeCallback
         });
         *be.callbacks().keyframe.write() = wrapped;
+        Ok(())
+    })
+}
+
+/// Registers `cb` for congestion control's target bitrate (`resilience.congestion` on), called
+/// whenever the estimate moves by more than 5 %, replacing any earlier one; NULL removes it.
+/// `RKM_ERR_UNSUPPORTED` on a voice backend. Otherwise as `rkm_on_video_received`.
+#[no_mangle]
+pub extern "C" fn rkm_on_target_bitrate(
+    b: *mut rkm_backend,
+    cb: rkm_target_bitrate_cb,
+    user_data: *mut c_void,
+) -> rkm_status {
+    register("rkm_on_target_bitrate", b, |be| {
+        be.require_video()?;
+        let ud = UserData(user_data);
+        let wrapped = cb.map(|f| {
+            Arc::new(move |id: SessionId, bps: u64, reason: RateReason| {
+                let sid = SessionIdText::new(id);
+                let reason = match reason {
+                    RateReason::Initial => rkm_rate_reason::RKM_RATE_INITIAL,
+                    RateReason::Delay => rkm_rate_reason::RKM_RATE_DELAY,
+                    RateReason::Loss => rkm_rate_reason::RKM_RATE_LOSS,
+                    RateReason::Remb => rkm_rate_reason::RKM_RATE_REMB,
+                };
+                // SAFETY: as in rkm_on_video_received.
+                unsafe { f(ud.get(), sid.as_ptr(), bps, reason) }
+            }) as TargetBitrateCallback
+        });
+        *be.callbacks().target_bitrate.write() = wrapped;
         Ok(())
     })
 }

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use super::args::{opt_str_arg, out_arg, parse_addr};
 use super::status::{boundary, Failure, FfiResult};
-use crate::backend::{ResilienceConfig, RtpBackendConfig, SipBackendConfig, SipCredentials};
+use crate::backend::{
+    CongestionConfig, ResilienceConfig, RtpBackendConfig, SipBackendConfig, SipCredentials,
+};
 use crate::codec::h264::PacketizationMode;
 use crate::codec::voice::AppRate;
 use crate::frame::{Delivery, VideoCodec};
@@ -49,11 +51,21 @@ pub struct rkm_resilience {
     /// When a session ends, keep answering the peer's NACKs until our video has been idle this
     /// long (at most four times as long); default 0 (close at once).
     pub close_linger_ms: u32,
+    /// Send-side congestion control of video (transport-wide CC); default false. Both ends must
+    /// run it (SIP calls negotiate it: `transport-cc` and `a=extmap`). See
+    /// `rkm_on_target_bitrate` and the `cc_*` fields of `rkm_stream_stats`.
+    pub congestion: bool,
+    /// The estimate's floor, start and ceiling in kbit/s (defaults 50, 300, 10000); the start
+    /// and ceiling are kept within the floor and the ceiling.
+    pub congestion_min_kbps: u32,
+    pub congestion_start_kbps: u32,
+    pub congestion_max_kbps: u32,
 }
 
 /// The C view of the shared resilience settings.
 fn resilience_to_c(r: &ResilienceConfig) -> rkm_resilience {
     let ms = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
+    let kbps = |bps: u64| u32::try_from(bps / 1000).unwrap_or(u32::MAX);
     rkm_resilience {
         nack: r.nack.enabled,
         pacing: r.pacer.enabled,
@@ -65,6 +77,10 @@ fn resilience_to_c(r: &ResilienceConfig) -> rkm_resilience {
         audio_jitter_max_ms: r.audio_jitter_max_ms,
         inactivity_timeout_ms: ms(r.inactivity_timeout),
         close_linger_ms: ms(r.close_linger),
+        congestion: r.congestion.enabled,
+        congestion_min_kbps: kbps(r.congestion.min_bps),
+        congestion_start_kbps: kbps(r.congestion.start_bps),
+        congestion_max_kbps: kbps(r.congestion.max_bps),
     }
 }
 
@@ -91,6 +107,17 @@ fn resilience_from_c(c: &rkm_resilience) -> FfiResult<ResilienceConfig> {
     r.audio_jitter_max_ms = c.audio_jitter_max_ms;
     r.inactivity_timeout = Duration::from_millis(u64::from(c.inactivity_timeout_ms));
     r.close_linger = Duration::from_millis(u64::from(c.close_linger_ms));
+    if c.congestion_min_kbps == 0 || c.congestion_max_kbps == 0 {
+        return Err(Failure::invalid(
+            "cfg.resilience.congestion_min_kbps and congestion_max_kbps must be above 0",
+        ));
+    }
+    r.congestion = CongestionConfig {
+        enabled: c.congestion,
+        min_bps: u64::from(c.congestion_min_kbps) * 1000,
+        start_bps: u64::from(c.congestion_start_kbps) * 1000,
+        max_bps: u64::from(c.congestion_max_kbps) * 1000,
+    };
     Ok(r)
 }
 

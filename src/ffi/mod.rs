@@ -33,10 +33,10 @@ pub use backend::{
 };
 pub use callbacks::{
     rkm_audio_frame, rkm_audio_received_cb, rkm_client_disconnected_cb, rkm_dtmf_received_cb,
-    rkm_end_reason, rkm_keyframe_kind, rkm_keyframe_requested_cb, rkm_session_info,
-    rkm_session_ready_cb, rkm_video_frame, rkm_video_received_cb, rkm_video_session_ready_cb,
-    RKM_END_ERROR, RKM_END_LOCAL_HANGUP, RKM_END_NONE, RKM_END_REMOTE_HANGUP, RKM_END_RTCP_BYE,
-    RKM_END_RTP_TIMEOUT, RKM_END_SHUTDOWN,
+    rkm_end_reason, rkm_keyframe_kind, rkm_keyframe_requested_cb, rkm_rate_reason,
+    rkm_session_info, rkm_session_ready_cb, rkm_target_bitrate_cb, rkm_video_frame,
+    rkm_video_received_cb, rkm_video_session_ready_cb, RKM_END_ERROR, RKM_END_LOCAL_HANGUP,
+    RKM_END_NONE, RKM_END_REMOTE_HANGUP, RKM_END_RTCP_BYE, RKM_END_RTP_TIMEOUT, RKM_END_SHUTDOWN,
 };
 pub use config::{
     rkm_delivery, rkm_resilience, rkm_rtp_config, rkm_sip_config, RKM_DELIVERY_ACCESS_UNIT,

@@ -6,6 +6,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use super::bwe::BweConfig;
 use super::history::{HistoryConfig, RetransmitLimits};
 use super::nack::NackConfig;
 use super::pacer::PacerConfig;
@@ -112,6 +113,44 @@ pub struct VideoParams {
     pub pacer: PacerConfig,
     /// Forward error correction (ULPFEC in RED), both ways; `None`: off.
     pub fec: Option<super::fec::FecConfig>,
+    /// Send-side congestion control, both ways (off by default).
+    pub congestion: CongestionParams,
+}
+
+/// The RTP header extension ID the transport-wide sequence number travels under when nothing
+/// negotiated another (`a=extmap:3`, as browsers usually offer it).
+pub const DEFAULT_TRANSPORT_CC_ID: u8 = 3;
+
+/// Send-side congestion control of a video stream (transport-wide CC). When on, the sender
+/// stamps a transport-wide sequence number on every RTP packet it sends and runs a
+/// [`BandwidthEstimator`](super::bwe::BandwidthEstimator) on the peer's feedback; the receiver
+/// records the numbers it receives and sends transport-cc feedback (RTPFB FMT 15). Both ends must
+/// agree (same extension ID), which SDP negotiates or the application configures.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CongestionParams {
+    /// Run congestion control at all.
+    pub enabled: bool,
+    /// The header extension ID of the transport-wide sequence number, 1–14.
+    pub transport_cc_id: u8,
+    /// The estimator's bounds and start bitrate.
+    pub bitrate: BweConfig,
+    /// How often the receiver sends feedback.
+    pub feedback_interval: Duration,
+    /// The sender drops whole pictures rather than let its pacer queue hold more than this
+    /// many picture intervals of media.
+    pub max_queue_pictures: u32,
+}
+
+impl Default for CongestionParams {
+    fn default() -> Self {
+        CongestionParams {
+            enabled: false,
+            transport_cc_id: DEFAULT_TRANSPORT_CC_ID,
+            bitrate: BweConfig::default(),
+            feedback_interval: Duration::from_millis(50),
+            max_queue_pictures: 2,
+        }
+    }
 }
 
 impl Default for VideoParams {
@@ -131,6 +170,7 @@ impl Default for VideoParams {
             retransmit: RetransmitLimits::default(),
             pacer: PacerConfig::default(),
             fec: None,
+            congestion: CongestionParams::default(),
         }
     }
 }

@@ -170,6 +170,47 @@ pub fn write_block(out: &mut Vec<u8>, elements: &[ExtElement<'_>]) -> Result<usi
     Ok(out.len() - start)
 }
 
+/// The extension block of a whole RTP packet: its profile and data. `None` when the packet has
+/// none or is too short for the one it announces. Never panics, whatever the bytes.
+pub fn packet_block(packet: &[u8]) -> Option<(u16, &[u8])> {
+    let first = *packet.first()?;
+    if first & 0x10 == 0 {
+        return None;
+    }
+    let at = 12 + 4 * usize::from(first & 0x0f);
+    let head = packet.get(at..at + 4)?;
+    let profile = u16::from_be_bytes([head[0], head[1]]);
+    let words = usize::from(u16::from_be_bytes([head[2], head[3]]));
+    Some((profile, packet.get(at + 4..at + 4 + 4 * words)?))
+}
+
+/// The transport-wide sequence number a whole RTP packet carries under `id`, if any.
+pub fn packet_transport_cc_seq(packet: &[u8], id: u8) -> Option<u16> {
+    let (profile, data) = packet_block(packet)?;
+    transport_cc_seq(profile, data, id)
+}
+
+/// Puts a transport-wide sequence number (one-byte form, `id` 1–14) into an RTP packet we built,
+/// which has no extension block yet: the block goes after the CSRCs and the X bit is set.
+/// Returns false, leaving the packet as it was, when the packet already has a block, is shorter
+/// than its header or `id` does not fit the one-byte form.
+pub fn insert_transport_cc_seq(packet: &mut Vec<u8>, id: u8, seq: u16) -> bool {
+    let Some(&first) = packet.first() else {
+        return false;
+    };
+    let at = 12 + 4 * usize::from(first & 0x0f);
+    if first & 0x10 != 0 || packet.len() < at || !(1..=14).contains(&id) {
+        return false;
+    }
+    let [hi, lo] = seq.to_be_bytes();
+    let [p0, p1] = ONE_BYTE_PROFILE.to_be_bytes();
+    // One word of elements: the ID/length byte, the two bytes of the number, one of padding.
+    let block = [p0, p1, 0, 1, id << 4 | 1, hi, lo, 0];
+    packet.splice(at..at, block);
+    packet[0] |= 0x10;
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,5 +315,34 @@ mod tests {
             transport_cc_seq(ONE_BYTE_PROFILE, &[0x21, 0, 7, 0], 2),
             Some(7)
         );
+    }
+
+    #[test]
+    fn transport_seq_is_inserted_and_found_again() {
+        let mut pkt = RtpPacketBuilder::<&[u8], &[u8]>::new()
+            .payload_type(96)
+            .sequence_number(7)
+            .add_csrc(0x1234)
+            .payload(b"abc".as_slice())
+            .write_vec()
+            .unwrap();
+        assert_eq!(packet_transport_cc_seq(&pkt, 3), None);
+        assert!(insert_transport_cc_seq(&mut pkt, 3, 0xfeed));
+        assert_eq!(packet_transport_cc_seq(&pkt, 3), Some(0xfeed));
+        let parsed = RtpPacket::parse(&pkt).unwrap();
+        assert_eq!(
+            (parsed.sequence_number(), parsed.payload()),
+            (7, &b"abc"[..])
+        );
+        assert_eq!(parsed.csrc().collect::<Vec<_>>(), vec![0x1234]);
+        // A second block is refused, as are bad IDs and truncated packets.
+        assert!(!insert_transport_cc_seq(&mut pkt, 3, 1));
+        assert!(!insert_transport_cc_seq(&mut vec![0x80, 96], 3, 1));
+        assert!(!insert_transport_cc_seq(&mut vec![0x80; 12], 15, 1));
+        assert_eq!(
+            packet_block(&pkt[..pkt.len() - 3]).map(|b| b.0),
+            Some(ONE_BYTE_PROFILE)
+        );
+        assert_eq!(packet_block(&pkt[..23]), None);
     }
 }

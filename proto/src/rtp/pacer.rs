@@ -9,7 +9,10 @@
 //!   queued together form a group; the rate is the largest of bytes-up-to-the-group over the time
 //!   left to its deadline, so a retransmission queued later cannot stretch an earlier picture);
 //!
-//! capped by `max_rate` when one is configured (the cap wins over the deadline). The bucket holds
+//! capped by `max_rate` when one is configured (the cap wins over the deadline). Under congestion
+//! control the owner sets a target rate instead ([`Pacer::set_target_rate`]): the bucket then runs
+//! at that rate alone, deadlines and the recent rate aside, and the owner keeps the queue short
+//! by not queueing what the rate cannot carry. The bucket holds
 //! `burst_bytes`, or 5 ms at `multiplier` × the recent rate when that is more, so a burst is small
 //! relative to the stream itself; an idle bucket is full again within a millisecond, so a stream
 //! that sends large pictures back to back (a fast loopback link) learns within a few dozen
@@ -103,6 +106,8 @@ pub struct Pacer<T> {
     last: Instant,
     meter: RateMeter,
     stats: PacerStats,
+    /// The congestion controller's rate in bytes per second, when one steers the pacer.
+    target_rate: Option<f64>,
 }
 
 impl<T> Pacer<T> {
@@ -118,6 +123,7 @@ impl<T> Pacer<T> {
             last: now,
             meter: RateMeter::new(RATE_WINDOW, now),
             stats: PacerStats::default(),
+            target_rate: None,
             cfg,
         }
     }
@@ -150,7 +156,6 @@ impl<T> Pacer<T> {
     }
 
     /// Bytes waiting.
-    #[cfg(any(test, feature = "_internals"))]
     pub fn queued_bytes(&self) -> usize {
         self.queued_bytes
     }
@@ -158,6 +163,18 @@ impl<T> Pacer<T> {
     /// The stream's recent media rate in bytes per second (what was queued over the last second).
     pub fn media_rate(&self, now: Instant) -> f64 {
         self.meter.rate(now)
+    }
+
+    /// Runs the bucket at `rate` bytes per second from `now` on (`None`: the usual rule from
+    /// the recent rate and the deadlines). `max_rate` still caps it.
+    pub fn set_target_rate(&mut self, now: Instant, rate: Option<f64>) {
+        self.refill(now);
+        self.target_rate = rate;
+    }
+
+    /// The rate set by [`Self::set_target_rate`], bytes per second.
+    pub fn target_rate(&self) -> Option<f64> {
+        self.target_rate
     }
 
     /// Queues a packet of `len` bytes at `now`.
@@ -208,13 +225,18 @@ impl<T> Pacer<T> {
         Some((q.item, waited))
     }
 
+    /// Whether the bucket holds packets back: pacing is on, or a congestion controller steers it.
+    fn paces(&self) -> bool {
+        self.cfg.enabled || self.target_rate.is_some()
+    }
+
     /// The next packet allowed to leave at `now`, with how long it waited.
     pub fn pop(&mut self, now: Instant) -> Option<(T, Duration)> {
         self.refill(now);
         if self.is_empty() {
             return None;
         }
-        if self.cfg.enabled && self.tokens < 0.0 {
+        if self.paces() && self.tokens < 0.0 {
             return None;
         }
         if self.resend.is_empty() {
@@ -243,7 +265,7 @@ impl<T> Pacer<T> {
         if self.is_empty() {
             return None;
         }
-        if !self.cfg.enabled || self.tokens >= 0.0 {
+        if !self.paces() || self.tokens >= 0.0 {
             return Some(self.last);
         }
         let rate = self.rate(self.last);
@@ -253,13 +275,17 @@ impl<T> Pacer<T> {
         // The rate rises as a deadline nears; never sleep beyond it (once it has passed, the
         // rate is already at its highest and `at` is close).
         Some(match (self.first_deadline(), self.cfg.max_rate) {
-            (Some(d), None) if d > self.last => at.min(d),
+            (Some(d), None) if d > self.last && self.target_rate.is_none() => at.min(d),
             _ => at,
         })
     }
 
     /// The current release rate in bytes per second.
     pub fn rate(&self, now: Instant) -> f64 {
+        if let Some(target) = self.target_rate {
+            let r = target.max(MIN_RATE);
+            return self.cfg.max_rate.map_or(r, |cap| r.min(cap.max(MIN_RATE)));
+        }
         let recent = self.cfg.multiplier * self.meter.rate(now);
         // Everything up to and including each group must leave by the group's deadline
         // (retransmissions leave first, then media).
@@ -282,7 +308,11 @@ impl<T> Pacer<T> {
     }
 
     fn depth(&self, now: Instant) -> f64 {
-        let scaled = self.cfg.multiplier * self.meter.rate(now) * BURST_WINDOW.as_secs_f64();
+        let rate = match self.target_rate {
+            Some(t) => t,
+            None => self.cfg.multiplier * self.meter.rate(now),
+        };
+        let scaled = rate * BURST_WINDOW.as_secs_f64();
         scaled.max(self.cfg.burst_bytes as f64)
     }
 

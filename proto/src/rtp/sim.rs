@@ -81,6 +81,8 @@ pub struct SimPair {
     pub ab: SimPath,
     /// B → A.
     pub ba: SimPath,
+    /// With a [`Bottleneck`] on A → B: its queue delay as each datagram from A entered it.
+    pub ab_queue_delays: Vec<(Instant, Duration)>,
     now: Instant,
 }
 
@@ -120,6 +122,7 @@ impl SimPair {
             },
             ab,
             ba,
+            ab_queue_delays: Vec::new(),
             now: start,
         })
     }
@@ -146,15 +149,24 @@ impl SimPair {
     /// Moves transmits into the paths and events into the peers' lists.
     fn collect(&mut self) {
         let now = self.now;
-        for (peer, path) in [(&mut self.a, &mut self.ab), (&mut self.b, &mut self.ba)] {
+        let ab_queue = &mut self.ab_queue_delays;
+        for (peer, path, from_a) in [
+            (&mut self.a, &mut self.ab, true),
+            (&mut self.b, &mut self.ba, false),
+        ] {
             while let Some(t) = peer.core.poll_transmit() {
-                path.handle_input(
+                if from_a && path.config().bottleneck.is_some() {
+                    ab_queue.push((now, path.queue_delay(now)));
+                }
+                let len = t.contents.len();
+                path.handle_input_sized(
                     now,
                     Datagram {
                         from: peer.addr,
                         to: t.dest,
                         data: t.contents,
                     },
+                    len,
                 );
             }
             while let Some(e) = peer.core.poll_event() {

@@ -119,4 +119,16 @@ pub struct StreamStats {
     pub fec_recovered: u64,
     /// ULPFEC packets given up with two or more of the packets they protect still missing.
     pub fec_unrecoverable: u64,
+    /// Congestion control: the send-side bandwidth estimate, bits per second (0 when congestion
+    /// control is off on this stream).
+    pub cc_target_bps: u64,
+    /// The rate the pacer releases packets at under congestion control, bits per second (0 when
+    /// off: the pacer then follows the stream's own rate).
+    pub cc_pacer_rate_bps: u64,
+    /// Whole pictures the sender dropped rather than queue more than the estimate carries.
+    pub cc_pictures_dropped: u64,
+    /// Transport-wide feedback packets (RTPFB FMT 15) we sent, as the receiver.
+    pub cc_feedback_sent: u64,
+    /// Transport-wide feedback packets the peer sent us that the estimator used.
+    pub cc_feedback_received: u64,
 }

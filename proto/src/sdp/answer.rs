@@ -12,11 +12,13 @@ use super::codecs::{
     DEFAULT_EVENTS, H264_DEFAULT_PROFILE_LEVEL_ID, OPUS_FMTP, RTX, TELEPHONE_EVENT,
 };
 use super::crypto::{format_crypto, negotiate_offered};
+use super::extmap::extmap_id;
 use super::local::LocalMedia;
 use super::model::{
     Direction, MediaDescription, MediaKind, PayloadType, SdpError, SessionDescription,
 };
 use super::write::{media, rejected, render, SessionHeader};
+use crate::rtp::hdrext::TRANSPORT_CC_URI;
 use crate::rtp::srtp::SrtpKeys;
 
 /// The audio packet duration we use when the offer does not ask for one.
@@ -100,6 +102,9 @@ pub struct NegotiatedVideo {
     pub srtp: Option<SrtpKeys>,
     /// Forward error correction both sides agreed on: the (RED, ULPFEC) payload types.
     pub fec: Option<(u8, u8)>,
+    /// Transport-wide congestion control, when both sides agreed to it (`transport-cc` feedback
+    /// and the transport-wide sequence number's `a=extmap`): the extension's ID (1–14).
+    pub transport_cc: Option<u8>,
 }
 
 /// The outcome of offer/answer: one audio stream, and video when both sides agreed on it.
@@ -561,6 +566,21 @@ fn h264_answer(p: &PayloadType) -> (String, u8, String) {
     (params.join(";"), mode, level)
 }
 
+/// The `rtcp-fb` value of transport-wide congestion control feedback.
+pub const TRANSPORT_CC_FB: &str = "transport-cc";
+
+/// The transport-wide sequence number's extension ID in `m`, when `m` also asks for
+/// `transport-cc` feedback on payload type `p`: both are needed for congestion control to run.
+/// Only IDs of the one-byte header form (1–14), the one our packets use.
+pub(crate) fn offered_transport_cc(m: &MediaDescription, p: &PayloadType) -> Option<u8> {
+    let fb = p
+        .rtcp_fb
+        .iter()
+        .any(|f| f.trim().eq_ignore_ascii_case(TRANSPORT_CC_FB));
+    let id = extmap_id(&m.extmaps, TRANSPORT_CC_URI)?;
+    (fb && (1..=14).contains(&id)).then_some(id)
+}
+
 fn video_section(
     m: &MediaDescription,
     p: &PayloadType,
@@ -598,6 +618,15 @@ fn video_section(
     }
     let fec = fec_payload_types(m).filter(|_| cfg.local.video_fec);
     write_fec(fec, &mut fmt, &mut attrs);
+    let transport_cc = cfg
+        .local
+        .video_transport_cc
+        .then(|| offered_transport_cc(m, p))
+        .flatten();
+    if let Some(id) = transport_cc {
+        attrs.push(format!("rtcp-fb:{pt} {TRANSPORT_CC_FB}"));
+        attrs.push(format!("extmap:{id} {TRANSPORT_CC_URI}"));
+    }
     if rtcp_mux {
         attrs.push("rtcp-mux".to_string());
     }
@@ -624,6 +653,7 @@ fn video_section(
         rtx_pt: rtx.map(|r| r.pt),
         srtp: srtp.map(|(_, keys)| keys.clone()),
         fec,
+        transport_cc,
     };
     let section = media("video", cfg.local.video_port, answer_proto(m), &fmt, attrs);
     (section, negotiated)

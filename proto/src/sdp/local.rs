@@ -50,6 +50,9 @@ pub struct LocalMedia {
     /// Forward error correction on video (ULPFEC in RED, RFC 5109/2198): offer `red/90000` and
     /// `ulpfec/90000`, or accept them when offered. Off by default.
     pub video_fec: bool,
+    /// Transport-wide congestion control on video: offer `a=rtcp-fb:<pt> transport-cc` and
+    /// `a=extmap` of the transport-wide sequence number, or answer them when the offer has both.
+    pub video_transport_cc: bool,
 }
 
 impl LocalMedia {
@@ -73,6 +76,7 @@ impl LocalMedia {
             srtp_suites: SrtpSuite::ALL.to_vec(),
             srtp_keys: LocalKeys::from_os_rng(),
             video_fec: false,
+            video_transport_cc: false,
         }
     }
 }

@@ -6,7 +6,8 @@ use crate::frame::VideoCodec;
 
 use super::answer::Answer;
 use super::answer::{
-    answer_direction, usable_stream, AnswerError, NegotiatedAudio, NegotiatedVideo, Negotiation,
+    answer_direction, offered_transport_cc, usable_stream, AnswerError, NegotiatedAudio,
+    NegotiatedVideo, Negotiation, TRANSPORT_CC_FB,
 };
 use super::codecs::{
     fec_payload_types, h264_packetization_mode, h264_profile_level_id, rtx_for, supported_feedback,
@@ -17,6 +18,8 @@ use super::crypto::{format_crypto, SrtpPolicy};
 use super::local::LocalMedia;
 use super::model::{Direction, MediaDescription, MediaKind, PayloadType, SessionDescription};
 use super::write::{media, rejected, render, SessionHeader};
+use crate::rtp::config::DEFAULT_TRANSPORT_CC_ID;
+use crate::rtp::hdrext::TRANSPORT_CC_URI;
 use crate::rtp::srtp::{SrtpKey, SrtpKeys};
 
 /// The payload type we offer H.264 under, and its retransmission payload type.
@@ -82,6 +85,8 @@ pub struct Offer {
     pub video_crypto: Vec<(u32, SrtpKey)>,
     /// The (RED, ULPFEC) payload types offered for video, if any.
     pub video_fec: Option<(u8, u8)>,
+    /// Whether transport-wide congestion control was offered for video.
+    pub video_transport_cc: bool,
 }
 
 /// The RED and ULPFEC payload types we offer (GStreamer's and many examples' choice).
@@ -209,8 +214,12 @@ pub fn build_offer(cfg: &OfferConfig) -> Offer {
         medias.push(video_offer_media(
             &video,
             local.video_port,
-            local.video_nack,
-            (video_rtx, video_fec),
+            VideoFeedback {
+                nack: local.video_nack,
+                rtx: video_rtx,
+                fec: video_fec,
+                transport_cc: local.video_transport_cc,
+            },
             local.rtcp_mux,
             Direction::SendRecv,
             (video_proto, video_attrs),
@@ -228,6 +237,7 @@ pub fn build_offer(cfg: &OfferConfig) -> Offer {
         },
         medias,
     );
+    let video_transport_cc = local.video_transport_cc && !video.is_empty();
     Offer {
         sdp,
         audio,
@@ -235,6 +245,7 @@ pub fn build_offer(cfg: &OfferConfig) -> Offer {
         video,
         video_nack: local.video_nack,
         video_rtx,
+        video_transport_cc,
         rtcp_mux: local.rtcp_mux,
         ptime: cfg.ptime,
         session_id: local.session_id,
@@ -261,17 +272,32 @@ fn video_payload_types(codecs: &[VideoCodec]) -> Vec<(u8, VideoCodec)> {
     video
 }
 
+/// What a video offer asks for besides PLI and FIR.
+#[derive(Debug, Clone, Copy)]
+struct VideoFeedback {
+    nack: bool,
+    rtx: bool,
+    /// The (RED, ULPFEC) payload types to offer, if any.
+    fec: Option<(u8, u8)>,
+    transport_cc: bool,
+}
+
 /// The `m=video` section offering `video` on `port`: H.264 with profile-level-id 42e01f and
 /// packetization-mode 1, PLI and FIR feedback, NACK and RTX when asked.
 fn video_offer_media(
     video: &[(u8, VideoCodec)],
     port: u16,
-    nack: bool,
-    (rtx, fec): (bool, Option<(u8, u8)>),
+    fb: VideoFeedback,
     rtcp_mux: bool,
     direction: Direction,
     (proto, crypto): (&str, Vec<String>),
 ) -> sdp_types::Media {
+    let VideoFeedback {
+        nack,
+        rtx,
+        fec,
+        transport_cc,
+    } = fb;
     let mut fmt: Vec<String> = video.iter().map(|(pt, _)| pt.to_string()).collect();
     let mut attrs = Vec::new();
     for (pt, codec) in video {
@@ -286,6 +312,14 @@ fn video_offer_media(
         }
         attrs.push(format!("rtcp-fb:{pt} nack pli"));
         attrs.push(format!("rtcp-fb:{pt} ccm fir"));
+        if transport_cc {
+            attrs.push(format!("rtcp-fb:{pt} {TRANSPORT_CC_FB}"));
+        }
+    }
+    if transport_cc {
+        attrs.push(format!(
+            "extmap:{DEFAULT_TRANSPORT_CC_ID} {TRANSPORT_CC_URI}"
+        ));
     }
     if rtx {
         for (pt, codec) in video {
@@ -398,8 +432,12 @@ pub fn reoffer(current: &Answer, cfg: &ReofferConfig) -> Offer {
             video_offer_media(
                 &video,
                 *port,
-                *nack,
-                (false, None),
+                VideoFeedback {
+                    nack: *nack,
+                    rtx: false,
+                    fec: None,
+                    transport_cc: false,
+                },
                 a.rtcp_mux,
                 cfg.direction,
                 (proto, crypto_attrs(crypto)),
@@ -431,6 +469,10 @@ pub fn reoffer(current: &Answer, cfg: &ReofferConfig) -> Offer {
             }
             if v.fir {
                 attrs.push(format!("rtcp-fb:{} ccm fir", v.pt));
+            }
+            if let Some(id) = v.transport_cc {
+                attrs.push(format!("rtcp-fb:{} {TRANSPORT_CC_FB}", v.pt));
+                attrs.push(format!("extmap:{id} {TRANSPORT_CC_URI}"));
             }
             let mut fmt = v.pt.to_string();
             if let Some(rtx) = v.rtx_pt {
@@ -511,6 +553,8 @@ pub fn reoffer(current: &Answer, cfg: &ReofferConfig) -> Offer {
         video,
         video_nack,
         video_rtx,
+        video_transport_cc: matches!(cfg.video, ReofferVideo::Keep)
+            && neg.video.as_ref().is_some_and(|v| v.transport_cc.is_some()),
         rtcp_mux: a.rtcp_mux,
         ptime: a.ptime,
         session_id: current.session_id,
@@ -703,6 +747,10 @@ fn read_video(offer: &Offer, m: &MediaDescription) -> Option<NegotiatedVideo> {
         rtx_pt,
         srtp: None,
         fec,
+        transport_cc: offer
+            .video_transport_cc
+            .then(|| offered_transport_cc(m, p))
+            .flatten(),
     })
 }
 

@@ -397,6 +397,8 @@ impl EngineHost {
             },
             v.nack,
             v.rtx_pt,
+            // Congestion control only where offer and answer agreed on it.
+            v.transport_cc,
         );
         params.fec = v.fec.map(|(red, ulpfec)| FecConfig {
             red_payload_type: red,

@@ -52,6 +52,7 @@ use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
 use super::audio_jitter::AudioJitterBuffer;
+use super::bwe::RateReason;
 use super::config::{CoreConfig, MediaParams, SourcePolicy};
 use super::media_tx::AudioTx;
 use super::packet::{classify_muxed, MuxedKind};
@@ -67,10 +68,12 @@ use super::stats::StreamStats;
 use crate::error::{Error, Result};
 use crate::frame::{AudioFrame, DtmfEvent, VideoFrame};
 
+mod congestion;
 mod fec;
 mod receive;
 mod send;
 
+use congestion::Congestion;
 use receive::{AudioIn, VideoIn};
 use send::{DtmfPlayback, VideoOut};
 
@@ -100,6 +103,9 @@ pub enum StreamEvent {
     /// Nothing (RTP or RTCP) arrived from the peer for the inactivity timeout. Reported once;
     /// reported again only after traffic resumed and stopped again.
     Inactive { silent_for: Duration },
+    /// Congestion control moved its estimate by more than 5 % since it last said: the bitrate
+    /// the application should now send at (bits per second), and why it changed.
+    TargetBitrate { bps: u64, reason: RateReason },
 }
 
 /// Whether a datagram to send is RTP or RTCP (without rtcp-mux they leave from different
@@ -181,6 +187,8 @@ pub struct StreamCore {
     /// SRTP contexts, when the stream is secured: applied in `poll_transmit` and on entry to
     /// `handle_rtp`/`handle_rtcp`, so nothing in between sees a protected packet.
     srtp: Option<Box<SrtpSession>>,
+    /// Congestion control, when configured (video only).
+    cc: Option<Box<Congestion>>,
 }
 
 impl std::fmt::Debug for StreamCore {
@@ -214,6 +222,7 @@ impl StreamCore {
         let ssrc = rtp.ssrc();
         let (mut audio_tx, mut video_out, mut video_in, mut audio_in, mut dtmf_pt) =
             (None, None, None, None, None);
+        let mut cc = None;
         match &cfg.media {
             MediaParams::Audio(a) => {
                 audio_tx = Some(Box::new(AudioTx::new(a)?));
@@ -221,7 +230,16 @@ impl StreamCore {
                 audio_in = Some(Box::new(AudioIn::new(a, clock_rate)?));
             }
             MediaParams::Video(v) => {
-                video_out = Some(Box::new(VideoOut::new(v, ssrc, now, &mut rng)?));
+                let mut out = Box::new(VideoOut::new(v, ssrc, now, &mut rng)?);
+                // FEC protects each packet as packetized, before the transport-wide number is
+                // inserted on the way out, so a packet rebuilt from FEC would come back without it
+                // and with a wrong header: until the two are made to fit, FEC wins.
+                if v.congestion.enabled && v.fec.is_none() {
+                    let c = Box::new(Congestion::new(v.congestion, v.codec, now));
+                    out.pacer.set_target_rate(now, Some(c.pacer_rate()));
+                    cc = Some(c);
+                }
+                video_out = Some(out);
                 video_in = Some(Box::new(VideoIn::new(v, clock_rate)));
             }
         }
@@ -274,6 +292,7 @@ impl StreamCore {
             pool: BufPool::new(POOL_MAX),
             stats: StreamStats::default(),
             srtp,
+            cc,
         })
     }
 
@@ -363,6 +382,13 @@ impl StreamCore {
         }
         if let Some(v) = &self.video_out {
             s.pacer_queued = v.pacer.len() as u64;
+            s.cc_pacer_rate_bps = v.pacer.target_rate().map_or(0, |r| (r * 8.0) as u64);
+        }
+        if let Some(cc) = &self.cc {
+            s.cc_target_bps = cc.bwe.target_bps();
+            s.cc_pictures_dropped = cc.pictures_dropped;
+            s.cc_feedback_sent = cc.feedback_sent;
+            s.cc_feedback_received = cc.feedback_received;
         }
         s
     }
@@ -437,6 +463,9 @@ impl StreamCore {
         if let Some(v) = &self.video_out {
             consider(v.pacer.poll_timeout());
             consider(v.tail_probe.map(|(at, _)| at));
+        }
+        if let Some(c) = &self.cc {
+            consider(c.poll_timeout());
         }
         if let Some(v) = &self.video_in {
             consider(v.rx.next_deadline());
@@ -542,6 +571,10 @@ impl StreamCore {
                             .push_back(StreamEvent::KeyframeRequested(KeyframeRequest::Fir));
                     }
                 }
+                RtcpEvent::TransportCc(fb) => self.on_transport_feedback(now, fb),
+                RtcpEvent::Remb(r) if r.ssrcs.is_empty() || r.ssrcs.contains(&ours) => {
+                    self.on_remb(now, r.bitrate_bps)
+                }
                 RtcpEvent::Nack {
                     media_ssrc, lost, ..
                 } if *media_ssrc == ours => {
@@ -589,6 +622,7 @@ impl StreamCore {
             self.after_video(now);
         }
         self.send_nacks(now);
+        self.send_transport_feedback(now);
         self.play_audio(now);
         let now_ms = self.ms_since_origin(now);
         if let Some(a) = self.audio_in.as_mut() {
@@ -655,6 +689,7 @@ impl StreamCore {
             while let Some((item, waited)) = v.pacer.pop_media_now(now) {
                 Self::emit_paced(
                     v,
+                    self.cc.as_deref_mut(),
                     item,
                     waited,
                     now,

@@ -205,6 +205,9 @@ impl StreamCore {
         };
         self.heard(now);
         self.peer_gone = false;
+        if let Some(cc) = self.cc.as_mut() {
+            cc.on_rtp(now, data);
+        }
         if self.is_red(meta.payload_type) {
             self.on_red(now, meta, data);
             return;

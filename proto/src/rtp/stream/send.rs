@@ -23,6 +23,7 @@ use crate::rtp::rtcp::{round_trip_time, ReportBlockData};
 use crate::rtp::rtx::wrap_rtx;
 use crate::rtp::stats::StreamStats;
 
+use super::congestion::Congestion;
 use super::fec::FecOut;
 use super::{StreamCore, Transmit, TransmitKind};
 
@@ -134,6 +135,9 @@ impl StreamCore {
         timestamp_ms: Option<f64>,
     ) -> Result<()> {
         self.check_open()?;
+        if !self.admit_picture(now, picture) {
+            return Ok(());
+        }
         let ms = timestamp_ms
             .unwrap_or_else(|| now.saturating_duration_since(self.origin).as_secs_f64() * 1000.0);
         let ts = self.rtp.rtp_timestamp_for_ms(ms);
@@ -151,6 +155,7 @@ impl StreamCore {
                 };
                 Self::emit_paced(
                     v,
+                    self.cc.as_deref_mut(),
                     item,
                     waited,
                     now,
@@ -279,6 +284,7 @@ impl StreamCore {
         while let Some((item, waited)) = v.pacer.pop(now) {
             Self::emit_paced(
                 v,
+                self.cc.as_deref_mut(),
                 item,
                 waited,
                 now,
@@ -293,6 +299,7 @@ impl StreamCore {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn emit_paced(
         v: &mut VideoOut,
+        cc: Option<&mut Congestion>,
         item: Paced,
         waited: Duration,
         now: Instant,
@@ -338,6 +345,10 @@ impl StreamCore {
                 }
             }
             _ => buf.extend_from_slice(bytes),
+        }
+        // The transport-wide number goes on as the packet leaves: RTX and probes get their own.
+        if let Some(cc) = cc {
+            cc.stamp(now, &mut buf);
         }
         if matches!(item, Paced::Probe(_)) {
             stats.tail_probes += 1;

@@ -1,0 +1,286 @@
+//! Congestion control inside a [`StreamCore`]: the transport-wide sequence numbers we stamp and
+//! the feedback we receive about them (sender), the arrivals we record and report (receiver),
+//! and what the sender does with the estimate: the pacer runs at it, and whole pictures are
+//! dropped rather than queued beyond it.
+//!
+//! Without BUNDLE each stream has its own socket pair, so a stream is a transport of its own:
+//! the transport-wide counter, the [`BandwidthEstimator`] and the [`TwccRecorder`] live here, in
+//! the stream that sends (video only: an audio stream is too thin to estimate anything from).
+
+use std::time::{Duration, Instant};
+
+use crate::codec::annexb::{is_vcl, nal_type, nal_units, NAL_IDR};
+use crate::codec::vp8::is_vp8_keyframe;
+use crate::frame::VideoCodec;
+use crate::rtp::bwe::{BandwidthEstimator, RateReason};
+use crate::rtp::config::CongestionParams;
+use crate::rtp::hdrext::{insert_transport_cc_seq, packet_transport_cc_seq};
+use crate::rtp::twcc::{TwccFeedback, TwccRecorder};
+
+use super::{KeyframeRequest, StreamCore, StreamEvent};
+
+/// The picture interval assumed before two pictures have been seen.
+const DEFAULT_PICTURE_INTERVAL: Duration = Duration::from_millis(33);
+/// Picture intervals measured are kept within these (a pause is not a picture rate).
+const PICTURE_INTERVAL_MIN: Duration = Duration::from_millis(5);
+const PICTURE_INTERVAL_MAX: Duration = Duration::from_millis(200);
+/// The application hears of a new target when it moved by more than this share since the last.
+const TARGET_EVENT_SHARE: f64 = 0.05;
+/// Feedback packets one timeout may send (each reports up to ~1,100 bytes of statuses).
+const MAX_FEEDBACK_PER_TIMEOUT: usize = 8;
+
+/// What the sender does with a picture the application hands over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PictureVerdict {
+    Send,
+    Drop,
+    /// Drop it, and ask the application for a key picture: the queue has room again, but what
+    /// follows depends on pictures already dropped.
+    DropAndAskKey,
+}
+
+/// Congestion control state of one stream; see the module documentation.
+#[derive(Debug)]
+pub(super) struct Congestion {
+    params: CongestionParams,
+    codec: VideoCodec,
+    /// The next transport-wide sequence number we stamp.
+    next_seq: u16,
+    pub(super) bwe: BandwidthEstimator,
+    recorder: TwccRecorder,
+    /// Arrivals recorded since the last feedback.
+    unreported: bool,
+    next_feedback: Instant,
+    /// The smoothed interval between the application's pictures.
+    picture_interval: Duration,
+    /// Dropping every picture until a key picture fits.
+    dropping: bool,
+    /// A key picture was asked for during this run of drops.
+    asked_key: bool,
+    /// The target the application was last told of (the start bitrate before any event).
+    announced: u64,
+    pub(super) feedback_sent: u64,
+    pub(super) feedback_received: u64,
+    pub(super) pictures_dropped: u64,
+}
+
+impl Congestion {
+    pub(super) fn new(params: CongestionParams, codec: VideoCodec, now: Instant) -> Self {
+        Congestion {
+            params,
+            codec,
+            next_seq: 0,
+            bwe: BandwidthEstimator::new(params.bitrate),
+            recorder: TwccRecorder::new(),
+            unreported: false,
+            next_feedback: now + params.feedback_interval,
+            picture_interval: DEFAULT_PICTURE_INTERVAL,
+            dropping: false,
+            asked_key: false,
+            announced: params.bitrate.start_bps,
+            feedback_sent: 0,
+            feedback_received: 0,
+            pictures_dropped: 0,
+        }
+    }
+
+    /// The pacer's rate for the current estimate, bytes per second.
+    pub(super) fn pacer_rate(&self) -> f64 {
+        self.bwe.target_bps() as f64 / 8.0
+    }
+
+    /// Stamps the next transport-wide sequence number on an RTP packet leaving at `now` and
+    /// tells the estimator.
+    pub(super) fn stamp(&mut self, now: Instant, packet: &mut Vec<u8>) {
+        if insert_transport_cc_seq(packet, self.params.transport_cc_id, self.next_seq) {
+            self.bwe.on_packet_sent(now, self.next_seq, packet.len());
+            self.next_seq = self.next_seq.wrapping_add(1);
+        }
+    }
+
+    /// Records the arrival of an RTP packet (a whole, unprotected one) at `now`.
+    pub(super) fn on_rtp(&mut self, now: Instant, packet: &[u8]) {
+        if let Some(seq) = packet_transport_cc_seq(packet, self.params.transport_cc_id) {
+            self.recorder.on_packet(now, seq);
+            self.unreported = true;
+        }
+    }
+
+    /// When feedback is next due, if there is anything to report.
+    pub(super) fn poll_timeout(&self) -> Option<Instant> {
+        self.unreported.then_some(self.next_feedback)
+    }
+
+    /// Judges a picture handed over at `now`, with `queued_bytes` waiting in the pacer and
+    /// `since_last` since the previous picture.
+    pub(super) fn judge_picture(
+        &mut self,
+        picture: &[u8],
+        queued_bytes: usize,
+        since_last: Option<Duration>,
+    ) -> PictureVerdict {
+        if let Some(d) = since_last {
+            let d = d.clamp(PICTURE_INTERVAL_MIN, PICTURE_INTERVAL_MAX);
+            self.picture_interval = (self.picture_interval * 7 + d) / 8;
+        }
+        let bound = self.picture_interval * self.params.max_queue_pictures.max(1);
+        let drain = Duration::from_secs_f64(queued_bytes as f64 / self.pacer_rate().max(1.0));
+        let over = drain > bound;
+        let (key, non_reference) = self.kind_of(picture);
+        let verdict = if self.dropping {
+            if !over && key {
+                self.dropping = false;
+                PictureVerdict::Send
+            } else if !over && !self.asked_key {
+                self.asked_key = true;
+                PictureVerdict::DropAndAskKey
+            } else {
+                PictureVerdict::Drop
+            }
+        } else if !over {
+            PictureVerdict::Send
+        } else {
+            // A picture nothing refers to goes alone; any other takes what follows with it.
+            if !non_reference {
+                self.dropping = true;
+                self.asked_key = false;
+            }
+            PictureVerdict::Drop
+        };
+        if verdict != PictureVerdict::Send {
+            self.pictures_dropped += 1;
+        }
+        verdict
+    }
+
+    /// Whether `picture` is a key picture, and whether no other picture refers to it.
+    fn kind_of(&self, picture: &[u8]) -> (bool, bool) {
+        match self.codec {
+            VideoCodec::H264 => {
+                let (mut key, mut any_vcl, mut referenced) = (false, false, false);
+                for r in nal_units(picture) {
+                    let Some(&h) = picture.get(r.start) else {
+                        continue;
+                    };
+                    let t = nal_type(h);
+                    key |= t == NAL_IDR;
+                    if is_vcl(t) {
+                        any_vcl = true;
+                        referenced |= h & 0x60 != 0;
+                    }
+                }
+                (key, any_vcl && !referenced)
+            }
+            VideoCodec::Vp8 => (is_vp8_keyframe(picture), false),
+        }
+    }
+}
+
+impl StreamCore {
+    /// Feedback from the peer about the packets we stamped.
+    pub(super) fn on_transport_feedback(&mut self, now: Instant, fb: &TwccFeedback) {
+        let Some(cc) = self.cc.as_mut() else {
+            return;
+        };
+        if self.rtt.is_measured() {
+            cc.bwe.on_rtt(self.rtt.rtt());
+        }
+        let before = cc.bwe.stats().feedback;
+        cc.bwe.on_transport_feedback(now, fb);
+        if cc.bwe.stats().feedback > before {
+            cc.feedback_received += 1;
+        }
+        self.apply_estimate(now);
+    }
+
+    /// A REMB from the peer covering our SSRC: a cap on the estimate.
+    pub(super) fn on_remb(&mut self, now: Instant, bps: u64) {
+        let Some(cc) = self.cc.as_mut() else {
+            return;
+        };
+        cc.bwe.on_remb(bps);
+        self.apply_estimate(now);
+    }
+
+    /// Points the pacer at the current estimate, and tells the application when it moved by more
+    /// than [`TARGET_EVENT_SHARE`].
+    pub(super) fn apply_estimate(&mut self, now: Instant) {
+        let Some(cc) = self.cc.as_mut() else {
+            return;
+        };
+        if let Some(v) = self.video_out.as_mut() {
+            v.pacer.set_target_rate(now, Some(cc.pacer_rate()));
+        }
+        let target = cc.bwe.target_bps();
+        let moved = target.abs_diff(cc.announced) as f64;
+        if moved > cc.announced as f64 * TARGET_EVENT_SHARE {
+            cc.announced = target;
+            self.events.push_back(StreamEvent::TargetBitrate {
+                bps: target,
+                reason: cc.bwe.reason(),
+            });
+        }
+    }
+
+    /// What the estimator last decided and why.
+    pub fn target_bitrate(&self) -> Option<(u64, RateReason)> {
+        let cc = self.cc.as_ref()?;
+        Some((cc.bwe.target_bps(), cc.bwe.reason()))
+    }
+
+    /// Whether the picture handed over at `now` may be sent; counts and acts on a drop.
+    pub(super) fn admit_picture(&mut self, now: Instant, picture: &[u8]) -> bool {
+        let (Some(cc), Some(v)) = (self.cc.as_mut(), self.video_out.as_mut()) else {
+            return true;
+        };
+        let since_last = v.last_picture_at.map(|t| now.saturating_duration_since(t));
+        let verdict = cc.judge_picture(picture, v.pacer.queued_bytes(), since_last);
+        if verdict == PictureVerdict::Send {
+            return true;
+        }
+        v.last_picture_at = Some(now);
+        if verdict == PictureVerdict::DropAndAskKey {
+            self.events
+                .push_back(StreamEvent::KeyframeRequested(KeyframeRequest::Pli));
+        }
+        false
+    }
+
+    /// Sends transport-wide feedback when it is due.
+    pub(super) fn send_transport_feedback(&mut self, now: Instant) {
+        let due = self
+            .cc
+            .as_ref()
+            .and_then(|cc| cc.poll_timeout())
+            .is_some_and(|t| t <= now);
+        if !due {
+            return;
+        }
+        let media = self.rx_stats.as_ref().map_or(0, |s| s.ssrc());
+        for _ in 0..MAX_FEEDBACK_PER_TIMEOUT {
+            let mut buf = self.buffer();
+            // A compound starts with a report (RFC 3550 §6.1); the feedback follows it.
+            let reported = self.build_report_into(now, &mut buf).is_ok();
+            let Some(cc) = self.cc.as_mut() else {
+                self.recycle(buf);
+                return;
+            };
+            if reported
+                && cc
+                    .recorder
+                    .poll_feedback(&mut buf, self.ssrc, media)
+                    .is_some()
+            {
+                cc.feedback_sent += 1;
+                self.push_rtcp(buf);
+            } else {
+                self.recycle(buf);
+                break;
+            }
+        }
+        if let Some(cc) = self.cc.as_mut() {
+            cc.unreported = false;
+            cc.next_feedback = now + cc.params.feedback_interval;
+        }
+    }
+}

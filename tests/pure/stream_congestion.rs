@@ -1,0 +1,206 @@
+//! Congestion control inside the stream core, on virtual time (issue 17, items 3 and 4 of the
+//! build list in the pure layer): two `StreamCore`s with transport-wide CC on, a 3 Mbit/s
+//! picture source and a 1.5 Mbit/s drop-tail bottleneck with a 300 ms queue. The sender stamps
+//! transport-wide numbers, the receiver reports them, the estimate steers the pacer and whole
+//! pictures are dropped rather than queued; the same run without congestion control shows the
+//! queue at its limit. Seeded: every run is the same.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use roomkit_media::rtp::config::{CongestionParams, CoreConfig, MediaParams, VideoParams};
+use roomkit_media::rtp::sim::{h264_picture, Bottleneck, PathConfig, SimPair, SimPath};
+use roomkit_media::rtp::stream::StreamEvent;
+
+const FRAME: Duration = Duration::from_nanos(33_333_333);
+const ONE_WAY: Duration = Duration::from_millis(20);
+
+fn config(cc: bool) -> CoreConfig {
+    CoreConfig {
+        media: MediaParams::Video(VideoParams {
+            congestion: CongestionParams {
+                enabled: cc,
+                ..CongestionParams::default()
+            },
+            ..VideoParams::default()
+        }),
+        rtcp_interval: Duration::from_secs(1),
+        ..CoreConfig::default()
+    }
+}
+
+fn pair(t0: Instant, cc: bool) -> SimPair {
+    let narrow = PathConfig {
+        bottleneck: Some(Bottleneck {
+            rate_bps: 1_500_000,
+            queue_limit: Duration::from_millis(300),
+        }),
+        ..PathConfig::clean(ONE_WAY)
+    };
+    SimPair::new(
+        t0,
+        config(cc),
+        config(cc),
+        SimPath::new(narrow, 7),
+        SimPath::new(PathConfig::clean(ONE_WAY), 8),
+        3,
+    )
+    .unwrap()
+}
+
+/// What one run of the clip gave.
+struct Outcome {
+    sent: usize,
+    intact: usize,
+    corrupt: usize,
+    queue_p95: Duration,
+    dropped: usize,
+}
+
+/// Sends `n` pictures at 30 fps and about 3 Mbit/s (a key picture of 30 packets every 60, or
+/// sooner when the stream asks for one, as an encoder would; the others 8 to 12 packets).
+fn run(pair: &mut SimPair, n: usize, settle: Duration) -> Outcome {
+    let start = pair.now();
+    let mut sent = HashMap::new();
+    let (mut since_key, mut key_wanted) = (0, true);
+    for i in 0..n {
+        pair.run_until(start + FRAME * i as u32);
+        let asked = pair
+            .a
+            .events
+            .drain(..)
+            .any(|(_, e)| matches!(e, StreamEvent::KeyframeRequested(_)));
+        key_wanted |= asked;
+        let key = key_wanted || since_key >= 60;
+        let len = if key { 30 * 1_180 } else { 1_180 * (8 + i % 5) };
+        let pic = h264_picture(key, len, i as u64);
+        pair.with_a(|c, now| c.send_video(now, &pic, Some(i as f64 * 1000.0 / 30.0)))
+            .unwrap();
+        sent.insert(pic, i);
+        (since_key, key_wanted) = if key {
+            (0, false)
+        } else {
+            (since_key + 1, false)
+        };
+    }
+    pair.run_for(Duration::from_secs(1));
+    let mut o = Outcome {
+        sent: n,
+        intact: 0,
+        corrupt: 0,
+        queue_p95: Duration::ZERO,
+        dropped: 0,
+    };
+    for (_, e) in &pair.b.events {
+        if let StreamEvent::Video(f) = e {
+            match sent.get(&f.data) {
+                Some(_) if f.complete => o.intact += 1,
+                _ => o.corrupt += 1,
+            }
+        }
+    }
+    let mut q: Vec<Duration> = pair
+        .ab_queue_delays
+        .iter()
+        .filter(|(t, _)| *t >= start + settle)
+        .map(|&(_, d)| d)
+        .collect();
+    q.sort();
+    o.queue_p95 = q.get(q.len() * 95 / 100).copied().unwrap_or_default();
+    o.dropped = pair.a.core.stats().cc_pictures_dropped as usize;
+    o
+}
+
+#[test]
+fn the_estimate_steers_the_pacer_and_whole_pictures_are_dropped_instead_of_queued() {
+    let t0 = Instant::now();
+    let settle = Duration::from_secs(5);
+
+    let mut off = pair(t0, false);
+    let without = run(&mut off, 450, settle);
+    let mut on = pair(t0, true);
+    let with = run(&mut on, 450, settle);
+
+    let a = on.a.core.stats();
+    let b = on.b.core.stats();
+    println!(
+        "CC off: {}/{} intact, {} damaged, queue p95 {:?}",
+        without.intact, without.sent, without.corrupt, without.queue_p95
+    );
+    println!(
+        "CC on: {}/{} intact, {} damaged, queue p95 {:?}; estimate {} bit/s, pacer {} bit/s, \
+         {} pictures dropped by the sender, feedback {} sent / {} used",
+        with.intact,
+        with.sent,
+        with.corrupt,
+        with.queue_p95,
+        a.cc_target_bps,
+        a.cc_pacer_rate_bps,
+        with.dropped,
+        b.cc_feedback_sent,
+        a.cc_feedback_received
+    );
+    // Feedback flows at the receiver's pace (50 ms over 15 s, at least half of that).
+    assert!(b.cc_feedback_sent >= 150, "{}", b.cc_feedback_sent);
+    assert!(a.cc_feedback_received >= 150, "{}", a.cc_feedback_received);
+    // The estimate ends near the bottleneck and the pacer runs at it.
+    assert!(
+        (900_000..=1_650_000).contains(&a.cc_target_bps),
+        "estimate {}",
+        a.cc_target_bps
+    );
+    assert_eq!(a.cc_pacer_rate_bps, a.cc_target_bps);
+    // Without congestion control the queue sits at its 300 ms limit; with it, it stays short.
+    assert!(
+        without.queue_p95 >= Duration::from_millis(250),
+        "{:?}",
+        without.queue_p95
+    );
+    assert!(
+        with.queue_p95 <= Duration::from_millis(100),
+        "{:?}",
+        with.queue_p95
+    );
+    // What arrives is whole, and more of it than without.
+    assert_eq!(with.corrupt, 0);
+    assert!(a.cc_pictures_dropped > 0);
+    assert!(
+        with.intact > without.intact,
+        "{} vs {}",
+        with.intact,
+        without.intact
+    );
+    // Off means off: no extension, no feedback.
+    assert_eq!(off.b.core.stats().cc_feedback_sent, 0);
+    assert_eq!(off.a.core.stats().cc_target_bps, 0);
+}
+
+/// FEC protects packets before the transport-wide number goes in, so a stream with FEC does not
+/// run congestion control (yet): no estimate, no stamps, no feedback.
+#[test]
+fn a_stream_with_fec_leaves_congestion_control_off() {
+    let t0 = Instant::now();
+    let mut cfg = config(true);
+    if let MediaParams::Video(v) = &mut cfg.media {
+        v.fec = Some(roomkit_media::rtp::fec::FecConfig::default());
+    }
+    let mut p = SimPair::new(
+        t0,
+        cfg.clone(),
+        cfg,
+        SimPath::new(PathConfig::clean(ONE_WAY), 1),
+        SimPath::new(PathConfig::clean(ONE_WAY), 2),
+        5,
+    )
+    .unwrap();
+    for i in 0..10u32 {
+        let pic = h264_picture(i == 0, 3_000, u64::from(i));
+        p.with_a(|c, now| c.send_video(now, &pic, None)).unwrap();
+        p.run_for(FRAME);
+    }
+    p.run_for(Duration::from_millis(300));
+    let (a, b) = (p.a.core.stats(), p.b.core.stats());
+    assert_eq!((a.cc_target_bps, a.cc_pacer_rate_bps), (0, 0));
+    assert_eq!((b.cc_feedback_sent, a.cc_feedback_received), (0, 0));
+    assert!(b.frames >= 9, "{b:?}");
+}
