@@ -13,8 +13,11 @@ cd "$(dirname "$0")/.."
 
 CC=${CC:-cc}
 CXX=${CXX:-c++}
-OUT=target/ffi-tests
-LIB=target/release/libroomkit_media.a
+# Cargo's output directory: CARGO_TARGET_DIR when set (relative to the repo, as cargo takes it).
+TARGET=${CARGO_TARGET_DIR:-target}
+case $TARGET in /*) ;; *) TARGET=$PWD/$TARGET ;; esac
+OUT=$TARGET/ffi-tests
+LIB=$TARGET/release/libroomkit_media.a
 CFLAGS=(-std=c11 -Wall -Wextra -Werror -g -Iinclude -Iffi-tests)
 LIBS=(-lpthread -ldl -lm)
 TESTS=(rtp_loopback bad_args callback_reentry free_live sip_call sip_phone resilience wideband
@@ -59,14 +62,14 @@ for t in "${TESTS[@]}"; do
     "${LIBS[@]}" -o "$OUT/$t-asan"
 done
 step "rtp_loopback (shared)" "$CC" "${CFLAGS[@]}" ffi-tests/rtp_loopback.c \
-  -Ltarget/release -lroomkit_media -Wl,-rpath,"$PWD/target/release" "${LIBS[@]}" \
+  -L"$TARGET/release" -lroomkit_media -Wl,-rpath,"$TARGET/release" "${LIBS[@]}" \
   -o "$OUT/rtp_loopback-shared"
 
 # roomkit-media.pc, checked against a staged install: prefix/{include,lib} pointing at the tree.
-STAGE=$PWD/$OUT/prefix
+STAGE=$OUT/prefix
 mkdir -p "$STAGE/lib"
 ln -sfn "$PWD/include" "$STAGE/include"
-ln -sf "$PWD/target/release/libroomkit_media.so" "$STAGE/lib/libroomkit_media.so"
+ln -sf "$TARGET/release/libroomkit_media.so" "$STAGE/lib/libroomkit_media.so"
 crate_version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n1)
 pc() { PKG_CONFIG_PATH=$PWD pkg-config --define-variable=prefix="$STAGE" "$@" roomkit-media; }
 step "roomkit-media.pc version is $crate_version" test "$(pc --modversion)" = "$crate_version"

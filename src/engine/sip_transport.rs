@@ -278,13 +278,18 @@ fn run<H: SipHandler>(
             // Answers go out before the next connection is read.
             flush(&mut out, &sock, &mut streams);
         }
+        // Due times are asked for before the clock is read: a handler may answer "now" with a
+        // fresh reading of its own, which must count as reached (read the other way round, it
+        // never is, and the loop spins without serving it).
+        let streams_due = streams.as_mut().and_then(|s| s.poll_timeout());
+        let handler_due = handler.poll_timeout();
         let now = Instant::now();
         if let Some(s) = streams.as_mut() {
-            if s.poll_timeout().is_some_and(|t| t <= now) {
+            if streams_due.is_some_and(|t| t <= now) {
                 s.handle_timeout(now);
             }
         }
-        if handler.poll_timeout().is_some_and(|t| t <= now) {
+        if handler_due.is_some_and(|t| t <= now) {
             handler.on_timeout(now, &mut out);
             flush(&mut out, &sock, &mut streams);
         }
@@ -311,5 +316,55 @@ fn pollfd(fd: std::os::fd::RawFd) -> libc::pollfd {
         fd,
         events: libc::POLLIN,
         revents: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crossbeam_channel::{bounded, Sender};
+
+    /// Asks for a timeout "now", read from the clock inside `poll_timeout`, after each wake-up.
+    struct DueNow {
+        pending: bool,
+        fired: Sender<()>,
+    }
+
+    impl SipHandler for DueNow {
+        fn on_datagram(&mut self, _: &[u8], _: SipPeer, _: Instant, _: &mut Outbox) {}
+        fn on_wake(&mut self, _: Instant, _: &mut Outbox) {
+            self.pending = true;
+        }
+        fn on_timeout(&mut self, _: Instant, _: &mut Outbox) {
+            self.pending = false;
+            let _ = self.fired.send(());
+        }
+        fn poll_timeout(&mut self) -> Option<Instant> {
+            self.pending.then(Instant::now)
+        }
+        fn on_shutdown(&mut self, _: Instant, _: &mut Outbox) {}
+    }
+
+    /// The loop's contract with a handler: a due time no later than a clock reading taken
+    /// when the handler is asked is served on that turn, without another wake-up — even one
+    /// the handler read from the clock itself (the loop used to read first and compare a
+    /// later due time, spinning until something else woke it).
+    #[test]
+    fn a_timeout_due_now_is_served_without_another_wake() {
+        let sock = MediaSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let (tx, rx) = bounded(16);
+        let handler = DueNow {
+            pending: false,
+            fired: tx,
+        };
+        let mut t = SipTransport::spawn(sock, "rkm-test-sip", handler).unwrap();
+        for round in 0..3 {
+            t.signal().wake();
+            assert!(
+                rx.recv_timeout(Duration::from_secs(10)).is_ok(),
+                "round {round}: on_timeout did not run"
+            );
+        }
+        t.stop();
     }
 }

@@ -93,15 +93,6 @@ impl Drop for Serve {
     }
 }
 
-/// The port of `"sip":"127.0.0.1:PORT"` in serve's `listening` line.
-fn listening_port(line: &str) -> String {
-    line.rsplit(':')
-        .next()
-        .unwrap()
-        .trim_end_matches(['"', '}'])
-        .to_string()
-}
-
 #[test]
 fn registered_backend_takes_a_call_through_kamailio_and_hangs_up_through_it() {
     if !peers::have_peers(&["sipp"]) {
@@ -125,7 +116,7 @@ fn registered_backend_takes_a_call_through_kamailio_and_hangs_up_through_it() {
         ],
     );
     let listening = serve.wait_event("listening", Duration::from_secs(20));
-    let our_port = listening_port(&listening);
+    let our_port = support::peers::listening_port(&listening, "sip").to_string();
     let reg = serve.wait_event("registered", Duration::from_secs(20));
     assert!(reg.contains("\"expires\":60"), "{reg}");
     assert!(

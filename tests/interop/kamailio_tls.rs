@@ -6,8 +6,9 @@
 //! our `;transport=tls` Contact, and a small load all complete; serve reports every call as TLS,
 //! and Kamailio's own `tls.list` shows the established connection to our TLS port.
 
-use crate::sip_tls::{count, finish, listening_port, serve};
+use crate::sip_tls::{count, finish, serve};
 use crate::support;
+use crate::support::peers::listening_port;
 
 use support::kamailio::{Kamailio, RelayTls};
 use support::sipp;
@@ -20,21 +21,10 @@ fn sipp_calls_serve_through_kamailio_over_tls() {
     }
     let pki = Pki::new("kamailio-tls");
     let (cert, key) = (pki.path("cert.pem"), pki.path("key.pem"));
-    let (child, first, lines) = serve(
-        "38000-38599",
-        &[
-            "--sip-tls",
-            "127.0.0.1:0",
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-            "--srtp",
-            "optional",
-            "--max-calls",
-            "13",
-        ],
-    );
+    let mut args = pki.serve_tls_args(Some("optional"));
+    args.extend(["--max-calls".into(), "13".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (child, first, lines) = serve("38000-38599", &args);
     let tls = listening_port(&first, "sip_tls");
     let target = format!("sip:127.0.0.1:{tls};transport=tls");
     let relay_tls = RelayTls {

@@ -8,16 +8,8 @@ use std::io::{BufRead, BufReader};
 use std::time::Duration;
 
 use support::baresip::{have_modules, write_config, Media};
-use support::peers::{self, TempDir};
+use support::peers::{self, listening_port, TempDir};
 use support::tls::Pki;
-
-/// The port of `key` (`"sip_tcp"`, `"sip_tls"`) in serve's `listening` line.
-pub(crate) fn listening_port(line: &str, key: &str) -> u16 {
-    let tag = format!("\"{key}\":\"");
-    let rest = &line[line.find(&tag).unwrap_or_else(|| panic!("{key} in {line}")) + tag.len()..];
-    let addr = &rest[..rest.find('"').unwrap()];
-    addr.rsplit(':').next().unwrap().parse().unwrap()
-}
 
 /// `serve` with `extra`, its `listening` line, and a reader of the rest.
 pub(crate) fn serve(
@@ -99,21 +91,10 @@ fn baresip_calls_serve_over_tls() {
     let dir = TempDir::new("baresip-tls");
     let pki = Pki::new("baresip");
     let (conf, _) = baresip_tls_config(&dir, &pki, "40200-40299");
-    let cert = pki.path("cert.pem");
-    let key = pki.path("key.pem");
-    let (child, first, lines) = serve(
-        "37600-37799",
-        &[
-            "--sip-tls",
-            "127.0.0.1:0",
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-            "--max-calls",
-            "1",
-        ],
-    );
+    let mut args = pki.serve_tls_args(None);
+    args.extend(["--max-calls".into(), "1".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (child, first, lines) = serve("37600-37799", &args);
     let tls = listening_port(&first, "sip_tls");
     let dial = format!("/dial sip:test@127.0.0.1:{tls};transport=tls");
     let b = peers::spawn(
@@ -234,23 +215,10 @@ fn baresip_calls_serve_over_tls_with_srtp_mandatory() {
         ),
     )
     .unwrap();
-    let cert = pki.path("cert.pem");
-    let key = pki.path("key.pem");
-    let (child, first, lines) = serve(
-        "37800-37999",
-        &[
-            "--sip-tls",
-            "127.0.0.1:0",
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-            "--srtp",
-            "mandatory",
-            "--max-calls",
-            "1",
-        ],
-    );
+    let mut args = pki.serve_tls_args(Some("mandatory"));
+    args.extend(["--max-calls".into(), "1".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (child, first, lines) = serve("37800-37999", &args);
     let tls = listening_port(&first, "sip_tls");
     let dial = format!("/dial sip:test@127.0.0.1:{tls};transport=tls");
     let b = peers::spawn(

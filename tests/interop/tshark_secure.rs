@@ -17,7 +17,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use roomkit_media::codec::testclip::TestClip;
-use support::peers::{self, TempDir};
+use support::peers::{self, listening_port, TempDir};
 use support::tls::Pki;
 
 /// serve's RTP ports: no other test uses them.
@@ -226,13 +226,6 @@ fn examine(capture: &Path, sip_stream_port: u16, video_pt: u8, needles: &Needles
     f
 }
 
-/// The port of `key` (`"sip_tcp"`, `"sip_tls"`) in serve's `listening` line.
-fn listening_port(line: &str, key: &str) -> u16 {
-    let v: serde_json::Value = serde_json::from_str(line).expect("listening JSON");
-    let addr = v[key].as_str().unwrap_or_else(|| panic!("{key} in {line}"));
-    addr.rsplit(':').next().unwrap().parse().unwrap()
-}
-
 /// One call from our `call` to `serve`, captured: plain TCP + RTP, or TLS + SRTP (mandatory).
 /// Returns what tshark found and the output lines of serve, then of call.
 fn captured_call(
@@ -243,23 +236,14 @@ fn captured_call(
     secure: bool,
 ) -> (Findings, Vec<String>) {
     let tag = if secure { "secure" } else { "control" };
-    let (cert, key) = (pki.path("cert.pem"), pki.path("key.pem"));
     let rtp_ports = format!("{}-{}", RTP_PORTS.0, RTP_PORTS.1);
-    let mut extra = vec!["--max-calls", "1"];
+    let mut extra = vec!["--max-calls".to_string(), "1".to_string()];
     if secure {
-        extra.extend_from_slice(&[
-            "--sip-tls",
-            "127.0.0.1:0",
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-            "--srtp",
-            "mandatory",
-        ]);
+        extra.extend(pki.serve_tls_args(Some("mandatory")));
     } else {
-        extra.extend_from_slice(&["--sip-tcp", "127.0.0.1:0"]);
+        extra.extend(["--sip-tcp".to_string(), "127.0.0.1:0".to_string()]);
     }
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     let (mut serve, sip_port) = peers::spawn_serve(120, &rtp_ports, &extra);
     let mut serve_out = BufReader::new(serve.stdout.take().unwrap()).lines();
     let first = serve_out.next().expect("serve output").unwrap();

@@ -227,6 +227,13 @@ pub fn spawn_serve(secs: u32, rtp_ports: &str, extra: &[&str]) -> (Child, u16) {
     (spawn(secs, bin().to_str().unwrap(), &args), port)
 }
 
+/// The port of listener `key` (`"sip"`, `"sip_tcp"`, `"sip_tls"`) in serve's `listening` line.
+pub fn listening_port(line: &str, key: &str) -> u16 {
+    let v: serde_json::Value = serde_json::from_str(line).expect("listening JSON");
+    let addr = v[key].as_str().unwrap_or_else(|| panic!("{key} in {line}"));
+    addr.rsplit(':').next().unwrap().parse().unwrap()
+}
+
 /// Generates a 16-bit PCM WAV of a `freq` Hz sine at `rate` Hz, `channels` channels, `seconds`
 /// long, with ffmpeg.
 pub fn make_tone_wav(out: &Path, freq: f64, rate: u32, channels: u32, seconds: u32) {

@@ -56,6 +56,23 @@ impl Pki {
     pub fn path(&self, f: &str) -> PathBuf {
         self.dir.join(f)
     }
+
+    /// `serve`'s arguments for a SIP-over-TLS listener on an ephemeral loopback port with this
+    /// server certificate, and `--srtp MODE` when given.
+    pub fn serve_tls_args(&self, srtp: Option<&str>) -> Vec<String> {
+        let mut args = vec![
+            "--sip-tls".to_string(),
+            "127.0.0.1:0".to_string(),
+            "--tls-cert".to_string(),
+            self.path("cert.pem").display().to_string(),
+            "--tls-key".to_string(),
+            self.path("key.pem").display().to_string(),
+        ];
+        if let Some(mode) = srtp {
+            args.extend(["--srtp".to_string(), mode.to_string()]);
+        }
+        args
+    }
 }
 
 impl Drop for Pki {

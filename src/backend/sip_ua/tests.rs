@@ -2413,6 +2413,23 @@ fn a_thousand_sequential_calls_leave_no_state_behind() {
     assert_eq!(a.counters.snapshot().calls_ended, 1001);
 }
 
+/// Two cores on ports `port_a` and `port_a + 1` with an answered call from a to b, over a
+/// lossless link: a's and b's session ids of it.
+fn answered_pair(port_a: u16, now: &mut Instant) -> (Ua, Ua, SessionId, SessionId) {
+    let mut a = Ua::new(port_a, |_| {});
+    let mut b = Ua::new(port_a + 1, |_| {});
+    let session = SessionId::new_v4();
+    let uri = format!("sip:bob@127.0.0.1:{}", port_a + 1);
+    a.cmd(
+        Command::Dial(Box::new(dial_to(session, &uri, b.addr))),
+        *now,
+    );
+    run_for(&mut a, &mut b, now, Duration::from_secs(5), &mut keep_all());
+    assert_eq!(a.states().last(), Some(&CallState::Answered));
+    let theirs = session_of(&b);
+    (a, b, session, theirs)
+}
+
 /// More commands than one wake-up takes (here `COMMANDS_PER_WAKE` that find no call, then the
 /// hang-up of a live one): the rest is due at once, as a time the I/O loop already reached,
 /// so its next turn takes it without another command to wake it. (Due at a fresh clock
@@ -2428,22 +2445,7 @@ fn a_command_backlog_is_taken_on_the_next_turn_without_another_wake() {
         .checked_sub(Duration::from_secs(60))
         .expect("a clock running for a minute");
     let mut now = t0;
-    let mut a = Ua::new(5091, |_| {});
-    let mut b = Ua::new(5092, |_| {});
-    let session = SessionId::new_v4();
-    a.cmd(
-        Command::Dial(Box::new(dial_to(session, "sip:bob@127.0.0.1:5092", b.addr))),
-        now,
-    );
-    run_for(
-        &mut a,
-        &mut b,
-        &mut now,
-        Duration::from_secs(5),
-        &mut keep_all(),
-    );
-    assert_eq!(a.states().last(), Some(&CallState::Answered));
-    let theirs = session_of(&b);
+    let (_a, b, _, theirs) = answered_pair(5091, &mut now);
     // b's core as its SIP thread drives it; the hang-up comes last in a long queue.
     let Ua {
         core,
@@ -2494,22 +2496,7 @@ fn a_command_backlog_is_taken_on_the_next_turn_without_another_wake() {
 fn crossing_byes_are_both_answered_200() {
     let t0 = Instant::now();
     let mut now = t0;
-    let mut a = Ua::new(5093, |_| {});
-    let mut b = Ua::new(5094, |_| {});
-    let session = SessionId::new_v4();
-    a.cmd(
-        Command::Dial(Box::new(dial_to(session, "sip:bob@127.0.0.1:5094", b.addr))),
-        now,
-    );
-    run_for(
-        &mut a,
-        &mut b,
-        &mut now,
-        Duration::from_secs(5),
-        &mut keep_all(),
-    );
-    assert_eq!(a.states().last(), Some(&CallState::Answered));
-    let theirs = session_of(&b);
+    let (mut a, mut b, session, theirs) = answered_pair(5093, &mut now);
     a.cmd(Command::Hangup(session), now);
     b.cmd(Command::Hangup(theirs), now);
     assert_eq!(a.core.call_count() + b.core.call_count(), 0);
