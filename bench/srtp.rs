@@ -13,6 +13,10 @@
 
 use std::time::Instant;
 
+#[path = "cpu.rs"]
+mod cpu;
+
+use cpu::{median, thread_cpu_ns};
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use roomkit_media::rtp::srtp::{SrtpKey, SrtpReceiver, SrtpSender, SrtpSuite};
 
@@ -57,23 +61,6 @@ fn srtp(c: &mut Criterion) {
 /// Rounds of the summary, and packets before the first (the same as bench/libsrtp.c).
 const ROUNDS: usize = 15;
 const WARMUP: u64 = 20_000;
-
-/// CPU time this thread has used, in nanoseconds.
-fn thread_cpu_ns() -> f64 {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one `timespec` into the pointer, which points to one.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
-    assert_eq!(rc, 0, "clock_gettime");
-    t.tv_sec as f64 * 1e9 + t.tv_nsec as f64
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
 /// Median CPU and wall nanoseconds per call of `step` (after a warm-up of `WARMUP` calls).
 fn timed(per_round: u64, mut step: impl FnMut()) -> (f64, f64) {

@@ -38,6 +38,8 @@ pub mod rtp;
 pub mod sdp;
 #[allow(missing_docs)]
 pub mod sip;
+#[allow(missing_docs)]
+pub mod webrtc;
 
 pub use error::{Error, Result};
 pub use frame::{AudioFrame, Delivery, DtmfEvent, VideoChunk, VideoCodec, VideoFrame};

@@ -280,6 +280,7 @@ fn srtp_name(s: Option<crate::SrtpSuite>) -> *const c_char {
         Some(crate::SrtpSuite::AesCm128HmacSha1_80) => c"AES_CM_128_HMAC_SHA1_80".as_ptr(),
         Some(crate::SrtpSuite::AesCm128HmacSha1_32) => c"AES_CM_128_HMAC_SHA1_32".as_ptr(),
         Some(crate::SrtpSuite::AeadAes128Gcm) => c"AEAD_AES_128_GCM".as_ptr(),
+        Some(crate::SrtpSuite::AeadAes256Gcm) => c"AEAD_AES_256_GCM".as_ptr(),
     }
 }
 

@@ -17,6 +17,7 @@ pub mod sip;
 pub mod srtp;
 pub mod video;
 pub mod voice;
+pub mod webrtc;
 
 /// Reads fuzzer bytes as a stream of small fields; past the end every read gives zeros, so any
 /// input decodes to something.

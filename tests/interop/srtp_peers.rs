@@ -34,6 +34,7 @@ fn gst_suite(suite: SrtpSuite) -> [&'static str; 4] {
             ["aes-128-icm", "hmac-sha1-32", "aes-128-icm", "hmac-sha1-80"]
         }
         SrtpSuite::AeadAes128Gcm => ["aes-128-gcm", "null", "aes-128-gcm", "null"],
+        SrtpSuite::AeadAes256Gcm => ["aes-256-gcm", "null", "aes-256-gcm", "null"],
     }
 }
 

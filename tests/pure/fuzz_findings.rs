@@ -27,6 +27,7 @@ fn target_of(name: &str, bytes: &[u8]) -> (fn(&[u8]), Vec<u8>) {
         Some("rtcp") => fuzz_support::rtcp::compound,
         Some("voice") => fuzz_support::voice::rx,
         Some("srtp") => fuzz_support::srtp::unprotect,
+        Some("webrtc") => fuzz_support::webrtc::datagrams,
         // Findings of the `sip_stream` target are named `stream_*`.
         Some("stream") => fuzz_support::framing::stream,
         _ => panic!("{name}: no target for this prefix; name findings after their target"),

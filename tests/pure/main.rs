@@ -27,3 +27,4 @@ mod stream_core;
 mod stream_srtp;
 mod stream_voice;
 mod vp8_props;
+mod webrtc;

@@ -30,10 +30,11 @@ const MAX_SRTCP_INDEX: u64 = 0x7fff_ffff;
 /// only authenticated packets add one, so only the keyed peer can fill it.
 const MAX_SOURCES: usize = 16;
 
-/// The master key and salt lengths of every suite we offer (AES-128).
+/// The master key length of every suite SDES offers (AES-128); AES-256-GCM, which only DTLS-SRTP
+/// negotiates (RFC 7714 §14.2), takes twice as much.
 const MASTER_KEY_LEN: usize = 16;
-/// Room for the longest master key || salt (AES-CM's 14-byte salt).
-const MAX_KEY_SALT_LEN: usize = 30;
+/// Room for the longest master key || salt (AES-256-GCM: 32 + 12).
+const MAX_KEY_SALT_LEN: usize = 44;
 /// The longest base64 text read as a key: 30 bytes take 40 characters.
 const MAX_KEY_BASE64: usize = 64;
 
@@ -46,6 +47,10 @@ pub enum SrtpSuite {
     AesCm128HmacSha1_32,
     /// AES-128 in Galois/counter mode, 16-byte tag (RFC 7714).
     AeadAes128Gcm,
+    /// AES-256 in Galois/counter mode, 16-byte tag (RFC 7714). Negotiated by DTLS-SRTP only
+    /// (every DTLS stack offers it first); not in [`SrtpSuite::ALL`], so SDES never offers or
+    /// accepts it.
+    AeadAes256Gcm,
 }
 
 impl SrtpSuite {
@@ -62,6 +67,7 @@ impl SrtpSuite {
             SrtpSuite::AesCm128HmacSha1_80 => "AES_CM_128_HMAC_SHA1_80",
             SrtpSuite::AesCm128HmacSha1_32 => "AES_CM_128_HMAC_SHA1_32",
             SrtpSuite::AeadAes128Gcm => "AEAD_AES_128_GCM",
+            SrtpSuite::AeadAes256Gcm => "AEAD_AES_256_GCM",
         }
     }
 
@@ -102,13 +108,16 @@ impl SrtpSuite {
 
     /// Master key length in bytes.
     pub fn key_len(self) -> usize {
-        MASTER_KEY_LEN
+        match self {
+            SrtpSuite::AeadAes256Gcm => 2 * MASTER_KEY_LEN,
+            _ => MASTER_KEY_LEN,
+        }
     }
 
     /// Master salt length in bytes: 112 bits for AES-CM, 96 for GCM.
     pub fn salt_len(self) -> usize {
         match self {
-            SrtpSuite::AeadAes128Gcm => 12,
+            SrtpSuite::AeadAes128Gcm | SrtpSuite::AeadAes256Gcm => 12,
             _ => 14,
         }
     }
@@ -118,7 +127,7 @@ impl SrtpSuite {
         match self {
             SrtpSuite::AesCm128HmacSha1_80 => 10,
             SrtpSuite::AesCm128HmacSha1_32 => 4,
-            SrtpSuite::AeadAes128Gcm => 16,
+            SrtpSuite::AeadAes128Gcm | SrtpSuite::AeadAes256Gcm => 16,
         }
     }
 
@@ -127,6 +136,7 @@ impl SrtpSuite {
             SrtpSuite::AesCm128HmacSha1_80 => ProtectionProfile::Aes128CmHmacSha1_80,
             SrtpSuite::AesCm128HmacSha1_32 => ProtectionProfile::Aes128CmHmacSha1_32,
             SrtpSuite::AeadAes128Gcm => ProtectionProfile::AeadAes128Gcm,
+            SrtpSuite::AeadAes256Gcm => ProtectionProfile::AeadAes256Gcm,
         }
     }
 }
@@ -479,7 +489,7 @@ impl SrtpReceiver {
     pub fn unprotect_rtcp(&mut self, srtcp: &[u8]) -> Result<Vec<u8>, SrtpError> {
         // Header and SSRC, the E-flag and index, and the tag (SRTCP keeps 80 bits with AES-CM).
         let tag = match self.suite {
-            SrtpSuite::AeadAes128Gcm => 16,
+            SrtpSuite::AeadAes128Gcm | SrtpSuite::AeadAes256Gcm => 16,
             _ => 10,
         };
         if srtcp.len() < RTCP_HEADER_LEN + 4 + tag || srtcp[0] >> 6 != 2 {
@@ -488,7 +498,7 @@ impl SrtpReceiver {
         // The E flag and index: before the tag with AES-CM, the last word with GCM (RFC 7714
         // §9.3 appends it after the tag-bearing ciphertext).
         let end = match self.suite {
-            SrtpSuite::AeadAes128Gcm => srtcp.len(),
+            SrtpSuite::AeadAes128Gcm | SrtpSuite::AeadAes256Gcm => srtcp.len(),
             _ => srtcp.len() - tag,
         };
         let word = &srtcp[end - 4..end];
@@ -765,7 +775,8 @@ mod tests {
 
     #[test]
     fn tampered_and_wrongly_keyed_packets_are_rejected() {
-        for suite in SrtpSuite::ALL {
+        // AES-256-GCM too: DTLS-SRTP negotiates it although SDES does not.
+        for suite in SrtpSuite::ALL.into_iter().chain([SrtpSuite::AeadAes256Gcm]) {
             let (mut tx, mut rx) = pair(suite);
             let (_, mut stranger) = pair(suite);
             let good = tx.protect_rtp(&rtp(7)).unwrap();
@@ -789,7 +800,7 @@ mod tests {
             // Any RTCP we like, claimed unencrypted (E flag clear) with a made-up tag: refused
             // (rtc-srtp alone would return it unauthenticated with AES-CM).
             let e_at = match suite {
-                SrtpSuite::AeadAes128Gcm => good.len() - 4,
+                SrtpSuite::AeadAes128Gcm | SrtpSuite::AeadAes256Gcm => good.len() - 4,
                 _ => good.len() - 14,
             };
             let mut unencrypted = hex(RTCP_PLAIN);

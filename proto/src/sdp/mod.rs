@@ -7,6 +7,9 @@
 //! - `crypto.rs`: SDES `a=crypto` lines (RFC 4568) and the SRTP policy (`off`, `optional`,
 //!   `mandatory`) that decides the proto and crypto lines of offers and answers.
 //! - `extmap.rs`: `a=extmap` lines (RFC 8285) and what an answer keeps of them.
+//! - `transport.rs`: ICE, DTLS-SRTP and BUNDLE attributes (`a=ice-*`, `a=candidate`,
+//!   `a=fingerprint`, `a=setup`, `a=mid`, `a=group:BUNDLE`) and an answer's `a=setup` role;
+//!   read into every m-line, not yet written into our offers and answers.
 //! - [`build_offer`] writes our offer as the calling party; [`parse_answer`] reads the reply.
 
 // A pure layer: any `unsafe` the engine needs lives in engine/ (or ffi/), never here.
@@ -20,6 +23,7 @@ mod local;
 mod model;
 mod offer;
 mod parse;
+mod transport;
 mod write;
 
 // Re-exports for the `_internals` API (fuzz targets, benches, tests); without the feature the
@@ -48,4 +52,8 @@ pub use model::{
 };
 pub use offer::{
     build_offer, parse_answer, reoffer, sdes_offer, Offer, OfferConfig, ReofferConfig, ReofferVideo,
+};
+#[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
+pub use transport::{
+    session_lines, Fingerprint, IceCredentials, SetupRole, TransportAttrs, MAX_CANDIDATES,
 };

@@ -247,6 +247,8 @@ pub struct MediaDescription {
     /// The `a=extmap` lines (RFC 8285) of the m-line, then the session-level ones whose ID the
     /// m-line does not use; at most [`super::MAX_EXTMAPS`].
     pub extmaps: Vec<super::extmap::ExtMap>,
+    /// ICE, DTLS-SRTP and BUNDLE attributes (`sdp/transport.rs`), session-level ones applied.
+    pub transport: super::transport::TransportAttrs,
 }
 
 impl MediaDescription {
@@ -307,6 +309,8 @@ pub struct SessionDescription {
     pub media: Vec<MediaDescription>,
     /// True when sdp-types refused the text and our tolerant reader was used instead.
     pub parsed_leniently: bool,
+    /// The `a=group:BUNDLE` groups (RFC 9143), each the mids it lists.
+    pub bundle: Vec<Vec<String>>,
 }
 
 /// A body that is not a session description at all.

@@ -175,10 +175,12 @@ fn convert(session: &sdp_types::Session, lenient: bool) -> SessionDescription {
             .map(|m| {
                 let mut media = convert_media(m, session_connection, session_direction);
                 add_session_extmaps(&mut media.extmaps, &session.attributes);
+                media.transport = super::transport::read(&session.attributes, &m.attributes);
                 media
             })
             .collect(),
         parsed_leniently: lenient,
+        bundle: super::transport::bundle_groups(&session.attributes),
     }
 }
 
@@ -322,6 +324,7 @@ fn convert_media(
             .filter_map(|v| super::crypto::parse_crypto(v).ok())
             .collect(),
         extmaps: extmaps(&media.attributes).collect(),
+        transport: Default::default(),
     }
 }
 

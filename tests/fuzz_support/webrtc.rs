@@ -1,0 +1,95 @@
+//! STUN and DTLS input through our wrappers (`webrtc::IceAgent`, `webrtc::DtlsEndpoint`), as the
+//! RFC 7983 demultiplexer would hand it over: arbitrary datagrams must be a counted drop or a
+//! refusal, never a panic; nothing the fuzzer writes may pass for an authenticated ICE check
+//! (it does not know the password) or complete a DTLS handshake (it cannot present a certificate
+//! matching the fingerprint we expect).
+
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use roomkit_media::sdp::{Fingerprint, IceCredentials};
+use roomkit_media::webrtc::{
+    demux, Demux, DtlsEndpoint, DtlsEvent, DtlsIdentity, IceAgent, IceConfig, IceInput,
+};
+
+use super::Cursor;
+
+/// One certificate for every run: making one per input would cost more than the input.
+fn identity() -> &'static DtlsIdentity {
+    static ID: OnceLock<DtlsIdentity> = OnceLock::new();
+    ID.get_or_init(|| DtlsIdentity::generate().expect("a certificate"))
+}
+
+fn credentials(ufrag: &str) -> IceCredentials {
+    IceCredentials {
+        ufrag: ufrag.to_string(),
+        pwd: "fuzzfuzzfuzzfuzzfuzzfuzz".to_string(),
+    }
+}
+
+/// The first byte picks the roles (ICE lite or full, DTLS client or server); the rest is a
+/// series of datagrams, each a length byte and its bytes, delivered a few milliseconds apart.
+pub fn datagrams(data: &[u8]) {
+    let mut c = Cursor::new(data);
+    let mode = c.u8();
+    let start = Instant::now();
+    let here: SocketAddr = "10.0.0.1:5000".parse().unwrap();
+    let there: SocketAddr = "10.0.0.2:6000".parse().unwrap();
+    let mut ice = IceAgent::new(IceConfig {
+        lite: mode & 1 != 0,
+        controlling: mode & 2 != 0,
+        credentials: credentials("here"),
+    });
+    let _ = ice.add_host_candidate(here);
+    let remote = roomkit_media::webrtc::Candidate::from_sdp_string(&format!(
+        "candidate:1 1 udp 2130706431 {} {} typ host",
+        there.ip(),
+        there.port()
+    ))
+    .unwrap();
+    ice.set_remote(&credentials("there"), &[remote]);
+    // A fingerprint no certificate the fuzzer sends can have.
+    let expected = Fingerprint {
+        algorithm: "sha-256".into(),
+        hash: vec![0x5a; 32],
+    };
+    let mut dtls = DtlsEndpoint::new(identity(), mode & 4 != 0, &[expected], start);
+    let mut now = start;
+    for step in 0..64u32 {
+        if c.is_empty() {
+            break;
+        }
+        let len = usize::from(c.u8());
+        let datagram = c.bytes(len);
+        now = start + Duration::from_millis(u64::from(step) * 7);
+        match demux(datagram) {
+            Demux::Stun => {
+                let got = ice.handle_input(now, there, here, datagram);
+                assert_ne!(
+                    got,
+                    IceInput::Accepted,
+                    "an unauthenticated check was accepted"
+                );
+            }
+            Demux::Dtls => dtls.handle_input(now, datagram),
+            Demux::Rtp(_) | Demux::Other => {}
+        }
+        ice.handle_timeout(now);
+        dtls.handle_timeout(now);
+        while ice.poll_transmit().is_some() {}
+        while dtls.poll_transmit().is_some() {}
+        while let Some(e) = dtls.poll_event() {
+            assert!(
+                !matches!(e, DtlsEvent::Connected(_)),
+                "keys from a peer that proved no fingerprint"
+            );
+        }
+        while ice.poll_event().is_some() {}
+    }
+    assert!(
+        !ice.may_send(),
+        "no pair can be selected without an authenticated check"
+    );
+    let _ = (ice.poll_timeout(), dtls.poll_timeout(), now);
+}
