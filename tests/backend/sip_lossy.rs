@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crossbeam_channel::unbounded;
-use roomkit_media::backend::{DialOptions, SipBackendConfig, SipVideoBackend};
+use roomkit_media::backend::{DialOptions, SipBackendConfig, SipVideoBackend, StreamStats};
 use roomkit_media::prelude::*;
 use support::netsim::{Netsim, Path};
 use support::sip::{body, config, dial_ok, sip_addr, start, Leg, RawUa, H264_ATTRS};
@@ -84,9 +84,26 @@ fn offer_carries_rtx_when_enabled_and_not_when_disabled() {
     }
 }
 
-#[test]
-fn video_of_a_sip_call_through_a_lossy_path_is_repaired_with_rtx() {
-    let callee = backend(44, true);
+/// A call from `caller` to `callee` whose caller → callee video (and the callee's RTCP back)
+/// crosses `roomkit-media netsim` at 5 % loss: 120 pictures (a key picture every 30) sent at
+/// ~30 fps, and what arrived, with both ends' video stats.
+pub(crate) struct LossyVideoCall {
+    pub caller: SipVideoBackend,
+    pub call: SessionId,
+    /// Pictures sent, and how many distinct ones arrived bit-exact.
+    pub sent: usize,
+    pub delivered: usize,
+    pub tx: StreamStats,
+    pub rx: StreamStats,
+    /// netsim's closing stats.
+    pub netsim: String,
+}
+
+pub(crate) fn video_call_through_lossy_netsim(
+    caller: SipVideoBackend,
+    callee: &SipVideoBackend,
+    seed: u64,
+) -> LossyVideoCall {
     let (ctx, calls) = unbounded();
     callee.on_call(move |s| {
         let _ = ctx.send(s.id);
@@ -95,22 +112,21 @@ fn video_of_a_sip_call_through_a_lossy_path_is_repaired_with_rtx() {
     callee.on_video_received(move |_, f| {
         let _ = vtx.send(f.data.to_vec());
     });
-    start(&callee);
-    let caller = backend(45, true);
+    start(callee);
     start(&caller);
     let call = dial_ok(
         &caller,
-        &format!("sip:room@{}", sip_addr(&callee)),
+        &format!("sip:room@{}", sip_addr(callee)),
         DialOptions::default(),
     );
     let callee_id = calls.recv_timeout(T).expect("the call reaches the callee");
     let ours = caller.get_video_session(call).expect("the call has video");
     let callee_video = ours.video.as_ref().unwrap().remote_addr;
 
-    // Caller video → netsim → callee, and the callee's RTCP (NACKs) back the same way.
+    // Caller video → netsim → callee, and the callee's RTCP (NACKs, reports) back the same way.
     let mut path = Netsim::start(
         &[format!("127.0.0.1:0={callee_video}")],
-        &Path::lossy(5.0, 7),
+        &Path::lossy(5.0, seed),
         60,
     );
     let (listen, via) = path.pipes[0];
@@ -142,15 +158,32 @@ fn video_of_a_sip_call_through_a_lossy_path_is_repaired_with_rtx() {
     let tx = caller.stats(call).unwrap().video.unwrap();
     let rx = callee.stats(callee_id).unwrap().video.unwrap();
     let netsim = path.stop();
+    LossyVideoCall {
+        caller,
+        call,
+        sent: sent.len(),
+        delivered: got.len(),
+        tx,
+        rx,
+        netsim,
+    }
+}
+
+#[test]
+fn video_of_a_sip_call_through_a_lossy_path_is_repaired_with_rtx() {
+    let callee = backend(44, true);
+    let r = video_call_through_lossy_netsim(backend(45, true), &callee, 7);
+    let (tx, rx) = (&r.tx, &r.rx);
     eprintln!(
         "delivered {}/{}; caller retransmitted {}, callee nack_sent {} rtx_received {} \
-         recovered {}; netsim {netsim}",
-        got.len(),
-        sent.len(),
+         recovered {}; netsim {}",
+        r.delivered,
+        r.sent,
         tx.retransmitted,
         rx.nack_sent,
         rx.rtx_received,
-        rx.recovered
+        rx.recovered,
+        r.netsim
     );
     assert!(
         rx.nack_sent > 0,
@@ -162,10 +195,10 @@ fn video_of_a_sip_call_through_a_lossy_path_is_repaired_with_rtx() {
     // Repairs race real-time deadlines, which a loaded machine can miss: 90 %, not all but
     // three. Unrepaired, 5 % loss spoils about one 3-packet picture in seven, and more behind it.
     assert!(
-        got.len() * 10 >= sent.len() * 9,
+        r.delivered * 10 >= r.sent * 9,
         "nearly every picture arrives: {}/{}",
-        got.len(),
-        sent.len()
+        r.delivered,
+        r.sent
     );
-    caller.hangup(call).unwrap();
+    r.caller.hangup(r.call).unwrap();
 }
