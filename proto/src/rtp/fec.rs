@@ -290,6 +290,30 @@ pub fn recover(
     Ok(())
 }
 
+/// FEC packets one closed group of `n` media packets gets at `rate` (0 when `rate` is not
+/// above zero).
+fn group_fec_count(n: usize, rate: f64) -> usize {
+    if n == 0 || rate.is_nan() || rate <= 0.0 {
+        return 0;
+    }
+    ((n as f64 * rate.min(1.0)).round() as usize).clamp(1, n)
+}
+
+/// FEC packets [`FecSender`] builds for a picture of `n` consecutive packets at `rate`: its
+/// groups of at most [`MAX_PROTECTED`], each counted as [`FecSender::add_media`] closes it. A
+/// sender that numbers FEC packets before it builds them reserves this many.
+#[must_use]
+pub fn fec_packets_for_picture(n: usize, rate: f64) -> usize {
+    let mut left = n;
+    let mut total = 0;
+    while left > 0 {
+        let g = left.min(MAX_PROTECTED);
+        total += group_fec_count(g, rate);
+        left -= g;
+    }
+    total
+}
+
 /// The sender's side: groups each picture's packets and turns them into FEC payloads.
 #[derive(Debug, Default)]
 pub struct FecSender {
@@ -332,7 +356,7 @@ impl FecSender {
         if n == 0 || rate.is_nan() || rate <= 0.0 {
             return;
         }
-        let k = ((n as f64 * rate.min(1.0)).round() as usize).clamp(1, n);
+        let k = group_fec_count(n, rate);
         // Up to three FEC packets interleave; from four on, two layers: `cols` packets that each protect
         // every `cols`-th media packet (interleaved), and `rows` that each protect a run of
         // neighbours. Each media packet is then in two groups that share no other packet, so

@@ -1,15 +1,20 @@
 //! Forward error correction in the stream core (ULPFEC in RED, [`crate::rtp::fec`] and
-//! [`crate::rtp::red`]): the sender protects each picture right after packetizing it, at a rate
-//! sized from the receiver's reports and the RTT, and sends media and FEC wrapped in RED; the
+//! [`crate::rtp::red`]): the sender numbers each picture's FEC packets right after packetizing
+//! it, at a rate sized from the receiver's reports and the RTT, builds them from the packets as
+//! they leave the pacer, and sends media and FEC wrapped in RED; the
 //! receiver unwraps RED, lets each FEC packet fill its place in the jitter buffer, and hands the
 //! packets it rebuilds to the media path before a NACK would ask for them (a rebuilt packet
 //! counts as arrived for the NACK tracker, so its NACK is cancelled).
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::rtp::fec::{protection_rate, FecConfig, FecReceiver, FecSender};
+use crate::rtp::fec::{
+    fec_packets_for_picture, protection_rate, FecConfig, FecReceiver, FecSender,
+};
 use crate::rtp::pacer::Class;
 use crate::rtp::packet::parse_rtp;
+use crate::rtp::packet::RTP_HEADER_LEN;
 use crate::rtp::receiver::ReceiverStats;
 use crate::rtp::red::unwrap_red;
 use crate::rtp::RtpMeta;
@@ -29,6 +34,13 @@ const LOSS_WINDOW: Duration = Duration::from_secs(1);
 /// not work.
 const NACK_FAILURES: u64 = 1;
 
+/// Pictures whose FEC may wait in the pacer at once (more are a history's worth).
+const MAX_PICTURES_PENDING: usize = 256;
+
+/// The ULPFEC header and a level-0 header with the long mask: what an FEC payload adds to the
+/// protected packets' length.
+const ULPFEC_HEADERS_MAX: usize = 10 + 2 + 6;
+
 /// The sender's FEC state.
 #[derive(Debug)]
 pub(super) struct FecOut {
@@ -41,6 +53,13 @@ pub(super) struct FecOut {
     window_start: Option<(Instant, i64, u32)>,
     /// The loss share over the last full window.
     loss: f64,
+    /// Pictures whose FEC is reserved but not yet built: their last sequence number and the
+    /// rate they were sized at.
+    rates: VecDeque<(u16, f64)>,
+    /// The last media packet that left ended its picture.
+    after_marker: bool,
+    /// The RTP headers of FEC packets numbered but not yet built, oldest first.
+    headers: VecDeque<[u8; RTP_HEADER_LEN]>,
 }
 
 impl FecOut {
@@ -51,7 +70,52 @@ impl FecOut {
             last_report: None,
             window_start: None,
             loss: 0.0,
+            rates: VecDeque::new(),
+            after_marker: true,
+            headers: VecDeque::new(),
         }
+    }
+
+    /// A media packet leaving, whole, as the receiver will see it once RED is removed (with
+    /// its transport-wide number, if any): it joins its picture's FEC groups.
+    pub(super) fn on_media_out(&mut self, pkt: &[u8]) {
+        let (Some(&b1), Some(seq)) = (pkt.get(1), pkt.get(2..4)) else {
+            return;
+        };
+        let seq = u16::from_be_bytes([seq[0], seq[1]]);
+        let marker = b1 & 0x80 != 0;
+        if self.after_marker {
+            // A new picture: FEC built for the last one but not sent has no number any more.
+            while self.sender.poll_fec().is_some() {}
+        }
+        self.after_marker = marker;
+        // Pictures wholly before this packet are done.
+        while self
+            .rates
+            .front()
+            .is_some_and(|&(last, _)| seq.wrapping_sub(last) as i16 > 0)
+        {
+            self.rates.pop_front();
+        }
+        let rate = self.rates.front().map_or(0.0, |&(_, r)| r);
+        self.sender.add_media(pkt, marker, rate);
+    }
+
+    /// The header reserved for FEC packet `seq` and the next payload built, if both are there
+    /// (headers of numbers passed over are dropped on the way).
+    pub(super) fn next_fec(&mut self, seq: u16) -> Option<([u8; RTP_HEADER_LEN], Vec<u8>)> {
+        while let Some(h) = self.headers.pop_front() {
+            let s = u16::from_be_bytes([h[2], h[3]]);
+            if s == seq {
+                return Some((h, self.sender.poll_fec()?));
+            }
+            if seq.wrapping_sub(s) as i16 <= 0 {
+                // Not reached yet: keep it.
+                self.headers.push_front(h);
+                return None;
+            }
+        }
+        None
     }
 
     /// A receiver report block about our stream.
@@ -110,9 +174,13 @@ impl StreamCore {
         Some(protection_rate(&f.cfg, loss, rtt))
     }
 
-    /// Protects the picture just packetized (sequence numbers `first`.. `first + count`, RTP
-    /// timestamp `ts`): its FEC packets take the next sequence numbers and follow it through
-    /// the history and the pacer.
+    /// Reserves the FEC of the picture just packetized (sequence numbers `first`.. `first +
+    /// count`, RTP timestamp `ts`): its FEC packets take the next sequence numbers and wait in
+    /// the pacer behind the picture, but are built only as the picture leaves
+    /// ([`FecOut::on_media_out`]), from the packets exactly as they go on the wire: with
+    /// congestion control the transport-wide number is stamped on each packet as it leaves the
+    /// pacer, and the receiver rebuilds what was sent, number included (libwebrtc protects at
+    /// egress for the same reason).
     pub(super) fn protect_picture(&mut self, now: Instant, ts: u32, first: u16, count: u16) {
         let Some(rate) = self.fec_rate(now) else {
             return;
@@ -123,30 +191,39 @@ impl StreamCore {
         let Some(f) = v.fec.as_mut() else {
             return;
         };
-        for i in 0..count {
-            if let Some(pkt) = v.history.get(first.wrapping_add(i)) {
-                f.sender.add_media(pkt, i + 1 == count, rate);
-            }
+        let last = first.wrapping_add(count).wrapping_sub(1);
+        f.rates.push_back((last, rate));
+        while f.rates.len() > MAX_PICTURES_PENDING {
+            f.rates.pop_front();
         }
-        while let Some(payload) = f.sender.poll_fec() {
+        let largest = (0..count)
+            .filter_map(|i| v.history.get(first.wrapping_add(i)))
+            .map(<[u8]>::len)
+            .max()
+            .unwrap_or(RTP_HEADER_LEN);
+        // An FEC payload is its headers and the longest protected packet after its fixed header.
+        let payload = largest.saturating_sub(RTP_HEADER_LEN) + ULPFEC_HEADERS_MAX;
+        for _ in 0..fec_packets_for_picture(usize::from(count), rate) {
             // A history slot still waiting in the pacer is not reused: the FEC packet is
-            // dropped instead (the media matters more).
+            // left out instead (the media matters more).
             if v.pacer.media_len() >= v.history.capacity() {
-                continue;
+                break;
             }
             let media_pt = self.rtp.payload_type();
             self.rtp.set_payload_type(f.cfg.ulpfec_payload_type);
             let header = self.rtp.next_header(ts, false);
             self.rtp.set_payload_type(media_pt);
-            self.rtp.count_payload(payload.len());
+            self.rtp.count_payload(payload);
             let seq = u16::from_be_bytes([header[2], header[3]]);
-            let wire = v.history.store(seq, now, |buf| {
-                buf.extend_from_slice(&header);
-                buf.extend_from_slice(&payload);
-            });
+            // The header waits for its payload, built on the way out; the history gets the
+            // whole packet then (a NACK before that finds nothing to resend).
+            f.headers.push_back(header);
+            while f.headers.len() > v.history.capacity().max(1) {
+                f.headers.pop_front();
+            }
             // One byte more on the wire: the RED header.
-            v.pacer.push(now, Paced::Media(seq), wire + 1, Class::Media);
-            self.stats.fec_sent += 1;
+            let wire = RTP_HEADER_LEN + payload + 1;
+            v.pacer.push(now, Paced::Fec(seq), wire, Class::Media);
         }
     }
 

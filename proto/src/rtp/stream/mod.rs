@@ -231,10 +231,9 @@ impl StreamCore {
             }
             MediaParams::Video(v) => {
                 let mut out = Box::new(VideoOut::new(v, ssrc, now, &mut rng)?);
-                // FEC protects each packet as packetized, before the transport-wide number is
-                // inserted on the way out, so a packet rebuilt from FEC would come back without it
-                // and with a wrong header: until the two are made to fit, FEC wins.
-                if v.congestion.enabled && v.fec.is_none() {
+                // With FEC too: FEC packets are built as the protected packets leave, numbers
+                // stamped (stream/fec.rs), and go through the pacer at the estimate themselves.
+                if v.congestion.enabled {
                     let c = Box::new(Congestion::new(v.congestion, v.codec, now));
                     out.pacer.set_target_rate(now, Some(c.pacer_rate()));
                     cc = Some(c);

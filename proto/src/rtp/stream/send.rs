@@ -49,6 +49,8 @@ const TAIL_PROBE_MAX: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Paced {
     Media(u16),
+    /// An FEC packet numbered behind its picture, built as it leaves.
+    Fec(u16),
     Resend(u16),
     /// A tail-loss probe: a resend nobody asked for.
     Probe(u16),
@@ -299,7 +301,7 @@ impl StreamCore {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn emit_paced(
         v: &mut VideoOut,
-        cc: Option<&mut Congestion>,
+        mut cc: Option<&mut Congestion>,
         item: Paced,
         waited: Duration,
         now: Instant,
@@ -309,9 +311,15 @@ impl StreamCore {
         dest: SocketAddr,
     ) {
         let (seq, resend) = match item {
-            Paced::Media(s) => (s, false),
+            Paced::Media(s) | Paced::Fec(s) => (s, false),
             Paced::Resend(s) | Paced::Probe(s) => (s, true),
         };
+        if let Paced::Fec(s) = item {
+            if !Self::build_fec(v, s, now) {
+                return;
+            }
+            stats.fec_sent += 1;
+        }
         let Some(bytes) = v.history.get(seq) else {
             return;
         };
@@ -339,8 +347,23 @@ impl StreamCore {
                 rtx.seq = rtx.seq.wrapping_add(1);
             }
             (_, false) if v.fec.is_some() => {
+                // The number goes on the packet inside RED (the outer header is its copy), and
+                // FEC protects the packet with it: what the receiver unwraps is what was protected.
+                let mut inner = pool.take();
+                inner.clear();
+                inner.extend_from_slice(bytes);
+                if let Some(cc) = cc.take() {
+                    cc.stamp(now, &mut inner);
+                }
+                let f = v.fec.as_mut();
+                if let (Some(f), Paced::Media(_)) = (f, item) {
+                    f.on_media_out(&inner);
+                }
                 let red_pt = v.fec.as_ref().map_or(0, |f| f.cfg.red_payload_type);
-                if wrap_red(bytes, red_pt, &mut buf).is_err() {
+                let wrapped = wrap_red(&inner, red_pt, &mut buf);
+                pool.give(inner);
+                if wrapped.is_err() {
+                    pool.give(buf);
                     return;
                 }
             }
@@ -371,6 +394,20 @@ impl StreamCore {
             kind: TransmitKind::Rtp,
             contents: buf,
         });
+    }
+
+    /// Builds reserved FEC packet `seq` from what its picture sent and stores it in the
+    /// history; false when nothing was built for it (a protected packet was no longer in the
+    /// history), and the number then goes unused.
+    fn build_fec(v: &mut VideoOut, seq: u16, now: Instant) -> bool {
+        let Some((header, payload)) = v.fec.as_mut().and_then(|f| f.next_fec(seq)) else {
+            return false;
+        };
+        v.history.store(seq, now, |buf| {
+            buf.extend_from_slice(&header);
+            buf.extend_from_slice(&payload);
+        });
+        true
     }
 
     /// Sends the DTMF packets that are due, starting the next queued digit when one finishes.
