@@ -148,6 +148,10 @@ pub struct LiveGauges {
     pub jitter_sum: f64,
     /// Sum of the loss fractions the peers report (0–1 each).
     pub remote_fraction_lost_sum: f64,
+    /// Sum of the congestion-control estimates of the streams that run it, bits per second.
+    pub cc_target_bps_sum: f64,
+    /// Sum of their pacers' rates, bits per second.
+    pub cc_pacer_rate_bps_sum: f64,
 }
 
 impl LiveGauges {
@@ -156,6 +160,8 @@ impl LiveGauges {
         self.streams += 1;
         self.jitter_sum += s.jitter_ms / 1e3;
         self.remote_fraction_lost_sum += s.remote_fraction_lost;
+        self.cc_target_bps_sum += s.cc_target_bps as f64;
+        self.cc_pacer_rate_bps_sum += s.cc_pacer_rate_bps as f64;
         if s.rtt_ms > 0.0 {
             self.rtt_streams += 1;
             self.rtt_sum += s.rtt_ms / 1e3;
@@ -268,6 +274,18 @@ pub fn render_snapshots(snaps: &[(&str, BackendMetrics)], format: MetricsFormat)
         Kind::Gauge,
         "Mean fraction of our packets the peers report lost (0-1), over the live streams.",
         &per_kind(&|m, k| mean(m.live[k].remote_fraction_lost_sum, m.live[k].streams)),
+    );
+    w.family(
+        "rkm_rtp_cc_target_bitrate",
+        Kind::Gauge,
+        "Sum of the congestion-control estimates of the live streams that run it, bits per second.",
+        &per_kind(&|m, k| m.live[k].cc_target_bps_sum),
+    );
+    w.family(
+        "rkm_rtp_cc_pacer_bitrate",
+        Kind::Gauge,
+        "Sum of the pacer rates congestion control sets on the live streams, bits per second.",
+        &per_kind(&|m, k| m.live[k].cc_pacer_rate_bps_sum),
     );
 
     let sips: Vec<(&str, &SipMetrics)> = snaps
@@ -525,6 +543,34 @@ fn escape(out: &mut String, s: &str, quote: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn congestion_control_counters_and_estimates_are_rendered() {
+        let s = StreamStats {
+            cc_target_bps: 1_200_000,
+            cc_pacer_rate_bps: 1_200_000,
+            cc_pictures_dropped: 7,
+            cc_feedback_sent: 11,
+            cc_feedback_received: 13,
+            ..StreamStats::default()
+        };
+        let mut m = BackendMetrics::default();
+        m.streams[1].add(&s);
+        m.streams[1].add(&s);
+        m.live[1].add(&s);
+        let text = render_snapshots(&[("a", m)], MetricsFormat::Prometheus);
+        for line in [
+            "rkm_rtp_cc_pictures_dropped_total{instance=\"a\",media=\"video\"} 14\n",
+            "rkm_rtp_cc_feedback_sent_total{instance=\"a\",media=\"video\"} 22\n",
+            "rkm_rtp_cc_feedback_received_total{instance=\"a\",media=\"video\"} 26\n",
+            "rkm_rtp_cc_feedback_sent_total{instance=\"a\",media=\"audio\"} 0\n",
+            "rkm_rtp_cc_target_bitrate{instance=\"a\",media=\"video\"} 1200000\n",
+            "rkm_rtp_cc_pacer_bitrate{instance=\"a\",media=\"video\"} 1200000\n",
+            "# TYPE rkm_rtp_cc_target_bitrate gauge\n",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+    }
 
     #[test]
     fn histogram_buckets_are_cumulative_and_bounded() {

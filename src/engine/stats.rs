@@ -79,6 +79,9 @@ counters! {
     "rkm_rtp_fec_received", counter, "ULPFEC packets received.", |s| s.fec_received;
     "rkm_rtp_fec_recovered", counter, "Lost video packets rebuilt from ULPFEC.", |s| s.fec_recovered;
     "rkm_rtp_fec_unrecoverable", counter, "ULPFEC packets given up with two or more packets still missing.", |s| s.fec_unrecoverable;
+    "rkm_rtp_cc_pictures_dropped", counter, "Whole pictures the sender dropped rather than queue beyond the congestion-control estimate.", |s| s.cc_pictures_dropped;
+    "rkm_rtp_cc_feedback_sent", counter, "Transport-wide congestion-control feedback packets sent.", |s| s.cc_feedback_sent;
+    "rkm_rtp_cc_feedback_received", counter, "Transport-wide congestion-control feedback packets received and used.", |s| s.cc_feedback_received;
     "rkm_rtp_inactivity_events", counter, "Times a stream heard nothing for its inactivity timeout.", |s| s.inactivity_events;
     "rkm_rtcp_bye_received", counter, "RTCP BYEs received.", |s| s.bye_received;
     "rkm_dtmf_received", counter, "DTMF digits received.", |s| s.dtmf_received;
