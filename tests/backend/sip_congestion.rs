@@ -33,7 +33,19 @@ fn with_cc(mut cfg: SipBackendConfig, on: bool) -> SipBackendConfig {
 /// Calls an answerer (CC `answerer_cc`) from a CC-enabled dialer, sends 1.5 s of video from the
 /// dialer, and returns the dialer's and the answerer's video stats.
 fn call(slot: u16, answerer_cc: bool) -> (StreamStats, StreamStats) {
-    let be = SipVideoBackend::new(with_cc(config(slot), answerer_cc)).unwrap();
+    call_with(slot, answerer_cc, false)
+}
+
+/// [`call`], with `video_fec` on both sides or not.
+fn call_with(slot: u16, answerer_cc: bool, fec: bool) -> (StreamStats, StreamStats) {
+    let be = SipVideoBackend::new(with_cc(
+        SipBackendConfig {
+            video_fec: fec,
+            ..config(slot)
+        },
+        answerer_cc,
+    ))
+    .unwrap();
     let (ctx, calls) = unbounded::<SessionInfo>();
     be.on_call(move |s| {
         let _ = ctx.send(s.clone());
@@ -46,6 +58,7 @@ fn call(slot: u16, answerer_cc: bool) -> (StreamStats, StreamStats) {
             local_rtp_ip: [127, 0, 0, 1].into(),
             rtp_port_start: port,
             rtp_port_end: port + 99,
+            video_fec: fec,
             ..SipBackendConfig::default()
         },
         true,
@@ -87,5 +100,30 @@ fn a_sip_call_runs_congestion_control_only_when_both_sides_agreed() {
     let (ours, theirs) = call(32, false);
     assert_eq!((ours.cc_target_bps, ours.cc_feedback_received), (0, 0));
     assert_eq!(theirs.cc_feedback_sent, 0);
+    assert!(theirs.frames >= 20, "{theirs:?}");
+}
+
+/// With FEC agreed too, the call runs both: FEC packets go out (built as the media leaves, with
+/// its transport-wide numbers) and arrive, feedback flows about all of it, pictures arrive.
+#[test]
+fn a_sip_call_with_fec_runs_congestion_control_too() {
+    let (ours, theirs) = call_with(33, true, true);
+    println!(
+        "CC + FEC: feedback {} sent by the answerer, {} used; estimate {} bit/s; FEC {} sent, \
+         {} received; {} frames",
+        theirs.cc_feedback_sent,
+        ours.cc_feedback_received,
+        ours.cc_target_bps,
+        ours.fec_sent,
+        theirs.fec_received,
+        theirs.frames
+    );
+    assert!(theirs.cc_feedback_sent >= 8, "{theirs:?}");
+    assert!(ours.cc_feedback_received >= 8, "{ours:?}");
+    assert!(ours.cc_target_bps >= 50_000, "{ours:?}");
+    // FEC is sized from the answerer's reports: at the configured rate until the first, then
+    // from the loss they show (none on loopback, so none after).
+    assert!(ours.fec_sent >= 1, "{ours:?}");
+    assert!(theirs.fec_received >= 1, "{theirs:?}");
     assert!(theirs.frames >= 20, "{theirs:?}");
 }
