@@ -130,9 +130,22 @@ async def voice_turn() -> None:
     async def join(session: Any) -> None:
         await kit.join(ROOM, "av", session=session)
 
+    # The engine's side of the cut: when roomkit cancels, and how many RTP
+    # packets the engine had sent by then.
+    cut: list[tuple[float, int]] = []
+    cancel = backend.cancel_audio
+
+    async def counted_cancel(s: Any) -> bool:
+        cut.append((time.monotonic(), backend.stats(s)["audio"]["rtp_packets_sent"]))
+        return await cancel(s)
+
+    backend.cancel_audio = counted_cancel  # type: ignore[method-assign]
+
     them = await theirs()
-    # What the caller receives, with its arrival time (aiortp calls back from
-    # its datagram handler, per packet).
+    # What the caller receives, with the time it is handed over. aiortp's
+    # jitter buffer hands a packet over when the next one arrives: a callback's
+    # time is the arrival of the packet after it, and the last packet sent is
+    # never handed over (its arrival is the last callback's time).
     arrivals: list[tuple[float, bytes]] = []
     them.on_audio_received(lambda s, f: arrivals.append((time.monotonic(), bytes(f.data))))
     uri, addr = sip_uri(backend)
@@ -148,6 +161,7 @@ async def voice_turn() -> None:
     assert seen["transcription"] == ["what time is it"]
     assert len(vad.starts) == 1
     assert arrivals == []  # nothing was said to the caller yet
+    assert backend.stats(session)["audio"]["rtp_packets_sent"] == 0
 
     # 2. The bot answers; the caller speaks over it after about 1 s.
     answer = asyncio.ensure_future(av.say(session, "It is ten past four."))
@@ -190,16 +204,19 @@ async def voice_turn() -> None:
     assert len(vad.starts) == 2
     detected = vad.starts[1]
     assert detected > first_heard
-    heard_seconds = len(arrivals) * 0.02
+    heard_seconds = (len(arrivals) + 1) * 0.02  # and the one aiortp holds
     assert heard_seconds < TTS_SECONDS - 0.5, heard_seconds
-    # From the detection to the last TTS packet the caller receives (the last
-    # one our engine sent): within 40 ms, bounded at 100 ms for a loaded
+    # From the detection to the arrival of the last TTS packet our engine sent
+    # (the last callback): within 40 ms, bounded at 100 ms for a loaded
     # machine. What the caller still hears after the detection is more: the
     # audio sent ahead of real time (AUDIO_LEAD) plays out after the last
-    # packet; measured as the end of the audio received, played from its first
-    # packet on, less the detection time. Both figures are printed.
+    # packet; measured as the end of all the audio the engine sent, played
+    # from its first packet on (the first two leave together: the first
+    # callback is their arrival), less the detection time. Both are printed.
     stop = times[-1] - detected
-    heard_after = first_heard + heard_seconds - detected
+    sent_now = backend.stats(session)["audio"]["rtp_packets_sent"]
+    assert len(arrivals) <= sent_now <= len(arrivals) + 1  # aiortp holds the last
+    heard_after = first_heard + sent_now * 0.02 - detected
     print(
         f"barge-in: last TTS packet {stop * 1000:.1f} ms after the VAD's detection, "
         f"audio received ends {heard_after * 1000:.1f} ms after it, "
@@ -208,6 +225,14 @@ async def voice_turn() -> None:
     )
     assert stop < 0.1, stop
     assert heard_after < 0.1, heard_after
+    # The engine sent nothing after the cut: its count then is its count now.
+    assert len(cut) == 1
+    cut_at, sent_at_cut = cut[0]
+    assert cut_at - detected < 0.1, cut_at - detected
+    print(f"engine: {sent_at_cut} RTP packets sent at the cut, {sent_now} now; "
+          f"{len(arrivals)} received")
+    assert sent_now == sent_at_cut
+    print(f"cancel_audio {(cut_at - detected) * 1000:.1f} ms after the detection")
 
     await them.disconnect(call)
     await until(lambda: "turn-1" not in av._session_bindings)

@@ -29,7 +29,7 @@ logger = logging.getLogger("roomkit_media")
 
 #: How far outbound audio streams may run ahead of real time, seconds: enough
 #: to ride over a late chunk, little enough for a barge-in to cut quickly (the
-#: two packets already sent are all the caller still hears).
+#: packet sent ahead and the one playing are all the caller still hears).
 AUDIO_LEAD = 0.02
 
 #: End reasons that a local call caused: they need no report (roomkit reports
