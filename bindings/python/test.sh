@@ -34,8 +34,9 @@ python="$(find_python)" || {
 echo "== python binding: $("$python" --version) at $python"
 venv="$root/target/py-venv"
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+# numpy: roomkit's voice pipeline imports it to measure the TTS audio it plays (the voice-turn test).
 "$venv/bin/python" -m pip install -q --disable-pip-version-check \
-  "roomkit[rtp,sip]==0.109.0" "maturin>=1.5,<2" pytest
+  "roomkit[rtp,sip]==0.109.0" "numpy>=1.26,<2.5" "maturin>=1.5,<2" pytest
 export PYO3_PYTHON="$venv/bin/python" PATH="$venv/bin:$PATH"
 # Shares the root's target dir: the engine and its dependencies are not built twice.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"

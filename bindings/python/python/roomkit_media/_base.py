@@ -28,8 +28,9 @@ from roomkit_media._bridge import LoopBridge, call
 logger = logging.getLogger("roomkit_media")
 
 #: How far outbound audio streams may run ahead of real time, seconds: enough
-#: to ride over a late chunk, little enough for a barge-in to cut quickly.
-AUDIO_LEAD = 0.06
+#: to ride over a late chunk, little enough for a barge-in to cut quickly (the
+#: packet sent ahead and the one playing are all the caller still hears).
+AUDIO_LEAD = 0.02
 
 #: End reasons that a local call caused: they need no report (roomkit reports
 #: no end the application asked for).
@@ -248,19 +249,29 @@ class _NativeVoice(VoiceBackend):
     async def _stream(
         self, session: VoiceSession, nid: str, chunks: AsyncIterator[AudioChunk]
     ) -> None:
-        """Send chunks as they come, never more than AUDIO_LEAD ahead of real time."""
+        """Send chunks as they come, in 20 ms packets each sent when due, never
+        more than AUDIO_LEAD ahead of real time (the engine sends what it is
+        handed at once: a long chunk would leave as a burst)."""
         rate = session.metadata.get("output_sample_rate", 8000)
+        packet = rate // 50 * 2  # bytes of 20 ms
         start = time.monotonic()
         sent = 0.0  # seconds of audio sent
+        held = b""  # less than one packet, waiting for the next chunk
         async for chunk in chunks:
             if not chunk.data:
                 continue
-            ahead = start + sent - time.monotonic() - AUDIO_LEAD
-            if ahead > 0:
-                await asyncio.sleep(ahead)
-            data = self._resampler(session.id, chunk.sample_rate, rate)(chunk.data)
-            self._core.send_audio(nid, data)
-            sent += len(data) / 2 / rate
+            data = held + self._resampler(session.id, chunk.sample_rate, rate)(chunk.data)
+            whole = len(data) - len(data) % packet
+            held = data[whole:]
+            for i in range(0, whole, packet):
+                ahead = start + sent - time.monotonic() - AUDIO_LEAD
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+                self._core.send_audio(nid, data[i : i + packet])
+                sent += 0.02
+        if held:  # the engine pads the last packet with silence
+            self._core.send_audio(nid, held)
+            sent += 0.02
         rest = start + sent - time.monotonic()
         if rest > 0:
             await asyncio.sleep(rest)
