@@ -247,6 +247,16 @@ fn congestion_control_and_fec_run_together_through_a_lossy_bottleneck() {
         o.intact,
         without.intact
     );
+    // Every RED packet that arrived (media and FEC) was reported received, and no packet
+    // rebuilt from FEC was: the estimator's "received" is what the network delivered.
+    let bwe = p.a.core.congestion_stats().unwrap();
+    println!(
+        "estimator: {} reported received, {} lost; receiver: {} packets arrived",
+        bwe.acked, bwe.lost, b.packets_received
+    );
+    assert!(bwe.acked <= b.packets_received, "{bwe:?} {b:?}");
+    assert!(bwe.acked * 100 >= b.packets_received * 95, "{bwe:?} {b:?}");
+    assert!(bwe.lost >= b.fec_recovered, "{bwe:?} {b:?}");
 }
 
 /// One run of the test above, with FEC or without (NACK off in both).

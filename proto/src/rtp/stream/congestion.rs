@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::codec::annexb::{is_vcl, nal_type, nal_units, NAL_IDR};
 use crate::codec::vp8::is_vp8_keyframe;
 use crate::frame::VideoCodec;
-use crate::rtp::bwe::{BandwidthEstimator, RateReason};
+use crate::rtp::bwe::{BandwidthEstimator, BweStats, RateReason};
 use crate::rtp::config::CongestionParams;
 use crate::rtp::hdrext::{insert_transport_cc_seq, packet_transport_cc_seq};
 use crate::rtp::twcc::{TwccFeedback, TwccRecorder};
@@ -220,6 +220,12 @@ impl StreamCore {
                 reason: cc.bwe.reason(),
             });
         }
+    }
+
+    /// The estimator's own counters (feedback used, packets reported received and lost), when
+    /// congestion control runs.
+    pub fn congestion_stats(&self) -> Option<BweStats> {
+        self.cc.as_ref().map(|cc| cc.bwe.stats())
     }
 
     /// What the estimator last decided and why.
