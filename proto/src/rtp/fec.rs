@@ -902,6 +902,23 @@ mod tests {
     }
 
     #[test]
+    fn the_count_reserved_ahead_is_what_the_sender_builds() {
+        for rate in [0.0, 0.03, 0.2, 0.5, 1.0] {
+            let mut tx = FecSender::new();
+            let mut seq = 65_500u16;
+            for n in 1..=150usize {
+                for i in 0..n {
+                    tx.add_media(&pkt(seq, 0, i + 1 == n, &[1, 2, 3]), i + 1 == n, rate);
+                    seq = seq.wrapping_add(1);
+                }
+                let built = std::iter::from_fn(|| tx.poll_fec()).count();
+                assert_eq!(built, fec_packets_for_picture(n, rate), "n {n} rate {rate}");
+                seq = seq.wrapping_add(built as u16);
+            }
+        }
+    }
+
+    #[test]
     fn sender_and_receiver_rebuild_single_losses_per_fec_packet() {
         let mut tx = FecSender::new();
         let mut rx = FecReceiver::new();
