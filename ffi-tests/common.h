@@ -65,6 +65,55 @@ static inline int wait_for(atomic_int *counter, int target, long timeout_ms) {
     return 1;
 }
 
+/* The steps of the calls a test dials, in order, as rkm_on_call_state reports them: state and
+ * status of each (at most CALL_LOG_MAX; later ones are not kept). */
+#define CALL_LOG_MAX 64
+typedef struct {
+    pthread_mutex_t lock;
+    int states[CALL_LOG_MAX];
+    int status[CALL_LOG_MAX];
+    atomic_int n;
+} call_log;
+
+static inline void call_log_init(call_log *l) { pthread_mutex_init(&l->lock, NULL); }
+static inline void call_log_destroy(call_log *l) { pthread_mutex_destroy(&l->lock); }
+
+/* Steps recorded so far: a mark to wait from. */
+static inline int call_log_len(call_log *l) { return atomic_load(&l->n); }
+
+/* Records one step (from an rkm_on_call_state callback). */
+static inline void call_log_add(call_log *l, const rkm_call_progress *p) {
+    pthread_mutex_lock(&l->lock);
+    int n = atomic_load(&l->n);
+    if (n < CALL_LOG_MAX) {
+        l->states[n] = (int)p->state;
+        l->status[n] = p->status;
+        atomic_store(&l->n, n + 1);
+    }
+    pthread_mutex_unlock(&l->lock);
+}
+
+/* An rkm_on_call_state callback that records into the call_log `ud`. */
+static inline void record_call_state(void *ud, const rkm_call_progress *p) { call_log_add(ud, p); }
+
+/* The index of the first step from `from` on in `state`, or -1 after `timeout_ms` (scaled). */
+static inline int call_log_wait(call_log *l, int from, int state, long timeout_ms) {
+    double deadline = now_ms() + (double)scaled_ms(timeout_ms);
+    while (now_ms() < deadline) {
+        pthread_mutex_lock(&l->lock);
+        int n = atomic_load(&l->n);
+        for (int i = from; i < n; i++) {
+            if (l->states[i] == state) {
+                pthread_mutex_unlock(&l->lock);
+                return i;
+            }
+        }
+        pthread_mutex_unlock(&l->lock);
+        sleep_ms(2);
+    }
+    return -1;
+}
+
 /* A synthetic H.264 access unit, Annex-B with 4-byte start codes: SPS + PPS + IDR slice when
  * `key`, one non-IDR slice otherwise. Slice bytes are never 0, so no start code appears inside a
  * NAL unit. The caller frees the result. */

@@ -14,9 +14,8 @@ typedef struct {
     atomic_int asked;
     char last_user[64];
     atomic_int calls;
-    int states[64];
-    int status[64];
-    atomic_int n_states;
+    /* The caller's dialed calls: every state and status, in order. */
+    call_log log;
 } host;
 
 static host h;
@@ -43,36 +42,6 @@ static void on_call(void *ud, const rkm_call_info *c) {
     atomic_fetch_add(&((host *)ud)->calls, 1);
 }
 
-static void on_call_state(void *ud, const rkm_call_progress *p) {
-    host *s = ud;
-    pthread_mutex_lock(&s->lock);
-    int n = atomic_load(&s->n_states);
-    if (n < 64) {
-        s->states[n] = (int)p->state;
-        s->status[n] = p->status;
-        atomic_store(&s->n_states, n + 1);
-    }
-    pthread_mutex_unlock(&s->lock);
-}
-
-/* The index of the first step from `from` on in `state`, or -1 after `timeout_ms`. */
-static int wait_state(int from, int state, long timeout_ms) {
-    double deadline = now_ms() + (double)scaled_ms(timeout_ms);
-    while (now_ms() < deadline) {
-        pthread_mutex_lock(&h.lock);
-        int n = atomic_load(&h.n_states);
-        for (int i = from; i < n; i++) {
-            if (h.states[i] == state) {
-                pthread_mutex_unlock(&h.lock);
-                return i;
-            }
-        }
-        pthread_mutex_unlock(&h.lock);
-        sleep_ms(2);
-    }
-    return -1;
-}
-
 static rkm_backend *backend(uint16_t rtp_start) {
     rkm_sip_config cfg;
     rkm_sip_config_init(&cfg);
@@ -90,7 +59,7 @@ static rkm_backend *backend(uint16_t rtp_start) {
 /* Dials `to` as `user`/`password` and returns the final status: 200 answered, else the
  * failure's. */
 static int dial_as(rkm_backend *me, const char *to, const char *user, const char *password) {
-    int mark = atomic_load(&h.n_states);
+    int mark = call_log_len(&h.log);
     rkm_dial_options o;
     rkm_dial_options_init(&o);
     o.auth_user = user;
@@ -99,14 +68,14 @@ static int dial_as(rkm_backend *me, const char *to, const char *user, const char
     CHECK_OK(rkm_dial(me, to, &o, id, sizeof id));
     double deadline = now_ms() + (double)scaled_ms(10000);
     while (now_ms() < deadline) {
-        int a = wait_state(mark, RKM_CALL_ANSWERED, 2);
+        int a = call_log_wait(&h.log, mark, RKM_CALL_ANSWERED, 2);
         if (a >= 0) {
             CHECK_OK(rkm_disconnect(me, id));
             return 200;
         }
-        int f = wait_state(mark, RKM_CALL_FAILED, 2);
+        int f = call_log_wait(&h.log, mark, RKM_CALL_FAILED, 2);
         if (f >= 0) {
-            return h.status[f];
+            return h.log.status[f];
         }
     }
     return -1;
@@ -114,13 +83,14 @@ static int dial_as(rkm_backend *me, const char *to, const char *user, const char
 
 int main(void) {
     pthread_mutex_init(&h.lock, NULL);
+    call_log_init(&h.log);
     uint16_t rtp = (uint16_t)(30000 + (getpid() % 200) * 100);
     rkm_backend *callee = backend(rtp);
     rkm_backend *me = backend((uint16_t)(rtp + 50));
     CHECK(rkm_sip_set_auth_resolver(NULL, resolve, &h) == RKM_ERR_INVALID_ARGUMENT);
     CHECK_OK(rkm_sip_set_auth_resolver(callee, resolve, &h));
     CHECK_OK(rkm_on_call(callee, on_call, &h));
-    CHECK_OK(rkm_on_call_state(me, on_call_state, &h));
+    CHECK_OK(rkm_on_call_state(me, record_call_state, &h.log));
     CHECK_OK(rkm_backend_start(callee));
     CHECK_OK(rkm_backend_start(me));
     char addr[RKM_ADDR_LEN], to[128];
@@ -146,6 +116,7 @@ int main(void) {
 
     rkm_backend_free(me);
     rkm_backend_free(callee);
+    call_log_destroy(&h.log);
     pthread_mutex_destroy(&h.lock);
     printf("sip_auth_resolver: ok\n");
     return 0;

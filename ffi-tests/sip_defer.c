@@ -26,9 +26,7 @@ typedef struct {
     char audio_codec[16];
     atomic_int audio_frames;
     /* The caller's dialed calls: every state and status, in order. */
-    int states[64];
-    int status[64];
-    atomic_int n_states;
+    call_log log;
     /* The callee's SIP trace: INVITEs in, 180s and 200s out, messages with no peer. */
     atomic_int traced_invites;
     atomic_int traced_180;
@@ -82,43 +80,13 @@ static void on_audio(void *ud, const char *session_id, const rkm_audio_frame *f)
     atomic_fetch_add(&((host *)ud)->audio_frames, 1);
 }
 
-static void on_call_state(void *ud, const rkm_call_progress *p) {
-    host *s = ud;
-    pthread_mutex_lock(&s->lock);
-    int n = atomic_load(&s->n_states);
-    if (n < 64) {
-        s->states[n] = (int)p->state;
-        s->status[n] = p->status;
-        atomic_store(&s->n_states, n + 1);
-    }
-    pthread_mutex_unlock(&s->lock);
-}
-
-/* The index of the first step from `from` on in `state`, or -1 after `timeout_ms`. */
-static int wait_state(int from, int state, long timeout_ms) {
-    double deadline = now_ms() + (double)scaled_ms(timeout_ms);
-    while (now_ms() < deadline) {
-        pthread_mutex_lock(&h.lock);
-        int n = atomic_load(&h.n_states);
-        for (int i = from; i < n; i++) {
-            if (h.states[i] == state) {
-                pthread_mutex_unlock(&h.lock);
-                return i;
-            }
-        }
-        pthread_mutex_unlock(&h.lock);
-        sleep_ms(2);
-    }
-    return -1;
-}
-
 static int has_state(int from, int state) {
-    pthread_mutex_lock(&h.lock);
-    int n = atomic_load(&h.n_states), found = 0;
+    pthread_mutex_lock(&h.log.lock);
+    int n = call_log_len(&h.log), found = 0;
     for (int i = from; i < n; i++) {
-        found |= h.states[i] == state;
+        found |= h.log.states[i] == state;
     }
-    pthread_mutex_unlock(&h.lock);
+    pthread_mutex_unlock(&h.log.lock);
     return found;
 }
 
@@ -145,6 +113,7 @@ static void call_id(int i, char *out, size_t cap) {
 
 int main(void) {
     pthread_mutex_init(&h.lock, NULL);
+    call_log_init(&h.log);
     uint16_t rtp = (uint16_t)(30000 + (getpid() % 200) * 100);
     rkm_backend *callee = backend(rtp);
     rkm_backend *me = backend((uint16_t)(rtp + 50));
@@ -152,7 +121,7 @@ int main(void) {
     CHECK_OK(rkm_sip_set_invite_filter(callee, filter, &h));
     CHECK_OK(rkm_on_call(callee, on_call, &h));
     CHECK_OK(rkm_on_audio_received(callee, on_audio, &h));
-    CHECK_OK(rkm_on_call_state(me, on_call_state, &h));
+    CHECK_OK(rkm_on_call_state(me, record_call_state, &h.log));
     CHECK_OK(rkm_sip_set_trace(callee, on_trace, &h));
     CHECK(rkm_sip_decide_call(callee, "x", 200) == RKM_ERR_STATE);
     CHECK_OK(rkm_backend_start(callee));
@@ -164,12 +133,12 @@ int main(void) {
     /* 1. Deferred, then answered: rings, is not answered while undecided, then is. */
     CHECK_OK(rkm_dial(me, to, NULL, id, sizeof id));
     CHECK(wait_for(&h.filtered, 1, 5000));
-    CHECK(wait_state(0, RKM_CALL_RINGING, 5000) >= 0);
+    CHECK(call_log_wait(&h.log, 0, RKM_CALL_RINGING, 5000) >= 0);
     sleep_ms(300);
     CHECK(!has_state(0, RKM_CALL_ANSWERED) && atomic_load(&h.calls) == 0);
     call_id(0, cid, sizeof cid);
     CHECK_OK(rkm_sip_decide_call(callee, cid, 200));
-    CHECK(wait_state(0, RKM_CALL_ANSWERED, 5000) >= 0);
+    CHECK(call_log_wait(&h.log, 0, RKM_CALL_ANSWERED, 5000) >= 0);
     CHECK(wait_for(&h.calls, 1, 5000));
     /* The answered call is an ordinary call: its audio arrives. */
     int16_t pcm[160 * 10] = {0};
@@ -184,21 +153,21 @@ int main(void) {
     CHECK_OK(rkm_disconnect(me, id));
 
     /* 2. Deferred, then refused with 486. */
-    int mark = atomic_load(&h.n_states);
+    int mark = call_log_len(&h.log);
     CHECK_OK(rkm_dial(me, to, NULL, id, sizeof id));
     CHECK(wait_for(&h.filtered, 2, 5000));
     call_id(1, cid, sizeof cid);
     CHECK_OK(rkm_sip_decide_call(callee, cid, 486));
-    int failed = wait_state(mark, RKM_CALL_FAILED, 5000);
-    CHECK(failed >= mark && h.status[failed] == 486);
+    int failed = call_log_wait(&h.log, mark, RKM_CALL_FAILED, 5000);
+    CHECK(failed >= mark && h.log.status[failed] == 486);
 
     /* 3. Left undecided: 408 after the decision timeout, not before. */
-    mark = atomic_load(&h.n_states);
+    mark = call_log_len(&h.log);
     double start = now_ms();
     CHECK_OK(rkm_dial(me, to, NULL, id, sizeof id));
     CHECK(wait_for(&h.filtered, 3, 5000));
-    failed = wait_state(mark, RKM_CALL_FAILED, DECISION_MS + 10000);
-    CHECK(failed >= mark && h.status[failed] == 408);
+    failed = call_log_wait(&h.log, mark, RKM_CALL_FAILED, DECISION_MS + 10000);
+    CHECK(failed >= mark && h.log.status[failed] == 408);
     CHECK(now_ms() - start >= DECISION_MS - 50);
     /* A late decision changes nothing; bad arguments are refused. */
     call_id(2, cid, sizeof cid);
@@ -209,13 +178,13 @@ int main(void) {
     CHECK(atomic_load(&h.calls) == 1);
 
     /* 4. The filter may still refuse at once. */
-    mark = atomic_load(&h.n_states);
+    mark = call_log_len(&h.log);
     rkm_dial_options o;
     rkm_dial_options_init(&o);
     o.headers = "X-Refuse: now";
     CHECK_OK(rkm_dial(me, to, &o, id, sizeof id));
-    failed = wait_state(mark, RKM_CALL_FAILED, 5000);
-    CHECK(failed >= mark && h.status[failed] == 403);
+    failed = call_log_wait(&h.log, mark, RKM_CALL_FAILED, 5000);
+    CHECK(failed >= mark && h.log.status[failed] == 403);
     CHECK(atomic_load(&h.filtered) == 3);
 
     /* Without the trace, nothing more is traced. */
@@ -224,11 +193,11 @@ int main(void) {
     /* Removing the filter: calls are answered at once again. This one offers PCMA alone
      * (rkm_dial_options.audio_codecs), so the callee, which prefers Opus, takes PCMA. */
     CHECK_OK(rkm_sip_set_invite_filter(callee, NULL, NULL));
-    mark = atomic_load(&h.n_states);
+    mark = call_log_len(&h.log);
     rkm_dial_options_init(&o);
     o.audio_codecs = "PCMA";
     CHECK_OK(rkm_dial(me, to, &o, id, sizeof id));
-    CHECK(wait_state(mark, RKM_CALL_ANSWERED, 5000) >= mark);
+    CHECK(call_log_wait(&h.log, mark, RKM_CALL_ANSWERED, 5000) >= mark);
     CHECK(wait_for(&h.calls, 2, 5000));
     pthread_mutex_lock(&h.lock);
     CHECK(strcmp(h.audio_codec, "PCMA") == 0);
@@ -239,6 +208,7 @@ int main(void) {
 
     rkm_backend_free(me);
     rkm_backend_free(callee);
+    call_log_destroy(&h.log);
     pthread_mutex_destroy(&h.lock);
     printf("sip_defer: ok\n");
     return 0;

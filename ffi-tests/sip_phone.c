@@ -18,9 +18,7 @@
 typedef struct {
     pthread_mutex_t lock;
     /* The phone's dialed calls: every state seen, in order. */
-    int states[32];
-    int status[32];
-    atomic_int n_states;
+    call_log log;
     /* Registration events. */
     atomic_int registered;
     atomic_int unregistered;
@@ -42,13 +40,8 @@ static phone ph;
 
 static void on_call_state(void *ud, const rkm_call_progress *p) {
     phone *s = ud;
+    call_log_add(&s->log, p);
     pthread_mutex_lock(&s->lock);
-    int n = atomic_load(&s->n_states);
-    if (n < 32) {
-        s->states[n] = (int)p->state;
-        s->status[n] = p->status;
-        atomic_store(&s->n_states, n + 1);
-    }
     if (p->reason != NULL) {
         snprintf(s->call_reason, sizeof s->call_reason, "%s", p->reason);
     }
@@ -102,25 +95,6 @@ static void on_disconnected(void *ud, const rkm_session_info *info) {
     atomic_fetch_add(&s->disconnected, 1);
 }
 
-/* Waits until the dialed calls' states include `state` at index `from` or later; returns its
- * index, or -1 after `timeout_ms`. */
-static int wait_state(int from, int state, long timeout_ms) {
-    double deadline = now_ms() + (double)scaled_ms(timeout_ms);
-    while (now_ms() < deadline) {
-        pthread_mutex_lock(&ph.lock);
-        int n = atomic_load(&ph.n_states);
-        for (int i = from; i < n; i++) {
-            if (ph.states[i] == state) {
-                pthread_mutex_unlock(&ph.lock);
-                return i;
-            }
-        }
-        pthread_mutex_unlock(&ph.lock);
-        sleep_ms(2);
-    }
-    return -1;
-}
-
 typedef struct {
     char command[1024];
     int exit_code;
@@ -156,6 +130,7 @@ int main(int argc, char **argv) {
     const char *dir = argc > 1 ? argv[1] : "ffi-tests/sipp";
     const char *log_dir = argc > 2 ? argv[2] : "target/ffi-tests";
     pthread_mutex_init(&ph.lock, NULL);
+    call_log_init(&ph.log);
     uint16_t rtp = (uint16_t)(40000 + (getpid() % 200) * 100);
 
     rkm_backend *callee = sip_backend(rtp, "bob", "pw");
@@ -213,10 +188,10 @@ int main(int argc, char **argv) {
     o.headers = "X-Room-ID: phone-room\nX-Note: from C";
     CHECK_OK(rkm_dial(me, to, &o, id, sizeof id));
     CHECK(strlen(id) == RKM_SESSION_ID_LEN - 1);
-    int answered = wait_state(0, RKM_CALL_ANSWERED, 10000);
+    int answered = call_log_wait(&ph.log, 0, RKM_CALL_ANSWERED, 10000);
     CHECK(answered >= 1);
-    CHECK(ph.states[0] == RKM_CALL_TRYING);
-    CHECK(ph.status[answered] == 200);
+    CHECK(ph.log.states[0] == RKM_CALL_TRYING);
+    CHECK(ph.log.status[answered] == 200);
     CHECK(wait_for(&ph.calls, 1, 5000));
     pthread_mutex_lock(&ph.lock);
     CHECK(strcmp(ph.room, "phone-room") == 0);
@@ -289,16 +264,16 @@ int main(int argc, char **argv) {
 
     /* We hang up: ended here, disconnected there. */
     CHECK_OK(rkm_disconnect(me, id));
-    CHECK(wait_state(answered, RKM_CALL_ENDED, 5000) > answered);
+    CHECK(call_log_wait(&ph.log, answered, RKM_CALL_ENDED, 5000) > answered);
     CHECK(wait_for(&ph.disconnected, 1, 5000));
     CHECK(rkm_hold(me, id) == RKM_ERR_NOT_FOUND);
 
     /* The configured credentials are not the callee's: 403. */
-    int mark = atomic_load(&ph.n_states);
+    int mark = call_log_len(&ph.log);
     CHECK_OK(rkm_dial(me, to, NULL, id, sizeof id));
-    int failed = wait_state(mark, RKM_CALL_FAILED, 10000);
+    int failed = call_log_wait(&ph.log, mark, RKM_CALL_FAILED, 10000);
     CHECK(failed >= mark);
-    CHECK(ph.status[failed] == 403);
+    CHECK(ph.log.status[failed] == 403);
 
     /* Hung up while it rings: cancelled. The callee rings for 3 s before answering. */
     rkm_backend_free(callee);
@@ -314,13 +289,13 @@ int main(int argc, char **argv) {
     CHECK_OK(rkm_backend_start(callee));
     CHECK_OK(rkm_sip_local_addr(callee, callee_addr, sizeof callee_addr));
     snprintf(to, sizeof to, "sip:bob@%s", callee_addr);
-    mark = atomic_load(&ph.n_states);
+    mark = call_log_len(&ph.log);
     CHECK_OK(rkm_dial(me, to, NULL, id, sizeof id));
-    CHECK(wait_state(mark, RKM_CALL_RINGING, 5000) >= mark);
+    CHECK(call_log_wait(&ph.log, mark, RKM_CALL_RINGING, 5000) >= mark);
     CHECK_OK(rkm_disconnect(me, id));
-    failed = wait_state(mark, RKM_CALL_FAILED, 10000);
+    failed = call_log_wait(&ph.log, mark, RKM_CALL_FAILED, 10000);
     CHECK(failed >= mark);
-    CHECK(ph.status[failed] == 487);
+    CHECK(ph.log.status[failed] == 487);
 
     /* Unregister: sipp gets Expires: 0 and ends its scenario. */
     CHECK_OK(rkm_unregister(me, reg));
@@ -331,12 +306,12 @@ int main(int argc, char **argv) {
 
     /* Over TCP to a port nobody listens on (1): the call and the REGISTER fail at once with 503
      * and the transport's reason, not after timer B/F's 32 s. */
-    mark = atomic_load(&ph.n_states);
+    mark = call_log_len(&ph.log);
     double began = now_ms();
     CHECK_OK(rkm_dial(me, "sip:nobody@127.0.0.1:1;transport=tcp", NULL, id, sizeof id));
-    failed = wait_state(mark, RKM_CALL_FAILED, 10000);
+    failed = call_log_wait(&ph.log, mark, RKM_CALL_FAILED, 10000);
     CHECK(failed >= mark);
-    CHECK(ph.status[failed] == 503);
+    CHECK(ph.log.status[failed] == 503);
     pthread_mutex_lock(&ph.lock);
     CHECK(strstr(ph.call_reason, "refused") != NULL);
     pthread_mutex_unlock(&ph.lock);
@@ -352,6 +327,7 @@ int main(int argc, char **argv) {
 
     rkm_backend_free(me);
     rkm_backend_free(callee);
+    call_log_destroy(&ph.log);
     pthread_mutex_destroy(&ph.lock);
     printf("ok: registered with sipp (digest, 60 s) and unregistered; dialed with 401 auth, "
            "video to the callee, hold/resume, video removed and added, hang-up; 403 with wrong "
