@@ -224,15 +224,7 @@ pub fn build_ulpfec(media: &[&[u8]], out: &mut Vec<u8>) -> Result<(), FecError> 
     let mut head = [0u8; FEC_HEADER_LEN];
     let mut payload = vec![0u8; usize::from(protection_len)];
     for p in media {
-        for (h, b) in head.iter_mut().zip(&p[..8]) {
-            *h ^= b;
-        }
-        let len = (p.len() - RTP_HEADER_LEN) as u16;
-        head[8] ^= (len >> 8) as u8;
-        head[9] ^= len as u8;
-        for (x, b) in payload.iter_mut().zip(&p[RTP_HEADER_LEN..]) {
-            *x ^= b;
-        }
+        xor_packet(&mut head, &mut payload, p);
     }
     head[0] = (head[0] & 0x3f) | if long { 0x40 } else { 0 };
     head[2..4].copy_from_slice(&base.to_be_bytes());
@@ -245,6 +237,21 @@ pub fn build_ulpfec(media: &[&[u8]], out: &mut Vec<u8>) -> Result<(), FecError> 
     }
     out.extend_from_slice(&payload);
     Ok(())
+}
+
+/// Folds one whole RTP packet `p` (at least a fixed header long) into an FEC sum, as RFC 5109
+/// §6.2 builds it and §8 inverts it: its first 8 header bytes into `head[..8]`, its payload length
+/// into `head[8..10]`, its payload into `payload`.
+fn xor_packet(head: &mut [u8; FEC_HEADER_LEN], payload: &mut [u8], p: &[u8]) {
+    for (h, b) in head.iter_mut().zip(&p[..8]) {
+        *h ^= b;
+    }
+    let len = (p.len() - RTP_HEADER_LEN) as u16;
+    head[8] ^= (len >> 8) as u8;
+    head[9] ^= len as u8;
+    for (x, b) in payload.iter_mut().zip(&p[RTP_HEADER_LEN..]) {
+        *x ^= b;
+    }
 }
 
 /// Rebuilds packet `missing` from `fec` and the other packets it protects (`present`, whole
@@ -267,15 +274,7 @@ pub fn recover(
         if p.len() < RTP_HEADER_LEN {
             return Err(FecError::BadGroup);
         }
-        for (h, b) in head.iter_mut().zip(&p[..8]) {
-            *h ^= b;
-        }
-        let len = (p.len() - RTP_HEADER_LEN) as u16;
-        head[8] ^= (len >> 8) as u8;
-        head[9] ^= len as u8;
-        for (x, b) in out[RTP_HEADER_LEN..].iter_mut().zip(&p[RTP_HEADER_LEN..]) {
-            *x ^= b;
-        }
+        xor_packet(&mut head, &mut out[RTP_HEADER_LEN..], p);
     }
     let len = usize::from(u16::from_be_bytes([head[8], head[9]]));
     if len > fec.payload.len() {

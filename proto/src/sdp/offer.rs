@@ -89,10 +89,6 @@ pub struct Offer {
     pub video_transport_cc: bool,
 }
 
-/// The RED and ULPFEC payload types we offer (GStreamer's and many examples' choice).
-const RED_PT: u8 = 123;
-const ULPFEC_PT: u8 = 122;
-
 /// The SDES lines of one offered stream under `local`'s policy: the proto to write, the
 /// attributes, and what they offered (tag, our key). Tags count from 1 in suite order.
 fn offer_crypto(
@@ -162,7 +158,11 @@ pub fn build_offer(cfg: &OfferConfig) -> Offer {
         &local.audio_codecs[..]
     };
     let video_rtx = local.video_nack && local.video_rtx;
-    let video_fec = (local.video_fec && local.video_port != 0).then_some((RED_PT, ULPFEC_PT));
+    // The payload types a stream core's FEC takes by default, so offer and stream agree.
+    let video_fec = (local.video_fec && local.video_port != 0).then(|| {
+        let d = crate::rtp::fec::FecConfig::default();
+        (d.red_payload_type, d.ulpfec_payload_type)
+    });
     let video = if local.video_port != 0 {
         video_payload_types(&local.video_codecs)
     } else {

@@ -283,11 +283,7 @@ impl StreamCore {
                 f.repairs_seen = true;
             }
         }
-        let recovered = fec_recovered
-            || matches!(
-                nack_arrival,
-                Some(NackArrival::Recovered { nacks, .. } | NackArrival::Late { nacks, .. }) if nacks > 0
-            );
+        let recovered = fec_recovered || repaired;
         let verdict = if recovered {
             None
         } else {
