@@ -324,12 +324,8 @@ fn call_decision(v: i32) -> CallDecision {
     match v {
         RKM_CALL_ACCEPT => CallDecision::Accept,
         RKM_CALL_DEFER => CallDecision::Defer,
-        s => CallDecision::Reject(
-            u16::try_from(s)
-                .ok()
-                .filter(|s| (300..=699).contains(s))
-                .unwrap_or(603),
-        ),
+        // The SIP core answers 603 for anything that is not a 3xx–6xx status (0 here).
+        s => CallDecision::Reject(u16::try_from(s).unwrap_or(0)),
     }
 }
 

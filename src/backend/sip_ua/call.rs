@@ -247,11 +247,12 @@ impl SipCore {
             return;
         };
         if let Phase::Ringing { answer_at } = c.phase {
-            if answer_at <= now && c.deferred {
-                // The application did not decide in time.
-                self.refuse_deferred(no, 408, "no decision in time", now, out);
-                return;
-            } else if answer_at <= now {
+            if answer_at <= now {
+                if c.deferred {
+                    // The application did not decide in time.
+                    self.refuse_deferred(no, 408, "no decision in time", now, out);
+                    return;
+                }
                 self.answer_call(no, now, out);
             }
         }

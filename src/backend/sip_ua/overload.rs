@@ -192,9 +192,9 @@ impl PendingStarts {
     pub(super) fn finish(&mut self, session: SessionId, now: Instant) -> Option<Option<EndReason>> {
         let (handed, why) = self.sessions.remove(&session)?;
         if let Some(last) = self.last_report.filter(|&last| handed <= last) {
-            let keep =
-                PACE_MEMORY / (PACE_MEMORY + now.saturating_duration_since(last).as_secs_f64());
-            self.busy = self.busy * keep + now.saturating_duration_since(last).as_secs_f64();
+            let dt = now.saturating_duration_since(last).as_secs_f64();
+            let keep = PACE_MEMORY / (PACE_MEMORY + dt);
+            self.busy = self.busy * keep + dt;
             self.done = self.done * keep + 1.0;
         }
         self.last_report = Some(now);

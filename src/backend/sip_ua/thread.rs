@@ -1,6 +1,7 @@
 //! The SIP thread's side of the core: commands from the channel in, events out to the SIP
 //! callback thread. Everything else is the core's.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -86,34 +87,41 @@ impl SipThread {
 }
 
 impl SipThread {
-    /// Hands the messages queued in `out` from `from` on to the trace hook, if one is set.
-    fn trace_sent(&self, out: &Outbox, from: usize) {
+    /// One turn of the core: `f` runs it, then what it queued in `out` goes to the trace hook
+    /// (with the `inbound` datagram before it, when the turn handles one), and its updates and
+    /// events are delivered. The hook is looked up once per turn.
+    fn turn(
+        &mut self,
+        out: &mut Outbox,
+        inbound: Option<(&[u8], SocketAddr)>,
+        f: impl FnOnce(&mut Self, &mut Outbox),
+    ) {
         let trace = self.core.hooks.trace.read().clone();
+        if let (Some(t), Some((data, from))) = (&trace, inbound) {
+            t(false, data, from);
+        }
+        let before = out.queued().len();
+        f(self, out);
         if let Some(t) = trace {
-            for (data, dest) in out.queued().iter().skip(from) {
+            for (data, dest) in out.queued().iter().skip(before) {
                 t(true, data, dest.addr);
             }
         }
+        self.deliver();
     }
 }
 
 impl SipHandler for SipThread {
     fn on_datagram(&mut self, data: &[u8], from: SipPeer, now: Instant, out: &mut Outbox) {
-        let trace = self.core.hooks.trace.read().clone();
-        if let Some(t) = trace {
-            t(false, data, from.addr);
-        }
-        let before = out.queued().len();
-        self.core.handle_datagram(data, from, now, out);
-        self.trace_sent(out, before);
-        self.deliver();
+        self.turn(out, Some((data, from.addr)), |s, out| {
+            s.core.handle_datagram(data, from, now, out)
+        });
     }
 
     fn on_transport_error(&mut self, dest: SipPeer, reason: &str, now: Instant, out: &mut Outbox) {
-        let before = out.queued().len();
-        self.core.handle_transport_error(dest, reason, now, out);
-        self.trace_sent(out, before);
-        self.deliver();
+        self.turn(out, None, |s, out| {
+            s.core.handle_transport_error(dest, reason, now, out)
+        });
     }
 
     fn set_backlog(&mut self, backlog: Duration) {
@@ -121,26 +129,22 @@ impl SipHandler for SipThread {
     }
 
     fn on_wake(&mut self, now: Instant, out: &mut Outbox) {
-        let before = out.queued().len();
-        self.take_commands(now, out);
-        self.trace_sent(out, before);
-        self.deliver();
+        self.turn(out, None, |s, out| s.take_commands(now, out));
     }
 
     fn on_timeout(&mut self, now: Instant, out: &mut Outbox) {
-        let before = out.queued().len();
-        if self.backlog.is_some() {
-            self.take_commands(now, out);
-        }
-        self.core.handle_timeout(now, out);
-        self.trace_sent(out, before);
-        self.deliver();
+        self.turn(out, None, |s, out| {
+            if s.backlog.is_some() {
+                s.take_commands(now, out);
+            }
+            s.core.handle_timeout(now, out);
+        });
     }
 
     fn poll_timeout(&mut self) -> Option<Instant> {
-        // Not `Instant::now()`: the loop runs `on_timeout` when this is at or before the time
-        // it read just before asking, which a fresh reading never is. The queue would then
-        // wait for the next command, and every call timer with it.
+        // The wake-up's own time, already past for the I/O loop, so the rest of the queue is
+        // taken on its next turn (a fresh clock reading would serve too, now that the loop
+        // asks before it reads its clock; this does not depend on that order).
         self.backlog
             .into_iter()
             .chain(self.core.poll_timeout())
@@ -148,14 +152,13 @@ impl SipHandler for SipThread {
     }
 
     fn on_shutdown(&mut self, now: Instant, out: &mut Outbox) {
-        let before = out.queued().len();
-        // Commands queued before the stop still count (an unregister, a hang-up).
-        while let Ok(cmd) = self.commands.try_recv() {
-            self.core.handle_command(cmd, now, out);
-        }
-        self.core.shutdown(now, out);
-        self.trace_sent(out, before);
-        self.deliver();
+        self.turn(out, None, |s, out| {
+            // Commands queued before the stop still count (an unregister, a hang-up).
+            while let Ok(cmd) = s.commands.try_recv() {
+                s.core.handle_command(cmd, now, out);
+            }
+            s.core.shutdown(now, out);
+        });
     }
 
     fn is_lingering(&self) -> bool {
