@@ -169,6 +169,10 @@ fn fill(stats: &mut Stats, v: &StreamStats) {
     stats.dropped_frames =
         v.frames_dropped_incomplete + v.frames_dropped_gated + v.frames_dropped_slow_callback;
     stats.recovery(v);
+    // A receiver's own estimator has nothing of ours to estimate (we send no media): its start
+    // bitrate would only mislead.
+    stats.cc_target_bps = 0;
+    stats.cc_pacer_rate_bps = 0;
 }
 
 /// Writes one delivered picture; returns true once `max` (if non-zero) pictures are written.
