@@ -50,12 +50,14 @@ pub struct SendArgs {
     /// whole pictures rather than queue more than two picture intervals.
     #[arg(long)]
     pub cc: bool,
-    /// Congestion control's estimate before any feedback, in kbit/s [default: 300].
-    #[arg(long, value_name = "N", value_parser = at_least(64.0, " kbit/s"))]
-    pub cc_start_kbps: Option<f64>,
-    /// The most congestion control's estimate may reach, in kbit/s [default: 10000].
-    #[arg(long, value_name = "N", value_parser = at_least(64.0, " kbit/s"))]
-    pub cc_max_kbps: Option<f64>,
+    /// Congestion control's estimate before any feedback, in kbit/s.
+    #[arg(long, value_name = "N", value_parser = at_least(64.0, " kbit/s"),
+          default_value_t = CongestionConfig::default().start_bps as f64 / 1000.0)]
+    pub cc_start_kbps: f64,
+    /// The most congestion control's estimate may reach, in kbit/s.
+    #[arg(long, value_name = "N", value_parser = at_least(64.0, " kbit/s"),
+          default_value_t = CongestionConfig::default().max_bps as f64 / 1000.0)]
+    pub cc_max_kbps: f64,
     /// Print a `{"event":"stats",...}` line every SECONDS while sending (0: only the final line).
     #[arg(long, value_name = "SECONDS", default_value_t = 0.0, allow_negative_numbers = true,
           value_parser = within(0.0, 3600.0, " seconds"))]
@@ -136,13 +138,11 @@ struct RenditionLine<'a> {
 
 /// The congestion settings the flags ask for.
 fn congestion(args: &SendArgs) -> Result<CongestionConfig, String> {
-    let d = CongestionConfig::default();
-    let bps = |kbps: Option<f64>, default: u64| kbps.map_or(default, |k| (k * 1000.0) as u64);
     let c = CongestionConfig {
         enabled: args.cc || !args.ladder.is_empty(),
-        start_bps: bps(args.cc_start_kbps, d.start_bps),
-        max_bps: bps(args.cc_max_kbps, d.max_bps),
-        ..d
+        start_bps: (args.cc_start_kbps * 1000.0) as u64,
+        max_bps: (args.cc_max_kbps * 1000.0) as u64,
+        ..CongestionConfig::default()
     };
     if c.start_bps > c.max_bps {
         return Err(format!(
