@@ -100,24 +100,10 @@ static void passthrough(void) {
     rkm_backend_free(rx);
 }
 
-static rkm_backend *sip_backend(uint16_t rtp_start) {
-    rkm_sip_config cfg;
-    rkm_sip_config_init(&cfg);
-    cfg.local_sip_addr = "127.0.0.1:0";
-    cfg.local_rtp_ip = "127.0.0.1";
-    cfg.rtp_port_start = rtp_start;
-    cfg.rtp_port_end = (uint16_t)(rtp_start + 39);
-    /* Under valgrind the SIP thread lags: overload control would refuse the INVITEs (503). */
-    cfg.overload_max_backlog_ms = 0;
-    rkm_backend *b = rkm_sip_voice_backend_new(&cfg);
-    CHECK(b != NULL);
-    return b;
-}
-
 static void reason(void) {
     uint16_t rtp = (uint16_t)(31000 + (getpid() % 200) * 100);
-    rkm_backend *callee = sip_backend(rtp);
-    rkm_backend *me = sip_backend((uint16_t)(rtp + 50));
+    rkm_backend *callee = loopback_sip_voice_backend(rtp);
+    rkm_backend *me = loopback_sip_voice_backend((uint16_t)(rtp + 50));
     CHECK_OK(rkm_on_call(callee, on_call, &h));
     CHECK_OK(rkm_sip_set_trace(callee, on_trace, &h));
     CHECK_OK(rkm_backend_start(callee));
