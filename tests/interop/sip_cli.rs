@@ -110,33 +110,23 @@ fn call_to_serve_with_echo_and_record() {
     assert_eq!(&got[..n], &want[..n]);
 }
 
-/// Answers `offer_video` (H.264 offering NACK and RTX) from a `serve` started with `flags`;
-/// returns the SDP answer, the raw UA and the serve process with its stdout lines.
-fn answer_from_serve(
-    flags: &[&str],
-    rtp_ports: &str,
-) -> (
+/// What `answer_from_serve` gives back: the SDP answer, the raw UA, its leg, and the serve
+/// process with its stdout lines.
+type Served = (
     String,
     RawUa,
     Leg,
     std::process::Child,
     std::io::Lines<BufReader<std::process::ChildStdout>>,
-) {
+);
+
+/// Answers `offer_video` (H.264 offering NACK and RTX) from a `serve` started with `flags`.
+fn answer_from_serve(flags: &[&str], rtp_ports: &str) -> Served {
     answer_from_serve_with(flags, rtp_ports, "")
 }
 
 /// `answer_from_serve` with `extra` lines added to the offer's video section.
-fn answer_from_serve_with(
-    flags: &[&str],
-    rtp_ports: &str,
-    extra: &str,
-) -> (
-    String,
-    RawUa,
-    Leg,
-    std::process::Child,
-    std::io::Lines<BufReader<std::process::ChildStdout>>,
-) {
+fn answer_from_serve_with(flags: &[&str], rtp_ports: &str, extra: &str) -> Served {
     let mut args = vec!["--max-calls", "1"];
     args.extend_from_slice(flags);
     let (mut serve, port) = peers::spawn_serve(60, rtp_ports, &args);
