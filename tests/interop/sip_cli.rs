@@ -147,18 +147,23 @@ fn answer_from_serve_with(flags: &[&str], rtp_ports: &str, extra: &str) -> Serve
     (body(&ok).to_string(), ua, leg, serve, lines)
 }
 
+/// Hangs up from the raw UA (BYE, answered 200) and waits for `serve` to exit cleanly.
+fn hang_up_served(ua: &RawUa, leg: &mut Leg, serve: std::process::Child) {
+    leg.cseq += 1;
+    ua.send(&ua.request("BYE", leg, "", ""));
+    ua.expect_status(200, "BYE", Duration::from_secs(5));
+    assert!(peers::wait_bounded(serve, Duration::from_secs(20))
+        .status
+        .success());
+}
+
 #[test]
 fn serve_loss_recovery_flags_shape_the_answer_and_end_a_silent_call() {
     // Defaults: generic NACK and RTX are agreed.
     let (sdp, ua, mut leg, serve, _) = answer_from_serve(&[], "39400-39449");
     assert!(sdp.contains("a=rtcp-fb:96 nack\r\n"), "{sdp}");
     assert!(sdp.contains("rtx/90000"), "{sdp}");
-    leg.cseq += 1;
-    ua.send(&ua.request("BYE", &leg, "", ""));
-    ua.expect_status(200, "BYE", Duration::from_secs(5));
-    assert!(peers::wait_bounded(serve, Duration::from_secs(20))
-        .status
-        .success());
+    hang_up_served(&ua, &mut leg, serve);
 
     // --no-nack --no-rtx: neither is agreed (PLI still is); --inactivity 1: a caller that sends
     // no media is hung up with BYE after about a second, and the hangup says why.
@@ -207,12 +212,7 @@ fn serve_cc_agrees_transport_cc_only_when_asked() {
             agreed,
             "{flags:?}: {sdp}"
         );
-        leg.cseq += 1;
-        ua.send(&ua.request("BYE", &leg, "", ""));
-        ua.expect_status(200, "BYE", Duration::from_secs(5));
-        assert!(peers::wait_bounded(serve, Duration::from_secs(20))
-            .status
-            .success());
+        hang_up_served(&ua, &mut leg, serve);
     }
 }
 
