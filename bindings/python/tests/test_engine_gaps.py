@@ -31,7 +31,7 @@ from roomkit.voice.base import VoiceSessionState
 from conftest import native_threads, udp_pairs
 from roomkit_media.backends import RTPVideoBackend, SIPVoiceBackend
 from test_rtp_interop import RATE, paced_audio, tone
-from test_sip_roomkit import LOOP, ours, sip_uri, theirs, until
+from test_sip_roomkit import LOOP, ours, ours_and_theirs, sip_uri, until
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -41,13 +41,7 @@ REPO = Path(__file__).resolve().parents[3]
 
 async def reason_checks() -> None:
     before = set(native_threads())
-    backend = ours(SIPVoiceBackend)
-    await backend.start()
-    them = await theirs()
-    answered: list[Any] = []
-    them.on_call(answered.append)
-    ended: list[str] = []
-    them.on_client_disconnected(lambda s: ended.append(s.id))
+    backend, them, answered, ended = await ours_and_theirs()
     uri, addr = sip_uri(them)
     session = await backend.dial(uri, "sip:us@127.0.0.1", addr, codec=0)
     await until(lambda: bool(answered))
@@ -230,12 +224,8 @@ def test_register_with_kamailio_digest_auth() -> None:
 
 async def played_checks() -> None:
     before = set(native_threads())
-    backend = ours(SIPVoiceBackend)
-    await backend.start()
+    backend, them, answered, _ = await ours_and_theirs()
     assert backend.supports_playback_callback
-    them = await theirs()
-    answered: list[Any] = []
-    them.on_call(answered.append)
     uri, addr = sip_uri(them)
     session = await backend.dial(uri, "sip:us@127.0.0.1", addr, codec=0)
     assert session.metadata["output_sample_rate"] == RATE
