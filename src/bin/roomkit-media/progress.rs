@@ -26,6 +26,11 @@ pub struct Stats {
     pub srtp: Option<&'static str>,
     pub srtp_auth_failed: u64,
     pub srtp_replayed: u64,
+    /// Forward error correction (`--fec`): FEC packets sent (`send`) or received (`recv`), and
+    /// lost packets rebuilt from them.
+    pub fec_sent: u64,
+    pub fec_received: u64,
+    pub fec_recovered: u64,
 }
 
 impl Stats {
@@ -38,6 +43,9 @@ impl Stats {
         self.recovered = v.recovered;
         self.srtp_auth_failed = v.srtp_auth_failed;
         self.srtp_replayed = v.srtp_replayed;
+        self.fec_sent = v.fec_sent;
+        self.fec_received = v.fec_received;
+        self.fec_recovered = v.fec_recovered;
     }
 }
 

@@ -12,7 +12,9 @@ use roomkit_media::prelude::*;
 use roomkit_media::SrtpSuite;
 use roomkit_media::VideoCodec;
 
-use crate::args::{at_least, payload_type, resolve, rtx_payload_type, within, SrtpKeyArgs};
+use crate::args::{
+    at_least, payload_type, resolve, rtx_payload_type, within, FecArgs, SrtpKeyArgs,
+};
 use crate::link;
 use crate::media_file::{codec_arg, read_pictures, video_codec};
 use crate::progress::{Progress, Stats};
@@ -57,6 +59,8 @@ pub struct SendArgs {
     pub rtcp_mux: bool,
     #[command(flatten)]
     pub srtp: SrtpKeyArgs,
+    #[command(flatten)]
+    pub fec: FecArgs,
     /// Where our RTP binds [default: any port].
     #[arg(long, value_name = "HOST:PORT", value_parser = resolve)]
     pub bind: Option<SocketAddr>,
@@ -97,6 +101,7 @@ pub fn run(args: &SendArgs) -> Result<Stats, String> {
             ..ResilienceConfig::default()
         },
         rtcp_mux: args.rtcp_mux,
+        video_fec: args.fec.config(),
         ..RtpBackendConfig::default()
     };
     let (backend, session) = link::open(cfg, &to, args.srtp.keys()?)?;
