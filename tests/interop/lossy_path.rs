@@ -20,10 +20,10 @@ use roomkit_media::codec::annexb::{access_units, nal_units};
 use support::netsim::{free_port_pair, Netsim, Path};
 use support::peers::{self, bin, json_stats, spawn, stat, wait_bounded, TempDir};
 
-const SECONDS: u32 = 6;
+pub(crate) const SECONDS: u32 = 6;
 
 /// A 720p clip with large key pictures (~40 packets) every 30 pictures and 5-15-packet others.
-fn clip(dir: &TempDir) -> std::path::PathBuf {
+pub(crate) fn clip(dir: &TempDir) -> std::path::PathBuf {
     let path = dir.path("clip.h264");
     peers::make_h264_clip(
         &path,
@@ -43,7 +43,7 @@ fn clip(dir: &TempDir) -> std::path::PathBuf {
 
 /// The NAL units of each picture of an Annex-B file; with `slices_only`, only the coded slices
 /// (types 1-5), for peers that repeat parameter sets.
-fn pictures(path: &FsPath, slices_only: bool) -> Vec<Vec<Vec<u8>>> {
+pub(crate) fn pictures(path: &FsPath, slices_only: bool) -> Vec<Vec<Vec<u8>>> {
     let bytes = std::fs::read(path).unwrap_or_default();
     access_units(&bytes)
         .map(|au| {
@@ -162,12 +162,12 @@ fn send_to_recv_at_10_percent_loss_with_rtx() {
     run_send_recv(10.0, true, 12, 0.7);
 }
 
-fn gst_script() -> std::path::PathBuf {
+pub(crate) fn gst_script() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/gst_rtx.py")
 }
 
 /// GStreamer must be there with its RTP retransmission elements and Python bindings.
-fn have_gstreamer() -> bool {
+pub(crate) fn have_gstreamer() -> bool {
     if !peers::have_peers(&["ffmpeg", "gst-inspect-1.0"]) {
         return false;
     }
