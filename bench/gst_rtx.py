@@ -4,6 +4,7 @@ measured and tested against on a lossy path. Also its forward error correction a
 transport-wide congestion control, as a receiver.
 
   gst_rtx.py send --clip F --to HOST:PORT --rtcp-to HOST:PORT --rtcp-port N [--rtx-pt 97] [--log F]
+                  [--twcc-id N]
   gst_rtx.py recv --port N --rtcp-port N --rtcp-to HOST:PORT --out F [--latency MS] [--rtx-pt 97]
                   [--log F] [--frames N] [--timeout S] [--no-retransmission]
                   [--fec-red-pt 123 --fec-ulpfec-pt 122] [--twcc-id N]
@@ -18,6 +19,8 @@ rtpbin's auxiliary receiver and `rtpulpfecdec` (on rtpbin's packet storage) as i
 with lost-packet events from the jitterbuffer; its JSON line then counts what it rebuilt.
 `recv --twcc-id N`: the stream's caps carry `extmap-N` = the transport-wide sequence number, so
 rtpbin's session answers packets stamped with it with transport-cc feedback (RTPFB 15).
+`send --twcc-id N`: the payloader stamps that extension (rtphdrexttwcc) on every packet, and the
+JSON line counts the samples of rtpbin's `twcc-stats` that the peer's feedback had filled.
 
 Both write, with --log, one line per picture: `<monotonic seconds> <sha1 of its slice NAL units>`
 (SPS/PPS excluded, since payloaders and parsers add or repeat them), which lets a harness match
@@ -133,13 +136,22 @@ def send(a):
         "filesrc location=%s ! h264parse ! "
         "video/x-h264,stream-format=byte-stream,alignment=au,framerate=30/1 ! "
         "identity sync=true name=clock ! rtph264pay name=pay pt=96 mtu=1200 config-interval=-1 "
+        "! capsfilter name=paycaps "
         "udpsink name=rtp_out host=%s port=%d sync=false async=false "
         "udpsink name=rtcp_out host=%s port=%d sync=false async=false "
         "udpsrc name=rtcp_in address=127.0.0.1 port=%d"
         % (a.clip, host, port, rhost, rport, a.rtcp_port)
     )
+    if a.twcc_id:
+        # The payloader stamps the extension the caps downstream name (rtphdrexttwcc).
+        p.get_by_name("paycaps").set_property(
+            "caps",
+            Gst.Caps.from_string(
+                "application/x-rtp,extmap-%d=(string)%s" % (a.twcc_id, TWCC_URI)
+            ),
+        )
     p.add(rtpbin)
-    p.get_by_name("pay").link_pads("src", rtpbin, "send_rtp_sink_0")
+    p.get_by_name("paycaps").link_pads("src", rtpbin, "send_rtp_sink_0")
     rtpbin.link_pads("send_rtp_src_0", p.get_by_name("rtp_out"), "sink")
     rtpbin.link_pads("send_rtcp_src_0", p.get_by_name("rtcp_out"), "sink")
     p.get_by_name("rtcp_in").link_pads("src", rtpbin, "recv_rtcp_sink_0")
@@ -165,11 +177,28 @@ def send(a):
 
     p.get_bus().add_signal_watch()
     p.get_bus().connect("message", on_eos)
+    # With --twcc-id: how often the session's transport-cc statistics, which only the peer's
+    # feedback updates, showed packets it acknowledged (sampled every 100 ms).
+    twcc = {"seen": 0, "last": None}
+
+    def sample_twcc():
+        st = rtpbin.emit("get-session", 0).get_property("twcc-stats")
+        if st is not None:
+            ok, n = st.get_uint("packets-recv")
+            if ok and n > 0:
+                twcc["seen"] += 1
+                twcc["last"] = st.to_string()
+        return True
+
+    if a.twcc_id:
+        GLib.timeout_add(100, sample_twcc)
     p.set_state(Gst.State.PLAYING)
     GLib.timeout_add(int(a.timeout * 1000), loop.quit)
     loop.run()
     p.set_state(Gst.State.NULL)
-    print('{"pictures":%d}' % log.count)
+    if twcc["last"]:
+        print("last twcc-stats: %s" % twcc["last"], file=sys.stderr)
+    print('{"pictures":%d,"twcc_feedback_seen":%d}' % (log.count, twcc["seen"]))
 
 
 def recv_aux_bin(a, session):
@@ -319,6 +348,7 @@ def main():
     s.add_argument("--log")
     s.add_argument("--linger", type=float, default=1.5)
     s.add_argument("--timeout", type=float, default=60)
+    s.add_argument("--twcc-id", type=int, default=0)
     r = sub.add_parser("recv")
     r.add_argument("--port", type=int, required=True)
     r.add_argument("--rtcp-port", type=int, required=True)

@@ -7,7 +7,9 @@
 //!   rebuilds packets, and more pictures come out whole than in the same run without FEC;
 //! - **GStreamer as a transport-cc peer**: an `RtpVideoBackend` sender with congestion control
 //!   on (extension ID 5, configured) → `rtpbin` whose caps carry `extmap-5` = the transport-wide
-//!   sequence number: its session answers with RTPFB 15 feedback, which our estimator uses.
+//!   sequence number: its session answers with RTPFB 15 feedback, which our estimator uses; and
+//!   the other way, GStreamer's payloader stamping the extension (`rtphdrexttwcc`) → our
+//!   receiver, whose feedback fills GStreamer's `twcc-stats`.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -268,5 +270,127 @@ fn our_sender_uses_gstreamer_transport_cc_feedback() {
     assert!(
         v.cc_target_bps != START_BPS && !heard.is_empty(),
         "the estimate moved on GStreamer's feedback: {v:?}"
+    );
+}
+
+#[test]
+fn gstreamer_sender_uses_our_transport_cc_feedback() {
+    if !have_gstreamer() {
+        return;
+    }
+    let dir = TempDir::new("twcc-from-gst");
+    let source = clip(&dir);
+    let (r, v, q) = (free_port_pair(), free_port_pair(), free_port_pair());
+    // GStreamer sends RTP and RTCP from ports of its own and takes RTCP on a third: netsim
+    // gives its RTP and RTCP fixed neighbouring addresses (v, v + 1) for our receiver to expect,
+    // and carries our RTCP from v + 1 back to its RTCP port (q).
+    let mut net = Netsim::start(
+        &[
+            format!("127.0.0.1:0=127.0.0.1:{r}@127.0.0.1:{v}"),
+            format!(
+                "127.0.0.1:0=127.0.0.1:{}/127.0.0.1:{q}@127.0.0.1:{}",
+                r + 1,
+                v + 1
+            ),
+        ],
+        &Path {
+            loss_pct: 0.0,
+            delay_ms: 20,
+            jitter_ms: 0,
+            reorder_pct: 0.0,
+            duplicate_pct: 0.0,
+            seed: 1,
+        },
+        SECONDS + 30,
+    );
+    let backend = RtpVideoBackend::new(RtpBackendConfig {
+        local_addr: "127.0.0.1:0".parse().unwrap(),
+        video_local_addr: ([127, 0, 0, 1], r).into(),
+        transport_cc_id: 3,
+        resilience: ResilienceConfig {
+            congestion: CongestionConfig {
+                enabled: true,
+                ..CongestionConfig::default()
+            },
+            ..ResilienceConfig::default()
+        },
+        ..RtpBackendConfig::default()
+    })
+    .unwrap();
+    let (tx, pictures) = crossbeam_channel::unbounded();
+    backend.on_video_received(move |_, _| {
+        let _ = tx.send(());
+    });
+    let placeholder = "127.0.0.1:9".parse().unwrap();
+    let session = backend
+        .connect(
+            "gst",
+            "gst",
+            ConnectOptions::to(placeholder, Some(([127, 0, 0, 1], v).into())),
+        )
+        .unwrap();
+    backend
+        .update_remote(session.id, Some(session.audio.local_addr), None)
+        .unwrap();
+
+    let (to, rtcp_to, rtcp_port) = (
+        net.pipes[0].0.to_string(),
+        net.pipes[1].0.to_string(),
+        q.to_string(),
+    );
+    let script = gst_script();
+    let send = wait_bounded(
+        spawn(
+            60,
+            "/usr/bin/python3",
+            &[
+                script.to_str().unwrap(),
+                "send",
+                "--clip",
+                source.to_str().unwrap(),
+                "--to",
+                &to,
+                "--rtcp-to",
+                &rtcp_to,
+                "--rtcp-port",
+                &rtcp_port,
+                "--rtx-pt",
+                "0",
+                "--twcc-id",
+                "3",
+                "--linger",
+                "0.5",
+                "--timeout",
+                "30",
+            ],
+        ),
+        Duration::from_secs(60),
+    );
+    let v = backend.stats(session.id).unwrap().video.unwrap();
+    let _ = backend.disconnect(session.id);
+    let path_stats = net.stop();
+    let s = json_stats(&send.stdout);
+    let got = pictures.try_iter().count();
+    println!(
+        "GStreamer {s:?} ({}); we received {got} pictures, {} packets, sent {} transport-cc \
+         feedback packets; path {path_stats}",
+        String::from_utf8_lossy(&send.stderr)
+            .lines()
+            .find(|l| l.starts_with("last twcc-stats"))
+            .unwrap_or("no twcc-stats"),
+        v.packets_received,
+        v.cc_feedback_sent,
+    );
+    assert!(
+        send.status.success(),
+        "{}",
+        String::from_utf8_lossy(&send.stderr)
+    );
+    assert!(got > 0, "GStreamer's stamped stream arrived: {v:?}");
+    // Feedback is due every 50 ms over 6 s; GStreamer's statistics are sampled every 100 ms.
+    assert!(v.cc_feedback_sent >= 10, "we sent feedback: {v:?}");
+    assert!(
+        stat(&s, "twcc_feedback_seen") >= 5,
+        "GStreamer's session took our feedback: {s:?}"
     );
 }
