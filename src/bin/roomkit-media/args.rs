@@ -90,8 +90,8 @@ pub fn rtx_payload_type(rtx: Option<u8>, pt: u8) -> Result<Option<u8>, String> {
     }
 }
 
-/// `--fec` of `send` and `recv`: ULPFEC in RED on the default payload types (RED 123, ULPFEC
-/// 122), which both ends must use since no SDP agrees on them.
+/// `--fec` of `send` and `recv`: ULPFEC in RED, on payload types (default RED 123, ULPFEC 122)
+/// that both ends must be given alike, since no SDP agrees on them.
 #[derive(Args, Debug, Clone, Default)]
 pub struct FecArgs {
     /// Forward error correction on the video (ULPFEC in RED, payload types --fec-red-pt and
