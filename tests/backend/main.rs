@@ -5,6 +5,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod av_congestion;
 mod bench_cmd;
 mod liveness;
 mod metrics;
