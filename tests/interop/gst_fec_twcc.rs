@@ -1,10 +1,11 @@
 //! GStreamer 1.22's `rtpbin` as the receiver of our video, for the two things issue 17 adds
 //! beyond loss repair (the peer is `bench/gst_rtx.py`, GStreamer from Python):
 //!
-//! - **our FEC decoded by GStreamer**: `send --fec` (ULPFEC in RED) → `netsim` (5 % loss, 100 ms
-//!   one way, so a NACK would come too late; GStreamer sends none here) → `rtpbin` with
-//!   `rtpreddec` as its auxiliary receiver and `rtpulpfecdec` on its packet storage. GStreamer
-//!   rebuilds packets, and more pictures come out whole than in the same run without FEC;
+//! - **our FEC decoded by GStreamer**: `send --fec` (ULPFEC in RED) → `netsim` (5 % loss) →
+//!   `rtpbin` with `rtpreddec` as its auxiliary receiver and `rtpulpfecdec` on its packet
+//!   storage, over a one-way path (GStreamer's RTCP goes to a socket nobody reads, so no NACK
+//!   and no report: FEC at its rate without feedback does the whole job). GStreamer rebuilds
+//!   packets, and more pictures come out whole than in the same run without FEC;
 //! - **GStreamer as a transport-cc peer**: an `RtpVideoBackend` sender with congestion control
 //!   on (extension ID 5, configured) → `rtpbin` whose caps carry `extmap-5` = the transport-wide
 //!   sequence number: its session answers with RTPFB 15 feedback, which our estimator uses; and
@@ -37,9 +38,9 @@ fn intact(sent: &[Vec<Vec<u8>>], received: &[Vec<Vec<u8>>]) -> usize {
 /// A JSON stats line as (key, integer) pairs.
 type Stats = Vec<(String, i64)>;
 
-/// One run of `send` (with `fec`: `--fec`) → lossy path → GStreamer (with `fec`: RED and
-/// ULPFEC decoders, no NACKs either way): pictures sent, pictures GStreamer delivered whole, and
-/// both sides' JSON stats.
+/// One run of `send` (with `fec`: `--fec`) → lossy one-way path → GStreamer (with `fec`: RED
+/// and ULPFEC decoders): pictures sent, pictures GStreamer delivered whole, and both sides'
+/// JSON stats.
 fn us_to_gstreamer(fec: bool, seed: u64) -> (usize, usize, Stats, Stats) {
     let dir = TempDir::new(&format!("fec-to-gst{fec}"));
     let source = clip(&dir);
@@ -56,17 +57,16 @@ fn us_to_gstreamer(fec: bool, seed: u64) -> (usize, usize, Stats, Stats) {
                 s + 1
             ),
         ],
-        &Path {
-            delay_ms: 100,
-            ..Path::lossy(5.0, seed)
-        },
+        &Path::lossy(5.0, seed),
         SECONDS + 30,
     );
+    // GStreamer's RTCP (reports, NACKs if it sent any) ends here, unread: a one-way path.
+    let nowhere = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let script = gst_script();
     let (port, rtcp_port, rtcp_to) = (
         p.to_string(),
         (p + 1).to_string(),
-        net.pipes[1].1.to_string(),
+        nowhere.local_addr().unwrap().to_string(),
     );
     let mut recv_args = vec![
         script.to_str().unwrap(),
@@ -148,10 +148,10 @@ fn gstreamer_rebuilds_lost_packets_from_our_ulpfec() {
         stat(&r, "fec_recovered") > 0,
         "GStreamer rebuilt packets from our ULPFEC: {r:?}"
     );
-    // Same clip, path and seed: FEC must make a difference GStreamer can see. Floors, not
-    // figures: the runs race real time on a loaded machine.
+    // Same clip, path and seed: FEC must make a difference GStreamer can see (measured: 177
+    // against 114 of 180). Floors, not figures: the runs race real time on a loaded machine.
     assert!(
-        with_fec > plain,
+        with_fec > plain && with_fec * 10 >= sent * 8,
         "with FEC {with_fec}/{sent} whole, without {plain}/{sent}"
     );
 }
