@@ -10,6 +10,7 @@ mod bench_cmd;
 mod liveness;
 mod metrics;
 mod netsim_bottleneck;
+mod roomkit_gaps;
 mod rtp_backend;
 mod rtp_backend_impairment;
 mod rtp_backend_robustness;

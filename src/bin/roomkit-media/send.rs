@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use roomkit_media::backend::rtp::RtpBackendConfig;
-use roomkit_media::backend::{CongestionConfig, PacerConfig, ResilienceConfig};
+use roomkit_media::backend::{PacerConfig, ResilienceConfig};
 use roomkit_media::codec::h264::DEFAULT_MTU;
 use roomkit_media::prelude::*;
 use roomkit_media::SrtpSuite;
@@ -20,7 +20,7 @@ use roomkit_media::VideoCodec;
 use serde::Serialize;
 
 use crate::args::{
-    at_least, payload_type, resolve, rtx_payload_type, within, FecArgs, SrtpKeyArgs,
+    at_least, payload_type, resolve, rtx_payload_type, within, CcArgs, FecArgs, SrtpKeyArgs,
 };
 use crate::ladder::{Ladder, HEADROOM};
 use crate::link;
@@ -47,19 +47,8 @@ pub struct SendArgs {
     /// most 0.85 × congestion control's target; a `switch` line says so. Turns --cc on.
     #[arg(long, value_name = "FILE,FILE,...", value_delimiter = ',')]
     pub ladder: Vec<PathBuf>,
-    /// Congestion control: stamp transport-wide sequence numbers, estimate the path's bandwidth
-    /// from the receiver's feedback (it must run `recv --cc`), pace at the estimate and drop
-    /// whole pictures rather than queue more than two picture intervals.
-    #[arg(long)]
-    pub cc: bool,
-    /// Congestion control's estimate before any feedback, in kbit/s.
-    #[arg(long, value_name = "N", value_parser = at_least(64.0, " kbit/s"),
-          default_value_t = CongestionConfig::default().start_bps as f64 / 1000.0)]
-    pub cc_start_kbps: f64,
-    /// The most congestion control's estimate may reach, in kbit/s.
-    #[arg(long, value_name = "N", value_parser = at_least(64.0, " kbit/s"),
-          default_value_t = CongestionConfig::default().max_bps as f64 / 1000.0)]
-    pub cc_max_kbps: f64,
+    #[command(flatten)]
+    pub cc: CcArgs,
     /// Print a `{"event":"stats",...}` line every SECONDS while sending (0: only the final line).
     #[arg(long, value_name = "SECONDS", default_value_t = 0.0, allow_negative_numbers = true,
           value_parser = within(0.0, 3600.0, " seconds"))]
@@ -140,24 +129,6 @@ struct RenditionLine<'a> {
     bps: u64,
 }
 
-/// The congestion settings the flags ask for.
-fn congestion(args: &SendArgs) -> Result<CongestionConfig, String> {
-    let c = CongestionConfig {
-        enabled: args.cc || !args.ladder.is_empty(),
-        start_bps: (args.cc_start_kbps * 1000.0) as u64,
-        max_bps: (args.cc_max_kbps * 1000.0) as u64,
-        ..CongestionConfig::default()
-    };
-    if c.start_bps > c.max_bps {
-        return Err(format!(
-            "--cc-start-kbps {} is above --cc-max-kbps {}",
-            c.start_bps / 1000,
-            c.max_bps / 1000
-        ));
-    }
-    Ok(c)
-}
-
 pub fn run(args: &SendArgs) -> Result<Stats, String> {
     let to = args.to;
     let (pt, mtu, fps) = (args.pt, args.mtu, args.fps);
@@ -174,7 +145,7 @@ pub fn run(args: &SendArgs) -> Result<Stats, String> {
             (Ladder::open(&args.ladder, codec, frame_ms / 1000.0)?, codec)
         }
     };
-    let cc = congestion(args)?;
+    let cc = args.cc.config(!args.ladder.is_empty())?;
     let rtx = rtx_payload_type(args.rtx_pt, pt)?;
     let mut pacer = PacerConfig {
         enabled: !args.no_pacing,
