@@ -238,6 +238,17 @@ typedef struct {
     // calls); N > 0 (at most 1024) N shared threads, each waiting in `epoll` on the sockets of
     // many streams (for many sessions).
     uint32_t io_threads;
+    // Forward error correction on video, both ways: ULPFEC (RFC 5109) in RED (RFC 2198) on
+    // `fec_red_payload_type` / `fec_ulpfec_payload_type`; default false. There is no SDP here:
+    // both ends must be configured alike.
+    bool video_fec;
+    // RED payload type of `video_fec` (0..=127, apart from the others); default 123.
+    uint8_t fec_red_payload_type;
+    // ULPFEC payload type of `video_fec`; default 122.
+    uint8_t fec_ulpfec_payload_type;
+    // Header-extension ID (1..=14) of the transport-wide sequence number when
+    // `resilience.congestion` is on; both ends alike. Default 3.
+    uint8_t transport_cc_id;
 } rkm_rtp_config;
 
 // The SRTP keys of one stream of an RTP session, as text in SDES's form, so keys a program
