@@ -988,6 +988,16 @@ rkm_status rkm_send_audio(rkm_backend *b,
                           const int16_t *pcm,
                           size_t samples);
 
+// `rkm_send_audio` of PCM at `rate_hz` (8000, 12000, 16000, 24000, 32000 or 48000) rather than
+// the backend's `audio_sample_rate`: converted to the codec's rate; another rate is
+// `RKM_ERR_INVALID_ARGUMENT`. A change of rate between calls starts the converter afresh.
+// `pcm` is read during the call only. Any thread.
+rkm_status rkm_send_audio_at(rkm_backend *b,
+                             const char *session_id,
+                             const int16_t *pcm,
+                             size_t samples,
+                             uint32_t rate_hz);
+
 // Sends one audio frame the application encoded itself, as is, as the payload of one RTP
 // packet lasting `duration_ms` (1 to 1000) on the stream's timeline: for codecs the engine
 // passes through, or G.711/G.722/Opus frames made elsewhere. `payload` is read during the call
