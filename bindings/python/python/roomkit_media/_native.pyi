@@ -37,6 +37,8 @@ class RtpCore(MediaCore):
         video_codec: str = "h264",
         delivery: str = "nal_unit",
         queue_len: int = 8192,
+        symmetric_rtp: bool = False,
+        io_threads: int = 0,
     ) -> None: ...
     def connect(
         self,
