@@ -21,7 +21,7 @@ use crate::engine::{
 };
 use crate::error::{Error, Result};
 use crate::frame::{Delivery, VideoCodec};
-use crate::rtp::config::DEFAULT_TRANSPORT_CC_ID;
+use crate::rtp::config::{CcAgreement, DEFAULT_TRANSPORT_CC_ID};
 use crate::sdp::AudioCodec;
 
 /// Settings of an RTP backend. `Default` gives roomkit's defaults.
@@ -371,7 +371,7 @@ impl RtpVoiceBackend {
                     true,
                     c.rtx_payload_type,
                     // Both ends are configured alike: the fixed extension ID.
-                    Some(DEFAULT_TRANSPORT_CC_ID),
+                    Some(CcAgreement::transport_cc(DEFAULT_TRANSPORT_CC_ID)),
                 )),
                 c.video_local_addr,
                 vr,

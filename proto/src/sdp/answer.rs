@@ -18,7 +18,8 @@ use super::model::{
     Direction, MediaDescription, MediaKind, PayloadType, SdpError, SessionDescription,
 };
 use super::write::{media, rejected, render, SessionHeader};
-use crate::rtp::hdrext::TRANSPORT_CC_URI;
+use crate::rtp::config::CcAgreement;
+use crate::rtp::hdrext::{ABS_SEND_TIME_URI, TRANSPORT_CC_URI};
 use crate::rtp::srtp::SrtpKeys;
 
 /// The audio packet duration we use when the offer does not ask for one.
@@ -105,6 +106,22 @@ pub struct NegotiatedVideo {
     /// Transport-wide congestion control, when both sides agreed to it (`transport-cc` feedback
     /// and the transport-wide sequence number's `a=extmap`): the extension's ID (1–14).
     pub transport_cc: Option<u8>,
+    /// REMB (`goog-remb`) instead, when both sides said it and transport-cc was not agreed:
+    /// the receiver estimates and sends REMB.
+    pub remb: bool,
+    /// abs-send-time's extension ID (1–14), agreed beside REMB: the send times the receiver's
+    /// estimate reads.
+    pub abs_send_time: Option<u8>,
+}
+
+impl NegotiatedVideo {
+    /// The congestion control feedback agreed on, if any: transport-cc before REMB.
+    pub fn congestion(&self) -> Option<CcAgreement> {
+        match self.transport_cc {
+            Some(id) => Some(CcAgreement::transport_cc(id)),
+            None => self.remb.then(|| CcAgreement::remb(self.abs_send_time)),
+        }
+    }
 }
 
 /// The outcome of offer/answer: one audio stream, and video when both sides agreed on it.
@@ -569,6 +586,60 @@ fn h264_answer(p: &PayloadType) -> (String, u8, String) {
 /// The `rtcp-fb` value of transport-wide congestion control feedback.
 pub const TRANSPORT_CC_FB: &str = "transport-cc";
 
+/// The `rtcp-fb` value of REMB.
+pub const GOOG_REMB_FB: &str = "goog-remb";
+/// The abs-send-time extension ID we offer (where browsers usually put it).
+pub const DEFAULT_ABS_SEND_TIME_ID: u8 = 2;
+
+/// Whether payload type `p` asks for REMB (`a=rtcp-fb:<pt> goog-remb`).
+pub(crate) fn offered_remb(p: &PayloadType) -> bool {
+    p.rtcp_fb
+        .iter()
+        .any(|f| f.trim().eq_ignore_ascii_case(GOOG_REMB_FB))
+}
+
+/// The congestion control `m` and `p` ask for, when `ours` (we run it): transport-cc when
+/// offered, else REMB (with abs-send-time when `m` maps it to a one-byte ID). One rule for
+/// answers we write and answers we read.
+pub(crate) fn offered_congestion(
+    ours: bool,
+    m: &MediaDescription,
+    p: &PayloadType,
+) -> (Option<u8>, bool, Option<u8>) {
+    if !ours {
+        return (None, false, None);
+    }
+    if let Some(id) = offered_transport_cc(m, p) {
+        return (Some(id), false, None);
+    }
+    if !offered_remb(p) {
+        return (None, false, None);
+    }
+    let abs = extmap_id(&m.extmaps, ABS_SEND_TIME_URI).filter(|id| (1..=14).contains(id));
+    (None, true, abs)
+}
+
+/// The SDP attributes that state an agreement (rtcp-fb on `pt`, extmap): one writer for
+/// answers and re-offers.
+pub(crate) fn congestion_attrs(
+    attrs: &mut Vec<String>,
+    pt: u8,
+    transport_cc: Option<u8>,
+    remb: bool,
+    abs_send_time: Option<u8>,
+) {
+    if let Some(id) = transport_cc {
+        attrs.push(format!("rtcp-fb:{pt} {TRANSPORT_CC_FB}"));
+        attrs.push(format!("extmap:{id} {TRANSPORT_CC_URI}"));
+    }
+    if remb {
+        attrs.push(format!("rtcp-fb:{pt} {GOOG_REMB_FB}"));
+    }
+    if let Some(id) = abs_send_time {
+        attrs.push(format!("extmap:{id} {ABS_SEND_TIME_URI}"));
+    }
+}
+
 /// The transport-wide sequence number's extension ID in `m`, when `m` also asks for
 /// `transport-cc` feedback on payload type `p`: both are needed for congestion control to run.
 /// Only IDs of the one-byte header form (1–14), the one our packets use.
@@ -618,15 +689,9 @@ fn video_section(
     }
     let fec = fec_payload_types(m).filter(|_| cfg.local.video_fec);
     write_fec(fec, &mut fmt, &mut attrs);
-    let transport_cc = cfg
-        .local
-        .video_transport_cc
-        .then(|| offered_transport_cc(m, p))
-        .flatten();
-    if let Some(id) = transport_cc {
-        attrs.push(format!("rtcp-fb:{pt} {TRANSPORT_CC_FB}"));
-        attrs.push(format!("extmap:{id} {TRANSPORT_CC_URI}"));
-    }
+    let (transport_cc, remb, abs_send_time) =
+        offered_congestion(cfg.local.video_transport_cc, m, p);
+    congestion_attrs(&mut attrs, pt, transport_cc, remb, abs_send_time);
     if rtcp_mux {
         attrs.push("rtcp-mux".to_string());
     }
@@ -654,6 +719,8 @@ fn video_section(
         srtp: srtp.map(|(_, keys)| keys.clone()),
         fec,
         transport_cc,
+        remb,
+        abs_send_time,
     };
     let section = media("video", cfg.local.video_port, answer_proto(m), &fmt, attrs);
     (section, negotiated)

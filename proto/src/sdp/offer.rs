@@ -6,8 +6,9 @@ use crate::frame::VideoCodec;
 
 use super::answer::Answer;
 use super::answer::{
-    answer_direction, offered_transport_cc, usable_stream, AnswerError, NegotiatedAudio,
-    NegotiatedVideo, Negotiation, TRANSPORT_CC_FB,
+    answer_direction, congestion_attrs, offered_congestion, usable_stream, AnswerError,
+    NegotiatedAudio, NegotiatedVideo, Negotiation, DEFAULT_ABS_SEND_TIME_ID, GOOG_REMB_FB,
+    TRANSPORT_CC_FB,
 };
 use super::codecs::{
     fec_payload_types, h264_packetization_mode, h264_profile_level_id, rtx_for, supported_feedback,
@@ -19,7 +20,7 @@ use super::local::LocalMedia;
 use super::model::{Direction, MediaDescription, MediaKind, PayloadType, SessionDescription};
 use super::write::{media, rejected, render, SessionHeader};
 use crate::rtp::config::DEFAULT_TRANSPORT_CC_ID;
-use crate::rtp::hdrext::TRANSPORT_CC_URI;
+use crate::rtp::hdrext::{ABS_SEND_TIME_URI, TRANSPORT_CC_URI};
 use crate::rtp::srtp::{SrtpKey, SrtpKeys};
 
 /// The payload type we offer H.264 under, and its retransmission payload type.
@@ -313,12 +314,17 @@ fn video_offer_media(
         attrs.push(format!("rtcp-fb:{pt} nack pli"));
         attrs.push(format!("rtcp-fb:{pt} ccm fir"));
         if transport_cc {
+            // Transport-cc preferred; REMB for a peer that only does that.
             attrs.push(format!("rtcp-fb:{pt} {TRANSPORT_CC_FB}"));
+            attrs.push(format!("rtcp-fb:{pt} {GOOG_REMB_FB}"));
         }
     }
     if transport_cc {
         attrs.push(format!(
             "extmap:{DEFAULT_TRANSPORT_CC_ID} {TRANSPORT_CC_URI}"
+        ));
+        attrs.push(format!(
+            "extmap:{DEFAULT_ABS_SEND_TIME_ID} {ABS_SEND_TIME_URI}"
         ));
     }
     if rtx {
@@ -470,10 +476,7 @@ pub fn reoffer(current: &Answer, cfg: &ReofferConfig) -> Offer {
             if v.fir {
                 attrs.push(format!("rtcp-fb:{} ccm fir", v.pt));
             }
-            if let Some(id) = v.transport_cc {
-                attrs.push(format!("rtcp-fb:{} {TRANSPORT_CC_FB}", v.pt));
-                attrs.push(format!("extmap:{id} {TRANSPORT_CC_URI}"));
-            }
+            congestion_attrs(&mut attrs, v.pt, v.transport_cc, v.remb, v.abs_send_time);
             let mut fmt = v.pt.to_string();
             if let Some(rtx) = v.rtx_pt {
                 fmt.push_str(&format!(" {rtx}"));
@@ -554,7 +557,7 @@ pub fn reoffer(current: &Answer, cfg: &ReofferConfig) -> Offer {
         video_nack,
         video_rtx,
         video_transport_cc: matches!(cfg.video, ReofferVideo::Keep)
-            && neg.video.as_ref().is_some_and(|v| v.transport_cc.is_some()),
+            && neg.video.as_ref().is_some_and(|v| v.congestion().is_some()),
         rtcp_mux: a.rtcp_mux,
         ptime: a.ptime,
         session_id: current.session_id,
@@ -731,6 +734,7 @@ fn read_video(offer: &Offer, m: &MediaDescription) -> Option<NegotiatedVideo> {
     let remote = remote_of(m);
     // The answer's own payload types: they are what the peer sends with.
     let fec = fec_payload_types(m).filter(|_| offer.video_fec.is_some());
+    let (transport_cc, remb, abs_send_time) = offered_congestion(offer.video_transport_cc, m, p);
     Some(NegotiatedVideo {
         pt: p.pt,
         codec,
@@ -747,10 +751,9 @@ fn read_video(offer: &Offer, m: &MediaDescription) -> Option<NegotiatedVideo> {
         rtx_pt,
         srtp: None,
         fec,
-        transport_cc: offer
-            .video_transport_cc
-            .then(|| offered_transport_cc(m, p))
-            .flatten(),
+        transport_cc,
+        remb,
+        abs_send_time,
     })
 }
 

@@ -398,7 +398,7 @@ impl EngineHost {
             v.nack,
             v.rtx_pt,
             // Congestion control only where offer and answer agreed on it.
-            v.transport_cc,
+            v.congestion(),
         );
         params.fec = v.fec.map(|(red, ulpfec)| FecConfig {
             red_payload_type: red,

@@ -22,6 +22,7 @@
 
 pub mod delay;
 pub mod rate;
+pub mod remote;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -83,6 +84,15 @@ pub struct PacketResult {
     pub arrival_us: Option<i64>,
 }
 
+/// One packet as the delay filter sees it: send time (sender's clock) and arrival (receiver's
+/// clock), µs, and size; `arrival_us: None` if lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Report {
+    pub send_us: i64,
+    pub size: usize,
+    pub arrival_us: Option<i64>,
+}
+
 /// What the estimator counted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BweStats {
@@ -118,6 +128,8 @@ pub struct BandwidthEstimator {
     loss: LossBound,
     acked: AckedRate,
     remb: Option<u64>,
+    /// The target is the REMB (see [`BandwidthEstimator::follow_remb`]).
+    remb_only: bool,
     rtt: Duration,
     target: u64,
     reason: RateReason,
@@ -150,6 +162,7 @@ impl BandwidthEstimator {
             loss: LossBound::new(max),
             acked: AckedRate::new(ACKED_WINDOW),
             remb: None,
+            remb_only: false,
             rtt: DEFAULT_RTT,
             target: start,
             reason: RateReason::Initial,
@@ -258,21 +271,32 @@ impl BandwidthEstimator {
 
     /// The core of the estimator: reported packets (in send order) at `now`.
     pub fn on_packet_results(&mut self, now: Instant, results: &[PacketResult]) {
-        if results.is_empty() {
-            return;
-        }
-        self.stats.feedback += 1;
         let epoch = *self.epoch.get_or_insert(now);
+        self.on_reports(
+            now,
+            results.iter().map(|r| Report {
+                send_us: r.sent.saturating_duration_since(epoch).as_micros() as i64,
+                size: r.size,
+                arrival_us: r.arrival_us,
+            }),
+        );
+    }
+
+    /// Reported packets (in send order, send times on the sender's µs clock) at `now`: what
+    /// transport-wide feedback yields on the sender, and what a receiver that estimates for REMB
+    /// measures itself ([`remote::ReceiveEstimator`]). One path for both.
+    pub fn on_reports(&mut self, now: Instant, reports: impl IntoIterator<Item = Report>) {
         let mut lost = 0u64;
+        let mut total = 0u64;
         let mut usage = None;
-        for r in results {
+        for r in reports {
+            total += 1;
             let Some(arrival) = r.arrival_us else {
                 lost += 1;
                 continue;
             };
             self.acked.on_received(arrival, r.size);
-            let send_us = r.sent.saturating_duration_since(epoch).as_micros() as i64;
-            if let Some(d) = self.inter_arrival.on_packet(send_us, arrival) {
+            if let Some(d) = self.inter_arrival.on_packet(r.send_us, arrival) {
                 let trend = self.trendline.update(d);
                 usage = Some(self.detector.detect(
                     trend,
@@ -282,7 +306,10 @@ impl BandwidthEstimator {
                 ));
             }
         }
-        let total = results.len() as u64;
+        if total == 0 {
+            return;
+        }
+        self.stats.feedback += 1;
         self.stats.lost += lost;
         self.stats.acked += total - lost;
         if let Some(u) = usage {
@@ -300,10 +327,26 @@ impl BandwidthEstimator {
         self.set_target();
     }
 
+    /// The target follows the receiver's REMB alone (a peer that sends REMB and no per-packet
+    /// feedback: the receiver estimates, we obey; the start bitrate until its first REMB).
+    pub fn follow_remb(&mut self) {
+        self.remb_only = true;
+        self.set_target();
+    }
+
     fn set_target(&mut self) {
         let delay = self.aimd.bps();
         let loss = self.loss.bps();
-        let (mut target, mut reason) = if loss < delay {
+        let (mut target, mut reason) = if self.remb_only {
+            (
+                self.remb.unwrap_or(self.cfg.start_bps),
+                if self.remb.is_some() {
+                    RateReason::Remb
+                } else {
+                    RateReason::Initial
+                },
+            )
+        } else if loss < delay {
             (loss, RateReason::Loss)
         } else {
             (delay, RateReason::Delay)
