@@ -1,11 +1,11 @@
-//! REMB and abs-send-time in offer/answer (issue 17): our offers carry `goog-remb` and
-//! abs-send-time beside transport-cc; an answer agrees on REMB only when the peer asked for it
-//! and not for transport-cc (transport-cc is preferred), with abs-send-time when the peer maps
-//! it; the agreement survives a re-offer and reads the same from the answer we get back.
+//! REMB, abs-send-time and RFC 8888 in offer/answer (issue 17): our offers carry `ack ccfb`,
+//! `goog-remb` and abs-send-time beside transport-cc; an answer picks one feedback in the order
+//! transport-cc, RFC 8888, REMB (with abs-send-time when the peer maps it); the agreement
+//! survives a re-offer and reads the same from the answer we get back.
 
 use std::net::IpAddr;
 
-use roomkit_media::rtp::config::CcAgreement;
+use roomkit_media::rtp::config::{CcAgreement, CcFeedback};
 use roomkit_media::sdp::{
     answer, build_offer, parse_answer, reoffer, AnswerConfig, Direction, OfferConfig,
     ReofferConfig, ReofferVideo, SessionDescription,
@@ -37,6 +37,7 @@ fn our_offer_carries_remb_and_abs_send_time_beside_transport_cc() {
     for line in [
         "a=rtcp-fb:96 transport-cc\r\n".to_string(),
         "a=rtcp-fb:96 goog-remb\r\n".to_string(),
+        "a=rtcp-fb:96 ack ccfb\r\n".to_string(),
         format!("a=extmap:3 {TWCC}\r\n"),
         format!("a=extmap:2 {ABS}\r\n"),
     ] {
@@ -68,6 +69,15 @@ fn the_answer_prefers_transport_cc_then_remb_with_abs_send_time() {
             ),
             Some(CcAgreement::transport_cc(5)),
         ),
+        // RFC 8888 (for every payload type): preferred to REMB, after transport-cc.
+        (
+            "a=rtcp-fb:* ack ccfb\r\na=rtcp-fb:96 goog-remb\r\n".to_string(),
+            Some(CcAgreement::ccfb()),
+        ),
+        (
+            format!("a=rtcp-fb:96 ack ccfb\r\na=rtcp-fb:96 transport-cc\r\na=extmap:5 {TWCC}\r\n"),
+            Some(CcAgreement::transport_cc(5)),
+        ),
         // abs-send-time alone, or under a two-byte ID with REMB: no REMB / no extension.
         (format!("a=extmap:4 {ABS}\r\n"), None),
         (
@@ -81,7 +91,14 @@ fn the_answer_prefers_transport_cc_then_remb_with_abs_send_time() {
         let ans = answer(&sd, &answer_config(true)).unwrap();
         let v = ans.negotiation.video.clone().unwrap();
         assert_eq!(v.congestion(), want, "{extra}");
-        let remb = want.is_some_and(|w| w.transport_cc_id.is_none());
+        let remb = want.is_some_and(|w| w.feedback == CcFeedback::Remb);
+        let ccfb = want.is_some_and(|w| w.feedback == CcFeedback::Ccfb);
+        assert_eq!(
+            ans.sdp.contains("a=rtcp-fb:96 ack ccfb\r\n"),
+            ccfb,
+            "{}",
+            ans.sdp
+        );
         assert_eq!(
             ans.sdp.contains("a=rtcp-fb:96 goog-remb\r\n"),
             remb,
@@ -99,6 +116,7 @@ fn the_answer_prefers_transport_cc_then_remb_with_abs_send_time() {
         let ans = answer(&sd, &answer_config(false)).unwrap();
         assert_eq!(ans.negotiation.video.unwrap().congestion(), None);
         assert!(!ans.sdp.contains("goog-remb") && !ans.sdp.contains(ABS));
+        assert!(!ans.sdp.contains("ccfb"));
     }
 }
 

@@ -155,6 +155,9 @@ pub enum CcFeedback {
     /// `goog-remb`: the receiver estimates from arrivals (against abs-send-time when agreed,
     /// else the RTP timestamp) and sends REMB; the sender paces at the REMB it receives.
     Remb,
+    /// RFC 8888 congestion control feedback (`ack ccfb`): the receiver reports each packet by
+    /// SSRC and sequence number; the sender estimates, as with transport-cc.
+    Ccfb,
 }
 
 /// What the two ends agreed on for congestion control (in SDP, or configured alike on both).
@@ -173,6 +176,15 @@ impl CcAgreement {
         CcAgreement {
             feedback: CcFeedback::TransportCc,
             transport_cc_id: Some(id),
+            abs_send_time_id: None,
+        }
+    }
+
+    /// RFC 8888 feedback (no header extension needed).
+    pub fn ccfb() -> Self {
+        CcAgreement {
+            feedback: CcFeedback::Ccfb,
+            transport_cc_id: None,
             abs_send_time_id: None,
         }
     }

@@ -18,7 +18,7 @@ use super::model::{
     Direction, MediaDescription, MediaKind, PayloadType, SdpError, SessionDescription,
 };
 use super::write::{media, rejected, render, SessionHeader};
-use crate::rtp::config::CcAgreement;
+use crate::rtp::config::{CcAgreement, CcFeedback};
 use crate::rtp::hdrext::{ABS_SEND_TIME_URI, TRANSPORT_CC_URI};
 use crate::rtp::srtp::SrtpKeys;
 
@@ -112,14 +112,19 @@ pub struct NegotiatedVideo {
     /// abs-send-time's extension ID (1–14), agreed beside REMB: the send times the receiver's
     /// estimate reads.
     pub abs_send_time: Option<u8>,
+    /// RFC 8888 feedback (`a=rtcp-fb:* ack ccfb`), when both said it and not transport-cc.
+    pub ccfb: bool,
 }
 
 impl NegotiatedVideo {
     /// The congestion control feedback agreed on, if any: transport-cc before REMB.
     pub fn congestion(&self) -> Option<CcAgreement> {
-        match self.transport_cc {
-            Some(id) => Some(CcAgreement::transport_cc(id)),
-            None => self.remb.then(|| CcAgreement::remb(self.abs_send_time)),
+        if let Some(id) = self.transport_cc {
+            Some(CcAgreement::transport_cc(id))
+        } else if self.ccfb {
+            Some(CcAgreement::ccfb())
+        } else {
+            self.remb.then(|| CcAgreement::remb(self.abs_send_time))
         }
     }
 }
@@ -598,45 +603,66 @@ pub(crate) fn offered_remb(p: &PayloadType) -> bool {
         .any(|f| f.trim().eq_ignore_ascii_case(GOOG_REMB_FB))
 }
 
-/// The congestion control `m` and `p` ask for, when `ours` (we run it): transport-cc when
-/// offered, else REMB (with abs-send-time when `m` maps it to a one-byte ID). One rule for
-/// answers we write and answers we read.
+/// The `rtcp-fb` value of RFC 8888 feedback (RFC 8888 §6).
+pub const CCFB_FB: &str = "ack ccfb";
+
+/// The congestion control `m` and `p` ask for, when `ours` (we run it), in our order of
+/// preference: transport-cc, RFC 8888, REMB (with abs-send-time when `m` maps it to a one-byte
+/// ID). One rule for answers we write and answers we read.
 pub(crate) fn offered_congestion(
     ours: bool,
     m: &MediaDescription,
     p: &PayloadType,
-) -> (Option<u8>, bool, Option<u8>) {
+) -> Option<CcAgreement> {
     if !ours {
-        return (None, false, None);
+        return None;
     }
     if let Some(id) = offered_transport_cc(m, p) {
-        return (Some(id), false, None);
+        return Some(CcAgreement::transport_cc(id));
+    }
+    let asks = |name: &str| {
+        p.rtcp_fb
+            .iter()
+            .any(|f| f.trim().eq_ignore_ascii_case(name))
+    };
+    if asks(CCFB_FB) {
+        return Some(CcAgreement::ccfb());
     }
     if !offered_remb(p) {
-        return (None, false, None);
+        return None;
     }
     let abs = extmap_id(&m.extmaps, ABS_SEND_TIME_URI).filter(|id| (1..=14).contains(id));
-    (None, true, abs)
+    Some(CcAgreement::remb(abs))
 }
 
 /// The SDP attributes that state an agreement (rtcp-fb on `pt`, extmap): one writer for
 /// answers and re-offers.
-pub(crate) fn congestion_attrs(
-    attrs: &mut Vec<String>,
-    pt: u8,
-    transport_cc: Option<u8>,
-    remb: bool,
-    abs_send_time: Option<u8>,
-) {
-    if let Some(id) = transport_cc {
-        attrs.push(format!("rtcp-fb:{pt} {TRANSPORT_CC_FB}"));
+pub(crate) fn congestion_attrs(attrs: &mut Vec<String>, pt: u8, cc: Option<CcAgreement>) {
+    let Some(cc) = cc else {
+        return;
+    };
+    match cc.feedback {
+        CcFeedback::TransportCc => attrs.push(format!("rtcp-fb:{pt} {TRANSPORT_CC_FB}")),
+        CcFeedback::Ccfb => attrs.push(format!("rtcp-fb:{pt} {CCFB_FB}")),
+        CcFeedback::Remb => attrs.push(format!("rtcp-fb:{pt} {GOOG_REMB_FB}")),
+    }
+    if let Some(id) = cc.transport_cc_id {
         attrs.push(format!("extmap:{id} {TRANSPORT_CC_URI}"));
     }
-    if remb {
-        attrs.push(format!("rtcp-fb:{pt} {GOOG_REMB_FB}"));
-    }
-    if let Some(id) = abs_send_time {
+    if let Some(id) = cc.abs_send_time_id {
         attrs.push(format!("extmap:{id} {ABS_SEND_TIME_URI}"));
+    }
+}
+
+/// A [`NegotiatedVideo`] with the congestion control agreement `cc` in its fields.
+pub(crate) fn with_congestion(v: NegotiatedVideo, cc: Option<CcAgreement>) -> NegotiatedVideo {
+    let feedback = cc.map(|c| c.feedback);
+    NegotiatedVideo {
+        transport_cc: cc.and_then(|c| c.transport_cc_id),
+        remb: feedback == Some(CcFeedback::Remb),
+        abs_send_time: cc.and_then(|c| c.abs_send_time_id),
+        ccfb: feedback == Some(CcFeedback::Ccfb),
+        ..v
     }
 }
 
@@ -689,9 +715,8 @@ fn video_section(
     }
     let fec = fec_payload_types(m).filter(|_| cfg.local.video_fec);
     write_fec(fec, &mut fmt, &mut attrs);
-    let (transport_cc, remb, abs_send_time) =
-        offered_congestion(cfg.local.video_transport_cc, m, p);
-    congestion_attrs(&mut attrs, pt, transport_cc, remb, abs_send_time);
+    let cc = offered_congestion(cfg.local.video_transport_cc, m, p);
+    congestion_attrs(&mut attrs, pt, cc);
     if rtcp_mux {
         attrs.push("rtcp-mux".to_string());
     }
@@ -718,10 +743,12 @@ fn video_section(
         rtx_pt: rtx.map(|r| r.pt),
         srtp: srtp.map(|(_, keys)| keys.clone()),
         fec,
-        transport_cc,
-        remb,
-        abs_send_time,
+        transport_cc: None,
+        remb: false,
+        abs_send_time: None,
+        ccfb: false,
     };
+    let negotiated = with_congestion(negotiated, cc);
     let section = media("video", cfg.local.video_port, answer_proto(m), &fmt, attrs);
     (section, negotiated)
 }

@@ -6,9 +6,9 @@ use crate::frame::VideoCodec;
 
 use super::answer::Answer;
 use super::answer::{
-    answer_direction, congestion_attrs, offered_congestion, usable_stream, AnswerError,
-    NegotiatedAudio, NegotiatedVideo, Negotiation, DEFAULT_ABS_SEND_TIME_ID, GOOG_REMB_FB,
-    TRANSPORT_CC_FB,
+    answer_direction, congestion_attrs, offered_congestion, usable_stream, with_congestion,
+    AnswerError, NegotiatedAudio, NegotiatedVideo, Negotiation, CCFB_FB, DEFAULT_ABS_SEND_TIME_ID,
+    GOOG_REMB_FB, TRANSPORT_CC_FB,
 };
 use super::codecs::{
     fec_payload_types, h264_packetization_mode, h264_profile_level_id, rtx_for, supported_feedback,
@@ -316,6 +316,7 @@ fn video_offer_media(
         if transport_cc {
             // Transport-cc preferred; REMB for a peer that only does that.
             attrs.push(format!("rtcp-fb:{pt} {TRANSPORT_CC_FB}"));
+            attrs.push(format!("rtcp-fb:{pt} {CCFB_FB}"));
             attrs.push(format!("rtcp-fb:{pt} {GOOG_REMB_FB}"));
         }
     }
@@ -476,7 +477,7 @@ pub fn reoffer(current: &Answer, cfg: &ReofferConfig) -> Offer {
             if v.fir {
                 attrs.push(format!("rtcp-fb:{} ccm fir", v.pt));
             }
-            congestion_attrs(&mut attrs, v.pt, v.transport_cc, v.remb, v.abs_send_time);
+            congestion_attrs(&mut attrs, v.pt, v.congestion());
             let mut fmt = v.pt.to_string();
             if let Some(rtx) = v.rtx_pt {
                 fmt.push_str(&format!(" {rtx}"));
@@ -734,8 +735,8 @@ fn read_video(offer: &Offer, m: &MediaDescription) -> Option<NegotiatedVideo> {
     let remote = remote_of(m);
     // The answer's own payload types: they are what the peer sends with.
     let fec = fec_payload_types(m).filter(|_| offer.video_fec.is_some());
-    let (transport_cc, remb, abs_send_time) = offered_congestion(offer.video_transport_cc, m, p);
-    Some(NegotiatedVideo {
+    let cc = offered_congestion(offer.video_transport_cc, m, p);
+    let v = NegotiatedVideo {
         pt: p.pt,
         codec,
         clock_rate: 90000,
@@ -751,10 +752,12 @@ fn read_video(offer: &Offer, m: &MediaDescription) -> Option<NegotiatedVideo> {
         rtx_pt,
         srtp: None,
         fec,
-        transport_cc,
-        remb,
-        abs_send_time,
-    })
+        transport_cc: None,
+        remb: false,
+        abs_send_time: None,
+        ccfb: false,
+    };
+    Some(with_congestion(v, cc))
 }
 
 /// The stream's RTP address; callers have checked that it has a connection address.

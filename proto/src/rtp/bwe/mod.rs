@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use self::delay::{BandwidthUsage, InterArrival, OveruseDetector, Trendline};
 use self::rate::{AckedRate, AimdRate, LossBound};
+use super::ccfb::Ccfb;
 use super::twcc::{unwrap_seq, TwccFeedback};
 
 /// The estimator's bounds and start.
@@ -108,13 +109,47 @@ pub struct BweStats {
     pub loss_decreases: u64,
 }
 
+/// Sources whose RTP packets are remembered for RFC 8888 feedback.
+const MAX_RTP_SOURCES: usize = 4;
+
+/// Sent packets by extended sequence number (transport-wide, or one source's RTP numbers): send
+/// time and size, the newest [`HISTORY`] of them.
+#[derive(Debug, Default)]
+struct SendHistory {
+    sent: BTreeMap<u64, (Instant, usize)>,
+    highest: Option<u64>,
+}
+
+impl SendHistory {
+    fn on_sent(&mut self, now: Instant, seq: u16, size: usize) {
+        let ext = self.unwrap(seq);
+        self.highest = Some(self.highest.map_or(ext, |h| h.max(ext)));
+        self.sent.insert(ext, (now, size));
+        while self.sent.len() > HISTORY {
+            self.sent.pop_first();
+        }
+    }
+
+    fn unwrap(&self, seq: u16) -> u64 {
+        unwrap_seq(self.highest, seq)
+    }
+
+    fn get(&self, ext: u64) -> Option<&(Instant, usize)> {
+        self.sent.get(&ext)
+    }
+}
+
 /// The estimator; see the module documentation.
 #[derive(Debug)]
 pub struct BandwidthEstimator {
     cfg: BweConfig,
     /// Sent packets by extended transport-wide sequence number: send time and size.
-    sent: BTreeMap<u64, (Instant, usize)>,
-    highest_sent: Option<u64>,
+    sent: SendHistory,
+    /// Sent packets by (SSRC, extended RTP sequence number), for RFC 8888 feedback: one history
+    /// per source (media, RTX), a handful at most.
+    sent_rtp: Vec<(u32, SendHistory)>,
+    /// Unwrapping of the CCFB report timestamp (16.16 s) across reports.
+    last_report_ts: Option<(u32, i64)>,
     /// The first send time, the origin of the µs send clock the delay filter uses.
     epoch: Option<Instant>,
     /// Unwrapping of the 24-bit reference time across feedback packets.
@@ -149,8 +184,9 @@ impl BandwidthEstimator {
         };
         BandwidthEstimator {
             cfg,
-            sent: BTreeMap::new(),
-            highest_sent: None,
+            sent: SendHistory::default(),
+            sent_rtp: Vec::new(),
+            last_report_ts: None,
             epoch: None,
             last_reference: None,
             reference_offset_us: 0,
@@ -218,12 +254,65 @@ impl BandwidthEstimator {
     /// A packet carrying transport-wide sequence number `seq` and `size` bytes left at `now`.
     pub fn on_packet_sent(&mut self, now: Instant, seq: u16, size: usize) {
         self.epoch.get_or_insert(now);
-        let ext = unwrap_seq(self.highest_sent, seq);
-        self.highest_sent = Some(self.highest_sent.map_or(ext, |h| h.max(ext)));
-        self.sent.insert(ext, (now, size));
-        while self.sent.len() > HISTORY {
-            self.sent.pop_first();
+        self.sent.on_sent(now, seq, size);
+    }
+
+    /// An RTP packet of `ssrc` with sequence number `seq` and `size` bytes left at `now` (for
+    /// RFC 8888 feedback, which names packets so).
+    pub fn on_rtp_sent(&mut self, now: Instant, ssrc: u32, seq: u16, size: usize) {
+        self.epoch.get_or_insert(now);
+        let i = match self.sent_rtp.iter().position(|(s, _)| *s == ssrc) {
+            Some(i) => i,
+            None => {
+                if self.sent_rtp.len() >= MAX_RTP_SOURCES {
+                    self.sent_rtp.remove(0);
+                }
+                self.sent_rtp.push((ssrc, SendHistory::default()));
+                self.sent_rtp.len() - 1
+            }
+        };
+        self.sent_rtp[i].1.on_sent(now, seq, size);
+    }
+
+    /// An RFC 8888 report arrived at `now`: its packets matched with what we sent (per source),
+    /// in send order, into the same filter as transport-wide feedback.
+    pub fn on_ccfb(&mut self, now: Instant, fb: &Ccfb) {
+        // Report timestamps are 16.16 s on the receiver's clock: unwrap across reports.
+        let ts = match self.last_report_ts {
+            Some((last, ext)) => ext + i64::from(fb.report_timestamp.wrapping_sub(last) as i32),
+            None => i64::from(fb.report_timestamp),
+        };
+        self.last_report_ts = Some((fb.report_timestamp, ts));
+        let report_us = (i128::from(ts) * 1_000_000 / 65_536) as i64;
+        let mut results = Vec::new();
+        for b in &fb.blocks {
+            let Some((_, hist)) = self.sent_rtp.iter().find(|(s, _)| *s == b.ssrc) else {
+                self.stats.unknown += b.metrics.len() as u64;
+                continue;
+            };
+            let base = hist.unwrap(b.begin_seq);
+            for (i, m) in b.metrics.iter().enumerate() {
+                let Some(&(sent, size)) = hist.get(base + i as u64) else {
+                    self.stats.unknown += 1;
+                    continue;
+                };
+                let arrival_us = match m {
+                    None => None,
+                    // Received, but when is not known: nothing to learn from it.
+                    Some(m) => match m.offset_us() {
+                        Some(o) => Some(report_us - o),
+                        None => continue,
+                    },
+                };
+                results.push(PacketResult {
+                    sent,
+                    size,
+                    arrival_us,
+                });
+            }
         }
+        results.sort_by_key(|r| r.sent);
+        self.on_packet_results(now, &results);
     }
 
     /// The round-trip time measured elsewhere (RTCP reports).
@@ -248,10 +337,10 @@ impl BandwidthEstimator {
             self.reference_offset_us += i64::from(diff - (reference - last)) * 64_000;
         }
         self.last_reference = Some(reference);
-        let base = unwrap_seq(self.highest_sent, fb.base_seq);
+        let base = self.sent.unwrap(fb.base_seq);
         let mut out = Vec::with_capacity(fb.arrivals.len());
         for (i, arrival) in fb.arrivals.iter().enumerate() {
-            match self.sent.get(&(base + i as u64)) {
+            match self.sent.get(base + i as u64) {
                 Some(&(sent, size)) => out.push(PacketResult {
                     sent,
                     size,

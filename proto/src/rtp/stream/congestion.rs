@@ -14,6 +14,7 @@ use crate::codec::vp8::is_vp8_keyframe;
 use crate::frame::VideoCodec;
 use crate::rtp::bwe::remote::{ReceiveEstimator, SendClock};
 use crate::rtp::bwe::{BandwidthEstimator, BweStats, RateReason};
+use crate::rtp::ccfb::{Ccfb, CcfbRecorder};
 use crate::rtp::config::{CcFeedback, CongestionParams};
 use crate::rtp::hdrext::{abs_send_time, insert_one_byte, packet_transport_cc_seq, ExtElement};
 use crate::rtp::remb;
@@ -68,6 +69,8 @@ pub(super) struct Congestion {
     origin: Instant,
     /// With REMB agreed: the receiver's own estimate, which it sends.
     remote: Option<ReceiveEstimator>,
+    /// With RFC 8888 agreed: the receiver's record of arrivals by (SSRC, sequence number).
+    ccfb: Option<CcfbRecorder>,
 }
 
 impl Congestion {
@@ -103,6 +106,7 @@ impl Congestion {
             pictures_dropped: 0,
             origin: now,
             remote,
+            ccfb: (params.feedback == CcFeedback::Ccfb).then(CcfbRecorder::new),
         }
     }
 
@@ -134,6 +138,11 @@ impl Congestion {
             self.bwe.on_packet_sent(now, self.next_seq, packet.len());
             self.next_seq = self.next_seq.wrapping_add(1);
         }
+        if self.params.feedback == CcFeedback::Ccfb {
+            if let Some((ssrc, seq)) = ssrc_seq(packet) {
+                self.bwe.on_rtp_sent(now, ssrc, seq, packet.len());
+            }
+        }
     }
 
     /// Records the arrival of an RTP packet (a whole, unprotected one) at `now`.
@@ -141,6 +150,11 @@ impl Congestion {
         if let Some(r) = self.remote.as_mut() {
             r.on_packet(now, packet);
             self.unreported |= r.has_pending();
+        } else if let Some(r) = self.ccfb.as_mut() {
+            if let Some((ssrc, seq)) = ssrc_seq(packet) {
+                r.on_packet(now, ssrc, seq);
+                self.unreported = true;
+            }
         } else if let Some(seq) = packet_transport_cc_seq(packet, self.params.transport_cc_id) {
             self.recorder.on_packet(now, seq);
             self.unreported = true;
@@ -217,6 +231,15 @@ impl Congestion {
     }
 }
 
+/// The SSRC and sequence number of a whole RTP packet.
+fn ssrc_seq(packet: &[u8]) -> Option<(u32, u16)> {
+    let h = packet.get(..12)?;
+    Some((
+        u32::from_be_bytes([h[8], h[9], h[10], h[11]]),
+        u16::from_be_bytes([h[2], h[3]]),
+    ))
+}
+
 impl StreamCore {
     /// Feedback from the peer about the packets we stamped.
     pub(super) fn on_transport_feedback(&mut self, now: Instant, fb: &TwccFeedback) {
@@ -228,6 +251,25 @@ impl StreamCore {
         }
         let before = cc.bwe.stats().feedback;
         cc.bwe.on_transport_feedback(now, fb);
+        if cc.bwe.stats().feedback > before {
+            cc.feedback_received += 1;
+        }
+        self.apply_estimate(now);
+    }
+
+    /// RFC 8888 feedback from the peer about the packets we sent.
+    pub(super) fn on_ccfb(&mut self, now: Instant, fb: &Ccfb) {
+        let Some(cc) = self.cc.as_mut() else {
+            return;
+        };
+        if cc.params.feedback != CcFeedback::Ccfb {
+            return;
+        }
+        if self.rtt.is_measured() {
+            cc.bwe.on_rtt(self.rtt.rtt());
+        }
+        let before = cc.bwe.stats().feedback;
+        cc.bwe.on_ccfb(now, fb);
         if cc.bwe.stats().feedback > before {
             cc.feedback_received += 1;
         }
@@ -317,12 +359,12 @@ impl StreamCore {
                 self.recycle(buf);
                 return;
             };
-            if reported
-                && cc
-                    .recorder
-                    .poll_feedback(&mut buf, self.ssrc, media)
-                    .is_some()
-            {
+            let built = match (reported, cc.ccfb.as_mut()) {
+                (false, _) => None,
+                (true, Some(r)) => r.poll_feedback(now, &mut buf, self.ssrc),
+                (true, None) => cc.recorder.poll_feedback(&mut buf, self.ssrc, media),
+            };
+            if reported && built.is_some() {
                 cc.feedback_sent += 1;
                 self.push_rtcp(buf);
             } else {

@@ -571,6 +571,7 @@ impl StreamCore {
                     }
                 }
                 RtcpEvent::TransportCc(fb) => self.on_transport_feedback(now, fb),
+                RtcpEvent::Ccfb(fb) => self.on_ccfb(now, fb),
                 RtcpEvent::Remb(r) if r.ssrcs.is_empty() || r.ssrcs.contains(&ours) => {
                     self.on_remb(now, r.bitrate_bps)
                 }
