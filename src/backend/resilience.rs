@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::engine::{AudioParams, StreamConfig, VideoParams};
 use crate::rtp::bwe::BweConfig;
-use crate::rtp::config::{CcAgreement, CongestionParams, DEFAULT_INACTIVITY_TIMEOUT};
+use crate::rtp::config::{CcAgreement, CcFeedback, CongestionParams, DEFAULT_INACTIVITY_TIMEOUT};
 use crate::rtp::nack::NackConfig;
 use crate::rtp::pacer::PacerConfig;
 use crate::rtp::rtx::RtxConfig;
@@ -60,6 +60,9 @@ pub struct CongestionConfig {
     pub start_bps: u64,
     /// The estimate never goes above this, bits per second.
     pub max_bps: u64,
+    /// In SIP calls, offer and accept only this feedback; `None` (the default): transport-cc,
+    /// RFC 8888 and REMB, preferred in that order.
+    pub feedback_only: Option<CcFeedback>,
 }
 
 impl Default for CongestionConfig {
@@ -70,6 +73,7 @@ impl Default for CongestionConfig {
             min_bps: b.min_bps,
             start_bps: b.start_bps,
             max_bps: b.max_bps,
+            feedback_only: None,
         }
     }
 }

@@ -609,15 +609,15 @@ pub const CCFB_FB: &str = "ack ccfb";
 /// The congestion control `m` and `p` ask for, when `ours` (we run it), in our order of
 /// preference: transport-cc, RFC 8888, REMB (with abs-send-time when `m` maps it to a one-byte
 /// ID). One rule for answers we write and answers we read.
+/// `only` restricts the choice to one feedback.
 pub(crate) fn offered_congestion(
     ours: bool,
+    only: Option<CcFeedback>,
     m: &MediaDescription,
     p: &PayloadType,
 ) -> Option<CcAgreement> {
-    if !ours {
-        return None;
-    }
-    if let Some(id) = offered_transport_cc(m, p) {
+    let may = |f: CcFeedback| ours && only.is_none_or(|o| o == f);
+    if let Some(id) = offered_transport_cc(m, p).filter(|_| may(CcFeedback::TransportCc)) {
         return Some(CcAgreement::transport_cc(id));
     }
     let asks = |name: &str| {
@@ -625,10 +625,10 @@ pub(crate) fn offered_congestion(
             .iter()
             .any(|f| f.trim().eq_ignore_ascii_case(name))
     };
-    if asks(CCFB_FB) {
+    if asks(CCFB_FB) && may(CcFeedback::Ccfb) {
         return Some(CcAgreement::ccfb());
     }
-    if !offered_remb(p) {
+    if !offered_remb(p) || !may(CcFeedback::Remb) {
         return None;
     }
     let abs = extmap_id(&m.extmaps, ABS_SEND_TIME_URI).filter(|id| (1..=14).contains(id));
@@ -715,7 +715,7 @@ fn video_section(
     }
     let fec = fec_payload_types(m).filter(|_| cfg.local.video_fec);
     write_fec(fec, &mut fmt, &mut attrs);
-    let cc = offered_congestion(cfg.local.video_transport_cc, m, p);
+    let cc = offered_congestion(cfg.local.video_transport_cc, cfg.local.video_cc_only, m, p);
     congestion_attrs(&mut attrs, pt, cc);
     if rtcp_mux {
         attrs.push("rtcp-mux".to_string());

@@ -19,7 +19,7 @@ use super::crypto::{format_crypto, SrtpPolicy};
 use super::local::LocalMedia;
 use super::model::{Direction, MediaDescription, MediaKind, PayloadType, SessionDescription};
 use super::write::{media, rejected, render, SessionHeader};
-use crate::rtp::config::DEFAULT_TRANSPORT_CC_ID;
+use crate::rtp::config::{CcFeedback, DEFAULT_TRANSPORT_CC_ID};
 use crate::rtp::hdrext::{ABS_SEND_TIME_URI, TRANSPORT_CC_URI};
 use crate::rtp::srtp::{SrtpKey, SrtpKeys};
 
@@ -88,6 +88,8 @@ pub struct Offer {
     pub video_fec: Option<(u8, u8)>,
     /// Whether transport-wide congestion control was offered for video.
     pub video_transport_cc: bool,
+    /// The one congestion control feedback offered, if restricted ([`LocalMedia::video_cc_only`]).
+    pub video_cc_only: Option<CcFeedback>,
 }
 
 /// The SDES lines of one offered stream under `local`'s policy: the proto to write, the
@@ -220,6 +222,7 @@ pub fn build_offer(cfg: &OfferConfig) -> Offer {
                 rtx: video_rtx,
                 fec: video_fec,
                 transport_cc: local.video_transport_cc,
+                cc_only: local.video_cc_only,
             },
             local.rtcp_mux,
             Direction::SendRecv,
@@ -247,6 +250,7 @@ pub fn build_offer(cfg: &OfferConfig) -> Offer {
         video_nack: local.video_nack,
         video_rtx,
         video_transport_cc,
+        video_cc_only: local.video_cc_only,
         rtcp_mux: local.rtcp_mux,
         ptime: cfg.ptime,
         session_id: local.session_id,
@@ -281,6 +285,7 @@ struct VideoFeedback {
     /// The (RED, ULPFEC) payload types to offer, if any.
     fec: Option<(u8, u8)>,
     transport_cc: bool,
+    cc_only: Option<CcFeedback>,
 }
 
 /// The `m=video` section offering `video` on `port`: H.264 with profile-level-id 42e01f and
@@ -298,7 +303,9 @@ fn video_offer_media(
         rtx,
         fec,
         transport_cc,
+        cc_only,
     } = fb;
+    let offers = |f: CcFeedback| transport_cc && cc_only.is_none_or(|o| o == f);
     let mut fmt: Vec<String> = video.iter().map(|(pt, _)| pt.to_string()).collect();
     let mut attrs = Vec::new();
     for (pt, codec) in video {
@@ -313,17 +320,23 @@ fn video_offer_media(
         }
         attrs.push(format!("rtcp-fb:{pt} nack pli"));
         attrs.push(format!("rtcp-fb:{pt} ccm fir"));
-        if transport_cc {
-            // Transport-cc preferred; REMB for a peer that only does that.
+        // Transport-cc preferred; RFC 8888, then REMB for a peer that only does those.
+        if offers(CcFeedback::TransportCc) {
             attrs.push(format!("rtcp-fb:{pt} {TRANSPORT_CC_FB}"));
+        }
+        if offers(CcFeedback::Ccfb) {
             attrs.push(format!("rtcp-fb:{pt} {CCFB_FB}"));
+        }
+        if offers(CcFeedback::Remb) {
             attrs.push(format!("rtcp-fb:{pt} {GOOG_REMB_FB}"));
         }
     }
-    if transport_cc {
+    if offers(CcFeedback::TransportCc) {
         attrs.push(format!(
             "extmap:{DEFAULT_TRANSPORT_CC_ID} {TRANSPORT_CC_URI}"
         ));
+    }
+    if offers(CcFeedback::Remb) {
         attrs.push(format!(
             "extmap:{DEFAULT_ABS_SEND_TIME_ID} {ABS_SEND_TIME_URI}"
         ));
@@ -444,6 +457,7 @@ pub fn reoffer(current: &Answer, cfg: &ReofferConfig) -> Offer {
                     rtx: false,
                     fec: None,
                     transport_cc: false,
+                    cc_only: None,
                 },
                 a.rtcp_mux,
                 cfg.direction,
@@ -559,6 +573,12 @@ pub fn reoffer(current: &Answer, cfg: &ReofferConfig) -> Offer {
         video_rtx,
         video_transport_cc: matches!(cfg.video, ReofferVideo::Keep)
             && neg.video.as_ref().is_some_and(|v| v.congestion().is_some()),
+        // The answer to a re-offer keeps the feedback agreed.
+        video_cc_only: neg
+            .video
+            .as_ref()
+            .and_then(|v| v.congestion())
+            .map(|c| c.feedback),
         rtcp_mux: a.rtcp_mux,
         ptime: a.ptime,
         session_id: current.session_id,
@@ -735,7 +755,7 @@ fn read_video(offer: &Offer, m: &MediaDescription) -> Option<NegotiatedVideo> {
     let remote = remote_of(m);
     // The answer's own payload types: they are what the peer sends with.
     let fec = fec_payload_types(m).filter(|_| offer.video_fec.is_some());
-    let cc = offered_congestion(offer.video_transport_cc, m, p);
+    let cc = offered_congestion(offer.video_transport_cc, offer.video_cc_only, m, p);
     let v = NegotiatedVideo {
         pt: p.pt,
         codec,
