@@ -547,4 +547,47 @@ mod tests {
         assert!(e.target_bps() < before);
         assert_eq!(e.reason(), RateReason::Loss);
     }
+
+    #[test]
+    fn ccfb_is_matched_per_source_across_wraps_and_unusable_reports_are_left_out() {
+        use crate::rtp::ccfb::{Block, Ccfb, Metric};
+        let t0 = Instant::now();
+        let mut e = BandwidthEstimator::new(BweConfig::default());
+        for (i, seq) in [65_535u16, 0, 1].into_iter().enumerate() {
+            e.on_rtp_sent(t0 + Duration::from_millis(i as u64), 10, seq, 1000 + i);
+            e.on_rtp_sent(t0 + Duration::from_millis(i as u64), 11, seq, 500);
+        }
+        let got = |ato| Some(Metric { ecn: 0, ato });
+        let fb = |ts| Ccfb {
+            sender_ssrc: 1,
+            blocks: vec![
+                // Received, lost, received but the time unknown (left out).
+                Block {
+                    ssrc: 10,
+                    begin_seq: 65_535,
+                    metrics: vec![got(10), None, got(crate::rtp::ccfb::ATO_UNAVAILABLE)],
+                },
+                // A source we never sent on: unknown.
+                Block {
+                    ssrc: 99,
+                    begin_seq: 0,
+                    metrics: vec![got(1), got(2)],
+                },
+            ],
+            report_timestamp: ts,
+        };
+        // Report timestamps across the 32-bit wrap keep arrivals rising.
+        e.on_ccfb(t0 + Duration::from_millis(100), &fb(u32::MAX - 65_535));
+        e.on_ccfb(t0 + Duration::from_millis(200), &fb(1));
+        let s = e.stats();
+        assert_eq!((s.feedback, s.acked, s.lost, s.unknown), (2, 2, 2, 4));
+        let results = {
+            let mut e = BandwidthEstimator::new(BweConfig::default());
+            e.on_rtp_sent(t0, 10, 5, 700);
+            e.on_ccfb(t0, &fb(0));
+            e.stats()
+        };
+        // Sequence numbers of another range: nothing of ours matched.
+        assert_eq!((results.feedback, results.unknown), (0, 5));
+    }
 }
