@@ -1,10 +1,12 @@
-//! The send-side bandwidth estimator: from transport-wide feedback, the bitrate the path carries
-//! without building a queue. Pure: every input carries the time; nothing here reads a clock.
+//! The send-side bandwidth estimator: from transport-wide or RFC 8888 feedback, the bitrate the
+//! path carries without building a queue. Pure: every input carries the time; nothing here reads
+//! a clock. The receiver's estimate behind REMB ([`remote`]) runs the same code.
 //!
 //! ```text
 //!  on_packet_sent(seq, size)      on_transport_feedback(fb)          on_remb / on_rtt
+//!  on_rtp_sent(ssrc, seq, size)   on_ccfb(fb)
 //!          |                                |
-//!     SendHistory  ---- send time, size --> per packet, in send order:
+//!     SendHistory  ---- send time, size --> on_reports, per packet, in send order:
 //!                                           InterArrival -> Trendline -> OveruseDetector
 //!                                           AckedRate (receive rate)        |
 //!                                           loss count                      v
@@ -16,9 +18,10 @@
 //!
 //! Delay-based control follows draft-ietf-rmcat-gcc-02 and libwebrtc's design (trendline filter,
 //! adaptive threshold, AIMD); loss-based control holds under light loss (below 2 % it lets the
-//! bound grow, up to 10 % it holds) and backs off above 10 %. What this first version does not
-//! do yet: probing with padding or RTX (a fast multiplicative ramp while the link's capacity is
-//! unknown stands in for it), application-limited (ALR) detection, abs-send-time.
+//! bound grow, up to 10 % it holds) and backs off above 10 %. When only REMB was agreed the
+//! target is the REMB ([`BandwidthEstimator::follow_remb`]). What this version does not do yet:
+//! probing with padding or RTX (a fast multiplicative ramp while the link's capacity is unknown
+//! stands in for it), application-limited (ALR) detection.
 
 pub mod delay;
 pub mod rate;
