@@ -239,12 +239,7 @@ fn serve_cc_answers_remb_or_rfc8888_to_a_caller_offering_only_that() {
             assert!(sdp.contains(line), "{line} in {sdp}");
         }
         assert!(!sdp.contains("transport-cc"), "{sdp}");
-        leg.cseq += 1;
-        ua.send(&ua.request("BYE", &leg, "", ""));
-        ua.expect_status(200, "BYE", Duration::from_secs(5));
-        assert!(peers::wait_bounded(serve, Duration::from_secs(20))
-            .status
-            .success());
+        hang_up_served(&ua, &mut leg, serve);
     }
 }
 
