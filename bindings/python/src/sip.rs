@@ -404,10 +404,13 @@ impl SipCore {
         &self,
         py: Python<'_>,
         session: &str,
-        cause: Option<u16>,
+        cause: Option<i64>,
         text: Option<&str>,
     ) -> PyResult<()> {
         let id = session_id(session)?;
+        // Any int: one past the u16 range is refused by the engine's own 1..=127 check, so a
+        // negative or huge cause is a ValueError like 300, not an OverflowError.
+        let cause = cause.map(|c| u16::try_from(c).unwrap_or(u16::MAX));
         self.backend.call(py, |b| b.hangup_with(id, cause, text))
     }
 
