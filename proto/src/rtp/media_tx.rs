@@ -38,6 +38,9 @@ pub struct AudioTx {
     in_rate: u32,
     /// Converts the caller's PCM to the encoder's rate, when they differ.
     resampler: Option<Resampler>,
+    /// Converters from the other rates used before, kept so that a caller alternating rates
+    /// does not design a filter on every change.
+    idle_resamplers: Vec<Resampler>,
     /// Samples per 20 ms at `in_rate`.
     samples_per_frame: usize,
     /// Samples per 20 ms at the encoder's rate.
@@ -87,6 +90,7 @@ impl AudioTx {
             coding_rate,
             in_rate: app_rate,
             resampler,
+            idle_resamplers: Vec::new(),
             samples_per_frame,
             coded_per_frame: per_frame(coding_rate),
             buf: Vec::new(),
@@ -124,17 +128,14 @@ impl AudioTx {
         now: Duration,
         rtp: &RtpSender,
     ) -> Result<()> {
-        if self.encoder.is_none() {
+        self.set_input_rate(rate_hz.unwrap_or(self.app_rate))?;
+        let (mut ms, mut marker) = self.start_ms(now);
+        let Some(encoder) = self.encoder.as_mut() else {
             return Err(Error::Unsupported(
                 "send_audio encodes PCMU, PCMA, G.722 and Opus; send this stream's format with \
                  send_audio_payload"
                     .into(),
             ));
-        }
-        self.set_input_rate(rate_hz.unwrap_or(self.app_rate))?;
-        let (mut ms, mut marker) = self.start_ms(now);
-        let Some(encoder) = self.encoder.as_mut() else {
-            return Ok(());
         };
         self.buf.clear();
         self.packets.clear();
@@ -171,19 +172,26 @@ impl AudioTx {
 
     /// Sets the framing and the conversion up for PCM at `hz`, when the last call's was another
     /// rate. A change of rate starts the converter afresh (its few samples of history belong to
-    /// the other rate).
+    /// other audio); converters once made are kept for the next change.
     fn set_input_rate(&mut self, hz: u32) -> Result<()> {
         if hz == self.in_rate {
             return Ok(());
         }
-        self.resampler = if hz == self.coding_rate {
+        let next = if hz == self.coding_rate {
             None
+        } else if let Some(i) = self.idle_resamplers.iter().position(|r| r.from_hz() == hz) {
+            let mut r = self.idle_resamplers.swap_remove(i);
+            r.reset();
+            Some(r)
         } else {
             Some(
                 Resampler::new(hz, self.coding_rate)
                     .map_err(|e| Error::InvalidArgument(e.to_string()))?,
             )
         };
+        if let Some(old) = std::mem::replace(&mut self.resampler, next) {
+            self.idle_resamplers.push(old);
+        }
         self.in_rate = hz;
         self.samples_per_frame = per_frame(hz);
         self.frame = vec![0; self.samples_per_frame];
