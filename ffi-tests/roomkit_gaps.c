@@ -20,6 +20,8 @@ typedef struct {
     atomic_int calls;
     atomic_int byes;
     char bye[4096];
+    /* The caller's side: the steps of its dialed call. */
+    call_log dialed;
 } host;
 
 static host h;
@@ -106,6 +108,7 @@ static void reason(void) {
     rkm_backend *me = loopback_sip_voice_backend((uint16_t)(rtp + 50));
     CHECK_OK(rkm_on_call(callee, on_call, &h));
     CHECK_OK(rkm_sip_set_trace(callee, on_trace, &h));
+    CHECK_OK(rkm_on_call_state(me, record_call_state, &h.dialed));
     CHECK_OK(rkm_backend_start(callee));
     CHECK_OK(rkm_backend_start(me));
     char addr[RKM_ADDR_LEN], to[128], id[RKM_SESSION_ID_LEN];
@@ -113,6 +116,8 @@ static void reason(void) {
     snprintf(to, sizeof to, "sip:bob@%s", addr);
     CHECK_OK(rkm_dial(me, to, NULL, id, sizeof id));
     CHECK(wait_for(&h.calls, 1, 5000));
+    /* Hang up only once the caller has seen the 200 OK: earlier, the hangup would be a CANCEL. */
+    CHECK(call_log_wait(&h.dialed, 0, RKM_CALL_ANSWERED, 5000) >= 0);
 
     CHECK(rkm_hangup_with(me, id, 16, "bye\r\nX-Injected: 1") == RKM_ERR_INVALID_ARGUMENT);
     CHECK(rkm_hangup_with(me, id, 200, NULL) == RKM_ERR_INVALID_ARGUMENT);
@@ -139,8 +144,10 @@ static void reason(void) {
 
 int main(void) {
     pthread_mutex_init(&h.lock, NULL);
+    call_log_init(&h.dialed);
     passthrough();
     reason();
+    call_log_destroy(&h.dialed);
     pthread_mutex_destroy(&h.lock);
     printf("roomkit_gaps: ok\n");
     return 0;
