@@ -20,9 +20,13 @@ use roomkit_media::backend::{
 };
 use roomkit_media::prelude::*;
 
-use crate::lossy_path::{clip, gst_script, have_gstreamer, pictures, SECONDS};
-use crate::support::netsim::{free_port_pair, Netsim, Path};
-use crate::support::peers::{bin, json_stats, spawn, stat, wait_bounded, TempDir};
+use crate::lossy_path::{
+    clip, gst_recv, gst_send, have_gstreamer, path_from_gstreamer, path_to_gstreamer, pictures,
+};
+use crate::support::netsim::{free_port_pair, Path};
+use crate::support::peers::{
+    bin, check_ok, json_stats, spawn, stat, wait_bounded, wait_ok, TempDir,
+};
 
 /// How many distinct sent pictures arrived whole (a receiver without repairs may also hand out
 /// damaged ones, which are not counted).
@@ -45,40 +49,11 @@ fn us_to_gstreamer(fec: bool, seed: u64) -> (usize, usize, Stats, Stats) {
     let dir = TempDir::new(&format!("fec-to-gst{fec}"));
     let source = clip(&dir);
     let out = dir.path("out.h264");
-    let (p, s, l) = (free_port_pair(), free_port_pair(), free_port_pair());
-    // Our sender sends RTCP to its RTP destination's port + 1, from its own RTP port + 1.
-    let mut net = Netsim::start(
-        &[
-            format!("127.0.0.1:{l}=127.0.0.1:{p}"),
-            format!(
-                "127.0.0.1:{}=127.0.0.1:{}/127.0.0.1:{}",
-                l + 1,
-                p + 1,
-                s + 1
-            ),
-        ],
-        &Path::lossy(5.0, seed),
-        SECONDS + 30,
-    );
+    let (mut net, p, s) = path_to_gstreamer(&Path::lossy(5.0, seed));
     // GStreamer's RTCP (reports, NACKs if it sent any) ends here, unread: a one-way path.
     let nowhere = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let script = gst_script();
-    let (port, rtcp_port, rtcp_to) = (
-        p.to_string(),
-        (p + 1).to_string(),
-        nowhere.local_addr().unwrap().to_string(),
-    );
+    let rtcp_to = nowhere.local_addr().unwrap().to_string();
     let mut recv_args = vec![
-        script.to_str().unwrap(),
-        "recv",
-        "--port",
-        &port,
-        "--rtcp-port",
-        &rtcp_port,
-        "--rtcp-to",
-        &rtcp_to,
-        "--out",
-        out.to_str().unwrap(),
         "--rtx-pt",
         "0",
         "--no-retransmission",
@@ -90,8 +65,7 @@ fn us_to_gstreamer(fec: bool, seed: u64) -> (usize, usize, Stats, Stats) {
     if fec {
         recv_args.extend(["--fec-red-pt", "123", "--fec-ulpfec-pt", "122"]);
     }
-    let recv = spawn(60, "/usr/bin/python3", &recv_args);
-    std::thread::sleep(Duration::from_millis(1000));
+    let recv = gst_recv(p, &rtcp_to, &out, &recv_args);
     let (to, bind) = (net.pipes[0].0.to_string(), format!("127.0.0.1:{s}"));
     let mut send_args = vec![
         "send",
@@ -104,21 +78,11 @@ fn us_to_gstreamer(fec: bool, seed: u64) -> (usize, usize, Stats, Stats) {
     if fec {
         send_args.push("--fec");
     }
-    let send = wait_bounded(
+    let send = wait_ok(
         spawn(60, bin().to_str().unwrap(), &send_args),
         Duration::from_secs(60),
     );
-    assert!(
-        send.status.success(),
-        "{}",
-        String::from_utf8_lossy(&send.stderr)
-    );
-    let recv = wait_bounded(recv, Duration::from_secs(30));
-    assert!(
-        recv.status.success(),
-        "{}",
-        String::from_utf8_lossy(&recv.stderr)
-    );
+    let recv = wait_ok(recv, Duration::from_secs(30));
     let path_stats = net.stop();
     let (s, r) = (json_stats(&send.stdout), json_stats(&recv.stdout));
     let sent = pictures(&source, true);
@@ -201,36 +165,14 @@ fn our_sender_uses_gstreamer_transport_cc_feedback() {
         .unwrap();
     let video = session.video.clone().unwrap().local_addr;
 
-    let script = gst_script();
     let out = dir.path("out.h264");
-    let (port, rtcp_port, rtcp_to) = (
-        g.to_string(),
-        (g + 1).to_string(),
-        format!("127.0.0.1:{}", video.port() + 1),
+    let rtcp_to = format!("127.0.0.1:{}", video.port() + 1);
+    let recv = gst_recv(
+        g,
+        &rtcp_to,
+        &out,
+        &["--rtx-pt", "0", "--twcc-id", "5", "--timeout", "40"],
     );
-    let recv = spawn(
-        60,
-        "/usr/bin/python3",
-        &[
-            script.to_str().unwrap(),
-            "recv",
-            "--port",
-            &port,
-            "--rtcp-port",
-            &rtcp_port,
-            "--rtcp-to",
-            &rtcp_to,
-            "--out",
-            out.to_str().unwrap(),
-            "--rtx-pt",
-            "0",
-            "--twcc-id",
-            "5",
-            "--timeout",
-            "40",
-        ],
-    );
-    std::thread::sleep(Duration::from_millis(1000));
     for (i, nals) in sent.iter().enumerate() {
         let picture: Vec<u8> = nals
             .iter()
@@ -280,29 +222,14 @@ fn gstreamer_sender_uses_our_transport_cc_feedback() {
     }
     let dir = TempDir::new("twcc-from-gst");
     let source = clip(&dir);
-    let (r, v, q) = (free_port_pair(), free_port_pair(), free_port_pair());
-    // GStreamer sends RTP and RTCP from ports of its own and takes RTCP on a third: netsim
-    // gives its RTP and RTCP fixed neighbouring addresses (v, v + 1) for our receiver to expect,
-    // and carries our RTCP from v + 1 back to its RTCP port (q).
-    let mut net = Netsim::start(
-        &[
-            format!("127.0.0.1:0=127.0.0.1:{r}@127.0.0.1:{v}"),
-            format!(
-                "127.0.0.1:0=127.0.0.1:{}/127.0.0.1:{q}@127.0.0.1:{}",
-                r + 1,
-                v + 1
-            ),
-        ],
-        &Path {
-            loss_pct: 0.0,
-            delay_ms: 20,
-            jitter_ms: 0,
-            reorder_pct: 0.0,
-            duplicate_pct: 0.0,
-            seed: 1,
-        },
-        SECONDS + 30,
-    );
+    let (mut net, r, v, q) = path_from_gstreamer(&Path {
+        loss_pct: 0.0,
+        delay_ms: 20,
+        jitter_ms: 0,
+        reorder_pct: 0.0,
+        duplicate_pct: 0.0,
+        seed: 1,
+    });
     let backend = RtpVideoBackend::new(RtpBackendConfig {
         local_addr: "127.0.0.1:0".parse().unwrap(),
         video_local_addr: ([127, 0, 0, 1], r).into(),
@@ -333,38 +260,13 @@ fn gstreamer_sender_uses_our_transport_cc_feedback() {
         .update_remote(session.id, Some(session.audio.local_addr), None)
         .unwrap();
 
-    let (to, rtcp_to, rtcp_port) = (
-        net.pipes[0].0.to_string(),
-        net.pipes[1].0.to_string(),
-        q.to_string(),
-    );
-    let script = gst_script();
-    let send = wait_bounded(
-        spawn(
-            60,
-            "/usr/bin/python3",
-            &[
-                script.to_str().unwrap(),
-                "send",
-                "--clip",
-                source.to_str().unwrap(),
-                "--to",
-                &to,
-                "--rtcp-to",
-                &rtcp_to,
-                "--rtcp-port",
-                &rtcp_port,
-                "--rtx-pt",
-                "0",
-                "--twcc-id",
-                "3",
-                "--linger",
-                "0.5",
-                "--timeout",
-                "30",
-            ],
-        ),
-        Duration::from_secs(60),
+    let (to, rtcp_to) = (net.pipes[0].0.to_string(), net.pipes[1].0.to_string());
+    let send = gst_send(
+        &source,
+        &to,
+        &rtcp_to,
+        q,
+        &["--rtx-pt", "0", "--twcc-id", "3", "--linger", "0.5"],
     );
     let v = backend.stats(session.id).unwrap().video.unwrap();
     let _ = backend.disconnect(session.id);
@@ -381,11 +283,7 @@ fn gstreamer_sender_uses_our_transport_cc_feedback() {
         v.packets_received,
         v.cc_feedback_sent,
     );
-    assert!(
-        send.status.success(),
-        "{}",
-        String::from_utf8_lossy(&send.stderr)
-    );
+    check_ok(send);
     assert!(got > 0, "GStreamer's stamped stream arrived: {v:?}");
     // Feedback is due every 50 ms over 6 s; GStreamer's statistics are sampled every 100 ms.
     assert!(v.cc_feedback_sent >= 10, "we sent feedback: {v:?}");

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::netsim::{free_port_pair, Netsim, Path};
-use support::peers::{self, bin, spawn, wait_bounded, TempDir};
+use support::peers::{self, bin, spawn, wait_ok, TempDir};
 
 const SECONDS: u32 = 12;
 /// The netsim reports the queue delay of what arrives after this (the sender has settled).
@@ -128,21 +128,11 @@ fn run(
     let to = net.pipes[0].0.to_string();
     let mut args = vec!["send", "--to", &to, "--rtcp-mux"];
     args.extend_from_slice(send_args);
-    let send = wait_bounded(
+    let send = wait_ok(
         spawn(90, bin().to_str().unwrap(), &args),
         Duration::from_secs(90),
     );
-    assert!(
-        send.status.success(),
-        "{}",
-        String::from_utf8_lossy(&send.stderr)
-    );
-    let recv = wait_bounded(recv, Duration::from_secs(30));
-    assert!(
-        recv.status.success(),
-        "{}",
-        String::from_utf8_lossy(&recv.stderr)
-    );
+    let recv = wait_ok(recv, Duration::from_secs(30));
     let path: Value = serde_json::from_str(&net.stop()).expect("netsim stats line");
     let send = lines(&send.stdout);
     let recv = lines(&recv.stdout).pop().expect("recv stats line");

@@ -14,11 +14,14 @@ use crate::support;
 
 use std::collections::HashSet;
 use std::path::Path as FsPath;
+use std::process::{Child, Output};
 use std::time::Duration;
 
 use roomkit_media::codec::annexb::{access_units, nal_units};
 use support::netsim::{free_port_pair, Netsim, Path};
-use support::peers::{self, bin, json_stats, spawn, stat, wait_bounded, TempDir};
+use support::peers::{
+    self, bin, check_ok, json_stats, spawn, stat, wait_bounded, wait_ok, TempDir,
+};
 
 pub(crate) const SECONDS: u32 = 6;
 
@@ -110,21 +113,11 @@ fn run_send_recv(loss: f64, rtx: bool, fec: bool, seed: u64, min_share: f64) {
     let to = net.pipes[0].0.to_string();
     let mut send_args = vec!["send", "--to", &to, source.to_str().unwrap()];
     send_args.extend(send_extra);
-    let send = wait_bounded(
+    let send = wait_ok(
         spawn(60, bin().to_str().unwrap(), &send_args),
         Duration::from_secs(60),
     );
-    assert!(
-        send.status.success(),
-        "{}",
-        String::from_utf8_lossy(&send.stderr)
-    );
-    let recv = wait_bounded(recv, Duration::from_secs(30));
-    assert!(
-        recv.status.success(),
-        "{}",
-        String::from_utf8_lossy(&recv.stderr)
-    );
+    let recv = wait_ok(recv, Duration::from_secs(30));
     let path_stats = net.stop();
     let (s, r) = (json_stats(&send.stdout), json_stats(&recv.stdout));
 
@@ -179,6 +172,107 @@ pub(crate) fn gst_script() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/gst_rtx.py")
 }
 
+/// Starts GStreamer's receiver (`bench/gst_rtx.py recv`: `rtpbin`) on RTP port `port` and RTCP
+/// port `port + 1`, its RTCP going to `rtcp_to`, the pictures to `out`, with `extra` flags; then
+/// gives its pipeline a second to come up.
+pub(crate) fn gst_recv(port: u16, rtcp_to: &str, out: &FsPath, extra: &[&str]) -> Child {
+    let script = gst_script();
+    let (port, rtcp_port) = (port.to_string(), (port + 1).to_string());
+    let mut args = vec![
+        script.to_str().unwrap(),
+        "recv",
+        "--port",
+        &port,
+        "--rtcp-port",
+        &rtcp_port,
+        "--rtcp-to",
+        rtcp_to,
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let recv = spawn(60, "/usr/bin/python3", &args);
+    std::thread::sleep(Duration::from_millis(1000));
+    recv
+}
+
+/// Runs GStreamer's sender (`bench/gst_rtx.py send`) of `clip` to `to`, its RTCP to `rtcp_to`
+/// and taken on port `rtcp_port`, with `extra` flags, and waits for it (bounded). It ends by
+/// itself after 30 s even if GStreamer's end-of-stream never reaches the bus (seen once on a
+/// loaded machine: the sender sat there until killed).
+pub(crate) fn gst_send(
+    clip: &FsPath,
+    to: &str,
+    rtcp_to: &str,
+    rtcp_port: u16,
+    extra: &[&str],
+) -> Output {
+    let script = gst_script();
+    let rtcp_port = rtcp_port.to_string();
+    let mut args = vec![
+        script.to_str().unwrap(),
+        "send",
+        "--clip",
+        clip.to_str().unwrap(),
+        "--to",
+        to,
+        "--rtcp-to",
+        rtcp_to,
+        "--rtcp-port",
+        &rtcp_port,
+    ];
+    args.extend_from_slice(extra);
+    args.extend(["--timeout", "30"]);
+    wait_bounded(
+        spawn(60, "/usr/bin/python3", &args),
+        Duration::from_secs(60),
+    )
+}
+
+/// The path from GStreamer's sender to our receiver, `(netsim, r, v, q)`. Our receiver listens
+/// on `r` (RTCP on `r + 1`). GStreamer sends RTP to `pipes[0].0` and RTCP to `pipes[1].0` from
+/// ports of its own and takes RTCP on `q`: netsim gives its RTP and RTCP the fixed neighbouring
+/// addresses `v` and `v + 1` for our receiver to expect (our receiver aims its RTCP at the RTP
+/// source's port + 1 until the sender's RTCP tells it better), and carries our RTCP from
+/// `v + 1` back to `q`.
+pub(crate) fn path_from_gstreamer(path: &Path) -> (Netsim, u16, u16, u16) {
+    let (r, v, q) = (free_port_pair(), free_port_pair(), free_port_pair());
+    let net = Netsim::start(
+        &[
+            format!("127.0.0.1:0=127.0.0.1:{r}@127.0.0.1:{v}"),
+            format!(
+                "127.0.0.1:0=127.0.0.1:{}/127.0.0.1:{q}@127.0.0.1:{}",
+                r + 1,
+                v + 1
+            ),
+        ],
+        path,
+        SECONDS + 30,
+    );
+    (net, r, v, q)
+}
+
+/// The path from our sender (bound to `s`, RTP to `pipes[0].0`) to GStreamer's receiver on
+/// `p`, `(netsim, p, s)`. Our sender sends RTCP to its RTP destination's port + 1, from its own
+/// RTP port + 1; GStreamer's RTCP to `pipes[1].1` goes back to `s + 1`.
+pub(crate) fn path_to_gstreamer(path: &Path) -> (Netsim, u16, u16) {
+    let (p, s, l) = (free_port_pair(), free_port_pair(), free_port_pair());
+    let net = Netsim::start(
+        &[
+            format!("127.0.0.1:{l}=127.0.0.1:{p}"),
+            format!(
+                "127.0.0.1:{}=127.0.0.1:{}/127.0.0.1:{}",
+                l + 1,
+                p + 1,
+                s + 1
+            ),
+        ],
+        path,
+        SECONDS + 30,
+    );
+    (net, p, s)
+}
+
 /// GStreamer must be there with its RTP retransmission elements and Python bindings. False
 /// (the test says SKIP and returns) only outside CI: under `CI=true` a missing piece panics, so
 /// the test fails.
@@ -214,21 +308,7 @@ fn gstreamer_rtx_sender_to_our_receiver() {
     let dir = TempDir::new("gst-to-us");
     let source = clip(&dir);
     let out = dir.path("out.h264");
-    let (r, v, q) = (free_port_pair(), free_port_pair(), free_port_pair());
-    // Our recv aims its RTCP at the RTP source's port + 1 (the via side of the RTP pipe, + 1)
-    // until the sender's RTCP tells it better: the RTCP pipe's via side sits there.
-    let mut net = Netsim::start(
-        &[
-            format!("127.0.0.1:0=127.0.0.1:{r}@127.0.0.1:{v}"),
-            format!(
-                "127.0.0.1:0=127.0.0.1:{}/127.0.0.1:{q}@127.0.0.1:{}",
-                r + 1,
-                v + 1
-            ),
-        ],
-        &Path::lossy(3.0, 21),
-        SECONDS + 30,
-    );
+    let (mut net, r, _, q) = path_from_gstreamer(&Path::lossy(3.0, 21));
     let listen = format!("127.0.0.1:{r}");
     let recv = spawn(
         60,
@@ -246,48 +326,9 @@ fn gstreamer_rtx_sender_to_our_receiver() {
         ],
     );
     std::thread::sleep(Duration::from_millis(300));
-    let (to, rtcp_to, rtcp_port) = (
-        net.pipes[0].0.to_string(),
-        net.pipes[1].0.to_string(),
-        q.to_string(),
-    );
-    let script = gst_script();
-    let send = wait_bounded(
-        spawn(
-            60,
-            "/usr/bin/python3",
-            &[
-                script.to_str().unwrap(),
-                "send",
-                "--clip",
-                source.to_str().unwrap(),
-                "--to",
-                &to,
-                "--rtcp-to",
-                &rtcp_to,
-                "--rtcp-port",
-                &rtcp_port,
-                "--rtx-pt",
-                "97",
-                // Ends by itself even if GStreamer's end-of-stream never reaches the bus (seen
-                // once on a loaded machine: the sender sat there until killed).
-                "--timeout",
-                "30",
-            ],
-        ),
-        Duration::from_secs(60),
-    );
-    assert!(
-        send.status.success(),
-        "{}",
-        String::from_utf8_lossy(&send.stderr)
-    );
-    let recv = wait_bounded(recv, Duration::from_secs(30));
-    assert!(
-        recv.status.success(),
-        "{}",
-        String::from_utf8_lossy(&recv.stderr)
-    );
+    let (to, rtcp_to) = (net.pipes[0].0.to_string(), net.pipes[1].0.to_string());
+    check_ok(gst_send(&source, &to, &rtcp_to, q, &["--rtx-pt", "97"]));
+    let recv = wait_ok(recv, Duration::from_secs(30));
     let path_stats = net.stop();
     let r = json_stats(&recv.stdout);
     // GStreamer repeats SPS/PPS before key pictures: compare the coded slices.
@@ -316,52 +357,16 @@ fn our_rtx_sender_to_gstreamer_retransmitting_receiver() {
     let dir = TempDir::new("us-to-gst");
     let source = clip(&dir);
     let out = dir.path("out.h264");
-    let (p, s, l) = (free_port_pair(), free_port_pair(), free_port_pair());
-    // Our sender sends RTCP to its RTP destination's port + 1, from its own RTP port + 1.
-    let mut net = Netsim::start(
-        &[
-            format!("127.0.0.1:{l}=127.0.0.1:{p}"),
-            format!(
-                "127.0.0.1:{}=127.0.0.1:{}/127.0.0.1:{}",
-                l + 1,
-                p + 1,
-                s + 1
-            ),
-        ],
-        &Path::lossy(3.0, 31),
-        SECONDS + 30,
+    let (mut net, p, s) = path_to_gstreamer(&Path::lossy(3.0, 31));
+    let rtcp_to = net.pipes[1].1.to_string();
+    let recv = gst_recv(
+        p,
+        &rtcp_to,
+        &out,
+        &["--rtx-pt", "97", "--latency", "300", "--timeout", "40"],
     );
-    let script = gst_script();
-    let (port, rtcp_port, rtcp_to) = (
-        p.to_string(),
-        (p + 1).to_string(),
-        net.pipes[1].1.to_string(),
-    );
-    let recv = spawn(
-        60,
-        "/usr/bin/python3",
-        &[
-            script.to_str().unwrap(),
-            "recv",
-            "--port",
-            &port,
-            "--rtcp-port",
-            &rtcp_port,
-            "--rtcp-to",
-            &rtcp_to,
-            "--out",
-            out.to_str().unwrap(),
-            "--rtx-pt",
-            "97",
-            "--latency",
-            "300",
-            "--timeout",
-            "40",
-        ],
-    );
-    std::thread::sleep(Duration::from_millis(1000));
     let (to, bind) = (net.pipes[0].0.to_string(), format!("127.0.0.1:{s}"));
-    let send = wait_bounded(
+    let send = wait_ok(
         spawn(
             60,
             bin().to_str().unwrap(),
@@ -378,17 +383,7 @@ fn our_rtx_sender_to_gstreamer_retransmitting_receiver() {
         ),
         Duration::from_secs(60),
     );
-    assert!(
-        send.status.success(),
-        "{}",
-        String::from_utf8_lossy(&send.stderr)
-    );
-    let recv = wait_bounded(recv, Duration::from_secs(30));
-    assert!(
-        recv.status.success(),
-        "{}",
-        String::from_utf8_lossy(&recv.stderr)
-    );
+    wait_ok(recv, Duration::from_secs(30));
     let path_stats = net.stop();
     let s = json_stats(&send.stdout);
     let sent = pictures(&source, true);

@@ -478,3 +478,20 @@ pub fn wait_file_stable(path: &Path, quiet: Duration, limit: Duration) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Fails the test (with the program's stderr) unless `out` is a successful exit; returns it.
+#[track_caller]
+pub fn check_ok(out: Output) -> Output {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// `wait_bounded`, then `check_ok`.
+#[track_caller]
+pub fn wait_ok(child: Child, limit: Duration) -> Output {
+    check_ok(wait_bounded(child, limit))
+}
