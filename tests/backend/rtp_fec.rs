@@ -6,7 +6,6 @@
 
 use crate::support;
 
-use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use roomkit_media::backend::{FecConfig, RtpBackendConfig};
@@ -43,36 +42,23 @@ fn rtp_backends_with_fec_rebuild_lost_packets_through_a_lossy_path() {
     a.update_remote(a_id, None, Some(listen)).unwrap();
     b.update_remote(b_id, None, Some(via)).unwrap();
 
-    let sent: Vec<Vec<u8>> = (0..120u32)
-        .map(|i| support::h264_picture(i % 30 == 0, if i % 30 == 0 { 12_000 } else { 3_000 }, i))
-        .collect();
-    for p in &sent {
-        a.send_video(a_id, p).unwrap();
-        std::thread::sleep(Duration::from_millis(33));
-    }
-    let index: HashMap<&[u8], usize> = sent
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (p.as_slice(), i))
-        .collect();
-    let mut got = HashSet::new();
-    while let Ok((_, f)) = b_rx.video.recv_timeout(Duration::from_secs(2)) {
-        let i = index
-            .get(&f.data[..])
-            .unwrap_or_else(|| panic!("a picture that was not sent ({} bytes)", f.data.len()));
-        got.insert(*i);
-        if got.len() == sent.len() {
-            break;
-        }
-    }
+    let (sent, got) = support::send_pictures_and_count(
+        |p| a.send_video(a_id, p).unwrap(),
+        || {
+            b_rx.video
+                .recv_timeout(Duration::from_secs(2))
+                .ok()
+                .map(|(_, f)| f.data)
+        },
+    );
     let tx = a.stats(a_id).unwrap().video.unwrap();
     let rx = b.stats(b_id).unwrap().video.unwrap();
     eprintln!(
         "delivered {}/{}; sender fec_sent {} packets_sent {} retransmitted {}; receiver \
          fec_received {} fec_recovered {} fec_unrecoverable {} nack_sent {} recovered {}; \
          netsim {}",
-        got.len(),
-        sent.len(),
+        got,
+        sent,
         tx.fec_sent,
         tx.packets_sent,
         tx.retransmitted,
@@ -89,10 +75,8 @@ fn rtp_backends_with_fec_rebuild_lost_packets_through_a_lossy_path() {
     assert_eq!(rx.malformed, 0);
     // FEC and NACK together; real-time deadlines on a loaded machine: 90 %, not all.
     assert!(
-        got.len() * 10 >= sent.len() * 9,
-        "nearly every picture arrives: {}/{}",
-        got.len(),
-        sent.len()
+        got * 10 >= sent * 9,
+        "nearly every picture arrives: {got}/{sent}"
     );
 }
 

@@ -5,7 +5,6 @@
 
 use crate::support;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use crossbeam_channel::unbounded;
@@ -133,36 +132,18 @@ pub(crate) fn video_call_through_lossy_netsim(
     caller.update_remote(call, None, Some(listen)).unwrap();
     callee.update_remote(callee_id, None, Some(via)).unwrap();
 
-    let sent: Vec<Vec<u8>> = (0..120u32)
-        .map(|i| support::h264_picture(i % 30 == 0, if i % 30 == 0 { 12_000 } else { 3_000 }, i))
-        .collect();
-    for p in &sent {
-        caller.send_video(call, p).unwrap();
-        std::thread::sleep(Duration::from_millis(33));
-    }
-    let index: HashMap<&[u8], usize> = sent
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (p.as_slice(), i))
-        .collect();
-    let mut got = std::collections::HashSet::new();
-    while let Ok(p) = pictures.recv_timeout(Duration::from_secs(2)) {
-        let i = index
-            .get(p.as_slice())
-            .unwrap_or_else(|| panic!("a picture that was not sent ({} bytes)", p.len()));
-        got.insert(*i);
-        if got.len() == sent.len() {
-            break;
-        }
-    }
+    let (sent, delivered) = support::send_pictures_and_count(
+        |p| caller.send_video(call, p).unwrap(),
+        || pictures.recv_timeout(Duration::from_secs(2)).ok(),
+    );
     let tx = caller.stats(call).unwrap().video.unwrap();
     let rx = callee.stats(callee_id).unwrap().video.unwrap();
     let netsim = path.stop();
     LossyVideoCall {
         caller,
         call,
-        sent: sent.len(),
-        delivered: got.len(),
+        sent,
+        delivered,
         tx,
         rx,
         netsim,
