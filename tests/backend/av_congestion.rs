@@ -59,14 +59,7 @@ fn run(audio: bool) -> (f64, String) {
         )
         .unwrap();
     let b_video = sb.video.as_ref().unwrap().local_addr;
-    let clean = Path {
-        loss_pct: 0.0,
-        delay_ms: 20,
-        jitter_ms: 0,
-        reorder_pct: 0.0,
-        duplicate_pct: 0.0,
-        seed: 3,
-    };
+    let clean = Path::clean(20, 3);
     let mut net = Netsim::start_with(
         &[
             format!("127.0.0.1:0={}", sb.audio.local_addr),

@@ -13,14 +13,7 @@ fn netsim_bottleneck_limits_rate_queues_drops_and_steps() {
     rx.set_read_timeout(Some(Duration::from_millis(50)))
         .unwrap();
     let target = rx.local_addr().unwrap();
-    let clean = Path {
-        loss_pct: 0.0,
-        delay_ms: 5,
-        jitter_ms: 0,
-        reorder_pct: 0.0,
-        duplicate_pct: 0.0,
-        seed: 7,
-    };
+    let clean = Path::clean(5, 7);
     // 1 Mbit/s with a 100 ms queue; 4 Mbit/s from 2 s on.
     let mut sim = Netsim::start_with(
         &[format!("127.0.0.1:0={target}")],

@@ -222,14 +222,7 @@ fn gstreamer_sender_uses_our_transport_cc_feedback() {
     }
     let dir = TempDir::new("twcc-from-gst");
     let source = clip(&dir);
-    let (mut net, r, v, q) = path_from_gstreamer(&Path {
-        loss_pct: 0.0,
-        delay_ms: 20,
-        jitter_ms: 0,
-        reorder_pct: 0.0,
-        duplicate_pct: 0.0,
-        seed: 1,
-    });
+    let (mut net, r, v, q) = path_from_gstreamer(&Path::clean(20, 1));
     let backend = RtpVideoBackend::new(RtpBackendConfig {
         local_addr: "127.0.0.1:0".parse().unwrap(),
         video_local_addr: ([127, 0, 0, 1], r).into(),

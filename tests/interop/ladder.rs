@@ -6,7 +6,7 @@
 //! bottleneck queue must stay short. The same run then sends the highest rendition without
 //! congestion control through the same link, which must be clearly worse on both counts.
 
-use crate::lossy_path::pictures;
+use crate::lossy_path::{pictures, start_video_recv};
 use crate::support;
 
 use std::collections::HashSet;
@@ -89,29 +89,13 @@ fn run(
 ) -> Run {
     let out = dir.path(&format!("{tag}.h264"));
     let recv_addr = format!("127.0.0.1:{}", free_port_pair());
-    let mut recv_args = vec![
-        "recv",
-        "--listen",
-        &recv_addr,
-        "--out",
-        out.to_str().unwrap(),
-        "--timeout",
-        "4",
-        "--rtcp-mux",
-    ];
-    if recv_cc {
-        recv_args.push("--cc");
-    }
-    let recv = spawn(90, bin().to_str().unwrap(), &recv_args);
-    std::thread::sleep(Duration::from_millis(300));
-    let clean = Path {
-        loss_pct: 0.0,
-        delay_ms: 20,
-        jitter_ms: 0,
-        reorder_pct: 0.0,
-        duplicate_pct: 0.0,
-        seed: 5,
+    let extra: &[&str] = if recv_cc {
+        &["--rtcp-mux", "--cc"]
+    } else {
+        &["--rtcp-mux"]
     };
+    let recv = start_video_recv(90, &recv_addr, &out, extra);
+    let clean = Path::clean(20, 5);
     let mut net = Netsim::start_with(
         &[format!("127.0.0.1:0={recv_addr}")],
         &clean,

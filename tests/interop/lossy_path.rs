@@ -59,6 +59,24 @@ pub(crate) fn pictures(path: &FsPath, slices_only: bool) -> Vec<Vec<Vec<u8>>> {
         .collect()
 }
 
+/// Starts our `recv` for at most `secs`, listening on `listen`, writing the pictures to `out`
+/// and ending 4 s after the stream stops, with `extra` flags; then gives it 300 ms to bind.
+pub(crate) fn start_video_recv(secs: u32, listen: &str, out: &FsPath, extra: &[&str]) -> Child {
+    let mut args = vec![
+        "recv",
+        "--listen",
+        listen,
+        "--out",
+        out.to_str().unwrap(),
+        "--timeout",
+        "4",
+    ];
+    args.extend_from_slice(extra);
+    let recv = spawn(secs, bin().to_str().unwrap(), &args);
+    std::thread::sleep(Duration::from_millis(300));
+    recv
+}
+
 /// Checks that every received picture is one of the sent ones, bit for bit, and returns how
 /// many distinct sent pictures arrived.
 fn delivered(sent: &[Vec<Vec<u8>>], received: &[Vec<Vec<u8>>]) -> usize {
@@ -84,27 +102,15 @@ fn run_send_recv(loss: f64, rtx: bool, fec: bool, seed: u64, min_share: f64) {
     let out = dir.path("out.h264");
     let port = free_port_pair();
     let recv_addr = format!("127.0.0.1:{port}");
-    let mut recv_args = vec![
-        "recv",
-        "--listen",
-        &recv_addr,
-        "--out",
-        out.to_str().unwrap(),
-        "--timeout",
-        "4",
-        "--rtcp-mux",
-    ];
-    let mut send_extra = vec!["--rtcp-mux"];
+    // The same flags on both ends.
+    let mut extra = vec!["--rtcp-mux"];
     if rtx {
-        recv_args.extend(["--rtx-pt", "97"]);
-        send_extra.extend(["--rtx-pt", "97"]);
+        extra.extend(["--rtx-pt", "97"]);
     }
     if fec {
-        recv_args.push("--fec");
-        send_extra.push("--fec");
+        extra.push("--fec");
     }
-    let recv = spawn(60, bin().to_str().unwrap(), &recv_args);
-    std::thread::sleep(Duration::from_millis(300));
+    let recv = start_video_recv(60, &recv_addr, &out, &extra);
     let mut net = Netsim::start(
         &[format!("127.0.0.1:0={recv_addr}")],
         &Path::lossy(loss, seed),
@@ -112,7 +118,7 @@ fn run_send_recv(loss: f64, rtx: bool, fec: bool, seed: u64, min_share: f64) {
     );
     let to = net.pipes[0].0.to_string();
     let mut send_args = vec!["send", "--to", &to, source.to_str().unwrap()];
-    send_args.extend(send_extra);
+    send_args.extend(extra);
     let send = wait_ok(
         spawn(60, bin().to_str().unwrap(), &send_args),
         Duration::from_secs(60),
@@ -310,22 +316,7 @@ fn gstreamer_rtx_sender_to_our_receiver() {
     let out = dir.path("out.h264");
     let (mut net, r, _, q) = path_from_gstreamer(&Path::lossy(3.0, 21));
     let listen = format!("127.0.0.1:{r}");
-    let recv = spawn(
-        60,
-        bin().to_str().unwrap(),
-        &[
-            "recv",
-            "--listen",
-            &listen,
-            "--out",
-            out.to_str().unwrap(),
-            "--timeout",
-            "4",
-            "--rtx-pt",
-            "97",
-        ],
-    );
-    std::thread::sleep(Duration::from_millis(300));
+    let recv = start_video_recv(60, &listen, &out, &["--rtx-pt", "97"]);
     let (to, rtcp_to) = (net.pipes[0].0.to_string(), net.pipes[1].0.to_string());
     check_ok(gst_send(&source, &to, &rtcp_to, q, &["--rtx-pt", "97"]));
     let recv = wait_ok(recv, Duration::from_secs(30));

@@ -38,6 +38,19 @@ impl Path {
             seed,
         }
     }
+
+    /// A path with no impairment but `delay_ms` one way (for tests of rate limits and of the
+    /// peers themselves).
+    pub fn clean(delay_ms: u32, seed: u64) -> Path {
+        Path {
+            loss_pct: 0.0,
+            delay_ms,
+            jitter_ms: 0,
+            reorder_pct: 0.0,
+            duplicate_pct: 0.0,
+            seed,
+        }
+    }
 }
 
 impl Netsim {
