@@ -91,6 +91,8 @@ typedef enum {
     RKM_RATE_LOSS = 2,
     // The receiver's REMB.
     RKM_RATE_REMB = 3,
+    // A probe (a short burst above the estimate) showed the path carries more.
+    RKM_RATE_PROBE = 4,
 } rkm_rate_reason;
 
 // Where a dialed call stands (see `rkm_on_call_state`).
