@@ -406,6 +406,9 @@ typedef struct {
     uint64_t cc_feedback_sent;
     // Transport-wide feedback packets from the peer the estimator used.
     uint64_t cc_feedback_received;
+    // Padding-only video packets received (the peer's bandwidth probes): counted in
+    // `packets_received`, never handed to picture assembly.
+    uint64_t padding_received;
 } rkm_stream_stats;
 
 // Counters of a session: audio always; video when `has_video` (otherwise `video` is zeroed).
