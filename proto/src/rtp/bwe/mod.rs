@@ -82,8 +82,10 @@ pub enum RateReason {
 const HISTORY: usize = 8192;
 /// The receive-rate window.
 const ACKED_WINDOW: Duration = Duration::from_millis(500);
-/// A probe's result serves as the application-limited sender's backoff floor this long.
+/// A probe's result serves as the application-limited sender's backoff floor this long...
 const PROBE_RESULT_LIFETIME: Duration = Duration::from_secs(10);
+/// ...and any sender's this long, while the receive rate still lags the rate it raised.
+const PROBE_RESULT_FRESH: Duration = Duration::from_secs(1);
 /// The round-trip time assumed before one is reported.
 const DEFAULT_RTT: Duration = Duration::from_millis(100);
 
@@ -280,7 +282,9 @@ impl BandwidthEstimator {
 
     fn record_sent(&mut self, now: Instant, seq: u16, size: usize, probe: Option<u32>) {
         self.epoch.get_or_insert(now);
-        self.meter.on_sent(probe);
+        if let Some(id) = probe {
+            self.meter.on_sent(id, size);
+        }
         let ext = unwrap_seq(self.highest_sent, seq);
         self.highest_sent = Some(self.highest_sent.map_or(ext, |h| h.max(ext)));
         self.sent.insert(ext, (now, size, probe));
@@ -370,11 +374,13 @@ impl BandwidthEstimator {
             self.usage = u;
         }
         // Application-limited, the receive rate is what the application sends, not what the
-        // link carries: a recent probe says more.
+        // link carries; just after a probe it still lags the rate the probe found. In both
+        // cases a recent probe says more.
         let floor = self
             .probed
             .filter(|(t, _)| {
-                self.alr.in_alr() && now.saturating_duration_since(*t) < PROBE_RESULT_LIFETIME
+                let age = now.saturating_duration_since(*t);
+                age < PROBE_RESULT_FRESH || (self.alr.in_alr() && age < PROBE_RESULT_LIFETIME)
             })
             .map(|(_, b)| b);
         self.aimd.set_backoff_floor(floor);

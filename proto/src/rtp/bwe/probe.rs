@@ -256,9 +256,11 @@ struct ClusterRecord {
     id: u32,
     bps: u64,
     created: Instant,
-    /// The sender moved on: no more packets of this cluster will be sent.
+    cluster: ProbeCluster,
+    /// Complete, or another cluster began: no more packets of this one will be sent.
     closed: bool,
     sent: u32,
+    sent_bytes: usize,
     reported: u32,
     received: u32,
     bytes: usize,
@@ -293,8 +295,10 @@ impl ProbeMeter {
             id: c.id,
             bps: c.bps,
             created: now,
+            cluster: *c,
             closed: false,
             sent: 0,
+            sent_bytes: 0,
             reported: 0,
             received: 0,
             bytes: 0,
@@ -310,15 +314,15 @@ impl ProbeMeter {
         self.packets_sent
     }
 
-    /// A packet left at `now`, part of cluster `probe` (or of none): a packet outside the open
-    /// cluster closes it.
-    pub fn on_sent(&mut self, probe: Option<u32>) {
+    /// A packet of `size` bytes left, part of cluster `probe`: the cluster closes once it is
+    /// complete ([`ProbeCluster::is_complete`], the rule the sender follows too).
+    pub fn on_sent(&mut self, probe: u32, size: usize) {
         for r in &mut self.clusters {
-            if Some(r.id) == probe && !r.closed {
+            if r.id == probe && !r.closed {
                 r.sent += 1;
+                r.sent_bytes += size;
                 self.packets_sent += 1;
-            } else {
-                r.closed = true;
+                r.closed = r.cluster.is_complete(r.sent_bytes, r.sent);
             }
         }
     }
@@ -456,32 +460,34 @@ mod tests {
     fn meter_measures_the_bottleneck_rate_of_a_saturating_cluster() {
         let t0 = Instant::now();
         let mut m = ProbeMeter::default();
-        let c = ProbeCluster::new(7, 3_000_000);
-        m.start(t0, &c);
+        let ten = |id, bps| ProbeCluster {
+            id,
+            bps,
+            min_bytes: 0,
+            min_packets: 10,
+        };
+        m.start(t0, &ten(7, 3_000_000));
         // 10 packets of 1250 bytes sent at 3 Mbit/s (every 3⅓ ms), through a 1 Mbit/s link
         // (one every 10 ms).
         for i in 0..10u32 {
-            m.on_sent(Some(7));
+            m.on_sent(7, 1250);
             let sent = t0 + Duration::from_micros(u64::from(i) * 3_333);
             m.on_reported(7, sent, 1250, Some(20_000 + i64::from(i) * 10_000));
         }
         let mut out = Vec::new();
         m.take_outcomes(ms(t0, 50), &mut out);
-        assert!(out.is_empty(), "still open: the sender may add to it");
-        m.on_sent(None);
-        m.take_outcomes(ms(t0, 60), &mut out);
         let (id, bps, rate) = out[0];
         assert_eq!((id, bps), (7, 3_000_000));
         let rate = rate.unwrap();
         assert!((930_000..=970_000).contains(&rate), "{rate}");
         // A cluster mostly lost has no result; a forgotten one times out.
-        m.start(ms(t0, 100), &ProbeCluster::new(8, 1_000_000));
+        m.start(ms(t0, 100), &ten(8, 1_000_000));
         for i in 0..10 {
-            m.on_sent(Some(8));
+            m.on_sent(8, 1250);
             m.on_reported(8, ms(t0, 100 + i), 1250, (i < 5).then_some(i as i64 * 1000));
         }
         m.start(ms(t0, 120), &ProbeCluster::new(9, 1_000_000));
-        m.on_sent(Some(9));
+        m.on_sent(9, 1250);
         out.clear();
         m.take_outcomes(ms(t0, 130), &mut out);
         assert_eq!(out, vec![(8, 1_000_000, None)]);
