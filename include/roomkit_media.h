@@ -1001,6 +1001,14 @@ rkm_status rkm_send_dtmf(rkm_backend *b, const char *session_id, char digit, uin
 // session's receive thread sends it. Any thread, including a callback thread.
 rkm_status rkm_request_keyframe(rkm_backend *b, const char *session_id);
 
+// Video passthrough for one session (roomkit's `set_video_passthrough`), effective at once on
+// its live video stream: `enabled` true delivers every picture assembled, damaged ones with
+// `complete` false, without waiting for a keyframe (as `deliver_incomplete` on and
+// `wait_for_keyframe` off, for this session only); false brings back the backend's settings.
+// `RKM_ERR_UNSUPPORTED` on a voice backend, `RKM_ERR_STATE` on a session without video. Any
+// thread, including a callback thread.
+rkm_status rkm_set_video_passthrough(rkm_backend *b, const char *session_id, bool enabled);
+
 // The number of live sessions (answered calls, on a SIP backend; 0 before it is started). 0 for
 // a NULL backend (recorded for `rkm_last_error`). Any thread.
 size_t rkm_session_count(const rkm_backend *b);
@@ -1192,6 +1200,17 @@ rkm_status rkm_resume(rkm_backend *b, const char *session_id);
 // Returns at once. `RKM_ERR_UNSUPPORTED` for adding video on a voice backend,
 // `RKM_ERR_NOT_FOUND` for no such call. Any thread.
 rkm_status rkm_set_video(rkm_backend *b, const char *session_id, bool on);
+
+// Ends a SIP call saying why, as `rkm_disconnect` does, its BYE (or the CANCEL of a call
+// being dialled) carrying `Reason: Q.850;cause=N;text="..."` (RFC 3326). `cause` 0 sends no
+// `Reason` (and ignores `text`); `text` may be NULL. `RKM_ERR_INVALID_ARGUMENT`, the call left
+// up, for a cause above 127 or a text with a line break or another control character or over
+// 256 bytes. `RKM_ERR_NOT_FOUND` for no such call, `RKM_ERR_UNSUPPORTED` on an RTP backend.
+// Any thread.
+rkm_status rkm_hangup_with(rkm_backend *b,
+                           const char *session_id,
+                           uint16_t cause,
+                           const char *text);
 
 // Fills `opts` with the defaults. A NULL `opts` is ignored (and recorded for
 // `rkm_last_error`). Any thread.

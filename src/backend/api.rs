@@ -190,6 +190,18 @@ pub trait MediaBackend: sealed::Engine {
         self.engine().session(session)?.request_keyframe(kind)
     }
 
+    /// Video passthrough for one session (roomkit's `set_video_passthrough`), effective at once
+    /// on its live stream: `true` delivers every picture assembled, damaged ones flagged
+    /// `complete: false`, without waiting for a keyframe (the backend's `deliver_incomplete` on
+    /// and `wait_for_keyframe` off, for this session only); `false` brings back the backend's
+    /// settings from the next loss on. It applies to the session's current video stream: video
+    /// added later by a SIP re-INVITE starts with the backend's settings.
+    fn set_video_passthrough(&self, session: SessionId, enabled: bool) -> Result<()> {
+        self.engine()
+            .session(session)?
+            .set_video_passthrough(enabled)
+    }
+
     /// Received video: the primary callback (one; setting it again replaces it).
     fn on_video_received<F>(&self, f: F)
     where

@@ -534,14 +534,37 @@ impl SipVoiceBackend {
     /// sends BYE (retransmitted until answered or timer F), a 480 while it rings here, or a
     /// CANCEL while we dial. The same as [`MediaBackend::disconnect`].
     pub fn hangup(&self, session: SessionId) -> Result<()> {
+        self.end_call(session, Command::Hangup(session))
+    }
+
+    /// Closes a live call's media now and has the SIP thread end the call with `cmd`.
+    fn end_call(&self, session: SessionId, cmd: Command) -> Result<()> {
         let running = self
             .running
             .get()
             .filter(|_| self.directory.contains(session))
             .ok_or_else(|| Error::NotFound(format!("call with session {session}")))?;
         let _ = self.engine.disconnect(session);
-        running.send(Command::Hangup(session));
+        running.send(cmd);
         Ok(())
+    }
+
+    /// [`hangup`](Self::hangup) saying why: the BYE (or the CANCEL of a call we dial) carries
+    /// `Reason: Q.850;cause=N;text="..."` (RFC 3326), as roomkit's `disconnect(cause=, text=)`.
+    /// `cause` `None` sends no `Reason` (and ignores `text`), like `hangup`. A cause outside
+    /// 1..=127, or a text with a line break or another control character or longer than
+    /// [`MAX_REASON_TEXT`](crate::sip::reason::MAX_REASON_TEXT) bytes, is
+    /// [`Error::InvalidArgument`] and leaves the call up.
+    pub fn hangup_with(
+        &self,
+        session: SessionId,
+        cause: Option<u16>,
+        text: Option<&str>,
+    ) -> Result<()> {
+        let Some(reason) = crate::sip::reason::q850_reason(cause, text)? else {
+            return self.hangup(session);
+        };
+        self.end_call(session, Command::HangupWithReason(session, reason))
     }
 
     /// Answers (`Accept`) or refuses (`Reject(status)`) the incoming call with this Call-ID

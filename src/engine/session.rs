@@ -171,6 +171,13 @@ impl MediaSession {
         Ok(())
     }
 
+    /// Video passthrough on the session's video stream (see
+    /// [`MediaBackend::set_video_passthrough`](crate::backend::MediaBackend::set_video_passthrough)).
+    pub fn set_video_passthrough(&self, on: bool) -> Result<()> {
+        self.video_stream()?.set_video_passthrough(on);
+        Ok(())
+    }
+
     /// Points the streams at new remote RTP addresses; RTCP follows (the same address with
     /// rtcp-mux, the next port otherwise). `None` leaves a stream where it is.
     pub fn update_remote(

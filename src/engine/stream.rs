@@ -613,6 +613,15 @@ impl MediaStream {
         });
     }
 
+    /// Video passthrough on or off, effective for the next packet: every picture delivered,
+    /// damaged ones flagged `complete: false`, no keyframe gate.
+    pub fn set_video_passthrough(&self, on: bool) {
+        let _ = self.with_core("video passthrough", |c, _| {
+            c.set_video_passthrough(on);
+            Ok(())
+        });
+    }
+
     /// Waits until the stream has sent no media and received no NACK for `idle`, or until
     /// `max_wait` has passed; returns whether it went idle. A sender calls it after its last
     /// picture so the receiver can still have lost packets re-sent. Returns at once for a stream

@@ -560,6 +560,29 @@ pub extern "C" fn rkm_request_keyframe(
     })
 }
 
+/// Video passthrough for one session (roomkit's `set_video_passthrough`), effective at once on
+/// its live video stream: `enabled` true delivers every picture assembled, damaged ones with
+/// `complete` false, without waiting for a keyframe (as `deliver_incomplete` on and
+/// `wait_for_keyframe` off, for this session only); false brings back the backend's settings.
+/// `RKM_ERR_UNSUPPORTED` on a voice backend, `RKM_ERR_STATE` on a session without video. Any
+/// thread, including a callback thread.
+#[no_mangle]
+pub extern "C" fn rkm_set_video_passthrough(
+    b: *mut rkm_backend,
+    session_id: *const c_char,
+    enabled: bool,
+) -> rkm_status {
+    boundary("rkm_set_video_passthrough", || {
+        // SAFETY: each pointer is NULL or valid for the call.
+        let be = unsafe { backend_arg(b) }?;
+        // SAFETY: as above.
+        let id = unsafe { session_arg(session_id) }?;
+        be.require_video()?;
+        be.api()?.set_video_passthrough(id, enabled)?;
+        Ok(rkm_status::RKM_OK)
+    })
+}
+
 /// The number of live sessions (answered calls, on a SIP backend; 0 before it is started). 0 for
 /// a NULL backend (recorded for `rkm_last_error`). Any thread.
 #[no_mangle]

@@ -320,6 +320,32 @@ pub extern "C" fn rkm_set_video(
     })
 }
 
+/// Ends a SIP call saying why, as `rkm_disconnect` does, its BYE (or the CANCEL of a call
+/// being dialled) carrying `Reason: Q.850;cause=N;text="..."` (RFC 3326). `cause` 0 sends no
+/// `Reason` (and ignores `text`); `text` may be NULL. `RKM_ERR_INVALID_ARGUMENT`, the call left
+/// up, for a cause above 127 or a text with a line break or another control character or over
+/// 256 bytes. `RKM_ERR_NOT_FOUND` for no such call, `RKM_ERR_UNSUPPORTED` on an RTP backend.
+/// Any thread.
+#[no_mangle]
+pub extern "C" fn rkm_hangup_with(
+    b: *mut rkm_backend,
+    session_id: *const c_char,
+    cause: u16,
+    text: *const c_char,
+) -> rkm_status {
+    boundary("rkm_hangup_with", || {
+        // SAFETY: each pointer is NULL or valid for the call.
+        let be = unsafe { backend_arg(b) }?;
+        // SAFETY: as above.
+        let id = unsafe { session_arg(session_id) }?;
+        // SAFETY: as above.
+        let text = unsafe { opt_str_arg(text, "text") }?;
+        be.sip()?
+            .hangup_with(id, (cause != 0).then_some(cause), text)?;
+        Ok(rkm_status::RKM_OK)
+    })
+}
+
 /// What happened to a registration.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,10 +5,12 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod av_congestion;
 mod bench_cmd;
 mod liveness;
 mod metrics;
 mod netsim_bottleneck;
+mod roomkit_gaps;
 mod rtp_backend;
 mod rtp_backend_impairment;
 mod rtp_backend_robustness;

@@ -27,6 +27,11 @@ fn bad_arguments_exit_2_with_a_message() {
     let clip = dir.path("x.h264");
     std::fs::write(&clip, support::h264_picture(true, 64, 1)).unwrap();
     let clip_s = clip.to_str().unwrap();
+    let two = dir.path("two.h264");
+    let mut bytes = support::h264_picture(true, 64, 1);
+    bytes.extend(support::h264_picture(false, 64, 2));
+    std::fs::write(&two, bytes).unwrap();
+    let ladder = format!("{clip_s},{}", two.to_str().unwrap());
     let cases: &[(&[&str], &str)] = &[
         (&[], "Usage"),
         (&["frobnicate"], "unrecognized subcommand"),
@@ -64,6 +69,28 @@ fn bad_arguments_exit_2_with_a_message() {
         (
             &["send", "--to", "127.0.0.1:9", "--rtx-pt", "96", clip_s],
             "--rtx-pt",
+        ),
+        // A ladder of files that are not one clip, a ladder and a FILE, a start above the max.
+        (
+            &["send", "--to", "127.0.0.1:9", "--ladder", &ladder],
+            "renditions must be one clip",
+        ),
+        (
+            &["send", "--to", "127.0.0.1:9", "--ladder", &ladder, clip_s],
+            "cannot be used with",
+        ),
+        (
+            &[
+                "send",
+                "--to",
+                "127.0.0.1:9",
+                "--cc-start-kbps",
+                "5000",
+                "--cc-max-kbps",
+                "1000",
+                clip_s,
+            ],
+            "--cc-start-kbps 5000 is above --cc-max-kbps 1000",
         ),
         (
             &["call", "sip:bob@127.0.0.1:9", "--ring-timeout", "0.1"],

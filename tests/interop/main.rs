@@ -16,6 +16,7 @@ mod interop_vp8;
 mod kamailio;
 mod kamailio_dispatcher;
 mod kamailio_tls;
+mod ladder;
 mod lossy_path;
 mod opus_ffmpeg;
 mod sip_cli;

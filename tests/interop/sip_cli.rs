@@ -122,6 +122,21 @@ fn answer_from_serve(
     std::process::Child,
     std::io::Lines<BufReader<std::process::ChildStdout>>,
 ) {
+    answer_from_serve_with(flags, rtp_ports, "")
+}
+
+/// `answer_from_serve` with `extra` lines added to the offer's video section.
+fn answer_from_serve_with(
+    flags: &[&str],
+    rtp_ports: &str,
+    extra: &str,
+) -> (
+    String,
+    RawUa,
+    Leg,
+    std::process::Child,
+    std::io::Lines<BufReader<std::process::ChildStdout>>,
+) {
     let mut args = vec!["--max-calls", "1"];
     args.extend_from_slice(flags);
     let (mut serve, port) = peers::spawn_serve(60, rtp_ports, &args);
@@ -132,7 +147,7 @@ fn answer_from_serve(
     let mut leg = Leg::new();
     let video = format!(
         "{H264_ATTRS}a=rtcp-fb:96 nack\r\na=rtcp-fb:96 nack pli\r\n\
-         a=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\n"
+         a=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\n{extra}"
     );
     let ok = ua.establish(
         &mut leg,
@@ -184,6 +199,33 @@ fn serve_loss_recovery_flags_shape_the_answer_and_end_a_silent_call() {
     );
 }
 
+/// `serve --cc` agrees transport-wide congestion control with a caller that offers it; without
+/// `--cc` the answer leaves it out.
+#[test]
+fn serve_cc_agrees_transport_cc_only_when_asked() {
+    let offer_cc = "a=rtcp-fb:96 transport-cc\r\na=extmap:5 \
+                    http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01\r\n";
+    for (flags, agreed) in [(&["--cc"][..], true), (&[][..], false)] {
+        let (sdp, ua, mut leg, serve, _) = answer_from_serve_with(flags, "39620-39669", offer_cc);
+        assert_eq!(
+            sdp.contains("a=rtcp-fb:96 transport-cc\r\n"),
+            agreed,
+            "{flags:?}: {sdp}"
+        );
+        assert_eq!(
+            sdp.contains("transport-wide-cc"),
+            agreed,
+            "{flags:?}: {sdp}"
+        );
+        leg.cseq += 1;
+        ua.send(&ua.request("BYE", &leg, "", ""));
+        ua.expect_status(200, "BYE", Duration::from_secs(5));
+        assert!(peers::wait_bounded(serve, Duration::from_secs(20))
+            .status
+            .success());
+    }
+}
+
 #[test]
 fn serve_refuses_bad_loss_recovery_values() {
     let bin = peers::bin();
@@ -197,6 +239,8 @@ fn serve_refuses_bad_loss_recovery_values() {
         ][..],
         &["--srtp-suites", "AEAD_AES_128_GCM,AEAD_AES_128_GCM"][..],
         &["--srtp-suites", ","][..],
+        &["--cc-start-kbps", "5000", "--cc-max-kbps", "1000"][..],
+        &["--cc-max-kbps", "10"][..],
     ] {
         // Bounded: a serve that took the value would run until the timeout.
         let out = std::process::Command::new("timeout")

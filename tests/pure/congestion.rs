@@ -236,6 +236,53 @@ fn probes_of_an_application_limited_stream_keep_the_queue_short_on_a_narrow_link
     assert!(*lo >= 1_050_000 && *hi <= 1_650_000, "{lo}..{hi}; {line}");
 }
 
+/// Audio and video of a call are separate transports (no BUNDLE) sharing the access link; only
+/// video runs congestion control and audio stamps nothing. Audio is then cross traffic to the
+/// video estimator: its packets build the same bottleneck queue, so the delay-based estimate
+/// settles on what is left for video, which is what `on_target_bitrate` should report (taking
+/// audio's rate off the estimate as well would count it twice). An "audio" flow here is pinned
+/// to its rate (min = start = max) and never backs off, as audio does not.
+#[test]
+fn the_video_estimate_leaves_room_for_audio_on_its_own_transport() {
+    const LINK: u64 = 1_500_000;
+    let run = |audio_bps: u64| {
+        let t0 = Instant::now();
+        let mut sim = CcSim::new(t0, link(LINK, 0.0), ONE_WAY, 9);
+        let video = sim.add_flow(BweConfig::default(), 3_000_000, t0);
+        if audio_bps > 0 {
+            let pinned = BweConfig {
+                min_bps: audio_bps,
+                start_bps: audio_bps,
+                max_bps: audio_bps,
+            };
+            sim.add_flow(pinned, audio_bps, t0);
+        }
+        sim.run_until(secs(t0, 30.0));
+        let v: Vec<u64> = sim.flows[video].estimates_after(secs(t0, 10.0)).collect();
+        let mean = v.iter().sum::<u64>() as f64 / v.len() as f64;
+        let q = p95(&sim.queue_delays_after(secs(t0, 10.0)));
+        (mean, q)
+    };
+    let (alone, alone_q) = run(0);
+    println!("video alone: {alone:.0} bit/s, queue p95 {alone_q:?}");
+    for audio in [100_000u64, 400_000] {
+        let (video, q) = run(audio);
+        println!(
+            "with {audio} bit/s of audio: video estimate {video:.0} bit/s (alone {alone:.0}), \
+             video + audio {:.0} bit/s, queue p95 {q:?}",
+            video + audio as f64
+        );
+        // Together they fit the link without a standing queue...
+        assert!(
+            video + audio as f64 <= 1.05 * LINK as f64,
+            "{video} + {audio}"
+        );
+        assert!(q < Duration::from_millis(100), "queue p95 {q:?}");
+        // ...and video still uses most of what audio leaves.
+        assert!(video >= 0.7 * (LINK - audio) as f64, "{video}");
+    }
+}
+
 mod fuzz_checks {
     //! The `congestion` fuzz target's checks on feedback we build and on random bytes.
     use proptest::prelude::*;

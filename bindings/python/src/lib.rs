@@ -422,6 +422,13 @@ impl RtpCore {
         self.call(py, |b| b.send_video_at(id, data, timestamp_ms))
     }
 
+    /// Video passthrough for one session, at once: every picture delivered (damaged ones
+    /// with `complete` False), no wait for a keyframe; False restores the backend's settings.
+    fn set_video_passthrough(&self, py: Python<'_>, session: &str, enabled: bool) -> PyResult<()> {
+        let id = session_id(session)?;
+        self.call(py, |b| b.set_video_passthrough(id, enabled))
+    }
+
     /// Asks the far end for a key frame (PLI, or FIR with `fir=True`).
     #[pyo3(signature = (session, fir=false))]
     fn request_keyframe(&self, py: Python<'_>, session: &str, fir: bool) -> PyResult<()> {

@@ -431,10 +431,19 @@ impl SipCore {
         Ok(())
     }
 
-    /// Ends a call (BYE, CANCEL while dialing, 480 while ringing here) and its media.
-    fn hangup(&self, py: Python<'_>, session: &str) -> PyResult<()> {
+    /// Ends a call (BYE, CANCEL while dialing, 480 while ringing here) and its media; with
+    /// `cause`, the BYE or CANCEL carries `Reason: Q.850;cause=N;text="..."` (RFC 3326).
+    /// ValueError for a cause outside 1..=127 or a text with control characters.
+    #[pyo3(signature = (session, cause=None, text=None))]
+    fn hangup(
+        &self,
+        py: Python<'_>,
+        session: &str,
+        cause: Option<u16>,
+        text: Option<&str>,
+    ) -> PyResult<()> {
         let id = session_id(session)?;
-        self.call(py, |b| b.hangup(id))
+        self.call(py, |b| b.hangup_with(id, cause, text))
     }
 
     /// The session as a dict (see `info_dict`), or None.
@@ -500,6 +509,13 @@ impl SipCore {
     ) -> PyResult<()> {
         let id = session_id(session)?;
         self.call(py, |b| b.send_video_at(id, data, timestamp_ms))
+    }
+
+    /// Video passthrough for one session, at once: every picture delivered (damaged ones
+    /// with `complete` False), no wait for a keyframe; False restores the backend's settings.
+    fn set_video_passthrough(&self, py: Python<'_>, session: &str, enabled: bool) -> PyResult<()> {
+        let id = session_id(session)?;
+        self.call(py, |b| b.set_video_passthrough(id, enabled))
     }
 
     /// Asks the far end for a key frame (PLI, or FIR with `fir=True`).

@@ -117,6 +117,9 @@ pub struct VideoReceiver {
     stats: VideoReceiverStats,
     /// A loss found before a filler, carried to the next media packet.
     carry_loss: bool,
+    /// Passthrough ([`VideoReceiver::set_passthrough`]): no keyframe gate, damaged pictures
+    /// delivered, whatever `cfg` says.
+    passthrough: bool,
 }
 
 impl std::fmt::Debug for VideoReceiver {
@@ -152,8 +155,34 @@ impl VideoReceiver {
             probe_begun: None,
             stats: VideoReceiverStats::default(),
             carry_loss: false,
+            passthrough: false,
             cfg,
         }
+    }
+
+    /// Turns passthrough on or off, at once (roomkit's `set_video_passthrough`): while it is
+    /// on, every picture assembled is delivered, damaged ones flagged `complete: false`, with no
+    /// wait for a keyframe (as if `deliver_incomplete` were on and `wait_for_keyframe` off).
+    /// Off brings back the configured behaviour from the next loss on.
+    pub fn set_passthrough(&mut self, on: bool) {
+        self.passthrough = on;
+        if on {
+            self.gate_closed = false;
+        }
+    }
+
+    /// Whether passthrough is on.
+    #[must_use]
+    pub fn passthrough(&self) -> bool {
+        self.passthrough
+    }
+
+    fn waits_for_keyframe(&self) -> bool {
+        self.cfg.wait_for_keyframe && !self.passthrough
+    }
+
+    fn delivers_incomplete(&self) -> bool {
+        self.cfg.deliver_incomplete || self.passthrough
     }
 
     /// When a source's first packet does not certainly begin a picture (the depacketizer cannot
@@ -382,7 +411,7 @@ impl VideoReceiver {
                 self.reorder.reset();
                 self.ms_offset = self.cur_ms;
                 self.unwrap = None;
-                self.gate_closed = self.cfg.wait_for_keyframe;
+                self.gate_closed = self.waits_for_keyframe();
                 self.prestart = None;
                 self.stats.ssrc_changes += 1;
                 self.ssrc = Some(ssrc);
@@ -498,7 +527,7 @@ impl VideoReceiver {
 
     fn note_loss(&mut self) {
         self.want_keyframe = true;
-        if self.cfg.wait_for_keyframe {
+        if self.waits_for_keyframe() {
             self.gate_closed = true;
         }
     }
@@ -514,7 +543,7 @@ impl VideoReceiver {
         let complete = !self.pic.damaged;
         let deliver = if !complete {
             self.note_loss();
-            if self.cfg.deliver_incomplete && !self.gate_closed && !self.pic.units.is_empty() {
+            if self.delivers_incomplete() && !self.gate_closed && !self.pic.units.is_empty() {
                 true
             } else {
                 self.stats.incomplete_dropped += 1;
@@ -808,6 +837,44 @@ mod tests {
         // Only the whole SPS survives.
         assert_eq!(out[0].data, annexb(&[sps]));
         assert!(rx.take_keyframe_request(t));
+    }
+
+    #[test]
+    fn passthrough_toggles_gate_and_damaged_delivery_live() {
+        let mut tx = Sender::new(0, 500);
+        let mut rx = VideoReceiver::h264(cfg());
+        let t = Instant::now();
+        // Default: a stream starting without a keyframe is gated.
+        assert!(feed(&mut rx, &tx.picture(&p_picture(1), 0), t).is_empty());
+        assert!(rx.waiting_for_keyframe());
+        // Passthrough on: the gate opens at once, and a damaged picture is delivered, flagged.
+        rx.set_passthrough(true);
+        assert!(rx.passthrough() && !rx.waiting_for_keyframe());
+        assert_eq!(feed(&mut rx, &tx.picture(&p_picture(2), 3000), t).len(), 1);
+        // Two slices, the second losing a fragment: the first is delivered.
+        let damaged = |seed| annexb(&[nal(1, 300, seed), nal(1, 3000, seed + 1)]);
+        let mut pkts = tx.picture(&damaged(8), 6000);
+        pkts.remove(2);
+        let mut out = feed(&mut rx, &pkts, t);
+        rx.poll(t + Duration::from_secs(1), &mut out);
+        assert_eq!(out.len(), 1);
+        assert!(!out[0].complete);
+        let t = t + Duration::from_secs(1);
+        assert!(!rx.waiting_for_keyframe(), "a loss does not close the gate");
+        // Off: the next loss closes the gate and damaged pictures are dropped again.
+        rx.set_passthrough(false);
+        let mut pkts = tx.picture(&damaged(10), 9000);
+        pkts.remove(2);
+        let mut out = feed(&mut rx, &pkts, t);
+        rx.poll(t + Duration::from_secs(1), &mut out);
+        out.extend(feed(
+            &mut rx,
+            &tx.picture(&p_picture(3), 12000),
+            t + Duration::from_secs(1),
+        ));
+        assert!(out.is_empty());
+        assert!(rx.waiting_for_keyframe());
+        assert_eq!(rx.stats().incomplete_dropped, 1);
     }
 
     #[test]

@@ -39,6 +39,7 @@ pub mod keepalive;
 pub mod message;
 pub mod outbox;
 pub mod rate_limit;
+pub mod reason;
 pub mod redirect;
 pub mod register;
 pub mod rng;

@@ -155,13 +155,24 @@ impl SipCore {
     /// Sends a BYE for call `no` in a client transaction (retransmitted until answered).
     /// The dialog stays known in `closing` until that transaction ends.
     pub(super) fn send_bye(&mut self, no: CallNo, now: Instant, out: &mut Outbox) {
+        self.send_bye_with(no, &[], now, out);
+    }
+
+    /// [`Self::send_bye`] with extra headers (a `Reason`).
+    fn send_bye_with(
+        &mut self,
+        no: CallNo,
+        headers: &[(&str, String)],
+        now: Instant,
+        out: &mut Outbox,
+    ) {
         let dialog = self
             .calls
             .get(&no)
             .and_then(|c| c.dialog.as_ref())
             .map(|d| d.id().clone());
         let sent = self
-            .dialog_request(no, Method::Bye, &[], None)
+            .dialog_request(no, Method::Bye, headers, None)
             .and_then(|(req, dest)| self.send_non_invite(req, dest, ClientKind::Bye, now, out));
         if let (Some(id), Some(dialog)) = (sent, dialog) {
             if let Some(e) = self.clients.get_mut(&id) {
@@ -179,6 +190,18 @@ impl SipCore {
     /// Ends call `no` from our side: 480 while it rings here, CANCEL while we dial, BYE once
     /// it is up.
     pub(super) fn hang_up(&mut self, no: CallNo, now: Instant, out: &mut Outbox) {
+        self.hang_up_with(no, None, now, out);
+    }
+
+    /// [`Self::hang_up`], the BYE or CANCEL carrying a `Reason` header value (RFC 3326) when
+    /// `reason` is given; the 480 of a call still ringing here carries none.
+    pub(super) fn hang_up_with(
+        &mut self,
+        no: CallNo,
+        reason: Option<String>,
+        now: Instant,
+        out: &mut Outbox,
+    ) {
         let Some(c) = self.calls.get(&no) else {
             return;
         };
@@ -189,9 +212,18 @@ impl SipCore {
                 }
                 self.end_call(no, "hung up", EndReason::LocalHangup);
             }
-            Phase::Dialing => self.cancel_dial(no, "cancelled", now, out),
+            Phase::Dialing => {
+                let tx = c.uac.as_ref().map(|leg| leg.invite_tx);
+                if let (Some(reason), Some(e)) = (reason, tx.and_then(|t| self.invites.get_mut(&t)))
+                {
+                    e.tx.set_cancel_reason(reason);
+                }
+                self.cancel_dial(no, "cancelled", now, out);
+            }
             Phase::Confirmed => {
-                self.send_bye(no, now, out);
+                let headers: Vec<(&str, String)> =
+                    reason.into_iter().map(|r| ("Reason", r)).collect();
+                self.send_bye_with(no, &headers, now, out);
                 self.end_call(no, "hung up", EndReason::LocalHangup);
             }
         }

@@ -37,6 +37,8 @@ pub enum Command {
     /// ([`MediaHost::start_deferred`](super::MediaHost::start_deferred)): the call is
     /// answered now, or refused with the error's status.
     MediaStarted(SessionId, Result<Arc<SessionInfo>, MediaError>),
+    /// [`Command::Hangup`] with a `Reason` header value (RFC 3326) on the BYE or CANCEL.
+    HangupWithReason(SessionId, String),
 }
 
 /// A call to place, prepared by the application side (names resolved, ids chosen).

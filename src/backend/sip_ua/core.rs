@@ -299,6 +299,11 @@ impl SipCore {
                     self.hang_up(no, now, out);
                 }
             }
+            Command::HangupWithReason(session, reason) => {
+                if let Some(&no) = self.by_session.get(&session) {
+                    self.hang_up_with(no, Some(reason), now, out);
+                }
+            }
             Command::Decide(call_id, decision) => {
                 if let Some(&no) = self.call_index.get(&call_id) {
                     self.decide(no, decision, now, out);

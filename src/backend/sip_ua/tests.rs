@@ -692,6 +692,55 @@ fn hanging_up_before_any_response_cancels_after_the_first() {
     assert_eq!(a.live_media() + a.reserved(), 0);
 }
 
+/// `hangup_with`'s Reason (RFC 3326) goes on the CANCEL of a call being dialled, even one
+/// deferred until the first provisional response, and on the BYE of an answered call.
+#[test]
+fn hanging_up_with_a_reason_puts_it_on_the_cancel_and_the_bye() {
+    let now = Instant::now();
+    let mut a = Ua::new(5113, |_| {});
+    let peer = addr(6009);
+    let reason = crate::sip::reason::q850_reason(Some(31), Some("no \"thanks\""))
+        .unwrap()
+        .unwrap();
+    let s = SessionId::new_v4();
+    a.cmd(
+        Command::Dial(Box::new(dial_to(s, "sip:bob@127.0.0.1:6009", peer))),
+        now,
+    );
+    let invite = a.sent().remove(0).0;
+    a.cmd(Command::HangupWithReason(s, reason.clone()), now);
+    assert!(
+        a.sent().is_empty(),
+        "the CANCEL waits for a provisional response"
+    );
+    a.recv(&reply(&invite, 180, Some("r1"), &[], None), peer, now);
+    let sent = a.sent();
+    assert_eq!(sent[0].0.method(), &Method::Cancel);
+    assert_eq!(sent[0].0.header("Reason"), Some(reason.as_str()));
+
+    let s = SessionId::new_v4();
+    a.cmd(
+        Command::Dial(Box::new(dial_to(s, "sip:bob@127.0.0.1:6009", peer))),
+        now,
+    );
+    let invite = a.sent().remove(0).0;
+    let sdp = sdp_answer(&invite, 40102);
+    let ok = reply(
+        &invite,
+        200,
+        Some("r2"),
+        &[("Contact", "<sip:bob@127.0.0.1:6009>")],
+        Some(&sdp),
+    );
+    a.recv(&ok, peer, now);
+    assert_eq!(a.sent()[0].0.method(), &Method::Ack);
+    a.cmd(Command::HangupWithReason(s, reason.clone()), now);
+    let sent = a.sent();
+    assert_eq!(sent[0].0.method(), &Method::Bye);
+    assert_eq!(sent[0].0.header("Reason"), Some(reason.as_str()));
+    assert_eq!(a.states().last(), Some(&CallState::Ended));
+}
+
 #[test]
 fn route_sets_are_followed_both_ways() {
     let now = Instant::now();

@@ -1,6 +1,7 @@
 //! What the subcommands share in their arguments: value parsers with range checks (clap calls
 //! them while parsing, so a bad value is reported with the option's name and the usage line),
-//! and the loss-recovery options of `call` and `serve`.
+//! the congestion-control options of `send`, `call` and `serve`, and the loss-recovery options
+//! of `call` and `serve`.
 
 use std::fmt::{self, Display};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -9,7 +10,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use clap::Args;
-use roomkit_media::backend::{NackConfig, PacerConfig, ResilienceConfig};
+use roomkit_media::backend::{CongestionConfig, NackConfig, PacerConfig, ResilienceConfig};
 use roomkit_media::{SrtpKey, SrtpKeys, SrtpPolicy, SrtpSuite};
 use zeroize::Zeroizing;
 
@@ -90,6 +91,46 @@ pub fn rtx_payload_type(rtx: Option<u8>, pt: u8) -> Result<Option<u8>, String> {
     }
 }
 
+/// Congestion control's options: `send`, `call` and `serve` take these.
+#[derive(Args, Debug, Clone)]
+pub struct CcArgs {
+    /// Congestion control: stamp transport-wide sequence numbers, estimate the path's bandwidth
+    /// from the receiver's feedback, pace at the estimate and drop whole pictures rather than
+    /// queue more than two picture intervals. The receiver must run it too (`recv --cc`; in a
+    /// SIP call, transport-cc is offered and runs when the peer accepts it).
+    #[arg(long)]
+    pub cc: bool,
+    /// Congestion control's estimate before any feedback, in kbit/s.
+    #[arg(long, value_name = "N", value_parser = at_least(64.0, " kbit/s"),
+          default_value_t = CongestionConfig::default().start_bps as f64 / 1000.0)]
+    pub cc_start_kbps: f64,
+    /// The most congestion control's estimate may reach, in kbit/s.
+    #[arg(long, value_name = "N", value_parser = at_least(64.0, " kbit/s"),
+          default_value_t = CongestionConfig::default().max_bps as f64 / 1000.0)]
+    pub cc_max_kbps: f64,
+}
+
+impl CcArgs {
+    /// The congestion settings the flags ask for; `force` turns it on without `--cc` (a
+    /// command that needs it, `send --ladder`).
+    pub fn config(&self, force: bool) -> Result<CongestionConfig, String> {
+        let c = CongestionConfig {
+            enabled: self.cc || force,
+            start_bps: (self.cc_start_kbps * 1000.0) as u64,
+            max_bps: (self.cc_max_kbps * 1000.0) as u64,
+            ..CongestionConfig::default()
+        };
+        if c.start_bps > c.max_bps {
+            return Err(format!(
+                "--cc-start-kbps {} is above --cc-max-kbps {}",
+                c.start_bps / 1000,
+                c.max_bps / 1000
+            ));
+        }
+        Ok(c)
+    }
+}
+
 /// Loss recovery of a SIP call's media: `call` and `serve` both take these.
 #[derive(Args, Debug, Clone)]
 pub struct SipMediaArgs {
@@ -126,6 +167,8 @@ pub struct SipMediaArgs {
     /// Default: all three, AES_CM_128_HMAC_SHA1_80 first, then AEAD_AES_128_GCM.
     #[arg(long, value_name = "LIST", value_parser = srtp_suites)]
     pub srtp_suites: Option<SrtpSuites>,
+    #[command(flatten)]
+    pub cc: CcArgs,
 }
 
 /// The `--srtp-suites` list, in order.
@@ -219,7 +262,7 @@ impl SipMediaArgs {
     }
 
     /// The media's `ResilienceConfig`, and whether to offer RTX.
-    pub fn resilience(&self) -> (ResilienceConfig, bool) {
+    pub fn resilience(&self) -> Result<(ResilienceConfig, bool), String> {
         let d = ResilienceConfig::default();
         let resilience = ResilienceConfig {
             nack: NackConfig {
@@ -232,9 +275,10 @@ impl SipMediaArgs {
             },
             audio_jitter_ms: self.audio_jitter,
             inactivity_timeout: Duration::from_secs_f64(self.inactivity),
+            congestion: self.cc.config(false)?,
             ..d
         };
-        (resilience, !self.no_rtx)
+        Ok((resilience, !self.no_rtx))
     }
 }
 

@@ -206,7 +206,7 @@ pub fn run(args: &CallArgs) -> Result<ExitCode, Failure> {
         (None, None) => None,
     };
     let codec = video.as_ref().map_or(VideoCodec::H264, |(c, _)| *c);
-    let (resilience, video_rtx) = args.media.resilience();
+    let (resilience, video_rtx) = args.media.resilience()?;
     let be = SipVideoBackend::new(SipBackendConfig {
         local_sip_addr: SocketAddr::new(local_ip, 0),
         local_rtp_ip: local_ip,

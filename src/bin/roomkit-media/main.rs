@@ -7,6 +7,7 @@ mod bench;
 mod call;
 mod demo;
 mod demo_pki;
+mod ladder;
 mod link;
 mod media_file;
 mod netsim;

@@ -98,6 +98,10 @@ pub struct NetsimArgs {
         allow_negative_numbers = true
     )]
     seconds: f64,
+    /// Also report the queue delay of the packets that arrive from S seconds into the run on
+    /// (`queue_delay_settled_p50_ms`/`p95_ms`), once a sender has settled (0: not reported).
+    #[arg(long, value_name = "S", default_value_t = 0.0, value_parser = within(0.0, 86_400.0, " seconds"))]
+    settle: f64,
     /// Stop after this long without a datagram (0: never).
     #[arg(
         long,
@@ -252,10 +256,15 @@ struct DirStats {
     /// Time the packets that got through waited in the bottleneck's queue.
     queue_delay_p50_ms: u64,
     queue_delay_p95_ms: u64,
+    /// As the two above, for the packets that arrived after `--settle` (absent without it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    queue_delay_settled_p50_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    queue_delay_settled_p95_ms: Option<u64>,
 }
 
 impl DirStats {
-    fn new(s: NetemStats, q: &QueueDelays) -> Self {
+    fn new(s: NetemStats, q: &QueueDelays, settled: Option<&QueueDelays>) -> Self {
         DirStats {
             packets: s.sent,
             lost: s.dropped,
@@ -265,6 +274,8 @@ impl DirStats {
             queue_dropped: s.queue_dropped,
             queue_delay_p50_ms: q.quantile_ms(0.5),
             queue_delay_p95_ms: q.quantile_ms(0.95),
+            queue_delay_settled_p50_ms: settled.map(|q| q.quantile_ms(0.5)),
+            queue_delay_settled_p95_ms: settled.map(|q| q.quantile_ms(0.95)),
         }
     }
 }
@@ -481,6 +492,8 @@ pub fn run(args: &NetsimArgs) -> Result<ExitCode, String> {
         Netem::new(p.netem(), seed ^ 0x9e37_79b9_7f4a_7c15),
     ];
     let mut delays = [QueueDelays::new(), QueueDelays::new()];
+    let settle = (args.settle > 0.0).then(|| Duration::from_secs_f64(args.settle));
+    let mut settled = settle.map(|_| [QueueDelays::new(), QueueDelays::new()]);
     let mut steps = args.rate_step.clone();
     steps.sort_by_key(|s| std::cmp::Reverse(s.at));
     let started = Instant::now();
@@ -554,6 +567,11 @@ pub fn run(args: &NetsimArgs) -> Result<ExitCode, String> {
             && after.queue_dropped == before.queue_dropped
         {
             delays[dir].record(waits);
+            if let (Some(after), Some(s)) = (settle, settled.as_mut()) {
+                if a.at >= started + after {
+                    s[dir].record(waits);
+                }
+            }
         }
     }
     stop.store(true, Ordering::Relaxed);
@@ -562,8 +580,16 @@ pub fn run(args: &NetsimArgs) -> Result<ExitCode, String> {
     }
     out.line(&Closing {
         event: "stats",
-        forward: DirStats::new(paths[0].stats(), &delays[0]),
-        backward: DirStats::new(paths[1].stats(), &delays[1]),
+        forward: DirStats::new(
+            paths[0].stats(),
+            &delays[0],
+            settled.as_ref().map(|s| &s[0]),
+        ),
+        backward: DirStats::new(
+            paths[1].stats(),
+            &delays[1],
+            settled.as_ref().map(|s| &s[1]),
+        ),
     });
     Ok(ExitCode::SUCCESS)
 }

@@ -26,10 +26,19 @@ pub struct Stats {
     pub srtp: Option<&'static str>,
     pub srtp_auth_failed: u64,
     pub srtp_replayed: u64,
+    /// Congestion control (`--cc`; zeros when off): the estimate and the pacer's rate (bit/s),
+    /// pictures the sender dropped rather than queue them, feedback packets sent (`recv`) and
+    /// used (`send`), and the renditions `send --ladder` switched between.
+    pub cc_target_bps: u64,
+    pub cc_pacer_rate_bps: u64,
+    pub cc_pictures_dropped: u64,
+    pub cc_feedback_sent: u64,
+    pub cc_feedback_received: u64,
+    pub switches: u64,
 }
 
 impl Stats {
-    /// Copies the loss-recovery and SRTP counters of a stream.
+    /// Copies the loss-recovery, SRTP and congestion-control counters of a stream.
     pub fn recovery(&mut self, v: &roomkit_media::backend::StreamStats) {
         self.nack_sent = v.nack_sent;
         self.nack_received = v.nack_received;
@@ -38,6 +47,11 @@ impl Stats {
         self.recovered = v.recovered;
         self.srtp_auth_failed = v.srtp_auth_failed;
         self.srtp_replayed = v.srtp_replayed;
+        self.cc_target_bps = v.cc_target_bps;
+        self.cc_pacer_rate_bps = v.cc_pacer_rate_bps;
+        self.cc_pictures_dropped = v.cc_pictures_dropped;
+        self.cc_feedback_sent = v.cc_feedback_sent;
+        self.cc_feedback_received = v.cc_feedback_received;
     }
 }
 

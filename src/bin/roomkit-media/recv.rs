@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use roomkit_media::backend::rtp::{RtpBackendConfig, RtpVideoBackend};
-use roomkit_media::backend::{NackConfig, ResilienceConfig, SessionId, StreamStats};
+use roomkit_media::backend::{
+    CongestionConfig, NackConfig, ResilienceConfig, SessionId, StreamStats,
+};
 use roomkit_media::prelude::*;
 use roomkit_media::SrtpSuite;
 use roomkit_media::{VideoCodec, VideoFrame};
@@ -47,6 +49,10 @@ pub struct RecvArgs {
     /// RTCP on the RTP port (RFC 5761) instead of the next one.
     #[arg(long)]
     pub rtcp_mux: bool,
+    /// Congestion control: report every packet's arrival to the sender (transport-wide
+    /// feedback), for a `send --cc` or `send --ladder`.
+    #[arg(long)]
+    pub cc: bool,
     #[command(flatten)]
     pub srtp: SrtpKeyArgs,
 }
@@ -87,6 +93,10 @@ pub fn run(args: &RecvArgs) -> Result<Stats, String> {
             nack: NackConfig {
                 enabled: !args.no_nack,
                 ..NackConfig::default()
+            },
+            congestion: CongestionConfig {
+                enabled: args.cc,
+                ..CongestionConfig::default()
             },
             ..ResilienceConfig::default()
         },
@@ -159,6 +169,10 @@ fn fill(stats: &mut Stats, v: &StreamStats) {
     stats.dropped_frames =
         v.frames_dropped_incomplete + v.frames_dropped_gated + v.frames_dropped_slow_callback;
     stats.recovery(v);
+    // A receiver's own estimator has nothing of ours to estimate (we send no media): its start
+    // bitrate would only mislead.
+    stats.cc_target_bps = 0;
+    stats.cc_pacer_rate_bps = 0;
 }
 
 /// Writes one delivered picture; returns true once `max` (if non-zero) pictures are written.

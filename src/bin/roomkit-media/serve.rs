@@ -369,7 +369,7 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode, crate::Failure> {
     });
     let rtp_ip: IpAddr = args.rtp_ip.unwrap_or(sip.ip());
     let (rtp_start, rtp_end) = args.rtp_ports;
-    let (resilience, video_rtx) = args.media.resilience();
+    let (resilience, video_rtx) = args.media.resilience()?;
     let mut cfg = SipBackendConfig {
         local_sip_addr: sip,
         local_sip_tcp_addr: args.sip_tcp,

@@ -68,6 +68,11 @@ class _NativeVoice(VoiceBackend):
         self._playback: dict[str, asyncio.Task[None]] = {}
         self._frame_sequences: dict[str, int] = {}
         self._resamplers: dict[tuple[str, int], Callable[[bytes], bytes]] = {}
+        self._audio_played_callbacks: list[Callable[..., Any]] = []
+        # Per session: when the audio sent so far ends playing at the far end (monotonic s),
+        # and a count bumped by each cancel_audio (a stream ends quietly if it moved).
+        self._playback_until: dict[str, float] = {}
+        self._playback_generation: dict[str, int] = {}
         self._closed = False
 
     # -- identity -------------------------------------------------------------
@@ -90,6 +95,8 @@ class _NativeVoice(VoiceBackend):
         self._by_native.pop(session.provider_session_id or session.id, None)
         for key in [k for k in self._resamplers if k[0] == session.id]:
             del self._resamplers[key]
+        self._playback_until.pop(session.id, None)
+        self._playback_generation.pop(session.id, None)
         session.state = VoiceSessionState.ENDED
         if self._video is not None:
             self._frame_sequences.pop(session.id, None)
@@ -207,6 +214,7 @@ class _NativeVoice(VoiceBackend):
             rate = session.metadata.get("output_sample_rate", chunk.sample_rate)
             data = self._resampler(session.id, chunk.sample_rate, rate)(chunk.data)
             self._core.send_audio(self._native_id(session.id), data)
+            self._notify_playback(session, data, paced=False)
 
     def _resampler(self, session_id: str, in_rate: int, out_rate: int) -> Callable[[bytes], bytes]:
         """roomkit's streaming resampler from ``in_rate`` to the session's
@@ -231,6 +239,7 @@ class _NativeVoice(VoiceBackend):
         with PlaybackErrors(logger, "Error sending audio for session %s", session.id) as play:
             if isinstance(audio, bytes | bytearray | memoryview):
                 await asyncio.to_thread(self._core.send_audio, nid, bytes(audio))
+                self._notify_playback(session, bytes(audio), paced=False)
                 return
             task = asyncio.ensure_future(self._stream(session, nid, play.watch(audio)))
             self._playback[session.id] = task
@@ -257,26 +266,42 @@ class _NativeVoice(VoiceBackend):
         start = time.monotonic()
         sent = 0.0  # seconds of audio sent
         held = b""  # less than one packet, waiting for the next chunk
-        async for chunk in chunks:
-            if not chunk.data:
-                continue
-            data = held + self._resampler(session.id, chunk.sample_rate, rate)(chunk.data)
-            whole = len(data) - len(data) % packet
-            held = data[whole:]
-            for i in range(0, whole, packet):
-                ahead = start + sent - time.monotonic() - AUDIO_LEAD
-                if ahead > 0:
-                    await asyncio.sleep(ahead)
-                self._core.send_audio(nid, data[i : i + packet])
+        generation = self._playback_generation.get(session.id, 0)
+        try:
+            async for chunk in chunks:
+                if not chunk.data:
+                    continue
+                data = held + self._resampler(session.id, chunk.sample_rate, rate)(chunk.data)
+                whole = len(data) - len(data) % packet
+                held = data[whole:]
+                for i in range(0, whole, packet):
+                    ahead = start + sent - time.monotonic() - AUDIO_LEAD
+                    if ahead > 0:
+                        await asyncio.sleep(ahead)
+                    self._core.send_audio(nid, data[i : i + packet])
+                    self._notify_playback(session, data[i : i + packet])
+                    sent += 0.02
+            if held:  # the engine pads the last packet with silence
+                self._core.send_audio(nid, held)
+                padded = held + bytes(packet - len(held))
+                self._notify_playback(session, padded, played_bytes=len(held))
                 sent += 0.02
-        if held:  # the engine pads the last packet with silence
-            self._core.send_audio(nid, held)
-            sent += 0.02
-        rest = start + sent - time.monotonic()
-        if rest > 0:
-            await asyncio.sleep(rest)
+            rest = start + sent - time.monotonic()
+            if rest > 0:
+                await asyncio.sleep(rest)
+        finally:
+            # The end of this response's playback, unless cancel_audio already said so.
+            if self._playback_generation.get(session.id, 0) == generation:
+                self._notify_playback(session, b"", ended=True)
 
     async def cancel_audio(self, session: VoiceSession) -> bool:
+        # As roomkit's SIP backend: playback ends now, reported at once (every time).
+        if session.id in self._sessions:
+            self._playback_generation[session.id] = (
+                self._playback_generation.get(session.id, 0) + 1
+            )
+            self._playback_until[session.id] = 0.0
+            self._notify_playback(session, b"", ended=True)
         task = self._playback.pop(session.id, None)
         if task is None or task.done():
             return False
@@ -292,6 +317,41 @@ class _NativeVoice(VoiceBackend):
     ) -> None:
         """Log transcription text (no UI channel over RTP)."""
         logger.info("[%s] %s", "User" if role == "user" else "Assistant", text)
+
+    def _notify_playback(
+        self,
+        session: VoiceSession,
+        pcm: bytes,
+        *,
+        ended: bool = False,
+        played_bytes: int | None = None,
+        paced: bool = True,
+    ) -> None:
+        """Report audio handed to the engine to ``on_audio_played``, as roomkit's
+        SIP backend does (its ``_notify_sip_playback``): the PCM sent, at the
+        session's rate, with ``played_bytes`` (the speech in it: the padding of a
+        last short packet is not), ``playback_buffer_ms`` (how much sent audio
+        the far end has still to play; 0 for unpaced sends) and
+        ``playback_ended`` (an empty frame at the end of a response, or when
+        ``cancel_audio`` cuts it)."""
+        if not self._audio_played_callbacks:
+            return
+        now = time.monotonic()
+        until = self._playback_until.get(session.id, 0.0)
+        rate = session.metadata.get("output_sample_rate", 8000)
+        if pcm and paced:
+            until = self._playback_until[session.id] = max(now, until) + len(pcm) / (rate * 2)
+        frame = AudioFrame(
+            data=pcm,
+            sample_rate=rate,
+            metadata={
+                "played_bytes": len(pcm) if played_bytes is None else played_bytes,
+                "playback_buffer_ms": max(0.0, (until - now) * 1000) if paced else 0.0,
+                "playback_ended": ended,
+            },
+        )
+        for cb in tuple(self._audio_played_callbacks):
+            call(cb, session, frame)
 
     # -- callbacks ------------------------------------------------------------
 
@@ -366,6 +426,24 @@ class _NativeVideo(CallVideoBackend):
         nid = self._native_id(session)
         if nid is not None:
             self._owner._core.request_keyframe(nid)
+
+    def set_video_passthrough(self, session_id: str, enabled: bool = True) -> None:
+        """Passthrough for one session, at once: every picture assembled is
+        delivered, damaged ones with ``metadata["complete"]`` False, with no
+        wait for a keyframe (for bridges whose far decoder recovers by itself);
+        ``False`` brings back the backend's behaviour. Unknown sessions are
+        ignored, as roomkit does."""
+        session = self.get_session(session_id)
+        nid = None if session is None else self._native_id(session)
+        if nid is None:
+            return
+        try:
+            self._owner._core.set_video_passthrough(nid, bool(enabled))
+        except (KeyError, RuntimeError):
+            pass  # ended meanwhile
+        logger.info(
+            "Video passthrough %s: session=%s", "enabled" if enabled else "disabled", session_id
+        )
 
     def on_keyframe_requested(self, callback: Callable[..., Any]) -> None:
         """Called with the video session when the remote end asks for a key

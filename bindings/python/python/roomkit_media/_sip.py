@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from roomkit.core.callbacks import subscribe_callback
 from roomkit.models.trace import ProtocolTrace
 from roomkit.video.backends.av import AudioVideoBackend
 from roomkit.video.base import VideoSession, VideoSessionState
@@ -107,12 +108,14 @@ class SIPVoiceBackend(_NativeVoice):
     ``decision_timeout`` (seconds an INVITE waits for the invite filter before
     408; default 20) and ``queue_len``.
 
-    ``dial(codec=...)`` offers that one codec, as roomkit. Differences from
-    roomkit: ``disconnect``'s
-    ``cause``/``text`` (Q.850 Reason) are not sent; the invite filter gets an
+    ``dial(codec=...)`` offers that one codec, as roomkit. ``on_audio_played``
+    reports each 20 ms packet of streamed audio as it is sent, with roomkit's
+    ``played_bytes`` / ``playback_buffer_ms`` / ``playback_ended`` metadata.
+    Differences from roomkit: the invite filter gets an
     :class:`IncomingInvite`, not aiosipua's call (it cannot answer or reject
     by itself: it returns its verdict); the trace emitter sees every SIP
-    message, not only INVITE/200/BYE; no ``on_audio_played`` reports.
+    message, not only INVITE/200/BYE; ``disconnect``'s ``text`` keeps its
+    quotes (escaped) where roomkit strips them.
     """
 
     _VIDEO = False
@@ -231,15 +234,25 @@ class SIPVoiceBackend(_NativeVoice):
     async def disconnect(
         self, session: VoiceSession, *, cause: int | None = None, text: str | None = None
     ) -> None:
-        """Hang up (BYE). ``cause``/``text`` are not sent yet."""
-        await self.cancel_audio(session)
-        nid = session.provider_session_id or session.id
-        if not self._drop_session(session):
+        """Hang up: BYE (CANCEL while dialing, 480 while ringing here).
+
+        With a Q.850 ``cause`` (1 to 127, e.g. 16 normal clearing, 21 call
+        rejected) the BYE or CANCEL carries an RFC 3326 ``Reason:
+        Q.850;cause=N;text="..."`` header; ``text`` is ignored without a cause.
+        Line breaks in ``text`` become spaces (as roomkit); quotes are escaped.
+        ValueError, the call left up (its audio stopped), for a cause outside
+        1..127 or a text over 256 bytes."""
+        if self._sessions.get(session.id) is not session:
             return
+        if text is not None:
+            text = text.replace("\r", " ").replace("\n", " ").strip()
+        nid = session.provider_session_id or session.id
+        await self.cancel_audio(session)
         try:
-            await asyncio.to_thread(self._core.hangup, nid)
+            await asyncio.to_thread(self._core.hangup, nid, cause, text)
         except (KeyError, RuntimeError):
             pass  # the engine already ended it, or is closed
+        self._drop_session(session)
 
     async def close(self) -> None:
         """Hang up every call, stop the SIP thread and join the engine's
@@ -541,6 +554,17 @@ class SIPVoiceBackend(_NativeVoice):
         as ``on_client_disconnected``)."""
         self._disconnect_callbacks.append(callback)
         return callback
+
+    @property
+    def supports_playback_callback(self) -> bool:
+        """``on_audio_played`` reports the audio sent (as roomkit's SIP backend)."""
+        return True
+
+    def on_audio_played(self, callback: Callable[..., Any]) -> Callable[[], None]:
+        """Called with ``(session, AudioFrame)`` for each packet of audio sent
+        and once at the end of each response (``playback_ended``), on the loop;
+        sync or async. Returns an unsubscribe function."""
+        return subscribe_callback(self._audio_played_callbacks, callback)
 
     def subscribe_audio_received(self, callback: Callable[..., Any]) -> Callable[[], None]:
         """Receive audio alongside the primary handler; returns unsubscribe."""

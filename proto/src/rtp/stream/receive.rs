@@ -539,6 +539,14 @@ impl StreamCore {
         }
     }
 
+    /// Video passthrough on or off, at once ([`VideoReceiver::set_passthrough`]): every picture
+    /// delivered, damaged ones flagged, no keyframe gate. No-op on a stream without video.
+    pub fn set_video_passthrough(&mut self, on: bool) {
+        if let Some(v) = self.video_in.as_mut() {
+            v.rx.set_passthrough(on);
+        }
+    }
+
     /// Sends the NACKs that are due.
     pub(super) fn send_nacks(&mut self, now: Instant) {
         let Some(v) = self.video_in.as_mut() else {

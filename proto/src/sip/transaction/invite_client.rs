@@ -78,6 +78,8 @@ pub struct InviteClientTransaction {
     cancel_wanted: bool,
     cancel_tx: Option<NonInviteClientTransaction>,
     cancel_status: Option<u16>,
+    /// A `Reason` header value for the CANCEL (RFC 3326), set by [`Self::set_cancel_reason`].
+    cancel_reason: Option<String>,
     reliable: bool,
     out: Outbox,
 }
@@ -110,6 +112,7 @@ impl InviteClientTransaction {
             cancel_wanted: false,
             cancel_tx: None,
             cancel_status: None,
+            cancel_reason: None,
             reliable: false,
             out: Outbox::default(),
         };
@@ -176,17 +179,31 @@ impl InviteClientTransaction {
 
     /// The CANCEL for this INVITE (RFC 3261 §9.1): the INVITE's Request-URI, Call-ID, From, To
     /// (without a tag), CSeq number, top Via (same branch) and Route headers.
+    /// With the `Reason` of [`Self::set_cancel_reason`], when one was set.
     pub fn cancel_request(&self) -> Vec<u8> {
-        self.same_transaction_request(Method::Cancel, self.invite.echo().to.as_deref())
+        let reason = self.cancel_reason.as_deref().map(|r| ("Reason", r));
+        self.same_transaction_request(Method::Cancel, self.invite.echo().to.as_deref(), reason)
+    }
+
+    /// Gives the CANCEL a `Reason` header (RFC 3326), e.g. from
+    /// [`q850_reason`](crate::sip::reason::q850_reason); it must be set before
+    /// [`Self::cancel`] sends the CANCEL.
+    pub fn set_cancel_reason(&mut self, value: String) {
+        self.cancel_reason = Some(value);
     }
 
     /// The ACK for a 300-699 `response` (RFC 3261 §17.1.1.3): like the CANCEL, but with the
     /// response's To, which carries the tag.
     fn ack_request(&self, response: &SipMessage) -> Vec<u8> {
-        self.same_transaction_request(Method::Ack, response.echo().to.as_deref())
+        self.same_transaction_request(Method::Ack, response.echo().to.as_deref(), None)
     }
 
-    fn same_transaction_request(&self, method: Method, to: Option<&str>) -> Vec<u8> {
+    fn same_transaction_request(
+        &self,
+        method: Method,
+        to: Option<&str>,
+        extra: Option<(&str, &str)>,
+    ) -> Vec<u8> {
         let inv = &self.invite;
         let uri = inv
             .request_uri()
@@ -200,6 +217,9 @@ impl InviteClientTransaction {
             .cseq(inv.cseq().number);
         for route in inv.routes() {
             b = b.route(route.raw());
+        }
+        if let Some((name, value)) = extra {
+            b = b.header(name, value);
         }
         b.build()
     }
