@@ -254,6 +254,13 @@ impl BandwidthEstimator {
         self.probes.set_desired(bps);
     }
 
+    /// Whether [`Self::poll_probe`] would hand out a cluster at `now` (changes nothing).
+    pub fn probe_due(&self, now: Instant) -> bool {
+        let quiet = self.usage == BandwidthUsage::Normal;
+        self.probes
+            .is_due(now, self.target, quiet, self.alr.in_alr())
+    }
+
     /// The next probe cluster to send, when it is time to probe at `now`. The sender sends its
     /// packets (media when it has some, else padding or retransmissions) at the cluster's rate
     /// until [`ProbeCluster::is_complete`], reporting each with [`Self::on_probe_sent`].

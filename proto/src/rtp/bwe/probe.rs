@@ -185,6 +185,24 @@ impl ProbeController {
         self.batches
     }
 
+    /// Whether [`Self::poll`] would hand out a cluster (without changing anything): a cheap test
+    /// before a sender looks for what to probe with.
+    pub fn is_due(&self, now: Instant, estimate: u64, quiet: bool, alr: bool) -> bool {
+        if !self.queued.is_empty() {
+            return true;
+        }
+        let waiting = self.batch_at.is_some_and(|at| {
+            self.awaiting > 0 && now.saturating_duration_since(at) < PROBE_TIMEOUT
+        });
+        let room = (estimate as f64 * PROBE_HEADROOM) < self.desired as f64;
+        let due = self.now_please
+            || (alr
+                && self
+                    .batch_at
+                    .is_none_or(|t| now.saturating_duration_since(t) >= ALR_PROBE_INTERVAL));
+        !waiting && room && quiet && due
+    }
+
     /// The next cluster to send at `now`, if it is time to probe: `estimate` is the target,
     /// `quiet` whether the delay detector sees no queue, `alr` whether the sender is
     /// application-limited.
@@ -198,24 +216,11 @@ impl ProbeController {
         if let Some(c) = self.queued.pop_front() {
             return Some(c);
         }
-        if let Some(at) = self.batch_at {
-            if self.awaiting > 0 && now.saturating_duration_since(at) < PROBE_TIMEOUT {
-                return None;
-            }
-            if self.awaiting > 0 {
-                // Results never came (feedback lost): give up on them.
-                self.awaiting = 0;
-            }
-        }
-        let room = (estimate as f64 * PROBE_HEADROOM) < self.desired as f64;
-        let due = self.now_please
-            || (alr
-                && self
-                    .batch_at
-                    .is_none_or(|t| now.saturating_duration_since(t) >= ALR_PROBE_INTERVAL));
-        if !(room && quiet && due) {
+        if !self.is_due(now, estimate, quiet, alr) {
             return None;
         }
+        // Results still awaited never came (feedback lost): given up on.
+        self.awaiting = 0;
         self.now_please = false;
         self.batch_at = Some(now);
         self.batch_best = 0;
@@ -432,6 +437,7 @@ mod tests {
         assert_eq!((a.bps, b.bps), (600_000, 900_000));
         assert!(a.is_complete(1125, 5) && !a.is_complete(1124, 5) && !a.is_complete(5000, 4));
         assert_eq!(p.poll(t0, 300_000, true, false), None);
+        assert!(!p.is_due(t0, 300_000, true, false));
         // Results at 90 % and 100 % of the rates probed: probe further at once, capped at
         // what the application wants (one cluster: 2× and 3× are both above it).
         p.on_result(Some(540_000));

@@ -274,6 +274,9 @@ impl StreamCore {
         };
         for _ in 0..MAX_PROBE_PACKETS_PER_CALL {
             if cc.probe.is_none() {
+                if !cc.bwe.probe_due(now) {
+                    return;
+                }
                 // Nothing has left yet to copy: the estimator keeps its reasons to probe.
                 let Some(anchor) = (0..PROBE_SCAN)
                     .map(|k| newest.wrapping_sub(k))
