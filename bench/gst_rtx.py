@@ -1,16 +1,26 @@
 #!/usr/bin/python3
 """GStreamer as a retransmission-capable H.264 peer: the independent implementation our engine is
-measured and tested against on a lossy path.
+measured and tested against on a lossy path. Also its forward error correction and
+transport-wide congestion control, as a receiver.
 
   gst_rtx.py send --clip F --to HOST:PORT --rtcp-to HOST:PORT --rtcp-port N [--rtx-pt 97] [--log F]
+                  [--twcc-id N]
   gst_rtx.py recv --port N --rtcp-port N --rtcp-to HOST:PORT --out F [--latency MS] [--rtx-pt 97]
-                  [--log F] [--frames N] [--timeout S]
+                  [--log F] [--frames N] [--timeout S] [--no-retransmission]
+                  [--fec-red-pt 123 --fec-ulpfec-pt 122] [--twcc-id N]
 
 `send`: rtpbin with rtprtxsend as its auxiliary sender (RFC 4588, SSRC-multiplexed), the clip
 paced in real time at 30 fps; NACKs arrive on --rtcp-port. `recv`: rtpbin with
 do-retransmission (its jitterbuffer sends NACKs) and rtprtxreceive, RTCP sent to --rtcp-to; the
 pictures are written Annex-B to --out. With --rtx-pt 0 neither side uses RTX (plain
-retransmissions are still accepted by the receiver).
+retransmissions are still accepted by the receiver); --no-retransmission sends no NACK at all.
+`recv --fec-red-pt R --fec-ulpfec-pt U`: ULPFEC in RED as webrtcbin sets it up, `rtpreddec` as
+rtpbin's auxiliary receiver and `rtpulpfecdec` (on rtpbin's packet storage) as its FEC decoder,
+with lost-packet events from the jitterbuffer; its JSON line then counts what it rebuilt.
+`recv --twcc-id N`: the stream's caps carry `extmap-N` = the transport-wide sequence number, so
+rtpbin's session answers packets stamped with it with transport-cc feedback (RTPFB 15).
+`send --twcc-id N`: the payloader stamps that extension (rtphdrexttwcc) on every packet, and the
+JSON line counts the samples of rtpbin's `twcc-stats` that the peer's feedback had filled.
 
 Both write, with --log, one line per picture: `<monotonic seconds> <sha1 of its slice NAL units>`
 (SPS/PPS excluded, since payloaders and parsers add or repeat them), which lets a harness match
@@ -29,6 +39,7 @@ gi.require_version("Gst", "1.0")
 from gi.repository import GLib, Gst  # noqa: E402
 
 AVPF = 3  # GstRTPProfile: immediate feedback (NACK) allowed
+TWCC_URI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
 
 
 def slice_hash(au: bytes) -> str:
@@ -125,13 +136,22 @@ def send(a):
         "filesrc location=%s ! h264parse ! "
         "video/x-h264,stream-format=byte-stream,alignment=au,framerate=30/1 ! "
         "identity sync=true name=clock ! rtph264pay name=pay pt=96 mtu=1200 config-interval=-1 "
+        "! capsfilter name=paycaps "
         "udpsink name=rtp_out host=%s port=%d sync=false async=false "
         "udpsink name=rtcp_out host=%s port=%d sync=false async=false "
         "udpsrc name=rtcp_in address=127.0.0.1 port=%d"
         % (a.clip, host, port, rhost, rport, a.rtcp_port)
     )
+    if a.twcc_id:
+        # The payloader stamps the extension the caps downstream name (rtphdrexttwcc).
+        p.get_by_name("paycaps").set_property(
+            "caps",
+            Gst.Caps.from_string(
+                "application/x-rtp,extmap-%d=(string)%s" % (a.twcc_id, TWCC_URI)
+            ),
+        )
     p.add(rtpbin)
-    p.get_by_name("pay").link_pads("src", rtpbin, "send_rtp_sink_0")
+    p.get_by_name("paycaps").link_pads("src", rtpbin, "send_rtp_sink_0")
     rtpbin.link_pads("send_rtp_src_0", p.get_by_name("rtp_out"), "sink")
     rtpbin.link_pads("send_rtcp_src_0", p.get_by_name("rtcp_out"), "sink")
     p.get_by_name("rtcp_in").link_pads("src", rtpbin, "recv_rtcp_sink_0")
@@ -157,33 +177,85 @@ def send(a):
 
     p.get_bus().add_signal_watch()
     p.get_bus().connect("message", on_eos)
+    # With --twcc-id: how often the session's transport-cc statistics, which only the peer's
+    # feedback updates, showed packets it acknowledged (sampled every 100 ms).
+    twcc = {"seen": 0, "last": None}
+
+    def sample_twcc():
+        st = rtpbin.emit("get-session", 0).get_property("twcc-stats")
+        if st is not None:
+            ok, n = st.get_uint("packets-recv")
+            if ok and n > 0:
+                twcc["seen"] += 1
+                twcc["last"] = st.to_string()
+        return True
+
+    if a.twcc_id:
+        GLib.timeout_add(100, sample_twcc)
     p.set_state(Gst.State.PLAYING)
     GLib.timeout_add(int(a.timeout * 1000), loop.quit)
     loop.run()
     p.set_state(Gst.State.NULL)
-    print('{"pictures":%d}' % log.count)
+    if twcc["last"]:
+        print("last twcc-stats: %s" % twcc["last"], file=sys.stderr)
+    print('{"pictures":%d,"twcc_feedback_seen":%d}' % (log.count, twcc["seen"]))
+
+
+def recv_aux_bin(a, session):
+    """rtpbin's auxiliary receiver: rtprtxreceive and/or rtpreddec, chained, or None."""
+    elements = []
+    if a.rtx_pt:
+        e = Gst.ElementFactory.make("rtprtxreceive", None)
+        e.set_property("payload-type-map", pt_map(96, a.rtx_pt))
+        elements.append(e)
+    if a.fec_red_pt:
+        e = Gst.ElementFactory.make("rtpreddec", "reddec")
+        e.set_property("pt", a.fec_red_pt)
+        elements.append(e)
+    if not elements:
+        return None
+    b = Gst.Bin.new(None)
+    for e in elements:
+        b.add(e)
+    for x, y in zip(elements, elements[1:]):
+        x.link(y)
+    b.add_pad(Gst.GhostPad.new("sink_%d" % session, elements[0].get_static_pad("sink")))
+    b.add_pad(Gst.GhostPad.new("src_%d" % session, elements[-1].get_static_pad("src")))
+    return b
 
 
 def recv(a):
     rhost, rport = host_port(a.rtcp_to)
     rtpbin = make_rtpbin(
-        {"latency": a.latency, "do-retransmission": True, "rtp-profile": AVPF}
+        {
+            "latency": a.latency,
+            "do-retransmission": not a.no_retransmission,
+            "do-lost": bool(a.fec_red_pt),
+            "rtp-profile": AVPF,
+        }
+    )
+    h264_caps = (
+        "application/x-rtp,media=video,clock-rate=90000,encoding-name=H264,payload=96"
+        + (",extmap-%d=(string)%s" % (a.twcc_id, TWCC_URI) if a.twcc_id else "")
     )
     p = Gst.parse_launch(
         "udpsrc name=rtp_in address=127.0.0.1 port=%d buffer-size=8388608 "
-        "caps=\"application/x-rtp,media=video,clock-rate=90000,encoding-name=H264,payload=96\" "
+        "caps=\"%s\" "
         "udpsrc name=rtcp_in address=127.0.0.1 port=%d "
         "udpsink name=rtcp_out host=%s port=%d sync=false async=false "
         "rtph264depay name=depay ! video/x-h264,stream-format=byte-stream,alignment=au ! "
         "appsink name=sink emit-signals=true sync=false"
-        % (a.port, a.rtcp_port, rhost, rport)
+        % (a.port, h264_caps, a.rtcp_port, rhost, rport)
     )
     depay = p.get_by_name("depay")
 
     def pt_caps(_b, _session, pt):
         if pt == 96:
+            return Gst.Caps.from_string(h264_caps)
+        if a.fec_red_pt and pt == a.fec_red_pt:
             return Gst.Caps.from_string(
-                "application/x-rtp,media=video,clock-rate=90000,encoding-name=H264,payload=96"
+                "application/x-rtp,media=video,clock-rate=90000,encoding-name=RED,payload=%d"
+                % pt
             )
         if a.rtx_pt and pt == a.rtx_pt:
             return Gst.Caps.from_string(
@@ -193,10 +265,24 @@ def recv(a):
         return None
 
     rtpbin.connect("request-pt-map", pt_caps)
-    if a.rtx_pt:
-        rtpbin.connect(
-            "request-aux-receiver", lambda _b, s: aux_bin("rtprtxreceive", 96, a.rtx_pt, s)
-        )
+    rtpbin.connect("request-aux-receiver", lambda _b, s: recv_aux_bin(a, s))
+    fecdec = []
+
+    def fec_decoder(b, session):
+        if not a.fec_red_pt:
+            return None
+        e = Gst.ElementFactory.make("rtpulpfecdec", None)
+        e.set_property("storage", b.emit("get-internal-storage", session))
+        e.set_property("pt", a.fec_ulpfec_pt)
+        fecdec.append(e)
+        return e
+
+    rtpbin.connect("request-fec-decoder", fec_decoder)
+    # The storage keeps nothing by default (size-time 0): the FEC decoder needs the packets
+    # of the last second.
+    rtpbin.connect(
+        "new-storage", lambda _b, storage, _s: storage.set_property("size-time", Gst.SECOND)
+    )
 
     def pad_added(_b, pad):
         if pad.get_name().startswith("recv_rtp_src_0_"):
@@ -237,7 +323,16 @@ def recv(a):
     GLib.timeout_add(100, idle)
     run(p, loop, a.timeout)
     out.close()
-    print('{"pictures":%d}' % log.count)
+    reddec = p.get_by_name("reddec")
+    print(
+        '{"pictures":%d,"red_received":%d,"fec_recovered":%d,"fec_unrecovered":%d}'
+        % (
+            log.count,
+            reddec.get_property("received") if reddec else 0,
+            sum(e.get_property("recovered") for e in fecdec),
+            sum(e.get_property("unrecovered") for e in fecdec),
+        )
+    )
 
 
 def main():
@@ -253,6 +348,7 @@ def main():
     s.add_argument("--log")
     s.add_argument("--linger", type=float, default=1.5)
     s.add_argument("--timeout", type=float, default=60)
+    s.add_argument("--twcc-id", type=int, default=0)
     r = sub.add_parser("recv")
     r.add_argument("--port", type=int, required=True)
     r.add_argument("--rtcp-port", type=int, required=True)
@@ -264,6 +360,10 @@ def main():
     r.add_argument("--frames", type=int, default=0)
     r.add_argument("--idle", type=float, default=3)
     r.add_argument("--timeout", type=float, default=60)
+    r.add_argument("--no-retransmission", action="store_true")
+    r.add_argument("--fec-red-pt", type=int, default=0)
+    r.add_argument("--fec-ulpfec-pt", type=int, default=122)
+    r.add_argument("--twcc-id", type=int, default=0)
     a = ap.parse_args()
     send(a) if a.cmd == "send" else recv(a)
 

@@ -145,6 +145,11 @@ int main(void) {
     EXPECT_ERR(rkm_send_audio(v, id, NULL, 160), RKM_ERR_INVALID_ARGUMENT, "pcm");
     EXPECT_ERR(rkm_send_audio(v, "", pcm, 160), RKM_ERR_INVALID_ARGUMENT, "session_id");
     EXPECT_ERR(rkm_send_audio(v, unknown, pcm, 160), RKM_ERR_NOT_FOUND, "rkm_send_audio");
+    EXPECT_ERR(rkm_send_audio_at(NULL, id, pcm, 160, 8000), RKM_ERR_INVALID_ARGUMENT,
+               "rkm_send_audio_at");
+    EXPECT_ERR(rkm_send_audio_at(v, id, NULL, 160, 8000), RKM_ERR_INVALID_ARGUMENT, "pcm");
+    EXPECT_ERR(rkm_send_audio_at(v, unknown, pcm, 160, 8000), RKM_ERR_NOT_FOUND,
+               "rkm_send_audio_at");
 
     EXPECT_ERR(rkm_send_dtmf(NULL, id, '1', 100), RKM_ERR_INVALID_ARGUMENT, "rkm_send_dtmf");
     EXPECT_ERR(rkm_send_dtmf(v, id, 'x', 100), RKM_ERR_INVALID_ARGUMENT, "DTMF");

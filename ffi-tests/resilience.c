@@ -49,6 +49,8 @@ static void defaults_and_bad_values(void) {
     CHECK(cfg.resilience.inactivity_timeout_ms == 30000);
     CHECK(cfg.resilience.close_linger_ms == 0);
     CHECK(cfg.rtx_payload_type == -1);
+    CHECK(!cfg.video_fec && cfg.fec_red_payload_type == 123 && cfg.fec_ulpfec_payload_type == 122);
+    CHECK(cfg.transport_cc_id == 3);
     rkm_sip_config sip;
     rkm_sip_config_init(&sip);
     CHECK(sip.video_rtx && sip.resilience.nack && sip.resilience.inactivity_timeout_ms == 30000);
@@ -60,6 +62,15 @@ static void defaults_and_bad_values(void) {
     cfg.resilience.pacing_max_kbps = 10;
     CHECK(rkm_rtp_video_backend_new(&cfg) == NULL);
     CHECK(strstr(rkm_last_error(), "pacing_max_kbps") != NULL);
+    cfg = loopback_config();
+    cfg.video_fec = true;
+    cfg.fec_red_payload_type = cfg.video_payload_type; /* RED needs a payload type of its own */
+    CHECK(rkm_rtp_video_backend_new(&cfg) == NULL);
+    CHECK(strstr(rkm_last_error(), "video_fec") != NULL);
+    cfg = loopback_config();
+    cfg.transport_cc_id = 15; /* one-byte header extension IDs end at 14 */
+    CHECK(rkm_rtp_video_backend_new(&cfg) == NULL);
+    CHECK(strstr(rkm_last_error(), "transport_cc_id") != NULL);
 }
 
 int main(void) {

@@ -2,7 +2,8 @@
  * named by `audio_codec`) at the default PCM rate (16 kHz), G.722 (static type 9) at the codec's
  * own rate and at 8 kHz, each carrying a tone whose frequency must come out (counted by zero
  * crossings); a passed-through format refusing `rkm_send_audio` and carrying
- * `rkm_send_audio_payload` as is; an unsupported `audio_sample_rate` refused. */
+ * `rkm_send_audio_payload` as is; an unsupported `audio_sample_rate` refused; PCM at another rate
+ * per call (`rkm_send_audio_at`) converted, an unsupported one refused. */
 #include "common.h"
 
 #include <math.h>
@@ -89,8 +90,9 @@ static void close_pair(rkm_backend *a, rkm_backend *b, side *sa, side *sb) {
     rkm_backend_free(b);
 }
 
-/* Sends FRAMES × 20 ms of the tone at `rate` from a, paced; checks what b decoded. */
-static void tone_through(const char *what, rkm_rtp_config *cfg, unsigned rate,
+/* Sends FRAMES × 20 ms of the tone from a, paced, as PCM at `send_rate` (`rkm_send_audio_at`
+ * when that is not a's rate `rate`); checks what b decoded. */
+static void tone_through(const char *what, rkm_rtp_config *cfg, unsigned rate, unsigned send_rate,
                          unsigned want_rx_rate) {
     static side sa, sb;
     memset(&sa, 0, sizeof sa);
@@ -99,16 +101,25 @@ static void tone_through(const char *what, rkm_rtp_config *cfg, unsigned rate,
     open_pair(cfg, &a, &b, &sa, &sb);
     CHECK(atomic_load(&sa.ready_rate) == rate);
     CHECK(atomic_load(&sb.ready_rate) == want_rx_rate);
-    size_t n = rate / 50;
+    size_t n = send_rate / 50;
     int16_t *pcm = malloc(n * sizeof *pcm);
     CHECK(pcm != NULL);
     size_t t = 0;
     for (int f = 0; f < FRAMES; f++) {
         for (size_t i = 0; i < n; i++, t++) {
-            pcm[i] = (int16_t)(8000.0 * sin(2.0 * PI * TONE_HZ * (double)t / (double)rate));
+            pcm[i] = (int16_t)(8000.0 * sin(2.0 * PI * TONE_HZ * (double)t / (double)send_rate));
         }
-        CHECK_OK(rkm_send_audio(a, sa.session, pcm, n));
+        if (send_rate == rate) {
+            CHECK_OK(rkm_send_audio(a, sa.session, pcm, n));
+        } else {
+            CHECK_OK(rkm_send_audio_at(a, sa.session, pcm, n, send_rate));
+        }
         sleep_ms(20);
+    }
+    if (send_rate != rate) {
+        /* A rate the converter lacks is refused; the stream goes on. */
+        CHECK(rkm_send_audio_at(a, sa.session, pcm, n, 44100) == RKM_ERR_INVALID_ARGUMENT);
+        CHECK(rkm_send_audio_at(a, sa.session, NULL, n, 8000) == RKM_ERR_INVALID_ARGUMENT);
     }
     free(pcm);
     CHECK(wait_for(&sb.frames, FRAMES - 1, 3000));
@@ -116,7 +127,7 @@ static void tone_through(const char *what, rkm_rtp_config *cfg, unsigned rate,
     CHECK(atomic_load(&sb.rate) == want_rx_rate);
     double secs = (double)atomic_load(&sb.samples) / (double)want_rx_rate;
     double hz = (double)atomic_load(&sb.zero_crossings) / 2.0 / secs;
-    printf("%s: %u Hz PCM in, %u Hz out, tone at %.1f Hz\n", what, rate, want_rx_rate, hz);
+    printf("%s: %u Hz PCM in, %u Hz out, tone at %.1f Hz\n", what, send_rate, want_rx_rate, hz);
     CHECK(hz > TONE_HZ - 15.0 && hz < TONE_HZ + 15.0);
     close_pair(a, b, &sa, &sb);
 }
@@ -127,14 +138,16 @@ int main(void) {
     rkm_rtp_config cfg = loopback_config();
     cfg.payload_type = 111;
     cfg.audio_codec = "opus";
-    tone_through("opus (default rate)", &cfg, 16000, 16000);
+    tone_through("opus (default rate)", &cfg, 16000, 16000, 16000);
+    tone_through("opus (PCM at 24 kHz per call)", &cfg, 16000, 24000, 16000);
 
     cfg = loopback_config();
     cfg.payload_type = 9;
     cfg.audio_sample_rate = RKM_AUDIO_RATE_CODEC;
-    tone_through("G.722 (codec rate)", &cfg, 16000, 16000);
+    tone_through("G.722 (codec rate)", &cfg, 16000, 16000, 16000);
+    tone_through("G.722 (PCM at 48 kHz per call)", &cfg, 16000, 48000, 16000);
     cfg.audio_sample_rate = 8000;
-    tone_through("G.722 (8 kHz app)", &cfg, 8000, 8000);
+    tone_through("G.722 (8 kHz app)", &cfg, 8000, 8000, 8000);
 
     /* A format the library passes through: PCM is refused, payloads go as they are. */
     static side sa, sb;

@@ -240,6 +240,17 @@ typedef struct {
     // calls); N > 0 (at most 1024) N shared threads, each waiting in `epoll` on the sockets of
     // many streams (for many sessions).
     uint32_t io_threads;
+    // Forward error correction on video, both ways: ULPFEC (RFC 5109) in RED (RFC 2198) on
+    // `fec_red_payload_type` / `fec_ulpfec_payload_type`; default false. There is no SDP here:
+    // both ends must be configured alike.
+    bool video_fec;
+    // RED payload type of `video_fec` (0..=127, apart from the others); default 123.
+    uint8_t fec_red_payload_type;
+    // ULPFEC payload type of `video_fec`; default 122.
+    uint8_t fec_ulpfec_payload_type;
+    // Header-extension ID (1..=14) of the transport-wide sequence number when
+    // `resilience.congestion` is on; both ends alike. Default 3.
+    uint8_t transport_cc_id;
 } rkm_rtp_config;
 
 // The SRTP keys of one stream of an RTP session, as text in SDES's form, so keys a program
@@ -981,6 +992,16 @@ rkm_status rkm_send_audio(rkm_backend *b,
                           const char *session_id,
                           const int16_t *pcm,
                           size_t samples);
+
+// `rkm_send_audio` of PCM at `rate_hz` (8000, 12000, 16000, 24000, 32000 or 48000) rather than
+// the backend's `audio_sample_rate`: converted to the codec's rate; another rate is
+// `RKM_ERR_INVALID_ARGUMENT`. A change of rate between calls starts the converter afresh.
+// `pcm` is read during the call only. Any thread.
+rkm_status rkm_send_audio_at(rkm_backend *b,
+                             const char *session_id,
+                             const int16_t *pcm,
+                             size_t samples,
+                             uint32_t rate_hz);
 
 // Sends one audio frame the application encoded itself, as is, as the payload of one RTP
 // packet lasting `duration_ms` (1 to 1000) on the stream's timeline: for codecs the engine

@@ -126,6 +126,17 @@ pub trait MediaBackend: sealed::Engine {
         self.engine().session(session)?.send_audio(pcm)
     }
 
+    /// [`send_audio`](Self::send_audio) of PCM at `rate_hz` (8000, 12000, 16000, 24000, 32000
+    /// or 48000), converted to the codec's rate whatever the backend's `audio_sample_rate`: for
+    /// an application whose audio comes at several rates (TTS at 24 kHz, prompts at 8 kHz).
+    /// Another rate is `Error::InvalidArgument`. A change of rate between calls starts the
+    /// converter afresh.
+    fn send_audio_at(&self, session: SessionId, pcm: &[i16], rate_hz: u32) -> Result<()> {
+        self.engine()
+            .session(session)?
+            .send_audio_at(pcm, Some(rate_hz))
+    }
+
     /// Sends one audio frame the application encoded itself, lasting `duration_ms`, as one RTP
     /// packet of the session's audio payload type (payload passthrough).
     fn send_audio_payload(

@@ -37,6 +37,7 @@ pub use crate::codec::voice::AppRate;
 pub use crate::engine::{
     EndReason, KeyframeRequest, SessionId, SessionInfo, SessionStats, StreamInfo, StreamStats,
 };
+pub use crate::rtp::fec::FecConfig;
 pub use crate::rtp::nack::NackConfig;
 pub use crate::rtp::pacer::PacerConfig;
 pub use crate::sdp::AudioCodec;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::engine::{AudioParams, StreamConfig, VideoParams};
 use crate::rtp::bwe::BweConfig;
 use crate::rtp::config::{CongestionParams, DEFAULT_INACTIVITY_TIMEOUT};
+use crate::rtp::fec::FecConfig;
 use crate::rtp::nack::NackConfig;
 use crate::rtp::pacer::PacerConfig;
 use crate::rtp::rtx::RtxConfig;
@@ -117,14 +118,16 @@ impl ResilienceConfig {
     }
 
     /// Video stream settings with NACK (when `peer_nacks`: the peer takes part), RTX on
-    /// `rtx_payload_type` (repairing `v.payload_type`), pacing and congestion control (when the
-    /// transport-wide sequence number has an ID both ends use, `transport_cc_id`) applied.
+    /// `rtx_payload_type` (repairing `v.payload_type`), pacing, congestion control (when the
+    /// transport-wide sequence number has an ID both ends use, `transport_cc_id`) and FEC (on
+    /// the payload types both ends use, `fec`) applied.
     pub(crate) fn video(
         &self,
         v: VideoParams,
         peer_nacks: bool,
         rtx_payload_type: Option<u8>,
         transport_cc_id: Option<u8>,
+        fec: Option<FecConfig>,
     ) -> VideoParams {
         VideoParams {
             nack: NackConfig {
@@ -138,6 +141,7 @@ impl ResilienceConfig {
             }),
             pacer: self.pacer,
             congestion: self.congestion.params(transport_cc_id),
+            fec,
             ..v
         }
     }

@@ -22,6 +22,7 @@ use crate::engine::{
 use crate::error::{Error, Result};
 use crate::frame::{Delivery, VideoCodec};
 use crate::rtp::config::DEFAULT_TRANSPORT_CC_ID;
+use crate::rtp::fec::FecConfig;
 use crate::sdp::AudioCodec;
 
 /// Settings of an RTP backend. `Default` gives roomkit's defaults.
@@ -90,6 +91,15 @@ pub struct RtpBackendConfig {
     /// The PCM rate of `send_audio` and of received frames on a stream the engine codes.
     /// `Auto` (default): 16 kHz for G.722 and Opus, 8 kHz for G.711.
     pub audio_sample_rate: AppRate,
+    /// Forward error correction on video, both ways: ULPFEC (RFC 5109) in RED (RFC 2198) on the
+    /// payload types given (`FecConfig::default()`: RED 123, ULPFEC 122, as GStreamer's
+    /// `rtpredenc`/`rtpulpfecenc` examples use), sized from the peer's reported loss and the RTT.
+    /// With no SDP, both ends must be configured alike. `None` (default): off.
+    pub video_fec: Option<FecConfig>,
+    /// The RTP header-extension ID (one-byte form, 1–14) of the transport-wide sequence number
+    /// that congestion control (`resilience.congestion`) stamps and reads; both ends alike.
+    /// Default 3 ([`DEFAULT_TRANSPORT_CC_ID`]).
+    pub transport_cc_id: u8,
 }
 
 impl RtpBackendConfig {
@@ -131,6 +141,8 @@ impl Default for RtpBackendConfig {
             resilience: ResilienceConfig::default(),
             audio_codec: None,
             audio_sample_rate: AppRate::Auto,
+            video_fec: None,
+            transport_cc_id: DEFAULT_TRANSPORT_CC_ID,
         }
     }
 }
@@ -203,6 +215,28 @@ impl From<&ConnectOptions> for ConnectOptions {
     }
 }
 
+/// RED and ULPFEC need payload types of their own: 0..=127, apart from each other, from the
+/// video's and from RTX's (a receiver tells the streams apart by payload type alone).
+fn check_fec_payload_types(f: &FecConfig, video: u8, rtx: Option<u8>) -> Result<()> {
+    let (red, ulpfec) = (f.red_payload_type, f.ulpfec_payload_type);
+    if red > 127 || ulpfec > 127 || red == ulpfec {
+        return Err(Error::InvalidArgument(format!(
+            "video_fec: RED {red} and ULPFEC {ulpfec} must be two payload types in 0..=127"
+        )));
+    }
+    for (name, pt) in [
+        ("video_payload_type", Some(video)),
+        ("rtx_payload_type", rtx),
+    ] {
+        if pt.is_some_and(|pt| pt == red || pt == ulpfec) {
+            return Err(Error::InvalidArgument(format!(
+                "video_fec: RED {red} / ULPFEC {ulpfec} collide with {name}"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Reads an address from connect metadata: `ip:port`, `[ipv6]:port` or `host:port`.
 fn metadata_addr(metadata: &HashMap<String, String>, key: &str) -> Result<Option<SocketAddr>> {
     let Some(v) = metadata.get(key) else {
@@ -256,6 +290,15 @@ impl RtpVoiceBackend {
         cfg.audio_sample_rate
             .validate()
             .map_err(Error::InvalidArgument)?;
+        if !(1..=14).contains(&cfg.transport_cc_id) {
+            return Err(Error::InvalidArgument(format!(
+                "transport_cc_id = {} is not a one-byte header extension ID (1..=14)",
+                cfg.transport_cc_id
+            )));
+        }
+        if let Some(f) = &cfg.video_fec {
+            check_fec_payload_types(f, cfg.video_payload_type, cfg.rtx_payload_type)?;
+        }
         let engine = MediaEngine::new(EngineConfig {
             callback_threads: cfg.callback_threads,
             callback_queue: cfg.callback_queue,
@@ -370,8 +413,9 @@ impl RtpVoiceBackend {
                     },
                     true,
                     c.rtx_payload_type,
-                    // Both ends are configured alike: the fixed extension ID.
-                    Some(DEFAULT_TRANSPORT_CC_ID),
+                    // Both ends are configured alike.
+                    Some(c.transport_cc_id),
+                    c.video_fec,
                 )),
                 c.video_local_addr,
                 vr,

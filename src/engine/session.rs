@@ -143,10 +143,16 @@ impl MediaSession {
 
     /// Sends 16-bit PCM as 20 ms packets of the session's audio codec.
     pub fn send_audio(&self, pcm: &[i16]) -> Result<()> {
+        self.send_audio_at(pcm, None)
+    }
+
+    /// Sends 16-bit PCM at `rate_hz` (`None`: the session's PCM rate) as 20 ms packets of the
+    /// session's audio codec.
+    pub fn send_audio_at(&self, pcm: &[i16], rate_hz: Option<u32>) -> Result<()> {
         if self.is_held() {
             return Ok(());
         }
-        self.audio.send_audio(pcm)
+        self.audio.send_audio_at(pcm, rate_hz)
     }
 
     /// Sends one frame the application encoded itself, lasting `duration_ms`.

@@ -588,7 +588,12 @@ impl MediaStream {
     /// Encodes 16-bit mono PCM at the stream's PCM rate into 20 ms packets of its codec (the
     /// last one padded with silence) and sends them in one batched call. The caller paces: audio handed over in one call leaves at once.
     pub fn send_audio(&self, pcm: &[i16]) -> Result<()> {
-        self.with_core("audio", |c, now| c.send_audio(now, pcm))
+        self.send_audio_at(pcm, None)
+    }
+
+    /// [`send_audio`](Self::send_audio) of PCM at `rate_hz` (`None`: the stream's PCM rate).
+    pub fn send_audio_at(&self, pcm: &[i16], rate_hz: Option<u32>) -> Result<()> {
+        self.with_core("audio", |c, now| c.send_audio_at(now, pcm, rate_hz))
     }
 
     /// Sends one already-encoded audio frame of `duration_ms` as is: payload passthrough for

@@ -497,6 +497,30 @@ pub extern "C" fn rkm_send_audio(
     })
 }
 
+/// `rkm_send_audio` of PCM at `rate_hz` (8000, 12000, 16000, 24000, 32000 or 48000) rather than
+/// the backend's `audio_sample_rate`: converted to the codec's rate; another rate is
+/// `RKM_ERR_INVALID_ARGUMENT`. A change of rate between calls starts the converter afresh.
+/// `pcm` is read during the call only. Any thread.
+#[no_mangle]
+pub extern "C" fn rkm_send_audio_at(
+    b: *mut rkm_backend,
+    session_id: *const c_char,
+    pcm: *const i16,
+    samples: usize,
+    rate_hz: u32,
+) -> rkm_status {
+    boundary("rkm_send_audio_at", || {
+        // SAFETY: each pointer is NULL or valid for the call; `pcm` holds `samples` samples.
+        let be = unsafe { backend_arg(b) }?;
+        // SAFETY: as above.
+        let id = unsafe { session_arg(session_id) }?;
+        // SAFETY: as above.
+        let pcm = unsafe { slice_arg(pcm, samples, "pcm") }?;
+        be.api()?.send_audio_at(id, pcm, rate_hz)?;
+        Ok(rkm_status::RKM_OK)
+    })
+}
+
 /// Sends one audio frame the application encoded itself, as is, as the payload of one RTP
 /// packet lasting `duration_ms` (1 to 1000) on the stream's timeline: for codecs the engine
 /// passes through, or G.711/G.722/Opus frames made elsewhere. `payload` is read during the call

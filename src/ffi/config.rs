@@ -8,7 +8,8 @@ use std::time::Duration;
 use super::args::{opt_str_arg, out_arg, parse_addr};
 use super::status::{boundary, Failure, FfiResult};
 use crate::backend::{
-    CongestionConfig, ResilienceConfig, RtpBackendConfig, SipBackendConfig, SipCredentials,
+    CongestionConfig, FecConfig, ResilienceConfig, RtpBackendConfig, SipBackendConfig,
+    SipCredentials,
 };
 use crate::codec::h264::PacketizationMode;
 use crate::codec::voice::AppRate;
@@ -194,6 +195,17 @@ pub struct rkm_rtp_config {
     /// calls); N > 0 (at most 1024) N shared threads, each waiting in `epoll` on the sockets of
     /// many streams (for many sessions).
     pub io_threads: u32,
+    /// Forward error correction on video, both ways: ULPFEC (RFC 5109) in RED (RFC 2198) on
+    /// `fec_red_payload_type` / `fec_ulpfec_payload_type`; default false. There is no SDP here:
+    /// both ends must be configured alike.
+    pub video_fec: bool,
+    /// RED payload type of `video_fec` (0..=127, apart from the others); default 123.
+    pub fec_red_payload_type: u8,
+    /// ULPFEC payload type of `video_fec`; default 122.
+    pub fec_ulpfec_payload_type: u8,
+    /// Header-extension ID (1..=14) of the transport-wide sequence number when
+    /// `resilience.congestion` is on; both ends alike. Default 3.
+    pub transport_cc_id: u8,
 }
 
 /// `audio_sample_rate` value: 16 kHz for G.722 and Opus, 8 kHz for G.711.
@@ -243,6 +255,7 @@ pub extern "C" fn rkm_rtp_config_init(cfg: *mut rkm_rtp_config) {
         // SAFETY: the caller passes NULL or a pointer to writable storage for one config.
         let out = unsafe { out_arg(cfg, "cfg") }?;
         let d = RtpBackendConfig::default();
+        let fec = d.video_fec.unwrap_or_default();
         *out = rkm_rtp_config {
             local_addr: std::ptr::null(),
             remote_addr: std::ptr::null(),
@@ -270,6 +283,10 @@ pub extern "C" fn rkm_rtp_config_init(cfg: *mut rkm_rtp_config) {
             resilience: resilience_to_c(&d.resilience),
             rtx_payload_type: d.rtx_payload_type.map_or(-1, i16::from),
             io_threads: u32::try_from(d.io_threads).unwrap_or(0),
+            video_fec: d.video_fec.is_some(),
+            fec_red_payload_type: fec.red_payload_type,
+            fec_ulpfec_payload_type: fec.ulpfec_payload_type,
+            transport_cc_id: d.transport_cc_id,
         };
         Ok(())
     })
@@ -405,6 +422,14 @@ pub(crate) unsafe fn rtp_config_from_c(c: &rkm_rtp_config) -> FfiResult<RtpBacke
     };
     r.audio_sample_rate = app_rate_from_c(c.audio_sample_rate, "cfg.audio_sample_rate")?;
     r.io_threads = c.io_threads as usize;
+    // Payload types and the extension ID are checked where the backend is built, with the
+    // Rust field names; the C names match them but for the `fec_` prefix.
+    r.video_fec = c.video_fec.then(|| FecConfig {
+        red_payload_type: c.fec_red_payload_type,
+        ulpfec_payload_type: c.fec_ulpfec_payload_type,
+        ..FecConfig::default()
+    });
+    r.transport_cc_id = c.transport_cc_id;
     Ok(r)
 }
 
@@ -437,6 +462,15 @@ mod tests {
         assert_eq!(r.rtcp_interval, d.rtcp_interval);
         assert_eq!(r.resilience, d.resilience);
         assert_eq!(r.rtx_payload_type, None);
+        assert_eq!(r.video_fec, None);
+        assert_eq!(r.transport_cc_id, d.transport_cc_id);
+        let mut c = c;
+        c.video_fec = true;
+        c.fec_red_payload_type = 100;
+        // SAFETY: as above.
+        let r = unsafe { rtp_config_from_c(&c) }.unwrap();
+        let fec = r.video_fec.unwrap();
+        assert_eq!((fec.red_payload_type, fec.ulpfec_payload_type), (100, 122));
     }
 
     #[test]

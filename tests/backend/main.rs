@@ -15,6 +15,7 @@ mod rtp_backend;
 mod rtp_backend_impairment;
 mod rtp_backend_robustness;
 mod rtp_congestion;
+mod rtp_fec;
 mod rtp_srtp;
 mod sip_backend;
 mod sip_backend_rfc4475;

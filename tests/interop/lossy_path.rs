@@ -20,10 +20,10 @@ use roomkit_media::codec::annexb::{access_units, nal_units};
 use support::netsim::{free_port_pair, Netsim, Path};
 use support::peers::{self, bin, json_stats, spawn, stat, wait_bounded, TempDir};
 
-const SECONDS: u32 = 6;
+pub(crate) const SECONDS: u32 = 6;
 
 /// A 720p clip with large key pictures (~40 packets) every 30 pictures and 5-15-packet others.
-fn clip(dir: &TempDir) -> std::path::PathBuf {
+pub(crate) fn clip(dir: &TempDir) -> std::path::PathBuf {
     let path = dir.path("clip.h264");
     peers::make_h264_clip(
         &path,
@@ -43,7 +43,7 @@ fn clip(dir: &TempDir) -> std::path::PathBuf {
 
 /// The NAL units of each picture of an Annex-B file; with `slices_only`, only the coded slices
 /// (types 1-5), for peers that repeat parameter sets.
-fn pictures(path: &FsPath, slices_only: bool) -> Vec<Vec<Vec<u8>>> {
+pub(crate) fn pictures(path: &FsPath, slices_only: bool) -> Vec<Vec<Vec<u8>>> {
     let bytes = std::fs::read(path).unwrap_or_default();
     access_units(&bytes)
         .map(|au| {
@@ -72,11 +72,11 @@ fn delivered(sent: &[Vec<Vec<u8>>], received: &[Vec<Vec<u8>>]) -> usize {
     got.len()
 }
 
-fn run_send_recv(loss: f64, rtx: bool, seed: u64, min_share: f64) {
+fn run_send_recv(loss: f64, rtx: bool, fec: bool, seed: u64, min_share: f64) {
     if !peers::have_peers(&["ffmpeg"]) {
         return;
     }
-    let dir = TempDir::new(&format!("lossy{loss}{rtx}"));
+    let dir = TempDir::new(&format!("lossy{loss}{rtx}{fec}"));
     let source = clip(&dir);
     let out = dir.path("out.h264");
     let port = free_port_pair();
@@ -95,6 +95,10 @@ fn run_send_recv(loss: f64, rtx: bool, seed: u64, min_share: f64) {
     if rtx {
         recv_args.extend(["--rtx-pt", "97"]);
         send_extra.extend(["--rtx-pt", "97"]);
+    }
+    if fec {
+        recv_args.push("--fec");
+        send_extra.push("--fec");
     }
     let recv = spawn(60, bin().to_str().unwrap(), &recv_args);
     std::thread::sleep(Duration::from_millis(300));
@@ -128,7 +132,7 @@ fn run_send_recv(loss: f64, rtx: bool, seed: u64, min_share: f64) {
     let got = delivered(&sent, &pictures(&out, false));
     let share = got as f64 / sent.len() as f64;
     println!(
-        "loss {loss} % rtx {rtx}: {got}/{} pictures bit-exact; send {:?}; recv {:?}; path {path_stats}",
+        "loss {loss} % rtx {rtx} fec {fec}: {got}/{} pictures bit-exact; send {:?}; recv {:?}; path {path_stats}",
         sent.len(),
         s,
         r
@@ -146,6 +150,10 @@ fn run_send_recv(loss: f64, rtx: bool, seed: u64, min_share: f64) {
     if rtx {
         assert!(stat(&r, "rtx_received") > 0, "no RTX packet arrived");
     }
+    if fec {
+        assert!(stat(&s, "fec_sent") > 0, "no FEC sent: {s:?}");
+        assert!(stat(&r, "fec_received") > 0, "no FEC received: {r:?}");
+    }
 }
 
 // The shares asserted here are floors well below what an idle machine gives (every picture,
@@ -154,20 +162,25 @@ fn run_send_recv(loss: f64, rtx: bool, seed: u64, min_share: f64) {
 // figures themselves come from `bench/lossy_path.rs`.
 #[test]
 fn send_to_recv_at_3_percent_loss_resends_what_was_lost() {
-    run_send_recv(3.0, false, 11, 0.9);
+    run_send_recv(3.0, false, false, 11, 0.9);
 }
 
 #[test]
 fn send_to_recv_at_10_percent_loss_with_rtx() {
-    run_send_recv(10.0, true, 12, 0.7);
+    run_send_recv(10.0, true, false, 12, 0.7);
 }
 
-fn gst_script() -> std::path::PathBuf {
+#[test]
+fn send_to_recv_at_10_percent_loss_with_fec() {
+    run_send_recv(10.0, false, true, 13, 0.7);
+}
+
+pub(crate) fn gst_script() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/gst_rtx.py")
 }
 
 /// GStreamer must be there with its RTP retransmission elements and Python bindings.
-fn have_gstreamer() -> bool {
+pub(crate) fn have_gstreamer() -> bool {
     if !peers::have_peers(&["ffmpeg", "gst-inspect-1.0"]) {
         return false;
     }

@@ -11,6 +11,7 @@ mod cli;
 mod fec_gstreamer;
 mod g711_ffmpeg;
 mod g722_ffmpeg;
+mod gst_fec_twcc;
 mod interop_h264;
 mod interop_vp8;
 mod kamailio;

@@ -132,12 +132,23 @@ fn voice_pair(a: AudioParams, b: AudioParams, ab: SimPath, ba: SimPath, seed: u6
 }
 
 /// A sends `frames` frames of PCM, frame `i` from `pcm(i)`, one every 20 ms of virtual time.
-fn send_frames(pair: &mut SimPair, frames: u32, mut pcm: impl FnMut(u32) -> Vec<i16>) {
+fn send_frames(pair: &mut SimPair, frames: u32, pcm: impl FnMut(u32) -> Vec<i16>) {
+    send_frames_at(pair, frames, None, pcm)
+}
+
+/// `send_frames` with the PCM at `rate_hz` (`None`: A's application rate).
+fn send_frames_at(
+    pair: &mut SimPair,
+    frames: u32,
+    rate_hz: Option<u32>,
+    mut pcm: impl FnMut(u32) -> Vec<i16>,
+) {
     let start = pair.now();
     for i in 0..frames {
         pair.run_until(start + Duration::from_millis(20) * i);
         let frame = pcm(i);
-        pair.with_a(|c, now| c.send_audio(now, &frame)).unwrap();
+        pair.with_a(|c, now| c.send_audio_at(now, &frame, rate_hz))
+            .unwrap();
     }
 }
 
@@ -174,6 +185,18 @@ fn tone_through(
     freq: f64,
     jitter_ms: u32,
 ) -> Vec<AudioFrame> {
+    tone_through_at(codec, a_rate, b_rate, freq, jitter_ms, None)
+}
+
+/// `tone_through`, A handing its PCM over at `per_call_hz` (`send_audio_at`) when given.
+fn tone_through_at(
+    codec: VoiceCodec,
+    a_rate: AppRate,
+    b_rate: AppRate,
+    freq: f64,
+    jitter_ms: u32,
+    per_call_hz: Option<u32>,
+) -> Vec<AudioFrame> {
     let path = PathConfig::clean(Duration::from_millis(10));
     let mut pair = voice_pair(
         params(codec, a_rate, 0),
@@ -182,9 +205,11 @@ fn tone_through(
         SimPath::new(path, 2),
         5,
     );
-    let rate = a_rate.resolve(codec);
+    let rate = per_call_hz.unwrap_or(a_rate.resolve(codec));
     let mut sine = Sine::new(freq, rate, 8000.0);
-    send_frames(&mut pair, 50, |_| sine.take(rate as usize / 50));
+    send_frames_at(&mut pair, 50, per_call_hz, |_| {
+        sine.take(rate as usize / 50)
+    });
     pair.run_for(Duration::from_millis(300));
     received_audio(&pair).into_iter().cloned().collect()
 }
@@ -261,6 +286,56 @@ fn tones_keep_frequency_and_level_through_every_codec_and_rate() {
             assert_tone(&what, &frames, b_hz, 1000.0);
         }
     }
+}
+
+/// PCM handed over at another rate than the stream's (`send_audio_at`) is converted to the
+/// codec's: the tone keeps its frequency and level, 20 ms of it is one packet whatever the rate,
+/// the rate may change from call to call, and a rate the converter lacks is refused without
+/// harm to the stream.
+#[test]
+fn pcm_at_a_rate_per_call_is_converted() {
+    for (codec, hz) in [
+        (VoiceCodec::G722, 8000),
+        (VoiceCodec::G722, 24_000),
+        (VoiceCodec::G722, 48_000),
+        (VoiceCodec::Pcmu, 16_000),
+        (VoiceCodec::Opus, 24_000),
+    ] {
+        let what = format!("{codec:?}, PCM at {hz} Hz per call");
+        let frames = tone_through_at(codec, AppRate::Auto, AppRate::Auto, 1000.0, 0, Some(hz));
+        assert_tone(&what, &frames, AppRate::Auto.resolve(codec), 1000.0);
+    }
+
+    let start = Instant::now();
+    let mut core = StreamCore::new(
+        core_config(params(VoiceCodec::G722, AppRate::Auto, 0)),
+        start,
+        SystemTime::now(),
+        7,
+    )
+    .unwrap();
+    let mut sent = Vec::new();
+    for (i, hz) in [48_000u32, 8000, 16_000, 24_000, 48_000]
+        .into_iter()
+        .enumerate()
+    {
+        let now = start + Duration::from_millis(20) * i as u32;
+        let pcm = Sine::new(1000.0, hz, 8000.0).take(hz as usize / 50);
+        core.send_audio_at(now, &pcm, Some(hz)).unwrap();
+        sent.extend(sent_rtp(&mut core));
+    }
+    assert_eq!(sent.len(), 5, "{sent:?}");
+    assert!(sent.iter().all(|&(_, len)| len == 160), "{sent:?}");
+    assert!(sent.windows(2).all(|w| w[1].0.wrapping_sub(w[0].0) == 160));
+    let refused = core.send_audio_at(start + Duration::from_millis(100), &[0; 882], Some(44_100));
+    assert!(
+        matches!(refused, Err(roomkit_media::Error::InvalidArgument(_))),
+        "{refused:?}"
+    );
+    assert!(sent_rtp(&mut core).is_empty());
+    core.send_audio(start + Duration::from_millis(100), &[0; 320])
+        .unwrap();
+    assert_eq!(sent_rtp(&mut core).len(), 1);
 }
 
 #[test]

@@ -256,7 +256,8 @@ impl RtpCore {
     #[pyo3(signature = (
         *, video, local_addr, remote_addr, payload_type, clock_rate, dtmf_payload_type,
         rtcp_interval, video_local_addr, video_remote_addr, video_payload_type, video_clock_rate,
-        video_codec = "h264", delivery = "nal_unit", queue_len = 8192
+        video_codec = "h264", delivery = "nal_unit", queue_len = 8192, symmetric_rtp = false,
+        io_threads = 0
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -275,6 +276,8 @@ impl RtpCore {
         video_codec: &str,
         delivery: &str,
         queue_len: usize,
+        symmetric_rtp: bool,
+        io_threads: usize,
     ) -> PyResult<RtpCore> {
         let video_codec = match video_codec {
             "h264" => VideoCodec::H264,
@@ -302,6 +305,8 @@ impl RtpCore {
             video_clock_rate,
             video_codec,
             delivery,
+            latch_to_first_source: symmetric_rtp,
+            io_threads,
             ..RtpBackendConfig::default()
         };
         let queue = Arc::new(EventQueue::new(queue_len).map_err(PyOSError::new_err)?);

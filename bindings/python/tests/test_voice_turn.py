@@ -1,7 +1,9 @@
 """A whole voice turn on our SIP backend, inside roomkit: RoomKit +
 AudioVideoChannel with roomkit's mock STT, its energy VAD and its mock TTS
-(made to speak a tone, as a real TTS speaks audio), answering a call that
-roomkit's own SIP backend (aiosipua + aiortp) places over loopback.
+(made to speak a tone, as a real TTS speaks audio), answering a call placed
+over loopback by roomkit's own SIP backend (aiosipua + aiortp), then the same
+turn with our own ``SIPVoiceBackend`` dialling (ours calling ours). Both
+callers dial PCMU (``codec=0``, roomkit's default), so the call runs at 8 kHz.
 
 The caller speaks: roomkit's pipeline hears it and the mock STT's words come
 back as a transcription event. The bot answers with three seconds of TTS audio:
@@ -35,6 +37,7 @@ from roomkit.voice.tts.mock import MockTTSProvider
 
 from conftest import native_threads
 from test_rtp_interop import RATE, frequency, paced_audio, tone
+from roomkit_media.backends import SIPVoiceBackend
 from test_sip_roomkit import ROOM, ours, sip_uri, theirs, until
 
 #: The bot's answer: a 600 Hz tone (the caller speaks 440 Hz), 3 s long.
@@ -93,7 +96,16 @@ async def speak(them: Any, call: Any, seconds: float) -> None:
     await them.send_audio(call, real_time())
 
 
-async def voice_turn() -> None:
+async def caller(kind: str) -> Any:
+    """The backend that places the call: roomkit's own SIP backend, or ours."""
+    if kind == "roomkit":
+        return await theirs()
+    backend = ours(SIPVoiceBackend)
+    await backend.start()
+    return backend
+
+
+async def voice_turn(caller_kind: str) -> None:
     before = set(native_threads())
     backend = ours()
     await backend.start()
@@ -141,16 +153,17 @@ async def voice_turn() -> None:
 
     backend.cancel_audio = counted_cancel  # type: ignore[method-assign]
 
-    them = await theirs()
-    # What the caller receives, with the time it is handed over. aiortp's
-    # jitter buffer hands a packet over when the next one arrives: a callback's
-    # time is the arrival of the packet after it, and the last packet sent is
-    # never handed over (its arrival is the last callback's time).
+    them = await caller(caller_kind)
+    # What the caller receives, with the time it is handed over. Our engine
+    # hands each packet over as it arrives. aiortp's jitter buffer hands a
+    # packet over when the next one arrives: a callback's time is the arrival
+    # of the packet after it, and the last packet sent is never handed over
+    # (its arrival is the last callback's time).
     arrivals: list[tuple[float, bytes]] = []
     them.on_audio_received(lambda s, f: arrivals.append((time.monotonic(), bytes(f.data))))
     uri, addr = sip_uri(backend)
     call = await them.dial(
-        uri, "sip:caller@127.0.0.1", addr, extra_headers={"X-Session-ID": "turn-1"}
+        uri, "sip:caller@127.0.0.1", addr, codec=0, extra_headers={"X-Session-ID": "turn-1"}
     )
     await until(lambda: "turn-1" in av._session_bindings)
     session = backend.get_session("turn-1")
@@ -191,7 +204,8 @@ async def voice_turn() -> None:
     burst = sum(1 for g in gaps if g < 0.005) / len(gaps)
     rate_seen = (len(times) - 3) / (times[-1] - times[3]) if len(times) > 3 else 0
     print(
-        f"\nTTS pacing: {len(arrivals)} packets, gap median {median * 1000:.1f} ms, "
+        f"\n{caller_kind} caller: TTS pacing: {len(arrivals)} packets, "
+        f"gap median {median * 1000:.1f} ms, "
         f"p95 {p95 * 1000:.1f} ms, max {max(gaps) * 1000:.1f} ms, "
         f"<5 ms gaps {burst:.0%}, {rate_seen:.1f} packets/s"
     )
@@ -204,17 +218,18 @@ async def voice_turn() -> None:
     assert len(vad.starts) == 2
     detected = vad.starts[1]
     assert detected > first_heard
-    heard_seconds = (len(arrivals) + 1) * 0.02  # and the one aiortp holds
+    sent_now = backend.stats(session)["audio"]["rtp_packets_sent"]
+    heard_seconds = sent_now * 0.02
     assert heard_seconds < TTS_SECONDS - 0.5, heard_seconds
     # From the detection to the arrival of the last TTS packet our engine sent
     # (the last callback): within 40 ms, bounded at 100 ms for a loaded
     # machine. What the caller still hears after the detection is more: the
     # audio sent ahead of real time (AUDIO_LEAD) plays out after the last
     # packet; measured as the end of all the audio the engine sent, played
-    # from its first packet on (the first two leave together: the first
-    # callback is their arrival), less the detection time. Both are printed.
+    # from its first packet on (the first two leave together; through aiortp
+    # the first callback is their arrival), less the detection time. Both are
+    # printed.
     stop = times[-1] - detected
-    sent_now = backend.stats(session)["audio"]["rtp_packets_sent"]
     assert len(arrivals) <= sent_now <= len(arrivals) + 1  # aiortp holds the last
     heard_after = first_heard + sent_now * 0.02 - detected
     print(
@@ -243,4 +258,8 @@ async def voice_turn() -> None:
 
 
 def test_voice_turn_with_barge_in() -> None:
-    asyncio.run(voice_turn())
+    asyncio.run(voice_turn("roomkit"))
+
+
+def test_voice_turn_ours_dialling_ours() -> None:
+    asyncio.run(voice_turn("ours"))

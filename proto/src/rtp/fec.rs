@@ -654,14 +654,18 @@ impl FecReceiver {
         for k in 1..span as u16 {
             let s = from.wrapping_add(k);
             let slot = usize::from(s) % MEDIA_SLOTS;
-            let protected = pos.iter().any(|p| {
-                let i = usize::from(s.wrapping_sub(p.base));
-                i < MAX_PROTECTED && p.mask >> (47 - i) & 1 == 1
-            });
+            // The mask scan last: most numbers here are FEC packets that arrived, and checking
+            // every remembered mask for each of them was most of what FEC cost a receiver.
+            let protected = || {
+                pos.iter().any(|p| {
+                    let i = usize::from(s.wrapping_sub(p.base));
+                    i < MAX_PROTECTED && p.mask >> (47 - i) & 1 == 1
+                })
+            };
             if self.has(s)
                 || self.fec_seen[slot] == Some(s)
                 || self.filled[slot] == Some(s)
-                || protected
+                || protected()
             {
                 continue;
             }

@@ -20,14 +20,28 @@ use crate::frame::VideoCodec;
 /// Length of one audio packet.
 const AUDIO_FRAME_MS: u32 = 20;
 
+/// Samples in one packet's 20 ms at `rate` Hz.
+fn per_frame(rate: u32) -> usize {
+    (rate as usize * AUDIO_FRAME_MS as usize / 1000).max(1)
+}
+
 /// Send half of an audio stream: 20 ms framing of the application's PCM, converted to the
 /// codec's rate when they differ and encoded, and the audio timeline.
 #[derive(Debug)]
 pub struct AudioTx {
     encoder: Option<VoiceEncoder>,
-    /// Converts the application's PCM to the encoder's rate, when they differ.
+    /// The stream's PCM rate: what `encode` takes when the caller names no rate.
+    app_rate: u32,
+    /// The rate the encoder codes at.
+    coding_rate: u32,
+    /// The rate of the PCM `resampler` and `frame` are set up for (the last call's).
+    in_rate: u32,
+    /// Converts the caller's PCM to the encoder's rate, when they differ.
     resampler: Option<Resampler>,
-    /// Samples per 20 ms at the application's rate.
+    /// Converters from the other rates used before, kept so that a caller alternating rates
+    /// does not design a filter on every change.
+    idle_resamplers: Vec<Resampler>,
+    /// Samples per 20 ms at `in_rate`.
     samples_per_frame: usize,
     /// Samples per 20 ms at the encoder's rate.
     coded_per_frame: usize,
@@ -69,11 +83,14 @@ impl AudioTx {
                 );
             }
         }
-        let per_frame = |rate: u32| (rate as usize * AUDIO_FRAME_MS as usize / 1000).max(1);
         let samples_per_frame = per_frame(app_rate);
         Ok(AudioTx {
             encoder,
+            app_rate,
+            coding_rate,
+            in_rate: app_rate,
             resampler,
+            idle_resamplers: Vec::new(),
             samples_per_frame,
             coded_per_frame: per_frame(coding_rate),
             buf: Vec::new(),
@@ -100,10 +117,18 @@ impl AudioTx {
         }
     }
 
-    /// Encodes `pcm` (at the application's rate) into 20 ms packets, the last padded with
-    /// silence. The RTP timestamps follow the codec's clock, so a 20 ms G.722 packet advances
-    /// them by 160 although it codes 320 samples.
-    pub fn encode(&mut self, pcm: &[i16], now: Duration, rtp: &RtpSender) -> Result<()> {
+    /// Encodes `pcm` into 20 ms packets, the last padded with silence. `rate_hz` is the PCM's
+    /// rate (one of the resampler's: 8, 12, 16, 24, 32 or 48 kHz); `None` is the stream's PCM
+    /// rate. The RTP timestamps follow the codec's clock, so a 20 ms G.722 packet advances them
+    /// by 160 although it codes 320 samples.
+    pub fn encode(
+        &mut self,
+        pcm: &[i16],
+        rate_hz: Option<u32>,
+        now: Duration,
+        rtp: &RtpSender,
+    ) -> Result<()> {
+        self.set_input_rate(rate_hz.unwrap_or(self.app_rate))?;
         let (mut ms, mut marker) = self.start_ms(now);
         let Some(encoder) = self.encoder.as_mut() else {
             return Err(Error::Unsupported(
@@ -142,6 +167,34 @@ impl AudioTx {
             ms += f64::from(AUDIO_FRAME_MS);
         }
         self.next_ms = Some(ms);
+        Ok(())
+    }
+
+    /// Sets the framing and the conversion up for PCM at `hz`, when the last call's was another
+    /// rate. A change of rate starts the converter afresh (its few samples of history belong to
+    /// other audio); converters once made are kept for the next change.
+    fn set_input_rate(&mut self, hz: u32) -> Result<()> {
+        if hz == self.in_rate {
+            return Ok(());
+        }
+        let next = if hz == self.coding_rate {
+            None
+        } else if let Some(i) = self.idle_resamplers.iter().position(|r| r.from_hz() == hz) {
+            let mut r = self.idle_resamplers.swap_remove(i);
+            r.reset();
+            Some(r)
+        } else {
+            Some(
+                Resampler::new(hz, self.coding_rate)
+                    .map_err(|e| Error::InvalidArgument(e.to_string()))?,
+            )
+        };
+        if let Some(old) = std::mem::replace(&mut self.resampler, next) {
+            self.idle_resamplers.push(old);
+        }
+        self.in_rate = hz;
+        self.samples_per_frame = per_frame(hz);
+        self.frame = vec![0; self.samples_per_frame];
         Ok(())
     }
 

@@ -159,7 +159,7 @@ impl SipCore {
     }
 
     /// [`Self::send_bye`] with extra headers (a `Reason`).
-    fn send_bye_with(
+    pub(super) fn send_bye_with(
         &mut self,
         no: CallNo,
         headers: &[(&str, String)],

@@ -510,8 +510,16 @@ impl SipCore {
             .and_then(|c| c.uac.as_ref())
             .and_then(|l| l.cancelled.clone());
         if let Some(reason) = cancelled {
-            // Answered while our CANCEL was on its way: hang up at once.
-            self.send_bye(no, now, out);
+            // Answered while our CANCEL was on its way (or before it could leave): hang up at
+            // once, with the Reason the CANCEL carries.
+            let headers: Vec<(&str, String)> = self
+                .invites
+                .get(&tx)
+                .and_then(|e| e.tx.cancel_reason())
+                .map(|r| ("Reason", r.to_owned()))
+                .into_iter()
+                .collect();
+            self.send_bye_with(no, &headers, now, out);
             return self.fail_dial(no, 487, &reason);
         }
         let started = self.calls.get(&no).is_some_and(|c| c.media.started);

@@ -396,7 +396,13 @@ impl Harness {
             }
             2 => {
                 if let Some(s) = session(self, r.byte()?) {
-                    self.command(Command::Hangup(s));
+                    // Half the hang-ups carry a Reason (on a BYE, a CANCEL, or a BYE after an
+                    // answer that beat the CANCEL).
+                    self.command(if b & 8 != 0 {
+                        Command::HangupWithReason(s, "Q.850;cause=16;text=\"fuzz\"".into())
+                    } else {
+                        Command::Hangup(s)
+                    });
                 }
             }
             3 => {

@@ -379,7 +379,7 @@ impl EngineHost {
         let v = neg.video.as_ref()?;
         let r = &self.settings.resilience;
         // NACKs only to a peer that said it takes them, RTX only on the payload type agreed.
-        let mut params = r.video(
+        let params = r.video(
             VideoParams {
                 payload_type: v.pt,
                 clock_rate: v.clock_rate,
@@ -397,14 +397,14 @@ impl EngineHost {
             },
             v.nack,
             v.rtx_pt,
-            // Congestion control only where offer and answer agreed on it.
+            // Congestion control and FEC only where offer and answer agreed on them.
             v.transport_cc,
+            v.fec.map(|(red, ulpfec)| FecConfig {
+                red_payload_type: red,
+                ulpfec_payload_type: ulpfec,
+                ..FecConfig::default()
+            }),
         );
-        params.fec = v.fec.map(|(red, ulpfec)| FecConfig {
-            red_payload_type: red,
-            ulpfec_payload_type: ulpfec,
-            ..FecConfig::default()
-        });
         Some(r.stream(StreamConfig {
             media: MediaParams::Video(params),
             local_addr: local,

@@ -739,6 +739,32 @@ fn hanging_up_with_a_reason_puts_it_on_the_cancel_and_the_bye() {
     assert_eq!(sent[0].0.method(), &Method::Bye);
     assert_eq!(sent[0].0.header("Reason"), Some(reason.as_str()));
     assert_eq!(a.states().last(), Some(&CallState::Ended));
+
+    // Hung up before any response, then answered at once (the 200 beats the CANCEL): the BYE
+    // that ends the answered call carries the Reason.
+    let s = SessionId::new_v4();
+    a.cmd(
+        Command::Dial(Box::new(dial_to(s, "sip:bob@127.0.0.1:6009", peer))),
+        now,
+    );
+    let invite = a.sent().remove(0).0;
+    a.cmd(Command::HangupWithReason(s, reason.clone()), now);
+    assert!(a.sent().is_empty());
+    let sdp = sdp_answer(&invite, 40104);
+    let ok = reply(
+        &invite,
+        200,
+        Some("r3"),
+        &[("Contact", "<sip:bob@127.0.0.1:6009>")],
+        Some(&sdp),
+    );
+    a.recv(&ok, peer, now);
+    let sent = a.sent();
+    let bye = sent
+        .iter()
+        .find(|(m, _)| m.method() == &Method::Bye)
+        .expect("a BYE after the late 200");
+    assert_eq!(bye.0.header("Reason"), Some(reason.as_str()));
 }
 
 #[test]

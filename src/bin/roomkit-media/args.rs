@@ -10,7 +10,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use clap::Args;
-use roomkit_media::backend::{CongestionConfig, NackConfig, PacerConfig, ResilienceConfig};
+use roomkit_media::backend::{
+    CongestionConfig, FecConfig, NackConfig, PacerConfig, ResilienceConfig,
+};
 use roomkit_media::{SrtpKey, SrtpKeys, SrtpPolicy, SrtpSuite};
 use zeroize::Zeroizing;
 
@@ -88,6 +90,35 @@ pub fn rtx_payload_type(rtx: Option<u8>, pt: u8) -> Result<Option<u8>, String> {
             "--rtx-pt: {r} is the media payload type (--pt {pt}); RTX needs its own"
         )),
         other => Ok(other),
+    }
+}
+
+/// `--fec` of `send` and `recv`: ULPFEC in RED, on payload types (default RED 123, ULPFEC 122)
+/// that both ends must be given alike, since no SDP agrees on them.
+#[derive(Args, Debug, Clone, Default)]
+pub struct FecArgs {
+    /// Forward error correction on the video (ULPFEC in RED, payload types --fec-red-pt and
+    /// --fec-ulpfec-pt): lost packets rebuilt without a round trip. Give it to both ends.
+    #[arg(long)]
+    pub fec: bool,
+    /// RED payload type with --fec.
+    #[arg(long, value_name = "N", default_value_t = FecConfig::default().red_payload_type,
+          value_parser = payload_type)]
+    pub fec_red_pt: u8,
+    /// ULPFEC payload type with --fec.
+    #[arg(long, value_name = "N", default_value_t = FecConfig::default().ulpfec_payload_type,
+          value_parser = payload_type)]
+    pub fec_ulpfec_pt: u8,
+}
+
+impl FecArgs {
+    /// The backend's `video_fec` setting (its payload types checked when the backend starts).
+    pub fn config(&self) -> Option<FecConfig> {
+        self.fec.then(|| FecConfig {
+            red_payload_type: self.fec_red_pt,
+            ulpfec_payload_type: self.fec_ulpfec_pt,
+            ..FecConfig::default()
+        })
     }
 }
 

@@ -35,6 +35,11 @@ pub struct Stats {
     pub cc_feedback_sent: u64,
     pub cc_feedback_received: u64,
     pub switches: u64,
+    /// Forward error correction (`--fec`): FEC packets sent (`send`) or received (`recv`), and
+    /// lost packets rebuilt from them.
+    pub fec_sent: u64,
+    pub fec_received: u64,
+    pub fec_recovered: u64,
 }
 
 impl Stats {
@@ -52,6 +57,9 @@ impl Stats {
         self.cc_pictures_dropped = v.cc_pictures_dropped;
         self.cc_feedback_sent = v.cc_feedback_sent;
         self.cc_feedback_received = v.cc_feedback_received;
+        self.fec_sent = v.fec_sent;
+        self.fec_received = v.fec_received;
+        self.fec_recovered = v.fec_recovered;
     }
 }
 

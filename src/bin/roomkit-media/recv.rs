@@ -13,7 +13,7 @@ use roomkit_media::prelude::*;
 use roomkit_media::SrtpSuite;
 use roomkit_media::{VideoCodec, VideoFrame};
 
-use crate::args::{payload_type, resolve, rtx_payload_type, SrtpKeyArgs};
+use crate::args::{payload_type, resolve, rtx_payload_type, FecArgs, SrtpKeyArgs};
 use crate::link;
 use crate::media_file::{codec_arg, video_codec, VideoSink};
 use crate::progress::{Progress, Stats};
@@ -55,6 +55,8 @@ pub struct RecvArgs {
     pub cc: bool,
     #[command(flatten)]
     pub srtp: SrtpKeyArgs,
+    #[command(flatten)]
+    pub fec: FecArgs,
 }
 
 /// `--timeout`: more than 0 and at most a day.
@@ -89,6 +91,7 @@ pub fn run(args: &RecvArgs) -> Result<Stats, String> {
         callback_queue: 8192,
         rtx_payload_type: rtx,
         rtcp_mux: args.rtcp_mux,
+        video_fec: args.fec.config(),
         resilience: ResilienceConfig {
             nack: NackConfig {
                 enabled: !args.no_nack,

@@ -19,7 +19,9 @@ use roomkit_media::VideoCodec;
 
 use serde::Serialize;
 
-use crate::args::{at_least, payload_type, resolve, rtx_payload_type, within, CcArgs, SrtpKeyArgs};
+use crate::args::{
+    at_least, payload_type, resolve, rtx_payload_type, within, CcArgs, FecArgs, SrtpKeyArgs,
+};
 use crate::ladder::{Ladder, HEADROOM};
 use crate::link;
 use crate::media_file::{codec_arg, video_codec};
@@ -82,6 +84,8 @@ pub struct SendArgs {
     pub rtcp_mux: bool,
     #[command(flatten)]
     pub srtp: SrtpKeyArgs,
+    #[command(flatten)]
+    pub fec: FecArgs,
     /// Where our RTP binds [default: any port].
     #[arg(long, value_name = "HOST:PORT", value_parser = resolve)]
     pub bind: Option<SocketAddr>,
@@ -172,6 +176,7 @@ pub fn run(args: &SendArgs) -> Result<Stats, String> {
             ..ResilienceConfig::default()
         },
         rtcp_mux: args.rtcp_mux,
+        video_fec: args.fec.config(),
         ..RtpBackendConfig::default()
     };
     let (backend, session) = link::open(cfg, &to, args.srtp.keys()?)?;

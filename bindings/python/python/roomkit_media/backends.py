@@ -45,7 +45,10 @@ class RTPVoiceBackend(_NativeVoice):
     Takes roomkit's keyword arguments with roomkit's defaults. ``port_allocator``
     is not supported (the engine binds the configured address, port 0: any free
     port). Extras, keyword-only: ``queue_len`` (events held for the loop before
-    new ones are dropped and counted).
+    new ones are dropped and counted), ``symmetric_rtp`` (answer wherever a
+    session's media first comes from, as aiortp's flag of that name; default
+    False) and ``io_threads`` (0, the default: one I/O thread per stream; N: N
+    shared threads, for many sessions).
 
     Differences from roomkit: RTP sessions the remote end closes (RTCP BYE) or
     lets go silent are reported through ``on_client_disconnected``; the

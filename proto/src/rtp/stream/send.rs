@@ -208,12 +208,19 @@ impl StreamCore {
     /// of its codec (PCMU, PCMA, G.722 or Opus; the last padded with silence), ready at once. The
     /// caller paces: audio handed over in one call leaves at once.
     pub fn send_audio(&mut self, now: Instant, pcm: &[i16]) -> Result<()> {
+        self.send_audio_at(now, pcm, None)
+    }
+
+    /// [`send_audio`](Self::send_audio) of PCM at `rate_hz` (8, 12, 16, 24, 32 or 48 kHz; `None`:
+    /// the stream's PCM rate), converted to the codec's rate: an application whose audio comes
+    /// at several rates (TTS at 24 kHz, a prompt at 8 kHz) hands each over as it is.
+    pub fn send_audio_at(&mut self, now: Instant, pcm: &[i16], rate_hz: Option<u32>) -> Result<()> {
         self.check_open()?;
         let since = now.saturating_duration_since(self.origin);
         let Some(a) = self.audio_tx.as_mut() else {
             return Err(Error::Unsupported("this stream carries no audio".into()));
         };
-        a.encode(pcm, since, &self.rtp)?;
+        a.encode(pcm, rate_hz, since, &self.rtp)?;
         self.queue_audio();
         Ok(())
     }

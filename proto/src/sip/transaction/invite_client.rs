@@ -192,6 +192,12 @@ impl InviteClientTransaction {
         self.cancel_reason = Some(value);
     }
 
+    /// The `Reason` given by [`Self::set_cancel_reason`]: the BYE that ends a call answered
+    /// while its CANCEL was on the way carries it too.
+    pub fn cancel_reason(&self) -> Option<&str> {
+        self.cancel_reason.as_deref()
+    }
+
     /// The ACK for a 300-699 `response` (RFC 3261 §17.1.1.3): like the CANCEL, but with the
     /// response's To, which carries the tag.
     fn ack_request(&self, response: &SipMessage) -> Vec<u8> {
