@@ -8,7 +8,9 @@
 //! - `stream_core/{off,on}`: the whole stream core, both ends on virtual time (`SimPair`, a clean
 //!   20 ms path): a 10-packet picture every 33 ms sent, paced, received and reported, without and
 //!   with congestion control (stamping, recording, feedback, estimator, picture admission), so
-//!   the difference is what congestion control adds per media packet.
+//!   the difference is what congestion control adds per media packet; `remb_abs_send_time` and
+//!   `rfc8888` the same with the other two feedbacks (the receiver's own estimate and REMB, or
+//!   RFC 8888 reports matched by SSRC and sequence number).
 //!
 //! Criterion reports packets/s (elements). Run: `cargo bench --bench congestion`.
 
@@ -16,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use roomkit_media::rtp::bwe::{BandwidthEstimator, BweConfig};
-use roomkit_media::rtp::config::{CongestionParams, CoreConfig, MediaParams, VideoParams};
+use roomkit_media::rtp::config::{
+    CcFeedback, CongestionParams, CoreConfig, MediaParams, VideoParams,
+};
 use roomkit_media::rtp::sim::{h264_picture, PathConfig, SimPair, SimPath};
 use roomkit_media::rtp::twcc::{parse_fci, TwccRecorder};
 
@@ -121,11 +125,18 @@ fn congestion(c: &mut Criterion) {
     // of 10 packets sent, delivered and reported on virtual time.
     let mut g = c.benchmark_group("congestion_stream_core");
     g.throughput(Throughput::Elements(10));
-    for (name, on) in [("off", false), ("on", true)] {
+    for (name, on, feedback, abs) in [
+        ("off", false, CcFeedback::TransportCc, None),
+        ("on", true, CcFeedback::TransportCc, None),
+        ("remb_abs_send_time", true, CcFeedback::Remb, Some(2)),
+        ("rfc8888", true, CcFeedback::Ccfb, None),
+    ] {
         let cfg = CoreConfig {
             media: MediaParams::Video(VideoParams {
                 congestion: CongestionParams {
                     enabled: on,
+                    feedback,
+                    abs_send_time_id: abs,
                     bitrate: BweConfig {
                         start_bps: 5_000_000,
                         ..BweConfig::default()

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::engine::{AudioParams, StreamConfig, VideoParams};
 use crate::rtp::bwe::BweConfig;
-use crate::rtp::config::{CongestionParams, DEFAULT_INACTIVITY_TIMEOUT};
+use crate::rtp::config::{CcAgreement, CcFeedback, CongestionParams, DEFAULT_INACTIVITY_TIMEOUT};
 use crate::rtp::fec::FecConfig;
 use crate::rtp::nack::NackConfig;
 use crate::rtp::pacer::PacerConfig;
@@ -61,6 +61,9 @@ pub struct CongestionConfig {
     pub start_bps: u64,
     /// The estimate never goes above this, bits per second.
     pub max_bps: u64,
+    /// In SIP calls, offer and accept only this feedback; `None` (the default): transport-cc,
+    /// RFC 8888 and REMB, preferred in that order.
+    pub feedback_only: Option<CcFeedback>,
 }
 
 impl Default for CongestionConfig {
@@ -71,18 +74,22 @@ impl Default for CongestionConfig {
             min_bps: b.min_bps,
             start_bps: b.start_bps,
             max_bps: b.max_bps,
+            feedback_only: None,
         }
     }
 }
 
 impl CongestionConfig {
-    /// The stream settings: on when configured and the transport-wide sequence number has an
-    /// extension ID both ends use (`transport_cc_id`).
-    fn params(&self, transport_cc_id: Option<u8>) -> CongestionParams {
+    /// The stream settings: on when configured and both ends agreed on a feedback (`agreed`).
+    fn params(&self, agreed: Option<CcAgreement>) -> CongestionParams {
         let defaults = CongestionParams::default();
         CongestionParams {
-            enabled: self.enabled && transport_cc_id.is_some(),
-            transport_cc_id: transport_cc_id.unwrap_or(defaults.transport_cc_id),
+            enabled: self.enabled && agreed.is_some(),
+            transport_cc_id: agreed
+                .and_then(|a| a.transport_cc_id)
+                .unwrap_or(defaults.transport_cc_id),
+            feedback: agreed.map_or(defaults.feedback, |a| a.feedback),
+            abs_send_time_id: agreed.and_then(|a| a.abs_send_time_id),
             bitrate: BweConfig {
                 min_bps: self.min_bps,
                 start_bps: self.start_bps,
@@ -119,14 +126,14 @@ impl ResilienceConfig {
 
     /// Video stream settings with NACK (when `peer_nacks`: the peer takes part), RTX on
     /// `rtx_payload_type` (repairing `v.payload_type`), pacing, congestion control (when the
-    /// transport-wide sequence number has an ID both ends use, `transport_cc_id`) and FEC (on
-    /// the payload types both ends use, `fec`) applied.
+    /// ends agreed on a feedback, `cc`) and FEC (on the payload types both ends use, `fec`)
+    /// applied.
     pub(crate) fn video(
         &self,
         v: VideoParams,
         peer_nacks: bool,
         rtx_payload_type: Option<u8>,
-        transport_cc_id: Option<u8>,
+        cc: Option<CcAgreement>,
         fec: Option<FecConfig>,
     ) -> VideoParams {
         VideoParams {
@@ -140,7 +147,7 @@ impl ResilienceConfig {
                 ssrc: None,
             }),
             pacer: self.pacer,
-            congestion: self.congestion.params(transport_cc_id),
+            congestion: self.congestion.params(cc),
             fec,
             ..v
         }

@@ -21,7 +21,7 @@ use crate::engine::{
 };
 use crate::error::{Error, Result};
 use crate::frame::{Delivery, VideoCodec};
-use crate::rtp::config::DEFAULT_TRANSPORT_CC_ID;
+use crate::rtp::config::{CcAgreement, DEFAULT_TRANSPORT_CC_ID};
 use crate::rtp::fec::FecConfig;
 use crate::sdp::AudioCodec;
 
@@ -414,7 +414,7 @@ impl RtpVoiceBackend {
                     true,
                     c.rtx_payload_type,
                     // Both ends are configured alike.
-                    Some(c.transport_cc_id),
+                    Some(CcAgreement::transport_cc(c.transport_cc_id)),
                     c.video_fec,
                 )),
                 c.video_local_addr,

@@ -118,6 +118,7 @@ fn resilience_from_c(c: &rkm_resilience) -> FfiResult<ResilienceConfig> {
         min_bps: u64::from(c.congestion_min_kbps) * 1000,
         start_bps: u64::from(c.congestion_start_kbps) * 1000,
         max_bps: u64::from(c.congestion_max_kbps) * 1000,
+        ..CongestionConfig::default()
     };
     Ok(r)
 }

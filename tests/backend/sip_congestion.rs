@@ -13,16 +13,23 @@ use roomkit_media::backend::{
 };
 use roomkit_media::engine::SessionInfo;
 use roomkit_media::prelude::*;
+use roomkit_media::rtp::config::CcFeedback;
 use roomkit_media::rtp::StreamStats;
 use support::sip::*;
 
 const T: Duration = Duration::from_secs(5);
 
-fn with_cc(mut cfg: SipBackendConfig, on: bool) -> SipBackendConfig {
+fn with_cc(cfg: SipBackendConfig, on: bool) -> SipBackendConfig {
+    with_cc_only(cfg, on, None)
+}
+
+/// [`with_cc`], offering and accepting only the feedback `only` when set.
+fn with_cc_only(mut cfg: SipBackendConfig, on: bool, only: Option<CcFeedback>) -> SipBackendConfig {
     cfg.resilience = ResilienceConfig {
         congestion: CongestionConfig {
             enabled: on,
             start_bps: 2_000_000,
+            feedback_only: only,
             ..CongestionConfig::default()
         },
         ..ResilienceConfig::default()
@@ -38,12 +45,24 @@ fn call(slot: u16, answerer_cc: bool) -> (StreamStats, StreamStats) {
 
 /// [`call`], with `video_fec` on both sides or not.
 fn call_with(slot: u16, answerer_cc: bool, fec: bool) -> (StreamStats, StreamStats) {
-    let be = SipVideoBackend::new(with_cc(
+    call_only(slot, answerer_cc, fec, None)
+}
+
+/// [`call_with`], the answerer accepting only the feedback `only` when set (the dialer offers
+/// all three).
+fn call_only(
+    slot: u16,
+    answerer_cc: bool,
+    fec: bool,
+    only: Option<CcFeedback>,
+) -> (StreamStats, StreamStats) {
+    let be = SipVideoBackend::new(with_cc_only(
         SipBackendConfig {
             video_fec: fec,
             ..config(slot)
         },
         answerer_cc,
+        only,
     ))
     .unwrap();
     let (ctx, calls) = unbounded::<SessionInfo>();
@@ -125,5 +144,33 @@ fn a_sip_call_with_fec_runs_congestion_control_too() {
     // from the loss they show (none on loopback, so none after).
     assert!(ours.fec_sent >= 1, "{ours:?}");
     assert!(theirs.fec_received >= 1, "{theirs:?}");
+    assert!(theirs.frames >= 20, "{theirs:?}");
+}
+
+/// An answerer that takes only REMB, or only RFC 8888, from a dialer that offers all three: the
+/// call runs that feedback over real sockets (REMBs from the answerer's own estimate, or RFC 8888
+/// reports), and the dialer's estimate follows it.
+#[test]
+fn a_sip_call_runs_remb_or_rfc8888_when_that_is_what_the_answerer_takes() {
+    let (ours, theirs) = call_only(34, true, false, Some(CcFeedback::Remb));
+    println!(
+        "REMB: {} sent by the answerer, {} used; estimate {} bit/s; {} frames",
+        theirs.cc_feedback_sent, ours.cc_feedback_received, ours.cc_target_bps, theirs.frames
+    );
+    // The first REMB goes after the first 50 ms of arrivals, then one a second: at least one in
+    // 1.5 s on a loaded machine.
+    assert!(theirs.cc_feedback_sent >= 1, "{theirs:?}");
+    assert!(ours.cc_feedback_received >= 1, "{ours:?}");
+    assert!(ours.cc_target_bps >= 50_000, "{ours:?}");
+    assert!(theirs.frames >= 20, "{theirs:?}");
+
+    let (ours, theirs) = call_only(35, true, false, Some(CcFeedback::Ccfb));
+    println!(
+        "RFC 8888: {} sent by the answerer, {} used; estimate {} bit/s; {} frames",
+        theirs.cc_feedback_sent, ours.cc_feedback_received, ours.cc_target_bps, theirs.frames
+    );
+    assert!(theirs.cc_feedback_sent >= 8, "{theirs:?}");
+    assert!(ours.cc_feedback_received >= 8, "{ours:?}");
+    assert!(ours.cc_target_bps >= 50_000, "{ours:?}");
     assert!(theirs.frames >= 20, "{theirs:?}");
 }

@@ -1,18 +1,67 @@
 //! Congestion feedback from untrusted bytes: the fuzzer's bytes read as transport-wide CC
-//! feedback, as a REMB message and as an RFC 8285 header extension block. What parses must
-//! rebuild with our builders and parse back the same, and feeding it to the estimator must keep
-//! the target inside its bounds.
+//! feedback, as a REMB message, as an RFC 8888 (CCFB) report, as an RFC 8285 header extension
+//! block and as RTP packets a REMB receiver estimates from. What parses must rebuild with our
+//! builders and parse back the same, and feeding it to an estimator must keep the target inside
+//! its bounds.
 
 use std::time::{Duration, Instant};
 
+use roomkit_media::rtp::bwe::remote::{ReceiveEstimator, SendClock};
 use roomkit_media::rtp::bwe::{BandwidthEstimator, BweConfig};
-use roomkit_media::rtp::{hdrext, remb, twcc};
+use roomkit_media::rtp::{ccfb, hdrext, remb, twcc};
 
 /// Runs every check on `data`.
 pub fn feedback(data: &[u8]) {
     transport_cc(data);
     remb_message(data);
     header_extension(data);
+    ccfb_report(data);
+    remb_receiver(data);
+}
+
+fn ccfb_report(data: &[u8]) {
+    let Ok(fb) = ccfb::parse_body(5, data) else {
+        return;
+    };
+    let mut out = Vec::new();
+    let n =
+        ccfb::build(&mut out, 5, &fb.blocks, fb.report_timestamp).expect("parsed CCFB rebuilds");
+    assert_eq!(n, out.len());
+    let back = ccfb::parse_body(5, &out[8..]).expect("our CCFB parses");
+    assert_eq!(back, fb);
+    // The estimator takes it, whatever it says, and stays in bounds.
+    let cfg = BweConfig::default();
+    let mut bwe = BandwidthEstimator::new(cfg);
+    let t0 = Instant::now();
+    for b in fb.blocks.iter().take(4) {
+        for i in 0..b.metrics.len().min(2_000) {
+            let seq = b.begin_seq.wrapping_add(i as u16);
+            bwe.on_rtp_sent(t0 + Duration::from_millis(i as u64), b.ssrc, seq, 1200);
+        }
+    }
+    bwe.on_ccfb(t0 + Duration::from_secs(1), &fb);
+    bwe.on_ccfb(t0 + Duration::from_secs(2), &back);
+    assert!((cfg.min_bps..=cfg.max_bps).contains(&bwe.target_bps()));
+}
+
+/// The bytes as a run of RTP packets (split at every 0xff byte) a REMB receiver estimates from,
+/// on both of its clocks.
+fn remb_receiver(data: &[u8]) {
+    let cfg = BweConfig::default();
+    for clock in [SendClock::AbsSendTime(2), SendClock::RtpTimestamp(90_000)] {
+        let mut e = ReceiveEstimator::new(cfg, clock);
+        let t0 = Instant::now();
+        for (i, packet) in data.split(|&b| b == 0xff).enumerate() {
+            let now = t0 + Duration::from_millis(7 * i as u64);
+            e.on_packet(now, packet);
+            if i % 4 == 3 {
+                if let Some(bps) = e.poll(now) {
+                    assert!((cfg.min_bps..=cfg.max_bps).contains(&bps));
+                }
+            }
+        }
+        assert!((cfg.min_bps..=cfg.max_bps).contains(&e.estimate_bps()));
+    }
 }
 
 fn transport_cc(data: &[u8]) {

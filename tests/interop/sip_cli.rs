@@ -226,6 +226,38 @@ fn serve_cc_agrees_transport_cc_only_when_asked() {
     }
 }
 
+/// `serve --cc` answers a caller that offers only REMB (with abs-send-time) with REMB, and one
+/// that offers only RFC 8888 (`a=rtcp-fb:* ack ccfb`) with RFC 8888; never transport-cc then.
+#[test]
+fn serve_cc_answers_remb_or_rfc8888_to_a_caller_offering_only_that() {
+    let remb = "a=rtcp-fb:96 goog-remb\r\na=extmap:4 \
+                http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time\r\n";
+    let ccfb = "a=rtcp-fb:* ack ccfb\r\n";
+    let cases: [(&str, &[&str]); 2] = [
+        (
+            remb,
+            &[
+                "a=rtcp-fb:96 goog-remb\r\n",
+                "a=extmap:4 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time\r\n",
+            ],
+        ),
+        (ccfb, &["a=rtcp-fb:96 ack ccfb\r\n"]),
+    ];
+    for (offer, want) in cases {
+        let (sdp, ua, mut leg, serve, _) = answer_from_serve_with(&["--cc"], "39870-39919", offer);
+        for line in want {
+            assert!(sdp.contains(line), "{line} in {sdp}");
+        }
+        assert!(!sdp.contains("transport-cc"), "{sdp}");
+        leg.cseq += 1;
+        ua.send(&ua.request("BYE", &leg, "", ""));
+        ua.expect_status(200, "BYE", Duration::from_secs(5));
+        assert!(peers::wait_bounded(serve, Duration::from_secs(20))
+            .status
+            .success());
+    }
+}
+
 #[test]
 fn serve_refuses_bad_loss_recovery_values() {
     let bin = peers::bin();

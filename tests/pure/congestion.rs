@@ -288,7 +288,7 @@ mod fuzz_checks {
     use proptest::prelude::*;
 
     use crate::fuzz_support::congestion::feedback;
-    use roomkit_media::rtp::twcc;
+    use roomkit_media::rtp::{ccfb, rtcp, twcc};
 
     proptest! {
         #[test]
@@ -305,6 +305,40 @@ mod fuzz_checks {
             let mut out = Vec::new();
             twcc::build(&mut out, 1, 2, base, 0, &arrivals).unwrap();
             feedback(&out[12..]);
+        }
+
+        #[test]
+        fn built_ccfb_passes_the_fuzz_checks_and_the_rtcp_parser(
+            blocks in proptest::collection::vec(
+                (any::<u32>(), any::<u16>(), proptest::collection::vec(
+                    proptest::option::of((0u8..4, 0u16..0x2000)), 0..40)),
+                0..4),
+            ts in any::<u32>(),
+        ) {
+            let blocks: Vec<ccfb::Block> = blocks
+                .into_iter()
+                .map(|(ssrc, begin_seq, m)| ccfb::Block {
+                    ssrc,
+                    begin_seq,
+                    metrics: m.into_iter().map(|o| o.map(|(ecn, ato)| ccfb::Metric { ecn, ato })).collect(),
+                })
+                .collect();
+            let mut out = Vec::new();
+            ccfb::build(&mut out, 9, &blocks, ts).unwrap();
+            feedback(&out[8..]);
+            // In a compound after a receiver report, the RTCP parser yields the same report
+            // (a report without blocks has no first SSRC to stand where feedback puts one).
+            if !blocks.is_empty() {
+                let mut compound = Vec::new();
+                rtcp::build_rr(&mut compound, 9, &[]).unwrap();
+                compound.extend_from_slice(&out);
+                let events = rtcp::parse_compound(&compound).unwrap();
+                let got = events.iter().find_map(|e| match e {
+                    rtcp::RtcpEvent::Ccfb(fb) => Some(fb.clone()),
+                    _ => None,
+                });
+                prop_assert_eq!(got.map(|fb| (fb.blocks, fb.report_timestamp)), Some((blocks, ts)));
+            }
         }
 
         #[test]

@@ -18,6 +18,7 @@ mod rfc4475;
 mod rtcp_props;
 mod sdp_fuzz;
 mod sdp_offer_answer;
+mod sdp_remb;
 mod sdp_srtp;
 mod sdp_transport_cc;
 mod sip_fuzz;

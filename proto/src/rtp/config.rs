@@ -139,6 +139,64 @@ pub struct CongestionParams {
     /// The sender drops whole pictures rather than let its pacer queue hold more than this
     /// many picture intervals of media.
     pub max_queue_pictures: u32,
+    /// Which feedback carries the estimate (what SDP agreed on).
+    pub feedback: CcFeedback,
+    /// The header extension ID of abs-send-time, 1–14, when agreed: the sender stamps it on
+    /// every packet as it leaves the pacer, a REMB receiver reads send times from it.
+    pub abs_send_time_id: Option<u8>,
+}
+
+/// Which feedback a congestion-controlled stream sends (as receiver) and uses (as sender).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CcFeedback {
+    /// Transport-wide sequence numbers and transport-cc feedback: the sender estimates.
+    #[default]
+    TransportCc,
+    /// `goog-remb`: the receiver estimates from arrivals (against abs-send-time when agreed,
+    /// else the RTP timestamp) and sends REMB; the sender paces at the REMB it receives.
+    Remb,
+    /// RFC 8888 congestion control feedback (`ack ccfb`): the receiver reports each packet by
+    /// SSRC and sequence number; the sender estimates, as with transport-cc.
+    Ccfb,
+}
+
+/// What the two ends agreed on for congestion control (in SDP, or configured alike on both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CcAgreement {
+    pub feedback: CcFeedback,
+    /// The transport-wide sequence number's extension ID (transport-cc).
+    pub transport_cc_id: Option<u8>,
+    /// abs-send-time's extension ID, when agreed.
+    pub abs_send_time_id: Option<u8>,
+}
+
+impl CcAgreement {
+    /// Transport-wide CC with the sequence number under `id`.
+    pub fn transport_cc(id: u8) -> Self {
+        CcAgreement {
+            feedback: CcFeedback::TransportCc,
+            transport_cc_id: Some(id),
+            abs_send_time_id: None,
+        }
+    }
+
+    /// RFC 8888 feedback (no header extension needed).
+    pub fn ccfb() -> Self {
+        CcAgreement {
+            feedback: CcFeedback::Ccfb,
+            transport_cc_id: None,
+            abs_send_time_id: None,
+        }
+    }
+
+    /// REMB, with abs-send-time under `abs_send_time_id` when agreed.
+    pub fn remb(abs_send_time_id: Option<u8>) -> Self {
+        CcAgreement {
+            feedback: CcFeedback::Remb,
+            transport_cc_id: None,
+            abs_send_time_id,
+        }
+    }
 }
 
 impl Default for CongestionParams {
@@ -149,6 +207,8 @@ impl Default for CongestionParams {
             bitrate: BweConfig::default(),
             feedback_interval: Duration::from_millis(50),
             max_queue_pictures: 2,
+            feedback: CcFeedback::TransportCc,
+            abs_send_time_id: None,
         }
     }
 }

@@ -195,20 +195,83 @@ pub fn packet_transport_cc_seq(packet: &[u8], id: u8) -> Option<u16> {
 /// Returns false, leaving the packet as it was, when the packet already has a block, is shorter
 /// than its header or `id` does not fit the one-byte form.
 pub fn insert_transport_cc_seq(packet: &mut Vec<u8>, id: u8, seq: u16) -> bool {
+    insert_one_byte(
+        packet,
+        &[ExtElement {
+            id,
+            data: &seq.to_be_bytes(),
+        }],
+    )
+}
+
+/// The longest one-byte block [`insert_one_byte`] writes: four elements of up to four bytes.
+const MAX_INSERTED: usize = 4 + 4 * 5 + 3;
+
+/// Puts a one-byte-form block of small elements (IDs 1–14, 1–4 bytes each, at most four) into
+/// an RTP packet we built, which has no extension block yet: after the CSRCs, X bit set. Returns
+/// false, leaving the packet as it was, when the packet already has a block, is shorter than its
+/// header, or an element does not fit. No allocation: it runs for every packet sent.
+pub fn insert_one_byte(packet: &mut Vec<u8>, elements: &[ExtElement<'_>]) -> bool {
     let Some(&first) = packet.first() else {
         return false;
     };
     let at = 12 + 4 * usize::from(first & 0x0f);
-    if first & 0x10 != 0 || packet.len() < at || !(1..=14).contains(&id) {
+    let fits = |e: &ExtElement<'_>| (1..=14).contains(&e.id) && (1..=4).contains(&e.data.len());
+    if first & 0x10 != 0
+        || packet.len() < at
+        || elements.is_empty()
+        || elements.len() > 4
+        || !elements.iter().all(fits)
+    {
         return false;
     }
-    let [hi, lo] = seq.to_be_bytes();
-    let [p0, p1] = ONE_BYTE_PROFILE.to_be_bytes();
-    // One word of elements: the ID/length byte, the two bytes of the number, one of padding.
-    let block = [p0, p1, 0, 1, id << 4 | 1, hi, lo, 0];
-    packet.splice(at..at, block);
+    let mut block = [0u8; MAX_INSERTED];
+    let mut n = 4;
+    for e in elements {
+        block[n] = (e.id << 4) | (e.data.len() as u8 - 1);
+        block[n + 1..n + 1 + e.data.len()].copy_from_slice(e.data);
+        n += 1 + e.data.len();
+    }
+    let words = (n - 4).div_ceil(4);
+    block[..2].copy_from_slice(&ONE_BYTE_PROFILE.to_be_bytes());
+    block[2..4].copy_from_slice(&(words as u16).to_be_bytes());
+    packet.splice(at..at, block[..4 + 4 * words].iter().copied());
     packet[0] |= 0x10;
     true
+}
+
+/// The URI `a=extmap` binds to abs-send-time (webrtc.org): when the packet left the sender, as
+/// 24 bits of 6.18 fixed-point seconds (it wraps every 64 s; only differences mean anything).
+pub const ABS_SEND_TIME_URI: &str = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time";
+
+/// Fraction bits of abs-send-time.
+const ABS_SEND_TIME_FRACTION_BITS: u32 = 18;
+/// One wrap of abs-send-time in µs (64 s).
+pub const ABS_SEND_TIME_WRAP_US: i64 = 64_000_000;
+
+/// The abs-send-time of `at` since an origin: 6.18 fixed-point seconds, wrapped to 24 bits.
+pub fn abs_send_time(since_origin: std::time::Duration) -> [u8; 3] {
+    let units = (since_origin.as_nanos() << ABS_SEND_TIME_FRACTION_BITS) / 1_000_000_000;
+    let v = (units & 0x00ff_ffff) as u32;
+    let [_, a, b, c] = v.to_be_bytes();
+    [a, b, c]
+}
+
+/// The abs-send-time carried under `id`, in µs within its 64 s wrap: exactly three bytes.
+pub fn abs_send_time_us(profile: u16, data: &[u8], id: u8) -> Option<i64> {
+    match find(profile, data, id)? {
+        [a, b, c] => {
+            let v = u64::from(u32::from_be_bytes([0, *a, *b, *c]));
+            Some(((v * 1_000_000) >> ABS_SEND_TIME_FRACTION_BITS) as i64)
+        }
+        _ => None,
+    }
+}
+
+/// The abs-send-time a whole RTP packet carries under `id`, µs within its wrap, if any.
+pub fn packet_abs_send_time_us(packet: &[u8], id: u8) -> Option<i64> {
+    let (profile, data) = packet_block(packet)?;
+    abs_send_time_us(profile, data, id)
 }
 
 #[cfg(test)]
@@ -344,5 +407,50 @@ mod tests {
             Some(ONE_BYTE_PROFILE)
         );
         assert_eq!(packet_block(&pkt[..23]), None);
+    }
+
+    #[test]
+    fn abs_send_time_layout_and_round_trip() {
+        use std::time::Duration;
+        // 1.5 s is 0x06_0000 in 6.18 fixed point; 64 s wraps to 0.
+        assert_eq!(
+            abs_send_time(Duration::from_millis(1_500)),
+            [0x06, 0x00, 0x00]
+        );
+        assert_eq!(abs_send_time(Duration::from_secs(64)), [0, 0, 0]);
+        assert_eq!(abs_send_time(Duration::from_secs(63)), [0xfc, 0, 0]);
+        let block = [0x22, 0x06, 0x00, 0x00];
+        assert_eq!(
+            abs_send_time_us(ONE_BYTE_PROFILE, &block, 2),
+            Some(1_500_000)
+        );
+        assert_eq!(abs_send_time_us(ONE_BYTE_PROFILE, &[0x21, 6, 0], 2), None);
+        for ms in [0u64, 1, 33, 999, 12_345, 63_999] {
+            let d = Duration::from_millis(ms);
+            let b = abs_send_time(d);
+            let mut pkt = vec![0x80, 96, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9, 0xaa];
+            let seq = 0x0102u16.to_be_bytes();
+            assert!(insert_one_byte(
+                &mut pkt,
+                &[
+                    ExtElement { id: 3, data: &seq },
+                    ExtElement { id: 5, data: &b }
+                ]
+            ));
+            assert_eq!(packet_transport_cc_seq(&pkt, 3), Some(0x0102));
+            let us = packet_abs_send_time_us(&pkt, 5).unwrap();
+            assert!((us - ms as i64 * 1000).abs() <= 4, "{ms} {us}");
+            assert_eq!(pkt.last(), Some(&0xaa));
+            assert_eq!(pkt.len(), 13 + 12);
+        }
+        let mut pkt = vec![0x80; 12];
+        assert!(!insert_one_byte(
+            &mut pkt,
+            &[ExtElement {
+                id: 3,
+                data: &[1; 5]
+            }]
+        ));
+        assert!(!insert_one_byte(&mut pkt, &[]));
     }
 }

@@ -23,6 +23,7 @@
 
 pub mod audio_jitter;
 pub mod bwe;
+pub mod ccfb;
 pub mod conceal;
 pub mod config;
 pub mod fec;

@@ -119,6 +119,9 @@ pub enum RtcpEvent {
     },
     /// Transport-wide congestion control feedback (RTPFB FMT 15): when each packet arrived.
     TransportCc(super::twcc::TwccFeedback),
+    /// RFC 8888 congestion control feedback (RTPFB FMT 11): per source, which packets arrived
+    /// and when.
+    Ccfb(super::ccfb::Ccfb),
     /// A receiver's estimate of the path's bitrate (REMB, PSFB FMT 15 with the `REMB` identifier).
     Remb(super::remb::Remb),
     /// A well-formed packet we do not act on (APP, XR, other feedback formats, unknown types).
@@ -364,6 +367,20 @@ fn push_event(
                         reason,
                     })?;
             events.push(RtcpEvent::TransportCc(feedback));
+        }
+        Packet::TransportFeedback(fb) if format == super::ccfb::FMT_CCFB => {
+            // The first block's SSRC sits where other feedback has its media SSRC.
+            let body = fci(raw, offset)?;
+            let mut whole = fb.media_ssrc().to_be_bytes().to_vec();
+            whole.extend_from_slice(body);
+            let feedback = super::ccfb::parse_body(fb.sender_ssrc(), &whole).map_err(|reason| {
+                RtcpError::Malformed {
+                    offset,
+                    packet_type,
+                    reason,
+                }
+            })?;
+            events.push(RtcpEvent::Ccfb(feedback));
         }
         _ => events.push(RtcpEvent::Other {
             packet_type,

@@ -18,7 +18,8 @@ use super::model::{
     Direction, MediaDescription, MediaKind, PayloadType, SdpError, SessionDescription,
 };
 use super::write::{media, rejected, render, SessionHeader};
-use crate::rtp::hdrext::TRANSPORT_CC_URI;
+use crate::rtp::config::{CcAgreement, CcFeedback};
+use crate::rtp::hdrext::{ABS_SEND_TIME_URI, TRANSPORT_CC_URI};
 use crate::rtp::srtp::SrtpKeys;
 
 /// The audio packet duration we use when the offer does not ask for one.
@@ -105,6 +106,27 @@ pub struct NegotiatedVideo {
     /// Transport-wide congestion control, when both sides agreed to it (`transport-cc` feedback
     /// and the transport-wide sequence number's `a=extmap`): the extension's ID (1–14).
     pub transport_cc: Option<u8>,
+    /// REMB (`goog-remb`) instead, when both sides said it and transport-cc was not agreed:
+    /// the receiver estimates and sends REMB.
+    pub remb: bool,
+    /// abs-send-time's extension ID (1–14), agreed beside REMB: the send times the receiver's
+    /// estimate reads.
+    pub abs_send_time: Option<u8>,
+    /// RFC 8888 feedback (`a=rtcp-fb:* ack ccfb`), when both said it and not transport-cc.
+    pub ccfb: bool,
+}
+
+impl NegotiatedVideo {
+    /// The congestion control feedback agreed on, if any: transport-cc before REMB.
+    pub fn congestion(&self) -> Option<CcAgreement> {
+        if let Some(id) = self.transport_cc {
+            Some(CcAgreement::transport_cc(id))
+        } else if self.ccfb {
+            Some(CcAgreement::ccfb())
+        } else {
+            self.remb.then(|| CcAgreement::remb(self.abs_send_time))
+        }
+    }
 }
 
 /// The outcome of offer/answer: one audio stream, and video when both sides agreed on it.
@@ -569,6 +591,81 @@ fn h264_answer(p: &PayloadType) -> (String, u8, String) {
 /// The `rtcp-fb` value of transport-wide congestion control feedback.
 pub const TRANSPORT_CC_FB: &str = "transport-cc";
 
+/// The `rtcp-fb` value of REMB.
+pub const GOOG_REMB_FB: &str = "goog-remb";
+/// The abs-send-time extension ID we offer (where browsers usually put it).
+pub const DEFAULT_ABS_SEND_TIME_ID: u8 = 2;
+
+/// Whether payload type `p` asks for REMB (`a=rtcp-fb:<pt> goog-remb`).
+pub(crate) fn offered_remb(p: &PayloadType) -> bool {
+    p.rtcp_fb
+        .iter()
+        .any(|f| f.trim().eq_ignore_ascii_case(GOOG_REMB_FB))
+}
+
+/// The `rtcp-fb` value of RFC 8888 feedback (RFC 8888 §6).
+pub const CCFB_FB: &str = "ack ccfb";
+
+/// The congestion control `m` and `p` ask for, when `ours` (we run it), in our order of
+/// preference: transport-cc, RFC 8888, REMB (with abs-send-time when `m` maps it to a one-byte
+/// ID). One rule for answers we write and answers we read.
+/// `only` restricts the choice to one feedback.
+pub(crate) fn offered_congestion(
+    ours: bool,
+    only: Option<CcFeedback>,
+    m: &MediaDescription,
+    p: &PayloadType,
+) -> Option<CcAgreement> {
+    let may = |f: CcFeedback| ours && only.is_none_or(|o| o == f);
+    if let Some(id) = offered_transport_cc(m, p).filter(|_| may(CcFeedback::TransportCc)) {
+        return Some(CcAgreement::transport_cc(id));
+    }
+    let asks = |name: &str| {
+        p.rtcp_fb
+            .iter()
+            .any(|f| f.trim().eq_ignore_ascii_case(name))
+    };
+    if asks(CCFB_FB) && may(CcFeedback::Ccfb) {
+        return Some(CcAgreement::ccfb());
+    }
+    if !offered_remb(p) || !may(CcFeedback::Remb) {
+        return None;
+    }
+    let abs = extmap_id(&m.extmaps, ABS_SEND_TIME_URI).filter(|id| (1..=14).contains(id));
+    Some(CcAgreement::remb(abs))
+}
+
+/// The SDP attributes that state an agreement (rtcp-fb on `pt`, extmap): one writer for
+/// answers and re-offers.
+pub(crate) fn congestion_attrs(attrs: &mut Vec<String>, pt: u8, cc: Option<CcAgreement>) {
+    let Some(cc) = cc else {
+        return;
+    };
+    match cc.feedback {
+        CcFeedback::TransportCc => attrs.push(format!("rtcp-fb:{pt} {TRANSPORT_CC_FB}")),
+        CcFeedback::Ccfb => attrs.push(format!("rtcp-fb:{pt} {CCFB_FB}")),
+        CcFeedback::Remb => attrs.push(format!("rtcp-fb:{pt} {GOOG_REMB_FB}")),
+    }
+    if let Some(id) = cc.transport_cc_id {
+        attrs.push(format!("extmap:{id} {TRANSPORT_CC_URI}"));
+    }
+    if let Some(id) = cc.abs_send_time_id {
+        attrs.push(format!("extmap:{id} {ABS_SEND_TIME_URI}"));
+    }
+}
+
+/// A [`NegotiatedVideo`] with the congestion control agreement `cc` in its fields.
+pub(crate) fn with_congestion(v: NegotiatedVideo, cc: Option<CcAgreement>) -> NegotiatedVideo {
+    let feedback = cc.map(|c| c.feedback);
+    NegotiatedVideo {
+        transport_cc: cc.and_then(|c| c.transport_cc_id),
+        remb: feedback == Some(CcFeedback::Remb),
+        abs_send_time: cc.and_then(|c| c.abs_send_time_id),
+        ccfb: feedback == Some(CcFeedback::Ccfb),
+        ..v
+    }
+}
+
 /// The transport-wide sequence number's extension ID in `m`, when `m` also asks for
 /// `transport-cc` feedback on payload type `p`: both are needed for congestion control to run.
 /// Only IDs of the one-byte header form (1–14), the one our packets use.
@@ -618,15 +715,8 @@ fn video_section(
     }
     let fec = fec_payload_types(m).filter(|_| cfg.local.video_fec);
     write_fec(fec, &mut fmt, &mut attrs);
-    let transport_cc = cfg
-        .local
-        .video_transport_cc
-        .then(|| offered_transport_cc(m, p))
-        .flatten();
-    if let Some(id) = transport_cc {
-        attrs.push(format!("rtcp-fb:{pt} {TRANSPORT_CC_FB}"));
-        attrs.push(format!("extmap:{id} {TRANSPORT_CC_URI}"));
-    }
+    let cc = offered_congestion(cfg.local.video_transport_cc, cfg.local.video_cc_only, m, p);
+    congestion_attrs(&mut attrs, pt, cc);
     if rtcp_mux {
         attrs.push("rtcp-mux".to_string());
     }
@@ -653,8 +743,12 @@ fn video_section(
         rtx_pt: rtx.map(|r| r.pt),
         srtp: srtp.map(|(_, keys)| keys.clone()),
         fec,
-        transport_cc,
+        transport_cc: None,
+        remb: false,
+        abs_send_time: None,
+        ccfb: false,
     };
+    let negotiated = with_congestion(negotiated, cc);
     let section = media("video", cfg.local.video_port, answer_proto(m), &fmt, attrs);
     (section, negotiated)
 }

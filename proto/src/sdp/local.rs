@@ -6,6 +6,7 @@ use crate::frame::VideoCodec;
 
 use super::codecs::AudioCodec;
 use super::crypto::{LocalKeys, SrtpPolicy};
+use crate::rtp::config::CcFeedback;
 use crate::rtp::srtp::SrtpSuite;
 
 /// What we can do and where we listen: the part of our session description that does not
@@ -53,6 +54,10 @@ pub struct LocalMedia {
     /// Transport-wide congestion control on video: offer `a=rtcp-fb:<pt> transport-cc` and
     /// `a=extmap` of the transport-wide sequence number, or answer them when the offer has both.
     pub video_transport_cc: bool,
+    /// With `video_transport_cc`: offer and accept only this feedback. `None`: all three
+    /// (transport-cc, RFC 8888 `ack ccfb`, `goog-remb` with abs-send-time), preferred in that
+    /// order.
+    pub video_cc_only: Option<CcFeedback>,
 }
 
 impl LocalMedia {
@@ -77,6 +82,7 @@ impl LocalMedia {
             srtp_keys: LocalKeys::from_os_rng(),
             video_fec: false,
             video_transport_cc: false,
+            video_cc_only: None,
         }
     }
 }

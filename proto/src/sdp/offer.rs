@@ -6,8 +6,9 @@ use crate::frame::VideoCodec;
 
 use super::answer::Answer;
 use super::answer::{
-    answer_direction, offered_transport_cc, usable_stream, AnswerError, NegotiatedAudio,
-    NegotiatedVideo, Negotiation, TRANSPORT_CC_FB,
+    answer_direction, congestion_attrs, offered_congestion, usable_stream, with_congestion,
+    AnswerError, NegotiatedAudio, NegotiatedVideo, Negotiation, CCFB_FB, DEFAULT_ABS_SEND_TIME_ID,
+    GOOG_REMB_FB, TRANSPORT_CC_FB,
 };
 use super::codecs::{
     fec_payload_types, h264_packetization_mode, h264_profile_level_id, rtx_for, supported_feedback,
@@ -18,8 +19,8 @@ use super::crypto::{format_crypto, SrtpPolicy};
 use super::local::LocalMedia;
 use super::model::{Direction, MediaDescription, MediaKind, PayloadType, SessionDescription};
 use super::write::{media, rejected, render, SessionHeader};
-use crate::rtp::config::DEFAULT_TRANSPORT_CC_ID;
-use crate::rtp::hdrext::TRANSPORT_CC_URI;
+use crate::rtp::config::{CcFeedback, DEFAULT_TRANSPORT_CC_ID};
+use crate::rtp::hdrext::{ABS_SEND_TIME_URI, TRANSPORT_CC_URI};
 use crate::rtp::srtp::{SrtpKey, SrtpKeys};
 
 /// The payload type we offer H.264 under, and its retransmission payload type.
@@ -87,6 +88,8 @@ pub struct Offer {
     pub video_fec: Option<(u8, u8)>,
     /// Whether transport-wide congestion control was offered for video.
     pub video_transport_cc: bool,
+    /// The one congestion control feedback offered, if restricted ([`LocalMedia::video_cc_only`]).
+    pub video_cc_only: Option<CcFeedback>,
 }
 
 /// The SDES lines of one offered stream under `local`'s policy: the proto to write, the
@@ -219,6 +222,7 @@ pub fn build_offer(cfg: &OfferConfig) -> Offer {
                 rtx: video_rtx,
                 fec: video_fec,
                 transport_cc: local.video_transport_cc,
+                cc_only: local.video_cc_only,
             },
             local.rtcp_mux,
             Direction::SendRecv,
@@ -246,6 +250,7 @@ pub fn build_offer(cfg: &OfferConfig) -> Offer {
         video_nack: local.video_nack,
         video_rtx,
         video_transport_cc,
+        video_cc_only: local.video_cc_only,
         rtcp_mux: local.rtcp_mux,
         ptime: cfg.ptime,
         session_id: local.session_id,
@@ -280,6 +285,7 @@ struct VideoFeedback {
     /// The (RED, ULPFEC) payload types to offer, if any.
     fec: Option<(u8, u8)>,
     transport_cc: bool,
+    cc_only: Option<CcFeedback>,
 }
 
 /// The `m=video` section offering `video` on `port`: H.264 with profile-level-id 42e01f and
@@ -297,7 +303,9 @@ fn video_offer_media(
         rtx,
         fec,
         transport_cc,
+        cc_only,
     } = fb;
+    let offers = |f: CcFeedback| transport_cc && cc_only.is_none_or(|o| o == f);
     let mut fmt: Vec<String> = video.iter().map(|(pt, _)| pt.to_string()).collect();
     let mut attrs = Vec::new();
     for (pt, codec) in video {
@@ -312,13 +320,25 @@ fn video_offer_media(
         }
         attrs.push(format!("rtcp-fb:{pt} nack pli"));
         attrs.push(format!("rtcp-fb:{pt} ccm fir"));
-        if transport_cc {
+        // Transport-cc preferred; RFC 8888, then REMB for a peer that only does those.
+        if offers(CcFeedback::TransportCc) {
             attrs.push(format!("rtcp-fb:{pt} {TRANSPORT_CC_FB}"));
         }
+        if offers(CcFeedback::Ccfb) {
+            attrs.push(format!("rtcp-fb:{pt} {CCFB_FB}"));
+        }
+        if offers(CcFeedback::Remb) {
+            attrs.push(format!("rtcp-fb:{pt} {GOOG_REMB_FB}"));
+        }
     }
-    if transport_cc {
+    if offers(CcFeedback::TransportCc) {
         attrs.push(format!(
             "extmap:{DEFAULT_TRANSPORT_CC_ID} {TRANSPORT_CC_URI}"
+        ));
+    }
+    if offers(CcFeedback::Remb) {
+        attrs.push(format!(
+            "extmap:{DEFAULT_ABS_SEND_TIME_ID} {ABS_SEND_TIME_URI}"
         ));
     }
     if rtx {
@@ -437,6 +457,7 @@ pub fn reoffer(current: &Answer, cfg: &ReofferConfig) -> Offer {
                     rtx: false,
                     fec: None,
                     transport_cc: false,
+                    cc_only: None,
                 },
                 a.rtcp_mux,
                 cfg.direction,
@@ -470,10 +491,7 @@ pub fn reoffer(current: &Answer, cfg: &ReofferConfig) -> Offer {
             if v.fir {
                 attrs.push(format!("rtcp-fb:{} ccm fir", v.pt));
             }
-            if let Some(id) = v.transport_cc {
-                attrs.push(format!("rtcp-fb:{} {TRANSPORT_CC_FB}", v.pt));
-                attrs.push(format!("extmap:{id} {TRANSPORT_CC_URI}"));
-            }
+            congestion_attrs(&mut attrs, v.pt, v.congestion());
             let mut fmt = v.pt.to_string();
             if let Some(rtx) = v.rtx_pt {
                 fmt.push_str(&format!(" {rtx}"));
@@ -554,7 +572,13 @@ pub fn reoffer(current: &Answer, cfg: &ReofferConfig) -> Offer {
         video_nack,
         video_rtx,
         video_transport_cc: matches!(cfg.video, ReofferVideo::Keep)
-            && neg.video.as_ref().is_some_and(|v| v.transport_cc.is_some()),
+            && neg.video.as_ref().is_some_and(|v| v.congestion().is_some()),
+        // The answer to a re-offer keeps the feedback agreed.
+        video_cc_only: neg
+            .video
+            .as_ref()
+            .and_then(|v| v.congestion())
+            .map(|c| c.feedback),
         rtcp_mux: a.rtcp_mux,
         ptime: a.ptime,
         session_id: current.session_id,
@@ -731,7 +755,8 @@ fn read_video(offer: &Offer, m: &MediaDescription) -> Option<NegotiatedVideo> {
     let remote = remote_of(m);
     // The answer's own payload types: they are what the peer sends with.
     let fec = fec_payload_types(m).filter(|_| offer.video_fec.is_some());
-    Some(NegotiatedVideo {
+    let cc = offered_congestion(offer.video_transport_cc, offer.video_cc_only, m, p);
+    let v = NegotiatedVideo {
         pt: p.pt,
         codec,
         clock_rate: 90000,
@@ -747,11 +772,12 @@ fn read_video(offer: &Offer, m: &MediaDescription) -> Option<NegotiatedVideo> {
         rtx_pt,
         srtp: None,
         fec,
-        transport_cc: offer
-            .video_transport_cc
-            .then(|| offered_transport_cc(m, p))
-            .flatten(),
-    })
+        transport_cc: None,
+        remb: false,
+        abs_send_time: None,
+        ccfb: false,
+    };
+    Some(with_congestion(v, cc))
 }
 
 /// The stream's RTP address; callers have checked that it has a connection address.

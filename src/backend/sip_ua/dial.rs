@@ -91,6 +91,7 @@ impl SipCore {
         oc.local.video_rtx = self.cfg.video_rtx;
         oc.local.video_fec = self.cfg.video_fec;
         oc.local.video_transport_cc = self.cfg.resilience.congestion.enabled;
+        oc.local.video_cc_only = self.cfg.resilience.congestion.feedback_only;
         oc.local.srtp = self.cfg.srtp;
         oc.local.srtp_suites = self.cfg.srtp_suites.clone();
         let offer = build_offer(&oc);

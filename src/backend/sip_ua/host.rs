@@ -398,7 +398,7 @@ impl EngineHost {
             v.nack,
             v.rtx_pt,
             // Congestion control and FEC only where offer and answer agreed on them.
-            v.transport_cc,
+            v.congestion(),
             v.fec.map(|(red, ulpfec)| FecConfig {
                 red_payload_type: red,
                 ulpfec_payload_type: ulpfec,

@@ -75,6 +75,7 @@ impl SipCore {
         a.local.video_rtx = self.cfg.video_rtx;
         a.local.video_fec = self.cfg.video_fec;
         a.local.video_transport_cc = self.cfg.resilience.congestion.enabled;
+        a.local.video_cc_only = self.cfg.resilience.congestion.feedback_only;
         a.local.srtp = self.cfg.srtp;
         a.local.srtp_suites = self.cfg.srtp_suites.clone();
         a

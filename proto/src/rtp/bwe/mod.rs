@@ -1,10 +1,12 @@
-//! The send-side bandwidth estimator: from transport-wide feedback, the bitrate the path carries
-//! without building a queue. Pure: every input carries the time; nothing here reads a clock.
+//! The send-side bandwidth estimator: from transport-wide or RFC 8888 feedback, the bitrate the
+//! path carries without building a queue. Pure: every input carries the time; nothing here reads
+//! a clock. The receiver's estimate behind REMB ([`remote`]) runs the same code.
 //!
 //! ```text
 //!  on_packet_sent(seq, size)      on_transport_feedback(fb)          on_remb / on_rtt
+//!  on_rtp_sent(ssrc, seq, size)   on_ccfb(fb)
 //!          |                                |
-//!     SendHistory  ---- send time, size --> per packet, in send order:
+//!     SendHistory  ---- send time, size --> on_reports, per packet, in send order:
 //!                                           InterArrival -> Trendline -> OveruseDetector
 //!                                           AckedRate (receive rate)        |
 //!                                           loss count                      v
@@ -16,22 +18,25 @@
 //!
 //! Delay-based control follows draft-ietf-rmcat-gcc-02 and libwebrtc's design (trendline filter,
 //! adaptive threshold, AIMD); loss-based control holds under light loss (below 2 % it lets the
-//! bound grow, up to 10 % it holds) and backs off above 10 %.
+//! bound grow, up to 10 % it holds) and backs off above 10 %. When only REMB was agreed the
+//! target is the REMB ([`BandwidthEstimator::follow_remb`]).
 //!
 //! Probing and ALR ([`probe`]): the sender asks [`BandwidthEstimator::poll_probe`] for probe
 //! clusters (bursts at 2× and 3× the estimate, never above what the application wants, set
 //! with [`BandwidthEstimator::set_desired_bps`]) and reports each packet of one with
-//! [`BandwidthEstimator::on_probe_sent`]; when the feedback has reported a cluster, the rate the
-//! link carried of it lifts the delay-based rate (reason [`RateReason::Probe`]). Probes go out
-//! at the start, when the application asks for more, while results keep reaching the rate
-//! probed, when the delay-based rate runs past the capacity it had learnt (the link got wider),
-//! and every 5 s while application-limited and wanting more. An application-limited
+//! [`BandwidthEstimator::on_probe_sent`]; when transport-wide feedback has reported a cluster,
+//! the rate the link carried of it lifts the delay-based rate (reason [`RateReason::Probe`]).
+//! Probes go out at the start, when the application asks for more, while results keep reaching
+//! the rate probed, when the delay-based rate runs past the capacity it had learnt (the link got
+//! wider), and every 5 s while application-limited and wanting more. An application-limited
 //! stream (sending under 65 % of the estimate, [`BandwidthEstimator::in_alr`]) neither grows
-//! the estimate past 1.5 × what it sends nor lets it sink toward it. Not done: abs-send-time.
+//! the estimate past 1.5 × what it sends nor lets it sink toward it. RFC 8888 feedback does not
+//! measure probes (its per-source histories carry no cluster).
 
 pub mod delay;
 pub mod probe;
 pub mod rate;
+pub mod remote;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -39,6 +44,7 @@ use std::time::{Duration, Instant};
 use self::delay::{BandwidthUsage, InterArrival, OveruseDetector, Trendline};
 use self::probe::{AlrDetector, ProbeCluster, ProbeController, ProbeMeter, ProbeOutcome};
 use self::rate::{AckedRate, AimdRate, LossBound};
+use super::ccfb::Ccfb;
 use super::twcc::{unwrap_seq, TwccFeedback};
 
 /// The estimator's bounds and start.
@@ -102,6 +108,15 @@ pub struct PacketResult {
     pub probe: Option<u32>,
 }
 
+/// One packet as the delay filter sees it: send time (sender's clock) and arrival (receiver's
+/// clock), µs, and size; `arrival_us: None` if lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Report {
+    pub send_us: i64,
+    pub size: usize,
+    pub arrival_us: Option<i64>,
+}
+
 /// What the estimator counted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BweStats {
@@ -124,13 +139,47 @@ pub struct BweStats {
     pub alr_periods: u64,
 }
 
+/// Sources whose RTP packets are remembered for RFC 8888 feedback.
+const MAX_RTP_SOURCES: usize = 4;
+
+/// Sent packets by extended sequence number (transport-wide, or one source's RTP numbers): send
+/// time, size and probe cluster, the newest [`HISTORY`] of them.
+#[derive(Debug, Default)]
+struct SendHistory {
+    sent: BTreeMap<u64, (Instant, usize, Option<u32>)>,
+    highest: Option<u64>,
+}
+
+impl SendHistory {
+    fn on_sent(&mut self, now: Instant, seq: u16, size: usize, probe: Option<u32>) {
+        let ext = self.unwrap(seq);
+        self.highest = Some(self.highest.map_or(ext, |h| h.max(ext)));
+        self.sent.insert(ext, (now, size, probe));
+        while self.sent.len() > HISTORY {
+            self.sent.pop_first();
+        }
+    }
+
+    fn unwrap(&self, seq: u16) -> u64 {
+        unwrap_seq(self.highest, seq)
+    }
+
+    fn get(&self, ext: u64) -> Option<&(Instant, usize, Option<u32>)> {
+        self.sent.get(&ext)
+    }
+}
+
 /// The estimator; see the module documentation.
 #[derive(Debug)]
 pub struct BandwidthEstimator {
     cfg: BweConfig,
-    /// Sent packets by extended transport-wide sequence number: send time, size, probe cluster.
-    sent: BTreeMap<u64, (Instant, usize, Option<u32>)>,
-    highest_sent: Option<u64>,
+    /// Sent packets by extended transport-wide sequence number: send time and size.
+    sent: SendHistory,
+    /// Sent packets by (SSRC, extended RTP sequence number), for RFC 8888 feedback: one history
+    /// per source (media, RTX), a handful at most.
+    sent_rtp: Vec<(u32, SendHistory)>,
+    /// Unwrapping of the CCFB report timestamp (16.16 s) across reports.
+    last_report_ts: Option<(u32, i64)>,
     /// The first send time, the origin of the µs send clock the delay filter uses.
     epoch: Option<Instant>,
     /// Unwrapping of the 24-bit reference time across feedback packets.
@@ -144,6 +193,8 @@ pub struct BandwidthEstimator {
     loss: LossBound,
     acked: AckedRate,
     remb: Option<u64>,
+    /// The target is the REMB (see [`BandwidthEstimator::follow_remb`]).
+    remb_only: bool,
     rtt: Duration,
     target: u64,
     reason: RateReason,
@@ -169,8 +220,9 @@ impl BandwidthEstimator {
         };
         BandwidthEstimator {
             cfg,
-            sent: BTreeMap::new(),
-            highest_sent: None,
+            sent: SendHistory::default(),
+            sent_rtp: Vec::new(),
+            last_report_ts: None,
             epoch: None,
             last_reference: None,
             reference_offset_us: 0,
@@ -182,6 +234,7 @@ impl BandwidthEstimator {
             loss: LossBound::new(max),
             acked: AckedRate::new(ACKED_WINDOW),
             remb: None,
+            remb_only: false,
             rtt: DEFAULT_RTT,
             target: start,
             reason: RateReason::Initial,
@@ -277,27 +330,76 @@ impl BandwidthEstimator {
     /// A media packet carrying transport-wide sequence number `seq` and `size` bytes left at
     /// `now`.
     pub fn on_packet_sent(&mut self, now: Instant, seq: u16, size: usize) {
+        self.epoch.get_or_insert(now);
         self.alr.on_sent(now, size, self.target);
-        self.record_sent(now, seq, size, None);
+        self.sent.on_sent(now, seq, size, None);
     }
 
     /// A packet of probe cluster `cluster` left at `now` (it counts for the probe, not as what
     /// the application sends).
     pub fn on_probe_sent(&mut self, now: Instant, seq: u16, size: usize, cluster: u32) {
-        self.record_sent(now, seq, size, Some(cluster));
+        self.epoch.get_or_insert(now);
+        self.meter.on_sent(cluster, size);
+        self.sent.on_sent(now, seq, size, Some(cluster));
     }
 
-    fn record_sent(&mut self, now: Instant, seq: u16, size: usize, probe: Option<u32>) {
+    /// An RTP packet of `ssrc` with sequence number `seq` and `size` bytes left at `now` (for
+    /// RFC 8888 feedback, which names packets so).
+    pub fn on_rtp_sent(&mut self, now: Instant, ssrc: u32, seq: u16, size: usize) {
         self.epoch.get_or_insert(now);
-        if let Some(id) = probe {
-            self.meter.on_sent(id, size);
+        let i = match self.sent_rtp.iter().position(|(s, _)| *s == ssrc) {
+            Some(i) => i,
+            None => {
+                if self.sent_rtp.len() >= MAX_RTP_SOURCES {
+                    self.sent_rtp.remove(0);
+                }
+                self.sent_rtp.push((ssrc, SendHistory::default()));
+                self.sent_rtp.len() - 1
+            }
+        };
+        self.sent_rtp[i].1.on_sent(now, seq, size, None);
+    }
+
+    /// An RFC 8888 report arrived at `now`: its packets matched with what we sent (per source),
+    /// in send order, into the same filter as transport-wide feedback.
+    pub fn on_ccfb(&mut self, now: Instant, fb: &Ccfb) {
+        // Report timestamps are 16.16 s on the receiver's clock: unwrap across reports.
+        let ts = match self.last_report_ts {
+            Some((last, ext)) => ext + i64::from(fb.report_timestamp.wrapping_sub(last) as i32),
+            None => i64::from(fb.report_timestamp),
+        };
+        self.last_report_ts = Some((fb.report_timestamp, ts));
+        let report_us = (i128::from(ts) * 1_000_000 / 65_536) as i64;
+        let mut results = Vec::new();
+        for b in &fb.blocks {
+            let Some((_, hist)) = self.sent_rtp.iter().find(|(s, _)| *s == b.ssrc) else {
+                self.stats.unknown += b.metrics.len() as u64;
+                continue;
+            };
+            let base = hist.unwrap(b.begin_seq);
+            for (i, m) in b.metrics.iter().enumerate() {
+                let Some(&(sent, size, _)) = hist.get(base + i as u64) else {
+                    self.stats.unknown += 1;
+                    continue;
+                };
+                let arrival_us = match m {
+                    None => None,
+                    // Received, but when is not known: nothing to learn from it.
+                    Some(m) => match m.offset_us() {
+                        Some(o) => Some(report_us - o),
+                        None => continue,
+                    },
+                };
+                results.push(PacketResult {
+                    sent,
+                    size,
+                    arrival_us,
+                    probe: None,
+                });
+            }
         }
-        let ext = unwrap_seq(self.highest_sent, seq);
-        self.highest_sent = Some(self.highest_sent.map_or(ext, |h| h.max(ext)));
-        self.sent.insert(ext, (now, size, probe));
-        while self.sent.len() > HISTORY {
-            self.sent.pop_first();
-        }
+        results.sort_by_key(|r| r.sent);
+        self.on_packet_results(now, &results);
     }
 
     /// The round-trip time measured elsewhere (RTCP reports).
@@ -322,10 +424,10 @@ impl BandwidthEstimator {
             self.reference_offset_us += i64::from(diff - (reference - last)) * 64_000;
         }
         self.last_reference = Some(reference);
-        let base = unwrap_seq(self.highest_sent, fb.base_seq);
+        let base = self.sent.unwrap(fb.base_seq);
         let mut out = Vec::with_capacity(fb.arrivals.len());
         for (i, arrival) in fb.arrivals.iter().enumerate() {
-            match self.sent.get(&(base + i as u64)) {
+            match self.sent.get(base + i as u64) {
                 Some(&(sent, size, probe)) => out.push(PacketResult {
                     sent,
                     size,
@@ -346,25 +448,38 @@ impl BandwidthEstimator {
 
     /// The core of the estimator: reported packets (in send order) at `now`.
     pub fn on_packet_results(&mut self, now: Instant, results: &[PacketResult]) {
-        if results.is_empty() {
-            return;
-        }
-        self.stats.feedback += 1;
         let epoch = *self.epoch.get_or_insert(now);
-        let mut lost = 0u64;
-        let mut usage = None;
-        let knew_capacity = self.aimd.capacity_known();
         for r in results {
             if let Some(id) = r.probe {
                 self.meter.on_reported(id, r.sent, r.size, r.arrival_us);
             }
+        }
+        self.on_reports(
+            now,
+            results.iter().map(|r| Report {
+                send_us: r.sent.saturating_duration_since(epoch).as_micros() as i64,
+                size: r.size,
+                arrival_us: r.arrival_us,
+            }),
+        );
+    }
+
+    /// Reported packets (in send order, send times on the sender's µs clock) at `now`: what
+    /// transport-wide feedback yields on the sender, and what a receiver that estimates for REMB
+    /// measures itself ([`remote::ReceiveEstimator`]). One path for both.
+    pub fn on_reports(&mut self, now: Instant, reports: impl IntoIterator<Item = Report>) {
+        let mut lost = 0u64;
+        let mut total = 0u64;
+        let mut usage = None;
+        let knew_capacity = self.aimd.capacity_known();
+        for r in reports {
+            total += 1;
             let Some(arrival) = r.arrival_us else {
                 lost += 1;
                 continue;
             };
             self.acked.on_received(arrival, r.size);
-            let send_us = r.sent.saturating_duration_since(epoch).as_micros() as i64;
-            if let Some(d) = self.inter_arrival.on_packet(send_us, arrival) {
+            if let Some(d) = self.inter_arrival.on_packet(r.send_us, arrival) {
                 let trend = self.trendline.update(d);
                 usage = Some(self.detector.detect(
                     trend,
@@ -374,7 +489,10 @@ impl BandwidthEstimator {
                 ));
             }
         }
-        let total = results.len() as u64;
+        if total == 0 {
+            return;
+        }
+        self.stats.feedback += 1;
         self.stats.lost += lost;
         self.stats.acked += total - lost;
         if let Some(u) = usage {
@@ -434,16 +552,32 @@ impl BandwidthEstimator {
         raised
     }
 
+    /// The target follows the receiver's REMB alone (a peer that sends REMB and no per-packet
+    /// feedback: the receiver estimates, we obey; the start bitrate until its first REMB).
+    pub fn follow_remb(&mut self) {
+        self.remb_only = true;
+        self.set_target();
+    }
+
     fn set_target(&mut self) {
         self.set_target_for(false);
     }
 
-    /// The target from the three bounds; `probed`: the delay-based rate was just raised by a
-    /// probe (the reason, when it is the binding bound).
+    /// The target from the bounds; `probed`: the delay-based rate was just raised by a probe
+    /// (the reason, when it is the binding bound).
     fn set_target_for(&mut self, probed: bool) {
         let delay = self.aimd.bps();
         let loss = self.loss.bps();
-        let (mut target, mut reason) = if loss < delay {
+        let (mut target, mut reason) = if self.remb_only {
+            (
+                self.remb.unwrap_or(self.cfg.start_bps),
+                if self.remb.is_some() {
+                    RateReason::Remb
+                } else {
+                    RateReason::Initial
+                },
+            )
+        } else if loss < delay {
             (loss, RateReason::Loss)
         } else if probed {
             (delay, RateReason::Probe)
@@ -556,5 +690,48 @@ mod tests {
         assert_eq!(e.stats().loss_decreases, 1);
         assert!(e.target_bps() < before);
         assert_eq!(e.reason(), RateReason::Loss);
+    }
+
+    #[test]
+    fn ccfb_is_matched_per_source_across_wraps_and_unusable_reports_are_left_out() {
+        use crate::rtp::ccfb::{Block, Ccfb, Metric};
+        let t0 = Instant::now();
+        let mut e = BandwidthEstimator::new(BweConfig::default());
+        for (i, seq) in [65_535u16, 0, 1].into_iter().enumerate() {
+            e.on_rtp_sent(t0 + Duration::from_millis(i as u64), 10, seq, 1000 + i);
+            e.on_rtp_sent(t0 + Duration::from_millis(i as u64), 11, seq, 500);
+        }
+        let got = |ato| Some(Metric { ecn: 0, ato });
+        let fb = |ts| Ccfb {
+            sender_ssrc: 1,
+            blocks: vec![
+                // Received, lost, received but the time unknown (left out).
+                Block {
+                    ssrc: 10,
+                    begin_seq: 65_535,
+                    metrics: vec![got(10), None, got(crate::rtp::ccfb::ATO_UNAVAILABLE)],
+                },
+                // A source we never sent on: unknown.
+                Block {
+                    ssrc: 99,
+                    begin_seq: 0,
+                    metrics: vec![got(1), got(2)],
+                },
+            ],
+            report_timestamp: ts,
+        };
+        // Report timestamps across the 32-bit wrap keep arrivals rising.
+        e.on_ccfb(t0 + Duration::from_millis(100), &fb(u32::MAX - 65_535));
+        e.on_ccfb(t0 + Duration::from_millis(200), &fb(1));
+        let s = e.stats();
+        assert_eq!((s.feedback, s.acked, s.lost, s.unknown), (2, 2, 2, 4));
+        let results = {
+            let mut e = BandwidthEstimator::new(BweConfig::default());
+            e.on_rtp_sent(t0, 10, 5, 700);
+            e.on_ccfb(t0, &fb(0));
+            e.stats()
+        };
+        // Sequence numbers of another range: nothing of ours matched.
+        assert_eq!((results.feedback, results.unknown), (0, 5));
     }
 }

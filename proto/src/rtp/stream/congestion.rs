@@ -13,9 +13,12 @@ use crate::codec::annexb::{is_vcl, nal_type, nal_units, NAL_IDR};
 use crate::codec::vp8::is_vp8_keyframe;
 use crate::frame::VideoCodec;
 use crate::rtp::bwe::probe::ProbeCluster;
+use crate::rtp::bwe::remote::{ReceiveEstimator, SendClock};
 use crate::rtp::bwe::{BandwidthEstimator, BweStats, RateReason};
-use crate::rtp::config::CongestionParams;
-use crate::rtp::hdrext::{insert_transport_cc_seq, packet_transport_cc_seq};
+use crate::rtp::ccfb::{Ccfb, CcfbRecorder};
+use crate::rtp::config::{CcFeedback, CongestionParams};
+use crate::rtp::hdrext::{abs_send_time, insert_one_byte, packet_transport_cc_seq, ExtElement};
+use crate::rtp::remb;
 use crate::rtp::rtx::wrap_rtx;
 use crate::rtp::twcc::{TwccFeedback, TwccRecorder};
 
@@ -85,17 +88,37 @@ pub(super) struct Congestion {
     pub(super) feedback_sent: u64,
     pub(super) feedback_received: u64,
     pub(super) pictures_dropped: u64,
+    /// The origin of the abs-send-time we stamp.
+    origin: Instant,
+    /// With REMB agreed: the receiver's own estimate, which it sends.
+    remote: Option<ReceiveEstimator>,
+    /// With RFC 8888 agreed: the receiver's record of arrivals by (SSRC, sequence number).
+    ccfb: Option<CcfbRecorder>,
     /// The probe cluster being sent, if any.
     probe: Option<ProbeOut>,
 }
 
 impl Congestion {
-    pub(super) fn new(params: CongestionParams, codec: VideoCodec, now: Instant) -> Self {
+    pub(super) fn new(
+        params: CongestionParams,
+        codec: VideoCodec,
+        clock_rate: u32,
+        now: Instant,
+    ) -> Self {
+        let mut bwe = BandwidthEstimator::new(params.bitrate);
+        let remote = (params.feedback == CcFeedback::Remb).then(|| {
+            bwe.follow_remb();
+            let clock = match params.abs_send_time_id {
+                Some(id) => SendClock::AbsSendTime(id),
+                None => SendClock::RtpTimestamp(clock_rate),
+            };
+            ReceiveEstimator::new(params.bitrate, clock)
+        });
         Congestion {
             params,
             codec,
             next_seq: 0,
-            bwe: BandwidthEstimator::new(params.bitrate),
+            bwe,
             recorder: TwccRecorder::new(),
             unreported: false,
             next_feedback: now + params.feedback_interval,
@@ -106,6 +129,9 @@ impl Congestion {
             feedback_sent: 0,
             feedback_received: 0,
             pictures_dropped: 0,
+            origin: now,
+            remote,
+            ccfb: (params.feedback == CcFeedback::Ccfb).then(CcfbRecorder::new),
             probe: None,
         }
     }
@@ -115,36 +141,54 @@ impl Congestion {
         self.bwe.target_bps() as f64 / 8.0
     }
 
-    /// Stamps the next transport-wide sequence number on an RTP packet leaving at `now` and
-    /// tells the estimator.
-    /// While a probe cluster is being sent, every packet that leaves is part of it (media
-    /// included, as in libwebrtc: the cluster's rate is all that goes out).
+    /// Stamps what was agreed on an RTP packet leaving at `now`: the next transport-wide
+    /// sequence number (told to the estimator) and abs-send-time. While a probe cluster is
+    /// being sent, every packet that leaves is part of it (media included, as in libwebrtc: the
+    /// cluster's rate is all that goes out).
     pub(super) fn stamp(&mut self, now: Instant, packet: &mut Vec<u8>) {
-        if let Some(id) = self.probe.as_ref().map(|p| p.cluster.id) {
-            self.stamp_probe(now, packet, id);
-            return;
+        let transport_wide = self.params.feedback == CcFeedback::TransportCc;
+        let seq = self.next_seq.to_be_bytes();
+        let abs = abs_send_time(now.saturating_duration_since(self.origin));
+        let mut elements = [ExtElement { id: 0, data: &[] }; 2];
+        let mut n = 0;
+        if transport_wide {
+            elements[n] = ExtElement {
+                id: self.params.transport_cc_id,
+                data: &seq,
+            };
+            n += 1;
         }
-        if insert_transport_cc_seq(packet, self.params.transport_cc_id, self.next_seq) {
-            self.bwe.on_packet_sent(now, self.next_seq, packet.len());
+        if let Some(id) = self.params.abs_send_time_id {
+            elements[n] = ExtElement { id, data: &abs };
+            n += 1;
+        }
+        if n > 0 && insert_one_byte(packet, &elements[..n]) && transport_wide {
+            match self.probe.as_ref().map(|p| p.cluster.id) {
+                Some(id) => {
+                    self.bwe.on_probe_sent(now, self.next_seq, packet.len(), id);
+                    self.count_probe(packet.len());
+                }
+                None => self.bwe.on_packet_sent(now, self.next_seq, packet.len()),
+            }
             self.next_seq = self.next_seq.wrapping_add(1);
+        }
+        if self.params.feedback == CcFeedback::Ccfb {
+            if let Some((ssrc, seq)) = ssrc_seq(packet) {
+                self.bwe.on_rtp_sent(now, ssrc, seq, packet.len());
+            }
         }
     }
 
-    /// Stamps a packet of probe cluster `cluster` and tells the estimator.
-    fn stamp_probe(&mut self, now: Instant, packet: &mut Vec<u8>, cluster: u32) {
-        if insert_transport_cc_seq(packet, self.params.transport_cc_id, self.next_seq) {
-            self.bwe
-                .on_probe_sent(now, self.next_seq, packet.len(), cluster);
-            self.next_seq = self.next_seq.wrapping_add(1);
-            if let Some(p) = self.probe.as_mut() {
-                p.bytes += packet.len();
-                p.packets += 1;
-                // The next copy falls due when all the cluster sent matches its rate.
-                let secs = p.bytes as f64 * 8.0 / p.cluster.bps.max(1) as f64;
-                p.next_at = p.start + Duration::from_secs_f64(secs);
-                if p.cluster.is_complete(p.bytes, p.packets) {
-                    self.probe = None;
-                }
+    /// Counts a packet of `len` bytes stamped into the probe cluster being sent.
+    fn count_probe(&mut self, len: usize) {
+        if let Some(p) = self.probe.as_mut() {
+            p.bytes += len;
+            p.packets += 1;
+            // The next copy falls due when all the cluster sent matches its rate.
+            let secs = p.bytes as f64 * 8.0 / p.cluster.bps.max(1) as f64;
+            p.next_at = p.start + Duration::from_secs_f64(secs);
+            if p.cluster.is_complete(p.bytes, p.packets) {
+                self.probe = None;
             }
         }
     }
@@ -156,7 +200,15 @@ impl Congestion {
 
     /// Records the arrival of an RTP packet (a whole, unprotected one) at `now`.
     pub(super) fn on_rtp(&mut self, now: Instant, packet: &[u8]) {
-        if let Some(seq) = packet_transport_cc_seq(packet, self.params.transport_cc_id) {
+        if let Some(r) = self.remote.as_mut() {
+            r.on_packet(now, packet);
+            self.unreported |= r.has_pending();
+        } else if let Some(r) = self.ccfb.as_mut() {
+            if let Some((ssrc, seq)) = ssrc_seq(packet) {
+                r.on_packet(now, ssrc, seq);
+                self.unreported = true;
+            }
+        } else if let Some(seq) = packet_transport_cc_seq(packet, self.params.transport_cc_id) {
             self.recorder.on_packet(now, seq);
             self.unreported = true;
         }
@@ -232,6 +284,15 @@ impl Congestion {
     }
 }
 
+/// The SSRC and sequence number of a whole RTP packet.
+fn ssrc_seq(packet: &[u8]) -> Option<(u32, u16)> {
+    let h = packet.get(..12)?;
+    Some((
+        u32::from_be_bytes([h[8], h[9], h[10], h[11]]),
+        u16::from_be_bytes([h[2], h[3]]),
+    ))
+}
+
 impl StreamCore {
     /// Feedback from the peer about the packets we stamped.
     pub(super) fn on_transport_feedback(&mut self, now: Instant, fb: &TwccFeedback) {
@@ -259,7 +320,8 @@ impl StreamCore {
         let (Some(cc), Some(v)) = (self.cc.as_mut(), self.video_out.as_mut()) else {
             return;
         };
-        if v.rtx.is_none() {
+        // Only transport-wide feedback reports each probe packet.
+        if v.rtx.is_none() || cc.params.feedback != CcFeedback::TransportCc {
             return;
         }
         let newest = self.rtp.next_sequence().wrapping_sub(1);
@@ -317,8 +379,7 @@ impl StreamCore {
                 return;
             }
             rtx.seq = rtx.seq.wrapping_add(1);
-            let id = p.cluster.id;
-            cc.stamp_probe(now, &mut buf, id);
+            cc.stamp(now, &mut buf);
             self.stats.packets_sent += 1;
             self.stats.bytes_sent += buf.len() as u64;
             self.transmits.push_back(Transmit {
@@ -329,11 +390,31 @@ impl StreamCore {
         }
     }
 
+    /// RFC 8888 feedback from the peer about the packets we sent.
+    pub(super) fn on_ccfb(&mut self, now: Instant, fb: &Ccfb) {
+        let Some(cc) = self.cc.as_mut() else {
+            return;
+        };
+        if cc.params.feedback != CcFeedback::Ccfb {
+            return;
+        }
+        if self.rtt.is_measured() {
+            cc.bwe.on_rtt(self.rtt.rtt());
+        }
+        let before = cc.bwe.stats().feedback;
+        cc.bwe.on_ccfb(now, fb);
+        if cc.bwe.stats().feedback > before {
+            cc.feedback_received += 1;
+        }
+        self.apply_estimate(now);
+    }
+
     /// A REMB from the peer covering our SSRC: a cap on the estimate.
     pub(super) fn on_remb(&mut self, now: Instant, bps: u64) {
         let Some(cc) = self.cc.as_mut() else {
             return;
         };
+        cc.feedback_received += 1;
         cc.bwe.on_remb(bps);
         self.apply_estimate(now);
     }
@@ -399,6 +480,10 @@ impl StreamCore {
             return;
         }
         let media = self.rx_stats.as_ref().map_or(0, |s| s.ssrc());
+        if self.cc.as_ref().is_some_and(|cc| cc.remote.is_some()) {
+            self.send_remb(now, media);
+            return;
+        }
         for _ in 0..MAX_FEEDBACK_PER_TIMEOUT {
             let mut buf = self.buffer();
             // A compound starts with a report (RFC 3550 §6.1); the feedback follows it.
@@ -407,12 +492,12 @@ impl StreamCore {
                 self.recycle(buf);
                 return;
             };
-            if reported
-                && cc
-                    .recorder
-                    .poll_feedback(&mut buf, self.ssrc, media)
-                    .is_some()
-            {
+            let built = match (reported, cc.ccfb.as_mut()) {
+                (false, _) => None,
+                (true, Some(r)) => r.poll_feedback(now, &mut buf, self.ssrc),
+                (true, None) => cc.recorder.poll_feedback(&mut buf, self.ssrc, media),
+            };
+            if reported && built.is_some() {
                 cc.feedback_sent += 1;
                 self.push_rtcp(buf);
             } else {
@@ -424,5 +509,43 @@ impl StreamCore {
             cc.unreported = false;
             cc.next_feedback = now + cc.params.feedback_interval;
         }
+    }
+
+    /// With REMB agreed: feeds the arrivals to the receiver's estimate and sends a REMB about
+    /// the peer's `media` source when one is due.
+    fn send_remb(&mut self, now: Instant, media: u32) {
+        let rtt = self.rtt.is_measured().then(|| self.rtt.rtt());
+        let Some(cc) = self.cc.as_mut() else {
+            return;
+        };
+        cc.unreported = false;
+        cc.next_feedback = now + cc.params.feedback_interval;
+        let Some(r) = cc.remote.as_mut() else {
+            return;
+        };
+        if let Some(rtt) = rtt {
+            r.on_rtt(rtt);
+        }
+        let Some(bps) = r.poll(now) else {
+            return;
+        };
+        let mut buf = self.buffer();
+        // A compound starts with a report (RFC 3550 §6.1); the REMB follows it.
+        if self.build_report_into(now, &mut buf).is_ok()
+            && remb::build(&mut buf, self.ssrc, bps, &[media]).is_ok()
+        {
+            if let Some(cc) = self.cc.as_mut() {
+                cc.feedback_sent += 1;
+            }
+            self.push_rtcp(buf);
+        } else {
+            self.recycle(buf);
+        }
+    }
+
+    /// The receiver's own estimate, when REMB was agreed (what its REMBs say).
+    pub fn remb_estimate(&self) -> Option<u64> {
+        let r = self.cc.as_ref()?.remote.as_ref()?;
+        Some(r.estimate_bps())
     }
 }

@@ -234,7 +234,7 @@ impl StreamCore {
                 // With FEC too: FEC packets are built as the protected packets leave, numbers
                 // stamped (stream/fec.rs), and go through the pacer at the estimate themselves.
                 if v.congestion.enabled {
-                    let c = Box::new(Congestion::new(v.congestion, v.codec, now));
+                    let c = Box::new(Congestion::new(v.congestion, v.codec, clock_rate, now));
                     out.pacer.set_target_rate(now, Some(c.pacer_rate()));
                     cc = Some(c);
                 }
@@ -572,6 +572,7 @@ impl StreamCore {
                     }
                 }
                 RtcpEvent::TransportCc(fb) => self.on_transport_feedback(now, fb),
+                RtcpEvent::Ccfb(fb) => self.on_ccfb(now, fb),
                 RtcpEvent::Remb(r) if r.ssrcs.is_empty() || r.ssrcs.contains(&ours) => {
                     self.on_remb(now, r.bitrate_bps)
                 }
