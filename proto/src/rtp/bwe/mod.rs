@@ -88,10 +88,8 @@ pub enum RateReason {
 const HISTORY: usize = 8192;
 /// The receive-rate window.
 const ACKED_WINDOW: Duration = Duration::from_millis(500);
-/// A probe's result serves as the application-limited sender's backoff floor this long...
+/// A probe's result serves as the application-limited sender's backoff floor this long.
 const PROBE_RESULT_LIFETIME: Duration = Duration::from_secs(10);
-/// ...and any sender's this long, while the receive rate still lags the rate it raised.
-const PROBE_RESULT_FRESH: Duration = Duration::from_secs(1);
 /// The round-trip time assumed before one is reported.
 const DEFAULT_RTT: Duration = Duration::from_millis(100);
 
@@ -499,13 +497,12 @@ impl BandwidthEstimator {
             self.usage = u;
         }
         // Application-limited, the receive rate is what the application sends, not what the
-        // link carries; just after a probe it still lags the rate the probe found. In both
-        // cases a recent probe says more.
+        // link carries: a recent probe says more. (Not otherwise: beside cross traffic the
+        // probe could not see, a floor would hold the rate above the link while a queue grows.)
         let floor = self
             .probed
             .filter(|(t, _)| {
-                let age = now.saturating_duration_since(*t);
-                age < PROBE_RESULT_FRESH || (self.alr.in_alr() && age < PROBE_RESULT_LIFETIME)
+                self.alr.in_alr() && now.saturating_duration_since(*t) < PROBE_RESULT_LIFETIME
             })
             .map(|(_, b)| b);
         self.aimd.set_backoff_floor(floor);
