@@ -150,6 +150,27 @@ static inline rkm_rtp_config loopback_config(void) {
     return cfg;
 }
 
+/* A SIP config on loopback: SIP on an OS-chosen port, RTP on the 40 ports from `rtp_start`. */
+static inline rkm_sip_config loopback_sip_config(uint16_t rtp_start) {
+    rkm_sip_config cfg;
+    rkm_sip_config_init(&cfg);
+    cfg.local_sip_addr = "127.0.0.1:0";
+    cfg.local_rtp_ip = "127.0.0.1";
+    cfg.rtp_port_start = rtp_start;
+    cfg.rtp_port_end = (uint16_t)(rtp_start + 39);
+    return cfg;
+}
+
+/* A SIP voice backend on `loopback_sip_config`, overload control off: under valgrind the SIP
+ * thread lags, and overload control would refuse the INVITEs (503). */
+static inline rkm_backend *loopback_sip_voice_backend(uint16_t rtp_start) {
+    rkm_sip_config cfg = loopback_sip_config(rtp_start);
+    cfg.overload_max_backlog_ms = 0;
+    rkm_backend *b = rkm_sip_voice_backend_new(&cfg);
+    CHECK(b != NULL);
+    return b;
+}
+
 /* Connects one session on each of `a` and `b`, aimed at each other: a's session first towards a
  * placeholder, b's towards a's bound ports, then a's re-aimed at b's. */
 static inline void connect_pair(rkm_backend *a, rkm_backend *b, char a_id[RKM_SESSION_ID_LEN],

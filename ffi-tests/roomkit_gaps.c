@@ -20,6 +20,8 @@ typedef struct {
     atomic_int calls;
     atomic_int byes;
     char bye[4096];
+    /* The caller's side: the steps of its dialed call. */
+    call_log dialed;
 } host;
 
 static host h;
@@ -100,26 +102,13 @@ static void passthrough(void) {
     rkm_backend_free(rx);
 }
 
-static rkm_backend *sip_backend(uint16_t rtp_start) {
-    rkm_sip_config cfg;
-    rkm_sip_config_init(&cfg);
-    cfg.local_sip_addr = "127.0.0.1:0";
-    cfg.local_rtp_ip = "127.0.0.1";
-    cfg.rtp_port_start = rtp_start;
-    cfg.rtp_port_end = (uint16_t)(rtp_start + 39);
-    /* Under valgrind the SIP thread lags: overload control would refuse the INVITEs (503). */
-    cfg.overload_max_backlog_ms = 0;
-    rkm_backend *b = rkm_sip_voice_backend_new(&cfg);
-    CHECK(b != NULL);
-    return b;
-}
-
 static void reason(void) {
     uint16_t rtp = (uint16_t)(31000 + (getpid() % 200) * 100);
-    rkm_backend *callee = sip_backend(rtp);
-    rkm_backend *me = sip_backend((uint16_t)(rtp + 50));
+    rkm_backend *callee = loopback_sip_voice_backend(rtp);
+    rkm_backend *me = loopback_sip_voice_backend((uint16_t)(rtp + 50));
     CHECK_OK(rkm_on_call(callee, on_call, &h));
     CHECK_OK(rkm_sip_set_trace(callee, on_trace, &h));
+    CHECK_OK(rkm_on_call_state(me, record_call_state, &h.dialed));
     CHECK_OK(rkm_backend_start(callee));
     CHECK_OK(rkm_backend_start(me));
     char addr[RKM_ADDR_LEN], to[128], id[RKM_SESSION_ID_LEN];
@@ -127,6 +116,8 @@ static void reason(void) {
     snprintf(to, sizeof to, "sip:bob@%s", addr);
     CHECK_OK(rkm_dial(me, to, NULL, id, sizeof id));
     CHECK(wait_for(&h.calls, 1, 5000));
+    /* Hang up only once the caller has seen the 200 OK: earlier, the hangup would be a CANCEL. */
+    CHECK(call_log_wait(&h.dialed, 0, RKM_CALL_ANSWERED, 5000) >= 0);
 
     CHECK(rkm_hangup_with(me, id, 16, "bye\r\nX-Injected: 1") == RKM_ERR_INVALID_ARGUMENT);
     CHECK(rkm_hangup_with(me, id, 200, NULL) == RKM_ERR_INVALID_ARGUMENT);
@@ -153,8 +144,10 @@ static void reason(void) {
 
 int main(void) {
     pthread_mutex_init(&h.lock, NULL);
+    call_log_init(&h.dialed);
     passthrough();
     reason();
+    call_log_destroy(&h.dialed);
     pthread_mutex_destroy(&h.lock);
     printf("roomkit_gaps: ok\n");
     return 0;

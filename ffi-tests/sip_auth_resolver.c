@@ -42,20 +42,6 @@ static void on_call(void *ud, const rkm_call_info *c) {
     atomic_fetch_add(&((host *)ud)->calls, 1);
 }
 
-static rkm_backend *backend(uint16_t rtp_start) {
-    rkm_sip_config cfg;
-    rkm_sip_config_init(&cfg);
-    cfg.local_sip_addr = "127.0.0.1:0";
-    cfg.local_rtp_ip = "127.0.0.1";
-    cfg.rtp_port_start = rtp_start;
-    cfg.rtp_port_end = (uint16_t)(rtp_start + 39);
-    /* Under valgrind the SIP thread lags: overload control would refuse the INVITEs (503). */
-    cfg.overload_max_backlog_ms = 0;
-    rkm_backend *b = rkm_sip_voice_backend_new(&cfg);
-    CHECK(b != NULL);
-    return b;
-}
-
 /* Dials `to` as `user`/`password` and returns the final status: 200 answered, else the
  * failure's. */
 static int dial_as(rkm_backend *me, const char *to, const char *user, const char *password) {
@@ -85,8 +71,8 @@ int main(void) {
     pthread_mutex_init(&h.lock, NULL);
     call_log_init(&h.log);
     uint16_t rtp = (uint16_t)(30000 + (getpid() % 200) * 100);
-    rkm_backend *callee = backend(rtp);
-    rkm_backend *me = backend((uint16_t)(rtp + 50));
+    rkm_backend *callee = loopback_sip_voice_backend(rtp);
+    rkm_backend *me = loopback_sip_voice_backend((uint16_t)(rtp + 50));
     CHECK(rkm_sip_set_auth_resolver(NULL, resolve, &h) == RKM_ERR_INVALID_ARGUMENT);
     CHECK_OK(rkm_sip_set_auth_resolver(callee, resolve, &h));
     CHECK_OK(rkm_on_call(callee, on_call, &h));

@@ -91,12 +91,7 @@ static int has_state(int from, int state) {
 }
 
 static rkm_backend *backend(uint16_t rtp_start) {
-    rkm_sip_config cfg;
-    rkm_sip_config_init(&cfg);
-    cfg.local_sip_addr = "127.0.0.1:0";
-    cfg.local_rtp_ip = "127.0.0.1";
-    cfg.rtp_port_start = rtp_start;
-    cfg.rtp_port_end = (uint16_t)(rtp_start + 39);
+    rkm_sip_config cfg = loopback_sip_config(rtp_start);
     cfg.decision_timeout_ms = (uint32_t)scaled_ms(DECISION_MS);
     /* Under valgrind the SIP thread lags: overload control would refuse the INVITEs (503). */
     cfg.overload_max_backlog_ms = 0;

@@ -110,12 +110,7 @@ static void *run_sipp(void *arg) {
 /* True once something holds UDP `port` on 127.0.0.1 (sipp has bound it). */
 static rkm_backend *sip_backend(uint16_t rtp_start, const char *incoming_user,
                                 const char *incoming_password) {
-    rkm_sip_config cfg;
-    rkm_sip_config_init(&cfg);
-    cfg.local_sip_addr = "127.0.0.1:0";
-    cfg.local_rtp_ip = "127.0.0.1";
-    cfg.rtp_port_start = rtp_start;
-    cfg.rtp_port_end = (uint16_t)(rtp_start + 39);
+    rkm_sip_config cfg = loopback_sip_config(rtp_start);
     cfg.auth_user = incoming_user;
     cfg.auth_password = incoming_password;
     cfg.client_auth_user = "alice";
@@ -277,12 +272,7 @@ int main(int argc, char **argv) {
 
     /* Hung up while it rings: cancelled. The callee rings for 3 s before answering. */
     rkm_backend_free(callee);
-    rkm_sip_config cfg;
-    rkm_sip_config_init(&cfg);
-    cfg.local_sip_addr = "127.0.0.1:0";
-    cfg.local_rtp_ip = "127.0.0.1";
-    cfg.rtp_port_start = rtp;
-    cfg.rtp_port_end = (uint16_t)(rtp + 39);
+    rkm_sip_config cfg = loopback_sip_config(rtp);
     cfg.answer_after_ms = 3000;
     callee = rkm_sip_voice_backend_new(&cfg);
     CHECK(callee != NULL);

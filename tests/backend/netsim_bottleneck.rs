@@ -5,21 +5,7 @@
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-use crate::support::netsim::{Netsim, Path};
-
-/// The number after `"key":` in `json` from byte `from` on.
-fn field(json: &str, from: usize, key: &str) -> u64 {
-    let pat = format!("\"{key}\":");
-    let i = json[from..]
-        .find(&pat)
-        .unwrap_or_else(|| panic!("{key} in {json}"))
-        + from
-        + pat.len();
-    let end = json[i..]
-        .find(|c: char| !c.is_ascii_digit())
-        .map_or(json.len(), |e| e + i);
-    json[i..end].parse().unwrap()
-}
+use crate::support::netsim::{field, Netsim, Path};
 
 #[test]
 fn netsim_bottleneck_limits_rate_queues_drops_and_steps() {

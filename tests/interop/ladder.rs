@@ -6,13 +6,13 @@
 //! bottleneck queue must stay short. The same run then sends the highest rendition without
 //! congestion control through the same link, which must be clearly worse on both counts.
 
+use crate::lossy_path::pictures;
 use crate::support;
 
 use std::collections::HashSet;
-use std::path::{Path as FsPath, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use roomkit_media::codec::annexb::{access_units, nal_units};
 use serde_json::Value;
 use support::netsim::{free_port_pair, Netsim, Path};
 use support::peers::{self, bin, spawn, wait_bounded, TempDir};
@@ -49,18 +49,6 @@ fn rendition(dir: &TempDir, kbps: u32) -> PathBuf {
         ],
     );
     path
-}
-
-/// The pictures of an Annex-B file, each as its NAL units (start codes may differ in length
-/// between a file and what `recv` writes).
-fn pictures(path: &FsPath) -> Vec<Vec<Vec<u8>>> {
-    let bytes = std::fs::read(path).unwrap_or_default();
-    access_units(&bytes)
-        .map(|au| {
-            let au = &bytes[au];
-            nal_units(au).map(|r| au[r].to_vec()).collect()
-        })
-        .collect()
 }
 
 /// The JSON lines a command printed.
@@ -160,7 +148,7 @@ fn run(
     let recv = lines(&recv.stdout).pop().expect("recv stats line");
     let last = send.last().expect("send stats line");
     let sent = num(last, "frames") - num(last, "cc_pictures_dropped");
-    let got = pictures(&out);
+    let got = pictures(&out, false);
     let intact = got.iter().filter(|p| known.contains(*p)).count();
     Run {
         damaged: got.len() - intact,
@@ -179,7 +167,7 @@ fn send_ladder_switches_down_through_a_narrow_link() {
     }
     let dir = TempDir::new("ladder");
     let files: Vec<PathBuf> = [500, 1000, 2500].map(|k| rendition(&dir, k)).into();
-    let known: HashSet<Vec<Vec<u8>>> = files.iter().flat_map(|f| pictures(f)).collect();
+    let known: HashSet<Vec<Vec<u8>>> = files.iter().flat_map(|f| pictures(f, false)).collect();
     let list = files
         .iter()
         .map(|f| f.to_str().unwrap())

@@ -110,33 +110,23 @@ fn call_to_serve_with_echo_and_record() {
     assert_eq!(&got[..n], &want[..n]);
 }
 
-/// Answers `offer_video` (H.264 offering NACK and RTX) from a `serve` started with `flags`;
-/// returns the SDP answer, the raw UA and the serve process with its stdout lines.
-fn answer_from_serve(
-    flags: &[&str],
-    rtp_ports: &str,
-) -> (
+/// What `answer_from_serve` gives back: the SDP answer, the raw UA, its leg, and the serve
+/// process with its stdout lines.
+type Served = (
     String,
     RawUa,
     Leg,
     std::process::Child,
     std::io::Lines<BufReader<std::process::ChildStdout>>,
-) {
+);
+
+/// Answers `offer_video` (H.264 offering NACK and RTX) from a `serve` started with `flags`.
+fn answer_from_serve(flags: &[&str], rtp_ports: &str) -> Served {
     answer_from_serve_with(flags, rtp_ports, "")
 }
 
 /// `answer_from_serve` with `extra` lines added to the offer's video section.
-fn answer_from_serve_with(
-    flags: &[&str],
-    rtp_ports: &str,
-    extra: &str,
-) -> (
-    String,
-    RawUa,
-    Leg,
-    std::process::Child,
-    std::io::Lines<BufReader<std::process::ChildStdout>>,
-) {
+fn answer_from_serve_with(flags: &[&str], rtp_ports: &str, extra: &str) -> Served {
     let mut args = vec!["--max-calls", "1"];
     args.extend_from_slice(flags);
     let (mut serve, port) = peers::spawn_serve(60, rtp_ports, &args);
@@ -157,18 +147,23 @@ fn answer_from_serve_with(
     (body(&ok).to_string(), ua, leg, serve, lines)
 }
 
+/// Hangs up from the raw UA (BYE, answered 200) and waits for `serve` to exit cleanly.
+fn hang_up_served(ua: &RawUa, leg: &mut Leg, serve: std::process::Child) {
+    leg.cseq += 1;
+    ua.send(&ua.request("BYE", leg, "", ""));
+    ua.expect_status(200, "BYE", Duration::from_secs(5));
+    assert!(peers::wait_bounded(serve, Duration::from_secs(20))
+        .status
+        .success());
+}
+
 #[test]
 fn serve_loss_recovery_flags_shape_the_answer_and_end_a_silent_call() {
     // Defaults: generic NACK and RTX are agreed.
     let (sdp, ua, mut leg, serve, _) = answer_from_serve(&[], "39400-39449");
     assert!(sdp.contains("a=rtcp-fb:96 nack\r\n"), "{sdp}");
     assert!(sdp.contains("rtx/90000"), "{sdp}");
-    leg.cseq += 1;
-    ua.send(&ua.request("BYE", &leg, "", ""));
-    ua.expect_status(200, "BYE", Duration::from_secs(5));
-    assert!(peers::wait_bounded(serve, Duration::from_secs(20))
-        .status
-        .success());
+    hang_up_served(&ua, &mut leg, serve);
 
     // --no-nack --no-rtx: neither is agreed (PLI still is); --inactivity 1: a caller that sends
     // no media is hung up with BYE after about a second, and the hangup says why.
@@ -217,12 +212,7 @@ fn serve_cc_agrees_transport_cc_only_when_asked() {
             agreed,
             "{flags:?}: {sdp}"
         );
-        leg.cseq += 1;
-        ua.send(&ua.request("BYE", &leg, "", ""));
-        ua.expect_status(200, "BYE", Duration::from_secs(5));
-        assert!(peers::wait_bounded(serve, Duration::from_secs(20))
-            .status
-            .success());
+        hang_up_served(&ua, &mut leg, serve);
     }
 }
 
@@ -249,12 +239,7 @@ fn serve_cc_answers_remb_or_rfc8888_to_a_caller_offering_only_that() {
             assert!(sdp.contains(line), "{line} in {sdp}");
         }
         assert!(!sdp.contains("transport-cc"), "{sdp}");
-        leg.cseq += 1;
-        ua.send(&ua.request("BYE", &leg, "", ""));
-        ua.expect_status(200, "BYE", Duration::from_secs(5));
-        assert!(peers::wait_bounded(serve, Duration::from_secs(20))
-            .status
-            .success());
+        hang_up_served(&ua, &mut leg, serve);
     }
 }
 

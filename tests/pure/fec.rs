@@ -1,6 +1,45 @@
 //! Forward error correction (RED + ULPFEC, `rtp::red` and `rtp::fec`): the `fec` fuzz target's
 //! checks on random bytes.
 
+use std::time::{Duration, Instant};
+
+use roomkit_media::rtp::config::{CoreConfig, MediaParams, VideoParams};
+use roomkit_media::rtp::fec::FecConfig;
+use roomkit_media::rtp::sim::{play_clip, ClipReport, FileClip, PathConfig, SimPair, SimPath};
+use roomkit_media::rtp::stats::StreamStats;
+
+/// Plays a 300-picture, 30 fps video clip from A to B (`forward`; `back` carries B's RTCP and
+/// NACKs) with `fec` or without, waiting `tail` after the last picture: the clip's report and
+/// A's and B's stream stats.
+fn play_video(
+    fec: Option<FecConfig>,
+    forward: PathConfig,
+    back: PathConfig,
+    tail: Duration,
+    seed: u64,
+) -> (ClipReport, StreamStats, StreamStats) {
+    let cfg = CoreConfig {
+        media: MediaParams::Video(VideoParams {
+            fec,
+            ..VideoParams::default()
+        }),
+        rtcp_interval: Duration::from_secs(1),
+        ..CoreConfig::default()
+    };
+    let mut pair = SimPair::new(
+        Instant::now(),
+        cfg.clone(),
+        cfg,
+        SimPath::new(forward, seed * 2 + 1),
+        SimPath::new(back, seed * 2 + 2),
+        seed,
+    )
+    .unwrap();
+    let clip = FileClip::new(300, 30, seed);
+    let r = play_clip(&mut pair, &clip, tail);
+    (r, pair.a.core.stats(), pair.b.core.stats())
+}
+
 mod fuzz_checks {
     use proptest::prelude::*;
 
@@ -17,22 +56,13 @@ mod fuzz_checks {
 mod one_way {
     //! A one-way path (nothing comes back: no NACK, no report) at 3 % random loss: FEC alone
     //! has to repair, and the same clip without it shows what it saves.
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
-    use roomkit_media::rtp::config::{CoreConfig, MediaParams, VideoParams};
     use roomkit_media::rtp::fec::FecConfig;
-    use roomkit_media::rtp::sim::{play_clip, ClipReport, FileClip, PathConfig, SimPair, SimPath};
+    use roomkit_media::rtp::sim::{ClipReport, PathConfig};
     use roomkit_media::rtp::stats::StreamStats;
 
     fn run(fec: Option<FecConfig>, seed: u64) -> (ClipReport, StreamStats, StreamStats) {
-        let cfg = CoreConfig {
-            media: MediaParams::Video(VideoParams {
-                fec,
-                ..VideoParams::default()
-            }),
-            rtcp_interval: Duration::from_secs(1),
-            ..CoreConfig::default()
-        };
         let forward = PathConfig {
             loss: 0.03,
             ..PathConfig::clean(Duration::from_millis(20))
@@ -41,18 +71,7 @@ mod one_way {
             loss: 1.0,
             ..PathConfig::clean(Duration::from_millis(20))
         };
-        let mut pair = SimPair::new(
-            Instant::now(),
-            cfg.clone(),
-            cfg,
-            SimPath::new(forward, seed * 2 + 1),
-            SimPath::new(nothing_back, seed * 2 + 2),
-            seed,
-        )
-        .unwrap();
-        let clip = FileClip::new(300, 30, seed);
-        let r = play_clip(&mut pair, &clip, Duration::from_secs(2));
-        (r, pair.a.core.stats(), pair.b.core.stats())
+        super::play_video(fec, forward, nothing_back, Duration::from_secs(2), seed)
     }
 
     #[test]
@@ -148,38 +167,19 @@ mod sdp {
 mod long_rtt {
     //! 300 ms RTT, 3 % random loss both ways, NACK on: FEC rebuilds most losses at once instead
     //! of a round trip later, so pictures wait less and fewer are lost to the key-picture gate.
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
-    use roomkit_media::rtp::config::{CoreConfig, MediaParams, VideoParams};
     use roomkit_media::rtp::fec::FecConfig;
-    use roomkit_media::rtp::sim::{play_clip, ClipReport, FileClip, PathConfig, SimPair, SimPath};
+    use roomkit_media::rtp::sim::{ClipReport, PathConfig};
     use roomkit_media::rtp::stats::StreamStats;
 
     fn run(fec: Option<FecConfig>, seed: u64) -> (ClipReport, StreamStats) {
-        let cfg = CoreConfig {
-            media: MediaParams::Video(VideoParams {
-                fec,
-                ..VideoParams::default()
-            }),
-            rtcp_interval: Duration::from_secs(1),
-            ..CoreConfig::default()
-        };
         let path = PathConfig {
             loss: 0.03,
             ..PathConfig::clean(Duration::from_millis(150))
         };
-        let mut pair = SimPair::new(
-            Instant::now(),
-            cfg.clone(),
-            cfg,
-            SimPath::new(path, seed * 2 + 1),
-            SimPath::new(path, seed * 2 + 2),
-            seed,
-        )
-        .unwrap();
-        let clip = FileClip::new(300, 30, seed);
-        let r = play_clip(&mut pair, &clip, Duration::from_secs(3));
-        (r, pair.b.core.stats())
+        let (r, _, rx) = super::play_video(fec, path, path, Duration::from_secs(3), seed);
+        (r, rx)
     }
 
     #[test]

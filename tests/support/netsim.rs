@@ -138,3 +138,18 @@ pub fn free_port_pair() -> u16 {
     }
     panic!("no free port pair on 127.0.0.1");
 }
+
+/// The number after `"key":` in `json` (netsim's closing line) from byte `from` on, e.g. from
+/// the `"forward"` object on.
+pub fn field(json: &str, from: usize, key: &str) -> u64 {
+    let pat = format!("\"{key}\":");
+    let i = json[from..]
+        .find(&pat)
+        .unwrap_or_else(|| panic!("{key} in {json}"))
+        + from
+        + pat.len();
+    let end = json[i..]
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or(json.len(), |e| e + i);
+    json[i..end].parse().unwrap()
+}

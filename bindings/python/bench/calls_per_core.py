@@ -71,7 +71,17 @@ def roomkit_source(given: Path | None, cache: Path) -> Path:
         )  # fmt: skip
         with tarfile.open(cache / f"roomkit-{version}.tar.gz") as sdist:
             sdist.extractall(cache, filter="data")
+    standalone(root / "benchmarks" / "rtp" / "native" / "Cargo.toml")
     return root
+
+
+def standalone(manifest: Path) -> None:
+    """Makes the generator's crate its own workspace: unpacked under a directory inside
+    another Cargo workspace (our repo's ``target/``, the default cache of the tests),
+    cargo would refuse to build it as a stray member of ours."""
+    text = manifest.read_text()
+    if "[workspace]" not in text:
+        manifest.write_text(text.rstrip("\n") + "\n\n[workspace]\n")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

@@ -19,16 +19,16 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use pyo3::exceptions::{PyKeyError, PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
-use roomkit_media::backend::SessionInfo;
 use roomkit_media::backend::{
-    ConnectOptions, MediaBackend, RtpBackendConfig, RtpVideoBackend, RtpVoiceBackend,
+    ConnectOptions, MediaBackend, RtpBackendConfig, RtpVideoBackend, RtpVoiceBackend, SessionInfo,
+    SessionStats,
 };
 use roomkit_media::codec::testclip::TestClip;
 use roomkit_media::metrics::STREAM_COUNTERS;
@@ -187,8 +187,10 @@ enum Backend {
     Video(RtpVideoBackend),
 }
 
-impl Backend {
-    fn rtp(&self) -> &RtpVoiceBackend {
+impl Voice for Backend {
+    type Engine = RtpVoiceBackend;
+
+    fn voice(&self) -> &RtpVoiceBackend {
         match self {
             Backend::Voice(b) => b,
             Backend::Video(b) => b,
@@ -196,136 +198,123 @@ impl Backend {
     }
 }
 
-pub(crate) fn err(e: Error) -> PyErr {
-    match e {
-        Error::InvalidArgument(m) => PyValueError::new_err(m),
-        Error::NotFound(m) => PyKeyError::new_err(m),
-        Error::Io(what, e) => PyOSError::new_err(format!("{what}: {e}")),
-        other => PyRuntimeError::new_err(other.to_string()),
+/// A core's engine backend, seen through the voice backend every session call goes through
+/// (a video backend wraps one).
+pub(crate) trait Voice: Send + Sync + 'static {
+    type Engine: MediaBackend;
+
+    fn voice(&self) -> &Self::Engine;
+}
+
+/// The session calls that are the same on every backend, as [`MediaCore`] makes them.
+trait Media: Send + Sync {
+    fn send_audio(&self, id: Uuid, pcm: &[i16]) -> roomkit_media::Result<()>;
+    fn send_dtmf(&self, id: Uuid, digit: char, duration_ms: u32) -> roomkit_media::Result<()>;
+    fn send_video_at(&self, id: Uuid, data: &[u8], at_ms: Option<f64>)
+        -> roomkit_media::Result<()>;
+    fn set_video_passthrough(&self, id: Uuid, enabled: bool) -> roomkit_media::Result<()>;
+    fn request_keyframe(&self, id: Uuid, fir: bool) -> roomkit_media::Result<()>;
+    fn stats(&self, id: Uuid) -> roomkit_media::Result<SessionStats>;
+}
+
+impl<B: Voice> Media for B {
+    fn send_audio(&self, id: Uuid, pcm: &[i16]) -> roomkit_media::Result<()> {
+        self.voice().send_audio(id, pcm)
+    }
+
+    fn send_dtmf(&self, id: Uuid, digit: char, duration_ms: u32) -> roomkit_media::Result<()> {
+        self.voice().send_dtmf(id, digit, duration_ms)
+    }
+
+    fn send_video_at(
+        &self,
+        id: Uuid,
+        data: &[u8],
+        at_ms: Option<f64>,
+    ) -> roomkit_media::Result<()> {
+        self.voice().send_video_at(id, data, at_ms)
+    }
+
+    fn set_video_passthrough(&self, id: Uuid, enabled: bool) -> roomkit_media::Result<()> {
+        self.voice().set_video_passthrough(id, enabled)
+    }
+
+    fn request_keyframe(&self, id: Uuid, fir: bool) -> roomkit_media::Result<()> {
+        if fir {
+            self.voice().request_keyframe_fir(id)
+        } else {
+            self.voice().request_keyframe(id)
+        }
+    }
+
+    fn stats(&self, id: Uuid) -> roomkit_media::Result<SessionStats> {
+        self.voice().stats(id)
     }
 }
 
-pub(crate) fn addr(host_port: (String, u16)) -> PyResult<SocketAddr> {
-    let (host, port) = host_port;
-    (host.as_str(), port)
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut a| a.next())
-        .ok_or_else(|| PyValueError::new_err(format!("cannot resolve address ({host:?}, {port})")))
+fn closed() -> PyErr {
+    PyRuntimeError::new_err("backend is closed")
 }
 
-pub(crate) fn session_id(id: &str) -> PyResult<Uuid> {
-    Uuid::parse_str(id).map_err(|_| PyKeyError::new_err(format!("no session {id:?}")))
+/// A subclass's handle on the backend its [`MediaCore`] owns: it lives until the base's
+/// `close`, after which every call fails with "backend is closed".
+pub(crate) struct Handle<B>(Weak<B>);
+
+impl<B: Voice> Handle<B> {
+    pub(crate) fn backend(&self) -> PyResult<Arc<B>> {
+        self.0.upgrade().ok_or_else(closed)
+    }
+
+    /// Runs `f` on the voice backend with the GIL released.
+    pub(crate) fn call<R: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&B::Engine) -> roomkit_media::Result<R> + Send,
+    ) -> PyResult<R> {
+        let b = self.backend()?;
+        py.detach(|| f(b.voice())).map_err(err)
+    }
 }
 
-pub(crate) fn host_port(a: SocketAddr) -> (String, u16) {
-    (a.ip().to_string(), a.port())
-}
-
-/// One RTP backend of the engine (voice, or voice + video) and its event queue.
-#[pyclass(module = "roomkit_media._native", frozen)]
-struct RtpCore {
-    backend: RwLock<Option<Arc<Backend>>>,
+/// The base class of `RtpCore` and `SipCore`: it owns the engine backend (until `close`) and
+/// the event queue, and has the methods that are the same on both.
+#[pyclass(module = "roomkit_media._native", subclass, frozen)]
+pub(crate) struct MediaCore {
+    backend: RwLock<Option<Arc<dyn Media>>>,
     queue: Arc<EventQueue>,
 }
 
-impl RtpCore {
-    fn backend(&self) -> PyResult<Arc<Backend>> {
-        self.backend
-            .read()
-            .map_err(|_| PyRuntimeError::new_err("backend lock poisoned"))?
-            .clone()
-            .ok_or_else(|| PyRuntimeError::new_err("backend is closed"))
+impl MediaCore {
+    /// The base owning `backend`, and the handle its subclass keeps.
+    pub(crate) fn new<B: Voice>(backend: B, queue: Arc<EventQueue>) -> (MediaCore, Handle<B>) {
+        let backend = Arc::new(backend);
+        let handle = Handle(Arc::downgrade(&backend));
+        let media: Arc<dyn Media> = backend;
+        let base = MediaCore {
+            backend: RwLock::new(Some(media)),
+            queue,
+        };
+        (base, handle)
     }
 
     /// Runs `f` on the backend with the GIL released.
     fn call<R: Send>(
         &self,
         py: Python<'_>,
-        f: impl FnOnce(&RtpVoiceBackend) -> roomkit_media::Result<R> + Send,
+        f: impl FnOnce(&dyn Media) -> roomkit_media::Result<R> + Send,
     ) -> PyResult<R> {
-        let b = self.backend()?;
-        py.detach(|| f(b.rtp())).map_err(err)
+        let b = self
+            .backend
+            .read()
+            .map_err(|_| PyRuntimeError::new_err("backend lock poisoned"))?
+            .clone()
+            .ok_or_else(closed)?;
+        py.detach(|| f(&*b)).map_err(err)
     }
 }
 
 #[pymethods]
-impl RtpCore {
-    /// Starts an engine backend (its callback thread) with roomkit's settings.
-    #[new]
-    #[pyo3(signature = (
-        *, video, local_addr, remote_addr, payload_type, clock_rate, dtmf_payload_type,
-        rtcp_interval, video_local_addr, video_remote_addr, video_payload_type, video_clock_rate,
-        video_codec = "h264", delivery = "nal_unit", queue_len = 8192, symmetric_rtp = false,
-        io_threads = 0
-    ))]
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        py: Python<'_>,
-        video: bool,
-        local_addr: (String, u16),
-        remote_addr: Option<(String, u16)>,
-        payload_type: u8,
-        clock_rate: u32,
-        dtmf_payload_type: Option<u8>,
-        rtcp_interval: f64,
-        video_local_addr: (String, u16),
-        video_remote_addr: Option<(String, u16)>,
-        video_payload_type: u8,
-        video_clock_rate: u32,
-        video_codec: &str,
-        delivery: &str,
-        queue_len: usize,
-        symmetric_rtp: bool,
-        io_threads: usize,
-    ) -> PyResult<RtpCore> {
-        let video_codec = match video_codec {
-            "h264" => VideoCodec::H264,
-            "vp8" => VideoCodec::Vp8,
-            other => return Err(PyValueError::new_err(format!("video_codec {other:?}"))),
-        };
-        let delivery = match delivery {
-            "nal_unit" => Delivery::NalUnit,
-            "access_unit" => Delivery::AccessUnit,
-            other => return Err(PyValueError::new_err(format!("delivery {other:?}"))),
-        };
-        if !(rtcp_interval.is_finite() && rtcp_interval > 0.0) {
-            return Err(PyValueError::new_err("rtcp_interval must be above 0"));
-        }
-        let cfg = RtpBackendConfig {
-            local_addr: addr(local_addr)?,
-            remote_addr: remote_addr.map(addr).transpose()?,
-            payload_type,
-            clock_rate,
-            dtmf_payload_type,
-            rtcp_interval: Duration::from_secs_f64(rtcp_interval),
-            video_local_addr: addr(video_local_addr)?,
-            video_remote_addr: video_remote_addr.map(addr).transpose()?,
-            video_payload_type,
-            video_clock_rate,
-            video_codec,
-            delivery,
-            latch_to_first_source: symmetric_rtp,
-            io_threads,
-            ..RtpBackendConfig::default()
-        };
-        let queue = Arc::new(EventQueue::new(queue_len).map_err(PyOSError::new_err)?);
-        let backend = py
-            .detach(|| -> roomkit_media::Result<Backend> {
-                Ok(if video {
-                    Backend::Video(RtpVideoBackend::new(cfg)?)
-                } else {
-                    Backend::Voice(RtpVoiceBackend::new(cfg)?)
-                })
-            })
-            .map_err(err)?;
-        wire(backend.rtp(), &queue, |_| {});
-        Ok(RtpCore {
-            backend: RwLock::new(Some(Arc::new(backend))),
-            queue,
-        })
-    }
-
+impl MediaCore {
     /// The fd that is readable while events wait (for `loop.add_reader`).
     fn wake_fd(&self) -> i32 {
         self.queue.wake.as_raw_fd()
@@ -337,61 +326,11 @@ impl RtpCore {
     }
 
     /// Takes up to `max` waiting events as tuples (`"audio"`, `"video"`, `"dtmf"`, `"ended"`,
-    /// `"keyframe"`, then the session id and the event's fields).
+    /// `"keyframe"`; SIP adds `"call"`, `"call_state"`, `"registration"`, `"invite"` and
+    /// `"trace"`), then the session id and the event's fields.
     #[pyo3(signature = (max = 256))]
     fn drain<'py>(&self, py: Python<'py>, max: usize) -> PyResult<Vec<Bound<'py, PyAny>>> {
         drain(py, &self.queue, max)
-    }
-
-    /// Creates a session; returns its id, PCM rate and local addresses.
-    #[pyo3(signature = (room_id, participant_id, remote_addr=None, video_remote_addr=None, metadata=None))]
-    fn connect<'py>(
-        &self,
-        py: Python<'py>,
-        room_id: String,
-        participant_id: String,
-        remote_addr: Option<(String, u16)>,
-        video_remote_addr: Option<(String, u16)>,
-        metadata: Option<HashMap<String, String>>,
-    ) -> PyResult<Bound<'py, PyDict>> {
-        let options = ConnectOptions {
-            remote_addr: remote_addr.map(addr).transpose()?,
-            video_remote_addr: video_remote_addr.map(addr).transpose()?,
-            metadata: metadata.unwrap_or_default(),
-            ..ConnectOptions::default()
-        };
-        let info = self.call(py, |b| b.connect(&room_id, &participant_id, options))?;
-        let d = PyDict::new(py);
-        d.set_item("id", info.id.to_string())?;
-        d.set_item("sample_rate", info.audio.sample_rate)?;
-        d.set_item("local_addr", host_port(info.audio.local_addr))?;
-        d.set_item("local_rtcp_addr", host_port(info.audio.local_rtcp_addr))?;
-        if let Some(v) = &info.video {
-            d.set_item("video_local_addr", host_port(v.local_addr))?;
-            d.set_item("video_local_rtcp_addr", host_port(v.local_rtcp_addr))?;
-        }
-        Ok(d)
-    }
-
-    /// Ends a session (its video too).
-    fn disconnect(&self, py: Python<'_>, session: &str) -> PyResult<()> {
-        let id = session_id(session)?;
-        self.call(py, |b| b.disconnect(id))
-    }
-
-    /// Points a session's media at new remote addresses (`None` keeps a stream's).
-    #[pyo3(signature = (session, remote_addr=None, video_remote_addr=None))]
-    fn update_remote(
-        &self,
-        py: Python<'_>,
-        session: &str,
-        remote_addr: Option<(String, u16)>,
-        video_remote_addr: Option<(String, u16)>,
-    ) -> PyResult<()> {
-        let id = session_id(session)?;
-        let audio = remote_addr.map(addr).transpose()?;
-        let video = video_remote_addr.map(addr).transpose()?;
-        self.call(py, |b| b.update_remote(id, audio, video))
     }
 
     /// Sends s16le mono PCM at the session's PCM rate, as 20 ms packets, all at once.
@@ -438,13 +377,7 @@ impl RtpCore {
     #[pyo3(signature = (session, fir=false))]
     fn request_keyframe(&self, py: Python<'_>, session: &str, fir: bool) -> PyResult<()> {
         let id = session_id(session)?;
-        self.call(py, |b| {
-            if fir {
-                b.request_keyframe_fir(id)
-            } else {
-                b.request_keyframe(id)
-            }
-        })
+        self.call(py, |b| b.request_keyframe(id, fir))
     }
 
     /// The session's RTP counters, named as in the metrics without `rkm_`:
@@ -455,7 +388,8 @@ impl RtpCore {
         stats_dict(py, &s)
     }
 
-    /// Ends every session and joins the engine's threads (GIL released). Idempotent.
+    /// Ends every session (a SIP backend hangs its calls up with BYE and stops its SIP
+    /// thread) and joins the engine's threads (GIL released). Idempotent.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         let taken = self
             .backend
@@ -464,6 +398,168 @@ impl RtpCore {
             .take();
         py.detach(move || drop(taken));
         Ok(())
+    }
+}
+
+pub(crate) fn err(e: Error) -> PyErr {
+    match e {
+        Error::InvalidArgument(m) => PyValueError::new_err(m),
+        Error::NotFound(m) => PyKeyError::new_err(m),
+        Error::Io(what, e) => PyOSError::new_err(format!("{what}: {e}")),
+        other => PyRuntimeError::new_err(other.to_string()),
+    }
+}
+
+pub(crate) fn addr(host_port: (String, u16)) -> PyResult<SocketAddr> {
+    let (host, port) = host_port;
+    (host.as_str(), port)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| PyValueError::new_err(format!("cannot resolve address ({host:?}, {port})")))
+}
+
+pub(crate) fn session_id(id: &str) -> PyResult<Uuid> {
+    Uuid::parse_str(id).map_err(|_| PyKeyError::new_err(format!("no session {id:?}")))
+}
+
+pub(crate) fn host_port(a: SocketAddr) -> (String, u16) {
+    (a.ip().to_string(), a.port())
+}
+
+/// One RTP backend of the engine (voice, or voice + video) and its event queue; the media
+/// methods are [`MediaCore`]'s.
+#[pyclass(module = "roomkit_media._native", extends = MediaCore, frozen)]
+struct RtpCore {
+    backend: Handle<Backend>,
+}
+
+#[pymethods]
+impl RtpCore {
+    /// Starts an engine backend (its callback thread) with roomkit's settings.
+    #[new]
+    #[pyo3(signature = (
+        *, video, local_addr, remote_addr, payload_type, clock_rate, dtmf_payload_type,
+        rtcp_interval, video_local_addr, video_remote_addr, video_payload_type, video_clock_rate,
+        video_codec = "h264", delivery = "nal_unit", queue_len = 8192, symmetric_rtp = false,
+        io_threads = 0
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        video: bool,
+        local_addr: (String, u16),
+        remote_addr: Option<(String, u16)>,
+        payload_type: u8,
+        clock_rate: u32,
+        dtmf_payload_type: Option<u8>,
+        rtcp_interval: f64,
+        video_local_addr: (String, u16),
+        video_remote_addr: Option<(String, u16)>,
+        video_payload_type: u8,
+        video_clock_rate: u32,
+        video_codec: &str,
+        delivery: &str,
+        queue_len: usize,
+        symmetric_rtp: bool,
+        io_threads: usize,
+    ) -> PyResult<PyClassInitializer<RtpCore>> {
+        let video_codec = match video_codec {
+            "h264" => VideoCodec::H264,
+            "vp8" => VideoCodec::Vp8,
+            other => return Err(PyValueError::new_err(format!("video_codec {other:?}"))),
+        };
+        let delivery = match delivery {
+            "nal_unit" => Delivery::NalUnit,
+            "access_unit" => Delivery::AccessUnit,
+            other => return Err(PyValueError::new_err(format!("delivery {other:?}"))),
+        };
+        if !(rtcp_interval.is_finite() && rtcp_interval > 0.0) {
+            return Err(PyValueError::new_err("rtcp_interval must be above 0"));
+        }
+        let cfg = RtpBackendConfig {
+            local_addr: addr(local_addr)?,
+            remote_addr: remote_addr.map(addr).transpose()?,
+            payload_type,
+            clock_rate,
+            dtmf_payload_type,
+            rtcp_interval: Duration::from_secs_f64(rtcp_interval),
+            video_local_addr: addr(video_local_addr)?,
+            video_remote_addr: video_remote_addr.map(addr).transpose()?,
+            video_payload_type,
+            video_clock_rate,
+            video_codec,
+            delivery,
+            latch_to_first_source: symmetric_rtp,
+            io_threads,
+            ..RtpBackendConfig::default()
+        };
+        let queue = Arc::new(EventQueue::new(queue_len).map_err(PyOSError::new_err)?);
+        let backend = py
+            .detach(|| -> roomkit_media::Result<Backend> {
+                Ok(if video {
+                    Backend::Video(RtpVideoBackend::new(cfg)?)
+                } else {
+                    Backend::Voice(RtpVoiceBackend::new(cfg)?)
+                })
+            })
+            .map_err(err)?;
+        wire(backend.voice(), &queue, |_| {});
+        let (base, backend) = MediaCore::new(backend, queue);
+        Ok(PyClassInitializer::from(base).add_subclass(RtpCore { backend }))
+    }
+
+    /// Creates a session; returns its id, PCM rate and local addresses.
+    #[pyo3(signature = (room_id, participant_id, remote_addr=None, video_remote_addr=None, metadata=None))]
+    fn connect<'py>(
+        &self,
+        py: Python<'py>,
+        room_id: String,
+        participant_id: String,
+        remote_addr: Option<(String, u16)>,
+        video_remote_addr: Option<(String, u16)>,
+        metadata: Option<HashMap<String, String>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let options = ConnectOptions {
+            remote_addr: remote_addr.map(addr).transpose()?,
+            video_remote_addr: video_remote_addr.map(addr).transpose()?,
+            metadata: metadata.unwrap_or_default(),
+            ..ConnectOptions::default()
+        };
+        let info = self
+            .backend
+            .call(py, |b| b.connect(&room_id, &participant_id, options))?;
+        let d = PyDict::new(py);
+        d.set_item("id", info.id.to_string())?;
+        d.set_item("sample_rate", info.audio.sample_rate)?;
+        d.set_item("local_addr", host_port(info.audio.local_addr))?;
+        d.set_item("local_rtcp_addr", host_port(info.audio.local_rtcp_addr))?;
+        if let Some(v) = &info.video {
+            d.set_item("video_local_addr", host_port(v.local_addr))?;
+            d.set_item("video_local_rtcp_addr", host_port(v.local_rtcp_addr))?;
+        }
+        Ok(d)
+    }
+
+    /// Ends a session (its video too).
+    fn disconnect(&self, py: Python<'_>, session: &str) -> PyResult<()> {
+        let id = session_id(session)?;
+        self.backend.call(py, |b| b.disconnect(id))
+    }
+
+    /// Points a session's media at new remote addresses (`None` keeps a stream's).
+    #[pyo3(signature = (session, remote_addr=None, video_remote_addr=None))]
+    fn update_remote(
+        &self,
+        py: Python<'_>,
+        session: &str,
+        remote_addr: Option<(String, u16)>,
+        video_remote_addr: Option<(String, u16)>,
+    ) -> PyResult<()> {
+        let id = session_id(session)?;
+        let audio = remote_addr.map(addr).transpose()?;
+        let video = video_remote_addr.map(addr).transpose()?;
+        self.backend.call(py, |b| b.update_remote(id, audio, video))
     }
 }
 
@@ -733,6 +829,7 @@ fn test_clip<'py>(
 /// The native half of roomkit_media.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<MediaCore>()?;
     m.add_class::<RtpCore>()?;
     m.add_class::<sip::SipCore>()?;
     m.add_function(wrap_pyfunction!(test_clip, m)?)?;

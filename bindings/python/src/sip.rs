@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
@@ -22,7 +22,7 @@ use roomkit_media::backend::{
 use roomkit_media::VideoCodec;
 
 use crate::{
-    addr, err, host_port, info_dict, pcm_samples, session_id, stats_dict, wire, Event, EventQueue,
+    addr, err, host_port, info_dict, session_id, wire, Event, EventQueue, Handle, MediaCore, Voice,
 };
 
 /// How long an id claimed by an INVITE stays taken when no call comes of it (an INVITE is
@@ -78,8 +78,10 @@ enum Backend {
     Video(SipVideoBackend),
 }
 
-impl Backend {
-    fn sip(&self) -> &SipVoiceBackend {
+impl Voice for Backend {
+    type Engine = SipVoiceBackend;
+
+    fn voice(&self) -> &SipVoiceBackend {
         match self {
             Backend::Voice(b) => b,
             Backend::Video(b) => b,
@@ -129,33 +131,15 @@ fn registration_event(id: u64, ev: &RegistrationEvent) -> Event {
     }
 }
 
-/// One engine SIP backend (voice, or voice + video) and its event queue.
-#[pyclass(module = "roomkit_media._native", frozen)]
+/// One engine SIP backend (voice, or voice + video) and its event queue; the media methods are
+/// [`MediaCore`]'s.
+#[pyclass(module = "roomkit_media._native", extends = MediaCore, frozen)]
 pub(crate) struct SipCore {
-    backend: RwLock<Option<Arc<Backend>>>,
+    backend: Handle<Backend>,
+    /// The base's queue, for the trace callback.
     queue: Arc<EventQueue>,
     /// Python screens new INVITEs: the native filter defers them and queues an `"invite"`.
     filtering: Arc<AtomicBool>,
-}
-
-impl SipCore {
-    fn backend(&self) -> PyResult<Arc<Backend>> {
-        self.backend
-            .read()
-            .map_err(|_| PyRuntimeError::new_err("backend lock poisoned"))?
-            .clone()
-            .ok_or_else(|| PyRuntimeError::new_err("backend is closed"))
-    }
-
-    /// Runs `f` on the backend with the GIL released.
-    fn call<R: Send>(
-        &self,
-        py: Python<'_>,
-        f: impl FnOnce(&SipVoiceBackend) -> roomkit_media::Result<R> + Send,
-    ) -> PyResult<R> {
-        let b = self.backend()?;
-        py.detach(|| f(b.sip())).map_err(err)
-    }
 }
 
 #[pymethods]
@@ -189,7 +173,7 @@ impl SipCore {
         audio_sample_rate: Option<u32>,
         decision_timeout: f64,
         queue_len: usize,
-    ) -> PyResult<SipCore> {
+    ) -> PyResult<PyClassInitializer<SipCore>> {
         let ip = |s: &str, what: &str| {
             s.parse()
                 .map_err(|_| PyValueError::new_err(format!("{what}: {s:?} is not an IP address")))
@@ -238,7 +222,7 @@ impl SipCore {
                 })
             })
             .map_err(err)?;
-        let b = backend.sip();
+        let b = backend.voice();
         let claims = Arc::new(Claims::default());
         let c = claims.clone();
         wire(b, &queue, move |info| {
@@ -297,36 +281,17 @@ impl SipCore {
         });
         let q = queue.clone();
         b.on_registration(move |id, ev| q.push(registration_event(id, ev)));
-        Ok(SipCore {
-            backend: RwLock::new(Some(Arc::new(backend))),
+        let (base, backend) = MediaCore::new(backend, queue.clone());
+        Ok(PyClassInitializer::from(base).add_subclass(SipCore {
+            backend,
             queue,
             filtering,
-        })
+        }))
     }
 
     /// Binds the SIP socket and starts the SIP thread; returns the bound `(host, port)`.
     fn start(&self, py: Python<'_>) -> PyResult<(String, u16)> {
-        self.call(py, |b| b.start()).map(host_port)
-    }
-
-    /// The fd that is readable while events wait (for `loop.add_reader`).
-    fn wake_fd(&self) -> i32 {
-        use std::os::fd::AsRawFd;
-        self.queue.wake.as_raw_fd()
-    }
-
-    /// Events dropped because the queue was full.
-    fn dropped(&self) -> u64 {
-        self.queue
-            .dropped
-            .load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Takes up to `max` waiting events as tuples (see `RtpCore.drain`; SIP adds `"call"`,
-    /// `"call_state"` and `"registration"`).
-    #[pyo3(signature = (max = 256))]
-    fn drain<'py>(&self, py: Python<'py>, max: usize) -> PyResult<Vec<Bound<'py, PyAny>>> {
-        crate::drain(py, &self.queue, max)
+        self.backend.call(py, |b| b.start()).map(host_port)
     }
 
     /// Places a call; returns `(session id, Call-ID)` at once. Progress comes as
@@ -365,7 +330,7 @@ impl SipCore {
                 .collect::<PyResult<_>>()?,
             ..DialOptions::default()
         };
-        self.call(py, |b| {
+        self.backend.call(py, |b| {
             let id = b.dial(&to, options)?;
             Ok((id.to_string(), b.call_id(id).unwrap_or_default()))
         })
@@ -385,17 +350,17 @@ impl SipCore {
             300..=699 => CallDecision::Reject(status),
             _ => return Err(PyValueError::new_err(format!("status {status}"))),
         };
-        self.call(py, |b| b.decide_call(&call_id, decision))
+        self.backend.call(py, |b| b.decide_call(&call_id, decision))
     }
 
     /// Whether every SIP message received and sent is queued as a `"trace"` event
     /// (`(kind, None, outbound, (host, port), bytes)`); a full queue drops and counts.
     fn set_tracing(&self, py: Python<'_>, on: bool) -> PyResult<()> {
-        let b = self.backend()?;
+        let b = self.backend.backend()?;
         let q = self.queue.clone();
         py.detach(|| {
             if on {
-                b.sip().set_sip_trace(move |outbound, data: &[u8], peer| {
+                b.voice().set_sip_trace(move |outbound, data: &[u8], peer| {
                     q.push(Event::Trace {
                         outbound,
                         peer: host_port(peer),
@@ -403,7 +368,7 @@ impl SipCore {
                     });
                 });
             } else {
-                b.sip().clear_sip_trace();
+                b.voice().clear_sip_trace();
             }
         });
         Ok(())
@@ -414,9 +379,9 @@ impl SipCore {
     /// which takes the GIL for it (once per authentication attempt, never per frame): it must
     /// be quick and must not wait for the loop.
     fn set_auth_resolver(&self, py: Python<'_>, resolver: Option<Py<PyAny>>) -> PyResult<()> {
-        let b = self.backend()?;
+        let b = self.backend.backend()?;
         py.detach(|| match resolver {
-            Some(r) => b.sip().set_auth_resolver(move |user: &str| {
+            Some(r) => b.voice().set_auth_resolver(move |user: &str| {
                 Python::attach(|py| {
                     r.call1(py, (user,))
                         .and_then(|v| v.extract::<Option<String>>(py))
@@ -426,7 +391,7 @@ impl SipCore {
                         })
                 })
             }),
-            None => b.sip().clear_auth_resolver(),
+            None => b.voice().clear_auth_resolver(),
         });
         Ok(())
     }
@@ -439,17 +404,20 @@ impl SipCore {
         &self,
         py: Python<'_>,
         session: &str,
-        cause: Option<u16>,
+        cause: Option<i64>,
         text: Option<&str>,
     ) -> PyResult<()> {
         let id = session_id(session)?;
-        self.call(py, |b| b.hangup_with(id, cause, text))
+        // Any int: one past the u16 range is refused by the engine's own 1..=127 check, so a
+        // negative or huge cause is a ValueError like 300, not an OverflowError.
+        let cause = cause.map(|c| u16::try_from(c).unwrap_or(u16::MAX));
+        self.backend.call(py, |b| b.hangup_with(id, cause, text))
     }
 
     /// The session as a dict (see `info_dict`), or None.
     fn session<'py>(&self, py: Python<'py>, session: &str) -> PyResult<Option<Bound<'py, PyDict>>> {
         let id = session_id(session)?;
-        let info = self.call(py, |b| Ok(b.get_session(id)))?;
+        let info = self.backend.call(py, |b| Ok(b.get_session(id)))?;
         info.map(|i| info_dict(py, &i)).transpose()
     }
 
@@ -471,83 +439,12 @@ impl SipCore {
             credentials: credentials.map(|(u, p)| SipCredentials::new(&u, &p)),
             expires,
         };
-        self.call(py, |b| b.register(&aor, options))
+        self.backend.call(py, |b| b.register(&aor, options))
     }
 
     /// Removes a registration (REGISTER with Expires: 0).
     fn unregister(&self, py: Python<'_>, registration: u64) -> PyResult<()> {
-        self.call(py, |b| b.unregister(registration))
-    }
-
-    /// Sends s16le mono PCM at the session's PCM rate, as 20 ms packets, all at once.
-    fn send_audio(&self, py: Python<'_>, session: &str, pcm: &[u8]) -> PyResult<()> {
-        let id = session_id(session)?;
-        let samples = pcm_samples(pcm)?;
-        self.call(py, |b| b.send_audio(id, &samples))
-    }
-
-    /// Sends a DTMF digit as RFC 4733 events.
-    fn send_dtmf(
-        &self,
-        py: Python<'_>,
-        session: &str,
-        digit: char,
-        duration_ms: u32,
-    ) -> PyResult<()> {
-        let id = session_id(session)?;
-        self.call(py, |b| b.send_dtmf(id, digit, duration_ms))
-    }
-
-    /// Sends one picture; `timestamp_ms` None: the session clock.
-    #[pyo3(signature = (session, data, timestamp_ms=None))]
-    fn send_video(
-        &self,
-        py: Python<'_>,
-        session: &str,
-        data: &[u8],
-        timestamp_ms: Option<f64>,
-    ) -> PyResult<()> {
-        let id = session_id(session)?;
-        self.call(py, |b| b.send_video_at(id, data, timestamp_ms))
-    }
-
-    /// Video passthrough for one session, at once: every picture delivered (damaged ones
-    /// with `complete` False), no wait for a keyframe; False restores the backend's settings.
-    fn set_video_passthrough(&self, py: Python<'_>, session: &str, enabled: bool) -> PyResult<()> {
-        let id = session_id(session)?;
-        self.call(py, |b| b.set_video_passthrough(id, enabled))
-    }
-
-    /// Asks the far end for a key frame (PLI, or FIR with `fir=True`).
-    #[pyo3(signature = (session, fir=false))]
-    fn request_keyframe(&self, py: Python<'_>, session: &str, fir: bool) -> PyResult<()> {
-        let id = session_id(session)?;
-        self.call(py, |b| {
-            if fir {
-                b.request_keyframe_fir(id)
-            } else {
-                b.request_keyframe(id)
-            }
-        })
-    }
-
-    /// The session's RTP counters (as `RtpCore.stats`).
-    fn stats<'py>(&self, py: Python<'py>, session: &str) -> PyResult<Bound<'py, PyDict>> {
-        let id = session_id(session)?;
-        let s = self.call(py, |b| b.stats(id))?;
-        stats_dict(py, &s)
-    }
-
-    /// Ends every call (BYEs), stops the SIP thread and joins the engine's threads (GIL
-    /// released). Idempotent.
-    fn close(&self, py: Python<'_>) -> PyResult<()> {
-        let taken = self
-            .backend
-            .write()
-            .map_err(|_| PyRuntimeError::new_err("backend lock poisoned"))?
-            .take();
-        py.detach(move || drop(taken));
-        Ok(())
+        self.backend.call(py, |b| b.unregister(registration))
     }
 }
 

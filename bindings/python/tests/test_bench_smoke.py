@@ -1,11 +1,14 @@
 """The calls-per-core benchmark runs: a tiny run of bench/calls_per_core.py
 (roomkit's RTP benchmark, its generator built with cargo, against roomkit's
 backend and ours) prints one valid JSON document with a point per server.
-Nothing about the figures is asserted: they are a measurement.
+Nothing about the figures is asserted: they are a measurement. It needs the
+network (roomkit's sdist comes from PyPI, the generator's crates from
+crates.io): without it the benchmark exits non-zero and this test FAILS.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -32,4 +35,5 @@ def test_the_calls_per_core_benchmark_prints_json() -> None:
     points = {(p["server"], p["calls"]) for p in report["points"]}
     assert points == {("roomkit", 2), ("ours", 2)}, report["points"]
     assert set(report["ratio_ours_over_roomkit_calls_per_core"]) <= {"2"}
-    assert report["environment"]["roomkit"] == "0.109.0"
+    # The benchmark ran against the roomkit installed here, whatever its version.
+    assert report["environment"]["roomkit"] == importlib.metadata.version("roomkit")

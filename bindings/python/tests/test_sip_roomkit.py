@@ -223,17 +223,24 @@ async def wide_chunks(seconds: float) -> Any:
         await asyncio.sleep(0.02)
 
 
-async def ours_calls_roomkit() -> None:
-    before = set(native_threads())
-    # roomkit's defaults (G.722 first): dial(codec=0) offers PCMU alone, as roomkit's
-    # dial does (its far end has no G.722 without aiortp[g722]).
+async def ours_and_theirs() -> tuple[Any, TheirSip, list[Any], list[str]]:
+    """Our SIP voice backend, started, and roomkit's own, which records the calls it answers
+    and the ids of those that end."""
     backend = ours(SIPVoiceBackend)
     await backend.start()
     them = await theirs()
     answered: list[Any] = []
     them.on_call(answered.append)
-    their_end: list[str] = []
-    them.on_client_disconnected(lambda s: their_end.append(s.id))
+    ended: list[str] = []
+    them.on_client_disconnected(lambda s: ended.append(s.id))
+    return backend, them, answered, ended
+
+
+async def ours_calls_roomkit() -> None:
+    before = set(native_threads())
+    # roomkit's defaults (G.722 first): dial(codec=0) offers PCMU alone, as roomkit's
+    # dial does (its far end has no G.722 without aiortp[g722]).
+    backend, them, answered, their_end = await ours_and_theirs()
     ready: list[str] = []
     backend.on_session_ready(lambda s: ready.append(s.id))
     uri, addr = sip_uri(them)

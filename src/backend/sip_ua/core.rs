@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::command::Command;
 use super::events::{SharedUpdate, SipCounter, SipEvent};
@@ -26,7 +26,6 @@ use super::state::{
 use super::timers::TimerQueue;
 use crate::backend::sip_config::SipBackendConfig;
 use crate::engine::EndReason;
-use crate::sip::auth::DigestAuthenticator;
 use crate::sip::extensions::{unsupported_header, unsupported_requirements, SUPPORTED_OPTION_TAGS};
 use crate::sip::route::NextHop;
 use crate::sip::transaction::{
@@ -36,9 +35,6 @@ use crate::sip::transaction::{
 use crate::sip::{
     Method, Outbox, ParseError, ResponseBuilder, SipMessage, SipPeer, SipRng, SipTransportKind,
 };
-
-/// How long a digest nonce stays valid.
-pub(super) const NONCE_TTL: Duration = Duration::from_secs(30);
 
 /// `ip:port`, IPv6 in brackets.
 pub(super) fn host_port(ip: IpAddr, port: u16) -> String {
@@ -65,15 +61,13 @@ impl SipCore {
         host: Box<dyn MediaHost>,
         hooks: Arc<SipHooks>,
         local: SocketAddr,
-        mut rng: SipRng,
+        rng: SipRng,
     ) -> SipCore {
         let host_ip = match cfg.advertised_ip {
             Some(ip) => ip,
             None if local.ip().is_unspecified() => cfg.local_rtp_ip,
             None => local.ip(),
         };
-        let auth = (!cfg.auth_users.is_empty())
-            .then(|| DigestAuthenticator::with_rng(&cfg.auth_realm, NONCE_TTL, rng.fork()));
         SipCore {
             overload: Overload::new(&cfg.overload),
             starting: super::overload::PendingStarts::default(),
@@ -81,7 +75,7 @@ impl SipCore {
             host_ip,
             tcp_port: None,
             tls_port: None,
-            auth,
+            auth: None,
             cfg,
             with_video,
             host,

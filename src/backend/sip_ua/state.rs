@@ -179,6 +179,7 @@ pub struct SipCore {
     pub(super) sent_by: String,
     /// The host part of `sent_by` (the address written in SDP when none is configured).
     pub(super) host_ip: IpAddr,
+    /// Checks incoming requests' credentials; made on first need (`authenticate`).
     pub(super) auth: Option<DigestAuthenticator>,
     pub(super) next_id: u64,
     pub(super) servers: HashMap<TxId, ServerEntry>,

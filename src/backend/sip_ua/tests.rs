@@ -702,12 +702,20 @@ fn hanging_up_with_a_reason_puts_it_on_the_cancel_and_the_bye() {
     let reason = crate::sip::reason::q850_reason(Some(31), Some("no \"thanks\""))
         .unwrap()
         .unwrap();
-    let s = SessionId::new_v4();
-    a.cmd(
-        Command::Dial(Box::new(dial_to(s, "sip:bob@127.0.0.1:6009", peer))),
-        now,
-    );
-    let invite = a.sent().remove(0).0;
+    // A call to bob: its session and INVITE.
+    let dial = |a: &mut Ua| {
+        let s = SessionId::new_v4();
+        let to = dial_to(s, "sip:bob@127.0.0.1:6009", peer);
+        a.cmd(Command::Dial(Box::new(to)), now);
+        (s, a.sent().remove(0).0)
+    };
+    // bob's 200 to `invite`, its SDP answer on `port`.
+    let answered = |invite: &SipMessage, port: u16, tag: &str| {
+        let sdp = sdp_answer(invite, port);
+        let contact = [("Contact", "<sip:bob@127.0.0.1:6009>")];
+        reply(invite, 200, Some(tag), &contact, Some(&sdp))
+    };
+    let (s, invite) = dial(&mut a);
     a.cmd(Command::HangupWithReason(s, reason.clone()), now);
     assert!(
         a.sent().is_empty(),
@@ -718,21 +726,8 @@ fn hanging_up_with_a_reason_puts_it_on_the_cancel_and_the_bye() {
     assert_eq!(sent[0].0.method(), &Method::Cancel);
     assert_eq!(sent[0].0.header("Reason"), Some(reason.as_str()));
 
-    let s = SessionId::new_v4();
-    a.cmd(
-        Command::Dial(Box::new(dial_to(s, "sip:bob@127.0.0.1:6009", peer))),
-        now,
-    );
-    let invite = a.sent().remove(0).0;
-    let sdp = sdp_answer(&invite, 40102);
-    let ok = reply(
-        &invite,
-        200,
-        Some("r2"),
-        &[("Contact", "<sip:bob@127.0.0.1:6009>")],
-        Some(&sdp),
-    );
-    a.recv(&ok, peer, now);
+    let (s, invite) = dial(&mut a);
+    a.recv(&answered(&invite, 40102, "r2"), peer, now);
     assert_eq!(a.sent()[0].0.method(), &Method::Ack);
     a.cmd(Command::HangupWithReason(s, reason.clone()), now);
     let sent = a.sent();
@@ -742,23 +737,10 @@ fn hanging_up_with_a_reason_puts_it_on_the_cancel_and_the_bye() {
 
     // Hung up before any response, then answered at once (the 200 beats the CANCEL): the BYE
     // that ends the answered call carries the Reason.
-    let s = SessionId::new_v4();
-    a.cmd(
-        Command::Dial(Box::new(dial_to(s, "sip:bob@127.0.0.1:6009", peer))),
-        now,
-    );
-    let invite = a.sent().remove(0).0;
+    let (s, invite) = dial(&mut a);
     a.cmd(Command::HangupWithReason(s, reason.clone()), now);
     assert!(a.sent().is_empty());
-    let sdp = sdp_answer(&invite, 40104);
-    let ok = reply(
-        &invite,
-        200,
-        Some("r3"),
-        &[("Contact", "<sip:bob@127.0.0.1:6009>")],
-        Some(&sdp),
-    );
-    a.recv(&ok, peer, now);
+    a.recv(&answered(&invite, 40104, "r3"), peer, now);
     let sent = a.sent();
     let bye = sent
         .iter()

@@ -2,7 +2,7 @@
 //! media, 180 then 200), refusing it, and CANCEL before the answer.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::events::{CallView, SharedUpdate, SipCounter, SipEvent};
 use super::host::{MediaError, MediaStart};
@@ -12,11 +12,14 @@ use super::state::{Call, CallMedia, Phase, ServerEntry, ServerTx, SipCore, ALLOW
 use crate::backend::sip_config::{CallDecision, IncomingCall};
 use crate::engine::{EndReason, SessionId, SessionInfo};
 use crate::sdp::{answer, AnswerConfig, SessionDescription};
-use crate::sip::auth::AuthOutcome;
+use crate::sip::auth::{AuthOutcome, DigestAuthenticator};
 use crate::sip::dialog::Dialog;
 use crate::sip::session_timer::{Refresher, SessionTimer};
 use crate::sip::transaction::{CancelOutcome, TransactionKey};
 use crate::sip::{retry_after_value, Outbox, SipMessage, SipPeer, SipTransportKind};
+
+/// How long a digest nonce we issue stays valid.
+const NONCE_TTL: Duration = Duration::from_secs(30);
 
 /// Why a new INVITE did not become a call.
 pub(super) struct Refusal {
@@ -88,18 +91,13 @@ impl SipCore {
         if resolver.is_none() && self.cfg.auth_users.is_empty() {
             return Ok(());
         }
-        if self.auth.is_none() {
-            // A resolver set after start turns authentication on.
-            self.auth = Some(crate::sip::auth::DigestAuthenticator::with_rng(
-                &self.cfg.auth_realm,
-                super::core::NONCE_TTL,
-                self.rng.fork(),
-            ));
-        }
-        let Some(auth) = self.auth.as_mut() else {
-            return Ok(());
-        };
-        let challenge = |auth: &mut crate::sip::auth::DigestAuthenticator, stale: bool| Refusal {
+        // Made on the first request that needs it (configured users, or a resolver set
+        // after start), so that this is the one place an authenticator is built.
+        let (realm, rng) = (&self.cfg.auth_realm, &mut self.rng);
+        let auth = self
+            .auth
+            .get_or_insert_with(|| DigestAuthenticator::with_rng(realm, NONCE_TTL, rng.fork()));
+        let challenge = |auth: &mut DigestAuthenticator, stale: bool| Refusal {
             status: 401,
             headers: auth
                 .challenges(now, stale)
