@@ -21,7 +21,7 @@ static void on_video(void *ud, const char *session_id, const rkm_video_frame *f)
 
 static void on_target(void *ud, const char *session_id, uint64_t bps, rkm_rate_reason reason) {
     side *s = ud;
-    if (strcmp(session_id, s->session) != 0 || reason > RKM_RATE_REMB) {
+    if (strcmp(session_id, s->session) != 0 || reason > RKM_RATE_PROBE) {
         atomic_fetch_add(&s->wrong_session, 1);
     }
     atomic_store(&s->last_bps, bps);

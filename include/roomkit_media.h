@@ -91,6 +91,8 @@ typedef enum {
     RKM_RATE_LOSS = 2,
     // The receiver's REMB.
     RKM_RATE_REMB = 3,
+    // A probe (a short burst above the estimate) showed the path carries more.
+    RKM_RATE_PROBE = 4,
 } rkm_rate_reason;
 
 // Where a dialed call stands (see `rkm_on_call_state`).
@@ -415,6 +417,9 @@ typedef struct {
     uint64_t cc_feedback_sent;
     // Transport-wide feedback packets from the peer the estimator used.
     uint64_t cc_feedback_received;
+    // Padding-only video packets received (the peer's bandwidth probes): counted in
+    // `packets_received`, never handed to picture assembly.
+    uint64_t padding_received;
 } rkm_stream_stats;
 
 // Counters of a session: audio always; video when `has_video` (otherwise `video` is zeroed).

@@ -750,6 +750,9 @@ pub struct rkm_stream_stats {
     pub cc_feedback_sent: u64,
     /// Transport-wide feedback packets from the peer the estimator used.
     pub cc_feedback_received: u64,
+    /// Padding-only video packets received (the peer's bandwidth probes): counted in
+    /// `packets_received`, never handed to picture assembly.
+    pub padding_received: u64,
 }
 
 impl From<&StreamStats> for rkm_stream_stats {
@@ -815,6 +818,7 @@ impl From<&StreamStats> for rkm_stream_stats {
             cc_pictures_dropped,
             cc_feedback_sent,
             cc_feedback_received,
+            padding_received,
         } = *s;
         rkm_stream_stats {
             packets_received,
@@ -875,6 +879,7 @@ impl From<&StreamStats> for rkm_stream_stats {
             cc_pictures_dropped,
             cc_feedback_sent,
             cc_feedback_received,
+            padding_received,
         }
     }
 }

@@ -193,6 +193,8 @@ pub enum rkm_rate_reason {
     RKM_RATE_LOSS = 2,
     /// The receiver's REMB.
     RKM_RATE_REMB = 3,
+    /// A probe (a short burst above the estimate) showed the path carries more.
+    RKM_RATE_PROBE = 4,
 }
 
 /// Called when congestion control moved its estimate of a session's video path by more than
@@ -574,6 +576,7 @@ pub extern "C" fn rkm_on_target_bitrate(
                     RateReason::Delay => rkm_rate_reason::RKM_RATE_DELAY,
                     RateReason::Loss => rkm_rate_reason::RKM_RATE_LOSS,
                     RateReason::Remb => rkm_rate_reason::RKM_RATE_REMB,
+                    RateReason::Probe => rkm_rate_reason::RKM_RATE_PROBE,
                 };
                 // SAFETY: as in rkm_on_video_received.
                 unsafe { f(ud.get(), sid.as_ptr(), bps, reason) }

@@ -57,8 +57,14 @@ fn settles_on_a_narrow_bottleneck_without_building_a_queue() {
         "after 5 s the target left 70–110 % of 1.5 Mbit/s: {lo}..{hi}; {line}"
     );
     let q = p95(&sim.queue_delays_after(secs(t0, 5.0)));
-    println!("queue delay p95 after 5 s: {q:?}");
+    // The start's probes included.
+    let q_all = p95(&sim.queue_delays_after(t0));
+    println!("queue delay p95 after 5 s: {q:?}; over the whole run {q_all:?}");
     assert!(q < Duration::from_millis(100), "queue p95 {q:?}; {line}");
+    assert!(
+        q_all < Duration::from_millis(100),
+        "queue p95 {q_all:?}; {line}"
+    );
 }
 
 /// The first sample from `from` on at which `ok` holds, as seconds after `from`.
@@ -84,8 +90,9 @@ fn follows_the_link_up_and_down() {
     println!("targets (kbit/s, one a second): {line}");
     let t_up = first_time(&sim, 0, up, |b| b >= 2_800_000);
     println!("1.5 → 4 Mbit/s: 70 % after {t_up:?} s");
+    // The issue's bound is 10 s; probing does it in about 2 (3.4 s with the ramp alone).
     assert!(
-        t_up.is_some_and(|t| t <= 10.0),
+        t_up.is_some_and(|t| t <= 5.0),
         "1.5 → 4 Mbit/s followed after {t_up:?} s; {line}"
     );
     // 4 → 1 Mbit/s: followed (at most 110 % of the new rate) within 2 s.
@@ -153,6 +160,80 @@ fn two_flows_share_a_bottleneck_fairly() {
     assert!(a + b >= 0.7 * 3_000_000.0, "{a} + {b}");
     let q = p95(&sim.queue_delays_after(secs(t0, 40.0)));
     assert!(q < Duration::from_millis(100), "queue p95 {q:?}");
+}
+
+#[test]
+fn an_application_limited_stream_holds_its_estimate_then_probes_up_when_it_wants_more() {
+    let t0 = Instant::now();
+    let rate = 3_000_000;
+    let mut sim = CcSim::new(t0, link(rate, 0.0), ONE_WAY, 5);
+    // 300 kbit/s on a 3 Mbit/s link for 20 s: the estimate neither runs away from what is sent
+    // nor sinks below it.
+    sim.add_flow(BweConfig::default(), 300_000, t0);
+    sim.run_until(secs(t0, 20.0));
+    let line = timeline(&sim, 0);
+    println!("targets (kbit/s, one a second): {line}");
+    let after: Vec<u64> = sim.flows[0].estimates_after(secs(t0, 2.0)).collect();
+    let (lo, hi) = (after.iter().min().unwrap(), after.iter().max().unwrap());
+    println!("app-limited at 300 kbit/s: target {lo}..{hi} bit/s");
+    assert!(*lo >= 300_000 && *hi <= 600_000, "{lo}..{hi}; {line}");
+    // The application wants 3 Mbit/s: probing finds 70 % of the link within a few seconds.
+    sim.set_app_bps(0, rate);
+    let asked = sim.now();
+    sim.run_until(secs(t0, 30.0));
+    let line = timeline(&sim, 0);
+    let t_up = first_time(&sim, 0, asked, |b| b >= rate * 7 / 10);
+    let stats = sim.flows[0].bwe.stats();
+    println!(
+        "wants 3 Mbit/s: 70 % of the link after {t_up:?} s ({} probe clusters, {} raised it); {line}",
+        stats.probe_clusters, stats.probe_raises
+    );
+    assert!(t_up.is_some_and(|t| t <= 3.0), "{t_up:?}; {line}");
+    assert!(stats.probe_raises >= 1);
+    // Back to 300 kbit/s for 20 s: application-limited, and the estimate holds.
+    let level = sim.flows[0].bwe.target_bps();
+    sim.set_app_bps(0, 300_000);
+    let idle = sim.now();
+    sim.run_until(secs(t0, 50.0));
+    let line = timeline(&sim, 0);
+    let held: Vec<u64> = sim.flows[0].estimates_after(idle).collect();
+    let (lo, hi) = (held.iter().min().unwrap(), held.iter().max().unwrap());
+    println!("from {level} bit/s, idle at 300 kbit/s: target {lo}..{hi} bit/s; {line}");
+    assert!(sim.flows[0].bwe.in_alr());
+    assert!(sim.flows[0].bwe.stats().alr_periods >= 1);
+    assert!(
+        *lo >= level * 8 / 10 && *hi <= level * 11 / 10,
+        "{lo}..{hi} from {level}; {line}"
+    );
+}
+
+#[test]
+fn probes_of_an_application_limited_stream_keep_the_queue_short_on_a_narrow_link() {
+    let t0 = Instant::now();
+    let mut sim = CcSim::new(t0, link(1_500_000, 0.0), ONE_WAY, 6);
+    // An encoder that sends 300 kbit/s but could use 8 Mbit/s: it probes every 5 s at 2× and
+    // 3× the estimate, which a probe has set near the link's rate.
+    sim.add_flow(BweConfig::default(), 300_000, t0);
+    sim.set_desired_bps(0, 8_000_000);
+    sim.run_until(secs(t0, 60.0));
+    let line = timeline(&sim, 0);
+    let stats = sim.flows[0].bwe.stats();
+    let all = sim.queue_delays_after(t0);
+    let (q, top) = (p95(&all), all[all.len() - 1]);
+    println!(
+        "1.5 Mbit/s, sends 0.3, wants 8: {} probe clusters ({} packets), queue p95 {q:?} max \
+         {top:?}; {line}",
+        stats.probe_clusters, stats.probe_packets
+    );
+    assert!(stats.probe_clusters >= 10, "{stats:?}");
+    assert!(sim.flows[0].bwe.in_alr());
+    assert!(q < Duration::from_millis(100), "queue p95 {q:?}; {line}");
+    // The probes measure the link, never more; their own queue does not sink the estimate
+    // toward what is sent.
+    let after: Vec<u64> = sim.flows[0].estimates_after(secs(t0, 2.0)).collect();
+    let (lo, hi) = (after.iter().min().unwrap(), after.iter().max().unwrap());
+    println!("from 2 s on: {lo}..{hi} bit/s");
+    assert!(*lo >= 1_050_000 && *hi <= 1_650_000, "{lo}..{hi}; {line}");
 }
 
 /// Audio and video of a call are separate transports (no BUNDLE) sharing the access link; only

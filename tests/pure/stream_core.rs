@@ -877,3 +877,56 @@ fn a_lost_last_packet_is_repaired_by_the_tail_probe() {
         "{a:?}"
     );
 }
+
+/// A padding-only RTP packet: `pt`, `ssrc`, `seq`, `ts`, and 200 bytes of padding.
+fn padding_packet(pt: u8, ssrc: u32, seq: u16, ts: u32) -> Vec<u8> {
+    let mut p = vec![0xa0, pt];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&ts.to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend(std::iter::repeat_n(0u8, 199));
+    p.push(200);
+    p
+}
+
+#[test]
+fn padding_only_probes_are_counted_and_never_reach_picture_assembly() {
+    let b_cfg = VideoParams {
+        rtx: rtx(),
+        ..unpaced()
+    };
+    let mut m = Manual::new(unpaced(), b_cfg);
+    let first = m.packets(0);
+    let mut second = m.packets(1);
+    let (meta, _) = parse_rtp(first.last().unwrap()).unwrap();
+    // A probe between the two pictures takes the next media sequence number; the second
+    // picture's packets move up by one behind it, as a sender would number them.
+    let probe = padding_packet(96, meta.ssrc, meta.sequence.wrapping_add(1), meta.timestamp);
+    for p in &mut second {
+        let seq = u16::from_be_bytes([p[2], p[3]]).wrapping_add(1);
+        p[2..4].copy_from_slice(&seq.to_be_bytes());
+    }
+    for p in &first {
+        m.feed(p);
+    }
+    m.feed(&probe);
+    // And one on the RTX stream: no original sequence number inside, nothing to repair.
+    m.feed(&padding_packet(97, 0xabcd, 1, meta.timestamp));
+    for p in &second {
+        m.feed(p);
+    }
+    m.now += Duration::from_millis(50);
+    m.b.handle_timeout(m.now);
+    let got = m.b_frames();
+    assert_eq!(got.len(), 2);
+    assert_eq!((&got[0].data, &got[1].data), (&picture(0).0, &picture(1).0));
+    let nacks = std::iter::from_fn(|| m.b.poll_transmit())
+        .filter_map(|t| parse_compound(&t.contents).ok())
+        .flatten()
+        .filter(|e| matches!(e, RtcpEvent::Nack { .. }))
+        .count();
+    let st = m.b.stats();
+    assert_eq!(nacks, 0, "the probe's sequence number is no gap");
+    assert_eq!((st.padding_received, st.malformed, st.lost), (2, 0, 0));
+    assert_eq!(st.packets_received as usize, first.len() + second.len() + 2);
+}

@@ -264,6 +264,11 @@ impl SendHistory {
         self.entry(seq).map(|e| e.data.as_slice())
     }
 
+    /// Whether packet `seq` is kept and has left (not still waiting in the pacer).
+    pub fn is_sent(&self, seq: u16) -> bool {
+        self.entry(seq).is_some_and(|e| e.sent)
+    }
+
     /// Updates the time packet `seq` actually left (the pacer may have held it).
     pub fn mark_sent(&mut self, seq: u16, now: Instant) {
         if let Some(e) = self.entry_mut(seq) {

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
+use super::bwe::probe::ProbeCluster;
 use super::bwe::{BandwidthEstimator, BweConfig};
 use super::config::CoreConfig;
 use super::packet::{classify_muxed, MuxedKind};
@@ -380,6 +381,8 @@ pub struct CcFlow {
     pub starts: Instant,
     next_send: Instant,
     seq: u16,
+    /// The probe cluster being sent, with the bytes and packets sent of it so far.
+    probe: Option<(ProbeCluster, usize, u32)>,
     /// The target, sampled every [`CcSim::SAMPLE`].
     pub estimates: Vec<(Instant, u64)>,
     /// Bytes sent and bytes that reached the receiver.
@@ -453,6 +456,7 @@ impl CcSim {
     pub fn add_flow(&mut self, cfg: BweConfig, app_bps: u64, starts: Instant) -> usize {
         let mut bwe = BandwidthEstimator::new(cfg);
         bwe.on_rtt(self.forward.config().delay + self.back.config().delay);
+        bwe.set_desired_bps(app_bps);
         self.flows.push(CcFlow {
             bwe,
             recorder: TwccRecorder::new(),
@@ -460,11 +464,25 @@ impl CcSim {
             starts,
             next_send: starts,
             seq: 0,
+            probe: None,
             estimates: Vec::new(),
             sent_bytes: 0,
             received_bytes: 0,
         });
         self.flows.len() - 1
+    }
+
+    /// Flow `flow`'s application now wants `bps` (and tells its estimator).
+    pub fn set_app_bps(&mut self, flow: usize, bps: u64) {
+        let f = &mut self.flows[flow];
+        f.app_bps = bps;
+        f.bwe.set_desired_bps(bps);
+    }
+
+    /// Flow `flow`'s application would send up to `bps` but keeps sending `app_bps`: its
+    /// estimator probes for what it wants.
+    pub fn set_desired_bps(&mut self, flow: usize, bps: u64) {
+        self.flows[flow].bwe.set_desired_bps(bps);
     }
 
     /// Changes the bottleneck (or any impairment) from now on: a rate step.
@@ -534,7 +552,7 @@ impl CcSim {
                 f.estimates.push((now, f.bwe.target_bps()));
                 if self.trace {
                     eprintln!(
-                        "{:6.1}s target {} delay {} loss {} ({:.3}) acked {:?} {:?} q {:?}",
+                        "{:6.1}s target {} delay {} loss {} ({:.3}) acked {:?} {:?} alr {} q {:?}",
                         (now - self.t0).as_secs_f64(),
                         f.bwe.target_bps() / 1000,
                         f.bwe.delay_bps() / 1000,
@@ -542,6 +560,7 @@ impl CcSim {
                         f.bwe.loss_fraction(),
                         f.bwe.acked_bps().map(|b| b / 1000),
                         f.bwe.usage(),
+                        f.bwe.in_alr(),
                         self.forward.queue_delay(now),
                     );
                 }
@@ -552,7 +571,27 @@ impl CcSim {
             if f.next_send > now {
                 continue;
             }
-            f.bwe.on_packet_sent(now, f.seq, CC_PACKET_BYTES);
+            if f.probe.is_none() {
+                f.probe = f.bwe.poll_probe(now).map(|c| (c, 0, 0));
+            }
+            // A probe cluster's packets go at its rate (media and padding alike: here every
+            // packet is the same), the rest at the flow's.
+            let rate = match f.probe.as_mut() {
+                Some((c, bytes, packets)) => {
+                    f.bwe.on_probe_sent(now, f.seq, CC_PACKET_BYTES, c.id);
+                    *bytes += CC_PACKET_BYTES;
+                    *packets += 1;
+                    let bps = c.bps;
+                    if c.is_complete(*bytes, *packets) {
+                        f.probe = None;
+                    }
+                    bps
+                }
+                None => {
+                    f.bwe.on_packet_sent(now, f.seq, CC_PACKET_BYTES);
+                    f.send_bps()
+                }
+            };
             self.queue_delays.push((now, self.forward.queue_delay(now)));
             self.forward.handle_input_sized(
                 now,
@@ -564,7 +603,7 @@ impl CcSim {
             );
             f.seq = f.seq.wrapping_add(1);
             f.sent_bytes += CC_PACKET_BYTES as u64;
-            let gap = CC_PACKET_BYTES as f64 * 8.0 / f.send_bps() as f64;
+            let gap = CC_PACKET_BYTES as f64 * 8.0 / rate.max(1) as f64;
             f.next_send = now + Duration::from_secs_f64(gap);
         }
     }

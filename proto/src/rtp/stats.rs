@@ -131,4 +131,7 @@ pub struct StreamStats {
     pub cc_feedback_sent: u64,
     /// Transport-wide feedback packets the peer sent us that the estimator used.
     pub cc_feedback_received: u64,
+    /// Padding-only video packets received (a sender's bandwidth probes, on the media's or the
+    /// RTX stream): counted in `packets_received`, never handed to picture assembly.
+    pub padding_received: u64,
 }

@@ -19,11 +19,22 @@
 //! Delay-based control follows draft-ietf-rmcat-gcc-02 and libwebrtc's design (trendline filter,
 //! adaptive threshold, AIMD); loss-based control holds under light loss (below 2 % it lets the
 //! bound grow, up to 10 % it holds) and backs off above 10 %. When only REMB was agreed the
-//! target is the REMB ([`BandwidthEstimator::follow_remb`]). What this version does not do yet:
-//! probing with padding or RTX (a fast multiplicative ramp while the link's capacity is unknown
-//! stands in for it), application-limited (ALR) detection.
+//! target is the REMB ([`BandwidthEstimator::follow_remb`]).
+//!
+//! Probing and ALR ([`probe`]): the sender asks [`BandwidthEstimator::poll_probe`] for probe
+//! clusters (bursts at 2× and 3× the estimate, never above what the application wants, set
+//! with [`BandwidthEstimator::set_desired_bps`]) and reports each packet of one with
+//! [`BandwidthEstimator::on_probe_sent`]; when transport-wide feedback has reported a cluster,
+//! the rate the link carried of it lifts the delay-based rate (reason [`RateReason::Probe`]).
+//! Probes go out at the start, when the application asks for more, while results keep reaching
+//! the rate probed, when the delay-based rate runs past the capacity it had learnt (the link got
+//! wider), and every 5 s while application-limited and wanting more. An application-limited
+//! stream (sending under 65 % of the estimate, [`BandwidthEstimator::in_alr`]) neither grows
+//! the estimate past 1.5 × what it sends nor lets it sink toward it. RFC 8888 feedback does not
+//! measure probes (its per-source histories carry no cluster).
 
 pub mod delay;
+pub mod probe;
 pub mod rate;
 pub mod remote;
 
@@ -31,6 +42,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use self::delay::{BandwidthUsage, InterArrival, OveruseDetector, Trendline};
+use self::probe::{AlrDetector, ProbeCluster, ProbeController, ProbeMeter, ProbeOutcome};
 use self::rate::{AckedRate, AimdRate, LossBound};
 use super::ccfb::Ccfb;
 use super::twcc::{unwrap_seq, TwccFeedback};
@@ -68,12 +80,16 @@ pub enum RateReason {
     Loss,
     /// The receiver's REMB.
     Remb,
+    /// A probe cluster measured more than the delay-based rate.
+    Probe,
 }
 
 /// Sent packets remembered for feedback: more than a second of video at high rates.
 const HISTORY: usize = 8192;
 /// The receive-rate window.
 const ACKED_WINDOW: Duration = Duration::from_millis(500);
+/// A probe's result serves as the application-limited sender's backoff floor this long.
+const PROBE_RESULT_LIFETIME: Duration = Duration::from_secs(10);
 /// The round-trip time assumed before one is reported.
 const DEFAULT_RTT: Duration = Duration::from_millis(100);
 
@@ -86,6 +102,8 @@ pub struct PacketResult {
     pub size: usize,
     /// When it arrived, µs on the receiver's clock; `None` if lost.
     pub arrival_us: Option<i64>,
+    /// The probe cluster it belonged to.
+    pub probe: Option<u32>,
 }
 
 /// One packet as the delay filter sees it: send time (sender's clock) and arrival (receiver's
@@ -110,24 +128,31 @@ pub struct BweStats {
     /// Decreases by the delay-based and loss-based controllers.
     pub delay_decreases: u64,
     pub loss_decreases: u64,
+    /// Probe clusters handed to the sender, probe packets it sent, and clusters whose result
+    /// raised the estimate.
+    pub probe_clusters: u64,
+    pub probe_packets: u64,
+    pub probe_raises: u64,
+    /// Times the stream became application-limited.
+    pub alr_periods: u64,
 }
 
 /// Sources whose RTP packets are remembered for RFC 8888 feedback.
 const MAX_RTP_SOURCES: usize = 4;
 
 /// Sent packets by extended sequence number (transport-wide, or one source's RTP numbers): send
-/// time and size, the newest [`HISTORY`] of them.
+/// time, size and probe cluster, the newest [`HISTORY`] of them.
 #[derive(Debug, Default)]
 struct SendHistory {
-    sent: BTreeMap<u64, (Instant, usize)>,
+    sent: BTreeMap<u64, (Instant, usize, Option<u32>)>,
     highest: Option<u64>,
 }
 
 impl SendHistory {
-    fn on_sent(&mut self, now: Instant, seq: u16, size: usize) {
+    fn on_sent(&mut self, now: Instant, seq: u16, size: usize, probe: Option<u32>) {
         let ext = self.unwrap(seq);
         self.highest = Some(self.highest.map_or(ext, |h| h.max(ext)));
-        self.sent.insert(ext, (now, size));
+        self.sent.insert(ext, (now, size, probe));
         while self.sent.len() > HISTORY {
             self.sent.pop_first();
         }
@@ -137,7 +162,7 @@ impl SendHistory {
         unwrap_seq(self.highest, seq)
     }
 
-    fn get(&self, ext: u64) -> Option<&(Instant, usize)> {
+    fn get(&self, ext: u64) -> Option<&(Instant, usize, Option<u32>)> {
         self.sent.get(&ext)
     }
 }
@@ -172,6 +197,12 @@ pub struct BandwidthEstimator {
     target: u64,
     reason: RateReason,
     stats: BweStats,
+    alr: AlrDetector,
+    probes: ProbeController,
+    meter: ProbeMeter,
+    outcomes: Vec<ProbeOutcome>,
+    /// The last probe result and when it came.
+    probed: Option<(Instant, u64)>,
 }
 
 impl BandwidthEstimator {
@@ -206,6 +237,11 @@ impl BandwidthEstimator {
             target: start,
             reason: RateReason::Initial,
             stats: BweStats::default(),
+            alr: AlrDetector::default(),
+            probes: ProbeController::new(max, max),
+            meter: ProbeMeter::default(),
+            outcomes: Vec::new(),
+            probed: None,
         }
     }
 
@@ -251,13 +287,58 @@ impl BandwidthEstimator {
 
     /// What the estimator counted.
     pub fn stats(&self) -> BweStats {
-        self.stats
+        BweStats {
+            probe_packets: self.meter.packets_sent(),
+            alr_periods: self.alr.entered(),
+            ..self.stats
+        }
     }
 
-    /// A packet carrying transport-wide sequence number `seq` and `size` bytes left at `now`.
+    /// Whether the sender is application-limited: sending well below the estimate.
+    pub fn in_alr(&self) -> bool {
+        self.alr.in_alr()
+    }
+
+    /// The most the application would send (its encoder's ceiling), bits per second; at most
+    /// `max_bps`, which it is until set. Probing stops there; asking for more probes at once.
+    pub fn set_desired_bps(&mut self, bps: u64) {
+        self.probes.set_desired(bps);
+    }
+
+    /// Whether [`Self::poll_probe`] would hand out a cluster at `now` (changes nothing).
+    pub fn probe_due(&self, now: Instant) -> bool {
+        let quiet = self.usage == BandwidthUsage::Normal;
+        self.probes
+            .is_due(now, self.target, quiet, self.alr.in_alr())
+    }
+
+    /// The next probe cluster to send, when it is time to probe at `now`. The sender sends its
+    /// packets (media when it has some, else padding or retransmissions) at the cluster's rate
+    /// until [`ProbeCluster::is_complete`], reporting each with [`Self::on_probe_sent`].
+    pub fn poll_probe(&mut self, now: Instant) -> Option<ProbeCluster> {
+        let quiet = self.usage == BandwidthUsage::Normal;
+        let c = self
+            .probes
+            .poll(now, self.target, quiet, self.alr.in_alr())?;
+        self.meter.start(now, &c);
+        self.stats.probe_clusters += 1;
+        Some(c)
+    }
+
+    /// A media packet carrying transport-wide sequence number `seq` and `size` bytes left at
+    /// `now`.
     pub fn on_packet_sent(&mut self, now: Instant, seq: u16, size: usize) {
         self.epoch.get_or_insert(now);
-        self.sent.on_sent(now, seq, size);
+        self.alr.on_sent(now, size, self.target);
+        self.sent.on_sent(now, seq, size, None);
+    }
+
+    /// A packet of probe cluster `cluster` left at `now` (it counts for the probe, not as what
+    /// the application sends).
+    pub fn on_probe_sent(&mut self, now: Instant, seq: u16, size: usize, cluster: u32) {
+        self.epoch.get_or_insert(now);
+        self.meter.on_sent(cluster, size);
+        self.sent.on_sent(now, seq, size, Some(cluster));
     }
 
     /// An RTP packet of `ssrc` with sequence number `seq` and `size` bytes left at `now` (for
@@ -274,7 +355,7 @@ impl BandwidthEstimator {
                 self.sent_rtp.len() - 1
             }
         };
-        self.sent_rtp[i].1.on_sent(now, seq, size);
+        self.sent_rtp[i].1.on_sent(now, seq, size, None);
     }
 
     /// An RFC 8888 report arrived at `now`: its packets matched with what we sent (per source),
@@ -295,7 +376,7 @@ impl BandwidthEstimator {
             };
             let base = hist.unwrap(b.begin_seq);
             for (i, m) in b.metrics.iter().enumerate() {
-                let Some(&(sent, size)) = hist.get(base + i as u64) else {
+                let Some(&(sent, size, _)) = hist.get(base + i as u64) else {
                     self.stats.unknown += 1;
                     continue;
                 };
@@ -311,6 +392,7 @@ impl BandwidthEstimator {
                     sent,
                     size,
                     arrival_us,
+                    probe: None,
                 });
             }
         }
@@ -344,10 +426,11 @@ impl BandwidthEstimator {
         let mut out = Vec::with_capacity(fb.arrivals.len());
         for (i, arrival) in fb.arrivals.iter().enumerate() {
             match self.sent.get(base + i as u64) {
-                Some(&(sent, size)) => out.push(PacketResult {
+                Some(&(sent, size, probe)) => out.push(PacketResult {
                     sent,
                     size,
                     arrival_us: arrival.map(|a| a + self.reference_offset_us),
+                    probe,
                 }),
                 None => self.stats.unknown += 1,
             }
@@ -364,6 +447,11 @@ impl BandwidthEstimator {
     /// The core of the estimator: reported packets (in send order) at `now`.
     pub fn on_packet_results(&mut self, now: Instant, results: &[PacketResult]) {
         let epoch = *self.epoch.get_or_insert(now);
+        for r in results {
+            if let Some(id) = r.probe {
+                self.meter.on_reported(id, r.sent, r.size, r.arrival_us);
+            }
+        }
         self.on_reports(
             now,
             results.iter().map(|r| Report {
@@ -381,6 +469,7 @@ impl BandwidthEstimator {
         let mut lost = 0u64;
         let mut total = 0u64;
         let mut usage = None;
+        let knew_capacity = self.aimd.capacity_known();
         for r in reports {
             total += 1;
             let Some(arrival) = r.arrival_us else {
@@ -407,6 +496,16 @@ impl BandwidthEstimator {
         if let Some(u) = usage {
             self.usage = u;
         }
+        // Application-limited, the receive rate is what the application sends, not what the
+        // link carries: a recent probe says more. (Not otherwise: beside cross traffic the
+        // probe could not see, a floor would hold the rate above the link while a queue grows.)
+        let floor = self
+            .probed
+            .filter(|(t, _)| {
+                self.alr.in_alr() && now.saturating_duration_since(*t) < PROBE_RESULT_LIFETIME
+            })
+            .map(|(_, b)| b);
+        self.aimd.set_backoff_floor(floor);
         if self
             .aimd
             .update(now, self.usage, self.acked.bps(), self.rtt)
@@ -416,7 +515,38 @@ impl BandwidthEstimator {
         if self.loss.update(now, lost, total, self.target, self.rtt) {
             self.stats.loss_decreases += 1;
         }
-        self.set_target();
+        if knew_capacity && !self.aimd.capacity_known() {
+            // The rate ran past the capacity it had learnt: the link got wider.
+            self.probes.request();
+        }
+        let raised = self.apply_probe_results(now);
+        self.set_target_for(raised);
+    }
+
+    /// Feeds finished probe clusters to the controller and lifts the delay-based rate to the
+    /// best of them (never while the detector sees a queue). Returns true when it rose.
+    fn apply_probe_results(&mut self, now: Instant) -> bool {
+        self.outcomes.clear();
+        self.meter.take_outcomes(now, &mut self.outcomes);
+        let mut best = None::<u64>;
+        for &(_, probed, result) in &self.outcomes {
+            self.probes.on_result(result);
+            // What the link carried, never more than was probed.
+            if let Some(r) = result.map(|r| r.min(probed)) {
+                best = Some(best.map_or(r, |b| b.max(r)));
+            }
+        }
+        if let Some(b) = best {
+            self.probed = Some((now, b));
+        }
+        let raised = match best {
+            Some(b) if self.usage != BandwidthUsage::Overusing => self.aimd.raise_to(now, b),
+            _ => false,
+        };
+        if raised {
+            self.stats.probe_raises += 1;
+        }
+        raised
     }
 
     /// The target follows the receiver's REMB alone (a peer that sends REMB and no per-packet
@@ -427,6 +557,12 @@ impl BandwidthEstimator {
     }
 
     fn set_target(&mut self) {
+        self.set_target_for(false);
+    }
+
+    /// The target from the bounds; `probed`: the delay-based rate was just raised by a probe
+    /// (the reason, when it is the binding bound).
+    fn set_target_for(&mut self, probed: bool) {
         let delay = self.aimd.bps();
         let loss = self.loss.bps();
         let (mut target, mut reason) = if self.remb_only {
@@ -440,6 +576,8 @@ impl BandwidthEstimator {
             )
         } else if loss < delay {
             (loss, RateReason::Loss)
+        } else if probed {
+            (delay, RateReason::Probe)
         } else {
             (delay, RateReason::Delay)
         };

@@ -15,7 +15,8 @@ const BETA: f64 = 0.9;
 const RAMP_PER_SECOND: f64 = 1.5;
 /// Additive growth near a known capacity: this many bits per response time (about one packet).
 const ADDITIVE_BITS: f64 = 1200.0 * 8.0;
-/// The rate never runs further ahead of what was acknowledged than this.
+/// The rate never grows further ahead of what was acknowledged than this (it may already be
+/// above: a probe lifted it, or the application sends less than it could; it then holds).
 const MAX_OVER_ACKED: f64 = 1.5;
 /// Longest growth step taken at once (feedback after a pause must not jump the rate).
 const MAX_STEP: Duration = Duration::from_secs(1);
@@ -81,6 +82,9 @@ pub struct AimdRate {
     /// Its variance, normalised by the capacity.
     capacity_var: f64,
     hold: bool,
+    /// A rate the path was measured to carry apart from the receive rate (a recent probe, for
+    /// an application-limited sender): decreases go no lower than [`BETA`] × this.
+    backoff_floor: Option<f64>,
 }
 
 impl AimdRate {
@@ -95,6 +99,7 @@ impl AimdRate {
             capacity: None,
             capacity_var: 0.4,
             hold: false,
+            backoff_floor: None,
         }
     }
 
@@ -113,6 +118,13 @@ impl AimdRate {
     /// units, normalised by the capacity, as libwebrtc keeps it).
     fn capacity_std(&self, cap: f64) -> f64 {
         (self.capacity_var * cap / 1000.0).sqrt() * 1000.0
+    }
+
+    /// Sets (or clears) the rate decreases may not go below [`BETA`] × of: what a recent probe
+    /// measured while the sender is application-limited, whose own receive rate says nothing
+    /// about the link (a probe's own queue would otherwise sink the rate toward it).
+    pub fn set_backoff_floor(&mut self, bps: Option<u64>) {
+        self.backoff_floor = bps.map(|b| b as f64);
     }
 
     /// Applies the detector's verdict at `now`, with the receive rate `acked` and the round-trip
@@ -145,6 +157,7 @@ impl AimdRate {
                     .last_decrease
                     .is_none_or(|t| now.saturating_duration_since(t) >= wait);
                 if let (true, Some(a)) = (may, acked) {
+                    let a = a.max(self.backoff_floor.unwrap_or(0.0));
                     let target = (BETA * a).min(self.rate);
                     self.learn_capacity(a);
                     self.rate = target;
@@ -159,21 +172,43 @@ impl AimdRate {
                     self.hold = false;
                 } else {
                     let secs = dt.as_secs_f64();
-                    self.rate = match self.capacity {
+                    let grown = match self.capacity {
                         Some(_) => {
                             let response = rtt.as_secs_f64() + 0.1;
                             self.rate + ADDITIVE_BITS / response * secs
                         }
                         None => self.rate * RAMP_PER_SECOND.powf(secs),
                     };
-                    if let Some(a) = acked {
-                        self.rate = self.rate.min(MAX_OVER_ACKED * a + 10_000.0);
+                    // Growth stops at 1.5 × what arrives, but a rate above that holds: an
+                    // application sending little says nothing against it (no runaway, no
+                    // sinking toward what is sent).
+                    let limit = acked.map_or(f64::INFINITY, |a| MAX_OVER_ACKED * a + 10_000.0);
+                    if self.rate < limit {
+                        self.rate = grown.min(limit);
                     }
                 }
             }
         }
         self.rate = self.rate.clamp(self.min, self.max);
         decreased
+    }
+
+    /// A probe measured `bps` at `now`: the rate rises to it (within `max`), forgetting a
+    /// capacity it is far above. Returns true when it rose.
+    pub fn raise_to(&mut self, now: Instant, bps: u64) -> bool {
+        let bps = (bps as f64).min(self.max);
+        if bps <= self.rate {
+            return false;
+        }
+        if let Some(cap) = self.capacity {
+            if bps > cap + 3.0 * self.capacity_std(cap) {
+                self.capacity = None;
+            }
+        }
+        self.rate = bps;
+        self.last_update = Some(now);
+        self.hold = false;
+        true
     }
 
     fn learn_capacity(&mut self, acked: f64) {

@@ -12,15 +12,17 @@ use std::time::{Duration, Instant};
 use crate::codec::annexb::{is_vcl, nal_type, nal_units, NAL_IDR};
 use crate::codec::vp8::is_vp8_keyframe;
 use crate::frame::VideoCodec;
+use crate::rtp::bwe::probe::ProbeCluster;
 use crate::rtp::bwe::remote::{ReceiveEstimator, SendClock};
 use crate::rtp::bwe::{BandwidthEstimator, BweStats, RateReason};
 use crate::rtp::ccfb::{Ccfb, CcfbRecorder};
 use crate::rtp::config::{CcFeedback, CongestionParams};
 use crate::rtp::hdrext::{abs_send_time, insert_one_byte, packet_transport_cc_seq, ExtElement};
 use crate::rtp::remb;
+use crate::rtp::rtx::wrap_rtx;
 use crate::rtp::twcc::{TwccFeedback, TwccRecorder};
 
-use super::{KeyframeRequest, StreamCore, StreamEvent};
+use super::{KeyframeRequest, StreamCore, StreamEvent, Transmit, TransmitKind};
 
 /// The picture interval assumed before two pictures have been seen.
 const DEFAULT_PICTURE_INTERVAL: Duration = Duration::from_millis(33);
@@ -31,6 +33,27 @@ const PICTURE_INTERVAL_MAX: Duration = Duration::from_millis(200);
 const TARGET_EVENT_SHARE: f64 = 0.05;
 /// Feedback packets one timeout may send (each reports up to ~1,100 bytes of statuses).
 const MAX_FEEDBACK_PER_TIMEOUT: usize = 8;
+/// A probe copies the packets among this many most recent that have left, in turn.
+const PROBE_SOURCES: u16 = 16;
+/// How far back from the newest packet stored the newest one that has left is looked for (the
+/// pacer may hold many).
+const PROBE_SCAN: u16 = 1024;
+/// Probe packets one call may send (a cluster is ~15 ms: a few at a time as they fall due).
+const MAX_PROBE_PACKETS_PER_CALL: usize = 64;
+
+/// A probe cluster being sent: RTX copies of recent packets at the cluster's rate.
+#[derive(Debug)]
+struct ProbeOut {
+    cluster: ProbeCluster,
+    bytes: usize,
+    packets: u32,
+    start: Instant,
+    next_at: Instant,
+    /// The newest packet that had left when the cluster began, and how far back from it the
+    /// next copy is taken.
+    anchor: u16,
+    back: u16,
+}
 
 /// What the sender does with a picture the application hands over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +94,8 @@ pub(super) struct Congestion {
     remote: Option<ReceiveEstimator>,
     /// With RFC 8888 agreed: the receiver's record of arrivals by (SSRC, sequence number).
     ccfb: Option<CcfbRecorder>,
+    /// The probe cluster being sent, if any.
+    probe: Option<ProbeOut>,
 }
 
 impl Congestion {
@@ -107,6 +132,7 @@ impl Congestion {
             origin: now,
             remote,
             ccfb: (params.feedback == CcFeedback::Ccfb).then(CcfbRecorder::new),
+            probe: None,
         }
     }
 
@@ -116,7 +142,9 @@ impl Congestion {
     }
 
     /// Stamps what was agreed on an RTP packet leaving at `now`: the next transport-wide
-    /// sequence number (told to the estimator) and abs-send-time.
+    /// sequence number (told to the estimator) and abs-send-time. While a probe cluster is
+    /// being sent, every packet that leaves is part of it (media included, as in libwebrtc: the
+    /// cluster's rate is all that goes out).
     pub(super) fn stamp(&mut self, now: Instant, packet: &mut Vec<u8>) {
         let transport_wide = self.params.feedback == CcFeedback::TransportCc;
         let seq = self.next_seq.to_be_bytes();
@@ -135,7 +163,13 @@ impl Congestion {
             n += 1;
         }
         if n > 0 && insert_one_byte(packet, &elements[..n]) && transport_wide {
-            self.bwe.on_packet_sent(now, self.next_seq, packet.len());
+            match self.probe.as_ref().map(|p| p.cluster.id) {
+                Some(id) => {
+                    self.bwe.on_probe_sent(now, self.next_seq, packet.len(), id);
+                    self.count_probe(packet.len());
+                }
+                None => self.bwe.on_packet_sent(now, self.next_seq, packet.len()),
+            }
             self.next_seq = self.next_seq.wrapping_add(1);
         }
         if self.params.feedback == CcFeedback::Ccfb {
@@ -143,6 +177,25 @@ impl Congestion {
                 self.bwe.on_rtp_sent(now, ssrc, seq, packet.len());
             }
         }
+    }
+
+    /// Counts a packet of `len` bytes stamped into the probe cluster being sent.
+    fn count_probe(&mut self, len: usize) {
+        if let Some(p) = self.probe.as_mut() {
+            p.bytes += len;
+            p.packets += 1;
+            // The next copy falls due when all the cluster sent matches its rate.
+            let secs = p.bytes as f64 * 8.0 / p.cluster.bps.max(1) as f64;
+            p.next_at = p.start + Duration::from_secs_f64(secs);
+            if p.cluster.is_complete(p.bytes, p.packets) {
+                self.probe = None;
+            }
+        }
+    }
+
+    /// When the next probe packet is due, while a cluster is being sent.
+    pub(super) fn probe_timeout(&self) -> Option<Instant> {
+        self.probe.as_ref().map(|p| p.next_at)
     }
 
     /// Records the arrival of an RTP packet (a whole, unprotected one) at `now`.
@@ -255,6 +308,86 @@ impl StreamCore {
             cc.feedback_received += 1;
         }
         self.apply_estimate(now);
+        self.send_probes(now);
+    }
+
+    /// Sends what is due at `now` of a probe cluster the estimator asks for: RTX copies of the
+    /// packets that left last (the receiver keeps one it lost, drops the others as duplicates),
+    /// at the cluster's rate and outside the pacer, which runs at the estimate the probe is to
+    /// test. Only with RTX: a copy on the media stream would be a duplicate in the receiver's
+    /// loss statistics.
+    pub(super) fn send_probes(&mut self, now: Instant) {
+        let (Some(cc), Some(v)) = (self.cc.as_mut(), self.video_out.as_mut()) else {
+            return;
+        };
+        // Only transport-wide feedback reports each probe packet.
+        if v.rtx.is_none() || cc.params.feedback != CcFeedback::TransportCc {
+            return;
+        }
+        let newest = self.rtp.next_sequence().wrapping_sub(1);
+        let media_pt = self.rtp.payload_type();
+        let Some(rtx) = v.rtx.as_mut() else {
+            return;
+        };
+        let usable = |seq: u16| {
+            v.history.is_sent(seq)
+                && v.history.check_resend(seq, now, Duration::ZERO).is_ok()
+                && v.history.get(seq).and_then(|b| b.get(1)).map(|b| b & 0x7f) == Some(media_pt)
+        };
+        for _ in 0..MAX_PROBE_PACKETS_PER_CALL {
+            if cc.probe.is_none() {
+                if !cc.bwe.probe_due(now) {
+                    return;
+                }
+                // Nothing has left yet to copy: the estimator keeps its reasons to probe.
+                let Some(anchor) = (0..PROBE_SCAN)
+                    .map(|k| newest.wrapping_sub(k))
+                    .find(|&s| usable(s))
+                else {
+                    return;
+                };
+                cc.probe = cc.bwe.poll_probe(now).map(|cluster| ProbeOut {
+                    cluster,
+                    bytes: 0,
+                    packets: 0,
+                    start: now,
+                    next_at: now,
+                    anchor,
+                    back: 0,
+                });
+            }
+            let Some(p) = cc.probe.as_mut() else {
+                return;
+            };
+            if p.next_at > now {
+                return;
+            }
+            let source = (0..PROBE_SOURCES)
+                .map(|k| p.anchor.wrapping_sub((p.back + k) % PROBE_SOURCES))
+                .find(|&s| usable(s));
+            let Some((seq, bytes)) = source.and_then(|s| Some((s, v.history.get(s)?))) else {
+                // The history moved on: the cluster lapses (the estimator gives up on it).
+                cc.probe = None;
+                return;
+            };
+            p.back = p.anchor.wrapping_sub(seq).wrapping_add(1) % PROBE_SOURCES;
+            let mut buf = self.pool.take();
+            buf.clear();
+            if wrap_rtx(bytes, rtx.payload_type, rtx.ssrc, rtx.seq, &mut buf).is_err() {
+                self.pool.give(buf);
+                cc.probe = None;
+                return;
+            }
+            rtx.seq = rtx.seq.wrapping_add(1);
+            cc.stamp(now, &mut buf);
+            self.stats.packets_sent += 1;
+            self.stats.bytes_sent += buf.len() as u64;
+            self.transmits.push_back(Transmit {
+                dest: self.remotes.rtp,
+                kind: TransmitKind::Rtp,
+                contents: buf,
+            });
+        }
     }
 
     /// RFC 8888 feedback from the peer about the packets we sent.

@@ -465,6 +465,7 @@ impl StreamCore {
         }
         if let Some(c) = &self.cc {
             consider(c.poll_timeout());
+            consider(c.probe_timeout());
         }
         if let Some(v) = &self.video_in {
             consider(v.rx.next_deadline());
@@ -623,6 +624,7 @@ impl StreamCore {
         }
         self.send_nacks(now);
         self.send_transport_feedback(now);
+        self.send_probes(now);
         self.play_audio(now);
         let now_ms = self.ms_since_origin(now);
         if let Some(a) = self.audio_in.as_mut() {

@@ -320,6 +320,17 @@ impl StreamCore {
         }
         if self.audio_in.is_some() {
             self.on_audio_rtp(now, &meta, payload);
+        } else if payload.is_empty() {
+            // Padding only (a bandwidth probe on the media's sequence numbers): it holds its
+            // place in the sequence, so no gap is seen there, and nothing of it reaches the
+            // depacketizer.
+            if !fec_recovered {
+                self.stats.padding_received += 1;
+            }
+            if let Some(v) = self.video_in.as_mut() {
+                let _ = v.rx.push_filler(meta, now, &mut v.frames);
+            }
+            self.after_video(now);
         } else {
             self.on_video_rtp(now, meta, payload, false);
         }
@@ -341,13 +352,20 @@ impl StreamCore {
 
     /// An RTX packet: unwrapped, it joins the media in the jitter buffer.
     fn on_rtx(&mut self, now: Instant, meta: &RtpMeta, payload: &[u8], len: usize) {
+        if payload.is_empty() {
+            // Padding only on the RTX stream (a bandwidth probe): no original inside.
+            self.stats.padding_received += 1;
+            self.stats.packets_received += 1;
+            self.stats.bytes_received += len as u64;
+            return;
+        }
         let Some(media_ssrc) = self.rx_stats.as_ref().map(ReceiverStats::ssrc) else {
             // A retransmission of a stream we have not seen: nothing to repair.
             self.stats.unknown_payload_type += 1;
             return;
         };
         let Some((osn, original)) = unwrap_rtx(payload) else {
-            // Padding-only RTX (bandwidth probes) carries no OSN.
+            // Too short for the original sequence number.
             self.stats.malformed += 1;
             return;
         };
