@@ -22,7 +22,7 @@ use crate::rtp::remb;
 use crate::rtp::rtx::wrap_rtx;
 use crate::rtp::twcc::{TwccFeedback, TwccRecorder};
 
-use super::{KeyframeRequest, StreamCore, StreamEvent, Transmit, TransmitKind};
+use super::{queue_rtp, KeyframeRequest, StreamCore, StreamEvent};
 
 /// The picture interval assumed before two pictures have been seen.
 const DEFAULT_PICTURE_INTERVAL: Duration = Duration::from_millis(33);
@@ -380,13 +380,7 @@ impl StreamCore {
             }
             rtx.seq = rtx.seq.wrapping_add(1);
             cc.stamp(now, &mut buf);
-            self.stats.packets_sent += 1;
-            self.stats.bytes_sent += buf.len() as u64;
-            self.transmits.push_back(Transmit {
-                dest: self.remotes.rtp,
-                kind: TransmitKind::Rtp,
-                contents: buf,
-            });
+            queue_rtp(&mut self.stats, &mut self.transmits, self.remotes.rtp, buf);
         }
     }
 

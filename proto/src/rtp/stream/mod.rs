@@ -136,6 +136,23 @@ struct Remotes {
     rtcp_latched: bool,
 }
 
+/// Counts an RTP packet as sent and queues it for `dest`: every RTP packet a core sends goes out
+/// through here (media, repairs, probes, DTMF).
+fn queue_rtp(
+    stats: &mut StreamStats,
+    transmits: &mut VecDeque<Transmit>,
+    dest: SocketAddr,
+    contents: Vec<u8>,
+) {
+    stats.packets_sent += 1;
+    stats.bytes_sent += contents.len() as u64;
+    transmits.push_back(Transmit {
+        dest,
+        kind: TransmitKind::Rtp,
+        contents,
+    });
+}
+
 /// Two addresses are the same endpoint, treating IPv4 and IPv4-mapped IPv6 as equal.
 fn same_endpoint(a: SocketAddr, b: SocketAddr) -> bool {
     let norm = |ip: IpAddr| match ip {

@@ -25,7 +25,7 @@ use crate::rtp::stats::StreamStats;
 
 use super::congestion::Congestion;
 use super::fec::FecOut;
-use super::{StreamCore, Transmit, TransmitKind};
+use super::{queue_rtp, StreamCore, Transmit};
 
 /// The sender does not re-send one packet twice within this share of the RTT...
 const RESEND_GUARD_RTT_SHARE: f64 = 0.5;
@@ -254,13 +254,7 @@ impl StreamCore {
             buf.clear();
             buf.extend_from_slice(&header);
             buf.extend_from_slice(a.payload(i));
-            self.stats.packets_sent += 1;
-            self.stats.bytes_sent += buf.len() as u64;
-            self.transmits.push_back(Transmit {
-                dest: self.remotes.rtp,
-                kind: TransmitKind::Rtp,
-                contents: buf,
-            });
+            queue_rtp(&mut self.stats, &mut self.transmits, self.remotes.rtp, buf);
         }
     }
 
@@ -394,13 +388,7 @@ impl StreamCore {
                 stats.pacer_delay_max_ms = stats.pacer_delay_max_ms.max(ms);
             }
         }
-        stats.packets_sent += 1;
-        stats.bytes_sent += buf.len() as u64;
-        transmits.push_back(Transmit {
-            dest,
-            kind: TransmitKind::Rtp,
-            contents: buf,
-        });
+        queue_rtp(stats, transmits, dest, buf);
     }
 
     /// Builds reserved FEC packet `seq` from what its picture sent and stores it in the
@@ -462,13 +450,7 @@ impl StreamCore {
                 buf.reserve(RTP_HEADER_LEN + TELEPHONE_EVENT_LEN);
                 buf.extend_from_slice(&h);
                 buf.extend_from_slice(&pkt.payload);
-                self.stats.packets_sent += 1;
-                self.stats.bytes_sent += buf.len() as u64;
-                self.transmits.push_back(Transmit {
-                    dest: self.remotes.rtp,
-                    kind: TransmitKind::Rtp,
-                    contents: buf,
-                });
+                queue_rtp(&mut self.stats, &mut self.transmits, self.remotes.rtp, buf);
                 p.next += 1;
             }
             self.dtmf_playing = None;
