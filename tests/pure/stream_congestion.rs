@@ -6,6 +6,7 @@
 //! queue at its limit. Seeded: every run is the same.
 
 use std::collections::HashMap;
+use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
 
 use roomkit_media::rtp::bwe::RateReason;
@@ -14,6 +15,7 @@ use roomkit_media::rtp::config::{
 };
 use roomkit_media::rtp::rtx::RtxConfig;
 use roomkit_media::rtp::sim::{h264_picture, Bottleneck, PathConfig, SimPair, SimPath};
+use roomkit_media::rtp::stats::StreamStats;
 use roomkit_media::rtp::stream::StreamEvent;
 
 const FRAME: Duration = Duration::from_nanos(33_333_333);
@@ -145,6 +147,28 @@ fn run_sized(
     o
 }
 
+/// Feedback went from the receiver `b` to the sender `a` (at least `min` reports, sent and used)
+/// and the sender paces at its estimate.
+fn assert_feedback_steers(a: &StreamStats, b: &StreamStats, min: u64) {
+    assert!(b.cc_feedback_sent >= min, "{}", b.cc_feedback_sent);
+    assert!(a.cc_feedback_received >= min, "{}", a.cc_feedback_received);
+    assert_eq!(a.cc_pacer_rate_bps, a.cc_target_bps);
+}
+
+/// The sender's estimate ended within `estimate` and the bottleneck queue stayed short.
+fn assert_settled(a: &StreamStats, o: &Outcome, estimate: RangeInclusive<u64>) {
+    assert!(
+        estimate.contains(&a.cc_target_bps),
+        "estimate {}",
+        a.cc_target_bps
+    );
+    assert!(
+        o.queue_p95 <= Duration::from_millis(100),
+        "{:?}",
+        o.queue_p95
+    );
+}
+
 #[test]
 fn the_estimate_steers_the_pacer_and_whole_pictures_are_dropped_instead_of_queued() {
     let t0 = Instant::now();
@@ -174,26 +198,15 @@ fn the_estimate_steers_the_pacer_and_whole_pictures_are_dropped_instead_of_queue
         b.cc_feedback_sent,
         a.cc_feedback_received
     );
-    // Feedback flows at the receiver's pace (50 ms over 15 s, at least half of that).
-    assert!(b.cc_feedback_sent >= 150, "{}", b.cc_feedback_sent);
-    assert!(a.cc_feedback_received >= 150, "{}", a.cc_feedback_received);
-    // The estimate ends near the bottleneck and the pacer runs at it.
-    assert!(
-        (900_000..=1_650_000).contains(&a.cc_target_bps),
-        "estimate {}",
-        a.cc_target_bps
-    );
-    assert_eq!(a.cc_pacer_rate_bps, a.cc_target_bps);
-    // Without congestion control the queue sits at its 300 ms limit; with it, it stays short.
+    // Feedback flows at the receiver's pace (50 ms over 15 s, at least half of that); the
+    // estimate ends near the bottleneck, the pacer runs at it and the queue stays short.
+    assert_feedback_steers(&a, &b, 150);
+    assert_settled(&a, &with, 900_000..=1_650_000);
+    // Without congestion control the queue sits at its 300 ms limit.
     assert!(
         without.queue_p95 >= Duration::from_millis(250),
         "{:?}",
         without.queue_p95
-    );
-    assert!(
-        with.queue_p95 <= Duration::from_millis(100),
-        "{:?}",
-        with.queue_p95
     );
     // What arrives is whole, and more of it than without.
     assert_eq!(with.corrupt, 0);
@@ -239,21 +252,10 @@ fn congestion_control_and_fec_run_together_through_a_lossy_bottleneck() {
         without.intact,
         without.sent,
     );
-    // Feedback flows (every 50 ms over 15 s; half of that as a floor).
-    assert!(b.cc_feedback_sent >= 150, "{}", b.cc_feedback_sent);
-    assert!(a.cc_feedback_received >= 150, "{}", a.cc_feedback_received);
-    // The estimate, FEC included, ends below the link and the queue stays short.
-    assert!(
-        (700_000..=1_650_000).contains(&a.cc_target_bps),
-        "estimate {}",
-        a.cc_target_bps
-    );
-    assert_eq!(a.cc_pacer_rate_bps, a.cc_target_bps);
-    assert!(
-        o.queue_p95 <= Duration::from_millis(100),
-        "{:?}",
-        o.queue_p95
-    );
+    // Feedback flows (every 50 ms over 15 s; half of that as a floor); the estimate, FEC
+    // included, ends below the link and the queue stays short.
+    assert_feedback_steers(&a, &b, 150);
+    assert_settled(&a, &o, 700_000..=1_650_000);
     // FEC went out and rebuilt packets that completed pictures: a packet rebuilt wrong (its
     // transport-wide number or anything else) would make its picture differ from what was sent.
     assert!(a.fec_sent >= 200, "{}", a.fec_sent);
@@ -426,9 +428,7 @@ fn remb_from_a_receive_side_estimate_settles_like_transport_cc() {
             a.cc_feedback_received
         );
         // A REMB a second at least (15 s), and the sender follows them.
-        assert!(b.cc_feedback_sent >= 12, "{}", b.cc_feedback_sent);
-        assert!(a.cc_feedback_received >= 12, "{}", a.cc_feedback_received);
-        assert_eq!(a.cc_pacer_rate_bps, a.cc_target_bps);
+        assert_feedback_steers(&a, &b, 12);
         assert_eq!(with.corrupt, 0);
         // No transport-wide numbers went out: the receiver sent no transport-cc feedback.
         assert_eq!(on.a.core.congestion_stats().unwrap().feedback, 0);
@@ -436,16 +436,7 @@ fn remb_from_a_receive_side_estimate_settles_like_transport_cc() {
             assert!(a.cc_target_bps <= 2_000_000, "estimate {}", a.cc_target_bps);
             continue;
         }
-        assert!(
-            (1_050_000..=1_650_000).contains(&a.cc_target_bps),
-            "estimate {}",
-            a.cc_target_bps
-        );
-        assert!(
-            with.queue_p95 <= Duration::from_millis(100),
-            "{:?}",
-            with.queue_p95
-        );
+        assert_settled(&a, &with, 1_050_000..=1_650_000);
         // As many pictures whole as the transport-cc flow gets (53 of 450 in this run).
         assert!(with.intact >= 30, "{}", with.intact);
     }
@@ -493,19 +484,8 @@ fn rfc8888_feedback_settles_like_transport_cc() {
         bwe.lost,
         bwe.unknown
     );
-    assert!(b.cc_feedback_sent >= 150, "{}", b.cc_feedback_sent);
-    assert!(a.cc_feedback_received >= 150, "{}", a.cc_feedback_received);
-    assert!(
-        (1_050_000..=1_650_000).contains(&a.cc_target_bps),
-        "estimate {}",
-        a.cc_target_bps
-    );
-    assert_eq!(a.cc_pacer_rate_bps, a.cc_target_bps);
-    assert!(
-        with.queue_p95 <= Duration::from_millis(100),
-        "{:?}",
-        with.queue_p95
-    );
+    assert_feedback_steers(&a, &b, 150);
+    assert_settled(&a, &with, 1_050_000..=1_650_000);
     assert_eq!(with.corrupt, 0);
     assert!(with.intact >= 20, "{}", with.intact);
     assert!(bwe.acked > 1_000 && bwe.unknown == 0, "{bwe:?}");
