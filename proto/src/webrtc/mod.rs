@@ -16,6 +16,7 @@
 
 mod dtls;
 mod ice;
+mod transport;
 
 pub use dtls::{fingerprint, DtlsEndpoint, DtlsError, DtlsEvent, DtlsIdentity};
 pub use ice::{
@@ -24,6 +25,7 @@ pub use ice::{
 };
 /// The candidate type of `a=candidate` lines, as the ICE agent reads and writes them.
 pub use is::Candidate;
+pub use transport::IceDtlsParams;
 
 use crate::rtp::packet::{classify_muxed, MuxedKind};
 

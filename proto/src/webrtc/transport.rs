@@ -1,0 +1,32 @@
+//! What one stream needs to run ICE and DTLS-SRTP on its one socket (RTP and RTCP muxed, STUN
+//! and DTLS beside them, told apart by [`super::demux`]). SDP negotiation (SIP offers and
+//! answers, WHIP) fills an [`IceDtlsParams`]; the stream core takes it in
+//! `CoreConfig::ice_dtls` and runs the agent and the handshake itself, keying its SRTP from the
+//! handshake.
+
+use std::net::SocketAddr;
+
+use super::{Candidate, DtlsIdentity, IceConfig};
+use crate::sdp::{Fingerprint, IceCredentials};
+
+/// ICE and DTLS-SRTP settings of one transport, as negotiated.
+#[derive(Clone, Debug)]
+pub struct IceDtlsParams {
+    /// Our agent: lite or full, controlling or controlled, our `a=ice-ufrag`/`a=ice-pwd`.
+    pub ice: IceConfig,
+    /// Our host candidates: the address(es) the stream's socket is bound to, as written in our
+    /// SDP (an unspecified address is not a candidate).
+    pub host_candidates: Vec<SocketAddr>,
+    /// Our server-reflexive candidates and their bases, as written in our SDP.
+    pub srflx_candidates: Vec<(SocketAddr, SocketAddr)>,
+    /// The peer's `a=ice-ufrag`/`a=ice-pwd`.
+    pub remote_credentials: IceCredentials,
+    /// The peer's candidates known at set-up (more may trickle in later).
+    pub remote_candidates: Vec<Candidate>,
+    /// The certificate we present (one per backend).
+    pub identity: DtlsIdentity,
+    /// The peer's `a=fingerprint` lines: its certificate must match one.
+    pub remote_fingerprints: Vec<Fingerprint>,
+    /// We are the DTLS client (our `a=setup` is `active`).
+    pub dtls_client: bool,
+}
