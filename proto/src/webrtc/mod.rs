@@ -25,7 +25,7 @@ pub use ice::{
 };
 /// The candidate type of `a=candidate` lines, as the ICE agent reads and writes them.
 pub use is::Candidate;
-pub use transport::IceDtlsParams;
+pub use transport::{IceDtlsParams, IceParams};
 
 use crate::rtp::packet::{classify_muxed, MuxedKind};
 
