@@ -223,7 +223,8 @@ pub struct OfferedTransport {
 }
 
 impl LocalMedia {
-    /// The DTLS-SRTP policy in effect: off without a certificate fingerprint to announce.
+    /// The DTLS-SRTP policy in effect: off without a certificate fingerprint to announce (an
+    /// offer then has no DTLS; an answer under a mandatory policy refuses every stream).
     pub(crate) fn dtls_policy(&self) -> DtlsSrtpPolicy {
         match &self.dtls_fingerprint {
             Some(_) => self.dtls_srtp,
@@ -362,7 +363,10 @@ pub(crate) fn answer_transport(
         .as_ref()
         .filter(|_| policy != DtlsSrtpPolicy::Off)
     else {
-        return if dtls_proto {
+        return if local.dtls_srtp == DtlsSrtpPolicy::Mandatory {
+            // Never a plain call under a mandatory policy, even misconfigured.
+            Err("DTLS-SRTP is mandatory and no certificate fingerprint is configured".into())
+        } else if dtls_proto {
             Err(format!("{} offered and DTLS-SRTP is off", m.proto))
         } else {
             Ok(None)

@@ -157,6 +157,11 @@ pub trait MediaHost: Send {
     ) -> Result<(), MediaError>;
     /// Ends a running session's video stream; the session goes on with audio.
     fn remove_video(&mut self, session: SessionId);
+    /// The fingerprint of the DTLS certificate our streams present, written in our SDP;
+    /// `None` when the host runs no DTLS-SRTP (the SDP then offers and accepts none).
+    fn dtls_fingerprint(&self) -> Option<crate::sdp::Fingerprint> {
+        None
+    }
 }
 
 /// How the engine host configures streams: the backend's media settings.
@@ -171,6 +176,8 @@ struct StreamSettings {
     resilience: ResilienceConfig,
     cname: String,
     audio_sample_rate: AppRate,
+    /// The backend's DTLS certificate, when DTLS-SRTP is on: every stream presents it.
+    dtls_identity: Option<crate::webrtc::DtlsIdentity>,
 }
 
 /// A session to close (with its reason; only its video when `None`). Its ports go back to the
@@ -245,6 +252,7 @@ impl EngineHost {
         cfg: &SipBackendConfig,
         cname: String,
         notify: Option<StartNotifier>,
+        dtls_identity: Option<crate::webrtc::DtlsIdentity>,
     ) -> EngineHost {
         let (tx, rx) = unbounded::<Reap>();
         let e = engine.clone();
@@ -305,6 +313,7 @@ impl EngineHost {
                 resilience: cfg.resilience.clone(),
                 cname,
                 audio_sample_rate: cfg.audio_sample_rate,
+                dtls_identity,
             },
             next_id: 0,
             reserved: HashMap::new(),
@@ -475,6 +484,10 @@ impl MediaHost for EngineHost {
 
     fn remove_video(&mut self, session: SessionId) {
         self.reap(session, None);
+    }
+
+    fn dtls_fingerprint(&self) -> Option<crate::sdp::Fingerprint> {
+        Some(self.settings.dtls_identity.as_ref()?.fingerprint().clone())
     }
 
     fn release(&mut self, reservation: ReservationId) {

@@ -222,6 +222,9 @@ pub fn run(args: &CallArgs) -> Result<ExitCode, Failure> {
         resilience,
         srtp: args.media.srtp,
         srtp_suites: args.media.srtp_suites(),
+        ice: args.media.ice,
+        dtls_srtp: args.media.dtls_srtp,
+        stun_server: args.media.stun,
         tls: SipTlsConfig {
             ca: args.tls_ca.clone(),
             verify: !args.tls_no_verify,
