@@ -473,6 +473,12 @@ impl MediaHost for EngineHost {
             .remove(&reservation)
             .ok_or_else(|| MediaError::unavailable("video ports were released"))?;
         let sockets = video.ok_or_else(|| MediaError::unavailable("no video port reserved"))?;
+        self.ice_dtls(
+            negotiation
+                .video
+                .as_ref()
+                .and_then(|v| v.transport.as_ref()),
+        )?;
         let cfg = self
             .video_stream(negotiation, sockets.local_addr())
             .ok_or_else(|| MediaError::unavailable("no video agreed"))?;
@@ -558,6 +564,8 @@ impl EngineHost {
             .ok_or_else(|| MediaError::unavailable("media ports were released"))?;
         let audio = audio.ok_or_else(|| MediaError::unavailable("no audio port reserved"))?;
         let neg = &start.negotiation;
+        self.ice_dtls(neg.audio.transport.as_ref())?;
+        self.ice_dtls(neg.video.as_ref().and_then(|v| v.transport.as_ref()))?;
         let audio_cfg = self.audio_stream(neg, audio.local_addr());
         let (video_cfg, video_sockets) = match (video, &neg.video) {
             (Some(sockets), Some(_)) => {
@@ -585,6 +593,21 @@ impl EngineHost {
             spec,
             bound,
         })
+    }
+
+    /// What a stream that agreed to DTLS-SRTP (and ICE) runs with. Until the stream core
+    /// runs the handshake, such a stream is refused rather than run in the clear.
+    fn ice_dtls(
+        &self,
+        transport: Option<&crate::sdp::NegotiatedTransport>,
+    ) -> Result<Option<crate::webrtc::IceDtlsParams>, MediaError> {
+        match transport {
+            None => Ok(None),
+            Some(_) => Err(MediaError {
+                status: 488,
+                reason: "DTLS-SRTP streams are not run by the engine yet".into(),
+            }),
+        }
     }
 
     /// Closes a session (`reason`) or only its video (`None`) on the reaper thread, inline
