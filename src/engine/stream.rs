@@ -79,6 +79,9 @@ pub struct StreamConfig {
     pub close_linger: Duration,
     /// SRTP keys: the core protects and unprotects every packet; `None`: plain RTP.
     pub srtp: Option<crate::rtp::srtp::SrtpKeys>,
+    /// DTLS-SRTP, with ICE when negotiated: the core runs both on the stream's socket and keys
+    /// SRTP from the handshake (see `CoreConfig::ice_dtls`). Needs `rtcp_mux` and no `srtp`.
+    pub ice_dtls: Option<crate::webrtc::IceDtlsParams>,
 }
 
 impl Default for StreamConfig {
@@ -97,6 +100,7 @@ impl Default for StreamConfig {
             inactivity_timeout: DEFAULT_INACTIVITY_TIMEOUT,
             close_linger: Duration::ZERO,
             srtp: None,
+            ice_dtls: None,
         }
     }
 }
@@ -227,6 +231,7 @@ impl Shared {
             StreamEvent::KeyframeRequested(k) => EngineEvent::KeyframeRequested(id, k),
             StreamEvent::RemoteBye { reason } => ended(StreamEndReason::RemoteBye { reason }),
             StreamEvent::Inactive { silent_for } => ended(StreamEndReason::Inactive { silent_for }),
+            StreamEvent::TransportFailed(f) => ended(StreamEndReason::TransportFailed(f)),
             StreamEvent::TargetBitrate { bps, reason } => {
                 EngineEvent::TargetBitrate(id, bps, reason)
             }
@@ -440,6 +445,7 @@ impl MediaStream {
                 cname: cfg.cname.clone(),
                 inactivity_timeout: cfg.inactivity_timeout,
                 srtp: cfg.srtp.clone(),
+                ice_dtls: cfg.ice_dtls.clone(),
                 ..CoreConfig::default()
             },
             origin,
