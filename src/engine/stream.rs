@@ -511,7 +511,10 @@ impl MediaStream {
     /// Addresses, payload type and codec of the stream.
     pub fn info(&self) -> StreamInfo {
         let mut info = self.info.clone();
-        info.remote_addr = self.shared.core.lock().core.remote_rtp();
+        let l = self.shared.core.lock();
+        info.remote_addr = l.core.remote_rtp();
+        // DTLS-SRTP keys the stream after it opened (and a re-INVITE may re-key it).
+        info.srtp_suite = l.core.srtp_suite();
         info
     }
 
@@ -537,6 +540,14 @@ impl MediaStream {
         s.frames_dropped_slow_callback = self.shared.slow_callback.load(Ordering::Relaxed);
         s.malformed += self.shared.truncated.load(Ordering::Relaxed);
         s
+    }
+
+    /// One more remote ICE candidate (trickle, RFC 8838); ignored on a stream without ICE.
+    pub fn add_remote_candidate(&self, candidate: crate::webrtc::Candidate) -> Result<()> {
+        self.with_core("ICE checks", |c, now| {
+            c.add_remote_candidate(now, candidate);
+            Ok(())
+        })
     }
 
     /// Points RTP (and RTCP) at a new remote address, as a re-INVITE does.
