@@ -489,3 +489,125 @@ fn ice_dtls_needs_rtcp_mux_and_no_sdes_keys() {
     let e = StreamCore::new(both, now, wall, 1).unwrap_err();
     assert!(e.to_string().contains("srtp"), "{e}");
 }
+
+#[test]
+fn a_trickled_candidate_starts_the_checks() {
+    let (mut a, mut b) = params(Some((false, true)), Some((false, false)), false);
+    let ice =
+        |p: &mut IceDtlsParams| std::mem::take(&mut p.ice.as_mut().unwrap().remote_candidates);
+    let b_candidate = ice(&mut a).pop().unwrap();
+    ice(&mut b);
+    let mut run = Run::new(false, a, b, PathConfig::clean(Duration::from_millis(10)));
+    run.media_for(Duration::from_secs(1));
+    // Nobody knows where the other is: no check, no handshake, no media.
+    assert_eq!(run.tap.stun.load(Ordering::Relaxed), 0);
+    assert!(!run.keyed());
+    assert_eq!(run.received(), (0, 0));
+    run.pair
+        .with_a(|c, now| c.add_remote_candidate(now, b_candidate));
+    // B learns A's address from A's checks (a peer-reflexive candidate).
+    run.media_for(Duration::from_secs(3));
+    assert!(run.keyed(), "{:?}", run.pair.a.core.stats());
+    let (to_b, to_a) = run.received();
+    assert!(to_b > 50 && to_a > 50, "{to_b} {to_a}");
+}
+
+#[test]
+fn without_ice_the_dtls_peer_is_latched_only_when_latching() {
+    use roomkit_media::rtp::config::SourcePolicy;
+    for latch in [true, false] {
+        let (a, b) = params(None, None, false);
+        let tap = Arc::new(Tap::default());
+        let path = PathConfig::clean(Duration::from_millis(10));
+        let b_cfg = CoreConfig {
+            source_policy: if latch {
+                SourcePolicy::LatchFirst
+            } else {
+                SourcePolicy::RemoteOnly
+            },
+            ..config(audio(), b)
+        };
+        let mut run = Run {
+            pair: SimPair::new(
+                Instant::now(),
+                config(audio(), a),
+                b_cfg,
+                tapped(path, 41, &tap),
+                tapped(path, 42, &tap),
+                9,
+            )
+            .unwrap(),
+            tap,
+            video: false,
+            seen_a: 0,
+            seen_b: 0,
+            n: 0,
+        };
+        // B's SDP named an address A does not send from (A is behind a NAT, say).
+        let elsewhere = addr("10.0.0.9:7000");
+        run.pair.with_b(|c, _| c.set_remote(elsewhere, elsewhere));
+        run.media_for(Duration::from_secs(3));
+        let sb = run.pair.b.core.stats();
+        if latch {
+            assert!(run.keyed(), "{sb:?}");
+            assert_eq!(sb.ice_remote, Some(addr(A)));
+            let (to_b, to_a) = run.received();
+            assert!(to_b > 50 && to_a > 50, "{to_b} {to_a}");
+        } else {
+            assert!(!run.keyed());
+            assert!(sb.dtls_dropped > 0, "{sb:?}");
+            assert_eq!(sb.ice_remote, Some(elsewhere));
+            assert_eq!(run.received().0, 0);
+        }
+        assert_eq!(run.tap.plain.load(Ordering::Relaxed), 0);
+    }
+}
+
+#[test]
+fn random_datagrams_never_panic_nor_end_the_stream() {
+    use rand::rngs::SmallRng;
+    use rand::{Rng, SeedableRng};
+    let (a, b) = params(Some((false, true)), Some((true, false)), false);
+    let mut run = Run::new(false, a, b, PathConfig::clean(Duration::from_millis(10)));
+    let mut rng = SmallRng::seed_from_u64(19);
+    let sources = [addr(A), addr("10.9.9.9:999")];
+    let spray = |run: &mut Run, rng: &mut SmallRng| {
+        for i in 0..5000 {
+            let len = rng.random_range(0..300);
+            let mut d: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+            if let Some(first) = d.first_mut() {
+                // Every RFC 7983 range often: STUN, DTLS (handshake, alert, app data), RTP.
+                *first = [0, 1, 20, 21, 22, 23, 128, 144, 200, *first][i % 10];
+            }
+            if d.len() > 20 && d[0] < 4 {
+                // The STUN magic cookie, so parsing goes past the header.
+                d[4..8].copy_from_slice(&[0x21, 0x12, 0xa4, 0x42]);
+            } else if d.len() > 13 && (20..=23).contains(&d[0]) {
+                // A DTLS 1.2 record header with a plausible length.
+                d[1] = 0xfe;
+                d[2] = 0xfd;
+                let n = (d.len() - 13) as u16;
+                d[11..13].copy_from_slice(&n.to_be_bytes());
+            }
+            let from = sources[i % 2];
+            run.pair
+                .with_b(|c, now| c.handle_datagram(now, from, &d, false));
+            run.pair
+                .with_a(|c, now| c.handle_datagram(now, addr(B), &d, false));
+        }
+    };
+    spray(&mut run, &mut rng);
+    run.media_for(Duration::from_secs(3));
+    assert!(run.keyed(), "{:?}", run.pair.b.core.stats());
+    spray(&mut run, &mut rng);
+    run.media_for(Duration::from_secs(2));
+    for (side, evs) in [("A", &run.pair.a.events), ("B", &run.pair.b.events)] {
+        assert!(
+            Run::failures(evs).is_empty(),
+            "{side}: {:?}",
+            Run::failures(evs)
+        );
+    }
+    let (to_b, to_a) = run.received();
+    assert!(to_b > 150 && to_a > 150, "{to_b} {to_a}");
+}

@@ -131,9 +131,10 @@ pub enum TransportDtlsState {
 pub struct TransportStats {
     pub ice_state: TransportIceState,
     pub dtls_state: TransportDtlsState,
-    /// The pair media goes on (without ICE: our host address is unknown here, the remote is
-    /// the peer's).
+    /// The ICE-selected pair (`None` before selection and without ICE).
     pub selected: Option<SelectedPair>,
+    /// Where media goes now ([`IceDtlsTransport::media_remote`]).
+    pub remote: Option<SocketAddr>,
     /// STUN messages the agent took, could not read, refused (wrong credentials, bad
     /// integrity); STUN on a stream without ICE counts as refused.
     pub stun: IceCounters,
@@ -227,11 +228,6 @@ impl IceDtlsTransport {
             agent.handle_timeout(now);
             t.stats.ice_state = TransportIceState::New;
             t.ice = Some(agent);
-        } else {
-            t.stats.selected = Some(SelectedPair {
-                local: SocketAddr::new(remote.ip(), 0),
-                remote,
-            });
         }
         if !t.client {
             t.start_dtls(now);
@@ -252,10 +248,6 @@ impl IceDtlsTransport {
     pub fn set_remote(&mut self, remote: SocketAddr) {
         if self.ice.is_none() {
             self.peer = remote;
-            self.stats.selected = Some(SelectedPair {
-                local: SocketAddr::new(remote.ip(), 0),
-                remote,
-            });
         }
     }
 
@@ -378,6 +370,7 @@ impl IceDtlsTransport {
 
     pub fn stats(&self) -> TransportStats {
         let mut s = self.stats;
+        s.remote = self.media_remote();
         if let Some(ice) = &self.ice {
             s.stun = ice.counters();
             s.selected = ice.selected();

@@ -448,8 +448,8 @@ impl StreamCore {
             let ts = t.stats();
             s.ice_state = ts.ice_state as u32;
             s.dtls_state = ts.dtls_state as u32;
-            s.ice_local = ts.selected.map(|p| p.local).filter(|a| a.port() != 0);
-            s.ice_remote = ts.selected.map(|p| p.remote);
+            s.ice_local = ts.selected.map(|p| p.local);
+            s.ice_remote = ts.remote;
             s.stun_accepted = ts.stun.accepted;
             s.stun_malformed = ts.stun.malformed;
             s.stun_refused = ts.stun.refused;
