@@ -358,10 +358,15 @@ impl EngineHost {
         }
     }
 
-    fn audio_stream(&self, neg: &Negotiation, local: SocketAddr) -> StreamConfig {
+    fn audio_stream(
+        &self,
+        neg: &Negotiation,
+        local: SocketAddr,
+    ) -> Result<StreamConfig, MediaError> {
         let a = &neg.audio;
         let r = &self.settings.resilience;
-        r.stream(StreamConfig {
+        let ice_dtls = self.ice_dtls(a.transport.as_ref())?;
+        Ok(r.stream(StreamConfig {
             media: MediaParams::Audio(r.audio(AudioParams {
                 payload_type: a.pt,
                 clock_rate: a.clock_rate,
@@ -380,12 +385,20 @@ impl EngineHost {
             cname: self.settings.cname.clone(),
             session: SessionId::nil(),
             srtp: a.srtp.clone(),
+            ice_dtls,
             ..Default::default()
-        })
+        }))
     }
 
-    fn video_stream(&self, neg: &Negotiation, local: SocketAddr) -> Option<StreamConfig> {
-        let v = neg.video.as_ref()?;
+    fn video_stream(
+        &self,
+        neg: &Negotiation,
+        local: SocketAddr,
+    ) -> Result<Option<StreamConfig>, MediaError> {
+        let Some(v) = neg.video.as_ref() else {
+            return Ok(None);
+        };
+        let ice_dtls = self.ice_dtls(v.transport.as_ref())?;
         let r = &self.settings.resilience;
         // NACKs only to a peer that said it takes them, RTX only on the payload type agreed.
         let params = r.video(
@@ -414,7 +427,7 @@ impl EngineHost {
                 ..FecConfig::default()
             }),
         );
-        Some(r.stream(StreamConfig {
+        Ok(Some(r.stream(StreamConfig {
             media: MediaParams::Video(params),
             local_addr: local,
             remote_addr: v.remote,
@@ -425,8 +438,9 @@ impl EngineHost {
             cname: self.settings.cname.clone(),
             session: SessionId::nil(),
             srtp: v.srtp.clone(),
+            ice_dtls,
             ..Default::default()
-        }))
+        })))
     }
 }
 
@@ -473,14 +487,8 @@ impl MediaHost for EngineHost {
             .remove(&reservation)
             .ok_or_else(|| MediaError::unavailable("video ports were released"))?;
         let sockets = video.ok_or_else(|| MediaError::unavailable("no video port reserved"))?;
-        self.ice_dtls(
-            negotiation
-                .video
-                .as_ref()
-                .and_then(|v| v.transport.as_ref()),
-        )?;
         let cfg = self
-            .video_stream(negotiation, sockets.local_addr())
+            .video_stream(negotiation, sockets.local_addr())?
             .ok_or_else(|| MediaError::unavailable("no video agreed"))?;
         self.engine
             .add_video(session, cfg, sockets, video_metadata)
@@ -564,12 +572,10 @@ impl EngineHost {
             .ok_or_else(|| MediaError::unavailable("media ports were released"))?;
         let audio = audio.ok_or_else(|| MediaError::unavailable("no audio port reserved"))?;
         let neg = &start.negotiation;
-        self.ice_dtls(neg.audio.transport.as_ref())?;
-        self.ice_dtls(neg.video.as_ref().and_then(|v| v.transport.as_ref()))?;
-        let audio_cfg = self.audio_stream(neg, audio.local_addr());
+        let audio_cfg = self.audio_stream(neg, audio.local_addr())?;
         let (video_cfg, video_sockets) = match (video, &neg.video) {
             (Some(sockets), Some(_)) => {
-                (self.video_stream(neg, sockets.local_addr()), Some(sockets))
+                (self.video_stream(neg, sockets.local_addr())?, Some(sockets))
             }
             // Video reserved but not agreed: its ports go back now.
             _ => (None, None),
@@ -595,17 +601,21 @@ impl EngineHost {
         })
     }
 
-    /// What a stream that agreed to DTLS-SRTP (and ICE) runs with. Until the stream core
-    /// runs the handshake, such a stream is refused rather than run in the clear.
+    /// What a stream that agreed to DTLS-SRTP (and ICE) runs with: the negotiated transport
+    /// and the backend's certificate. Without a certificate (DTLS-SRTP off in this backend's
+    /// configuration, so never offered) such a stream is refused rather than run in the clear.
     fn ice_dtls(
         &self,
         transport: Option<&crate::sdp::NegotiatedTransport>,
     ) -> Result<Option<crate::webrtc::IceDtlsParams>, MediaError> {
-        match transport {
-            None => Ok(None),
-            Some(_) => Err(MediaError {
+        let Some(t) = transport else {
+            return Ok(None);
+        };
+        match &self.settings.dtls_identity {
+            Some(identity) => Ok(Some(t.params(identity))),
+            None => Err(MediaError {
                 status: 488,
-                reason: "DTLS-SRTP streams are not run by the engine yet".into(),
+                reason: "DTLS-SRTP agreed without a certificate".into(),
             }),
         }
     }
