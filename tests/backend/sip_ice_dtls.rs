@@ -276,3 +276,57 @@ fn cli_call_to_serve_with_ice_and_dtls_srtp() {
     let served = peers::wait_bounded(serve, Duration::from_secs(20));
     assert!(served.status.success());
 }
+
+/// Video added by a re-INVITE to an audio-only ICE + DTLS-SRTP call runs on a transport of its
+/// own (its port, its handshake, its ICE checks), and its pictures arrive.
+#[test]
+fn video_added_to_an_ice_dtls_call_is_keyed_and_flows() {
+    let be = answerer(4, true, DtlsSrtpPolicy::Mandatory);
+    let (ctx, calls) = unbounded::<SessionInfo>();
+    be.on_call(move |s| {
+        let _ = ctx.send(s.clone());
+    });
+    let (ftx, frames) = unbounded();
+    be.on_video_received(move |_, f| {
+        let _ = ftx.send(f.keyframe);
+    });
+    start(&be);
+    let uac = caller(4, true, DtlsSrtpPolicy::Mandatory);
+    let call = dial_ok(
+        &uac,
+        &uri(&be),
+        DialOptions {
+            audio_only: true,
+            ..DialOptions::default()
+        },
+    );
+    let info = calls.recv_timeout(T).unwrap();
+    assert!(info.video.is_none());
+    uac.set_video(call, true).unwrap();
+    assert!(wait_until(T, || be.get_video_session(info.id).is_some()));
+    let keyed = |s: Option<roomkit_media::engine::SessionStats>| {
+        s.and_then(|s| s.video)
+            .is_some_and(|v| v.dtls_state == 3 && v.ice_state == 3)
+    };
+    assert!(
+        wait_until(T, || keyed(uac.stats(call).ok())
+            && keyed(be.stats(info.id).ok())),
+        "the added video keyed: {:?}",
+        be.stats(info.id).map(|s| s.video)
+    );
+    let mut got = 0usize;
+    for i in 0..150u32 {
+        uac.send_video(call, &h264_picture(i % 15 == 0, 1500, i))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        got += frames.try_iter().count();
+        if got >= 10 {
+            break;
+        }
+    }
+    assert!(got >= 10, "pictures on the added video: {got}");
+    // The audio's transport kept its handshake.
+    assert_eq!(be.stats(info.id).unwrap().audio.dtls_state, 3);
+    uac.hangup(call).unwrap();
+    assert!(wait_ended(&uac, call, T));
+}

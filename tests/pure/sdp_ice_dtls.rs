@@ -398,3 +398,79 @@ fn reinvites_keep_the_transport() {
     b_opt.local.dtls_srtp = DtlsSrtpPolicy::Optional;
     assert!(reanswer(&parse(&plain.sdp), &first, &b_opt).is_err());
 }
+
+#[test]
+fn video_added_to_a_dtls_call_gets_its_own_transport() {
+    let (id_a, id_b) = (
+        DtlsIdentity::generate().unwrap(),
+        DtlsIdentity::generate().unwrap(),
+    );
+    let mut a_cfg = offerer(DtlsSrtpPolicy::Mandatory, IcePolicy::On, &id_a);
+    a_cfg.local.video_port = 0;
+    let offer = build_offer(&a_cfg);
+    let b_cfg = answerer(DtlsSrtpPolicy::Mandatory, IcePolicy::On, &id_b);
+    let first = answer(&parse(&offer.sdp), &b_cfg).unwrap();
+    assert!(!first.has_video());
+    let a_neg = parse_answer(&offer, first.sdp.as_bytes()).unwrap();
+    let a_call = roomkit_media::sdp::Answer {
+        sdp: offer.sdp.clone(),
+        negotiation: a_neg.clone(),
+        session_id: offer.session_id,
+        session_version: offer.session_version,
+    };
+    let add = reoffer(
+        &a_call,
+        &ReofferConfig {
+            direction: Direction::SendRecv,
+            session_name: "-".into(),
+            video: ReofferVideo::Add {
+                port: 20004,
+                codecs: vec![VideoCodec::H264],
+                nack: true,
+                crypto: Vec::new(),
+            },
+        },
+    );
+    assert!(
+        add.sdp.contains("m=video 20004 UDP/TLS/RTP/SAVPF "),
+        "{}",
+        add.sdp
+    );
+    assert!(add.sdp.contains("192.0.2.20 20004 typ host"), "{}", add.sdp);
+    assert_eq!(
+        lines_of(&add.sdp, "a=setup:passive").len(),
+        2,
+        "{}",
+        add.sdp
+    );
+    let re = reanswer(&parse(&add.sdp), &first, &b_cfg).unwrap();
+    assert!(re.video_added);
+    let b_video = re
+        .answer
+        .negotiation
+        .video
+        .clone()
+        .unwrap()
+        .transport
+        .unwrap();
+    assert!(b_video.dtls_client, "passive offered, active answered");
+    let a_again = parse_answer(&add, re.answer.sdp.as_bytes()).unwrap();
+    let a_video = a_again.video.unwrap().transport.unwrap();
+    assert!(!a_video.dtls_client);
+    let (ia, ib) = (a_video.ice.unwrap(), b_video.ice.unwrap());
+    assert_eq!(
+        ia.local_candidates.host,
+        vec!["192.0.2.20:20004".parse::<SocketAddr>().unwrap()]
+    );
+    assert_eq!(ia.remote_credentials, ib.local_credentials);
+    assert_eq!(ib.remote_credentials, ia.local_credentials);
+    assert_eq!(
+        ia.controlling,
+        a_neg.audio.transport.unwrap().ice.unwrap().controlling
+    );
+    // The audio transport did not change.
+    assert_eq!(
+        re.answer.negotiation.audio.transport,
+        first.negotiation.audio.transport
+    );
+}

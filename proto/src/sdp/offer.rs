@@ -452,6 +452,35 @@ pub fn reoffer(current: &Answer, cfg: &ReofferConfig) -> Offer {
         .transport
         .as_ref()
         .map(|t| kept_transport(t, our_media(MediaKind::Audio)));
+    // What this offer says about transport: the audio's, kept; video as it runs, or, added
+    // now, on its new port with the audio's credentials and role.
+    let transport = a.transport.as_ref().map(|t| OfferedTransport {
+        dtls_srtp: DtlsSrtpPolicy::Mandatory,
+        ice: match &t.ice {
+            Some(i) if i.lite => IcePolicy::Lite,
+            Some(_) => IcePolicy::On,
+            None => IcePolicy::Off,
+        },
+        ice_credentials: t
+            .ice
+            .as_ref()
+            .map_or_else(crate::webrtc::IceConfig::random_credentials, |i| {
+                i.local_credentials.clone()
+            }),
+        setup: t.our_setup(),
+        controlling: t.ice.as_ref().map(|i| i.controlling),
+        audio_candidates: candidates_of(Some(t)),
+        video_candidates: match &cfg.video {
+            ReofferVideo::Add { port, .. } if t.ice.is_some() => {
+                StreamCandidates::of(SocketAddr::new(local_ip, *port), None)
+            }
+            _ => candidates_of(neg.video.as_ref().and_then(|v| v.transport.as_ref())),
+        },
+    });
+    // Our fingerprint, as our last description wrote it.
+    let our_fingerprint = our_media(MediaKind::Audio)
+        .and_then(|m| m.transport.fingerprints.first())
+        .cloned();
     // Telephone events run at the audio codec's RTP clock rate.
     let dtmf: Vec<(u8, u32)> = a.dtmf_pt.map(|ev| (ev, a.clock_rate)).into_iter().collect();
     let audio_section = |port: u16| {
@@ -497,10 +526,12 @@ pub fn reoffer(current: &Answer, cfg: &ReofferConfig) -> Offer {
             },
         ) => {
             video = video_payload_types(codecs);
-            let proto = if crypto.is_empty() {
-                "RTP/AVP"
-            } else {
-                "RTP/SAVP"
+            // Video added to a DTLS-SRTP call gets a transport of its own, offered as the
+            // audio's (its proto, fingerprint, role, ICE credentials; its own candidate).
+            let (proto, lines) = match (&transport, &our_fingerprint, &audio_transport) {
+                (Some(t), Some(fp), Some((proto, _))) => (*proto, t.lines(fp, true)),
+                _ if crypto.is_empty() => ("RTP/AVP", Vec::new()),
+                _ => ("RTP/SAVP", crypto_attrs(crypto)),
             };
             video_offer_media(
                 &video,
@@ -514,7 +545,7 @@ pub fn reoffer(current: &Answer, cfg: &ReofferConfig) -> Offer {
                 },
                 a.rtcp_mux,
                 cfg.direction,
-                (proto, crypto_attrs(crypto)),
+                (proto, lines),
             )
         }
         (Some(v), ReofferVideo::Keep) if port != 0 => {
@@ -668,24 +699,7 @@ pub fn reoffer(current: &Answer, cfg: &ReofferConfig) -> Offer {
             ReofferVideo::Remove => Vec::new(),
         },
         video_fec,
-        transport: a.transport.as_ref().map(|t| OfferedTransport {
-            dtls_srtp: DtlsSrtpPolicy::Mandatory,
-            ice: match &t.ice {
-                Some(i) if i.lite => IcePolicy::Lite,
-                Some(_) => IcePolicy::On,
-                None => IcePolicy::Off,
-            },
-            ice_credentials: t
-                .ice
-                .as_ref()
-                .map_or_else(crate::webrtc::IceConfig::random_credentials, |i| {
-                    i.local_credentials.clone()
-                }),
-            setup: t.our_setup(),
-            controlling: t.ice.as_ref().map(|i| i.controlling),
-            audio_candidates: candidates_of(Some(t)),
-            video_candidates: candidates_of(neg.video.as_ref().and_then(|v| v.transport.as_ref())),
-        }),
+        transport,
     }
 }
 
