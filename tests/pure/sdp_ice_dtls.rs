@@ -6,6 +6,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use proptest::prelude::*;
 use roomkit_media::sdp::{
     answer, build_offer, parse_answer, reanswer, reoffer, AnswerConfig, AnswerError, AudioCodec,
     Direction, DtlsSrtpPolicy, IcePolicy, LocalMedia, OfferConfig, ReofferConfig, ReofferVideo,
@@ -473,4 +474,59 @@ fn video_added_to_a_dtls_call_gets_its_own_transport() {
         re.answer.negotiation.audio.transport,
         first.negotiation.audio.transport
     );
+}
+
+fn chrome_offer() -> String {
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/webrtc/chrome-offer.sdp"
+    ))
+    .unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    /// A mutated browser offer, answered under DTLS-SRTP and ICE (full and lite): never a
+    /// panic; an answer we write reads back with one m-line per offered one, and what it agreed
+    /// gives the stream core's parameters. The same bodies read as answers to our DTLS offer:
+    /// never a panic.
+    #[test]
+    fn mutated_dtls_offers_and_answers_never_panic(
+        edits in proptest::collection::vec(crate::sdp_fuzz::edit(), 1..8),
+        lite in any::<bool>(),
+        mandatory in any::<bool>(),
+    ) {
+        thread_local! {
+            static ID: DtlsIdentity = DtlsIdentity::generate().unwrap();
+        }
+        let mut body = chrome_offer().into_bytes();
+        for e in &edits {
+            crate::sdp_fuzz::apply(&mut body, e);
+        }
+        ID.with(|id| {
+            let policy = if mandatory {
+                DtlsSrtpPolicy::Mandatory
+            } else {
+                DtlsSrtpPolicy::Optional
+            };
+            let ice = if lite { IcePolicy::Lite } else { IcePolicy::On };
+            if let Ok(sd) = SessionDescription::parse(&body) {
+                if let Ok(a) = answer(&sd, &answerer(policy, ice, id)) {
+                    let parsed = sdp_types::Session::parse(a.sdp.as_bytes())
+                        .unwrap_or_else(|e| panic!("answer does not parse ({e}):\n{}", a.sdp));
+                    assert_eq!(parsed.medias.len(), sd.media.len());
+                    if let Some(t) = &a.negotiation.audio.transport {
+                        let _ = t.params(id);
+                    }
+                }
+            }
+            let offer = build_offer(&offerer(policy, ice, id));
+            if let Ok(neg) = parse_answer(&offer, &body) {
+                if let Some(t) = &neg.audio.transport {
+                    let _ = t.params(id);
+                }
+            }
+        });
+    }
 }
