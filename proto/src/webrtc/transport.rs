@@ -189,8 +189,8 @@ impl fmt::Debug for IceDtlsTransport {
 impl IceDtlsTransport {
     /// A transport starting at `now`. `remote` is the address the peer's SDP gave (used
     /// without ICE; `latch`: the first DTLS source replaces it, as symmetric RTP does). A DTLS
-    /// server waits for the ClientHello from the start; a client sends it once ICE has
-    /// selected a pair (at once without ICE).
+    /// server waits for the ClientHello from the start; a client sends it once ICE has a
+    /// valid pair (at once without ICE).
     pub fn new(params: &IceDtlsParams, remote: SocketAddr, latch: bool, now: Instant) -> Self {
         let mut t = IceDtlsTransport {
             ice: None,
@@ -408,10 +408,15 @@ impl IceDtlsTransport {
         }
     }
 
-    /// Where DTLS records go: the selected remote, else where the peer's DTLS came from.
+    /// Where DTLS records go: the selected remote, else where the peer's DTLS came from, else
+    /// the last source an authenticated check came from.
     fn dtls_target(&self) -> Option<SocketAddr> {
         match &self.ice {
-            Some(ice) => ice.selected().map(|p| p.remote).or(self.dtls_peer),
+            Some(ice) => ice
+                .selected()
+                .map(|p| p.remote)
+                .or(self.dtls_peer)
+                .or(self.validated.last().copied()),
             None => Some(self.peer),
         }
     }
@@ -457,10 +462,9 @@ impl IceDtlsTransport {
             self.stats.ice_state = TransportIceState::ConsentExpired;
             return self.fail(TransportFailure::ConsentExpired);
         }
-        if self.client
-            && self.dtls.is_none()
-            && self.ice.as_ref().is_none_or(|i| i.selected().is_some())
-        {
+        // A client starts once ICE has a pair, or a valid one: an authenticated check from the
+        // peer (a controlled agent, lite above all, may hear of the nomination only later).
+        if self.client && self.dtls.is_none() && self.dtls_target().is_some() {
             self.start_dtls(now);
         }
         let target = self.dtls_target();
