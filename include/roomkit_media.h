@@ -293,6 +293,7 @@ typedef struct {
 
 // An address as a NUL-terminated `"ip:port"` string; empty when there is none.
 typedef struct {
+    // `"ip:port"` (`"[ipv6]:port"`), NUL-terminated; all zero when there is no address.
     char text[RKM_ADDR_LEN];
 } rkm_addr_text;
 

@@ -784,6 +784,7 @@ pub struct rkm_stream_stats {
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct rkm_addr_text {
+    /// `"ip:port"` (`"[ipv6]:port"`), NUL-terminated; all zero when there is no address.
     pub text: [c_char; RKM_ADDR_LEN],
 }
 
