@@ -6,6 +6,9 @@
 //! offer said. libnice checks us, nominates, the handshake runs with us as the DTLS client, and
 //! PCMU flows both ways as SRTP. webrtcbin gets an ECDSA certificate from the test (its own is
 //! RSA, which our DTLS does not take) and gathers on 127.0.0.1 only.
+//!
+//! `RKM_GST_STDERR=1` prints a timeline of our stream's ICE/DTLS state, our answer and
+//! webrtcbin's stderr (with `GST_DEBUG=webrtcbin:4,dtlsconnection:4` for its side).
 
 use crate::support;
 
