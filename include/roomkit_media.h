@@ -305,6 +305,7 @@ typedef struct {
 
 // An address as a NUL-terminated `"ip:port"` string; empty when there is none.
 typedef struct {
+    // `"ip:port"` (`"[ipv6]:port"`), NUL-terminated; all zero when there is no address.
     char text[RKM_ADDR_LEN];
 } rkm_addr_text;
 
@@ -441,7 +442,7 @@ typedef struct {
     // 5 consent expired (the stream ended).
     uint32_t ice_state;
     // DTLS-SRTP: 0 off, 1 new, 2 connecting, 3 connected (SRTP keyed), 4 failed (the stream
-    // ended), 5 closed by the peer (the stream ended).
+    // ended), 5 closed (by the peer: the stream ended; or by us).
     uint32_t dtls_state;
     // Our side of the ICE-selected pair; empty before selection and without ICE.
     rkm_addr_text ice_local;

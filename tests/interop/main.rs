@@ -28,5 +28,6 @@ mod sipp_uac;
 mod srtp_peers;
 mod testclip_ffmpeg;
 mod tshark_secure;
+mod webrtcbin;
 mod wideband_baresip;
 mod wideband_ffmpeg;
