@@ -8,6 +8,8 @@
 //!   [`DtlsEndpoint`] over str0m's `dimpl`: the handshake, the peer's fingerprint checked, the
 //!   exported keys handed over as `rtp::srtp::SrtpKeys` for the one SRTP layer.
 //!
+//! - `stun.rs`: [`StunBinding`], the STUN Binding client that learns a socket's
+//!   server-reflexive address from a STUN server (RFC 8489), before the SDP is written.
 //! - `transport.rs`: [`IceDtlsParams`] (what SDP negotiation hands a stream) and
 //!   [`IceDtlsTransport`], the agent and the endpoint on one socket behind one sans-IO object
 //!   that a stream core owns when `CoreConfig::ice_dtls` is set (RFC 7983 demultiplexing).
@@ -17,6 +19,7 @@
 
 mod dtls;
 mod ice;
+mod stun;
 mod transport;
 
 pub use dtls::{fingerprint, DtlsEndpoint, DtlsError, DtlsEvent, DtlsIdentity};
@@ -26,6 +29,7 @@ pub use ice::{
 };
 /// The candidate type of `a=candidate` lines, as the ICE agent reads and writes them.
 pub use is::Candidate;
+pub use stun::{BindingConfig, BindingCounters, BindingInput, BindingOutcome, StunBinding};
 pub use transport::{
     IceDtlsParams, IceDtlsTransport, IceParams, Route, TransportDtlsState, TransportEvent,
     TransportFailure, TransportIceState, TransportStats,

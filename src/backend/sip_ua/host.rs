@@ -42,6 +42,10 @@ pub struct Reservation {
     pub audio_port: u16,
     /// The video RTP port, when video was asked for.
     pub video_port: Option<u16>,
+    /// The audio socket's server-reflexive address, when a STUN server told it (ICE only).
+    pub audio_srflx: Option<SocketAddr>,
+    /// The video socket's server-reflexive address, likewise.
+    pub video_srflx: Option<SocketAddr>,
 }
 
 /// Why the media side could not do what the core asked: the call is refused or failed with
@@ -178,6 +182,9 @@ struct StreamSettings {
     audio_sample_rate: AppRate,
     /// The backend's DTLS certificate, when DTLS-SRTP is on: every stream presents it.
     dtls_identity: Option<crate::webrtc::DtlsIdentity>,
+    /// The STUN server each reservation's sockets ask for their server-reflexive address
+    /// (with ICE on and a server configured).
+    stun_server: Option<SocketAddr>,
 }
 
 /// A session to close (with its reason; only its video when `None`). Its ports go back to the
@@ -314,6 +321,7 @@ impl EngineHost {
                 cname,
                 audio_sample_rate: cfg.audio_sample_rate,
                 dtls_identity,
+                stun_server: cfg.stun_server.filter(|_| cfg.ice),
             },
             next_id: 0,
             reserved: HashMap::new(),
@@ -348,6 +356,22 @@ impl EngineHost {
             Some(e) => format!("media: no RTP port binds ({e})"),
             None => "no free RTP port".into(),
         }))
+    }
+
+    /// The server-reflexive address of each socket (in order) when a STUN server is
+    /// configured; empty otherwise. Waits on this (the SIP) thread, at most the binding budget
+    /// (500 ms) for all of them together; a failed binding leaves that socket's host candidate
+    /// only.
+    fn gather(&self, sockets: &[&crate::engine::MediaSocket]) -> Vec<Option<SocketAddr>> {
+        let Some(server) = self.settings.stun_server else {
+            return Vec::new();
+        };
+        let g = crate::engine::stun_gather::gather_srflx(
+            sockets,
+            server,
+            crate::webrtc::BindingConfig::default(),
+        );
+        g.srflx
     }
 
     fn source_policy(&self) -> SourcePolicy {
@@ -454,10 +478,15 @@ impl MediaHost for EngineHost {
             None
         };
         self.next_id += 1;
+        let mut sockets = vec![&audio.rtp];
+        sockets.extend(video.as_ref().map(|v| &v.rtp));
+        let srflx = self.gather(&sockets);
         let r = Reservation {
             id: ReservationId(self.next_id),
             audio_port: audio.local_addr().port(),
             video_port: video.as_ref().map(|s| s.local_addr().port()),
+            audio_srflx: srflx.first().copied().flatten(),
+            video_srflx: srflx.get(1).copied().flatten(),
         };
         self.reserved.insert(r.id, (Some(audio), video));
         Ok(r)
@@ -466,10 +495,13 @@ impl MediaHost for EngineHost {
     fn reserve_video(&mut self) -> Result<Reservation, MediaError> {
         let video = self.bind_port()?;
         self.next_id += 1;
+        let srflx = self.gather(&[&video.rtp]);
         let r = Reservation {
             id: ReservationId(self.next_id),
             audio_port: 0,
             video_port: Some(video.local_addr().port()),
+            audio_srflx: None,
+            video_srflx: srflx.first().copied().flatten(),
         };
         self.reserved.insert(r.id, (None, Some(video)));
         Ok(r)
@@ -787,6 +819,8 @@ impl MediaHost for FakeMediaHost {
             id: ReservationId(self.next_id),
             audio_port: self.port(),
             video_port: video.then(|| self.port()),
+            audio_srflx: None,
+            video_srflx: None,
         };
         let mut st = self.state.lock();
         st.reserved.insert(r.id, r);
@@ -907,6 +941,8 @@ impl MediaHost for FakeMediaHost {
             id: ReservationId(self.next_id),
             audio_port: 0,
             video_port: Some(self.port()),
+            audio_srflx: None,
+            video_srflx: None,
         };
         self.state.lock().reserved.insert(r.id, r);
         Ok(r)
