@@ -376,6 +376,9 @@ fn behind_two_nats_stun_srflx_candidates_carry_media_both_ways() {
     // machine starts late: floors far below.
     assert!(count(&s, "frames_received") >= 20, "{s}");
     assert!(count(&s, "audio_frames_received") >= 50, "{s}");
+    // The pair ICE selected goes to NAT B's public address: B's server-reflexive candidate.
+    let remote = s["audio_ice_remote"].as_str().unwrap_or_default();
+    assert!(remote.starts_with("198.51.100.6:"), "{s}");
 }
 
 #[test]
@@ -424,6 +427,7 @@ fn behind_two_nats_a_cut_path_ends_the_call_by_consent() {
         "ended {after_cut:?} after the cut ({:?} into the call): {s}",
         ended - start
     );
+    eprintln!("nat: the call ended {after_cut:?} after the path was cut");
     // Media flowed before the cut.
     assert!(count(&s, "audio_frames_received") >= 50, "{s}");
 }

@@ -131,6 +131,9 @@ struct Summary<'a> {
     audio_frames_received: u64,
     video_lost: i64,
     bye_answered: bool,
+    /// Where the audio went with ICE: the selected pair's remote (null without ICE, or before
+    /// a pair was selected).
+    audio_ice_remote: Option<String>,
 }
 
 /// `host:port` of a `sip:`/`sips:[user@]host[:port][;params]` URI (port 5060 when absent,
@@ -385,6 +388,10 @@ pub fn run(args: &CallArgs) -> Result<ExitCode, Failure> {
         audio_frames_received: audio.load(Ordering::Relaxed),
         video_lost: lost,
         bye_answered: answered,
+        audio_ice_remote: stats
+            .as_ref()
+            .and_then(|s| s.audio.ice_remote)
+            .map(|a| a.to_string()),
     });
     Ok(ExitCode::SUCCESS)
 }
