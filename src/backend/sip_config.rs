@@ -421,4 +421,9 @@ pub struct SipStats {
     /// ... or no session or RTP port was left (`max_sessions`, the port range, a media start
     /// that failed).
     pub calls_refused_capacity: u64,
+    /// Media sockets that learnt their server-reflexive address from `stun_server`.
+    pub srflx_gathered: u64,
+    /// Media sockets whose STUN binding failed (no answer within 500 ms, an error answer, no
+    /// route): they offered their host candidate only.
+    pub srflx_failed: u64,
 }

@@ -129,6 +129,12 @@ fn srflx_from_the_stun_server_is_offered_and_a_silent_server_costs_only_its_budg
     }
     assert!(checks > 0, "no ICE check reached the srflx candidate");
 
+    // Counted: the caller's bindings failed, the answerer's were answered (audio and video).
+    assert!(uac.sip_stats().srflx_failed >= 1, "{:?}", uac.sip_stats());
+    assert_eq!(uac.sip_stats().srflx_gathered, 0);
+    assert!(be.sip_stats().srflx_gathered >= 1, "{:?}", be.sip_stats());
+    assert_eq!(be.sip_stats().srflx_failed, 0);
+
     uac.hangup(call).unwrap();
     assert!(wait_ended(&uac, call, T));
     stop.store(true, Ordering::Relaxed);

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -239,6 +240,8 @@ pub struct EngineHost {
     /// The setup worker: incoming calls' sessions are started there, off the SIP thread.
     setup: Option<(Sender<SetupJob>, std::thread::JoinHandle<()>)>,
     unclosed: Unclosed,
+    /// Where server-reflexive gathering is counted (the backend's signalling counters).
+    counters: Option<Arc<super::SipCounters>>,
 }
 
 impl std::fmt::Debug for EngineHost {
@@ -328,7 +331,14 @@ impl EngineHost {
             reaper,
             setup,
             unclosed,
+            counters: None,
         }
+    }
+
+    /// Counts server-reflexive gathering (`srflx_gathered`, `srflx_failed`) in `counters`.
+    pub fn count_into(mut self, counters: Arc<super::SipCounters>) -> EngineHost {
+        self.counters = Some(counters);
+        self
     }
 
     /// A pool port whose RTP and RTCP ports bind now, the lease held by the sockets. Ports
@@ -361,7 +371,7 @@ impl EngineHost {
     /// The server-reflexive address of each socket (in order) when a STUN server is
     /// configured; empty otherwise. Waits on this (the SIP) thread, at most the binding budget
     /// (500 ms) for all of them together; a failed binding leaves that socket's host candidate
-    /// only.
+    /// only, and is counted in `srflx_failed`.
     fn gather(&self, sockets: &[&crate::engine::MediaSocket]) -> Vec<Option<SocketAddr>> {
         let Some(server) = self.settings.stun_server else {
             return Vec::new();
@@ -371,6 +381,11 @@ impl EngineHost {
             server,
             crate::webrtc::BindingConfig::default(),
         );
+        if let Some(c) = &self.counters {
+            let gathered = g.srflx.iter().flatten().count() as u64;
+            c.srflx_gathered.fetch_add(gathered, Ordering::Relaxed);
+            c.srflx_failed.fetch_add(g.failed, Ordering::Relaxed);
+        }
         g.srflx
     }
 
