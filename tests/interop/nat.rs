@@ -137,9 +137,9 @@ impl Topology {
                 "netns",
                 "exec",
                 n,
-                "sysctl",
-                "-qw",
-                "net.ipv4.ip_forward=1",
+                "sh",
+                "-c",
+                "echo 1 > /proc/sys/net/ipv4/ip_forward",
             ]);
         }
         // A new flow from outside is dropped before conntrack confirms it, so it never takes
