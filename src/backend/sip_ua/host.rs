@@ -184,7 +184,7 @@ struct StreamSettings {
     /// The backend's DTLS certificate, when DTLS-SRTP is on: every stream presents it.
     dtls_identity: Option<crate::webrtc::DtlsIdentity>,
     /// The STUN server each reservation's sockets ask for their server-reflexive address
-    /// (with ICE on and a server configured).
+    /// (with ICE and DTLS-SRTP on and a server configured).
     stun_server: Option<SocketAddr>,
 }
 
@@ -324,7 +324,10 @@ impl EngineHost {
                 cname,
                 audio_sample_rate: cfg.audio_sample_rate,
                 dtls_identity,
-                stun_server: cfg.stun_server.filter(|_| cfg.ice),
+                // ICE runs on DTLS-SRTP streams only: without it, nothing would use a srflx.
+                stun_server: cfg
+                    .stun_server
+                    .filter(|_| cfg.ice && cfg.dtls_srtp != crate::DtlsSrtpPolicy::Off),
             },
             next_id: 0,
             reserved: HashMap::new(),
