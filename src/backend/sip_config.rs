@@ -195,7 +195,8 @@ pub struct SipBackendConfig {
     /// A STUN server for server-reflexive candidates (with `ice` on): each call's media
     /// sockets ask it where they are seen from before the SDP is written (the SIP thread waits
     /// at most 500 ms: 3 requests at 0, 100 and 300 ms), and the answers are offered as `srflx`
-    /// candidates beside the host ones. No answer: host candidates only, the call goes on.
+    /// candidates beside the host ones. No answer: host candidates only, the call goes on (and
+    /// the server is not asked again for 30 s).
     pub stun_server: Option<SocketAddr>,
 }
 

@@ -2,7 +2,8 @@
 //! STUN server (a responder in the test) says its sockets are seen from a "public" address,
 //! which is a socket of the test: the caller's ICE agent checks it, so the candidate was in the
 //! answer. The caller's STUN server never answers: the caller waits its bounded budget, offers
-//! its host candidate only, and the call connects and keys all the same.
+//! its host candidate only, and the call connects and keys all the same; the next call does not
+//! ask the silent server again (it is left alone for 30 s).
 //!
 //! The same behind real NATs (namespaces, nftables, coturn) is `tests/interop/nat.rs`.
 
@@ -135,6 +136,33 @@ fn srflx_from_the_stun_server_is_offered_and_a_silent_server_costs_only_its_budg
     assert!(be.sip_stats().srflx_gathered >= 1, "{:?}", be.sip_stats());
     assert_eq!(be.sip_stats().srflx_failed, 0);
 
+    uac.hangup(call).unwrap();
+    assert!(wait_ended(&uac, call, T));
+
+    // The silent server got the first call's requests (3 per socket); a second call within
+    // 30 s does not ask it again (host candidates only, counted), and connects.
+    let failed_before = uac.sip_stats().srflx_failed;
+    let call = dial_ok(
+        &uac,
+        &format!("sip:room@{}", sip_addr(&be)),
+        DialOptions::default(),
+    );
+    let id = calls.recv_timeout(T).expect("on_call");
+    assert!(
+        wait_until(T, || uac.stats(call).is_ok_and(|s| keyed(&s))
+            && be.stats(id).is_ok_and(|s| keyed(&s))),
+        "the second call keyed"
+    );
+    assert!(uac.sip_stats().srflx_failed > failed_before);
+    silent.set_nonblocking(true).unwrap();
+    let mut requests = 0;
+    while silent.recv_from(&mut buf).is_ok() {
+        requests += 1;
+    }
+    assert!(
+        requests % 3 == 0 && (3..=6).contains(&requests),
+        "{requests} requests"
+    );
     uac.hangup(call).unwrap();
     assert!(wait_ended(&uac, call, T));
     stop.store(true, Ordering::Relaxed);

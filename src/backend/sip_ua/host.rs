@@ -192,6 +192,9 @@ struct StreamSettings {
 /// pool when its sockets close: each [`RtpSockets`] holds its lease.
 type Reap = (SessionId, Option<EndReason>);
 
+/// How long a STUN server that answered none of a reservation's sockets is left alone.
+const STUN_QUIET: Duration = Duration::from_secs(30);
+
 /// Sessions the reaper closes together at most (see [`EngineHost::new`]).
 const REAP_BATCH: usize = 256;
 
@@ -242,6 +245,8 @@ pub struct EngineHost {
     unclosed: Unclosed,
     /// Where server-reflexive gathering is counted (the backend's signalling counters).
     counters: Option<Arc<super::SipCounters>>,
+    /// Until when the STUN server is not asked (it answered none of the last gathering).
+    stun_quiet_until: Option<std::time::Instant>,
 }
 
 impl std::fmt::Debug for EngineHost {
@@ -335,6 +340,7 @@ impl EngineHost {
             setup,
             unclosed,
             counters: None,
+            stun_quiet_until: None,
         }
     }
 
@@ -374,22 +380,33 @@ impl EngineHost {
     /// The server-reflexive address of each socket (in order) when a STUN server is
     /// configured; empty otherwise. Waits on this (the SIP) thread, at most the binding budget
     /// (500 ms) for all of them together; a failed binding leaves that socket's host candidate
-    /// only, and is counted in `srflx_failed`.
-    fn gather(&self, sockets: &[&crate::engine::MediaSocket]) -> Vec<Option<SocketAddr>> {
+    /// only, and is counted in `srflx_failed`. When none of a reservation's sockets got an
+    /// answer, the server is not asked again for [`STUN_QUIET`] (those calls offer host
+    /// candidates only, counted as failed): an unreachable server must not hold up every call's
+    /// signalling.
+    fn gather(&mut self, sockets: &[&crate::engine::MediaSocket]) -> Vec<Option<SocketAddr>> {
         let Some(server) = self.settings.stun_server else {
             return Vec::new();
         };
-        let g = crate::engine::stun_gather::gather_srflx(
-            sockets,
-            server,
-            crate::webrtc::BindingConfig::default(),
-        );
+        let now = std::time::Instant::now();
+        let (srflx, failed) = if self.stun_quiet_until.is_some_and(|t| now < t) {
+            (vec![None; sockets.len()], sockets.len() as u64)
+        } else {
+            let g = crate::engine::stun_gather::gather_srflx(
+                sockets,
+                server,
+                crate::webrtc::BindingConfig::default(),
+            );
+            let none = !g.srflx.is_empty() && g.srflx.iter().all(Option::is_none);
+            self.stun_quiet_until = none.then(|| now + STUN_QUIET);
+            (g.srflx, g.failed)
+        };
         if let Some(c) = &self.counters {
-            let gathered = g.srflx.iter().flatten().count() as u64;
+            let gathered = srflx.iter().flatten().count() as u64;
             c.srflx_gathered.fetch_add(gathered, Ordering::Relaxed);
-            c.srflx_failed.fetch_add(g.failed, Ordering::Relaxed);
+            c.srflx_failed.fetch_add(failed, Ordering::Relaxed);
         }
-        g.srflx
+        srflx
     }
 
     fn source_policy(&self) -> SourcePolicy {
