@@ -59,6 +59,7 @@ pub mod backend;
 mod ffi;
 pub mod metrics;
 pub mod prelude;
+pub mod whip;
 
 // The pure layers, from the roomkit-media-proto crate (proto/): re-exported under their old
 // paths, so `roomkit_media::codec`, `::frame`, `::error` and `::netem` are the supported API as

@@ -25,3 +25,4 @@ mod sip_fec;
 mod sip_lossy;
 mod sip_tcp_tls;
 mod stream_impairment;
+mod whip;

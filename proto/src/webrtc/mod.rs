@@ -7,6 +7,8 @@
 //! - `dtls.rs`: [`DtlsIdentity`] (our ECDSA P-256 certificate, its `a=fingerprint`) and
 //!   [`DtlsEndpoint`] over str0m's `dimpl`: the handshake, the peer's fingerprint checked, the
 //!   exported keys handed over as `rtp::srtp::SrtpKeys` for the one SRTP layer.
+//! - `whip.rs`: [`WhipEndpoint`], the WHIP/WHEP HTTP decisions (RFC 9725): a request in, the
+//!   response out, sessions made and ended through [`WhipSessions`].
 //!
 //! Nothing in the stream core or the engine uses them yet; ARCHITECTURE.md says how they will
 //! join it (one socket per session, RFC 7983 demultiplexing).
@@ -17,6 +19,7 @@
 mod dtls;
 mod ice;
 mod transport;
+mod whip;
 
 pub use dtls::{fingerprint, DtlsEndpoint, DtlsError, DtlsEvent, DtlsIdentity};
 pub use ice::{
@@ -26,6 +29,7 @@ pub use ice::{
 /// The candidate type of `a=candidate` lines, as the ICE agent reads and writes them.
 pub use is::Candidate;
 pub use transport::{IceDtlsParams, IceParams};
+pub use whip::{CreateError, WhipConfig, WhipEndpoint, WhipKind, WhipSessions};
 
 use crate::rtp::packet::{classify_muxed, MuxedKind};
 
