@@ -4,7 +4,7 @@
 //! offers here are plain RTP ones written by hand; the Chromium test (tests/interop) publishes
 //! with ICE and DTLS-SRTP.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -63,7 +63,7 @@ const SDP: &str = "Content-Type: application/sdp\r\n";
 
 #[test]
 fn whip_offers_become_sessions_of_the_backend_and_delete_ends_them() {
-    let be = Arc::new(SipVideoBackend::new(config(30)).unwrap());
+    let be = Arc::new(SipVideoBackend::new(config(33)).unwrap());
     let calls = Arc::new(AtomicU32::new(0));
     let audio = Arc::new(AtomicU32::new(0));
     let (c, a) = (calls.clone(), audio.clone());
@@ -197,7 +197,7 @@ fn whip_offers_become_sessions_of_the_backend_and_delete_ends_them() {
 #[test]
 fn whip_over_https_with_the_sip_tls_certificate() {
     let pki = Pki::new("whip");
-    let be = Arc::new(SipVideoBackend::new(config(31)).unwrap());
+    let be = Arc::new(SipVideoBackend::new(config(34)).unwrap());
     be.start().unwrap();
     let (cert, key) = (pki.path("cert.pem"), pki.path("key.pem"));
     let server = WhipServer::start(
@@ -235,4 +235,65 @@ fn whip_over_https_with_the_sip_tls_certificate() {
     let out = String::from_utf8_lossy(&out);
     assert!(out.starts_with("HTTP/1.1 204"), "{out}");
     assert_eq!(header(&out, "Accept-Post"), Some("application/sdp"));
+}
+
+/// `serve --whip --whep --whip-token`: the URLs in the `listening` line, and a WHIP session is
+/// a call in serve's JSON lines (`transport` `whip`) that DELETE ends.
+#[test]
+fn serve_takes_whip_sessions_beside_sip_calls() {
+    let (mut serve, _) = crate::support::peers::spawn_serve(
+        30,
+        "39920-39969",
+        &[
+            "--quiet-frames",
+            "--whip",
+            "127.0.0.1:0",
+            "--whep",
+            "--whip-token",
+            "tok",
+        ],
+    );
+    let mut lines = BufReader::new(serve.stdout.take().unwrap()).lines();
+    let listening: serde_json::Value =
+        serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let whip = listening["whip"].as_str().expect("a whip URL").to_string();
+    let whep = listening["whep"].as_str().expect("a whep URL");
+    let addr: SocketAddr = whip
+        .strip_prefix("http://")
+        .and_then(|r| r.strip_suffix("/whip"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(whep, format!("http://{addr}/whep"));
+
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let sdp = offer(peer.local_addr().unwrap().port(), None, "sendonly");
+    let r = post(addr, "/whip", &format!("{AUTH}{SDP}"), &sdp);
+    assert!(r.starts_with("HTTP/1.1 201"), "{r}");
+    let location = header(&r, "Location").unwrap().to_string();
+    let call: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(call["event"], "call", "{call}");
+    assert_eq!(call["transport"], "whip", "{call}");
+    assert_eq!(
+        format!("/whip/{}", call["session"].as_str().unwrap()),
+        location
+    );
+    let r = http(
+        addr,
+        &format!("DELETE {location} HTTP/1.1\r\nHost: x\r\n{AUTH}\r\n"),
+    );
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    // Bounded: serve's own lifetime (spawn_serve's 30 s) ends the wait at the latest.
+    let hangup = lines
+        .by_ref()
+        .map_while(|l| l.ok())
+        .find(|l| l.contains("\"hangup\""))
+        .expect("a hangup line");
+    assert!(
+        hangup.contains(call["session"].as_str().unwrap()),
+        "{hangup}"
+    );
+    crate::support::peers::interrupt(&serve);
+    drop(lines);
+    crate::support::peers::wait_bounded(serve, Duration::from_secs(10));
 }

@@ -6,7 +6,8 @@
 //! ends each call from our side that long after answering it. `--register sip:USER@HOST[:PORT]`
 //! registers with that registrar (digest with `--auth-user`, default USER, and `--password`),
 //! keeps the registration fresh, reports it (`registered`, `registration_failed`,
-//! `unregistered`) and removes it on Ctrl-C.
+//! `unregistered`) and removes it on Ctrl-C. `--whip ADDR` (with `--whep`, `--whip-token`)
+//! takes WebRTC sessions over HTTP beside the SIP calls, as calls like the others.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -27,6 +28,7 @@ use roomkit_media::backend::{
 use roomkit_media::backend::{SessionId, SessionInfo};
 use roomkit_media::metrics::{self, MetricsServer};
 use roomkit_media::prelude::*;
+use roomkit_media::whip::{WhipConfig, WhipKind, WhipServer};
 use roomkit_media::VideoCodec;
 
 use roomkit_media::SrtpSuite;
@@ -132,6 +134,17 @@ pub struct ServeArgs {
     /// the library's default, lowest latency for a few calls.
     #[arg(long, value_name = "N", default_value_t = cores(), value_parser = within(0usize, 1024, ""))]
     pub io_threads: usize,
+    /// Take WebRTC publishers over WHIP (RFC 9725) at http://ADDR/whip (https:// with
+    /// --tls-cert and --tls-key), beside SIP calls: each is a call like the others (the same
+    /// JSON lines, --record, --echo). Port 0: any free port; the URL is in the `listening` line.
+    #[arg(long, value_name = "ADDR", value_parser = resolve)]
+    pub whip: Option<SocketAddr>,
+    /// Also serve WHEP players at /whep on the --whip address.
+    #[arg(long, requires = "whip")]
+    pub whep: bool,
+    /// Require `Authorization: Bearer T` of WHIP/WHEP clients.
+    #[arg(long, value_name = "T", requires = "whip")]
+    pub whip_token: Option<String>,
     #[command(flatten)]
     pub media: SipMediaArgs,
 }
@@ -171,6 +184,12 @@ enum Event<'a> {
         sip_tls: Option<String>,
         #[serde(skip_serializing_if = "Option::is_none")]
         metrics: Option<String>,
+        /// The WHIP endpoint URL.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        whip: Option<String>,
+        /// The WHEP endpoint URL.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        whep: Option<String>,
     },
     Call {
         session: String,
@@ -467,7 +486,11 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode, crate::Failure> {
                 sample_rate: s.audio.sample_rate,
                 audio_remote: s.audio.remote_addr.to_string(),
                 audio_srtp: s.audio.srtp_suite.map(SrtpSuite::sdp_name),
-                transport: get("sip_transport"),
+                // SIP's transport, or `whip`/`whep` for a session whose offer came over HTTP.
+                transport: m
+                    .get("sip_transport")
+                    .or_else(|| m.get("signalling"))
+                    .map_or("", String::as_str),
             });
         });
     }
@@ -629,11 +652,29 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode, crate::Failure> {
         }
         None => None,
     };
+    let whip = match args.whip {
+        Some(addr) => {
+            let tls = args.tls_cert.as_deref().zip(args.tls_key.as_deref());
+            let config = WhipConfig {
+                token: args.whip_token.clone(),
+                whep: args.whep,
+            };
+            let server = WhipServer::start(addr, tls, config, &be)
+                .map_err(|e| crate::Failure::Runtime(format!("--whip {addr}: {e}")))?;
+            Some(server)
+        }
+        None => None,
+    };
     out.line(&Event::Listening {
         sip: local.to_string(),
         sip_tcp: stream(SipTransportKind::Tcp),
         sip_tls: stream(SipTransportKind::Tls),
         metrics: metrics.as_ref().map(|m| m.local_addr().to_string()),
+        whip: whip.as_ref().map(|w| w.url(WhipKind::Whip)),
+        whep: whip
+            .as_ref()
+            .filter(|_| args.whep)
+            .map(|w| w.url(WhipKind::Whep)),
     });
     if let Some((aor, options)) = register {
         be.register(&aor, options)
@@ -661,8 +702,9 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode, crate::Failure> {
         std::thread::sleep(Duration::from_millis(20));
     }
     let st = be.sip_stats();
-    // No scrape may hold the backend while it is dropped.
+    // No scrape or WHIP request may hold the backend while it is dropped.
     drop(metrics);
+    drop(whip);
     // Dropping the backend ends live calls (BYE), removes the registration, joins every thread
     // and flushes the callbacks.
     let be = Arc::try_unwrap(be)
