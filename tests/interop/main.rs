@@ -27,5 +27,6 @@ mod sipp_uac;
 mod srtp_peers;
 mod testclip_ffmpeg;
 mod tshark_secure;
+mod whip_chromium;
 mod wideband_baresip;
 mod wideband_ffmpeg;

@@ -44,10 +44,7 @@ impl SipCore {
             Ok(a) => a,
             Err(e) => {
                 self.host.release(r.id);
-                return Err(refused(
-                    e.status_code(),
-                    &format!("offer not acceptable: {e}"),
-                ));
+                return Err(refused(e.status_code(), &e.to_string()));
             }
         };
         let mut cfg = cfg;
