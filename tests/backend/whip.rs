@@ -237,8 +237,9 @@ fn whip_over_https_with_the_sip_tls_certificate() {
     assert_eq!(header(&out, "Accept-Post"), Some("application/sdp"));
 }
 
-/// `serve --whip --whep --whip-token`: the URLs in the `listening` line, and a WHIP session is
-/// a call in serve's JSON lines (`transport` `whip`) that DELETE ends.
+/// `serve --whip --whep --whip-token`: the URLs in the `listening` line; a WHIP session is a
+/// call in serve's JSON lines (`transport` `whip`) that DELETE ends; what it publishes is
+/// relayed to a WHEP player.
 #[test]
 fn serve_takes_whip_sessions_beside_sip_calls() {
     let (mut serve, _) = crate::support::peers::spawn_serve(
@@ -278,6 +279,39 @@ fn serve_takes_whip_sessions_beside_sip_calls() {
         format!("/whip/{}", call["session"].as_str().unwrap()),
         location
     );
+    let publish_to: SocketAddr = ([127, 0, 0, 1], m_port(body(&r), "audio")).into();
+
+    // A WHEP player: its audio is what the publisher sends.
+    let player = UdpSocket::bind("127.0.0.1:0").unwrap();
+    player
+        .set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let r = post(
+        addr,
+        "/whep",
+        &format!("{AUTH}{SDP}"),
+        &offer(player.local_addr().unwrap().port(), None, "recvonly"),
+    );
+    assert!(r.starts_with("HTTP/1.1 201"), "{r}");
+    let played: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(played["transport"], "whep", "{played}");
+    let (mut seq, mut relayed) = (0u16, 0);
+    let mut buf = [0u8; 2048];
+    assert!(wait_until(Duration::from_secs(10), || {
+        let mut pkt = vec![0x80, 0, 0, 0, 0, 0, 0, 0, 0x12, 0x34, 0x56, 0x78];
+        pkt[2..4].copy_from_slice(&seq.to_be_bytes());
+        pkt[4..8].copy_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+        pkt.extend_from_slice(&[0xff; 160]);
+        let _ = peer.send_to(&pkt, publish_to);
+        seq = seq.wrapping_add(1);
+        // RTP (not RTCP: payload type 0 in the second byte) at the player's port.
+        while let Ok(n) = player.recv(&mut buf) {
+            if n > 12 && buf[1] & 0x7f == 0 {
+                relayed += 1;
+            }
+        }
+        relayed >= 10
+    }));
     let r = http(
         addr,
         &format!("DELETE {location} HTTP/1.1\r\nHost: x\r\n{AUTH}\r\n"),

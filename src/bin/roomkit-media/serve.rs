@@ -349,6 +349,36 @@ struct CallLog {
     audio: Option<WavWriter>,
     first_ts: Option<f64>,
     answered_at: Option<Instant>,
+    /// `whip`/`whep` for a session whose offer came over HTTP; empty for a SIP call.
+    signalling: String,
+    video_codec: Option<VideoCodec>,
+}
+
+/// `--whep`: where a WHIP publisher's media goes: every WHEP player (for video, those that
+/// agreed on the publisher's codec, as pictures are relayed as they are). None from another
+/// session.
+fn whep_players(
+    calls: &HashMap<SessionId, CallLog>,
+    from: SessionId,
+    video: Option<VideoCodec>,
+) -> Vec<SessionId> {
+    if calls.get(&from).is_none_or(|l| l.signalling != "whip") {
+        return Vec::new();
+    }
+    calls
+        .iter()
+        .filter(|(_, l)| l.signalling == "whep" && (video.is_none() || l.video_codec == video))
+        .map(|(id, _)| *id)
+        .collect()
+}
+
+/// The WHIP publishers (a new WHEP player, or one that lost pictures, needs their key frame).
+fn whip_publishers(calls: &HashMap<SessionId, CallLog>) -> Vec<SessionId> {
+    calls
+        .iter()
+        .filter(|(_, l)| l.signalling == "whip")
+        .map(|(id, _)| *id)
+        .collect()
 }
 
 fn parse_video_codecs(v: &str) -> Result<Codecs<VideoCodec>, String> {
@@ -447,6 +477,7 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode, crate::Failure> {
     {
         let (out, calls, rec, answered) =
             (out.clone(), calls.clone(), record.clone(), answered.clone());
+        let be2 = Arc::downgrade(&be);
         be.on_call(move |s: &SessionInfo| {
             answered.fetch_add(1, Ordering::Relaxed);
             let m = &s.metadata;
@@ -455,6 +486,8 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode, crate::Failure> {
             let mut log = CallLog {
                 call_id: call_id.clone(),
                 answered_at: Some(Instant::now()),
+                signalling: get("signalling").to_string(),
+                video_codec: s.video.as_ref().and_then(|v| v.codec),
                 ..CallLog::default()
             };
             if let Some(dir) = &rec {
@@ -471,7 +504,22 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode, crate::Failure> {
                 log.audio =
                     WavWriter::create(&dir.join(format!("{base}.wav")), s.audio.sample_rate).ok();
             }
-            calls.lock().insert(s.id, log);
+            let player = log.signalling == "whep";
+            let publishers = {
+                let mut calls = calls.lock();
+                calls.insert(s.id, log);
+                if player {
+                    whip_publishers(&calls)
+                } else {
+                    Vec::new()
+                }
+            };
+            // A new player starts decoding at the publishers' next key frame: ask for it now.
+            if let Some(be) = be2.upgrade() {
+                for p in publishers {
+                    let _ = be.request_keyframe(p);
+                }
+            }
             out.line(&Event::Call {
                 session: s.id.to_string(),
                 call_id: &call_id,
@@ -512,6 +560,12 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode, crate::Failure> {
         let (out, calls, be2) = (out.clone(), calls.clone(), Arc::downgrade(&be));
         be.on_video_received(move |id, f| {
             let mut line = None;
+            let players = whep_players(&calls.lock(), id, Some(f.codec));
+            if let Some(be) = be2.upgrade().filter(|_| !players.is_empty()) {
+                for p in players {
+                    let _ = be.send_video(p, &f.data);
+                }
+            }
             if let Some(log) = calls.lock().get_mut(&id) {
                 log.frames += 1;
                 log.keyframes += u64::from(f.keyframe);
@@ -550,6 +604,12 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode, crate::Failure> {
     {
         let (calls, be2) = (calls.clone(), Arc::downgrade(&be));
         be.on_audio_received(move |id, f| {
+            let players = whep_players(&calls.lock(), id, None);
+            if let Some(be) = be2.upgrade().filter(|_| !players.is_empty()) {
+                for p in players {
+                    let _ = be.send_audio_at(p, &f.pcm, f.sample_rate);
+                }
+            }
             if let Some(log) = calls.lock().get_mut(&id) {
                 log.audio_frames += 1;
                 if let Some(w) = log.audio.as_mut() {
@@ -574,6 +634,25 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode, crate::Failure> {
                 digit: ev.digit.to_string(),
                 duration_ms: ev.duration_ms,
             });
+        });
+    }
+    {
+        // A WHEP player that lost pictures (PLI/FIR) needs the publishers' next key frame.
+        let (calls, be2) = (calls.clone(), Arc::downgrade(&be));
+        be.on_keyframe_requested(move |id, _| {
+            let publishers = {
+                let calls = calls.lock();
+                if calls.get(&id).is_some_and(|l| l.signalling == "whep") {
+                    whip_publishers(&calls)
+                } else {
+                    Vec::new()
+                }
+            };
+            if let Some(be) = be2.upgrade() {
+                for p in publishers {
+                    let _ = be.request_keyframe(p);
+                }
+            }
         });
     }
     {
