@@ -292,4 +292,51 @@ mod tests {
             .unwrap()
             .starts_with("HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n"));
     }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Arbitrary bytes never panic, and what is reported stays inside the buffer and the
+        /// limits.
+        #[test]
+        fn arbitrary_bytes_are_bounded(buf in prop::collection::vec(any::<u8>(), 0..600)) {
+            if let Ok(Some(h)) = parse_head(&buf, 256, 64) {
+                prop_assert!(h.head_len <= buf.len() && h.head_len <= 256);
+                prop_assert!(h.body_len <= 64);
+            }
+        }
+
+        /// A request parses back whole, and every shorter prefix of its head asks for more.
+        #[test]
+        fn a_request_parses_back_from_any_prefix(
+            method in "[A-Z]{3,7}",
+            path in "/[a-z0-9/]{0,20}",
+            headers in prop::collection::vec(("[A-Z][a-z-]{0,10}", "[!-~][ -~]{0,30}[!-~]"), 0..5),
+            body in prop::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let mut raw = format!("{method} {path} HTTP/1.1\r\n");
+            let headers: Vec<_> = headers
+                .into_iter()
+                .filter(|(k, _)| !k.eq_ignore_ascii_case("content-length")
+                    && !k.eq_ignore_ascii_case("transfer-encoding"))
+                .collect();
+            for (k, v) in &headers {
+                raw.push_str(&format!("{k}: {v}\r\n"));
+            }
+            raw.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+            let mut bytes = raw.clone().into_bytes();
+            bytes.extend_from_slice(&body);
+            for cut in 0..raw.len() {
+                prop_assert_eq!(parse_head(&bytes[..cut], 4096, 64), Ok(None));
+            }
+            let h = parse_head(&bytes, 4096, 64).unwrap().unwrap();
+            prop_assert_eq!(h.head_len, raw.len());
+            prop_assert_eq!(h.body_len, body.len());
+            prop_assert_eq!(&h.request.method, &method);
+            prop_assert_eq!(&h.request.path, &path);
+            for (k, v) in &headers {
+                prop_assert!(h.request.headers.contains(&(k.clone(), v.clone())));
+            }
+        }
+    }
 }

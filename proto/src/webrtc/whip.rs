@@ -499,4 +499,32 @@ mod tests {
             404
         );
     }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever arrives, the answer is one of the endpoint's statuses and carries CORS, and
+        /// only a POST with an SDP body and the token reaches the sessions.
+        #[test]
+        fn any_request_gets_a_cors_answer(
+            method in prop_oneof![Just("POST".to_string()), Just("DELETE".to_string()), Just("OPTIONS".to_string()), Just("PATCH".to_string()), "[A-Z]{1,8}"],
+            path in prop_oneof![Just("/whip".to_string()), Just("/whep/s1".to_string()), "/wh[a-z/0-9]{0,8}"],
+            ctype in prop::option::of(prop_oneof![Just("application/sdp".to_string()), "[a-z/;= ]{0,20}"]),
+            auth in prop::option::of(prop_oneof![Just("Bearer t".to_string()), "[ -~]{0,12}"]),
+            body in prop::collection::vec(any::<u8>(), 0..40),
+        ) {
+            let mut e = endpoint(Some("t"), true);
+            let mut s = Fake::default();
+            let mut h = Vec::new();
+            if let Some(c) = ctype { h.push(("Content-Type".to_string(), c)); }
+            let authorized = auth.as_deref() == Some("Bearer t");
+            if let Some(a) = auth { h.push(("Authorization".to_string(), a)); }
+            let r = Request { method: method.clone(), path, headers: h, body, ..Request::default() };
+            if let Some(resp) = e.handle(&r, &mut s) {
+                prop_assert!([200, 201, 204, 400, 401, 404, 405, 415].contains(&resp.status), "{}", resp.status);
+                prop_assert_eq!(resp.header("Access-Control-Allow-Origin"), Some("*"));
+                prop_assert!(s.made.is_empty() || (authorized && method == "POST"));
+            }
+        }
+    }
 }
