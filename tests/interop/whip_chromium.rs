@@ -77,6 +77,8 @@ fn run(rtp_ports: &str, codec: Option<&str>, play: bool, seconds: u32) -> Run {
         rtp_ports,
         &[
             "--quiet-frames",
+            "--video-codecs",
+            "H264,VP8",
             "--whip",
             "127.0.0.1:0",
             "--whep",
