@@ -291,6 +291,11 @@ typedef struct {
     rkm_srtp_keys video_srtp;
 } rkm_connect_options;
 
+// An address as a NUL-terminated `"ip:port"` string; empty when there is none.
+typedef struct {
+    char text[RKM_ADDR_LEN];
+} rkm_addr_text;
+
 // Counters of one RTP stream. All start at 0 when the session is created; the `_ms`, `remote_`,
 // `pacer_queued`, `audio_jitter_depth_ms` and `audio_expected_loss_pct` fields are current values
 // rather than totals.
@@ -420,6 +425,31 @@ typedef struct {
     // Padding-only video packets received (the peer's bandwidth probes): counted in
     // `packets_received`, never handed to picture assembly.
     uint64_t padding_received;
+    // ICE on a DTLS-SRTP stream: 0 off, 1 new, 2 checking, 3 connected, 4 disconnected,
+    // 5 consent expired (the stream ended).
+    uint32_t ice_state;
+    // DTLS-SRTP: 0 off, 1 new, 2 connecting, 3 connected (SRTP keyed), 4 failed (the stream
+    // ended), 5 closed by the peer (the stream ended).
+    uint32_t dtls_state;
+    // Our side of the ICE-selected pair; empty before selection and without ICE.
+    rkm_addr_text ice_local;
+    // Where media goes on a DTLS-SRTP stream (the selected pair's remote with ICE).
+    rkm_addr_text ice_remote;
+    // STUN messages the ICE agent took (authenticated).
+    uint64_t stun_accepted;
+    // STUN-range datagrams that did not parse (dropped).
+    uint64_t stun_malformed;
+    // STUN messages refused (wrong credentials, bad integrity, no ICE on the stream).
+    uint64_t stun_refused;
+    // DTLS records dropped (from a source no ICE check validated, or no handshake to take
+    // them).
+    uint64_t dtls_dropped;
+    // Datagrams a DTLS-SRTP stream dropped on arrival (media before the keys or from another
+    // source than the selected remote, junk).
+    uint64_t transport_dropped;
+    // Media we produced that never left because SRTP was not keyed yet (never sent in the
+    // clear).
+    uint64_t media_dropped_unkeyed;
 } rkm_stream_stats;
 
 // Counters of a session: audio always; video when `has_video` (otherwise `video` is zeroed).
@@ -877,6 +907,9 @@ typedef void (*rkm_registration_cb)(void *user_data, const rkm_registration_even
 
 // Signalling failed (no answer to our request, session timer expired...).
 #define RKM_END_ERROR 6
+
+// The media transport failed: a DTLS-SRTP handshake that failed, or ICE consent expired.
+#define RKM_END_TRANSPORT_FAILED 7
 
 // One frame per picture: Annex-B with a 4-byte start code before every NAL unit, complete
 // pictures only, ready for a decoder. The default.

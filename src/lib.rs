@@ -80,7 +80,7 @@ mod engine;
 // The internal pure layers (RTP, SDP, SIP): public with `_internals`, private otherwise. Their
 // documentation (and `missing_docs` exemption) is in roomkit-media-proto.
 #[cfg(not(feature = "_internals"))]
-use roomkit_media_proto::{rtp, sdp, sip};
+use roomkit_media_proto::{rtp, sdp, sip, webrtc};
 #[cfg(feature = "_internals")]
 pub use roomkit_media_proto::{rtp, sdp, sip, webrtc};
 

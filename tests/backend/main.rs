@@ -7,6 +7,7 @@ mod support;
 
 mod av_congestion;
 mod bench_cmd;
+mod ice_dtls_socket;
 mod liveness;
 mod metrics;
 mod netsim_bottleneck;

@@ -13,6 +13,7 @@ mod framing_props;
 mod fuzz_findings;
 mod h264_props;
 mod header_fresh;
+mod ice_dtls;
 mod layering;
 mod rfc4475;
 mod rtcp_props;
