@@ -594,6 +594,15 @@ impl SipVoiceBackend {
         let running = self.running()?;
         let session = SessionId::new_v4();
         let (reply, answer) = crossbeam_channel::bounded(1);
+        // Listed from now on, as a dialed call is, so that `hangup` right after the answer
+        // finds it (the SIP thread's own listing may come a moment later).
+        self.directory.insert(
+            session,
+            super::sip_ua::CallView {
+                call_id: format!("{kind}-{session}"),
+                progress: None,
+            },
+        );
         running.send(Command::AcceptOffer(Box::new(OfferRequest {
             session,
             kind,
@@ -603,13 +612,15 @@ impl SipVoiceBackend {
             reply,
         })));
         // The SIP thread answers within one turn of its loop; a stopped one drops the sender.
-        match answer.recv_timeout(Duration::from_secs(10)) {
-            Ok(Ok(sdp)) => Ok((session, sdp)),
-            Ok(Err(e)) if e.status == 503 => Err(Error::State(e.reason)),
-            Ok(Err(e)) if (400..500).contains(&e.status) => Err(Error::Unsupported(e.reason)),
-            Ok(Err(e)) => Err(Error::State(e.reason)),
-            Err(_) => Err(Error::State("the SIP thread did not answer".into())),
-        }
+        let result = match answer.recv_timeout(Duration::from_secs(10)) {
+            Ok(Ok(sdp)) => return Ok((session, sdp)),
+            Ok(Err(e)) if e.status == 503 => Error::State(e.reason),
+            Ok(Err(e)) if (400..500).contains(&e.status) => Error::Unsupported(e.reason),
+            Ok(Err(e)) => Error::State(e.reason),
+            Err(_) => Error::State("the SIP thread did not answer".into()),
+        };
+        self.directory.remove(session);
+        Err(result)
     }
 
     /// The Call-ID of a session's call.

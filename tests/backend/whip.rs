@@ -135,10 +135,11 @@ fn whip_offers_become_sessions_of_the_backend_and_delete_ends_them() {
     let answer = body(&r);
     assert!(answer.contains("a=recvonly"), "{answer}");
     assert!(answer.contains("H264/90000"), "{answer}");
+    // Listed at once (a hangup now would find it), announced with on_call.
+    assert!(be.call_id(session).is_some());
     assert!(wait_until(Duration::from_secs(5), || calls
         .load(Ordering::Relaxed)
         == 1));
-    assert!(be.call_id(session).is_some());
     assert_eq!(
         be.get_session(session)
             .unwrap()
