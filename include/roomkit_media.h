@@ -43,6 +43,18 @@
 // `srtp` value: offer RTP/SAVP only; a plain offer is refused with 488.
 #define RKM_SRTP_MANDATORY 2
 
+// `dtls_srtp` value of `rkm_sip_config`: no DTLS-SRTP; a `UDP/TLS/RTP/SAVPF` offer is refused
+// with 488.
+#define RKM_DTLS_SRTP_OFF 0
+
+// `dtls_srtp` value: offer our certificate fingerprint beside what `srtp` offers (the peer may
+// take DTLS-SRTP, SDES or plain RTP); answer an offered fingerprint with DTLS-SRTP.
+#define RKM_DTLS_SRTP_OPTIONAL 1
+
+// `dtls_srtp` value: offer `UDP/TLS/RTP/SAVPF` only; an offer without a fingerprint is
+// refused with 488.
+#define RKM_DTLS_SRTP_MANDATORY 2
+
 // What the invite filter returns to go on with a call (authentication, limits and SDP are
 // still checked).
 #define RKM_CALL_ACCEPT 0
@@ -293,6 +305,7 @@ typedef struct {
 
 // An address as a NUL-terminated `"ip:port"` string; empty when there is none.
 typedef struct {
+    // `"ip:port"` (`"[ipv6]:port"`), NUL-terminated; all zero when there is no address.
     char text[RKM_ADDR_LEN];
 } rkm_addr_text;
 
@@ -429,7 +442,7 @@ typedef struct {
     // 5 consent expired (the stream ended).
     uint32_t ice_state;
     // DTLS-SRTP: 0 off, 1 new, 2 connecting, 3 connected (SRTP keyed), 4 failed (the stream
-    // ended), 5 closed by the peer (the stream ended).
+    // ended), 5 closed (by the peer: the stream ended; or by us).
     uint32_t dtls_state;
     // Our side of the ICE-selected pair; empty before selection and without ICE.
     rkm_addr_text ice_local;
@@ -743,6 +756,17 @@ typedef struct {
     // `rkm_sip_decide_call` before it is refused with 408; 0 is refused
     // (`RKM_ERR_INVALID_ARGUMENT`). Default 20000.
     uint32_t decision_timeout_ms;
+    // ICE on DTLS-SRTP streams (only with `dtls_srtp` on): offers and answers carry ICE
+    // credentials and the stream socket's host candidate, and the stream runs a full ICE
+    // agent with a peer that has ICE too. Default false.
+    bool ice;
+    // DTLS-SRTP on audio and video: `RKM_DTLS_SRTP_OFF` (default), `RKM_DTLS_SRTP_OPTIONAL`
+    // or `RKM_DTLS_SRTP_MANDATORY`. When on, the backend makes one ECDSA P-256 certificate at
+    // `rkm_sip_start`.
+    uint32_t dtls_srtp;
+    // A STUN server, `"ip:port"`, for server-reflexive candidates. Accepted and checked, not
+    // queried yet (only host candidates are offered). NULL (default): none.
+    const char *stun_server;
 } rkm_sip_config;
 
 // An answered SIP call, as the `call` callback sees it. Every string is NUL-terminated and

@@ -88,7 +88,7 @@ pub use error::{Error, Result};
 // SRTP keys and suites: what a secured session is configured with and reports.
 pub use frame::{AudioFrame, Delivery, DtmfEvent, VideoChunk, VideoCodec, VideoFrame};
 pub use rtp::srtp::{SrtpKey, SrtpKeys, SrtpSuite};
-pub use sdp::SrtpPolicy;
+pub use sdp::{DtlsSrtpPolicy, SrtpPolicy};
 
 // The README's Rust examples are compiled (and the `no_run` ones not run) as doc tests.
 #[cfg(doctest)]

@@ -757,7 +757,7 @@ pub struct rkm_stream_stats {
     /// 5 consent expired (the stream ended).
     pub ice_state: u32,
     /// DTLS-SRTP: 0 off, 1 new, 2 connecting, 3 connected (SRTP keyed), 4 failed (the stream
-    /// ended), 5 closed by the peer (the stream ended).
+    /// ended), 5 closed (by the peer: the stream ended; or by us).
     pub dtls_state: u32,
     /// Our side of the ICE-selected pair; empty before selection and without ICE.
     pub ice_local: rkm_addr_text,
@@ -784,6 +784,7 @@ pub struct rkm_stream_stats {
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct rkm_addr_text {
+    /// `"ip:port"` (`"[ipv6]:port"`), NUL-terminated; all zero when there is no address.
     pub text: [c_char; RKM_ADDR_LEN],
 }
 

@@ -23,6 +23,7 @@ mod sip_backend_rfc4475;
 mod sip_congestion;
 mod sip_demo;
 mod sip_fec;
+mod sip_ice_dtls;
 mod sip_lossy;
 mod sip_tcp_tls;
 mod stream_impairment;

@@ -28,6 +28,7 @@ mod sipp_uac;
 mod srtp_peers;
 mod testclip_ffmpeg;
 mod tshark_secure;
+mod webrtcbin;
 mod whip_chromium;
 mod wideband_baresip;
 mod wideband_ffmpeg;

@@ -18,6 +18,7 @@ mod layering;
 mod rfc4475;
 mod rtcp_props;
 mod sdp_fuzz;
+mod sdp_ice_dtls;
 mod sdp_offer_answer;
 mod sdp_remb;
 mod sdp_srtp;

@@ -138,7 +138,7 @@ pub struct StreamStats {
     /// 4 disconnected, 5 consent expired (the stream ended).
     pub ice_state: u32,
     /// DTLS-SRTP on this stream: 0 off, 1 new, 2 connecting, 3 connected (SRTP keyed),
-    /// 4 failed (the stream ended), 5 closed by the peer (the stream ended).
+    /// 4 failed (the stream ended), 5 closed (by the peer: the stream ended; or by us).
     pub dtls_state: u32,
     /// Our side of the ICE-selected pair (`None` before selection and without ICE).
     pub ice_local: Option<std::net::SocketAddr>,

@@ -122,7 +122,7 @@ pub enum TransportDtlsState {
     /// Keys exported, SRTP keyed.
     Connected = 3,
     Failed = 4,
-    /// The peer closed the association.
+    /// Closed: by the peer's `close_notify` (the stream ended), or by our own close.
     Closed = 5,
 }
 
@@ -172,6 +172,8 @@ pub struct IceDtlsTransport {
     dtls_peer: Option<SocketAddr>,
     keyed: bool,
     failed: bool,
+    /// [`IceDtlsTransport::close`] was called.
+    closing: bool,
     events: VecDeque<TransportEvent>,
     transmits: VecDeque<(SocketAddr, Vec<u8>)>,
     stats: TransportStats,
@@ -189,8 +191,8 @@ impl fmt::Debug for IceDtlsTransport {
 impl IceDtlsTransport {
     /// A transport starting at `now`. `remote` is the address the peer's SDP gave (used
     /// without ICE; `latch`: the first DTLS source replaces it, as symmetric RTP does). A DTLS
-    /// server waits for the ClientHello from the start; a client sends it once ICE has
-    /// selected a pair (at once without ICE).
+    /// server waits for the ClientHello from the start; a client sends it once ICE has a
+    /// valid pair (at once without ICE).
     pub fn new(params: &IceDtlsParams, remote: SocketAddr, latch: bool, now: Instant) -> Self {
         let mut t = IceDtlsTransport {
             ice: None,
@@ -205,6 +207,7 @@ impl IceDtlsTransport {
             dtls_peer: None,
             keyed: false,
             failed: false,
+            closing: false,
             events: VecDeque::new(),
             transmits: VecDeque::new(),
             stats: TransportStats {
@@ -253,7 +256,7 @@ impl IceDtlsTransport {
 
     /// A datagram from `from` on the stream's socket. Never panics, whatever the bytes.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) -> Route {
-        if self.failed {
+        if self.failed || self.closing {
             self.stats.dropped += 1;
             return Route::Done;
         }
@@ -308,7 +311,7 @@ impl IceDtlsTransport {
 
     /// Runs the agent's and the handshake's timers.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.failed {
+        if self.failed || self.closing {
             return;
         }
         if let Some(ice) = self.ice.as_mut() {
@@ -320,10 +323,33 @@ impl IceDtlsTransport {
         self.drive(now);
     }
 
+    /// Ends the transport with the stream: a connected DTLS association sends `close_notify`
+    /// (drain [`IceDtlsTransport::poll_transmit`]); media that is still queued may leave
+    /// first. Nothing is taken or timed afterwards, and no event follows.
+    pub fn close(&mut self, now: Instant) {
+        if self.failed {
+            return;
+        }
+        let target = self.dtls_target();
+        if let Some(d) = self.dtls.as_mut() {
+            d.close(now);
+            while let Some(bytes) = d.poll_transmit() {
+                if let (Some(to), true) = (target, self.transmits.len() < MAX_QUEUED) {
+                    self.transmits.push_back((to, bytes));
+                }
+            }
+            if self.keyed {
+                self.stats.dtls_state = TransportDtlsState::Closed;
+            }
+        }
+        // Quiet from now on, but media already made may still go out under the keys.
+        self.closing = true;
+    }
+
     /// When to call [`IceDtlsTransport::handle_timeout`] next; `None` once failed.
     #[must_use]
     pub fn poll_timeout(&mut self) -> Option<Instant> {
-        if self.failed {
+        if self.failed || self.closing {
             return None;
         }
         let ice = self.ice.as_mut().and_then(IceAgent::poll_timeout);
@@ -408,10 +434,15 @@ impl IceDtlsTransport {
         }
     }
 
-    /// Where DTLS records go: the selected remote, else where the peer's DTLS came from.
+    /// Where DTLS records go: the selected remote, else where the peer's DTLS came from, else
+    /// the last source an authenticated check came from.
     fn dtls_target(&self) -> Option<SocketAddr> {
         match &self.ice {
-            Some(ice) => ice.selected().map(|p| p.remote).or(self.dtls_peer),
+            Some(ice) => ice
+                .selected()
+                .map(|p| p.remote)
+                .or(self.dtls_peer)
+                .or(self.validated.last().copied()),
             None => Some(self.peer),
         }
     }
@@ -457,10 +488,9 @@ impl IceDtlsTransport {
             self.stats.ice_state = TransportIceState::ConsentExpired;
             return self.fail(TransportFailure::ConsentExpired);
         }
-        if self.client
-            && self.dtls.is_none()
-            && self.ice.as_ref().is_none_or(|i| i.selected().is_some())
-        {
+        // A client starts once ICE has a pair, or a valid one: an authenticated check from the
+        // peer (a controlled agent, lite above all, may hear of the nomination only later).
+        if self.client && self.dtls.is_none() && self.dtls_target().is_some() {
             self.start_dtls(now);
         }
         let target = self.dtls_target();

@@ -470,15 +470,32 @@ impl StreamCore {
     /// packet the core makes (media, RTX, paced, retransmitted, RTCP) leaves through here.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        if let Some(tr) = self.transport.as_mut() {
-            // STUN and DTLS first, as they are (never SRTP).
-            if let Some((dest, contents)) = tr.poll_transmit() {
-                return Some(Transmit {
-                    dest,
-                    kind: TransmitKind::Rtp,
-                    contents,
-                });
+        // STUN and DTLS first, as they are (never SRTP); on the way out the BYE goes before
+        // DTLS's close_notify.
+        if !self.closed {
+            if let Some(t) = self.poll_transport_transmit() {
+                return Some(t);
             }
+        }
+        if let Some(t) = self.poll_media_transmit() {
+            return Some(t);
+        }
+        self.poll_transport_transmit()
+    }
+
+    /// The transport's next STUN or DTLS datagram (from the muxed socket).
+    fn poll_transport_transmit(&mut self) -> Option<Transmit> {
+        let (dest, contents) = self.transport.as_mut()?.poll_transmit()?;
+        Some(Transmit {
+            dest,
+            kind: TransmitKind::Rtp,
+            contents,
+        })
+    }
+
+    /// The next RTP or RTCP datagram, protected on a secured stream.
+    fn poll_media_transmit(&mut self) -> Option<Transmit> {
+        if let Some(tr) = self.transport.as_ref() {
             if !tr.may_send_media() || self.srtp.is_none() {
                 // No keys yet (or no consent): what the core made never leaves, least of all
                 // in the clear.
@@ -893,6 +910,10 @@ impl StreamCore {
             }
         }
         self.send_report(now, Some("session closed"));
+        if let Some(tr) = self.transport.as_mut() {
+            // close_notify, after the BYE (see `poll_transmit`).
+            tr.close(now);
+        }
         self.closed = true;
     }
 
