@@ -332,3 +332,44 @@ fn serve_takes_whip_sessions_beside_sip_calls() {
     drop(lines);
     crate::support::peers::wait_bounded(serve, Duration::from_secs(10));
 }
+
+/// The answer to a real Chromium offer (`tests/data/chromium-offer.sdp`, captured from headless
+/// Chromium 156): both m-lines taken over DTLS-SRTP with ICE-lite, we the DTLS server
+/// (`a=setup:passive`), our candidate on the stream's socket, the offer's mids echoed, no
+/// BUNDLE group (each m-line its own transport).
+#[test]
+fn a_chromium_offer_gets_an_ice_lite_dtls_answer() {
+    let mut cfg = config(37);
+    cfg.dtls_srtp = roomkit_media::DtlsSrtpPolicy::Optional;
+    let be = SipVideoBackend::new(cfg).unwrap();
+    be.start().unwrap();
+    let offer = include_str!("../data/chromium-offer.sdp");
+    let (session, answer) = be
+        .accept_offer(offer, WhipKind::Whip, "127.0.0.1:9".parse().unwrap())
+        .expect("an answer");
+    assert!(answer.contains("a=ice-lite"), "{answer}");
+    assert!(!answer.contains("a=group:BUNDLE"), "{answer}");
+    for (kind, mid) in [("audio", "0"), ("video", "1")] {
+        let m = answer
+            .split("m=")
+            .find(|s| s.starts_with(kind))
+            .unwrap_or_else(|| panic!("no m={kind} in {answer}"));
+        let port = m_port(&format!("m={m}"), kind);
+        assert!(port > 0, "{kind} refused: {answer}");
+        assert!(m.contains("UDP/TLS/RTP/SAVPF"), "{m}");
+        assert!(m.contains("a=setup:passive"), "{m}");
+        assert!(m.contains("a=fingerprint:sha-256 "), "{m}");
+        assert!(m.contains(&format!("a=mid:{mid}")), "{m}");
+        assert!(
+            m.contains("a=ice-ufrag:") && m.contains("a=ice-pwd:"),
+            "{m}"
+        );
+        assert!(
+            m.contains(&format!("127.0.0.1 {port} typ host")),
+            "our candidate on the stream's socket: {m}"
+        );
+        assert!(m.contains("a=recvonly"), "{m}");
+    }
+    assert!(be.call_id(session).is_some());
+    be.hangup(session).unwrap();
+}

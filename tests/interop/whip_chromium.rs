@@ -19,10 +19,11 @@ use crate::support::peers::{self, TempDir};
 const PAGE: &str = include_str!("../data/whip_chromium.html");
 const TOKEN: &str = "chromium-test-token";
 
-/// What one run saw: the page's report, and serve's JSON lines.
+/// What one run saw: the page's report, serve's JSON lines, and serve's recordings.
 struct Run {
     report: Value,
     lines: Vec<Value>,
+    record: TempDir,
 }
 
 impl Run {
@@ -72,10 +73,14 @@ fn chromium(dir: &TempDir, url: &str, secs: u32) -> Child {
 /// serve with WHIP and WHEP on loopback; the page publishes (`codec`: force that video codec)
 /// and, with `play`, plays from WHEP; returns the page's report and serve's lines.
 fn run(rtp_ports: &str, codec: Option<&str>, play: bool, seconds: u32) -> Run {
+    let record = TempDir::new("whip-record");
+    let record_dir = record.0.to_str().unwrap().to_string();
     let (mut serve, _) = peers::spawn_serve(
         seconds + 90,
         rtp_ports,
         &[
+            "--record",
+            &record_dir,
             "--quiet-frames",
             "--video-codecs",
             "H264,VP8",
@@ -160,6 +165,7 @@ fn run(rtp_ports: &str, codec: Option<&str>, play: bool, seconds: u32) -> Run {
     Run {
         report: serde_json::from_str(&report).unwrap_or_else(|e| panic!("{e}: {report}")),
         lines,
+        record,
     }
 }
 
@@ -189,9 +195,10 @@ fn chromium_reaches_the_whip_endpoint_across_origins() {
 
 /// Publishes camera and microphone with `codec` forced, and checks both ends: the page sent
 /// and encoded, serve received pictures and audio (floors far below 15 fps and 50 audio
-/// frames a second, for a loaded 2-core machine), the DELETE ended the session.
+/// frames a second, for a loaded 2-core machine) and its recordings decode (ffmpeg), the
+/// DELETE ended the session.
 fn publishes(codec: &str, rtp_ports: &str) {
-    if !peers::have_peers(&["chromium"]) {
+    if !peers::have_peers(&["chromium", "ffmpeg"]) {
         return;
     }
     let run = run(rtp_ports, Some(codec), false, 6);
@@ -215,16 +222,30 @@ fn publishes(codec: &str, rtp_ports: &str) {
     assert!(hangup["frames"].as_u64().unwrap() >= 10, "{hangup}");
     assert!(hangup["keyframes"].as_u64().unwrap() >= 1, "{hangup}");
     assert!(hangup["audio_frames"].as_u64().unwrap() >= 50, "{hangup}");
+    // What serve recorded decodes: ffmpeg reads the pictures back, and the audio is there
+    // (at least a second of 48 kHz 16-bit mono after the WAV header).
+    let base = format!("whip-{}", call["session"].as_str().unwrap());
+    let ext = if codec == "VP8" { "ivf" } else { "h264" };
+    let video = run.record.path(&format!("{base}.{ext}"));
+    let pictures = peers::frame_md5s(&video, &[]);
+    assert!(
+        pictures.len() >= 10,
+        "{} pictures decoded from {}",
+        pictures.len(),
+        video.display()
+    );
+    let wav = std::fs::metadata(run.record.path(&format!("{base}.wav")))
+        .unwrap()
+        .len();
+    assert!(wav >= 44 + 96_000, "{wav} bytes of audio");
 }
 
 #[test]
-#[ignore = "needs ICE-lite + DTLS-SRTP answers (issue 19: icecore, icesip)"]
 fn chromium_publishes_h264_over_whip() {
     publishes("H264", "39700-39749");
 }
 
 #[test]
-#[ignore = "needs ICE-lite + DTLS-SRTP answers (issue 19: icecore, icesip)"]
 fn chromium_publishes_vp8_over_whip() {
     publishes("VP8", "39750-39799");
 }
@@ -232,7 +253,6 @@ fn chromium_publishes_vp8_over_whip() {
 /// The page publishes over WHIP and plays from WHEP at once; serve relays the publisher's
 /// pictures and audio to the player, whose decoder reports frames.
 #[test]
-#[ignore = "needs ICE-lite + DTLS-SRTP answers (issue 19: icecore, icesip)"]
 fn chromium_plays_from_whep_what_whip_publishes() {
     if !peers::have_peers(&["chromium"]) {
         return;

@@ -39,7 +39,15 @@ impl SipCore {
             .map_err(|e| refused(488, &format!("unreadable offer: {e}")))?;
         let want_video = self.with_video && offer.accepts_video(&self.cfg.supported_video_codecs);
         let r = self.host.reserve(want_video)?;
-        let cfg = self.answer_config(r.audio_port, r.video_port.unwrap_or(0));
+        let mut cfg = self.answer_config(r.audio_port, r.video_port.unwrap_or(0));
+        // WebRTC clients: we are an ICE-lite server and the DTLS server (`a=setup:passive`,
+        // what WHIP servers answer), DTLS-SRTP taken whenever offered (it needs the backend's
+        // certificate: `dtls_srtp` on).
+        cfg.local.ice = crate::sdp::IcePolicy::Lite;
+        cfg.local.dtls_answer_setup = crate::sdp::SetupRole::Passive;
+        if cfg.local.dtls_srtp == crate::sdp::DtlsSrtpPolicy::Off {
+            cfg.local.dtls_srtp = crate::sdp::DtlsSrtpPolicy::Optional;
+        }
         let ans = match answer(&offer, &cfg) {
             Ok(a) => a,
             Err(e) => {

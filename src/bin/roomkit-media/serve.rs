@@ -31,6 +31,7 @@ use roomkit_media::prelude::*;
 use roomkit_media::whip::{WhipConfig, WhipKind, WhipServer};
 use roomkit_media::VideoCodec;
 
+use roomkit_media::DtlsSrtpPolicy;
 use roomkit_media::SrtpSuite;
 use serde::Serialize;
 
@@ -449,7 +450,12 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode, crate::Failure> {
         srtp: args.media.srtp,
         srtp_suites: args.media.srtp_suites(),
         ice: args.media.ice,
-        dtls_srtp: args.media.dtls_srtp,
+        // WHIP clients need DTLS-SRTP, so the backend needs its certificate: at least
+        // `optional` (SIP offers with a fingerprint get DTLS-SRTP too; plain ones stay plain).
+        dtls_srtp: match args.media.dtls_srtp {
+            DtlsSrtpPolicy::Off if args.whip.is_some() => DtlsSrtpPolicy::Optional,
+            p => p,
+        },
         stun_server: args.media.stun,
         ..SipBackendConfig::default()
     };
