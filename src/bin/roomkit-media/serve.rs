@@ -137,7 +137,8 @@ pub struct ServeArgs {
     pub io_threads: usize,
     /// Take WebRTC publishers over WHIP (RFC 9725) at http://ADDR/whip (https:// with
     /// --tls-cert and --tls-key), beside SIP calls: each is a call like the others (the same
-    /// JSON lines, --record, --echo). Port 0: any free port; the URL is in the `listening` line.
+    /// JSON lines, --record, --echo), answered ICE-lite with DTLS-SRTP (so `--dtls-srtp off`
+    /// becomes `optional`). Port 0: any free port; the URL is in the `listening` line.
     #[arg(long, value_name = "ADDR", value_parser = resolve)]
     pub whip: Option<SocketAddr>,
     /// Also serve WHEP players at /whep on the --whip address.
