@@ -148,7 +148,10 @@ fn run(rtp_ports: &str, codec: Option<&str>, play: bool, seconds: u32) -> Run {
         }
         if Instant::now() >= deadline || browser.try_wait().ok().flatten().is_some() {
             let log = std::fs::read_to_string(dir.path("chromium.log")).unwrap_or_default();
-            let _ = browser.kill();
+            // Through `timeout`, which passes the signal on (killing `timeout` would leave
+            // Chromium running until its bound).
+            peers::interrupt(&browser);
+            peers::wait_bounded(browser, Duration::from_secs(10));
             peers::interrupt(&serve);
             panic!("no report from the page within {limit} s; chromium said:\n{log}");
         }
