@@ -15,6 +15,7 @@ use roomkit_media::engine::http::{HttpServer, Response};
 use serde_json::Value;
 
 use crate::support::peers::{self, TempDir};
+use crate::support::tls::Pki;
 
 const PAGE: &str = include_str!("../data/whip_chromium.html");
 const TOKEN: &str = "chromium-test-token";
@@ -24,6 +25,8 @@ struct Run {
     report: Value,
     lines: Vec<Value>,
     record: TempDir,
+    /// The WHIP URL of serve's `listening` line.
+    whip_url: String,
 }
 
 impl Run {
@@ -60,6 +63,8 @@ fn chromium(dir: &TempDir, url: &str, secs: u32) -> Child {
             "--use-fake-device-for-media-stream",
             "--use-fake-ui-for-media-stream",
             "--allow-loopback-in-peer-connection",
+            // The HTTPS run's endpoint has a test CA's certificate.
+            "--ignore-certificate-errors",
         ])
         .arg(format!("--user-data-dir={}", dir.path("profile").display()))
         .arg(url)
@@ -70,27 +75,35 @@ fn chromium(dir: &TempDir, url: &str, secs: u32) -> Child {
         .expect("chromium starts")
 }
 
-/// serve with WHIP and WHEP on loopback; the page publishes (`codec`: force that video codec)
-/// and, with `play`, plays from WHEP; returns the page's report and serve's lines.
-fn run(rtp_ports: &str, codec: Option<&str>, play: bool, seconds: u32) -> Run {
+/// serve with WHIP and WHEP on loopback (over HTTPS with `https`, a test certificate that
+/// Chromium is told to accept); the page publishes (`codec`: force that video codec) and, with
+/// `play`, plays from WHEP; returns the page's report and serve's lines.
+fn run(rtp_ports: &str, codec: Option<&str>, play: bool, seconds: u32, https: bool) -> Run {
     let record = TempDir::new("whip-record");
     let record_dir = record.0.to_str().unwrap().to_string();
-    let (mut serve, _) = peers::spawn_serve(
-        seconds + 90,
-        rtp_ports,
-        &[
-            "--record",
-            &record_dir,
-            "--quiet-frames",
-            "--video-codecs",
-            "H264,VP8",
-            "--whip",
-            "127.0.0.1:0",
-            "--whep",
-            "--whip-token",
-            TOKEN,
-        ],
-    );
+    let pki = https.then(|| Pki::new("whip-chromium"));
+    let mut args: Vec<String> = [
+        "--record",
+        &record_dir,
+        "--quiet-frames",
+        "--video-codecs",
+        "H264,VP8",
+        "--whip",
+        "127.0.0.1:0",
+        "--whep",
+        "--whip-token",
+        TOKEN,
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    if let Some(p) = &pki {
+        for (flag, file) in [("--tls-cert", "cert.pem"), ("--tls-key", "key.pem")] {
+            args.extend([flag.to_string(), p.path(file).display().to_string()]);
+        }
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (mut serve, _) = peers::spawn_serve(seconds + 90, rtp_ports, &args);
     let mut out = BufReader::new(serve.stdout.take().unwrap()).lines();
     let listening: Value = serde_json::from_str(&out.next().unwrap().unwrap()).unwrap();
     // serve's lines, read on a thread of their own until serve exits.
@@ -169,6 +182,7 @@ fn run(rtp_ports: &str, codec: Option<&str>, play: bool, seconds: u32) -> Run {
         report: serde_json::from_str(&report).unwrap_or_else(|e| panic!("{e}: {report}")),
         lines,
         record,
+        whip_url: listening["whip"].as_str().unwrap().to_string(),
     }
 }
 
@@ -180,7 +194,7 @@ fn chromium_reaches_the_whip_endpoint_across_origins() {
     if !peers::have_peers(&["chromium"]) {
         return;
     }
-    let run = run("39970-39989", None, false, 1);
+    let run = run("39970-39989", None, false, 1, false);
     let whip = &run.report["whip"];
     assert!(
         whip["status"].is_u64(),
@@ -204,7 +218,7 @@ fn publishes(codec: &str, rtp_ports: &str) {
     if !peers::have_peers(&["chromium", "ffmpeg"]) {
         return;
     }
-    let run = run(rtp_ports, Some(codec), false, 6);
+    let run = run(rtp_ports, Some(codec), false, 6, false);
     let r = &run.report;
     assert!(r["error"].is_null(), "{r}");
     assert_eq!(r["whip"]["pairState"], "succeeded", "{r}");
@@ -260,7 +274,7 @@ fn chromium_plays_from_whep_what_whip_publishes() {
     if !peers::have_peers(&["chromium"]) {
         return;
     }
-    let run = run("39800-39869", Some("VP8"), true, 6);
+    let run = run("39800-39869", Some("VP8"), true, 6, false);
     let r = &run.report;
     assert!(r["error"].is_null(), "{r}");
     assert_eq!(r["whep"]["pairState"], "succeeded", "{r}");
@@ -268,5 +282,25 @@ fn chromium_plays_from_whep_what_whip_publishes() {
     assert!(
         r["whep"]["audioPacketsReceived"].as_u64().unwrap_or(0) > 0,
         "{r}"
+    );
+}
+
+/// `serve --whip` over HTTPS (`--tls-cert`/`--tls-key`, rustls): the page publishes through it
+/// as over HTTP.
+#[test]
+fn chromium_publishes_over_https() {
+    if !peers::have_peers(&["chromium"]) {
+        return;
+    }
+    let run = run("39990-39999", Some("H264"), false, 2, true);
+    let r = &run.report;
+    assert!(r["error"].is_null(), "{r}");
+    assert_eq!(r["whip"]["status"], 201, "{r}");
+    assert_eq!(r["whip"]["pairState"], "succeeded", "{r}");
+    assert!(r["whip"]["framesEncoded"].as_u64().unwrap_or(0) > 0, "{r}");
+    assert!(
+        run.whip_url.starts_with("https://127.0.0.1:"),
+        "{}",
+        run.whip_url
     );
 }
