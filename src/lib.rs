@@ -79,10 +79,10 @@ mod engine;
 
 // The internal pure layers (RTP, SDP, SIP): public with `_internals`, private otherwise. Their
 // documentation (and `missing_docs` exemption) is in roomkit-media-proto.
+#[cfg(feature = "_internals")]
+pub use roomkit_media_proto::{http, rtp, sdp, sip, webrtc};
 #[cfg(not(feature = "_internals"))]
 use roomkit_media_proto::{rtp, sdp, sip, webrtc};
-#[cfg(feature = "_internals")]
-pub use roomkit_media_proto::{rtp, sdp, sip, webrtc};
 
 pub use error::{Error, Result};
 // SRTP keys and suites: what a secured session is configured with and reports.
