@@ -6,6 +6,9 @@
 //! bodies only by `Content-Length` (a chunked body gets 411), no header folding. Every length
 //! comes from the network and is checked before it is used.
 
+// A pure layer: no `unsafe`, no socket.
+#![forbid(unsafe_code)]
+
 /// A parsed request: its head, and its body once the server has read it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Request {
