@@ -66,7 +66,11 @@ pub fn requests(data: &[u8]) {
             assert_eq!(r.header("Access-Control-Allow-Origin"), Some("*"));
             if sessions.asked > asked {
                 assert_eq!(request.method, "POST");
-                assert_eq!(request.header("authorization"), Some("Bearer t0ken"));
+                // The scheme is case-insensitive (RFC 9110 §11.1), the token exact.
+                let auth = request.header("authorization").unwrap_or_default();
+                let (scheme, token) = auth.split_once(' ').unwrap_or_default();
+                assert!(scheme.eq_ignore_ascii_case("bearer"), "{auth}");
+                assert_eq!(token.trim(), "t0ken", "{auth}");
             }
             check_written(&r.to_bytes());
         }

@@ -20,6 +20,8 @@ fn real_requests_in_a_row() {
     data.extend(b"OPTIONS /whip HTTP/1.1\r\nOrigin: http://x\r\n\r\n");
     data.extend(post(offer, "Authorization: Bearer t0ken\r\n"));
     data.extend(post(offer, ""));
+    // The scheme in any case (the fuzzer's first find was the check's, not the endpoint's).
+    data.extend(post(offer, "Authorization: BearEr t0ken\r\n"));
     data.extend(b"DELETE /whip/s1 HTTP/1.1\r\nAuthorization: Bearer t0ken\r\n\r\n");
     data.extend(b"PATCH /whep/s1 HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc");
     requests(&data);
