@@ -29,7 +29,8 @@ pub struct WhipServer {
     http: HttpServer,
 }
 
-/// The backend as the endpoint reaches it: weakly, so the endpoint does not keep it alive.
+/// The sessions of one request: the backend (upgraded from the server's weak reference for
+/// the request only, so the server never keeps it alive) and the client's address.
 struct Sessions<'a> {
     backend: &'a SipVideoBackend,
     client: SocketAddr,
