@@ -10,6 +10,7 @@
 
 pub mod dispatch;
 pub mod event;
+pub mod http;
 pub mod io_pool;
 pub mod io_thread;
 pub mod metrics_http;

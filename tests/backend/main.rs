@@ -28,3 +28,4 @@ mod sip_lossy;
 mod sip_stun;
 mod sip_tcp_tls;
 mod stream_impairment;
+mod whip;

@@ -30,5 +30,6 @@ mod srtp_peers;
 mod testclip_ffmpeg;
 mod tshark_secure;
 mod webrtcbin;
+mod whip_chromium;
 mod wideband_baresip;
 mod wideband_ffmpeg;

@@ -7,7 +7,8 @@
 //! - `dtls.rs`: [`DtlsIdentity`] (our ECDSA P-256 certificate, its `a=fingerprint`) and
 //!   [`DtlsEndpoint`] over str0m's `dimpl`: the handshake, the peer's fingerprint checked, the
 //!   exported keys handed over as `rtp::srtp::SrtpKeys` for the one SRTP layer.
-//!
+//! - `whip.rs`: [`WhipEndpoint`], the WHIP/WHEP HTTP decisions (RFC 9725): a request in, the
+//!   response out, sessions made and ended through [`WhipSessions`].
 //! - `stun.rs`: [`StunBinding`], the STUN Binding client that learns a socket's
 //!   server-reflexive address from a STUN server (RFC 8489), before the SDP is written.
 //! - `transport.rs`: [`IceDtlsParams`] (what SDP negotiation hands a stream) and
@@ -21,6 +22,7 @@ mod dtls;
 mod ice;
 mod stun;
 mod transport;
+mod whip;
 
 pub use dtls::{fingerprint, DtlsEndpoint, DtlsError, DtlsEvent, DtlsIdentity};
 pub use ice::{
@@ -34,6 +36,7 @@ pub use transport::{
     IceDtlsParams, IceDtlsTransport, IceParams, Route, TransportDtlsState, TransportEvent,
     TransportFailure, TransportIceState, TransportStats,
 };
+pub use whip::{CreateError, WhipConfig, WhipEndpoint, WhipKind, WhipSessions};
 
 use crate::rtp::packet::{classify_muxed, MuxedKind};
 
