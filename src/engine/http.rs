@@ -7,8 +7,10 @@
 //! One accept thread; each connection gets a thread of its own, at most [`MAX_CONNECTIONS`] at
 //! once (one more gets 503), so an idle browser pre-connection does not hold up a publish. Every
 //! connection is bounded: its request head at most [`MAX_REQUEST`] bytes, its body at most
-//! [`MAX_BODY`] (declared by `Content-Length`), reading the request and writing the answer each
-//! within [`IO_TIMEOUT`]; one request per connection, closed after its answer.
+//! [`MAX_BODY`] (declared by `Content-Length`), reading the request (TLS handshake included) and
+//! writing the answer each within [`IO_TIMEOUT`] in all, however the bytes trickle in: every
+//! socket read and write waits at most until that deadline (`Deadlined`, under rustls too);
+//! one request per connection, closed after its answer.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -99,7 +101,10 @@ impl HttpServer {
                     if busy.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
                         busy.fetch_sub(1, Ordering::AcqRel);
                         // Plain text even on a TLS port: the client sees a closed connection.
-                        let _ = answer_and_close(&mut Conn::Plain(c), &Response::empty(503));
+                        let _ = answer_and_close(
+                            &mut Conn::Plain(Deadlined::new(c)),
+                            &Response::empty(503),
+                        );
                         continue;
                     }
                     let (handler, tls, busy2) = (handler.clone(), tls.clone(), busy.clone());
@@ -168,18 +173,65 @@ fn reachable(mut addr: SocketAddr) -> SocketAddr {
     addr
 }
 
+/// A socket whose reads and writes all end by one deadline: before each, its timeout is set to
+/// the time left (at most [`IO_TIMEOUT`]), and once the deadline has passed they fail with
+/// `TimedOut`. rustls runs over it, so a client that trickles a TLS record a byte at a time
+/// cannot hold a connection past the deadline.
+struct Deadlined {
+    tcp: TcpStream,
+    deadline: Instant,
+}
+
+impl Deadlined {
+    fn new(tcp: TcpStream) -> Deadlined {
+        Deadlined {
+            tcp,
+            deadline: Instant::now() + IO_TIMEOUT,
+        }
+    }
+
+    /// The time left, or `TimedOut` when none is.
+    fn left(&self) -> std::io::Result<Duration> {
+        match self.deadline.checked_duration_since(Instant::now()) {
+            Some(d) if !d.is_zero() => Ok(d.min(IO_TIMEOUT)),
+            _ => Err(std::io::ErrorKind::TimedOut.into()),
+        }
+    }
+}
+
+impl Read for Deadlined {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.tcp.set_read_timeout(Some(self.left()?))?;
+        self.tcp.read(buf)
+    }
+}
+
+impl Write for Deadlined {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.tcp.set_write_timeout(Some(self.left()?))?;
+        self.tcp.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.tcp.flush()
+    }
+}
+
 /// A connection, plain or TLS.
 enum Conn {
-    Plain(TcpStream),
-    Tls(Box<StreamOwned<ServerConnection, TcpStream>>),
+    Plain(Deadlined),
+    Tls(Box<StreamOwned<ServerConnection, Deadlined>>),
 }
 
 impl Conn {
-    fn tcp(&self) -> &TcpStream {
+    fn sock(&mut self) -> &mut Deadlined {
         match self {
             Conn::Plain(s) => s,
-            Conn::Tls(s) => &s.sock,
+            Conn::Tls(s) => &mut s.sock,
         }
+    }
+
+    fn tcp(&mut self) -> &TcpStream {
+        &self.sock().tcp
     }
 }
 
@@ -213,8 +265,7 @@ fn serve_one(
     tls: Option<Arc<ServerConfig>>,
     handler: &Handler,
 ) -> std::io::Result<()> {
-    c.set_read_timeout(Some(IO_TIMEOUT))?;
-    c.set_write_timeout(Some(IO_TIMEOUT))?;
+    let c = Deadlined::new(c);
     let mut c = match tls {
         None => Conn::Plain(c),
         Some(cfg) => {
@@ -222,7 +273,6 @@ fn serve_one(
             Conn::Tls(Box::new(StreamOwned::new(tls, c)))
         }
     };
-    let deadline = Instant::now() + IO_TIMEOUT;
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     let head = loop {
@@ -231,9 +281,6 @@ fn serve_one(
             Ok(None) => {}
             Err(e @ HeadError::Malformed) => return answer_and_close(&mut c, &e.response()),
             Err(e) => return refuse(&mut c, &e.response()),
-        }
-        if Instant::now() >= deadline {
-            return Ok(()); // too slow: drop it
         }
         // Never read past the head limit, so a flood is refused by size, not buffered.
         let room = (MAX_REQUEST - buf.len()).min(chunk.len());
@@ -247,9 +294,6 @@ fn serve_one(
     let mut body = buf.split_off(head.head_len.min(buf.len()));
     body.truncate(head.body_len);
     while body.len() < head.body_len {
-        if Instant::now() >= deadline {
-            return Ok(());
-        }
         let room = (head.body_len - body.len()).min(chunk.len());
         match c.read(&mut chunk[..room]) {
             Ok(0) => return Ok(()),
@@ -265,6 +309,8 @@ fn serve_one(
 
 /// Writes the answer and closes our side.
 fn answer_and_close(c: &mut Conn, r: &Response) -> std::io::Result<()> {
+    // The answer has a deadline of its own: the handler's time is not the client's.
+    c.sock().deadline = Instant::now() + IO_TIMEOUT;
     c.write_all(&r.to_bytes())?;
     c.flush()?;
     if let Conn::Tls(s) = c {

@@ -238,6 +238,58 @@ fn whip_over_https_with_the_sip_tls_certificate() {
     assert_eq!(header(&out, "Accept-Post"), Some("application/sdp"));
 }
 
+/// A client that trickles its TLS ClientHello a byte at a time, each byte within the socket
+/// timeout, is cut once the connection's deadline (`IO_TIMEOUT`, 2 s) has passed: rustls reads
+/// over a socket that knows that deadline.
+#[test]
+fn a_client_trickling_its_tls_handshake_is_cut_at_the_deadline() {
+    let pki = Pki::new("whip-slow");
+    let be = Arc::new(SipVideoBackend::new(config(34)).unwrap());
+    be.start().unwrap();
+    let (cert, key) = (pki.path("cert.pem"), pki.path("key.pem"));
+    let server = WhipServer::start(
+        "127.0.0.1:0".parse().unwrap(),
+        Some((&cert, &key)),
+        WhipConfig::default(),
+        &be,
+    )
+    .unwrap();
+    let mut sock = TcpStream::connect(server.local_addr()).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    let start = std::time::Instant::now();
+    // A handshake record announcing 16 KiB, of which only a few bytes ever come.
+    let record = [
+        0x16u8, 0x03, 0x01, 0x40, 0x00, 0x01, 0x00, 0x3f, 0xfc, 0x03, 0x03, 0, 0, 0,
+    ];
+    let mut cut = None;
+    for b in record {
+        if sock.write_all(&[b]).is_err() {
+            cut = Some(start.elapsed());
+            break;
+        }
+        let mut one = [0u8; 1];
+        match sock.read(&mut one) {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            _ => {
+                cut = Some(start.elapsed());
+                break;
+            }
+        }
+    }
+    let cut = cut.expect("the trickling client was never cut");
+    // The deadline is 2 s; one more read timeout to notice, and slack for a loaded machine.
+    assert!(cut < Duration::from_secs(5), "cut after {cut:?}");
+    assert!(
+        cut >= Duration::from_millis(1900),
+        "cut early, after {cut:?}"
+    );
+}
+
 /// `serve --whip --whep --whip-token`: the URLs in the `listening` line; a WHIP session is a
 /// call in serve's JSON lines (`transport` `whip`) that DELETE ends; what it publishes is
 /// relayed to a WHEP player.
