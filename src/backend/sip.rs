@@ -627,7 +627,12 @@ impl SipVoiceBackend {
             Ok(Err(e)) if e.status == 503 => Error::State(e.reason),
             Ok(Err(e)) if (400..500).contains(&e.status) => Error::Unsupported(e.reason),
             Ok(Err(e)) => Error::State(e.reason),
-            Err(_) => Error::State("the SIP thread did not answer".into()),
+            Err(_) => {
+                // It may still start the session later: the command queue is in order, so
+                // this hangup comes after the offer and ends what it started.
+                running.send(Command::Hangup(session));
+                Error::State("the SIP thread did not answer".into())
+            }
         };
         self.directory.remove(session);
         Err(result)

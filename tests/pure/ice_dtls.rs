@@ -390,6 +390,42 @@ fn consent_expiry_on_a_blackholed_path_ends_the_stream() {
     }
 }
 
+/// A peer that never sends anything: the passive DTLS server (B) would wait for a ClientHello
+/// forever, and with ICE no consent check runs before a nomination. The transport ends the
+/// stream 30 s after its start.
+#[test]
+fn a_transport_never_keyed_fails_after_the_set_up_timeout() {
+    for (a_ice, b_ice) in [
+        (None::<(bool, bool)>, None),
+        (Some((false, true)), Some((true, false))),
+    ] {
+        let (a, b) = params(a_ice, b_ice, false);
+        let mut run = Run::new(false, a, b, PathConfig::clean(Duration::from_millis(10)));
+        let start = run.pair.now();
+        run.tap.cut.store(true, Ordering::Relaxed);
+        run.media_for(Duration::from_secs(25));
+        assert!(
+            Run::failures(&run.pair.b.events).is_empty(),
+            "{b_ice:?}: {:?}",
+            Run::failures(&run.pair.b.events)
+        );
+        run.media_for(Duration::from_secs(15));
+        let fails = Run::failures(&run.pair.b.events);
+        assert_eq!(fails.len(), 1, "{b_ice:?}: {fails:?}");
+        let (at, why) = &fails[0];
+        assert_eq!(*why, TransportFailure::SetupTimeout, "{b_ice:?}");
+        let after = *at - start;
+        assert!(
+            after >= Duration::from_secs(30) && after <= Duration::from_secs(32),
+            "{b_ice:?}: ended {after:?} after the start"
+        );
+        let core = &run.pair.b.core;
+        assert_eq!(core.stats().dtls_state, TransportDtlsState::Failed as u32);
+        assert!(core.is_closed() && core.peer_gone());
+        assert_eq!(run.tap.plain.load(Ordering::Relaxed), 0);
+    }
+}
+
 #[test]
 fn junk_and_strangers_are_counted_not_fatal() {
     let (a, b) = params(Some((false, true)), Some((true, false)), false);

@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::{
     demux, Candidate, Demux, DtlsEndpoint, DtlsError, DtlsEvent, DtlsIdentity, IceAgent, IceConfig,
@@ -52,6 +52,10 @@ pub struct IceParams {
 const MAX_VALIDATED: usize = 16;
 /// The most datagrams queued for the caller between two drains (checks and flights are few).
 const MAX_QUEUED: usize = 256;
+/// How long a transport may take to be keyed from its creation. A peer that never completes
+/// ICE or DTLS (a passive DTLS server hears no ClientHello; consent checks start only at
+/// nomination; a send-only stream has no inactivity check) would otherwise hold it forever.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the transport did with a datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,6 +77,8 @@ pub enum TransportFailure {
     DtlsClosed,
     /// RFC 7675: the peer stopped answering consent checks for 30 s.
     ConsentExpired,
+    /// Not keyed within 30 s of the transport's start: ICE or DTLS never completed.
+    SetupTimeout,
 }
 
 impl fmt::Display for TransportFailure {
@@ -81,6 +87,9 @@ impl fmt::Display for TransportFailure {
             TransportFailure::Dtls(e) => e.fmt(f),
             TransportFailure::DtlsClosed => f.write_str("the peer closed DTLS"),
             TransportFailure::ConsentExpired => f.write_str("ICE consent expired"),
+            TransportFailure::SetupTimeout => {
+                f.write_str("ICE and DTLS did not complete within 30 s")
+            }
         }
     }
 }
@@ -171,6 +180,8 @@ pub struct IceDtlsTransport {
     /// With ICE: where the peer's DTLS last came from, for replies before a pair is selected.
     dtls_peer: Option<SocketAddr>,
     keyed: bool,
+    /// When the transport fails unless keyed by then ([`SETUP_TIMEOUT`] after its start).
+    setup_deadline: Instant,
     failed: bool,
     /// [`IceDtlsTransport::close`] was called.
     closing: bool,
@@ -206,6 +217,7 @@ impl IceDtlsTransport {
             may_latch: latch,
             dtls_peer: None,
             keyed: false,
+            setup_deadline: now + SETUP_TIMEOUT,
             failed: false,
             closing: false,
             events: VecDeque::new(),
@@ -321,6 +333,10 @@ impl IceDtlsTransport {
             d.handle_timeout(now);
         }
         self.drive(now);
+        if !self.keyed && now >= self.setup_deadline {
+            self.stats.dtls_state = TransportDtlsState::Failed;
+            self.fail(TransportFailure::SetupTimeout);
+        }
     }
 
     /// Ends the transport with the stream: a connected DTLS association sends `close_notify`
@@ -354,10 +370,8 @@ impl IceDtlsTransport {
         }
         let ice = self.ice.as_mut().and_then(IceAgent::poll_timeout);
         let dtls = self.dtls.as_ref().and_then(DtlsEndpoint::poll_timeout);
-        match (ice, dtls) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let setup = (!self.keyed).then_some(self.setup_deadline);
+        [ice, dtls, setup].into_iter().flatten().min()
     }
 
     /// A STUN or DTLS datagram to send, with its destination (from the stream's one socket).
