@@ -400,6 +400,42 @@ fn reinvites_keep_the_transport() {
     assert!(reanswer(&parse(&plain.sdp), &first, &b_opt).is_err());
 }
 
+/// A re-offer cannot start DTLS-SRTP on a stream that already runs without it: the answer
+/// would name `UDP/TLS/RTP/SAVPF` while the stream never handshakes and stays plaintext.
+#[test]
+fn reinvites_cannot_start_dtls_on_a_running_stream() {
+    let (id_a, id_b) = (
+        DtlsIdentity::generate().unwrap(),
+        DtlsIdentity::generate().unwrap(),
+    );
+    let b_cfg = answerer(DtlsSrtpPolicy::Optional, IcePolicy::On, &id_b);
+    // A plain call (audio and video)...
+    let plain = build_offer(&offerer(DtlsSrtpPolicy::Off, IcePolicy::Off, &id_a));
+    let first = answer(&parse(&plain.sdp), &b_cfg).unwrap();
+    assert!(first.has_video());
+    assert!(first.negotiation.audio.transport.is_none());
+    // ...re-offered as it was is fine...
+    assert!(reanswer(&parse(&plain.sdp), &first, &b_cfg).is_ok());
+    // ...but not with DTLS-SRTP, with or without ICE.
+    for ice in [IcePolicy::On, IcePolicy::Off] {
+        let dtls = build_offer(&offerer(DtlsSrtpPolicy::Mandatory, ice, &id_a));
+        match reanswer(&parse(&dtls.sdp), &first, &b_cfg) {
+            Err(e @ AnswerError::NotAcceptable(_)) => assert_eq!(e.status_code(), 488),
+            other => panic!("{ice:?}: {other:?}"),
+        }
+    }
+    // Video alone: a call whose audio has DTLS-SRTP but whose video ran without it.
+    let dtls = build_offer(&offerer(DtlsSrtpPolicy::Mandatory, IcePolicy::On, &id_a));
+    let mut mixed = answer(&parse(&dtls.sdp), &b_cfg).unwrap();
+    assert!(mixed.negotiation.audio.transport.is_some());
+    assert!(reanswer(&parse(&dtls.sdp), &mixed, &b_cfg).is_ok());
+    mixed.negotiation.video.as_mut().unwrap().transport = None;
+    assert!(matches!(
+        reanswer(&parse(&dtls.sdp), &mixed, &b_cfg),
+        Err(AnswerError::NotAcceptable(_))
+    ));
+}
+
 #[test]
 fn video_added_to_a_dtls_call_gets_its_own_transport() {
     let (id_a, id_b) = (

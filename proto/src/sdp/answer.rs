@@ -261,6 +261,17 @@ pub fn reanswer(
             "the offer would turn an SRTP stream into plain RTP".into(),
         ));
     }
+    // Nor does a running stream start DTLS-SRTP: it has no association to run the handshake
+    // on, so an answer agreeing to it would leave the stream in the clear. (New video gets its
+    // own transport.)
+    let audio_upgraded = prev.audio.transport.is_none() && plan.audio_transport.is_some();
+    let video_upgraded = prev.video.as_ref().is_some_and(|v| v.transport.is_none())
+        && plan.video_transport.is_some();
+    if audio_upgraded || video_upgraded {
+        return Err(AnswerError::NotAcceptable(
+            "the offer would start DTLS-SRTP on a running stream".into(),
+        ));
+    }
     let mut answer = plan.finish(cfg, previous.session_id, previous.session_version);
     if answer.sdp != previous.sdp {
         answer = plan.finish(
