@@ -1,17 +1,27 @@
 //! The WHIP/WHEP endpoint over real loopback HTTP (and HTTPS) on a SIP video backend: a POSTed
 //! offer becomes an ordinary session of the backend (`on_call`, media callbacks), DELETE ends
 //! it; CORS preflight, the bearer token and the error answers as a browser meets them. The
-//! offers here are plain RTP ones written by hand; the Chromium test (tests/interop) publishes
-//! with ICE and DTLS-SRTP.
+//! client is a WebRTC-style one: its offer built by our own SDP code with ICE and DTLS-SRTP,
+//! its streams run by an engine with `StreamConfig::ice_dtls`, as a browser would (plain-RTP
+//! offers are refused); the Chromium test (tests/interop) publishes from a real browser.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use roomkit_media::backend::{MediaBackend, SessionId, SipVideoBackend};
+use roomkit_media::engine::{
+    BoundMedia, EngineConfig, MediaEngine, RtpSockets, SessionSpec, StreamConfig,
+};
+use roomkit_media::rtp::config::{AudioParams, MediaParams, VideoParams};
+use roomkit_media::sdp::{
+    build_offer, parse_answer, AudioCodec, DtlsSrtpPolicy, IcePolicy, Offer, OfferConfig,
+};
+use roomkit_media::webrtc::DtlsIdentity;
 use roomkit_media::whip::{WhipConfig, WhipKind, WhipServer};
+use roomkit_media::VideoCodec;
 
 use crate::support::sip::{config, offer, H264_ATTRS};
 use crate::support::tls::Pki;
@@ -58,12 +68,118 @@ fn m_port(sdp: &str, kind: &str) -> u16 {
         .unwrap_or_else(|| panic!("no m={kind} in {sdp}"))
 }
 
+/// A WebRTC-style client on loopback: full ICE (controlling) and DTLS-SRTP on its own
+/// sockets, its offer written by our SDP code, its streams run by an engine once answered.
+struct Client {
+    identity: DtlsIdentity,
+    offer: Offer,
+    sockets: Option<BoundMedia>,
+    engine: MediaEngine,
+    id: SessionId,
+}
+
+impl Client {
+    /// A client offering PCMU audio (and H.264 video when `video`) in `direction`.
+    fn new(direction: &str, video: bool) -> Client {
+        let identity = DtlsIdentity::generate().unwrap();
+        let bind = || RtpSockets::bind("127.0.0.1:0".parse().unwrap(), true).unwrap();
+        let audio = bind();
+        let video = video.then(bind);
+        let mut cfg = OfferConfig::new(
+            [127, 0, 0, 1].into(),
+            audio.local_addr().port(),
+            video.as_ref().map_or(0, |v| v.local_addr().port()),
+        );
+        cfg.local.audio_codecs = vec![AudioCodec::Pcmu];
+        cfg.local.video_codecs = vec![VideoCodec::H264];
+        cfg.local.rtcp_mux = true;
+        cfg.local.dtls_srtp = DtlsSrtpPolicy::Mandatory;
+        cfg.local.dtls_fingerprint = Some(identity.fingerprint().clone());
+        cfg.local.ice = IcePolicy::On;
+        cfg.dtmf_pt = None;
+        let mut offer = build_offer(&cfg);
+        offer.sdp = offer.sdp.replace("a=sendrecv", &format!("a={direction}"));
+        Client {
+            identity,
+            offer,
+            sockets: Some(BoundMedia { audio, video }),
+            engine: MediaEngine::new(EngineConfig::default()).unwrap(),
+            id: SessionId::new_v4(),
+        }
+    }
+
+    /// Runs the streams the answer agreed to (ICE, then the DTLS handshake, then SRTP).
+    fn start(&mut self, answer: &str) {
+        let neg = parse_answer(&self.offer, answer.as_bytes()).expect("a usable answer");
+        let stream =
+            |media, remote, t: Option<&roomkit_media::sdp::NegotiatedTransport>| StreamConfig {
+                media,
+                remote_addr: remote,
+                rtcp_mux: true,
+                rtcp_interval: Duration::from_millis(500),
+                ice_dtls: Some(t.expect("DTLS-SRTP agreed").params(&self.identity)),
+                ..StreamConfig::default()
+            };
+        let audio = stream(
+            MediaParams::Audio(AudioParams {
+                payload_type: neg.audio.pt,
+                clock_rate: neg.audio.clock_rate,
+                dtmf_payload_type: None,
+                ..AudioParams::default()
+            }),
+            neg.audio.remote,
+            neg.audio.transport.as_ref(),
+        );
+        let video = neg.video.as_ref().map(|v| {
+            stream(
+                MediaParams::Video(VideoParams {
+                    payload_type: v.pt,
+                    codec: v.codec,
+                    ..VideoParams::default()
+                }),
+                v.remote,
+                v.transport.as_ref(),
+            )
+        });
+        let mut bound = self.sockets.take().expect("started once");
+        if video.is_none() {
+            bound.video = None;
+        }
+        let spec = SessionSpec {
+            room_id: "whip-client".into(),
+            participant_id: "client".into(),
+            metadata: Default::default(),
+            video_metadata: Default::default(),
+            audio,
+            video,
+        };
+        self.engine
+            .create_session_bound(self.id, spec, bound)
+            .unwrap();
+    }
+
+    /// Sends one 20 ms PCMU frame (dropped by the stream until it is keyed).
+    fn send_audio(&self) {
+        let s = self.engine.session(self.id).unwrap();
+        let _ = s.send_audio_payload(&[0xff; 160], 20);
+    }
+
+    /// RTP packets its audio stream received.
+    fn audio_received(&self) -> u64 {
+        self.engine
+            .session(self.id)
+            .map_or(0, |s| s.stats().audio.packets_received)
+    }
+}
+
 const AUTH: &str = "Authorization: Bearer tok\r\n";
 const SDP: &str = "Content-Type: application/sdp\r\n";
 
 #[test]
 fn whip_offers_become_sessions_of_the_backend_and_delete_ends_them() {
-    let be = Arc::new(SipVideoBackend::new(config(33)).unwrap());
+    let mut cfg = config(33);
+    cfg.dtls_srtp = roomkit_media::DtlsSrtpPolicy::Optional;
+    let be = Arc::new(SipVideoBackend::new(cfg).unwrap());
     let calls = Arc::new(AtomicU32::new(0));
     let audio = Arc::new(AtomicU32::new(0));
     let (c, a) = (calls.clone(), audio.clone());
@@ -95,13 +211,9 @@ fn whip_offers_become_sessions_of_the_backend_and_delete_ends_them() {
         .unwrap()
         .contains("Authorization"));
 
-    // The media peer: our UDP socket, sending PCMU.
-    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let offer_sdp = offer(
-        peer.local_addr().unwrap().port(),
-        Some((peer.local_addr().unwrap().port() + 2, "96", H264_ATTRS)),
-        "sendonly",
-    );
+    // The publishing client: ICE and DTLS-SRTP, audio and video.
+    let mut client = Client::new("sendonly", true);
+    let offer_sdp = client.offer.sdp.clone();
     let r = post(addr, "/whip", SDP, &offer_sdp);
     assert!(r.starts_with("HTTP/1.1 401"), "{r}");
     let r = post(
@@ -118,6 +230,22 @@ fn whip_offers_become_sessions_of_the_backend_and_delete_ends_them() {
         "v=0\r\nnonsense\r\n",
     );
     assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+    // A plain-RTP offer, and a DTLS-SRTP one without ICE, are refused: with no consent check,
+    // they could aim our media at anyone's address.
+    let plain = offer(40_000, Some((40_002, "96", H264_ATTRS)), "sendonly");
+    let no_ice = offer_sdp
+        .lines()
+        .filter(|l| !l.starts_with("a=ice-") && !l.starts_with("a=candidate"))
+        .map(|l| format!("{l}\r\n"))
+        .collect::<String>();
+    for refused in [plain, no_ice] {
+        let r = post(addr, "/whip", &format!("{AUTH}{SDP}"), &refused);
+        assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+        assert!(
+            body(&r).contains("needs ICE") || body(&r).contains("not acceptable"),
+            "{r}"
+        );
+    }
     assert_eq!(calls.load(Ordering::Relaxed), 0);
 
     let r = post(addr, "/whip", &format!("{AUTH}{SDP}"), &offer_sdp);
@@ -135,6 +263,7 @@ fn whip_offers_become_sessions_of_the_backend_and_delete_ends_them() {
     let answer = body(&r);
     assert!(answer.contains("a=recvonly"), "{answer}");
     assert!(answer.contains("H264/90000"), "{answer}");
+    assert!(answer.contains("a=ice-lite"), "{answer}");
     // Listed at once (a hangup now would find it), announced with on_call.
     assert!(be.call_id(session).is_some());
     assert!(wait_until(Duration::from_secs(5), || calls
@@ -149,16 +278,10 @@ fn whip_offers_become_sessions_of_the_backend_and_delete_ends_them() {
         Some("whip")
     );
 
-    // Media to the answer's audio port reaches the backend's audio callback.
-    let to: SocketAddr = ([127, 0, 0, 1], m_port(answer, "audio")).into();
-    let mut sent = 0u16;
-    assert!(wait_until(Duration::from_secs(10), || {
-        let mut pkt = vec![0x80, 0, 0, 0, 0, 0, 0, 0, 0x12, 0x34, 0x56, 0x78];
-        pkt[2..4].copy_from_slice(&sent.to_be_bytes());
-        pkt[4..8].copy_from_slice(&(u32::from(sent) * 160).to_be_bytes());
-        pkt.extend_from_slice(&[0xff; 160]);
-        let _ = peer.send_to(&pkt, to);
-        sent = sent.wrapping_add(1);
+    // Once ICE and DTLS are done, the client's SRTP reaches the backend's audio callback.
+    client.start(answer);
+    assert!(wait_until(Duration::from_secs(15), || {
+        client.send_audio();
         std::thread::sleep(Duration::from_millis(20));
         audio.load(Ordering::Relaxed) >= 10
     }));
@@ -184,7 +307,7 @@ fn whip_offers_become_sessions_of_the_backend_and_delete_ends_them() {
         addr,
         "/whep",
         &format!("{AUTH}{SDP}"),
-        &offer(peer.local_addr().unwrap().port(), None, "recvonly"),
+        &Client::new("recvonly", false).offer.sdp,
     );
     assert!(r.starts_with("HTTP/1.1 201"), "{r}");
     assert!(header(&r, "Location").unwrap().starts_with("/whep/"));
@@ -320,9 +443,13 @@ fn serve_takes_whip_sessions_beside_sip_calls() {
         .unwrap();
     assert_eq!(whep, format!("http://{addr}/whep"));
 
-    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let sdp = offer(peer.local_addr().unwrap().port(), None, "sendonly");
-    let r = post(addr, "/whip", &format!("{AUTH}{SDP}"), &sdp);
+    let mut publisher = Client::new("sendonly", false);
+    let r = post(
+        addr,
+        "/whip",
+        &format!("{AUTH}{SDP}"),
+        &publisher.offer.sdp.clone(),
+    );
     assert!(r.starts_with("HTTP/1.1 201"), "{r}");
     let location = header(&r, "Location").unwrap().to_string();
     let call: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
@@ -332,38 +459,24 @@ fn serve_takes_whip_sessions_beside_sip_calls() {
         format!("/whip/{}", call["session"].as_str().unwrap()),
         location
     );
-    let publish_to: SocketAddr = ([127, 0, 0, 1], m_port(body(&r), "audio")).into();
+    publisher.start(body(&r));
 
     // A WHEP player: its audio is what the publisher sends.
-    let player = UdpSocket::bind("127.0.0.1:0").unwrap();
-    player
-        .set_read_timeout(Some(Duration::from_millis(20)))
-        .unwrap();
+    let mut player = Client::new("recvonly", false);
     let r = post(
         addr,
         "/whep",
         &format!("{AUTH}{SDP}"),
-        &offer(player.local_addr().unwrap().port(), None, "recvonly"),
+        &player.offer.sdp.clone(),
     );
     assert!(r.starts_with("HTTP/1.1 201"), "{r}");
     let played: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
     assert_eq!(played["transport"], "whep", "{played}");
-    let (mut seq, mut relayed) = (0u16, 0);
-    let mut buf = [0u8; 2048];
-    assert!(wait_until(Duration::from_secs(10), || {
-        let mut pkt = vec![0x80, 0, 0, 0, 0, 0, 0, 0, 0x12, 0x34, 0x56, 0x78];
-        pkt[2..4].copy_from_slice(&seq.to_be_bytes());
-        pkt[4..8].copy_from_slice(&(u32::from(seq) * 160).to_be_bytes());
-        pkt.extend_from_slice(&[0xff; 160]);
-        let _ = peer.send_to(&pkt, publish_to);
-        seq = seq.wrapping_add(1);
-        // RTP (not RTCP: payload type 0 in the second byte) at the player's port.
-        while let Ok(n) = player.recv(&mut buf) {
-            if n > 12 && buf[1] & 0x7f == 0 {
-                relayed += 1;
-            }
-        }
-        relayed >= 10
+    player.start(body(&r));
+    assert!(wait_until(Duration::from_secs(15), || {
+        publisher.send_audio();
+        std::thread::sleep(Duration::from_millis(20));
+        player.audio_received() >= 10
     }));
     let r = http(
         addr,

@@ -771,6 +771,8 @@ pub struct FakeHostState {
     /// With `defer_start`: the outcomes of deferred starts not yet reported, in order (give
     /// them to the core as [`Command::MediaStarted`](super::Command::MediaStarted)).
     pub deferred: Vec<(SessionId, Result<Arc<SessionInfo>, MediaError>)>,
+    /// The DTLS fingerprint the host says its streams present (`None`: no DTLS-SRTP).
+    pub dtls_fingerprint: Option<crate::sdp::Fingerprint>,
 }
 
 /// A host without sockets: ports are counted, sessions are records. `capacity` bounds the
@@ -1012,5 +1014,9 @@ impl MediaHost for FakeMediaHost {
         let mut st = self.state.lock();
         st.video.remove(&session);
         st.calls.push(HostCall::RemoveVideo(session));
+    }
+
+    fn dtls_fingerprint(&self) -> Option<crate::sdp::Fingerprint> {
+        self.state.lock().dtls_fingerprint.clone()
     }
 }

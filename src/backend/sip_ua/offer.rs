@@ -41,13 +41,13 @@ impl SipCore {
         let r = self.host.reserve(want_video)?;
         let mut cfg = self.answer_config(r.audio_port, r.video_port.unwrap_or(0));
         // WebRTC clients: we are an ICE-lite server and the DTLS server (`a=setup:passive`,
-        // what WHIP servers answer), DTLS-SRTP taken whenever offered (it needs the backend's
-        // certificate: `dtls_srtp` on).
+        // what WHIP servers answer). ICE and DTLS-SRTP are required (DTLS needs the backend's
+        // certificate: `dtls_srtp` on): there is no SIP dialog, and often no token, behind an
+        // offer, so without ICE's consent anyone could name a third party's address and have
+        // media sent there.
         cfg.local.ice = crate::sdp::IcePolicy::Lite;
         cfg.local.dtls_answer_setup = crate::sdp::SetupRole::Passive;
-        if cfg.local.dtls_srtp == crate::sdp::DtlsSrtpPolicy::Off {
-            cfg.local.dtls_srtp = crate::sdp::DtlsSrtpPolicy::Optional;
-        }
+        cfg.local.dtls_srtp = crate::sdp::DtlsSrtpPolicy::Mandatory;
         let ans = match answer(&offer, &cfg) {
             Ok(a) => a,
             Err(e) => {
@@ -55,6 +55,21 @@ impl SipCore {
                 return Err(refused(e.status_code(), &e.to_string()));
             }
         };
+        let with_ice =
+            |t: Option<&crate::sdp::NegotiatedTransport>| t.is_some_and(|t| t.ice.is_some());
+        let neg = &ans.negotiation;
+        if !with_ice(neg.audio.transport.as_ref())
+            || neg
+                .video
+                .as_ref()
+                .is_some_and(|v| !with_ice(v.transport.as_ref()))
+        {
+            self.host.release(r.id);
+            return Err(refused(
+                488,
+                "WHIP/WHEP needs ICE (a=ice-ufrag, a=ice-pwd) and DTLS-SRTP on every m-line",
+            ));
+        }
         let mut cfg = cfg;
         if !ans.has_video() {
             cfg.local.video_port = 0;

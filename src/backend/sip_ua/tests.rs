@@ -2870,17 +2870,28 @@ fn an_auth_resolver_turns_authentication_on_and_supplies_the_password() {
 /// A WHIP/WHEP offer (`Command::AcceptOffer`): answered through the same reserve, answer and
 /// media start as an INVITE, announced with `on_call`, listed as a call; its hangup closes the
 /// media and sends nothing (no dialog, no BYE, no failure counted). An offer we cannot take
-/// is refused with the answerer's status and its ports go back.
+/// (no common codec, or without ICE and DTLS-SRTP) is refused with the answerer's status and
+/// its ports go back.
 #[test]
 fn an_offer_without_sip_becomes_a_dialog_less_call() {
     use super::command::OfferRequest;
     use roomkit_media_proto::webrtc::WhipKind;
     let now = Instant::now();
     let mut ua = Ua::new(5090, |_| {});
-    let offer = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-                 m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendonly\r\n\
-                 m=video 40002 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n\
-                 a=fmtp:96 profile-level-id=42e01f;packetization-mode=1\r\na=sendonly\r\n";
+    let hash = vec!["AB"; 32].join(":");
+    ua.host.lock().dtls_fingerprint = crate::sdp::Fingerprint::parse(&format!("sha-256 {hash}"));
+    let transport = format!(
+        "a=ice-ufrag:abcd\r\na=ice-pwd:0123456789abcdefghijkl\r\n\
+         a=fingerprint:sha-256 {}\r\na=setup:actpass\r\na=rtcp-mux\r\n",
+        vec!["CD"; 32].join(":")
+    );
+    let offer = format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio 40000 UDP/TLS/RTP/SAVPF 0\r\na=rtpmap:0 PCMU/8000\r\n{transport}a=sendonly\r\n\
+         m=video 40002 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 H264/90000\r\n\
+         a=fmtp:96 profile-level-id=42e01f;packetization-mode=1\r\n{transport}a=sendonly\r\n"
+    );
+    let offer = offer.as_str();
     let ask = |ua: &mut Ua, session: SessionId, offer: &str| {
         let (reply, answer) = crossbeam_channel::bounded(1);
         ua.cmd(
@@ -2929,11 +2940,26 @@ fn an_offer_without_sip_becomes_a_dialog_less_call() {
     // The id is taken now; and an offer with nothing we can answer is refused, its ports freed.
     assert_eq!(ask(&mut ua, s, offer).unwrap_err().status, 500);
     let vp9 = offer.replace(
-        "RTP/AVP 0\r\na=rtpmap:0 PCMU/8000",
-        "RTP/AVP 98\r\na=rtpmap:98 X/8000",
+        "SAVPF 0\r\na=rtpmap:0 PCMU/8000",
+        "SAVPF 98\r\na=rtpmap:98 X/8000",
     );
     assert_eq!(
         ask(&mut ua, SessionId::from_u128(8), &vp9)
+            .unwrap_err()
+            .status,
+        488
+    );
+    // Without ICE (DTLS-SRTP alone, or plain RTP) no consent check would guard where media
+    // goes: refused.
+    let no_ice = offer.replace("a=ice-ufrag:abcd\r\n", "");
+    let refused = ask(&mut ua, SessionId::from_u128(9), &no_ice).unwrap_err();
+    assert_eq!(refused.status, 488);
+    assert!(refused.reason.contains("needs ICE"), "{}", refused.reason);
+    let plain = offer
+        .replace("UDP/TLS/RTP/SAVPF", "RTP/AVP")
+        .replace(&transport, "");
+    assert_eq!(
+        ask(&mut ua, SessionId::from_u128(10), &plain)
             .unwrap_err()
             .status,
         488
@@ -2948,6 +2974,6 @@ fn an_offer_without_sip_becomes_a_dialog_less_call() {
     let st = ua.counters.snapshot();
     assert_eq!(
         (st.bye_failures, st.calls_answered, st.calls_refused),
-        (0, 1, 2)
+        (0, 1, 4)
     );
 }
