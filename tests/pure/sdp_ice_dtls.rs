@@ -512,6 +512,69 @@ fn video_added_to_a_dtls_call_gets_its_own_transport() {
     );
 }
 
+/// The side that called (full ICE, controlling) answers the other side's re-offers: its role
+/// stays controlling, on the audio it runs and on video the other side adds later.
+#[test]
+fn the_ice_role_survives_the_peers_reoffers() {
+    let (id_a, id_b) = (
+        DtlsIdentity::generate().unwrap(),
+        DtlsIdentity::generate().unwrap(),
+    );
+    let mut a_cfg = offerer(DtlsSrtpPolicy::Mandatory, IcePolicy::On, &id_a);
+    a_cfg.local.video_port = 0;
+    let offer = build_offer(&a_cfg);
+    let b_cfg = answerer(DtlsSrtpPolicy::Mandatory, IcePolicy::On, &id_b);
+    let first = answer(&parse(&offer.sdp), &b_cfg).unwrap();
+    let a_neg = parse_answer(&offer, first.sdp.as_bytes()).unwrap();
+    let role = |t: &Option<roomkit_media::sdp::NegotiatedTransport>| {
+        t.as_ref().unwrap().ice.as_ref().unwrap().controlling
+    };
+    assert!(role(&a_neg.audio.transport), "the full offerer controls");
+    assert!(!role(&first.negotiation.audio.transport));
+    let a_call = roomkit_media::sdp::Answer {
+        sdp: offer.sdp.clone(),
+        negotiation: a_neg,
+        session_id: offer.session_id,
+        session_version: offer.session_version,
+    };
+    // B re-offers (hold, then adding video); A answers each.
+    let a_answers = answerer(DtlsSrtpPolicy::Mandatory, IcePolicy::On, &id_a);
+    let hold = reoffer(
+        &first,
+        &ReofferConfig {
+            direction: Direction::SendOnly,
+            session_name: "-".into(),
+            video: ReofferVideo::Keep,
+        },
+    );
+    let re = reanswer(&parse(&hold.sdp), &a_call, &a_answers).unwrap();
+    assert!(
+        role(&re.answer.negotiation.audio.transport),
+        "A still controls"
+    );
+    let add = reoffer(
+        &first,
+        &ReofferConfig {
+            direction: Direction::SendRecv,
+            session_name: "-".into(),
+            video: ReofferVideo::Add {
+                port: 10004,
+                codecs: vec![VideoCodec::H264],
+                nack: true,
+                crypto: Vec::new(),
+            },
+        },
+    );
+    let re = reanswer(&parse(&add.sdp), &re.answer, &a_answers).unwrap();
+    assert!(re.video_added);
+    let neg = &re.answer.negotiation;
+    assert!(role(&neg.audio.transport));
+    assert!(
+        role(&neg.video.as_ref().unwrap().transport),
+        "new video: the audio's role"
+    );
+}
+
 fn chrome_offer() -> String {
     std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),

@@ -363,7 +363,11 @@ fn stream_keying(
             a.and_then(|a| a.srtp.as_ref()),
         )
     };
-    if let Some(t) = answer_transport(m, local, port, video, kept_transport)? {
+    let role = kept_transport
+        .or_else(|| keep.and_then(|k| k.audio.transport.as_ref()))
+        .and_then(|t| t.ice.as_ref())
+        .map(|i| i.controlling);
+    if let Some(t) = answer_transport(m, local, port, video, kept_transport, role)? {
         return Ok((None, Some(t)));
     }
     let srtp = stream_srtp(m, local, video)?;

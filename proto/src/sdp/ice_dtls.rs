@@ -347,13 +347,16 @@ fn remote_candidates(m: &MediaDescription) -> Vec<Candidate> {
 /// How we answer one offered stream's transport: DTLS-SRTP (with ICE or not) and the lines to
 /// write, `Ok(None)` for SDES or plain RTP (crypto.rs decides), or why the stream cannot be
 /// taken. `port` is our port for the stream; `keep` the transport already running in the call
-/// (a re-offer keeps our credentials and role: no ICE restart, no new handshake).
+/// (a re-offer keeps our credentials and role: no ICE restart, no new handshake); `controlling`
+/// the ICE role this call already has (a stream's own, or the audio's for video added later),
+/// which a re-offer from the other side does not change.
 pub(crate) fn answer_transport(
     m: &MediaDescription,
     local: &LocalMedia,
     port: u16,
     video: bool,
     keep: Option<&NegotiatedTransport>,
+    controlling: Option<bool>,
 ) -> Result<Option<(NegotiatedTransport, Vec<String>)>, String> {
     let policy = local.dtls_policy();
     let t = &m.transport;
@@ -406,8 +409,9 @@ pub(crate) fn answer_transport(
             let kept = keep.and_then(|k| k.ice.as_ref());
             Some(NegotiatedIce {
                 lite,
-                // The answerer controls only when it is full and the offerer lite.
-                controlling: !lite && t.ice_lite,
+                // In a new call the answerer controls only when it is full and the offerer
+                // lite; in a running one the role stays.
+                controlling: controlling.unwrap_or(!lite && t.ice_lite),
                 local_credentials: kept.map_or_else(
                     || local.ice_credentials.clone(),
                     |k| k.local_credentials.clone(),
