@@ -360,8 +360,17 @@ fn consent_expiry_on_a_blackholed_path_ends_the_stream() {
     for b_lite in [true, false] {
         let (a, b) = params(Some((false, true)), Some((b_lite, false)), false);
         let mut run = Run::new(false, a, b, PathConfig::clean(Duration::from_millis(10)));
-        run.media_for(Duration::from_secs(5));
+        // Healthy for longer than consent lasts (30 s): a core that never renewed it would
+        // fail here.
+        run.media_for(Duration::from_secs(45));
         assert!(run.keyed());
+        for evs in [&run.pair.a.events, &run.pair.b.events] {
+            let fails = Run::failures(evs);
+            assert!(
+                fails.is_empty(),
+                "lite={b_lite}: {fails:?} on a healthy path"
+            );
+        }
         let cut = run.pair.now();
         run.tap.cut.store(true, Ordering::Relaxed);
         run.media_for(Duration::from_secs(45));
