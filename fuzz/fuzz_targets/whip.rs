@@ -4,4 +4,6 @@
 #[path = "../../tests/fuzz_support/mod.rs"]
 mod fuzz_support;
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| fuzz_support::whip::requests(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    fuzz_support::whip::requests(data);
+});

@@ -32,8 +32,9 @@ const MAX_HEAD: usize = 2048;
 const MAX_BODY: usize = 1024;
 
 /// One connection's bytes; several requests in a row against one endpoint (the resources made
-/// by one are there for the next).
-pub fn requests(data: &[u8]) {
+/// by one are there for the next). Returns the statuses answered, in order.
+pub fn requests(data: &[u8]) -> Vec<u16> {
+    let mut statuses = Vec::new();
     let mut endpoint = WhipEndpoint::new(WhipConfig {
         token: Some("t0ken".into()),
         whep: data.first().is_some_and(|b| b & 1 == 1),
@@ -43,10 +44,12 @@ pub fn requests(data: &[u8]) {
     for _ in 0..8 {
         let head = match parse_head(rest, MAX_HEAD, MAX_BODY) {
             Ok(Some(h)) => h,
-            Ok(None) => return,
+            Ok(None) => return statuses,
             Err(e) => {
-                check_written(&e.response().to_bytes());
-                return;
+                let r = e.response();
+                check_written(&r.to_bytes());
+                statuses.push(r.status);
+                return statuses;
             }
         };
         assert!(head.head_len <= rest.len() && head.head_len <= MAX_HEAD);
@@ -73,9 +76,11 @@ pub fn requests(data: &[u8]) {
                 assert_eq!(token.trim(), "t0ken", "{auth}");
             }
             check_written(&r.to_bytes());
+            statuses.push(r.status);
         }
         rest = &rest[body_end..];
     }
+    statuses
 }
 
 /// A response we write starts with a status line and has its head's end.
