@@ -501,17 +501,7 @@ pub fn reoffer(current: &Answer, cfg: &ReofferConfig) -> Offer {
         attrs.push(cfg.direction.as_str().to_string());
         // A secured stream stays secured, with the key already in use (tag 1), or on the
         // DTLS association and ICE session it runs.
-        let proto = match (&a.srtp, &audio_transport) {
-            (_, Some((proto, lines))) => {
-                attrs.extend(lines.iter().cloned());
-                *proto
-            }
-            (Some(keys), None) => {
-                attrs.push(format!("crypto:{}", format_crypto(1, &keys.send)));
-                "RTP/SAVP"
-            }
-            (None, None) => "RTP/AVP",
-        };
+        let proto = kept_keying(a.srtp.as_ref(), audio_transport.clone(), &mut attrs);
         media("audio", port, proto, &fmt.join(" "), attrs)
     };
     let mut video = Vec::new();
@@ -591,17 +581,7 @@ pub fn reoffer(current: &Answer, cfg: &ReofferConfig) -> Offer {
                 .transport
                 .as_ref()
                 .map(|t| kept_transport(t, our_media(MediaKind::Video)));
-            let proto = match (&v.srtp, kept) {
-                (_, Some((proto, lines))) => {
-                    attrs.extend(lines);
-                    proto
-                }
-                (Some(keys), None) => {
-                    attrs.push(format!("crypto:{}", format_crypto(1, &keys.send)));
-                    "RTP/SAVP"
-                }
-                (None, None) => "RTP/AVP",
-            };
+            let proto = kept_keying(v.srtp.as_ref(), kept, &mut attrs);
             media("video", port, proto, &fmt, attrs)
         }
         // Video refused (or never agreed): the m-line stays, disabled.
@@ -727,6 +707,27 @@ fn kept_transport(
         .map(|fp| t.lines(fp, t.our_setup()))
         .unwrap_or_default();
     (proto, lines)
+}
+
+/// How a re-offered stream stays keyed, as it runs: on its DTLS-SRTP transport (`kept`, from
+/// [`kept_transport`]), with the SDES key already in use (tag 1), or plain. Adds the stream's
+/// lines to `attrs` and returns its proto.
+fn kept_keying(
+    srtp: Option<&crate::rtp::srtp::SrtpKeys>,
+    kept: Option<(&'static str, Vec<String>)>,
+    attrs: &mut Vec<String>,
+) -> &'static str {
+    match (srtp, kept) {
+        (_, Some((proto, lines))) => {
+            attrs.extend(lines);
+            proto
+        }
+        (Some(keys), None) => {
+            attrs.push(format!("crypto:{}", format_crypto(1, &keys.send)));
+            "RTP/SAVP"
+        }
+        (None, None) => "RTP/AVP",
+    }
 }
 
 /// The retransmission payload type we offer beside a video codec's.

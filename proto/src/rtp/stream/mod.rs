@@ -499,10 +499,7 @@ impl StreamCore {
             if !tr.may_send_media() || self.srtp.is_none() {
                 // No keys yet (or no consent): what the core made never leaves, least of all
                 // in the clear.
-                while let Some(t) = self.transmits.pop_front() {
-                    self.stats.media_dropped_unkeyed += 1;
-                    self.recycle(t.contents);
-                }
+                self.drop_unkeyed();
                 return None;
             }
         }
@@ -862,11 +859,17 @@ impl StreamCore {
             self.peer_gone = true;
             self.closed = true;
             self.transport_timeout = None;
-            while let Some(t) = self.transmits.pop_front() {
-                self.stats.media_dropped_unkeyed += 1;
-                self.recycle(t.contents);
-            }
+            self.drop_unkeyed();
             self.events.push_back(StreamEvent::TransportFailed(f));
+        }
+    }
+
+    /// Drops (and counts) every datagram queued to leave: a transport without keys, or a dead
+    /// one, sends no media.
+    fn drop_unkeyed(&mut self) {
+        while let Some(t) = self.transmits.pop_front() {
+            self.stats.media_dropped_unkeyed += 1;
+            self.recycle(t.contents);
         }
     }
 
