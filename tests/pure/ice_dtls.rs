@@ -608,6 +608,51 @@ fn without_ice_the_dtls_peer_is_latched_only_when_latching() {
     }
 }
 
+/// Without ICE, a latching DTLS server (B) hears a spoofed DTLS datagram from a stranger before
+/// the peer's ClientHello: it latches onto the stranger, but DTLS from the SDP's address (A)
+/// takes the transport back before keys, and the call is keyed with A.
+#[test]
+fn without_ice_a_spoofed_dtls_datagram_does_not_take_the_call() {
+    use roomkit_media::rtp::config::SourcePolicy;
+    let (a, b) = params(None, None, false);
+    let tap = Arc::new(Tap::default());
+    let path = PathConfig::clean(Duration::from_millis(10));
+    let b_cfg = CoreConfig {
+        source_policy: SourcePolicy::LatchFirst,
+        ..config(audio(), b)
+    };
+    let mut run = Run {
+        pair: SimPair::new(
+            Instant::now(),
+            config(audio(), a),
+            b_cfg,
+            tapped(path, 51, &tap),
+            tapped(path, 52, &tap),
+            13,
+        )
+        .unwrap(),
+        tap,
+        video: false,
+        seen_a: 0,
+        seen_b: 0,
+        n: 0,
+    };
+    // A handshake record header and junk, from elsewhere, before A's ClientHello lands.
+    let stranger = addr("10.0.0.66:9999");
+    let mut spoof = vec![22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 40];
+    spoof.extend([0x5a; 40]);
+    run.pair
+        .with_b(|c, now| c.handle_datagram(now, stranger, &spoof, false));
+    run.media_for(Duration::from_secs(3));
+    let sb = run.pair.b.core.stats();
+    assert!(run.keyed(), "{sb:?}");
+    assert_eq!(sb.ice_remote, Some(addr(A)));
+    assert!(Run::failures(&run.pair.b.events).is_empty());
+    let (to_b, to_a) = run.received();
+    assert!(to_b > 50 && to_a > 50, "{to_b} {to_a}");
+    assert_eq!(run.tap.plain.load(Ordering::Relaxed), 0);
+}
+
 #[test]
 fn random_datagrams_never_panic_nor_end_the_stream() {
     use rand::rngs::SmallRng;

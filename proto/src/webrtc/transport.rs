@@ -177,6 +177,9 @@ pub struct IceDtlsTransport {
     /// Without ICE: the peer (the SDP's address, or the first DTLS source when latching).
     peer: SocketAddr,
     may_latch: bool,
+    /// Without ICE: the SDP's address, which a latch onto another source gives way to until
+    /// keyed.
+    sdp_peer: SocketAddr,
     /// With ICE: where the peer's DTLS last came from, for replies before a pair is selected.
     dtls_peer: Option<SocketAddr>,
     keyed: bool,
@@ -215,6 +218,7 @@ impl IceDtlsTransport {
             client: params.dtls_client,
             peer: remote,
             may_latch: latch,
+            sdp_peer: remote,
             dtls_peer: None,
             keyed: false,
             setup_deadline: now + SETUP_TIMEOUT,
@@ -263,6 +267,7 @@ impl IceDtlsTransport {
     pub fn set_remote(&mut self, remote: SocketAddr) {
         if self.ice.is_none() {
             self.peer = remote;
+            self.sdp_peer = remote;
         }
     }
 
@@ -290,7 +295,7 @@ impl IceDtlsTransport {
                 }
             }
             Demux::Dtls => {
-                if !self.dtls_source_ok(from) {
+                if !self.dtls_source_ok(now, from) {
                     self.stats.dtls_dropped += 1;
                     return Route::Done;
                 }
@@ -429,8 +434,10 @@ impl IceDtlsTransport {
     }
 
     /// Whether DTLS from `from` is the peer's: a source an authenticated check came from
-    /// (ICE), the SDP's address or the first source when latching (no ICE).
-    fn dtls_source_ok(&mut self, from: SocketAddr) -> bool {
+    /// (ICE), the SDP's address or the first source when latching (no ICE). Until keyed, DTLS
+    /// from the SDP's address takes the transport back from a source latched onto (a spoofed
+    /// datagram, say): a fresh endpoint, so what that source sent counts for nothing.
+    fn dtls_source_ok(&mut self, now: Instant, from: SocketAddr) -> bool {
         match &self.ice {
             Some(ice) => {
                 self.validated.iter().any(|&v| same_endpoint(v, from))
@@ -439,9 +446,17 @@ impl IceDtlsTransport {
                         .is_some_and(|p| same_endpoint(p.remote, from))
             }
             None if same_endpoint(self.peer, from) => true,
+            None if !self.keyed && same_endpoint(self.sdp_peer, from) => {
+                self.peer = from;
+                self.dtls_peer = None;
+                self.dtls = None;
+                self.stats.dtls_state = TransportDtlsState::New;
+                self.start_dtls(now);
+                true
+            }
             None if self.may_latch => {
                 self.may_latch = false;
-                self.set_remote(from);
+                self.peer = from;
                 true
             }
             None => false,
@@ -537,6 +552,18 @@ impl IceDtlsTransport {
             }
         }
         if let Some(f) = failure {
+            if self.ice.is_none() && !self.keyed && !same_endpoint(self.peer, self.sdp_peer) {
+                // The handshake failed with a source latched onto (only possible when latching
+                // is allowed), perhaps a spoofed one: back to the SDP's address, latching
+                // allowed again, with a fresh endpoint. The set-up timeout bounds the retries.
+                self.peer = self.sdp_peer;
+                self.may_latch = true;
+                self.dtls_peer = None;
+                self.dtls = None;
+                self.stats.dtls_state = TransportDtlsState::New;
+                self.start_dtls(now);
+                return self.drive(now);
+            }
             self.fail(f);
         }
     }
