@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use roomkit_media::sdp::{Fingerprint, IceCredentials};
 use roomkit_media::webrtc::{
-    demux, Demux, DtlsEndpoint, DtlsEvent, DtlsIdentity, IceAgent, IceConfig, IceInput,
+    demux, Demux, DtlsEndpoint, DtlsEngine, DtlsEvent, DtlsIdentity, IceAgent, IceConfig, IceInput,
 };
 
 use super::Cursor;
@@ -28,7 +28,8 @@ fn credentials(ufrag: &str) -> IceCredentials {
     }
 }
 
-/// The first byte picks the roles (ICE lite or full, DTLS client or server); the rest is a
+/// The first byte picks the roles (ICE lite or full, DTLS client or server) and the DTLS
+/// engine (OpenSSL or dimpl); the rest is a
 /// series of datagrams, each a length byte and its bytes, delivered a few milliseconds apart.
 pub fn datagrams(data: &[u8]) {
     let mut c = Cursor::new(data);
@@ -54,7 +55,12 @@ pub fn datagrams(data: &[u8]) {
         algorithm: "sha-256".into(),
         hash: vec![0x5a; 32],
     };
-    let mut dtls = DtlsEndpoint::new(identity(), mode & 4 != 0, &[expected], start);
+    let engine = if mode & 8 != 0 {
+        DtlsEngine::Dimpl
+    } else {
+        DtlsEngine::OpenSsl
+    };
+    let mut dtls = DtlsEndpoint::with_engine(engine, identity(), mode & 4 != 0, &[expected], start);
     let mut now = start;
     for step in 0..64u32 {
         if c.is_empty() {

@@ -8,6 +8,7 @@
 mod fuzz_support;
 
 mod congestion;
+mod dtls_engines;
 mod fec;
 mod framing_props;
 mod fuzz_findings;

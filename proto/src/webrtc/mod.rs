@@ -5,8 +5,10 @@
 //! - `ice.rs`: [`IceAgent`] over str0m's `is` (full and lite, controlling and controlled, host
 //!   and server-reflexive candidates), with RFC 7675 consent freshness on top.
 //! - `dtls.rs`: [`DtlsIdentity`] (our ECDSA P-256 certificate, its `a=fingerprint`) and
-//!   [`DtlsEndpoint`] over str0m's `dimpl`: the handshake, the peer's fingerprint checked, the
-//!   exported keys handed over as `rtp::srtp::SrtpKeys` for the one SRTP layer.
+//!   [`DtlsEndpoint`] on one of two engines ([`DtlsEngine`]): OpenSSL (`dtls_openssl.rs`, the
+//!   default; RSA and ECDSA peers) or str0m's `dimpl` (ECDSA only, all timers on virtual
+//!   time): the handshake, the peer's fingerprint checked, the exported keys handed over as
+//!   `rtp::srtp::SrtpKeys` for the one SRTP layer.
 //!
 //! Nothing in the stream core or the engine uses them yet; ARCHITECTURE.md says how they will
 //! join it (one socket per session, RFC 7983 demultiplexing).
@@ -15,10 +17,11 @@
 #![forbid(unsafe_code)]
 
 mod dtls;
+mod dtls_openssl;
 mod ice;
 mod transport;
 
-pub use dtls::{fingerprint, DtlsEndpoint, DtlsError, DtlsEvent, DtlsIdentity};
+pub use dtls::{fingerprint, DtlsEndpoint, DtlsEngine, DtlsError, DtlsEvent, DtlsIdentity};
 pub use ice::{
     IceAgent, IceConfig, IceCounters, IceEvent, IceInput, IceState, IceTransmit, SelectedPair,
     CONSENT_TIMEOUT,
