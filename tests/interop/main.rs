@@ -8,6 +8,7 @@ mod support;
 mod baresip;
 mod baresip_srtp;
 mod cli;
+mod dtls_gstreamer;
 mod fec_gstreamer;
 mod g711_ffmpeg;
 mod g722_ffmpeg;

@@ -7,38 +7,16 @@
 
 use std::time::{Duration, Instant};
 
-use openssl::asn1::Asn1Time;
-use openssl::bn::BigNum;
-use openssl::hash::MessageDigest;
-use openssl::pkey::PKey;
-use openssl::rsa::Rsa;
-use openssl::x509::{X509Builder, X509NameBuilder};
 use roomkit_media::rtp::srtp::SrtpKeys;
 use roomkit_media::sdp::Fingerprint;
 use roomkit_media::webrtc::{DtlsEndpoint, DtlsEngine, DtlsError, DtlsEvent, DtlsIdentity};
 
 use super::webrtc::check_keys;
 
-/// A self-signed RSA 2048 certificate signed with SHA-256, what GStreamer's DTLS elements and
-/// baresip's `dtls_srtp` make.
+/// An identity on an RSA 2048 certificate, as GStreamer's DTLS elements and baresip's
+/// `dtls_srtp` present.
 fn rsa_identity() -> DtlsIdentity {
-    let key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
-    let mut name = X509NameBuilder::new().unwrap();
-    name.append_entry_by_text("CN", "rsa-peer").unwrap();
-    let name = name.build();
-    let mut b = X509Builder::new().unwrap();
-    b.set_version(2).unwrap();
-    b.set_serial_number(&BigNum::from_u32(7).unwrap().to_asn1_integer().unwrap())
-        .unwrap();
-    b.set_subject_name(&name).unwrap();
-    b.set_issuer_name(&name).unwrap();
-    b.set_pubkey(&key).unwrap();
-    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-        .unwrap();
-    b.set_not_after(&Asn1Time::days_from_now(30).unwrap())
-        .unwrap();
-    b.sign(&key, MessageDigest::sha256()).unwrap();
-    let cert = b.build();
+    let (cert, key) = crate::rsa::rsa_certificate("rsa-peer");
     DtlsIdentity::from_der(
         &cert.to_der().unwrap(),
         &key.private_key_to_pkcs8().unwrap(),

@@ -6,6 +6,8 @@
 
 #[path = "../fuzz_support/mod.rs"]
 mod fuzz_support;
+#[path = "../support/rsa.rs"]
+mod rsa;
 
 mod congestion;
 mod dtls_engines;
