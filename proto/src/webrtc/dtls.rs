@@ -1,6 +1,6 @@
 //! DTLS-SRTP (RFC 5763, RFC 5764) behind the contract of our other cores, on one of two
 //! engines ([`DtlsEngine`]): OpenSSL (DTLS 1.2, RSA and ECDSA peers; `dtls_openssl.rs`), the
-//! default, or str0m's sans-IO `dimpl` (DTLS 1.2 and 1.3, ECDSA only; fully on virtual time).
+//! default, or str0m's sans-IO `dimpl` (DTLS 1.2 and 1.3, ECDSA only).
 //! The handshake's exported keys become an [`SrtpKeys`] for `rtp::srtp` — the one SRTP
 //! implementation; nothing here protects media.
 //!
@@ -39,13 +39,13 @@ pub(super) const MAX_QUEUED: usize = 64;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum DtlsEngine {
     /// OpenSSL (system library, DTLS 1.2): speaks to RSA and ECDSA peers, as client or server.
-    /// Its retransmission timer runs on the wall clock (only the handshake's deadline follows
-    /// the `now` passed in). The default: a peer's certificate type is unknown until its
-    /// Certificate arrives, too late to change engines.
+    /// Our endpoint resends its flights on the `now` passed in; OpenSSL also keeps a timer of
+    /// its own on the wall clock (`dtls_openssl.rs`). The default: a peer's certificate type
+    /// is unknown until its Certificate arrives, too late to change engines.
     #[default]
     OpenSsl,
     /// str0m's `dimpl` (pure Rust, DTLS 1.2 and 1.3): ECDSA peers only, every timer on the
-    /// `now` passed in (virtual-time tests of loss, fuzzing). Needs an ECDSA P-256 identity.
+    /// `now` passed in, no C library. Needs an ECDSA P-256 identity.
     Dimpl,
 }
 
@@ -544,6 +544,16 @@ mod tests {
         assert_eq!(s.send, c.recv);
         assert_eq!(s.recv, c.send);
         assert_eq!(srtp_keys(&m[1..], suite, true), Err(DtlsError::Incomplete));
+    }
+
+    #[test]
+    fn endpoints_and_identities_move_between_threads() {
+        // The engine makes them on one thread and runs them on a stream's I/O thread; an
+        // identity is shared by every session of a backend.
+        fn send<T: Send>() {}
+        fn shared<T: Send + Sync>() {}
+        send::<DtlsEndpoint>();
+        shared::<DtlsIdentity>();
     }
 
     #[test]

@@ -15,12 +15,17 @@
 //!   the handshake before any key leaves.
 //! - Keys: `export_keying_material("EXTRACTOR-dtls_srtp")`, split by the one RFC 5764 §4.2
 //!   splitter the dimpl engine uses too.
-//! - Time: the safe crate has no `DTLSv1_handle_timeout`. OpenSSL keeps its retransmission timer
-//!   on the WALL clock and retransmits when the handshake is driven after it expired, so
-//!   [`OpenSslDtls::poll_timeout`] only estimates OpenSSL's timer (1 s after a flight, doubling
-//!   on each retransmission, bounded) and [`OpenSslDtls::handle_timeout`] drives the handshake
-//!   then. The `now` passed in decides that deadline and the 40 s handshake limit, never when
-//!   OpenSSL retransmits: virtual-time tests of a lossy handshake only work with dimpl.
+//! - Time: the safe crate has no `DTLSv1_handle_timeout`, and OpenSSL keeps its own
+//!   retransmission timer on the WALL clock (it retransmits when it is driven after that timer
+//!   expired). So the endpoint retransmits by itself, on the `now` passed in: it keeps the
+//!   datagrams of the last flight OpenSSL wrote and sends them again, byte for byte, 1 s after
+//!   the flight, then 2 s, 4 s... (60 s at most; the handshake gives up after 40 s). A copy the
+//!   peer already had is a replayed record it drops (RFC 6347 §4.1.2.6); a lost one arrives. The
+//!   last flight (the server's Finished) has no timer: when the peer's handshake records come
+//!   again after we finished, it lost our last flight, and we send it again (rate-bounded).
+//!   OpenSSL's own wall-clock retransmissions still happen when its timer expires while it is
+//!   driven; they are ordinary DTLS retransmissions and harmless beside ours. Lossy handshakes
+//!   therefore complete on virtual time too.
 
 use std::collections::VecDeque;
 use std::io;
@@ -52,13 +57,13 @@ const CIPHERS: &str = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256
 ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:\
 ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:\
 ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA:ECDHE-RSA-AES256-SHA";
-/// OpenSSL's first retransmission timeout and its ceiling (its defaults).
+/// The first retransmission timeout and its ceiling (OpenSSL's and RFC 6347's values).
 const FIRST_RTO: Duration = Duration::from_secs(1);
 const MAX_RTO: Duration = Duration::from_secs(60);
-/// Our deadline lands this long after OpenSSL's timer should have fired (both clocks run from
-/// nearly the same instant), and when OpenSSL had not retransmitted yet we look again this soon.
-const SLACK: Duration = Duration::from_millis(30);
-const RECHECK: Duration = Duration::from_millis(100);
+/// After we finished, how often and how many times the peer's repeated flight makes us send
+/// our last flight again.
+const FINAL_RESEND_GAP: Duration = Duration::from_millis(250);
+const FINAL_RESENDS: u32 = 8;
 /// The whole handshake's limit (dimpl's default, so both engines give up alike).
 const HANDSHAKE_LIMIT: Duration = Duration::from_secs(40);
 /// The largest record OpenSSL hands back as application data (we discard it; no data channel).
@@ -99,8 +104,8 @@ pub(super) fn is_p256(private_key: &[u8]) -> bool {
 struct Pipe {
     incoming: VecDeque<Vec<u8>>,
     outgoing: VecDeque<Vec<u8>>,
-    /// Datagrams OpenSSL wrote since the endpoint last looked (retransmissions included).
-    written: usize,
+    /// What OpenSSL wrote since the endpoint last looked (retransmissions included).
+    written: Vec<Vec<u8>>,
 }
 
 impl io::Read for Pipe {
@@ -124,7 +129,9 @@ impl io::Write for Pipe {
         if self.outgoing.len() < MAX_QUEUED {
             self.outgoing.push_back(buf.to_vec());
         }
-        self.written += 1;
+        if self.written.len() < MAX_QUEUED {
+            self.written.push(buf.to_vec());
+        }
         Ok(buf.len())
     }
 
@@ -142,8 +149,14 @@ pub(super) struct OpenSslDtls {
     mismatch: Arc<AtomicBool>,
     connected: bool,
     started: Instant,
+    /// The datagrams of the last flight OpenSSL wrote, which our timer sends again.
+    flight: Vec<Vec<u8>>,
     rto: Duration,
+    /// When to send `flight` again (`None`: nothing sent yet).
     next: Option<Instant>,
+    /// After the handshake: when we last sent our last flight again, and how many times.
+    final_resent: Option<Instant>,
+    final_resends: u32,
     buf: Vec<u8>,
 }
 
@@ -189,8 +202,11 @@ impl OpenSslDtls {
             mismatch,
             connected: false,
             started: now,
+            flight: Vec::new(),
             rto: FIRST_RTO,
             next: None,
+            final_resent: None,
+            final_resends: 0,
             buf: vec![0; READ_BUF],
         })
     }
@@ -202,17 +218,28 @@ impl OpenSslDtls {
         datagram: &[u8],
         events: &mut VecDeque<DtlsEvent>,
     ) {
-        let pipe = self.stream.get_mut();
-        pipe.incoming.push_back(datagram.to_vec());
+        let was_connected = self.connected;
+        self.stream.get_mut().incoming.push_back(datagram.to_vec());
         self.drive(events);
-        // What OpenSSL wrote answered the peer: a new flight, so its timer starts afresh.
-        if self.take_written() > 0 {
+        if self.take_flight() {
+            // A new flight (or OpenSSL's own retransmission): its timer starts afresh.
             self.rto = FIRST_RTO;
-            self.next = Some(now + self.rto + SLACK);
+            self.next = Some(now + self.rto);
+        } else if was_connected && matches!(datagram.first(), Some(20 | 22)) {
+            // Handshake records after we finished: the peer is repeating its last flight
+            // because ours did not reach it. Send ours again, bounded in rate and count.
+            let due = self
+                .final_resent
+                .is_none_or(|t| now >= t + FINAL_RESEND_GAP);
+            if due && self.final_resends < FINAL_RESENDS {
+                self.final_resent = Some(now);
+                self.final_resends += 1;
+                self.resend();
+            }
         }
     }
 
-    /// Drives the handshake when OpenSSL's retransmission timer should have fired.
+    /// Sends the last flight again when its timer is due; gives up after the handshake limit.
     pub(super) fn handle_timeout(&mut self, now: Instant, events: &mut VecDeque<DtlsEvent>) {
         if self.connected {
             return;
@@ -223,24 +250,21 @@ impl OpenSslDtls {
             )));
             return;
         }
-        if self.next.is_some_and(|t| now < t) {
-            return;
-        }
-        // A client's first call sends the ClientHello; a server with nothing heard waits.
-        let first = self.next.is_none();
-        if first && !self.client {
-            return;
-        }
-        self.drive(events);
-        if self.take_written() > 0 {
-            // The first flight, or a retransmission: OpenSSL doubled its timer for the latter.
-            if !first {
-                self.rto = (self.rto * 2).min(MAX_RTO);
+        match self.next {
+            // A client's first call sends the ClientHello; a server with nothing heard waits.
+            None if self.client => {
+                self.drive(events);
+                if self.take_flight() {
+                    self.next = Some(now + self.rto);
+                }
             }
-            self.next = Some(now + self.rto + SLACK);
-        } else {
-            // OpenSSL's clock says not yet: look again shortly.
-            self.next = Some(now + RECHECK);
+            None => {}
+            Some(t) if now >= t => {
+                self.resend();
+                self.rto = (self.rto * 2).min(MAX_RTO);
+                self.next = Some(now + self.rto);
+            }
+            Some(_) => {}
         }
     }
 
@@ -256,8 +280,24 @@ impl OpenSslDtls {
         self.stream.get_mut().outgoing.pop_front()
     }
 
-    fn take_written(&mut self) -> usize {
-        std::mem::take(&mut self.stream.get_mut().written)
+    /// Whether OpenSSL wrote since the last look; if so, what it wrote is the flight to repeat.
+    fn take_flight(&mut self) -> bool {
+        let written = std::mem::take(&mut self.stream.get_mut().written);
+        if written.is_empty() {
+            return false;
+        }
+        self.flight = written;
+        true
+    }
+
+    /// Queues the last flight again, byte for byte.
+    fn resend(&mut self) {
+        let pipe = self.stream.get_mut();
+        for d in &self.flight {
+            if pipe.outgoing.len() < MAX_QUEUED {
+                pipe.outgoing.push_back(d.clone());
+            }
+        }
     }
 
     /// Runs OpenSSL on what is queued: the handshake until it needs more, then the records

@@ -6,8 +6,8 @@
 //!   and server-reflexive candidates), with RFC 7675 consent freshness on top.
 //! - `dtls.rs`: [`DtlsIdentity`] (our ECDSA P-256 certificate, its `a=fingerprint`) and
 //!   [`DtlsEndpoint`] on one of two engines ([`DtlsEngine`]): OpenSSL (`dtls_openssl.rs`, the
-//!   default; RSA and ECDSA peers) or str0m's `dimpl` (ECDSA only, all timers on virtual
-//!   time): the handshake, the peer's fingerprint checked, the exported keys handed over as
+//!   default; RSA and ECDSA peers) or str0m's `dimpl` (ECDSA only, pure Rust): the
+//!   handshake, the peer's fingerprint checked, the exported keys handed over as
 //!   `rtp::srtp::SrtpKeys` for the one SRTP layer.
 //!
 //! Nothing in the stream core or the engine uses them yet; ARCHITECTURE.md says how they will
