@@ -43,6 +43,18 @@
 // `srtp` value: offer RTP/SAVP only; a plain offer is refused with 488.
 #define RKM_SRTP_MANDATORY 2
 
+// `dtls_srtp` value of `rkm_sip_config`: no DTLS-SRTP; a `UDP/TLS/RTP/SAVPF` offer is refused
+// with 488.
+#define RKM_DTLS_SRTP_OFF 0
+
+// `dtls_srtp` value: offer our certificate fingerprint beside what `srtp` offers (the peer may
+// take DTLS-SRTP, SDES or plain RTP); answer an offered fingerprint with DTLS-SRTP.
+#define RKM_DTLS_SRTP_OPTIONAL 1
+
+// `dtls_srtp` value: offer `UDP/TLS/RTP/SAVPF` only; an offer without a fingerprint is
+// refused with 488.
+#define RKM_DTLS_SRTP_MANDATORY 2
+
 // What the invite filter returns to go on with a call (authentication, limits and SDP are
 // still checked).
 #define RKM_CALL_ACCEPT 0
@@ -291,6 +303,12 @@ typedef struct {
     rkm_srtp_keys video_srtp;
 } rkm_connect_options;
 
+// An address as a NUL-terminated `"ip:port"` string; empty when there is none.
+typedef struct {
+    // `"ip:port"` (`"[ipv6]:port"`), NUL-terminated; all zero when there is no address.
+    char text[RKM_ADDR_LEN];
+} rkm_addr_text;
+
 // Counters of one RTP stream. All start at 0 when the session is created; the `_ms`, `remote_`,
 // `pacer_queued`, `audio_jitter_depth_ms` and `audio_expected_loss_pct` fields are current values
 // rather than totals.
@@ -420,6 +438,31 @@ typedef struct {
     // Padding-only video packets received (the peer's bandwidth probes): counted in
     // `packets_received`, never handed to picture assembly.
     uint64_t padding_received;
+    // ICE on a DTLS-SRTP stream: 0 off, 1 new, 2 checking, 3 connected, 4 disconnected,
+    // 5 consent expired (the stream ended).
+    uint32_t ice_state;
+    // DTLS-SRTP: 0 off, 1 new, 2 connecting, 3 connected (SRTP keyed), 4 failed (the stream
+    // ended), 5 closed (by the peer: the stream ended; or by us).
+    uint32_t dtls_state;
+    // Our side of the ICE-selected pair; empty before selection and without ICE.
+    rkm_addr_text ice_local;
+    // Where media goes on a DTLS-SRTP stream (the selected pair's remote with ICE).
+    rkm_addr_text ice_remote;
+    // STUN messages the ICE agent took (authenticated).
+    uint64_t stun_accepted;
+    // STUN-range datagrams that did not parse (dropped).
+    uint64_t stun_malformed;
+    // STUN messages refused (wrong credentials, bad integrity, no ICE on the stream).
+    uint64_t stun_refused;
+    // DTLS records dropped (from a source no ICE check validated, or no handshake to take
+    // them).
+    uint64_t dtls_dropped;
+    // Datagrams a DTLS-SRTP stream dropped on arrival (media before the keys or from another
+    // source than the selected remote, junk).
+    uint64_t transport_dropped;
+    // Media we produced that never left because SRTP was not keyed yet (never sent in the
+    // clear).
+    uint64_t media_dropped_unkeyed;
 } rkm_stream_stats;
 
 // Counters of a session: audio always; video when `has_video` (otherwise `video` is zeroed).
@@ -713,6 +756,17 @@ typedef struct {
     // `rkm_sip_decide_call` before it is refused with 408; 0 is refused
     // (`RKM_ERR_INVALID_ARGUMENT`). Default 20000.
     uint32_t decision_timeout_ms;
+    // ICE on DTLS-SRTP streams (only with `dtls_srtp` on): offers and answers carry ICE
+    // credentials and the stream socket's host candidate, and the stream runs a full ICE
+    // agent with a peer that has ICE too. Default false.
+    bool ice;
+    // DTLS-SRTP on audio and video: `RKM_DTLS_SRTP_OFF` (default), `RKM_DTLS_SRTP_OPTIONAL`
+    // or `RKM_DTLS_SRTP_MANDATORY`. When on, the backend makes one ECDSA P-256 certificate at
+    // `rkm_sip_start`.
+    uint32_t dtls_srtp;
+    // A STUN server, `"ip:port"`, for server-reflexive candidates. Accepted and checked, not
+    // queried yet (only host candidates are offered). NULL (default): none.
+    const char *stun_server;
 } rkm_sip_config;
 
 // An answered SIP call, as the `call` callback sees it. Every string is NUL-terminated and
@@ -877,6 +931,9 @@ typedef void (*rkm_registration_cb)(void *user_data, const rkm_registration_even
 
 // Signalling failed (no answer to our request, session timer expired...).
 #define RKM_END_ERROR 6
+
+// The media transport failed: a DTLS-SRTP handshake that failed, or ICE consent expired.
+#define RKM_END_TRANSPORT_FAILED 7
 
 // One frame per picture: Annex-B with a 4-byte start code before every NAL unit, complete
 // pictures only, ready for a decoder. The default.

@@ -79,7 +79,7 @@ mod engine;
 // The internal pure layers (RTP, SDP, SIP): public with `_internals`, private otherwise. Their
 // documentation (and `missing_docs` exemption) is in roomkit-media-proto.
 #[cfg(not(feature = "_internals"))]
-use roomkit_media_proto::{rtp, sdp, sip};
+use roomkit_media_proto::{rtp, sdp, sip, webrtc};
 #[cfg(feature = "_internals")]
 pub use roomkit_media_proto::{rtp, sdp, sip, webrtc};
 
@@ -87,7 +87,7 @@ pub use error::{Error, Result};
 // SRTP keys and suites: what a secured session is configured with and reports.
 pub use frame::{AudioFrame, Delivery, DtmfEvent, VideoChunk, VideoCodec, VideoFrame};
 pub use rtp::srtp::{SrtpKey, SrtpKeys, SrtpSuite};
-pub use sdp::SrtpPolicy;
+pub use sdp::{DtlsSrtpPolicy, SrtpPolicy};
 
 // The README's Rust examples are compiled (and the `no_run` ones not run) as doc tests.
 #[cfg(doctest)]

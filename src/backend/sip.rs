@@ -310,12 +310,21 @@ impl SipVoiceBackend {
                 }
             })
         };
+        // One certificate per backend: every DTLS-SRTP stream presents it.
+        let dtls_identity = match self.cfg.dtls_srtp {
+            crate::DtlsSrtpPolicy::Off => None,
+            _ => Some(
+                crate::webrtc::DtlsIdentity::generate()
+                    .map_err(|e| Error::State(format!("making the DTLS-SRTP certificate: {e}")))?,
+            ),
+        };
         let host = EngineHost::new(
             self.engine.clone(),
             self.pool.clone(),
             &self.cfg,
             cname,
             Some(notify),
+            dtls_identity,
         );
         let mut core = SipCore::new(
             self.cfg.clone(),

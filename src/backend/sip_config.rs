@@ -183,6 +183,18 @@ pub struct SipBackendConfig {
     /// How long an incoming call the invite filter deferred ([`CallDecision::Defer`]) waits for
     /// `decide_call` before it is refused with 408 (Request Timeout). Default 20 s.
     pub decision_timeout: Duration,
+    /// ICE (RFC 8445) on DTLS-SRTP streams: our offers and answers carry `a=ice-ufrag`/`pwd`
+    /// and a host candidate (the stream's socket), and the stream runs a full agent when the
+    /// peer has ICE too. Only with `dtls_srtp` on. Off by default.
+    pub ice: bool,
+    /// DTLS-SRTP (RFC 5763/5764): `Off` (default), `Optional` (offer our fingerprint beside
+    /// the SDES policy's proto; take DTLS-SRTP when an offer has a fingerprint) or
+    /// `Mandatory` (offer `UDP/TLS/RTP/SAVPF`; refuse an offer without a fingerprint with
+    /// 488). One ECDSA P-256 certificate is made per backend when it is on.
+    pub dtls_srtp: crate::DtlsSrtpPolicy,
+    /// A STUN server for server-reflexive candidates. Kept for configuration; not queried
+    /// yet: only host candidates are offered.
+    pub stun_server: Option<SocketAddr>,
 }
 
 impl Default for SipBackendConfig {
@@ -228,6 +240,9 @@ impl Default for SipBackendConfig {
             audio_sample_rate: AppRate::Auto,
             video_fec: false,
             decision_timeout: Duration::from_secs(20),
+            ice: false,
+            dtls_srtp: crate::DtlsSrtpPolicy::Off,
+            stun_server: None,
         }
     }
 }

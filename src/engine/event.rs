@@ -33,6 +33,9 @@ pub enum StreamEndReason {
     Inactive { silent_for: Duration },
     /// The peer sent RTCP BYE.
     RemoteBye { reason: Option<String> },
+    /// The stream's DTLS-SRTP transport failed: the handshake failed (a certificate not
+    /// matching the SDP fingerprint...), the peer closed DTLS, or ICE consent expired.
+    TransportFailed(crate::webrtc::TransportFailure),
 }
 
 /// A stream of a session whose peer has stopped (see [`EngineEvent::StreamEnded`]). When every
@@ -61,11 +64,13 @@ pub enum EndReason {
     /// Signalling failed (no answer to our request, a session timer expired, the call could
     /// not go on).
     Error,
+    /// The media transport failed: a DTLS-SRTP handshake that failed, or ICE consent expired.
+    TransportFailed,
 }
 
 impl EndReason {
     /// A short name: `local_hangup`, `remote_hangup`, `rtp_timeout`, `rtcp_bye`, `shutdown`,
-    /// `error`.
+    /// `error`, `transport_failed`.
     pub fn as_str(self) -> &'static str {
         match self {
             EndReason::LocalHangup => "local_hangup",
@@ -74,6 +79,7 @@ impl EndReason {
             EndReason::RtcpBye => "rtcp_bye",
             EndReason::Shutdown => "shutdown",
             EndReason::Error => "error",
+            EndReason::TransportFailed => "transport_failed",
         }
     }
 }

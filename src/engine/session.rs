@@ -701,11 +701,12 @@ fn reap(
     let reason = match why {
         StreamEndReason::RemoteBye { .. } => EndReason::RtcpBye,
         StreamEndReason::Inactive { .. } => EndReason::RtpTimeout,
+        StreamEndReason::TransportFailed(_) => EndReason::TransportFailed,
     };
     let gone = sessions
         .read()
         .get(&id)
-        .is_some_and(|s| s.peer_gone() && (reason == EndReason::RtcpBye || s.expects_media()));
+        .is_some_and(|s| s.peer_gone() && (reason != EndReason::RtpTimeout || s.expects_media()));
     if !gone {
         return;
     }

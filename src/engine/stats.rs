@@ -86,6 +86,12 @@ counters! {
     "rkm_rtcp_bye_received", counter, "RTCP BYEs received.", |s| s.bye_received;
     "rkm_dtmf_received", counter, "DTMF digits received.", |s| s.dtmf_received;
     "rkm_dtmf_sent", counter, "DTMF digits sent.", |s| s.dtmf_sent;
+    "rkm_ice_stun_accepted", counter, "STUN messages an ICE agent took (authenticated checks and answers).", |s| s.stun_accepted;
+    "rkm_ice_stun_malformed", counter, "STUN-range datagrams that did not parse (dropped).", |s| s.stun_malformed;
+    "rkm_ice_stun_refused", counter, "STUN messages refused (wrong credentials, bad integrity, no ICE on the stream).", |s| s.stun_refused;
+    "rkm_dtls_dropped", counter, "DTLS records dropped (from a source no ICE check validated, or no handshake to take them).", |s| s.dtls_dropped;
+    "rkm_transport_dropped", counter, "Datagrams a DTLS-SRTP stream dropped on arrival (media before the keys or from another source, junk).", |s| s.transport_dropped;
+    "rkm_rtp_dropped_unkeyed", counter, "RTP/RTCP made before DTLS keyed SRTP, never sent.", |s| s.media_dropped_unkeyed;
 }
 
 /// The number of [`STREAM_COUNTERS`].

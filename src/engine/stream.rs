@@ -79,6 +79,9 @@ pub struct StreamConfig {
     pub close_linger: Duration,
     /// SRTP keys: the core protects and unprotects every packet; `None`: plain RTP.
     pub srtp: Option<crate::rtp::srtp::SrtpKeys>,
+    /// DTLS-SRTP, with ICE when negotiated: the core runs both on the stream's socket and keys
+    /// SRTP from the handshake (see `CoreConfig::ice_dtls`). Needs `rtcp_mux` and no `srtp`.
+    pub ice_dtls: Option<crate::webrtc::IceDtlsParams>,
 }
 
 impl Default for StreamConfig {
@@ -97,6 +100,7 @@ impl Default for StreamConfig {
             inactivity_timeout: DEFAULT_INACTIVITY_TIMEOUT,
             close_linger: Duration::ZERO,
             srtp: None,
+            ice_dtls: None,
         }
     }
 }
@@ -227,6 +231,7 @@ impl Shared {
             StreamEvent::KeyframeRequested(k) => EngineEvent::KeyframeRequested(id, k),
             StreamEvent::RemoteBye { reason } => ended(StreamEndReason::RemoteBye { reason }),
             StreamEvent::Inactive { silent_for } => ended(StreamEndReason::Inactive { silent_for }),
+            StreamEvent::TransportFailed(f) => ended(StreamEndReason::TransportFailed(f)),
             StreamEvent::TargetBitrate { bps, reason } => {
                 EngineEvent::TargetBitrate(id, bps, reason)
             }
@@ -440,6 +445,7 @@ impl MediaStream {
                 cname: cfg.cname.clone(),
                 inactivity_timeout: cfg.inactivity_timeout,
                 srtp: cfg.srtp.clone(),
+                ice_dtls: cfg.ice_dtls.clone(),
                 ..CoreConfig::default()
             },
             origin,
@@ -505,7 +511,10 @@ impl MediaStream {
     /// Addresses, payload type and codec of the stream.
     pub fn info(&self) -> StreamInfo {
         let mut info = self.info.clone();
-        info.remote_addr = self.shared.core.lock().core.remote_rtp();
+        let l = self.shared.core.lock();
+        info.remote_addr = l.core.remote_rtp();
+        // DTLS-SRTP keys the stream after it opened (and a re-INVITE may re-key it).
+        info.srtp_suite = l.core.srtp_suite();
         info
     }
 
@@ -531,6 +540,14 @@ impl MediaStream {
         s.frames_dropped_slow_callback = self.shared.slow_callback.load(Ordering::Relaxed);
         s.malformed += self.shared.truncated.load(Ordering::Relaxed);
         s
+    }
+
+    /// One more remote ICE candidate (trickle, RFC 8838); ignored on a stream without ICE.
+    pub fn add_remote_candidate(&self, candidate: crate::webrtc::Candidate) -> Result<()> {
+        self.with_core("ICE checks", |c, now| {
+            c.add_remote_candidate(now, candidate);
+            Ok(())
+        })
     }
 
     /// Points RTP (and RTCP) at a new remote address, as a re-INVITE does.

@@ -753,6 +753,47 @@ pub struct rkm_stream_stats {
     /// Padding-only video packets received (the peer's bandwidth probes): counted in
     /// `packets_received`, never handed to picture assembly.
     pub padding_received: u64,
+    /// ICE on a DTLS-SRTP stream: 0 off, 1 new, 2 checking, 3 connected, 4 disconnected,
+    /// 5 consent expired (the stream ended).
+    pub ice_state: u32,
+    /// DTLS-SRTP: 0 off, 1 new, 2 connecting, 3 connected (SRTP keyed), 4 failed (the stream
+    /// ended), 5 closed (by the peer: the stream ended; or by us).
+    pub dtls_state: u32,
+    /// Our side of the ICE-selected pair; empty before selection and without ICE.
+    pub ice_local: rkm_addr_text,
+    /// Where media goes on a DTLS-SRTP stream (the selected pair's remote with ICE).
+    pub ice_remote: rkm_addr_text,
+    /// STUN messages the ICE agent took (authenticated).
+    pub stun_accepted: u64,
+    /// STUN-range datagrams that did not parse (dropped).
+    pub stun_malformed: u64,
+    /// STUN messages refused (wrong credentials, bad integrity, no ICE on the stream).
+    pub stun_refused: u64,
+    /// DTLS records dropped (from a source no ICE check validated, or no handshake to take
+    /// them).
+    pub dtls_dropped: u64,
+    /// Datagrams a DTLS-SRTP stream dropped on arrival (media before the keys or from another
+    /// source than the selected remote, junk).
+    pub transport_dropped: u64,
+    /// Media we produced that never left because SRTP was not keyed yet (never sent in the
+    /// clear).
+    pub media_dropped_unkeyed: u64,
+}
+
+/// An address as a NUL-terminated `"ip:port"` string; empty when there is none.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct rkm_addr_text {
+    /// `"ip:port"` (`"[ipv6]:port"`), NUL-terminated; all zero when there is no address.
+    pub text: [c_char; RKM_ADDR_LEN],
+}
+
+impl Default for rkm_addr_text {
+    fn default() -> Self {
+        rkm_addr_text {
+            text: [0; RKM_ADDR_LEN],
+        }
+    }
 }
 
 impl From<&StreamStats> for rkm_stream_stats {
@@ -819,6 +860,16 @@ impl From<&StreamStats> for rkm_stream_stats {
             cc_feedback_sent,
             cc_feedback_received,
             padding_received,
+            ice_state,
+            dtls_state,
+            ice_local,
+            ice_remote,
+            stun_accepted,
+            stun_malformed,
+            stun_refused,
+            dtls_dropped,
+            transport_dropped,
+            media_dropped_unkeyed,
         } = *s;
         rkm_stream_stats {
             packets_received,
@@ -880,6 +931,20 @@ impl From<&StreamStats> for rkm_stream_stats {
             cc_feedback_sent,
             cc_feedback_received,
             padding_received,
+            ice_state,
+            dtls_state,
+            ice_local: rkm_addr_text {
+                text: addr_field(ice_local),
+            },
+            ice_remote: rkm_addr_text {
+                text: addr_field(ice_remote),
+            },
+            stun_accepted,
+            stun_malformed,
+            stun_refused,
+            dtls_dropped,
+            transport_dropped,
+            media_dropped_unkeyed,
         }
     }
 }

@@ -157,6 +157,8 @@ pub const RKM_END_RTCP_BYE: rkm_end_reason = 4;
 pub const RKM_END_SHUTDOWN: rkm_end_reason = 5;
 /// Signalling failed (no answer to our request, session timer expired...).
 pub const RKM_END_ERROR: rkm_end_reason = 6;
+/// The media transport failed: a DTLS-SRTP handshake that failed, or ICE consent expired.
+pub const RKM_END_TRANSPORT_FAILED: rkm_end_reason = 7;
 
 /// The C value of an end reason.
 fn end_reason_to_c(r: Option<EndReason>) -> rkm_end_reason {
@@ -168,6 +170,7 @@ fn end_reason_to_c(r: Option<EndReason>) -> rkm_end_reason {
         Some(EndReason::RtcpBye) => RKM_END_RTCP_BYE,
         Some(EndReason::Shutdown) => RKM_END_SHUTDOWN,
         Some(EndReason::Error) => RKM_END_ERROR,
+        Some(EndReason::TransportFailed) => RKM_END_TRANSPORT_FAILED,
     }
 }
 

@@ -654,6 +654,40 @@ pub struct rkm_sip_config {
     /// `rkm_sip_decide_call` before it is refused with 408; 0 is refused
     /// (`RKM_ERR_INVALID_ARGUMENT`). Default 20000.
     pub decision_timeout_ms: u32,
+    /// ICE on DTLS-SRTP streams (only with `dtls_srtp` on): offers and answers carry ICE
+    /// credentials and the stream socket's host candidate, and the stream runs a full ICE
+    /// agent with a peer that has ICE too. Default false.
+    pub ice: bool,
+    /// DTLS-SRTP on audio and video: `RKM_DTLS_SRTP_OFF` (default), `RKM_DTLS_SRTP_OPTIONAL`
+    /// or `RKM_DTLS_SRTP_MANDATORY`. When on, the backend makes one ECDSA P-256 certificate at
+    /// `rkm_sip_start`.
+    pub dtls_srtp: u32,
+    /// A STUN server, `"ip:port"`, for server-reflexive candidates. Accepted and checked, not
+    /// queried yet (only host candidates are offered). NULL (default): none.
+    pub stun_server: *const c_char,
+}
+
+/// `dtls_srtp` value of `rkm_sip_config`: no DTLS-SRTP; a `UDP/TLS/RTP/SAVPF` offer is refused
+/// with 488.
+pub const RKM_DTLS_SRTP_OFF: u32 = 0;
+/// `dtls_srtp` value: offer our certificate fingerprint beside what `srtp` offers (the peer may
+/// take DTLS-SRTP, SDES or plain RTP); answer an offered fingerprint with DTLS-SRTP.
+pub const RKM_DTLS_SRTP_OPTIONAL: u32 = 1;
+/// `dtls_srtp` value: offer `UDP/TLS/RTP/SAVPF` only; an offer without a fingerprint is
+/// refused with 488.
+pub const RKM_DTLS_SRTP_MANDATORY: u32 = 2;
+
+/// The DTLS-SRTP policy a `dtls_srtp` field describes, checked.
+fn dtls_srtp_policy_from_c(value: u32) -> FfiResult<crate::DtlsSrtpPolicy> {
+    match value {
+        RKM_DTLS_SRTP_OFF => Ok(crate::DtlsSrtpPolicy::Off),
+        RKM_DTLS_SRTP_OPTIONAL => Ok(crate::DtlsSrtpPolicy::Optional),
+        RKM_DTLS_SRTP_MANDATORY => Ok(crate::DtlsSrtpPolicy::Mandatory),
+        other => Err(Failure::invalid(format!(
+            "cfg.dtls_srtp = {other}: expected RKM_DTLS_SRTP_OFF, RKM_DTLS_SRTP_OPTIONAL or \
+             RKM_DTLS_SRTP_MANDATORY"
+        ))),
+    }
 }
 
 /// Fills `cfg` with the defaults (see each field). String fields get static strings that the
@@ -713,6 +747,9 @@ pub extern "C" fn rkm_sip_config_init(cfg: *mut rkm_sip_config) {
             io_threads: u32::try_from(d.io_threads).unwrap_or(0),
             video_fec: d.video_fec,
             decision_timeout_ms: u32::try_from(d.decision_timeout.as_millis()).unwrap_or(u32::MAX),
+            ice: d.ice,
+            dtls_srtp: RKM_DTLS_SRTP_OFF,
+            stun_server: std::ptr::null(),
         };
         Ok(())
     })
@@ -887,6 +924,11 @@ pub(crate) unsafe fn sip_config_from_c(c: &rkm_sip_config) -> FfiResult<SipBacke
         r.srtp_suites = crate::SrtpSuite::parse_list(s)
             .map_err(|e| Failure::invalid(format!("cfg.srtp_suites = {s:?}: {e}")))?;
     }
+    r.ice = c.ice;
+    r.dtls_srtp = dtls_srtp_policy_from_c(c.dtls_srtp)?;
+    if let Some(s) = text(c.stun_server, "cfg.stun_server")? {
+        r.stun_server = Some(parse_addr(s, "cfg.stun_server")?);
+    }
     if let Some(s) = text(c.local_sip_tcp_addr, "cfg.local_sip_tcp_addr")? {
         r.local_sip_tcp_addr = Some(parse_addr(s, "cfg.local_sip_tcp_addr")?);
     }
@@ -952,6 +994,27 @@ mod sip_tests {
         );
         assert_eq!(r.stream_timeouts, d.stream_timeouts);
         c.srtp = RKM_SRTP_OFF;
+        assert_eq!(
+            (r.ice, r.dtls_srtp, r.stun_server),
+            (false, d.dtls_srtp, None)
+        );
+        c.ice = true;
+        c.dtls_srtp = RKM_DTLS_SRTP_MANDATORY;
+        c.stun_server = c"192.0.2.1:3478".as_ptr();
+        // SAFETY: as above.
+        let r = unsafe { sip_config_from_c(&c) }.unwrap();
+        assert!(r.ice);
+        assert_eq!(r.dtls_srtp, crate::DtlsSrtpPolicy::Mandatory);
+        assert_eq!(r.stun_server, Some("192.0.2.1:3478".parse().unwrap()));
+        for (dtls, stun) in [(3, c"192.0.2.1:3478"), (RKM_DTLS_SRTP_OFF, c"stun")] {
+            c.dtls_srtp = dtls;
+            c.stun_server = stun.as_ptr();
+            // SAFETY: as above.
+            assert!(unsafe { sip_config_from_c(&c) }.is_err());
+        }
+        c.ice = false;
+        c.dtls_srtp = RKM_DTLS_SRTP_OFF;
+        c.stun_server = std::ptr::null();
         c.sip_keepalive_ms = 0;
         // SAFETY: as above.
         let r = unsafe { sip_config_from_c(&c) }.unwrap();

@@ -29,7 +29,8 @@ pub mod status;
 
 pub use args::RKM_SESSION_ID_LEN;
 pub use backend::{
-    rkm_backend, rkm_connect_options, rkm_session_addrs, rkm_stats, rkm_stream_stats, RKM_ADDR_LEN,
+    rkm_addr_text, rkm_backend, rkm_connect_options, rkm_session_addrs, rkm_stats,
+    rkm_stream_stats, RKM_ADDR_LEN,
 };
 pub use callbacks::{
     rkm_audio_frame, rkm_audio_received_cb, rkm_client_disconnected_cb, rkm_dtmf_received_cb,
@@ -37,6 +38,7 @@ pub use callbacks::{
     rkm_session_info, rkm_session_ready_cb, rkm_target_bitrate_cb, rkm_video_frame,
     rkm_video_received_cb, rkm_video_session_ready_cb, RKM_END_ERROR, RKM_END_LOCAL_HANGUP,
     RKM_END_NONE, RKM_END_REMOTE_HANGUP, RKM_END_RTCP_BYE, RKM_END_RTP_TIMEOUT, RKM_END_SHUTDOWN,
+    RKM_END_TRANSPORT_FAILED,
 };
 pub use config::{
     rkm_delivery, rkm_resilience, rkm_rtp_config, rkm_sip_config, RKM_DELIVERY_ACCESS_UNIT,

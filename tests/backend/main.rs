@@ -7,6 +7,7 @@ mod support;
 
 mod av_congestion;
 mod bench_cmd;
+mod ice_dtls_socket;
 mod liveness;
 mod metrics;
 mod netsim_bottleneck;
@@ -22,6 +23,7 @@ mod sip_backend_rfc4475;
 mod sip_congestion;
 mod sip_demo;
 mod sip_fec;
+mod sip_ice_dtls;
 mod sip_lossy;
 mod sip_tcp_tls;
 mod stream_impairment;

@@ -6,9 +6,11 @@
 mod support;
 
 mod baresip;
+mod baresip_dtls;
 mod baresip_srtp;
 mod cli;
 mod dtls_gstreamer;
+mod dtls_srtp_gstreamer;
 mod fec_gstreamer;
 mod g711_ffmpeg;
 mod g722_ffmpeg;
@@ -28,5 +30,6 @@ mod sipp_uac;
 mod srtp_peers;
 mod testclip_ffmpeg;
 mod tshark_secure;
+mod webrtcbin;
 mod wideband_baresip;
 mod wideband_ffmpeg;

@@ -216,7 +216,7 @@ fn python_gst_srtp() -> std::path::PathBuf {
 }
 
 /// GStreamer with its Python bindings (python3-gst-1.0): missing in CI is a failure.
-fn have_python_gst() -> bool {
+pub(crate) fn have_python_gst() -> bool {
     if !have_peers(&["ffmpeg", "gst-launch-1.0"]) {
         return false;
     }

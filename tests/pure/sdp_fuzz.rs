@@ -55,7 +55,7 @@ fn exercise(body: &[u8]) {
 
 /// One edit to a text: replace, insert or delete a byte, or drop, duplicate or swap lines.
 #[derive(Debug, Clone)]
-enum Edit {
+pub(crate) enum Edit {
     SetByte(usize, u8),
     InsertByte(usize, u8),
     DeleteByte(usize),
@@ -65,7 +65,7 @@ enum Edit {
     InsertLine(usize, String),
 }
 
-fn edit() -> impl Strategy<Value = Edit> {
+pub(crate) fn edit() -> impl Strategy<Value = Edit> {
     prop_oneof![
         (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Edit::SetByte(i, b)),
         (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Edit::InsertByte(i, b)),
@@ -92,7 +92,7 @@ fn edit() -> impl Strategy<Value = Edit> {
     ]
 }
 
-fn apply(text: &mut Vec<u8>, e: &Edit) {
+pub(crate) fn apply(text: &mut Vec<u8>, e: &Edit) {
     let len = text.len().max(1);
     match e {
         Edit::SetByte(i, b) => {

@@ -17,8 +17,8 @@ use roomkit_media::sdp::{
     session_lines, Fingerprint, SessionDescription, SetupRole, TransportAttrs,
 };
 use roomkit_media::webrtc::{
-    demux, Demux, DtlsEndpoint, DtlsError, DtlsEvent, DtlsIdentity, IceAgent, IceConfig, IceEvent,
-    IceState, CONSENT_TIMEOUT,
+    demux, Demux, DtlsEndpoint, DtlsError, DtlsEvent, DtlsIdentity, IceAgent, IceConfig,
+    IceDtlsParams, IceEvent, IceState, CONSENT_TIMEOUT,
 };
 
 #[derive(Clone, Debug)]
@@ -121,14 +121,6 @@ impl Pair {
     /// A offers, B answers: each reads the other's SDP (checking what `sdp/transport.rs`
     /// wrote reads back the same), B picks its `a=setup` per RFC 8842.
     fn new(a: Side, mut b: Side, spoil_a_fingerprint: bool) -> Pair {
-        let start = Instant::now();
-        let cut = Arc::new(AtomicBool::new(false));
-        let path = |seed| {
-            let mut n = Netem::new(NetemConfig::clean(Duration::from_millis(10)), seed);
-            let cut = cut.clone();
-            n.set_filter(Box::new(move |_: &Datagram| cut.load(Ordering::Relaxed)));
-            n
-        };
         let offer = SessionDescription::parse(a.describe().as_bytes()).unwrap();
         let offered = offer.media[0].transport.clone();
         assert_eq!(offer.bundle, vec![vec!["0".to_string()]]);
@@ -147,17 +139,9 @@ impl Pair {
         if spoil_a_fingerprint {
             a_fps[0].hash[5] ^= 0x40;
         }
-        let mut pair = Pair {
-            start,
-            now: start,
-            a,
-            b,
-            a_to_b: path(1),
-            b_to_a: path(2),
-            cut,
-            spoil_a_fingerprint,
-            sent: Vec::new(),
-        };
+        let mut pair = Pair::joined(a, b);
+        pair.spoil_a_fingerprint = spoil_a_fingerprint;
+        let start = pair.start;
         pair.a
             .ice
             .set_remote(answered.ice.as_ref().unwrap(), &answered.candidates);
@@ -177,6 +161,40 @@ impl Pair {
         assert_ne!(a_client, b_client);
         pair.a.dtls_expect(answered.fingerprints.clone(), a_client);
         pair.b.dtls_expect(a_fps, b_client);
+        pair.a.ice.handle_timeout(start);
+        pair.b.ice.handle_timeout(start);
+        pair
+    }
+
+    /// A and B joined by two clean 10 ms paths, at virtual time zero.
+    fn joined(a: Side, b: Side) -> Pair {
+        let start = Instant::now();
+        let cut = Arc::new(AtomicBool::new(false));
+        let path = |seed| {
+            let mut n = Netem::new(NetemConfig::clean(Duration::from_millis(10)), seed);
+            let cut = cut.clone();
+            n.set_filter(Box::new(move |_: &Datagram| cut.load(Ordering::Relaxed)));
+            n
+        };
+        Pair {
+            start,
+            now: start,
+            a,
+            b,
+            a_to_b: path(1),
+            b_to_a: path(2),
+            cut,
+            spoil_a_fingerprint: false,
+            sent: Vec::new(),
+        }
+    }
+
+    /// Two sides made from what SDP negotiation gave each (`sdp::NegotiatedTransport::params`):
+    /// their agents, candidates, credentials, DTLS roles and fingerprints, as the stream core
+    /// takes them.
+    fn from_params(a: &IceDtlsParams, b: &IceDtlsParams) -> Pair {
+        let mut pair = Pair::joined(Side::from_params(a), Side::from_params(b));
+        let start = pair.start;
         pair.a.ice.handle_timeout(start);
         pair.b.ice.handle_timeout(start);
         pair
@@ -278,6 +296,38 @@ impl Pair {
 }
 
 impl Side {
+    /// A side from negotiated parameters (ICE required here: the host candidate is its
+    /// address).
+    fn from_params(p: &IceDtlsParams) -> Side {
+        let ice_params = p.ice.as_ref().expect("ICE was negotiated");
+        let addr = ice_params.host_candidates[0];
+        let mut ice = IceAgent::new(ice_params.config.clone());
+        assert!(ice.add_host_candidate(addr).is_some());
+        ice.set_remote(
+            &ice_params.remote_credentials,
+            &ice_params.remote_candidates,
+        );
+        let mut side = Side {
+            addr,
+            ice,
+            identity: p.identity.clone(),
+            setup: if p.dtls_client {
+                SetupRole::Active
+            } else {
+                SetupRole::Passive
+            },
+            dtls: None,
+            keys: None,
+            dtls_failed: None,
+            ice_events: Vec::new(),
+            dtls_peer: None,
+            client: false,
+            peer_fingerprints: Vec::new(),
+        };
+        side.dtls_expect(p.remote_fingerprints.clone(), p.dtls_client);
+        side
+    }
+
     /// The role A ends up with once B answered (A offered actpass).
     fn setup_answered(&mut self, answer: Option<SetupRole>) -> SetupRole {
         self.setup = match answer {
@@ -390,6 +440,65 @@ fn full_agents_connect_and_export_matching_srtp_keys() {
     assert!(!p.a.dtls.as_ref().unwrap().is_client());
     assert!(p.a.ice.counters().accepted > 0);
     assert_eq!(p.a.ice.counters().malformed, 0);
+}
+
+/// What our SDP negotiation agrees (issue 19: `sdp::build_offer`, `answer`, `parse_answer`)
+/// is enough for both sides to connect: the parameters of each stream, audio and video, run
+/// the agents and handshakes to matching keys. Full against full (a SIP call), and a full
+/// offerer against a lite answerer that answers `actpass` with `passive` (a WHIP server).
+#[test]
+fn negotiated_params_connect_every_stream() {
+    use roomkit_media::sdp::{
+        answer, build_offer, parse_answer, AnswerConfig, DtlsSrtpPolicy, IcePolicy, OfferConfig,
+    };
+    for (lite, answer_setup) in [(false, SetupRole::Active), (true, SetupRole::Passive)] {
+        let (id_a, id_b) = (
+            DtlsIdentity::generate().unwrap(),
+            DtlsIdentity::generate().unwrap(),
+        );
+        let mut oc = OfferConfig::new("10.0.0.1".parse().unwrap(), 5000, 5002);
+        oc.local.dtls_srtp = DtlsSrtpPolicy::Mandatory;
+        oc.local.dtls_fingerprint = Some(id_a.fingerprint().clone());
+        oc.local.ice = IcePolicy::On;
+        let offer = build_offer(&oc);
+        let mut ac = AnswerConfig::new("10.0.0.2".parse().unwrap(), 6000, 6002);
+        ac.local.dtls_srtp = DtlsSrtpPolicy::Mandatory;
+        ac.local.dtls_fingerprint = Some(id_b.fingerprint().clone());
+        ac.local.ice = if lite { IcePolicy::Lite } else { IcePolicy::On };
+        ac.local.dtls_answer_setup = answer_setup;
+        let ans = answer(
+            &SessionDescription::parse(offer.sdp.as_bytes()).unwrap(),
+            &ac,
+        )
+        .unwrap();
+        let neg = parse_answer(&offer, ans.sdp.as_bytes()).unwrap();
+        let streams = [
+            (
+                neg.audio.transport.clone(),
+                ans.negotiation.audio.transport.clone(),
+            ),
+            (
+                neg.video.as_ref().and_then(|v| v.transport.clone()),
+                ans.negotiation
+                    .video
+                    .as_ref()
+                    .and_then(|v| v.transport.clone()),
+            ),
+        ];
+        for (ta, tb) in streams {
+            let (pa, pb) = (ta.unwrap().params(&id_a), tb.unwrap().params(&id_b));
+            let mut p = Pair::from_params(&pa, &pb);
+            assert_eq!(p.b.ice.is_lite(), lite);
+            assert!(
+                p.run_until(Duration::from_secs(10), connected),
+                "lite {lite}: no keys"
+            );
+            check_keys(p.a.keys.as_ref().unwrap(), p.b.keys.as_ref().unwrap());
+            let b_client = answer_setup == SetupRole::Active;
+            assert_eq!(p.b.dtls.as_ref().unwrap().is_client(), b_client);
+            assert_eq!(p.a.dtls.as_ref().unwrap().is_client(), !b_client);
+        }
+    }
 }
 
 #[test]

@@ -270,7 +270,7 @@ impl MediaParams {
 }
 
 /// Everything a [`crate::rtp::stream::StreamCore`] needs: the media, the peer, and the policies.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct CoreConfig {
     pub media: MediaParams,
     /// Where RTP goes.
@@ -295,6 +295,11 @@ pub struct CoreConfig {
     /// SRTP keys (SDES or the application's): every packet we send is protected and every one
     /// we receive unprotected before it is parsed. `None`: plain RTP.
     pub srtp: Option<super::srtp::SrtpKeys>,
+    /// DTLS-SRTP, with ICE when negotiated (issue 19): the core runs the ICE agent and the
+    /// handshake on its socket and keys its SRTP from it; media waits for the keys and goes to
+    /// the ICE-selected remote (`remote_rtp` is used only without ICE). Needs `rtcp_mux` and
+    /// `srtp: None`.
+    pub ice_dtls: Option<crate::webrtc::IceDtlsParams>,
 }
 
 /// The default inactivity timeout, as roomkit's.
@@ -315,6 +320,7 @@ impl Default for CoreConfig {
             ssrc: None,
             initial_seq: None,
             srtp: None,
+            ice_dtls: None,
         }
     }
 }

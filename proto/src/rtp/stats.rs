@@ -134,4 +134,30 @@ pub struct StreamStats {
     /// Padding-only video packets received (a sender's bandwidth probes, on the media's or the
     /// RTX stream): counted in `packets_received`, never handed to picture assembly.
     pub padding_received: u64,
+    /// ICE on this stream (DTLS-SRTP transports): 0 off, 1 new, 2 checking, 3 connected,
+    /// 4 disconnected, 5 consent expired (the stream ended).
+    pub ice_state: u32,
+    /// DTLS-SRTP on this stream: 0 off, 1 new, 2 connecting, 3 connected (SRTP keyed),
+    /// 4 failed (the stream ended), 5 closed (by the peer: the stream ended; or by us).
+    pub dtls_state: u32,
+    /// Our side of the ICE-selected pair (`None` before selection and without ICE).
+    pub ice_local: Option<std::net::SocketAddr>,
+    /// Where media goes on a DTLS-SRTP transport: the selected pair's remote (with ICE), the
+    /// peer's address (without).
+    pub ice_remote: Option<std::net::SocketAddr>,
+    /// STUN messages the ICE agent took (authenticated checks and answers).
+    pub stun_accepted: u64,
+    /// STUN-range datagrams that did not parse as STUN (dropped).
+    pub stun_malformed: u64,
+    /// STUN messages refused: wrong credentials, bad integrity, or no ICE on the stream.
+    pub stun_refused: u64,
+    /// DTLS records dropped: from a source no ICE check validated, or with no handshake to take
+    /// them.
+    pub dtls_dropped: u64,
+    /// Datagrams a DTLS-SRTP transport dropped on arrival: RTP/RTCP before the keys or from
+    /// another source than the selected remote, and anything else RFC 7983 does not name.
+    pub transport_dropped: u64,
+    /// RTP/RTCP we produced that never left because DTLS had not keyed SRTP yet (or consent
+    /// was lost): never sent in the clear.
+    pub media_dropped_unkeyed: u64,
 }

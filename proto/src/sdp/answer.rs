@@ -13,6 +13,7 @@ use super::codecs::{
 };
 use super::crypto::{format_crypto, negotiate_offered};
 use super::extmap::extmap_id;
+use super::ice_dtls::{answer_transport, is_dtls_proto, IcePolicy, NegotiatedTransport};
 use super::local::LocalMedia;
 use super::model::{
     Direction, MediaDescription, MediaKind, PayloadType, SdpError, SessionDescription,
@@ -73,6 +74,9 @@ pub struct NegotiatedAudio {
     pub opus: Option<OpusParams>,
     /// SRTP keys (SDES) when the stream is secured; `None`: plain RTP.
     pub srtp: Option<SrtpKeys>,
+    /// DTLS-SRTP (and ICE) when agreed: the stream's keys come from the handshake, and `srtp`
+    /// is `None`.
+    pub transport: Option<NegotiatedTransport>,
 }
 
 /// The video stream both sides agreed on.
@@ -114,6 +118,8 @@ pub struct NegotiatedVideo {
     pub abs_send_time: Option<u8>,
     /// RFC 8888 feedback (`a=rtcp-fb:* ack ccfb`), when both said it and not transport-cc.
     pub ccfb: bool,
+    /// DTLS-SRTP (and ICE) when agreed, as for audio.
+    pub transport: Option<NegotiatedTransport>,
 }
 
 impl NegotiatedVideo {
@@ -242,7 +248,15 @@ pub fn reanswer(
     let video_downgraded = prev.video.as_ref().is_some_and(|v| v.srtp.is_some())
         && video_offered
         && plan.video_srtp.is_none();
-    if (prev.audio.srtp.is_some() && plan.audio_srtp.is_none()) || video_downgraded {
+    // DTLS-SRTP likewise stays (on the association already running: same role, same ICE
+    // credentials and candidates; see `ice_dtls::answer_transport`).
+    let audio_downgraded = (prev.audio.srtp.is_some() && plan.audio_srtp.is_none())
+        || (prev.audio.transport.is_some() && plan.audio_transport.is_none());
+    let video_downgraded = video_downgraded
+        || (prev.video.as_ref().is_some_and(|v| v.transport.is_some())
+            && video_offered
+            && plan.video_transport.is_none());
+    if audio_downgraded || video_downgraded {
         return Err(AnswerError::NotAcceptable(
             "the offer would turn an SRTP stream into plain RTP".into(),
         ));
@@ -299,6 +313,50 @@ struct Plan<'a> {
     audio_srtp: Option<(u32, SrtpKeys)>,
     video: Option<(usize, &'a MediaDescription, &'a PayloadType, VideoCodec)>,
     video_srtp: Option<(u32, SrtpKeys)>,
+    /// DTLS-SRTP agreed per stream, and the transport lines our answer writes.
+    audio_transport: Option<(NegotiatedTransport, Vec<String>)>,
+    video_transport: Option<(NegotiatedTransport, Vec<String>)>,
+}
+
+/// How one offered stream is keyed: DTLS-SRTP when `ice_dtls.rs` takes it, else SDES or plain
+/// RTP as `crypto.rs` decides.
+type Keying = (
+    Option<(u32, SrtpKeys)>,
+    Option<(NegotiatedTransport, Vec<String>)>,
+);
+
+/// A [`Keying`] borrowed, as the section writers take it.
+type KeyingRef<'a> = (
+    Option<&'a (u32, SrtpKeys)>,
+    Option<&'a (NegotiatedTransport, Vec<String>)>,
+);
+
+fn stream_keying(
+    m: &MediaDescription,
+    local: &LocalMedia,
+    video: bool,
+    keep: Option<&Negotiation>,
+) -> Result<Keying, String> {
+    let (port, kept_transport, kept_srtp) = if video {
+        let v = keep.and_then(|k| k.video.as_ref());
+        (
+            local.video_port,
+            v.and_then(|v| v.transport.as_ref()),
+            v.and_then(|v| v.srtp.as_ref()),
+        )
+    } else {
+        let a = keep.map(|k| &k.audio);
+        (
+            local.audio_port,
+            a.and_then(|a| a.transport.as_ref()),
+            a.and_then(|a| a.srtp.as_ref()),
+        )
+    };
+    if let Some(t) = answer_transport(m, local, port, video, kept_transport)? {
+        return Ok((None, Some(t)));
+    }
+    let srtp = stream_srtp(m, local, video)?;
+    Ok((keep_send_key(srtp, kept_srtp), None))
 }
 
 /// In a call, a re-answer keeps the key we already send with (the stream is keyed with it)
@@ -333,7 +391,7 @@ pub(crate) fn usable_stream(m: &MediaDescription) -> Result<(), String> {
     if m.port == 0 {
         return Err(format!("{} stream disabled (port 0)", m.kind.as_str()));
     }
-    if !m.is_plain_rtp() && !m.is_secure_rtp() {
+    if !m.is_plain_rtp() && !m.is_secure_rtp() && !is_dtls_proto(&m.proto) {
         return Err(format!(
             "{} transport {:?} not supported",
             m.kind.as_str(),
@@ -401,11 +459,10 @@ fn plan<'a>(
         match m.kind {
             MediaKind::Audio if audio.is_none() => {
                 let chosen = usable_stream(m)
-                    .and_then(|()| stream_srtp(m, &cfg.local, false))
-                    .map(|s| keep_send_key(s, keep.and_then(|k| k.audio.srtp.as_ref())))
-                    .and_then(|srtp| {
+                    .and_then(|()| stream_keying(m, &cfg.local, false, keep))
+                    .and_then(|keying| {
                         choose_audio(m, cfg, keep.map(|k| &k.audio))
-                            .map(|(p, codec)| (p, codec, srtp))
+                            .map(|(p, codec)| (p, codec, keying))
                             .ok_or_else(|| "no common audio codec".to_string())
                     });
                 match chosen {
@@ -418,17 +475,17 @@ fn plan<'a>(
             MediaKind::Video
                 if video.is_none() && cfg.local.video_port != 0 && usable_stream(m).is_ok() =>
             {
-                if let Ok(srtp) = stream_srtp(m, &cfg.local, true) {
-                    let old = keep.and_then(|k| k.video.as_ref()?.srtp.as_ref());
-                    let srtp = keep_send_key(srtp, old);
+                if let Ok(keying) = stream_keying(m, &cfg.local, true, keep) {
                     video = choose_video(m, cfg, keep.and_then(|k| k.video.as_ref()))
-                        .map(|(p, c)| ((i, m, p, c), srtp));
+                        .map(|(p, c)| ((i, m, p, c), keying));
                 }
             }
             _ => {}
         }
     }
-    let Some((audio_index, audio_media, audio_pt, audio_codec, audio_srtp)) = audio else {
+    let Some((audio_index, audio_media, audio_pt, audio_codec, (audio_srtp, audio_transport))) =
+        audio
+    else {
         return Err(AnswerError::NotAcceptable(
             audio_problem.unwrap_or_else(|| "no audio stream offered".to_string()),
         ));
@@ -446,7 +503,9 @@ fn plan<'a>(
         audio_codec,
         dtmf,
         audio_srtp,
-        video_srtp: video.as_ref().and_then(|(_, srtp)| srtp.clone()),
+        audio_transport,
+        video_srtp: video.as_ref().and_then(|(_, (srtp, _))| srtp.clone()),
+        video_transport: video.as_ref().and_then(|(_, (_, t))| t.clone()),
         video: video.map(|(v, _)| v),
     })
 }
@@ -454,6 +513,13 @@ fn plan<'a>(
 /// The proto we answer with: the offered one, spelled canonically.
 fn answer_proto(m: &MediaDescription) -> &'static str {
     let feedback = m.proto.ends_with(['F', 'f']);
+    if is_dtls_proto(&m.proto) {
+        return if feedback {
+            "UDP/TLS/RTP/SAVPF"
+        } else {
+            "UDP/TLS/RTP/SAVP"
+        };
+    }
     match (m.is_secure_rtp(), feedback) {
         (true, true) => "RTP/SAVPF",
         (true, false) => "RTP/SAVP",
@@ -485,7 +551,8 @@ impl Plan<'_> {
             *slot = section;
         }
         let video = self.video.map(|(i, m, pt, codec)| {
-            let (section, negotiated) = video_section(m, pt, codec, cfg, self.video_srtp.as_ref());
+            let keying = (self.video_srtp.as_ref(), self.video_transport.as_ref());
+            let (section, negotiated) = video_section(m, pt, codec, cfg, keying);
             if let Some(slot) = medias.get_mut(i) {
                 *slot = section;
             }
@@ -497,6 +564,7 @@ impl Plan<'_> {
                 session_id,
                 session_version,
                 session_name: &cfg.local.session_name,
+                attributes: super::transport::session_lines(self.ice_lite(cfg), &[]),
             },
             medias,
         );
@@ -506,6 +574,14 @@ impl Plan<'_> {
             session_id,
             session_version,
         }
+    }
+
+    /// Whether our answer says `a=ice-lite`: an ICE-lite policy and ICE agreed on a stream.
+    fn ice_lite(&self, cfg: &AnswerConfig) -> bool {
+        cfg.local.ice == IcePolicy::Lite
+            && [&self.audio_transport, &self.video_transport]
+                .into_iter()
+                .any(|t| t.as_ref().is_some_and(|(t, _)| t.ice.is_some()))
     }
 
     fn audio_section(&self, cfg: &AnswerConfig) -> (sdp_types::Media, NegotiatedAudio) {
@@ -543,6 +619,9 @@ impl Plan<'_> {
         if let Some((tag, keys)) = &self.audio_srtp {
             attrs.push(format!("crypto:{}", format_crypto(*tag, &keys.send)));
         }
+        if let Some((_, lines)) = &self.audio_transport {
+            attrs.extend(lines.iter().cloned());
+        }
         let remote = m
             .rtp_addr()
             .unwrap_or_else(|| SocketAddr::new(cfg.local.local_ip, 0));
@@ -559,6 +638,7 @@ impl Plan<'_> {
             rtcp_mux,
             opus,
             srtp: self.audio_srtp.as_ref().map(|(_, keys)| keys.clone()),
+            transport: self.audio_transport.as_ref().map(|(t, _)| t.clone()),
         };
         let section = media("audio", cfg.local.audio_port, answer_proto(m), &fmt, attrs);
         (section, negotiated)
@@ -683,7 +763,7 @@ fn video_section(
     p: &PayloadType,
     codec: VideoCodec,
     cfg: &AnswerConfig,
-    srtp: Option<&(u32, SrtpKeys)>,
+    (srtp, transport): KeyingRef<'_>,
 ) -> (sdp_types::Media, NegotiatedVideo) {
     let pt = p.pt;
     let rtcp_mux = cfg.local.rtcp_mux && m.rtcp_mux;
@@ -724,6 +804,9 @@ fn video_section(
     if let Some((tag, keys)) = srtp {
         attrs.push(format!("crypto:{}", format_crypto(*tag, &keys.send)));
     }
+    if let Some((_, lines)) = transport {
+        attrs.extend(lines.iter().cloned());
+    }
     let remote = m
         .rtp_addr()
         .unwrap_or_else(|| SocketAddr::new(cfg.local.local_ip, 0));
@@ -747,6 +830,7 @@ fn video_section(
         remb: false,
         abs_send_time: None,
         ccfb: false,
+        transport: transport.map(|(t, _)| t.clone()),
     };
     let negotiated = with_congestion(negotiated, cc);
     let section = media("video", cfg.local.video_port, answer_proto(m), &fmt, attrs);

@@ -1,11 +1,13 @@
 //! Our side of a call's media, as both an offer and an answer describe it.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use crate::frame::VideoCodec;
 
 use super::codecs::AudioCodec;
 use super::crypto::{LocalKeys, SrtpPolicy};
+use super::ice_dtls::{DtlsSrtpPolicy, IcePolicy};
+use super::transport::{Fingerprint, IceCredentials, SetupRole};
 use crate::rtp::config::CcFeedback;
 use crate::rtp::srtp::SrtpSuite;
 
@@ -58,12 +60,29 @@ pub struct LocalMedia {
     /// (transport-cc, RFC 8888 `ack ccfb`, `goog-remb` with abs-send-time), preferred in that
     /// order.
     pub video_cc_only: Option<CcFeedback>,
+    /// DTLS-SRTP: off, optional or mandatory (see [`DtlsSrtpPolicy`]); in effect only with
+    /// `dtls_fingerprint`.
+    pub dtls_srtp: DtlsSrtpPolicy,
+    /// The fingerprint of the certificate we present (`DtlsIdentity::fingerprint`).
+    pub dtls_fingerprint: Option<Fingerprint>,
+    /// Our `a=setup` when answering an `actpass` offer: `Active` (the answerer's ClientHello
+    /// leaves with the answer, RFC 8842 §5.3; what browsers answer) or `Passive` (what WHIP
+    /// servers commonly answer).
+    pub dtls_answer_setup: SetupRole,
+    /// ICE on DTLS-SRTP streams: off, full or lite (see [`IcePolicy`]).
+    pub ice: IcePolicy,
+    /// Our `a=ice-ufrag`/`a=ice-pwd` for this call (fresh from [`LocalMedia::new`]).
+    pub ice_credentials: IceCredentials,
+    /// The server-reflexive addresses of the audio and video sockets, when a STUN server
+    /// reported them: offered as `srflx` candidates beside the host ones.
+    pub audio_srflx: Option<SocketAddr>,
+    pub video_srflx: Option<SocketAddr>,
 }
 
 impl LocalMedia {
     /// Defaults: [`AudioCodec::defaults`], H.264 with NACK and RTX, rtcp-mux, session id and
     /// version 0 (set them per call), session name `roomkit-media`, SRTP off (with fresh keys
-    /// drawn for when it is turned on).
+    /// drawn for when it is turned on), DTLS-SRTP and ICE off (with fresh ICE credentials).
     pub fn new(local_ip: IpAddr, audio_port: u16, video_port: u16) -> LocalMedia {
         LocalMedia {
             audio_codecs: AudioCodec::defaults(),
@@ -83,6 +102,13 @@ impl LocalMedia {
             video_fec: false,
             video_transport_cc: false,
             video_cc_only: None,
+            dtls_srtp: DtlsSrtpPolicy::Off,
+            dtls_fingerprint: None,
+            dtls_answer_setup: SetupRole::Active,
+            ice: IcePolicy::Off,
+            ice_credentials: crate::webrtc::IceConfig::random_credentials(),
+            audio_srflx: None,
+            video_srflx: None,
         }
     }
 }

@@ -9,7 +9,10 @@
 //! - `extmap.rs`: `a=extmap` lines (RFC 8285) and what an answer keeps of them.
 //! - `transport.rs`: ICE, DTLS-SRTP and BUNDLE attributes (`a=ice-*`, `a=candidate`,
 //!   `a=fingerprint`, `a=setup`, `a=mid`, `a=group:BUNDLE`) and an answer's `a=setup` role;
-//!   read into every m-line, not yet written into our offers and answers.
+//!   read into every m-line.
+//! - `ice_dtls.rs`: the ICE and DTLS-SRTP policies, the transport lines of our offers and
+//!   answers, and what a stream agreed to ([`NegotiatedTransport`], which gives the stream
+//!   core's `webrtc::IceDtlsParams`). No BUNDLE: each m-line has its own transport.
 //! - [`build_offer`] writes our offer as the calling party; [`parse_answer`] reads the reply.
 
 // A pure layer: any `unsafe` the engine needs lives in engine/ (or ffi/), never here.
@@ -19,6 +22,7 @@ mod answer;
 mod codecs;
 mod crypto;
 mod extmap;
+mod ice_dtls;
 mod local;
 mod model;
 mod offer;
@@ -43,6 +47,11 @@ pub use crypto::{
 };
 #[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
 pub use extmap::{answer_extmaps, extmap_id, parse_extmap, ExtMap, MAX_EXTMAPS};
+#[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
+pub use ice_dtls::{
+    is_dtls_proto, DtlsSrtpPolicy, IcePolicy, NegotiatedIce, NegotiatedTransport, OfferedTransport,
+    StreamCandidates, DTLS_PROTO,
+};
 #[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
 pub use local::LocalMedia;
 #[cfg_attr(not(feature = "_internals"), allow(unused_imports))]

@@ -16,6 +16,10 @@ use super::codecs::{
     H264_DEFAULT_PROFILE_LEVEL_ID, H264_OFFER_PROFILE_LEVEL_ID, OPUS_FMTP, RTX, TELEPHONE_EVENT,
 };
 use super::crypto::{format_crypto, SrtpPolicy};
+use super::ice_dtls::{
+    is_dtls_proto, DtlsSrtpPolicy, IcePolicy, NegotiatedTransport, OfferedTransport,
+    StreamCandidates, DTLS_PROTO,
+};
 use super::local::LocalMedia;
 use super::model::{Direction, MediaDescription, MediaKind, PayloadType, SessionDescription};
 use super::write::{media, rejected, render, SessionHeader};
@@ -90,6 +94,8 @@ pub struct Offer {
     pub video_transport_cc: bool,
     /// The one congestion control feedback offered, if restricted ([`LocalMedia::video_cc_only`]).
     pub video_cc_only: Option<CcFeedback>,
+    /// What the offer said about DTLS-SRTP and ICE; `None` when it offered neither.
+    pub transport: Option<OfferedTransport>,
 }
 
 /// The SDES lines of one offered stream under `local`'s policy: the proto to write, the
@@ -109,6 +115,26 @@ fn offer_crypto(
     } else {
         "RTP/AVP"
     };
+    (proto, attrs, offered)
+}
+
+/// The keying lines of one offered stream: SDES as [`offer_crypto`] writes it, then the
+/// DTLS-SRTP (and ICE) lines when offered. With DTLS-SRTP mandatory the proto is
+/// `UDP/TLS/RTP/SAVPF` and there are no SDES lines (RFC 5764 §8).
+fn offer_keying(
+    local: &LocalMedia,
+    transport: Option<&OfferedTransport>,
+    video: bool,
+) -> (&'static str, Vec<String>, Vec<(u32, SrtpKey)>) {
+    let (Some(t), Some(fingerprint)) = (transport, local.dtls_fingerprint.as_ref()) else {
+        return offer_crypto(local, video);
+    };
+    let lines = t.lines(fingerprint, video);
+    if t.dtls_srtp == DtlsSrtpPolicy::Mandatory {
+        return (DTLS_PROTO, lines, Vec::new());
+    }
+    let (proto, mut attrs, offered) = offer_crypto(local, video);
+    attrs.extend(lines);
     (proto, attrs, offered)
 }
 
@@ -198,11 +224,14 @@ pub fn build_offer(cfg: &OfferConfig) -> Offer {
         attrs.push(format!("fmtp:{ev} {DEFAULT_EVENTS}"));
     }
     attrs.push(format!("ptime:{}", cfg.ptime));
-    if local.rtcp_mux {
+    // DTLS-SRTP runs on one socket per stream: RTCP is muxed whenever it is offered.
+    let transport = local.offered_transport();
+    let rtcp_mux = local.rtcp_mux || transport.is_some();
+    if rtcp_mux {
         attrs.push("rtcp-mux".to_string());
     }
     attrs.push("sendrecv".to_string());
-    let (audio_proto, crypto, audio_crypto) = offer_crypto(local, false);
+    let (audio_proto, crypto, audio_crypto) = offer_keying(local, transport.as_ref(), false);
     attrs.extend(crypto);
     let mut medias = vec![media(
         "audio",
@@ -211,7 +240,8 @@ pub fn build_offer(cfg: &OfferConfig) -> Offer {
         &fmt.join(" "),
         attrs,
     )];
-    let (video_proto, video_attrs, mut video_crypto) = offer_crypto(local, true);
+    let (video_proto, video_attrs, mut video_crypto) =
+        offer_keying(local, transport.as_ref(), true);
 
     if !video.is_empty() {
         medias.push(video_offer_media(
@@ -224,7 +254,7 @@ pub fn build_offer(cfg: &OfferConfig) -> Offer {
                 transport_cc: local.video_transport_cc,
                 cc_only: local.video_cc_only,
             },
-            local.rtcp_mux,
+            rtcp_mux,
             Direction::SendRecv,
             (video_proto, video_attrs),
         ));
@@ -238,6 +268,10 @@ pub fn build_offer(cfg: &OfferConfig) -> Offer {
             session_id: local.session_id,
             session_version: local.session_version,
             session_name: &local.session_name,
+            attributes: transport
+                .as_ref()
+                .map(OfferedTransport::session_lines)
+                .unwrap_or_default(),
         },
         medias,
     );
@@ -251,14 +285,20 @@ pub fn build_offer(cfg: &OfferConfig) -> Offer {
         video_rtx,
         video_transport_cc,
         video_cc_only: local.video_cc_only,
-        rtcp_mux: local.rtcp_mux,
+        rtcp_mux,
         ptime: cfg.ptime,
         session_id: local.session_id,
         session_version: local.session_version,
-        srtp: local.srtp,
+        // DTLS-SRTP mandatory offers no SDES keys: any answer without DTLS is refused.
+        srtp: if audio_crypto.is_empty() {
+            SrtpPolicy::Off
+        } else {
+            local.srtp
+        },
         audio_crypto,
         video_crypto,
         video_fec,
+        transport,
     }
 }
 
@@ -404,6 +444,43 @@ pub fn reoffer(current: &Answer, cfg: &ReofferConfig) -> Offer {
         .and_then(|sd| sd.media.iter().find_map(|m| m.connection))
         .unwrap_or(IpAddr::from([0, 0, 0, 0]));
     let a = &neg.audio;
+    let our_media = |kind: MediaKind| {
+        ours.as_ref()
+            .and_then(|sd| sd.media.iter().find(|m| m.kind == kind))
+    };
+    let audio_transport = a
+        .transport
+        .as_ref()
+        .map(|t| kept_transport(t, our_media(MediaKind::Audio)));
+    // What this offer says about transport: the audio's, kept; video as it runs, or, added
+    // now, on its new port with the audio's credentials and role.
+    let transport = a.transport.as_ref().map(|t| OfferedTransport {
+        dtls_srtp: DtlsSrtpPolicy::Mandatory,
+        ice: match &t.ice {
+            Some(i) if i.lite => IcePolicy::Lite,
+            Some(_) => IcePolicy::On,
+            None => IcePolicy::Off,
+        },
+        ice_credentials: t
+            .ice
+            .as_ref()
+            .map_or_else(crate::webrtc::IceConfig::random_credentials, |i| {
+                i.local_credentials.clone()
+            }),
+        setup: t.our_setup(),
+        controlling: t.ice.as_ref().map(|i| i.controlling),
+        audio_candidates: candidates_of(Some(t)),
+        video_candidates: match &cfg.video {
+            ReofferVideo::Add { port, .. } if t.ice.is_some() => {
+                StreamCandidates::of(SocketAddr::new(local_ip, *port), None)
+            }
+            _ => candidates_of(neg.video.as_ref().and_then(|v| v.transport.as_ref())),
+        },
+    });
+    // Our fingerprint, as our last description wrote it.
+    let our_fingerprint = our_media(MediaKind::Audio)
+        .and_then(|m| m.transport.fingerprints.first())
+        .cloned();
     // Telephone events run at the audio codec's RTP clock rate.
     let dtmf: Vec<(u8, u32)> = a.dtmf_pt.map(|ev| (ev, a.clock_rate)).into_iter().collect();
     let audio_section = |port: u16| {
@@ -422,13 +499,18 @@ pub fn reoffer(current: &Answer, cfg: &ReofferConfig) -> Offer {
             attrs.push("rtcp-mux".to_string());
         }
         attrs.push(cfg.direction.as_str().to_string());
-        // A secured stream stays secured, with the key already in use (tag 1).
-        let proto = match &a.srtp {
-            Some(keys) => {
+        // A secured stream stays secured, with the key already in use (tag 1), or on the
+        // DTLS association and ICE session it runs.
+        let proto = match (&a.srtp, &audio_transport) {
+            (_, Some((proto, lines))) => {
+                attrs.extend(lines.iter().cloned());
+                *proto
+            }
+            (Some(keys), None) => {
                 attrs.push(format!("crypto:{}", format_crypto(1, &keys.send)));
                 "RTP/SAVP"
             }
-            None => "RTP/AVP",
+            (None, None) => "RTP/AVP",
         };
         media("audio", port, proto, &fmt.join(" "), attrs)
     };
@@ -444,10 +526,12 @@ pub fn reoffer(current: &Answer, cfg: &ReofferConfig) -> Offer {
             },
         ) => {
             video = video_payload_types(codecs);
-            let proto = if crypto.is_empty() {
-                "RTP/AVP"
-            } else {
-                "RTP/SAVP"
+            // Video added to a DTLS-SRTP call gets a transport of its own, offered as the
+            // audio's (its proto, fingerprint, role, ICE credentials; its own candidate).
+            let (proto, lines) = match (&transport, &our_fingerprint, &audio_transport) {
+                (Some(t), Some(fp), Some((proto, _))) => (*proto, t.lines(fp, true)),
+                _ if crypto.is_empty() => ("RTP/AVP", Vec::new()),
+                _ => ("RTP/SAVP", crypto_attrs(crypto)),
             };
             video_offer_media(
                 &video,
@@ -461,7 +545,7 @@ pub fn reoffer(current: &Answer, cfg: &ReofferConfig) -> Offer {
                 },
                 a.rtcp_mux,
                 cfg.direction,
-                (proto, crypto_attrs(crypto)),
+                (proto, lines),
             )
         }
         (Some(v), ReofferVideo::Keep) if port != 0 => {
@@ -503,12 +587,20 @@ pub fn reoffer(current: &Answer, cfg: &ReofferConfig) -> Offer {
                 attrs.push("rtcp-mux".to_string());
             }
             attrs.push(cfg.direction.as_str().to_string());
-            let proto = match &v.srtp {
-                Some(keys) => {
+            let kept = v
+                .transport
+                .as_ref()
+                .map(|t| kept_transport(t, our_media(MediaKind::Video)));
+            let proto = match (&v.srtp, kept) {
+                (_, Some((proto, lines))) => {
+                    attrs.extend(lines);
+                    proto
+                }
+                (Some(keys), None) => {
                     attrs.push(format!("crypto:{}", format_crypto(1, &keys.send)));
                     "RTP/SAVP"
                 }
-                None => "RTP/AVP",
+                (None, None) => "RTP/AVP",
             };
             media("video", port, proto, &fmt, attrs)
         }
@@ -549,6 +641,13 @@ pub fn reoffer(current: &Answer, cfg: &ReofferConfig) -> Offer {
             session_id: current.session_id,
             session_version: version,
             session_name: &cfg.session_name,
+            attributes: super::transport::session_lines(
+                a.transport
+                    .as_ref()
+                    .and_then(|t| t.ice.as_ref())
+                    .is_some_and(|i| i.lite),
+                &[],
+            ),
         },
         medias,
     );
@@ -600,7 +699,34 @@ pub fn reoffer(current: &Answer, cfg: &ReofferConfig) -> Offer {
             ReofferVideo::Remove => Vec::new(),
         },
         video_fec,
+        transport,
     }
+}
+
+/// Our candidates on a stream running ICE.
+fn candidates_of(t: Option<&NegotiatedTransport>) -> StreamCandidates {
+    t.and_then(|t| t.ice.as_ref())
+        .map(|i| i.local_candidates.clone())
+        .unwrap_or_default()
+}
+
+/// A re-offer's proto and transport lines for a stream that runs DTLS-SRTP: the proto we wrote
+/// last (`ours`, our previous m-line), our fingerprint, our established role and our ICE
+/// credentials and candidates, so the association and the ICE session go on.
+fn kept_transport(
+    t: &NegotiatedTransport,
+    ours: Option<&MediaDescription>,
+) -> (&'static str, Vec<String>) {
+    let proto = match ours {
+        Some(m) if !is_dtls_proto(&m.proto) && m.is_secure_rtp() => "RTP/SAVP",
+        Some(m) if !is_dtls_proto(&m.proto) => "RTP/AVP",
+        _ => DTLS_PROTO,
+    };
+    let lines = ours
+        .and_then(|m| m.transport.fingerprints.first())
+        .map(|fp| t.lines(fp, t.our_setup()))
+        .unwrap_or_default();
+    (proto, lines)
 }
 
 /// The retransmission payload type we offer beside a video codec's.
@@ -638,10 +764,11 @@ pub fn parse_answer(offer: &Offer, answer: &[u8]) -> Result<Negotiation, AnswerE
         .find(|m| m.kind == MediaKind::Audio)
         .ok_or_else(|| AnswerError::NotAcceptable("no audio stream in the answer".into()))?;
     usable_stream(audio).map_err(AnswerError::NotAcceptable)?;
-    let audio_srtp =
-        answered_srtp(offer, audio, &offer.audio_crypto).map_err(AnswerError::NotAcceptable)?;
+    let (audio_srtp, audio_transport) =
+        answered_keying(offer, audio, false).map_err(AnswerError::NotAcceptable)?;
     let mut audio = read_audio(offer, audio)?;
     audio.srtp = audio_srtp;
+    audio.transport = audio_transport;
     let video = if offer.video.is_empty() {
         None
     } else {
@@ -650,13 +777,40 @@ pub fn parse_answer(offer: &Offer, answer: &[u8]) -> Result<Negotiation, AnswerE
             .find(|m| m.kind == MediaKind::Video)
             .filter(|m| usable_stream(m).is_ok())
             .and_then(|m| {
-                let srtp = answered_srtp(offer, m, &offer.video_crypto).ok()?;
+                let (srtp, transport) = answered_keying(offer, m, true).ok()?;
                 let mut video = read_video(offer, m)?;
                 video.srtp = srtp;
+                video.transport = transport;
                 Some(video)
             })
     };
     Ok(Negotiation { audio, video })
+}
+
+/// How an answered stream is keyed: DTLS-SRTP when the answer took our fingerprint offer,
+/// else SDES or plain RTP ([`answered_srtp`]).
+fn answered_keying(
+    offer: &Offer,
+    m: &MediaDescription,
+    video: bool,
+) -> Result<(Option<SrtpKeys>, Option<NegotiatedTransport>), String> {
+    let rtcp_mux = offer.rtcp_mux && m.rtcp_mux;
+    let transport = match &offer.transport {
+        Some(t) => t.answered(m, rtcp_mux, video)?,
+        None if is_dtls_proto(&m.proto) => {
+            return Err(format!("{} answered to an offer without DTLS", m.proto))
+        }
+        None => None,
+    };
+    if transport.is_some() {
+        return Ok((None, transport));
+    }
+    let ours = if video {
+        &offer.video_crypto
+    } else {
+        &offer.audio_crypto
+    };
+    Ok((answered_srtp(offer, m, ours)?, None))
 }
 
 /// SRTP for an answered stream: the answer's `a=crypto` must echo the tag and suite of one of
@@ -721,6 +875,7 @@ fn read_audio(offer: &Offer, m: &MediaDescription) -> Result<NegotiatedAudio, An
         rtcp_mux,
         opus,
         srtp: None,
+        transport: None,
     })
 }
 
@@ -776,6 +931,7 @@ fn read_video(offer: &Offer, m: &MediaDescription) -> Option<NegotiatedVideo> {
         remb: false,
         abs_send_time: None,
         ccfb: false,
+        transport: None,
     };
     Some(with_congestion(v, cc))
 }

@@ -98,6 +98,8 @@ impl SetupRole {
     pub fn we_are_client(ours: SetupRole, theirs: SetupRole) -> Option<bool> {
         match (ours, theirs) {
             (SetupRole::Active, SetupRole::Passive | SetupRole::ActPass) => Some(true),
+            // We offered either and the answer took the server's side.
+            (SetupRole::ActPass, SetupRole::Passive) => Some(true),
             (SetupRole::Passive | SetupRole::ActPass, SetupRole::Active) => Some(false),
             _ => None,
         }
@@ -343,6 +345,8 @@ mod tests {
         assert_eq!(SetupRole::we_are_client(Passive, Active), Some(false));
         assert_eq!(SetupRole::we_are_client(Active, Active), None);
         assert_eq!(SetupRole::we_are_client(Passive, Passive), None);
+        assert_eq!(SetupRole::we_are_client(ActPass, Passive), Some(true));
+        assert_eq!(SetupRole::we_are_client(ActPass, ActPass), None);
         assert_eq!(SetupRole::parse(" ACTPASS "), Some(ActPass));
         assert_eq!(SetupRole::parse("both"), None);
     }

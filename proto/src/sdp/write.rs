@@ -11,6 +11,8 @@ pub(crate) struct SessionHeader<'a> {
     pub session_id: u64,
     pub session_version: u64,
     pub session_name: &'a str,
+    /// Session-level attributes (`name` or `name:value`), e.g. `ice-lite`.
+    pub attributes: Vec<String>,
 }
 
 /// Builds the complete text: `v=`, `o=- <id> <version> IN IP4|IP6 <ip>`, `s=`, session `c=`,
@@ -30,6 +32,7 @@ pub(crate) fn render(header: &SessionHeader<'_>, medias: Vec<Media>) -> String {
     let mut session = sdp_types::Session::new(origin, name);
     session.connection = Some(Connection::from_ip_addr(header.local_ip));
     session.times = vec![Time::new(0, 0)];
+    session.attributes = header.attributes.iter().map(|a| attribute(a)).collect();
     session.medias = medias;
     session.to_string()
 }
@@ -46,13 +49,15 @@ pub(crate) fn media(kind: &str, port: u16, proto: &str, fmt: &str, attrs: Vec<St
         connections: Vec::new(),
         bandwidths: Vec::new(),
         key: None,
-        attributes: attrs
-            .into_iter()
-            .map(|a| match a.split_once(':') {
-                Some((name, value)) => Attribute::with_value(name, value),
-                None => Attribute::new(a),
-            })
-            .collect(),
+        attributes: attrs.iter().map(|a| attribute(a)).collect(),
+    }
+}
+
+/// An attribute from its text (`name` or `name:value`).
+fn attribute(a: &str) -> Attribute {
+    match a.split_once(':') {
+        Some((name, value)) => Attribute::with_value(name, value),
+        None => Attribute::new(a),
     }
 }
 
@@ -98,6 +103,7 @@ mod tests {
                 session_id: 7,
                 session_version: 8,
                 session_name: "a\r\nb=evil",
+                attributes: Vec::new(),
             },
             vec![rejected("appl ication", "", &["*".into(), "\u{7f}".into()])],
         );

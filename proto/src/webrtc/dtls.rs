@@ -394,6 +394,20 @@ impl DtlsEndpoint {
         self.events.pop_front()
     }
 
+    /// Ends the association from our side: once connected a `close_notify` is queued (drain
+    /// [`DtlsEndpoint::poll_transmit`]; it is not retransmitted), during the handshake it just
+    /// stops. No event follows, and the endpoint is done.
+    pub fn close(&mut self, now: Instant) {
+        if self.done {
+            return;
+        }
+        if self.dtls.handle_timeout(now).is_ok() && self.dtls.close().is_ok() {
+            self.drain();
+        }
+        self.done = true;
+        self.events.clear();
+    }
+
     /// When to call [`DtlsEndpoint::handle_timeout`] next; `None` once the endpoint is done.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {

@@ -10,8 +10,9 @@
 //!   handshake, the peer's fingerprint checked, the exported keys handed over as
 //!   `rtp::srtp::SrtpKeys` for the one SRTP layer.
 //!
-//! Nothing in the stream core or the engine uses them yet; ARCHITECTURE.md says how they will
-//! join it (one socket per session, RFC 7983 demultiplexing).
+//! - `transport.rs`: [`IceDtlsParams`] (what SDP negotiation hands a stream) and
+//!   [`IceDtlsTransport`], the agent and the endpoint on one socket behind one sans-IO object
+//!   that a stream core owns when `CoreConfig::ice_dtls` is set (RFC 7983 demultiplexing).
 
 // A pure layer: any `unsafe` the engine needs lives in engine/ (or ffi/), never here.
 #![forbid(unsafe_code)]
@@ -28,7 +29,10 @@ pub use ice::{
 };
 /// The candidate type of `a=candidate` lines, as the ICE agent reads and writes them.
 pub use is::Candidate;
-pub use transport::{IceDtlsParams, IceParams};
+pub use transport::{
+    IceDtlsParams, IceDtlsTransport, IceParams, Route, TransportDtlsState, TransportEvent,
+    TransportFailure, TransportIceState, TransportStats,
+};
 
 use crate::rtp::packet::{classify_muxed, MuxedKind};
 

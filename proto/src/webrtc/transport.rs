@@ -4,9 +4,18 @@
 //! `CoreConfig::ice_dtls` and runs the agent and the handshake itself, keying its SRTP from the
 //! handshake.
 
+use std::collections::VecDeque;
+use std::fmt;
 use std::net::SocketAddr;
+use std::time::Instant;
 
-use super::{Candidate, DtlsIdentity, IceConfig};
+use super::{
+    demux, Candidate, Demux, DtlsEndpoint, DtlsError, DtlsEvent, DtlsIdentity, IceAgent, IceConfig,
+    IceCounters, IceEvent, IceInput, IceState, SelectedPair,
+};
+use crate::rtp::packet::MuxedKind;
+use crate::rtp::srtp::SrtpKeys;
+use crate::rtp::stream::same_endpoint;
 use crate::sdp::{Fingerprint, IceCredentials};
 
 /// DTLS-SRTP settings of one transport, and its ICE settings when ICE was negotiated.
@@ -37,4 +46,491 @@ pub struct IceParams {
     pub remote_credentials: IceCredentials,
     /// The peer's candidates known at set-up (more may trickle in later).
     pub remote_candidates: Vec<Candidate>,
+}
+
+/// The most authenticated STUN sources remembered as places DTLS may come from.
+const MAX_VALIDATED: usize = 16;
+/// The most datagrams queued for the caller between two drains (checks and flights are few).
+const MAX_QUEUED: usize = 256;
+
+/// What the transport did with a datagram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// Protected RTP or RTCP from the selected remote, with keys in place: the caller's SRTP
+    /// path takes it.
+    Media(MuxedKind),
+    /// STUN or DTLS, taken; or something dropped and counted.
+    Done,
+}
+
+/// Why a transport stopped for good: the stream must end (no media is sent any more).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TransportFailure {
+    /// The DTLS handshake failed (a certificate not matching the SDP fingerprint, a fatal
+    /// alert, the handshake timed out).
+    Dtls(DtlsError),
+    /// The peer closed the DTLS association (`close_notify`).
+    DtlsClosed,
+    /// RFC 7675: the peer stopped answering consent checks for 30 s.
+    ConsentExpired,
+}
+
+impl fmt::Display for TransportFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TransportFailure::Dtls(e) => e.fmt(f),
+            TransportFailure::DtlsClosed => f.write_str("the peer closed DTLS"),
+            TransportFailure::ConsentExpired => f.write_str("ICE consent expired"),
+        }
+    }
+}
+
+/// What the stream core hears from its transport.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TransportEvent {
+    /// The handshake is done: key SRTP with these.
+    Keys(SrtpKeys),
+    /// The transport is dead; see [`TransportFailure`].
+    Failed(TransportFailure),
+}
+
+/// ICE's state as the stream's statistics carry it (`StreamStats::ice_state`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(u32)]
+pub enum TransportIceState {
+    /// No ICE on this stream.
+    #[default]
+    Off = 0,
+    New = 1,
+    Checking = 2,
+    Connected = 3,
+    Disconnected = 4,
+    /// Consent expired (RFC 7675): the stream ended.
+    ConsentExpired = 5,
+}
+
+/// DTLS's state as the stream's statistics carry it (`StreamStats::dtls_state`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(u32)]
+pub enum TransportDtlsState {
+    /// No DTLS on this stream.
+    #[default]
+    Off = 0,
+    /// Waiting: for ICE (a client), for the ClientHello (a server).
+    New = 1,
+    Connecting = 2,
+    /// Keys exported, SRTP keyed.
+    Connected = 3,
+    Failed = 4,
+    /// Closed: by the peer's `close_notify` (the stream ended), or by our own close.
+    Closed = 5,
+}
+
+/// What a transport counted, for the stream's statistics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TransportStats {
+    pub ice_state: TransportIceState,
+    pub dtls_state: TransportDtlsState,
+    /// The ICE-selected pair (`None` before selection and without ICE).
+    pub selected: Option<SelectedPair>,
+    /// Where media goes now ([`IceDtlsTransport::media_remote`]).
+    pub remote: Option<SocketAddr>,
+    /// STUN messages the agent took, could not read, refused (wrong credentials, bad
+    /// integrity); STUN on a stream without ICE counts as refused.
+    pub stun: IceCounters,
+    /// DTLS records dropped: from a source no check validated, or with no handshake to take
+    /// them (over, failed).
+    pub dtls_dropped: u64,
+    /// Datagrams dropped on arrival: RTP/RTCP before the keys or from another source than
+    /// the selected remote, and anything RFC 7983 does not name (ZRTP, TURN channels, junk).
+    pub dropped: u64,
+}
+
+/// ICE (when negotiated) and DTLS-SRTP on one stream's socket, as one sans-IO object: the
+/// stream core owns one per stream (later one per BUNDLE group, above several cores).
+///
+/// Inputs: [`IceDtlsTransport::handle_datagram`] (every datagram of the socket; STUN and
+/// DTLS are taken, media is handed back once keyed), [`IceDtlsTransport::handle_timeout`],
+/// [`IceDtlsTransport::add_remote_candidate`]. Outputs, drained after every input:
+/// [`IceDtlsTransport::poll_transmit`], [`IceDtlsTransport::poll_event`], then
+/// [`IceDtlsTransport::poll_timeout`]. Where media goes and whether it may leave:
+/// [`IceDtlsTransport::media_remote`], [`IceDtlsTransport::may_send_media`].
+pub struct IceDtlsTransport {
+    ice: Option<IceAgent>,
+    /// The host addresses STUN arrives at (the destination the agent is told).
+    locals: Vec<SocketAddr>,
+    /// Sources that passed an authenticated STUN exchange: DTLS may come from them.
+    validated: Vec<SocketAddr>,
+    dtls: Option<DtlsEndpoint>,
+    identity: DtlsIdentity,
+    remote_fingerprints: Vec<Fingerprint>,
+    client: bool,
+    /// Without ICE: the peer (the SDP's address, or the first DTLS source when latching).
+    peer: SocketAddr,
+    may_latch: bool,
+    /// With ICE: where the peer's DTLS last came from, for replies before a pair is selected.
+    dtls_peer: Option<SocketAddr>,
+    keyed: bool,
+    failed: bool,
+    /// [`IceDtlsTransport::close`] was called.
+    closing: bool,
+    events: VecDeque<TransportEvent>,
+    transmits: VecDeque<(SocketAddr, Vec<u8>)>,
+    stats: TransportStats,
+}
+
+impl fmt::Debug for IceDtlsTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IceDtlsTransport")
+            .field("stats", &self.stats)
+            .field("keyed", &self.keyed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IceDtlsTransport {
+    /// A transport starting at `now`. `remote` is the address the peer's SDP gave (used
+    /// without ICE; `latch`: the first DTLS source replaces it, as symmetric RTP does). A DTLS
+    /// server waits for the ClientHello from the start; a client sends it once ICE has a
+    /// valid pair (at once without ICE).
+    pub fn new(params: &IceDtlsParams, remote: SocketAddr, latch: bool, now: Instant) -> Self {
+        let mut t = IceDtlsTransport {
+            ice: None,
+            locals: Vec::new(),
+            validated: Vec::new(),
+            dtls: None,
+            identity: params.identity.clone(),
+            remote_fingerprints: params.remote_fingerprints.clone(),
+            client: params.dtls_client,
+            peer: remote,
+            may_latch: latch,
+            dtls_peer: None,
+            keyed: false,
+            failed: false,
+            closing: false,
+            events: VecDeque::new(),
+            transmits: VecDeque::new(),
+            stats: TransportStats {
+                dtls_state: TransportDtlsState::New,
+                ..TransportStats::default()
+            },
+        };
+        if let Some(p) = &params.ice {
+            let mut agent = IceAgent::new(p.config.clone());
+            for &addr in &p.host_candidates {
+                agent.add_host_candidate(addr);
+                t.locals.push(addr);
+            }
+            for &(addr, base) in &p.srflx_candidates {
+                agent.add_srflx_candidate(addr, base);
+                if !t.locals.contains(&base) {
+                    t.locals.push(base);
+                }
+            }
+            agent.set_remote(&p.remote_credentials, &p.remote_candidates);
+            agent.handle_timeout(now);
+            t.stats.ice_state = TransportIceState::New;
+            t.ice = Some(agent);
+        }
+        if !t.client {
+            t.start_dtls(now);
+        }
+        t.drive(now);
+        t
+    }
+
+    /// One more remote candidate (trickle); ignored without ICE.
+    pub fn add_remote_candidate(&mut self, now: Instant, candidate: Candidate) {
+        if let Some(ice) = self.ice.as_mut() {
+            ice.add_remote_candidate(candidate);
+            self.drive(now);
+        }
+    }
+
+    /// A new remote address from the peer's SDP (a re-offer); ICE ignores it.
+    pub fn set_remote(&mut self, remote: SocketAddr) {
+        if self.ice.is_none() {
+            self.peer = remote;
+        }
+    }
+
+    /// A datagram from `from` on the stream's socket. Never panics, whatever the bytes.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) -> Route {
+        if self.failed || self.closing {
+            self.stats.dropped += 1;
+            return Route::Done;
+        }
+        match demux(data) {
+            Demux::Stun => {
+                let local = self.local_for(from);
+                match self.ice.as_mut() {
+                    Some(ice) => {
+                        if ice.handle_input(now, from, local, data) == IceInput::Accepted
+                            && !self.validated.contains(&from)
+                        {
+                            if self.validated.len() == MAX_VALIDATED {
+                                self.validated.remove(0);
+                            }
+                            self.validated.push(from);
+                        }
+                    }
+                    None => self.stats.stun.refused += 1,
+                }
+            }
+            Demux::Dtls => {
+                if !self.dtls_source_ok(from) {
+                    self.stats.dtls_dropped += 1;
+                    return Route::Done;
+                }
+                self.dtls_peer = Some(from);
+                match self.dtls.as_mut() {
+                    Some(d) => {
+                        d.handle_input(now, data);
+                        if self.stats.dtls_state == TransportDtlsState::New {
+                            self.stats.dtls_state = TransportDtlsState::Connecting;
+                        }
+                    }
+                    None => self.stats.dtls_dropped += 1,
+                }
+            }
+            Demux::Rtp(kind) => {
+                if self.keyed && self.media_remote().is_some_and(|r| same_endpoint(r, from)) {
+                    return Route::Media(kind);
+                }
+                self.stats.dropped += 1;
+                return Route::Done;
+            }
+            Demux::Other => {
+                self.stats.dropped += 1;
+                return Route::Done;
+            }
+        }
+        self.drive(now);
+        Route::Done
+    }
+
+    /// Runs the agent's and the handshake's timers.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.failed || self.closing {
+            return;
+        }
+        if let Some(ice) = self.ice.as_mut() {
+            ice.handle_timeout(now);
+        }
+        if let Some(d) = self.dtls.as_mut() {
+            d.handle_timeout(now);
+        }
+        self.drive(now);
+    }
+
+    /// Ends the transport with the stream: a connected DTLS association sends `close_notify`
+    /// (drain [`IceDtlsTransport::poll_transmit`]); media that is still queued may leave
+    /// first. Nothing is taken or timed afterwards, and no event follows.
+    pub fn close(&mut self, now: Instant) {
+        if self.failed {
+            return;
+        }
+        let target = self.dtls_target();
+        if let Some(d) = self.dtls.as_mut() {
+            d.close(now);
+            while let Some(bytes) = d.poll_transmit() {
+                if let (Some(to), true) = (target, self.transmits.len() < MAX_QUEUED) {
+                    self.transmits.push_back((to, bytes));
+                }
+            }
+            if self.keyed {
+                self.stats.dtls_state = TransportDtlsState::Closed;
+            }
+        }
+        // Quiet from now on, but media already made may still go out under the keys.
+        self.closing = true;
+    }
+
+    /// When to call [`IceDtlsTransport::handle_timeout`] next; `None` once failed.
+    #[must_use]
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        if self.failed || self.closing {
+            return None;
+        }
+        let ice = self.ice.as_mut().and_then(IceAgent::poll_timeout);
+        let dtls = self.dtls.as_ref().and_then(DtlsEndpoint::poll_timeout);
+        match (ice, dtls) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// A STUN or DTLS datagram to send, with its destination (from the stream's one socket).
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
+        self.transmits.pop_front()
+    }
+
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<TransportEvent> {
+        self.events.pop_front()
+    }
+
+    /// Where media goes: with ICE the selected pair's remote, or until the controlling side's
+    /// nomination reaches us the validated address the handshake came from; without ICE the
+    /// peer.
+    pub fn media_remote(&self) -> Option<SocketAddr> {
+        match &self.ice {
+            Some(ice) => ice.selected().map(|p| p.remote).or(self.dtls_peer),
+            None => Some(self.peer),
+        }
+    }
+
+    /// Whether media may leave now: keys are in place, the transport has not failed, and with
+    /// ICE consent holds on the selected pair (or no pair is selected yet and the handshake
+    /// came over a validated one).
+    pub fn may_send_media(&self) -> bool {
+        self.keyed
+            && !self.failed
+            && match &self.ice {
+                None => true,
+                Some(ice) if ice.selected().is_some() => ice.may_send(),
+                Some(_) => self.dtls_peer.is_some(),
+            }
+    }
+
+    pub fn stats(&self) -> TransportStats {
+        let mut s = self.stats;
+        s.remote = self.media_remote();
+        if let Some(ice) = &self.ice {
+            s.stun = ice.counters();
+            s.selected = ice.selected();
+        }
+        s
+    }
+
+    /// Our address for STUN from `from`: the first local address of its family.
+    fn local_for(&self, from: SocketAddr) -> SocketAddr {
+        self.locals
+            .iter()
+            .copied()
+            .find(|l| l.is_ipv4() == from.is_ipv4())
+            .or_else(|| self.locals.first().copied())
+            .unwrap_or(from)
+    }
+
+    /// Whether DTLS from `from` is the peer's: a source an authenticated check came from
+    /// (ICE), the SDP's address or the first source when latching (no ICE).
+    fn dtls_source_ok(&mut self, from: SocketAddr) -> bool {
+        match &self.ice {
+            Some(ice) => {
+                self.validated.iter().any(|&v| same_endpoint(v, from))
+                    || ice
+                        .selected()
+                        .is_some_and(|p| same_endpoint(p.remote, from))
+            }
+            None if same_endpoint(self.peer, from) => true,
+            None if self.may_latch => {
+                self.may_latch = false;
+                self.set_remote(from);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Where DTLS records go: the selected remote, else where the peer's DTLS came from, else
+    /// the last source an authenticated check came from.
+    fn dtls_target(&self) -> Option<SocketAddr> {
+        match &self.ice {
+            Some(ice) => ice
+                .selected()
+                .map(|p| p.remote)
+                .or(self.dtls_peer)
+                .or(self.validated.last().copied()),
+            None => Some(self.peer),
+        }
+    }
+
+    fn start_dtls(&mut self, now: Instant) {
+        self.dtls = Some(DtlsEndpoint::new(
+            &self.identity,
+            self.client,
+            &self.remote_fingerprints,
+            now,
+        ));
+        if self.client {
+            self.stats.dtls_state = TransportDtlsState::Connecting;
+        }
+    }
+
+    /// Moves the agent's and the endpoint's outputs into ours; starts the client when ICE has
+    /// a pair.
+    fn drive(&mut self, now: Instant) {
+        let mut consent_lost = false;
+        if let Some(ice) = self.ice.as_mut() {
+            while let Some(t) = ice.poll_transmit() {
+                if self.transmits.len() < MAX_QUEUED {
+                    self.transmits.push_back((t.destination, t.payload));
+                }
+            }
+            while let Some(e) = ice.poll_event() {
+                match e {
+                    IceEvent::State(s) => {
+                        self.stats.ice_state = match s {
+                            IceState::New => TransportIceState::New,
+                            IceState::Checking => TransportIceState::Checking,
+                            IceState::Connected => TransportIceState::Connected,
+                            IceState::Disconnected => TransportIceState::Disconnected,
+                        };
+                    }
+                    IceEvent::Selected(_) => {}
+                    IceEvent::ConsentExpired => consent_lost = true,
+                }
+            }
+        }
+        if consent_lost {
+            self.stats.ice_state = TransportIceState::ConsentExpired;
+            return self.fail(TransportFailure::ConsentExpired);
+        }
+        // A client starts once ICE has a pair, or a valid one: an authenticated check from the
+        // peer (a controlled agent, lite above all, may hear of the nomination only later).
+        if self.client && self.dtls.is_none() && self.dtls_target().is_some() {
+            self.start_dtls(now);
+        }
+        let target = self.dtls_target();
+        let Some(d) = self.dtls.as_mut() else { return };
+        let mut failure = None;
+        while let Some(e) = d.poll_event() {
+            match e {
+                DtlsEvent::Connected(keys) => {
+                    self.keyed = true;
+                    self.stats.dtls_state = TransportDtlsState::Connected;
+                    self.events.push_back(TransportEvent::Keys(keys));
+                }
+                DtlsEvent::Failed(e) => {
+                    self.stats.dtls_state = TransportDtlsState::Failed;
+                    failure = Some(TransportFailure::Dtls(e));
+                }
+                DtlsEvent::Closed => {
+                    self.stats.dtls_state = TransportDtlsState::Closed;
+                    failure = Some(TransportFailure::DtlsClosed);
+                }
+            }
+        }
+        while let Some(bytes) = d.poll_transmit() {
+            match target {
+                Some(to) if self.transmits.len() < MAX_QUEUED => {
+                    self.transmits.push_back((to, bytes));
+                }
+                // Nowhere to send it yet: DTLS retransmits its flight.
+                _ => self.stats.dtls_dropped += 1,
+            }
+        }
+        if let Some(f) = failure {
+            self.fail(f);
+        }
+    }
+
+    fn fail(&mut self, failure: TransportFailure) {
+        if !self.failed {
+            self.failed = true;
+            self.events.push_back(TransportEvent::Failed(failure));
+        }
+    }
 }

@@ -67,6 +67,16 @@ impl SipCore {
         {
             return self.dial_refused(&req, 500, "a call with this id exists");
         }
+        if self.cfg.dtls_srtp == crate::DtlsSrtpPolicy::Mandatory
+            && self.host.dtls_fingerprint().is_none()
+        {
+            // A mandatory policy never offers a call in the clear.
+            return self.dial_refused(
+                &req,
+                500,
+                "DTLS-SRTP is mandatory and there is no certificate",
+            );
+        }
         let video = req.video && self.with_video;
         let r = match self.host.reserve(video) {
             Ok(r) => r,
@@ -94,6 +104,7 @@ impl SipCore {
         oc.local.video_cc_only = self.cfg.resilience.congestion.feedback_only;
         oc.local.srtp = self.cfg.srtp;
         oc.local.srtp_suites = self.cfg.srtp_suites.clone();
+        self.transport_policy(&mut oc.local);
         let offer = build_offer(&oc);
         let answer_cfg = self.answer_config(r.audio_port, r.video_port.unwrap_or(0));
         let no = self.new_call_no();

@@ -157,6 +157,11 @@ pub trait MediaHost: Send {
     ) -> Result<(), MediaError>;
     /// Ends a running session's video stream; the session goes on with audio.
     fn remove_video(&mut self, session: SessionId);
+    /// The fingerprint of the DTLS certificate our streams present, written in our SDP;
+    /// `None` when the host runs no DTLS-SRTP (the SDP then offers and accepts none).
+    fn dtls_fingerprint(&self) -> Option<crate::sdp::Fingerprint> {
+        None
+    }
 }
 
 /// How the engine host configures streams: the backend's media settings.
@@ -171,6 +176,8 @@ struct StreamSettings {
     resilience: ResilienceConfig,
     cname: String,
     audio_sample_rate: AppRate,
+    /// The backend's DTLS certificate, when DTLS-SRTP is on: every stream presents it.
+    dtls_identity: Option<crate::webrtc::DtlsIdentity>,
 }
 
 /// A session to close (with its reason; only its video when `None`). Its ports go back to the
@@ -245,6 +252,7 @@ impl EngineHost {
         cfg: &SipBackendConfig,
         cname: String,
         notify: Option<StartNotifier>,
+        dtls_identity: Option<crate::webrtc::DtlsIdentity>,
     ) -> EngineHost {
         let (tx, rx) = unbounded::<Reap>();
         let e = engine.clone();
@@ -305,6 +313,7 @@ impl EngineHost {
                 resilience: cfg.resilience.clone(),
                 cname,
                 audio_sample_rate: cfg.audio_sample_rate,
+                dtls_identity,
             },
             next_id: 0,
             reserved: HashMap::new(),
@@ -349,10 +358,15 @@ impl EngineHost {
         }
     }
 
-    fn audio_stream(&self, neg: &Negotiation, local: SocketAddr) -> StreamConfig {
+    fn audio_stream(
+        &self,
+        neg: &Negotiation,
+        local: SocketAddr,
+    ) -> Result<StreamConfig, MediaError> {
         let a = &neg.audio;
         let r = &self.settings.resilience;
-        r.stream(StreamConfig {
+        let ice_dtls = self.ice_dtls(a.transport.as_ref())?;
+        Ok(r.stream(StreamConfig {
             media: MediaParams::Audio(r.audio(AudioParams {
                 payload_type: a.pt,
                 clock_rate: a.clock_rate,
@@ -371,12 +385,20 @@ impl EngineHost {
             cname: self.settings.cname.clone(),
             session: SessionId::nil(),
             srtp: a.srtp.clone(),
+            ice_dtls,
             ..Default::default()
-        })
+        }))
     }
 
-    fn video_stream(&self, neg: &Negotiation, local: SocketAddr) -> Option<StreamConfig> {
-        let v = neg.video.as_ref()?;
+    fn video_stream(
+        &self,
+        neg: &Negotiation,
+        local: SocketAddr,
+    ) -> Result<Option<StreamConfig>, MediaError> {
+        let Some(v) = neg.video.as_ref() else {
+            return Ok(None);
+        };
+        let ice_dtls = self.ice_dtls(v.transport.as_ref())?;
         let r = &self.settings.resilience;
         // NACKs only to a peer that said it takes them, RTX only on the payload type agreed.
         let params = r.video(
@@ -405,7 +427,7 @@ impl EngineHost {
                 ..FecConfig::default()
             }),
         );
-        Some(r.stream(StreamConfig {
+        Ok(Some(r.stream(StreamConfig {
             media: MediaParams::Video(params),
             local_addr: local,
             remote_addr: v.remote,
@@ -416,8 +438,9 @@ impl EngineHost {
             cname: self.settings.cname.clone(),
             session: SessionId::nil(),
             srtp: v.srtp.clone(),
+            ice_dtls,
             ..Default::default()
-        }))
+        })))
     }
 }
 
@@ -465,7 +488,7 @@ impl MediaHost for EngineHost {
             .ok_or_else(|| MediaError::unavailable("video ports were released"))?;
         let sockets = video.ok_or_else(|| MediaError::unavailable("no video port reserved"))?;
         let cfg = self
-            .video_stream(negotiation, sockets.local_addr())
+            .video_stream(negotiation, sockets.local_addr())?
             .ok_or_else(|| MediaError::unavailable("no video agreed"))?;
         self.engine
             .add_video(session, cfg, sockets, video_metadata)
@@ -475,6 +498,10 @@ impl MediaHost for EngineHost {
 
     fn remove_video(&mut self, session: SessionId) {
         self.reap(session, None);
+    }
+
+    fn dtls_fingerprint(&self) -> Option<crate::sdp::Fingerprint> {
+        Some(self.settings.dtls_identity.as_ref()?.fingerprint().clone())
     }
 
     fn release(&mut self, reservation: ReservationId) {
@@ -545,10 +572,10 @@ impl EngineHost {
             .ok_or_else(|| MediaError::unavailable("media ports were released"))?;
         let audio = audio.ok_or_else(|| MediaError::unavailable("no audio port reserved"))?;
         let neg = &start.negotiation;
-        let audio_cfg = self.audio_stream(neg, audio.local_addr());
+        let audio_cfg = self.audio_stream(neg, audio.local_addr())?;
         let (video_cfg, video_sockets) = match (video, &neg.video) {
             (Some(sockets), Some(_)) => {
-                (self.video_stream(neg, sockets.local_addr()), Some(sockets))
+                (self.video_stream(neg, sockets.local_addr())?, Some(sockets))
             }
             // Video reserved but not agreed: its ports go back now.
             _ => (None, None),
@@ -572,6 +599,25 @@ impl EngineHost {
             spec,
             bound,
         })
+    }
+
+    /// What a stream that agreed to DTLS-SRTP (and ICE) runs with: the negotiated transport
+    /// and the backend's certificate. Without a certificate (DTLS-SRTP off in this backend's
+    /// configuration, so never offered) such a stream is refused rather than run in the clear.
+    fn ice_dtls(
+        &self,
+        transport: Option<&crate::sdp::NegotiatedTransport>,
+    ) -> Result<Option<crate::webrtc::IceDtlsParams>, MediaError> {
+        let Some(t) = transport else {
+            return Ok(None);
+        };
+        match &self.settings.dtls_identity {
+            Some(identity) => Ok(Some(t.params(identity))),
+            None => Err(MediaError {
+                status: 488,
+                reason: "DTLS-SRTP agreed without a certificate".into(),
+            }),
+        }
     }
 
     /// Closes a session (`reason`) or only its video (`None`) on the reaper thread, inline

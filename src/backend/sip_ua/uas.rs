@@ -81,7 +81,21 @@ impl SipCore {
         a.local.video_cc_only = self.cfg.resilience.congestion.feedback_only;
         a.local.srtp = self.cfg.srtp;
         a.local.srtp_suites = self.cfg.srtp_suites.clone();
+        self.transport_policy(&mut a.local);
         a
+    }
+
+    /// DTLS-SRTP and ICE in our offers and answers: the backend's policies, the host's
+    /// certificate fingerprint. Without one (a host that runs no DTLS), no fingerprint is
+    /// offered and a mandatory policy refuses every call rather than run it in the clear.
+    pub(super) fn transport_policy(&self, local: &mut crate::sdp::LocalMedia) {
+        local.dtls_srtp = self.cfg.dtls_srtp;
+        local.dtls_fingerprint = self.host.dtls_fingerprint();
+        local.ice = if self.cfg.ice {
+            crate::sdp::IcePolicy::On
+        } else {
+            crate::sdp::IcePolicy::Off
+        };
     }
 
     /// Checks digest credentials when users are configured: `Ok` to go on, `Err` with the

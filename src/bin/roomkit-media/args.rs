@@ -13,7 +13,7 @@ use clap::Args;
 use roomkit_media::backend::{
     CongestionConfig, FecConfig, NackConfig, PacerConfig, ResilienceConfig,
 };
-use roomkit_media::{SrtpKey, SrtpKeys, SrtpPolicy, SrtpSuite};
+use roomkit_media::{DtlsSrtpPolicy, SrtpKey, SrtpKeys, SrtpPolicy, SrtpSuite};
 use zeroize::Zeroizing;
 
 /// Resolves `HOST:PORT` (numeric or a name such as `localhost`) to its first address.
@@ -200,6 +200,28 @@ pub struct SipMediaArgs {
     pub srtp_suites: Option<SrtpSuites>,
     #[command(flatten)]
     pub cc: CcArgs,
+    /// DTLS-SRTP (keys from a DTLS handshake on the media socket, checked against the peer's
+    /// SDP fingerprint): off, optional (offer our fingerprint beside what --srtp offers; take
+    /// DTLS-SRTP when the peer's offer has a fingerprint) or mandatory (UDP/TLS/RTP/SAVPF
+    /// only; an offer without a fingerprint is refused with 488).
+    #[arg(long, value_name = "off|optional|mandatory", default_value = "off",
+          value_parser = dtls_srtp_policy)]
+    pub dtls_srtp: DtlsSrtpPolicy,
+    /// ICE on DTLS-SRTP streams (with --dtls-srtp optional or mandatory): offer and answer ICE
+    /// credentials and our host candidate, and run connectivity checks with a peer that has
+    /// ICE too. No BUNDLE: each stream has its own port.
+    #[arg(long)]
+    pub ice: bool,
+    /// A STUN server for server-reflexive candidates (accepted, not queried yet: only host
+    /// candidates are offered).
+    #[arg(long, value_name = "HOST:PORT", value_parser = resolve)]
+    pub stun: Option<SocketAddr>,
+}
+
+/// `--dtls-srtp off|optional|mandatory`.
+fn dtls_srtp_policy(name: &str) -> Result<DtlsSrtpPolicy, String> {
+    DtlsSrtpPolicy::from_name(name)
+        .ok_or_else(|| format!("{name:?}: expected off, optional or mandatory"))
 }
 
 /// The `--srtp-suites` list, in order.

@@ -222,6 +222,9 @@ pub fn run(args: &CallArgs) -> Result<ExitCode, Failure> {
         resilience,
         srtp: args.media.srtp,
         srtp_suites: args.media.srtp_suites(),
+        ice: args.media.ice,
+        dtls_srtp: args.media.dtls_srtp,
+        stun_server: args.media.stun,
         tls: SipTlsConfig {
             ca: args.tls_ca.clone(),
             verify: !args.tls_no_verify,
@@ -338,6 +341,9 @@ pub fn run(args: &CallArgs) -> Result<ExitCode, Failure> {
         std::thread::sleep(Duration::from_millis(2));
     }
     let stats = be.stats(call).ok();
+    // Read again before hanging up: a DTLS-SRTP stream has its suite once its handshake is
+    // done, after the answer.
+    let session = be.get_session(call).or(session);
     let byes = be.sip_stats().byes_answered;
     let hung_up_here = be.hangup(call).is_ok();
     let deadline = Instant::now() + Duration::from_secs(4);

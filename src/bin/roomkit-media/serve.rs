@@ -399,6 +399,9 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode, crate::Failure> {
         resilience,
         srtp: args.media.srtp,
         srtp_suites: args.media.srtp_suites(),
+        ice: args.media.ice,
+        dtls_srtp: args.media.dtls_srtp,
+        stun_server: args.media.stun,
         ..SipBackendConfig::default()
     };
     cfg.stream_timeouts.keepalive = Duration::from_secs(u64::from(args.sip_keepalive));

@@ -67,6 +67,7 @@ use super::srtp::{SrtpError, SrtpKeys, SrtpSession, SrtpSuite};
 use super::stats::StreamStats;
 use crate::error::{Error, Result};
 use crate::frame::{AudioFrame, DtmfEvent, VideoFrame};
+use crate::webrtc::{Candidate, IceDtlsTransport, Route, TransportEvent, TransportFailure};
 
 mod congestion;
 mod fec;
@@ -106,6 +107,10 @@ pub enum StreamEvent {
     /// Congestion control moved its estimate by more than 5 % since it last said: the bitrate
     /// the application should now send at (bits per second), and why it changed.
     TargetBitrate { bps: u64, reason: RateReason },
+    /// The DTLS-SRTP transport failed for good (a handshake that failed, the peer's
+    /// `close_notify`, ICE consent expired): no media leaves any more and the stream is over
+    /// (closed, without BYE: there are no keys to protect one, or no path to carry it).
+    TransportFailed(TransportFailure),
 }
 
 /// Whether a datagram to send is RTP or RTCP (without rtcp-mux they leave from different
@@ -154,7 +159,7 @@ fn queue_rtp(
 }
 
 /// Two addresses are the same endpoint, treating IPv4 and IPv4-mapped IPv6 as equal.
-fn same_endpoint(a: SocketAddr, b: SocketAddr) -> bool {
+pub(crate) fn same_endpoint(a: SocketAddr, b: SocketAddr) -> bool {
     let norm = |ip: IpAddr| match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
@@ -206,6 +211,11 @@ pub struct StreamCore {
     srtp: Option<Box<SrtpSession>>,
     /// Congestion control, when configured (video only).
     cc: Option<Box<Congestion>>,
+    /// ICE and DTLS-SRTP, when configured (`CoreConfig::ice_dtls`): STUN and DTLS go to it,
+    /// media waits for its keys and follows its selected remote.
+    transport: Option<Box<IceDtlsTransport>>,
+    /// The transport's next timeout, as of its last input (its agent's poll needs `&mut`).
+    transport_timeout: Option<Instant>,
 }
 
 impl std::fmt::Debug for StreamCore {
@@ -260,6 +270,25 @@ impl StreamCore {
             }
         }
         let interval = RtcpInterval::new(cfg.rtcp_interval, now, &mut rng);
+        let transport =
+            match &cfg.ice_dtls {
+                None => None,
+                Some(_) if !cfg.rtcp_mux => return Err(Error::InvalidArgument(
+                    "DTLS-SRTP (ice_dtls) needs rtcp-mux: STUN, DTLS, RTP and RTCP share one port"
+                        .into(),
+                )),
+                Some(_) if cfg.srtp.is_some() => {
+                    return Err(Error::InvalidArgument(
+                        "DTLS-SRTP (ice_dtls) makes its own SRTP keys: srtp must be None".into(),
+                    ))
+                }
+                Some(p) => Some(Box::new(IceDtlsTransport::new(
+                    p,
+                    cfg.remote_rtp,
+                    cfg.source_policy == SourcePolicy::LatchFirst,
+                    now,
+                ))),
+            };
         let srtp = match &cfg.srtp {
             Some(keys) => Some(Box::new(
                 SrtpSession::new(keys).map_err(|e| Error::InvalidArgument(e.to_string()))?,
@@ -309,7 +338,16 @@ impl StreamCore {
             stats: StreamStats::default(),
             srtp,
             cc,
-        })
+            transport,
+            transport_timeout: None,
+        }
+        .with_transport_started(now))
+    }
+
+    /// Takes what the transport did at creation (a client's ClientHello without ICE).
+    fn with_transport_started(mut self, now: Instant) -> Self {
+        self.pump_transport(now);
+        self
     }
 
     // ---- accessors -------------------------------------------------------------------------
@@ -406,6 +444,18 @@ impl StreamCore {
             s.cc_feedback_sent = cc.feedback_sent;
             s.cc_feedback_received = cc.feedback_received;
         }
+        if let Some(t) = &self.transport {
+            let ts = t.stats();
+            s.ice_state = ts.ice_state as u32;
+            s.dtls_state = ts.dtls_state as u32;
+            s.ice_local = ts.selected.map(|p| p.local);
+            s.ice_remote = ts.remote;
+            s.stun_accepted = ts.stun.accepted;
+            s.stun_malformed = ts.stun.malformed;
+            s.stun_refused = ts.stun.refused;
+            s.dtls_dropped = ts.dtls_dropped;
+            s.transport_dropped = ts.dropped;
+        }
         s
     }
 
@@ -420,6 +470,42 @@ impl StreamCore {
     /// packet the core makes (media, RTX, paced, retransmitted, RTCP) leaves through here.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        // STUN and DTLS first, as they are (never SRTP); on the way out the BYE goes before
+        // DTLS's close_notify.
+        if !self.closed {
+            if let Some(t) = self.poll_transport_transmit() {
+                return Some(t);
+            }
+        }
+        if let Some(t) = self.poll_media_transmit() {
+            return Some(t);
+        }
+        self.poll_transport_transmit()
+    }
+
+    /// The transport's next STUN or DTLS datagram (from the muxed socket).
+    fn poll_transport_transmit(&mut self) -> Option<Transmit> {
+        let (dest, contents) = self.transport.as_mut()?.poll_transmit()?;
+        Some(Transmit {
+            dest,
+            kind: TransmitKind::Rtp,
+            contents,
+        })
+    }
+
+    /// The next RTP or RTCP datagram, protected on a secured stream.
+    fn poll_media_transmit(&mut self) -> Option<Transmit> {
+        if let Some(tr) = self.transport.as_ref() {
+            if !tr.may_send_media() || self.srtp.is_none() {
+                // No keys yet (or no consent): what the core made never leaves, least of all
+                // in the clear.
+                while let Some(t) = self.transmits.pop_front() {
+                    self.stats.media_dropped_unkeyed += 1;
+                    self.recycle(t.contents);
+                }
+                return None;
+            }
+        }
         loop {
             let mut t = self.transmits.pop_front()?;
             let Some(srtp) = self.srtp.as_mut() else {
@@ -471,6 +557,9 @@ impl StreamCore {
             return None;
         }
         let mut t = self.interval.next_due();
+        if let Some(d) = self.transport_timeout {
+            t = t.min(d);
+        }
         let mut consider = |d: Option<Instant>| {
             if let Some(d) = d {
                 t = t.min(d);
@@ -520,6 +609,17 @@ impl StreamCore {
         data: &[u8],
         on_rtcp_socket: bool,
     ) {
+        if let Some(tr) = self.transport.as_mut() {
+            if self.closed {
+                return;
+            }
+            match tr.handle_datagram(now, from, data) {
+                Route::Media(MuxedKind::Rtcp) => self.handle_rtcp(now, from, data),
+                Route::Media(_) => self.handle_rtp(now, from, data),
+                Route::Done => self.pump_transport(now),
+            }
+            return;
+        }
         if on_rtcp_socket || classify_muxed(data) == MuxedKind::Rtcp {
             self.handle_rtcp(now, from, data);
         } else {
@@ -529,7 +629,7 @@ impl StreamCore {
 
     /// An RTCP compound (SRTCP on a secured stream) that arrived at `now` from `from`.
     pub fn handle_rtcp(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
-        if self.closed {
+        if self.closed || self.unkeyed() {
             return;
         }
         match self.srtp.as_mut().map(|s| s.unprotect_rtcp(data, now)) {
@@ -626,6 +726,15 @@ impl StreamCore {
         if self.closed {
             return;
         }
+        if let Some(tr) = self.transport.as_mut() {
+            if self.transport_timeout.is_some_and(|t| t <= now) {
+                tr.handle_timeout(now);
+                self.pump_transport(now);
+                if self.closed {
+                    return;
+                }
+            }
+        }
         let probe = self
             .video_out
             .as_mut()
@@ -678,6 +787,87 @@ impl StreamCore {
     pub fn set_remote(&mut self, rtp: SocketAddr, rtcp: SocketAddr) {
         self.remotes.rtp = rtp;
         self.remotes.rtcp = rtcp;
+        if let Some(tr) = self.transport.as_mut() {
+            // Without ICE the transport's peer moves; with ICE the selected pair rules.
+            tr.set_remote(rtp);
+            if let Some(r) = tr.media_remote() {
+                self.remotes.rtp = r;
+                self.remotes.rtcp = r;
+            }
+        }
+    }
+
+    /// One more remote ICE candidate (trickle, RFC 8838), at `now`; ignored without ICE.
+    pub fn add_remote_candidate(&mut self, now: Instant, candidate: Candidate) {
+        if self.closed {
+            return;
+        }
+        if let Some(tr) = self.transport.as_mut() {
+            tr.add_remote_candidate(now, candidate);
+            self.pump_transport(now);
+        }
+    }
+
+    /// The DTLS-SRTP transport's state and counters, when the stream has one (also in
+    /// [`Self::stats`]).
+    pub fn transport_stats(&self) -> Option<crate::webrtc::TransportStats> {
+        self.transport.as_ref().map(|t| t.stats())
+    }
+
+    /// On a DTLS-SRTP stream: true until the handshake keyed SRTP (nothing may be taken in
+    /// plain before that).
+    fn unkeyed(&self) -> bool {
+        self.transport.is_some() && self.srtp.is_none()
+    }
+
+    /// Takes the transport's events (keys, failure), follows its selected remote and notes its
+    /// next timeout.
+    fn pump_transport(&mut self, now: Instant) {
+        let Some(tr) = self.transport.as_mut() else {
+            return;
+        };
+        let (mut keys, mut failure) = (None, None);
+        while let Some(e) = tr.poll_event() {
+            match e {
+                TransportEvent::Keys(k) => keys = Some(k),
+                TransportEvent::Failed(f) => failure = Some(f),
+            }
+        }
+        // Media follows the ICE-selected pair (or the DTLS peer without ICE); no latching.
+        if let Some(r) = tr.media_remote() {
+            self.remotes = Remotes {
+                rtp: r,
+                rtcp: r,
+                rtp_latched: true,
+                rtcp_latched: true,
+            };
+        }
+        self.transport_timeout = tr.poll_timeout();
+        if let Some(k) = keys {
+            match self.rekey_srtp(&k, now) {
+                // A video sender's first picture must be one the peer can decode from.
+                Ok(_) if self.video_out.is_some() => self
+                    .events
+                    .push_back(StreamEvent::KeyframeRequested(KeyframeRequest::Pli)),
+                Ok(_) => {}
+                Err(_) => {
+                    failure.get_or_insert(TransportFailure::Dtls(
+                        crate::webrtc::DtlsError::Incomplete,
+                    ));
+                }
+            }
+        }
+        if let Some(f) = failure {
+            // The stream is over: nothing is sent or taken any more, no timers run.
+            self.peer_gone = true;
+            self.closed = true;
+            self.transport_timeout = None;
+            while let Some(t) = self.transmits.pop_front() {
+                self.stats.media_dropped_unkeyed += 1;
+                self.recycle(t.contents);
+            }
+            self.events.push_back(StreamEvent::TransportFailed(f));
+        }
     }
 
     /// Takes the SRTP keys an offer/answer in the call agreed at `now` (RFC 4568 §7.1.4
@@ -720,6 +910,10 @@ impl StreamCore {
             }
         }
         self.send_report(now, Some("session closed"));
+        if let Some(tr) = self.transport.as_mut() {
+            // close_notify, after the BYE (see `poll_transmit`).
+            tr.close(now);
+        }
         self.closed = true;
     }
 

@@ -184,7 +184,7 @@ impl StreamCore {
     /// An RTP packet (SRTP on a secured stream) that arrived at `now` from `from`. A secured
     /// packet is authenticated and replay-checked before anything else, latching included.
     pub fn handle_rtp(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
-        if self.closed {
+        if self.closed || self.unkeyed() {
             return;
         }
         match self.srtp.as_mut().map(|s| s.unprotect_rtp(data, now)) {

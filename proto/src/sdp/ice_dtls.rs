@@ -1,0 +1,470 @@
+//! ICE and DTLS-SRTP in offers and answers (RFC 5763, RFC 5764 §8, RFC 8842, RFC 8839): the
+//! policies, the transport lines we write beside our media, and what both sides agreed to per
+//! stream ([`NegotiatedTransport`]), which becomes the stream core's
+//! [`IceDtlsParams`](crate::webrtc::IceDtlsParams).
+//!
+//! - DTLS-SRTP keys a stream when our policy is not off and the peer's m-line has a usable
+//!   `a=fingerprint` and `a=setup`; it is preferred to SDES when an m-line carries both. It
+//!   needs `a=rtcp-mux` (one socket per stream carries RTP, RTCP, DTLS and STUN).
+//! - ICE is only ever used with DTLS-SRTP (the stream core runs the agent beside the
+//!   handshake): it is agreed when our policy is not off and the peer sent `a=ice-ufrag`/`pwd`.
+//! - No BUNDLE: every m-line has its own transport. An offer's `a=group:BUNDLE` is declined by
+//!   leaving it out of the answer (RFC 9143 §7.3.3 lets the answerer do that); each m-line
+//!   keeps its own port, credentials and candidates.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use super::local::LocalMedia;
+use super::model::MediaDescription;
+use super::transport::{Fingerprint, IceCredentials, SetupRole};
+use crate::webrtc::{Candidate, DtlsIdentity, IceConfig, IceDtlsParams, IceParams};
+
+/// Whether a call uses ICE (RFC 8445) on its DTLS-SRTP streams.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum IcePolicy {
+    /// No ICE attributes written; a peer's are ignored (DTLS goes to the `c=`/`m=` address).
+    #[default]
+    Off,
+    /// A full agent: our host (and server-reflexive) candidates, connectivity checks.
+    On,
+    /// An ICE-lite agent (RFC 8445 §2.5, `a=ice-lite`): host candidates, answers checks only.
+    /// What servers with a public address (WHIP) use.
+    Lite,
+}
+
+/// Whether a call uses DTLS-SRTP (RFC 5763/5764), beside the SDES policy (`SrtpPolicy`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum DtlsSrtpPolicy {
+    /// No `a=fingerprint` written; `UDP/TLS/RTP/SAVP(F)` offers refused (SIP: 488).
+    #[default]
+    Off,
+    /// Offer the fingerprint beside the SDES policy's proto (`RTP/AVP` or `RTP/SAVP` with its
+    /// crypto lines): a peer may take DTLS-SRTP, SDES or plain RTP. Answer an offered
+    /// fingerprint with DTLS-SRTP, anything else as the SDES policy says.
+    Optional,
+    /// Only DTLS-SRTP: offer `UDP/TLS/RTP/SAVPF`; refuse an offer or answer without a
+    /// fingerprint (SIP: 488).
+    Mandatory,
+}
+
+impl DtlsSrtpPolicy {
+    /// The policy's name on the command line (`off`, `optional`, `mandatory`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DtlsSrtpPolicy::Off => "off",
+            DtlsSrtpPolicy::Optional => "optional",
+            DtlsSrtpPolicy::Mandatory => "mandatory",
+        }
+    }
+
+    /// Reads a policy name, case-insensitively.
+    pub fn from_name(name: &str) -> Option<DtlsSrtpPolicy> {
+        [
+            DtlsSrtpPolicy::Off,
+            DtlsSrtpPolicy::Optional,
+            DtlsSrtpPolicy::Mandatory,
+        ]
+        .into_iter()
+        .find(|p| p.as_str().eq_ignore_ascii_case(name))
+    }
+}
+
+impl fmt::Display for DtlsSrtpPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The proto of DTLS-SRTP m-lines we offer (RFC 5764 §8).
+pub const DTLS_PROTO: &str = "UDP/TLS/RTP/SAVPF";
+
+/// Whether an m-line's proto is DTLS-SRTP's `UDP/TLS/RTP/SAVP` or `UDP/TLS/RTP/SAVPF`.
+pub fn is_dtls_proto(proto: &str) -> bool {
+    proto.eq_ignore_ascii_case("UDP/TLS/RTP/SAVP") || proto.eq_ignore_ascii_case(DTLS_PROTO)
+}
+
+/// Our candidates on one stream's socket, as written in our SDP.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StreamCandidates {
+    /// Host candidates: the socket's address (never an unspecified one).
+    pub host: Vec<SocketAddr>,
+    /// Server-reflexive candidates and their bases.
+    pub srflx: Vec<(SocketAddr, SocketAddr)>,
+}
+
+impl StreamCandidates {
+    /// The candidates of a socket on `local` (our SDP address and the stream's port), with the
+    /// server-reflexive address a STUN server reported for it, if any.
+    pub fn of(local: SocketAddr, srflx: Option<SocketAddr>) -> StreamCandidates {
+        let usable = !local.ip().is_unspecified() && local.port() != 0;
+        StreamCandidates {
+            host: usable.then_some(local).into_iter().collect(),
+            srflx: srflx
+                .filter(|_| usable)
+                .map(|s| (s, local))
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    /// The `a=candidate` lines (without `a=`).
+    fn lines(&self) -> Vec<String> {
+        let host = self
+            .host
+            .iter()
+            .filter_map(|a| Candidate::host(*a, is::Protocol::Udp).ok());
+        let srflx = self
+            .srflx
+            .iter()
+            .filter_map(|(a, base)| Candidate::server_reflexive(*a, *base, is::Protocol::Udp).ok());
+        host.chain(srflx).map(|c| c.to_sdp_string()).collect()
+    }
+}
+
+/// What both sides agreed to for one stream's DTLS-SRTP (and ICE).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NegotiatedTransport {
+    /// ICE, when both sides wrote credentials.
+    pub ice: Option<NegotiatedIce>,
+    /// The peer's fingerprints: its certificate must hash to one.
+    pub remote_fingerprints: Vec<Fingerprint>,
+    /// We are the DTLS client (our `a=setup` is `active`).
+    pub dtls_client: bool,
+    /// The m-line's `a=mid`, when the offer had one (echoed in the answer).
+    pub mid: Option<String>,
+}
+
+/// The ICE half of [`NegotiatedTransport`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NegotiatedIce {
+    /// Our agent is ICE-lite.
+    pub lite: bool,
+    /// Our agent nominates (RFC 8445 §6.1.1).
+    pub controlling: bool,
+    pub local_credentials: IceCredentials,
+    pub local_candidates: StreamCandidates,
+    pub remote_credentials: IceCredentials,
+    /// The peer's candidates; its `c=`/`m=` address when it listed none.
+    pub remote_candidates: Vec<Candidate>,
+}
+
+impl NegotiatedTransport {
+    /// What the stream core needs to run this transport, presenting `identity` (the one whose
+    /// fingerprint our SDP carried).
+    pub fn params(&self, identity: &DtlsIdentity) -> IceDtlsParams {
+        IceDtlsParams {
+            ice: self.ice.as_ref().map(|ice| IceParams {
+                config: IceConfig {
+                    lite: ice.lite,
+                    controlling: ice.controlling,
+                    credentials: ice.local_credentials.clone(),
+                },
+                host_candidates: ice.local_candidates.host.clone(),
+                srflx_candidates: ice.local_candidates.srflx.clone(),
+                remote_credentials: ice.remote_credentials.clone(),
+                remote_candidates: ice.remote_candidates.clone(),
+            }),
+            identity: identity.clone(),
+            remote_fingerprints: self.remote_fingerprints.clone(),
+            dtls_client: self.dtls_client,
+        }
+    }
+
+    /// The `a=` lines (without `a=`) our side writes for this transport, with `setup` as our
+    /// role: `a=mid`, ICE credentials and candidates, fingerprint, setup, rtcp-mux excluded
+    /// (the media writer adds it).
+    pub(crate) fn lines(&self, fingerprint: &Fingerprint, setup: SetupRole) -> Vec<String> {
+        let mut lines = Vec::new();
+        if let Some(mid) = &self.mid {
+            lines.push(format!("mid:{mid}"));
+        }
+        if let Some(ice) = &self.ice {
+            lines.extend(ice_lines(&ice.local_credentials, &ice.local_candidates));
+        }
+        lines.push(format!("fingerprint:{fingerprint}"));
+        lines.push(format!("setup:{}", setup.as_str()));
+        lines
+    }
+
+    /// Our role as written in our SDP.
+    pub fn our_setup(&self) -> SetupRole {
+        if self.dtls_client {
+            SetupRole::Active
+        } else {
+            SetupRole::Passive
+        }
+    }
+}
+
+fn ice_lines(credentials: &IceCredentials, candidates: &StreamCandidates) -> Vec<String> {
+    let mut lines = vec![
+        format!("ice-ufrag:{}", credentials.ufrag),
+        format!("ice-pwd:{}", credentials.pwd),
+    ];
+    lines.extend(candidates.lines());
+    lines
+}
+
+/// What an offer of ours said about transport, kept to read the answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OfferedTransport {
+    pub dtls_srtp: DtlsSrtpPolicy,
+    /// `Off` when no ICE attributes were offered.
+    pub ice: IcePolicy,
+    pub ice_credentials: IceCredentials,
+    /// Our `a=setup` in the offer: `actpass` in a first offer, the established role after.
+    pub setup: SetupRole,
+    /// In a re-offer: the ICE role our agent already has (it does not change mid-call);
+    /// `None` in a first offer, where RFC 8445 §6.1.1 decides.
+    pub controlling: Option<bool>,
+    pub audio_candidates: StreamCandidates,
+    pub video_candidates: StreamCandidates,
+}
+
+impl LocalMedia {
+    /// The DTLS-SRTP policy in effect: off without a certificate fingerprint to announce (an
+    /// offer then has no DTLS; an answer under a mandatory policy refuses every stream).
+    pub(crate) fn dtls_policy(&self) -> DtlsSrtpPolicy {
+        match &self.dtls_fingerprint {
+            Some(_) => self.dtls_srtp,
+            None => DtlsSrtpPolicy::Off,
+        }
+    }
+
+    /// Our candidates for the stream on `port`.
+    fn candidates(&self, port: u16, video: bool) -> StreamCandidates {
+        let srflx = if video {
+            self.video_srflx
+        } else {
+            self.audio_srflx
+        };
+        StreamCandidates::of(SocketAddr::new(self.local_ip, port), srflx)
+    }
+
+    /// What a first offer says about transport; `None` when DTLS-SRTP is off.
+    pub(crate) fn offered_transport(&self) -> Option<OfferedTransport> {
+        let dtls_srtp = self.dtls_policy();
+        if dtls_srtp == DtlsSrtpPolicy::Off {
+            return None;
+        }
+        Some(OfferedTransport {
+            dtls_srtp,
+            ice: self.ice,
+            ice_credentials: self.ice_credentials.clone(),
+            setup: SetupRole::ActPass,
+            controlling: None,
+            audio_candidates: self.candidates(self.audio_port, false),
+            video_candidates: self.candidates(self.video_port, true),
+        })
+    }
+}
+
+impl OfferedTransport {
+    /// The `a=` lines of one offered stream (ICE when offered, fingerprint, setup).
+    pub(crate) fn lines(&self, fingerprint: &Fingerprint, video: bool) -> Vec<String> {
+        let mut lines = Vec::new();
+        if self.ice != IcePolicy::Off {
+            let candidates = if video {
+                &self.video_candidates
+            } else {
+                &self.audio_candidates
+            };
+            lines.extend(ice_lines(&self.ice_credentials, candidates));
+        }
+        lines.push(format!("fingerprint:{fingerprint}"));
+        lines.push(format!("setup:{}", self.setup.as_str()));
+        lines
+    }
+
+    /// The session-level lines of the offer (`a=ice-lite`).
+    pub(crate) fn session_lines(&self) -> Vec<String> {
+        super::transport::session_lines(self.ice == IcePolicy::Lite, &[])
+    }
+
+    /// Reads what an answered stream agreed to: `Ok(None)` when the answer did not take
+    /// DTLS-SRTP (plain or SDES, as the SDES policy decides), an error when it must have.
+    pub(crate) fn answered(
+        &self,
+        m: &MediaDescription,
+        rtcp_mux: bool,
+        video: bool,
+    ) -> Result<Option<NegotiatedTransport>, String> {
+        let t = &m.transport;
+        if t.fingerprints.is_empty() {
+            return if self.dtls_srtp == DtlsSrtpPolicy::Mandatory || is_dtls_proto(&m.proto) {
+                Err("no a=fingerprint in the answer and DTLS-SRTP is mandatory".into())
+            } else {
+                Ok(None)
+            };
+        }
+        if !rtcp_mux {
+            return Err("DTLS-SRTP answered without a=rtcp-mux".into());
+        }
+        // RFC 4145: no a=setup means active.
+        let theirs = t.setup.unwrap_or(SetupRole::Active);
+        let dtls_client = SetupRole::we_are_client(self.setup, theirs)
+            .ok_or_else(|| format!("a=setup:{} cannot answer ours", theirs.as_str()))?;
+        let ice = match (&t.ice, self.ice) {
+            (Some(remote), ours) if ours != IcePolicy::Off => {
+                let lite = ours == IcePolicy::Lite;
+                Some(NegotiatedIce {
+                    lite,
+                    // The offerer controls unless it is lite and the answerer is not.
+                    controlling: self.controlling.unwrap_or(!lite || t.ice_lite),
+                    local_credentials: self.ice_credentials.clone(),
+                    local_candidates: if video {
+                        self.video_candidates.clone()
+                    } else {
+                        self.audio_candidates.clone()
+                    },
+                    remote_credentials: remote.clone(),
+                    remote_candidates: remote_candidates(m),
+                })
+            }
+            _ => None,
+        };
+        Ok(Some(NegotiatedTransport {
+            ice,
+            remote_fingerprints: t.fingerprints.clone(),
+            dtls_client,
+            mid: None,
+        }))
+    }
+}
+
+/// The peer's candidates: those it listed, else its default address as a host candidate.
+fn remote_candidates(m: &MediaDescription) -> Vec<Candidate> {
+    if !m.transport.candidates.is_empty() {
+        return m.transport.candidates.clone();
+    }
+    m.rtp_addr()
+        .and_then(|a| Candidate::host(a, is::Protocol::Udp).ok())
+        .into_iter()
+        .collect()
+}
+
+/// How we answer one offered stream's transport: DTLS-SRTP (with ICE or not) and the lines to
+/// write, `Ok(None)` for SDES or plain RTP (crypto.rs decides), or why the stream cannot be
+/// taken. `port` is our port for the stream; `keep` the transport already running in the call
+/// (a re-offer keeps our credentials and role: no ICE restart, no new handshake).
+pub(crate) fn answer_transport(
+    m: &MediaDescription,
+    local: &LocalMedia,
+    port: u16,
+    video: bool,
+    keep: Option<&NegotiatedTransport>,
+) -> Result<Option<(NegotiatedTransport, Vec<String>)>, String> {
+    let policy = local.dtls_policy();
+    let t = &m.transport;
+    let dtls_proto = is_dtls_proto(&m.proto);
+    let Some(fingerprint) = local
+        .dtls_fingerprint
+        .as_ref()
+        .filter(|_| policy != DtlsSrtpPolicy::Off)
+    else {
+        return if local.dtls_srtp == DtlsSrtpPolicy::Mandatory {
+            // Never a plain call under a mandatory policy, even misconfigured.
+            Err("DTLS-SRTP is mandatory and no certificate fingerprint is configured".into())
+        } else if dtls_proto {
+            Err(format!("{} offered and DTLS-SRTP is off", m.proto))
+        } else {
+            Ok(None)
+        };
+    };
+    let refuse = |why: String| {
+        if dtls_proto || policy == DtlsSrtpPolicy::Mandatory {
+            Err(why)
+        } else {
+            Ok(None)
+        }
+    };
+    if t.fingerprints.is_empty() {
+        return refuse(format!(
+            "{} stream offered without a=fingerprint and DTLS-SRTP is mandatory",
+            m.kind.as_str()
+        ));
+    }
+    if !(local.rtcp_mux && m.rtcp_mux) {
+        return refuse("DTLS-SRTP offered without a=rtcp-mux".into());
+    }
+    let ours = match keep {
+        // A re-offer with actpass (or the role the peer had) keeps the association we run.
+        Some(k) => k.our_setup(),
+        None => match t.setup {
+            Some(SetupRole::ActPass) => local.dtls_answer_setup,
+            offered => match SetupRole::answer(offered) {
+                Some(role) => role,
+                None => return refuse("a=setup:holdconn offered".into()),
+            },
+        },
+    };
+    let dtls_client = ours == SetupRole::Active;
+    let ice = match (&t.ice, local.ice) {
+        (Some(remote), policy) if policy != IcePolicy::Off => {
+            let lite = policy == IcePolicy::Lite;
+            let kept = keep.and_then(|k| k.ice.as_ref());
+            Some(NegotiatedIce {
+                lite,
+                // The answerer controls only when it is full and the offerer lite.
+                controlling: !lite && t.ice_lite,
+                local_credentials: kept.map_or_else(
+                    || local.ice_credentials.clone(),
+                    |k| k.local_credentials.clone(),
+                ),
+                local_candidates: kept.map_or_else(
+                    || local.candidates(port, video),
+                    |k| k.local_candidates.clone(),
+                ),
+                remote_credentials: remote.clone(),
+                remote_candidates: remote_candidates(m),
+            })
+        }
+        _ => None,
+    };
+    let negotiated = NegotiatedTransport {
+        ice,
+        remote_fingerprints: t.fingerprints.clone(),
+        dtls_client,
+        mid: t.mid.clone(),
+    };
+    let lines = negotiated.lines(fingerprint, ours);
+    Ok(Some((negotiated, lines)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_names() {
+        for p in [
+            DtlsSrtpPolicy::Off,
+            DtlsSrtpPolicy::Optional,
+            DtlsSrtpPolicy::Mandatory,
+        ] {
+            assert_eq!(DtlsSrtpPolicy::from_name(p.as_str()), Some(p));
+        }
+        assert_eq!(DtlsSrtpPolicy::from_name("ON"), None);
+        assert!(is_dtls_proto("udp/tls/rtp/savpf") && is_dtls_proto("UDP/TLS/RTP/SAVP"));
+        assert!(!is_dtls_proto("RTP/SAVPF"));
+    }
+
+    #[test]
+    fn candidates_skip_unspecified_addresses() {
+        let c = StreamCandidates::of("0.0.0.0:4000".parse().unwrap(), None);
+        assert!(c.host.is_empty() && c.lines().is_empty());
+        let c = StreamCandidates::of(
+            "192.0.2.1:4000".parse().unwrap(),
+            Some("203.0.113.9:61000".parse().unwrap()),
+        );
+        let lines = c.lines();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].contains("192.0.2.1 4000 typ host"), "{lines:?}");
+        // The related address is not disclosed (the ICE library writes a placeholder).
+        assert!(
+            lines[1].contains("203.0.113.9 61000 typ srflx"),
+            "{lines:?}"
+        );
+    }
+}
