@@ -401,8 +401,17 @@ impl DtlsEndpoint {
         if self.done {
             return;
         }
-        if self.dtls.handle_timeout(now).is_ok() && self.dtls.close().is_ok() {
-            self.drain();
+        match &mut self.engine {
+            Engine::Dimpl { dtls, .. } => {
+                if dtls.handle_timeout(now).is_ok() && dtls.close().is_ok() {
+                    self.drain();
+                }
+            }
+            Engine::OpenSsl(e) => {
+                e.close();
+                self.take_openssl(VecDeque::new());
+            }
+            Engine::None => {}
         }
         self.done = true;
         self.events.clear();

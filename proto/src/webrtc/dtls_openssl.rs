@@ -268,6 +268,15 @@ impl OpenSslDtls {
         }
     }
 
+    /// Queues a `close_notify` once connected (OpenSSL writes it; it is not retransmitted);
+    /// during the handshake there is nothing to say.
+    pub(super) fn close(&mut self) {
+        if self.connected {
+            // A failure here only means no alert leaves: the association ends all the same.
+            let _ = self.stream.shutdown();
+        }
+    }
+
     pub(super) fn poll_timeout(&self) -> Option<Instant> {
         if self.connected {
             return None;
