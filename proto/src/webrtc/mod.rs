@@ -9,7 +9,10 @@
 //!   default; RSA and ECDSA peers) or str0m's `dimpl` (ECDSA only, pure Rust): the
 //!   handshake, the peer's fingerprint checked, the exported keys handed over as
 //!   `rtp::srtp::SrtpKeys` for the one SRTP layer.
-//!
+//! - `whip.rs`: [`WhipEndpoint`], the WHIP/WHEP HTTP decisions (RFC 9725): a request in, the
+//!   response out, sessions made and ended through [`WhipSessions`].
+//! - `stun.rs`: [`StunBinding`], the STUN Binding client that learns a socket's
+//!   server-reflexive address from a STUN server (RFC 8489), before the SDP is written.
 //! - `transport.rs`: [`IceDtlsParams`] (what SDP negotiation hands a stream) and
 //!   [`IceDtlsTransport`], the agent and the endpoint on one socket behind one sans-IO object
 //!   that a stream core owns when `CoreConfig::ice_dtls` is set (RFC 7983 demultiplexing).
@@ -20,7 +23,9 @@
 mod dtls;
 mod dtls_openssl;
 mod ice;
+mod stun;
 mod transport;
+mod whip;
 
 pub use dtls::{fingerprint, DtlsEndpoint, DtlsEngine, DtlsError, DtlsEvent, DtlsIdentity};
 pub use ice::{
@@ -29,10 +34,12 @@ pub use ice::{
 };
 /// The candidate type of `a=candidate` lines, as the ICE agent reads and writes them.
 pub use is::Candidate;
+pub use stun::{BindingConfig, BindingCounters, BindingInput, BindingOutcome, StunBinding};
 pub use transport::{
     IceDtlsParams, IceDtlsTransport, IceParams, Route, TransportDtlsState, TransportEvent,
     TransportFailure, TransportIceState, TransportStats,
 };
+pub use whip::{CreateError, WhipConfig, WhipEndpoint, WhipKind, WhipSessions};
 
 use crate::rtp::packet::{classify_muxed, MuxedKind};
 
