@@ -17,6 +17,7 @@ mod ice_dtls;
 mod layering;
 mod rfc4475;
 mod rtcp_props;
+mod sdp_bundle;
 mod sdp_fuzz;
 mod sdp_ice_dtls;
 mod sdp_offer_answer;
