@@ -7,6 +7,7 @@
 #[path = "../fuzz_support/mod.rs"]
 mod fuzz_support;
 
+mod bundle;
 mod congestion;
 mod fec;
 mod framing_props;

@@ -15,10 +15,12 @@
 // A pure layer: any `unsafe` the engine needs lives in engine/ (or ffi/), never here.
 #![forbid(unsafe_code)]
 
+mod bundle;
 mod dtls;
 mod ice;
 mod transport;
 
+pub use bundle::{add_one_byte_element, Bundle, BundleError, BundleStats, MemberRoute};
 pub use dtls::{fingerprint, DtlsEndpoint, DtlsError, DtlsEvent, DtlsIdentity};
 pub use ice::{
     IceAgent, IceConfig, IceCounters, IceEvent, IceInput, IceState, IceTransmit, SelectedPair,
