@@ -19,6 +19,12 @@ use roomkit_media::rtp::sim::{h264_picture, Datagram, PathConfig, SimPath};
 use roomkit_media::rtp::stream::{KeyframeRequest, StreamCore, StreamEvent};
 use roomkit_media::webrtc::{Bundle, IceDtlsParams, MemberRoute, TransportDtlsState};
 
+use roomkit_media::sdp::{
+    answer, build_offer, parse_answer, AnswerConfig, AudioCodec, DtlsSrtpPolicy, IcePolicy,
+    LocalMedia, Negotiation, OfferConfig, SessionDescription,
+};
+use roomkit_media::webrtc::DtlsIdentity;
+
 use super::ice_dtls::params;
 
 const A: &str = "10.0.0.1:5000";
@@ -185,10 +191,16 @@ impl Net {
     fn new(mid_ext: Option<u8>, path: PathConfig) -> Net {
         let t0 = Instant::now();
         let (pa, pb) = params(Some((false, true)), Some((true, false)), false);
+        let a = Side::new(pa, A, B, mid_ext, t0, 10);
+        let b = Side::new(pb, B, A, mid_ext, t0, 20);
+        Net::of(a, b, path, t0)
+    }
+
+    fn of(a: Side, b: Side, path: PathConfig, t0: Instant) -> Net {
         let tap = Arc::new(Tap::default());
         Net {
-            a: Side::new(pa, A, B, mid_ext, t0, 10),
-            b: Side::new(pb, B, A, mid_ext, t0, 20),
+            a,
+            b,
             ab: tapped(path, 1, &tap),
             ba: tapped(path, 2, &tap),
             tap,
@@ -496,4 +508,88 @@ fn bundle_survives_junk_and_mutated_datagrams() {
     }
     let st = net.b.bundle.stats();
     assert!(st.srtp_replayed > 0 || st.srtp_auth_failed > 0, "{st:?}");
+}
+
+fn negotiated_side(neg: &Negotiation, id: &DtlsIdentity, me: &str, t0: Instant, seed: u64) -> Side {
+    let (audio_route, video_route) = neg.bundle_routes().expect("bundled");
+    assert!(
+        !audio_route
+            .payload_types
+            .iter()
+            .any(|pt| video_route.payload_types.contains(pt)),
+        "{audio_route:?} {video_route:?}"
+    );
+    let t = neg.audio.transport.as_ref().unwrap();
+    let mut bundle = Bundle::new(&t.params(id), neg.audio.remote, t0);
+    let v = neg.video.as_ref().unwrap();
+    let remote = neg.audio.remote;
+    assert_eq!(v.remote, remote, "one address for both m-lines");
+    let video = MediaParams::Video(VideoParams {
+        codec: v.codec,
+        payload_type: v.pt,
+        rtx: v.rtx_pt.map(|r| RtxConfig {
+            payload_type: r,
+            apt: v.pt,
+            ssrc: None,
+        }),
+        ..VideoParams::default()
+    });
+    bundle
+        .add(core(audio(neg.audio.pt), remote, t0, seed), audio_route)
+        .unwrap();
+    bundle
+        .add(core(video, remote, t0, seed + 1), video_route)
+        .unwrap();
+    Side {
+        bundle,
+        addr: addr(me),
+        events: Vec::new(),
+    }
+}
+
+/// What offer, answer and `parse_answer` give each side (BUNDLE, ICE, DTLS-SRTP mandatory)
+/// builds two bundles that connect and carry both streams, routed by the negotiated MID.
+#[test]
+fn negotiated_bundles_connect() {
+    let t0 = Instant::now();
+    let (id_a, id_b) = (
+        DtlsIdentity::generate().unwrap(),
+        DtlsIdentity::generate().unwrap(),
+    );
+    let set = |l: &mut LocalMedia, id: &DtlsIdentity| {
+        l.audio_codecs = vec![AudioCodec::Opus, AudioCodec::Pcmu];
+        l.video_codecs = vec![VideoCodec::H264];
+        l.dtls_srtp = DtlsSrtpPolicy::Mandatory;
+        l.dtls_fingerprint = Some(id.fingerprint().clone());
+        l.ice = IcePolicy::On;
+        l.bundle = true;
+    };
+    let mut oc = OfferConfig::new("192.0.2.20".parse().unwrap(), 20000, 20002);
+    set(&mut oc.local, &id_a);
+    let mut ac = AnswerConfig::new("192.0.2.10".parse().unwrap(), 10000, 10002);
+    set(&mut ac.local, &id_b);
+    let offer = build_offer(&oc);
+    let ans = answer(
+        &SessionDescription::parse(offer.sdp.as_bytes()).unwrap(),
+        &ac,
+    )
+    .unwrap();
+    let neg_a = parse_answer(&offer, ans.sdp.as_bytes()).unwrap();
+    let a = negotiated_side(&neg_a, &id_a, "192.0.2.20:20000", t0, 10);
+    let b = negotiated_side(&ans.negotiation, &id_b, "192.0.2.10:10000", t0, 20);
+    let mut net = Net::of(a, b, clean(), t0);
+    net.run_for(Duration::from_secs(2));
+    assert!(net.keyed());
+    net.media_for(Duration::from_secs(2));
+    for (name, s) in [("A", &net.a), ("B", &net.b)] {
+        assert!(s.audio_in() >= 60, "{name} audio {}", s.audio_in());
+        assert!(s.video_in() >= 25, "{name} video {}", s.video_in());
+        assert_eq!(s.misrouted(), 0, "{name}");
+        let st = s.bundle.stats();
+        assert!(
+            st.routed_by_mid > 0 && st.unknown_ssrc == 0,
+            "{name} {st:?}"
+        );
+    }
+    assert_eq!(net.tap.plain.load(Ordering::Relaxed), 0);
 }

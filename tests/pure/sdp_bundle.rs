@@ -142,6 +142,22 @@ fn bundle_round_trip_shares_the_audio_transport() {
         b.audio.transport.as_ref().unwrap(),
         b.video.as_ref().unwrap().transport.as_ref().unwrap(),
     );
+    let bvid = b.video.as_ref().unwrap();
+    assert_eq!(
+        bvid.remote, b.audio.remote,
+        "bundled video goes to the tagged address"
+    );
+    assert_eq!(b.audio.remote, addr("192.0.2.20:20000"));
+    // Payload types name one m-line each in the group (audio clear of video's RTX type).
+    let (ar, vr) = b.bundle_routes().unwrap();
+    assert!(
+        !ar.payload_types
+            .iter()
+            .any(|p| vr.payload_types.contains(p)),
+        "{ar:?} {vr:?}"
+    );
+    assert_eq!(vr.payload_types.len(), 2, "media and RTX: {vr:?}");
+    assert_eq!((ar.mid_ext, vr.mid_ext), (Some(4), Some(4)));
     assert_eq!(ba.mid.as_deref(), Some("0"));
     assert_eq!(bv.mid.as_deref(), Some("1"));
     let bundle = bv.bundle.as_ref().unwrap();

@@ -615,6 +615,15 @@ impl Plan<'_> {
             },
             medias,
         );
+        let mut video = video;
+        // Bundled video goes where audio goes: the offerer's tagged m-line's address.
+        if let Some(v) = video
+            .as_mut()
+            .filter(|v| v.transport.as_ref().is_some_and(|t| t.bundle.is_some()))
+        {
+            v.remote = audio.remote;
+            v.remote_rtcp = audio.remote_rtcp;
+        }
         Answer {
             sdp,
             negotiation: Negotiation { audio, video },

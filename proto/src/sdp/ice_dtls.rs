@@ -25,7 +25,7 @@ use super::local::LocalMedia;
 use super::model::MediaDescription;
 use super::transport::{Fingerprint, IceCredentials, SetupRole};
 use crate::rtp::hdrext::{DEFAULT_MID_ID, MID_URI};
-use crate::webrtc::{Candidate, DtlsIdentity, IceConfig, IceDtlsParams, IceParams};
+use crate::webrtc::{Candidate, DtlsIdentity, IceConfig, IceDtlsParams, IceParams, MemberRoute};
 
 /// Whether a call uses ICE (RFC 8445) on its DTLS-SRTP streams.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -435,6 +435,35 @@ pub(crate) fn group_of(
             .cloned()
             .collect(),
     )
+}
+
+impl super::answer::Negotiation {
+    /// How a [`Bundle`](crate::webrtc::Bundle) tells the audio and the video stream apart,
+    /// when they are bundled: each m-line's mid, MID extension ID and payload types (audio
+    /// with telephone-event; video with RTX, RED and ULPFEC). `None` without a group.
+    pub fn bundle_routes(&self) -> Option<(MemberRoute, MemberRoute)> {
+        if !self.bundled() {
+            return None;
+        }
+        let v = self.video.as_ref()?;
+        let route = |t: Option<&NegotiatedTransport>, pts: Vec<u8>, video: bool| MemberRoute {
+            mid: t.and_then(|t| t.mid.clone()),
+            mid_ext: t.and_then(|t| t.bundle.as_ref()).and_then(|b| b.mid_ext),
+            payload_types: pts,
+            remote_ssrcs: Vec::new(),
+            video,
+        };
+        let a = &self.audio;
+        let audio_pts = std::iter::once(a.pt).chain(a.dtmf_pt).collect();
+        let video_pts = std::iter::once(v.pt)
+            .chain(v.rtx_pt)
+            .chain(v.fec.iter().flat_map(|(red, fec)| [*red, *fec]))
+            .collect();
+        Some((
+            route(a.transport.as_ref(), audio_pts, false),
+            route(v.transport.as_ref(), video_pts, true),
+        ))
+    }
 }
 
 /// The MID extension's ID in `extmaps` when it fits the one-byte header form we write (1–14).

@@ -208,6 +208,14 @@ pub fn build_offer(cfg: &OfferConfig) -> Offer {
     }
     let mut taken: Vec<u8> = video.iter().map(|(pt, _)| *pt).collect();
     taken.extend(dtmf.iter().map(|(pt, _)| *pt));
+    // In a BUNDLE group a payload type names one m-line's format (the peer may demultiplex by
+    // it): audio keeps clear of video's RTX and FEC types too.
+    if local.offered_transport().is_some_and(|t| t.bundle) {
+        if video_rtx {
+            taken.extend(video.iter().map(|(_, c)| rtx_pt_of(*c)));
+        }
+        taken.extend(video_fec.iter().flat_map(|(red, fec)| [*red, *fec]));
+    }
     let audio = assign_audio(codecs, &mut taken);
 
     let mut fmt: Vec<String> = audio.iter().map(|(pt, _)| pt.to_string()).collect();
