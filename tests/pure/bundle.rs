@@ -364,6 +364,25 @@ fn flows(mid_ext: Option<u8>) {
         0,
         "media in the clear"
     );
+    // Each member shows the one transport in its statistics.
+    for m in [AUDIO, VIDEO] {
+        let st = net.a.bundle.member_stats(m);
+        assert_eq!(st.dtls_state, TransportDtlsState::Connected as u32);
+        assert_eq!(st.ice_remote, Some(addr(B)));
+    }
+    // Video alone ends (a re-offer removed it): B's video hears BYE, audio goes on.
+    let now = net.now;
+    net.a.bundle.close_member(now, VIDEO);
+    net.collect();
+    let audio_before = net.b.audio_in();
+    net.media_for(Duration::from_secs(1));
+    let byes = |s: &Side, m| s.count(m, |e| matches!(e, StreamEvent::RemoteBye { .. }));
+    assert_eq!(byes(&net.b, VIDEO), 1);
+    assert_eq!(byes(&net.b, AUDIO), 0);
+    assert!(
+        net.b.audio_in() >= audio_before + 30,
+        "audio stopped with video"
+    );
     assert_eq!(
         net.tap.other_source.load(Ordering::Relaxed),
         0,

@@ -200,6 +200,26 @@ impl Bundle {
         &mut self.members[i].core
     }
 
+    /// Member `i`'s statistics: its core's, with the shared transport's state and counters
+    /// (each member shows the one transport, as a keyed core shows its own).
+    ///
+    /// # Panics
+    /// If `i` is not an index [`Bundle::add`] returned.
+    pub fn member_stats(&self, i: usize) -> crate::rtp::StreamStats {
+        let mut s = self.members[i].core.stats();
+        self.transport.stats().fill(&mut s);
+        s
+    }
+
+    /// Ends member `i` alone (an m-line a re-offer removed): its core sends its RTCP BYE
+    /// through the bundle and takes nothing more; the others and the transport go on.
+    ///
+    /// # Panics
+    /// If `i` is not an index [`Bundle::add`] returned.
+    pub fn close_member(&mut self, now: Instant, i: usize) {
+        self.members[i].core.close(now);
+    }
+
     /// The shared transport's state and counters.
     pub fn transport_stats(&self) -> TransportStats {
         self.transport.stats()
