@@ -215,7 +215,13 @@ fn secure_call(slot: u16, ice: bool, policy: DtlsSrtpPolicy) {
     assert_eq!(uac.sip_stats().calls_ended, 0, "the call goes on");
 
     let (ours, theirs) = (uac.stats(call).unwrap(), be.stats(info.id).unwrap());
-    for s in [&ours.audio, ours.video.as_ref().unwrap(), &theirs.audio] {
+    let their_video = theirs.video.as_ref().unwrap();
+    for s in [
+        &ours.audio,
+        ours.video.as_ref().unwrap(),
+        &theirs.audio,
+        their_video,
+    ] {
         if ice {
             assert_eq!(s.ice_state, 3, "ICE connected: {s:?}");
             assert!(s.stun_accepted > 0 && s.ice_remote.is_some(), "{s:?}");
@@ -224,6 +230,19 @@ fn secure_call(slot: u16, ice: bool, policy: DtlsSrtpPolicy) {
         }
         assert_eq!((s.srtp_auth_failed, s.stun_refused), (0, 0), "{s:?}");
         assert_eq!(s.dtls_state, 3, "still the first handshake's keys: {s:?}");
+    }
+    // With ICE both backends bundle (RFC 9143): video shares the audio socket, on both sides;
+    // without ICE each stream keeps its own.
+    for s in [
+        uac.get_session(call).unwrap(),
+        be.get_session(info.id).unwrap(),
+    ] {
+        let v = s.video.as_ref().unwrap();
+        assert_eq!(
+            v.local_addr == s.audio.local_addr,
+            ice,
+            "bundled iff ICE: {s:?}"
+        );
     }
     // The application sees an SRTP suite on every stream (keyed by DTLS).
     let session = uac.get_session(call).unwrap();

@@ -220,6 +220,18 @@ impl Bundle {
         self.members[i].core.close(now);
     }
 
+    /// The SRTP suite the handshake agreed, once keyed.
+    pub fn srtp_suite(&self) -> Option<crate::rtp::srtp::SrtpSuite> {
+        self.srtp.as_ref().map(SrtpSession::suite)
+    }
+
+    /// Gives a transmit buffer back for reuse (to the first member's pool).
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        if let Some(m) = self.members.first_mut() {
+            m.core.recycle(buf);
+        }
+    }
+
     /// The shared transport's state and counters.
     pub fn transport_stats(&self) -> TransportStats {
         self.transport.stats()
