@@ -489,6 +489,23 @@ fn bundle_drops_a_stream_it_does_not_know() {
         ),
         0
     );
+    // The unknown stream leaving (its BYE) ends nothing of B's.
+    let now = net.now;
+    net.a.bundle.close_member(now, extra);
+    net.collect();
+    net.run_for(Duration::from_millis(300));
+    assert!(
+        net.b.bundle.stats().rtcp_unrouted >= 1,
+        "{:?}",
+        net.b.bundle.stats()
+    );
+    for m in [AUDIO, VIDEO] {
+        assert_eq!(
+            net.b
+                .count(m, |e| matches!(e, StreamEvent::RemoteBye { .. })),
+            0
+        );
+    }
     // Members must be plain cores with their own payload types and mids.
     let clash = net.a.bundle.add(
         core(audio(111), addr(B), t0, 5),

@@ -13,7 +13,8 @@
 //!   counted drop (`unknown_ssrc`);
 //! - an RTCP compound goes to each member it names: by the peer's SSRCs bound to it (sender
 //!   reports, BYE) or by our SSRCs (report blocks, NACK, PLI, FIR, REMB); transport-wide
-//!   feedback and a compound naming no member go to all. A core acts only on the parts about
+//!   feedback and a compound naming no member go to all, except one with a BYE (a source no
+//!   member knows leaving must not end the others: dropped, `rtcp_unrouted`). A core acts only on the parts about
 //!   its own SSRCs, so this is the per-SSRC split without rewriting compounds.
 //!
 //! Out: the transport's STUN and DTLS first, then each member's RTP and RTCP, stamped with the
@@ -92,6 +93,8 @@ pub struct BundleStats {
     pub routed_by_mid: u64,
     pub routed_by_ssrc: u64,
     pub routed_by_pt: u64,
+    /// RTCP compounds with a BYE that names no member's peer source: dropped.
+    pub rtcp_unrouted: u64,
 }
 
 struct Member {
@@ -515,6 +518,7 @@ impl Bundle {
         // more would all get everything).
         let mut named: u64 = 0;
         let mut all = false;
+        let mut bye = false;
         let ours = |ssrc: u32| {
             self.members
                 .iter()
@@ -535,7 +539,10 @@ impl Bundle {
                 RtcpEvent::ReceiverReport { reports, .. } => {
                     reports.iter().for_each(|r| mark(ours(r.ssrc)));
                 }
-                RtcpEvent::Bye { ssrcs, .. } => ssrcs.iter().for_each(|s| mark(theirs(*s))),
+                RtcpEvent::Bye { ssrcs, .. } => {
+                    bye = true;
+                    ssrcs.iter().for_each(|s| mark(theirs(*s)))
+                }
                 RtcpEvent::Pli { media_ssrc, .. } | RtcpEvent::Nack { media_ssrc, .. } => {
                     mark(ours(*media_ssrc))
                 }
@@ -546,6 +553,12 @@ impl Bundle {
             }
         }
         self.rtcp_events = events;
+        if named == 0 && bye && !all {
+            // A BYE of sources no member knows (a stream of the peer that never sent, or one
+            // being removed): it must not end the streams that did.
+            self.stats.rtcp_unrouted += 1;
+            return;
+        }
         for (i, m) in self.members.iter_mut().enumerate() {
             if all || named == 0 || i >= 64 || named & (1 << i) != 0 {
                 m.core.handle_rtcp(now, from, compound);
