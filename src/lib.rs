@@ -59,6 +59,7 @@ pub mod backend;
 mod ffi;
 pub mod metrics;
 pub mod prelude;
+pub mod whip;
 
 // The pure layers, from the roomkit-media-proto crate (proto/): re-exported under their old
 // paths, so `roomkit_media::codec`, `::frame`, `::error` and `::netem` are the supported API as
@@ -78,10 +79,10 @@ mod engine;
 
 // The internal pure layers (RTP, SDP, SIP): public with `_internals`, private otherwise. Their
 // documentation (and `missing_docs` exemption) is in roomkit-media-proto.
+#[cfg(feature = "_internals")]
+pub use roomkit_media_proto::{http, rtp, sdp, sip, webrtc};
 #[cfg(not(feature = "_internals"))]
 use roomkit_media_proto::{rtp, sdp, sip, webrtc};
-#[cfg(feature = "_internals")]
-pub use roomkit_media_proto::{rtp, sdp, sip, webrtc};
 
 pub use error::{Error, Result};
 // SRTP keys and suites: what a secured session is configured with and reports.

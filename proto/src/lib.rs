@@ -40,6 +40,8 @@ pub mod sdp;
 pub mod sip;
 #[allow(missing_docs)]
 pub mod webrtc;
+// The HTTP/1.1 bytes of the engine's small server (metrics, WHIP/WHEP): internal like the above.
+pub mod http;
 
 pub use error::{Error, Result};
 pub use frame::{AudioFrame, Delivery, DtmfEvent, VideoChunk, VideoCodec, VideoFrame};

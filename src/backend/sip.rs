@@ -23,7 +23,7 @@ use parking_lot::{Mutex, RwLock};
 use super::api::{sealed, MediaBackend};
 use super::sip_config::{CallDecision, IncomingCall, SipBackendConfig, SipCredentials, SipStats};
 use super::sip_ua::{
-    CallDirectory, CallProgress, Command, DialRequest, EngineHost, RegisterRequest,
+    CallDirectory, CallProgress, Command, DialRequest, EngineHost, OfferRequest, RegisterRequest,
     RegistrationEvent, RegistrationId, SipCore, SipCounters, SipEvent, SipHooks, SipThread,
     StartNotifier, MAX_REGISTRATIONS,
 };
@@ -325,7 +325,8 @@ impl SipVoiceBackend {
             cname,
             Some(notify),
             dtls_identity,
-        );
+        )
+        .count_into(self.counters.clone());
         let mut core = SipCore::new(
             self.cfg.clone(),
             self.with_video,
@@ -585,6 +586,51 @@ impl SipVoiceBackend {
         self.running()?
             .send(Command::Decide(call_id.to_string(), decision));
         Ok(())
+    }
+
+    /// Answers an SDP offer that came without SIP (a WHIP client publishing, a WHEP client
+    /// playing: `kind`; `client` is where it came from) and starts its session on the same
+    /// ports, answer and media path as an incoming call's. From then on it is an ordinary
+    /// call of this backend with no dialog: `on_call` and the session callbacks fire, its
+    /// stats and metadata (`signalling`: `whip`/`whep`) are there, and [`hangup`](Self::hangup)
+    /// ends it (there is no BYE to send). Returns its session id and our SDP answer; an offer
+    /// we cannot take is [`Error::Unsupported`], a full backend [`Error::State`].
+    pub fn accept_offer(
+        &self,
+        offer: &str,
+        kind: roomkit_media_proto::webrtc::WhipKind,
+        client: SocketAddr,
+    ) -> Result<(SessionId, String)> {
+        let running = self.running()?;
+        let session = SessionId::new_v4();
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        // Listed from now on, as a dialed call is, so that `hangup` right after the answer
+        // finds it (the SIP thread's own listing may come a moment later).
+        self.directory.insert(
+            session,
+            super::sip_ua::CallView {
+                call_id: format!("{kind}-{session}"),
+                progress: None,
+            },
+        );
+        running.send(Command::AcceptOffer(Box::new(OfferRequest {
+            session,
+            kind,
+            offer: offer.to_string(),
+            client,
+            room_id: format!("{kind}-{session}"),
+            reply,
+        })));
+        // The SIP thread answers within one turn of its loop; a stopped one drops the sender.
+        let result = match answer.recv_timeout(Duration::from_secs(10)) {
+            Ok(Ok(sdp)) => return Ok((session, sdp)),
+            Ok(Err(e)) if e.status == 503 => Error::State(e.reason),
+            Ok(Err(e)) if (400..500).contains(&e.status) => Error::Unsupported(e.reason),
+            Ok(Err(e)) => Error::State(e.reason),
+            Err(_) => Error::State("the SIP thread did not answer".into()),
+        };
+        self.directory.remove(session);
+        Err(result)
     }
 
     /// The Call-ID of a session's call.

@@ -11,6 +11,7 @@
 pub mod dispatch;
 mod driven;
 pub mod event;
+pub mod http;
 pub mod io_pool;
 pub mod io_thread;
 pub mod metrics_http;
@@ -21,6 +22,7 @@ pub mod sip_transport;
 pub mod socket;
 pub mod stats;
 pub mod stream;
+pub mod stun_gather;
 
 pub use crate::rtp::config::{AudioParams, MediaParams, VideoParams};
 // Re-exports for the `_internals` API (fuzz targets, benches, tests); without the feature the

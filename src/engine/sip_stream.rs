@@ -130,30 +130,34 @@ fn tls_err(e: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e.to_string())
 }
 
+/// A TLS server configuration (1.2 and 1.3, ring's algorithms) from the certificate chain and
+/// key of two PEM files: SIP over TLS and the HTTPS of `engine/http.rs` load theirs here.
+pub(crate) fn server_config(cert: &Path, key: &Path) -> io::Result<Arc<ServerConfig>> {
+    let versions = [&rustls::version::TLS13, &rustls::version::TLS12];
+    let chain = CertificateDer::pem_file_iter(cert)
+        .map_err(tls_err)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(tls_err)?;
+    if chain.is_empty() {
+        return Err(tls_err(format!("{}: no certificate", cert.display())));
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(tls_err)?;
+    let cfg = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&versions)
+        .map_err(tls_err)?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(tls_err)?;
+    Ok(Arc::new(cfg))
+}
+
 impl TlsContext {
     /// A context that serves with the certificate chain and key of two PEM files (when given)
     /// and verifies servers as `verify` says. TLS 1.2 and 1.3, ring's algorithms. A CA file is
     /// read now, so that a wrong path fails here rather than at the first call.
     pub fn new(server_pem: Option<(&Path, &Path)>, verify: TlsVerify) -> io::Result<TlsContext> {
-        let versions = [&rustls::version::TLS13, &rustls::version::TLS12];
         let server = match server_pem {
-            Some((cert, key)) => {
-                let chain = CertificateDer::pem_file_iter(cert)
-                    .map_err(tls_err)?
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(tls_err)?;
-                if chain.is_empty() {
-                    return Err(tls_err(format!("{}: no certificate", cert.display())));
-                }
-                let key = PrivateKeyDer::from_pem_file(key).map_err(tls_err)?;
-                let cfg = ServerConfig::builder_with_provider(provider())
-                    .with_protocol_versions(&versions)
-                    .map_err(tls_err)?
-                    .with_no_client_auth()
-                    .with_single_cert(chain, key)
-                    .map_err(tls_err)?;
-                Some(Arc::new(cfg))
-            }
+            Some((cert, key)) => Some(server_config(cert, key)?),
             None => None,
         };
         let mut ctx = TlsContext {

@@ -18,6 +18,7 @@ pub mod srtp;
 pub mod video;
 pub mod voice;
 pub mod webrtc;
+pub mod whip;
 
 /// Reads fuzzer bytes as a stream of small fields; past the end every read gives zeros, so any
 /// input decodes to something.

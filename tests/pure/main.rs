@@ -33,3 +33,4 @@ mod stream_srtp;
 mod stream_voice;
 mod vp8_props;
 mod webrtc;
+mod whip_fuzz;

@@ -7,7 +7,10 @@
 //! - `dtls.rs`: [`DtlsIdentity`] (our ECDSA P-256 certificate, its `a=fingerprint`) and
 //!   [`DtlsEndpoint`] over str0m's `dimpl`: the handshake, the peer's fingerprint checked, the
 //!   exported keys handed over as `rtp::srtp::SrtpKeys` for the one SRTP layer.
-//!
+//! - `whip.rs`: [`WhipEndpoint`], the WHIP/WHEP HTTP decisions (RFC 9725): a request in, the
+//!   response out, sessions made and ended through [`WhipSessions`].
+//! - `stun.rs`: [`StunBinding`], the STUN Binding client that learns a socket's
+//!   server-reflexive address from a STUN server (RFC 8489), before the SDP is written.
 //! - `transport.rs`: [`IceDtlsParams`] (what SDP negotiation hands a stream) and
 //!   [`IceDtlsTransport`], the agent and the endpoint on one socket behind one sans-IO object
 //!   that a stream core owns when `CoreConfig::ice_dtls` is set (RFC 7983 demultiplexing).
@@ -18,7 +21,9 @@
 mod bundle;
 mod dtls;
 mod ice;
+mod stun;
 mod transport;
+mod whip;
 
 pub use bundle::{add_one_byte_element, Bundle, BundleError, BundleStats, MemberRoute};
 pub use dtls::{fingerprint, DtlsEndpoint, DtlsError, DtlsEvent, DtlsIdentity};
@@ -28,10 +33,12 @@ pub use ice::{
 };
 /// The candidate type of `a=candidate` lines, as the ICE agent reads and writes them.
 pub use is::Candidate;
+pub use stun::{BindingConfig, BindingCounters, BindingInput, BindingOutcome, StunBinding};
 pub use transport::{
     IceDtlsParams, IceDtlsTransport, IceParams, Route, TransportDtlsState, TransportEvent,
     TransportFailure, TransportIceState, TransportStats,
 };
+pub use whip::{CreateError, WhipConfig, WhipEndpoint, WhipKind, WhipSessions};
 
 use crate::rtp::packet::{classify_muxed, MuxedKind};
 

@@ -171,6 +171,10 @@ impl SipCore {
             .get(&no)
             .and_then(|c| c.dialog.as_ref())
             .map(|d| d.id().clone());
+        if dialog.is_none() && self.calls.get(&no).is_some_and(|c| c.invite_tx.is_none()) {
+            // A session from a WHIP/WHEP offer (`offer.rs`): no dialog, nothing to say in SIP.
+            return;
+        }
         let sent = self
             .dialog_request(no, Method::Bye, headers, None)
             .and_then(|(req, dest)| self.send_non_invite(req, dest, ClientKind::Bye, now, out));
@@ -474,6 +478,7 @@ impl SipCore {
         };
         if !has_video {
             cfg.local.video_port = added.and_then(|r| r.video_port).unwrap_or(0);
+            cfg.local.video_srflx = added.and_then(|r| r.video_srflx);
         }
         let re = match reanswer(&offer, local, &cfg) {
             Ok(re) => re,

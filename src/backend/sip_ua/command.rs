@@ -39,6 +39,25 @@ pub enum Command {
     MediaStarted(SessionId, Result<Arc<SessionInfo>, MediaError>),
     /// [`Command::Hangup`] with a `Reason` header value (RFC 3326) on the BYE or CANCEL.
     HangupWithReason(SessionId, String),
+    /// Answer an SDP offer that came without SIP (WHIP/WHEP) and start its session.
+    AcceptOffer(Box<OfferRequest>),
+}
+
+/// An offer to answer outside SIP (`offer.rs`), prepared by the application side.
+#[derive(Debug)]
+pub struct OfferRequest {
+    /// The session id it will have.
+    pub session: SessionId,
+    /// Which endpoint it came through.
+    pub kind: roomkit_media_proto::webrtc::WhipKind,
+    /// The client's SDP offer.
+    pub offer: String,
+    /// Where the offer came from (the HTTP client).
+    pub client: std::net::SocketAddr,
+    /// The room of the session.
+    pub room_id: String,
+    /// Where the core sends our SDP answer, or why there is none.
+    pub reply: crossbeam_channel::Sender<Result<String, MediaError>>,
 }
 
 /// A call to place, prepared by the application side (names resolved, ids chosen).

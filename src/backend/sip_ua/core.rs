@@ -324,6 +324,7 @@ impl SipCore {
             Command::MediaStarted(session, result) => {
                 self.media_started(session, result, now, out);
             }
+            Command::AcceptOffer(req) => self.accept_offer(*req, now),
         }
         self.cancel_orphans(now, out);
     }

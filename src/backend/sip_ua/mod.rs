@@ -28,6 +28,7 @@ pub mod fuzz;
 mod host;
 mod ids;
 mod metadata;
+mod offer;
 mod overload;
 mod register;
 mod reinvite;
@@ -39,7 +40,7 @@ mod uas;
 // Re-exports for the `_internals` API (fuzz targets, benches, tests); without the feature the
 // crate itself may not need every name.
 #[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
-pub use command::{Command, DialRequest, RegisterRequest};
+pub use command::{Command, DialRequest, OfferRequest, RegisterRequest};
 #[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
 pub use events::{
     CallDirectory, CallProgress, CallState, CallView, RegistrationEvent, RegistrationId,

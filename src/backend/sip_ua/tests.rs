@@ -2866,3 +2866,88 @@ fn an_auth_resolver_turns_authentication_on_and_supplies_the_password() {
     let last = a.progress().pop().unwrap();
     assert_eq!((last.state, last.status), (CallState::Failed, 403));
 }
+
+/// A WHIP/WHEP offer (`Command::AcceptOffer`): answered through the same reserve, answer and
+/// media start as an INVITE, announced with `on_call`, listed as a call; its hangup closes the
+/// media and sends nothing (no dialog, no BYE, no failure counted). An offer we cannot take
+/// is refused with the answerer's status and its ports go back.
+#[test]
+fn an_offer_without_sip_becomes_a_dialog_less_call() {
+    use super::command::OfferRequest;
+    use roomkit_media_proto::webrtc::WhipKind;
+    let now = Instant::now();
+    let mut ua = Ua::new(5090, |_| {});
+    let offer = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                 m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendonly\r\n\
+                 m=video 40002 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n\
+                 a=fmtp:96 profile-level-id=42e01f;packetization-mode=1\r\na=sendonly\r\n";
+    let ask = |ua: &mut Ua, session: SessionId, offer: &str| {
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        ua.cmd(
+            Command::AcceptOffer(Box::new(OfferRequest {
+                session,
+                kind: WhipKind::Whip,
+                offer: offer.to_string(),
+                client: addr(8443),
+                room_id: "whip-room".into(),
+                reply,
+            })),
+            now,
+        );
+        answer.try_recv().expect("answered within the command")
+    };
+    let s = SessionId::from_u128(7);
+    let sdp = ask(&mut ua, s, offer).expect("an answer");
+    assert!(
+        sdp.contains("a=recvonly") && sdp.contains("H264/90000"),
+        "{sdp}"
+    );
+    assert!(ua.host_calls().contains(&HostCall::Start {
+        session: s,
+        has_video: true
+    }));
+    assert_eq!(ua.live_media(), 1);
+    assert!(ua.dir.get(s).is_some());
+    let info = ua
+        .events
+        .iter()
+        .find_map(|e| match e {
+            SipEvent::Call(i) => Some(i.clone()),
+            _ => None,
+        })
+        .expect("on_call");
+    assert_eq!(
+        info.metadata.get("signalling").map(String::as_str),
+        Some("whip")
+    );
+    assert_eq!(
+        info.metadata.get("caller").map(String::as_str),
+        Some("whip:127.0.0.1:8443")
+    );
+    assert!(ua.sent().is_empty(), "no SIP for a WHIP session");
+
+    // The id is taken now; and an offer with nothing we can answer is refused, its ports freed.
+    assert_eq!(ask(&mut ua, s, offer).unwrap_err().status, 500);
+    let vp9 = offer.replace(
+        "RTP/AVP 0\r\na=rtpmap:0 PCMU/8000",
+        "RTP/AVP 98\r\na=rtpmap:98 X/8000",
+    );
+    assert_eq!(
+        ask(&mut ua, SessionId::from_u128(8), &vp9)
+            .unwrap_err()
+            .status,
+        488
+    );
+    assert_eq!(ua.reserved(), 0);
+
+    ua.cmd(Command::Hangup(s), now);
+    assert!(ua.host_calls().contains(&HostCall::Close(s)));
+    assert_eq!(ua.live_media(), 0);
+    assert!(ua.dir.get(s).is_none());
+    assert!(ua.sent().is_empty());
+    let st = ua.counters.snapshot();
+    assert_eq!(
+        (st.bye_failures, st.calls_answered, st.calls_refused),
+        (0, 1, 2)
+    );
+}

@@ -6,7 +6,8 @@
 //! ends each call from our side that long after answering it. `--register sip:USER@HOST[:PORT]`
 //! registers with that registrar (digest with `--auth-user`, default USER, and `--password`),
 //! keeps the registration fresh, reports it (`registered`, `registration_failed`,
-//! `unregistered`) and removes it on Ctrl-C.
+//! `unregistered`) and removes it on Ctrl-C. `--whip ADDR` (with `--whep`, `--whip-token`)
+//! takes WebRTC sessions over HTTP beside the SIP calls, as calls like the others.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -27,8 +28,10 @@ use roomkit_media::backend::{
 use roomkit_media::backend::{SessionId, SessionInfo};
 use roomkit_media::metrics::{self, MetricsServer};
 use roomkit_media::prelude::*;
+use roomkit_media::whip::{WhipConfig, WhipKind, WhipServer};
 use roomkit_media::VideoCodec;
 
+use roomkit_media::DtlsSrtpPolicy;
 use roomkit_media::SrtpSuite;
 use serde::Serialize;
 
@@ -132,6 +135,18 @@ pub struct ServeArgs {
     /// the library's default, lowest latency for a few calls.
     #[arg(long, value_name = "N", default_value_t = cores(), value_parser = within(0usize, 1024, ""))]
     pub io_threads: usize,
+    /// Take WebRTC publishers over WHIP (RFC 9725) at http://ADDR/whip (https:// with
+    /// --tls-cert and --tls-key), beside SIP calls: each is a call like the others (the same
+    /// JSON lines, --record, --echo), answered ICE-lite with DTLS-SRTP (so `--dtls-srtp off`
+    /// becomes `optional`). Port 0: any free port; the URL is in the `listening` line.
+    #[arg(long, value_name = "ADDR", value_parser = resolve)]
+    pub whip: Option<SocketAddr>,
+    /// Also serve WHEP players at /whep on the --whip address.
+    #[arg(long, requires = "whip")]
+    pub whep: bool,
+    /// Require `Authorization: Bearer T` of WHIP/WHEP clients.
+    #[arg(long, value_name = "T", requires = "whip")]
+    pub whip_token: Option<String>,
     #[command(flatten)]
     pub media: SipMediaArgs,
 }
@@ -171,6 +186,12 @@ enum Event<'a> {
         sip_tls: Option<String>,
         #[serde(skip_serializing_if = "Option::is_none")]
         metrics: Option<String>,
+        /// The WHIP endpoint URL.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        whip: Option<String>,
+        /// The WHEP endpoint URL.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        whep: Option<String>,
     },
     Call {
         session: String,
@@ -330,6 +351,36 @@ struct CallLog {
     audio: Option<WavWriter>,
     first_ts: Option<f64>,
     answered_at: Option<Instant>,
+    /// `whip`/`whep` for a session whose offer came over HTTP; empty for a SIP call.
+    signalling: String,
+    video_codec: Option<VideoCodec>,
+}
+
+/// `--whep`: where a WHIP publisher's media goes: every WHEP player (for video, those that
+/// agreed on the publisher's codec, as pictures are relayed as they are). None from another
+/// session.
+fn whep_players(
+    calls: &HashMap<SessionId, CallLog>,
+    from: SessionId,
+    video: Option<VideoCodec>,
+) -> Vec<SessionId> {
+    if calls.get(&from).is_none_or(|l| l.signalling != "whip") {
+        return Vec::new();
+    }
+    calls
+        .iter()
+        .filter(|(_, l)| l.signalling == "whep" && (video.is_none() || l.video_codec == video))
+        .map(|(id, _)| *id)
+        .collect()
+}
+
+/// The WHIP publishers (a new WHEP player, or one that lost pictures, needs their key frame).
+fn whip_publishers(calls: &HashMap<SessionId, CallLog>) -> Vec<SessionId> {
+    calls
+        .iter()
+        .filter(|(_, l)| l.signalling == "whip")
+        .map(|(id, _)| *id)
+        .collect()
 }
 
 fn parse_video_codecs(v: &str) -> Result<Codecs<VideoCodec>, String> {
@@ -400,7 +451,12 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode, crate::Failure> {
         srtp: args.media.srtp,
         srtp_suites: args.media.srtp_suites(),
         ice: args.media.ice,
-        dtls_srtp: args.media.dtls_srtp,
+        // WHIP clients need DTLS-SRTP, so the backend needs its certificate: at least
+        // `optional` (SIP offers with a fingerprint get DTLS-SRTP too; plain ones stay plain).
+        dtls_srtp: match args.media.dtls_srtp {
+            DtlsSrtpPolicy::Off if args.whip.is_some() => DtlsSrtpPolicy::Optional,
+            p => p,
+        },
         stun_server: args.media.stun,
         ..SipBackendConfig::default()
     };
@@ -431,6 +487,7 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode, crate::Failure> {
     {
         let (out, calls, rec, answered) =
             (out.clone(), calls.clone(), record.clone(), answered.clone());
+        let be2 = Arc::downgrade(&be);
         be.on_call(move |s: &SessionInfo| {
             answered.fetch_add(1, Ordering::Relaxed);
             let m = &s.metadata;
@@ -439,6 +496,8 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode, crate::Failure> {
             let mut log = CallLog {
                 call_id: call_id.clone(),
                 answered_at: Some(Instant::now()),
+                signalling: get("signalling").to_string(),
+                video_codec: s.video.as_ref().and_then(|v| v.codec),
                 ..CallLog::default()
             };
             if let Some(dir) = &rec {
@@ -455,7 +514,22 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode, crate::Failure> {
                 log.audio =
                     WavWriter::create(&dir.join(format!("{base}.wav")), s.audio.sample_rate).ok();
             }
-            calls.lock().insert(s.id, log);
+            let player = log.signalling == "whep";
+            let publishers = {
+                let mut calls = calls.lock();
+                calls.insert(s.id, log);
+                if player {
+                    whip_publishers(&calls)
+                } else {
+                    Vec::new()
+                }
+            };
+            // A new player starts decoding at the publishers' next key frame: ask for it now.
+            if let Some(be) = be2.upgrade() {
+                for p in publishers {
+                    let _ = be.request_keyframe(p);
+                }
+            }
             out.line(&Event::Call {
                 session: s.id.to_string(),
                 call_id: &call_id,
@@ -470,7 +544,11 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode, crate::Failure> {
                 sample_rate: s.audio.sample_rate,
                 audio_remote: s.audio.remote_addr.to_string(),
                 audio_srtp: s.audio.srtp_suite.map(SrtpSuite::sdp_name),
-                transport: get("sip_transport"),
+                // SIP's transport, or `whip`/`whep` for a session whose offer came over HTTP.
+                transport: m
+                    .get("sip_transport")
+                    .or_else(|| m.get("signalling"))
+                    .map_or("", String::as_str),
             });
         });
     }
@@ -492,6 +570,12 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode, crate::Failure> {
         let (out, calls, be2) = (out.clone(), calls.clone(), Arc::downgrade(&be));
         be.on_video_received(move |id, f| {
             let mut line = None;
+            let players = whep_players(&calls.lock(), id, Some(f.codec));
+            if let Some(be) = be2.upgrade().filter(|_| !players.is_empty()) {
+                for p in players {
+                    let _ = be.send_video(p, &f.data);
+                }
+            }
             if let Some(log) = calls.lock().get_mut(&id) {
                 log.frames += 1;
                 log.keyframes += u64::from(f.keyframe);
@@ -530,6 +614,12 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode, crate::Failure> {
     {
         let (calls, be2) = (calls.clone(), Arc::downgrade(&be));
         be.on_audio_received(move |id, f| {
+            let players = whep_players(&calls.lock(), id, None);
+            if let Some(be) = be2.upgrade().filter(|_| !players.is_empty()) {
+                for p in players {
+                    let _ = be.send_audio_at(p, &f.pcm, f.sample_rate);
+                }
+            }
             if let Some(log) = calls.lock().get_mut(&id) {
                 log.audio_frames += 1;
                 if let Some(w) = log.audio.as_mut() {
@@ -554,6 +644,25 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode, crate::Failure> {
                 digit: ev.digit.to_string(),
                 duration_ms: ev.duration_ms,
             });
+        });
+    }
+    {
+        // A WHEP player that lost pictures (PLI/FIR) needs the publishers' next key frame.
+        let (calls, be2) = (calls.clone(), Arc::downgrade(&be));
+        be.on_keyframe_requested(move |id, _| {
+            let publishers = {
+                let calls = calls.lock();
+                if calls.get(&id).is_some_and(|l| l.signalling == "whep") {
+                    whip_publishers(&calls)
+                } else {
+                    Vec::new()
+                }
+            };
+            if let Some(be) = be2.upgrade() {
+                for p in publishers {
+                    let _ = be.request_keyframe(p);
+                }
+            }
         });
     }
     {
@@ -632,11 +741,29 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode, crate::Failure> {
         }
         None => None,
     };
+    let whip = match args.whip {
+        Some(addr) => {
+            let tls = args.tls_cert.as_deref().zip(args.tls_key.as_deref());
+            let config = WhipConfig {
+                token: args.whip_token.clone(),
+                whep: args.whep,
+            };
+            let server = WhipServer::start(addr, tls, config, &be)
+                .map_err(|e| crate::Failure::Runtime(format!("--whip {addr}: {e}")))?;
+            Some(server)
+        }
+        None => None,
+    };
     out.line(&Event::Listening {
         sip: local.to_string(),
         sip_tcp: stream(SipTransportKind::Tcp),
         sip_tls: stream(SipTransportKind::Tls),
         metrics: metrics.as_ref().map(|m| m.local_addr().to_string()),
+        whip: whip.as_ref().map(|w| w.url(WhipKind::Whip)),
+        whep: whip
+            .as_ref()
+            .filter(|_| args.whep)
+            .map(|w| w.url(WhipKind::Whep)),
     });
     if let Some((aor, options)) = register {
         be.register(&aor, options)
@@ -664,8 +791,9 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode, crate::Failure> {
         std::thread::sleep(Duration::from_millis(20));
     }
     let st = be.sip_stats();
-    // No scrape may hold the backend while it is dropped.
+    // No scrape or WHIP request may hold the backend while it is dropped.
     drop(metrics);
+    drop(whip);
     // Dropping the backend ends live calls (BYE), removes the registration, joins every thread
     // and flushes the callbacks.
     let be = Arc::try_unwrap(be)
