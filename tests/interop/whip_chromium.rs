@@ -228,6 +228,8 @@ fn publishes(codec: &str, rtp_ports: &str) {
         "{r}"
     );
     assert_eq!(r["deleted"][0], 200, "{r}");
+    // Our answer took the offer's BUNDLE group: audio and video on one ICE/DTLS transport.
+    assert_eq!(r["whip"]["transports"], 1, "{r}");
     let call = run
         .events("call")
         .into_iter()
@@ -279,6 +281,12 @@ fn chromium_plays_from_whep_what_whip_publishes() {
     assert!(r["error"].is_null(), "{r}");
     assert_eq!(r["whep"]["pairState"], "succeeded", "{r}");
     assert!(r["whep"]["framesDecoded"].as_u64().unwrap_or(0) > 0, "{r}");
+    // Both directions bundled: one transport each.
+    assert_eq!(
+        (&r["whip"]["transports"], &r["whep"]["transports"]),
+        (&1.into(), &1.into()),
+        "{r}"
+    );
     assert!(
         r["whep"]["audioPacketsReceived"].as_u64().unwrap_or(0) > 0,
         "{r}"
