@@ -146,8 +146,10 @@ fn run(rtp_ports: &str, codec: Option<&str>, play: bool, seconds: u32, https: bo
         url.push_str(&format!("&codec={c}"));
     }
     if play {
+        // The page that publishes and plays does both with `max-bundle` (one transport
+        // required), the others with the default `balanced`.
         url.push_str(&format!(
-            "&whep={}",
+            "&whep={}&bundle=max-bundle",
             listening["whep"].as_str().expect("a whep URL")
         ));
     }
