@@ -274,6 +274,35 @@ fn chrome_and_chromium_offers_are_answered_bundled() {
     }
 }
 
+/// A `max-bundle` offer whose video m-line is `a=bundle-only` with port 0 (RFC 9143 §6): with
+/// BUNDLE it is taken on the audio transport; without, refused as any port-0 m-line.
+#[test]
+fn a_bundle_only_m_line_is_taken_on_the_group_transport() {
+    let text = data("chromium-offer.sdp");
+    let bundle_only = text
+        .replace("m=video 50804 ", "m=video 0 ")
+        .replace("a=mid:1\r\n", "a=mid:1\r\na=bundle-only\r\n")
+        .replace("a=mid:1\n", "a=mid:1\na=bundle-only\n");
+    let offer = parse(&bundle_only);
+    assert!(offer.media[1].bundle_only && offer.media[1].port == 0);
+    assert!(offer.accepts_video(&[VideoCodec::H264, VideoCodec::Vp8]));
+    let id = DtlsIdentity::generate().unwrap();
+    let mut cfg = answerer(IcePolicy::Lite, true, &id);
+    cfg.local.dtls_answer_setup = SetupRole::Passive;
+    let ans = answer(&offer, &cfg).unwrap();
+    let sdp = &ans.sdp;
+    assert_eq!(lines_of(sdp, "a=group:BUNDLE 0 1").len(), 1, "{sdp}");
+    assert_eq!(lines_of(sdp, "m=video 10000 ").len(), 1, "{sdp}");
+    assert!(ans.negotiation.bundled());
+    let v = ans.negotiation.video.as_ref().unwrap();
+    assert_eq!(v.remote, ans.negotiation.audio.remote);
+    assert_eq!(v.transport.as_ref().unwrap().mid.as_deref(), Some("1"));
+
+    let ans = answer(&offer, &answerer(IcePolicy::Lite, false, &id)).unwrap();
+    assert!(ans.negotiation.video.is_none());
+    assert_eq!(lines_of(&ans.sdp, "m=video 0 ").len(), 1, "{}", ans.sdp);
+}
+
 #[test]
 fn re_offers_and_re_answers_keep_the_group() {
     let (id_a, id_b) = ids();

@@ -14,8 +14,8 @@ use super::codecs::{
 use super::crypto::{format_crypto, negotiate_offered};
 use super::extmap::extmap_id;
 use super::ice_dtls::{
-    answer_transport, group_of, is_dtls_proto, join_bundle, mid_ext_id, IcePolicy,
-    NegotiatedTransport,
+    answer_transport, group_of, is_dtls_proto, join_bundle, mid_ext_id, resolve_bundle_only,
+    IcePolicy, NegotiatedTransport,
 };
 use super::local::LocalMedia;
 use super::model::{
@@ -215,7 +215,8 @@ impl From<SdpError> for AnswerError {
 /// first video stream with a codec in common its video (when `video_port` is not 0), and every
 /// other m-line is rejected with port 0. Fails when there is no usable audio stream.
 pub fn answer(offer: &SessionDescription, cfg: &AnswerConfig) -> Result<Answer, AnswerError> {
-    let plan = plan(offer, cfg, None)?;
+    let resolved = resolve_bundle_only(offer, &cfg.local);
+    let plan = plan(resolved.as_ref().unwrap_or(offer), cfg, None)?;
     Ok(plan.finish(cfg, cfg.local.session_id, cfg.local.session_version))
 }
 
@@ -247,6 +248,8 @@ pub fn reanswer(
     cfg: &AnswerConfig,
 ) -> Result<Reanswer, AnswerError> {
     let prev = &previous.negotiation;
+    let resolved = resolve_bundle_only(offer, &cfg.local);
+    let offer = resolved.as_ref().unwrap_or(offer);
     let plan = plan(offer, cfg, Some(prev))?;
     // A stream that is SRTP stays SRTP, whatever the policy: dropping the protection of a
     // running call is what an attacker on the signalling path would ask for, and the stream's
@@ -904,7 +907,8 @@ impl SessionDescription {
     pub fn accepts_video(&self, video_codecs: &[VideoCodec]) -> bool {
         self.media.iter().any(|m| {
             m.kind == MediaKind::Video
-                && usable_stream(m).is_ok()
+                // A bundle-only m-line (port 0) is taken when we bundle.
+                && (usable_stream(m).is_ok() || (m.bundle_only && m.port == 0))
                 && m.payloads
                     .iter()
                     .filter_map(video_codec_of)

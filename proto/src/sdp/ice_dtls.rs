@@ -466,6 +466,44 @@ impl super::answer::Negotiation {
     }
 }
 
+/// An offer whose `a=bundle-only` m-lines (port 0, RFC 9143 §6) are given their BUNDLE
+/// group's address and transport attributes (those of the group's first m-line with a port),
+/// so that answering takes them as bundled streams; `None` when there is nothing to resolve or
+/// we do not bundle (they are then refused as port-0 m-lines are).
+pub(crate) fn resolve_bundle_only(
+    offer: &super::model::SessionDescription,
+    local: &LocalMedia,
+) -> Option<super::model::SessionDescription> {
+    if !local.bundle || !offer.media.iter().any(|m| m.bundle_only && m.port == 0) {
+        return None;
+    }
+    let mid_of = |m: &MediaDescription| m.transport.mid.clone();
+    let mut resolved = offer.clone();
+    for group in &offer.bundle {
+        let Some(tagged) = group.iter().find_map(|mid| {
+            offer
+                .media
+                .iter()
+                .find(|m| m.port != 0 && mid_of(m).as_ref() == Some(mid))
+        }) else {
+            continue;
+        };
+        for m in resolved.media.iter_mut() {
+            let in_group = mid_of(m).is_some_and(|mid| group.contains(&mid));
+            if m.bundle_only && m.port == 0 && in_group {
+                m.port = tagged.port;
+                m.connection = tagged.connection;
+                m.rtcp = None;
+                m.transport = super::transport::TransportAttrs {
+                    mid: m.transport.mid.take(),
+                    ..tagged.transport.clone()
+                };
+            }
+        }
+    }
+    Some(resolved)
+}
+
 /// The MID extension's ID in `extmaps` when it fits the one-byte header form we write (1–14).
 pub(crate) fn mid_ext_id(extmaps: &[ExtMap]) -> Option<u8> {
     extmap_id(extmaps, MID_URI).filter(|id| (1..=14).contains(id))
