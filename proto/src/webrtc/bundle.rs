@@ -266,6 +266,9 @@ impl Bundle {
                 let Some(srtp) = self.srtp.as_mut() else {
                     return;
                 };
+                // The transport vetted the source (the selected pair, or any valid one): to the
+                // member cores, whose source check knows only the selected remote, it is the peer.
+                let from = self.transport.media_remote().unwrap_or(from);
                 let rtcp = kind == MuxedKind::Rtcp;
                 let plain = if rtcp {
                     srtp.unprotect_rtcp(data, now)
