@@ -6,8 +6,12 @@
 
 #[path = "../fuzz_support/mod.rs"]
 mod fuzz_support;
+#[path = "../support/rsa.rs"]
+mod rsa;
 
+mod bundle;
 mod congestion;
+mod dtls_engines;
 mod fec;
 mod framing_props;
 mod fuzz_findings;
@@ -17,6 +21,7 @@ mod ice_dtls;
 mod layering;
 mod rfc4475;
 mod rtcp_props;
+mod sdp_bundle;
 mod sdp_fuzz;
 mod sdp_ice_dtls;
 mod sdp_offer_answer;

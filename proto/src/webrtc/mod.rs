@@ -5,8 +5,10 @@
 //! - `ice.rs`: [`IceAgent`] over str0m's `is` (full and lite, controlling and controlled, host
 //!   and server-reflexive candidates), with RFC 7675 consent freshness on top.
 //! - `dtls.rs`: [`DtlsIdentity`] (our ECDSA P-256 certificate, its `a=fingerprint`) and
-//!   [`DtlsEndpoint`] over str0m's `dimpl`: the handshake, the peer's fingerprint checked, the
-//!   exported keys handed over as `rtp::srtp::SrtpKeys` for the one SRTP layer.
+//!   [`DtlsEndpoint`] on one of two engines ([`DtlsEngine`]): OpenSSL (`dtls_openssl.rs`, the
+//!   default; RSA and ECDSA peers) or str0m's `dimpl` (ECDSA only, pure Rust): the
+//!   handshake, the peer's fingerprint checked, the exported keys handed over as
+//!   `rtp::srtp::SrtpKeys` for the one SRTP layer.
 //! - `whip.rs`: [`WhipEndpoint`], the WHIP/WHEP HTTP decisions (RFC 9725): a request in, the
 //!   response out, sessions made and ended through [`WhipSessions`].
 //! - `stun.rs`: [`StunBinding`], the STUN Binding client that learns a socket's
@@ -18,13 +20,16 @@
 // A pure layer: any `unsafe` the engine needs lives in engine/ (or ffi/), never here.
 #![forbid(unsafe_code)]
 
+mod bundle;
 mod dtls;
+mod dtls_openssl;
 mod ice;
 mod stun;
 mod transport;
 mod whip;
 
-pub use dtls::{fingerprint, DtlsEndpoint, DtlsError, DtlsEvent, DtlsIdentity};
+pub use bundle::{add_one_byte_element, Bundle, BundleError, BundleStats, MemberRoute};
+pub use dtls::{fingerprint, DtlsEndpoint, DtlsEngine, DtlsError, DtlsEvent, DtlsIdentity};
 pub use ice::{
     IceAgent, IceConfig, IceCounters, IceEvent, IceInput, IceState, IceTransmit, SelectedPair,
     CONSENT_TIMEOUT,

@@ -155,6 +155,22 @@ pub struct TransportStats {
     pub dropped: u64,
 }
 
+impl TransportStats {
+    /// Copies the transport's state and counters into a stream's statistics (a keyed core's
+    /// own, or each member's of a [`Bundle`](super::Bundle)).
+    pub fn fill(&self, s: &mut crate::rtp::StreamStats) {
+        s.ice_state = self.ice_state as u32;
+        s.dtls_state = self.dtls_state as u32;
+        s.ice_local = self.selected.map(|p| p.local);
+        s.ice_remote = self.remote;
+        s.stun_accepted = self.stun.accepted;
+        s.stun_malformed = self.stun.malformed;
+        s.stun_refused = self.stun.refused;
+        s.dtls_dropped = self.dtls_dropped;
+        s.transport_dropped = self.dropped;
+    }
+}
+
 /// ICE (when negotiated) and DTLS-SRTP on one stream's socket, as one sans-IO object: the
 /// stream core owns one per stream (later one per BUNDLE group, above several cores).
 ///
@@ -271,6 +287,15 @@ impl IceDtlsTransport {
         }
     }
 
+    /// Whether RTP or RTCP from `from` is the peer's: the selected remote, or with ICE any
+    /// source an authenticated check came from (RFC 8445 §12.1: media may arrive on any valid
+    /// pair, e.g. from a peer bound to a wildcard address whose kernel picks another source
+    /// address than its candidate's). SRTP authenticates every packet after this.
+    pub fn media_source_ok(&self, from: SocketAddr) -> bool {
+        self.media_remote().is_some_and(|r| same_endpoint(r, from))
+            || (self.ice.is_some() && self.validated.iter().any(|&v| same_endpoint(v, from)))
+    }
+
     /// A datagram from `from` on the stream's socket. Never panics, whatever the bytes.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) -> Route {
         if self.failed || self.closing {
@@ -311,7 +336,7 @@ impl IceDtlsTransport {
                 }
             }
             Demux::Rtp(kind) => {
-                if self.keyed && self.media_remote().is_some_and(|r| same_endpoint(r, from)) {
+                if self.keyed && self.media_source_ok(from) {
                     return Route::Media(kind);
                 }
                 self.stats.dropped += 1;

@@ -47,6 +47,9 @@ impl SipCore {
         // media sent there.
         cfg.local.ice = crate::sdp::IcePolicy::Lite;
         cfg.local.dtls_answer_setup = crate::sdp::SetupRole::Passive;
+        // An offered BUNDLE group is taken (browsers with `max-bundle`, OBS and GStreamer's
+        // whipclientsink require it): audio and video then share one socket and handshake.
+        cfg.local.bundle = true;
         cfg.local.dtls_srtp = crate::sdp::DtlsSrtpPolicy::Mandatory;
         let ans = match answer(&offer, &cfg) {
             Ok(a) => a,

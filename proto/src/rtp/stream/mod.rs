@@ -445,16 +445,7 @@ impl StreamCore {
             s.cc_feedback_received = cc.feedback_received;
         }
         if let Some(t) = &self.transport {
-            let ts = t.stats();
-            s.ice_state = ts.ice_state as u32;
-            s.dtls_state = ts.dtls_state as u32;
-            s.ice_local = ts.selected.map(|p| p.local);
-            s.ice_remote = ts.remote;
-            s.stun_accepted = ts.stun.accepted;
-            s.stun_malformed = ts.stun.malformed;
-            s.stun_refused = ts.stun.refused;
-            s.dtls_dropped = ts.dtls_dropped;
-            s.transport_dropped = ts.dropped;
+            t.stats().fill(&mut s);
         }
         s
     }
@@ -984,6 +975,10 @@ impl StreamCore {
     // ---- sources and time ------------------------------------------------------------------
 
     fn accept_source(&mut self, from: SocketAddr, is_rtcp: bool) -> bool {
+        // With ICE/DTLS the transport decides who the peer is (and latches without ICE).
+        if let Some(tr) = self.transport.as_ref() {
+            return tr.media_source_ok(from);
+        }
         let r = &mut self.remotes;
         let (expected, latched) = if is_rtcp {
             (r.rtcp, r.rtcp_latched)
