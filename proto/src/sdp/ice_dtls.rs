@@ -357,25 +357,18 @@ impl OfferedTransport {
         let theirs = t.setup.unwrap_or(SetupRole::Active);
         let dtls_client = SetupRole::we_are_client(self.setup, theirs)
             .ok_or_else(|| format!("a=setup:{} cannot answer ours", theirs.as_str()))?;
-        let ice = match (&t.ice, self.ice) {
-            (Some(remote), ours) if ours != IcePolicy::Off => {
-                let lite = ours == IcePolicy::Lite;
-                Some(NegotiatedIce {
-                    lite,
-                    // The offerer controls unless it is lite and the answerer is not.
-                    controlling: self.controlling.unwrap_or(!lite || t.ice_lite),
-                    local_credentials: self.ice_credentials.clone(),
-                    local_candidates: if video {
-                        self.video_candidates.clone()
-                    } else {
-                        self.audio_candidates.clone()
-                    },
-                    remote_credentials: remote.clone(),
-                    remote_candidates: remote_candidates(m),
-                })
-            }
-            _ => None,
-        };
+        let ice = negotiated_ice(m, self.ice, |lite| {
+            (
+                // The offerer controls unless it is lite and the answerer is not.
+                self.controlling.unwrap_or(!lite || t.ice_lite),
+                self.ice_credentials.clone(),
+                if video {
+                    self.video_candidates.clone()
+                } else {
+                    self.audio_candidates.clone()
+                },
+            )
+        });
         Ok(Some(NegotiatedTransport {
             ice,
             remote_fingerprints: t.fingerprints.clone(),
@@ -509,6 +502,31 @@ pub(crate) fn mid_ext_id(extmaps: &[ExtMap]) -> Option<u8> {
     extmap_id(extmaps, MID_URI).filter(|id| (1..=14).contains(id))
 }
 
+/// ICE for one stream when both sides do it (our `policy` is not off and the peer wrote
+/// credentials on `m`): `ours` gives our role, credentials and candidates, told whether we are
+/// lite; the peer's side comes from `m`. Offerer and answerer both build it here.
+fn negotiated_ice(
+    m: &MediaDescription,
+    policy: IcePolicy,
+    ours: impl FnOnce(bool) -> (bool, IceCredentials, StreamCandidates),
+) -> Option<NegotiatedIce> {
+    let remote = m
+        .transport
+        .ice
+        .as_ref()
+        .filter(|_| policy != IcePolicy::Off)?;
+    let lite = policy == IcePolicy::Lite;
+    let (controlling, local_credentials, local_candidates) = ours(lite);
+    Some(NegotiatedIce {
+        lite,
+        controlling,
+        local_credentials,
+        local_candidates,
+        remote_credentials: remote.clone(),
+        remote_candidates: remote_candidates(m),
+    })
+}
+
 /// The peer's candidates: those it listed, else its default address as a host candidate.
 fn remote_candidates(m: &MediaDescription) -> Vec<Candidate> {
     if !m.transport.candidates.is_empty() {
@@ -579,29 +597,22 @@ pub(crate) fn answer_transport(
         },
     };
     let dtls_client = ours == SetupRole::Active;
-    let ice = match (&t.ice, local.ice) {
-        (Some(remote), policy) if policy != IcePolicy::Off => {
-            let lite = policy == IcePolicy::Lite;
-            let kept = keep.and_then(|k| k.ice.as_ref());
-            Some(NegotiatedIce {
-                lite,
-                // In a new call the answerer controls only when it is full and the offerer
-                // lite; in a running one the role stays.
-                controlling: controlling.unwrap_or(!lite && t.ice_lite),
-                local_credentials: kept.map_or_else(
-                    || local.ice_credentials.clone(),
-                    |k| k.local_credentials.clone(),
-                ),
-                local_candidates: kept.map_or_else(
-                    || local.candidates(port, video),
-                    |k| k.local_candidates.clone(),
-                ),
-                remote_credentials: remote.clone(),
-                remote_candidates: remote_candidates(m),
-            })
-        }
-        _ => None,
-    };
+    let kept = keep.and_then(|k| k.ice.as_ref());
+    let ice = negotiated_ice(m, local.ice, |lite| {
+        (
+            // In a new call the answerer controls only when it is full and the offerer lite;
+            // in a running one the role stays.
+            controlling.unwrap_or(!lite && t.ice_lite),
+            kept.map_or_else(
+                || local.ice_credentials.clone(),
+                |k| k.local_credentials.clone(),
+            ),
+            kept.map_or_else(
+                || local.candidates(port, video),
+                |k| k.local_candidates.clone(),
+            ),
+        )
+    });
     let negotiated = NegotiatedTransport {
         ice,
         remote_fingerprints: t.fingerprints.clone(),
