@@ -7,6 +7,8 @@
 //! - `dtls.rs`: [`DtlsIdentity`] (our ECDSA P-256 certificate, its `a=fingerprint`) and
 //!   [`DtlsEndpoint`] over str0m's `dimpl`: the handshake, the peer's fingerprint checked, the
 //!   exported keys handed over as `rtp::srtp::SrtpKeys` for the one SRTP layer.
+//! - `turn.rs`: [`TurnClient`], a TURN client over UDP (RFC 8656): an allocation with
+//!   long-term credentials, permissions, Send/Data indications, refreshes and retransmits.
 //! - `whip.rs`: [`WhipEndpoint`], the WHIP/WHEP HTTP decisions (RFC 9725): a request in, the
 //!   response out, sessions made and ended through [`WhipSessions`].
 //! - `transport.rs`: [`IceDtlsParams`] (what SDP negotiation hands a stream) and
@@ -19,6 +21,7 @@
 mod dtls;
 mod ice;
 mod transport;
+mod turn;
 mod whip;
 
 pub use dtls::{fingerprint, DtlsEndpoint, DtlsError, DtlsEvent, DtlsIdentity};
@@ -31,6 +34,9 @@ pub use is::Candidate;
 pub use transport::{
     IceDtlsParams, IceDtlsTransport, IceParams, Route, TransportDtlsState, TransportEvent,
     TransportFailure, TransportIceState, TransportStats,
+};
+pub use turn::{
+    long_term_key, TurnClient, TurnConfig, TurnCounters, TurnError, TurnEvent, TurnState,
 };
 pub use whip::{CreateError, WhipConfig, WhipEndpoint, WhipKind, WhipSessions};
 
