@@ -764,8 +764,10 @@ typedef struct {
     // or `RKM_DTLS_SRTP_MANDATORY`. When on, the backend makes one ECDSA P-256 certificate at
     // `rkm_sip_start`.
     uint32_t dtls_srtp;
-    // A STUN server, `"ip:port"`, for server-reflexive candidates. Accepted and checked, not
-    // queried yet (only host candidates are offered). NULL (default): none.
+    // A STUN server, `"ip:port"`, for server-reflexive candidates (with `ice`): each call's
+    // media sockets ask it for their public address before the SDP is written (the SIP thread
+    // waits at most 500 ms) and offer it as a `srflx` candidate; no answer leaves the host
+    // candidate only. NULL (default): none.
     const char *stun_server;
 } rkm_sip_config;
 

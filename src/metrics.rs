@@ -299,7 +299,7 @@ pub fn render_snapshots(snaps: &[(&str, BackendMetrics)], format: MetricsFormat)
                 .collect()
         };
         type Read = dyn Fn(&SipMetrics) -> u64;
-        let counters: [(&str, &str, &Read); 19] = [
+        let counters: [(&str, &str, &Read); 21] = [
             (
                 "rkm_sip_datagrams_received",
                 "SIP datagrams received.",
@@ -353,6 +353,16 @@ pub fn render_snapshots(snaps: &[(&str, BackendMetrics)], format: MetricsFormat)
                 "rkm_sip_requests_rate_limited",
                 "Out-of-dialog requests answered 503 for their source's rate.",
                 &|s| s.stats.requests_rate_limited,
+            ),
+            (
+                "rkm_stun_srflx_gathered",
+                "Media sockets that learnt their server-reflexive address from the STUN server.",
+                &|s| s.stats.srflx_gathered,
+            ),
+            (
+                "rkm_stun_srflx_failed",
+                "Media sockets whose STUN binding failed (host candidate only).",
+                &|s| s.stats.srflx_failed,
             ),
             (
                 "rkm_rtp_ports_busy",

@@ -325,7 +325,8 @@ impl SipVoiceBackend {
             cname,
             Some(notify),
             dtls_identity,
-        );
+        )
+        .count_into(self.counters.clone());
         let mut core = SipCore::new(
             self.cfg.clone(),
             self.with_video,

@@ -662,8 +662,10 @@ pub struct rkm_sip_config {
     /// or `RKM_DTLS_SRTP_MANDATORY`. When on, the backend makes one ECDSA P-256 certificate at
     /// `rkm_sip_start`.
     pub dtls_srtp: u32,
-    /// A STUN server, `"ip:port"`, for server-reflexive candidates. Accepted and checked, not
-    /// queried yet (only host candidates are offered). NULL (default): none.
+    /// A STUN server, `"ip:port"`, for server-reflexive candidates (with `ice`): each call's
+    /// media sockets ask it for their public address before the SDP is written (the SIP thread
+    /// waits at most 500 ms) and offer it as a `srflx` candidate; no answer leaves the host
+    /// candidate only. NULL (default): none.
     pub stun_server: *const c_char,
 }
 

@@ -25,6 +25,7 @@ mod sip_demo;
 mod sip_fec;
 mod sip_ice_dtls;
 mod sip_lossy;
+mod sip_stun;
 mod sip_tcp_tls;
 mod stream_impairment;
 mod whip;

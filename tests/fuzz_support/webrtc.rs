@@ -1,6 +1,7 @@
-//! STUN and DTLS input through our wrappers (`webrtc::IceAgent`, `webrtc::DtlsEndpoint`), as the
-//! RFC 7983 demultiplexer would hand it over: arbitrary datagrams must be a counted drop or a
-//! refusal, never a panic; nothing the fuzzer writes may pass for an authenticated ICE check
+//! STUN and DTLS input through our wrappers (`webrtc::IceAgent`, `webrtc::StunBinding`,
+//! `webrtc::DtlsEndpoint`), as the RFC 7983 demultiplexer would hand it over: arbitrary
+//! datagrams must be a counted drop or a refusal, never a panic; the Binding client takes no
+//! answer to another transaction; nothing the fuzzer writes may pass for an authenticated ICE check
 //! (it does not know the password) or complete a DTLS handshake (it cannot present a certificate
 //! matching the fingerprint we expect).
 
@@ -10,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use roomkit_media::sdp::{Fingerprint, IceCredentials};
 use roomkit_media::webrtc::{
-    demux, Demux, DtlsEndpoint, DtlsEvent, DtlsIdentity, IceAgent, IceConfig, IceInput,
+    demux, BindingConfig, BindingInput, Demux, DtlsEndpoint, DtlsEvent, DtlsIdentity, IceAgent,
+    IceConfig, IceInput, StunBinding,
 };
 
 use super::Cursor;
@@ -55,6 +57,9 @@ pub fn datagrams(data: &[u8]) {
         hash: vec![0x5a; 32],
     };
     let mut dtls = DtlsEndpoint::new(identity(), mode & 4 != 0, &[expected], start);
+    // The server-reflexive Binding client takes the same STUN datagrams as if from its server.
+    let transaction_id = [0x42; 12];
+    let mut binding = StunBinding::new(there, transaction_id, BindingConfig::default(), start);
     let mut now = start;
     for step in 0..64u32 {
         if c.is_empty() {
@@ -65,6 +70,14 @@ pub fn datagrams(data: &[u8]) {
         now = start + Duration::from_millis(u64::from(step) * 7);
         match demux(datagram) {
             Demux::Stun => {
+                let _ = binding.poll_transmit(now);
+                if binding.handle_datagram(there, datagram) == BindingInput::Answer {
+                    assert_eq!(
+                        datagram.get(8..20),
+                        Some(&transaction_id[..]),
+                        "an answer to another transaction was taken"
+                    );
+                }
                 let got = ice.handle_input(now, there, here, datagram);
                 assert_ne!(
                     got,

@@ -21,6 +21,7 @@ mod kamailio_dispatcher;
 mod kamailio_tls;
 mod ladder;
 mod lossy_path;
+mod nat;
 mod opus_ffmpeg;
 mod sip_cli;
 mod sip_tls;

@@ -11,6 +11,8 @@
 //!   long-term credentials, permissions, Send/Data indications, refreshes and retransmits.
 //! - `whip.rs`: [`WhipEndpoint`], the WHIP/WHEP HTTP decisions (RFC 9725): a request in, the
 //!   response out, sessions made and ended through [`WhipSessions`].
+//! - `stun.rs`: [`StunBinding`], the STUN Binding client that learns a socket's
+//!   server-reflexive address from a STUN server (RFC 8489), before the SDP is written.
 //! - `transport.rs`: [`IceDtlsParams`] (what SDP negotiation hands a stream) and
 //!   [`IceDtlsTransport`], the agent and the endpoint on one socket behind one sans-IO object
 //!   that a stream core owns when `CoreConfig::ice_dtls` is set (RFC 7983 demultiplexing).
@@ -20,6 +22,7 @@
 
 mod dtls;
 mod ice;
+mod stun;
 mod transport;
 mod turn;
 mod whip;
@@ -31,6 +34,7 @@ pub use ice::{
 };
 /// The candidate type of `a=candidate` lines, as the ICE agent reads and writes them.
 pub use is::Candidate;
+pub use stun::{BindingConfig, BindingCounters, BindingInput, BindingOutcome, StunBinding};
 pub use transport::{
     IceDtlsParams, IceDtlsTransport, IceParams, Route, TransportDtlsState, TransportEvent,
     TransportFailure, TransportIceState, TransportStats,

@@ -105,8 +105,12 @@ impl SipCore {
         oc.local.srtp = self.cfg.srtp;
         oc.local.srtp_suites = self.cfg.srtp_suites.clone();
         self.transport_policy(&mut oc.local);
+        oc.local.audio_srflx = r.audio_srflx;
+        oc.local.video_srflx = r.video_srflx;
         let offer = build_offer(&oc);
-        let answer_cfg = self.answer_config(r.audio_port, r.video_port.unwrap_or(0));
+        let mut answer_cfg = self.answer_config(r.audio_port, r.video_port.unwrap_or(0));
+        answer_cfg.local.audio_srflx = r.audio_srflx;
+        answer_cfg.local.video_srflx = r.video_srflx;
         let no = self.new_call_no();
         let session = req.session;
         let leg = UacLeg {

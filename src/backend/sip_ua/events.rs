@@ -139,6 +139,11 @@ pub struct SipCounters {
     pub setup_incoming: SetupHistogram,
     /// Dialed calls: dial → 2xx received.
     pub setup_outgoing: SetupHistogram,
+    /// Media sockets that learnt their server-reflexive address from the STUN server.
+    pub srflx_gathered: AtomicU64,
+    /// Media sockets whose STUN binding failed (no answer in time, an error, no route): they
+    /// offered their host candidate only.
+    pub srflx_failed: AtomicU64,
 }
 
 impl SipCounters {
@@ -199,6 +204,8 @@ impl SipCounters {
             calls_refused_sip_backlog: g(&self.refused_sip_backlog),
             calls_refused_setup_queue: g(&self.refused_setup_queue),
             calls_refused_capacity: g(&self.refused_capacity),
+            srflx_gathered: g(&self.srflx_gathered),
+            srflx_failed: g(&self.srflx_failed),
             // The TCP/TLS counters are the SIP thread's own (`SipTransport::stream_counters`).
             ..SipStats::default()
         }

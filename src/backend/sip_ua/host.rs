@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,6 +43,10 @@ pub struct Reservation {
     pub audio_port: u16,
     /// The video RTP port, when video was asked for.
     pub video_port: Option<u16>,
+    /// The audio socket's server-reflexive address, when a STUN server told it (ICE only).
+    pub audio_srflx: Option<SocketAddr>,
+    /// The video socket's server-reflexive address, likewise.
+    pub video_srflx: Option<SocketAddr>,
 }
 
 /// Why the media side could not do what the core asked: the call is refused or failed with
@@ -178,11 +183,17 @@ struct StreamSettings {
     audio_sample_rate: AppRate,
     /// The backend's DTLS certificate, when DTLS-SRTP is on: every stream presents it.
     dtls_identity: Option<crate::webrtc::DtlsIdentity>,
+    /// The STUN server each reservation's sockets ask for their server-reflexive address
+    /// (with ICE and DTLS-SRTP on and a server configured).
+    stun_server: Option<SocketAddr>,
 }
 
 /// A session to close (with its reason; only its video when `None`). Its ports go back to the
 /// pool when its sockets close: each [`RtpSockets`] holds its lease.
 type Reap = (SessionId, Option<EndReason>);
+
+/// How long a STUN server that answered none of a reservation's sockets is left alone.
+const STUN_QUIET: Duration = Duration::from_secs(30);
 
 /// Sessions the reaper closes together at most (see [`EngineHost::new`]).
 const REAP_BATCH: usize = 256;
@@ -232,6 +243,10 @@ pub struct EngineHost {
     /// The setup worker: incoming calls' sessions are started there, off the SIP thread.
     setup: Option<(Sender<SetupJob>, std::thread::JoinHandle<()>)>,
     unclosed: Unclosed,
+    /// Where server-reflexive gathering is counted (the backend's signalling counters).
+    counters: Option<Arc<super::SipCounters>>,
+    /// Until when the STUN server is not asked (it answered none of the last gathering).
+    stun_quiet_until: Option<std::time::Instant>,
 }
 
 impl std::fmt::Debug for EngineHost {
@@ -314,13 +329,25 @@ impl EngineHost {
                 cname,
                 audio_sample_rate: cfg.audio_sample_rate,
                 dtls_identity,
+                // ICE runs on DTLS-SRTP streams only: without it, nothing would use a srflx.
+                stun_server: cfg
+                    .stun_server
+                    .filter(|_| cfg.ice && cfg.dtls_srtp != crate::DtlsSrtpPolicy::Off),
             },
             next_id: 0,
             reserved: HashMap::new(),
             reaper,
             setup,
             unclosed,
+            counters: None,
+            stun_quiet_until: None,
         }
+    }
+
+    /// Counts server-reflexive gathering (`srflx_gathered`, `srflx_failed`) in `counters`.
+    pub fn count_into(mut self, counters: Arc<super::SipCounters>) -> EngineHost {
+        self.counters = Some(counters);
+        self
     }
 
     /// A pool port whose RTP and RTCP ports bind now, the lease held by the sockets. Ports
@@ -348,6 +375,38 @@ impl EngineHost {
             Some(e) => format!("media: no RTP port binds ({e})"),
             None => "no free RTP port".into(),
         }))
+    }
+
+    /// The server-reflexive address of each socket (in order) when a STUN server is
+    /// configured; empty otherwise. Waits on this (the SIP) thread, at most the binding budget
+    /// (500 ms) for all of them together; a failed binding leaves that socket's host candidate
+    /// only, and is counted in `srflx_failed`. When none of a reservation's sockets got an
+    /// answer, the server is not asked again for [`STUN_QUIET`] (those calls offer host
+    /// candidates only, counted as failed): an unreachable server must not hold up every call's
+    /// signalling.
+    fn gather(&mut self, sockets: &[&crate::engine::MediaSocket]) -> Vec<Option<SocketAddr>> {
+        let Some(server) = self.settings.stun_server else {
+            return Vec::new();
+        };
+        let now = std::time::Instant::now();
+        let (srflx, failed) = if self.stun_quiet_until.is_some_and(|t| now < t) {
+            (vec![None; sockets.len()], sockets.len() as u64)
+        } else {
+            let g = crate::engine::stun_gather::gather_srflx(
+                sockets,
+                server,
+                crate::webrtc::BindingConfig::default(),
+            );
+            let none = !g.srflx.is_empty() && g.srflx.iter().all(Option::is_none);
+            self.stun_quiet_until = none.then(|| now + STUN_QUIET);
+            (g.srflx, g.failed)
+        };
+        if let Some(c) = &self.counters {
+            let gathered = srflx.iter().flatten().count() as u64;
+            c.srflx_gathered.fetch_add(gathered, Ordering::Relaxed);
+            c.srflx_failed.fetch_add(failed, Ordering::Relaxed);
+        }
+        srflx
     }
 
     fn source_policy(&self) -> SourcePolicy {
@@ -454,10 +513,15 @@ impl MediaHost for EngineHost {
             None
         };
         self.next_id += 1;
+        let mut sockets = vec![&audio.rtp];
+        sockets.extend(video.as_ref().map(|v| &v.rtp));
+        let srflx = self.gather(&sockets);
         let r = Reservation {
             id: ReservationId(self.next_id),
             audio_port: audio.local_addr().port(),
             video_port: video.as_ref().map(|s| s.local_addr().port()),
+            audio_srflx: srflx.first().copied().flatten(),
+            video_srflx: srflx.get(1).copied().flatten(),
         };
         self.reserved.insert(r.id, (Some(audio), video));
         Ok(r)
@@ -466,10 +530,13 @@ impl MediaHost for EngineHost {
     fn reserve_video(&mut self) -> Result<Reservation, MediaError> {
         let video = self.bind_port()?;
         self.next_id += 1;
+        let srflx = self.gather(&[&video.rtp]);
         let r = Reservation {
             id: ReservationId(self.next_id),
             audio_port: 0,
             video_port: Some(video.local_addr().port()),
+            audio_srflx: None,
+            video_srflx: srflx.first().copied().flatten(),
         };
         self.reserved.insert(r.id, (None, Some(video)));
         Ok(r)
@@ -787,6 +854,8 @@ impl MediaHost for FakeMediaHost {
             id: ReservationId(self.next_id),
             audio_port: self.port(),
             video_port: video.then(|| self.port()),
+            audio_srflx: None,
+            video_srflx: None,
         };
         let mut st = self.state.lock();
         st.reserved.insert(r.id, r);
@@ -907,6 +976,8 @@ impl MediaHost for FakeMediaHost {
             id: ReservationId(self.next_id),
             audio_port: 0,
             video_port: Some(self.port()),
+            audio_srflx: None,
+            video_srflx: None,
         };
         self.state.lock().reserved.insert(r.id, r);
         Ok(r)

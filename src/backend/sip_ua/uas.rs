@@ -339,9 +339,11 @@ impl SipCore {
             reservation,
             now,
         } = s;
-        let cfg = self.answer_config(reservation.audio_port, reservation.video_port.unwrap_or(0));
+        let mut cfg =
+            self.answer_config(reservation.audio_port, reservation.video_port.unwrap_or(0));
+        cfg.local.audio_srflx = reservation.audio_srflx;
+        cfg.local.video_srflx = reservation.video_srflx;
         let ans = answer(offer, &cfg).map_err(|e| Refusal::status(e.status_code()))?;
-        let mut cfg = cfg;
         if !ans.has_video() {
             cfg.local.video_port = 0;
         }

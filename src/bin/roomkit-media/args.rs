@@ -212,8 +212,8 @@ pub struct SipMediaArgs {
     /// ICE too. No BUNDLE: each stream has its own port.
     #[arg(long)]
     pub ice: bool,
-    /// A STUN server for server-reflexive candidates (accepted, not queried yet: only host
-    /// candidates are offered).
+    /// A STUN server for server-reflexive candidates (with --ice): each call's media sockets
+    /// ask it for their public address (at most 0.5 s) and offer it as a `srflx` candidate.
     #[arg(long, value_name = "HOST:PORT", value_parser = resolve)]
     pub stun: Option<SocketAddr>,
 }

@@ -74,6 +74,10 @@ pub struct CallArgs {
     /// The RTP ports the call takes its own from (ports in use are skipped).
     #[arg(long, value_name = "A-B", default_value = "30000-32000", value_parser = port_range)]
     pub rtp_ports: (u16, u16),
+    /// The IP our media binds and announces in SDP [default: the address SIP leaves from, the
+    /// one the kernel routes toward the first hop].
+    #[arg(long, value_name = "IP")]
+    pub rtp_ip: Option<std::net::IpAddr>,
     /// Offer only this audio codec [default: opus, g722, pcmu and pcma].
     #[arg(long, value_name = "opus|g722|pcmu|pcma", value_parser = engine_audio_codec)]
     pub audio_codec: Option<AudioCodec>,
@@ -127,6 +131,9 @@ struct Summary<'a> {
     audio_frames_received: u64,
     video_lost: i64,
     bye_answered: bool,
+    /// Where the audio went with ICE: the selected pair's remote (null without ICE, or before
+    /// a pair was selected).
+    audio_ice_remote: Option<String>,
 }
 
 /// `host:port` of a `sip:`/`sips:[user@]host[:port][;params]` URI (port 5060 when absent,
@@ -209,7 +216,7 @@ pub fn run(args: &CallArgs) -> Result<ExitCode, Failure> {
     let (resilience, video_rtx) = args.media.resilience()?;
     let be = SipVideoBackend::new(SipBackendConfig {
         local_sip_addr: SocketAddr::new(local_ip, 0),
-        local_rtp_ip: local_ip,
+        local_rtp_ip: args.rtp_ip.unwrap_or(local_ip),
         rtp_port_start: args.rtp_ports.0,
         rtp_port_end: args.rtp_ports.1,
         supported_video_codecs: vec![codec],
@@ -381,6 +388,10 @@ pub fn run(args: &CallArgs) -> Result<ExitCode, Failure> {
         audio_frames_received: audio.load(Ordering::Relaxed),
         video_lost: lost,
         bye_answered: answered,
+        audio_ice_remote: stats
+            .as_ref()
+            .and_then(|s| s.audio.ice_remote)
+            .map(|a| a.to_string()),
     });
     Ok(ExitCode::SUCCESS)
 }
