@@ -21,12 +21,14 @@
 //! passwords are used as given (no SASLprep / OpaqueString): keep them ASCII.
 
 use std::collections::VecDeque;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, KeyInit, Mac};
 use md5::{Digest, Md5};
 use sha1::Sha1;
+
+use super::stun::read_address;
 
 /// The first retransmission interval of a request (RFC 8489 §6.2.1's default RTO).
 pub const INITIAL_RTO: Duration = Duration::from_millis(500);
@@ -429,7 +431,7 @@ impl TurnClient {
         }
         let (Some(peer), Some(payload)) = (
             msg.attr(ATTR_XOR_PEER_ADDRESS)
-                .and_then(|v| parse_xor_address(v, &msg.id)),
+                .and_then(|v| read_address(v, Some(&msg.id))),
             msg.attr(ATTR_DATA),
         ) else {
             self.counters.malformed += 1;
@@ -484,7 +486,7 @@ impl TurnClient {
     fn on_allocated(&mut self, msg: &Message<'_>, now: Instant) {
         let Some(relayed) = msg
             .attr(ATTR_XOR_RELAYED_ADDRESS)
-            .and_then(|v| parse_xor_address(v, &msg.id))
+            .and_then(|v| read_address(v, Some(&msg.id)))
         else {
             self.fail(
                 Kind::Allocate,
@@ -494,7 +496,7 @@ impl TurnClient {
         };
         let mapped = msg
             .attr(ATTR_XOR_MAPPED_ADDRESS)
-            .and_then(|v| parse_xor_address(v, &msg.id));
+            .and_then(|v| read_address(v, Some(&msg.id)));
         let lifetime = msg.lifetime().unwrap_or(self.config.lifetime);
         self.state = TurnState::Allocated;
         self.relayed = Some(relayed);
@@ -769,7 +771,7 @@ fn encode(
     out
 }
 
-/// An XOR-*-ADDRESS value (RFC 8489 §14.2).
+/// An XOR-*-ADDRESS value (RFC 8489 §14.2); `stun::read_address` reads them.
 fn xor_address(addr: SocketAddr, id: &[u8; 12]) -> Vec<u8> {
     let port = addr.port() ^ (MAGIC_COOKIE >> 16) as u16;
     let mut v = vec![0];
@@ -794,28 +796,6 @@ fn xor_mask(id: &[u8; 12]) -> [u8; 16] {
     mask[..4].copy_from_slice(&MAGIC_COOKIE.to_be_bytes());
     mask[4..].copy_from_slice(id);
     mask
-}
-
-fn parse_xor_address(v: &[u8], id: &[u8; 12]) -> Option<SocketAddr> {
-    if v.len() < 4 {
-        return None;
-    }
-    let port = u16::from_be_bytes([v[2], v[3]]) ^ (MAGIC_COOKIE >> 16) as u16;
-    let ip = match (v[1], v.len()) {
-        (0x01, 8) => {
-            let raw = u32::from_be_bytes([v[4], v[5], v[6], v[7]]) ^ MAGIC_COOKIE;
-            IpAddr::V4(Ipv4Addr::from(raw))
-        }
-        (0x02, 20) => {
-            let mut o = [0u8; 16];
-            for ((d, a), b) in o.iter_mut().zip(&v[4..20]).zip(xor_mask(id)) {
-                *d = a ^ b;
-            }
-            IpAddr::V6(Ipv6Addr::from(o))
-        }
-        _ => return None,
-    };
-    Some(SocketAddr::new(ip, port))
 }
 
 #[cfg(test)]

@@ -93,8 +93,12 @@ fn permitted_client(now: Instant) -> TurnClient {
     let req = c.poll_transmit().unwrap();
     let m = Message::parse(&req).unwrap();
     assert_eq!(m.method, CREATE_PERMISSION);
-    let peer = parse_xor_address(m.attr(ATTR_XOR_PEER_ADDRESS).unwrap(), &m.id).unwrap();
-    assert_eq!(peer.ip(), addr(PEER).ip());
+    // The port of a permission's address is ignored (RFC 8656 §9.1): we write 0.
+    let peer = SocketAddr::new(addr(PEER).ip(), 0);
+    assert_eq!(
+        m.attr(ATTR_XOR_PEER_ADDRESS),
+        Some(&xor_address(peer, &m.id)[..])
+    );
     assert!(m.integrity_ok(&req, &key()));
     c.handle_input(
         now,
@@ -165,7 +169,7 @@ fn allocates_permits_and_relays_both_ways() {
     let m = Message::parse(&out).unwrap();
     assert_eq!((m.class, m.method), (Class::Indication, SEND));
     assert_eq!(
-        parse_xor_address(m.attr(ATTR_XOR_PEER_ADDRESS).unwrap(), &m.id),
+        read_address(m.attr(ATTR_XOR_PEER_ADDRESS).unwrap(), Some(&m.id)),
         Some(addr(PEER))
     );
     assert_eq!(m.attr(ATTR_DATA), Some(&b"hello peer"[..]));
@@ -387,4 +391,13 @@ fn bad_input_is_counted_never_a_panic() {
     );
     c.handle_input(now, addr(SERVER), &good);
     assert_eq!(c.state(), TurnState::Allocated);
+}
+
+#[test]
+fn xor_addresses_round_trip_in_both_families() {
+    let id = [0x5a; 12];
+    for a in ["192.0.2.1:3478", "[2001:db8::1:2]:50000"] {
+        let v = xor_address(addr(a), &id);
+        assert_eq!(read_address(&v, Some(&id)), Some(addr(a)));
+    }
 }
