@@ -22,7 +22,7 @@
 //! - with `masquerade random` (a new port per destination: a symmetric NAT) the
 //!   server-reflexive address is not the one the peer sees: no media. A relayed (TURN)
 //!   candidate is what works there; the TURN client exists (`webrtc::TurnClient`, tested
-//!   against coturn in `turn_coturn`) but the ICE transport does not offer relayed candidates yet;
+//!   against coturn in `turn_coturn`) but the ICE transport offers no relayed candidate yet;
 //! - consent (RFC 7675): a path cut mid-call (the NAT drops everything from outside) ends the
 //!   call 30 s later on its own, before the inactivity timeout and the call's own length.
 //!
