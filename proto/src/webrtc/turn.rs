@@ -320,8 +320,9 @@ impl TurnClient {
     /// Ends the allocation (a Refresh with lifetime 0, sent once more if lost). Data stops at
     /// once; the client reports nothing more.
     pub fn close(&mut self, now: Instant) {
+        // Whatever is in flight is forgotten: a late answer matches nothing.
+        self.pending.clear();
         if self.state == TurnState::Allocated {
-            self.pending.clear();
             self.start(Kind::Refresh(0), 0, now);
         }
         self.state = TurnState::Closed;

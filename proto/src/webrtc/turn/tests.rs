@@ -261,6 +261,20 @@ fn stale_nonce_is_retried_with_the_new_one() {
 }
 
 #[test]
+fn closing_while_allocating_stops_everything() {
+    let now = Instant::now();
+    let (mut c, req) = challenged(now);
+    c.close(now);
+    assert_eq!(c.poll_transmit(), None);
+    assert_eq!(c.poll_timeout(), None);
+    // The answer that comes late is nobody's.
+    c.handle_input(now, addr(SERVER), &allocated(&req, &key()));
+    assert_eq!(c.state(), TurnState::Closed);
+    assert_eq!(c.relayed(), None);
+    assert_eq!(c.counters().unmatched, 1);
+}
+
+#[test]
 fn other_errors_are_reported_with_their_code() {
     let now = Instant::now();
     let (mut c, req) = challenged(now);
