@@ -1,7 +1,8 @@
 //! The cost of a WebRTC-style transport setup in our pure layers (issue 19): a full ICE agent
 //! (controlling) and a lite one (a WHIP server's role) check and nominate, then DTLS-SRTP shakes
 //! hands and both sides export keys, over an in-memory path with no delay; and the RFC 7983
-//! demultiplexer's cost per packet. Time inside the cores is virtual (ICE paces its checks 50 ms
+//! demultiplexer's cost per packet; and the DTLS handshake alone on each engine (OpenSSL, the
+//! default; dimpl), ECDSA both sides and, on OpenSSL, against an RSA 2048 peer. Time inside the cores is virtual (ICE paces its checks 50 ms
 //! apart, which costs nothing here), so what is measured is the CPU work of a setup: the thread's
 //! CPU time and the wall time, p50 and p99 over many setups. No socket: the engine's share
 //! (a loopback round trip or two per flight) comes on top once it is wired.
@@ -14,11 +15,13 @@ use std::time::{Duration, Instant};
 
 #[path = "cpu.rs"]
 mod cpu;
+#[path = "../tests/support/rsa.rs"]
+mod rsa;
 
 use cpu::{percentile, thread_cpu_ns};
 use roomkit_media::rtp::srtp::SrtpKeys;
 use roomkit_media::webrtc::{
-    demux, Demux, DtlsEndpoint, DtlsEvent, DtlsIdentity, IceAgent, IceConfig,
+    demux, Demux, DtlsEndpoint, DtlsEngine, DtlsEvent, DtlsIdentity, IceAgent, IceConfig,
 };
 
 /// One side: ICE agent, certificate, DTLS endpoint (a client's is made once ICE selected).
@@ -52,7 +55,7 @@ fn side(addr: &str, lite: bool, client: bool) -> Side {
 }
 
 /// One setup from nothing to keys on both sides; returns the virtual time it took.
-fn setup(a_id: &DtlsIdentity, b_id: &DtlsIdentity) -> Duration {
+fn setup(engine: DtlsEngine, a_id: &DtlsIdentity, b_id: &DtlsIdentity) -> Duration {
     let start = Instant::now();
     // The browser-like full agent is the DTLS client (it answered actpass with active).
     let mut a = side("192.0.2.10:50000", false, true);
@@ -64,7 +67,8 @@ fn setup(a_id: &DtlsIdentity, b_id: &DtlsIdentity) -> Duration {
     );
     a.ice.set_remote(&kb, &cb);
     b.ice.set_remote(&ka, &ca);
-    b.dtls = Some(DtlsEndpoint::new(
+    b.dtls = Some(DtlsEndpoint::with_engine(
+        engine,
         b_id,
         false,
         &[a_id.fingerprint().clone()],
@@ -81,7 +85,8 @@ fn setup(a_id: &DtlsIdentity, b_id: &DtlsIdentity) -> Duration {
             }
             while s.ice.poll_event().is_some() {}
             if s.client && s.dtls.is_none() && s.ice.selected().is_some() {
-                s.dtls = Some(DtlsEndpoint::new(
+                s.dtls = Some(DtlsEndpoint::with_engine(
+                    engine,
                     id,
                     true,
                     &[peer_fp.fingerprint().clone()],
@@ -144,6 +149,34 @@ fn setup(a_id: &DtlsIdentity, b_id: &DtlsIdentity) -> Duration {
     panic!("setup did not finish");
 }
 
+/// A DTLS handshake alone, in memory, client on `c` with identity `a`, server on `s` with `b`.
+fn handshake(c: DtlsEngine, s: DtlsEngine, a: &DtlsIdentity, b: &DtlsIdentity) {
+    let now = Instant::now();
+    let mut client = DtlsEndpoint::with_engine(c, a, true, &[b.fingerprint().clone()], now);
+    let mut server = DtlsEndpoint::with_engine(s, b, false, &[a.fingerprint().clone()], now);
+    let (mut ck, mut sk) = (false, false);
+    for _ in 0..50 {
+        while let Some(d) = client.poll_transmit() {
+            server.handle_input(now, &d);
+        }
+        while let Some(d) = server.poll_transmit() {
+            client.handle_input(now, &d);
+        }
+        for (e, done) in [(&mut client, &mut ck), (&mut server, &mut sk)] {
+            while let Some(ev) = e.poll_event() {
+                match ev {
+                    DtlsEvent::Connected(_) => *done = true,
+                    other => panic!("handshake failed: {other:?}"),
+                }
+            }
+        }
+        if ck && sk {
+            return;
+        }
+    }
+    panic!("handshake did not finish");
+}
+
 fn report(name: &str, mut cpu: Vec<f64>, mut wall: Vec<f64>) {
     println!(
         "{name} n={} cpu_p50_us={:.0} cpu_p99_us={:.0} wall_p50_us={:.0} wall_p99_us={:.0}",
@@ -167,21 +200,61 @@ fn main() {
     }
     report("certificate", cpu, wall);
 
-    let (mut cpu, mut wall) = (Vec::new(), Vec::new());
-    let mut virtual_ms = Vec::new();
-    for i in 0..300 {
-        let (a, b) = (&ids[i % ids.len()], &ids[(i + 1) % ids.len()]);
-        let (c0, w0) = (thread_cpu_ns(), Instant::now());
-        let took = setup(a, b);
-        cpu.push(thread_cpu_ns() - c0);
-        wall.push(w0.elapsed().as_nanos() as f64);
-        virtual_ms.push(took.as_secs_f64() * 1e3);
+    for (engine, name) in [
+        (DtlsEngine::OpenSsl, "ice_lite_dtls_setup_openssl"),
+        (DtlsEngine::Dimpl, "ice_lite_dtls_setup_dimpl"),
+    ] {
+        let (mut cpu, mut wall) = (Vec::new(), Vec::new());
+        let mut virtual_ms = Vec::new();
+        for i in 0..300 {
+            let (a, b) = (&ids[i % ids.len()], &ids[(i + 1) % ids.len()]);
+            let (c0, w0) = (thread_cpu_ns(), Instant::now());
+            let took = setup(engine, a, b);
+            cpu.push(thread_cpu_ns() - c0);
+            wall.push(w0.elapsed().as_nanos() as f64);
+            virtual_ms.push(took.as_secs_f64() * 1e3);
+        }
+        report(name, cpu, wall);
+        println!(
+            "{name} virtual_ms_p50={:.0} (ICE pacing on a zero-delay path)",
+            percentile(&mut virtual_ms, 0.5)
+        );
     }
-    report("ice_lite_dtls_setup", cpu, wall);
-    println!(
-        "ice_lite_dtls_setup virtual_ms_p50={:.0} (ICE pacing on a zero-delay path)",
-        percentile(&mut virtual_ms, 0.5)
-    );
+
+    // The DTLS handshake alone (both sides' CPU on this thread).
+    let (cert, key) = rsa::rsa_certificate("rsa-peer");
+    let rsa = DtlsIdentity::from_der(
+        &cert.to_der().unwrap(),
+        &key.private_key_to_pkcs8().unwrap(),
+    )
+    .unwrap();
+    let (o, d) = (DtlsEngine::OpenSsl, DtlsEngine::Dimpl);
+    for (name, c, s, rsa_server) in [
+        ("dtls_handshake_openssl_openssl", o, o, false),
+        ("dtls_handshake_dimpl_dimpl", d, d, false),
+        ("dtls_handshake_openssl_client_dimpl_server", o, d, false),
+        (
+            "dtls_handshake_openssl_client_rsa_openssl_server",
+            o,
+            o,
+            true,
+        ),
+    ] {
+        let (mut cpu, mut wall) = (Vec::new(), Vec::new());
+        for i in 0..200 {
+            let a = &ids[i % ids.len()];
+            let b = if rsa_server {
+                &rsa
+            } else {
+                &ids[(i + 1) % ids.len()]
+            };
+            let (c0, w0) = (thread_cpu_ns(), Instant::now());
+            handshake(c, s, a, b);
+            cpu.push(thread_cpu_ns() - c0);
+            wall.push(w0.elapsed().as_nanos() as f64);
+        }
+        report(name, cpu, wall);
+    }
 
     // The demultiplexer on a mix of what one socket carries.
     let packets: Vec<Vec<u8>> = vec![

@@ -7,7 +7,7 @@
  *
  * Build (from the repository, after `cargo build --release --lib`):
  *   cc -std=c11 -Wall -Iinclude examples/sip_video_call.c target/release/libroomkit_media.a \
- *      -lpthread -ldl -lm -o sip_video_call
+ *      -lpthread -ldl -lm -lssl -lcrypto -o sip_video_call
  * or, with the library installed: cc sip_video_call.c $(pkg-config --cflags --libs roomkit-media)
  *
  * Run: ./sip_video_call [SIP_ADDR [RTP_IP [MAX_CALLS]]]   (defaults 0.0.0.0:5060, 0.0.0.0, no limit)

@@ -19,7 +19,7 @@ case $TARGET in /*) ;; *) TARGET=$PWD/$TARGET ;; esac
 OUT=$TARGET/ffi-tests
 LIB=$TARGET/release/libroomkit_media.a
 CFLAGS=(-std=c11 -Wall -Wextra -Werror -g -Iinclude -Iffi-tests)
-LIBS=(-lpthread -ldl -lm)
+LIBS=(-lpthread -ldl -lm -lssl -lcrypto)
 TESTS=(rtp_loopback bad_args callback_reentry free_live sip_call sip_phone resilience wideband
   srtp_loopback sip_defer sip_auth_resolver congestion roomkit_gaps sip_dtls)
 

@@ -1,5 +1,6 @@
-//! Fuzz target `webrtc`: STUN and DTLS datagrams through our ICE agent and DTLS endpoint; see
-//! `tests/fuzz_support/webrtc.rs` for what it drives and checks.
+//! Fuzz target `webrtc`: STUN and DTLS datagrams through our ICE agent and DTLS endpoint
+//! (either DTLS engine, OpenSSL or dimpl); see `tests/fuzz_support/webrtc.rs` for what it drives
+//! and checks.
 #![no_main]
 
 #[path = "../../tests/fuzz_support/mod.rs"]

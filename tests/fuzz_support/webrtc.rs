@@ -2,9 +2,9 @@
 //! `webrtc::TurnClient`, `webrtc::DtlsEndpoint`), as the RFC 7983 demultiplexer would hand it
 //! over: arbitrary datagrams must be a counted drop or a refusal, never a panic; the Binding
 //! client takes no answer to another transaction; the TURN client gets no allocation and hands
-//! out no relayed data (the fuzzer cannot know its random transaction ids); nothing the fuzzer writes may pass for an authenticated ICE check
-//! (it does not know the password) or complete a DTLS handshake (it cannot present a certificate
-//! matching the fingerprint we expect).
+//! out no relayed data (the fuzzer cannot know its random transaction ids); nothing the fuzzer
+//! writes may pass for an authenticated ICE check (it does not know the password) or complete a
+//! DTLS handshake (it cannot present a certificate matching the fingerprint we expect).
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use roomkit_media::sdp::{Fingerprint, IceCredentials};
 use roomkit_media::webrtc::{
-    demux, BindingConfig, BindingInput, Demux, DtlsEndpoint, DtlsEvent, DtlsIdentity, IceAgent,
-    IceConfig, IceInput, StunBinding, TurnClient, TurnConfig, TurnState,
+    demux, BindingConfig, BindingInput, Demux, DtlsEndpoint, DtlsEngine, DtlsEvent, DtlsIdentity,
+    IceAgent, IceConfig, IceInput, StunBinding, TurnClient, TurnConfig, TurnState,
 };
 
 use super::Cursor;
@@ -31,7 +31,8 @@ fn credentials(ufrag: &str) -> IceCredentials {
     }
 }
 
-/// The first byte picks the roles (ICE lite or full, DTLS client or server); the rest is a
+/// The first byte picks the roles (ICE lite or full, DTLS client or server) and the DTLS
+/// engine (OpenSSL or dimpl); the rest is a
 /// series of datagrams, each a length byte and its bytes, delivered a few milliseconds apart.
 pub fn datagrams(data: &[u8]) {
     let mut c = Cursor::new(data);
@@ -57,7 +58,12 @@ pub fn datagrams(data: &[u8]) {
         algorithm: "sha-256".into(),
         hash: vec![0x5a; 32],
     };
-    let mut dtls = DtlsEndpoint::new(identity(), mode & 4 != 0, &[expected], start);
+    let engine = if mode & 8 != 0 {
+        DtlsEngine::Dimpl
+    } else {
+        DtlsEngine::OpenSsl
+    };
+    let mut dtls = DtlsEndpoint::with_engine(engine, identity(), mode & 4 != 0, &[expected], start);
     // The server-reflexive Binding client takes the same STUN datagrams as if from its server.
     let transaction_id = [0x42; 12];
     let mut binding = StunBinding::new(there, transaction_id, BindingConfig::default(), start);

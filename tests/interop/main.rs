@@ -7,8 +7,10 @@
 mod support;
 
 mod baresip;
+mod baresip_dtls;
 mod baresip_srtp;
 mod cli;
+mod dtls_gstreamer;
 mod dtls_srtp_gstreamer;
 mod fec_gstreamer;
 mod g711_ffmpeg;

@@ -6,8 +6,11 @@
 
 #[path = "../fuzz_support/mod.rs"]
 mod fuzz_support;
+#[path = "../support/rsa.rs"]
+mod rsa;
 
 mod congestion;
+mod dtls_engines;
 mod fec;
 mod framing_props;
 mod fuzz_findings;

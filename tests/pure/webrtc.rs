@@ -392,7 +392,7 @@ fn rtp(seq: u16) -> Vec<u8> {
 }
 
 /// The keys each side exported open what the other side protects, both ways.
-fn check_keys(a: &SrtpKeys, b: &SrtpKeys) {
+pub(crate) fn check_keys(a: &SrtpKeys, b: &SrtpKeys) {
     assert_eq!(a.send, b.recv);
     assert_eq!(a.recv, b.send);
     assert_ne!(a.send, a.recv);
@@ -428,7 +428,7 @@ fn full_agents_connect_and_export_matching_srtp_keys() {
     assert!(took < Duration::from_secs(2), "{took:?} of virtual time");
     let (ka, kb) = (p.a.keys.clone().unwrap(), p.b.keys.clone().unwrap());
     check_keys(&ka, &kb);
-    // dimpl offers AES-256-GCM first; our SRTP layer has it for DTLS-SRTP.
+    // Both DTLS engines prefer AES-256-GCM; our SRTP layer has it for DTLS-SRTP.
     assert_eq!(ka.suite(), SrtpSuite::AeadAes256Gcm);
     // Both agents selected the same pair, seen from each end.
     let (sa, sb) = (p.a.ice.selected().unwrap(), p.b.ice.selected().unwrap());

@@ -1,6 +1,6 @@
 //! What the integration tests share: the real peers and the CLI (`peers`), sipp runs (`sipp`),
 //! Kamailio (`kamailio`), RTP backend pairs (`rtp`), a raw SIP user agent (`sip`), the
-//! process's thread and descriptor counts (`process`), Ogg files (`ogg`), test certificates (`tls`), and synthetic media.
+//! process's thread and descriptor counts (`process`), Ogg files (`ogg`), test certificates (`tls`, RSA ones in `rsa`), and synthetic media.
 //! Each test binary (`tests/*/main.rs`) compiles it whole, hence `dead_code`.
 #![allow(dead_code)]
 
@@ -10,6 +10,7 @@ pub mod netsim;
 pub mod ogg;
 pub mod peers;
 pub mod process;
+pub mod rsa;
 pub mod rtp;
 pub mod sip;
 pub mod sipp;

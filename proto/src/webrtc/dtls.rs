@@ -1,9 +1,11 @@
-//! DTLS-SRTP (RFC 5763, RFC 5764): str0m's sans-IO DTLS (`dimpl`, DTLS 1.2 and 1.3, ECDSA)
-//! behind the contract of our other cores. The handshake's exported keys become an
-//! [`SrtpKeys`] for `rtp::srtp` — the one SRTP implementation; nothing here protects media.
+//! DTLS-SRTP (RFC 5763, RFC 5764) behind the contract of our other cores, on one of two
+//! engines ([`DtlsEngine`]): OpenSSL (DTLS 1.2, RSA and ECDSA peers; `dtls_openssl.rs`), the
+//! default, or str0m's sans-IO `dimpl` (DTLS 1.2 and 1.3, ECDSA only).
+//! The handshake's exported keys become an [`SrtpKeys`] for `rtp::srtp` — the one SRTP
+//! implementation; nothing here protects media.
 //!
 //! - [`DtlsIdentity`]: an ECDSA P-256 certificate made per backend (rcgen on ring) and its
-//!   `a=fingerprint` (SHA-256).
+//!   `a=fingerprint` (SHA-256); or any certificate and key given in DER (OpenSSL engine).
 //! - [`DtlsEndpoint`]: one handshake. The peer's certificate is accepted only if it hashes to a
 //!   fingerprint its SDP announced (RFC 8122 §5); otherwise the endpoint fails and reports no
 //!   keys. Inputs: [`DtlsEndpoint::handle_input`] (a datagram the RFC 7983 classifier called
@@ -11,8 +13,8 @@
 //!   [`DtlsEndpoint::poll_transmit`], [`DtlsEndpoint::poll_event`], then
 //!   [`DtlsEndpoint::poll_timeout`]. No clock is read.
 //!
-//! What the peer sends is untrusted: a record dimpl cannot use is dropped inside it; a fatal
-//! error (a handshake that cannot succeed) ends the endpoint with [`DtlsEvent::Failed`].
+//! What the peer sends is untrusted: a record the engine cannot use is dropped inside it; a
+//! fatal error (a handshake that cannot succeed) ends the endpoint with [`DtlsEvent::Failed`].
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -20,7 +22,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use dimpl::{Config, Dtls, DtlsCertificate, Output, SrtpProfile};
+use openssl::ssl::SslContext;
 use sha2::{Digest, Sha256, Sha384, Sha512};
+
+use super::dtls_openssl::{self, OpenSslDtls};
 
 use crate::rtp::srtp::{SrtpKey, SrtpKeys, SrtpSuite};
 use crate::sdp::Fingerprint;
@@ -28,13 +33,31 @@ use crate::sdp::Fingerprint;
 /// The largest datagram dimpl may hand us to send (its default MTU is smaller).
 const MAX_DATAGRAM: usize = 2048;
 /// The most datagrams we queue for the caller between two drains (a handshake flight is a few).
-const MAX_QUEUED: usize = 64;
+pub(super) const MAX_QUEUED: usize = 64;
+
+/// Which DTLS implementation runs an endpoint.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DtlsEngine {
+    /// OpenSSL (system library, DTLS 1.2): speaks to RSA and ECDSA peers, as client or server.
+    /// Our endpoint resends its flights on the `now` passed in; OpenSSL also keeps a timer of
+    /// its own on the wall clock (`dtls_openssl.rs`). The default: a peer's certificate type
+    /// is unknown until its Certificate arrives, too late to change engines.
+    #[default]
+    OpenSsl,
+    /// str0m's `dimpl` (pure Rust, DTLS 1.2 and 1.3): ECDSA peers only, every timer on the
+    /// `now` passed in, no C library. Needs an ECDSA P-256 identity.
+    Dimpl,
+}
 
 /// Our DTLS certificate and its fingerprint. One per backend: every session presents it.
 #[derive(Clone)]
 pub struct DtlsIdentity {
     certificate: DtlsCertificate,
     fingerprint: Fingerprint,
+    /// The OpenSSL engine's context (certificate, key, profiles), made once.
+    openssl: SslContext,
+    /// Whether dimpl can sign with the key (ECDSA P-256).
+    p256: bool,
 }
 
 impl fmt::Debug for DtlsIdentity {
@@ -62,15 +85,24 @@ impl DtlsIdentity {
         let cert = params
             .self_signed(&key)
             .map_err(|_| DtlsError::Certificate)?;
-        let certificate = DtlsCertificate {
-            certificate: cert.der().to_vec(),
-            private_key: key.serialize_der(),
-        };
-        let fingerprint =
-            fingerprint(&certificate.certificate, "sha-256").ok_or(DtlsError::Certificate)?;
+        DtlsIdentity::from_der(cert.der(), &key.serialize_der())
+    }
+
+    /// An identity from a DER certificate and its private key (PKCS#8 or the key type's own
+    /// DER). Any key OpenSSL signs with (RSA, ECDSA) serves [`DtlsEngine::OpenSsl`];
+    /// [`DtlsEngine::Dimpl`] needs ECDSA P-256. [`DtlsError::Certificate`] when OpenSSL cannot
+    /// read the pair or the key does not match the certificate.
+    pub fn from_der(certificate: &[u8], private_key: &[u8]) -> Result<DtlsIdentity, DtlsError> {
+        let openssl = dtls_openssl::context(certificate, private_key)?;
+        let fingerprint = fingerprint(certificate, "sha-256").ok_or(DtlsError::Certificate)?;
         Ok(DtlsIdentity {
-            certificate,
+            certificate: DtlsCertificate {
+                certificate: certificate.to_vec(),
+                private_key: private_key.to_vec(),
+            },
             fingerprint,
+            openssl,
+            p256: dtls_openssl::is_p256(private_key),
         })
     }
 
@@ -78,6 +110,13 @@ impl DtlsIdentity {
     pub fn fingerprint(&self) -> &Fingerprint {
         &self.fingerprint
     }
+}
+
+/// Whether a DER certificate hashes to one of `expected` (the peer's `a=fingerprint` lines).
+pub(super) fn fingerprint_matches(expected: &[Fingerprint], der: &[u8]) -> bool {
+    expected
+        .iter()
+        .any(|want| fingerprint(der, &want.algorithm).is_some_and(|got| got.hash == want.hash))
 }
 
 /// The hash of a DER certificate with the named function (`sha-256`, `sha-384`, `sha-512`);
@@ -143,20 +182,31 @@ pub enum DtlsEvent {
 
 /// One DTLS-SRTP association.
 pub struct DtlsEndpoint {
-    dtls: Dtls,
+    engine: Engine,
     client: bool,
     expected: Vec<Fingerprint>,
     peer_verified: bool,
     done: bool,
     transmits: VecDeque<Vec<u8>>,
     events: VecDeque<DtlsEvent>,
-    timeout: Option<Instant>,
-    buf: Vec<u8>,
+}
+
+/// The engine's own state.
+enum Engine {
+    Dimpl {
+        dtls: Box<Dtls>,
+        timeout: Option<Instant>,
+        buf: Vec<u8>,
+    },
+    OpenSsl(Box<OpenSslDtls>),
+    /// Construction failed (the endpoint reported why and is done).
+    None,
 }
 
 impl fmt::Debug for DtlsEndpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DtlsEndpoint")
+            .field("engine", &self.engine())
             .field("client", &self.client)
             .field("peer_verified", &self.peer_verified)
             .field("done", &self.done)
@@ -165,43 +215,83 @@ impl fmt::Debug for DtlsEndpoint {
 }
 
 impl DtlsEndpoint {
-    /// An endpoint presenting `identity`, the DTLS client when `client` (our `a=setup` is
-    /// `active`, `sdp::SetupRole::we_are_client`), expecting a certificate that matches one of
-    /// `peer_fingerprints` (the peer's `a=fingerprint` lines). A client sends its ClientHello
-    /// at once (drain [`DtlsEndpoint::poll_transmit`]).
+    /// An endpoint on the default engine ([`DtlsEngine::OpenSsl`]) presenting `identity`, the
+    /// DTLS client when `client` (our `a=setup` is `active`, `sdp::SetupRole::we_are_client`),
+    /// expecting a certificate that matches one of `peer_fingerprints` (the peer's
+    /// `a=fingerprint` lines). A client sends its ClientHello at once (drain
+    /// [`DtlsEndpoint::poll_transmit`]).
     pub fn new(
         identity: &DtlsIdentity,
         client: bool,
         peer_fingerprints: &[Fingerprint],
         now: Instant,
     ) -> DtlsEndpoint {
-        let config = Arc::new(Config::default());
-        // DTLS 1.2 or 1.3, whichever the peer speaks (the server senses it from the
-        // ClientHello, the client offers both).
-        let mut dtls = Dtls::new_auto(config, identity.certificate.clone(), now);
-        let mut endpoint = DtlsEndpoint {
-            dtls: {
-                if client {
-                    dtls.set_active(true);
-                }
-                dtls
-            },
+        DtlsEndpoint::with_engine(
+            DtlsEngine::default(),
+            identity,
             client,
-            expected: peer_fingerprints
-                .iter()
-                .filter(|f| fingerprint(&[], &f.algorithm).is_some())
-                .cloned()
-                .collect(),
+            peer_fingerprints,
+            now,
+        )
+    }
+
+    /// [`DtlsEndpoint::new`] on the given engine. [`DtlsEngine::Dimpl`] with an identity that
+    /// is not ECDSA P-256 fails at once ([`DtlsError::Certificate`]).
+    pub fn with_engine(
+        engine: DtlsEngine,
+        identity: &DtlsIdentity,
+        client: bool,
+        peer_fingerprints: &[Fingerprint],
+        now: Instant,
+    ) -> DtlsEndpoint {
+        let expected: Vec<Fingerprint> = peer_fingerprints
+            .iter()
+            .filter(|f| fingerprint(&[], &f.algorithm).is_some())
+            .cloned()
+            .collect();
+        let mut endpoint = DtlsEndpoint {
+            engine: Engine::None,
+            client,
+            expected,
             peer_verified: false,
             done: false,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
-            timeout: None,
-            buf: vec![0; MAX_DATAGRAM],
         };
         if endpoint.expected.is_empty() {
             endpoint.fail(DtlsError::NoFingerprint);
-        } else if client {
+            return endpoint;
+        }
+        match engine {
+            DtlsEngine::Dimpl if !identity.p256 => {
+                endpoint.fail(DtlsError::Certificate);
+                return endpoint;
+            }
+            DtlsEngine::Dimpl => {
+                // DTLS 1.2 or 1.3, whichever the peer speaks (the server senses it from the
+                // ClientHello, the client offers both).
+                let config = Arc::new(Config::default());
+                let mut dtls = Dtls::new_auto(config, identity.certificate.clone(), now);
+                if client {
+                    dtls.set_active(true);
+                }
+                endpoint.engine = Engine::Dimpl {
+                    dtls: Box::new(dtls),
+                    timeout: None,
+                    buf: vec![0; MAX_DATAGRAM],
+                };
+            }
+            DtlsEngine::OpenSsl => {
+                match OpenSslDtls::new(&identity.openssl, client, &endpoint.expected, now) {
+                    Ok(e) => endpoint.engine = Engine::OpenSsl(Box::new(e)),
+                    Err(e) => {
+                        endpoint.fail(e);
+                        return endpoint;
+                    }
+                }
+            }
+        }
+        if client {
             // The ClientHello leaves on the first timeout; run it now.
             endpoint.handle_timeout(now);
         }
@@ -213,19 +303,38 @@ impl DtlsEndpoint {
         self.client
     }
 
+    /// The engine running this endpoint (`None` if it failed before one started).
+    pub fn engine(&self) -> Option<DtlsEngine> {
+        match self.engine {
+            Engine::Dimpl { .. } => Some(DtlsEngine::Dimpl),
+            Engine::OpenSsl(_) => Some(DtlsEngine::OpenSsl),
+            Engine::None => None,
+        }
+    }
+
     /// A datagram from the peer that the RFC 7983 classifier called DTLS (first byte 20–63).
     pub fn handle_input(&mut self, now: Instant, datagram: &[u8]) {
         if self.done {
             return;
         }
-        // dimpl wants its clock refreshed before a packet at a new instant.
-        if let Err(e) = self.dtls.handle_timeout(now) {
-            return self.fail(DtlsError::Protocol(e.to_string()));
+        match &mut self.engine {
+            Engine::Dimpl { dtls, .. } => {
+                // dimpl wants its clock refreshed before a packet at a new instant.
+                if let Err(e) = dtls.handle_timeout(now) {
+                    return self.fail(DtlsError::Protocol(e.to_string()));
+                }
+                if let Err(e) = dtls.handle_packet(datagram) {
+                    return self.fail(DtlsError::Protocol(e.to_string()));
+                }
+                self.drain();
+            }
+            Engine::OpenSsl(e) => {
+                let mut events = VecDeque::new();
+                e.handle_input(now, datagram, &mut events);
+                self.take_openssl(events);
+            }
+            Engine::None => {}
         }
-        if let Err(e) = self.dtls.handle_packet(datagram) {
-            return self.fail(DtlsError::Protocol(e.to_string()));
-        }
-        self.drain();
     }
 
     /// Runs retransmissions and the handshake's deadline.
@@ -233,10 +342,46 @@ impl DtlsEndpoint {
         if self.done {
             return;
         }
-        if let Err(e) = self.dtls.handle_timeout(now) {
-            return self.fail(DtlsError::Protocol(e.to_string()));
+        match &mut self.engine {
+            Engine::Dimpl { dtls, .. } => {
+                if let Err(e) = dtls.handle_timeout(now) {
+                    return self.fail(DtlsError::Protocol(e.to_string()));
+                }
+                self.drain();
+            }
+            Engine::OpenSsl(e) => {
+                let mut events = VecDeque::new();
+                e.handle_timeout(now, &mut events);
+                self.take_openssl(events);
+            }
+            Engine::None => {}
         }
-        self.drain();
+    }
+
+    /// Moves the OpenSSL engine's datagrams and events to ours (a failure or a close ends
+    /// the endpoint, as with dimpl).
+    fn take_openssl(&mut self, events: VecDeque<DtlsEvent>) {
+        if let Engine::OpenSsl(e) = &mut self.engine {
+            while let Some(d) = e.poll_transmit() {
+                if self.transmits.len() < MAX_QUEUED {
+                    self.transmits.push_back(d);
+                }
+            }
+        }
+        for event in events {
+            match event {
+                DtlsEvent::Failed(error) => return self.fail(error),
+                DtlsEvent::Closed => {
+                    self.done = true;
+                    self.events.push_back(DtlsEvent::Closed);
+                    return;
+                }
+                DtlsEvent::Connected(keys) => {
+                    self.peer_verified = true;
+                    self.events.push_back(DtlsEvent::Connected(keys));
+                }
+            }
+        }
     }
 
     #[must_use]
@@ -256,8 +401,17 @@ impl DtlsEndpoint {
         if self.done {
             return;
         }
-        if self.dtls.handle_timeout(now).is_ok() && self.dtls.close().is_ok() {
-            self.drain();
+        match &mut self.engine {
+            Engine::Dimpl { dtls, .. } => {
+                if dtls.handle_timeout(now).is_ok() && dtls.close().is_ok() {
+                    self.drain();
+                }
+            }
+            Engine::OpenSsl(e) => {
+                e.close();
+                self.take_openssl(VecDeque::new());
+            }
+            Engine::None => {}
         }
         self.done = true;
         self.events.clear();
@@ -267,18 +421,24 @@ impl DtlsEndpoint {
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.done {
-            None
-        } else {
-            self.timeout
+            return None;
+        }
+        match &self.engine {
+            Engine::Dimpl { timeout, .. } => *timeout,
+            Engine::OpenSsl(e) => e.poll_timeout(),
+            Engine::None => None,
         }
     }
 
     /// Drains dimpl's outputs until it names its next timeout (its contract).
     fn drain(&mut self) {
+        let Engine::Dimpl { dtls, timeout, buf } = &mut self.engine else {
+            return;
+        };
         // Bounded: every output but the last is a record, an event or a resize, and dimpl
         // ends each cycle with a timeout.
         for _ in 0..1024 {
-            match self.dtls.poll_output(&mut self.buf) {
+            match dtls.poll_output(buf) {
                 // Past the bound a record is dropped; DTLS retransmits its flights.
                 Output::Packet(p) if self.transmits.len() < MAX_QUEUED => {
                     self.transmits.push_back(p.to_vec());
@@ -287,20 +447,17 @@ impl DtlsEndpoint {
                     if needed > 64 * 1024 {
                         return self.fail(DtlsError::Protocol("record too large".into()));
                     }
-                    self.buf.resize(needed, 0);
+                    buf.resize(needed, 0);
                 }
                 Output::Timeout(t) => {
-                    self.timeout = Some(t);
+                    *timeout = Some(t);
                     return;
                 }
                 Output::Connected if !self.peer_verified => {
                     return self.fail(DtlsError::Incomplete);
                 }
                 Output::PeerCert(der) => {
-                    let matches = self.expected.iter().any(|want| {
-                        fingerprint(der, &want.algorithm).is_some_and(|got| got.hash == want.hash)
-                    });
-                    if !matches {
+                    if !fingerprint_matches(&self.expected, der) {
                         return self.fail(DtlsError::FingerprintMismatch);
                     }
                     self.peer_verified = true;
@@ -309,7 +466,9 @@ impl DtlsEndpoint {
                     if !self.peer_verified {
                         return self.fail(DtlsError::Incomplete);
                     }
-                    match srtp_keys(&material, profile, self.client) {
+                    let keys = dimpl_suite(profile)
+                        .and_then(|suite| srtp_keys(&material, suite, self.client));
+                    match keys {
                         Ok(keys) => self.events.push_back(DtlsEvent::Connected(keys)),
                         Err(e) => return self.fail(e),
                     }
@@ -337,15 +496,23 @@ impl DtlsEndpoint {
     }
 }
 
+/// The `rtp::srtp` suite of a profile dimpl negotiated.
+fn dimpl_suite(profile: SrtpProfile) -> Result<SrtpSuite, DtlsError> {
+    match profile {
+        SrtpProfile::AES128_CM_SHA1_80 => Ok(SrtpSuite::AesCm128HmacSha1_80),
+        SrtpProfile::AEAD_AES_128_GCM => Ok(SrtpSuite::AeadAes128Gcm),
+        SrtpProfile::AEAD_AES_256_GCM => Ok(SrtpSuite::AeadAes256Gcm),
+        _ => Err(DtlsError::UnsupportedProfile),
+    }
+}
+
 /// Splits RFC 5764 §4.2's exported material — client key, server key, client salt, server
-/// salt — into the key we send with and the key we receive with.
-fn srtp_keys(material: &[u8], profile: SrtpProfile, client: bool) -> Result<SrtpKeys, DtlsError> {
-    let suite = match profile {
-        SrtpProfile::AES128_CM_SHA1_80 => SrtpSuite::AesCm128HmacSha1_80,
-        SrtpProfile::AEAD_AES_128_GCM => SrtpSuite::AeadAes128Gcm,
-        SrtpProfile::AEAD_AES_256_GCM => SrtpSuite::AeadAes256Gcm,
-        _ => return Err(DtlsError::UnsupportedProfile),
-    };
+/// salt — into the key we send with and the key we receive with (both engines).
+pub(super) fn srtp_keys(
+    material: &[u8],
+    suite: SrtpSuite,
+    client: bool,
+) -> Result<SrtpKeys, DtlsError> {
     let (k, s) = (suite.key_len(), suite.salt_len());
     if material.len() != 2 * (k + s) {
         return Err(DtlsError::Incomplete);
@@ -386,7 +553,8 @@ mod tests {
         m.extend([2u8; 16]);
         m.extend([3u8; 14]);
         m.extend([4u8; 14]);
-        let c = srtp_keys(&m, SrtpProfile::AES128_CM_SHA1_80, true).unwrap();
+        let suite = SrtpSuite::AesCm128HmacSha1_80;
+        let c = srtp_keys(&m, suite, true).unwrap();
         assert_eq!(
             c.send.key_and_salt(),
             [[1u8; 16].as_slice(), &[3; 14]].concat()
@@ -395,13 +563,20 @@ mod tests {
             c.recv.key_and_salt(),
             [[2u8; 16].as_slice(), &[4; 14]].concat()
         );
-        let s = srtp_keys(&m, SrtpProfile::AES128_CM_SHA1_80, false).unwrap();
+        let s = srtp_keys(&m, suite, false).unwrap();
         assert_eq!(s.send, c.recv);
         assert_eq!(s.recv, c.send);
-        assert_eq!(
-            srtp_keys(&m[1..], SrtpProfile::AES128_CM_SHA1_80, true),
-            Err(DtlsError::Incomplete)
-        );
+        assert_eq!(srtp_keys(&m[1..], suite, true), Err(DtlsError::Incomplete));
+    }
+
+    #[test]
+    fn endpoints_and_identities_move_between_threads() {
+        // The engine makes them on one thread and runs them on a stream's I/O thread; an
+        // identity is shared by every session of a backend.
+        fn send<T: Send>() {}
+        fn shared<T: Send + Sync>() {}
+        send::<DtlsEndpoint>();
+        shared::<DtlsIdentity>();
     }
 
     #[test]

@@ -5,8 +5,10 @@
 //! - `ice.rs`: [`IceAgent`] over str0m's `is` (full and lite, controlling and controlled, host
 //!   and server-reflexive candidates), with RFC 7675 consent freshness on top.
 //! - `dtls.rs`: [`DtlsIdentity`] (our ECDSA P-256 certificate, its `a=fingerprint`) and
-//!   [`DtlsEndpoint`] over str0m's `dimpl`: the handshake, the peer's fingerprint checked, the
-//!   exported keys handed over as `rtp::srtp::SrtpKeys` for the one SRTP layer.
+//!   [`DtlsEndpoint`] on one of two engines ([`DtlsEngine`]): OpenSSL (`dtls_openssl.rs`, the
+//!   default; RSA and ECDSA peers) or str0m's `dimpl` (ECDSA only, pure Rust): the
+//!   handshake, the peer's fingerprint checked, the exported keys handed over as
+//!   `rtp::srtp::SrtpKeys` for the one SRTP layer.
 //! - `turn.rs`: [`TurnClient`], a TURN client over UDP (RFC 8656): an allocation with
 //!   long-term credentials, permissions, Send/Data indications, refreshes and retransmits.
 //! - `whip.rs`: [`WhipEndpoint`], the WHIP/WHEP HTTP decisions (RFC 9725): a request in, the
@@ -21,13 +23,14 @@
 #![forbid(unsafe_code)]
 
 mod dtls;
+mod dtls_openssl;
 mod ice;
 mod stun;
 mod transport;
 mod turn;
 mod whip;
 
-pub use dtls::{fingerprint, DtlsEndpoint, DtlsError, DtlsEvent, DtlsIdentity};
+pub use dtls::{fingerprint, DtlsEndpoint, DtlsEngine, DtlsError, DtlsEvent, DtlsIdentity};
 pub use ice::{
     IceAgent, IceConfig, IceCounters, IceEvent, IceInput, IceState, IceTransmit, SelectedPair,
     CONSENT_TIMEOUT,

@@ -254,6 +254,15 @@ impl IceDtlsTransport {
         }
     }
 
+    /// Whether RTP or RTCP from `from` is the peer's: the selected remote, or with ICE any
+    /// source an authenticated check came from (RFC 8445 §12.1: media may arrive on any valid
+    /// pair, e.g. from a peer bound to a wildcard address whose kernel picks another source
+    /// address than its candidate's). SRTP authenticates every packet after this.
+    pub fn media_source_ok(&self, from: SocketAddr) -> bool {
+        self.media_remote().is_some_and(|r| same_endpoint(r, from))
+            || (self.ice.is_some() && self.validated.iter().any(|&v| same_endpoint(v, from)))
+    }
+
     /// A datagram from `from` on the stream's socket. Never panics, whatever the bytes.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) -> Route {
         if self.failed || self.closing {
@@ -294,7 +303,7 @@ impl IceDtlsTransport {
                 }
             }
             Demux::Rtp(kind) => {
-                if self.keyed && self.media_remote().is_some_and(|r| same_endpoint(r, from)) {
+                if self.keyed && self.media_source_ok(from) {
                     return Route::Media(kind);
                 }
                 self.stats.dropped += 1;

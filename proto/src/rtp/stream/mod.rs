@@ -981,6 +981,10 @@ impl StreamCore {
     // ---- sources and time ------------------------------------------------------------------
 
     fn accept_source(&mut self, from: SocketAddr, is_rtcp: bool) -> bool {
+        // With ICE/DTLS the transport decides who the peer is (and latches without ICE).
+        if let Some(tr) = self.transport.as_ref() {
+            return tr.media_source_ok(from);
+        }
         let r = &mut self.remotes;
         let (expected, latched) = if is_rtcp {
             (r.rtcp, r.rtcp_latched)
