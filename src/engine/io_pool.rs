@@ -276,7 +276,7 @@ struct Worker {
     streams: HashMap<u64, Entry>,
     heap: BinaryHeap<Reverse<(Instant, u64)>>,
     batch: super::socket::RecvBatch,
-    events: Vec<crate::rtp::stream::StreamEvent>,
+    events: Vec<(usize, crate::rtp::stream::StreamEvent)>,
 }
 
 impl Worker {

@@ -9,6 +9,7 @@
 //! threads, which run the application's callbacks. Sending runs on the caller's thread.
 
 pub mod dispatch;
+mod driven;
 pub mod event;
 pub mod http;
 pub mod io_pool;

@@ -435,20 +435,66 @@ impl MediaEngine {
     pub fn create_session_bound(
         &self,
         id: SessionId,
+        spec: SessionSpec,
+        bound: BoundMedia,
+    ) -> Result<Arc<SessionInfo>> {
+        self.create_session_with(id, spec, bound, None)
+    }
+
+    /// Creates session `id` as one BUNDLE group (RFC 9143): audio and video share the audio
+    /// sockets (`bound.video`, if any, is closed), one ICE/DTLS transport run with `params`
+    /// (the streams' own `ice_dtls` and `srtp` are not used) and one SRTP session; `routes`
+    /// tell the two streams' packets apart (see `MediaStream::open_bundle`).
+    pub fn create_session_bundled(
+        &self,
+        id: SessionId,
+        spec: SessionSpec,
+        bound: BoundMedia,
+        params: crate::webrtc::IceDtlsParams,
+        routes: (crate::webrtc::MemberRoute, crate::webrtc::MemberRoute),
+    ) -> Result<Arc<SessionInfo>> {
+        self.create_session_with(id, spec, bound, Some((params, routes)))
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn create_session_with(
+        &self,
+        id: SessionId,
         mut spec: SessionSpec,
         bound: BoundMedia,
+        bundle: Option<(
+            crate::webrtc::IceDtlsParams,
+            (crate::webrtc::MemberRoute, crate::webrtc::MemberRoute),
+        )>,
     ) -> Result<Arc<SessionInfo>> {
         if self.sessions.read().contains_key(&id) {
             return Err(Error::State(format!("session {id} exists already")));
         }
         spec.audio.session = id;
+        if let Some((params, routes)) = bundle {
+            let mut v = spec.video.take().ok_or_else(|| {
+                Error::InvalidArgument("a BUNDLE group needs a video stream".into())
+            })?;
+            v.session = id;
+            let (audio, video) = MediaStream::open_bundle(
+                spec.audio.clone(),
+                v,
+                &params,
+                routes,
+                bound.audio,
+                self.dispatcher.clone(),
+                self.io_pool.as_ref(),
+            )?;
+            drop(bound.video);
+            return self.register(id, spec, audio, Some(video));
+        }
         let audio = MediaStream::open_bound(
-            spec.audio,
+            spec.audio.clone(),
             bound.audio,
             self.dispatcher.clone(),
             self.io_pool.as_ref(),
         )?;
-        let video = match (spec.video, bound.video) {
+        let video = match (spec.video.take(), bound.video) {
             (Some(mut v), Some(sockets)) => {
                 v.session = id;
                 // `audio` is dropped (closed) if this fails.
@@ -466,6 +512,18 @@ impl MediaEngine {
                 ))
             }
         };
+        self.register(id, spec, audio, video)
+    }
+
+    /// Records a session whose streams are open and announces it (session ready, then video
+    /// session ready).
+    fn register(
+        &self,
+        id: SessionId,
+        spec: SessionSpec,
+        audio: MediaStream,
+        video: Option<MediaStream>,
+    ) -> Result<Arc<SessionInfo>> {
         let audio_info = audio.info();
         let mut metadata = spec.metadata;
         // The PCM rate send_audio takes and audio frames carry, for applications that read

@@ -22,6 +22,7 @@ use parking_lot::Mutex;
 use rand::RngCore;
 
 use super::dispatch::Dispatcher;
+use super::driven::Driven;
 use super::event::{
     dispatch_key, EngineEvent, KeyframeRequest, MediaKind, SessionId, StreamEndReason, StreamEnded,
     StreamInfo,
@@ -107,10 +108,12 @@ impl Default for StreamConfig {
 
 /// The core and the scratch space of whoever holds the lock.
 struct Locked {
-    core: StreamCore,
+    /// The stream's core, or the bundle whose member it is.
+    media: Driven,
     batch: SendBatch,
     out: Vec<Transmit>,
-    events: Vec<StreamEvent>,
+    /// Events with the member they are about.
+    events: Vec<(usize, StreamEvent)>,
 }
 
 /// The stream state both I/O models drive (see [`run`] and [`super::io_pool`]).
@@ -129,6 +132,8 @@ pub(super) struct Shared {
     session: SessionId,
     key: u64,
     media: MediaKind,
+    /// The kind of each member (one for a stream of its own; audio then video for a bundle).
+    members: Vec<MediaKind>,
     /// The pool port of the sockets above; fields drop in order, so it goes back after they close.
     _lease: Option<PortLease>,
 }
@@ -161,10 +166,10 @@ impl Shared {
     /// Sends what the core has queued, grouped into one `sendmmsg` per socket and destination,
     /// and takes its events. Returns the first send error.
     fn flush(&self, l: &mut Locked) -> io::Result<()> {
-        while let Some(t) = l.core.poll_transmit() {
+        while let Some(t) = l.media.poll_transmit() {
             l.out.push(t);
         }
-        while let Some(e) = l.core.poll_event() {
+        while let Some(e) = l.media.poll_event() {
             l.events.push(e);
         }
         let mut result = Ok(());
@@ -189,7 +194,7 @@ impl Shared {
             start = end;
         }
         for t in l.out.drain(..) {
-            l.core.recycle(t.contents);
+            l.media.recycle(t.contents);
         }
         result
     }
@@ -197,12 +202,18 @@ impl Shared {
     /// Posts events to the callbacks, all at once (one lock, at most one wake-up). Media a full
     /// queue cannot take is dropped and counted; the end of a stream is kept in `keep` to be
     /// posted again later.
-    fn post(&self, events: &mut Vec<StreamEvent>, keep: Option<&mut VecDeque<EngineEvent>>) {
+    fn post(
+        &self,
+        events: &mut Vec<(usize, StreamEvent)>,
+        keep: Option<&mut VecDeque<EngineEvent>>,
+    ) {
         if events.is_empty() {
             return;
         }
         let mut keep = keep;
-        let evs = events.drain(..).map(|ev| self.engine_event(ev));
+        let evs = events
+            .drain(..)
+            .map(|(member, ev)| self.engine_event(member, ev));
         self.dispatcher.post_all(self.key, evs, |ev| {
             match (&mut keep, matches!(ev, EngineEvent::StreamEnded(..))) {
                 (Some(k), true) => k.push_back(ev),
@@ -213,17 +224,10 @@ impl Shared {
         });
     }
 
-    fn engine_event(&self, ev: StreamEvent) -> EngineEvent {
+    fn engine_event(&self, member: usize, ev: StreamEvent) -> EngineEvent {
         let id = self.session;
-        let ended = |reason| {
-            EngineEvent::StreamEnded(
-                id,
-                StreamEnded {
-                    media: self.media,
-                    reason,
-                },
-            )
-        };
+        let media = self.members.get(member).copied().unwrap_or(self.media);
+        let ended = |reason| EngineEvent::StreamEnded(id, StreamEnded { media, reason });
         match ev {
             StreamEvent::Video(f) => EngineEvent::Video(id, f),
             StreamEvent::Audio(f) => EngineEvent::Audio(id, f),
@@ -243,7 +247,11 @@ impl Shared {
 /// sockets.
 pub struct MediaStream {
     shared: Arc<Shared>,
-    driver: Driver,
+    driver: Arc<Driver>,
+    /// Which member of the shared state this stream is (0 unless bundled).
+    member: usize,
+    /// Whether this stream owns the I/O (a bundle's first member does; closing it ends all).
+    owner: bool,
     info: StreamInfo,
     close_linger: Duration,
 }
@@ -410,63 +418,102 @@ impl MediaStream {
         let local_rtcp = rtcp_sock
             .as_ref()
             .map_or(rtp_sock.local_addr(), |s| s.local_addr());
-        let remote_rtcp = cfg.remote_rtcp_addr.unwrap_or_else(|| {
-            if cfg.rtcp_mux {
-                cfg.remote_addr
-            } else {
-                SocketAddr::new(cfg.remote_addr.ip(), cfg.remote_addr.port().wrapping_add(1))
-            }
-        });
-        let (pt, clock_rate, codec, media, sample_rate) = match &cfg.media {
-            MediaParams::Audio(a) => (
-                a.payload_type,
-                a.clock_rate,
-                None,
-                MediaKind::Audio,
-                a.pcm_rate(),
-            ),
-            MediaParams::Video(v) => (
-                v.payload_type,
-                v.clock_rate,
-                Some(v.codec),
-                MediaKind::Video,
-                v.clock_rate,
-            ),
-        };
         let origin = Instant::now();
-        let core = StreamCore::new(
-            CoreConfig {
-                media: cfg.media.clone(),
-                remote_rtp: cfg.remote_addr,
-                remote_rtcp,
-                rtcp_mux: cfg.rtcp_mux,
-                source_policy: cfg.source_policy,
-                rtcp_interval: cfg.rtcp_interval,
-                cname: cfg.cname.clone(),
-                inactivity_timeout: cfg.inactivity_timeout,
-                srtp: cfg.srtp.clone(),
-                ice_dtls: cfg.ice_dtls.clone(),
-                ..CoreConfig::default()
+        let core = new_core(&cfg, origin, true)?;
+        let info = stream_info(&cfg, rtp_sock.local_addr(), local_rtcp, core.srtp_suite());
+        let mut streams = Self::start(
+            Driven::Core(Box::new(core)),
+            vec![(info, cfg.close_linger)],
+            Io {
+                rtp: rtp_sock,
+                rtcp: rtcp_sock,
+                lease,
+                origin,
+                session: cfg.session,
             },
-            origin,
-            SystemTime::now(),
-            rand::rng().next_u64(),
+            dispatcher,
+            pool,
         )?;
-        let info = StreamInfo {
-            local_addr: rtp_sock.local_addr(),
-            local_rtcp_addr: local_rtcp,
-            remote_addr: cfg.remote_addr,
-            payload_type: pt,
-            clock_rate,
-            codec,
-            sample_rate,
-            srtp_suite: core.srtp_suite(),
-        };
-        let shared = Arc::new(Shared {
+        streams
+            .pop()
+            .ok_or_else(|| Error::State("no stream started".into()))
+    }
+
+    /// Starts a BUNDLE group of one session (RFC 9143): `audio` and `video` share `sockets`
+    /// (one socket, rtcp-mux), one ICE/DTLS transport run with `params` and one SRTP session
+    /// (see `webrtc::Bundle`); `routes` tell their packets apart. The audio stream owns the
+    /// I/O: closing it ends both; closing the video stream ends video alone (RTCP BYE).
+    #[allow(clippy::too_many_arguments)]
+    pub fn open_bundle(
+        audio: StreamConfig,
+        video: StreamConfig,
+        params: &crate::webrtc::IceDtlsParams,
+        routes: (crate::webrtc::MemberRoute, crate::webrtc::MemberRoute),
+        sockets: RtpSockets,
+        dispatcher: Arc<Dispatcher<EngineEvent>>,
+        pool: Option<&Arc<IoPool>>,
+    ) -> Result<(MediaStream, MediaStream)> {
+        // One socket carries everything: a separate RTCP socket closes here.
+        let RtpSockets {
+            lease,
             rtp: rtp_sock,
-            rtcp: rtcp_sock,
+            rtcp: _,
+        } = sockets;
+        let origin = Instant::now();
+        let local = rtp_sock.local_addr();
+        let mut bundle = crate::webrtc::Bundle::new(params, audio.remote_addr, origin);
+        let mut members = Vec::new();
+        for (cfg, route) in [(&audio, routes.0), (&video, routes.1)] {
+            let core = new_core(cfg, origin, false)?;
+            bundle
+                .add(core, route)
+                .map_err(|e| Error::InvalidArgument(format!("BUNDLE: {e}")))?;
+            members.push((stream_info(cfg, local, local, None), cfg.close_linger));
+        }
+        let mut streams = Self::start(
+            Driven::Bundle(Box::new(bundle)),
+            members,
+            Io {
+                rtp: rtp_sock,
+                rtcp: None,
+                lease,
+                origin,
+                session: audio.session,
+            },
+            dispatcher,
+            pool,
+        )?;
+        let v = streams.pop();
+        let a = streams.pop();
+        match (a, v) {
+            (Some(a), Some(v)) => Ok((a, v)),
+            _ => Err(Error::State("the bundle's streams did not start".into())),
+        }
+    }
+
+    /// Puts `driven` behind its lock on an I/O thread (its own or the pool's) and returns one
+    /// stream per member (`members`: each one's description and close linger); the first owns
+    /// the I/O.
+    fn start(
+        driven: Driven,
+        members: Vec<(StreamInfo, Duration)>,
+        io: Io,
+        dispatcher: Arc<Dispatcher<EngineEvent>>,
+        pool: Option<&Arc<IoPool>>,
+    ) -> Result<Vec<MediaStream>> {
+        let kinds: Vec<MediaKind> = members
+            .iter()
+            .map(|(info, _)| match info.codec {
+                Some(_) => MediaKind::Video,
+                None => MediaKind::Audio,
+            })
+            .collect();
+        let media = kinds.first().copied().unwrap_or(MediaKind::Audio);
+        let shared = Arc::new(Shared {
+            rtp: io.rtp,
+            rtcp: io.rtcp,
             core: Mutex::new(Locked {
-                core,
+                media: driven,
                 batch: SendBatch::new(),
                 out: Vec::new(),
                 events: Vec::new(),
@@ -474,12 +521,13 @@ impl MediaStream {
             io_deadline: AtomicU64::new(0),
             slow_callback: AtomicU64::new(0),
             truncated: AtomicU64::new(0),
-            origin,
+            origin: io.origin,
             dispatcher,
-            session: cfg.session,
-            key: dispatch_key(cfg.session),
+            session: io.session,
+            key: dispatch_key(io.session),
             media,
-            _lease: lease,
+            members: kinds,
+            _lease: io.lease,
         });
         let driver = match pool {
             Some(pool) => Driver::Pooled(
@@ -500,43 +548,50 @@ impl MediaStream {
                 }
             }
         };
-        Ok(MediaStream {
-            shared,
-            driver,
-            info,
-            close_linger: cfg.close_linger,
-        })
+        let driver = Arc::new(driver);
+        Ok(members
+            .into_iter()
+            .enumerate()
+            .map(|(member, (info, close_linger))| MediaStream {
+                shared: shared.clone(),
+                driver: driver.clone(),
+                member,
+                owner: member == 0,
+                info,
+                close_linger,
+            })
+            .collect())
     }
 
     /// Addresses, payload type and codec of the stream.
     pub fn info(&self) -> StreamInfo {
         let mut info = self.info.clone();
         let l = self.shared.core.lock();
-        info.remote_addr = l.core.remote_rtp();
+        info.remote_addr = l.media.core(self.member).remote_rtp();
         // DTLS-SRTP keys the stream after it opened (and a re-INVITE may re-key it).
-        info.srtp_suite = l.core.srtp_suite();
+        info.srtp_suite = l.media.srtp_suite(self.member);
         info
     }
 
     /// Our SSRC.
     pub fn ssrc(&self) -> u32 {
-        self.shared.core.lock().core.ssrc()
+        self.shared.core.lock().media.core(self.member).ssrc()
     }
 
     /// Whether the peer has left this stream (RTCP BYE, or silence for the inactivity timeout,
     /// with no RTP since).
     pub fn peer_gone(&self) -> bool {
-        self.shared.core.lock().core.peer_gone()
+        self.shared.core.lock().media.core(self.member).peer_gone()
     }
 
     /// Our RTX SSRC when RTX is configured (for `a=ssrc-group:FID` in SDP).
     pub fn rtx_ssrc(&self) -> Option<u32> {
-        self.shared.core.lock().core.rtx_ssrc()
+        self.shared.core.lock().media.core(self.member).rtx_ssrc()
     }
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> StreamStats {
-        let mut s = self.shared.core.lock().core.stats();
+        let mut s = self.shared.core.lock().media.stats(self.member);
         s.frames_dropped_slow_callback = self.shared.slow_callback.load(Ordering::Relaxed);
         s.malformed += self.shared.truncated.load(Ordering::Relaxed);
         s
@@ -544,24 +599,39 @@ impl MediaStream {
 
     /// One more remote ICE candidate (trickle, RFC 8838); ignored on a stream without ICE.
     pub fn add_remote_candidate(&self, candidate: crate::webrtc::Candidate) -> Result<()> {
-        self.with_core("ICE checks", |c, now| {
-            c.add_remote_candidate(now, candidate);
-            Ok(())
-        })
+        let sh = &*self.shared;
+        let mut l = sh.core.lock();
+        l.media
+            .add_remote_candidate(Instant::now(), self.member, candidate);
+        let sent = sh.flush(&mut l);
+        if let Some(t) = l.media.poll_timeout() {
+            if sh.nanos(t) < sh.io_deadline.load(Ordering::Acquire) {
+                self.driver.wake();
+            }
+        }
+        sent.map_err(io_err("sending ICE checks".into()))
     }
 
     /// Points RTP (and RTCP) at a new remote address, as a re-INVITE does.
     pub fn set_remote(&self, rtp: SocketAddr, rtcp: SocketAddr) {
-        self.shared.core.lock().core.set_remote(rtp, rtcp);
+        let mut l = self.shared.core.lock();
+        // In a bundle the ICE-selected pair decides where media goes.
+        if !l.media.is_bundle() {
+            l.media.core_mut(self.member).set_remote(rtp, rtcp);
+        }
     }
 
     /// Takes the SRTP keys a re-INVITE agreed (see `StreamCore::rekey_srtp`); true when they
     /// changed anything.
     pub fn rekey_srtp(&self, keys: &crate::rtp::srtp::SrtpKeys) -> Result<bool> {
-        self.shared
-            .core
-            .lock()
-            .core
+        let mut l = self.shared.core.lock();
+        if l.media.is_bundle() {
+            return Err(Error::State(
+                "a bundled stream is keyed by its DTLS handshake only".into(),
+            ));
+        }
+        l.media
+            .core_mut(self.member)
             .rekey_srtp(keys, Instant::now())
             .map_err(|e| Error::InvalidArgument(format!("SRTP keys: {e}")))
     }
@@ -578,15 +648,15 @@ impl MediaStream {
         let result = {
             let mut l = sh.core.lock();
             let now = Instant::now();
-            let value = f(&mut l.core, now)?;
+            let value = f(l.media.core_mut(self.member), now)?;
             let sent = sh.flush(&mut l);
-            if let Some(t) = l.core.poll_timeout() {
+            if let Some(t) = l.media.poll_timeout() {
                 if sh.nanos(t) < sh.io_deadline.load(Ordering::Acquire) {
                     self.driver.wake();
                 }
             }
             std::mem::swap(&mut events, &mut l.events);
-            let dest = l.core.remote_rtp();
+            let dest = l.media.core(self.member).remote_rtp();
             sent.map(|()| value)
                 .map_err(io_err(format!("sending {what} to {dest}")))
         };
@@ -651,7 +721,13 @@ impl MediaStream {
     pub fn linger(&self, idle: Duration, max_wait: Duration) -> bool {
         let deadline = Instant::now() + max_wait;
         loop {
-            let last = self.shared.core.lock().core.last_send_activity();
+            let last = self
+                .shared
+                .core
+                .lock()
+                .media
+                .core(self.member)
+                .last_send_activity();
             let now = Instant::now();
             let Some(last) = last else { return true };
             let quiet_at = last + idle;
@@ -669,7 +745,7 @@ impl MediaStream {
     /// thread is asked to stop (it sends RTCP BYE on its way out) but not joined, so that a
     /// caller closing many streams lets their threads finish side by side before joining each.
     pub fn begin_close(&self) {
-        if self.close_linger.is_zero() {
+        if self.owner && self.close_linger.is_zero() {
             self.driver.request_stop();
         }
     }
@@ -677,7 +753,18 @@ impl MediaStream {
     /// Stops the stream's thread (which sends RTCP BYE on its way out) and joins it; with a
     /// `close_linger`, first lets recent pictures be repaired (see [`Self::linger`]).
     pub fn close(&self) {
-        if !self.close_linger.is_zero() && !self.shared.core.lock().core.is_closed() {
+        if !self.owner {
+            // A bundle member that is not the first ends alone (RTCP BYE); the I/O goes on.
+            let sh = &*self.shared;
+            let mut l = sh.core.lock();
+            l.media.close_member(Instant::now(), self.member);
+            let _ = sh.flush(&mut l);
+            l.events.clear();
+            return;
+        }
+        if !self.close_linger.is_zero()
+            && !self.shared.core.lock().media.core(self.member).is_closed()
+        {
             self.linger(self.close_linger, self.close_linger * 4);
         }
         self.driver.stop();
@@ -687,6 +774,68 @@ impl MediaStream {
 impl Drop for MediaStream {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+/// The sockets and identity a stream's shared state is built on.
+struct Io {
+    rtp: MediaSocket,
+    rtcp: Option<MediaSocket>,
+    lease: Option<PortLease>,
+    origin: Instant,
+    session: SessionId,
+}
+
+/// The core `cfg` describes, started at `origin`; `keyed`: with its SRTP or DTLS-SRTP (a
+/// bundle member is plain and rtcp-mux: the bundle keys it).
+fn new_core(cfg: &StreamConfig, origin: Instant, keyed: bool) -> Result<StreamCore> {
+    let remote_rtcp = cfg.remote_rtcp_addr.unwrap_or_else(|| {
+        if cfg.rtcp_mux || !keyed {
+            cfg.remote_addr
+        } else {
+            SocketAddr::new(cfg.remote_addr.ip(), cfg.remote_addr.port().wrapping_add(1))
+        }
+    });
+    StreamCore::new(
+        CoreConfig {
+            media: cfg.media.clone(),
+            remote_rtp: cfg.remote_addr,
+            remote_rtcp,
+            rtcp_mux: cfg.rtcp_mux || !keyed,
+            source_policy: cfg.source_policy,
+            rtcp_interval: cfg.rtcp_interval,
+            cname: cfg.cname.clone(),
+            inactivity_timeout: cfg.inactivity_timeout,
+            srtp: cfg.srtp.clone().filter(|_| keyed),
+            ice_dtls: cfg.ice_dtls.clone().filter(|_| keyed),
+            ..CoreConfig::default()
+        },
+        origin,
+        SystemTime::now(),
+        rand::rng().next_u64(),
+    )
+}
+
+/// What a stream opened with `cfg` on `local` (RTP) and `local_rtcp` says about itself.
+fn stream_info(
+    cfg: &StreamConfig,
+    local: SocketAddr,
+    local_rtcp: SocketAddr,
+    srtp_suite: Option<crate::rtp::srtp::SrtpSuite>,
+) -> StreamInfo {
+    let (payload_type, clock_rate, codec, sample_rate) = match &cfg.media {
+        MediaParams::Audio(a) => (a.payload_type, a.clock_rate, None, a.pcm_rate()),
+        MediaParams::Video(v) => (v.payload_type, v.clock_rate, Some(v.codec), v.clock_rate),
+    };
+    StreamInfo {
+        local_addr: local,
+        local_rtcp_addr: local_rtcp,
+        remote_addr: cfg.remote_addr,
+        payload_type,
+        clock_rate,
+        codec,
+        sample_rate,
+        srtp_suite,
     }
 }
 
@@ -734,7 +883,7 @@ fn run(sh: &Shared, stop: &StopSignal) {
 /// whose input moves it earlier wakes the I/O side).
 pub(super) fn arm(sh: &Shared) -> Option<Instant> {
     let l = sh.core.lock();
-    let next = l.core.poll_timeout();
+    let next = l.media.poll_timeout();
     sh.io_deadline
         .store(next.map_or(u64::MAX, |t| sh.nanos(t)), Ordering::Release);
     next
@@ -744,12 +893,12 @@ pub(super) fn arm(sh: &Shared) -> Option<Instant> {
 /// full queue refused before).
 pub(super) fn run_timers(
     sh: &Shared,
-    events: &mut Vec<StreamEvent>,
+    events: &mut Vec<(usize, StreamEvent)>,
     unposted: &mut VecDeque<EngineEvent>,
 ) {
     {
         let mut l = sh.core.lock();
-        l.core.handle_timeout(Instant::now());
+        l.media.handle_timeout(Instant::now());
         let _ = sh.flush(&mut l);
         std::mem::swap(events, &mut l.events);
     }
@@ -761,7 +910,7 @@ pub(super) fn run_timers(
 /// last events are not posted.
 pub(super) fn finish(sh: &Shared) {
     let mut l = sh.core.lock();
-    l.core.close(Instant::now());
+    l.media.close(Instant::now());
     let _ = sh.flush(&mut l);
     l.events.clear();
 }
@@ -787,7 +936,7 @@ pub(super) fn drain(
     sh: &Shared,
     batch: &mut RecvBatch,
     rtcp_socket: bool,
-    events: &mut Vec<StreamEvent>,
+    events: &mut Vec<(usize, StreamEvent)>,
     unposted: &mut VecDeque<EngineEvent>,
 ) -> bool {
     let sock = if rtcp_socket {
@@ -814,7 +963,7 @@ pub(super) fn drain(
                     sh.truncated.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
-                l.core.handle_datagram(now, from, d.data, rtcp_socket);
+                l.media.handle_datagram(now, from, d.data, rtcp_socket);
             }
             let _ = sh.flush(&mut l);
             std::mem::swap(events, &mut l.events);

@@ -215,7 +215,13 @@ fn secure_call(slot: u16, ice: bool, policy: DtlsSrtpPolicy) {
     assert_eq!(uac.sip_stats().calls_ended, 0, "the call goes on");
 
     let (ours, theirs) = (uac.stats(call).unwrap(), be.stats(info.id).unwrap());
-    for s in [&ours.audio, ours.video.as_ref().unwrap(), &theirs.audio] {
+    let their_video = theirs.video.as_ref().unwrap();
+    for s in [
+        &ours.audio,
+        ours.video.as_ref().unwrap(),
+        &theirs.audio,
+        their_video,
+    ] {
         if ice {
             assert_eq!(s.ice_state, 3, "ICE connected: {s:?}");
             assert!(s.stun_accepted > 0 && s.ice_remote.is_some(), "{s:?}");
@@ -224,6 +230,19 @@ fn secure_call(slot: u16, ice: bool, policy: DtlsSrtpPolicy) {
         }
         assert_eq!((s.srtp_auth_failed, s.stun_refused), (0, 0), "{s:?}");
         assert_eq!(s.dtls_state, 3, "still the first handshake's keys: {s:?}");
+    }
+    // With ICE both backends bundle (RFC 9143): video shares the audio socket, on both sides;
+    // without ICE each stream keeps its own.
+    for s in [
+        uac.get_session(call).unwrap(),
+        be.get_session(info.id).unwrap(),
+    ] {
+        let v = s.video.as_ref().unwrap();
+        assert_eq!(
+            v.local_addr == s.audio.local_addr,
+            ice,
+            "bundled iff ICE: {s:?}"
+        );
     }
     // The application sees an SRTP suite on every stream (keyed by DTLS).
     let session = uac.get_session(call).unwrap();
@@ -327,6 +346,71 @@ fn video_added_to_an_ice_dtls_call_is_keyed_and_flows() {
     assert!(got >= 10, "pictures on the added video: {got}");
     // The audio's transport kept its handshake.
     assert_eq!(be.stats(info.id).unwrap().audio.dtls_state, 3);
+    uac.hangup(call).unwrap();
+    assert!(wait_ended(&uac, call, T));
+}
+
+/// A bundled call (ICE + DTLS-SRTP on both sides) that drops its video by re-INVITE: the video
+/// member ends alone, audio goes on over the same socket and handshake.
+#[test]
+fn bundled_call_drops_video_and_audio_goes_on() {
+    let be = answerer(5, true, DtlsSrtpPolicy::Mandatory);
+    let (ctx, calls) = unbounded::<SessionInfo>();
+    be.on_call(move |s| {
+        let _ = ctx.send(s.clone());
+    });
+    let (atx, be_audio) = unbounded();
+    be.on_audio_received(move |_, f| {
+        let _ = atx.send(f.pcm.len());
+    });
+    start(&be);
+    let uac = caller(5, true, DtlsSrtpPolicy::Mandatory);
+    let call = dial_ok(&uac, &uri(&be), DialOptions::default());
+    let info = calls.recv_timeout(T).expect("on_call");
+    let bundled = |s: &SessionInfo| {
+        s.video
+            .as_ref()
+            .is_some_and(|v| v.local_addr == s.audio.local_addr)
+    };
+    assert!(bundled(&info), "{info:?}");
+    assert!(bundled(&uac.get_session(call).unwrap()));
+    let keyed = |s: Option<roomkit_media::engine::SessionStats>| {
+        s.is_some_and(|s| s.audio.dtls_state == 3 && s.audio.ice_state == 3)
+    };
+    assert!(wait_until(T, || keyed(uac.stats(call).ok())
+        && keyed(be.stats(info.id).ok())));
+    // Video flows first, so that each side knows the other's video source.
+    for i in 0..15u32 {
+        uac.send_video(call, &h264_picture(i == 0, 1500, i))
+            .unwrap();
+        be.send_video(info.id, &h264_picture(i == 0, 1500, 100 + i))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    uac.set_video(call, false).unwrap();
+    assert!(
+        wait_until(T, || be.get_video_session(info.id).is_none()),
+        "video removed"
+    );
+    let _ = be_audio.try_iter().count();
+    let mut got = 0usize;
+    for _ in 0..150 {
+        uac.send_audio(call, &[500i16; 160]).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        got += be_audio.try_iter().count();
+        if got >= 20 {
+            break;
+        }
+    }
+    assert!(got >= 20, "audio after video went: {got}");
+    let s = be.stats(info.id).unwrap();
+    assert!(s.video.is_none());
+    assert_eq!(
+        (s.audio.dtls_state, s.audio.srtp_auth_failed),
+        (3, 0),
+        "{:?}",
+        s.audio
+    );
     uac.hangup(call).unwrap();
     assert!(wait_ended(&uac, call, T));
 }

@@ -335,8 +335,8 @@ fn serve_takes_whip_sessions_beside_sip_calls() {
 
 /// The answer to a real Chromium offer (`tests/data/chromium-offer.sdp`, captured from headless
 /// Chromium 156): both m-lines taken over DTLS-SRTP with ICE-lite, we the DTLS server
-/// (`a=setup:passive`), our candidate on the stream's socket, the offer's mids echoed, no
-/// BUNDLE group (each m-line its own transport).
+/// (`a=setup:passive`), our candidate on the stream's socket, the offer's mids echoed, its
+/// BUNDLE group accepted: both m-lines on one port (one socket, one transport).
 #[test]
 fn a_chromium_offer_gets_an_ice_lite_dtls_answer() {
     let mut cfg = config(37);
@@ -348,7 +348,12 @@ fn a_chromium_offer_gets_an_ice_lite_dtls_answer() {
         .accept_offer(offer, WhipKind::Whip, "127.0.0.1:9".parse().unwrap())
         .expect("an answer");
     assert!(answer.contains("a=ice-lite"), "{answer}");
-    assert!(!answer.contains("a=group:BUNDLE"), "{answer}");
+    assert!(answer.contains("a=group:BUNDLE 0 1\r\n"), "{answer}");
+    assert_eq!(
+        m_port(&answer, "audio"),
+        m_port(&answer, "video"),
+        "{answer}"
+    );
     for (kind, mid) in [("audio", "0"), ("video", "1")] {
         let m = answer
             .split("m=")
@@ -371,5 +376,11 @@ fn a_chromium_offer_gets_an_ice_lite_dtls_answer() {
         assert!(m.contains("a=recvonly"), "{m}");
     }
     assert!(be.call_id(session).is_some());
+    let info = be.get_session(session).unwrap();
+    assert_eq!(
+        info.video.as_ref().map(|v| v.local_addr),
+        Some(info.audio.local_addr),
+        "one socket: {info:?}"
+    );
     be.hangup(session).unwrap();
 }

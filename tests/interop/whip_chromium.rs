@@ -146,8 +146,10 @@ fn run(rtp_ports: &str, codec: Option<&str>, play: bool, seconds: u32, https: bo
         url.push_str(&format!("&codec={c}"));
     }
     if play {
+        // The page that publishes and plays does both with `max-bundle` (one transport
+        // required), the others with the default `balanced`.
         url.push_str(&format!(
-            "&whep={}",
+            "&whep={}&bundle=max-bundle",
             listening["whep"].as_str().expect("a whep URL")
         ));
     }
@@ -228,6 +230,8 @@ fn publishes(codec: &str, rtp_ports: &str) {
         "{r}"
     );
     assert_eq!(r["deleted"][0], 200, "{r}");
+    // Our answer took the offer's BUNDLE group: audio and video on one ICE/DTLS transport.
+    assert_eq!(r["whip"]["transports"], 1, "{r}");
     let call = run
         .events("call")
         .into_iter()
@@ -279,6 +283,12 @@ fn chromium_plays_from_whep_what_whip_publishes() {
     assert!(r["error"].is_null(), "{r}");
     assert_eq!(r["whep"]["pairState"], "succeeded", "{r}");
     assert!(r["whep"]["framesDecoded"].as_u64().unwrap_or(0) > 0, "{r}");
+    // Both directions bundled: one transport each.
+    assert_eq!(
+        (&r["whip"]["transports"], &r["whep"]["transports"]),
+        (&1.into(), &1.into()),
+        "{r}"
+    );
     assert!(
         r["whep"]["audioPacketsReceived"].as_u64().unwrap_or(0) > 0,
         "{r}"

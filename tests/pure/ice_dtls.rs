@@ -32,11 +32,15 @@ fn addr(s: &str) -> SocketAddr {
 }
 
 /// How one side runs ICE: `None` no ICE; `Some((lite, controlling))`.
-type IceRole = Option<(bool, bool)>;
+pub(crate) type IceRole = Option<(bool, bool)>;
 
 /// The two sides' parameters, as SDP negotiation would give them: A is the DTLS client.
 /// `spoil`: B expects another fingerprint than A's certificate has.
-fn params(a_ice: IceRole, b_ice: IceRole, spoil: bool) -> (IceDtlsParams, IceDtlsParams) {
+pub(crate) fn params(
+    a_ice: IceRole,
+    b_ice: IceRole,
+    spoil: bool,
+) -> (IceDtlsParams, IceDtlsParams) {
     let ids = [
         DtlsIdentity::generate().unwrap(),
         DtlsIdentity::generate().unwrap(),

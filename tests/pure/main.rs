@@ -9,6 +9,7 @@ mod fuzz_support;
 #[path = "../support/rsa.rs"]
 mod rsa;
 
+mod bundle;
 mod congestion;
 mod dtls_engines;
 mod fec;
@@ -20,6 +21,7 @@ mod ice_dtls;
 mod layering;
 mod rfc4475;
 mod rtcp_props;
+mod sdp_bundle;
 mod sdp_fuzz;
 mod sdp_ice_dtls;
 mod sdp_offer_answer;

@@ -23,6 +23,13 @@ pub const TWO_BYTE_PROFILE: u16 = 0x1000;
 pub const TRANSPORT_CC_URI: &str =
     "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
 
+/// The URI `a=extmap` binds to the MID (RFC 9143 §15): the `a=mid` of the m-line a packet
+/// belongs to, which lets one transport carry the m-lines of a BUNDLE group.
+pub const MID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
+/// The ID we offer [`MID_URI`] under (what browsers use too; clear of the IDs we give
+/// abs-send-time, 2, and the transport-wide sequence number, 3).
+pub const DEFAULT_MID_ID: u8 = 4;
+
 /// One element of a header extension block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExtElement<'a> {

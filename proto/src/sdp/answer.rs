@@ -13,7 +13,10 @@ use super::codecs::{
 };
 use super::crypto::{format_crypto, negotiate_offered};
 use super::extmap::extmap_id;
-use super::ice_dtls::{answer_transport, is_dtls_proto, IcePolicy, NegotiatedTransport};
+use super::ice_dtls::{
+    answer_transport, group_of, is_dtls_proto, join_bundle, mid_ext_id, resolve_bundle_only,
+    IcePolicy, NegotiatedTransport,
+};
 use super::local::LocalMedia;
 use super::model::{
     Direction, MediaDescription, MediaKind, PayloadType, SdpError, SessionDescription,
@@ -147,6 +150,14 @@ impl Negotiation {
     pub fn has_video(&self) -> bool {
         self.video.is_some()
     }
+
+    /// Whether audio and video share one transport (a BUNDLE group both sides agreed to): the
+    /// host then runs them over the audio stream's socket.
+    pub fn bundled(&self) -> bool {
+        let bundled = |t: Option<&NegotiatedTransport>| t.is_some_and(|t| t.bundle.is_some());
+        bundled(self.audio.transport.as_ref())
+            && bundled(self.video.as_ref().and_then(|v| v.transport.as_ref()))
+    }
 }
 
 /// Our answer: the SDP text to send and what it agrees to.
@@ -204,7 +215,8 @@ impl From<SdpError> for AnswerError {
 /// first video stream with a codec in common its video (when `video_port` is not 0), and every
 /// other m-line is rejected with port 0. Fails when there is no usable audio stream.
 pub fn answer(offer: &SessionDescription, cfg: &AnswerConfig) -> Result<Answer, AnswerError> {
-    let plan = plan(offer, cfg, None)?;
+    let resolved = resolve_bundle_only(offer, &cfg.local);
+    let plan = plan(resolved.as_ref().unwrap_or(offer), cfg, None)?;
     Ok(plan.finish(cfg, cfg.local.session_id, cfg.local.session_version))
 }
 
@@ -236,6 +248,8 @@ pub fn reanswer(
     cfg: &AnswerConfig,
 ) -> Result<Reanswer, AnswerError> {
     let prev = &previous.negotiation;
+    let resolved = resolve_bundle_only(offer, &cfg.local);
+    let offer = resolved.as_ref().unwrap_or(offer);
     let plan = plan(offer, cfg, Some(prev))?;
     // A stream that is SRTP stays SRTP, whatever the policy: dropping the protection of a
     // running call is what an attacker on the signalling path would ask for, and the stream's
@@ -495,7 +509,7 @@ fn plan<'a>(
     } else {
         None
     };
-    Ok(Plan {
+    let mut plan = Plan {
         offer,
         audio_index,
         audio_media,
@@ -507,7 +521,9 @@ fn plan<'a>(
         video_srtp: video.as_ref().and_then(|(_, (srtp, _))| srtp.clone()),
         video_transport: video.as_ref().and_then(|(_, (_, t))| t.clone()),
         video: video.map(|(v, _)| v),
-    })
+    };
+    plan.bundle(&cfg.local);
+    Ok(plan)
 }
 
 /// The proto we answer with: the offered one, spelled canonically.
@@ -539,6 +555,35 @@ pub(crate) fn answer_direction(m: &MediaDescription) -> Direction {
 }
 
 impl Plan<'_> {
+    /// Accepts the offer's BUNDLE group when we can bundle (RFC 9143 §7.3): the audio and the
+    /// video m-line we take are both in it and both keyed by DTLS-SRTP. Video then runs on the
+    /// audio transport, and both m-lines carry the same port and transport lines.
+    fn bundle(&mut self, local: &LocalMedia) {
+        let (true, Some((_, vm, _, _)), Some(fingerprint)) =
+            (local.bundle, self.video, local.dtls_fingerprint.as_ref())
+        else {
+            return;
+        };
+        let (Some((at, al)), Some((vt, vl))) =
+            (self.audio_transport.as_mut(), self.video_transport.as_mut())
+        else {
+            return;
+        };
+        let (Some(amid), Some(vmid)) = (at.mid.as_deref(), vt.mid.as_deref()) else {
+            return;
+        };
+        let Some(group) = group_of(&self.offer.bundle, amid, vmid) else {
+            return;
+        };
+        let exts = (
+            mid_ext_id(&self.audio_media.extmaps),
+            mid_ext_id(&vm.extmaps),
+        );
+        join_bundle(at, vt, group, exts);
+        *al = at.lines(fingerprint, at.our_setup());
+        *vl = vt.lines(fingerprint, vt.our_setup());
+    }
+
     fn finish(&self, cfg: &AnswerConfig, session_id: u64, session_version: u64) -> Answer {
         let mut medias: Vec<sdp_types::Media> = self
             .offer
@@ -564,10 +609,24 @@ impl Plan<'_> {
                 session_id,
                 session_version,
                 session_name: &cfg.local.session_name,
-                attributes: super::transport::session_lines(self.ice_lite(cfg), &[]),
+                attributes: super::transport::session_lines(
+                    self.ice_lite(cfg),
+                    self.audio_transport
+                        .as_ref()
+                        .map_or(&[][..], |(t, _)| t.bundle_group()),
+                ),
             },
             medias,
         );
+        let mut video = video;
+        // Bundled video goes where audio goes: the offerer's tagged m-line's address.
+        if let Some(v) = video
+            .as_mut()
+            .filter(|v| v.transport.as_ref().is_some_and(|t| t.bundle.is_some()))
+        {
+            v.remote = audio.remote;
+            v.remote_rtcp = audio.remote_rtcp;
+        }
         Answer {
             sdp,
             negotiation: Negotiation { audio, video },
@@ -833,7 +892,12 @@ fn video_section(
         transport: transport.map(|(t, _)| t.clone()),
     };
     let negotiated = with_congestion(negotiated, cc);
-    let section = media("video", cfg.local.video_port, answer_proto(m), &fmt, attrs);
+    // A bundled video m-line names the shared (audio) transport's port.
+    let port = match transport.and_then(|(t, _)| t.bundle.as_ref()) {
+        Some(_) => cfg.local.audio_port,
+        None => cfg.local.video_port,
+    };
+    let section = media("video", port, answer_proto(m), &fmt, attrs);
     (section, negotiated)
 }
 
@@ -843,7 +907,8 @@ impl SessionDescription {
     pub fn accepts_video(&self, video_codecs: &[VideoCodec]) -> bool {
         self.media.iter().any(|m| {
             m.kind == MediaKind::Video
-                && usable_stream(m).is_ok()
+                // A bundle-only m-line (port 0) is taken when we bundle.
+                && (usable_stream(m).is_ok() || (m.bundle_only && m.port == 0))
                 && m.payloads
                     .iter()
                     .filter_map(video_codec_of)

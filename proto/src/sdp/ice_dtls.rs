@@ -8,17 +8,24 @@
 //!   needs `a=rtcp-mux` (one socket per stream carries RTP, RTCP, DTLS and STUN).
 //! - ICE is only ever used with DTLS-SRTP (the stream core runs the agent beside the
 //!   handshake): it is agreed when our policy is not off and the peer sent `a=ice-ufrag`/`pwd`.
-//! - No BUNDLE: every m-line has its own transport. An offer's `a=group:BUNDLE` is declined by
-//!   leaving it out of the answer (RFC 9143 §7.3.3 lets the answerer do that); each m-line
-//!   keeps its own port, credentials and candidates.
+//! - BUNDLE (RFC 9143) only when [`LocalMedia::bundle`] says the host can run one transport for
+//!   audio and video: we then offer `a=group:BUNDLE 0 1`, `a=mid` and the MID header extension
+//!   beside ICE, and accept an offered group that holds the audio and the video m-line we take,
+//!   both keyed by DTLS-SRTP. A bundled video stream runs on the audio stream's transport (the
+//!   audio port, credentials, candidates and DTLS role in both m-lines, as browsers write
+//!   them); [`NegotiatedTransport::bundle`] says so. Otherwise an offered group is declined by
+//!   leaving it out of the answer (RFC 9143 §7.3.3 lets the answerer do that), and a declined
+//!   offer of ours leaves every m-line its own transport.
 
 use std::fmt;
 use std::net::SocketAddr;
 
+use super::extmap::{extmap_id, ExtMap};
 use super::local::LocalMedia;
 use super::model::MediaDescription;
 use super::transport::{Fingerprint, IceCredentials, SetupRole};
-use crate::webrtc::{Candidate, DtlsIdentity, IceConfig, IceDtlsParams, IceParams};
+use crate::rtp::hdrext::{DEFAULT_MID_ID, MID_URI};
+use crate::webrtc::{Candidate, DtlsIdentity, IceConfig, IceDtlsParams, IceParams, MemberRoute};
 
 /// Whether a call uses ICE (RFC 8445) on its DTLS-SRTP streams.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -133,7 +140,24 @@ pub struct NegotiatedTransport {
     pub dtls_client: bool,
     /// The m-line's `a=mid`, when the offer had one (echoed in the answer).
     pub mid: Option<String>,
+    /// The BUNDLE group this stream is in, when both sides agreed to one.
+    pub bundle: Option<NegotiatedBundle>,
 }
+
+/// What a BUNDLE group both sides agreed to says about one stream (RFC 9143).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NegotiatedBundle {
+    /// The group's mids, in the answer's order (the first names the m-line whose transport the
+    /// group shares, RFC 9143 §7.3.1).
+    pub group: Vec<String>,
+    /// The ID of the MID header extension ([`MID_URI`]) on this stream, when both sides mapped
+    /// it: our packets carry the mid under it, and the peer's may.
+    pub mid_ext: Option<u8>,
+}
+
+/// The mids our offers give audio and video when they offer BUNDLE.
+pub const AUDIO_MID: &str = "0";
+pub const VIDEO_MID: &str = "1";
 
 /// The ICE half of [`NegotiatedTransport`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -179,12 +203,20 @@ impl NegotiatedTransport {
         if let Some(mid) = &self.mid {
             lines.push(format!("mid:{mid}"));
         }
+        if let Some(id) = self.bundle.as_ref().and_then(|b| b.mid_ext) {
+            lines.push(format!("extmap:{id} {MID_URI}"));
+        }
         if let Some(ice) = &self.ice {
             lines.extend(ice_lines(&ice.local_credentials, &ice.local_candidates));
         }
         lines.push(format!("fingerprint:{fingerprint}"));
         lines.push(format!("setup:{}", setup.as_str()));
         lines
+    }
+
+    /// The group's mids when this stream is bundled: what the session's `a=group:BUNDLE` says.
+    pub fn bundle_group(&self) -> &[String] {
+        self.bundle.as_ref().map_or(&[], |b| &b.group)
     }
 
     /// Our role as written in our SDP.
@@ -220,6 +252,10 @@ pub struct OfferedTransport {
     pub controlling: Option<bool>,
     pub audio_candidates: StreamCandidates,
     pub video_candidates: StreamCandidates,
+    /// BUNDLE offered: `a=mid` ([`AUDIO_MID`], [`VIDEO_MID`]) and the MID extension on each
+    /// m-line, `a=group:BUNDLE` in the session (each m-line still has its own port, RFC 9143
+    /// §7.2.1, for a peer that declines).
+    pub bundle: bool,
 }
 
 impl LocalMedia {
@@ -256,6 +292,7 @@ impl LocalMedia {
             controlling: None,
             audio_candidates: self.candidates(self.audio_port, false),
             video_candidates: self.candidates(self.video_port, true),
+            bundle: self.bundle && self.ice != IcePolicy::Off,
         })
     }
 }
@@ -264,6 +301,10 @@ impl OfferedTransport {
     /// The `a=` lines of one offered stream (ICE when offered, fingerprint, setup).
     pub(crate) fn lines(&self, fingerprint: &Fingerprint, video: bool) -> Vec<String> {
         let mut lines = Vec::new();
+        if self.bundle {
+            lines.push(format!("mid:{}", offered_mid(video)));
+            lines.push(format!("extmap:{DEFAULT_MID_ID} {MID_URI}"));
+        }
         if self.ice != IcePolicy::Off {
             let candidates = if video {
                 &self.video_candidates
@@ -277,9 +318,20 @@ impl OfferedTransport {
         lines
     }
 
-    /// The session-level lines of the offer (`a=ice-lite`).
-    pub(crate) fn session_lines(&self) -> Vec<String> {
-        super::transport::session_lines(self.ice == IcePolicy::Lite, &[])
+    /// The session-level lines of the offer (`a=ice-lite`, `a=group:BUNDLE` of audio and, when
+    /// offered, video).
+    pub(crate) fn session_lines(&self, video: bool) -> Vec<String> {
+        let group: Vec<String> = if self.bundle {
+            let mids = if video {
+                &[AUDIO_MID, VIDEO_MID][..]
+            } else {
+                &[AUDIO_MID][..]
+            };
+            mids.iter().map(|m| m.to_string()).collect()
+        } else {
+            Vec::new()
+        };
+        super::transport::session_lines(self.ice == IcePolicy::Lite, &group)
     }
 
     /// Reads what an answered stream agreed to: `Ok(None)` when the answer did not take
@@ -328,9 +380,133 @@ impl OfferedTransport {
             ice,
             remote_fingerprints: t.fingerprints.clone(),
             dtls_client,
-            mid: None,
+            mid: self.bundle.then(|| offered_mid(video).to_string()),
+            bundle: None,
         }))
     }
+}
+
+fn offered_mid(video: bool) -> &'static str {
+    if video {
+        VIDEO_MID
+    } else {
+        AUDIO_MID
+    }
+}
+
+/// Joins an audio and a video stream that both sides put in one BUNDLE group (`group`, the
+/// answer's): the video stream takes the audio stream's transport (agent, credentials,
+/// candidates, DTLS role and peer) and keeps its mid; each keeps the MID extension ID its
+/// m-line maps (`audio_ext`, `video_ext`). The engine runs the two streams over one socket.
+pub(crate) fn join_bundle(
+    audio: &mut NegotiatedTransport,
+    video: &mut NegotiatedTransport,
+    group: Vec<String>,
+    (audio_ext, video_ext): (Option<u8>, Option<u8>),
+) {
+    audio.bundle = Some(NegotiatedBundle {
+        group: group.clone(),
+        mid_ext: audio_ext,
+    });
+    *video = NegotiatedTransport {
+        mid: video.mid.take(),
+        bundle: Some(NegotiatedBundle {
+            group,
+            mid_ext: video_ext,
+        }),
+        ..audio.clone()
+    };
+}
+
+/// The BUNDLE group of `groups` (a description's) that holds both `audio_mid` and `video_mid`,
+/// reduced to those two in the group's order; `None` when no group holds both.
+pub(crate) fn group_of(
+    groups: &[Vec<String>],
+    audio_mid: &str,
+    video_mid: &str,
+) -> Option<Vec<String>> {
+    let group = groups
+        .iter()
+        .find(|g| g.iter().any(|m| m == audio_mid) && g.iter().any(|m| m == video_mid))?;
+    Some(
+        group
+            .iter()
+            .filter(|m| *m == audio_mid || *m == video_mid)
+            .cloned()
+            .collect(),
+    )
+}
+
+impl super::answer::Negotiation {
+    /// How a [`Bundle`](crate::webrtc::Bundle) tells the audio and the video stream apart,
+    /// when they are bundled: each m-line's mid, MID extension ID and payload types (audio
+    /// with telephone-event; video with RTX, RED and ULPFEC). `None` without a group.
+    pub fn bundle_routes(&self) -> Option<(MemberRoute, MemberRoute)> {
+        if !self.bundled() {
+            return None;
+        }
+        let v = self.video.as_ref()?;
+        let route = |t: Option<&NegotiatedTransport>, pts: Vec<u8>, video: bool| MemberRoute {
+            mid: t.and_then(|t| t.mid.clone()),
+            mid_ext: t.and_then(|t| t.bundle.as_ref()).and_then(|b| b.mid_ext),
+            payload_types: pts,
+            remote_ssrcs: Vec::new(),
+            video,
+        };
+        let a = &self.audio;
+        let audio_pts = std::iter::once(a.pt).chain(a.dtmf_pt).collect();
+        let video_pts = std::iter::once(v.pt)
+            .chain(v.rtx_pt)
+            .chain(v.fec.iter().flat_map(|(red, fec)| [*red, *fec]))
+            .collect();
+        Some((
+            route(a.transport.as_ref(), audio_pts, false),
+            route(v.transport.as_ref(), video_pts, true),
+        ))
+    }
+}
+
+/// An offer whose `a=bundle-only` m-lines (port 0, RFC 9143 §6) are given their BUNDLE
+/// group's address and transport attributes (those of the group's first m-line with a port),
+/// so that answering takes them as bundled streams; `None` when there is nothing to resolve or
+/// we do not bundle (they are then refused as port-0 m-lines are).
+pub(crate) fn resolve_bundle_only(
+    offer: &super::model::SessionDescription,
+    local: &LocalMedia,
+) -> Option<super::model::SessionDescription> {
+    if !local.bundle || !offer.media.iter().any(|m| m.bundle_only && m.port == 0) {
+        return None;
+    }
+    let mid_of = |m: &MediaDescription| m.transport.mid.clone();
+    let mut resolved = offer.clone();
+    for group in &offer.bundle {
+        let Some(tagged) = group.iter().find_map(|mid| {
+            offer
+                .media
+                .iter()
+                .find(|m| m.port != 0 && mid_of(m).as_ref() == Some(mid))
+        }) else {
+            continue;
+        };
+        for m in resolved.media.iter_mut() {
+            let in_group = mid_of(m).is_some_and(|mid| group.contains(&mid));
+            if m.bundle_only && m.port == 0 && in_group {
+                m.port = tagged.port;
+                m.connection = tagged.connection;
+                m.rtcp = None;
+                m.transport = super::transport::TransportAttrs {
+                    mid: m.transport.mid.take(),
+                    ..tagged.transport.clone()
+                };
+            }
+        }
+    }
+    Some(resolved)
+}
+
+/// The MID extension's ID in `extmaps` when it fits the one-byte header form we write (1–14).
+pub(crate) fn mid_ext_id(extmaps: &[ExtMap]) -> Option<u8> {
+    extmap_id(extmaps, MID_URI).filter(|id| (1..=14).contains(id))
 }
 
 /// The peer's candidates: those it listed, else its default address as a host candidate.
@@ -427,6 +603,7 @@ pub(crate) fn answer_transport(
         remote_fingerprints: t.fingerprints.clone(),
         dtls_client,
         mid: t.mid.clone(),
+        bundle: None,
     };
     let lines = negotiated.lines(fingerprint, ours);
     Ok(Some((negotiated, lines)))

@@ -77,6 +77,11 @@ pub struct LocalMedia {
     /// reported them: offered as `srflx` candidates beside the host ones.
     pub audio_srflx: Option<SocketAddr>,
     pub video_srflx: Option<SocketAddr>,
+    /// BUNDLE (RFC 9143) with ICE and DTLS-SRTP: offer `a=group:BUNDLE` (with `a=mid` and the
+    /// MID header extension), or accept an offered group, so that audio and video share the
+    /// audio stream's transport. Only for a host that runs both streams on one socket; off by
+    /// default (an offered group is then declined).
+    pub bundle: bool,
 }
 
 impl LocalMedia {
@@ -109,6 +114,7 @@ impl LocalMedia {
             ice_credentials: crate::webrtc::IceConfig::random_credentials(),
             audio_srflx: None,
             video_srflx: None,
+            bundle: false,
         }
     }
 }

@@ -49,8 +49,8 @@ pub use crypto::{
 pub use extmap::{answer_extmaps, extmap_id, parse_extmap, ExtMap, MAX_EXTMAPS};
 #[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
 pub use ice_dtls::{
-    is_dtls_proto, DtlsSrtpPolicy, IcePolicy, NegotiatedIce, NegotiatedTransport, OfferedTransport,
-    StreamCandidates, DTLS_PROTO,
+    is_dtls_proto, DtlsSrtpPolicy, IcePolicy, NegotiatedBundle, NegotiatedIce, NegotiatedTransport,
+    OfferedTransport, StreamCandidates, AUDIO_MID, DTLS_PROTO, VIDEO_MID,
 };
 #[cfg_attr(not(feature = "_internals"), allow(unused_imports))]
 pub use local::LocalMedia;

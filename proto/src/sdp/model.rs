@@ -249,6 +249,9 @@ pub struct MediaDescription {
     pub extmaps: Vec<super::extmap::ExtMap>,
     /// ICE, DTLS-SRTP and BUNDLE attributes (`sdp/transport.rs`), session-level ones applied.
     pub transport: super::transport::TransportAttrs,
+    /// `a=bundle-only` (RFC 9143 §6): with port 0 the m-line is not rejected but meant to run
+    /// on its BUNDLE group's transport.
+    pub bundle_only: bool,
 }
 
 impl MediaDescription {

@@ -17,8 +17,8 @@ use super::codecs::{
 };
 use super::crypto::{format_crypto, SrtpPolicy};
 use super::ice_dtls::{
-    is_dtls_proto, DtlsSrtpPolicy, IcePolicy, NegotiatedTransport, OfferedTransport,
-    StreamCandidates, DTLS_PROTO,
+    group_of, is_dtls_proto, join_bundle, mid_ext_id, DtlsSrtpPolicy, IcePolicy,
+    NegotiatedTransport, OfferedTransport, StreamCandidates, AUDIO_MID, DTLS_PROTO, VIDEO_MID,
 };
 use super::local::LocalMedia;
 use super::model::{Direction, MediaDescription, MediaKind, PayloadType, SessionDescription};
@@ -208,6 +208,14 @@ pub fn build_offer(cfg: &OfferConfig) -> Offer {
     }
     let mut taken: Vec<u8> = video.iter().map(|(pt, _)| *pt).collect();
     taken.extend(dtmf.iter().map(|(pt, _)| *pt));
+    // In a BUNDLE group a payload type names one m-line's format (the peer may demultiplex by
+    // it): audio keeps clear of video's RTX and FEC types too.
+    if local.offered_transport().is_some_and(|t| t.bundle) {
+        if video_rtx {
+            taken.extend(video.iter().map(|(_, c)| rtx_pt_of(*c)));
+        }
+        taken.extend(video_fec.iter().flat_map(|(red, fec)| [*red, *fec]));
+    }
     let audio = assign_audio(codecs, &mut taken);
 
     let mut fmt: Vec<String> = audio.iter().map(|(pt, _)| pt.to_string()).collect();
@@ -270,7 +278,7 @@ pub fn build_offer(cfg: &OfferConfig) -> Offer {
             session_name: &local.session_name,
             attributes: transport
                 .as_ref()
-                .map(OfferedTransport::session_lines)
+                .map(|t| t.session_lines(!video.is_empty()))
                 .unwrap_or_default(),
         },
         medias,
@@ -476,6 +484,8 @@ pub fn reoffer(current: &Answer, cfg: &ReofferConfig) -> Offer {
             }
             _ => candidates_of(neg.video.as_ref().and_then(|v| v.transport.as_ref())),
         },
+        // A running group is kept through the mids and lines of the kept transports.
+        bundle: false,
     });
     // Our fingerprint, as our last description wrote it.
     let our_fingerprint = our_media(MediaKind::Audio)
@@ -646,7 +656,7 @@ pub fn reoffer(current: &Answer, cfg: &ReofferConfig) -> Offer {
                     .as_ref()
                     .and_then(|t| t.ice.as_ref())
                     .is_some_and(|i| i.lite),
-                &[],
+                reoffered_group(neg, &cfg.video),
             ),
         },
         medias,
@@ -704,6 +714,19 @@ pub fn reoffer(current: &Answer, cfg: &ReofferConfig) -> Offer {
 }
 
 /// Our candidates on a stream running ICE.
+/// The BUNDLE group a re-offer keeps: the running one, without video when video goes.
+fn reoffered_group<'n>(neg: &'n Negotiation, video: &ReofferVideo) -> &'n [String] {
+    let group = neg
+        .audio
+        .transport
+        .as_ref()
+        .map_or(&[][..], |t| t.bundle_group());
+    match video {
+        ReofferVideo::Keep => group,
+        _ => &group[..group.len().min(1)],
+    }
+}
+
 fn candidates_of(t: Option<&NegotiatedTransport>) -> StreamCandidates {
     t.and_then(|t| t.ice.as_ref())
         .map(|i| i.local_candidates.clone())
@@ -784,7 +807,48 @@ pub fn parse_answer(offer: &Offer, answer: &[u8]) -> Result<Negotiation, AnswerE
                 Some(video)
             })
     };
+    let mut video = video;
+    if let Some(v) = video.as_mut() {
+        answered_bundle(offer, &sd, &mut audio, v);
+    }
     Ok(Negotiation { audio, video })
+}
+
+/// When we offered BUNDLE and the answer kept audio and video in its group (both DTLS-SRTP, the
+/// answerer's one address on both m-lines), the video stream runs on the audio stream's
+/// transport (see `ice_dtls::join_bundle`). Otherwise each keeps its own.
+fn answered_bundle(
+    offer: &Offer,
+    sd: &SessionDescription,
+    audio: &mut NegotiatedAudio,
+    video: &mut NegotiatedVideo,
+) {
+    if !offer.transport.as_ref().is_some_and(|t| t.bundle) {
+        return;
+    }
+    let (Some(at), Some(vt)) = (audio.transport.as_mut(), video.transport.as_mut()) else {
+        return;
+    };
+    let Some(group) = group_of(&sd.bundle, AUDIO_MID, VIDEO_MID) else {
+        return;
+    };
+    let m_of = |kind: MediaKind| sd.media.iter().find(|m| m.kind == kind);
+    let (Some(am), Some(vm)) = (m_of(MediaKind::Audio), m_of(MediaKind::Video)) else {
+        return;
+    };
+    if am.transport.mid.as_deref() != Some(AUDIO_MID)
+        || vm.transport.mid.as_deref() != Some(VIDEO_MID)
+    {
+        return;
+    }
+    join_bundle(
+        at,
+        vt,
+        group,
+        (mid_ext_id(&am.extmaps), mid_ext_id(&vm.extmaps)),
+    );
+    video.remote = audio.remote;
+    video.remote_rtcp = audio.remote_rtcp;
 }
 
 /// How an answered stream is keyed: DTLS-SRTP when the answer took our fingerprint offer,

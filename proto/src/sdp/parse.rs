@@ -325,6 +325,10 @@ fn convert_media(
             .collect(),
         extmaps: extmaps(&media.attributes).collect(),
         transport: Default::default(),
+        bundle_only: media
+            .attributes
+            .iter()
+            .any(|a| a.attribute.trim().eq_ignore_ascii_case("bundle-only")),
     }
 }
 

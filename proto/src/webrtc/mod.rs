@@ -22,6 +22,7 @@
 // A pure layer: any `unsafe` the engine needs lives in engine/ (or ffi/), never here.
 #![forbid(unsafe_code)]
 
+mod bundle;
 mod dtls;
 mod dtls_openssl;
 mod ice;
@@ -30,6 +31,7 @@ mod transport;
 mod turn;
 mod whip;
 
+pub use bundle::{add_one_byte_element, Bundle, BundleError, BundleStats, MemberRoute};
 pub use dtls::{fingerprint, DtlsEndpoint, DtlsEngine, DtlsError, DtlsEvent, DtlsIdentity};
 pub use ice::{
     IceAgent, IceConfig, IceCounters, IceEvent, IceInput, IceState, IceTransmit, SelectedPair,

@@ -146,6 +146,22 @@ pub struct TransportStats {
     pub dropped: u64,
 }
 
+impl TransportStats {
+    /// Copies the transport's state and counters into a stream's statistics (a keyed core's
+    /// own, or each member's of a [`Bundle`](super::Bundle)).
+    pub fn fill(&self, s: &mut crate::rtp::StreamStats) {
+        s.ice_state = self.ice_state as u32;
+        s.dtls_state = self.dtls_state as u32;
+        s.ice_local = self.selected.map(|p| p.local);
+        s.ice_remote = self.remote;
+        s.stun_accepted = self.stun.accepted;
+        s.stun_malformed = self.stun.malformed;
+        s.stun_refused = self.stun.refused;
+        s.dtls_dropped = self.dtls_dropped;
+        s.transport_dropped = self.dropped;
+    }
+}
+
 /// ICE (when negotiated) and DTLS-SRTP on one stream's socket, as one sans-IO object: the
 /// stream core owns one per stream (later one per BUNDLE group, above several cores).
 ///

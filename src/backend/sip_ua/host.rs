@@ -214,14 +214,24 @@ struct SetupJob {
     bound: BoundMedia,
     held: bool,
     expects_media: bool,
+    /// A BUNDLE group both sides agreed to: the one transport's parameters and how the audio
+    /// and video streams' packets are told apart.
+    bundle: Option<(
+        crate::webrtc::IceDtlsParams,
+        (crate::webrtc::MemberRoute, crate::webrtc::MemberRoute),
+    )>,
 }
 
 impl SetupJob {
     /// Creates the engine session (on failure its sockets close and their ports go back).
     fn run(self, engine: &MediaEngine) -> Result<Arc<SessionInfo>, MediaError> {
-        let info = engine
-            .create_session_bound(self.session, self.spec, self.bound)
-            .map_err(|e| MediaError::unavailable(format!("media: {e}")))?;
+        let info = match self.bundle {
+            Some((params, routes)) => {
+                engine.create_session_bundled(self.session, self.spec, self.bound, params, routes)
+            }
+            None => engine.create_session_bound(self.session, self.spec, self.bound),
+        }
+        .map_err(|e| MediaError::unavailable(format!("media: {e}")))?;
         if let Ok(s) = engine.session(self.session) {
             s.set_held(self.held);
             s.set_expects_media(self.expects_media);
@@ -640,7 +650,15 @@ impl EngineHost {
         let audio = audio.ok_or_else(|| MediaError::unavailable("no audio port reserved"))?;
         let neg = &start.negotiation;
         let audio_cfg = self.audio_stream(neg, audio.local_addr())?;
+        // BUNDLE: video runs on the audio socket and transport; its own port goes back.
+        let bundle = match (neg.bundle_routes(), &audio_cfg.ice_dtls) {
+            (Some(routes), Some(params)) => Some((params.clone(), routes)),
+            _ => None,
+        };
         let (video_cfg, video_sockets) = match (video, &neg.video) {
+            (Some(_), Some(_)) if bundle.is_some() => {
+                (self.video_stream(neg, audio.local_addr())?, None)
+            }
             (Some(sockets), Some(_)) => {
                 (self.video_stream(neg, sockets.local_addr())?, Some(sockets))
             }
@@ -665,6 +683,7 @@ impl EngineHost {
             expects_media: neg.audio.direction.receives(),
             spec,
             bound,
+            bundle,
         })
     }
 

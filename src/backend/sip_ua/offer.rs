@@ -45,6 +45,9 @@ impl SipCore {
         // certificate: `dtls_srtp` on).
         cfg.local.ice = crate::sdp::IcePolicy::Lite;
         cfg.local.dtls_answer_setup = crate::sdp::SetupRole::Passive;
+        // An offered BUNDLE group is taken (browsers with `max-bundle`, OBS and GStreamer's
+        // whipclientsink require it): audio and video then share one socket and handshake.
+        cfg.local.bundle = true;
         if cfg.local.dtls_srtp == crate::sdp::DtlsSrtpPolicy::Off {
             cfg.local.dtls_srtp = crate::sdp::DtlsSrtpPolicy::Optional;
         }

@@ -96,6 +96,9 @@ impl SipCore {
         } else {
             crate::sdp::IcePolicy::Off
         };
+        // With ICE and DTLS-SRTP the engine runs audio and video as one BUNDLE group when
+        // the peer agrees (offered, or accepted when offered; the SDP layer checks the rest).
+        local.bundle = self.cfg.ice;
     }
 
     /// Checks digest credentials when users are configured: `Ok` to go on, `Err` with the

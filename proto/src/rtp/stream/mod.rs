@@ -445,16 +445,7 @@ impl StreamCore {
             s.cc_feedback_received = cc.feedback_received;
         }
         if let Some(t) = &self.transport {
-            let ts = t.stats();
-            s.ice_state = ts.ice_state as u32;
-            s.dtls_state = ts.dtls_state as u32;
-            s.ice_local = ts.selected.map(|p| p.local);
-            s.ice_remote = ts.remote;
-            s.stun_accepted = ts.stun.accepted;
-            s.stun_malformed = ts.stun.malformed;
-            s.stun_refused = ts.stun.refused;
-            s.dtls_dropped = ts.dtls_dropped;
-            s.transport_dropped = ts.dropped;
+            t.stats().fill(&mut s);
         }
         s
     }
