@@ -1,9 +1,10 @@
 //! STUN and DTLS input through our wrappers (`webrtc::IceAgent`, `webrtc::StunBinding`,
-//! `webrtc::DtlsEndpoint`), as the RFC 7983 demultiplexer would hand it over: arbitrary
-//! datagrams must be a counted drop or a refusal, never a panic; the Binding client takes no
-//! answer to another transaction; nothing the fuzzer writes may pass for an authenticated ICE check
-//! (it does not know the password) or complete a DTLS handshake (it cannot present a certificate
-//! matching the fingerprint we expect).
+//! `webrtc::TurnClient`, `webrtc::DtlsEndpoint`), as the RFC 7983 demultiplexer would hand it
+//! over: arbitrary datagrams must be a counted drop or a refusal, never a panic; the Binding
+//! client takes no answer to another transaction; the TURN client gets no allocation and hands
+//! out no relayed data (the fuzzer cannot know its random transaction ids); nothing the fuzzer
+//! writes may pass for an authenticated ICE check (it does not know the password) or complete a
+//! DTLS handshake (it cannot present a certificate matching the fingerprint we expect).
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 use roomkit_media::sdp::{Fingerprint, IceCredentials};
 use roomkit_media::webrtc::{
     demux, BindingConfig, BindingInput, Demux, DtlsEndpoint, DtlsEngine, DtlsEvent, DtlsIdentity,
-    IceAgent, IceConfig, IceInput, StunBinding,
+    IceAgent, IceConfig, IceInput, StunBinding, TurnClient, TurnConfig, TurnState,
 };
 
 use super::Cursor;
@@ -66,6 +67,9 @@ pub fn datagrams(data: &[u8]) {
     // The server-reflexive Binding client takes the same STUN datagrams as if from its server.
     let transaction_id = [0x42; 12];
     let mut binding = StunBinding::new(there, transaction_id, BindingConfig::default(), start);
+    // The TURN client takes every datagram as if from its server (TURN answers are STUN; the
+    // RFC 7983 range 64–79 is ChannelData).
+    let mut turn = TurnClient::new(TurnConfig::new(there, "u", "p"), start);
     let mut now = start;
     for step in 0..64u32 {
         if c.is_empty() {
@@ -74,6 +78,14 @@ pub fn datagrams(data: &[u8]) {
         let len = usize::from(c.u8());
         let datagram = c.bytes(len);
         now = start + Duration::from_millis(u64::from(step) * 7);
+        assert!(
+            turn.handle_input(now, there, datagram).is_none(),
+            "relayed data without an allocation"
+        );
+        turn.handle_timeout(now);
+        while turn.poll_transmit().is_some() {}
+        while turn.poll_event().is_some() {}
+        assert_ne!(turn.state(), TurnState::Allocated, "a forged allocation");
         match demux(datagram) {
             Demux::Stun => {
                 let _ = binding.poll_transmit(now);

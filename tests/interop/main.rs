@@ -1,6 +1,7 @@
 //! The interop tests: our CLI and backends against real peers (ffmpeg, GStreamer, sipp, baresip,
-//! Kamailio, tshark). Each test returns early when its peer is not installed (and fails in CI). One
-//! binary for the area, so a build links the crate and libopus once; each file is one module.
+//! Kamailio, tshark, coturn). Each test returns early when its peer is not installed (and fails in
+//! CI). One binary for the area, so a build links the crate and libopus once; each file is one
+//! module.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -31,6 +32,7 @@ mod sipp_uac;
 mod srtp_peers;
 mod testclip_ffmpeg;
 mod tshark_secure;
+mod turn_coturn;
 mod webrtcbin;
 mod whip_chromium;
 mod wideband_baresip;

@@ -21,7 +21,8 @@
 //!   the checks both ways open the NATs and audio and video flow both ways (echo);
 //! - with `masquerade random` (a new port per destination: a symmetric NAT) the
 //!   server-reflexive address is not the one the peer sees: no media. A relayed (TURN)
-//!   candidate is what works there, and TURN is not built;
+//!   candidate is what works there; the TURN client exists (`webrtc::TurnClient`, tested
+//!   against coturn in `turn_coturn`) but the ICE transport offers no relayed candidate yet;
 //! - consent (RFC 7675): a path cut mid-call (the NAT drops everything from outside) ends the
 //!   call 30 s later on its own, before the inactivity timeout and the call's own length.
 //!

@@ -9,6 +9,8 @@
 //!   default; RSA and ECDSA peers) or str0m's `dimpl` (ECDSA only, pure Rust): the
 //!   handshake, the peer's fingerprint checked, the exported keys handed over as
 //!   `rtp::srtp::SrtpKeys` for the one SRTP layer.
+//! - `turn.rs`: [`TurnClient`], a TURN client over UDP (RFC 8656): an allocation with
+//!   long-term credentials, permissions, Send/Data indications, refreshes and retransmits.
 //! - `whip.rs`: [`WhipEndpoint`], the WHIP/WHEP HTTP decisions (RFC 9725): a request in, the
 //!   response out, sessions made and ended through [`WhipSessions`].
 //! - `stun.rs`: [`StunBinding`], the STUN Binding client that learns a socket's
@@ -26,6 +28,7 @@ mod dtls_openssl;
 mod ice;
 mod stun;
 mod transport;
+mod turn;
 mod whip;
 
 pub use bundle::{add_one_byte_element, Bundle, BundleError, BundleStats, MemberRoute};
@@ -40,6 +43,9 @@ pub use stun::{BindingConfig, BindingCounters, BindingInput, BindingOutcome, Stu
 pub use transport::{
     IceDtlsParams, IceDtlsTransport, IceParams, Route, TransportDtlsState, TransportEvent,
     TransportFailure, TransportIceState, TransportStats,
+};
+pub use turn::{
+    long_term_key, TurnClient, TurnConfig, TurnCounters, TurnError, TurnEvent, TurnState,
 };
 pub use whip::{CreateError, WhipConfig, WhipEndpoint, WhipKind, WhipSessions};
 

@@ -246,7 +246,8 @@ fn decode_response(b: &[u8], transaction_id: &[u8; 12]) -> Option<BindingOutcome
 
 /// A (XOR-)MAPPED-ADDRESS value: reserved byte, family, port, address. With `xor`, the port
 /// and address are XORed with the cookie (and the transaction id for IPv6's last 12 bytes).
-fn read_address(v: &[u8], xor: Option<&[u8; 12]>) -> Option<SocketAddr> {
+/// The TURN client (`turn.rs`) reads its XOR-RELAYED- and XOR-PEER-ADDRESS values with it too.
+pub(super) fn read_address(v: &[u8], xor: Option<&[u8; 12]>) -> Option<SocketAddr> {
     let mut key = [0u8; 16];
     if let Some(id) = xor {
         key[..4].copy_from_slice(&MAGIC);

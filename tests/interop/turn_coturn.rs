@@ -1,0 +1,248 @@
+//! Our TURN client (`webrtc::TurnClient`, RFC 8656) against coturn's `turnserver` on loopback:
+//! an allocation with long-term credentials, a permission for a peer (a plain UDP socket here),
+//! datagrams both ways through the relay, and a wrong password refused.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use roomkit_media::webrtc::{TurnClient, TurnConfig, TurnError, TurnEvent, TurnState};
+
+use crate::support::peers::{self, TempDir};
+
+/// A running `turnserver`; dropping it stops it (SIGTERM through `timeout`, bounded wait).
+struct Coturn {
+    child: Option<Child>,
+    addr: SocketAddr,
+    log: std::path::PathBuf,
+    _dir: TempDir,
+}
+
+impl Coturn {
+    /// coturn on 127.0.0.1 with one user `u:p` in realm `r`, UDP only, relaying on loopback
+    /// ports taken from a range of its own. None when it is not installed (outside CI).
+    fn start() -> Option<Coturn> {
+        if !peers::have_peers(&["turnserver"]) {
+            return None;
+        }
+        let dir = TempDir::new("coturn");
+        let port = peers::free_udp_port();
+        // Relay ports: 200 of them above 40000, placed by our process id so that two test runs
+        // at once rarely share them (coturn tries another port when one is taken).
+        let min = 40_000 + (std::process::id() % 100) * 200;
+        let log = dir.path("turnserver.log");
+        let log_file = std::fs::File::create(&log).unwrap();
+        let child = Command::new("timeout")
+            .args(["-k", "10", "120", "turnserver", "-n"])
+            .args(["--listening-ip", "127.0.0.1", "--relay-ip", "127.0.0.1"])
+            .args(["--listening-port", &port.to_string()])
+            .args(["--min-port", &min.to_string()])
+            .args(["--max-port", &(min + 199).to_string()])
+            .args(["--lt-cred-mech", "--user", "u:p", "--realm", "r"])
+            // coturn refuses loopback peers by default: our peer is on loopback.
+            .args([
+                "--allow-loopback-peers",
+                "--no-tls",
+                "--no-dtls",
+                "--no-cli",
+            ])
+            .arg("--pidfile")
+            .arg(dir.path("turnserver.pid"))
+            .arg("--userdb")
+            .arg(dir.path("turndb"))
+            .args(["--log-file", "stdout", "--simple-log"])
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file)
+            .spawn()
+            .expect("start turnserver");
+        let c = Coturn {
+            child: Some(child),
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            log,
+            _dir: dir,
+        };
+        assert!(
+            peers::wait_udp_bound(port, Duration::from_secs(20)),
+            "turnserver did not bind {port}:\n{}",
+            c.log()
+        );
+        Some(c)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Coturn {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let _ = peers::wait_bounded(child, Duration::from_secs(15));
+        }
+    }
+}
+
+/// Our client on a real socket: sends what it queues, feeds it what arrives, runs its timers.
+struct Driver {
+    client: TurnClient,
+    sock: UdpSocket,
+    events: Vec<TurnEvent>,
+    /// Datagrams relayed to us from peers.
+    received: Vec<(SocketAddr, Vec<u8>)>,
+}
+
+impl Driver {
+    fn new(server: SocketAddr, password: &str) -> Driver {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        Driver {
+            client: TurnClient::new(TurnConfig::new(server, "u", password), Instant::now()),
+            sock,
+            events: Vec::new(),
+            received: Vec::new(),
+        }
+    }
+
+    /// Runs the client until `done` holds or `limit` passes; returns whether `done` held.
+    fn run(&mut self, limit: Duration, mut done: impl FnMut(&Driver) -> bool) -> bool {
+        let start = Instant::now();
+        let mut buf = [0u8; 2048];
+        while start.elapsed() < limit {
+            while let Some(out) = self.client.poll_transmit() {
+                self.sock.send_to(&out, self.client.server()).unwrap();
+            }
+            if let Ok((n, from)) = self.sock.recv_from(&mut buf) {
+                if let Some((peer, data)) =
+                    self.client.handle_input(Instant::now(), from, &buf[..n])
+                {
+                    self.received.push((peer, data.to_vec()));
+                }
+            }
+            let now = Instant::now();
+            if self.client.poll_timeout().is_some_and(|t| t <= now) {
+                self.client.handle_timeout(now);
+            }
+            while let Some(e) = self.client.poll_event() {
+                self.events.push(e);
+            }
+            if done(self) {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+#[test]
+fn coturn_relays_both_ways() {
+    let Some(coturn) = Coturn::start() else {
+        return;
+    };
+    let mut d = Driver::new(coturn.addr, "p");
+    let allocated = d.run(Duration::from_secs(15), |d| {
+        d.client.state() != TurnState::Allocating
+    });
+    assert!(
+        allocated && d.client.state() == TurnState::Allocated,
+        "no allocation: {:?}\n{}",
+        d.events,
+        coturn.log()
+    );
+    let relayed = d.client.relayed().unwrap();
+    assert_eq!(relayed.ip(), coturn.addr.ip());
+    assert!(matches!(
+        d.events[0],
+        TurnEvent::Allocated { mapped: Some(m), .. } if m == d.sock.local_addr().unwrap()
+    ));
+
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    peer.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let peer_addr = peer.local_addr().unwrap();
+    d.client.create_permission(peer_addr.ip(), Instant::now());
+    assert!(
+        d.run(Duration::from_secs(15), |d| d
+            .client
+            .has_permission(peer_addr.ip())),
+        "no permission: {:?}\n{}",
+        d.events,
+        coturn.log()
+    );
+
+    // Us → relay → peer: the peer sees the datagrams come from the relayed address.
+    const N: usize = 20;
+    for i in 0..N {
+        let out = d
+            .client
+            .wrap_send(peer_addr, format!("to peer {i}").as_bytes())
+            .unwrap();
+        d.sock.send_to(&out, coturn.addr).unwrap();
+    }
+    let mut at_peer = 0;
+    let mut buf = [0u8; 1500];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while at_peer < N && Instant::now() < deadline {
+        if let Ok((n, from)) = peer.recv_from(&mut buf) {
+            assert_eq!(
+                from, relayed,
+                "relayed datagrams come from the relayed address"
+            );
+            assert!(buf[..n].starts_with(b"to peer "));
+            at_peer += 1;
+        }
+    }
+    // Loopback hardly loses anything; the floor leaves room for a loaded machine.
+    assert!(at_peer >= N / 2, "{at_peer}/{N} reached the peer");
+
+    // Peer → relay → us, unwrapped from Data indications.
+    for i in 0..N {
+        peer.send_to(format!("to us {i}").as_bytes(), relayed)
+            .unwrap();
+    }
+    d.run(Duration::from_secs(10), |d| d.received.len() >= N);
+    assert!(
+        d.received.len() >= N / 2,
+        "{}/{N} came back through the relay\n{}",
+        d.received.len(),
+        coturn.log()
+    );
+    assert!(d
+        .received
+        .iter()
+        .all(|(from, data)| *from == peer_addr && data.starts_with(b"to us ")));
+    let counters = d.client.counters();
+    assert_eq!(
+        (counters.integrity_failures, counters.malformed),
+        (0, 0),
+        "{counters:?}"
+    );
+
+    d.client.close(Instant::now());
+    while let Some(out) = d.client.poll_transmit() {
+        d.sock.send_to(&out, coturn.addr).unwrap();
+    }
+}
+
+#[test]
+fn coturn_refuses_a_wrong_password() {
+    let Some(coturn) = Coturn::start() else {
+        return;
+    };
+    let mut d = Driver::new(coturn.addr, "not-p");
+    d.run(Duration::from_secs(15), |d| {
+        d.client.state() != TurnState::Allocating
+    });
+    assert_eq!(
+        d.events,
+        vec![TurnEvent::Failed(TurnError::Unauthorized)],
+        "{}",
+        coturn.log()
+    );
+    assert_eq!(d.client.relayed(), None);
+}
