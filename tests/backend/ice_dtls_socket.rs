@@ -67,6 +67,7 @@ impl Side {
                 srflx_candidates: Vec::new(),
                 remote_credentials: peer.creds.clone(),
                 remote_candidates: vec![peer_candidate],
+                relay: None,
             }),
             identity: self.identity.clone(),
             remote_fingerprints: vec![peer.identity.fingerprint().clone()],

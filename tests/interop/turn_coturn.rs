@@ -246,3 +246,151 @@ fn coturn_refuses_a_wrong_password() {
     );
     assert_eq!(d.client.relayed(), None);
 }
+
+/// Issue 19: two `IceDtlsTransport`s on loopback sockets where the hosts cannot reach each
+/// other (this driver drops every datagram between the two host addresses): A offers the
+/// relayed candidate coturn allocated for its socket, B host candidates only. ICE selects the
+/// relayed pair, DTLS completes through coturn, and media crosses it both ways, handed back
+/// unwrapped with the peer as source.
+#[test]
+fn ice_dtls_transport_connects_through_a_coturn_relay() {
+    use roomkit_media::webrtc::{
+        Candidate, DtlsIdentity, IceAgent, IceConfig, IceDtlsParams, IceDtlsTransport, IceParams,
+        RelayParams, Route, TransportEvent,
+    };
+    let Some(turn) = Coturn::start() else { return };
+    let mut relay = Driver::new(turn.addr, "p");
+    assert!(
+        relay.run(Duration::from_secs(10), |d| d.client.state()
+            == TurnState::Allocated),
+        "no allocation: {:?}\n{}",
+        relay.events,
+        turn.log()
+    );
+    let relayed = relay.client.relayed().unwrap();
+    let sock_a = relay.sock;
+    let sock_b = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (a_host, b_host) = (sock_a.local_addr().unwrap(), sock_b.local_addr().unwrap());
+    for s in [&sock_a, &sock_b] {
+        s.set_read_timeout(Some(Duration::from_millis(2))).unwrap();
+    }
+    let ids = [
+        DtlsIdentity::generate().unwrap(),
+        DtlsIdentity::generate().unwrap(),
+    ];
+    let creds = [
+        IceConfig::random_credentials(),
+        IceConfig::random_credentials(),
+    ];
+    let config = |i: usize| IceConfig {
+        lite: false,
+        controlling: i == 0,
+        credentials: creds[i].clone(),
+    };
+    let host_cand = |i: usize, at| IceAgent::new(config(i)).add_host_candidate(at).unwrap();
+    let params = |i: usize, host, remote: Vec<Candidate>, relay| IceDtlsParams {
+        ice: Some(IceParams {
+            config: config(i),
+            host_candidates: vec![host],
+            srflx_candidates: Vec::new(),
+            remote_credentials: creds[1 - i].clone(),
+            remote_candidates: remote,
+            relay,
+        }),
+        identity: ids[i].clone(),
+        remote_fingerprints: vec![ids[1 - i].fingerprint().clone()],
+        dtls_client: i == 0,
+    };
+    let start = Instant::now();
+    let pa = params(
+        0,
+        a_host,
+        vec![host_cand(1, b_host)],
+        Some(RelayParams {
+            client: relay.client,
+            base: a_host,
+        }),
+    );
+    let relayed_cand = Candidate::relayed(relayed, a_host, "udp").unwrap();
+    let pb = params(1, b_host, vec![host_cand(0, a_host), relayed_cand], None);
+    let mut a = IceDtlsTransport::new(&pa, b_host, false, start);
+    let mut b = IceDtlsTransport::new(&pb, a_host, false, start);
+
+    // Sends what both queued (never host to host), then takes what arrived.
+    let rtp = [0x80u8, 0x60, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9, 1, 2, 3];
+    let mut got_a = Vec::new();
+    let mut got_b = Vec::new();
+    let mut buf = [0u8; 2048];
+    type Got = Vec<(SocketAddr, Vec<u8>)>;
+    let mut step =
+        |a: &mut IceDtlsTransport, b: &mut IceDtlsTransport, got_a: &mut Got, got_b: &mut Got| {
+            while let Some((to, bytes)) = a.poll_transmit() {
+                if to != b_host {
+                    let _ = sock_a.send_to(&bytes, to);
+                }
+            }
+            while let Some((to, bytes)) = b.poll_transmit() {
+                if to != a_host {
+                    let _ = sock_b.send_to(&bytes, to);
+                }
+            }
+            let now = Instant::now();
+            if let Ok((n, from)) = sock_a.recv_from(&mut buf) {
+                if let Route::Media { from, data, .. } = a.handle_datagram(now, from, &buf[..n]) {
+                    got_a.push((from, data.to_vec()));
+                }
+            }
+            if let Ok((n, from)) = sock_b.recv_from(&mut buf) {
+                if let Route::Media { from, data, .. } = b.handle_datagram(now, from, &buf[..n]) {
+                    got_b.push((from, data.to_vec()));
+                }
+            }
+            let now = Instant::now();
+            for t in [&mut *a, &mut *b] {
+                if t.poll_timeout().is_some_and(|d| d <= now) {
+                    t.handle_timeout(now);
+                }
+            }
+        };
+    let (mut keyed_a, mut keyed_b) = (false, false);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        step(&mut a, &mut b, &mut got_a, &mut got_b);
+        while let Some(e) = a.poll_event() {
+            keyed_a |= matches!(e, TransportEvent::Keys(_));
+        }
+        while let Some(e) = b.poll_event() {
+            keyed_b |= matches!(e, TransportEvent::Keys(_));
+        }
+        let selected = a.stats().selected.is_some() && b.stats().selected.is_some();
+        if keyed_a && keyed_b && selected && a.may_send_media() && b.may_send_media() {
+            break;
+        }
+    }
+    assert!(
+        keyed_a && keyed_b,
+        "A {:?}\nB {:?}\n{}",
+        a.stats(),
+        b.stats(),
+        turn.log()
+    );
+    assert_eq!(a.stats().selected.map(|p| p.local), Some(relayed));
+    assert_eq!(b.media_remote(), Some(relayed));
+
+    // Media both ways through coturn (a few sends: UDP on a loaded machine may lose one).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while (got_a.is_empty() || got_b.is_empty()) && Instant::now() < deadline {
+        if let Some((to, out)) = a.route_media(a.media_remote().unwrap(), rtp.to_vec()) {
+            assert_eq!(to, turn.addr);
+            let _ = sock_a.send_to(&out, to);
+        }
+        if let Some((to, out)) = b.route_media(b.media_remote().unwrap(), rtp.to_vec()) {
+            let _ = sock_b.send_to(&out, to);
+        }
+        for _ in 0..10 {
+            step(&mut a, &mut b, &mut got_a, &mut got_b);
+        }
+    }
+    assert!(got_a.contains(&(b_host, rtp.to_vec())), "A got {got_a:?}");
+    assert!(got_b.contains(&(relayed, rtp.to_vec())), "B got {got_b:?}");
+}

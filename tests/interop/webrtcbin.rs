@@ -163,6 +163,7 @@ fn webrtcbin_offer_our_lite_answer_srtp_both_ways() {
                     srflx_candidates: Vec::new(),
                     remote_credentials,
                     remote_candidates: offered.candidates.clone(),
+                    relay: None,
                 }),
                 identity,
                 // webrtcbin's offer still names the certificate it made itself (a quirk of

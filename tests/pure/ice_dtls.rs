@@ -79,6 +79,7 @@ pub(crate) fn params(
                 srflx_candidates: Vec::new(),
                 remote_credentials: creds[other].clone(),
                 remote_candidates: vec![cand(other)],
+                relay: None,
             }),
             identity: ids[i].clone(),
             remote_fingerprints: fps,

@@ -188,6 +188,7 @@ impl NegotiatedTransport {
                 srflx_candidates: ice.local_candidates.srflx.clone(),
                 remote_credentials: ice.remote_credentials.clone(),
                 remote_candidates: ice.remote_candidates.clone(),
+                relay: None,
             }),
             identity: identity.clone(),
             remote_fingerprints: self.remote_fingerprints.clone(),

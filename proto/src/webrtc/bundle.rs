@@ -262,7 +262,7 @@ impl Bundle {
         }
         match self.transport.handle_datagram(now, from, data) {
             Route::Done => self.pump(now),
-            Route::Media(kind) => {
+            Route::Media { kind, from, data } => {
                 let Some(srtp) = self.srtp.as_mut() else {
                     return;
                 };
@@ -386,8 +386,13 @@ impl Bundle {
                     Ok(p) => {
                         let plain = std::mem::replace(&mut t.contents, p);
                         m.core.recycle(plain);
-                        t.dest = dest;
-                        return Some(t);
+                        // Through our TURN relay when the selected pair starts there.
+                        if let Some((dest, contents)) = self.transport.route_media(dest, t.contents)
+                        {
+                            t.dest = dest;
+                            t.contents = contents;
+                            return Some(t);
+                        }
                     }
                     Err(_) => {
                         self.stats.malformed += 1;

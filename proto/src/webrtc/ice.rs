@@ -170,6 +170,18 @@ impl IceAgent {
         self.agent.add_local_candidate(c).cloned()
     }
 
+    /// Adds a relayed candidate: `addr` the TURN server allocated for us, reached from our
+    /// host address `base` (full agents only). Checks from it leave with `addr` as their
+    /// source: the caller wraps them for the TURN server.
+    pub fn add_relayed_candidate(
+        &mut self,
+        addr: SocketAddr,
+        base: SocketAddr,
+    ) -> Option<Candidate> {
+        let c = Candidate::relayed(addr, base, Protocol::Udp).ok()?;
+        self.agent.add_local_candidate(c).cloned()
+    }
+
     /// Our candidates, for the SDP.
     pub fn local_candidates(&self) -> Vec<Candidate> {
         self.agent.local_candidates().collect()

@@ -41,8 +41,8 @@ pub use ice::{
 pub use is::Candidate;
 pub use stun::{BindingConfig, BindingCounters, BindingInput, BindingOutcome, StunBinding};
 pub use transport::{
-    IceDtlsParams, IceDtlsTransport, IceParams, Route, TransportDtlsState, TransportEvent,
-    TransportFailure, TransportIceState, TransportStats,
+    IceDtlsParams, IceDtlsTransport, IceParams, RelayParams, Route, TransportDtlsState,
+    TransportEvent, TransportFailure, TransportIceState, TransportStats,
 };
 pub use turn::{
     long_term_key, TurnClient, TurnConfig, TurnCounters, TurnError, TurnEvent, TurnState,

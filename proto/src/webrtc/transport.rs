@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::{
     demux, Candidate, Demux, DtlsEndpoint, DtlsError, DtlsEvent, DtlsIdentity, IceAgent, IceConfig,
-    IceCounters, IceEvent, IceInput, IceState, SelectedPair,
+    IceCounters, IceEvent, IceInput, IceState, SelectedPair, TurnClient,
 };
 use crate::rtp::packet::MuxedKind;
 use crate::rtp::srtp::SrtpKeys;
@@ -46,6 +46,19 @@ pub struct IceParams {
     pub remote_credentials: IceCredentials,
     /// The peer's candidates known at set-up (more may trickle in later).
     pub remote_candidates: Vec<Candidate>,
+    /// A TURN allocation made from the stream's socket: its relayed address is our relayed
+    /// candidate (full agents only), and the transport keeps the allocation from then on.
+    pub relay: Option<RelayParams>,
+}
+
+/// A TURN allocation handed to the transport (RFC 8656 over UDP, from the stream's socket).
+#[derive(Clone, Debug)]
+pub struct RelayParams {
+    /// An allocated client (its relayed address is the candidate); the transport drives it
+    /// from here on: permissions, refreshes, Send and Data indications.
+    pub client: TurnClient,
+    /// The host address the allocation was made from (the relayed candidate's base).
+    pub base: SocketAddr,
 }
 
 /// The most authenticated STUN sources remembered as places DTLS may come from.
@@ -59,10 +72,15 @@ const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the transport did with a datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Route {
-    /// Protected RTP or RTCP from the selected remote, with keys in place: the caller's SRTP
-    /// path takes it.
-    Media(MuxedKind),
+pub enum Route<'a> {
+    /// Protected RTP or RTCP from the peer, with keys in place: the caller's SRTP path takes
+    /// `data` as from `from`. Both are the datagram's own, or when it came through our TURN
+    /// relay the payload of the Data indication and the peer the server saw it from.
+    Media {
+        kind: MuxedKind,
+        from: SocketAddr,
+        data: &'a [u8],
+    },
     /// STUN or DTLS, taken; or something dropped and counted.
     Done,
 }
@@ -207,6 +225,14 @@ pub struct IceDtlsTransport {
     events: VecDeque<TransportEvent>,
     transmits: VecDeque<(SocketAddr, Vec<u8>)>,
     stats: TransportStats,
+    /// Our TURN allocation, when the SDP carried a relayed candidate.
+    relay: Option<TurnClient>,
+    /// Its relayed address (the candidate); what the agent sends from it goes through `relay`.
+    relayed: Option<SocketAddr>,
+    /// The peer's DTLS (`dtls_peer`) came through the relay.
+    dtls_via_relay: bool,
+    /// The last authenticated check came through the relay.
+    check_via_relay: bool,
 }
 
 impl fmt::Debug for IceDtlsTransport {
@@ -246,6 +272,10 @@ impl IceDtlsTransport {
                 dtls_state: TransportDtlsState::New,
                 ..TransportStats::default()
             },
+            relay: None,
+            relayed: None,
+            dtls_via_relay: false,
+            check_via_relay: false,
         };
         if let Some(p) = &params.ice {
             let mut agent = IceAgent::new(p.config.clone());
@@ -257,6 +287,20 @@ impl IceDtlsTransport {
                 agent.add_srflx_candidate(addr, base);
                 if !t.locals.contains(&base) {
                     t.locals.push(base);
+                }
+            }
+            if let Some(r) = p.relay.as_ref().filter(|_| !p.config.lite) {
+                if let Some(addr) = r.client.relayed() {
+                    if agent.add_relayed_candidate(addr, r.base).is_some() {
+                        let mut client = r.client.clone();
+                        // A permission per remote candidate's address: the server relays
+                        // nothing from or to any other.
+                        for c in &p.remote_candidates {
+                            client.create_permission(c.addr().ip(), now);
+                        }
+                        t.relay = Some(client);
+                        t.relayed = Some(addr);
+                    }
                 }
             }
             agent.set_remote(&p.remote_credentials, &p.remote_candidates);
@@ -274,6 +318,9 @@ impl IceDtlsTransport {
     /// One more remote candidate (trickle); ignored without ICE.
     pub fn add_remote_candidate(&mut self, now: Instant, candidate: Candidate) {
         if let Some(ice) = self.ice.as_mut() {
+            if let Some(relay) = self.relay.as_mut() {
+                relay.create_permission(candidate.addr().ip(), now);
+            }
             ice.add_remote_candidate(candidate);
             self.drive(now);
         }
@@ -297,34 +344,62 @@ impl IceDtlsTransport {
     }
 
     /// A datagram from `from` on the stream's socket. Never panics, whatever the bytes.
-    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) -> Route {
+    pub fn handle_datagram<'a>(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        data: &'a [u8],
+    ) -> Route<'a> {
         if self.failed || self.closing {
             self.stats.dropped += 1;
             return Route::Done;
         }
+        if let (Some(relay), Some(relayed)) = (self.relay.as_mut(), self.relayed) {
+            if from == relay.server() {
+                // The TURN server's: a Data indication carries the peer's datagram, as
+                // received at our relayed address; the rest is the client's business.
+                if let Some((peer, inner)) = relay.handle_input(now, from, data) {
+                    return self.handle_from(now, peer, relayed, inner, true);
+                }
+                self.drive(now);
+                return Route::Done;
+            }
+        }
+        let local = self.local_for(from);
+        self.handle_from(now, from, local, data, false)
+    }
+
+    /// A datagram from `from` to our `local` address (`via_relay`: through the TURN relay).
+    fn handle_from<'a>(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        local: SocketAddr,
+        data: &'a [u8],
+        via_relay: bool,
+    ) -> Route<'a> {
         match demux(data) {
-            Demux::Stun => {
-                let local = self.local_for(from);
-                match self.ice.as_mut() {
-                    Some(ice) => {
-                        if ice.handle_input(now, from, local, data) == IceInput::Accepted
-                            && !self.validated.contains(&from)
-                        {
+            Demux::Stun => match self.ice.as_mut() {
+                Some(ice) => {
+                    if ice.handle_input(now, from, local, data) == IceInput::Accepted {
+                        self.check_via_relay = via_relay;
+                        if !self.validated.contains(&from) {
                             if self.validated.len() == MAX_VALIDATED {
                                 self.validated.remove(0);
                             }
                             self.validated.push(from);
                         }
                     }
-                    None => self.stats.stun.refused += 1,
                 }
-            }
+                None => self.stats.stun.refused += 1,
+            },
             Demux::Dtls => {
                 if !self.dtls_source_ok(now, from) {
                     self.stats.dtls_dropped += 1;
                     return Route::Done;
                 }
                 self.dtls_peer = Some(from);
+                self.dtls_via_relay = via_relay;
                 match self.dtls.as_mut() {
                     Some(d) => {
                         d.handle_input(now, data);
@@ -337,7 +412,7 @@ impl IceDtlsTransport {
             }
             Demux::Rtp(kind) => {
                 if self.keyed && self.media_source_ok(from) {
-                    return Route::Media(kind);
+                    return Route::Media { kind, from, data };
                 }
                 self.stats.dropped += 1;
                 return Route::Done;
@@ -359,6 +434,9 @@ impl IceDtlsTransport {
         if let Some(ice) = self.ice.as_mut() {
             ice.handle_timeout(now);
         }
+        if let Some(relay) = self.relay.as_mut() {
+            relay.handle_timeout(now);
+        }
         if let Some(d) = self.dtls.as_mut() {
             d.handle_timeout(now);
         }
@@ -377,15 +455,29 @@ impl IceDtlsTransport {
             return;
         }
         let target = self.dtls_target();
+        let via_relay = self.via_relay();
+        let mut out = Vec::new();
         if let Some(d) = self.dtls.as_mut() {
             d.close(now);
             while let Some(bytes) = d.poll_transmit() {
-                if let (Some(to), true) = (target, self.transmits.len() < MAX_QUEUED) {
-                    self.transmits.push_back((to, bytes));
-                }
+                out.push(bytes);
             }
             if self.keyed {
                 self.stats.dtls_state = TransportDtlsState::Closed;
+            }
+        }
+        if let Some(to) = target {
+            for bytes in out {
+                self.queue(now, via_relay, to, bytes);
+            }
+        }
+        if let Some(relay) = self.relay.as_mut() {
+            // The allocation goes with the stream (a Refresh with lifetime 0).
+            relay.close(now);
+            while let Some(bytes) = relay.poll_transmit() {
+                if self.transmits.len() < MAX_QUEUED {
+                    self.transmits.push_back((relay.server(), bytes));
+                }
             }
         }
         // Quiet from now on, but media already made may still go out under the keys.
@@ -401,7 +493,8 @@ impl IceDtlsTransport {
         let ice = self.ice.as_mut().and_then(IceAgent::poll_timeout);
         let dtls = self.dtls.as_ref().and_then(DtlsEndpoint::poll_timeout);
         let setup = (!self.keyed).then_some(self.setup_deadline);
-        [ice, dtls, setup].into_iter().flatten().min()
+        let relay = self.relay.as_ref().and_then(TurnClient::poll_timeout);
+        [ice, dtls, setup, relay].into_iter().flatten().min()
     }
 
     /// A STUN or DTLS datagram to send, with its destination (from the stream's one socket).
@@ -436,6 +529,65 @@ impl IceDtlsTransport {
                 Some(ice) if ice.selected().is_some() => ice.may_send(),
                 Some(_) => self.dtls_peer.is_some(),
             }
+    }
+
+    /// Where a protected media datagram for `dest` ([`IceDtlsTransport::media_remote`]) goes
+    /// and as what: as it is, or, when the selected pair's local side is our relayed
+    /// candidate, wrapped in a Send indication for the TURN server. `None`: dropped (no
+    /// permission for that peer yet), counted in `dropped`.
+    pub fn route_media(
+        &mut self,
+        dest: SocketAddr,
+        contents: Vec<u8>,
+    ) -> Option<(SocketAddr, Vec<u8>)> {
+        if !self.via_relay() {
+            return Some((dest, contents));
+        }
+        let relay = self.relay.as_ref()?;
+        match relay.wrap_send(dest, &contents) {
+            Ok(wrapped) => Some((relay.server(), wrapped)),
+            Err(_) => {
+                self.stats.dropped += 1;
+                None
+            }
+        }
+    }
+
+    /// Whether what goes to the peer now goes through the relay: the selected pair's local
+    /// side is the relayed candidate, or before a selection the peer's DTLS (else the last
+    /// authenticated check) came through it.
+    fn via_relay(&self) -> bool {
+        let Some(relayed) = self.relayed else {
+            return false;
+        };
+        match self.ice.as_ref().and_then(IceAgent::selected) {
+            Some(p) => p.local == relayed,
+            None if self.dtls_peer.is_some() => self.dtls_via_relay,
+            None => self.check_via_relay,
+        }
+    }
+
+    /// Queues a datagram for `to`: as it is, or through the relay in a Send indication (a
+    /// peer without a permission gets one asked for; this datagram is lost, as STUN and DTLS
+    /// retransmit).
+    fn queue(&mut self, now: Instant, via_relay: bool, to: SocketAddr, bytes: Vec<u8>) {
+        if self.transmits.len() >= MAX_QUEUED {
+            return;
+        }
+        if !via_relay {
+            self.transmits.push_back((to, bytes));
+            return;
+        }
+        let Some(relay) = self.relay.as_mut() else {
+            return;
+        };
+        match relay.wrap_send(to, &bytes) {
+            Ok(w) => self.transmits.push_back((relay.server(), w)),
+            Err(_) => {
+                relay.create_permission(to.ip(), now);
+                self.stats.dropped += 1;
+            }
+        }
     }
 
     pub fn stats(&self) -> TransportStats {
@@ -517,12 +669,27 @@ impl IceDtlsTransport {
     /// a pair.
     fn drive(&mut self, now: Instant) {
         let mut consent_lost = false;
+        let mut checks = Vec::new();
         if let Some(ice) = self.ice.as_mut() {
             while let Some(t) = ice.poll_transmit() {
+                checks.push(t);
+            }
+        }
+        for t in checks {
+            let via_relay = Some(t.source) == self.relayed;
+            self.queue(now, via_relay, t.destination, t.payload);
+        }
+        if let Some(relay) = self.relay.as_mut() {
+            while let Some(bytes) = relay.poll_transmit() {
                 if self.transmits.len() < MAX_QUEUED {
-                    self.transmits.push_back((t.destination, t.payload));
+                    self.transmits.push_back((relay.server(), bytes));
                 }
             }
+            // A lost allocation only takes the relayed candidate away: ICE's checks and
+            // consent on it fail, and another pair (if any) carries on.
+            while relay.poll_event().is_some() {}
+        }
+        if let Some(ice) = self.ice.as_mut() {
             while let Some(e) = ice.poll_event() {
                 match e {
                     IceEvent::State(s) => {
@@ -548,6 +715,7 @@ impl IceDtlsTransport {
             self.start_dtls(now);
         }
         let target = self.dtls_target();
+        let via_relay = self.via_relay();
         let Some(d) = self.dtls.as_mut() else { return };
         let mut failure = None;
         while let Some(e) = d.poll_event() {
@@ -567,13 +735,15 @@ impl IceDtlsTransport {
                 }
             }
         }
+        let mut flight = Vec::new();
         while let Some(bytes) = d.poll_transmit() {
+            flight.push(bytes);
+        }
+        for bytes in flight {
             match target {
-                Some(to) if self.transmits.len() < MAX_QUEUED => {
-                    self.transmits.push_back((to, bytes));
-                }
+                Some(to) => self.queue(now, via_relay, to, bytes),
                 // Nowhere to send it yet: DTLS retransmits its flight.
-                _ => self.stats.dtls_dropped += 1,
+                None => self.stats.dtls_dropped += 1,
             }
         }
         if let Some(f) = failure {

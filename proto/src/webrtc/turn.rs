@@ -194,6 +194,7 @@ impl Kind {
     }
 }
 
+#[derive(Clone)]
 struct Pending {
     id: [u8; 12],
     kind: Kind,
@@ -205,19 +206,23 @@ struct Pending {
     stale_retries: u8,
 }
 
+#[derive(Clone)]
 struct Auth {
     realm: String,
     nonce: String,
     key: [u8; 16],
 }
 
+#[derive(Clone)]
 struct Permission {
     peer: IpAddr,
     installed: bool,
     refresh_at: Option<Instant>,
 }
 
-/// The client of one allocation on one TURN server.
+/// The client of one allocation on one TURN server. A clone carries the allocation on (the
+/// media transport takes over the one the engine allocated before writing the SDP).
+#[derive(Clone)]
 pub struct TurnClient {
     config: TurnConfig,
     state: TurnState,
@@ -229,6 +234,18 @@ pub struct TurnClient {
     refresh_at: Option<Instant>,
     permissions: Vec<Permission>,
     counters: TurnCounters,
+}
+
+impl std::fmt::Debug for TurnClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key or the password.
+        f.debug_struct("TurnClient")
+            .field("server", &self.config.server)
+            .field("state", &self.state)
+            .field("relayed", &self.relayed)
+            .field("counters", &self.counters)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The long-term credential key (RFC 8489 §9.2.2): MD5 of `username:realm:password`.

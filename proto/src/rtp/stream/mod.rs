@@ -507,7 +507,15 @@ impl StreamCore {
                 Ok(p) => {
                     let plain = std::mem::replace(&mut t.contents, p);
                     self.recycle(plain);
-                    return Some(t);
+                    let Some(tr) = self.transport.as_mut() else {
+                        return Some(t);
+                    };
+                    // Through our TURN relay when the selected pair starts there.
+                    if let Some((dest, contents)) = tr.route_media(t.dest, t.contents) {
+                        t.dest = dest;
+                        t.contents = contents;
+                        return Some(t);
+                    }
                 }
                 // Only a packet we built wrongly, or a key past its 2^48 packets: never sent
                 // in the clear.
@@ -602,8 +610,12 @@ impl StreamCore {
                 return;
             }
             match tr.handle_datagram(now, from, data) {
-                Route::Media(MuxedKind::Rtcp) => self.handle_rtcp(now, from, data),
-                Route::Media(_) => self.handle_rtp(now, from, data),
+                Route::Media {
+                    kind: MuxedKind::Rtcp,
+                    from,
+                    data,
+                } => self.handle_rtcp(now, from, data),
+                Route::Media { from, data, .. } => self.handle_rtp(now, from, data),
                 Route::Done => self.pump_transport(now),
             }
             return;

@@ -415,3 +415,225 @@ fn xor_addresses_round_trip_in_both_families() {
         assert_eq!(read_address(&v, Some(&id)), Some(addr(a)));
     }
 }
+
+/// A scripted TURN server for [`relayed_candidate_carries_ice_dtls_and_media`]: it answers
+/// CreatePermission and Refresh, turns Send indications into datagrams from the relayed
+/// address, and what reaches the relayed address from a permitted peer into Data indications.
+/// What [`ScriptedRelay::serve_client`] makes of a client's datagram.
+enum Served {
+    /// The server's answer, for the client.
+    Answer(Vec<u8>),
+    /// A Send indication's payload, sent from the relayed address to this peer.
+    ToPeer(SocketAddr, Vec<u8>),
+}
+
+struct ScriptedRelay {
+    permitted: Vec<IpAddr>,
+    sends: u64,
+    datas: u64,
+}
+
+impl ScriptedRelay {
+    /// A datagram from the client: the server's answer, or what the relay sends to a peer.
+    fn serve_client(&mut self, req: &[u8]) -> Option<Served> {
+        let m = Message::parse(req)?;
+        match (m.class, m.method) {
+            (Class::Request, CREATE_PERMISSION) => {
+                // The one peer of the test (a permission's port is 0, which `read_address`
+                // refuses).
+                let peer = SocketAddr::new(addr(PEER).ip(), 0);
+                if m.attr(ATTR_XOR_PEER_ADDRESS)? != &xor_address(peer, &m.id)[..] {
+                    return None;
+                }
+                self.permitted.push(peer.ip());
+                Some(Served::Answer(reply(
+                    req,
+                    Class::Success,
+                    &[],
+                    Some(&key()),
+                )))
+            }
+            (Class::Request, REFRESH) => Some(Served::Answer(reply(
+                req,
+                Class::Success,
+                &[(ATTR_LIFETIME, 600u32.to_be_bytes().to_vec())],
+                Some(&key()),
+            ))),
+            (Class::Indication, SEND) => {
+                let peer = read_address(m.attr(ATTR_XOR_PEER_ADDRESS)?, Some(&m.id))?;
+                if !self.permitted.contains(&peer.ip()) {
+                    return None;
+                }
+                self.sends += 1;
+                Some(Served::ToPeer(peer, m.attr(ATTR_DATA)?.to_vec()))
+            }
+            _ => None,
+        }
+    }
+
+    /// A datagram from `peer` to the relayed address: the Data indication for the client.
+    fn relay_to_client(&mut self, peer: SocketAddr, data: &[u8]) -> Option<Vec<u8>> {
+        if !self.permitted.contains(&peer.ip()) {
+            return None;
+        }
+        self.datas += 1;
+        let id: [u8; 12] = rand::random();
+        Some(encode(
+            Class::Indication,
+            DATA,
+            &id,
+            &[
+                (ATTR_XOR_PEER_ADDRESS, xor_address(peer, &id)),
+                (ATTR_DATA, data.to_vec()),
+            ],
+            None,
+        ))
+    }
+}
+
+/// Issue 19: a transport whose SDP carried a relayed candidate, against a peer with host
+/// candidates only, where the two hosts cannot reach each other (every direct datagram is
+/// lost): ICE selects the relayed pair, DTLS completes through Send and Data indications, and
+/// media goes both ways through the relay, handed back unwrapped with the peer as source.
+#[test]
+fn relayed_candidate_carries_ice_dtls_and_media() {
+    use crate::webrtc::{
+        Candidate, DtlsIdentity, IceAgent, IceConfig, IceDtlsParams, IceDtlsTransport, IceParams,
+        RelayParams, Route, TransportEvent,
+    };
+    let a_host = addr("10.0.0.1:5000");
+    let b_host = addr(PEER);
+    let start = Instant::now();
+    let mut client = allocated_client(start);
+    while client.poll_event().is_some() {}
+    let ids = [
+        DtlsIdentity::generate().unwrap(),
+        DtlsIdentity::generate().unwrap(),
+    ];
+    let creds = [
+        IceConfig::random_credentials(),
+        IceConfig::random_credentials(),
+    ];
+    let host_cand = |i: usize, at: SocketAddr| {
+        IceAgent::new(IceConfig {
+            lite: false,
+            controlling: i == 0,
+            credentials: creds[i].clone(),
+        })
+        .add_host_candidate(at)
+        .unwrap()
+    };
+    let relayed_cand = Candidate::relayed(addr(RELAYED), a_host, "udp").unwrap();
+    let params = |i: usize, host: SocketAddr, remote: Vec<Candidate>, relay| IceDtlsParams {
+        ice: Some(IceParams {
+            config: IceConfig {
+                lite: false,
+                controlling: i == 0,
+                credentials: creds[i].clone(),
+            },
+            host_candidates: vec![host],
+            srflx_candidates: Vec::new(),
+            remote_credentials: creds[1 - i].clone(),
+            remote_candidates: remote,
+            relay,
+        }),
+        identity: ids[i].clone(),
+        remote_fingerprints: vec![ids[1 - i].fingerprint().clone()],
+        dtls_client: i == 0,
+    };
+    let pa = params(
+        0,
+        a_host,
+        vec![host_cand(1, b_host)],
+        Some(RelayParams {
+            client,
+            base: a_host,
+        }),
+    );
+    let pb = params(1, b_host, vec![host_cand(0, a_host), relayed_cand], None);
+    let mut a = IceDtlsTransport::new(&pa, b_host, false, start);
+    let mut b = IceDtlsTransport::new(&pb, a_host, false, start);
+    let mut server = ScriptedRelay {
+        permitted: Vec::new(),
+        sends: 0,
+        datas: 0,
+    };
+    let server_addr = addr(SERVER);
+    let (mut keyed_a, mut keyed_b) = (false, false);
+    let mut now = start;
+    // Virtual time, 10 ms steps, 20 s at most; each step's datagrams delivered in rounds.
+    for _ in 0..2000 {
+        a.handle_timeout(now);
+        b.handle_timeout(now);
+        for _ in 0..50 {
+            let mut moved = false;
+            while let Some((to, bytes)) = a.poll_transmit() {
+                moved = true;
+                if to != server_addr {
+                    continue; // A's host cannot reach B.
+                }
+                match server.serve_client(&bytes) {
+                    Some(Served::Answer(answer)) => {
+                        let _ = a.handle_datagram(now, server_addr, &answer);
+                    }
+                    Some(Served::ToPeer(peer, data)) if peer == b_host => {
+                        let _ = b.handle_datagram(now, addr(RELAYED), &data);
+                    }
+                    _ => {}
+                }
+            }
+            while let Some((to, bytes)) = b.poll_transmit() {
+                moved = true;
+                if to != addr(RELAYED) {
+                    continue; // B cannot reach A's host.
+                }
+                if let Some(ind) = server.relay_to_client(b_host, &bytes) {
+                    let _ = a.handle_datagram(now, server_addr, &ind);
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+        while let Some(e) = a.poll_event() {
+            keyed_a |= matches!(e, TransportEvent::Keys(_));
+        }
+        while let Some(e) = b.poll_event() {
+            keyed_b |= matches!(e, TransportEvent::Keys(_));
+        }
+        let selected = a.stats().selected.is_some() && b.stats().selected.is_some();
+        if keyed_a && keyed_b && selected && a.may_send_media() && b.may_send_media() {
+            break;
+        }
+        now += Duration::from_millis(10);
+    }
+    assert!(keyed_a && keyed_b, "A {:?} B {:?}", a.stats(), b.stats());
+    assert!(a.may_send_media() && b.may_send_media());
+    assert_eq!(a.stats().selected.map(|p| p.local), Some(addr(RELAYED)));
+    assert_eq!(b.media_remote(), Some(addr(RELAYED)));
+    assert_eq!(a.media_remote(), Some(b_host));
+    assert!(server.sends > 0 && server.datas > 0);
+
+    // B's media to the relayed address reaches A unwrapped, as from B.
+    let rtp = [0x80u8, 0x60, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9, 1, 2, 3];
+    let (to, out) = b
+        .route_media(b.media_remote().unwrap(), rtp.to_vec())
+        .unwrap();
+    assert_eq!((to, &out[..]), (addr(RELAYED), &rtp[..]));
+    let ind = server.relay_to_client(b_host, &out).unwrap();
+    match a.handle_datagram(now, server_addr, &ind) {
+        Route::Media { from, data, .. } => assert_eq!((from, data), (b_host, &rtp[..])),
+        r => panic!("A routed relayed media as {r:?}"),
+    }
+    // A's media leaves in a Send indication for the server, and reaches B from the relay.
+    let (to, wrapped) = a.route_media(b_host, rtp.to_vec()).unwrap();
+    assert_eq!(to, server_addr);
+    let Some(Served::ToPeer(peer, data)) = server.serve_client(&wrapped) else {
+        panic!("A's media was not a Send indication to B");
+    };
+    assert_eq!((peer, &data[..]), (b_host, &rtp[..]));
+    match b.handle_datagram(now, addr(RELAYED), &data) {
+        Route::Media { from, data, .. } => assert_eq!((from, data), (addr(RELAYED), &rtp[..])),
+        r => panic!("B routed media as {r:?}"),
+    }
+}
