@@ -198,6 +198,20 @@ pub struct SipBackendConfig {
     /// candidates beside the host ones. No answer: host candidates only, the call goes on (and
     /// the server is not asked again for 30 s).
     pub stun_server: Option<SocketAddr>,
+    /// A TURN server (UDP, RFC 8656) for relayed candidates (with `ice` on): each call's media
+    /// sockets allocate a relayed address on it with `turn_user`/`turn_password` (long-term
+    /// credentials) before the SDP is written (the SIP thread waits at most 1.5 s), offered as
+    /// `relay` candidates; the stream's transport then keeps the allocation and relays through
+    /// it when ICE selects it. No allocation: no relayed candidate, the call goes on (and the
+    /// server is not asked again for 30 s).
+    pub turn_server: Option<SocketAddr>,
+    /// The TURN username (long-term credentials).
+    pub turn_user: String,
+    /// The TURN password.
+    pub turn_password: String,
+    /// Offer only the relayed candidate when there is one (no host or srflx candidates): media
+    /// always goes through the TURN server (WebRTC's `iceTransportPolicy: "relay"`).
+    pub turn_relay_only: bool,
 }
 
 impl Default for SipBackendConfig {
@@ -246,6 +260,10 @@ impl Default for SipBackendConfig {
             ice: false,
             dtls_srtp: crate::DtlsSrtpPolicy::Off,
             stun_server: None,
+            turn_server: None,
+            turn_user: String::new(),
+            turn_password: String::new(),
+            turn_relay_only: false,
         }
     }
 }

@@ -23,6 +23,7 @@ pub mod socket;
 pub mod stats;
 pub mod stream;
 pub mod stun_gather;
+pub mod turn_gather;
 
 pub use crate::rtp::config::{AudioParams, MediaParams, VideoParams};
 // Re-exports for the `_internals` API (fuzz targets, benches, tests); without the feature the

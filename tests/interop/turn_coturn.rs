@@ -394,3 +394,71 @@ fn ice_dtls_transport_connects_through_a_coturn_relay() {
     assert!(got_a.contains(&(b_host, rtp.to_vec())), "A got {got_a:?}");
     assert!(got_b.contains(&(relayed, rtp.to_vec())), "B got {got_b:?}");
 }
+
+/// Issue 19 end to end: two SIP backends on loopback with ICE, DTLS-SRTP and coturn as their
+/// TURN server; the caller offers its relayed candidates alone (`turn_relay_only`), so its
+/// media can only go through coturn. The call keys, audio flows both ways, and the caller's
+/// selected local candidate is coturn's relayed address (not its own socket).
+#[test]
+fn sip_call_media_goes_through_coturn_when_relay_only() {
+    use roomkit_media::backend::{CallState, DialOptions, SipBackendConfig, SipVideoBackend};
+    use roomkit_media::prelude::*;
+    use roomkit_media::DtlsSrtpPolicy;
+
+    let Some(turn) = Coturn::start() else { return };
+    const T: Duration = Duration::from_secs(10);
+    let cfg = |ports: u16, relay_only: bool| SipBackendConfig {
+        local_sip_addr: "127.0.0.1:0".parse().unwrap(),
+        local_rtp_ip: [127, 0, 0, 1].into(),
+        rtp_port_start: ports,
+        rtp_port_end: ports + 99,
+        ice: true,
+        dtls_srtp: DtlsSrtpPolicy::Mandatory,
+        turn_server: Some(turn.addr),
+        turn_user: "u".into(),
+        turn_password: "p".into(),
+        turn_relay_only: relay_only,
+        ..SipBackendConfig::default()
+    };
+    let be = SipVideoBackend::new(cfg(36100, false)).unwrap();
+    let (tx, calls) = crossbeam_channel::unbounded();
+    be.on_call(move |s| {
+        let _ = tx.send(s.id);
+    });
+    be.start().unwrap();
+    let uac = SipVideoBackend::new(cfg(36000, true)).unwrap();
+    uac.start().unwrap();
+    let uri = format!("sip:room@{}", be.local_sip_addr().unwrap());
+    let call = uac.dial(&uri, DialOptions::default()).expect("dial");
+    let answered = uac.wait_call(call, T).expect("an answer");
+    assert_eq!(answered.state, CallState::Answered, "{answered:?}");
+    let id = calls.recv_timeout(T).expect("on_call");
+
+    // Audio both ways every 20 ms until each side has a floor of packets (8 s at most).
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let got = |s: Result<roomkit_media::engine::SessionStats, _>| {
+        s.map(|s| s.audio.packets_received).unwrap_or(0)
+    };
+    while Instant::now() < deadline && (got(uac.stats(call)) < 10 || got(be.stats(id)) < 10) {
+        let _ = uac.send_audio(call, &[0i16; 960]);
+        let _ = be.send_audio(id, &[0i16; 960]);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (a, b) = (uac.stats(call).unwrap().audio, be.stats(id).unwrap().audio);
+    assert!(
+        a.packets_received >= 10 && b.packets_received >= 10,
+        "caller {a:?}\nanswerer {b:?}\n{}",
+        turn.log()
+    );
+    assert_eq!((a.dtls_state, b.dtls_state), (3, 3));
+    // The caller's pair starts at coturn's relayed address (not one of its own ports), and
+    // the answerer sends to that same address.
+    let local = a.ice_local.expect("a selected pair");
+    assert!(!(36000..36100).contains(&local.port()), "{local}");
+    assert_eq!(b.ice_remote, Some(local));
+    eprintln!(
+        "turn_coturn: relayed call, caller got {} packets, answerer {}",
+        a.packets_received, b.packets_received
+    );
+    uac.hangup(call).unwrap();
+}

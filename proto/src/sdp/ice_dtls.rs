@@ -98,6 +98,8 @@ pub struct StreamCandidates {
     pub host: Vec<SocketAddr>,
     /// Server-reflexive candidates and their bases.
     pub srflx: Vec<(SocketAddr, SocketAddr)>,
+    /// Relayed candidates (a TURN allocation's address) and their bases.
+    pub relayed: Vec<(SocketAddr, SocketAddr)>,
 }
 
 impl StreamCandidates {
@@ -112,7 +114,16 @@ impl StreamCandidates {
                 .map(|s| (s, local))
                 .into_iter()
                 .collect(),
+            relayed: Vec::new(),
         }
+    }
+
+    /// The same with the relayed address a TURN server allocated for the socket, if any.
+    pub fn with_relayed(mut self, relayed: Option<SocketAddr>) -> StreamCandidates {
+        if let (Some(r), Some(&base)) = (relayed, self.host.first()) {
+            self.relayed.push((r, base));
+        }
+        self
     }
 
     /// The `a=candidate` lines (without `a=`).
@@ -125,7 +136,14 @@ impl StreamCandidates {
             .srflx
             .iter()
             .filter_map(|(a, base)| Candidate::server_reflexive(*a, *base, is::Protocol::Udp).ok());
-        host.chain(srflx).map(|c| c.to_sdp_string()).collect()
+        let relayed = self
+            .relayed
+            .iter()
+            .filter_map(|(a, base)| Candidate::relayed(*a, *base, is::Protocol::Udp).ok());
+        host.chain(srflx)
+            .chain(relayed)
+            .map(|c| c.to_sdp_string())
+            .collect()
     }
 }
 
@@ -271,12 +289,18 @@ impl LocalMedia {
 
     /// Our candidates for the stream on `port`.
     fn candidates(&self, port: u16, video: bool) -> StreamCandidates {
-        let srflx = if video {
-            self.video_srflx
+        let (srflx, relayed) = if video {
+            (self.video_srflx, self.video_relayed)
         } else {
-            self.audio_srflx
+            (self.audio_srflx, self.audio_relayed)
         };
-        StreamCandidates::of(SocketAddr::new(self.local_ip, port), srflx)
+        let mut c =
+            StreamCandidates::of(SocketAddr::new(self.local_ip, port), srflx).with_relayed(relayed);
+        if self.relay_only && !c.relayed.is_empty() {
+            c.host.clear();
+            c.srflx.clear();
+        }
+        c
     }
 
     /// What a first offer says about transport; `None` when DTLS-SRTP is off.
@@ -657,6 +681,14 @@ mod tests {
         // The related address is not disclosed (the ICE library writes a placeholder).
         assert!(
             lines[1].contains("203.0.113.9 61000 typ srflx"),
+            "{lines:?}"
+        );
+        // A TURN allocation's address: a relayed candidate, based on the host one.
+        let c = c.with_relayed(Some("198.51.100.4:50000".parse().unwrap()));
+        assert_eq!(c.relayed.len(), 1);
+        let lines = c.lines();
+        assert!(
+            lines[2].contains("198.51.100.4 50000 typ relay"),
             "{lines:?}"
         );
     }

@@ -82,6 +82,13 @@ pub struct LocalMedia {
     /// audio stream's transport. Only for a host that runs both streams on one socket; off by
     /// default (an offered group is then declined).
     pub bundle: bool,
+    /// The relayed addresses a TURN server allocated for the audio and video sockets:
+    /// offered as `relay` candidates (the transport then relays through that allocation).
+    pub audio_relayed: Option<SocketAddr>,
+    pub video_relayed: Option<SocketAddr>,
+    /// Offer a stream's relayed candidate alone when it has one (no host or srflx
+    /// candidates): media then always goes through the TURN server.
+    pub relay_only: bool,
 }
 
 impl LocalMedia {
@@ -115,6 +122,9 @@ impl LocalMedia {
             audio_srflx: None,
             video_srflx: None,
             bundle: false,
+            audio_relayed: None,
+            video_relayed: None,
+            relay_only: false,
         }
     }
 }

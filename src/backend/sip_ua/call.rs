@@ -479,6 +479,7 @@ impl SipCore {
         if !has_video {
             cfg.local.video_port = added.and_then(|r| r.video_port).unwrap_or(0);
             cfg.local.video_srflx = added.and_then(|r| r.video_srflx);
+            cfg.local.video_relayed = added.and_then(|r| r.video_relayed);
         }
         let re = match reanswer(&offer, local, &cfg) {
             Ok(re) => re,

@@ -107,10 +107,14 @@ impl SipCore {
         self.transport_policy(&mut oc.local);
         oc.local.audio_srflx = r.audio_srflx;
         oc.local.video_srflx = r.video_srflx;
+        oc.local.audio_relayed = r.audio_relayed;
+        oc.local.video_relayed = r.video_relayed;
         let offer = build_offer(&oc);
         let mut answer_cfg = self.answer_config(r.audio_port, r.video_port.unwrap_or(0));
         answer_cfg.local.audio_srflx = r.audio_srflx;
         answer_cfg.local.video_srflx = r.video_srflx;
+        answer_cfg.local.audio_relayed = r.audio_relayed;
+        answer_cfg.local.video_relayed = r.video_relayed;
         let no = self.new_call_no();
         let session = req.session;
         let leg = UacLeg {

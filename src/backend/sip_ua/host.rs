@@ -12,6 +12,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::webrtc::TurnClient;
+
 use crossbeam_channel::{unbounded, Sender};
 #[cfg(any(test, feature = "_internals"))]
 use parking_lot::Mutex;
@@ -47,6 +49,10 @@ pub struct Reservation {
     pub audio_srflx: Option<SocketAddr>,
     /// The video socket's server-reflexive address, likewise.
     pub video_srflx: Option<SocketAddr>,
+    /// The audio socket's relayed address, when a TURN server allocated one (ICE only).
+    pub audio_relayed: Option<SocketAddr>,
+    /// The video socket's relayed address, likewise.
+    pub video_relayed: Option<SocketAddr>,
 }
 
 /// Why the media side could not do what the core asked: the call is refused or failed with
@@ -186,11 +192,26 @@ struct StreamSettings {
     /// The STUN server each reservation's sockets ask for their server-reflexive address
     /// (with ICE and DTLS-SRTP on and a server configured).
     stun_server: Option<SocketAddr>,
+    /// The TURN server and credentials each reservation's sockets allocate a relayed address
+    /// with (with ICE and DTLS-SRTP on and a server configured).
+    turn: Option<crate::webrtc::TurnConfig>,
 }
 
 /// A session to close (with its reason; only its video when `None`). Its ports go back to the
 /// pool when its sockets close: each [`RtpSockets`] holds its lease.
 type Reap = (SessionId, Option<EndReason>);
+
+/// Gives a stream's ICE agent the TURN allocation made on its socket (`base`), when ICE was
+/// negotiated: its relayed candidate is in our SDP.
+fn hand_relay(
+    params: &mut Option<crate::webrtc::IceDtlsParams>,
+    client: Option<TurnClient>,
+    base: SocketAddr,
+) {
+    if let (Some(ice), Some(client)) = (params.as_mut().and_then(|p| p.ice.as_mut()), client) {
+        ice.relay = Some(crate::webrtc::RelayParams { client, base });
+    }
+}
 
 /// How long a STUN server that answered none of a reservation's sockets is left alone.
 const STUN_QUIET: Duration = Duration::from_secs(30);
@@ -257,6 +278,11 @@ pub struct EngineHost {
     counters: Option<Arc<super::SipCounters>>,
     /// Until when the STUN server is not asked (it answered none of the last gathering).
     stun_quiet_until: Option<std::time::Instant>,
+    /// The TURN allocations of reservations not started yet (audio, video): a started
+    /// stream's transport takes them over.
+    relays: HashMap<ReservationId, (Option<TurnClient>, Option<TurnClient>)>,
+    /// Until when the TURN server is not asked (none of the last allocations succeeded).
+    turn_quiet_until: Option<std::time::Instant>,
 }
 
 impl std::fmt::Debug for EngineHost {
@@ -343,6 +369,10 @@ impl EngineHost {
                 stun_server: cfg
                     .stun_server
                     .filter(|_| cfg.ice && cfg.dtls_srtp != crate::DtlsSrtpPolicy::Off),
+                turn: cfg
+                    .turn_server
+                    .filter(|_| cfg.ice && cfg.dtls_srtp != crate::DtlsSrtpPolicy::Off)
+                    .map(|s| crate::webrtc::TurnConfig::new(s, &cfg.turn_user, &cfg.turn_password)),
             },
             next_id: 0,
             reserved: HashMap::new(),
@@ -351,6 +381,8 @@ impl EngineHost {
             unclosed,
             counters: None,
             stun_quiet_until: None,
+            relays: HashMap::new(),
+            turn_quiet_until: None,
         }
     }
 
@@ -417,6 +449,32 @@ impl EngineHost {
             c.srflx_failed.fetch_add(failed, Ordering::Relaxed);
         }
         srflx
+    }
+
+    /// A TURN allocation for each socket (in order) when a TURN server is configured; empty
+    /// otherwise. Waits on this (the SIP) thread, at most
+    /// [`turn_gather::DEFAULT_BUDGET`](crate::engine::turn_gather::DEFAULT_BUDGET) for all of
+    /// them together; a failed allocation leaves that socket without a relayed candidate.
+    /// When none succeeded, the server is not asked again for [`STUN_QUIET`].
+    fn gather_relays(
+        &mut self,
+        sockets: &[&crate::engine::MediaSocket],
+    ) -> Vec<Option<TurnClient>> {
+        let Some(config) = &self.settings.turn else {
+            return Vec::new();
+        };
+        let now = std::time::Instant::now();
+        if self.turn_quiet_until.is_some_and(|t| now < t) {
+            return Vec::new();
+        }
+        let got = crate::engine::turn_gather::gather_relayed(
+            sockets,
+            config,
+            crate::engine::turn_gather::DEFAULT_BUDGET,
+        );
+        let none = !got.is_empty() && got.iter().all(Option::is_none);
+        self.turn_quiet_until = none.then(|| now + STUN_QUIET);
+        got
     }
 
     fn source_policy(&self) -> SourcePolicy {
@@ -526,13 +584,20 @@ impl MediaHost for EngineHost {
         let mut sockets = vec![&audio.rtp];
         sockets.extend(video.as_ref().map(|v| &v.rtp));
         let srflx = self.gather(&sockets);
+        let mut relays = self.gather_relays(&sockets).into_iter();
+        let (audio_relay, video_relay) = (relays.next().flatten(), relays.next().flatten());
         let r = Reservation {
             id: ReservationId(self.next_id),
             audio_port: audio.local_addr().port(),
             video_port: video.as_ref().map(|s| s.local_addr().port()),
             audio_srflx: srflx.first().copied().flatten(),
             video_srflx: srflx.get(1).copied().flatten(),
+            audio_relayed: audio_relay.as_ref().and_then(TurnClient::relayed),
+            video_relayed: video_relay.as_ref().and_then(TurnClient::relayed),
         };
+        if audio_relay.is_some() || video_relay.is_some() {
+            self.relays.insert(r.id, (audio_relay, video_relay));
+        }
         self.reserved.insert(r.id, (Some(audio), video));
         Ok(r)
     }
@@ -547,6 +612,8 @@ impl MediaHost for EngineHost {
             video_port: Some(video.local_addr().port()),
             audio_srflx: None,
             video_srflx: srflx.first().copied().flatten(),
+            audio_relayed: None,
+            video_relayed: None,
         };
         self.reserved.insert(r.id, (None, Some(video)));
         Ok(r)
@@ -583,6 +650,8 @@ impl MediaHost for EngineHost {
 
     fn release(&mut self, reservation: ReservationId) {
         self.reserved.remove(&reservation);
+        // Unused allocations expire on the server (their lifetime, 10 minutes).
+        self.relays.remove(&reservation);
     }
 
     fn start(&mut self, start: MediaStart) -> Result<Arc<SessionInfo>, MediaError> {
@@ -648,8 +717,10 @@ impl EngineHost {
             .remove(&start.reservation)
             .ok_or_else(|| MediaError::unavailable("media ports were released"))?;
         let audio = audio.ok_or_else(|| MediaError::unavailable("no audio port reserved"))?;
+        let (audio_relay, video_relay) = self.relays.remove(&start.reservation).unwrap_or_default();
         let neg = &start.negotiation;
-        let audio_cfg = self.audio_stream(neg, audio.local_addr())?;
+        let mut audio_cfg = self.audio_stream(neg, audio.local_addr())?;
+        hand_relay(&mut audio_cfg.ice_dtls, audio_relay, audio.local_addr());
         // BUNDLE: video runs on the audio socket and transport; its own port goes back.
         let bundle = match (neg.bundle_routes(), &audio_cfg.ice_dtls) {
             (Some(routes), Some(params)) => Some((params.clone(), routes)),
@@ -665,6 +736,10 @@ impl EngineHost {
             // Video reserved but not agreed: its ports go back now.
             _ => (None, None),
         };
+        let mut video_cfg = video_cfg;
+        if let (Some(cfg), Some(s)) = (video_cfg.as_mut(), video_sockets.as_ref()) {
+            hand_relay(&mut cfg.ice_dtls, video_relay, s.local_addr());
+        }
         let spec = SessionSpec {
             room_id: start.room_id,
             participant_id: start.participant_id,
@@ -877,6 +952,8 @@ impl MediaHost for FakeMediaHost {
             video_port: video.then(|| self.port()),
             audio_srflx: None,
             video_srflx: None,
+            audio_relayed: None,
+            video_relayed: None,
         };
         let mut st = self.state.lock();
         st.reserved.insert(r.id, r);
@@ -999,6 +1076,8 @@ impl MediaHost for FakeMediaHost {
             video_port: Some(self.port()),
             audio_srflx: None,
             video_srflx: None,
+            audio_relayed: None,
+            video_relayed: None,
         };
         self.state.lock().reserved.insert(r.id, r);
         Ok(r)

@@ -99,6 +99,7 @@ impl SipCore {
         // With ICE and DTLS-SRTP the engine runs audio and video as one BUNDLE group when
         // the peer agrees (offered, or accepted when offered; the SDP layer checks the rest).
         local.bundle = self.cfg.ice;
+        local.relay_only = self.cfg.turn_relay_only;
     }
 
     /// Checks digest credentials when users are configured: `Ok` to go on, `Err` with the
@@ -346,6 +347,8 @@ impl SipCore {
             self.answer_config(reservation.audio_port, reservation.video_port.unwrap_or(0));
         cfg.local.audio_srflx = reservation.audio_srflx;
         cfg.local.video_srflx = reservation.video_srflx;
+        cfg.local.audio_relayed = reservation.audio_relayed;
+        cfg.local.video_relayed = reservation.video_relayed;
         let ans = answer(offer, &cfg).map_err(|e| Refusal::status(e.status_code()))?;
         if !ans.has_video() {
             cfg.local.video_port = 0;

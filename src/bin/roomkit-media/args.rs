@@ -216,6 +216,27 @@ pub struct SipMediaArgs {
     /// ask it for their public address (at most 0.5 s) and offer it as a `srflx` candidate.
     #[arg(long, value_name = "HOST:PORT", value_parser = resolve)]
     pub stun: Option<SocketAddr>,
+    /// A TURN server (UDP) for relayed candidates (with --ice): each call's media sockets
+    /// allocate a relayed address on it (at most 1.5 s) and offer it as a `relay` candidate.
+    #[arg(long, value_name = "turn:HOST:PORT", value_parser = turn_server)]
+    pub turn: Option<SocketAddr>,
+    /// The TURN username (long-term credentials).
+    #[arg(long, value_name = "USER", default_value = "", requires = "turn")]
+    pub turn_user: String,
+    /// The TURN password.
+    #[arg(long, value_name = "PASSWORD", default_value = "", requires = "turn")]
+    pub turn_password: String,
+    /// Offer the relayed candidate alone (no host or srflx candidates): media always goes
+    /// through the TURN server (WebRTC's `iceTransportPolicy: "relay"`).
+    #[arg(long, requires = "turn")]
+    pub turn_relay_only: bool,
+}
+
+/// `--turn turn:HOST:PORT` (the `turn:` scheme optional; UDP only).
+fn turn_server(v: &str) -> Result<SocketAddr, String> {
+    let hostport = v.strip_prefix("turn:").unwrap_or(v);
+    let hostport = hostport.strip_suffix("?transport=udp").unwrap_or(hostport);
+    resolve(hostport)
 }
 
 /// `--dtls-srtp off|optional|mandatory`.

@@ -232,6 +232,10 @@ pub fn run(args: &CallArgs) -> Result<ExitCode, Failure> {
         ice: args.media.ice,
         dtls_srtp: args.media.dtls_srtp,
         stun_server: args.media.stun,
+        turn_server: args.media.turn,
+        turn_user: args.media.turn_user.clone(),
+        turn_password: args.media.turn_password.clone(),
+        turn_relay_only: args.media.turn_relay_only,
         tls: SipTlsConfig {
             ca: args.tls_ca.clone(),
             verify: !args.tls_no_verify,

@@ -458,6 +458,10 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode, crate::Failure> {
             p => p,
         },
         stun_server: args.media.stun,
+        turn_server: args.media.turn,
+        turn_user: args.media.turn_user.clone(),
+        turn_password: args.media.turn_password.clone(),
+        turn_relay_only: args.media.turn_relay_only,
         ..SipBackendConfig::default()
     };
     cfg.stream_timeouts.keepalive = Duration::from_secs(u64::from(args.sip_keepalive));
