@@ -769,6 +769,19 @@ typedef struct {
     // waits at most 500 ms) and offer it as a `srflx` candidate; no answer leaves the host
     // candidate only. NULL (default): none.
     const char *stun_server;
+    // A TURN server (UDP), `"ip:port"`, for relayed candidates (with `ice`): each call's media
+    // sockets allocate a relayed address on it with `turn_user`/`turn_password` before the
+    // SDP is written (the SIP thread waits at most 1.5 s) and offer it as a `relay`
+    // candidate; the call's transport relays through it when ICE selects it. NULL (default):
+    // none.
+    const char *turn_server;
+    // The TURN username (long-term credentials); NULL: empty.
+    const char *turn_user;
+    // The TURN password; NULL: empty.
+    const char *turn_password;
+    // Offer only the relayed candidate when there is one: media always goes through the TURN
+    // server. Default false.
+    bool turn_relay_only;
 } rkm_sip_config;
 
 // An answered SIP call, as the `call` callback sees it. Every string is NUL-terminated and

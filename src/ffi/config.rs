@@ -667,6 +667,19 @@ pub struct rkm_sip_config {
     /// waits at most 500 ms) and offer it as a `srflx` candidate; no answer leaves the host
     /// candidate only. NULL (default): none.
     pub stun_server: *const c_char,
+    /// A TURN server (UDP), `"ip:port"`, for relayed candidates (with `ice`): each call's media
+    /// sockets allocate a relayed address on it with `turn_user`/`turn_password` before the
+    /// SDP is written (the SIP thread waits at most 1.5 s) and offer it as a `relay`
+    /// candidate; the call's transport relays through it when ICE selects it. NULL (default):
+    /// none.
+    pub turn_server: *const c_char,
+    /// The TURN username (long-term credentials); NULL: empty.
+    pub turn_user: *const c_char,
+    /// The TURN password; NULL: empty.
+    pub turn_password: *const c_char,
+    /// Offer only the relayed candidate when there is one: media always goes through the TURN
+    /// server. Default false.
+    pub turn_relay_only: bool,
 }
 
 /// `dtls_srtp` value of `rkm_sip_config`: no DTLS-SRTP; a `UDP/TLS/RTP/SAVPF` offer is refused
@@ -752,6 +765,10 @@ pub extern "C" fn rkm_sip_config_init(cfg: *mut rkm_sip_config) {
             ice: d.ice,
             dtls_srtp: RKM_DTLS_SRTP_OFF,
             stun_server: std::ptr::null(),
+            turn_server: std::ptr::null(),
+            turn_user: std::ptr::null(),
+            turn_password: std::ptr::null(),
+            turn_relay_only: false,
         };
         Ok(())
     })
@@ -931,6 +948,16 @@ pub(crate) unsafe fn sip_config_from_c(c: &rkm_sip_config) -> FfiResult<SipBacke
     if let Some(s) = text(c.stun_server, "cfg.stun_server")? {
         r.stun_server = Some(parse_addr(s, "cfg.stun_server")?);
     }
+    if let Some(s) = text(c.turn_server, "cfg.turn_server")? {
+        r.turn_server = Some(parse_addr(s, "cfg.turn_server")?);
+    }
+    if let Some(s) = text(c.turn_user, "cfg.turn_user")? {
+        r.turn_user = s.to_owned();
+    }
+    if let Some(s) = text(c.turn_password, "cfg.turn_password")? {
+        r.turn_password = s.to_owned();
+    }
+    r.turn_relay_only = c.turn_relay_only;
     if let Some(s) = text(c.local_sip_tcp_addr, "cfg.local_sip_tcp_addr")? {
         r.local_sip_tcp_addr = Some(parse_addr(s, "cfg.local_sip_tcp_addr")?);
     }
@@ -1008,6 +1035,22 @@ mod sip_tests {
         assert!(r.ice);
         assert_eq!(r.dtls_srtp, crate::DtlsSrtpPolicy::Mandatory);
         assert_eq!(r.stun_server, Some("192.0.2.1:3478".parse().unwrap()));
+        c.turn_server = c"192.0.2.2:3478".as_ptr();
+        c.turn_user = c"u".as_ptr();
+        c.turn_password = c"p".as_ptr();
+        c.turn_relay_only = true;
+        // SAFETY: as above.
+        let r = unsafe { sip_config_from_c(&c) }.unwrap();
+        assert_eq!(r.turn_server, Some("192.0.2.2:3478".parse().unwrap()));
+        assert_eq!((&r.turn_user[..], &r.turn_password[..]), ("u", "p"));
+        assert!(r.turn_relay_only);
+        c.turn_server = c"turn".as_ptr();
+        // SAFETY: as above.
+        assert!(unsafe { sip_config_from_c(&c) }.is_err());
+        c.turn_server = std::ptr::null();
+        c.turn_user = std::ptr::null();
+        c.turn_password = std::ptr::null();
+        c.turn_relay_only = false;
         for (dtls, stun) in [(3, c"192.0.2.1:3478"), (RKM_DTLS_SRTP_OFF, c"stun")] {
             c.dtls_srtp = dtls;
             c.stun_server = stun.as_ptr();
