@@ -20,9 +20,8 @@
 //!   source port for UDP, the same for every destination (endpoint-independent mapping), so
 //!   the checks both ways open the NATs and audio and video flow both ways (echo);
 //! - with `masquerade random` (a new port per destination: a symmetric NAT) the
-//!   server-reflexive address is not the one the peer sees: no media. A relayed (TURN)
-//!   candidate is what works there; the TURN client exists (`webrtc::TurnClient`, tested
-//!   against coturn in `turn_coturn`) but the ICE transport offers no relayed candidate yet;
+//!   server-reflexive address is not the one the peer sees: no media. With coturn as a TURN
+//!   server on the public side (`--turn`), the relayed candidates connect and media flows;
 //! - consent (RFC 7675): a path cut mid-call (the NAT drops everything from outside) ends the
 //!   call 30 s later on its own, before the inactivity timeout and the call's own length.
 //!
@@ -38,6 +37,15 @@ use std::time::{Duration, Instant};
 use support::peers::*;
 
 const STUN: &str = "198.51.100.1:3478";
+/// coturn as a TURN server (user `u:p`, realm `r`) for the relayed case.
+const TURN: [&str; 6] = [
+    "--turn",
+    "turn:198.51.100.1:3478",
+    "--turn-user",
+    "u",
+    "--turn-password",
+    "p",
+];
 const SIP_B: &str = "172.16.0.2:5060";
 /// Flags both ends use: ICE and DTLS-SRTP mandatory (ICE runs on DTLS-SRTP streams).
 const SECURE: [&str; 3] = ["--ice", "--dtls-srtp", "mandatory"];
@@ -83,6 +91,8 @@ struct Topology {
     prefix: String,
     children: Vec<Child>,
     dir: TempDir,
+    /// coturn runs as a TURN server: `serve` and `call` get [`TURN`].
+    turn: bool,
 }
 
 impl Topology {
@@ -103,6 +113,7 @@ impl Topology {
             prefix,
             children: Vec::new(),
             dir: TempDir::new("nat"),
+            turn: false,
         };
         let [p, a, b, na, nb] = ["p", "a", "b", "na", "nb"].map(|r| t.ns(r));
         for n in [&p, &a, &b, &na, &nb] {
@@ -188,11 +199,72 @@ impl Topology {
     /// coturn as a plain STUN server on the public side, waited for (bounded) until its UDP
     /// port is bound.
     fn start_stun(&mut self) {
+        self.start_coturn(false);
+    }
+
+    /// coturn as a TURN server on the public side (long-term credentials `u:p`, realm `r`,
+    /// relaying from 198.51.100.1), waited for like [`Topology::start_stun`].
+    fn start_turn(&mut self) {
+        self.turn = true;
+        // The relay sends to every candidate of the peer, its private host address included.
+        // On the internet that datagram is dropped somewhere; here the public namespace has
+        // no route to it, and coturn's relay socket, failing with ENETUNREACH, then relayed
+        // nothing more for that allocation (found by this test). So the public side routes the
+        // private networks toward the NATs, which drop new flows from outside.
+        let p = self.ns("p");
+        sh(&[
+            "ip",
+            "-n",
+            &p,
+            "route",
+            "add",
+            "10.0.1.0/24",
+            "via",
+            "198.51.100.2",
+        ]);
+        sh(&[
+            "ip",
+            "-n",
+            &p,
+            "route",
+            "add",
+            "10.0.2.0/24",
+            "via",
+            "198.51.100.6",
+        ]);
+        self.start_coturn(true);
+    }
+
+    fn start_coturn(&mut self, turn: bool) {
         let db = self.dir.path("turndb");
         let pid = self.dir.path("turn.pid");
-        let args = [
-            "-n",
-            "--stun-only",
+        // Kept for a failure's message ([`Topology::coturn_log`]).
+        let log = self.dir.path("coturn.log");
+        let mode: &[&str] = if turn {
+            &[
+                "--lt-cred-mech",
+                "--user",
+                "u:p",
+                "--realm",
+                "r",
+                "--relay-ip",
+                "198.51.100.1",
+                // The public side is a documentation range: allowed explicitly as peers.
+                "--allowed-peer-ip",
+                "198.51.100.0-198.51.100.255",
+                // Sessions and permissions in the log ([`Topology::coturn_log`]).
+                "-v",
+                "--min-port",
+                "49000",
+                "--max-port",
+                "49199",
+            ]
+        } else {
+            &["--stun-only"]
+        };
+        let mut args = vec!["-n"];
+        args.extend_from_slice(mode);
+        args.extend_from_slice(&[
             "--no-cli",
             "--no-tls",
             "--no-dtls",
@@ -205,8 +277,9 @@ impl Topology {
             "--pidfile",
             pid.to_str().unwrap(),
             "--log-file",
-            "stdout",
-        ];
+            log.to_str().unwrap(),
+            "--simple-log",
+        ]);
         let i = self.spawn("p", 120, "turnserver", &args);
         if let Some(out) = self.children[i].stdout.take() {
             drain(out);
@@ -245,6 +318,9 @@ impl Topology {
         if stun {
             args.extend_from_slice(&["--stun", STUN]);
         }
+        if self.turn {
+            args.extend_from_slice(&TURN);
+        }
         let bin = bin();
         let i = self.spawn("b", 150, bin.to_str().unwrap(), &args);
         // serve is listening once it has printed its first line.
@@ -255,6 +331,11 @@ impl Topology {
             "serve did not start: {line:?}"
         );
         drain(out);
+    }
+
+    /// What coturn logged so far.
+    fn coturn_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path("coturn.log")).unwrap_or_default()
     }
 
     /// `call` from host A for `seconds`; its output once it is done (bounded).
@@ -282,6 +363,9 @@ impl Topology {
         args.extend_from_slice(&SECURE);
         if stun {
             args.extend_from_slice(&["--stun", STUN]);
+        }
+        if self.turn {
+            args.extend_from_slice(&TURN);
         }
         let child = spawn(seconds + 60, "ip", &args);
         wait_bounded(child, Duration::from_secs(u64::from(seconds) + 70))
@@ -392,8 +476,38 @@ fn behind_two_symmetric_nats_srflx_candidates_do_not_connect() {
     t.start_serve(true);
     let out = t.call(true, 5);
     // The mapping toward the peer is not the one the STUN server saw: a relayed (TURN)
-    // candidate would be needed, and TURN is not built.
+    // candidate is needed (the next test).
     assert_no_media(&summary(&out));
+}
+
+#[test]
+fn behind_two_symmetric_nats_turn_relayed_candidates_carry_media_both_ways() {
+    if !have_nat_tools() {
+        return;
+    }
+    let mut t = Topology::new("masquerade random");
+    t.start_turn();
+    t.start_serve(false);
+    let out = t.call(false, 5);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = summary(&out);
+    for key in ["audio_srtp", "video_srtp"] {
+        assert!(
+            s[key].is_string(),
+            "{key} keyed through the relay: {s}\n{}",
+            t.coturn_log()
+        );
+    }
+    // Floors far below 5 s of audio and video echoed (a loaded machine starts late).
+    assert!(count(&s, "frames_received") >= 20, "{s}");
+    assert!(count(&s, "audio_frames_received") >= 50, "{s}");
+    // The selected pair goes to a relayed address on coturn's public side.
+    let remote = s["audio_ice_remote"].as_str().unwrap_or_default();
+    assert!(remote.starts_with("198.51.100.1:"), "{s}");
 }
 
 #[test]
