@@ -8,10 +8,7 @@ the offer once ICE gathering is complete as `offer <SDP in hex>`, reads `answer 
 sends PCMU while counting the RTP packets it decrypts. After --seconds it prints one line:
 `received N ice <state> errors N ...`.
 
---pem gives DTLS an ECDSA certificate: webrtcbin's own is RSA, which our DTLS (ECDSA suites,
-as browsers use) cannot take. It is set on each dtlsdec as it is made; webrtcbin's SDP then
-still names a fingerprint that is not that certificate's, so the test checks the certificate
-it gave here.
+DTLS uses webrtcbin's own certificate (RSA 2048); the offer names its fingerprint.
 """
 
 import argparse
@@ -31,10 +28,6 @@ from gi.repository import GLib, Gst, GstSdp, GstWebRTC, Nice  # noqa: E402
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=10.0)
-    ap.add_argument(
-        "--pem",
-        help="certificate and key (PEM) for DTLS instead of webrtcbin's own RSA one",
-    )
     a = ap.parse_args()
     Gst.init(None)
     p = Gst.parse_launch(
@@ -116,16 +109,6 @@ def main():
             errors.append(f"{err.message} ({dbg})".replace("\n", " "))
             loop.quit()
 
-    if a.pem:
-        pem = open(a.pem).read()
-
-        def on_element(_bin, _sub, element):
-            # Our certificate, before the element makes its DTLS connection.
-            f = element.get_factory()
-            if f is not None and f.get_name() == "dtlsdec":
-                element.set_property("pem", pem)
-
-        p.connect("deep-element-added", on_element)
     w.connect("pad-added", on_pad)
     w.connect("on-negotiation-needed", on_negotiation_needed)
     w.connect("notify::ice-gathering-state", on_gathering)

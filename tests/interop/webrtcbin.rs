@@ -4,8 +4,9 @@
 //! `a=setup:active`, one host candidate on 127.0.0.1) with the SDP written by
 //! `sdp/transport.rs`, and open an engine stream with `StreamConfig::ice_dtls` from what the
 //! offer said. libnice checks us, nominates, the handshake runs with us as the DTLS client, and
-//! PCMU flows both ways as SRTP. webrtcbin gets an ECDSA certificate from the test (its own is
-//! RSA, which our DTLS does not take) and gathers on 127.0.0.1 only.
+//! PCMU flows both ways as SRTP. webrtcbin keeps its own certificate (RSA 2048, which the
+//! default OpenSSL DTLS takes), checked against the fingerprint of its SDP, and gathers on
+//! 127.0.0.1 only.
 //!
 //! `RKM_GST_STDERR=1` prints a timeline of our stream's ICE/DTLS state, our answer and
 //! webrtcbin's stderr (with `GST_DEBUG=webrtcbin:4,dtlsconnection:4` for its side).
@@ -23,7 +24,7 @@ use roomkit_media::engine::{
 use roomkit_media::rtp::config::{AudioParams, MediaParams};
 use roomkit_media::sdp::{session_lines, SessionDescription, SetupRole, TransportAttrs};
 use roomkit_media::webrtc::{
-    fingerprint, DtlsIdentity, IceAgent, IceConfig, IceDtlsParams, IceParams, TransportDtlsState,
+    DtlsIdentity, IceAgent, IceConfig, IceDtlsParams, IceParams, TransportDtlsState,
     TransportIceState,
 };
 use support::peers::*;
@@ -70,22 +71,10 @@ fn webrtcbin_offer_our_lite_answer_srtp_both_ways() {
     }
     let script =
         std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/gst_webrtcbin.py");
-    // An ECDSA certificate for webrtcbin: its own is RSA, which dimpl (ECDSA suites only, as
-    // browsers use) cannot take.
-    let dir = TempDir::new("webrtcbin");
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(Vec::<String>::new())
-        .unwrap()
-        .self_signed(&key)
-        .unwrap();
-    let pem = dir.path("webrtcbin.pem");
-    std::fs::write(&pem, format!("{}{}", cert.pem(), key.serialize_pem())).unwrap();
-    let gst_fp = fingerprint(cert.der(), "sha-256").unwrap();
     let mut gst = Command::new("timeout")
         .args(["-k", "10", "60", "/usr/bin/python3"])
         .arg(&script)
-        .args(["--seconds", &GST_SECONDS.to_string(), "--pem"])
-        .arg(&pem)
+        .args(["--seconds", &GST_SECONDS.to_string()])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -100,6 +89,7 @@ fn webrtcbin_offer_our_lite_answer_srtp_both_ways() {
         panic!("no ICE credentials or a=setup in the offer: {offered:?}");
     };
     assert!(!offered.candidates.is_empty(), "{offered:?}");
+    assert!(!offered.fingerprints.is_empty(), "{offered:?}");
 
     // Our side: ICE-lite, controlled, one host candidate; DTLS role per RFC 8842.
     let sockets = RtpSockets::bind("127.0.0.1:0".parse().unwrap(), true).unwrap();
@@ -165,9 +155,8 @@ fn webrtcbin_offer_our_lite_answer_srtp_both_ways() {
                     remote_candidates: offered.candidates.clone(),
                 }),
                 identity,
-                // webrtcbin's offer still names the certificate it made itself (a quirk of
-                // replacing it); the handshake presents ours.
-                remote_fingerprints: vec![gst_fp],
+                // webrtcbin's own RSA certificate, as its offer names it.
+                remote_fingerprints: offered.fingerprints.clone(),
                 dtls_client: client,
             }),
             ..StreamConfig::default()
