@@ -3,6 +3,7 @@
 //! uses part of it.
 
 /// CPU time this thread has used, in nanoseconds.
+#[allow(dead_code)]
 pub fn thread_cpu_ns() -> f64 {
     let mut t = libc::timespec {
         tv_sec: 0,

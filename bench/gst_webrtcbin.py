@@ -5,13 +5,12 @@ DTLS, libsrtp), for the interop test of our ICE + DTLS-SRTP streams
 
 It offers one sendrecv PCMU audio m-line (BUNDLE, rtcp-mux), gathering on 127.0.0.1 only, prints
 the offer once ICE gathering is complete as `offer <SDP in hex>`, reads `answer <SDP in hex>` from stdin, and then
-sends PCMU while counting the RTP packets it decrypts. After --seconds it prints one line:
+sends PCMU while counting the RTP packets it decrypts. With --answer it is the other way: it reads
+`offer <SDP in hex>` from stdin, answers it (webrtcbin is then the controlled ICE agent) and
+prints `answer <SDP in hex>` once gathering is complete. After --seconds it prints one line:
 `received N ice <state> errors N ...`.
 
---pem gives DTLS an ECDSA certificate: webrtcbin's own is RSA, which our DTLS (ECDSA suites,
-as browsers use) cannot take. It is set on each dtlsdec as it is made; webrtcbin's SDP then
-still names a fingerprint that is not that certificate's, so the test checks the certificate
-it gave here.
+DTLS uses webrtcbin's own certificate (RSA 2048); the offer names its fingerprint.
 """
 
 import argparse
@@ -32,10 +31,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument(
-        "--pem",
-        help="certificate and key (PEM) for DTLS instead of webrtcbin's own RSA one",
+        "--answer",
+        action="store_true",
+        help="read an offer from stdin and answer it instead of offering",
     )
     a = ap.parse_args()
+    ours, theirs = ("answer", "offer") if a.answer else ("offer", "answer")
     Gst.init(None)
     p = Gst.parse_launch(
         "webrtcbin name=w bundle-policy=max-bundle "
@@ -72,17 +73,21 @@ def main():
         bin_.sync_state_with_parent()
         pad.link(bin_.get_static_pad("sink"))
 
-    def on_offer(promise, _data):
+    def on_local(promise, _data):
         reply = promise.get_reply()
-        offer = reply.get_value("offer") if reply is not None else None
-        if offer is None:
-            errors.append(f"no offer: {reply}")
+        desc = reply.get_value(ours) if reply is not None else None
+        if desc is None:
+            errors.append(f"no {ours}: {reply}")
             GLib.idle_add(loop.quit)
             return
-        w.emit("set-local-description", offer, None)
+        w.emit("set-local-description", desc, None)
 
     def on_negotiation_needed(_w):
-        w.emit("create-offer", None, Gst.Promise.new_with_change_func(on_offer, None))
+        if not a.answer:
+            w.emit("create-offer", None, Gst.Promise.new_with_change_func(on_local, None))
+
+    def on_remote_set(_promise, _data):
+        w.emit("create-answer", None, Gst.Promise.new_with_change_func(on_local, None))
 
     def on_gathering(_w, _pspec):
         if w.get_property("ice-gathering-state") != GstWebRTC.WebRTCICEGatheringState.COMPLETE:
@@ -91,21 +96,24 @@ def main():
             return
         offered[0] = True
         sdp = w.get_property("local-description").sdp.as_text()
-        print("offer", sdp.encode().hex(), flush=True)
-        threading.Thread(target=read_answer, daemon=True).start()
+        print(ours, sdp.encode().hex(), flush=True)
+        if not a.answer:
+            threading.Thread(target=read_remote, daemon=True).start()
 
-    def read_answer():
+    def read_remote():
         line = sys.stdin.readline().split()
-        if len(line) != 2 or line[0] != "answer":
-            errors.append("no answer")
+        if len(line) != 2 or line[0] != theirs:
+            errors.append(f"no {theirs}")
             GLib.idle_add(loop.quit)
             return
         text = bytes.fromhex(line[1]).decode()
 
         def apply():
             _res, msg = GstSdp.SDPMessage.new_from_text(text)
-            answer = GstWebRTC.WebRTCSessionDescription.new(GstWebRTC.WebRTCSDPType.ANSWER, msg)
-            w.emit("set-remote-description", answer, None)
+            kind = GstWebRTC.WebRTCSDPType.OFFER if a.answer else GstWebRTC.WebRTCSDPType.ANSWER
+            desc = GstWebRTC.WebRTCSessionDescription.new(kind, msg)
+            then = Gst.Promise.new_with_change_func(on_remote_set, None) if a.answer else None
+            w.emit("set-remote-description", desc, then)
             return False
 
         GLib.idle_add(apply)
@@ -116,16 +124,6 @@ def main():
             errors.append(f"{err.message} ({dbg})".replace("\n", " "))
             loop.quit()
 
-    if a.pem:
-        pem = open(a.pem).read()
-
-        def on_element(_bin, _sub, element):
-            # Our certificate, before the element makes its DTLS connection.
-            f = element.get_factory()
-            if f is not None and f.get_name() == "dtlsdec":
-                element.set_property("pem", pem)
-
-        p.connect("deep-element-added", on_element)
     w.connect("pad-added", on_pad)
     w.connect("on-negotiation-needed", on_negotiation_needed)
     w.connect("notify::ice-gathering-state", on_gathering)
@@ -134,6 +132,8 @@ def main():
     bus.connect("message", on_message)
     GLib.timeout_add(int(a.seconds * 1000), loop.quit)
     p.set_state(Gst.State.PLAYING)
+    if a.answer:
+        threading.Thread(target=read_remote, daemon=True).start()
     loop.run()
     state = w.get_property("ice-connection-state").value_nick
     p.set_state(Gst.State.NULL)
