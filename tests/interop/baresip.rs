@@ -71,16 +71,6 @@ fn video_received(out: &str) -> Option<Received> {
     })
 }
 
-/// The received (decoded) frame rate of baresip's last status line (`efps=TX/RX`).
-fn decoded_fps(out: &str) -> f64 {
-    out.rsplit("efps=")
-        .next()
-        .and_then(|s| s.split_whitespace().next())
-        .and_then(|s| s.split('/').nth(1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[test]
 fn our_paced_clip_reaches_baresip_without_loss_and_decodes() {
     if !peers::have_peers(&["baresip", "ffmpeg"]) {
@@ -121,7 +111,7 @@ fn our_paced_clip_reaches_baresip_without_loss_and_decodes() {
         .expect("pictures_sent in our summary");
     let video = video_received(&theirs)
         .unwrap_or_else(|| panic!("no video RTP report from baresip:\n{theirs}"));
-    let fps = decoded_fps(&theirs);
+    let fps = support::baresip::decoded_fps(&theirs);
     eprintln!("we sent {sent} pictures; baresip received {video:?}, decoded at {fps} fps");
     // Every picture is at least one packet; a burst that overflowed baresip's socket would
     // show as lost packets: unpaced, about one in nine. A loaded machine's loopback may lose a

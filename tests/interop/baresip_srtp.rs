@@ -112,13 +112,7 @@ fn our_srtp_call_to_baresip(suite: &str, rtp_ports: &str) {
         String::from_utf8_lossy(&call.stderr)
     );
     // baresip decoded our video (its status line's received frame rate) and sent media back.
-    let efps = theirs
-        .rsplit("efps=")
-        .next()
-        .and_then(|s| s.split_whitespace().next())
-        .and_then(|s| s.split('/').nth(1))
-        .and_then(|s| s.parse::<f64>().ok())
-        .unwrap_or(0.0);
+    let efps = support::baresip::decoded_fps(&theirs);
     assert!(
         efps > 5.0,
         "{suite}: baresip decoded at {efps} fps\n{theirs}"

@@ -332,3 +332,13 @@ pub fn call_baresip(baresip: std::process::Child, uri: &str, extra: &[&str]) -> 
         theirs,
     }
 }
+
+/// The received (decoded) frame rate of baresip's last status line (`efps=TX/RX`).
+pub fn decoded_fps(out: &str) -> f64 {
+    out.rsplit("efps=")
+        .next()
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.split('/').nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0.0)
+}
